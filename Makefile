@@ -1,0 +1,69 @@
+# cowfork build. Plain make: `make`, `make check`, `make SAN=1 check`, `make fuzz`.
+# Every lib/*.c goes into libcowfork.a, every cli/*.c into the cowfork binary,
+# every tests/unit/*.c becomes one TAP test program, every bench/*.c one benchmark.
+
+CC      ?= cc
+SAN     ?=
+BUILD   ?= $(if $(SAN),build-san,build)
+LIBS    := -lroaring -lxxhash -luuid
+CFLAGS  ?= -O2 -g
+CFLAGS  += -std=gnu11 -Wall -Wextra -Werror -Wshadow -Wno-unused-parameter \
+           -D_GNU_SOURCE -D_FILE_OFFSET_BITS=64 -Iinclude -Ilib -pthread -MMD -MP
+LDFLAGS += -pthread
+ifneq ($(SAN),)
+CFLAGS  += -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
+LDFLAGS += -fsanitize=address,undefined
+endif
+
+LIB_SRC   := $(wildcard lib/*.c)
+CLI_SRC   := $(wildcard cli/*.c)
+UNIT_SRC  := $(wildcard tests/unit/*.c)
+BENCH_SRC := $(wildcard bench/*.c)
+
+LIB_OBJ   := $(LIB_SRC:%.c=$(BUILD)/%.o)
+CLI_OBJ   := $(CLI_SRC:%.c=$(BUILD)/%.o)
+UNIT_BIN  := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
+BENCH_BIN := $(BENCH_SRC:bench/%.c=$(BUILD)/bench/%)
+
+all: $(BUILD)/cowfork $(UNIT_BIN) $(BENCH_BIN)
+
+$(BUILD)/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -c -o $@ $<
+
+$(BUILD)/libcowfork.a: $(LIB_OBJ)
+	@rm -f $@
+	ar rcs $@ $^
+
+$(BUILD)/cowfork: $(CLI_OBJ) $(BUILD)/libcowfork.a
+	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS)
+
+$(BUILD)/tests/%: $(BUILD)/tests/unit/%.o $(BUILD)/libcowfork.a
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS)
+
+$(BUILD)/bench/%: $(BUILD)/bench/%.o $(BUILD)/libcowfork.a
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS)
+
+# Every test: the unit programs and tests/*.sh, through one runner.
+check: all
+	BUILD=$(BUILD) tests/run
+
+# libFuzzer targets (clang). Each tests/fuzz/NAME.c -> $(BUILD)/fuzz/NAME.
+FUZZ_SRC := $(wildcard tests/fuzz/*.c)
+FUZZ_BIN := $(FUZZ_SRC:tests/fuzz/%.c=build-fuzz/%)
+fuzz: $(FUZZ_BIN)
+build-fuzz/%: tests/fuzz/%.c $(LIB_SRC)
+	@mkdir -p build-fuzz
+	clang -std=gnu11 -g -O1 -D_GNU_SOURCE -D_FILE_OFFSET_BITS=64 -Iinclude -Ilib \
+	  -fsanitize=fuzzer,address,undefined -o $@ $< $(LIB_SRC) $(LIBS) -pthread
+
+bench: all
+	BUILD=$(BUILD) bench/run
+
+clean:
+	rm -rf build build-san build-fuzz
+
+.PHONY: all check fuzz bench clean
+-include $(LIB_OBJ:.o=.d) $(CLI_OBJ:.o=.d) $(UNIT_BIN:%=%.d)

@@ -1,0 +1,51 @@
+/* The cowfork command: shared pieces of the subcommands.
+ * Exit codes: 0 success, 1 error (one line on stderr), 2 bad usage. */
+#ifndef COWFORK_CLI_H
+#define COWFORK_CLI_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "cowfork/store.h"
+
+enum { EXIT_OK = 0, EXIT_ERR = 1, EXIT_USAGE = 2 };
+
+struct cli_cmd {
+  const char *name;    /* "image import" */
+  const char *summary; /* one line for `cowfork --help` */
+  const char *usage;   /* full --help text */
+  int (*run)(int argc, char **argv); /* argv[0] is the last word of name */
+};
+
+/* Options every subcommand shares, set by main before dispatch. */
+extern const char *cli_store_dir;
+
+/* Open the store (--store, $COWFORK_STORE, ~/.local/share/cowfork), or print
+ * the error and return NULL. */
+struct cf_store *cli_open_store(void);
+
+/* Print "cowfork: " + message to stderr and return EXIT_ERR. */
+int cli_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* Print a usage error plus "try --help" and return EXIT_USAGE. */
+int cli_usage(const struct cli_cmd *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* Parse "4096", "64K", "1M", "2G" into bytes; -1 if malformed. */
+int cli_parse_size(const char *s, uint64_t *out);
+
+/* A progress bar on stderr, drawn only when stderr is a terminal. Pass
+ * cli_progress as the cf_progress_fn with a struct cli_progress as ctx. */
+struct cli_progress {
+  const char *what;
+  bool tty;
+  int last_pct;
+};
+void cli_progress_init(struct cli_progress *p, const char *what);
+void cli_progress(void *ctx, uint64_t done, uint64_t total);
+void cli_progress_end(struct cli_progress *p);
+
+/* Looks for "--help"/"-h" in argv: prints cmd->usage and returns true. */
+bool cli_wants_help(const struct cli_cmd *cmd, int argc, char **argv);
+
+extern const struct cli_cmd cli_image_cmds[];
+
+#endif

@@ -1,0 +1,194 @@
+/* cowfork: entry point, global options and the subcommand table. */
+#include <errno.h>
+#include <getopt.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "cli.h"
+#include "cowfork/error.h"
+
+const char *cli_store_dir;
+
+static const struct cli_cmd *const tables[] = {cli_image_cmds};
+
+static void print_help(FILE *f)
+{
+  fprintf(f, "Usage: cowfork [--store DIR] COMMAND [ARGS...]\n"
+             "\n"
+             "Fork sandboxes and images by copy-on-write.\n"
+             "\n"
+             "Options:\n"
+             "  --store DIR   the store (default: $COWFORK_STORE, else ~/.local/share/cowfork)\n"
+             "  -h, --help    this text; COMMAND --help describes one command\n"
+             "\n"
+             "Commands:\n");
+  for (size_t t = 0; t < sizeof tables / sizeof *tables; t++)
+    for (const struct cli_cmd *c = tables[t]; c->name; c++)
+      fprintf(f, "  %-16s %s\n", c->name, c->summary);
+}
+
+int cli_error(const char *fmt, ...)
+{
+  va_list ap;
+  fputs("cowfork: ", stderr);
+  va_start(ap, fmt);
+  vfprintf(stderr, fmt, ap);
+  va_end(ap);
+  fputc('\n', stderr);
+  return EXIT_ERR;
+}
+
+int cli_usage(const struct cli_cmd *cmd, const char *fmt, ...)
+{
+  va_list ap;
+  fprintf(stderr, "cowfork %s: ", cmd->name);
+  va_start(ap, fmt);
+  vfprintf(stderr, fmt, ap);
+  va_end(ap);
+  fprintf(stderr, "\nTry 'cowfork %s --help'.\n", cmd->name);
+  return EXIT_USAGE;
+}
+
+bool cli_wants_help(const struct cli_cmd *cmd, int argc, char **argv)
+{
+  for (int i = 1; i < argc; i++) {
+    if (strcmp(argv[i], "--") == 0)
+      break;
+    if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
+      fputs(cmd->usage, stdout);
+      return true;
+    }
+  }
+  return false;
+}
+
+struct cf_store *cli_open_store(void)
+{
+  char buf[PATH_MAX];
+  const char *dir = cli_store_dir;
+  if (!dir)
+    dir = getenv("COWFORK_STORE");
+  if (!dir || !*dir) {
+    const char *home = getenv("HOME");
+    if (!home || !*home) {
+      cli_error("no store: pass --store DIR or set COWFORK_STORE (HOME is not set)");
+      return NULL;
+    }
+    snprintf(buf, sizeof buf, "%s/.local/share/cowfork", home);
+    dir = buf;
+  }
+  struct cf_store *s = cf_store_open(dir);
+  if (!s)
+    cli_error("%s", cf_error());
+  return s;
+}
+
+int cli_parse_size(const char *s, uint64_t *out)
+{
+  char *end;
+  if (!*s || *s == '-')
+    return -1;
+  errno = 0;
+  unsigned long long v = strtoull(s, &end, 10);
+  if (errno || end == s)
+    return -1;
+  unsigned shift = 0;
+  switch (*end) {
+  case 0: break;
+  case 'k': case 'K': shift = 10; end++; break;
+  case 'm': case 'M': shift = 20; end++; break;
+  case 'g': case 'G': shift = 30; end++; break;
+  default: return -1;
+  }
+  if (*end == 'i' && shift)
+    end++;
+  if ((*end == 'B' || *end == 'b') && shift)
+    end++;
+  if (*end || (shift && v > (UINT64_MAX >> shift)))
+    return -1;
+  *out = (uint64_t)v << shift;
+  return 0;
+}
+
+void cli_progress_init(struct cli_progress *p, const char *what)
+{
+  p->what = what;
+  p->tty = isatty(2);
+  p->last_pct = -1;
+}
+
+void cli_progress(void *ctx, uint64_t done, uint64_t total)
+{
+  struct cli_progress *p = ctx;
+  if (!p->tty || total == 0)
+    return;
+  int pct = (int)(done * 100 / total);
+  if (pct == p->last_pct)
+    return;
+  p->last_pct = pct;
+  int bar = pct * 30 / 100;
+  fprintf(stderr, "\r%-8s [%.*s%*s] %3d%% %llu/%llu MiB", p->what, bar,
+          "##############################", 30 - bar, "", pct,
+          (unsigned long long)(done >> 20), (unsigned long long)(total >> 20));
+}
+
+void cli_progress_end(struct cli_progress *p)
+{
+  if (p->tty && p->last_pct >= 0)
+    fputs("\r\033[K", stderr);
+}
+
+int main(int argc, char **argv)
+{
+  int i = 1;
+  for (; i < argc && argv[i][0] == '-'; i++) {
+    if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
+      print_help(stdout);
+      return EXIT_OK;
+    } else if (strcmp(argv[i], "--store") == 0 && i + 1 < argc) {
+      cli_store_dir = argv[++i];
+    } else if (strncmp(argv[i], "--store=", 8) == 0) {
+      cli_store_dir = argv[i] + 8;
+    } else {
+      fprintf(stderr, "cowfork: unknown option '%s'\nTry 'cowfork --help'.\n", argv[i]);
+      return EXIT_USAGE;
+    }
+  }
+  if (i >= argc) {
+    print_help(stderr);
+    return EXIT_USAGE;
+  }
+  /* Commands are one or two words ("image import"): match the longest. */
+  for (size_t t = 0; t < sizeof tables / sizeof *tables; t++)
+    for (const struct cli_cmd *c = tables[t]; c->name; c++) {
+      const char *sp = strchr(c->name, ' ');
+      size_t n1 = sp ? (size_t)(sp - c->name) : strlen(c->name);
+      if (strncmp(c->name, argv[i], n1) != 0 || argv[i][n1])
+        continue;
+      if (!sp)
+        return c->run(argc - i, argv + i);
+      if (i + 1 < argc && strcmp(sp + 1, argv[i + 1]) == 0)
+        return c->run(argc - i - 1, argv + i + 1);
+    }
+  /* "cowfork image" alone or with an unknown verb: list that group. */
+  bool group = false;
+  for (size_t t = 0; t < sizeof tables / sizeof *tables; t++)
+    for (const struct cli_cmd *c = tables[t]; c->name; c++) {
+      size_t n = strlen(argv[i]);
+      if (strncmp(c->name, argv[i], n) == 0 && c->name[n] == ' ') {
+        if (!group)
+          fprintf(stderr, "cowfork %s: %s '%s'. Commands:\n", argv[i],
+                  i + 1 < argc ? "unknown command" : "missing command",
+                  i + 1 < argc ? argv[i + 1] : "");
+        group = true;
+        fprintf(stderr, "  %-16s %s\n", c->name, c->summary);
+      }
+    }
+  if (!group)
+    fprintf(stderr, "cowfork: unknown command '%s'\nTry 'cowfork --help'.\n", argv[i]);
+  return EXIT_USAGE;
+}

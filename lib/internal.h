@@ -1,0 +1,44 @@
+/* Private helpers shared by lib/: error recording, scoped cleanup, small
+ * utilities. Not installed; front ends use include/cowfork/ only. */
+#ifndef COWFORK_INTERNAL_H
+#define COWFORK_INTERNAL_H
+
+#include <errno.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+#include "cowfork/error.h"
+
+/* Record errno = errnum and a message "func: fmt..." for this thread, set
+ * errno, and return -1, so a failure path reads `return cf_fail(EINVAL, ...)`. */
+int cf_fail_(const char *func, int errnum, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+#define cf_fail(errnum, ...) cf_fail_(__func__, (errnum), __VA_ARGS__)
+/* Same, for NULL-returning functions. */
+#define cf_fail_null(errnum, ...) ((void)cf_fail_(__func__, (errnum), __VA_ARGS__), (void *)NULL)
+
+/* Scoped cleanup for locals. */
+static inline void cf_cleanup_free(void *p) { free(*(void **)p); }
+static inline void cf_cleanup_close(int *fd)
+{
+  if (*fd >= 0) {
+    int e = errno;
+    close(*fd);
+    errno = e;
+  }
+}
+#define CLEANUP_FREE __attribute__((cleanup(cf_cleanup_free)))
+#define CLEANUP_CLOSE __attribute__((cleanup(cf_cleanup_close)))
+
+/* Read or write exactly len bytes at off (retrying short transfers and EINTR).
+ * pread_full returns the bytes read, short only at end of file. -1 on error
+ * with errno set (no message recorded: the caller names the file). */
+ssize_t cf_pread_full(int fd, void *buf, size_t len, uint64_t off);
+int cf_pwrite_full(int fd, const void *buf, size_t len, uint64_t off);
+
+static inline bool cf_is_pow2(uint64_t x) { return x && !(x & (x - 1)); }
+
+#endif

@@ -1,0 +1,480 @@
+/* The store: layers and named images in one directory (include/cowfork/store.h).
+ *
+ * Crash safety: every file is written under tmp/, fsync'ed, then renamed
+ * into layers/ or images/ and the directory fsync'ed. A crash leaves either
+ * the old state or the new one, plus garbage in tmp/ that gc removes.
+ *
+ * Sharing: layers are immutable and shared by every image whose map names
+ * them; there are no reference counts to keep in step. gc marks the layers
+ * named by all headers in images/ and sweeps the rest. Writers (a layer being
+ * written, a header not yet stored) hold flock(LOCK_SH) on DIR/lock and gc
+ * holds LOCK_EX, so gc never sweeps a layer whose header is still coming. */
+#include <dirent.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <uuid/uuid.h>
+#include <xxhash.h>
+
+#include "cowfork/store.h"
+#include "internal.h"
+
+struct cf_store {
+  char *dir;
+};
+
+const char *cf_store_dir(const struct cf_store *s) { return s->dir; }
+
+static int mkdir_p(const char *path)
+{
+  char buf[PATH_MAX];
+  if (snprintf(buf, sizeof buf, "%s", path) >= (int)sizeof buf)
+    return cf_fail(ENAMETOOLONG, "path too long: %s", path);
+  for (char *p = buf + 1; *p; p++) {
+    if (*p != '/')
+      continue;
+    *p = 0;
+    if (mkdir(buf, 0755) < 0 && errno != EEXIST)
+      return cf_fail(errno, "mkdir %s: %m", buf);
+    *p = '/';
+  }
+  if (mkdir(buf, 0755) < 0 && errno != EEXIST)
+    return cf_fail(errno, "mkdir %s: %m", buf);
+  return 0;
+}
+
+struct cf_store *cf_store_open(const char *dir)
+{
+  static const char *const sub[] = {"layers", "images", "tmp"};
+  char path[PATH_MAX];
+  if (mkdir_p(dir) < 0)
+    return NULL;
+  for (size_t i = 0; i < 3; i++) {
+    snprintf(path, sizeof path, "%s/%s", dir, sub[i]);
+    if (mkdir(path, 0755) < 0 && errno != EEXIST)
+      return cf_fail_null(errno, "mkdir %s: %m", path);
+  }
+  struct cf_store *s = calloc(1, sizeof *s);
+  if (!s || !(s->dir = strdup(dir))) {
+    free(s);
+    return cf_fail_null(ENOMEM, "out of memory");
+  }
+  return s;
+}
+
+void cf_store_close(struct cf_store *s)
+{
+  if (s) {
+    free(s->dir);
+    free(s);
+  }
+}
+
+int cf_store_check_name(const char *name)
+{
+  size_t n = strlen(name);
+  if (n == 0 || n > 200 || name[0] == '.')
+    return cf_fail(EINVAL, "bad image name '%s': 1-200 characters, not starting with '.'", name);
+  for (size_t i = 0; i < n; i++) {
+    char c = name[i];
+    if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' ||
+          c == '_' || c == '-'))
+      return cf_fail(EINVAL, "bad image name '%s': only letters, digits, '.', '_' and '-'", name);
+  }
+  return 0;
+}
+
+int cf_store_layer_path(const struct cf_store *s, const uint8_t id[16], char *buf, size_t len)
+{
+  char idtxt[37];
+  cf_id_format(id, idtxt);
+  if (snprintf(buf, len, "%s/layers/%s", s->dir, idtxt) >= (int)len)
+    return cf_fail(ENAMETOOLONG, "path too long in %s", s->dir);
+  return 0;
+}
+
+int cf_store_lock_shared(struct cf_store *s)
+{
+  char path[PATH_MAX];
+  snprintf(path, sizeof path, "%s/lock", s->dir);
+  int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+  if (fd < 0)
+    return cf_fail(errno, "open %s: %m", path);
+  if (flock(fd, LOCK_SH) < 0) {
+    int e = errno;
+    close(fd);
+    return cf_fail(e, "lock %s: %s", path, strerror(e));
+  }
+  return fd;
+}
+
+void cf_store_unlock(int token)
+{
+  if (token >= 0)
+    close(token);
+}
+
+static int fsync_dir(const char *dir)
+{
+  int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd < 0 || fsync(fd) < 0) {
+    int e = errno;
+    if (fd >= 0)
+      close(fd);
+    return cf_fail(e, "fsync %s: %s", dir, strerror(e));
+  }
+  close(fd);
+  return 0;
+}
+
+/* Read a whole small file (a header) into memory. */
+static int read_file(const char *path, void **buf, size_t *len)
+{
+  CLEANUP_CLOSE int fd = open(path, O_RDONLY | O_CLOEXEC);
+  struct stat st;
+  if (fd < 0)
+    return cf_fail(errno, "%s: %m", path);
+  if (fstat(fd, &st) < 0)
+    return cf_fail(errno, "%s: %m", path);
+  if (!S_ISREG(st.st_mode) || st.st_size > (1ll << 34))
+    return cf_fail(EINVAL, "%s: not a header file", path);
+  void *b = malloc(st.st_size ? st.st_size : 1);
+  if (!b)
+    return cf_fail(ENOMEM, "out of memory");
+  ssize_t r = cf_pread_full(fd, b, st.st_size, 0);
+  if (r != st.st_size) {
+    free(b);
+    return cf_fail(r < 0 ? errno : EIO, "read %s: %s", path, r < 0 ? strerror(errno) : "short read");
+  }
+  *buf = b;
+  *len = st.st_size;
+  return 0;
+}
+
+struct cf_header *cf_store_get_header(struct cf_store *s, const char *name)
+{
+  char path[PATH_MAX];
+  CLEANUP_FREE void *buf = NULL;
+  size_t len = 0;
+  if (cf_store_check_name(name) < 0)
+    return NULL;
+  snprintf(path, sizeof path, "%s/images/%s", s->dir, name);
+  if (read_file(path, &buf, &len) < 0) {
+    if (errno == ENOENT)
+      return cf_fail_null(ENOENT, "no image named '%s' in %s", name, s->dir);
+    return NULL;
+  }
+  struct cf_header *h = cf_header_parse(buf, len);
+  if (!h)
+    return cf_fail_null(errno, "image '%s': %s", name, cf_error());
+  return h;
+}
+
+/* Write len bytes to a new temp file in tmp/, fsync it, make it read-only;
+ * returns the fd, the path in tmp. */
+static int write_tmp(struct cf_store *s, char *tmp, size_t tmplen)
+{
+  if (snprintf(tmp, tmplen, "%s/tmp/XXXXXX", s->dir) >= (int)tmplen)
+    return cf_fail(ENAMETOOLONG, "path too long in %s", s->dir);
+  int fd = mkostemp(tmp, O_CLOEXEC);
+  if (fd < 0)
+    return cf_fail(errno, "create temp file in %s/tmp: %m", s->dir);
+  return fd;
+}
+
+int cf_store_put_header(struct cf_store *s, const char *name, const struct cf_header *h)
+{
+  char tmp[PATH_MAX], path[PATH_MAX], dir[PATH_MAX];
+  CLEANUP_FREE void *buf = NULL;
+  size_t len = 0;
+  if (cf_store_check_name(name) < 0 || cf_header_serialize(h, &buf, &len) < 0)
+    return -1;
+  for (uint32_t i = 0; i < h->nlayers; i++) {
+    char lp[PATH_MAX];
+    if (cf_store_layer_path(s, h->layers[i].id, lp, sizeof lp) < 0)
+      return -1;
+    if (access(lp, F_OK) < 0)
+      return cf_fail(errno, "layer %s of image '%s': %m", lp, name);
+  }
+  snprintf(path, sizeof path, "%s/images/%s", s->dir, name);
+  snprintf(dir, sizeof dir, "%s/images", s->dir);
+  int fd = write_tmp(s, tmp, sizeof tmp);
+  if (fd < 0)
+    return -1;
+  if (cf_pwrite_full(fd, buf, len, 0) < 0 || fsync(fd) < 0 || fchmod(fd, 0444) < 0) {
+    int e = errno;
+    close(fd);
+    unlink(tmp);
+    return cf_fail(e, "write %s: %s", tmp, strerror(e));
+  }
+  close(fd);
+  if (renameat2(AT_FDCWD, tmp, AT_FDCWD, path, RENAME_NOREPLACE) < 0) {
+    int e = errno;
+    unlink(tmp);
+    if (e == EEXIST)
+      return cf_fail(EEXIST, "an image named '%s' already exists", name);
+    return cf_fail(e, "rename %s to %s: %s", tmp, path, strerror(e));
+  }
+  return fsync_dir(dir);
+}
+
+static int cmp_str(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
+
+void cf_store_free_list(char **names, size_t n)
+{
+  for (size_t i = 0; i < n; i++)
+    free(names[i]);
+  free(names);
+}
+
+int cf_store_list(struct cf_store *s, char ***out, size_t *nout)
+{
+  char path[PATH_MAX];
+  snprintf(path, sizeof path, "%s/images", s->dir);
+  DIR *d = opendir(path);
+  if (!d)
+    return cf_fail(errno, "%s: %m", path);
+  char **v = NULL;
+  size_t n = 0, cap = 0;
+  struct dirent *de;
+  while ((de = readdir(d))) {
+    if (de->d_name[0] == '.')
+      continue;
+    if (n == cap) {
+      cap = cap ? cap * 2 : 16;
+      char **nv = realloc(v, cap * sizeof *v);
+      if (!nv)
+        goto nomem;
+      v = nv;
+    }
+    if (!(v[n] = strdup(de->d_name)))
+      goto nomem;
+    n++;
+  }
+  closedir(d);
+  if (n)
+    qsort(v, n, sizeof *v, cmp_str);
+  *out = v;
+  *nout = n;
+  return 0;
+nomem:
+  closedir(d);
+  cf_store_free_list(v, n);
+  return cf_fail(ENOMEM, "out of memory");
+}
+
+char *cf_store_find_id(struct cf_store *s, const uint8_t id[16])
+{
+  char **names;
+  size_t n;
+  char *found = NULL;
+  if (cf_store_list(s, &names, &n) < 0)
+    return NULL;
+  for (size_t i = 0; i < n && !found; i++) {
+    struct cf_header *h = cf_store_get_header(s, names[i]);
+    if (h && memcmp(h->id, id, 16) == 0)
+      found = strdup(names[i]);
+    cf_header_free(h);
+  }
+  cf_store_free_list(names, n);
+  return found;
+}
+
+int cf_store_remove(struct cf_store *s, const char *name)
+{
+  char path[PATH_MAX], dir[PATH_MAX];
+  if (cf_store_check_name(name) < 0)
+    return -1;
+  snprintf(path, sizeof path, "%s/images/%s", s->dir, name);
+  snprintf(dir, sizeof dir, "%s/images", s->dir);
+  if (unlink(path) < 0) {
+    if (errno == ENOENT)
+      return cf_fail(ENOENT, "no image named '%s' in %s", name, s->dir);
+    return cf_fail(errno, "unlink %s: %m", path);
+  }
+  if (fsync_dir(dir) < 0)
+    return -1;
+  return cf_store_gc(s, NULL);
+}
+
+/* Layer ids referenced by the images, sorted for bsearch. */
+struct idset {
+  uint8_t (*v)[16];
+  size_t n, cap;
+};
+
+static int cmp_id(const void *a, const void *b) { return memcmp(a, b, 16); }
+
+int cf_store_gc(struct cf_store *s, struct cf_gc_stats *stats)
+{
+  struct cf_gc_stats st = {0};
+  struct idset ids = {0};
+  char path[PATH_MAX];
+  char **names = NULL;
+  size_t n = 0;
+  int ret = -1;
+  snprintf(path, sizeof path, "%s/lock", s->dir);
+  CLEANUP_CLOSE int lock = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+  if (lock < 0)
+    return cf_fail(errno, "open %s: %m", path);
+  if (flock(lock, LOCK_EX) < 0)
+    return cf_fail(errno, "lock %s: %m", path);
+
+  /* Mark. */
+  if (cf_store_list(s, &names, &n) < 0)
+    return -1;
+  for (size_t i = 0; i < n; i++) {
+    struct cf_header *h = cf_store_get_header(s, names[i]);
+    if (!h) {
+      cf_fail(errno, "gc refused, nothing removed: %s", cf_error());
+      goto out;
+    }
+    for (uint32_t j = 0; j < h->nlayers; j++) {
+      if (ids.n == ids.cap) {
+        ids.cap = ids.cap ? ids.cap * 2 : 64;
+        void *nv = realloc(ids.v, ids.cap * 16);
+        if (!nv) {
+          cf_header_free(h);
+          cf_fail(ENOMEM, "out of memory");
+          goto out;
+        }
+        ids.v = nv;
+      }
+      memcpy(ids.v[ids.n++], h->layers[j].id, 16);
+    }
+    cf_header_free(h);
+  }
+  if (ids.n)
+    qsort(ids.v, ids.n, 16, cmp_id);
+
+  /* Sweep layers. */
+  snprintf(path, sizeof path, "%s/layers", s->dir);
+  DIR *d = opendir(path);
+  if (!d) {
+    cf_fail(errno, "%s: %m", path);
+    goto out;
+  }
+  struct dirent *de;
+  while ((de = readdir(d))) {
+    uint8_t id[16];
+    struct stat sb;
+    if (de->d_name[0] == '.')
+      continue;
+    if (uuid_parse(de->d_name, id) == 0 && ids.n && bsearch(id, ids.v, ids.n, 16, cmp_id)) {
+      st.layers_kept++;
+      continue;
+    }
+    if (fstatat(dirfd(d), de->d_name, &sb, 0) == 0)
+      st.bytes_removed += sb.st_size;
+    if (unlinkat(dirfd(d), de->d_name, 0) == 0)
+      st.layers_removed++;
+  }
+  closedir(d);
+  /* Sweep temp files: with LOCK_EX held no writer is alive. */
+  snprintf(path, sizeof path, "%s/tmp", s->dir);
+  if ((d = opendir(path))) {
+    while ((de = readdir(d)))
+      if (de->d_name[0] != '.' && unlinkat(dirfd(d), de->d_name, 0) == 0)
+        st.tmp_removed++;
+    closedir(d);
+  }
+  if (stats)
+    *stats = st;
+  ret = 0;
+out:
+  cf_store_free_list(names, n);
+  free(ids.v);
+  return ret;
+}
+
+struct cf_layer_writer {
+  struct cf_store *s;
+  uint32_t block_size;
+  int fd, lock;
+  uint64_t nblocks;
+  XXH3_state_t *xxh;
+  char tmp[PATH_MAX];
+};
+
+struct cf_layer_writer *cf_layer_writer_new(struct cf_store *s, uint32_t block_size)
+{
+  struct cf_layer_writer *w = calloc(1, sizeof *w);
+  if (!w)
+    return cf_fail_null(ENOMEM, "out of memory");
+  w->s = s;
+  w->block_size = block_size;
+  w->fd = -1;
+  if ((w->lock = cf_store_lock_shared(s)) < 0) {
+    free(w);
+    return NULL;
+  }
+  if (!(w->xxh = XXH3_createState()) || XXH3_64bits_reset(w->xxh) != XXH_OK) {
+    cf_layer_writer_abort(w);
+    return cf_fail_null(ENOMEM, "out of memory");
+  }
+  return w;
+}
+
+uint64_t cf_layer_writer_nblocks(const struct cf_layer_writer *w) { return w->nblocks; }
+
+int cf_layer_writer_append(struct cf_layer_writer *w, const void *buf, uint64_t nblocks, uint64_t *offset)
+{
+  size_t len = nblocks * w->block_size;
+  if (w->fd < 0 && (w->fd = write_tmp(w->s, w->tmp, sizeof w->tmp)) < 0)
+    return -1;
+  if (cf_pwrite_full(w->fd, buf, len, w->nblocks * w->block_size) < 0)
+    return cf_fail(errno, "write %s: %m", w->tmp);
+  XXH3_64bits_update(w->xxh, buf, len);
+  if (offset)
+    *offset = w->nblocks;
+  w->nblocks += nblocks;
+  return 0;
+}
+
+void cf_layer_writer_abort(struct cf_layer_writer *w)
+{
+  if (!w)
+    return;
+  if (w->fd >= 0) {
+    close(w->fd);
+    unlink(w->tmp);
+  }
+  cf_store_unlock(w->lock);
+  XXH3_freeState(w->xxh);
+  free(w);
+}
+
+int cf_layer_writer_finish(struct cf_layer_writer *w, struct cf_layer_ref *ref)
+{
+  char path[PATH_MAX], dir[PATH_MAX];
+  memset(ref, 0, sizeof *ref);
+  uuid_generate(ref->id);
+  if (w->nblocks == 0) {
+    cf_layer_writer_abort(w);
+    return 0;
+  }
+  ref->nblocks = w->nblocks;
+  ref->checksum = XXH3_64bits_digest(w->xxh);
+  if (cf_store_layer_path(w->s, ref->id, path, sizeof path) < 0)
+    goto err;
+  if (fsync(w->fd) < 0 || fchmod(w->fd, 0444) < 0) {
+    cf_fail(errno, "fsync %s: %m", w->tmp);
+    goto err;
+  }
+  if (rename(w->tmp, path) < 0) {
+    cf_fail(errno, "rename %s to %s: %m", w->tmp, path);
+    goto err;
+  }
+  close(w->fd);
+  w->fd = -1;
+  snprintf(dir, sizeof dir, "%s/layers", w->s->dir);
+  int r = fsync_dir(dir);
+  cf_layer_writer_abort(w);
+  return r;
+err:
+  cf_layer_writer_abort(w);
+  return -1;
+}

@@ -1,0 +1,41 @@
+# Sourced by every tests/*.sh. Gives:
+#   requires PROGRAM...   skip the test (exit 77, saying why) unless each is on PATH
+#   skip "why"            skip the test now
+#   fail "why"            fail the test now
+#   cleanup_fn CMD...     run CMD at exit (last registered runs first)
+#   tmpdir                a fresh directory removed at exit, in $TMP
+#   cowfork ARGS...       the cowfork binary under test, with a private store
+#   start_server PIDVAR SOCKET CMD...  run CMD in the background, wait for SOCKET
+set -euo pipefail
+: "${COWFORK:=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)/build/cowfork}"
+_cleanups=()
+_run_cleanups() {
+  local i
+  for ((i = ${#_cleanups[@]} - 1; i >= 0; i--)); do eval "${_cleanups[i]}" || true; done
+}
+trap _run_cleanups EXIT
+cleanup_fn() { _cleanups+=("$*"); }
+skip() { echo "SKIP: $*"; exit 77; }
+fail() { echo "FAIL: $*" >&2; exit 1; }
+requires() {
+  local p
+  for p in "$@"; do command -v "$p" >/dev/null 2>&1 || skip "$p is not installed"; done
+}
+TMP=$(mktemp -d /tmp/cowfork-test.XXXXXX)
+cleanup_fn "rm -rf '$TMP'"
+export COWFORK_STORE="$TMP/store"
+cowfork() { "$COWFORK" "$@"; }
+start_server() {
+  local var=$1 sock=$2; shift 2
+  "$@" &
+  local pid=$!
+  eval "$var=$pid"
+  cleanup_fn "kill $pid 2>/dev/null; wait $pid 2>/dev/null"
+  local i
+  for ((i = 0; i < 500; i++)); do
+    [ -S "$sock" ] && return 0
+    kill -0 "$pid" 2>/dev/null || fail "server exited before creating $sock"
+    sleep 0.01
+  done
+  fail "server did not create $sock within 5 s"
+}
