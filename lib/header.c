@@ -33,8 +33,9 @@ static uint64_t get64(const uint8_t *p) { uint64_t v; memcpy(&v, p, 8); return l
 static void put32(uint8_t *p, uint32_t v) { v = htole32(v); memcpy(p, &v, 4); }
 static void put64(uint8_t *p, uint64_t v) { v = htole64(v); memcpy(p, &v, 8); }
 
-static uint64_t checksum(const uint8_t *buf, size_t len)
+uint64_t cf_header_checksum(const void *vbuf, size_t len)
 {
+  const uint8_t *buf = vbuf;
   static const uint8_t zero[8];
   XXH3_state_t st;
   XXH3_64bits_reset(&st);
@@ -111,9 +112,12 @@ struct cf_header *cf_header_parse(const void *vbuf, size_t len)
       len != PREAMBLE + (uint64_t)nlayers * LAYER_SIZE + nextents * EXTENT_SIZE)
     return cf_fail_null(EINVAL, "header length %zu does not match %u layers and %llu extents", len,
                         nlayers, (unsigned long long)nextents);
-  if (get64(buf + OFF_CHECKSUM) != checksum(buf, len))
+  if (get64(buf + OFF_CHECKSUM) != cf_header_checksum(buf, len))
     return cf_fail_null(EINVAL, "header checksum mismatch (corrupted header)");
 
+  /* Reserved bytes are zero, so a later version can give them meaning. */
+  if (get32(buf + 68) != 0 || get64(buf + 88) != 0)
+    return cf_fail_null(EINVAL, "reserved header field is not zero");
   struct cf_header *h = calloc(1, sizeof *h);
   if (!h)
     return cf_fail_null(ENOMEM, "out of memory");
@@ -155,6 +159,10 @@ struct cf_header *cf_header_parse(const void *vbuf, size_t len)
     e->count = get64(p + 8);
     e->offset = get64(p + 16);
     e->layer = get32(p + 24);
+    if (get32(p + 28) != 0) {
+      cf_fail(EINVAL, "extent %llu: reserved field is not zero", (unsigned long long)i);
+      goto bad;
+    }
     if (e->first != next) {
       cf_fail(EINVAL, "extent %llu starts at block %llu, expected %llu (%s)", (unsigned long long)i,
               (unsigned long long)e->first, (unsigned long long)next,
@@ -220,7 +228,7 @@ int cf_header_serialize(const struct cf_header *h, void **out, size_t *outlen)
     put64(p + 16, h->extents[i].offset);
     put32(p + 24, h->extents[i].layer);
   }
-  put64(buf + OFF_CHECKSUM, checksum(buf, len));
+  put64(buf + OFF_CHECKSUM, cf_header_checksum(buf, len));
   *out = buf;
   *outlen = len;
   return 0;

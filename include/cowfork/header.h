@@ -56,6 +56,10 @@ void cf_header_free(struct cf_header *h);
  * for malformed input) describing the first problem found. */
 struct cf_header *cf_header_parse(const void *buf, size_t len);
 
+/* The checksum of an on-disk header of len bytes (>= 96): XXH3-64 of the
+ * whole buffer with the checksum field (bytes 80-87) taken as zero. */
+uint64_t cf_header_checksum(const void *buf, size_t len);
+
 /* Serialize to the on-disk form (malloc'ed, checksum filled in). */
 int cf_header_serialize(const struct cf_header *h, void **buf, size_t *len);
 

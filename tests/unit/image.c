@@ -1,0 +1,326 @@
+/* Layered images: header parser rejects bad input, commits store only what
+ * changed, chains stay one lookup deep and export byte-identical (checked
+ * against a plain array model), gc never breaks a sharing image. */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "cowfork/error.h"
+#include "cowfork/image.h"
+#include "tap.h"
+
+static char tmpl[] = "/tmp/cowfork-image-test.XXXXXX";
+static const char *dir;
+
+/* A header with 2 layers and the given extents, serialized then parsed. */
+static struct cf_header *roundtrip(struct cf_header *h)
+{
+  void *buf;
+  size_t len;
+  if (cf_header_serialize(h, &buf, &len) < 0)
+    return NULL;
+  struct cf_header *p = cf_header_parse(buf, len);
+  free(buf);
+  return p;
+}
+
+static int rejects(struct cf_header *h, const char *needle, const char *what)
+{
+  struct cf_header *p = roundtrip(h);
+  int good = !p && errno == EINVAL && strstr(cf_error(), needle);
+  ok(good, "rejects %s (%s)", what, p ? "accepted" : cf_error());
+  cf_header_free(p);
+  return good;
+}
+
+static void test_parser(void)
+{
+  struct cf_layer_ref layers[2] = {{.id = {1}, .nblocks = 10}, {.id = {2}, .nblocks = 10}};
+  struct cf_extent ext[3] = {{0, 4, 0, 0}, {4, 4, 0, CF_LAYER_EMPTY}, {8, 2, 3, 1}};
+  struct cf_header h = {.size = 10 * 4096, .block_size = 4096, .nlayers = 2, .layers = layers,
+                        .nextents = 3, .extents = ext};
+  struct cf_header *p = roundtrip(&h);
+  ok(p && p->nextents == 3 && p->extents[2].offset == 3 && p->extents[1].layer == CF_LAYER_EMPTY,
+     "valid header round-trips");
+  if (p) {
+    is(cf_header_lookup(p, 0), 0, "lookup block 0");
+    is(cf_header_lookup(p, 7), 1, "lookup block 7");
+    is(cf_header_lookup(p, 9), 2, "lookup block 9");
+    ok(cf_header_lookup(p, 10) < 0, "lookup past the end fails");
+  }
+  cf_header_free(p);
+
+  void *buf;
+  size_t len;
+  cf_header_serialize(&h, &buf, &len);
+  unsigned char *b = buf;
+  ok(!cf_header_parse(buf, 50) && strstr(cf_error(), "truncated"), "rejects a truncated preamble");
+  ok(!cf_header_parse(buf, len - 1) && strstr(cf_error(), "length"), "rejects a truncated map");
+  b[0] ^= 1;
+  ok(!cf_header_parse(buf, len) && strstr(cf_error(), "magic"), "rejects a wrong magic");
+  b[0] ^= 1;
+  b[8] = 2;
+  ok(!cf_header_parse(buf, len) && strstr(cf_error(), "version"), "rejects version 2");
+  b[8] = 1;
+  size_t flips = 0;
+  for (size_t i = 0; i < len; i++) {
+    b[i] ^= 0x10;
+    struct cf_header *q = cf_header_parse(buf, len);
+    flips += q == NULL;
+    cf_header_free(q);
+    b[i] ^= 0x10;
+  }
+  is(flips, len, "every one of the %zu bytes flipped is caught", len);
+  free(buf);
+
+  h.size = 10 * 4096 + 100;
+  rejects(&h, "multiple", "size not a multiple of the block size");
+  h.size = 10 * 4096;
+  h.block_size = 4096 + 512;
+  rejects(&h, "power of two", "block size not a power of two");
+  h.block_size = 256;
+  rejects(&h, "power of two", "block size below 512");
+  h.block_size = 4096;
+  ext[1].first = 3;
+  rejects(&h, "overlap", "overlapping extents");
+  ext[1].first = 5;
+  rejects(&h, "gap", "a gap between extents");
+  ext[1].first = 4;
+  ext[2].count = 1;
+  rejects(&h, "gap at the end", "extents that stop short");
+  ext[2].count = 3;
+  rejects(&h, "outside", "extents past the end");
+  ext[2].count = 2;
+  ext[2].layer = 2;
+  rejects(&h, "names layer", "a layer index out of range");
+  ext[2].layer = 1;
+  ext[2].offset = 9;
+  rejects(&h, "past the end of layer", "an offset past the end of a layer");
+  ext[2].offset = 3;
+  ext[1].offset = 1;
+  rejects(&h, "offset", "an empty extent with an offset");
+  ext[1].offset = 0;
+  memcpy(layers[1].id, layers[0].id, 16);
+  rejects(&h, "twice", "a layer listed twice");
+  layers[1].id[0] = 2;
+  h.nextents = 0;
+  rejects(&h, "empty", "an empty extent map");
+  h.nextents = 3;
+  p = roundtrip(&h);
+  ok(p != NULL, "the repaired header parses again");
+  cf_header_free(p);
+}
+
+/* The model: one byte per block, the block filled with it (0: zero block). */
+enum { NB = 700, BS = 4096 };
+
+static int write_raw(const char *path, const unsigned char *model, size_t nb)
+{
+  int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+  static char blk[BS];
+  for (size_t i = 0; i < nb; i++) {
+    memset(blk, model[i], BS);
+    if (model[i])
+      memcpy(blk, &i, sizeof i); /* distinct blocks */
+    if (pwrite(fd, blk, BS, (off_t)i * BS) != BS)
+      return -1;
+  }
+  close(fd);
+  return 0;
+}
+
+static int same_file(const char *a, const char *b)
+{
+  char cmd[1024];
+  snprintf(cmd, sizeof cmd, "cmp -s %s %s", a, b);
+  return system(cmd) == 0;
+}
+
+static void test_chain(struct cf_store *s, unsigned seed)
+{
+  unsigned char model[NB], prev[NB];
+  char raw[256], out[256], name[64], parent[64];
+  snprintf(raw, sizeof raw, "%s/in.raw", dir);
+  snprintf(out, sizeof out, "%s/out.raw", dir);
+  srand(seed);
+  for (int i = 0; i < NB; i++)
+    model[i] = rand() % 2 ? 1 + rand() % 255 : 0;
+  write_raw(raw, model, NB);
+  int fd = open(raw, O_RDONLY);
+  snprintf(name, sizeof name, "chain%u-0", seed);
+  ok(cf_image_import(s, fd, name, BS, NULL, NULL) == 0, "import %s: %s", name, cf_error());
+  close(fd);
+  size_t nonzero = 0;
+  for (int i = 0; i < NB; i++)
+    nonzero += model[i] != 0;
+  struct cf_header *h = cf_store_get_header(s, name);
+  struct cf_image_stats st;
+  cf_image_stats(h, &st);
+  is(st.stored_bytes, nonzero * BS, "import stores exactly the non-zero blocks");
+  is(h->generation, 0, "an imported image is generation 0");
+  ok(cf_id_is_null(h->parent), "an imported image has no parent");
+  cf_header_free(h);
+
+  int bad = 0;
+  for (int g = 1; g <= 20; g++) {
+    memcpy(prev, model, NB);
+    size_t changed_nonzero = 0;
+    for (int k = 0; k < 1 + rand() % 30; k++) {
+      int at = rand() % NB, len = 1 + rand() % 8;
+      int kind = rand() % 3; /* data, zeros, revert to nothing new */
+      for (int i = at; i < at + len && i < NB; i++)
+        model[i] = kind == 0 ? 1 + rand() % 255 : kind == 1 ? 0 : model[i];
+    }
+    for (int i = 0; i < NB; i++)
+      changed_nonzero += model[i] != prev[i] && model[i] != 0;
+    write_raw(raw, model, NB);
+    snprintf(parent, sizeof parent, "%s", name);
+    snprintf(name, sizeof name, "chain%u-%d", seed, g);
+    struct cf_image *p = cf_image_open(s, parent);
+    fd = open(raw, O_RDONLY);
+    if (!p || cf_image_commit_raw(s, p, fd, name, NULL, NULL) < 0) {
+      ok(0, "commit %s: %s", name, cf_error());
+      return;
+    }
+    close(fd);
+    cf_image_close(p);
+    struct cf_image *img = cf_image_open(s, name);
+    const struct cf_header *ch = cf_image_header(img);
+    cf_image_stats(ch, &st);
+    bad += st.own_bytes != changed_nonzero * BS;
+    bad += ch->generation != (uint64_t)g;
+    /* Every block read alone matches the model. */
+    char blk[BS];
+    for (int i = 0; i < NB; i++) {
+      cf_image_read(img, blk, BS, (uint64_t)i * BS);
+      bad += (unsigned char)blk[BS - 1] != model[i];
+    }
+    int fo = open(out, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    bad += cf_image_export(img, fo, NULL, NULL) != 0;
+    close(fo);
+    bad += !same_file(raw, out);
+    bad += cf_image_verify(img, NULL, NULL) != 0;
+    /* Coalesced: no two neighbours continue each other. */
+    for (uint64_t i = 1; i < ch->nextents; i++) {
+      const struct cf_extent *a = &ch->extents[i - 1], *b = &ch->extents[i];
+      bad += a->layer == b->layer &&
+             (a->layer == CF_LAYER_EMPTY || a->offset + a->count == b->offset);
+    }
+    cf_image_close(img);
+  }
+  is(bad, 0, "seed %u: 20 commits each store only their changes, read, export and verify", seed);
+
+  /* An unchanged commit writes no layer. */
+  struct cf_image *p = cf_image_open(s, name);
+  fd = open(raw, O_RDONLY);
+  char same[64];
+  snprintf(same, sizeof same, "chain%u-same", seed);
+  ok(cf_image_commit_raw(s, p, fd, same, NULL, NULL) == 0, "commit with no change");
+  close(fd);
+  cf_image_close(p);
+  h = cf_store_get_header(s, same);
+  cf_image_stats(h, &st);
+  is(st.own_bytes, 0, "a commit that changes nothing stores no data");
+  cf_header_free(h);
+}
+
+static void test_store(struct cf_store *s)
+{
+  char raw[256], path[512], out[256];
+  unsigned char model[NB];
+  snprintf(raw, sizeof raw, "%s/in.raw", dir);
+  snprintf(out, sizeof out, "%s/out.raw", dir);
+  for (int i = 0; i < NB; i++)
+    model[i] = i % 3 ? i % 251 + 1 : 0;
+  write_raw(raw, model, NB);
+  int fd = open(raw, O_RDONLY);
+  ok(cf_image_import(s, fd, "base", BS, NULL, NULL) == 0, "import base");
+  ok(cf_image_import(s, fd, "base", BS, NULL, NULL) < 0 && errno == EEXIST, "a name is taken once");
+  close(fd);
+  model[5] = 7;
+  write_raw(raw, model, NB);
+  struct cf_image *b = cf_image_open(s, "base");
+  fd = open(raw, O_RDONLY);
+  ok(cf_image_commit_raw(s, b, fd, "kid", NULL, NULL) == 0, "commit kid");
+  close(fd);
+  cf_image_close(b);
+  ok(cf_store_remove(s, "base") == 0, "remove the parent");
+  struct cf_image *k = cf_image_open(s, "kid");
+  ok(k && cf_image_verify(k, NULL, NULL) == 0, "the child still opens and verifies");
+  int fo = open(out, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+  ok(k && cf_image_export(k, fo, NULL, NULL) == 0 && same_file(raw, out), "and exports the same bytes");
+  close(fo);
+  cf_image_close(k);
+  ok(cf_store_remove(s, "base") < 0 && errno == ENOENT, "removing a missing image fails with ENOENT");
+  ok(cf_store_check_name("../x") < 0 && cf_store_check_name(".hidden") < 0 &&
+         cf_store_check_name("a/b") < 0 && cf_store_check_name("") < 0 &&
+         cf_store_check_name("ok-name_1.2") == 0,
+     "image names are checked");
+
+  /* A corrupt header makes gc refuse and delete nothing. */
+  snprintf(path, sizeof path, "%s/store/images/junk", dir);
+  fd = open(path, O_WRONLY | O_CREAT, 0644);
+  ok(write(fd, "garbage", 7) == 7, "write a junk header");
+  close(fd);
+  struct cf_gc_stats st;
+  ok(cf_store_gc(s, &st) < 0 && strstr(cf_error(), "refused"), "gc refuses with a bad header");
+  unlink(path);
+  ok(cf_store_gc(s, &st) == 0, "gc runs");
+  k = cf_image_open(s, "kid");
+  ok(k && cf_image_verify(k, NULL, NULL) == 0, "the child survives gc");
+  cf_image_close(k);
+
+  /* A missing layer and a short layer are named at open. */
+  struct cf_header *h = cf_store_get_header(s, "kid");
+  char lp[400];
+  cf_store_layer_path(s, h->layers[0].id, lp, sizeof lp);
+  snprintf(path, sizeof path, "%s.bak", lp);
+  rename(lp, path);
+  k = cf_image_open(s, "kid");
+  ok(!k && errno == ENOENT && strstr(cf_error(), "layer"), "a missing layer is reported: %s", cf_error());
+  cf_image_close(k);
+  rename(path, lp);
+  chmod(lp, 0644);
+  truncate(lp, (off_t)(h->layers[0].nblocks - 1) * BS);
+  k = cf_image_open(s, "kid");
+  ok(!k && strstr(cf_error(), "header says"), "a short layer is reported: %s", cf_error());
+  cf_image_close(k);
+  cf_header_free(h);
+
+  /* Bad import input. */
+  fd = open(raw, O_RDWR);
+  ftruncate(fd, BS * 3 + 100);
+  ok(cf_image_import(s, fd, "odd", BS, NULL, NULL) < 0 && strstr(cf_error(), "multiple"),
+     "import of a size not a multiple of the block size fails");
+  ok(cf_image_import(s, fd, "odd", 3000, NULL, NULL) < 0 && strstr(cf_error(), "power of two"),
+     "import with a block size not a power of two fails");
+  ftruncate(fd, 0);
+  ok(cf_image_import(s, fd, "odd", BS, NULL, NULL) < 0 && strstr(cf_error(), "empty"),
+     "import of an empty file fails");
+  close(fd);
+  struct cf_gc_stats g;
+  ok(cf_store_gc(s, &g) == 0 && g.tmp_removed == 0, "failed imports leave no temp files (%llu)",
+     (unsigned long long)g.tmp_removed);
+}
+
+int main(void)
+{
+  dir = mkdtemp(tmpl);
+  char sd[256];
+  snprintf(sd, sizeof sd, "%s/store", dir);
+  struct cf_store *s = cf_store_open(sd);
+  ok(s != NULL, "open store");
+  test_parser();
+  test_chain(s, 1);
+  test_chain(s, 2);
+  test_store(s);
+  cf_store_close(s);
+  char cmd[300];
+  snprintf(cmd, sizeof cmd, "chmod -R u+w %s; rm -rf %s", dir, dir);
+  if (system(cmd) != 0)
+    diag("could not remove %s", dir);
+  return done_testing();
+}
