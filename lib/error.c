@@ -2,6 +2,7 @@
  * each thread has its own message buffer. */
 #include <stdarg.h>
 #include <stdio.h>
+#include <string.h>
 
 #include "internal.h"
 
@@ -13,12 +14,17 @@ int cf_errno(void) { return err; }
 
 int cf_fail_(const char *func, int errnum, const char *fmt, ...)
 {
+  /* Format into a local buffer first: the arguments may point into msg
+   * (a caller wrapping the previous error with "%s", cf_error()). */
+  char local[sizeof msg];
   va_list ap;
-  int n = snprintf(msg, sizeof msg, "%s: ", func);
   va_start(ap, fmt);
-  if (n > 0 && (size_t)n < sizeof msg)
-    vsnprintf(msg + n, sizeof msg - n, fmt, ap);
+  vsnprintf(local, sizeof local, fmt, ap);
   va_end(ap);
+  int n = snprintf(msg, sizeof msg, "%s: ", func);
+  if (n > 0 && (size_t)n < sizeof msg)
+    memcpy(msg + n, local, strnlen(local, sizeof msg - n - 1) + 1);
+  msg[sizeof msg - 1] = 0;
   err = errnum;
   errno = errnum;
   return -1;

@@ -38,7 +38,8 @@ uint64_t cf_tracker_count(const struct cf_tracker *t, unsigned state);
 
 /* Calls fn once for each maximal run of consecutive blocks in state, in
  * ascending order. fn returning non-zero stops the walk and that value is
- * returned; otherwise 0. -1 (EINVAL) on a bad state. */
+ * returned; otherwise 0. -1 (EINVAL) on a bad state, (ENOMEM) when the
+ * temporary union a walk of the default state may build cannot be allocated. */
 typedef int (*cf_tracker_run_fn)(void *ctx, uint64_t first, uint64_t count);
 int cf_tracker_foreach_run(const struct cf_tracker *t, unsigned state, cf_tracker_run_fn fn, void *ctx);
 

@@ -1,0 +1,28 @@
+#!/bin/sh
+# Installs the Debian 12 packages cowfork needs to build and test. Idempotent:
+# asks apt only for what is missing. Run as root.
+set -eu
+PKGS="
+gcc make pkg-config
+libroaring-dev uuid-dev libxxhash-dev
+clang libclang-rt-14-dev
+xfsprogs e2fsprogs util-linux
+qemu-utils libnbd-bin nbdkit
+python3
+"
+missing=""
+for p in $PKGS; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
+done
+if [ -z "$missing" ]; then
+  echo "install-deps: all packages present"
+  exit 0
+fi
+if [ "$(id -u)" != 0 ]; then
+  echo "install-deps: missing:$missing; run as root to install them" >&2
+  exit 1
+fi
+echo "install-deps: installing$missing"
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -q || true # a stale or unreachable list must not stop an install from cache
+apt-get install -y -q --no-install-recommends $missing
