@@ -16,6 +16,11 @@ struct cf_cowmap {
   unsigned nmaps;        /* mmap calls made for layer extents */
 };
 
+/* At most this many layer extents are mapped (each costs the process one or
+ * two VMAs, and vm.max_map_count is 65530 by default). A more fragmented
+ * image has its smallest extents read in instead, reported in copied_bytes. */
+#define CF_COWMAP_MAX_MAPS 8192
+
 #define CF_COWMAP_COPY 1u /* never map layers: read every extent in (for tests, benchmarks) */
 
 /* Map img into one contiguous range, readable and writable, private: every
