@@ -8,7 +8,7 @@ BUILD   ?= $(if $(SAN),build-san,build)
 LIBS    := -lroaring -lxxhash -luuid
 CFLAGS  ?= -O2 -g
 CFLAGS  += -std=gnu11 -Wall -Wextra -Werror -Wshadow -Wno-unused-parameter \
-           -D_GNU_SOURCE -D_FILE_OFFSET_BITS=64 -Iinclude -Ilib -pthread -MMD -MP
+           -D_GNU_SOURCE -D_FILE_OFFSET_BITS=64 -Iinclude -Ilib -I. -pthread -MMD -MP
 LDFLAGS += -pthread
 ifneq ($(SAN),)
 CFLAGS  += -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
@@ -17,10 +17,14 @@ endif
 
 LIB_SRC   := $(wildcard lib/*.c)
 CLI_SRC   := $(wildcard cli/*.c)
+# Front ends other than the CLI's own files (NBD server, VMM, shim, daemon):
+# linked into the cowfork binary, the tests and the benchmarks.
+FRONT_SRC := $(wildcard nbd/*.c vmm/*.c shim/*.c daemon/*.c)
 UNIT_SRC  := $(wildcard tests/unit/*.c)
 BENCH_SRC := $(wildcard bench/*.c)
 
 LIB_OBJ   := $(LIB_SRC:%.c=$(BUILD)/%.o)
+FRONT_OBJ := $(FRONT_SRC:%.c=$(BUILD)/%.o)
 CLI_OBJ   := $(CLI_SRC:%.c=$(BUILD)/%.o)
 UNIT_BIN  := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 BENCH_BIN := $(BENCH_SRC:bench/%.c=$(BUILD)/bench/%)
@@ -35,14 +39,20 @@ $(BUILD)/libcowfork.a: $(LIB_OBJ)
 	@rm -f $@
 	ar rcs $@ $^
 
-$(BUILD)/cowfork: $(CLI_OBJ) $(BUILD)/libcowfork.a
+$(BUILD)/libfront.a: $(FRONT_OBJ)
+	@rm -f $@
+	ar rcs $@ $^
+
+LINK_LIBS := $(BUILD)/libfront.a $(BUILD)/libcowfork.a
+
+$(BUILD)/cowfork: $(CLI_OBJ) $(LINK_LIBS)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS)
 
-$(BUILD)/tests/%: $(BUILD)/tests/unit/%.o $(BUILD)/libcowfork.a
+$(BUILD)/tests/%: $(BUILD)/tests/unit/%.o $(LINK_LIBS)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS)
 
-$(BUILD)/bench/%: $(BUILD)/bench/%.o $(BUILD)/libcowfork.a
+$(BUILD)/bench/%: $(BUILD)/bench/%.o $(LINK_LIBS)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS)
 
@@ -54,10 +64,10 @@ check: all
 FUZZ_SRC := $(wildcard tests/fuzz/*.c)
 FUZZ_BIN := $(FUZZ_SRC:tests/fuzz/%.c=build-fuzz/%)
 fuzz: $(FUZZ_BIN)
-build-fuzz/%: tests/fuzz/%.c $(LIB_SRC)
+build-fuzz/%: tests/fuzz/%.c $(LIB_SRC) $(FRONT_SRC)
 	@mkdir -p build-fuzz
-	clang -std=gnu11 -g -O1 -D_GNU_SOURCE -D_FILE_OFFSET_BITS=64 -Iinclude -Ilib \
-	  -fsanitize=fuzzer,address,undefined -o $@ $< $(LIB_SRC) $(LIBS) -pthread
+	clang -std=gnu11 -g -O1 -D_GNU_SOURCE -D_FILE_OFFSET_BITS=64 -Iinclude -Ilib -I. \
+	  -fsanitize=fuzzer,address,undefined -o $@ $< $(LIB_SRC) $(FRONT_SRC) $(LIBS) -pthread
 
 bench: all
 	BUILD=$(BUILD) bench/run
@@ -66,4 +76,5 @@ clean:
 	rm -rf build build-san build-fuzz
 
 .PHONY: all check fuzz bench clean
--include $(LIB_OBJ:.o=.d) $(CLI_OBJ:.o=.d) $(UNIT_BIN:%=%.d)
+-include $(LIB_OBJ:.o=.d) $(FRONT_OBJ:.o=.d) $(CLI_OBJ:.o=.d) \
+  $(UNIT_SRC:%.c=$(BUILD)/%.d) $(BENCH_SRC:%.c=$(BUILD)/%.d)

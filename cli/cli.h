@@ -46,6 +46,11 @@ void cli_progress_end(struct cli_progress *p);
 /* Looks for "--help"/"-h" in argv: prints cmd->usage and returns true. */
 bool cli_wants_help(const struct cli_cmd *cmd, int argc, char **argv);
 
-extern const struct cli_cmd cli_image_cmds[];
+/* Each cli/GROUP.c defines one table; groups not built into this binary are
+ * NULL (weak), so adding a group is adding its file and a line in main.c. */
+extern const struct cli_cmd cli_image_cmds[] __attribute__((weak));
+extern const struct cli_cmd cli_disk_cmds[] __attribute__((weak));
+extern const struct cli_cmd cli_mem_cmds[] __attribute__((weak));
+extern const struct cli_cmd cli_sandbox_cmds[] __attribute__((weak));
 
 #endif

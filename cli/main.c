@@ -13,7 +13,17 @@
 
 const char *cli_store_dir;
 
-static const struct cli_cmd *const tables[] = {cli_image_cmds};
+#define NTABLES 4
+static const struct cli_cmd *tables[NTABLES];
+
+static void init_tables(void)
+{
+  const struct cli_cmd *all[NTABLES] = {cli_image_cmds, cli_disk_cmds, cli_mem_cmds, cli_sandbox_cmds};
+  size_t n = 0;
+  for (size_t i = 0; i < NTABLES; i++)
+    if (all[i])
+      tables[n++] = all[i];
+}
 
 static void print_help(FILE *f)
 {
@@ -26,7 +36,7 @@ static void print_help(FILE *f)
              "  -h, --help    this text; COMMAND --help describes one command\n"
              "\n"
              "Commands:\n");
-  for (size_t t = 0; t < sizeof tables / sizeof *tables; t++)
+  for (size_t t = 0; t < NTABLES && tables[t]; t++)
     for (const struct cli_cmd *c = tables[t]; c->name; c++)
       fprintf(f, "  %-16s %s\n", c->name, c->summary);
 }
@@ -145,6 +155,7 @@ void cli_progress_end(struct cli_progress *p)
 int main(int argc, char **argv)
 {
   int i = 1;
+  init_tables();
   for (; i < argc && argv[i][0] == '-'; i++) {
     if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
       print_help(stdout);
@@ -163,7 +174,7 @@ int main(int argc, char **argv)
     return EXIT_USAGE;
   }
   /* Commands are one or two words ("image import"): match the longest. */
-  for (size_t t = 0; t < sizeof tables / sizeof *tables; t++)
+  for (size_t t = 0; t < NTABLES && tables[t]; t++)
     for (const struct cli_cmd *c = tables[t]; c->name; c++) {
       const char *sp = strchr(c->name, ' ');
       size_t n1 = sp ? (size_t)(sp - c->name) : strlen(c->name);
@@ -176,7 +187,7 @@ int main(int argc, char **argv)
     }
   /* "cowfork image" alone or with an unknown verb: list that group. */
   bool group = false;
-  for (size_t t = 0; t < sizeof tables / sizeof *tables; t++)
+  for (size_t t = 0; t < NTABLES && tables[t]; t++)
     for (const struct cli_cmd *c = tables[t]; c->name; c++) {
       size_t n = strlen(argv[i]);
       if (strncmp(c->name, argv[i], n) == 0 && c->name[n] == ' ') {

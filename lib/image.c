@@ -265,6 +265,38 @@ static int diff_chunk(const struct chunk *c, struct cf_changes *ch, struct cf_la
   return 0;
 }
 
+/* The next offset >= off that may hold data (size when the rest is a hole),
+ * and the next offset >= off in a hole (size when none). Where the file
+ * system cannot say, everything is data. */
+static uint64_t input_data(int fd, uint64_t off, uint64_t size)
+{
+  off_t r = lseek(fd, (off_t)off, SEEK_DATA);
+  if (r < 0)
+    return errno == ENXIO ? size : off;
+  return (uint64_t)r < size ? (uint64_t)r : size;
+}
+
+static uint64_t input_hole(int fd, uint64_t off, uint64_t size)
+{
+  off_t r = lseek(fd, (off_t)off, SEEK_HOLE);
+  return r < 0 || (uint64_t)r > size || (uint64_t)r <= off ? size : (uint64_t)r;
+}
+
+/* Blocks [first, first+n) of the input are zero: where the parent holds
+ * data they become empty; where it is already empty nothing changes. */
+static int zero_run(const struct cf_header *p, uint64_t first, uint64_t n, struct cf_changes *ch)
+{
+  int64_t i = cf_header_lookup(p, first);
+  for (uint64_t end = first + n; first < end; i++) {
+    const struct cf_extent *e = &p->extents[i];
+    uint64_t stop = e->first + e->count < end ? e->first + e->count : end;
+    if (e->layer != CF_LAYER_EMPTY && cf_changes_add(ch, first, stop - first, CF_LAYER_EMPTY, 0) < 0)
+      return -1;
+    first = stop;
+  }
+  return 0;
+}
+
 /* Import (parent NULL) or commit against parent: one pass over fd. */
 static int ingest(struct cf_store *s, struct cf_image *parent, int fd, const char *name,
                   uint32_t bs, cf_progress_fn progress, void *ctx)
@@ -293,22 +325,32 @@ static int ingest(struct cf_store *s, struct cf_image *parent, int fd, const cha
   if (!w)
     return -1;
   for (uint64_t off = 0; off < size;) {
-    size_t n = size - off < chunk ? size - off : chunk;
-    ssize_t r = cf_pread_full(fd, buf, n, off);
-    if (r != (ssize_t)n) {
-      cf_fail(r < 0 ? errno : EIO, "read input at %llu: %s", (unsigned long long)off,
-              r < 0 ? strerror(errno) : "file shrank");
-      goto err;
-    }
-    struct chunk c = {.data = buf, .first = off / bs, .n = n / bs, .bs = bs};
-    if (parent) {
-      if (cf_image_read(parent, old, n, off) < 0)
+    /* Whole blocks inside a hole of the input are zeros: not read at all. */
+    uint64_t data = input_data(fd, off, size) / bs * bs;
+    if (data > off) {
+      if (parent && zero_run(parent->h, off / bs, (data - off) / bs, &ch) < 0)
         goto err;
-      c.old = old;
+      off = data;
+    } else {
+      uint64_t hole = input_hole(fd, off, size);
+      hole = (hole + bs - 1) / bs * bs;
+      size_t n = hole - off < chunk ? hole - off : chunk;
+      ssize_t r = cf_pread_full(fd, buf, n, off);
+      if (r != (ssize_t)n) {
+        cf_fail(r < 0 ? errno : EIO, "read input at %llu: %s", (unsigned long long)off,
+                r < 0 ? strerror(errno) : "file shrank");
+        goto err;
+      }
+      struct chunk c = {.data = buf, .first = off / bs, .n = n / bs, .bs = bs};
+      if (parent) {
+        if (cf_image_read(parent, old, n, off) < 0)
+          goto err;
+        c.old = old;
+      }
+      if (diff_chunk(&c, &ch, w) < 0)
+        goto err;
+      off += n;
     }
-    if (diff_chunk(&c, &ch, w) < 0)
-      goto err;
-    off += n;
     if (progress)
       progress(ctx, off, size);
   }

@@ -5,7 +5,7 @@
 # byte-identical, verify catches a flipped byte, rm/gc keep shared layers,
 # and bad usage or input gets a clear error and the right exit code.
 . "$(dirname "$0")/functions.sh"
-requires python3 cmp
+requires python3 cmp fallocate
 here=$(dirname "$0")
 MiB=$((1 << 20))
 stored() { cowfork image info "$1" --json | python3 -c 'import json,sys; print(json.load(sys.stdin)[sys.argv[1]])' "$2"; }
@@ -64,6 +64,8 @@ with open(sys.argv[1], "r+b") as f:
         f.seek(blk * 4096)
         f.write(bytes(4096) if r.random() < 0.3 else os.urandom(4096))
 PY
+  # Holes punched where the parent had data must read as zeros in the child.
+  [ $((g % 5)) -eq 0 ] && fallocate -p -o $((g * 1000 * 4096 + 512)) -l $((300 * 4096)) "$TMP/s.raw"
   cowfork image commit "g$((g - 1))" "$TMP/s.raw" "g$g"
 done
 cowfork image export g20 "$TMP/t.raw"
