@@ -376,28 +376,57 @@ int cf_image_commit_raw(struct cf_store *s, struct cf_image *parent, int fd, con
   return ingest(s, parent, fd, name, parent->h->block_size, progress, ctx);
 }
 
+/* Copy n bytes of layer i at loff to fd at off: in the kernel where it can
+ * (copy_file_range: no copy through user space, extents shared where the
+ * file system can), else through buf. */
+static int copy_out(const struct cf_image *img, uint32_t i, uint64_t loff, int fd, uint64_t off,
+                    uint64_t n, char *buf, size_t bufsize, bool *kernel)
+{
+  while (n && *kernel) {
+    loff_t in = (loff_t)loff, out = (loff_t)off;
+    ssize_t r = copy_file_range(img->fds[i], &in, fd, &out, n, 0);
+    if (r <= 0) {
+      if (r < 0 && errno != EXDEV && errno != EINVAL && errno != ENOSYS && errno != EOPNOTSUPP)
+        return cf_fail(errno, "copy to output at %llu: %m", (unsigned long long)off);
+      *kernel = false; /* not here: fall back for the rest of the export */
+      break;
+    }
+    loff += r;
+    off += r;
+    n -= r;
+  }
+  while (n) {
+    size_t k = n < bufsize ? n : bufsize;
+    ssize_t r = cf_pread_full(img->fds[i], buf, k, loff);
+    if (r != (ssize_t)k)
+      return cf_fail(r < 0 ? errno : EIO, "read layer %u at %llu: %s", i, (unsigned long long)loff,
+                     r < 0 ? strerror(errno) : "short read");
+    if (cf_pwrite_full(fd, buf, k, off) < 0)
+      return cf_fail(errno, "write output at %llu: %m", (unsigned long long)off);
+    loff += k;
+    off += k;
+    n -= k;
+  }
+  return 0;
+}
+
 int cf_image_export(const struct cf_image *img, int fd, cf_progress_fn progress, void *ctx)
 {
   const struct cf_header *h = img->h;
   if (ftruncate(fd, 0) < 0 || ftruncate(fd, h->size) < 0)
     return cf_fail(errno, "truncate output: %m");
-  CLEANUP_FREE char *buf = aligned_alloc(4096, CHUNK < h->block_size ? h->block_size : CHUNK);
+  CLEANUP_FREE char *buf = malloc(CHUNK);
   if (!buf)
     return cf_fail(ENOMEM, "out of memory");
-  size_t chunk = CHUNK < h->block_size ? h->block_size : CHUNK;
+  bool kernel = true;
   for (uint64_t i = 0; i < h->nextents; i++) {
     const struct cf_extent *e = &h->extents[i];
-    uint64_t off = e->first * h->block_size, end = off + e->count * h->block_size;
-    if (e->layer == CF_LAYER_EMPTY)
-      off = end; /* left as a hole by the truncate */
-    while (off < end) {
-      size_t n = end - off < chunk ? end - off : chunk;
-      if (cf_image_read(img, buf, n, off) < 0)
-        return -1;
-      if (cf_pwrite_full(fd, buf, n, off) < 0)
-        return cf_fail(errno, "write output at %llu: %m", (unsigned long long)off);
-      off += n;
-    }
+    uint64_t end = (e->first + e->count) * h->block_size;
+    /* Empty extents are left as the holes the truncate made. */
+    if (e->layer != CF_LAYER_EMPTY &&
+        copy_out(img, e->layer, e->offset * h->block_size, fd, e->first * h->block_size,
+                 e->count * h->block_size, buf, CHUNK, &kernel) < 0)
+      return -1;
     if (progress)
       progress(ctx, end, h->size);
   }
