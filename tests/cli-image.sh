@@ -125,4 +125,11 @@ for c in "image import" "image export" "image commit" "image info" "image verify
   cowfork $c --help | grep -q "^Usage: cowfork $c" || fail "$c --help"
 done
 cowfork --help | grep -q "image import" || fail "cowfork --help does not list the commands"
+# A progress bar on a terminal (script(1) gives the command one), none otherwise.
+if command -v script >/dev/null; then
+  script -qec "$COWFORK image export g20 $TMP/p.raw" /dev/null >"$TMP/tty.out"
+  grep -q "export .*100%" "$TMP/tty.out" || fail "no progress bar on a terminal"
+fi
+cowfork image export g20 "$TMP/p.raw" 2>"$TMP/notty.err"
+[ ! -s "$TMP/notty.err" ] || fail "progress output when stderr is not a terminal"
 echo "all image CLI checks passed"
