@@ -312,25 +312,11 @@ void cf_overlay_stats(struct cf_overlay *o, struct cf_overlay_stats *st)
   pthread_rwlock_unlock(&o->lock);
 }
 
-/* Runs of one state, collected for the merge in save. */
-struct runs {
-  struct cf_extent *v;
-  size_t n, cap;
-};
-
+/* Runs of one state, collected for the merge in save (tracker runs are
+ * maximal, so cf_changes_add never merges two of them). */
 static int collect(void *ctx, uint64_t first, uint64_t count)
 {
-  struct runs *r = ctx;
-  if (r->n == r->cap) {
-    size_t cap = r->cap ? r->cap * 2 : 64;
-    struct cf_extent *v = realloc(r->v, cap * sizeof *v);
-    if (!v)
-      return cf_fail(ENOMEM, "out of memory");
-    r->v = v;
-    r->cap = cap;
-  }
-  r->v[r->n++] = (struct cf_extent){.first = first, .count = count};
-  return 0;
+  return cf_changes_add(ctx, first, count, CF_LAYER_EMPTY, 0);
 }
 
 /* Copy Dirty run [first, first+count) from the cache into the layer. */
@@ -352,8 +338,7 @@ static int save_run(struct cf_overlay *o, struct cf_layer_writer *w, char *buf, 
 
 int cf_overlay_save(struct cf_overlay *o, struct cf_store *s, const char *name)
 {
-  struct runs dirty = {0}, zero = {0};
-  struct cf_changes ch = {0};
+  struct cf_changes dirty = {0}, zero = {0}, ch = {0};
   struct cf_layer_writer *w = NULL;
   char *buf = NULL;
   int ret = -1;
@@ -388,8 +373,8 @@ out:
   pthread_rwlock_unlock(&o->lock);
   cf_layer_writer_abort(w);
   free(buf);
-  free(dirty.v);
-  free(zero.v);
+  cf_changes_free(&dirty);
+  cf_changes_free(&zero);
   cf_changes_free(&ch);
   return ret;
 }
