@@ -8,7 +8,7 @@ libroaring-dev uuid-dev libxxhash-dev
 clang libclang-rt-14-dev
 xfsprogs e2fsprogs util-linux
 qemu-utils libnbd-bin nbdkit
-python3
+python3 busybox-static
 "
 missing=""
 for p in $PKGS; do

@@ -1,0 +1,91 @@
+/* KVM micro-VM with no guest kernel: one vCPU in long mode, the program at
+ * CPL3, system calls and exceptions returned to the caller (the shim).
+ *
+ * Guest virtual addresses equal guest physical addresses: the VMM's page
+ * tables identity-map [0, mem_size) once and never change, and the address
+ * space the program sees is shaped by the host mapping that backs guest
+ * memory (cf_vm_mem()): mmap/mprotect/munmap on that host range are what the
+ * guest sees, and KVM follows them through its MMU notifiers. This keeps
+ * shadow paging (PVM) coherent without guest page-table edits or flushes.
+ * The first CF_VM_USER_BASE bytes hold the VMM's system area (GDT, TSS, IDT,
+ * page tables, stubs); the program may use [CF_VM_USER_BASE, mem_size). */
+#ifndef COWFORK_VMM_H
+#define COWFORK_VMM_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define CF_VM_USER_BASE 0x10000ull
+
+struct cf_vm;
+
+/* Same layout as struct kvm_regs. */
+struct cf_vm_regs {
+  uint64_t rax, rbx, rcx, rdx, rsi, rdi, rsp, rbp;
+  uint64_t r8, r9, r10, r11, r12, r13, r14, r15;
+  uint64_t rip, rflags;
+};
+
+enum cf_vm_exit_reason {
+  CF_VM_EXIT_SYSCALL = 1, /* regs hold the call; set rax, then cf_vm_syscall_return */
+  CF_VM_EXIT_EXCEPTION,   /* a CPU exception in the program: vector, error_code, cr2 */
+  CF_VM_EXIT_FAULT,       /* an access the host mapping refuses (PROT_NONE, read-only) */
+  CF_VM_EXIT_KICKED,      /* cf_vm_kick() or a signal interrupted the run */
+};
+
+struct cf_vm_exit {
+  enum cf_vm_exit_reason reason;
+  int vector;          /* EXCEPTION: 0 #DE, 6 #UD, 13 #GP, 14 #PF, ... */
+  uint64_t error_code; /* EXCEPTION */
+  uint64_t addr;       /* EXCEPTION #PF: CR2 */
+};
+
+struct cf_vm_stats {
+  uint64_t exits;      /* returns from KVM_RUN */
+  uint64_t syscalls;   /* of them system calls */
+  double create_us;    /* cf_vm_create, wall clock */
+};
+
+/* Create a VM with mem_size bytes of guest memory (a multiple of 2 MiB, at
+ * most 4 GiB): the host range starts PROT_NONE except the system area. */
+struct cf_vm *cf_vm_create(uint64_t mem_size);
+void cf_vm_destroy(struct cf_vm *vm);
+
+/* The host mapping of guest memory: guest address a is at base + a. */
+uint8_t *cf_vm_mem(const struct cf_vm *vm);
+uint64_t cf_vm_mem_size(const struct cf_vm *vm);
+
+/* The vCPU's registers (the kvm_run sync area): valid after cf_vm_run
+ * returns; after changing them call cf_vm_regs_dirty. */
+struct cf_vm_regs *cf_vm_regs(struct cf_vm *vm);
+void cf_vm_regs_dirty(struct cf_vm *vm);
+
+/* Start the program at CPL3: rip, rsp, all other registers zero. */
+int cf_vm_enter_user(struct cf_vm *vm, uint64_t rip, uint64_t rsp);
+
+/* Run until the next exit. -1 only when the VM itself broke (then the
+ * sandbox must end); the program's own faults are exits. */
+int cf_vm_run(struct cf_vm *vm, struct cf_vm_exit *exit);
+
+/* After CF_VM_EXIT_SYSCALL (rax set): resume after the SYSCALL instruction. */
+void cf_vm_syscall_return(struct cf_vm *vm);
+
+/* After CF_VM_EXIT_EXCEPTION: the program's state when the exception hit
+ * (rip, rsp, rflags into regs; the caller may then edit regs and resume at
+ * CPL3 with cf_vm_resume_user). */
+int cf_vm_exception_state(struct cf_vm *vm, struct cf_vm_regs *regs);
+/* Continue at CPL3 with regs (after an exception or to enter a handler). */
+int cf_vm_resume_user(struct cf_vm *vm, const struct cf_vm_regs *regs);
+
+/* The program's FS base (arch_prctl ARCH_SET_FS / ARCH_GET_FS). */
+int cf_vm_set_fs_base(struct cf_vm *vm, uint64_t base);
+int cf_vm_get_fs_base(struct cf_vm *vm, uint64_t *base);
+
+/* Make the current or next cf_vm_run return CF_VM_EXIT_KICKED soon.
+ * Async-signal-safe (call it from a signal handler on the vCPU thread). */
+void cf_vm_kick(struct cf_vm *vm);
+
+const struct cf_vm_stats *cf_vm_stats(const struct cf_vm *vm);
+
+#endif

@@ -1,0 +1,1025 @@
+/* Files: the sandbox's fd table, its read-only view of the root directory,
+ * the in-memory /tmp (tmpfs.c), /dev/null, and pipes.
+ *
+ * The root: every host path is opened with openat2(rootfd, path,
+ * RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS): "..", absolute symlinks and
+ * symlink loops are resolved by the kernel inside the root, so no path can
+ * reach outside it. Host files are only ever opened read-only (O_PATH for
+ * stat/readlink); any write to them is EROFS.
+ * Paths are made absolute against the sandbox cwd and normalized
+ * lexically; "/tmp" and below go to the tmpfs (a lookup that misses there
+ * falls through, read-only, to the root's own /tmp), "/dev/null" is internal.
+ * Every guest buffer goes through mm_ptr/mm_str: a bad pointer is -EFAULT.
+ * Functions return a result or -errno, like the system calls they serve. */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/openat2.h>
+#include <poll.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
+#include <sys/syscall.h>
+#include <sys/uio.h>
+#include <termios.h>
+#include <unistd.h>
+
+#include "internal.h"
+#include "shim/shim.h"
+
+#define A(i) (a[i])
+#define MAX_IO (1ull << 30)
+
+int path_abs(const char *cwd, const char *path, char *out, size_t size)
+{
+  char buf[2 * PATH_MAX + 2];
+  if (path[0] == '/')
+    snprintf(buf, sizeof buf, "%s", path);
+  else
+    snprintf(buf, sizeof buf, "%s/%s", cwd, path);
+  /* Normalize: split on '/', drop "" and ".", ".." pops. */
+  size_t n = 0;
+  out[0] = 0;
+  char *save, *tok = strtok_r(buf, "/", &save);
+  for (; tok; tok = strtok_r(NULL, "/", &save)) {
+    if (strcmp(tok, ".") == 0)
+      continue;
+    if (strcmp(tok, "..") == 0) {
+      char *s = strrchr(out, '/');
+      if (s) {
+        *s = 0;
+        n = (size_t)(s - out);
+      }
+      continue;
+    }
+    size_t l = strlen(tok);
+    if (n + l + 2 > size)
+      return -ENAMETOOLONG;
+    out[n++] = '/';
+    memcpy(out + n, tok, l + 1);
+    n += l;
+  }
+  if (n == 0) {
+    out[0] = '/';
+    out[1] = 0;
+  }
+  return 0;
+}
+
+struct file *fs_get(struct sb *sb, int fd)
+{
+  if (fd < 0 || fd >= MAX_FDS)
+    return NULL;
+  return sb->fds[fd];
+}
+
+static struct file *file_new(enum file_type t, int hostfd, int flags, const char *path)
+{
+  struct file *f = calloc(1, sizeof *f);
+  if (!f)
+    return NULL;
+  f->refs = 1;
+  f->type = t;
+  f->hostfd = hostfd;
+  f->flags = flags;
+  f->path = strdup(path ? path : "");
+  return f;
+}
+
+static void file_unref(struct file *f)
+{
+  if (--f->refs > 0)
+    return;
+  if (f->hostfd >= 0)
+    close(f->hostfd);
+  if (f->node)
+    tmp_unref(f->node);
+  free(f->path);
+  free(f);
+}
+
+static int fd_install(struct sb *sb, struct file *f, int min, bool cloexec)
+{
+  for (int i = min; i < MAX_FDS; i++)
+    if (!sb->fds[i]) {
+      sb->fds[i] = f;
+      sb->cloexec[i] = cloexec;
+      return i;
+    }
+  return -EMFILE;
+}
+
+static void fd_close(struct sb *sb, int fd)
+{
+  if (sb->fds[fd]) {
+    file_unref(sb->fds[fd]);
+    sb->fds[fd] = NULL;
+  }
+}
+
+static long host_openat2(struct sb *sb, const char *abs, int flags)
+{
+  struct open_how how = {.flags = (uint64_t)(flags | O_CLOEXEC), .resolve = RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS};
+  const char *rel = abs[1] ? abs + 1 : ".";
+  long fd = syscall(SYS_openat2, sb->rootfd, rel, &how, sizeof how);
+  return fd < 0 ? -errno : fd;
+}
+
+int fs_open_host(struct sb *sb, int dirfd, const char *path, int flags)
+{
+  char abs[PATH_MAX];
+  (void)dirfd;
+  int r = path_abs(sb->cwd, path, abs, sizeof abs);
+  if (r < 0)
+    return r;
+  return (int)host_openat2(sb, abs, flags);
+}
+
+int fs_init(struct sb *sb, const char *root, const int stdio[3])
+{
+  sb->rootfd = open(root, O_PATH | O_DIRECTORY | O_CLOEXEC);
+  if (sb->rootfd < 0)
+    return cf_fail(errno, "%s: %m", root);
+  char real[PATH_MAX];
+  if (!realpath(root, real))
+    return cf_fail(errno, "%s: %m", root);
+  snprintf(sb->root, sizeof sb->root, "%s", strcmp(real, "/") == 0 ? "" : real);
+  strcpy(sb->cwd, "/");
+  sb->tmp_root = tmp_new_root();
+  if (!sb->tmp_root)
+    return cf_fail(ENOMEM, "tmpfs: %m");
+  sb->umask = 022;
+  for (int i = 0; i < 3; i++) {
+    int h = fcntl(stdio[i], F_DUPFD_CLOEXEC, 3);
+    if (h < 0)
+      continue; /* a closed stdio stays closed */
+    int fl = fcntl(h, F_GETFL);
+    struct file *f = file_new(F_HOST, h, fl < 0 ? O_RDWR : (fl & (O_ACCMODE | O_APPEND)), NULL);
+    if (!f) {
+      close(h);
+      return cf_fail(ENOMEM, "calloc: %m");
+    }
+    sb->fds[i] = f;
+  }
+  return 0;
+}
+
+void fs_fini(struct sb *sb)
+{
+  for (int i = 0; i < MAX_FDS; i++)
+    fd_close(sb, i);
+  if (sb->rootfd >= 0)
+    close(sb->rootfd);
+  tmp_free(sb->tmp_root);
+  sb->tmp_root = NULL;
+}
+
+/* Resolve (dirfd, guest path) into a normalized absolute sandbox path. */
+static long resolve(struct sb *sb, int dirfd, uint64_t gpath, char *abs, bool allow_empty)
+{
+  char path[PATH_MAX];
+  long r = mm_str(sb, gpath, path, sizeof path);
+  if (r < 0)
+    return r;
+  if (!path[0] && !allow_empty)
+    return -ENOENT;
+  const char *base = sb->cwd;
+  if (path[0] != '/' && dirfd != AT_FDCWD) {
+    struct file *f = fs_get(sb, dirfd);
+    if (!f)
+      return -EBADF;
+    if (f->type != F_DIR && f->type != F_TMPDIR && path[0])
+      return -ENOTDIR;
+    base = f->path;
+  }
+  return path_abs(base, path, abs, PATH_MAX);
+}
+
+static void null_stat(struct stat *st)
+{
+  memset(st, 0, sizeof *st);
+  st->st_mode = S_IFCHR | 0666;
+  st->st_rdev = makedev(1, 3);
+  st->st_nlink = 1;
+  st->st_ino = 4;
+  st->st_dev = 5;
+  st->st_blksize = 4096;
+}
+
+static long stat_abs(struct sb *sb, const char *abs, bool nofollow, struct stat *st)
+{
+  struct tnode *n = tmp_is_tmp(abs) ? tmp_lookup(sb, abs) : NULL;
+  if (n) {
+    tmp_stat(n, st);
+    return 0;
+  }
+  if (strcmp(abs, "/dev/null") == 0) {
+    null_stat(st);
+    return 0;
+  }
+  long fd = host_openat2(sb, abs, O_PATH | (nofollow ? O_NOFOLLOW : 0));
+  if (fd < 0)
+    return fd;
+  long r = fstatat((int)fd, "", st, AT_EMPTY_PATH) < 0 ? -errno : 0;
+  close((int)fd);
+  return r;
+}
+
+static long file_stat(struct file *f, struct stat *st)
+{
+  switch (f->type) {
+  case F_HOST:
+  case F_DIR:
+    return fstat(f->hostfd, st) < 0 ? -errno : 0;
+  case F_TMP:
+  case F_TMPDIR:
+    tmp_stat(f->node, st);
+    return 0;
+  case F_NULL:
+    null_stat(st);
+    return 0;
+  }
+  return -EBADF;
+}
+
+static void stat_to_statx(const struct stat *st, struct statx *x)
+{
+  memset(x, 0, sizeof *x);
+  x->stx_mask = STATX_BASIC_STATS;
+  x->stx_blksize = (uint32_t)st->st_blksize;
+  x->stx_nlink = (uint32_t)st->st_nlink;
+  x->stx_uid = st->st_uid;
+  x->stx_gid = st->st_gid;
+  x->stx_mode = (uint16_t)st->st_mode;
+  x->stx_ino = st->st_ino;
+  x->stx_size = (uint64_t)st->st_size;
+  x->stx_blocks = (uint64_t)st->st_blocks;
+  x->stx_atime.tv_sec = st->st_atim.tv_sec;
+  x->stx_atime.tv_nsec = (uint32_t)st->st_atim.tv_nsec;
+  x->stx_mtime.tv_sec = st->st_mtim.tv_sec;
+  x->stx_mtime.tv_nsec = (uint32_t)st->st_mtim.tv_nsec;
+  x->stx_ctime.tv_sec = st->st_ctim.tv_sec;
+  x->stx_ctime.tv_nsec = (uint32_t)st->st_ctim.tv_nsec;
+  x->stx_rdev_major = major(st->st_rdev);
+  x->stx_rdev_minor = minor(st->st_rdev);
+  x->stx_dev_major = major(st->st_dev);
+  x->stx_dev_minor = minor(st->st_dev);
+}
+
+static long do_open(struct sb *sb, int dirfd, uint64_t gpath, int flags, unsigned mode)
+{
+  char abs[PATH_MAX];
+  long r = resolve(sb, dirfd, gpath, abs, false);
+  if (r < 0)
+    return r;
+  int acc = flags & O_ACCMODE;
+  bool cloexec = flags & O_CLOEXEC;
+  int keep = acc | (flags & (O_APPEND | O_NONBLOCK));
+  struct file *f;
+  if (strcmp(abs, "/dev/null") == 0) {
+    f = file_new(F_NULL, -1, keep, abs);
+  } else if (tmp_is_tmp(abs) && (tmp_lookup(sb, abs) || (flags & O_CREAT) || acc != O_RDONLY)) {
+    struct tnode *n = tmp_lookup(sb, abs);
+    if (n && (flags & O_CREAT) && (flags & O_EXCL))
+      return -EEXIST;
+    if (!n) {
+      if (!(flags & O_CREAT))
+        return -ENOENT;
+      r = tmp_create(sb, abs, false, mode, &n);
+      if (r < 0)
+        return r;
+    }
+    if (tmp_is_dir(n)) {
+      if (acc != O_RDONLY)
+        return -EISDIR;
+      f = file_new(F_TMPDIR, -1, keep, abs);
+    } else {
+      if (flags & O_DIRECTORY)
+        return -ENOTDIR;
+      if ((flags & O_TRUNC) && acc != O_RDONLY)
+        tmp_truncate(n, 0);
+      f = file_new(F_TMP, -1, keep, abs);
+    }
+    if (f) {
+      f->node = n;
+      tmp_ref(n);
+    }
+  } else {
+    if (acc != O_RDONLY || (flags & (O_CREAT | O_TRUNC))) {
+      /* Creating or writing outside /tmp: the root is read-only. */
+      if ((flags & O_CREAT) && !(flags & O_EXCL)) {
+        long fd = host_openat2(sb, abs, O_PATH);
+        if (fd < 0)
+          return fd == -ENOENT ? -EROFS : fd;
+        close((int)fd);
+      }
+      return -EROFS;
+    }
+    int hf = flags & (O_DIRECTORY | O_NOFOLLOW | O_PATH);
+    long fd = host_openat2(sb, abs, O_RDONLY | hf);
+    if (fd < 0)
+      return fd;
+    struct stat st;
+    bool dir = fstat((int)fd, &st) == 0 && S_ISDIR(st.st_mode);
+    f = file_new(dir ? F_DIR : F_HOST, (int)fd, keep, abs);
+    if (!f)
+      close((int)fd);
+  }
+  if (!f)
+    return -ENOMEM;
+  int fd = fd_install(sb, f, 0, cloexec);
+  if (fd < 0)
+    file_unref(f);
+  return fd;
+}
+
+static long do_read(struct sb *sb, struct file *f, uint64_t buf, uint64_t len, int64_t off)
+{
+  if ((f->flags & O_ACCMODE) == O_WRONLY)
+    return -EBADF;
+  if (len > MAX_IO)
+    len = MAX_IO;
+  void *p = mm_ptr(sb, buf, len, PROT_WRITE);
+  if (!p)
+    return -EFAULT;
+  long r;
+  switch (f->type) {
+  case F_HOST:
+    r = off < 0 ? read(f->hostfd, p, len) : pread(f->hostfd, p, len, off);
+    return r < 0 ? -errno : r;
+  case F_DIR:
+  case F_TMPDIR:
+    return -EISDIR;
+  case F_NULL:
+    return 0;
+  case F_TMP:
+    r = tmp_read(f->node, p, len, off < 0 ? f->off : (uint64_t)off);
+    if (r > 0 && off < 0)
+      f->off += (uint64_t)r;
+    return r;
+  }
+  return -EBADF;
+}
+
+static long do_write(struct sb *sb, struct file *f, uint64_t buf, uint64_t len, int64_t off)
+{
+  if ((f->flags & O_ACCMODE) == O_RDONLY)
+    return -EBADF;
+  if (len > MAX_IO)
+    len = MAX_IO;
+  void *p = mm_ptr(sb, buf, len, PROT_READ);
+  if (!p)
+    return -EFAULT;
+  long r;
+  switch (f->type) {
+  case F_HOST:
+    r = off < 0 ? write(f->hostfd, p, len) : pwrite(f->hostfd, p, len, off);
+    return r < 0 ? -errno : r;
+  case F_NULL:
+    return (long)len;
+  case F_DIR:
+  case F_TMPDIR:
+    return -EISDIR;
+  case F_TMP: {
+    uint64_t o = off >= 0 ? (uint64_t)off : f->off;
+    if (off < 0 && (f->flags & O_APPEND)) {
+      struct stat st;
+      tmp_stat(f->node, &st);
+      o = (uint64_t)st.st_size;
+    }
+    r = tmp_write(f->node, p, len, o);
+    if (r > 0 && off < 0)
+      f->off = o + (uint64_t)r;
+    return r;
+  }
+  }
+  return -EBADF;
+}
+
+static long do_iov(struct sb *sb, struct file *f, uint64_t iov, uint64_t cnt, int64_t off, bool wr)
+{
+  if (cnt > 1024)
+    return -EINVAL;
+  long total = 0;
+  for (uint64_t i = 0; i < cnt; i++) {
+    struct iovec v;
+    if (mm_copy_in(sb, &v, iov + i * sizeof v, sizeof v) < 0)
+      return total ? total : -EFAULT;
+    if (v.iov_len == 0)
+      continue;
+    long r = wr ? do_write(sb, f, (uint64_t)v.iov_base, v.iov_len, off)
+                : do_read(sb, f, (uint64_t)v.iov_base, v.iov_len, off);
+    if (r < 0)
+      return total ? total : r;
+    total += r;
+    if (off >= 0)
+      off += r;
+    if ((uint64_t)r < v.iov_len)
+      break;
+  }
+  return total;
+}
+
+static long do_getdents(struct sb *sb, struct file *f, uint64_t buf, uint64_t len)
+{
+  void *p = mm_ptr(sb, buf, len, PROT_WRITE);
+  if (!p)
+    return -EFAULT;
+  if (f->type == F_DIR) {
+    long r = syscall(SYS_getdents64, f->hostfd, p, len);
+    return r < 0 ? -errno : r;
+  }
+  if (f->type != F_TMPDIR)
+    return -ENOTDIR;
+  uint64_t pos = 0;
+  for (;;) {
+    const char *name;
+    uint64_t ino = 1;
+    unsigned char type = DT_DIR;
+    if (f->off == 0)
+      name = ".";
+    else if (f->off == 1)
+      name = "..";
+    else {
+      struct tnode *k = tmp_child(f->node, f->off - 2, &name);
+      if (!k)
+        break;
+      struct stat st;
+      tmp_stat(k, &st);
+      ino = st.st_ino;
+      type = S_ISDIR(st.st_mode) ? DT_DIR : DT_REG;
+    }
+    size_t nl = strlen(name);
+    size_t rec = (19 + nl + 1 + 7) & ~7ul;
+    if (pos + rec > len) {
+      if (pos == 0)
+        return -EINVAL;
+      break;
+    }
+    uint8_t *d = (uint8_t *)p + pos;
+    memset(d, 0, rec);
+    memcpy(d, &ino, 8);
+    int64_t next = (int64_t)f->off + 1;
+    memcpy(d + 8, &next, 8);
+    uint16_t r16 = (uint16_t)rec;
+    memcpy(d + 16, &r16, 2);
+    d[18] = type;
+    memcpy(d + 19, name, nl);
+    pos += rec;
+    f->off++;
+  }
+  return (long)pos;
+}
+
+static long do_readlink(struct sb *sb, int dirfd, uint64_t gpath, uint64_t buf, uint64_t size)
+{
+  char abs[PATH_MAX];
+  long r = resolve(sb, dirfd, gpath, abs, false);
+  if (r < 0)
+    return r;
+  if ((int64_t)size <= 0)
+    return -EINVAL;
+  void *p = mm_ptr(sb, buf, size, PROT_WRITE);
+  if (!p)
+    return -EFAULT;
+  if (strcmp(abs, "/proc/self/exe") == 0) {
+    size_t n = strlen(sb->opts->program);
+    if (n > size)
+      n = size;
+    memcpy(p, sb->opts->program, n);
+    return (long)n;
+  }
+  if ((tmp_is_tmp(abs) && tmp_lookup(sb, abs)) || strcmp(abs, "/dev/null") == 0)
+    return -EINVAL; /* no symlinks there */
+  long fd = host_openat2(sb, abs, O_PATH | O_NOFOLLOW);
+  if (fd < 0)
+    return fd;
+  r = readlinkat((int)fd, "", p, size);
+  r = r < 0 ? -errno : r;
+  close((int)fd);
+  return r;
+}
+
+static long do_access(struct sb *sb, int dirfd, uint64_t gpath, int mode, int flags)
+{
+  char abs[PATH_MAX];
+  long r = resolve(sb, dirfd, gpath, abs, flags & AT_EMPTY_PATH);
+  if (r < 0)
+    return r;
+  struct stat st;
+  r = stat_abs(sb, abs, flags & AT_SYMLINK_NOFOLLOW, &st);
+  if (r < 0)
+    return r;
+  if ((mode & W_OK) && !tmp_is_tmp(abs) && strcmp(abs, "/dev/null") != 0)
+    return -EROFS;
+  if ((mode & X_OK) && !(st.st_mode & 0111) && !S_ISDIR(st.st_mode))
+    return -EACCES;
+  return 0;
+}
+
+static long do_chdir_abs(struct sb *sb, const char *abs)
+{
+  struct tnode *n = tmp_is_tmp(abs) ? tmp_lookup(sb, abs) : NULL;
+  if (n) {
+    if (!tmp_is_dir(n))
+      return -ENOTDIR;
+    snprintf(sb->cwd, sizeof sb->cwd, "%s", abs);
+    return 0;
+  }
+  long fd = host_openat2(sb, abs, O_PATH | O_DIRECTORY);
+  if (fd < 0)
+    return fd;
+  /* The real path, so that getcwd matches Linux across symlinks. */
+  char link[64], real[PATH_MAX];
+  snprintf(link, sizeof link, "/proc/self/fd/%ld", fd);
+  ssize_t len = readlink(link, real, sizeof real - 1);
+  close((int)fd);
+  size_t rl = strlen(sb->root);
+  if (len < 0 || (size_t)len < rl || memcmp(real, sb->root, rl) != 0) {
+    snprintf(sb->cwd, sizeof sb->cwd, "%s", abs);
+    return 0;
+  }
+  real[len] = 0;
+  snprintf(sb->cwd, sizeof sb->cwd, "%s", real[rl] ? real + rl : "/");
+  return 0;
+}
+
+static long do_fcntl(struct sb *sb, int fd, int cmd, uint64_t arg)
+{
+  struct file *f = fs_get(sb, fd);
+  if (!f)
+    return -EBADF;
+  switch (cmd) {
+  case F_DUPFD:
+  case F_DUPFD_CLOEXEC: {
+    if (arg >= MAX_FDS)
+      return -EINVAL;
+    f->refs++;
+    long r = fd_install(sb, f, (int)arg, cmd == F_DUPFD_CLOEXEC);
+    if (r < 0)
+      f->refs--;
+    return r;
+  }
+  case F_GETFD:
+    return sb->cloexec[fd] ? FD_CLOEXEC : 0;
+  case F_SETFD:
+    sb->cloexec[fd] = arg & FD_CLOEXEC;
+    return 0;
+  case F_GETFL:
+    return f->flags;
+  case F_SETFL:
+    f->flags = (f->flags & O_ACCMODE) | (int)(arg & (O_APPEND | O_NONBLOCK));
+    return 0;
+  case F_GETLK:
+  case F_SETLK:
+  case F_SETLKW:
+  case F_OFD_GETLK:
+  case F_OFD_SETLK:
+  case F_OFD_SETLKW:
+    return 0;
+  case F_GETPIPE_SZ:
+    return 65536;
+  }
+  return -EINVAL;
+}
+
+static long do_ioctl(struct sb *sb, int fd, unsigned long req, uint64_t arg)
+{
+  struct file *f = fs_get(sb, fd);
+  if (!f)
+    return -EBADF;
+  if (f->type != F_HOST || !isatty(f->hostfd))
+    return -ENOTTY;
+  size_t sz;
+  switch (req) {
+  case TCGETS: sz = 36; break; /* struct termios (kernel) */
+  case TIOCGWINSZ: sz = sizeof(struct winsize); break;
+  case TIOCGPGRP: sz = sizeof(int); break;
+  case TCSETS:
+  case TCSETSW:
+  case TCSETSF:
+  case TIOCSPGRP:
+    return 0; /* the sandbox does not get to change the host terminal */
+  default:
+    return -ENOTTY;
+  }
+  char tmp[64];
+  if (ioctl(f->hostfd, req, tmp) < 0)
+    return -errno;
+  return mm_copy_out(sb, arg, tmp, sz);
+}
+
+static long do_poll(struct sb *sb, uint64_t fds, uint64_t n, int timeout_ms)
+{
+  if (n > MAX_FDS)
+    return -EINVAL;
+  struct pollfd *p = mm_ptr(sb, fds, n * sizeof *p, PROT_READ | PROT_WRITE);
+  if (!p && n)
+    return -EFAULT;
+  struct pollfd host[MAX_FDS];
+  long ready = 0;
+  bool need_host = false;
+  for (uint64_t i = 0; i < n; i++) {
+    struct file *f = fs_get(sb, p[i].fd);
+    host[i] = (struct pollfd){.fd = -1};
+    p[i].revents = 0;
+    if (p[i].fd < 0)
+      continue;
+    if (!f) {
+      p[i].revents = POLLNVAL;
+      ready++;
+    } else if (f->type == F_HOST) {
+      host[i] = (struct pollfd){.fd = f->hostfd, .events = p[i].events};
+      need_host = true;
+    } else {
+      p[i].revents = p[i].events & (POLLIN | POLLOUT);
+      if (p[i].revents)
+        ready++;
+    }
+  }
+  if (need_host) {
+    int r = poll(host, n, ready ? 0 : timeout_ms);
+    if (r < 0)
+      return -errno;
+    for (uint64_t i = 0; i < n; i++)
+      if (host[i].fd >= 0 && host[i].revents) {
+        p[i].revents = host[i].revents;
+        ready++;
+      }
+  }
+  return ready;
+}
+
+static long do_unlink(struct sb *sb, int dirfd, uint64_t gpath, int flags)
+{
+  char abs[PATH_MAX];
+  long r = resolve(sb, dirfd, gpath, abs, false);
+  if (r < 0)
+    return r;
+  if (!tmp_is_tmp(abs)) {
+    struct stat st;
+    r = stat_abs(sb, abs, true, &st);
+    return r < 0 ? r : -EROFS;
+  }
+  return tmp_unlink(sb, abs, flags & AT_REMOVEDIR);
+}
+
+static long do_rename(struct sb *sb, int ofd, uint64_t op, int nfd, uint64_t np)
+{
+  char from[PATH_MAX], to[PATH_MAX];
+  long r = resolve(sb, ofd, op, from, false);
+  if (r < 0 || (r = resolve(sb, nfd, np, to, false)) < 0)
+    return r;
+  if (!tmp_is_tmp(from) || !tmp_is_tmp(to))
+    return tmp_is_tmp(from) != tmp_is_tmp(to) ? -EXDEV : -EROFS;
+  return tmp_rename(sb, from, to);
+}
+
+static long do_mkdir(struct sb *sb, int dirfd, uint64_t gpath, unsigned mode)
+{
+  char abs[PATH_MAX];
+  long r = resolve(sb, dirfd, gpath, abs, false);
+  if (r < 0)
+    return r;
+  if (!tmp_is_tmp(abs)) {
+    struct stat st;
+    return stat_abs(sb, abs, true, &st) == 0 ? -EEXIST : -EROFS;
+  }
+  struct tnode *n;
+  return tmp_create(sb, abs, true, mode, &n);
+}
+
+static long do_stat_path(struct sb *sb, int dirfd, uint64_t gpath, int flags, struct stat *st)
+{
+  if (flags & AT_EMPTY_PATH) {
+    char c;
+    if (mm_copy_in(sb, &c, gpath, 1) < 0)
+      return -EFAULT;
+    if (!c) {
+      if (dirfd == AT_FDCWD)
+        return stat_abs(sb, sb->cwd, false, st);
+      struct file *f = fs_get(sb, dirfd);
+      return f ? file_stat(f, st) : -EBADF;
+    }
+  }
+  char abs[PATH_MAX];
+  long r = resolve(sb, dirfd, gpath, abs, false);
+  if (r < 0)
+    return r;
+  return stat_abs(sb, abs, flags & AT_SYMLINK_NOFOLLOW, st);
+}
+
+static long do_sendfile(struct sb *sb, int out, int in, uint64_t offp, uint64_t count)
+{
+  struct file *fo = fs_get(sb, out), *fi = fs_get(sb, in);
+  if (!fo || !fi)
+    return -EBADF;
+  int64_t off = -1;
+  if (offp && mm_copy_in(sb, &off, offp, 8) < 0)
+    return -EFAULT;
+  if (count > (1 << 20))
+    count = 1 << 20;
+  char *buf = malloc(count ? count : 1);
+  if (!buf)
+    return -ENOMEM;
+  long n;
+  /* Read into the bounce buffer through the same paths as read(2). */
+  switch (fi->type) {
+  case F_HOST:
+    n = off < 0 ? read(fi->hostfd, buf, count) : pread(fi->hostfd, buf, count, off);
+    n = n < 0 ? -errno : n;
+    break;
+  case F_TMP:
+    n = tmp_read(fi->node, buf, count, off < 0 ? fi->off : (uint64_t)off);
+    if (n > 0 && off < 0)
+      fi->off += (uint64_t)n;
+    break;
+  case F_NULL:
+    n = 0;
+    break;
+  default:
+    n = -EINVAL;
+  }
+  long w = n;
+  if (n > 0) {
+    switch (fo->type) {
+    case F_HOST:
+      w = write(fo->hostfd, buf, (size_t)n);
+      w = w < 0 ? -errno : w;
+      break;
+    case F_TMP: {
+      uint64_t o = fo->off;
+      if (fo->flags & O_APPEND) {
+        struct stat st;
+        tmp_stat(fo->node, &st);
+        o = (uint64_t)st.st_size;
+      }
+      w = tmp_write(fo->node, buf, (uint64_t)n, o);
+      if (w > 0)
+        fo->off = o + (uint64_t)w;
+      break;
+    }
+    case F_NULL:
+      break;
+    default:
+      w = -EINVAL;
+    }
+  }
+  free(buf);
+  if (n > 0 && off >= 0 && w > 0) {
+    off += w;
+    mm_copy_out(sb, offp, &off, 8);
+  }
+  return w;
+}
+
+long fs_syscall(struct sb *sb, long nr, const uint64_t a[6], bool *handled)
+{
+  *handled = true;
+  int fd = (int)A(0);
+  struct file *f;
+  struct stat st;
+  long r;
+  switch (nr) {
+  case SYS_read:
+    return (f = fs_get(sb, fd)) ? do_read(sb, f, A(1), A(2), -1) : -EBADF;
+  case SYS_write:
+    return (f = fs_get(sb, fd)) ? do_write(sb, f, A(1), A(2), -1) : -EBADF;
+  case SYS_pread64:
+    return (f = fs_get(sb, fd)) ? ((int64_t)A(3) < 0 ? -EINVAL : do_read(sb, f, A(1), A(2), (int64_t)A(3))) : -EBADF;
+  case SYS_pwrite64:
+    return (f = fs_get(sb, fd)) ? ((int64_t)A(3) < 0 ? -EINVAL : do_write(sb, f, A(1), A(2), (int64_t)A(3))) : -EBADF;
+  case SYS_readv:
+    return (f = fs_get(sb, fd)) ? do_iov(sb, f, A(1), A(2), -1, false) : -EBADF;
+  case SYS_writev:
+    return (f = fs_get(sb, fd)) ? do_iov(sb, f, A(1), A(2), -1, true) : -EBADF;
+  case SYS_preadv:
+    return (f = fs_get(sb, fd)) ? do_iov(sb, f, A(1), A(2), (int64_t)A(3), false) : -EBADF;
+  case SYS_open:
+    return do_open(sb, AT_FDCWD, A(0), (int)A(1), (unsigned)A(2));
+  case SYS_creat:
+    return do_open(sb, AT_FDCWD, A(0), O_CREAT | O_WRONLY | O_TRUNC, (unsigned)A(1));
+  case SYS_openat:
+    return do_open(sb, (int)A(0), A(1), (int)A(2), (unsigned)A(3));
+  case SYS_close:
+    if (!fs_get(sb, fd))
+      return -EBADF;
+    fd_close(sb, fd);
+    return 0;
+  case SYS_fstat:
+    if (!(f = fs_get(sb, fd)))
+      return -EBADF;
+    if ((r = file_stat(f, &st)) < 0)
+      return r;
+    return mm_copy_out(sb, A(1), &st, sizeof st);
+  case SYS_stat:
+  case SYS_lstat:
+    if ((r = do_stat_path(sb, AT_FDCWD, A(0), nr == SYS_lstat ? AT_SYMLINK_NOFOLLOW : 0, &st)) < 0)
+      return r;
+    return mm_copy_out(sb, A(1), &st, sizeof st);
+  case SYS_newfstatat:
+    if ((r = do_stat_path(sb, (int)A(0), A(1), (int)A(3), &st)) < 0)
+      return r;
+    return mm_copy_out(sb, A(2), &st, sizeof st);
+  case SYS_statx: {
+    if ((r = do_stat_path(sb, (int)A(0), A(1), (int)A(2), &st)) < 0)
+      return r;
+    struct statx x;
+    stat_to_statx(&st, &x);
+    return mm_copy_out(sb, A(4), &x, sizeof x);
+  }
+  case SYS_lseek: {
+    if (!(f = fs_get(sb, fd)))
+      return -EBADF;
+    int64_t off = (int64_t)A(1);
+    int wh = (int)A(2);
+    if (f->type == F_HOST || f->type == F_DIR) {
+      off_t o = lseek(f->hostfd, off, wh);
+      return o < 0 ? -errno : o;
+    }
+    if (f->type == F_NULL)
+      return 0;
+    tmp_stat(f->node, &st);
+    int64_t base = wh == SEEK_SET ? 0 : wh == SEEK_CUR ? (int64_t)f->off : wh == SEEK_END ? st.st_size : -1;
+    if (base < 0 || base + off < 0)
+      return -EINVAL;
+    f->off = (uint64_t)(base + off);
+    return (long)f->off;
+  }
+  case SYS_getdents64:
+    return (f = fs_get(sb, fd)) ? do_getdents(sb, f, A(1), A(2)) : -EBADF;
+  case SYS_getcwd: {
+    size_t n = strlen(sb->cwd) + 1;
+    if (A(1) < n)
+      return -ERANGE;
+    r = mm_copy_out(sb, A(0), sb->cwd, n);
+    return r < 0 ? r : (long)n;
+  }
+  case SYS_chdir: {
+    char abs[PATH_MAX];
+    if ((r = resolve(sb, AT_FDCWD, A(0), abs, false)) < 0)
+      return r;
+    return do_chdir_abs(sb, abs);
+  }
+  case SYS_fchdir:
+    if (!(f = fs_get(sb, fd)))
+      return -EBADF;
+    if (f->type != F_DIR && f->type != F_TMPDIR)
+      return -ENOTDIR;
+    return do_chdir_abs(sb, f->path);
+  case SYS_readlink:
+    return do_readlink(sb, AT_FDCWD, A(0), A(1), A(2));
+  case SYS_readlinkat:
+    return do_readlink(sb, (int)A(0), A(1), A(2), A(3));
+  case SYS_access:
+    return do_access(sb, AT_FDCWD, A(0), (int)A(1), 0);
+  case SYS_faccessat:
+    return do_access(sb, (int)A(0), A(1), (int)A(2), 0);
+  case SYS_faccessat2:
+    return do_access(sb, (int)A(0), A(1), (int)A(2), (int)A(3));
+  case SYS_dup:
+    if (!(f = fs_get(sb, fd)))
+      return -EBADF;
+    f->refs++;
+    r = fd_install(sb, f, 0, false);
+    if (r < 0)
+      f->refs--;
+    return r;
+  case SYS_dup2:
+  case SYS_dup3: {
+    int nfd = (int)A(1);
+    if (!(f = fs_get(sb, fd)))
+      return -EBADF;
+    if (nfd < 0 || nfd >= MAX_FDS)
+      return -EBADF;
+    if (nfd == fd)
+      return nr == SYS_dup3 ? -EINVAL : nfd;
+    f->refs++;
+    fd_close(sb, nfd);
+    sb->fds[nfd] = f;
+    sb->cloexec[nfd] = nr == SYS_dup3 && (A(2) & O_CLOEXEC);
+    return nfd;
+  }
+  case SYS_pipe:
+  case SYS_pipe2: {
+    int p[2];
+    if (pipe2(p, O_CLOEXEC | O_NONBLOCK) < 0)
+      return -errno;
+    struct file *rf = file_new(F_HOST, p[0], O_RDONLY, "pipe:"), *wf = file_new(F_HOST, p[1], O_WRONLY, "pipe:");
+    if (!rf || !wf) {
+      if (rf)
+        file_unref(rf);
+      else
+        close(p[0]);
+      if (wf)
+        file_unref(wf);
+      else
+        close(p[1]);
+      return -ENOMEM;
+    }
+    bool ce = nr == SYS_pipe2 && (A(1) & O_CLOEXEC);
+    int g[2] = {fd_install(sb, rf, 0, ce), -1};
+    if (g[0] >= 0)
+      g[1] = fd_install(sb, wf, 0, ce);
+    if (g[1] < 0 || mm_copy_out(sb, A(0), g, sizeof g) < 0) {
+      if (g[0] >= 0)
+        sb->fds[g[0]] = NULL;
+      if (g[1] >= 0)
+        sb->fds[g[1]] = NULL;
+      file_unref(rf);
+      file_unref(wf);
+      return g[1] < 0 ? -EMFILE : -EFAULT;
+    }
+    return 0;
+  }
+  case SYS_fcntl:
+    return do_fcntl(sb, fd, (int)A(1), A(2));
+  case SYS_ioctl:
+    return do_ioctl(sb, fd, A(1), A(2));
+  case SYS_poll:
+    return do_poll(sb, A(0), A(1), (int)A(2));
+  case SYS_ppoll: {
+    int ms = -1;
+    if (A(2)) {
+      struct timespec ts;
+      if (mm_copy_in(sb, &ts, A(2), sizeof ts) < 0)
+        return -EFAULT;
+      ms = (int)(ts.tv_sec * 1000 + ts.tv_nsec / 1000000);
+    }
+    return do_poll(sb, A(0), A(1), ms);
+  }
+  case SYS_mkdir:
+    return do_mkdir(sb, AT_FDCWD, A(0), (unsigned)A(1));
+  case SYS_mkdirat:
+    return do_mkdir(sb, (int)A(0), A(1), (unsigned)A(2));
+  case SYS_unlink:
+    return do_unlink(sb, AT_FDCWD, A(0), 0);
+  case SYS_rmdir:
+    return do_unlink(sb, AT_FDCWD, A(0), AT_REMOVEDIR);
+  case SYS_unlinkat:
+    return do_unlink(sb, (int)A(0), A(1), (int)A(2));
+  case SYS_rename:
+    return do_rename(sb, AT_FDCWD, A(0), AT_FDCWD, A(1));
+  case SYS_renameat:
+  case SYS_renameat2:
+    return do_rename(sb, (int)A(0), A(1), (int)A(2), A(3));
+  case SYS_ftruncate:
+    if (!(f = fs_get(sb, fd)))
+      return -EBADF;
+    if (f->type != F_TMP)
+      return f->type == F_HOST ? -EINVAL : -EROFS;
+    return tmp_truncate(f->node, A(1));
+  case SYS_truncate: {
+    char abs[PATH_MAX];
+    if ((r = resolve(sb, AT_FDCWD, A(0), abs, false)) < 0)
+      return r;
+    struct tnode *n = tmp_is_tmp(abs) ? tmp_lookup(sb, abs) : NULL;
+    return n ? tmp_truncate(n, A(1)) : tmp_is_tmp(abs) ? -ENOENT : -EROFS;
+  }
+  case SYS_fsync:
+  case SYS_fdatasync:
+  case SYS_fadvise64:
+  case SYS_flock:
+    return fs_get(sb, fd) ? 0 : -EBADF;
+  case SYS_umask:
+    r = sb->umask;
+    sb->umask = A(0) & 0777;
+    return r;
+  case SYS_chmod:
+  case SYS_fchmodat:
+  case SYS_chown:
+  case SYS_lchown:
+  case SYS_fchownat:
+  case SYS_utimensat: {
+    char abs[PATH_MAX];
+    uint64_t p = nr == SYS_chmod || nr == SYS_chown || nr == SYS_lchown ? A(0) : A(1);
+    int dfd = nr == SYS_chmod || nr == SYS_chown || nr == SYS_lchown ? AT_FDCWD : (int)A(0);
+    if (nr == SYS_utimensat && !p)
+      return fs_get(sb, dfd) ? 0 : -EBADF;
+    if ((r = resolve(sb, dfd, p, abs, false)) < 0)
+      return r;
+    if ((r = stat_abs(sb, abs, false, &st)) < 0)
+      return r;
+    return tmp_is_tmp(abs) ? 0 : -EROFS;
+  }
+  case SYS_fchmod:
+  case SYS_fchown:
+    return (f = fs_get(sb, fd)) ? (f->type == F_TMP || f->type == F_TMPDIR ? 0 : -EROFS) : -EBADF;
+  case SYS_sendfile:
+    return do_sendfile(sb, (int)A(0), (int)A(1), A(2), A(3));
+  case SYS_statfs:
+  case SYS_fstatfs: {
+    struct {
+      int64_t type, bsize, blocks, bfree, bavail, files, ffree;
+      int32_t fsid[2];
+      int64_t namelen, frsize, flags, spare[4];
+    } s = {.type = 0x01021994, .bsize = 4096, .namelen = 255, .frsize = 4096};
+    return mm_copy_out(sb, A(1), &s, sizeof s);
+  }
+  }
+  *handled = false;
+  return -ENOSYS;
+}

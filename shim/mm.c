@@ -1,0 +1,239 @@
+/* The guest address space.
+ *
+ * Keeps a sorted, non-overlapping array of VMAs (sb->vmas) that mirrors the
+ * host mapping of guest memory: a guest page is accessible exactly when a
+ * VMA covers it, and the host range under it is mapped with the same
+ * protection (anonymous or MAP_PRIVATE from a file). Unmapped guest pages
+ * are host PROT_NONE, so the program faults on them (KVM_RUN -> EFAULT)
+ * and the shim never dereferences them: every guest pointer goes through
+ * mm_ptr, which checks the VMAs first. PROT_EXEC is recorded but not
+ * enforced (the VMM's page tables map all guest memory executable).
+ *
+ * Addresses: [CF_VM_USER_BASE, mem_size). The stack sits at the top; mmap
+ * allocates top-down below it (mmap_top); brk grows up from the end of the
+ * program. */
+#include <errno.h>
+#include <string.h>
+#include <sys/mman.h>
+
+#include "shim/shim.h"
+
+static int find_idx(struct sb *sb, uint64_t addr)
+{
+  /* first VMA with end > addr */
+  int lo = 0, hi = sb->nvma;
+  while (lo < hi) {
+    int mid = (lo + hi) / 2;
+    if (sb->vmas[mid].end <= addr)
+      lo = mid + 1;
+    else
+      hi = mid;
+  }
+  return lo;
+}
+
+const struct vma *mm_find(struct sb *sb, uint64_t addr)
+{
+  int i = find_idx(sb, addr);
+  if (i < sb->nvma && sb->vmas[i].start <= addr)
+    return &sb->vmas[i];
+  return NULL;
+}
+
+static bool range_ok(struct sb *sb, uint64_t start, uint64_t len)
+{
+  return start % PAGE == 0 && len > 0 && start >= CF_VM_USER_BASE && start + len > start &&
+         start + len <= sb->mem_size;
+}
+
+/* Remove [start, end) from the VMA list (splitting), no host change. */
+static int cut(struct sb *sb, uint64_t start, uint64_t end)
+{
+  int i = find_idx(sb, start);
+  while (i < sb->nvma && sb->vmas[i].start < end) {
+    struct vma *v = &sb->vmas[i];
+    if (v->start < start && v->end > end) {
+      if (sb->nvma >= MAX_VMAS)
+        return -ENOMEM;
+      memmove(v + 1, v, (sb->nvma - i) * sizeof *v);
+      sb->nvma++;
+      v[0].end = start;
+      v[1].start = end;
+      return 0;
+    }
+    if (v->start < start) {
+      v->end = start;
+      i++;
+    } else if (v->end > end) {
+      v->start = end;
+      break;
+    } else {
+      memmove(v, v + 1, (sb->nvma - i - 1) * sizeof *v);
+      sb->nvma--;
+    }
+  }
+  return 0;
+}
+
+static int insert(struct sb *sb, uint64_t start, uint64_t end, int prot)
+{
+  int r = cut(sb, start, end);
+  if (r < 0)
+    return r;
+  int i = find_idx(sb, start);
+  /* merge with neighbours of the same protection */
+  if (i > 0 && sb->vmas[i - 1].end == start && sb->vmas[i - 1].prot == prot) {
+    sb->vmas[i - 1].end = end;
+    if (i < sb->nvma && sb->vmas[i].start == end && sb->vmas[i].prot == prot) {
+      sb->vmas[i - 1].end = sb->vmas[i].end;
+      memmove(&sb->vmas[i], &sb->vmas[i + 1], (sb->nvma - i - 1) * sizeof sb->vmas[0]);
+      sb->nvma--;
+    }
+    return 0;
+  }
+  if (i < sb->nvma && sb->vmas[i].start == end && sb->vmas[i].prot == prot) {
+    sb->vmas[i].start = start;
+    return 0;
+  }
+  if (sb->nvma >= MAX_VMAS)
+    return -ENOMEM;
+  memmove(&sb->vmas[i + 1], &sb->vmas[i], (sb->nvma - i) * sizeof sb->vmas[0]);
+  sb->vmas[i] = (struct vma){start, end, prot};
+  sb->nvma++;
+  return 0;
+}
+
+static int host_prot(int prot) { return prot & (PROT_READ | PROT_WRITE); }
+
+int mm_map_anon(struct sb *sb, uint64_t start, uint64_t len, int prot)
+{
+  len = PAGE_UP(len);
+  if (!range_ok(sb, start, len))
+    return -ENOMEM;
+  if (mmap(sb->mem + start, len, host_prot(prot), MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED | MAP_NORESERVE,
+           -1, 0) == MAP_FAILED)
+    return -errno;
+  return insert(sb, start, start + len, prot);
+}
+
+int mm_map_file(struct sb *sb, uint64_t start, uint64_t len, int prot, int hostfd, uint64_t off)
+{
+  len = PAGE_UP(len);
+  if (!range_ok(sb, start, len) || off % PAGE)
+    return -EINVAL;
+  if (mmap(sb->mem + start, len, host_prot(prot), MAP_PRIVATE | MAP_FIXED, hostfd, (off_t)off) ==
+      MAP_FAILED)
+    return -errno;
+  return insert(sb, start, start + len, prot);
+}
+
+int mm_unmap(struct sb *sb, uint64_t start, uint64_t len)
+{
+  len = PAGE_UP(len);
+  if (!range_ok(sb, start, len))
+    return -EINVAL;
+  if (mmap(sb->mem + start, len, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED | MAP_NORESERVE, -1,
+           0) == MAP_FAILED)
+    return -errno;
+  return cut(sb, start, start + len);
+}
+
+int mm_protect(struct sb *sb, uint64_t start, uint64_t len, int prot)
+{
+  len = PAGE_UP(len);
+  if (!range_ok(sb, start, len))
+    return -EINVAL;
+  /* Linux: ENOMEM if part of the range is unmapped. */
+  for (uint64_t a = start; a < start + len;) {
+    const struct vma *v = mm_find(sb, a);
+    if (!v)
+      return -ENOMEM;
+    a = v->end;
+  }
+  if (mprotect(sb->mem + start, len, host_prot(prot)) < 0)
+    return -errno;
+  return insert(sb, start, start + len, prot);
+}
+
+bool mm_is_free(struct sb *sb, uint64_t start, uint64_t len)
+{
+  if (!range_ok(sb, start, PAGE_UP(len)))
+    return false;
+  int i = find_idx(sb, start);
+  return i >= sb->nvma || sb->vmas[i].start >= start + len;
+}
+
+uint64_t mm_find_free(struct sb *sb, uint64_t len)
+{
+  len = PAGE_UP(len);
+  uint64_t top = sb->mmap_top;
+  /* Walk the VMAs below top from the highest down. */
+  int i = find_idx(sb, top) - 1;
+  for (;;) {
+    uint64_t floor = i >= 0 ? sb->vmas[i].end : CF_VM_USER_BASE;
+    uint64_t lowest = sb->brk_cur + (64ull << 20); /* leave brk room to grow */
+    if (floor < lowest && top > lowest)
+      floor = lowest;
+    if (top >= floor + len && top - len >= CF_VM_USER_BASE)
+      return top - len;
+    if (i < 0)
+      return 0;
+    top = sb->vmas[i].start;
+    i--;
+  }
+}
+
+void *mm_ptr(struct sb *sb, uint64_t addr, uint64_t len, int prot)
+{
+  if (len == 0)
+    return sb->mem; /* never dereferenced */
+  if (addr + len < addr || addr + len > sb->mem_size)
+    return NULL;
+  for (uint64_t a = addr; a < addr + len;) {
+    const struct vma *v = mm_find(sb, a);
+    if (!v || (v->prot & prot) != prot)
+      return NULL;
+    a = v->end;
+  }
+  return sb->mem + addr;
+}
+
+long mm_str(struct sb *sb, uint64_t addr, char *buf, size_t size)
+{
+  size_t n = 0;
+  while (n < size) {
+    const struct vma *v = mm_find(sb, addr + n);
+    if (!v || !(v->prot & PROT_READ))
+      return -EFAULT;
+    uint64_t avail = v->end - (addr + n);
+    if (avail > size - n)
+      avail = size - n;
+    const char *src = (const char *)sb->mem + addr + n;
+    const char *z = memchr(src, 0, avail);
+    if (z) {
+      memcpy(buf + n, src, (size_t)(z - src) + 1);
+      return (long)(n + (size_t)(z - src));
+    }
+    memcpy(buf + n, src, avail);
+    n += avail;
+  }
+  return -ENAMETOOLONG;
+}
+
+int mm_copy_out(struct sb *sb, uint64_t addr, const void *src, uint64_t len)
+{
+  void *p = mm_ptr(sb, addr, len, PROT_WRITE);
+  if (!p)
+    return -EFAULT;
+  memcpy(p, src, len);
+  return 0;
+}
+
+int mm_copy_in(struct sb *sb, void *dst, uint64_t addr, uint64_t len)
+{
+  void *p = mm_ptr(sb, addr, len, PROT_READ);
+  if (!p)
+    return -EFAULT;
+  memcpy(dst, p, len);
+  return 0;
+}

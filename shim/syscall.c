@@ -1,0 +1,728 @@
+/* System-call dispatch: memory, process, signals, time and identity here;
+ * files in fs.c. Each handler returns the Linux result (>= 0 or -errno)
+ * or SYS_NORETURN when it has set the registers itself (rt_sigreturn,
+ * execve, a signal delivered to a handler).
+ *
+ * Single-threaded semantics: clone/fork/vfork fail with EAGAIN (clone3
+ * with ENOSYS so that libc falls back to clone), wait4 with ECHILD, futex
+ * never sleeps. Signals: handlers run on the program's stack with a Linux
+ * rt_sigframe (ucontext + siginfo; the FPU state is not saved). */
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/random.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
+#include <sys/sysinfo.h>
+#include <sys/ucontext.h>
+#include <sys/utsname.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "cowfork/error.h"
+#include "shim/shim.h"
+
+#define A(i) (a[i])
+#ifndef SA_RESTORER
+#define SA_RESTORER 0x04000000
+#endif
+
+#define ARCH_SET_GS 0x1001
+#define ARCH_SET_FS 0x1002
+#define ARCH_GET_FS 0x1003
+#define ARCH_GET_GS 0x1004
+
+static const char *const names[] = {
+#define N(x) [SYS_##x] = #x
+    N(read), N(write), N(open), N(close), N(stat), N(fstat), N(lstat), N(poll), N(lseek), N(mmap),
+    N(mprotect), N(munmap), N(brk), N(rt_sigaction), N(rt_sigprocmask), N(rt_sigreturn), N(ioctl),
+    N(pread64), N(pwrite64), N(readv), N(writev), N(access), N(pipe), N(select), N(sched_yield),
+    N(mremap), N(msync), N(madvise), N(dup), N(dup2), N(pause), N(nanosleep), N(getitimer), N(alarm),
+    N(setitimer), N(getpid), N(sendfile), N(socket), N(connect), N(clone), N(fork), N(vfork),
+    N(execve), N(exit), N(wait4), N(kill), N(uname), N(fcntl), N(flock), N(fsync), N(fdatasync),
+    N(truncate), N(ftruncate), N(getdents), N(getcwd), N(chdir), N(fchdir), N(rename), N(mkdir),
+    N(rmdir), N(creat), N(link), N(unlink), N(symlink), N(readlink), N(chmod), N(fchmod), N(chown),
+    N(fchown), N(lchown), N(umask), N(gettimeofday), N(getrlimit), N(getrusage), N(sysinfo), N(times),
+    N(getuid), N(getgid), N(setuid), N(setgid), N(geteuid), N(getegid), N(setpgid), N(getppid),
+    N(getpgrp), N(setsid), N(getgroups), N(setgroups), N(getresuid), N(getresgid), N(getpgid),
+    N(getsid), N(rt_sigpending), N(rt_sigsuspend), N(sigaltstack), N(statfs), N(fstatfs), N(prctl),
+    N(arch_prctl), N(setrlimit), N(gettid), N(tkill), N(time), N(futex), N(sched_getaffinity),
+    N(getdents64), N(set_tid_address), N(fadvise64), N(clock_gettime), N(clock_getres),
+    N(clock_nanosleep), N(exit_group), N(tgkill), N(openat), N(mkdirat), N(fchownat), N(newfstatat),
+    N(unlinkat), N(renameat), N(readlinkat), N(fchmodat), N(faccessat), N(pselect6), N(ppoll),
+    N(set_robust_list), N(get_robust_list), N(utimensat), N(dup3), N(pipe2), N(preadv),
+    N(prlimit64), N(renameat2), N(getrandom), N(statx), N(rseq), N(clone3), N(faccessat2),
+#undef N
+};
+
+const char *sys_name(long nr)
+{
+  if (nr >= 0 && (size_t)nr < sizeof names / sizeof names[0] && names[nr])
+    return names[nr];
+  return NULL;
+}
+
+/* ---- memory ---- */
+
+static long do_mmap(struct sb *sb, const uint64_t a[6])
+{
+  uint64_t addr = A(0), len = A(1), off = A(5);
+  int prot = (int)A(2), flags = (int)A(3), fd = (int)A(4);
+  if (len == 0 || len > sb->mem_size || off % PAGE)
+    return -EINVAL;
+  len = PAGE_UP(len);
+  uint64_t at;
+  if (flags & (MAP_FIXED | MAP_FIXED_NOREPLACE)) {
+    if (addr % PAGE)
+      return -EINVAL;
+    if ((flags & MAP_FIXED_NOREPLACE) && !mm_is_free(sb, addr, len))
+      return -EEXIST;
+    at = addr;
+  } else if (addr && addr % PAGE == 0 && mm_is_free(sb, addr, len)) {
+    at = addr;
+  } else {
+    at = mm_find_free(sb, len);
+    if (!at)
+      return -ENOMEM;
+  }
+  long r;
+  if (flags & MAP_ANONYMOUS) {
+    r = mm_map_anon(sb, at, len, prot);
+    return r < 0 ? r : (long)at;
+  }
+  struct file *f = fs_get(sb, fd);
+  if (!f)
+    return -EBADF;
+  if (f->type == F_HOST) {
+    struct stat st;
+    if (fstat(f->hostfd, &st) < 0)
+      return -errno;
+    if (!S_ISREG(st.st_mode))
+      return -ENODEV;
+    /* Pages wholly past the end of the file become anonymous zeros, so
+     * that the VMM never touches a mapping that would raise SIGBUS. */
+    uint64_t fsize = PAGE_UP((uint64_t)st.st_size), flen = 0;
+    if (off < fsize)
+      flen = fsize - off < len ? fsize - off : len;
+    if (flen && (r = mm_map_file(sb, at, flen, prot, f->hostfd, off)) < 0)
+      return r;
+    if (flen < len && (r = mm_map_anon(sb, at + flen, len - flen, prot)) < 0)
+      return r;
+    return (long)at;
+  }
+  if (f->type == F_TMP || f->type == F_NULL) {
+    if ((r = mm_map_anon(sb, at, len, PROT_READ | PROT_WRITE)) < 0)
+      return r;
+    if (f->type == F_TMP)
+      tmp_read(f->node, sb->mem + at, len, off);
+    if (prot != (PROT_READ | PROT_WRITE) && (r = mm_protect(sb, at, len, prot)) < 0)
+      return r;
+    return (long)at;
+  }
+  return -ENODEV;
+}
+
+static long do_brk(struct sb *sb, uint64_t addr)
+{
+  if (addr < sb->brk_start)
+    return (long)sb->brk_cur;
+  uint64_t old = PAGE_UP(sb->brk_cur), new = PAGE_UP(addr);
+  if (new > old) {
+    if (!mm_is_free(sb, old, new - old) || new > sb->mmap_top)
+      return (long)sb->brk_cur;
+    if (mm_map_anon(sb, old, new - old, PROT_READ | PROT_WRITE) < 0)
+      return (long)sb->brk_cur;
+  } else if (new < old) {
+    mm_unmap(sb, new, old - new);
+  }
+  sb->brk_cur = addr;
+  return (long)addr;
+}
+
+/* ---- signals ---- */
+
+static bool default_ignored(int sig)
+{
+  return sig == SIGCHLD || sig == SIGURG || sig == SIGWINCH || sig == SIGCONT;
+}
+
+static void kill_sandbox(struct sb *sb, int sig)
+{
+  sb->exited = true;
+  sb->kill_signal = sig;
+}
+
+/* The program's user-mode registers to resume with after the current
+ * syscall exit: rip = rcx, rflags = r11 (what SYSCALL saved). */
+static void user_regs_after_syscall(struct sb *sb, struct cf_vm_regs *u)
+{
+  *u = *cf_vm_regs(sb->vm);
+  u->rip = u->rcx;
+  u->rflags = u->r11;
+}
+
+/* Build an rt_sigframe for sig on the program's stack and point regs at
+ * the handler. false if the frame cannot be written (then the caller kills). */
+static bool push_frame(struct sb *sb, int sig, int code, uint64_t addr, struct cf_vm_regs *u)
+{
+  struct ksigaction *act = &sb->act[sig];
+  if (!(act->flags & SA_RESTORER))
+    return false;
+  uint64_t sp = u->rsp - 128; /* red zone */
+  sp -= sizeof(siginfo_t);
+  sp &= ~15ull;
+  uint64_t info_addr = sp;
+  sp -= sizeof(ucontext_t);
+  sp &= ~15ull;
+  uint64_t uc_addr = sp;
+  sp -= 8; /* the return address: rsp + 8 is 16-byte aligned at entry */
+  ucontext_t *uc = mm_ptr(sb, uc_addr, sizeof *uc, PROT_READ | PROT_WRITE);
+  siginfo_t *si = mm_ptr(sb, info_addr, sizeof *si, PROT_READ | PROT_WRITE);
+  if (!uc || !si || mm_copy_out(sb, sp, &act->restorer, 8) < 0)
+    return false;
+  memset(uc, 0, sizeof *uc);
+  memset(si, 0, sizeof *si);
+  si->si_signo = sig;
+  si->si_code = code;
+  if (sig == SIGSEGV || sig == SIGBUS || sig == SIGILL || sig == SIGFPE)
+    si->si_addr = (void *)addr;
+  else
+    si->si_pid = sb->pid, si->si_uid = (uid_t)sb->uid;
+  greg_t *g = uc->uc_mcontext.gregs;
+  g[REG_R8] = (greg_t)u->r8, g[REG_R9] = (greg_t)u->r9, g[REG_R10] = (greg_t)u->r10;
+  g[REG_R11] = (greg_t)u->r11, g[REG_R12] = (greg_t)u->r12, g[REG_R13] = (greg_t)u->r13;
+  g[REG_R14] = (greg_t)u->r14, g[REG_R15] = (greg_t)u->r15, g[REG_RDI] = (greg_t)u->rdi;
+  g[REG_RSI] = (greg_t)u->rsi, g[REG_RBP] = (greg_t)u->rbp, g[REG_RBX] = (greg_t)u->rbx;
+  g[REG_RDX] = (greg_t)u->rdx, g[REG_RAX] = (greg_t)u->rax, g[REG_RCX] = (greg_t)u->rcx;
+  g[REG_RSP] = (greg_t)u->rsp, g[REG_RIP] = (greg_t)u->rip, g[REG_EFL] = (greg_t)u->rflags;
+  g[REG_CSGSFS] = 0x33;
+  g[REG_CR2] = (greg_t)addr;
+  memcpy(&uc->uc_sigmask, &sb->sigmask, 8);
+  sb->sigmask |= act->mask;
+  if (!(act->flags & SA_NODEFER))
+    sb->sigmask |= 1ull << (sig - 1);
+  if (act->flags & SA_RESETHAND)
+    act->handler = 0;
+  u->rip = act->handler;
+  u->rdi = (uint64_t)sig;
+  u->rsi = info_addr;
+  u->rdx = uc_addr;
+  u->rax = 0;
+  u->rsp = sp;
+  return true;
+}
+
+/* Deliver sig to a program stopped with user registers u. Returns true if
+ * it now runs a handler (u changed), false if ignored; kills if fatal. */
+static bool deliver(struct sb *sb, int sig, int code, uint64_t addr, bool sync, struct cf_vm_regs *u)
+{
+  struct ksigaction *act = &sb->act[sig];
+  bool blocked = sb->sigmask & (1ull << (sig - 1));
+  if (sync && (blocked || act->handler == (uint64_t)SIG_IGN)) {
+    kill_sandbox(sb, sig);
+    return false;
+  }
+  if (!sync && blocked) {
+    sb->pending |= 1ull << (sig - 1);
+    return false;
+  }
+  if (act->handler == (uint64_t)SIG_IGN)
+    return false;
+  if (act->handler == (uint64_t)SIG_DFL) {
+    if (!default_ignored(sig))
+      kill_sandbox(sb, sig);
+    return false;
+  }
+  if (!push_frame(sb, sig, code, addr, u)) {
+    kill_sandbox(sb, SIGSEGV);
+    return false;
+  }
+  return true;
+}
+
+void sig_fault(struct sb *sb, int sig, int code, uint64_t addr, struct cf_vm_regs *u)
+{
+  if (deliver(sb, sig, code, addr, true, u) && cf_vm_resume_user(sb->vm, u) < 0)
+    kill_sandbox(sb, SIGKILL);
+}
+
+/* After a syscall: deliver one pending, unblocked signal. */
+static long signal_after_syscall(struct sb *sb, long result)
+{
+  uint64_t ready = sb->pending & ~sb->sigmask;
+  if (!ready || sb->exited)
+    return result;
+  int sig = __builtin_ctzll(ready) + 1;
+  sb->pending &= ~(1ull << (sig - 1));
+  struct cf_vm_regs u;
+  user_regs_after_syscall(sb, &u);
+  u.rax = (uint64_t)result;
+  if (deliver(sb, sig, SI_USER, 0, false, &u)) {
+    cf_vm_resume_user(sb->vm, &u);
+    return SYS_NORETURN;
+  }
+  return result;
+}
+
+static long do_kill(struct sb *sb, int sig)
+{
+  if (sig < 0 || sig > 64)
+    return -EINVAL;
+  if (sig == 0)
+    return 0;
+  sb->pending |= 1ull << (sig - 1);
+  if (sig == SIGKILL || sig == SIGSTOP) {
+    kill_sandbox(sb, SIGKILL);
+    return 0;
+  }
+  return 0;
+}
+
+static long do_sigreturn(struct sb *sb)
+{
+  struct cf_vm_regs *r = cf_vm_regs(sb->vm);
+  ucontext_t uc;
+  if (mm_copy_in(sb, &uc, r->rsp, sizeof uc) < 0) {
+    kill_sandbox(sb, SIGSEGV);
+    return SYS_NORETURN;
+  }
+  greg_t *g = uc.uc_mcontext.gregs;
+  struct cf_vm_regs u = {
+      .r8 = (uint64_t)g[REG_R8], .r9 = (uint64_t)g[REG_R9], .r10 = (uint64_t)g[REG_R10],
+      .r11 = (uint64_t)g[REG_R11], .r12 = (uint64_t)g[REG_R12], .r13 = (uint64_t)g[REG_R13],
+      .r14 = (uint64_t)g[REG_R14], .r15 = (uint64_t)g[REG_R15], .rdi = (uint64_t)g[REG_RDI],
+      .rsi = (uint64_t)g[REG_RSI], .rbp = (uint64_t)g[REG_RBP], .rbx = (uint64_t)g[REG_RBX],
+      .rdx = (uint64_t)g[REG_RDX], .rax = (uint64_t)g[REG_RAX], .rcx = (uint64_t)g[REG_RCX],
+      .rsp = (uint64_t)g[REG_RSP], .rip = (uint64_t)g[REG_RIP], .rflags = (uint64_t)g[REG_EFL],
+  };
+  memcpy(&sb->sigmask, &uc.uc_sigmask, 8);
+  sb->sigmask &= ~((1ull << (SIGKILL - 1)) | (1ull << (SIGSTOP - 1)));
+  cf_vm_resume_user(sb->vm, &u);
+  return SYS_NORETURN;
+}
+
+static long do_sigaction(struct sb *sb, const uint64_t a[6])
+{
+  int sig = (int)A(0);
+  if (sig < 1 || sig > 64 || A(3) != 8)
+    return -EINVAL;
+  if (A(2) && mm_copy_out(sb, A(2), &sb->act[sig], sizeof sb->act[sig]) < 0)
+    return -EFAULT;
+  if (A(1)) {
+    if (sig == SIGKILL || sig == SIGSTOP)
+      return -EINVAL;
+    struct ksigaction k;
+    if (mm_copy_in(sb, &k, A(1), sizeof k) < 0)
+      return -EFAULT;
+    sb->act[sig] = k;
+  }
+  return 0;
+}
+
+static long do_sigprocmask(struct sb *sb, const uint64_t a[6])
+{
+  if (A(3) != 8)
+    return -EINVAL;
+  uint64_t old = sb->sigmask, set;
+  if (A(1)) {
+    if (mm_copy_in(sb, &set, A(1), 8) < 0)
+      return -EFAULT;
+    switch (A(0)) {
+    case SIG_BLOCK: sb->sigmask |= set; break;
+    case SIG_UNBLOCK: sb->sigmask &= ~set; break;
+    case SIG_SETMASK: sb->sigmask = set; break;
+    default: return -EINVAL;
+    }
+    sb->sigmask &= ~((1ull << (SIGKILL - 1)) | (1ull << (SIGSTOP - 1)));
+  }
+  if (A(2) && mm_copy_out(sb, A(2), &old, 8) < 0)
+    return -EFAULT;
+  return 0;
+}
+
+/* ---- execve: replace the program in the same sandbox ---- */
+
+static char **copy_strv(struct sb *sb, uint64_t addr, long *err)
+{
+  size_t n = 0, cap = 16;
+  char **v = calloc(cap, sizeof *v);
+  if (!v)
+    return *err = -ENOMEM, NULL;
+  for (; addr; n++) {
+    uint64_t p;
+    if (mm_copy_in(sb, &p, addr + n * 8, 8) < 0) {
+      *err = -EFAULT;
+      goto fail;
+    }
+    if (!p)
+      break;
+    if (n + 2 > cap) {
+      char **nv = realloc(v, (cap *= 2) * sizeof *v);
+      if (!nv || cap > 65536) {
+        free(nv ? nv : v);
+        return *err = -E2BIG, NULL;
+      }
+      v = nv;
+    }
+    char buf[65536];
+    long l = mm_str(sb, p, buf, sizeof buf);
+    if (l < 0) {
+      *err = l == -ENAMETOOLONG ? -E2BIG : l;
+      goto fail;
+    }
+    v[n] = strdup(buf);
+    v[n + 1] = NULL;
+  }
+  v[n] = NULL;
+  return v;
+fail:
+  for (size_t i = 0; i < n; i++)
+    free(v[i]);
+  free(v);
+  return NULL;
+}
+
+static void free_strv(char **v)
+{
+  if (v)
+    for (char **p = v; *p; p++)
+      free(*p);
+  free(v);
+}
+
+static long do_execve(struct sb *sb, const uint64_t a[6])
+{
+  char path[PATH_MAX];
+  long r = mm_str(sb, A(0), path, sizeof path);
+  if (r < 0)
+    return r;
+  /* Check before the point of no return: exists, is an ELF we load. */
+  if ((r = elf_probe(sb, path)) < 0)
+    return r;
+  long err = 0;
+  char **argv = copy_strv(sb, A(1), &err), **envp = argv ? copy_strv(sb, A(2), &err) : NULL;
+  if (!argv || !envp) {
+    free_strv(argv);
+    return err;
+  }
+  mm_unmap(sb, CF_VM_USER_BASE, sb->mem_size - CF_VM_USER_BASE);
+  sb->nvma = 0;
+  for (int i = 0; i < MAX_FDS; i++)
+    if (sb->fds[i] && sb->cloexec[i]) {
+      uint64_t ca[6] = {(uint64_t)i}; /* fs.c owns the refcount: close(2) */
+      bool h;
+      fs_syscall(sb, SYS_close, ca, &h);
+    }
+  for (int s = 1; s <= 64; s++)
+    if (sb->act[s].handler != (uint64_t)SIG_IGN)
+      sb->act[s] = (struct ksigaction){0};
+  uint64_t entry, sp;
+  r = elf_load(sb, path, argv, envp, &entry, &sp);
+  free_strv(argv);
+  free_strv(envp);
+  if (r < 0) {
+    snprintf(sb->report, sizeof sb->report, "execve %.200s failed after the point of no return: %.700s", path,
+             cf_error());
+    kill_sandbox(sb, SIGKILL);
+    return SYS_NORETURN;
+  }
+  if (cf_vm_set_fs_base(sb->vm, 0) < 0 || cf_vm_enter_user(sb->vm, entry, sp) < 0)
+    kill_sandbox(sb, SIGKILL);
+  return SYS_NORETURN;
+}
+
+/* ---- the rest ---- */
+
+static long copy_time(struct sb *sb, uint64_t addr, clockid_t clk, bool timeval)
+{
+  struct timespec ts;
+  if (clock_gettime(clk, &ts) < 0)
+    return -errno;
+  if (!timeval)
+    return mm_copy_out(sb, addr, &ts, sizeof ts);
+  struct timeval tv = {ts.tv_sec, ts.tv_nsec / 1000};
+  return mm_copy_out(sb, addr, &tv, sizeof tv);
+}
+
+static long dispatch(struct sb *sb, long nr, const uint64_t a[6])
+{
+  bool handled;
+  long r = fs_syscall(sb, nr, a, &handled);
+  if (handled)
+    return r;
+  switch (nr) {
+  case SYS_mmap:
+    return do_mmap(sb, a);
+  case SYS_munmap:
+    if (A(0) % PAGE || !A(1))
+      return -EINVAL;
+    return mm_unmap(sb, A(0), A(1));
+  case SYS_mprotect:
+    if (A(0) % PAGE)
+      return -EINVAL;
+    return A(1) ? mm_protect(sb, A(0), A(1), (int)A(2)) : 0;
+  case SYS_brk:
+    return do_brk(sb, A(0));
+  case SYS_madvise:
+    if (A(2) == MADV_DONTNEED && mm_ptr(sb, A(0), A(1), 0) && A(0) % PAGE == 0)
+      madvise(sb->mem + A(0), A(1), MADV_DONTNEED);
+    return 0;
+  case SYS_mremap:
+    return -ENOMEM;
+  case SYS_msync:
+  case SYS_mlock:
+  case SYS_munlock:
+    return 0;
+  case SYS_arch_prctl: {
+    uint64_t v;
+    switch (A(0)) {
+    case ARCH_SET_FS:
+      if (A(1) >= (1ull << 47))
+        return -EPERM;
+      return cf_vm_set_fs_base(sb->vm, A(1)) < 0 ? -EIO : 0;
+    case ARCH_GET_FS:
+      if (cf_vm_get_fs_base(sb->vm, &v) < 0)
+        return -EIO;
+      return mm_copy_out(sb, A(1), &v, 8);
+    }
+    return -EINVAL;
+  }
+  case SYS_set_tid_address:
+    sb->tid_address = A(0);
+    return sb->tid;
+  case SYS_set_robust_list:
+    return 0;
+  case SYS_futex:
+    switch (A(1) & 0x7f) {
+    case 0: /* FUTEX_WAIT */
+    case 9: /* FUTEX_WAIT_BITSET */
+      return -EAGAIN; /* nobody could ever wake us */
+    default:
+      return 0;
+    }
+  case SYS_rt_sigaction:
+    return do_sigaction(sb, a);
+  case SYS_rt_sigprocmask:
+    return do_sigprocmask(sb, a);
+  case SYS_rt_sigreturn:
+    return do_sigreturn(sb);
+  case SYS_rt_sigpending:
+    return mm_copy_out(sb, A(0), &sb->pending, 8);
+  case SYS_sigaltstack:
+    if (A(1)) {
+      stack_t ss = {.ss_flags = SS_DISABLE};
+      return mm_copy_out(sb, A(1), &ss, sizeof ss);
+    }
+    return 0;
+  case SYS_kill:
+    if ((int)A(0) != sb->pid && (int)A(0) != 0 && (int)A(0) != -1 && (int)A(0) != -sb->pid)
+      return -ESRCH;
+    return do_kill(sb, (int)A(1));
+  case SYS_tkill:
+    return (int)A(0) == sb->tid ? do_kill(sb, (int)A(1)) : -ESRCH;
+  case SYS_tgkill:
+    return (int)A(0) == sb->pid && (int)A(1) == sb->tid ? do_kill(sb, (int)A(2)) : -ESRCH;
+  case SYS_pause:
+  case SYS_rt_sigsuspend:
+    kill_sandbox(sb, SIGKILL); /* nothing can ever wake it */
+    snprintf(sb->report, sizeof sb->report, "the program waits for a signal that cannot come (%s)",
+             sys_name(nr));
+    return SYS_NORETURN;
+  case SYS_exit:
+  case SYS_exit_group:
+    sb->exited = true;
+    sb->exit_code = (int)(A(0) & 0xff);
+    return SYS_NORETURN;
+  case SYS_clone:
+  case SYS_fork:
+  case SYS_vfork:
+    return -EAGAIN;
+  case SYS_clone3:
+    return -ENOSYS;
+  case SYS_execve:
+    return do_execve(sb, a);
+  case SYS_wait4:
+  case SYS_waitid:
+    return -ECHILD;
+  case SYS_getpid:
+    return sb->pid;
+  case SYS_gettid:
+    return sb->tid;
+  case SYS_getppid:
+    return 1;
+  case SYS_getpgrp:
+  case SYS_getsid:
+  case SYS_getpgid:
+  case SYS_setsid:
+    return sb->pid;
+  case SYS_setpgid:
+    return 0;
+  case SYS_getuid:
+  case SYS_geteuid:
+    return sb->uid;
+  case SYS_getgid:
+  case SYS_getegid:
+    return sb->gid;
+  case SYS_setuid:
+  case SYS_setgid:
+    return (int)A(0) == sb->uid ? 0 : -EPERM;
+  case SYS_getresuid:
+  case SYS_getresgid: {
+    uint32_t id = (uint32_t)(nr == SYS_getresuid ? sb->uid : sb->gid);
+    for (int i = 0; i < 3; i++)
+      if (mm_copy_out(sb, A(i), &id, 4) < 0)
+        return -EFAULT;
+    return 0;
+  }
+  case SYS_getgroups:
+    return 0;
+  case SYS_setgroups:
+    return -EPERM;
+  case SYS_uname: {
+    struct utsname u;
+    uname(&u);
+    return mm_copy_out(sb, A(0), &u, sizeof u);
+  }
+  case SYS_sysinfo: {
+    struct sysinfo si;
+    sysinfo(&si);
+    si.procs = 1;
+    return mm_copy_out(sb, A(0), &si, sizeof si);
+  }
+  case SYS_getrlimit:
+  case SYS_prlimit64: {
+    int res = (int)(nr == SYS_getrlimit ? A(0) : A(1));
+    uint64_t out = nr == SYS_getrlimit ? A(1) : A(3);
+    if (nr == SYS_prlimit64 && A(0) && (int)A(0) != sb->pid)
+      return -ESRCH;
+    struct rlimit rl = {RLIM_INFINITY, RLIM_INFINITY};
+    if (res == RLIMIT_STACK)
+      rl.rlim_cur = rl.rlim_max = STACK_SIZE;
+    else if (res == RLIMIT_NOFILE)
+      rl.rlim_cur = rl.rlim_max = MAX_FDS;
+    else if (res == RLIMIT_AS || res == RLIMIT_DATA)
+      rl.rlim_cur = rl.rlim_max = sb->mem_size;
+    return out ? mm_copy_out(sb, out, &rl, sizeof rl) : 0;
+  }
+  case SYS_setrlimit:
+    return 0;
+  case SYS_getrusage: {
+    struct rusage ru = {0};
+    return mm_copy_out(sb, A(1), &ru, sizeof ru);
+  }
+  case SYS_times: {
+    struct {
+      int64_t u, s, cu, cs;
+    } t = {0};
+    if (A(0) && mm_copy_out(sb, A(0), &t, sizeof t) < 0)
+      return -EFAULT;
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec * 100 + ts.tv_nsec / 10000000;
+  }
+  case SYS_clock_gettime:
+    return copy_time(sb, A(1), (clockid_t)A(0), false);
+  case SYS_clock_getres: {
+    struct timespec ts = {0, 1};
+    return A(1) ? mm_copy_out(sb, A(1), &ts, sizeof ts) : 0;
+  }
+  case SYS_gettimeofday:
+    return A(0) ? copy_time(sb, A(0), CLOCK_REALTIME, true) : 0;
+  case SYS_time: {
+    int64_t t = (int64_t)time(NULL);
+    if (A(0) && mm_copy_out(sb, A(0), &t, 8) < 0)
+      return -EFAULT;
+    return t;
+  }
+  case SYS_nanosleep:
+  case SYS_clock_nanosleep: {
+    uint64_t req = nr == SYS_nanosleep ? A(0) : A(2);
+    struct timespec ts;
+    if (mm_copy_in(sb, &ts, req, sizeof ts) < 0)
+      return -EFAULT;
+    if (nr == SYS_clock_nanosleep && (A(1) & TIMER_ABSTIME))
+      return clock_nanosleep((clockid_t)A(0), TIMER_ABSTIME, &ts, NULL) ? -EINTR : 0;
+    return nanosleep(&ts, NULL) < 0 ? -errno : 0;
+  }
+  case SYS_getrandom: {
+    uint64_t len = A(1) > (1 << 20) ? 1 << 20 : A(1);
+    void *p = mm_ptr(sb, A(0), len, PROT_WRITE);
+    if (!p)
+      return -EFAULT;
+    ssize_t n = getrandom(p, len, (unsigned)(A(2) & GRND_NONBLOCK));
+    return n < 0 ? -errno : n;
+  }
+  case SYS_sched_getaffinity: {
+    if (A(1) < 8)
+      return -EINVAL;
+    uint64_t mask = 1;
+    return mm_copy_out(sb, A(2), &mask, 8) < 0 ? -EFAULT : 8;
+  }
+  case SYS_sched_yield:
+    return 0;
+  case SYS_prctl:
+    return A(0) == 15 /* PR_SET_NAME */ || A(0) == 16 ? 0 : -EINVAL;
+  case SYS_socket:
+  case SYS_socketpair:
+    return -EACCES;
+  case SYS_alarm:
+  case SYS_setitimer:
+  case SYS_getitimer:
+    return 0;
+  }
+  return -ENOSYS;
+}
+
+static void trace_call(struct sb *sb, long nr, const uint64_t a[6], long r)
+{
+  const char *n = sys_name(nr);
+  FILE *t = sb->trace;
+  if (n)
+    fprintf(t, "[sandbox] %s(", n);
+  else
+    fprintf(t, "[sandbox] syscall_%ld(", nr);
+  int str = -1;
+  switch (nr) {
+  case SYS_open: case SYS_stat: case SYS_lstat: case SYS_access: case SYS_execve: case SYS_chdir:
+  case SYS_mkdir: case SYS_unlink: case SYS_rmdir: case SYS_readlink: case SYS_creat: case SYS_truncate:
+    str = 0;
+    break;
+  case SYS_openat: case SYS_newfstatat: case SYS_statx: case SYS_unlinkat: case SYS_mkdirat:
+  case SYS_readlinkat: case SYS_faccessat: case SYS_faccessat2:
+    str = 1;
+    break;
+  }
+  for (int i = 0; i < 6; i++) {
+    if (i == str) {
+      char buf[256];
+      if (mm_str(sb, a[i], buf, sizeof buf) >= 0)
+        fprintf(t, "%s\"%s\"", i ? ", " : "", buf);
+      else
+        fprintf(t, "%s0x%llx", i ? ", " : "", (unsigned long long)a[i]);
+    } else {
+      fprintf(t, "%s0x%llx", i ? ", " : "", (unsigned long long)a[i]);
+    }
+  }
+  if (r == SYS_NORETURN)
+    fprintf(t, ") = ?\n");
+  else if (r < 0 && r > -4096)
+    fprintf(t, ") = -%ld (%s)\n", -r, strerrorname_np((int)-r) ? strerrorname_np((int)-r) : "?");
+  else
+    fprintf(t, ") = %ld (0x%lx)\n", r, (unsigned long)r);
+}
+
+long sys_dispatch(struct sb *sb, long nr, const uint64_t a[6])
+{
+  sb->nsys++;
+  long r = dispatch(sb, nr, a);
+  if (r == -ENOSYS)
+    sb->enosys++;
+  if (sb->opts->strace)
+    trace_call(sb, nr, a, r);
+  if (r != SYS_NORETURN)
+    r = signal_after_syscall(sb, r);
+  return r;
+}

@@ -1,0 +1,97 @@
+/* Hostile programs for tests/sandbox-hostile.sh: argv[1] picks the misdeed.
+ * Built static by the test. */
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+static int depth(int n)
+{
+  volatile char pad[4096];
+  pad[0] = (char)n;
+  return depth(n + 1) + pad[0];
+}
+
+static void on_segv(int sig, siginfo_t *si, void *uc)
+{
+  (void)uc;
+  char msg[80];
+  int n = snprintf(msg, sizeof msg, "caught signal %d at %p\n", sig, si->si_addr);
+  write(1, msg, (size_t)n);
+  _exit(42);
+}
+
+int main(int argc, char **argv)
+{
+  const char *what = argc > 1 ? argv[1] : "";
+  if (!strcmp(what, "wild-syscalls")) {
+    /* Every bad pointer must come back as EFAULT, never crash anything. */
+    long r1 = syscall(SYS_write, 1, (void *)0xdeadbeef000ul, 10);
+    int e1 = errno;
+    long r2 = syscall(SYS_read, 0, (void *)0x1000, 10);
+    int e2 = errno;
+    long r3 = syscall(SYS_open, (void *)0x7ffffffff000ul, 0);
+    int e3 = errno;
+    long r4 = syscall(SYS_write, 1, (void *)0x10000, 1ul << 40);
+    int e4 = errno;
+    long r5 = syscall(SYS_read, 0, (void *)main, 16); /* read-only text: EFAULT (Linux: 0 at EOF) */
+    int e5 = errno;
+    long r6 = syscall(SYS_rt_sigaction, SIGSEGV, (void *)8, NULL, 8);
+    int e6 = errno;
+    long r7 = syscall(999);
+    int e7 = errno;
+    printf("%ld %d %ld %d %ld %d %ld %d %ld %d %ld %d %ld %d\n", r1, e1, r2, e2, r3, e3, r4, e4, r5, e5, r6,
+           e6, r7, e7);
+    return 0;
+  }
+  if (!strcmp(what, "null"))
+    return *(volatile int *)0;
+  if (!strcmp(what, "wild-jump"))
+    ((void (*)(void))0x12345678)();
+  if (!strcmp(what, "garbage")) {
+    unsigned char *p = mmap(NULL, 4096, PROT_READ | PROT_WRITE | PROT_EXEC, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    memset(p, 0xff, 4096); /* ff ff: an invalid encoding */
+    ((void (*)(void))p)();
+  }
+  if (!strcmp(what, "stack"))
+    return depth(0);
+  if (!strcmp(what, "div0")) {
+    volatile int z = 0;
+    return 10 / z;
+  }
+  if (!strcmp(what, "rodata")) {
+    char *s = (char *)"constant";
+    s[0] = 'X';
+    return s[0];
+  }
+  if (!strcmp(what, "loop"))
+    for (;;)
+      ;
+  if (!strcmp(what, "handler")) {
+    struct sigaction sa = {.sa_sigaction = on_segv, .sa_flags = SA_SIGINFO};
+    sigaction(SIGSEGV, &sa, NULL);
+    return *(volatile int *)16;
+  }
+  if (!strcmp(what, "fork-bomb")) {
+    int ok = 0, failed = 0;
+    for (int i = 0; i < 1000; i++) {
+      pid_t p = fork();
+      if (p == 0)
+        _exit(0);
+      if (p < 0)
+        failed++;
+      else
+        ok++;
+    }
+    printf("forked %d, refused %d\n", ok, failed);
+    return 0;
+  }
+  if (!strcmp(what, "abort"))
+    abort();
+  fprintf(stderr, "usage: hostile WHAT\n");
+  return 2;
+}

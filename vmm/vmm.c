@@ -1,0 +1,488 @@
+/* KVM micro-VM: one vCPU in long mode running a program at CPL3.
+ *
+ * Keeps: the VM and vCPU fds, the kvm_run area (its sync-regs block is the
+ * register file the shim edits), and one host mapping of guest memory.
+ *
+ * Guest layout (guest virtual == guest physical, see vmm.h):
+ *   0x0000 GDT (Linux selectors: kernel CS 0x10, DS 0x18, user CS32 0x23,
+ *          user DS 0x2b, user CS 0x33) and the TSS at 0x800 (selector 0x40)
+ *   0x1000 IDT (32 vectors) and at 0x1800 one exception stub per vector
+ *   0x2000 PML4, 0x3000 PDPT, 0x4000 the 4 KiB page table of the first 2 MiB,
+ *   0x5000..0x8fff page directories (2 MiB pages, user RWX): up to 4 GiB
+ *   0x9000..0xafff kernel stack (TSS.RSP0), 0xe000 MMIO page (its guest
+ *   physical address is outside every memslot), 0xf000 syscall stub (user RX)
+ *   All of it is below CF_VM_USER_BASE (Linux's mmap_min_addr) and, except
+ *   the two stub pages, supervisor-only: a NULL dereference is a #PF.
+ *
+ * System calls: SYSCALL jumps to MSR_LSTAR = the stub, which stores EAX to
+ * the MMIO page: KVM exits with KVM_EXIT_MMIO. On PVM the stub runs at CPL3
+ * (PVM does not switch a non-PVM guest to supervisor mode on SYSCALL), so
+ * the VMM resumes the program itself (rip = rcx, rflags = r11); on hardware
+ * KVM the stub runs at CPL0 and its SYSRETQ returns. Which one applies is
+ * read once, at the first system call. No guest CPL0 code runs per call on
+ * PVM; one emulated instruction (SYSRETQ) on hardware.
+ *
+ * Exceptions: the IDT sends every vector to a CPL0 stub `out %al, $vector`,
+ * an I/O exit; the VMM reads the iret frame off the kernel stack. Resuming
+ * the program after an exception sets CS/SS/RIP/RSP directly.
+ *
+ * Accesses the host mapping refuses (PROT_NONE, write to read-only) make
+ * KVM_RUN fail with EFAULT: reported as CF_VM_EXIT_FAULT (the address is
+ * not known, KVM on this kernel gives no memory-fault info).
+ *
+ * Not thread-safe: one thread owns a VM (the vCPU thread). */
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/kvm.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "cowfork/vmm.h"
+#include "internal.h"
+
+_Static_assert(sizeof(struct cf_vm_regs) == sizeof(struct kvm_regs), "cf_vm_regs layout");
+
+#define GDT_ADDR 0x0000ull
+#define TSS_ADDR 0x0800ull
+#define IDT_ADDR 0x1000ull
+#define EXC_STUBS 0x1800ull
+#define PML4_ADDR 0x2000ull
+#define PDPT_ADDR 0x3000ull
+#define PT0_ADDR 0x4000ull
+#define PD_ADDR 0x5000ull
+#define PD_PAGES 4ull
+#define KSTACK_TOP 0xb000ull
+#define MMIO_VA 0xe000ull
+#define STUB_VA 0xf000ull
+#define SYS_SIZE 0x10000ull
+#define STUB_MMIO_LEN 7 /* mov %eax, MMIO_VA */
+
+_Static_assert(SYS_SIZE <= CF_VM_USER_BASE, "layout");
+
+#define SEL_KCS 0x10
+#define SEL_KDS 0x18
+#define SEL_UCS32 0x23
+#define SEL_UDS 0x2b
+#define SEL_UCS 0x33
+#define SEL_TSS 0x40
+
+#define MSR_STAR 0xc0000081
+#define MSR_LSTAR 0xc0000082
+#define MSR_FMASK 0xc0000084
+
+struct cf_vm {
+  int kvm, vm, cpu;
+  struct kvm_run *run;
+  size_t run_size;
+  uint8_t *mem;
+  uint64_t mem_size;
+  int syscall_mode; /* 0 unknown, 1 stub ran at CPL3 (PVM), 2 at CPL0 */
+  struct cf_vm_stats stats;
+};
+
+static double now_us(void)
+{
+  struct timespec t;
+  clock_gettime(CLOCK_MONOTONIC, &t);
+  return t.tv_sec * 1e6 + t.tv_nsec / 1e3;
+}
+
+static bool has_error_code(int v)
+{
+  return v == 8 || (v >= 10 && v <= 14) || v == 17 || v == 21 || v == 29 || v == 30;
+}
+
+/* The one place guest memory comes from: a private anonymous range, all
+ * PROT_NONE but the system area. A memory backend (file/uffd) replaces
+ * this function. */
+static int mem_setup(struct cf_vm *vm)
+{
+  vm->mem = mmap(NULL, vm->mem_size, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+  if (vm->mem == MAP_FAILED) {
+    vm->mem = NULL;
+    return cf_fail(errno, "mmap %llu bytes of guest memory: %m", (unsigned long long)vm->mem_size);
+  }
+  if (mprotect(vm->mem, SYS_SIZE, PROT_READ | PROT_WRITE) < 0)
+    return cf_fail(errno, "mprotect: %m");
+  return 0;
+}
+
+static uint64_t seg_desc(uint64_t flags) { return 0xffffull | (0xfull << 48) | flags; }
+
+static void build_system_area(struct cf_vm *vm)
+{
+  uint8_t *m = vm->mem;
+  uint64_t *gdt = (uint64_t *)(m + GDT_ADDR);
+  gdt[SEL_KCS >> 3] = seg_desc(0x00a09b0000000000ull);
+  gdt[SEL_KDS >> 3] = seg_desc(0x00c0930000000000ull);
+  gdt[SEL_UCS32 >> 3] = seg_desc(0x00c0fb0000000000ull);
+  gdt[SEL_UDS >> 3] = seg_desc(0x00c0f30000000000ull);
+  gdt[SEL_UCS >> 3] = seg_desc(0x00a0fb0000000000ull);
+  uint64_t tss = TSS_ADDR;
+  gdt[SEL_TSS >> 3] = 103 | ((tss & 0xffffff) << 16) | (0x89ull << 40) | (((tss >> 24) & 0xff) << 56);
+  gdt[(SEL_TSS >> 3) + 1] = tss >> 32;
+  uint8_t *t = m + TSS_ADDR;
+  memcpy(t + 4, &(uint64_t){KSTACK_TOP}, 8); /* RSP0 */
+  memcpy(t + 102, &(uint16_t){104}, 2);      /* no I/O bitmap */
+
+  uint64_t *idt = (uint64_t *)(m + IDT_ADDR);
+  for (int v = 0; v < 32; v++) {
+    uint64_t h = EXC_STUBS + 16 * v;
+    uint8_t *s = m + h;
+    s[0] = 0xe6; /* out %al, $v */
+    s[1] = (uint8_t)v;
+    s[2] = 0xeb; /* jmp . (never resumed: the VMM sets CS:RIP) */
+    s[3] = 0xfe;
+    idt[2 * v] = (h & 0xffff) | ((uint64_t)SEL_KCS << 16) | (0x8eull << 40) | (((h >> 16) & 0xffff) << 48);
+    idt[2 * v + 1] = h >> 32;
+  }
+
+  uint64_t *pml4 = (uint64_t *)(m + PML4_ADDR), *pdpt = (uint64_t *)(m + PDPT_ADDR);
+  uint64_t *pt0 = (uint64_t *)(m + PT0_ADDR), *pd = (uint64_t *)(m + PD_ADDR);
+  pml4[0] = PDPT_ADDR | 7;
+  uint64_t n2m = vm->mem_size >> 21;
+  for (uint64_t i = 0; i < (n2m + 511) / 512; i++)
+    pdpt[i] = (PD_ADDR + i * 4096) | 7;
+  pd[0] = PT0_ADDR | 7;
+  for (uint64_t i = 1; i < n2m; i++)
+    pd[i] = (i << 21) | 0x87; /* present, RW, user, 2 MiB */
+  for (uint64_t i = 0; i < 512; i++) {
+    uint64_t va = i << 12;
+    if (va < SYS_SIZE)
+      pt0[i] = va | 3; /* supervisor RW */
+    else
+      pt0[i] = va | 7;
+  }
+  /* The MMIO page points past the end of guest memory (no memslot there). */
+  pt0[MMIO_VA >> 12] = (vm->mem_size + 0x200000) | 7;
+  pt0[STUB_VA >> 12] = STUB_VA | 5; /* user, read-only */
+  static const uint8_t stub[] = {0x89, 0x04, 0x25, MMIO_VA & 0xff, (MMIO_VA >> 8) & 0xff,
+                                 (MMIO_VA >> 16) & 0xff, 0, /* mov %eax, MMIO_VA */
+                                 0x48, 0x0f, 0x07 /* sysretq */};
+  memcpy(m + STUB_VA, stub, sizeof stub);
+}
+
+static int set_cpu_state(struct cf_vm *vm)
+{
+  struct {
+    struct kvm_cpuid2 c;
+    struct kvm_cpuid_entry2 e[256];
+  } cp = {.c.nent = 256};
+  if (ioctl(vm->kvm, KVM_GET_SUPPORTED_CPUID, &cp) < 0)
+    return cf_fail(errno, "KVM_GET_SUPPORTED_CPUID: %m");
+  uint64_t xcr0 = 3;
+  for (uint32_t i = 0; i < cp.c.nent; i++)
+    if (cp.e[i].function == 0xd && cp.e[i].index == 0)
+      xcr0 = cp.e[i].eax & 0xe7; /* x87 SSE AVX and AVX-512; no AMX, no MPX */
+  if (ioctl(vm->cpu, KVM_SET_CPUID2, &cp) < 0)
+    return cf_fail(errno, "KVM_SET_CPUID2: %m");
+
+  struct kvm_sregs s;
+  if (ioctl(vm->cpu, KVM_GET_SREGS, &s) < 0)
+    return cf_fail(errno, "KVM_GET_SREGS: %m");
+  struct kvm_segment kcs = {.limit = 0xffffffff, .selector = SEL_KCS, .type = 11, .present = 1, .s = 1, .l = 1, .g = 1};
+  struct kvm_segment kds = {.limit = 0xffffffff, .selector = SEL_KDS, .type = 3, .present = 1, .s = 1, .db = 1, .g = 1};
+  s.cs = kcs;
+  s.ds = s.es = s.fs = s.gs = s.ss = kds;
+  s.tr = (struct kvm_segment){.base = TSS_ADDR, .limit = 103, .selector = SEL_TSS, .type = 11, .present = 1};
+  s.ldt = (struct kvm_segment){.type = 2, .present = 1, .unusable = 1};
+  s.gdt.base = GDT_ADDR;
+  s.gdt.limit = 10 * 8 - 1;
+  s.idt.base = IDT_ADDR;
+  s.idt.limit = 32 * 16 - 1;
+  s.cr0 = 0x80050033;                                        /* PG WP NE ET MP PE */
+  s.cr3 = PML4_ADDR;
+  s.cr4 = (1u << 5) | (1u << 9) | (1u << 10) | (1u << 18); /* PAE OSFXSR OSXMMEXCPT OSXSAVE */
+  s.efer = 0xd01;                                            /* SCE LME LMA NXE */
+  if (ioctl(vm->cpu, KVM_SET_SREGS, &s) < 0)
+    return cf_fail(errno, "KVM_SET_SREGS: %m");
+
+  struct {
+    struct kvm_msrs m;
+    struct kvm_msr_entry e[3];
+  } msrs = {.m.nmsrs = 3};
+  msrs.e[0] = (struct kvm_msr_entry){.index = MSR_STAR, .data = ((uint64_t)SEL_UCS32 << 48) | ((uint64_t)SEL_KCS << 32)};
+  msrs.e[1] = (struct kvm_msr_entry){.index = MSR_LSTAR, .data = STUB_VA};
+  msrs.e[2] = (struct kvm_msr_entry){.index = MSR_FMASK, .data = 0x47700};
+  if (ioctl(vm->cpu, KVM_SET_MSRS, &msrs) != 3)
+    return cf_fail(EINVAL, "KVM_SET_MSRS: syscall MSRs refused");
+
+  struct kvm_xcrs x = {.nr_xcrs = 1};
+  x.xcrs[0].xcr = 0;
+  x.xcrs[0].value = xcr0;
+  if (ioctl(vm->cpu, KVM_SET_XCRS, &x) < 0)
+    return cf_fail(errno, "KVM_SET_XCRS: %m");
+  return 0;
+}
+
+struct cf_vm *cf_vm_create(uint64_t mem_size)
+{
+  double t0 = now_us();
+  if (mem_size < (4ull << 20) || mem_size % (2ull << 20) || mem_size > PD_PAGES << 30)
+    return cf_fail_null(EINVAL, "guest memory size must be a multiple of 2 MiB in [4 MiB, 4 GiB]");
+  struct cf_vm *vm = calloc(1, sizeof *vm);
+  if (!vm)
+    return cf_fail_null(errno, "calloc: %m");
+  vm->kvm = vm->vm = vm->cpu = -1;
+  vm->mem_size = mem_size;
+  vm->kvm = open("/dev/kvm", O_RDWR | O_CLOEXEC);
+  if (vm->kvm < 0) {
+    cf_fail(errno, "/dev/kvm: %m");
+    goto err_vm;
+  }
+  vm->vm = ioctl(vm->kvm, KVM_CREATE_VM, 0);
+  if (vm->vm < 0) {
+    cf_fail(errno, "KVM_CREATE_VM: %m");
+    goto err_vm;
+  }
+  if (ioctl(vm->vm, KVM_CHECK_EXTENSION, KVM_CAP_SYNC_REGS) <= 0) {
+    cf_fail(ENOTSUP, "KVM lacks KVM_CAP_SYNC_REGS");
+    goto err_vm;
+  }
+  if (mem_setup(vm) < 0)
+    goto err_mem;
+  struct kvm_userspace_memory_region r = {
+      .slot = 0, .guest_phys_addr = 0, .memory_size = mem_size, .userspace_addr = (uint64_t)vm->mem};
+  if (ioctl(vm->vm, KVM_SET_USER_MEMORY_REGION, &r) < 0) {
+    cf_fail(errno, "KVM_SET_USER_MEMORY_REGION: %m");
+    goto err_mem;
+  }
+  build_system_area(vm);
+  /* The stub page becomes read-only for the guest and for us. */
+  if (mprotect(vm->mem + STUB_VA, 4096, PROT_READ) < 0) {
+    cf_fail(errno, "mprotect: %m");
+    goto err_mem;
+  }
+  vm->cpu = ioctl(vm->vm, KVM_CREATE_VCPU, 0);
+  if (vm->cpu < 0) {
+    cf_fail(errno, "KVM_CREATE_VCPU: %m");
+    goto err_mem;
+  }
+  int sz = ioctl(vm->kvm, KVM_GET_VCPU_MMAP_SIZE, 0);
+  if (sz <= 0) {
+    cf_fail(errno, "KVM_GET_VCPU_MMAP_SIZE: %m");
+    goto err_cpu;
+  }
+  vm->run_size = (size_t)sz;
+  vm->run = mmap(NULL, vm->run_size, PROT_READ | PROT_WRITE, MAP_SHARED, vm->cpu, 0);
+  if (vm->run == MAP_FAILED) {
+    vm->run = NULL;
+    cf_fail(errno, "mmap kvm_run: %m");
+    goto err_cpu;
+  }
+  if (set_cpu_state(vm) < 0)
+    goto err_run;
+  vm->run->kvm_valid_regs = KVM_SYNC_X86_REGS;
+  vm->stats.create_us = now_us() - t0;
+  return vm;
+
+err_run:
+  munmap(vm->run, vm->run_size);
+err_cpu:
+  close(vm->cpu);
+err_mem:
+  if (vm->mem)
+    munmap(vm->mem, vm->mem_size);
+err_vm:
+  if (vm->vm >= 0)
+    close(vm->vm);
+  if (vm->kvm >= 0)
+    close(vm->kvm);
+  int e = errno;
+  free(vm);
+  errno = e;
+  return NULL;
+}
+
+void cf_vm_destroy(struct cf_vm *vm)
+{
+  if (!vm)
+    return;
+  munmap(vm->run, vm->run_size);
+  close(vm->cpu);
+  close(vm->vm);
+  close(vm->kvm);
+  munmap(vm->mem, vm->mem_size);
+  free(vm);
+}
+
+uint8_t *cf_vm_mem(const struct cf_vm *vm) { return vm->mem; }
+uint64_t cf_vm_mem_size(const struct cf_vm *vm) { return vm->mem_size; }
+const struct cf_vm_stats *cf_vm_stats(const struct cf_vm *vm) { return &vm->stats; }
+
+struct cf_vm_regs *cf_vm_regs(struct cf_vm *vm) { return (struct cf_vm_regs *)&vm->run->s.regs.regs; }
+void cf_vm_regs_dirty(struct cf_vm *vm) { vm->run->kvm_dirty_regs |= KVM_SYNC_X86_REGS; }
+
+void cf_vm_kick(struct cf_vm *vm) { __atomic_store_n(&vm->run->immediate_exit, 1, __ATOMIC_SEQ_CST); }
+
+static int set_user_segments(struct cf_vm *vm)
+{
+  struct kvm_sregs s;
+  if (ioctl(vm->cpu, KVM_GET_SREGS, &s) < 0)
+    return cf_fail(errno, "KVM_GET_SREGS: %m");
+  s.cs = (struct kvm_segment){.limit = 0xffffffff, .selector = SEL_UCS, .type = 11, .present = 1, .dpl = 3, .s = 1, .l = 1, .g = 1};
+  struct kvm_segment ds = {.limit = 0xffffffff, .selector = SEL_UDS, .type = 3, .present = 1, .dpl = 3, .s = 1, .db = 1, .g = 1};
+  uint64_t fs = s.fs.base, gs = s.gs.base;
+  s.ss = s.ds = s.es = ds;
+  s.fs = ds;
+  s.fs.selector = 0;
+  s.fs.base = fs;
+  s.gs = ds;
+  s.gs.selector = 0;
+  s.gs.base = gs;
+  if (ioctl(vm->cpu, KVM_SET_SREGS, &s) < 0)
+    return cf_fail(errno, "KVM_SET_SREGS: %m");
+  return 0;
+}
+
+int cf_vm_resume_user(struct cf_vm *vm, const struct cf_vm_regs *regs)
+{
+  if (set_user_segments(vm) < 0)
+    return -1;
+  struct cf_vm_regs *r = cf_vm_regs(vm);
+  *r = *regs;
+  r->rflags = (r->rflags & 0x240cd5) | 0x202; /* user-settable flags, IF on */
+  cf_vm_regs_dirty(vm);
+  return 0;
+}
+
+int cf_vm_enter_user(struct cf_vm *vm, uint64_t rip, uint64_t rsp)
+{
+  struct cf_vm_regs r = {.rip = rip, .rsp = rsp, .rflags = 0x202};
+  return cf_vm_resume_user(vm, &r);
+}
+
+int cf_vm_set_fs_base(struct cf_vm *vm, uint64_t base)
+{
+  struct kvm_sregs s;
+  if (ioctl(vm->cpu, KVM_GET_SREGS, &s) < 0)
+    return cf_fail(errno, "KVM_GET_SREGS: %m");
+  s.fs.base = base;
+  if (ioctl(vm->cpu, KVM_SET_SREGS, &s) < 0)
+    return cf_fail(errno, "KVM_SET_SREGS: %m");
+  return 0;
+}
+
+int cf_vm_get_fs_base(struct cf_vm *vm, uint64_t *base)
+{
+  struct kvm_sregs s;
+  if (ioctl(vm->cpu, KVM_GET_SREGS, &s) < 0)
+    return cf_fail(errno, "KVM_GET_SREGS: %m");
+  *base = s.fs.base;
+  return 0;
+}
+
+void cf_vm_syscall_return(struct cf_vm *vm)
+{
+  struct cf_vm_regs *r = cf_vm_regs(vm);
+  if (vm->syscall_mode == 1) {
+    r->rip = r->rcx;
+    r->rflags = (r->r11 & 0x240cd5) | 0x202;
+  }
+  cf_vm_regs_dirty(vm);
+}
+
+int cf_vm_exception_state(struct cf_vm *vm, struct cf_vm_regs *regs)
+{
+  struct cf_vm_regs *r = cf_vm_regs(vm);
+  *regs = *r;
+  /* The stub has not touched the stack: it holds [error code] rip cs rflags rsp ss. */
+  uint64_t sp = r->rsp;
+  int vec = (int)(vm->run->io.port);
+  if (has_error_code(vec))
+    sp += 8;
+  if (sp < KSTACK_TOP - 0x1000 || sp + 40 > KSTACK_TOP)
+    return cf_fail(EINVAL, "exception frame outside the kernel stack");
+  uint64_t f[5];
+  memcpy(f, vm->mem + sp, sizeof f);
+  regs->rip = f[0];
+  regs->rflags = f[2];
+  regs->rsp = f[3];
+  return 0;
+}
+
+int cf_vm_run(struct cf_vm *vm, struct cf_vm_exit *exit)
+{
+  struct kvm_run *run = vm->run;
+  memset(exit, 0, sizeof *exit);
+  for (;;) {
+    int rc = ioctl(vm->cpu, KVM_RUN, 0);
+    vm->stats.exits++;
+    run->kvm_dirty_regs = 0;
+    if (rc < 0) {
+      int e = errno;
+      if (e == EINTR || e == EAGAIN) {
+        __atomic_store_n(&run->immediate_exit, 0, __ATOMIC_SEQ_CST);
+        exit->reason = CF_VM_EXIT_KICKED;
+        return 0;
+      }
+      if (e == EFAULT) {
+        /* Refresh the register file: KVM may not have stored it. */
+        if (ioctl(vm->cpu, KVM_GET_REGS, &run->s.regs.regs) < 0)
+          return cf_fail(errno, "KVM_GET_REGS: %m");
+        exit->reason = CF_VM_EXIT_FAULT;
+        return 0;
+      }
+      return cf_fail(e, "KVM_RUN: %m");
+    }
+    switch (run->exit_reason) {
+    case KVM_EXIT_MMIO: {
+      struct cf_vm_regs *r = cf_vm_regs(vm);
+      if (r->rip != STUB_VA + STUB_MMIO_LEN || !run->mmio.is_write) {
+        /* The program touched the MMIO page itself. */
+        exit->reason = CF_VM_EXIT_FAULT;
+        exit->addr = MMIO_VA;
+        return 0;
+      }
+      if (vm->syscall_mode == 0) {
+        struct kvm_sregs s;
+        if (ioctl(vm->cpu, KVM_GET_SREGS, &s) < 0)
+          return cf_fail(errno, "KVM_GET_SREGS: %m");
+        vm->syscall_mode = (s.cs.selector & 3) == 3 ? 1 : 2;
+      }
+      vm->stats.syscalls++;
+      exit->reason = CF_VM_EXIT_SYSCALL;
+      return 0;
+    }
+    case KVM_EXIT_IO:
+      if (run->io.direction == KVM_EXIT_IO_OUT && run->io.port < 32) {
+        struct kvm_sregs s;
+        if (ioctl(vm->cpu, KVM_GET_SREGS, &s) < 0)
+          return cf_fail(errno, "KVM_GET_SREGS: %m");
+        exit->reason = CF_VM_EXIT_EXCEPTION;
+        exit->vector = run->io.port;
+        exit->addr = s.cr2;
+        uint64_t sp = cf_vm_regs(vm)->rsp;
+        if (has_error_code(exit->vector) && sp >= KSTACK_TOP - 0x1000 && sp + 8 <= KSTACK_TOP)
+          memcpy(&exit->error_code, vm->mem + sp, 8);
+        /* An exception in the system area means the VMM's own code broke. */
+        struct cf_vm_regs st;
+        if (cf_vm_exception_state(vm, &st) < 0)
+          return -1;
+        if (st.rip >= EXC_STUBS && st.rip < EXC_STUBS + 512)
+          return cf_fail(EFAULT, "double exception in the exception stub (vector %d)", exit->vector);
+        return 0;
+      }
+      return cf_fail(EPROTO, "unexpected I/O exit, port 0x%x", run->io.port);
+    case KVM_EXIT_INTR:
+      exit->reason = CF_VM_EXIT_KICKED;
+      return 0;
+    case KVM_EXIT_SHUTDOWN:
+      return cf_fail(EFAULT, "the vCPU shut down (triple fault) at rip 0x%llx",
+                     (unsigned long long)run->s.regs.regs.rip);
+    case KVM_EXIT_INTERNAL_ERROR:
+      return cf_fail(EPROTO, "KVM internal error %u at rip 0x%llx", run->internal.suberror,
+                     (unsigned long long)run->s.regs.regs.rip);
+    case KVM_EXIT_FAIL_ENTRY:
+      return cf_fail(EPROTO, "KVM entry failed, reason 0x%llx",
+                     (unsigned long long)run->fail_entry.hardware_entry_failure_reason);
+    default:
+      return cf_fail(EPROTO, "unexpected KVM exit %u", run->exit_reason);
+    }
+  }
+}
