@@ -297,6 +297,8 @@ int cf_store_remove(struct cf_store *s, const char *name)
   }
   if (fsync_dir(dir) < 0)
     return -1;
+  snprintf(path, sizeof path, "%s/wset/%s", s->dir, name);
+  unlink(path); /* its working set (lib/wset.c), if one was recorded */
   return cf_store_gc(s, NULL);
 }
 

@@ -1,0 +1,46 @@
+/* Fan-out: N child processes each map one image through a memory backend,
+ * touch and write pages, check them, and report (cowfork bench fanout,
+ * bench/mem). docs/memory.md describes what is measured. */
+#ifndef COWFORK_FANOUT_H
+#define COWFORK_FANOUT_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "cowfork/mem.h"
+
+struct cf_fanout_opts {
+  struct cf_store *store;
+  const char *image;                    /* image name in the store */
+  const struct cf_mem_backend *backend;
+  unsigned children;                    /* 1..4096 */
+  uint64_t touch;                       /* pages each child reads (same pseudo-random set) */
+  uint64_t write;                       /* of those, pages each child also writes */
+  bool prefetch;                        /* record the working set if none, then prefetch it */
+  uint64_t seed;
+};
+
+struct cf_fanout_result {
+  unsigned children, failed;          /* failed: could not map, or held wrong bytes */
+  double spawn_p50_us, spawn_p99_us;  /* request to a child's mapping being ready */
+  double all_ready_ms;                /* first request to the last child ready */
+  double touch_p50_us, touch_p99_us;  /* one first touch of a page, as the child times it */
+  double faults_per_child;            /* uffd: fault messages served; file: minor faults */
+  double prefetched_per_child;        /* uffd: pages installed by prefetch */
+  double server_us_per_fault;         /* uffd: the server's mean time per fault (lookup, read, ioctl) */
+  double private_kib_p50, private_kib_max; /* smaps_rollup Private_Clean + Private_Dirty */
+  double map_private_kib_p50;         /* the same, inside the image mapping only */
+  double written_kib;                 /* what each child wrote */
+  double shared_fraction;             /* Shared / Rss inside the mapping, averaged */
+  bool recorded;                      /* a working set was recorded by this run */
+  uint64_t wset_pages;                /* pages in the working set used */
+};
+
+/* Run it. The children are forked from a small helper process (a zygote
+ * forked before anything is mapped), so each child is a separate address
+ * space that maps the image itself; for uffd a page server runs in this
+ * process for the duration. -1 with cf_error() if the run could not be made;
+ * children that fail are counted in failed. */
+int cf_fanout_run(const struct cf_fanout_opts *o, struct cf_fanout_result *r);
+
+#endif

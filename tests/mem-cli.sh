@@ -1,0 +1,62 @@
+#!/usr/bin/env bash
+# cowfork bench fanout and cowfork mem serve end to end, on a 64 MiB image:
+#  - fanout with both backends: every child sees the right bytes, the JSON
+#    has every key, the file backend's children share the mapping and each
+#    has in it only the pages it wrote;
+#  - --prefetch records a working set into STORE/wset/NAME on the first run
+#    and the next run takes (almost) no faults on it;
+#  - `cowfork mem serve` plays page server to an unmodified Firecracker-style
+#    client (the uffd unit test's helper writes Firecracker's JSON by hand);
+#  - bad usage gets exit code 2.
+. "$(dirname "$0")/functions.sh"
+requires python3
+[ -w /dev/userfaultfd ] || [ "$(id -u)" = 0 ] || skip "no access to /dev/userfaultfd"
+here=$(dirname "$0")
+HELPER="$(dirname "$COWFORK")/tests/uffd"
+[ -x "$HELPER" ] || skip "$HELPER is not built"
+python3 "$here/gen-raw.py" "$TMP/a.raw" 64
+cowfork image import "$TMP/a.raw" base
+get() { python3 -c 'import json,sys; print(json.load(sys.stdin)[sys.argv[1]])' "$1"; }
+
+for b in file uffd; do
+  out=$(cowfork bench fanout --image base --children 20 --backend $b --touch 200 --write 10 --json)
+  echo "$out"
+  [ "$(get failed <<<"$out")" = 0 ] || fail "$b: children failed"
+  for k in spawn_p50_us spawn_p99_us all_ready_ms touch_p50_us faults_per_child private_kib_p50 \
+           shared_fraction map_private_kib_p50; do
+    get $k <<<"$out" >/dev/null || fail "$b: no $k in the JSON"
+  done
+done
+out=$(cowfork bench fanout --image base --children 20 --backend file --touch 200 --write 10 --json)
+python3 - "$out" <<'PY' || fail "file backend: sharing"
+import json, sys
+r = json.loads(sys.argv[1])
+assert r["map_private_kib_p50"] <= r["written_kib"], r   # only what it wrote is private
+assert r["shared_fraction"] > 0.5, r
+PY
+
+# Prefetch: record, then use.
+[ ! -e "$COWFORK_STORE/wset/base" ] || fail "a working set before any run"
+first=$(cowfork bench fanout --image base --children 2 --backend uffd --touch 500 --write 0 --prefetch --json)
+[ "$(get recorded <<<"$first")" = True ] || fail "first --prefetch run did not record"
+[ -s "$COWFORK_STORE/wset/base" ] || fail "no STORE/wset/base"
+none=$(cowfork bench fanout --image base --children 2 --backend uffd --touch 500 --write 0 --json)
+with=$(cowfork bench fanout --image base --children 2 --backend uffd --touch 500 --write 0 --prefetch --json)
+echo "faults without prefetch $(get faults_per_child <<<"$none"), with $(get faults_per_child <<<"$with")"
+python3 -c 'import sys; a, b = float(sys.argv[1]), float(sys.argv[2]); sys.exit(not b <= 0.1 * a)' \
+  "$(get faults_per_child <<<"$none")" "$(get faults_per_child <<<"$with")" ||
+  fail "prefetch did not cut faults by 90 %"
+cowfork image ls >/dev/null || fail "the store's image list broke (wset/ must not be in images/)"
+
+# A standalone page server and a Firecracker-style client.
+start_server spid "$TMP/uffd.sock" "$COWFORK" mem serve --socket "$TMP/uffd.sock" --image base
+"$HELPER" --helper fc "$COWFORK_STORE" base "$TMP/uffd.sock" bytes || fail "fc client (page_size)"
+"$HELPER" --helper fc "$COWFORK_STORE" base "$TMP/uffd.sock" kib || fail "fc client (page_size_kib)"
+kill "$spid"; wait "$spid" 2>/dev/null || true
+[ ! -e "$TMP/uffd.sock" ] || fail "mem serve left its socket behind"
+
+set +e
+cowfork bench fanout --children 3 >/dev/null 2>&1; [ $? = 2 ] || fail "no --image: not exit 2"
+cowfork bench fanout --image base --backend nope >/dev/null 2>&1; [ $? = 2 ] || fail "bad backend: not exit 2"
+cowfork mem serve --image base >/dev/null 2>&1; [ $? = 2 ] || fail "no --socket: not exit 2"
+echo ok
