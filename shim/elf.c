@@ -80,7 +80,7 @@ static int load_image(struct sb *sb, int fd, const char *path, struct image *im)
       bias = a - lo;
     }
   }
-  if (lo + bias < CF_VM_USER_BASE || hi + bias > sb->mem_size - STACK_SIZE - STACK_GAP)
+  if (lo + bias < CF_VM_USER_BASE || hi + bias > MMAP_TOP(sb->mem_size))
     return cf_fail(ENOMEM, "%s: segments at 0x%llx-0x%llx do not fit in guest memory (--mem)", path,
                    (unsigned long long)(lo + bias), (unsigned long long)(hi + bias));
 
@@ -183,7 +183,7 @@ int elf_load(struct sb *sb, const char *path, char *const *argv, char *const *en
   r = mm_map_anon(sb, top - STACK_SIZE, STACK_SIZE, PROT_READ | PROT_WRITE);
   if (r < 0)
     return cf_fail(-r, "stack: %s", strerror(-r));
-  sb->mmap_top = top - STACK_SIZE - STACK_GAP;
+  sb->mmap_top = MMAP_TOP(top);
 
   size_t argc = 0, envc = 0, strsz = strlen(path) + 1 + 7 + 16;
   for (; argv[argc]; argc++)

@@ -76,12 +76,13 @@ struct file *fs_get(struct sb *sb, int fd)
   return sb->fds[fd];
 }
 
-static struct file *file_new(enum file_type t, int hostfd, int flags, const char *path)
+struct file *file_new(enum file_type t, int hostfd, int flags, const char *path)
 {
   struct file *f = calloc(1, sizeof *f);
   if (!f)
     return NULL;
   f->refs = 1;
+  f->stdio = -1;
   f->type = t;
   f->hostfd = hostfd;
   f->flags = flags;
@@ -89,7 +90,7 @@ static struct file *file_new(enum file_type t, int hostfd, int flags, const char
   return f;
 }
 
-static void file_unref(struct file *f)
+void file_unref(struct file *f)
 {
   if (--f->refs > 0)
     return;
@@ -120,7 +121,7 @@ static void fd_close(struct sb *sb, int fd)
   }
 }
 
-static long host_openat2(struct sb *sb, const char *abs, int flags)
+long host_openat2(struct sb *sb, const char *abs, int flags)
 {
   struct open_how how = {.flags = (uint64_t)(flags | O_CLOEXEC), .resolve = RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS};
   const char *rel = abs[1] ? abs + 1 : ".";
@@ -148,9 +149,14 @@ int fs_init(struct sb *sb, const char *root, const int stdio[3])
     return cf_fail(errno, "%s: %m", root);
   snprintf(sb->root, sizeof sb->root, "%s", strcmp(real, "/") == 0 ? "" : real);
   strcpy(sb->cwd, "/");
-  sb->tmp_root = tmp_new_root();
-  if (!sb->tmp_root)
-    return cf_fail(ENOMEM, "tmpfs: %m");
+  if (!sb->tmpfs) {
+    uint64_t base = TMP_BASE(sb->mem_size);
+    if (mprotect(sb->mem + base, TMP_SIZE(sb->mem_size), PROT_READ | PROT_WRITE) < 0)
+      return cf_fail(errno, "tmpfs region: %m");
+    sb->tmpfs = tmp_new(sb->mem, base, TMP_SIZE(sb->mem_size));
+    if (!sb->tmpfs)
+      return cf_fail(ENOMEM, "tmpfs: %m");
+  }
   sb->umask = 022;
   for (int i = 0; i < 3; i++) {
     int h = fcntl(stdio[i], F_DUPFD_CLOEXEC, 3);
@@ -162,6 +168,7 @@ int fs_init(struct sb *sb, const char *root, const int stdio[3])
       close(h);
       return cf_fail(ENOMEM, "calloc: %m");
     }
+    f->stdio = i;
     sb->fds[i] = f;
   }
   return 0;
@@ -173,8 +180,8 @@ void fs_fini(struct sb *sb)
     fd_close(sb, i);
   if (sb->rootfd >= 0)
     close(sb->rootfd);
-  tmp_free(sb->tmp_root);
-  sb->tmp_root = NULL;
+  tmp_destroy(sb->tmpfs);
+  sb->tmpfs = NULL;
 }
 
 /* Resolve (dirfd, guest path) into a normalized absolute sandbox path. */
@@ -486,10 +493,10 @@ static long do_readlink(struct sb *sb, int dirfd, uint64_t gpath, uint64_t buf, 
   if (!p)
     return -EFAULT;
   if (strcmp(abs, "/proc/self/exe") == 0) {
-    size_t n = strlen(sb->opts->program);
+    size_t n = strlen(sb->program);
     if (n > size)
       n = size;
-    memcpy(p, sb->opts->program, n);
+    memcpy(p, sb->program, n);
     return (long)n;
   }
   if ((tmp_is_tmp(abs) && tmp_lookup(sb, abs)) || strcmp(abs, "/dev/null") == 0)

@@ -13,6 +13,7 @@
  * allocates top-down below it (mmap_top); brk grows up from the end of the
  * program. */
 #include <errno.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
 
@@ -75,30 +76,51 @@ static int cut(struct sb *sb, uint64_t start, uint64_t end)
   return 0;
 }
 
-static int insert(struct sb *sb, uint64_t start, uint64_t end, int prot)
+/* A child records every range whose host mapping it replaced since the
+ * fork: a branch's dirty scan cannot see those changes (a fresh anonymous
+ * range reads as zeros without a private page; a fresh file mapping has
+ * file pages), so the branch stores them explicitly (snapshot.c). */
+static void note_replaced(struct sb *sb, uint64_t start, uint64_t end, bool file)
+{
+  if (!sb->forked)
+    return;
+  if (sb->nreplaced == sb->capreplaced) {
+    size_t cap = sb->capreplaced ? 2 * sb->capreplaced : 16;
+    struct range *r = realloc(sb->replaced, cap * sizeof *r);
+    if (!r) {
+      sb->replaced_overflow = true; /* the branch then reads every mapped page */
+      return;
+    }
+    sb->replaced = r;
+    sb->capreplaced = cap;
+  }
+  sb->replaced[sb->nreplaced++] = (struct range){start, end, file};
+}
+
+static int insert(struct sb *sb, uint64_t start, uint64_t end, int prot, bool file)
 {
   int r = cut(sb, start, end);
   if (r < 0)
     return r;
   int i = find_idx(sb, start);
   /* merge with neighbours of the same protection */
-  if (i > 0 && sb->vmas[i - 1].end == start && sb->vmas[i - 1].prot == prot) {
+  if (i > 0 && sb->vmas[i - 1].end == start && sb->vmas[i - 1].prot == prot && sb->vmas[i - 1].file == file) {
     sb->vmas[i - 1].end = end;
-    if (i < sb->nvma && sb->vmas[i].start == end && sb->vmas[i].prot == prot) {
+    if (i < sb->nvma && sb->vmas[i].start == end && sb->vmas[i].prot == prot && sb->vmas[i].file == file) {
       sb->vmas[i - 1].end = sb->vmas[i].end;
       memmove(&sb->vmas[i], &sb->vmas[i + 1], (sb->nvma - i - 1) * sizeof sb->vmas[0]);
       sb->nvma--;
     }
     return 0;
   }
-  if (i < sb->nvma && sb->vmas[i].start == end && sb->vmas[i].prot == prot) {
+  if (i < sb->nvma && sb->vmas[i].start == end && sb->vmas[i].prot == prot && sb->vmas[i].file == file) {
     sb->vmas[i].start = start;
     return 0;
   }
   if (sb->nvma >= MAX_VMAS)
     return -ENOMEM;
   memmove(&sb->vmas[i + 1], &sb->vmas[i], (sb->nvma - i) * sizeof sb->vmas[0]);
-  sb->vmas[i] = (struct vma){start, end, prot};
+  sb->vmas[i] = (struct vma){start, end, prot, file};
   sb->nvma++;
   return 0;
 }
@@ -113,7 +135,8 @@ int mm_map_anon(struct sb *sb, uint64_t start, uint64_t len, int prot)
   if (mmap(sb->mem + start, len, host_prot(prot), MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED | MAP_NORESERVE,
            -1, 0) == MAP_FAILED)
     return -errno;
-  return insert(sb, start, start + len, prot);
+  note_replaced(sb, start, start + len, false);
+  return insert(sb, start, start + len, prot, false);
 }
 
 int mm_map_file(struct sb *sb, uint64_t start, uint64_t len, int prot, int hostfd, uint64_t off)
@@ -124,7 +147,8 @@ int mm_map_file(struct sb *sb, uint64_t start, uint64_t len, int prot, int hostf
   if (mmap(sb->mem + start, len, host_prot(prot), MAP_PRIVATE | MAP_FIXED, hostfd, (off_t)off) ==
       MAP_FAILED)
     return -errno;
-  return insert(sb, start, start + len, prot);
+  note_replaced(sb, start, start + len, true);
+  return insert(sb, start, start + len, prot, true);
 }
 
 int mm_unmap(struct sb *sb, uint64_t start, uint64_t len)
@@ -135,6 +159,7 @@ int mm_unmap(struct sb *sb, uint64_t start, uint64_t len)
   if (mmap(sb->mem + start, len, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED | MAP_NORESERVE, -1,
            0) == MAP_FAILED)
     return -errno;
+  note_replaced(sb, start, start + len, false);
   return cut(sb, start, start + len);
 }
 
@@ -152,7 +177,60 @@ int mm_protect(struct sb *sb, uint64_t start, uint64_t len, int prot)
   }
   if (mprotect(sb->mem + start, len, host_prot(prot)) < 0)
     return -errno;
-  return insert(sb, start, start + len, prot);
+  /* Piece by piece: each keeps whether it is a file mapping. */
+  for (uint64_t a = start; a < start + len;) {
+    const struct vma *v = mm_find(sb, a);
+    uint64_t e = v->end < start + len ? v->end : start + len;
+    int r = insert(sb, a, e, prot, v->file);
+    if (r < 0)
+      return r;
+    a = e;
+  }
+  return 0;
+}
+
+int mm_zero(struct sb *sb, uint64_t start, uint64_t len)
+{
+  len = PAGE_UP(len);
+  if (!range_ok(sb, start, len))
+    return -EINVAL;
+  for (uint64_t a = start; a < start + len;) {
+    const struct vma *v = mm_find(sb, a);
+    if (!v) {
+      int i = find_idx(sb, a);
+      a = i < sb->nvma ? sb->vmas[i].start : start + len;
+      continue;
+    }
+    uint64_t e = v->end < start + len ? v->end : start + len;
+    int prot = v->prot;
+    /* A fresh anonymous range: zeros whatever backs guest memory (an
+     * image mapped copy-on-write would bring its own bytes back). */
+    int r = mm_map_anon(sb, a, e - a, prot);
+    if (r < 0)
+      return r;
+    a = e;
+  }
+  return 0;
+}
+
+int mm_apply(struct sb *sb)
+{
+  uint64_t prev = CF_VM_USER_BASE;
+  uint64_t tb = tmp_region_base(sb->tmpfs), te = tb + tmp_region_size(sb->tmpfs);
+  for (int i = 0; i <= sb->nvma; i++) {
+    uint64_t gs = i < sb->nvma ? sb->vmas[i].start : sb->mem_size;
+    if (gs > prev && mprotect(sb->mem + prev, gs - prev, PROT_NONE) < 0)
+      return -errno;
+    if (i == sb->nvma)
+      break;
+    const struct vma *v = &sb->vmas[i];
+    if (mprotect(sb->mem + v->start, v->end - v->start, host_prot(v->prot)) < 0)
+      return -errno;
+    prev = v->end;
+  }
+  if (te > tb && mprotect(sb->mem + tb, te - tb, PROT_READ | PROT_WRITE) < 0)
+    return -errno;
+  return 0;
 }
 
 bool mm_is_free(struct sb *sb, uint64_t start, uint64_t len)

@@ -1,4 +1,5 @@
-/* cf_sandbox_run: one program in one micro-VM, from ELF load to exit.
+/* cf_sandbox_run: one program in one micro-VM, from ELF load to exit, or
+ * to its ready point (a pause, for templates and branches).
  *
  * The run loop owns the vCPU thread: every exit is a system call (served
  * by sys_dispatch), a CPU exception or a refused access (turned into a
@@ -7,8 +8,23 @@
  *
  * The timeout is a per-thread POSIX timer sending SIGALRM to this thread;
  * its handler only sets a flag and kicks the vCPU (tl_sb is the one piece
- * of thread-local state, needed by the signal handler). */
+ * of thread-local state, needed by the signal handler). The handler is
+ * installed once per process and left in place: sandboxes run on several
+ * threads at once (cowfork fork), and saving/restoring a process-wide
+ * disposition per run would race.
+ *
+ * Pausing: before serving a system call the loop checks the ready point
+ * (CF_READY_STDIN: the call reads fd 0; a branch: it reads fd 0 at end of
+ * input) and after serving it the marker (CF_READY_MARKER). A pause records
+ * the user registers to resume with and whether the call is still pending;
+ * the next run (in this sandbox or in a child of its template) serves the
+ * pending call first. */
 #include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <pthread.h>
+#include <sys/stat.h>
+#include <sys/uio.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
@@ -83,13 +99,161 @@ static void report(struct sb *sb, const char *what, uint64_t addr, bool addr_kno
            (unsigned long long)u->r14, (unsigned long long)u->r15);
 }
 
+
+static bool fd0_pollin(struct sb *sb, long nr, const uint64_t a[6])
+{
+  if (nr == SYS_poll || nr == SYS_ppoll) {
+    uint64_t n = a[1] > MAX_FDS ? MAX_FDS : a[1];
+    const struct pollfd *p = mm_ptr(sb, a[0], n * sizeof *p, PROT_READ);
+    for (uint64_t i = 0; p && i < n; i++)
+      if (p[i].fd == 0 && (p[i].events & POLLIN))
+        return true;
+    return false;
+  }
+  /* select, pselect6: nfds > 0 and bit 0 of readfds */
+  if ((int64_t)a[0] <= 0 || !a[1])
+    return false;
+  const uint8_t *set = mm_ptr(sb, a[1], 1, PROT_READ);
+  return set && (*set & 1);
+}
+
+/* Whether the call reads fd 0 (the CF_READY_STDIN point). */
+static bool reads_fd0(struct sb *sb, long nr, const uint64_t a[6])
+{
+  switch (nr) {
+  case SYS_read:
+  case SYS_readv:
+  case SYS_pread64:
+  case SYS_preadv:
+  case SYS_preadv2:
+    return a[0] == 0;
+  case SYS_poll:
+  case SYS_ppoll:
+  case SYS_select:
+  case SYS_pselect6:
+    return fd0_pollin(sb, nr, a);
+  }
+  return false;
+}
+
+/* fd 0 has nothing more to give: end of a file, or a closed pipe. */
+static bool stdin_at_eof(struct sb *sb)
+{
+  struct file *f = fs_get(sb, 0);
+  if (!f || f->type == F_NULL)
+    return true;
+  if (f->type == F_TMP) {
+    struct stat st;
+    tmp_stat(f->node, &st);
+    return f->off >= (uint64_t)st.st_size;
+  }
+  if (f->type != F_HOST)
+    return false;
+  struct stat st;
+  if (fstat(f->hostfd, &st) == 0 && S_ISREG(st.st_mode)) {
+    off_t cur = lseek(f->hostfd, 0, SEEK_CUR);
+    return cur >= st.st_size;
+  }
+  struct pollfd p = {.fd = f->hostfd, .events = POLLIN};
+  return poll(&p, 1, 0) == 1 && (p.revents & POLLHUP) && !(p.revents & POLLIN);
+}
+
+static void pause_at(struct sb *sb, bool pending)
+{
+  struct cf_vm_regs u = *cf_vm_regs(sb->vm);
+  u.rip = u.rcx; /* after the SYSCALL instruction, in both syscall modes */
+  u.rflags = u.r11;
+  sb->pause_regs = u;
+  sb->pause_pending = pending;
+  sb->paused = true;
+}
+
+/* Did this write to fd 1 complete the marker? Keeps the tail of stdout. */
+static bool marker_seen(struct sb *sb, long nr, const uint64_t a[6], long ret)
+{
+  size_t ml = strlen(sb->marker);
+  if (ret <= 0 || !ml)
+    return false;
+  struct iovec one = {(void *)a[1], (size_t)ret}, *iov = &one;
+  size_t cnt = 1;
+  if (nr == SYS_writev) {
+    cnt = a[2] > 1024 ? 1024 : a[2];
+    iov = mm_ptr(sb, a[1], cnt * sizeof *iov, PROT_READ);
+    if (!iov)
+      return false;
+  }
+  size_t left = (size_t)ret;
+  bool found = false;
+  for (size_t i = 0; i < cnt && left; i++) {
+    size_t n = iov[i].iov_len < left ? iov[i].iov_len : left;
+    const char *p = mm_ptr(sb, (uint64_t)iov[i].iov_base, n, PROT_READ);
+    if (!p)
+      return false;
+    left -= n;
+    /* Search tail + data without copying all of the data. */
+    for (size_t k = 0; k < n && !found;) {
+      size_t take = n - k < 4096 ? n - k : 4096;
+      char buf[sizeof sb->marker_tail + 4096];
+      memcpy(buf, sb->marker_tail, sb->marker_tail_len);
+      memcpy(buf + sb->marker_tail_len, p + k, take);
+      size_t bl = sb->marker_tail_len + take;
+      if (memmem(buf, bl, sb->marker, ml))
+        found = true;
+      size_t keep = ml - 1 < bl ? ml - 1 : bl;
+      memcpy(sb->marker_tail, buf + bl - keep, keep);
+      sb->marker_tail_len = keep;
+      k += take;
+    }
+  }
+  return found;
+}
+
+/* Serve the system call in the registers. pending_resume: the call a
+ * template paused on, served in a child before its first entry (the VM has
+ * never exited, so the return is done here, not by cf_vm_syscall_return). */
+static void serve_syscall(struct sb *sb, double t_start, bool pending_resume)
+{
+  struct cf_vm_regs *r = cf_vm_regs(sb->vm);
+  uint64_t a[6] = {r->rdi, r->rsi, r->rdx, r->r10, r->r8, r->r9};
+  long nr = (long)r->rax;
+  if (sb->ready == CF_READY_STDIN && reads_fd0(sb, nr, a) && (!sb->eof_pause || stdin_at_eof(sb))) {
+    pause_at(sb, true);
+    return;
+  }
+  long ret = sys_dispatch(sb, nr, a);
+  if (ret != SYS_NORETURN) {
+    r->rax = (uint64_t)ret;
+    if (pending_resume) {
+      r->rip = r->rcx;
+      r->rflags = (r->r11 & 0x240cd5) | 0x202;
+      cf_vm_regs_dirty(sb->vm);
+    } else {
+      cf_vm_syscall_return(sb->vm);
+    }
+  }
+  bool out = (nr == SYS_write || nr == SYS_writev) && (a[0] == 1 || a[0] == 2) && ret > 0;
+  if (out && sb->t_first_output == 0)
+    sb->t_first_output = now_us() - t_start;
+  if (sb->ready == CF_READY_MARKER && out && a[0] == 1 && ret != SYS_NORETURN && !sb->exited &&
+      marker_seen(sb, nr, a, ret))
+    pause_at(sb, false);
+}
+
 static void run_loop(struct sb *sb, struct cf_sandbox_result *res, double t_start)
 {
   struct cf_vm_exit ex;
   bool first = true;
-  while (!sb->exited) {
+  if (sb->resume_pending) {
+    sb->resume_pending = false;
+    serve_syscall(sb, sb->t_spawn, true);
+  }
+  while (!sb->exited && !sb->paused) {
     if (sb->timed_out)
       break;
+    if (!sb->entered) {
+      sb->entered = true;
+      sb->t_enter = now_us();
+    }
     if (cf_vm_run(sb->vm, &ex) < 0) {
       snprintf(sb->report, sizeof sb->report, "the VM failed: %s", cf_error());
       sb->exited = true;
@@ -102,15 +266,9 @@ static void run_loop(struct sb *sb, struct cf_sandbox_result *res, double t_star
     }
     struct cf_vm_regs *r = cf_vm_regs(sb->vm);
     switch (ex.reason) {
-    case CF_VM_EXIT_SYSCALL: {
-      uint64_t a[6] = {r->rdi, r->rsi, r->rdx, r->r10, r->r8, r->r9};
-      long ret = sys_dispatch(sb, (long)r->rax, a);
-      if (ret != SYS_NORETURN) {
-        r->rax = (uint64_t)ret;
-        cf_vm_syscall_return(sb->vm);
-      }
+    case CF_VM_EXIT_SYSCALL:
+      serve_syscall(sb, sb->t_spawn, false);
       break;
-    }
     case CF_VM_EXIT_EXCEPTION: {
       struct cf_vm_regs u;
       if (cf_vm_exception_state(sb->vm, &u) < 0) {
@@ -155,53 +313,90 @@ static void run_loop(struct sb *sb, struct cf_sandbox_result *res, double t_star
   }
 }
 
-int cf_sandbox_run(const struct cf_sandbox_opts *opts, struct cf_sandbox_result *res)
+static pthread_once_t alarm_once = PTHREAD_ONCE_INIT;
+static void install_alarm(void)
 {
-  memset(res, 0, sizeof *res);
-  double t0 = now_us();
-  struct sb *sb = calloc(1, sizeof *sb);
-  if (!sb)
-    return cf_fail(ENOMEM, "calloc: %m");
+  struct sigaction sa = {.sa_handler = on_alarm};
+  sigemptyset(&sa.sa_mask);
+  sigaction(SIGALRM, &sa, NULL);
+}
+
+struct cf_sandbox *cf_sandbox_new(const struct cf_sandbox_opts *opts)
+{
+  struct cf_sandbox *box = calloc(1, sizeof *box);
+  if (!box)
+    return cf_fail_null(ENOMEM, "calloc: %m");
+  struct sb *sb = &box->s;
+  sb->t_spawn = now_us();
   sb->opts = opts;
   sb->trace = opts->trace ? opts->trace : stderr;
   sb->rootfd = -1;
   sb->pid = sb->tid = 2;
   sb->uid = (int)getuid();
   sb->gid = (int)getgid();
-  int rc = -1;
-  timer_t timer;
-  bool have_timer = false;
-  struct sigaction old_alarm;
-
+  sb->ready = opts->ready;
+  if (opts->ready == CF_READY_MARKER) {
+    if (!opts->marker || !*opts->marker || strlen(opts->marker) >= sizeof sb->marker) {
+      free(box);
+      return cf_fail_null(EINVAL, "the ready marker must be 1-%zu bytes", sizeof sb->marker - 1);
+    }
+    snprintf(sb->marker, sizeof sb->marker, "%s", opts->marker);
+  }
+  snprintf(sb->program, sizeof sb->program, "%s", opts->program);
   sb->vm = cf_vm_create(opts->mem_size ? opts->mem_size : 256ull << 20);
   if (!sb->vm)
-    goto out;
-  res->create_us = cf_vm_stats(sb->vm)->create_us;
+    goto err;
   sb->mem = cf_vm_mem(sb->vm);
   sb->mem_size = cf_vm_mem_size(sb->vm);
-  sb->mmap_top = sb->mem_size - STACK_SIZE - STACK_GAP;
+  sb->mmap_top = MMAP_TOP(sb->mem_size);
   if (fs_init(sb, opts->root ? opts->root : "/", opts->stdio) < 0)
-    goto out;
+    goto err;
   uint64_t entry, sp;
   if (elf_load(sb, opts->program, opts->argv, opts->envp, &entry, &sp) < 0)
-    goto out;
+    goto err;
   if (opts->verbose)
     fprintf(sb->trace, "[sandbox] %s: %llu bytes mapped copy-on-write from the file, %llu copied\n",
             opts->program, (unsigned long long)sb->elf_mapped, (unsigned long long)sb->elf_copied);
   if (cf_vm_enter_user(sb->vm, entry, sp) < 0)
-    goto out;
+    goto err;
+  return box;
+err:
+  cf_sandbox_free(box);
+  return NULL;
+}
 
+void cf_sandbox_free(struct cf_sandbox *box)
+{
+  if (!box)
+    return;
+  struct sb *sb = &box->s;
+  int e = errno;
+  fs_fini(sb);
+  cf_vm_destroy(sb->vm); /* unmaps a child's memory backend too */
+  free(sb->replaced);
+  free(box);
+  errno = e;
+}
+
+int cf_sandbox_run_until(struct cf_sandbox *box, struct cf_sandbox_result *res)
+{
+  struct sb *sb = &box->s;
+  const struct cf_sandbox_opts *opts = sb->opts;
+  memset(res, 0, sizeof *res);
+  double t0 = now_us();
+  timer_t timer;
+  bool have_timer = false;
+  if (sb->exited)
+    return cf_fail(EINVAL, "the sandbox has ended");
+  sb->paused = false;
   tl_sb = sb;
   if (opts->timeout > 0) {
-    struct sigaction sa = {.sa_handler = on_alarm};
-    sigemptyset(&sa.sa_mask);
-    sigaction(SIGALRM, &sa, &old_alarm);
+    pthread_once(&alarm_once, install_alarm);
     struct sigevent sev = {.sigev_notify = SIGEV_THREAD_ID, .sigev_signo = SIGALRM};
     sev._sigev_un._tid = (pid_t)syscall(SYS_gettid);
     if (timer_create(CLOCK_MONOTONIC, &sev, &timer) < 0) {
-      cf_fail(errno, "timer_create: %m");
-      sigaction(SIGALRM, &old_alarm, NULL);
-      goto out;
+      tl_sb = NULL;
+      return cf_fail(errno, "timer_create: %m");
     }
     have_timer = true;
     struct itimerspec its = {.it_value = {(time_t)opts->timeout,
@@ -214,8 +409,11 @@ int cf_sandbox_run(const struct cf_sandbox_opts *opts, struct cf_sandbox_result 
   double t_run = now_us();
   run_loop(sb, res, t_run);
   res->run_us = now_us() - t_run;
-  rc = 0;
+  if (have_timer)
+    timer_delete(timer);
+  tl_sb = NULL;
 
+  res->paused = sb->paused && !sb->exited;
   res->exit_code = sb->exit_code;
   res->signal = sb->kill_signal;
   res->timed_out = sb->timed_out;
@@ -224,24 +422,35 @@ int cf_sandbox_run(const struct cf_sandbox_opts *opts, struct cf_sandbox_result 
   res->syscalls = sb->nsys;
   res->enosys = sb->enosys;
   res->exits = cf_vm_stats(sb->vm)->exits;
+  res->create_us = cf_vm_stats(sb->vm)->create_us;
   res->elf_mapped_bytes = sb->elf_mapped;
   res->elf_copied_bytes = sb->elf_copied;
+  res->spawn_us = sb->entered ? sb->t_enter - sb->t_spawn : 0;
+  res->first_output_us = sb->t_first_output;
+  if (sb->have_memb) {
+    struct cf_dirty d = {0};
+    if (cf_dirty_scan(0, sb->mem, sb->mem_size, sb->memb.backend->dirty_kind(sb->memb.flags), CF_DIRTY_AUTO,
+                      &d) == 0)
+      res->private_bytes = d.pages * PAGE;
+    cf_dirty_free(&d);
+  }
   if (opts->verbose)
     fprintf(sb->trace,
             "[sandbox] VM create %.0f us, first exit %.0f us after entry, run %.0f us, %llu exits, "
-            "%llu syscalls (%llu ENOSYS), %.0f us total\n",
+            "%llu syscalls (%llu ENOSYS), %.0f us total%s\n",
             res->create_us, res->first_exit_us, res->run_us, (unsigned long long)res->exits,
-            (unsigned long long)res->syscalls, (unsigned long long)res->enosys, now_us() - t0);
-out:
-  if (have_timer) {
-    timer_delete(timer);
-    sigaction(SIGALRM, &old_alarm, NULL);
-  }
-  tl_sb = NULL;
-  int e = errno;
-  fs_fini(sb);
-  cf_vm_destroy(sb->vm);
-  free(sb);
-  errno = e;
+            (unsigned long long)res->syscalls, (unsigned long long)res->enosys, now_us() - t0,
+            res->paused ? ", paused" : "");
+  return 0;
+}
+
+int cf_sandbox_run(const struct cf_sandbox_opts *opts, struct cf_sandbox_result *res)
+{
+  memset(res, 0, sizeof *res);
+  struct cf_sandbox *box = cf_sandbox_new(opts);
+  if (!box)
+    return -1;
+  int rc = cf_sandbox_run_until(box, res);
+  cf_sandbox_free(box);
   return rc;
 }

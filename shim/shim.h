@@ -11,6 +11,7 @@
 #include <sys/stat.h>
 #include <sys/types.h>
 
+#include "cowfork/mem.h"
 #include "cowfork/shim.h"
 #include "cowfork/vmm.h"
 
@@ -22,19 +23,28 @@
 #define MAX_FDS 256
 #define STACK_SIZE (8ull << 20)
 #define STACK_GAP (1ull << 20)
+/* Guest memory from the top: the stack, a gap, the /tmp data region (a
+ * quarter of guest memory), a gap, then mmap space top-down. */
+#define TMP_SIZE(mem) (((mem) / 4) & ~(PAGE - 1))
+#define TMP_BASE(mem) ((mem) - STACK_SIZE - STACK_GAP - TMP_SIZE(mem))
+#define MMAP_TOP(mem) (TMP_BASE(mem) - STACK_GAP)
 
 /* One guest mapping: [start, end), PROT_* bits. */
 struct vma {
   uint64_t start, end;
   int prot;
+  bool file; /* mapped from a host file (its pages are not zero when absent) */
 };
 
 enum file_type { F_HOST, F_DIR, F_TMP, F_TMPDIR, F_NULL };
 
 struct tnode; /* a file or directory of the in-sandbox /tmp */
+struct tmpfs; /* the /tmp tree; its file data lives in guest memory */
 
 struct file {
   int refs;
+  int stdio;           /* 0-2: the sandbox's own stdin/out/err (rebound in a child), else -1 */
+  int save_id;         /* snapshot.c, while saving */
   enum file_type type;
   int hostfd;          /* F_HOST, F_DIR */
   int flags;           /* O_ACCMODE | O_APPEND | O_NONBLOCK */
@@ -66,7 +76,7 @@ struct sb {
   struct file *fds[MAX_FDS];
   bool cloexec[MAX_FDS];
   unsigned umask;
-  struct tnode *tmp_root;
+  struct tmpfs *tmpfs;
 
   /* signals (one thread) */
   struct ksigaction act[65];
@@ -84,10 +94,44 @@ struct sb {
   bool timed_out;
   char report[1024];
 
+  /* pausing (template create, branch): see cf_sandbox_opts.ready */
+  bool paused;
+  bool pause_pending;       /* the paused syscall is still to be served (in the child) */
+  struct cf_vm_regs pause_regs; /* user registers to resume with */
+  char marker_tail[256];    /* last bytes written to fd 1, for a marker split across writes */
+  size_t marker_tail_len;
+  bool eof_pause;           /* branch: pause on a read of fd 0 at end of input */
+  enum cf_ready ready;      /* this run's pause point */
+  char marker[256];
+  bool resume_pending;      /* serve pause_regs' system call before entering */
+  bool entered;
+
+  /* a forked child: its memory and template */
+  struct cf_template *tmpl;
+  struct cf_mem memb;
+  bool have_memb;
+
+  /* a forked child: ranges whose mapping was replaced since the fork */
+  bool forked;
+  struct range { uint64_t start, end; bool file; } *replaced;
+  size_t nreplaced, capreplaced;
+  bool replaced_overflow;
+  char program[PATH_MAX];   /* for /proc/self/exe */
+
+  /* timing */
+  double t_spawn, t_enter, t_first_output;
+
   /* statistics */
   uint64_t nsys, enosys;
   uint64_t elf_mapped, elf_copied;
 };
+
+struct cf_sandbox {
+  struct sb s;
+};
+
+/* snapshot.c */
+const struct cf_image *template_image(const struct cf_template *t);
 
 /* mm.c: the guest address space (VMAs and the host mapping under them) */
 int mm_map_anon(struct sb *sb, uint64_t start, uint64_t len, int prot);
@@ -118,6 +162,10 @@ void fs_fini(struct sb *sb);
 int fs_open_host(struct sb *sb, int dirfd, const char *path, int flags);
 long fs_syscall(struct sb *sb, long nr, const uint64_t a[6], bool *handled);
 struct file *fs_get(struct sb *sb, int fd);
+struct file *file_new(enum file_type t, int hostfd, int flags, const char *path);
+void file_unref(struct file *f);
+/* openat2 under the root (RESOLVE_IN_ROOT): host fd or -errno. */
+long host_openat2(struct sb *sb, const char *abs, int flags);
 
 /* syscall.c */
 long sys_dispatch(struct sb *sb, long nr, const uint64_t a[6]);
@@ -127,8 +175,12 @@ const char *sys_name(long nr);
 /* A synchronous fault at user state u: run the handler or end the sandbox. */
 void sig_fault(struct sb *sb, int sig, int code, uint64_t addr, struct cf_vm_regs *u);
 
-/* tmpfs.c */
-struct tnode *tmp_new_root(void);
+/* tmpfs.c. The data of /tmp files is kept in pages of a region of guest
+ * memory [base, base+size) that no VMA covers (tmpfs.c says why). */
+struct tmpfs *tmp_new(uint8_t *mem, uint64_t base, uint64_t size);
+void tmp_destroy(struct tmpfs *fs);
+uint64_t tmp_region_base(const struct tmpfs *fs);
+uint64_t tmp_region_size(const struct tmpfs *fs);
 void tmp_free(struct tnode *n);
 bool tmp_is_tmp(const char *abs);
 struct tnode *tmp_lookup(struct sb *sb, const char *abs);
@@ -144,7 +196,41 @@ bool tmp_is_dir(struct tnode *n);
 /* The idx-th child of dir (NULL past the end), its name into name. */
 struct tnode *tmp_child(struct tnode *dir, uint64_t idx, const char **name);
 void tmp_ref(struct tnode *n);
+bool tmp_is_linked(struct tnode *n);
+int tmp_refs(struct tnode *n);
 void tmp_unref(struct tnode *n);
+
+/* state.c: serialization buffers (bounds-checked reader) */
+struct wbuf {
+  uint8_t *p;
+  size_t n, cap;
+  bool err;
+};
+struct rbuf {
+  const uint8_t *p;
+  size_t n, off;
+  bool err;
+};
+void w_bytes(struct wbuf *w, const void *p, size_t n);
+void w_u64(struct wbuf *w, uint64_t v);
+void w_str(struct wbuf *w, const char *s);
+void r_bytes(struct rbuf *r, void *p, size_t n);
+uint64_t r_u64(struct rbuf *r);
+/* A string of at most size-1 bytes into buf; sets r->err otherwise. */
+void r_str(struct rbuf *r, char *buf, size_t size);
+/* tmpfs.c: the tree and its page lists; files refer to nodes by id. */
+int tmp_save(struct tmpfs *fs, struct wbuf *w, struct tnode *const *extra, size_t nextra);
+uint64_t tmp_node_id(struct tnode *n); /* after tmp_save: 1.. */
+/* Rebuilds the tree (nodes by id into *nodes, malloc'ed, (*nodes)[id-1]). */
+int tmp_load(struct tmpfs *fs, struct rbuf *r, struct tnode ***nodes, size_t *nnodes);
+void tmp_pages(struct tmpfs *fs, int (*fn)(void *ctx, uint64_t addr), void *ctx);
+
+/* mm.c: snapshot support */
+/* Make the host mapping match the VMA list (PROT_NONE between VMAs, the
+ * VMA's protection inside; the /tmp region read-write). */
+int mm_apply(struct sb *sb);
+/* MADV_DONTNEED semantics on any backend: the range reads as zeros. */
+int mm_zero(struct sb *sb, uint64_t start, uint64_t len);
 
 /* Lexically normalize a sandbox path against cwd into out (absolute). */
 int path_abs(const char *cwd, const char *path, char *out, size_t size);

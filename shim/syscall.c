@@ -408,7 +408,9 @@ static long do_execve(struct sb *sb, const uint64_t a[6])
     free_strv(argv);
     return err;
   }
-  mm_unmap(sb, CF_VM_USER_BASE, sb->mem_size - CF_VM_USER_BASE);
+  /* Every VMA goes; the /tmp region (no VMA) stays. */
+  while (sb->nvma > 0 && mm_unmap(sb, sb->vmas[0].start, sb->vmas[0].end - sb->vmas[0].start) == 0)
+    ;
   sb->nvma = 0;
   for (int i = 0; i < MAX_FDS; i++)
     if (sb->fds[i] && sb->cloexec[i]) {
@@ -467,8 +469,8 @@ static long dispatch(struct sb *sb, long nr, const uint64_t a[6])
   case SYS_brk:
     return do_brk(sb, A(0));
   case SYS_madvise:
-    if (A(2) == MADV_DONTNEED && mm_ptr(sb, A(0), A(1), 0) && A(0) % PAGE == 0)
-      madvise(sb->mem + A(0), A(1), MADV_DONTNEED);
+    if (A(2) == MADV_DONTNEED && mm_ptr(sb, A(0), A(1), 0) && A(0) % PAGE == 0 && A(1))
+      return mm_zero(sb, A(0), A(1));
     return 0;
   case SYS_mremap:
     return -ENOMEM;

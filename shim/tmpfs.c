@@ -1,12 +1,22 @@
 /* The sandbox's writable file system: a tree of files and directories under
- * /tmp, kept in memory.
+ * /tmp.
+ *
+ * File data lives in guest memory: a region [base, base+size) below the
+ * stack gap that no VMA covers (the program cannot name it in a system call;
+ * its host mapping is read-write, so a program's wild stores could change
+ * its own /tmp contents but nothing else, and nothing structural lives
+ * there). Each file is an array of page addresses in that region (0: a hole
+ * reading as zeros), allocated from a bitmap. So a snapshot of guest memory
+ * captures /tmp contents, forks share them copy-on-write, and a branch's
+ * dirty scan stores exactly the /tmp pages its child wrote. The tree (names,
+ * sizes, page lists) is small metadata on the VMM heap, serialized into the
+ * template's state file (tmp_save / tmp_load). A page is always fully
+ * written when allocated: a freed page is not zeroed (in a child its
+ * contents may come back from the template's image).
  *
  * Invariants: a node is owned by its parent's kids array while linked, and
  * by the open files (refs) after unlink; it is freed when both are gone.
- * Paths given here are already lexically normalized (path_abs).
- *
- * For now the data lives on the VMM's heap; for snapshots it will move into
- * a region of guest memory that the shim reserves (not yet done). */
+ * Paths given here are already lexically normalized (path_abs). */
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -15,28 +25,62 @@
 
 #include "shim/shim.h"
 
+struct tmpfs {
+  uint8_t *mem;      /* host mapping of guest memory */
+  uint64_t base, npages;
+  uint64_t *bitmap;  /* 1: page in use */
+  uint64_t hint, used;
+  struct tnode *root;
+  uint64_t next_id;  /* tmp_save */
+};
+
 struct tnode {
+  struct tmpfs *fs;
+  uint64_t id;       /* tmp_save */
   char *name;
   bool dir;
   bool linked;
   unsigned mode;
   int refs;
   uint64_t ino;
-  uint8_t *data;
-  uint64_t size, cap;
+  uint64_t *pages;   /* guest addresses of the data pages, 0 = hole */
+  uint64_t npages;   /* entries in pages */
+  uint64_t size;
   struct timespec mtime;
   struct tnode *parent;
   struct tnode **kids;
   int nkids;
 };
 
-static uint64_t next_ino = 1000000;
+static uint64_t next_ino = 1000000; /* atomic: sandboxes run on several threads */
 
-static struct tnode *node_new(const char *name, bool dir, unsigned mode)
+static uint64_t page_alloc(struct tmpfs *fs)
+{
+  for (uint64_t k = 0; k < fs->npages; k++) {
+    uint64_t i = (fs->hint + k) % fs->npages;
+    if (!(fs->bitmap[i / 64] & (1ull << (i % 64)))) {
+      fs->bitmap[i / 64] |= 1ull << (i % 64);
+      fs->hint = i + 1;
+      fs->used++;
+      return fs->base + i * PAGE;
+    }
+  }
+  return 0;
+}
+
+static void page_free(struct tmpfs *fs, uint64_t addr)
+{
+  uint64_t i = (addr - fs->base) / PAGE;
+  fs->bitmap[i / 64] &= ~(1ull << (i % 64));
+  fs->used--;
+}
+
+static struct tnode *node_new(struct tmpfs *fs, const char *name, bool dir, unsigned mode)
 {
   struct tnode *n = calloc(1, sizeof *n);
   if (!n)
     return NULL;
+  n->fs = fs;
   n->name = strdup(name);
   if (!n->name) {
     free(n);
@@ -50,7 +94,43 @@ static struct tnode *node_new(const char *name, bool dir, unsigned mode)
   return n;
 }
 
-struct tnode *tmp_new_root(void) { return node_new("tmp", true, 01777); }
+struct tmpfs *tmp_new(uint8_t *mem, uint64_t base, uint64_t size)
+{
+  struct tmpfs *fs = calloc(1, sizeof *fs);
+  if (!fs)
+    return NULL;
+  fs->mem = mem;
+  fs->base = base;
+  fs->npages = size / PAGE;
+  fs->bitmap = calloc((fs->npages + 63) / 64 + 1, 8);
+  fs->root = node_new(fs, "tmp", true, 01777);
+  if (!fs->bitmap || !fs->root) {
+    tmp_destroy(fs);
+    return NULL;
+  }
+  return fs;
+}
+
+void tmp_destroy(struct tmpfs *fs)
+{
+  if (!fs)
+    return;
+  tmp_free(fs->root);
+  free(fs->bitmap);
+  free(fs);
+}
+
+uint64_t tmp_region_base(const struct tmpfs *fs) { return fs->base; }
+uint64_t tmp_region_size(const struct tmpfs *fs) { return fs->npages * PAGE; }
+
+static void drop_pages(struct tnode *n, uint64_t from)
+{
+  for (uint64_t i = from; i < n->npages; i++)
+    if (n->pages[i]) {
+      page_free(n->fs, n->pages[i]);
+      n->pages[i] = 0;
+    }
+}
 
 void tmp_free(struct tnode *n)
 {
@@ -58,8 +138,9 @@ void tmp_free(struct tnode *n)
     return;
   for (int i = 0; i < n->nkids; i++)
     tmp_free(n->kids[i]);
+  drop_pages(n, 0);
+  free(n->pages);
   free(n->kids);
-  free(n->data);
   free(n->name);
   free(n);
 }
@@ -79,7 +160,7 @@ static struct tnode *kid(struct tnode *d, const char *name, size_t len)
 /* Walk abs ("/tmp/..."); with parent_out, stop at the last component. */
 static struct tnode *walk(struct sb *sb, const char *abs, struct tnode **parent_out, const char **last)
 {
-  struct tnode *n = sb->tmp_root;
+  struct tnode *n = sb->tmpfs->root;
   const char *p = abs + 4;
   while (*p == '/')
     p++;
@@ -152,7 +233,7 @@ long tmp_create(struct sb *sb, const char *abs, bool dir, unsigned mode, struct 
     return -EEXIST;
   if (strlen(last) > 255)
     return -ENAMETOOLONG;
-  n = node_new(last, dir, mode & ~sb->umask);
+  n = node_new(sb->tmpfs, last, dir, mode & ~sb->umask);
   if (!n)
     return -ENOMEM;
   if (add_kid(parent, n) < 0) {
@@ -242,52 +323,96 @@ long tmp_read(struct tnode *n, void *buf, uint64_t len, uint64_t off)
     return 0;
   if (len > n->size - off)
     len = n->size - off;
-  memcpy(buf, n->data + off, len);
+  uint8_t *out = buf;
+  for (uint64_t done = 0; done < len;) {
+    uint64_t pi = (off + done) / PAGE, po = (off + done) % PAGE;
+    uint64_t k = PAGE - po < len - done ? PAGE - po : len - done;
+    if (pi < n->npages && n->pages[pi])
+      memcpy(out + done, n->fs->mem + n->pages[pi] + po, k);
+    else
+      memset(out + done, 0, k);
+    done += k;
+  }
   return (long)len;
 }
 
 static int reserve(struct tnode *n, uint64_t size)
 {
-  if (size <= n->cap)
+  uint64_t need = (size + PAGE - 1) / PAGE;
+  if (need <= n->npages)
     return 0;
-  if (size > (1ull << 32))
+  if (need > n->fs->npages)
     return -EFBIG;
-  uint64_t cap = n->cap ? n->cap : 4096;
-  while (cap < size)
+  uint64_t cap = n->npages ? n->npages : 4;
+  while (cap < need)
     cap *= 2;
-  uint8_t *d = realloc(n->data, cap);
-  if (!d)
+  uint64_t *p = realloc(n->pages, cap * sizeof *p);
+  if (!p)
     return -ENOSPC;
-  n->data = d;
-  n->cap = cap;
+  memset(p + n->npages, 0, (cap - n->npages) * sizeof *p);
+  n->pages = p;
+  n->npages = cap;
   return 0;
+}
+
+/* Zero [from, to) of the file's bytes that are on allocated pages. */
+static void zero_range(struct tnode *n, uint64_t from, uint64_t to)
+{
+  while (from < to) {
+    uint64_t pi = from / PAGE, po = from % PAGE;
+    uint64_t k = PAGE - po < to - from ? PAGE - po : to - from;
+    if (pi < n->npages && n->pages[pi])
+      memset(n->fs->mem + n->pages[pi] + po, 0, k);
+    from += k;
+  }
 }
 
 long tmp_write(struct tnode *n, const void *buf, uint64_t len, uint64_t off)
 {
   if (n->dir)
     return -EISDIR;
+  if (off + len < off)
+    return -EFBIG;
   int r = reserve(n, off + len);
   if (r < 0)
     return r;
   if (off > n->size)
-    memset(n->data + n->size, 0, off - n->size);
-  memcpy(n->data + off, buf, len);
-  if (off + len > n->size)
-    n->size = off + len;
+    zero_range(n, n->size, off);
+  const uint8_t *in = buf;
+  uint64_t done = 0;
+  while (done < len) {
+    uint64_t pi = (off + done) / PAGE, po = (off + done) % PAGE;
+    uint64_t k = PAGE - po < len - done ? PAGE - po : len - done;
+    if (!n->pages[pi]) {
+      uint64_t a = page_alloc(n->fs);
+      if (!a)
+        break;
+      memset(n->fs->mem + a, 0, PAGE); /* a page is fully written when allocated */
+      n->pages[pi] = a;
+    }
+    memcpy(n->fs->mem + n->pages[pi] + po, in + done, k);
+    done += k;
+  }
+  if (done == 0 && len)
+    return -ENOSPC;
+  if (off + done > n->size)
+    n->size = off + done;
   clock_gettime(CLOCK_REALTIME, &n->mtime);
-  return (long)len;
+  return (long)done;
 }
 
 long tmp_truncate(struct tnode *n, uint64_t len)
 {
   if (n->dir)
     return -EISDIR;
-  int r = reserve(n, len);
-  if (r < 0)
-    return r;
-  if (len > n->size)
-    memset(n->data + n->size, 0, len - n->size);
+  if (len > n->fs->npages * PAGE)
+    return -EFBIG;
+  if (len < n->size) {
+    drop_pages(n, (len + PAGE - 1) / PAGE);
+    zero_range(n, len, (len + PAGE - 1) / PAGE * PAGE);
+  } else if (len > n->size) {
+    zero_range(n, n->size, len);
+  }
   n->size = len;
   clock_gettime(CLOCK_REALTIME, &n->mtime);
   return 0;
@@ -308,3 +433,136 @@ void tmp_unref(struct tnode *n)
   if (--n->refs == 0 && !n->linked && n->parent == NULL)
     tmp_free(n);
 }
+
+/* ---- snapshots ---- */
+
+uint64_t tmp_node_id(struct tnode *n) { return n->id; }
+
+static void save_node(struct tnode *n, uint64_t parent, struct wbuf *w)
+{
+  n->id = ++n->fs->next_id;
+  w_u64(w, parent);
+  w_str(w, n->name);
+  w_u64(w, (uint64_t)n->dir | (uint64_t)n->mode << 1);
+  w_u64(w, n->ino);
+  w_u64(w, n->size);
+  w_u64(w, (uint64_t)n->mtime.tv_sec);
+  w_u64(w, (uint64_t)n->mtime.tv_nsec);
+  uint64_t np = (n->size + PAGE - 1) / PAGE;
+  if (np > n->npages)
+    np = n->npages;
+  w_u64(w, np);
+  w_bytes(w, n->pages, np * sizeof *n->pages);
+  for (int i = 0; i < n->nkids; i++)
+    save_node(n->kids[i], n->id, w);
+}
+
+static uint64_t count_nodes(struct tnode *n)
+{
+  uint64_t c = 1;
+  for (int i = 0; i < n->nkids; i++)
+    c += count_nodes(n->kids[i]);
+  return c;
+}
+
+/* Nodes in preorder (parent id 0 for the root and for unlinked nodes that
+ * open files still hold, given in extra). */
+int tmp_save(struct tmpfs *fs, struct wbuf *w, struct tnode *const *extra, size_t nextra)
+{
+  fs->next_id = 0;
+  uint64_t total = count_nodes(fs->root);
+  for (size_t i = 0; i < nextra; i++)
+    extra[i]->id = 0;
+  for (size_t i = 0; i < nextra; i++)
+    if (!extra[i]->linked && extra[i]->id == 0) {
+      extra[i]->id = 1; /* counted */
+      total++;
+    }
+  for (size_t i = 0; i < nextra; i++)
+    extra[i]->id = 0;
+  w_u64(w, total);
+  save_node(fs->root, 0, w);
+  for (size_t i = 0; i < nextra; i++)
+    if (!extra[i]->linked && extra[i]->id == 0)
+      save_node(extra[i], 0, w); /* a file or an empty dir: no kids */
+  return w->err ? -ENOMEM : 0;
+}
+
+void tmp_pages(struct tmpfs *fs, int (*fn)(void *ctx, uint64_t addr), void *ctx)
+{
+  for (uint64_t i = 0; i < fs->npages; i++)
+    if (fs->bitmap[i / 64] & (1ull << (i % 64)))
+      fn(ctx, fs->base + i * PAGE);
+}
+
+int tmp_load(struct tmpfs *fs, struct rbuf *r, struct tnode ***nodes_out, size_t *nn)
+{
+  uint64_t total = r_u64(r);
+  if (r->err || total == 0 || total > (1u << 20))
+    return -EINVAL;
+  struct tnode **nodes = calloc(total, sizeof *nodes);
+  if (!nodes)
+    return -ENOMEM;
+  int ret = -EINVAL;
+  for (uint64_t i = 0; i < total; i++) {
+    uint64_t parent = r_u64(r);
+    char name[256];
+    r_str(r, name, sizeof name);
+    uint64_t dm = r_u64(r), ino = r_u64(r), size = r_u64(r);
+    struct timespec mt = {(time_t)r_u64(r), (long)r_u64(r)};
+    uint64_t np = r_u64(r);
+    if (r->err || parent > i || (i == 0 && (parent || !(dm & 1))) || !name[0] ||
+        strchr(name, '/') || np > fs->npages || size > fs->npages * PAGE || np > (size + PAGE - 1) / PAGE)
+      goto bad;
+    struct tnode *n = i == 0 ? fs->root : node_new(fs, name, dm & 1, (unsigned)(dm >> 1));
+    if (!n) {
+      ret = -ENOMEM;
+      goto bad;
+    }
+    nodes[i] = n;
+    n->dir = dm & 1;
+    n->mode = (unsigned)(dm >> 1) & 07777;
+    n->ino = ino;
+    n->size = n->dir ? 0 : size;
+    n->mtime = mt;
+    if (i > 0 && parent == 0)
+      n->linked = false; /* held only by open files */
+    if (np) {
+      if (n->dir || reserve(n, np * PAGE) < 0)
+        goto bad;
+      r_bytes(r, n->pages, np * sizeof *n->pages);
+      if (r->err)
+        goto bad;
+      for (uint64_t k = 0; k < np; k++) {
+        uint64_t a = n->pages[k];
+        if (!a)
+          continue;
+        uint64_t pi = (a - fs->base) / PAGE;
+        if (a < fs->base || a % PAGE || pi >= fs->npages || (fs->bitmap[pi / 64] & (1ull << (pi % 64)))) {
+          n->pages[k] = 0; /* never free what is not ours */
+          goto bad;
+        }
+        fs->bitmap[pi / 64] |= 1ull << (pi % 64);
+        fs->used++;
+      }
+    }
+    if (i > 0 && parent) {
+      struct tnode *p = nodes[parent - 1];
+      if (!p->dir || kid(p, name, strlen(name)) || add_kid(p, n) < 0)
+        goto bad;
+    }
+  }
+  *nodes_out = nodes;
+  *nn = total;
+  return 0;
+bad:
+  /* Unlinked nodes not yet owned by anything: free them here. */
+  for (uint64_t i = 1; i < total; i++)
+    if (nodes[i] && !nodes[i]->parent)
+      tmp_free(nodes[i]);
+  free(nodes);
+  return ret;
+}
+
+bool tmp_is_linked(struct tnode *n) { return n->linked; }
+int tmp_refs(struct tnode *n) { return n->refs; }

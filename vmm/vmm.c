@@ -34,6 +34,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/kvm.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
@@ -61,6 +62,8 @@ _Static_assert(sizeof(struct cf_vm_regs) == sizeof(struct kvm_regs), "cf_vm_regs
 #define STUB_VA 0xf000ull
 #define SYS_SIZE 0x10000ull
 #define STUB_MMIO_LEN 7 /* mov %eax, MMIO_VA */
+#define PTE_A 0x20ull
+#define PTE_D 0x40ull
 
 _Static_assert(SYS_SIZE <= CF_VM_USER_BASE, "layout");
 
@@ -82,6 +85,8 @@ struct cf_vm {
   uint8_t *mem;
   uint64_t mem_size;
   int syscall_mode; /* 0 unknown, 1 stub ran at CPL3 (PVM), 2 at CPL0 */
+  void (*mem_unmap)(void *ctx); /* the memory source's teardown */
+  void *mem_unmap_ctx;
   struct cf_vm_stats stats;
 };
 
@@ -98,14 +103,22 @@ static bool has_error_code(int v)
 }
 
 /* The one place guest memory comes from: a private anonymous range, all
- * PROT_NONE but the system area. A memory backend (file/uffd) replaces
- * this function. */
-static int mem_setup(struct cf_vm *vm)
+ * PROT_NONE but the system area; or, for a VM forked from a template, the
+ * caller's memory source maps the template's memory image over that range
+ * (a memory backend: file or uffd), system area included. */
+static int mem_setup(struct cf_vm *vm, const struct cf_vm_mem_source *src)
 {
   vm->mem = mmap(NULL, vm->mem_size, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
   if (vm->mem == MAP_FAILED) {
     vm->mem = NULL;
     return cf_fail(errno, "mmap %llu bytes of guest memory: %m", (unsigned long long)vm->mem_size);
+  }
+  if (src) {
+    if (src->map(src->ctx, vm->mem, vm->mem_size) < 0)
+      return -1;
+    vm->mem_unmap = src->unmap; /* from now on the source unmaps it all */
+    vm->mem_unmap_ctx = src->ctx;
+    return 0;
   }
   if (mprotect(vm->mem, SYS_SIZE, PROT_READ | PROT_WRITE) < 0)
     return cf_fail(errno, "mprotect: %m");
@@ -144,37 +157,58 @@ static void build_system_area(struct cf_vm *vm)
 
   uint64_t *pml4 = (uint64_t *)(m + PML4_ADDR), *pdpt = (uint64_t *)(m + PDPT_ADDR);
   uint64_t *pt0 = (uint64_t *)(m + PT0_ADDR), *pd = (uint64_t *)(m + PD_ADDR);
-  pml4[0] = PDPT_ADDR | 7;
+  /* Accessed and dirty bits are set up front: the page walker then never
+   * writes to the page tables, so a forked VM whose memory maps a template
+   * image copy-on-write keeps sharing these pages. */
+  pml4[0] = PDPT_ADDR | 7 | PTE_A;
   uint64_t n2m = vm->mem_size >> 21;
   for (uint64_t i = 0; i < (n2m + 511) / 512; i++)
-    pdpt[i] = (PD_ADDR + i * 4096) | 7;
-  pd[0] = PT0_ADDR | 7;
+    pdpt[i] = (PD_ADDR + i * 4096) | 7 | PTE_A;
+  pd[0] = PT0_ADDR | 7 | PTE_A;
   for (uint64_t i = 1; i < n2m; i++)
-    pd[i] = (i << 21) | 0x87; /* present, RW, user, 2 MiB */
+    pd[i] = (i << 21) | 0x87 | PTE_A | PTE_D; /* present, RW, user, 2 MiB */
   for (uint64_t i = 0; i < 512; i++) {
     uint64_t va = i << 12;
     if (va < SYS_SIZE)
-      pt0[i] = va | 3; /* supervisor RW */
+      pt0[i] = va | 3 | PTE_A | PTE_D; /* supervisor RW */
     else
-      pt0[i] = va | 7;
+      pt0[i] = va | 7 | PTE_A | PTE_D;
   }
   /* The MMIO page points past the end of guest memory (no memslot there). */
-  pt0[MMIO_VA >> 12] = (vm->mem_size + 0x200000) | 7;
-  pt0[STUB_VA >> 12] = STUB_VA | 5; /* user, read-only */
+  pt0[MMIO_VA >> 12] = (vm->mem_size + 0x200000) | 7 | PTE_A | PTE_D;
+  pt0[STUB_VA >> 12] = STUB_VA | 5 | PTE_A; /* user, read-only */
   static const uint8_t stub[] = {0x89, 0x04, 0x25, MMIO_VA & 0xff, (MMIO_VA >> 8) & 0xff,
                                  (MMIO_VA >> 16) & 0xff, 0, /* mov %eax, MMIO_VA */
                                  0x48, 0x0f, 0x07 /* sysretq */};
   memcpy(m + STUB_VA, stub, sizeof stub);
 }
 
+/* KVM_GET_SUPPORTED_CPUID costs ~90 us here and never changes while the
+ * process lives: asked once (the one piece of process-wide state here). */
+struct cpuid_set {
+  struct kvm_cpuid2 c;
+  struct kvm_cpuid_entry2 e[256];
+};
+static struct cpuid_set supported_cpuid;
+static int supported_cpuid_err;
+static pthread_once_t cpuid_once = PTHREAD_ONCE_INIT;
+
+static void get_cpuid(void)
+{
+  int kvm = open("/dev/kvm", O_RDWR | O_CLOEXEC);
+  supported_cpuid.c.nent = 256;
+  if (kvm < 0 || ioctl(kvm, KVM_GET_SUPPORTED_CPUID, &supported_cpuid) < 0)
+    supported_cpuid_err = errno ? errno : EIO;
+  if (kvm >= 0)
+    close(kvm);
+}
+
 static int set_cpu_state(struct cf_vm *vm)
 {
-  struct {
-    struct kvm_cpuid2 c;
-    struct kvm_cpuid_entry2 e[256];
-  } cp = {.c.nent = 256};
-  if (ioctl(vm->kvm, KVM_GET_SUPPORTED_CPUID, &cp) < 0)
-    return cf_fail(errno, "KVM_GET_SUPPORTED_CPUID: %m");
+  pthread_once(&cpuid_once, get_cpuid);
+  if (supported_cpuid_err)
+    return cf_fail(supported_cpuid_err, "KVM_GET_SUPPORTED_CPUID: %s", strerror(supported_cpuid_err));
+  struct cpuid_set cp = supported_cpuid;
   uint64_t xcr0 = 3;
   for (uint32_t i = 0; i < cp.c.nent; i++)
     if (cp.e[i].function == 0xd && cp.e[i].index == 0)
@@ -220,7 +254,9 @@ static int set_cpu_state(struct cf_vm *vm)
   return 0;
 }
 
-struct cf_vm *cf_vm_create(uint64_t mem_size)
+struct cf_vm *cf_vm_create(uint64_t mem_size) { return cf_vm_create_from(mem_size, NULL); }
+
+struct cf_vm *cf_vm_create_from(uint64_t mem_size, const struct cf_vm_mem_source *src)
 {
   double t0 = now_us();
   if (mem_size < (4ull << 20) || mem_size % (2ull << 20) || mem_size > PD_PAGES << 30)
@@ -244,7 +280,7 @@ struct cf_vm *cf_vm_create(uint64_t mem_size)
     cf_fail(ENOTSUP, "KVM lacks KVM_CAP_SYNC_REGS");
     goto err_vm;
   }
-  if (mem_setup(vm) < 0)
+  if (mem_setup(vm, src) < 0)
     goto err_mem;
   struct kvm_userspace_memory_region r = {
       .slot = 0, .guest_phys_addr = 0, .memory_size = mem_size, .userspace_addr = (uint64_t)vm->mem};
@@ -252,7 +288,8 @@ struct cf_vm *cf_vm_create(uint64_t mem_size)
     cf_fail(errno, "KVM_SET_USER_MEMORY_REGION: %m");
     goto err_mem;
   }
-  build_system_area(vm);
+  if (!src)
+    build_system_area(vm);
   /* The stub page becomes read-only for the guest and for us. */
   if (mprotect(vm->mem + STUB_VA, 4096, PROT_READ) < 0) {
     cf_fail(errno, "mprotect: %m");
@@ -286,7 +323,9 @@ err_run:
 err_cpu:
   close(vm->cpu);
 err_mem:
-  if (vm->mem)
+  if (vm->mem_unmap)
+    vm->mem_unmap(vm->mem_unmap_ctx);
+  else if (vm->mem)
     munmap(vm->mem, vm->mem_size);
 err_vm:
   if (vm->vm >= 0)
@@ -307,8 +346,43 @@ void cf_vm_destroy(struct cf_vm *vm)
   close(vm->cpu);
   close(vm->vm);
   close(vm->kvm);
-  munmap(vm->mem, vm->mem_size);
+  /* Exactly one owner unmaps each byte of guest memory: the source's unmap
+   * when there is one, else us. Unmapping a range twice is a race with
+   * every other thread of the process: between the two calls another VM
+   * may be mapped at the freed address, and the second munmap takes it. */
+  if (vm->mem_unmap)
+    vm->mem_unmap(vm->mem_unmap_ctx);
+  else
+    munmap(vm->mem, vm->mem_size);
   free(vm);
+}
+
+
+int cf_vm_save_cpu(struct cf_vm *vm, struct cf_vm_cpu *c)
+{
+  struct kvm_sregs s;
+  if (ioctl(vm->cpu, KVM_GET_SREGS, &s) < 0)
+    return cf_fail(errno, "KVM_GET_SREGS: %m");
+  c->fs_base = s.fs.base;
+  c->gs_base = s.gs.base;
+  _Static_assert(sizeof c->xsave == sizeof(struct kvm_xsave), "xsave size");
+  if (ioctl(vm->cpu, KVM_GET_XSAVE, c->xsave) < 0)
+    return cf_fail(errno, "KVM_GET_XSAVE: %m");
+  return 0;
+}
+
+int cf_vm_load_cpu(struct cf_vm *vm, const struct cf_vm_cpu *c, const struct cf_vm_regs *regs)
+{
+  if (ioctl(vm->cpu, KVM_SET_XSAVE, c->xsave) < 0)
+    return cf_fail(errno, "KVM_SET_XSAVE: %m");
+  struct kvm_sregs s;
+  if (ioctl(vm->cpu, KVM_GET_SREGS, &s) < 0)
+    return cf_fail(errno, "KVM_GET_SREGS: %m");
+  s.fs.base = c->fs_base;
+  s.gs.base = c->gs_base;
+  if (ioctl(vm->cpu, KVM_SET_SREGS, &s) < 0)
+    return cf_fail(errno, "KVM_SET_SREGS: %m");
+  return cf_vm_resume_user(vm, regs);
 }
 
 uint8_t *cf_vm_mem(const struct cf_vm *vm) { return vm->mem; }

@@ -7,6 +7,22 @@
 #include <stdint.h>
 #include <stdio.h>
 
+struct cf_store;
+struct cf_mem_backend;
+
+/* When a sandbox pauses instead of going on (template create, branch). */
+enum cf_ready {
+  CF_READY_NONE = 0,
+  /* at the first system call that reads fd 0 (read, readv, pread64, preadv,
+   * preadv2 on fd 0; poll, ppoll, select, pselect6 waiting for fd 0 to be
+   * readable), before it is served, whether or not data is waiting: each
+   * child serves that call from its own stdin */
+  CF_READY_STDIN,
+  /* right after the write/writev to fd 1 that completes MARKER (it may span
+   * several writes); children resume after that call */
+  CF_READY_MARKER,
+};
+
 struct cf_sandbox_opts {
   const char *root;     /* host directory seen as "/", read-only (NULL: "/") */
   uint64_t mem_size;    /* guest memory (0: 256 MiB) */
@@ -18,6 +34,15 @@ struct cf_sandbox_opts {
   char *const *argv;    /* argv[0] included */
   char *const *envp;
   int stdio[3];         /* host fds the sandbox's 0, 1, 2 refer to (dup'ed) */
+  enum cf_ready ready;  /* cf_sandbox_new: pause at this point (template create) */
+  const char *marker;   /* CF_READY_MARKER */
+  /* cf_template_fork only (root, mem_size, program, argv, envp, ready come
+   * from the template): */
+  bool branch;          /* pause at the template's ready point again: a read
+                           of fd 0 at end of input (stdin templates) or the
+                           next MARKER; then cf_sandbox_save stores a branch */
+  const struct cf_mem_backend *backend; /* NULL: file */
+  const char *uffd_socket;              /* uffd backend: the page server */
 };
 
 struct cf_sandbox_result {
@@ -29,6 +54,10 @@ struct cf_sandbox_result {
   uint64_t syscalls, enosys, exits;
   uint64_t elf_mapped_bytes, elf_copied_bytes; /* the ELF loader's choice */
   double create_us, first_exit_us, run_us;
+  bool paused;          /* stopped at its ready point (cf_sandbox_run_until) */
+  double spawn_us;      /* start of cf_sandbox_new / cf_template_fork to the first KVM_RUN */
+  double first_output_us; /* start to the first write to fd 1 or 2 served (0: none) */
+  uint64_t private_bytes; /* forked child: its private pages (written or replaced) */
 };
 
 /* Run opts->program to completion. -1 when the sandbox could not start
@@ -36,5 +65,46 @@ struct cf_sandbox_result {
  * says why. Otherwise 0 and res says how it ended (the program's faults,
  * timeouts and VM failures are results, not errors). */
 int cf_sandbox_run(const struct cf_sandbox_opts *opts, struct cf_sandbox_result *res);
+
+/* The same in steps. A sandbox belongs to one thread at a time; opts must
+ * outlive it. */
+struct cf_sandbox;
+struct cf_sandbox *cf_sandbox_new(const struct cf_sandbox_opts *opts);
+/* Run until the program ends or pauses (res->paused). Once more after a
+ * pause continues it (the pending call is served then). */
+int cf_sandbox_run_until(struct cf_sandbox *sb, struct cf_sandbox_result *res);
+void cf_sandbox_free(struct cf_sandbox *sb);
+
+/* --- Templates (shim/snapshot.c, docs/sandbox.md) ---------------------------
+ * A template NAME is the memory image NAME.mem in the store's images/ and
+ * the state file STORE/templates/NAME (vCPU + shim state: magic, version,
+ * XXH3). Both are immutable. */
+struct cf_save_stats {
+  uint64_t pages_scanned;   /* root template: candidate pages read */
+  uint64_t pages_stored;    /* pages written into the new layer */
+  uint64_t pages_zeroed;    /* branch: pages that became empty */
+  uint64_t state_bytes;     /* size of the state file */
+  double save_ms;
+};
+/* Save a paused sandbox as template name: a sandbox started with
+ * cf_sandbox_new as a root template (every non-zero page), a forked child as
+ * a branch of its template (only what it changed since the fork). The
+ * sandbox may then go on or be freed. */
+int cf_sandbox_save(struct cf_sandbox *sb, struct cf_store *s, const char *name, struct cf_save_stats *st);
+
+struct cf_template;
+struct cf_template *cf_template_open(struct cf_store *s, const char *name);
+void cf_template_close(struct cf_template *t);
+/* The template's parent (a branch) or "" (a root template), its memory
+ * image's name and guest memory size. */
+const char *cf_template_parent(const struct cf_template *t);
+const char *cf_template_image(const struct cf_template *t);
+uint64_t cf_template_mem_size(const struct cf_template *t);
+/* A child: a new VM whose memory maps the template's image copy-on-write,
+ * registers and shim state loaded, stdio from opts->stdio, paused where the
+ * template paused; cf_sandbox_run_until resumes it. Thread-safe for one t. */
+struct cf_sandbox *cf_template_fork(struct cf_template *t, const struct cf_sandbox_opts *opts);
+/* STORE/templates/NAME into buf. */
+int cf_template_path(struct cf_store *s, const char *name, char *buf, size_t len);
 
 #endif

@@ -52,6 +52,33 @@ struct cf_vm_stats {
 struct cf_vm *cf_vm_create(uint64_t mem_size);
 void cf_vm_destroy(struct cf_vm *vm);
 
+/* Where a forked VM's memory comes from: map() replaces [addr, addr+size)
+ * (reserved PROT_NONE) with a template's memory image, system area included
+ * (its page tables are the same for every VM of that size), e.g. with a
+ * memory backend (mem.h) at that address. The VMM then only makes the stub
+ * page read-only; the caller applies the rest of the protections.
+ * Once map() has succeeded, unmap(ctx) owns all of [addr, addr+size): the
+ * VMM calls it exactly once (in cf_vm_destroy, or when a later step of
+ * cf_vm_create_from fails) and never unmaps that range itself. If map()
+ * fails it must leave the range reserved (anonymous); the VMM unmaps it. */
+struct cf_vm_mem_source {
+  int (*map)(void *ctx, uint8_t *addr, uint64_t size);
+  void (*unmap)(void *ctx);
+  void *ctx;
+};
+struct cf_vm *cf_vm_create_from(uint64_t mem_size, const struct cf_vm_mem_source *src);
+
+/* The vCPU state a snapshot keeps besides the general registers: FS/GS base
+ * and the FPU/SSE/AVX state (KVM_GET_XSAVE's 4 KiB). Segments, control
+ * registers and MSRs are the VMM's fixed ones. */
+struct cf_vm_cpu {
+  uint64_t fs_base, gs_base;
+  uint32_t xsave[1024];
+};
+int cf_vm_save_cpu(struct cf_vm *vm, struct cf_vm_cpu *c);
+/* Load c and continue at CPL3 with regs. */
+int cf_vm_load_cpu(struct cf_vm *vm, const struct cf_vm_cpu *c, const struct cf_vm_regs *regs);
+
 /* The host mapping of guest memory: guest address a is at base + a. */
 uint8_t *cf_vm_mem(const struct cf_vm *vm);
 uint64_t cf_vm_mem_size(const struct cf_vm *vm);

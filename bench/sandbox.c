@@ -1,0 +1,299 @@
+/* Sandbox fork benchmark: children of a busybox sh template against the
+ * same busybox command run natively (fork+exec) and against fork() of a warm
+ * process, in one run. Prints a table with medians, p99 and the issue's
+ * goals marked PASS/MISS.
+ *
+ *   latency   fork call -> the child's first guest instruction (first
+ *             KVM_RUN), and -> its first output (the write served); native:
+ *             fork() -> the child's first instruction (it writes to a pipe
+ *             at once) and fork+exec -> busybox's first output
+ *   fan-out   100 and 1000 children, each running `echo hi`, all ended
+ *   memory    per idle child beyond what it dirtied: MemAvailable drop over
+ *             200 live children (paused at their next read of stdin), minus
+ *             their private pages, divided by 200 */
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "cowfork/error.h"
+#include "cowfork/shim.h"
+#include "cowfork/store.h"
+
+#define BB "/bin/busybox"
+#define IDLE 200
+
+static double now_us(void)
+{
+  struct timespec t;
+  clock_gettime(CLOCK_MONOTONIC, &t);
+  return t.tv_sec * 1e6 + t.tv_nsec / 1e3;
+}
+
+static int cmp_d(const void *a, const void *b)
+{
+  double x = *(const double *)a, y = *(const double *)b;
+  return x < y ? -1 : x > y;
+}
+
+static double pct(double *v, int n, double p)
+{
+  qsort(v, (size_t)n, sizeof *v, cmp_d);
+  int i = (int)(p * (n - 1) + 0.5);
+  return v[i];
+}
+
+static long mem_available_kib(void)
+{
+  FILE *f = fopen("/proc/meminfo", "r");
+  char line[256];
+  long v = -1;
+  while (f && fgets(line, sizeof line, f))
+    if (sscanf(line, "MemAvailable: %ld kB", &v) == 1)
+      break;
+  if (f)
+    fclose(f);
+  return v;
+}
+
+static struct cf_template *tmpl;
+static int input_fd, null_fd;
+
+struct fan {
+  int n;
+  int next;
+  int failed;
+};
+
+static void *fan_worker(void *arg)
+{
+  struct fan *f = arg;
+  struct cf_sandbox_opts o = {.stdio = {-1, null_fd, null_fd}};
+  for (;;) {
+    int i = __atomic_fetch_add(&f->next, 1, __ATOMIC_RELAXED);
+    if (i >= f->n)
+      return NULL;
+    char path[64];
+    snprintf(path, sizeof path, "/proc/self/fd/%d", input_fd);
+    int in = open(path, O_RDONLY | O_CLOEXEC); /* own offset per child */
+    o.stdio[0] = in;
+    struct cf_sandbox *b = cf_template_fork(tmpl, &o);
+    struct cf_sandbox_result r;
+    if (!b || cf_sandbox_run_until(b, &r) < 0 || r.status != 0)
+      __atomic_fetch_add(&f->failed, 1, __ATOMIC_RELAXED);
+    cf_sandbox_free(b);
+    close(in);
+  }
+}
+
+static double fanout(int n, int threads, int *failed)
+{
+  struct fan f = {.n = n};
+  pthread_t th[16];
+  double t0 = now_us();
+  for (int i = 0; i < threads; i++)
+    pthread_create(&th[i], NULL, fan_worker, &f);
+  for (int i = 0; i < threads; i++)
+    pthread_join(th[i], NULL);
+  *failed = f.failed;
+  return (now_us() - t0) / 1e3;
+}
+
+static double native_fanout(int n)
+{
+  double t0 = now_us();
+  for (int i = 0; i < n; i++) {
+    pid_t p = fork();
+    if (p == 0) {
+      dup2(null_fd, 1);
+      execl(BB, "busybox", "echo", "hi", (char *)NULL);
+      _exit(127);
+    }
+  }
+  for (int i = 0; i < n; i++)
+    wait(NULL);
+  return (now_us() - t0) / 1e3;
+}
+
+static const char *mark(bool ok) { return ok ? "PASS" : "MISS"; }
+
+int main(void)
+{
+  if (access("/dev/kvm", R_OK | W_OK) != 0 || access(BB, X_OK) != 0) {
+    printf("skipped: needs /dev/kvm and %s\n", BB);
+    return 0;
+  }
+  char dir[] = "/tmp/cowfork-bench-sb.XXXXXX";
+  if (!mkdtemp(dir))
+    return 1;
+  struct cf_store *s = cf_store_open(dir);
+  null_fd = open("/dev/null", O_RDWR | O_CLOEXEC);
+  char inpath[256];
+  snprintf(inpath, sizeof inpath, "%s/input", dir);
+  FILE *fi = fopen(inpath, "w");
+  fputs("echo hi\n", fi);
+  fclose(fi);
+  input_fd = open(inpath, O_RDONLY | O_CLOEXEC);
+
+  /* The template: busybox sh paused at its first read of stdin. */
+  char *argv[] = {"busybox", "sh", NULL}, *envp[] = {"PATH=/bin:/usr/bin", NULL};
+  struct cf_sandbox_opts to = {.root = "/", .mem_size = 64ull << 20, .program = BB, .argv = argv, .envp = envp,
+                               .stdio = {null_fd, null_fd, 2}, .ready = CF_READY_STDIN};
+  struct cf_sandbox *tb = cf_sandbox_new(&to);
+  struct cf_sandbox_result tr;
+  struct cf_save_stats ss;
+  if (!tb || cf_sandbox_run_until(tb, &tr) < 0 || !tr.paused || cf_sandbox_save(tb, s, "bb", &ss) < 0) {
+    fprintf(stderr, "template: %s\n", cf_error());
+    return 1;
+  }
+  cf_sandbox_free(tb);
+  tmpl = cf_template_open(s, "bb");
+  if (!tmpl) {
+    fprintf(stderr, "open: %s\n", cf_error());
+    return 1;
+  }
+  printf("template: busybox sh, 64 MiB guest memory, %llu pages stored, state %llu bytes, saved in %.1f ms\n",
+         (unsigned long long)ss.pages_stored, (unsigned long long)ss.state_bytes, ss.save_ms);
+
+  /* Latency, one child at a time. */
+  enum { N = 200 };
+  static double sp[N], fo[N], nf[N], nx[N], create[N];
+  for (int i = 0; i < N; i++) {
+    char path[64];
+    snprintf(path, sizeof path, "/proc/self/fd/%d", input_fd);
+    int in = open(path, O_RDONLY | O_CLOEXEC);
+    struct cf_sandbox_opts o = {.stdio = {in, null_fd, null_fd}};
+    struct cf_sandbox *b = cf_template_fork(tmpl, &o);
+    struct cf_sandbox_result r;
+    if (!b || cf_sandbox_run_until(b, &r) < 0) {
+      fprintf(stderr, "fork: %s\n", cf_error());
+      return 1;
+    }
+    sp[i] = r.spawn_us;
+    fo[i] = r.first_output_us;
+    create[i] = r.create_us;
+    cf_sandbox_free(b);
+    close(in);
+  }
+  for (int i = 0; i < N; i++) {
+    int p[2];
+    if (pipe(p) < 0)
+      return 1;
+    char c;
+    double t0 = now_us();
+    pid_t pid = fork();
+    if (pid == 0) {
+      if (write(p[1], "x", 1) < 0)
+        _exit(1);
+      _exit(0);
+    }
+    if (read(p[0], &c, 1) != 1)
+      return 1;
+    nf[i] = now_us() - t0;
+    waitpid(pid, NULL, 0);
+    close(p[0]);
+    close(p[1]);
+    t0 = now_us();
+    if (pipe(p) < 0)
+      return 1;
+    pid = fork();
+    if (pid == 0) {
+      dup2(p[1], 1);
+      execl(BB, "busybox", "echo", "hi", (char *)NULL);
+      _exit(127);
+    }
+    close(p[1]);
+    if (read(p[0], &c, 1) != 1)
+      return 1;
+    nx[i] = now_us() - t0;
+    waitpid(pid, NULL, 0);
+    close(p[0]);
+  }
+  double sp50 = pct(sp, N, 0.5), sp99 = pct(sp, N, 0.99), fo50 = pct(fo, N, 0.5), fo99 = pct(fo, N, 0.99);
+  double nf50 = pct(nf, N, 0.5), nf99 = pct(nf, N, 0.99), nx50 = pct(nx, N, 0.5), nx99 = pct(nx, N, 0.99);
+  double cr50 = pct(create, N, 0.5);
+
+  /* Fan-out. */
+  int f100, f1000;
+  double s100 = fanout(100, 2, &f100), s1000 = fanout(1000, 2, &f1000);
+  double n100 = native_fanout(100), n1000 = native_fanout(1000);
+
+  /* Idle children: alive, paused at their next read of stdin. */
+  static struct cf_sandbox *idle[IDLE];
+  static struct cf_sandbox_opts io[IDLE];
+  long avail0 = mem_available_kib();
+  uint64_t priv = 0;
+  int nidle = 0;
+  for (int i = 0; i < IDLE; i++) {
+    char path[64];
+    snprintf(path, sizeof path, "/proc/self/fd/%d", input_fd);
+    io[i] = (struct cf_sandbox_opts){.stdio = {open(path, O_RDONLY | O_CLOEXEC), null_fd, null_fd}, .branch = true};
+    idle[i] = cf_template_fork(tmpl, &io[i]);
+    struct cf_sandbox_result r;
+    if (!idle[i] || cf_sandbox_run_until(idle[i], &r) < 0 || !r.paused)
+      break;
+    priv += r.private_bytes;
+    nidle++;
+  }
+  usleep(200000);
+  long avail1 = mem_available_kib();
+  double per_child = (double)(avail0 - avail1) / nidle, dirtied = (double)priv / 1024 / nidle;
+  for (int i = 0; i < nidle; i++) {
+    cf_sandbox_free(idle[i]);
+    close(io[i].stdio[0]);
+  }
+  /* Native: warm processes fork()ed and blocked in read. */
+  int p[2];
+  if (pipe(p) < 0)
+    return 1;
+  pid_t pids[IDLE];
+  avail0 = mem_available_kib();
+  for (int i = 0; i < IDLE; i++) {
+    pids[i] = fork();
+    if (pids[i] == 0) {
+      char c;
+      close(p[1]);
+      if (read(p[0], &c, 1) < 0)
+        _exit(1);
+      _exit(0);
+    }
+  }
+  usleep(200000);
+  avail1 = mem_available_kib();
+  double native_idle = (double)(avail0 - avail1) / IDLE;
+  close(p[1]);
+  for (int i = 0; i < IDLE; i++)
+    waitpid(pids[i], NULL, 0);
+
+  printf("\n%-44s %12s %12s %12s %6s\n", "", "cowfork", "fork+exec", "fork()", "goal");
+  printf("%-44s %9.0f us %12s %9.0f us %6s  (goal <= 500 us; VM create p50 %.0f us)\n",
+         "spawn to first instruction, p50", sp50, "", nf50, mark(sp50 <= 500), cr50);
+  printf("%-44s %9.0f us %12s %9.0f us\n", "spawn to first instruction, p99", sp99, "", nf99);
+  printf("%-44s %9.0f us %9.0f us %12s\n", "spawn to first output, p50", fo50, nx50, "");
+  printf("%-44s %9.0f us %9.0f us %12s\n", "spawn to first output, p99", fo99, nx99, "");
+  printf("%-44s %9.1f ms %9.1f ms %12s\n", "100 children `echo hi`, all ended", s100, n100, "");
+  printf("%-44s %9.1f ms %9.1f ms %12s %6s  (goal <= 1 s)\n", "1000 children `echo hi`, all ended", s1000,
+         n1000, "", mark(s1000 <= 1000 && !f1000));
+  printf("%-44s %8.1f KiB %12s %8.1f KiB %6s  (goal <= 64 KiB; %d children)\n",
+         "host memory per idle child beyond dirtied", per_child - dirtied, "", native_idle,
+         mark(per_child - dirtied <= 64), nidle);
+  printf("%-44s %8.1f KiB\n", "  of which its dirtied (private) pages", dirtied);
+  printf("ratios: spawn p50 %.1fx fork(), first output p50 %.2fx fork+exec, 1000 fan-out %.2fx fork+exec\n",
+         sp50 / nf50, fo50 / nx50, s1000 / n1000);
+  if (f100 || f1000)
+    printf("FAILED children: %d of 100, %d of 1000\n", f100, f1000);
+  cf_template_close(tmpl);
+  cf_store_close(s);
+  char cmd[300];
+  snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+  if (system(cmd) != 0)
+    return 1;
+  return 0;
+}

@@ -1,0 +1,840 @@
+/* Templates: saving a paused sandbox, and forking children from it.
+ *
+ * A template NAME is two things in the store:
+ *   images/NAME.mem     guest memory as a layered image (4 KiB blocks; zero
+ *                       pages empty). A root template's image has no parent;
+ *                       a branch's is a child of its template's image holding
+ *                       only the pages the child changed.
+ *   templates/NAME      the state file: vCPU registers, FS/GS base and XSAVE
+ *                       area, and the shim's state (VMAs, brk, fd table, cwd,
+ *                       signal state, the /tmp tree). Format below; written to
+ *                       a temp name, fsync'ed, renamed without replacing.
+ * Neither is ever modified: templates are immutable.
+ *
+ * State file: 32-byte header, then the payload.
+ *   0  magic "CFSTATE\0"   8  u32 version (1)   12 u32 zero
+ *   16 u64 payload bytes   24 u64 XXH3-64 of the payload
+ * The payload is a sequence of little-endian u64s and strings (u64 length +
+ * bytes), in the order save_state writes them; every count and length is
+ * checked when read (rbuf), every value validated before use.
+ *
+ * What a save scans. A root template (a sandbox started from an ELF): the
+ * system area, every page of file-backed VMAs, the present or swapped pages
+ * of anonymous VMAs (/proc/self/pagemap), the allocated pages of the /tmp
+ * region; non-zero pages go to the layer. A branch (a forked child): the
+ * memory backend's dirty scan (lib/dirty.c: file backend = pages no longer
+ * backed by the image), plus the ranges whose mapping the shim replaced
+ * since the fork (mm.c note_replaced: new file mappings are read, new
+ * anonymous ranges are zeros), committed with cf_dirty_commit. During a
+ * save the user range is made readable (a PROT_NONE VMA may hold data) and
+ * the protections are re-applied afterwards (mm_apply).
+ *
+ * Host files open in the sandbox are saved as (path, flags, offset) and
+ * reopened under the root in each child; the sandbox's stdin/stdout/stderr
+ * are saved as such and bound to each child's own. Pipes cannot be saved. */
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+#include <xxhash.h>
+
+#include "cowfork/dirty.h"
+#include "cowfork/image.h"
+#include "cowfork/mem.h"
+#include "cowfork/store.h"
+#include "cowfork/zero.h"
+#include "internal.h"
+#include "shim/shim.h"
+
+#define STATE_MAGIC "CFSTATE"
+#define STATE_VERSION 1
+#define STATE_HDR 32
+#define MAX_STATE (64u << 20)
+
+static double now_us(void)
+{
+  struct timespec t;
+  clock_gettime(CLOCK_MONOTONIC, &t);
+  return t.tv_sec * 1e6 + t.tv_nsec / 1e3;
+}
+
+/* ---- serialization buffers ---- */
+
+void w_bytes(struct wbuf *w, const void *p, size_t n)
+{
+  if (w->err)
+    return;
+  if (w->n + n > w->cap) {
+    size_t cap = w->cap ? w->cap : 4096;
+    while (cap < w->n + n)
+      cap *= 2;
+    uint8_t *q = realloc(w->p, cap);
+    if (!q) {
+      w->err = true;
+      return;
+    }
+    w->p = q;
+    w->cap = cap;
+  }
+  if (n)
+    memcpy(w->p + w->n, p, n);
+  w->n += n;
+}
+
+void w_u64(struct wbuf *w, uint64_t v) { w_bytes(w, &v, 8); }
+
+void w_str(struct wbuf *w, const char *s)
+{
+  size_t n = strlen(s);
+  w_u64(w, n);
+  w_bytes(w, s, n);
+}
+
+void r_bytes(struct rbuf *r, void *p, size_t n)
+{
+  if (r->err || n > r->n - r->off) {
+    r->err = true;
+    if (n)
+      memset(p, 0, n);
+    return;
+  }
+  memcpy(p, r->p + r->off, n);
+  r->off += n;
+}
+
+uint64_t r_u64(struct rbuf *r)
+{
+  uint64_t v;
+  r_bytes(r, &v, 8);
+  return v;
+}
+
+void r_str(struct rbuf *r, char *buf, size_t size)
+{
+  uint64_t n = r_u64(r);
+  if (r->err || n >= size) {
+    r->err = true;
+    buf[0] = 0;
+    return;
+  }
+  r_bytes(r, buf, n);
+  buf[r->err ? 0 : n] = 0;
+}
+
+/* ---- the template object ---- */
+
+struct cf_template {
+  struct cf_store *store;
+  char name[256];
+  char image[264];
+  char parent[256];
+  uint64_t mem_size;
+  struct cf_image *img;
+  uint8_t *payload;
+  size_t len;
+};
+
+const struct cf_image *template_image(const struct cf_template *t) { return t->img; }
+const char *cf_template_parent(const struct cf_template *t) { return t->parent; }
+const char *cf_template_image(const struct cf_template *t) { return t->image; }
+uint64_t cf_template_mem_size(const struct cf_template *t) { return t->mem_size; }
+
+int cf_template_path(struct cf_store *s, const char *name, char *buf, size_t len)
+{
+  if (cf_store_check_name(name) < 0)
+    return -1;
+  char dir[PATH_MAX];
+  snprintf(dir, sizeof dir, "%s/templates", cf_store_dir(s));
+  if (mkdir(dir, 0755) < 0 && errno != EEXIST)
+    return cf_fail(errno, "%s: %m", dir);
+  if ((size_t)snprintf(buf, len, "%s/%s", dir, name) >= len)
+    return cf_fail(ENAMETOOLONG, "template path too long");
+  return 0;
+}
+
+/* ---- saving ---- */
+
+struct pagelist {
+  struct cf_changes ch;
+  struct cf_layer_writer *w;
+  uint64_t scanned, stored;
+  uint8_t *mem;
+};
+
+/* Store the non-zero pages of [first, first+n) (page numbers). */
+static int store_pages(struct pagelist *pl, uint64_t first, uint64_t n)
+{
+  uint64_t i = 0;
+  pl->scanned += n;
+  while (i < n) {
+    if (cf_is_zero(pl->mem + (first + i) * PAGE, PAGE)) {
+      i++;
+      continue;
+    }
+    uint64_t j = i + 1;
+    while (j < n && !cf_is_zero(pl->mem + (first + j) * PAGE, PAGE))
+      j++;
+    uint64_t off;
+    if (cf_layer_writer_append(pl->w, pl->mem + (first + i) * PAGE, j - i, &off) < 0 ||
+        cf_changes_add(&pl->ch, first + i, j - i, CF_LAYER_NEW, off) < 0)
+      return -1;
+    pl->stored += j - i;
+    i = j;
+  }
+  return 0;
+}
+
+/* Anonymous range: only present or swapped pages can hold data. */
+static int store_anon(struct pagelist *pl, int pm, uint64_t start, uint64_t end)
+{
+  uint64_t buf[4096];
+  for (uint64_t a = start; a < end;) {
+    uint64_t n = (end - a) / PAGE < 4096 ? (end - a) / PAGE : 4096;
+    uint64_t vpn = (uint64_t)(uintptr_t)(pl->mem + a) / PAGE;
+    if (pread(pm, buf, n * 8, (off_t)(vpn * 8)) != (ssize_t)(n * 8))
+      return cf_fail(errno ? errno : EIO, "/proc/self/pagemap: %m");
+    for (uint64_t i = 0; i < n;) {
+      if (!(buf[i] >> 62)) {
+        i++;
+        continue;
+      }
+      uint64_t j = i + 1;
+      while (j < n && (buf[j] >> 62))
+        j++;
+      if (store_pages(pl, a / PAGE + i, j - i) < 0)
+        return -1;
+      i = j;
+    }
+    a += n * PAGE;
+  }
+  return 0;
+}
+
+struct span {
+  uint64_t start, end;
+  bool anon;
+};
+
+static int span_cmp(const void *a, const void *b)
+{
+  const struct span *x = a, *y = b;
+  return x->start < y->start ? -1 : x->start > y->start;
+}
+
+static int tmp_page_span(void *ctx, uint64_t addr)
+{
+  struct span **sp = ctx;
+  **sp = (struct span){addr, addr + PAGE, false};
+  (*sp)++;
+  return 0;
+}
+
+static int commit_root(struct sb *sb, struct cf_store *s, const char *image, struct cf_save_stats *st)
+{
+  struct cf_header *base = cf_header_new_empty(sb->mem_size, PAGE);
+  if (!base)
+    return -1;
+  memset(base->id, 0, 16);
+  base->generation = UINT64_MAX; /* derive adds one: a root image is generation 0 */
+  struct pagelist pl = {.mem = sb->mem};
+  int ret = -1, pm = -1;
+  size_t ntmp = 0;
+  struct span *sp = NULL;
+  if (!(pl.w = cf_layer_writer_new(s, PAGE)))
+    goto out;
+  /* Candidate ranges, sorted: system area, VMAs, /tmp pages. */
+  uint64_t tb = tmp_region_base(sb->tmpfs), tn = tmp_region_size(sb->tmpfs) / PAGE;
+  (void)tb;
+  sp = malloc((2 + sb->nvma + tn) * sizeof *sp);
+  if (!sp) {
+    cf_fail(ENOMEM, "out of memory");
+    goto out;
+  }
+  size_t n = 0;
+  sp[n++] = (struct span){0, CF_VM_USER_BASE, false};
+  for (int i = 0; i < sb->nvma; i++)
+    sp[n++] = (struct span){sb->vmas[i].start, sb->vmas[i].end, !sb->vmas[i].file};
+  struct span *tp = sp + n;
+  tmp_pages(sb->tmpfs, tmp_page_span, &tp);
+  ntmp = (size_t)(tp - (sp + n));
+  n += ntmp;
+  qsort(sp, n, sizeof *sp, span_cmp);
+  if ((pm = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC)) < 0) {
+    cf_fail(errno, "/proc/self/pagemap: %m");
+    goto out;
+  }
+  for (size_t i = 0; i < n; i++) {
+    int r = sp[i].anon ? store_anon(&pl, pm, sp[i].start, sp[i].end)
+                       : store_pages(&pl, sp[i].start / PAGE, (sp[i].end - sp[i].start) / PAGE);
+    if (r < 0)
+      goto out;
+  }
+  struct cf_layer_writer *w = pl.w;
+  pl.w = NULL;
+  ret = cf_image_commit(s, base, image, &pl.ch, w);
+  st->pages_scanned = pl.scanned;
+  st->pages_stored = pl.stored;
+out:
+  if (pm >= 0)
+    close(pm);
+  if (pl.w)
+    cf_layer_writer_abort(pl.w);
+  cf_changes_free(&pl.ch);
+  cf_header_free(base);
+  free(sp);
+  return ret;
+}
+
+static void bits_set(uint64_t *b, uint64_t first, uint64_t n)
+{
+  for (uint64_t i = first; i < first + n; i++)
+    b[i / 64] |= 1ull << (i % 64);
+}
+
+static int bits_runs(const uint64_t *b, uint64_t npages, struct cf_dirty *d)
+{
+  for (uint64_t i = 0; i < npages;) {
+    if (!(b[i / 64] & (1ull << (i % 64)))) {
+      i++;
+      continue;
+    }
+    uint64_t j = i + 1;
+    while (j < npages && (b[j / 64] & (1ull << (j % 64))))
+      j++;
+    if (cf_dirty_add(d, i, j - i) < 0)
+      return -1;
+    i = j;
+  }
+  return 0;
+}
+
+static int commit_branch(struct sb *sb, struct cf_store *s, const char *image, struct cf_save_stats *st)
+{
+  const struct cf_mem_backend *be = sb->memb.backend;
+  uint64_t np = sb->mem_size / PAGE;
+  struct cf_dirty scan = {0}, dirty = {0}, zeros = {0};
+  uint64_t *db = calloc((np + 63) / 64, 8), *zb = calloc((np + 63) / 64, 8);
+  int ret = -1;
+  if (!db || !zb) {
+    cf_fail(ENOMEM, "out of memory");
+    goto out;
+  }
+  if (cf_dirty_scan(0, sb->mem, sb->mem_size, be->dirty_kind(sb->memb.flags), CF_DIRTY_AUTO, &scan) < 0)
+    goto out;
+  for (size_t i = 0; i < scan.n; i++)
+    bits_set(db, scan.v[i].first, scan.v[i].count);
+  for (size_t i = 0; i < sb->nreplaced; i++) {
+    const struct range *r = &sb->replaced[i];
+    bits_set(r->file ? db : zb, r->start / PAGE, (r->end - r->start) / PAGE);
+  }
+  if (sb->replaced_overflow)
+    for (int i = 0; i < sb->nvma; i++)
+      bits_set(db, sb->vmas[i].start / PAGE, (sb->vmas[i].end - sb->vmas[i].start) / PAGE);
+  if (bits_runs(db, np, &dirty) < 0 || bits_runs(zb, np, &zeros) < 0)
+    goto out;
+  struct cf_dirty_stats ds;
+  ret = cf_dirty_commit(s, template_image(sb->tmpl), image, 0, sb->mem, &dirty, &zeros,
+                        be->commit_flags(sb->memb.flags), &ds);
+  st->pages_scanned = ds.blocks_read;
+  st->pages_stored = ds.blocks_stored;
+  st->pages_zeroed = ds.blocks_zeroed;
+out:
+  cf_dirty_free(&scan);
+  cf_dirty_free(&dirty);
+  cf_dirty_free(&zeros);
+  free(db);
+  free(zb);
+  return ret;
+}
+
+static int save_state(struct sb *sb, struct wbuf *w, const char *image, const uint8_t id[16], const char *parent)
+{
+  struct cf_vm_cpu cpu;
+  if (cf_vm_save_cpu(sb->vm, &cpu) < 0)
+    return -1;
+  w_str(w, image);
+  w_bytes(w, id, 16);
+  w_str(w, parent);
+  w_u64(w, sb->mem_size);
+  w_str(w, sb->root[0] ? sb->root : "/");
+  w_str(w, sb->program);
+  w_u64(w, sb->ready);
+  w_str(w, sb->marker);
+  w_u64(w, sb->pause_pending);
+  w_bytes(w, &sb->pause_regs, sizeof sb->pause_regs);
+  w_u64(w, cpu.fs_base);
+  w_u64(w, cpu.gs_base);
+  w_bytes(w, cpu.xsave, sizeof cpu.xsave);
+  w_u64(w, sb->brk_start);
+  w_u64(w, sb->brk_cur);
+  w_u64(w, sb->mmap_top);
+  w_u64(w, (uint64_t)sb->nvma);
+  for (int i = 0; i < sb->nvma; i++) {
+    w_u64(w, sb->vmas[i].start);
+    w_u64(w, sb->vmas[i].end);
+    w_u64(w, (uint64_t)sb->vmas[i].prot | (uint64_t)sb->vmas[i].file << 8);
+  }
+  w_str(w, sb->cwd);
+  w_u64(w, sb->umask);
+  w_u64(w, sb->sigmask);
+  w_u64(w, sb->pending);
+  w_bytes(w, sb->act, sizeof sb->act);
+  w_u64(w, (uint64_t)sb->pid);
+  w_u64(w, (uint64_t)sb->tid);
+  w_u64(w, sb->tid_address);
+
+  /* Files: each distinct struct file once, fds refer to them by index. */
+  struct file *files[MAX_FDS];
+  struct tnode *nodes[MAX_FDS];
+  int nf = 0, nn = 0;
+  for (int i = 0; i < MAX_FDS; i++)
+    if (sb->fds[i])
+      sb->fds[i]->save_id = -1;
+  for (int i = 0; i < MAX_FDS; i++) {
+    struct file *f = sb->fds[i];
+    if (!f || f->save_id >= 0)
+      continue;
+    if (f->type == F_HOST && f->stdio < 0 && strncmp(f->path, "pipe:", 5) == 0)
+      return cf_fail(ENOTSUP, "fd %d is a pipe: a sandbox with an open pipe cannot be saved", i);
+    f->save_id = nf;
+    files[nf++] = f;
+    if (f->node)
+      nodes[nn++] = f->node;
+  }
+  if (tmp_save(sb->tmpfs, w, nodes, (size_t)nn) < 0)
+    return cf_fail(ENOMEM, "out of memory");
+  w_u64(w, (uint64_t)nf);
+  for (int i = 0; i < nf; i++) {
+    struct file *f = files[i];
+    w_u64(w, f->type);
+    w_u64(w, (uint64_t)f->flags);
+    w_u64(w, (uint64_t)(int64_t)f->stdio);
+    w_str(w, f->path);
+    w_u64(w, f->node ? tmp_node_id(f->node) : 0);
+    uint64_t off = f->off;
+    if ((f->type == F_HOST && f->stdio < 0) || f->type == F_DIR) {
+      off_t o = lseek(f->hostfd, 0, SEEK_CUR);
+      off = o < 0 ? 0 : (uint64_t)o;
+    }
+    w_u64(w, off);
+  }
+  int nfd = 0;
+  for (int i = 0; i < MAX_FDS; i++)
+    nfd += sb->fds[i] != NULL;
+  w_u64(w, (uint64_t)nfd);
+  for (int i = 0; i < MAX_FDS; i++)
+    if (sb->fds[i]) {
+      w_u64(w, (uint64_t)i);
+      w_u64(w, (uint64_t)sb->fds[i]->save_id);
+      w_u64(w, sb->cloexec[i]);
+    }
+  return w->err ? cf_fail(ENOMEM, "out of memory") : 0;
+}
+
+static int write_state(const char *path, const struct wbuf *w)
+{
+  char tmp[PATH_MAX + 16];
+  snprintf(tmp, sizeof tmp, "%s.tmp.%d", path, (int)getpid());
+  uint8_t hdr[STATE_HDR] = {0};
+  memcpy(hdr, STATE_MAGIC, 8);
+  uint32_t v = STATE_VERSION;
+  memcpy(hdr + 8, &v, 4);
+  uint64_t len = w->n, sum = XXH3_64bits(w->p, w->n);
+  memcpy(hdr + 16, &len, 8);
+  memcpy(hdr + 24, &sum, 8);
+  int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0444);
+  if (fd < 0)
+    return cf_fail(errno, "%s: %m", tmp);
+  if (cf_pwrite_full(fd, hdr, sizeof hdr, 0) < 0 || cf_pwrite_full(fd, w->p, w->n, sizeof hdr) < 0 ||
+      fsync(fd) < 0) {
+    int e = errno;
+    close(fd);
+    unlink(tmp);
+    return cf_fail(e, "%s: %s", tmp, strerror(e));
+  }
+  close(fd);
+  if (renameat2(AT_FDCWD, tmp, AT_FDCWD, path, RENAME_NOREPLACE) < 0) {
+    int e = errno;
+    unlink(tmp);
+    return cf_fail(e, "%s: %s", path, e == EEXIST ? "the template exists (templates are immutable)" : strerror(e));
+  }
+  char dir[PATH_MAX];
+  snprintf(dir, sizeof dir, "%s", path);
+  char *sl = strrchr(dir, '/');
+  if (sl) {
+    *sl = 0;
+    int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (dfd >= 0) {
+      fsync(dfd);
+      close(dfd);
+    }
+  }
+  return 0;
+}
+
+int cf_sandbox_save(struct cf_sandbox *box, struct cf_store *s, const char *name, struct cf_save_stats *st)
+{
+  struct sb *sb = &box->s;
+  struct cf_save_stats dummy;
+  if (!st)
+    st = &dummy;
+  memset(st, 0, sizeof *st);
+  double t0 = now_us();
+  if (!sb->paused || sb->exited)
+    return cf_fail(EINVAL, "only a paused sandbox can be saved");
+  char path[PATH_MAX], image[300];
+  if (cf_template_path(s, name, path, sizeof path) < 0)
+    return -1;
+  if (access(path, F_OK) == 0)
+    return cf_fail(EEXIST, "template '%s' exists (templates are immutable)", name);
+  snprintf(image, sizeof image, "%s.mem", name);
+  if (cf_store_check_name(image) < 0)
+    return -1;
+  /* Everything readable while it is read (a PROT_NONE VMA may hold data). */
+  if (mprotect(sb->mem + CF_VM_USER_BASE, sb->mem_size - CF_VM_USER_BASE, PROT_READ) < 0)
+    return cf_fail(errno, "mprotect: %m");
+  int r = sb->forked ? commit_branch(sb, s, image, st) : commit_root(sb, s, image, st);
+  int e = errno;
+  if (mm_apply(sb) < 0) {
+    snprintf(sb->report, sizeof sb->report, "could not restore the memory protections after a save");
+    sb->exited = true;
+    sb->kill_signal = SIGKILL;
+  }
+  if (r < 0) {
+    errno = e;
+    return -1;
+  }
+  struct cf_header *h = cf_store_get_header(s, image);
+  if (!h)
+    return -1;
+  struct wbuf w = {0};
+  r = save_state(sb, &w, image, h->id, sb->forked ? sb->tmpl->name : "");
+  cf_header_free(h);
+  if (r == 0)
+    r = write_state(path, &w);
+  st->state_bytes = w.n + STATE_HDR;
+  free(w.p);
+  st->save_ms = (now_us() - t0) / 1e3;
+  return r;
+}
+
+/* ---- opening and forking ---- */
+
+void cf_template_close(struct cf_template *t)
+{
+  if (!t)
+    return;
+  cf_image_close(t->img);
+  free(t->payload);
+  free(t);
+}
+
+struct cf_template *cf_template_open(struct cf_store *s, const char *name)
+{
+  char path[PATH_MAX];
+  if (cf_template_path(s, name, path, sizeof path) < 0)
+    return NULL;
+  struct cf_template *t = calloc(1, sizeof *t);
+  if (!t)
+    return cf_fail_null(ENOMEM, "out of memory");
+  t->store = s;
+  snprintf(t->name, sizeof t->name, "%s", name);
+  CLEANUP_CLOSE int fd = open(path, O_RDONLY | O_CLOEXEC);
+  uint8_t hdr[STATE_HDR];
+  struct stat stb;
+  if (fd < 0) {
+    cf_fail(errno, "template '%s': %m", name);
+    goto err;
+  }
+  if (fstat(fd, &stb) < 0 || cf_pread_full(fd, hdr, sizeof hdr, 0) != sizeof hdr ||
+      memcmp(hdr, STATE_MAGIC, 8) != 0) {
+    cf_fail(EINVAL, "template '%s': %s is not a cowfork state file", name, path);
+    goto err;
+  }
+  uint32_t ver;
+  uint64_t len, sum;
+  memcpy(&ver, hdr + 8, 4);
+  memcpy(&len, hdr + 16, 8);
+  memcpy(&sum, hdr + 24, 8);
+  if (ver != STATE_VERSION) {
+    cf_fail(EINVAL, "template '%s': state file version %u, this cowfork reads %u", name, ver, STATE_VERSION);
+    goto err;
+  }
+  if (len > MAX_STATE || (uint64_t)stb.st_size != STATE_HDR + len) {
+    cf_fail(EINVAL, "template '%s': state file length does not match its header", name);
+    goto err;
+  }
+  if (!(t->payload = malloc(len ? len : 1)) || cf_pread_full(fd, t->payload, len, STATE_HDR) != (ssize_t)len) {
+    cf_fail(errno ? errno : EIO, "template '%s': reading the state file: %m", name);
+    goto err;
+  }
+  t->len = len;
+  if (XXH3_64bits(t->payload, len) != sum) {
+    cf_fail(EINVAL, "template '%s': state file checksum mismatch (corrupted)", name);
+    goto err;
+  }
+  struct rbuf r = {t->payload, len, 0, false};
+  uint8_t id[16];
+  r_str(&r, t->image, sizeof t->image);
+  r_bytes(&r, id, 16);
+  r_str(&r, t->parent, sizeof t->parent);
+  t->mem_size = r_u64(&r);
+  if (r.err || t->mem_size < (16ull << 20) || t->mem_size > (4ull << 30) || t->mem_size % (2ull << 20)) {
+    cf_fail(EINVAL, "template '%s': malformed state file", name);
+    goto err;
+  }
+  if (!(t->img = cf_image_open(s, t->image)))
+    goto err;
+  const struct cf_header *h = cf_image_header(t->img);
+  if (memcmp(h->id, id, 16) != 0 || h->size != t->mem_size || h->block_size != PAGE) {
+    cf_fail(EINVAL, "template '%s': memory image '%s' is not the one it was saved with", name, t->image);
+    goto err;
+  }
+  return t;
+err:
+  cf_template_close(t);
+  return NULL;
+}
+
+static int map_image(void *ctx, uint8_t *addr, uint64_t size)
+{
+  struct sb *sb = ctx;
+  sb->mem = addr;
+  sb->mem_size = size;
+  const struct cf_sandbox_opts *o = sb->opts;
+  const struct cf_mem_backend *be = o->backend ? o->backend : &cf_mem_backend_file;
+  struct cf_mem_opts mo = {.img = template_image(sb->tmpl), .addr = addr, .socket = o->uffd_socket,
+                           .flags = be == &cf_mem_backend_uffd ? CF_MEM_TRACK : 0};
+  if (be->map(&mo, &sb->memb) < 0)
+    return -1;
+  sb->have_memb = true;
+  return 0;
+}
+
+/* The whole of guest memory, once: the backend's mapping, then whatever of
+ * the VM's reservation lies beyond it (cf_vm_destroy leaves it all to us). */
+static void unmap_image(void *ctx)
+{
+  struct sb *sb = ctx;
+  uint8_t *mem = sb->mem;
+  uint64_t size = sb->mem_size, done = 0;
+  if (sb->have_memb) {
+    done = sb->memb.len < size ? sb->memb.len : size;
+    sb->memb.backend->unmap(&sb->memb);
+  }
+  sb->have_memb = false;
+  if (done < size)
+    munmap(mem + done, size - done);
+}
+
+#define BAD(what)                                                  \
+  do {                                                             \
+    cf_fail(EINVAL, "template '%s': %s", t->name, what);           \
+    goto err;                                                      \
+  } while (0)
+
+static int load_state(struct sb *sb, struct cf_template *t)
+{
+  struct rbuf r = {t->payload, t->len, 0, false};
+  char buf[PATH_MAX];
+  struct cf_vm_cpu *cpu = calloc(1, sizeof *cpu);
+  struct tnode **nodes = NULL;
+  size_t nnodes = 0;
+  struct file **files = NULL;
+  uint64_t nf = 0;
+  if (!cpu)
+    return cf_fail(ENOMEM, "out of memory");
+  r_str(&r, buf, sizeof buf); /* image */
+  r_bytes(&r, buf, 16);
+  r_str(&r, buf, sizeof buf); /* parent */
+  r_u64(&r);                  /* mem_size, checked at open */
+  r_str(&r, buf, sizeof buf);
+  sb->rootfd = open(buf, O_PATH | O_DIRECTORY | O_CLOEXEC);
+  if (sb->rootfd < 0) {
+    cf_fail(errno, "template '%s': root %s: %m", t->name, buf);
+    goto err;
+  }
+  snprintf(sb->root, sizeof sb->root, "%s", strcmp(buf, "/") == 0 ? "" : buf);
+  r_str(&r, sb->program, sizeof sb->program);
+  uint64_t ready = r_u64(&r);
+  r_str(&r, sb->marker, sizeof sb->marker);
+  if (ready > CF_READY_MARKER)
+    BAD("bad ready mode");
+  sb->resume_pending = r_u64(&r) != 0;
+  struct cf_vm_regs regs;
+  r_bytes(&r, &regs, sizeof regs);
+  cpu->fs_base = r_u64(&r);
+  cpu->gs_base = r_u64(&r);
+  r_bytes(&r, cpu->xsave, sizeof cpu->xsave);
+  sb->brk_start = r_u64(&r);
+  sb->brk_cur = r_u64(&r);
+  sb->mmap_top = r_u64(&r);
+  uint64_t nvma = r_u64(&r);
+  if (r.err || nvma > MAX_VMAS || sb->mmap_top > MMAP_TOP(sb->mem_size))
+    BAD("malformed state file");
+  uint64_t prev = CF_VM_USER_BASE, tb = TMP_BASE(sb->mem_size), te = tb + TMP_SIZE(sb->mem_size);
+  for (uint64_t i = 0; i < nvma; i++) {
+    struct vma *v = &sb->vmas[i];
+    v->start = r_u64(&r);
+    v->end = r_u64(&r);
+    uint64_t pf = r_u64(&r);
+    v->prot = (int)(pf & 7);
+    v->file = (pf >> 8) & 1;
+    if (r.err || v->start < prev || v->end <= v->start || v->end > sb->mem_size || v->start % PAGE ||
+        v->end % PAGE || (v->start < te && v->end > tb) || (pf & ~0x107ull))
+      BAD("bad VMA list");
+    prev = v->end;
+  }
+  sb->nvma = (int)nvma;
+  r_str(&r, sb->cwd, sizeof sb->cwd);
+  sb->umask = (unsigned)r_u64(&r) & 0777;
+  sb->sigmask = r_u64(&r);
+  sb->pending = r_u64(&r);
+  r_bytes(&r, sb->act, sizeof sb->act);
+  sb->pid = (int)r_u64(&r);
+  sb->tid = (int)r_u64(&r);
+  sb->tid_address = r_u64(&r);
+  if (r.err || sb->cwd[0] != '/')
+    BAD("malformed state file");
+  if (!(sb->tmpfs = tmp_new(sb->mem, tb, TMP_SIZE(sb->mem_size)))) {
+    cf_fail(ENOMEM, "out of memory");
+    goto err;
+  }
+  if (tmp_load(sb->tmpfs, &r, &nodes, &nnodes) < 0)
+    BAD("bad /tmp tree");
+  nf = r_u64(&r);
+  if (r.err || nf > MAX_FDS)
+    BAD("bad file table");
+  if (!(files = calloc(nf ? nf : 1, sizeof *files))) {
+    cf_fail(ENOMEM, "out of memory");
+    goto err;
+  }
+  for (uint64_t i = 0; i < nf; i++) {
+    uint64_t type = r_u64(&r), flags = r_u64(&r);
+    int64_t stdio = (int64_t)r_u64(&r);
+    r_str(&r, buf, sizeof buf);
+    uint64_t node = r_u64(&r), off = r_u64(&r);
+    if (r.err || type > F_NULL || stdio < -1 || stdio > 2 || node > nnodes)
+      BAD("bad file table");
+    struct file *f = NULL;
+    int fl = (int)(flags & (O_ACCMODE | O_APPEND | O_NONBLOCK));
+    if (stdio >= 0) {
+      int h = fcntl(sb->opts->stdio[stdio], F_DUPFD_CLOEXEC, 3);
+      if (h < 0) {
+        f = file_new(F_NULL, -1, fl, "/dev/null"); /* a closed stdio reads EOF, writes vanish */
+      } else {
+        int hfl = fcntl(h, F_GETFL);
+        f = file_new(F_HOST, h, hfl < 0 ? O_RDWR : (hfl & (O_ACCMODE | O_APPEND)), NULL);
+        if (!f)
+          close(h);
+      }
+      if (f)
+        f->stdio = (int)stdio;
+    } else if (type == F_HOST || type == F_DIR) {
+      long h = host_openat2(sb, buf, O_RDONLY | (type == F_DIR ? O_DIRECTORY : 0));
+      if (h < 0) {
+        cf_fail((int)-h, "template '%s': reopening %s: %s", t->name, buf, strerror((int)-h));
+        goto err;
+      }
+      if (off)
+        lseek((int)h, (off_t)off, SEEK_SET);
+      f = file_new((enum file_type)type, (int)h, fl, buf);
+      if (!f)
+        close((int)h);
+    } else if (type == F_TMP || type == F_TMPDIR) {
+      if (!node || tmp_is_dir(nodes[node - 1]) != (type == F_TMPDIR))
+        BAD("bad file table");
+      f = file_new((enum file_type)type, -1, fl, buf);
+      if (f) {
+        f->node = nodes[node - 1];
+        tmp_ref(f->node);
+        f->off = off;
+      }
+    } else {
+      f = file_new(F_NULL, -1, fl, buf);
+    }
+    if (!f) {
+      cf_fail(ENOMEM, "out of memory");
+      goto err;
+    }
+    files[i] = f;
+  }
+  /* Unlinked nodes no file took: cannot happen from save_state; drop them. */
+  for (size_t i = 1; i < nnodes; i++)
+    if (nodes[i] && !tmp_is_linked(nodes[i]) && tmp_refs(nodes[i]) == 0)
+      tmp_free(nodes[i]);
+  uint64_t nfd = r_u64(&r);
+  if (r.err || nfd > MAX_FDS)
+    BAD("bad fd table");
+  for (uint64_t i = 0; i < nfd; i++) {
+    uint64_t fd = r_u64(&r), idx = r_u64(&r), ce = r_u64(&r);
+    if (r.err || fd >= MAX_FDS || idx >= nf || sb->fds[fd])
+      BAD("bad fd table");
+    files[idx]->refs++;
+    sb->fds[fd] = files[idx];
+    sb->cloexec[fd] = ce != 0;
+  }
+  if (r.off != r.n)
+    BAD("trailing bytes in the state file");
+  for (uint64_t i = 0; i < nf; i++)
+    file_unref(files[i]); /* the table holds the references now */
+  free(files);
+  free(nodes);
+  sb->ready = (enum cf_ready)ready;
+  if (!sb->opts->branch)
+    sb->ready = CF_READY_NONE;
+  else
+    sb->eof_pause = sb->ready == CF_READY_STDIN;
+  int rc = cf_vm_load_cpu(sb->vm, cpu, &regs);
+  free(cpu);
+  return rc;
+err:
+  for (uint64_t i = 0; files && i < nf; i++)
+    if (files[i])
+      file_unref(files[i]);
+  free(files);
+  free(nodes);
+  free(cpu);
+  return -1;
+}
+
+struct cf_sandbox *cf_template_fork(struct cf_template *t, const struct cf_sandbox_opts *opts)
+{
+  double t0 = now_us();
+  struct cf_sandbox *box = calloc(1, sizeof *box);
+  if (!box)
+    return cf_fail_null(ENOMEM, "out of memory");
+  struct sb *sb = &box->s;
+  sb->t_spawn = t0;
+  sb->opts = opts;
+  sb->trace = opts->trace ? opts->trace : stderr;
+  sb->rootfd = -1;
+  sb->uid = (int)getuid();
+  sb->gid = (int)getgid();
+  sb->tmpl = t;
+  sb->forked = true;
+  struct cf_vm_mem_source src = {.map = map_image, .unmap = unmap_image, .ctx = sb};
+  sb->vm = cf_vm_create_from(t->mem_size, &src);
+  if (!sb->vm)
+    goto err;
+  sb->mem = cf_vm_mem(sb->vm);
+  sb->mem_size = cf_vm_mem_size(sb->vm);
+  if (load_state(sb, t) < 0)
+    goto err;
+  if (mm_apply(sb) < 0) {
+    cf_fail(errno, "applying the template's memory protections: %m");
+    goto err;
+  }
+  return box;
+err:
+  cf_sandbox_free(box);
+  return NULL;
+}
