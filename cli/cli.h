@@ -52,5 +52,6 @@ extern const struct cli_cmd cli_image_cmds[] __attribute__((weak));
 extern const struct cli_cmd cli_disk_cmds[] __attribute__((weak));
 extern const struct cli_cmd cli_mem_cmds[] __attribute__((weak));
 extern const struct cli_cmd cli_sandbox_cmds[] __attribute__((weak));
+extern const struct cli_cmd cli_daemon_cmds[] __attribute__((weak));
 
 #endif

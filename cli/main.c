@@ -13,12 +13,13 @@
 
 const char *cli_store_dir;
 
-#define NTABLES 4
+#define NTABLES 5
 static const struct cli_cmd *tables[NTABLES];
 
 static void init_tables(void)
 {
-  const struct cli_cmd *all[NTABLES] = {cli_image_cmds, cli_disk_cmds, cli_mem_cmds, cli_sandbox_cmds};
+  const struct cli_cmd *all[NTABLES] = {cli_image_cmds, cli_disk_cmds, cli_mem_cmds, cli_sandbox_cmds,
+                                       cli_daemon_cmds};
   size_t n = 0;
   for (size_t i = 0; i < NTABLES; i++)
     if (all[i])

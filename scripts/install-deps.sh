@@ -4,11 +4,11 @@
 set -eu
 PKGS="
 gcc make pkg-config
-libroaring-dev uuid-dev libxxhash-dev
+libroaring-dev uuid-dev libxxhash-dev libmicrohttpd-dev libjansson-dev
 clang libclang-rt-14-dev
 xfsprogs e2fsprogs util-linux
 qemu-utils libnbd-bin nbdkit
-python3 busybox-static
+python3 python3-numpy libpython3.11-testsuite busybox-static
 "
 missing=""
 for p in $PKGS; do
