@@ -1,5 +1,7 @@
-/* Private helpers shared by lib/: error recording, scoped cleanup, small
- * utilities. Not installed; front ends use include/cowfork/ only. */
+/* Private helpers shared by lib/ and the front ends built in this tree
+ * (nbd/, vmm/, shim/, daemon/): error recording, scoped cleanup, small
+ * utilities. Not installed: a program outside the tree uses
+ * include/cowfork/ only. */
 #ifndef COWFORK_INTERNAL_H
 #define COWFORK_INTERNAL_H
 

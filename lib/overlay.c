@@ -70,8 +70,10 @@ struct cf_overlay *cf_overlay_new(struct cf_image *img, const char *cache_dir)
 {
   const struct cf_header *h = cf_image_header(img);
   struct cf_overlay *o = calloc(1, sizeof *o);
-  if (!o)
+  if (!o) {
+    cf_image_close(img);
     return cf_fail_null(ENOMEM, "out of memory");
+  }
   o->img = img;
   o->h = h;
   o->bs = h->block_size;
@@ -79,8 +81,11 @@ struct cf_overlay *cf_overlay_new(struct cf_image *img, const char *cache_dir)
   o->nblocks = cf_header_nblocks(h);
   o->cache = -1;
   if (!(o->t = cf_tracker_new(o->nblocks, 3)) || (o->cache = open_cache(cache_dir, o->size)) < 0) {
+    int e = errno;
     cf_tracker_free(o->t);
+    cf_image_close(img);
     free(o);
+    errno = e;
     return NULL;
   }
   pthread_rwlock_init(&o->lock, NULL);

@@ -17,7 +17,8 @@ struct cf_overlay;
 
 enum { CF_BLOCK_UNTOUCHED = 0, CF_BLOCK_DIRTY = 1, CF_BLOCK_ZERO = 2 };
 
-/* A new overlay over img, which it takes over (closed by cf_overlay_free).
+/* A new overlay over img, which it takes over: closed by cf_overlay_free,
+ * or at once if this fails.
  * The cache file goes in cache_dir (NULL: /dev/shm, else /tmp). */
 struct cf_overlay *cf_overlay_new(struct cf_image *img, const char *cache_dir);
 void cf_overlay_free(struct cf_overlay *o);
