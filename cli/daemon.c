@@ -1,0 +1,452 @@
+/* cowfork daemon, and cowfork sandbox create|exec|branch|pause|resume|rm|ls:
+ * the daemon (daemon/daemon.c) and thin clients of its API
+ * (daemon/client.c, docs/daemon.md). `cowfork fork` needs no daemon. */
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <jansson.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "cli.h"
+#include "cowfork/daemon.h"
+#include "cowfork/error.h"
+#include "daemon/util.h"
+
+static const struct cli_cmd *self(const char *name);
+
+static int cmd_daemon(int argc, char **argv)
+{
+  const struct cli_cmd *cmd = self("daemon");
+  enum { OPT_SOCKET = 1000, OPT_LISTEN, OPT_TOKEN, OPT_WORKERS, OPT_MAX, OPT_BODY, OPT_TIMEOUT, OPT_QUIET };
+  static const struct option opts[] = {{"socket", required_argument, 0, OPT_SOCKET},
+                                       {"listen", required_argument, 0, OPT_LISTEN},
+                                       {"token-file", required_argument, 0, OPT_TOKEN},
+                                       {"workers", required_argument, 0, OPT_WORKERS},
+                                       {"max-sandboxes", required_argument, 0, OPT_MAX},
+                                       {"max-body", required_argument, 0, OPT_BODY},
+                                       {"timeout", required_argument, 0, OPT_TIMEOUT},
+                                       {"quiet", no_argument, 0, OPT_QUIET},
+                                       {0}};
+  if (cli_wants_help(cmd, argc, argv))
+    return EXIT_OK;
+  char sockbuf[PATH_MAX], token[512] = "";
+  struct cf_daemon_opts o = {.socket_path = cf_daemon_default_socket(sockbuf, sizeof sockbuf)};
+  int c;
+  char *end;
+  unsigned long v;
+  uint64_t size;
+  optind = 1;
+  opterr = 0;
+  while ((c = getopt_long(argc, argv, "q", opts, NULL)) != -1) {
+    switch (c) {
+    case OPT_SOCKET: o.socket_path = optarg; break;
+    case OPT_LISTEN: o.tcp_listen = optarg; break;
+    case OPT_TOKEN: {
+      FILE *f = fopen(optarg, "r");
+      if (!f)
+        return cli_error("%s: %m", optarg);
+      if (!fgets(token, sizeof token, f))
+        token[0] = 0;
+      fclose(f);
+      token[strcspn(token, "\r\n")] = 0;
+      if (strlen(token) < 16)
+        return cli_error("%s: the token must be at least 16 characters", optarg);
+      o.token = token;
+      break;
+    }
+    case OPT_WORKERS:
+    case OPT_MAX:
+      v = strtoul(optarg, &end, 10);
+      if (*end || v == 0 || v > 100000)
+        return cli_usage(cmd, "bad %s '%s'", c == OPT_WORKERS ? "--workers" : "--max-sandboxes", optarg);
+      if (c == OPT_WORKERS)
+        o.workers = (unsigned)v;
+      else
+        o.max_live = (unsigned)v;
+      break;
+    case OPT_BODY:
+      if (cli_parse_size(optarg, &size) < 0 || size == 0)
+        return cli_usage(cmd, "bad --max-body '%s'", optarg);
+      o.max_body = size;
+      break;
+    case OPT_TIMEOUT:
+      o.default_timeout = strtod(optarg, &end);
+      if (*end || end == optarg || !(o.default_timeout > 0))
+        return cli_usage(cmd, "bad --timeout '%s'", optarg);
+      break;
+    case 'q':
+    case OPT_QUIET: o.quiet = true; break;
+    default: return cli_usage(cmd, "unknown option '%s'", argv[optind - 1]);
+    }
+  }
+  if (optind != argc)
+    return cli_usage(cmd, "unexpected argument '%s'", argv[optind]);
+  if (o.tcp_listen && !o.token)
+    return cli_usage(cmd, "--listen needs --token-file");
+  struct cf_store *s = cli_open_store();
+  if (!s)
+    return EXIT_ERR;
+  char dir[PATH_MAX];
+  snprintf(dir, sizeof dir, "%s", cf_store_dir(s));
+  cf_store_close(s);
+  o.store_dir = dir;
+  if (cf_daemon_run(&o) < 0)
+    return cli_error("daemon: %s", cf_error());
+  return EXIT_OK;
+}
+
+/* --- clients ---------------------------------------------------------------- */
+
+static const char *sock_opt;
+
+static const char *sock(void)
+{
+  static char buf[PATH_MAX];
+  return sock_opt ? sock_opt : cf_daemon_default_socket(buf, sizeof buf);
+}
+
+/* Parse "--socket PATH" and the words after the verb. */
+static int parse_common(const struct cli_cmd *cmd, int argc, char **argv, const char *shortopts,
+                        const struct option *extra, int (*on)(int c, const char *arg), int *first)
+{
+  struct option opts[16];
+  int n = 0;
+  opts[n++] = (struct option){"socket", required_argument, 0, 1000};
+  for (const struct option *e = extra; e && e->name && n < 15; e++)
+    opts[n++] = *e;
+  opts[n] = (struct option){0};
+  int c;
+  optind = 1;
+  opterr = 0;
+  while ((c = getopt_long(argc, argv, shortopts, opts, NULL)) != -1) {
+    if (c == 1000)
+      sock_opt = optarg;
+    else if (c == '?' || !on || on(c, optarg) < 0)
+      return cli_usage(cmd, "bad option '%s'", argv[optind - 1]);
+  }
+  *first = optind;
+  return 0;
+}
+
+/* Send a request; print the daemon's error and return NULL on failure. */
+static json_t *call(const char *method, const char *path, json_t *body, int *status)
+{
+  char *text = body ? json_dumps(body, JSON_COMPACT) : NULL;
+  char *resp = NULL;
+  size_t len = 0;
+  int st = 0;
+  int rc = cf_daemon_request(sock(), method, path, text, text ? strlen(text) : 0, &st, &resp, &len);
+  free(text);
+  if (rc < 0) {
+    cli_error("%s", cf_error());
+    return NULL;
+  }
+  json_error_t je;
+  json_t *j = json_loadb(resp, len, 0, &je);
+  if (status)
+    *status = st;
+  if (st >= 400) {
+    const char *msg = j ? json_string_value(json_object_get(j, "error")) : NULL;
+    cli_error("%s (HTTP %d)", msg ? msg : resp, st);
+    json_decref(j);
+    free(resp);
+    return NULL;
+  }
+  free(resp);
+  if (!j)
+    cli_error("the daemon's answer is not JSON: %s", je.text);
+  return j;
+}
+
+static unsigned long create_n = 1;
+static const char *create_backend;
+static int opt_create(int c, const char *a)
+{
+  char *e;
+  if (c == 'n') {
+    create_n = strtoul(a, &e, 10);
+    return *e || create_n == 0 || create_n > 1000 ? -1 : 0;
+  }
+  create_backend = a;
+  return 0;
+}
+
+static int cmd_create(int argc, char **argv)
+{
+  const struct cli_cmd *cmd = self("sandbox create");
+  if (cli_wants_help(cmd, argc, argv))
+    return EXIT_OK;
+  static const struct option extra[] = {{"backend", required_argument, 0, 'b'}, {0}};
+  int first;
+  if (parse_common(cmd, argc, argv, "n:", extra, opt_create, &first))
+    return EXIT_USAGE;
+  if (first + 1 != argc)
+    return cli_usage(cmd, "want exactly one TEMPLATE");
+  json_t *b = json_pack("{s:s,s:i}", "template", argv[first], "count", (int)create_n);
+  if (create_backend)
+    json_object_set_new(b, "backend", json_string(create_backend));
+  json_t *r = call("POST", "/v1/sandboxes", b, NULL);
+  json_decref(b);
+  if (!r)
+    return EXIT_ERR;
+  size_t i;
+  json_t *id;
+  json_array_foreach(json_object_get(r, "ids"), i, id) puts(json_string_value(id));
+  json_decref(r);
+  return EXIT_OK;
+}
+
+/* Write a string field of an exec answer to f (exact bytes from _base64). */
+static void put_field(json_t *r, const char *key, FILE *f)
+{
+  char k2[64];
+  snprintf(k2, sizeof k2, "%s_base64", key);
+  const char *b64 = json_string_value(json_object_get(r, k2));
+  if (b64) {
+    size_t n;
+    char *raw = base64_decode(b64, strlen(b64), &n);
+    if (raw)
+      fwrite(raw, 1, n, f);
+    free(raw);
+    return;
+  }
+  json_t *s = json_object_get(r, key);
+  fwrite(json_string_value(s), 1, json_string_length(s), f);
+}
+
+static double exec_timeout;
+static bool json_out;
+static int opt_exec(int c, const char *a)
+{
+  char *e;
+  if (c == 'j') {
+    json_out = true;
+    return 0;
+  }
+  exec_timeout = strtod(a, &e);
+  return *e || !(exec_timeout > 0) ? -1 : 0;
+}
+
+static int opt_json(int c, const char *a)
+{
+  (void)c;
+  (void)a;
+  json_out = true;
+  return 0;
+}
+
+static int cmd_exec(int argc, char **argv)
+{
+  const struct cli_cmd *cmd = self("sandbox exec");
+  if (cli_wants_help(cmd, argc, argv))
+    return EXIT_OK;
+  static const struct option extra[] = {{"timeout", required_argument, 0, 't'}, {"json", no_argument, 0, 'j'}, {0}};
+  int first;
+  if (parse_common(cmd, argc, argv, "+", extra, opt_exec, &first))
+    return EXIT_USAGE;
+  if (first >= argc)
+    return cli_usage(cmd, "missing ID");
+  const char *id = argv[first++];
+  /* The input: the words after ID as one line, or this command's stdin. */
+  char *in = NULL;
+  size_t len = 0;
+  if (first < argc) {
+    FILE *m = open_memstream(&in, &len);
+    for (int i = first; i < argc; i++)
+      fprintf(m, "%s%s", i > first ? " " : "", argv[i]);
+    fputc('\n', m);
+    fclose(m);
+  } else {
+    FILE *m = open_memstream(&in, &len);
+    char buf[65536];
+    size_t k;
+    while ((k = fread(buf, 1, sizeof buf, stdin)) > 0)
+      fwrite(buf, 1, k, m);
+    fclose(m);
+  }
+  json_t *b = json_object();
+  if (utf8_valid(in, len))
+    json_object_set_new(b, "input", json_stringn(in, len));
+  else {
+    char *e = base64_encode(in, len);
+    json_object_set_new(b, "input_base64", json_string(e));
+    free(e);
+  }
+  free(in);
+  if (exec_timeout > 0)
+    json_object_set_new(b, "timeout", json_real(exec_timeout));
+  char path[512];
+  snprintf(path, sizeof path, "/v1/sandboxes/%s/exec", id);
+  json_t *r = call("POST", path, b, NULL);
+  json_decref(b);
+  if (!r)
+    return EXIT_ERR;
+  int rc = EXIT_OK;
+  if (json_out) {
+    json_dumpf(r, stdout, JSON_COMPACT);
+    putchar('\n');
+  } else {
+    put_field(r, "output", stdout);
+    fflush(stdout);
+    put_field(r, "stderr", stderr);
+    json_t *ec = json_object_get(r, "exit_code");
+    if (json_is_integer(ec)) {
+      rc = (int)json_integer_value(ec);
+      fprintf(stderr, "cowfork sandbox exec: %s ended (status %d)%s\n", id, rc,
+              json_is_true(json_object_get(r, "timed_out")) ? ": timed out" : "");
+    }
+  }
+  json_decref(r);
+  return rc;
+}
+
+static int simple_post(const char *name, int argc, char **argv)
+{
+  const struct cli_cmd *cmd = self(name);
+  if (cli_wants_help(cmd, argc, argv))
+    return EXIT_OK;
+  int first;
+  if (parse_common(cmd, argc, argv, "", NULL, NULL, &first))
+    return EXIT_USAGE;
+  bool branch = strcmp(name, "sandbox branch") == 0;
+  if (argc - first != (branch ? 2 : 1))
+    return cli_usage(cmd, branch ? "want ID NEW" : "want one ID");
+  char path[512];
+  snprintf(path, sizeof path, "/v1/sandboxes/%s/%s", argv[first], strchr(name, ' ') + 1);
+  json_t *b = branch ? json_pack("{s:s}", "template", argv[first + 1]) : NULL;
+  json_t *r = call("POST", path, b, NULL);
+  json_decref(b);
+  if (!r)
+    return EXIT_ERR;
+  if (branch)
+    fprintf(stderr, "branch %s of %s: %lld pages stored, %.1f ms\n", argv[first + 1], argv[first],
+            (long long)json_integer_value(json_object_get(r, "pages_stored")),
+            json_number_value(json_object_get(r, "save_ms")));
+  else
+    printf("%s %s\n", argv[first], json_string_value(json_object_get(r, "state")));
+  json_decref(r);
+  return EXIT_OK;
+}
+
+static int cmd_branch(int argc, char **argv) { return simple_post("sandbox branch", argc, argv); }
+static int cmd_pause(int argc, char **argv) { return simple_post("sandbox pause", argc, argv); }
+static int cmd_resume(int argc, char **argv) { return simple_post("sandbox resume", argc, argv); }
+
+static int cmd_rm(int argc, char **argv)
+{
+  const struct cli_cmd *cmd = self("sandbox rm");
+  if (cli_wants_help(cmd, argc, argv))
+    return EXIT_OK;
+  int first;
+  if (parse_common(cmd, argc, argv, "", NULL, NULL, &first))
+    return EXIT_USAGE;
+  if (first >= argc)
+    return cli_usage(cmd, "missing ID");
+  int rc = EXIT_OK;
+  for (int i = first; i < argc; i++) {
+    char path[512];
+    snprintf(path, sizeof path, "/v1/sandboxes/%s", argv[i]);
+    json_t *r = call("DELETE", path, NULL, NULL);
+    if (!r)
+      rc = EXIT_ERR;
+    json_decref(r);
+  }
+  return rc;
+}
+
+static int cmd_ls(int argc, char **argv)
+{
+  const struct cli_cmd *cmd = self("sandbox ls");
+  if (cli_wants_help(cmd, argc, argv))
+    return EXIT_OK;
+  static const struct option extra[] = {{"json", no_argument, 0, 'j'}, {0}};
+  int first;
+  if (parse_common(cmd, argc, argv, "", extra, opt_json, &first))
+    return EXIT_USAGE;
+  if (first != argc)
+    return cli_usage(cmd, "unexpected argument '%s'", argv[first]);
+  json_t *r = call("GET", "/v1/sandboxes", NULL, NULL);
+  if (!r)
+    return EXIT_ERR;
+  if (json_out) {
+    json_dumpf(r, stdout, JSON_COMPACT);
+    putchar('\n');
+  } else {
+    printf("%-20s %-8s %-20s %7s %10s %s\n", "ID", "STATE", "TEMPLATE", "EXECS", "PRIVATE", "AGE");
+    size_t i;
+    json_t *s;
+    json_array_foreach(json_object_get(r, "sandboxes"), i, s)
+    {
+      printf("%-20s %-8s %-20s %7lld %9lldK %.0fs\n", json_string_value(json_object_get(s, "id")),
+             json_string_value(json_object_get(s, "state")), json_string_value(json_object_get(s, "template")),
+             (long long)json_integer_value(json_object_get(s, "execs")),
+             (long long)json_integer_value(json_object_get(json_object_get(s, "memory"), "private_bytes")) >> 10,
+             json_number_value(json_object_get(s, "age_s")));
+    }
+  }
+  json_decref(r);
+  return EXIT_OK;
+}
+
+const struct cli_cmd cli_daemon_cmds[] = {
+    {"daemon", "serve the REST API over live sandboxes on a Unix socket",
+     "Usage: cowfork daemon [--socket PATH] [--listen 127.0.0.1:PORT --token-file FILE]\n"
+     "                      [--workers N] [--max-sandboxes N] [--max-body SIZE] [--timeout S] [-q]\n"
+     "\n"
+     "Serve the cowfork API (docs/daemon.md): HTTP/1.1 + JSON on a Unix socket\n"
+     "(default $COWFORK_SOCKET, else $XDG_RUNTIME_DIR/cowfork.sock, else\n"
+     "/run/cowfork.sock; mode 0600) over the store's templates and live sandboxes.\n"
+     "Runs in the foreground until SIGTERM or SIGINT, then pauses every running\n"
+     "sandbox into the store (a restart resumes them). The state file is\n"
+     "STORE/daemon/state.json; after a crash, sandboxes that were running are\n"
+     "reported lost and paused ones stay resumable.\n"
+     "\n"
+     "  --listen ADDR:PORT  also serve on loopback TCP; every request must carry\n"
+     "                      \"Authorization: Bearer TOKEN\" (TOKEN: --token-file)\n"
+     "  --workers N         threads running sandboxes (default 2 x CPUs)\n"
+     "  --max-sandboxes N   live sandboxes (VMs) at once; 503 past it (default 512)\n"
+     "  --max-body SIZE     largest request body; 413 past it (default 8M)\n"
+     "  --timeout S         default exec timeout (default 30; a request may ask up to 600)\n"
+     "  -q, --quiet         no log lines\n",
+     cmd_daemon},
+    {"sandbox create", "start live sandboxes from a template (daemon)",
+     "Usage: cowfork sandbox create TEMPLATE [-n N] [--backend file|uffd] [--socket PATH]\n"
+     "\n"
+     "Ask the daemon for N (default 1) live sandboxes forked from TEMPLATE; prints\n"
+     "their ids, one a line.\n",
+     cmd_create},
+    {"sandbox exec", "send input to a live sandbox and print its answer (daemon)",
+     "Usage: cowfork sandbox exec ID [--timeout S] [--json] [--socket PATH] [WORDS...]\n"
+     "\n"
+     "Hand the input (WORDS joined by spaces plus a newline, or else this\n"
+     "command's stdin) to the sandbox's program, which runs until it reads its\n"
+     "stdin again with nothing left; print what it wrote to stdout and stderr.\n"
+     "The sandbox stays alive for the next exec. If the program ended, the exit\n"
+     "status is its status. --json prints the daemon's answer as is.\n",
+     cmd_exec},
+    {"sandbox branch", "save a live sandbox as a new template (daemon)",
+     "Usage: cowfork sandbox branch ID NEW [--socket PATH]\n"
+     "\n"
+     "Save the sandbox, as it is between two execs, as template NEW holding only\n"
+     "the pages it changed; the sandbox goes on.\n",
+     cmd_branch},
+    {"sandbox pause", "save a live sandbox into the store and free its VM (daemon)",
+     "Usage: cowfork sandbox pause ID [--socket PATH]\n", cmd_pause},
+    {"sandbox resume", "bring a paused sandbox back (daemon)",
+     "Usage: cowfork sandbox resume ID [--socket PATH]\n", cmd_resume},
+    {"sandbox rm", "delete sandboxes (daemon)", "Usage: cowfork sandbox rm ID... [--socket PATH]\n", cmd_rm},
+    {"sandbox ls", "list the daemon's sandboxes", "Usage: cowfork sandbox ls [--json] [--socket PATH]\n", cmd_ls},
+    {0},
+};
+
+static const struct cli_cmd *self(const char *name)
+{
+  for (const struct cli_cmd *c = cli_daemon_cmds; c->name; c++)
+    if (strcmp(c->name, name) == 0)
+      return c;
+  return NULL;
+}

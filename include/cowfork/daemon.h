@@ -1,0 +1,61 @@
+/* The cowfork daemon (docs/daemon.md): a REST API on a Unix socket over
+ * live sandboxes and templates, and the sandbox call it is built on. */
+#ifndef COWFORK_DAEMON_H
+#define COWFORK_DAEMON_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "cowfork/shim.h"
+
+/* --- Live sandboxes (shim/live.c) -----------------------------------------
+ * Continue a sandbox after cf_sandbox_run_until returned res->paused: the
+ * call it paused on (a read of fd 0) is served first, from whatever fd 0
+ * holds now, and it runs to the next pause or its end. On a sandbox that
+ * never ran (a fresh cf_template_fork) it is cf_sandbox_run_until. A
+ * forked child with opts.branch pauses at each read of fd 0 that finds no
+ * input left, so feeding fd 0 (a regular file the caller appends to) and
+ * calling this in a loop is a request/answer conversation with the
+ * program, in one VM. */
+int cf_sandbox_continue(struct cf_sandbox *sb, struct cf_sandbox_result *res);
+/* Whether the sandbox stopped at a pause point (and can be saved). A fresh
+ * child of a template has not: its pending call is still to be served
+ * (cf_sandbox_continue with nothing on fd 0 serves it and pauses again). */
+bool cf_sandbox_is_paused(const struct cf_sandbox *sb);
+/* The uffd page server's client id of a child mapped with the uffd backend
+ * (for cf_uffd_server_stats), else 0. */
+uint64_t cf_sandbox_uffd_client(const struct cf_sandbox *sb);
+
+/* --- The daemon (daemon/daemon.c) ------------------------------------------ */
+struct cf_daemon_opts {
+  const char *store_dir;     /* the store (templates, paused sandboxes, state) */
+  const char *socket_path;   /* Unix socket, mode 0600 */
+  const char *tcp_listen;    /* "127.0.0.1:PORT" or NULL: loopback only */
+  const char *token;         /* bearer token required on TCP (required with tcp_listen) */
+  unsigned workers;          /* threads running sandboxes (0: 2 x CPUs) */
+  unsigned max_live;         /* live sandboxes (VMs) at once; 503 past it (0: 512) */
+  unsigned max_queue;        /* queued jobs; 429 past it (0: 4096) */
+  size_t max_body;           /* request body bytes; 413 past it (0: 8 MiB) */
+  size_t max_output;         /* bytes of stdout/stderr returned per exec (0: 8 MiB) */
+  double default_timeout;    /* exec wall-clock timeout in seconds (0: 30) */
+  double max_timeout;        /* largest timeout a request may ask (0: 600) */
+  uint64_t max_mem;          /* largest template memory (0: 1 GiB) */
+  bool quiet;                /* no log lines on stderr */
+};
+
+/* Run the daemon until SIGINT or SIGTERM (blocked in every thread; the
+ * calling thread waits for them), then pause every live sandbox into the
+ * store and return 0. -1 with cf_error() when it could not start. */
+int cf_daemon_run(const struct cf_daemon_opts *o);
+
+/* --- A minimal client (daemon/client.c), for the CLI and benchmarks ---------
+ * One HTTP/1.1 request on a new connection to the Unix socket. *status gets
+ * the HTTP status, *body a malloc'ed, NUL-terminated body (*len bytes).
+ * -1 with cf_error() when the daemon could not be reached. */
+int cf_daemon_request(const char *socket_path, const char *method, const char *path, const char *body,
+                      size_t body_len, int *status, char **resp, size_t *resp_len);
+/* $COWFORK_SOCKET, else $XDG_RUNTIME_DIR/cowfork.sock, else /run/cowfork.sock. */
+const char *cf_daemon_default_socket(char *buf, size_t len);
+
+#endif

@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# A Python template (shim/py/driver.py) through the daemon: one live sandbox,
+# several execs, each request ended by a "#---" line (the driver's framing:
+# without it the driver would wait for more of the request).
+. "$(dirname "$0")/functions.sh"
+. "$(dirname "$0")/daemon/functions.sh"
+PY=/usr/bin/python3
+[ -x $PY ] || skip "$PY missing"
+DRIVER=$(cd "$(dirname "$0")/.." && pwd)/shim/py/driver.py
+[ -f "$DRIVER" ] || skip "no shim/py/driver.py"
+cowfork template create py --mem 256M -- $PY "$DRIVER" --preload json 2>"$TMP/create.err" ||
+  skip "cannot make a Python template here: $(tail -n 1 "$TMP/create.err")"
+start_daemon -q
+ID=$(jget "$(api POST /v1/sandboxes '{"template":"py"}')" 'j["ids"][0]')
+api POST /v1/sandboxes/$ID/exec '{"input":"x = 20\nprint(json.dumps([x * 2]))\n#---\n"}' > "$TMP/e"; expect 200 "python exec"
+[ "$(jget "$(cat "$TMP/e")" '(j["output"], j["exit_code"])')" = "('[40]\\n', None)" ] || fail "python: $(cat "$TMP/e")"
+api POST /v1/sandboxes/$ID/exec '{"input":"print(6 * 7)\n#---\n"}' > "$TMP/e"
+[ "$(jget "$(cat "$TMP/e")" 'j["output"]')" = 42 ] || fail "second python exec: $(cat "$TMP/e")"
+api POST /v1/sandboxes/$ID/exec '{"input":"raise ValueError(\"bad\")\n#---\n"}' > "$TMP/e"
+grep -q "ValueError: bad" <<<"$(jget "$(cat "$TMP/e")" 'j["stderr"]')" || fail "python error: $(cat "$TMP/e")"
+api POST /v1/sandboxes/$ID/exec '{"input":"print(\"alive\")\n#---\n"}' > "$TMP/e"
+[ "$(jget "$(cat "$TMP/e")" 'j["output"]')" = alive ] || fail "after an exception: $(cat "$TMP/e")"
+echo "ok   a live Python sandbox answers request after request (a traceback does not end it)"
+api POST /v1/sandboxes/$ID/pause >/dev/null; expect 200 "pause python"
+api POST /v1/sandboxes/$ID/resume >/dev/null; expect 200 "resume python"
+api POST /v1/sandboxes/$ID/exec '{"input":"print(json.dumps({\"k\": 1}))\n#---\n"}' > "$TMP/e"
+[ "$(jget "$(cat "$TMP/e")" 'j["output"]')" = '{"k": 1}' ] || fail "python after resume: $(cat "$TMP/e")"
+echo "ok   python sandbox paused and resumed"
