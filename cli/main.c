@@ -10,6 +10,7 @@
 
 #include "cli.h"
 #include "cowfork/error.h"
+#include "internal.h"
 
 const char *cli_store_dir;
 
@@ -98,32 +99,7 @@ struct cf_store *cli_open_store(void)
   return s;
 }
 
-int cli_parse_size(const char *s, uint64_t *out)
-{
-  char *end;
-  if (!*s || *s == '-')
-    return -1;
-  errno = 0;
-  unsigned long long v = strtoull(s, &end, 10);
-  if (errno || end == s)
-    return -1;
-  unsigned shift = 0;
-  switch (*end) {
-  case 0: break;
-  case 'k': case 'K': shift = 10; end++; break;
-  case 'm': case 'M': shift = 20; end++; break;
-  case 'g': case 'G': shift = 30; end++; break;
-  default: return -1;
-  }
-  if (*end == 'i' && shift)
-    end++;
-  if ((*end == 'B' || *end == 'b') && shift)
-    end++;
-  if (*end || (shift && v > (UINT64_MAX >> shift)))
-    return -1;
-  *out = (uint64_t)v << shift;
-  return 0;
-}
+int cli_parse_size(const char *s, uint64_t *out) { return cf_parse_size(s, out); }
 
 void cli_progress_init(struct cli_progress *p, const char *what)
 {

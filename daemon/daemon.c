@@ -529,38 +529,6 @@ static json_t *state_json(struct daemon *d)
   return json_pack("{s:i,s:o}", "version", 1, "sandboxes", arr);
 }
 
-static int write_file_atomic(const char *path, const char *data, size_t len)
-{
-  char tmp[PATH_MAX + 16];
-  snprintf(tmp, sizeof tmp, "%s.tmp", path);
-  int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-  if (fd < 0)
-    return cf_fail(errno, "%s: %m", tmp);
-  if (cf_pwrite_full(fd, data, len, 0) < 0 || fsync(fd) < 0) {
-    int e = errno;
-    close(fd);
-    unlink(tmp);
-    return cf_fail(e, "%s: %s", tmp, strerror(e));
-  }
-  close(fd);
-  if (rename(tmp, path) < 0) {
-    int e = errno;
-    unlink(tmp);
-    return cf_fail(e, "%s: %s", path, strerror(e));
-  }
-  char dir[PATH_MAX];
-  snprintf(dir, sizeof dir, "%s", path);
-  char *sl = strrchr(dir, '/');
-  if (sl) {
-    *sl = 0;
-    int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (dfd >= 0) {
-      fsync(dfd);
-      close(dfd);
-    }
-  }
-  return 0;
-}
 
 /* Make the state file say what memory says now. Call without d->lock; one
  * write covers every change made before it started (group commit). */
@@ -581,7 +549,7 @@ static int persist(struct daemon *d)
     if (!text)
       rc = cf_fail(ENOMEM, "out of memory");
     else
-      rc = write_file_atomic(d->statepath, text, strlen(text));
+      rc = cf_write_file_atomic(d->statepath, text, strlen(text), 0600, false);
     free(text);
     if (rc == 0)
       d->written = g;
@@ -1126,30 +1094,6 @@ static void job_delete(struct daemon *d, struct job *j)
   pthread_mutex_unlock(&d->lock);
 }
 
-static int parse_size(const char *s, uint64_t *out)
-{
-  char *end;
-  errno = 0;
-  unsigned long long v = strtoull(s, &end, 10);
-  if (errno || end == s || *s == '-')
-    return -1;
-  unsigned shift = 0;
-  switch (*end) {
-  case 0: break;
-  case 'k': case 'K': shift = 10; end++; break;
-  case 'm': case 'M': shift = 20; end++; break;
-  case 'g': case 'G': shift = 30; end++; break;
-  default: return -1;
-  }
-  if (*end == 'i' && shift)
-    end++;
-  if ((*end == 'B' || *end == 'b') && shift)
-    end++;
-  if (*end || (shift && v > (UINT64_MAX >> shift)))
-    return -1;
-  *out = (uint64_t)v << shift;
-  return 0;
-}
 
 /* POST /v1/templates: validated in the request thread. */
 static void job_template(struct daemon *d, struct job *j)
@@ -1181,7 +1125,7 @@ static void job_template(struct daemon *d, struct job *j)
   }
   uint64_t mem = 256ull << 20;
   if (json_is_string(mv))
-    parse_size(json_string_value(mv), &mem);
+    cf_parse_size(json_string_value(mv), &mem);
   else if (json_is_integer(mv))
     mem = (uint64_t)json_integer_value(mv);
   struct cf_sandbox_opts so = {.root = root ? root : "/", .mem_size = mem, .program = program, .argv = argv,
@@ -1661,7 +1605,7 @@ static enum MHD_Result route_template_post(struct req *r, json_t *body)
   if (json_array_size(args) > 4096 || json_array_size(env) > 4096)
     return SEND_ERR(r, 400, "too many args or env entries");
   uint64_t mem = 256ull << 20;
-  if (mv && !((json_is_string(mv) && parse_size(json_string_value(mv), &mem) == 0) ||
+  if (mv && !((json_is_string(mv) && cf_parse_size(json_string_value(mv), &mem) == 0) ||
               (json_is_integer(mv) && (mem = (uint64_t)json_integer_value(mv), 1))))
     return SEND_ERR(r, 400, "\"mem\" must be a size (\"64M\") or bytes");
   if (mem % (2 << 20) || mem < (16 << 20) || mem > d->o->max_mem)

@@ -10,6 +10,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
+#include <sys/types.h>
 #include <unistd.h>
 
 #include "cowfork/error.h"
@@ -40,6 +41,15 @@ static inline void cf_cleanup_close(int *fd)
  * with errno set (no message recorded: the caller names the file). */
 ssize_t cf_pread_full(int fd, void *buf, size_t len, uint64_t off);
 int cf_pwrite_full(int fd, const void *buf, size_t len, uint64_t off);
+
+/* Write buf to path crash-safely: a temp file in path's directory, fsync,
+ * mode, rename over path (RENAME_NOREPLACE: EEXIST if path exists), fsync
+ * of the directory. Readers see the old file or the new one, never a part. */
+int cf_write_file_atomic(const char *path, const void *buf, size_t len, mode_t mode, bool noreplace);
+int cf_fsync_dir(const char *dir);
+
+/* "4096", "64K", "1M", "2GiB" to bytes; -1 if malformed (no error recorded). */
+int cf_parse_size(const char *s, uint64_t *out);
 
 static inline bool cf_is_pow2(uint64_t x) { return x && !(x & (x - 1)); }
 

@@ -117,19 +117,6 @@ void cf_store_unlock(int token)
     close(token);
 }
 
-static int fsync_dir(const char *dir)
-{
-  int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (fd < 0 || fsync(fd) < 0) {
-    int e = errno;
-    if (fd >= 0)
-      close(fd);
-    return cf_fail(e, "fsync %s: %s", dir, strerror(e));
-  }
-  close(fd);
-  return 0;
-}
-
 /* Read a whole small file (a header) into memory. */
 static int read_file(const char *path, void **buf, size_t *len)
 {
@@ -218,7 +205,7 @@ int cf_store_put_header(struct cf_store *s, const char *name, const struct cf_he
       return cf_fail(EEXIST, "an image named '%s' already exists", name);
     return cf_fail(e, "rename %s to %s: %s", tmp, path, strerror(e));
   }
-  return fsync_dir(dir);
+  return cf_fsync_dir(dir);
 }
 
 static int cmp_str(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
@@ -295,7 +282,7 @@ int cf_store_remove(struct cf_store *s, const char *name)
       return cf_fail(ENOENT, "no image named '%s' in %s", name, s->dir);
     return cf_fail(errno, "unlink %s: %m", path);
   }
-  if (fsync_dir(dir) < 0)
+  if (cf_fsync_dir(dir) < 0)
     return -1;
   snprintf(path, sizeof path, "%s/wset/%s", s->dir, name);
   unlink(path); /* its working set (lib/wset.c), if one was recorded */
@@ -473,7 +460,7 @@ int cf_layer_writer_finish(struct cf_layer_writer *w, struct cf_layer_ref *ref)
   close(w->fd);
   w->fd = -1;
   snprintf(dir, sizeof dir, "%s/layers", w->s->dir);
-  int r = fsync_dir(dir);
+  int r = cf_fsync_dir(dir);
   cf_layer_writer_abort(w);
   return r;
 err:

@@ -103,25 +103,7 @@ int cf_wset_save(const char *path, const uint8_t image_id[16], const struct cf_w
   memcpy(b + 16, image_id, 16);
   put64(b + 32, w->n);
   put64(b + 40, XXH3_64bits(b + HDR, w->n * 8));
-  char tmp[PATH_MAX];
-  if (snprintf(tmp, sizeof tmp, "%s.tmp.%d", path, (int)getpid()) >= (int)sizeof tmp)
-    return cf_fail(ENAMETOOLONG, "path too long");
-  int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-  if (fd < 0)
-    return cf_fail(errno, "%s: %m", tmp);
-  if (cf_pwrite_full(fd, b, len, 0) < 0 || fsync(fd) < 0) {
-    int e = errno;
-    close(fd);
-    unlink(tmp);
-    return cf_fail(e, "write %s: %s", tmp, strerror(e));
-  }
-  close(fd);
-  if (rename(tmp, path) < 0) {
-    int e = errno;
-    unlink(tmp);
-    return cf_fail(e, "rename to %s: %s", path, strerror(e));
-  }
-  return 0;
+  return cf_write_file_atomic(path, b, len, 0644, false);
 }
 
 int cf_wset_load(const char *path, const uint8_t image_id[16], struct cf_wset *w)

@@ -1,0 +1,79 @@
+/* Small mechanisms every part of the tree shares: crash-safe file writes and
+ * size parsing. Declared in lib/internal.h. */
+#include <fcntl.h>
+#include <limits.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "internal.h"
+
+int cf_fsync_dir(const char *dir)
+{
+  int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd < 0 || fsync(fd) < 0) {
+    int e = errno;
+    if (fd >= 0)
+      close(fd);
+    return cf_fail(e, "fsync %s: %s", dir, strerror(e));
+  }
+  close(fd);
+  return 0;
+}
+
+int cf_write_file_atomic(const char *path, const void *buf, size_t len, mode_t mode, bool noreplace)
+{
+  char tmp[PATH_MAX], dir[PATH_MAX];
+  const char *slash = strrchr(path, '/');
+  /* A dot name in the same directory: listings that skip dot files (the
+   * store's) never see a half-written file. */
+  if (snprintf(dir, sizeof dir, "%.*s", slash ? (int)(slash - path) : 1, slash ? path : ".") >=
+          (int)sizeof dir ||
+      snprintf(tmp, sizeof tmp, "%s/.%s.XXXXXX", dir, slash ? slash + 1 : path) >= (int)sizeof tmp)
+    return cf_fail(ENAMETOOLONG, "path too long: %s", path);
+  if (dir[0] == 0)
+    strcpy(dir, "/");
+  int fd = mkostemp(tmp, O_CLOEXEC);
+  if (fd < 0)
+    return cf_fail(errno, "create a temp file for %s: %m", path);
+  if (cf_pwrite_full(fd, buf, len, 0) < 0 || fchmod(fd, mode) < 0 || fsync(fd) < 0) {
+    int e = errno;
+    close(fd);
+    unlink(tmp);
+    return cf_fail(e, "write %s: %s", tmp, strerror(e));
+  }
+  close(fd);
+  if (renameat2(AT_FDCWD, tmp, AT_FDCWD, path, noreplace ? RENAME_NOREPLACE : 0) < 0) {
+    int e = errno;
+    unlink(tmp);
+    return cf_fail(e, "%s: %s", path, e == EEXIST ? "exists already" : strerror(e));
+  }
+  return cf_fsync_dir(dir);
+}
+
+int cf_parse_size(const char *s, uint64_t *out)
+{
+  char *end;
+  if (!*s || *s == '-' || *s == '+' || *s == ' ')
+    return -1;
+  errno = 0;
+  unsigned long long v = strtoull(s, &end, 10);
+  if (errno || end == s)
+    return -1;
+  unsigned shift = 0;
+  switch (*end) {
+  case 0: break;
+  case 'k': case 'K': shift = 10; end++; break;
+  case 'm': case 'M': shift = 20; end++; break;
+  case 'g': case 'G': shift = 30; end++; break;
+  default: return -1;
+  }
+  if (*end == 'i' && shift)
+    end++;
+  if ((*end == 'B' || *end == 'b') && shift)
+    end++;
+  if (*end || (shift && v > (UINT64_MAX >> shift)))
+    return -1;
+  *out = (uint64_t)v << shift;
+  return 0;
+}
