@@ -34,8 +34,9 @@ static const struct cli_cmd *self(const char *name);
 static int cmd_run(int argc, char **argv)
 {
   const struct cli_cmd *cmd = self("run");
-  enum { OPT_ROOT = 1000, OPT_MEM, OPT_TIMEOUT, OPT_STRACE, OPT_VERBOSE };
+  enum { OPT_ROOT = 1000, OPT_MEM, OPT_TIMEOUT, OPT_STRACE, OPT_VERBOSE, OPT_COPY_FILES };
   static const struct option opts[] = {{"root", required_argument, 0, OPT_ROOT},
+                                       {"copy-files", no_argument, 0, OPT_COPY_FILES},
                                        {"mem", required_argument, 0, OPT_MEM},
                                        {"timeout", required_argument, 0, OPT_TIMEOUT},
                                        {"strace", no_argument, 0, OPT_STRACE},
@@ -69,6 +70,9 @@ static int cmd_run(int argc, char **argv)
     case 'v':
     case OPT_VERBOSE:
       o.verbose = true;
+      break;
+    case OPT_COPY_FILES:
+      o.copy_files = true;
       break;
     default:
       return cli_usage(cmd, "unknown option '%s'", argv[optind - 1]);
@@ -441,10 +445,12 @@ static int cmd_fork(int argc, char **argv)
     }
     if (json) {
       printf("{\"child\":%lu,\"ok\":%s,\"status\":%d,\"signal\":%d,\"paused\":%s,\"spawn_us\":%.1f,"
-             "\"first_output_us\":%.1f,\"run_us\":%.1f,\"private_kib\":%llu,\"syscalls\":%llu",
+             "\"first_output_us\":%.1f,\"run_us\":%.1f,\"private_kib\":%llu,\"syscalls\":%llu,"
+             "\"pages_mapped\":%llu,\"pages_copied\":%llu",
              i, k->failed ? "false" : "true", k->res.status, k->res.signal, k->res.paused ? "true" : "false",
              k->res.spawn_us, k->res.first_output_us, k->res.run_us,
-             (unsigned long long)(k->res.private_bytes >> 10), (unsigned long long)k->res.syscalls);
+             (unsigned long long)(k->res.private_bytes >> 10), (unsigned long long)k->res.syscalls,
+             (unsigned long long)k->res.pages_mapped, (unsigned long long)k->res.pages_copied);
       if (!outdir) {
         fputs(",\"stdout\":", stdout);
         json_string_fd(k->out);
@@ -490,9 +496,11 @@ out:
 
 const struct cli_cmd cli_sandbox_cmds[] = {
     {"run", "run a Linux program in a micro-VM sandbox",
-     "Usage: cowfork run [--root DIR] [--mem SIZE] [--timeout S] [--strace] [-v] -- PROGRAM [ARGS...]\n"
+     "Usage: cowfork run [--root DIR] [--mem SIZE] [--timeout S] [--strace] [-v] [--copy-files]\n"
+     "                   -- PROGRAM [ARGS...]\n"
      "\n"
-     "Run a static x86-64 Linux PROGRAM (a path inside the root) in a KVM micro-VM\n"
+     "Run an x86-64 Linux PROGRAM (a path inside the root; static, or dynamic with\n"
+     "its interpreter and libraries from the root) in a KVM micro-VM\n"
      "sandbox. Its stdin, stdout and stderr are this command's; the exit status is\n"
      "the program's, or 128+signal when it was killed (a fault, or the timeout).\n"
      "\n"
@@ -502,7 +510,10 @@ const struct cli_cmd cli_sandbox_cmds[] = {
      "  --mem SIZE    guest memory, a multiple of 2M (default 256M)\n"
      "  --timeout S   kill the sandbox after S seconds\n"
      "  --strace      print every system call and its result to stderr\n"
-     "  -v, --verbose print loader and timing statistics to stderr\n",
+     "  -v, --verbose print loader and timing statistics to stderr (file pages\n"
+     "                mapped copy-on-write from host files vs copied)\n"
+     "  --copy-files  copy file pages into the sandbox instead of mapping them\n"
+     "                copy-on-write (the baseline of bench/python.sh)\n",
      cmd_run},
     {"template create", "run a program to its ready point and save it as a template",
      "Usage: cowfork template create NAME [--root DIR] [--mem SIZE] [--ready stdin|MARKER]\n"

@@ -7,9 +7,14 @@
  * gets a private copy. Anything else is read in (copied). sb->elf_mapped
  * and sb->elf_copied count the bytes of each.
  *
- * Static (ET_EXEC) and static-pie (ET_DYN without PT_INTERP) executables.
- * PT_INTERP is refused for now; the loader is written per image
- * (load_image) so that loading the interpreter is a second call. */
+ * Static (ET_EXEC), static-pie and dynamic executables. A dynamic one
+ * (PT_INTERP) gets its interpreter (Debian's ld-linux-x86-64.so.2, looked up
+ * under the sandbox root like any file) loaded by a second load_image call
+ * at a base chosen top-down in the mmap area, as Linux does; the program
+ * starts at the interpreter's entry with AT_BASE = its base and AT_ENTRY,
+ * AT_PHDR, AT_PHNUM the program's. The interpreter then maps the libraries
+ * itself through mmap (syscall.c do_mmap, the same copy-on-write choice).
+ * A PIE program goes at ET_DYN_BASE. */
 #include <elf.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -27,6 +32,7 @@
 struct image {
   uint64_t bias, entry, phdr, phnum, end;
   bool interp;
+  char interp_path[256];
 };
 
 static int prot_of(uint32_t pf)
@@ -34,7 +40,9 @@ static int prot_of(uint32_t pf)
   return (pf & PF_R ? PROT_READ : 0) | (pf & PF_W ? PROT_WRITE : 0) | (pf & PF_X ? PROT_EXEC : 0);
 }
 
-static int load_image(struct sb *sb, int fd, const char *path, struct image *im)
+/* at_top: an ET_DYN image goes top-down in the mmap area (the interpreter)
+ * instead of at ET_DYN_BASE. */
+static int load_image(struct sb *sb, int fd, const char *path, struct image *im, bool at_top)
 {
   Elf64_Ehdr eh;
   if (cf_pread_full(fd, &eh, sizeof eh, 0) != sizeof eh || memcmp(eh.e_ident, ELFMAG, SELFMAG) != 0)
@@ -54,8 +62,13 @@ static int load_image(struct sb *sb, int fd, const char *path, struct image *im)
 
   uint64_t lo = UINT64_MAX, hi = 0;
   for (int i = 0; i < eh.e_phnum; i++) {
-    if (ph[i].p_type == PT_INTERP)
+    if (ph[i].p_type == PT_INTERP) {
+      if (ph[i].p_filesz < 2 || ph[i].p_filesz > sizeof im->interp_path ||
+          cf_pread_full(fd, im->interp_path, ph[i].p_filesz, ph[i].p_offset) != (ssize_t)ph[i].p_filesz ||
+          im->interp_path[ph[i].p_filesz - 1] != 0 || im->interp_path[0] != '/')
+        return cf_fail(ENOEXEC, "%s: bad PT_INTERP", path);
       im->interp = true;
+    }
     if (ph[i].p_type != PT_LOAD || ph[i].p_memsz == 0)
       continue;
     if (ph[i].p_filesz > ph[i].p_memsz || ph[i].p_offset + ph[i].p_filesz < ph[i].p_offset ||
@@ -66,14 +79,12 @@ static int load_image(struct sb *sb, int fd, const char *path, struct image *im)
     if (PAGE_UP(ph[i].p_vaddr + ph[i].p_memsz) > hi)
       hi = PAGE_UP(ph[i].p_vaddr + ph[i].p_memsz);
   }
-  if (im->interp)
-    return cf_fail(ENOEXEC, "%s: dynamically linked executables are not supported yet (PT_INTERP)", path);
   if (hi == 0)
     return cf_fail(ENOEXEC, "%s: no loadable segments", path);
   uint64_t bias = 0;
   if (eh.e_type == ET_DYN) {
     bias = ET_DYN_BASE - lo;
-    if (!mm_is_free(sb, lo + bias, hi - lo)) {
+    if (at_top || !mm_is_free(sb, lo + bias, hi - lo)) {
       uint64_t a = mm_find_free(sb, hi - lo);
       if (!a)
         return cf_fail(ENOMEM, "%s: no room for %llu bytes", path, (unsigned long long)(hi - lo));
@@ -124,6 +135,8 @@ static int load_image(struct sb *sb, int fd, const char *path, struct image *im)
       if (p->p_filesz && cf_pread_full(fd, sb->mem + va, p->p_filesz, p->p_offset) != (ssize_t)p->p_filesz)
         return cf_fail(EIO, "%s: reading segment %d: %m", path, i);
       sb->elf_copied += p->p_filesz;
+      if (p->p_filesz)
+        sb->pages_copied += PAGE_UP(va + p->p_filesz) / PAGE - start / PAGE;
       if (prot != (PROT_READ | PROT_WRITE) && (r = mm_protect(sb, start, mem_end - start, prot)) < 0)
         return cf_fail(-r, "%s: mprotect: %s", path, strerror(-r));
     }
@@ -149,9 +162,24 @@ long elf_probe(struct sb *sb, const char *path)
       eh.e_phnum <= 64 &&
       cf_pread_full(fd, ph, eh.e_phnum * sizeof ph[0], eh.e_phoff) == (ssize_t)(eh.e_phnum * sizeof ph[0])) {
     r = 0;
-    for (int i = 0; i < eh.e_phnum; i++)
-      if (ph[i].p_type == PT_INTERP)
-        r = -ENOEXEC; /* dynamic: not yet */
+    for (int i = 0; i < eh.e_phnum && r == 0; i++) {
+      if (ph[i].p_type != PT_INTERP)
+        continue;
+      /* The interpreter must exist under the root: checked before execve's
+       * point of no return. */
+      char ip[256];
+      if (ph[i].p_filesz < 2 || ph[i].p_filesz > sizeof ip ||
+          cf_pread_full(fd, ip, ph[i].p_filesz, ph[i].p_offset) != (ssize_t)ph[i].p_filesz ||
+          ip[ph[i].p_filesz - 1] != 0) {
+        r = -ENOEXEC;
+        break;
+      }
+      int ifd = fs_open_host(sb, AT_FDCWD, ip, O_RDONLY);
+      if (ifd < 0)
+        r = ifd == -ENOENT ? -ENOENT : -ELIBBAD;
+      else
+        close(ifd);
+    }
   }
   close(fd);
   return r;
@@ -171,12 +199,26 @@ int elf_load(struct sb *sb, const char *path, char *const *argv, char *const *en
   int fd = fs_open_host(sb, AT_FDCWD, path, O_RDONLY);
   if (fd < 0)
     return cf_fail(-fd, "%s: %s", path, strerror(-fd));
-  struct image im = {0};
-  int r = load_image(sb, fd, path, &im);
+  struct image im = {0}, in = {0};
+  sb->mmap_top = MMAP_TOP(sb->mem_size);
+  int r = load_image(sb, fd, path, &im, false);
   close(fd);
   if (r < 0)
     return -1;
   sb->brk_start = sb->brk_cur = im.end;
+  uint64_t start = im.entry;
+  if (im.interp) {
+    int ifd = fs_open_host(sb, AT_FDCWD, im.interp_path, O_RDONLY);
+    if (ifd < 0)
+      return cf_fail(-ifd, "%s: its interpreter %s: %s", path, im.interp_path, strerror(-ifd));
+    r = load_image(sb, ifd, im.interp_path, &in, true);
+    close(ifd);
+    if (r < 0)
+      return -1;
+    if (in.interp)
+      return cf_fail(ELIBBAD, "%s: the interpreter %s has an interpreter itself", path, im.interp_path);
+    start = in.entry;
+  }
 
   /* The stack: STACK_SIZE at the top, a PROT_NONE gap below it. */
   uint64_t top = sb->mem_size;
@@ -214,7 +256,7 @@ int elf_load(struct sb *sb, const char *path, char *const *argv, char *const *en
       {AT_PHENT, sizeof(Elf64_Phdr)},
       {AT_PHNUM, im.phnum},
       {AT_PAGESZ, PAGE},
-      {AT_BASE, 0},
+      {AT_BASE, im.interp ? in.bias : 0},
       {AT_FLAGS, 0},
       {AT_ENTRY, im.entry},
       {AT_UID, (uint64_t)sb->uid},
@@ -243,7 +285,7 @@ int elf_load(struct sb *sb, const char *path, char *const *argv, char *const *en
     push_bytes(sb, &sp, &av[i], 8);
   push_bytes(sb, &sp, &(uint64_t){argc}, 8);
   free(av);
-  *entry = im.entry;
+  *entry = start;
   *sp_out = sp;
   return 0;
 }

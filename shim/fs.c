@@ -121,8 +121,42 @@ static void fd_close(struct sb *sb, int fd)
   }
 }
 
+/* /proc/self, /proc/thread-self and /proc/PID (the sandbox's pid) are the
+ * sandbox's, not the VMM's: *rest gets what follows them ("" or "/exe"...).
+ * Only exe is served (the program); the rest is ENOENT, never the host's
+ * (whose /proc/self would show the VMM). */
+static bool proc_self(struct sb *sb, const char *abs, const char **rest)
+{
+  if (strncmp(abs, "/proc/", 6) != 0)
+    return false;
+  const char *p = abs + 6;
+  char pid[24];
+  snprintf(pid, sizeof pid, "%d", sb->pid);
+  size_t n;
+  if (strncmp(p, "self", 4) == 0)
+    n = 4;
+  else if (strncmp(p, "thread-self", 11) == 0)
+    n = 11;
+  else if (strncmp(p, pid, strlen(pid)) == 0)
+    n = strlen(pid);
+  else
+    return false;
+  if (p[n] && p[n] != '/')
+    return false;
+  *rest = p + n;
+  return true;
+}
+
 long host_openat2(struct sb *sb, const char *abs, int flags)
 {
+  const char *rest;
+  if (proc_self(sb, abs, &rest)) {
+    char prog[PATH_MAX];
+    if (strcmp(rest, "/exe") != 0 || path_abs("/", sb->program, prog, sizeof prog) < 0 ||
+        strncmp(prog, "/proc/", 6) == 0)
+      return -ENOENT;
+    return host_openat2(sb, prog, flags);
+  }
   struct open_how how = {.flags = (uint64_t)(flags | O_CLOEXEC), .resolve = RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS};
   const char *rel = abs[1] ? abs + 1 : ".";
   long fd = syscall(SYS_openat2, sb->rootfd, rel, &how, sizeof how);
@@ -492,11 +526,22 @@ static long do_readlink(struct sb *sb, int dirfd, uint64_t gpath, uint64_t buf, 
   void *p = mm_ptr(sb, buf, size, PROT_WRITE);
   if (!p)
     return -EFAULT;
-  if (strcmp(abs, "/proc/self/exe") == 0) {
-    size_t n = strlen(sb->program);
+  const char *rest;
+  if (proc_self(sb, abs, &rest)) {
+    char link[PATH_MAX];
+    if (!*rest && strncmp(abs, "/proc/thread-self", 17) == 0)
+      snprintf(link, sizeof link, "%d/task/%d", sb->pid, sb->tid);
+    else if (!*rest && strncmp(abs, "/proc/self", 10) == 0)
+      snprintf(link, sizeof link, "%d", sb->pid);
+    else if (strcmp(rest, "/exe") == 0) {
+      if (path_abs(sb->cwd, sb->program, link, sizeof link) < 0)
+        return -ENOENT;
+    } else
+      return *rest ? -ENOENT : -EINVAL;
+    size_t n = strlen(link);
     if (n > size)
       n = size;
-    memcpy(p, sb->program, n);
+    memcpy(p, link, n);
     return (long)n;
   }
   if ((tmp_is_tmp(abs) && tmp_lookup(sb, abs)) || strcmp(abs, "/dev/null") == 0)
@@ -504,8 +549,11 @@ static long do_readlink(struct sb *sb, int dirfd, uint64_t gpath, uint64_t buf, 
   long fd = host_openat2(sb, abs, O_PATH | O_NOFOLLOW);
   if (fd < 0)
     return fd;
-  r = readlinkat((int)fd, "", p, size);
-  r = r < 0 ? -errno : r;
+  struct stat st;
+  if (fstat((int)fd, &st) == 0 && !S_ISLNK(st.st_mode))
+    r = -EINVAL; /* readlinkat(fd, "") says ENOENT there; readlink(2) says EINVAL */
+  else
+    r = (r = readlinkat((int)fd, "", p, size)) < 0 ? -errno : r;
   close((int)fd);
   return r;
 }
@@ -1017,6 +1065,31 @@ long fs_syscall(struct sb *sb, long nr, const uint64_t a[6], bool *handled)
     return (f = fs_get(sb, fd)) ? (f->type == F_TMP || f->type == F_TMPDIR ? 0 : -EROFS) : -EBADF;
   case SYS_sendfile:
     return do_sendfile(sb, (int)A(0), (int)A(1), A(2), A(3));
+  case SYS_getxattr:
+  case SYS_lgetxattr:
+  case SYS_listxattr:
+  case SYS_llistxattr: {
+    /* No extended attributes anywhere in the sandbox (ls -l asks for ACLs
+     * and security labels): ENODATA / an empty list for a file that exists. */
+    char abs[PATH_MAX];
+    if ((r = resolve(sb, AT_FDCWD, A(0), abs, false)) < 0)
+      return r;
+    if ((r = stat_abs(sb, abs, nr == SYS_lgetxattr || nr == SYS_llistxattr, &st)) < 0)
+      return r;
+    return nr == SYS_getxattr || nr == SYS_lgetxattr ? -ENODATA : 0;
+  }
+  case SYS_fgetxattr:
+  case SYS_flistxattr:
+    if (!fs_get(sb, fd))
+      return -EBADF;
+    return nr == SYS_fgetxattr ? -ENODATA : 0;
+  case SYS_setxattr:
+  case SYS_lsetxattr:
+  case SYS_fsetxattr:
+  case SYS_removexattr:
+  case SYS_lremovexattr:
+  case SYS_fremovexattr:
+    return -ENOTSUP;
   case SYS_statfs:
   case SYS_fstatfs: {
     struct {

@@ -9,15 +9,68 @@
  * mm_ptr, which checks the VMAs first. PROT_EXEC is recorded but not
  * enforced (the VMM's page tables map all guest memory executable).
  *
+ * File mappings follow LiteBox's copy-on-write mmap: a file with a host
+ * backing (a regular file under the root) is mapped MAP_PRIVATE|MAP_FIXED
+ * straight from the host file into guest memory, so every sandbox on the
+ * host shares its page cache and a write makes a private copy; anything
+ * else (a /tmp file, which lives in guest memory) is copied. The host
+ * files mapped are cached (hostfile_get): one O_RDONLY fd per distinct
+ * file (st_dev, st_ino) for the sandbox's life, with its size, so that a
+ * mapping never reopens or re-stats the file on the host.
+ *
  * Addresses: [CF_VM_USER_BASE, mem_size). The stack sits at the top; mmap
  * allocates top-down below it (mmap_top); brk grows up from the end of the
  * program. */
 #include <errno.h>
+#include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "shim/shim.h"
+
+const struct hostfile *hostfile_get(struct sb *sb, int fd)
+{
+  struct stat st;
+  if (fstat(fd, &st) < 0)
+    return NULL;
+  for (int i = 0; i < sb->nhostfiles; i++)
+    if (sb->hostfiles[i].dev == st.st_dev && sb->hostfiles[i].ino == st.st_ino)
+      return &sb->hostfiles[i];
+  if (!S_ISREG(st.st_mode)) {
+    errno = ENODEV;
+    return NULL;
+  }
+  if (sb->nhostfiles == sb->caphostfiles) {
+    int cap = sb->caphostfiles ? 2 * sb->caphostfiles : 32;
+    if (cap > 4096) {
+      errno = ENFILE;
+      return NULL;
+    }
+    struct hostfile *h = realloc(sb->hostfiles, (size_t)cap * sizeof *h);
+    if (!h)
+      return NULL;
+    sb->hostfiles = h;
+    sb->caphostfiles = cap;
+  }
+  int d = fcntl(fd, F_DUPFD_CLOEXEC, 3);
+  if (d < 0)
+    return NULL;
+  struct hostfile *h = &sb->hostfiles[sb->nhostfiles++];
+  *h = (struct hostfile){st.st_dev, st.st_ino, d, (uint64_t)st.st_size};
+  return h;
+}
+
+void hostfile_fini(struct sb *sb)
+{
+  for (int i = 0; i < sb->nhostfiles; i++)
+    close(sb->hostfiles[i].fd);
+  free(sb->hostfiles);
+  sb->hostfiles = NULL;
+  sb->nhostfiles = sb->caphostfiles = 0;
+}
 
 static int find_idx(struct sb *sb, uint64_t addr)
 {
@@ -144,10 +197,27 @@ int mm_map_file(struct sb *sb, uint64_t start, uint64_t len, int prot, int hostf
   len = PAGE_UP(len);
   if (!range_ok(sb, start, len) || off % PAGE)
     return -EINVAL;
+  if (sb->opts->copy_files) {
+    /* Forced copy (the benchmark's baseline): anonymous pages filled from
+     * the file, what a loader without copy-on-write mapping does. */
+    if (mmap(sb->mem + start, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED | MAP_NORESERVE,
+             -1, 0) == MAP_FAILED)
+      return -errno;
+    ssize_t n = pread(hostfd, sb->mem + start, len, (off_t)off);
+    if (n < 0 || (prot & (PROT_READ | PROT_WRITE)) != (PROT_READ | PROT_WRITE)) {
+      int e = errno;
+      if (mprotect(sb->mem + start, len, host_prot(prot)) < 0 || n < 0)
+        return n < 0 ? -e : -errno;
+    }
+    note_replaced(sb, start, start + len, false);
+    sb->pages_copied += PAGE_UP((uint64_t)n) / PAGE;
+    return insert(sb, start, start + len, prot, false);
+  }
   if (mmap(sb->mem + start, len, host_prot(prot), MAP_PRIVATE | MAP_FIXED, hostfd, (off_t)off) ==
       MAP_FAILED)
     return -errno;
   note_replaced(sb, start, start + len, true);
+  sb->pages_mapped += len / PAGE;
   return insert(sb, start, start + len, prot, true);
 }
 

@@ -372,6 +372,7 @@ void cf_sandbox_free(struct cf_sandbox *box)
   struct sb *sb = &box->s;
   int e = errno;
   fs_fini(sb);
+  hostfile_fini(sb);
   cf_vm_destroy(sb->vm); /* unmaps a child's memory backend too */
   free(sb->replaced);
   free(box);
@@ -425,6 +426,8 @@ int cf_sandbox_run_until(struct cf_sandbox *box, struct cf_sandbox_result *res)
   res->create_us = cf_vm_stats(sb->vm)->create_us;
   res->elf_mapped_bytes = sb->elf_mapped;
   res->elf_copied_bytes = sb->elf_copied;
+  res->pages_mapped = sb->pages_mapped;
+  res->pages_copied = sb->pages_copied;
   res->spawn_us = sb->entered ? sb->t_enter - sb->t_spawn : 0;
   res->first_output_us = sb->t_first_output;
   if (sb->have_memb) {
@@ -437,10 +440,11 @@ int cf_sandbox_run_until(struct cf_sandbox *box, struct cf_sandbox_result *res)
   if (opts->verbose)
     fprintf(sb->trace,
             "[sandbox] VM create %.0f us, first exit %.0f us after entry, run %.0f us, %llu exits, "
-            "%llu syscalls (%llu ENOSYS), %.0f us total%s\n",
+            "%llu syscalls (%llu ENOSYS), %.0f us total%s; file pages: %llu mapped copy-on-write, %llu copied\n",
             res->create_us, res->first_exit_us, res->run_us, (unsigned long long)res->exits,
             (unsigned long long)res->syscalls, (unsigned long long)res->enosys, now_us() - t0,
-            res->paused ? ", paused" : "");
+            res->paused ? ", paused" : "", (unsigned long long)res->pages_mapped,
+            (unsigned long long)res->pages_copied);
   return 0;
 }
 

@@ -124,6 +124,12 @@ struct sb {
   /* statistics */
   uint64_t nsys, enosys;
   uint64_t elf_mapped, elf_copied;
+  uint64_t pages_mapped, pages_copied; /* file pages: mapped copy-on-write vs copied (loader + mmap) */
+
+  /* host files that were mapped (mm.c hostfile_get): one read-only fd per
+   * distinct file, kept open for the sandbox's life */
+  struct hostfile { dev_t dev; ino_t ino; int fd; uint64_t size; } *hostfiles;
+  int nhostfiles, caphostfiles;
 };
 
 struct cf_sandbox {
@@ -148,6 +154,10 @@ long mm_str(struct sb *sb, uint64_t addr, char *buf, size_t size);
 int mm_copy_out(struct sb *sb, uint64_t addr, const void *src, uint64_t len);
 int mm_copy_in(struct sb *sb, void *dst, uint64_t addr, uint64_t len);
 const struct vma *mm_find(struct sb *sb, uint64_t addr);
+/* The cached host file that fd (an open host file) refers to: looked up by
+ * (st_dev, st_ino), added with a dup of fd the first time. NULL + errno. */
+const struct hostfile *hostfile_get(struct sb *sb, int fd);
+void hostfile_fini(struct sb *sb);
 
 /* elf.c. elf_probe: 0 if path is an executable elf_load can load, else
  * -errno (-ENOEXEC for dynamic executables, for now). */

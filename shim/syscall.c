@@ -3,9 +3,10 @@
  * or SYS_NORETURN when it has set the registers itself (rt_sigreturn,
  * execve, a signal delivered to a handler).
  *
- * Single-threaded semantics: clone/fork/vfork fail with EAGAIN (clone3
- * with ENOSYS so that libc falls back to clone), wait4 with ECHILD, futex
- * never sleeps. Signals: handlers run on the program's stack with a Linux
+ * Single-threaded semantics, by decision (docs/python.md): clone (with
+ * CLONE_THREAD too)/fork/vfork fail with EAGAIN (clone3 with ENOSYS so that
+ * libc falls back to clone), wait4 with ECHILD, futex never sleeps (WAIT is
+ * EAGAIN: nobody could wake it). Python sees "can't start new thread". Signals: handlers run on the program's stack with a Linux
  * rt_sigframe (ucontext + siginfo; the FPU state is not saved). */
 #include <errno.h>
 #include <fcntl.h>
@@ -55,6 +56,12 @@ static const char *const names[] = {
     N(unlinkat), N(renameat), N(readlinkat), N(fchmodat), N(faccessat), N(pselect6), N(ppoll),
     N(set_robust_list), N(get_robust_list), N(utimensat), N(dup3), N(pipe2), N(preadv),
     N(prlimit64), N(renameat2), N(getrandom), N(statx), N(rseq), N(clone3), N(faccessat2),
+    N(getxattr), N(lgetxattr), N(fgetxattr), N(listxattr), N(llistxattr), N(flistxattr), N(setxattr),
+    N(lsetxattr), N(fsetxattr), N(removexattr), N(lremovexattr), N(fremovexattr), N(waitid), N(mlock),
+    N(munlock), N(socketpair), N(preadv2), N(pwritev), N(pwritev2), N(sched_setaffinity),
+    N(sched_getparam), N(sched_getscheduler), N(sched_get_priority_max), N(sched_get_priority_min),
+    N(getpriority), N(setpriority), N(memfd_create), N(membarrier), N(mincore), N(epoll_create1),
+    N(eventfd2), N(timerfd_create), N(copy_file_range), N(close_range),
 #undef N
 };
 
@@ -97,17 +104,20 @@ static long do_mmap(struct sb *sb, const uint64_t a[6])
   if (!f)
     return -EBADF;
   if (f->type == F_HOST) {
-    struct stat st;
-    if (fstat(f->hostfd, &st) < 0)
-      return -errno;
-    if (!S_ISREG(st.st_mode))
-      return -ENODEV;
+    /* A host backing: map the file's pages copy-on-write (mm.c). */
+    if ((f->flags & O_ACCMODE) == O_WRONLY)
+      return -EACCES;
+    if ((flags & MAP_TYPE) == MAP_SHARED && (prot & PROT_WRITE))
+      return -EACCES; /* the root is read-only: a shared writable mapping cannot be honoured */
+    const struct hostfile *h = hostfile_get(sb, f->hostfd);
+    if (!h)
+      return errno == ENODEV ? -ENODEV : -errno;
     /* Pages wholly past the end of the file become anonymous zeros, so
      * that the VMM never touches a mapping that would raise SIGBUS. */
-    uint64_t fsize = PAGE_UP((uint64_t)st.st_size), flen = 0;
+    uint64_t fsize = PAGE_UP(h->size), flen = 0;
     if (off < fsize)
       flen = fsize - off < len ? fsize - off : len;
-    if (flen && (r = mm_map_file(sb, at, flen, prot, f->hostfd, off)) < 0)
+    if (flen && (r = mm_map_file(sb, at, flen, prot, h->fd, off)) < 0)
       return r;
     if (flen < len && (r = mm_map_anon(sb, at + flen, len - flen, prot)) < 0)
       return r;
@@ -116,8 +126,12 @@ static long do_mmap(struct sb *sb, const uint64_t a[6])
   if (f->type == F_TMP || f->type == F_NULL) {
     if ((r = mm_map_anon(sb, at, len, PROT_READ | PROT_WRITE)) < 0)
       return r;
-    if (f->type == F_TMP)
-      tmp_read(f->node, sb->mem + at, len, off);
+    if (f->type == F_TMP) {
+      /* No host backing (its data is in guest memory): copy. */
+      long n = tmp_read(f->node, sb->mem + at, len, off);
+      if (n > 0)
+        sb->pages_copied += PAGE_UP((uint64_t)n) / PAGE;
+    }
     if (prot != (PROT_READ | PROT_WRITE) && (r = mm_protect(sb, at, len, prot)) < 0)
       return r;
     return (long)at;

@@ -36,6 +36,8 @@ struct cf_sandbox_opts {
   int stdio[3];         /* host fds the sandbox's 0, 1, 2 refer to (dup'ed) */
   enum cf_ready ready;  /* cf_sandbox_new: pause at this point (template create) */
   const char *marker;   /* CF_READY_MARKER */
+  bool copy_files;      /* copy file pages instead of mapping them copy-on-write
+                           from the host file (a benchmark baseline) */
   /* cf_template_fork only (root, mem_size, program, argv, envp, ready come
    * from the template): */
   bool branch;          /* pause at the template's ready point again: a read
@@ -53,6 +55,9 @@ struct cf_sandbox_result {
   char report[1024];    /* why it was killed: signal, address, registers */
   uint64_t syscalls, enosys, exits;
   uint64_t elf_mapped_bytes, elf_copied_bytes; /* the ELF loader's choice */
+  /* file pages (4 KiB) the loader and mmap mapped copy-on-write from a host
+   * file vs copied (no host backing: /tmp files, unaligned segments) */
+  uint64_t pages_mapped, pages_copied;
   double create_us, first_exit_us, run_us;
   bool paused;          /* stopped at its ready point (cf_sandbox_run_until) */
   double spawn_us;      /* start of cf_sandbox_new / cf_template_fork to the first KVM_RUN */
