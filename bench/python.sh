@@ -44,10 +44,11 @@ tmib=$(sed -n 's/.*pages stored (\([0-9.]*\) MiB).*/\1/p' "$W/create.err")
 
 # Fan-out: first request to last result is the fork's own total_ms (children
 # created, run to their end, outputs collected; the template opened before).
-fan() { # N -> median total_ms; checks every output; keeps the last --json in $W/fan.json
+fan() { # N RUNS [FORK OPTIONS] -> median total_ms; checks every output; keeps the last --json in $W/fan.json
   local n=$1 runs=$2 v=()
+  shift 2
   for i in $(seq 1 "$runs"); do
-    "$COWFORK" fork py1 -n "$n" --input "$W/code.py" --json > "$W/fan.json"
+    "$COWFORK" fork py1 -n "$n" --input "$W/code.py" --json "$@" > "$W/fan.json"
     local good
     good=$(grep -c '"status":0.*"stdout":"\[0.0, 0.0, 0.0, 0.0, 0.0\]\\n"' "$W/fan.json" || true)
     [ "$good" = "$n" ] || { echo "fan-out $n: only $good children answered" >&2; exit 1; }
@@ -61,6 +62,9 @@ import json, statistics, sys
 k = [json.loads(l) for l in open(sys.argv[1]) if l.startswith("{\"child\"")]
 print(int(statistics.median(r["private_kib"] for r in k)))' "$W/fan.json")
 fan1000=$(fan 1000 1)
+# The same with a new VM per child (VM reuse is the default).
+fan100nr=$(fan 100 "$R" --no-reuse)
+fan1000nr=$(fan 1000 1 --no-reuse)
 
 # Native, sequential and 2 at a time.
 seqv=() parv=()
@@ -128,6 +132,7 @@ rows = []
 def row(name, v, unit, peer="", ratio="", goal=""):
     rows.append((name, v, unit, peer, ratio, goal))
 f100, f1000, seq, par, zyg = $fan100, $fan1000, $seq_ms, $par_ms, $zyg
+f100nr, f1000nr = $fan100nr, $fan1000nr
 priv, tp = $priv, $tpages
 shared = 1 - (priv / 4) / tp
 print("machine: %s" % open("/proc/cpuinfo").read().split("model name")[1].split(":")[1].split("\n")[0].strip())
@@ -139,6 +144,8 @@ line("100 children numpy.zeros(5).tolist(), request -> last result", f100,
      [("native seq", seq), ("native -P2", par), ("zygote fork", zyg)],
      "%s  (goal <= 100 ms)" % ("PASS" if f100 <= 100 else "MISS"))
 line("1000 children, the same", f1000, [("native seq x10", seq * 10), ("native -P2 x10", par * 10), ("zygote x10", zyg * 10)])
+line("100 children, --no-reuse (a new VM per child)", f100nr, [("reuse", f100)])
+line("1000 children, --no-reuse", f1000nr, [("reuse", f1000)])
 print("%-58s %9d KiB  %s" % ("a child's private memory after the request (median)", priv,
       "%s  (goal <= 1024 KiB)" % ("PASS" if priv <= 1024 else "MISS")))
 print("%-58s %10.1f %%   of %d template pages (%s MiB)" % ("template pages a child shares", 100 * shared, tp, "$tmib"))

@@ -223,17 +223,40 @@ struct forkjob {
   unsigned n;
   unsigned next; /* atomic */
   const char *branch;
+  bool reuse;
 };
 
+/* Each worker keeps the VM of its last finished child and resets it for the
+ * next one (cf_template_refork, file backend): no VM create/destroy, and
+ * the template pages the last child only read need no new shadow-paging
+ * fault. A branching child's VM is not reused (it is freed after its save);
+ * when reuse is refused the child is forked anew. */
 static void *worker(void *arg)
 {
   struct forkjob *j = arg;
+  struct cf_sandbox *keep = NULL;
   for (;;) {
     unsigned i = __atomic_fetch_add(&j->next, 1, __ATOMIC_RELAXED);
     if (i >= j->n)
-      return NULL;
+      break;
     struct child *k = &j->kids[i];
-    struct cf_sandbox *box = cf_template_fork(j->t, &k->o);
+    struct cf_sandbox *box = NULL;
+    if (keep) {
+      if (cf_template_refork(j->t, keep, &k->o) == 0) {
+        box = keep;
+      } else if (errno == EUCLEAN) { /* COWFORK_CHECK_RESET found a difference: loud */
+        k->failed = true;
+        snprintf(k->error, sizeof k->error, "%s", cf_error());
+        cf_sandbox_free(keep);
+        keep = NULL;
+        continue;
+      } else {
+        cf_sandbox_free(keep);
+      }
+      keep = NULL;
+    }
+    if (!box)
+      box = cf_template_fork(j->t, &k->o);
     if (!box || cf_sandbox_run_until(box, &k->res) < 0) {
       k->failed = true;
       snprintf(k->error, sizeof k->error, "%s", cf_error());
@@ -246,9 +269,14 @@ static void *worker(void *arg)
         k->failed = true;
         snprintf(k->error, sizeof k->error, "branch %s: %s", j->branch, cf_error());
       }
+    } else if (j->reuse && !k->failed) {
+      keep = box;
+      continue;
     }
     cf_sandbox_free(box);
   }
+  cf_sandbox_free(keep);
+  return NULL;
 }
 
 static void copy_fd(int from, FILE *to)
@@ -291,7 +319,7 @@ static int cmd_fork(int argc, char **argv)
 {
   const struct cli_cmd *cmd = self(strcmp(argv[0], "snapshot") == 0 ? "snapshot" : "fork");
   enum { OPT_BACKEND = 1000, OPT_INPUT, OPT_INPUT_DIR, OPT_JSON, OPT_BRANCH, OPT_OUTPUT_DIR, OPT_TIMEOUT,
-         OPT_JOBS, OPT_STRACE };
+         OPT_JOBS, OPT_STRACE, OPT_NO_REUSE };
   static const struct option opts[] = {{"backend", required_argument, 0, OPT_BACKEND},
                                        {"input", required_argument, 0, OPT_INPUT},
                                        {"input-dir", required_argument, 0, OPT_INPUT_DIR},
@@ -301,9 +329,11 @@ static int cmd_fork(int argc, char **argv)
                                        {"timeout", required_argument, 0, OPT_TIMEOUT},
                                        {"jobs", required_argument, 0, OPT_JOBS},
                                        {"strace", no_argument, 0, OPT_STRACE},
+                                       {"no-reuse", no_argument, 0, OPT_NO_REUSE},
                                        {0}};
   if (cli_wants_help(cmd, argc, argv))
     return EXIT_OK;
+  bool reuse = true;
   unsigned long n = 1, jobs = (unsigned long)sysconf(_SC_NPROCESSORS_ONLN);
   const struct cf_mem_backend *be = &cf_mem_backend_file;
   const char *input = NULL, *input_dir = NULL, *branch = NULL, *outdir = NULL;
@@ -335,6 +365,7 @@ static int cmd_fork(int argc, char **argv)
     case OPT_BRANCH: branch = optarg; break;
     case OPT_OUTPUT_DIR: outdir = optarg; break;
     case OPT_STRACE: strace = true; break;
+    case OPT_NO_REUSE: reuse = false; break;
     case OPT_TIMEOUT:
       timeout = strtod(optarg, &end);
       if (*end || end == optarg || !(timeout > 0))
@@ -425,7 +456,8 @@ static int cmd_fork(int argc, char **argv)
                                     .uffd_socket = sock[0] ? sock : NULL};
   }
   fflush(stdout);
-  struct forkjob j = {.t = t, .s = s, .kids = kids, .n = (unsigned)n, .branch = branch};
+  struct forkjob j = {.t = t, .s = s, .kids = kids, .n = (unsigned)n, .branch = branch,
+                       .reuse = reuse && be == &cf_mem_backend_file && !branch};
   double t0 = now_ms();
   unsigned long started = 0;
   for (; started < jobs; started++)
@@ -533,10 +565,14 @@ const struct cli_cmd cli_sandbox_cmds[] = {
     {"fork", "start children from a template",
      "Usage: cowfork fork NAME [-n N] [--backend file|uffd] [--input FILE | --input-dir DIR]\n"
      "                    [--output-dir DIR] [--json] [--branch NEW] [--timeout S] [--jobs J]\n"
+     "                    [--no-reuse]\n"
      "\n"
-     "Start N children (default 1) from template NAME. Each is a new VM whose\n"
+     "Start N children (default 1) from template NAME. Each is a VM whose\n"
      "memory maps the template's image copy-on-write, resumed where the template\n"
-     "paused. Its stdin is FILE, or DIR/I for child I (default /dev/null); its\n"
+     "paused. With the file backend a thread reuses the VM of its last child for\n"
+     "the next, reset to the template (pages written dropped, mappings and\n"
+     "registers put back); --no-reuse creates a new VM per child. Its stdin is\n"
+     "FILE, or DIR/I for child I (default /dev/null); its\n"
      "stdout and stderr are printed in child order when all have ended, or\n"
      "written to DIR/I and DIR/I.err with --output-dir. --json prints one object\n"
      "per child (status, spawn_us: fork to its first instruction, first_output_us,\n"

@@ -256,6 +256,7 @@ static void run_loop(struct sb *sb, struct cf_sandbox_result *res, double t_star
     }
     if (cf_vm_run(sb->vm, &ex) < 0) {
       snprintf(sb->report, sizeof sb->report, "the VM failed: %s", cf_error());
+      sb->vm_broken = true;
       sb->exited = true;
       sb->kill_signal = SIGKILL;
       break;
@@ -273,6 +274,7 @@ static void run_loop(struct sb *sb, struct cf_sandbox_result *res, double t_star
       struct cf_vm_regs u;
       if (cf_vm_exception_state(sb->vm, &u) < 0) {
         snprintf(sb->report, sizeof sb->report, "the VM failed: %s", cf_error());
+        sb->vm_broken = true;
         sb->exited = true;
         sb->kill_signal = SIGKILL;
         break;

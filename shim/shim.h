@@ -117,6 +117,8 @@ struct sb {
   size_t nreplaced, capreplaced;
   bool replaced_overflow;
   char program[PATH_MAX];   /* for /proc/self/exe */
+  bool vm_broken;           /* the VM failed or its protections could not be
+                               restored: never reused (reuse.c) */
 
   /* timing */
   double t_spawn, t_enter, t_first_output;
@@ -234,6 +236,13 @@ uint64_t tmp_node_id(struct tnode *n); /* after tmp_save: 1.. */
 /* Rebuilds the tree (nodes by id into *nodes, malloc'ed, (*nodes)[id-1]). */
 int tmp_load(struct tmpfs *fs, struct rbuf *r, struct tnode ***nodes, size_t *nnodes);
 void tmp_pages(struct tmpfs *fs, int (*fn)(void *ctx, uint64_t addr), void *ctx);
+
+/* reuse.c: putting a finished child's memory back to its template's
+ * (file backend), and the strict comparison with a fresh child that
+ * COWFORK_CHECK_RESET=1 runs after each reset. */
+int reuse_check_possible(struct sb *sb, const struct cf_sandbox_opts *next);
+int reuse_reset_memory(struct sb *sb);
+int reuse_check(struct sb *sb);
 
 /* mm.c: snapshot support */
 /* Make the host mapping match the VMA list (PROT_NONE between VMAs, the

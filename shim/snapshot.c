@@ -505,6 +505,7 @@ int cf_sandbox_save(struct cf_sandbox *box, struct cf_store *s, const char *name
   int e = errno;
   if (mm_apply(sb) < 0) {
     snprintf(sb->report, sizeof sb->report, "could not restore the memory protections after a save");
+    sb->vm_broken = true;
     sb->exited = true;
     sb->kill_signal = SIGKILL;
   }
@@ -837,4 +838,52 @@ struct cf_sandbox *cf_template_fork(struct cf_template *t, const struct cf_sandb
 err:
   cf_sandbox_free(box);
   return NULL;
+}
+
+int cf_template_refork(struct cf_template *t, struct cf_sandbox *box, const struct cf_sandbox_opts *opts)
+{
+  double t0 = now_us();
+  struct sb *sb = &box->s;
+  if (sb->tmpl != t)
+    return cf_fail(ENOTSUP, "the VM ran a child of another template");
+  if (reuse_check_possible(sb, opts) < 0 || cf_vm_reset(sb->vm) < 0)
+    return -1;
+  /* Memory first: it needs the old child's list of replaced ranges. */
+  if (reuse_reset_memory(sb) < 0)
+    return -1;
+  /* Then a shim state exactly as cf_template_fork makes it: everything of
+   * the old child dropped, the template's loaded. Only the VM and the
+   * memory backend's mapping (unmap_image's context is sb itself) stay. */
+  fs_fini(sb);
+  hostfile_fini(sb);
+  free(sb->replaced);
+  struct cf_vm *vm = sb->vm;
+  uint8_t *mem = sb->mem;
+  uint64_t mem_size = sb->mem_size;
+  struct cf_mem memb = sb->memb;
+  memset(sb, 0, sizeof *sb);
+  sb->vm = vm;
+  sb->mem = mem;
+  sb->mem_size = mem_size;
+  sb->memb = memb;
+  sb->have_memb = true;
+  sb->t_spawn = t0;
+  sb->opts = opts;
+  sb->trace = opts->trace ? opts->trace : stderr;
+  sb->rootfd = -1;
+  sb->uid = (int)getuid();
+  sb->gid = (int)getgid();
+  sb->tmpl = t;
+  sb->forked = true;
+  if (load_state(sb, t) < 0)
+    return -1;
+  if (mm_apply(sb) < 0)
+    return cf_fail(errno, "applying the template's memory protections: %m");
+  const char *chk = getenv("COWFORK_CHECK_RESET");
+  if (chk && (strcmp(chk, "1") == 0 || strcmp(chk, "leak") == 0)) {
+    if (reuse_check(sb) < 0)
+      return -1;
+    sb->t_spawn = now_us(); /* the check is not part of the spawn */
+  }
+  return 0;
 }

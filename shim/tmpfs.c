@@ -548,8 +548,10 @@ int tmp_load(struct tmpfs *fs, struct rbuf *r, struct tnode ***nodes_out, size_t
     }
     if (i > 0 && parent) {
       struct tnode *p = nodes[parent - 1];
+      struct timespec pmt = p->mtime; /* the saved one: add_kid would stamp it now */
       if (!p->dir || kid(p, name, strlen(name)) || add_kid(p, n) < 0)
         goto bad;
+      p->mtime = pmt;
     }
   }
   *nodes_out = nodes;

@@ -560,3 +560,96 @@ int cf_vm_run(struct cf_vm *vm, struct cf_vm_exit *exit)
     }
   }
 }
+
+int cf_vm_reset(struct cf_vm *vm)
+{
+  struct kvm_vcpu_events ev;
+  if (ioctl(vm->cpu, KVM_GET_VCPU_EVENTS, &ev) < 0)
+    return cf_fail(errno, "KVM_GET_VCPU_EVENTS: %m");
+  if (ev.exception.injected || ev.exception.pending || ev.interrupt.injected || ev.nmi.injected || ev.nmi.pending)
+    return cf_fail(ENOTSUP, "the vCPU has an event in flight: not reused");
+  /* The last exception's vector and error code stay behind in KVM: clear
+   * them, as in a new vCPU. */
+  memset(&ev.exception, 0, sizeof ev.exception);
+  ev.flags = 0;
+  if (ioctl(vm->cpu, KVM_SET_VCPU_EVENTS, &ev) < 0)
+    return cf_fail(errno, "KVM_SET_VCPU_EVENTS: %m");
+  __atomic_store_n(&vm->run->immediate_exit, 0, __ATOMIC_SEQ_CST);
+  vm->run->kvm_dirty_regs = 0;
+  struct kvm_sregs s;
+  if (ioctl(vm->cpu, KVM_GET_SREGS, &s) < 0)
+    return cf_fail(errno, "KVM_GET_SREGS: %m");
+  s.cr2 = 0;
+  if (ioctl(vm->cpu, KVM_SET_SREGS, &s) < 0)
+    return cf_fail(errno, "KVM_SET_SREGS: %m");
+  /* A new VM's TSC starts near 0: the next program must not learn how long
+   * the VM ran before it. */
+  struct {
+    struct kvm_msrs m;
+    struct kvm_msr_entry e[1];
+  } msrs = {.m.nmsrs = 1, .e[0] = {.index = 0x10 /* IA32_TSC */, .data = 0}};
+  if (ioctl(vm->cpu, KVM_SET_MSRS, &msrs) != 1)
+    return cf_fail(ENOTSUP, "KVM_SET_MSRS: IA32_TSC refused: not reused");
+  vm->stats = (struct cf_vm_stats){0};
+  return 0;
+}
+
+#define DIFF(what)                                          \
+  do {                                                      \
+    snprintf(why, len, "vCPU state differs: %s", what);     \
+    return 1;                                               \
+  } while (0)
+
+int cf_vm_compare(struct cf_vm *a, struct cf_vm *b, char *why, size_t len)
+{
+  struct kvm_sregs sa, sb;
+  if (ioctl(a->cpu, KVM_GET_SREGS, &sa) < 0 || ioctl(b->cpu, KVM_GET_SREGS, &sb) < 0)
+    return cf_fail(errno, "KVM_GET_SREGS: %m");
+  /* The APIC base and the interrupt bitmap are KVM's own, the same for both. */
+  if (memcmp(&sa, &sb, sizeof sa) != 0)
+    DIFF("segment/control registers (KVM_GET_SREGS)");
+  if (memcmp(&a->run->s.regs.regs, &b->run->s.regs.regs, sizeof(struct kvm_regs)) != 0)
+    DIFF("general registers");
+  if ((a->run->kvm_dirty_regs ^ b->run->kvm_dirty_regs) & KVM_SYNC_X86_REGS)
+    DIFF("pending register update");
+  static __thread struct kvm_xsave xa, xb;
+  if (ioctl(a->cpu, KVM_GET_XSAVE, &xa) < 0 || ioctl(b->cpu, KVM_GET_XSAVE, &xb) < 0)
+    return cf_fail(errno, "KVM_GET_XSAVE: %m");
+  if (memcmp(&xa, &xb, sizeof xa) != 0)
+    DIFF("XSAVE area");
+  struct kvm_xcrs ca, cb;
+  if (ioctl(a->cpu, KVM_GET_XCRS, &ca) < 0 || ioctl(b->cpu, KVM_GET_XCRS, &cb) < 0)
+    return cf_fail(errno, "KVM_GET_XCRS: %m");
+  if (ca.nr_xcrs != cb.nr_xcrs || memcmp(ca.xcrs, cb.xcrs, ca.nr_xcrs * sizeof ca.xcrs[0]) != 0)
+    DIFF("XCRs");
+  struct kvm_debugregs da, db;
+  if (ioctl(a->cpu, KVM_GET_DEBUGREGS, &da) == 0 && ioctl(b->cpu, KVM_GET_DEBUGREGS, &db) == 0 &&
+      memcmp(&da, &db, sizeof da) != 0)
+    DIFF("debug registers");
+  struct kvm_vcpu_events ea, eb;
+  if (ioctl(a->cpu, KVM_GET_VCPU_EVENTS, &ea) < 0 || ioctl(b->cpu, KVM_GET_VCPU_EVENTS, &eb) < 0)
+    return cf_fail(errno, "KVM_GET_VCPU_EVENTS: %m");
+  if (memcmp(&ea.exception, &eb.exception, sizeof ea.exception) != 0 ||
+      memcmp(&ea.interrupt, &eb.interrupt, sizeof ea.interrupt) != 0 || memcmp(&ea.nmi, &eb.nmi, sizeof ea.nmi) != 0)
+  {
+    snprintf(why, len,
+             "vCPU state differs: pending events (exception %u/%u/%u/%u, interrupt %u/%u/%u, nmi %u/%u/%u/%u vs "
+             "exception %u/%u/%u/%u, interrupt %u/%u/%u, nmi %u/%u/%u/%u)",
+             ea.exception.injected, ea.exception.pending, ea.exception.nr, ea.exception.error_code,
+             ea.interrupt.injected, ea.interrupt.nr, ea.interrupt.shadow, ea.nmi.injected, ea.nmi.pending,
+             ea.nmi.masked, ea.nmi.pad, eb.exception.injected, eb.exception.pending, eb.exception.nr,
+             eb.exception.error_code, eb.interrupt.injected, eb.interrupt.nr, eb.interrupt.shadow, eb.nmi.injected,
+             eb.nmi.pending, eb.nmi.masked, eb.nmi.pad);
+    return 1;
+  }
+  struct {
+    struct kvm_msrs m;
+    struct kvm_msr_entry e[3];
+  } ma = {.m.nmsrs = 3, .e = {{.index = MSR_STAR}, {.index = MSR_LSTAR}, {.index = MSR_FMASK}}}, mb = ma;
+  if (ioctl(a->cpu, KVM_GET_MSRS, &ma) == 3 && ioctl(b->cpu, KVM_GET_MSRS, &mb) == 3 &&
+      memcmp(ma.e, mb.e, sizeof ma.e) != 0)
+    DIFF("syscall MSRs");
+  if (memcmp(a->mem, b->mem, SYS_SIZE) != 0 && a->mem_size == b->mem_size)
+    DIFF("system area (GDT, IDT, page tables, stubs)");
+  return 0;
+}

@@ -109,6 +109,16 @@ uint64_t cf_template_mem_size(const struct cf_template *t);
  * registers and shim state loaded, stdio from opts->stdio, paused where the
  * template paused; cf_sandbox_run_until resumes it. Thread-safe for one t. */
 struct cf_sandbox *cf_template_fork(struct cf_template *t, const struct cf_sandbox_opts *opts);
+/* Reuse the VM of box, a finished (or paused) child of t, for a new child:
+ * the same as freeing box and calling cf_template_fork(t, opts), without
+ * destroying the VM (shim/reuse.c: written pages are dropped, replaced
+ * ranges mapped from the image again, protections, registers and shim
+ * state loaded from t). The shadow page-table entries of template pages the
+ * old child only read stay valid. File backend only. On failure box must be
+ * freed (cf_sandbox_free); errno ENOTSUP means reuse was not possible (a
+ * branch, another backend, a VM that failed...: fork anew), EUCLEAN that
+ * the COWFORK_CHECK_RESET=1 comparison with a fresh child failed. */
+int cf_template_refork(struct cf_template *t, struct cf_sandbox *box, const struct cf_sandbox_opts *opts);
 /* STORE/templates/NAME into buf. */
 int cf_template_path(struct cf_store *s, const char *name, char *buf, size_t len);
 

@@ -115,4 +115,21 @@ void cf_vm_kick(struct cf_vm *vm);
 
 const struct cf_vm_stats *cf_vm_stats(const struct cf_vm *vm);
 
+/* Make a VM whose program has ended ready for another one (VM reuse: the
+ * caller then puts the memory back and loads the new registers with
+ * cf_vm_load_cpu): refuses (ENOTSUP) when the vCPU has an event in flight
+ * (a pending or injected exception, interrupt or NMI); clears a pending
+ * kick, CR2 and the statistics (create_us becomes 0), and sets the guest's
+ * TSC back to 0, as in a VM just created. The VM, the vCPU, the memslot and
+ * everything KVM derived from guest memory (PVM's shadow page tables) are
+ * kept: that is what reuse saves. */
+int cf_vm_reset(struct cf_vm *vm);
+
+/* Compare the vCPU state of two VMs as a program could see it or depends
+ * on it: general registers, segment and control registers, descriptor
+ * tables, EFER, FS/GS base, XSAVE area, XCR0, debug registers, pending
+ * events. 0 when equal, else 1 with what differs in why. -1 on an ioctl
+ * failure. For tests (COWFORK_CHECK_RESET). */
+int cf_vm_compare(struct cf_vm *a, struct cf_vm *b, char *why, size_t len);
+
 #endif

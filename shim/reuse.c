@@ -1,0 +1,358 @@
+/* VM reuse: putting a finished child's VM back to its template's state so
+ * the next child runs in it (cf_template_refork in snapshot.c).
+ *
+ * Why: under PVM's shadow paging every first touch of a guest page by a new
+ * VM is a host fault (~12 us), and VM create + destroy cost ~0.4 ms. A
+ * reused VM keeps its vCPU, its memslot and the shadow entries of every
+ * template page the previous child only read: those still map the same
+ * page-cache pages, so the next child does not fault on them again.
+ *
+ * Invariant this file keeps (file backend only): after reuse_reset_memory
+ * the host mapping of guest memory is, page for page, what cf_cowmap_map of
+ * the template's image gave: a MAP_PRIVATE file page of the same layer at
+ * the same offset, or anonymous zero memory for an empty extent, with no
+ * private page anywhere. Two things can break it in a child, and both are
+ * undone:
+ *   - the shim replaced a range (mmap MAP_FIXED of a file or of anonymous
+ *     memory, munmap, brk, MADV_DONTNEED, execve): mm.c note_replaced
+ *     recorded it in sb->replaced; those ranges are mapped again from the
+ *     image's extents (remap_from_image);
+ *   - the program (or the shim on its behalf, /tmp data included) wrote a
+ *     page: it became a private anonymous copy. lib/dirty.c's scan
+ *     (CF_DIRTY_ANON: present, not a file page, not the zero page, or
+ *     swapped) finds exactly those, and MADV_DONTNEED of the coalesced runs
+ *     drops them: a MAP_PRIVATE file page reads the file again, an empty
+ *     page reads zeros. Nothing else is zapped, so the clean shadow entries
+ *     stay. KVM follows both changes through its MMU notifiers.
+ * Protections are then the template's again by mm_apply (it sets every
+ * byte of the user range). Reuse is refused when the invariant cannot be
+ * kept: cowmap read some extents in (copied_bytes: their anonymous pages
+ * hold template data, the scan would drop them), the replaced list
+ * overflowed, the VM broke, another backend.
+ *
+ * reuse_check (COWFORK_CHECK_RESET=1) verifies all of it the slow way. */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include "cowfork/dirty.h"
+#include "cowfork/header.h"
+#include "cowfork/image.h"
+#include "internal.h"
+#include "shim/shim.h"
+
+int reuse_check_possible(struct sb *sb, const struct cf_sandbox_opts *next)
+{
+  if (!sb->forked || !sb->have_memb)
+    return cf_fail(ENOTSUP, "not a forked child");
+  if (sb->memb.backend != &cf_mem_backend_file || (next->backend && next->backend != &cf_mem_backend_file))
+    return cf_fail(ENOTSUP, "only the file backend reuses VMs");
+  if (sb->vm_broken)
+    return cf_fail(ENOTSUP, "the VM failed");
+  if (sb->memb.cm.copied_bytes)
+    return cf_fail(ENOTSUP, "part of the image was read in, not mapped");
+  if (sb->replaced_overflow)
+    return cf_fail(ENOTSUP, "the list of replaced ranges overflowed");
+  return 0;
+}
+
+static int range_cmp(const void *a, const void *b)
+{
+  const struct range *x = a, *y = b;
+  return x->start < y->start ? -1 : x->start > y->start;
+}
+
+/* [start, end) of guest memory mapped again as cf_cowmap_map maps it:
+ * MAP_PRIVATE from the layer of each extent, anonymous for empty ones. */
+static int remap_from_image(struct sb *sb, uint64_t start, uint64_t end)
+{
+  const struct cf_image *img = template_image(sb->tmpl);
+  const struct cf_header *h = cf_image_header(img);
+  uint64_t blk = start / PAGE, lo = 0, hi = h->nextents;
+  while (lo + 1 < hi) { /* the extent holding blk: last with first <= blk */
+    uint64_t mid = (lo + hi) / 2;
+    if (h->extents[mid].first <= blk)
+      lo = mid;
+    else
+      hi = mid;
+  }
+  for (uint64_t i = lo; i < h->nextents && start < end; i++) {
+    const struct cf_extent *e = &h->extents[i];
+    uint64_t es = e->first * PAGE, ee = (e->first + e->count) * PAGE;
+    if (ee <= start)
+      continue;
+    uint64_t a = start > es ? start : es, b = end < ee ? end : ee;
+    void *p;
+    if (e->layer == CF_LAYER_EMPTY)
+      p = mmap(sb->mem + a, b - a, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED | MAP_NORESERVE,
+               -1, 0);
+    else
+      p = mmap(sb->mem + a, b - a, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_FIXED, cf_image_layer_fd(img, e->layer),
+               (off_t)((e->offset + (a - es) / PAGE) * PAGE));
+    if (p == MAP_FAILED)
+      return cf_fail(errno, "mapping the template's image again at 0x%" PRIx64 ": %m", a);
+    start = b;
+  }
+  return 0;
+}
+
+int reuse_reset_memory(struct sb *sb)
+{
+  /* 1. Ranges the shim replaced, coalesced, from the image again. */
+  if (sb->nreplaced) {
+    qsort(sb->replaced, sb->nreplaced, sizeof *sb->replaced, range_cmp);
+    uint64_t s = sb->replaced[0].start, e = sb->replaced[0].end;
+    for (size_t i = 1; i <= sb->nreplaced; i++) {
+      if (i < sb->nreplaced && sb->replaced[i].start <= e) {
+        if (sb->replaced[i].end > e)
+          e = sb->replaced[i].end;
+        continue;
+      }
+      if (remap_from_image(sb, s, e) < 0)
+        return -1;
+      if (i < sb->nreplaced) {
+        s = sb->replaced[i].start;
+        e = sb->replaced[i].end;
+      }
+    }
+  }
+  sb->nreplaced = 0;
+  /* 2. Pages written: drop exactly those. */
+  struct cf_dirty d = {0};
+  if (cf_dirty_scan(0, sb->mem, sb->mem_size, CF_DIRTY_ANON, CF_DIRTY_AUTO, &d) < 0)
+    return -1;
+  /* Test hook: COWFORK_CHECK_RESET=leak keeps the last written run, which
+   * the check must then report (tests/sandbox-reuse.sh). */
+  const char *hook = getenv("COWFORK_CHECK_RESET");
+  size_t keep = hook && strcmp(hook, "leak") == 0 && d.n ? 1 : 0;
+  for (size_t i = 0; i + keep < d.n; i++)
+    if (madvise(sb->mem + d.v[i].first * PAGE, d.v[i].count * PAGE, MADV_DONTNEED) < 0) {
+      int e = errno;
+      cf_dirty_free(&d);
+      return cf_fail(e, "madvise(MADV_DONTNEED): %s", strerror(e));
+    }
+  cf_dirty_free(&d);
+  return 0;
+}
+
+/* ---- COWFORK_CHECK_RESET ---- */
+
+/* The host mappings of [base, base+size) from /proc/self/maps, relative to
+ * base, coalesced: neighbours with the same permissions that continue the
+ * same file (or are both anonymous) are one entry. */
+struct mapent {
+  uint64_t start, end, off, ino;
+  char perms[5], dev[16];
+};
+
+static int read_maps(const uint8_t *base, uint64_t size, struct mapent **out, size_t *n)
+{
+  FILE *f = fopen("/proc/self/maps", "re");
+  if (!f)
+    return cf_fail(errno, "/proc/self/maps: %m");
+  char line[4096];
+  size_t cap = 0;
+  *out = NULL;
+  *n = 0;
+  uint64_t b = (uint64_t)(uintptr_t)base, lim = b + size;
+  while (fgets(line, sizeof line, f)) {
+    struct mapent m;
+    uint64_t s, e;
+    if (sscanf(line, "%" SCNx64 "-%" SCNx64 " %4s %" SCNx64 " %15s %" SCNu64, &s, &e, m.perms, &m.off, m.dev,
+               &m.ino) != 6)
+      continue;
+    if (e <= b || s >= lim)
+      continue;
+    if (s < b) {
+      m.off += m.ino ? b - s : 0;
+      s = b;
+    }
+    if (e > lim)
+      e = lim;
+    m.start = s - b;
+    m.end = e - b;
+    if (!m.ino)
+      m.off = 0;
+    struct mapent *l = *n ? &(*out)[*n - 1] : NULL;
+    if (l && l->end == m.start && !strcmp(l->perms, m.perms) && l->ino == m.ino && !strcmp(l->dev, m.dev) &&
+        (!m.ino || l->off + (l->end - l->start) == m.off)) {
+      l->end = m.end;
+      continue;
+    }
+    if (*n == cap) {
+      cap = cap ? 2 * cap : 256;
+      struct mapent *q = realloc(*out, cap * sizeof *q);
+      if (!q) {
+        fclose(f);
+        return cf_fail(ENOMEM, "out of memory");
+      }
+      *out = q;
+    }
+    (*out)[(*n)++] = m;
+  }
+  fclose(f);
+  return 0;
+}
+
+static int str_eq(const char *a, const char *b) { return (!a && !b) || (a && b && !strcmp(a, b)); }
+
+#define FAIL(...)                                                     \
+  do {                                                                \
+    snprintf(why, sizeof why, __VA_ARGS__);                           \
+    goto out;                                                         \
+  } while (0)
+
+int reuse_check(struct sb *sb)
+{
+  char why[512] = "";
+  int ret = -1;
+  struct cf_sandbox *fresh = NULL;
+  struct mapent *ma = NULL, *mb = NULL;
+  size_t na = 0, nb = 0;
+  struct wbuf wa = {0}, wb = {0};
+  uint8_t *buf = NULL;
+  struct cf_dirty d = {0};
+
+  /* 1. No private page left anywhere. */
+  if (cf_dirty_scan(0, sb->mem, sb->mem_size, CF_DIRTY_ANON, CF_DIRTY_AUTO, &d) < 0)
+    goto err;
+  if (d.pages)
+    FAIL("%" PRIu64 " private pages remain after the reset (first at guest 0x%" PRIx64 ")", d.pages,
+         (uint64_t)(d.v[0].first * PAGE));
+
+  /* 2. A fresh child of the same template, for everything else. */
+  if (!(fresh = cf_template_fork(sb->tmpl, sb->opts)))
+    goto err;
+  struct sb *f = &fresh->s;
+  if (read_maps(sb->mem, sb->mem_size, &ma, &na) < 0 || read_maps(f->mem, f->mem_size, &mb, &nb) < 0)
+    goto err;
+  for (size_t i = 0; i < na || i < nb; i++) {
+    if (i >= na || i >= nb)
+      FAIL("host mapping: %zu pieces, a fresh child's %zu", na, nb);
+    if (ma[i].start != mb[i].start || ma[i].end != mb[i].end || strcmp(ma[i].perms, mb[i].perms) ||
+        ma[i].ino != mb[i].ino || ma[i].off != mb[i].off || strcmp(ma[i].dev, mb[i].dev))
+      FAIL("host mapping differs from a fresh child's at piece %zu: guest 0x%" PRIx64 "-0x%" PRIx64
+           " %s ino %" PRIu64 " off 0x%" PRIx64 " vs 0x%" PRIx64 "-0x%" PRIx64 " %s ino %" PRIu64
+           " off 0x%" PRIx64,
+           i, ma[i].start, ma[i].end, ma[i].perms, ma[i].ino, ma[i].off, mb[i].start, mb[i].end, mb[i].perms,
+           mb[i].ino, mb[i].off);
+  }
+  /* Shim state. */
+  if (sb->nvma != f->nvma || memcmp(sb->vmas, f->vmas, (size_t)sb->nvma * sizeof sb->vmas[0]))
+    FAIL("VMA list differs (%d vs %d VMAs)", sb->nvma, f->nvma);
+  if (sb->brk_start != f->brk_start || sb->brk_cur != f->brk_cur || sb->mmap_top != f->mmap_top)
+    FAIL("brk/mmap top differ");
+  if (strcmp(sb->cwd, f->cwd) || strcmp(sb->root, f->root) || strcmp(sb->program, f->program) ||
+      sb->umask != f->umask)
+    FAIL("cwd/root/program/umask differ");
+  if (sb->sigmask != f->sigmask || sb->pending != f->pending || memcmp(sb->act, f->act, sizeof sb->act))
+    FAIL("signal state differs");
+  if (sb->pid != f->pid || sb->tid != f->tid || sb->uid != f->uid || sb->gid != f->gid ||
+      sb->tid_address != f->tid_address)
+    FAIL("identity differs");
+  if (sb->ready != f->ready || sb->eof_pause != f->eof_pause || sb->resume_pending != f->resume_pending ||
+      strcmp(sb->marker, f->marker) || sb->paused != f->paused || sb->exited != f->exited ||
+      sb->entered != f->entered || sb->nreplaced != f->nreplaced || sb->nsys != f->nsys ||
+      sb->pages_mapped != f->pages_mapped || sb->pages_copied != f->pages_copied)
+    FAIL("run state differs");
+  struct tnode *xa[MAX_FDS], *xb[MAX_FDS];
+  size_t nxa = 0, nxb = 0;
+  for (int i = 0; i < MAX_FDS; i++) {
+    struct file *p = sb->fds[i], *q = f->fds[i];
+    if (!p != !q)
+      FAIL("fd %d open in one child only", i);
+    if (!p)
+      continue;
+    if (p->type != q->type || p->flags != q->flags || p->stdio != q->stdio || !str_eq(p->path, q->path) ||
+        p->off != q->off || sb->cloexec[i] != f->cloexec[i] || !p->node != !q->node)
+      FAIL("fd %d differs", i);
+    if (p->type == F_HOST && p->stdio < 0 && lseek(p->hostfd, 0, SEEK_CUR) != lseek(q->hostfd, 0, SEEK_CUR))
+      FAIL("fd %d: file offset differs", i);
+    if (p->node) {
+      xa[nxa++] = p->node;
+      xb[nxb++] = q->node;
+    }
+  }
+  if (tmp_save(sb->tmpfs, &wa, xa, nxa) < 0 || tmp_save(f->tmpfs, &wb, xb, nxb) < 0 || wa.err || wb.err) {
+    cf_fail(ENOMEM, "out of memory");
+    goto err;
+  }
+  if (wa.n != wb.n || memcmp(wa.p, wb.p, wa.n)) {
+    size_t k = 0;
+    while (k < wa.n && k < wb.n && wa.p[k] == wb.p[k])
+      k++;
+    uint64_t va = 0, vb = 0;
+    memcpy(&va, wa.p + (k & ~7ul), k + 8 <= wa.n ? 8 : 0);
+    memcpy(&vb, wb.p + (k & ~7ul), k + 8 <= wb.n ? 8 : 0);
+    FAIL("/tmp tree differs (%zu vs %zu bytes, first difference at byte %zu: %#" PRIx64 " vs %#" PRIx64 ")", wa.n,
+         wb.n, k, va, vb);
+  }
+  for (size_t i = 0; i < nxa; i++)
+    if (tmp_node_id(xa[i]) != tmp_node_id(xb[i]))
+      FAIL("an fd refers to another /tmp node");
+  /* vCPU. */
+  int c = cf_vm_compare(sb->vm, f->vm, why, sizeof why);
+  if (c < 0)
+    goto err;
+  if (c > 0)
+    goto out;
+
+  /* 3. Every byte of guest memory against the template's image. */
+  if (mprotect(sb->mem + CF_VM_USER_BASE, sb->mem_size - CF_VM_USER_BASE, PROT_READ) < 0) {
+    cf_fail(errno, "mprotect: %m");
+    goto err;
+  }
+  const uint64_t chunk = 1 << 20;
+  if (!(buf = malloc(chunk))) {
+    cf_fail(ENOMEM, "out of memory");
+    goto err;
+  }
+  const struct cf_image *img = template_image(sb->tmpl);
+  for (uint64_t off = 0; off < sb->mem_size && !why[0]; off += chunk) {
+    uint64_t n = sb->mem_size - off < chunk ? sb->mem_size - off : chunk;
+    if (cf_image_read(img, buf, n, off) < 0)
+      goto err_apply;
+    if (memcmp(buf, sb->mem + off, n) == 0)
+      continue;
+    for (uint64_t p = 0; p < n; p += PAGE)
+      if (memcmp(buf + p, sb->mem + off + p, PAGE)) {
+        snprintf(why, sizeof why, "guest page 0x%" PRIx64 " differs from the template's image", off + p);
+        break;
+      }
+  }
+  if (mm_apply(sb) < 0) {
+    cf_fail(errno, "mm_apply: %m");
+    goto err;
+  }
+out:
+  if (why[0]) {
+    fprintf(stderr, "COWFORK_CHECK_RESET: FAILED: %s\n", why);
+    cf_fail(EUCLEAN, "COWFORK_CHECK_RESET: reused VM differs from a fresh child: %s", why);
+  } else {
+    ret = 0;
+  }
+  goto done;
+err_apply:
+  mm_apply(sb);
+err:
+  ret = -1;
+  if (!why[0])
+    errno = EUCLEAN; /* a check that could not run is a failed check */
+done:
+  {
+    int e = errno;
+    cf_dirty_free(&d);
+    cf_sandbox_free(fresh);
+    free(ma);
+    free(mb);
+    free(wa.p);
+    free(wb.p);
+    free(buf);
+    errno = e;
+  }
+  return ret;
+}
