@@ -21,7 +21,7 @@ static const struct cli_cmd *self(const char *name);
 static int cmd_daemon(int argc, char **argv)
 {
   const struct cli_cmd *cmd = self("daemon");
-  enum { OPT_SOCKET = 1000, OPT_LISTEN, OPT_TOKEN, OPT_WORKERS, OPT_MAX, OPT_BODY, OPT_TIMEOUT, OPT_QUIET };
+  enum { OPT_SOCKET = 1000, OPT_LISTEN, OPT_TOKEN, OPT_WORKERS, OPT_MAX, OPT_BODY, OPT_TIMEOUT, OPT_CPU, OPT_QUIET };
   static const struct option opts[] = {{"socket", required_argument, 0, OPT_SOCKET},
                                        {"listen", required_argument, 0, OPT_LISTEN},
                                        {"token-file", required_argument, 0, OPT_TOKEN},
@@ -29,6 +29,7 @@ static int cmd_daemon(int argc, char **argv)
                                        {"max-sandboxes", required_argument, 0, OPT_MAX},
                                        {"max-body", required_argument, 0, OPT_BODY},
                                        {"timeout", required_argument, 0, OPT_TIMEOUT},
+                                       {"cpu-limit", required_argument, 0, OPT_CPU},
                                        {"quiet", no_argument, 0, OPT_QUIET},
                                        {0}};
   if (cli_wants_help(cmd, argc, argv))
@@ -77,6 +78,11 @@ static int cmd_daemon(int argc, char **argv)
       o.default_timeout = strtod(optarg, &end);
       if (*end || end == optarg || !(o.default_timeout > 0))
         return cli_usage(cmd, "bad --timeout '%s'", optarg);
+      break;
+    case OPT_CPU:
+      o.default_cpu_limit = strtod(optarg, &end);
+      if (*end || end == optarg || !(o.default_cpu_limit > 0))
+        return cli_usage(cmd, "bad --cpu-limit '%s'", optarg);
       break;
     case 'q':
     case OPT_QUIET: o.quiet = true; break;
@@ -395,7 +401,8 @@ static int cmd_ls(int argc, char **argv)
 const struct cli_cmd cli_daemon_cmds[] = {
     {"daemon", "serve the REST API over live sandboxes on a Unix socket",
      "Usage: cowfork daemon [--socket PATH] [--listen 127.0.0.1:PORT --token-file FILE]\n"
-     "                      [--workers N] [--max-sandboxes N] [--max-body SIZE] [--timeout S] [-q]\n"
+     "                      [--workers N] [--max-sandboxes N] [--max-body SIZE] [--timeout S]\n"
+     "                      [--cpu-limit S] [-q]\n"
      "\n"
      "Serve the cowfork API (docs/daemon.md): HTTP/1.1 + JSON on a Unix socket\n"
      "(default $COWFORK_SOCKET, else $XDG_RUNTIME_DIR/cowfork.sock, else\n"
@@ -411,6 +418,7 @@ const struct cli_cmd cli_daemon_cmds[] = {
      "  --max-sandboxes N   live sandboxes (VMs) at once; 503 past it (default 512)\n"
      "  --max-body SIZE     largest request body; 413 past it (default 8M)\n"
      "  --timeout S         default exec timeout (default 30; a request may ask up to 600)\n"
+     "  --cpu-limit S       default exec CPU-time limit (default none; a request may ask one)\n"
      "  -q, --quiet         no log lines\n",
      cmd_daemon},
     {"sandbox create", "start live sandboxes from a template (daemon)",

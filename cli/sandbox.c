@@ -34,11 +34,12 @@ static const struct cli_cmd *self(const char *name);
 static int cmd_run(int argc, char **argv)
 {
   const struct cli_cmd *cmd = self("run");
-  enum { OPT_ROOT = 1000, OPT_MEM, OPT_TIMEOUT, OPT_STRACE, OPT_VERBOSE, OPT_COPY_FILES };
+  enum { OPT_ROOT = 1000, OPT_MEM, OPT_TIMEOUT, OPT_CPU, OPT_STRACE, OPT_VERBOSE, OPT_COPY_FILES };
   static const struct option opts[] = {{"root", required_argument, 0, OPT_ROOT},
                                        {"copy-files", no_argument, 0, OPT_COPY_FILES},
                                        {"mem", required_argument, 0, OPT_MEM},
                                        {"timeout", required_argument, 0, OPT_TIMEOUT},
+                                       {"cpu-limit", required_argument, 0, OPT_CPU},
                                        {"strace", no_argument, 0, OPT_STRACE},
                                        {"verbose", no_argument, 0, OPT_VERBOSE},
                                        {0}};
@@ -64,6 +65,11 @@ static int cmd_run(int argc, char **argv)
       if (*end || end == optarg || !(o.timeout > 0))
         return cli_usage(cmd, "bad --timeout '%s'", optarg);
       break;
+    case OPT_CPU:
+      o.cpu_limit = strtod(optarg, &end);
+      if (*end || end == optarg || !(o.cpu_limit > 0))
+        return cli_usage(cmd, "bad --cpu-limit '%s'", optarg);
+      break;
     case OPT_STRACE:
       o.strace = true;
       break;
@@ -87,7 +93,7 @@ static int cmd_run(int argc, char **argv)
   if (cf_sandbox_run(&o, &res) < 0)
     return cli_error("run %s: %s", o.program, cf_error());
   if (res.timed_out)
-    fprintf(stderr, "cowfork run: %s: timed out after %g s, sandbox killed\n", o.program, o.timeout);
+    fprintf(stderr, "cowfork run: %s: %s, sandbox killed\n", o.program, res.report);
   else if (res.signal)
     fprintf(stderr, "cowfork run: %s: killed by SIG%s%s%s\n", o.program, sigabbrev_np(res.signal) ? sigabbrev_np(res.signal) : "?",
             res.report[0] ? ": " : "", res.report);
@@ -528,19 +534,20 @@ out:
 
 const struct cli_cmd cli_sandbox_cmds[] = {
     {"run", "run a Linux program in a micro-VM sandbox",
-     "Usage: cowfork run [--root DIR] [--mem SIZE] [--timeout S] [--strace] [-v] [--copy-files]\n"
-     "                   -- PROGRAM [ARGS...]\n"
+     "Usage: cowfork run [--root DIR] [--mem SIZE] [--timeout S] [--cpu-limit S] [--strace] [-v]\n"
+     "                   [--copy-files] -- PROGRAM [ARGS...]\n"
      "\n"
      "Run an x86-64 Linux PROGRAM (a path inside the root; static, or dynamic with\n"
      "its interpreter and libraries from the root) in a KVM micro-VM\n"
      "sandbox. Its stdin, stdout and stderr are this command's; the exit status is\n"
-     "the program's, or 128+signal when it was killed (a fault, or the timeout).\n"
+     "the program's, or 128+signal when it was killed (a fault, or a limit).\n"
      "\n"
      "Options:\n"
      "  --root DIR    the sandbox's read-only root directory (default /); writes go\n"
      "                to an in-memory /tmp\n"
      "  --mem SIZE    guest memory, a multiple of 2M (default 256M)\n"
      "  --timeout S   kill the sandbox after S seconds\n"
+     "  --cpu-limit S kill the sandbox after S seconds of CPU time\n"
      "  --strace      print every system call and its result to stderr\n"
      "  -v, --verbose print loader and timing statistics to stderr (file pages\n"
      "                mapped copy-on-write from host files vs copied)\n"

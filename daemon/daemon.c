@@ -849,8 +849,9 @@ static void job_exec(struct daemon *d, struct job *j)
     }
     in = decoded;
   }
-  json_t *tv = json_object_get(j->args, "timeout");
+  json_t *tv = json_object_get(j->args, "timeout"), *cv = json_object_get(j->args, "cpu_limit");
   s->o.timeout = tv ? json_number_value(tv) : d->o->default_timeout;
+  s->o.cpu_limit = cv ? json_number_value(cv) : d->o->default_cpu_limit;
   struct cf_sandbox_result res;
   int rc = 0;
   if (reset_fd(s->in) < 0 || reset_fd(s->out) < 0 || reset_fd(s->err) < 0 ||
@@ -1425,12 +1426,15 @@ static enum MHD_Result route_sandbox(struct req *r, const char *id, const char *
   /* Validate the body before queueing. */
   if (k == J_EXEC) {
     json_t *in = json_object_get(body, "input"), *b64 = json_object_get(body, "input_base64"),
-           *tv = json_object_get(body, "timeout");
+           *tv = json_object_get(body, "timeout"), *cv = json_object_get(body, "cpu_limit");
     if ((in && !json_is_string(in)) || (b64 && !json_is_string(b64)) || (in && b64))
       return SEND_ERR(r, 400, "\"input\" must be a string (or \"input_base64\" instead)");
     if (tv && (!json_is_number(tv) || !(json_number_value(tv) > 0) ||
                json_number_value(tv) > d->o->max_timeout))
       return SEND_ERR(r, 400, "\"timeout\" must be a number of seconds in (0, %g]", d->o->max_timeout);
+    if (cv && (!json_is_number(cv) || !(json_number_value(cv) > 0) ||
+               json_number_value(cv) > d->o->max_timeout))
+      return SEND_ERR(r, 400, "\"cpu_limit\" must be a number of seconds in (0, %g]", d->o->max_timeout);
   } else if (k == J_BRANCH) {
     const char *name = jstr(body, "template");
     if (!name || check_tmpl_name(name) < 0 || internal_name(name))

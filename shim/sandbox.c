@@ -45,11 +45,16 @@ static double now_us(void)
   return t.tv_sec * 1e6 + t.tv_nsec / 1e3;
 }
 
-static void on_alarm(int sig)
+/* Both limits signal SIGALRM to the running thread; the CPU-time timer's
+ * value is 1, so the report can say which one ended the run. */
+static void on_alarm(int sig, siginfo_t *si, void *uc)
 {
   (void)sig;
+  (void)uc;
   struct sb *sb = tl_sb;
   if (sb && sb->vm) {
+    if (si && si->si_code == SI_TIMER && si->si_value.sival_int == 1 && !sb->timed_out)
+      sb->cpu_exceeded = true;
     sb->timed_out = true;
     cf_vm_kick(sb->vm);
   }
@@ -311,14 +316,17 @@ static void run_loop(struct sb *sb, struct cf_sandbox_result *res, double t_star
   if (sb->timed_out && !sb->exited) {
     sb->exited = true;
     sb->kill_signal = SIGKILL;
-    snprintf(sb->report, sizeof sb->report, "timed out after %g s", sb->opts->timeout);
+    if (sb->cpu_exceeded)
+      snprintf(sb->report, sizeof sb->report, "CPU time limit of %g s exceeded", sb->opts->cpu_limit);
+    else
+      snprintf(sb->report, sizeof sb->report, "timed out after %g s", sb->opts->timeout);
   }
 }
 
 static pthread_once_t alarm_once = PTHREAD_ONCE_INIT;
 static void install_alarm(void)
 {
-  struct sigaction sa = {.sa_handler = on_alarm};
+  struct sigaction sa = {.sa_sigaction = on_alarm, .sa_flags = SA_SIGINFO};
   sigemptyset(&sa.sa_mask);
   sigaction(SIGALRM, &sa, NULL);
 }
@@ -387,33 +395,44 @@ int cf_sandbox_run_until(struct cf_sandbox *box, struct cf_sandbox_result *res)
   const struct cf_sandbox_opts *opts = sb->opts;
   memset(res, 0, sizeof *res);
   double t0 = now_us();
-  timer_t timer;
-  bool have_timer = false;
+  timer_t timers[2];
+  int ntimers = 0;
   if (sb->exited)
     return cf_fail(EINVAL, "the sandbox has ended");
   sb->paused = false;
   tl_sb = sb;
-  if (opts->timeout > 0) {
+  /* The wall clock and this thread's CPU clock (KVM_RUN time counts as the
+   * thread's, so the guest's computing is limited, not only the shim's). */
+  const struct {
+    double secs;
+    clockid_t clock;
+  } limits[2] = {{opts->timeout, CLOCK_MONOTONIC}, {opts->cpu_limit, CLOCK_THREAD_CPUTIME_ID}};
+  for (int i = 0; i < 2; i++) {
+    if (!(limits[i].secs > 0))
+      continue;
     pthread_once(&alarm_once, install_alarm);
-    struct sigevent sev = {.sigev_notify = SIGEV_THREAD_ID, .sigev_signo = SIGALRM};
+    struct sigevent sev = {.sigev_notify = SIGEV_THREAD_ID, .sigev_signo = SIGALRM,
+                           .sigev_value.sival_int = i};
     sev._sigev_un._tid = (pid_t)syscall(SYS_gettid);
-    if (timer_create(CLOCK_MONOTONIC, &sev, &timer) < 0) {
+    if (timer_create(limits[i].clock, &sev, &timers[ntimers]) < 0) {
+      int e = errno;
+      while (ntimers)
+        timer_delete(timers[--ntimers]);
       tl_sb = NULL;
-      return cf_fail(errno, "timer_create: %m");
+      return cf_fail(e, "timer_create: %s", strerror(e));
     }
-    have_timer = true;
-    struct itimerspec its = {.it_value = {(time_t)opts->timeout,
-                                          (long)((opts->timeout - (double)(time_t)opts->timeout) * 1e9)}};
+    double secs = limits[i].secs;
+    struct itimerspec its = {.it_value = {(time_t)secs, (long)((secs - (double)(time_t)secs) * 1e9)}};
     if (its.it_value.tv_sec == 0 && its.it_value.tv_nsec == 0)
       its.it_value.tv_nsec = 1;
     its.it_interval.tv_nsec = 10000000; /* re-kick if the first lands between checks */
-    timer_settime(timer, 0, &its, NULL);
+    timer_settime(timers[ntimers++], 0, &its, NULL);
   }
   double t_run = now_us();
   run_loop(sb, res, t_run);
   res->run_us = now_us() - t_run;
-  if (have_timer)
-    timer_delete(timer);
+  while (ntimers)
+    timer_delete(timers[--ntimers]);
   tl_sb = NULL;
 
   res->paused = sb->paused && !sb->exited;

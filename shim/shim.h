@@ -92,6 +92,7 @@ struct sb {
   int exit_code;
   int kill_signal;
   bool timed_out;
+  bool cpu_exceeded;        /* timed_out by the CPU-time limit, not the wall clock */
   char report[1024];
 
   /* pausing (template create, branch): see cf_sandbox_opts.ready */

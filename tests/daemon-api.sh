@@ -141,6 +141,16 @@ for m in 'cowfork_sandboxes{state="running"} 8' 'cowfork_sandboxes{state="exited
 done
 echo "ok   metrics (Prometheus text)"
 for s in $(jget "$(cat "$TMP/c")" '" ".join(j["ids"])'); do api DELETE /v1/sandboxes/$s >/dev/null; expect 200 "delete $s"; done
+# The CPU-time limit: a spinning exec is killed after its CPU time, not its wall time.
+api POST /v1/sandboxes '{"template":"sh"}' > "$TMP/c"; T=$(jget "$(cat "$TMP/c")" 'j["ids"][0]')
+api POST /v1/sandboxes/$T/exec '{"input":"x","cpu_limit":-1}' >/dev/null; expect 400 "negative cpu_limit"
+api POST /v1/sandboxes/$T/exec '{"input":"while :; do :; done\n","cpu_limit":0.3,"timeout":20}' > "$TMP/e"
+expect 200 "exec past its CPU limit"
+[ "$(jget "$(cat "$TMP/e")" '(j["timed_out"], j["state"], j["exit_code"])')" = "(True, 'exited', 137)" ] || fail "cpu_limit: $(cat "$TMP/e")"
+t=$(jget "$(cat "$TMP/e")" 'j["cpu_ms"]')
+python3 -c "import sys; sys.exit(not 250 < $t < 3000)" || fail "the CPU limit took $t ms of CPU"
+echo "ok   the CPU-time limit kills a spinning exec after ~0.3 s of CPU ($t ms)"
+api DELETE /v1/sandboxes/$T >/dev/null; expect 200 "delete the CPU-limited sandbox"
 api DELETE /v1/sandboxes/$F >/dev/null; expect 200 "delete an exited sandbox"
 api DELETE /v1/sandboxes/$F >/dev/null; expect 404 "delete it again"
 

@@ -38,3 +38,8 @@ expect fork-bomb 0 "forked 0, refused 1000"
 start=$(date +%s)
 expect loop 137 "timed out after 1 s" --timeout 1
 [ $(( $(date +%s) - start )) -le 5 ] || fail "the timeout took more than 5 s"
+# The CPU-time limit ends a spinning program, and does not count sleeping.
+expect loop 137 "CPU time limit of 0.5 s exceeded" --cpu-limit 0.5
+rc=0; [ -x /bin/busybox ] && { "$COWFORK" run --cpu-limit 0.3 -- /bin/busybox sleep 1 2>"$TMP/err" || rc=$?; }
+[ $rc = 0 ] || fail "a sleeping program was killed by the CPU limit: $(cat "$TMP/err")"
+echo "ok   sleeping 1 s under --cpu-limit 0.3 is not killed"

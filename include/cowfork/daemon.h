@@ -40,6 +40,7 @@ struct cf_daemon_opts {
   size_t max_output;         /* bytes of stdout/stderr returned per exec (0: 8 MiB) */
   double default_timeout;    /* exec wall-clock timeout in seconds (0: 30) */
   double max_timeout;        /* largest timeout a request may ask (0: 600) */
+  double default_cpu_limit;  /* exec CPU-time limit in seconds (0: none; a request may ask one) */
   uint64_t max_mem;          /* largest template memory (0: 1 GiB) */
   bool quiet;                /* no log lines on stderr */
 };

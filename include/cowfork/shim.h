@@ -26,7 +26,8 @@ enum cf_ready {
 struct cf_sandbox_opts {
   const char *root;     /* host directory seen as "/", read-only (NULL: "/") */
   uint64_t mem_size;    /* guest memory (0: 256 MiB) */
-  double timeout;       /* seconds, 0: none */
+  double timeout;       /* wall-clock seconds per cf_sandbox_run_until, 0: none */
+  double cpu_limit;     /* CPU seconds (guest and shim) per cf_sandbox_run_until, 0: none */
   bool strace;          /* print every system call to trace */
   bool verbose;         /* print loader and exit statistics to trace */
   FILE *trace;          /* NULL: stderr */

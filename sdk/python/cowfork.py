@@ -174,7 +174,8 @@ class ExecResult:
     ``output``/``stderr``: what the program wrote (str; invalid UTF-8 is
     replaced, the exact bytes are in ``output_bytes``/``stderr_bytes``);
     ``exit_code``: None while the program lives on (it is waiting for the
-    next input), its status once it ended; ``timed_out``; ``duration_ms``;
+    next input), its status once it ended; ``timed_out`` (by ``timeout`` or
+    ``cpu_limit``); ``duration_ms``; ``cpu_ms``: the CPU time it used;
     ``state``: "running" or "exited"."""
 
     def __init__(self, d):
@@ -188,6 +189,7 @@ class ExecResult:
         self.exit_code = d.get("exit_code")
         self.timed_out = d.get("timed_out", False)
         self.duration_ms = d.get("duration_ms")
+        self.cpu_ms = d.get("cpu_ms")
         self.state = d.get("state")
 
     def __repr__(self):
@@ -236,11 +238,12 @@ class Sandbox:
         client.request("POST", "/v1/sandboxes/%s/resume" % sandbox_id)
         return cls(client, sandbox_id)
 
-    def exec(self, code, timeout=None):
+    def exec(self, code, timeout=None, cpu_limit=None):
         """Hand ``code`` (str or bytes) to the program's stdin; a newline is
         added to a str that lacks one. Returns an :class:`ExecResult` once the
         program reads its stdin again with nothing left (or ends, or
-        ``timeout`` seconds pass: the sandbox is then killed)."""
+        ``timeout`` seconds pass, or it uses ``cpu_limit`` seconds of CPU: the
+        sandbox is then killed)."""
         body = {}
         if isinstance(code, bytes):
             body["input_base64"] = base64.b64encode(code).decode()
@@ -248,6 +251,8 @@ class Sandbox:
             body["input"] = code if code.endswith("\n") or not code else code + "\n"
         if timeout is not None:
             body["timeout"] = timeout
+        if cpu_limit is not None:
+            body["cpu_limit"] = cpu_limit
         return ExecResult(self.client.request("POST", "/v1/sandboxes/%s/exec" % self.id, body))
 
     def branch(self, name):

@@ -45,6 +45,14 @@ def test_timeout(daemon):
     sb.kill()  # twice is fine
 
 
+def test_cpu_limit(daemon):
+    sb = cowfork.Sandbox.create("sh", socket_path=daemon.sock)
+    r = sb.exec("while :; do :; done", cpu_limit=0.3, timeout=20)
+    assert r.timed_out and r.state == "exited"
+    assert 0.25 < r.cpu_ms / 1000 < 3
+    sb.kill()
+
+
 def test_errors(daemon):
     c = daemon.client()
     with pytest.raises(cowfork.CowforkError) as e:
