@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The main job: make a template sandbox (busybox sh paused at its first read
-# of stdin), fork 100 children from it, and show the figures; then the same
+# of stdin), fork 100 children from it, and show the figures; the same
+# template as a live sandbox through the daemon (exec, pause, resume); then the same
 # copy-on-write on a disk image: store a 256 MiB raw disk (half zero), commit
 # a 1 % change as a child and show what each stores. Runs in a private store
 # under a temp directory unless COWFORK_STORE is set. The sandbox part needs
@@ -20,6 +21,21 @@ if [ -c /dev/kvm ] && [ -x /bin/busybox ]; then
   echo "== cowfork fork sh -n 100 --input req --json (summary line)"
   "$COWFORK" fork sh -n 100 --input "$W/req" --json | tail -n 1
   "$COWFORK" image info sh.mem | grep -E 'size|stored|empty'
+  echo "== the daemon path: cowfork daemon, then a live sandbox through the API"
+  export COWFORK_SOCKET="$W/cowfork.sock"
+  "$COWFORK" daemon -q &
+  dpid=$!
+  trap 'kill $dpid 2>/dev/null || true; wait $dpid 2>/dev/null || true; rm -rf "$W"' EXIT
+  for _ in $(seq 100); do [ -S "$COWFORK_SOCKET" ] && break; sleep 0.05; done
+  id=$("$COWFORK" sandbox create sh)
+  echo "sandbox $id"
+  "$COWFORK" sandbox exec "$id" 'x=41; echo "x+1 = $((x + 1))"'
+  "$COWFORK" sandbox pause "$id"
+  "$COWFORK" sandbox resume "$id"
+  "$COWFORK" sandbox exec "$id" 'echo "after pause and resume, x = $x"'
+  "$COWFORK" sandbox rm "$id"
+  kill "$dpid"
+  wait "$dpid" || true
 else
   echo "== skipping the sandbox part: needs /dev/kvm and /bin/busybox (busybox-static)"
 fi
