@@ -61,6 +61,12 @@ priv=$($PY -c '
 import json, statistics, sys
 k = [json.loads(l) for l in open(sys.argv[1]) if l.startswith("{\"child\"")]
 print(int(statistics.median(r["private_kib"] for r in k)))' "$W/fan.json")
+# A child in a reused VM (all but each worker's first): spawn (= the reset)
+# and run (request to exit), medians over the last 100-child fan-out.
+warm=$($PY -c '
+import json, statistics, sys
+k = [json.loads(l) for l in open(sys.argv[1]) if l.startswith("{\"child\"")][4:]
+print("%.0f %.0f" % (statistics.median(r["spawn_us"] for r in k), statistics.median(r["run_us"] for r in k)))' "$W/fan.json")
 fan1000=$(fan 1000 1)
 # The same with a new VM per child (VM reuse is the default).
 fan100nr=$(fan 100 "$R" --no-reuse)
@@ -146,6 +152,7 @@ line("100 children numpy.zeros(5).tolist(), request -> last result", f100,
 line("1000 children, the same", f1000, [("native seq x10", seq * 10), ("native -P2 x10", par * 10), ("zygote x10", zyg * 10)])
 line("100 children, --no-reuse (a new VM per child)", f100nr, [("reuse", f100)])
 line("1000 children, --no-reuse", f1000nr, [("reuse", f1000)])
+print("%-58s %9s us   run %s us (medians; the VM reset is the spawn)" % ("a child in a reused VM: spawn", "$warm".split()[0], "$warm".split()[1]))
 print("%-58s %9d KiB  %s" % ("a child's private memory after the request (median)", priv,
       "%s  (goal <= 1024 KiB)" % ("PASS" if priv <= 1024 else "MISS")))
 print("%-58s %10.1f %%   of %d template pages (%s MiB)" % ("template pages a child shares", 100 * shared, tp, "$tmib"))

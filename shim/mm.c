@@ -289,7 +289,15 @@ int mm_apply(struct sb *sb)
   uint64_t tb = tmp_region_base(sb->tmpfs), te = tb + tmp_region_size(sb->tmpfs);
   for (int i = 0; i <= sb->nvma; i++) {
     uint64_t gs = i < sb->nvma ? sb->vmas[i].start : sb->mem_size;
-    if (gs > prev && mprotect(sb->mem + prev, gs - prev, PROT_NONE) < 0)
+    /* A gap is PROT_NONE, except the /tmp region in it: setting that to
+     * PROT_NONE and back would make KVM drop its shadow entries. */
+    uint64_t a = prev, b = gs;
+    if (te > tb && tb < b && te > a) {
+      if (tb > a && mprotect(sb->mem + a, tb - a, PROT_NONE) < 0)
+        return -errno;
+      a = te;
+    }
+    if (b > a && mprotect(sb->mem + a, b - a, PROT_NONE) < 0)
       return -errno;
     if (i == sb->nvma)
       break;

@@ -8,10 +8,12 @@
  * page-cache pages, so the next child does not fault on them again.
  *
  * Invariant this file keeps (file backend only): after reuse_reset_memory
- * the host mapping of guest memory is, page for page, what cf_cowmap_map of
- * the template's image gave: a MAP_PRIVATE file page of the same layer at
- * the same offset, or anonymous zero memory for an empty extent, with no
- * private page anywhere. Two things can break it in a child, and both are
+ * every byte of guest memory is the template image's, and the host mapping
+ * is, page for page, what cf_cowmap_map of the template's image gave (a
+ * MAP_PRIVATE file page of the same layer at the same offset, or anonymous
+ * zero memory for an empty extent), except that up to REUSE_KEEP_MAX pages
+ * outside the system area may be private anonymous copies holding the
+ * template's bytes. Two things can break it in a child, and both are
  * undone:
  *   - the shim replaced a range (mmap MAP_FIXED of a file or of anonymous
  *     memory, munmap, brk, MADV_DONTNEED, execve): mm.c note_replaced
@@ -20,12 +22,22 @@
  *   - the program (or the shim on its behalf, /tmp data included) wrote a
  *     page: it became a private anonymous copy. lib/dirty.c's scan
  *     (CF_DIRTY_ANON: present, not a file page, not the zero page, or
- *     swapped) finds exactly those, and MADV_DONTNEED of the coalesced runs
- *     drops them: a MAP_PRIVATE file page reads the file again, an empty
- *     page reads zeros. Nothing else is zapped, so the clean shadow entries
- *     stay. KVM follows both changes through its MMU notifiers.
+ *     swapped; the one made when the child's run ended) finds exactly
+ *     those. Where the host may write them, they are restored in place:
+ *     the template's bytes (template_ref, the image mapped read-only) are
+ *     copied over the pages that differ. Their host PTEs, and so KVM's
+ *     writable shadow entries, stay valid: the next child writes the same
+ *     pages without a fault (under PVM, a written page dropped with
+ *     MADV_DONTNEED cost the next child two shadow faults and a host
+ *     copy-on-write, ~25 us). The others (read-only or PROT_NONE under the
+ *     child's VMAs, the system area, all of them past REUSE_KEEP_MAX) are
+ *     dropped with MADV_DONTNEED of the coalesced runs: a MAP_PRIVATE file
+ *     page reads the file again, an empty page reads zeros.
+ *   Nothing else is zapped, so the clean shadow entries stay. KVM follows
+ *   both changes through its MMU notifiers.
  * Protections are then the template's again by mm_apply (it sets every
- * byte of the user range). Reuse is refused when the invariant cannot be
+ * byte of the user range; skipped when the child's VMAs are the template's
+ * and nothing was replaced). Reuse is refused when the invariant cannot be
  * kept: cowmap read some extents in (copied_bytes: their anonymous pages
  * hold template data, the scan would drop them), the replaced list
  * overflowed, the VM broke, another backend.
@@ -100,43 +112,126 @@ static int remap_from_image(struct sb *sb, uint64_t start, uint64_t end)
   return 0;
 }
 
+
+/* Whether guest page p is writable on the host now (under the finished
+ * child's VMAs), so that the reset may copy the template's bytes into it:
+ * a page of a writable VMA or of the /tmp region. The system area is left
+ * to MADV_DONTNEED (its stub page is read-only). */
+static bool host_writable(struct sb *sb, uint64_t p)
+{
+  uint64_t tb = tmp_region_base(sb->tmpfs), te = tb + tmp_region_size(sb->tmpfs);
+  if (p >= tb && p < te)
+    return true;
+  if (p < CF_VM_USER_BASE)
+    return false;
+  const struct vma *v = mm_find(sb, p);
+  return v && (v->prot & PROT_WRITE);
+}
+
+/* Whether page p lies in one of the n sorted, disjoint ranges r. */
+static bool in_ranges(const struct range *r, size_t n, uint64_t p)
+{
+  size_t lo = 0, hi = n;
+  while (lo < hi) {
+    size_t mid = (lo + hi) / 2;
+    if (r[mid].end <= p)
+      lo = mid + 1;
+    else if (r[mid].start > p)
+      hi = mid;
+    else
+      return true;
+  }
+  return false;
+}
+
+static int drop(struct sb *sb, uint64_t first, uint64_t count)
+{
+  if (madvise(sb->mem + first * PAGE, count * PAGE, MADV_DONTNEED) < 0)
+    return cf_fail(errno, "madvise(MADV_DONTNEED): %m");
+  return 0;
+}
+
 int reuse_reset_memory(struct sb *sb)
 {
-  /* 1. Ranges the shim replaced, coalesced, from the image again. */
+  /* 1. Ranges the shim replaced, coalesced (in place, kept for step 2),
+   * from the image again. */
+  size_t nr = 0;
   if (sb->nreplaced) {
     qsort(sb->replaced, sb->nreplaced, sizeof *sb->replaced, range_cmp);
-    uint64_t s = sb->replaced[0].start, e = sb->replaced[0].end;
-    for (size_t i = 1; i <= sb->nreplaced; i++) {
-      if (i < sb->nreplaced && sb->replaced[i].start <= e) {
-        if (sb->replaced[i].end > e)
-          e = sb->replaced[i].end;
-        continue;
+    for (size_t i = 0; i < sb->nreplaced; i++) {
+      if (nr && sb->replaced[i].start <= sb->replaced[nr - 1].end) {
+        if (sb->replaced[i].end > sb->replaced[nr - 1].end)
+          sb->replaced[nr - 1].end = sb->replaced[i].end;
+      } else {
+        sb->replaced[nr++] = sb->replaced[i];
       }
-      if (remap_from_image(sb, s, e) < 0)
+    }
+    for (size_t i = 0; i < nr; i++) {
+      if (remap_from_image(sb, sb->replaced[i].start, sb->replaced[i].end) < 0)
         return -1;
-      if (i < sb->nreplaced) {
-        s = sb->replaced[i].start;
-        e = sb->replaced[i].end;
-      }
     }
   }
   sb->nreplaced = 0;
-  /* 2. Pages written: drop exactly those. */
+  /* 2. Pages written (private copies): the scan made when the child's run
+   * ended (nothing ran since; pages in replaced ranges are skipped, they
+   * were mapped anew), or a new one. */
   struct cf_dirty d = {0};
-  if (cf_dirty_scan(0, sb->mem, sb->mem_size, CF_DIRTY_ANON, CF_DIRTY_AUTO, &d) < 0)
+  if (sb->have_end_dirty) {
+    d = sb->end_dirty;
+    sb->end_dirty = (struct cf_dirty){0};
+    sb->have_end_dirty = false;
+  } else if (cf_dirty_scan(0, sb->mem, sb->mem_size, CF_DIRTY_ANON, CF_DIRTY_AUTO, &d) < 0) {
     return -1;
-  /* Test hook: COWFORK_CHECK_RESET=leak keeps the last written run, which
-   * the check must then report (tests/sandbox-reuse.sh). */
+  }
+  /* Up to REUSE_KEEP_MAX of them are restored in place: the template's
+   * bytes copied over the ones that differ. The page stays a private
+   * anonymous page with the template's contents, its host PTE and KVM's
+   * shadow entry stay valid and writable, and the next child, which most
+   * likely writes the same pages, takes no fault on it. Pages the host may
+   * not write now (read-only or PROT_NONE under the child's VMAs, the
+   * system area), every page past the budget, or all of them when the
+   * template's reference mapping is unavailable are dropped with
+   * MADV_DONTNEED as before: a file page reads the layer again, an empty
+   * page zeros. Test hook: COWFORK_CHECK_RESET=leak leaves one differing
+   * page (or one dropped run) as the child left it, which the check must
+   * report (tests/sandbox-reuse.sh). */
   const char *hook = getenv("COWFORK_CHECK_RESET");
-  size_t keep = hook && strcmp(hook, "leak") == 0 && d.n ? 1 : 0;
-  for (size_t i = 0; i + keep < d.n; i++)
-    if (madvise(sb->mem + d.v[i].first * PAGE, d.v[i].count * PAGE, MADV_DONTNEED) < 0) {
-      int e = errno;
-      cf_dirty_free(&d);
-      return cf_fail(e, "madvise(MADV_DONTNEED): %s", strerror(e));
+  bool leak = hook && strcmp(hook, "leak") == 0;
+  const uint8_t *ref = d.pages <= REUSE_KEEP_MAX ? template_ref(sb->tmpl) : NULL;
+  uint64_t dfirst = 0, dcount = 0;
+  int rc = 0;
+  for (size_t i = 0; i < d.n && rc == 0; i++)
+    for (uint64_t p = d.v[i].first; p < d.v[i].first + d.v[i].count && rc == 0; p++) {
+      uint64_t a = p * PAGE;
+      if (nr && in_ranges(sb->replaced, nr, a))
+        continue;
+      if (ref && host_writable(sb, a)) {
+        if (memcmp(sb->mem + a, ref + a, PAGE) == 0)
+          continue;
+        if (leak) {
+          leak = false;
+          continue;
+        }
+        memcpy(sb->mem + a, ref + a, PAGE);
+        continue;
+      }
+      if (dcount && dfirst + dcount == p) {
+        dcount++;
+        continue;
+      }
+      if (dcount)
+        rc = drop(sb, dfirst, dcount);
+      dfirst = p;
+      dcount = 1;
     }
+  if (rc == 0 && dcount) {
+    if (leak)
+      dcount = 0; /* the hook keeps the last dropped run */
+    else
+      rc = drop(sb, dfirst, dcount);
+  }
   cf_dirty_free(&d);
-  return 0;
+  return rc;
 }
 
 /* ---- COWFORK_CHECK_RESET ---- */
@@ -217,12 +312,16 @@ int reuse_check(struct sb *sb)
   uint8_t *buf = NULL;
   struct cf_dirty d = {0};
 
-  /* 1. No private page left anywhere. */
+  /* 1. Private pages only where the reset may keep them (restored in
+   * place, within the budget); their bytes are checked in 3. */
   if (cf_dirty_scan(0, sb->mem, sb->mem_size, CF_DIRTY_ANON, CF_DIRTY_AUTO, &d) < 0)
     goto err;
-  if (d.pages)
-    FAIL("%" PRIu64 " private pages remain after the reset (first at guest 0x%" PRIx64 ")", d.pages,
-         (uint64_t)(d.v[0].first * PAGE));
+  if (d.pages > REUSE_KEEP_MAX)
+    FAIL("%" PRIu64 " private pages remain after the reset, more than %u (first at guest 0x%" PRIx64 ")",
+         d.pages, REUSE_KEEP_MAX, (uint64_t)(d.v[0].first * PAGE));
+  for (size_t i = 0; i < d.n; i++)
+    if (d.v[i].first * PAGE < CF_VM_USER_BASE)
+      FAIL("a private page remains in the system area at guest 0x%" PRIx64, (uint64_t)(d.v[i].first * PAGE));
 
   /* 2. A fresh child of the same template, for everything else. */
   if (!(fresh = cf_template_fork(sb->tmpl, sb->opts)))

@@ -385,6 +385,7 @@ void cf_sandbox_free(struct cf_sandbox *box)
   hostfile_fini(sb);
   cf_vm_destroy(sb->vm); /* unmaps a child's memory backend too */
   free(sb->replaced);
+  cf_dirty_free(&sb->end_dirty);
   free(box);
   errno = e;
 }
@@ -400,6 +401,8 @@ int cf_sandbox_run_until(struct cf_sandbox *box, struct cf_sandbox_result *res)
   if (sb->exited)
     return cf_fail(EINVAL, "the sandbox has ended");
   sb->paused = false;
+  cf_dirty_free(&sb->end_dirty); /* the run writes: stale */
+  sb->have_end_dirty = false;
   tl_sb = sb;
   /* The wall clock and this thread's CPU clock (KVM_RUN time counts as the
    * thread's, so the guest's computing is limited, not only the shim's). */
@@ -454,8 +457,14 @@ int cf_sandbox_run_until(struct cf_sandbox *box, struct cf_sandbox_result *res)
   if (sb->have_memb) {
     struct cf_dirty d = {0};
     if (cf_dirty_scan(0, sb->mem, sb->mem_size, sb->memb.backend->dirty_kind(sb->memb.flags), CF_DIRTY_AUTO,
-                      &d) == 0)
+                      &d) == 0) {
       res->private_bytes = d.pages * PAGE;
+      if (sb->forked && sb->memb.backend == &cf_mem_backend_file) { /* what a VM reuse resets (reuse.c) */
+        sb->end_dirty = d;
+        sb->have_end_dirty = true;
+        d = (struct cf_dirty){0};
+      }
+    }
     cf_dirty_free(&d);
   }
   if (opts->verbose)

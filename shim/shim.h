@@ -11,6 +11,7 @@
 #include <sys/stat.h>
 #include <sys/types.h>
 
+#include "cowfork/dirty.h"
 #include "cowfork/mem.h"
 #include "cowfork/shim.h"
 #include "cowfork/vmm.h"
@@ -120,6 +121,8 @@ struct sb {
   char program[PATH_MAX];   /* for /proc/self/exe */
   bool vm_broken;           /* the VM failed or its protections could not be
                                restored: never reused (reuse.c) */
+  struct cf_dirty end_dirty; /* a forked child: its private pages when its run ended */
+  bool have_end_dirty;
 
   /* timing */
   double t_spawn, t_enter, t_first_output;
@@ -141,6 +144,9 @@ struct cf_sandbox {
 
 /* snapshot.c */
 const struct cf_image *template_image(const struct cf_template *t);
+/* The template's image mapped read-only (shared, made on first use; NULL +
+ * cf_error on failure): what a reset compares written pages with. */
+const uint8_t *template_ref(struct cf_template *t);
 
 /* mm.c: the guest address space (VMAs and the host mapping under them) */
 int mm_map_anon(struct sb *sb, uint64_t start, uint64_t len, int prot);
@@ -241,6 +247,8 @@ void tmp_pages(struct tmpfs *fs, int (*fn)(void *ctx, uint64_t addr), void *ctx)
 /* reuse.c: putting a finished child's memory back to its template's
  * (file backend), and the strict comparison with a fresh child that
  * COWFORK_CHECK_RESET=1 runs after each reset. */
+/* A reset keeps at most this many written pages private (restored in place). */
+#define REUSE_KEEP_MAX 8192u
 int reuse_check_possible(struct sb *sb, const struct cf_sandbox_opts *next);
 int reuse_reset_memory(struct sb *sb);
 int reuse_check(struct sb *sb);

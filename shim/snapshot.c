@@ -46,6 +46,7 @@
 #include <unistd.h>
 #include <xxhash.h>
 
+#include "cowfork/cowmap.h"
 #include "cowfork/dirty.h"
 #include "cowfork/image.h"
 #include "cowfork/mem.h"
@@ -140,9 +141,31 @@ struct cf_template {
   struct cf_image *img;
   uint8_t *payload;
   size_t len;
+  /* VM reuse (reuse.c): the image mapped once more, read-only, made on
+   * first use; the workers of one template share it under ref_lock */
+  pthread_mutex_t ref_lock;
+  struct cf_cowmap ref;
+  bool have_ref;
 };
 
 const struct cf_image *template_image(const struct cf_template *t) { return t->img; }
+
+const uint8_t *template_ref(struct cf_template *t)
+{
+  pthread_mutex_lock(&t->ref_lock);
+  if (!t->have_ref) {
+    if (cf_cowmap_map(t->img, NULL, 0, &t->ref) == 0) {
+      if (mprotect(t->ref.addr, t->ref.len, PROT_READ) == 0) {
+        t->have_ref = true;
+      } else {
+        cf_fail(errno, "mprotect of the template's reference mapping: %m");
+        cf_cowmap_unmap(&t->ref);
+      }
+    }
+  }
+  pthread_mutex_unlock(&t->ref_lock);
+  return t->have_ref ? t->ref.addr : NULL;
+}
 const char *cf_template_parent(const struct cf_template *t) { return t->parent; }
 const char *cf_template_image(const struct cf_template *t) { return t->image; }
 uint64_t cf_template_mem_size(const struct cf_template *t) { return t->mem_size; }
@@ -533,6 +556,9 @@ void cf_template_close(struct cf_template *t)
 {
   if (!t)
     return;
+  if (t->have_ref)
+    cf_cowmap_unmap(&t->ref);
+  pthread_mutex_destroy(&t->ref_lock);
   cf_image_close(t->img);
   free(t->payload);
   free(t);
@@ -547,6 +573,7 @@ struct cf_template *cf_template_open(struct cf_store *s, const char *name)
   if (!t)
     return cf_fail_null(ENOMEM, "out of memory");
   t->store = s;
+  pthread_mutex_init(&t->ref_lock, NULL);
   snprintf(t->name, sizeof t->name, "%s", name);
   CLEANUP_CLOSE int fd = open(path, O_RDONLY | O_CLOEXEC);
   uint8_t hdr[STATE_HDR];
@@ -848,9 +875,18 @@ int cf_template_refork(struct cf_template *t, struct cf_sandbox *box, const stru
     return cf_fail(ENOTSUP, "the VM ran a child of another template");
   if (reuse_check_possible(sb, opts) < 0 || cf_vm_reset(sb->vm) < 0)
     return -1;
-  /* Memory first: it needs the old child's list of replaced ranges. */
-  if (reuse_reset_memory(sb) < 0)
+  /* Memory first: it needs the old child's list of replaced ranges. Its
+   * VMAs are kept to compare with the template's (below). */
+  bool replaced = sb->nreplaced > 0;
+  int nold = sb->nvma;
+  struct vma *old = malloc(((size_t)nold + 1) * sizeof *old);
+  if (!old)
+    return cf_fail(ENOMEM, "out of memory");
+  memcpy(old, sb->vmas, (size_t)nold * sizeof *old);
+  if (reuse_reset_memory(sb) < 0) {
+    free(old);
     return -1;
+  }
   /* Then a shim state exactly as cf_template_fork makes it: everything of
    * the old child dropped, the template's loaded. Only the VM and the
    * memory backend's mapping (unmap_image's context is sb itself) stay. */
@@ -875,9 +911,18 @@ int cf_template_refork(struct cf_template *t, struct cf_sandbox *box, const stru
   sb->gid = (int)getgid();
   sb->tmpl = t;
   sb->forked = true;
-  if (load_state(sb, t) < 0)
+  if (load_state(sb, t) < 0) {
+    free(old);
     return -1;
-  if (mm_apply(sb) < 0)
+  }
+  /* Host protections follow the VMAs (mm.c), and mapping again a replaced
+   * range made it read-write: when no range was replaced and the child
+   * left the VMAs as the template has them, every protection already is
+   * the template's. Otherwise they are all set again (mprotect to the
+   * protection a range already has is free for KVM: no invalidation). */
+  bool same = !replaced && nold == sb->nvma && memcmp(old, sb->vmas, (size_t)nold * sizeof *old) == 0;
+  free(old);
+  if (!same && mm_apply(sb) < 0)
     return cf_fail(errno, "applying the template's memory protections: %m");
   const char *chk = getenv("COWFORK_CHECK_RESET");
   if (chk && (strcmp(chk, "1") == 0 || strcmp(chk, "leak") == 0)) {

@@ -48,3 +48,29 @@ for i in 1 2; do printf 'import os\nprint(numpy.zeros(2).tolist(), os.path.exist
 [ "$(cowfork fork py-numpy -n 3 --input-dir "$TMP/in")" = "$(printf 'changed\n[0.0, 0.0] False\n[0.0, 0.0] False')" ] ||
   fail "isolation: $(cowfork fork py-numpy -n 3 --input-dir "$TMP/in" 2>&1)"
 echo "ok   a child's changes to numpy and /tmp are invisible to its siblings"
+
+# VM reuse, checked the slow way (COWFORK_CHECK_RESET=1, docs/sandbox.md):
+# children that change numpy, write /tmp, allocate 80 MB (past the pages a
+# reset keeps private), fail, or only print, one after another in the same
+# VMs; each must see the template exactly, and every reset must compare
+# equal to a fresh child.
+rm -rf "$TMP/rin" && mkdir -p "$TMP/rin" "$TMP/rout"
+for i in $(seq 0 19); do
+  case $((i % 4)) in
+  0) printf 'import os\nprint(getattr(np, "mark", None), os.path.exists("/tmp/s"), numpy.zeros(2).tolist())\n' ;;
+  1) printf 'np.mark = 1\nnumpy.zeros = None\nopen("/tmp/s", "w").write("x" * 100000)\nprint("changed")\n' ;;
+  2) printf 'a = np.ones(10_000_000)\nprint(int(a.sum()))\n' ;;
+  3) printf 'raise ValueError("boom")\n' ;;
+  esac > "$TMP/rin/$i"
+done
+for jobs in 1 2; do
+  COWFORK_CHECK_RESET=1 cowfork fork py-numpy -n 20 --jobs $jobs --input-dir "$TMP/rin" --output-dir "$TMP/rout" \
+    2> "$TMP/r.err" || fail "reuse check, --jobs $jobs: $(head -c 800 "$TMP/r.err")"
+  for i in $(seq 0 19); do
+    case $((i % 4)) in
+    0) want='None False [0.0, 0.0]' ;; 1) want=changed ;; 2) want=10000000 ;; 3) want= ;;
+    esac
+    [ "$(cat "$TMP/rout/$i")" = "$want" ] || fail "reuse, --jobs $jobs, child $i printed: $(cat "$TMP/rout/$i")"
+  done
+done
+echo "ok   20 children in reused VMs (numpy and /tmp changed, 80 MB allocated, errors): every reset equal to a fresh child"
