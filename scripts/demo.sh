@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The main job: make a template sandbox (busybox sh paused at its first read
-# of stdin), fork 100 children from it, and show the figures; the same
+# of stdin), fork 100 children from it, and show the figures; the same for
+# Python with numpy preloaded (forkd's workload); the same
 # template as a live sandbox through the daemon (exec, pause, resume); then the same
 # copy-on-write on a disk image: store a 256 MiB raw disk (half zero), commit
 # a 1 % change as a child and show what each stores. Runs in a private store
@@ -21,6 +22,14 @@ if [ -c /dev/kvm ] && [ -x /bin/busybox ]; then
   echo "== cowfork fork sh -n 100 --input req --json (summary line)"
   "$COWFORK" fork sh -n 100 --input "$W/req" --json | tail -n 1
   "$COWFORK" image info sh.mem | grep -E 'size|stored|empty'
+  if /usr/bin/python3 -c 'import numpy' 2>/dev/null; then
+    echo "== Python with numpy: cowfork template create py-numpy --mem 256M -- /usr/bin/python3 shim/py/driver.py --preload numpy"
+    "$COWFORK" template create py-numpy --mem 256M -- /usr/bin/python3 shim/py/driver.py --preload numpy
+    printf 'print(numpy.zeros(5).tolist())\n' >"$W/code.py"
+    echo "== cowfork fork py-numpy -n 100 --input code.py (the 100 results, counted)"
+    "$COWFORK" fork py-numpy -n 100 --input "$W/code.py" | sort | uniq -c
+    "$COWFORK" fork py-numpy -n 100 --input "$W/code.py" --json | tail -n 1
+  fi
   echo "== the daemon path: cowfork daemon, then a live sandbox through the API"
   export COWFORK_SOCKET="$W/cowfork.sock"
   "$COWFORK" daemon -q &

@@ -10,4 +10,7 @@ grep -q '^identical$' <<<"$out" || fail "the committed image did not export iden
 if [ -c /dev/kvm ] && [ -x /bin/busybox ]; then
   grep -q '"children":100,"failed":0' <<<"$out" || fail "the 100-child fork did not report 100 children, 0 failed"
   grep -q 'after pause and resume, x = 41' <<<"$out" || fail "the daemon path did not keep the sandbox's state"
+  if /usr/bin/python3 -c 'import numpy' 2>/dev/null; then
+    grep -q '^ *100 \[0.0, 0.0, 0.0, 0.0, 0.0\]$' <<<"$out" || fail "py-numpy: not 100 correct results"
+  fi
 fi
