@@ -14,7 +14,8 @@ struct cli_cmd {
   const char *name;    /* "image import" */
   const char *summary; /* one line for `cowfork --help` */
   const char *usage;   /* full --help text */
-  int (*run)(int argc, char **argv); /* argv[0] is the last word of name */
+  /* argv[0] is the last word of name; cmd is this entry (for usage and help) */
+  int (*run)(const struct cli_cmd *cmd, int argc, char **argv);
 };
 
 /* Options every subcommand shares, set by main before dispatch. */

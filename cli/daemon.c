@@ -16,11 +16,8 @@
 #include "cowfork/error.h"
 #include "daemon/util.h"
 
-static const struct cli_cmd *self(const char *name);
-
-static int cmd_daemon(int argc, char **argv)
+static int cmd_daemon(const struct cli_cmd *cmd, int argc, char **argv)
 {
-  const struct cli_cmd *cmd = self("daemon");
   enum { OPT_SOCKET = 1000, OPT_LISTEN, OPT_TOKEN, OPT_WORKERS, OPT_MAX, OPT_BODY, OPT_TIMEOUT, OPT_CPU, OPT_QUIET };
   static const struct option opts[] = {{"socket", required_argument, 0, OPT_SOCKET},
                                        {"listen", required_argument, 0, OPT_LISTEN},
@@ -181,9 +178,8 @@ static int opt_create(int c, const char *a)
   return 0;
 }
 
-static int cmd_create(int argc, char **argv)
+static int cmd_create(const struct cli_cmd *cmd, int argc, char **argv)
 {
-  const struct cli_cmd *cmd = self("sandbox create");
   if (cli_wants_help(cmd, argc, argv))
     return EXIT_OK;
   static const struct option extra[] = {{"backend", required_argument, 0, 'b'}, {0}};
@@ -245,9 +241,8 @@ static int opt_json(int c, const char *a)
   return 0;
 }
 
-static int cmd_exec(int argc, char **argv)
+static int cmd_exec(const struct cli_cmd *cmd, int argc, char **argv)
 {
-  const struct cli_cmd *cmd = self("sandbox exec");
   if (cli_wants_help(cmd, argc, argv))
     return EXIT_OK;
   static const struct option extra[] = {{"timeout", required_argument, 0, 't'}, {"json", no_argument, 0, 'j'}, {0}};
@@ -310,9 +305,10 @@ static int cmd_exec(int argc, char **argv)
   return rc;
 }
 
-static int simple_post(const char *name, int argc, char **argv)
+/* sandbox branch | pause | resume: a POST to /v1/sandboxes/ID/VERB. */
+static int simple_post(const struct cli_cmd *cmd, int argc, char **argv)
 {
-  const struct cli_cmd *cmd = self(name);
+  const char *name = cmd->name;
   if (cli_wants_help(cmd, argc, argv))
     return EXIT_OK;
   int first;
@@ -338,13 +334,9 @@ static int simple_post(const char *name, int argc, char **argv)
   return EXIT_OK;
 }
 
-static int cmd_branch(int argc, char **argv) { return simple_post("sandbox branch", argc, argv); }
-static int cmd_pause(int argc, char **argv) { return simple_post("sandbox pause", argc, argv); }
-static int cmd_resume(int argc, char **argv) { return simple_post("sandbox resume", argc, argv); }
 
-static int cmd_rm(int argc, char **argv)
+static int cmd_rm(const struct cli_cmd *cmd, int argc, char **argv)
 {
-  const struct cli_cmd *cmd = self("sandbox rm");
   if (cli_wants_help(cmd, argc, argv))
     return EXIT_OK;
   int first;
@@ -364,9 +356,8 @@ static int cmd_rm(int argc, char **argv)
   return rc;
 }
 
-static int cmd_ls(int argc, char **argv)
+static int cmd_ls(const struct cli_cmd *cmd, int argc, char **argv)
 {
-  const struct cli_cmd *cmd = self("sandbox ls");
   if (cli_wants_help(cmd, argc, argv))
     return EXIT_OK;
   static const struct option extra[] = {{"json", no_argument, 0, 'j'}, {0}};
@@ -441,20 +432,13 @@ const struct cli_cmd cli_daemon_cmds[] = {
      "\n"
      "Save the sandbox, as it is between two execs, as template NEW holding only\n"
      "the pages it changed; the sandbox goes on.\n",
-     cmd_branch},
+     simple_post},
     {"sandbox pause", "save a live sandbox into the store and free its VM (daemon)",
-     "Usage: cowfork sandbox pause ID [--socket PATH]\n", cmd_pause},
+     "Usage: cowfork sandbox pause ID [--socket PATH]\n", simple_post},
     {"sandbox resume", "bring a paused sandbox back (daemon)",
-     "Usage: cowfork sandbox resume ID [--socket PATH]\n", cmd_resume},
+     "Usage: cowfork sandbox resume ID [--socket PATH]\n", simple_post},
     {"sandbox rm", "delete sandboxes (daemon)", "Usage: cowfork sandbox rm ID... [--socket PATH]\n", cmd_rm},
     {"sandbox ls", "list the daemon's sandboxes", "Usage: cowfork sandbox ls [--json] [--socket PATH]\n", cmd_ls},
     {0},
 };
 
-static const struct cli_cmd *self(const char *name)
-{
-  for (const struct cli_cmd *c = cli_daemon_cmds; c->name; c++)
-    if (strcmp(c->name, name) == 0)
-      return c;
-  return NULL;
-}

@@ -13,14 +13,6 @@
 
 enum { OPT_EXPORT = 1000, OPT_UNIX, OPT_TCP, OPT_READONLY, OPT_CACHE_DIR, OPT_CONTROL, OPT_AS, OPT_QUIET };
 
-static const struct cli_cmd *self(const char *name)
-{
-  for (const struct cli_cmd *c = cli_disk_cmds; c->name; c++)
-    if (strcmp(c->name, name) == 0)
-      return c;
-  return NULL;
-}
-
 static struct cf_nbd_server *running;
 
 static void on_signal(int sig)
@@ -60,9 +52,8 @@ static int parse_export(char *s, struct export_arg *e)
   return 0;
 }
 
-static int cmd_serve(int argc, char **argv)
+static int cmd_serve(const struct cli_cmd *cmd, int argc, char **argv)
 {
-  const struct cli_cmd *cmd = self("disk serve");
   static const struct option opts[] = {
       {"export", required_argument, 0, OPT_EXPORT}, {"unix", required_argument, 0, OPT_UNIX},
       {"tcp", required_argument, 0, OPT_TCP},       {"readonly", no_argument, 0, OPT_READONLY},
@@ -178,9 +169,8 @@ out:
   return ret;
 }
 
-static int cmd_save(int argc, char **argv)
+static int cmd_save(const struct cli_cmd *cmd, int argc, char **argv)
 {
-  const struct cli_cmd *cmd = self("disk save");
   static const struct option opts[] = {{"as", required_argument, 0, OPT_AS},
                                        {"control", required_argument, 0, OPT_CONTROL},
                                        {"unix", required_argument, 0, OPT_UNIX},

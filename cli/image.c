@@ -31,14 +31,6 @@ static int parse_plain(const struct cli_cmd *cmd, int argc, char **argv, int nar
   return optind;
 }
 
-static const struct cli_cmd *self(const char *name)
-{
-  for (const struct cli_cmd *c = cli_image_cmds; c->name; c++)
-    if (strcmp(c->name, name) == 0)
-      return c;
-  return NULL;
-}
-
 static void print_json_string(const char *s)
 {
   putchar('"');
@@ -53,9 +45,8 @@ static void print_json_string(const char *s)
   putchar('"');
 }
 
-static int cmd_import(int argc, char **argv)
+static int cmd_import(const struct cli_cmd *cmd, int argc, char **argv)
 {
-  const struct cli_cmd *cmd = self("image import");
   static const struct option opts[] = {{"block-size", required_argument, 0, OPT_BS}, {0}};
   uint64_t bs = 4096;
   int c;
@@ -89,9 +80,8 @@ static int cmd_import(int argc, char **argv)
   return r < 0 ? cli_error("import %s: %s", raw, cf_error()) : EXIT_OK;
 }
 
-static int cmd_export(int argc, char **argv)
+static int cmd_export(const struct cli_cmd *cmd, int argc, char **argv)
 {
-  const struct cli_cmd *cmd = self("image export");
   if (cli_wants_help(cmd, argc, argv))
     return EXIT_OK;
   int i = parse_plain(cmd, argc, argv, 2, NULL);
@@ -124,9 +114,8 @@ static int cmd_export(int argc, char **argv)
   return ret;
 }
 
-static int cmd_commit(int argc, char **argv)
+static int cmd_commit(const struct cli_cmd *cmd, int argc, char **argv)
 {
-  const struct cli_cmd *cmd = self("image commit");
   if (cli_wants_help(cmd, argc, argv))
     return EXIT_OK;
   int i = parse_plain(cmd, argc, argv, 3, NULL);
@@ -156,9 +145,8 @@ static int cmd_commit(int argc, char **argv)
   return ret;
 }
 
-static int cmd_info(int argc, char **argv)
+static int cmd_info(const struct cli_cmd *cmd, int argc, char **argv)
 {
-  const struct cli_cmd *cmd = self("image info");
   bool json = false;
   if (cli_wants_help(cmd, argc, argv))
     return EXIT_OK;
@@ -221,9 +209,8 @@ static int cmd_info(int argc, char **argv)
   return EXIT_OK;
 }
 
-static int cmd_verify(int argc, char **argv)
+static int cmd_verify(const struct cli_cmd *cmd, int argc, char **argv)
 {
-  const struct cli_cmd *cmd = self("image verify");
   if (cli_wants_help(cmd, argc, argv))
     return EXIT_OK;
   int i = parse_plain(cmd, argc, argv, 1, NULL);
@@ -250,9 +237,8 @@ static int cmd_verify(int argc, char **argv)
   return ret;
 }
 
-static int cmd_ls(int argc, char **argv)
+static int cmd_ls(const struct cli_cmd *cmd, int argc, char **argv)
 {
-  const struct cli_cmd *cmd = self("image ls");
   bool json = false;
   if (cli_wants_help(cmd, argc, argv))
     return EXIT_OK;
@@ -298,9 +284,8 @@ static int cmd_ls(int argc, char **argv)
   return EXIT_OK;
 }
 
-static int cmd_rm(int argc, char **argv)
+static int cmd_rm(const struct cli_cmd *cmd, int argc, char **argv)
 {
-  const struct cli_cmd *cmd = self("image rm");
   if (cli_wants_help(cmd, argc, argv))
     return EXIT_OK;
   if (argc < 2)
@@ -319,9 +304,8 @@ static int cmd_rm(int argc, char **argv)
   return ret;
 }
 
-static int cmd_gc(int argc, char **argv)
+static int cmd_gc(const struct cli_cmd *cmd, int argc, char **argv)
 {
-  const struct cli_cmd *cmd = self("image gc");
   bool json = false;
   if (cli_wants_help(cmd, argc, argv))
     return EXIT_OK;

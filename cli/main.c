@@ -158,9 +158,9 @@ int main(int argc, char **argv)
       if (strncmp(c->name, argv[i], n1) != 0 || argv[i][n1])
         continue;
       if (!sp)
-        return c->run(argc - i, argv + i);
+        return c->run(c, argc - i, argv + i);
       if (i + 1 < argc && strcmp(sp + 1, argv[i + 1]) == 0)
-        return c->run(argc - i - 1, argv + i + 1);
+        return c->run(c, argc - i - 1, argv + i + 1);
     }
   /* "cowfork image" alone or with an unknown verb: list that group. */
   bool group = false;

@@ -13,14 +13,6 @@
 #include "cowfork/mem.h"
 #include "cowfork/uffd.h"
 
-static const struct cli_cmd *self(const char *name)
-{
-  for (const struct cli_cmd *c = cli_mem_cmds; c->name; c++)
-    if (strcmp(c->name, name) == 0)
-      return c;
-  return NULL;
-}
-
 static int parse_count(const char *s, uint64_t max, uint64_t *out)
 {
   char *end;
@@ -36,9 +28,8 @@ static int parse_count(const char *s, uint64_t max, uint64_t *out)
 
 enum { O_IMAGE = 1000, O_CHILDREN, O_BACKEND, O_PREFETCH, O_TOUCH, O_WRITE, O_JSON, O_SOCKET, O_SEED };
 
-static int cmd_fanout(int argc, char **argv)
+static int cmd_fanout(const struct cli_cmd *cmd, int argc, char **argv)
 {
-  const struct cli_cmd *cmd = self("bench fanout");
   static const struct option opts[] = {
       {"image", required_argument, 0, O_IMAGE},   {"children", required_argument, 0, O_CHILDREN},
       {"backend", required_argument, 0, O_BACKEND}, {"prefetch", no_argument, 0, O_PREFETCH},
@@ -135,9 +126,8 @@ static int cmd_fanout(int argc, char **argv)
   return r.failed ? EXIT_ERR : EXIT_OK;
 }
 
-static int cmd_serve(int argc, char **argv)
+static int cmd_serve(const struct cli_cmd *cmd, int argc, char **argv)
 {
-  const struct cli_cmd *cmd = self("mem serve");
   static const struct option opts[] = {{"socket", required_argument, 0, O_SOCKET},
                                        {"image", required_argument, 0, O_IMAGE},
                                        {"prefetch", no_argument, 0, O_PREFETCH},

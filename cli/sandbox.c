@@ -29,11 +29,8 @@
 
 extern char **environ;
 
-static const struct cli_cmd *self(const char *name);
-
-static int cmd_run(int argc, char **argv)
+static int cmd_run(const struct cli_cmd *cmd, int argc, char **argv)
 {
-  const struct cli_cmd *cmd = self("run");
   enum { OPT_ROOT = 1000, OPT_MEM, OPT_TIMEOUT, OPT_CPU, OPT_STRACE, OPT_VERBOSE, OPT_COPY_FILES };
   static const struct option opts[] = {{"root", required_argument, 0, OPT_ROOT},
                                        {"copy-files", no_argument, 0, OPT_COPY_FILES},
@@ -107,9 +104,8 @@ static double now_ms(void)
   return t.tv_sec * 1e3 + t.tv_nsec / 1e6;
 }
 
-static int cmd_template_create(int argc, char **argv)
+static int cmd_template_create(const struct cli_cmd *cmd, int argc, char **argv)
 {
-  const struct cli_cmd *cmd = self("template create");
   enum { OPT_ROOT = 1000, OPT_MEM, OPT_READY, OPT_TIMEOUT, OPT_STRACE };
   static const struct option opts[] = {{"root", required_argument, 0, OPT_ROOT},
                                        {"mem", required_argument, 0, OPT_MEM},
@@ -321,9 +317,8 @@ static void json_string_fd(int fd)
   putchar('"');
 }
 
-static int cmd_fork(int argc, char **argv)
+static int cmd_fork(const struct cli_cmd *cmd, int argc, char **argv)
 {
-  const struct cli_cmd *cmd = self(strcmp(argv[0], "snapshot") == 0 ? "snapshot" : "fork");
   enum { OPT_BACKEND = 1000, OPT_INPUT, OPT_INPUT_DIR, OPT_JSON, OPT_BRANCH, OPT_OUTPUT_DIR, OPT_TIMEOUT,
          OPT_JOBS, OPT_STRACE, OPT_NO_REUSE };
   static const struct option opts[] = {{"backend", required_argument, 0, OPT_BACKEND},
@@ -383,7 +378,7 @@ static int cmd_fork(int argc, char **argv)
   const char *name = optind < argc ? argv[optind++] : NULL;
   if (!name)
     return cli_usage(cmd, "missing NAME");
-  if (cmd == self("snapshot")) {
+  if (strcmp(cmd->name, "snapshot") == 0) {
     if (optind >= argc)
       return cli_usage(cmd, "missing NEW");
     branch = argv[optind++];
@@ -600,10 +595,3 @@ const struct cli_cmd cli_sandbox_cmds[] = {
     {0},
 };
 
-static const struct cli_cmd *self(const char *name)
-{
-  for (const struct cli_cmd *c = cli_sandbox_cmds; c->name; c++)
-    if (strcmp(c->name, name) == 0)
-      return c;
-  return NULL;
-}
