@@ -462,44 +462,23 @@ static int save_state(struct sb *sb, struct wbuf *w, const char *image, const ui
   return w->err ? cf_fail(ENOMEM, "out of memory") : 0;
 }
 
+/* The state file: a header (magic, version, payload length, XXH3 of the
+ * payload) and the payload, written crash-safely and never over an existing
+ * template (templates are immutable). */
 static int write_state(const char *path, const struct wbuf *w)
 {
-  char tmp[PATH_MAX + 16];
-  snprintf(tmp, sizeof tmp, "%s.tmp.%d", path, (int)getpid());
-  uint8_t hdr[STATE_HDR] = {0};
-  memcpy(hdr, STATE_MAGIC, 8);
+  CLEANUP_FREE uint8_t *buf = calloc(1, STATE_HDR + w->n);
+  if (!buf)
+    return cf_fail(ENOMEM, "out of memory");
+  memcpy(buf, STATE_MAGIC, 8);
   uint32_t v = STATE_VERSION;
-  memcpy(hdr + 8, &v, 4);
+  memcpy(buf + 8, &v, 4);
   uint64_t len = w->n, sum = XXH3_64bits(w->p, w->n);
-  memcpy(hdr + 16, &len, 8);
-  memcpy(hdr + 24, &sum, 8);
-  int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0444);
-  if (fd < 0)
-    return cf_fail(errno, "%s: %m", tmp);
-  if (cf_pwrite_full(fd, hdr, sizeof hdr, 0) < 0 || cf_pwrite_full(fd, w->p, w->n, sizeof hdr) < 0 ||
-      fsync(fd) < 0) {
-    int e = errno;
-    close(fd);
-    unlink(tmp);
-    return cf_fail(e, "%s: %s", tmp, strerror(e));
-  }
-  close(fd);
-  if (renameat2(AT_FDCWD, tmp, AT_FDCWD, path, RENAME_NOREPLACE) < 0) {
-    int e = errno;
-    unlink(tmp);
-    return cf_fail(e, "%s: %s", path, e == EEXIST ? "the template exists (templates are immutable)" : strerror(e));
-  }
-  char dir[PATH_MAX];
-  snprintf(dir, sizeof dir, "%s", path);
-  char *sl = strrchr(dir, '/');
-  if (sl) {
-    *sl = 0;
-    int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (dfd >= 0) {
-      fsync(dfd);
-      close(dfd);
-    }
-  }
+  memcpy(buf + 16, &len, 8);
+  memcpy(buf + 24, &sum, 8);
+  memcpy(buf + STATE_HDR, w->p, w->n);
+  if (cf_write_file_atomic(path, buf, STATE_HDR + w->n, 0444, true) < 0)
+    return cf_fail(errno, "%s", errno == EEXIST ? "the template exists (templates are immutable)" : cf_error());
   return 0;
 }
 
