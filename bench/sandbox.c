@@ -88,14 +88,8 @@ static void *fan_worker(void *arg)
     snprintf(path, sizeof path, "/proc/self/fd/%d", input_fd);
     int in = open(path, O_RDONLY | O_CLOEXEC); /* own offset per child */
     o.stdio[0] = in;
-    struct cf_sandbox *b = NULL;
-    if (keep && cf_template_refork(tmpl, keep, &o) == 0)
-      b = keep;
-    else
-      cf_sandbox_free(keep);
+    struct cf_sandbox *b = cf_template_next(tmpl, keep, &o);
     keep = NULL;
-    if (!b)
-      b = cf_template_fork(tmpl, &o);
     struct cf_sandbox_result r;
     bool ok = b && cf_sandbox_run_until(b, &r) == 0 && r.status == 0;
     if (!ok)
@@ -240,14 +234,8 @@ int main(void)
     snprintf(path, sizeof path, "/proc/self/fd/%d", input_fd);
     int in = open(path, O_RDONLY | O_CLOEXEC);
     struct cf_sandbox_opts o = {.stdio = {in, null_fd, null_fd}};
-    struct cf_sandbox *b = NULL;
-    if (keep && cf_template_refork(tmpl, keep, &o) == 0)
-      b = keep;
-    else
-      cf_sandbox_free(keep);
+    struct cf_sandbox *b = cf_template_next(tmpl, keep, &o);
     keep = NULL;
-    if (!b)
-      b = cf_template_fork(tmpl, &o);
     struct cf_sandbox_result r;
     if (!b || cf_sandbox_run_until(b, &r) < 0) {
       fprintf(stderr, "fork: %s\n", cf_error());

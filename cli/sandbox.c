@@ -242,23 +242,8 @@ static void *worker(void *arg)
     if (i >= j->n)
       break;
     struct child *k = &j->kids[i];
-    struct cf_sandbox *box = NULL;
-    if (keep) {
-      if (cf_template_refork(j->t, keep, &k->o) == 0) {
-        box = keep;
-      } else if (errno == EUCLEAN) { /* COWFORK_CHECK_RESET found a difference: loud */
-        k->failed = true;
-        snprintf(k->error, sizeof k->error, "%s", cf_error());
-        cf_sandbox_free(keep);
-        keep = NULL;
-        continue;
-      } else {
-        cf_sandbox_free(keep);
-      }
-      keep = NULL;
-    }
-    if (!box)
-      box = cf_template_fork(j->t, &k->o);
+    struct cf_sandbox *box = cf_template_next(j->t, keep, &k->o);
+    keep = NULL;
     if (!box || cf_sandbox_run_until(box, &k->res) < 0) {
       k->failed = true;
       snprintf(k->error, sizeof k->error, "%s", cf_error());

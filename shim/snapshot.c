@@ -813,13 +813,10 @@ err:
   return -1;
 }
 
-struct cf_sandbox *cf_template_fork(struct cf_template *t, const struct cf_sandbox_opts *opts)
+/* What every child of t starts with before its state is loaded, in a new VM
+ * or a reused one. */
+static void child_init(struct sb *sb, struct cf_template *t, const struct cf_sandbox_opts *opts, double t0)
 {
-  double t0 = now_us();
-  struct cf_sandbox *box = calloc(1, sizeof *box);
-  if (!box)
-    return cf_fail_null(ENOMEM, "out of memory");
-  struct sb *sb = &box->s;
   sb->t_spawn = t0;
   sb->opts = opts;
   sb->trace = opts->trace ? opts->trace : stderr;
@@ -828,6 +825,16 @@ struct cf_sandbox *cf_template_fork(struct cf_template *t, const struct cf_sandb
   sb->gid = (int)getgid();
   sb->tmpl = t;
   sb->forked = true;
+}
+
+struct cf_sandbox *cf_template_fork(struct cf_template *t, const struct cf_sandbox_opts *opts)
+{
+  double t0 = now_us();
+  struct cf_sandbox *box = calloc(1, sizeof *box);
+  if (!box)
+    return cf_fail_null(ENOMEM, "out of memory");
+  struct sb *sb = &box->s;
+  child_init(sb, t, opts, t0);
   struct cf_vm_mem_source src = {.map = map_image, .unmap = unmap_image, .ctx = sb};
   sb->vm = cf_vm_create_from(t->mem_size, &src);
   if (!sb->vm)
@@ -882,14 +889,7 @@ int cf_template_refork(struct cf_template *t, struct cf_sandbox *box, const stru
   sb->mem_size = mem_size;
   sb->memb = memb;
   sb->have_memb = true;
-  sb->t_spawn = t0;
-  sb->opts = opts;
-  sb->trace = opts->trace ? opts->trace : stderr;
-  sb->rootfd = -1;
-  sb->uid = (int)getuid();
-  sb->gid = (int)getgid();
-  sb->tmpl = t;
-  sb->forked = true;
+  child_init(sb, t, opts, t0);
   if (load_state(sb, t) < 0) {
     free(old);
     return -1;
@@ -910,4 +910,20 @@ int cf_template_refork(struct cf_template *t, struct cf_sandbox *box, const stru
     sb->t_spawn = now_us(); /* the check is not part of the spawn */
   }
   return 0;
+}
+
+struct cf_sandbox *cf_template_next(struct cf_template *t, struct cf_sandbox *keep,
+                                    const struct cf_sandbox_opts *opts)
+{
+  if (keep) {
+    if (cf_template_refork(t, keep, opts) == 0)
+      return keep;
+    int e = errno;
+    cf_sandbox_free(keep);
+    if (e == EUCLEAN) { /* the COWFORK_CHECK_RESET comparison failed: loud, no fallback */
+      errno = e;
+      return NULL;
+    }
+  }
+  return cf_template_fork(t, opts);
 }

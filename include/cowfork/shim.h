@@ -120,6 +120,13 @@ struct cf_sandbox *cf_template_fork(struct cf_template *t, const struct cf_sandb
  * branch, another backend, a VM that failed...: fork anew), EUCLEAN that
  * the COWFORK_CHECK_RESET=1 comparison with a fresh child failed. */
 int cf_template_refork(struct cf_template *t, struct cf_sandbox *box, const struct cf_sandbox_opts *opts);
+/* The next child of t, in keep's VM when keep (a finished child of t, or
+ * NULL) can be reset (cf_template_refork), else in a new VM
+ * (cf_template_fork; keep is freed). keep is consumed either way. NULL with
+ * cf_error() when no child could be made; errno EUCLEAN when the
+ * COWFORK_CHECK_RESET comparison failed (no fallback then). */
+struct cf_sandbox *cf_template_next(struct cf_template *t, struct cf_sandbox *keep,
+                                    const struct cf_sandbox_opts *opts);
 /* STORE/templates/NAME into buf. */
 int cf_template_path(struct cf_store *s, const char *name, char *buf, size_t len);
 
