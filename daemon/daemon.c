@@ -31,7 +31,7 @@
  * Its stdin, stdout and stderr are memfds the daemon owns (the shim's
  * copies are dups, sharing the file offset). An exec truncates them,
  * writes the input into stdin, and continues the sandbox
- * (cf_sandbox_continue, shim/live.c) until it pauses again (the answer is
+ * (cf_sandbox_run_until after a pause) until it pauses again (the answer is
  * what it wrote) or ends.
  *
  * Durability. STORE/daemon/state.json maps sandbox ids to their state and
@@ -860,7 +860,7 @@ static void job_exec(struct daemon *d, struct job *j)
   free(decoded);
   double t0 = now_s(), c0 = thread_cpu_s();
   if (rc == 0)
-    rc = cf_sandbox_continue(s->box, &res);
+    rc = cf_sandbox_run_until(s->box, &res);
   double secs = now_s() - t0, cpu = thread_cpu_s() - c0;
   if (rc < 0) {
     pthread_mutex_lock(&d->lock);
@@ -927,7 +927,7 @@ static int sbx_settle(struct sbx *s)
     return 0;
   struct cf_sandbox_result res;
   s->o.timeout = 30;
-  if (reset_fd(s->in) < 0 || cf_sandbox_continue(s->box, &res) < 0)
+  if (reset_fd(s->in) < 0 || cf_sandbox_run_until(s->box, &res) < 0)
     return -1;
   if (!res.paused)
     return cf_fail(ECHILD, "the program ended (status %d) before its pause point", res.status);

@@ -100,6 +100,25 @@ static bool range_ok(struct sb *sb, uint64_t start, uint64_t len)
          start + len <= sb->mem_size;
 }
 
+int mm_vmas_reserve(struct sb *sb, int n)
+{
+  if (n <= sb->capvma)
+    return 0;
+  if (n > MAX_VMAS)
+    return -ENOMEM;
+  int cap = sb->capvma ? sb->capvma : 32;
+  while (cap < n)
+    cap *= 2;
+  if (cap > MAX_VMAS)
+    cap = MAX_VMAS;
+  struct vma *v = realloc(sb->vmas, (size_t)cap * sizeof *v);
+  if (!v)
+    return -ENOMEM;
+  sb->vmas = v;
+  sb->capvma = cap;
+  return 0;
+}
+
 /* Remove [start, end) from the VMA list (splitting), no host change. */
 static int cut(struct sb *sb, uint64_t start, uint64_t end)
 {
@@ -107,8 +126,9 @@ static int cut(struct sb *sb, uint64_t start, uint64_t end)
   while (i < sb->nvma && sb->vmas[i].start < end) {
     struct vma *v = &sb->vmas[i];
     if (v->start < start && v->end > end) {
-      if (sb->nvma >= MAX_VMAS)
+      if (mm_vmas_reserve(sb, sb->nvma + 1) < 0)
         return -ENOMEM;
+      v = &sb->vmas[i];
       memmove(v + 1, v, (sb->nvma - i) * sizeof *v);
       sb->nvma++;
       v[0].end = start;
@@ -170,7 +190,7 @@ static int insert(struct sb *sb, uint64_t start, uint64_t end, int prot, bool fi
     sb->vmas[i].start = start;
     return 0;
   }
-  if (sb->nvma >= MAX_VMAS)
+  if (mm_vmas_reserve(sb, sb->nvma + 1) < 0)
     return -ENOMEM;
   memmove(&sb->vmas[i + 1], &sb->vmas[i], (sb->nvma - i) * sizeof sb->vmas[0]);
   sb->vmas[i] = (struct vma){start, end, prot, file};

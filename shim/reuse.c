@@ -44,6 +44,7 @@
  *
  * reuse_check (COWFORK_CHECK_RESET=1) verifies all of it the slow way. */
 #include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -54,18 +55,22 @@
 #include "cowfork/dirty.h"
 #include "cowfork/header.h"
 #include "cowfork/image.h"
+#include "cowfork/zero.h"
 #include "internal.h"
 #include "shim/shim.h"
 
 int reuse_check_possible(struct sb *sb, const struct cf_sandbox_opts *next)
 {
-  if (!sb->forked || !sb->have_memb)
+  const struct cf_mem *memb = sb_memb(sb);
+  if (sb->park)
+    return cf_fail(ENOTSUP, "the child is parked (it has no VM)");
+  if (!sb->forked || !memb)
     return cf_fail(ENOTSUP, "not a forked child");
-  if (sb->memb.backend != &cf_mem_backend_file || (next->backend && next->backend != &cf_mem_backend_file))
+  if (memb->backend != &cf_mem_backend_file || (next->backend && next->backend != &cf_mem_backend_file))
     return cf_fail(ENOTSUP, "only the file backend reuses VMs");
   if (sb->vm_broken)
     return cf_fail(ENOTSUP, "the VM failed");
-  if (sb->memb.cm.copied_bytes)
+  if (memb->cm.copied_bytes)
     return cf_fail(ENOTSUP, "part of the image was read in, not mapped");
   if (sb->replaced_overflow)
     return cf_fail(ENOTSUP, "the list of replaced ranges overflowed");
@@ -171,7 +176,7 @@ int reuse_reset_memory(struct sb *sb)
         return -1;
     }
   }
-  sb->nreplaced = 0;
+  sb->nreplaced = nr; /* coalesced; a parked child maps them again (cf_sandbox_park) */
   /* 2. Pages written (private copies): the scan made when the child's run
    * ended (nothing ran since; pages in replaced ranges are skipped, they
    * were mapped anew), or a new one. */
@@ -341,7 +346,7 @@ int reuse_check(struct sb *sb)
            mb[i].ino, mb[i].off);
   }
   /* Shim state. */
-  if (sb->nvma != f->nvma || memcmp(sb->vmas, f->vmas, (size_t)sb->nvma * sizeof sb->vmas[0]))
+  if (!vmas_equal(sb->vmas, sb->nvma, f->vmas, f->nvma))
     FAIL("VMA list differs (%d vs %d VMAs)", sb->nvma, f->nvma);
   if (sb->brk_start != f->brk_start || sb->brk_cur != f->brk_cur || sb->mmap_top != f->mmap_top)
     FAIL("brk/mmap top differ");
@@ -454,4 +459,288 @@ done:
     errno = e;
   }
   return ret;
+}
+
+/* ---- Parking (cf_sandbox_park) ----
+ *
+ * A paused child that waits (a daemon sandbox between execs) need not hold
+ * a VM: KVM's own memory for one (memslot rmap, vCPU, shadow pages: ~0.5
+ * MiB, docs/sandbox.md) is most of what an idle child costs. Parking keeps
+ * what the child's memory holds beyond its template's — the pages that
+ * differ from it, in one compact buffer, and its coalesced list of ranges
+ * mapped anew (anonymous: the host mapping says where zeros are) — and its
+ * vCPU state (XSAVE, FS/GS base, TSC); the shim state stays in struct sb as
+ * it is. The VM is then reset as for a reuse (reuse_reset_memory,
+ * cf_vm_reset) and given to the template's spares.
+ *
+ * reuse_unpark takes a spare (or makes a VM), maps the anonymous ranges
+ * again, applies the child's protections, writes the kept pages back
+ * (through /proc/self/mem where the host mapping is not writable) and
+ * loads the vCPU state: guest memory then reads byte for byte as it did,
+ * and COWFORK_CHECK_PARK=1 verifies that (all of guest memory and the host
+ * mapping's pieces compared with a copy taken at park time).
+ *
+ * Refused (ENOTSUP, the child left as it was): not a paused child of the
+ * file backend, a VM that cannot be reused (reuse_check_possible), or a
+ * range mapped from a host file since the fork (its pages would have to be
+ * copied to be kept; not done). */
+struct parked {
+  struct cf_vm_cpu cpu;
+  uint64_t tsc;
+  size_t n, cap;      /* pages kept */
+  uint64_t *addr;     /* their guest addresses, ascending */
+  uint8_t *data;      /* n pages */
+  /* COWFORK_CHECK_PARK: guest memory and its host mapping at park time */
+  uint8_t *check;
+  struct mapent *maps;
+  size_t nmaps;
+};
+
+void park_free(struct sb *sb)
+{
+  struct parked *pk = sb->park;
+  if (!pk)
+    return;
+  free(pk->addr);
+  free(pk->data);
+  free(pk->check);
+  free(pk->maps);
+  free(pk);
+  sb->park = NULL;
+}
+
+/* Whether guest page a can be read (w: written) through the host mapping
+ * as sb's VMAs and the VMM set it; if not, /proc/self/mem can (FOLL_FORCE). */
+static bool host_can(struct sb *sb, uint64_t a, bool w)
+{
+  uint64_t tb = tmp_region_base(sb->tmpfs), te = tb + tmp_region_size(sb->tmpfs);
+  if (a >= tb && a < te)
+    return true;
+  if (a < CF_VM_USER_BASE)
+    return !w; /* read-write but for the read-only stub page: never written here */
+  const struct vma *v = mm_find(sb, a);
+  return v && (v->prot & (w ? PROT_WRITE : PROT_READ | PROT_WRITE));
+}
+
+static int self_mem(int *fd)
+{
+  if (*fd < 0 && (*fd = open("/proc/self/mem", O_RDWR | O_CLOEXEC)) < 0)
+    return cf_fail(errno, "/proc/self/mem: %m");
+  return 0;
+}
+
+static int copy_guest(struct sb *sb, uint8_t *dst, uint64_t a, uint64_t len, int *fd)
+{
+  if (len == PAGE && host_can(sb, a, false)) {
+    memcpy(dst, sb->mem + a, len);
+    return 0;
+  }
+  if (self_mem(fd) < 0 || cf_pread_full(*fd, dst, len, (off_t)(uintptr_t)(sb->mem + a)) != (ssize_t)len)
+    return cf_fail(errno ? errno : EIO, "reading guest memory at 0x%" PRIx64 ": %m", a);
+  return 0;
+}
+
+static int keep_page(struct parked *pk, uint64_t a, const uint8_t *src)
+{
+  if (pk->n == pk->cap) {
+    size_t cap = pk->cap ? 2 * pk->cap : 16;
+    uint64_t *na = realloc(pk->addr, cap * sizeof *na);
+    if (na)
+      pk->addr = na;
+    uint8_t *nd = na ? realloc(pk->data, cap * PAGE) : NULL;
+    if (!nd)
+      return cf_fail(ENOMEM, "out of memory");
+    pk->data = nd;
+    pk->cap = cap;
+  }
+  pk->addr[pk->n] = a;
+  memcpy(pk->data + pk->n * PAGE, src, PAGE);
+  pk->n++;
+  return 0;
+}
+
+/* COWFORK_CHECK_PARK=1: verify each unpark; =leak: also forget the last
+ * page kept (the test that the check fails). */
+static bool check_park(bool *leak)
+{
+  const char *e = getenv("COWFORK_CHECK_PARK");
+  *leak = e && strcmp(e, "leak") == 0;
+  return e && (strcmp(e, "1") == 0 || *leak);
+}
+
+/* What sb's memory holds beyond the template's, into pk. */
+static int park_capture(struct sb *sb, struct parked *pk)
+{
+  const uint8_t *ref = template_ref(sb->tmpl);
+  if (!ref)
+    return -1;
+  if (!sb->have_end_dirty) {
+    if (cf_dirty_scan(0, sb->mem, sb->mem_size, CF_DIRTY_ANON, CF_DIRTY_AUTO, &sb->end_dirty) < 0)
+      return -1;
+    sb->have_end_dirty = true; /* reuse_reset_memory takes it */
+  }
+  const struct cf_dirty *d = &sb->end_dirty;
+  int fd = -1, rc = 0;
+  uint8_t page[PAGE];
+  for (size_t i = 0; i < d->n && rc == 0; i++)
+    for (uint64_t p = d->v[i].first; p < d->v[i].first + d->v[i].count && rc == 0; p++) {
+      uint64_t a = p * PAGE;
+      if ((rc = copy_guest(sb, page, a, PAGE, &fd)) < 0)
+        break;
+      /* In a range mapped anew the host has zeros, elsewhere the template. */
+      bool anon = sb->nreplaced && in_ranges(sb->replaced, sb->nreplaced, a);
+      if (anon ? !cf_is_zero(page, PAGE) : memcmp(page, ref + a, PAGE) != 0)
+        rc = keep_page(pk, a, page);
+    }
+  bool leak;
+  if (rc == 0 && check_park(&leak)) {
+    if (leak && pk->n)
+      pk->n--;
+    if (!(pk->check = malloc(sb->mem_size)))
+      rc = cf_fail(ENOMEM, "out of memory");
+    for (uint64_t a = 0; rc == 0 && a < sb->mem_size; a += 1 << 20)
+      rc = copy_guest(sb, pk->check + a, a, 1 << 20, &fd);
+    if (rc == 0)
+      rc = read_maps(sb->mem, sb->mem_size, &pk->maps, &pk->nmaps);
+  }
+  if (fd >= 0)
+    close(fd);
+  return rc;
+}
+
+int cf_sandbox_park(struct cf_sandbox *box)
+{
+  struct sb *sb = &box->s;
+  if (sb->park)
+    return 0;
+  if (!sb->paused || sb->exited)
+    return cf_fail(ENOTSUP, "only a paused sandbox can be parked");
+  if (reuse_check_possible(sb, sb->opts) < 0)
+    return -1;
+  for (size_t i = 0; i < sb->nreplaced; i++)
+    if (sb->replaced[i].file)
+      return cf_fail(ENOTSUP, "it mapped a host file since the fork");
+  if (sb->nreplaced) { /* sorted and coalesced, as reuse_reset_memory leaves them */
+    qsort(sb->replaced, sb->nreplaced, sizeof *sb->replaced, range_cmp);
+    size_t nr = 0;
+    for (size_t i = 0; i < sb->nreplaced; i++) {
+      if (nr && sb->replaced[i].start <= sb->replaced[nr - 1].end) {
+        if (sb->replaced[i].end > sb->replaced[nr - 1].end)
+          sb->replaced[nr - 1].end = sb->replaced[i].end;
+      } else {
+        sb->replaced[nr++] = sb->replaced[i];
+      }
+    }
+    sb->nreplaced = nr;
+  }
+  struct parked *pk = calloc(1, sizeof *pk);
+  if (!pk)
+    return cf_fail(ENOMEM, "out of memory");
+  sb->park = pk;
+  if (cf_vm_save_cpu(sb->vm, &pk->cpu) < 0 || cf_vm_tsc(sb->vm, &pk->tsc, 0) < 0 || park_capture(sb, pk) < 0) {
+    park_free(sb);
+    return -1;
+  }
+  /* The child's state is kept: from here on the VM goes to the spares, or
+   * is destroyed when it cannot be reset; the child is parked either way. */
+  struct cf_vm *vm = sb->vm;
+  struct guest_mem *gm = sb->gm;
+  size_t nrep = sb->nreplaced;
+  bool reset = reuse_reset_memory(sb) == 0 && cf_vm_reset(vm) == 0;
+  sb->nreplaced = nrep;
+  cf_dirty_free(&sb->end_dirty);
+  sb->have_end_dirty = false;
+  sb->vm = NULL;
+  sb->gm = NULL;
+  sb->mem = NULL;
+  tmp_set_mem(sb->tmpfs, NULL);
+  if (!reset || !template_put_spare(sb->tmpl, vm, gm))
+    vm_free(vm, gm);
+  return 0;
+}
+
+static int unpark_check(struct sb *sb, struct parked *pk)
+{
+  char why[512] = "";
+  struct mapent *m = NULL;
+  size_t n = 0;
+  uint8_t *buf = malloc(1 << 20);
+  int fd = -1, rc = buf ? 0 : cf_fail(ENOMEM, "out of memory");
+  for (uint64_t a = 0; rc == 0 && !why[0] && a < sb->mem_size; a += 1 << 20) {
+    if ((rc = copy_guest(sb, buf, a, 1 << 20, &fd)) < 0 || memcmp(buf, pk->check + a, 1 << 20) == 0)
+      continue;
+    for (uint64_t p = 0; p < 1 << 20; p += PAGE)
+      if (memcmp(buf + p, pk->check + a + p, PAGE)) {
+        snprintf(why, sizeof why, "guest page 0x%" PRIx64 " differs from what it held when parked", a + p);
+        break;
+      }
+  }
+  if (rc == 0 && !why[0] && (rc = read_maps(sb->mem, sb->mem_size, &m, &n)) == 0) {
+    for (size_t i = 0; !why[0] && (i < n || i < pk->nmaps); i++) {
+      const struct mapent *x = i < n ? &m[i] : NULL, *y = i < pk->nmaps ? &pk->maps[i] : NULL;
+      if (!x || !y || x->start != y->start || x->end != y->end || strcmp(x->perms, y->perms) || x->ino != y->ino ||
+          x->off != y->off)
+        snprintf(why, sizeof why, "host mapping piece %zu differs from the one when parked (guest 0x%" PRIx64 ")", i,
+                 x ? x->start : y->start);
+    }
+  }
+  if (fd >= 0)
+    close(fd);
+  free(buf);
+  free(m);
+  if (rc == 0 && why[0]) {
+    fprintf(stderr, "COWFORK_CHECK_PARK: FAILED: %s\n", why);
+    rc = cf_fail(EUCLEAN, "COWFORK_CHECK_PARK: %s", why);
+  }
+  return rc;
+}
+
+int reuse_unpark(struct sb *sb)
+{
+  struct parked *pk = sb->park;
+  struct cf_vm *vm;
+  struct guest_mem *gm;
+  if (!template_take_spare(sb->tmpl, &vm, &gm) && !(vm = template_new_vm(sb->tmpl, sb->opts, &gm)))
+    return -1;
+  sb->vm = vm;
+  sb->gm = gm;
+  sb->mem = cf_vm_mem(vm);
+  tmp_set_mem(sb->tmpfs, sb->mem);
+  int fd = -1, rc = 0;
+  for (size_t i = 0; i < sb->nreplaced && rc == 0; i++) {
+    const struct range *r = &sb->replaced[i];
+    if (mmap(sb->mem + r->start, r->end - r->start, PROT_READ | PROT_WRITE,
+             MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED | MAP_NORESERVE, -1, 0) == MAP_FAILED)
+      rc = cf_fail(errno, "mapping guest 0x%" PRIx64 " again: %m", r->start);
+  }
+  if (rc == 0 && mm_apply(sb) < 0)
+    rc = cf_fail(errno, "applying the child's memory protections: %m");
+  for (size_t i = 0; i < pk->n && rc == 0; i++) {
+    uint64_t a = pk->addr[i];
+    if (host_can(sb, a, true))
+      memcpy(sb->mem + a, pk->data + i * PAGE, PAGE);
+    else if (self_mem(&fd) < 0 || cf_pwrite_full(fd, pk->data + i * PAGE, PAGE, (off_t)(uintptr_t)(sb->mem + a)) < 0)
+      rc = cf_fail(errno ? errno : EIO, "writing guest memory at 0x%" PRIx64 ": %m", a);
+  }
+  if (fd >= 0)
+    close(fd);
+  if (rc == 0)
+    rc = cf_vm_load_cpu(vm, &pk->cpu, &sb->pause_regs);
+  if (rc == 0)
+    rc = cf_vm_tsc(vm, NULL, pk->tsc);
+  if (rc == 0 && pk->check)
+    rc = unpark_check(sb, pk);
+  if (rc < 0) { /* still parked; this VM is not reused */
+    int e = errno;
+    vm_free(vm, gm);
+    sb->vm = NULL;
+    sb->gm = NULL;
+    sb->mem = NULL;
+    tmp_set_mem(sb->tmpfs, NULL);
+    errno = e;
+    return -1;
+  }
+  sb->resume_pending = sb->pause_pending; /* the call it paused on is served first */
+  park_free(sb);
+  return 0;
 }

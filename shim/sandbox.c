@@ -383,8 +383,10 @@ void cf_sandbox_free(struct cf_sandbox *box)
   int e = errno;
   fs_fini(sb);
   hostfile_fini(sb);
-  cf_vm_destroy(sb->vm); /* unmaps a child's memory backend too */
+  vm_free(sb->vm, sb->gm); /* unmaps a child's memory backend too */
+  park_free(sb);
   free(sb->replaced);
+  free(sb->vmas);
   cf_dirty_free(&sb->end_dirty);
   free(box);
   errno = e;
@@ -400,6 +402,17 @@ int cf_sandbox_run_until(struct cf_sandbox *box, struct cf_sandbox_result *res)
   int ntimers = 0;
   if (sb->exited)
     return cf_fail(EINVAL, "the sandbox has ended");
+  if (sb->park && reuse_unpark(sb) < 0)
+    return -1;
+  /* Paused before serving a call (a read of fd 0): going on re-enters at
+   * CPL3 after the SYSCALL with the call still to serve (live.c); entering
+   * the VM as it stopped would end the syscall stub with rax holding the
+   * call's number. */
+  if (sb->paused && sb->pause_pending && !sb->resume_pending) {
+    if (cf_vm_resume_user(sb->vm, &sb->pause_regs) < 0)
+      return -1;
+    sb->resume_pending = true;
+  }
   sb->paused = false;
   cf_dirty_free(&sb->end_dirty); /* the run writes: stale */
   sb->have_end_dirty = false;
@@ -454,12 +467,12 @@ int cf_sandbox_run_until(struct cf_sandbox *box, struct cf_sandbox_result *res)
   res->pages_copied = sb->pages_copied;
   res->spawn_us = sb->entered ? sb->t_enter - sb->t_spawn : 0;
   res->first_output_us = sb->t_first_output;
-  if (sb->have_memb) {
+  const struct cf_mem *memb = sb_memb(sb);
+  if (memb) {
     struct cf_dirty d = {0};
-    if (cf_dirty_scan(0, sb->mem, sb->mem_size, sb->memb.backend->dirty_kind(sb->memb.flags), CF_DIRTY_AUTO,
-                      &d) == 0) {
+    if (cf_dirty_scan(0, sb->mem, sb->mem_size, memb->backend->dirty_kind(memb->flags), CF_DIRTY_AUTO, &d) == 0) {
       res->private_bytes = d.pages * PAGE;
-      if (sb->forked && sb->memb.backend == &cf_mem_backend_file) { /* what a VM reuse resets (reuse.c) */
+      if (sb->forked && memb->backend == &cf_mem_backend_file) { /* what a VM reuse resets (reuse.c) */
         sb->end_dirty = d;
         sb->have_end_dirty = true;
         d = (struct cf_dirty){0};

@@ -37,6 +37,17 @@ struct vma {
   bool file; /* mapped from a host file (its pages are not zero when absent) */
 };
 
+/* Whether two VMA lists are the same (field by field: struct vma has padding). */
+static inline bool vmas_equal(const struct vma *a, int na, const struct vma *b, int nb)
+{
+  if (na != nb)
+    return false;
+  for (int i = 0; i < na; i++)
+    if (a[i].start != b[i].start || a[i].end != b[i].end || a[i].prot != b[i].prot || a[i].file != b[i].file)
+      return false;
+  return true;
+}
+
 enum file_type { F_HOST, F_DIR, F_TMP, F_TMPDIR, F_NULL };
 
 struct tnode; /* a file or directory of the in-sandbox /tmp */
@@ -66,8 +77,8 @@ struct sb {
   FILE *trace;
 
   /* address space */
-  struct vma vmas[MAX_VMAS];
-  int nvma;
+  struct vma *vmas;     /* sorted, at most MAX_VMAS (mm_vmas_reserve) */
+  int nvma, capvma;
   uint64_t brk_start, brk_cur, mmap_top;
 
   /* files */
@@ -108,10 +119,13 @@ struct sb {
   bool resume_pending;      /* serve pause_regs' system call before entering */
   bool entered;
 
-  /* a forked child: its memory and template */
+  /* a forked child: its template, and its memory as the backend mapped it
+   * (it belongs to the VM: NULL while the child is parked) */
   struct cf_template *tmpl;
-  struct cf_mem memb;
-  bool have_memb;
+  struct guest_mem *gm;
+  /* a parked child (reuse.c): its VM given back, what its memory held
+   * beyond the template's kept here until it runs again */
+  struct parked *park;
 
   /* a forked child: ranges whose mapping was replaced since the fork */
   bool forked;
@@ -142,13 +156,39 @@ struct cf_sandbox {
   struct sb s;
 };
 
+/* A forked child's guest memory: the context of the VMM's memory source
+ * (snapshot.c map_image/unmap_image). It belongs to the VM, moves with it
+ * (parking, reuse.c) and is freed after cf_vm_destroy (vm_free). */
+struct guest_mem {
+  struct cf_mem m;
+  bool mapped;                         /* m holds the backend's mapping */
+  uint8_t *base;
+  uint64_t size;
+  const struct cf_sandbox_opts *opts;  /* map_image only */
+  struct cf_template *tmpl;
+};
+/* The memory backend's mapping of sb's guest memory, or NULL (a root
+ * sandbox, a parked child). */
+static inline struct cf_mem *sb_memb(struct sb *sb) { return sb->gm && sb->gm->mapped ? &sb->gm->m : NULL; }
+
 /* snapshot.c */
 const struct cf_image *template_image(const struct cf_template *t);
+/* A new VM whose memory maps t's image (opts->backend), before any state is
+ * loaded; *gm its memory. NULL + cf_error. */
+struct cf_vm *template_new_vm(struct cf_template *t, const struct cf_sandbox_opts *opts, struct guest_mem **gm);
+/* Destroy a VM and its memory (either may be NULL). */
+void vm_free(struct cf_vm *vm, struct guest_mem *gm);
+/* t's spare VMs (file backend, memory reset to the template's, vCPU reset):
+ * put one (false when the pool is full: the caller frees it), take one. */
+bool template_put_spare(struct cf_template *t, struct cf_vm *vm, struct guest_mem *gm);
+bool template_take_spare(struct cf_template *t, struct cf_vm **vm, struct guest_mem **gm);
 /* The template's image mapped read-only (shared, made on first use; NULL +
  * cf_error on failure): what a reset compares written pages with. */
 const uint8_t *template_ref(struct cf_template *t);
 
 /* mm.c: the guest address space (VMAs and the host mapping under them) */
+/* Room for n VMAs in sb->vmas: 0 or -ENOMEM (past MAX_VMAS too). */
+int mm_vmas_reserve(struct sb *sb, int n);
 int mm_map_anon(struct sb *sb, uint64_t start, uint64_t len, int prot);
 int mm_map_file(struct sb *sb, uint64_t start, uint64_t len, int prot, int hostfd, uint64_t off);
 int mm_unmap(struct sb *sb, uint64_t start, uint64_t len);
@@ -200,6 +240,8 @@ struct tmpfs *tmp_new(uint8_t *mem, uint64_t base, uint64_t size);
 void tmp_destroy(struct tmpfs *fs);
 uint64_t tmp_region_base(const struct tmpfs *fs);
 uint64_t tmp_region_size(const struct tmpfs *fs);
+/* Guest memory moved to another host mapping (a parked child's new VM). */
+void tmp_set_mem(struct tmpfs *fs, uint8_t *mem);
 void tmp_free(struct tnode *n);
 bool tmp_is_tmp(const char *abs);
 struct tnode *tmp_lookup(struct sb *sb, const char *abs);
@@ -252,6 +294,11 @@ void tmp_pages(struct tmpfs *fs, int (*fn)(void *ctx, uint64_t addr), void *ctx)
 int reuse_check_possible(struct sb *sb, const struct cf_sandbox_opts *next);
 int reuse_reset_memory(struct sb *sb);
 int reuse_check(struct sb *sb);
+/* Parking (cf_sandbox_park): unpark gives a parked child a VM again (a
+ * spare or a new one) holding exactly the memory it had; park_free drops a
+ * parked child's kept state. */
+int reuse_unpark(struct sb *sb);
+void park_free(struct sb *sb);
 
 /* mm.c: snapshot support */
 /* Make the host mapping match the VMA list (PROT_NONE between VMAs, the

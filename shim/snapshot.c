@@ -132,6 +132,11 @@ void r_str(struct rbuf *r, char *buf, size_t size)
 
 /* ---- the template object ---- */
 
+/* At most this many spare VMs per template: enough for every CPU to take
+ * one while another is being given back; each holds the KVM memory of a VM
+ * (~0.5 MiB, docs/sandbox.md). */
+#define SPARES_MAX 8
+
 struct cf_template {
   struct cf_store *store;
   char name[256];
@@ -146,6 +151,10 @@ struct cf_template {
   pthread_mutex_t ref_lock;
   struct cf_cowmap ref;
   bool have_ref;
+  /* spare VMs parked children gave back (reuse.c), under ref_lock: the
+   * next unparked or forked child takes one instead of making a VM */
+  struct spare { struct cf_vm *vm; struct guest_mem *gm; } spares[SPARES_MAX];
+  int nspares;
 };
 
 const struct cf_image *template_image(const struct cf_template *t) { return t->img; }
@@ -341,7 +350,8 @@ static int bits_runs(const uint64_t *b, uint64_t npages, struct cf_dirty *d)
 
 static int commit_branch(struct sb *sb, struct cf_store *s, const char *image, struct cf_save_stats *st)
 {
-  const struct cf_mem_backend *be = sb->memb.backend;
+  const struct cf_mem *memb = sb_memb(sb);
+  const struct cf_mem_backend *be = memb->backend;
   uint64_t np = sb->mem_size / PAGE;
   struct cf_dirty scan = {0}, dirty = {0}, zeros = {0};
   uint64_t *db = calloc((np + 63) / 64, 8), *zb = calloc((np + 63) / 64, 8);
@@ -350,7 +360,7 @@ static int commit_branch(struct sb *sb, struct cf_store *s, const char *image, s
     cf_fail(ENOMEM, "out of memory");
     goto out;
   }
-  if (cf_dirty_scan(0, sb->mem, sb->mem_size, be->dirty_kind(sb->memb.flags), CF_DIRTY_AUTO, &scan) < 0)
+  if (cf_dirty_scan(0, sb->mem, sb->mem_size, be->dirty_kind(memb->flags), CF_DIRTY_AUTO, &scan) < 0)
     goto out;
   for (size_t i = 0; i < scan.n; i++)
     bits_set(db, scan.v[i].first, scan.v[i].count);
@@ -365,7 +375,7 @@ static int commit_branch(struct sb *sb, struct cf_store *s, const char *image, s
     goto out;
   struct cf_dirty_stats ds;
   ret = cf_dirty_commit(s, template_image(sb->tmpl), image, 0, sb->mem, &dirty, &zeros,
-                        be->commit_flags(sb->memb.flags), &ds);
+                        be->commit_flags(memb->flags), &ds);
   st->pages_scanned = ds.blocks_read;
   st->pages_stored = ds.blocks_stored;
   st->pages_zeroed = ds.blocks_zeroed;
@@ -492,6 +502,8 @@ int cf_sandbox_save(struct cf_sandbox *box, struct cf_store *s, const char *name
   double t0 = now_us();
   if (!sb->paused || sb->exited)
     return cf_fail(EINVAL, "only a paused sandbox can be saved");
+  if (sb->park && reuse_unpark(sb) < 0)
+    return -1;
   char path[PATH_MAX], image[300];
   if (cf_template_path(s, name, path, sizeof path) < 0)
     return -1;
@@ -537,6 +549,10 @@ void cf_template_close(struct cf_template *t)
     return;
   if (t->have_ref)
     cf_cowmap_unmap(&t->ref);
+  while (t->nspares > 0) {
+    t->nspares--;
+    vm_free(t->spares[t->nspares].vm, t->spares[t->nspares].gm);
+  }
   pthread_mutex_destroy(&t->ref_lock);
   cf_image_close(t->img);
   free(t->payload);
@@ -613,16 +629,16 @@ err:
 
 static int map_image(void *ctx, uint8_t *addr, uint64_t size)
 {
-  struct sb *sb = ctx;
-  sb->mem = addr;
-  sb->mem_size = size;
-  const struct cf_sandbox_opts *o = sb->opts;
+  struct guest_mem *gm = ctx;
+  gm->base = addr;
+  gm->size = size;
+  const struct cf_sandbox_opts *o = gm->opts;
   const struct cf_mem_backend *be = o->backend ? o->backend : &cf_mem_backend_file;
-  struct cf_mem_opts mo = {.img = template_image(sb->tmpl), .addr = addr, .socket = o->uffd_socket,
+  struct cf_mem_opts mo = {.img = template_image(gm->tmpl), .addr = addr, .socket = o->uffd_socket,
                            .flags = be == &cf_mem_backend_uffd ? CF_MEM_TRACK : 0};
-  if (be->map(&mo, &sb->memb) < 0)
+  if (be->map(&mo, &gm->m) < 0)
     return -1;
-  sb->have_memb = true;
+  gm->mapped = true;
   return 0;
 }
 
@@ -630,16 +646,61 @@ static int map_image(void *ctx, uint8_t *addr, uint64_t size)
  * the VM's reservation lies beyond it (cf_vm_destroy leaves it all to us). */
 static void unmap_image(void *ctx)
 {
-  struct sb *sb = ctx;
-  uint8_t *mem = sb->mem;
-  uint64_t size = sb->mem_size, done = 0;
-  if (sb->have_memb) {
-    done = sb->memb.len < size ? sb->memb.len : size;
-    sb->memb.backend->unmap(&sb->memb);
+  struct guest_mem *gm = ctx;
+  uint64_t done = 0;
+  if (gm->mapped) {
+    done = gm->m.len < gm->size ? gm->m.len : gm->size;
+    gm->m.backend->unmap(&gm->m);
   }
-  sb->have_memb = false;
-  if (done < size)
-    munmap(mem + done, size - done);
+  gm->mapped = false;
+  if (done < gm->size)
+    munmap(gm->base + done, gm->size - done);
+}
+
+struct cf_vm *template_new_vm(struct cf_template *t, const struct cf_sandbox_opts *opts, struct guest_mem **gmp)
+{
+  struct guest_mem *gm = calloc(1, sizeof *gm);
+  if (!gm)
+    return cf_fail_null(ENOMEM, "out of memory");
+  gm->opts = opts;
+  gm->tmpl = t;
+  struct cf_vm_mem_source src = {.map = map_image, .unmap = unmap_image, .ctx = gm};
+  struct cf_vm *vm = cf_vm_create_from(t->mem_size, &src);
+  if (!vm) {
+    free(gm);
+    return NULL;
+  }
+  *gmp = gm;
+  return vm;
+}
+
+void vm_free(struct cf_vm *vm, struct guest_mem *gm)
+{
+  cf_vm_destroy(vm); /* unmaps gm's mapping too */
+  free(gm);
+}
+
+bool template_put_spare(struct cf_template *t, struct cf_vm *vm, struct guest_mem *gm)
+{
+  pthread_mutex_lock(&t->ref_lock);
+  bool ok = t->nspares < SPARES_MAX;
+  if (ok)
+    t->spares[t->nspares++] = (struct spare){vm, gm};
+  pthread_mutex_unlock(&t->ref_lock);
+  return ok;
+}
+
+bool template_take_spare(struct cf_template *t, struct cf_vm **vm, struct guest_mem **gm)
+{
+  pthread_mutex_lock(&t->ref_lock);
+  bool ok = t->nspares > 0;
+  if (ok) {
+    t->nspares--;
+    *vm = t->spares[t->nspares].vm;
+    *gm = t->spares[t->nspares].gm;
+  }
+  pthread_mutex_unlock(&t->ref_lock);
+  return ok;
 }
 
 #define BAD(what)                                                  \
@@ -687,6 +748,10 @@ static int load_state(struct sb *sb, struct cf_template *t)
   uint64_t nvma = r_u64(&r);
   if (r.err || nvma > MAX_VMAS || sb->mmap_top > MMAP_TOP(sb->mem_size))
     BAD("malformed state file");
+  if (mm_vmas_reserve(sb, (int)nvma) < 0) {
+    cf_fail(ENOMEM, "out of memory");
+    goto err;
+  }
   uint64_t prev = CF_VM_USER_BASE, tb = TMP_BASE(sb->mem_size), te = tb + TMP_SIZE(sb->mem_size);
   for (uint64_t i = 0; i < nvma; i++) {
     struct vma *v = &sb->vmas[i];
@@ -835,9 +900,10 @@ struct cf_sandbox *cf_template_fork(struct cf_template *t, const struct cf_sandb
     return cf_fail_null(ENOMEM, "out of memory");
   struct sb *sb = &box->s;
   child_init(sb, t, opts, t0);
-  struct cf_vm_mem_source src = {.map = map_image, .unmap = unmap_image, .ctx = sb};
-  sb->vm = cf_vm_create_from(t->mem_size, &src);
-  if (!sb->vm)
+  /* A spare VM a parked child gave back (file backend; its memory and vCPU
+   * are reset to the template's) or a new one. */
+  bool spare = (!opts->backend || opts->backend == &cf_mem_backend_file) && template_take_spare(t, &sb->vm, &sb->gm);
+  if (!spare && !(sb->vm = template_new_vm(t, opts, &sb->gm)))
     goto err;
   sb->mem = cf_vm_mem(sb->vm);
   sb->mem_size = cf_vm_mem_size(sb->vm);
@@ -864,31 +930,25 @@ int cf_template_refork(struct cf_template *t, struct cf_sandbox *box, const stru
   /* Memory first: it needs the old child's list of replaced ranges. Its
    * VMAs are kept to compare with the template's (below). */
   bool replaced = sb->nreplaced > 0;
-  int nold = sb->nvma;
-  struct vma *old = malloc(((size_t)nold + 1) * sizeof *old);
-  if (!old)
-    return cf_fail(ENOMEM, "out of memory");
-  memcpy(old, sb->vmas, (size_t)nold * sizeof *old);
-  if (reuse_reset_memory(sb) < 0) {
-    free(old);
+  if (reuse_reset_memory(sb) < 0)
     return -1;
-  }
+  int nold = sb->nvma;
+  struct vma *old = sb->vmas; /* the state below gets its own list */
   /* Then a shim state exactly as cf_template_fork makes it: everything of
    * the old child dropped, the template's loaded. Only the VM and the
-   * memory backend's mapping (unmap_image's context is sb itself) stay. */
+   * memory (gm, the memory source's context, moves with the VM) stay. */
   fs_fini(sb);
   hostfile_fini(sb);
   free(sb->replaced);
   struct cf_vm *vm = sb->vm;
   uint8_t *mem = sb->mem;
   uint64_t mem_size = sb->mem_size;
-  struct cf_mem memb = sb->memb;
+  struct guest_mem *gm = sb->gm;
   memset(sb, 0, sizeof *sb);
   sb->vm = vm;
   sb->mem = mem;
   sb->mem_size = mem_size;
-  sb->memb = memb;
-  sb->have_memb = true;
+  sb->gm = gm;
   child_init(sb, t, opts, t0);
   if (load_state(sb, t) < 0) {
     free(old);
@@ -899,7 +959,7 @@ int cf_template_refork(struct cf_template *t, struct cf_sandbox *box, const stru
    * left the VMAs as the template has them, every protection already is
    * the template's. Otherwise they are all set again (mprotect to the
    * protection a range already has is free for KVM: no invalidation). */
-  bool same = !replaced && nold == sb->nvma && memcmp(old, sb->vmas, (size_t)nold * sizeof *old) == 0;
+  bool same = !replaced && vmas_equal(old, nold, sb->vmas, sb->nvma);
   free(old);
   if (!same && mm_apply(sb) < 0)
     return cf_fail(errno, "applying the template's memory protections: %m");

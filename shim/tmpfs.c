@@ -122,6 +122,7 @@ void tmp_destroy(struct tmpfs *fs)
 
 uint64_t tmp_region_base(const struct tmpfs *fs) { return fs->base; }
 uint64_t tmp_region_size(const struct tmpfs *fs) { return fs->npages * PAGE; }
+void tmp_set_mem(struct tmpfs *fs, uint8_t *mem) { fs->mem = mem; }
 
 static void drop_pages(struct tnode *n, uint64_t from)
 {

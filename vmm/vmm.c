@@ -584,13 +584,26 @@ int cf_vm_reset(struct cf_vm *vm)
     return cf_fail(errno, "KVM_SET_SREGS: %m");
   /* A new VM's TSC starts near 0: the next program must not learn how long
    * the VM ran before it. */
+  if (cf_vm_tsc(vm, NULL, 0) < 0)
+    return cf_fail(ENOTSUP, "%s: not reused", cf_error());
+  vm->stats = (struct cf_vm_stats){0};
+  return 0;
+}
+
+int cf_vm_tsc(struct cf_vm *vm, uint64_t *get, uint64_t set)
+{
   struct {
     struct kvm_msrs m;
     struct kvm_msr_entry e[1];
-  } msrs = {.m.nmsrs = 1, .e[0] = {.index = 0x10 /* IA32_TSC */, .data = 0}};
+  } msrs = {.m.nmsrs = 1, .e[0] = {.index = 0x10 /* IA32_TSC */, .data = set}};
+  if (get) {
+    if (ioctl(vm->cpu, KVM_GET_MSRS, &msrs) != 1)
+      return cf_fail(ENOTSUP, "KVM_GET_MSRS: IA32_TSC refused");
+    *get = msrs.e[0].data;
+    return 0;
+  }
   if (ioctl(vm->cpu, KVM_SET_MSRS, &msrs) != 1)
-    return cf_fail(ENOTSUP, "KVM_SET_MSRS: IA32_TSC refused: not reused");
-  vm->stats = (struct cf_vm_stats){0};
+    return cf_fail(ENOTSUP, "KVM_SET_MSRS: IA32_TSC refused");
   return 0;
 }
 

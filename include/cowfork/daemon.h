@@ -10,18 +10,14 @@
 #include "cowfork/shim.h"
 
 /* --- Live sandboxes (shim/live.c) -----------------------------------------
- * Continue a sandbox after cf_sandbox_run_until returned res->paused: the
- * call it paused on (a read of fd 0) is served first, from whatever fd 0
- * holds now, and it runs to the next pause or its end. On a sandbox that
- * never ran (a fresh cf_template_fork) it is cf_sandbox_run_until. A
- * forked child with opts.branch pauses at each read of fd 0 that finds no
- * input left, so feeding fd 0 (a regular file the caller appends to) and
- * calling this in a loop is a request/answer conversation with the
- * program, in one VM. */
-int cf_sandbox_continue(struct cf_sandbox *sb, struct cf_sandbox_result *res);
+ * A live sandbox is a forked child with opts.branch: it pauses at each read
+ * of fd 0 that finds no input left, so feeding fd 0 (a regular file the
+ * caller rewrites) and calling cf_sandbox_run_until in a loop is a
+ * request/answer conversation with the program. Between rounds the caller
+ * may park it (cf_sandbox_park, shim.h) so that an idle one holds no VM. */
 /* Whether the sandbox stopped at a pause point (and can be saved). A fresh
  * child of a template has not: its pending call is still to be served
- * (cf_sandbox_continue with nothing on fd 0 serves it and pauses again). */
+ * (cf_sandbox_run_until with nothing on fd 0 serves it and pauses again). */
 bool cf_sandbox_is_paused(const struct cf_sandbox *sb);
 /* The uffd page server's client id of a child mapped with the uffd backend
  * (for cf_uffd_server_stats), else 0. */

@@ -77,9 +77,21 @@ int cf_sandbox_run(const struct cf_sandbox_opts *opts, struct cf_sandbox_result 
 struct cf_sandbox;
 struct cf_sandbox *cf_sandbox_new(const struct cf_sandbox_opts *opts);
 /* Run until the program ends or pauses (res->paused). Once more after a
- * pause continues it (the pending call is served then). */
+ * pause continues it: the call it paused on (a read of fd 0) is served
+ * first, from whatever fd 0 holds now. A parked sandbox gets a VM first. */
 int cf_sandbox_run_until(struct cf_sandbox *sb, struct cf_sandbox_result *res);
 void cf_sandbox_free(struct cf_sandbox *sb);
+/* Park a paused child of a template (file backend): its VM is reset and
+ * given to the template's spare VMs, and what its memory holds beyond the
+ * template's (the pages that differ, its anonymous ranges) and its vCPU
+ * state are kept in this process, so that an idle child costs those bytes
+ * and no VM (KVM's per-VM memory, ~0.5 MiB). cf_sandbox_run_until (and
+ * cf_sandbox_save) give it a VM again — a spare or a new one — with memory
+ * and registers exactly as they were. 0 when parked (or already parked);
+ * -1 with errno ENOTSUP when it cannot be (not paused, another backend, a
+ * host file mapped since the fork, a VM that failed): the child is then
+ * unchanged and goes on in its own VM. shim/reuse.c, docs/sandbox.md. */
+int cf_sandbox_park(struct cf_sandbox *sb);
 
 /* --- Templates (shim/snapshot.c, docs/sandbox.md) ---------------------------
  * A template NAME is the memory image NAME.mem in the store's images/ and

@@ -125,6 +125,11 @@ const struct cf_vm_stats *cf_vm_stats(const struct cf_vm *vm);
  * kept: that is what reuse saves. */
 int cf_vm_reset(struct cf_vm *vm);
 
+/* The guest's TSC (IA32_TSC): read into *get, or, with get NULL, set to
+ * set. A parked child (shim/reuse.c) takes its TSC to the next VM it runs
+ * in, so the counter never goes back (it stands still while parked). */
+int cf_vm_tsc(struct cf_vm *vm, uint64_t *get, uint64_t set);
+
 /* Compare the vCPU state of two VMs as a program could see it or depends
  * on it: general registers, segment and control registers, descriptor
  * tables, EFER, FS/GS base, XSAVE area, XCR0, debug registers, pending
