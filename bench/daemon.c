@@ -9,6 +9,7 @@
 #include <fcntl.h>
 #include <jansson.h>
 #include <signal.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -109,6 +110,58 @@ static double run_fork(int n, const char *input)
   return now_ms() - t0;
 }
 
+/* The daemon on sock; no_park: --no-park (idle sandboxes keep their VMs). */
+static pid_t start_daemon(bool no_park)
+{
+  unlink(sock);
+  pid_t pid = fork();
+  if (pid == 0) {
+    execl(cowfork_bin, cowfork_bin, "daemon", "-q", "--socket", sock, no_park ? "--no-park" : (char *)NULL,
+          (char *)NULL);
+    _exit(127);
+  }
+  for (int i = 0; i < 500 && access(sock, F_OK) != 0; i++)
+    usleep(10000);
+  return pid;
+}
+
+static void stop_daemon(pid_t pid)
+{
+  kill(pid, SIGTERM);
+  waitpid(pid, NULL, 0);
+}
+
+/* Exec round trips on one live sandbox, into a[n]. */
+static void exec_rounds(double *a, int n)
+{
+  char *id = create();
+  exec_expect(id, "echo warm\\n", "warm\n");
+  for (int i = 0; i < n; i++) {
+    double t0 = now_ms();
+    exec_expect(id, "echo hi\\n", "hi\n");
+    a[i] = now_ms() - t0;
+  }
+  del(id);
+  free(id);
+}
+
+/* 100 sandboxes created in one request and each exec'd once: ms; *tc the
+ * create request alone. */
+static double hundred(double *tc)
+{
+  double t0 = now_ms();
+  json_t *j = req("POST", "/v1/sandboxes", "{\"template\":\"sh\",\"count\":100}");
+  *tc = now_ms() - t0;
+  json_t *ids = json_object_get(j, "ids");
+  for (size_t i = 0; i < json_array_size(ids); i++)
+    exec_expect(json_string_value(json_array_get(ids, i)), "echo hi\\n", "hi\n");
+  double t = now_ms() - t0;
+  for (size_t i = 0; i < json_array_size(ids); i++)
+    del(json_string_value(json_array_get(ids, i)));
+  json_decref(j);
+  return t;
+}
+
 int main(void)
 {
   const char *build = getenv("BUILD");
@@ -139,13 +192,7 @@ int main(void)
     fprintf(stderr, "bench daemon: template create failed\n");
     return 1;
   }
-  pid_t pid = fork();
-  if (pid == 0) {
-    execl(cowfork_bin, cowfork_bin, "daemon", "-q", "--socket", sock, (char *)NULL);
-    _exit(127);
-  }
-  for (int i = 0; i < 500 && access(sock, F_OK) != 0; i++)
-    usleep(10000);
+  pid_t pid = start_daemon(false);
   char in[300];
   snprintf(in, sizeof in, "%s/in", store);
   FILE *f = fopen(in, "w");
@@ -169,33 +216,29 @@ int main(void)
   double ap = pct(a, N, .5), bp = pct(b, N, .5);
   printf("%-52s %8.2f ms %11.2f ms %8.2f\n", "create -> first exec answer, p50", ap, bp, ap / bp);
   printf("%-52s %8.2f ms %11.2f ms\n", "create -> first exec answer, p99", pct(a, N, .99), pct(b, N, .99));
-  /* 2. exec round trip on one live sandbox */
-  char *id = create();
-  exec_expect(id, "echo warm\\n", "warm\n");
-  for (int i = 0; i < R; i++) {
-    double t0 = now_ms();
-    exec_expect(id, "echo hi\\n", "hi\n");
-    a[i] = now_ms() - t0;
-  }
-  del(id);
-  free(id);
+  /* 2. exec round trip on one live sandbox (parked between execs) */
+  exec_rounds(a, R);
   ap = pct(a, R, .5);
   printf("%-52s %8.2f ms %11.2f ms %8.2f\n", "exec round trip (live sandbox vs a fork per run), p50", ap, bp, ap / bp);
   printf("%-52s %8.2f ms\n", "exec round trip, p99", pct(a, R, .99));
   /* 3. 100 sandboxes created and each exec'd once */
-  double t0 = now_ms();
-  json_t *j = req("POST", "/v1/sandboxes", "{\"template\":\"sh\",\"count\":100}");
-  double tc = now_ms() - t0;
-  json_t *ids = json_object_get(j, "ids");
-  for (size_t i = 0; i < json_array_size(ids); i++)
-    exec_expect(json_string_value(json_array_get(ids, i)), "echo hi\\n", "hi\n");
-  double t100 = now_ms() - t0;
-  for (size_t i = 0; i < json_array_size(ids); i++)
-    del(json_string_value(json_array_get(ids, i)));
-  json_decref(j);
+  double tc, t100 = hundred(&tc);
   double f100 = run_fork(100, in);
   printf("%-52s %8.1f ms %11.1f ms %8.2f\n", "100 sandboxes created + each exec'd once", t100, f100, t100 / f100);
   printf("%-52s %8.1f ms\n", "  of which the one create request (100 forks)", tc);
+  /* 2 and 3 again with every idle sandbox in its own VM (--no-park), the
+   * daemon restarted on the same store. */
+  stop_daemon(pid);
+  pid = start_daemon(true);
+  exec_rounds(b, R);
+  double tcn, t100n = hundred(&tcn);
+  stop_daemon(pid);
+  pid = start_daemon(false);
+  double np = pct(b, R, .5);
+  printf("%-52s %8.2f ms %11.2f ms %8.2f\n", "exec round trip, parked vs --no-park, p50", ap, np, ap / np);
+  printf("%-52s %8.1f ms %11.1f ms %8.2f\n", "100 created + exec'd, parked vs --no-park", t100, t100n, t100 / t100n);
+  double t0;
+  char *id;
   /* 4. pause / resume vs dirty memory */
   printf("\n%-14s %12s %10s %10s %12s\n", "string in sh", "pages saved", "pause ms", "resume ms", "first exec ms");
   static const int logs[] = {0, 16, 20, 22, 23};
@@ -226,8 +269,7 @@ int main(void)
     del(id);
     free(id);
   }
-  kill(pid, SIGTERM);
-  waitpid(pid, NULL, 0);
+  stop_daemon(pid);
   snprintf(cmd, sizeof cmd, "rm -rf %s", store);
   if (system(cmd) != 0)
     fprintf(stderr, "bench daemon: could not remove %s\n", store);

@@ -105,6 +105,7 @@ struct sbx {
   int in, out, err;
   int refs;
   bool busy, gone, pending_live; /* pending_live: counted in d->live before its VM exists */
+  bool parked;                   /* idle without a VM (sbx_park; atomic: set by the worker) */
   double created, last;
   uint64_t execs, private_bytes, mem_size;
   int status;
@@ -687,6 +688,16 @@ static int sbx_open_io(struct sbx *s)
   return 0;
 }
 
+/* An idle live sandbox gives its VM back (cf_sandbox_park) unless the
+ * daemon runs with no_park; one that cannot be parked (the uffd backend)
+ * keeps it. The worker owns s->box. */
+static void sbx_park(struct daemon *d, struct sbx *s)
+{
+  if (!d->o->no_park && s->box && cf_sandbox_park(s->box) < 0 && errno != ENOTSUP)
+    logmsg(d, "parking %s: %s", s->id, cf_error());
+  __atomic_store_n(&s->parked, s->box && cf_sandbox_is_parked(s->box), __ATOMIC_RELAXED);
+}
+
 /* Fork s from t (its cur). Without d->lock. */
 static int sbx_fork(struct daemon *d, struct sbx *s, struct tmpl *t, double *secs)
 {
@@ -710,6 +721,7 @@ static int sbx_fork(struct daemon *d, struct sbx *s, struct tmpl *t, double *sec
     sbx_close_io(s);
     return -1;
   }
+  sbx_park(d, s);
   return 0;
 }
 
@@ -717,6 +729,7 @@ static void sbx_drop_vm(struct sbx *s)
 {
   cf_sandbox_free(s->box);
   s->box = NULL;
+  __atomic_store_n(&s->parked, false, __ATOMIC_RELAXED);
   s->t = NULL;
   sbx_close_io(s);
 }
@@ -882,6 +895,8 @@ static void job_exec(struct daemon *d, struct job *j)
     json_object_set_new(o, "report", json_string(res.report));
   if (ended)
     sbx_drop_vm(s);
+  else
+    sbx_park(d, s);
   pthread_mutex_lock(&d->lock);
   s->execs++;
   s->last = wall_s();
@@ -954,6 +969,7 @@ static void job_branch(struct daemon *d, struct job *j)
   if (rc == 0)
     rc = cf_sandbox_save(s->box, d->store, name, &st);
   int e = errno;
+  sbx_park(d, s);
   pthread_mutex_lock(&d->lock);
   if (rc < 0) {
     int code = e == EEXIST ? 409 : 500;
@@ -1243,6 +1259,8 @@ static json_t *sbx_json(struct daemon *d, struct sbx *s)
                         s->be->name, "memory", "size", (json_int_t)s->mem_size, "private_bytes",
                         (json_int_t)(s->state == ST_RUNNING ? s->private_bytes : 0), "age_s", now - s->created,
                         "idle_s", now - s->last, "execs", (json_int_t)s->execs, "busy", s->busy);
+  if (s->state == ST_RUNNING)
+    json_object_set_new(o, "parked", json_boolean(__atomic_load_n(&s->parked, __ATOMIC_RELAXED)));
   if (s->state == ST_EXITED)
     json_object_set_new(o, "exit_code", json_integer(s->status));
   if (s->why[0])

@@ -17,3 +17,5 @@ bool cf_sandbox_is_paused(const struct cf_sandbox *box)
 {
   return box->s.paused && !box->s.exited;
 }
+
+bool cf_sandbox_is_parked(const struct cf_sandbox *box) { return box->s.park != NULL; }

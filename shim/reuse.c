@@ -480,12 +480,14 @@ done:
  * and COWFORK_CHECK_PARK=1 verifies that (all of guest memory and the host
  * mapping's pieces compared with a copy taken at park time).
  *
- * Refused (ENOTSUP, the child left as it was): not a paused child of the
- * file backend, a VM that cannot be reused (reuse_check_possible), or a
+ * Refused (ENOTSUP, the child left as it was): not a paused (or fresh,
+ * never run) child of the file backend, a VM that cannot be reused (reuse_check_possible), or a
  * range mapped from a host file since the fork (its pages would have to be
  * copied to be kept; not done). */
 struct parked {
   struct cf_vm_cpu cpu;
+  struct cf_vm_regs regs; /* to enter with */
+  bool resume_pending;    /* serve the call in regs first */
   uint64_t tsc;
   size_t n, cap;      /* pages kept */
   uint64_t *addr;     /* their guest addresses, ascending */
@@ -613,7 +615,10 @@ int cf_sandbox_park(struct cf_sandbox *box)
   struct sb *sb = &box->s;
   if (sb->park)
     return 0;
-  if (!sb->paused || sb->exited)
+  /* Paused at its ready point, or a fresh child that never ran (its
+   * registers and pending call are the template's, loaded). */
+  bool fresh = !sb->paused && !sb->entered && !sb->exited && sb->nsys == 0;
+  if ((!sb->paused && !fresh) || sb->exited)
     return cf_fail(ENOTSUP, "only a paused sandbox can be parked");
   if (reuse_check_possible(sb, sb->opts) < 0)
     return -1;
@@ -637,6 +642,8 @@ int cf_sandbox_park(struct cf_sandbox *box)
   if (!pk)
     return cf_fail(ENOMEM, "out of memory");
   sb->park = pk;
+  pk->regs = fresh ? *cf_vm_regs(sb->vm) : sb->pause_regs;
+  pk->resume_pending = fresh ? sb->resume_pending : sb->pause_pending;
   if (cf_vm_save_cpu(sb->vm, &pk->cpu) < 0 || cf_vm_tsc(sb->vm, &pk->tsc, 0) < 0 || park_capture(sb, pk) < 0) {
     park_free(sb);
     return -1;
@@ -725,7 +732,7 @@ int reuse_unpark(struct sb *sb)
   if (fd >= 0)
     close(fd);
   if (rc == 0)
-    rc = cf_vm_load_cpu(vm, &pk->cpu, &sb->pause_regs);
+    rc = cf_vm_load_cpu(vm, &pk->cpu, &pk->regs);
   if (rc == 0)
     rc = cf_vm_tsc(vm, NULL, pk->tsc);
   if (rc == 0 && pk->check)
@@ -740,7 +747,7 @@ int reuse_unpark(struct sb *sb)
     errno = e;
     return -1;
   }
-  sb->resume_pending = sb->pause_pending; /* the call it paused on is served first */
+  sb->resume_pending = pk->resume_pending; /* the call it paused on is served first */
   park_free(sb);
   return 0;
 }

@@ -10,8 +10,11 @@ DRIVER=$(cd "$(dirname "$0")/.." && pwd)/shim/py/driver.py
 [ -f "$DRIVER" ] || skip "no shim/py/driver.py"
 cowfork template create py --mem 256M -- $PY "$DRIVER" --preload json 2>"$TMP/create.err" ||
   skip "cannot make a Python template here: $(tail -n 1 "$TMP/create.err")"
-start_daemon -q
+# Idle sandboxes are parked between execs; every unpark is checked byte
+# for byte against the memory parked (COWFORK_CHECK_PARK=1).
+COWFORK_CHECK_PARK=1 start_daemon -q
 ID=$(jget "$(api POST /v1/sandboxes '{"template":"py"}')" 'j["ids"][0]')
+[ "$(jget "$(api GET /v1/sandboxes/$ID)" 'j["parked"]')" = True ] || fail "a new sandbox is not parked: $(api GET /v1/sandboxes/$ID)"
 api POST /v1/sandboxes/$ID/exec '{"input":"x = 20\nprint(json.dumps([x * 2]))\n#---\n"}' > "$TMP/e"; expect 200 "python exec"
 [ "$(jget "$(cat "$TMP/e")" '(j["output"], j["exit_code"])')" = "('[40]\\n', None)" ] || fail "python: $(cat "$TMP/e")"
 api POST /v1/sandboxes/$ID/exec '{"input":"print(6 * 7)\n#---\n"}' > "$TMP/e"
@@ -20,7 +23,8 @@ api POST /v1/sandboxes/$ID/exec '{"input":"raise ValueError(\"bad\")\n#---\n"}' 
 grep -q "ValueError: bad" <<<"$(jget "$(cat "$TMP/e")" 'j["stderr"]')" || fail "python error: $(cat "$TMP/e")"
 api POST /v1/sandboxes/$ID/exec '{"input":"print(\"alive\")\n#---\n"}' > "$TMP/e"
 [ "$(jget "$(cat "$TMP/e")" 'j["output"]')" = alive ] || fail "after an exception: $(cat "$TMP/e")"
-echo "ok   a live Python sandbox answers request after request (a traceback does not end it)"
+[ "$(jget "$(api GET /v1/sandboxes/$ID)" 'j["parked"]')" = True ] || fail "an idle sandbox is not parked: $(api GET /v1/sandboxes/$ID)"
+echo "ok   a live Python sandbox answers request after request (a traceback does not end it), parked between them"
 api POST /v1/sandboxes/$ID/pause >/dev/null; expect 200 "pause python"
 api POST /v1/sandboxes/$ID/resume >/dev/null; expect 200 "resume python"
 api POST /v1/sandboxes/$ID/exec '{"input":"print(json.dumps({\"k\": 1}))\n#---\n"}' > "$TMP/e"

@@ -19,6 +19,8 @@
  * child of a template has not: its pending call is still to be served
  * (cf_sandbox_run_until with nothing on fd 0 serves it and pauses again). */
 bool cf_sandbox_is_paused(const struct cf_sandbox *sb);
+/* Whether the sandbox is parked (cf_sandbox_park: idle, holding no VM). */
+bool cf_sandbox_is_parked(const struct cf_sandbox *sb);
 /* The uffd page server's client id of a child mapped with the uffd backend
  * (for cf_uffd_server_stats), else 0. */
 uint64_t cf_sandbox_uffd_client(const struct cf_sandbox *sb);
@@ -30,7 +32,7 @@ struct cf_daemon_opts {
   const char *tcp_listen;    /* "127.0.0.1:PORT" or NULL: loopback only */
   const char *token;         /* bearer token required on TCP (required with tcp_listen) */
   unsigned workers;          /* threads running sandboxes (0: 2 x CPUs) */
-  unsigned max_live;         /* live sandboxes (VMs) at once; 503 past it (0: 512) */
+  unsigned max_live;         /* live sandboxes at once; 503 past it (0: 512) */
   unsigned max_queue;        /* queued jobs; 429 past it (0: 4096) */
   size_t max_body;           /* request body bytes; 413 past it (0: 8 MiB) */
   size_t max_output;         /* bytes of stdout/stderr returned per exec (0: 8 MiB) */
@@ -39,6 +41,7 @@ struct cf_daemon_opts {
   double default_cpu_limit;  /* exec CPU-time limit in seconds (0: none; a request may ask one) */
   uint64_t max_mem;          /* largest template memory (0: 1 GiB) */
   bool quiet;                /* no log lines on stderr */
+  bool no_park;              /* keep idle live sandboxes in their VMs (cf_sandbox_park) */
 };
 
 /* Run the daemon until SIGINT or SIGTERM (blocked in every thread; the

@@ -81,7 +81,8 @@ struct cf_sandbox *cf_sandbox_new(const struct cf_sandbox_opts *opts);
  * first, from whatever fd 0 holds now. A parked sandbox gets a VM first. */
 int cf_sandbox_run_until(struct cf_sandbox *sb, struct cf_sandbox_result *res);
 void cf_sandbox_free(struct cf_sandbox *sb);
-/* Park a paused child of a template (file backend): its VM is reset and
+/* Park a paused child of a template, or one just forked that has not run
+ * (file backend): its VM is reset and
  * given to the template's spare VMs, and what its memory holds beyond the
  * template's (the pages that differ, its anonymous ranges) and its vCPU
  * state are kept in this process, so that an idle child costs those bytes

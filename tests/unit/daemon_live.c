@@ -128,6 +128,7 @@ int main(void)
     cin[i] = memfd_create("cin", 0);
     co[i] = (struct cf_sandbox_opts){.stdio = {cin[i], out, err}, .branch = true, .timeout = 10};
     c[i] = cf_template_fork(t, &co[i]);
+    ok(c[i] && cf_sandbox_park(c[i]) == 0, "fresh child %d parked before it ran", i);
     in = cin[i];
     char cmd[64];
     snprintf(cmd, sizeof cmd, "v=%d; echo c$v\n", i);
