@@ -26,7 +26,7 @@ static int parse_count(const char *s, uint64_t max, uint64_t *out)
   return 0;
 }
 
-enum { O_IMAGE = 1000, O_CHILDREN, O_BACKEND, O_PREFETCH, O_TOUCH, O_WRITE, O_JSON, O_SOCKET, O_SEED };
+enum { O_IMAGE = 1000, O_CHILDREN, O_BACKEND, O_PREFETCH, O_TOUCH, O_WRITE, O_JSON, O_SOCKET, O_SEED, O_CPU };
 
 static int cmd_fanout(const struct cli_cmd *cmd, int argc, char **argv)
 {
@@ -35,7 +35,7 @@ static int cmd_fanout(const struct cli_cmd *cmd, int argc, char **argv)
       {"backend", required_argument, 0, O_BACKEND}, {"prefetch", no_argument, 0, O_PREFETCH},
       {"touch", required_argument, 0, O_TOUCH},   {"write", required_argument, 0, O_WRITE},
       {"json", no_argument, 0, O_JSON},           {"seed", required_argument, 0, O_SEED},
-      {0}};
+      {"cpu", required_argument, 0, O_CPU},       {0}};
   struct cf_fanout_opts o = {.children = 10, .touch = 256, .write = 16, .seed = 1,
                              .backend = &cf_mem_backend_file};
   bool json = false;
@@ -71,6 +71,14 @@ static int cmd_fanout(const struct cli_cmd *cmd, int argc, char **argv)
         return cli_usage(cmd, "bad --seed '%s'", optarg);
       break;
     case O_JSON: json = true; break;
+    case O_CPU:
+      if (strcmp(optarg, "pin") == 0)
+        o.cpu = CF_FANOUT_CPU_PIN;
+      else if (strcmp(optarg, "free") == 0)
+        o.cpu = CF_FANOUT_CPU_FREE;
+      else
+        return cli_usage(cmd, "--cpu wants pin or free, not '%s'", optarg);
+      break;
     default: return cli_usage(cmd, "unknown option '%s'", argv[optind - 1]);
     }
   }
@@ -95,17 +103,18 @@ static int cmd_fanout(const struct cli_cmd *cmd, int argc, char **argv)
            "\"touch_p50_us\":%.2f,\"touch_p99_us\":%.2f,\"faults_per_child\":%.1f,"
            "\"prefetched_per_child\":%.1f,\"server_us_per_fault\":%.2f,\"private_kib_p50\":%.0f,\"private_kib_max\":%.0f,"
            "\"map_private_kib_p50\":%.0f,\"written_kib\":%.0f,\"shared_fraction\":%.4f,"
-           "\"wset_pages\":%llu,\"recorded\":%s}\n",
+           "\"wset_pages\":%llu,\"recorded\":%s,\"pinned\":%s}\n",
            o.backend->name, r.children, r.failed, o.prefetch ? "true" : "false",
            (unsigned long long)o.touch, (unsigned long long)o.write, r.spawn_p50_us, r.spawn_p99_us,
            r.all_ready_ms, r.touch_p50_us, r.touch_p99_us, r.faults_per_child,
            r.prefetched_per_child, r.server_us_per_fault, r.private_kib_p50, r.private_kib_max, r.map_private_kib_p50,
            r.written_kib, r.shared_fraction, (unsigned long long)r.wset_pages,
-           r.recorded ? "true" : "false");
+           r.recorded ? "true" : "false", r.pinned ? "true" : "false");
   } else {
-    printf("backend %s, %u children (%u failed), touch %llu pages, write %llu%s\n", o.backend->name,
-           r.children, r.failed, (unsigned long long)o.touch, (unsigned long long)o.write,
-           o.prefetch ? ", prefetch" : "");
+    printf("backend %s, %u children (%u failed), touch %llu pages, write %llu%s%s\n",
+           o.backend->name, r.children, r.failed, (unsigned long long)o.touch,
+           (unsigned long long)o.write, o.prefetch ? ", prefetch" : "",
+           r.pinned ? ", pinned round robin to the CPUs" : "");
     if (o.prefetch)
       printf("working set       %llu pages%s\n", (unsigned long long)r.wset_pages,
              r.recorded ? " (recorded by this run)" : "");
@@ -194,7 +203,8 @@ out:
 const struct cli_cmd cli_mem_cmds[] = {
     {"bench fanout", "spawn N child processes from an image and measure them",
      "Usage: cowfork bench fanout --image NAME [--children N] [--backend file|uffd]\n"
-     "                            [--prefetch] [--touch PAGES] [--write PAGES] [--json]\n"
+     "                            [--prefetch] [--touch PAGES] [--write PAGES]\n"
+     "                            [--cpu pin|free] [--json]\n"
      "\n"
      "Spawn N child processes (default 10) that each map image NAME copy-on-write\n"
      "through the memory backend (file: MAP_PRIVATE of the layers, the default;\n"
@@ -210,6 +220,10 @@ const struct cli_cmd cli_mem_cmds[] = {
      "               recording it first with one child if there is none: uffd\n"
      "               installs it before the child runs, file reads it into the\n"
      "               page cache and maps it at spawn\n"
+     "  --cpu pin    pin child i to the (i mod n)-th CPU before it maps (the\n"
+     "               default for uffd: the page server then serves each fault\n"
+     "               on the child's own CPU; the price is load balancing)\n"
+     "  --cpu free   let the scheduler place children (the default for file)\n"
      "  --seed N     choose other pages (default 1)\n"
      "  --json       one JSON object\n"
      "Exit status 1 when a child failed or saw wrong contents.\n",

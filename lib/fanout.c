@@ -19,10 +19,18 @@
  * which glibc's fork handlers would make every child write to); children
  * talk to the server through its socket only. Spawn latency = READY time -
  * request time: the zygote's fork, the child's mapping (and for uffd the
- * handshake), no exec; what spawning a sandbox from a template costs. */
+ * handshake), no exec; what spawning a sandbox from a template costs.
+ *
+ * CPUs: with CF_FANOUT_CPU_PIN (the default for uffd) child i pins itself to
+ * the (i mod n)-th CPU of the parent's affinity mask first thing after the
+ * fork, before it maps, so the page server assigns it to its worker on that
+ * CPU and every fault is served without a cross-CPU wake-up. The price is
+ * load balancing: a pinned child never moves, even when its CPU is busy and
+ * another is idle; round robin keeps the count per CPU even. */
 #include <fcntl.h>
 #include <poll.h>
 #include <pthread.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
@@ -62,6 +70,8 @@ struct run {
   const struct cf_wset *wset;
   pthread_mutex_t lock;
   struct cf_wset rec; /* uffd recording, from the server's end callback */
+  bool pin;
+  int ncpu, cpus[CPU_SETSIZE]; /* the CPUs children are pinned to, round robin */
 };
 
 static uint64_t now_ns(void)
@@ -98,6 +108,16 @@ static void child_main(struct run *R, uint32_t idx, int rep, int release, int go
 {
   struct msg m = {.idx = idx, .pid = getpid()};
   struct cf_mem mem;
+  if (R->pin && R->ncpu) {
+    cpu_set_t set;
+    CPU_ZERO(&set);
+    CPU_SET(R->cpus[idx % R->ncpu], &set);
+    if (sched_setaffinity(0, sizeof set, &set) < 0) {
+      m.type = M_FAIL;
+      if (send(rep, &m, sizeof m, 0) < 0) { /* the parent sees it missing */ }
+      _exit(1);
+    }
+  }
   struct cf_mem_opts mo = {.img = R->img, .socket = R->sock, .flags = R->flags, .wset = R->wset};
   if (R->be->map(&mo, &mem) < 0) {
     m.type = M_FAIL;
@@ -450,6 +470,16 @@ int cf_fanout_run(const struct cf_fanout_opts *o, struct cf_fanout_result *res)
   char dir[] = "/tmp/cowfork-fanout.XXXXXX", sock[64] = "";
   int ret = -1;
   bool uffd = o->backend == &cf_mem_backend_uffd;
+  R.pin = o->cpu == CF_FANOUT_CPU_PIN || (o->cpu == CF_FANOUT_CPU_DEFAULT && uffd);
+  if (R.pin) {
+    cpu_set_t set;
+    if (sched_getaffinity(0, sizeof set, &set) < 0)
+      return cf_fail(errno, "sched_getaffinity: %m");
+    for (int i = 0; i < CPU_SETSIZE; i++)
+      if (CPU_ISSET(i, &set))
+        R.cpus[R.ncpu++] = i;
+  }
+  res->pinned = R.pin;
   if (!(R.img = cf_image_open(o->store, o->image)))
     return -1;
   if (uffd) {

@@ -39,21 +39,38 @@
  * client quietly; anything else ends it with SIGBUS so that it cannot go on
  * reading zeros where the image has data.
  *
- * Latency: after handling a fault the loop polls (epoll_wait with no
- * timeout) for SPIN_NS before it sleeps again, so the next fault of a burst
- * finds the server awake: measured on the 2-core PVM host this took the
- * child-timed fault p50 from about 17 us to 10-12 us. What remains is the
- * kernel putting the faulting thread to sleep and waking it on another CPU
- * (bench/mem shows UFFDIO_COPY itself at about 1.8 us). Prefetch avoids the
- * faults instead: a client asking for it is installed first, in sorted runs
- * of up to PREFETCH_RUN pages, in slices between looks at the other clients.
+ * Workers: one loop, run by several threads, each over its own epoll set
+ * and its own clients. Worker 0 is the shared worker: not pinned, it also
+ * holds the listeners and half-done handshakes, and after a fault it polls
+ * for SPIN_NS before it sleeps again (so the next fault of a burst finds it
+ * awake: child-timed p50 ~17 -> 6-12 us on the 2-core PVM host), reading
+ * the last client's uffd directly while it polls (a fault found that way
+ * costs read + ioctl, not epoll_wait + read + ioctl). Workers 1..N are
+ * pinned one per CPU of the process's affinity mask and never poll: they
+ * share their CPU with their clients, and polling would take it from them.
+ * A client goes to a worker when it is added: to the worker of its CPU when
+ * its process is pinned to exactly one CPU (sched_getaffinity of its pid),
+ * else to the shared worker. So a pinned client's fault is served on its
+ * own CPU: the faulting thread sleeps, the local worker is woken without an
+ * IPI, serves, and wakes the thread locally; the cross-CPU path (a host
+ * round trip to wake a halted vCPU here) is avoided. An unpinned client
+ * gets the shared worker's polling, which is what helps it. A client stays
+ * on its worker for its life (re-pinning it later does not move it).
+ * Prefetch avoids faults instead: a client asking for it is installed
+ * first, in sorted runs of up to PREFETCH_RUN pages, in slices between
+ * looks at the other clients.
  *
- * Locking: `lock` guards the client list and every client's state. The loop
- * thread holds it while handling one epoll event or one prefetch slice;
- * cf_uffd_server_add/stats/removed take it from other threads. Only the
- * loop thread frees clients (and cf_uffd_server_free after joining it). */
+ * Locking: each worker's `lock` guards its client list and those clients'
+ * state; its thread holds it while handling one uffd or pidfd event or one
+ * prefetch slice, and cf_uffd_server_add/stats/removed take it from other
+ * threads. The server's `lock` guards the sources and the listener list and
+ * is a leaf: taken under a worker's lock (freeing a client puts its
+ * source), never the other way round. Half-done connections belong to
+ * worker 0's thread. Counters in `info` are atomic. Only a client's worker
+ * thread frees it (and cf_uffd_server_free after joining every worker). */
 #include <fcntl.h>
 #include <poll.h>
+#include <sched.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -86,7 +103,9 @@ enum { W_EVENT, W_LISTEN, W_CONN, W_UFFD, W_PIDFD };
 #define MAX_CONNS 256       /* handshakes in progress at once */
 #define REPLY_TIMEOUT_S 60  /* a client waits this long for the server's answer */
 #define BOUNCE_PAGES 64    /* >= MAX_RUN and PREFETCH_RUN */
-#define SPIN_NS 200000     /* after a fault, poll this long before sleeping */
+#define SPIN_NS 200000     /* shared worker: after a fault, poll this long before sleeping */
+#define SPIN_EPOLL_EVERY 4 /* while polling, look at the whole epoll set every this many reads */
+#define MAX_WORKERS 257    /* the shared one and one per CPU */
 
 static inline void cpu_relax(void)
 {
@@ -114,9 +133,12 @@ struct region {
   struct cf_tracker *t;
 };
 
+struct worker;
+
 struct client {
   uint64_t id;
   pid_t pid;
+  struct worker *w;    /* the worker that serves it, for its whole life */
   struct watch wu, wp; /* uffd, pidfd */
   struct source *src;
   struct region *r;
@@ -153,26 +175,38 @@ struct conn {
   struct conn *next;
 };
 
-struct cf_uffd_server {
+struct worker {
+  struct cf_uffd_server *srv;
   int ep, evfd;
+  int cpu;               /* pinned to this CPU, or -1 (the shared worker) */
   pthread_t thread;
   bool started;
-  pthread_mutex_t lock;
+  pthread_mutex_t lock;  /* clients and their state */
   struct watch wev;
-  struct source *sources;
   struct client *clients;
+  struct client *last;   /* shared worker: the client of the last fault, read while polling */
+  size_t nclients;
+  char *bounce;
+  uint64_t spin_ns;      /* 0: block as soon as there is nothing to do */
+};
+
+struct cf_uffd_server {
+  pthread_mutex_t lock;  /* sources, listeners */
+  struct worker *w;      /* w[0] shared; w[1..nw) one per CPU */
+  size_t nw;
+  struct source *sources;
   struct listener *listeners;
-  struct conn *conns;
+  struct conn *conns;    /* worker 0's thread only */
   size_t nconns;
-  uint64_t next_id;
+  uint64_t next_id;      /* atomic */
   cf_uffd_end_fn end;
   void *ctx;
   size_t pg;
-  char *bounce;
-  struct cf_uffd_server_info info;
+  struct cf_uffd_server_info info; /* atomic counters */
   volatile int stop;
-  uint64_t spin_ns;
 };
+
+#define COUNT(x, d) __atomic_add_fetch(&(x), (d), __ATOMIC_RELAXED)
 
 static void prefetch_done(struct client *c);
 static void reply(int fd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -227,7 +261,7 @@ static void source_map(struct source *s)
   }
 }
 
-/* The source of img. Called with lock held. */
+/* The source of img. Called with srv->lock held. */
 static struct source *source_get(struct cf_uffd_server *srv, const struct cf_image *img)
 {
   for (struct source *s = srv->sources; s; s = s->next)
@@ -248,38 +282,49 @@ static struct source *source_get(struct cf_uffd_server *srv, const struct cf_ima
 
 /* --- Clients ---------------------------------------------------------------- */
 
+/* Free c (unlinked, or never linked). Its worker's lock held if it was linked. */
 static void client_free(struct cf_uffd_server *srv, struct client *c)
 {
   if (c->ackfd >= 0)
     close(c->ackfd);
   if (c->wu.fd >= 0) {
-    epoll_ctl(srv->ep, EPOLL_CTL_DEL, c->wu.fd, NULL);
+    if (c->w)
+      epoll_ctl(c->w->ep, EPOLL_CTL_DEL, c->wu.fd, NULL);
     close(c->wu.fd);
   }
   if (c->wp.fd >= 0) {
-    epoll_ctl(srv->ep, EPOLL_CTL_DEL, c->wp.fd, NULL);
+    if (c->w)
+      epoll_ctl(c->w->ep, EPOLL_CTL_DEL, c->wp.fd, NULL);
     close(c->wp.fd);
   }
-  for (size_t i = 0; i < c->nr; i++)
+  for (size_t i = 0; c->r && i < c->nr; i++)
     cf_tracker_free(c->r[i].t);
   free(c->r);
   free(c->pf);
   free(c->rec);
-  source_put(srv, c->src);
+  if (c->src) {
+    pthread_mutex_lock(&srv->lock);
+    source_put(srv, c->src);
+    pthread_mutex_unlock(&srv->lock);
+  }
   free(c);
 }
 
-/* End client c: report it, unlink it, free it. Lock held. */
+/* End client c: report it, unlink it, free it. Its worker's lock held. */
 static void client_end(struct cf_uffd_server *srv, struct client *c, int err)
 {
-  for (struct client **pp = &srv->clients; *pp; pp = &(*pp)->next)
+  struct worker *w = c->w;
+  for (struct client **pp = &w->clients; *pp; pp = &(*pp)->next)
     if (*pp == c) {
       *pp = c->next;
       break;
     }
-  srv->info.clients--;
+  w->nclients--;
+  if (w->last == c)
+    w->last = NULL;
+  COUNT(srv->info.clients, -1);
   if (err)
-    srv->info.clients_failed++;
+    COUNT(srv->info.clients_failed, 1);
   c->st.error = err;
   c->st.touched = c->rec;
   c->st.ntouched = c->nrec;
@@ -299,7 +344,7 @@ static void client_fail(struct cf_uffd_server *srv, struct client *c, int err)
     syscall(SYS_pidfd_send_signal, c->wp.fd, SIGBUS, NULL, 0);
   /* The pidfd reports the exit and ends the client then; until it does, the
    * uffd stays open so the process cannot read zeros in place of data. */
-  epoll_ctl(srv->ep, EPOLL_CTL_DEL, c->wu.fd, NULL);
+  epoll_ctl(c->w->ep, EPOLL_CTL_DEL, c->wu.fd, NULL);
 }
 
 static struct region *find_region(struct client *c, uint64_t addr)
@@ -370,17 +415,17 @@ static uint64_t locate(struct cf_uffd_server *srv, struct source *s, uint64_t io
   return pages;
 }
 
-/* Read n pages of layer fd at loff into the bounce buffer. */
-static const char *fill(struct cf_uffd_server *srv, int fd, uint64_t loff, uint64_t n)
+/* Read n pages of layer fd at loff into the worker's bounce buffer. */
+static const char *fill(struct cf_uffd_server *srv, struct worker *w, int fd, uint64_t loff, uint64_t n)
 {
-  ssize_t r = cf_pread_full(fd, srv->bounce, n * srv->pg, loff);
+  ssize_t r = cf_pread_full(fd, w->bounce, n * srv->pg, loff);
   if (r != (ssize_t)(n * srv->pg)) {
     cf_fail(r < 0 ? errno : EIO, "read layer at %llu: %s", (unsigned long long)loff,
             r < 0 ? strerror(errno) : "short read");
     errno = r < 0 ? errno : EIO;
     return NULL;
   }
-  return srv->bounce;
+  return w->bounce;
 }
 
 /* Install pages [p, p+n) of region r (all MISSING or all REMOVED). Returns
@@ -469,15 +514,15 @@ static int serve_fault(struct cf_uffd_server *srv, struct client *c, uint64_t ad
         n++;
     }
   }
-  if (!bounce && !empty && !(src = mapped) && !(src = fill(srv, fd, loff, n)))
+  if (!bounce && !empty && !(src = mapped) && !(src = fill(srv, c->w, fd, loff, n)))
     return -1;
   if (bounce) {
     const struct cf_header *h = cf_image_header(c->src->img);
     uint64_t len = ioff < h->size ? (h->size - ioff < pg ? h->size - ioff : pg) : 0;
-    memset(srv->bounce, 0, pg);
-    if (len && cf_image_read(c->src->img, srv->bounce, len, ioff) < 0)
+    memset(c->w->bounce, 0, pg);
+    if (len && cf_image_read(c->src->img, c->w->bounce, len, ioff) < 0)
       return -1;
-    src = srv->bounce;
+    src = c->w->bounce;
   }
   long done;
   for (int tries = 0;; tries++) {
@@ -526,10 +571,12 @@ static void mark_removed(struct client *c, uint64_t start, uint64_t end, size_t 
   }
 }
 
-/* Read and handle every pending message of c. Lock held. */
-static void client_events(struct cf_uffd_server *srv, struct client *c)
+/* Read and handle every pending message of c. Its worker's lock held.
+ * Returns whether there was any. */
+static bool client_events(struct cf_uffd_server *srv, struct client *c)
 {
   struct uffd_msg msg[MAX_MSGS];
+  bool any = false;
   while (!c->dead) {
     ssize_t r = read(c->wu.fd, msg, sizeof msg);
     if (r < 0) {
@@ -537,17 +584,18 @@ static void client_events(struct cf_uffd_server *srv, struct client *c)
         continue;
       if (errno != EAGAIN)
         client_fail(srv, c, errno);
-      return;
+      return any;
     }
     if (r == 0)
-      return;
+      return any;
+    any = true;
     for (size_t i = 0; i < (size_t)r / sizeof *msg && !c->dead; i++) {
       switch (msg[i].event) {
       case UFFD_EVENT_PAGEFAULT:
         if (serve_fault(srv, c, msg[i].arg.pagefault.address) < 0) {
           if (errno == ESRCH) { /* the address space is gone: the pidfd follows */
             c->dead = true;
-            epoll_ctl(srv->ep, EPOLL_CTL_DEL, c->wu.fd, NULL);
+            epoll_ctl(c->w->ep, EPOLL_CTL_DEL, c->wu.fd, NULL);
           } else
             client_fail(srv, c, errno);
         }
@@ -561,11 +609,12 @@ static void client_events(struct cf_uffd_server *srv, struct client *c)
       }
     }
     if ((size_t)r < sizeof msg)
-      return;
+      return any;
   }
+  return any;
 }
 
-/* Install the next slice of c's prefetch list. Lock held. Returns true
+/* Install the next slice of c's prefetch list. Its worker's lock held. Returns true
  * while more is left. */
 static bool prefetch_slice(struct cf_uffd_server *srv, struct client *c)
 {
@@ -596,7 +645,7 @@ static bool prefetch_slice(struct cf_uffd_server *srv, struct client *c)
            c->pf[c->pf_pos + n] == c->pf[c->pf_pos] + n && p + n < r->size / pg &&
            cf_tracker_get(r->t, p + n) == MISSING)
       n++;
-    if (!empty && !(src = mapped) && !(src = fill(srv, fd, loff, n))) {
+    if (!empty && !(src = mapped) && !(src = fill(srv, c->w, fd, loff, n))) {
       c->pf_pos = c->npf; /* prefetch is an optimization: give it up */
       prefetch_done(c);
       return false;
@@ -607,7 +656,7 @@ static bool prefetch_slice(struct cf_uffd_server *srv, struct client *c)
         return true; /* an event is pending: read it, come back */
       if (errno == ESRCH) {
         c->dead = true;
-        epoll_ctl(srv->ep, EPOLL_CTL_DEL, c->wu.fd, NULL);
+        epoll_ctl(c->w->ep, EPOLL_CTL_DEL, c->wu.fd, NULL);
       } else
         c->pf_pos = c->npf; /* prefetch is an optimization: give it up */
       prefetch_done(c);
@@ -645,10 +694,10 @@ static void prefetch_done(struct client *c)
   }
 }
 
-static int watch_add(struct cf_uffd_server *srv, struct watch *w)
+static int watch_add(int ep, struct watch *w)
 {
   struct epoll_event ev = {.events = EPOLLIN, .data.ptr = w};
-  if (epoll_ctl(srv->ep, EPOLL_CTL_ADD, w->fd, &ev) < 0)
+  if (epoll_ctl(ep, EPOLL_CTL_ADD, w->fd, &ev) < 0)
     return cf_fail(errno, "epoll_ctl: %m");
   return 0;
 }
@@ -678,10 +727,26 @@ static int check_regions(const struct cf_header *h, const struct cf_uffd_region 
   return 0;
 }
 
-/* Lock held. Takes ownership of uffd (closed on failure). */
-static int add_locked(struct cf_uffd_server *srv, const struct cf_image *img, int uffd, pid_t pid,
+/* The worker for a client of process pid: the one pinned to its CPU when the
+ * process is pinned to exactly one CPU that has a worker, else the shared
+ * one. */
+static struct worker *pick_worker(struct cf_uffd_server *srv, pid_t pid)
+{
+  cpu_set_t set;
+  if (srv->nw > 1 && sched_getaffinity(pid, sizeof set, &set) == 0 && CPU_COUNT(&set) == 1)
+    for (size_t i = 1; i < srv->nw; i++)
+      if (CPU_ISSET(srv->w[i].cpu, &set))
+        return &srv->w[i];
+  return &srv->w[0];
+}
+
+/* Takes ownership of uffd (closed on failure) and, on success only, of
+ * ackfd (-1: none; the socket answered "ok ID" once the prefetch is in, or
+ * at once without one).
+ * Takes no lock on entry; takes the server's, then the chosen worker's. */
+static int add_client(struct cf_uffd_server *srv, const struct cf_image *img, int uffd, pid_t pid,
                       const struct cf_uffd_region *r, size_t n, unsigned flags,
-                      const uint64_t *pf, size_t npf, uint64_t *id)
+                      const uint64_t *pf, size_t npf, int ackfd, uint64_t *id)
 {
   struct client *c = calloc(1, sizeof *c);
   if (!c) {
@@ -703,7 +768,10 @@ static int add_locked(struct cf_uffd_server *srv, const struct cf_image *img, in
     cf_fail(errno, "pidfd_open %d: %m", (int)pid);
     goto err;
   }
-  if (!(c->src = source_get(srv, img)))
+  pthread_mutex_lock(&srv->lock);
+  c->src = source_get(srv, img);
+  pthread_mutex_unlock(&srv->lock);
+  if (!c->src)
     goto err;
   if (!(c->r = calloc(n, sizeof *c->r))) {
     cf_fail(ENOMEM, "out of memory");
@@ -730,19 +798,32 @@ static int add_locked(struct cf_uffd_server *srv, const struct cf_image *img, in
         c->pf[k++] = c->pf[i];
     c->npf = k;
   }
-  if (watch_add(srv, &c->wu) < 0 || watch_add(srv, &c->wp) < 0)
-    goto err;
-  c->id = ++srv->next_id;
-  c->next = srv->clients;
-  srv->clients = c;
-  srv->info.clients++;
-  srv->info.clients_total++;
+  struct worker *w = pick_worker(srv, pid);
+  c->id = COUNT(srv->next_id, 1);
+  pthread_mutex_lock(&w->lock);
+  if (watch_add(w->ep, &c->wu) < 0 || watch_add(w->ep, &c->wp) < 0) {
+    int e = errno;
+    c->w = w; /* remove what was added */
+    client_free(srv, c);
+    pthread_mutex_unlock(&w->lock);
+    errno = e;
+    return -1;
+  }
+  c->w = w;
+  c->ackfd = ackfd;
+  c->next = w->clients;
+  w->clients = c;
+  w->nclients++;
+  COUNT(srv->info.clients, 1);
+  COUNT(srv->info.clients_total, 1);
   if (id)
     *id = c->id;
   if (c->npf) { /* wake the loop: it polls without blocking while prefetch is left */
     uint64_t one = 1;
-    if (write(srv->evfd, &one, sizeof one) < 0) { /* cannot fail short of a full counter */ }
-  }
+    if (write(w->evfd, &one, sizeof one) < 0) { /* cannot fail short of a full counter */ }
+  } else if (c->ackfd >= 0)
+    prefetch_done(c); /* nothing to install: answer now */
+  pthread_mutex_unlock(&w->lock);
   return 0;
 err:;
   int e = errno;
@@ -762,11 +843,8 @@ int cf_uffd_server_add(struct cf_uffd_server *srv, const struct cf_image *img, i
   int fd = fcntl(uffd, F_DUPFD_CLOEXEC, 3);
   if (fd < 0)
     return cf_fail(errno, "dup uffd: %m");
-  pthread_mutex_lock(&srv->lock);
-  int ret = add_locked(srv, img, fd, pid, r, n, o ? o->flags : 0, o ? o->prefetch : NULL,
-                       o ? o->nprefetch : 0, id);
-  pthread_mutex_unlock(&srv->lock);
-  return ret;
+  return add_client(srv, img, fd, pid, r, n, o ? o->flags : 0, o ? o->prefetch : NULL,
+                    o ? o->nprefetch : 0, -1, id);
 }
 
 /* --- The handshake ----------------------------------------------------------- */
@@ -961,7 +1039,7 @@ static void conn_free(struct cf_uffd_server *srv, struct conn *k)
       break;
     }
   if (k->w.fd >= 0) {
-    epoll_ctl(srv->ep, EPOLL_CTL_DEL, k->w.fd, NULL);
+    epoll_ctl(srv->w[0].ep, EPOLL_CTL_DEL, k->w.fd, NULL);
     close(k->w.fd);
   }
   if (k->uffd >= 0)
@@ -1027,14 +1105,14 @@ static void conn_readable(struct cf_uffd_server *srv, struct conn *k)
       }
     }
   if (r <= 0 || (mh.msg_flags & MSG_CTRUNC)) {
-    srv->info.connections_refused++;
+    COUNT(srv->info.connections_refused, 1);
     conn_free(srv, k);
     return;
   }
   k->len += r;
   if (!json_complete(k->buf, k->len)) {
     if (k->len == sizeof k->buf) {
-      srv->info.connections_refused++;
+      COUNT(srv->info.connections_refused, 1);
       reply(k->w.fd, "error handshake longer than %d bytes\n", MAX_JSON);
       conn_free(srv, k);
     }
@@ -1052,25 +1130,26 @@ static void conn_readable(struct cf_uffd_server *srv, struct conn *k)
     ret = cf_fail(errno, "SO_PEERCRED: %m");
   if (ret == 0)
     ret = check_regions(cf_image_header(k->l->src->img), reg, n, srv->pg);
-  uint64_t id = 0;
   if (ret == 0) {
     unsigned flags = fl >= 0 ? (unsigned)fl : k->l->flags;
-    ret = add_locked(srv, k->l->src->img, k->uffd, cr.pid, reg, n, flags, k->l->pf, k->l->npf, &id);
+    /* With cowfork_flags the client waits for "ok ID": the socket goes with
+     * the client, answered once its prefetch (if any) is in. */
+    int ackfd = -1;
+    if (fl >= 0) {
+      epoll_ctl(srv->w[0].ep, EPOLL_CTL_DEL, k->w.fd, NULL);
+      ackfd = k->w.fd;
+      k->w.fd = -1;
+    }
+    ret = add_client(srv, k->l->src->img, k->uffd, cr.pid, reg, n, flags, k->l->pf, k->l->npf,
+                     ackfd, NULL);
     k->uffd = -1; /* consumed either way */
+    if (ret < 0)
+      k->w.fd = ackfd; /* not taken: answered and closed below */
   }
   free(reg);
-  if (ret < 0)
-    srv->info.connections_refused++;
-  if (fl >= 0 || ret < 0) { /* an error is always answered: Firecracker reads nothing */
-    struct client *c = ret == 0 ? srv->clients : NULL; /* just added: first in the list */
-    if (ret < 0)
-      reply(k->w.fd, "error %s\n", cf_error());
-    else if (c && c->id == id && c->npf) { /* answer once its working set is in */
-      c->ackfd = k->w.fd;
-      epoll_ctl(srv->ep, EPOLL_CTL_DEL, k->w.fd, NULL);
-      k->w.fd = -1;
-    } else
-      reply(k->w.fd, "ok %llu\n", (unsigned long long)id);
+  if (ret < 0) { /* an error is always answered: Firecracker reads nothing */
+    COUNT(srv->info.connections_refused, 1);
+    reply(k->w.fd, "error %s\n", cf_error());
   }
   conn_free(srv, k);
 }
@@ -1083,7 +1162,7 @@ static void listener_readable(struct cf_uffd_server *srv, struct listener *l)
       return;
     struct conn *k = srv->nconns < MAX_CONNS ? malloc(sizeof *k) : NULL;
     if (!k) { /* too many half-done handshakes (or no memory): refuse this one */
-      srv->info.connections_refused++;
+      COUNT(srv->info.connections_refused, 1);
       close(fd);
       continue;
     }
@@ -1094,7 +1173,7 @@ static void listener_readable(struct cf_uffd_server *srv, struct listener *l)
     k->len = 0;
     k->next = srv->conns;
     srv->conns = k;
-    if (watch_add(srv, &k->w) < 0)
+    if (watch_add(srv->w[0].ep, &k->w) < 0)
       conn_free(srv, k);
   }
 }
@@ -1134,7 +1213,7 @@ int cf_uffd_server_listen(struct cf_uffd_server *srv, const char *path, const st
   l->flags = o ? o->flags & CF_UFFD_ALL_FLAGS : 0;
   pthread_mutex_lock(&srv->lock);
   int ret = -1;
-  if ((l->src = source_get(srv, img)) && watch_add(srv, &l->w) == 0) {
+  if ((l->src = source_get(srv, img)) && watch_add(srv->w[0].ep, &l->w) == 0) {
     l->next = srv->listeners;
     srv->listeners = l;
     ret = 0;
@@ -1154,56 +1233,111 @@ int cf_uffd_server_listen(struct cf_uffd_server *srv, const char *path, const st
 
 /* --- The loop ---------------------------------------------------------------- */
 
+/* One worker's loop: the same for the shared worker and the per-CPU ones;
+ * they differ in their epoll set and in spin_ns. */
 static void *loop(void *arg)
 {
-  struct cf_uffd_server *srv = arg;
+  struct worker *w = arg;
+  struct cf_uffd_server *srv = w->srv;
   struct epoll_event ev[64];
   bool prefetching = false;
   uint64_t spin_until = 0;
+  unsigned spins = 0;
   while (!srv->stop) {
     bool spin = spin_until && now_ns() < spin_until;
-    int n = epoll_wait(srv->ep, ev, 64, prefetching || spin ? 0 : -1);
+    if (spin && w->last && ++spins % SPIN_EPOLL_EVERY) {
+      /* Polling after a fault: the next one most likely comes from the same
+       * client, so read its uffd directly (one system call, not epoll_wait
+       * and then read); every SPIN_EPOLL_EVERY-th turn looks at the rest. */
+      pthread_mutex_lock(&w->lock);
+      bool got = w->last && client_events(srv, w->last);
+      pthread_mutex_unlock(&w->lock);
+      if (got)
+        spin_until = now_ns() + w->spin_ns;
+      else
+        cpu_relax();
+      continue;
+    }
+    int n = epoll_wait(w->ep, ev, 64, prefetching || spin ? 0 : -1);
     if (n < 0 && errno != EINTR)
       break;
     if (n == 0 && spin) {
       cpu_relax();
       continue;
     }
-    pthread_mutex_lock(&srv->lock);
     for (int i = 0; i < n; i++) {
-      struct watch *w = ev[i].data.ptr;
-      if (w->kind == W_UFFD && srv->spin_ns)
-        spin_until = now_ns() + srv->spin_ns;
-      switch (w->kind) {
+      struct watch *x = ev[i].data.ptr;
+      switch (x->kind) {
       case W_EVENT: {
         uint64_t v;
-        if (read(w->fd, &v, sizeof v) < 0) { /* nothing pending */ }
+        if (read(x->fd, &v, sizeof v) < 0) { /* nothing pending */ }
         break;
       }
-      case W_LISTEN: listener_readable(srv, w->p); break;
-      case W_CONN: conn_readable(srv, w->p); break;
-      case W_UFFD: client_events(srv, w->p); break;
+      case W_LISTEN: listener_readable(srv, x->p); break;
+      case W_CONN: conn_readable(srv, x->p); break;
+      case W_UFFD:
+        pthread_mutex_lock(&w->lock);
+        if (client_events(srv, x->p) && w->spin_ns) {
+          spin_until = now_ns() + w->spin_ns;
+          w->last = x->p;
+        }
+        pthread_mutex_unlock(&w->lock);
+        break;
       case W_PIDFD: {
-        struct client *c = w->p;
+        struct client *c = x->p;
         /* Pages it still waited for do not matter any more. Other events in
          * this batch may point at c: mark them stale first. */
         for (int j = i + 1; j < n; j++) {
           struct watch *o = ev[j].data.ptr;
           if ((o->kind == W_UFFD || o->kind == W_PIDFD) && o->p == c)
-            ev[j].data.ptr = &srv->wev;
+            ev[j].data.ptr = &w->wev;
         }
+        pthread_mutex_lock(&w->lock);
         client_end(srv, c, c->st.error);
+        pthread_mutex_unlock(&w->lock);
         break;
       }
       }
     }
+    pthread_mutex_lock(&w->lock);
     prefetching = false;
-    for (struct client *c = srv->clients; c; c = c->next)
+    for (struct client *c = w->clients; c; c = c->next)
       if (c->npf && !c->dead)
         prefetching |= prefetch_slice(srv, c);
-    pthread_mutex_unlock(&srv->lock);
+    pthread_mutex_unlock(&w->lock);
   }
   return NULL;
+}
+
+static int worker_init(struct cf_uffd_server *srv, struct worker *w, int cpu)
+{
+  w->srv = srv;
+  w->cpu = cpu;
+  w->spin_ns = cpu < 0 ? SPIN_NS : 0;
+  w->evfd = -1;
+  pthread_mutex_init(&w->lock, NULL);
+  if ((w->ep = epoll_create1(EPOLL_CLOEXEC)) < 0 ||
+      (w->evfd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)) < 0)
+    return cf_fail(errno, "epoll/eventfd: %m");
+  if (!(w->bounce = aligned_alloc(srv->pg, srv->pg * BOUNCE_PAGES)))
+    return cf_fail(ENOMEM, "out of memory");
+  w->wev = (struct watch){W_EVENT, w->evfd, NULL};
+  if (watch_add(w->ep, &w->wev) < 0)
+    return -1;
+  pthread_attr_t a;
+  pthread_attr_init(&a);
+  if (cpu >= 0) { /* pinned from its first instruction */
+    cpu_set_t set;
+    CPU_ZERO(&set);
+    CPU_SET(cpu, &set);
+    pthread_attr_setaffinity_np(&a, sizeof set, &set);
+  }
+  int e = pthread_create(&w->thread, &a, loop, w);
+  pthread_attr_destroy(&a);
+  if (e)
+    return cf_fail(e, "pthread_create: %s", strerror(e));
+  w->started = true;
+  return 0;
 }
 
 struct cf_uffd_server *cf_uffd_server_new(cf_uffd_end_fn end, void *ctx)
@@ -1215,31 +1349,27 @@ struct cf_uffd_server *cf_uffd_server_new(cf_uffd_end_fn end, void *ctx)
   srv->pg = pg > 0 ? (size_t)pg : 4096;
   srv->end = end;
   srv->ctx = ctx;
-  srv->spin_ns = SPIN_NS;
-  srv->evfd = -1;
   pthread_mutex_init(&srv->lock, NULL);
-  if ((srv->ep = epoll_create1(EPOLL_CLOEXEC)) < 0 ||
-      (srv->evfd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)) < 0) {
-    cf_fail(errno, "epoll/eventfd: %m");
-    goto err;
+  /* The shared worker, then one per CPU this process may run on. */
+  cpu_set_t set;
+  int cpus[MAX_WORKERS - 1], ncpu = 0;
+  if (sched_getaffinity(0, sizeof set, &set) == 0)
+    for (int i = 0; i < CPU_SETSIZE && ncpu < MAX_WORKERS - 1; i++)
+      if (CPU_ISSET(i, &set))
+        cpus[ncpu++] = i;
+  if (!(srv->w = calloc(1 + ncpu, sizeof *srv->w))) {
+    free(srv);
+    return cf_fail_null(ENOMEM, "out of memory");
   }
-  if (!(srv->bounce = aligned_alloc(srv->pg, srv->pg * BOUNCE_PAGES))) {
-    cf_fail(ENOMEM, "out of memory");
-    goto err;
+  for (int i = 0; i <= ncpu; i++) {
+    srv->nw = i + 1;
+    srv->w[i].ep = srv->w[i].evfd = -1;
+    if (worker_init(srv, &srv->w[i], i ? cpus[i - 1] : -1) < 0) {
+      cf_uffd_server_free(srv);
+      return NULL;
+    }
   }
-  srv->wev = (struct watch){W_EVENT, srv->evfd, NULL};
-  if (watch_add(srv, &srv->wev) < 0)
-    goto err;
-  int e = pthread_create(&srv->thread, NULL, loop, srv);
-  if (e) {
-    cf_fail(e, "pthread_create: %s", strerror(e));
-    goto err;
-  }
-  srv->started = true;
   return srv;
-err:
-  cf_uffd_server_free(srv);
-  return NULL;
 }
 
 void cf_uffd_server_free(struct cf_uffd_server *srv)
@@ -1247,16 +1377,20 @@ void cf_uffd_server_free(struct cf_uffd_server *srv)
   if (!srv)
     return;
   int e = errno;
-  if (srv->started) {
-    srv->stop = 1;
+  srv->stop = 1;
+  for (size_t i = 0; i < srv->nw; i++) {
+    struct worker *w = &srv->w[i];
     uint64_t one = 1;
-    if (write(srv->evfd, &one, sizeof one) < 0) { /* the loop also stops on its next event */ }
-    pthread_join(srv->thread, NULL);
+    if (w->started && write(w->evfd, &one, sizeof one) < 0) { /* it also stops on its next event */ }
   }
+  for (size_t i = 0; i < srv->nw; i++)
+    if (srv->w[i].started)
+      pthread_join(srv->w[i].thread, NULL);
   while (srv->conns)
     conn_free(srv, srv->conns);
-  while (srv->clients)
-    client_end(srv, srv->clients, 0);
+  for (size_t i = 0; i < srv->nw; i++)
+    while (srv->w[i].clients)
+      client_end(srv, srv->w[i].clients, 0);
   while (srv->listeners) {
     struct listener *l = srv->listeners;
     srv->listeners = l->next;
@@ -1266,35 +1400,45 @@ void cf_uffd_server_free(struct cf_uffd_server *srv)
     free(l->pf);
     free(l);
   }
-  if (srv->evfd >= 0)
-    close(srv->evfd);
-  if (srv->ep >= 0)
-    close(srv->ep);
-  free(srv->bounce);
+  for (size_t i = 0; i < srv->nw; i++) {
+    struct worker *w = &srv->w[i];
+    if (w->evfd >= 0)
+      close(w->evfd);
+    if (w->ep >= 0)
+      close(w->ep);
+    free(w->bounce);
+    pthread_mutex_destroy(&w->lock);
+  }
+  free(srv->w);
   pthread_mutex_destroy(&srv->lock);
   free(srv);
   errno = e;
 }
 
+/* The live client id, with its worker's lock held (released by the caller),
+ * or NULL with no lock held. */
 static struct client *find_client(struct cf_uffd_server *srv, uint64_t id)
 {
-  for (struct client *c = srv->clients; c; c = c->next)
-    if (c->id == id)
-      return c;
+  for (size_t i = 0; i < srv->nw; i++) {
+    pthread_mutex_lock(&srv->w[i].lock);
+    for (struct client *c = srv->w[i].clients; c; c = c->next)
+      if (c->id == id)
+        return c;
+    pthread_mutex_unlock(&srv->w[i].lock);
+  }
   return NULL;
 }
 
 int cf_uffd_server_stats(struct cf_uffd_server *srv, uint64_t id, struct cf_uffd_stats *st)
 {
-  pthread_mutex_lock(&srv->lock);
   struct client *c = find_client(srv, id);
-  if (c) {
-    *st = c->st;
-    st->touched = NULL;
-    st->ntouched = c->nrec;
-  }
-  pthread_mutex_unlock(&srv->lock);
-  return c ? 0 : cf_fail(ENOENT, "no client %llu", (unsigned long long)id);
+  if (!c)
+    return cf_fail(ENOENT, "no client %llu", (unsigned long long)id);
+  *st = c->st;
+  st->touched = NULL;
+  st->ntouched = c->nrec;
+  pthread_mutex_unlock(&c->w->lock);
+  return 0;
 }
 
 struct runs {
@@ -1332,7 +1476,6 @@ int cf_uffd_server_removed(struct cf_uffd_server *srv, uint64_t id,
    * handed out in ascending order with touching runs merged. */
   struct runs r = {0};
   int ret = 0;
-  pthread_mutex_lock(&srv->lock);
   struct client *c = find_client(srv, id);
   if (!c)
     ret = cf_fail(ENOENT, "no client %llu", (unsigned long long)id);
@@ -1341,7 +1484,8 @@ int cf_uffd_server_removed(struct cf_uffd_server *srv, uint64_t id,
     for (unsigned s = REMOVED; s <= ZEROED && ret == 0; s++)
       ret = cf_tracker_foreach_run(c->r[i].t, s, collect_run, &r);
   }
-  pthread_mutex_unlock(&srv->lock);
+  if (c)
+    pthread_mutex_unlock(&c->w->lock);
   if (ret == 0 && r.n) {
     qsort(r.v, r.n, sizeof *r.v, cmp_run);
     uint64_t f = r.v[0][0], n = r.v[0][1];
@@ -1365,9 +1509,10 @@ int cf_uffd_server_removed(struct cf_uffd_server *srv, uint64_t id,
 
 void cf_uffd_server_info(struct cf_uffd_server *srv, struct cf_uffd_server_info *info)
 {
-  pthread_mutex_lock(&srv->lock);
-  *info = srv->info;
-  pthread_mutex_unlock(&srv->lock);
+  info->clients = __atomic_load_n(&srv->info.clients, __ATOMIC_RELAXED);
+  info->clients_total = __atomic_load_n(&srv->info.clients_total, __ATOMIC_RELAXED);
+  info->clients_failed = __atomic_load_n(&srv->info.clients_failed, __ATOMIC_RELAXED);
+  info->connections_refused = __atomic_load_n(&srv->info.connections_refused, __ATOMIC_RELAXED);
 }
 
 /* --- Client side ---------------------------------------------------------------- */

@@ -18,7 +18,17 @@ struct cf_fanout_opts {
   uint64_t write;                       /* of those, pages each child also writes */
   bool prefetch;                        /* record the working set if none, then prefetch it */
   uint64_t seed;
+  unsigned cpu;                         /* CF_FANOUT_CPU_*: where children run */
 };
+
+/* CF_FANOUT_CPU_DEFAULT: PIN for uffd, FREE for file (no page server there:
+ * pinning would only cost load balancing). PIN: child i is pinned to the
+ * (i mod n)-th CPU this process may run on before it maps the image, so the
+ * page server serves it from its worker on that CPU (uffd.h). FREE: the
+ * scheduler places children; uffd faults are served by the shared worker. */
+#define CF_FANOUT_CPU_DEFAULT 0u
+#define CF_FANOUT_CPU_PIN 1u
+#define CF_FANOUT_CPU_FREE 2u
 
 struct cf_fanout_result {
   unsigned children, failed;          /* failed: could not map, or held wrong bytes */
@@ -33,6 +43,7 @@ struct cf_fanout_result {
   double written_kib;                 /* what each child wrote */
   double shared_fraction;             /* Shared / Rss inside the mapping, averaged */
   bool recorded;                      /* a working set was recorded by this run */
+  bool pinned;                        /* children were pinned round robin to the CPUs */
   uint64_t wset_pages;                /* pages in the working set used */
 };
 

@@ -29,6 +29,8 @@ struct cf_wset {
 #define CF_MEM_PREFETCH 1u /* uffd: server installs its prefetch list; file: map o->wset's pages now */
 #define CF_MEM_RECORD 2u   /* uffd: server records first touches */
 #define CF_MEM_TRACK 4u    /* uffd: track writes (WP_ASYNC) so dirty scans are exact */
+#define CF_MEM_PIN 8u      /* uffd: pin this process to the CPU it runs on before the handshake,
+                            * so the server's worker on that CPU serves its faults (uffd.h) */
 
 struct cf_mem_opts {
   const struct cf_image *img; /* file: required. uffd: gives the size if set */
