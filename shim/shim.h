@@ -173,6 +173,13 @@ static inline struct cf_mem *sb_memb(struct sb *sb) { return sb->gm && sb->gm->m
 
 /* snapshot.c */
 const struct cf_image *template_image(const struct cf_template *t);
+/* The shim state a template's state file payload holds, into sb (a forked
+ * child: sb->opts, mem and mem_size set), its vCPU state into cpu and regs.
+ * name: the template's, for messages. -1 + cf_error (EINVAL: malformed),
+ * sb then holding what was loaded so far (fs_fini frees it). Fuzzed:
+ * tests/fuzz/state.c. */
+int state_parse(struct sb *sb, const uint8_t *payload, size_t len, const char *name, struct cf_vm_cpu *cpu,
+                struct cf_vm_regs *regs);
 /* A new VM whose memory maps t's image (opts->backend), before any state is
  * loaded; *gm its memory. NULL + cf_error. */
 struct cf_vm *template_new_vm(struct cf_template *t, const struct cf_sandbox_opts *opts, struct guest_mem **gm);

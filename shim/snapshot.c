@@ -705,21 +705,19 @@ bool template_take_spare(struct cf_template *t, struct cf_vm **vm, struct guest_
 
 #define BAD(what)                                                  \
   do {                                                             \
-    cf_fail(EINVAL, "template '%s': %s", t->name, what);           \
+    cf_fail(EINVAL, "template '%s': %s", name, what);              \
     goto err;                                                      \
   } while (0)
 
-static int load_state(struct sb *sb, struct cf_template *t)
+int state_parse(struct sb *sb, const uint8_t *payload, size_t len, const char *name, struct cf_vm_cpu *cpu,
+                struct cf_vm_regs *regs)
 {
-  struct rbuf r = {t->payload, t->len, 0, false};
+  struct rbuf r = {payload, len, 0, false};
   char buf[PATH_MAX];
-  struct cf_vm_cpu *cpu = calloc(1, sizeof *cpu);
   struct tnode **nodes = NULL;
   size_t nnodes = 0;
   struct file **files = NULL;
   uint64_t nf = 0;
-  if (!cpu)
-    return cf_fail(ENOMEM, "out of memory");
   r_str(&r, buf, sizeof buf); /* image */
   r_bytes(&r, buf, 16);
   r_str(&r, buf, sizeof buf); /* parent */
@@ -727,7 +725,7 @@ static int load_state(struct sb *sb, struct cf_template *t)
   r_str(&r, buf, sizeof buf);
   sb->rootfd = open(buf, O_PATH | O_DIRECTORY | O_CLOEXEC);
   if (sb->rootfd < 0) {
-    cf_fail(errno, "template '%s': root %s: %m", t->name, buf);
+    cf_fail(errno, "template '%s': root %s: %m", name, buf);
     goto err;
   }
   snprintf(sb->root, sizeof sb->root, "%s", strcmp(buf, "/") == 0 ? "" : buf);
@@ -737,8 +735,7 @@ static int load_state(struct sb *sb, struct cf_template *t)
   if (ready > CF_READY_MARKER)
     BAD("bad ready mode");
   sb->resume_pending = r_u64(&r) != 0;
-  struct cf_vm_regs regs;
-  r_bytes(&r, &regs, sizeof regs);
+  r_bytes(&r, regs, sizeof *regs);
   cpu->fs_base = r_u64(&r);
   cpu->gs_base = r_u64(&r);
   r_bytes(&r, cpu->xsave, sizeof cpu->xsave);
@@ -811,11 +808,14 @@ static int load_state(struct sb *sb, struct cf_template *t)
       if (f)
         f->stdio = (int)stdio;
     } else if (type == F_HOST || type == F_DIR) {
-      long h = host_openat2(sb, buf, O_RDONLY | (type == F_DIR ? O_DIRECTORY : 0));
+      /* O_NONBLOCK: a state file naming a FIFO must not hang the fork */
+      long h = host_openat2(sb, buf, O_RDONLY | O_NONBLOCK | (type == F_DIR ? O_DIRECTORY : 0));
       if (h < 0) {
-        cf_fail((int)-h, "template '%s': reopening %s: %s", t->name, buf, strerror((int)-h));
+        cf_fail((int)-h, "template '%s': reopening %s: %s", name, buf, strerror((int)-h));
         goto err;
       }
+      if (!(fl & O_NONBLOCK))
+        fcntl((int)h, F_SETFL, fcntl((int)h, F_GETFL) & ~O_NONBLOCK);
       if (off)
         lseek((int)h, (off_t)off, SEEK_SET);
       f = file_new((enum file_type)type, (int)h, fl, buf);
@@ -841,8 +841,10 @@ static int load_state(struct sb *sb, struct cf_template *t)
   }
   /* Unlinked nodes no file took: cannot happen from save_state; drop them. */
   for (size_t i = 1; i < nnodes; i++)
-    if (nodes[i] && !tmp_is_linked(nodes[i]) && tmp_refs(nodes[i]) == 0)
+    if (nodes[i] && !tmp_is_linked(nodes[i]) && tmp_refs(nodes[i]) == 0) {
       tmp_free(nodes[i]);
+      nodes[i] = NULL;
+    }
   uint64_t nfd = r_u64(&r);
   if (r.err || nfd > MAX_FDS)
     BAD("bad fd table");
@@ -865,17 +867,32 @@ static int load_state(struct sb *sb, struct cf_template *t)
     sb->ready = CF_READY_NONE;
   else
     sb->eof_pause = sb->ready == CF_READY_STDIN;
-  int rc = cf_vm_load_cpu(sb->vm, cpu, &regs);
-  free(cpu);
-  return rc;
+  return 0;
 err:
+  /* Unlinked /tmp nodes no file took are owned by nothing yet (the ones
+   * files took go with the files). */
+  for (size_t i = 1; nodes && i < nnodes; i++)
+    if (nodes[i] && !tmp_is_linked(nodes[i]) && tmp_refs(nodes[i]) == 0)
+      tmp_free(nodes[i]);
   for (uint64_t i = 0; files && i < nf; i++)
     if (files[i])
       file_unref(files[i]);
   free(files);
   free(nodes);
-  free(cpu);
   return -1;
+}
+
+static int load_state(struct sb *sb, struct cf_template *t)
+{
+  struct cf_vm_cpu *cpu = calloc(1, sizeof *cpu);
+  struct cf_vm_regs regs;
+  if (!cpu)
+    return cf_fail(ENOMEM, "out of memory");
+  int rc = state_parse(sb, t->payload, t->len, t->name, cpu, &regs);
+  if (rc == 0)
+    rc = cf_vm_load_cpu(sb->vm, cpu, &regs);
+  free(cpu);
+  return rc;
 }
 
 /* What every child of t starts with before its state is loaded, in a new VM

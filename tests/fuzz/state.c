@@ -1,0 +1,58 @@
+/* libFuzzer target: the template state-file payload parser (state_parse,
+ * shim/snapshot.c), what every child of a template loads: image and parent
+ * names, root, program, registers, XSAVE, VMA list, cwd, signals, the /tmp
+ * tree with its page lists, the file and fd tables. The input is the
+ * payload as it is once the file's checksum has matched (the checksum only
+ * catches accidents; the parser must survive anything). The seeds in
+ * tests/fuzz/corpus/state are payloads of real templates (busybox sh, with
+ * /tmp files and open fds). Guest memory is an anonymous 64 MiB mapping: a
+ * page list pointing outside the /tmp region must be refused, not read. */
+#include <fcntl.h>
+#include <stdlib.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include "shim/shim.h"
+
+#define MEM (64ull << 20)
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+  static uint8_t *mem;
+  static struct cf_sandbox_opts o;
+  if (!mem) {
+    mem = mmap(NULL, MEM, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    int null = open("/dev/null", O_RDWR | O_CLOEXEC);
+    if (mem == MAP_FAILED || null < 0)
+      abort();
+    o.stdio[0] = o.stdio[1] = o.stdio[2] = null;
+  }
+  /* The last byte picks a branch child (it pauses again at its ready point). */
+  o.branch = size && (data[size - 1] & 1);
+  struct sb *sb = calloc(1, sizeof *sb);
+  struct cf_vm_cpu *cpu = malloc(sizeof *cpu);
+  struct cf_vm_regs regs;
+  if (!sb || !cpu)
+    abort();
+  sb->opts = &o;
+  sb->mem = mem;
+  sb->mem_size = MEM;
+  sb->rootfd = -1;
+  sb->forked = true;
+  if (state_parse(sb, data, size, "fuzz", cpu, &regs) == 0) {
+    /* What was loaded must hold together: VMAs sorted inside guest memory,
+     * every open fd a file. */
+    for (int i = 0; i < sb->nvma; i++)
+      if (sb->vmas[i].start >= sb->vmas[i].end || sb->vmas[i].end > MEM ||
+          (i && sb->vmas[i].start < sb->vmas[i - 1].end))
+        abort();
+    if (sb->cwd[0] != '/' || !sb->tmpfs)
+      abort();
+  }
+  fs_fini(sb);
+  hostfile_fini(sb);
+  free(sb->vmas);
+  free(sb);
+  free(cpu);
+  return 0;
+}
