@@ -55,18 +55,22 @@ static double pct(double *v, int n, double p)
   return v[i];
 }
 
-static long mem_available_kib(void)
+/* The "KEY: N kB" line of a /proc file: N, or -1. */
+static long proc_kib(const char *path, const char *key)
 {
-  FILE *f = fopen("/proc/meminfo", "r");
+  FILE *f = fopen(path, "r");
   char line[256];
   long v = -1;
+  size_t kl = strlen(key);
   while (f && fgets(line, sizeof line, f))
-    if (sscanf(line, "MemAvailable: %ld kB", &v) == 1)
+    if (strncmp(line, key, kl) == 0 && line[kl] == ':' && sscanf(line + kl + 1, "%ld", &v) == 1)
       break;
   if (f)
     fclose(f);
   return v;
 }
+
+static long mem_available_kib(void) { return proc_kib("/proc/meminfo", "MemAvailable"); }
 
 /* Memory charged to this process alone, kernel memory (KVM's) included:
  * the usage of a memory cgroup (v1 with kmem accounting, or v2) made for
@@ -137,18 +141,7 @@ static void cg_leave(void)
 }
 
 /* This process's resident anonymous memory (user pages only, no KVM). */
-static long rss_anon_kib(void)
-{
-  FILE *f = fopen("/proc/self/status", "r");
-  char line[256];
-  long v = -1;
-  while (f && fgets(line, sizeof line, f))
-    if (sscanf(line, "RssAnon: %ld kB", &v) == 1)
-      break;
-  if (f)
-    fclose(f);
-  return v;
-}
+static long rss_anon_kib(void) { return proc_kib("/proc/self/status", "RssAnon"); }
 
 static struct cf_template *tmpl;
 static int input_fd, null_fd;

@@ -83,6 +83,26 @@ static int range_cmp(const void *a, const void *b)
   return x->start < y->start ? -1 : x->start > y->start;
 }
 
+/* sb->replaced sorted and overlapping ranges merged, in place (a merged
+ * range keeps the first one's file flag: callers that care refuse file
+ * ranges first). */
+static void coalesce_replaced(struct sb *sb)
+{
+  size_t nr = 0;
+  if (!sb->nreplaced)
+    return;
+  qsort(sb->replaced, sb->nreplaced, sizeof *sb->replaced, range_cmp);
+  for (size_t i = 0; i < sb->nreplaced; i++) {
+    if (nr && sb->replaced[i].start <= sb->replaced[nr - 1].end) {
+      if (sb->replaced[i].end > sb->replaced[nr - 1].end)
+        sb->replaced[nr - 1].end = sb->replaced[i].end;
+    } else {
+      sb->replaced[nr++] = sb->replaced[i];
+    }
+  }
+  sb->nreplaced = nr;
+}
+
 /* [start, end) of guest memory mapped again as cf_cowmap_map maps it:
  * MAP_PRIVATE from the layer of each extent, anonymous for empty ones. */
 static int remap_from_image(struct sb *sb, uint64_t start, uint64_t end)
@@ -160,23 +180,11 @@ int reuse_reset_memory(struct sb *sb)
 {
   /* 1. Ranges the shim replaced, coalesced (in place, kept for step 2),
    * from the image again. */
-  size_t nr = 0;
-  if (sb->nreplaced) {
-    qsort(sb->replaced, sb->nreplaced, sizeof *sb->replaced, range_cmp);
-    for (size_t i = 0; i < sb->nreplaced; i++) {
-      if (nr && sb->replaced[i].start <= sb->replaced[nr - 1].end) {
-        if (sb->replaced[i].end > sb->replaced[nr - 1].end)
-          sb->replaced[nr - 1].end = sb->replaced[i].end;
-      } else {
-        sb->replaced[nr++] = sb->replaced[i];
-      }
-    }
-    for (size_t i = 0; i < nr; i++) {
-      if (remap_from_image(sb, sb->replaced[i].start, sb->replaced[i].end) < 0)
-        return -1;
-    }
-  }
-  sb->nreplaced = nr; /* coalesced; a parked child maps them again (cf_sandbox_park) */
+  coalesce_replaced(sb); /* kept: a parked child maps them again (cf_sandbox_park) */
+  size_t nr = sb->nreplaced;
+  for (size_t i = 0; i < nr; i++)
+    if (remap_from_image(sb, sb->replaced[i].start, sb->replaced[i].end) < 0)
+      return -1;
   /* 2. Pages written (private copies): the scan made when the child's run
    * ended (nothing ran since; pages in replaced ranges are skipped, they
    * were mapped anew), or a new one. */
@@ -625,19 +633,7 @@ int cf_sandbox_park(struct cf_sandbox *box)
   for (size_t i = 0; i < sb->nreplaced; i++)
     if (sb->replaced[i].file)
       return cf_fail(ENOTSUP, "it mapped a host file since the fork");
-  if (sb->nreplaced) { /* sorted and coalesced, as reuse_reset_memory leaves them */
-    qsort(sb->replaced, sb->nreplaced, sizeof *sb->replaced, range_cmp);
-    size_t nr = 0;
-    for (size_t i = 0; i < sb->nreplaced; i++) {
-      if (nr && sb->replaced[i].start <= sb->replaced[nr - 1].end) {
-        if (sb->replaced[i].end > sb->replaced[nr - 1].end)
-          sb->replaced[nr - 1].end = sb->replaced[i].end;
-      } else {
-        sb->replaced[nr++] = sb->replaced[i];
-      }
-    }
-    sb->nreplaced = nr;
-  }
+  coalesce_replaced(sb); /* sorted: in_ranges below */
   struct parked *pk = calloc(1, sizeof *pk);
   if (!pk)
     return cf_fail(ENOMEM, "out of memory");
