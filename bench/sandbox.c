@@ -16,6 +16,7 @@
  *             takes to go on to its next pause (parked: the unpark)
  *             against fork() of a warm process */
 #include <errno.h>
+#include <limits.h>
 #include <fcntl.h>
 #include <pthread.h>
 #include <signal.h>
@@ -213,6 +214,10 @@ static double native_fanout(int n)
 
 static const char *mark(bool ok) { return ok ? "PASS" : "MISS"; }
 
+struct idle;
+static struct idle idle_children(struct cf_template *t, int in_fd, int n, bool park);
+static long cg_kib(void);
+
 /* n children forked and run to their next read of stdin (at end of input:
  * they pause), each parked or not; host memory they hold (MemAvailable
  * drop / n), their private pages, and how long one takes to go on to its
@@ -222,7 +227,7 @@ struct idle {
   double kib, cg_kib, anon_kib, dirtied_kib, park50, resume50, resume99;
 };
 
-static struct idle idle_children(int n, bool park)
+static struct idle idle_children(struct cf_template *t, int in_fd, int n, bool park)
 {
   struct cf_sandbox **box = calloc((size_t)n, sizeof *box);
   struct cf_sandbox_opts *io = calloc((size_t)n, sizeof *io);
@@ -233,9 +238,9 @@ static struct idle idle_children(int n, bool park)
   uint64_t priv = 0;
   for (; r.n < n; r.n++) {
     char path[64];
-    snprintf(path, sizeof path, "/proc/self/fd/%d", input_fd);
+    snprintf(path, sizeof path, "/proc/self/fd/%d", in_fd);
     io[r.n] = (struct cf_sandbox_opts){.stdio = {open(path, O_RDONLY | O_CLOEXEC), null_fd, null_fd}, .branch = true};
-    box[r.n] = cf_template_fork(tmpl, &io[r.n]);
+    box[r.n] = cf_template_fork(t, &io[r.n]);
     struct cf_sandbox_result res;
     if (!box[r.n] || cf_sandbox_run_until(box[r.n], &res) < 0 || !res.paused)
       break;
@@ -276,6 +281,104 @@ static struct idle idle_children(int n, bool park)
   free(pk);
   free(rs);
   return r;
+}
+
+/* The headline workload's density: idle Python sandboxes with numpy
+ * loaded (shim/py/driver.py --preload numpy, 256 MiB guest), each having
+ * answered one request, parked and each in its own VM, against a warm
+ * Python zygote that imported numpy and fork()ed children that answered
+ * the same request and wait: memory per idle child from the memory cgroup.
+ * Skipped without /usr/bin/python3 + numpy or outside the source tree. */
+#define PYN 20
+static void python_density(struct cf_store *s, const char *dir)
+{
+  const char *py = "/usr/bin/python3";
+  char driver[PATH_MAX], cmd[PATH_MAX + 64];
+  snprintf(cmd, sizeof cmd, "%s -c 'import numpy' 2>/dev/null", py);
+  if (!cg_dir[0] || access(py, X_OK) != 0 || !realpath("shim/py/driver.py", driver) || system(cmd) != 0) {
+    printf("python density: skipped (needs %s with numpy, a memory cgroup, and the source tree as cwd)\n", py);
+    return;
+  }
+  char *argv[] = {"python3", driver, "--preload", "numpy", NULL};
+  char *envp[] = {"PATH=/usr/bin:/bin", "OPENBLAS_NUM_THREADS=1", NULL};
+  struct cf_sandbox_opts to = {.root = "/", .mem_size = 256ull << 20, .program = py, .argv = argv, .envp = envp,
+                               .stdio = {null_fd, null_fd, 2}, .ready = CF_READY_STDIN};
+  struct cf_sandbox *tb = cf_sandbox_new(&to);
+  struct cf_sandbox_result tr;
+  if (!tb || cf_sandbox_run_until(tb, &tr) < 0 || !tr.paused || cf_sandbox_save(tb, s, "py", NULL) < 0) {
+    printf("python density: template failed: %s\n", cf_error());
+    cf_sandbox_free(tb);
+    return;
+  }
+  cf_sandbox_free(tb);
+  struct cf_template *t = cf_template_open(s, "py");
+  char inpath[PATH_MAX];
+  snprintf(inpath, sizeof inpath, "%s/py-input", dir);
+  FILE *fi = fopen(inpath, "w");
+  fputs("print(numpy.zeros(5).tolist())\n#---\n", fi);
+  fclose(fi);
+  int in = open(inpath, O_RDONLY | O_CLOEXEC);
+  struct idle parked = idle_children(t, in, PYN, true), held = idle_children(t, in, PYN, false);
+  close(in);
+  cf_template_close(t);
+  /* The zygote: numpy imported, then PYN children forked on "go", each
+   * answering once and then waiting on stdin; "idle" when all answered. */
+  static const char zy[] =
+      "import numpy, os, sys\n"
+      "r, w = os.pipe()\n"
+      "print('ready', flush=True)\n"
+      "sys.stdin.readline()\n"
+      "kids = []\n"
+      "for i in range(int(sys.argv[1])):\n"
+      "    p = os.fork()\n"
+      "    if p == 0:\n"
+      "        os.write(w, (str(numpy.zeros(5).tolist()) + '\\n').encode())\n"
+      "        sys.stdin.readline()\n"
+      "        os._exit(0)\n"
+      "    kids.append(p)\n"
+      "got = b''\n"
+      "while got.count(b'\\n') < len(kids):\n"
+      "    got += os.read(r, 4096)\n"
+      "print('idle', flush=True)\n"
+      "for p in kids:\n"
+      "    os.waitpid(p, 0)\n";
+  int to_z[2], from_z[2];
+  if (pipe(to_z) < 0 || pipe(from_z) < 0)
+    return;
+  pid_t z = fork();
+  if (z == 0) {
+    dup2(to_z[0], 0);
+    dup2(from_z[1], 1);
+    close(to_z[1]);
+    close(from_z[0]);
+    setenv("OPENBLAS_NUM_THREADS", "1", 1);
+    char n[16];
+    snprintf(n, sizeof n, "%d", PYN);
+    execl(py, "python3", "-c", zy, n, (char *)NULL);
+    _exit(127);
+  }
+  close(to_z[0]);
+  close(from_z[1]);
+  FILE *zr = fdopen(from_z[0], "r");
+  char line[64] = "";
+  double zygote = -1;
+  if (zr && fgets(line, sizeof line, zr) && strncmp(line, "ready", 5) == 0) {
+    usleep(300000);
+    long c0 = cg_kib();
+    if (write(to_z[1], "go\n", 3) == 3 && fgets(line, sizeof line, zr) && strncmp(line, "idle", 4) == 0) {
+      usleep(200000);
+      zygote = (double)(cg_kib() - c0) / PYN;
+    }
+  }
+  close(to_z[1]); /* the children read EOF and end */
+  if (zr)
+    fclose(zr);
+  waitpid(z, NULL, 0);
+  printf("\n%-44s %12s %12s %12s\n", "python + numpy, idle after one request", "parked", "own VM", "zygote fork");
+  printf("%-44s %8.1f KiB %8.1f KiB %8.1f KiB   (%d children, memory cgroup; ratio zygote/parked %.1fx)\n",
+         "host memory per idle child", parked.cg_kib, held.cg_kib, zygote, PYN, zygote / parked.cg_kib);
+  printf("%-44s %8.1f KiB %8.1f KiB\n", "  of which its dirtied (private) pages", parked.dirtied_kib, held.dirtied_kib);
+  printf("%-44s %9.0f us %9.0f us\n", "  to its next pause (unpark + serve), p50", parked.resume50, held.resume50);
 }
 
 int main(void)
@@ -411,8 +514,8 @@ int main(void)
 
   /* Idle children: alive, paused at their next read of stdin, in their
    * own VMs and parked. */
-  struct idle parked = idle_children(IDLE, true), parked1000 = idle_children(1000, true),
-              held = idle_children(IDLE, false);
+  struct idle parked = idle_children(tmpl, input_fd, IDLE, true), parked1000 = idle_children(tmpl, input_fd, 1000, true),
+              held = idle_children(tmpl, input_fd, IDLE, false);
   /* Native: warm processes fork()ed and blocked in read. */
   int p[2];
   if (pipe(p) < 0)
@@ -483,6 +586,7 @@ int main(void)
          rsp50 / nf50, rfo50 / nx50, r1000 / n1000);
   if (f100 || f1000)
     printf("FAILED children: %d of 100, %d of 1000\n", f100, f1000);
+  python_density(s, dir);
   cf_template_close(tmpl);
   cf_store_close(s);
   cg_leave();
