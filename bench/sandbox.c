@@ -573,8 +573,6 @@ int main(void)
          BEYOND(parked1000), "", "", parked1000.n);
   printf("%-44s %8.1f KiB %12s %12s         (%d children)\n", "  the same, each child holding its VM",
          BEYOND(held), "", "", held.n);
-  printf("%-44s %8.1f KiB %12s %12s         (MemAvailable, machine-wide)\n", "  parked, measured by MemAvailable",
-         parked.kib - parked.dirtied_kib, "", "");
   printf("%-44s %8.1f KiB %12s %12s         (RssAnon: user memory only, dirtied included)\n",
          "  this process's own memory per parked child", parked.anon_kib, "", "");
   printf("%-44s %9.0f us %12s %9.0f us\n", "park an idle child, p50", parked.park50, "", nf50);
