@@ -32,6 +32,8 @@ int cli_usage(const struct cli_cmd *cmd, const char *fmt, ...) __attribute__((fo
 
 /* Parse "4096", "64K", "1M", "2G" into bytes; -1 if malformed. */
 int cli_parse_size(const char *s, uint64_t *out);
+/* Parse a positive, finite number of seconds ("30", "0.5"); -1 if not. */
+int cli_parse_seconds(const char *s, double *out);
 
 /* A progress bar on stderr, drawn only when stderr is a terminal. Pass
  * cli_progress as the cf_progress_fn with a struct cli_progress as ctx. */

@@ -73,14 +73,12 @@ static int cmd_daemon(const struct cli_cmd *cmd, int argc, char **argv)
       o.max_body = size;
       break;
     case OPT_TIMEOUT:
-      o.default_timeout = strtod(optarg, &end);
-      if (*end || end == optarg || !(o.default_timeout > 0))
-        return cli_usage(cmd, "bad --timeout '%s'", optarg);
+      if (cli_parse_seconds(optarg, &o.default_timeout) < 0)
+        return cli_usage(cmd, "bad --timeout '%s' (seconds)", optarg);
       break;
     case OPT_CPU:
-      o.default_cpu_limit = strtod(optarg, &end);
-      if (*end || end == optarg || !(o.default_cpu_limit > 0))
-        return cli_usage(cmd, "bad --cpu-limit '%s'", optarg);
+      if (cli_parse_seconds(optarg, &o.default_cpu_limit) < 0)
+        return cli_usage(cmd, "bad --cpu-limit '%s' (seconds)", optarg);
       break;
     case 'q':
     case OPT_QUIET: o.quiet = true; break;

@@ -1,5 +1,6 @@
 /* cowfork: entry point, global options and the subcommand table. */
 #include <errno.h>
+#include <math.h>
 #include <getopt.h>
 #include <limits.h>
 #include <stdarg.h>
@@ -100,6 +101,16 @@ struct cf_store *cli_open_store(void)
 }
 
 int cli_parse_size(const char *s, uint64_t *out) { return cf_parse_size(s, out); }
+
+int cli_parse_seconds(const char *s, double *out)
+{
+  char *end;
+  double v = strtod(s, &end);
+  if (*end || end == s || !(v > 0) || !isfinite(v))
+    return -1;
+  *out = v;
+  return 0;
+}
 
 void cli_progress_init(struct cli_progress *p, const char *what)
 {

@@ -48,7 +48,6 @@ static int cmd_run(const struct cli_cmd *cmd, int argc, char **argv)
   opterr = 0;
   /* "+": stop at the first non-option (the program). */
   while ((c = getopt_long(argc, argv, "+v", opts, NULL)) != -1) {
-    char *end;
     switch (c) {
     case OPT_ROOT:
       o.root = optarg;
@@ -58,14 +57,12 @@ static int cmd_run(const struct cli_cmd *cmd, int argc, char **argv)
         return cli_usage(cmd, "bad --mem '%s' (a multiple of 2M, at least 16M)", optarg);
       break;
     case OPT_TIMEOUT:
-      o.timeout = strtod(optarg, &end);
-      if (*end || end == optarg || !(o.timeout > 0))
-        return cli_usage(cmd, "bad --timeout '%s'", optarg);
+      if (cli_parse_seconds(optarg, &o.timeout) < 0)
+        return cli_usage(cmd, "bad --timeout '%s' (seconds)", optarg);
       break;
     case OPT_CPU:
-      o.cpu_limit = strtod(optarg, &end);
-      if (*end || end == optarg || !(o.cpu_limit > 0))
-        return cli_usage(cmd, "bad --cpu-limit '%s'", optarg);
+      if (cli_parse_seconds(optarg, &o.cpu_limit) < 0)
+        return cli_usage(cmd, "bad --cpu-limit '%s' (seconds)", optarg);
       break;
     case OPT_STRACE:
       o.strace = true;
@@ -117,7 +114,6 @@ static int cmd_template_create(const struct cli_cmd *cmd, int argc, char **argv)
     return EXIT_OK;
   struct cf_sandbox_opts o = {.root = "/", .stdio = {-1, 1, 2}, .envp = environ, .ready = CF_READY_STDIN};
   int c;
-  char *end;
   /* NAME and options before "--", the program after it (or, without "--",
    * NAME then the program, options first). */
   int dd = argc;
@@ -145,9 +141,8 @@ static int cmd_template_create(const struct cli_cmd *cmd, int argc, char **argv)
         return cli_usage(cmd, "bad --ready '%s' (stdin, or a marker of 1-255 bytes)", optarg);
       break;
     case OPT_TIMEOUT:
-      o.timeout = strtod(optarg, &end);
-      if (*end || end == optarg || !(o.timeout > 0))
-        return cli_usage(cmd, "bad --timeout '%s'", optarg);
+      if (cli_parse_seconds(optarg, &o.timeout) < 0)
+        return cli_usage(cmd, "bad --timeout '%s' (seconds)", optarg);
       break;
     case OPT_STRACE: o.strace = true; break;
     case 'v': o.verbose = true; break;
@@ -353,9 +348,8 @@ static int cmd_fork(const struct cli_cmd *cmd, int argc, char **argv)
     case OPT_STRACE: strace = true; break;
     case OPT_NO_REUSE: reuse = false; break;
     case OPT_TIMEOUT:
-      timeout = strtod(optarg, &end);
-      if (*end || end == optarg || !(timeout > 0))
-        return cli_usage(cmd, "bad --timeout '%s'", optarg);
+      if (cli_parse_seconds(optarg, &timeout) < 0)
+        return cli_usage(cmd, "bad --timeout '%s' (seconds)", optarg);
       break;
     default: return cli_usage(cmd, "unknown option '%s'", argv[optind - 1]);
     }
