@@ -810,6 +810,7 @@ static int add_client(struct cf_uffd_server *srv, const struct cf_image *img, in
     return -1;
   }
   c->w = w;
+  c->st.cpu = w->cpu;
   c->ackfd = ackfd;
   c->next = w->clients;
   w->clients = c;

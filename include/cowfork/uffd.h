@@ -20,6 +20,14 @@
  * MESSAGE\n". Firecracker sends no such key and gets a reply only when its
  * message is refused (it reads none; the line is harmless).
  *
+ * Placement: the server runs one worker thread per CPU of its affinity
+ * mask, pinned there, plus one shared worker. A client whose process is
+ * pinned to exactly one CPU when it is added (sched_setaffinity before the
+ * handshake, as cf_fanout_run and CF_MEM_PIN do) is served by that CPU's
+ * worker, which blocks when idle: its faults are served on its own CPU. Any
+ * other client is served by the shared worker, which polls for a while
+ * after each fault. A client keeps its worker for its life.
+ *
  * A client ends when its process exits (a pidfd in the loop), when the
  * kernel says its address space is gone (ESRCH), or on an error serving it
  * (it is then sent SIGBUS rather than left to read zeros); others are never
@@ -55,6 +63,7 @@ struct cf_uffd_stats {
   uint64_t eexist, eagain;  /* retried or woken */
   uint64_t service_ns;      /* total time from reading a fault to its ioctl's return */
   int error;                /* errno that ended the client, 0 when its process exited */
+  int cpu;                  /* the CPU of the worker serving it; -1: the shared worker */
   const uint64_t *touched;  /* image pages (offset / page size) in first-touch order */
   size_t ntouched;
 };

@@ -13,9 +13,18 @@
  *    twenty times: the server drops exactly those clients and serves the next;
  *  - a child that crashes (SIGSEGV) in the middle;
  *  - 100 children at once, each checking its pages;
- *  - garbage on the socket is refused with an error and disturbs nobody.
+ *  - garbage on the socket is refused with an error and disturbs nobody;
+ *  - CPU-affine serving: a child pinned to each CPU (by its spawner, and
+ *    through CF_MEM_PIN) is served by that CPU's worker (its stats say so,
+ *    checked while it lives) with every page right, removed pages as zeros;
+ *    an unpinned one by the shared worker; pinned children killed while
+ *    faulting; 100 pinned children at once, round robin over the CPUs.
+ *
+ * A helper pins itself first when T_PIN is set: to that CPU, or with
+ * CF_MEM_PIN when it is "mem".
  *
  * Helper mode: uffd --helper MODE STORE NAME SOCKET [ARG]. */
+#include <sched.h>
 #include <signal.h>
 #include <sys/socket.h>
 #include <sys/un.h>
@@ -112,6 +121,16 @@ static int helper_child(struct cf_image *img, const char *sock, const char *mode
 {
   struct cf_mem m;
   struct cf_mem_opts o = {.img = img, .socket = sock};
+  const char *pin = getenv("T_PIN");
+  if (pin && strcmp(pin, "mem") == 0)
+    o.flags |= CF_MEM_PIN;
+  else if (pin) { /* what a spawner does: pin, then map */
+    cpu_set_t set;
+    CPU_ZERO(&set);
+    CPU_SET(atoi(pin), &set);
+    if (sched_setaffinity(0, sizeof set, &set) < 0)
+      return 10;
+  }
   if (cf_mem_backend_uffd.map(&o, &m) < 0) {
     fprintf(stderr, "map: %s\n", cf_error());
     return 2;
@@ -136,7 +155,8 @@ static int helper_child(struct cf_image *img, const char *sock, const char *mode
     if (check_pages(img, m.addr, p, 1) < 0)
       return 4;
   }
-  if (strcmp(mode, "all") == 0 && check_pages(img, m.addr, 0, np) < 0)
+  bool report = strcmp(mode, "report") == 0;
+  if ((strcmp(mode, "all") == 0 || report) && check_pages(img, m.addr, 0, np) < 0)
     return 5;
   /* Writes stay private; removed pages read zeros. */
   memset(m.addr, 0x5a, PG);
@@ -145,6 +165,13 @@ static int helper_child(struct cf_image *img, const char *sock, const char *mode
   if (madvise((char *)m.addr + 8 * PG, 8 * PG, MADV_DONTNEED) < 0 ||
       !all_zero((char *)m.addr + 8 * PG, 8 * PG))
     return 7;
+  if (report) { /* say who we are and where we run, then live until told */
+    char line[64];
+    int n = snprintf(line, sizeof line, "%llu %d\n", (unsigned long long)m.client, sched_getcpu());
+    char c;
+    if (write(1, line, n) != n || read(0, &c, 1) < 0)
+      return 8;
+  }
   return 0;
 }
 
@@ -220,6 +247,131 @@ static void wait_clients(struct cf_uffd_server *srv, uint64_t want)
       return;
     usleep(10000);
   }
+}
+
+/* A helper with its stdin and stdout on pipes. */
+static pid_t spawn_io(const char *mode, int *to, int *from)
+{
+  int a[2], b[2]; /* close-on-exec: the helper must hold only its own ends */
+  if (pipe2(a, O_CLOEXEC) < 0 || pipe2(b, O_CLOEXEC) < 0)
+    return -1;
+  pid_t pid = fork();
+  if (pid == 0) {
+    dup2(a[0], 0);
+    dup2(b[1], 1);
+    execl("/proc/self/exe", "/proc/self/exe", "--helper", "child", storedir, "base", sock, mode,
+          (char *)NULL);
+    _exit(127);
+  }
+  close(a[0]);
+  close(b[1]);
+  *to = a[1];
+  *from = b[0];
+  return pid;
+}
+
+/* Start a "report" helper with T_PIN = pin (NULL: unpinned); while it lives,
+ * *cpu gets the worker CPU the server gives it (-2 when unknown) and
+ * *ran_on the CPU it ran on; returns its exit status. */
+static int affine_child(struct cf_uffd_server *srv, const char *pin, int *cpu, int *ran_on)
+{
+  int to, from;
+  *cpu = *ran_on = -2;
+  if (pin)
+    setenv("T_PIN", pin, 1);
+  pid_t pid = spawn_io("report", &to, &from);
+  unsetenv("T_PIN");
+  if (pid < 0)
+    return -1;
+  char line[64] = {0};
+  ssize_t n = read(from, line, sizeof line - 1);
+  unsigned long long id;
+  struct cf_uffd_stats st;
+  if (n > 0 && sscanf(line, "%llu %d", &id, ran_on) == 2 && cf_uffd_server_stats(srv, id, &st) == 0 &&
+      st.faults > 0)
+    *cpu = st.cpu;
+  close(to); /* it exits */
+  close(from);
+  return t_wait(pid);
+}
+
+static void test_affine(struct cf_uffd_server *srv)
+{
+  cpu_set_t set;
+  int cpus[CPU_SETSIZE], ncpu = 0;
+  if (sched_getaffinity(0, sizeof set, &set) == 0)
+    for (int i = 0; i < CPU_SETSIZE; i++)
+      if (CPU_ISSET(i, &set))
+        cpus[ncpu++] = i;
+  if (ncpu == 0) {
+    ok(0, "sched_getaffinity");
+    return;
+  }
+  diag("%d CPUs", ncpu);
+  int right = 0, served = 0;
+  for (int i = 0; i < ncpu; i++) {
+    char pin[16];
+    snprintf(pin, sizeof pin, "%d", cpus[i]);
+    int cpu, ran;
+    int st = affine_child(srv, pin, &cpu, &ran);
+    right += st == 0;
+    served += cpu == cpus[i] && ran == cpus[i];
+    if (cpu != cpus[i])
+      diag("pinned to %d: served by the worker of %d, ran on %d, exit %d", cpus[i], cpu, ran, st);
+  }
+  is(right, ncpu, "affine: a child pinned to each CPU sees every page, removed pages as zeros");
+  is(served, ncpu, "affine: each is served by the worker of its CPU");
+  int cpu, ran;
+  is(affine_child(srv, "mem", &cpu, &ran), 0, "affine: CF_MEM_PIN child sees every page");
+  ok(cpu >= 0 && cpu == ran, "affine: CF_MEM_PIN pins it where it ran: worker %d, ran on %d", cpu, ran);
+  is(affine_child(srv, NULL, &cpu, &ran), 0, "unpinned child sees every page");
+  is(cpu, -1, "unpinned child is served by the shared worker");
+
+  /* Pinned children killed while faulting: their CPU's worker drops them. */
+  int killed = 0;
+  for (int i = 0; i < 20; i++) {
+    char pin[16];
+    snprintf(pin, sizeof pin, "%d", cpus[i % ncpu]);
+    setenv("T_PIN", pin, 1);
+    int to, from;
+    pid_t pid = spawn_io("spin", &to, &from);
+    unsetenv("T_PIN");
+    if (pid < 0)
+      break;
+    char c;
+    if (read(from, &c, 1) == 1) {
+      usleep((i % 5) * 1000);
+      kill(pid, SIGKILL);
+    }
+    close(to);
+    close(from);
+    killed += t_wait(pid) == 128 + SIGKILL;
+  }
+  is(killed, 20, "affine: 20 pinned children killed while faulting");
+  wait_clients(srv, 0);
+  struct cf_uffd_server_info in;
+  cf_uffd_server_info(srv, &in);
+  is(in.clients, 0, "affine: their clients are gone");
+  is(affine_child(srv, "0", &cpu, &ran) == 0 && cpu == cpus[0] ? 0 : 1, 0,
+     "affine: the next pinned child is served (worker %d)", cpu);
+
+  /* Many clients on each CPU at once. */
+  pid_t pids[100];
+  for (int i = 0; i < 100; i++) {
+    char pin[16];
+    snprintf(pin, sizeof pin, "%d", cpus[i % ncpu]);
+    setenv("T_PIN", pin, 1);
+    char *args[] = {"child", storedir, "base", sock, "verify", NULL};
+    pids[i] = t_spawn(args);
+  }
+  unsetenv("T_PIN");
+  int good = 0;
+  for (int i = 0; i < 100; i++)
+    good += t_wait(pids[i]) == 0;
+  is(good, 100, "affine: 100 children pinned round robin each see the image");
+  wait_clients(srv, 0);
+  cf_uffd_server_info(srv, &in);
+  is(in.clients, 0, "affine: no client left");
 }
 
 int main(int argc, char **argv)
@@ -323,6 +475,10 @@ int main(int argc, char **argv)
   is(in.clients, 0, "no client left");
   diag("clients total %llu, failed %llu, refused %llu", (unsigned long long)in.clients_total,
        (unsigned long long)in.clients_failed, (unsigned long long)in.connections_refused);
+
+  test_affine(srv);
+  cf_uffd_server_info(srv, &in);
+  is(in.clients_failed, 0, "no client failed");
 
   cf_uffd_server_free(srv);
   cf_image_close(img);
