@@ -106,6 +106,7 @@ struct sbx {
   int refs;
   bool busy, gone, pending_live; /* pending_live: counted in d->live before its VM exists */
   bool parked;                   /* idle without a VM (sbx_park; atomic: set by the worker) */
+  bool unparkable;               /* parking was refused (the uffd backend): keeps its VM */
   double created, last;
   uint64_t execs, private_bytes, mem_size;
   int status;
@@ -690,12 +691,41 @@ static int sbx_open_io(struct sbx *s)
 
 /* An idle live sandbox gives its VM back (cf_sandbox_park) unless the
  * daemon runs with no_park; one that cannot be parked (the uffd backend)
- * keeps it. The worker owns s->box. */
-static void sbx_park(struct daemon *d, struct sbx *s)
+ * keeps it (s->unparkable: not tried again). now: right after a job
+ * (parks only with park_after 0; else the idle scan in worker() parks it
+ * once it has been idle park_after seconds). The worker owns s->box. */
+static void sbx_park(struct daemon *d, struct sbx *s, bool now)
 {
-  if (!d->o->no_park && s->box && cf_sandbox_park(s->box) < 0 && errno != ENOTSUP)
-    logmsg(d, "parking %s: %s", s->id, cf_error());
-  __atomic_store_n(&s->parked, s->box && cf_sandbox_is_parked(s->box), __ATOMIC_RELAXED);
+  if (d->o->no_park || !s->box || (now && d->o->park_after > 0))
+    return;
+  if (cf_sandbox_park(s->box) < 0) {
+    s->unparkable = true;
+    if (errno != ENOTSUP)
+      logmsg(d, "parking %s: %s", s->id, cf_error());
+  }
+  __atomic_store_n(&s->parked, cf_sandbox_is_parked(s->box), __ATOMIC_RELAXED);
+}
+
+/* With d->lock: a running sandbox idle for park_after seconds, not parked
+ * yet, and no job on it (NULL: none; *next: when the next one is due, in
+ * wall_s() time, or 0). */
+static struct sbx *park_due(struct daemon *d, double *next)
+{
+  *next = 0;
+  if (d->o->no_park || d->o->park_after <= 0 || d->stopping)
+    return NULL;
+  double now = wall_s();
+  for (struct sbx *s = d->sbs; s; s = s->next) {
+    if (s->state != ST_RUNNING || !s->box || s->busy || s->gone || s->unparkable ||
+        __atomic_load_n(&s->parked, __ATOMIC_RELAXED))
+      continue;
+    double due = s->last + d->o->park_after;
+    if (due <= now)
+      return s;
+    if (!*next || due < *next)
+      *next = due;
+  }
+  return NULL;
 }
 
 /* Fork s from t (its cur). Without d->lock. */
@@ -721,7 +751,7 @@ static int sbx_fork(struct daemon *d, struct sbx *s, struct tmpl *t, double *sec
     sbx_close_io(s);
     return -1;
   }
-  sbx_park(d, s);
+  sbx_park(d, s, true);
   return 0;
 }
 
@@ -896,7 +926,7 @@ static void job_exec(struct daemon *d, struct job *j)
   if (ended)
     sbx_drop_vm(s);
   else
-    sbx_park(d, s);
+    sbx_park(d, s, true);
   pthread_mutex_lock(&d->lock);
   s->execs++;
   s->last = wall_s();
@@ -969,7 +999,7 @@ static void job_branch(struct daemon *d, struct job *j)
   if (rc == 0)
     rc = cf_sandbox_save(s->box, d->store, name, &st);
   int e = errno;
-  sbx_park(d, s);
+  sbx_park(d, s, true);
   pthread_mutex_lock(&d->lock);
   if (rc < 0) {
     int code = e == EEXIST ? 409 : 500;
@@ -1211,7 +1241,25 @@ static void *worker(void *arg)
     if (!j) {
       if (d->stopping && !d->qhead)
         break;
-      pthread_cond_wait(&d->cond, &d->lock);
+      /* Nothing queued: park a sandbox that has been idle long enough, or
+       * sleep until one will have been (or a job comes). */
+      double next;
+      struct sbx *s = park_due(d, &next);
+      if (s) {
+        s->busy = true;
+        s->refs++;
+        pthread_mutex_unlock(&d->lock);
+        sbx_park(d, s, false);
+        pthread_mutex_lock(&d->lock);
+        s->busy = false;
+        sbx_unref(s);
+        pthread_cond_broadcast(&d->cond); /* a job may have waited for it */
+      } else if (next) {
+        struct timespec ts = {(time_t)next, (long)((next - (double)(time_t)next) * 1e9)};
+        pthread_cond_timedwait(&d->cond, &d->lock, &ts);
+      } else {
+        pthread_cond_wait(&d->cond, &d->lock);
+      }
       continue;
     }
     pthread_mutex_unlock(&d->lock);

@@ -30,3 +30,19 @@ api POST /v1/sandboxes/$ID/resume >/dev/null; expect 200 "resume python"
 api POST /v1/sandboxes/$ID/exec '{"input":"print(json.dumps({\"k\": 1}))\n#---\n"}' > "$TMP/e"
 [ "$(jget "$(cat "$TMP/e")" 'j["output"]')" = '{"k": 1}' ] || fail "python after resume: $(cat "$TMP/e")"
 echo "ok   python sandbox paused and resumed"
+# --park-after: an exec'd sandbox keeps its VM while busy, and is parked
+# once idle that long (then answers as before).
+stop_daemon
+COWFORK_CHECK_PARK=1 start_daemon -q --park-after 1
+ID=$(jget "$(api POST /v1/sandboxes '{"template":"py"}')" 'j["ids"][0]')
+api POST /v1/sandboxes/$ID/exec '{"input":"x = 5\nprint(x * 2)\n#---\n"}' > "$TMP/e"
+[ "$(jget "$(cat "$TMP/e")" 'j["output"]')" = 10 ] || fail "exec with --park-after: $(cat "$TMP/e")"
+[ "$(jget "$(api GET /v1/sandboxes/$ID)" 'j["parked"]')" = False ] || fail "parked at once despite --park-after 1"
+for i in $(seq 1 50); do
+  [ "$(jget "$(api GET /v1/sandboxes/$ID)" 'j["parked"]')" = True ] && break
+  sleep 0.1
+done
+[ "$(jget "$(api GET /v1/sandboxes/$ID)" 'j["parked"]')" = True ] || fail "not parked 5 s after its exec with --park-after 1"
+api POST /v1/sandboxes/$ID/exec '{"input":"print(json.dumps([3]))\n#---\n"}' > "$TMP/e"
+[ "$(jget "$(cat "$TMP/e")" 'j["output"]')" = '[3]' ] || fail "exec after the idle park: $(cat "$TMP/e")"
+echo "ok   --park-after 1: kept its VM right after an exec, parked once idle, answered after"

@@ -42,6 +42,7 @@ struct cf_daemon_opts {
   uint64_t max_mem;          /* largest template memory (0: 1 GiB) */
   bool quiet;                /* no log lines on stderr */
   bool no_park;              /* keep idle live sandboxes in their VMs (cf_sandbox_park) */
+  double park_after;         /* park a live sandbox idle this many seconds (0: at once after each job) */
 };
 
 /* Run the daemon until SIGINT or SIGTERM (blocked in every thread; the
