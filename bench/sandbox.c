@@ -214,9 +214,6 @@ static double native_fanout(int n)
 
 static const char *mark(bool ok) { return ok ? "PASS" : "MISS"; }
 
-struct idle;
-static struct idle idle_children(struct cf_template *t, int in_fd, int n, bool park);
-static long cg_kib(void);
 
 /* n children forked and run to their next read of stdin (at end of input:
  * they pause), each parked or not; host memory they hold (MemAvailable

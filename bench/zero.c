@@ -21,6 +21,7 @@
 #include <time.h>
 
 #include "cowfork/zero.h"
+#include "internal.h"
 
 #define ROUNDS 15
 #define MIN_ROUND_NS 2e6
@@ -170,20 +171,6 @@ static void cpu_model(char *out, size_t out_len)
   fclose(f);
 }
 
-static void json_str(const char *s)
-{
-  putchar('"');
-  for (; *s; s++) {
-    if (*s == '"' || *s == '\\')
-      printf("\\%c", *s);
-    else if ((unsigned char)*s < 0x20)
-      printf("\\u%04x", *s);
-    else
-      putchar(*s);
-  }
-  putchar('"');
-}
-
 static const char *size_name(size_t len) { return len == BIG ? "2 MiB" : "4 KiB"; }
 
 int main(int argc, char **argv)
@@ -262,12 +249,12 @@ int main(int argc, char **argv)
 
   if (json) {
     printf("{\n  \"benchmark\": \"zero\",\n  \"cpu\": ");
-    json_str(cpu);
+    cf_json_puts(cpu);
     printf(",\n  \"impl\": ");
-    json_str(impl);
+    cf_json_puts(impl);
     printf(",\n  \"impl_forced\": ");
     if (forced)
-      json_str(forced);
+      cf_json_puts(forced);
     else
       printf("null");
     printf(",\n  \"rounds\": %d,\n  \"results\": [\n", ROUNDS);

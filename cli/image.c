@@ -9,6 +9,7 @@
 #include "cli.h"
 #include "cowfork/error.h"
 #include "cowfork/image.h"
+#include "internal.h"
 
 enum { OPT_JSON = 1000, OPT_BS };
 static const struct option json_opts[] = {{"json", no_argument, 0, OPT_JSON}, {0}};
@@ -29,20 +30,6 @@ static int parse_plain(const struct cli_cmd *cmd, int argc, char **argv, int nar
     return cli_usage(cmd, "expected %d argument%s, got %d", nargs, nargs == 1 ? "" : "s",
                      argc - optind), -1;
   return optind;
-}
-
-static void print_json_string(const char *s)
-{
-  putchar('"');
-  for (; *s; s++) {
-    if (*s == '"' || *s == '\\')
-      printf("\\%c", *s);
-    else if ((unsigned char)*s < 0x20)
-      printf("\\u%04x", *s);
-    else
-      putchar(*s);
-  }
-  putchar('"');
 }
 
 static int cmd_import(const struct cli_cmd *cmd, int argc, char **argv)
@@ -170,7 +157,7 @@ static int cmd_info(const struct cli_cmd *cmd, int argc, char **argv)
   char *pname = has_parent ? cf_store_find_id(s, h->parent) : NULL;
   if (json) {
     printf("{\"name\": ");
-    print_json_string(argv[i]);
+    cf_json_puts(argv[i]);
     printf(", \"id\": \"%s\", \"size\": %llu, \"block_size\": %u, \"generation\": %llu, "
            "\"layers\": %u, \"extents\": %llu, \"stored_bytes\": %llu, \"empty_bytes\": %llu, "
            "\"own_bytes\": %llu, \"parent\": ",
@@ -183,7 +170,7 @@ static int cmd_info(const struct cli_cmd *cmd, int argc, char **argv)
       printf("null");
     printf(", \"parent_name\": ");
     if (pname)
-      print_json_string(pname);
+      cf_json_puts(pname);
     else
       printf("null");
     printf(", \"layer_ids\": [");
@@ -264,7 +251,7 @@ static int cmd_ls(const struct cli_cmd *cmd, int argc, char **argv)
       cf_image_stats(h, &st);
     if (json) {
       printf("%s{\"name\": ", k ? ", " : "");
-      print_json_string(names[k]);
+      cf_json_puts(names[k]);
       if (h)
         printf(", \"size\": %llu, \"stored_bytes\": %llu, \"layers\": %u}",
                (unsigned long long)h->size, (unsigned long long)st.stored_bytes, h->nlayers);

@@ -50,6 +50,8 @@ int cf_fsync_dir(const char *dir);
 
 /* "4096", "64K", "1M", "2GiB" to bytes; -1 if malformed (no error recorded). */
 int cf_parse_size(const char *s, uint64_t *out);
+/* s as a JSON string (quoted, escaped) on stdout. */
+void cf_json_puts(const char *s);
 
 static inline bool cf_is_pow2(uint64_t x) { return x && !(x & (x - 1)); }
 

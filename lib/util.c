@@ -77,3 +77,17 @@ int cf_parse_size(const char *s, uint64_t *out)
   *out = (uint64_t)v << shift;
   return 0;
 }
+
+void cf_json_puts(const char *s)
+{
+  putchar('"');
+  for (; *s; s++) {
+    if (*s == '"' || *s == '\\')
+      printf("\\%c", *s);
+    else if ((unsigned char)*s < 0x20)
+      printf("\\u%04x", *s);
+    else
+      putchar(*s);
+  }
+  putchar('"');
+}

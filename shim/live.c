@@ -9,8 +9,8 @@
 
 uint64_t cf_sandbox_uffd_client(const struct cf_sandbox *box)
 {
-  const struct sb *sb = &box->s;
-  return sb->gm && sb->gm->mapped && sb->gm->m.backend == &cf_mem_backend_uffd ? sb->gm->m.client : 0;
+  const struct cf_mem *m = sb_memb(&box->s);
+  return m && m->backend == &cf_mem_backend_uffd ? m->client : 0;
 }
 
 bool cf_sandbox_is_paused(const struct cf_sandbox *box)

@@ -306,6 +306,12 @@ static int read_maps(const uint8_t *base, uint64_t size, struct mapent **out, si
   return 0;
 }
 
+static bool mapent_same(const struct mapent *x, const struct mapent *y)
+{
+  return x->start == y->start && x->end == y->end && !strcmp(x->perms, y->perms) && x->ino == y->ino &&
+         x->off == y->off && !strcmp(x->dev, y->dev);
+}
+
 static int str_eq(const char *a, const char *b) { return (!a && !b) || (a && b && !strcmp(a, b)); }
 
 #define FAIL(...)                                                     \
@@ -345,8 +351,7 @@ int reuse_check(struct sb *sb)
   for (size_t i = 0; i < na || i < nb; i++) {
     if (i >= na || i >= nb)
       FAIL("host mapping: %zu pieces, a fresh child's %zu", na, nb);
-    if (ma[i].start != mb[i].start || ma[i].end != mb[i].end || strcmp(ma[i].perms, mb[i].perms) ||
-        ma[i].ino != mb[i].ino || ma[i].off != mb[i].off || strcmp(ma[i].dev, mb[i].dev))
+    if (!mapent_same(&ma[i], &mb[i]))
       FAIL("host mapping differs from a fresh child's at piece %zu: guest 0x%" PRIx64 "-0x%" PRIx64
            " %s ino %" PRIu64 " off 0x%" PRIx64 " vs 0x%" PRIx64 "-0x%" PRIx64 " %s ino %" PRIu64
            " off 0x%" PRIx64,
@@ -506,6 +511,15 @@ struct parked {
   size_t nmaps;
 };
 
+/* Give sb the VM vm with memory gm, or (vm NULL) take it away. */
+static void vm_attach(struct sb *sb, struct cf_vm *vm, struct guest_mem *gm)
+{
+  sb->vm = vm;
+  sb->gm = gm;
+  sb->mem = vm ? cf_vm_mem(vm) : NULL;
+  tmp_set_mem(sb->tmpfs, sb->mem);
+}
+
 void park_free(struct sb *sb)
 {
   struct parked *pk = sb->park;
@@ -539,15 +553,20 @@ static int self_mem(int *fd)
   return 0;
 }
 
-static int copy_guest(struct sb *sb, uint8_t *dst, uint64_t a, uint64_t len, int *fd)
+/* Guest [a, a+len) read through /proc/self/mem into dst (any protection). */
+static int read_guest(struct sb *sb, uint8_t *dst, uint64_t a, uint64_t len, int *fd)
 {
-  if (len == PAGE && host_can(sb, a, false)) {
-    memcpy(dst, sb->mem + a, len);
-    return 0;
-  }
   if (self_mem(fd) < 0 || cf_pread_full(*fd, dst, len, (off_t)(uintptr_t)(sb->mem + a)) != (ssize_t)len)
     return cf_fail(errno ? errno : EIO, "reading guest memory at 0x%" PRIx64 ": %m", a);
   return 0;
+}
+
+/* Guest page a: in place when the host may read it, else copied into buf. */
+static const uint8_t *guest_page(struct sb *sb, uint64_t a, uint8_t *buf, int *fd)
+{
+  if (host_can(sb, a, false))
+    return sb->mem + a;
+  return read_guest(sb, buf, a, PAGE, fd) < 0 ? NULL : buf;
 }
 
 static int keep_page(struct parked *pk, uint64_t a, const uint8_t *src)
@@ -591,12 +610,15 @@ static int park_capture(struct sb *sb, struct parked *pk)
   }
   const struct cf_dirty *d = &sb->end_dirty;
   int fd = -1, rc = 0;
-  uint8_t page[PAGE];
+  uint8_t buf[PAGE];
   for (size_t i = 0; i < d->n && rc == 0; i++)
     for (uint64_t p = d->v[i].first; p < d->v[i].first + d->v[i].count && rc == 0; p++) {
       uint64_t a = p * PAGE;
-      if ((rc = copy_guest(sb, page, a, PAGE, &fd)) < 0)
+      const uint8_t *page = guest_page(sb, a, buf, &fd);
+      if (!page) {
+        rc = -1;
         break;
+      }
       /* In a range mapped anew the host has zeros, elsewhere the template. */
       bool anon = sb->nreplaced && in_ranges(sb->replaced, sb->nreplaced, a);
       if (anon ? !cf_is_zero(page, PAGE) : memcmp(page, ref + a, PAGE) != 0)
@@ -609,7 +631,7 @@ static int park_capture(struct sb *sb, struct parked *pk)
     if (!(pk->check = malloc(sb->mem_size)))
       rc = cf_fail(ENOMEM, "out of memory");
     for (uint64_t a = 0; rc == 0 && a < sb->mem_size; a += 1 << 20)
-      rc = copy_guest(sb, pk->check + a, a, 1 << 20, &fd);
+      rc = read_guest(sb, pk->check + a, a, 1 << 20, &fd);
     if (rc == 0)
       rc = read_maps(sb->mem, sb->mem_size, &pk->maps, &pk->nmaps);
   }
@@ -648,15 +670,10 @@ int cf_sandbox_park(struct cf_sandbox *box)
    * is destroyed when it cannot be reset; the child is parked either way. */
   struct cf_vm *vm = sb->vm;
   struct guest_mem *gm = sb->gm;
-  size_t nrep = sb->nreplaced;
-  bool reset = reuse_reset_memory(sb) == 0 && cf_vm_reset(vm) == 0;
-  sb->nreplaced = nrep;
+  bool reset = reuse_reset_memory(sb) == 0 && cf_vm_reset(vm) == 0; /* keeps sb->replaced */
   cf_dirty_free(&sb->end_dirty);
   sb->have_end_dirty = false;
-  sb->vm = NULL;
-  sb->gm = NULL;
-  sb->mem = NULL;
-  tmp_set_mem(sb->tmpfs, NULL);
+  vm_attach(sb, NULL, NULL);
   if (!reset || !template_put_spare(sb->tmpl, vm, gm))
     vm_free(vm, gm);
   return 0;
@@ -670,7 +687,7 @@ static int unpark_check(struct sb *sb, struct parked *pk)
   uint8_t *buf = malloc(1 << 20);
   int fd = -1, rc = buf ? 0 : cf_fail(ENOMEM, "out of memory");
   for (uint64_t a = 0; rc == 0 && !why[0] && a < sb->mem_size; a += 1 << 20) {
-    if ((rc = copy_guest(sb, buf, a, 1 << 20, &fd)) < 0 || memcmp(buf, pk->check + a, 1 << 20) == 0)
+    if ((rc = read_guest(sb, buf, a, 1 << 20, &fd)) < 0 || memcmp(buf, pk->check + a, 1 << 20) == 0)
       continue;
     for (uint64_t p = 0; p < 1 << 20; p += PAGE)
       if (memcmp(buf + p, pk->check + a + p, PAGE)) {
@@ -681,8 +698,7 @@ static int unpark_check(struct sb *sb, struct parked *pk)
   if (rc == 0 && !why[0] && (rc = read_maps(sb->mem, sb->mem_size, &m, &n)) == 0) {
     for (size_t i = 0; !why[0] && (i < n || i < pk->nmaps); i++) {
       const struct mapent *x = i < n ? &m[i] : NULL, *y = i < pk->nmaps ? &pk->maps[i] : NULL;
-      if (!x || !y || x->start != y->start || x->end != y->end || strcmp(x->perms, y->perms) || x->ino != y->ino ||
-          x->off != y->off)
+      if (!x || !y || !mapent_same(x, y))
         snprintf(why, sizeof why, "host mapping piece %zu differs from the one when parked (guest 0x%" PRIx64 ")", i,
                  x ? x->start : y->start);
     }
@@ -705,10 +721,7 @@ int reuse_unpark(struct sb *sb)
   struct guest_mem *gm;
   if (!template_take_spare(sb->tmpl, &vm, &gm) && !(vm = template_new_vm(sb->tmpl, sb->opts, &gm)))
     return -1;
-  sb->vm = vm;
-  sb->gm = gm;
-  sb->mem = cf_vm_mem(vm);
-  tmp_set_mem(sb->tmpfs, sb->mem);
+  vm_attach(sb, vm, gm);
   int fd = -1, rc = 0;
   for (size_t i = 0; i < sb->nreplaced && rc == 0; i++) {
     const struct range *r = &sb->replaced[i];
@@ -735,11 +748,8 @@ int reuse_unpark(struct sb *sb)
     rc = unpark_check(sb, pk);
   if (rc < 0) { /* still parked; this VM is not reused */
     int e = errno;
+    vm_attach(sb, NULL, NULL);
     vm_free(vm, gm);
-    sb->vm = NULL;
-    sb->gm = NULL;
-    sb->mem = NULL;
-    tmp_set_mem(sb->tmpfs, NULL);
     errno = e;
     return -1;
   }

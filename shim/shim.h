@@ -164,12 +164,12 @@ struct guest_mem {
   bool mapped;                         /* m holds the backend's mapping */
   uint8_t *base;
   uint64_t size;
-  const struct cf_sandbox_opts *opts;  /* map_image only */
+  const struct cf_sandbox_opts *opts;  /* map_image only (NULL after) */
   struct cf_template *tmpl;
 };
 /* The memory backend's mapping of sb's guest memory, or NULL (a root
  * sandbox, a parked child). */
-static inline struct cf_mem *sb_memb(struct sb *sb) { return sb->gm && sb->gm->mapped ? &sb->gm->m : NULL; }
+static inline struct cf_mem *sb_memb(const struct sb *sb) { return sb->gm && sb->gm->mapped ? &sb->gm->m : NULL; }
 
 /* snapshot.c */
 const struct cf_image *template_image(const struct cf_template *t);

@@ -670,6 +670,8 @@ struct cf_vm *template_new_vm(struct cf_template *t, const struct cf_sandbox_opt
     free(gm);
     return NULL;
   }
+  gm->opts = NULL; /* map_image's context only: the VM outlives the child that made it */
+  gm->tmpl = NULL;
   *gmp = gm;
   return vm;
 }
