@@ -8,6 +8,13 @@
 . "$(dirname "$0")/daemon/functions.sh"
 make_sh_template sh
 ! cowfork daemon --socket "$TMP/x.sock" --listen 127.0.0.1:1 --token-file /dev/null 2>/dev/null || fail "--listen with an empty token started"
+for bad in "--park-after -1" "--park-after abc" "--park-after inf" "--timeout inf" "--timeout 0" "--cpu-limit nan"; do
+  rc=0; cowfork daemon --socket "$TMP/x.sock" $bad 2>"$TMP/bad.err" || rc=$?
+  [ $rc = 2 ] && grep -q "bad ${bad%% *}" "$TMP/bad.err" || fail "daemon $bad: exit $rc, $(cat "$TMP/bad.err")"
+  rc=0; cowfork run $bad -- /bin/true 2>"$TMP/bad.err" || rc=$?
+  case $bad in --park-after*) ;; *) [ $rc = 2 ] && grep -q "bad ${bad%% *}" "$TMP/bad.err" || fail "run $bad: exit $rc";; esac
+done
+echo "ok   bad --park-after/--timeout/--cpu-limit values refused with a usage error"
 printf 'secret-token-0123456789\n' > "$TMP/token"
 PORT=$((20000 + RANDOM % 20000))
 start_daemon --max-sandboxes 8 --max-body 64K -q --listen 127.0.0.1:$PORT --token-file "$TMP/token"
