@@ -53,6 +53,7 @@
 #include "cowfork/store.h"
 #include "cowfork/uffd.h"
 #include "cowfork/zero.h"
+#include "internal.h"
 #include <linux/userfaultfd.h>
 #include <sys/ioctl.h>
 
@@ -260,18 +261,10 @@ struct floor_arg {
   const char *src;
 };
 
-static void pin0(void)
-{
-  cpu_set_t set;
-  CPU_ZERO(&set);
-  CPU_SET(0, &set);
-  sched_setaffinity(0, sizeof set, &set);
-}
-
 static void *floor_server(void *arg)
 {
   struct floor_arg *a = arg;
-  pin0();
+  cf_pin_cpu(0);
   for (size_t served = 0; served < a->n;) {
     struct uffd_msg m[16];
     ssize_t r = read(a->u, m, sizeof m);
@@ -301,7 +294,7 @@ static double floor_p50(void)
   fcntl(u, F_SETFL, fcntl(u, F_GETFL) & ~O_NONBLOCK);
   cpu_set_t old;
   sched_getaffinity(0, sizeof old, &old);
-  pin0();
+  cf_pin_cpu(0);
   struct floor_arg a = {u, n, src};
   pthread_t th;
   pthread_create(&th, NULL, floor_server, &a);

@@ -109,10 +109,7 @@ static void child_main(struct run *R, uint32_t idx, int rep, int release, int go
   struct msg m = {.idx = idx, .pid = getpid()};
   struct cf_mem mem;
   if (R->pin && R->ncpu) {
-    cpu_set_t set;
-    CPU_ZERO(&set);
-    CPU_SET(R->cpus[idx % R->ncpu], &set);
-    if (sched_setaffinity(0, sizeof set, &set) < 0) {
+    if (cf_pin_cpu(R->cpus[idx % R->ncpu]) < 0) {
       m.type = M_FAIL;
       if (send(rep, &m, sizeof m, 0) < 0) { /* the parent sees it missing */ }
       _exit(1);

@@ -50,6 +50,9 @@ int cf_fsync_dir(const char *dir);
 
 /* "4096", "64K", "1M", "2GiB" to bytes; -1 if malformed (no error recorded). */
 int cf_parse_size(const char *s, uint64_t *out);
+/* Pin the calling thread (a whole single-threaded process) to CPU cpu:
+ * 0, or -1 with errno. */
+int cf_pin_cpu(int cpu);
 /* s as a JSON string (quoted, escaped) on stdout. */
 void cf_json_puts(const char *s);
 

@@ -106,12 +106,8 @@ static int uffd_map(const struct cf_mem_opts *o, struct cf_mem *m)
   if (cf_uffd_register(uffd, base, len, track) < 0)
     goto err;
   if (o->flags & CF_MEM_PIN) {
-    cpu_set_t set;
     int cpu = sched_getcpu();
-    CPU_ZERO(&set);
-    if (cpu >= 0)
-      CPU_SET(cpu, &set);
-    if (cpu < 0 || sched_setaffinity(0, sizeof set, &set) < 0) {
+    if (cf_pin_cpu(cpu) < 0) {
       cf_fail(errno, "pin to CPU %d: %m", cpu);
       goto err;
     }

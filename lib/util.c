@@ -2,6 +2,7 @@
  * size parsing. Declared in lib/internal.h. */
 #include <fcntl.h>
 #include <limits.h>
+#include <sched.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -90,4 +91,16 @@ void cf_json_puts(const char *s)
       putchar(*s);
   }
   putchar('"');
+}
+
+int cf_pin_cpu(int cpu)
+{
+  cpu_set_t set;
+  if (cpu < 0 || cpu >= CPU_SETSIZE) {
+    errno = EINVAL;
+    return -1;
+  }
+  CPU_ZERO(&set);
+  CPU_SET(cpu, &set);
+  return sched_setaffinity(0, sizeof set, &set);
 }

@@ -33,6 +33,7 @@
 #include "cowfork/mem.h"
 #include "cowfork/uffd.h"
 #include "mem_util.h"
+#include "internal.h"
 #include "tap.h"
 
 #define SIZE (16u << 20)
@@ -125,10 +126,7 @@ static int helper_child(struct cf_image *img, const char *sock, const char *mode
   if (pin && strcmp(pin, "mem") == 0)
     o.flags |= CF_MEM_PIN;
   else if (pin) { /* what a spawner does: pin, then map */
-    cpu_set_t set;
-    CPU_ZERO(&set);
-    CPU_SET(atoi(pin), &set);
-    if (sched_setaffinity(0, sizeof set, &set) < 0)
+    if (cf_pin_cpu(atoi(pin)) < 0)
       return 10;
   }
   if (cf_mem_backend_uffd.map(&o, &m) < 0) {
