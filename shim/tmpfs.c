@@ -540,7 +540,8 @@ int tmp_load(struct tmpfs *fs, struct rbuf *r, struct tnode ***nodes_out, size_t
           continue;
         uint64_t pi = (a - fs->base) / PAGE;
         if (a < fs->base || a % PAGE || pi >= fs->npages || (fs->bitmap[pi / 64] & (1ull << (pi % 64)))) {
-          n->pages[k] = 0; /* never free what is not ours */
+          /* never free what is not ours: this page and the unchecked rest */
+          memset(&n->pages[k], 0, (np - k) * sizeof *n->pages);
           goto bad;
         }
         fs->bitmap[pi / 64] |= 1ull << (pi % 64);
