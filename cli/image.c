@@ -285,7 +285,9 @@ static int cmd_rm(const struct cli_cmd *cmd, int argc, char **argv)
     return EXIT_ERR;
   int ret = EXIT_OK;
   for (; i < argc; i++)
-    if (cf_store_remove(s, argv[i]) < 0)
+    if (cli_image_in_use(s, argv[i]) < 0)
+      ret = EXIT_ERR;
+    else if (cf_store_remove(s, argv[i]) < 0)
       ret = cli_error("rm %s: %s", argv[i], cf_error());
   cf_store_close(s);
   return ret;
@@ -364,7 +366,8 @@ const struct cli_cmd cli_image_cmds[] = {
      "Usage: cowfork image rm NAME...\n"
      "\n"
      "Remove each image, then delete the layers no remaining image uses. Images\n"
-     "that share layers with a removed one are not affected.\n",
+     "that share layers with a removed one are not affected. The memory image of\n"
+     "a template (NAME.mem of template NAME) is refused: `cowfork template rm`.\n",
      cmd_rm},
     {"image gc", "delete layers no image uses and stale temp files",
      "Usage: cowfork image gc [--json]\n"

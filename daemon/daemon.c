@@ -55,6 +55,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/mman.h>
 #include <sys/random.h>
 #include <sys/resource.h>
@@ -171,6 +172,7 @@ struct daemon {
   uint64_t uffd_faults_ended;
   struct listener lu, lt;
   struct MHD_Daemon *mhd, *mhd_tcp;
+  int lockfd; /* STORE/daemon/lock, held LOCK_EX for the daemon's life (cf_daemon_probe) */
   double t0;
   /* metrics */
   uint64_t forks, fork_failures, execs, exec_timeouts, exec_ended, pauses, resumes, branches, templates_made,
@@ -1978,6 +1980,26 @@ static struct MHD_Daemon *start_mhd(struct listener *l, int fd)
                           (unsigned)0, MHD_OPTION_END);
 }
 
+/* One daemon per store (two would overwrite each other's state file), and
+ * the lock cf_daemon_probe looks at. A `cowfork template rm` that found no
+ * daemon holds it shared while it checks and removes: wait for it. */
+static int lock_store(struct daemon *d, const char *dir)
+{
+  char path[PATH_MAX + 8];
+  snprintf(path, sizeof path, "%s/lock", dir);
+  if ((d->lockfd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600)) < 0)
+    return cf_fail(errno, "%s: %m", path);
+  for (int i = 0; flock(d->lockfd, LOCK_EX | LOCK_NB) < 0; i++) {
+    if (errno != EWOULDBLOCK)
+      return cf_fail(errno, "lock %s: %m", path);
+    if (i == 300)
+      return cf_fail(EBUSY, "another cowfork daemon serves the store %s (%s is locked)", cf_store_dir(d->store),
+                     path);
+    usleep(10000);
+  }
+  return 0;
+}
+
 static void sd_notify_ready(void)
 {
   const char *p = getenv("NOTIFY_SOCKET");
@@ -2042,6 +2064,8 @@ int cf_daemon_run(const struct cf_daemon_opts *in)
   d->lu = (struct listener){d, false};
   d->lt = (struct listener){d, true};
   int rc = -1, ufd = -1, tfd = -1;
+  d->lockfd = -1;
+  char sockbuf[PATH_MAX];
   pthread_t *th = NULL;
   unsigned nth = 0;
   sigset_t sigs, oldsigs;
@@ -2062,6 +2086,8 @@ int cf_daemon_run(const struct cf_daemon_opts *in)
     cf_fail(ENAMETOOLONG, "store path too long");
     goto out;
   }
+  if (lock_store(d, dir) < 0)
+    goto out;
   pthread_mutex_lock(&d->lock);
   rc = load_state(d);
   if (rc == 0) {
@@ -2104,6 +2130,13 @@ int cf_daemon_run(const struct cf_daemon_opts *in)
       goto out;
     }
   if ((ufd = listen_unix(o.socket_path)) < 0)
+    goto out;
+  /* Where `cowfork template rm|ls` find this daemon (cf_daemon_probe). */
+  char sockrec[PATH_MAX + 8];
+  snprintf(sockrec, sizeof sockrec, "%s/socket", dir);
+  if (realpath(o.socket_path, sockbuf) == NULL)
+    snprintf(sockbuf, sizeof sockbuf, "%s", o.socket_path);
+  if (cf_write_file_atomic(sockrec, sockbuf, strlen(sockbuf), 0600, false) < 0)
     goto out;
   if (!(d->mhd = start_mhd(&d->lu, ufd))) {
     cf_fail(EIO, "libmicrohttpd could not start on %s", o.socket_path);
@@ -2185,6 +2218,8 @@ out:
   free(th);
   cf_store_close(d->store);
   int e = errno;
+  if (d->lockfd >= 0)
+    close(d->lockfd);
   pthread_mutex_destroy(&d->lock);
   pthread_mutex_destroy(&d->flock);
   pthread_cond_destroy(&d->cond);
