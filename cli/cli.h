@@ -56,5 +56,13 @@ extern const struct cli_cmd cli_disk_cmds[] __attribute__((weak));
 extern const struct cli_cmd cli_mem_cmds[] __attribute__((weak));
 extern const struct cli_cmd cli_sandbox_cmds[] __attribute__((weak));
 extern const struct cli_cmd cli_daemon_cmds[] __attribute__((weak));
+extern const struct cli_cmd cli_template_cmds[] __attribute__((weak));
+
+/* cli/template.c. 0 when a template NAME can be made (neither
+ * templates/NAME nor images/NAME.mem exists), else -1 after printing why:
+ * `template create` and `fork --branch` ask before they run anything. */
+int cli_template_name_free(struct cf_store *s, const char *name);
+/* 0 when image belongs to no template, else -1 after printing which. */
+int cli_image_in_use(struct cf_store *s, const char *image);
 
 #endif

@@ -1,12 +1,15 @@
 /* cowfork image ...: import, export, commit, info, verify, ls, rm, gc. */
 #include <fcntl.h>
 #include <getopt.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "cli.h"
+#include "cowfork/clone.h"
 #include "cowfork/error.h"
 #include "cowfork/image.h"
 #include "internal.h"
@@ -32,9 +35,39 @@ static int parse_plain(const struct cli_cmd *cmd, int argc, char **argv, int nar
   return optind;
 }
 
+/* How the data went: "reflink" (all shared), "copy", "reflink+copy", or
+ * "none" (no data: all empty). */
+static const char *how(const struct cf_clone_stats *st)
+{
+  if (st->shared_bytes && st->copied_bytes)
+    return "reflink+copy";
+  return st->shared_bytes ? "reflink" : st->copied_bytes ? "copy" : "none";
+}
+
+/* One line on stdout: what was done, the method, bytes shared and copied. */
+static void report(bool json, const char *verb, const char *image, const char *file, const char *method,
+                   const struct cf_clone_stats *st)
+{
+  if (json) {
+    printf("{\"%s\": true, \"image\": ", verb);
+    cf_json_puts(image);
+    printf(", \"file\": ");
+    cf_json_puts(file);
+    printf(", \"method\": \"%s\", \"shared_bytes\": %llu, \"copied_bytes\": %llu}\n", method,
+           (unsigned long long)st->shared_bytes, (unsigned long long)st->copied_bytes);
+  } else {
+    printf("%s %s %s %s: %s, %llu bytes shared, %llu bytes copied\n", verb, strcmp(verb, "exported") ? file : image,
+           strcmp(verb, "exported") ? "as" : "to", strcmp(verb, "exported") ? image : file, method,
+           (unsigned long long)st->shared_bytes, (unsigned long long)st->copied_bytes);
+  }
+  fflush(stdout);
+}
+
 static int cmd_import(const struct cli_cmd *cmd, int argc, char **argv)
 {
-  static const struct option opts[] = {{"block-size", required_argument, 0, OPT_BS}, {0}};
+  static const struct option opts[] = {{"block-size", required_argument, 0, OPT_BS}, {"json", no_argument, 0, OPT_JSON},
+                                       {0}};
+  bool json = false;
   uint64_t bs = 4096;
   int c;
   if (cli_wants_help(cmd, argc, argv))
@@ -42,6 +75,10 @@ static int cmd_import(const struct cli_cmd *cmd, int argc, char **argv)
   optind = 1;
   opterr = 0;
   while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+    if (c == OPT_JSON) {
+      json = true;
+      continue;
+    }
     if (c != OPT_BS)
       return cli_usage(cmd, "unknown option '%s'", argv[optind - 1]);
     if (cli_parse_size(optarg, &bs) < 0 || bs > UINT32_MAX)
@@ -60,18 +97,39 @@ static int cmd_import(const struct cli_cmd *cmd, int argc, char **argv)
   }
   struct cli_progress p;
   cli_progress_init(&p, "import");
-  int r = cf_image_import(s, fd, name, (uint32_t)bs, cli_progress, &p);
+  struct cf_clone_stats st;
+  int r = cf_image_import_stats(s, fd, name, (uint32_t)bs, &st, cli_progress, &p);
   cli_progress_end(&p);
   close(fd);
   cf_store_close(s);
-  return r < 0 ? cli_error("import %s: %s", raw, cf_error()) : EXIT_OK;
+  if (r < 0)
+    return cli_error("import %s: %s", raw, cf_error());
+  report(json, "imported", name, raw, how(&st), &st);
+  return EXIT_OK;
+}
+
+/* Whether the image is its one layer file as it is, with only empty blocks
+ * after it: its data extents are the layer's blocks at their own offsets. */
+static bool whole_layer(struct cf_store *s, const struct cf_header *h, char *path, size_t len)
+{
+  if (h->nlayers != 1 || h->layers[0].nblocks == 0 || h->layers[0].nblocks * h->block_size > h->size)
+    return false;
+  for (uint64_t i = 0; i < h->nextents; i++) {
+    const struct cf_extent *e = &h->extents[i];
+    if (e->layer != CF_LAYER_EMPTY && e->offset != e->first)
+      return false;
+  }
+  struct stat st;
+  return cf_store_layer_path(s, h->layers[0].id, path, len) == 0 && stat(path, &st) == 0 &&
+         (uint64_t)st.st_size == h->layers[0].nblocks * h->block_size;
 }
 
 static int cmd_export(const struct cli_cmd *cmd, int argc, char **argv)
 {
+  bool json = false;
   if (cli_wants_help(cmd, argc, argv))
     return EXIT_OK;
-  int i = parse_plain(cmd, argc, argv, 2, NULL);
+  int i = parse_plain(cmd, argc, argv, 2, &json);
   if (i < 0)
     return EXIT_USAGE;
   const char *name = argv[i], *raw = argv[i + 1];
@@ -84,17 +142,50 @@ static int cmd_export(const struct cli_cmd *cmd, int argc, char **argv)
     return cli_error("%s", cf_error());
   }
   int ret = EXIT_OK;
+  const struct cf_header *h = cf_image_header(img);
+  struct cf_clone_stats st = {0};
+  char layer[PATH_MAX];
+  struct stat rst;
+  /* A new file from a one-layer image: the layer file itself, cloned
+   * (cf_clone: reflink, else a copy; never a hardlink, the export is
+   * writable), then given the image's size. */
+  if (whole_layer(s, h, layer, sizeof layer) && lstat(raw, &rst) < 0 && errno == ENOENT) {
+    enum cf_clone_method m;
+    uint64_t n = h->layers[0].nblocks * h->block_size;
+    mode_t um = umask(0);
+    umask(um);
+    int fd = -1;
+    if (cf_clone(layer, raw, 0, &m) < 0)
+      ret = cli_error("export to %s: %s", raw, cf_error());
+    else if ((fd = open(raw, O_WRONLY | O_CLOEXEC)) < 0 || fchmod(fd, 0666 & ~um) < 0 ||
+             ftruncate(fd, h->size) < 0 || fsync(fd) < 0)
+      ret = cli_error("%s: %m", raw);
+    if (fd >= 0)
+      close(fd);
+    if (ret == EXIT_OK) {
+      if (m == CF_CLONE_REFLINK)
+        st.shared_bytes = n;
+      else
+        st.copied_bytes = n;
+      report(json, "exported", name, raw, cf_clone_method_name(m), &st);
+    }
+    cf_image_close(img);
+    cf_store_close(s);
+    return ret;
+  }
   int fd = open(raw, O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
   if (fd < 0)
     ret = cli_error("%s: %m", raw);
   else {
     struct cli_progress p;
     cli_progress_init(&p, "export");
-    if (cf_image_export(img, fd, cli_progress, &p) < 0)
+    if (cf_image_export_stats(img, fd, &st, cli_progress, &p) < 0)
       ret = cli_error("export to %s: %s", raw, cf_error());
     cli_progress_end(&p);
     if (close(fd) < 0 && ret == EXIT_OK)
       ret = cli_error("%s: %m", raw);
+    if (ret == EXIT_OK)
+      report(json, "exported", name, raw, how(&st), &st);
   }
   cf_image_close(img);
   cf_store_close(s);
@@ -103,9 +194,10 @@ static int cmd_export(const struct cli_cmd *cmd, int argc, char **argv)
 
 static int cmd_commit(const struct cli_cmd *cmd, int argc, char **argv)
 {
+  bool json = false;
   if (cli_wants_help(cmd, argc, argv))
     return EXIT_OK;
-  int i = parse_plain(cmd, argc, argv, 3, NULL);
+  int i = parse_plain(cmd, argc, argv, 3, &json);
   if (i < 0)
     return EXIT_USAGE;
   const char *parent = argv[i], *raw = argv[i + 1], *name = argv[i + 2];
@@ -122,9 +214,12 @@ static int cmd_commit(const struct cli_cmd *cmd, int argc, char **argv)
   else {
     struct cli_progress p;
     cli_progress_init(&p, "commit");
-    if (cf_image_commit_raw(s, img, fd, name, cli_progress, &p) < 0)
+    struct cf_clone_stats st;
+    if (cf_image_commit_raw_stats(s, img, fd, name, &st, cli_progress, &p) < 0)
       ret = cli_error("commit %s: %s", raw, cf_error());
     cli_progress_end(&p);
+    if (ret == EXIT_OK)
+      report(json, "committed", name, raw, how(&st), &st);
   }
   close(fd);
   cf_image_close(img);
@@ -285,7 +380,9 @@ static int cmd_rm(const struct cli_cmd *cmd, int argc, char **argv)
     return EXIT_ERR;
   int ret = EXIT_OK;
   for (; i < argc; i++)
-    if (cf_store_remove(s, argv[i]) < 0)
+    if (cli_image_in_use(s, argv[i]) < 0)
+      ret = EXIT_ERR;
+    else if (cf_store_remove(s, argv[i]) < 0)
       ret = cli_error("rm %s: %s", argv[i], cf_error());
   cf_store_close(s);
   return ret;
@@ -320,25 +417,38 @@ static int cmd_gc(const struct cli_cmd *cmd, int argc, char **argv)
 
 const struct cli_cmd cli_image_cmds[] = {
     {"image import", "store a raw file as a new image (zero blocks stored as nothing)",
-     "Usage: cowfork image import RAW NAME [--block-size N]\n"
+     "Usage: cowfork image import RAW NAME [--block-size N] [--json]\n"
      "\n"
      "Store the raw file RAW as image NAME. All-zero blocks become empty extents\n"
-     "and take no space. RAW's size must be a multiple of the block size.\n"
+     "and take no space. RAW's size must be a multiple of the block size. When\n"
+     "RAW is on the store's file system and it has reflink (XFS, btrfs), runs of\n"
+     "data blocks aligned to its block size are shared with RAW (FICLONERANGE)\n"
+     "instead of written. Prints the method (reflink, copy, reflink+copy, none)\n"
+     "and the bytes shared and copied; --json prints them as one object (keys\n"
+     "imported, image, file, method, shared_bytes, copied_bytes).\n"
      "\n"
      "  --block-size N  power of two from 512 to 64M (suffixes K, M); default 4096\n",
      cmd_import},
     {"image export", "write an image to a raw file (empty extents as holes)",
-     "Usage: cowfork image export NAME RAW\n"
+     "Usage: cowfork image export NAME RAW [--json]\n"
      "\n"
      "Write image NAME to the file RAW (created or truncated), with its empty\n"
-     "extents left as holes.\n",
+     "extents left as holes. Data is shared with the store's layers by reflink\n"
+     "where RAW is on the store's file system and it can (FICLONERANGE, aligned\n"
+     "runs), else copied. A new RAW from an image that is its one layer file\n"
+     "(with at most empty blocks after it) is that file cloned whole (cf_clone:\n"
+     "reflink, else copy_file_range, else read/write; never a hardlink). Prints\n"
+     "the method and the bytes shared and copied; --json as one object (keys\n"
+     "exported, image, file, method, shared_bytes, copied_bytes).\n",
      cmd_export},
     {"image commit", "store a raw file as a child of an image (only changed blocks)",
-     "Usage: cowfork image commit PARENT RAW NAME\n"
+     "Usage: cowfork image commit PARENT RAW NAME [--json]\n"
      "\n"
      "Store RAW as image NAME, a child of image PARENT: only the blocks that differ\n"
      "from PARENT are written (all-zero ones as empty extents); the rest is shared\n"
-     "with PARENT's layers. RAW must be PARENT's size.\n",
+     "with PARENT's layers. RAW must be PARENT's size. Changed runs are shared\n"
+     "with RAW by reflink where the store can, as for import; the method and\n"
+     "bytes shared and copied are printed (--json: one object).\n",
      cmd_commit},
     {"image info", "describe an image",
      "Usage: cowfork image info NAME [--json]\n"
@@ -364,7 +474,8 @@ const struct cli_cmd cli_image_cmds[] = {
      "Usage: cowfork image rm NAME...\n"
      "\n"
      "Remove each image, then delete the layers no remaining image uses. Images\n"
-     "that share layers with a removed one are not affected.\n",
+     "that share layers with a removed one are not affected. The memory image of\n"
+     "a template (NAME.mem of template NAME) is refused: `cowfork template rm`.\n",
      cmd_rm},
     {"image gc", "delete layers no image uses and stale temp files",
      "Usage: cowfork image gc [--json]\n"

@@ -166,7 +166,8 @@ static int cmd_template_create(const struct cli_cmd *cmd, int argc, char **argv)
   int devnull = open("/dev/null", O_RDONLY | O_CLOEXEC);
   o.stdio[0] = devnull;
   struct cf_store *s = cli_open_store();
-  if (!s) {
+  if (!s || cli_template_name_free(s, name) < 0) {
+    cf_store_close(s);
     close(devnull);
     return EXIT_ERR;
   }
@@ -373,6 +374,10 @@ static int cmd_fork(const struct cli_cmd *cmd, int argc, char **argv)
   struct cf_store *s = cli_open_store();
   if (!s)
     return EXIT_ERR;
+  if (branch && cli_template_name_free(s, branch) < 0) {
+    cf_store_close(s);
+    return EXIT_ERR;
+  }
   int rc = EXIT_ERR;
   struct cf_template *t = cf_template_open(s, name);
   struct cf_uffd_server *srv = NULL;

@@ -3,10 +3,14 @@
  * "Connection: close", the answer read to end of file. The daemon answers
  * with Content-Length (never chunked), which is checked when present. */
 #include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/un.h>
 #include <unistd.h>
 
@@ -101,4 +105,39 @@ int cf_daemon_request(const char *socket_path, const char *method, const char *p
   if (resp_len)
     *resp_len = blen;
   return 0;
+}
+
+int cf_daemon_probe(const char *store_dir, char *sock, size_t len, int *guard)
+{
+  char path[PATH_MAX];
+  if (guard)
+    *guard = -1;
+  if (snprintf(path, sizeof path, "%s/daemon", store_dir) >= (int)sizeof path)
+    return cf_fail(ENAMETOOLONG, "store path too long: %s", store_dir);
+  if (mkdir(path, 0700) < 0 && errno != EEXIST)
+    return cf_fail(errno, "%s: %m", path);
+  strcat(path, "/lock");
+  int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+  if (fd < 0)
+    return cf_fail(errno, "%s: %m", path);
+  if (flock(fd, LOCK_SH | LOCK_NB) == 0) {
+    if (guard)
+      *guard = fd;
+    else
+      close(fd);
+    return 0;
+  }
+  int e = errno;
+  close(fd);
+  if (e != EWOULDBLOCK)
+    return cf_fail(e, "lock %s: %s", path, strerror(e));
+  snprintf(path, sizeof path, "%s/daemon/socket", store_dir);
+  CLEANUP_CLOSE int sfd = open(path, O_RDONLY | O_CLOEXEC);
+  ssize_t n = sfd < 0 ? -1 : read(sfd, sock, len - 1);
+  if (n <= 0)
+    return cf_fail(n < 0 ? errno : EIO, "a daemon serves %s but its socket is not recorded in %s", store_dir,
+                   path);
+  sock[n] = 0;
+  sock[strcspn(sock, "\n")] = 0;
+  return 1;
 }

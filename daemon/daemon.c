@@ -48,6 +48,7 @@
 #include <fcntl.h>
 #include <jansson.h>
 #include <limits.h>
+#include <malloc.h>
 #include <microhttpd.h>
 #include <pthread.h>
 #include <signal.h>
@@ -55,6 +56,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/mman.h>
 #include <sys/random.h>
 #include <sys/resource.h>
@@ -105,6 +107,8 @@ struct sbx {
   int in, out, err;
   int refs;
   bool busy, gone, pending_live; /* pending_live: counted in d->live before its VM exists */
+  bool stop_pause;               /* a pause at shutdown was queued for it */
+  int pause_err;                 /* errno of its last failed pause, 0 after a pause */
   bool parked;                   /* idle without a VM (sbx_park; atomic: set by the worker) */
   bool unparkable;               /* parking was refused (the uffd backend): keeps its VM */
   double created, last;
@@ -161,6 +165,8 @@ struct daemon {
   struct job *qhead, *qtail;
   unsigned qlen;
   bool stopping;
+  bool trim_due; /* sandboxes were freed since the last malloc_trim */
+  uint64_t trims;
   unsigned live; /* VMs: running sandboxes + forks and resumes under way */
   unsigned nsb;
   unsigned nreq; /* requests MHD has not completed */
@@ -171,6 +177,7 @@ struct daemon {
   uint64_t uffd_faults_ended;
   struct listener lu, lt;
   struct MHD_Daemon *mhd, *mhd_tcp;
+  int lockfd; /* STORE/daemon/lock, held LOCK_EX for the daemon's life (cf_daemon_probe) */
   double t0;
   /* metrics */
   uint64_t forks, fork_failures, execs, exec_timeouts, exec_ended, pauses, resumes, branches, templates_made,
@@ -453,6 +460,138 @@ static const char *tmpl_uffd(struct daemon *d, struct tmpl *t)
     return NULL; /* the image stays open: the server may hold it */
   snprintf(t->sock, sizeof t->sock, "%s", sock);
   return t->sock;
+}
+
+/* Whether a template name is taken: its state file, or an image NAME.mem
+ * (a save that did not finish, or an image of that name), with why. Checked
+ * before anything runs; the save checks again. */
+static bool name_taken(struct daemon *d, const char *name, char *why, size_t len)
+{
+  char path[PATH_MAX];
+  if (cf_template_path(d->store, name, path, sizeof path) == 0 && access(path, F_OK) == 0) {
+    snprintf(why, len, "template %s exists (templates are immutable)", name);
+    return true;
+  }
+  snprintf(path, sizeof path, "%s/images/%s.mem", cf_store_dir(d->store), name);
+  if (access(path, F_OK) == 0) {
+    snprintf(why, len, "an image named %s.mem exists (a save that did not finish? `cowfork image rm %s.mem`)",
+             name, name);
+    return true;
+  }
+  return false;
+}
+
+/* ---- what a crash of this daemon leaves in the store ---- *
+ *
+ * Saving a template (a branch, POST /v1/templates) writes a layer in tmp/,
+ * then the image NAME.mem, then the state file templates/NAME. A crash
+ * (kill -9) in between leaves an image without a template: the name is
+ * taken (409) but no template exists to delete (404). So the daemon records
+ * its intent, STORE/daemon/saving/NAME, before it saves and removes it
+ * after; at start, an intent whose template never came means its image and
+ * temp state file are debris of this daemon's and go. Pause templates
+ * ("_ID-pN") are the daemon's alone: their image without a state file goes
+ * too. Temp files in tmp/ go with cf_store_gc (under the store's exclusive
+ * lock, so never one a live writer holds). */
+static void intent_path(struct daemon *d, const char *name, char *buf, size_t len)
+{
+  snprintf(buf, len, "%s/daemon/saving/%s", cf_store_dir(d->store), name);
+}
+
+static int intent_begin(struct daemon *d, const char *name)
+{
+  char path[PATH_MAX], dir[PATH_MAX];
+  snprintf(dir, sizeof dir, "%s/daemon/saving", cf_store_dir(d->store));
+  if (mkdir(dir, 0700) < 0 && errno != EEXIST)
+    return cf_fail(errno, "%s: %m", dir);
+  intent_path(d, name, path, sizeof path);
+  int fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
+  if (fd < 0)
+    return cf_fail(errno, "%s: %m", path);
+  close(fd);
+  return cf_fsync_dir(dir);
+}
+
+static void intent_end(struct daemon *d, const char *name)
+{
+  char path[PATH_MAX];
+  intent_path(d, name, path, sizeof path);
+  unlink(path);
+}
+
+/* The image of template name (and its working set and temp state files),
+ * when the template's state file does not exist. */
+static void drop_half_template(struct daemon *d, const char *name)
+{
+  char path[PATH_MAX], img[300];
+  if (check_tmpl_name(name) < 0 || cf_template_path(d->store, name, path, sizeof path) < 0 ||
+      access(path, F_OK) == 0)
+    return;
+  snprintf(img, sizeof img, "%s.mem", name);
+  if (cf_store_remove(d->store, img) == 0)
+    logmsg(d, "removed %s: the image of a template whose save did not finish", img);
+  else if (errno != ENOENT)
+    logmsg(d, "removing %s: %s", img, cf_error());
+  if (cf_wset_path(d->store, img, path, sizeof path) == 0)
+    unlink(path);
+  /* cf_write_file_atomic's temp name: templates/.NAME.XXXXXX */
+  snprintf(path, sizeof path, "%s/templates", cf_store_dir(d->store));
+  DIR *dp = opendir(path);
+  if (!dp)
+    return;
+  size_t n = strlen(name);
+  struct dirent *e;
+  while ((e = readdir(dp)))
+    if (e->d_name[0] == '.' && strncmp(e->d_name + 1, name, n) == 0 && e->d_name[n + 1] == '.' &&
+        strlen(e->d_name) == n + 8)
+      unlinkat(dirfd(dp), e->d_name, 0);
+  closedir(dp);
+}
+
+static void sweep_own(struct daemon *d)
+{
+  char path[PATH_MAX];
+  snprintf(path, sizeof path, "%s/daemon/saving", cf_store_dir(d->store));
+  DIR *dp = opendir(path);
+  struct dirent *e;
+  if (dp) {
+    while ((e = readdir(dp))) {
+      if (e->d_name[0] == '.')
+        continue;
+      drop_half_template(d, e->d_name);
+      unlinkat(dirfd(dp), e->d_name, 0);
+    }
+    closedir(dp);
+  }
+  snprintf(path, sizeof path, "%s/images", cf_store_dir(d->store));
+  if ((dp = opendir(path))) {
+    char names[64][256];
+    int n = 0;
+    while ((e = readdir(dp)) && n < 64) {
+      size_t len = strlen(e->d_name);
+      if (e->d_name[0] == '_' && len > 4 && len < 256 && strcmp(e->d_name + len - 4, ".mem") == 0) {
+        snprintf(names[n], sizeof names[n], "%.*s", (int)(len - 4), e->d_name);
+        n++;
+      }
+    }
+    closedir(dp);
+    for (int i = 0; i < n; i++)
+      drop_half_template(d, names[i]);
+  }
+  snprintf(path, sizeof path, "%s/daemon", cf_store_dir(d->store));
+  if ((dp = opendir(path))) {
+    while ((e = readdir(dp)))
+      if (strncmp(e->d_name, ".state.json.", 12) == 0 || strncmp(e->d_name, ".socket.", 8) == 0)
+        unlinkat(dirfd(dp), e->d_name, 0);
+    closedir(dp);
+  }
+  struct cf_gc_stats st;
+  if (cf_store_gc(d->store, &st) < 0)
+    logmsg(d, "store gc at start: %s", cf_error());
+  else if (st.tmp_removed || st.layers_removed)
+    logmsg(d, "removed %llu temp files and %llu unused layers (%llu bytes) left by an interrupted write",
+           (unsigned long long)st.tmp_removed, (unsigned long long)st.layers_removed,
+           (unsigned long long)st.bytes_removed);
 }
 
 /* ---- sandbox records and the state file ---- */
@@ -937,6 +1076,7 @@ static void job_exec(struct daemon *d, struct job *j)
     d->exec_timeouts++;
   if (ended) {
     d->exec_ended++;
+    d->trim_due = true;
     s->state = ST_EXITED;
     s->status = res.status;
     snprintf(s->why, sizeof s->why, "%s", res.timed_out ? "timed out" : res.signal ? "killed by a signal" : "exited");
@@ -997,13 +1137,23 @@ static void job_branch(struct daemon *d, struct job *j)
   struct cf_save_stats st;
   int rc = sbx_settle(s);
   if (rc == 0)
-    rc = cf_sandbox_save(s->box, d->store, name, &st);
+    rc = intent_begin(d, name);
   int e = errno;
+  char msg[1024];
+  snprintf(msg, sizeof msg, "%s", rc < 0 ? cf_error() : "");
+  if (rc == 0) {
+    rc = cf_sandbox_save(s->box, d->store, name, &st);
+    e = errno;
+    snprintf(msg, sizeof msg, "%s", rc < 0 ? cf_error() : "");
+    if (rc < 0 && e != EEXIST)
+      drop_half_template(d, name);
+    intent_end(d, name);
+  }
   sbx_park(d, s, true);
   pthread_mutex_lock(&d->lock);
   if (rc < 0) {
     int code = e == EEXIST ? 409 : 500;
-    req_set(j->r, code, err_json(code, "branch of %s: %s", s->id, cf_error()));
+    req_set(j->r, code, err_json(code, "branch of %s: %s", s->id, msg));
   } else {
     d->branches++;
     json_t *o = save_json(&st);
@@ -1029,8 +1179,12 @@ static void job_pause(struct daemon *d, struct job *j)
   if (rc == 0)
     rc = cf_sandbox_save(s->box, d->store, name, &st);
   if (rc < 0) {
+    int e = errno;
     pthread_mutex_lock(&d->lock);
+    s->pause_err = e ? e : EIO;
     req_set(j->r, 500, err_json(500, "pause of %s: %s", s->id, cf_error()));
+    /* A save that failed part way may have stored the image: it is ours. */
+    tmpl_remove(d, name);
     pthread_mutex_unlock(&d->lock);
     logmsg(d, "pause of %s: %s", s->id, cf_error());
     return;
@@ -1044,23 +1198,40 @@ static void job_pause(struct daemon *d, struct job *j)
   tmpl_get(d, name);
   pthread_mutex_unlock(&d->lock);
   rc = persist(d);
+  if (rc < 0) {
+    /* The state file still says running, and a restart would drop the
+     * pause template as unrecorded: the sandbox is not paused. It keeps its
+     * VM and its old record; the pause template goes. */
+    int e = errno;
+    pthread_mutex_lock(&d->lock);
+    snprintf(s->cur, sizeof s->cur, "%s", old);
+    s->gen--;
+    s->state = ST_RUNNING;
+    s->pause_err = e ? e : EIO;
+    char msg[600];
+    snprintf(msg, sizeof msg, "%s", cf_error());
+    if (tmpl_remove(d, name) < 0)
+      logmsg(d, "removing the unrecorded pause template %s: %s", name, cf_error());
+    req_set(j->r, 500, err_json(500, "pause of %s: the state file: %s (the sandbox is still running)", s->id, msg));
+    pthread_mutex_unlock(&d->lock);
+    logmsg(d, "pause of %s: the state file: %s; it is still running", s->id, msg);
+    return;
+  }
   sbx_drop_vm(s);
   double secs = now_s() - t0;
   pthread_mutex_lock(&d->lock);
+  s->pause_err = 0;
   d->live--;
   d->pauses++;
+  d->trim_due = true;
   hist_add(&d->h_pause, secs);
   tmpl_gc(d, old);
-  if (rc < 0) {
-    req_set(j->r, 500, err_json(500, "pause of %s: saved as %s, but the state file: %s", s->id, name, cf_error()));
-  } else {
-    json_t *o = save_json(&st);
-    json_object_set_new(o, "id", json_string(s->id));
-    json_object_set_new(o, "state", json_string("paused"));
-    json_object_set_new(o, "template", json_string(name));
-    json_object_set_new(o, "pause_ms", json_real(secs * 1e3));
-    req_set(j->r, 200, o);
-  }
+  json_t *o = save_json(&st);
+  json_object_set_new(o, "id", json_string(s->id));
+  json_object_set_new(o, "state", json_string("paused"));
+  json_object_set_new(o, "template", json_string(name));
+  json_object_set_new(o, "pause_ms", json_real(secs * 1e3));
+  req_set(j->r, 200, o);
   pthread_mutex_unlock(&d->lock);
 }
 
@@ -1132,6 +1303,7 @@ static void job_delete(struct daemon *d, struct job *j)
   if (had_vm)
     d->live--;
   d->deletes++;
+  d->trim_due = true;
   tmpl_scan(d);
   tmpl_gc(d, s->cur);
   if (rc < 0)
@@ -1204,11 +1376,20 @@ static void job_template(struct daemon *d, struct job *j)
     goto done;
   }
   struct cf_save_stats st;
-  if (cf_sandbox_save(box, d->store, name, &st) < 0) {
-    status = errno == EEXIST ? 409 : 500;
+  if (intent_begin(d, name) < 0) {
     o = err_json(status, "template %s: %s", name, cf_error());
     goto done;
   }
+  int src = cf_sandbox_save(box, d->store, name, &st), e = errno;
+  if (src < 0) {
+    status = e == EEXIST ? 409 : 500;
+    o = err_json(status, "template %s: %s", name, cf_error());
+    if (e != EEXIST)
+      drop_half_template(d, name);
+  }
+  intent_end(d, name);
+  if (src < 0)
+    goto done;
   status = 201;
   o = save_json(&st);
   json_object_set_new(o, "name", json_string(name));
@@ -1243,6 +1424,20 @@ static void *worker(void *arg)
         break;
       /* Nothing queued: park a sandbox that has been idle long enough, or
        * sleep until one will have been (or a job comes). */
+      if (d->trim_due) {
+        /* Sandboxes were freed and nothing is queued: give the free
+         * memory of every malloc arena back to the kernel. A sandbox's
+         * shim and VM structures are malloc'ed by whichever worker ran
+         * it, in that thread's arena; freed, they leave holes glibc keeps
+         * (it only trims the top of an arena), so without this the daemon
+         * keeps the peak of its sandboxes' heap for good. */
+        d->trim_due = false;
+        d->trims++;
+        pthread_mutex_unlock(&d->lock);
+        malloc_trim(0);
+        pthread_mutex_lock(&d->lock);
+        continue;
+      }
       double next;
       struct sbx *s = park_due(d, &next);
       if (s) {
@@ -1386,6 +1581,7 @@ static char *metrics_text(struct daemon *d)
       {"cowfork_branches_total", "Branch templates saved from sandboxes.", d->branches},
       {"cowfork_templates_created_total", "Templates created through the API.", d->templates_made},
       {"cowfork_deletes_total", "Sandboxes deleted.", d->deletes},
+      {"cowfork_malloc_trims_total", "malloc_trim calls after sandboxes were freed (memory given back).", d->trims},
       {"cowfork_lost_at_start", "Sandboxes found lost when this daemon started.", d->lost_at_start},
       {"cowfork_capacity_refusals_total", "Requests refused with 503 or 429.", d->refused_capacity},
       {"cowfork_uffd_faults_total", "Page faults served by the uffd page server.", faults},
@@ -1506,12 +1702,9 @@ static enum MHD_Result route_sandbox(struct req *r, const char *id, const char *
     if (!name || check_tmpl_name(name) < 0 || internal_name(name))
       return SEND_ERR(r, 400, "\"template\" must be a template name: 1-200 of [A-Za-z0-9._-], not starting "
                               "with '.' or '_'");
-    pthread_mutex_lock(&d->lock);
-    char path[PATH_MAX];
-    bool exists = cf_template_path(d->store, name, path, sizeof path) == 0 && access(path, F_OK) == 0;
-    pthread_mutex_unlock(&d->lock);
-    if (exists)
-      return SEND_ERR(r, 409, "template %s exists (templates are immutable)", name);
+    char why[600];
+    if (name_taken(d, name, why, sizeof why))
+      return SEND_ERR(r, 409, "%s", why);
   }
   pthread_mutex_lock(&d->lock);
   struct sbx *s = sbx_find(d, id);
@@ -1691,9 +1884,11 @@ static enum MHD_Result route_template_post(struct req *r, json_t *body)
   char path[PATH_MAX];
   int status = 0;
   json_t *err = NULL;
-  if (cf_template_path(d->store, name, path, sizeof path) == 0 && access(path, F_OK) == 0) {
+  char why[600];
+  (void)path;
+  if (name_taken(d, name, why, sizeof why)) {
     status = 409;
-    err = err_json(409, "template %s exists (templates are immutable)", name);
+    err = err_json(409, "%s", why);
   } else if (d->stopping) {
     status = 503;
     err = err_json(503, "the daemon is stopping");
@@ -1978,6 +2173,93 @@ static struct MHD_Daemon *start_mhd(struct listener *l, int fd)
                           (unsigned)0, MHD_OPTION_END);
 }
 
+/* Why a pause failed: worth retrying once the store has room again. */
+static bool retryable(int e)
+{
+  return e == ENOSPC || e == EDQUOT || e == ENOMEM || e == EMFILE || e == ENFILE || e == EIO || e == EROFS;
+}
+
+/* After the shutdown pauses (the workers have ended; this thread owns every
+ * sandbox now). Says how many were paused, never more. A sandbox whose
+ * pause failed for want of space (or memory, or files) exists only in this
+ * process, and its record still says running: the daemon does not exit but
+ * keeps it and retries every 10 s, or at once on SIGTERM/SIGINT, until all
+ * are paused. SIGKILL loses them (and the next start reports them lost). A
+ * sandbox that cannot be paused for another reason (its program ended
+ * before its pause point) is recorded lost with the reason. */
+static void stop_pauses(struct daemon *d, const sigset_t *sigs)
+{
+  for (;;) {
+    unsigned paused = 0, failed = 0, given_up = 0;
+    char first[512] = "";
+    for (struct sbx *s = d->sbs; s; s = s->next) {
+      if (!s->stop_pause)
+        continue;
+      if (s->state == ST_PAUSED && !s->pause_err) {
+        paused++;
+        s->stop_pause = false;
+        continue;
+      }
+      if (s->state != ST_RUNNING || !s->box) {
+        s->stop_pause = false;
+        continue;
+      }
+      if (s->pause_err && !retryable(s->pause_err)) {
+        s->state = ST_LOST;
+        snprintf(s->why, sizeof s->why, "could not be paused when the daemon stopped: %s",
+                 strerror(s->pause_err ? s->pause_err : EIO));
+        sbx_drop_vm(s);
+        d->live--;
+        s->stop_pause = false;
+        given_up++;
+        fprintf(stderr, "cowfork daemon: sandbox %s %s\n", s->id, s->why);
+        continue;
+      }
+      if (!failed++)
+        snprintf(first, sizeof first, "%s: %s", s->id, s->pause_err ? strerror(s->pause_err) : "not tried");
+    }
+    if (paused)
+      logmsg(d, "paused %u sandboxes", paused);
+    if (given_up && persist(d) < 0)
+      fprintf(stderr, "cowfork daemon: the state file could not record the lost sandboxes: %s\n", cf_error());
+    if (!failed)
+      return;
+    /* Loud even with --quiet: this is the one message that must be seen. */
+    fprintf(stderr,
+            "cowfork daemon: %u sandbox%s could not be paused (%s%s) and exist%s only in this process: not "
+            "exiting. Free space in %s, then send SIGTERM to retry (retrying every 10 s); SIGKILL loses %s.\n",
+            failed, failed > 1 ? "es" : "", first, failed > 1 ? ", ..." : "", failed > 1 ? "" : "s",
+            cf_store_dir(d->store), failed > 1 ? "them" : "it");
+    struct timespec ts = {10, 0};
+    sigtimedwait(sigs, NULL, &ts);
+    for (struct sbx *s = d->sbs; s; s = s->next)
+      if (s->stop_pause && s->state == ST_RUNNING && s->box) {
+        struct job j = {.k = J_PAUSE, .s = s};
+        job_pause(d, &j);
+      }
+  }
+}
+
+/* One daemon per store (two would overwrite each other's state file), and
+ * the lock cf_daemon_probe looks at. A `cowfork template rm` that found no
+ * daemon holds it shared while it checks and removes: wait for it. */
+static int lock_store(struct daemon *d, const char *dir)
+{
+  char path[PATH_MAX + 8];
+  snprintf(path, sizeof path, "%s/lock", dir);
+  if ((d->lockfd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600)) < 0)
+    return cf_fail(errno, "%s: %m", path);
+  for (int i = 0; flock(d->lockfd, LOCK_EX | LOCK_NB) < 0; i++) {
+    if (errno != EWOULDBLOCK)
+      return cf_fail(errno, "lock %s: %m", path);
+    if (i == 300)
+      return cf_fail(EBUSY, "another cowfork daemon serves the store %s (%s is locked)", cf_store_dir(d->store),
+                     path);
+    usleep(10000);
+  }
+  return 0;
+}
+
 static void sd_notify_ready(void)
 {
   const char *p = getenv("NOTIFY_SOCKET");
@@ -2042,6 +2324,8 @@ int cf_daemon_run(const struct cf_daemon_opts *in)
   d->lu = (struct listener){d, false};
   d->lt = (struct listener){d, true};
   int rc = -1, ufd = -1, tfd = -1;
+  d->lockfd = -1;
+  char sockbuf[PATH_MAX];
   pthread_t *th = NULL;
   unsigned nth = 0;
   sigset_t sigs, oldsigs;
@@ -2062,6 +2346,9 @@ int cf_daemon_run(const struct cf_daemon_opts *in)
     cf_fail(ENAMETOOLONG, "store path too long");
     goto out;
   }
+  if (lock_store(d, dir) < 0)
+    goto out;
+  sweep_own(d);
   pthread_mutex_lock(&d->lock);
   rc = load_state(d);
   if (rc == 0) {
@@ -2105,6 +2392,13 @@ int cf_daemon_run(const struct cf_daemon_opts *in)
     }
   if ((ufd = listen_unix(o.socket_path)) < 0)
     goto out;
+  /* Where `cowfork template rm|ls` find this daemon (cf_daemon_probe). */
+  char sockrec[PATH_MAX + 8];
+  snprintf(sockrec, sizeof sockrec, "%s/socket", dir);
+  if (realpath(o.socket_path, sockbuf) == NULL)
+    snprintf(sockbuf, sizeof sockbuf, "%s", o.socket_path);
+  if (cf_write_file_atomic(sockrec, sockbuf, strlen(sockbuf), 0600, false) < 0)
+    goto out;
   if (!(d->mhd = start_mhd(&d->lu, ufd))) {
     cf_fail(EIO, "libmicrohttpd could not start on %s", o.socket_path);
     goto out;
@@ -2136,19 +2430,17 @@ out:
     tfd = -1;
   pthread_mutex_lock(&d->lock);
   d->stopping = true;
-  unsigned paused = 0;
   if (nth)
     for (struct sbx *s = d->sbs; s; s = s->next)
       if (s->state == ST_RUNNING && (s->box || s->pending_live)) {
+        s->stop_pause = true;
         enqueue(d, J_PAUSE, NULL, s, NULL, NULL);
-        paused++;
       }
   pthread_cond_broadcast(&d->cond);
   pthread_mutex_unlock(&d->lock);
   for (unsigned i = 0; i < nth; i++)
     pthread_join(th[i], NULL);
-  if (paused)
-    logmsg(d, "paused %u sandboxes", paused);
+  stop_pauses(d, &sigs);
   /* The last answers are being sent: give them a moment. */
   for (int i = 0; i < 200 && __atomic_load_n(&d->nreq, __ATOMIC_RELAXED); i++)
     usleep(10000);
@@ -2185,6 +2477,8 @@ out:
   free(th);
   cf_store_close(d->store);
   int e = errno;
+  if (d->lockfd >= 0)
+    close(d->lockfd);
   pthread_mutex_destroy(&d->lock);
   pthread_mutex_destroy(&d->flock);
   pthread_cond_destroy(&d->cond);

@@ -28,6 +28,13 @@
  *
  * Permission bits are the 0777 bits of src: set-id bits are not carried over
  * (the clone is a new file owned by the caller). No global state; thread-safe.
+ *
+ * cf_clone_range does the same for a range of an open file into another
+ * (image export extent by extent, a layer filled from an imported file):
+ * FICLONERANGE for runs aligned to the destination file system's block
+ * size, then copy_file_range, then read/write, the caller's state word
+ * remembering which were refused so that a file system without reflink is
+ * asked once, not once per run.
  */
 #include <fcntl.h>
 #include <libgen.h>
@@ -231,6 +238,89 @@ static int place(const char *tmp, const char *dst)
     return fail(e, "link %s -> %s: %s", tmp, dst, strerror(e));
   }
   unlink(tmp);
+  return 0;
+}
+
+enum { NO_REFLINK = 1, NO_COPY_RANGE = 2 };
+
+int cf_reflink_range(int sfd, uint64_t soff, int dfd, uint64_t doff, uint64_t len, unsigned *state)
+{
+  if (*state & NO_REFLINK)
+    return 0;
+  struct stat ss, ds;
+  if (fstat(sfd, &ss) < 0 || fstat(dfd, &ds) < 0)
+    return fail(errno, "stat: %s", strerror(errno));
+  uint64_t blk = ds.st_blksize > 0 ? (uint64_t)ds.st_blksize : 4096;
+  bool to_end = soff + len == (uint64_t)ss.st_size;
+  if (ss.st_dev != ds.st_dev) {
+    *state |= NO_REFLINK; /* another file system: never */
+    return 0;
+  }
+  if (soff % blk || doff % blk || (len % blk && !to_end))
+    return 0; /* this run only */
+  struct file_clone_range r = {.src_fd = sfd, .src_offset = soff, .src_length = len, .dest_offset = doff};
+  int rc;
+  while ((rc = ioctl(dfd, FICLONERANGE, &r)) < 0 && errno == EINTR)
+    ;
+  if (rc == 0)
+    return 1;
+  if (!reflink_unsupported(errno))
+    return fail(errno, "reflink range at %llu: %s", (unsigned long long)soff, strerror(errno));
+  *state |= NO_REFLINK;
+  return 0;
+}
+
+int cf_clone_range(int sfd, uint64_t soff, int dfd, uint64_t doff, uint64_t len, unsigned *state,
+                   struct cf_clone_stats *st)
+{
+  if (len == 0)
+    return 0;
+  int shared = cf_reflink_range(sfd, soff, dfd, doff, len, state);
+  if (shared < 0)
+    return -1;
+  if (shared) {
+    st->shared_bytes += len;
+    return 0;
+  }
+  uint64_t left = len;
+  loff_t in = (loff_t)soff, out = (loff_t)doff;
+  while (left && !(*state & NO_COPY_RANGE)) {
+    ssize_t r = copy_file_range(sfd, &in, dfd, &out, left > (1u << 30) ? (1u << 30) : left, 0);
+    if (r < 0 && errno == EINTR)
+      continue;
+    if (r < 0 && !copy_range_unsupported(errno))
+      return fail(errno, "copy_file_range at %llu: %s", (unsigned long long)in, strerror(errno));
+    if (r <= 0) {
+      if (r == 0 && in < (loff_t)(soff + len)) {
+        struct stat ss;
+        if (fstat(sfd, &ss) == 0 && (uint64_t)ss.st_size < soff + len)
+          return fail(EIO, "source ends at %llu, before %llu", (unsigned long long)ss.st_size,
+                      (unsigned long long)(soff + len));
+      }
+      *state |= NO_COPY_RANGE;
+      break;
+    }
+    left -= (uint64_t)r;
+    st->copied_bytes += (uint64_t)r;
+  }
+  if (!left)
+    return 0;
+  CLEANUP_FREE char *buf = malloc(left < RW_BUF ? left : RW_BUF);
+  if (!buf)
+    return fail(ENOMEM, "out of memory");
+  while (left) {
+    size_t k = left < RW_BUF ? left : RW_BUF;
+    ssize_t r = cf_pread_full(sfd, buf, k, (uint64_t)in);
+    if (r != (ssize_t)k)
+      return fail(r < 0 ? errno : EIO, "read at %llu: %s", (unsigned long long)in,
+                  r < 0 ? strerror(errno) : "short read");
+    if (cf_pwrite_full(dfd, buf, k, (uint64_t)out) < 0)
+      return fail(errno, "write at %llu: %s", (unsigned long long)out, strerror(errno));
+    in += (loff_t)k;
+    out += (loff_t)k;
+    left -= k;
+    st->copied_bytes += k;
+  }
   return 0;
 }
 

@@ -13,6 +13,7 @@
 #include <sys/stat.h>
 #include <xxhash.h>
 
+#include "cowfork/clone.h"
 #include "cowfork/image.h"
 #include "cowfork/zero.h"
 #include "internal.h"
@@ -228,6 +229,9 @@ struct chunk {
   uint64_t first;  /* image block of data[0] */
   uint64_t n;
   uint32_t bs;
+  int fd;                    /* the input: runs are shared with it where the store can reflink */
+  unsigned *clone_state;
+  struct cf_clone_stats *st;
 };
 
 /* Whether block i of the chunk differs from what the parent holds there. */
@@ -257,7 +261,7 @@ static int diff_chunk(const struct chunk *c, struct cf_changes *ch, struct cf_la
     while (j < c->n && changed(c, j) && !(c->old && cf_is_zero(c->data + j * c->bs, c->bs)))
       j++;
     uint64_t off;
-    if (cf_layer_writer_append(w, b, j - i, &off) < 0 ||
+    if (cf_layer_writer_append_from(w, b, j - i, c->fd, (c->first + i) * c->bs, c->clone_state, c->st, &off) < 0 ||
         cf_changes_add(ch, c->first + i, j - i, CF_LAYER_NEW, off) < 0)
       return -1;
     i = j;
@@ -299,9 +303,10 @@ static int zero_run(const struct cf_header *p, uint64_t first, uint64_t n, struc
 
 /* Import (parent NULL) or commit against parent: one pass over fd. */
 static int ingest(struct cf_store *s, struct cf_image *parent, int fd, const char *name,
-                  uint32_t bs, cf_progress_fn progress, void *ctx)
+                  uint32_t bs, struct cf_clone_stats *st, cf_progress_fn progress, void *ctx)
 {
   uint64_t size = 0;
+  unsigned clone_state = 0;
   struct cf_changes ch = {0};
   if (cf_store_check_name(name) < 0 || input_size(fd, &size) < 0)
     return -1;
@@ -341,7 +346,8 @@ static int ingest(struct cf_store *s, struct cf_image *parent, int fd, const cha
                 r < 0 ? strerror(errno) : "file shrank");
         goto err;
       }
-      struct chunk c = {.data = buf, .first = off / bs, .n = n / bs, .bs = bs};
+      struct chunk c = {.data = buf, .first = off / bs, .n = n / bs, .bs = bs, .fd = fd,
+                        .clone_state = &clone_state, .st = st};
       if (parent) {
         if (cf_image_read(parent, old, n, off) < 0)
           goto err;
@@ -364,73 +370,66 @@ err:
   return -1;
 }
 
+int cf_image_import_stats(struct cf_store *s, int fd, const char *name, uint32_t block_size,
+                          struct cf_clone_stats *st, cf_progress_fn progress, void *ctx)
+{
+  struct cf_clone_stats dummy;
+  memset(st ? st : &dummy, 0, sizeof dummy);
+  return ingest(s, NULL, fd, name, block_size, st ? st : &dummy, progress, ctx);
+}
+
 int cf_image_import(struct cf_store *s, int fd, const char *name, uint32_t block_size,
                     cf_progress_fn progress, void *ctx)
 {
-  return ingest(s, NULL, fd, name, block_size, progress, ctx);
+  return cf_image_import_stats(s, fd, name, block_size, NULL, progress, ctx);
+}
+
+int cf_image_commit_raw_stats(struct cf_store *s, struct cf_image *parent, int fd, const char *name,
+                              struct cf_clone_stats *st, cf_progress_fn progress, void *ctx)
+{
+  struct cf_clone_stats dummy;
+  memset(st ? st : &dummy, 0, sizeof dummy);
+  return ingest(s, parent, fd, name, parent->h->block_size, st ? st : &dummy, progress, ctx);
 }
 
 int cf_image_commit_raw(struct cf_store *s, struct cf_image *parent, int fd, const char *name,
                         cf_progress_fn progress, void *ctx)
 {
-  return ingest(s, parent, fd, name, parent->h->block_size, progress, ctx);
+  return cf_image_commit_raw_stats(s, parent, fd, name, NULL, progress, ctx);
 }
 
-/* Copy n bytes of layer i at loff to fd at off: in the kernel where it can
- * (copy_file_range: no copy through user space, extents shared where the
- * file system can), else through buf. */
-static int copy_out(const struct cf_image *img, uint32_t i, uint64_t loff, int fd, uint64_t off,
-                    uint64_t n, char *buf, size_t bufsize, bool *kernel)
-{
-  while (n && *kernel) {
-    loff_t in = (loff_t)loff, out = (loff_t)off;
-    ssize_t r = copy_file_range(img->fds[i], &in, fd, &out, n, 0);
-    if (r <= 0) {
-      if (r < 0 && errno != EXDEV && errno != EINVAL && errno != ENOSYS && errno != EOPNOTSUPP)
-        return cf_fail(errno, "copy to output at %llu: %m", (unsigned long long)off);
-      *kernel = false; /* not here: fall back for the rest of the export */
-      break;
-    }
-    loff += r;
-    off += r;
-    n -= r;
-  }
-  while (n) {
-    size_t k = n < bufsize ? n : bufsize;
-    ssize_t r = cf_pread_full(img->fds[i], buf, k, loff);
-    if (r != (ssize_t)k)
-      return cf_fail(r < 0 ? errno : EIO, "read layer %u at %llu: %s", i, (unsigned long long)loff,
-                     r < 0 ? strerror(errno) : "short read");
-    if (cf_pwrite_full(fd, buf, k, off) < 0)
-      return cf_fail(errno, "write output at %llu: %m", (unsigned long long)off);
-    loff += k;
-    off += k;
-    n -= k;
-  }
-  return 0;
-}
-
-int cf_image_export(const struct cf_image *img, int fd, cf_progress_fn progress, void *ctx)
+/* Every extent that holds data is cf_clone_range'd from its layer: shared
+ * (FICLONERANGE) where the output is on the store's file system with
+ * reflink and the run is aligned, else copied in the kernel, else through
+ * a buffer. */
+int cf_image_export_stats(const struct cf_image *img, int fd, struct cf_clone_stats *st,
+                          cf_progress_fn progress, void *ctx)
 {
   const struct cf_header *h = img->h;
+  struct cf_clone_stats dummy;
+  if (!st)
+    st = &dummy;
+  memset(st, 0, sizeof *st);
   if (ftruncate(fd, 0) < 0 || ftruncate(fd, h->size) < 0)
     return cf_fail(errno, "truncate output: %m");
-  CLEANUP_FREE char *buf = malloc(CHUNK);
-  if (!buf)
-    return cf_fail(ENOMEM, "out of memory");
-  bool kernel = true;
+  unsigned state = 0;
   for (uint64_t i = 0; i < h->nextents; i++) {
     const struct cf_extent *e = &h->extents[i];
     uint64_t end = (e->first + e->count) * h->block_size;
     /* Empty extents are left as the holes the truncate made. */
     if (e->layer != CF_LAYER_EMPTY &&
-        copy_out(img, e->layer, e->offset * h->block_size, fd, e->first * h->block_size,
-                 e->count * h->block_size, buf, CHUNK, &kernel) < 0)
-      return -1;
+        cf_clone_range(img->fds[e->layer], e->offset * h->block_size, fd, e->first * h->block_size,
+                       e->count * h->block_size, &state, st) < 0)
+      return cf_fail(errno, "export at %llu: %s", (unsigned long long)(e->first * h->block_size), cf_error());
     if (progress)
       progress(ctx, end, h->size);
   }
   if (fsync(fd) < 0 && errno != EINVAL && errno != EROFS)
     return cf_fail(errno, "fsync output: %m");
   return 0;
+}
+
+int cf_image_export(const struct cf_image *img, int fd, cf_progress_fn progress, void *ctx)
+{
+  return cf_image_export_stats(img, fd, NULL, progress, ctx);
 }

@@ -19,6 +19,7 @@
 #include <uuid/uuid.h>
 #include <xxhash.h>
 
+#include "cowfork/clone.h"
 #include "cowfork/store.h"
 #include "internal.h"
 
@@ -416,6 +417,28 @@ int cf_layer_writer_append(struct cf_layer_writer *w, const void *buf, uint64_t 
     return -1;
   if (cf_pwrite_full(w->fd, buf, len, w->nblocks * w->block_size) < 0)
     return cf_fail(errno, "write %s: %m", w->tmp);
+  XXH3_64bits_update(w->xxh, buf, len);
+  if (offset)
+    *offset = w->nblocks;
+  w->nblocks += nblocks;
+  return 0;
+}
+
+int cf_layer_writer_append_from(struct cf_layer_writer *w, const void *buf, uint64_t nblocks, int src_fd,
+                                uint64_t src_off, unsigned *state, struct cf_clone_stats *st, uint64_t *offset)
+{
+  size_t len = nblocks * w->block_size;
+  if (w->fd < 0 && (w->fd = write_tmp(w->s, w->tmp, sizeof w->tmp)) < 0)
+    return -1;
+  int shared = cf_reflink_range(src_fd, src_off, w->fd, w->nblocks * w->block_size, len, state);
+  if (shared < 0)
+    return cf_fail(errno, "%s: %s", w->tmp, cf_error());
+  if (!shared && cf_pwrite_full(w->fd, buf, len, w->nblocks * w->block_size) < 0)
+    return cf_fail(errno, "write %s: %m", w->tmp);
+  if (shared)
+    st->shared_bytes += len;
+  else
+    st->copied_bytes += len;
   XXH3_64bits_update(w->xxh, buf, len);
   if (offset)
     *offset = w->nblocks;

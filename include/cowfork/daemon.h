@@ -59,4 +59,13 @@ int cf_daemon_request(const char *socket_path, const char *method, const char *p
 /* $COWFORK_SOCKET, else $XDG_RUNTIME_DIR/cowfork.sock, else /run/cowfork.sock. */
 const char *cf_daemon_default_socket(char *buf, size_t len);
 
+/* Whether a daemon serves the store at store_dir. A running daemon holds
+ * flock(LOCK_EX) on STORE/daemon/lock for its whole life and has written
+ * the path of its Unix socket to STORE/daemon/socket. 1: one does (its
+ * socket path in sock); 0: none does, and *guard (when guard is not NULL)
+ * is an fd holding that lock shared, so that no daemon starts until the
+ * caller closes it (a daemon waits up to 3 s for it at start); -1 with
+ * cf_error() on failure. */
+int cf_daemon_probe(const char *store_dir, char *sock, size_t len, int *guard);
+
 #endif

@@ -57,4 +57,16 @@ int cf_image_commit_raw(struct cf_store *s, struct cf_image *parent, int fd, con
  * empty extents become holes. */
 int cf_image_export(const struct cf_image *img, int fd, cf_progress_fn progress, void *ctx);
 
+/* The same three, saying in *st (may be NULL) how many bytes were shared
+ * with their source by reflink (FICLONERANGE, on one file system with
+ * reflink, for runs aligned to its block size: a layer's runs with the
+ * input file, or the output's with the layers) and how many were copied. */
+struct cf_clone_stats;
+int cf_image_import_stats(struct cf_store *s, int fd, const char *name, uint32_t block_size,
+                          struct cf_clone_stats *st, cf_progress_fn progress, void *ctx);
+int cf_image_commit_raw_stats(struct cf_store *s, struct cf_image *parent, int fd, const char *name,
+                              struct cf_clone_stats *st, cf_progress_fn progress, void *ctx);
+int cf_image_export_stats(const struct cf_image *img, int fd, struct cf_clone_stats *st,
+                          cf_progress_fn progress, void *ctx);
+
 #endif

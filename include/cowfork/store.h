@@ -61,6 +61,13 @@ struct cf_layer_writer *cf_layer_writer_new(struct cf_store *s, uint32_t block_s
 /* Append nblocks blocks from buf; *offset gets the block index they start at. */
 int cf_layer_writer_append(struct cf_layer_writer *w, const void *buf, uint64_t nblocks, uint64_t *offset);
 uint64_t cf_layer_writer_nblocks(const struct cf_layer_writer *w);
+/* The same, where buf holds what src_fd holds at src_off: the blocks are
+ * shared with src_fd by FICLONERANGE where the store's file system can
+ * (cf_reflink_range; *state as there), else written from buf. The checksum
+ * is of buf: src_fd must not change meanwhile. Adds to *st. */
+struct cf_clone_stats;
+int cf_layer_writer_append_from(struct cf_layer_writer *w, const void *buf, uint64_t nblocks, int src_fd,
+                                uint64_t src_off, unsigned *state, struct cf_clone_stats *st, uint64_t *offset);
 /* Finish: *ref describes the new layer. With no block appended nothing is
  * written and ref->nblocks is 0. Then frees w (also on failure). */
 int cf_layer_writer_finish(struct cf_layer_writer *w, struct cf_layer_ref *ref);
