@@ -61,6 +61,7 @@ struct cf_uffd_stats {
   uint64_t pages_removed;   /* pages marked removed by REMOVE / UNMAP events */
   uint64_t ioctls;          /* UFFDIO_COPY / ZEROPAGE calls */
   uint64_t eexist, eagain;  /* retried or woken */
+  uint64_t clipped;         /* runs shortened: they crossed the end of a registered range */
   uint64_t service_ns;      /* total time from reading a fault to its ioctl's return */
   int error;                /* errno that ended the client, 0 when its process exited */
   int cpu;                  /* the CPU of the worker serving it; -1: the shared worker */
@@ -83,6 +84,12 @@ typedef void (*cf_uffd_end_fn)(void *ctx, uint64_t id, pid_t pid, const struct c
 
 /* Start a server (its thread runs until cf_uffd_server_free). end may be NULL. */
 struct cf_uffd_server *cf_uffd_server_new(cf_uffd_end_fn end, void *ctx);
+
+/* Called in a server thread with one line (no newline) when the server
+ * refuses a handshake or ends a client on an error: lib/ prints nothing, the
+ * front end logs it. Set it before the first cf_uffd_server_listen/add. */
+typedef void (*cf_uffd_log_fn)(void *ctx, const char *msg);
+void cf_uffd_server_set_log(struct cf_uffd_server *srv, cf_uffd_log_fn fn, void *ctx);
 
 /* Stop the thread, end every client (closing its userfaultfd: the process
  * then reads zeros in the regions, so stop a server only after its
