@@ -32,12 +32,24 @@
  * cf_image_read. Recording clients get single pages, so that
  * every first touch is a fault and lands in the record.
  *
- * Errors: EEXIST (the page is already there: a prefetch or a racing
- * fault won) marks what was copied and wakes the faulting thread; EAGAIN
- * (the address space is changing under a pending event) wakes it so it
- * faults again after the event is read; ESRCH (the process is gone) ends the
- * client quietly; anything else ends it with SIGBUS so that it cannot go on
- * reading zeros where the image has data.
+ * A run must lie in one VMA of the client, and the server does not see
+ * where the client split its mapping (the sandbox's shim mprotects guest
+ * memory per guest mapping): ENOENT for a run of several pages halves it
+ * (the faulting page is always inside), at most log2(MAX_RUN) times.
+ *
+ * Errors, each ending in bounded work: EEXIST (the page is already there: a
+ * prefetch or a racing fault won) marks what was copied and wakes the
+ * faulting thread; EAGAIN (the address space is changing under a pending
+ * event) is retried 3 times, then wakes it so that it faults again after the
+ * event is read; ENOENT for the faulting page alone (unregistered or
+ * unmapped since) drops the fault with a wake; ESRCH (the process is gone)
+ * ends the client quietly; anything else ends it with SIGBUS, logged, so that
+ * it cannot go on reading zeros where the image has data. A fault on a page
+ * the tracker holds as installed installs it again (one page; EEXIST tells
+ * the race): a page dropped without a REMOVE event would otherwise fault
+ * forever. A refused handshake is answered, logged and closed, and a peer
+ * that sent a userfaultfd without asking for an answer (Firecracker: it
+ * keeps its own copy and would hang in its first fault) is sent SIGBUS.
  *
  * Workers: one loop, run by several threads, each over its own epoll set
  * and its own clients. Worker 0 is the shared worker: not pinned, it also
