@@ -459,9 +459,11 @@ static const char *fill(struct cf_uffd_server *srv, struct worker *w, int fd, ui
   return w->bounce;
 }
 
-/* Install pages [p, p+n) of region r (all MISSING or all REMOVED). Returns
- * the pages installed (>= 1), 0 when the first page was already there
- * (caller wakes), -1 with errno on failure. wake: wake faulting threads. */
+/* Install pages [p, p+n) of region r (all MISSING or all REMOVED, or one
+ * page installed before). Returns the pages installed (>= 1), 0 when the
+ * first page was already there (caller wakes), -1 with errno on failure
+ * (ENOENT: the range is not inside one registered VMA). wake: wake faulting
+ * threads. */
 static long install(struct cf_uffd_server *srv, struct client *c, struct region *r, uint64_t p,
                     uint64_t n, bool zero, const char *src, bool wake)
 {
