@@ -47,7 +47,10 @@
  * it cannot go on reading zeros where the image has data. A fault on a page
  * the tracker holds as installed installs it again (one page; EEXIST tells
  * the race): a page dropped without a REMOVE event would otherwise fault
- * forever. A refused handshake is answered, logged and closed, and a peer
+ * forever. Write-protect and minor faults (a client registered for them
+ * without WP_ASYNC) are not served: the client fails (an install would find
+ * the page present and it would fault forever). A refused handshake is
+ * answered, logged and closed, and a peer
  * that sent a userfaultfd without asking for an answer (Firecracker: it
  * keeps its own copy and would hang in its first fault) is sent SIGBUS.
  *
@@ -655,7 +658,17 @@ static bool client_events(struct cf_uffd_server *srv, struct client *c)
     for (size_t i = 0; i < (size_t)r / sizeof *msg && !c->dead; i++) {
       switch (msg[i].event) {
       case UFFD_EVENT_PAGEFAULT:
-        if (serve_fault(srv, c, msg[i].arg.pagefault.address) < 0) {
+        if (msg[i].arg.pagefault.flags & (UFFD_PAGEFAULT_FLAG_WP | UFFD_PAGEFAULT_FLAG_MINOR)) {
+          /* Synchronous write-protect or minor faults are not served (only
+           * missing ones; write tracking is WP_ASYNC, which sends none): an
+           * install would find the page there and the thread would fault
+           * again forever. */
+          bool wp = msg[i].arg.pagefault.flags & UFFD_PAGEFAULT_FLAG_WP;
+          cf_fail(EOPNOTSUPP, "%s fault at %#llx: only missing faults are served%s",
+                  wp ? "write-protect" : "minor", (unsigned long long)msg[i].arg.pagefault.address,
+                  wp ? " (track writes with UFFD_FEATURE_WP_ASYNC)" : "");
+          client_fail(srv, c, EOPNOTSUPP);
+        } else if (serve_fault(srv, c, msg[i].arg.pagefault.address) < 0) {
           if (errno == ESRCH) { /* the address space is gone: the pidfd follows */
             c->dead = true;
             epoll_ctl(c->w->ep, EPOLL_CTL_DEL, c->wu.fd, NULL);

@@ -14,7 +14,8 @@
  *    mprotect, as the sandbox's shim does at the end of the heap), faulted
  *    and prefetched, zeros and data: served in bounded time and ioctls;
  *  - a page dropped without a REMOVE event (no EVENT_REMOVE asked) faults
- *    again and is served again, not left faulting forever;
+ *    again and is served again, not left faulting forever; a synchronous
+ *    write-protect fault (not served) ends its client with SIGBUS;
  *  - remove-then-fault: pages DONTNEED'ed read as zeros afterwards, in data
  *    and in empty extents, and the rest is untouched;
  *  - a child touching pages while it is killed (faults racing its exit),
@@ -37,6 +38,7 @@
 #include <sched.h>
 #include <stdbool.h>
 #include <signal.h>
+#include <sys/ioctl.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/un.h>
@@ -206,6 +208,34 @@ static int helper_noremove(struct cf_image *img, const char *sock)
   return report_and_wait(id);
 }
 
+/* A client registered for synchronous write-protect faults (no WP_ASYNC),
+ * which the server does not serve: a write to a protected page must end it
+ * (SIGBUS), not leave it faulting forever. */
+static int helper_wpsync(struct cf_image *img, const char *sock)
+{
+  struct rlimit no_core = {0, 0};
+  setrlimit(RLIMIT_CORE, &no_core);
+  signal(SIGBUS, SIG_DFL);
+  uint64_t size = cf_image_header(img)->size;
+  char *map = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE,
+                   -1, 0);
+  if (map == MAP_FAILED)
+    return 2;
+  int uffd = cf_uffd_open(UFFD_FEATURE_PAGEFAULT_FLAG_WP, NULL);
+  if (uffd < 0 || cf_uffd_register(uffd, map, size, 1) < 0)
+    return 3;
+  struct cf_uffd_region r = {.base = (uintptr_t)map, .size = size, .offset = 0};
+  if (cf_uffd_handshake(sock, uffd, &r, 1, CF_UFFD_ACK, NULL) < 0)
+    return 5;
+  if (check_pages(img, map, 0, 1) < 0)
+    return 6;
+  struct uffdio_writeprotect w = {.range = {(uintptr_t)map, PG}, .mode = UFFDIO_WRITEPROTECT_MODE_WP};
+  if (ioctl(uffd, UFFDIO_WRITEPROTECT, &w) < 0)
+    return 7;
+  map[0] = 1; /* a write-protect fault */
+  return 0;   /* the fault was let through: not what the server does */
+}
+
 /* A cowfork child through the uffd backend. */
 static int helper_child(struct cf_image *img, const char *sock, const char *mode)
 {
@@ -274,6 +304,7 @@ static int helper(int argc, char **argv)
   int r = strcmp(mode, "fc") == 0         ? helper_fc(img, sock, arg)
           : strcmp(mode, "vma") == 0      ? helper_vma(img, sock, arg)
           : strcmp(mode, "noremove") == 0 ? helper_noremove(img, sock)
+          : strcmp(mode, "wpsync") == 0   ? helper_wpsync(img, sock)
                                           : helper_child(img, sock, *arg ? arg : "verify");
   cf_image_close(img);
   cf_store_close(s);
@@ -507,8 +538,16 @@ static void test_vma(struct cf_uffd_server *srv, const char *vsock, const char *
   r = run_reporting(srv, nr, 20, &st);
   is(r, 0, "dropped without a REMOVE event: served again when touched%s",
      r == -2 ? " (hung: killed after 20 s)" : "");
-  ok(st.faults > 0 && st.faults <= 40 && st.ioctls <= 60, "dropped without an event: bounded work: %llu faults, %llu ioctls",
+  ok(st.faults > 0 && st.faults <= 40 && st.ioctls <= 60,
+     "dropped without an event: bounded work: %llu faults, %llu ioctls",
      (unsigned long long)st.faults, (unsigned long long)st.ioctls);
+
+  char *wp[] = {"wpsync", storedir, "vma", (char *)vsock, NULL};
+  pid_t pid = t_spawn(wp);
+  r = wait_timeout(pid, 20);
+  is(r, 128 + SIGBUS, "a synchronous write-protect fault (not served) ends its client with SIGBUS%s",
+     r == -2 ? ", not a hang (it hung: killed after 20 s)" : "");
+  ok(logged("write-protect fault"), "and is logged");
 }
 
 /* Start a "report" helper with T_PIN = pin (NULL: unpinned); while it lives,
@@ -653,6 +692,9 @@ int main(int argc, char **argv)
 
   test_parse();
   test_vma(srv, vsock, vpsock);
+  wait_clients(srv, 0);
+  cf_uffd_server_info(srv, &in);
+  uint64_t failed0 = in.clients_failed; /* the write-protect client, on purpose */
 
   is(run_helper("fc", "v1.6"), 0, "Firecracker <= 1.6 handshake (no page size): every page, then balloon");
   is(run_helper("fc", "v1.7"), 0, "Firecracker 1.7-1.9 handshake (page_size_kib in bytes)");
@@ -673,7 +715,7 @@ int main(int argc, char **argv)
   wait_clients(srv, 0);
   cf_uffd_server_info(srv, &in);
   is(in.clients, 0, "clients end with their processes");
-  is(in.clients_failed, 0, "none failed");
+  is(in.clients_failed, failed0, "none failed");
 
   /* Faults racing the child's exit. */
   int killed = 0;
@@ -749,7 +791,7 @@ int main(int argc, char **argv)
 
   test_affine(srv);
   cf_uffd_server_info(srv, &in);
-  is(in.clients_failed, 0, "no client failed");
+  is(in.clients_failed, failed0, "no client failed");
 
   cf_uffd_server_free(srv);
   cf_image_close(img);
