@@ -135,6 +135,12 @@ static int cmd_fanout(const struct cli_cmd *cmd, int argc, char **argv)
   return r.failed ? EXIT_ERR : EXIT_OK;
 }
 
+/* The page server's refusals and failed clients, on stderr. */
+static void serve_log(void *ctx, const char *msg)
+{
+  fprintf(stderr, "cowfork: %s\n", msg);
+}
+
 static int cmd_serve(const struct cli_cmd *cmd, int argc, char **argv)
 {
   static const struct option opts[] = {{"socket", required_argument, 0, O_SOCKET},
@@ -186,7 +192,12 @@ static int cmd_serve(const struct cli_cmd *cmd, int argc, char **argv)
   pthread_sigmask(SIG_BLOCK, &set, NULL); /* before the server thread exists: it inherits it */
   struct cf_uffd_opts uo = {.flags = ws.n ? CF_UFFD_PREFETCH : 0, .prefetch = ws.pages,
                             .nprefetch = ws.n};
-  if (!(srv = cf_uffd_server_new(NULL, NULL)) || cf_uffd_server_listen(srv, sock, img, &uo) < 0) {
+  if (!(srv = cf_uffd_server_new(NULL, NULL))) {
+    ret = cli_error("%s", cf_error());
+    goto out;
+  }
+  cf_uffd_server_set_log(srv, serve_log, NULL);
+  if (cf_uffd_server_listen(srv, sock, img, &uo) < 0) {
     ret = cli_error("%s", cf_error());
     goto out;
   }
@@ -234,9 +245,12 @@ const struct cli_cmd cli_mem_cmds[] = {
      "Serve the memory of image NAME to any number of processes that connect to\n"
      "the Unix socket PATH and hand over a userfaultfd with Firecracker's\n"
      "handshake: a JSON array of {\"base_host_virt_addr\", \"size\", \"offset\",\n"
-     "\"page_size\"} (offset: a byte offset in the image). Runs until SIGINT or\n"
-     "SIGTERM. --prefetch installs NAME's recorded working set into each client\n"
-     "in the background.\n",
+     "\"page_size\", \"page_size_kib\"} (offset: a byte offset in the image; either\n"
+     "page size key may be absent; both hold bytes, as Firecracker sends them).\n"
+     "A refused handshake is logged on stderr, and a client that asked for no\n"
+     "answer (Firecracker) is sent SIGBUS rather than left waiting in its first\n"
+     "fault. Runs until SIGINT or SIGTERM. --prefetch installs NAME's recorded\n"
+     "working set into each client in the background.\n",
      cmd_serve},
     {0},
 };

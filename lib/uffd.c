@@ -32,12 +32,27 @@
  * cf_image_read. Recording clients get single pages, so that
  * every first touch is a fault and lands in the record.
  *
- * Errors: EEXIST (the page is already there: a prefetch or a racing
- * fault won) marks what was copied and wakes the faulting thread; EAGAIN
- * (the address space is changing under a pending event) wakes it so it
- * faults again after the event is read; ESRCH (the process is gone) ends the
- * client quietly; anything else ends it with SIGBUS so that it cannot go on
- * reading zeros where the image has data.
+ * A run must lie in one VMA of the client, and the server does not see
+ * where the client split its mapping (the sandbox's shim mprotects guest
+ * memory per guest mapping): ENOENT for a run of several pages halves it
+ * (the faulting page is always inside), at most log2(MAX_RUN) times.
+ *
+ * Errors, each ending in bounded work: EEXIST (the page is already there: a
+ * prefetch or a racing fault won) marks what was copied and wakes the
+ * faulting thread; EAGAIN (the address space is changing under a pending
+ * event) is retried 3 times, then wakes it so that it faults again after the
+ * event is read; ENOENT for the faulting page alone (unregistered or
+ * unmapped since) drops the fault with a wake; ESRCH (the process is gone)
+ * ends the client quietly; anything else ends it with SIGBUS, logged, so that
+ * it cannot go on reading zeros where the image has data. A fault on a page
+ * the tracker holds as installed installs it again (one page; EEXIST tells
+ * the race): a page dropped without a REMOVE event would otherwise fault
+ * forever. Write-protect and minor faults (a client registered for them
+ * without WP_ASYNC) are not served: the client fails (an install would find
+ * the page present and it would fault forever). A refused handshake is
+ * answered, logged and closed, and a peer
+ * that sent a userfaultfd without asking for an answer (Firecracker: it
+ * keeps its own copy and would hang in its first fault) is sent SIGBUS.
  *
  * Workers: one loop, run by several threads, each over its own epoll set
  * and its own clients. Worker 0 is the shared worker: not pinned, it also
@@ -170,6 +185,7 @@ struct conn {
   struct watch w;
   struct listener *l;
   int uffd;
+  bool had_uffd; /* a userfaultfd came (k->uffd may be consumed since) */
   size_t len;
   char buf[MAX_JSON];
   struct conn *next;
@@ -201,6 +217,8 @@ struct cf_uffd_server {
   uint64_t next_id;      /* atomic */
   cf_uffd_end_fn end;
   void *ctx;
+  cf_uffd_log_fn log;    /* set before any client or listener exists */
+  void *log_ctx;
   size_t pg;
   struct cf_uffd_server_info info; /* atomic counters */
   volatile int stop;
@@ -210,6 +228,20 @@ struct cf_uffd_server {
 
 static void prefetch_done(struct client *c);
 static void reply(int fd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+static void srv_log(struct cf_uffd_server *srv, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+static void srv_log(struct cf_uffd_server *srv, const char *fmt, ...)
+{
+  if (!srv->log)
+    return;
+  char b[768];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(b, sizeof b, fmt, ap);
+  va_end(ap);
+  srv->log(srv->log_ctx, b);
+}
 
 static uint64_t now_ns(void)
 {
@@ -340,6 +372,8 @@ static void client_fail(struct cf_uffd_server *srv, struct client *c, int err)
     return;
   c->dead = true;
   c->st.error = err;
+  srv_log(srv, "page server: client %llu (pid %d) ended with SIGBUS: %s",
+          (unsigned long long)c->id, (int)c->pid, cf_error());
   if (c->wp.fd >= 0)
     syscall(SYS_pidfd_send_signal, c->wp.fd, SIGBUS, NULL, 0);
   /* The pidfd reports the exit and ends the client then; until it does, the
@@ -428,9 +462,11 @@ static const char *fill(struct cf_uffd_server *srv, struct worker *w, int fd, ui
   return w->bounce;
 }
 
-/* Install pages [p, p+n) of region r (all MISSING or all REMOVED). Returns
- * the pages installed (>= 1), 0 when the first page was already there
- * (caller wakes), -1 with errno on failure. wake: wake faulting threads. */
+/* Install pages [p, p+n) of region r (all MISSING or all REMOVED, or one
+ * page installed before). Returns the pages installed (>= 1), 0 when the
+ * first page was already there (caller wakes), -1 with errno on failure
+ * (ENOENT: the range is not inside one registered VMA). wake: wake faulting
+ * threads. */
 static long install(struct cf_uffd_server *srv, struct client *c, struct region *r, uint64_t p,
                     uint64_t n, bool zero, const char *src, bool wake)
 {
@@ -471,7 +507,14 @@ static long install(struct cf_uffd_server *srv, struct client *c, struct region 
   return done;
 }
 
-/* Serve the fault at addr. Returns 0, or -1 with errno when the client must end. */
+/* The tracker state of a page once it is installed from state s. */
+static int installed(int s)
+{
+  return s == REMOVED || s == ZEROED ? ZEROED : FAULTED;
+}
+
+/* Serve the fault at addr. Returns 0, or -1 with errno and cf_error when the
+ * client must end (ESRCH: its address space is gone). */
 static int serve_fault(struct cf_uffd_server *srv, struct client *c, uint64_t addr)
 {
   size_t pg = srv->pg;
@@ -479,30 +522,32 @@ static int serve_fault(struct cf_uffd_server *srv, struct client *c, uint64_t ad
   addr &= ~(uint64_t)(pg - 1);
   struct region *r = find_region(c, addr);
   c->st.faults++;
-  if (!r) { /* registered memory we were not told about: cannot serve it */
-    errno = EFAULT;
-    return -1;
-  }
+  if (!r) /* registered memory we were not told about: cannot serve it */
+    return cf_fail(EFAULT, "fault at %#llx, outside every region", (unsigned long long)addr);
   uint64_t p = (addr - r->base) / pg, ioff = r->off + p * pg;
   int state = cf_tracker_get(r->t, p);
   if (c->flags & CF_UFFD_RECORD && state == MISSING)
     record(c, ioff / pg);
-  if (state == FAULTED || state == ZEROED) { /* raced: it is there */
-    do_wake(c, addr, pg);
-    goto out;
-  }
+  /* A page we installed faults again: mostly a race (a run or the prefetch
+   * put it there after this fault was queued), but it may also have been
+   * dropped without an event (a client without EVENT_REMOVE): install it
+   * again, one page, and let EEXIST tell the race. Only waking would leave
+   * a dropped page faulting forever. */
+  bool again = state == FAULTED || state == ZEROED;
   /* The run: grows while faults are sequential. */
   unsigned run = 1;
-  if (!(c->flags & CF_UFFD_RECORD) && addr == c->next_addr && state == MISSING)
-    run = c->run * 2 > MAX_RUN ? MAX_RUN : c->run * 2;
-  c->run = run;
+  if (!again) {
+    if (!(c->flags & CF_UFFD_RECORD) && addr == c->next_addr && state == MISSING)
+      run = c->run * 2 > MAX_RUN ? MAX_RUN : c->run * 2;
+    c->run = run;
+  }
   uint64_t n = 1;
   const char *src = NULL;
-  bool empty = state == REMOVED, bounce = false;
+  bool empty = state == REMOVED || state == ZEROED, bounce = false;
   const char *mapped = NULL;
   int fd = -1;
   uint64_t loff = 0;
-  if (state == MISSING) {
+  if (!empty) {
     uint64_t avail = locate(srv, c->src, ioff, &fd, &loff, &empty, &mapped);
     if (avail == 0)
       bounce = true;
@@ -524,27 +569,45 @@ static int serve_fault(struct cf_uffd_server *srv, struct client *c, uint64_t ad
       return -1;
     src = c->w->bounce;
   }
+  /* Every error ends this loop: ENOENT halves the run (at most
+   * log2(MAX_RUN) times), EAGAIN retries at most 3 times. */
   long done;
-  for (int tries = 0;; tries++) {
+  unsigned eagain = 0;
+  for (;;) {
     done = install(srv, c, r, p, n, empty, src, true);
     if (done >= 0)
       break;
-    if (errno == EAGAIN && tries < 3) {
+    if (errno == ENOENT && n > 1) {
+      /* The run crosses the end of the registered range (the VMA) it starts
+       * in: the client split its mapping (mprotect, mmap) where the server
+       * cannot see. The faulting page is in that range: halve the run. */
+      n = (n + 1) / 2;
+      c->run = (unsigned)n;
+      c->st.clipped++;
+      continue;
+    }
+    if (errno == EAGAIN && eagain++ < 3) {
       c->st.eagain++;
       continue;
     }
-    if (errno == EAGAIN || errno == ENOENT) { /* let it fault again after the event */
+    if (errno == EAGAIN || errno == ENOENT) {
+      /* EAGAIN: the address space is changing under an event not yet read;
+       * ENOENT for the faulting page alone: it is no longer registered
+       * (unregistered or unmapped since it faulted). Either way drop this
+       * fault: the thread faults again if it still has to, after the event. */
       do_wake(c, addr, pg);
       goto out;
     }
-    return -1;
+    int e = errno;
+    return cf_fail(e, "%s at %#llx (+%llu pages): %s", empty ? "UFFDIO_ZEROPAGE" : "UFFDIO_COPY",
+                   (unsigned long long)(r->base + p * pg), (unsigned long long)n, strerror(e));
   }
   if (done == 0) { /* already there */
-    cf_tracker_set_range(r->t, p, 1, state == REMOVED ? ZEROED : FAULTED);
+    cf_tracker_set_range(r->t, p, 1, installed(state));
     do_wake(c, addr, pg);
     goto out;
   }
-  cf_tracker_set_range(r->t, p, done, state == REMOVED ? ZEROED : FAULTED);
+  cf_tracker_set_range(r->t, p, done, installed(state));
   if (empty)
     c->st.pages_zeroed += done;
   else
@@ -582,8 +645,11 @@ static bool client_events(struct cf_uffd_server *srv, struct client *c)
     if (r < 0) {
       if (errno == EINTR)
         continue;
-      if (errno != EAGAIN)
-        client_fail(srv, c, errno);
+      if (errno != EAGAIN) {
+        int e = errno;
+        cf_fail(e, "read of its userfaultfd: %s", strerror(e));
+        client_fail(srv, c, e);
+      }
       return any;
     }
     if (r == 0)
@@ -592,7 +658,17 @@ static bool client_events(struct cf_uffd_server *srv, struct client *c)
     for (size_t i = 0; i < (size_t)r / sizeof *msg && !c->dead; i++) {
       switch (msg[i].event) {
       case UFFD_EVENT_PAGEFAULT:
-        if (serve_fault(srv, c, msg[i].arg.pagefault.address) < 0) {
+        if (msg[i].arg.pagefault.flags & (UFFD_PAGEFAULT_FLAG_WP | UFFD_PAGEFAULT_FLAG_MINOR)) {
+          /* Synchronous write-protect or minor faults are not served (only
+           * missing ones; write tracking is WP_ASYNC, which sends none): an
+           * install would find the page there and the thread would fault
+           * again forever. */
+          bool wp = msg[i].arg.pagefault.flags & UFFD_PAGEFAULT_FLAG_WP;
+          cf_fail(EOPNOTSUPP, "%s fault at %#llx: only missing faults are served%s",
+                  wp ? "write-protect" : "minor", (unsigned long long)msg[i].arg.pagefault.address,
+                  wp ? " (track writes with UFFD_FEATURE_WP_ASYNC)" : "");
+          client_fail(srv, c, EOPNOTSUPP);
+        } else if (serve_fault(srv, c, msg[i].arg.pagefault.address) < 0) {
           if (errno == ESRCH) { /* the address space is gone: the pidfd follows */
             c->dead = true;
             epoll_ctl(c->w->ep, EPOLL_CTL_DEL, c->wu.fd, NULL);
@@ -650,15 +726,29 @@ static bool prefetch_slice(struct cf_uffd_server *srv, struct client *c)
       prefetch_done(c);
       return false;
     }
-    long done = install(srv, c, r, p, n, empty, src, true);
+    long done;
+    while ((done = install(srv, c, r, p, n, empty, src, true)) < 0 && errno == ENOENT && n > 1) {
+      n = (n + 1) / 2; /* crosses the end of a registered range: see serve_fault */
+      c->st.clipped++;
+    }
+    if (done < 0 && errno == ENOENT) { /* this page is not registered: nothing to install */
+      c->pf_pos++;
+      budget--;
+      continue;
+    }
     if (done < 0) {
       if (errno == EAGAIN)
         return true; /* an event is pending: read it, come back */
       if (errno == ESRCH) {
         c->dead = true;
         epoll_ctl(c->w->ep, EPOLL_CTL_DEL, c->wu.fd, NULL);
-      } else
-        c->pf_pos = c->npf; /* prefetch is an optimization: give it up */
+      } else { /* prefetch is an optimization: give it up, faults will serve */
+        int e = errno;
+        srv_log(srv, "page server: client %llu (pid %d): prefetch given up: %s at %#llx: %s",
+                (unsigned long long)c->id, (int)c->pid, empty ? "UFFDIO_ZEROPAGE" : "UFFDIO_COPY",
+                (unsigned long long)(r->base + p * pg), strerror(e));
+        c->pf_pos = c->npf;
+      }
       prefetch_done(c);
       return false;
     }
@@ -924,6 +1014,7 @@ int cf_uffd_parse_regions(const char *buf, size_t len, struct cf_uffd_region **o
   const char *p = buf, *e = buf + len;
   struct cf_uffd_region *v = NULL;
   size_t n = 0;
+  long pg = sysconf(_SC_PAGESIZE);
   *out = NULL;
   *nout = 0;
   *flags = -1;
@@ -947,7 +1038,7 @@ int cf_uffd_parse_regions(const char *buf, size_t len, struct cf_uffd_region **o
     v = nv;
     struct cf_uffd_region *r = &v[n++];
     unsigned seen = 0;
-    uint64_t page_size = 0;
+    bool page_ok = true;
     *r = (struct cf_uffd_region){0};
     p = skip_ws(p, e);
     if (p < e && *p == '}')
@@ -985,10 +1076,11 @@ int cf_uffd_parse_regions(const char *buf, size_t len, struct cf_uffd_region **o
         r->size = val;
       else if (bit == 4)
         r->offset = val;
-      else if (bit == 8)
-        page_size = val;
-      else if (bit == 16)
-        page_size = val > UINT64_MAX / 1024 ? 1 : val * 1024;
+      else if (bit == 8) /* bytes */
+        page_ok &= val == (uint64_t)pg;
+      else if (bit == 16) /* Firecracker >= 1.7 sends bytes despite the name; KiB as named is
+                             accepted too (the two cannot be confused) */
+        page_ok &= val == (uint64_t)pg || (val <= UINT64_MAX / 1024 && val * 1024 == (uint64_t)pg);
       else if (bit == 32) {
         if (val > CF_UFFD_ALL_FLAGS)
           goto bad;
@@ -1005,9 +1097,13 @@ int cf_uffd_parse_regions(const char *buf, size_t len, struct cf_uffd_region **o
       }
       goto bad;
     }
-    long pg = sysconf(_SC_PAGESIZE);
-    if ((seen & 7) != 7 || (page_size && page_size != (uint64_t)pg))
+    if ((seen & 7) != 7)
       goto bad;
+    if (!page_ok) {
+      free(v);
+      return cf_fail(EINVAL, "region %zu: page_size/page_size_kib is not the system page size, %ld "
+                     "bytes (huge pages are not served)", n - 1, pg);
+    }
     p = skip_ws(p, e);
     if (p < e && *p == ',') {
       p++;
@@ -1027,7 +1123,7 @@ int cf_uffd_parse_regions(const char *buf, size_t len, struct cf_uffd_region **o
 bad:
   free(v);
   return cf_fail(EINVAL, "malformed region list near byte %zu (expected a JSON array of "
-                 "{base_host_virt_addr, size, offset[, page_size]} with the system page size)",
+                 "{base_host_virt_addr, size, offset[, page_size][, page_size_kib]})",
                  (size_t)(p - buf));
 }
 
@@ -1058,6 +1154,36 @@ static void reply(int fd, const char *fmt, ...)
   if (n > (int)sizeof b - 1)
     n = sizeof b - 1;
   if (send(fd, b, n, MSG_NOSIGNAL | MSG_DONTWAIT) < 0) { /* the peer left: nothing to tell */ }
+}
+
+/* Refuse connection k: answer "error WHY" (a cowfork client reads it;
+ * Firecracker reads nothing, and the line is harmless), log it, close the
+ * socket and our copy of the userfaultfd. A peer that sent a userfaultfd
+ * without asking for an answer (no cowfork_flags: Firecracker) keeps its own
+ * copy and would wait forever in its first fault, since nobody reads that
+ * uffd: it is sent SIGBUS (pidfd of the SO_PEERCRED pid, as a failed client
+ * is) so that it fails instead of hanging. fl: the cowfork_flags, -1 when
+ * absent or not parsed. */
+static void refuse(struct cf_uffd_server *srv, struct conn *k, long fl, const char *why)
+{
+  COUNT(srv->info.connections_refused, 1);
+  struct ucred cr = {0};
+  socklen_t crl = sizeof cr;
+  if (k->w.fd >= 0) {
+    reply(k->w.fd, "error %s\n", why);
+    if (getsockopt(k->w.fd, SOL_SOCKET, SO_PEERCRED, &cr, &crl) < 0)
+      cr.pid = 0;
+  }
+  bool sig = k->had_uffd && fl < 0 && cr.pid > 0;
+  if (sig) {
+    int pfd = (int)syscall(SYS_pidfd_open, cr.pid, 0);
+    sig = pfd >= 0 && syscall(SYS_pidfd_send_signal, pfd, SIGBUS, NULL, 0) == 0;
+    if (pfd >= 0)
+      close(pfd);
+  }
+  srv_log(srv, "page server: handshake from pid %d refused: %s%s", (int)cr.pid, why,
+          sig ? " (sent SIGBUS: its userfaultfd would never be served)" : "");
+  conn_free(srv, k);
 }
 
 /* Whether buf holds a complete top-level JSON array (brackets balance
@@ -1099,23 +1225,24 @@ static void conn_readable(struct cf_uffd_server *srv, struct conn *k)
       int fds[4];
       memcpy(fds, CMSG_DATA(cm), nfd * sizeof(int));
       for (size_t i = 0; i < nfd; i++) {
-        if (k->uffd < 0)
+        if (k->uffd < 0 && !k->had_uffd) {
           k->uffd = fds[i];
-        else
+          k->had_uffd = true;
+        } else
           close(fds[i]); /* only one userfaultfd per handshake */
       }
     }
   if (r <= 0 || (mh.msg_flags & MSG_CTRUNC)) {
-    COUNT(srv->info.connections_refused, 1);
-    conn_free(srv, k);
+    refuse(srv, k, -1, r < 0 ? strerror(errno) : r == 0 ? "the peer closed before a complete "
+                                                            "region list" : "too many fds");
     return;
   }
   k->len += r;
   if (!json_complete(k->buf, k->len)) {
     if (k->len == sizeof k->buf) {
-      COUNT(srv->info.connections_refused, 1);
-      reply(k->w.fd, "error handshake longer than %d bytes\n", MAX_JSON);
-      conn_free(srv, k);
+      char why[64];
+      snprintf(why, sizeof why, "handshake longer than %d bytes", MAX_JSON);
+      refuse(srv, k, -1, why);
     }
     return;
   }
@@ -1148,11 +1275,10 @@ static void conn_readable(struct cf_uffd_server *srv, struct conn *k)
       k->w.fd = ackfd; /* not taken: answered and closed below */
   }
   free(reg);
-  if (ret < 0) { /* an error is always answered: Firecracker reads nothing */
-    COUNT(srv->info.connections_refused, 1);
-    reply(k->w.fd, "error %s\n", cf_error());
-  }
-  conn_free(srv, k);
+  if (ret < 0)
+    refuse(srv, k, fl, cf_error());
+  else
+    conn_free(srv, k);
 }
 
 static void listener_readable(struct cf_uffd_server *srv, struct listener *l)
@@ -1171,6 +1297,7 @@ static void listener_readable(struct cf_uffd_server *srv, struct listener *l)
     k->w = (struct watch){W_CONN, fd, k};
     k->l = l;
     k->uffd = -1;
+    k->had_uffd = false;
     k->len = 0;
     k->next = srv->conns;
     srv->conns = k;
@@ -1371,6 +1498,12 @@ struct cf_uffd_server *cf_uffd_server_new(cf_uffd_end_fn end, void *ctx)
     }
   }
   return srv;
+}
+
+void cf_uffd_server_set_log(struct cf_uffd_server *srv, cf_uffd_log_fn fn, void *ctx)
+{
+  srv->log = fn;
+  srv->log_ctx = ctx;
 }
 
 void cf_uffd_server_free(struct cf_uffd_server *srv)

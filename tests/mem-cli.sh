@@ -6,7 +6,9 @@
 #  - --prefetch records a working set into STORE/wset/NAME on the first run
 #    and the next run takes (almost) no faults on it;
 #  - `cowfork mem serve` plays page server to an unmodified Firecracker-style
-#    client (the uffd unit test's helper writes Firecracker's JSON by hand);
+#    client (the uffd unit test's helper writes each Firecracker version's
+#    JSON by hand); a refused one (2 MiB pages) dies of SIGBUS instead of
+#    hanging and the refusal is on the server's stderr;
 #  - bad usage gets exit code 2.
 . "$(dirname "$0")/functions.sh"
 requires python3
@@ -49,9 +51,17 @@ python3 -c 'import sys; a, b = float(sys.argv[1]), float(sys.argv[2]); sys.exit(
 cowfork image ls >/dev/null || fail "the store's image list broke (wset/ must not be in images/)"
 
 # A standalone page server and a Firecracker-style client.
-start_server spid "$TMP/uffd.sock" "$COWFORK" mem serve --socket "$TMP/uffd.sock" --image base
-"$HELPER" --helper fc "$COWFORK_STORE" base "$TMP/uffd.sock" bytes || fail "fc client (page_size)"
-"$HELPER" --helper fc "$COWFORK_STORE" base "$TMP/uffd.sock" kib || fail "fc client (page_size_kib)"
+start_server spid "$TMP/uffd.sock" "$COWFORK" mem serve --socket "$TMP/uffd.sock" --image base \
+  2>"$TMP/serve.err"
+for v in v1.6 v1.7 v1.10 kib; do
+  timeout 60 "$HELPER" --helper fc "$COWFORK_STORE" base "$TMP/uffd.sock" $v || fail "fc client ($v)"
+done
+set +e
+timeout 60 "$HELPER" --helper fc "$COWFORK_STORE" base "$TMP/uffd.sock" huge; rc=$?
+set -e
+[ $rc = $((128 + 7)) ] || fail "a refused fc client (2 MiB pages) exited $rc, not by SIGBUS (124: it hung)"
+grep -q "refused.*sent SIGBUS" "$TMP/serve.err" || fail "refusal not logged: $(cat "$TMP/serve.err")"
+echo "refused handshake: $(grep -m1 refused "$TMP/serve.err")"
 kill "$spid"; wait "$spid" 2>/dev/null || true
 [ ! -e "$TMP/uffd.sock" ] || fail "mem serve left its socket behind"
 

@@ -5,20 +5,26 @@
  * regions, each region a range of that process's address space whose
  * contents are a range of an image. Missing pages are installed with
  * UFFDIO_COPY from the image's layers (a sequential run of faults is served with growing runs of pages, bounded and
- * within one extent); pages of empty extents with UFFDIO_ZEROPAGE. Pages a
+ * within one extent, halved when it crosses the end of one of the client's
+ * VMAs); pages of empty extents with UFFDIO_ZEROPAGE. Pages a
  * client releases (madvise DONTNEED: UFFD_EVENT_REMOVE) read as zeros from
  * then on.
  *
  * Clients are added in-process (cf_uffd_server_add) or over a Unix socket
  * with Firecracker's handshake (cf_uffd_server_listen): a JSON array of
- * {"base_host_virt_addr", "size", "offset", "page_size"} with the
- * userfaultfd as SCM_RIGHTS ancillary data; "offset" is a byte offset in
- * the image. A client that also sends "cowfork_flags" (an integer of
+ * {"base_host_virt_addr", "size", "offset", "page_size", "page_size_kib"}
+ * with the userfaultfd as SCM_RIGHTS ancillary data; "offset" is a byte
+ * offset in the image; either page size key may be absent, and both hold
+ * bytes as Firecracker sends them ("page_size_kib" in KiB is accepted too).
+ * A client that also sends "cowfork_flags" (an integer of
  * CF_UFFD_* bits) in its first object gets a one-line reply, "ok ID\n" once
  * it is registered and, with CF_UFFD_PREFETCH, once its working set is
  * installed (REAP-style: the child runs only after that), or "error
  * MESSAGE\n". Firecracker sends no such key and gets a reply only when its
- * message is refused (it reads none; the line is harmless).
+ * message is refused (it reads none; the line is harmless); as it keeps its
+ * own copy of the userfaultfd and would wait forever in its first fault, a
+ * refused peer that sent a userfaultfd without cowfork_flags is also sent
+ * SIGBUS. Refusals are logged (cf_uffd_server_set_log).
  *
  * Placement: the server runs one worker thread per CPU of its affinity
  * mask, pinned there, plus one shared worker. A client whose process is
@@ -61,6 +67,7 @@ struct cf_uffd_stats {
   uint64_t pages_removed;   /* pages marked removed by REMOVE / UNMAP events */
   uint64_t ioctls;          /* UFFDIO_COPY / ZEROPAGE calls */
   uint64_t eexist, eagain;  /* retried or woken */
+  uint64_t clipped;         /* runs shortened: they crossed the end of a registered range */
   uint64_t service_ns;      /* total time from reading a fault to its ioctl's return */
   int error;                /* errno that ended the client, 0 when its process exited */
   int cpu;                  /* the CPU of the worker serving it; -1: the shared worker */
@@ -83,6 +90,12 @@ typedef void (*cf_uffd_end_fn)(void *ctx, uint64_t id, pid_t pid, const struct c
 
 /* Start a server (its thread runs until cf_uffd_server_free). end may be NULL. */
 struct cf_uffd_server *cf_uffd_server_new(cf_uffd_end_fn end, void *ctx);
+
+/* Called in a server thread with one line (no newline) when the server
+ * refuses a handshake or ends a client on an error: lib/ prints nothing, the
+ * front end logs it. Set it before the first cf_uffd_server_listen/add. */
+typedef void (*cf_uffd_log_fn)(void *ctx, const char *msg);
+void cf_uffd_server_set_log(struct cf_uffd_server *srv, cf_uffd_log_fn fn, void *ctx);
 
 /* Stop the thread, end every client (closing its userfaultfd: the process
  * then reads zeros in the regions, so stop a server only after its
