@@ -7,8 +7,11 @@
  * reach outside it. Host files are only ever opened read-only (O_PATH for
  * stat/readlink); any write to them is EROFS.
  * Paths are made absolute against the sandbox cwd and normalized
- * lexically; "/tmp" and below go to the tmpfs (a lookup that misses there
- * falls through, read-only, to the root's own /tmp), "/dev/null" is internal.
+ * lexically; "/tmp" and below go to the tmpfs and only there: the root's
+ * own /tmp is never opened, by path or through a symlink (host_openat2),
+ * so the sandbox's /tmp is one consistent view of its own. "/dev/null" is
+ * internal. chmod/chown/utimes act on /tmp nodes (EROFS elsewhere); record
+ * locks (fcntl, flock) are kept here per sandbox.
  * Every guest buffer goes through mm_ptr/mm_str: a bad pointer is -EFAULT.
  * Functions return a result or -errno, like the system calls they serve. */
 #include <dirent.h>

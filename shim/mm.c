@@ -18,6 +18,12 @@
  * file (st_dev, st_ino) for the sandbox's life, with its size, so that a
  * mapping never reopens or re-stats the file on the host.
  *
+ * The /tmp data region (tmpfs.c) is guest memory the guest has no part
+ * of: mm_reserved ranges are refused to mmap (ENOMEM), skipped by munmap
+ * and, having no VMA, ENOMEM to mprotect, so the host never finds it
+ * PROT_NONE. MAP_SHARED mappings of /tmp files are copies kept coherent
+ * with the file (mm_shared_*, below).
+ *
  * Addresses: [CF_VM_USER_BASE, mem_size). The stack sits at the top; mmap
  * allocates top-down below it (mmap_top); brk grows up from the end of the
  * program. */

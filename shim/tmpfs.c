@@ -2,10 +2,10 @@
  * /tmp.
  *
  * File data lives in guest memory: a region [base, base+size) below the
- * stack gap that no VMA covers (the program cannot name it in a system call;
- * its host mapping is read-write, so a program's wild stores could change
- * its own /tmp contents but nothing else, and nothing structural lives
- * there). Each file is an array of page addresses in that region (0: a hole
+ * stack gap that the program cannot reach: no VMA covers it, the shim
+ * refuses to map, unmap or protect it for the guest (mm.c mm_reserved), and
+ * the guest page tables map it supervisor-only (cf_vm_guard), so the host
+ * mapping the shim reads and writes here always stays read-write. Each file is an array of page addresses in that region (0: a hole
  * reading as zeros), allocated from a bitmap. So a snapshot of guest memory
  * captures /tmp contents, forks share them copy-on-write, and a branch's
  * dirty scan stores exactly the /tmp pages its child wrote. The tree (names,
@@ -13,6 +13,8 @@
  * template's state file (tmp_save / tmp_load). A page is always fully
  * written when allocated: a freed page is not zeroed (in a child its
  * contents may come back from the template's image).
+ *
+ * Each node keeps mode, owner, atime/mtime/ctime (chmod, chown, utimensat).
  *
  * Invariants: a node is owned by its parent's kids array while linked, and
  * by the open files (refs) after unlink; it is freed when both are gone.
