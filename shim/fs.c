@@ -158,21 +158,32 @@ static bool proc_self(struct sb *sb, const char *abs, const char **rest)
 /* Whether host fd (opened under the root) is the root's /tmp or inside it. */
 static bool in_root_tmp(struct sb *sb, int fd)
 {
-  struct open_how how = {.flags = O_PATH | O_CLOEXEC, .resolve = RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS};
-  int t = (int)syscall(SYS_openat2, sb->rootfd, "tmp", &how, sizeof how);
-  if (t < 0)
-    return false; /* the root has no /tmp */
-  char link[64], tp[PATH_MAX], fp[PATH_MAX];
-  snprintf(link, sizeof link, "/proc/self/fd/%d", t);
-  ssize_t tl = readlink(link, tp, sizeof tp - 1);
-  close(t);
+  char link[64], fp[PATH_MAX];
+  if (!sb->root_tmp) {
+    struct open_how how = {.flags = O_PATH | O_CLOEXEC, .resolve = RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS};
+    int t = (int)syscall(SYS_openat2, sb->rootfd, "tmp", &how, sizeof how);
+    ssize_t tl = 0;
+    if (t >= 0) {
+      snprintf(link, sizeof link, "/proc/self/fd/%d", t);
+      tl = readlink(link, fp, sizeof fp - 1);
+      close(t);
+      if (tl <= 0)
+        return true; /* cannot tell: refuse */
+    }
+    fp[tl] = 0; /* "" when the root has no /tmp */
+    if (!(sb->root_tmp = strdup(fp)))
+      return true;
+  }
+  size_t tl = strlen(sb->root_tmp);
+  if (!tl)
+    return false;
   snprintf(link, sizeof link, "/proc/self/fd/%d", fd);
   ssize_t fl = readlink(link, fp, sizeof fp - 1);
-  if (tl <= 0 || fl <= 0)
-    return true; /* cannot tell: refuse */
-  if (tl == 1) /* the root's /tmp is the host's / (a root of one symlink) */
+  if (fl <= 0)
     return true;
-  return fl >= tl && memcmp(fp, tp, (size_t)tl) == 0 && (fl == tl || fp[tl] == '/');
+  if (tl == 1) /* the root's /tmp is the host's / */
+    return true;
+  return (size_t)fl >= tl && memcmp(fp, sb->root_tmp, tl) == 0 && ((size_t)fl == tl || fp[tl] == '/');
 }
 
 long host_openat2(struct sb *sb, const char *abs, int flags)
@@ -286,6 +297,8 @@ void fs_fini(struct sb *sb)
     fd_close(sb, i);
   free(sb->locks);
   sb->locks = NULL;
+  free(sb->root_tmp);
+  sb->root_tmp = NULL;
   sb->nlocks = sb->caplocks = 0;
   mm_shared_fini(sb);
   if (sb->rootfd >= 0)

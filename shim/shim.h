@@ -152,6 +152,10 @@ struct sb {
   struct shmap { uint64_t start, end, off; struct tnode *node; } *shmaps;
   int nshmaps, capshmaps;
 
+  /* the host path of the root's /tmp ("" if it has none), found on the
+   * first path through a symlink (fs.c in_root_tmp); freed by fs_fini */
+  char *root_tmp;
+
   /* record locks (fcntl F_SETLK/F_OFD_SETLK, flock): fs.c */
   struct flock_ent *locks;
   int nlocks, caplocks;
