@@ -18,6 +18,12 @@
  * file (st_dev, st_ino) for the sandbox's life, with its size, so that a
  * mapping never reopens or re-stats the file on the host.
  *
+ * The /tmp data region (tmpfs.c) is guest memory the guest has no part
+ * of: mm_reserved ranges are refused to mmap (ENOMEM), skipped by munmap
+ * and, having no VMA, ENOMEM to mprotect, so the host never finds it
+ * PROT_NONE. MAP_SHARED mappings of /tmp files are copies kept coherent
+ * with the file (mm_shared_*, below).
+ *
  * Addresses: [CF_VM_USER_BASE, mem_size). The stack sits at the top; mmap
  * allocates top-down below it (mmap_top); brk grows up from the end of the
  * program. */
@@ -98,6 +104,208 @@ static bool range_ok(struct sb *sb, uint64_t start, uint64_t len)
 {
   return start % PAGE == 0 && len > 0 && start >= CF_VM_USER_BASE && start + len > start &&
          start + len <= sb->mem_size;
+}
+
+static int host_prot(int prot) { return prot & (PROT_READ | PROT_WRITE); }
+
+bool mm_reserved(struct sb *sb, uint64_t start, uint64_t len)
+{
+  if (!sb->tmpfs)
+    return false;
+  uint64_t tb = tmp_region_base(sb->tmpfs), te = tb + tmp_region_size(sb->tmpfs);
+  return te > tb && start < te && start + len > tb;
+}
+
+/* ---- MAP_SHARED mappings of /tmp files ----
+ *
+ * Guest memory cannot alias the file's pages (they live in the /tmp region,
+ * at other guest addresses, and the page tables never change), so such a
+ * mapping is a copy kept coherent by the shim: compared page by page with
+ * the file and written back (mm_shared_flush) before anything reads or
+ * writes the file and when the mapping is unmapped, replaced or protected;
+ * copied again from the file after the file was written
+ * (mm_shared_refresh). The guest sees what Linux shows within one process:
+ * a read() after a store through the mapping returns the stored bytes, a
+ * store by write() shows in the mapping. Bytes past the end of the file
+ * are not written back (Linux does not either). */
+
+/* Whether the shim may read guest page a through the host mapping. */
+static bool host_readable(struct sb *sb, uint64_t a)
+{
+  const struct vma *v = mm_find(sb, a);
+  return v && (v->prot & (PROT_READ | PROT_WRITE)); /* x86: writable is readable */
+}
+
+/* Copy the file's bytes at off into guest [a, a+len) of a mapping (zeros
+ * past its end), whatever the guest's protection of those pages. */
+static void shmap_fill(struct sb *sb, struct tnode *n, uint64_t a, uint64_t len, uint64_t off)
+{
+  for (uint64_t end = a + len; a < end;) {
+    const struct vma *v = mm_find(sb, a);
+    if (!v) {
+      a += PAGE;
+      continue;
+    }
+    uint64_t e = v->end < end ? v->end : end;
+    bool w = v->prot & PROT_WRITE;
+    if (w || mprotect(sb->mem + a, e - a, PROT_READ | PROT_WRITE) == 0) {
+      long got = tmp_read(n, sb->mem + a, e - a, off);
+      if (got < 0)
+        got = 0;
+      memset(sb->mem + a + got, 0, e - a - (uint64_t)got);
+      if (!w)
+        mprotect(sb->mem + a, e - a, host_prot(v->prot));
+    }
+    off += e - a;
+    a = e;
+  }
+}
+
+int mm_shared_add(struct sb *sb, uint64_t start, uint64_t len, struct tnode *n, uint64_t off)
+{
+  if (sb->nshmaps == sb->capshmaps) {
+    int cap = sb->capshmaps ? 2 * sb->capshmaps : 8;
+    if (cap > MAX_VMAS)
+      return -ENOMEM;
+    struct shmap *p = realloc(sb->shmaps, (size_t)cap * sizeof *p);
+    if (!p)
+      return -ENOMEM;
+    sb->shmaps = p;
+    sb->capshmaps = cap;
+  }
+  tmp_ref(n);
+  sb->shmaps[sb->nshmaps++] = (struct shmap){start, start + PAGE_UP(len), off, n};
+  return 0;
+}
+
+void mm_shared_refresh(struct sb *sb, struct tnode *n, uint64_t off, uint64_t len)
+{
+  if (!sb->nshmaps)
+    return;
+  uint64_t end = off + len < off ? UINT64_MAX : off + len;
+  for (int i = 0; i < sb->nshmaps; i++) {
+    struct shmap *m = &sb->shmaps[i];
+    if (m->node != n)
+      continue;
+    uint64_t mo = m->off, me = m->off + (m->end - m->start);
+    uint64_t a = PAGE_DOWN(off > mo ? off : mo), b = PAGE_UP(end < me ? end : me);
+    if (a < b)
+      shmap_fill(sb, n, m->start + (a - mo), b - a, a);
+  }
+}
+
+void mm_shared_flush(struct sb *sb, struct tnode *n)
+{
+  if (!sb->nshmaps)
+    return;
+  /* First find every page some mapping changed (compared with the file as
+   * it is now), then write them back, then show them in the other mappings:
+   * comparing a mapping after another one's changes went into the file
+   * would take its stale page for a change. */
+  struct dirty { int map; uint64_t addr, off, len; } *d = NULL;
+  size_t nd = 0, cap = 0;
+  uint8_t buf[PAGE];
+  struct stat st;
+  tmp_stat(n, &st);
+  uint64_t size = (uint64_t)st.st_size;
+  for (int i = 0; i < sb->nshmaps; i++) {
+    struct shmap *m = &sb->shmaps[i];
+    if (m->node != n)
+      continue;
+    for (uint64_t a = m->start; a < m->end; a += PAGE) {
+      uint64_t off = m->off + (a - m->start);
+      if (off >= size)
+        break;
+      uint64_t k = size - off < PAGE ? size - off : PAGE;
+      if (!host_readable(sb, a))
+        continue;
+      if (tmp_read(n, buf, k, off) == (long)k && memcmp(buf, sb->mem + a, k) == 0)
+        continue;
+      if (nd == cap) {
+        size_t c = cap ? 2 * cap : 16;
+        struct dirty *p = realloc(d, c * sizeof *p);
+        if (!p)
+          break; /* out of memory: the rest stays in the mapping */
+        d = p;
+        cap = c;
+      }
+      d[nd++] = (struct dirty){i, a, off, k};
+    }
+  }
+  for (size_t k = 0; k < nd; k++)
+    tmp_write(n, sb->mem + d[k].addr, d[k].len, d[k].off);
+  for (size_t k = 0; k < nd; k++)
+    for (int i = 0; i < sb->nshmaps; i++) {
+      struct shmap *m = &sb->shmaps[i];
+      uint64_t mo = m->off, me = m->off + (m->end - m->start);
+      if (i != d[k].map && m->node == n && d[k].off >= mo && d[k].off < me)
+        shmap_fill(sb, n, m->start + (d[k].off - mo), PAGE, d[k].off);
+    }
+  free(d);
+}
+
+/* [start, end) of guest memory is about to be replaced, unmapped or
+ * protected: write back the shared mappings there (their files then hold
+ * everything), and with detach forget that part of them. */
+static int shared_release(struct sb *sb, uint64_t start, uint64_t end, bool detach)
+{
+  for (int i = 0; i < sb->nshmaps; i++) {
+    struct shmap *m = &sb->shmaps[i];
+    if (m->end > start && m->start < end)
+      mm_shared_flush(sb, m->node);
+  }
+  if (!detach)
+    return 0;
+  for (int i = 0; i < sb->nshmaps; i++) {
+    struct shmap *m = &sb->shmaps[i];
+    if (m->end <= start || m->start >= end)
+      continue;
+    struct tnode *n = m->node;
+    if (m->start < start && m->end > end) { /* a hole in the middle: split */
+      if (mm_shared_add(sb, end, m->end - end, n, m->off + (end - m->start)) < 0)
+        return -ENOMEM;
+      sb->shmaps[i].end = start;
+    } else if (m->start < start) {
+      m->end = start;
+    } else if (m->end > end) {
+      m->off += end - m->start;
+      m->start = end;
+    } else {
+      sb->shmaps[i] = sb->shmaps[--sb->nshmaps];
+      tmp_unref(n);
+      i--;
+    }
+  }
+  return 0;
+}
+
+int mm_sync(struct sb *sb, uint64_t start, uint64_t len, int flags)
+{
+  if (start % PAGE || flags & ~(MS_ASYNC | MS_SYNC | MS_INVALIDATE) || (flags & MS_ASYNC && flags & MS_SYNC))
+    return -EINVAL;
+  uint64_t end = start + PAGE_UP(len);
+  if (end < start)
+    return -ENOMEM;
+  for (uint64_t a = start; a < end;) { /* Linux: ENOMEM if part of it is unmapped */
+    const struct vma *v = mm_find(sb, a);
+    if (!v)
+      return -ENOMEM;
+    a = v->end;
+  }
+  /* The file is brought up to date before anything reads it anyway; this
+   * makes it so now. */
+  if (sb->nshmaps && shared_release(sb, start, end, false) < 0)
+    return -ENOMEM;
+  return 0;
+}
+
+void mm_shared_fini(struct sb *sb)
+{
+  for (int i = 0; i < sb->nshmaps; i++)
+    tmp_unref(sb->shmaps[i].node);
+  free(sb->shmaps);
+  sb->shmaps = NULL;
+  sb->nshmaps = sb->capshmaps = 0;
 }
 
 int mm_vmas_reserve(struct sb *sb, int n)
@@ -198,12 +406,12 @@ static int insert(struct sb *sb, uint64_t start, uint64_t end, int prot, bool fi
   return 0;
 }
 
-static int host_prot(int prot) { return prot & (PROT_READ | PROT_WRITE); }
-
 int mm_map_anon(struct sb *sb, uint64_t start, uint64_t len, int prot)
 {
   len = PAGE_UP(len);
-  if (!range_ok(sb, start, len))
+  if (!range_ok(sb, start, len) || mm_reserved(sb, start, len))
+    return -ENOMEM;
+  if (sb->nshmaps && shared_release(sb, start, start + len, true) < 0)
     return -ENOMEM;
   if (mmap(sb->mem + start, len, host_prot(prot), MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED | MAP_NORESERVE,
            -1, 0) == MAP_FAILED)
@@ -217,6 +425,10 @@ int mm_map_file(struct sb *sb, uint64_t start, uint64_t len, int prot, int hostf
   len = PAGE_UP(len);
   if (!range_ok(sb, start, len) || off % PAGE)
     return -EINVAL;
+  if (mm_reserved(sb, start, len))
+    return -ENOMEM;
+  if (sb->nshmaps && shared_release(sb, start, start + len, true) < 0)
+    return -ENOMEM;
   if (sb->opts->copy_files) {
     /* Forced copy (the benchmark's baseline): anonymous pages filled from
      * the file, what a loader without copy-on-write mapping does. */
@@ -246,6 +458,19 @@ int mm_unmap(struct sb *sb, uint64_t start, uint64_t len)
   len = PAGE_UP(len);
   if (!range_ok(sb, start, len))
     return -EINVAL;
+  if (mm_reserved(sb, start, len)) {
+    /* Not the guest's: nothing of it is mapped from the guest's view, so
+     * unmapping around it is what Linux does with an unmapped hole. */
+    uint64_t tb = tmp_region_base(sb->tmpfs), te = tb + tmp_region_size(sb->tmpfs);
+    int r = 0;
+    if (start < tb)
+      r = mm_unmap(sb, start, tb - start);
+    if (r == 0 && start + len > te)
+      r = mm_unmap(sb, te, start + len - te);
+    return r;
+  }
+  if (sb->nshmaps && shared_release(sb, start, start + len, true) < 0)
+    return -ENOMEM;
   if (mmap(sb->mem + start, len, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED | MAP_NORESERVE, -1,
            0) == MAP_FAILED)
     return -errno;
@@ -265,6 +490,8 @@ int mm_protect(struct sb *sb, uint64_t start, uint64_t len, int prot)
       return -ENOMEM;
     a = v->end;
   }
+  if (sb->nshmaps && shared_release(sb, start, start + len, false) < 0)
+    return -ENOMEM;
   if (mprotect(sb->mem + start, len, host_prot(prot)) < 0)
     return -errno;
   /* Piece by piece: each keeps whether it is a file mapping. */
@@ -293,6 +520,24 @@ int mm_zero(struct sb *sb, uint64_t start, uint64_t len)
     }
     uint64_t e = v->end < start + len ? v->end : start + len;
     int prot = v->prot;
+    /* A MAP_SHARED mapping of a /tmp file reads the file again (Linux):
+     * written back, it holds the file's bytes already. */
+    bool shared = false;
+    for (int i = 0; i < sb->nshmaps; i++) {
+      struct shmap *m = &sb->shmaps[i];
+      if (m->start <= a && m->end > a) {
+        shared = true;
+        e = m->end < e ? m->end : e;
+      } else if (m->start > a && m->start < e) {
+        e = m->start;
+      }
+    }
+    if (shared) {
+      if (shared_release(sb, a, e, false) < 0)
+        return -ENOMEM;
+      a = e;
+      continue;
+    }
     /* A fresh anonymous range: zeros whatever backs guest memory (an
      * image mapped copy-on-write would bring its own bytes back). */
     int r = mm_map_anon(sb, a, e - a, prot);
@@ -333,7 +578,7 @@ int mm_apply(struct sb *sb)
 
 bool mm_is_free(struct sb *sb, uint64_t start, uint64_t len)
 {
-  if (!range_ok(sb, start, PAGE_UP(len)))
+  if (!range_ok(sb, start, PAGE_UP(len)) || mm_reserved(sb, start, PAGE_UP(len)))
     return false;
   int i = find_idx(sb, start);
   return i >= sb->nvma || sb->vmas[i].start >= start + len;

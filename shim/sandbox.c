@@ -88,14 +88,19 @@ static int exc_signal(int v, int *code)
 
 static void report(struct sb *sb, const char *what, uint64_t addr, bool addr_known, const struct cf_vm_regs *u)
 {
+  char where[64];
+  if (addr_known)
+    snprintf(where, sizeof where, "address 0x%llx", (unsigned long long)addr);
+  else
+    snprintf(where, sizeof where, "an unknown address (KVM does not give it)");
   snprintf(sb->report, sizeof sb->report,
-           "%s at address %s0x%llx\n"
+           "%s at %s\n"
            "  rip %016llx rsp %016llx rflags %016llx\n"
            "  rax %016llx rbx %016llx rcx %016llx rdx %016llx\n"
            "  rsi %016llx rdi %016llx rbp %016llx r8  %016llx\n"
            "  r9  %016llx r10 %016llx r11 %016llx r12 %016llx\n"
            "  r13 %016llx r14 %016llx r15 %016llx",
-           what, addr_known ? "" : "(unknown, rip) ", (unsigned long long)addr, (unsigned long long)u->rip,
+           what, where, (unsigned long long)u->rip,
            (unsigned long long)u->rsp, (unsigned long long)u->rflags, (unsigned long long)u->rax,
            (unsigned long long)u->rbx, (unsigned long long)u->rcx, (unsigned long long)u->rdx,
            (unsigned long long)u->rsi, (unsigned long long)u->rdi, (unsigned long long)u->rbp,

@@ -146,6 +146,20 @@ struct sb {
   uint64_t elf_mapped, elf_copied;
   uint64_t pages_mapped, pages_copied; /* file pages: mapped copy-on-write vs copied (loader + mmap) */
 
+  /* MAP_SHARED mappings of /tmp files (mm.c): their pages are copies of
+   * the file's, written back before the file is read or written and when
+   * the mapping goes, refreshed after the file is written */
+  struct shmap { uint64_t start, end, off; struct tnode *node; } *shmaps;
+  int nshmaps, capshmaps;
+
+  /* the host path of the root's /tmp ("" if it has none), found on the
+   * first path through a symlink (fs.c in_root_tmp); freed by fs_fini */
+  char *root_tmp;
+
+  /* record locks (fcntl F_SETLK/F_OFD_SETLK, flock): fs.c */
+  struct flock_ent *locks;
+  int nlocks, caplocks;
+
   /* host files that were mapped (mm.c hostfile_get): one read-only fd per
    * distinct file, kept open for the sandbox's life */
   struct hostfile { dev_t dev; ino_t ino; int fd; uint64_t size; } *hostfiles;
@@ -210,6 +224,19 @@ long mm_str(struct sb *sb, uint64_t addr, char *buf, size_t size);
 int mm_copy_out(struct sb *sb, uint64_t addr, const void *src, uint64_t len);
 int mm_copy_in(struct sb *sb, void *dst, uint64_t addr, uint64_t len);
 const struct vma *mm_find(struct sb *sb, uint64_t addr);
+/* Whether [start, start+len) overlaps guest memory the shim keeps for
+ * itself (the /tmp data region): no guest call may map, unmap or protect it. */
+bool mm_reserved(struct sb *sb, uint64_t start, uint64_t len);
+/* MAP_SHARED mappings of /tmp files: register one (the mapping exists and
+ * holds the file's bytes), write the changes of every mapping of n back into
+ * the file (before the file is read or written), copy the file into them
+ * (after it was written), drop them all (execve, end). 0 or -errno. */
+int mm_shared_add(struct sb *sb, uint64_t start, uint64_t len, struct tnode *n, uint64_t off);
+void mm_shared_flush(struct sb *sb, struct tnode *n);
+void mm_shared_refresh(struct sb *sb, struct tnode *n, uint64_t off, uint64_t len);
+void mm_shared_fini(struct sb *sb);
+/* msync(2): checks, and writes the shared /tmp mappings in range back. */
+int mm_sync(struct sb *sb, uint64_t start, uint64_t len, int flags);
 /* The cached host file that fd (an open host file) refers to: looked up by
  * (st_dev, st_ino), added with a dup of fd the first time. NULL + errno. */
 const struct hostfile *hostfile_get(struct sb *sb, int fd);
@@ -252,11 +279,18 @@ void tmp_set_mem(struct tmpfs *fs, uint8_t *mem);
 void tmp_free(struct tnode *n);
 bool tmp_is_tmp(const char *abs);
 struct tnode *tmp_lookup(struct sb *sb, const char *abs);
+/* Like tmp_lookup, with Linux's error: 0 and *out, -ENOENT or -ENOTDIR. */
+long tmp_lookup_err(struct sb *sb, const char *abs, struct tnode **out);
 /* Create (file or dir) at abs: -EEXIST, -ENOENT (no parent), -ENOTDIR. */
 long tmp_create(struct sb *sb, const char *abs, bool dir, unsigned mode, struct tnode **out);
 long tmp_unlink(struct sb *sb, const char *abs, bool dir);
 long tmp_rename(struct sb *sb, const char *from, const char *to);
 void tmp_stat(struct tnode *n, struct stat *st);
+void tmp_chmod(struct tnode *n, unsigned mode);
+/* Owner: -1 keeps one. */
+void tmp_chown(struct tnode *n, int uid, int gid);
+/* ts: NULL (both now) or utimensat's pair (tv_nsec UTIME_NOW/UTIME_OMIT allowed). */
+void tmp_utimes(struct tnode *n, const struct timespec *ts);
 long tmp_read(struct tnode *n, void *buf, uint64_t len, uint64_t off);
 long tmp_write(struct tnode *n, const void *buf, uint64_t len, uint64_t off);
 long tmp_truncate(struct tnode *n, uint64_t len);

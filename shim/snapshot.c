@@ -12,7 +12,8 @@
  * Neither is ever modified: templates are immutable.
  *
  * State file: 32-byte header, then the payload.
- *   0  magic "CFSTATE\0"   8  u32 version (1)   12 u32 zero
+ *   0  magic "CFSTATE\0"   8  u32 version (2; 1 is read too: its /tmp nodes
+ *   have no atime/ctime)   12 u32 zero
  *   16 u64 payload bytes   24 u64 XXH3-64 of the payload
  * The payload is a sequence of little-endian u64s and strings (u64 length +
  * bytes), in the order save_state writes them; every count and length is
@@ -56,7 +57,8 @@
 #include "shim/shim.h"
 
 #define STATE_MAGIC "CFSTATE"
-#define STATE_VERSION 1
+#define STATE_VERSION 2
+#define STATE_VERSION_MIN 1 /* tmpfs.c reads both node forms */
 #define STATE_HDR 32
 #define MAX_STATE (64u << 20)
 
@@ -428,6 +430,9 @@ static int save_state(struct sb *sb, struct wbuf *w, const char *image, const ui
   struct file *files[MAX_FDS];
   struct tnode *nodes[MAX_FDS];
   int nf = 0, nn = 0;
+  if (sb->nshmaps)
+    return cf_fail(ENOTSUP, "a MAP_SHARED mapping of a /tmp file cannot be saved (it is a copy the shim keeps "
+                            "coherent, and the state does not record it): unmap it before the pause");
   for (int i = 0; i < MAX_FDS; i++)
     if (sb->fds[i])
       sb->fds[i]->save_id = -1;
@@ -587,8 +592,9 @@ struct cf_template *cf_template_open(struct cf_store *s, const char *name)
   memcpy(&ver, hdr + 8, 4);
   memcpy(&len, hdr + 16, 8);
   memcpy(&sum, hdr + 24, 8);
-  if (ver != STATE_VERSION) {
-    cf_fail(EINVAL, "template '%s': state file version %u, this cowfork reads %u", name, ver, STATE_VERSION);
+  if (ver < STATE_VERSION_MIN || ver > STATE_VERSION) {
+    cf_fail(EINVAL, "template '%s': state file version %u, this cowfork reads %u-%u", name, ver, STATE_VERSION_MIN,
+            STATE_VERSION);
     goto err;
   }
   if (len > MAX_STATE || (uint64_t)stb.st_size != STATE_HDR + len) {

@@ -78,13 +78,18 @@ static long do_mmap(struct sb *sb, const uint64_t a[6])
 {
   uint64_t addr = A(0), len = A(1), off = A(5);
   int prot = (int)A(2), flags = (int)A(3), fd = (int)A(4);
-  if (len == 0 || len > sb->mem_size || off % PAGE)
+  int type = flags & MAP_TYPE;
+  if (len == 0 || off % PAGE || (type != MAP_PRIVATE && type != MAP_SHARED && type != MAP_SHARED_VALIDATE))
     return -EINVAL;
+  if (len > sb->mem_size)
+    return -ENOMEM; /* Linux: more than the address space can hold */
   len = PAGE_UP(len);
   uint64_t at;
   if (flags & (MAP_FIXED | MAP_FIXED_NOREPLACE)) {
     if (addr % PAGE)
       return -EINVAL;
+    if (mm_reserved(sb, addr, len))
+      return -ENOMEM; /* the shim's own memory: not part of the guest's address space */
     if ((flags & MAP_FIXED_NOREPLACE) && !mm_is_free(sb, addr, len))
       return -EEXIST;
     at = addr;
@@ -124,13 +129,22 @@ static long do_mmap(struct sb *sb, const uint64_t a[6])
     return (long)at;
   }
   if (f->type == F_TMP || f->type == F_NULL) {
+    int acc = f->flags & O_ACCMODE;
+    if (acc == O_WRONLY || (type != MAP_PRIVATE && (prot & PROT_WRITE) && acc != O_RDWR))
+      return -EACCES;
     if ((r = mm_map_anon(sb, at, len, PROT_READ | PROT_WRITE)) < 0)
       return r;
     if (f->type == F_TMP) {
-      /* No host backing (its data is in guest memory): copy. */
+      /* No host backing (its data is in guest memory): copy. A shared
+       * mapping stays coherent with the file (mm.c, mm_shared_*). */
+      mm_shared_flush(sb, f->node);
       long n = tmp_read(f->node, sb->mem + at, len, off);
       if (n > 0)
         sb->pages_copied += PAGE_UP((uint64_t)n) / PAGE;
+      if (type != MAP_PRIVATE && (r = mm_shared_add(sb, at, len, f->node, off)) < 0) {
+        mm_unmap(sb, at, len);
+        return r;
+      }
     }
     if (prot != (PROT_READ | PROT_WRITE) && (r = mm_protect(sb, at, len, prot)) < 0)
       return r;
@@ -141,7 +155,9 @@ static long do_mmap(struct sb *sb, const uint64_t a[6])
 
 static long do_brk(struct sb *sb, uint64_t addr)
 {
-  if (addr < sb->brk_start)
+  /* Out of range (below the start, or past where mmap begins, which also
+   * keeps PAGE_UP from wrapping): the break stays, as Linux. */
+  if (addr < sb->brk_start || addr > sb->mmap_top)
     return (long)sb->brk_cur;
   uint64_t old = PAGE_UP(sb->brk_cur), new = PAGE_UP(addr);
   if (new > old) {
@@ -489,6 +505,7 @@ static long dispatch(struct sb *sb, long nr, const uint64_t a[6])
   case SYS_mremap:
     return -ENOMEM;
   case SYS_msync:
+    return mm_sync(sb, A(0), A(1), (int)A(2));
   case SYS_mlock:
   case SYS_munlock:
     return 0;

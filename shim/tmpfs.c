@@ -2,10 +2,10 @@
  * /tmp.
  *
  * File data lives in guest memory: a region [base, base+size) below the
- * stack gap that no VMA covers (the program cannot name it in a system call;
- * its host mapping is read-write, so a program's wild stores could change
- * its own /tmp contents but nothing else, and nothing structural lives
- * there). Each file is an array of page addresses in that region (0: a hole
+ * stack gap that the program cannot reach: no VMA covers it, the shim
+ * refuses to map, unmap or protect it for the guest (mm.c mm_reserved), and
+ * the guest page tables map it supervisor-only (cf_vm_guard), so the host
+ * mapping the shim reads and writes here always stays read-write. Each file is an array of page addresses in that region (0: a hole
  * reading as zeros), allocated from a bitmap. So a snapshot of guest memory
  * captures /tmp contents, forks share them copy-on-write, and a branch's
  * dirty scan stores exactly the /tmp pages its child wrote. The tree (names,
@@ -13,6 +13,8 @@
  * template's state file (tmp_save / tmp_load). A page is always fully
  * written when allocated: a freed page is not zeroed (in a child its
  * contents may come back from the template's image).
+ *
+ * Each node keeps mode, owner, atime/mtime/ctime (chmod, chown, utimensat).
  *
  * Invariants: a node is owned by its parent's kids array while linked, and
  * by the open files (refs) after unlink; it is freed when both are gone.
@@ -41,12 +43,13 @@ struct tnode {
   bool dir;
   bool linked;
   unsigned mode;
+  int uid, gid;
   int refs;
   uint64_t ino;
   uint64_t *pages;   /* guest addresses of the data pages, 0 = hole */
   uint64_t npages;   /* entries in pages */
   uint64_t size;
-  struct timespec mtime;
+  struct timespec atime, mtime, ctime; /* chmod/utimensat set them (tmp_chmod, tmp_utimes) */
   struct tnode *parent;
   struct tnode **kids;
   int nkids;
@@ -91,6 +94,7 @@ static struct tnode *node_new(struct tmpfs *fs, const char *name, bool dir, unsi
   n->ino = __atomic_fetch_add(&next_ino, 1, __ATOMIC_RELAXED);
   n->linked = true;
   clock_gettime(CLOCK_REALTIME, &n->mtime);
+  n->atime = n->ctime = n->mtime;
   return n;
 }
 
@@ -158,11 +162,19 @@ static struct tnode *kid(struct tnode *d, const char *name, size_t len)
   return NULL;
 }
 
-/* Walk abs ("/tmp/..."); with parent_out, stop at the last component. */
-static struct tnode *walk(struct sb *sb, const char *abs, struct tnode **parent_out, const char **last)
+/* Walk abs ("/tmp/..."). With parent_out: stop at the last component;
+ * *parent_out is the directory that holds (or would hold) it and *last its
+ * name, or both NULL when abs is /tmp itself or an earlier component is
+ * missing (-ENOENT into *err) or not a directory (-ENOTDIR). */
+static struct tnode *walk(struct sb *sb, const char *abs, struct tnode **parent_out, const char **last, int *err)
 {
   struct tnode *n = sb->tmpfs->root;
   const char *p = abs + 4;
+  if (parent_out) {
+    *parent_out = NULL;
+    *last = NULL;
+    *err = 0;
+  }
   while (*p == '/')
     p++;
   while (*p) {
@@ -171,26 +183,44 @@ static struct tnode *walk(struct sb *sb, const char *abs, struct tnode **parent_
     const char *next = p + len;
     while (*next == '/')
       next++;
+    if (!n->dir) {
+      if (parent_out)
+        *err = -ENOTDIR;
+      return NULL;
+    }
     if (parent_out && !*next) {
+      if (len > 255) {
+        *err = -ENAMETOOLONG;
+        return NULL;
+      }
       *parent_out = n;
       *last = p;
       return kid(n, p, len);
     }
-    if (!n->dir)
-      return NULL;
     n = kid(n, p, len);
-    if (!n)
+    if (!n) {
+      if (parent_out)
+        *err = -ENOENT;
       return NULL;
+    }
     p = next;
-  }
-  if (parent_out) {
-    *parent_out = NULL;
-    *last = NULL;
   }
   return n;
 }
 
-struct tnode *tmp_lookup(struct sb *sb, const char *abs) { return walk(sb, abs, NULL, NULL); }
+struct tnode *tmp_lookup(struct sb *sb, const char *abs) { return walk(sb, abs, NULL, NULL, NULL); }
+
+long tmp_lookup_err(struct sb *sb, const char *abs, struct tnode **out)
+{
+  struct tnode *parent;
+  const char *last;
+  int err;
+  struct tnode *n = walk(sb, abs, &parent, &last, &err);
+  if (!parent && !err)
+    n = sb->tmpfs->root; /* /tmp itself */
+  *out = n;
+  return n ? 0 : err ? err : -ENOENT;
+}
 
 static int add_kid(struct tnode *d, struct tnode *n)
 {
@@ -202,6 +232,7 @@ static int add_kid(struct tnode *d, struct tnode *n)
   n->parent = d;
   n->linked = true;
   clock_gettime(CLOCK_REALTIME, &d->mtime);
+  d->ctime = d->mtime;
   return 0;
 }
 
@@ -216,27 +247,24 @@ static void del_kid(struct tnode *d, struct tnode *n)
   n->linked = false;
   n->parent = NULL;
   clock_gettime(CLOCK_REALTIME, &d->mtime);
+  d->ctime = d->mtime;
 }
 
 long tmp_create(struct sb *sb, const char *abs, bool dir, unsigned mode, struct tnode **out)
 {
   struct tnode *parent;
   const char *last;
-  struct tnode *n = walk(sb, abs, &parent, &last);
-  if (!parent) {
-    if (tmp_lookup(sb, abs))
-      return -EEXIST;
-    return -ENOENT;
-  }
-  if (!parent->dir)
-    return -ENOTDIR;
+  int err;
+  struct tnode *n = walk(sb, abs, &parent, &last, &err);
+  if (!parent)
+    return err ? err : -EEXIST; /* no error: abs is /tmp itself */
   if (n)
     return -EEXIST;
-  if (strlen(last) > 255)
-    return -ENAMETOOLONG;
   n = node_new(sb->tmpfs, last, dir, mode & ~sb->umask);
   if (!n)
     return -ENOMEM;
+  n->uid = sb->uid;
+  n->gid = sb->gid;
   if (add_kid(parent, n) < 0) {
     tmp_free(n);
     return -ENOMEM;
@@ -249,9 +277,10 @@ long tmp_unlink(struct sb *sb, const char *abs, bool dir)
 {
   struct tnode *parent;
   const char *last;
-  struct tnode *n = walk(sb, abs, &parent, &last);
+  int err;
+  struct tnode *n = walk(sb, abs, &parent, &last, &err);
   if (!parent)
-    return tmp_lookup(sb, abs) ? -EBUSY : -ENOENT;
+    return err ? err : -EBUSY;
   if (!n)
     return -ENOENT;
   if (dir && !n->dir)
@@ -270,12 +299,15 @@ long tmp_rename(struct sb *sb, const char *from, const char *to)
 {
   struct tnode *fp, *tp;
   const char *fl, *tl;
-  struct tnode *n = walk(sb, from, &fp, &fl);
-  if (!fp || !n)
+  int err;
+  struct tnode *n = walk(sb, from, &fp, &fl, &err);
+  if (!fp)
+    return err ? err : -EBUSY;
+  if (!n)
     return -ENOENT;
-  struct tnode *old = walk(sb, to, &tp, &tl);
+  struct tnode *old = walk(sb, to, &tp, &tl, &err);
   if (!tp)
-    return -EBUSY;
+    return err ? err : -EBUSY;
   if (!tp->dir)
     return -ENOTDIR;
   for (struct tnode *a = tp; a; a = a->parent)
@@ -310,10 +342,45 @@ void tmp_stat(struct tnode *n, struct stat *st)
   st->st_ino = n->ino;
   st->st_mode = (n->dir ? S_IFDIR : S_IFREG) | n->mode;
   st->st_nlink = n->dir ? 2 : 1;
+  st->st_uid = (uid_t)n->uid;
+  st->st_gid = (gid_t)n->gid;
   st->st_size = (off_t)n->size;
   st->st_blksize = 4096;
   st->st_blocks = (blkcnt_t)((n->size + 511) / 512);
-  st->st_mtim = st->st_ctim = st->st_atim = n->mtime;
+  st->st_atim = n->atime;
+  st->st_mtim = n->mtime;
+  st->st_ctim = n->ctime;
+}
+
+void tmp_chown(struct tnode *n, int uid, int gid)
+{
+  if (uid != -1)
+    n->uid = uid;
+  if (gid != -1)
+    n->gid = gid;
+  clock_gettime(CLOCK_REALTIME, &n->ctime);
+}
+
+void tmp_chmod(struct tnode *n, unsigned mode)
+{
+  n->mode = mode & 07777;
+  clock_gettime(CLOCK_REALTIME, &n->ctime);
+}
+
+/* utimensat's times: NULL = now for both, else [atime, mtime] each a time,
+ * UTIME_NOW or UTIME_OMIT (checked by the caller). */
+void tmp_utimes(struct tnode *n, const struct timespec *ts)
+{
+  struct timespec now;
+  clock_gettime(CLOCK_REALTIME, &now);
+  for (int i = 0; i < 2; i++) {
+    struct timespec *t = i ? &n->mtime : &n->atime;
+    if (!ts || ts[i].tv_nsec == UTIME_NOW)
+      *t = now;
+    else if (ts[i].tv_nsec != UTIME_OMIT)
+      *t = ts[i];
+  }
+  n->ctime = now;
 }
 
 long tmp_read(struct tnode *n, void *buf, uint64_t len, uint64_t off)
@@ -399,6 +466,7 @@ long tmp_write(struct tnode *n, const void *buf, uint64_t len, uint64_t off)
   if (off + done > n->size)
     n->size = off + done;
   clock_gettime(CLOCK_REALTIME, &n->mtime);
+  n->ctime = n->mtime;
   return (long)done;
 }
 
@@ -416,6 +484,7 @@ long tmp_truncate(struct tnode *n, uint64_t len)
   }
   n->size = len;
   clock_gettime(CLOCK_REALTIME, &n->mtime);
+  n->ctime = n->mtime;
   return 0;
 }
 
@@ -439,16 +508,27 @@ void tmp_unref(struct tnode *n)
 
 uint64_t tmp_node_id(struct tnode *n) { return n->id; }
 
+/* A node's second word: bit 0 dir, bits 1-12 the mode, NODE_V2: atime,
+ * ctime, uid and gid follow mtime (state version 2; a version 1 node has
+ * mtime only, and is owned by root). */
+#define NODE_V2 (1ull << 20)
+
 static void save_node(struct tnode *n, uint64_t parent, struct wbuf *w)
 {
   n->id = ++n->fs->next_id;
   w_u64(w, parent);
   w_str(w, n->name);
-  w_u64(w, (uint64_t)n->dir | (uint64_t)n->mode << 1);
+  w_u64(w, (uint64_t)n->dir | (uint64_t)n->mode << 1 | NODE_V2);
   w_u64(w, n->ino);
   w_u64(w, n->size);
   w_u64(w, (uint64_t)n->mtime.tv_sec);
   w_u64(w, (uint64_t)n->mtime.tv_nsec);
+  w_u64(w, (uint64_t)n->atime.tv_sec);
+  w_u64(w, (uint64_t)n->atime.tv_nsec);
+  w_u64(w, (uint64_t)n->ctime.tv_sec);
+  w_u64(w, (uint64_t)n->ctime.tv_nsec);
+  w_u64(w, (uint64_t)(uint32_t)n->uid);
+  w_u64(w, (uint64_t)(uint32_t)n->gid);
   uint64_t np = (n->size + PAGE - 1) / PAGE;
   if (np > n->npages)
     np = n->npages;
@@ -510,7 +590,19 @@ int tmp_load(struct tmpfs *fs, struct rbuf *r, struct tnode ***nodes_out, size_t
     char name[256];
     r_str(r, name, sizeof name);
     uint64_t dm = r_u64(r), ino = r_u64(r), size = r_u64(r);
-    struct timespec mt = {(time_t)r_u64(r), (long)r_u64(r)};
+    struct timespec mt, at, ct;
+    mt.tv_sec = (time_t)r_u64(r);
+    mt.tv_nsec = (long)r_u64(r);
+    at = ct = mt;
+    uint64_t uid = 0, gid = 0;
+    if (dm & NODE_V2) {
+      at.tv_sec = (time_t)r_u64(r);
+      at.tv_nsec = (long)r_u64(r);
+      ct.tv_sec = (time_t)r_u64(r);
+      ct.tv_nsec = (long)r_u64(r);
+      uid = r_u64(r);
+      gid = r_u64(r);
+    }
     uint64_t np = r_u64(r);
     if (r->err || parent > i || (i == 0 && (parent || !(dm & 1))) || !name[0] ||
         strchr(name, '/') || np > fs->npages || size > fs->npages * PAGE || np > (size + PAGE - 1) / PAGE)
@@ -526,6 +618,10 @@ int tmp_load(struct tmpfs *fs, struct rbuf *r, struct tnode ***nodes_out, size_t
     n->ino = ino;
     n->size = n->dir ? 0 : size;
     n->mtime = mt;
+    n->atime = at;
+    n->ctime = ct;
+    n->uid = (int)(uint32_t)uid;
+    n->gid = (int)(uint32_t)gid;
     if (i > 0 && parent == 0)
       n->linked = false; /* held only by open files */
     if (np) {
@@ -550,10 +646,11 @@ int tmp_load(struct tmpfs *fs, struct rbuf *r, struct tnode ***nodes_out, size_t
     }
     if (i > 0 && parent) {
       struct tnode *p = nodes[parent - 1];
-      struct timespec pmt = p->mtime; /* the saved one: add_kid would stamp it now */
+      struct timespec pmt = p->mtime, pct = p->ctime; /* the saved ones: add_kid would stamp them now */
       if (!p->dir || kid(p, name, strlen(name)) || add_kid(p, n) < 0)
         goto bad;
       p->mtime = pmt;
+      p->ctime = pct;
     }
   }
   *nodes_out = nodes;

@@ -3,7 +3,9 @@
 #   skip "why"            skip the test now
 #   fail "why"            fail the test now
 #   cleanup_fn CMD...     run CMD at exit (last registered runs first)
-#   tmpdir                a fresh directory removed at exit, in $TMP
+#   $TMP                  a fresh directory removed at exit, under /var/tmp
+#                         ($COWFORK_TEST_DIR): not under /tmp, which a sandbox
+#                         never sees (its /tmp is its own, docs/sandbox.md)
 #   cowfork ARGS...       the cowfork binary under test, with a private store
 #   start_server PIDVAR SOCKET CMD...  run CMD in the background, wait for SOCKET
 set -euo pipefail
@@ -21,7 +23,7 @@ requires() {
   local p
   for p in "$@"; do command -v "$p" >/dev/null 2>&1 || skip "$p is not installed"; done
 }
-TMP=$(mktemp -d /tmp/cowfork-test.XXXXXX)
+TMP=$(mktemp -d "${COWFORK_TEST_DIR:-/var/tmp}/cowfork-test.XXXXXX")
 cleanup_fn "rm -rf '$TMP'"
 export COWFORK_STORE="$TMP/store"
 cowfork() { "$COWFORK" "$@"; }

@@ -9,7 +9,8 @@
  *   0x1000 IDT (32 vectors) and at 0x1800 one exception stub per vector
  *   0x2000 PML4, 0x3000 PDPT, 0x4000 the 4 KiB page table of the first 2 MiB,
  *   0x5000..0x8fff page directories (2 MiB pages, user RWX): up to 4 GiB
- *   0x9000..0xafff kernel stack (TSS.RSP0), 0xe000 MMIO page (its guest
+ *   0x9000..0xafff kernel stack (TSS.RSP0), 0xb000 and 0xc000 the 4 KiB
+ *   page tables of the edges of a guarded range (cf_vm_guard), 0xe000 MMIO page (its guest
  *   physical address is outside every memslot), 0xf000 syscall stub (user RX)
  *   All of it is below CF_VM_USER_BASE (Linux's mmap_min_addr) and, except
  *   the two stub pages, supervisor-only: a NULL dereference is a #PF.
@@ -58,6 +59,8 @@ _Static_assert(sizeof(struct cf_vm_regs) == sizeof(struct kvm_regs), "cf_vm_regs
 #define PD_ADDR 0x5000ull
 #define PD_PAGES 4ull
 #define KSTACK_TOP 0xb000ull
+#define GUARD_PT0 0xb000ull
+#define GUARD_PT1 0xc000ull
 #define MMIO_VA 0xe000ull
 #define STUB_VA 0xf000ull
 #define SYS_SIZE 0x10000ull
@@ -251,6 +254,37 @@ static int set_cpu_state(struct cf_vm *vm)
   x.xcrs[0].value = xcr0;
   if (ioctl(vm->cpu, KVM_SET_XCRS, &x) < 0)
     return cf_fail(errno, "KVM_SET_XCRS: %m");
+  return 0;
+}
+
+int cf_vm_guard(struct cf_vm *vm, uint64_t start, uint64_t end)
+{
+  if (start % 4096 || end % 4096 || start < (2ull << 20) || end > vm->mem_size || start >= end)
+    return cf_fail(EINVAL, "cf_vm_guard: bad range [0x%llx, 0x%llx)", (unsigned long long)start,
+                   (unsigned long long)end);
+  if (vm->stats.exits)
+    return cf_fail(EBUSY, "cf_vm_guard: the vCPU has run (its page tables are shadowed)");
+  uint64_t *pd = (uint64_t *)(vm->mem + PD_ADDR);
+  uint64_t first = start >> 21, last = (end - 1) >> 21;
+  for (uint64_t i = first; i <= last; i++)
+    if ((pd[i] & 0x84) != 0x84) /* not a 2 MiB user page: guarded already */
+      return cf_fail(EBUSY, "cf_vm_guard: a range is guarded already");
+  uint64_t pts[2] = {GUARD_PT0, GUARD_PT1};
+  int npt = 0;
+  for (uint64_t i = first; i <= last; i++) {
+    uint64_t lo = i << 21, hi = lo + (2ull << 20);
+    if (start <= lo && end >= hi) {
+      pd[i] = lo | 0x83 | PTE_A | PTE_D; /* present, RW, supervisor, 2 MiB */
+      continue;
+    }
+    /* A 2 MiB block partly in the range: a 4 KiB page table for it. */
+    uint64_t *pt = (uint64_t *)(vm->mem + pts[npt]);
+    for (uint64_t k = 0; k < 512; k++) {
+      uint64_t va = lo + (k << 12);
+      pt[k] = va | (va >= start && va < end ? 3 : 7) | PTE_A | PTE_D;
+    }
+    pd[i] = pts[npt++] | 7 | PTE_A;
+  }
   return 0;
 }
 

@@ -80,6 +80,13 @@ int cf_vm_save_cpu(struct cf_vm *vm, struct cf_vm_cpu *c);
 int cf_vm_load_cpu(struct cf_vm *vm, const struct cf_vm_cpu *c, const struct cf_vm_regs *regs);
 
 /* The host mapping of guest memory: guest address a is at base + a. */
+/* Make guest [start, end) (4 KiB aligned, above the first 2 MiB, inside
+ * guest memory) supervisor-only in the page tables: a program's access is
+ * a #PF with its address, while the VMM still reads and writes it through
+ * the host mapping. Once per VM, before its first cf_vm_run (the page
+ * tables never change after that: shadow paging would not see it); a
+ * forked VM inherits it with the system area. -1 + cf_error. */
+int cf_vm_guard(struct cf_vm *vm, uint64_t start, uint64_t end);
 uint8_t *cf_vm_mem(const struct cf_vm *vm);
 uint64_t cf_vm_mem_size(const struct cf_vm *vm);
 

@@ -1,6 +1,7 @@
 /* Hostile programs for tests/sandbox-hostile.sh: argv[1] picks the misdeed.
  * Built static by the test. */
 #include <errno.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -71,6 +72,29 @@ int main(int argc, char **argv)
   if (!strcmp(what, "loop"))
     for (;;)
       ;
+  /* The /tmp data region of a 256 MiB sandbox (shim.h: TMP_BASE, TMP_SIZE):
+   * guest memory the shim keeps for itself (tests/sandbox-fs.sh). */
+  if (!strcmp(what, "tmp-region")) {
+    char *tb = (char *)0xb700000ul;
+    size_t ts = 64ul << 20;
+    int u = munmap(tb, ts);
+    void *m = mmap(tb, 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0);
+    int me = m == MAP_FAILED ? errno : 0;
+    int p = mprotect(tb, 4096, PROT_READ | PROT_WRITE);
+    int pe = p < 0 ? errno : 0;
+    int fd = open("/tmp/x", O_CREAT | O_RDWR | O_TRUNC, 0644);
+    char buf[8] = {0};
+    int okio = fd >= 0 && write(fd, "data", 4) == 4 && pread(fd, buf, 4, 0) == 4 && !strcmp(buf, "data");
+    printf("munmap %d, mmap-fixed %s, mprotect %s, /tmp %s\n", u, me ? strerrorname_np(me) : "mapped",
+           pe ? strerrorname_np(pe) : "0", okio ? "ok" : "broken");
+    return 0;
+  }
+  if (!strcmp(what, "tmp-store")) {
+    struct sigaction sa = {.sa_sigaction = on_segv, .sa_flags = SA_SIGINFO};
+    sigaction(SIGSEGV, &sa, NULL);
+    *(volatile char *)0xb700000ul = 1;
+    return 0;
+  }
   if (!strcmp(what, "handler")) {
     struct sigaction sa = {.sa_sigaction = on_segv, .sa_flags = SA_SIGINFO};
     sigaction(SIGSEGV, &sa, NULL);

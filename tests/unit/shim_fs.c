@@ -1,0 +1,477 @@
+/* The shim's files and address space without a VM: a struct sb over an
+ * anonymous "guest memory" mapping, system calls served by sys_dispatch as
+ * the run loop would, guest pointers into a scratch VMA. Needs no /dev/kvm,
+ * so it runs everywhere. Arguments pick groups (mkdir region attrs locks
+ * shared hidden select limits); none runs them all. Each check is what Linux does (issue 11: mkdir
+ * under a missing /tmp parent, the /tmp region out of the guest's reach,
+ * chmod/utimensat, record locks, MAP_SHARED of /tmp files, the root's /tmp
+ * invisible, select, socket calls on files, mmap/brk limits). */
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/mman.h>
+#include <sys/select.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "shim/shim.h"
+#include "tap.h"
+
+#define MEM (64ull << 20)
+#define SCRATCH (4ull << 20) /* a read-write VMA [4 MiB, 8 MiB) for guest buffers */
+#define SCRATCH_LEN (4ull << 20)
+
+static struct sb *sb;
+static struct cf_sandbox_opts opts;
+static uint64_t bump;
+static char root[] = "/var/tmp/cowfork-shimfs.XXXXXX";
+
+static long sys(long nr, uint64_t a0, uint64_t a1, uint64_t a2, uint64_t a3, uint64_t a4, uint64_t a5)
+{
+  const uint64_t a[6] = {a0, a1, a2, a3, a4, a5};
+  return sys_dispatch(sb, nr, a);
+}
+#define S0(nr) sys(nr, 0, 0, 0, 0, 0, 0)
+#define S1(nr, a) sys(nr, (uint64_t)(a), 0, 0, 0, 0, 0)
+#define S2(nr, a, b) sys(nr, (uint64_t)(a), (uint64_t)(b), 0, 0, 0, 0)
+#define S3(nr, a, b, c) sys(nr, (uint64_t)(a), (uint64_t)(b), (uint64_t)(c), 0, 0, 0)
+#define S4(nr, a, b, c, d) sys(nr, (uint64_t)(a), (uint64_t)(b), (uint64_t)(c), (uint64_t)(d), 0, 0)
+#define S5(nr, a, b, c, d, e) sys(nr, (uint64_t)(a), (uint64_t)(b), (uint64_t)(c), (uint64_t)(d), (uint64_t)(e), 0)
+#define S6(nr, a, b, c, d, e, f)                                                                               \
+  sys(nr, (uint64_t)(a), (uint64_t)(b), (uint64_t)(c), (uint64_t)(d), (uint64_t)(e), (uint64_t)(f))
+
+/* Guest scratch: n bytes (copied from p when given), 16-aligned. */
+static uint64_t galloc(const void *p, size_t n)
+{
+  uint64_t g = SCRATCH + bump;
+  bump += (n + 15) & ~15ul;
+  if (bump > SCRATCH_LEN)
+    abort();
+  if (p)
+    memcpy(sb->mem + g, p, n);
+  else
+    memset(sb->mem + g, 0, n);
+  return g;
+}
+static uint64_t gs(const char *s) { return galloc(s, strlen(s) + 1); }
+static void *hp(uint64_t g) { return sb->mem + g; }
+
+static void sb_setup(void)
+{
+  if (!mkdtemp(root))
+    abort();
+  char p[512];
+  /* The root's own /tmp, with a directory and a file: never to be seen. */
+  snprintf(p, sizeof p, "%s/tmp", root);
+  mkdir(p, 0777);
+  snprintf(p, sizeof p, "%s/tmp/hostdir", root);
+  mkdir(p, 0777);
+  snprintf(p, sizeof p, "%s/tmp/hostdir/file", root);
+  int fd = open(p, O_CREAT | O_WRONLY, 0644);
+  if (fd < 0 || write(fd, "host", 4) != 4)
+    abort();
+  close(fd);
+  snprintf(p, sizeof p, "%s/lnk", root); /* a path into the root's /tmp through a symlink */
+  if (symlink("/tmp/hostdir", p) < 0)
+    abort();
+  snprintf(p, sizeof p, "%s/etc", root);
+  mkdir(p, 0755);
+  snprintf(p, sizeof p, "%s/etc/plain", root);
+  fd = open(p, O_CREAT | O_WRONLY, 0644);
+  close(fd);
+
+  int null = open("/dev/null", O_RDWR | O_CLOEXEC);
+  opts.stdio[0] = opts.stdio[1] = opts.stdio[2] = null;
+  sb = calloc(1, sizeof *sb);
+  sb->opts = &opts;
+  sb->trace = stderr;
+  sb->mem = mmap(NULL, MEM, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+  if (sb->mem == MAP_FAILED)
+    abort();
+  sb->mem_size = MEM;
+  sb->rootfd = -1;
+  sb->pid = sb->tid = 2;
+  sb->uid = (int)getuid();
+  sb->gid = (int)getgid();
+  sb->mmap_top = MMAP_TOP(MEM);
+  sb->brk_start = sb->brk_cur = 12ull << 20;
+  if (fs_init(sb, root, opts.stdio) < 0 || mm_map_anon(sb, SCRATCH, SCRATCH_LEN, PROT_READ | PROT_WRITE) < 0)
+    abort();
+}
+
+static void sb_teardown(void)
+{
+  fs_fini(sb);
+  hostfile_fini(sb);
+  free(sb->vmas);
+  free(sb->replaced);
+  munmap(sb->mem, MEM);
+  free(sb);
+  char cmd[600];
+  snprintf(cmd, sizeof cmd, "rm -rf '%s'", root);
+  if (system(cmd) != 0)
+    diag("could not remove %s", root);
+}
+
+static int gopen(const char *path, int flags, int mode) { return (int)S3(SYS_open, gs(path), flags, mode); }
+
+static long gwrite(int fd, const char *s) { return S3(SYS_write, fd, gs(s), strlen(s)); }
+
+/* pread into a string (NUL-terminated). */
+static const char *gpread(int fd, size_t n, off_t off)
+{
+  static char out[4096];
+  uint64_t b = galloc(NULL, n);
+  long r = S4(SYS_pread64, fd, b, n, off);
+  if (r < 0)
+    r = 0;
+  memcpy(out, hp(b), (size_t)r);
+  out[r] = 0;
+  return out;
+}
+
+static long gstat(const char *path, struct stat *st)
+{
+  uint64_t b = galloc(NULL, sizeof *st);
+  long r = S2(SYS_stat, gs(path), b);
+  memcpy(st, hp(b), sizeof *st);
+  return r;
+}
+
+/* Names in a /tmp directory, joined with ' '. */
+static const char *glist(const char *dir)
+{
+  static char out[1024];
+  out[0] = 0;
+  int fd = gopen(dir, O_RDONLY | O_DIRECTORY, 0);
+  if (fd < 0)
+    return "(open failed)";
+  uint64_t b = galloc(NULL, 4096);
+  long n = S3(SYS_getdents64, fd, b, 4096);
+  for (long pos = 0; pos < n;) {
+    uint8_t *d = (uint8_t *)hp(b) + pos;
+    uint16_t rec;
+    memcpy(&rec, d + 16, 2);
+    const char *name = (const char *)d + 19;
+    if (strcmp(name, ".") && strcmp(name, "..")) {
+      if (out[0])
+        strcat(out, " ");
+      strncat(out, name, sizeof out - strlen(out) - 2);
+    }
+    pos += rec;
+  }
+  S1(SYS_close, fd);
+  return out;
+}
+
+static void test_mkdir(void)
+{
+  diag("mkdir and friends under a missing /tmp parent: ENOENT, never a crash or a name with '/'");
+  /* First a mkdir that works: the frame of the next one then holds its
+   * parent and name (what an unset *parent_out of walk() used to pick up). */
+  is(S2(SYS_mkdir, gs("/tmp/a"), 0755), 0, "mkdir /tmp/a");
+  is(S2(SYS_mkdir, gs("/tmp/nope/x"), 0755), -ENOENT, "then mkdir /tmp/nope/x: ENOENT");
+  ok(strcmp(glist("/tmp"), "a") == 0, "/tmp lists only 'a' (got '%s')", glist("/tmp"));
+  is(S1(SYS_rmdir, gs("/tmp/a")), 0, "rmdir /tmp/a");
+  is(S2(SYS_mkdir, gs("/tmp/nope/x"), 0755), -ENOENT, "mkdir /tmp/nope/x: ENOENT");
+  is(S2(SYS_mkdir, gs("/tmp/nope/deeper/x"), 0755), -ENOENT, "mkdir /tmp/nope/deeper/x: ENOENT");
+  is(S3(SYS_mkdirat, AT_FDCWD, gs("/tmp/nope/x"), 0755), -ENOENT, "mkdirat: ENOENT");
+  is(gopen("/tmp/nope/f", O_CREAT | O_WRONLY, 0644), -ENOENT, "open(O_CREAT) /tmp/nope/f: ENOENT");
+  int fd = gopen("/tmp/file", O_CREAT | O_WRONLY, 0644);
+  ok(fd >= 0, "create /tmp/file");
+  S1(SYS_close, fd);
+  is(S2(SYS_mkdir, gs("/tmp/file/x"), 0755), -ENOTDIR, "mkdir /tmp/file/x: ENOTDIR");
+  is(gopen("/tmp/file/x", O_CREAT | O_WRONLY, 0644), -ENOTDIR, "open(O_CREAT) /tmp/file/x: ENOTDIR");
+  is(S2(SYS_rename, gs("/tmp/file"), gs("/tmp/nope/file")), -ENOENT, "rename into a missing dir: ENOENT");
+  is(S2(SYS_rename, gs("/tmp/nope/a"), gs("/tmp/b")), -ENOENT, "rename from a missing dir: ENOENT");
+  is(S1(SYS_unlink, gs("/tmp/nope/a")), -ENOENT, "unlink in a missing dir: ENOENT");
+  is(S2(SYS_mkdir, gs("/tmp"), 0755), -EEXIST, "mkdir /tmp: EEXIST");
+  is(S2(SYS_mkdir, gs("/tmp/d"), 0755), 0, "mkdir /tmp/d");
+  is(S2(SYS_mkdir, gs("/tmp/d/e"), 0755), 0, "mkdir /tmp/d/e");
+  ok(strcmp(glist("/tmp"), "file d") == 0, "/tmp lists 'file d' (got '%s')", glist("/tmp"));
+  ok(strcmp(glist("/tmp/d"), "e") == 0, "/tmp/d lists 'e' (got '%s')", glist("/tmp/d"));
+}
+
+static void test_region(void)
+{
+  diag("the /tmp data region is out of the guest's reach");
+  uint64_t tb = TMP_BASE(MEM), ts = TMP_SIZE(MEM);
+  int fd = gopen("/tmp/r", O_CREAT | O_RDWR, 0644);
+  is(gwrite(fd, "before"), 6, "write /tmp/r");
+  is(S2(SYS_munmap, tb, ts), 0, "munmap of the region: 0 (nothing of the guest's is there)");
+  is(S6(SYS_mmap, tb, PAGE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0), -ENOMEM,
+     "mmap MAP_FIXED over it: ENOMEM");
+  is(S6(SYS_mmap, tb - PAGE, 2 * PAGE, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0), -ENOMEM,
+     "mmap MAP_FIXED across its start: ENOMEM");
+  is(S6(SYS_mmap, tb, PAGE, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0), -ENOMEM,
+     "mmap MAP_FIXED_NOREPLACE over it: ENOMEM");
+  long hint = S6(SYS_mmap, tb, PAGE, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  ok(hint > 0 && ((uint64_t)hint + PAGE <= tb || (uint64_t)hint >= tb + ts), "mmap with it as a hint maps elsewhere");
+  is(S3(SYS_mprotect, tb, PAGE, PROT_READ | PROT_WRITE), -ENOMEM, "mprotect of it: ENOMEM (unmapped for the guest)");
+  /* A mapping just below the region, then one munmap across both. */
+  uint64_t below = tb - 2 * PAGE;
+  is(S6(SYS_mmap, below, PAGE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0), (long)below,
+     "mmap MAP_FIXED just below it");
+  is(S2(SYS_munmap, below, 2 * PAGE + ts + PAGE), 0, "munmap across the mapping and the region");
+  ok(mm_find(sb, below) == NULL, "the mapping below went");
+  /* The shim still reads and writes /tmp (the region kept its host mapping). */
+  is(S4(SYS_pwrite64, fd, gs("after!"), 6, 6), 6, "write /tmp/r after all that");
+  ok(strcmp(gpread(fd, 64, 0), "beforeafter!") == 0, "read /tmp/r back: '%s'", gpread(fd, 64, 0));
+  for (int i = 0; i < 64; i++) {
+    char name[32];
+    snprintf(name, sizeof name, "/tmp/many%d", i);
+    int f = gopen(name, O_CREAT | O_WRONLY, 0644);
+    uint64_t b = galloc(NULL, 8192);
+    memset(hp(b), 'x', 8192);
+    if (S3(SYS_write, f, b, 8192) != 8192)
+      break;
+    S1(SYS_close, f);
+  }
+  ok(1, "64 more /tmp files of 8 KiB written after the munmap");
+  S1(SYS_close, fd);
+}
+
+static void test_attrs(void)
+{
+  diag("chmod, fchmod, utime, utimes, utimensat take effect on /tmp files");
+  struct stat st;
+  int fd = gopen("/tmp/prog", O_CREAT | O_WRONLY, 0644);
+  is(S2(SYS_chmod, gs("/tmp/prog"), 0755), 0, "chmod 0755");
+  gstat("/tmp/prog", &st);
+  is(st.st_mode & 07777, 0755, "stat shows 0755");
+  is(S3(SYS_access, gs("/tmp/prog"), X_OK, 0), 0, "access X_OK (shutil.which) now 0");
+  is(S2(SYS_fchmod, fd, 0600), 0, "fchmod 0600");
+  gstat("/tmp/prog", &st);
+  is(st.st_mode & 07777, 0600, "stat shows 0600");
+  is(S3(SYS_access, gs("/tmp/prog"), X_OK, 0), -EACCES, "access X_OK: EACCES");
+  is(S4(SYS_fchmodat, AT_FDCWD, gs("/tmp/prog"), 0711, 0), 0, "fchmodat 0711");
+  gstat("/tmp/prog", &st);
+  is(st.st_mode & 07777, 0711, "stat shows 0711");
+  is(S2(SYS_chmod, gs("/tmp/nope/x"), 0755), -ENOENT, "chmod of a missing file: ENOENT");
+  is(S2(SYS_chmod, gs("/etc/plain"), 0755), -EROFS, "chmod outside /tmp: EROFS");
+
+  struct timespec ts[2] = {{1000000000, 123456789}, {1200000000, 987654321}};
+  is(S4(SYS_utimensat, AT_FDCWD, gs("/tmp/prog"), galloc(ts, sizeof ts), 0), 0, "utimensat");
+  gstat("/tmp/prog", &st);
+  ok(st.st_atim.tv_sec == 1000000000 && st.st_atim.tv_nsec == 123456789, "atime set");
+  ok(st.st_mtim.tv_sec == 1200000000 && st.st_mtim.tv_nsec == 987654321, "mtime set");
+  struct timespec omit[2] = {{0, UTIME_OMIT}, {5, 0}};
+  is(S4(SYS_utimensat, fd, 0, galloc(omit, sizeof omit), 0), 0, "futimens (utimensat fd, NULL) with UTIME_OMIT");
+  gstat("/tmp/prog", &st);
+  ok(st.st_atim.tv_sec == 1000000000 && st.st_mtim.tv_sec == 5, "atime kept, mtime 5");
+  int64_t ub[2] = {111, 222};
+  is(S2(SYS_utime, gs("/tmp/prog"), galloc(ub, sizeof ub)), 0, "utime");
+  gstat("/tmp/prog", &st);
+  ok(st.st_atim.tv_sec == 111 && st.st_mtim.tv_sec == 222 && st.st_mtim.tv_nsec == 0, "utime's times");
+  struct timeval tv[2] = {{333, 1}, {444, 2}};
+  is(S2(SYS_utimes, gs("/tmp/prog"), galloc(tv, sizeof tv)), 0, "utimes");
+  gstat("/tmp/prog", &st);
+  ok(st.st_atim.tv_sec == 333 && st.st_mtim.tv_sec == 444 && st.st_mtim.tv_nsec == 2000, "utimes' times");
+  struct timespec bad[2] = {{0, 1000000000}, {0, 0}};
+  is(S4(SYS_utimensat, AT_FDCWD, gs("/tmp/prog"), galloc(bad, sizeof bad), 0), -EINVAL, "bad tv_nsec: EINVAL");
+  time_t now = time(NULL);
+  is(S4(SYS_utimensat, AT_FDCWD, gs("/tmp/prog"), 0, 0), 0, "utimensat(NULL times): now");
+  gstat("/tmp/prog", &st);
+  ok(st.st_mtim.tv_sec >= now - 1 && st.st_mtim.tv_sec <= now + 1, "mtime is now");
+  is(S4(SYS_utimensat, AT_FDCWD, gs("/etc/plain"), 0, 0), -EROFS, "utimensat outside /tmp: EROFS");
+  is(S4(SYS_utimensat, AT_FDCWD, 0, 0, 0), -EFAULT, "utimensat(AT_FDCWD, NULL): EFAULT");
+  is(S3(SYS_chown, gs("/tmp/prog"), getuid(), getgid()), 0, "chown to oneself");
+  S1(SYS_close, fd);
+}
+
+static void test_locks(void)
+{
+  diag("record locks: F_GETLK fills struct flock; OFD and flock locks conflict between open files");
+  int a = gopen("/tmp/lk", O_CREAT | O_RDWR, 0644), b = gopen("/tmp/lk", O_RDWR, 0);
+  struct flock fl = {.l_type = F_WRLCK, .l_whence = SEEK_SET, .l_start = 0, .l_len = 10, .l_pid = 77};
+  uint64_t g = galloc(&fl, sizeof fl);
+  is(S3(SYS_fcntl, a, F_GETLK, g), 0, "F_GETLK");
+  struct flock *o = hp(g);
+  is(o->l_type, F_UNLCK, "no conflicting lock: l_type F_UNLCK");
+  is(o->l_start, 0, "l_start as given");
+  is(o->l_len, 10, "l_len as given");
+  *o = (struct flock){.l_type = F_WRLCK, .l_whence = SEEK_SET, .l_start = 0, .l_len = 10};
+  is(S3(SYS_fcntl, a, F_SETLK, g), 0, "F_SETLK write lock");
+  *o = (struct flock){.l_type = F_WRLCK, .l_whence = SEEK_SET, .l_start = 5, .l_len = 10};
+  is(S3(SYS_fcntl, b, F_SETLK, g), 0, "F_SETLK through another fd: the same process owns POSIX locks");
+  *o = (struct flock){.l_type = F_WRLCK, .l_whence = SEEK_SET, .l_start = 0, .l_len = 0};
+  is(S3(SYS_fcntl, b, F_OFD_SETLK, g), -EAGAIN, "F_OFD_SETLK over the POSIX lock: EAGAIN");
+  *o = (struct flock){.l_type = F_RDLCK, .l_whence = SEEK_SET, .l_start = 0, .l_len = 0};
+  is(S3(SYS_fcntl, b, F_OFD_GETLK, g), 0, "F_OFD_GETLK");
+  ok(o->l_type == F_WRLCK && o->l_start == 0 && o->l_len == 15 && o->l_pid == sb->pid,
+     "reports the process's write lock [0, 15) (type %d start %ld len %ld pid %d)", o->l_type, (long)o->l_start,
+     (long)o->l_len, o->l_pid);
+  *o = (struct flock){.l_type = F_UNLCK, .l_whence = SEEK_SET, .l_start = 0, .l_len = 0};
+  is(S3(SYS_fcntl, a, F_SETLK, g), 0, "unlock all");
+  *o = (struct flock){.l_type = F_WRLCK, .l_whence = SEEK_SET, .l_start = 100, .l_len = 1};
+  is(S3(SYS_fcntl, a, F_OFD_SETLK, g), 0, "F_OFD_SETLK on fd a");
+  *o = (struct flock){.l_type = F_WRLCK, .l_whence = SEEK_SET, .l_start = 100, .l_len = 1};
+  is(S3(SYS_fcntl, b, F_OFD_SETLK, g), -EAGAIN, "F_OFD_SETLK on fd b (another open file): EAGAIN");
+  is(S3(SYS_fcntl, b, F_OFD_SETLKW, g), -EDEADLK, "F_OFD_SETLKW: EDEADLK, not a hang");
+  *o = (struct flock){.l_type = F_WRLCK, .l_whence = SEEK_SET, .l_start = 0, .l_len = 0};
+  is(S3(SYS_fcntl, b, F_GETLK, g), 0, "F_GETLK");
+  ok(o->l_type == F_WRLCK && o->l_start == 100 && o->l_len == 1 && o->l_pid == -1, "reports the OFD lock, pid -1");
+  *o = (struct flock){.l_type = 99, .l_whence = SEEK_SET};
+  is(S3(SYS_fcntl, a, F_SETLK, g), -EINVAL, "bad l_type: EINVAL");
+  int r = gopen("/tmp/lk", O_RDONLY, 0);
+  *o = (struct flock){.l_type = F_WRLCK, .l_whence = SEEK_SET, .l_start = 200, .l_len = 1};
+  is(S3(SYS_fcntl, r, F_SETLK, g), -EBADF, "write lock on a read-only fd: EBADF");
+  S1(SYS_close, r);
+  S1(SYS_close, a); /* its OFD lock goes with it */
+  *o = (struct flock){.l_type = F_WRLCK, .l_whence = SEEK_SET, .l_start = 100, .l_len = 1};
+  is(S3(SYS_fcntl, b, F_OFD_SETLK, g), 0, "after closing a, b gets the lock");
+  a = gopen("/tmp/lk", O_RDWR, 0);
+  is(S2(SYS_flock, a, LOCK_EX), 0, "flock LOCK_EX on a");
+  is(S2(SYS_flock, b, LOCK_EX | LOCK_NB), -EWOULDBLOCK, "flock LOCK_EX|LOCK_NB on b: EWOULDBLOCK");
+  is(S2(SYS_flock, b, LOCK_SH), -EDEADLK, "blocking flock: EDEADLK, not a hang");
+  is(S2(SYS_flock, a, LOCK_UN), 0, "flock LOCK_UN");
+  is(S2(SYS_flock, b, LOCK_SH | LOCK_NB), 0, "then b gets it");
+  is(S2(SYS_flock, 99, LOCK_SH), -EBADF, "flock on a bad fd: EBADF");
+  S1(SYS_close, a);
+  S1(SYS_close, b);
+}
+
+static void test_shared(void)
+{
+  diag("MAP_SHARED of a /tmp file: stores reach the file, writes reach the mapping");
+  int fd = gopen("/tmp/shm", O_CREAT | O_RDWR, 0644);
+  uint64_t b = galloc(NULL, 8192);
+  memset(hp(b), 'a', 8192);
+  is(S3(SYS_write, fd, b, 8192), 8192, "write 8 KiB of 'a'");
+  long m = S6(SYS_mmap, 0, 8192, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+  ok(m > 0, "mmap MAP_SHARED read-write");
+  long m2 = S6(SYS_mmap, 0, 8192, PROT_READ, MAP_SHARED, fd, 0);
+  ok(m2 > 0, "a second, read-only MAP_SHARED mapping");
+  memcpy(hp((uint64_t)m), "Hello", 5);
+  memcpy((char *)hp((uint64_t)m) + 4096, "World", 5);
+  ok(strncmp(gpread(fd, 5, 0), "Hello", 5) == 0, "pread sees the store at 0");
+  ok(strncmp(gpread(fd, 5, 4096), "World", 5) == 0, "pread sees the store at 4096");
+  ok(memcmp(hp((uint64_t)m2), "Hello", 5) == 0, "the other mapping sees it");
+  is(S4(SYS_pwrite64, fd, gs("J"), 1, 0), 1, "pwrite 'J' at 0");
+  ok(memcmp(hp((uint64_t)m), "Jello", 5) == 0, "the mapping sees the write");
+  ok(memcmp(hp((uint64_t)m2), "Jello", 5) == 0, "so does the read-only one");
+  is(S3(SYS_msync, m, 8192, MS_SYNC), 0, "msync");
+  is(S3(SYS_msync, m + 1, 8192, MS_SYNC), -EINVAL, "msync unaligned: EINVAL");
+  memcpy((char *)hp((uint64_t)m) + 100, "tail", 4);
+  is(S2(SYS_munmap, m, 8192), 0, "munmap");
+  S2(SYS_munmap, m2, 8192);
+  ok(strncmp(gpread(fd, 4, 100), "tail", 4) == 0, "a store just before munmap is in the file");
+  /* Partial munmap keeps the rest coherent. */
+  m = S6(SYS_mmap, 0, 8192, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+  is(S2(SYS_munmap, m, 4096), 0, "munmap the first page");
+  memcpy((char *)hp((uint64_t)m) + 4096, "Again", 5);
+  ok(strncmp(gpread(fd, 5, 4096), "Again", 5) == 0, "the second page is still shared");
+  /* After close the mapping stays. */
+  S1(SYS_close, fd);
+  memcpy((char *)hp((uint64_t)m) + 4096, "Close", 5);
+  fd = gopen("/tmp/shm", O_RDONLY, 0);
+  ok(strncmp(gpread(fd, 5, 4096), "Close", 5) == 0, "a store after close reaches the file");
+  is(S6(SYS_mmap, 0, 4096, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0), -EACCES,
+     "MAP_SHARED writable of a read-only fd: EACCES");
+  S1(SYS_close, fd);
+  S2(SYS_munmap, m + 4096, 4096);
+}
+
+static void test_hidden(void)
+{
+  diag("the root's /tmp is never seen: the sandbox's /tmp is its own");
+  struct stat st;
+  is(gstat("/tmp/hostdir", &st), -ENOENT, "stat /tmp/hostdir: ENOENT");
+  is(gopen("/tmp/hostdir/file", O_RDONLY, 0), -ENOENT, "open /tmp/hostdir/file: ENOENT");
+  is(gstat("/lnk/file", &st), -ENOENT, "through a symlink into it: ENOENT");
+  is(gopen("/lnk/file", O_RDONLY, 0), -ENOENT, "open through the symlink: ENOENT");
+  is(S1(SYS_chdir, gs("/tmp/hostdir")), -ENOENT, "chdir /tmp/hostdir: ENOENT");
+  is(S2(SYS_mkdir, gs("/tmp/hostdir"), 0755), 0, "mkdir /tmp/hostdir");
+  is(gopen("/tmp/hostdir/file", O_RDONLY, 0), -ENOENT, "its host file still is not seen");
+  ok(strcmp(glist("/tmp/hostdir"), "") == 0, "it lists empty");
+  ok(gopen("/etc/plain", O_RDONLY, 0) >= 0, "the rest of the root is seen");
+}
+
+static void test_select(void)
+{
+  diag("select, pselect6; socket calls on files");
+  fd_set r;
+  FD_ZERO(&r);
+  FD_SET(0, &r);
+  uint64_t gr = galloc(&r, sizeof r);
+  struct timeval tv = {1, 0};
+  is(S5(SYS_select, 1, gr, 0, 0, galloc(&tv, sizeof tv)), 1, "select on fd 0 (/dev/null): 1 ready");
+  ok(FD_ISSET(0, (fd_set *)hp(gr)), "fd 0 is set");
+  int fd = gopen("/tmp/sel", O_CREAT | O_RDWR, 0644);
+  FD_ZERO(&r);
+  FD_SET(fd, &r);
+  gr = galloc(&r, sizeof r);
+  uint64_t gw = galloc(&r, sizeof r);
+  is(S5(SYS_select, fd + 1, gr, gw, 0, 0), 2, "select on a /tmp file: readable and writable");
+  FD_ZERO(&r);
+  FD_SET(100, &r);
+  gr = galloc(&r, sizeof r);
+  is(S5(SYS_select, 101, gr, 0, 0, 0), -EBADF, "select with a closed fd: EBADF");
+  struct timespec tsp = {0, 0};
+  gr = galloc(&r, sizeof r);
+  is(S6(SYS_pselect6, 101, gr, 0, 0, galloc(&tsp, sizeof tsp), 0), -EBADF, "pselect6 with a closed fd: EBADF");
+  struct timeval t2 = {0, 20000};
+  struct timespec a, b;
+  clock_gettime(CLOCK_MONOTONIC, &a);
+  is(S5(SYS_select, 0, 0, 0, 0, galloc(&t2, sizeof t2)), 0, "select(0, ..., 20 ms): 0");
+  clock_gettime(CLOCK_MONOTONIC, &b);
+  double ms = (double)(b.tv_sec - a.tv_sec) * 1e3 + (double)(b.tv_nsec - a.tv_nsec) / 1e6;
+  ok(ms >= 19, "it slept %.1f ms", ms);
+  is(S5(SYS_select, -1, 0, 0, 0, 0), -EINVAL, "select(-1): EINVAL");
+  uint64_t v = galloc(NULL, 8), vl = galloc(NULL, 4);
+  *(int *)hp(vl) = 4;
+  is(S5(SYS_getsockopt, fd, SOL_SOCKET, SO_TYPE, v, vl), -ENOTSOCK, "getsockopt on a file: ENOTSOCK");
+  is(S3(SYS_getsockname, 0, v, vl), -ENOTSOCK, "getsockname on stdin: ENOTSOCK");
+  is(S3(SYS_getpeername, 99, v, vl), -EBADF, "getpeername on a bad fd: EBADF");
+  S1(SYS_close, fd);
+}
+
+static void test_limits(void)
+{
+  diag("mmap larger than guest memory, brk out of range, exec of /tmp files");
+  is(S6(SYS_mmap, 0, MEM + PAGE, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0), -ENOMEM,
+     "mmap larger than guest memory: ENOMEM");
+  is(S6(SYS_mmap, 0, UINT64_MAX - 10, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0), -ENOMEM, "mmap of ~2^64: ENOMEM");
+  is(S6(SYS_mmap, 0, PAGE, PROT_READ, MAP_ANONYMOUS, -1, 0), -EINVAL, "mmap without a mapping type: EINVAL");
+  long b0 = S1(SYS_brk, 0);
+  is(S1(SYS_brk, UINT64_MAX), b0, "brk(0xffff...): the old break");
+  is(S1(SYS_brk, 0), b0, "the break did not move");
+  is(S1(SYS_brk, MMAP_TOP(MEM) + PAGE), b0, "brk past the mmap area: the old break");
+  is(S1(SYS_brk, b0 + 3 * PAGE), b0 + 3 * PAGE, "brk up 3 pages");
+  is(S1(SYS_brk, b0), b0, "brk back down");
+  int fd = gopen("/tmp/exe", O_CREAT | O_WRONLY, 0644);
+  gwrite(fd, "\177ELF not really");
+  S1(SYS_close, fd);
+  is(fs_open_host(sb, AT_FDCWD, "/tmp/exe", O_RDONLY), -EACCES, "a /tmp file without x is not executable");
+  S2(SYS_chmod, gs("/tmp/exe"), 0755);
+  int h = fs_open_host(sb, AT_FDCWD, "/tmp/exe", O_RDONLY);
+  char buf[32] = {0};
+  ok(h >= 0 && pread(h, buf, sizeof buf, 0) == 15 && memcmp(buf, "\177ELF", 4) == 0,
+     "with x, the loader gets a host copy of its bytes");
+  if (h >= 0)
+    close(h);
+}
+
+int main(int argc, char **argv)
+{
+  static const struct { const char *name; void (*fn)(void); } groups[] = {
+      {"mkdir", test_mkdir},   {"region", test_region}, {"attrs", test_attrs},   {"locks", test_locks},
+      {"shared", test_shared}, {"hidden", test_hidden}, {"select", test_select}, {"limits", test_limits},
+  };
+  sb_setup();
+  for (size_t i = 0; i < sizeof groups / sizeof groups[0]; i++) {
+    bool run = argc < 2;
+    for (int k = 1; k < argc; k++)
+      run |= strcmp(argv[k], groups[i].name) == 0;
+    if (run)
+      groups[i].fn();
+  }
+  sb_teardown();
+  return done_testing();
+}
