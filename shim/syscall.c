@@ -18,7 +18,7 @@
  * hanging: natively it would hang forever.
  *
  * Signals: handlers run on the program's stack with a Linux rt_sigframe
- * (ucontext + siginfo; the FPU state is not saved). A pending, unblocked
+ * (ucontext + siginfo + the XSAVE area, push_fpstate). A pending, unblocked
  * signal is delivered after a system call (signal_after_syscall) or at a
  * kick exit while the program runs its own code (sig_at_kick). A call a
  * signal interrupts returns EINTR, or is restarted where Linux restarts it:
@@ -238,6 +238,38 @@ static void user_regs_after_syscall(struct sb *sb, struct cf_vm_regs *u)
   u->rflags = u->r11;
 }
 
+/* The FPU/SSE/AVX state in a signal frame: the vCPU's XSAVE area (KVM's
+ * standard, non-compacted format, which is XRSTOR's and Linux's user
+ * format), 64-byte aligned, Linux's software bytes in the legacy area's
+ * reserved tail and FP_XSTATE_MAGIC2 after it; uc_mcontext.fpregs points
+ * at it and rt_sigreturn loads it back. A handler that interrupts any
+ * instruction (a kick exit) must not leave the program with its vector
+ * registers changed. */
+#define FP_SIZE 4096u
+#define FP_MAGIC1 0x46505853u
+#define FP_MAGIC2 0x46505845u
+
+static uint64_t push_fpstate(struct sb *sb, uint64_t sp)
+{
+  struct cf_vm_cpu c;
+  if (cf_vm_save_cpu(sb->vm, &c) < 0)
+    return 0;
+  sp = (sp - FP_SIZE - 4) & ~63ull;
+  uint8_t *p = mm_ptr(sb, sp, FP_SIZE + 4, PROT_READ | PROT_WRITE);
+  if (!p)
+    return 0;
+  memcpy(p, c.xsave, FP_SIZE);
+  uint32_t sw[4] = {FP_MAGIC1, FP_SIZE + 4, 0, FP_SIZE}; /* magic1, extended size, xfeatures, xstate size */
+  uint64_t xfeatures;
+  memcpy(&xfeatures, p + 512, 8); /* the XSAVE header's XSTATE_BV */
+  memcpy(p + 464, sw, 8);
+  memcpy(p + 472, &xfeatures, 8);
+  memcpy(p + 480, &sw[3], 4);
+  uint32_t m2 = FP_MAGIC2;
+  memcpy(p + FP_SIZE, &m2, 4);
+  return sp;
+}
+
 /* Build an rt_sigframe for sig on the program's stack and point regs at
  * the handler. false if the frame cannot be written (then the caller kills). */
 static bool push_frame(struct sb *sb, int sig, int code, uint64_t addr, struct cf_vm_regs *u)
@@ -246,6 +278,10 @@ static bool push_frame(struct sb *sb, int sig, int code, uint64_t addr, struct c
   if (!(act->flags & SA_RESTORER))
     return false;
   uint64_t sp = u->rsp - 128; /* red zone */
+  uint64_t fp = push_fpstate(sb, sp);
+  if (!fp)
+    return false;
+  sp = fp;
   sp -= sizeof(siginfo_t);
   sp &= ~15ull;
   uint64_t info_addr = sp;
@@ -274,6 +310,7 @@ static bool push_frame(struct sb *sb, int sig, int code, uint64_t addr, struct c
   g[REG_RSP] = (greg_t)u->rsp, g[REG_RIP] = (greg_t)u->rip, g[REG_EFL] = (greg_t)u->rflags;
   g[REG_CSGSFS] = 0x33;
   g[REG_CR2] = (greg_t)addr;
+  uc->uc_mcontext.fpregs = (fpregset_t)fp;
   /* After sigsuspend the handler returns to the mask from before it. */
   memcpy(&uc->uc_sigmask, sb->have_saved_mask ? &sb->saved_mask : &sb->sigmask, 8);
   sb->have_saved_mask = false;
@@ -460,7 +497,18 @@ static long do_sigreturn(struct sb *sb)
   };
   memcpy(&sb->sigmask, &uc.uc_sigmask, 8);
   sb->sigmask &= ~((1ull << (SIGKILL - 1)) | (1ull << (SIGSTOP - 1)));
-  cf_vm_resume_user(sb->vm, &u);
+  uint64_t fp = (uint64_t)uc.uc_mcontext.fpregs;
+  if (!fp) { /* no FPU state in the frame: the registers stay as they are */
+    cf_vm_resume_user(sb->vm, &u);
+    return SYS_NORETURN;
+  }
+  struct cf_vm_cpu c;
+  if (cf_vm_save_cpu(sb->vm, &c) < 0 || mm_copy_in(sb, c.xsave, fp, FP_SIZE) < 0 ||
+      cf_vm_load_cpu(sb->vm, &c, &u) < 0) {
+    snprintf(sb->report, sizeof sb->report, "rt_sigreturn: bad FPU state in the signal frame at 0x%llx",
+             (unsigned long long)fp);
+    kill_sandbox(sb, SIGSEGV);
+  }
   return SYS_NORETURN;
 }
 

@@ -162,7 +162,13 @@ void itimer_poll(struct sb *sb)
     run_timers_arm(sb);
 }
 
-static uint64_t ts_ns(const struct timespec *ts) { return (uint64_t)ts->tv_sec * NS + (uint64_t)ts->tv_nsec; }
+/* A valid timespec in ns, saturated (a deadline centuries away stays one). */
+static uint64_t ts_ns(const struct timespec *ts)
+{
+  if ((uint64_t)ts->tv_sec >= UINT64_MAX / NS - 1)
+    return UINT64_MAX - 1;
+  return (uint64_t)ts->tv_sec * NS + (uint64_t)ts->tv_nsec;
+}
 
 static uint64_t clock_ns(clockid_t clk)
 {

@@ -114,6 +114,18 @@ int main(void)
   t = now_ms(CLOCK_MONOTONIC) - t;
   ok(r == -ETIMEDOUT && NEAR(t, 50), "FUTEX_WAIT, relative 50 ms: %ld after %.1f ms", r, t);
 
+  struct timespec far = {INT64_MAX, 0}; /* never: ends only by the alarm */
+  memcpy(sb->mem + TS, &far, sizeof far);
+  set_real(sb, 30, 0);
+  t = now_ms(CLOCK_MONOTONIC);
+  r = sys(sb, SYS_futex, WORD, FUTEX_WAIT_BITSET, 7, TS, 0, FUTEX_BITSET_MATCH_ANY);
+  t = now_ms(CLOCK_MONOTONIC) - t;
+  ok(r == -EINTR && sb->kill_signal == SIGALRM && NEAR(t, 30),
+     "a deadline INT64_MAX s away does not wrap: the wait goes on until a signal (%ld after %.1f ms)", r, t);
+  free_sb(sb);
+  sb = new_sb();
+  put_u32(sb, WORD, 7);
+
   put_ts(sb, TS, 0);
   r = sys(sb, SYS_futex, WORD, FUTEX_WAIT, 7, TS, 0, 0);
   ok(r == -ETIMEDOUT, "FUTEX_WAIT with a zero timeout: ETIMEDOUT (%ld)", r);
