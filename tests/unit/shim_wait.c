@@ -3,11 +3,14 @@
  * where /dev/kvm does not): timed futex waits sleep to their deadline and
  * give ETIMEDOUT, value mismatch EAGAIN, bad pointers EFAULT; an untimed
  * wait nothing can end ends the sandbox with a report; setitimer/getitimer/
- * alarm keep and report real timers; an armed ITIMER_REAL interrupts
+ * alarm keep and report real timers (and a state file keeps them, version 1
+ * files still load); an armed ITIMER_REAL interrupts
  * nanosleep, futex, poll, pause (a fatal SIGALRM here: a handler needs the
  * vCPU, tests/sandbox-signals.sh runs those); fork/vfork/clone are ENOMEM,
  * a thread EAGAIN; the timers survive a state save and load. */
 #include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
 #include <linux/futex.h>
 #include <poll.h>
 #include <sched.h>
@@ -19,6 +22,7 @@
 #include <sys/time.h>
 #include <time.h>
 
+#include "cowfork/error.h"
 #include "shim/shim.h"
 #include "tap.h"
 
@@ -301,6 +305,59 @@ int main(void)
   free(w.p);
   free_sb(c);
   free_sb(sb);
+
+  /* A version 1 state payload (no timer section; a seed of the state
+   * fuzzer, a busybox sh template) still loads, with no timer armed; with
+   * the section appended, the timers load too; a bad section is refused. */
+  FILE *seed = fopen("tests/fuzz/corpus/state/s2", "rb");
+  if (seed) {
+    static uint8_t buf[1 << 16];
+    size_t n = fread(buf, 1, sizeof buf - 256, seed);
+    fclose(seed);
+    int null = open("/dev/null", O_RDWR | O_CLOEXEC);
+    opts.stdio[0] = opts.stdio[1] = opts.stdio[2] = null;
+    for (int k = 0; k < 3; k++) {
+      size_t len = n;
+      if (k > 0) { /* append a section: REAL 4 s left, 100 ms interval */
+        struct sb *src = new_sb();
+        src->itimer[ITIMER_REAL] = (struct itimer){mono_ns() + 4000000000ull, 100000000ull};
+        struct wbuf sw = {0};
+        itimer_save(src, &sw);
+        if (k == 2)
+          sw.p[15] = 0x7f; /* a time left far past any clock: refused */
+        memcpy(buf + n, sw.p, sw.n);
+        len += sw.n;
+        free(sw.p);
+        free_sb(src);
+      }
+      struct sb *s2 = calloc(1, sizeof *s2);
+      struct cf_vm_cpu *cpu = malloc(sizeof *cpu);
+      struct cf_vm_regs regs;
+      s2->opts = &opts;
+      s2->mem = mmap(NULL, 64ull << 20, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+      s2->mem_size = 64ull << 20;
+      s2->rootfd = -1;
+      s2->forked = true;
+      int rc = state_parse(s2, buf, len, "seed", cpu, &regs);
+      if (k == 0)
+        ok(rc == 0 && !itimer_armed(s2), "a version 1 state loads, no timer armed (%s)", rc ? cf_error() : "ok");
+      else if (k == 1)
+        ok(rc == 0 && s2->itimer[ITIMER_REAL].value > mono_ns() + 3900000000ull &&
+               s2->itimer[ITIMER_REAL].interval == 100000000ull,
+           "with the timer section: ITIMER_REAL armed, 4 s left (%s)", rc ? cf_error() : "ok");
+      else
+        ok(rc < 0 && strstr(cf_error(), "interval timers"), "a bad timer section is refused: %s", cf_error());
+      fs_fini(s2);
+      hostfile_fini(s2);
+      munmap(s2->mem, 64ull << 20);
+      free(s2->vmas);
+      free(s2);
+      free(cpu);
+    }
+    close(null);
+  } else {
+    diag("tests/fuzz/corpus/state/s2 not found (run from the source tree): state file cases skipped");
+  }
 
   /* ---- processes and threads ---- */
   sb = new_sb();
