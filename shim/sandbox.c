@@ -374,6 +374,22 @@ void run_timers_arm(struct sb *sb)
   }
 }
 
+void run_timers_rekick(struct sb *sb)
+{
+  if (!sb->running)
+    return;
+  if (!sb->have_htimer[0]) {
+    pthread_once(&alarm_once, install_alarm);
+    struct sigevent sev = {.sigev_notify = SIGEV_THREAD_ID, .sigev_signo = SIGALRM, .sigev_value.sival_int = 2};
+    sev._sigev_un._tid = (pid_t)syscall(SYS_gettid);
+    if (timer_create(CLOCK_MONOTONIC, &sev, &sb->htimer[0]) < 0)
+      return;
+    sb->have_htimer[0] = true;
+  }
+  struct itimerspec its = {.it_value = {0, 1000000}};
+  timer_settime(sb->htimer[0], 0, &its, NULL);
+}
+
 static void run_timers_start(struct sb *sb)
 {
   sb->run_cpu0 = thread_cpu_ns();

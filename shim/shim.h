@@ -301,6 +301,9 @@ int itimer_load(struct sb *sb, struct rbuf *r);
 /* sandbox.c: point the run's host timers at the next expiries (no-op
  * outside a run). */
 void run_timers_arm(struct sb *sb);
+/* Kick the vCPU again in a millisecond (a signal that could not be
+ * delivered at this kick). */
+void run_timers_rekick(struct sb *sb);
 
 /* tmpfs.c. The data of /tmp files is kept in pages of a region of guest
  * memory [base, base+size) that no VMA covers (tmpfs.c says why). */

@@ -454,11 +454,14 @@ void sig_at_kick(struct sb *sb)
   }
   if (sb->exited || !sig_deliverable(sb))
     return;
-  /* In the system call stub or an exception stub (below the user range):
-   * the exit that follows delivers it. */
+  /* In the system call stub or an exception stub (below the user range),
+   * or an exception on its way: the exit that follows comes first, and a
+   * kick soon after delivers it if that exit does not. */
   struct cf_vm_regs u = *cf_vm_regs(sb->vm);
-  if (u.rip < CF_VM_USER_BASE)
+  if (u.rip < CF_VM_USER_BASE || cf_vm_event_pending(sb->vm) != 0) {
+    run_timers_rekick(sb);
     return;
+  }
   int code, sig = take_signal(sb, &code);
   if (sig && deliver(sb, sig, code, 0, false, &u) && cf_vm_resume_user(sb->vm, &u) < 0)
     kill_sandbox(sb, SIGKILL);
