@@ -104,7 +104,7 @@ int main(int argc, char **argv)
     handle(sig, SA_RESTART);
     double t = now_ms();
     arm(which, 20000, 20000);
-    while (fired < n && now_ms() - t < 10000)
+    while (fired < n) /* no system call: each signal comes at a kick */
       ;
     arm(which, 0, 0);
     int got = fired;
