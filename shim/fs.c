@@ -1007,10 +1007,10 @@ static long poll_fds(struct sb *sb, struct pollfd *p, uint64_t n, int timeout_ms
         ready++;
     }
   }
-  if (need_host || (!ready && timeout_ms != 0)) {
-    int r = poll(host, n, ready ? 0 : timeout_ms);
+  if (need_host || (!ready && timeout_ms != 0)) { /* timer.c: a signal interrupts the wait */
+    long r = sig_poll(sb, host, n, ready ? 0 : timeout_ms);
     if (r < 0)
-      return -errno;
+      return r;
     for (uint64_t i = 0; i < n; i++)
       if (host[i].fd >= 0 && host[i].revents) {
         p[i].revents = host[i].revents;

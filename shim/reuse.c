@@ -366,8 +366,13 @@ int reuse_check(struct sb *sb)
   if (strcmp(sb->cwd, f->cwd) || strcmp(sb->root, f->root) || strcmp(sb->program, f->program) ||
       sb->umask != f->umask)
     FAIL("cwd/root/program/umask differ");
-  if (sb->sigmask != f->sigmask || sb->pending != f->pending || memcmp(sb->act, f->act, sizeof sb->act))
+  if (sb->sigmask != f->sigmask || sb->pending != f->pending || sb->pending_kernel != f->pending_kernel ||
+      memcmp(sb->act, f->act, sizeof sb->act))
     FAIL("signal state differs");
+  for (int i = 0; i < 3; i++) /* expiries are absolute: only whether armed */
+    if (!sb->itimer[i].value != !f->itimer[i].value || sb->itimer[i].interval != f->itimer[i].interval ||
+        sb->cpu_ns != f->cpu_ns)
+      FAIL("interval timer %d differs", i);
   if (sb->pid != f->pid || sb->tid != f->tid || sb->uid != f->uid || sb->gid != f->gid ||
       sb->tid_address != f->tid_address)
     FAIL("identity differs");

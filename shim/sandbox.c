@@ -4,11 +4,14 @@
  * The run loop owns the vCPU thread: every exit is a system call (served
  * by sys_dispatch), a CPU exception or a refused access (turned into a
  * signal: a handler runs, or the sandbox ends with a report), or a kick
- * from the timeout timer. Nothing the program does ends the VMM process.
+ * from a timer. Nothing the program does ends the VMM process.
  *
  * The timeout is a per-thread POSIX timer sending SIGALRM to this thread;
  * its handler only sets a flag and kicks the vCPU (tl_sb is the one piece
- * of thread-local state, needed by the signal handler). The handler is
+ * of thread-local state, needed by the signal handler). The program's
+ * interval timers use the same mechanism (run_timers_arm: timers whose
+ * value is 2 or 3 only kick, and the kick exit raises and delivers the
+ * signal, sig_at_kick, even to a loop that makes no system call). The handler is
  * installed once per process and left in place: sandboxes run on several
  * threads at once (cowfork fork), and saving/restoring a process-wide
  * disposition per run would race.
@@ -52,6 +55,10 @@ static void on_alarm(int sig, siginfo_t *si, void *uc)
   (void)sig;
   (void)uc;
   struct sb *sb = tl_sb;
+  if (sb && sb->vm && si && si->si_code == SI_TIMER && si->si_value.sival_int >= 2) {
+    cf_vm_kick(sb->vm); /* an interval timer (run_timers_arm): sig_at_kick */
+    return;
+  }
   if (sb && sb->vm) {
     if (si && si->si_code == SI_TIMER && si->si_value.sival_int == 1 && !sb->timed_out)
       sb->cpu_exceeded = true;
@@ -315,6 +322,7 @@ static void run_loop(struct sb *sb, struct cf_sandbox_result *res, double t_star
       break;
     }
     case CF_VM_EXIT_KICKED:
+      sig_at_kick(sb);
       break;
     }
   }
@@ -334,6 +342,76 @@ static void install_alarm(void)
   struct sigaction sa = {.sa_sigaction = on_alarm, .sa_flags = SA_SIGINFO};
   sigemptyset(&sa.sa_mask);
   sigaction(SIGALRM, &sa, NULL);
+}
+
+/* The program's interval timers (timer.c) during a run: host timers on this
+ * thread at the next ITIMER_REAL expiry (CLOCK_MONOTONIC) and the next
+ * VIRTUAL/PROF expiry (this thread's CPU clock, which KVM_RUN counts), made
+ * on first need, deleted at the run's end (run_timers_end). A timer that
+ * cannot be made leaves the expiry to the next system call. */
+void run_timers_arm(struct sb *sb)
+{
+  if (!sb->running)
+    return;
+  for (int k = 0; k < 2; k++) {
+    uint64_t dl;
+    if (k == 0) {
+      dl = sb->itimer[ITIMER_REAL].value;
+    } else {
+      uint64_t v = sb->itimer[ITIMER_VIRTUAL].value, p = sb->itimer[ITIMER_PROF].value;
+      dl = !v ? p : !p ? v : v < p ? v : p;
+      if (dl) /* guest CPU time to this thread's clock */
+        dl = sb->run_cpu0 + (dl > sb->cpu_ns ? dl - sb->cpu_ns : 1);
+    }
+    if (!dl && !sb->have_htimer[k])
+      continue;
+    if (!sb->have_htimer[k]) {
+      pthread_once(&alarm_once, install_alarm);
+      struct sigevent sev = {.sigev_notify = SIGEV_THREAD_ID, .sigev_signo = SIGALRM,
+                             .sigev_value.sival_int = 2 + k};
+      sev._sigev_un._tid = (pid_t)syscall(SYS_gettid);
+      if (timer_create(k == 0 ? CLOCK_MONOTONIC : CLOCK_THREAD_CPUTIME_ID, &sev, &sb->htimer[k]) < 0)
+        continue;
+      sb->have_htimer[k] = true;
+    }
+    struct itimerspec its = {.it_value = {(time_t)(dl / 1000000000), (long)(dl % 1000000000)}};
+    timer_settime(sb->htimer[k], TIMER_ABSTIME, &its, NULL);
+  }
+}
+
+void run_timers_rekick(struct sb *sb)
+{
+  if (!sb->running)
+    return;
+  if (!sb->have_htimer[0]) {
+    pthread_once(&alarm_once, install_alarm);
+    struct sigevent sev = {.sigev_notify = SIGEV_THREAD_ID, .sigev_signo = SIGALRM, .sigev_value.sival_int = 2};
+    sev._sigev_un._tid = (pid_t)syscall(SYS_gettid);
+    if (timer_create(CLOCK_MONOTONIC, &sev, &sb->htimer[0]) < 0)
+      return;
+    sb->have_htimer[0] = true;
+  }
+  struct itimerspec its = {.it_value = {0, 1000000}};
+  timer_settime(sb->htimer[0], 0, &its, NULL);
+}
+
+static void run_timers_start(struct sb *sb)
+{
+  sb->run_cpu0 = thread_cpu_ns();
+  sb->running = true;
+  if (itimer_armed(sb))
+    run_timers_arm(sb);
+}
+
+static void run_timers_end(struct sb *sb)
+{
+  sb->cpu_ns = guest_cpu_ns(sb);
+  sb->running = false;
+  for (int k = 0; k < 2; k++)
+    if (sb->have_htimer[k]) {
+      timer_delete(sb->htimer[k]);
+      sb->have_htimer[k] = false;
+    }
 }
 
 struct cf_sandbox *cf_sandbox_new(const struct cf_sandbox_opts *opts)
@@ -450,7 +528,9 @@ int cf_sandbox_run_until(struct cf_sandbox *box, struct cf_sandbox_result *res)
     timer_settime(timers[ntimers++], 0, &its, NULL);
   }
   double t_run = now_us();
+  run_timers_start(sb);
   run_loop(sb, res, t_run);
+  run_timers_end(sb);
   res->run_us = now_us() - t_run;
   while (ntimers)
     timer_delete(timers[--ntimers]);

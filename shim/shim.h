@@ -9,7 +9,9 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <sys/stat.h>
+#include <sys/time.h>
 #include <sys/types.h>
+#include <time.h>
 
 #include "cowfork/dirty.h"
 #include "cowfork/mem.h"
@@ -94,6 +96,21 @@ struct sb {
   struct ksigaction act[65];
   uint64_t sigmask;
   uint64_t pending;
+  uint64_t pending_kernel;  /* of them raised by a timer (si_code SI_KERNEL) */
+  uint64_t saved_mask;      /* rt_sigsuspend: the mask to restore after the handler */
+  bool have_saved_mask;
+
+  /* interval timers (timer.c), by ITIMER_REAL, _VIRTUAL, _PROF: value is
+   * the absolute expiry (REAL: CLOCK_MONOTONIC ns; the others: guest CPU
+   * ns, guest_cpu_ns), 0 when disarmed; interval in ns */
+  struct itimer { uint64_t value, interval; } itimer[3];
+  uint64_t cpu_ns;          /* guest CPU time of the runs before this one */
+  /* during a run only (sandbox.c): this thread's CPU clock at its start,
+   * and the host timers that kick the vCPU at the next expiry (REAL, CPU) */
+  bool running;
+  uint64_t run_cpu0;
+  bool have_htimer[2];
+  timer_t htimer[2];
 
   /* identity */
   int pid, tid, uid, gid;
@@ -267,6 +284,53 @@ const char *sys_name(long nr);
 #define SYS_NORETURN (-4096L - 1)
 /* A synchronous fault at user state u: run the handler or end the sandbox. */
 void sig_fault(struct sb *sb, int sig, int code, uint64_t addr, struct cf_vm_regs *u);
+/* A signal raised by the shim (a timer): pending, or dropped when ignored. */
+void sig_raise(struct sb *sb, int sig);
+/* Whether an unblocked pending signal will interrupt the program (run a
+ * handler or end it); ignored ones are dropped on the way. */
+bool sig_deliverable(struct sb *sb);
+/* At a kick exit: expire timers, deliver one signal if the program is in
+ * its own code (the registers are its current ones). */
+void sig_at_kick(struct sb *sb);
+/* End the sandbox: the program waits for what nothing can bring
+ * (what: the call). SYS_NORETURN. */
+long wait_forever(struct sb *sb, const char *what);
+
+/* timer.c: interval timers and the waits a signal can interrupt */
+struct wbuf;
+struct rbuf;
+struct pollfd;
+uint64_t mono_ns(void);
+uint64_t thread_cpu_ns(void);
+/* The guest's CPU time: the earlier runs' plus this run's so far. */
+uint64_t guest_cpu_ns(struct sb *sb);
+long do_setitimer(struct sb *sb, long which, uint64_t new_addr, uint64_t old_addr);
+long do_getitimer(struct sb *sb, long which, uint64_t addr);
+long do_alarm(struct sb *sb, unsigned secs);
+static inline bool itimer_armed(const struct sb *sb)
+{
+  return sb->itimer[0].value | sb->itimer[1].value | sb->itimer[2].value;
+}
+/* Raise the signals of expired timers, re-arm intervals. */
+void itimer_poll(struct sb *sb);
+/* Wait until deadline (absolute on clk; NULL: none) or a signal: 0 when
+ * the deadline passed, -EINTR when a signal is to be delivered (or the run
+ * ends: sb->exited, sb->timed_out), -EDEADLK when nothing can end it. */
+long sig_wait(struct sb *sb, clockid_t clk, const struct timespec *deadline);
+/* poll(2) of host fds (fd -1: none) with a timeout in ms (-1: none) that
+ * signals interrupt (-EINTR); ends the sandbox (SYS_NORETURN) when nothing
+ * can end it (no host fd, no timeout, no timer). */
+long sig_poll(struct sb *sb, struct pollfd *fds, unsigned long n, int timeout_ms);
+/* Interval timers in a state file (snapshot.c): remaining times. */
+void itimer_save(struct sb *sb, struct wbuf *w);
+int itimer_load(struct sb *sb, struct rbuf *r);
+
+/* sandbox.c: point the run's host timers at the next expiries (no-op
+ * outside a run). */
+void run_timers_arm(struct sb *sb);
+/* Kick the vCPU again in a millisecond (a signal that could not be
+ * delivered at this kick). */
+void run_timers_rekick(struct sb *sb);
 
 /* tmpfs.c. The data of /tmp files is kept in pages of a region of guest
  * memory [base, base+size) that no VMA covers (tmpfs.c says why). */

@@ -13,11 +13,14 @@
  *
  * State file: 32-byte header, then the payload.
  *   0  magic "CFSTATE\0"   8  u32 version (2; 1 is read too: its /tmp nodes
- *   have no atime/ctime)   12 u32 zero
+ *   have no atime/ctime, it has no interval timers)   12 u32 zero
  *   16 u64 payload bytes   24 u64 XXH3-64 of the payload
  * The payload is a sequence of little-endian u64s and strings (u64 length +
  * bytes), in the order save_state writes them; every count and length is
- * checked when read (rbuf), every value validated before use.
+ * checked when read (rbuf), every value validated before use. Version 2
+ * appends the interval timers (timer.c itimer_save: remaining times, which
+ * every child counts again from when it is made); a version 1 file loads
+ * with no timer armed, an unknown version is refused by name.
  *
  * What a save scans. A root template (a sandbox started from an ELF): the
  * system area, every page of file-backed VMAs, the present or swapped pages
@@ -58,7 +61,7 @@
 
 #define STATE_MAGIC "CFSTATE"
 #define STATE_VERSION 2
-#define STATE_VERSION_MIN 1 /* tmpfs.c reads both node forms */
+#define STATE_VERSION_MIN 1 /* tmpfs.c reads both node forms; no timers */
 #define STATE_HDR 32
 #define MAX_STATE (64u << 20)
 
@@ -474,6 +477,7 @@ static int save_state(struct sb *sb, struct wbuf *w, const char *image, const ui
       w_u64(w, (uint64_t)sb->fds[i]->save_id);
       w_u64(w, sb->cloexec[i]);
     }
+  itimer_save(sb, w);
   return w->err ? cf_fail(ENOMEM, "out of memory") : 0;
 }
 
@@ -864,6 +868,9 @@ int state_parse(struct sb *sb, const uint8_t *payload, size_t len, const char *n
     sb->fds[fd] = files[idx];
     sb->cloexec[fd] = ce != 0;
   }
+  /* Version 2: the interval timers (a version 1 payload ends here). */
+  if (r.off != r.n && itimer_load(sb, &r) < 0)
+    BAD("bad interval timers");
   if (r.off != r.n)
     BAD("trailing bytes in the state file");
   for (uint64_t i = 0; i < nf; i++)

@@ -3,13 +3,31 @@
  * or SYS_NORETURN when it has set the registers itself (rt_sigreturn,
  * execve, a signal delivered to a handler).
  *
- * Single-threaded semantics, by decision (docs/python.md): clone (with
- * CLONE_THREAD too)/fork/vfork fail with EAGAIN (clone3 with ENOSYS so that
- * libc falls back to clone), wait4 with ECHILD, futex never sleeps (WAIT is
- * EAGAIN: nobody could wake it). Python sees "can't start new thread". Signals: handlers run on the program's stack with a Linux
- * rt_sigframe (ucontext + siginfo; the FPU state is not saved). */
+ * Single-threaded semantics, by decision (docs/python.md): a new thread
+ * (clone with CLONE_THREAD) fails with EAGAIN (Python: "can't start new
+ * thread"), a new process (fork, vfork, clone without CLONE_THREAD) with
+ * ENOMEM, what Linux gives when it cannot make one and what perl and bash
+ * give up on at once (they retry EAGAIN for seconds or forever); clone3 is
+ * ENOSYS so that libc falls back to clone. wait4 is ECHILD.
+ *
+ * Waits (timer.c sig_wait): futex WAIT sleeps until its timeout
+ * (ETIMEDOUT) or a signal (EINTR); nanosleep, pause and sigsuspend sleep
+ * until a signal. A wait that nothing can end (no timeout, no armed
+ * ITIMER_REAL: there is no other thread, and a CPU timer does not advance
+ * while the program waits) ends the sandbox with a report instead of
+ * hanging: natively it would hang forever.
+ *
+ * Signals: handlers run on the program's stack with a Linux rt_sigframe
+ * (ucontext + siginfo + the XSAVE area, push_fpstate). A pending, unblocked
+ * signal is delivered after a system call (signal_after_syscall) or at a
+ * kick exit while the program runs its own code (sig_at_kick). A call a
+ * signal interrupts returns EINTR, or is restarted where Linux restarts it:
+ * an untimed futex wait and a host read/write interrupted by the run's
+ * timers when the handler has SA_RESTART or no handler runs. */
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/futex.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
@@ -27,6 +45,9 @@
 #include "shim/shim.h"
 
 #define A(i) (a[i])
+/* A result meaning: restart the call after a SA_RESTART handler, else EINTR
+ * (Linux's ERESTARTSYS; never seen by the program). */
+#define RESTARTSYS 512
 #ifndef SA_RESTORER
 #define SA_RESTORER 0x04000000
 #endif
@@ -185,6 +206,45 @@ static void kill_sandbox(struct sb *sb, int sig)
   sb->kill_signal = sig;
 }
 
+long wait_forever(struct sb *sb, const char *what)
+{
+  kill_sandbox(sb, SIGKILL);
+  snprintf(sb->report, sizeof sb->report,
+           "the program waits for what nothing can bring (%s with no timeout, no other thread, no armed timer)",
+           what);
+  return SYS_NORETURN;
+}
+
+static bool ignored(struct sb *sb, int sig)
+{
+  uint64_t h = sb->act[sig].handler;
+  return h == (uint64_t)SIG_IGN || (h == (uint64_t)SIG_DFL && default_ignored(sig));
+}
+
+void sig_raise(struct sb *sb, int sig)
+{
+  uint64_t bit = 1ull << (sig - 1);
+  if (!(sb->sigmask & bit) && ignored(sb, sig))
+    return; /* Linux drops an ignored signal that is not blocked */
+  sb->pending |= bit;
+  sb->pending_kernel |= bit;
+}
+
+bool sig_deliverable(struct sb *sb)
+{
+  uint64_t ready = sb->pending & ~sb->sigmask;
+  while (ready) {
+    int sig = __builtin_ctzll(ready) + 1;
+    uint64_t bit = 1ull << (sig - 1);
+    ready &= ~bit;
+    if (!ignored(sb, sig))
+      return true;
+    sb->pending &= ~bit;
+    sb->pending_kernel &= ~bit;
+  }
+  return false;
+}
+
 /* The program's user-mode registers to resume with after the current
  * syscall exit: rip = rcx, rflags = r11 (what SYSCALL saved). */
 static void user_regs_after_syscall(struct sb *sb, struct cf_vm_regs *u)
@@ -192,6 +252,38 @@ static void user_regs_after_syscall(struct sb *sb, struct cf_vm_regs *u)
   *u = *cf_vm_regs(sb->vm);
   u->rip = u->rcx;
   u->rflags = u->r11;
+}
+
+/* The FPU/SSE/AVX state in a signal frame: the vCPU's XSAVE area (KVM's
+ * standard, non-compacted format, which is XRSTOR's and Linux's user
+ * format), 64-byte aligned, Linux's software bytes in the legacy area's
+ * reserved tail and FP_XSTATE_MAGIC2 after it; uc_mcontext.fpregs points
+ * at it and rt_sigreturn loads it back. A handler that interrupts any
+ * instruction (a kick exit) must not leave the program with its vector
+ * registers changed. */
+#define FP_SIZE 4096u
+#define FP_MAGIC1 0x46505853u
+#define FP_MAGIC2 0x46505845u
+
+static uint64_t push_fpstate(struct sb *sb, uint64_t sp)
+{
+  struct cf_vm_cpu c;
+  if (cf_vm_save_cpu(sb->vm, &c) < 0)
+    return 0;
+  sp = (sp - FP_SIZE - 4) & ~63ull;
+  uint8_t *p = mm_ptr(sb, sp, FP_SIZE + 4, PROT_READ | PROT_WRITE);
+  if (!p)
+    return 0;
+  memcpy(p, c.xsave, FP_SIZE);
+  uint32_t sw[4] = {FP_MAGIC1, FP_SIZE + 4, 0, FP_SIZE}; /* magic1, extended size, xfeatures, xstate size */
+  uint64_t xfeatures;
+  memcpy(&xfeatures, p + 512, 8); /* the XSAVE header's XSTATE_BV */
+  memcpy(p + 464, sw, 8);
+  memcpy(p + 472, &xfeatures, 8);
+  memcpy(p + 480, &sw[3], 4);
+  uint32_t m2 = FP_MAGIC2;
+  memcpy(p + FP_SIZE, &m2, 4);
+  return sp;
 }
 
 /* Build an rt_sigframe for sig on the program's stack and point regs at
@@ -202,6 +294,10 @@ static bool push_frame(struct sb *sb, int sig, int code, uint64_t addr, struct c
   if (!(act->flags & SA_RESTORER))
     return false;
   uint64_t sp = u->rsp - 128; /* red zone */
+  uint64_t fp = push_fpstate(sb, sp);
+  if (!fp)
+    return false;
+  sp = fp;
   sp -= sizeof(siginfo_t);
   sp &= ~15ull;
   uint64_t info_addr = sp;
@@ -230,7 +326,10 @@ static bool push_frame(struct sb *sb, int sig, int code, uint64_t addr, struct c
   g[REG_RSP] = (greg_t)u->rsp, g[REG_RIP] = (greg_t)u->rip, g[REG_EFL] = (greg_t)u->rflags;
   g[REG_CSGSFS] = 0x33;
   g[REG_CR2] = (greg_t)addr;
-  memcpy(&uc->uc_sigmask, &sb->sigmask, 8);
+  uc->uc_mcontext.fpregs = (fpregset_t)fp;
+  /* After sigsuspend the handler returns to the mask from before it. */
+  memcpy(&uc->uc_sigmask, sb->have_saved_mask ? &sb->saved_mask : &sb->sigmask, 8);
+  sb->have_saved_mask = false;
   sb->sigmask |= act->mask;
   if (!(act->flags & SA_NODEFER))
     sb->sigmask |= 1ull << (sig - 1);
@@ -279,22 +378,109 @@ void sig_fault(struct sb *sb, int sig, int code, uint64_t addr, struct cf_vm_reg
     kill_sandbox(sb, SIGKILL);
 }
 
-/* After a syscall: deliver one pending, unblocked signal. */
-static long signal_after_syscall(struct sb *sb, long result)
+/* The next pending, unblocked signal (taken off the pending set) and its
+ * si_code; 0 if none. */
+static int take_signal(struct sb *sb, int *code)
 {
   uint64_t ready = sb->pending & ~sb->sigmask;
-  if (!ready || sb->exited)
-    return result;
+  if (!ready)
+    return 0;
   int sig = __builtin_ctzll(ready) + 1;
-  sb->pending &= ~(1ull << (sig - 1));
+  uint64_t bit = 1ull << (sig - 1);
+  *code = sb->pending_kernel & bit ? SI_KERNEL : SI_USER;
+  sb->pending &= ~bit;
+  sb->pending_kernel &= ~bit;
+  return sig;
+}
+
+/* Run again the system call nr the program just made (rip back over the
+ * 2-byte SYSCALL instruction), with the user registers u. */
+static long restart_call(struct sb *sb, long nr, struct cf_vm_regs *u)
+{
+  u->rip -= 2;
+  u->rax = (uint64_t)nr;
+  if (cf_vm_resume_user(sb->vm, u) < 0)
+    kill_sandbox(sb, SIGKILL);
+  return SYS_NORETURN;
+}
+
+/* After syscall nr: deliver one pending, unblocked signal. result
+ * -RESTARTSYS restarts the call if the handler has SA_RESTART or no
+ * handler runs, else it is EINTR. */
+static long signal_after_syscall(struct sb *sb, long nr, long result)
+{
+  if (itimer_armed(sb))
+    itimer_poll(sb);
+  if (sb->exited)
+    return result;
+  int code, sig = take_signal(sb, &code);
+  if (sb->have_saved_mask && !sig) { /* sigsuspend woken by nothing (its wait ended the run) */
+    sb->sigmask = sb->saved_mask;
+    sb->have_saved_mask = false;
+  }
+  if (!sig) {
+    if (result != -RESTARTSYS)
+      return result;
+    struct cf_vm_regs u;
+    user_regs_after_syscall(sb, &u);
+    return restart_call(sb, nr, &u);
+  }
+  struct ksigaction *act = &sb->act[sig];
+  /* Ignored or fatal: no frame, no registers to read. */
+  if (act->handler == (uint64_t)SIG_IGN || act->handler == (uint64_t)SIG_DFL) {
+    if (act->handler == (uint64_t)SIG_DFL && !default_ignored(sig))
+      kill_sandbox(sb, sig);
+    if (sb->have_saved_mask) {
+      sb->sigmask = sb->saved_mask;
+      sb->have_saved_mask = false;
+    }
+    if (result == -RESTARTSYS && !sb->exited) {
+      struct cf_vm_regs u;
+      user_regs_after_syscall(sb, &u);
+      return restart_call(sb, nr, &u);
+    }
+    return result == -RESTARTSYS ? -EINTR : result;
+  }
   struct cf_vm_regs u;
   user_regs_after_syscall(sb, &u);
+  if (result == -RESTARTSYS) {
+    if (act->flags & SA_RESTART) {
+      u.rip -= 2;
+      result = nr;
+    } else {
+      result = -EINTR;
+    }
+  }
   u.rax = (uint64_t)result;
-  if (deliver(sb, sig, SI_USER, 0, false, &u)) {
-    cf_vm_resume_user(sb->vm, &u);
+  if (deliver(sb, sig, code, 0, false, &u)) {
+    if (cf_vm_resume_user(sb->vm, &u) < 0)
+      kill_sandbox(sb, SIGKILL);
     return SYS_NORETURN;
   }
   return result;
+}
+
+void sig_at_kick(struct sb *sb)
+{
+  if (!itimer_armed(sb) && !(sb->pending & ~sb->sigmask))
+    return;
+  if (itimer_armed(sb)) {
+    itimer_poll(sb);
+    run_timers_arm(sb); /* a host timer that fired early is set again */
+  }
+  if (sb->exited || !sig_deliverable(sb))
+    return;
+  /* In the system call stub or an exception stub (below the user range),
+   * or an exception on its way: the exit that follows comes first, and a
+   * kick soon after delivers it if that exit does not. */
+  struct cf_vm_regs u = *cf_vm_regs(sb->vm);
+  if (u.rip < CF_VM_USER_BASE || cf_vm_event_pending(sb->vm) != 0) {
+    run_timers_rekick(sb);
+    return;
+  }
+  int code, sig = take_signal(sb, &code);
+  if (sig && deliver(sb, sig, code, 0, false, &u) && cf_vm_resume_user(sb->vm, &u) < 0)
+    kill_sandbox(sb, SIGKILL);
 }
 
 static long do_kill(struct sb *sb, int sig)
@@ -330,7 +516,18 @@ static long do_sigreturn(struct sb *sb)
   };
   memcpy(&sb->sigmask, &uc.uc_sigmask, 8);
   sb->sigmask &= ~((1ull << (SIGKILL - 1)) | (1ull << (SIGSTOP - 1)));
-  cf_vm_resume_user(sb->vm, &u);
+  uint64_t fp = (uint64_t)uc.uc_mcontext.fpregs;
+  if (!fp) { /* no FPU state in the frame: the registers stay as they are */
+    cf_vm_resume_user(sb->vm, &u);
+    return SYS_NORETURN;
+  }
+  struct cf_vm_cpu c;
+  if (cf_vm_save_cpu(sb->vm, &c) < 0 || mm_copy_in(sb, c.xsave, fp, FP_SIZE) < 0 ||
+      cf_vm_load_cpu(sb->vm, &c, &u) < 0) {
+    snprintf(sb->report, sizeof sb->report, "rt_sigreturn: bad FPU state in the signal frame at 0x%llx",
+             (unsigned long long)fp);
+    kill_sandbox(sb, SIGSEGV);
+  }
   return SYS_NORETURN;
 }
 
@@ -466,6 +663,183 @@ static long do_execve(struct sb *sb, const uint64_t a[6])
   return SYS_NORETURN;
 }
 
+/* ---- waits ---- */
+
+static bool ts_valid(const struct timespec *ts)
+{
+  return ts->tv_sec >= 0 && ts->tv_nsec >= 0 && ts->tv_nsec < 1000000000;
+}
+
+/* deadline = now on clk + rel */
+static struct timespec ts_after(clockid_t clk, const struct timespec *rel)
+{
+  struct timespec now;
+  clock_gettime(clk, &now);
+  struct timespec d = {now.tv_sec + rel->tv_sec, now.tv_nsec + rel->tv_nsec};
+  if (d.tv_nsec >= 1000000000) {
+    d.tv_sec++;
+    d.tv_nsec -= 1000000000;
+  }
+  if (d.tv_sec < now.tv_sec) /* overflow: as good as never */
+    d = (struct timespec){INT64_MAX, 0};
+  return d;
+}
+
+/* nanosleep, clock_nanosleep: -EINTR (and the time left, if asked, for a
+ * relative sleep) when a signal interrupts it. */
+static long do_sleep(struct sb *sb, clockid_t clk, int flags, uint64_t req, uint64_t rem)
+{
+  struct timespec ts;
+  if (mm_copy_in(sb, &ts, req, sizeof ts) < 0)
+    return -EFAULT;
+  if (!ts_valid(&ts))
+    return -EINVAL;
+  switch (clk) {
+  case CLOCK_REALTIME:
+  case CLOCK_MONOTONIC:
+  case CLOCK_BOOTTIME:
+  case CLOCK_TAI:
+    break;
+  case CLOCK_PROCESS_CPUTIME_ID:
+    return -ENOTSUP; /* Linux sleeps on the process's CPU clock; not here */
+  default:
+    return -EINVAL;  /* CLOCK_THREAD_CPUTIME_ID too, as Linux */
+  }
+  bool abs = flags & TIMER_ABSTIME;
+  struct timespec dl = abs ? ts : ts_after(clk, &ts);
+  long r = sig_wait(sb, clk, &dl);
+  if (r == 0)
+    return 0;
+  if (!abs && rem && !sb->exited) {
+    struct timespec now, left = {0, 0};
+    clock_gettime(clk, &now);
+    if (now.tv_sec < dl.tv_sec || (now.tv_sec == dl.tv_sec && now.tv_nsec < dl.tv_nsec)) {
+      left.tv_sec = dl.tv_sec - now.tv_sec;
+      left.tv_nsec = dl.tv_nsec - now.tv_nsec;
+      if (left.tv_nsec < 0) {
+        left.tv_sec--;
+        left.tv_nsec += 1000000000;
+      }
+    }
+    if (mm_copy_out(sb, rem, &left, sizeof left) < 0)
+      return -EFAULT;
+  }
+  return -EINTR;
+}
+
+#define FUTEX_PRIVATE FUTEX_PRIVATE_FLAG
+#define FUTEX_REALTIME FUTEX_CLOCK_REALTIME
+
+/* futex: one thread, so nobody else waits or wakes. WAIT sleeps until its
+ * timeout or a signal; WAKE wakes nobody; WAKE_OP does its operation on
+ * uaddr2; CMP_REQUEUE compares. The PI and requeue-PI operations are
+ * ENOSYS (an error, never a silent success). */
+static long do_futex(struct sb *sb, const uint64_t a[6])
+{
+  int op = (int)A(1), cmd = op & ~(FUTEX_PRIVATE | FUTEX_REALTIME);
+  uint64_t uaddr = A(0);
+  uint32_t val = (uint32_t)A(2), val3 = (uint32_t)A(5);
+  if ((op & FUTEX_REALTIME) && cmd != FUTEX_WAIT && cmd != FUTEX_WAIT_BITSET)
+    return -ENOSYS;
+  switch (cmd) {
+  case FUTEX_WAIT:
+  case FUTEX_WAIT_BITSET: {
+    if (uaddr % 4)
+      return -EINVAL;
+    if (cmd == FUTEX_WAIT_BITSET && !val3)
+      return -EINVAL;
+    struct timespec ts, dl;
+    bool timed = A(3) != 0;
+    if (timed) {
+      if (mm_copy_in(sb, &ts, A(3), sizeof ts) < 0)
+        return -EFAULT;
+      if (!ts_valid(&ts))
+        return -EINVAL;
+    }
+    uint32_t cur;
+    if (mm_copy_in(sb, &cur, uaddr, 4) < 0)
+      return -EFAULT;
+    if (cur != val)
+      return -EAGAIN;
+    /* FUTEX_WAIT: relative, on CLOCK_MONOTONIC; WAIT_BITSET: absolute, on
+     * CLOCK_MONOTONIC or with FUTEX_CLOCK_REALTIME on CLOCK_REALTIME. */
+    clockid_t clk = op & FUTEX_REALTIME ? CLOCK_REALTIME : CLOCK_MONOTONIC;
+    if (timed)
+      dl = cmd == FUTEX_WAIT ? ts_after(clk, &ts) : ts;
+    long r = sig_wait(sb, clk, timed ? &dl : NULL);
+    if (r == 0)
+      return -ETIMEDOUT;
+    if (r == -EDEADLK)
+      return wait_forever(sb, "futex wait");
+    return timed ? -EINTR : -RESTARTSYS; /* as Linux: only the untimed wait restarts */
+  }
+  case FUTEX_WAKE:
+  case FUTEX_WAKE_BITSET:
+    if (cmd == FUTEX_WAKE_BITSET && !val3)
+      return -EINVAL;
+    return uaddr % 4 ? -EINVAL : 0;
+  case FUTEX_REQUEUE:
+    return uaddr % 4 || A(4) % 4 ? -EINVAL : 0;
+  case FUTEX_CMP_REQUEUE: {
+    uint32_t cur;
+    if (uaddr % 4 || A(4) % 4)
+      return -EINVAL;
+    if (mm_copy_in(sb, &cur, uaddr, 4) < 0)
+      return -EFAULT;
+    return cur == val3 ? 0 : -EAGAIN;
+  }
+  case FUTEX_WAKE_OP: {
+    /* *uaddr2 = old OP oparg; the wakes that follow wake nobody. */
+    uint64_t uaddr2 = A(4);
+    if (uaddr % 4 || uaddr2 % 4)
+      return -EINVAL;
+    uint32_t *p = mm_ptr(sb, uaddr2, 4, PROT_READ | PROT_WRITE);
+    if (!p)
+      return -EFAULT;
+    int wop = (int)(val3 >> 28) & 7, cmp = (int)(val3 >> 24) & 15;
+    uint32_t oparg = (val3 >> 12) & 0xfff;
+    if (val3 & (8u << 28)) { /* FUTEX_OP_OPARG_SHIFT */
+      if (oparg > 31)
+        return -EINVAL;
+      oparg = 1u << oparg;
+    }
+    if (cmp > 5 || wop > 4)
+      return -ENOSYS;
+    uint32_t old = *p;
+    switch (wop) {
+    case 0: *p = oparg; break;        /* SET */
+    case 1: *p = old + oparg; break;  /* ADD */
+    case 2: *p = old | oparg; break;  /* OR */
+    case 3: *p = old & ~oparg; break; /* ANDN */
+    case 4: *p = old ^ oparg; break;  /* XOR */
+    }
+    return 0;
+  }
+  }
+  return -ENOSYS;
+}
+
+/* rt_sigsuspend: wait with the given mask until a signal; the handler
+ * returns to the mask from before (push_frame). */
+static long do_sigsuspend(struct sb *sb, const uint64_t a[6])
+{
+  uint64_t set;
+  if (A(1) != 8)
+    return -EINVAL;
+  if (mm_copy_in(sb, &set, A(0), 8) < 0)
+    return -EFAULT;
+  sb->saved_mask = sb->sigmask;
+  sb->have_saved_mask = true;
+  sb->sigmask = set & ~((1ull << (SIGKILL - 1)) | (1ull << (SIGSTOP - 1)));
+  long r = sig_wait(sb, CLOCK_MONOTONIC, NULL);
+  if (r == -EDEADLK) {
+    sb->sigmask = sb->saved_mask;
+    sb->have_saved_mask = false;
+    return wait_forever(sb, "sigsuspend");
+  }
+  return -EINTR;
+}
+
 /* ---- the rest ---- */
 
 static long copy_time(struct sb *sb, uint64_t addr, clockid_t clk, bool timeval)
@@ -529,13 +903,7 @@ static long dispatch(struct sb *sb, long nr, const uint64_t a[6])
   case SYS_set_robust_list:
     return 0;
   case SYS_futex:
-    switch (A(1) & 0x7f) {
-    case 0: /* FUTEX_WAIT */
-    case 9: /* FUTEX_WAIT_BITSET */
-      return -EAGAIN; /* nobody could ever wake us */
-    default:
-      return 0;
-    }
+    return do_futex(sb, a);
   case SYS_rt_sigaction:
     return do_sigaction(sb, a);
   case SYS_rt_sigprocmask:
@@ -559,22 +927,25 @@ static long dispatch(struct sb *sb, long nr, const uint64_t a[6])
   case SYS_tgkill:
     return (int)A(0) == sb->pid && (int)A(1) == sb->tid ? do_kill(sb, (int)A(2)) : -ESRCH;
   case SYS_pause:
+    r = sig_wait(sb, CLOCK_MONOTONIC, NULL);
+    return r == -EDEADLK ? wait_forever(sb, "pause") : -EINTR;
   case SYS_rt_sigsuspend:
-    kill_sandbox(sb, SIGKILL); /* nothing can ever wake it */
-    snprintf(sb->report, sizeof sb->report, "the program waits for a signal that cannot come (%s)",
-             sys_name(nr));
-    return SYS_NORETURN;
+    return do_sigsuspend(sb, a);
   case SYS_exit:
   case SYS_exit_group:
     sb->exited = true;
     sb->exit_code = (int)(A(0) & 0xff);
     return SYS_NORETURN;
   case SYS_clone:
+    /* Linux's checks first: a thread shares the handlers, which share the memory. */
+    if (((A(0) & CLONE_THREAD) && !(A(0) & CLONE_SIGHAND)) || ((A(0) & CLONE_SIGHAND) && !(A(0) & CLONE_VM)))
+      return -EINVAL;
+    return A(0) & CLONE_THREAD ? -EAGAIN : -ENOMEM;
   case SYS_fork:
   case SYS_vfork:
-    return -EAGAIN;
+    return -ENOMEM;
   case SYS_clone3:
-    return -ENOSYS;
+    return -ENOSYS; /* libc falls back to clone */
   case SYS_execve:
     return do_execve(sb, a);
   case SYS_wait4:
@@ -671,15 +1042,9 @@ static long dispatch(struct sb *sb, long nr, const uint64_t a[6])
     return t;
   }
   case SYS_nanosleep:
-  case SYS_clock_nanosleep: {
-    uint64_t req = nr == SYS_nanosleep ? A(0) : A(2);
-    struct timespec ts;
-    if (mm_copy_in(sb, &ts, req, sizeof ts) < 0)
-      return -EFAULT;
-    if (nr == SYS_clock_nanosleep && (A(1) & TIMER_ABSTIME))
-      return clock_nanosleep((clockid_t)A(0), TIMER_ABSTIME, &ts, NULL) ? -EINTR : 0;
-    return nanosleep(&ts, NULL) < 0 ? -errno : 0;
-  }
+    return do_sleep(sb, CLOCK_MONOTONIC, 0, A(0), A(1));
+  case SYS_clock_nanosleep:
+    return do_sleep(sb, (clockid_t)A(0), (int)A(1), A(2), A(3));
   case SYS_getrandom: {
     uint64_t len = A(1) > (1 << 20) ? 1 << 20 : A(1);
     void *p = mm_ptr(sb, A(0), len, PROT_WRITE);
@@ -702,9 +1067,11 @@ static long dispatch(struct sb *sb, long nr, const uint64_t a[6])
   case SYS_socketpair:
     return -EACCES;
   case SYS_alarm:
+    return do_alarm(sb, (unsigned)A(0));
   case SYS_setitimer:
+    return do_setitimer(sb, (long)(int)A(0), A(1), A(2));
   case SYS_getitimer:
-    return 0;
+    return do_getitimer(sb, (long)(int)A(0), A(1));
   }
   return -ENOSYS;
 }
@@ -754,8 +1121,17 @@ long sys_dispatch(struct sb *sb, long nr, const uint64_t a[6])
   if (r == -ENOSYS)
     sb->enosys++;
   if (sb->opts->strace)
-    trace_call(sb, nr, a, r);
+    trace_call(sb, nr, a, r == -RESTARTSYS ? -EINTR : r);
+  /* A host read or write the run's own timers interrupted: Linux would
+   * restart it (SA_RESTART, or no handler runs), or give EINTR. */
+  if (r == -EINTR && sb->running && !sb->timed_out && !sb->exited) {
+    switch (nr) {
+    case SYS_read: case SYS_readv: case SYS_pread64: case SYS_preadv: case SYS_preadv2:
+    case SYS_write: case SYS_writev: case SYS_pwrite64: case SYS_pwritev: case SYS_pwritev2:
+      r = -RESTARTSYS;
+    }
+  }
   if (r != SYS_NORETURN)
-    r = signal_after_syscall(sb, r);
+    r = signal_after_syscall(sb, nr, r);
   return r;
 }

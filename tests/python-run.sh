@@ -54,7 +54,7 @@ else
 fi
 
 # Refused: threads (clone3 ENOSYS, clone EAGAIN) and processes (fork/vfork
-# EAGAIN) surface as Python's own errors, the sandbox goes on.
+# ENOMEM) surface as Python's own errors, the sandbox goes on.
 cowfork run -- $PY -c '
 import threading, subprocess, os
 try:
@@ -64,11 +64,11 @@ except RuntimeError as e:
 try:
     subprocess.run(["/bin/true"])
 except OSError as e:
-    print("subprocess:", e.errno == 11)
+    print("subprocess:", e.errno == 12)
 try:
     os.fork()
 except OSError as e:
-    print("fork:", e.errno == 11)
+    print("fork:", e.errno == 12)
 print(os.path.realpath("/proc/self/exe"), os.readlink("/proc/self") == str(os.getpid()))' > "$TMP/r.out" 2>&1 || fail "refusals: $(cat "$TMP/r.out")"
 [ "$(cat "$TMP/r.out")" = "$(printf "thread: can't start new thread\nsubprocess: True\nfork: True\n%s True" "$(readlink -f $PY)")" ] ||
   fail "refusals: $(cat "$TMP/r.out")"

@@ -595,6 +595,15 @@ int cf_vm_run(struct cf_vm *vm, struct cf_vm_exit *exit)
   }
 }
 
+int cf_vm_event_pending(struct cf_vm *vm)
+{
+  struct kvm_vcpu_events ev;
+  if (ioctl(vm->cpu, KVM_GET_VCPU_EVENTS, &ev) < 0)
+    return cf_fail(errno, "KVM_GET_VCPU_EVENTS: %m");
+  return ev.exception.injected || ev.exception.pending || ev.interrupt.injected || ev.nmi.injected ||
+         ev.nmi.pending;
+}
+
 int cf_vm_reset(struct cf_vm *vm)
 {
   struct kvm_vcpu_events ev;

@@ -122,6 +122,12 @@ void cf_vm_kick(struct cf_vm *vm);
 
 const struct cf_vm_stats *cf_vm_stats(const struct cf_vm *vm);
 
+/* Whether the vCPU has an event in flight (an exception, interrupt or NMI
+ * pending or being injected): 1, 0, or -1 + cf_error. After a kick, the
+ * program's registers may only be changed (to enter a signal handler) when
+ * none is: the event would be delivered at the new rip. */
+int cf_vm_event_pending(struct cf_vm *vm);
+
 /* Make a VM whose program has ended ready for another one (VM reuse: the
  * caller then puts the memory back and loads the new registers with
  * cf_vm_load_cpu): refuses (ENOTSUP) when the vCPU has an event in flight

@@ -1,0 +1,115 @@
+#!/usr/bin/env bash
+# Timers, waits and signals in a sandbox against the same programs run
+# natively (issue 11, items 4-6): alarm kills a CPU loop (exit by SIGALRM,
+# same status) and breaks a `while (!flag);` loop through a handler (the
+# kick exit delivers it); setitimer intervals of ITIMER_REAL, _VIRTUAL and
+# _PROF fire N times; getitimer gives the time left; nanosleep, futex,
+# sigsuspend and poll are interrupted with EINTR; timed futex waits (and
+# glibc's sem_timedwait / pthread_cond_timedwait) time out with ETIMEDOUT
+# near their deadline; Python's Event().wait(0.05), Lock.acquire(timeout=
+# 0.05), Queue().get(timeout=0.05) end in about 50 ms as natively; a timer
+# armed in a template fires in its children; perl backticks and bash
+# command substitution give up at once on the refused fork (ENOMEM).
+. "$(dirname "$0")/functions.sh"
+[ -c /dev/kvm ] && [ -r /dev/kvm ] || skip "no /dev/kvm"
+requires gcc
+here=$(cd "$(dirname "$0")" && pwd)
+T=$TMP/timers
+gcc -static -O1 -o "$T" "$here/sandbox/timers.c" 2>"$TMP/cc.err" || skip "cannot build static programs: $(head -n 1 "$TMP/cc.err")"
+
+# same NAME CMD...: stdout and exit status of the native run and the sandbox run are equal
+same() {
+  local name=$1 nrc=0 src=0
+  shift
+  timeout 30 "$@" >"$TMP/n.out" 2>"$TMP/n.err" || nrc=$?
+  timeout 30 "$COWFORK" run --mem 512M -- "$@" >"$TMP/s.out" 2>"$TMP/s.err" || src=$?
+  if ! cmp -s "$TMP/n.out" "$TMP/s.out" || [ "$nrc" != "$src" ]; then
+    echo "native ($nrc):"; cat "$TMP/n.out" "$TMP/n.err"
+    echo "sandbox ($src):"; cat "$TMP/s.out" "$TMP/s.err"
+    fail "$name differs from the native run"
+  fi
+  echo "ok   $name: exit $src $(head -c 300 "$TMP/s.out" | tr '\n' '|')"
+}
+
+same "alarm(1) kills a CPU loop" "$T" alarm-kill
+[ "$(cat "$TMP/n.out")" = "" ] && grep -q "SIGALRM" "$TMP/s.err" || fail "the report should name SIGALRM: $(cat "$TMP/s.err")"
+same "setitimer ends pause() by SIGALRM" "$T" alarm-pause
+same "alarm breaks while(!flag) through a handler" "$T" flag-loop
+same "ITIMER_REAL interval fires 5 times" "$T" interval real 5
+same "ITIMER_VIRTUAL interval fires 5 times" "$T" interval virtual 5
+same "ITIMER_PROF interval fires 5 times" "$T" interval prof 5
+same "an interval timer wakes pause() 4 times" "$T" interval-pause
+same "getitimer and alarm give the time left" "$T" getitimer
+same "nanosleep interrupted: EINTR and the time left" "$T" nanosleep
+same "futex timed waits: ETIMEDOUT near the deadline" "$T" futex
+same "sigsuspend: EINTR, the mask back" "$T" sigsuspend
+same "poll sleeps its timeout; a signal interrupts it" "$T" poll
+# (A timing off by more than its bound prints what it measured, not "ok":
+# the comparison with the native run catches it.)
+
+# An interval timer armed in a template keeps running in its children (the
+# state file keeps the time left): the child's busy loop ends by it.
+cat > "$TMP/tmpl.c" <<'EOF'
+#include <signal.h>
+#include <stdio.h>
+#include <sys/time.h>
+#include <unistd.h>
+static volatile sig_atomic_t n;
+static void h(int s) { (void)s; n++; }
+int main(void)
+{
+  char c;
+  signal(SIGALRM, h);
+  struct itimerval it = {{0, 20000}, {0, 20000}};
+  setitimer(ITIMER_REAL, &it, NULL);
+  if (read(0, &c, 1) < 0) /* the template pauses here */
+    return 1;
+  int start = n;
+  while (n < start + 3)
+    ;
+  printf("child: the template's interval timer fired 3 more times\n");
+  return 0;
+}
+EOF
+gcc -static -O1 -o "$TMP/tmpl" "$TMP/tmpl.c"
+cowfork template create tmr --mem 64M -- "$TMP/tmpl" </dev/null >/dev/null
+echo x > "$TMP/in"
+out=$(timeout 30 "$COWFORK" fork tmr -n 2 --input "$TMP/in" 2>&1) || fail "fork of a template with a timer: $out"
+[ "$(grep -c "fired 3 more times" <<<"$out")" = 2 ] || fail "children of a template with a timer: $out"
+echo "ok   a template's interval timer fires in each child"
+
+# Python's timed waits (sem_clockwait, pthread_cond_timedwait) and signal.setitimer.
+PY=/usr/bin/python3
+if [ -x $PY ]; then
+  export OPENBLAS_NUM_THREADS=1 PYTHONDONTWRITEBYTECODE=1
+  same "python3: Event.wait, Lock.acquire, Queue.get with timeout=0.05; setitimer" $PY "$here/sandbox/pywait.py"
+else
+  echo "skip python3 cases: $PY missing"
+fi
+
+# A refused fork: perl and bash give up at once (they retry EAGAIN for
+# seconds or forever). With strace, the native run with fork failing ENOMEM
+# is the reference.
+inject() { strace -f -o /dev/null -e trace=clone,clone3,fork,vfork -e inject=clone,clone3,fork,vfork:error=ENOMEM "$@"; }
+refused() { # NAME PATTERN CMD...
+  local name=$1 pat=$2 rc=0
+  shift 2
+  local t0=$(date +%s.%N)
+  timeout 60 "$COWFORK" run --mem 512M -- "$@" >"$TMP/s.out" 2>"$TMP/s.err" || rc=$?
+  local secs=$(awk -v s="$t0" -v e="$(date +%s.%N)" 'BEGIN { printf "%.1f", e - s }')
+  awk -v s="$secs" 'BEGIN { exit !(s < 3) }' || fail "$name took $secs s (it retried the fork)"
+  grep -q "$pat" "$TMP/s.out" "$TMP/s.err" || fail "$name: no '$pat' in: $(cat "$TMP/s.out" "$TMP/s.err")"
+  if command -v strace >/dev/null; then
+    local nrc=0
+    inject "$@" >"$TMP/n.out" 2>"$TMP/n.err" || nrc=$?
+    cmp -s "$TMP/n.out" "$TMP/s.out" && cmp -s "$TMP/n.err" "$TMP/s.err" && [ $nrc = $rc ] ||
+      fail "$name: not what the native run does when fork fails with ENOMEM: native ($nrc) $(cat "$TMP/n.out" "$TMP/n.err"), sandbox ($rc) $(cat "$TMP/s.out" "$TMP/s.err")"
+  fi
+  echo "ok   $name: gave up in $secs s, exit $rc: $(head -c 200 "$TMP/s.out" "$TMP/s.err" | tr '\n' ' ')"
+}
+if [ -x /usr/bin/perl ]; then
+  refused "perl backticks" "Cannot allocate memory" /usr/bin/perl -e 'my $o = `echo hi`; print defined $o ? "got $o" : "fork failed: $!\n"'
+fi
+if [ -x /bin/bash ]; then
+  refused "bash command substitution" "fork: Cannot allocate memory" /bin/bash -c 'echo $(echo hi); echo after'
+fi
