@@ -13,8 +13,8 @@
  * MAP_PRIVATE file page of the same layer at the same offset, or anonymous
  * zero memory for an empty extent), except that up to REUSE_KEEP_MAX pages
  * outside the system area, and the generation page, may be private
- * anonymous copies holding the template's bytes. Two things can break it in a child, and both are
- * undone:
+ * anonymous copies holding the template's bytes. Two things can break it
+ * in a child, and both are undone:
  *   - the shim replaced a range (mmap MAP_FIXED of a file or of anonymous
  *     memory, munmap, brk, MADV_DONTNEED, execve): mm.c note_replaced
  *     recorded it in sb->replaced; those ranges are mapped again from the
@@ -227,7 +227,7 @@ int reuse_reset_memory(struct sb *sb)
       if (ref && host_writable(sb, a)) {
         if (memcmp(sb->mem + a, ref + a, PAGE) == 0)
           continue;
-        if (leak) {
+        if (leak && a != CF_VM_GENERATION_VA) { /* a page the program wrote */
           leak = false;
           continue;
         }
