@@ -271,6 +271,10 @@ int elf_load(struct sb *sb, const char *path, char *const *argv, char *const *en
       {AT_PLATFORM, platform},
       {AT_EXECFN, execfn},
       {AT_MINSIGSTKSZ, getauxval(AT_MINSIGSTKSZ) ? getauxval(AT_MINSIGSTKSZ) : 2048},
+      /* the generation page (docs/sandbox.md); AT_IGNORE where the page
+       * tables (an older template's) do not give it to the program */
+      {cf_vm_generation_page(sb->vm) ? CF_AT_GENERATION : AT_IGNORE,
+       cf_vm_generation_page(sb->vm) ? CF_VM_GENERATION_VA : 0},
       {AT_NULL, 0},
   };
   size_t nwords = 1 + argc + 1 + envc + 1 + 2 * (sizeof aux / sizeof aux[0]);

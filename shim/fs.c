@@ -1457,6 +1457,17 @@ long fs_syscall(struct sb *sb, long nr, const uint64_t a[6], bool *handled)
     return (f = fs_get(sb, fd)) ? do_iov(sb, f, A(1), A(2), -1, true) : -EBADF;
   case SYS_preadv:
     return (f = fs_get(sb, fd)) ? do_iov(sb, f, A(1), A(2), (int64_t)A(3), false) : -EBADF;
+  case SYS_preadv2:
+    /* preadv2(fd, iov, cnt, pos, pos_high, flags); pos -1: the file offset.
+     * No file here ever waits for I/O (memory, host files, non-blocking
+     * pipes), so RWF_NOWAIT changes nothing; the other flags are hints for
+     * a read. RWF_NOWAIT matters to the pause point (sandbox.c): a read
+     * that does not wait is not a program waiting for input. */
+    if (A(5) & ~(uint64_t)(RWF_HIPRI | RWF_DSYNC | RWF_SYNC | RWF_NOWAIT | RWF_APPEND))
+      return -EOPNOTSUPP;
+    if ((int64_t)A(3) < -1)
+      return -EINVAL;
+    return (f = fs_get(sb, fd)) ? do_iov(sb, f, A(1), A(2), (int64_t)A(3), false) : -EBADF;
   case SYS_open:
     return do_open(sb, AT_FDCWD, A(0), (int)A(1), (unsigned)A(2));
   case SYS_creat:

@@ -12,9 +12,9 @@
  * is, page for page, what cf_cowmap_map of the template's image gave (a
  * MAP_PRIVATE file page of the same layer at the same offset, or anonymous
  * zero memory for an empty extent), except that up to REUSE_KEEP_MAX pages
- * outside the system area may be private anonymous copies holding the
- * template's bytes. Two things can break it in a child, and both are
- * undone:
+ * outside the system area, and the generation page, may be private
+ * anonymous copies holding the template's bytes. Two things can break it
+ * in a child, and both are undone:
  *   - the shim replaced a range (mmap MAP_FIXED of a file or of anonymous
  *     memory, munmap, brk, MADV_DONTNEED, execve): mm.c note_replaced
  *     recorded it in sb->replaced; those ranges are mapped again from the
@@ -29,8 +29,10 @@
  *     writable shadow entries, stay valid: the next child writes the same
  *     pages without a fault (under PVM, a written page dropped with
  *     MADV_DONTNEED cost the next child two shadow faults and a host
- *     copy-on-write, ~25 us). The others (read-only or PROT_NONE under the
- *     child's VMAs, the system area, all of them past REUSE_KEEP_MAX) are
+ *     copy-on-write, ~25 us). The generation page, which every child
+ *     writes, is restored in place too. The others (read-only or PROT_NONE
+ *     under the child's VMAs, the rest of the system area, all of them past
+ *     REUSE_KEEP_MAX) are
  *     dropped with MADV_DONTNEED of the coalesced runs: a MAP_PRIVATE file
  *     page reads the file again, an empty page reads zeros.
  *   Nothing else is zapped, so the clean shadow entries stay. KVM follows
@@ -140,12 +142,16 @@ static int remap_from_image(struct sb *sb, uint64_t start, uint64_t end)
 
 /* Whether guest page p is writable on the host now (under the finished
  * child's VMAs), so that the reset may copy the template's bytes into it:
- * a page of a writable VMA or of the /tmp region. The system area is left
- * to MADV_DONTNEED (its stub page is read-only). */
+ * a page of a writable VMA or of the /tmp region, or the generation page
+ * (every child writes it: kept private, the next child's read of it takes
+ * no shadow fault). The rest of the system area is left to MADV_DONTNEED
+ * (its stub page is read-only). */
 static bool host_writable(struct sb *sb, uint64_t p)
 {
   uint64_t tb = tmp_region_base(sb->tmpfs), te = tb + tmp_region_size(sb->tmpfs);
   if (p >= tb && p < te)
+    return true;
+  if (p == CF_VM_GENERATION_VA)
     return true;
   if (p < CF_VM_USER_BASE)
     return false;
@@ -221,7 +227,7 @@ int reuse_reset_memory(struct sb *sb)
       if (ref && host_writable(sb, a)) {
         if (memcmp(sb->mem + a, ref + a, PAGE) == 0)
           continue;
-        if (leak) {
+        if (leak && a != CF_VM_GENERATION_VA) { /* a page the program wrote */
           leak = false;
           continue;
         }
@@ -339,8 +345,9 @@ int reuse_check(struct sb *sb)
     FAIL("%" PRIu64 " private pages remain after the reset, more than %u (first at guest 0x%" PRIx64 ")",
          d.pages, REUSE_KEEP_MAX, (uint64_t)(d.v[0].first * PAGE));
   for (size_t i = 0; i < d.n; i++)
-    if (d.v[i].first * PAGE < CF_VM_USER_BASE)
-      FAIL("a private page remains in the system area at guest 0x%" PRIx64, (uint64_t)(d.v[i].first * PAGE));
+    for (uint64_t p = d.v[i].first; p < d.v[i].first + d.v[i].count && p * PAGE < CF_VM_USER_BASE; p++)
+      if (p * PAGE != CF_VM_GENERATION_VA) /* restored in place like a user page */
+        FAIL("a private page remains in the system area at guest 0x%" PRIx64, (uint64_t)(p * PAGE));
 
   /* 2. A fresh child of the same template, for everything else. */
   if (!(fresh = cf_template_fork(sb->tmpl, sb->opts)))

@@ -32,6 +32,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/random.h>
 #include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
@@ -134,15 +135,21 @@ static bool fd0_pollin(struct sb *sb, long nr, const uint64_t a[6])
   return set && (*set & 1);
 }
 
-/* Whether the call reads fd 0 (the CF_READY_STDIN point). */
+/* Whether the call reads fd 0 (the CF_READY_STDIN point). A preadv2 with
+ * RWF_NOWAIT does not wait for input, so it is no pause point: that is how
+ * a program that needs to see the end of its input to finish its last
+ * request (shim/py/driver.py without a final "#---") learns it is there
+ * without pausing first, and pauses at its next (waiting) read, after
+ * the request ran. */
 static bool reads_fd0(struct sb *sb, long nr, const uint64_t a[6])
 {
   switch (nr) {
+  case SYS_preadv2:
+    return a[0] == 0 && !(a[5] & RWF_NOWAIT);
   case SYS_read:
   case SYS_readv:
   case SYS_pread64:
   case SYS_preadv:
-  case SYS_preadv2:
     return a[0] == 0;
   case SYS_poll:
   case SYS_ppoll:
@@ -475,6 +482,29 @@ void cf_sandbox_free(struct cf_sandbox *box)
   errno = e;
 }
 
+/* A new generation id (docs/sandbox.md, "Generation"), written before the
+ * first run of every sandbox: a root one, and every child of a template
+ * (a new VM, a reused one, a spare one). Not again on later runs of the
+ * same sandbox (a live sandbox's next exec, an unparked child: the page is
+ * part of what parking keeps). Written here and not at the fork so that a
+ * child that never runs (COWFORK_CHECK_RESET's fresh child) is the
+ * template's byte for byte. 128 bits from the host's getrandom, with the
+ * version and variant bits of an RFC 9562 version 4 UUID. */
+static int gen_new(struct sb *sb)
+{
+  uint8_t *p = cf_vm_generation_page(sb->vm);
+  if (p) {
+    uint8_t id[CF_VM_GENERATION_LEN];
+    if (getrandom(id, sizeof id, 0) != (ssize_t)sizeof id)
+      return cf_fail(errno ? errno : EIO, "getrandom: %m");
+    id[6] = (uint8_t)((id[6] & 0x0f) | 0x40);
+    id[8] = (uint8_t)((id[8] & 0x3f) | 0x80);
+    memcpy(p, id, sizeof id);
+  }
+  sb->gen_done = true;
+  return 0;
+}
+
 int cf_sandbox_run_until(struct cf_sandbox *box, struct cf_sandbox_result *res)
 {
   struct sb *sb = &box->s;
@@ -486,6 +516,8 @@ int cf_sandbox_run_until(struct cf_sandbox *box, struct cf_sandbox_result *res)
   if (sb->exited)
     return cf_fail(EINVAL, "the sandbox has ended");
   if (sb->park && reuse_unpark(sb) < 0)
+    return -1;
+  if (!sb->gen_done && gen_new(sb) < 0)
     return -1;
   /* Paused before serving a call (a read of fd 0): going on re-enters at
    * CPL3 after the SYSCALL with the call still to serve (live.c); entering

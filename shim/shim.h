@@ -135,6 +135,7 @@ struct sb {
   char marker[256];
   bool resume_pending;      /* serve pause_regs' system call before entering */
   bool entered;
+  bool gen_done;            /* this sandbox's generation id is written (gen_new) */
 
   /* a forked child: its template, and its memory as the backend mapped it
    * (it belongs to the VM: NULL while the child is parked) */

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # A Python template (shim/py/driver.py) through the daemon: one live sandbox,
-# several execs, each request ended by a "#---" line (the driver's framing:
-# without it the driver would wait for more of the request).
+# several execs, each request ended by a "#---" line or by the end of the
+# exec's input (the driver's framing); the sandbox's generation id stays
+# the same across execs and parking, and differs between sandboxes.
 . "$(dirname "$0")/functions.sh"
 . "$(dirname "$0")/daemon/functions.sh"
 PY=/usr/bin/python3
@@ -25,6 +26,21 @@ api POST /v1/sandboxes/$ID/exec '{"input":"print(\"alive\")\n#---\n"}' > "$TMP/e
 [ "$(jget "$(cat "$TMP/e")" 'j["output"]')" = alive ] || fail "after an exception: $(cat "$TMP/e")"
 [ "$(jget "$(api GET /v1/sandboxes/$ID)" 'j["parked"]')" = True ] || fail "an idle sandbox is not parked: $(api GET /v1/sandboxes/$ID)"
 echo "ok   a live Python sandbox answers request after request (a traceback does not end it), parked between them"
+# A request without "#---" runs in its own exec (before, the driver waited
+# for the rest of it, and the next exec's input was joined to it).
+GEN='{"input":"import ctypes\nf = ctypes.CDLL(None).getauxval\nf.restype = ctypes.c_ulong\nf.argtypes = [ctypes.c_ulong]\nprint(ctypes.string_at(f(0x43460001), 16).hex())\n"}'
+api POST /v1/sandboxes/$ID/exec "$GEN" > "$TMP/e"; expect 200 "exec without #---"
+g1=$(jget "$(cat "$TMP/e")" 'j["output"].strip()')
+[[ $g1 =~ ^[0-9a-f]{32}$ ]] || fail "exec without #---: $(cat "$TMP/e")"
+[ "$(jget "$(api GET /v1/sandboxes/$ID)" 'j["parked"]')" = True ] || fail "not parked after an exec"
+api POST /v1/sandboxes/$ID/exec "$GEN" > "$TMP/e"
+[ "$(jget "$(cat "$TMP/e")" 'j["output"].strip()')" = "$g1" ] || fail "the generation changed between execs (parked): $g1 / $(cat "$TMP/e")"
+ID2=$(jget "$(api POST /v1/sandboxes '{"template":"py"}')" 'j["ids"][0]')
+api POST /v1/sandboxes/$ID2/exec "$GEN" > "$TMP/e"
+g2=$(jget "$(cat "$TMP/e")" 'j["output"].strip()')
+[[ $g2 =~ ^[0-9a-f]{32}$ ]] && [ "$g2" != "$g1" ] || fail "a second sandbox's generation: $g2 (first $g1)"
+api DELETE /v1/sandboxes/$ID2 > /dev/null
+echo "ok   requests without #--- answered in their own exec; one generation per sandbox, kept while parked, another for a second sandbox"
 api POST /v1/sandboxes/$ID/pause >/dev/null; expect 200 "pause python"
 api POST /v1/sandboxes/$ID/resume >/dev/null; expect 200 "resume python"
 api POST /v1/sandboxes/$ID/exec '{"input":"print(json.dumps({\"k\": 1}))\n#---\n"}' > "$TMP/e"

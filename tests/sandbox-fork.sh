@@ -2,7 +2,7 @@
 # Templates and forks: a busybox sh template forked 100 times with a
 # different command per child (outputs compared with native busybox sh),
 # isolation between children, the template and its image, fresh identity per
-# child (getrandom, clock), the marker ready point, the uffd backend, a
+# child (getrandom, clock, generation id), the marker ready point, the uffd backend, a
 # branch, and a chain of 10 branches each storing only its own changes.
 . "$(dirname "$0")/functions.sh"
 [ -c /dev/kvm ] && [ -r /dev/kvm ] || skip "no /dev/kvm"
@@ -74,6 +74,35 @@ echo "ok   20 children: 20 different getrandom outputs, correct clock, private c
 cowfork template create drv2 --mem 64M -- "$DRV" > "$TMP/drv2.out" 2>/dev/null
 [ "$(cowfork fork drv2 --input "$TMP/rt" | sed -n 3p)" = 1 ] || fail "stdin template"
 echo "ok   the same program as a stdin template"
+
+# A generation id (docs/sandbox.md, "Generation"): the page the auxiliary
+# vector's CF_AT_GENERATION names holds a new id in every child (a new VM,
+# a reused one, the uffd backend), the same for the whole life of one
+# sandbox; a branch's children each get a new one. Natively there is none.
+[ "$(printf 'gen\n' | "$DRV" | sed -n 2p)" = none ] || fail "a native run has a generation"
+printf 'gen\ninc\ngen\n' > "$TMP/g"
+gens() { # FILE N: N children, each printing the same id twice; prints the ids
+  [ "$(grep -c '^[0-9a-f]\{12\}4[0-9a-f]\{19\}$' "$1")" = $((2 * $2)) ] || fail "generation ids: $(head -n 6 "$1")"
+  awk 'NR % 3 == 1 { a = $0 } NR % 3 == 0 && $0 != a { bad = 1 } END { exit bad }' "$1" ||
+    fail "a child's generation changed while it ran: $(head -n 6 "$1")"
+  awk 'NR % 3 == 1' "$1"
+}
+cowfork fork drv -n 20 --input "$TMP/g" > "$TMP/g.out" || fail "fork for generations"
+ids=$(gens "$TMP/g.out" 20)
+[ "$(echo "$ids" | sort -u | wc -l)" = 20 ] || fail "two children had the same generation: $(head "$TMP/g.out")"
+COWFORK_CHECK_RESET=1 cowfork fork drv -n 6 --jobs 1 --input "$TMP/g" > "$TMP/g1.out" 2> "$TMP/g1.err" ||
+  fail "generations in reused VMs, checked: $(head -c 500 "$TMP/g1.err")"
+cowfork fork drv -n 3 --backend uffd --input "$TMP/g" > "$TMP/g2.out" || fail "generations, uffd"
+cowfork fork drv -n 3 --no-reuse --input "$TMP/g" > "$TMP/g3.out" || fail "generations, --no-reuse"
+all=$(cat "$TMP/g.out" "$TMP/g1.out" "$TMP/g2.out" "$TMP/g3.out" | awk 'NR % 3 == 1')
+[ "$(echo "$all" | sort -u | wc -l)" = 32 ] || fail "generations repeat across runs: $(echo "$all" | sort | uniq -d)"
+gens "$TMP/g1.out" 6 > /dev/null; gens "$TMP/g2.out" 3 > /dev/null; gens "$TMP/g3.out" 3 > /dev/null
+cowfork fork drv2 --input "$TMP/g" --branch gb > "$TMP/gb.out" 2>/dev/null || fail "branch for generations"
+g0=$(gens "$TMP/gb.out" 1)
+cowfork fork gb -n 3 --input "$TMP/g" > "$TMP/gc.out" || fail "fork of a branch for generations"
+gc=$(gens "$TMP/gc.out" 3)
+[ "$(printf '%s\n%s\n' "$g0" "$gc" | sort -u | wc -l)" = 4 ] || fail "a branch's children share a generation: $g0 / $gc"
+echo "ok   generation ids: 32 children, 32 ids (reused VMs checked, uffd, --no-reuse), each stable while it runs; a branch's 3 children get 3 new ones; none natively"
 
 # The uffd backend gives the same outputs.
 cowfork fork sh -n 10 --backend uffd --input-dir "$TMP/in" --output-dir "$TMP/uout" || fail "uffd fork failed"

@@ -10,7 +10,8 @@
  *   0x2000 PML4, 0x3000 PDPT, 0x4000 the 4 KiB page table of the first 2 MiB,
  *   0x5000..0x8fff page directories (2 MiB pages, user RWX): up to 4 GiB
  *   0x9000..0xafff kernel stack (TSS.RSP0), 0xb000 and 0xc000 the 4 KiB
- *   page tables of the edges of a guarded range (cf_vm_guard), 0xe000 MMIO page (its guest
+ *   page tables of the edges of a guarded range (cf_vm_guard), 0xd000 the generation page (user
+ *   read-only: CF_AT_GENERATION), 0xe000 MMIO page (its guest
  *   physical address is outside every memslot), 0xf000 syscall stub (user RX)
  *   All of it is below CF_VM_USER_BASE (Linux's mmap_min_addr) and, except
  *   the two stub pages, supervisor-only: a NULL dereference is a #PF.
@@ -61,6 +62,7 @@ _Static_assert(sizeof(struct cf_vm_regs) == sizeof(struct kvm_regs), "cf_vm_regs
 #define KSTACK_TOP 0xb000ull
 #define GUARD_PT0 0xb000ull
 #define GUARD_PT1 0xc000ull
+#define GEN_VA CF_VM_GENERATION_VA
 #define MMIO_VA 0xe000ull
 #define STUB_VA 0xf000ull
 #define SYS_SIZE 0x10000ull
@@ -69,6 +71,7 @@ _Static_assert(sizeof(struct cf_vm_regs) == sizeof(struct kvm_regs), "cf_vm_regs
 #define PTE_D 0x40ull
 
 _Static_assert(SYS_SIZE <= CF_VM_USER_BASE, "layout");
+_Static_assert(GEN_VA >= KSTACK_TOP && GEN_VA < MMIO_VA && GEN_VA % 4096 == 0, "layout");
 
 #define SEL_KCS 0x10
 #define SEL_KDS 0x18
@@ -180,6 +183,7 @@ static void build_system_area(struct cf_vm *vm)
   /* The MMIO page points past the end of guest memory (no memslot there). */
   pt0[MMIO_VA >> 12] = (vm->mem_size + 0x200000) | 7 | PTE_A | PTE_D;
   pt0[STUB_VA >> 12] = STUB_VA | 5 | PTE_A; /* user, read-only */
+  pt0[GEN_VA >> 12] = GEN_VA | 5 | PTE_A;   /* the generation page: user, read-only */
   static const uint8_t stub[] = {0x89, 0x04, 0x25, MMIO_VA & 0xff, (MMIO_VA >> 8) & 0xff,
                                  (MMIO_VA >> 16) & 0xff, 0, /* mov %eax, MMIO_VA */
                                  0x48, 0x0f, 0x07 /* sysretq */};
@@ -420,6 +424,13 @@ int cf_vm_load_cpu(struct cf_vm *vm, const struct cf_vm_cpu *c, const struct cf_
 }
 
 uint8_t *cf_vm_mem(const struct cf_vm *vm) { return vm->mem; }
+
+uint8_t *cf_vm_generation_page(const struct cf_vm *vm)
+{
+  uint64_t pte;
+  memcpy(&pte, vm->mem + PT0_ADDR + (GEN_VA >> 12) * 8, sizeof pte);
+  return (pte & 7) == 5 && (pte & ~0xfffull & ((1ull << 52) - 1)) == GEN_VA ? vm->mem + GEN_VA : NULL;
+}
 uint64_t cf_vm_mem_size(const struct cf_vm *vm) { return vm->mem_size; }
 const struct cf_vm_stats *cf_vm_stats(const struct cf_vm *vm) { return &vm->stats; }
 

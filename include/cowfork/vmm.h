@@ -18,6 +18,16 @@
 
 #define CF_VM_USER_BASE 0x10000ull
 
+/* The generation page (like a VM generation id, docs/sandbox.md): one page
+ * of the system area the program may read and never write. Its first 16
+ * bytes are the sandbox's generation id, new in every child of a template.
+ * The program finds its address in the auxiliary vector under
+ * CF_AT_GENERATION (getauxval; absent: not a cowfork sandbox, or a
+ * template older than the page). */
+#define CF_VM_GENERATION_VA 0xd000ull
+#define CF_VM_GENERATION_LEN 16
+#define CF_AT_GENERATION 0x43460001ull /* "CF", 1: far above Linux's AT_* */
+
 struct cf_vm;
 
 /* Same layout as struct kvm_regs. */
@@ -67,6 +77,11 @@ struct cf_vm_mem_source {
   void *ctx;
 };
 struct cf_vm *cf_vm_create_from(uint64_t mem_size, const struct cf_vm_mem_source *src);
+
+/* The host address of the generation page, or NULL when this VM's page
+ * tables (a template's, made before the page existed) do not let the
+ * program read it. The host may write it; the guest may not. */
+uint8_t *cf_vm_generation_page(const struct cf_vm *vm);
 
 /* The vCPU state a snapshot keeps besides the general registers: FS/GS base
  * and the FPU/SSE/AVX state (KVM_GET_XSAVE's 4 KiB). Segments, control

@@ -27,6 +27,20 @@ As a cowfork template (docs/python.md):
 
 The template pauses at the driver's first read of stdin, after the imports:
 every child starts there with numpy loaded and reads its own request.
+
+End of input. A request without a final "#---" line ends at the end of
+input, so the driver must see it before running the request. It asks
+without waiting (preadv2 with RWF_NOWAIT, which the sandbox does not count
+as waiting for input), runs the request, and then reads once more
+(waiting): a branch or a live sandbox pauses at that read, after the
+request ran; elsewhere it finds the end of input again and the driver ends.
+
+Generations. Every child of a template starts with the template's random
+state. Before each request the driver reads the sandbox's generation id
+(docs/sandbox.md, "Generation": 16 bytes on a read-only page whose address
+is the auxiliary vector's CF_AT_GENERATION); when it differs from the one it
+last saw, this is a new child: it reseeds `random` and, if imported,
+`numpy.random`'s global generator from it.
 """
 
 import gc
@@ -35,6 +49,7 @@ import sys
 import traceback
 
 SEP = b"#---"
+AT_GENERATION = 0x43460001  # include/cowfork/vmm.h CF_AT_GENERATION
 
 
 def parse_args(argv):
@@ -70,18 +85,58 @@ def load(preload):
     return env
 
 
+def nowait_reader(fd):
+    """A read of fd that does not wait (preadv2 with RWF_NOWAIT), or None
+    where that is not possible (no os.preadv, a file that refuses the flag):
+    returns the bytes read (b"" at end of input) or None when it would have
+    to wait."""
+    flag = getattr(os, "RWF_NOWAIT", 0)
+    if not flag or not hasattr(os, "preadv"):
+        return None
+    buf = bytearray(65536)
+    state = {"ok": True}
+
+    def read():
+        if not state["ok"]:
+            return None
+        try:
+            n = os.preadv(fd, [buf], -1, flag)
+        except BlockingIOError:
+            return None
+        except OSError:  # EOPNOTSUPP, ESPIPE, EINVAL...: never again
+            state["ok"] = False
+            return None
+        return bytes(buf[:n])
+    return read
+
+
 def requests(fd):
     """Yield each request (bytes) read from fd.
 
     Reads the fd itself (os.read), not through sys.stdin.buffer: each call
     on a buffered stream takes its lock, and CPython 3.11 reads the
     monotonic clock for every lock acquisition, which is a system call in a
-    sandbox (no vDSO), one per request."""
+    sandbox (no vDSO), one per request.
+
+    With part of a request in hand, the next read does not wait (if it
+    can): at the end of input that request is complete and runs before the
+    driver waits for more, so a pause at the waiting read comes after it
+    ran. The driver ends at an end of input with nothing in hand."""
     lines, buf = [], b""
+    nowait = nowait_reader(fd)
     while True:
-        chunk = os.read(fd, 65536)
+        chunk = nowait() if nowait and (lines or buf) else None
+        if chunk is None:
+            chunk = os.read(fd, 65536)
         if not chunk:
-            break
+            if not (lines or buf):
+                break
+            if buf.rstrip(b"\r\n") == SEP:
+                yield b"".join(lines)
+            else:
+                yield b"".join(lines) + buf
+            lines, buf = [], b""
+            continue  # wait for more (a pause point), or end of input again
         buf += chunk
         start = 0
         while True:
@@ -96,14 +151,36 @@ def requests(fd):
             else:
                 lines.append(line)
         buf = buf[start:]
-    if buf:
-        if buf.rstrip(b"\r\n") == SEP:
-            yield b"".join(lines)
-            lines = []
-        else:
-            lines.append(buf)
-    if lines:
-        yield b"".join(lines)
+
+
+def generation_reader():
+    """A function returning this sandbox's generation id (16 bytes), or None
+    outside cowfork. The page's address comes from the auxiliary vector
+    (CF_AT_GENERATION); reading it is a memory load, no system call."""
+    try:
+        import ctypes
+        getauxval = ctypes.CDLL(None).getauxval
+        getauxval.restype = ctypes.c_ulong
+        getauxval.argtypes = [ctypes.c_ulong]
+        addr = getauxval(AT_GENERATION)
+    except (ImportError, OSError, AttributeError):
+        return None
+    if not addr:
+        return None
+    return lambda: ctypes.string_at(addr, 16)
+
+
+def reseed(gen):
+    """A new child: reseed the generators every child would otherwise share
+    with the template, from the generation id (128 random bits the host
+    drew for this child). Modules not imported need nothing: they seed
+    themselves from getrandom when a child imports them."""
+    rnd = sys.modules.get("random")
+    if rnd is not None:
+        rnd.seed(int.from_bytes(gen, "little"))
+    npr = sys.modules.get("numpy.random")
+    if npr is not None:
+        npr.seed([int.from_bytes(gen[i:i + 4], "little") for i in range(0, 16, 4)])
 
 
 def run(code, env):
@@ -126,10 +203,17 @@ def run(code, env):
 def main():
     preload, frames = parse_args(sys.argv[1:])
     env = load(preload)
+    generation = generation_reader()
+    seen = generation() if generation else None
     gc.collect()
     gc.freeze()
     failed = False
     for code in requests(sys.stdin.fileno()):
+        if generation:
+            gen = generation()
+            if gen != seen:
+                seen = gen
+                reseed(gen)
         ok = run(code, env)
         failed |= not ok
         if frames:

@@ -5,12 +5,17 @@
  *   inc       increments a global counter and prints it
  *   big N     dirties N pages of a heap buffer and prints their sum
  *   put F S   writes S to file F;  get F  prints file F
+ *   gen       the sandbox's generation id (docs/sandbox.md), hex, or "none"
+ *             where the auxiliary vector has none (natively)
  * and exits 0 at end of input. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/auxv.h>
 #include <sys/random.h>
 #include <time.h>
+
+#define CF_AT_GENERATION 0x43460001ul /* include/cowfork/vmm.h */
 
 static long counter;
 
@@ -28,6 +33,16 @@ int main(void)
         return 1;
       for (int i = 0; i < 16; i++)
         printf("%02x", r[i]);
+      printf("\n");
+    } else if (strncmp(line, "gen", 3) == 0) {
+      unsigned long a = getauxval(CF_AT_GENERATION);
+      if (!a) {
+        printf("none\n");
+        continue;
+      }
+      const volatile unsigned char *g = (const volatile unsigned char *)a;
+      for (int i = 0; i < 16; i++)
+        printf("%02x", g[i]);
       printf("\n");
     } else if (strncmp(line, "time", 4) == 0) {
       struct timespec ts;

@@ -84,6 +84,31 @@ int main(void)
   cf_vm_resume_user(vm, &u);
   ok(cf_vm_run(vm, &ex) == 0 && ex.reason == CF_VM_EXIT_EXCEPTION && ex.vector == 14 && ex.addr == 0x5000,
      "executing the system area is #PF at its address");
+  /* The generation page: the program reads it, the host writes it, the
+   * program may not write it. */
+  uint8_t *gen = cf_vm_generation_page(vm);
+  ok(gen == mem + CF_VM_GENERATION_VA, "the generation page is at 0x%llx", (unsigned long long)CF_VM_GENERATION_VA);
+  static const uint8_t gcode[] = {
+      0x48, 0x8b, 0x1c, 0x25, 0x00, 0xd0, 0, 0, /* mov 0xd000, %rbx */
+      0xb8, 39, 0, 0, 0,                        /* mov $39, %eax */
+      0x0f, 0x05,                               /* syscall */
+      0x88, 0x04, 0x25, 0x00, 0xd0, 0, 0,       /* mov %al, 0xd000 */
+      0x0f, 0x0b,                               /* ud2 */
+  };
+  _Static_assert(CF_VM_GENERATION_VA == 0xd000, "gcode");
+  memcpy(mem + CODE + 0x100, gcode, sizeof gcode);
+  if (gen)
+    memcpy(gen, "0123456789abcdef", 16);
+  u.rip = CODE + 0x100;
+  u.rsp = 0x400000;
+  cf_vm_resume_user(vm, &u);
+  uint64_t want;
+  memcpy(&want, "01234567", 8);
+  ok(cf_vm_run(vm, &ex) == 0 && ex.reason == CF_VM_EXIT_SYSCALL && cf_vm_regs(vm)->rbx == want,
+     "the program reads the generation page");
+  cf_vm_syscall_return(vm);
+  ok(cf_vm_run(vm, &ex) == 0 && ex.reason == CF_VM_EXIT_EXCEPTION && ex.vector == 14 && ex.addr == 0xd000,
+     "a store to the generation page is #PF at its address");
   cf_vm_kick(vm);
   ok(cf_vm_run(vm, &ex) == 0 && ex.reason == CF_VM_EXIT_KICKED, "a kick ends the next run");
   diag("VM create %.0f us, enter to first syscall exit %.0f us, syscall round trip %.1f us, %llu exits",
