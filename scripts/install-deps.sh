@@ -8,6 +8,7 @@ libroaring-dev uuid-dev libxxhash-dev libmicrohttpd-dev libjansson-dev
 clang libclang-rt-14-dev
 xfsprogs e2fsprogs util-linux
 qemu-utils libnbd-bin nbdkit python3-libnbd fio
+qemu-system-x86 cpio kmod
 python3 python3-numpy python3-pytest python3-hypothesis libpython3.11-testsuite busybox-static curl
 "
 missing=""

@@ -32,15 +32,19 @@ done
 for p in qemu-system-x86_64 cpio busybox; do
   command -v $p >/dev/null || { echo "kvm-vm: $p is missing (scripts/install-deps.sh)" >&2; exit 2; }
 done
-cache=${COWFORK_KVM_CACHE:-/var/cache/cowfork-kvm}
+# The newest Debian 12 kernel (6.12 has PAGEMAP_SCAN and the userfaultfd
+# features lib/dirty.c and lib/uffd.c use; 6.1's linux-image-amd64 has not).
+pkg=${COWFORK_KVM_KERNEL:-$(apt-cache search --names-only '^linux-image-[0-9.]*\+deb12-amd64$' |
+  awk '{print $1}' | sort -V | tail -n 1)}
+[ -n "$pkg" ] || pkg=$(apt-cache depends linux-image-amd64 | sed -n 's/.*Depends: \(linux-image-.*\)/\1/p' | head -n 1)
+[ -n "$pkg" ] || { echo "kvm-vm: no Debian kernel package found (apt-get update?)" >&2; exit 2; }
+cache=${COWFORK_KVM_CACHE:-/var/cache/cowfork-kvm}/$pkg
 mkdir -p "$cache"
 exec 9>"$cache/lock"
 flock 9
 if [ ! -f "$cache/initrd.gz" ]; then
   # Debian's current kernel, unpacked (not installed: no hooks run).
   rm -rf "$cache/deb" "$cache/root" && mkdir -p "$cache/deb"
-  (cd "$cache/deb" && apt-get download linux-image-amd64 2>/dev/null >&2)
-  pkg=$(dpkg-deb -f "$cache"/deb/linux-image-amd64_*.deb Depends | sed -n 's/^\(linux-image-[^ ,]*\).*/\1/p')
   (cd "$cache/deb" && apt-get download "$pkg" 2>/dev/null >&2)
   dpkg-deb -x "$cache"/deb/"$pkg"_*.deb "$cache/root"
   kver=$(ls "$cache/root/lib/modules")
@@ -92,7 +96,7 @@ trap 'rm -rf "$job"' EXIT
   echo 'mount -t proc proc /proc; mount -t sysfs sys /sys; mount -t tmpfs tmp /tmp; mount -t tmpfs run /run'
   echo 'mount -t devpts devpts /dev/pts 2>/dev/null; ln -sf /proc/self/fd /dev/fd 2>/dev/null'
   printf 'export PATH=%q HOME=%q TERM=dumb\n' "$PATH" "${HOME:-/root}"
-  for v in FUZZ_SECONDS ASAN_OPTIONS UBSAN_OPTIONS BUILD COWFORK_TEST_DIR; do
+  for v in FUZZ_SECONDS ASAN_OPTIONS UBSAN_OPTIONS BUILD COWFORK_TEST_DIR TESTS_EXACT COWFORK_KVM_VM; do
     [ -n "${!v:-}" ] && printf 'export %s=%q\n' "$v" "${!v}"
   done
   printf 'cd %q || exit 1\n' "$PWD"
@@ -102,7 +106,7 @@ trap 'rm -rf "$job"' EXIT
 touch "$job/out"
 tail -n +1 -f "$job/out" &
 tailpid=$!
-qemu-system-x86_64 -M q35 -cpu max -m "$mem" -smp "$cpus" -accel "tcg,thread=${COWFORK_KVM_TCG_THREAD:-single}" \
+qemu-system-x86_64 -M q35 -nic none -cpu max -m "$mem" -smp "$cpus" -accel "tcg,thread=${COWFORK_KVM_TCG_THREAD:-single}" \
   -nographic -no-reboot -kernel "$cache/vmlinuz" -initrd "$cache/initrd.gz" \
   -append "console=ttyS0 quiet loglevel=1 nowatchdog panic=-1 cfjob=$job" \
   -virtfs local,path=/,mount_tag=root,security_model=passthrough,id=r,multidevs=remap \
