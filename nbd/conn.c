@@ -705,7 +705,7 @@ static int do_block_status(struct conn *c, const struct req *q)
 
 /* Execute one valid request and send its reply (a worker). -1: the reply
  * could not be sent, the connection is dead. */
-static int execute(struct conn *c, const struct req *q)
+static int execute(struct conn *c, struct req *q)
 {
   struct nbd_export *e = c->exp;
   unsigned fua = q->flags & NBD_CMD_FLAG_FUA ? CF_OVERLAY_FUA : 0;
@@ -727,6 +727,10 @@ static int execute(struct conn *c, const struct req *q)
     atomic_fetch_add(&e->changes, 1);
     r = cf_overlay_pwrite(e->ov, q->payload, q->len, q->off, fua);
     atomic_fetch_add(&e->changes, 1);
+    /* Back to the pool before the reply: the client's next write, sent
+     * when it has the reply, finds it there. */
+    buf_put(c, q->payload, q->len);
+    q->payload = NULL;
     break;
   case NBD_CMD_TRIM:
     what = "trim";
