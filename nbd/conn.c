@@ -8,13 +8,15 @@
  * queues it for up to MAX_WORKERS worker threads of this connection, started
  * on demand. So a pipelining client's large reads and writes overlap with
  * receiving the next ones, and reads run in parallel (the overlay is
- * thread-safe: reads share its lock, writes take it alone). Backpressure:
+ * thread-safe: operations claim their blocks, reads shared, writes alone).
+ * Large READ/WRITE buffers come from a per-connection pool. Backpressure:
  * at most MAX_QUEUED requests and MAX_INFLIGHT bytes of buffers in flight.
  *
  * Locks. qlock guards the queue and its counts (head, tail, nqueued, idle,
  * nworkers, inflight, closing). send_lock is held for each message written,
  * and every message (option reply, simple reply, structured chunk) is one
- * sendv call, so replies of concurrent workers never interleave. The input
+ * sendv call, so replies of concurrent workers never interleave. pool_lock
+ * guards the free buffers (taken and given back by reader and workers). The input
  * buffer and the handshake state belong to the reader alone; the export
  * pointer and negotiated flags are fixed before any worker starts.
  *
