@@ -11,7 +11,8 @@
 #include "cowfork/error.h"
 #include "nbd/nbd.h"
 
-enum { OPT_EXPORT = 1000, OPT_UNIX, OPT_TCP, OPT_READONLY, OPT_CACHE_DIR, OPT_CONTROL, OPT_AS, OPT_QUIET };
+enum { OPT_EXPORT = 1000, OPT_UNIX, OPT_TCP, OPT_READONLY, OPT_CACHE_DIR, OPT_CONTROL, OPT_AS, OPT_QUIET,
+       OPT_SOCKET_MODE };
 
 static struct cf_nbd_server *running;
 
@@ -58,13 +59,15 @@ static int cmd_serve(const struct cli_cmd *cmd, int argc, char **argv)
       {"export", required_argument, 0, OPT_EXPORT}, {"unix", required_argument, 0, OPT_UNIX},
       {"tcp", required_argument, 0, OPT_TCP},       {"readonly", no_argument, 0, OPT_READONLY},
       {"cache-dir", required_argument, 0, OPT_CACHE_DIR}, {"control", required_argument, 0, OPT_CONTROL},
-      {"quiet", no_argument, 0, OPT_QUIET},         {0}};
+      {"quiet", no_argument, 0, OPT_QUIET},         {"socket-mode", required_argument, 0, OPT_SOCKET_MODE},
+      {0}};
   if (cli_wants_help(cmd, argc, argv))
     return EXIT_OK;
   struct export_arg *ex = calloc((size_t)argc, sizeof *ex);
   size_t nex = 0;
-  const char *unix_path = NULL, *tcp = NULL, *cache_dir = NULL, *control = NULL;
+  const char *unix_path = NULL, *tcp = NULL, *cache_dir = NULL, *control = NULL, *mode_arg = NULL;
   bool readonly = false, quiet = false;
+  mode_t socket_mode = 0;
   int c, ret = EXIT_USAGE;
   if (!ex)
     return cli_error("out of memory");
@@ -85,6 +88,7 @@ static int cmd_serve(const struct cli_cmd *cmd, int argc, char **argv)
     case OPT_CACHE_DIR: cache_dir = optarg; break;
     case OPT_CONTROL: control = optarg; break;
     case OPT_QUIET: quiet = true; break;
+    case OPT_SOCKET_MODE: mode_arg = optarg; break;
     default:
       cli_usage(cmd, "unknown option '%s'", argv[optind - 1]);
       goto out;
@@ -101,6 +105,19 @@ static int cmd_serve(const struct cli_cmd *cmd, int argc, char **argv)
   if (!unix_path == !tcp) {
     cli_usage(cmd, "give exactly one of --unix PATH and --tcp HOST:PORT");
     goto out;
+  }
+  if (mode_arg) {
+    char *end;
+    unsigned long m = strtoul(mode_arg, &end, 8);
+    if (!unix_path) {
+      cli_usage(cmd, "--socket-mode applies to --unix only");
+      goto out;
+    }
+    if (!*mode_arg || *end || *mode_arg == '-' || m == 0 || m > 0777) {
+      cli_usage(cmd, "bad --socket-mode '%s': expected octal permission bits 1-777, e.g. 0660", mode_arg);
+      goto out;
+    }
+    socket_mode = (mode_t)m;
   }
   char hostbuf[256];
   const char *port = NULL;
@@ -129,7 +146,7 @@ static int cmd_serve(const struct cli_cmd *cmd, int argc, char **argv)
   if (!s)
     goto out;
   struct cf_nbd_config cfg = {.store = s, .cache_dir = cache_dir, .readonly = readonly,
-                              .log = quiet ? NULL : log_line};
+                              .socket_mode = socket_mode, .log = quiet ? NULL : log_line};
   struct cf_nbd_server *srv = cf_nbd_server_new(&cfg);
   if (!srv) {
     cli_error("%s", cf_error());
@@ -212,7 +229,8 @@ const struct cli_cmd cli_disk_cmds[] = {
     {"disk serve", "serve images as copy-on-write disks over NBD",
      "Usage: cowfork disk serve --export NAME=IMAGE[:SAVE_AS] [--export ...]\n"
      "                          (--unix PATH | --tcp HOST:PORT) [--readonly]\n"
-     "                          [--cache-dir DIR] [--control PATH] [--quiet]\n"
+     "                          [--socket-mode MODE] [--cache-dir DIR]\n"
+     "                          [--control PATH] [--quiet]\n"
      "\n"
      "Serve each IMAGE of the store as the NBD export NAME (fixed newstyle; the\n"
      "empty name is the first export). Every export is a private copy-on-write\n"
@@ -228,6 +246,9 @@ const struct cli_cmd cli_disk_cmds[] = {
      "\n"
      "  --export NAME=IMAGE[:SAVE_AS]  an export (repeatable)\n"
      "  --unix PATH       listen on a Unix socket (nbd+unix:///NAME?socket=PATH)\n"
+     "  --socket-mode MODE\n"
+     "                    permissions of the --unix socket, octal (default 0600:\n"
+     "                    only this user may connect, whatever the umask)\n"
      "  --tcp HOST:PORT   listen on TCP (nbd://HOST:PORT/NAME); HOST may be empty\n"
      "  --readonly        every export is read-only\n"
      "  --cache-dir DIR   where the overlays' cache files go\n"

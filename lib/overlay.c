@@ -10,12 +10,38 @@
  * cache range is a hole; an Untouched block's cache range is a hole. A block
  * only moves away from Untouched with its full contents written: a partial
  * write first fills the block from its current contents (read-modify-write),
- * so base data is never lost whatever alignment a client uses.
+ * so base data is never lost whatever alignment a client uses. A block's
+ * cache bytes are written before its new state is set (a failed write
+ * leaves the old state, which never reads those bytes).
  *
- * Locking: one rwlock. Reads and block status take it shared (the tracker
- * is only read, the cache only pread); writes, zeroing, trim and save take
- * it exclusive, so a read never sees a half-written block and a save sees
- * one consistent device. */
+ * Locking: two levels, so that operations on different blocks run in
+ * parallel and only the tracker itself is serialized.
+ *
+ *  - Block claims (claim_lock, claims): every operation first claims the
+ *    whole blocks it touches, [first block, last block]: reads and block
+ *    status shared, writes, zeroing and trim exclusive, save the whole
+ *    device shared. A claim is granted when no claim queued before it
+ *    overlaps it with either side exclusive; claims are granted in arrival
+ *    order per block (a waiting write holds back later overlapping reads),
+ *    so nobody starves. claim_lock (a mutex) guards only the queue, never
+ *    I/O. Because a writer holds its blocks alone from before its first
+ *    cache write until after its tracker update, a concurrent read of a
+ *    block sees all of the old contents or all of the new, never a torn
+ *    block or a state that does not match the cache; and the read-modify-
+ *    write of a partial block cannot lose a neighbour's write in the same
+ *    block. Writes to different blocks (adjacent ones included) copy into
+ *    the cache at the same time.
+ *  - The tracker (tlock, a rwlock): CRoaring is not thread-safe for
+ *    writers, so set_range takes it exclusive and get/count/foreach_run
+ *    shared, each for the tracker call only, never across I/O. The states
+ *    of claimed blocks cannot change between reading them and using them:
+ *    only an exclusive claim on those blocks changes them.
+ *
+ * Save claims the whole device shared: it waits for the writes claimed
+ * before it to finish and holds back the ones after it, so it sees one
+ * consistent tracker and cache (a commit of a point in time), while reads
+ * go on. Claim order is always claim, then tlock, never the reverse, and
+ * an operation holds one claim at a time, so there is no lock cycle. */
 #include <fcntl.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -29,6 +55,13 @@
 
 #define IO_CHUNK (4u << 20) /* bounce buffer for save */
 
+/* One operation's claim on blocks [first, last], queued in arrival order. */
+struct claim {
+  struct claim *prev, *next;
+  uint64_t first, last;
+  bool excl;
+};
+
 struct cf_overlay {
   struct cf_image *img;
   const struct cf_header *h;
@@ -36,7 +69,11 @@ struct cf_overlay {
   uint64_t size, nblocks;
   int cache;
   struct cf_tracker *t;
-  pthread_rwlock_t lock;
+  pthread_rwlock_t tlock;    /* the tracker */
+  pthread_mutex_t claim_lock; /* the claim queue below */
+  pthread_cond_t claim_freed;
+  struct claim *head, *tail;
+  unsigned waiting; /* claims waiting for claim_freed */
 };
 
 uint64_t cf_overlay_size(const struct cf_overlay *o) { return o->size; }
@@ -88,7 +125,9 @@ struct cf_overlay *cf_overlay_new(struct cf_image *img, const char *cache_dir)
     errno = e;
     return NULL;
   }
-  pthread_rwlock_init(&o->lock, NULL);
+  pthread_rwlock_init(&o->tlock, NULL);
+  pthread_mutex_init(&o->claim_lock, NULL);
+  pthread_cond_init(&o->claim_freed, NULL);
   return o;
 }
 
@@ -96,7 +135,9 @@ void cf_overlay_free(struct cf_overlay *o)
 {
   if (!o)
     return;
-  pthread_rwlock_destroy(&o->lock);
+  pthread_cond_destroy(&o->claim_freed);
+  pthread_mutex_destroy(&o->claim_lock);
+  pthread_rwlock_destroy(&o->tlock);
   cf_tracker_free(o->t);
   close(o->cache);
   cf_image_close(o->img);
@@ -110,6 +151,88 @@ static int check_range(const struct cf_overlay *o, uint64_t len, uint64_t off)
                    (unsigned long long)off, (unsigned long long)len, (unsigned long long)o->size);
   return 0;
 }
+
+/* ---- block claims ---- */
+
+static bool conflicts(const struct claim *a, const struct claim *b)
+{
+  return (a->excl || b->excl) && a->first <= b->last && b->first <= a->last;
+}
+
+/* Claim the blocks under [off, off+len) (len > 0), waiting for every
+ * conflicting claim queued before this one. */
+static void claim(struct cf_overlay *o, struct claim *c, uint64_t len, uint64_t off, bool excl)
+{
+  *c = (struct claim){.first = off / o->bs, .last = (off + len - 1) / o->bs, .excl = excl};
+  pthread_mutex_lock(&o->claim_lock);
+  c->prev = o->tail;
+  if (o->tail)
+    o->tail->next = c;
+  else
+    o->head = c;
+  o->tail = c;
+  for (;;) {
+    const struct claim *e = c->prev;
+    while (e && !conflicts(e, c))
+      e = e->prev;
+    if (!e)
+      break;
+    o->waiting++;
+    pthread_cond_wait(&o->claim_freed, &o->claim_lock);
+    o->waiting--;
+  }
+  pthread_mutex_unlock(&o->claim_lock);
+}
+
+static void unclaim(struct cf_overlay *o, struct claim *c)
+{
+  pthread_mutex_lock(&o->claim_lock);
+  if (c->prev)
+    c->prev->next = c->next;
+  else
+    o->head = c->next;
+  if (c->next)
+    c->next->prev = c->prev;
+  else
+    o->tail = c->prev;
+  if (o->waiting)
+    pthread_cond_broadcast(&o->claim_freed);
+  pthread_mutex_unlock(&o->claim_lock);
+}
+
+/* ---- the tracker, under tlock ---- */
+
+static int state_of(struct cf_overlay *o, uint64_t b)
+{
+  pthread_rwlock_rdlock(&o->tlock);
+  int state = cf_tracker_get(o->t, b);
+  pthread_rwlock_unlock(&o->tlock);
+  return state;
+}
+
+/* The state of block b and the end (exclusive, <= limit) of the run of
+ * blocks from b in that same state. */
+static int run_of(struct cf_overlay *o, uint64_t b, uint64_t limit, uint64_t *end)
+{
+  pthread_rwlock_rdlock(&o->tlock);
+  int state = cf_tracker_get(o->t, b);
+  uint64_t e = b + 1;
+  while (e < limit && cf_tracker_get(o->t, e) == state)
+    e++;
+  pthread_rwlock_unlock(&o->tlock);
+  *end = e;
+  return state;
+}
+
+static int set_state(struct cf_overlay *o, uint64_t first, uint64_t n, int state)
+{
+  pthread_rwlock_wrlock(&o->tlock);
+  int r = cf_tracker_set_range(o->t, first, n, (unsigned)state);
+  pthread_rwlock_unlock(&o->tlock);
+  return r;
+}
+
+/* ---- reading and writing claimed blocks ---- */
 
 /* Read [off, off+len) that lies in blocks all in one state. */
 static int read_state(struct cf_overlay *o, int state, char *buf, size_t len, uint64_t off)
@@ -127,17 +250,14 @@ static int read_state(struct cf_overlay *o, int state, char *buf, size_t len, ui
   return 0;
 }
 
-/* Read without taking the lock: runs of blocks in the same state are one
- * read each. */
-static int read_locked(struct cf_overlay *o, char *buf, size_t len, uint64_t off)
+/* Read claimed blocks: runs of blocks in the same state are one read each. */
+static int read_claimed(struct cf_overlay *o, char *buf, size_t len, uint64_t off)
 {
+  uint64_t limit = (off + len - 1) / o->bs + 1;
   while (len) {
-    uint64_t b = off / o->bs;
-    int state = cf_tracker_get(o->t, b);
-    uint64_t end = (b + 1) * o->bs;
-    while (end - off < len && cf_tracker_get(o->t, end / o->bs) == state)
-      end += o->bs;
-    size_t n = end - off < len ? end - off : len;
+    uint64_t end;
+    int state = run_of(o, off / o->bs, limit, &end);
+    size_t n = end * o->bs - off < len ? end * o->bs - off : len;
     if (read_state(o, state, buf, n, off) < 0)
       return -1;
     buf += n;
@@ -151,9 +271,12 @@ int cf_overlay_pread(struct cf_overlay *o, void *buf, size_t len, uint64_t off)
 {
   if (check_range(o, len, off) < 0)
     return -1;
-  pthread_rwlock_rdlock(&o->lock);
-  int r = read_locked(o, buf, len, off);
-  pthread_rwlock_unlock(&o->lock);
+  if (len == 0)
+    return 0;
+  struct claim c;
+  claim(o, &c, len, off, false);
+  int r = read_claimed(o, buf, len, off);
+  unclaim(o, &c);
   return r;
 }
 
@@ -166,7 +289,7 @@ static int zero_blocks(struct cf_overlay *o, uint64_t first, uint64_t n)
                 (off_t)(n * o->bs)) < 0)
     return cf_fail(errno, "punch cache at block %llu (+%llu): %m", (unsigned long long)first,
                    (unsigned long long)n);
-  return cf_tracker_set_range(o->t, first, n, CF_BLOCK_ZERO);
+  return set_state(o, first, n, CF_BLOCK_ZERO);
 }
 
 /* Whole blocks from buf: runs of all-zero blocks are punched, runs of data
@@ -185,7 +308,7 @@ static int write_blocks(struct cf_overlay *o, const char *buf, uint64_t first, u
     } else {
       if (cf_pwrite_full(o->cache, buf + i * o->bs, (j - i) * o->bs, (first + i) * o->bs) < 0)
         return cf_fail(errno, "write cache at block %llu: %m", (unsigned long long)(first + i));
-      if (cf_tracker_set_range(o->t, first + i, j - i, CF_BLOCK_DIRTY) < 0)
+      if (set_state(o, first + i, j - i, CF_BLOCK_DIRTY) < 0)
         return -1;
     }
     i = j;
@@ -200,7 +323,7 @@ static int write_partial(struct cf_overlay *o, uint64_t b, size_t skip, const ch
   CLEANUP_FREE char *blk = malloc(o->bs);
   if (!blk)
     return cf_fail(ENOMEM, "out of memory");
-  if (read_state(o, cf_tracker_get(o->t, b), blk, o->bs, b * o->bs) < 0)
+  if (read_state(o, state_of(o, b), blk, o->bs, b * o->bs) < 0)
     return -1;
   if (src)
     memcpy(blk + skip, src, len);
@@ -241,9 +364,13 @@ static int modify(struct cf_overlay *o, const void *src, uint64_t len, uint64_t 
 {
   if (check_range(o, len, off) < 0)
     return -1;
-  pthread_rwlock_wrlock(&o->lock);
-  int r = apply(o, src, len, off, zero);
-  pthread_rwlock_unlock(&o->lock);
+  int r = 0;
+  if (len) {
+    struct claim c;
+    claim(o, &c, len, off, true);
+    r = apply(o, src, len, off, zero);
+    unclaim(o, &c);
+  }
   if (r == 0 && (flags & CF_OVERLAY_FUA))
     r = cf_overlay_flush(o);
   return r;
@@ -272,7 +399,7 @@ int cf_overlay_flush(struct cf_overlay *o)
 }
 
 /* Flags of one block: Dirty is data; Zero is a hole; Untouched is whatever
- * the image has there (empty extents are holes). */
+ * the image has there (empty extents are holes). Under tlock, shared. */
 static unsigned block_flags(struct cf_overlay *o, uint64_t b, int64_t *ext)
 {
   int state = cf_tracker_get(o->t, b);
@@ -290,31 +417,36 @@ int cf_overlay_block_status(struct cf_overlay *o, uint64_t len, uint64_t off, cf
 {
   if (check_range(o, len, off) < 0)
     return -1;
+  if (len == 0)
+    return 0;
   int r = 0;
   int64_t ext = 0;
-  pthread_rwlock_rdlock(&o->lock);
+  struct claim c;
+  claim(o, &c, len, off, false);
   while (len && r == 0) {
     uint64_t b = off / o->bs;
+    pthread_rwlock_rdlock(&o->tlock);
     unsigned flags = block_flags(o, b, &ext);
     uint64_t end = (b + 1) * o->bs;
     while (end - off < len && block_flags(o, end / o->bs, &ext) == flags)
       end += o->bs;
+    pthread_rwlock_unlock(&o->tlock);
     uint64_t n = end - off < len ? end - off : len;
-    r = fn(ctx, n, flags);
+    r = fn(ctx, n, flags); /* not under tlock: fn may take its time */
     off += n;
     len -= n;
   }
-  pthread_rwlock_unlock(&o->lock);
+  unclaim(o, &c);
   return r < 0 ? -1 : 0;
 }
 
 void cf_overlay_stats(struct cf_overlay *o, struct cf_overlay_stats *st)
 {
-  pthread_rwlock_rdlock(&o->lock);
+  pthread_rwlock_rdlock(&o->tlock);
   st->dirty_blocks = cf_tracker_count(o->t, CF_BLOCK_DIRTY);
   st->zero_blocks = cf_tracker_count(o->t, CF_BLOCK_ZERO);
   st->untouched_blocks = o->nblocks - st->dirty_blocks - st->zero_blocks;
-  pthread_rwlock_unlock(&o->lock);
+  pthread_rwlock_unlock(&o->tlock);
 }
 
 /* Runs of one state, collected for the merge in save (tracker runs are
@@ -349,9 +481,14 @@ int cf_overlay_save(struct cf_overlay *o, struct cf_store *s, const char *name)
   int ret = -1;
   if (cf_store_check_name(name) < 0)
     return -1;
-  pthread_rwlock_wrlock(&o->lock);
-  if (cf_tracker_foreach_run(o->t, CF_BLOCK_DIRTY, collect, &dirty) != 0 ||
-      cf_tracker_foreach_run(o->t, CF_BLOCK_ZERO, collect, &zero) != 0)
+  /* The whole device, shared: no write runs until the save is done. */
+  struct claim c;
+  claim(o, &c, o->size ? o->size : 1, 0, false);
+  pthread_rwlock_rdlock(&o->tlock);
+  int walk = cf_tracker_foreach_run(o->t, CF_BLOCK_DIRTY, collect, &dirty) != 0 ||
+             cf_tracker_foreach_run(o->t, CF_BLOCK_ZERO, collect, &zero) != 0;
+  pthread_rwlock_unlock(&o->tlock);
+  if (walk)
     goto out;
   uint64_t bufsize = IO_CHUNK < o->bs ? o->bs : IO_CHUNK;
   if (!(buf = malloc(bufsize)) || !(w = cf_layer_writer_new(s, o->bs))) {
@@ -375,7 +512,7 @@ int cf_overlay_save(struct cf_overlay *o, struct cf_store *s, const char *name)
   ret = cf_image_commit(s, o->h, name, &ch, w);
   w = NULL; /* consumed */
 out:
-  pthread_rwlock_unlock(&o->lock);
+  unclaim(o, &c);
   cf_layer_writer_abort(w);
   free(buf);
   cf_changes_free(&dirty);

@@ -8,13 +8,15 @@
  * queues it for up to MAX_WORKERS worker threads of this connection, started
  * on demand. So a pipelining client's large reads and writes overlap with
  * receiving the next ones, and reads run in parallel (the overlay is
- * thread-safe: reads share its lock, writes take it alone). Backpressure:
+ * thread-safe: operations claim their blocks, reads shared, writes alone).
+ * Large READ/WRITE buffers come from a per-connection pool. Backpressure:
  * at most MAX_QUEUED requests and MAX_INFLIGHT bytes of buffers in flight.
  *
  * Locks. qlock guards the queue and its counts (head, tail, nqueued, idle,
  * nworkers, inflight, closing). send_lock is held for each message written,
  * and every message (option reply, simple reply, structured chunk) is one
- * sendv call, so replies of concurrent workers never interleave. The input
+ * sendv call, so replies of concurrent workers never interleave. pool_lock
+ * guards the free buffers (taken and given back by reader and workers). The input
  * buffer and the handshake state belong to the reader alone; the export
  * pointer and negotiated flags are fixed before any worker starts.
  *
@@ -50,6 +52,9 @@
 #define MAX_INFLIGHT (64u << 20)   /* their READ/WRITE bytes, per connection */
 #define INLINE_MAX (64u << 10)     /* smaller requests may run in the reader */
 #define MAX_EXTENTS 65536u         /* descriptors per BLOCK_STATUS reply */
+#define POOL_MIN (64u << 10)       /* READ/WRITE buffers this large are recycled */
+#define POOL_BYTES (16u << 20)     /* free buffers a connection keeps */
+#define POOL_CLASSES 10            /* powers of two, POOL_MIN .. CF_NBD_MAX_REQUEST */
 #define META_ALLOC_ID 1u           /* our id for base:allocation */
 #define META_ALLOC "base:allocation"
 
@@ -76,6 +81,11 @@ struct conn {
   bool closing;
   atomic_bool dead; /* a reply could not be sent */
   pthread_t workers[MAX_WORKERS];
+  /* Free READ/WRITE buffers of POOL_MIN bytes or more, one list per power
+   * of two (linked through their first bytes), POOL_BYTES in all. */
+  pthread_mutex_t pool_lock;
+  void *pool[POOL_CLASSES];
+  size_t pool_bytes;
 };
 
 /* ---- transport helpers ---- */
@@ -150,6 +160,79 @@ static uint8_t *data_buf(struct conn *c, size_t n)
     c->datacap = n;
   }
   return c->data;
+}
+
+/* ---- request buffers ----
+ *
+ * Why a pool: a READ or WRITE of 1 MiB needs a 1 MiB buffer, which malloc
+ * takes from a fresh mmap or from an arena it trims after each burst, so
+ * every request page-faulted its buffer in again (a fault per 4 KiB, each
+ * zeroing a page: about a tenth of the server's CPU time in a 1 MiB write
+ * stream, and more or less of it depending on how the arena happened to be
+ * trimmed). Buffers of POOL_MIN bytes or more are rounded up to a power of
+ * two and kept, at most POOL_BYTES per connection, until it closes. */
+
+static unsigned pool_class(size_t n, size_t *cap)
+{
+  unsigned k = 0;
+  size_t c = POOL_MIN;
+  while (c < n) {
+    c <<= 1;
+    k++;
+  }
+  *cap = c;
+  return k;
+}
+
+static void *buf_get(struct conn *c, size_t n)
+{
+  if (n < POOL_MIN)
+    return malloc(n ? n : 1);
+  size_t cap;
+  unsigned k = pool_class(n, &cap);
+  void *p = NULL;
+  if (k < POOL_CLASSES) {
+    pthread_mutex_lock(&c->pool_lock);
+    p = c->pool[k];
+    if (p) {
+      memcpy(&c->pool[k], p, sizeof(void *));
+      c->pool_bytes -= cap;
+    }
+    pthread_mutex_unlock(&c->pool_lock);
+  }
+  return p ? p : malloc(cap);
+}
+
+static void buf_put(struct conn *c, void *p, size_t n)
+{
+  if (!p)
+    return;
+  size_t cap;
+  unsigned k = pool_class(n, &cap);
+  if (n >= POOL_MIN && k < POOL_CLASSES) {
+    pthread_mutex_lock(&c->pool_lock);
+    bool keep = c->pool_bytes + cap <= POOL_BYTES;
+    if (keep) {
+      memcpy(p, &c->pool[k], sizeof(void *));
+      c->pool[k] = p;
+      c->pool_bytes += cap;
+    }
+    pthread_mutex_unlock(&c->pool_lock);
+    if (keep)
+      return;
+  }
+  free(p);
+}
+
+static void pool_free(struct conn *c)
+{
+  for (unsigned k = 0; k < POOL_CLASSES; k++)
+    while (c->pool[k]) {
+      void *p = c->pool[k];
+      memcpy(&c->pool[k], p, sizeof(void *));
+      free(p);
+    }
+  c->pool_bytes = 0;
 }
 
 /* A client-supplied name made safe for a log line or message. */
@@ -519,11 +602,11 @@ struct req {
 
 static int do_read(struct conn *c, const struct req *r)
 {
-  uint8_t *buf = malloc(r->len);
+  uint8_t *buf = buf_get(c, r->len);
   if (!buf)
     return reply_error(c, r->handle, NBD_ENOMEM, "out of memory");
   if (cf_overlay_pread(c->exp->ov, buf, r->len, r->off) < 0) {
-    free(buf);
+    buf_put(c, buf, r->len);
     return reply_failure(c, r->handle, "read");
   }
   int ret;
@@ -543,7 +626,7 @@ static int do_read(struct conn *c, const struct req *r)
     nbd_put64(h + 8, r->handle);
     ret = send_all(c, h, sizeof h, buf, r->len);
   }
-  free(buf);
+  buf_put(c, buf, r->len);
   return ret;
 }
 
@@ -624,7 +707,7 @@ static int do_block_status(struct conn *c, const struct req *q)
 
 /* Execute one valid request and send its reply (a worker). -1: the reply
  * could not be sent, the connection is dead. */
-static int execute(struct conn *c, const struct req *q)
+static int execute(struct conn *c, struct req *q)
 {
   struct nbd_export *e = c->exp;
   unsigned fua = q->flags & NBD_CMD_FLAG_FUA ? CF_OVERLAY_FUA : 0;
@@ -646,6 +729,10 @@ static int execute(struct conn *c, const struct req *q)
     atomic_fetch_add(&e->changes, 1);
     r = cf_overlay_pwrite(e->ov, q->payload, q->len, q->off, fua);
     atomic_fetch_add(&e->changes, 1);
+    /* Back to the pool before the reply: the client's next write, sent
+     * when it has the reply, finds it there. */
+    buf_put(c, q->payload, q->len);
+    q->payload = NULL;
     break;
   case NBD_CMD_TRIM:
     what = "trim";
@@ -688,7 +775,7 @@ static void *worker(void *arg)
     c->inflight -= q->mem;
     pthread_cond_broadcast(&c->qspace);
     pthread_mutex_unlock(&c->qlock);
-    free(q->payload);
+    buf_put(c, q->payload, q->len);
     free(q);
     pthread_mutex_lock(&c->qlock);
   }
@@ -732,7 +819,7 @@ static void enqueue(struct conn *c, struct req *q)
     pthread_mutex_unlock(&c->qlock);
     if (execute(c, q) < 0)
       atomic_store(&c->dead, true);
-    free(q->payload);
+    buf_put(c, q->payload, q->len);
     free(q);
   }
 }
@@ -790,7 +877,7 @@ static int request(struct conn *c, uint16_t flags, uint16_t type, uint64_t handl
   }
   *q = (struct req){.flags = flags, .type = type, .len = len, .handle = handle, .off = off};
   if (type == NBD_CMD_WRITE) {
-    q->payload = malloc(len);
+    q->payload = buf_get(c, len);
     if (!q->payload) {
       free(q);
       if (discard(c, len) < 0)
@@ -799,7 +886,7 @@ static int request(struct conn *c, uint16_t flags, uint16_t type, uint64_t handl
     }
     if (recv_exact(c, q->payload, len) < 0) {
       nbd_log(c->srv, "%s: connection lost in the middle of a write, closing", c->peer);
-      free(q->payload);
+      buf_put(c, q->payload, len);
       free(q);
       return -1;
     }
@@ -812,7 +899,7 @@ static int request(struct conn *c, uint16_t flags, uint16_t type, uint64_t handl
   pthread_mutex_unlock(&c->qlock);
   if (here) {
     int r = execute(c, q);
-    free(q->payload);
+    buf_put(c, q->payload, q->len);
     free(q);
     return r < 0 ? -1 : 0;
   }
@@ -852,6 +939,7 @@ void cf_nbd_serve(struct cf_nbd_server *s, const struct cf_nbd_transport *t, con
   pthread_mutex_init(&c.send_lock, NULL);
   pthread_cond_init(&c.qwork, NULL);
   pthread_cond_init(&c.qspace, NULL);
+  pthread_mutex_init(&c.pool_lock, NULL);
   c.rbuf = malloc(RBUF_SIZE);
   if (c.rbuf && handshake(&c) == 0) {
     if (t->transmission)
@@ -863,6 +951,8 @@ void cf_nbd_serve(struct cf_nbd_server *s, const struct cf_nbd_transport *t, con
   }
   free(c.rbuf);
   free(c.data);
+  pool_free(&c);
+  pthread_mutex_destroy(&c.pool_lock);
   pthread_cond_destroy(&c.qspace);
   pthread_cond_destroy(&c.qwork);
   pthread_mutex_destroy(&c.send_lock);

@@ -20,6 +20,7 @@
 #define CF_NBD_ABSURD_WRITE (64u << 20)  /* larger WRITE payloads drop the connection */
 #define CF_NBD_MAX_CONNECTIONS_DEFAULT 1024
 #define CF_NBD_HANDSHAKE_SECONDS 30       /* a handshake must make progress this often */
+#define CF_NBD_SOCKET_MODE_DEFAULT 0600   /* a Unix data socket: only our user connects */
 
 struct cf_nbd_server;
 
@@ -28,6 +29,10 @@ struct cf_nbd_config {
   const char *cache_dir;   /* overlay cache files (NULL: the overlay's default) */
   bool readonly;           /* every export read-only (NBD_FLAG_READ_ONLY) */
   unsigned max_connections; /* 0: CF_NBD_MAX_CONNECTIONS_DEFAULT */
+  /* Permission bits of Unix data sockets, whatever the umask (connecting
+   * needs write permission on the socket file). 0: CF_NBD_SOCKET_MODE_DEFAULT.
+   * The control socket is always 0600. */
+  mode_t socket_mode;
   /* One line of log (no newline), e.g. a connection dropped for a protocol
    * violation. NULL: discard. Called from any thread. */
   void (*log)(void *ctx, const char *line);
@@ -48,9 +53,10 @@ int cf_nbd_server_add_overlay(struct cf_nbd_server *s, const char *name, struct 
                               const char *save_as);
 size_t cf_nbd_server_nexports(const struct cf_nbd_server *s);
 
-/* Listening sockets. A Unix socket is bound under a temporary name and
- * renamed into place once it listens, so its path appearing means ready; a
- * stale socket file (nobody listening) is replaced. */
+/* Listening sockets. A Unix socket is bound under a temporary name, given
+ * its mode (cfg.socket_mode; 0600 for the control socket) and renamed into
+ * place once it listens, so its path appearing means ready; a stale socket
+ * file (nobody listening) is replaced. */
 int cf_nbd_server_listen_unix(struct cf_nbd_server *s, const char *path);
 int cf_nbd_server_listen_tcp(struct cf_nbd_server *s, const char *host, const char *port);
 int cf_nbd_server_control_unix(struct cf_nbd_server *s, const char *path);

@@ -4,7 +4,10 @@
  * with the process); a tracker keeps every block Untouched (read from the
  * image), Dirty (read from the cache) or Zero (reads as zeros, punched in
  * the cache). The image is never written. All calls are thread-safe: any
- * number of threads (NBD connections) may use one overlay. */
+ * number of threads (NBD connections) may use one overlay. Operations on
+ * different blocks run in parallel; a read overlapping a write sees each
+ * block wholly as before or wholly as after it, and a save sees the device
+ * between writes (lib/overlay.c: block claims). */
 #ifndef COWFORK_OVERLAY_H
 #define COWFORK_OVERLAY_H
 
