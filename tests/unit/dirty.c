@@ -98,6 +98,9 @@ static int helper_zpfn(void)
   if (cf_dirty_scan(0, p, N * PG, CF_DIRTY_ANON, CF_DIRTY_PAGEMAP, &d) < 0)
     return 4;
   printf("%" PRIu64 "\n", d.pages);
+  fflush(stdout);
+  cf_dirty_free(&d);
+  munmap(p, N * PG);
   return 0;
 }
 
