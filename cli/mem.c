@@ -102,13 +102,15 @@ static int cmd_fanout(const struct cli_cmd *cmd, int argc, char **argv)
            "\"write\":%llu,\"spawn_p50_us\":%.1f,\"spawn_p99_us\":%.1f,\"all_ready_ms\":%.2f,"
            "\"touch_p50_us\":%.2f,\"touch_p99_us\":%.2f,\"faults_per_child\":%.1f,"
            "\"prefetched_per_child\":%.1f,\"server_us_per_fault\":%.2f,\"private_kib_p50\":%.0f,\"private_kib_max\":%.0f,"
-           "\"map_private_kib_p50\":%.0f,\"written_kib\":%.0f,\"shared_fraction\":%.4f,"
+           "\"map_private_kib_p50\":%.0f,\"written_kib\":%.0f,\"read_empty_kib\":%.0f,"
+           "\"shared_zero_page\":%s,\"shared_fraction\":%.4f,"
            "\"wset_pages\":%llu,\"recorded\":%s,\"pinned\":%s}\n",
            o.backend->name, r.children, r.failed, o.prefetch ? "true" : "false",
            (unsigned long long)o.touch, (unsigned long long)o.write, r.spawn_p50_us, r.spawn_p99_us,
            r.all_ready_ms, r.touch_p50_us, r.touch_p99_us, r.faults_per_child,
            r.prefetched_per_child, r.server_us_per_fault, r.private_kib_p50, r.private_kib_max, r.map_private_kib_p50,
-           r.written_kib, r.shared_fraction, (unsigned long long)r.wset_pages,
+           r.written_kib, r.read_empty_kib, r.shared_zero_page ? "true" : "false", r.shared_fraction,
+           (unsigned long long)r.wset_pages,
            r.recorded ? "true" : "false", r.pinned ? "true" : "false");
   } else {
     printf("backend %s, %u children (%u failed), touch %llu pages, write %llu%s%s\n",
@@ -130,6 +132,10 @@ static int cmd_fanout(const struct cli_cmd *cmd, int argc, char **argv)
     printf("private memory    p50 %.0f KiB, max %.0f KiB per child (smaps_rollup); "
            "%.0f KiB in the mapping; wrote %.0f KiB\n",
            r.private_kib_p50, r.private_kib_max, r.map_private_kib_p50, r.written_kib);
+    if (!r.shared_zero_page)
+      printf("                  this kernel has no zero page for reads: the %.0f KiB each child "
+             "only read of empty extents are private%s\n",
+             r.read_empty_kib, o.backend == &cf_mem_backend_file ? " too" : " for the file backend");
     printf("shared fraction   %.1f %% of the mapping's resident pages\n", 100 * r.shared_fraction);
   }
   return r.failed ? EXIT_ERR : EXIT_OK;

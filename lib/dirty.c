@@ -14,8 +14,18 @@
  *  PAGEMAP: read the 64-bit entry of every page: bit 63 present, 62 swapped,
  *    61 file page (or shared anonymous), 57 uffd-wp, bits 0-54 the pfn (zero
  *    without CAP_SYS_ADMIN). The zero page is recognised by its pfn, found
- *    once by probing a page of our own (a constant of the running kernel,
- *    computed once: the only static in here).
+ *    once by probing pages of our own (a constant of the running kernel,
+ *    computed once: the only static in here; see probe_zero).
+ *
+ * Kernels without a zero page for read faults (PVM's pvm_no_zero_page=1):
+ * a read of an empty extent of the file backend allocates a private zeroed
+ * page whose page-table entry is made exactly like a written one (present,
+ * anonymous, dirty; soft-dirty is set by the same pte_mkdirty), so no kind
+ * can tell it from a write: CF_DIRTY_ANON reports it. Telling them apart
+ * needs the image (an all-zero page over an empty extent is unchanged, the
+ * same page over data is a write of zeros), which is what the commit does
+ * (it stores nothing for it) and what a reset's comparison with the
+ * template does (it copies nothing).
  *
  * Both are tested against each other and against what a child wrote
  * (tests/unit/dirty.c).
@@ -30,11 +40,13 @@
 #include <pthread.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/uio.h>
 
 #include "cowfork/dirty.h"
 #include "cowfork/tracker.h"
+#include "cowfork/uffd.h"
 #include "cowfork/zero.h"
 #include "internal.h"
 #include "mem_compat.h"
@@ -160,30 +172,122 @@ static int scan_ioctl(int fd, uintptr_t start, uintptr_t end, enum cf_dirty_kind
   return 0;
 }
 
-/* The pfn of the shared zero page (0: unknown, without CAP_SYS_ADMIN). */
-static uint64_t zero_pfn_v;
-static void find_zero_pfn(void)
+/* The kernel's shared zero page, probed once (the only state in here):
+ * whether a read fault on untouched private anonymous memory maps it
+ * (Linux's usual way; a PVM guest booted with pvm_no_zero_page=1 allocates
+ * a private zeroed page instead), and its pfn for the pagemap method (0:
+ * unknown: pfns read as 0 without CAP_SYS_ADMIN, or no way to get the zero
+ * page mapped here). A pfn is taken only when two distinct pages map it at
+ * once: a page that was allocated for the probe and freed again must never
+ * be taken for the zero page, or the written page that reuses it next would
+ * be missed. Where reads do not map it, UFFDIO_ZEROPAGE still may (it does
+ * on 6.18 with pvm_no_zero_page=1), and a uffd client's empty pages are
+ * installed that way: a userfaultfd of our own asks for it. */
+static struct {
+  bool read_maps_zero;
+  uint64_t zero_pfn;
+} zp;
+
+/* Pagemap entries of the two pages at p: both present with pfns
+ * visible and equal: that pfn; else 0. *distinct: visible and different. */
+static uint64_t same_pfn(int fd, const char *p, bool *distinct)
 {
   size_t pg = page_size();
-  volatile char *p = mmap(NULL, pg, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  uint64_t e[2] = {0, 0};
+  *distinct = false;
+  if (pread(fd, e, sizeof e, (uintptr_t)p / pg * 8) != sizeof e || !(e[0] & e[1] & PM_PRESENT))
+    return 0;
+  uint64_t a = e[0] & PM_PFN, b = e[1] & PM_PFN;
+  *distinct = a && b && a != b;
+  return a && a == b ? a : 0;
+}
+
+/* Rss of our own mapping at p from /proc/self/smaps, in kB; -1 unknown. */
+static long smaps_rss(const void *p)
+{
+  FILE *f = fopen("/proc/self/smaps", "re");
+  if (!f)
+    return -1;
+  char line[512], want[32];
+  snprintf(want, sizeof want, "%lx-", (unsigned long)(uintptr_t)p);
+  long rss = -1;
+  bool in = false;
+  while (fgets(line, sizeof line, f)) {
+    if (!in)
+      in = strncmp(line, want, strlen(want)) == 0;
+    else if (strncmp(line, "Rss:", 4) == 0) {
+      rss = strtol(line + 4, NULL, 10);
+      break;
+    }
+  }
+  fclose(f);
+  return rss;
+}
+
+static void probe_zero(void)
+{
+  size_t pg = page_size();
+  int saved = errno;
+  zp.read_maps_zero = true; /* unknown stays Linux's default */
+  CLEANUP_CLOSE int fd = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
+  char *p = mmap(NULL, 2 * pg, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (p == MAP_FAILED || fd < 0)
+    goto out;
+  madvise(p, 2 * pg, MADV_NOHUGEPAGE);
+  (void)*(volatile char *)p;
+  (void)*(volatile char *)(p + pg);
+  bool distinct;
+  uint64_t pfn = same_pfn(fd, p, &distinct);
+  struct page_region r[2];
+  struct pm_scan_arg a = {.size = sizeof a, .start = (uintptr_t)p, .end = (uintptr_t)p + 2 * pg,
+                          .vec = (uintptr_t)r, .vec_len = 2, .category_mask = PAGE_IS_PFNZERO,
+                          .return_mask = PAGE_IS_PFNZERO};
+  long n = ioctl(fd, PAGEMAP_SCAN, &a);
+  if (n >= 0)
+    zp.read_maps_zero = n == 1 && r[0].start == (uintptr_t)p && r[0].end == (uintptr_t)p + 2 * pg;
+  else if (pfn || distinct)
+    zp.read_maps_zero = pfn != 0;
+  else { /* no PAGEMAP_SCAN, pfns hidden: the zero page is not counted in Rss */
+    long rss = smaps_rss(p);
+    if (rss >= 0)
+      zp.read_maps_zero = rss == 0;
+  }
+  if (zp.read_maps_zero) {
+    zp.zero_pfn = pfn;
+    goto out;
+  }
+  if (!distinct) /* pfns hidden */
+    goto out;
+  munmap(p, 2 * pg);
+  p = mmap(NULL, 2 * pg, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
   if (p == MAP_FAILED)
-    return;
-  (void)p[0];
-  int fd = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
-  uint64_t e = 0;
-  if (fd >= 0 && pread(fd, &e, 8, (uintptr_t)p / pg * 8) == 8 && (e & PM_PRESENT))
-    zero_pfn_v = e & PM_PFN;
-  if (fd >= 0)
-    close(fd);
-  munmap((void *)p, pg);
+    goto out;
+  int u = cf_uffd_open(0, NULL);
+  if (u >= 0) {
+    struct uffdio_zeropage z = {.range = {.start = (uintptr_t)p, .len = 2 * pg}};
+    if (cf_uffd_register(u, p, 2 * pg, 0) == 0 && ioctl(u, UFFDIO_ZEROPAGE, &z) == 0)
+      zp.zero_pfn = same_pfn(fd, p, &distinct);
+    close(u);
+  }
+out:
+  if (p != MAP_FAILED)
+    munmap(p, 2 * pg);
+  errno = saved;
+}
+
+static pthread_once_t zp_once = PTHREAD_ONCE_INIT;
+
+bool cf_dirty_shared_zero_page(void)
+{
+  pthread_once(&zp_once, probe_zero);
+  return zp.read_maps_zero;
 }
 
 static int scan_pagemap(int fd, uintptr_t start, uintptr_t end, enum cf_dirty_kind kind,
                         struct cf_dirty *d)
 {
-  static pthread_once_t once = PTHREAD_ONCE_INIT;
-  pthread_once(&once, find_zero_pfn);
-  uint64_t zpfn = zero_pfn_v;
+  pthread_once(&zp_once, probe_zero);
+  uint64_t zpfn = zp.zero_pfn;
   size_t pg = page_size();
   CLEANUP_FREE uint64_t *e = malloc(PM_CHUNK * sizeof *e);
   if (!e)

@@ -287,6 +287,25 @@ static void check_children(struct run *R, const struct msg *ready, struct msg *d
   free(got);
 }
 
+/* Touched pages that are not written and lie wholly in one empty extent:
+ * the file backend's anonymous memory, private where reads do not map the
+ * zero page. */
+static uint64_t read_empty_pages(const struct run *R)
+{
+  const struct cf_header *h = cf_image_header(R->img);
+  uint64_t pg = (uint64_t)sysconf(_SC_PAGESIZE), n = 0;
+  uint64_t nw = R->o->write < R->npages ? R->o->write : R->npages;
+  for (uint64_t k = nw; k < R->npages; k++) {
+    int64_t i = cf_header_lookup(h, R->pages[k] * pg / h->block_size);
+    if (i < 0)
+      continue;
+    const struct cf_extent *e = &h->extents[i];
+    uint64_t end = (e->first + e->count) * h->block_size;
+    n += e->layer == CF_LAYER_EMPTY && (end >= (R->pages[k] + 1) * pg || end >= h->size);
+  }
+  return n;
+}
+
 /* --- One round -------------------------------------------------------------- */
 
 /* One round of n children. For uffd (R->sock set) a page server runs for
@@ -427,6 +446,8 @@ static int round_run(struct run *R, const struct cf_uffd_opts *uo, cf_uffd_end_f
     res->shared_fraction = ns ? shared_sum / ns : 0;
     res->written_kib = (double)(R->o->write < R->npages ? R->o->write : R->npages) *
                        sysconf(_SC_PAGESIZE) / 1024;
+    res->read_empty_kib = (double)read_empty_pages(R) * sysconf(_SC_PAGESIZE) / 1024;
+    res->shared_zero_page = cf_dirty_shared_zero_page();
   }
   free(spawn);
   free(prv);

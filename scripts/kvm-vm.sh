@@ -9,7 +9,8 @@
 # Debian's own kernel in QEMU with TCG (software emulation, which implements
 # AMD SVM with nested paging), loads kvm-amd in it, and runs COMMAND in a
 # chroot of this machine's / shared read-write over virtio-9p, from the
-# current directory. Guest code then runs under real (nested) KVM: slow
+# current directory, with /tmp, /var/tmp and /run the guest's own (tmpfs: 9p
+# lacks renameat2 flags the store uses). Guest code then runs under real (nested) KVM: slow
 # (a syscall round trip ~65 us, QEMU itself emulated), but the same KVM API
 # as on hardware. COMMAND's stdout and stderr come back, and its exit status.
 #
@@ -17,7 +18,7 @@
 # busybox-static, cpio, kmod; Debian's kernel package is downloaded once with
 # apt-get into $COWFORK_KVM_CACHE (default /var/cache/cowfork-kvm).
 set -euo pipefail
-mem=4096 cpus=2
+mem=6144 cpus=2
 while [ $# -gt 0 ]; do
   case $1 in
     --mem) mem=$2; shift 2 ;;
@@ -90,10 +91,11 @@ fi
 flock -u 9
 # The job: a directory on the shared file system holding the script the
 # guest runs, its output and its exit status.
-job=$(mktemp -d /var/tmp/cowfork-kvm-job.XXXXXX)
+mkdir -p "$cache/jobs"
+job=$(mktemp -d "$cache/jobs/job.XXXXXX")
 trap 'rm -rf "$job"' EXIT
 {
-  echo 'mount -t proc proc /proc; mount -t sysfs sys /sys; mount -t tmpfs tmp /tmp; mount -t tmpfs run /run'
+  echo 'mount -t proc proc /proc; mount -t sysfs sys /sys; mount -t tmpfs tmp /tmp; mount -t tmpfs run /run; mount -t tmpfs vartmp /var/tmp'
   echo 'mount -t devpts devpts /dev/pts 2>/dev/null; ln -sf /proc/self/fd /dev/fd 2>/dev/null'
   printf 'export PATH=%q HOME=%q TERM=dumb\n' "$PATH" "${HOME:-/root}"
   for v in FUZZ_SECONDS ASAN_OPTIONS UBSAN_OPTIONS BUILD COWFORK_TEST_DIR TESTS_EXACT COWFORK_KVM_VM; do

@@ -31,7 +31,12 @@ void cf_dirty_free(struct cf_dirty *d);
 enum cf_dirty_kind {
   /* file backend (MAP_PRIVATE of layers, anonymous where empty): a page is
    * dirty when present and not a file page nor the shared zero page (a write
-   * made it a private anonymous copy), or swapped out. */
+   * made it a private anonymous copy), or swapped out. Exact where reads
+   * map the zero page; where they do not (cf_dirty_shared_zero_page() is
+   * false) a page only read in an empty extent is a private zeroed page,
+   * indistinguishable in the page tables from a written one, and is
+   * reported too: private memory, but committed as nothing (zero over
+   * empty) and equal to the template's bytes for a reset. */
   CF_DIRTY_ANON,
   /* uffd backend with write tracking (UFFD_FEATURE_WP_ASYNC): present or
    * swapped with its uffd write-protect bit cleared by a write. */
@@ -52,6 +57,14 @@ enum cf_dirty_method {
 
 /* Whether this kernel has PAGEMAP_SCAN. */
 bool cf_dirty_have_scan(void);
+
+/* Whether a read of untouched private anonymous memory maps the kernel's
+ * shared zero page (Linux's usual way, and the answer when it cannot be
+ * told); false where it allocates a private zeroed page (a PVM guest booted
+ * with pvm_no_zero_page=1): there a child's reads of an image's empty
+ * extents cost it private memory and CF_DIRTY_ANON reports those pages.
+ * Probed once per process. */
+bool cf_dirty_shared_zero_page(void);
 
 /* The dirty pages of [addr, addr+len) in process pid (0: this process),
  * appended to d (which should be empty). Needs ptrace access to pid (same

@@ -41,6 +41,10 @@ struct cf_fanout_result {
   double private_kib_p50, private_kib_max; /* smaps_rollup Private_Clean + Private_Dirty */
   double map_private_kib_p50;         /* the same, inside the image mapping only */
   double written_kib;                 /* what each child wrote */
+  double read_empty_kib;              /* what each child only read of the image's empty extents:
+                                         private too, file backend, where !shared_zero_page */
+  bool shared_zero_page;              /* cf_dirty_shared_zero_page(): reads of untouched
+                                         anonymous memory map the shared zero page */
   double shared_fraction;             /* Shared / Rss inside the mapping, averaged */
   bool recorded;                      /* a working set was recorded by this run */
   bool pinned;                        /* children were pinned round robin to the CPUs */

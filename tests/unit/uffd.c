@@ -32,7 +32,9 @@
  * A helper pins itself first when T_PIN is set: to that CPU, or with
  * CF_MEM_PIN when it is "mem".
  *
- * Helper mode: uffd --helper MODE STORE NAME SOCKET [ARG]. */
+ * Helper mode: uffd --helper MODE STORE NAME SOCKET [ARG]; uffd --zero-page
+ * prints mem_util.h's probe (1 shared zero page, 0 none for reads, -1
+ * unknown) for tests/mem-cli.sh. */
 #include <poll.h>
 #include <pthread.h>
 #include <sched.h>
@@ -658,6 +660,8 @@ int main(int argc, char **argv)
 {
   if (argc > 1 && strcmp(argv[1], "--helper") == 0)
     return helper(argc, argv);
+  if (argc > 1 && strcmp(argv[1], "--zero-page") == 0)
+    return printf("%d\n", t_zero_page()) < 0;
   if (access("/dev/userfaultfd", R_OK | W_OK) != 0 && geteuid() != 0)
     skip_all("no access to /dev/userfaultfd");
   if (t_setup("uffd") < 0)
