@@ -13,6 +13,8 @@
 # lacks renameat2 flags the store uses). Guest code then runs under real (nested) KVM: slow
 # (a syscall round trip ~65 us, QEMU itself emulated), but the same KVM API
 # as on hardware. COMMAND's stdout and stderr come back, and its exit status.
+# COWFORK_EMULATED=1 is set for COMMAND: tests with a time bound or a long
+# loop scale them by it, saying so.
 #
 # What it needs (installed by scripts/install-deps.sh): qemu-system-x86,
 # busybox-static, cpio, kmod; Debian's kernel package is downloaded once with
@@ -97,7 +99,7 @@ trap 'rm -rf "$job"' EXIT
 {
   echo 'mount -t proc proc /proc; mount -t sysfs sys /sys; mount -t tmpfs tmp /tmp; mount -t tmpfs run /run; mount -t tmpfs vartmp /var/tmp'
   echo 'mount -t devpts devpts /dev/pts 2>/dev/null; ln -sf /proc/self/fd /dev/fd 2>/dev/null'
-  printf 'export PATH=%q HOME=%q TERM=dumb\n' "$PATH" "${HOME:-/root}"
+  printf 'export PATH=%q HOME=%q TERM=dumb COWFORK_EMULATED=1\n' "$PATH" "${HOME:-/root}"
   for v in FUZZ_SECONDS ASAN_OPTIONS UBSAN_OPTIONS BUILD COWFORK_TEST_DIR TESTS_EXACT COWFORK_KVM_VM; do
     [ -n "${!v:-}" ] && printf 'export %s=%q\n' "$v" "${!v}"
   done
