@@ -196,7 +196,10 @@ long host_openat2(struct sb *sb, const char *abs, int flags)
   long fd = syscall(SYS_openat2, sb->rootfd, rel, &how, sizeof how);
   if (fd >= 0 || errno != ELOOP)
     return fd < 0 ? -errno : fd;
+  /* O_PATH first: where the symlinks lead is checked before anything is
+   * opened there (opening is an access: a host /proc file, a device). */
   how.resolve = RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS;
+  how.flags = O_PATH | O_CLOEXEC | (uint64_t)(flags & (O_NOFOLLOW | O_DIRECTORY));
   fd = syscall(SYS_openat2, sb->rootfd, rel, &how, sizeof how);
   if (fd < 0)
     return -errno;
@@ -204,7 +207,14 @@ long host_openat2(struct sb *sb, const char *abs, int flags)
     close((int)fd);
     return -ENOENT;
   }
-  return fd;
+  if (flags & O_PATH)
+    return fd;
+  char link[64];
+  snprintf(link, sizeof link, "/proc/self/fd/%ld", fd);
+  long h = open(link, (flags & ~(O_NOFOLLOW | O_CREAT)) | O_CLOEXEC);
+  int e = errno;
+  close((int)fd);
+  return h < 0 ? -e : h;
 }
 
 int fs_open_host(struct sb *sb, int dirfd, const char *path, int flags)
