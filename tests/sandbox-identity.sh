@@ -25,11 +25,11 @@ done
 # its pid is 2); it tries every pid the host has now.
 pids=$(ls /proc | grep -E '^[0-9]+$' | grep -vx 2 | tr '\n' ' ')
 check "no host pid's maps or mem" "" \
-  "$(run $BB sh -c "for p in $pids; do for f in maps mem environ; do { :; } < /proc/\$p/\$f 2>/dev/null && echo LEAK \$p/\$f; done; done")"
-check "ls /proc: the sandbox's entries only" "self thread-self 2 cpuinfo meminfo uptime loadavg stat mounts sys" \
-  "$(run $BB sh -c 'ls -U /proc' | tr '\n' ' ' | sed 's/ *$//')"
-check "ls /dev: the sandbox's entries only" "null zero full random urandom tty fd stdin stdout stderr shm" \
-  "$(run $BB sh -c 'ls -U /dev' | tr '\n' ' ' | sed 's/ *$//')"
+  "$(run $BB sh -c "for p in $pids; do for f in maps mem environ; do { :; } 2>/dev/null </proc/\$p/\$f && echo LEAK \$p/\$f; done; done")"
+check "ls /proc: the sandbox's entries only" "2 cpuinfo loadavg meminfo mounts self stat sys thread-self uptime" \
+  "$(run $BB ls -1 /proc | tr '\n' ' ' | sed 's/ *$//')"
+check "ls /dev: the sandbox's entries only" "fd full null random shm stderr stdin stdout tty urandom zero" \
+  "$(run $BB ls -1 /dev | tr '\n' ' ' | sed 's/ *$//')"
 
 # The process's own files.
 st=$(run $BB cat /proc/self/status)
