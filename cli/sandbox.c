@@ -29,10 +29,37 @@
 
 extern char **environ;
 
+/* --env K=V / --env K, collected for cf_sandbox_env. */
+struct envset {
+  const char **v;
+  size_t n;
+};
+
+static int env_add(struct envset *e, const char *kv)
+{
+  const char **p = realloc(e->v, (e->n + 1) * sizeof *p);
+  if (!p)
+    return -1;
+  e->v = p;
+  e->v[e->n++] = kv;
+  return 0;
+}
+
+/* The sandbox's environment: the default (the caller's TERM, if set, so
+ * that a program on this terminal draws as it should) plus --env; never
+ * the rest of the caller's. */
+static char **env_build(const struct envset *e)
+{
+  return cf_sandbox_env(e->v, e->n, environ, (int)getuid(), getenv("TERM"));
+}
+
 static int cmd_run(const struct cli_cmd *cmd, int argc, char **argv)
 {
-  enum { OPT_ROOT = 1000, OPT_MEM, OPT_TIMEOUT, OPT_CPU, OPT_STRACE, OPT_VERBOSE, OPT_COPY_FILES };
+  enum { OPT_ROOT = 1000, OPT_MEM, OPT_TIMEOUT, OPT_CPU, OPT_STRACE, OPT_VERBOSE, OPT_COPY_FILES, OPT_ENV,
+         OPT_HOSTNAME };
   static const struct option opts[] = {{"root", required_argument, 0, OPT_ROOT},
+                                       {"env", required_argument, 0, OPT_ENV},
+                                       {"hostname", required_argument, 0, OPT_HOSTNAME},
                                        {"copy-files", no_argument, 0, OPT_COPY_FILES},
                                        {"mem", required_argument, 0, OPT_MEM},
                                        {"timeout", required_argument, 0, OPT_TIMEOUT},
@@ -42,7 +69,8 @@ static int cmd_run(const struct cli_cmd *cmd, int argc, char **argv)
                                        {0}};
   if (cli_wants_help(cmd, argc, argv))
     return EXIT_OK;
-  struct cf_sandbox_opts o = {.root = "/", .stdio = {0, 1, 2}, .envp = environ};
+  struct cf_sandbox_opts o = {.root = "/", .stdio = {0, 1, 2}};
+  struct envset env = {0};
   int c;
   optind = 1;
   opterr = 0;
@@ -74,6 +102,15 @@ static int cmd_run(const struct cli_cmd *cmd, int argc, char **argv)
     case OPT_COPY_FILES:
       o.copy_files = true;
       break;
+    case OPT_ENV:
+      if (env_add(&env, optarg) < 0)
+        return cli_error("out of memory");
+      break;
+    case OPT_HOSTNAME:
+      if (!cf_sandbox_hostname_ok(optarg))
+        return cli_usage(cmd, "bad --hostname '%s' (1-64 bytes, no control characters or '/')", optarg);
+      o.hostname = optarg;
+      break;
     default:
       return cli_usage(cmd, "unknown option '%s'", argv[optind - 1]);
     }
@@ -82,9 +119,16 @@ static int cmd_run(const struct cli_cmd *cmd, int argc, char **argv)
     return cli_usage(cmd, "missing PROGRAM");
   o.program = argv[optind];
   o.argv = argv + optind;
+  char **envp = env_build(&env);
+  free(env.v);
+  if (!envp)
+    return cli_usage(cmd, "%s", cf_error());
+  o.envp = envp;
   struct cf_sandbox_result res;
   fflush(stdout);
-  if (cf_sandbox_run(&o, &res) < 0)
+  int rr = cf_sandbox_run(&o, &res);
+  free(envp);
+  if (rr < 0)
     return cli_error("run %s: %s", o.program, cf_error());
   if (res.timed_out)
     fprintf(stderr, "cowfork run: %s: %s, sandbox killed\n", o.program, res.report);
@@ -103,8 +147,10 @@ static double now_ms(void)
 
 static int cmd_template_create(const struct cli_cmd *cmd, int argc, char **argv)
 {
-  enum { OPT_ROOT = 1000, OPT_MEM, OPT_READY, OPT_TIMEOUT, OPT_STRACE };
+  enum { OPT_ROOT = 1000, OPT_MEM, OPT_READY, OPT_TIMEOUT, OPT_STRACE, OPT_ENV, OPT_HOSTNAME };
   static const struct option opts[] = {{"root", required_argument, 0, OPT_ROOT},
+                                       {"env", required_argument, 0, OPT_ENV},
+                                       {"hostname", required_argument, 0, OPT_HOSTNAME},
                                        {"mem", required_argument, 0, OPT_MEM},
                                        {"ready", required_argument, 0, OPT_READY},
                                        {"timeout", required_argument, 0, OPT_TIMEOUT},
@@ -112,7 +158,8 @@ static int cmd_template_create(const struct cli_cmd *cmd, int argc, char **argv)
                                        {0}};
   if (cli_wants_help(cmd, argc, argv))
     return EXIT_OK;
-  struct cf_sandbox_opts o = {.root = "/", .stdio = {-1, 1, 2}, .envp = environ, .ready = CF_READY_STDIN};
+  struct cf_sandbox_opts o = {.root = "/", .stdio = {-1, 1, 2}, .ready = CF_READY_STDIN};
+  struct envset env = {0};
   int c;
   /* NAME and options before "--", the program after it (or, without "--",
    * NAME then the program, options first). */
@@ -146,36 +193,56 @@ static int cmd_template_create(const struct cli_cmd *cmd, int argc, char **argv)
       break;
     case OPT_STRACE: o.strace = true; break;
     case 'v': o.verbose = true; break;
+    case OPT_ENV:
+      if (env_add(&env, optarg) < 0)
+        return cli_error("out of memory");
+      break;
+    case OPT_HOSTNAME:
+      if (!cf_sandbox_hostname_ok(optarg))
+        return cli_usage(cmd, "bad --hostname '%s' (1-64 bytes, no control characters or '/')", optarg);
+      o.hostname = optarg;
+      break;
     default: return cli_usage(cmd, "unknown option '%s'", argv[optind - 1]);
     }
   }
-  if (optind >= dd)
-    return cli_usage(cmd, "missing NAME");
+  char **envp = env_build(&env);
+  free(env.v);
+  if (!envp)
+    return cli_usage(cmd, "%s", cf_error());
+  o.envp = envp;
+  int rc = EXIT_ERR;
+  int devnull = -1;
+  struct cf_store *s = NULL;
+  struct cf_sandbox *box = NULL;
+  if (optind >= dd) {
+    rc = cli_usage(cmd, "missing NAME");
+    goto out;
+  }
   const char *name = argv[optind++];
   if (dd < argc) {
-    if (optind != dd)
-      return cli_usage(cmd, "unexpected argument '%s'", argv[optind]);
+    if (optind != dd) {
+      rc = cli_usage(cmd, "unexpected argument '%s'", argv[optind]);
+      goto out;
+    }
     optind = dd + 1;
   }
-  if (optind >= argc)
-    return cli_usage(cmd, "missing PROGRAM");
+  if (optind >= argc) {
+    rc = cli_usage(cmd, "missing PROGRAM");
+    goto out;
+  }
   o.program = argv[optind];
   o.argv = argv + optind;
   /* The template never reads its stdin (it pauses first): /dev/null, so that
    * the terminal is not consumed. */
-  int devnull = open("/dev/null", O_RDONLY | O_CLOEXEC);
+  devnull = open("/dev/null", O_RDONLY | O_CLOEXEC);
   o.stdio[0] = devnull;
-  struct cf_store *s = cli_open_store();
-  if (!s || cli_template_name_free(s, name) < 0) {
-    cf_store_close(s);
-    close(devnull);
-    return EXIT_ERR;
-  }
-  int rc = EXIT_ERR;
+  s = cli_open_store();
+  if (!s || cli_template_name_free(s, name) < 0)
+    goto out;
   fflush(stdout);
   struct cf_sandbox_result res;
   struct cf_save_stats st;
-  struct cf_sandbox *box = cf_sandbox_new(&o);
+  box = cf_sandbox_new(&o);
   if (!box) {
     cli_error("template create %s: %s", name, cf_error());
     goto out;
@@ -201,7 +268,9 @@ static int cmd_template_create(const struct cli_cmd *cmd, int argc, char **argv)
 out:
   cf_sandbox_free(box);
   cf_store_close(s);
-  close(devnull);
+  if (devnull >= 0)
+    close(devnull);
+  free(envp);
   return rc;
 }
 
@@ -511,10 +580,19 @@ out:
   return rc;
 }
 
+#define ENV_HELP                                                                      \
+  "  --env K=V     set K in the program's environment (repeatable); --env K\n"     \
+  "                passes this command's value of K (nothing when unset)\n"        \
+  "  --hostname NAME  the sandbox's hostname (uname -n; default cowfork)\n"        \
+  "\n"                                                                           \
+  "The environment is a clean default, never this command's: PATH=/usr/local/\n"  \
+  "sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin, HOME=/root (uid 0) or /,\n" \
+  "LANG=C.UTF-8, TERM as this command's when it is set, then --env.\n"
+
 const struct cli_cmd cli_sandbox_cmds[] = {
     {"run", "run a Linux program in a micro-VM sandbox",
      "Usage: cowfork run [--root DIR] [--mem SIZE] [--timeout S] [--cpu-limit S] [--strace] [-v]\n"
-     "                   [--copy-files] -- PROGRAM [ARGS...]\n"
+     "                   [--copy-files] [--env K=V|K]... [--hostname NAME] -- PROGRAM [ARGS...]\n"
      "\n"
      "Run an x86-64 Linux PROGRAM (a path inside the root; static, or dynamic with\n"
      "its interpreter and libraries from the root) in a KVM micro-VM\n"
@@ -531,11 +609,13 @@ const struct cli_cmd cli_sandbox_cmds[] = {
      "  -v, --verbose print loader and timing statistics to stderr (file pages\n"
      "                mapped copy-on-write from host files vs copied)\n"
      "  --copy-files  copy file pages into the sandbox instead of mapping them\n"
-     "                copy-on-write (the baseline of bench/python.sh)\n",
+     "                copy-on-write (the baseline of bench/python.sh)\n"
+     ENV_HELP,
      cmd_run},
     {"template create", "run a program to its ready point and save it as a template",
      "Usage: cowfork template create NAME [--root DIR] [--mem SIZE] [--ready stdin|MARKER]\n"
-     "                               [--timeout S] [--strace] [-v] -- PROGRAM [ARGS...]\n"
+     "                               [--timeout S] [--strace] [-v] [--env K=V|K]...\n"
+     "                               [--hostname NAME] -- PROGRAM [ARGS...]\n"
      "\n"
      "Run PROGRAM in a sandbox (stdin /dev/null, stdout and stderr this command's)\n"
      "until its ready point, pause it there and save it as template NAME: guest\n"
@@ -546,7 +626,11 @@ const struct cli_cmd cli_sandbox_cmds[] = {
      "                  readv, pread64, preadv(2) on fd 0, or poll/ppoll/select/\n"
      "                  pselect6 waiting on it), before it is served: each child\n"
      "                  serves it from its own stdin\n"
-     "  --ready MARKER  right after the write to stdout that completes MARKER\n",
+     "  --ready MARKER  right after the write to stdout that completes MARKER\n"
+     "\n"
+     "The template's children (cowfork fork, the daemon) keep its environment\n"
+     "and hostname.\n"
+     ENV_HELP,
      cmd_template_create},
     {"fork", "start children from a template",
      "Usage: cowfork fork NAME [-n N] [--backend file|uffd] [--input FILE | --input-dir DIR]\n"

@@ -1319,28 +1319,31 @@ static void job_template(struct daemon *d, struct job *j)
 {
   json_t *a = j->args;
   const char *name = jstr(a, "name"), *program = jstr(a, "program"), *root = jstr(a, "root"),
-             *ready = jstr(a, "ready");
+             *ready = jstr(a, "ready"), *hostname = jstr(a, "hostname");
   json_t *args = json_object_get(a, "args"), *env = json_object_get(a, "env"), *mv = json_object_get(a, "mem");
   size_t nargs = json_array_size(args), nenv = json_array_size(env);
-  char **argv = calloc(nargs + 2, sizeof *argv), **envp = calloc(nenv + 3, sizeof *envp);
+  char **argv = calloc(nargs + 2, sizeof *argv), **envp = NULL;
+  const char **set = calloc(nenv + 1, sizeof *set);
   int out = memfd_create("cowfork-template-out", MFD_CLOEXEC);
   int devnull = open("/dev/null", O_RDONLY | O_CLOEXEC);
   struct cf_sandbox *box = NULL;
   int status = 500;
   json_t *o = NULL;
-  if (!argv || !envp || out < 0 || devnull < 0) {
+  if (!argv || !set || out < 0 || devnull < 0) {
     o = err_json(500, "out of resources: %s", strerror(errno));
     goto done;
   }
   argv[0] = (char *)program;
   for (size_t i = 0; i < nargs; i++)
     argv[i + 1] = (char *)json_string_value(json_array_get(args, i));
-  if (env) {
-    for (size_t i = 0; i < nenv; i++)
-      envp[i] = (char *)json_string_value(json_array_get(env, i));
-  } else {
-    envp[0] = "PATH=/usr/local/bin:/usr/bin:/bin";
-    envp[1] = "HOME=/tmp";
+  /* The sandbox default (shim/env.c: PATH, HOME, LANG; no TERM: the
+   * client's terminal is not the daemon's) plus "env", never the daemon's. */
+  for (size_t i = 0; i < nenv; i++)
+    set[i] = json_string_value(json_array_get(env, i));
+  if (!(envp = cf_sandbox_env(set, nenv, NULL, (int)getuid(), NULL))) {
+    status = 400;
+    o = err_json(400, "template %s: %s", name, cf_error());
+    goto done;
   }
   uint64_t mem = 256ull << 20;
   if (json_is_string(mv))
@@ -1348,7 +1351,8 @@ static void job_template(struct daemon *d, struct job *j)
   else if (json_is_integer(mv))
     mem = (uint64_t)json_integer_value(mv);
   struct cf_sandbox_opts so = {.root = root ? root : "/", .mem_size = mem, .program = program, .argv = argv,
-                               .envp = envp, .stdio = {devnull, out, out}, .ready = CF_READY_STDIN};
+                               .envp = envp, .stdio = {devnull, out, out}, .ready = CF_READY_STDIN,
+                               .hostname = hostname};
   json_t *tv = json_object_get(a, "timeout");
   so.timeout = tv ? json_number_value(tv) : 60;
   if (ready && strcmp(ready, "stdin") != 0) {
@@ -1406,6 +1410,7 @@ done:
   req_set(j->r, status, o);
   pthread_mutex_unlock(&d->lock);
   free(argv);
+  free(set);
   free(envp);
   if (out >= 0)
     close(out);
@@ -1850,7 +1855,7 @@ static enum MHD_Result route_template_post(struct req *r, json_t *body)
 {
   struct daemon *d = r->d;
   const char *name = jstr(body, "name"), *program = jstr(body, "program"), *ready = jstr(body, "ready"),
-             *root = jstr(body, "root");
+             *root = jstr(body, "root"), *hostname = jstr(body, "hostname");
   json_t *args = json_object_get(body, "args"), *env = json_object_get(body, "env"), *mv = json_object_get(body, "mem"),
          *tv = json_object_get(body, "timeout");
   if (!name || check_tmpl_name(name) < 0 || internal_name(name))
@@ -1876,6 +1881,8 @@ static enum MHD_Result route_template_post(struct req *r, json_t *body)
                     (unsigned long long)(d->o->max_mem >> 20));
   if (ready && (!*ready || strlen(ready) > 255))
     return SEND_ERR(r, 400, "\"ready\" is \"stdin\" or a marker of 1-255 bytes");
+  if ((json_object_get(body, "hostname") && !hostname) || (hostname && !cf_sandbox_hostname_ok(hostname)))
+    return SEND_ERR(r, 400, "\"hostname\" must be 1-64 bytes, no control characters or '/'");
   if (root && (root[0] != '/' || strlen(root) >= PATH_MAX))
     return SEND_ERR(r, 400, "\"root\" must be an absolute host path");
   if (tv && (!json_is_number(tv) || !(json_number_value(tv) > 0) || json_number_value(tv) > d->o->max_timeout))

@@ -245,10 +245,31 @@ int elf_load(struct sb *sb, const char *path, char *const *argv, char *const *en
   uint64_t *av = calloc(argc + envc + 2, sizeof *av);
   if (!av)
     return cf_fail(ENOMEM, "calloc: %m");
+  /* The strings as Linux lays them out: the arguments, then the
+   * environment, one block in ascending order (/proc/self/cmdline and
+   * environ are these ranges of the program's memory). */
+  size_t alen = 0, elen = 0;
   for (size_t i = 0; i < argc; i++)
-    av[i] = push_bytes(sb, &sp, argv[i], strlen(argv[i]) + 1);
+    alen += strlen(argv[i]) + 1;
   for (size_t i = 0; i < envc; i++)
-    av[argc + 1 + i] = push_bytes(sb, &sp, envp[i], strlen(envp[i]) + 1);
+    elen += strlen(envp[i]) + 1;
+  sp -= alen + elen;
+  uint64_t at = sp;
+  sb->arg_start = at;
+  for (size_t i = 0; i < argc; i++) {
+    size_t l = strlen(argv[i]) + 1;
+    memcpy(sb->mem + at, argv[i], l);
+    av[i] = at;
+    at += l;
+  }
+  sb->arg_end = sb->env_start = at;
+  for (size_t i = 0; i < envc; i++) {
+    size_t l = strlen(envp[i]) + 1;
+    memcpy(sb->mem + at, envp[i], l);
+    av[argc + 1 + i] = at;
+    at += l;
+  }
+  sb->env_end = at;
   sp &= ~15ull;
 
   uint64_t aux[][2] = {
@@ -289,6 +310,10 @@ int elf_load(struct sb *sb, const char *path, char *const *argv, char *const *en
     push_bytes(sb, &sp, &av[i], 8);
   push_bytes(sb, &sp, &(uint64_t){argc}, 8);
   free(av);
+  /* /proc/self/exe from now on: the program as a path from / */
+  char prog[PATH_MAX];
+  if (path_abs(sb->cwd, path, prog, sizeof prog) == 0 && virt_path(sb, prog, sizeof prog, true) == 0)
+    snprintf(sb->program, sizeof sb->program, "%s", prog);
   *entry = start;
   *sp_out = sp;
   return 0;

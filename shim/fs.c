@@ -1,5 +1,5 @@
 /* Files: the sandbox's fd table, its read-only view of the root directory,
- * the in-memory /tmp (tmpfs.c), /dev/null, and pipes.
+ * the in-memory /tmp (tmpfs.c), its own /proc and /dev (proc.c), and pipes.
  *
  * The root: every host path is opened with openat2(rootfd, path,
  * RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS): "..", absolute symlinks and
@@ -9,8 +9,11 @@
  * Paths are made absolute against the sandbox cwd and normalized
  * lexically; "/tmp" and below go to the tmpfs and only there: the root's
  * own /tmp is never opened, by path or through a symlink (host_openat2),
- * so the sandbox's /tmp is one consistent view of its own. "/dev/null" is
- * internal. chmod/chown/utimes act on /tmp nodes (EROFS elsewhere); record
+ * so the sandbox's /tmp is one consistent view of its own. "/proc" and
+ * "/dev" and below are proc.c's virtual files, never the host's: not by
+ * path, not through a host symlink that leads there (host_openat2), and
+ * host files that are not regular files or directories (device nodes,
+ * FIFOs, sockets elsewhere in the root) are not opened (do_open). chmod/chown/utimes act on /tmp nodes (EROFS elsewhere); record
  * locks (fcntl, flock) are kept here per sandbox.
  * Every guest buffer goes through mm_ptr/mm_str: a bad pointer is -EFAULT.
  * Functions return a result or -errno, like the system calls they serve. */
@@ -92,6 +95,8 @@ struct file *file_new(enum file_type t, int hostfd, int flags, const char *path)
   f->hostfd = hostfd;
   f->flags = flags;
   f->path = strdup(path ? path : "");
+  if (t == F_DEV)
+    f->dev = virt_dev_of(f->path);
   return f;
 }
 
@@ -103,6 +108,7 @@ void file_unref(struct file *f)
     close(f->hostfd);
   if (f->node)
     tmp_unref(f->node);
+  free(f->vdata);
   free(f->path);
   free(f);
 }
@@ -129,30 +135,20 @@ static void fd_close(struct sb *sb, int fd)
   }
 }
 
-/* /proc/self, /proc/thread-self and /proc/PID (the sandbox's pid) are the
- * sandbox's, not the VMM's: *rest gets what follows them ("" or "/exe"...).
- * Only exe is served (the program); the rest is ENOENT, never the host's
- * (whose /proc/self would show the VMM). */
-static bool proc_self(struct sb *sb, const char *abs, const char **rest)
+/* Whether host fd (opened under the root) is the root's /proc or /dev or
+ * inside them (real paths: the fd's path starts with the root's). */
+static bool in_root_virt(struct sb *sb, int fd)
 {
-  if (strncmp(abs, "/proc/", 6) != 0)
+  char link[64], fp[PATH_MAX];
+  snprintf(link, sizeof link, "/proc/self/fd/%d", fd);
+  ssize_t fl = readlink(link, fp, sizeof fp - 1);
+  if (fl <= 0)
+    return true;
+  fp[fl] = 0;
+  size_t rl = strlen(sb->root);
+  if ((size_t)fl < rl || memcmp(fp, sb->root, rl) != 0)
     return false;
-  const char *p = abs + 6;
-  char pid[24];
-  snprintf(pid, sizeof pid, "%d", sb->pid);
-  size_t n;
-  if (strncmp(p, "self", 4) == 0)
-    n = 4;
-  else if (strncmp(p, "thread-self", 11) == 0)
-    n = 11;
-  else if (strncmp(p, pid, strlen(pid)) == 0)
-    n = strlen(pid);
-  else
-    return false;
-  if (p[n] && p[n] != '/')
-    return false;
-  *rest = p + n;
-  return true;
+  return virt_is_virt(fp + rl);
 }
 
 /* Whether host fd (opened under the root) is the root's /tmp or inside it. */
@@ -188,14 +184,8 @@ static bool in_root_tmp(struct sb *sb, int fd)
 
 long host_openat2(struct sb *sb, const char *abs, int flags)
 {
-  const char *rest;
-  if (proc_self(sb, abs, &rest)) {
-    char prog[PATH_MAX];
-    if (strcmp(rest, "/exe") != 0 || path_abs("/", sb->program, prog, sizeof prog) < 0 ||
-        strncmp(prog, "/proc/", 6) == 0)
-      return -ENOENT;
-    return host_openat2(sb, prog, flags);
-  }
+  if (virt_is_virt(abs))
+    return -ENOENT; /* the sandbox's /proc and /dev are proc.c's: the root's are never seen */
   if (tmp_is_tmp(abs))
     return -ENOENT; /* the sandbox's /tmp is its own: the root's is never seen */
   /* Without symlinks first: then the path is what it says. A path through
@@ -206,15 +196,25 @@ long host_openat2(struct sb *sb, const char *abs, int flags)
   long fd = syscall(SYS_openat2, sb->rootfd, rel, &how, sizeof how);
   if (fd >= 0 || errno != ELOOP)
     return fd < 0 ? -errno : fd;
+  /* O_PATH first: where the symlinks lead is checked before anything is
+   * opened there (opening is an access: a host /proc file, a device). */
   how.resolve = RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS;
+  how.flags = O_PATH | O_CLOEXEC | (uint64_t)(flags & (O_NOFOLLOW | O_DIRECTORY));
   fd = syscall(SYS_openat2, sb->rootfd, rel, &how, sizeof how);
   if (fd < 0)
     return -errno;
-  if (in_root_tmp(sb, (int)fd)) {
+  if (in_root_tmp(sb, (int)fd) || in_root_virt(sb, (int)fd)) {
     close((int)fd);
     return -ENOENT;
   }
-  return fd;
+  if (flags & O_PATH)
+    return fd;
+  char link[64];
+  snprintf(link, sizeof link, "/proc/self/fd/%ld", fd);
+  long h = open(link, (flags & ~(O_NOFOLLOW | O_CREAT)) | O_CLOEXEC);
+  int e = errno;
+  close((int)fd);
+  return h < 0 ? -e : h;
 }
 
 int fs_open_host(struct sb *sb, int dirfd, const char *path, int flags)
@@ -222,8 +222,13 @@ int fs_open_host(struct sb *sb, int dirfd, const char *path, int flags)
   char abs[PATH_MAX];
   (void)dirfd;
   int r = path_abs(sb->cwd, path, abs, sizeof abs);
-  if (r < 0)
+  if (r < 0 || (r = (int)virt_path(sb, abs, sizeof abs, true)) < 0)
     return r;
+  if (virt_is_virt(abs)) { /* /proc/self/exe was followed above: nothing here is a program */
+    const struct vent *v;
+    int arg;
+    return virt_lookup(sb, abs, &v, &arg) < 0 ? -ENOENT : -EACCES;
+  }
   if (!tmp_is_tmp(abs))
     return (int)host_openat2(sb, abs, flags);
   /* A program in the sandbox's /tmp: the loader maps files, so it gets a
@@ -321,23 +326,17 @@ static long resolve(struct sb *sb, int dirfd, uint64_t gpath, char *abs, bool al
     struct file *f = fs_get(sb, dirfd);
     if (!f)
       return -EBADF;
-    if (f->type != F_DIR && f->type != F_TMPDIR && path[0])
+    if (f->type != F_DIR && f->type != F_TMPDIR && f->type != F_VDIR && path[0])
       return -ENOTDIR;
     base = f->path;
   }
-  return path_abs(base, path, abs, PATH_MAX);
+  long r2 = path_abs(base, path, abs, PATH_MAX);
+  /* The links of /proc and /dev on the way (the last component's are the
+   * caller's to follow or not). */
+  return r2 < 0 ? r2 : virt_path(sb, abs, PATH_MAX, false);
 }
 
-static void null_stat(struct stat *st)
-{
-  memset(st, 0, sizeof *st);
-  st->st_mode = S_IFCHR | 0666;
-  st->st_rdev = makedev(1, 3);
-  st->st_nlink = 1;
-  st->st_ino = 4;
-  st->st_dev = 5;
-  st->st_blksize = 4096;
-}
+static long file_stat(struct sb *sb, struct file *f, struct stat *st);
 
 static long stat_abs(struct sb *sb, const char *abs, bool nofollow, struct stat *st)
 {
@@ -348,8 +347,21 @@ static long stat_abs(struct sb *sb, const char *abs, bool nofollow, struct stat 
       tmp_stat(n, st);
     return r;
   }
-  if (strcmp(abs, "/dev/null") == 0) {
-    null_stat(st);
+  if (virt_is_virt(abs)) {
+    char p[PATH_MAX];
+    snprintf(p, sizeof p, "%s", abs);
+    long r = virt_path(sb, p, sizeof p, !nofollow);
+    if (r < 0)
+      return r;
+    if (!virt_is_virt(p))
+      return stat_abs(sb, p, nofollow, st);
+    const struct vent *v;
+    int arg;
+    if ((r = virt_lookup(sb, p, &v, &arg)) < 0)
+      return r;
+    if (virt_is_fd(v) && !nofollow)
+      return file_stat(sb, fs_get(sb, arg), st);
+    virt_stat(sb, v, st);
     return 0;
   }
   long fd = host_openat2(sb, abs, O_PATH | (nofollow ? O_NOFOLLOW : 0));
@@ -360,7 +372,7 @@ static long stat_abs(struct sb *sb, const char *abs, bool nofollow, struct stat 
   return r;
 }
 
-static long file_stat(struct file *f, struct stat *st)
+static long file_stat(struct sb *sb, struct file *f, struct stat *st)
 {
   switch (f->type) {
   case F_HOST:
@@ -370,9 +382,20 @@ static long file_stat(struct file *f, struct stat *st)
   case F_TMPDIR:
     tmp_stat(f->node, st);
     return 0;
-  case F_NULL:
-    null_stat(st);
+  case F_DEV:
+    virt_dev_stat(f, st);
     return 0;
+  case F_VIRT:
+    virt_stat(sb, f->vent, st);
+    return 0;
+  case F_VDIR: {
+    const struct vent *v;
+    int arg;
+    if (virt_lookup(sb, f->path, &v, &arg) < 0)
+      return -ENOENT; /* an fd directory whose fd closed */
+    virt_stat(sb, v, st);
+    return 0;
+  }
   }
   return -EBADF;
 }
@@ -401,19 +424,85 @@ static void stat_to_statx(const struct stat *st, struct statx *x)
   x->stx_dev_minor = minor(st->st_dev);
 }
 
+static long open_abs(struct sb *sb, char *abs, int flags, unsigned mode, struct file **out, int depth);
+
+/* open(/proc/self/fd/N): a new open file of what fd N refers to, as
+ * Linux's magic link (a host pipe or the sandbox's stdio: the same host
+ * file, dup'ed; a path: opened again). */
+static long reopen_fd(struct sb *sb, struct file *of, int flags, unsigned mode, struct file **out, int depth)
+{
+  int acc = flags & O_ACCMODE;
+  int keep = acc | (flags & (O_APPEND | O_NONBLOCK));
+  int oacc = of->flags & O_ACCMODE;
+  if ((acc != O_WRONLY && oacc == O_WRONLY) || (acc != O_RDONLY && oacc == O_RDONLY))
+    return -EACCES;
+  struct file *f = NULL;
+  if (of->type == F_HOST && (of->stdio >= 0 || of->path[0] != '/')) {
+    int h = fcntl(of->hostfd, F_DUPFD_CLOEXEC, 3);
+    if (h < 0)
+      return -errno;
+    if (!(f = file_new(F_HOST, h, keep, of->path)))
+      close(h);
+    else
+      f->stdio = of->stdio; /* rebound to a child's own, like the original */
+  } else if (of->type == F_TMP || of->type == F_TMPDIR) {
+    if ((f = file_new(of->type, -1, keep, of->path))) {
+      f->node = of->node;
+      tmp_ref(f->node);
+    }
+  } else if (of->type == F_DEV) {
+    f = file_new(F_DEV, -1, keep, of->path);
+  } else {
+    char p[PATH_MAX];
+    snprintf(p, sizeof p, "%s", of->path);
+    return open_abs(sb, p, flags, mode, out, depth + 1);
+  }
+  if (!f)
+    return -ENOMEM;
+  *out = f;
+  return 0;
+}
+
 static long do_open(struct sb *sb, int dirfd, uint64_t gpath, int flags, unsigned mode)
 {
   char abs[PATH_MAX];
   long r = resolve(sb, dirfd, gpath, abs, false);
   if (r < 0)
     return r;
+  struct file *f;
+  if ((r = open_abs(sb, abs, flags, mode, &f, 0)) < 0)
+    return r;
+  int fd = fd_install(sb, f, 0, flags & O_CLOEXEC);
+  if (fd < 0)
+    file_unref(f);
+  return fd;
+}
+
+/* Open abs (a normalized sandbox path, PATH_MAX bytes: it may be rewritten)
+ * into a new struct file. */
+static long open_abs(struct sb *sb, char *abs, int flags, unsigned mode, struct file **out, int depth)
+{
+  long r;
   int acc = flags & O_ACCMODE;
-  bool cloexec = flags & O_CLOEXEC;
   int keep = acc | (flags & (O_APPEND | O_NONBLOCK));
   struct file *f;
-  if (strcmp(abs, "/dev/null") == 0) {
-    f = file_new(F_NULL, -1, keep, abs);
-  } else if (tmp_is_tmp(abs)) {
+  if (depth > 8)
+    return -ELOOP;
+  if (virt_is_virt(abs) && (r = virt_path(sb, abs, PATH_MAX, !(flags & O_NOFOLLOW))) < 0)
+    return r;
+  if (virt_is_virt(abs)) {
+    const struct vent *v;
+    int arg;
+    if (virt_lookup(sb, abs, &v, &arg) < 0) /* Linux: no create in /proc; /dev is read-only here */
+      return (flags & O_CREAT) && strncmp(abs, "/dev", 4) == 0 ? -EROFS : -ENOENT;
+    if (virt_is_fd(v) && !(flags & O_NOFOLLOW)) {
+      if ((flags & O_CREAT) && (flags & O_EXCL))
+        return -EEXIST;
+      return reopen_fd(sb, fs_get(sb, arg), flags, mode, out, depth);
+    }
+    return virt_open(sb, v, arg, abs, flags, out);
+  }
+  if (tmp_is_tmp(abs)) {
     struct tnode *n;
     r = tmp_lookup_err(sb, abs, &n);
     if (n && (flags & O_CREAT) && (flags & O_EXCL))
@@ -455,21 +544,32 @@ static long do_open(struct sb *sb, int dirfd, uint64_t gpath, int flags, unsigne
       return -EROFS;
     }
     int hf = flags & (O_DIRECTORY | O_NOFOLLOW | O_PATH);
-    long fd = host_openat2(sb, abs, O_RDONLY | hf);
+    /* O_NONBLOCK: opening a FIFO must not wait; only regular files and
+     * directories of the root are opened (a device node is EACCES, as on
+     * a nodev mount; a FIFO or a socket belongs to host processes: EACCES,
+     * ENXIO as Linux for a socket), so the flag changes nothing after. */
+    long fd = host_openat2(sb, abs, O_RDONLY | O_NONBLOCK | hf);
     if (fd < 0)
       return fd;
     struct stat st;
-    bool dir = fstat((int)fd, &st) == 0 && S_ISDIR(st.st_mode);
-    f = file_new(dir ? F_DIR : F_HOST, (int)fd, keep, abs);
+    if (fstat((int)fd, &st) < 0) {
+      close((int)fd);
+      return -EIO;
+    }
+    if (!S_ISREG(st.st_mode) && !S_ISDIR(st.st_mode) && !(flags & O_PATH)) {
+      close((int)fd);
+      return S_ISSOCK(st.st_mode) ? -ENXIO : -EACCES;
+    }
+    if (!(flags & O_NONBLOCK) && !(flags & O_PATH))
+      fcntl((int)fd, F_SETFL, fcntl((int)fd, F_GETFL) & ~O_NONBLOCK);
+    f = file_new(S_ISDIR(st.st_mode) ? F_DIR : F_HOST, (int)fd, keep, abs);
     if (!f)
       close((int)fd);
   }
   if (!f)
     return -ENOMEM;
-  int fd = fd_install(sb, f, 0, cloexec);
-  if (fd < 0)
-    file_unref(f);
-  return fd;
+  *out = f;
+  return 0;
 }
 
 static long do_read(struct sb *sb, struct file *f, uint64_t buf, uint64_t len, int64_t off)
@@ -488,9 +588,15 @@ static long do_read(struct sb *sb, struct file *f, uint64_t buf, uint64_t len, i
     return r < 0 ? -errno : r;
   case F_DIR:
   case F_TMPDIR:
+  case F_VDIR:
     return -EISDIR;
-  case F_NULL:
-    return 0;
+  case F_DEV:
+    return virt_read(f, p, len, 0);
+  case F_VIRT:
+    r = virt_read(f, p, len, off < 0 ? f->off : (uint64_t)off);
+    if (r > 0 && off < 0)
+      f->off += (uint64_t)r;
+    return r;
   case F_TMP:
     mm_shared_flush(sb, f->node);
     r = tmp_read(f->node, p, len, off < 0 ? f->off : (uint64_t)off);
@@ -515,10 +621,12 @@ static long do_write(struct sb *sb, struct file *f, uint64_t buf, uint64_t len, 
   case F_HOST:
     r = off < 0 ? write(f->hostfd, p, len) : pwrite(f->hostfd, p, len, off);
     return r < 0 ? -errno : r;
-  case F_NULL:
-    return (long)len;
+  case F_DEV:
+  case F_VIRT:
+    return virt_write(sb, f, p, len);
   case F_DIR:
   case F_TMPDIR:
+  case F_VDIR:
     return -EISDIR;
   case F_TMP: {
     uint64_t o = off >= 0 ? (uint64_t)off : f->off;
@@ -572,6 +680,8 @@ static long do_getdents(struct sb *sb, struct file *f, uint64_t buf, uint64_t le
     long r = syscall(SYS_getdents64, f->hostfd, p, len);
     return r < 0 ? -errno : r;
   }
+  if (f->type == F_VDIR)
+    return virt_getdents(sb, f, p, len);
   if (f->type != F_TMPDIR)
     return -ENOTDIR;
   uint64_t pos = 0;
@@ -625,21 +735,15 @@ static long do_readlink(struct sb *sb, int dirfd, uint64_t gpath, uint64_t buf, 
   void *p = mm_ptr(sb, buf, size, PROT_WRITE);
   if (!p)
     return -EFAULT;
-  const char *rest;
-  if (proc_self(sb, abs, &rest)) {
+  if (virt_is_virt(abs)) {
+    const struct vent *v;
+    int arg;
+    if ((r = virt_lookup(sb, abs, &v, &arg)) < 0)
+      return r;
     char link[PATH_MAX];
-    if (!*rest && strncmp(abs, "/proc/thread-self", 17) == 0)
-      snprintf(link, sizeof link, "%d/task/%d", sb->pid, sb->tid);
-    else if (!*rest && strncmp(abs, "/proc/self", 10) == 0)
-      snprintf(link, sizeof link, "%d", sb->pid);
-    else if (strcmp(rest, "/exe") == 0) {
-      if (path_abs(sb->cwd, sb->program, link, sizeof link) < 0)
-        return -ENOENT;
-    } else
-      return *rest ? -ENOENT : -EINVAL;
-    size_t n = strlen(link);
-    if (n > size)
-      n = size;
+    if ((r = virt_readlink(sb, v, arg, link, sizeof link)) < 0)
+      return r;
+    size_t n = (size_t)r < size ? (size_t)r : size;
     memcpy(p, link, n);
     return (long)n;
   }
@@ -648,8 +752,6 @@ static long do_readlink(struct sb *sb, int dirfd, uint64_t gpath, uint64_t buf, 
     r = tmp_lookup_err(sb, abs, &n);
     return r < 0 ? r : -EINVAL; /* no symlinks there */
   }
-  if (strcmp(abs, "/dev/null") == 0)
-    return -EINVAL;
   long fd = host_openat2(sb, abs, O_PATH | O_NOFOLLOW);
   if (fd < 0)
     return fd;
@@ -672,15 +774,48 @@ static long do_access(struct sb *sb, int dirfd, uint64_t gpath, int mode, int fl
   r = stat_abs(sb, abs, flags & AT_SYMLINK_NOFOLLOW, &st);
   if (r < 0)
     return r;
-  if ((mode & W_OK) && !tmp_is_tmp(abs) && strcmp(abs, "/dev/null") != 0)
+  if ((mode & W_OK) && virt_is_virt(abs)) {
+    /* /proc and /dev: the mode says (root passes, as on Linux) */
+    if (!S_ISCHR(st.st_mode) && sb->uid != 0 &&
+        !(st.st_mode & ((uid_t)sb->uid == st.st_uid ? 0200 : 0002)))
+      return -EACCES;
+  } else if ((mode & W_OK) && !tmp_is_tmp(abs)) {
     return -EROFS;
+  }
+  if ((mode & R_OK) && virt_is_virt(abs) && sb->uid != 0 && !S_ISLNK(st.st_mode) &&
+      !(st.st_mode & ((uid_t)sb->uid == st.st_uid ? 0400 : 0004)))
+    return -EACCES;
   if ((mode & X_OK) && !(st.st_mode & 0111) && !S_ISDIR(st.st_mode))
     return -EACCES;
   return 0;
 }
 
-static long do_chdir_abs(struct sb *sb, const char *abs)
+static long do_chdir_abs(struct sb *sb, const char *abs0)
 {
+  char abs[PATH_MAX];
+  snprintf(abs, sizeof abs, "%s", abs0);
+  if (virt_is_virt(abs)) {
+    long r = virt_path(sb, abs, sizeof abs, true);
+    if (r < 0)
+      return r;
+  }
+  if (virt_is_virt(abs)) {
+    const struct vent *v;
+    int arg;
+    long r = virt_lookup(sb, abs, &v, &arg);
+    if (r < 0)
+      return r;
+    if (virt_is_fd(v)) {
+      struct file *f = fs_get(sb, arg);
+      if (f->type != F_DIR && f->type != F_TMPDIR && f->type != F_VDIR)
+        return -ENOTDIR;
+      return do_chdir_abs(sb, f->path);
+    }
+    if (!virt_is_dir(v))
+      return -ENOTDIR;
+    snprintf(sb->cwd, sizeof sb->cwd, "%s", abs);
+    return 0;
+  }
   if (tmp_is_tmp(abs)) {
     struct tnode *n;
     long r = tmp_lookup_err(sb, abs, &n);
@@ -799,10 +934,10 @@ static long lock_set(struct sb *sb, const struct flock_ent *q)
   return 0;
 }
 
-static bool file_key(struct file *f, uint64_t *dev, uint64_t *ino)
+static bool file_key(struct sb *sb, struct file *f, uint64_t *dev, uint64_t *ino)
 {
   struct stat st;
-  if (file_stat(f, &st) < 0)
+  if (file_stat(sb, f, &st) < 0)
     return false;
   *dev = st.st_dev;
   *ino = st.st_ino;
@@ -813,7 +948,7 @@ static bool file_key(struct file *f, uint64_t *dev, uint64_t *ino)
 static void locks_on_close(struct sb *sb, struct file *f)
 {
   uint64_t dev, ino;
-  if (!sb->nlocks || !file_key(f, &dev, &ino))
+  if (!sb->nlocks || !file_key(sb, f, &dev, &ino))
     return;
   for (int i = 0; i < sb->nlocks; i++) {
     struct flock_ent *l = &sb->locks[i];
@@ -848,7 +983,7 @@ static long do_lock(struct sb *sb, struct file *f, int cmd, uint64_t arg)
     }
     break;
   case SEEK_END:
-    if (file_stat(f, &st) < 0)
+    if (file_stat(sb, f, &st) < 0)
       return -EBADF;
     base = st.st_size;
     break;
@@ -875,7 +1010,7 @@ static long do_lock(struct sb *sb, struct file *f, int cmd, uint64_t arg)
   }
   if (start < 0)
     return -EINVAL;
-  if (!file_key(f, &q.dev, &q.ino))
+  if (!file_key(sb, f, &q.dev, &q.ino))
     return -EBADF;
   if (get) {
     const struct flock_ent *l = lock_conflict(sb, &q);
@@ -909,7 +1044,7 @@ static long do_flock(struct sb *sb, int fd, uint64_t op)
     return -EINVAL;
   struct flock_ent q = {.kind = LK_FLOCK, .ofd = f, .start = 0, .end = UINT64_MAX,
                         .type = how == LOCK_SH ? F_RDLCK : how == LOCK_EX ? F_WRLCK : F_UNLCK};
-  if (!file_key(f, &q.dev, &q.ino))
+  if (!file_key(sb, f, &q.dev, &q.ino))
     return -EBADF;
   long r = lock_set(sb, &q);
   if (r == -EAGAIN && !(op & LOCK_NB))
@@ -1181,7 +1316,7 @@ static long do_stat_path(struct sb *sb, int dirfd, uint64_t gpath, int flags, st
       if (dirfd == AT_FDCWD)
         return stat_abs(sb, sb->cwd, false, st);
       struct file *f = fs_get(sb, dirfd);
-      return f ? file_stat(f, st) : -EBADF;
+      return f ? file_stat(sb, f, st) : -EBADF;
     }
   }
   char abs[PATH_MAX];
@@ -1229,8 +1364,13 @@ static long do_sendfile(struct sb *sb, int out, int in, uint64_t offp, uint64_t 
     if (n > 0 && off < 0)
       fi->off += (uint64_t)n;
     break;
-  case F_NULL:
-    n = 0;
+  case F_DEV:
+    n = virt_read(fi, buf, count, 0);
+    break;
+  case F_VIRT:
+    n = virt_read(fi, buf, count, off < 0 ? fi->off : (uint64_t)off);
+    if (n > 0 && off < 0)
+      fi->off += (uint64_t)n;
     break;
   default:
     n = -EINVAL;
@@ -1257,7 +1397,9 @@ static long do_sendfile(struct sb *sb, int out, int in, uint64_t offp, uint64_t 
       }
       break;
     }
-    case F_NULL:
+    case F_DEV:
+    case F_VIRT:
+      w = virt_write(sb, fo, buf, (uint64_t)n);
       break;
     default:
       w = -EINVAL;
@@ -1482,7 +1624,7 @@ long fs_syscall(struct sb *sb, long nr, const uint64_t a[6], bool *handled)
   case SYS_fstat:
     if (!(f = fs_get(sb, fd)))
       return -EBADF;
-    if ((r = file_stat(f, &st)) < 0)
+    if ((r = file_stat(sb, f, &st)) < 0)
       return r;
     return mm_copy_out(sb, A(1), &st, sizeof st);
   case SYS_stat:
@@ -1510,9 +1652,17 @@ long fs_syscall(struct sb *sb, long nr, const uint64_t a[6], bool *handled)
       off_t o = lseek(f->hostfd, off, wh);
       return o < 0 ? -errno : o;
     }
-    if (f->type == F_NULL)
+    if (f->type == F_DEV)
       return 0;
-    tmp_stat(f->node, &st);
+    if (f->type == F_VDIR) { /* an entry index, as tmpfs directories */
+      if (wh != SEEK_SET && wh != SEEK_CUR)
+        return -EINVAL;
+      st.st_size = 0;
+    } else if (f->type == F_VIRT) {
+      st.st_size = (off_t)f->vlen;
+    } else {
+      tmp_stat(f->node, &st);
+    }
     int64_t base = wh == SEEK_SET ? 0 : wh == SEEK_CUR ? (int64_t)f->off : wh == SEEK_END ? st.st_size : -1;
     if (base < 0 || base + off < 0)
       return -EINVAL;
@@ -1537,7 +1687,7 @@ long fs_syscall(struct sb *sb, long nr, const uint64_t a[6], bool *handled)
   case SYS_fchdir:
     if (!(f = fs_get(sb, fd)))
       return -EBADF;
-    if (f->type != F_DIR && f->type != F_TMPDIR)
+    if (f->type != F_DIR && f->type != F_TMPDIR && f->type != F_VDIR)
       return -ENOTDIR;
     return do_chdir_abs(sb, f->path);
   case SYS_readlink:

@@ -164,7 +164,7 @@ static bool reads_fd0(struct sb *sb, long nr, const uint64_t a[6])
 static bool stdin_at_eof(struct sb *sb)
 {
   struct file *f = fs_get(sb, 0);
-  if (!f || f->type == F_NULL)
+  if (!f || f->type == F_DEV)
     return true;
   if (f->type == F_TMP) {
     struct stat st;
@@ -434,6 +434,12 @@ struct cf_sandbox *cf_sandbox_new(const struct cf_sandbox_opts *opts)
   sb->pid = sb->tid = 2;
   sb->uid = (int)getuid();
   sb->gid = (int)getgid();
+  sb->boot_ns = mono_ns();
+  if (opts->hostname && !cf_sandbox_hostname_ok(opts->hostname)) {
+    free(box);
+    return cf_fail_null(EINVAL, "bad hostname '%s' (1-64 bytes, no control characters or '/')", opts->hostname);
+  }
+  snprintf(sb->hostname, sizeof sb->hostname, "%s", opts->hostname ? opts->hostname : CF_DEFAULT_HOSTNAME);
   sb->ready = opts->ready;
   if (opts->ready == CF_READY_MARKER) {
     if (!opts->marker || !*opts->marker || strlen(opts->marker) >= sizeof sb->marker) {

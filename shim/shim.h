@@ -50,7 +50,12 @@ static inline bool vmas_equal(const struct vma *a, int na, const struct vma *b, 
   return true;
 }
 
-enum file_type { F_HOST, F_DIR, F_TMP, F_TMPDIR, F_NULL };
+/* F_DEV: a device of the sandbox's /dev (null, zero, full, random, urandom;
+ * state files of version <= 2 call it F_NULL: /dev/null); F_VIRT, F_VDIR: a
+ * generated file and a directory of its /proc or /dev (proc.c). The values
+ * are saved in state files. */
+enum file_type { F_HOST, F_DIR, F_TMP, F_TMPDIR, F_DEV, F_VIRT, F_VDIR };
+struct vent; /* an entry of /proc or /dev (proc.c) */
 
 struct tnode; /* a file or directory of the in-sandbox /tmp */
 struct tmpfs; /* the /tmp tree; its file data lives in guest memory */
@@ -65,6 +70,11 @@ struct file {
   uint64_t off;        /* F_TMP, F_TMPDIR (entry index) */
   struct tnode *node;  /* F_TMP, F_TMPDIR */
   char *path;          /* sandbox path, for *at() and fchdir */
+  int dev;             /* F_DEV: the minor (3 null, 5 zero, 7 full, 8 random, 9 urandom) */
+  const struct vent *vent; /* F_VIRT */
+  int varg;            /* F_VIRT: the entry's fd number, if any */
+  char *vdata;         /* F_VIRT: the text generated at open */
+  size_t vlen;
 };
 
 struct ksigaction {
@@ -115,6 +125,12 @@ struct sb {
   /* identity */
   int pid, tid, uid, gid;
   uint64_t tid_address;
+  char hostname[65];        /* uname's nodename, /proc/sys/kernel/hostname ("": "cowfork") */
+  char boot_id[37];         /* /proc/sys/kernel/random/boot_id, made on first use ("": not yet) */
+  uint64_t boot_ns;         /* CLOCK_MONOTONIC when this sandbox (or child) was made: uptime */
+  /* the program's argument and environment strings in its memory, as
+   * elf_load laid them out (/proc/self/cmdline, environ) */
+  uint64_t arg_start, arg_end, env_start, env_end;
 
   /* end */
   bool exited;
@@ -277,6 +293,33 @@ struct file *file_new(enum file_type t, int hostfd, int flags, const char *path)
 void file_unref(struct file *f);
 /* openat2 under the root (RESOLVE_IN_ROOT): host fd or -errno. */
 long host_openat2(struct sb *sb, const char *abs, int flags);
+
+/* proc.c: the sandbox's own /proc and /dev (negative errno returns) */
+/* Whether abs is /proc, /dev or below: never the host's. */
+bool virt_is_virt(const char *abs);
+/* Replace the symbolic links of /proc and /dev in abs (size bytes) by
+ * their targets: in every component but the last, and in the last with
+ * follow (not /proc/PID/fd/N's, which the caller handles: virt_is_fd). The
+ * result may lie outside (a cwd, the program). 0 or -errno. */
+long virt_path(struct sb *sb, char *abs, size_t size, bool follow);
+/* The entry of abs (after virt_path), *arg its fd for fd/N: 0 or -ENOENT. */
+long virt_lookup(struct sb *sb, const char *abs, const struct vent **v, int *arg);
+bool virt_is_link(const struct vent *v);
+bool virt_is_fd(const struct vent *v);
+bool virt_is_dir(const struct vent *v);
+void virt_stat(struct sb *sb, const struct vent *v, struct stat *st);
+long virt_readlink(struct sb *sb, const struct vent *v, int arg, char *out, size_t size);
+/* A new open file for v (open(2) flags): 0 and *out, or -errno. */
+long virt_open(struct sb *sb, const struct vent *v, int arg, const char *abs, int flags, struct file **out);
+/* F_VIRT, F_DEV reads and writes on host memory. */
+long virt_read(struct file *f, void *p, uint64_t len, uint64_t off);
+long virt_write(struct sb *sb, struct file *f, const void *p, uint64_t len);
+long virt_getdents(struct sb *sb, struct file *f, void *p, uint64_t len);
+void virt_dev_stat(const struct file *f, struct stat *st);
+/* The minor of the device at path ("/dev/zero"...; /dev/null otherwise). */
+int virt_dev_of(const char *path);
+long virt_sethostname(struct sb *sb, const char *name, uint64_t len);
+const char *virt_boot_id(struct sb *sb);
 
 /* syscall.c */
 long sys_dispatch(struct sb *sb, long nr, const uint64_t a[6]);

@@ -12,15 +12,22 @@
  * Neither is ever modified: templates are immutable.
  *
  * State file: 32-byte header, then the payload.
- *   0  magic "CFSTATE\0"   8  u32 version (2; 1 is read too: its /tmp nodes
- *   have no atime/ctime, it has no interval timers)   12 u32 zero
+ *   0  magic "CFSTATE\0"   8  u32 version (3; 1 and 2 are read too: 1's /tmp
+ *   nodes have no atime/ctime, it has no interval timers; neither has the
+ *   identity)   12 u32 zero
  *   16 u64 payload bytes   24 u64 XXH3-64 of the payload
  * The payload is a sequence of little-endian u64s and strings (u64 length +
  * bytes), in the order save_state writes them; every count and length is
  * checked when read (rbuf), every value validated before use. Version 2
  * appends the interval timers (timer.c itimer_save: remaining times, which
  * every child counts again from when it is made); a version 1 file loads
- * with no timer armed, an unknown version is refused by name.
+ * with no timer armed, an unknown version is refused by name. Version 3
+ * appends the identity: the hostname and the program's argument and
+ * environment ranges (/proc/self/cmdline, environ); a version 1 or 2 file
+ * loads with the default hostname and an empty cmdline and environ. Files
+ * of type F_DEV (version 2's F_NULL, /dev/null) are reopened by path, and
+ * F_VIRT and F_VDIR (/proc, /dev) too: a child's /proc file shows the
+ * child.
  *
  * What a save scans. A root template (a sandbox started from an ELF): the
  * system area, every page of file-backed VMAs, the present or swapped pages
@@ -60,7 +67,7 @@
 #include "shim/shim.h"
 
 #define STATE_MAGIC "CFSTATE"
-#define STATE_VERSION 2
+#define STATE_VERSION 3
 #define STATE_VERSION_MIN 1 /* tmpfs.c reads both node forms; no timers */
 #define STATE_HDR 32
 #define MAX_STATE (64u << 20)
@@ -478,6 +485,12 @@ static int save_state(struct sb *sb, struct wbuf *w, const char *image, const ui
       w_u64(w, sb->cloexec[i]);
     }
   itimer_save(sb, w);
+  /* version 3: the identity */
+  w_str(w, sb->hostname);
+  w_u64(w, sb->arg_start);
+  w_u64(w, sb->arg_end);
+  w_u64(w, sb->env_start);
+  w_u64(w, sb->env_end);
   return w->err ? cf_fail(ENOMEM, "out of memory") : 0;
 }
 
@@ -803,14 +816,14 @@ int state_parse(struct sb *sb, const uint8_t *payload, size_t len, const char *n
     int64_t stdio = (int64_t)r_u64(&r);
     r_str(&r, buf, sizeof buf);
     uint64_t node = r_u64(&r), off = r_u64(&r);
-    if (r.err || type > F_NULL || stdio < -1 || stdio > 2 || node > nnodes)
+    if (r.err || type > F_VDIR || stdio < -1 || stdio > 2 || node > nnodes)
       BAD("bad file table");
     struct file *f = NULL;
     int fl = (int)(flags & (O_ACCMODE | O_APPEND | O_NONBLOCK));
     if (stdio >= 0) {
       int h = fcntl(sb->opts->stdio[stdio], F_DUPFD_CLOEXEC, 3);
       if (h < 0) {
-        f = file_new(F_NULL, -1, fl, "/dev/null"); /* a closed stdio reads EOF, writes vanish */
+        f = file_new(F_DEV, -1, fl, "/dev/null"); /* a closed stdio reads EOF, writes vanish */
       } else {
         int hfl = fcntl(h, F_GETFL);
         f = file_new(F_HOST, h, hfl < 0 ? O_RDWR : (hfl & (O_ACCMODE | O_APPEND)), NULL);
@@ -819,6 +832,22 @@ int state_parse(struct sb *sb, const uint8_t *payload, size_t len, const char *n
       }
       if (f)
         f->stdio = (int)stdio;
+    } else if (type == F_VIRT || type == F_VDIR || ((type == F_HOST || type == F_DIR) && virt_is_virt(buf))) {
+      /* /proc, /dev (and /dev/tty, a host terminal): opened again, as the child's */
+      const struct vent *v;
+      int arg;
+      char vp[PATH_MAX];
+      snprintf(vp, sizeof vp, "%s", buf);
+      long e = virt_path(sb, vp, sizeof vp, true);
+      if (e == 0)
+        e = virt_lookup(sb, vp, &v, &arg);
+      if (e == 0)
+        e = virt_open(sb, v, arg, vp, fl, &f);
+      if (e < 0) {
+        cf_fail((int)-e, "template '%s': reopening %s: %s", name, buf, strerror((int)-e));
+        goto err;
+      }
+      f->off = off;
     } else if (type == F_HOST || type == F_DIR) {
       /* O_NONBLOCK: a state file naming a FIFO must not hang the fork */
       long h = host_openat2(sb, buf, O_RDONLY | O_NONBLOCK | (type == F_DIR ? O_DIRECTORY : 0));
@@ -843,7 +872,7 @@ int state_parse(struct sb *sb, const uint8_t *payload, size_t len, const char *n
         f->off = off;
       }
     } else {
-      f = file_new(F_NULL, -1, fl, buf);
+      f = file_new(F_DEV, -1, fl, buf);
     }
     if (!f) {
       cf_fail(ENOMEM, "out of memory");
@@ -871,6 +900,25 @@ int state_parse(struct sb *sb, const uint8_t *payload, size_t len, const char *n
   /* Version 2: the interval timers (a version 1 payload ends here). */
   if (r.off != r.n && itimer_load(sb, &r) < 0)
     BAD("bad interval timers");
+  /* Version 3: the identity (a version 1 or 2 payload ends before it). */
+  snprintf(sb->hostname, sizeof sb->hostname, "%s", CF_DEFAULT_HOSTNAME);
+  if (r.off != r.n) {
+    r_str(&r, sb->hostname, sizeof sb->hostname);
+    sb->arg_start = r_u64(&r);
+    sb->arg_end = r_u64(&r);
+    sb->env_start = r_u64(&r);
+    sb->env_end = r_u64(&r);
+    if (r.err || sb->arg_end < sb->arg_start ||
+        sb->env_start < sb->arg_end || sb->env_end < sb->env_start || sb->env_end > sb->mem_size)
+      BAD("bad identity");
+  }
+  if (sb->opts->hostname) {
+    if (!cf_sandbox_hostname_ok(sb->opts->hostname)) {
+      cf_fail(EINVAL, "bad hostname '%s' (1-64 bytes, no control characters or '/')", sb->opts->hostname);
+      goto err;
+    }
+    snprintf(sb->hostname, sizeof sb->hostname, "%s", sb->opts->hostname);
+  }
   if (r.off != r.n)
     BAD("trailing bytes in the state file");
   for (uint64_t i = 0; i < nf; i++)
@@ -920,6 +968,7 @@ static void child_init(struct sb *sb, struct cf_template *t, const struct cf_san
   sb->rootfd = -1;
   sb->uid = (int)getuid();
   sb->gid = (int)getgid();
+  sb->boot_ns = mono_ns(); /* a child is a new sandbox: its own uptime and boot id */
   sb->tmpl = t;
   sb->forked = true;
 }

@@ -64,7 +64,7 @@ static const char *const names[] = {
     N(pread64), N(pwrite64), N(readv), N(writev), N(access), N(pipe), N(select), N(sched_yield),
     N(mremap), N(msync), N(madvise), N(dup), N(dup2), N(pause), N(nanosleep), N(getitimer), N(alarm),
     N(setitimer), N(getpid), N(sendfile), N(socket), N(connect), N(clone), N(fork), N(vfork),
-    N(execve), N(exit), N(wait4), N(kill), N(uname), N(fcntl), N(flock), N(fsync), N(fdatasync),
+    N(execve), N(exit), N(wait4), N(kill), N(uname), N(sethostname), N(fcntl), N(flock), N(fsync), N(fdatasync),
     N(truncate), N(ftruncate), N(getdents), N(getcwd), N(chdir), N(fchdir), N(rename), N(mkdir),
     N(rmdir), N(creat), N(link), N(unlink), N(symlink), N(readlink), N(chmod), N(fchmod), N(chown),
     N(fchown), N(lchown), N(umask), N(gettimeofday), N(getrlimit), N(getrusage), N(sysinfo), N(times),
@@ -149,7 +149,7 @@ static long do_mmap(struct sb *sb, const uint64_t a[6])
       return r;
     return (long)at;
   }
-  if (f->type == F_TMP || f->type == F_NULL) {
+  if (f->type == F_TMP || (f->type == F_DEV && f->dev == 5 /* /dev/zero */)) {
     int acc = f->flags & O_ACCMODE;
     if (acc == O_WRONLY || (type != MAP_PRIVATE && (prot & PROT_WRITE) && acc != O_RDWR))
       return -EACCES;
@@ -986,9 +986,22 @@ static long dispatch(struct sb *sb, long nr, const uint64_t a[6])
   case SYS_setgroups:
     return -EPERM;
   case SYS_uname: {
+    /* The host's kernel, the sandbox's own name. */
     struct utsname u;
     uname(&u);
+    snprintf(u.nodename, sizeof u.nodename, "%s", sb->hostname[0] ? sb->hostname : CF_DEFAULT_HOSTNAME);
+    snprintf(u.domainname, sizeof u.domainname, "(none)");
     return mm_copy_out(sb, A(0), &u, sizeof u);
+  }
+  case SYS_sethostname: {
+    if (sb->uid != 0) /* Linux: the capability first, then the length */
+      return -EPERM;
+    if ((int64_t)A(1) < 0 || A(1) > 64)
+      return -EINVAL;
+    char name[65];
+    if (mm_copy_in(sb, name, A(0), A(1)) < 0)
+      return -EFAULT;
+    return virt_sethostname(sb, name, A(1));
   }
   case SYS_sysinfo: {
     struct sysinfo si;

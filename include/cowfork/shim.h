@@ -46,7 +46,25 @@ struct cf_sandbox_opts {
                            next MARKER; then cf_sandbox_save stores a branch */
   const struct cf_mem_backend *backend; /* NULL: file */
   const char *uffd_socket;              /* uffd backend: the page server */
+  /* uname's nodename and /proc/sys/kernel/hostname, 1-64 bytes (NULL:
+   * CF_DEFAULT_HOSTNAME; cf_template_fork: NULL keeps the template's) */
+  const char *hostname;
 };
+
+#define CF_DEFAULT_HOSTNAME "cowfork"
+
+/* A sandbox's environment (shim/env.c): the default, then each of set[0..n)
+ * in order: "K=V" sets K (replacing the default's or an earlier K), "K"
+ * alone takes the value of K in from (a caller's environment) and is
+ * dropped when from has none (from NULL: "K" alone is an error). Nothing
+ * else of from is taken. The default: PATH=/usr/local/sbin:/usr/local/bin:
+ * /usr/sbin:/usr/bin:/sbin:/bin, HOME=/root for uid 0 else /, LANG=C.UTF-8,
+ * and TERM=term when term is not NULL. NULL-terminated, one malloc'ed block
+ * (free()); NULL + cf_error (EINVAL: a bad entry, an empty name). */
+char **cf_sandbox_env(const char *const *set, size_t n, char *const *from, int uid, const char *term);
+/* Whether name is a hostname cf_sandbox_opts takes: 1-64 bytes (Linux's
+ * limit), no control characters and no '/'. */
+bool cf_sandbox_hostname_ok(const char *name);
 
 struct cf_sandbox_result {
   int status;           /* the exit status the command should return */
