@@ -141,6 +141,13 @@ static int cmd_export(const struct cli_cmd *cmd, int argc, char **argv)
     cf_store_close(s);
     return cli_error("%s", cf_error());
   }
+  /* Also before the whole-layer clone below, which reads nothing itself. */
+  if (cf_image_check(img) < 0) {
+    cli_error("export %s: %s", name, cf_error());
+    cf_image_close(img);
+    cf_store_close(s);
+    return EXIT_ERR;
+  }
   int ret = EXIT_OK;
   const struct cf_header *h = cf_image_header(img);
   struct cf_clone_stats st = {0};

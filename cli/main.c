@@ -95,8 +95,17 @@ struct cf_store *cli_open_store(void)
     dir = buf;
   }
   struct cf_store *s = cf_store_open(dir);
-  if (!s)
+  if (!s) {
     cli_error("%s", cf_error());
+    return NULL;
+  }
+  /* Said once: the next open finds the store private. */
+  unsigned old_mode, n = cf_store_made_private(s, &old_mode);
+  if (n)
+    fprintf(stderr,
+            "cowfork: the store %s was readable by others (mode %04o): made it private (%u entries now "
+            "0700/0600/0400)\n",
+            cf_store_dir(s), old_mode, n);
   return s;
 }
 

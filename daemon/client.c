@@ -114,12 +114,12 @@ int cf_daemon_probe(const char *store_dir, char *sock, size_t len, int *guard)
     *guard = -1;
   if (snprintf(path, sizeof path, "%s/daemon", store_dir) >= (int)sizeof path)
     return cf_fail(ENAMETOOLONG, "store path too long: %s", store_dir);
-  if (mkdir(path, 0700) < 0 && errno != EEXIST)
-    return cf_fail(errno, "%s: %m", path);
+  if (cf_private_mkdir(path) < 0)
+    return -1;
   strcat(path, "/lock");
-  int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+  int fd = cf_private_open(path, O_RDWR);
   if (fd < 0)
-    return cf_fail(errno, "%s: %m", path);
+    return -1;
   if (flock(fd, LOCK_SH | LOCK_NB) == 0) {
     if (guard)
       *guard = fd;

@@ -502,12 +502,12 @@ static int intent_begin(struct daemon *d, const char *name)
 {
   char path[PATH_MAX], dir[PATH_MAX];
   snprintf(dir, sizeof dir, "%s/daemon/saving", cf_store_dir(d->store));
-  if (mkdir(dir, 0700) < 0 && errno != EEXIST)
-    return cf_fail(errno, "%s: %m", dir);
+  if (cf_private_mkdir(dir) < 0)
+    return -1;
   intent_path(d, name, path, sizeof path);
-  int fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
+  int fd = cf_private_open(path, O_WRONLY);
   if (fd < 0)
-    return cf_fail(errno, "%s: %m", path);
+    return -1;
   close(fd);
   return cf_fsync_dir(dir);
 }
@@ -690,7 +690,7 @@ static int persist(struct daemon *d)
     if (!text)
       rc = cf_fail(ENOMEM, "out of memory");
     else
-      rc = cf_write_file_atomic(d->statepath, text, strlen(text), 0600, false);
+      rc = cf_write_file_atomic(d->statepath, text, strlen(text), CF_MODE_FILE, false);
     free(text);
     if (rc == 0)
       d->written = g;
@@ -2247,21 +2247,29 @@ static void stop_pauses(struct daemon *d, const sigset_t *sigs)
   }
 }
 
-/* One daemon per store (two would overwrite each other's state file), and
- * the lock cf_daemon_probe looks at. A `cowfork template rm` that found no
- * daemon holds it shared while it checks and removes: wait for it. */
+/* One daemon per store (two would overwrite each other's state file and
+ * remove each other's paused sandboxes), and the lock cf_daemon_probe looks
+ * at. Only a daemon holds it exclusive; a `cowfork template rm` that found
+ * no daemon holds it shared for a moment while it checks and removes. So
+ * where even a shared lock is refused, a daemon holds it: refused at once;
+ * where a shared one is granted, only such a CLI is there: wait for it (up
+ * to 3 s). */
 static int lock_store(struct daemon *d, const char *dir)
 {
   char path[PATH_MAX + 8];
   snprintf(path, sizeof path, "%s/lock", dir);
-  if ((d->lockfd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600)) < 0)
-    return cf_fail(errno, "%s: %m", path);
+  if ((d->lockfd = cf_private_open(path, O_RDWR)) < 0)
+    return -1;
   for (int i = 0; flock(d->lockfd, LOCK_EX | LOCK_NB) < 0; i++) {
     if (errno != EWOULDBLOCK)
       return cf_fail(errno, "lock %s: %m", path);
-    if (i == 300)
-      return cf_fail(EBUSY, "another cowfork daemon serves the store %s (%s is locked)", cf_store_dir(d->store),
-                     path);
+    int probe = cf_private_open(path, O_RDWR);
+    bool daemon = probe >= 0 && flock(probe, LOCK_SH | LOCK_NB) < 0 && errno == EWOULDBLOCK;
+    if (probe >= 0)
+      close(probe); /* drops its shared lock, if it got one */
+    if (daemon || i == 300)
+      return cf_fail(EBUSY, "another cowfork daemon serves the store %s (%s is locked%s)", cf_store_dir(d->store),
+                     path, daemon ? "" : " for more than 3 s");
     usleep(10000);
   }
   return 0;
@@ -2343,12 +2351,14 @@ int cf_daemon_run(const struct cf_daemon_opts *in)
   signal(SIGPIPE, SIG_IGN);
   if (!(d->store = cf_store_open(o.store_dir)))
     goto out;
+  unsigned old_mode, nfixed = cf_store_made_private(d->store, &old_mode);
+  if (nfixed)
+    logmsg(d, "the store %s was readable by others (mode %04o): made it private (%u entries now 0700/0600/0400)",
+           cf_store_dir(d->store), old_mode, nfixed);
   char dir[PATH_MAX];
   snprintf(dir, sizeof dir, "%s/daemon", cf_store_dir(d->store));
-  if (mkdir(dir, 0700) < 0 && errno != EEXIST) {
-    cf_fail(errno, "%s: %m", dir);
+  if (cf_private_mkdir(dir) < 0)
     goto out;
-  }
   if (snprintf(d->statepath, sizeof d->statepath, "%s/state.json", dir) >= (int)sizeof d->statepath) {
     cf_fail(ENAMETOOLONG, "store path too long");
     goto out;
@@ -2404,7 +2414,7 @@ int cf_daemon_run(const struct cf_daemon_opts *in)
   snprintf(sockrec, sizeof sockrec, "%s/socket", dir);
   if (realpath(o.socket_path, sockbuf) == NULL)
     snprintf(sockbuf, sizeof sockbuf, "%s", o.socket_path);
-  if (cf_write_file_atomic(sockrec, sockbuf, strlen(sockbuf), 0600, false) < 0)
+  if (cf_write_file_atomic(sockrec, sockbuf, strlen(sockbuf), CF_MODE_FILE, false) < 0)
     goto out;
   if (!(d->mhd = start_mhd(&d->lu, ufd))) {
     cf_fail(EIO, "libmicrohttpd could not start on %s", o.socket_path);

@@ -137,6 +137,8 @@ int cf_cowmap_map(const struct cf_image *img, void *addr, unsigned flags, struct
   if ((uintptr_t)addr % pg)
     return cf_fail(EINVAL, "address %p is not aligned to the page size %zu", addr, pg);
   const struct cf_header *h = cf_image_header(img);
+  if (cf_image_check(img) < 0) /* no byte of a layer mapped before its checksum matched */
+    return -1;
   if (h->size > SIZE_MAX - pg)
     return cf_fail(ENOMEM, "image of %llu bytes does not fit in the address space",
                    (unsigned long long)h->size);

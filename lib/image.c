@@ -6,9 +6,19 @@
  * walk, however many ancestors the image has.
  *
  * Import, commit and export stream the data in chunks of CHUNK bytes; a run
- * of changed blocks inside a chunk becomes one write to the new layer. */
+ * of changed blocks inside a chunk becomes one write to the new layer.
+ *
+ * Checked before use: no byte of a layer is read (cf_image_read, export) or
+ * mapped (lib/cowmap.c, the uffd server, shim/snapshot.c's map) before
+ * cf_image_check has compared every layer's XXH3-64 with the header's, once
+ * per image (an atomic flag, so the path after the first use costs one
+ * load) and once per layer file per store handle (lib/store.c keeps the
+ * layers found good, by id, checksum and file identity). cf_image_open
+ * itself reads no data: listing and `image info` stay cheap. */
 #include <fcntl.h>
+#include <inttypes.h>
 #include <limits.h>
+#include <pthread.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <xxhash.h>
@@ -19,10 +29,18 @@
 #include "internal.h"
 
 #define CHUNK (4u << 20)
+/* Checking reads through a buffer that stays in L2: the copy out of the
+ * page cache and the hash then cost about one pass over memory. */
+#define CHECK_CHUNK (256u << 10)
 
 struct cf_image {
   struct cf_header *h;
   int *fds;
+  char *name;
+  struct cf_layer_key *keys; /* per layer: what cf_checked remembers */
+  struct cf_checked *checked;
+  bool ok; /* every layer checked (atomic: read without the lock) */
+  pthread_mutex_t check_lock;
 };
 
 const struct cf_header *cf_image_header(const struct cf_image *img) { return img->h; }
@@ -36,6 +54,10 @@ void cf_image_close(struct cf_image *img)
     if (img->fds[i] >= 0)
       close(img->fds[i]);
   free(img->fds);
+  free(img->keys);
+  free(img->name);
+  cf_checked_unref(img->checked);
+  pthread_mutex_destroy(&img->check_lock);
   cf_header_free(img->h);
   free(img);
 }
@@ -45,9 +67,16 @@ struct cf_image *cf_image_open(struct cf_store *s, const char *name)
   struct cf_image *img = calloc(1, sizeof *img);
   if (!img)
     return cf_fail_null(ENOMEM, "out of memory");
+  pthread_mutex_init(&img->check_lock, NULL);
+  img->checked = cf_store_checked_ref(s);
+  if (!(img->name = strdup(name))) {
+    cf_fail(ENOMEM, "out of memory");
+    goto err;
+  }
   if (!(img->h = cf_store_get_header(s, name)))
     goto err;
-  if (!(img->fds = malloc((img->h->nlayers ? img->h->nlayers : 1) * sizeof *img->fds))) {
+  if (!(img->fds = malloc((img->h->nlayers ? img->h->nlayers : 1) * sizeof *img->fds)) ||
+      !(img->keys = calloc(img->h->nlayers ? img->h->nlayers : 1, sizeof *img->keys))) {
     cf_fail(ENOMEM, "out of memory");
     goto err;
   }
@@ -72,6 +101,16 @@ struct cf_image *cf_image_open(struct cf_store *s, const char *name)
               (long long)st.st_size, (unsigned long long)(l->nblocks * img->h->block_size));
       goto err;
     }
+    struct cf_layer_key *k = &img->keys[i];
+    memcpy(k->id, l->id, 16);
+    k->checksum = l->checksum;
+    k->dev = st.st_dev;
+    k->ino = st.st_ino;
+    k->size = (uint64_t)st.st_size;
+    k->mtime_s = st.st_mtim.tv_sec;
+    k->mtime_ns = st.st_mtim.tv_nsec;
+    k->ctime_s = st.st_ctim.tv_sec;
+    k->ctime_ns = st.st_ctim.tv_nsec;
   }
   return img;
 err:
@@ -88,6 +127,8 @@ int cf_image_read(const struct cf_image *img, void *vbuf, size_t len, uint64_t o
                    (unsigned long long)off, len, (unsigned long long)h->size);
   if (len == 0)
     return 0;
+  if (cf_image_check(img) < 0)
+    return -1;
   int64_t i = cf_header_lookup(h, off / h->block_size);
   while (len) {
     const struct cf_extent *e = &h->extents[i++];
@@ -109,6 +150,72 @@ int cf_image_read(const struct cf_image *img, void *vbuf, size_t len, uint64_t o
   return 0;
 }
 
+/* XXH3-64 of the first len bytes of fd, through buf (n bytes). */
+static int hash_layer(int fd, uint64_t len, char *buf, size_t n, XXH3_state_t *st, uint64_t *sum,
+                      cf_progress_fn progress, void *ctx, uint64_t *done, uint64_t total)
+{
+  XXH3_64bits_reset(st);
+  for (uint64_t off = 0; off < len;) {
+    size_t k = len - off < n ? len - off : n;
+    ssize_t r = cf_pread_full(fd, buf, k, off);
+    if (r != (ssize_t)k)
+      return cf_fail(r < 0 ? errno : EIO, "%s", r < 0 ? strerror(errno) : "shorter than the header says");
+    XXH3_64bits_update(st, buf, k);
+    off += k;
+    if (done) {
+      *done += k;
+      if (progress)
+        progress(ctx, *done, total);
+    }
+  }
+  *sum = XXH3_64bits_digest(st);
+  return 0;
+}
+
+int cf_image_check(const struct cf_image *cimg)
+{
+  /* The check state is the one part of an open image that changes; the
+   * image itself is always heap-allocated by cf_image_open. */
+  struct cf_image *img = (struct cf_image *)cimg;
+  if (__atomic_load_n(&img->ok, __ATOMIC_ACQUIRE))
+    return 0;
+  const struct cf_header *h = img->h;
+  int ret = 0;
+  char *buf = NULL;
+  XXH3_state_t *st = NULL;
+  pthread_mutex_lock(&img->check_lock);
+  for (uint32_t i = 0; i < h->nlayers && !img->ok; i++) {
+    const struct cf_layer_key *k = &img->keys[i];
+    if (cf_checked_has(img->checked, k))
+      continue;
+    if ((!buf && !(buf = aligned_alloc(4096, CHECK_CHUNK))) || (!st && !(st = XXH3_createState()))) {
+      ret = cf_fail(ENOMEM, "out of memory");
+      break;
+    }
+    char idtxt[37];
+    uint64_t sum;
+    cf_id_format(k->id, idtxt);
+    if (hash_layer(img->fds[i], k->size, buf, CHECK_CHUNK, st, &sum, NULL, NULL, NULL, 0) < 0) {
+      ret = cf_fail(errno, "image '%s': reading layer %s to check it: %s", img->name, idtxt, cf_error());
+      break;
+    }
+    if (sum != k->checksum) {
+      ret = cf_fail(EIO,
+                    "image '%s': layer %s is corrupted (its XXH3-64 is %016" PRIx64 ", the header says %016" PRIx64
+                    "); refusing to use it",
+                    img->name, idtxt, sum, k->checksum);
+      break;
+    }
+    cf_checked_add(img->checked, k);
+  }
+  if (ret == 0)
+    __atomic_store_n(&img->ok, true, __ATOMIC_RELEASE);
+  pthread_mutex_unlock(&img->check_lock);
+  XXH3_freeState(st);
+  free(buf);
+  return ret;
+}
+
 int cf_image_verify(const struct cf_image *img, cf_progress_fn progress, void *ctx)
 {
   const struct cf_header *h = img->h;
@@ -124,25 +231,12 @@ int cf_image_verify(const struct cf_image *img, cf_progress_fn progress, void *c
   int ret = 0;
   for (uint32_t i = 0; i < h->nlayers && ret == 0; i++) {
     const struct cf_layer_ref *l = &h->layers[i];
-    uint64_t len = l->nblocks * h->block_size, off = 0;
+    uint64_t sum;
     char idtxt[37];
     cf_id_format(l->id, idtxt);
-    XXH3_64bits_reset(st);
-    while (off < len) {
-      size_t n = len - off < CHUNK ? len - off : CHUNK;
-      ssize_t r = cf_pread_full(img->fds[i], buf, n, off);
-      if (r != (ssize_t)n) {
-        ret = cf_fail(r < 0 ? errno : EIO, "layer %s: %s", idtxt,
-                      r < 0 ? strerror(errno) : "shorter than the header says");
-        break;
-      }
-      XXH3_64bits_update(st, buf, n);
-      off += n;
-      done += n;
-      if (progress)
-        progress(ctx, done, total);
-    }
-    if (ret == 0 && XXH3_64bits_digest(st) != l->checksum)
+    if (hash_layer(img->fds[i], l->nblocks * h->block_size, buf, CHUNK, st, &sum, progress, ctx, &done, total) < 0)
+      ret = cf_fail(errno, "layer %s: %s", idtxt, cf_error());
+    else if (sum != l->checksum)
       ret = cf_fail(EIO, "layer %s: checksum mismatch (corrupted layer)", idtxt);
   }
   XXH3_freeState(st);
@@ -410,6 +504,8 @@ int cf_image_export_stats(const struct cf_image *img, int fd, struct cf_clone_st
   if (!st)
     st = &dummy;
   memset(st, 0, sizeof *st);
+  if (cf_image_check(img) < 0)
+    return -1;
   if (ftruncate(fd, 0) < 0 || ftruncate(fd, h->size) < 0)
     return cf_fail(errno, "truncate output: %m");
   unsigned state = 0;

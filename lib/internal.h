@@ -48,6 +48,38 @@ int cf_pwrite_full(int fd, const void *buf, size_t len, uint64_t off);
 int cf_write_file_atomic(const char *path, const void *buf, size_t len, mode_t mode, bool noreplace);
 int cf_fsync_dir(const char *dir);
 
+/* The store is private to its owner whatever the umask (docs/format.md):
+ * directories 0700, files 0600, files never written again (layers, image
+ * headers, template state files) 0400. Everything cowfork makes in a store
+ * is made through these, created with (never wider than) its final mode:
+ *   cf_private_mkdir   mkdir 0700; an existing directory is fine (EEXIST is
+ *                      not an error); a new one gets exactly 0700 even where
+ *                      the umask took owner bits;
+ *   cf_private_open    open(flags | O_CREAT | O_CLOEXEC) with mode 0600;
+ *   cf_write_file_atomic's temp files are mkostemp's 0600, then `mode`
+ *                      (callers in the store pass CF_MODE_FILE or CF_MODE_RO). */
+#define CF_MODE_DIR 0700
+#define CF_MODE_FILE 0600
+#define CF_MODE_RO 0400
+int cf_private_mkdir(const char *path);
+int cf_private_open(const char *path, int flags);
+
+/* The layers a process has checked (lib/store.c): a layer is known good by
+ * its id and checksum and the identity of the file that held it when its
+ * checksum matched; a file replaced or changed (ctime) is checked again.
+ * No padding: compared with memcmp. */
+struct cf_layer_key {
+  uint8_t id[16];
+  uint64_t checksum, dev, ino, size;
+  int64_t mtime_s, mtime_ns, ctime_s, ctime_ns;
+};
+struct cf_store;
+struct cf_checked;
+struct cf_checked *cf_store_checked_ref(struct cf_store *s);
+void cf_checked_unref(struct cf_checked *c);
+bool cf_checked_has(struct cf_checked *c, const struct cf_layer_key *k);
+void cf_checked_add(struct cf_checked *c, const struct cf_layer_key *k);
+
 /* "4096", "64K", "1M", "2GiB" to bytes; -1 if malformed (no error recorded). */
 int cf_parse_size(const char *s, uint64_t *out);
 /* Pin the calling thread (a whole single-threaded process) to CPU cpu:

@@ -8,10 +8,26 @@
  * them; there are no reference counts to keep in step. gc marks the layers
  * named by all headers in images/ and sweeps the rest. Writers (a layer being
  * written, a header not yet stored) hold flock(LOCK_SH) on DIR/lock and gc
- * holds LOCK_EX, so gc never sweeps a layer whose header is still coming. */
+ * holds LOCK_EX, so gc never sweeps a layer whose header is still coming.
+ *
+ * Privacy: the store holds other tenants' paused memory, so it is its
+ * owner's alone (docs/format.md): everything is made through
+ * cf_private_mkdir/cf_private_open/cf_write_file_atomic (lib/util.c) with
+ * 0700/0600/0400 whatever the umask. A store an older cowfork made wider is
+ * made private when opened (cf_store_made_private says how much, for the
+ * front end to tell once): first the top directory, which alone closes it
+ * to everyone else, then every entry this cowfork writes. A store owned by
+ * someone else that others can read is refused.
+ *
+ * Checked layers: the layers whose checksum a process has verified
+ * (lib/image.c, cf_image_check), keyed by id, checksum and the file's
+ * identity (dev, ino, size, mtime, ctime), in a sorted array shared by the
+ * store handle and every image opened from it (reference counted, so an
+ * image may outlive the handle); its mutex guards it. */
 #include <dirent.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/file.h>
@@ -23,8 +39,17 @@
 #include "cowfork/store.h"
 #include "internal.h"
 
+struct cf_checked {
+  pthread_mutex_t lock;
+  unsigned refs; /* under lock */
+  struct cf_layer_key *v;
+  size_t n, cap;
+};
+
 struct cf_store {
   char *dir;
+  unsigned made_private, old_mode;
+  struct cf_checked *checked;
 };
 
 const char *cf_store_dir(const struct cf_store *s) { return s->dir; }
@@ -38,37 +63,180 @@ static int mkdir_p(const char *path)
     if (*p != '/')
       continue;
     *p = 0;
-    if (mkdir(buf, 0755) < 0 && errno != EEXIST)
-      return cf_fail(errno, "mkdir %s: %m", buf);
+    if (cf_private_mkdir(buf) < 0)
+      return -1;
     *p = '/';
   }
-  if (mkdir(buf, 0755) < 0 && errno != EEXIST)
-    return cf_fail(errno, "mkdir %s: %m", buf);
+  return cf_private_mkdir(buf);
+}
+
+/* The entries of a store that cowfork writes (all at its top level), made
+ * private when an older cowfork left them wider. Roots and anything else
+ * are left as they are: the top directory at 0700 already closes them. */
+static const char *const own_entries[] = {"layers", "images", "tmp", "templates", "wset", "daemon", "lock"};
+
+/* Directories 0700, regular files and sockets 0600, or 0400 where they had
+ * no write bit (immutable ones); symlinks are not followed. */
+static int make_private_at(int dfd, const char *name, int depth, unsigned *n)
+{
+  struct stat st;
+  if (fstatat(dfd, name, &st, AT_SYMLINK_NOFOLLOW) < 0)
+    return errno == ENOENT ? 0 : cf_fail(errno, "%s: %m", name);
+  mode_t want;
+  if (S_ISDIR(st.st_mode))
+    want = CF_MODE_DIR;
+  else if (S_ISREG(st.st_mode) || S_ISSOCK(st.st_mode))
+    want = (st.st_mode & 0200) ? CF_MODE_FILE : CF_MODE_RO;
+  else
+    return 0;
+  if ((st.st_mode & 07777) != want) {
+    if (fchmodat(dfd, name, want, 0) < 0)
+      return cf_fail(errno, "chmod %s: %m", name);
+    (*n)++;
+  }
+  if (!S_ISDIR(st.st_mode) || depth >= 4)
+    return 0;
+  int fd = openat(dfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+  if (fd < 0)
+    return cf_fail(errno, "%s: %m", name);
+  DIR *d = fdopendir(fd);
+  if (!d) {
+    close(fd);
+    return cf_fail(errno, "%s: %m", name);
+  }
+  int r = 0;
+  struct dirent *de;
+  while (r == 0 && (de = readdir(d)))
+    if (strcmp(de->d_name, ".") && strcmp(de->d_name, ".."))
+      r = make_private_at(dirfd(d), de->d_name, depth + 1, n);
+  closedir(d);
+  return r;
+}
+
+static int make_private(struct cf_store *s, const struct stat *top)
+{
+  if (top->st_uid != geteuid())
+    return cf_fail(EPERM,
+                   "the store %s (mode %04o) is readable by others and belongs to uid %u, not to this user: "
+                   "a store must be private to its owner",
+                   s->dir, (unsigned)(top->st_mode & 07777), (unsigned)top->st_uid);
+  /* The top first: from then on nobody else can reach anything inside. */
+  if (chmod(s->dir, CF_MODE_DIR) < 0)
+    return cf_fail(errno, "chmod %s: %m", s->dir);
+  s->old_mode = top->st_mode & 07777;
+  s->made_private = 1;
+  CLEANUP_CLOSE int dfd = open(s->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (dfd < 0)
+    return cf_fail(errno, "%s: %m", s->dir);
+  for (size_t i = 0; i < sizeof own_entries / sizeof *own_entries; i++)
+    if (make_private_at(dfd, own_entries[i], 0, &s->made_private) < 0)
+      return cf_fail(errno, "making the store %s private: %s", s->dir, cf_error());
   return 0;
+}
+
+unsigned cf_store_made_private(const struct cf_store *s, unsigned *old_mode)
+{
+  if (old_mode)
+    *old_mode = s->old_mode;
+  return s->made_private;
 }
 
 struct cf_store *cf_store_open(const char *dir)
 {
   static const char *const sub[] = {"layers", "images", "tmp"};
   char path[PATH_MAX];
+  struct stat st;
   if (mkdir_p(dir) < 0)
     return NULL;
-  for (size_t i = 0; i < 3; i++) {
-    snprintf(path, sizeof path, "%s/%s", dir, sub[i]);
-    if (mkdir(path, 0755) < 0 && errno != EEXIST)
-      return cf_fail_null(errno, "mkdir %s: %m", path);
-  }
+  if (stat(dir, &st) < 0)
+    return cf_fail_null(errno, "%s: %m", dir);
+  if (!S_ISDIR(st.st_mode))
+    return cf_fail_null(ENOTDIR, "the store %s is not a directory", dir);
   struct cf_store *s = calloc(1, sizeof *s);
-  if (!s || !(s->dir = strdup(dir))) {
-    free(s);
+  if (!s || !(s->dir = strdup(dir)) || !(s->checked = calloc(1, sizeof *s->checked))) {
+    cf_store_close(s);
     return cf_fail_null(ENOMEM, "out of memory");
   }
+  pthread_mutex_init(&s->checked->lock, NULL);
+  s->checked->refs = 1;
+  if ((st.st_mode & 077) && make_private(s, &st) < 0)
+    goto err;
+  for (size_t i = 0; i < 3; i++) {
+    snprintf(path, sizeof path, "%s/%s", dir, sub[i]);
+    if (cf_private_mkdir(path) < 0)
+      goto err;
+  }
   return s;
+err:
+  cf_store_close(s);
+  return NULL;
+}
+
+struct cf_checked *cf_store_checked_ref(struct cf_store *s)
+{
+  pthread_mutex_lock(&s->checked->lock);
+  s->checked->refs++;
+  pthread_mutex_unlock(&s->checked->lock);
+  return s->checked;
+}
+
+void cf_checked_unref(struct cf_checked *c)
+{
+  if (!c)
+    return;
+  pthread_mutex_lock(&c->lock);
+  bool last = --c->refs == 0;
+  pthread_mutex_unlock(&c->lock);
+  if (last) {
+    pthread_mutex_destroy(&c->lock);
+    free(c->v);
+    free(c);
+  }
+}
+
+static int cmp_key(const void *a, const void *b) { return memcmp(a, b, sizeof(struct cf_layer_key)); }
+
+bool cf_checked_has(struct cf_checked *c, const struct cf_layer_key *k)
+{
+  pthread_mutex_lock(&c->lock);
+  bool r = c->n && bsearch(k, c->v, c->n, sizeof *k, cmp_key);
+  pthread_mutex_unlock(&c->lock);
+  return r;
+}
+
+void cf_checked_add(struct cf_checked *c, const struct cf_layer_key *k)
+{
+  pthread_mutex_lock(&c->lock);
+  size_t lo = 0, hi = c->n;
+  while (lo < hi) {
+    size_t mid = (lo + hi) / 2;
+    int r = cmp_key(&c->v[mid], k);
+    if (r == 0)
+      goto out;
+    if (r < 0)
+      lo = mid + 1;
+    else
+      hi = mid;
+  }
+  if (c->n == c->cap) {
+    size_t cap = c->cap ? 2 * c->cap : 64;
+    void *nv = realloc(c->v, cap * sizeof *c->v);
+    if (!nv)
+      goto out; /* not remembered: checked again next time */
+    c->v = nv;
+    c->cap = cap;
+  }
+  memmove(&c->v[lo + 1], &c->v[lo], (c->n - lo) * sizeof *k);
+  c->v[lo] = *k;
+  c->n++;
+out:
+  pthread_mutex_unlock(&c->lock);
 }
 
 void cf_store_close(struct cf_store *s)
 {
   if (s) {
+    cf_checked_unref(s->checked);
     free(s->dir);
     free(s);
   }
@@ -101,9 +269,9 @@ int cf_store_lock_shared(struct cf_store *s)
 {
   char path[PATH_MAX];
   snprintf(path, sizeof path, "%s/lock", s->dir);
-  int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+  int fd = cf_private_open(path, O_RDWR);
   if (fd < 0)
-    return cf_fail(errno, "open %s: %m", path);
+    return -1;
   if (flock(fd, LOCK_SH) < 0) {
     int e = errno;
     close(fd);
@@ -161,8 +329,8 @@ struct cf_header *cf_store_get_header(struct cf_store *s, const char *name)
   return h;
 }
 
-/* Write len bytes to a new temp file in tmp/, fsync it, make it read-only;
- * returns the fd, the path in tmp. */
+/* A new temp file in tmp/ (mkostemp: 0600 whatever the umask allows, never
+ * wider); returns the fd, the path in tmp. */
 static int write_tmp(struct cf_store *s, char *tmp, size_t tmplen)
 {
   if (snprintf(tmp, tmplen, "%s/tmp/XXXXXX", s->dir) >= (int)tmplen)
@@ -192,7 +360,7 @@ int cf_store_put_header(struct cf_store *s, const char *name, const struct cf_he
   int fd = write_tmp(s, tmp, sizeof tmp);
   if (fd < 0)
     return -1;
-  if (cf_pwrite_full(fd, buf, len, 0) < 0 || fsync(fd) < 0 || fchmod(fd, 0444) < 0) {
+  if (cf_pwrite_full(fd, buf, len, 0) < 0 || fsync(fd) < 0 || fchmod(fd, CF_MODE_RO) < 0) {
     int e = errno;
     close(fd);
     unlink(tmp);
@@ -307,9 +475,9 @@ int cf_store_gc(struct cf_store *s, struct cf_gc_stats *stats)
   size_t n = 0;
   int ret = -1;
   snprintf(path, sizeof path, "%s/lock", s->dir);
-  CLEANUP_CLOSE int lock = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+  CLEANUP_CLOSE int lock = cf_private_open(path, O_RDWR);
   if (lock < 0)
-    return cf_fail(errno, "open %s: %m", path);
+    return -1;
   if (flock(lock, LOCK_EX) < 0)
     return cf_fail(errno, "lock %s: %m", path);
 
@@ -472,7 +640,7 @@ int cf_layer_writer_finish(struct cf_layer_writer *w, struct cf_layer_ref *ref)
   ref->checksum = XXH3_64bits_digest(w->xxh);
   if (cf_store_layer_path(w->s, ref->id, path, sizeof path) < 0)
     goto err;
-  if (fsync(w->fd) < 0 || fchmod(w->fd, 0444) < 0) {
+  if (fsync(w->fd) < 0 || fchmod(w->fd, CF_MODE_RO) < 0) {
     cf_fail(errno, "fsync %s: %m", w->tmp);
     goto err;
   }

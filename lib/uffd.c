@@ -1314,6 +1314,8 @@ int cf_uffd_server_listen(struct cf_uffd_server *srv, const char *path, const st
     return cf_fail(EINVAL, "bad arguments");
   if (strlen(path) >= sizeof sa.sun_path)
     return cf_fail(ENAMETOOLONG, "socket path '%s' is too long", path);
+  if (cf_image_check(img) < 0) /* no page served from a layer before its checksum matched */
+    return -1;
   strcpy(sa.sun_path, path);
   struct listener *l = calloc(1, sizeof *l);
   if (!l)

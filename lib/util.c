@@ -22,6 +22,33 @@ int cf_fsync_dir(const char *dir)
   return 0;
 }
 
+int cf_private_mkdir(const char *path)
+{
+  if (mkdir(path, CF_MODE_DIR) < 0)
+    return errno == EEXIST ? 0 : cf_fail(errno, "mkdir %s: %m", path);
+  /* Only ever narrower than 0700 here (a umask with owner bits): no window. */
+  if (chmod(path, CF_MODE_DIR) < 0)
+    return cf_fail(errno, "chmod %s: %m", path);
+  return 0;
+}
+
+int cf_private_open(const char *path, int flags)
+{
+  int fd = open(path, flags | O_CREAT | O_CLOEXEC, CF_MODE_FILE);
+  if (fd < 0)
+    return cf_fail(errno, "open %s: %m", path);
+  /* A umask with owner bits made it narrower (unopenable next time), or an
+   * older cowfork made it wider: 0600. */
+  struct stat st;
+  if (fstat(fd, &st) == 0 && (st.st_mode & 07777) != CF_MODE_FILE && st.st_uid == geteuid() &&
+      fchmod(fd, CF_MODE_FILE) < 0) {
+    int e = errno;
+    close(fd);
+    return cf_fail(e, "chmod %s: %s", path, strerror(e));
+  }
+  return fd;
+}
+
 int cf_write_file_atomic(const char *path, const void *buf, size_t len, mode_t mode, bool noreplace)
 {
   char tmp[PATH_MAX], dir[PATH_MAX];

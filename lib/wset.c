@@ -56,8 +56,8 @@ int cf_wset_path(const struct cf_store *s, const char *name, char *buf, size_t l
   int n = snprintf(buf, len, "%s/wset", cf_store_dir(s));
   if (n < 0 || (size_t)n >= len)
     return cf_fail(ENAMETOOLONG, "store path too long");
-  if (mkdir(buf, 0755) < 0 && errno != EEXIST)
-    return cf_fail(errno, "mkdir %s: %m", buf);
+  if (cf_private_mkdir(buf) < 0)
+    return -1;
   n = snprintf(buf, len, "%s/wset/%s", cf_store_dir(s), name);
   if (n < 0 || (size_t)n >= len)
     return cf_fail(ENAMETOOLONG, "store path too long");
@@ -103,7 +103,7 @@ int cf_wset_save(const char *path, const uint8_t image_id[16], const struct cf_w
   memcpy(b + 16, image_id, 16);
   put64(b + 32, w->n);
   put64(b + 40, XXH3_64bits(b + HDR, w->n * 8));
-  return cf_write_file_atomic(path, b, len, 0644, false);
+  return cf_write_file_atomic(path, b, len, CF_MODE_FILE, false);
 }
 
 int cf_wset_load(const char *path, const uint8_t image_id[16], struct cf_wset *w)

@@ -215,6 +215,10 @@ int cf_nbd_server_add_export(struct cf_nbd_server *s, const char *name, const ch
   struct cf_image *img = cf_image_open(s->cfg.store, image);
   if (!img)
     return -1;
+  if (cf_image_check(img) < 0) { /* refused before anyone connects, not at the first read */
+    cf_image_close(img);
+    return -1;
+  }
   struct cf_overlay *o = cf_overlay_new(img, s->cfg.cache_dir); /* takes img over */
   if (!o)
     return -1;

@@ -197,8 +197,8 @@ int cf_template_path(struct cf_store *s, const char *name, char *buf, size_t len
     return -1;
   char dir[PATH_MAX];
   snprintf(dir, sizeof dir, "%s/templates", cf_store_dir(s));
-  if (mkdir(dir, 0755) < 0 && errno != EEXIST)
-    return cf_fail(errno, "%s: %m", dir);
+  if (cf_private_mkdir(dir) < 0)
+    return -1;
   if ((size_t)snprintf(buf, len, "%s/%s", dir, name) >= len)
     return cf_fail(ENAMETOOLONG, "template path too long");
   return 0;
@@ -509,7 +509,7 @@ static int write_state(const char *path, const struct wbuf *w)
   memcpy(buf + 16, &len, 8);
   memcpy(buf + 24, &sum, 8);
   memcpy(buf + STATE_HDR, w->p, w->n);
-  if (cf_write_file_atomic(path, buf, STATE_HDR + w->n, 0444, true) < 0)
+  if (cf_write_file_atomic(path, buf, STATE_HDR + w->n, CF_MODE_RO, true) < 0)
     return cf_fail(errno, "%s", errno == EEXIST ? "the template exists (templates are immutable)" : cf_error());
   return 0;
 }
@@ -659,6 +659,11 @@ static int map_image(void *ctx, uint8_t *addr, uint64_t size)
   const struct cf_mem_backend *be = o->backend ? o->backend : &cf_mem_backend_file;
   struct cf_mem_opts mo = {.img = template_image(gm->tmpl), .addr = addr, .socket = o->uffd_socket,
                            .flags = be == &cf_mem_backend_uffd ? CF_MEM_TRACK : 0};
+  /* Whatever the backend (the uffd server checks its own copy; shim/reuse.c
+   * maps this image again later), the template's layers are checked before
+   * its memory is: once per process, one atomic load after that. */
+  if (cf_image_check(mo.img) < 0)
+    return -1;
   if (be->map(&mo, &gm->m) < 0)
     return -1;
   gm->mapped = true;

@@ -26,7 +26,17 @@ int cf_image_layer_fd(const struct cf_image *img, uint32_t i);
  * lookup, empty extents read as zeros. EINVAL past the end. */
 int cf_image_read(const struct cf_image *img, void *buf, size_t len, uint64_t off);
 
-/* Check every layer's length and XXH3 against the header (the header's own
+/* Check every layer's XXH3 against the header before any of its bytes are
+ * used: once per open image, and once per layer file for all images opened
+ * from the same store handle (a layer found good is remembered by id,
+ * checksum and file identity: dev, ino, size, mtime, ctime). cf_image_read,
+ * cf_image_export*, cf_cowmap_map and cf_uffd_server_listen call it; after
+ * the first success it costs one atomic load. -1 EIO naming the image and
+ * the corrupted layer. */
+int cf_image_check(const struct cf_image *img);
+
+/* Check every layer's length and XXH3 against the header, always reading
+ * them again (`cowfork image verify`) (the header's own
  * checksum was checked when it was opened). -1 naming the bad layer. */
 int cf_image_verify(const struct cf_image *img, cf_progress_fn progress, void *ctx);
 

@@ -15,8 +15,15 @@
 
 struct cf_store;
 
-/* Open the store at dir, creating its directories if needed. */
+/* Open the store at dir, creating its directories if needed. A store is
+ * private to its owner (directories 0700, files 0600, immutable ones 0400,
+ * whatever the umask); one that others could read (an older cowfork's) is
+ * made private here, and refused (EPERM) if it belongs to another user. */
 struct cf_store *cf_store_open(const char *dir);
+/* How many entries cf_store_open narrowed to make the store private (0 when
+ * it was private already), and the top directory's mode before: for the
+ * front end to say once. */
+unsigned cf_store_made_private(const struct cf_store *s, unsigned *old_mode);
 void cf_store_close(struct cf_store *s);
 const char *cf_store_dir(const struct cf_store *s);
 
