@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "cli.h"
+#include "internal.h"
 #include "cowfork/error.h"
 #include "internal.h"
 
@@ -153,6 +154,7 @@ int main(int argc, char **argv)
 {
   int i = 1;
   init_tables();
+  cf_nofile_raise(); /* fork -n N keeps two files per child */
   for (; i < argc && argv[i][0] == '-'; i++) {
     if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
       print_help(stdout);

@@ -2323,11 +2323,7 @@ int cf_daemon_run(const struct cf_daemon_opts *in)
   if (o.tcp_listen && (!o.token || !*o.token))
     return cf_fail(EINVAL, "TCP needs a bearer token (--token-file)");
   /* Every live sandbox holds a VM, a vCPU and a few files open. */
-  struct rlimit rl;
-  if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
-    rl.rlim_cur = rl.rlim_max;
-    setrlimit(RLIMIT_NOFILE, &rl);
-  }
+  cf_nofile_raise();
   struct daemon *d = calloc(1, sizeof *d);
   if (!d)
     return cf_fail(ENOMEM, "out of memory");

@@ -1,5 +1,6 @@
 /* Small mechanisms every part of the tree shares: crash-safe file writes and
  * size parsing. Declared in lib/internal.h. */
+#include <sys/resource.h>
 #include <fcntl.h>
 #include <limits.h>
 #include <sched.h>
@@ -130,4 +131,13 @@ int cf_pin_cpu(int cpu)
   CPU_ZERO(&set);
   CPU_SET(cpu, &set);
   return sched_setaffinity(0, sizeof set, &set);
+}
+
+void cf_nofile_raise(void)
+{
+  struct rlimit rl;
+  if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+    rl.rlim_cur = rl.rlim_max;
+    setrlimit(RLIMIT_NOFILE, &rl);
+  }
 }
