@@ -87,32 +87,6 @@ static long gstat(const char *path, struct stat *st)
   return r;
 }
 
-/* Names in a /tmp directory, joined with ' '. */
-static const char *glist(const char *dir)
-{
-  static char out[1024];
-  out[0] = 0;
-  int fd = gopen(dir, O_RDONLY | O_DIRECTORY, 0);
-  if (fd < 0)
-    return "(open failed)";
-  uint64_t b = galloc(NULL, 4096);
-  long n = S3(SYS_getdents64, fd, b, 4096);
-  for (long pos = 0; pos < n;) {
-    uint8_t *d = (uint8_t *)hp(b) + pos;
-    uint16_t rec;
-    memcpy(&rec, d + 16, 2);
-    const char *name = (const char *)d + 19;
-    if (strcmp(name, ".") && strcmp(name, "..")) {
-      if (out[0])
-        strcat(out, " ");
-      strncat(out, name, sizeof out - strlen(out) - 2);
-    }
-    pos += rec;
-  }
-  S1(SYS_close, fd);
-  return out;
-}
-
 static void test_mkdir(void)
 {
   diag("mkdir and friends under a missing /tmp parent: ENOENT, never a crash or a name with '/'");

@@ -47,33 +47,6 @@ static const char *gread(const char *path)
   return out;
 }
 
-static const char *glist(const char *dir)
-{
-  static char out[2048];
-  out[0] = 0;
-  int fd = gopen(dir, O_RDONLY | O_DIRECTORY);
-  if (fd < 0)
-    return "(open failed)";
-  uint64_t b = galloc(NULL, 4096);
-  long n;
-  while ((n = S3(SYS_getdents64, fd, b, 4096)) > 0) {
-    for (long pos = 0; pos < n;) {
-      uint8_t *d = (uint8_t *)hp(b) + pos;
-      uint16_t rec;
-      memcpy(&rec, d + 16, 2);
-      const char *name = (const char *)d + 19;
-      if (strcmp(name, ".") && strcmp(name, "..")) {
-        if (out[0])
-          strcat(out, " ");
-        strncat(out, name, sizeof out - strlen(out) - 2);
-      }
-      pos += rec;
-    }
-  }
-  S1(SYS_close, fd);
-  return out;
-}
-
 static const char *greadlink(const char *path)
 {
   static char out[4096];

@@ -6,7 +6,7 @@
  * SHIM_UTIL_NO_HARNESS is defined before the include, the header also holds
  * the one-sandbox harness of shim_fs.c and shim_proc.c: the global sb, a
  * read-write scratch VMA [SHIM_SCRATCH, +SHIM_SCRATCH_LEN) for guest
- * buffers (galloc, gs, hp), S0..S6 and shim_setup/shim_teardown. */
+ * buffers (galloc, gs, hp), S0..S6, glist and shim_setup/shim_teardown. */
 #ifndef COWFORK_TEST_SHIM_UTIL_H
 #define COWFORK_TEST_SHIM_UTIL_H
 
@@ -16,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include "shim/shim.h"
@@ -91,6 +92,35 @@ __attribute__((unused)) static uint64_t galloc(const void *p, size_t n)
 }
 __attribute__((unused)) static uint64_t gs(const char *s) { return galloc(s, strlen(s) + 1); }
 __attribute__((unused)) static void *hp(uint64_t g) { return sb->mem + g; }
+
+/* The names in directory dir but "." and "..", in getdents64 order, joined
+ * with ' ' ("(open failed)" if it cannot be opened). */
+__attribute__((unused)) static const char *glist(const char *dir)
+{
+  static char out[2048];
+  out[0] = 0;
+  int fd = (int)S3(SYS_open, gs(dir), O_RDONLY | O_DIRECTORY, 0);
+  if (fd < 0)
+    return "(open failed)";
+  uint64_t b = galloc(NULL, 4096);
+  long n;
+  while ((n = S3(SYS_getdents64, fd, b, 4096)) > 0) {
+    for (long pos = 0; pos < n;) {
+      uint8_t *d = (uint8_t *)hp(b) + pos;
+      uint16_t rec;
+      memcpy(&rec, d + 16, 2);
+      const char *name = (const char *)d + 19;
+      if (strcmp(name, ".") && strcmp(name, "..")) {
+        if (out[0])
+          strcat(out, " ");
+        strncat(out, name, sizeof out - strlen(out) - 2);
+      }
+      pos += rec;
+    }
+  }
+  S1(SYS_close, fd);
+  return out;
+}
 
 /* sb: SHIM_MEM bytes of guest memory, stdio on /dev/null, the caller's
  * uid and gid, files under root (fs_init), the scratch VMA mapped. */
