@@ -53,18 +53,57 @@ static char **env_build(const struct envset *e)
   return cf_sandbox_env(e->v, e->n, environ, (int)getuid(), getenv("TERM"));
 }
 
+/* The options run and template create share (BOX_OPTS in their tables,
+ * their own from BOX_OPT_END on), taken by box_opt. */
+enum { BOX_OPT_ROOT = 1000, BOX_OPT_ENV, BOX_OPT_HOSTNAME, BOX_OPT_MEM, BOX_OPT_TIMEOUT, BOX_OPT_STRACE, BOX_OPT_END };
+#define BOX_OPTS                                                                                                       \
+  {"root", required_argument, 0, BOX_OPT_ROOT}, {"env", required_argument, 0, BOX_OPT_ENV},                            \
+      {"hostname", required_argument, 0, BOX_OPT_HOSTNAME}, {"mem", required_argument, 0, BOX_OPT_MEM},                \
+      {"timeout", required_argument, 0, BOX_OPT_TIMEOUT}, {"strace", no_argument, 0, BOX_OPT_STRACE}
+
+/* Option c (getopt_long's, argument optarg) if it is one of BOX_OPTS or -v,
+ * into o and env: -1 if c is none of them, EXIT_OK if taken, or the exit
+ * code of a bad one (its message printed). */
+static int box_opt(const struct cli_cmd *cmd, int c, struct cf_sandbox_opts *o, struct envset *env)
+{
+  switch (c) {
+  case BOX_OPT_ROOT:
+    o->root = optarg;
+    return EXIT_OK;
+  case BOX_OPT_MEM:
+    if (cli_parse_size(optarg, &o->mem_size) < 0 || o->mem_size % (2 << 20) || o->mem_size < (16 << 20))
+      return cli_usage(cmd, "bad --mem '%s' (a multiple of 2M, at least 16M)", optarg);
+    return EXIT_OK;
+  case BOX_OPT_TIMEOUT:
+    if (cli_parse_seconds(optarg, &o->timeout) < 0)
+      return cli_usage(cmd, "bad --timeout '%s' (seconds)", optarg);
+    return EXIT_OK;
+  case BOX_OPT_STRACE:
+    o->strace = true;
+    return EXIT_OK;
+  case 'v':
+    o->verbose = true;
+    return EXIT_OK;
+  case BOX_OPT_ENV:
+    if (env_add(env, optarg) < 0)
+      return cli_error("out of memory");
+    return EXIT_OK;
+  case BOX_OPT_HOSTNAME:
+    if (!cf_sandbox_hostname_ok(optarg))
+      return cli_usage(cmd, "bad --hostname '%s' (1-64 bytes, no control characters or '/')", optarg);
+    o->hostname = optarg;
+    return EXIT_OK;
+  default:
+    return -1;
+  }
+}
+
 static int cmd_run(const struct cli_cmd *cmd, int argc, char **argv)
 {
-  enum { OPT_ROOT = 1000, OPT_MEM, OPT_TIMEOUT, OPT_CPU, OPT_STRACE, OPT_VERBOSE, OPT_COPY_FILES, OPT_ENV,
-         OPT_HOSTNAME };
-  static const struct option opts[] = {{"root", required_argument, 0, OPT_ROOT},
-                                       {"env", required_argument, 0, OPT_ENV},
-                                       {"hostname", required_argument, 0, OPT_HOSTNAME},
+  enum { OPT_CPU = BOX_OPT_END, OPT_VERBOSE, OPT_COPY_FILES };
+  static const struct option opts[] = {BOX_OPTS,
                                        {"copy-files", no_argument, 0, OPT_COPY_FILES},
-                                       {"mem", required_argument, 0, OPT_MEM},
-                                       {"timeout", required_argument, 0, OPT_TIMEOUT},
                                        {"cpu-limit", required_argument, 0, OPT_CPU},
-                                       {"strace", no_argument, 0, OPT_STRACE},
                                        {"verbose", no_argument, 0, OPT_VERBOSE},
                                        {0}};
   if (cli_wants_help(cmd, argc, argv))
@@ -76,40 +115,21 @@ static int cmd_run(const struct cli_cmd *cmd, int argc, char **argv)
   opterr = 0;
   /* "+": stop at the first non-option (the program). */
   while ((c = getopt_long(argc, argv, "+v", opts, NULL)) != -1) {
+    int br = box_opt(cmd, c, &o, &env);
+    if (br > EXIT_OK)
+      return br;
+    if (br == EXIT_OK)
+      continue;
     switch (c) {
-    case OPT_ROOT:
-      o.root = optarg;
-      break;
-    case OPT_MEM:
-      if (cli_parse_size(optarg, &o.mem_size) < 0 || o.mem_size % (2 << 20) || o.mem_size < (16 << 20))
-        return cli_usage(cmd, "bad --mem '%s' (a multiple of 2M, at least 16M)", optarg);
-      break;
-    case OPT_TIMEOUT:
-      if (cli_parse_seconds(optarg, &o.timeout) < 0)
-        return cli_usage(cmd, "bad --timeout '%s' (seconds)", optarg);
-      break;
     case OPT_CPU:
       if (cli_parse_seconds(optarg, &o.cpu_limit) < 0)
         return cli_usage(cmd, "bad --cpu-limit '%s' (seconds)", optarg);
       break;
-    case OPT_STRACE:
-      o.strace = true;
-      break;
-    case 'v':
     case OPT_VERBOSE:
       o.verbose = true;
       break;
     case OPT_COPY_FILES:
       o.copy_files = true;
-      break;
-    case OPT_ENV:
-      if (env_add(&env, optarg) < 0)
-        return cli_error("out of memory");
-      break;
-    case OPT_HOSTNAME:
-      if (!cf_sandbox_hostname_ok(optarg))
-        return cli_usage(cmd, "bad --hostname '%s' (1-64 bytes, no control characters or '/')", optarg);
-      o.hostname = optarg;
       break;
     default:
       return cli_usage(cmd, "unknown option '%s'", argv[optind - 1]);
@@ -147,15 +167,8 @@ static double now_ms(void)
 
 static int cmd_template_create(const struct cli_cmd *cmd, int argc, char **argv)
 {
-  enum { OPT_ROOT = 1000, OPT_MEM, OPT_READY, OPT_TIMEOUT, OPT_STRACE, OPT_ENV, OPT_HOSTNAME };
-  static const struct option opts[] = {{"root", required_argument, 0, OPT_ROOT},
-                                       {"env", required_argument, 0, OPT_ENV},
-                                       {"hostname", required_argument, 0, OPT_HOSTNAME},
-                                       {"mem", required_argument, 0, OPT_MEM},
-                                       {"ready", required_argument, 0, OPT_READY},
-                                       {"timeout", required_argument, 0, OPT_TIMEOUT},
-                                       {"strace", no_argument, 0, OPT_STRACE},
-                                       {0}};
+  enum { OPT_READY = BOX_OPT_END };
+  static const struct option opts[] = {BOX_OPTS, {"ready", required_argument, 0, OPT_READY}, {0}};
   if (cli_wants_help(cmd, argc, argv))
     return EXIT_OK;
   struct cf_sandbox_opts o = {.root = "/", .stdio = {-1, 1, 2}, .ready = CF_READY_STDIN};
@@ -172,12 +185,12 @@ static int cmd_template_create(const struct cli_cmd *cmd, int argc, char **argv)
   optind = 1;
   opterr = 0;
   while ((c = getopt_long(dd, argv, dd < argc ? "v" : "+v", opts, NULL)) != -1) {
+    int br = box_opt(cmd, c, &o, &env);
+    if (br > EXIT_OK)
+      return br;
+    if (br == EXIT_OK)
+      continue;
     switch (c) {
-    case OPT_ROOT: o.root = optarg; break;
-    case OPT_MEM:
-      if (cli_parse_size(optarg, &o.mem_size) < 0 || o.mem_size % (2 << 20) || o.mem_size < (16 << 20))
-        return cli_usage(cmd, "bad --mem '%s' (a multiple of 2M, at least 16M)", optarg);
-      break;
     case OPT_READY:
       if (strcmp(optarg, "stdin") == 0)
         o.ready = CF_READY_STDIN;
@@ -186,21 +199,6 @@ static int cmd_template_create(const struct cli_cmd *cmd, int argc, char **argv)
         o.marker = optarg;
       } else
         return cli_usage(cmd, "bad --ready '%s' (stdin, or a marker of 1-255 bytes)", optarg);
-      break;
-    case OPT_TIMEOUT:
-      if (cli_parse_seconds(optarg, &o.timeout) < 0)
-        return cli_usage(cmd, "bad --timeout '%s' (seconds)", optarg);
-      break;
-    case OPT_STRACE: o.strace = true; break;
-    case 'v': o.verbose = true; break;
-    case OPT_ENV:
-      if (env_add(&env, optarg) < 0)
-        return cli_error("out of memory");
-      break;
-    case OPT_HOSTNAME:
-      if (!cf_sandbox_hostname_ok(optarg))
-        return cli_usage(cmd, "bad --hostname '%s' (1-64 bytes, no control characters or '/')", optarg);
-      o.hostname = optarg;
       break;
     default: return cli_usage(cmd, "unknown option '%s'", argv[optind - 1]);
     }

@@ -671,6 +671,24 @@ static long do_iov(struct sb *sb, struct file *f, uint64_t iov, uint64_t cnt, in
   return total;
 }
 
+bool dirent_put(void *buf, size_t len, size_t *pos, uint64_t ino, int64_t next_off, uint8_t type, const char *name)
+{
+  size_t nl = strlen(name);
+  size_t rec = (19 + nl + 1 + 7) & ~(size_t)7;
+  if (*pos + rec > len)
+    return false;
+  uint8_t *d = (uint8_t *)buf + *pos;
+  memset(d, 0, rec);
+  memcpy(d, &ino, 8);
+  memcpy(d + 8, &next_off, 8);
+  uint16_t r16 = (uint16_t)rec;
+  memcpy(d + 16, &r16, 2);
+  d[18] = type;
+  memcpy(d + 19, name, nl);
+  *pos += rec;
+  return true;
+}
+
 static long do_getdents(struct sb *sb, struct file *f, uint64_t buf, uint64_t len)
 {
   void *p = mm_ptr(sb, buf, len, PROT_WRITE);
@@ -684,7 +702,7 @@ static long do_getdents(struct sb *sb, struct file *f, uint64_t buf, uint64_t le
     return virt_getdents(sb, f, p, len);
   if (f->type != F_TMPDIR)
     return -ENOTDIR;
-  uint64_t pos = 0;
+  size_t pos = 0;
   for (;;) {
     const char *name;
     uint64_t ino = 1;
@@ -702,23 +720,11 @@ static long do_getdents(struct sb *sb, struct file *f, uint64_t buf, uint64_t le
       ino = st.st_ino;
       type = S_ISDIR(st.st_mode) ? DT_DIR : DT_REG;
     }
-    size_t nl = strlen(name);
-    size_t rec = (19 + nl + 1 + 7) & ~7ul;
-    if (pos + rec > len) {
+    if (!dirent_put(p, len, &pos, ino, (int64_t)f->off + 1, type, name)) {
       if (pos == 0)
         return -EINVAL;
       break;
     }
-    uint8_t *d = (uint8_t *)p + pos;
-    memset(d, 0, rec);
-    memcpy(d, &ino, 8);
-    int64_t next = (int64_t)f->off + 1;
-    memcpy(d + 8, &next, 8);
-    uint16_t r16 = (uint16_t)rec;
-    memcpy(d + 16, &r16, 2);
-    d[18] = type;
-    memcpy(d + 19, name, nl);
-    pos += rec;
     f->off++;
   }
   return (long)pos;

@@ -784,7 +784,7 @@ long virt_getdents(struct sb *sb, struct file *f, void *p, uint64_t len)
   if (virt_lookup(sb, f->path, &dir, &darg) < 0)
     return 0; /* gone (an fd directory whose fd closed): empty */
   size_t dl = strlen(dir->path);
-  uint64_t pos = 0;
+  size_t pos = 0;
   /* f->off counts entries: ".", "..", then the table's children in order,
    * an "%f" entry standing for every open fd. */
   for (;;) {
@@ -826,23 +826,11 @@ long virt_getdents(struct sb *sb, struct file *f, void *p, uint64_t len)
     }
     if (!nm)
       break;
-    size_t nl = strlen(nm);
-    size_t rec = (19 + nl + 1 + 7) & ~7ul;
-    if (pos + rec > len) {
+    if (!dirent_put(p, len, &pos, ino, (int64_t)f->off + 1, type, nm)) {
       if (pos == 0)
         return -EINVAL;
       break;
     }
-    uint8_t *d = (uint8_t *)p + pos;
-    memset(d, 0, rec);
-    memcpy(d, &ino, 8);
-    int64_t next = (int64_t)f->off + 1;
-    memcpy(d + 8, &next, 8);
-    uint16_t r16 = (uint16_t)rec;
-    memcpy(d + 16, &r16, 2);
-    d[18] = type;
-    memcpy(d + 19, nm, nl);
-    pos += rec;
     f->off++;
   }
   return (long)pos;

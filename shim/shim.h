@@ -293,6 +293,10 @@ struct file *file_new(enum file_type t, int hostfd, int flags, const char *path)
 void file_unref(struct file *f);
 /* openat2 under the root (RESOLVE_IN_ROOT): host fd or -errno. */
 long host_openat2(struct sb *sb, const char *abs, int flags);
+/* Append one linux_dirent64 record (d_ino ino, d_off next_off, d_type
+ * type, NUL-terminated name, padded to 8 bytes) at buf + *pos, len bytes
+ * in all, and advance *pos; false (nothing written) if it does not fit. */
+bool dirent_put(void *buf, size_t len, size_t *pos, uint64_t ino, int64_t next_off, uint8_t type, const char *name);
 
 /* proc.c: the sandbox's own /proc and /dev (negative errno returns) */
 /* Whether abs is /proc, /dev or below: never the host's. */

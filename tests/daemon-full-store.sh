@@ -5,29 +5,7 @@
 # daemon keeps the sandbox and does not exit until it can pause it, and
 # after a restart the sandbox resumes with its state. Store: a 24 MiB tmpfs.
 . "$(dirname "$0")/functions.sh"
-requires python3 curl
-export COWFORK_SOCKET="$TMP/d.sock"
-SOCK=$COWFORK_SOCKET
-api() {
-  local out
-  out=$(curl -sS --unix-socket "$SOCK" -X "$1" ${3+-H 'Content-Type: application/json' --data-binary "$3"} \
-    -w '\n%{http_code}' "http://cowfork$2")
-  code=${out##*$'\n'}
-  body=${out%$'\n'*}
-  printf '%s' "$body"
-}
-jget() { python3 -c 'import json,sys; j=json.loads(sys.argv[1]); print(eval(sys.argv[2]))' "$1" "$2"; }
-up() { # up LOG: start a daemon, wait for an answer
-  start_server DPID "$SOCK" "$COWFORK" daemon "${@:2}" 2>>"$1"
-  local i
-  for ((i = 0; i < 500; i++)); do
-    curl -s --unix-socket "$SOCK" -o /dev/null http://cowfork/v1/health && return 0
-    kill -0 "$DPID" 2>/dev/null || fail "the daemon exited: $(cat "$1")"
-    sleep 0.01
-  done
-  fail "the daemon did not answer within 5 s"
-}
-down() { kill "$DPID" 2>/dev/null || true; wait "$DPID" 2>/dev/null || true; }
+. "$(dirname "$0")/daemon/api.sh"
 
 [ -c /dev/kvm ] && [ -r /dev/kvm ] || skip "no /dev/kvm"
 [ -x /bin/busybox ] || skip "/bin/busybox missing (apt-get install busybox-static)"

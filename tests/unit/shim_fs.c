@@ -21,46 +21,10 @@
 #include <unistd.h>
 
 #include "shim/shim.h"
+#include "shim_util.h"
 #include "tap.h"
 
-#define MEM (64ull << 20)
-#define SCRATCH (4ull << 20) /* a read-write VMA [4 MiB, 8 MiB) for guest buffers */
-#define SCRATCH_LEN (4ull << 20)
-
-static struct sb *sb;
-static struct cf_sandbox_opts opts;
-static uint64_t bump;
 static char root[] = "/var/tmp/cowfork-shimfs.XXXXXX";
-
-static long sys(long nr, uint64_t a0, uint64_t a1, uint64_t a2, uint64_t a3, uint64_t a4, uint64_t a5)
-{
-  const uint64_t a[6] = {a0, a1, a2, a3, a4, a5};
-  return sys_dispatch(sb, nr, a);
-}
-#define S0(nr) sys(nr, 0, 0, 0, 0, 0, 0)
-#define S1(nr, a) sys(nr, (uint64_t)(a), 0, 0, 0, 0, 0)
-#define S2(nr, a, b) sys(nr, (uint64_t)(a), (uint64_t)(b), 0, 0, 0, 0)
-#define S3(nr, a, b, c) sys(nr, (uint64_t)(a), (uint64_t)(b), (uint64_t)(c), 0, 0, 0)
-#define S4(nr, a, b, c, d) sys(nr, (uint64_t)(a), (uint64_t)(b), (uint64_t)(c), (uint64_t)(d), 0, 0)
-#define S5(nr, a, b, c, d, e) sys(nr, (uint64_t)(a), (uint64_t)(b), (uint64_t)(c), (uint64_t)(d), (uint64_t)(e), 0)
-#define S6(nr, a, b, c, d, e, f)                                                                               \
-  sys(nr, (uint64_t)(a), (uint64_t)(b), (uint64_t)(c), (uint64_t)(d), (uint64_t)(e), (uint64_t)(f))
-
-/* Guest scratch: n bytes (copied from p when given), 16-aligned. */
-static uint64_t galloc(const void *p, size_t n)
-{
-  uint64_t g = SCRATCH + bump;
-  bump += (n + 15) & ~15ul;
-  if (bump > SCRATCH_LEN)
-    abort();
-  if (p)
-    memcpy(sb->mem + g, p, n);
-  else
-    memset(sb->mem + g, 0, n);
-  return g;
-}
-static uint64_t gs(const char *s) { return galloc(s, strlen(s) + 1); }
-static void *hp(uint64_t g) { return sb->mem + g; }
 
 static void sb_setup(void)
 {
@@ -86,33 +50,12 @@ static void sb_setup(void)
   fd = open(p, O_CREAT | O_WRONLY, 0644);
   close(fd);
 
-  int null = open("/dev/null", O_RDWR | O_CLOEXEC);
-  opts.stdio[0] = opts.stdio[1] = opts.stdio[2] = null;
-  sb = calloc(1, sizeof *sb);
-  sb->opts = &opts;
-  sb->trace = stderr;
-  sb->mem = mmap(NULL, MEM, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-  if (sb->mem == MAP_FAILED)
-    abort();
-  sb->mem_size = MEM;
-  sb->rootfd = -1;
-  sb->pid = sb->tid = 2;
-  sb->uid = (int)getuid();
-  sb->gid = (int)getgid();
-  sb->mmap_top = MMAP_TOP(MEM);
-  sb->brk_start = sb->brk_cur = 12ull << 20;
-  if (fs_init(sb, root, opts.stdio) < 0 || mm_map_anon(sb, SCRATCH, SCRATCH_LEN, PROT_READ | PROT_WRITE) < 0)
-    abort();
+  shim_setup(root);
 }
 
 static void sb_teardown(void)
 {
-  fs_fini(sb);
-  hostfile_fini(sb);
-  free(sb->vmas);
-  free(sb->replaced);
-  munmap(sb->mem, MEM);
-  free(sb);
+  shim_teardown();
   char cmd[600];
   snprintf(cmd, sizeof cmd, "rm -rf '%s'", root);
   if (system(cmd) != 0)
@@ -142,32 +85,6 @@ static long gstat(const char *path, struct stat *st)
   long r = S2(SYS_stat, gs(path), b);
   memcpy(st, hp(b), sizeof *st);
   return r;
-}
-
-/* Names in a /tmp directory, joined with ' '. */
-static const char *glist(const char *dir)
-{
-  static char out[1024];
-  out[0] = 0;
-  int fd = gopen(dir, O_RDONLY | O_DIRECTORY, 0);
-  if (fd < 0)
-    return "(open failed)";
-  uint64_t b = galloc(NULL, 4096);
-  long n = S3(SYS_getdents64, fd, b, 4096);
-  for (long pos = 0; pos < n;) {
-    uint8_t *d = (uint8_t *)hp(b) + pos;
-    uint16_t rec;
-    memcpy(&rec, d + 16, 2);
-    const char *name = (const char *)d + 19;
-    if (strcmp(name, ".") && strcmp(name, "..")) {
-      if (out[0])
-        strcat(out, " ");
-      strncat(out, name, sizeof out - strlen(out) - 2);
-    }
-    pos += rec;
-  }
-  S1(SYS_close, fd);
-  return out;
 }
 
 static void test_mkdir(void)
@@ -201,7 +118,7 @@ static void test_mkdir(void)
 static void test_region(void)
 {
   diag("the /tmp data region is out of the guest's reach");
-  uint64_t tb = TMP_BASE(MEM), ts = TMP_SIZE(MEM);
+  uint64_t tb = TMP_BASE(SHIM_MEM), ts = TMP_SIZE(SHIM_MEM);
   int fd = gopen("/tmp/r", O_CREAT | O_RDWR, 0644);
   is(gwrite(fd, "before"), 6, "write /tmp/r");
   is(S2(SYS_munmap, tb, ts), 0, "munmap of the region: 0 (nothing of the guest's is there)");
@@ -435,14 +352,14 @@ static void test_select(void)
 static void test_limits(void)
 {
   diag("mmap larger than guest memory, brk out of range, exec of /tmp files");
-  is(S6(SYS_mmap, 0, MEM + PAGE, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0), -ENOMEM,
+  is(S6(SYS_mmap, 0, SHIM_MEM + PAGE, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0), -ENOMEM,
      "mmap larger than guest memory: ENOMEM");
   is(S6(SYS_mmap, 0, UINT64_MAX - 10, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0), -ENOMEM, "mmap of ~2^64: ENOMEM");
   is(S6(SYS_mmap, 0, PAGE, PROT_READ, MAP_ANONYMOUS, -1, 0), -EINVAL, "mmap without a mapping type: EINVAL");
   long b0 = S1(SYS_brk, 0);
   is(S1(SYS_brk, UINT64_MAX), b0, "brk(0xffff...): the old break");
   is(S1(SYS_brk, 0), b0, "the break did not move");
-  is(S1(SYS_brk, MMAP_TOP(MEM) + PAGE), b0, "brk past the mmap area: the old break");
+  is(S1(SYS_brk, MMAP_TOP(SHIM_MEM) + PAGE), b0, "brk past the mmap area: the old break");
   is(S1(SYS_brk, b0 + 3 * PAGE), b0 + 3 * PAGE, "brk up 3 pages");
   is(S1(SYS_brk, b0), b0, "brk back down");
   int fd = gopen("/tmp/exe", O_CREAT | O_WRONLY, 0644);

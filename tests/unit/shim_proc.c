@@ -18,41 +18,11 @@
 #include <unistd.h>
 
 #include "shim/shim.h"
+#include "shim_util.h"
 #include "tap.h"
 
-#define MEM (64ull << 20)
-#define SCRATCH (4ull << 20)
-#define SCRATCH_LEN (4ull << 20)
-
-static struct sb *sb;
-static struct cf_sandbox_opts opts;
-static uint64_t bump;
 static char hostdir[] = "/var/tmp/cowfork-shimproc.XXXXXX";
 
-static long sys(long nr, uint64_t a0, uint64_t a1, uint64_t a2, uint64_t a3)
-{
-  const uint64_t a[6] = {a0, a1, a2, a3, 0, 0};
-  return sys_dispatch(sb, nr, a);
-}
-#define S1(nr, a) sys(nr, (uint64_t)(a), 0, 0, 0)
-#define S2(nr, a, b) sys(nr, (uint64_t)(a), (uint64_t)(b), 0, 0)
-#define S3(nr, a, b, c) sys(nr, (uint64_t)(a), (uint64_t)(b), (uint64_t)(c), 0)
-#define S4(nr, a, b, c, d) sys(nr, (uint64_t)(a), (uint64_t)(b), (uint64_t)(c), (uint64_t)(d))
-
-static uint64_t galloc(const void *p, size_t n)
-{
-  uint64_t g = SCRATCH + bump;
-  bump += (n + 15) & ~15ul;
-  if (bump > SCRATCH_LEN)
-    abort();
-  if (p)
-    memcpy(sb->mem + g, p, n);
-  else
-    memset(sb->mem + g, 0, n);
-  return g;
-}
-static uint64_t gs(const char *s) { return galloc(s, strlen(s) + 1); }
-static void *hp(uint64_t g) { return sb->mem + g; }
 static int gopen(const char *path, int flags) { return (int)S3(SYS_open, gs(path), flags, 0644); }
 
 /* The whole file through read(2) (NUL-terminated; "" on an error). */
@@ -73,33 +43,6 @@ static const char *gread(const char *path)
     n += (size_t)r;
   }
   out[n] = 0;
-  S1(SYS_close, fd);
-  return out;
-}
-
-static const char *glist(const char *dir)
-{
-  static char out[2048];
-  out[0] = 0;
-  int fd = gopen(dir, O_RDONLY | O_DIRECTORY);
-  if (fd < 0)
-    return "(open failed)";
-  uint64_t b = galloc(NULL, 4096);
-  long n;
-  while ((n = S3(SYS_getdents64, fd, b, 4096)) > 0) {
-    for (long pos = 0; pos < n;) {
-      uint8_t *d = (uint8_t *)hp(b) + pos;
-      uint16_t rec;
-      memcpy(&rec, d + 16, 2);
-      const char *name = (const char *)d + 19;
-      if (strcmp(name, ".") && strcmp(name, "..")) {
-        if (out[0])
-          strcat(out, " ");
-        strncat(out, name, sizeof out - strlen(out) - 2);
-      }
-      pos += rec;
-    }
-  }
   S1(SYS_close, fd);
   return out;
 }
@@ -128,26 +71,10 @@ static long gstat(const char *path, struct stat *st, bool nofollow)
 
 static void sb_setup(void)
 {
-  int null = open("/dev/null", O_RDWR | O_CLOEXEC);
-  opts.stdio[0] = opts.stdio[1] = opts.stdio[2] = null;
-  sb = calloc(1, sizeof *sb);
-  sb->opts = &opts;
-  sb->trace = stderr;
-  sb->mem = mmap(NULL, MEM, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-  if (sb->mem == MAP_FAILED)
-    abort();
-  sb->mem_size = MEM;
-  sb->rootfd = -1;
-  sb->pid = sb->tid = 2;
-  sb->uid = (int)getuid();
-  sb->gid = (int)getgid();
-  sb->mmap_top = MMAP_TOP(MEM);
-  sb->brk_start = sb->brk_cur = 12ull << 20;
+  /* the default root: the host's / */
+  shim_setup("/");
   sb->boot_ns = mono_ns();
   snprintf(sb->program, sizeof sb->program, "/usr/bin/prog");
-  /* the default root: the host's / */
-  if (fs_init(sb, "/", opts.stdio) < 0 || mm_map_anon(sb, SCRATCH, SCRATCH_LEN, PROT_READ | PROT_WRITE) < 0)
-    abort();
   /* the strings the program was started with, as elf_load lays them out */
   static const char strs[] = "prog\0--flag\0A=1\0B=two\0";
   sb->arg_start = galloc(strs, sizeof strs - 1);
@@ -417,11 +344,7 @@ int main(void)
   test_system_files();
   test_writes_devices();
   test_env();
-  fs_fini(sb);
-  hostfile_fini(sb);
-  free(sb->vmas);
-  munmap(sb->mem, MEM);
-  free(sb);
+  shim_teardown();
   char cmd[300];
   snprintf(cmd, sizeof cmd, "rm -rf '%s'", hostdir);
   if (system(cmd) != 0)

@@ -24,6 +24,8 @@
 
 #include "cowfork/error.h"
 #include "shim/shim.h"
+#define SHIM_UTIL_NO_HARNESS
+#include "shim_util.h"
 #include "tap.h"
 
 #define MEM (16ull << 20)
@@ -35,33 +37,15 @@
 
 static struct cf_sandbox_opts opts;
 
+/* MEM bytes, all of it readable and writable; one VMA [64 KiB, 1 MiB). */
 static struct sb *new_sb(void)
 {
-  struct sb *sb = calloc(1, sizeof *sb);
-  sb->opts = &opts;
-  sb->trace = stderr;
-  sb->mem = mmap(NULL, MEM, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-  sb->mem_size = MEM;
-  sb->rootfd = -1;
-  sb->pid = sb->tid = 2;
-  if (sb->mem == MAP_FAILED || mm_vmas_reserve(sb, 1) < 0)
+  struct sb *sb = shim_sb_new(&opts, MEM, PROT_READ | PROT_WRITE);
+  if (mm_vmas_reserve(sb, 1) < 0)
     abort();
   sb->vmas[0] = (struct vma){.start = 0x10000, .end = 0x100000, .prot = PROT_READ | PROT_WRITE};
   sb->nvma = 1;
   return sb;
-}
-
-static void free_sb(struct sb *sb)
-{
-  munmap(sb->mem, MEM);
-  free(sb->vmas);
-  free(sb);
-}
-
-static long sys(struct sb *sb, long nr, uint64_t a0, uint64_t a1, uint64_t a2, uint64_t a3, uint64_t a4, uint64_t a5)
-{
-  uint64_t a[6] = {a0, a1, a2, a3, a4, a5};
-  return sys_dispatch(sb, nr, a);
 }
 
 static double now_ms(clockid_t c)
@@ -84,7 +68,7 @@ static void set_real(struct sb *sb, double value_ms, double interval_ms)
   struct itimerval it = {{(time_t)(interval_ms / 1e3), (suseconds_t)((long)(interval_ms * 1e3) % 1000000)},
                          {(time_t)(value_ms / 1e3), (suseconds_t)((long)(value_ms * 1e3) % 1000000)}};
   memcpy(sb->mem + TS + 0x100, &it, sizeof it);
-  if (sys(sb, SYS_setitimer, ITIMER_REAL, TS + 0x100, 0, 0, 0, 0) != 0)
+  if (shim_sys(sb, SYS_setitimer, ITIMER_REAL, TS + 0x100, 0, 0, 0, 0) != 0)
     abort();
 }
 
@@ -101,20 +85,20 @@ int main(void)
   put_u32(sb, WORD, 7);
   t = now_ms(CLOCK_MONOTONIC);
   put_ts(sb, TS, t + 50);
-  r = sys(sb, SYS_futex, WORD, FUTEX_WAIT_BITSET | FUTEX_PRIVATE_FLAG, 7, TS, 0, FUTEX_BITSET_MATCH_ANY);
+  r = shim_sys(sb, SYS_futex, WORD, FUTEX_WAIT_BITSET | FUTEX_PRIVATE_FLAG, 7, TS, 0, FUTEX_BITSET_MATCH_ANY);
   t = now_ms(CLOCK_MONOTONIC) - t;
   ok(r == -ETIMEDOUT && NEAR(t, 50), "FUTEX_WAIT_BITSET, absolute CLOCK_MONOTONIC +50 ms: %ld after %.1f ms", r, t);
 
   t = now_ms(CLOCK_REALTIME);
   put_ts(sb, TS, t + 50);
-  r = sys(sb, SYS_futex, WORD, FUTEX_WAIT_BITSET | FUTEX_PRIVATE_FLAG | FUTEX_CLOCK_REALTIME, 7, TS, 0,
+  r = shim_sys(sb, SYS_futex, WORD, FUTEX_WAIT_BITSET | FUTEX_PRIVATE_FLAG | FUTEX_CLOCK_REALTIME, 7, TS, 0,
           FUTEX_BITSET_MATCH_ANY);
   t = now_ms(CLOCK_REALTIME) - t;
   ok(r == -ETIMEDOUT && NEAR(t, 50), "FUTEX_WAIT_BITSET|FUTEX_CLOCK_REALTIME +50 ms: %ld after %.1f ms", r, t);
 
   put_ts(sb, TS, 50);
   t = now_ms(CLOCK_MONOTONIC);
-  r = sys(sb, SYS_futex, WORD, FUTEX_WAIT | FUTEX_PRIVATE_FLAG, 7, TS, 0, 0);
+  r = shim_sys(sb, SYS_futex, WORD, FUTEX_WAIT | FUTEX_PRIVATE_FLAG, 7, TS, 0, 0);
   t = now_ms(CLOCK_MONOTONIC) - t;
   ok(r == -ETIMEDOUT && NEAR(t, 50), "FUTEX_WAIT, relative 50 ms: %ld after %.1f ms", r, t);
 
@@ -122,73 +106,73 @@ int main(void)
   memcpy(sb->mem + TS, &far, sizeof far);
   set_real(sb, 30, 0);
   t = now_ms(CLOCK_MONOTONIC);
-  r = sys(sb, SYS_futex, WORD, FUTEX_WAIT_BITSET, 7, TS, 0, FUTEX_BITSET_MATCH_ANY);
+  r = shim_sys(sb, SYS_futex, WORD, FUTEX_WAIT_BITSET, 7, TS, 0, FUTEX_BITSET_MATCH_ANY);
   t = now_ms(CLOCK_MONOTONIC) - t;
   ok(r == -EINTR && sb->kill_signal == SIGALRM && NEAR(t, 30),
      "a deadline INT64_MAX s away does not wrap: the wait goes on until a signal (%ld after %.1f ms)", r, t);
-  free_sb(sb);
+  shim_sb_free(sb);
   sb = new_sb();
   put_u32(sb, WORD, 7);
 
   put_ts(sb, TS, 0);
-  r = sys(sb, SYS_futex, WORD, FUTEX_WAIT, 7, TS, 0, 0);
+  r = shim_sys(sb, SYS_futex, WORD, FUTEX_WAIT, 7, TS, 0, 0);
   ok(r == -ETIMEDOUT, "FUTEX_WAIT with a zero timeout: ETIMEDOUT (%ld)", r);
 
   put_ts(sb, TS, 5000);
   t = now_ms(CLOCK_MONOTONIC);
-  r = sys(sb, SYS_futex, WORD, FUTEX_WAIT, 8, TS, 0, 0);
+  r = shim_sys(sb, SYS_futex, WORD, FUTEX_WAIT, 8, TS, 0, 0);
   t = now_ms(CLOCK_MONOTONIC) - t;
   ok(r == -EAGAIN && t < 50, "value mismatch: EAGAIN at once (%ld)", r);
-  ok(sys(sb, SYS_futex, UNMAPPED, FUTEX_WAIT, 7, TS, 0, 0) == -EFAULT, "bad futex address: EFAULT");
-  ok(sys(sb, SYS_futex, WORD, FUTEX_WAIT, 7, UNMAPPED, 0, 0) == -EFAULT, "bad timeout pointer: EFAULT");
-  ok(sys(sb, SYS_futex, WORD + 1, FUTEX_WAIT, 7, 0, 0, 0) == -EINVAL, "misaligned futex: EINVAL");
-  ok(sys(sb, SYS_futex, WORD, FUTEX_WAIT_BITSET, 7, 0, 0, 0) == -EINVAL, "bitset 0: EINVAL");
+  ok(shim_sys(sb, SYS_futex, UNMAPPED, FUTEX_WAIT, 7, TS, 0, 0) == -EFAULT, "bad futex address: EFAULT");
+  ok(shim_sys(sb, SYS_futex, WORD, FUTEX_WAIT, 7, UNMAPPED, 0, 0) == -EFAULT, "bad timeout pointer: EFAULT");
+  ok(shim_sys(sb, SYS_futex, WORD + 1, FUTEX_WAIT, 7, 0, 0, 0) == -EINVAL, "misaligned futex: EINVAL");
+  ok(shim_sys(sb, SYS_futex, WORD, FUTEX_WAIT_BITSET, 7, 0, 0, 0) == -EINVAL, "bitset 0: EINVAL");
   struct timespec bad = {0, 1000000000};
   memcpy(sb->mem + TS, &bad, sizeof bad);
-  ok(sys(sb, SYS_futex, WORD, FUTEX_WAIT, 7, TS, 0, 0) == -EINVAL, "tv_nsec 1e9: EINVAL");
-  ok(sys(sb, SYS_futex, WORD, FUTEX_WAKE | FUTEX_PRIVATE_FLAG, 1, 0, 0, 0) == 0, "FUTEX_WAKE wakes nobody: 0");
-  ok(sys(sb, SYS_futex, WORD, FUTEX_LOCK_PI, 0, 0, 0, 0) == -ENOSYS, "FUTEX_LOCK_PI: ENOSYS, not a silent 0");
+  ok(shim_sys(sb, SYS_futex, WORD, FUTEX_WAIT, 7, TS, 0, 0) == -EINVAL, "tv_nsec 1e9: EINVAL");
+  ok(shim_sys(sb, SYS_futex, WORD, FUTEX_WAKE | FUTEX_PRIVATE_FLAG, 1, 0, 0, 0) == 0, "FUTEX_WAKE wakes nobody: 0");
+  ok(shim_sys(sb, SYS_futex, WORD, FUTEX_LOCK_PI, 0, 0, 0, 0) == -ENOSYS, "FUTEX_LOCK_PI: ENOSYS, not a silent 0");
   put_u32(sb, WORD2, 10);
-  r = sys(sb, SYS_futex, WORD, FUTEX_WAKE_OP, 1, 1, WORD2, FUTEX_OP(FUTEX_OP_ADD, 5, FUTEX_OP_CMP_EQ, 0));
+  r = shim_sys(sb, SYS_futex, WORD, FUTEX_WAKE_OP, 1, 1, WORD2, FUTEX_OP(FUTEX_OP_ADD, 5, FUTEX_OP_CMP_EQ, 0));
   uint32_t w2;
   memcpy(&w2, sb->mem + WORD2, 4);
   ok(r == 0 && w2 == 15, "FUTEX_WAKE_OP does its operation: %u", w2);
   ok(!sb->exited, "the sandbox goes on");
 
   /* An untimed wait nothing can end: the sandbox ends with a report. */
-  r = sys(sb, SYS_futex, WORD, FUTEX_WAIT | FUTEX_PRIVATE_FLAG, 7, 0, 0, 0);
+  r = shim_sys(sb, SYS_futex, WORD, FUTEX_WAIT | FUTEX_PRIVATE_FLAG, 7, 0, 0, 0);
   ok(r == SYS_NORETURN && sb->exited && sb->kill_signal == SIGKILL && strstr(sb->report, "futex"),
      "untimed FUTEX_WAIT, no timer: ends with a report (%s)", sb->report);
-  free_sb(sb);
+  shim_sb_free(sb);
 
   /* ... unless a timer can end it: SIGALRM (default action) ends it then. */
   sb = new_sb();
   put_u32(sb, WORD, 7);
   set_real(sb, 50, 0);
   t = now_ms(CLOCK_MONOTONIC);
-  r = sys(sb, SYS_futex, WORD, FUTEX_WAIT | FUTEX_PRIVATE_FLAG, 7, 0, 0, 0);
+  r = shim_sys(sb, SYS_futex, WORD, FUTEX_WAIT | FUTEX_PRIVATE_FLAG, 7, 0, 0, 0);
   t = now_ms(CLOCK_MONOTONIC) - t;
   ok(sb->exited && sb->kill_signal == SIGALRM && NEAR(t, 50),
      "untimed FUTEX_WAIT with alarm 50 ms: killed by SIGALRM after %.1f ms (signal %d)", t, sb->kill_signal);
-  free_sb(sb);
+  shim_sb_free(sb);
 
   /* ---- nanosleep, poll, pause ---- */
   sb = new_sb();
   set_real(sb, 50, 0);
   put_ts(sb, TS, 2000);
   t = now_ms(CLOCK_MONOTONIC);
-  r = sys(sb, SYS_nanosleep, TS, OUT, 0, 0, 0, 0);
+  r = shim_sys(sb, SYS_nanosleep, TS, OUT, 0, 0, 0, 0);
   t = now_ms(CLOCK_MONOTONIC) - t;
   ok(r == -EINTR && sb->kill_signal == SIGALRM && NEAR(t, 50),
      "nanosleep 2 s, alarm 50 ms: EINTR, killed by SIGALRM after %.1f ms", t);
-  free_sb(sb);
+  shim_sb_free(sb);
 
   sb = new_sb();
   sb->sigmask = 1ull << (SIGALRM - 1); /* blocked: pending, the sleep goes on */
   set_real(sb, 20, 0);
   put_ts(sb, TS, 120);
   t = now_ms(CLOCK_MONOTONIC);
-  r = sys(sb, SYS_nanosleep, TS, 0, 0, 0, 0, 0);
+  r = shim_sys(sb, SYS_nanosleep, TS, 0, 0, 0, 0, 0);
   t = now_ms(CLOCK_MONOTONIC) - t;
   ok(r == 0 && NEAR(t, 120) && (sb->pending & (1ull << (SIGALRM - 1))) && !sb->exited,
      "a blocked SIGALRM does not cut a 120 ms nanosleep (%.1f ms), it is pending", t);
@@ -197,88 +181,88 @@ int main(void)
   sb->sigmask = 0;
   set_real(sb, 20, 20);
   t = now_ms(CLOCK_MONOTONIC);
-  r = sys(sb, SYS_clock_nanosleep, CLOCK_MONOTONIC, 0, TS, 0, 0, 0);
+  r = shim_sys(sb, SYS_clock_nanosleep, CLOCK_MONOTONIC, 0, TS, 0, 0, 0);
   t = now_ms(CLOCK_MONOTONIC) - t;
   ok(r == 0 && NEAR(t, 120) && !sb->pending, "an ignored SIGALRM every 20 ms does not cut it either (%.1f ms)", t);
   set_real(sb, 0, 0);
   t = now_ms(CLOCK_MONOTONIC);
   put_ts(sb, TS, t + 50);
-  r = sys(sb, SYS_clock_nanosleep, CLOCK_MONOTONIC, TIMER_ABSTIME, TS, 0, 0, 0);
+  r = shim_sys(sb, SYS_clock_nanosleep, CLOCK_MONOTONIC, TIMER_ABSTIME, TS, 0, 0, 0);
   t = now_ms(CLOCK_MONOTONIC) - t;
   ok(r == 0 && NEAR(t, 50), "clock_nanosleep TIMER_ABSTIME +50 ms (%.1f ms)", t);
-  ok(sys(sb, SYS_clock_nanosleep, CLOCK_THREAD_CPUTIME_ID, 0, TS, 0, 0, 0) == -EINVAL,
+  ok(shim_sys(sb, SYS_clock_nanosleep, CLOCK_THREAD_CPUTIME_ID, 0, TS, 0, 0, 0) == -EINVAL,
      "clock_nanosleep on the thread CPU clock: EINVAL");
 
   t = now_ms(CLOCK_MONOTONIC);
-  r = sys(sb, SYS_poll, 0, 0, 50, 0, 0, 0);
+  r = shim_sys(sb, SYS_poll, 0, 0, 50, 0, 0, 0);
   t = now_ms(CLOCK_MONOTONIC) - t;
   ok(r == 0 && NEAR(t, 50), "poll(NULL, 0, 50) sleeps 50 ms: %ld after %.1f ms", r, t);
   put_ts(sb, TS, 50);
   t = now_ms(CLOCK_MONOTONIC);
-  r = sys(sb, SYS_ppoll, 0, 0, TS, 0, 8, 0);
+  r = shim_sys(sb, SYS_ppoll, 0, 0, TS, 0, 8, 0);
   t = now_ms(CLOCK_MONOTONIC) - t;
   ok(r == 0 && NEAR(t, 50), "ppoll(NULL, 0, 50 ms) sleeps 50 ms: %ld after %.1f ms", r, t);
-  r = sys(sb, SYS_poll, 0, 0, (uint64_t)-1, 0, 0, 0);
+  r = shim_sys(sb, SYS_poll, 0, 0, (uint64_t)-1, 0, 0, 0);
   ok(r == SYS_NORETURN && sb->exited && strstr(sb->report, "poll"), "poll forever with nothing to wait for: ends (%s)",
      sb->report);
-  free_sb(sb);
+  shim_sb_free(sb);
 
   sb = new_sb();
   sb->act[SIGALRM].handler = (uint64_t)SIG_DFL;
   set_real(sb, 50, 0);
   t = now_ms(CLOCK_MONOTONIC);
-  r = sys(sb, SYS_pause, 0, 0, 0, 0, 0, 0);
+  r = shim_sys(sb, SYS_pause, 0, 0, 0, 0, 0, 0);
   t = now_ms(CLOCK_MONOTONIC) - t;
   ok(sb->exited && sb->kill_signal == SIGALRM && NEAR(t, 50), "pause with alarm 50 ms: SIGALRM after %.1f ms", t);
-  free_sb(sb);
+  shim_sb_free(sb);
 
   sb = new_sb();
   sb->sigmask = 1ull << (SIGALRM - 1);
   set_real(sb, 50, 0);
   memset(sb->mem + OUT, 0, 8);
   t = now_ms(CLOCK_MONOTONIC);
-  r = sys(sb, SYS_rt_sigsuspend, OUT, 8, 0, 0, 0, 0);
+  r = shim_sys(sb, SYS_rt_sigsuspend, OUT, 8, 0, 0, 0, 0);
   t = now_ms(CLOCK_MONOTONIC) - t;
   ok(sb->exited && sb->kill_signal == SIGALRM && NEAR(t, 50),
      "sigsuspend(empty mask) with SIGALRM blocked and alarm 50 ms: SIGALRM after %.1f ms", t);
-  free_sb(sb);
+  shim_sb_free(sb);
 
   sb = new_sb();
-  r = sys(sb, SYS_pause, 0, 0, 0, 0, 0, 0);
+  r = shim_sys(sb, SYS_pause, 0, 0, 0, 0, 0, 0);
   ok(r == SYS_NORETURN && sb->exited && strstr(sb->report, "pause"), "pause with no timer: ends (%s)", sb->report);
-  free_sb(sb);
+  shim_sb_free(sb);
 
   /* ---- setitimer, getitimer, alarm ---- */
   sb = new_sb();
   struct itimerval it;
   memset(sb->mem + OUT, 0xa5, 64); /* the old stub left this garbage */
-  ok(sys(sb, SYS_getitimer, ITIMER_VIRTUAL, OUT, 0, 0, 0, 0) == 0, "getitimer(ITIMER_VIRTUAL)");
+  ok(shim_sys(sb, SYS_getitimer, ITIMER_VIRTUAL, OUT, 0, 0, 0, 0) == 0, "getitimer(ITIMER_VIRTUAL)");
   memcpy(&it, sb->mem + OUT, sizeof it);
   ok(!it.it_value.tv_sec && !it.it_value.tv_usec && !it.it_interval.tv_sec && !it.it_interval.tv_usec,
      "an unarmed timer reads as zeros");
   set_real(sb, 2000, 500);
-  ok(sys(sb, SYS_getitimer, ITIMER_REAL, OUT, 0, 0, 0, 0) == 0, "getitimer(ITIMER_REAL)");
+  ok(shim_sys(sb, SYS_getitimer, ITIMER_REAL, OUT, 0, 0, 0, 0) == 0, "getitimer(ITIMER_REAL)");
   memcpy(&it, sb->mem + OUT, sizeof it);
   double v = it.it_value.tv_sec * 1e3 + it.it_value.tv_usec / 1e3;
   ok(v > 1900 && v <= 2000 && it.it_interval.tv_sec == 0 && it.it_interval.tv_usec == 500000,
      "it reads the time left, %.3f ms, and the interval", v);
-  r = sys(sb, SYS_alarm, 5, 0, 0, 0, 0, 0);
+  r = shim_sys(sb, SYS_alarm, 5, 0, 0, 0, 0, 0);
   ok(r == 2, "alarm(5) returns the old time left rounded: %ld", r);
-  r = sys(sb, SYS_alarm, 0, 0, 0, 0, 0, 0);
+  r = shim_sys(sb, SYS_alarm, 0, 0, 0, 0, 0, 0);
   ok(r == 5, "alarm(0) returns 5: %ld", r);
-  ok(sys(sb, SYS_getitimer, ITIMER_REAL, OUT, 0, 0, 0, 0) == 0, "getitimer after alarm(0)");
+  ok(shim_sys(sb, SYS_getitimer, ITIMER_REAL, OUT, 0, 0, 0, 0) == 0, "getitimer after alarm(0)");
   memcpy(&it, sb->mem + OUT, sizeof it);
   ok(!it.it_value.tv_sec && !it.it_value.tv_usec && !it.it_interval.tv_sec, "alarm(0) disarmed it");
-  ok(sys(sb, SYS_getitimer, 3, OUT, 0, 0, 0, 0) == -EINVAL, "getitimer(3): EINVAL");
-  ok(sys(sb, SYS_getitimer, ITIMER_REAL, UNMAPPED, 0, 0, 0, 0) == -EFAULT, "getitimer to a bad pointer: EFAULT");
-  ok(sys(sb, SYS_setitimer, ITIMER_PROF, UNMAPPED, 0, 0, 0, 0) == -EFAULT, "setitimer from a bad pointer: EFAULT");
+  ok(shim_sys(sb, SYS_getitimer, 3, OUT, 0, 0, 0, 0) == -EINVAL, "getitimer(3): EINVAL");
+  ok(shim_sys(sb, SYS_getitimer, ITIMER_REAL, UNMAPPED, 0, 0, 0, 0) == -EFAULT, "getitimer to a bad pointer: EFAULT");
+  ok(shim_sys(sb, SYS_setitimer, ITIMER_PROF, UNMAPPED, 0, 0, 0, 0) == -EFAULT, "setitimer from a bad pointer: EFAULT");
   it = (struct itimerval){.it_value = {0, 1000000}};
   memcpy(sb->mem + TS, &it, sizeof it);
-  ok(sys(sb, SYS_setitimer, ITIMER_REAL, TS, 0, 0, 0, 0) == -EINVAL, "tv_usec 1e6: EINVAL");
+  ok(shim_sys(sb, SYS_setitimer, ITIMER_REAL, TS, 0, 0, 0, 0) == -EINVAL, "tv_usec 1e6: EINVAL");
   it = (struct itimerval){.it_value = {3, 0}};
   memcpy(sb->mem + TS, &it, sizeof it);
-  ok(sys(sb, SYS_setitimer, ITIMER_PROF, TS, 0, 0, 0, 0) == 0, "setitimer(ITIMER_PROF, 3 s)");
-  ok(sys(sb, SYS_setitimer, ITIMER_PROF, 0, OUT, 0, 0, 0) == 0, "setitimer(ITIMER_PROF, NULL) disarms");
+  ok(shim_sys(sb, SYS_setitimer, ITIMER_PROF, TS, 0, 0, 0, 0) == 0, "setitimer(ITIMER_PROF, 3 s)");
+  ok(shim_sys(sb, SYS_setitimer, ITIMER_PROF, 0, OUT, 0, 0, 0) == 0, "setitimer(ITIMER_PROF, NULL) disarms");
   memcpy(&it, sb->mem + OUT, sizeof it);
   ok(it.it_value.tv_sec == 2 || it.it_value.tv_sec == 3, "and gives the old value (%ld s)", (long)it.it_value.tv_sec);
 
@@ -286,25 +270,25 @@ int main(void)
   set_real(sb, 3000, 250);
   it = (struct itimerval){.it_value = {7, 0}};
   memcpy(sb->mem + TS, &it, sizeof it);
-  sys(sb, SYS_setitimer, ITIMER_VIRTUAL, TS, 0, 0, 0, 0);
+  shim_sys(sb, SYS_setitimer, ITIMER_VIRTUAL, TS, 0, 0, 0, 0);
   struct wbuf w = {0};
   itimer_save(sb, &w);
   struct sb *c = new_sb();
   struct rbuf rb = {w.p, w.n, 0, false};
   ok(itimer_load(c, &rb) == 0 && rb.off == w.n, "timers saved and loaded");
-  sys(c, SYS_getitimer, ITIMER_REAL, OUT, 0, 0, 0, 0);
+  shim_sys(c, SYS_getitimer, ITIMER_REAL, OUT, 0, 0, 0, 0);
   memcpy(&it, c->mem + OUT, sizeof it);
   v = it.it_value.tv_sec * 1e3 + it.it_value.tv_usec / 1e3;
   ok(v > 2900 && v <= 3000 && it.it_interval.tv_usec == 250000, "ITIMER_REAL kept: %.1f ms left", v);
-  sys(c, SYS_getitimer, ITIMER_VIRTUAL, OUT, 0, 0, 0, 0);
+  shim_sys(c, SYS_getitimer, ITIMER_VIRTUAL, OUT, 0, 0, 0, 0);
   memcpy(&it, c->mem + OUT, sizeof it);
   ok(it.it_value.tv_sec == 6 || it.it_value.tv_sec == 7, "ITIMER_VIRTUAL kept: %ld s", (long)it.it_value.tv_sec);
   w.p[0] ^= 1;
   rb = (struct rbuf){w.p, w.n, 0, false};
   ok(itimer_load(c, &rb) < 0, "a bad section is refused");
   free(w.p);
-  free_sb(c);
-  free_sb(sb);
+  shim_sb_free(c);
+  shim_sb_free(sb);
 
   /* A version 1 state payload (no timer section; a seed of the state
    * fuzzer, a busybox sh template) still loads, with no timer armed; with
@@ -328,15 +312,11 @@ int main(void)
         memcpy(buf + n, sw.p, sw.n);
         len += sw.n;
         free(sw.p);
-        free_sb(src);
+        shim_sb_free(src);
       }
-      struct sb *s2 = calloc(1, sizeof *s2);
+      struct sb *s2 = shim_sb_new(&opts, 64ull << 20, PROT_READ | PROT_WRITE);
       struct cf_vm_cpu *cpu = malloc(sizeof *cpu);
       struct cf_vm_regs regs;
-      s2->opts = &opts;
-      s2->mem = mmap(NULL, 64ull << 20, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-      s2->mem_size = 64ull << 20;
-      s2->rootfd = -1;
       s2->forked = true;
       int rc = state_parse(s2, buf, len, "seed", cpu, &regs);
       if (k == 0)
@@ -349,9 +329,7 @@ int main(void)
         ok(rc < 0 && strstr(cf_error(), "interval timers"), "a bad timer section is refused: %s", cf_error());
       fs_fini(s2);
       hostfile_fini(s2);
-      munmap(s2->mem, 64ull << 20);
-      free(s2->vmas);
-      free(s2);
+      shim_sb_free(s2);
       free(cpu);
     }
     close(null);
@@ -361,16 +339,17 @@ int main(void)
 
   /* ---- processes and threads ---- */
   sb = new_sb();
-  ok(sys(sb, SYS_fork, 0, 0, 0, 0, 0, 0) == -ENOMEM, "fork: ENOMEM");
-  ok(sys(sb, SYS_vfork, 0, 0, 0, 0, 0, 0) == -ENOMEM, "vfork: ENOMEM");
-  ok(sys(sb, SYS_clone, SIGCHLD, 0, 0, 0, 0, 0) == -ENOMEM, "clone(SIGCHLD) (fork): ENOMEM");
-  ok(sys(sb, SYS_clone, CLONE_VM | CLONE_VFORK | SIGCHLD, 0, 0, 0, 0, 0) == -ENOMEM,
+  ok(shim_sys(sb, SYS_fork, 0, 0, 0, 0, 0, 0) == -ENOMEM, "fork: ENOMEM");
+  ok(shim_sys(sb, SYS_vfork, 0, 0, 0, 0, 0, 0) == -ENOMEM, "vfork: ENOMEM");
+  ok(shim_sys(sb, SYS_clone, SIGCHLD, 0, 0, 0, 0, 0) == -ENOMEM, "clone(SIGCHLD) (fork): ENOMEM");
+  ok(shim_sys(sb, SYS_clone, CLONE_VM | CLONE_VFORK | SIGCHLD, 0, 0, 0, 0, 0) == -ENOMEM,
      "clone(CLONE_VM|CLONE_VFORK) (posix_spawn): ENOMEM");
   uint64_t thr = CLONE_VM | CLONE_FS | CLONE_FILES | CLONE_SIGHAND | CLONE_THREAD | CLONE_SYSVSEM | CLONE_SETTLS |
                  CLONE_PARENT_SETTID | CLONE_CHILD_CLEARTID;
-  ok(sys(sb, SYS_clone, thr, 0, 0, 0, 0, 0) == -EAGAIN, "clone(CLONE_THREAD...) (pthread_create): EAGAIN");
-  ok(sys(sb, SYS_clone, CLONE_THREAD, 0, 0, 0, 0, 0) == -EINVAL, "clone(CLONE_THREAD) without CLONE_SIGHAND: EINVAL");
-  ok(sys(sb, SYS_clone3, 0, 0, 0, 0, 0, 0) == -ENOSYS, "clone3: ENOSYS (libc falls back to clone)");
-  free_sb(sb);
+  ok(shim_sys(sb, SYS_clone, thr, 0, 0, 0, 0, 0) == -EAGAIN, "clone(CLONE_THREAD...) (pthread_create): EAGAIN");
+  ok(shim_sys(sb, SYS_clone, CLONE_THREAD, 0, 0, 0, 0, 0) == -EINVAL,
+     "clone(CLONE_THREAD) without CLONE_SIGHAND: EINVAL");
+  ok(shim_sys(sb, SYS_clone3, 0, 0, 0, 0, 0, 0) == -ENOSYS, "clone3: ENOSYS (libc falls back to clone)");
+  shim_sb_free(sb);
   return done_testing();
 }
