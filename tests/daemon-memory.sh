@@ -20,12 +20,24 @@ round() { # round N: create N sandboxes, exec each once, delete them
   for id in $ids; do api POST /v1/sandboxes/$id/exec '{"input":"v=a; i=0; while [ $i -lt 16 ]; do v=$v$v; i=$((i+1)); done; echo ${#v}\n"}' >/dev/null; done
   for id in $ids; do api DELETE /v1/sandboxes/$id >/dev/null; done
 }
+trims() { api GET /v1/metrics | awk '/^cowfork_malloc_trims_total/ { print $2 }'; }
+settled() { # settled T: wait (30 s at most) until the daemon trimmed after the count was T
+  local i
+  for ((i = 0; i < 300; i++)); do
+    [ "$(trims)" -gt "$1" ] 2>/dev/null && return 0
+    sleep 0.1
+  done
+}
+t=$(trims)
 round 20
-sleep 0.5
+settled "$t"
 p0=$(pss)
 N=${DAEMON_MEMORY_N:-$([ -n "${COWFORK_EMULATED:-}" ] && echo 100 || echo 500)}
-for ((k = 0; k < N; k += 50)); do round 50; done
-sleep 0.5
+for ((k = 0; k < N; k += 50)); do
+  t=$(trims)
+  round 50
+done
+settled "$t"
 p1=$(pss)
 echo "Pss after 20 sandboxes: $p0 kB; after $N more created, exec'd and deleted: $p1 kB"
 [ $((p1 - p0)) -lt $((N * 16)) ] || fail "the daemon kept $((p1 - p0)) kB after $N sandboxes were deleted (bound $((N * 16)) kB)"
