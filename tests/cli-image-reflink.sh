@@ -9,15 +9,8 @@
 # with cmp, sharing with FIEMAP (xfs_io) where available.
 source "$(dirname "$0")/functions.sh"
 requires mkfs.xfs mount umount cmp python3
-[ "$(id -u)" = 0 ] || skip "mounting a loop XFS needs root"
-img=$TMP/xfs.img
 mnt=$TMP/mnt
-mkdir "$mnt"
-truncate -s 300M "$img"
-mkfs.xfs -q -m reflink=1 "$img" || fail "mkfs.xfs -m reflink=1 failed"
-mount -o loop "$img" "$mnt" 2>"$TMP/mount.err" ||
-  skip "cannot loop-mount XFS here:" "$(head -c 200 "$TMP/mount.err")"
-cleanup_fn "umount '$mnt'"
+mount_xfs_reflink "$mnt"
 export COWFORK_STORE=$mnt/store
 j() { python3 -c 'import json,sys; print(json.loads(sys.argv[1])[sys.argv[2]])' "$1" "$2"; }
 shared_extents() { # number of extents of $1 flagged shared (FIEMAP_EXTENT_SHARED 0x2000)

@@ -10,17 +10,8 @@ ROOT=$(cd "$(dirname "$0")/.." && pwd)
 BUILD=${BUILD:-build}
 case $BUILD in /*) CLONE=$BUILD/tests/clone ;; *) CLONE=$ROOT/$BUILD/tests/clone ;; esac
 [ -x "$CLONE" ] || fail "$CLONE is not built (make $BUILD/tests/clone)"
-[ "$(id -u)" = 0 ] || skip "mounting a loop XFS needs root"
-
-img=$TMP/xfs.img
 mnt=$TMP/mnt
-mkdir "$mnt"
-truncate -s 300M "$img"
-mkfs.xfs -q -m reflink=1 "$img" || fail "mkfs.xfs -m reflink=1 failed"
-mount -o loop "$img" "$mnt" 2>"$TMP/mount.err" ||
-  skip "cannot loop-mount XFS here (no loop devices, not root, or a container):" \
-    "$(head -c 200 "$TMP/mount.err")"
-cleanup_fn "umount '$mnt'"
+mount_xfs_reflink "$mnt"
 
 # 20 MiB of random data with a hole in the middle.
 head -c 8M /dev/urandom >"$mnt/src"

@@ -41,3 +41,15 @@ start_server() {
   done
   fail "server did not create $sock within 5 s"
 }
+
+# mount_xfs_reflink MNT: a 300 MiB XFS with reflink on a loop device at MNT
+# (made here, unmounted at exit); skips where loop mounts are not possible.
+mount_xfs_reflink() {
+  [ "$(id -u)" = 0 ] || skip "mounting a loop XFS needs root"
+  mkdir -p "$1"
+  truncate -s 300M "$TMP/xfs.img"
+  mkfs.xfs -q -m reflink=1 "$TMP/xfs.img" || fail "mkfs.xfs -m reflink=1 failed"
+  mount -o loop "$TMP/xfs.img" "$1" 2>"$TMP/mount.err" ||
+    skip "cannot loop-mount XFS here (no loop devices, not root, or a container):" "$(head -c 200 "$TMP/mount.err")"
+  cleanup_fn "umount '$1'"
+}
