@@ -5,7 +5,7 @@
 CC      ?= cc
 SAN     ?=
 BUILD   ?= $(if $(SAN),build-san,build)
-LIBS    := -lroaring -lxxhash -luuid -lmicrohttpd -ljansson
+LIBS    := -lroaring -lxxhash -luuid -lmicrohttpd -ljansson -larchive
 CFLAGS  ?= -O2 -g
 CFLAGS  += -std=gnu11 -Wall -Wextra -Werror -Wshadow -Wno-unused-parameter \
            -D_GNU_SOURCE -D_FILE_OFFSET_BITS=64 -Iinclude -Ilib -I. -pthread -MMD -MP
@@ -34,6 +34,9 @@ all: $(BUILD)/cowfork $(UNIT_BIN) $(BENCH_BIN)
 $(BUILD)/%.o: %.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -c -o $@ $<
+
+# The Python driver goes into every root (lib/root_driver.c .incbin's it).
+$(BUILD)/lib/root_driver.o: shim/py/driver.py
 
 $(BUILD)/libcowfork.a: $(LIB_OBJ)
 	@rm -f $@

@@ -4,6 +4,7 @@
 #define COWFORK_CLI_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include "cowfork/store.h"
@@ -24,6 +25,15 @@ extern const char *cli_store_dir;
 /* Open the store (--store, $COWFORK_STORE, ~/.local/share/cowfork), or print
  * the error and return NULL. */
 struct cf_store *cli_open_store(void);
+/* The store's directory (--store, $COWFORK_STORE, ~/.local/share/cowfork)
+ * into buf, or NULL after printing why. */
+const char *cli_store_path(char *buf, size_t len);
+/* The roots directory ($COWFORK_ROOTS, else STORE/roots), or NULL. */
+const char *cli_roots_path(char *buf, size_t len);
+/* A --root argument (NULL: "default") to a host directory: a name is a root
+ * of the store, built on first use for "default" (a progress bar on a
+ * terminal); with a '/', a host directory. -1 after printing why. */
+int cli_root_resolve(const char *spec, char *buf, size_t len);
 
 /* Print "cowfork: " + message to stderr and return EXIT_ERR. */
 int cli_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
@@ -57,6 +67,7 @@ extern const struct cli_cmd cli_mem_cmds[] __attribute__((weak));
 extern const struct cli_cmd cli_sandbox_cmds[] __attribute__((weak));
 extern const struct cli_cmd cli_daemon_cmds[] __attribute__((weak));
 extern const struct cli_cmd cli_template_cmds[] __attribute__((weak));
+extern const struct cli_cmd cli_root_cmds[] __attribute__((weak));
 
 /* cli/template.c. 0 when a template NAME can be made (neither
  * templates/NAME nor images/NAME.mem exists), else -1 after printing why:

@@ -12,17 +12,17 @@
 #include "cli.h"
 #include "internal.h"
 #include "cowfork/error.h"
-#include "internal.h"
+#include "cowfork/root.h"
 
 const char *cli_store_dir;
 
-#define NTABLES 6
+#define NTABLES 7
 static const struct cli_cmd *tables[NTABLES];
 
 static void init_tables(void)
 {
   const struct cli_cmd *all[NTABLES] = {cli_image_cmds, cli_disk_cmds, cli_mem_cmds, cli_sandbox_cmds,
-                                       cli_template_cmds, cli_daemon_cmds};
+                                       cli_template_cmds, cli_root_cmds, cli_daemon_cmds};
   size_t n = 0;
   for (size_t i = 0; i < NTABLES; i++)
     if (all[i])
@@ -80,9 +80,8 @@ bool cli_wants_help(const struct cli_cmd *cmd, int argc, char **argv)
   return false;
 }
 
-struct cf_store *cli_open_store(void)
+const char *cli_store_path(char *buf, size_t len)
 {
-  char buf[PATH_MAX];
   const char *dir = cli_store_dir;
   if (!dir)
     dir = getenv("COWFORK_STORE");
@@ -92,9 +91,59 @@ struct cf_store *cli_open_store(void)
       cli_error("no store: pass --store DIR or set COWFORK_STORE (HOME is not set)");
       return NULL;
     }
-    snprintf(buf, sizeof buf, "%s/.local/share/cowfork", home);
+    snprintf(buf, len, "%s/.local/share/cowfork", home);
     dir = buf;
   }
+  return dir;
+}
+
+const char *cli_roots_path(char *buf, size_t len)
+{
+  char sb[PATH_MAX];
+  const char *store = cli_store_path(sb, sizeof sb);
+  if (!store)
+    return NULL;
+  if (cf_roots_dir(store, buf, len) < 0) {
+    cli_error("%s", cf_error());
+    return NULL;
+  }
+  return buf;
+}
+
+int cli_root_resolve(const char *spec, char *buf, size_t len)
+{
+  char roots[PATH_MAX];
+  if (spec && strchr(spec, '/')) {
+    snprintf(buf, len, "%s", spec);
+    return 0;
+  }
+  if (!cli_roots_path(roots, sizeof roots))
+    return -1;
+  bool built;
+  struct cf_root_stats st;
+  struct cli_progress p;
+  cli_progress_init(&p, "root default");
+  if (p.tty)
+    fprintf(stderr, "cowfork: building the root 'default' (first use) in %s\n", roots);
+  int r = cf_root_resolve(roots, spec, buf, len, &built, &st, cli_progress, &p);
+  cli_progress_end(&p);
+  if (r < 0) {
+    cli_error("root %s: %s", spec ? spec : CF_ROOT_DEFAULT, cf_error());
+    return -1;
+  }
+  if (built)
+    fprintf(stderr, "cowfork: built the root 'default' (%llu packages, %llu files, %.1f s): cowfork root ls\n",
+            (unsigned long long)st.packages,
+            (unsigned long long)(st.files[0] + st.files[1] + st.files[2] + st.files[3]), st.seconds);
+  return 0;
+}
+
+struct cf_store *cli_open_store(void)
+{
+  char buf[PATH_MAX];
+  const char *dir = cli_store_path(buf, sizeof buf);
+  if (!dir)
+    return NULL;
   struct cf_store *s = cf_store_open(dir);
   if (!s) {
     cli_error("%s", cf_error());

@@ -108,7 +108,7 @@ static int cmd_run(const struct cli_cmd *cmd, int argc, char **argv)
                                        {0}};
   if (cli_wants_help(cmd, argc, argv))
     return EXIT_OK;
-  struct cf_sandbox_opts o = {.root = "/", .stdio = {0, 1, 2}};
+  struct cf_sandbox_opts o = {.root = NULL, .stdio = {0, 1, 2}};
   struct envset env = {0};
   int c;
   optind = 1;
@@ -139,6 +139,12 @@ static int cmd_run(const struct cli_cmd *cmd, int argc, char **argv)
     return cli_usage(cmd, "missing PROGRAM");
   o.program = argv[optind];
   o.argv = argv + optind;
+  char rootbuf[PATH_MAX];
+  if (cli_root_resolve(o.root, rootbuf, sizeof rootbuf) < 0) {
+    free(env.v);
+    return EXIT_ERR;
+  }
+  o.root = rootbuf;
   char **envp = env_build(&env);
   free(env.v);
   if (!envp)
@@ -171,7 +177,7 @@ static int cmd_template_create(const struct cli_cmd *cmd, int argc, char **argv)
   static const struct option opts[] = {BOX_OPTS, {"ready", required_argument, 0, OPT_READY}, {0}};
   if (cli_wants_help(cmd, argc, argv))
     return EXIT_OK;
-  struct cf_sandbox_opts o = {.root = "/", .stdio = {-1, 1, 2}, .ready = CF_READY_STDIN};
+  struct cf_sandbox_opts o = {.root = NULL, .stdio = {-1, 1, 2}, .ready = CF_READY_STDIN};
   struct envset env = {0};
   int c;
   /* NAME and options before "--", the program after it (or, without "--",
@@ -237,6 +243,10 @@ static int cmd_template_create(const struct cli_cmd *cmd, int argc, char **argv)
   s = cli_open_store();
   if (!s || cli_template_name_free(s, name) < 0)
     goto out;
+  char rootbuf[PATH_MAX];
+  if (cli_root_resolve(o.root, rootbuf, sizeof rootbuf) < 0)
+    goto out;
+  o.root = rootbuf;
   fflush(stdout);
   struct cf_sandbox_result res;
   struct cf_save_stats st;
@@ -578,6 +588,13 @@ out:
   return rc;
 }
 
+#define ROOT_HELP                                                                       \
+  "  --root NAME|DIR  the sandbox's read-only /: a root of the store (cowfork root\n"   \
+  "                ls; default 'default', built on first use from Essential +\n"      \
+  "                busybox-static + python3 + python3-numpy), or with a '/' a host\n" \
+  "                directory. --root / shows the host's whole file system to the\n"   \
+  "                guest: unsafe for code you do not trust. Writes go to an\n"        \
+  "                in-memory /tmp\n"
 #define ENV_HELP                                                                      \
   "  --env K=V     set K in the program's environment (repeatable); --env K\n"     \
   "                passes this command's value of K (nothing when unset)\n"        \
@@ -589,7 +606,7 @@ out:
 
 const struct cli_cmd cli_sandbox_cmds[] = {
     {"run", "run a Linux program in a micro-VM sandbox",
-     "Usage: cowfork run [--root DIR] [--mem SIZE] [--timeout S] [--cpu-limit S] [--strace] [-v]\n"
+     "Usage: cowfork run [--root NAME|DIR] [--mem SIZE] [--timeout S] [--cpu-limit S] [--strace] [-v]\n"
      "                   [--copy-files] [--env K=V|K]... [--hostname NAME] -- PROGRAM [ARGS...]\n"
      "\n"
      "Run an x86-64 Linux PROGRAM (a path inside the root; static, or dynamic with\n"
@@ -598,8 +615,7 @@ const struct cli_cmd cli_sandbox_cmds[] = {
      "the program's, or 128+signal when it was killed (a fault, or a limit).\n"
      "\n"
      "Options:\n"
-     "  --root DIR    the sandbox's read-only root directory (default /); writes go\n"
-     "                to an in-memory /tmp\n"
+     ROOT_HELP
      "  --mem SIZE    guest memory, a multiple of 2M (default 256M)\n"
      "  --timeout S   kill the sandbox after S seconds\n"
      "  --cpu-limit S kill the sandbox after S seconds of CPU time\n"
@@ -611,7 +627,7 @@ const struct cli_cmd cli_sandbox_cmds[] = {
      ENV_HELP,
      cmd_run},
     {"template create", "run a program to its ready point and save it as a template",
-     "Usage: cowfork template create NAME [--root DIR] [--mem SIZE] [--ready stdin|MARKER]\n"
+     "Usage: cowfork template create NAME [--root NAME|DIR] [--mem SIZE] [--ready stdin|MARKER]\n"
      "                               [--timeout S] [--strace] [-v] [--env K=V|K]...\n"
      "                               [--hostname NAME] -- PROGRAM [ARGS...]\n"
      "\n"
@@ -625,6 +641,7 @@ const struct cli_cmd cli_sandbox_cmds[] = {
      "                  pselect6 waiting on it), before it is served: each child\n"
      "                  serves it from its own stdin\n"
      "  --ready MARKER  right after the write to stdout that completes MARKER\n"
+     ROOT_HELP
      "\n"
      "The template's children (cowfork fork, the daemon) keep its environment\n"
      "and hostname.\n"

@@ -72,6 +72,7 @@
 #include "cowfork/daemon.h"
 #include "cowfork/error.h"
 #include "cowfork/image.h"
+#include "cowfork/root.h"
 #include "cowfork/mem.h"
 #include "cowfork/store.h"
 #include "cowfork/uffd.h"
@@ -1350,7 +1351,16 @@ static void job_template(struct daemon *d, struct job *j)
     cf_parse_size(json_string_value(mv), &mem);
   else if (json_is_integer(mv))
     mem = (uint64_t)json_integer_value(mv);
-  struct cf_sandbox_opts so = {.root = root ? root : "/", .mem_size = mem, .program = program, .argv = argv,
+  /* A root of the store by name ("default" when none is given, built here
+   * on first use), or an absolute host directory. */
+  char roots[PATH_MAX], rootdir[PATH_MAX];
+  if (cf_roots_dir(cf_store_dir(d->store), roots, sizeof roots) < 0 ||
+      cf_root_resolve(roots, root, rootdir, sizeof rootdir, NULL, NULL, NULL, NULL) < 0) {
+    status = errno == ENOENT || errno == EINVAL ? 400 : 500;
+    o = err_json(status, "template %s: root %s: %s", name, root ? root : CF_ROOT_DEFAULT, cf_error());
+    goto done;
+  }
+  struct cf_sandbox_opts so = {.root = rootdir, .mem_size = mem, .program = program, .argv = argv,
                                .envp = envp, .stdio = {devnull, out, out}, .ready = CF_READY_STDIN,
                                .hostname = hostname};
   json_t *tv = json_object_get(a, "timeout");
@@ -1883,8 +1893,8 @@ static enum MHD_Result route_template_post(struct req *r, json_t *body)
     return SEND_ERR(r, 400, "\"ready\" is \"stdin\" or a marker of 1-255 bytes");
   if ((json_object_get(body, "hostname") && !hostname) || (hostname && !cf_sandbox_hostname_ok(hostname)))
     return SEND_ERR(r, 400, "\"hostname\" must be 1-64 bytes, no control characters or '/'");
-  if (root && (root[0] != '/' || strlen(root) >= PATH_MAX))
-    return SEND_ERR(r, 400, "\"root\" must be an absolute host path");
+  if (root && ((root[0] != '/' && (strchr(root, '/') || cf_root_check_name(root) < 0)) || strlen(root) >= PATH_MAX))
+    return SEND_ERR(r, 400, "\"root\" must be a root's name (cowfork root ls) or an absolute host path");
   if (tv && (!json_is_number(tv) || !(json_number_value(tv) > 0) || json_number_value(tv) > d->o->max_timeout))
     return SEND_ERR(r, 400, "\"timeout\" must be a number of seconds in (0, %g]", d->o->max_timeout);
   pthread_mutex_lock(&d->lock);

@@ -154,6 +154,7 @@ struct cf_template {
   char name[256];
   char image[264];
   char parent[256];
+  char root[PATH_MAX]; /* the host directory its sandboxes see as "/" */
   uint64_t mem_size;
   struct cf_image *img;
   uint8_t *payload;
@@ -190,6 +191,7 @@ const uint8_t *template_ref(struct cf_template *t)
 const char *cf_template_parent(const struct cf_template *t) { return t->parent; }
 const char *cf_template_image(const struct cf_template *t) { return t->image; }
 uint64_t cf_template_mem_size(const struct cf_template *t) { return t->mem_size; }
+const char *cf_template_root(const struct cf_template *t) { return t->root; }
 
 int cf_template_path(struct cf_store *s, const char *name, char *buf, size_t len)
 {
@@ -633,6 +635,7 @@ struct cf_template *cf_template_open(struct cf_store *s, const char *name)
   r_bytes(&r, id, 16);
   r_str(&r, t->parent, sizeof t->parent);
   t->mem_size = r_u64(&r);
+  r_str(&r, t->root, sizeof t->root);
   if (r.err || t->mem_size < (16ull << 20) || t->mem_size > (4ull << 30) || t->mem_size % (2ull << 20)) {
     cf_fail(EINVAL, "template '%s': malformed state file", name);
     goto err;

@@ -12,6 +12,7 @@ enum cf_clone_method {
 };
 
 #define CF_CLONE_IMMUTABLE 1u /* src is never written again: a hardlink is safe */
+#define CF_CLONE_NOSYNC 2u    /* no fsync of dst or its directory: the caller syncs (a whole tree at once) */
 
 /* Make dst (which must not exist) a file with src's contents, by the cheapest
  * method that works, and store which in *method (may be NULL). dst is created

@@ -137,6 +137,9 @@ void cf_template_close(struct cf_template *t);
 const char *cf_template_parent(const struct cf_template *t);
 const char *cf_template_image(const struct cf_template *t);
 uint64_t cf_template_mem_size(const struct cf_template *t);
+/* The host directory the template's sandboxes see as "/" (its root, as
+ * resolved when it was created: STORE/roots/NAME/root for a store root). */
+const char *cf_template_root(const struct cf_template *t);
 /* A child: a new VM whose memory maps the template's image copy-on-write,
  * registers and shim state loaded, stdio from opts->stdio, paused where the
  * template paused; cf_sandbox_run_until resumes it. Thread-safe for one t. */
