@@ -24,7 +24,7 @@ W=$(mktemp -d /tmp/cowfork-bench-py.XXXXXX)
 trap 'rm -rf "$W"' EXIT
 trap 'echo "bench/python.sh: failed at line $LINENO" >&2' ERR
 export COWFORK_STORE=$W/store
-DRIVER=$PWD/shim/py/driver.py
+DRIVER=/usr/lib/cowfork/driver.py # inside every root (lib/root.c)
 SNIP='import numpy; print(numpy.zeros(5).tolist())'
 echo 'print(numpy.zeros(5).tolist())' > "$W/code.py"
 WANT='[0.0, 0.0, 0.0, 0.0, 0.0]'

@@ -23,8 +23,8 @@ if [ -c /dev/kvm ] && [ -x /bin/busybox ]; then
   "$COWFORK" fork sh -n 100 --input "$W/req" --json | tail -n 1
   "$COWFORK" image info sh.mem | grep -E 'size|stored|empty'
   if /usr/bin/python3 -c 'import numpy' 2>/dev/null; then
-    echo "== Python with numpy: cowfork template create py-numpy --mem 256M -- /usr/bin/python3 $PWD/shim/py/driver.py --preload numpy"
-    "$COWFORK" template create py-numpy --mem 256M -- /usr/bin/python3 "$PWD/shim/py/driver.py" --preload numpy
+    echo "== Python with numpy: cowfork template create py-numpy --mem 256M -- /usr/bin/python3 /usr/lib/cowfork/driver.py --preload numpy"
+    "$COWFORK" template create py-numpy --mem 256M -- /usr/bin/python3 /usr/lib/cowfork/driver.py --preload numpy
     printf 'print(numpy.zeros(5).tolist())\n' >"$W/code.py"
     echo "== cowfork fork py-numpy -n 100 --input code.py (the 100 results, counted)"
     "$COWFORK" fork py-numpy -n 100 --input "$W/code.py" | sort | uniq -c

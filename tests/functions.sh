@@ -7,6 +7,7 @@
 #                         ($COWFORK_TEST_DIR): not under /tmp, which a sandbox
 #                         never sees (its /tmp is its own, docs/sandbox.md)
 #   cowfork ARGS...       the cowfork binary under test, with a private store
+#                         whose root "default" is tests/run's shared one
 #   start_server PIDVAR SOCKET CMD...  run CMD in the background, wait for SOCKET
 set -euo pipefail
 : "${COWFORK:=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)/build/cowfork}"
@@ -26,6 +27,12 @@ requires() {
 TMP=$(mktemp -d "${COWFORK_TEST_DIR:-/var/tmp}/cowfork-test.XXXXXX")
 cleanup_fn "rm -rf '$TMP'"
 export COWFORK_STORE="$TMP/store"
+# The default root: tests/run builds it once ($COWFORK_TEST_ROOTS) and every
+# test's store links to it (a test run alone builds its own on first use).
+if [ -n "${COWFORK_TEST_ROOTS:-}" ] && [ -e "$COWFORK_TEST_ROOTS/default/root" ]; then
+  (umask 077 && mkdir -p "$COWFORK_STORE/roots")
+  ln -s "$COWFORK_TEST_ROOTS/default" "$COWFORK_STORE/roots/default"
+fi
 cowfork() { "$COWFORK" "$@"; }
 start_server() {
   local var=$1 sock=$2; shift 2

@@ -9,7 +9,7 @@
 [ -c /dev/kvm ] && [ -r /dev/kvm ] || skip "no /dev/kvm"
 PY=/usr/bin/python3
 [ -x $PY ] || skip "$PY missing (apt-get install python3)"
-DRIVER=$(cd "$(dirname "$0")/../shim/py" && pwd)/driver.py
+DRIVER=/usr/lib/cowfork/driver.py # inside every root (the default one here)
 
 cowfork template create py --mem 128M -- $PY "$DRIVER" --preload json 2> "$TMP/create.err" ||
   fail "template create: $(cat "$TMP/create.err")"

@@ -12,7 +12,7 @@ same() { # NAME STDIN-FILE ARGS...: native and sandbox give the same stdout, std
   local name=$1 in=$2; shift 2
   local nrc=0 src=0
   (cd / && "$@") < "$in" > "$TMP/n.out" 2> "$TMP/n.err" || nrc=$?
-  (cd / && cowfork run --mem 512M -- "$@") < "$in" > "$TMP/s.out" 2> "$TMP/s.err" || src=$?
+  (cd / && cowfork run --root / --mem 512M -- "$@") < "$in" > "$TMP/s.out" 2> "$TMP/s.err" || src=$?
   if cmp -s "$TMP/n.out" "$TMP/s.out" && cmp -s "$TMP/n.err" "$TMP/s.err" && [ $nrc = $src ]; then
     echo "ok   $name"
   else
@@ -55,7 +55,7 @@ fi
 
 # Refused: threads (clone3 ENOSYS, clone EAGAIN) and processes (fork/vfork
 # ENOMEM) surface as Python's own errors, the sandbox goes on.
-cowfork run -- $PY -c '
+cowfork run --root / -- $PY -c '
 import threading, subprocess, os
 try:
     threading.Thread(target=print).start()
@@ -75,7 +75,7 @@ print(os.path.realpath("/proc/self/exe"), os.readlink("/proc/self") == str(os.ge
 echo "ok   threads, subprocess and fork refused as Python errors; /proc/self/exe is the program"
 
 # Writable files: the sandbox's /tmp (tempfile), read-only elsewhere.
-cowfork run -- $PY -c '
+cowfork run --root / -- $PY -c '
 import tempfile, os
 with tempfile.NamedTemporaryFile("w", delete=False) as f:
     f.write("data")
@@ -88,6 +88,6 @@ except OSError as e:
 echo "ok   tempfile in the sandbox's /tmp; writing elsewhere is EROFS"
 
 # The libraries are mapped copy-on-write from the host files, not copied.
-cowfork run -v -- $PY -c pass 2> "$TMP/v.err" || fail "-v: $(cat "$TMP/v.err")"
+cowfork run --root / -v -- $PY -c pass 2> "$TMP/v.err" || fail "-v: $(cat "$TMP/v.err")"
 grep -q 'file pages: [1-9][0-9]* mapped copy-on-write, 0 copied' "$TMP/v.err" || fail "-v: $(cat "$TMP/v.err")"
 echo "ok   python3 -c pass: $(grep -o 'file pages:.*' "$TMP/v.err")"

@@ -33,7 +33,7 @@ from test.libregrtest.main import main; main()'
 summary() { sed -n '/^== Tests result/,/^Total duration/p' "$1" | grep -v '^Total duration'; }
 nrc=0 src=0
 (cd / && $PY -c "$regrtest" $ign $mods) > "$TMP/n.txt" 2>&1 || nrc=$?
-(cd / && cowfork run --mem 1G --timeout 400 -- $PY -c "$regrtest" $ign $mods) > "$TMP/s.txt" 2>&1 || src=$?
+(cd / && cowfork run --root / --mem 1G --timeout 400 -- $PY -c "$regrtest" $ign $mods) > "$TMP/s.txt" 2>&1 || src=$?
 summary "$TMP/n.txt" > "$TMP/n.sum"
 summary "$TMP/s.txt" > "$TMP/s.sum"
 [ -s "$TMP/n.sum" ] || fail "native regrtest printed no summary: $(tail -n 20 "$TMP/n.txt")"
@@ -58,7 +58,7 @@ sel="not threadsafety and not test_structured_advanced_indexing and not test_ide
 counts() { tail -n 1 "$1" | sed -E 's/ in [0-9.]+s.*//; s/=//g; s/^ *//'; }
 nrc=0 src=0
 (cd / && $PY -m pytest -q -p no:cacheprovider -k "$sel" $files) > "$TMP/np-n.txt" 2>&1 || nrc=$?
-(cd / && cowfork run --mem 1G --timeout 400 -- $PY -m pytest -q -p no:cacheprovider -k "$sel" $files) > "$TMP/np-s.txt" 2>&1 || src=$?
+(cd / && cowfork run --root / --mem 1G --timeout 400 -- $PY -m pytest -q -p no:cacheprovider -k "$sel" $files) > "$TMP/np-s.txt" 2>&1 || src=$?
 if [ "$(counts "$TMP/np-n.txt")" != "$(counts "$TMP/np-s.txt")" ] || [ $nrc != $src ]; then
   echo "native ($nrc): $(counts "$TMP/np-n.txt")"; echo "sandbox ($src): $(counts "$TMP/np-s.txt")"; tail -n 40 "$TMP/np-s.txt"
   fail "numpy's tests: the sandbox's counts differ from the native run"

@@ -8,7 +8,7 @@
 PY=/usr/bin/python3
 [ -x $PY ] || skip "$PY missing (apt-get install python3)"
 $PY -c 'import numpy' 2>/dev/null || skip "numpy missing for $PY (apt-get install python3-numpy)"
-DRIVER=$(cd "$(dirname "$0")/../shim/py" && pwd)/driver.py
+DRIVER=/usr/lib/cowfork/driver.py # inside every root (the default one here)
 export OPENBLAS_NUM_THREADS=1
 
 cowfork template create py-numpy --mem 256M -- $PY "$DRIVER" --preload numpy 2> "$TMP/create.err" ||

@@ -81,7 +81,7 @@ pass=0 failn=0 failed=()
 for c in "${cmds[@]}"; do
   n_rc=0; s_rc=0
   (cd / && eval "$BB $c") >"$TMP/n.out" 2>"$TMP/n.err" </dev/null || n_rc=$?
-  (cd / && eval "\"\$COWFORK\" run --timeout 20 -- $BB $c") >"$TMP/s.out" 2>"$TMP/s.err" </dev/null || s_rc=$?
+  (cd / && eval "\"\$COWFORK\" run --root / --timeout 20 -- $BB $c") >"$TMP/s.out" 2>"$TMP/s.err" </dev/null || s_rc=$?
   if [ $n_rc = $s_rc ] && cmp -s "$TMP/n.out" "$TMP/s.out" && cmp -s "$TMP/n.err" "$TMP/s.err"; then
     pass=$((pass + 1)); echo "ok   busybox $c"
   else
@@ -96,24 +96,24 @@ echo "$pass of ${#cmds[@]} commands identical"
 # (t2.tar: the in-memory /tmp has no symlinks yet).
 mkdir "$TMP/x"
 (cd / && $BB tar -xvf "$W/t2.tar" -C "$TMP/x") >"$TMP/n.out" 2>&1
-"$COWFORK" run -- $BB tar -xvf "$W/t2.tar" -C /tmp >"$TMP/s.out" 2>&1 || fail "tar -x in the sandbox failed: $(cat "$TMP/s.out")"
+"$COWFORK" run --root / -- $BB tar -xvf "$W/t2.tar" -C /tmp >"$TMP/s.out" 2>&1 || fail "tar -x in the sandbox failed: $(cat "$TMP/s.out")"
 cmp "$TMP/n.out" "$TMP/s.out" || fail "tar -xv output differs"
 echo "ok   tar -xvf into the sandbox's /tmp"
 
 # Not supported yet: anything that needs a second process. The shell's fork
 # is refused with EAGAIN and it says so; the sandbox itself ends normally.
 rc=0
-"$COWFORK" run -- $BB sh -c "echo a | $BB wc -c" >"$TMP/p.out" 2>&1 || rc=$?
+"$COWFORK" run --root / -- $BB sh -c "echo a | $BB wc -c" >"$TMP/p.out" 2>&1 || rc=$?
 grep -q "can't fork" "$TMP/p.out" || fail "pipeline: expected a clean fork refusal, got: $(cat "$TMP/p.out")"
 echo "ok   pipelines refused cleanly (exit $rc): $(head -n 1 "$TMP/p.out")"
 # A dynamic executable runs through execve (its interpreter from the root);
 # one that cannot be loaded is refused before the point of no return.
 rc=0
-"$COWFORK" run -- $BB sh -c 'exec /usr/bin/env A=1 /usr/bin/env' >"$TMP/d.out" 2>&1 || rc=$?
+"$COWFORK" run --root / -- $BB sh -c 'exec /usr/bin/env A=1 /usr/bin/env' >"$TMP/d.out" 2>&1 || rc=$?
 [ $rc -eq 0 ] && grep -qx "A=1" "$TMP/d.out" || fail "dynamic exec: $(cat "$TMP/d.out")"
 echo "ok   exec of a dynamic executable (Debian's env) from busybox sh"
 rc=0
-"$COWFORK" run -- $BB sh -c "exec $D/words.txt" >"$TMP/d.out" 2>&1 || rc=$?
+"$COWFORK" run --root / -- $BB sh -c "exec $D/words.txt" >"$TMP/d.out" 2>&1 || rc=$?
 [ $rc -ne 0 ] && ! grep -q "killed" "$TMP/d.out" || fail "exec of a non-executable: $(cat "$TMP/d.out")"
 echo "ok   exec of a file that is not an executable fails cleanly (exit $rc)"
 [ $failn -eq 0 ] || fail "$failn commands differ"

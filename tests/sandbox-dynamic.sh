@@ -37,7 +37,7 @@ bad=0
 for c in "${cmds[@]}"; do
   nrc=0 src=0
   (cd / && eval "$c") > "$TMP/n.out" 2> "$TMP/n.err" || nrc=$?
-  (cd / && eval "cowfork run -- $c") > "$TMP/s.out" 2> "$TMP/s.err" || src=$?
+  (cd / && eval "cowfork run --root / -- $c") > "$TMP/s.out" 2> "$TMP/s.err" || src=$?
   if cmp -s "$TMP/n.out" "$TMP/s.out" && cmp -s "$TMP/n.err" "$TMP/s.err" && [ $nrc = $src ]; then
     echo "ok   $c"
   else
@@ -50,7 +50,7 @@ done
 [ $bad -eq 0 ] || fail "$bad of ${#cmds[@]} dynamic programs differ from the native run"
 
 # The loader and ld.so map, they do not copy.
-cowfork run -v -- /bin/echo x 2> "$TMP/v.err" > /dev/null
+cowfork run --root / -v -- /bin/echo x 2> "$TMP/v.err" > /dev/null
 grep -q 'file pages: [1-9][0-9]* mapped copy-on-write, 0 copied' "$TMP/v.err" || fail "-v: $(cat "$TMP/v.err")"
 echo "ok   $(grep -o 'file pages:.*' "$TMP/v.err")"
 
@@ -58,7 +58,7 @@ echo "ok   $(grep -o 'file pages:.*' "$TMP/v.err")"
 # (Python copies libc into /tmp, then execs /bin/echo with LD_LIBRARY_PATH=/tmp.)
 if [ -x /usr/bin/python3 ]; then
   lib=$(ldd /bin/echo | awk '/libc.so.6/ {print $3}')
-  cowfork run -v -- /usr/bin/python3 -c "import shutil, os; shutil.copy('$lib', '/tmp/libc.so.6');
+  cowfork run --root / -v -- /usr/bin/python3 -c "import shutil, os; shutil.copy('$lib', '/tmp/libc.so.6');
 os.execve('/bin/echo', ['echo', 'from-tmp-libc'], {'LD_LIBRARY_PATH': '/tmp'})" \
     > "$TMP/t.out" 2> "$TMP/t.err" || fail "libc from /tmp: $(cat "$TMP/t.err")"
   [ "$(cat "$TMP/t.out")" = from-tmp-libc ] || fail "libc from /tmp printed: $(cat "$TMP/t.out")"
@@ -68,7 +68,7 @@ fi
 
 # A dynamic program exec'ed from a static one, and a missing interpreter.
 if [ -x /bin/busybox ]; then
-  [ "$(cowfork run -- /bin/busybox sh -c 'exec /bin/echo via-exec')" = via-exec ] || fail "execve of a dynamic program"
+  [ "$(cowfork run --root / -- /bin/busybox sh -c 'exec /bin/echo via-exec')" = via-exec ] || fail "execve of a dynamic program"
   echo "ok   execve of a dynamic program from busybox sh"
 fi
 mkdir -p "$W/root/bin"

@@ -60,7 +60,7 @@ cowfork fork sh -n 4 --input-dir "$TMP/iso" > "$TMP/iso.out" 2>/dev/null
 echo "ok   a child's memory and /tmp writes are invisible to its siblings"
 
 # Fresh identity: getrandom differs in every child, the clock is now.
-cowfork template create drv --mem 64M --ready READY -- "$DRV" > "$TMP/drv.out" 2>/dev/null
+cowfork template create drv --root / --mem 64M --ready READY -- "$DRV" > "$TMP/drv.out" 2>/dev/null
 [ "$(cat "$TMP/drv.out")" = READY ] || fail "marker template printed: $(cat "$TMP/drv.out")"
 printf 'rand\ntime\ninc\n' > "$TMP/rt"
 cowfork fork drv -n 20 --input "$TMP/rt" > "$TMP/rt.out"
@@ -71,7 +71,7 @@ for t in $(grep -x '[0-9]\{10\}' "$TMP/rt.out"); do [ $((now - t)) -le 5 ] && [ 
 [ "$(grep -cx 1 "$TMP/rt.out")" = 20 ] || fail "a child saw another's counter"
 echo "ok   20 children: 20 different getrandom outputs, correct clock, private counters (marker template)"
 # The same program paused at its first read of stdin.
-cowfork template create drv2 --mem 64M -- "$DRV" > "$TMP/drv2.out" 2>/dev/null
+cowfork template create drv2 --root / --mem 64M -- "$DRV" > "$TMP/drv2.out" 2>/dev/null
 [ "$(cowfork fork drv2 --input "$TMP/rt" | sed -n 3p)" = 1 ] || fail "stdin template"
 echo "ok   the same program as a stdin template"
 

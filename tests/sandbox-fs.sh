@@ -18,27 +18,27 @@ gcc -static -O1 -o "$TMP/hostile" "$here/sandbox/hostile.c" 2>"$TMP/cc.err" || s
 D=/tmp/cowfork-fsops.$$
 cleanup_fn "rm -rf '$D'"
 "$TMP/fsops" "$D" >"$TMP/native" 2>&1 || fail "fsops natively: $(cat "$TMP/native")"
-"$COWFORK" run -- "$TMP/fsops" "$D" >"$TMP/sandbox" 2>&1 || fail "fsops in the sandbox: $(cat "$TMP/sandbox")"
+"$COWFORK" run --root / -- "$TMP/fsops" "$D" >"$TMP/sandbox" 2>&1 || fail "fsops in the sandbox: $(cat "$TMP/sandbox")"
 diff -u "$TMP/native" "$TMP/sandbox" || fail "fsops: the sandbox differs from Linux"
 echo "ok   fsops: $(wc -l <"$TMP/native") lines identical to the native run"
 
 # /usr/bin/mkdir with a missing parent: its own error, cowfork unharmed.
 if [ -x /usr/bin/mkdir ]; then
-  rc=0; "$COWFORK" run -- /usr/bin/mkdir /tmp/nope/x 2>"$TMP/err" || rc=$?
+  rc=0; "$COWFORK" run --root / -- /usr/bin/mkdir /tmp/nope/x 2>"$TMP/err" || rc=$?
   [ $rc = 1 ] && grep -q "No such file or directory" "$TMP/err" || fail "mkdir /tmp/nope/x: exit $rc: $(cat "$TMP/err")"
   echo "ok   /usr/bin/mkdir /tmp/nope/x: exit 1, $(head -n 1 "$TMP/err")"
 fi
 
 # The /tmp region: munmap of it leaves /tmp working, MAP_FIXED over it is
 # ENOMEM, a store into it is the program's own SIGSEGV at that address.
-"$COWFORK" run -- "$TMP/hostile" tmp-region >"$TMP/out" 2>&1 || fail "tmp-region: $(cat "$TMP/out")"
+"$COWFORK" run --root / -- "$TMP/hostile" tmp-region >"$TMP/out" 2>&1 || fail "tmp-region: $(cat "$TMP/out")"
 [ "$(cat "$TMP/out")" = "munmap 0, mmap-fixed ENOMEM, mprotect ENOMEM, /tmp ok" ] || fail "tmp-region: $(cat "$TMP/out")"
 echo "ok   the /tmp region: $(cat "$TMP/out")"
-rc=0; "$COWFORK" run -- "$TMP/hostile" tmp-store >"$TMP/out" 2>&1 || rc=$?
+rc=0; "$COWFORK" run --root / -- "$TMP/hostile" tmp-store >"$TMP/out" 2>&1 || rc=$?
 [ $rc = 42 ] && grep -q "caught signal 11 at 0xb700000" "$TMP/out" || fail "tmp-store: exit $rc: $(cat "$TMP/out")"
 echo "ok   a store into the /tmp region: $(cat "$TMP/out")"
 # A refused access at an address KVM does not give is reported as unknown, not 0x0.
-rc=0; "$COWFORK" run -- "$TMP/hostile" rodata >"$TMP/out" 2>&1 || rc=$?
+rc=0; "$COWFORK" run --root / -- "$TMP/hostile" rodata >"$TMP/out" 2>&1 || rc=$?
 [ $rc = 139 ] && grep -q "at an unknown address" "$TMP/out" && ! grep -q "address 0x0" "$TMP/out" ||
   fail "rodata: exit $rc: $(cat "$TMP/out")"
 echo "ok   a write to .rodata: $(grep -m1 -o 'at an unknown address.*' "$TMP/out")"
@@ -47,7 +47,7 @@ echo "ok   a write to .rodata: $(grep -m1 -o 'at an unknown address.*' "$TMP/out
 if [ -x /bin/busybox ]; then
   echo secret >"$D.host"
   cleanup_fn "rm -f '$D.host'"
-  rc=0; "$COWFORK" run -- /bin/busybox cat "$D.host" >"$TMP/out" 2>&1 || rc=$?
+  rc=0; "$COWFORK" run --root / -- /bin/busybox cat "$D.host" >"$TMP/out" 2>&1 || rc=$?
   [ $rc != 0 ] && ! grep -q secret "$TMP/out" || fail "a host /tmp file was read in the sandbox"
   echo "ok   a file in the host's /tmp is not seen: $(head -n 1 "$TMP/out")"
 fi
@@ -93,7 +93,7 @@ EOF
   cleanup_fn "rm -rf '$P'"
   $PY "$TMP/t.py" "$P" >"$TMP/native" 2>&1 || fail "python natively: $(cat "$TMP/native")"
   rm -rf "$P"
-  "$COWFORK" run -- $PY "$TMP/t.py" "$P" >"$TMP/sandbox" 2>&1 || fail "python in the sandbox: $(cat "$TMP/sandbox")"
+  "$COWFORK" run --root / -- $PY "$TMP/t.py" "$P" >"$TMP/sandbox" 2>&1 || fail "python in the sandbox: $(cat "$TMP/sandbox")"
   diff -u "$TMP/native" "$TMP/sandbox" || fail "python: the sandbox differs from Linux"
   echo "ok   python: $(tr '\n' ';' <"$TMP/native")"
 fi

@@ -14,7 +14,7 @@ gcc -static -O1 -o "$H" "$here/sandbox/hostile.c" 2>"$TMP/cc.err" || skip "canno
 expect() {
   local what=$1 want=$2 pat=$3 rc=0
   shift 3
-  timeout 30 "$COWFORK" run "$@" -- "$H" "$what" >"$TMP/out" 2>"$TMP/err" || rc=$?
+  timeout 30 "$COWFORK" run --root / "$@" -- "$H" "$what" >"$TMP/out" 2>"$TMP/err" || rc=$?
   if [ "$rc" != "$want" ] || ! grep -q -- "$pat" "$TMP/err" "$TMP/out"; then
     cat "$TMP/out" "$TMP/err"
     fail "$what: exit $rc (want $want), output should match '$pat'"
@@ -40,6 +40,6 @@ expect loop 137 "timed out after 1 s" --timeout 1
 [ $(( $(date +%s) - start )) -le 5 ] || fail "the timeout took more than 5 s"
 # The CPU-time limit ends a spinning program, and does not count sleeping.
 expect loop 137 "CPU time limit of 0.5 s exceeded" --cpu-limit 0.5
-rc=0; [ -x /bin/busybox ] && { "$COWFORK" run --cpu-limit 0.3 -- /bin/busybox sleep 1 2>"$TMP/err" || rc=$?; }
+rc=0; [ -x /bin/busybox ] && { "$COWFORK" run --root / --cpu-limit 0.3 -- /bin/busybox sleep 1 2>"$TMP/err" || rc=$?; }
 [ $rc = 0 ] || fail "a sleeping program was killed by the CPU limit: $(cat "$TMP/err")"
 echo "ok   sleeping 1 s under --cpu-limit 0.3 is not killed"

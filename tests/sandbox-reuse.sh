@@ -94,7 +94,7 @@ int main(void)
 }
 EOF
 gcc -static -O1 -o "$TMP/prog" "$TMP/prog.c" -lm 2>"$TMP/cc.err" || skip "cannot build static programs: $(head -n 1 "$TMP/cc.err")"
-cowfork template create reuse --mem 64M -- "$TMP/prog" 2>"$TMP/create.err" || fail "template create: $(cat "$TMP/create.err")"
+cowfork template create reuse --root / --mem 64M -- "$TMP/prog" 2>"$TMP/create.err" || fail "template create: $(cat "$TMP/create.err")"
 mkdir -p "$TMP/in"
 for i in $(seq 0 29); do
   case $((i % 3)) in 0) c=dirty ;; 1) c=check ;; 2) c=check ;; esac

@@ -22,7 +22,7 @@ same() {
   local name=$1 nrc=0 src=0
   shift
   timeout 30 "$@" >"$TMP/n.out" 2>"$TMP/n.err" || nrc=$?
-  timeout 30 "$COWFORK" run --mem 512M -- "$@" >"$TMP/s.out" 2>"$TMP/s.err" || src=$?
+  timeout 30 "$COWFORK" run --root / --mem 512M -- "$@" >"$TMP/s.out" 2>"$TMP/s.err" || src=$?
   if ! cmp -s "$TMP/n.out" "$TMP/s.out" || [ "$nrc" != "$src" ]; then
     echo "native ($nrc):"; cat "$TMP/n.out" "$TMP/n.err"
     echo "sandbox ($src):"; cat "$TMP/s.out" "$TMP/s.err"
@@ -72,7 +72,7 @@ int main(void)
 }
 EOF
 gcc -static -O1 -o "$TMP/tmpl" "$TMP/tmpl.c"
-cowfork template create tmr --mem 64M -- "$TMP/tmpl" </dev/null >/dev/null
+cowfork template create tmr --root / --mem 64M -- "$TMP/tmpl" </dev/null >/dev/null
 echo x > "$TMP/in"
 out=$(timeout 30 "$COWFORK" fork tmr -n 2 --input "$TMP/in" 2>&1) || fail "fork of a template with a timer: $out"
 [ "$(grep -c "fired 3 more times" <<<"$out")" = 2 ] || fail "children of a template with a timer: $out"
@@ -95,7 +95,7 @@ refused() { # NAME PATTERN CMD...
   local name=$1 pat=$2 rc=0
   shift 2
   local t0=$(date +%s.%N)
-  timeout 60 "$COWFORK" run --mem 512M -- "$@" >"$TMP/s.out" 2>"$TMP/s.err" || rc=$?
+  timeout 60 "$COWFORK" run --root / --mem 512M -- "$@" >"$TMP/s.out" 2>"$TMP/s.err" || rc=$?
   local secs=$(awk -v s="$t0" -v e="$(date +%s.%N)" 'BEGIN { printf "%.1f", e - s }')
   awk -v s="$secs" 'BEGIN { exit !(s < 3) }' || fail "$name took $secs s (it retried the fork)"
   grep -q "$pat" "$TMP/s.out" "$TMP/s.err" || fail "$name: no '$pat' in: $(cat "$TMP/s.out" "$TMP/s.err")"

@@ -37,7 +37,7 @@ int main(void)
 C
 gcc -static -O1 -o "$TMP/heap" "$TMP/heap.c" 2>"$TMP/cc.err" ||
   skip "cannot build static programs: $(head -n 1 "$TMP/cc.err")"
-cowfork template create heap --mem 64M -- "$TMP/heap" </dev/null >/dev/null 2>"$TMP/create.err" ||
+cowfork template create heap --root / --mem 64M -- "$TMP/heap" </dev/null >/dev/null 2>"$TMP/create.err" ||
   fail "template create: $(cat "$TMP/create.err")"
 mkdir -p "$TMP/in"
 for i in 0 1 2 3; do echo $((i + 3)) >"$TMP/in/$i"; done
