@@ -22,7 +22,7 @@ requests through one sandbox).
 As a cowfork template (docs/python.md):
 
     cowfork template create py-numpy --mem 512M -- /usr/bin/python3 \\
-        $PWD/shim/py/driver.py --preload numpy
+        /usr/lib/cowfork/driver.py --preload numpy  # in every root (lib/root.c)
     cowfork fork py-numpy -n 100 --input code.py
 
 The template pauses at the driver's first read of stdin, after the imports:
