@@ -47,7 +47,9 @@
 #include <limits.h>
 #include <stdio.h>
 #include <string.h>
+#include <linux/openat2.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <time.h>
 
@@ -619,6 +621,64 @@ static int add_host_path(struct build *b, const char *path, int depth)
   return 0;
 }
 
+/* Whether absolute path p exists in the tree (resolved inside it). */
+static bool in_tree(struct build *b, const char *p)
+{
+  struct open_how how = {.flags = O_PATH | O_CLOEXEC, .resolve = RESOLVE_IN_ROOT};
+  long fd = syscall(SYS_openat2, b->rootfd, p, &how, sizeof how);
+  if (fd < 0)
+    return false;
+  close((int)fd);
+  return true;
+}
+
+/* update-alternatives' links (in no package's list): for every alternative
+ * (master and slaves, /var/lib/dpkg/alternatives/NAME) whose current choice
+ * is in the tree, /etc/alternatives/NAME and the link to it (libblas.so.3
+ * for numpy). */
+static int add_alternatives(struct build *b)
+{
+  DIR *d = opendir("/var/lib/dpkg/alternatives");
+  if (!d)
+    return 0;
+  int r = 0;
+  struct dirent *de;
+  while (r == 0 && (de = readdir(d))) {
+    if (de->d_name[0] == '.')
+      continue;
+    char path[PATH_MAX], text[16384];
+    snprintf(path, sizeof path, "/var/lib/dpkg/alternatives/%s", de->d_name);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+      continue;
+    ssize_t n = read(fd, text, sizeof text - 1);
+    close(fd);
+    if (n <= 0)
+      continue;
+    text[n] = 0;
+    /* mode, master link, then slave name/link pairs up to an empty line */
+    char *save, *line = strtok_r(text, "\n", &save);
+    const char *name = de->d_name;
+    char *link = line ? strtok_r(NULL, "\n", &save) : NULL;
+    while (r == 0 && name && link && link[0] == '/') {
+      char alt[PATH_MAX], target[PATH_MAX];
+      snprintf(alt, sizeof alt, "/etc/alternatives/%s", name);
+      ssize_t tl = readlink(alt, target, sizeof target - 1);
+      if (tl > 0) {
+        target[tl] = 0;
+        if (target[0] == '/' && in_tree(b, target) && (r = add_host_path(b, alt, 8)) == 0)
+          r = add_host_path(b, link, 8);
+      }
+      /* strtok_r skips empty lines: a slave name never starts with '/', a
+       * choice (after the empty line) does, so stop at a non-link. */
+      name = strtok_r(NULL, "\n", &save);
+      link = name && name[0] != '/' ? strtok_r(NULL, "\n", &save) : NULL;
+    }
+  }
+  closedir(d);
+  return r;
+}
+
 /* Copy host file src (if in the tree) to rel, 0644: base-passwd's masters. */
 static int put_small(struct build *b, const char *srcrel, const char *rel)
 {
@@ -693,6 +753,8 @@ static int build_packages(struct build *b, const struct cf_root_source *src)
   for (size_t i = 0; i < paths.n; i++)
     if (add_host_path(b, paths.v[i], 0) < 0)
       goto out;
+  if (add_alternatives(b) < 0)
+    goto out;
   if (mkdirat(b->rootfd, "etc", 0755) == 0 && dir_record(b, "etc", 0755) < 0)
     goto out;
   if (put_small(b, "usr/share/base-passwd/passwd.master", "etc/passwd") < 0 ||

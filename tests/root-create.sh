@@ -168,6 +168,12 @@ if [ -x /usr/bin/python3 ]; then
   ls "$DF"/usr/lib/python3.*/__pycache__/os.*.pyc >/dev/null 2>&1 || fail "default: no compiled standard library"
 fi
 python3 -c 'import numpy' 2>/dev/null && { [ -f "$DF/usr/lib/python3/dist-packages/numpy/__init__.py" ] || fail "default: no numpy"; }
+# update-alternatives' links are in no package's list: numpy needs libblas.so.3 through them.
+if [ -e /usr/lib/x86_64-linux-gnu/libblas.so.3 ] && [ -f "$DF/usr/lib/python3/dist-packages/numpy/__init__.py" ]; then
+  [ "$(cd "$DF" && readlink -f usr/lib/x86_64-linux-gnu/libblas.so.3 | sed "s|^$DF||")" = "$(readlink -f /usr/lib/x86_64-linux-gnu/libblas.so.3)" ] ||
+    [ -e "$DF$(readlink -f /usr/lib/x86_64-linux-gnu/libblas.so.3)" ] && [ -L "$DF/usr/lib/x86_64-linux-gnu/libblas.so.3" ] &&
+    [ -L "$DF/etc/alternatives/$(basename "$(readlink /usr/lib/x86_64-linux-gnu/libblas.so.3)")" ] || fail "default: no libblas.so.3 alternative"
+fi
 echo "ok   default root in $secs s: $(jget '"%d packages, %d files hardlinked (%d B), %d reflinked, %d copied (%d B)" % (j["packages"], j["methods"]["hardlink"]["files"], j["methods"]["hardlink"]["bytes"], j["methods"]["reflink"]["files"], j["methods"]["copy_file_range"]["files"] + j["methods"]["read/write"]["files"], j["copied_bytes"])' <"$TMP/def.json")"
 
 # --- reflink: a store on XFS with reflink; --from-dir of a directory there ---

@@ -52,16 +52,17 @@ cowfork root create bb --packages busybox-static >/dev/null 2>"$TMP/err" || fail
 ok "busybox runs in a root made from busybox-static"
 mkdir -p "$TMP/d/bin" && cp $BB "$TMP/d/bin/" && ln -s busybox "$TMP/d/bin/sh" && echo from-dir >"$TMP/d/what"
 cowfork root create dir --from-dir "$TMP/d" >/dev/null || fail "root create --from-dir"
-[ "$(cowfork run --root dir -- /bin/sh -c 'cat /what; ls /')" = "from-dir
-bin
+# (one command a run: busybox sh forks for all but its last, and a sandbox is one process)
+[ "$(cowfork run --root dir -- /bin/busybox cat /what)" = from-dir ] &&
+  [ "$(cowfork run --root dir -- /bin/busybox ls /)" = "bin
 usr
-what" ] || fail "busybox in the --from-dir root: $(cowfork run --root dir -- /bin/sh -c 'cat /what; ls /' 2>&1)"
+what" ] || fail "busybox in the --from-dir root: $(cowfork run --root dir -- /bin/busybox ls / 2>&1)"
 ok "busybox runs in a --from-dir root, which holds only its files (and the driver)"
 tar -C "$TMP/d" -cf "$TMP/d.tar" .
 cowfork root create tarred --from-tar "$TMP/d.tar" >/dev/null || fail "root create --from-tar"
-[ "$(cowfork run --root tarred -- /bin/sh -c 'cat /what')" = from-dir ] || fail "busybox in the --from-tar root"
+[ "$(cowfork run --root tarred -- /bin/busybox cat /what)" = from-dir ] || fail "busybox in the --from-tar root"
 # A host directory by path (with a '/') works as before.
-[ "$(cowfork run --root "$TMP/d" -- /bin/sh -c 'cat /what')" = from-dir ] || fail "--root DIR"
+[ "$(cowfork run --root "$TMP/d" -- /bin/busybox cat /what)" = from-dir ] || fail "--root DIR"
 ok "busybox runs in a --from-tar root and in a host directory given by path"
 rc=0; cowfork run --root nosuch -- /bin/sh -c true 2>"$TMP/err" || rc=$?
 [ $rc = 1 ] && grep -q "no root 'nosuch'" "$TMP/err" || fail "--root nosuch: rc $rc $(cat "$TMP/err")"
@@ -69,9 +70,10 @@ ok "--root NAME of no root: $(cat "$TMP/err")"
 
 # A template records its root; root rm refuses while it exists.
 cowfork template create t --root bb --mem 64M -- $BB sh 2>/dev/null || fail "template create --root bb"
-printf 'ls /usr/lib/cowfork; ls /usr/bin/python3 2>&1 | wc -l\n' >"$TMP/in.sh"
-[ "$(cowfork fork t -n 1 --input "$TMP/in.sh" 2>&1)" = "driver.py
-1" ] && ! [ -e "$COWFORK_STORE/roots/bb/root/usr/bin/python3" ] ||
+printf 'ls /usr/lib/cowfork /usr/bin/python3\n' >"$TMP/in.sh"
+[ "$(cowfork fork t -n 1 --input "$TMP/in.sh" 2>&1)" = "ls: /usr/bin/python3: No such file or directory
+/usr/lib/cowfork:
+driver.py" ] ||
   fail "the template's child is not in root bb: $(cowfork fork t -n 1 --input "$TMP/in.sh" 2>&1)"
 rc=0; cowfork root rm bb 2>"$TMP/err" || rc=$?
 [ $rc = 1 ] && grep -q "templates made in it: t" "$TMP/err" || fail "root rm of a used root: rc $rc $(cat "$TMP/err")"
