@@ -3,7 +3,7 @@
 needed): an image NAME.mem (16 MiB, one page of data; a branch's is a
 commit over PARENT.mem) and the state file STORE/templates/NAME with the
 fields cf_template_open checks (shim/snapshot.c: header, image name, image
-id, parent name, memory size). Forking from it is not possible: the rest of
+id, parent name, memory size, root). Forking from it is not possible: the rest of
 the state is absent. Usage: mk-template.py COWFORK STORE NAME [PARENT]"""
 import ctypes, json, os, struct, subprocess, sys
 
@@ -26,7 +26,7 @@ info = json.loads(subprocess.run([cowfork, "image", "info", name + ".mem", "--js
 def s(x):
     b = x.encode()
     return struct.pack("<Q", len(b)) + b
-payload = s(name + ".mem") + bytes.fromhex(info["id"].replace("-", "")) + s(parent) + struct.pack("<Q", size)
+payload = s(name + ".mem") + bytes.fromhex(info["id"].replace("-", "")) + s(parent) + struct.pack("<Q", size) + s("/")
 xxh = ctypes.CDLL("libxxhash.so.0").XXH3_64bits
 xxh.restype = ctypes.c_uint64
 xxh.argtypes = [ctypes.c_char_p, ctypes.c_size_t]
