@@ -1,0 +1,446 @@
+/* Tasks: the program's process and identity, execve and exit, futexes,
+ * limits and the rest of what a process asks about itself.
+ *
+ * Single-threaded semantics, by decision (docs/python.md): a new thread
+ * (clone with CLONE_THREAD) fails with EAGAIN (Python: "can't start new
+ * thread"), a new process (fork, vfork, clone without CLONE_THREAD) with
+ * ENOMEM, what Linux gives when it cannot make one and what perl and bash
+ * give up on at once (they retry EAGAIN for seconds or forever); clone3 is
+ * ENOSYS so that libc falls back to clone. wait4 is ECHILD.
+ *
+ * futex WAIT sleeps until its timeout (ETIMEDOUT) or a signal (EINTR)
+ * (timer.c sig_wait). A wait that nothing can end (no timeout, no armed
+ * ITIMER_REAL: there is no other thread, and a CPU timer does not advance
+ * while the program waits) ends the sandbox with a report instead of
+ * hanging: natively it would hang forever. */
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/futex.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/random.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
+#include <sys/sysinfo.h>
+#include <sys/utsname.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "cowfork/error.h"
+#include "shim/shim.h"
+
+#define ARCH_SET_GS 0x1001
+#define ARCH_SET_FS 0x1002
+#define ARCH_GET_FS 0x1003
+#define ARCH_GET_GS 0x1004
+
+/* ---- execve: replace the program in the same sandbox ---- */
+
+static char **copy_strv(struct sb *sb, uint64_t addr, long *err)
+{
+  size_t n = 0, cap = 16;
+  char **v = calloc(cap, sizeof *v);
+  if (!v)
+    return *err = -ENOMEM, NULL;
+  for (; addr; n++) {
+    uint64_t p;
+    if (mm_copy_in(sb, &p, addr + n * 8, 8) < 0) {
+      *err = -EFAULT;
+      goto fail;
+    }
+    if (!p)
+      break;
+    if (n + 2 > cap) {
+      char **nv = realloc(v, (cap *= 2) * sizeof *v);
+      if (!nv || cap > 65536) {
+        free(nv ? nv : v);
+        return *err = -E2BIG, NULL;
+      }
+      v = nv;
+    }
+    char buf[65536];
+    long l = mm_str(sb, p, buf, sizeof buf);
+    if (l < 0) {
+      *err = l == -ENAMETOOLONG ? -E2BIG : l;
+      goto fail;
+    }
+    v[n] = strdup(buf);
+    v[n + 1] = NULL;
+  }
+  v[n] = NULL;
+  return v;
+fail:
+  for (size_t i = 0; i < n; i++)
+    free(v[i]);
+  free(v);
+  return NULL;
+}
+
+static void free_strv(char **v)
+{
+  if (v)
+    for (char **p = v; *p; p++)
+      free(*p);
+  free(v);
+}
+
+static long do_execve(struct sb *sb, const uint64_t a[6])
+{
+  char path[PATH_MAX];
+  long r = mm_str(sb, A(0), path, sizeof path);
+  if (r < 0)
+    return r;
+  /* Check before the point of no return: exists, is an ELF we load. */
+  if ((r = elf_probe(sb, path)) < 0)
+    return r;
+  long err = 0;
+  char **argv = copy_strv(sb, A(1), &err), **envp = argv ? copy_strv(sb, A(2), &err) : NULL;
+  if (!argv || !envp) {
+    free_strv(argv);
+    return err;
+  }
+  /* Every VMA goes; the /tmp region (no VMA) stays. */
+  while (sb->nvma > 0 && mm_unmap(sb, sb->vmas[0].start, sb->vmas[0].end - sb->vmas[0].start) == 0)
+    ;
+  sb->nvma = 0;
+  for (int i = 0; i < MAX_FDS; i++)
+    if (sb->fds[i] && sb->cloexec[i]) {
+      uint64_t ca[6] = {(uint64_t)i}; /* fs.c owns the refcount: close(2) */
+      sys_close(sb, ca, SYS_close);
+    }
+  for (int s = 1; s <= 64; s++)
+    if (sb->act[s].handler != (uint64_t)SIG_IGN)
+      sb->act[s] = (struct ksigaction){0};
+  uint64_t entry, sp;
+  r = elf_load(sb, path, argv, envp, &entry, &sp);
+  free_strv(argv);
+  free_strv(envp);
+  if (r < 0) {
+    snprintf(sb->report, sizeof sb->report, "execve %.200s failed after the point of no return: %.700s", path,
+             cf_error());
+    kill_sandbox(sb, SIGKILL);
+    return SYS_NORETURN;
+  }
+  if (cf_vm_set_fs_base(sb->vm, 0) < 0 || cf_vm_enter_user(sb->vm, entry, sp) < 0)
+    kill_sandbox(sb, SIGKILL);
+  return SYS_NORETURN;
+}
+
+/* ---- futex ---- */
+
+#define FUTEX_PRIVATE FUTEX_PRIVATE_FLAG
+#define FUTEX_REALTIME FUTEX_CLOCK_REALTIME
+
+/* futex: one thread, so nobody else waits or wakes. WAIT sleeps until its
+ * timeout or a signal; WAKE wakes nobody; WAKE_OP does its operation on
+ * uaddr2; CMP_REQUEUE compares. The PI and requeue-PI operations are
+ * ENOSYS (an error, never a silent success). */
+static long do_futex(struct sb *sb, const uint64_t a[6])
+{
+  int op = (int)A(1), cmd = op & ~(FUTEX_PRIVATE | FUTEX_REALTIME);
+  uint64_t uaddr = A(0);
+  uint32_t val = (uint32_t)A(2), val3 = (uint32_t)A(5);
+  if ((op & FUTEX_REALTIME) && cmd != FUTEX_WAIT && cmd != FUTEX_WAIT_BITSET)
+    return -ENOSYS;
+  switch (cmd) {
+  case FUTEX_WAIT:
+  case FUTEX_WAIT_BITSET: {
+    if (uaddr % 4)
+      return -EINVAL;
+    if (cmd == FUTEX_WAIT_BITSET && !val3)
+      return -EINVAL;
+    struct timespec ts, dl;
+    bool timed = A(3) != 0;
+    if (timed) {
+      if (mm_copy_in(sb, &ts, A(3), sizeof ts) < 0)
+        return -EFAULT;
+      if (!ts_valid(&ts))
+        return -EINVAL;
+    }
+    uint32_t cur;
+    if (mm_copy_in(sb, &cur, uaddr, 4) < 0)
+      return -EFAULT;
+    if (cur != val)
+      return -EAGAIN;
+    /* FUTEX_WAIT: relative, on CLOCK_MONOTONIC; WAIT_BITSET: absolute, on
+     * CLOCK_MONOTONIC or with FUTEX_CLOCK_REALTIME on CLOCK_REALTIME. */
+    clockid_t clk = op & FUTEX_REALTIME ? CLOCK_REALTIME : CLOCK_MONOTONIC;
+    if (timed)
+      dl = cmd == FUTEX_WAIT ? ts_after(clk, &ts) : ts;
+    long r = sig_wait(sb, clk, timed ? &dl : NULL);
+    if (r == 0)
+      return -ETIMEDOUT;
+    if (r == -EDEADLK)
+      return wait_forever(sb, "futex wait");
+    return timed ? -EINTR : -RESTARTSYS; /* as Linux: only the untimed wait restarts */
+  }
+  case FUTEX_WAKE:
+  case FUTEX_WAKE_BITSET:
+    if (cmd == FUTEX_WAKE_BITSET && !val3)
+      return -EINVAL;
+    return uaddr % 4 ? -EINVAL : 0;
+  case FUTEX_REQUEUE:
+    return uaddr % 4 || A(4) % 4 ? -EINVAL : 0;
+  case FUTEX_CMP_REQUEUE: {
+    uint32_t cur;
+    if (uaddr % 4 || A(4) % 4)
+      return -EINVAL;
+    if (mm_copy_in(sb, &cur, uaddr, 4) < 0)
+      return -EFAULT;
+    return cur == val3 ? 0 : -EAGAIN;
+  }
+  case FUTEX_WAKE_OP: {
+    /* *uaddr2 = old OP oparg; the wakes that follow wake nobody. */
+    uint64_t uaddr2 = A(4);
+    if (uaddr % 4 || uaddr2 % 4)
+      return -EINVAL;
+    uint32_t *p = mm_ptr(sb, uaddr2, 4, PROT_READ | PROT_WRITE);
+    if (!p)
+      return -EFAULT;
+    int wop = (int)(val3 >> 28) & 7, cmp = (int)(val3 >> 24) & 15;
+    uint32_t oparg = (val3 >> 12) & 0xfff;
+    if (val3 & (8u << 28)) { /* FUTEX_OP_OPARG_SHIFT */
+      if (oparg > 31)
+        return -EINVAL;
+      oparg = 1u << oparg;
+    }
+    if (cmp > 5 || wop > 4)
+      return -ENOSYS;
+    uint32_t old = *p;
+    switch (wop) {
+    case 0: *p = oparg; break;        /* SET */
+    case 1: *p = old + oparg; break;  /* ADD */
+    case 2: *p = old | oparg; break;  /* OR */
+    case 3: *p = old & ~oparg; break; /* ANDN */
+    case 4: *p = old ^ oparg; break;  /* XOR */
+    }
+    return 0;
+  }
+  }
+  return -ENOSYS;
+}
+
+/* ---- the system calls (systab.c's table) ---- */
+
+long sys_arch_prctl(struct sb *sb, const uint64_t a[6], long nr)
+{
+  uint64_t v;
+  switch (A(0)) {
+  case ARCH_SET_FS:
+    if (A(1) >= (1ull << 47))
+      return -EPERM;
+    return cf_vm_set_fs_base(sb->vm, A(1)) < 0 ? -EIO : 0;
+  case ARCH_GET_FS:
+    if (cf_vm_get_fs_base(sb->vm, &v) < 0)
+      return -EIO;
+    return mm_copy_out(sb, A(1), &v, 8);
+  }
+  return -EINVAL;
+}
+
+long sys_set_tid_address(struct sb *sb, const uint64_t a[6], long nr)
+{
+  sb->tid_address = A(0);
+  return sb->tid;
+}
+
+long sys_set_robust_list(struct sb *sb, const uint64_t a[6], long nr)
+{
+  return 0;
+}
+
+long sys_futex(struct sb *sb, const uint64_t a[6], long nr)
+{
+  return do_futex(sb, a);
+}
+
+/* exit, exit_group */
+long sys_exit(struct sb *sb, const uint64_t a[6], long nr)
+{
+  sb->exited = true;
+  sb->exit_code = (int)(A(0) & 0xff);
+  return SYS_NORETURN;
+}
+
+long sys_clone(struct sb *sb, const uint64_t a[6], long nr)
+{
+  /* Linux's checks first: a thread shares the handlers, which share the memory. */
+  if (((A(0) & CLONE_THREAD) && !(A(0) & CLONE_SIGHAND)) || ((A(0) & CLONE_SIGHAND) && !(A(0) & CLONE_VM)))
+    return -EINVAL;
+  return A(0) & CLONE_THREAD ? -EAGAIN : -ENOMEM;
+}
+
+/* fork, vfork */
+long sys_fork(struct sb *sb, const uint64_t a[6], long nr)
+{
+  return -ENOMEM;
+}
+
+long sys_clone3(struct sb *sb, const uint64_t a[6], long nr)
+{
+  return -ENOSYS; /* libc falls back to clone */
+}
+
+long sys_execve(struct sb *sb, const uint64_t a[6], long nr)
+{
+  return do_execve(sb, a);
+}
+
+/* wait4, waitid */
+long sys_wait4(struct sb *sb, const uint64_t a[6], long nr)
+{
+  return -ECHILD;
+}
+
+long sys_getpid(struct sb *sb, const uint64_t a[6], long nr)
+{
+  return sb->pid;
+}
+
+long sys_gettid(struct sb *sb, const uint64_t a[6], long nr)
+{
+  return sb->tid;
+}
+
+long sys_getppid(struct sb *sb, const uint64_t a[6], long nr)
+{
+  return 1;
+}
+
+/* getpgrp, getsid, getpgid, setsid */
+long sys_getpgrp(struct sb *sb, const uint64_t a[6], long nr)
+{
+  return sb->pid;
+}
+
+long sys_setpgid(struct sb *sb, const uint64_t a[6], long nr)
+{
+  return 0;
+}
+
+/* getuid, geteuid */
+long sys_getuid(struct sb *sb, const uint64_t a[6], long nr)
+{
+  return sb->uid;
+}
+
+/* getgid, getegid */
+long sys_getgid(struct sb *sb, const uint64_t a[6], long nr)
+{
+  return sb->gid;
+}
+
+/* setuid, setgid */
+long sys_setuid(struct sb *sb, const uint64_t a[6], long nr)
+{
+  return (int)A(0) == sb->uid ? 0 : -EPERM;
+}
+
+/* getresuid, getresgid */
+long sys_getresuid(struct sb *sb, const uint64_t a[6], long nr)
+{
+  uint32_t id = (uint32_t)(nr == SYS_getresuid ? sb->uid : sb->gid);
+  for (int i = 0; i < 3; i++)
+    if (mm_copy_out(sb, A(i), &id, 4) < 0)
+      return -EFAULT;
+  return 0;
+}
+
+long sys_getgroups(struct sb *sb, const uint64_t a[6], long nr)
+{
+  return 0;
+}
+
+long sys_setgroups(struct sb *sb, const uint64_t a[6], long nr)
+{
+  return -EPERM;
+}
+
+long sys_uname(struct sb *sb, const uint64_t a[6], long nr)
+{
+  /* The host's kernel, the sandbox's own name. */
+  struct utsname u;
+  uname(&u);
+  snprintf(u.nodename, sizeof u.nodename, "%s", sb->hostname[0] ? sb->hostname : CF_DEFAULT_HOSTNAME);
+  snprintf(u.domainname, sizeof u.domainname, "(none)");
+  return mm_copy_out(sb, A(0), &u, sizeof u);
+}
+
+long sys_sethostname(struct sb *sb, const uint64_t a[6], long nr)
+{
+  if (sb->uid != 0) /* Linux: the capability first, then the length */
+    return -EPERM;
+  if ((int64_t)A(1) < 0 || A(1) > 64)
+    return -EINVAL;
+  char name[65];
+  if (mm_copy_in(sb, name, A(0), A(1)) < 0)
+    return -EFAULT;
+  return virt_sethostname(sb, name, A(1));
+}
+
+long sys_sysinfo(struct sb *sb, const uint64_t a[6], long nr)
+{
+  struct sysinfo si;
+  sysinfo(&si);
+  si.procs = 1;
+  return mm_copy_out(sb, A(0), &si, sizeof si);
+}
+
+/* getrlimit, prlimit64 */
+long sys_getrlimit(struct sb *sb, const uint64_t a[6], long nr)
+{
+  int res = (int)(nr == SYS_getrlimit ? A(0) : A(1));
+  uint64_t out = nr == SYS_getrlimit ? A(1) : A(3);
+  if (nr == SYS_prlimit64 && A(0) && (int)A(0) != sb->pid)
+    return -ESRCH;
+  struct rlimit rl = {RLIM_INFINITY, RLIM_INFINITY};
+  if (res == RLIMIT_STACK)
+    rl.rlim_cur = rl.rlim_max = STACK_SIZE;
+  else if (res == RLIMIT_NOFILE)
+    rl.rlim_cur = rl.rlim_max = MAX_FDS;
+  else if (res == RLIMIT_AS || res == RLIMIT_DATA)
+    rl.rlim_cur = rl.rlim_max = sb->mem_size;
+  return out ? mm_copy_out(sb, out, &rl, sizeof rl) : 0;
+}
+
+long sys_setrlimit(struct sb *sb, const uint64_t a[6], long nr)
+{
+  return 0;
+}
+
+long sys_getrusage(struct sb *sb, const uint64_t a[6], long nr)
+{
+  struct rusage ru = {0};
+  return mm_copy_out(sb, A(1), &ru, sizeof ru);
+}
+
+long sys_getrandom(struct sb *sb, const uint64_t a[6], long nr)
+{
+  uint64_t len = A(1) > (1 << 20) ? 1 << 20 : A(1);
+  void *p = mm_ptr(sb, A(0), len, PROT_WRITE);
+  if (!p)
+    return -EFAULT;
+  ssize_t n = getrandom(p, len, (unsigned)(A(2) & GRND_NONBLOCK));
+  return n < 0 ? -errno : n;
+}
+
+long sys_sched_getaffinity(struct sb *sb, const uint64_t a[6], long nr)
+{
+  if (A(1) < 8)
+    return -EINVAL;
+  uint64_t mask = 1;
+  return mm_copy_out(sb, A(2), &mask, 8) < 0 ? -EFAULT : 8;
+}
+
+long sys_sched_yield(struct sb *sb, const uint64_t a[6], long nr)
+{
+  return 0;
+}
+
+long sys_prctl(struct sb *sb, const uint64_t a[6], long nr)
+{
+  return A(0) == 15 /* PR_SET_NAME */ || A(0) == 16 ? 0 : -EINVAL;
+}
