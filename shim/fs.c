@@ -2061,3 +2061,214 @@ long sys_socket(struct sb *sb, const uint64_t a[6], long nr)
 {
   return -EACCES;
 }
+
+/* ---- state file (snapshot.c orchestrates) ---- */
+
+/* The working directory and the umask. */
+void fs_save_cwd(struct sb *sb, struct wbuf *w)
+{
+  w_str(w, sb->cwd);
+  w_u64(w, sb->umask);
+}
+
+int fs_load_cwd(struct sb *sb, struct rbuf *r, const char *name)
+{
+  r_str(r, sb->cwd, sizeof sb->cwd);
+  sb->umask = (unsigned)r_u64(r) & 0777;
+  if (r->err || sb->cwd[0] != '/')
+    return cf_fail(EINVAL, "template '%s': malformed state file", name);
+  return 0;
+}
+
+/* The /tmp tree (tmpfs.c tmp_save), every distinct open file once (host
+ * files by path, flags and offset; the sandbox's stdio as such; /tmp files
+ * by node), then the fd table referring to them. -1 + cf_error (ENOTSUP:
+ * an open pipe, a shared /tmp mapping). */
+int fs_save(struct sb *sb, struct wbuf *w)
+{
+  /* Files: each distinct struct file once, fds refer to them by index. */
+  struct file *files[MAX_FDS];
+  struct tnode *nodes[MAX_FDS];
+  int nf = 0, nn = 0;
+  if (sb->nshmaps)
+    return cf_fail(ENOTSUP, "a MAP_SHARED mapping of a /tmp file cannot be saved (it is a copy the shim keeps "
+                            "coherent, and the state does not record it): unmap it before the pause");
+  for (int i = 0; i < MAX_FDS; i++)
+    if (sb->fds[i])
+      sb->fds[i]->save_id = -1;
+  for (int i = 0; i < MAX_FDS; i++) {
+    struct file *f = sb->fds[i];
+    if (!f || f->save_id >= 0)
+      continue;
+    if (f->type == F_HOST && f->stdio < 0 && strncmp(f->path, "pipe:", 5) == 0)
+      return cf_fail(ENOTSUP, "fd %d is a pipe: a sandbox with an open pipe cannot be saved", i);
+    f->save_id = nf;
+    files[nf++] = f;
+    if (f->node)
+      nodes[nn++] = f->node;
+  }
+  if (tmp_save(sb->tmpfs, w, nodes, (size_t)nn) < 0)
+    return cf_fail(ENOMEM, "out of memory");
+  w_u64(w, (uint64_t)nf);
+  for (int i = 0; i < nf; i++) {
+    struct file *f = files[i];
+    w_u64(w, f->type);
+    w_u64(w, (uint64_t)f->flags);
+    w_u64(w, (uint64_t)(int64_t)f->stdio);
+    w_str(w, f->path);
+    w_u64(w, f->node ? tmp_node_id(f->node) : 0);
+    uint64_t off = f->off;
+    if ((f->type == F_HOST && f->stdio < 0) || f->type == F_DIR) {
+      off_t o = lseek(f->hostfd, 0, SEEK_CUR);
+      off = o < 0 ? 0 : (uint64_t)o;
+    }
+    w_u64(w, off);
+  }
+  int nfd = 0;
+  for (int i = 0; i < MAX_FDS; i++)
+    nfd += sb->fds[i] != NULL;
+  w_u64(w, (uint64_t)nfd);
+  for (int i = 0; i < MAX_FDS; i++)
+    if (sb->fds[i]) {
+      w_u64(w, (uint64_t)i);
+      w_u64(w, (uint64_t)sb->fds[i]->save_id);
+      w_u64(w, sb->cloexec[i]);
+    }
+  return w->err ? cf_fail(ENOMEM, "out of memory") : 0;
+}
+
+#define BAD(what)                                                  \
+  do {                                                             \
+    cf_fail(EINVAL, "template '%s': %s", name, what);              \
+    goto err;                                                      \
+  } while (0)
+
+/* Loads what fs_save wrote: the /tmp tree into guest memory's /tmp region,
+ * the files (host files reopened under the root, stdio bound to this
+ * sandbox's, /proc and /dev opened as this sandbox's), the fd table. -1 +
+ * cf_error, sb holding what was loaded so far (fs_fini frees it). */
+int fs_load(struct sb *sb, struct rbuf *r, const char *name)
+{
+  char buf[PATH_MAX];
+  struct tnode **nodes = NULL;
+  size_t nnodes = 0;
+  struct file **files = NULL;
+  uint64_t nf = 0;
+  uint64_t tb = TMP_BASE(sb->mem_size);
+  if (!(sb->tmpfs = tmp_new(sb->mem, tb, TMP_SIZE(sb->mem_size)))) {
+    cf_fail(ENOMEM, "out of memory");
+    goto err;
+  }
+  if (tmp_load(sb->tmpfs, r, &nodes, &nnodes) < 0)
+    BAD("bad /tmp tree");
+  nf = r_u64(r);
+  if (r->err || nf > MAX_FDS)
+    BAD("bad file table");
+  if (!(files = calloc(nf ? nf : 1, sizeof *files))) {
+    cf_fail(ENOMEM, "out of memory");
+    goto err;
+  }
+  for (uint64_t i = 0; i < nf; i++) {
+    uint64_t type = r_u64(r), flags = r_u64(r);
+    int64_t stdio = (int64_t)r_u64(r);
+    r_str(r, buf, sizeof buf);
+    uint64_t node = r_u64(r), off = r_u64(r);
+    if (r->err || type > F_VDIR || stdio < -1 || stdio > 2 || node > nnodes)
+      BAD("bad file table");
+    struct file *f = NULL;
+    int fl = (int)(flags & (O_ACCMODE | O_APPEND | O_NONBLOCK));
+    if (stdio >= 0) {
+      int h = fcntl(sb->opts->stdio[stdio], F_DUPFD_CLOEXEC, 3);
+      if (h < 0) {
+        f = file_new(F_DEV, -1, fl, "/dev/null"); /* a closed stdio reads EOF, writes vanish */
+      } else {
+        int hfl = fcntl(h, F_GETFL);
+        f = file_new(F_HOST, h, hfl < 0 ? O_RDWR : (hfl & (O_ACCMODE | O_APPEND)), NULL);
+        if (!f)
+          close(h);
+      }
+      if (f)
+        f->stdio = (int)stdio;
+    } else if (type == F_VIRT || type == F_VDIR || ((type == F_HOST || type == F_DIR) && virt_is_virt(buf))) {
+      /* /proc, /dev (and /dev/tty, a host terminal): opened again, as the child's */
+      const struct vent *v;
+      int arg;
+      char vp[PATH_MAX];
+      snprintf(vp, sizeof vp, "%s", buf);
+      long e = virt_path(sb, vp, sizeof vp, true);
+      if (e == 0)
+        e = virt_lookup(sb, vp, &v, &arg);
+      if (e == 0)
+        e = virt_open(sb, v, arg, vp, fl, &f);
+      if (e < 0) {
+        cf_fail((int)-e, "template '%s': reopening %s: %s", name, buf, strerror((int)-e));
+        goto err;
+      }
+      f->off = off;
+    } else if (type == F_HOST || type == F_DIR) {
+      /* O_NONBLOCK: a state file naming a FIFO must not hang the fork */
+      long h = host_openat2(sb, buf, O_RDONLY | O_NONBLOCK | (type == F_DIR ? O_DIRECTORY : 0));
+      if (h < 0) {
+        cf_fail((int)-h, "template '%s': reopening %s: %s", name, buf, strerror((int)-h));
+        goto err;
+      }
+      if (!(fl & O_NONBLOCK))
+        fcntl((int)h, F_SETFL, fcntl((int)h, F_GETFL) & ~O_NONBLOCK);
+      if (off)
+        lseek((int)h, (off_t)off, SEEK_SET);
+      f = file_new((enum file_type)type, (int)h, fl, buf);
+      if (!f)
+        close((int)h);
+    } else if (type == F_TMP || type == F_TMPDIR) {
+      if (!node || tmp_is_dir(nodes[node - 1]) != (type == F_TMPDIR))
+        BAD("bad file table");
+      f = file_new((enum file_type)type, -1, fl, buf);
+      if (f) {
+        f->node = nodes[node - 1];
+        tmp_ref(f->node);
+        f->off = off;
+      }
+    } else {
+      f = file_new(F_DEV, -1, fl, buf);
+    }
+    if (!f) {
+      cf_fail(ENOMEM, "out of memory");
+      goto err;
+    }
+    files[i] = f;
+  }
+  /* Unlinked nodes no file took: cannot happen from save_state; drop them. */
+  for (size_t i = 1; i < nnodes; i++)
+    if (nodes[i] && !tmp_is_linked(nodes[i]) && tmp_refs(nodes[i]) == 0) {
+      tmp_free(nodes[i]);
+      nodes[i] = NULL;
+    }
+  uint64_t nfd = r_u64(r);
+  if (r->err || nfd > MAX_FDS)
+    BAD("bad fd table");
+  for (uint64_t i = 0; i < nfd; i++) {
+    uint64_t fd = r_u64(r), idx = r_u64(r), ce = r_u64(r);
+    if (r->err || fd >= MAX_FDS || idx >= nf || sb->fds[fd])
+      BAD("bad fd table");
+    files[idx]->refs++;
+    sb->fds[fd] = files[idx];
+    sb->cloexec[fd] = ce != 0;
+  }
+  for (uint64_t i = 0; i < nf; i++)
+    file_unref(files[i]); /* the table holds the references now */
+  free(files);
+  free(nodes);
+  return 0;
+err:
+  /* Unlinked /tmp nodes no file took are owned by nothing yet (the ones
+   * files took go with the files). */
+  for (size_t i = 1; nodes && i < nnodes; i++)
+    if (nodes[i] && !tmp_is_linked(nodes[i]) && tmp_refs(nodes[i]) == 0)
+      tmp_free(nodes[i]);
+  for (uint64_t i = 0; files && i < nf; i++)
+    if (files[i])
+      file_unref(files[i]);
+  free(files);
+  free(nodes);
+  return -1;
+}

@@ -35,6 +35,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "internal.h"
 #include "shim/shim.h"
 
 const struct hostfile *hostfile_get(struct sb *sb, int fd)
@@ -804,4 +805,55 @@ long sys_msync(struct sb *sb, const uint64_t a[6], long nr)
 long sys_mlock(struct sb *sb, const uint64_t a[6], long nr)
 {
   return 0;
+}
+
+/* ---- state file (snapshot.c orchestrates) ---- */
+
+/* The break, the mmap top and the VMA list. */
+void mm_save(struct sb *sb, struct wbuf *w)
+{
+  w_u64(w, sb->brk_start);
+  w_u64(w, sb->brk_cur);
+  w_u64(w, sb->mmap_top);
+  w_u64(w, (uint64_t)sb->nvma);
+  for (int i = 0; i < sb->nvma; i++) {
+    w_u64(w, sb->vmas[i].start);
+    w_u64(w, sb->vmas[i].end);
+    w_u64(w, (uint64_t)sb->vmas[i].prot | (uint64_t)sb->vmas[i].file << 8);
+  }
+}
+
+#define BAD(what)                                                  \
+  do {                                                             \
+    cf_fail(EINVAL, "template '%s': %s", name, what);              \
+    goto err;                                                      \
+  } while (0)
+
+int mm_load(struct sb *sb, struct rbuf *r, const char *name)
+{
+  sb->brk_start = r_u64(r);
+  sb->brk_cur = r_u64(r);
+  sb->mmap_top = r_u64(r);
+  uint64_t nvma = r_u64(r);
+  if (r->err || nvma > MAX_VMAS || sb->mmap_top > MMAP_TOP(sb->mem_size))
+    BAD("malformed state file");
+  if (mm_vmas_reserve(sb, (int)nvma) < 0)
+    return cf_fail(ENOMEM, "out of memory");
+  uint64_t prev = CF_VM_USER_BASE, tb = TMP_BASE(sb->mem_size), te = tb + TMP_SIZE(sb->mem_size);
+  for (uint64_t i = 0; i < nvma; i++) {
+    struct vma *v = &sb->vmas[i];
+    v->start = r_u64(r);
+    v->end = r_u64(r);
+    uint64_t pf = r_u64(r);
+    v->prot = (int)(pf & 7);
+    v->file = (pf >> 8) & 1;
+    if (r->err || v->start < prev || v->end <= v->start || v->end > sb->mem_size || v->start % PAGE ||
+        v->end % PAGE || (v->start < te && v->end > tb) || (pf & ~0x107ull))
+      BAD("bad VMA list");
+    prev = v->end;
+  }
+  sb->nvma = (int)nvma;
+  return 0;
+err:
+  return -1;
 }

@@ -409,7 +409,7 @@ long sig_wait(struct sb *sb, clockid_t clk, const struct timespec *deadline);
  * signals interrupt (-EINTR); ends the sandbox (SYS_NORETURN) when nothing
  * can end it (no host fd, no timeout, no timer). */
 long sig_poll(struct sb *sb, struct pollfd *fds, unsigned long n, int timeout_ms);
-/* Interval timers in a state file (snapshot.c): remaining times. */
+/* Interval timers in a state file (version 2): remaining times. */
 void itimer_save(struct sb *sb, struct wbuf *w);
 int itimer_load(struct sb *sb, struct rbuf *r);
 
@@ -478,6 +478,24 @@ uint64_t tmp_node_id(struct tnode *n); /* after tmp_save: 1.. */
 /* Rebuilds the tree (nodes by id into *nodes, malloc'ed, (*nodes)[id-1]). */
 int tmp_load(struct tmpfs *fs, struct rbuf *r, struct tnode ***nodes, size_t *nnodes);
 void tmp_pages(struct tmpfs *fs, int (*fn)(void *ctx, uint64_t addr), void *ctx);
+
+/* Each subsystem's part of a template's state file. snapshot.c calls them
+ * in the order of the format (save_state, state_parse): mm, fs_cwd, sig,
+ * task, fs (the /tmp tree, files, fds), then itimer (version 2) and
+ * task_ident (version 3). A load reads and checks its part: 0, or -1 +
+ * cf_error naming the template (name). */
+void mm_save(struct sb *sb, struct wbuf *w);
+int mm_load(struct sb *sb, struct rbuf *r, const char *name);
+void fs_save_cwd(struct sb *sb, struct wbuf *w);
+int fs_load_cwd(struct sb *sb, struct rbuf *r, const char *name);
+void sig_save(struct sb *sb, struct wbuf *w);
+int sig_load(struct sb *sb, struct rbuf *r, const char *name);
+void task_save(struct sb *sb, struct wbuf *w);
+int task_load(struct sb *sb, struct rbuf *r, const char *name);
+int fs_save(struct sb *sb, struct wbuf *w);
+int fs_load(struct sb *sb, struct rbuf *r, const char *name);
+void task_save_ident(struct sb *sb, struct wbuf *w);
+int task_load_ident(struct sb *sb, struct rbuf *r, const char *name);
 
 /* reuse.c: putting a finished child's memory back to its template's
  * (file backend), and the strict comparison with a fresh child that

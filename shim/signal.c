@@ -18,6 +18,7 @@
 #include <sys/ucontext.h>
 #include <time.h>
 
+#include "internal.h"
 #include "shim/shim.h"
 
 #ifndef SA_RESTORER
@@ -478,4 +479,22 @@ long sys_pause(struct sb *sb, const uint64_t a[6], long nr)
 long sys_rt_sigsuspend(struct sb *sb, const uint64_t a[6], long nr)
 {
   return do_sigsuspend(sb, a);
+}
+
+/* ---- state file (snapshot.c orchestrates) ---- */
+
+/* The blocked mask, the pending set and the dispositions. */
+void sig_save(struct sb *sb, struct wbuf *w)
+{
+  w_u64(w, sb->sigmask);
+  w_u64(w, sb->pending);
+  w_bytes(w, sb->act, sizeof sb->act);
+}
+
+int sig_load(struct sb *sb, struct rbuf *r, const char *name)
+{
+  sb->sigmask = r_u64(r);
+  sb->pending = r_u64(r);
+  r_bytes(r, sb->act, sizeof sb->act);
+  return r->err ? cf_fail(EINVAL, "template '%s': malformed state file", name) : 0;
 }

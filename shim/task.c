@@ -30,6 +30,7 @@
 #include <unistd.h>
 
 #include "cowfork/error.h"
+#include "internal.h"
 #include "shim/shim.h"
 
 #define ARCH_SET_GS 0x1001
@@ -443,4 +444,56 @@ long sys_sched_yield(struct sb *sb, const uint64_t a[6], long nr)
 long sys_prctl(struct sb *sb, const uint64_t a[6], long nr)
 {
   return A(0) == 15 /* PR_SET_NAME */ || A(0) == 16 ? 0 : -EINVAL;
+}
+
+/* ---- state file (snapshot.c orchestrates) ---- */
+
+/* The ids. */
+void task_save(struct sb *sb, struct wbuf *w)
+{
+  w_u64(w, (uint64_t)sb->pid);
+  w_u64(w, (uint64_t)sb->tid);
+  w_u64(w, sb->tid_address);
+}
+
+int task_load(struct sb *sb, struct rbuf *r, const char *name)
+{
+  sb->pid = (int)r_u64(r);
+  sb->tid = (int)r_u64(r);
+  sb->tid_address = r_u64(r);
+  return r->err ? cf_fail(EINVAL, "template '%s': malformed state file", name) : 0;
+}
+
+/* Version 3: the identity, the hostname and the program's argument and
+ * environment ranges (/proc/self/cmdline, environ). */
+void task_save_ident(struct sb *sb, struct wbuf *w)
+{
+  w_str(w, sb->hostname);
+  w_u64(w, sb->arg_start);
+  w_u64(w, sb->arg_end);
+  w_u64(w, sb->env_start);
+  w_u64(w, sb->env_end);
+}
+
+/* A version 1 or 2 payload ends before it: the default hostname and an
+ * empty cmdline and environ. The sandbox's options may name a hostname. */
+int task_load_ident(struct sb *sb, struct rbuf *r, const char *name)
+{
+  snprintf(sb->hostname, sizeof sb->hostname, "%s", CF_DEFAULT_HOSTNAME);
+  if (r->off != r->n) {
+    r_str(r, sb->hostname, sizeof sb->hostname);
+    sb->arg_start = r_u64(r);
+    sb->arg_end = r_u64(r);
+    sb->env_start = r_u64(r);
+    sb->env_end = r_u64(r);
+    if (r->err || sb->arg_end < sb->arg_start || sb->env_start < sb->arg_end || sb->env_end < sb->env_start ||
+        sb->env_end > sb->mem_size)
+      return cf_fail(EINVAL, "template '%s': bad identity", name);
+  }
+  if (sb->opts->hostname) {
+    if (!cf_sandbox_hostname_ok(sb->opts->hostname))
+      return cf_fail(EINVAL, "bad hostname '%s' (1-64 bytes, no control characters or '/')", sb->opts->hostname);
+    snprintf(sb->hostname, sizeof sb->hostname, "%s", sb->opts->hostname);
+  }
+  return 0;
 }
