@@ -112,9 +112,10 @@ void file_unref(struct file *f)
   free(f);
 }
 
+/* The lowest free fd >= min below RLIMIT_NOFILE (fd_limit), or -EMFILE. */
 static int fd_install(struct sb *sb, struct file *f, int min, bool cloexec)
 {
-  for (int i = min; i < MAX_FDS; i++)
+  for (int i = min, n = fd_limit(sb); i < n; i++)
     if (!sb->fds[i]) {
       sb->fds[i] = f;
       sb->cloexec[i] = cloexec;
@@ -1065,7 +1066,7 @@ static long do_fcntl(struct sb *sb, int fd, int cmd, uint64_t arg)
   switch (cmd) {
   case F_DUPFD:
   case F_DUPFD_CLOEXEC: {
-    if (arg >= MAX_FDS)
+    if (arg >= (uint64_t)fd_limit(sb))
       return -EINVAL;
     f->refs++;
     long r = fd_install(sb, f, (int)arg, cmd == F_DUPFD_CLOEXEC);
@@ -1831,7 +1832,7 @@ long sys_dup2(struct sb *sb, const uint64_t a[6], long nr)
   int nfd = (int)A(1);
   if (!(f = fs_get(sb, fd)))
     return -EBADF;
-  if (nfd < 0 || nfd >= MAX_FDS)
+  if (nfd < 0 || nfd >= fd_limit(sb))
     return -EBADF;
   if (nfd == fd)
     return nr == SYS_dup3 ? -EINVAL : nfd;

@@ -374,7 +374,9 @@ int reuse_check(struct sb *sb)
                {fs_save_cwd, "cwd or umask"},
                {sig_save, "signal state"},
                {task_save, "task ids"},
-               {task_save_ident, "identity"}};
+               {task_save_ident, "identity"},
+               {task_save_limits, "resource limits"},
+               {sig_save_altstack, "alternate signal stack"}};
   for (size_t i = 0; i < sizeof parts / sizeof parts[0]; i++) {
     wa.n = wb.n = 0;
     parts[i].save(sb, &wa);

@@ -8,6 +8,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/time.h>
 #include <sys/types.h>
@@ -109,6 +110,16 @@ struct sb {
   uint64_t pending_kernel;  /* of them raised by a timer (si_code SI_KERNEL) */
   uint64_t saved_mask;      /* rt_sigsuspend: the mask to restore after the handler */
   bool have_saved_mask;
+
+  /* the alternate signal stack (signal.c, sigaltstack): size 0 when there
+   * is none; flags: SS_AUTODISARM or 0 */
+  uint64_t ss_sp, ss_size;
+  int ss_flags;
+
+  /* resource limits (task.c): rlim[r] holds limit r when bit r of rlim_set
+   * says the program set it, else the limit is rlim_default's */
+  struct rlimit rlim[RLIM_NLIMITS];
+  uint32_t rlim_set;
 
   /* interval timers (timer.c), by ITIMER_REAL, _VIRTUAL, _PROF: value is
    * the absolute expiry (REAL: CLOCK_MONOTONIC ns; the others: guest CPU
@@ -357,9 +368,16 @@ sys_fn sys_alarm, sys_clock_getres, sys_clock_gettime, sys_clock_nanosleep, sys_
     sys_nanosleep, sys_setitimer, sys_time, sys_times;
 /* task.c */
 sys_fn sys_arch_prctl, sys_clone, sys_clone3, sys_execve, sys_exit, sys_fork, sys_futex, sys_getgid, sys_getgroups,
-    sys_getpgrp, sys_getpid, sys_getppid, sys_getrandom, sys_getresuid, sys_getrlimit, sys_getrusage, sys_gettid,
+    sys_getpgrp, sys_getpid, sys_getppid, sys_getrandom, sys_getresuid, sys_getrlimit, sys_prlimit64, sys_getrusage, sys_gettid,
     sys_getuid, sys_prctl, sys_sched_getaffinity, sys_sched_yield, sys_set_robust_list, sys_set_tid_address,
     sys_setgroups, sys_sethostname, sys_setpgid, sys_setrlimit, sys_setuid, sys_sysinfo, sys_uname, sys_wait4;
+
+/* task.c */
+/* Resource limit res (< RLIM_NLIMITS) of the sandbox. */
+void rlim_get(struct sb *sb, int res, struct rlimit *rl);
+/* How many fds the program may have: RLIMIT_NOFILE's soft limit, at most
+ * MAX_FDS. */
+int fd_limit(struct sb *sb);
 
 /* signal.c */
 /* A synchronous fault at user state u: run the handler or end the sandbox. */
@@ -481,8 +499,8 @@ void tmp_pages(struct tmpfs *fs, int (*fn)(void *ctx, uint64_t addr), void *ctx)
 
 /* Each subsystem's part of a template's state file. snapshot.c calls them
  * in the order of the format (save_state, state_parse): mm, fs_cwd, sig,
- * task, fs (the /tmp tree, files, fds), then itimer (version 2) and
- * task_ident (version 3). A load reads and checks its part: 0, or -1 +
+ * task, fs (the /tmp tree, files, fds), then itimer (version 2),
+ * task_ident (version 3), task_limits and sig_altstack (version 4). A load reads and checks its part: 0, or -1 +
  * cf_error naming the template (name). */
 void mm_save(struct sb *sb, struct wbuf *w);
 int mm_load(struct sb *sb, struct rbuf *r, const char *name);
@@ -496,6 +514,12 @@ int fs_save(struct sb *sb, struct wbuf *w);
 int fs_load(struct sb *sb, struct rbuf *r, const char *name);
 void task_save_ident(struct sb *sb, struct wbuf *w);
 int task_load_ident(struct sb *sb, struct rbuf *r, const char *name);
+/* Version 4: the resource limits, the alternate signal stack. A version
+ * 1-3 payload ends before them: the defaults. */
+void task_save_limits(struct sb *sb, struct wbuf *w);
+int task_load_limits(struct sb *sb, struct rbuf *r, const char *name);
+void sig_save_altstack(struct sb *sb, struct wbuf *w);
+int sig_load_altstack(struct sb *sb, struct rbuf *r, const char *name);
 
 /* reuse.c: putting a finished child's memory back to its template's
  * (file backend), and the strict comparison with a fresh child that

@@ -24,6 +24,11 @@
 #ifndef SA_RESTORER
 #define SA_RESTORER 0x04000000
 #endif
+#ifndef SS_AUTODISARM
+#define SS_AUTODISARM (1u << 31)
+#endif
+/* The kernel's MINSIGSTKSZ (glibc's may be a sysconf call). */
+#define LINUX_MINSIGSTKSZ 2048u
 
 static bool default_ignored(int sig)
 {
@@ -116,6 +121,46 @@ static uint64_t push_fpstate(struct sb *sb, uint64_t sp)
   return sp;
 }
 
+/* ---- the alternate signal stack (sigaltstack), as Linux keeps it ---- */
+
+/* Whether sp is on the alternate stack (never with SS_AUTODISARM: the
+ * handler that runs on it has disarmed it). */
+static bool on_altstack(struct sb *sb, uint64_t sp)
+{
+  if (sb->ss_flags & SS_AUTODISARM)
+    return false;
+  return sb->ss_size && sp > sb->ss_sp && sp - sb->ss_sp <= sb->ss_size;
+}
+
+/* SS_DISABLE (none), SS_ONSTACK (sp on it) or 0 (Linux's sas_ss_flags). */
+static int altstack_state(struct sb *sb, uint64_t sp)
+{
+  if (!sb->ss_size)
+    return SS_DISABLE;
+  return on_altstack(sb, sp) ? SS_ONSTACK : 0;
+}
+
+/* Linux's do_sigaltstack for a new stack ss, the program's stack pointer
+ * being sp: EPERM while on the current one, EINVAL for a bad mode, ENOMEM
+ * below MINSIGSTKSZ. */
+static long altstack_set(struct sb *sb, const stack_t *ss, uint64_t sp)
+{
+  if (on_altstack(sb, sp))
+    return -EPERM;
+  int mode = (int)((unsigned)ss->ss_flags & ~SS_AUTODISARM);
+  if (mode != SS_DISABLE && mode != SS_ONSTACK && mode != 0)
+    return -EINVAL;
+  uint64_t ssp = (uint64_t)ss->ss_sp, size = ss->ss_size;
+  if (mode == SS_DISABLE)
+    ssp = size = 0;
+  else if (size < LINUX_MINSIGSTKSZ)
+    return -ENOMEM;
+  sb->ss_sp = ssp;
+  sb->ss_size = size;
+  sb->ss_flags = ss->ss_flags;
+  return 0;
+}
+
 /* Build an rt_sigframe for sig on the program's stack and point regs at
  * the handler. false if the frame cannot be written (then the caller kills). */
 static bool push_frame(struct sb *sb, int sig, int code, uint64_t addr, struct cf_vm_regs *u)
@@ -124,6 +169,10 @@ static bool push_frame(struct sb *sb, int sig, int code, uint64_t addr, struct c
   if (!(act->flags & SA_RESTORER))
     return false;
   uint64_t sp = u->rsp - 128; /* red zone */
+  /* SA_ONSTACK: the frame goes on the alternate stack, unless there is
+   * none or the program is on it already (a nested signal) */
+  if ((act->flags & SA_ONSTACK) && altstack_state(sb, sp) == 0)
+    sp = sb->ss_sp + sb->ss_size;
   uint64_t fp = push_fpstate(sb, sp);
   if (!fp)
     return false;
@@ -140,6 +189,11 @@ static bool push_frame(struct sb *sb, int sig, int code, uint64_t addr, struct c
   if (!uc || !si || mm_copy_out(sb, sp, &act->restorer, 8) < 0)
     return false;
   memset(uc, 0, sizeof *uc);
+  /* The alternate stack as it was, for rt_sigreturn to set again; with
+   * SS_AUTODISARM the handler runs with none (Linux's __save_altstack). */
+  uc->uc_stack.ss_sp = (void *)sb->ss_sp;
+  uc->uc_stack.ss_size = sb->ss_size;
+  uc->uc_stack.ss_flags = sb->ss_size ? sb->ss_flags : SS_DISABLE;
   memset(si, 0, sizeof *si);
   si->si_signo = sig;
   si->si_code = code;
@@ -171,6 +225,8 @@ static bool push_frame(struct sb *sb, int sig, int code, uint64_t addr, struct c
   u->rdx = uc_addr;
   u->rax = 0;
   u->rsp = sp;
+  if (sb->ss_flags & SS_AUTODISARM)
+    sb->ss_sp = sb->ss_size = 0, sb->ss_flags = SS_DISABLE;
   return true;
 }
 
@@ -345,6 +401,10 @@ static long do_sigreturn(struct sb *sb)
       .rsp = (uint64_t)g[REG_RSP], .rip = (uint64_t)g[REG_RIP], .rflags = (uint64_t)g[REG_EFL],
   };
   memcpy(&sb->sigmask, &uc.uc_sigmask, 8);
+  /* Linux's restore_altstack: the frame's stack is set again, with the
+   * handler's stack pointer (so not while on the stack, unless
+   * SS_AUTODISARM); its errors are ignored. */
+  altstack_set(sb, &uc.uc_stack, r->rsp);
   sb->sigmask &= ~((1ull << (SIGKILL - 1)) | (1ull << (SIGSTOP - 1)));
   uint64_t fp = (uint64_t)uc.uc_mcontext.fpregs;
   if (!fp) { /* no FPU state in the frame: the registers stay as they are */
@@ -445,11 +505,19 @@ long sys_rt_sigpending(struct sb *sb, const uint64_t a[6], long nr)
 
 long sys_sigaltstack(struct sb *sb, const uint64_t a[6], long nr)
 {
-  if (A(1)) {
-    stack_t ss = {.ss_flags = SS_DISABLE};
-    return mm_copy_out(sb, A(1), &ss, sizeof ss);
+  stack_t ss, old = {0};
+  if (A(0) && mm_copy_in(sb, &ss, A(0), sizeof ss) < 0)
+    return -EFAULT;
+  uint64_t sp = sb->vm ? cf_vm_regs(sb->vm)->rsp : 0;
+  old.ss_sp = (void *)sb->ss_sp;
+  old.ss_size = sb->ss_size;
+  old.ss_flags = altstack_state(sb, sp) | (sb->ss_flags & SS_AUTODISARM);
+  if (A(0)) {
+    long r = altstack_set(sb, &ss, sp);
+    if (r < 0)
+      return r;
   }
-  return 0;
+  return A(1) ? mm_copy_out(sb, A(1), &old, sizeof old) : 0;
 }
 
 long sys_kill(struct sb *sb, const uint64_t a[6], long nr)
@@ -497,4 +565,31 @@ int sig_load(struct sb *sb, struct rbuf *r, const char *name)
   sb->pending = r_u64(r);
   r_bytes(r, sb->act, sizeof sb->act);
   return r->err ? cf_fail(EINVAL, "template '%s': malformed state file", name) : 0;
+}
+
+/* Version 4: the alternate signal stack (a tag, its address, size, flags). */
+#define ALTSTACK_TAG 0x4b5453544c414343ull /* "CCALTSTK" */
+
+void sig_save_altstack(struct sb *sb, struct wbuf *w)
+{
+  w_u64(w, ALTSTACK_TAG);
+  w_u64(w, sb->ss_sp);
+  w_u64(w, sb->ss_size);
+  w_u64(w, (uint64_t)(uint32_t)sb->ss_flags);
+}
+
+int sig_load_altstack(struct sb *sb, struct rbuf *r, const char *name)
+{
+  sb->ss_sp = sb->ss_size = 0;
+  sb->ss_flags = 0;
+  if (r->off == r->n)
+    return 0; /* version 1-3: none */
+  uint64_t tag = r_u64(r), sp = r_u64(r), size = r_u64(r), fl = r_u64(r);
+  if (r->err || tag != ALTSTACK_TAG || (fl & ~(uint64_t)(SS_AUTODISARM | SS_ONSTACK | SS_DISABLE)) ||
+      size > sb->mem_size || (size && (sp > sb->mem_size - size)))
+    return cf_fail(EINVAL, "template '%s': bad alternate signal stack", name);
+  sb->ss_sp = sp;
+  sb->ss_size = size;
+  sb->ss_flags = (int)fl;
+  return 0;
 }

@@ -12,7 +12,7 @@
  * Neither is ever modified: templates are immutable.
  *
  * State file: 32-byte header, then the payload.
- *   0  magic "CFSTATE\0"   8  u32 version (3; 1 and 2 are read too: 1's /tmp
+ *   0  magic "CFSTATE\0"   8  u32 version (4; 1-3 are read too: 1's /tmp
  *   nodes have no atime/ctime, it has no interval timers; neither has the
  *   identity)   12 u32 zero
  *   16 u64 payload bytes   24 u64 XXH3-64 of the payload
@@ -27,7 +27,10 @@
  * with no timer armed, an unknown version is refused by name. Version 3
  * appends the identity: the hostname and the program's argument and
  * environment ranges (/proc/self/cmdline, environ); a version 1 or 2 file
- * loads with the default hostname and an empty cmdline and environ. Files
+ * loads with the default hostname and an empty cmdline and environ.
+ * Version 4 appends the resource limits the program set (task.c,
+ * setrlimit/prlimit64) and the alternate signal stack (signal.c,
+ * sigaltstack); a version 1-3 file loads with the default limits and none. Files
  * of type F_DEV (version 2's F_NULL, /dev/null) are reopened by path, and
  * F_VIRT and F_VDIR (/proc, /dev) too: a child's /proc file shows the
  * child.
@@ -70,7 +73,7 @@
 #include "shim/shim.h"
 
 #define STATE_MAGIC "CFSTATE"
-#define STATE_VERSION 3
+#define STATE_VERSION 4
 #define STATE_VERSION_MIN 1 /* tmpfs.c reads both node forms; no timers */
 #define STATE_HDR 32
 #define MAX_STATE (64u << 20)
@@ -430,6 +433,8 @@ static int save_state(struct sb *sb, struct wbuf *w, const char *image, const ui
     return -1;
   itimer_save(sb, w);  /* version 2 */
   task_save_ident(sb, w); /* version 3 */
+  task_save_limits(sb, w); /* version 4 */
+  sig_save_altstack(sb, w);
   return w->err ? cf_fail(ENOMEM, "out of memory") : 0;
 }
 
@@ -713,6 +718,9 @@ int state_parse(struct sb *sb, const uint8_t *payload, size_t len, const char *n
     BAD("bad interval timers");
   /* Version 3: the identity (a version 1 or 2 payload ends before it). */
   if (task_load_ident(sb, &r, name) < 0)
+    goto err;
+  /* Version 4: the resource limits, the alternate signal stack. */
+  if (task_load_limits(sb, &r, name) < 0 || sig_load_altstack(sb, &r, name) < 0)
     goto err;
   if (r.off != r.n)
     BAD("trailing bytes in the state file");

@@ -115,6 +115,8 @@ static long do_execve(struct sb *sb, const uint64_t a[6])
   for (int s = 1; s <= 64; s++)
     if (sb->act[s].handler != (uint64_t)SIG_IGN)
       sb->act[s] = (struct ksigaction){0};
+  sb->ss_sp = sb->ss_size = 0; /* the alternate signal stack is cleared, as Linux */
+  sb->ss_flags = SS_DISABLE;
   uint64_t entry, sp;
   r = elf_load(sb, path, argv, envp, &entry, &sp);
   free_strv(argv);
@@ -390,26 +392,90 @@ long sys_sysinfo(struct sb *sb, const uint64_t a[6], long nr)
   return mm_copy_out(sb, A(0), &si, sizeof si);
 }
 
-/* getrlimit, prlimit64 */
+/* The limits a sandbox starts with: the stack it has, the fds it can
+ * have, its memory; no limit on the rest. */
+static struct rlimit rlim_default(struct sb *sb, int res)
+{
+  switch (res) {
+  case RLIMIT_STACK:
+    return (struct rlimit){STACK_SIZE, STACK_SIZE};
+  case RLIMIT_NOFILE:
+    return (struct rlimit){MAX_FDS, MAX_FDS};
+  case RLIMIT_AS:
+  case RLIMIT_DATA:
+    return (struct rlimit){sb->mem_size, sb->mem_size};
+  }
+  return (struct rlimit){RLIM_INFINITY, RLIM_INFINITY};
+}
+
+void rlim_get(struct sb *sb, int res, struct rlimit *rl)
+{
+  *rl = sb->rlim_set & (1u << res) ? sb->rlim[res] : rlim_default(sb, res);
+}
+
+int fd_limit(struct sb *sb)
+{
+  if (!(sb->rlim_set & (1u << RLIMIT_NOFILE)))
+    return MAX_FDS;
+  rlim_t n = sb->rlim[RLIMIT_NOFILE].rlim_cur;
+  return n < MAX_FDS ? (int)n : MAX_FDS;
+}
+
+/* Linux's do_prlimit: the old limit into *old (if asked), the new one nl
+ * (if given, already read in) checked and kept. The limits are kept and
+ * reported; the shim enforces RLIMIT_NOFILE (fd allocation, fs.c), and the
+ * others are what the sandbox has anyway or not enforced (docs/syscalls.md). */
+static long do_prlimit(struct sb *sb, int res, const struct rlimit *nl, struct rlimit *old)
+{
+  if (res < 0 || res >= RLIM_NLIMITS)
+    return -EINVAL;
+  struct rlimit cur;
+  rlim_get(sb, res, &cur);
+  if (nl) {
+    if (nl->rlim_cur > nl->rlim_max)
+      return -EINVAL;
+    /* Linux: NOFILE never above nr_open (here: the shim's fd table), and
+     * raising a hard limit needs CAP_SYS_RESOURCE (root here). */
+    if (res == RLIMIT_NOFILE && nl->rlim_max > MAX_FDS)
+      return -EPERM;
+    if (nl->rlim_max > cur.rlim_max && sb->uid != 0)
+      return -EPERM;
+  }
+  if (old)
+    *old = cur;
+  if (nl) {
+    sb->rlim[res] = *nl;
+    sb->rlim_set |= 1u << res;
+  }
+  return 0;
+}
+
 long sys_getrlimit(struct sb *sb, const uint64_t a[6], long nr)
 {
-  int res = (int)(nr == SYS_getrlimit ? A(0) : A(1));
-  uint64_t out = nr == SYS_getrlimit ? A(1) : A(3);
-  if (nr == SYS_prlimit64 && A(0) && (int)A(0) != sb->pid)
-    return -ESRCH;
-  struct rlimit rl = {RLIM_INFINITY, RLIM_INFINITY};
-  if (res == RLIMIT_STACK)
-    rl.rlim_cur = rl.rlim_max = STACK_SIZE;
-  else if (res == RLIMIT_NOFILE)
-    rl.rlim_cur = rl.rlim_max = MAX_FDS;
-  else if (res == RLIMIT_AS || res == RLIMIT_DATA)
-    rl.rlim_cur = rl.rlim_max = sb->mem_size;
-  return out ? mm_copy_out(sb, out, &rl, sizeof rl) : 0;
+  struct rlimit rl;
+  long r = do_prlimit(sb, (int)A(0), NULL, &rl);
+  return r < 0 ? r : mm_copy_out(sb, A(1), &rl, sizeof rl);
 }
 
 long sys_setrlimit(struct sb *sb, const uint64_t a[6], long nr)
 {
-  return 0;
+  struct rlimit nl;
+  if (mm_copy_in(sb, &nl, A(1), sizeof nl) < 0)
+    return -EFAULT;
+  return do_prlimit(sb, (int)A(0), &nl, NULL);
+}
+
+long sys_prlimit64(struct sb *sb, const uint64_t a[6], long nr)
+{
+  struct rlimit nl, old;
+  if (A(2) && mm_copy_in(sb, &nl, A(2), sizeof nl) < 0)
+    return -EFAULT;
+  if (A(0) && (int)A(0) != sb->pid)
+    return -ESRCH;
+  long r = do_prlimit(sb, (int)A(1), A(2) ? &nl : NULL, A(3) ? &old : NULL);
+  if (r < 0)
+    return r;
+  return A(3) ? mm_copy_out(sb, A(3), &old, sizeof old) : 0;
 }
 
 long sys_getrusage(struct sb *sb, const uint64_t a[6], long nr)
@@ -495,5 +561,39 @@ int task_load_ident(struct sb *sb, struct rbuf *r, const char *name)
       return cf_fail(EINVAL, "bad hostname '%s' (1-64 bytes, no control characters or '/')", sb->opts->hostname);
     snprintf(sb->hostname, sizeof sb->hostname, "%s", sb->opts->hostname);
   }
+  return 0;
+}
+
+/* Version 4: the limits the program set (a tag, the mask, then each one). */
+#define RLIMIT_TAG 0x5354494d494c5243ull /* "CRLIMITS" */
+
+void task_save_limits(struct sb *sb, struct wbuf *w)
+{
+  w_u64(w, RLIMIT_TAG);
+  w_u64(w, sb->rlim_set);
+  for (int i = 0; i < RLIM_NLIMITS; i++)
+    if (sb->rlim_set & (1u << i)) {
+      w_u64(w, sb->rlim[i].rlim_cur);
+      w_u64(w, sb->rlim[i].rlim_max);
+    }
+}
+
+int task_load_limits(struct sb *sb, struct rbuf *r, const char *name)
+{
+  sb->rlim_set = 0;
+  if (r->off == r->n)
+    return 0; /* version 1-3: the defaults */
+  uint64_t tag = r_u64(r), set = r_u64(r);
+  if (r->err || tag != RLIMIT_TAG || set >> RLIM_NLIMITS)
+    return cf_fail(EINVAL, "template '%s': bad resource limits", name);
+  for (int i = 0; i < RLIM_NLIMITS; i++)
+    if (set & (1u << i)) {
+      sb->rlim[i].rlim_cur = r_u64(r);
+      sb->rlim[i].rlim_max = r_u64(r);
+      if (r->err || sb->rlim[i].rlim_cur > sb->rlim[i].rlim_max ||
+          (i == RLIMIT_NOFILE && sb->rlim[i].rlim_max > MAX_FDS))
+        return cf_fail(EINVAL, "template '%s': bad resource limits", name);
+    }
+  sb->rlim_set = (uint32_t)set;
   return 0;
 }

@@ -1,6 +1,7 @@
 /* Template state files of every version still load: the payloads in
  * tests/fuzz/corpus/state (s1, s2: version 1; v2, v3: versions 2 and 3;
- * v4: the current one) go through state_parse as a child's load would, with
+ * v4, v4-limits: the current one, the second with RLIMIT_NOFILE and an
+ * alternate stack set) go through state_parse as a child's load would, with
  * no VM (the memory is anonymous), and what they hold comes back: the VMAs,
  * the cwd, the files; version 3's identity, version 4's limits and
  * alternate signal stack. bad-page-list must be refused. */
@@ -84,6 +85,18 @@ int main(void)
   done(s);
   ok(parse("v3", &o, &s) == 0, "version 3 seed loads");
   ok(s->nvma > 0 && nfds(s) >= 3 && s->arg_end > s->arg_start, "v3: VMAs, fds, the identity");
+  done(s);
+  ok(parse("v4", &o, &s) == 0, "version 4 seed loads");
+  ok(s->nvma > 0 && nfds(s) >= 3 && s->arg_end > s->arg_start && s->rlim_set == 0 && s->ss_size == 0,
+     "v4: VMAs, fds, identity, default limits, no alternate stack");
+  done(s);
+  ok(parse("v4-limits", &o, &s) == 0, "version 4 seed with limits loads");
+  struct rlimit rl;
+  rlim_get(s, RLIMIT_NOFILE, &rl);
+  ok(rl.rlim_cur == 20 && rl.rlim_max == 40 && fd_limit(s) == 20, "v4-limits: RLIMIT_NOFILE 20 40");
+  rlim_get(s, RLIMIT_STACK, &rl);
+  ok(rl.rlim_cur == 8ull << 20, "v4-limits: the others are the defaults");
+  ok(s->ss_sp == 0x400000 && s->ss_size == 65536 && s->ss_flags == 0, "v4-limits: the alternate stack");
   done(s);
   ok(parse("bad-page-list", &o, &s) < 0 && errno == EINVAL, "a bad /tmp page list is refused");
   done(s);
