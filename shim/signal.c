@@ -9,7 +9,12 @@
  * untimed futex wait and a host read/write interrupted by the run's timers
  * when the handler has SA_RESTART or no handler runs (systab.c). pause and
  * sigsuspend sleep until a signal (timer.c sig_wait); one that nothing can
- * end ends the sandbox with a report instead of hanging. */
+ * end ends the sandbox with a report instead of hanging.
+ *
+ * The alternate signal stack (sigaltstack) is kept as Linux keeps it
+ * (sb->ss_*): an SA_ONSTACK handler's frame goes on it unless the program
+ * is on it already; SS_AUTODISARM disarms it while the handler runs, and
+ * rt_sigreturn sets the frame's uc_stack again. */
 #include <errno.h>
 #include <signal.h>
 #include <stdlib.h>

@@ -12,7 +12,12 @@
  * (timer.c sig_wait). A wait that nothing can end (no timeout, no armed
  * ITIMER_REAL: there is no other thread, and a CPU timer does not advance
  * while the program waits) ends the sandbox with a report instead of
- * hanging: natively it would hang forever. */
+ * hanging: natively it would hang forever.
+ *
+ * Resource limits are kept per sandbox (sb->rlim, only those the program
+ * set; rlim_default gives the others) with Linux's checks; RLIMIT_NOFILE
+ * is enforced where fds are allocated (fs.c, fd_limit), the others are
+ * reported but not enforced (docs/syscalls.md says so). */
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/futex.h>
