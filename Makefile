@@ -72,12 +72,17 @@ build-fuzz/%: tests/fuzz/%.c $(LIB_SRC) $(FRONT_SRC)
 	clang -std=gnu11 -g -O1 -D_GNU_SOURCE -D_FILE_OFFSET_BITS=64 -Iinclude -Ilib -I. \
 	  -fsanitize=fuzzer,address,undefined -o $@ $< $(LIB_SRC) $(FRONT_SRC) $(LIBS) -pthread
 
+# docs/syscalls.md is generated from the shim's system-call table
+# (shim/systab.c); tests/syscalls-doc.sh fails when it is stale.
+docs: $(BUILD)/cowfork
+	$(BUILD)/cowfork syscalls --markdown > docs/syscalls.md
+
 bench: all
 	BUILD=$(BUILD) bench/run
 
 clean:
 	rm -rf build build-san build-fuzz
 
-.PHONY: all check fuzz bench clean
+.PHONY: all check fuzz bench clean docs
 -include $(LIB_OBJ:.o=.d) $(FRONT_OBJ:.o=.d) $(CLI_OBJ:.o=.d) \
   $(UNIT_SRC:%.c=$(BUILD)/%.d) $(BENCH_SRC:%.c=$(BUILD)/%.d)

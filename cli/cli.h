@@ -68,6 +68,7 @@ extern const struct cli_cmd cli_sandbox_cmds[] __attribute__((weak));
 extern const struct cli_cmd cli_daemon_cmds[] __attribute__((weak));
 extern const struct cli_cmd cli_template_cmds[] __attribute__((weak));
 extern const struct cli_cmd cli_root_cmds[] __attribute__((weak));
+extern const struct cli_cmd cli_syscalls_cmds[] __attribute__((weak));
 
 /* cli/template.c. 0 when a template NAME can be made (neither
  * templates/NAME nor images/NAME.mem exists), else -1 after printing why:

@@ -16,13 +16,13 @@
 
 const char *cli_store_dir;
 
-#define NTABLES 7
+#define NTABLES 8
 static const struct cli_cmd *tables[NTABLES];
 
 static void init_tables(void)
 {
   const struct cli_cmd *all[NTABLES] = {cli_image_cmds, cli_disk_cmds, cli_mem_cmds, cli_sandbox_cmds,
-                                       cli_template_cmds, cli_root_cmds, cli_daemon_cmds};
+                                       cli_template_cmds, cli_root_cmds, cli_daemon_cmds, cli_syscalls_cmds};
   size_t n = 0;
   for (size_t i = 0; i < NTABLES; i++)
     if (all[i])

@@ -13,7 +13,7 @@
  * at a base chosen top-down in the mmap area, as Linux does; the program
  * starts at the interpreter's entry with AT_BASE = its base and AT_ENTRY,
  * AT_PHDR, AT_PHNUM the program's. The interpreter then maps the libraries
- * itself through mmap (syscall.c do_mmap, the same copy-on-write choice).
+ * itself through mmap (mm.c do_mmap, the same copy-on-write choice).
  * A PIE program goes at ET_DYN_BASE. */
 #include <elf.h>
 #include <errno.h>

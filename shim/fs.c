@@ -38,7 +38,6 @@
 #include "internal.h"
 #include "shim/shim.h"
 
-#define A(i) (a[i])
 #define MAX_IO (1ull << 30)
 
 int path_abs(const char *cwd, const char *path, char *out, size_t size)
@@ -113,9 +112,10 @@ void file_unref(struct file *f)
   free(f);
 }
 
+/* The lowest free fd >= min below RLIMIT_NOFILE (fd_limit), or -EMFILE. */
 static int fd_install(struct sb *sb, struct file *f, int min, bool cloexec)
 {
-  for (int i = min; i < MAX_FDS; i++)
+  for (int i = min, n = fd_limit(sb); i < n; i++)
     if (!sb->fds[i]) {
       sb->fds[i] = f;
       sb->cloexec[i] = cloexec;
@@ -1066,7 +1066,7 @@ static long do_fcntl(struct sb *sb, int fd, int cmd, uint64_t arg)
   switch (cmd) {
   case F_DUPFD:
   case F_DUPFD_CLOEXEC: {
-    if (arg >= MAX_FDS)
+    if (arg >= (uint64_t)fd_limit(sb))
       return -EINVAL;
     f->refs++;
     long r = fd_install(sb, f, (int)arg, cmd == F_DUPFD_CLOEXEC);
@@ -1583,303 +1583,693 @@ static long do_setattr(struct sb *sb, long nr, const uint64_t a[6])
   }
 }
 
-long fs_syscall(struct sb *sb, long nr, const uint64_t a[6], bool *handled)
+/* ---- the system calls (systab.c's table) ---- */
+
+long sys_read(struct sb *sb, const uint64_t a[6], long nr)
 {
-  *handled = true;
+  int fd = (int)A(0);
+  struct file *f;
+  return (f = fs_get(sb, fd)) ? do_read(sb, f, A(1), A(2), -1) : -EBADF;
+}
+
+long sys_write(struct sb *sb, const uint64_t a[6], long nr)
+{
+  int fd = (int)A(0);
+  struct file *f;
+  return (f = fs_get(sb, fd)) ? do_write(sb, f, A(1), A(2), -1) : -EBADF;
+}
+
+long sys_pread64(struct sb *sb, const uint64_t a[6], long nr)
+{
+  int fd = (int)A(0);
+  struct file *f;
+  return (f = fs_get(sb, fd)) ? ((int64_t)A(3) < 0 ? -EINVAL : do_read(sb, f, A(1), A(2), (int64_t)A(3))) : -EBADF;
+}
+
+long sys_pwrite64(struct sb *sb, const uint64_t a[6], long nr)
+{
+  int fd = (int)A(0);
+  struct file *f;
+  return (f = fs_get(sb, fd)) ? ((int64_t)A(3) < 0 ? -EINVAL : do_write(sb, f, A(1), A(2), (int64_t)A(3))) : -EBADF;
+}
+
+long sys_readv(struct sb *sb, const uint64_t a[6], long nr)
+{
+  int fd = (int)A(0);
+  struct file *f;
+  return (f = fs_get(sb, fd)) ? do_iov(sb, f, A(1), A(2), -1, false) : -EBADF;
+}
+
+long sys_writev(struct sb *sb, const uint64_t a[6], long nr)
+{
+  int fd = (int)A(0);
+  struct file *f;
+  return (f = fs_get(sb, fd)) ? do_iov(sb, f, A(1), A(2), -1, true) : -EBADF;
+}
+
+long sys_preadv(struct sb *sb, const uint64_t a[6], long nr)
+{
+  int fd = (int)A(0);
+  struct file *f;
+  return (f = fs_get(sb, fd)) ? do_iov(sb, f, A(1), A(2), (int64_t)A(3), false) : -EBADF;
+}
+
+long sys_preadv2(struct sb *sb, const uint64_t a[6], long nr)
+{
+  int fd = (int)A(0);
+  struct file *f;
+  /* preadv2(fd, iov, cnt, pos, pos_high, flags); pos -1: the file offset.
+   * No file here ever waits for I/O (memory, host files, non-blocking
+   * pipes), so RWF_NOWAIT changes nothing; the other flags are hints for
+   * a read. RWF_NOWAIT matters to the pause point (sandbox.c): a read
+   * that does not wait is not a program waiting for input. */
+  if (A(5) & ~(uint64_t)(RWF_HIPRI | RWF_DSYNC | RWF_SYNC | RWF_NOWAIT | RWF_APPEND))
+    return -EOPNOTSUPP;
+  if ((int64_t)A(3) < -1)
+    return -EINVAL;
+  return (f = fs_get(sb, fd)) ? do_iov(sb, f, A(1), A(2), (int64_t)A(3), false) : -EBADF;
+}
+
+long sys_open(struct sb *sb, const uint64_t a[6], long nr)
+{
+  return do_open(sb, AT_FDCWD, A(0), (int)A(1), (unsigned)A(2));
+}
+
+long sys_creat(struct sb *sb, const uint64_t a[6], long nr)
+{
+  return do_open(sb, AT_FDCWD, A(0), O_CREAT | O_WRONLY | O_TRUNC, (unsigned)A(1));
+}
+
+long sys_openat(struct sb *sb, const uint64_t a[6], long nr)
+{
+  return do_open(sb, (int)A(0), A(1), (int)A(2), (unsigned)A(3));
+}
+
+long sys_close(struct sb *sb, const uint64_t a[6], long nr)
+{
+  int fd = (int)A(0);
+  if (!fs_get(sb, fd))
+    return -EBADF;
+  fd_close(sb, fd);
+  return 0;
+}
+
+long sys_fstat(struct sb *sb, const uint64_t a[6], long nr)
+{
   int fd = (int)A(0);
   struct file *f;
   struct stat st;
   long r;
-  switch (nr) {
-  case SYS_read:
-    return (f = fs_get(sb, fd)) ? do_read(sb, f, A(1), A(2), -1) : -EBADF;
-  case SYS_write:
-    return (f = fs_get(sb, fd)) ? do_write(sb, f, A(1), A(2), -1) : -EBADF;
-  case SYS_pread64:
-    return (f = fs_get(sb, fd)) ? ((int64_t)A(3) < 0 ? -EINVAL : do_read(sb, f, A(1), A(2), (int64_t)A(3))) : -EBADF;
-  case SYS_pwrite64:
-    return (f = fs_get(sb, fd)) ? ((int64_t)A(3) < 0 ? -EINVAL : do_write(sb, f, A(1), A(2), (int64_t)A(3))) : -EBADF;
-  case SYS_readv:
-    return (f = fs_get(sb, fd)) ? do_iov(sb, f, A(1), A(2), -1, false) : -EBADF;
-  case SYS_writev:
-    return (f = fs_get(sb, fd)) ? do_iov(sb, f, A(1), A(2), -1, true) : -EBADF;
-  case SYS_preadv:
-    return (f = fs_get(sb, fd)) ? do_iov(sb, f, A(1), A(2), (int64_t)A(3), false) : -EBADF;
-  case SYS_preadv2:
-    /* preadv2(fd, iov, cnt, pos, pos_high, flags); pos -1: the file offset.
-     * No file here ever waits for I/O (memory, host files, non-blocking
-     * pipes), so RWF_NOWAIT changes nothing; the other flags are hints for
-     * a read. RWF_NOWAIT matters to the pause point (sandbox.c): a read
-     * that does not wait is not a program waiting for input. */
-    if (A(5) & ~(uint64_t)(RWF_HIPRI | RWF_DSYNC | RWF_SYNC | RWF_NOWAIT | RWF_APPEND))
-      return -EOPNOTSUPP;
-    if ((int64_t)A(3) < -1)
-      return -EINVAL;
-    return (f = fs_get(sb, fd)) ? do_iov(sb, f, A(1), A(2), (int64_t)A(3), false) : -EBADF;
-  case SYS_open:
-    return do_open(sb, AT_FDCWD, A(0), (int)A(1), (unsigned)A(2));
-  case SYS_creat:
-    return do_open(sb, AT_FDCWD, A(0), O_CREAT | O_WRONLY | O_TRUNC, (unsigned)A(1));
-  case SYS_openat:
-    return do_open(sb, (int)A(0), A(1), (int)A(2), (unsigned)A(3));
-  case SYS_close:
-    if (!fs_get(sb, fd))
-      return -EBADF;
-    fd_close(sb, fd);
-    return 0;
-  case SYS_fstat:
-    if (!(f = fs_get(sb, fd)))
-      return -EBADF;
-    if ((r = file_stat(sb, f, &st)) < 0)
-      return r;
-    return mm_copy_out(sb, A(1), &st, sizeof st);
-  case SYS_stat:
-  case SYS_lstat:
-    if ((r = do_stat_path(sb, AT_FDCWD, A(0), nr == SYS_lstat ? AT_SYMLINK_NOFOLLOW : 0, &st)) < 0)
-      return r;
-    return mm_copy_out(sb, A(1), &st, sizeof st);
-  case SYS_newfstatat:
-    if ((r = do_stat_path(sb, (int)A(0), A(1), (int)A(3), &st)) < 0)
-      return r;
-    return mm_copy_out(sb, A(2), &st, sizeof st);
-  case SYS_statx: {
-    if ((r = do_stat_path(sb, (int)A(0), A(1), (int)A(2), &st)) < 0)
-      return r;
-    struct statx x;
-    stat_to_statx(&st, &x);
-    return mm_copy_out(sb, A(4), &x, sizeof x);
-  }
-  case SYS_lseek: {
-    if (!(f = fs_get(sb, fd)))
-      return -EBADF;
-    int64_t off = (int64_t)A(1);
-    int wh = (int)A(2);
-    if (f->type == F_HOST || f->type == F_DIR) {
-      off_t o = lseek(f->hostfd, off, wh);
-      return o < 0 ? -errno : o;
-    }
-    if (f->type == F_DEV)
-      return 0;
-    if (f->type == F_VDIR) { /* an entry index, as tmpfs directories */
-      if (wh != SEEK_SET && wh != SEEK_CUR)
-        return -EINVAL;
-      st.st_size = 0;
-    } else if (f->type == F_VIRT) {
-      st.st_size = (off_t)f->vlen;
-    } else {
-      tmp_stat(f->node, &st);
-    }
-    int64_t base = wh == SEEK_SET ? 0 : wh == SEEK_CUR ? (int64_t)f->off : wh == SEEK_END ? st.st_size : -1;
-    if (base < 0 || base + off < 0)
-      return -EINVAL;
-    f->off = (uint64_t)(base + off);
-    return (long)f->off;
-  }
-  case SYS_getdents64:
-    return (f = fs_get(sb, fd)) ? do_getdents(sb, f, A(1), A(2)) : -EBADF;
-  case SYS_getcwd: {
-    size_t n = strlen(sb->cwd) + 1;
-    if (A(1) < n)
-      return -ERANGE;
-    r = mm_copy_out(sb, A(0), sb->cwd, n);
-    return r < 0 ? r : (long)n;
-  }
-  case SYS_chdir: {
-    char abs[PATH_MAX];
-    if ((r = resolve(sb, AT_FDCWD, A(0), abs, false)) < 0)
-      return r;
-    return do_chdir_abs(sb, abs);
-  }
-  case SYS_fchdir:
-    if (!(f = fs_get(sb, fd)))
-      return -EBADF;
-    if (f->type != F_DIR && f->type != F_TMPDIR && f->type != F_VDIR)
-      return -ENOTDIR;
-    return do_chdir_abs(sb, f->path);
-  case SYS_readlink:
-    return do_readlink(sb, AT_FDCWD, A(0), A(1), A(2));
-  case SYS_readlinkat:
-    return do_readlink(sb, (int)A(0), A(1), A(2), A(3));
-  case SYS_access:
-    return do_access(sb, AT_FDCWD, A(0), (int)A(1), 0);
-  case SYS_faccessat:
-    return do_access(sb, (int)A(0), A(1), (int)A(2), 0);
-  case SYS_faccessat2:
-    return do_access(sb, (int)A(0), A(1), (int)A(2), (int)A(3));
-  case SYS_dup:
-    if (!(f = fs_get(sb, fd)))
-      return -EBADF;
-    f->refs++;
-    r = fd_install(sb, f, 0, false);
-    if (r < 0)
-      f->refs--;
+  if (!(f = fs_get(sb, fd)))
+    return -EBADF;
+  if ((r = file_stat(sb, f, &st)) < 0)
     return r;
-  case SYS_dup2:
-  case SYS_dup3: {
-    int nfd = (int)A(1);
-    if (!(f = fs_get(sb, fd)))
-      return -EBADF;
-    if (nfd < 0 || nfd >= MAX_FDS)
-      return -EBADF;
-    if (nfd == fd)
-      return nr == SYS_dup3 ? -EINVAL : nfd;
-    f->refs++;
-    fd_close(sb, nfd);
-    sb->fds[nfd] = f;
-    sb->cloexec[nfd] = nr == SYS_dup3 && (A(2) & O_CLOEXEC);
-    return nfd;
+  return mm_copy_out(sb, A(1), &st, sizeof st);
+}
+
+/* stat, lstat */
+long sys_stat(struct sb *sb, const uint64_t a[6], long nr)
+{
+  struct stat st;
+  long r;
+  if ((r = do_stat_path(sb, AT_FDCWD, A(0), nr == SYS_lstat ? AT_SYMLINK_NOFOLLOW : 0, &st)) < 0)
+    return r;
+  return mm_copy_out(sb, A(1), &st, sizeof st);
+}
+
+long sys_newfstatat(struct sb *sb, const uint64_t a[6], long nr)
+{
+  struct stat st;
+  long r;
+  if ((r = do_stat_path(sb, (int)A(0), A(1), (int)A(3), &st)) < 0)
+    return r;
+  return mm_copy_out(sb, A(2), &st, sizeof st);
+}
+
+long sys_statx(struct sb *sb, const uint64_t a[6], long nr)
+{
+  struct stat st;
+  long r;
+  if ((r = do_stat_path(sb, (int)A(0), A(1), (int)A(2), &st)) < 0)
+    return r;
+  struct statx x;
+  stat_to_statx(&st, &x);
+  return mm_copy_out(sb, A(4), &x, sizeof x);
+}
+
+long sys_lseek(struct sb *sb, const uint64_t a[6], long nr)
+{
+  int fd = (int)A(0);
+  struct file *f;
+  struct stat st;
+  if (!(f = fs_get(sb, fd)))
+    return -EBADF;
+  int64_t off = (int64_t)A(1);
+  int wh = (int)A(2);
+  if (f->type == F_HOST || f->type == F_DIR) {
+    off_t o = lseek(f->hostfd, off, wh);
+    return o < 0 ? -errno : o;
   }
-  case SYS_pipe:
-  case SYS_pipe2: {
-    int p[2];
-    if (pipe2(p, O_CLOEXEC | O_NONBLOCK) < 0)
-      return -errno;
-    struct file *rf = file_new(F_HOST, p[0], O_RDONLY, "pipe:"), *wf = file_new(F_HOST, p[1], O_WRONLY, "pipe:");
-    if (!rf || !wf) {
-      if (rf)
-        file_unref(rf);
-      else
-        close(p[0]);
-      if (wf)
-        file_unref(wf);
-      else
-        close(p[1]);
-      return -ENOMEM;
-    }
-    bool ce = nr == SYS_pipe2 && (A(1) & O_CLOEXEC);
-    int g[2] = {fd_install(sb, rf, 0, ce), -1};
-    if (g[0] >= 0)
-      g[1] = fd_install(sb, wf, 0, ce);
-    if (g[1] < 0 || mm_copy_out(sb, A(0), g, sizeof g) < 0) {
-      if (g[0] >= 0)
-        sb->fds[g[0]] = NULL;
-      if (g[1] >= 0)
-        sb->fds[g[1]] = NULL;
+  if (f->type == F_DEV)
+    return 0;
+  if (f->type == F_VDIR) { /* an entry index, as tmpfs directories */
+    if (wh != SEEK_SET && wh != SEEK_CUR)
+      return -EINVAL;
+    st.st_size = 0;
+  } else if (f->type == F_VIRT) {
+    st.st_size = (off_t)f->vlen;
+  } else {
+    tmp_stat(f->node, &st);
+  }
+  int64_t base = wh == SEEK_SET ? 0 : wh == SEEK_CUR ? (int64_t)f->off : wh == SEEK_END ? st.st_size : -1;
+  if (base < 0 || base + off < 0)
+    return -EINVAL;
+  f->off = (uint64_t)(base + off);
+  return (long)f->off;
+}
+
+long sys_getdents64(struct sb *sb, const uint64_t a[6], long nr)
+{
+  int fd = (int)A(0);
+  struct file *f;
+  return (f = fs_get(sb, fd)) ? do_getdents(sb, f, A(1), A(2)) : -EBADF;
+}
+
+long sys_getcwd(struct sb *sb, const uint64_t a[6], long nr)
+{
+  long r;
+  size_t n = strlen(sb->cwd) + 1;
+  if (A(1) < n)
+    return -ERANGE;
+  r = mm_copy_out(sb, A(0), sb->cwd, n);
+  return r < 0 ? r : (long)n;
+}
+
+long sys_chdir(struct sb *sb, const uint64_t a[6], long nr)
+{
+  long r;
+  char abs[PATH_MAX];
+  if ((r = resolve(sb, AT_FDCWD, A(0), abs, false)) < 0)
+    return r;
+  return do_chdir_abs(sb, abs);
+}
+
+long sys_fchdir(struct sb *sb, const uint64_t a[6], long nr)
+{
+  int fd = (int)A(0);
+  struct file *f;
+  if (!(f = fs_get(sb, fd)))
+    return -EBADF;
+  if (f->type != F_DIR && f->type != F_TMPDIR && f->type != F_VDIR)
+    return -ENOTDIR;
+  return do_chdir_abs(sb, f->path);
+}
+
+long sys_readlink(struct sb *sb, const uint64_t a[6], long nr)
+{
+  return do_readlink(sb, AT_FDCWD, A(0), A(1), A(2));
+}
+
+long sys_readlinkat(struct sb *sb, const uint64_t a[6], long nr)
+{
+  return do_readlink(sb, (int)A(0), A(1), A(2), A(3));
+}
+
+long sys_access(struct sb *sb, const uint64_t a[6], long nr)
+{
+  return do_access(sb, AT_FDCWD, A(0), (int)A(1), 0);
+}
+
+long sys_faccessat(struct sb *sb, const uint64_t a[6], long nr)
+{
+  return do_access(sb, (int)A(0), A(1), (int)A(2), 0);
+}
+
+long sys_faccessat2(struct sb *sb, const uint64_t a[6], long nr)
+{
+  return do_access(sb, (int)A(0), A(1), (int)A(2), (int)A(3));
+}
+
+long sys_dup(struct sb *sb, const uint64_t a[6], long nr)
+{
+  int fd = (int)A(0);
+  struct file *f;
+  long r;
+  if (!(f = fs_get(sb, fd)))
+    return -EBADF;
+  f->refs++;
+  r = fd_install(sb, f, 0, false);
+  if (r < 0)
+    f->refs--;
+  return r;
+}
+
+/* dup2, dup3 */
+long sys_dup2(struct sb *sb, const uint64_t a[6], long nr)
+{
+  int fd = (int)A(0);
+  struct file *f;
+  int nfd = (int)A(1);
+  if (!(f = fs_get(sb, fd)))
+    return -EBADF;
+  if (nfd < 0 || nfd >= fd_limit(sb))
+    return -EBADF;
+  if (nfd == fd)
+    return nr == SYS_dup3 ? -EINVAL : nfd;
+  f->refs++;
+  fd_close(sb, nfd);
+  sb->fds[nfd] = f;
+  sb->cloexec[nfd] = nr == SYS_dup3 && (A(2) & O_CLOEXEC);
+  return nfd;
+}
+
+/* pipe, pipe2 */
+long sys_pipe(struct sb *sb, const uint64_t a[6], long nr)
+{
+  int p[2];
+  if (pipe2(p, O_CLOEXEC | O_NONBLOCK) < 0)
+    return -errno;
+  struct file *rf = file_new(F_HOST, p[0], O_RDONLY, "pipe:"), *wf = file_new(F_HOST, p[1], O_WRONLY, "pipe:");
+  if (!rf || !wf) {
+    if (rf)
       file_unref(rf);
+    else
+      close(p[0]);
+    if (wf)
       file_unref(wf);
-      return g[1] < 0 ? -EMFILE : -EFAULT;
-    }
-    return 0;
+    else
+      close(p[1]);
+    return -ENOMEM;
   }
-  case SYS_fcntl:
-    return do_fcntl(sb, fd, (int)A(1), A(2));
-  case SYS_ioctl:
-    return do_ioctl(sb, fd, A(1), A(2));
-  case SYS_poll:
-    return do_poll(sb, A(0), A(1), (int)A(2));
-  case SYS_ppoll: {
-    int ms = -1;
-    if (A(2)) {
-      struct timespec ts;
-      if (mm_copy_in(sb, &ts, A(2), sizeof ts) < 0)
-        return -EFAULT;
-      ms = (int)(ts.tv_sec * 1000 + ts.tv_nsec / 1000000);
-    }
-    return do_poll(sb, A(0), A(1), ms);
+  bool ce = nr == SYS_pipe2 && (A(1) & O_CLOEXEC);
+  int g[2] = {fd_install(sb, rf, 0, ce), -1};
+  if (g[0] >= 0)
+    g[1] = fd_install(sb, wf, 0, ce);
+  if (g[1] < 0 || mm_copy_out(sb, A(0), g, sizeof g) < 0) {
+    if (g[0] >= 0)
+      sb->fds[g[0]] = NULL;
+    if (g[1] >= 0)
+      sb->fds[g[1]] = NULL;
+    file_unref(rf);
+    file_unref(wf);
+    return g[1] < 0 ? -EMFILE : -EFAULT;
   }
-  case SYS_select:
-  case SYS_pselect6:
-    return do_select(sb, nr, a);
-  /* There are no sockets in a sandbox (socket(2) is EACCES): on any fd the
-   * socket calls say what Linux says for a file that is not a socket. */
-  case SYS_connect: case SYS_accept: case SYS_accept4: case SYS_sendto: case SYS_recvfrom:
-  case SYS_sendmsg: case SYS_recvmsg: case SYS_shutdown: case SYS_bind: case SYS_listen:
-  case SYS_getsockname: case SYS_getpeername: case SYS_setsockopt: case SYS_getsockopt:
-  case SYS_sendmmsg: case SYS_recvmmsg:
-    return fs_get(sb, fd) ? -ENOTSOCK : -EBADF;
-  case SYS_mkdir:
-    return do_mkdir(sb, AT_FDCWD, A(0), (unsigned)A(1));
-  case SYS_mkdirat:
-    return do_mkdir(sb, (int)A(0), A(1), (unsigned)A(2));
-  case SYS_unlink:
-    return do_unlink(sb, AT_FDCWD, A(0), 0);
-  case SYS_rmdir:
-    return do_unlink(sb, AT_FDCWD, A(0), AT_REMOVEDIR);
-  case SYS_unlinkat:
-    return do_unlink(sb, (int)A(0), A(1), (int)A(2));
-  case SYS_rename:
-    return do_rename(sb, AT_FDCWD, A(0), AT_FDCWD, A(1));
-  case SYS_renameat:
-  case SYS_renameat2:
-    return do_rename(sb, (int)A(0), A(1), (int)A(2), A(3));
-  case SYS_ftruncate:
-    if (!(f = fs_get(sb, fd)))
-      return -EBADF;
-    if (f->type != F_TMP)
-      return f->type == F_HOST ? -EINVAL : -EROFS;
-    if ((f->flags & O_ACCMODE) == O_RDONLY)
-      return -EINVAL; /* Linux: not open for writing */
-    return truncate_node(sb, f->node, A(1));
-  case SYS_truncate: {
-    char abs[PATH_MAX];
-    if ((r = resolve(sb, AT_FDCWD, A(0), abs, false)) < 0)
-      return r;
-    if (!tmp_is_tmp(abs))
-      return (r = stat_abs(sb, abs, false, &st)) < 0 ? r : -EROFS;
-    struct tnode *n;
-    if ((r = tmp_lookup_err(sb, abs, &n)) < 0)
-      return r;
-    return truncate_node(sb, n, A(1));
+  return 0;
+}
+
+long sys_fcntl(struct sb *sb, const uint64_t a[6], long nr)
+{
+  int fd = (int)A(0);
+  return do_fcntl(sb, fd, (int)A(1), A(2));
+}
+
+long sys_ioctl(struct sb *sb, const uint64_t a[6], long nr)
+{
+  int fd = (int)A(0);
+  return do_ioctl(sb, fd, A(1), A(2));
+}
+
+long sys_poll(struct sb *sb, const uint64_t a[6], long nr)
+{
+  return do_poll(sb, A(0), A(1), (int)A(2));
+}
+
+long sys_ppoll(struct sb *sb, const uint64_t a[6], long nr)
+{
+  int ms = -1;
+  if (A(2)) {
+    struct timespec ts;
+    if (mm_copy_in(sb, &ts, A(2), sizeof ts) < 0)
+      return -EFAULT;
+    ms = (int)(ts.tv_sec * 1000 + ts.tv_nsec / 1000000);
   }
-  case SYS_flock:
-    return do_flock(sb, fd, A(1));
-  case SYS_fsync:
-  case SYS_fdatasync:
-  case SYS_fadvise64:
-    return fs_get(sb, fd) ? 0 : -EBADF;
-  case SYS_umask:
-    r = sb->umask;
-    sb->umask = A(0) & 0777;
+  return do_poll(sb, A(0), A(1), ms);
+}
+
+/* select, pselect6 */
+long sys_select(struct sb *sb, const uint64_t a[6], long nr)
+{
+  return do_select(sb, nr, a);
+}
+
+/* There are no sockets in a sandbox (socket(2) is EACCES): on any fd the
+ * socket calls say what Linux says for a file that is not a socket. */
+long sys_connect(struct sb *sb, const uint64_t a[6], long nr)
+{
+  int fd = (int)A(0);
+  return fs_get(sb, fd) ? -ENOTSOCK : -EBADF;
+}
+
+long sys_mkdir(struct sb *sb, const uint64_t a[6], long nr)
+{
+  return do_mkdir(sb, AT_FDCWD, A(0), (unsigned)A(1));
+}
+
+long sys_mkdirat(struct sb *sb, const uint64_t a[6], long nr)
+{
+  return do_mkdir(sb, (int)A(0), A(1), (unsigned)A(2));
+}
+
+long sys_unlink(struct sb *sb, const uint64_t a[6], long nr)
+{
+  return do_unlink(sb, AT_FDCWD, A(0), 0);
+}
+
+long sys_rmdir(struct sb *sb, const uint64_t a[6], long nr)
+{
+  return do_unlink(sb, AT_FDCWD, A(0), AT_REMOVEDIR);
+}
+
+long sys_unlinkat(struct sb *sb, const uint64_t a[6], long nr)
+{
+  return do_unlink(sb, (int)A(0), A(1), (int)A(2));
+}
+
+long sys_rename(struct sb *sb, const uint64_t a[6], long nr)
+{
+  return do_rename(sb, AT_FDCWD, A(0), AT_FDCWD, A(1));
+}
+
+/* renameat, renameat2 */
+long sys_renameat(struct sb *sb, const uint64_t a[6], long nr)
+{
+  return do_rename(sb, (int)A(0), A(1), (int)A(2), A(3));
+}
+
+long sys_ftruncate(struct sb *sb, const uint64_t a[6], long nr)
+{
+  int fd = (int)A(0);
+  struct file *f;
+  if (!(f = fs_get(sb, fd)))
+    return -EBADF;
+  if (f->type != F_TMP)
+    return f->type == F_HOST ? -EINVAL : -EROFS;
+  if ((f->flags & O_ACCMODE) == O_RDONLY)
+    return -EINVAL; /* Linux: not open for writing */
+  return truncate_node(sb, f->node, A(1));
+}
+
+long sys_truncate(struct sb *sb, const uint64_t a[6], long nr)
+{
+  struct stat st;
+  long r;
+  char abs[PATH_MAX];
+  if ((r = resolve(sb, AT_FDCWD, A(0), abs, false)) < 0)
     return r;
-  case SYS_chmod:
-  case SYS_fchmodat:
-  case SYS_chown:
-  case SYS_lchown:
-  case SYS_fchownat:
-  case SYS_fchmod:
-  case SYS_fchown:
-  case SYS_utime:
-  case SYS_utimes:
-  case SYS_futimesat:
-  case SYS_utimensat:
-    return do_setattr(sb, nr, a);
-  case SYS_sendfile:
-    return do_sendfile(sb, (int)A(0), (int)A(1), A(2), A(3));
-  case SYS_getxattr:
-  case SYS_lgetxattr:
-  case SYS_listxattr:
-  case SYS_llistxattr: {
-    /* No extended attributes anywhere in the sandbox (ls -l asks for ACLs
-     * and security labels): ENODATA / an empty list for a file that exists. */
-    char abs[PATH_MAX];
-    if ((r = resolve(sb, AT_FDCWD, A(0), abs, false)) < 0)
-      return r;
-    if ((r = stat_abs(sb, abs, nr == SYS_lgetxattr || nr == SYS_llistxattr, &st)) < 0)
-      return r;
-    return nr == SYS_getxattr || nr == SYS_lgetxattr ? -ENODATA : 0;
+  if (!tmp_is_tmp(abs))
+    return (r = stat_abs(sb, abs, false, &st)) < 0 ? r : -EROFS;
+  struct tnode *n;
+  if ((r = tmp_lookup_err(sb, abs, &n)) < 0)
+    return r;
+  return truncate_node(sb, n, A(1));
+}
+
+long sys_flock(struct sb *sb, const uint64_t a[6], long nr)
+{
+  int fd = (int)A(0);
+  return do_flock(sb, fd, A(1));
+}
+
+/* fsync, fdatasync, fadvise64 */
+long sys_fsync(struct sb *sb, const uint64_t a[6], long nr)
+{
+  int fd = (int)A(0);
+  return fs_get(sb, fd) ? 0 : -EBADF;
+}
+
+long sys_umask(struct sb *sb, const uint64_t a[6], long nr)
+{
+  long r;
+  r = sb->umask;
+  sb->umask = A(0) & 0777;
+  return r;
+}
+
+/* chmod, fchmodat, chown, lchown, fchownat, fchmod, fchown, utime, utimes, futimesat, utimensat */
+long sys_chmod(struct sb *sb, const uint64_t a[6], long nr)
+{
+  return do_setattr(sb, nr, a);
+}
+
+long sys_sendfile(struct sb *sb, const uint64_t a[6], long nr)
+{
+  return do_sendfile(sb, (int)A(0), (int)A(1), A(2), A(3));
+}
+
+/* getxattr, lgetxattr, listxattr, llistxattr */
+long sys_getxattr(struct sb *sb, const uint64_t a[6], long nr)
+{
+  struct stat st;
+  long r;
+  /* No extended attributes anywhere in the sandbox (ls -l asks for ACLs
+   * and security labels): ENODATA / an empty list for a file that exists. */
+  char abs[PATH_MAX];
+  if ((r = resolve(sb, AT_FDCWD, A(0), abs, false)) < 0)
+    return r;
+  if ((r = stat_abs(sb, abs, nr == SYS_lgetxattr || nr == SYS_llistxattr, &st)) < 0)
+    return r;
+  return nr == SYS_getxattr || nr == SYS_lgetxattr ? -ENODATA : 0;
+}
+
+/* fgetxattr, flistxattr */
+long sys_fgetxattr(struct sb *sb, const uint64_t a[6], long nr)
+{
+  int fd = (int)A(0);
+  if (!fs_get(sb, fd))
+    return -EBADF;
+  return nr == SYS_fgetxattr ? -ENODATA : 0;
+}
+
+/* setxattr, lsetxattr, fsetxattr, removexattr, lremovexattr, fremovexattr */
+long sys_setxattr(struct sb *sb, const uint64_t a[6], long nr)
+{
+  return -ENOTSUP;
+}
+
+/* statfs, fstatfs */
+long sys_statfs(struct sb *sb, const uint64_t a[6], long nr)
+{
+  struct {
+    int64_t type, bsize, blocks, bfree, bavail, files, ffree;
+    int32_t fsid[2];
+    int64_t namelen, frsize, flags, spare[4];
+  } s = {.type = 0x01021994, .bsize = 4096, .namelen = 255, .frsize = 4096};
+  return mm_copy_out(sb, A(1), &s, sizeof s);
+}
+
+/* socket, socketpair */
+long sys_socket(struct sb *sb, const uint64_t a[6], long nr)
+{
+  return -EACCES;
+}
+
+/* ---- state file (snapshot.c orchestrates) ---- */
+
+/* The working directory and the umask. */
+void fs_save_cwd(struct sb *sb, struct wbuf *w)
+{
+  w_str(w, sb->cwd);
+  w_u64(w, sb->umask);
+}
+
+int fs_load_cwd(struct sb *sb, struct rbuf *r, const char *name)
+{
+  r_str(r, sb->cwd, sizeof sb->cwd);
+  sb->umask = (unsigned)r_u64(r) & 0777;
+  if (r->err || sb->cwd[0] != '/')
+    return cf_fail(EINVAL, "template '%s': malformed state file", name);
+  return 0;
+}
+
+/* The /tmp tree (tmpfs.c tmp_save), every distinct open file once (host
+ * files by path, flags and offset; the sandbox's stdio as such; /tmp files
+ * by node), then the fd table referring to them. -1 + cf_error (ENOTSUP:
+ * an open pipe, a shared /tmp mapping). */
+int fs_save(struct sb *sb, struct wbuf *w)
+{
+  /* Files: each distinct struct file once, fds refer to them by index. */
+  struct file *files[MAX_FDS];
+  struct tnode *nodes[MAX_FDS];
+  int nf = 0, nn = 0;
+  if (sb->nshmaps)
+    return cf_fail(ENOTSUP, "a MAP_SHARED mapping of a /tmp file cannot be saved (it is a copy the shim keeps "
+                            "coherent, and the state does not record it): unmap it before the pause");
+  for (int i = 0; i < MAX_FDS; i++)
+    if (sb->fds[i])
+      sb->fds[i]->save_id = -1;
+  for (int i = 0; i < MAX_FDS; i++) {
+    struct file *f = sb->fds[i];
+    if (!f || f->save_id >= 0)
+      continue;
+    if (f->type == F_HOST && f->stdio < 0 && strncmp(f->path, "pipe:", 5) == 0)
+      return cf_fail(ENOTSUP, "fd %d is a pipe: a sandbox with an open pipe cannot be saved", i);
+    f->save_id = nf;
+    files[nf++] = f;
+    if (f->node)
+      nodes[nn++] = f->node;
   }
-  case SYS_fgetxattr:
-  case SYS_flistxattr:
-    if (!fs_get(sb, fd))
-      return -EBADF;
-    return nr == SYS_fgetxattr ? -ENODATA : 0;
-  case SYS_setxattr:
-  case SYS_lsetxattr:
-  case SYS_fsetxattr:
-  case SYS_removexattr:
-  case SYS_lremovexattr:
-  case SYS_fremovexattr:
-    return -ENOTSUP;
-  case SYS_statfs:
-  case SYS_fstatfs: {
-    struct {
-      int64_t type, bsize, blocks, bfree, bavail, files, ffree;
-      int32_t fsid[2];
-      int64_t namelen, frsize, flags, spare[4];
-    } s = {.type = 0x01021994, .bsize = 4096, .namelen = 255, .frsize = 4096};
-    return mm_copy_out(sb, A(1), &s, sizeof s);
+  if (tmp_save(sb->tmpfs, w, nodes, (size_t)nn) < 0)
+    return cf_fail(ENOMEM, "out of memory");
+  w_u64(w, (uint64_t)nf);
+  for (int i = 0; i < nf; i++) {
+    struct file *f = files[i];
+    w_u64(w, f->type);
+    w_u64(w, (uint64_t)f->flags);
+    w_u64(w, (uint64_t)(int64_t)f->stdio);
+    w_str(w, f->path);
+    w_u64(w, f->node ? tmp_node_id(f->node) : 0);
+    uint64_t off = f->off;
+    if ((f->type == F_HOST && f->stdio < 0) || f->type == F_DIR) {
+      off_t o = lseek(f->hostfd, 0, SEEK_CUR);
+      off = o < 0 ? 0 : (uint64_t)o;
+    }
+    w_u64(w, off);
   }
+  int nfd = 0;
+  for (int i = 0; i < MAX_FDS; i++)
+    nfd += sb->fds[i] != NULL;
+  w_u64(w, (uint64_t)nfd);
+  for (int i = 0; i < MAX_FDS; i++)
+    if (sb->fds[i]) {
+      w_u64(w, (uint64_t)i);
+      w_u64(w, (uint64_t)sb->fds[i]->save_id);
+      w_u64(w, sb->cloexec[i]);
+    }
+  return w->err ? cf_fail(ENOMEM, "out of memory") : 0;
+}
+
+#define BAD(what)                                                  \
+  do {                                                             \
+    cf_fail(EINVAL, "template '%s': %s", name, what);              \
+    goto err;                                                      \
+  } while (0)
+
+/* Loads what fs_save wrote: the /tmp tree into guest memory's /tmp region,
+ * the files (host files reopened under the root, stdio bound to this
+ * sandbox's, /proc and /dev opened as this sandbox's), the fd table. -1 +
+ * cf_error, sb holding what was loaded so far (fs_fini frees it). */
+int fs_load(struct sb *sb, struct rbuf *r, const char *name)
+{
+  char buf[PATH_MAX];
+  struct tnode **nodes = NULL;
+  size_t nnodes = 0;
+  struct file **files = NULL;
+  uint64_t nf = 0;
+  uint64_t tb = TMP_BASE(sb->mem_size);
+  if (!(sb->tmpfs = tmp_new(sb->mem, tb, TMP_SIZE(sb->mem_size)))) {
+    cf_fail(ENOMEM, "out of memory");
+    goto err;
   }
-  *handled = false;
-  return -ENOSYS;
+  if (tmp_load(sb->tmpfs, r, &nodes, &nnodes) < 0)
+    BAD("bad /tmp tree");
+  nf = r_u64(r);
+  if (r->err || nf > MAX_FDS)
+    BAD("bad file table");
+  if (!(files = calloc(nf ? nf : 1, sizeof *files))) {
+    cf_fail(ENOMEM, "out of memory");
+    goto err;
+  }
+  for (uint64_t i = 0; i < nf; i++) {
+    uint64_t type = r_u64(r), flags = r_u64(r);
+    int64_t stdio = (int64_t)r_u64(r);
+    r_str(r, buf, sizeof buf);
+    uint64_t node = r_u64(r), off = r_u64(r);
+    if (r->err || type > F_VDIR || stdio < -1 || stdio > 2 || node > nnodes)
+      BAD("bad file table");
+    struct file *f = NULL;
+    int fl = (int)(flags & (O_ACCMODE | O_APPEND | O_NONBLOCK));
+    if (stdio >= 0) {
+      int h = fcntl(sb->opts->stdio[stdio], F_DUPFD_CLOEXEC, 3);
+      if (h < 0) {
+        f = file_new(F_DEV, -1, fl, "/dev/null"); /* a closed stdio reads EOF, writes vanish */
+      } else {
+        int hfl = fcntl(h, F_GETFL);
+        f = file_new(F_HOST, h, hfl < 0 ? O_RDWR : (hfl & (O_ACCMODE | O_APPEND)), NULL);
+        if (!f)
+          close(h);
+      }
+      if (f)
+        f->stdio = (int)stdio;
+    } else if (type == F_VIRT || type == F_VDIR || ((type == F_HOST || type == F_DIR) && virt_is_virt(buf))) {
+      /* /proc, /dev (and /dev/tty, a host terminal): opened again, as the child's */
+      const struct vent *v;
+      int arg;
+      char vp[PATH_MAX];
+      snprintf(vp, sizeof vp, "%s", buf);
+      long e = virt_path(sb, vp, sizeof vp, true);
+      if (e == 0)
+        e = virt_lookup(sb, vp, &v, &arg);
+      if (e == 0)
+        e = virt_open(sb, v, arg, vp, fl, &f);
+      if (e < 0) {
+        cf_fail((int)-e, "template '%s': reopening %s: %s", name, buf, strerror((int)-e));
+        goto err;
+      }
+      f->off = off;
+    } else if (type == F_HOST || type == F_DIR) {
+      /* O_NONBLOCK: a state file naming a FIFO must not hang the fork */
+      long h = host_openat2(sb, buf, O_RDONLY | O_NONBLOCK | (type == F_DIR ? O_DIRECTORY : 0));
+      if (h < 0) {
+        cf_fail((int)-h, "template '%s': reopening %s: %s", name, buf, strerror((int)-h));
+        goto err;
+      }
+      if (!(fl & O_NONBLOCK))
+        fcntl((int)h, F_SETFL, fcntl((int)h, F_GETFL) & ~O_NONBLOCK);
+      if (off)
+        lseek((int)h, (off_t)off, SEEK_SET);
+      f = file_new((enum file_type)type, (int)h, fl, buf);
+      if (!f)
+        close((int)h);
+    } else if (type == F_TMP || type == F_TMPDIR) {
+      if (!node || tmp_is_dir(nodes[node - 1]) != (type == F_TMPDIR))
+        BAD("bad file table");
+      f = file_new((enum file_type)type, -1, fl, buf);
+      if (f) {
+        f->node = nodes[node - 1];
+        tmp_ref(f->node);
+        f->off = off;
+      }
+    } else {
+      f = file_new(F_DEV, -1, fl, buf);
+    }
+    if (!f) {
+      cf_fail(ENOMEM, "out of memory");
+      goto err;
+    }
+    files[i] = f;
+  }
+  /* Unlinked nodes no file took: cannot happen from save_state; drop them. */
+  for (size_t i = 1; i < nnodes; i++)
+    if (nodes[i] && !tmp_is_linked(nodes[i]) && tmp_refs(nodes[i]) == 0) {
+      tmp_free(nodes[i]);
+      nodes[i] = NULL;
+    }
+  uint64_t nfd = r_u64(r);
+  if (r->err || nfd > MAX_FDS)
+    BAD("bad fd table");
+  for (uint64_t i = 0; i < nfd; i++) {
+    uint64_t fd = r_u64(r), idx = r_u64(r), ce = r_u64(r);
+    if (r->err || fd >= MAX_FDS || idx >= nf || sb->fds[fd])
+      BAD("bad fd table");
+    files[idx]->refs++;
+    sb->fds[fd] = files[idx];
+    sb->cloexec[fd] = ce != 0;
+  }
+  for (uint64_t i = 0; i < nf; i++)
+    file_unref(files[i]); /* the table holds the references now */
+  free(files);
+  free(nodes);
+  return 0;
+err:
+  /* Unlinked /tmp nodes no file took are owned by nothing yet (the ones
+   * files took go with the files). */
+  for (size_t i = 1; nodes && i < nnodes; i++)
+    if (nodes[i] && !tmp_is_linked(nodes[i]) && tmp_refs(nodes[i]) == 0)
+      tmp_free(nodes[i]);
+  for (uint64_t i = 0; files && i < nf; i++)
+    if (files[i])
+      file_unref(files[i]);
+  free(files);
+  free(nodes);
+  return -1;
 }

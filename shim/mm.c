@@ -35,6 +35,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "internal.h"
 #include "shim/shim.h"
 
 const struct hostfile *hostfile_get(struct sb *sb, int fd)
@@ -657,4 +658,202 @@ int mm_copy_in(struct sb *sb, void *dst, uint64_t addr, uint64_t len)
     return -EFAULT;
   memcpy(dst, p, len);
   return 0;
+}
+
+/* ---- the system calls (systab.c's table) ---- */
+
+static long do_mmap(struct sb *sb, const uint64_t a[6])
+{
+  uint64_t addr = A(0), len = A(1), off = A(5);
+  int prot = (int)A(2), flags = (int)A(3), fd = (int)A(4);
+  int type = flags & MAP_TYPE;
+  if (len == 0 || off % PAGE || (type != MAP_PRIVATE && type != MAP_SHARED && type != MAP_SHARED_VALIDATE))
+    return -EINVAL;
+  if (len > sb->mem_size)
+    return -ENOMEM; /* Linux: more than the address space can hold */
+  len = PAGE_UP(len);
+  uint64_t at;
+  if (flags & (MAP_FIXED | MAP_FIXED_NOREPLACE)) {
+    if (addr % PAGE)
+      return -EINVAL;
+    if (mm_reserved(sb, addr, len))
+      return -ENOMEM; /* the shim's own memory: not part of the guest's address space */
+    if ((flags & MAP_FIXED_NOREPLACE) && !mm_is_free(sb, addr, len))
+      return -EEXIST;
+    at = addr;
+  } else if (addr && addr % PAGE == 0 && mm_is_free(sb, addr, len)) {
+    at = addr;
+  } else {
+    at = mm_find_free(sb, len);
+    if (!at)
+      return -ENOMEM;
+  }
+  long r;
+  if (flags & MAP_ANONYMOUS) {
+    r = mm_map_anon(sb, at, len, prot);
+    return r < 0 ? r : (long)at;
+  }
+  struct file *f = fs_get(sb, fd);
+  if (!f)
+    return -EBADF;
+  if (f->type == F_HOST) {
+    /* A host backing: map the file's pages copy-on-write (mm.c). */
+    if ((f->flags & O_ACCMODE) == O_WRONLY)
+      return -EACCES;
+    if ((flags & MAP_TYPE) == MAP_SHARED && (prot & PROT_WRITE))
+      return -EACCES; /* the root is read-only: a shared writable mapping cannot be honoured */
+    const struct hostfile *h = hostfile_get(sb, f->hostfd);
+    if (!h)
+      return errno == ENODEV ? -ENODEV : -errno;
+    /* Pages wholly past the end of the file become anonymous zeros, so
+     * that the VMM never touches a mapping that would raise SIGBUS. */
+    uint64_t fsize = PAGE_UP(h->size), flen = 0;
+    if (off < fsize)
+      flen = fsize - off < len ? fsize - off : len;
+    if (flen && (r = mm_map_file(sb, at, flen, prot, h->fd, off)) < 0)
+      return r;
+    if (flen < len && (r = mm_map_anon(sb, at + flen, len - flen, prot)) < 0)
+      return r;
+    return (long)at;
+  }
+  if (f->type == F_TMP || (f->type == F_DEV && f->dev == 5 /* /dev/zero */)) {
+    int acc = f->flags & O_ACCMODE;
+    if (acc == O_WRONLY || (type != MAP_PRIVATE && (prot & PROT_WRITE) && acc != O_RDWR))
+      return -EACCES;
+    if ((r = mm_map_anon(sb, at, len, PROT_READ | PROT_WRITE)) < 0)
+      return r;
+    if (f->type == F_TMP) {
+      /* No host backing (its data is in guest memory): copy. A shared
+       * mapping stays coherent with the file (mm.c, mm_shared_*). */
+      mm_shared_flush(sb, f->node);
+      long n = tmp_read(f->node, sb->mem + at, len, off);
+      if (n > 0)
+        sb->pages_copied += PAGE_UP((uint64_t)n) / PAGE;
+      if (type != MAP_PRIVATE && (r = mm_shared_add(sb, at, len, f->node, off)) < 0) {
+        mm_unmap(sb, at, len);
+        return r;
+      }
+    }
+    if (prot != (PROT_READ | PROT_WRITE) && (r = mm_protect(sb, at, len, prot)) < 0)
+      return r;
+    return (long)at;
+  }
+  return -ENODEV;
+}
+
+static long do_brk(struct sb *sb, uint64_t addr)
+{
+  /* Out of range (below the start, or past where mmap begins, which also
+   * keeps PAGE_UP from wrapping): the break stays, as Linux. */
+  if (addr < sb->brk_start || addr > sb->mmap_top)
+    return (long)sb->brk_cur;
+  uint64_t old = PAGE_UP(sb->brk_cur), new = PAGE_UP(addr);
+  if (new > old) {
+    if (!mm_is_free(sb, old, new - old) || new > sb->mmap_top)
+      return (long)sb->brk_cur;
+    if (mm_map_anon(sb, old, new - old, PROT_READ | PROT_WRITE) < 0)
+      return (long)sb->brk_cur;
+  } else if (new < old) {
+    mm_unmap(sb, new, old - new);
+  }
+  sb->brk_cur = addr;
+  return (long)addr;
+}
+
+long sys_mmap(struct sb *sb, const uint64_t a[6], long nr)
+{
+  return do_mmap(sb, a);
+}
+
+long sys_munmap(struct sb *sb, const uint64_t a[6], long nr)
+{
+  if (A(0) % PAGE || !A(1))
+    return -EINVAL;
+  return mm_unmap(sb, A(0), A(1));
+}
+
+long sys_mprotect(struct sb *sb, const uint64_t a[6], long nr)
+{
+  if (A(0) % PAGE)
+    return -EINVAL;
+  return A(1) ? mm_protect(sb, A(0), A(1), (int)A(2)) : 0;
+}
+
+long sys_brk(struct sb *sb, const uint64_t a[6], long nr)
+{
+  return do_brk(sb, A(0));
+}
+
+long sys_madvise(struct sb *sb, const uint64_t a[6], long nr)
+{
+  if (A(2) == MADV_DONTNEED && mm_ptr(sb, A(0), A(1), 0) && A(0) % PAGE == 0 && A(1))
+    return mm_zero(sb, A(0), A(1));
+  return 0;
+}
+
+long sys_mremap(struct sb *sb, const uint64_t a[6], long nr)
+{
+  return -ENOMEM;
+}
+
+long sys_msync(struct sb *sb, const uint64_t a[6], long nr)
+{
+  return mm_sync(sb, A(0), A(1), (int)A(2));
+}
+
+/* mlock, munlock */
+long sys_mlock(struct sb *sb, const uint64_t a[6], long nr)
+{
+  return 0;
+}
+
+/* ---- state file (snapshot.c orchestrates) ---- */
+
+/* The break, the mmap top and the VMA list. */
+void mm_save(struct sb *sb, struct wbuf *w)
+{
+  w_u64(w, sb->brk_start);
+  w_u64(w, sb->brk_cur);
+  w_u64(w, sb->mmap_top);
+  w_u64(w, (uint64_t)sb->nvma);
+  for (int i = 0; i < sb->nvma; i++) {
+    w_u64(w, sb->vmas[i].start);
+    w_u64(w, sb->vmas[i].end);
+    w_u64(w, (uint64_t)sb->vmas[i].prot | (uint64_t)sb->vmas[i].file << 8);
+  }
+}
+
+#define BAD(what)                                                  \
+  do {                                                             \
+    cf_fail(EINVAL, "template '%s': %s", name, what);              \
+    goto err;                                                      \
+  } while (0)
+
+int mm_load(struct sb *sb, struct rbuf *r, const char *name)
+{
+  sb->brk_start = r_u64(r);
+  sb->brk_cur = r_u64(r);
+  sb->mmap_top = r_u64(r);
+  uint64_t nvma = r_u64(r);
+  if (r->err || nvma > MAX_VMAS || sb->mmap_top > MMAP_TOP(sb->mem_size))
+    BAD("malformed state file");
+  if (mm_vmas_reserve(sb, (int)nvma) < 0)
+    return cf_fail(ENOMEM, "out of memory");
+  uint64_t prev = CF_VM_USER_BASE, tb = TMP_BASE(sb->mem_size), te = tb + TMP_SIZE(sb->mem_size);
+  for (uint64_t i = 0; i < nvma; i++) {
+    struct vma *v = &sb->vmas[i];
+    v->start = r_u64(r);
+    v->end = r_u64(r);
+    uint64_t pf = r_u64(r);
+    v->prot = (int)(pf & 7);
+    v->file = (pf >> 8) & 1;
+    if (r->err || v->start < prev || v->end <= v->start || v->end > sb->mem_size || v->start % PAGE ||
+        v->end % PAGE || (v->start < te && v->end > tb) || (pf & ~0x107ull))
+      BAD("bad VMA list");
+    prev = v->end;
+  }
+  sb->nvma = (int)nvma;
+  return 0;
+err:
+  return -1;
 }

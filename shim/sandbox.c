@@ -143,20 +143,11 @@ static bool fd0_pollin(struct sb *sb, long nr, const uint64_t a[6])
  * the request ran. */
 static bool reads_fd0(struct sb *sb, long nr, const uint64_t a[6])
 {
-  switch (nr) {
-  case SYS_preadv2:
-    return a[0] == 0 && !(a[5] & RWF_NOWAIT);
-  case SYS_read:
-  case SYS_readv:
-  case SYS_pread64:
-  case SYS_preadv:
-    return a[0] == 0;
-  case SYS_poll:
-  case SYS_ppoll:
-  case SYS_select:
-  case SYS_pselect6:
+  unsigned fl = sys_flags(nr);
+  if (fl & CF_SYSCALL_FD0)
+    return a[0] == 0 && !(nr == SYS_preadv2 && (a[5] & RWF_NOWAIT));
+  if (fl & CF_SYSCALL_READY)
     return fd0_pollin(sb, nr, a);
-  }
   return false;
 }
 

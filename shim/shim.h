@@ -8,6 +8,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/time.h>
 #include <sys/types.h>
@@ -109,6 +110,16 @@ struct sb {
   uint64_t pending_kernel;  /* of them raised by a timer (si_code SI_KERNEL) */
   uint64_t saved_mask;      /* rt_sigsuspend: the mask to restore after the handler */
   bool have_saved_mask;
+
+  /* the alternate signal stack (signal.c, sigaltstack): size 0 when there
+   * is none; flags: SS_AUTODISARM or 0 */
+  uint64_t ss_sp, ss_size;
+  int ss_flags;
+
+  /* resource limits (task.c): rlim[r] holds limit r when bit r of rlim_set
+   * says the program set it, else the limit is rlim_default's */
+  struct rlimit rlim[RLIM_NLIMITS];
+  uint32_t rlim_set;
 
   /* interval timers (timer.c), by ITIMER_REAL, _VIRTUAL, _PROF: value is
    * the absolute expiry (REAL: CLOCK_MONOTONIC ns; the others: guest CPU
@@ -287,7 +298,6 @@ int fs_init(struct sb *sb, const char *root, const int stdio[3]);
 void fs_fini(struct sb *sb);
 /* Open a host file read-only under the root (for the loader): host fd or -errno. */
 int fs_open_host(struct sb *sb, int dirfd, const char *path, int flags);
-long fs_syscall(struct sb *sb, long nr, const uint64_t a[6], bool *handled);
 struct file *fs_get(struct sb *sb, int fd);
 struct file *file_new(enum file_type t, int hostfd, int flags, const char *path);
 void file_unref(struct file *f);
@@ -325,11 +335,51 @@ int virt_dev_of(const char *path);
 long virt_sethostname(struct sb *sb, const char *name, uint64_t len);
 const char *virt_boot_id(struct sb *sb);
 
-/* syscall.c */
+/* systab.c: the system-call table and dispatch */
 long sys_dispatch(struct sb *sb, long nr, const uint64_t a[6]);
+/* The name of call nr (NULL: not a Linux x86-64 call), its CF_SYSCALL_* flags. */
 const char *sys_name(long nr);
+unsigned sys_flags(long nr);
 /* sys_dispatch's result when the handler set the registers itself. */
 #define SYS_NORETURN (-4096L - 1)
+/* A result meaning: restart the call after a SA_RESTART handler, else EINTR
+ * (Linux's ERESTARTSYS; never seen by the program). */
+#define RESTARTSYS 512
+/* The i-th argument of a handler's call. */
+#define A(i) (a[i])
+/* The system-call handlers (systab.c's table), by file. nr: the number
+ * called (one handler may serve several). */
+typedef long sys_fn(struct sb *sb, const uint64_t a[6], long nr);
+/* mm.c */
+sys_fn sys_brk, sys_madvise, sys_mlock, sys_mmap, sys_mprotect, sys_mremap, sys_msync, sys_munmap;
+/* fs.c */
+sys_fn sys_access, sys_chdir, sys_chmod, sys_close, sys_connect, sys_creat, sys_dup, sys_dup2, sys_faccessat,
+    sys_faccessat2, sys_fchdir, sys_fcntl, sys_fgetxattr, sys_flock, sys_fstat, sys_fsync, sys_ftruncate, sys_getcwd,
+    sys_getdents64, sys_getxattr, sys_ioctl, sys_lseek, sys_mkdir, sys_mkdirat, sys_newfstatat, sys_open, sys_openat,
+    sys_pipe, sys_poll, sys_ppoll, sys_pread64, sys_preadv, sys_preadv2, sys_pwrite64, sys_read, sys_readlink,
+    sys_readlinkat, sys_readv, sys_rename, sys_renameat, sys_rmdir, sys_select, sys_sendfile, sys_setxattr,
+    sys_socket, sys_stat, sys_statfs, sys_statx, sys_truncate, sys_umask, sys_unlink, sys_unlinkat, sys_write,
+    sys_writev;
+/* signal.c */
+sys_fn sys_kill, sys_pause, sys_rt_sigaction, sys_rt_sigpending, sys_rt_sigprocmask, sys_rt_sigreturn,
+    sys_rt_sigsuspend, sys_sigaltstack, sys_tgkill, sys_tkill;
+/* timer.c */
+sys_fn sys_alarm, sys_clock_getres, sys_clock_gettime, sys_clock_nanosleep, sys_getitimer, sys_gettimeofday,
+    sys_nanosleep, sys_setitimer, sys_time, sys_times;
+/* task.c */
+sys_fn sys_arch_prctl, sys_clone, sys_clone3, sys_execve, sys_exit, sys_fork, sys_futex, sys_getgid, sys_getgroups,
+    sys_getpgrp, sys_getpid, sys_getppid, sys_getrandom, sys_getresuid, sys_getrlimit, sys_prlimit64, sys_getrusage, sys_gettid,
+    sys_getuid, sys_prctl, sys_sched_getaffinity, sys_sched_yield, sys_set_robust_list, sys_set_tid_address,
+    sys_setgroups, sys_sethostname, sys_setpgid, sys_setrlimit, sys_setuid, sys_sysinfo, sys_uname, sys_wait4;
+
+/* task.c */
+/* Resource limit res (< RLIM_NLIMITS) of the sandbox. */
+void rlim_get(struct sb *sb, int res, struct rlimit *rl);
+/* How many fds the program may have: RLIMIT_NOFILE's soft limit, at most
+ * MAX_FDS. */
+int fd_limit(struct sb *sb);
+
+/* signal.c */
 /* A synchronous fault at user state u: run the handler or end the sandbox. */
 void sig_fault(struct sb *sb, int sig, int code, uint64_t addr, struct cf_vm_regs *u);
 /* A signal raised by the shim (a timer): pending, or dropped when ignored. */
@@ -340,6 +390,11 @@ bool sig_deliverable(struct sb *sb);
 /* At a kick exit: expire timers, deliver one signal if the program is in
  * its own code (the registers are its current ones). */
 void sig_at_kick(struct sb *sb);
+/* After system call nr with result: deliver one pending, unblocked signal;
+ * -RESTARTSYS restarts the call or becomes EINTR. The result to return. */
+long signal_after_syscall(struct sb *sb, long nr, long result);
+/* End the sandbox by signal sig. */
+void kill_sandbox(struct sb *sb, int sig);
 /* End the sandbox: the program waits for what nothing can bring
  * (what: the call). SYS_NORETURN. */
 long wait_forever(struct sb *sb, const char *what);
@@ -352,6 +407,9 @@ uint64_t mono_ns(void);
 uint64_t thread_cpu_ns(void);
 /* The guest's CPU time: the earlier runs' plus this run's so far. */
 uint64_t guest_cpu_ns(struct sb *sb);
+bool ts_valid(const struct timespec *ts);
+/* now on clk + rel (saturated) */
+struct timespec ts_after(clockid_t clk, const struct timespec *rel);
 long do_setitimer(struct sb *sb, long which, uint64_t new_addr, uint64_t old_addr);
 long do_getitimer(struct sb *sb, long which, uint64_t addr);
 long do_alarm(struct sb *sb, unsigned secs);
@@ -369,7 +427,7 @@ long sig_wait(struct sb *sb, clockid_t clk, const struct timespec *deadline);
  * signals interrupt (-EINTR); ends the sandbox (SYS_NORETURN) when nothing
  * can end it (no host fd, no timeout, no timer). */
 long sig_poll(struct sb *sb, struct pollfd *fds, unsigned long n, int timeout_ms);
-/* Interval timers in a state file (snapshot.c): remaining times. */
+/* Interval timers in a state file (version 2): remaining times. */
 void itimer_save(struct sb *sb, struct wbuf *w);
 int itimer_load(struct sb *sb, struct rbuf *r);
 
@@ -438,6 +496,30 @@ uint64_t tmp_node_id(struct tnode *n); /* after tmp_save: 1.. */
 /* Rebuilds the tree (nodes by id into *nodes, malloc'ed, (*nodes)[id-1]). */
 int tmp_load(struct tmpfs *fs, struct rbuf *r, struct tnode ***nodes, size_t *nnodes);
 void tmp_pages(struct tmpfs *fs, int (*fn)(void *ctx, uint64_t addr), void *ctx);
+
+/* Each subsystem's part of a template's state file. snapshot.c calls them
+ * in the order of the format (save_state, state_parse): mm, fs_cwd, sig,
+ * task, fs (the /tmp tree, files, fds), then itimer (version 2),
+ * task_ident (version 3), task_limits and sig_altstack (version 4). A load reads and checks its part: 0, or -1 +
+ * cf_error naming the template (name). */
+void mm_save(struct sb *sb, struct wbuf *w);
+int mm_load(struct sb *sb, struct rbuf *r, const char *name);
+void fs_save_cwd(struct sb *sb, struct wbuf *w);
+int fs_load_cwd(struct sb *sb, struct rbuf *r, const char *name);
+void sig_save(struct sb *sb, struct wbuf *w);
+int sig_load(struct sb *sb, struct rbuf *r, const char *name);
+void task_save(struct sb *sb, struct wbuf *w);
+int task_load(struct sb *sb, struct rbuf *r, const char *name);
+int fs_save(struct sb *sb, struct wbuf *w);
+int fs_load(struct sb *sb, struct rbuf *r, const char *name);
+void task_save_ident(struct sb *sb, struct wbuf *w);
+int task_load_ident(struct sb *sb, struct rbuf *r, const char *name);
+/* Version 4: the resource limits, the alternate signal stack. A version
+ * 1-3 payload ends before them: the defaults. */
+void task_save_limits(struct sb *sb, struct wbuf *w);
+int task_load_limits(struct sb *sb, struct rbuf *r, const char *name);
+void sig_save_altstack(struct sb *sb, struct wbuf *w);
+int sig_load_altstack(struct sb *sb, struct rbuf *r, const char *name);
 
 /* reuse.c: putting a finished child's memory back to its template's
  * (file backend), and the strict comparison with a fresh child that

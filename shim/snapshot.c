@@ -12,19 +12,25 @@
  * Neither is ever modified: templates are immutable.
  *
  * State file: 32-byte header, then the payload.
- *   0  magic "CFSTATE\0"   8  u32 version (3; 1 and 2 are read too: 1's /tmp
+ *   0  magic "CFSTATE\0"   8  u32 version (4; 1-3 are read too: 1's /tmp
  *   nodes have no atime/ctime, it has no interval timers; neither has the
  *   identity)   12 u32 zero
  *   16 u64 payload bytes   24 u64 XXH3-64 of the payload
  * The payload is a sequence of little-endian u64s and strings (u64 length +
- * bytes), in the order save_state writes them; every count and length is
- * checked when read (rbuf), every value validated before use. Version 2
+ * bytes), in the order save_state writes them: this file's part (names,
+ * root, program, ready point, registers), then each subsystem's, written and
+ * read by the subsystem (mm_save, fs_save_cwd, sig_save, task_save, fs_save,
+ * itimer_save, task_save_ident and their loads; shim.h); every count and
+ * length is checked when read (rbuf), every value validated before use. Version 2
  * appends the interval timers (timer.c itimer_save: remaining times, which
  * every child counts again from when it is made); a version 1 file loads
  * with no timer armed, an unknown version is refused by name. Version 3
  * appends the identity: the hostname and the program's argument and
  * environment ranges (/proc/self/cmdline, environ); a version 1 or 2 file
- * loads with the default hostname and an empty cmdline and environ. Files
+ * loads with the default hostname and an empty cmdline and environ.
+ * Version 4 appends the resource limits the program set (task.c,
+ * setrlimit/prlimit64) and the alternate signal stack (signal.c,
+ * sigaltstack); a version 1-3 file loads with the default limits and none. Files
  * of type F_DEV (version 2's F_NULL, /dev/null) are reopened by path, and
  * F_VIRT and F_VDIR (/proc, /dev) too: a child's /proc file shows the
  * child.
@@ -67,7 +73,7 @@
 #include "shim/shim.h"
 
 #define STATE_MAGIC "CFSTATE"
-#define STATE_VERSION 3
+#define STATE_VERSION 4
 #define STATE_VERSION_MIN 1 /* tmpfs.c reads both node forms; no timers */
 #define STATE_HDR 32
 #define MAX_STATE (64u << 20)
@@ -420,79 +426,17 @@ static int save_state(struct sb *sb, struct wbuf *w, const char *image, const ui
   w_u64(w, cpu.fs_base);
   w_u64(w, cpu.gs_base);
   w_bytes(w, cpu.xsave, sizeof cpu.xsave);
-  w_u64(w, sb->brk_start);
-  w_u64(w, sb->brk_cur);
-  w_u64(w, sb->mmap_top);
-  w_u64(w, (uint64_t)sb->nvma);
-  for (int i = 0; i < sb->nvma; i++) {
-    w_u64(w, sb->vmas[i].start);
-    w_u64(w, sb->vmas[i].end);
-    w_u64(w, (uint64_t)sb->vmas[i].prot | (uint64_t)sb->vmas[i].file << 8);
-  }
-  w_str(w, sb->cwd);
-  w_u64(w, sb->umask);
-  w_u64(w, sb->sigmask);
-  w_u64(w, sb->pending);
-  w_bytes(w, sb->act, sizeof sb->act);
-  w_u64(w, (uint64_t)sb->pid);
-  w_u64(w, (uint64_t)sb->tid);
-  w_u64(w, sb->tid_address);
-
-  /* Files: each distinct struct file once, fds refer to them by index. */
-  struct file *files[MAX_FDS];
-  struct tnode *nodes[MAX_FDS];
-  int nf = 0, nn = 0;
-  if (sb->nshmaps)
-    return cf_fail(ENOTSUP, "a MAP_SHARED mapping of a /tmp file cannot be saved (it is a copy the shim keeps "
-                            "coherent, and the state does not record it): unmap it before the pause");
-  for (int i = 0; i < MAX_FDS; i++)
-    if (sb->fds[i])
-      sb->fds[i]->save_id = -1;
-  for (int i = 0; i < MAX_FDS; i++) {
-    struct file *f = sb->fds[i];
-    if (!f || f->save_id >= 0)
-      continue;
-    if (f->type == F_HOST && f->stdio < 0 && strncmp(f->path, "pipe:", 5) == 0)
-      return cf_fail(ENOTSUP, "fd %d is a pipe: a sandbox with an open pipe cannot be saved", i);
-    f->save_id = nf;
-    files[nf++] = f;
-    if (f->node)
-      nodes[nn++] = f->node;
-  }
-  if (tmp_save(sb->tmpfs, w, nodes, (size_t)nn) < 0)
-    return cf_fail(ENOMEM, "out of memory");
-  w_u64(w, (uint64_t)nf);
-  for (int i = 0; i < nf; i++) {
-    struct file *f = files[i];
-    w_u64(w, f->type);
-    w_u64(w, (uint64_t)f->flags);
-    w_u64(w, (uint64_t)(int64_t)f->stdio);
-    w_str(w, f->path);
-    w_u64(w, f->node ? tmp_node_id(f->node) : 0);
-    uint64_t off = f->off;
-    if ((f->type == F_HOST && f->stdio < 0) || f->type == F_DIR) {
-      off_t o = lseek(f->hostfd, 0, SEEK_CUR);
-      off = o < 0 ? 0 : (uint64_t)o;
-    }
-    w_u64(w, off);
-  }
-  int nfd = 0;
-  for (int i = 0; i < MAX_FDS; i++)
-    nfd += sb->fds[i] != NULL;
-  w_u64(w, (uint64_t)nfd);
-  for (int i = 0; i < MAX_FDS; i++)
-    if (sb->fds[i]) {
-      w_u64(w, (uint64_t)i);
-      w_u64(w, (uint64_t)sb->fds[i]->save_id);
-      w_u64(w, sb->cloexec[i]);
-    }
-  itimer_save(sb, w);
-  /* version 3: the identity */
-  w_str(w, sb->hostname);
-  w_u64(w, sb->arg_start);
-  w_u64(w, sb->arg_end);
-  w_u64(w, sb->env_start);
-  w_u64(w, sb->env_end);
+  /* Each subsystem writes its part, in the order of the file format. */
+  mm_save(sb, w);
+  fs_save_cwd(sb, w);
+  sig_save(sb, w);
+  task_save(sb, w);
+  if (fs_save(sb, w) < 0)
+    return -1;
+  itimer_save(sb, w);  /* version 2 */
+  task_save_ident(sb, w); /* version 3 */
+  task_save_limits(sb, w); /* version 4 */
+  sig_save_altstack(sb, w);
   return w->err ? cf_fail(ENOMEM, "out of memory") : 0;
 }
 
@@ -747,10 +691,6 @@ int state_parse(struct sb *sb, const uint8_t *payload, size_t len, const char *n
 {
   struct rbuf r = {payload, len, 0, false};
   char buf[PATH_MAX];
-  struct tnode **nodes = NULL;
-  size_t nnodes = 0;
-  struct file **files = NULL;
-  uint64_t nf = 0;
   r_str(&r, buf, sizeof buf); /* image */
   r_bytes(&r, buf, 16);
   r_str(&r, buf, sizeof buf); /* parent */
@@ -772,167 +712,21 @@ int state_parse(struct sb *sb, const uint8_t *payload, size_t len, const char *n
   cpu->fs_base = r_u64(&r);
   cpu->gs_base = r_u64(&r);
   r_bytes(&r, cpu->xsave, sizeof cpu->xsave);
-  sb->brk_start = r_u64(&r);
-  sb->brk_cur = r_u64(&r);
-  sb->mmap_top = r_u64(&r);
-  uint64_t nvma = r_u64(&r);
-  if (r.err || nvma > MAX_VMAS || sb->mmap_top > MMAP_TOP(sb->mem_size))
-    BAD("malformed state file");
-  if (mm_vmas_reserve(sb, (int)nvma) < 0) {
-    cf_fail(ENOMEM, "out of memory");
+  /* Each subsystem reads and checks its part, in the order of the format. */
+  if (mm_load(sb, &r, name) < 0 || fs_load_cwd(sb, &r, name) < 0 || sig_load(sb, &r, name) < 0 ||
+      task_load(sb, &r, name) < 0 || fs_load(sb, &r, name) < 0)
     goto err;
-  }
-  uint64_t prev = CF_VM_USER_BASE, tb = TMP_BASE(sb->mem_size), te = tb + TMP_SIZE(sb->mem_size);
-  for (uint64_t i = 0; i < nvma; i++) {
-    struct vma *v = &sb->vmas[i];
-    v->start = r_u64(&r);
-    v->end = r_u64(&r);
-    uint64_t pf = r_u64(&r);
-    v->prot = (int)(pf & 7);
-    v->file = (pf >> 8) & 1;
-    if (r.err || v->start < prev || v->end <= v->start || v->end > sb->mem_size || v->start % PAGE ||
-        v->end % PAGE || (v->start < te && v->end > tb) || (pf & ~0x107ull))
-      BAD("bad VMA list");
-    prev = v->end;
-  }
-  sb->nvma = (int)nvma;
-  r_str(&r, sb->cwd, sizeof sb->cwd);
-  sb->umask = (unsigned)r_u64(&r) & 0777;
-  sb->sigmask = r_u64(&r);
-  sb->pending = r_u64(&r);
-  r_bytes(&r, sb->act, sizeof sb->act);
-  sb->pid = (int)r_u64(&r);
-  sb->tid = (int)r_u64(&r);
-  sb->tid_address = r_u64(&r);
-  if (r.err || sb->cwd[0] != '/')
-    BAD("malformed state file");
-  if (!(sb->tmpfs = tmp_new(sb->mem, tb, TMP_SIZE(sb->mem_size)))) {
-    cf_fail(ENOMEM, "out of memory");
-    goto err;
-  }
-  if (tmp_load(sb->tmpfs, &r, &nodes, &nnodes) < 0)
-    BAD("bad /tmp tree");
-  nf = r_u64(&r);
-  if (r.err || nf > MAX_FDS)
-    BAD("bad file table");
-  if (!(files = calloc(nf ? nf : 1, sizeof *files))) {
-    cf_fail(ENOMEM, "out of memory");
-    goto err;
-  }
-  for (uint64_t i = 0; i < nf; i++) {
-    uint64_t type = r_u64(&r), flags = r_u64(&r);
-    int64_t stdio = (int64_t)r_u64(&r);
-    r_str(&r, buf, sizeof buf);
-    uint64_t node = r_u64(&r), off = r_u64(&r);
-    if (r.err || type > F_VDIR || stdio < -1 || stdio > 2 || node > nnodes)
-      BAD("bad file table");
-    struct file *f = NULL;
-    int fl = (int)(flags & (O_ACCMODE | O_APPEND | O_NONBLOCK));
-    if (stdio >= 0) {
-      int h = fcntl(sb->opts->stdio[stdio], F_DUPFD_CLOEXEC, 3);
-      if (h < 0) {
-        f = file_new(F_DEV, -1, fl, "/dev/null"); /* a closed stdio reads EOF, writes vanish */
-      } else {
-        int hfl = fcntl(h, F_GETFL);
-        f = file_new(F_HOST, h, hfl < 0 ? O_RDWR : (hfl & (O_ACCMODE | O_APPEND)), NULL);
-        if (!f)
-          close(h);
-      }
-      if (f)
-        f->stdio = (int)stdio;
-    } else if (type == F_VIRT || type == F_VDIR || ((type == F_HOST || type == F_DIR) && virt_is_virt(buf))) {
-      /* /proc, /dev (and /dev/tty, a host terminal): opened again, as the child's */
-      const struct vent *v;
-      int arg;
-      char vp[PATH_MAX];
-      snprintf(vp, sizeof vp, "%s", buf);
-      long e = virt_path(sb, vp, sizeof vp, true);
-      if (e == 0)
-        e = virt_lookup(sb, vp, &v, &arg);
-      if (e == 0)
-        e = virt_open(sb, v, arg, vp, fl, &f);
-      if (e < 0) {
-        cf_fail((int)-e, "template '%s': reopening %s: %s", name, buf, strerror((int)-e));
-        goto err;
-      }
-      f->off = off;
-    } else if (type == F_HOST || type == F_DIR) {
-      /* O_NONBLOCK: a state file naming a FIFO must not hang the fork */
-      long h = host_openat2(sb, buf, O_RDONLY | O_NONBLOCK | (type == F_DIR ? O_DIRECTORY : 0));
-      if (h < 0) {
-        cf_fail((int)-h, "template '%s': reopening %s: %s", name, buf, strerror((int)-h));
-        goto err;
-      }
-      if (!(fl & O_NONBLOCK))
-        fcntl((int)h, F_SETFL, fcntl((int)h, F_GETFL) & ~O_NONBLOCK);
-      if (off)
-        lseek((int)h, (off_t)off, SEEK_SET);
-      f = file_new((enum file_type)type, (int)h, fl, buf);
-      if (!f)
-        close((int)h);
-    } else if (type == F_TMP || type == F_TMPDIR) {
-      if (!node || tmp_is_dir(nodes[node - 1]) != (type == F_TMPDIR))
-        BAD("bad file table");
-      f = file_new((enum file_type)type, -1, fl, buf);
-      if (f) {
-        f->node = nodes[node - 1];
-        tmp_ref(f->node);
-        f->off = off;
-      }
-    } else {
-      f = file_new(F_DEV, -1, fl, buf);
-    }
-    if (!f) {
-      cf_fail(ENOMEM, "out of memory");
-      goto err;
-    }
-    files[i] = f;
-  }
-  /* Unlinked nodes no file took: cannot happen from save_state; drop them. */
-  for (size_t i = 1; i < nnodes; i++)
-    if (nodes[i] && !tmp_is_linked(nodes[i]) && tmp_refs(nodes[i]) == 0) {
-      tmp_free(nodes[i]);
-      nodes[i] = NULL;
-    }
-  uint64_t nfd = r_u64(&r);
-  if (r.err || nfd > MAX_FDS)
-    BAD("bad fd table");
-  for (uint64_t i = 0; i < nfd; i++) {
-    uint64_t fd = r_u64(&r), idx = r_u64(&r), ce = r_u64(&r);
-    if (r.err || fd >= MAX_FDS || idx >= nf || sb->fds[fd])
-      BAD("bad fd table");
-    files[idx]->refs++;
-    sb->fds[fd] = files[idx];
-    sb->cloexec[fd] = ce != 0;
-  }
   /* Version 2: the interval timers (a version 1 payload ends here). */
   if (r.off != r.n && itimer_load(sb, &r) < 0)
     BAD("bad interval timers");
   /* Version 3: the identity (a version 1 or 2 payload ends before it). */
-  snprintf(sb->hostname, sizeof sb->hostname, "%s", CF_DEFAULT_HOSTNAME);
-  if (r.off != r.n) {
-    r_str(&r, sb->hostname, sizeof sb->hostname);
-    sb->arg_start = r_u64(&r);
-    sb->arg_end = r_u64(&r);
-    sb->env_start = r_u64(&r);
-    sb->env_end = r_u64(&r);
-    if (r.err || sb->arg_end < sb->arg_start ||
-        sb->env_start < sb->arg_end || sb->env_end < sb->env_start || sb->env_end > sb->mem_size)
-      BAD("bad identity");
-  }
-  if (sb->opts->hostname) {
-    if (!cf_sandbox_hostname_ok(sb->opts->hostname)) {
-      cf_fail(EINVAL, "bad hostname '%s' (1-64 bytes, no control characters or '/')", sb->opts->hostname);
-      goto err;
-    }
-    snprintf(sb->hostname, sizeof sb->hostname, "%s", sb->opts->hostname);
-  }
+  if (task_load_ident(sb, &r, name) < 0)
+    goto err;
+  /* Version 4: the resource limits, the alternate signal stack. */
+  if (task_load_limits(sb, &r, name) < 0 || sig_load_altstack(sb, &r, name) < 0)
+    goto err;
   if (r.off != r.n)
     BAD("trailing bytes in the state file");
-  for (uint64_t i = 0; i < nf; i++)
-    file_unref(files[i]); /* the table holds the references now */
-  free(files);
-  free(nodes);
   sb->ready = (enum cf_ready)ready;
   if (!sb->opts->branch)
     sb->ready = CF_READY_NONE;
@@ -940,16 +734,6 @@ int state_parse(struct sb *sb, const uint8_t *payload, size_t len, const char *n
     sb->eof_pause = sb->ready == CF_READY_STDIN;
   return 0;
 err:
-  /* Unlinked /tmp nodes no file took are owned by nothing yet (the ones
-   * files took go with the files). */
-  for (size_t i = 1; nodes && i < nnodes; i++)
-    if (nodes[i] && !tmp_is_linked(nodes[i]) && tmp_refs(nodes[i]) == 0)
-      tmp_free(nodes[i]);
-  for (uint64_t i = 0; files && i < nf; i++)
-    if (files[i])
-      file_unref(files[i]);
-  free(files);
-  free(nodes);
   return -1;
 }
 

@@ -1,5 +1,5 @@
 /* Interval timers (setitimer, getitimer, alarm) and the waits a signal can
- * interrupt (nanosleep, futex, pause, sigsuspend, poll: syscall.c, fs.c).
+ * interrupt (nanosleep, futex, pause, sigsuspend, poll: task.c, signal.c, fs.c).
  *
  * Keeps sb->itimer[ITIMER_REAL, _VIRTUAL, _PROF]: an absolute expiry (0 =
  * disarmed) and an interval. REAL counts CLOCK_MONOTONIC; VIRTUAL and PROF
@@ -279,4 +279,142 @@ int itimer_load(struct sb *sb, struct rbuf *r)
   }
   sb->pending_kernel = pk & sb->pending;
   return 0;
+}
+
+/* ---- sleeping and the clocks ---- */
+
+bool ts_valid(const struct timespec *ts)
+{
+  return ts->tv_sec >= 0 && ts->tv_nsec >= 0 && ts->tv_nsec < 1000000000;
+}
+
+/* deadline = now on clk + rel */
+struct timespec ts_after(clockid_t clk, const struct timespec *rel)
+{
+  struct timespec now;
+  clock_gettime(clk, &now);
+  struct timespec d = {now.tv_sec + rel->tv_sec, now.tv_nsec + rel->tv_nsec};
+  if (d.tv_nsec >= 1000000000) {
+    d.tv_sec++;
+    d.tv_nsec -= 1000000000;
+  }
+  if (d.tv_sec < now.tv_sec) /* overflow: as good as never */
+    d = (struct timespec){INT64_MAX, 0};
+  return d;
+}
+
+/* nanosleep, clock_nanosleep: -EINTR (and the time left, if asked, for a
+ * relative sleep) when a signal interrupts it. */
+static long do_sleep(struct sb *sb, clockid_t clk, int flags, uint64_t req, uint64_t rem)
+{
+  struct timespec ts;
+  if (mm_copy_in(sb, &ts, req, sizeof ts) < 0)
+    return -EFAULT;
+  if (!ts_valid(&ts))
+    return -EINVAL;
+  switch (clk) {
+  case CLOCK_REALTIME:
+  case CLOCK_MONOTONIC:
+  case CLOCK_BOOTTIME:
+  case CLOCK_TAI:
+    break;
+  case CLOCK_PROCESS_CPUTIME_ID:
+    return -ENOTSUP; /* Linux sleeps on the process's CPU clock; not here */
+  default:
+    return -EINVAL;  /* CLOCK_THREAD_CPUTIME_ID too, as Linux */
+  }
+  bool abs = flags & TIMER_ABSTIME;
+  struct timespec dl = abs ? ts : ts_after(clk, &ts);
+  long r = sig_wait(sb, clk, &dl);
+  if (r == 0)
+    return 0;
+  if (!abs && rem && !sb->exited) {
+    struct timespec now, left = {0, 0};
+    clock_gettime(clk, &now);
+    if (now.tv_sec < dl.tv_sec || (now.tv_sec == dl.tv_sec && now.tv_nsec < dl.tv_nsec)) {
+      left.tv_sec = dl.tv_sec - now.tv_sec;
+      left.tv_nsec = dl.tv_nsec - now.tv_nsec;
+      if (left.tv_nsec < 0) {
+        left.tv_sec--;
+        left.tv_nsec += 1000000000;
+      }
+    }
+    if (mm_copy_out(sb, rem, &left, sizeof left) < 0)
+      return -EFAULT;
+  }
+  return -EINTR;
+}
+
+static long copy_time(struct sb *sb, uint64_t addr, clockid_t clk, bool timeval)
+{
+  struct timespec ts;
+  if (clock_gettime(clk, &ts) < 0)
+    return -errno;
+  if (!timeval)
+    return mm_copy_out(sb, addr, &ts, sizeof ts);
+  struct timeval tv = {ts.tv_sec, ts.tv_nsec / 1000};
+  return mm_copy_out(sb, addr, &tv, sizeof tv);
+}
+
+/* ---- the system calls (systab.c's table) ---- */
+
+long sys_times(struct sb *sb, const uint64_t a[6], long nr)
+{
+  struct {
+    int64_t u, s, cu, cs;
+  } t = {0};
+  if (A(0) && mm_copy_out(sb, A(0), &t, sizeof t) < 0)
+    return -EFAULT;
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return ts.tv_sec * 100 + ts.tv_nsec / 10000000;
+}
+
+long sys_clock_gettime(struct sb *sb, const uint64_t a[6], long nr)
+{
+  return copy_time(sb, A(1), (clockid_t)A(0), false);
+}
+
+long sys_clock_getres(struct sb *sb, const uint64_t a[6], long nr)
+{
+  struct timespec ts = {0, 1};
+  return A(1) ? mm_copy_out(sb, A(1), &ts, sizeof ts) : 0;
+}
+
+long sys_gettimeofday(struct sb *sb, const uint64_t a[6], long nr)
+{
+  return A(0) ? copy_time(sb, A(0), CLOCK_REALTIME, true) : 0;
+}
+
+long sys_time(struct sb *sb, const uint64_t a[6], long nr)
+{
+  int64_t t = (int64_t)time(NULL);
+  if (A(0) && mm_copy_out(sb, A(0), &t, 8) < 0)
+    return -EFAULT;
+  return t;
+}
+
+long sys_nanosleep(struct sb *sb, const uint64_t a[6], long nr)
+{
+  return do_sleep(sb, CLOCK_MONOTONIC, 0, A(0), A(1));
+}
+
+long sys_clock_nanosleep(struct sb *sb, const uint64_t a[6], long nr)
+{
+  return do_sleep(sb, (clockid_t)A(0), (int)A(1), A(2), A(3));
+}
+
+long sys_alarm(struct sb *sb, const uint64_t a[6], long nr)
+{
+  return do_alarm(sb, (unsigned)A(0));
+}
+
+long sys_setitimer(struct sb *sb, const uint64_t a[6], long nr)
+{
+  return do_setitimer(sb, (long)(int)A(0), A(1), A(2));
+}
+
+long sys_getitimer(struct sb *sb, const uint64_t a[6], long nr)
+{
+  return do_getitimer(sb, (long)(int)A(0), A(1));
 }

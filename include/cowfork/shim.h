@@ -66,6 +66,38 @@ char **cf_sandbox_env(const char *const *set, size_t n, char *const *from, int u
  * limit), no control characters and no '/'. */
 bool cf_sandbox_hostname_ok(const char *name);
 
+/* The shim's system-call table (shim/systab.c): what `cowfork syscalls`
+ * prints and docs/syscalls.md is generated from. */
+enum cf_syscall_status {
+  CF_SYSCALL_ABSENT = 0,  /* fails as Linux does for a call it lacks (ENOSYS) */
+  CF_SYSCALL_PARTIAL,     /* served, with the limits its note says */
+  CF_SYSCALL_FULL,
+};
+/* Flags of a call. */
+#define CF_SYSCALL_BLOCKS 1u  /* may wait (for input, a timeout, a signal) */
+#define CF_SYSCALL_READY 2u   /* a readiness point: poll, select and kin */
+#define CF_SYSCALL_FD0 4u     /* reads fd 0 when its first argument is 0 (CF_READY_STDIN) */
+#define CF_SYSCALL_HOSTIO 8u  /* host I/O the run's own timers may interrupt: restarted
+                                 (SA_RESTART, no handler) or EINTR, as Linux */
+#define CF_SYSCALL_NORETURN 16u /* may set the registers itself (execve, exit, rt_sigreturn) */
+struct cf_syscall_info {
+  long nr;
+  const char *name;
+  /* How --strace prints each argument, one letter each ("" none, NULL not
+   * described: six in hex): i int, u unsigned, x hex, o octal, d fd, p path,
+   * b buffer read by the call (its length the next argument), B buffer
+   * written by it (shown after the call, the result's length), P pointer,
+   * s signal number. */
+  const char *args;
+  unsigned flags;
+  enum cf_syscall_status status;
+  const char *note;
+};
+/* The highest system-call number the table knows. */
+long cf_syscall_max(void);
+/* Entry nr: 0 and *out, or -1 (ENOENT) when the table has none. */
+int cf_syscall_info(long nr, struct cf_syscall_info *out);
+
 struct cf_sandbox_result {
   int status;           /* the exit status the command should return */
   int exit_code;        /* exit_group argument when exited */

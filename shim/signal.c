@@ -1,0 +1,600 @@
+/* Signals: dispositions, the blocked mask, pending signals, and delivery
+ * onto the program's stack (one thread).
+ *
+ * Handlers run on the program's stack with a Linux rt_sigframe (ucontext +
+ * siginfo + the XSAVE area, push_fpstate). A pending, unblocked signal is
+ * delivered after a system call (signal_after_syscall) or at a kick exit
+ * while the program runs its own code (sig_at_kick). A call a signal
+ * interrupts returns EINTR, or is restarted where Linux restarts it: an
+ * untimed futex wait and a host read/write interrupted by the run's timers
+ * when the handler has SA_RESTART or no handler runs (systab.c). pause and
+ * sigsuspend sleep until a signal (timer.c sig_wait); one that nothing can
+ * end ends the sandbox with a report instead of hanging.
+ *
+ * The alternate signal stack (sigaltstack) is kept as Linux keeps it
+ * (sb->ss_*): an SA_ONSTACK handler's frame goes on it unless the program
+ * is on it already; SS_AUTODISARM disarms it while the handler runs, and
+ * rt_sigreturn sets the frame's uc_stack again. */
+#include <errno.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/ucontext.h>
+#include <time.h>
+
+#include "internal.h"
+#include "shim/shim.h"
+
+#ifndef SA_RESTORER
+#define SA_RESTORER 0x04000000
+#endif
+#ifndef SS_AUTODISARM
+#define SS_AUTODISARM (1u << 31)
+#endif
+/* The kernel's MINSIGSTKSZ (glibc's may be a sysconf call). */
+#define LINUX_MINSIGSTKSZ 2048u
+
+static bool default_ignored(int sig)
+{
+  return sig == SIGCHLD || sig == SIGURG || sig == SIGWINCH || sig == SIGCONT;
+}
+
+void kill_sandbox(struct sb *sb, int sig)
+{
+  sb->exited = true;
+  sb->kill_signal = sig;
+}
+
+long wait_forever(struct sb *sb, const char *what)
+{
+  kill_sandbox(sb, SIGKILL);
+  snprintf(sb->report, sizeof sb->report,
+           "the program waits for what nothing can bring (%s with no timeout, no other thread, no armed timer)",
+           what);
+  return SYS_NORETURN;
+}
+
+static bool ignored(struct sb *sb, int sig)
+{
+  uint64_t h = sb->act[sig].handler;
+  return h == (uint64_t)SIG_IGN || (h == (uint64_t)SIG_DFL && default_ignored(sig));
+}
+
+void sig_raise(struct sb *sb, int sig)
+{
+  uint64_t bit = 1ull << (sig - 1);
+  if (!(sb->sigmask & bit) && ignored(sb, sig))
+    return; /* Linux drops an ignored signal that is not blocked */
+  sb->pending |= bit;
+  sb->pending_kernel |= bit;
+}
+
+bool sig_deliverable(struct sb *sb)
+{
+  uint64_t ready = sb->pending & ~sb->sigmask;
+  while (ready) {
+    int sig = __builtin_ctzll(ready) + 1;
+    uint64_t bit = 1ull << (sig - 1);
+    ready &= ~bit;
+    if (!ignored(sb, sig))
+      return true;
+    sb->pending &= ~bit;
+    sb->pending_kernel &= ~bit;
+  }
+  return false;
+}
+
+/* The program's user-mode registers to resume with after the current
+ * syscall exit: rip = rcx, rflags = r11 (what SYSCALL saved). */
+static void user_regs_after_syscall(struct sb *sb, struct cf_vm_regs *u)
+{
+  *u = *cf_vm_regs(sb->vm);
+  u->rip = u->rcx;
+  u->rflags = u->r11;
+}
+
+/* The FPU/SSE/AVX state in a signal frame: the vCPU's XSAVE area (KVM's
+ * standard, non-compacted format, which is XRSTOR's and Linux's user
+ * format), 64-byte aligned, Linux's software bytes in the legacy area's
+ * reserved tail and FP_XSTATE_MAGIC2 after it; uc_mcontext.fpregs points
+ * at it and rt_sigreturn loads it back. A handler that interrupts any
+ * instruction (a kick exit) must not leave the program with its vector
+ * registers changed. */
+#define FP_SIZE 4096u
+#define FP_MAGIC1 0x46505853u
+#define FP_MAGIC2 0x46505845u
+
+static uint64_t push_fpstate(struct sb *sb, uint64_t sp)
+{
+  struct cf_vm_cpu c;
+  if (cf_vm_save_cpu(sb->vm, &c) < 0)
+    return 0;
+  sp = (sp - FP_SIZE - 4) & ~63ull;
+  uint8_t *p = mm_ptr(sb, sp, FP_SIZE + 4, PROT_READ | PROT_WRITE);
+  if (!p)
+    return 0;
+  memcpy(p, c.xsave, FP_SIZE);
+  uint32_t sw[4] = {FP_MAGIC1, FP_SIZE + 4, 0, FP_SIZE}; /* magic1, extended size, xfeatures, xstate size */
+  uint64_t xfeatures;
+  memcpy(&xfeatures, p + 512, 8); /* the XSAVE header's XSTATE_BV */
+  memcpy(p + 464, sw, 8);
+  memcpy(p + 472, &xfeatures, 8);
+  memcpy(p + 480, &sw[3], 4);
+  uint32_t m2 = FP_MAGIC2;
+  memcpy(p + FP_SIZE, &m2, 4);
+  return sp;
+}
+
+/* ---- the alternate signal stack (sigaltstack), as Linux keeps it ---- */
+
+/* Whether sp is on the alternate stack (never with SS_AUTODISARM: the
+ * handler that runs on it has disarmed it). */
+static bool on_altstack(struct sb *sb, uint64_t sp)
+{
+  if (sb->ss_flags & SS_AUTODISARM)
+    return false;
+  return sb->ss_size && sp > sb->ss_sp && sp - sb->ss_sp <= sb->ss_size;
+}
+
+/* SS_DISABLE (none), SS_ONSTACK (sp on it) or 0 (Linux's sas_ss_flags). */
+static int altstack_state(struct sb *sb, uint64_t sp)
+{
+  if (!sb->ss_size)
+    return SS_DISABLE;
+  return on_altstack(sb, sp) ? SS_ONSTACK : 0;
+}
+
+/* Linux's do_sigaltstack for a new stack ss, the program's stack pointer
+ * being sp: EPERM while on the current one, EINVAL for a bad mode, ENOMEM
+ * below MINSIGSTKSZ. */
+static long altstack_set(struct sb *sb, const stack_t *ss, uint64_t sp)
+{
+  if (on_altstack(sb, sp))
+    return -EPERM;
+  int mode = (int)((unsigned)ss->ss_flags & ~SS_AUTODISARM);
+  if (mode != SS_DISABLE && mode != SS_ONSTACK && mode != 0)
+    return -EINVAL;
+  uint64_t ssp = (uint64_t)ss->ss_sp, size = ss->ss_size;
+  if (mode == SS_DISABLE)
+    ssp = size = 0;
+  else if (size < LINUX_MINSIGSTKSZ)
+    return -ENOMEM;
+  sb->ss_sp = ssp;
+  sb->ss_size = size;
+  sb->ss_flags = ss->ss_flags;
+  return 0;
+}
+
+/* Build an rt_sigframe for sig on the program's stack and point regs at
+ * the handler. false if the frame cannot be written (then the caller kills). */
+static bool push_frame(struct sb *sb, int sig, int code, uint64_t addr, struct cf_vm_regs *u)
+{
+  struct ksigaction *act = &sb->act[sig];
+  if (!(act->flags & SA_RESTORER))
+    return false;
+  uint64_t sp = u->rsp - 128; /* red zone */
+  /* SA_ONSTACK: the frame goes on the alternate stack, unless there is
+   * none or the program is on it already (a nested signal) */
+  if ((act->flags & SA_ONSTACK) && altstack_state(sb, sp) == 0)
+    sp = sb->ss_sp + sb->ss_size;
+  uint64_t fp = push_fpstate(sb, sp);
+  if (!fp)
+    return false;
+  sp = fp;
+  sp -= sizeof(siginfo_t);
+  sp &= ~15ull;
+  uint64_t info_addr = sp;
+  sp -= sizeof(ucontext_t);
+  sp &= ~15ull;
+  uint64_t uc_addr = sp;
+  sp -= 8; /* the return address: rsp + 8 is 16-byte aligned at entry */
+  ucontext_t *uc = mm_ptr(sb, uc_addr, sizeof *uc, PROT_READ | PROT_WRITE);
+  siginfo_t *si = mm_ptr(sb, info_addr, sizeof *si, PROT_READ | PROT_WRITE);
+  if (!uc || !si || mm_copy_out(sb, sp, &act->restorer, 8) < 0)
+    return false;
+  memset(uc, 0, sizeof *uc);
+  /* The alternate stack as it was, for rt_sigreturn to set again; with
+   * SS_AUTODISARM the handler runs with none (Linux's __save_altstack). */
+  uc->uc_stack.ss_sp = (void *)sb->ss_sp;
+  uc->uc_stack.ss_size = sb->ss_size;
+  uc->uc_stack.ss_flags = sb->ss_size ? sb->ss_flags : SS_DISABLE;
+  memset(si, 0, sizeof *si);
+  si->si_signo = sig;
+  si->si_code = code;
+  if (sig == SIGSEGV || sig == SIGBUS || sig == SIGILL || sig == SIGFPE)
+    si->si_addr = (void *)addr;
+  else
+    si->si_pid = sb->pid, si->si_uid = (uid_t)sb->uid;
+  greg_t *g = uc->uc_mcontext.gregs;
+  g[REG_R8] = (greg_t)u->r8, g[REG_R9] = (greg_t)u->r9, g[REG_R10] = (greg_t)u->r10;
+  g[REG_R11] = (greg_t)u->r11, g[REG_R12] = (greg_t)u->r12, g[REG_R13] = (greg_t)u->r13;
+  g[REG_R14] = (greg_t)u->r14, g[REG_R15] = (greg_t)u->r15, g[REG_RDI] = (greg_t)u->rdi;
+  g[REG_RSI] = (greg_t)u->rsi, g[REG_RBP] = (greg_t)u->rbp, g[REG_RBX] = (greg_t)u->rbx;
+  g[REG_RDX] = (greg_t)u->rdx, g[REG_RAX] = (greg_t)u->rax, g[REG_RCX] = (greg_t)u->rcx;
+  g[REG_RSP] = (greg_t)u->rsp, g[REG_RIP] = (greg_t)u->rip, g[REG_EFL] = (greg_t)u->rflags;
+  g[REG_CSGSFS] = 0x33;
+  g[REG_CR2] = (greg_t)addr;
+  uc->uc_mcontext.fpregs = (fpregset_t)fp;
+  /* After sigsuspend the handler returns to the mask from before it. */
+  memcpy(&uc->uc_sigmask, sb->have_saved_mask ? &sb->saved_mask : &sb->sigmask, 8);
+  sb->have_saved_mask = false;
+  sb->sigmask |= act->mask;
+  if (!(act->flags & SA_NODEFER))
+    sb->sigmask |= 1ull << (sig - 1);
+  if (act->flags & SA_RESETHAND)
+    act->handler = 0;
+  u->rip = act->handler;
+  u->rdi = (uint64_t)sig;
+  u->rsi = info_addr;
+  u->rdx = uc_addr;
+  u->rax = 0;
+  u->rsp = sp;
+  if (sb->ss_flags & SS_AUTODISARM)
+    sb->ss_sp = sb->ss_size = 0, sb->ss_flags = SS_DISABLE;
+  return true;
+}
+
+/* Deliver sig to a program stopped with user registers u. Returns true if
+ * it now runs a handler (u changed), false if ignored; kills if fatal. */
+static bool deliver(struct sb *sb, int sig, int code, uint64_t addr, bool sync, struct cf_vm_regs *u)
+{
+  struct ksigaction *act = &sb->act[sig];
+  bool blocked = sb->sigmask & (1ull << (sig - 1));
+  if (sync && (blocked || act->handler == (uint64_t)SIG_IGN)) {
+    kill_sandbox(sb, sig);
+    return false;
+  }
+  if (!sync && blocked) {
+    sb->pending |= 1ull << (sig - 1);
+    return false;
+  }
+  if (act->handler == (uint64_t)SIG_IGN)
+    return false;
+  if (act->handler == (uint64_t)SIG_DFL) {
+    if (!default_ignored(sig))
+      kill_sandbox(sb, sig);
+    return false;
+  }
+  if (!push_frame(sb, sig, code, addr, u)) {
+    kill_sandbox(sb, SIGSEGV);
+    return false;
+  }
+  return true;
+}
+
+void sig_fault(struct sb *sb, int sig, int code, uint64_t addr, struct cf_vm_regs *u)
+{
+  if (deliver(sb, sig, code, addr, true, u) && cf_vm_resume_user(sb->vm, u) < 0)
+    kill_sandbox(sb, SIGKILL);
+}
+
+/* The next pending, unblocked signal (taken off the pending set) and its
+ * si_code; 0 if none. */
+static int take_signal(struct sb *sb, int *code)
+{
+  uint64_t ready = sb->pending & ~sb->sigmask;
+  if (!ready)
+    return 0;
+  int sig = __builtin_ctzll(ready) + 1;
+  uint64_t bit = 1ull << (sig - 1);
+  *code = sb->pending_kernel & bit ? SI_KERNEL : SI_USER;
+  sb->pending &= ~bit;
+  sb->pending_kernel &= ~bit;
+  return sig;
+}
+
+/* Run again the system call nr the program just made (rip back over the
+ * 2-byte SYSCALL instruction), with the user registers u. */
+static long restart_call(struct sb *sb, long nr, struct cf_vm_regs *u)
+{
+  u->rip -= 2;
+  u->rax = (uint64_t)nr;
+  if (cf_vm_resume_user(sb->vm, u) < 0)
+    kill_sandbox(sb, SIGKILL);
+  return SYS_NORETURN;
+}
+
+/* After syscall nr: deliver one pending, unblocked signal. result
+ * -RESTARTSYS restarts the call if the handler has SA_RESTART or no
+ * handler runs, else it is EINTR. */
+long signal_after_syscall(struct sb *sb, long nr, long result)
+{
+  if (itimer_armed(sb))
+    itimer_poll(sb);
+  if (sb->exited)
+    return result;
+  int code, sig = take_signal(sb, &code);
+  if (sb->have_saved_mask && !sig) { /* sigsuspend woken by nothing (its wait ended the run) */
+    sb->sigmask = sb->saved_mask;
+    sb->have_saved_mask = false;
+  }
+  if (!sig) {
+    if (result != -RESTARTSYS)
+      return result;
+    struct cf_vm_regs u;
+    user_regs_after_syscall(sb, &u);
+    return restart_call(sb, nr, &u);
+  }
+  struct ksigaction *act = &sb->act[sig];
+  /* Ignored or fatal: no frame, no registers to read. */
+  if (act->handler == (uint64_t)SIG_IGN || act->handler == (uint64_t)SIG_DFL) {
+    if (act->handler == (uint64_t)SIG_DFL && !default_ignored(sig))
+      kill_sandbox(sb, sig);
+    if (sb->have_saved_mask) {
+      sb->sigmask = sb->saved_mask;
+      sb->have_saved_mask = false;
+    }
+    if (result == -RESTARTSYS && !sb->exited) {
+      struct cf_vm_regs u;
+      user_regs_after_syscall(sb, &u);
+      return restart_call(sb, nr, &u);
+    }
+    return result == -RESTARTSYS ? -EINTR : result;
+  }
+  struct cf_vm_regs u;
+  user_regs_after_syscall(sb, &u);
+  if (result == -RESTARTSYS) {
+    if (act->flags & SA_RESTART) {
+      u.rip -= 2;
+      result = nr;
+    } else {
+      result = -EINTR;
+    }
+  }
+  u.rax = (uint64_t)result;
+  if (deliver(sb, sig, code, 0, false, &u)) {
+    if (cf_vm_resume_user(sb->vm, &u) < 0)
+      kill_sandbox(sb, SIGKILL);
+    return SYS_NORETURN;
+  }
+  return result;
+}
+
+void sig_at_kick(struct sb *sb)
+{
+  if (!itimer_armed(sb) && !(sb->pending & ~sb->sigmask))
+    return;
+  if (itimer_armed(sb)) {
+    itimer_poll(sb);
+    run_timers_arm(sb); /* a host timer that fired early is set again */
+  }
+  if (sb->exited || !sig_deliverable(sb))
+    return;
+  /* In the system call stub or an exception stub (below the user range),
+   * or an exception on its way: the exit that follows comes first, and a
+   * kick soon after delivers it if that exit does not. */
+  struct cf_vm_regs u = *cf_vm_regs(sb->vm);
+  if (u.rip < CF_VM_USER_BASE || cf_vm_event_pending(sb->vm) != 0) {
+    run_timers_rekick(sb);
+    return;
+  }
+  int code, sig = take_signal(sb, &code);
+  if (sig && deliver(sb, sig, code, 0, false, &u) && cf_vm_resume_user(sb->vm, &u) < 0)
+    kill_sandbox(sb, SIGKILL);
+}
+
+static long do_kill(struct sb *sb, int sig)
+{
+  if (sig < 0 || sig > 64)
+    return -EINVAL;
+  if (sig == 0)
+    return 0;
+  sb->pending |= 1ull << (sig - 1);
+  if (sig == SIGKILL || sig == SIGSTOP) {
+    kill_sandbox(sb, SIGKILL);
+    return 0;
+  }
+  return 0;
+}
+
+static long do_sigreturn(struct sb *sb)
+{
+  struct cf_vm_regs *r = cf_vm_regs(sb->vm);
+  ucontext_t uc;
+  if (mm_copy_in(sb, &uc, r->rsp, sizeof uc) < 0) {
+    kill_sandbox(sb, SIGSEGV);
+    return SYS_NORETURN;
+  }
+  greg_t *g = uc.uc_mcontext.gregs;
+  struct cf_vm_regs u = {
+      .r8 = (uint64_t)g[REG_R8], .r9 = (uint64_t)g[REG_R9], .r10 = (uint64_t)g[REG_R10],
+      .r11 = (uint64_t)g[REG_R11], .r12 = (uint64_t)g[REG_R12], .r13 = (uint64_t)g[REG_R13],
+      .r14 = (uint64_t)g[REG_R14], .r15 = (uint64_t)g[REG_R15], .rdi = (uint64_t)g[REG_RDI],
+      .rsi = (uint64_t)g[REG_RSI], .rbp = (uint64_t)g[REG_RBP], .rbx = (uint64_t)g[REG_RBX],
+      .rdx = (uint64_t)g[REG_RDX], .rax = (uint64_t)g[REG_RAX], .rcx = (uint64_t)g[REG_RCX],
+      .rsp = (uint64_t)g[REG_RSP], .rip = (uint64_t)g[REG_RIP], .rflags = (uint64_t)g[REG_EFL],
+  };
+  memcpy(&sb->sigmask, &uc.uc_sigmask, 8);
+  /* Linux's restore_altstack: the frame's stack is set again, with the
+   * handler's stack pointer (so not while on the stack, unless
+   * SS_AUTODISARM); its errors are ignored. */
+  altstack_set(sb, &uc.uc_stack, r->rsp);
+  sb->sigmask &= ~((1ull << (SIGKILL - 1)) | (1ull << (SIGSTOP - 1)));
+  uint64_t fp = (uint64_t)uc.uc_mcontext.fpregs;
+  if (!fp) { /* no FPU state in the frame: the registers stay as they are */
+    cf_vm_resume_user(sb->vm, &u);
+    return SYS_NORETURN;
+  }
+  struct cf_vm_cpu c;
+  if (cf_vm_save_cpu(sb->vm, &c) < 0 || mm_copy_in(sb, c.xsave, fp, FP_SIZE) < 0 ||
+      cf_vm_load_cpu(sb->vm, &c, &u) < 0) {
+    snprintf(sb->report, sizeof sb->report, "rt_sigreturn: bad FPU state in the signal frame at 0x%llx",
+             (unsigned long long)fp);
+    kill_sandbox(sb, SIGSEGV);
+  }
+  return SYS_NORETURN;
+}
+
+static long do_sigaction(struct sb *sb, const uint64_t a[6])
+{
+  int sig = (int)A(0);
+  if (sig < 1 || sig > 64 || A(3) != 8)
+    return -EINVAL;
+  if (A(2) && mm_copy_out(sb, A(2), &sb->act[sig], sizeof sb->act[sig]) < 0)
+    return -EFAULT;
+  if (A(1)) {
+    if (sig == SIGKILL || sig == SIGSTOP)
+      return -EINVAL;
+    struct ksigaction k;
+    if (mm_copy_in(sb, &k, A(1), sizeof k) < 0)
+      return -EFAULT;
+    sb->act[sig] = k;
+  }
+  return 0;
+}
+
+static long do_sigprocmask(struct sb *sb, const uint64_t a[6])
+{
+  if (A(3) != 8)
+    return -EINVAL;
+  uint64_t old = sb->sigmask, set;
+  if (A(1)) {
+    if (mm_copy_in(sb, &set, A(1), 8) < 0)
+      return -EFAULT;
+    switch (A(0)) {
+    case SIG_BLOCK: sb->sigmask |= set; break;
+    case SIG_UNBLOCK: sb->sigmask &= ~set; break;
+    case SIG_SETMASK: sb->sigmask = set; break;
+    default: return -EINVAL;
+    }
+    sb->sigmask &= ~((1ull << (SIGKILL - 1)) | (1ull << (SIGSTOP - 1)));
+  }
+  if (A(2) && mm_copy_out(sb, A(2), &old, 8) < 0)
+    return -EFAULT;
+  return 0;
+}
+
+/* rt_sigsuspend: wait with the given mask until a signal; the handler
+ * returns to the mask from before (push_frame). */
+static long do_sigsuspend(struct sb *sb, const uint64_t a[6])
+{
+  uint64_t set;
+  if (A(1) != 8)
+    return -EINVAL;
+  if (mm_copy_in(sb, &set, A(0), 8) < 0)
+    return -EFAULT;
+  sb->saved_mask = sb->sigmask;
+  sb->have_saved_mask = true;
+  sb->sigmask = set & ~((1ull << (SIGKILL - 1)) | (1ull << (SIGSTOP - 1)));
+  long r = sig_wait(sb, CLOCK_MONOTONIC, NULL);
+  if (r == -EDEADLK) {
+    sb->sigmask = sb->saved_mask;
+    sb->have_saved_mask = false;
+    return wait_forever(sb, "sigsuspend");
+  }
+  return -EINTR;
+}
+
+/* ---- the system calls (systab.c's table) ---- */
+
+long sys_rt_sigaction(struct sb *sb, const uint64_t a[6], long nr)
+{
+  return do_sigaction(sb, a);
+}
+
+long sys_rt_sigprocmask(struct sb *sb, const uint64_t a[6], long nr)
+{
+  return do_sigprocmask(sb, a);
+}
+
+long sys_rt_sigreturn(struct sb *sb, const uint64_t a[6], long nr)
+{
+  return do_sigreturn(sb);
+}
+
+long sys_rt_sigpending(struct sb *sb, const uint64_t a[6], long nr)
+{
+  return mm_copy_out(sb, A(0), &sb->pending, 8);
+}
+
+long sys_sigaltstack(struct sb *sb, const uint64_t a[6], long nr)
+{
+  stack_t ss, old = {0};
+  if (A(0) && mm_copy_in(sb, &ss, A(0), sizeof ss) < 0)
+    return -EFAULT;
+  uint64_t sp = sb->vm ? cf_vm_regs(sb->vm)->rsp : 0;
+  old.ss_sp = (void *)sb->ss_sp;
+  old.ss_size = sb->ss_size;
+  old.ss_flags = altstack_state(sb, sp) | (sb->ss_flags & SS_AUTODISARM);
+  if (A(0)) {
+    long r = altstack_set(sb, &ss, sp);
+    if (r < 0)
+      return r;
+  }
+  return A(1) ? mm_copy_out(sb, A(1), &old, sizeof old) : 0;
+}
+
+long sys_kill(struct sb *sb, const uint64_t a[6], long nr)
+{
+  if ((int)A(0) != sb->pid && (int)A(0) != 0 && (int)A(0) != -1 && (int)A(0) != -sb->pid)
+    return -ESRCH;
+  return do_kill(sb, (int)A(1));
+}
+
+long sys_tkill(struct sb *sb, const uint64_t a[6], long nr)
+{
+  return (int)A(0) == sb->tid ? do_kill(sb, (int)A(1)) : -ESRCH;
+}
+
+long sys_tgkill(struct sb *sb, const uint64_t a[6], long nr)
+{
+  return (int)A(0) == sb->pid && (int)A(1) == sb->tid ? do_kill(sb, (int)A(2)) : -ESRCH;
+}
+
+long sys_pause(struct sb *sb, const uint64_t a[6], long nr)
+{
+  long r;
+  r = sig_wait(sb, CLOCK_MONOTONIC, NULL);
+  return r == -EDEADLK ? wait_forever(sb, "pause") : -EINTR;
+}
+
+long sys_rt_sigsuspend(struct sb *sb, const uint64_t a[6], long nr)
+{
+  return do_sigsuspend(sb, a);
+}
+
+/* ---- state file (snapshot.c orchestrates) ---- */
+
+/* The blocked mask, the pending set and the dispositions. */
+void sig_save(struct sb *sb, struct wbuf *w)
+{
+  w_u64(w, sb->sigmask);
+  w_u64(w, sb->pending);
+  w_bytes(w, sb->act, sizeof sb->act);
+}
+
+int sig_load(struct sb *sb, struct rbuf *r, const char *name)
+{
+  sb->sigmask = r_u64(r);
+  sb->pending = r_u64(r);
+  r_bytes(r, sb->act, sizeof sb->act);
+  return r->err ? cf_fail(EINVAL, "template '%s': malformed state file", name) : 0;
+}
+
+/* Version 4: the alternate signal stack (a tag, its address, size, flags). */
+#define ALTSTACK_TAG 0x4b5453544c414343ull /* "CCALTSTK" */
+
+void sig_save_altstack(struct sb *sb, struct wbuf *w)
+{
+  w_u64(w, ALTSTACK_TAG);
+  w_u64(w, sb->ss_sp);
+  w_u64(w, sb->ss_size);
+  w_u64(w, (uint64_t)(uint32_t)sb->ss_flags);
+}
+
+int sig_load_altstack(struct sb *sb, struct rbuf *r, const char *name)
+{
+  sb->ss_sp = sb->ss_size = 0;
+  sb->ss_flags = 0;
+  if (r->off == r->n)
+    return 0; /* version 1-3: none */
+  uint64_t tag = r_u64(r), sp = r_u64(r), size = r_u64(r), fl = r_u64(r);
+  if (r->err || tag != ALTSTACK_TAG || (fl & ~(uint64_t)(SS_AUTODISARM | SS_ONSTACK | SS_DISABLE)) ||
+      size > sb->mem_size || (size && (sp > sb->mem_size - size)))
+    return cf_fail(EINVAL, "template '%s': bad alternate signal stack", name);
+  sb->ss_sp = sp;
+  sb->ss_size = size;
+  sb->ss_flags = (int)fl;
+  return 0;
+}

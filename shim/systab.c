@@ -1,0 +1,565 @@
+/* The system-call table: one line per x86-64 Linux system call, in the
+ * spirit of gVisor's linux64.go. Each line says the number, the name, the
+ * handler (NULL: absent, ENOSYS), how --strace prints each argument, the
+ * call's flags (it may block, it is a readiness point, it reads fd 0, its
+ * host I/O may be interrupted by the run's timers, it may not return), its
+ * support status and a one-line note. Everything else derives from it:
+ * dispatch (sys_dispatch), --strace (trace_call), the CF_READY_STDIN pause
+ * point (sandbox.c reads_fd0), the restart of interrupted host I/O, and
+ * `cowfork syscalls` with docs/syscalls.md (cf_syscall_info).
+ *
+ * The handlers live with their subsystem: mm.c (memory), fs.c (files,
+ * pipes, the socket calls), signal.c, timer.c (clocks, sleeps, interval
+ * timers), task.c (process, identity, execve, futex, limits). Each returns
+ * the Linux result (>= 0 or -errno) or SYS_NORETURN when it has set the
+ * registers itself (rt_sigreturn, execve, a signal delivered to a handler).
+ * A status other than FULL has a note that says what is missing; an absent
+ * call fails with ENOSYS, never a silent success (docs/syscalls.md). */
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/mman.h>
+
+#include "shim/shim.h"
+
+#define FULL CF_SYSCALL_FULL
+#define PARTIAL CF_SYSCALL_PARTIAL
+#define ABSENT CF_SYSCALL_ABSENT
+#define SF_BLOCK CF_SYSCALL_BLOCKS
+#define SF_READY CF_SYSCALL_READY
+#define SF_FD0 CF_SYSCALL_FD0
+#define SF_HOSTIO CF_SYSCALL_HOSTIO
+#define SF_NORET CF_SYSCALL_NORETURN
+
+struct sys_ent {
+  sys_fn *fn;
+  const char *name;
+  const char *args;
+  uint8_t flags;
+  uint8_t status;
+  const char *note;
+};
+
+#define NSYS 463
+/* number, name, handler, arguments (cf_syscall_info.args), flags, status, note */
+#define E(nr_, name_, fn_, args_, flags_, st_, note_) [nr_] = {fn_, #name_, args_, flags_, st_, note_}
+static const struct sys_ent table[NSYS] = {
+    E(0, read, sys_read, "dBu", SF_BLOCK | SF_FD0 | SF_HOSTIO, FULL, "files, pipes, /tmp, /proc, /dev"),
+    E(1, write, sys_write, "dbu", SF_BLOCK | SF_HOSTIO, FULL, "files under the root are read-only (EROFS at open)"),
+    E(2, open, sys_open, "pxo", 0, FULL, "root read-only, /tmp in memory, own /proc and /dev"),
+    E(3, close, sys_close, "d", 0, FULL, ""),
+    E(4, stat, sys_stat, "pP", 0, FULL, ""),
+    E(5, fstat, sys_fstat, "dP", 0, FULL, ""),
+    E(6, lstat, sys_stat, "pP", 0, FULL, ""),
+    E(7, poll, sys_poll, "Pui", SF_BLOCK | SF_READY, PARTIAL, "host fds wait; /tmp and /proc files are always ready"),
+    E(8, lseek, sys_lseek, "dix", 0, FULL, ""),
+    E(9, mmap, sys_mmap, "Puxxdx", 0, PARTIAL, "MAP_SHARED writable of a root file is EACCES; /tmp files are copies kept coherent"),
+    E(10, mprotect, sys_mprotect, "Pux", 0, PARTIAL, "PROT_EXEC is recorded, not enforced"),
+    E(11, munmap, sys_munmap, "Pu", 0, FULL, ""),
+    E(12, brk, sys_brk, "P", 0, FULL, ""),
+    E(13, rt_sigaction, sys_rt_sigaction, "sPPu", 0, FULL, ""),
+    E(14, rt_sigprocmask, sys_rt_sigprocmask, "iPPu", 0, FULL, ""),
+    E(15, rt_sigreturn, sys_rt_sigreturn, "", SF_NORET, FULL, ""),
+    E(16, ioctl, sys_ioctl, "dxP", 0, PARTIAL, "terminal queries (TCGETS, TIOCGWINSZ) and FIONBIO/FIOCLEX"),
+    E(17, pread64, sys_pread64, "dBui", SF_BLOCK | SF_FD0 | SF_HOSTIO, FULL, ""),
+    E(18, pwrite64, sys_pwrite64, "dbui", SF_BLOCK | SF_HOSTIO, FULL, ""),
+    E(19, readv, sys_readv, "dPu", SF_BLOCK | SF_FD0 | SF_HOSTIO, FULL, ""),
+    E(20, writev, sys_writev, "dPu", SF_BLOCK | SF_HOSTIO, FULL, ""),
+    E(21, access, sys_access, "po", 0, FULL, ""),
+    E(22, pipe, sys_pipe, "P", 0, PARTIAL, "host pipes; a sandbox with an open pipe cannot be saved"),
+    E(23, select, sys_select, "iPPPP", SF_BLOCK | SF_READY, PARTIAL, "host fds wait; /tmp and /proc files are always ready"),
+    E(24, sched_yield, sys_sched_yield, "", 0, FULL, "one thread: returns at once"),
+    E(25, mremap, sys_mremap, "PuuxP", 0, PARTIAL, "always ENOMEM (callers fall back to mmap + copy)"),
+    E(26, msync, sys_msync, "Pux", 0, FULL, "writes shared /tmp mappings back"),
+    E(27, mincore, NULL, "PuP", 0, ABSENT, "ENOSYS"),
+    E(28, madvise, sys_madvise, "Pui", 0, PARTIAL, "MADV_DONTNEED zeroes; other advice accepted as a hint"),
+    E(29, shmget, NULL, NULL, 0, ABSENT, "ENOSYS"),
+    E(30, shmat, NULL, NULL, 0, ABSENT, "ENOSYS"),
+    E(31, shmctl, NULL, NULL, 0, ABSENT, "ENOSYS"),
+    E(32, dup, sys_dup, "d", 0, FULL, ""),
+    E(33, dup2, sys_dup2, "dd", 0, FULL, ""),
+    E(34, pause, sys_pause, "", SF_BLOCK, FULL, "sleeps until a signal"),
+    E(35, nanosleep, sys_nanosleep, "PP", SF_BLOCK, FULL, ""),
+    E(36, getitimer, sys_getitimer, "iP", 0, FULL, ""),
+    E(37, alarm, sys_alarm, "u", 0, FULL, ""),
+    E(38, setitimer, sys_setitimer, "iPP", 0, FULL, ""),
+    E(39, getpid, sys_getpid, "", 0, FULL, ""),
+    E(40, sendfile, sys_sendfile, "ddPu", 0, FULL, "any readable fd to any writable one"),
+    E(41, socket, sys_socket, "iii", 0, PARTIAL, "no network: EACCES"),
+    E(42, connect, sys_connect, "dPu", 0, PARTIAL, "no sockets: ENOTSOCK or EBADF"),
+    E(43, accept, sys_connect, "dPP", 0, FULL, ""),
+    E(44, sendto, sys_connect, "dbuxPu", 0, FULL, ""),
+    E(45, recvfrom, sys_connect, "dBuxPP", 0, FULL, ""),
+    E(46, sendmsg, sys_connect, "dPx", 0, FULL, ""),
+    E(47, recvmsg, sys_connect, "dPx", 0, FULL, ""),
+    E(48, shutdown, sys_connect, "di", 0, FULL, ""),
+    E(49, bind, sys_connect, "dPu", 0, FULL, ""),
+    E(50, listen, sys_connect, "di", 0, FULL, ""),
+    E(51, getsockname, sys_connect, "dPP", 0, FULL, ""),
+    E(52, getpeername, sys_connect, "dPP", 0, FULL, ""),
+    E(53, socketpair, sys_socket, "iiiP", 0, PARTIAL, "no network: EACCES"),
+    E(54, setsockopt, sys_connect, "diiPu", 0, FULL, ""),
+    E(55, getsockopt, sys_connect, "diiPP", 0, FULL, ""),
+    E(56, clone, sys_clone, "xPPPx", 0, PARTIAL, "no threads (EAGAIN) and no processes (ENOMEM) yet"),
+    E(57, fork, sys_fork, "", 0, PARTIAL, "ENOMEM: one process per sandbox"),
+    E(58, vfork, sys_fork, "", 0, PARTIAL, "ENOMEM: one process per sandbox"),
+    E(59, execve, sys_execve, "pPP", SF_NORET, FULL, "static and dynamic ELF"),
+    E(60, exit, sys_exit, "i", SF_NORET, FULL, ""),
+    E(61, wait4, sys_wait4, "iPxP", 0, PARTIAL, "ECHILD: there are no children"),
+    E(62, kill, sys_kill, "is", 0, PARTIAL, "only the sandbox itself"),
+    E(63, uname, sys_uname, "P", 0, FULL, "the host's kernel, the sandbox's hostname"),
+    E(64, semget, NULL, NULL, 0, ABSENT, "ENOSYS"),
+    E(65, semop, NULL, NULL, 0, ABSENT, "ENOSYS"),
+    E(66, semctl, NULL, NULL, 0, ABSENT, "ENOSYS"),
+    E(67, shmdt, NULL, NULL, 0, ABSENT, "ENOSYS"),
+    E(68, msgget, NULL, NULL, 0, ABSENT, "ENOSYS"),
+    E(69, msgsnd, NULL, NULL, 0, ABSENT, "ENOSYS"),
+    E(70, msgrcv, NULL, NULL, 0, ABSENT, "ENOSYS"),
+    E(71, msgctl, NULL, NULL, 0, ABSENT, "ENOSYS"),
+    E(72, fcntl, sys_fcntl, "dix", 0, PARTIAL, "record locks kept per sandbox"),
+    E(73, flock, sys_flock, "dx", 0, FULL, "locks kept per sandbox"),
+    E(74, fsync, sys_fsync, "d", 0, FULL, "nothing to write back"),
+    E(75, fdatasync, sys_fsync, "d", 0, FULL, ""),
+    E(76, truncate, sys_truncate, "pi", 0, PARTIAL, "/tmp only; EROFS elsewhere"),
+    E(77, ftruncate, sys_ftruncate, "di", 0, PARTIAL, "/tmp only; EROFS elsewhere"),
+    E(78, getdents, NULL, "dPu", 0, ABSENT, "ENOSYS (libc uses getdents64)"),
+    E(79, getcwd, sys_getcwd, "Bu", 0, FULL, ""),
+    E(80, chdir, sys_chdir, "p", 0, FULL, ""),
+    E(81, fchdir, sys_fchdir, "d", 0, FULL, ""),
+    E(82, rename, sys_rename, "pp", 0, PARTIAL, "within /tmp only; EROFS elsewhere, EXDEV across"),
+    E(83, mkdir, sys_mkdir, "po", 0, PARTIAL, "/tmp only; EROFS elsewhere"),
+    E(84, rmdir, sys_rmdir, "p", 0, PARTIAL, "/tmp only; EROFS elsewhere"),
+    E(85, creat, sys_creat, "po", 0, FULL, ""),
+    E(86, link, NULL, "pp", 0, ABSENT, "ENOSYS"),
+    E(87, unlink, sys_unlink, "p", 0, PARTIAL, "/tmp only; EROFS elsewhere"),
+    E(88, symlink, NULL, "pp", 0, ABSENT, "ENOSYS"),
+    E(89, readlink, sys_readlink, "pBu", 0, FULL, ""),
+    E(90, chmod, sys_chmod, "po", 0, PARTIAL, "/tmp only; EROFS elsewhere"),
+    E(91, fchmod, sys_chmod, "do", 0, PARTIAL, "/tmp only; EROFS elsewhere"),
+    E(92, chown, sys_chmod, "pii", 0, PARTIAL, "/tmp only; EROFS elsewhere"),
+    E(93, fchown, sys_chmod, "dii", 0, PARTIAL, "/tmp only; EROFS elsewhere"),
+    E(94, lchown, sys_chmod, "pii", 0, PARTIAL, "/tmp only; EROFS elsewhere"),
+    E(95, umask, sys_umask, "o", 0, FULL, ""),
+    E(96, gettimeofday, sys_gettimeofday, "PP", 0, FULL, ""),
+    E(97, getrlimit, sys_getrlimit, "iP", 0, FULL, "per sandbox; defaults: stack 8M, NOFILE 256, AS/DATA the memory"),
+    E(98, getrusage, sys_getrusage, "iP", 0, PARTIAL, "all zeros"),
+    E(99, sysinfo, sys_sysinfo, "P", 0, PARTIAL, "the host's figures, one process"),
+    E(100, times, sys_times, "P", 0, PARTIAL, "CPU times are zero; the return is the tick count"),
+    E(101, ptrace, NULL, NULL, 0, ABSENT, "ENOSYS"),
+    E(102, getuid, sys_getuid, "", 0, FULL, ""),
+    E(103, syslog, NULL, NULL, 0, ABSENT, "ENOSYS"),
+    E(104, getgid, sys_getgid, "", 0, FULL, ""),
+    E(105, setuid, sys_setuid, "i", 0, PARTIAL, "only to the current uid"),
+    E(106, setgid, sys_setuid, "i", 0, PARTIAL, "only to the current uid"),
+    E(107, geteuid, sys_getuid, "", 0, FULL, ""),
+    E(108, getegid, sys_getgid, "", 0, FULL, ""),
+    E(109, setpgid, sys_setpgid, "ii", 0, PARTIAL, "accepted; one process group"),
+    E(110, getppid, sys_getppid, "", 0, FULL, ""),
+    E(111, getpgrp, sys_getpgrp, "", 0, FULL, ""),
+    E(112, setsid, sys_getpgrp, "", 0, FULL, ""),
+    E(113, setreuid, NULL, NULL, 0, ABSENT, "ENOSYS"),
+    E(114, setregid, NULL, NULL, 0, ABSENT, "ENOSYS"),
+    E(115, getgroups, sys_getgroups, "iP", 0, FULL, "no supplementary groups"),
+    E(116, setgroups, sys_setgroups, "iP", 0, PARTIAL, "EPERM"),
+    E(117, setresuid, NULL, NULL, 0, ABSENT, "ENOSYS"),
+    E(118, getresuid, sys_getresuid, "PPP", 0, FULL, ""),
+    E(119, setresgid, NULL, NULL, 0, ABSENT, "ENOSYS"),
+    E(120, getresgid, sys_getresuid, "PPP", 0, FULL, ""),
+    E(121, getpgid, sys_getpgrp, "i", 0, FULL, ""),
+    E(122, setfsuid, NULL, NULL, 0, ABSENT, "ENOSYS"),
+    E(123, setfsgid, NULL, NULL, 0, ABSENT, "ENOSYS"),
+    E(124, getsid, sys_getpgrp, "i", 0, FULL, ""),
+    E(125, capget, NULL, NULL, 0, ABSENT, "ENOSYS"),
+    E(126, capset, NULL, NULL, 0, ABSENT, "ENOSYS"),
+    E(127, rt_sigpending, sys_rt_sigpending, "Pu", 0, FULL, ""),
+    E(128, rt_sigtimedwait, NULL, NULL, 0, ABSENT, "ENOSYS"),
+    E(129, rt_sigqueueinfo, NULL, NULL, 0, ABSENT, "ENOSYS"),
+    E(130, rt_sigsuspend, sys_rt_sigsuspend, "Pu", SF_BLOCK, FULL, "sleeps until a signal"),
+    E(131, sigaltstack, sys_sigaltstack, "PP", 0, FULL, "SA_ONSTACK frames on it, SS_AUTODISARM; kept in templates"),
+    E(132, utime, sys_chmod, "pP", 0, PARTIAL, "/tmp only; EROFS elsewhere"),
+    E(133, mknod, NULL, NULL, 0, ABSENT, "ENOSYS"),
+    E(134, uselib, NULL, NULL, 0, ABSENT, "ENOSYS"),
+    E(135, personality, NULL, NULL, 0, ABSENT, "ENOSYS"),
+    E(136, ustat, NULL, NULL, 0, ABSENT, "ENOSYS"),
+    E(137, statfs, sys_statfs, "pP", 0, PARTIAL, "a fixed tmpfs-like answer"),
+    E(138, fstatfs, sys_statfs, "dP", 0, PARTIAL, "a fixed tmpfs-like answer"),
+    E(139, sysfs, NULL, NULL, 0, ABSENT, "ENOSYS"),
+    E(140, getpriority, NULL, "ii", 0, ABSENT, "ENOSYS"),
+    E(141, setpriority, NULL, "iii", 0, ABSENT, "ENOSYS"),
+    E(142, sched_setparam, NULL, NULL, 0, ABSENT, "ENOSYS"),
+    E(143, sched_getparam, NULL, "iP", 0, ABSENT, "ENOSYS"),
+    E(144, sched_setscheduler, NULL, NULL, 0, ABSENT, "ENOSYS"),
+    E(145, sched_getscheduler, NULL, "i", 0, ABSENT, "ENOSYS"),
+    E(146, sched_get_priority_max, NULL, "i", 0, ABSENT, "ENOSYS"),
+    E(147, sched_get_priority_min, NULL, "i", 0, ABSENT, "ENOSYS"),
+    E(148, sched_rr_get_interval, NULL, NULL, 0, ABSENT, "ENOSYS"),
+    E(149, mlock, sys_mlock, "Pu", 0, PARTIAL, "nothing is ever swapped out by the shim: accepted"),
+    E(150, munlock, sys_mlock, "Pu", 0, PARTIAL, "accepted, as mlock"),
+    E(151, mlockall, NULL, NULL, 0, ABSENT, "ENOSYS"),
+    E(152, munlockall, NULL, NULL, 0, ABSENT, "ENOSYS"),
+    E(153, vhangup, NULL, NULL, 0, ABSENT, "ENOSYS"),
+    E(154, modify_ldt, NULL, NULL, 0, ABSENT, "ENOSYS"),
+    E(155, pivot_root, NULL, NULL, 0, ABSENT, "ENOSYS"),
+    E(156, _sysctl, NULL, NULL, 0, ABSENT, "ENOSYS"),
+    E(157, prctl, sys_prctl, "ixxxx", 0, PARTIAL, "PR_SET_NAME and PR_GET_NAME accepted; others EINVAL"),
+    E(158, arch_prctl, sys_arch_prctl, "xP", 0, PARTIAL, "ARCH_SET_FS and ARCH_GET_FS; others EINVAL"),
+    E(159, adjtimex, NULL, NULL, 0, ABSENT, "ENOSYS"),
+    E(160, setrlimit, sys_setrlimit, "iP", 0, PARTIAL, "kept per sandbox; NOFILE enforced (at most 256), others only reported"),
+    E(161, chroot, NULL, NULL, 0, ABSENT, "ENOSYS"),
+    E(162, sync, NULL, NULL, 0, ABSENT, "ENOSYS"),
+    E(163, acct, NULL, NULL, 0, ABSENT, "ENOSYS"),
+    E(164, settimeofday, NULL, NULL, 0, ABSENT, "ENOSYS"),
+    E(165, mount, NULL, NULL, 0, ABSENT, "ENOSYS"),
+    E(166, umount2, NULL, NULL, 0, ABSENT, "ENOSYS"),
+    E(167, swapon, NULL, NULL, 0, ABSENT, "ENOSYS"),
+    E(168, swapoff, NULL, NULL, 0, ABSENT, "ENOSYS"),
+    E(169, reboot, NULL, NULL, 0, ABSENT, "ENOSYS"),
+    E(170, sethostname, sys_sethostname, "bu", 0, FULL, ""),
+    E(171, setdomainname, NULL, NULL, 0, ABSENT, "ENOSYS"),
+    E(172, iopl, NULL, NULL, 0, ABSENT, "ENOSYS"),
+    E(173, ioperm, NULL, NULL, 0, ABSENT, "ENOSYS"),
+    E(174, create_module, NULL, NULL, 0, ABSENT, "ENOSYS"),
+    E(175, init_module, NULL, NULL, 0, ABSENT, "ENOSYS"),
+    E(176, delete_module, NULL, NULL, 0, ABSENT, "ENOSYS"),
+    E(177, get_kernel_syms, NULL, NULL, 0, ABSENT, "ENOSYS"),
+    E(178, query_module, NULL, NULL, 0, ABSENT, "ENOSYS"),
+    E(179, quotactl, NULL, NULL, 0, ABSENT, "ENOSYS"),
+    E(180, nfsservctl, NULL, NULL, 0, ABSENT, "ENOSYS"),
+    E(181, getpmsg, NULL, NULL, 0, ABSENT, "ENOSYS"),
+    E(182, putpmsg, NULL, NULL, 0, ABSENT, "ENOSYS"),
+    E(183, afs_syscall, NULL, NULL, 0, ABSENT, "ENOSYS"),
+    E(184, tuxcall, NULL, NULL, 0, ABSENT, "ENOSYS"),
+    E(185, security, NULL, NULL, 0, ABSENT, "ENOSYS"),
+    E(186, gettid, sys_gettid, "", 0, FULL, ""),
+    E(187, readahead, NULL, NULL, 0, ABSENT, "ENOSYS"),
+    E(188, setxattr, sys_setxattr, "ppPux", 0, PARTIAL, "no extended attributes: ENOTSUP"),
+    E(189, lsetxattr, sys_setxattr, "ppPux", 0, FULL, ""),
+    E(190, fsetxattr, sys_setxattr, "dpPux", 0, FULL, ""),
+    E(191, getxattr, sys_getxattr, "ppPu", 0, PARTIAL, "no extended attributes: ENODATA"),
+    E(192, lgetxattr, sys_getxattr, "ppPu", 0, FULL, ""),
+    E(193, fgetxattr, sys_fgetxattr, "dpPu", 0, FULL, ""),
+    E(194, listxattr, sys_getxattr, "pPu", 0, FULL, ""),
+    E(195, llistxattr, sys_getxattr, "pPu", 0, FULL, ""),
+    E(196, flistxattr, sys_fgetxattr, "dPu", 0, FULL, ""),
+    E(197, removexattr, sys_setxattr, "pp", 0, FULL, ""),
+    E(198, lremovexattr, sys_setxattr, "pp", 0, FULL, ""),
+    E(199, fremovexattr, sys_setxattr, "dp", 0, FULL, ""),
+    E(200, tkill, sys_tkill, "is", 0, PARTIAL, "only the one thread"),
+    E(201, time, sys_time, "P", 0, FULL, ""),
+    E(202, futex, sys_futex, "PiuPPu", SF_BLOCK, PARTIAL, "one thread: WAIT sleeps until timeout or signal, WAKE wakes nobody; PI ops ENOSYS"),
+    E(203, sched_setaffinity, NULL, "iuP", 0, ABSENT, "ENOSYS"),
+    E(204, sched_getaffinity, sys_sched_getaffinity, "iuP", 0, PARTIAL, "one CPU"),
+    E(205, set_thread_area, NULL, NULL, 0, ABSENT, "ENOSYS"),
+    E(206, io_setup, NULL, NULL, 0, ABSENT, "ENOSYS"),
+    E(207, io_destroy, NULL, NULL, 0, ABSENT, "ENOSYS"),
+    E(208, io_getevents, NULL, NULL, 0, ABSENT, "ENOSYS"),
+    E(209, io_submit, NULL, NULL, 0, ABSENT, "ENOSYS"),
+    E(210, io_cancel, NULL, NULL, 0, ABSENT, "ENOSYS"),
+    E(211, get_thread_area, NULL, NULL, 0, ABSENT, "ENOSYS"),
+    E(212, lookup_dcookie, NULL, NULL, 0, ABSENT, "ENOSYS"),
+    E(213, epoll_create, NULL, NULL, 0, ABSENT, "ENOSYS"),
+    E(214, epoll_ctl_old, NULL, NULL, 0, ABSENT, "ENOSYS"),
+    E(215, epoll_wait_old, NULL, NULL, 0, ABSENT, "ENOSYS"),
+    E(216, remap_file_pages, NULL, NULL, 0, ABSENT, "ENOSYS"),
+    E(217, getdents64, sys_getdents64, "dPu", 0, FULL, ""),
+    E(218, set_tid_address, sys_set_tid_address, "P", 0, FULL, ""),
+    E(219, restart_syscall, NULL, NULL, 0, ABSENT, "ENOSYS"),
+    E(220, semtimedop, NULL, NULL, 0, ABSENT, "ENOSYS"),
+    E(221, fadvise64, sys_fsync, "diui", 0, FULL, "a hint: accepted"),
+    E(222, timer_create, NULL, NULL, 0, ABSENT, "ENOSYS"),
+    E(223, timer_settime, NULL, NULL, 0, ABSENT, "ENOSYS"),
+    E(224, timer_gettime, NULL, NULL, 0, ABSENT, "ENOSYS"),
+    E(225, timer_getoverrun, NULL, NULL, 0, ABSENT, "ENOSYS"),
+    E(226, timer_delete, NULL, NULL, 0, ABSENT, "ENOSYS"),
+    E(227, clock_settime, NULL, NULL, 0, ABSENT, "ENOSYS"),
+    E(228, clock_gettime, sys_clock_gettime, "iP", 0, FULL, ""),
+    E(229, clock_getres, sys_clock_getres, "iP", 0, FULL, ""),
+    E(230, clock_nanosleep, sys_clock_nanosleep, "ixPP", SF_BLOCK, PARTIAL, "no sleep on CPU-time clocks (ENOTSUP)"),
+    E(231, exit_group, sys_exit, "i", SF_NORET, FULL, ""),
+    E(232, epoll_wait, NULL, NULL, 0, ABSENT, "ENOSYS"),
+    E(233, epoll_ctl, NULL, NULL, 0, ABSENT, "ENOSYS"),
+    E(234, tgkill, sys_tgkill, "iis", 0, PARTIAL, "only the one thread"),
+    E(235, utimes, sys_chmod, "pP", 0, PARTIAL, "/tmp only; EROFS elsewhere"),
+    E(236, vserver, NULL, NULL, 0, ABSENT, "ENOSYS"),
+    E(237, mbind, NULL, NULL, 0, ABSENT, "ENOSYS"),
+    E(238, set_mempolicy, NULL, NULL, 0, ABSENT, "ENOSYS"),
+    E(239, get_mempolicy, NULL, NULL, 0, ABSENT, "ENOSYS"),
+    E(240, mq_open, NULL, NULL, 0, ABSENT, "ENOSYS"),
+    E(241, mq_unlink, NULL, NULL, 0, ABSENT, "ENOSYS"),
+    E(242, mq_timedsend, NULL, NULL, 0, ABSENT, "ENOSYS"),
+    E(243, mq_timedreceive, NULL, NULL, 0, ABSENT, "ENOSYS"),
+    E(244, mq_notify, NULL, NULL, 0, ABSENT, "ENOSYS"),
+    E(245, mq_getsetattr, NULL, NULL, 0, ABSENT, "ENOSYS"),
+    E(246, kexec_load, NULL, NULL, 0, ABSENT, "ENOSYS"),
+    E(247, waitid, sys_wait4, "iiPxP", 0, PARTIAL, "ECHILD: there are no children"),
+    E(248, add_key, NULL, NULL, 0, ABSENT, "ENOSYS"),
+    E(249, request_key, NULL, NULL, 0, ABSENT, "ENOSYS"),
+    E(250, keyctl, NULL, NULL, 0, ABSENT, "ENOSYS"),
+    E(251, ioprio_set, NULL, NULL, 0, ABSENT, "ENOSYS"),
+    E(252, ioprio_get, NULL, NULL, 0, ABSENT, "ENOSYS"),
+    E(253, inotify_init, NULL, NULL, 0, ABSENT, "ENOSYS"),
+    E(254, inotify_add_watch, NULL, NULL, 0, ABSENT, "ENOSYS"),
+    E(255, inotify_rm_watch, NULL, NULL, 0, ABSENT, "ENOSYS"),
+    E(256, migrate_pages, NULL, NULL, 0, ABSENT, "ENOSYS"),
+    E(257, openat, sys_openat, "dpxo", 0, FULL, "as open; RESOLVE_IN_ROOT under the root"),
+    E(258, mkdirat, sys_mkdirat, "dpo", 0, PARTIAL, "/tmp only; EROFS elsewhere"),
+    E(259, mknodat, NULL, NULL, 0, ABSENT, "ENOSYS"),
+    E(260, fchownat, sys_chmod, "dpiix", 0, PARTIAL, "/tmp only; EROFS elsewhere"),
+    E(261, futimesat, sys_chmod, "dpP", 0, PARTIAL, "/tmp only; EROFS elsewhere"),
+    E(262, newfstatat, sys_newfstatat, "dpPx", 0, FULL, ""),
+    E(263, unlinkat, sys_unlinkat, "dpx", 0, PARTIAL, "/tmp only; EROFS elsewhere"),
+    E(264, renameat, sys_renameat, "dpdp", 0, PARTIAL, "within /tmp only; EROFS elsewhere, EXDEV across"),
+    E(265, linkat, NULL, NULL, 0, ABSENT, "ENOSYS"),
+    E(266, symlinkat, NULL, NULL, 0, ABSENT, "ENOSYS"),
+    E(267, readlinkat, sys_readlinkat, "dpBu", 0, FULL, ""),
+    E(268, fchmodat, sys_chmod, "dpo", 0, PARTIAL, "/tmp only; EROFS elsewhere"),
+    E(269, faccessat, sys_faccessat, "dpo", 0, FULL, ""),
+    E(270, pselect6, sys_select, "iPPPPP", SF_BLOCK | SF_READY, PARTIAL, "the signal mask argument is ignored"),
+    E(271, ppoll, sys_ppoll, "PuPPu", SF_BLOCK | SF_READY, PARTIAL, "the signal mask argument is ignored"),
+    E(272, unshare, NULL, NULL, 0, ABSENT, "ENOSYS"),
+    E(273, set_robust_list, sys_set_robust_list, "Pu", 0, PARTIAL, "accepted; one thread, nothing to clean up"),
+    E(274, get_robust_list, NULL, "iPP", 0, ABSENT, "ENOSYS"),
+    E(275, splice, NULL, NULL, 0, ABSENT, "ENOSYS"),
+    E(276, tee, NULL, NULL, 0, ABSENT, "ENOSYS"),
+    E(277, sync_file_range, NULL, NULL, 0, ABSENT, "ENOSYS"),
+    E(278, vmsplice, NULL, NULL, 0, ABSENT, "ENOSYS"),
+    E(279, move_pages, NULL, NULL, 0, ABSENT, "ENOSYS"),
+    E(280, utimensat, sys_chmod, "dpPx", 0, PARTIAL, "/tmp only; EROFS elsewhere"),
+    E(281, epoll_pwait, NULL, NULL, 0, ABSENT, "ENOSYS"),
+    E(282, signalfd, NULL, NULL, 0, ABSENT, "ENOSYS"),
+    E(283, timerfd_create, NULL, "ix", 0, ABSENT, "ENOSYS"),
+    E(284, eventfd, NULL, NULL, 0, ABSENT, "ENOSYS"),
+    E(285, fallocate, NULL, NULL, 0, ABSENT, "ENOSYS"),
+    E(286, timerfd_settime, NULL, NULL, 0, ABSENT, "ENOSYS"),
+    E(287, timerfd_gettime, NULL, NULL, 0, ABSENT, "ENOSYS"),
+    E(288, accept4, sys_connect, "dPPx", 0, FULL, ""),
+    E(289, signalfd4, NULL, NULL, 0, ABSENT, "ENOSYS"),
+    E(290, eventfd2, NULL, "ux", 0, ABSENT, "ENOSYS"),
+    E(291, epoll_create1, NULL, "x", 0, ABSENT, "ENOSYS"),
+    E(292, dup3, sys_dup2, "ddx", 0, FULL, ""),
+    E(293, pipe2, sys_pipe, "Px", 0, PARTIAL, "host pipes; a sandbox with an open pipe cannot be saved"),
+    E(294, inotify_init1, NULL, NULL, 0, ABSENT, "ENOSYS"),
+    E(295, preadv, sys_preadv, "dPui", SF_BLOCK | SF_FD0 | SF_HOSTIO, FULL, ""),
+    E(296, pwritev, NULL, "dPui", 0, ABSENT, "ENOSYS"),
+    E(297, rt_tgsigqueueinfo, NULL, NULL, 0, ABSENT, "ENOSYS"),
+    E(298, perf_event_open, NULL, NULL, 0, ABSENT, "ENOSYS"),
+    E(299, recvmmsg, sys_connect, "dPuxP", 0, FULL, ""),
+    E(300, fanotify_init, NULL, NULL, 0, ABSENT, "ENOSYS"),
+    E(301, fanotify_mark, NULL, NULL, 0, ABSENT, "ENOSYS"),
+    E(302, prlimit64, sys_prlimit64, "iiPP", 0, PARTIAL, "the sandbox's own pid only; as getrlimit and setrlimit"),
+    E(303, name_to_handle_at, NULL, NULL, 0, ABSENT, "ENOSYS"),
+    E(304, open_by_handle_at, NULL, NULL, 0, ABSENT, "ENOSYS"),
+    E(305, clock_adjtime, NULL, NULL, 0, ABSENT, "ENOSYS"),
+    E(306, syncfs, NULL, NULL, 0, ABSENT, "ENOSYS"),
+    E(307, sendmmsg, sys_connect, "dPux", 0, FULL, ""),
+    E(308, setns, NULL, NULL, 0, ABSENT, "ENOSYS"),
+    E(309, getcpu, NULL, NULL, 0, ABSENT, "ENOSYS"),
+    E(310, process_vm_readv, NULL, NULL, 0, ABSENT, "ENOSYS"),
+    E(311, process_vm_writev, NULL, NULL, 0, ABSENT, "ENOSYS"),
+    E(312, kcmp, NULL, NULL, 0, ABSENT, "ENOSYS"),
+    E(313, finit_module, NULL, NULL, 0, ABSENT, "ENOSYS"),
+    E(314, sched_setattr, NULL, NULL, 0, ABSENT, "ENOSYS"),
+    E(315, sched_getattr, NULL, NULL, 0, ABSENT, "ENOSYS"),
+    E(316, renameat2, sys_renameat, "dpdpx", 0, PARTIAL, "within /tmp only; EROFS elsewhere, EXDEV across"),
+    E(317, seccomp, NULL, NULL, 0, ABSENT, "ENOSYS"),
+    E(318, getrandom, sys_getrandom, "Bux", 0, FULL, "the host's"),
+    E(319, memfd_create, NULL, "px", 0, ABSENT, "ENOSYS"),
+    E(320, kexec_file_load, NULL, NULL, 0, ABSENT, "ENOSYS"),
+    E(321, bpf, NULL, NULL, 0, ABSENT, "ENOSYS"),
+    E(322, execveat, NULL, NULL, 0, ABSENT, "ENOSYS"),
+    E(323, userfaultfd, NULL, NULL, 0, ABSENT, "ENOSYS"),
+    E(324, membarrier, NULL, "ixi", 0, ABSENT, "ENOSYS"),
+    E(325, mlock2, NULL, NULL, 0, ABSENT, "ENOSYS"),
+    E(326, copy_file_range, NULL, "dPdPux", 0, ABSENT, "ENOSYS"),
+    E(327, preadv2, sys_preadv2, "dPuiix", SF_BLOCK | SF_FD0 | SF_HOSTIO, PARTIAL, "flags are hints"),
+    E(328, pwritev2, NULL, "dPuiix", 0, ABSENT, "ENOSYS"),
+    E(329, pkey_mprotect, NULL, NULL, 0, ABSENT, "ENOSYS"),
+    E(330, pkey_alloc, NULL, NULL, 0, ABSENT, "ENOSYS"),
+    E(331, pkey_free, NULL, NULL, 0, ABSENT, "ENOSYS"),
+    E(332, statx, sys_statx, "dpxxP", 0, FULL, ""),
+    E(333, io_pgetevents, NULL, NULL, 0, ABSENT, "ENOSYS"),
+    E(334, rseq, NULL, "Puix", 0, ABSENT, "ENOSYS (glibc goes on without it)"),
+    E(424, pidfd_send_signal, NULL, NULL, 0, ABSENT, "ENOSYS"),
+    E(425, io_uring_setup, NULL, NULL, 0, ABSENT, "ENOSYS"),
+    E(426, io_uring_enter, NULL, NULL, 0, ABSENT, "ENOSYS"),
+    E(427, io_uring_register, NULL, NULL, 0, ABSENT, "ENOSYS"),
+    E(428, open_tree, NULL, NULL, 0, ABSENT, "ENOSYS"),
+    E(429, move_mount, NULL, NULL, 0, ABSENT, "ENOSYS"),
+    E(430, fsopen, NULL, NULL, 0, ABSENT, "ENOSYS"),
+    E(431, fsconfig, NULL, NULL, 0, ABSENT, "ENOSYS"),
+    E(432, fsmount, NULL, NULL, 0, ABSENT, "ENOSYS"),
+    E(433, fspick, NULL, NULL, 0, ABSENT, "ENOSYS"),
+    E(434, pidfd_open, NULL, NULL, 0, ABSENT, "ENOSYS"),
+    E(435, clone3, sys_clone3, "Pu", 0, PARTIAL, "ENOSYS so that libc falls back to clone"),
+    E(436, close_range, NULL, "ddx", 0, ABSENT, "ENOSYS"),
+    E(437, openat2, NULL, NULL, 0, ABSENT, "ENOSYS"),
+    E(438, pidfd_getfd, NULL, NULL, 0, ABSENT, "ENOSYS"),
+    E(439, faccessat2, sys_faccessat2, "dpox", 0, FULL, ""),
+    E(440, process_madvise, NULL, NULL, 0, ABSENT, "ENOSYS"),
+    E(441, epoll_pwait2, NULL, NULL, 0, ABSENT, "ENOSYS"),
+    E(442, mount_setattr, NULL, NULL, 0, ABSENT, "ENOSYS"),
+    E(443, quotactl_fd, NULL, NULL, 0, ABSENT, "ENOSYS"),
+    E(444, landlock_create_ruleset, NULL, NULL, 0, ABSENT, "ENOSYS"),
+    E(445, landlock_add_rule, NULL, NULL, 0, ABSENT, "ENOSYS"),
+    E(446, landlock_restrict_self, NULL, NULL, 0, ABSENT, "ENOSYS"),
+    E(447, memfd_secret, NULL, NULL, 0, ABSENT, "ENOSYS"),
+    E(448, process_mrelease, NULL, NULL, 0, ABSENT, "ENOSYS"),
+    E(449, futex_waitv, NULL, NULL, 0, ABSENT, "ENOSYS"),
+    E(450, set_mempolicy_home_node, NULL, NULL, 0, ABSENT, "ENOSYS"),
+    E(451, cachestat, NULL, NULL, 0, ABSENT, "ENOSYS"),
+    E(452, fchmodat2, NULL, NULL, 0, ABSENT, "ENOSYS"),
+    E(453, map_shadow_stack, NULL, NULL, 0, ABSENT, "ENOSYS"),
+    E(454, futex_wake, NULL, NULL, 0, ABSENT, "ENOSYS"),
+    E(455, futex_wait, NULL, NULL, 0, ABSENT, "ENOSYS"),
+    E(456, futex_requeue, NULL, NULL, 0, ABSENT, "ENOSYS"),
+    E(457, statmount, NULL, NULL, 0, ABSENT, "ENOSYS"),
+    E(458, listmount, NULL, NULL, 0, ABSENT, "ENOSYS"),
+    E(459, lsm_get_self_attr, NULL, NULL, 0, ABSENT, "ENOSYS"),
+    E(460, lsm_set_self_attr, NULL, NULL, 0, ABSENT, "ENOSYS"),
+    E(461, lsm_list_modules, NULL, NULL, 0, ABSENT, "ENOSYS"),
+    E(462, mseal, NULL, NULL, 0, ABSENT, "ENOSYS"),
+};
+#undef E
+
+const char *sys_name(long nr)
+{
+  return nr >= 0 && nr < NSYS ? table[nr].name : NULL;
+}
+
+unsigned sys_flags(long nr)
+{
+  return nr >= 0 && nr < NSYS ? table[nr].flags : 0;
+}
+
+long cf_syscall_max(void) { return NSYS - 1; }
+
+int cf_syscall_info(long nr, struct cf_syscall_info *out)
+{
+  if (nr < 0 || nr >= NSYS || !table[nr].name) {
+    errno = ENOENT;
+    return -1;
+  }
+  const struct sys_ent *e = &table[nr];
+  *out = (struct cf_syscall_info){nr, e->name, e->args, e->flags, (enum cf_syscall_status)e->status, e->note};
+  return 0;
+}
+
+/* ---- --strace ---- */
+
+/* n bytes at p as a C string literal, at most 32 of them. */
+static void trace_bytes(FILE *t, const uint8_t *p, uint64_t n)
+{
+  fputc('"', t);
+  for (uint64_t i = 0; i < n && i < 32; i++) {
+    uint8_t c = p[i];
+    if (c == '"' || c == '\\')
+      fprintf(t, "\\%c", c);
+    else if (c == '\n')
+      fputs("\\n", t);
+    else if (c == '\t')
+      fputs("\\t", t);
+    else if (c >= 32 && c < 127)
+      fputc(c, t);
+    else
+      fprintf(t, "\\x%02x", c);
+  }
+  fputs(n > 32 ? "\"..." : "\"", t);
+}
+
+static void trace_arg(struct sb *sb, FILE *t, char how, const uint64_t a[6], int i, long r)
+{
+  uint64_t v = a[i];
+  switch (how) {
+  case 'i':
+    fprintf(t, "%d", (int)v);
+    return;
+  case 'u':
+    fprintf(t, "%llu", (unsigned long long)v);
+    return;
+  case 'o':
+    fprintf(t, "0%llo", (unsigned long long)v);
+    return;
+  case 'd':
+    if ((int)v == -100)
+      fputs("AT_FDCWD", t);
+    else
+      fprintf(t, "%d", (int)v);
+    return;
+  case 's': {
+    const char *n = (int)v > 0 && (int)v < 65 ? sigabbrev_np((int)v) : NULL;
+    if (n)
+      fprintf(t, "SIG%s", n);
+    else
+      fprintf(t, "%d", (int)v);
+    return;
+  }
+  case 'p': {
+    char buf[256];
+    if (mm_str(sb, v, buf, sizeof buf) >= 0) {
+      trace_bytes(t, (const uint8_t *)buf, strlen(buf));
+      return;
+    }
+    break;
+  }
+  case 'b':
+  case 'B': {
+    /* b: what the call reads (length: the next argument); B: what it
+     * wrote (length: the result) */
+    uint64_t n = how == 'b' ? (i < 5 ? a[i + 1] : 0) : r > 0 ? (uint64_t)r : 0;
+    const uint8_t *p = n ? mm_ptr(sb, v, n < 33 ? n : 33, PROT_READ) : NULL;
+    if (p) {
+      trace_bytes(t, p, n);
+      return;
+    }
+    break;
+  }
+  }
+  if (how == 'P' && !v)
+    fputs("NULL", t);
+  else
+    fprintf(t, "0x%llx", (unsigned long long)v);
+}
+
+static void trace_call(struct sb *sb, long nr, const uint64_t a[6], long r)
+{
+  const char *n = sys_name(nr);
+  const char *args = n ? table[nr].args : NULL;
+  FILE *t = sb->trace;
+  if (n)
+    fprintf(t, "[sandbox] %s(", n);
+  else
+    fprintf(t, "[sandbox] syscall_%ld(", nr);
+  int na = args ? (int)strlen(args) : 6;
+  for (int i = 0; i < na && i < 6; i++) {
+    if (i)
+      fputs(", ", t);
+    trace_arg(sb, t, args ? args[i] : 'x', a, i, r);
+  }
+  if (r == SYS_NORETURN)
+    fprintf(t, ") = ?\n");
+  else if (r < 0 && r > -4096)
+    fprintf(t, ") = -%ld (%s)\n", -r, strerrorname_np((int)-r) ? strerrorname_np((int)-r) : "?");
+  else
+    fprintf(t, ") = %ld (0x%lx)\n", r, (unsigned long)r);
+}
+
+/* ---- dispatch ---- */
+
+long sys_dispatch(struct sb *sb, long nr, const uint64_t a[6])
+{
+  sb->nsys++;
+  const struct sys_ent *e = (unsigned long)nr < NSYS ? &table[nr] : NULL;
+  long r = e && e->fn ? e->fn(sb, a, nr) : -ENOSYS;
+  if (r == -ENOSYS)
+    sb->enosys++;
+  if (sb->opts->strace)
+    trace_call(sb, nr, a, r == -RESTARTSYS ? -EINTR : r);
+  /* A host read or write the run's own timers interrupted: Linux would
+   * restart it (SA_RESTART, or no handler runs), or give EINTR. */
+  if (r == -EINTR && e && (e->flags & SF_HOSTIO) && sb->running && !sb->timed_out && !sb->exited)
+    r = -RESTARTSYS;
+  if (r != SYS_NORETURN)
+    r = signal_after_syscall(sb, nr, r);
+  return r;
+}

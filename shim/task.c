@@ -1,0 +1,604 @@
+/* Tasks: the program's process and identity, execve and exit, futexes,
+ * limits and the rest of what a process asks about itself.
+ *
+ * Single-threaded semantics, by decision (docs/python.md): a new thread
+ * (clone with CLONE_THREAD) fails with EAGAIN (Python: "can't start new
+ * thread"), a new process (fork, vfork, clone without CLONE_THREAD) with
+ * ENOMEM, what Linux gives when it cannot make one and what perl and bash
+ * give up on at once (they retry EAGAIN for seconds or forever); clone3 is
+ * ENOSYS so that libc falls back to clone. wait4 is ECHILD.
+ *
+ * futex WAIT sleeps until its timeout (ETIMEDOUT) or a signal (EINTR)
+ * (timer.c sig_wait). A wait that nothing can end (no timeout, no armed
+ * ITIMER_REAL: there is no other thread, and a CPU timer does not advance
+ * while the program waits) ends the sandbox with a report instead of
+ * hanging: natively it would hang forever.
+ *
+ * Resource limits are kept per sandbox (sb->rlim, only those the program
+ * set; rlim_default gives the others) with Linux's checks; RLIMIT_NOFILE
+ * is enforced where fds are allocated (fs.c, fd_limit), the others are
+ * reported but not enforced (docs/syscalls.md says so). */
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/futex.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/random.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
+#include <sys/sysinfo.h>
+#include <sys/utsname.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "cowfork/error.h"
+#include "internal.h"
+#include "shim/shim.h"
+
+#define ARCH_SET_GS 0x1001
+#define ARCH_SET_FS 0x1002
+#define ARCH_GET_FS 0x1003
+#define ARCH_GET_GS 0x1004
+
+/* ---- execve: replace the program in the same sandbox ---- */
+
+static char **copy_strv(struct sb *sb, uint64_t addr, long *err)
+{
+  size_t n = 0, cap = 16;
+  char **v = calloc(cap, sizeof *v);
+  if (!v)
+    return *err = -ENOMEM, NULL;
+  for (; addr; n++) {
+    uint64_t p;
+    if (mm_copy_in(sb, &p, addr + n * 8, 8) < 0) {
+      *err = -EFAULT;
+      goto fail;
+    }
+    if (!p)
+      break;
+    if (n + 2 > cap) {
+      char **nv = realloc(v, (cap *= 2) * sizeof *v);
+      if (!nv || cap > 65536) {
+        free(nv ? nv : v);
+        return *err = -E2BIG, NULL;
+      }
+      v = nv;
+    }
+    char buf[65536];
+    long l = mm_str(sb, p, buf, sizeof buf);
+    if (l < 0) {
+      *err = l == -ENAMETOOLONG ? -E2BIG : l;
+      goto fail;
+    }
+    v[n] = strdup(buf);
+    v[n + 1] = NULL;
+  }
+  v[n] = NULL;
+  return v;
+fail:
+  for (size_t i = 0; i < n; i++)
+    free(v[i]);
+  free(v);
+  return NULL;
+}
+
+static void free_strv(char **v)
+{
+  if (v)
+    for (char **p = v; *p; p++)
+      free(*p);
+  free(v);
+}
+
+static long do_execve(struct sb *sb, const uint64_t a[6])
+{
+  char path[PATH_MAX];
+  long r = mm_str(sb, A(0), path, sizeof path);
+  if (r < 0)
+    return r;
+  /* Check before the point of no return: exists, is an ELF we load. */
+  if ((r = elf_probe(sb, path)) < 0)
+    return r;
+  long err = 0;
+  char **argv = copy_strv(sb, A(1), &err), **envp = argv ? copy_strv(sb, A(2), &err) : NULL;
+  if (!argv || !envp) {
+    free_strv(argv);
+    return err;
+  }
+  /* Every VMA goes; the /tmp region (no VMA) stays. */
+  while (sb->nvma > 0 && mm_unmap(sb, sb->vmas[0].start, sb->vmas[0].end - sb->vmas[0].start) == 0)
+    ;
+  sb->nvma = 0;
+  for (int i = 0; i < MAX_FDS; i++)
+    if (sb->fds[i] && sb->cloexec[i]) {
+      uint64_t ca[6] = {(uint64_t)i}; /* fs.c owns the refcount: close(2) */
+      sys_close(sb, ca, SYS_close);
+    }
+  for (int s = 1; s <= 64; s++)
+    if (sb->act[s].handler != (uint64_t)SIG_IGN)
+      sb->act[s] = (struct ksigaction){0};
+  sb->ss_sp = sb->ss_size = 0; /* the alternate signal stack is cleared, as Linux */
+  sb->ss_flags = SS_DISABLE;
+  uint64_t entry, sp;
+  r = elf_load(sb, path, argv, envp, &entry, &sp);
+  free_strv(argv);
+  free_strv(envp);
+  if (r < 0) {
+    snprintf(sb->report, sizeof sb->report, "execve %.200s failed after the point of no return: %.700s", path,
+             cf_error());
+    kill_sandbox(sb, SIGKILL);
+    return SYS_NORETURN;
+  }
+  if (cf_vm_set_fs_base(sb->vm, 0) < 0 || cf_vm_enter_user(sb->vm, entry, sp) < 0)
+    kill_sandbox(sb, SIGKILL);
+  return SYS_NORETURN;
+}
+
+/* ---- futex ---- */
+
+#define FUTEX_PRIVATE FUTEX_PRIVATE_FLAG
+#define FUTEX_REALTIME FUTEX_CLOCK_REALTIME
+
+/* futex: one thread, so nobody else waits or wakes. WAIT sleeps until its
+ * timeout or a signal; WAKE wakes nobody; WAKE_OP does its operation on
+ * uaddr2; CMP_REQUEUE compares. The PI and requeue-PI operations are
+ * ENOSYS (an error, never a silent success). */
+static long do_futex(struct sb *sb, const uint64_t a[6])
+{
+  int op = (int)A(1), cmd = op & ~(FUTEX_PRIVATE | FUTEX_REALTIME);
+  uint64_t uaddr = A(0);
+  uint32_t val = (uint32_t)A(2), val3 = (uint32_t)A(5);
+  if ((op & FUTEX_REALTIME) && cmd != FUTEX_WAIT && cmd != FUTEX_WAIT_BITSET)
+    return -ENOSYS;
+  switch (cmd) {
+  case FUTEX_WAIT:
+  case FUTEX_WAIT_BITSET: {
+    if (uaddr % 4)
+      return -EINVAL;
+    if (cmd == FUTEX_WAIT_BITSET && !val3)
+      return -EINVAL;
+    struct timespec ts, dl;
+    bool timed = A(3) != 0;
+    if (timed) {
+      if (mm_copy_in(sb, &ts, A(3), sizeof ts) < 0)
+        return -EFAULT;
+      if (!ts_valid(&ts))
+        return -EINVAL;
+    }
+    uint32_t cur;
+    if (mm_copy_in(sb, &cur, uaddr, 4) < 0)
+      return -EFAULT;
+    if (cur != val)
+      return -EAGAIN;
+    /* FUTEX_WAIT: relative, on CLOCK_MONOTONIC; WAIT_BITSET: absolute, on
+     * CLOCK_MONOTONIC or with FUTEX_CLOCK_REALTIME on CLOCK_REALTIME. */
+    clockid_t clk = op & FUTEX_REALTIME ? CLOCK_REALTIME : CLOCK_MONOTONIC;
+    if (timed)
+      dl = cmd == FUTEX_WAIT ? ts_after(clk, &ts) : ts;
+    long r = sig_wait(sb, clk, timed ? &dl : NULL);
+    if (r == 0)
+      return -ETIMEDOUT;
+    if (r == -EDEADLK)
+      return wait_forever(sb, "futex wait");
+    return timed ? -EINTR : -RESTARTSYS; /* as Linux: only the untimed wait restarts */
+  }
+  case FUTEX_WAKE:
+  case FUTEX_WAKE_BITSET:
+    if (cmd == FUTEX_WAKE_BITSET && !val3)
+      return -EINVAL;
+    return uaddr % 4 ? -EINVAL : 0;
+  case FUTEX_REQUEUE:
+    return uaddr % 4 || A(4) % 4 ? -EINVAL : 0;
+  case FUTEX_CMP_REQUEUE: {
+    uint32_t cur;
+    if (uaddr % 4 || A(4) % 4)
+      return -EINVAL;
+    if (mm_copy_in(sb, &cur, uaddr, 4) < 0)
+      return -EFAULT;
+    return cur == val3 ? 0 : -EAGAIN;
+  }
+  case FUTEX_WAKE_OP: {
+    /* *uaddr2 = old OP oparg; the wakes that follow wake nobody. */
+    uint64_t uaddr2 = A(4);
+    if (uaddr % 4 || uaddr2 % 4)
+      return -EINVAL;
+    uint32_t *p = mm_ptr(sb, uaddr2, 4, PROT_READ | PROT_WRITE);
+    if (!p)
+      return -EFAULT;
+    int wop = (int)(val3 >> 28) & 7, cmp = (int)(val3 >> 24) & 15;
+    uint32_t oparg = (val3 >> 12) & 0xfff;
+    if (val3 & (8u << 28)) { /* FUTEX_OP_OPARG_SHIFT */
+      if (oparg > 31)
+        return -EINVAL;
+      oparg = 1u << oparg;
+    }
+    if (cmp > 5 || wop > 4)
+      return -ENOSYS;
+    uint32_t old = *p;
+    switch (wop) {
+    case 0: *p = oparg; break;        /* SET */
+    case 1: *p = old + oparg; break;  /* ADD */
+    case 2: *p = old | oparg; break;  /* OR */
+    case 3: *p = old & ~oparg; break; /* ANDN */
+    case 4: *p = old ^ oparg; break;  /* XOR */
+    }
+    return 0;
+  }
+  }
+  return -ENOSYS;
+}
+
+/* ---- the system calls (systab.c's table) ---- */
+
+long sys_arch_prctl(struct sb *sb, const uint64_t a[6], long nr)
+{
+  uint64_t v;
+  switch (A(0)) {
+  case ARCH_SET_FS:
+    if (A(1) >= (1ull << 47))
+      return -EPERM;
+    return cf_vm_set_fs_base(sb->vm, A(1)) < 0 ? -EIO : 0;
+  case ARCH_GET_FS:
+    if (cf_vm_get_fs_base(sb->vm, &v) < 0)
+      return -EIO;
+    return mm_copy_out(sb, A(1), &v, 8);
+  }
+  return -EINVAL;
+}
+
+long sys_set_tid_address(struct sb *sb, const uint64_t a[6], long nr)
+{
+  sb->tid_address = A(0);
+  return sb->tid;
+}
+
+long sys_set_robust_list(struct sb *sb, const uint64_t a[6], long nr)
+{
+  return 0;
+}
+
+long sys_futex(struct sb *sb, const uint64_t a[6], long nr)
+{
+  return do_futex(sb, a);
+}
+
+/* exit, exit_group */
+long sys_exit(struct sb *sb, const uint64_t a[6], long nr)
+{
+  sb->exited = true;
+  sb->exit_code = (int)(A(0) & 0xff);
+  return SYS_NORETURN;
+}
+
+long sys_clone(struct sb *sb, const uint64_t a[6], long nr)
+{
+  /* Linux's checks first: a thread shares the handlers, which share the memory. */
+  if (((A(0) & CLONE_THREAD) && !(A(0) & CLONE_SIGHAND)) || ((A(0) & CLONE_SIGHAND) && !(A(0) & CLONE_VM)))
+    return -EINVAL;
+  return A(0) & CLONE_THREAD ? -EAGAIN : -ENOMEM;
+}
+
+/* fork, vfork */
+long sys_fork(struct sb *sb, const uint64_t a[6], long nr)
+{
+  return -ENOMEM;
+}
+
+long sys_clone3(struct sb *sb, const uint64_t a[6], long nr)
+{
+  return -ENOSYS; /* libc falls back to clone */
+}
+
+long sys_execve(struct sb *sb, const uint64_t a[6], long nr)
+{
+  return do_execve(sb, a);
+}
+
+/* wait4, waitid */
+long sys_wait4(struct sb *sb, const uint64_t a[6], long nr)
+{
+  return -ECHILD;
+}
+
+long sys_getpid(struct sb *sb, const uint64_t a[6], long nr)
+{
+  return sb->pid;
+}
+
+long sys_gettid(struct sb *sb, const uint64_t a[6], long nr)
+{
+  return sb->tid;
+}
+
+long sys_getppid(struct sb *sb, const uint64_t a[6], long nr)
+{
+  return 1;
+}
+
+/* getpgrp, getsid, getpgid, setsid */
+long sys_getpgrp(struct sb *sb, const uint64_t a[6], long nr)
+{
+  return sb->pid;
+}
+
+long sys_setpgid(struct sb *sb, const uint64_t a[6], long nr)
+{
+  return 0;
+}
+
+/* getuid, geteuid */
+long sys_getuid(struct sb *sb, const uint64_t a[6], long nr)
+{
+  return sb->uid;
+}
+
+/* getgid, getegid */
+long sys_getgid(struct sb *sb, const uint64_t a[6], long nr)
+{
+  return sb->gid;
+}
+
+/* setuid, setgid */
+long sys_setuid(struct sb *sb, const uint64_t a[6], long nr)
+{
+  return (int)A(0) == sb->uid ? 0 : -EPERM;
+}
+
+/* getresuid, getresgid */
+long sys_getresuid(struct sb *sb, const uint64_t a[6], long nr)
+{
+  uint32_t id = (uint32_t)(nr == SYS_getresuid ? sb->uid : sb->gid);
+  for (int i = 0; i < 3; i++)
+    if (mm_copy_out(sb, A(i), &id, 4) < 0)
+      return -EFAULT;
+  return 0;
+}
+
+long sys_getgroups(struct sb *sb, const uint64_t a[6], long nr)
+{
+  return 0;
+}
+
+long sys_setgroups(struct sb *sb, const uint64_t a[6], long nr)
+{
+  return -EPERM;
+}
+
+long sys_uname(struct sb *sb, const uint64_t a[6], long nr)
+{
+  /* The host's kernel, the sandbox's own name. */
+  struct utsname u;
+  uname(&u);
+  snprintf(u.nodename, sizeof u.nodename, "%s", sb->hostname[0] ? sb->hostname : CF_DEFAULT_HOSTNAME);
+  snprintf(u.domainname, sizeof u.domainname, "(none)");
+  return mm_copy_out(sb, A(0), &u, sizeof u);
+}
+
+long sys_sethostname(struct sb *sb, const uint64_t a[6], long nr)
+{
+  if (sb->uid != 0) /* Linux: the capability first, then the length */
+    return -EPERM;
+  if ((int64_t)A(1) < 0 || A(1) > 64)
+    return -EINVAL;
+  char name[65];
+  if (mm_copy_in(sb, name, A(0), A(1)) < 0)
+    return -EFAULT;
+  return virt_sethostname(sb, name, A(1));
+}
+
+long sys_sysinfo(struct sb *sb, const uint64_t a[6], long nr)
+{
+  struct sysinfo si;
+  sysinfo(&si);
+  si.procs = 1;
+  return mm_copy_out(sb, A(0), &si, sizeof si);
+}
+
+/* The limits a sandbox starts with: the stack it has, the fds it can
+ * have, its memory; no limit on the rest. */
+static struct rlimit rlim_default(struct sb *sb, int res)
+{
+  switch (res) {
+  case RLIMIT_STACK:
+    return (struct rlimit){STACK_SIZE, STACK_SIZE};
+  case RLIMIT_NOFILE:
+    return (struct rlimit){MAX_FDS, MAX_FDS};
+  case RLIMIT_AS:
+  case RLIMIT_DATA:
+    return (struct rlimit){sb->mem_size, sb->mem_size};
+  }
+  return (struct rlimit){RLIM_INFINITY, RLIM_INFINITY};
+}
+
+void rlim_get(struct sb *sb, int res, struct rlimit *rl)
+{
+  *rl = sb->rlim_set & (1u << res) ? sb->rlim[res] : rlim_default(sb, res);
+}
+
+int fd_limit(struct sb *sb)
+{
+  if (!(sb->rlim_set & (1u << RLIMIT_NOFILE)))
+    return MAX_FDS;
+  rlim_t n = sb->rlim[RLIMIT_NOFILE].rlim_cur;
+  return n < MAX_FDS ? (int)n : MAX_FDS;
+}
+
+/* Linux's do_prlimit: the old limit into *old (if asked), the new one nl
+ * (if given, already read in) checked and kept. The limits are kept and
+ * reported; the shim enforces RLIMIT_NOFILE (fd allocation, fs.c), and the
+ * others are what the sandbox has anyway or not enforced (docs/syscalls.md). */
+static long do_prlimit(struct sb *sb, int res, const struct rlimit *nl, struct rlimit *old)
+{
+  if (res < 0 || res >= RLIM_NLIMITS)
+    return -EINVAL;
+  struct rlimit cur;
+  rlim_get(sb, res, &cur);
+  if (nl) {
+    if (nl->rlim_cur > nl->rlim_max)
+      return -EINVAL;
+    /* Linux: NOFILE never above nr_open (here: the shim's fd table), and
+     * raising a hard limit needs CAP_SYS_RESOURCE (root here). */
+    if (res == RLIMIT_NOFILE && nl->rlim_max > MAX_FDS)
+      return -EPERM;
+    if (nl->rlim_max > cur.rlim_max && sb->uid != 0)
+      return -EPERM;
+  }
+  if (old)
+    *old = cur;
+  if (nl) {
+    sb->rlim[res] = *nl;
+    sb->rlim_set |= 1u << res;
+  }
+  return 0;
+}
+
+long sys_getrlimit(struct sb *sb, const uint64_t a[6], long nr)
+{
+  struct rlimit rl;
+  long r = do_prlimit(sb, (int)A(0), NULL, &rl);
+  return r < 0 ? r : mm_copy_out(sb, A(1), &rl, sizeof rl);
+}
+
+long sys_setrlimit(struct sb *sb, const uint64_t a[6], long nr)
+{
+  struct rlimit nl;
+  if (mm_copy_in(sb, &nl, A(1), sizeof nl) < 0)
+    return -EFAULT;
+  return do_prlimit(sb, (int)A(0), &nl, NULL);
+}
+
+long sys_prlimit64(struct sb *sb, const uint64_t a[6], long nr)
+{
+  struct rlimit nl, old;
+  if (A(2) && mm_copy_in(sb, &nl, A(2), sizeof nl) < 0)
+    return -EFAULT;
+  if (A(0) && (int)A(0) != sb->pid)
+    return -ESRCH;
+  long r = do_prlimit(sb, (int)A(1), A(2) ? &nl : NULL, A(3) ? &old : NULL);
+  if (r < 0)
+    return r;
+  return A(3) ? mm_copy_out(sb, A(3), &old, sizeof old) : 0;
+}
+
+long sys_getrusage(struct sb *sb, const uint64_t a[6], long nr)
+{
+  struct rusage ru = {0};
+  return mm_copy_out(sb, A(1), &ru, sizeof ru);
+}
+
+long sys_getrandom(struct sb *sb, const uint64_t a[6], long nr)
+{
+  uint64_t len = A(1) > (1 << 20) ? 1 << 20 : A(1);
+  void *p = mm_ptr(sb, A(0), len, PROT_WRITE);
+  if (!p)
+    return -EFAULT;
+  ssize_t n = getrandom(p, len, (unsigned)(A(2) & GRND_NONBLOCK));
+  return n < 0 ? -errno : n;
+}
+
+long sys_sched_getaffinity(struct sb *sb, const uint64_t a[6], long nr)
+{
+  if (A(1) < 8)
+    return -EINVAL;
+  uint64_t mask = 1;
+  return mm_copy_out(sb, A(2), &mask, 8) < 0 ? -EFAULT : 8;
+}
+
+long sys_sched_yield(struct sb *sb, const uint64_t a[6], long nr)
+{
+  return 0;
+}
+
+long sys_prctl(struct sb *sb, const uint64_t a[6], long nr)
+{
+  return A(0) == 15 /* PR_SET_NAME */ || A(0) == 16 ? 0 : -EINVAL;
+}
+
+/* ---- state file (snapshot.c orchestrates) ---- */
+
+/* The ids. */
+void task_save(struct sb *sb, struct wbuf *w)
+{
+  w_u64(w, (uint64_t)sb->pid);
+  w_u64(w, (uint64_t)sb->tid);
+  w_u64(w, sb->tid_address);
+}
+
+int task_load(struct sb *sb, struct rbuf *r, const char *name)
+{
+  sb->pid = (int)r_u64(r);
+  sb->tid = (int)r_u64(r);
+  sb->tid_address = r_u64(r);
+  return r->err ? cf_fail(EINVAL, "template '%s': malformed state file", name) : 0;
+}
+
+/* Version 3: the identity, the hostname and the program's argument and
+ * environment ranges (/proc/self/cmdline, environ). */
+void task_save_ident(struct sb *sb, struct wbuf *w)
+{
+  w_str(w, sb->hostname);
+  w_u64(w, sb->arg_start);
+  w_u64(w, sb->arg_end);
+  w_u64(w, sb->env_start);
+  w_u64(w, sb->env_end);
+}
+
+/* A version 1 or 2 payload ends before it: the default hostname and an
+ * empty cmdline and environ. The sandbox's options may name a hostname. */
+int task_load_ident(struct sb *sb, struct rbuf *r, const char *name)
+{
+  snprintf(sb->hostname, sizeof sb->hostname, "%s", CF_DEFAULT_HOSTNAME);
+  if (r->off != r->n) {
+    r_str(r, sb->hostname, sizeof sb->hostname);
+    sb->arg_start = r_u64(r);
+    sb->arg_end = r_u64(r);
+    sb->env_start = r_u64(r);
+    sb->env_end = r_u64(r);
+    if (r->err || sb->arg_end < sb->arg_start || sb->env_start < sb->arg_end || sb->env_end < sb->env_start ||
+        sb->env_end > sb->mem_size)
+      return cf_fail(EINVAL, "template '%s': bad identity", name);
+  }
+  if (sb->opts->hostname) {
+    if (!cf_sandbox_hostname_ok(sb->opts->hostname))
+      return cf_fail(EINVAL, "bad hostname '%s' (1-64 bytes, no control characters or '/')", sb->opts->hostname);
+    snprintf(sb->hostname, sizeof sb->hostname, "%s", sb->opts->hostname);
+  }
+  return 0;
+}
+
+/* Version 4: the limits the program set (a tag, the mask, then each one). */
+#define RLIMIT_TAG 0x5354494d494c5243ull /* "CRLIMITS" */
+
+void task_save_limits(struct sb *sb, struct wbuf *w)
+{
+  w_u64(w, RLIMIT_TAG);
+  w_u64(w, sb->rlim_set);
+  for (int i = 0; i < RLIM_NLIMITS; i++)
+    if (sb->rlim_set & (1u << i)) {
+      w_u64(w, sb->rlim[i].rlim_cur);
+      w_u64(w, sb->rlim[i].rlim_max);
+    }
+}
+
+int task_load_limits(struct sb *sb, struct rbuf *r, const char *name)
+{
+  sb->rlim_set = 0;
+  if (r->off == r->n)
+    return 0; /* version 1-3: the defaults */
+  uint64_t tag = r_u64(r), set = r_u64(r);
+  if (r->err || tag != RLIMIT_TAG || set >> RLIM_NLIMITS)
+    return cf_fail(EINVAL, "template '%s': bad resource limits", name);
+  for (int i = 0; i < RLIM_NLIMITS; i++)
+    if (set & (1u << i)) {
+      sb->rlim[i].rlim_cur = r_u64(r);
+      sb->rlim[i].rlim_max = r_u64(r);
+      if (r->err || sb->rlim[i].rlim_cur > sb->rlim[i].rlim_max ||
+          (i == RLIMIT_NOFILE && sb->rlim[i].rlim_max > MAX_FDS))
+        return cf_fail(EINVAL, "template '%s': bad resource limits", name);
+    }
+  sb->rlim_set = (uint32_t)set;
+  return 0;
+}

@@ -1,0 +1,104 @@
+/* Template state files of every version still load: the payloads in
+ * tests/fuzz/corpus/state (s1, s2: version 1; v2, v3: versions 2 and 3;
+ * v4, v4-limits: the current one, the second with RLIMIT_NOFILE and an
+ * alternate stack set) go through state_parse as a child's load would, with
+ * no VM (the memory is anonymous), and what they hold comes back: the VMAs,
+ * the cwd, the files; version 3's identity, version 4's limits and
+ * alternate signal stack. bad-page-list must be refused. */
+#include <errno.h>
+#include <sys/resource.h>
+
+#define SHIM_UTIL_NO_HARNESS
+#include "cowfork/error.h"
+#include "shim_util.h"
+#include "tap.h"
+
+#define MEM (64ull << 20)
+#define CORPUS "tests/fuzz/corpus/state" /* tests/run runs from the top directory */
+
+static uint8_t *read_all(const char *path, size_t *len)
+{
+  FILE *f = fopen(path, "rb");
+  if (!f)
+    return NULL;
+  static uint8_t buf[1 << 20];
+  *len = fread(buf, 1, sizeof buf, f);
+  fclose(f);
+  return buf;
+}
+
+/* Parse the seed; 0 and *out kept (the caller frees) or -1. */
+static int parse(const char *seed, struct cf_sandbox_opts *o, struct sb **out)
+{
+  char path[512];
+  snprintf(path, sizeof path, "%s/%s", CORPUS, seed);
+  size_t len;
+  uint8_t *p = read_all(path, &len);
+  struct sb *s = shim_sb_new(o, MEM, PROT_READ | PROT_WRITE);
+  *out = s;
+  if (!p) {
+    diag("%s: %m", path);
+    return -1;
+  }
+  s->forked = true;
+  struct cf_vm_cpu *cpu = calloc(1, sizeof *cpu);
+  struct cf_vm_regs regs;
+  int rc = state_parse(s, p, len, seed, cpu, &regs);
+  if (rc < 0)
+    diag("%s: %s", seed, cf_error());
+  free(cpu);
+  return rc;
+}
+
+static void done(struct sb *s)
+{
+  fs_fini(s);
+  hostfile_fini(s);
+  shim_sb_free(s);
+}
+
+static int nfds(struct sb *s)
+{
+  int n = 0;
+  for (int i = 0; i < MAX_FDS; i++)
+    n += s->fds[i] != NULL;
+  return n;
+}
+
+int main(void)
+{
+  static struct cf_sandbox_opts o;
+  int null = open("/dev/null", O_RDWR | O_CLOEXEC);
+  o.stdio[0] = o.stdio[1] = o.stdio[2] = null;
+  struct sb *s;
+  if (access(CORPUS "/s1", R_OK) < 0)
+    skip_all(CORPUS ": not found (run from the top directory)");
+  const char *v1[] = {"s1", "s2"};
+  for (int i = 0; i < 2; i++) {
+    ok(parse(v1[i], &o, &s) == 0, "version 1 seed %s loads", v1[i]);
+    ok(s->nvma > 0 && s->cwd[0] == '/' && nfds(s) >= 3, "%s: VMAs, cwd, fds", v1[i]);
+    ok(strcmp(s->hostname, CF_DEFAULT_HOSTNAME) == 0 && s->arg_end == 0, "%s: default identity", v1[i]);
+    done(s);
+  }
+  ok(parse("v2", &o, &s) == 0, "version 2 seed loads");
+  ok(s->nvma > 0 && nfds(s) >= 3 && s->arg_end == 0, "v2: VMAs, fds, no identity");
+  done(s);
+  ok(parse("v3", &o, &s) == 0, "version 3 seed loads");
+  ok(s->nvma > 0 && nfds(s) >= 3 && s->arg_end > s->arg_start, "v3: VMAs, fds, the identity");
+  done(s);
+  ok(parse("v4", &o, &s) == 0, "version 4 seed loads");
+  ok(s->nvma > 0 && nfds(s) >= 3 && s->arg_end > s->arg_start && s->rlim_set == 0 && s->ss_size == 0,
+     "v4: VMAs, fds, identity, default limits, no alternate stack");
+  done(s);
+  ok(parse("v4-limits", &o, &s) == 0, "version 4 seed with limits loads");
+  struct rlimit rl;
+  rlim_get(s, RLIMIT_NOFILE, &rl);
+  ok(rl.rlim_cur == 20 && rl.rlim_max == 40 && fd_limit(s) == 20, "v4-limits: RLIMIT_NOFILE 20 40");
+  rlim_get(s, RLIMIT_STACK, &rl);
+  ok(rl.rlim_cur == 8ull << 20, "v4-limits: the others are the defaults");
+  ok(s->ss_sp == 0x400000 && s->ss_size == 65536 && s->ss_flags == 0, "v4-limits: the alternate stack");
+  done(s);
+  ok(parse("bad-page-list", &o, &s) < 0 && errno == EINVAL, "a bad /tmp page list is refused");
+  done(s);
+  return done_testing();
+}
