@@ -274,6 +274,8 @@ int cf_reflink_range(int sfd, uint64_t soff, int dfd, uint64_t doff, uint64_t le
   return 0;
 }
 
+bool cf_reflink_refused(unsigned state) { return state & NO_REFLINK; }
+
 int cf_clone_range(int sfd, uint64_t soff, int dfd, uint64_t doff, uint64_t len, unsigned *state,
                    struct cf_clone_stats *st)
 {

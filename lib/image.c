@@ -30,7 +30,13 @@
 
 #define CHUNK (4u << 20)
 /* Checking reads through a buffer that stays in L2: the copy out of the
- * page cache and the hash then cost about one pass over memory. */
+ * page cache and the hash then cost about one pass over memory. Not an mmap:
+ * mapping costs a fault per folio, cheap only for a layer cached in large
+ * folios (as cf_layer_writer leaves one: 1.5-3 ms less than this pread for
+ * 50 MiB) and 3-4x this pread where it is cached in small ones (written by
+ * an older cowfork, or read back from disk) on a machine whose page faults
+ * are VM exits; and a layer truncated under a mapping is a SIGBUS where
+ * pread is a short read (bench/check, BENCHMARKS.md). */
 #define CHECK_CHUNK (256u << 10)
 
 struct cf_image {

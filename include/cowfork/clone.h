@@ -2,6 +2,7 @@
 #ifndef COWFORK_CLONE_H
 #define COWFORK_CLONE_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 enum cf_clone_method {
@@ -41,6 +42,9 @@ int cf_clone_range(int sfd, uint64_t soff, int dfd, uint64_t doff, uint64_t len,
  * when it cannot be here (not aligned: this range; unsupported or another
  * file system: remembered in *state), -1 with cf_error() on an I/O error. */
 int cf_reflink_range(int sfd, uint64_t soff, int dfd, uint64_t doff, uint64_t len, unsigned *state);
+/* Whether *state (as above) says reflink was refused for good: every later
+ * cf_reflink_range on the same pair returns 0 at once. */
+bool cf_reflink_refused(unsigned state);
 
 /* "reflink", "hardlink", "copy_file_range" or "read/write". */
 const char *cf_clone_method_name(enum cf_clone_method m);
