@@ -18,7 +18,7 @@
 
 static int cmd_daemon(const struct cli_cmd *cmd, int argc, char **argv)
 {
-  enum { OPT_SOCKET = 1000, OPT_LISTEN, OPT_TOKEN, OPT_WORKERS, OPT_MAX, OPT_BODY, OPT_TIMEOUT, OPT_CPU, OPT_QUIET, OPT_NO_PARK, OPT_PARK_AFTER };
+  enum { OPT_SOCKET = 1000, OPT_LISTEN, OPT_TOKEN, OPT_WORKERS, OPT_MAX, OPT_BODY, OPT_TIMEOUT, OPT_CPU, OPT_QUIET, OPT_NO_PARK, OPT_PARK_AFTER, OPT_NO_SECCOMP };
   static const struct option opts[] = {{"socket", required_argument, 0, OPT_SOCKET},
                                        {"listen", required_argument, 0, OPT_LISTEN},
                                        {"token-file", required_argument, 0, OPT_TOKEN},
@@ -29,6 +29,7 @@ static int cmd_daemon(const struct cli_cmd *cmd, int argc, char **argv)
                                        {"cpu-limit", required_argument, 0, OPT_CPU},
                                        {"quiet", no_argument, 0, OPT_QUIET},
                                        {"no-park", no_argument, 0, OPT_NO_PARK},
+                                       {"no-seccomp", no_argument, 0, OPT_NO_SECCOMP},
                                        {"park-after", required_argument, 0, OPT_PARK_AFTER},
                                        {0}};
   if (cli_wants_help(cmd, argc, argv))
@@ -84,6 +85,7 @@ static int cmd_daemon(const struct cli_cmd *cmd, int argc, char **argv)
     case 'q':
     case OPT_QUIET: o.quiet = true; break;
     case OPT_NO_PARK: o.no_park = true; break;
+    case OPT_NO_SECCOMP: cf_seccomp_set(false); break;
     case OPT_PARK_AFTER:
       if (strcmp(optarg, "0") != 0 && cli_parse_seconds(optarg, &o.park_after) < 0)
         return cli_usage(cmd, "bad --park-after '%s' (seconds, 0: at once)", optarg);
@@ -398,7 +400,7 @@ const struct cli_cmd cli_daemon_cmds[] = {
     {"daemon", "serve the REST API over live sandboxes on a Unix socket",
      "Usage: cowfork daemon [--socket PATH] [--listen 127.0.0.1:PORT --token-file FILE]\n"
      "                      [--workers N] [--max-sandboxes N] [--max-body SIZE] [--timeout S]\n"
-     "                      [--cpu-limit S] [--no-park | --park-after S] [-q]\n"
+     "                      [--cpu-limit S] [--no-park | --park-after S] [--no-seccomp] [-q]\n"
      "\n"
      "Serve the cowfork API (docs/daemon.md): HTTP/1.1 + JSON on a Unix socket\n"
      "(default $COWFORK_SOCKET, else $XDG_RUNTIME_DIR/cowfork.sock, else\n"
@@ -421,6 +423,8 @@ const struct cli_cmd cli_daemon_cmds[] = {
      "                      than in its own VM) and its next exec takes a spare VM\n"
      "                      (~70 us more per exec when parking after each one)\n"
      "  --no-park           keep every idle live sandbox in its own VM\n"
+     "  --no-seccomp        no seccomp-bpf filter on the worker threads (debugging;\n"
+     "                      also COWFORK_SECCOMP=0; docs/security.md)\n"
      "  -q, --quiet         no log lines\n",
      cmd_daemon},
     {"sandbox create", "start live sandboxes from a template (daemon)",

@@ -10,7 +10,7 @@
 #include <unistd.h>
 
 #include "cli.h"
-#include "internal.h"
+#include "cowfork/shim.h"
 #include "cowfork/error.h"
 #include "internal.h"
 
@@ -155,6 +155,10 @@ int main(int argc, char **argv)
   int i = 1;
   init_tables();
   cf_nofile_raise(); /* fork -n N keeps two files per child */
+  /* The threads that serve guests run under seccomp (shim/seccomp.c)
+   * unless COWFORK_SECCOMP=0 here or --no-seccomp on the command. */
+  const char *sc = getenv("COWFORK_SECCOMP");
+  cf_seccomp_set(!(sc && (!strcmp(sc, "0") || !strcmp(sc, "off") || !strcmp(sc, "no"))));
   for (; i < argc && argv[i][0] == '-'; i++) {
     if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
       print_help(stdout);

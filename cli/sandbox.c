@@ -55,11 +55,21 @@ static char **env_build(const struct envset *e)
 
 /* The options run and template create share (BOX_OPTS in their tables,
  * their own from BOX_OPT_END on), taken by box_opt. */
-enum { BOX_OPT_ROOT = 1000, BOX_OPT_ENV, BOX_OPT_HOSTNAME, BOX_OPT_MEM, BOX_OPT_TIMEOUT, BOX_OPT_STRACE, BOX_OPT_END };
+enum {
+  BOX_OPT_ROOT = 1000,
+  BOX_OPT_ENV,
+  BOX_OPT_HOSTNAME,
+  BOX_OPT_MEM,
+  BOX_OPT_TIMEOUT,
+  BOX_OPT_STRACE,
+  BOX_OPT_NO_SECCOMP,
+  BOX_OPT_END
+};
 #define BOX_OPTS                                                                                                       \
   {"root", required_argument, 0, BOX_OPT_ROOT}, {"env", required_argument, 0, BOX_OPT_ENV},                            \
       {"hostname", required_argument, 0, BOX_OPT_HOSTNAME}, {"mem", required_argument, 0, BOX_OPT_MEM},                \
-      {"timeout", required_argument, 0, BOX_OPT_TIMEOUT}, {"strace", no_argument, 0, BOX_OPT_STRACE}
+      {"timeout", required_argument, 0, BOX_OPT_TIMEOUT}, {"strace", no_argument, 0, BOX_OPT_STRACE},           \
+      {"no-seccomp", no_argument, 0, BOX_OPT_NO_SECCOMP}
 
 /* Option c (getopt_long's, argument optarg) if it is one of BOX_OPTS or -v,
  * into o and env: -1 if c is none of them, EXIT_OK if taken, or the exit
@@ -80,6 +90,9 @@ static int box_opt(const struct cli_cmd *cmd, int c, struct cf_sandbox_opts *o, 
     return EXIT_OK;
   case BOX_OPT_STRACE:
     o->strace = true;
+    return EXIT_OK;
+  case BOX_OPT_NO_SECCOMP:
+    cf_seccomp_set(false);
     return EXIT_OK;
   case 'v':
     o->verbose = true;
@@ -368,7 +381,7 @@ static void json_string_fd(int fd)
 static int cmd_fork(const struct cli_cmd *cmd, int argc, char **argv)
 {
   enum { OPT_BACKEND = 1000, OPT_INPUT, OPT_INPUT_DIR, OPT_JSON, OPT_BRANCH, OPT_OUTPUT_DIR, OPT_TIMEOUT,
-         OPT_JOBS, OPT_STRACE, OPT_NO_REUSE };
+         OPT_JOBS, OPT_STRACE, OPT_NO_REUSE, OPT_NO_SECCOMP };
   static const struct option opts[] = {{"backend", required_argument, 0, OPT_BACKEND},
                                        {"input", required_argument, 0, OPT_INPUT},
                                        {"input-dir", required_argument, 0, OPT_INPUT_DIR},
@@ -379,6 +392,7 @@ static int cmd_fork(const struct cli_cmd *cmd, int argc, char **argv)
                                        {"jobs", required_argument, 0, OPT_JOBS},
                                        {"strace", no_argument, 0, OPT_STRACE},
                                        {"no-reuse", no_argument, 0, OPT_NO_REUSE},
+                                       {"no-seccomp", no_argument, 0, OPT_NO_SECCOMP},
                                        {0}};
   if (cli_wants_help(cmd, argc, argv))
     return EXIT_OK;
@@ -415,6 +429,7 @@ static int cmd_fork(const struct cli_cmd *cmd, int argc, char **argv)
     case OPT_OUTPUT_DIR: outdir = optarg; break;
     case OPT_STRACE: strace = true; break;
     case OPT_NO_REUSE: reuse = false; break;
+    case OPT_NO_SECCOMP: cf_seccomp_set(false); break;
     case OPT_TIMEOUT:
       if (cli_parse_seconds(optarg, &timeout) < 0)
         return cli_usage(cmd, "bad --timeout '%s' (seconds)", optarg);
@@ -585,12 +600,15 @@ out:
   "\n"                                                                           \
   "The environment is a clean default, never this command's: PATH=/usr/local/\n"  \
   "sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin, HOME=/root (uid 0) or /,\n" \
-  "LANG=C.UTF-8, TERM as this command's when it is set, then --env.\n"
+  "LANG=C.UTF-8, TERM as this command's when it is set, then --env.\n"  \
+  "  --no-seccomp  no seccomp-bpf filter on the threads that serve the sandbox\n" \
+  "                (debugging; also COWFORK_SECCOMP=0; docs/security.md)\n"
 
 const struct cli_cmd cli_sandbox_cmds[] = {
     {"run", "run a Linux program in a micro-VM sandbox",
      "Usage: cowfork run [--root DIR] [--mem SIZE] [--timeout S] [--cpu-limit S] [--strace] [-v]\n"
-     "                   [--copy-files] [--env K=V|K]... [--hostname NAME] -- PROGRAM [ARGS...]\n"
+     "                   [--copy-files] [--env K=V|K]... [--hostname NAME] [--no-seccomp]\n"
+     "                   -- PROGRAM [ARGS...]\n"
      "\n"
      "Run an x86-64 Linux PROGRAM (a path inside the root; static, or dynamic with\n"
      "its interpreter and libraries from the root) in a KVM micro-VM\n"
@@ -613,7 +631,7 @@ const struct cli_cmd cli_sandbox_cmds[] = {
     {"template create", "run a program to its ready point and save it as a template",
      "Usage: cowfork template create NAME [--root DIR] [--mem SIZE] [--ready stdin|MARKER]\n"
      "                               [--timeout S] [--strace] [-v] [--env K=V|K]...\n"
-     "                               [--hostname NAME] -- PROGRAM [ARGS...]\n"
+     "                               [--hostname NAME] [--no-seccomp] -- PROGRAM [ARGS...]\n"
      "\n"
      "Run PROGRAM in a sandbox (stdin /dev/null, stdout and stderr this command's)\n"
      "until its ready point, pause it there and save it as template NAME: guest\n"
@@ -633,7 +651,7 @@ const struct cli_cmd cli_sandbox_cmds[] = {
     {"fork", "start children from a template",
      "Usage: cowfork fork NAME [-n N] [--backend file|uffd] [--input FILE | --input-dir DIR]\n"
      "                    [--output-dir DIR] [--json] [--branch NEW] [--timeout S] [--jobs J]\n"
-     "                    [--no-reuse]\n"
+     "                    [--no-reuse] [--no-seccomp]\n"
      "\n"
      "Start N children (default 1) from template NAME. Each is a VM whose\n"
      "memory maps the template's image copy-on-write, resumed where the template\n"
@@ -649,7 +667,8 @@ const struct cli_cmd cli_sandbox_cmds[] = {
      "again (for a stdin template: a read of stdin at end of input) and is saved\n"
      "as template NEW, storing only what it changed. Children run on J threads\n"
      "(default: the number of CPUs). Exit status: the child's with -n 1, else 0\n"
-     "when every child started, 1 otherwise.\n",
+     "when every child started, 1 otherwise. --no-seccomp: no seccomp-bpf filter\n"
+     "on the threads that run children (debugging; docs/security.md).\n",
      cmd_fork},
     {"snapshot", "run one child of a template and save it as a branch",
      "Usage: cowfork snapshot NAME NEW [--input FILE] [--backend file|uffd] [--timeout S]\n"

@@ -112,6 +112,16 @@ void cf_sandbox_free(struct cf_sandbox *sb);
  * unchanged and goes on in its own VM. shim/reuse.c, docs/sandbox.md. */
 int cf_sandbox_park(struct cf_sandbox *sb);
 
+/* The seccomp-bpf filter (shim/seccomp.c, docs/security.md): while it is
+ * on (cf_seccomp_set(true); off until then), every thread that runs a
+ * sandbox installs it at its first cf_sandbox_run_until and keeps it for
+ * life, so such a thread must not fork, exec or open sockets other than
+ * Unix ones afterwards; a system call outside the allowlist kills the
+ * process with SIGSYS and a report on stderr. The cowfork command turns it
+ * on unless COWFORK_SECCOMP=0 or --no-seccomp. */
+void cf_seccomp_set(bool on);
+bool cf_seccomp_enabled(void);
+
 /* --- Templates (shim/snapshot.c, docs/sandbox.md) ---------------------------
  * A template NAME is the memory image NAME.mem in the store's images/ and
  * the state file STORE/templates/NAME (vCPU + shim state: magic, version,
