@@ -139,10 +139,10 @@ static int allow_rules(scmp_filter_ctx ctx)
       /* the store's files (a template save, gc, the daemon's state file) */
       SCMP_SYS(mkdir), SCMP_SYS(mkdirat), SCMP_SYS(rmdir), SCMP_SYS(unlink), SCMP_SYS(unlinkat),
       SCMP_SYS(rename), SCMP_SYS(renameat), SCMP_SYS(renameat2), SCMP_SYS(link), SCMP_SYS(linkat),
-      SCMP_SYS(fchmod),
+      SCMP_SYS(fchmod), SCMP_SYS(fchmodat), SCMP_SYS(chmod), SCMP_SYS(umask), /* the store's modes */
       /* the uffd backend: a client's Unix socket to the page server; a page
        * server a filtered thread starts (its workers inherit the filter) */
-      SCMP_SYS(userfaultfd), SCMP_SYS(connect), SCMP_SYS(accept4), SCMP_SYS(sendmsg), SCMP_SYS(recvmsg),
+      SCMP_SYS(userfaultfd), SCMP_SYS(connect), SCMP_SYS(bind), SCMP_SYS(listen), SCMP_SYS(accept4), SCMP_SYS(sendmsg), SCMP_SYS(recvmsg),
       SCMP_SYS(sendto), SCMP_SYS(recvfrom), SCMP_SYS(shutdown), SCMP_SYS(getsockopt), SCMP_SYS(setsockopt),
       SCMP_SYS(getsockname), SCMP_SYS(epoll_create1), SCMP_SYS(epoll_ctl), SCMP_SYS(epoll_wait),
       SCMP_SYS(epoll_pwait), SCMP_SYS(eventfd2), SCMP_SYS(pipe2), SCMP_SYS(pidfd_open),
@@ -188,10 +188,10 @@ static int allow_rules(scmp_filter_ctx ctx)
   /* Unix sockets only (the uffd page server's). */
   if (ALLOW(socket, 1, SCMP_A0(SCMP_CMP_EQ, AF_UNIX)) < 0)
     return -1;
-  /* This thread's own: limits (glibc's getrlimit), CPU affinity (the uffd
-   * server's workers), name. */
+  /* This process's own limits (glibc's getrlimit), CPU affinity (the uffd
+   * server's workers), a thread's name. */
   if (ALLOW(prlimit64, 1, SCMP_A0(SCMP_CMP_EQ, 0)) < 0 || ALLOW(getrlimit, 0) < 0 ||
-      ALLOW(sched_setaffinity, 1, SCMP_A0(SCMP_CMP_EQ, 0)) < 0)
+      ALLOW(sched_setaffinity, 0) < 0) /* glibc pins a new thread by its tid */
     return -1;
   if (ALLOW(prctl, 1, SCMP_A0(SCMP_CMP_EQ, PR_SET_NAME)) < 0 ||
       ALLOW(prctl, 1, SCMP_A0(SCMP_CMP_EQ, PR_GET_NAME)) < 0)
