@@ -52,6 +52,7 @@
 #include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
 #include <termios.h>
@@ -106,7 +107,11 @@ static void on_sigsys(int sig, siginfo_t *si, void *uc)
   ssize_t w = write(2, buf, l);
   (void)w;
   /* Die of SIGSYS itself: default disposition, unblocked, sent to this
-   * thread (tgkill of this process is allowed). */
+   * thread (tgkill of this process is allowed). No core dump: the daemon's
+   * would hold every sandbox's memory (and take minutes to write). */
+  struct rlimit no_core = {0, 0};
+  setrlimit(RLIMIT_CORE, &no_core);
+  prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
   struct sigaction sa = {.sa_handler = SIG_DFL};
   sigaction(sig, &sa, NULL);
   sigset_t s;
@@ -193,7 +198,8 @@ static int allow_rules(scmp_filter_ctx ctx)
   if (ALLOW(prlimit64, 1, SCMP_A0(SCMP_CMP_EQ, 0)) < 0 || ALLOW(getrlimit, 0) < 0 ||
       ALLOW(sched_setaffinity, 0) < 0) /* glibc pins a new thread by its tid */
     return -1;
-  if (ALLOW(prctl, 1, SCMP_A0(SCMP_CMP_EQ, PR_SET_NAME)) < 0 ||
+  if (ALLOW(prctl, 2, SCMP_A0(SCMP_CMP_EQ, PR_SET_DUMPABLE), SCMP_A1(SCMP_CMP_EQ, 0)) < 0 ||
+      ALLOW(prctl, 1, SCMP_A0(SCMP_CMP_EQ, PR_SET_NAME)) < 0 ||
       ALLOW(prctl, 1, SCMP_A0(SCMP_CMP_EQ, PR_GET_NAME)) < 0)
     return -1;
   return 0;
