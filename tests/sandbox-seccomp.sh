@@ -5,7 +5,8 @@
 # (the default) the process dies of SIGSYS after writing a report naming
 # the call; with --no-seccomp or COWFORK_SECCOMP=0 nothing happens. Checked
 # on each kind of thread that serves guests: `cowfork run`'s, `cowfork
-# fork`'s workers, `template create`'s, the daemon's workers. That the filter
+# fork`'s workers, `template create`'s (the daemon's workers:
+# tests/daemon-seccomp.sh). That the filter
 # lets every normal path through is what the other sandbox and daemon tests
 # show: they run with it (sanitizer builds: only with COWFORK_SECCOMP=1, set
 # here for the runs that die before exit; LeakSanitizer's exit-time check
@@ -13,7 +14,7 @@
 . "$(dirname "$0")/functions.sh"
 [ -c /dev/kvm ] && [ -r /dev/kvm ] || skip "no /dev/kvm"
 [ -x /bin/busybox ] || skip "/bin/busybox missing (apt-get install busybox-static)"
-requires python3 curl
+requires python3
 
 # st CMD...: run CMD with stdin /dev/null, stderr in $TMP/err; prints its exit
 # status, or -N when it was killed by signal N.
@@ -66,24 +67,3 @@ s=$(COWFORK_SECCOMP=1 COWFORK_SECCOMP_TEST=1 st "$COWFORK" fork sh -n 2 --input 
 s=$(st "$COWFORK" snapshot sh sh2 --input "$TMP/in")
 [ "$s" = 0 ] || { cat "$TMP/err"; fail "snapshot under the filter: status $s"; }
 echo "ok   fork --no-seccomp; a branch saved under the filter"
-
-# The daemon: a worker dies of SIGSYS on the first sandbox it runs.
-export COWFORK_SOCKET="$TMP/d.sock"
-COWFORK_SECCOMP=1 COWFORK_SECCOMP_TEST=1 "$COWFORK" daemon --socket "$COWFORK_SOCKET" -q 2>"$TMP/derr" &
-DPID=$!
-cleanup_fn "kill $DPID 2>/dev/null"
-for ((i = 0; i < 500; i++)); do
-  curl -s --unix-socket "$COWFORK_SOCKET" -o /dev/null http://cowfork/v1/health && break
-  sleep 0.02
-done
-curl -s --unix-socket "$COWFORK_SOCKET" -X POST -H 'Content-Type: application/json' \
-  --data-binary '{"template":"sh"}' http://cowfork/v1/sandboxes >/dev/null 2>&1 || true
-# A watchdog, not a kill -0 loop (a dead daemon is a zombie until waited
-# for); nested KVM under TCG is slow: minutes, not seconds.
-(sleep 300; kill -KILL $DPID 2>/dev/null) &
-WD=$!
-rc=0; wait $DPID || rc=$?
-kill $WD 2>/dev/null || true
-[ $rc = $((128 + 31)) ] && grep -qF "$REPORT" "$TMP/derr" ||
-  { cat "$TMP/derr"; fail "daemon: exit $rc (want 159: SIGSYS) and the report"; }
-echo "ok   daemon: killed by SIGSYS on its worker thread"

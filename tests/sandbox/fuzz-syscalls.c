@@ -104,6 +104,7 @@ static void arm_timer(void)
   sys3(SYS_setitimer, 0 /* ITIMER_REAL */, &it, 0);
 }
 
+static uint64_t zero_mask;
 static uint64_t tmp_base = 0xb700000; /* TMP_BASE of 256 MiB guest memory (shim/shim.h) */
 
 /* Where pointers may point. */
@@ -227,6 +228,10 @@ __attribute__((noinline)) static void loop(char *stack, uint64_t calls, uint64_t
       break;
     case SYS_clone3:
       a[0] = pick_ptr(stack, 0);
+      break;
+    case SYS_rt_sigsuspend: /* a mask blocking SIGALRM would wait for good: half the time none */
+      if (rnd() % 2)
+        a[0] = (uint64_t)&zero_mask;
       break;
     case SYS_arch_prctl:
       if ((a[0] & 0xffff) == 0x1002) /* ARCH_SET_FS: harmless to us, but keep the TLS of the start code */
