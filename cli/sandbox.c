@@ -474,7 +474,7 @@ static int cmd_fork(const struct cli_cmd *cmd, int argc, char **argv)
   if (be == &cf_mem_backend_uffd) {
     snprintf(sock, sizeof sock, "/tmp/cowfork-uffd.%d.sock", (int)getpid());
     struct cf_uffd_opts uo = {0};
-    if (!(uimg = cf_image_open(s, cf_template_image(t))) || !(srv = cf_uffd_server_new(NULL, NULL)) ||
+    if (!(uimg = cf_image_open(s, cf_template_image(t))) || !(srv = cf_seccomp_uffd_server_new(NULL, NULL)) ||
         cf_uffd_server_listen(srv, sock, uimg, &uo) < 0) {
       cli_error("fork %s: uffd page server: %s", name, cf_error());
       goto out;

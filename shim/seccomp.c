@@ -277,7 +277,42 @@ int seccomp_enter(void)
   return 0;
 }
 
+int cf_seccomp_enter(void) { return seccomp_enter(); }
+
 bool seccomp_installed(void) { return installed; }
+
+struct uffd_new {
+  cf_uffd_end_fn end;
+  void *ctx;
+  struct cf_uffd_server *srv;
+  int err;
+  char msg[512];
+};
+
+static void *uffd_new_thread(void *arg)
+{
+  struct uffd_new *u = arg;
+  if (seccomp_enter() < 0 || !(u->srv = cf_uffd_server_new(u->end, u->ctx))) {
+    u->err = errno ? errno : EIO;
+    snprintf(u->msg, sizeof u->msg, "%s", cf_error());
+  }
+  return NULL;
+}
+
+struct cf_uffd_server *cf_seccomp_uffd_server_new(cf_uffd_end_fn end, void *ctx)
+{
+  if (!cf_seccomp_enabled())
+    return cf_uffd_server_new(end, ctx);
+  struct uffd_new u = {.end = end, .ctx = ctx};
+  pthread_t th;
+  int e = pthread_create(&th, NULL, uffd_new_thread, &u);
+  if (e)
+    return cf_fail(e, "pthread_create: %s", strerror(e)), NULL;
+  pthread_join(th, NULL);
+  if (!u.srv)
+    return cf_fail(u.err, "%s", u.msg), NULL;
+  return u.srv;
+}
 
 unsigned seccomp_prog_len(void)
 {
