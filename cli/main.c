@@ -10,7 +10,9 @@
 #include <unistd.h>
 
 #include "cli.h"
+#include "cowfork/jail.h"
 #include "cowfork/shim.h"
+#include "cowfork/store.h"
 #include "cowfork/error.h"
 #include "internal.h"
 
@@ -94,6 +96,16 @@ struct cf_store *cli_open_store(void)
     }
     snprintf(buf, sizeof buf, "%s/.local/share/cowfork", home);
     dir = buf;
+  }
+  /* Absolute: the jail (cli_jail) changes the working directory. */
+  char abs[PATH_MAX];
+  if (dir[0] != '/') {
+    char cwd[PATH_MAX];
+    if (!getcwd(cwd, sizeof cwd) || snprintf(abs, sizeof abs, "%s/%s", cwd, dir) >= (int)sizeof abs) {
+      cli_error("the store %s: cannot make its path absolute", dir);
+      return NULL;
+    }
+    dir = abs;
   }
   struct cf_store *s = cf_store_open(dir);
   if (!s) {
@@ -211,4 +223,38 @@ int main(int argc, char **argv)
   if (!group)
     fprintf(stderr, "cowfork: unknown command '%s'\nTry 'cowfork --help'.\n", argv[i]);
   return EXIT_USAGE;
+}
+
+int cli_jail(const char **root, char *rootbuf, struct cf_store *s, const char *user)
+{
+  const char *j = getenv("COWFORK_JAIL");
+  if (j && !strcmp(j, "0") && !user)
+    return 0;
+  const char *keep[2];
+  size_t n = 0;
+  bool pivot = false;
+  if (root) {
+    /* Kept at the path as given (made absolute), which is the one the
+     * sandbox and its template open, symbolic links and all. */
+    const char *r = *root ? *root : "/";
+    char real[PATH_MAX], cwd[PATH_MAX];
+    if (!realpath(r, real))
+      return cli_error("--root %s: %m", r);
+    if (r[0] == '/')
+      snprintf(rootbuf, PATH_MAX, "%s", r);
+    else if (!getcwd(cwd, sizeof cwd) || snprintf(rootbuf, PATH_MAX, "%s/%s", cwd, r) >= PATH_MAX)
+      return cli_error("--root %s: cannot make its path absolute", r);
+    *root = rootbuf;
+    pivot = strcmp(real, "/") != 0;
+    if (pivot)
+      keep[n++] = rootbuf;
+  }
+  if (s && pivot)
+    keep[n++] = cf_store_dir(s);
+  struct cf_jail_opts o = {.keep = keep, .nkeep = n, .pivot = pivot, .user = user};
+  if (cf_jail_enter(&o) < 0)
+    return cli_error("%s", cf_error());
+  if (user && s && access(cf_store_dir(s), R_OK | W_OK | X_OK) < 0)
+    return cli_error("--user %s: the store %s: %m (it must belong to that user: chown -R)", user, cf_store_dir(s));
+  return 0;
 }

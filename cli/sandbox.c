@@ -53,6 +53,8 @@ static char **env_build(const struct envset *e)
   return cf_sandbox_env(e->v, e->n, environ, (int)getuid(), getenv("TERM"));
 }
 
+static const char *box_user; /* --user: cli_jail */
+
 /* The options run and template create share (BOX_OPTS in their tables,
  * their own from BOX_OPT_END on), taken by box_opt. */
 enum {
@@ -63,13 +65,14 @@ enum {
   BOX_OPT_TIMEOUT,
   BOX_OPT_STRACE,
   BOX_OPT_NO_SECCOMP,
+  BOX_OPT_USER,
   BOX_OPT_END
 };
 #define BOX_OPTS                                                                                                       \
   {"root", required_argument, 0, BOX_OPT_ROOT}, {"env", required_argument, 0, BOX_OPT_ENV},                            \
       {"hostname", required_argument, 0, BOX_OPT_HOSTNAME}, {"mem", required_argument, 0, BOX_OPT_MEM},                \
       {"timeout", required_argument, 0, BOX_OPT_TIMEOUT}, {"strace", no_argument, 0, BOX_OPT_STRACE},           \
-      {"no-seccomp", no_argument, 0, BOX_OPT_NO_SECCOMP}
+      {"no-seccomp", no_argument, 0, BOX_OPT_NO_SECCOMP}, {"user", required_argument, 0, BOX_OPT_USER}
 
 /* Option c (getopt_long's, argument optarg) if it is one of BOX_OPTS or -v,
  * into o and env: -1 if c is none of them, EXIT_OK if taken, or the exit
@@ -93,6 +96,9 @@ static int box_opt(const struct cli_cmd *cmd, int c, struct cf_sandbox_opts *o, 
     return EXIT_OK;
   case BOX_OPT_NO_SECCOMP:
     cf_seccomp_set(false);
+    return EXIT_OK;
+  case BOX_OPT_USER:
+    box_user = optarg;
     return EXIT_OK;
   case 'v':
     o->verbose = true;
@@ -157,6 +163,12 @@ static int cmd_run(const struct cli_cmd *cmd, int argc, char **argv)
   if (!envp)
     return cli_usage(cmd, "%s", cf_error());
   o.envp = envp;
+  char rootbuf[PATH_MAX];
+  int jr = cli_jail(&o.root, rootbuf, NULL, box_user);
+  if (jr) {
+    free(envp);
+    return jr;
+  }
   struct cf_sandbox_result res;
   fflush(stdout);
   int rr = cf_sandbox_run(&o, &res);
@@ -250,6 +262,10 @@ static int cmd_template_create(const struct cli_cmd *cmd, int argc, char **argv)
   s = cli_open_store();
   if (!s || cli_template_name_free(s, name) < 0)
     goto out;
+  char rootbuf[PATH_MAX];
+  if ((rc = cli_jail(&o.root, rootbuf, s, box_user)) != 0)
+    goto out;
+  rc = EXIT_ERR;
   fflush(stdout);
   struct cf_sandbox_result res;
   struct cf_save_stats st;
@@ -381,7 +397,7 @@ static void json_string_fd(int fd)
 static int cmd_fork(const struct cli_cmd *cmd, int argc, char **argv)
 {
   enum { OPT_BACKEND = 1000, OPT_INPUT, OPT_INPUT_DIR, OPT_JSON, OPT_BRANCH, OPT_OUTPUT_DIR, OPT_TIMEOUT,
-         OPT_JOBS, OPT_STRACE, OPT_NO_REUSE, OPT_NO_SECCOMP };
+         OPT_JOBS, OPT_STRACE, OPT_NO_REUSE, OPT_NO_SECCOMP, OPT_USER };
   static const struct option opts[] = {{"backend", required_argument, 0, OPT_BACKEND},
                                        {"input", required_argument, 0, OPT_INPUT},
                                        {"input-dir", required_argument, 0, OPT_INPUT_DIR},
@@ -393,10 +409,12 @@ static int cmd_fork(const struct cli_cmd *cmd, int argc, char **argv)
                                        {"strace", no_argument, 0, OPT_STRACE},
                                        {"no-reuse", no_argument, 0, OPT_NO_REUSE},
                                        {"no-seccomp", no_argument, 0, OPT_NO_SECCOMP},
+                                       {"user", required_argument, 0, OPT_USER},
                                        {0}};
   if (cli_wants_help(cmd, argc, argv))
     return EXIT_OK;
   bool reuse = true;
+  const char *user = NULL;
   unsigned long n = 1, jobs = (unsigned long)sysconf(_SC_NPROCESSORS_ONLN);
   const struct cf_mem_backend *be = &cf_mem_backend_file;
   const char *input = NULL, *input_dir = NULL, *branch = NULL, *outdir = NULL;
@@ -430,6 +448,7 @@ static int cmd_fork(const struct cli_cmd *cmd, int argc, char **argv)
     case OPT_STRACE: strace = true; break;
     case OPT_NO_REUSE: reuse = false; break;
     case OPT_NO_SECCOMP: cf_seccomp_set(false); break;
+    case OPT_USER: user = optarg; break;
     case OPT_TIMEOUT:
       if (cli_parse_seconds(optarg, &timeout) < 0)
         return cli_usage(cmd, "bad --timeout '%s' (seconds)", optarg);
@@ -471,15 +490,8 @@ static int cmd_fork(const struct cli_cmd *cmd, int argc, char **argv)
     cli_error("fork %s: %s", name, cf_error());
     goto out;
   }
-  if (be == &cf_mem_backend_uffd) {
+  if (be == &cf_mem_backend_uffd)
     snprintf(sock, sizeof sock, "/tmp/cowfork-uffd.%d.sock", (int)getpid());
-    struct cf_uffd_opts uo = {0};
-    if (!(uimg = cf_image_open(s, cf_template_image(t))) || !(srv = cf_seccomp_uffd_server_new(NULL, NULL)) ||
-        cf_uffd_server_listen(srv, sock, uimg, &uo) < 0) {
-      cli_error("fork %s: uffd page server: %s", name, cf_error());
-      goto out;
-    }
-  }
   if (!(kids = calloc(n, sizeof *kids)) || !(th = calloc(jobs, sizeof *th))) {
     cli_error("out of memory");
     goto out;
@@ -521,6 +533,25 @@ static int cmd_fork(const struct cli_cmd *cmd, int argc, char **argv)
     k->o = (struct cf_sandbox_opts){.stdio = {in, k->out, k->err}, .timeout = timeout, .strace = strace,
                                     .branch = branch != NULL, .backend = be,
                                     .uffd_socket = sock[0] ? sock : NULL};
+  }
+  /* Every file is open: the jail (in the new root, /tmp is its own: the
+   * page server's socket goes there), then the page server. */
+  char troot[PATH_MAX], rootbuf[PATH_MAX];
+  const char *rootp = troot;
+  if (cf_template_root(t, troot, sizeof troot) < 0) {
+    cli_error("fork %s: %s", name, cf_error());
+    goto out;
+  }
+  if ((rc = cli_jail(&rootp, rootbuf, s, user)) != 0)
+    goto out;
+  rc = EXIT_ERR;
+  if (be == &cf_mem_backend_uffd) {
+    struct cf_uffd_opts uo = {0};
+    if (!(uimg = cf_image_open(s, cf_template_image(t))) || !(srv = cf_seccomp_uffd_server_new(NULL, NULL)) ||
+        cf_uffd_server_listen(srv, sock, uimg, &uo) < 0) {
+      cli_error("fork %s: uffd page server: %s", name, cf_error());
+      goto out;
+    }
   }
   fflush(stdout);
   struct forkjob j = {.t = t, .s = s, .kids = kids, .n = (unsigned)n, .branch = branch,

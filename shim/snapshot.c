@@ -739,6 +739,20 @@ bool template_take_spare(struct cf_template *t, struct cf_vm **vm, struct guest_
     goto err;                                                      \
   } while (0)
 
+int cf_template_root(const struct cf_template *t, char *buf, size_t len)
+{
+  struct rbuf r = {t->payload, t->len, 0, false};
+  char tmp[PATH_MAX];
+  r_str(&r, tmp, sizeof tmp); /* image */
+  r_bytes(&r, tmp, 16);
+  r_str(&r, tmp, sizeof tmp); /* parent */
+  r_u64(&r);                  /* mem_size */
+  r_str(&r, tmp, sizeof tmp); /* root */
+  if (r.err || snprintf(buf, len, "%s", tmp) >= (int)len)
+    return cf_fail(EINVAL, "template '%s': a bad state file", t->name);
+  return 0;
+}
+
 int state_parse(struct sb *sb, const uint8_t *payload, size_t len, const char *name, struct cf_vm_cpu *cpu,
                 struct cf_vm_regs *regs)
 {

@@ -159,6 +159,9 @@ void cf_template_close(struct cf_template *t);
 const char *cf_template_parent(const struct cf_template *t);
 const char *cf_template_image(const struct cf_template *t);
 uint64_t cf_template_mem_size(const struct cf_template *t);
+/* The host directory its sandboxes see as "/" ("/" for the host's), into
+ * buf: 0, or -1 and cf_error(). */
+int cf_template_root(const struct cf_template *t, char *buf, size_t len);
 /* A child: a new VM whose memory maps the template's image copy-on-write,
  * registers and shim state loaded, stdio from opts->stdio, paused where the
  * template paused; cf_sandbox_run_until resumes it. Thread-safe for one t. */
