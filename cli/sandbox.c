@@ -633,13 +633,18 @@ out:
   "sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin, HOME=/root (uid 0) or /,\n" \
   "LANG=C.UTF-8, TERM as this command's when it is set, then --env.\n"  \
   "  --no-seccomp  no seccomp-bpf filter on the threads that serve the sandbox\n" \
-  "                (debugging; also COWFORK_SECCOMP=0; docs/security.md)\n"
+  "                (debugging; also COWFORK_SECCOMP=0; docs/security.md)\n" \
+  "  --user NAME   run as NAME (uid, gid, groups) after the setup; needs root\n"  \
+  "\n"                                                                           \
+  "As root, this process moves into its own mount namespace; with a root other\n" \
+  "than / it sees only the root, the store, /proc and /dev/kvm (docs/security.md;\n" \
+  "--root / is unsafe: a guest that took over this process would see the host).\n"
 
 const struct cli_cmd cli_sandbox_cmds[] = {
     {"run", "run a Linux program in a micro-VM sandbox",
      "Usage: cowfork run [--root DIR] [--mem SIZE] [--timeout S] [--cpu-limit S] [--strace] [-v]\n"
      "                   [--copy-files] [--env K=V|K]... [--hostname NAME] [--no-seccomp]\n"
-     "                   -- PROGRAM [ARGS...]\n"
+     "                   [--user NAME] -- PROGRAM [ARGS...]\n"
      "\n"
      "Run an x86-64 Linux PROGRAM (a path inside the root; static, or dynamic with\n"
      "its interpreter and libraries from the root) in a KVM micro-VM\n"
@@ -662,7 +667,8 @@ const struct cli_cmd cli_sandbox_cmds[] = {
     {"template create", "run a program to its ready point and save it as a template",
      "Usage: cowfork template create NAME [--root DIR] [--mem SIZE] [--ready stdin|MARKER]\n"
      "                               [--timeout S] [--strace] [-v] [--env K=V|K]...\n"
-     "                               [--hostname NAME] [--no-seccomp] -- PROGRAM [ARGS...]\n"
+     "                               [--hostname NAME] [--no-seccomp] [--user NAME]\n"
+     "                               -- PROGRAM [ARGS...]\n"
      "\n"
      "Run PROGRAM in a sandbox (stdin /dev/null, stdout and stderr this command's)\n"
      "until its ready point, pause it there and save it as template NAME: guest\n"
@@ -682,7 +688,7 @@ const struct cli_cmd cli_sandbox_cmds[] = {
     {"fork", "start children from a template",
      "Usage: cowfork fork NAME [-n N] [--backend file|uffd] [--input FILE | --input-dir DIR]\n"
      "                    [--output-dir DIR] [--json] [--branch NEW] [--timeout S] [--jobs J]\n"
-     "                    [--no-reuse] [--no-seccomp]\n"
+     "                    [--no-reuse] [--no-seccomp] [--user NAME]\n"
      "\n"
      "Start N children (default 1) from template NAME. Each is a VM whose\n"
      "memory maps the template's image copy-on-write, resumed where the template\n"
@@ -699,7 +705,10 @@ const struct cli_cmd cli_sandbox_cmds[] = {
      "as template NEW, storing only what it changed. Children run on J threads\n"
      "(default: the number of CPUs). Exit status: the child's with -n 1, else 0\n"
      "when every child started, 1 otherwise. --no-seccomp: no seccomp-bpf filter\n"
-     "on the threads that run children (debugging; docs/security.md).\n",
+     "on the threads that run children (debugging; docs/security.md). --user\n"
+     "NAME: run as NAME after the setup (root only; the store must be NAME's). As\n"
+     "root, this process moves into its own mount namespace; with a template\n"
+     "whose root is not / it sees only that root, the store, /proc and /dev/kvm.\n",
      cmd_fork},
     {"snapshot", "run one child of a template and save it as a branch",
      "Usage: cowfork snapshot NAME NEW [--input FILE] [--backend file|uffd] [--timeout S]\n"

@@ -18,6 +18,7 @@ cp /bin/busybox "$R/bin/busybox"
 chmod 755 "$R" "$R/bin"
 echo "host-secret-$$" >"$TMP/outside/secret"
 SECRET="host-secret-$$"
+echo "inside-ok" >"$R/inside"
 my_ns=$(readlink /proc/self/ns/mnt)
 
 # wait_jailed PID: until PID's mount namespace is not ours (the jail is made
@@ -53,12 +54,14 @@ ns=$(wait_jailed $P)
 check_view $P "run"
 kill -9 $P; wait $P 2>/dev/null || true
 
-# The guest: "..", /proc/1/root, /proc/self/root, absolute host paths.
+# The guest: "..", /proc/1/root, /proc/self/root, absolute host paths
+# (shell builtins only: a sandbox's processes do not fork).
 out=$("$COWFORK" run --root "$R" -- /bin/busybox sh -c "
-  cat /../../..$TMP/outside/secret; cat ../../../..$TMP/outside/secret
-  cat /proc/1/root$TMP/outside/secret; cat /proc/self/root/../../..$TMP/outside/secret
-  cd /; cd ..; cd ..; cat .$TMP/outside/secret; ls /proc/*/root/ 2>&1; cat /etc/passwd; echo done" 2>&1) || true
-[[ $out == *done* ]] || fail "the guest did not run: $out"
+  r() { while IFS= read -r l; do echo \"\$l\"; done <\"\$1\"; }
+  r /../../..$TMP/outside/secret; r ../../../..$TMP/outside/secret
+  r /proc/1/root$TMP/outside/secret; r /proc/self/root/../../..$TMP/outside/secret
+  cd /; cd ..; cd ..; r .$TMP/outside/secret; echo /proc/*/root/*; r /etc/passwd; r /inside; echo done" 2>&1) || true
+[[ $out == *done* && $out == *inside-ok* ]] || fail "the guest did not run (or could not read its own /inside): $out"
 [[ $out == *"$SECRET"* ]] && fail "the guest read a host file outside its root: $out"
 echo "ok   the guest cannot reach $TMP/outside/secret by '..', /proc/1/root or /proc/self/root"
 
@@ -126,3 +129,35 @@ wait_jailed $P >/dev/null
 [ -e "/proc/$P/root/etc/passwd" ] || fail "--root /: the host's / should be its root"
 kill -9 $P; wait $P 2>/dev/null || true
 echo "ok   --root /: its own mount namespace, the host's files (unsafe, docs/security.md)"
+
+# The daemon: its own mount namespace; --user nobody with a store that is
+# nobody's (no new root for the daemon yet: docs/security.md).
+if kvm_ok && command -v curl >/dev/null; then
+  chmod 711 "$TMP"
+  S2=$TMP/store-nobody
+  mkdir -p "$TMP/dn"
+  COWFORK_STORE=$S2 "$COWFORK" template create sh --mem 64M -- /bin/busybox sh 2>"$TMP/err" ||
+    fail "template create: $(cat "$TMP/err")"
+  chown -R 65534:65534 "$S2" "$TMP/dn"
+  COWFORK_STORE=$S2 "$COWFORK" daemon --socket "$TMP/dn/sock" --user nobody -q 2>"$TMP/derr" &
+  P=$!
+  cleanup_fn "kill -9 $P 2>/dev/null"
+  for ((i = 0; i < 1500; i++)); do
+    curl -s --unix-socket "$TMP/dn/sock" -o /dev/null http://cowfork/v1/health && break
+    kill -0 $P 2>/dev/null || fail "daemon --user nobody exited: $(cat "$TMP/derr")"
+    sleep 0.02
+  done
+  [ "$(readlink /proc/$P/ns/mnt)" != "$my_ns" ] || fail "daemon: the host's mount namespace"
+  uid=$(awk '/^Uid:/ {print $2 "," $3 "," $4 "," $5}' /proc/$P/status)
+  [ "$uid" = 65534,65534,65534,65534 ] || fail "daemon --user nobody: uids $uid"
+  id=$(curl -s --unix-socket "$TMP/dn/sock" -X POST -H 'Content-Type: application/json' \
+    --data-binary '{"template":"sh"}' http://cowfork/v1/sandboxes | grep -o 'sb-[0-9a-f]*' | head -n1)
+  [ -n "$id" ] || fail "daemon --user nobody: create failed: $(cat "$TMP/derr")"
+  out=$(curl -s --unix-socket "$TMP/dn/sock" -X POST -H 'Content-Type: application/json' \
+    --data-binary '{"input":"echo kid-$((40+2))\n"}' "http://cowfork/v1/sandboxes/$id/exec")
+  [[ $out == *kid-42* ]] || fail "daemon --user nobody: exec: $out $(cat "$TMP/derr")"
+  kill $P; wait $P 2>/dev/null || true
+  echo "ok   daemon --user nobody: own mount namespace, uid 65534, a sandbox created and run"
+else
+  echo "ok   # SKIP daemon --user nobody: nobody cannot open /dev/kvm here, or no curl"
+fi
