@@ -52,7 +52,7 @@ P=$!
 cleanup_fn "kill -9 $P 2>/dev/null"
 ns=$(wait_jailed $P)
 check_view $P "run"
-kill -9 $P; wait $P 2>/dev/null || true
+kill -9 $P 2>/dev/null || true; wait $P 2>/dev/null || true
 
 # The guest: "..", /proc/1/root, /proc/self/root, absolute host paths
 # (shell builtins only: a sandbox's processes do not fork).
@@ -90,7 +90,7 @@ if kvm_ok; then
   gid=$(awk '/^Gid:/ {print $2}' /proc/$P/status)
   [ "$gid" = 65534 ] || fail "--user nobody: gid $gid"
   check_view $P "run --user nobody"
-  kill -9 $P; wait $P 2>/dev/null || true
+  kill -9 $P 2>/dev/null || true; wait $P 2>/dev/null || true
   out=$("$COWFORK" run --root "$R" --user nobody -- /bin/busybox echo hi-as-nobody 2>&1) ||
     fail "run --user nobody: $out"
   [ "$out" = hi-as-nobody ] || fail "run --user nobody: $out"
@@ -105,7 +105,7 @@ echo "ok   --user with an unknown user: $(head -n1 "$TMP/err")"
 
 # template create and fork: the store is visible too (the save, the layers).
 "$COWFORK" template create sh --root "$R" -- /bin/busybox sh 2>"$TMP/err" || fail "template create: $(cat "$TMP/err")"
-printf 'busybox sleep 20\n' >"$TMP/in"
+printf 'while :; do :; done\n' >"$TMP/in"
 "$COWFORK" fork sh -n 1 --input "$TMP/in" >"$TMP/fout" 2>"$TMP/err" &
 P=$!
 cleanup_fn "kill -9 $P 2>/dev/null"
@@ -113,7 +113,7 @@ wait_jailed $P >/dev/null
 [ -d "/proc/$P/root$COWFORK_STORE/layers" ] || [ -d "/proc/$P/root$COWFORK_STORE/images" ] ||
   fail "fork: the store is not visible to it: $(ls "/proc/$P/root$COWFORK_STORE" 2>&1)"
 check_view $P "fork"
-kill -9 $P; wait $P 2>/dev/null || true
+kill -9 $P 2>/dev/null || true; wait $P 2>/dev/null || true
 printf 'echo kid-$((40+2))\n' >"$TMP/in"
 out=$("$COWFORK" fork sh -n 2 --input "$TMP/in" 2>&1) || fail "fork: $out"
 [ "$(grep -c kid-42 <<<"$out")" = 2 ] || fail "fork: $out"
@@ -127,7 +127,7 @@ P=$!
 cleanup_fn "kill -9 $P 2>/dev/null"
 wait_jailed $P >/dev/null
 [ -e "/proc/$P/root/etc/passwd" ] || fail "--root /: the host's / should be its root"
-kill -9 $P; wait $P 2>/dev/null || true
+kill -9 $P 2>/dev/null || true; wait $P 2>/dev/null || true
 echo "ok   --root /: its own mount namespace, the host's files (unsafe, docs/security.md)"
 
 # The daemon: its own mount namespace; --user nobody with a store that is
