@@ -35,6 +35,15 @@ const char *cli_roots_path(char *buf, size_t len);
  * terminal); with a '/', a host directory. -1 after printing why. */
 int cli_root_resolve(const char *spec, char *buf, size_t len);
 
+/* The jail of the process that runs guests (lib/jail.c, docs/security.md),
+ * once everything it needs is open and before its first thread: where run
+ * as root, its own mount namespace; with a root (*root, NULL: none) other
+ * than "/", a new root holding only it and the store s (NULL: none); then
+ * --user USER (NULL: none). *root is made absolute (in rootbuf, PATH_MAX).
+ * COWFORK_JAIL=0 leaves the namespace out (debugging; not with --user).
+ * 0, or the exit code of the printed error. */
+int cli_jail(const char **root, char *rootbuf, struct cf_store *s, const char *user);
+
 /* Print "cowfork: " + message to stderr and return EXIT_ERR. */
 int cli_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* Print a usage error plus "try --help" and return EXIT_USAGE. */

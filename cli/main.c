@@ -10,9 +10,12 @@
 #include <unistd.h>
 
 #include "cli.h"
-#include "internal.h"
+#include "cowfork/jail.h"
+#include "cowfork/shim.h"
+#include "cowfork/store.h"
 #include "cowfork/error.h"
 #include "cowfork/root.h"
+#include "internal.h"
 
 const char *cli_store_dir;
 
@@ -144,6 +147,16 @@ struct cf_store *cli_open_store(void)
   const char *dir = cli_store_path(buf, sizeof buf);
   if (!dir)
     return NULL;
+  /* Absolute: the jail (cli_jail) changes the working directory. */
+  char abs[PATH_MAX];
+  if (dir[0] != '/') {
+    char cwd[PATH_MAX];
+    if (!getcwd(cwd, sizeof cwd) || snprintf(abs, sizeof abs, "%s/%s", cwd, dir) >= (int)sizeof abs) {
+      cli_error("the store %s: cannot make its path absolute", dir);
+      return NULL;
+    }
+    dir = abs;
+  }
   struct cf_store *s = cf_store_open(dir);
   if (!s) {
     cli_error("%s", cf_error());
@@ -204,6 +217,16 @@ int main(int argc, char **argv)
   int i = 1;
   init_tables();
   cf_nofile_raise(); /* fork -n N keeps two files per child */
+  /* The threads that serve guests run under seccomp (shim/seccomp.c)
+   * unless COWFORK_SECCOMP=0 here or --no-seccomp on the command. */
+  const char *sc = getenv("COWFORK_SECCOMP");
+#if defined(__SANITIZE_ADDRESS__)
+  /* LeakSanitizer's exit-time check cannot stop the world from a filtered
+   * thread (its tracer spins): in sanitizer builds only on request. */
+  cf_seccomp_set(sc && !strcmp(sc, "1"));
+#else
+  cf_seccomp_set(!(sc && (!strcmp(sc, "0") || !strcmp(sc, "off") || !strcmp(sc, "no"))));
+#endif
   for (; i < argc && argv[i][0] == '-'; i++) {
     if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
       print_help(stdout);
@@ -250,4 +273,38 @@ int main(int argc, char **argv)
   if (!group)
     fprintf(stderr, "cowfork: unknown command '%s'\nTry 'cowfork --help'.\n", argv[i]);
   return EXIT_USAGE;
+}
+
+int cli_jail(const char **root, char *rootbuf, struct cf_store *s, const char *user)
+{
+  const char *j = getenv("COWFORK_JAIL");
+  if (j && !strcmp(j, "0") && !user)
+    return 0;
+  const char *keep[2];
+  size_t n = 0;
+  bool pivot = false;
+  if (root) {
+    /* Kept at the path as given (made absolute), which is the one the
+     * sandbox and its template open, symbolic links and all. */
+    const char *r = *root ? *root : "/";
+    char real[PATH_MAX], cwd[PATH_MAX];
+    if (!realpath(r, real))
+      return cli_error("--root %s: %m", r);
+    if (r[0] == '/')
+      snprintf(rootbuf, PATH_MAX, "%s", r);
+    else if (!getcwd(cwd, sizeof cwd) || snprintf(rootbuf, PATH_MAX, "%s/%s", cwd, r) >= PATH_MAX)
+      return cli_error("--root %s: cannot make its path absolute", r);
+    *root = rootbuf;
+    pivot = strcmp(real, "/") != 0;
+    if (pivot)
+      keep[n++] = rootbuf;
+  }
+  if (s && pivot)
+    keep[n++] = cf_store_dir(s);
+  struct cf_jail_opts o = {.keep = keep, .nkeep = n, .pivot = pivot, .user = user};
+  if (cf_jail_enter(&o) < 0)
+    return cli_error("%s", cf_error());
+  if (user && s && access(cf_store_dir(s), R_OK | W_OK | X_OK) < 0)
+    return cli_error("--user %s: the store %s: %m (it must belong to that user: chown -R)", user, cf_store_dir(s));
+  return 0;
 }

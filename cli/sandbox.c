@@ -53,13 +53,26 @@ static char **env_build(const struct envset *e)
   return cf_sandbox_env(e->v, e->n, environ, (int)getuid(), getenv("TERM"));
 }
 
+static const char *box_user; /* --user: cli_jail */
+
 /* The options run and template create share (BOX_OPTS in their tables,
  * their own from BOX_OPT_END on), taken by box_opt. */
-enum { BOX_OPT_ROOT = 1000, BOX_OPT_ENV, BOX_OPT_HOSTNAME, BOX_OPT_MEM, BOX_OPT_TIMEOUT, BOX_OPT_STRACE, BOX_OPT_END };
+enum {
+  BOX_OPT_ROOT = 1000,
+  BOX_OPT_ENV,
+  BOX_OPT_HOSTNAME,
+  BOX_OPT_MEM,
+  BOX_OPT_TIMEOUT,
+  BOX_OPT_STRACE,
+  BOX_OPT_NO_SECCOMP,
+  BOX_OPT_USER,
+  BOX_OPT_END
+};
 #define BOX_OPTS                                                                                                       \
   {"root", required_argument, 0, BOX_OPT_ROOT}, {"env", required_argument, 0, BOX_OPT_ENV},                            \
       {"hostname", required_argument, 0, BOX_OPT_HOSTNAME}, {"mem", required_argument, 0, BOX_OPT_MEM},                \
-      {"timeout", required_argument, 0, BOX_OPT_TIMEOUT}, {"strace", no_argument, 0, BOX_OPT_STRACE}
+      {"timeout", required_argument, 0, BOX_OPT_TIMEOUT}, {"strace", no_argument, 0, BOX_OPT_STRACE},           \
+      {"no-seccomp", no_argument, 0, BOX_OPT_NO_SECCOMP}, {"user", required_argument, 0, BOX_OPT_USER}
 
 /* Option c (getopt_long's, argument optarg) if it is one of BOX_OPTS or -v,
  * into o and env: -1 if c is none of them, EXIT_OK if taken, or the exit
@@ -80,6 +93,12 @@ static int box_opt(const struct cli_cmd *cmd, int c, struct cf_sandbox_opts *o, 
     return EXIT_OK;
   case BOX_OPT_STRACE:
     o->strace = true;
+    return EXIT_OK;
+  case BOX_OPT_NO_SECCOMP:
+    cf_seccomp_set(false);
+    return EXIT_OK;
+  case BOX_OPT_USER:
+    box_user = optarg;
     return EXIT_OK;
   case 'v':
     o->verbose = true;
@@ -150,6 +169,12 @@ static int cmd_run(const struct cli_cmd *cmd, int argc, char **argv)
   if (!envp)
     return cli_usage(cmd, "%s", cf_error());
   o.envp = envp;
+  char jailbuf[PATH_MAX];
+  int jr = cli_jail(&o.root, jailbuf, NULL, box_user);
+  if (jr) {
+    free(envp);
+    return jr;
+  }
   struct cf_sandbox_result res;
   fflush(stdout);
   int rr = cf_sandbox_run(&o, &res);
@@ -247,6 +272,10 @@ static int cmd_template_create(const struct cli_cmd *cmd, int argc, char **argv)
   if (cli_root_resolve(o.root, rootbuf, sizeof rootbuf) < 0)
     goto out;
   o.root = rootbuf;
+  char jailbuf[PATH_MAX];
+  if ((rc = cli_jail(&o.root, jailbuf, s, box_user)) != 0)
+    goto out;
+  rc = EXIT_ERR;
   fflush(stdout);
   struct cf_sandbox_result res;
   struct cf_save_stats st;
@@ -378,7 +407,7 @@ static void json_string_fd(int fd)
 static int cmd_fork(const struct cli_cmd *cmd, int argc, char **argv)
 {
   enum { OPT_BACKEND = 1000, OPT_INPUT, OPT_INPUT_DIR, OPT_JSON, OPT_BRANCH, OPT_OUTPUT_DIR, OPT_TIMEOUT,
-         OPT_JOBS, OPT_STRACE, OPT_NO_REUSE };
+         OPT_JOBS, OPT_STRACE, OPT_NO_REUSE, OPT_NO_SECCOMP, OPT_USER };
   static const struct option opts[] = {{"backend", required_argument, 0, OPT_BACKEND},
                                        {"input", required_argument, 0, OPT_INPUT},
                                        {"input-dir", required_argument, 0, OPT_INPUT_DIR},
@@ -389,10 +418,13 @@ static int cmd_fork(const struct cli_cmd *cmd, int argc, char **argv)
                                        {"jobs", required_argument, 0, OPT_JOBS},
                                        {"strace", no_argument, 0, OPT_STRACE},
                                        {"no-reuse", no_argument, 0, OPT_NO_REUSE},
+                                       {"no-seccomp", no_argument, 0, OPT_NO_SECCOMP},
+                                       {"user", required_argument, 0, OPT_USER},
                                        {0}};
   if (cli_wants_help(cmd, argc, argv))
     return EXIT_OK;
   bool reuse = true;
+  const char *user = NULL;
   unsigned long n = 1, jobs = (unsigned long)sysconf(_SC_NPROCESSORS_ONLN);
   const struct cf_mem_backend *be = &cf_mem_backend_file;
   const char *input = NULL, *input_dir = NULL, *branch = NULL, *outdir = NULL;
@@ -425,6 +457,8 @@ static int cmd_fork(const struct cli_cmd *cmd, int argc, char **argv)
     case OPT_OUTPUT_DIR: outdir = optarg; break;
     case OPT_STRACE: strace = true; break;
     case OPT_NO_REUSE: reuse = false; break;
+    case OPT_NO_SECCOMP: cf_seccomp_set(false); break;
+    case OPT_USER: user = optarg; break;
     case OPT_TIMEOUT:
       if (cli_parse_seconds(optarg, &timeout) < 0)
         return cli_usage(cmd, "bad --timeout '%s' (seconds)", optarg);
@@ -466,15 +500,8 @@ static int cmd_fork(const struct cli_cmd *cmd, int argc, char **argv)
     cli_error("fork %s: %s", name, cf_error());
     goto out;
   }
-  if (be == &cf_mem_backend_uffd) {
+  if (be == &cf_mem_backend_uffd)
     snprintf(sock, sizeof sock, "/tmp/cowfork-uffd.%d.sock", (int)getpid());
-    struct cf_uffd_opts uo = {0};
-    if (!(uimg = cf_image_open(s, cf_template_image(t))) || !(srv = cf_uffd_server_new(NULL, NULL)) ||
-        cf_uffd_server_listen(srv, sock, uimg, &uo) < 0) {
-      cli_error("fork %s: uffd page server: %s", name, cf_error());
-      goto out;
-    }
-  }
   if (!(kids = calloc(n, sizeof *kids)) || !(th = calloc(jobs, sizeof *th))) {
     cli_error("out of memory");
     goto out;
@@ -516,6 +543,21 @@ static int cmd_fork(const struct cli_cmd *cmd, int argc, char **argv)
     k->o = (struct cf_sandbox_opts){.stdio = {in, k->out, k->err}, .timeout = timeout, .strace = strace,
                                     .branch = branch != NULL, .backend = be,
                                     .uffd_socket = sock[0] ? sock : NULL};
+  }
+  /* Every file is open: the jail (in the new root, /tmp is its own: the
+   * page server's socket goes there), then the page server. */
+  char rootbuf[PATH_MAX];
+  const char *rootp = cf_template_root(t);
+  if ((rc = cli_jail(&rootp, rootbuf, s, user)) != 0)
+    goto out;
+  rc = EXIT_ERR;
+  if (be == &cf_mem_backend_uffd) {
+    struct cf_uffd_opts uo = {0};
+    if (!(uimg = cf_image_open(s, cf_template_image(t))) || !(srv = cf_seccomp_uffd_server_new(NULL, NULL)) ||
+        cf_uffd_server_listen(srv, sock, uimg, &uo) < 0) {
+      cli_error("fork %s: uffd page server: %s", name, cf_error());
+      goto out;
+    }
   }
   fflush(stdout);
   struct forkjob j = {.t = t, .s = s, .kids = kids, .n = (unsigned)n, .branch = branch,
@@ -602,12 +644,20 @@ out:
   "\n"                                                                           \
   "The environment is a clean default, never this command's: PATH=/usr/local/\n"  \
   "sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin, HOME=/root (uid 0) or /,\n" \
-  "LANG=C.UTF-8, TERM as this command's when it is set, then --env.\n"
+  "LANG=C.UTF-8, TERM as this command's when it is set, then --env.\n"  \
+  "  --no-seccomp  no seccomp-bpf filter on the threads that serve the sandbox\n" \
+  "                (debugging; also COWFORK_SECCOMP=0; docs/security.md)\n" \
+  "  --user NAME   run as NAME (uid, gid, groups) after the setup; needs root\n"  \
+  "\n"                                                                           \
+  "As root, this process moves into its own mount namespace; with a root other\n" \
+  "than / it sees only the root, the store, /proc and /dev/kvm (docs/security.md;\n" \
+  "--root / is unsafe: a guest that took over this process would see the host).\n"
 
 const struct cli_cmd cli_sandbox_cmds[] = {
     {"run", "run a Linux program in a micro-VM sandbox",
      "Usage: cowfork run [--root NAME|DIR] [--mem SIZE] [--timeout S] [--cpu-limit S] [--strace] [-v]\n"
-     "                   [--copy-files] [--env K=V|K]... [--hostname NAME] -- PROGRAM [ARGS...]\n"
+     "                   [--copy-files] [--env K=V|K]... [--hostname NAME] [--no-seccomp]\n"
+     "                   [--user NAME] -- PROGRAM [ARGS...]\n"
      "\n"
      "Run an x86-64 Linux PROGRAM (a path inside the root; static, or dynamic with\n"
      "its interpreter and libraries from the root) in a KVM micro-VM\n"
@@ -629,7 +679,8 @@ const struct cli_cmd cli_sandbox_cmds[] = {
     {"template create", "run a program to its ready point and save it as a template",
      "Usage: cowfork template create NAME [--root NAME|DIR] [--mem SIZE] [--ready stdin|MARKER]\n"
      "                               [--timeout S] [--strace] [-v] [--env K=V|K]...\n"
-     "                               [--hostname NAME] -- PROGRAM [ARGS...]\n"
+     "                               [--hostname NAME] [--no-seccomp] [--user NAME]\n"
+     "                               -- PROGRAM [ARGS...]\n"
      "\n"
      "Run PROGRAM in a sandbox (stdin /dev/null, stdout and stderr this command's)\n"
      "until its ready point, pause it there and save it as template NAME: guest\n"
@@ -650,7 +701,7 @@ const struct cli_cmd cli_sandbox_cmds[] = {
     {"fork", "start children from a template",
      "Usage: cowfork fork NAME [-n N] [--backend file|uffd] [--input FILE | --input-dir DIR]\n"
      "                    [--output-dir DIR] [--json] [--branch NEW] [--timeout S] [--jobs J]\n"
-     "                    [--no-reuse]\n"
+     "                    [--no-reuse] [--no-seccomp] [--user NAME]\n"
      "\n"
      "Start N children (default 1) from template NAME. Each is a VM whose\n"
      "memory maps the template's image copy-on-write, resumed where the template\n"
@@ -666,7 +717,11 @@ const struct cli_cmd cli_sandbox_cmds[] = {
      "again (for a stdin template: a read of stdin at end of input) and is saved\n"
      "as template NEW, storing only what it changed. Children run on J threads\n"
      "(default: the number of CPUs). Exit status: the child's with -n 1, else 0\n"
-     "when every child started, 1 otherwise.\n",
+     "when every child started, 1 otherwise. --no-seccomp: no seccomp-bpf filter\n"
+     "on the threads that run children (debugging; docs/security.md). --user\n"
+     "NAME: run as NAME after the setup (root only; the store must be NAME's). As\n"
+     "root, this process moves into its own mount namespace; with a template\n"
+     "whose root is not / it sees only that root, the store, /proc and /dev/kvm.\n",
      cmd_fork},
     {"snapshot", "run one child of a template and save it as a branch",
      "Usage: cowfork snapshot NAME NEW [--input FILE] [--backend file|uffd] [--timeout S]\n"

@@ -450,7 +450,7 @@ static const char *tmpl_uffd(struct daemon *d, struct tmpl *t)
 {
   if (t->sock[0])
     return t->sock;
-  if (!d->uffd && !(d->uffd = cf_uffd_server_new(NULL, NULL)))
+  if (!d->uffd && !(d->uffd = cf_seccomp_uffd_server_new(NULL, NULL)))
     return NULL;
   if (!(t->uimg = cf_image_open(d->store, cf_template_image(t->t))))
     return NULL;
@@ -1431,6 +1431,11 @@ done:
 static void *worker(void *arg)
 {
   struct daemon *d = arg;
+  /* Every job serves guests: the filter from the start, not from the first
+   * sandbox this worker happens to run (shim/seccomp.c). When it cannot be
+   * installed, each job's cf_sandbox_run_until fails with the reason. */
+  if (cf_seccomp_enter() < 0)
+    logmsg(d, "%s", cf_error());
   pthread_mutex_lock(&d->lock);
   for (;;) {
     struct job *j = dequeue(d);
@@ -2402,7 +2407,7 @@ int cf_daemon_run(const struct cf_daemon_opts *in)
   rc = -1;
   if (persist(d) < 0)
     goto out;
-  if (!(d->uffd = cf_uffd_server_new(on_uffd_end, d)))
+  if (!(d->uffd = cf_seccomp_uffd_server_new(on_uffd_end, d)))
     goto out;
   if (!(th = calloc(o.workers, sizeof *th))) {
     cf_fail(ENOMEM, "out of memory");

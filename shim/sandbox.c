@@ -231,6 +231,8 @@ static void serve_syscall(struct sb *sb, double t_start, bool pending_resume)
   struct cf_vm_regs *r = cf_vm_regs(sb->vm);
   uint64_t a[6] = {r->rdi, r->rsi, r->rdx, r->r10, r->r8, r->r9};
   long nr = (long)r->rax;
+  if (__builtin_expect(seccomp_test_armed, 0))
+    seccomp_test_fire(); /* COWFORK_SECCOMP_TEST=1: dies of SIGSYS here */
   if (sb->ready == CF_READY_STDIN && reads_fd0(sb, nr, a) && (!sb->eof_pause || stdin_at_eof(sb))) {
     pause_at(sb, true);
     return;
@@ -512,6 +514,10 @@ int cf_sandbox_run_until(struct cf_sandbox *box, struct cf_sandbox_result *res)
   int ntimers = 0;
   if (sb->exited)
     return cf_fail(EINVAL, "the sandbox has ended");
+  /* From here on this thread serves a guest: the filter goes on before
+   * anything touches guest state, once per thread (shim/seccomp.c). */
+  if (seccomp_enter() < 0)
+    return -1;
   if (sb->park && reuse_unpark(sb) < 0)
     return -1;
   if (!sb->gen_done && gen_new(sb) < 0)

@@ -545,4 +545,14 @@ int mm_zero(struct sb *sb, uint64_t start, uint64_t len);
 /* Lexically normalize a sandbox path against cwd into out (absolute). */
 int path_abs(const char *cwd, const char *path, char *out, size_t size);
 
+/* seccomp.c: the filter of the threads that serve guests. seccomp_enter
+ * installs it on the calling thread once (unless turned off); -1 with
+ * cf_error() when it cannot. seccomp_test_armed: COWFORK_SECCOMP_TEST=1 and
+ * not fired yet on this thread; seccomp_test_fire makes a forbidden call. */
+int seccomp_enter(void);
+bool seccomp_installed(void);
+unsigned seccomp_prog_len(void);
+extern __thread bool seccomp_test_armed;
+void seccomp_test_fire(void);
+
 #endif

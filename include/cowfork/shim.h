@@ -7,6 +7,8 @@
 #include <stdint.h>
 #include <stdio.h>
 
+#include "cowfork/uffd.h"
+
 struct cf_store;
 struct cf_mem_backend;
 
@@ -143,6 +145,26 @@ void cf_sandbox_free(struct cf_sandbox *sb);
  * host file mapped since the fork, a VM that failed): the child is then
  * unchanged and goes on in its own VM. shim/reuse.c, docs/sandbox.md. */
 int cf_sandbox_park(struct cf_sandbox *sb);
+
+/* The seccomp-bpf filter (shim/seccomp.c, docs/security.md): while it is
+ * on (cf_seccomp_set(true); off until then), every thread that runs a
+ * sandbox installs it at its first cf_sandbox_run_until and keeps it for
+ * life, so such a thread must not fork, exec or open sockets other than
+ * Unix ones afterwards; a system call outside the allowlist kills the
+ * process with SIGSYS and a report on stderr. The cowfork command turns it
+ * on unless COWFORK_SECCOMP=0 or --no-seccomp. */
+void cf_seccomp_set(bool on);
+bool cf_seccomp_enabled(void);
+/* Install the filter on the calling thread now (when it is on; 0 when it
+ * is off or already installed): a thread that will serve guests takes it
+ * before its first job (the daemon's workers), so that no such thread is
+ * ever without it. -1 and cf_error() when it cannot. */
+int cf_seccomp_enter(void);
+/* cf_uffd_server_new (cowfork/uffd.h) with its worker threads under the
+ * filter when it is on: they serve guests' page faults. The server is made
+ * by a short-lived thread that installs the filter first (a thread's filter
+ * passes to the threads it creates). */
+struct cf_uffd_server *cf_seccomp_uffd_server_new(cf_uffd_end_fn end, void *ctx);
 
 /* --- Templates (shim/snapshot.c, docs/sandbox.md) ---------------------------
  * A template NAME is the memory image NAME.mem in the store's images/ and
