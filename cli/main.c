@@ -138,6 +138,10 @@ int cli_root_resolve(const char *spec, char *buf, size_t len)
     fprintf(stderr, "cowfork: built the root 'default' (%llu packages, %llu files, %.1f s): cowfork root ls\n",
             (unsigned long long)st.packages,
             (unsigned long long)(st.files[0] + st.files[1] + st.files[2] + st.files[3]), st.seconds);
+  /* Its real path: what templates record and the jail binds. */
+  char real[PATH_MAX];
+  if (realpath(buf, real) && strlen(real) < len)
+    memcpy(buf, real, strlen(real) + 1);
   return 0;
 }
 
@@ -284,23 +288,20 @@ int cli_jail(const char **root, char *rootbuf, struct cf_store *s, const char *u
   size_t n = 0;
   bool pivot = false;
   if (root) {
-    /* Kept at the path as given (made absolute), which is the one the
-     * sandbox and its template open, symbolic links and all. */
+    /* Kept at its real path, which the sandbox then opens: a symbolic link
+     * on the way (a store's roots/NAME pointing elsewhere) would point
+     * nowhere in the new root. */
     const char *r = *root ? *root : "/";
-    char real[PATH_MAX], cwd[PATH_MAX];
-    if (!realpath(r, real))
+    if (!realpath(r, rootbuf))
       return cli_error("--root %s: %m", r);
-    if (r[0] == '/')
-      snprintf(rootbuf, PATH_MAX, "%s", r);
-    else if (!getcwd(cwd, sizeof cwd) || snprintf(rootbuf, PATH_MAX, "%s/%s", cwd, r) >= PATH_MAX)
-      return cli_error("--root %s: cannot make its path absolute", r);
     *root = rootbuf;
-    pivot = strcmp(real, "/") != 0;
-    if (pivot)
-      keep[n++] = rootbuf;
+    pivot = strcmp(rootbuf, "/") != 0;
   }
+  /* The store first: a root inside it is bound again on top. */
   if (s && pivot)
     keep[n++] = cf_store_dir(s);
+  if (pivot)
+    keep[n++] = rootbuf;
   struct cf_jail_opts o = {.keep = keep, .nkeep = n, .pivot = pivot, .user = user};
   if (cf_jail_enter(&o) < 0)
     return cli_error("%s", cf_error());

@@ -98,6 +98,8 @@ static int box_opt(const struct cli_cmd *cmd, int c, struct cf_sandbox_opts *o, 
     cf_seccomp_set(false);
     return EXIT_OK;
   case BOX_OPT_USER:
+    if (geteuid() != 0) /* before anything is built or opened */
+      return cli_error("--user %s needs root (this process runs as uid %d)", optarg, (int)geteuid());
     box_user = optarg;
     return EXIT_OK;
   case 'v':
@@ -458,7 +460,11 @@ static int cmd_fork(const struct cli_cmd *cmd, int argc, char **argv)
     case OPT_STRACE: strace = true; break;
     case OPT_NO_REUSE: reuse = false; break;
     case OPT_NO_SECCOMP: cf_seccomp_set(false); break;
-    case OPT_USER: user = optarg; break;
+    case OPT_USER:
+      if (geteuid() != 0)
+        return cli_error("--user %s needs root (this process runs as uid %d)", optarg, (int)geteuid());
+      user = optarg;
+      break;
     case OPT_TIMEOUT:
       if (cli_parse_seconds(optarg, &timeout) < 0)
         return cli_usage(cmd, "bad --timeout '%s' (seconds)", optarg);

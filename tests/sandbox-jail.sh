@@ -122,7 +122,7 @@ grep -q kid-42 <<<"$out" || fail "fork --backend uffd: $out"
 "$COWFORK" snapshot sh sh2 --input "$TMP/in" >/dev/null 2>"$TMP/err" || fail "snapshot: $(cat "$TMP/err")"
 echo "ok   template create, fork (file and uffd backends) and a branch in the jail"
 # --root / (unsafe, documented): the namespace, no new root.
-"$COWFORK" run -- /bin/busybox sleep 20 >/dev/null 2>"$TMP/err" &
+"$COWFORK" run --root / -- /bin/busybox sleep 20 >/dev/null 2>"$TMP/err" &
 P=$!
 cleanup_fn "kill -9 $P 2>/dev/null"
 wait_jailed $P >/dev/null
