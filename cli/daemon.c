@@ -14,11 +14,68 @@
 #include "cli.h"
 #include "cowfork/daemon.h"
 #include "cowfork/error.h"
+#include "cowfork/jail.h"
+#include "cowfork/root.h"
 #include "daemon/util.h"
+
+#include <dirent.h>
+#include <libgen.h>
+#include <sys/stat.h>
+
+/* The daemon's jail (docs/security.md): where run as root, its own mount
+ * namespace, and unless host_roots a new root in which only the store, the
+ * roots directory (and where its entries link to: tests share one root) and
+ * the socket's directory are visible; sandbox roots must lie there
+ * (o->visible). Then --user. keep/store hold the strings o points to. */
+static int daemon_jail(struct cf_daemon_opts *o, const char *store, bool host_roots, const char *user,
+                       char keep[][PATH_MAX], const char **keepv, size_t max)
+{
+  const char *j = getenv("COWFORK_JAIL");
+  if ((j && !strcmp(j, "0") && !user) || geteuid() != 0)
+    return cf_jail_enter(&(struct cf_jail_opts){.user = user}) < 0 ? cli_error("%s", cf_error()) : 0;
+  size_t n = 0;
+  char roots[PATH_MAX], sockdir[PATH_MAX];
+  /* At the paths as the daemon names them (templates record their roots
+   * so); link targets at their real paths. */
+  snprintf(keep[n++], PATH_MAX, "%s", store);
+  if (!host_roots) {
+    /* The default root is built from the host's packages: here, while they
+     * are visible (a request naming no root gets it). */
+    char def[PATH_MAX];
+    if (cli_root_resolve(NULL, def, sizeof def) < 0)
+      return EXIT_ERR;
+    if (cf_roots_dir(store, roots, sizeof roots) < 0)
+      return cli_error("%s", cf_error());
+    struct stat st;
+    if (stat(roots, &st) == 0 && strlen(roots) < PATH_MAX)
+      snprintf(keep[n++], PATH_MAX, "%s", roots);
+    DIR *dir = opendir(roots);
+    for (struct dirent *e; dir && (e = readdir(dir)) && n + 1 < max;) {
+      char p[PATH_MAX + 256];
+      snprintf(p, sizeof p, "%s/%s", roots, e->d_name);
+      if (e->d_name[0] != '.' && lstat(p, &st) == 0 && S_ISLNK(st.st_mode) && realpath(p, keep[n]))
+        n++;
+    }
+    if (dir)
+      closedir(dir);
+    snprintf(sockdir, sizeof sockdir, "%s", o->socket_path);
+    if (realpath(dirname(sockdir), keep[n]))
+      n++;
+  }
+  for (size_t i = 0; i < n; i++)
+    keepv[i] = keep[i];
+  if (cf_jail_enter(&(struct cf_jail_opts){.keep = keepv, .nkeep = n, .pivot = !host_roots, .user = user}) < 0)
+    return cli_error("%s", cf_error());
+  if (!host_roots) {
+    o->visible = keepv;
+    o->nvisible = n - 1; /* not the socket's directory */
+  }
+  return 0;
+}
 
 static int cmd_daemon(const struct cli_cmd *cmd, int argc, char **argv)
 {
-  enum { OPT_SOCKET = 1000, OPT_LISTEN, OPT_TOKEN, OPT_WORKERS, OPT_MAX, OPT_BODY, OPT_TIMEOUT, OPT_CPU, OPT_QUIET, OPT_NO_PARK, OPT_PARK_AFTER, OPT_NO_SECCOMP, OPT_USER };
+  enum { OPT_SOCKET = 1000, OPT_LISTEN, OPT_TOKEN, OPT_WORKERS, OPT_MAX, OPT_BODY, OPT_TIMEOUT, OPT_CPU, OPT_QUIET, OPT_NO_PARK, OPT_PARK_AFTER, OPT_NO_SECCOMP, OPT_USER, OPT_HOST_ROOTS };
   static const struct option opts[] = {{"socket", required_argument, 0, OPT_SOCKET},
                                        {"listen", required_argument, 0, OPT_LISTEN},
                                        {"token-file", required_argument, 0, OPT_TOKEN},
@@ -32,11 +89,13 @@ static int cmd_daemon(const struct cli_cmd *cmd, int argc, char **argv)
                                        {"no-seccomp", no_argument, 0, OPT_NO_SECCOMP},
                                        {"park-after", required_argument, 0, OPT_PARK_AFTER},
                                        {"user", required_argument, 0, OPT_USER},
+                                       {"host-roots", no_argument, 0, OPT_HOST_ROOTS},
                                        {0}};
   if (cli_wants_help(cmd, argc, argv))
     return EXIT_OK;
   char sockbuf[PATH_MAX], token[512] = "";
   const char *user = NULL;
+  bool host_roots = false;
   struct cf_daemon_opts o = {.socket_path = cf_daemon_default_socket(sockbuf, sizeof sockbuf)};
   int c;
   char *end;
@@ -89,6 +148,7 @@ static int cmd_daemon(const struct cli_cmd *cmd, int argc, char **argv)
     case OPT_NO_PARK: o.no_park = true; break;
     case OPT_NO_SECCOMP: cf_seccomp_set(false); break;
     case OPT_USER: user = optarg; break;
+    case OPT_HOST_ROOTS: host_roots = true; break;
     case OPT_PARK_AFTER:
       if (strcmp(optarg, "0") != 0 && cli_parse_seconds(optarg, &o.park_after) < 0)
         return cli_usage(cmd, "bad --park-after '%s' (seconds, 0: at once)", optarg);
@@ -105,10 +165,10 @@ static int cmd_daemon(const struct cli_cmd *cmd, int argc, char **argv)
     return EXIT_ERR;
   char dir[PATH_MAX];
   snprintf(dir, sizeof dir, "%s", cf_store_dir(s));
-  /* Its own mount namespace where run as root (no new root yet: a request
-   * may name any root directory until roots live in the store), then
-   * --user; before the daemon's first thread (docs/security.md). */
-  int jr = cli_jail(NULL, NULL, s, user);
+  /* Before the daemon's first thread (docs/security.md). */
+  char keep[16][PATH_MAX];
+  const char *keepv[16];
+  int jr = daemon_jail(&o, dir, host_roots, user, keep, keepv, 16);
   cf_store_close(s);
   if (jr)
     return jr;
@@ -409,7 +469,8 @@ const struct cli_cmd cli_daemon_cmds[] = {
     {"daemon", "serve the REST API over live sandboxes on a Unix socket",
      "Usage: cowfork daemon [--socket PATH] [--listen 127.0.0.1:PORT --token-file FILE]\n"
      "                      [--workers N] [--max-sandboxes N] [--max-body SIZE] [--timeout S]\n"
-     "                      [--cpu-limit S] [--no-park | --park-after S] [--no-seccomp] [--user NAME] [-q]\n"
+     "                      [--cpu-limit S] [--no-park | --park-after S] [--no-seccomp] [--user NAME]\n"
+     "                      [--host-roots] [-q]\n"
      "\n"
      "Serve the cowfork API (docs/daemon.md): HTTP/1.1 + JSON on a Unix socket\n"
      "(default $COWFORK_SOCKET, else $XDG_RUNTIME_DIR/cowfork.sock, else\n"
@@ -435,8 +496,13 @@ const struct cli_cmd cli_daemon_cmds[] = {
      "  --no-seccomp        no seccomp-bpf filter on the worker threads (debugging;\n"
      "                      also COWFORK_SECCOMP=0; docs/security.md)\n"
      "  --user NAME         run as NAME after the setup (root only; the store must\n"
-     "                      be NAME's). As root the daemon has its own mount\n"
-     "                      namespace (no new root yet: docs/security.md)\n"
+     "                      be NAME's)\n"
+     "  --host-roots        keep the host's file system visible, so that any host\n"
+     "                      directory may be a sandbox's root (unsafe). Without it,\n"
+     "                      as root, the daemon runs in its own mount namespace and\n"
+     "                      new root showing only the store, its roots and the\n"
+     "                      socket's directory; the root 'default' is built at start\n"
+     "                      when missing (docs/security.md)\n"
      "  -q, --quiet         no log lines\n",
      cmd_daemon},
     {"sandbox create", "start live sandboxes from a template (daemon)",

@@ -311,6 +311,25 @@ static int check_tmpl_name(const char *name)
   return cf_store_check_name(img);
 }
 
+/* Whether a sandbox may run in the host directory root: always, unless the
+ * daemon runs in its own new root, where only the directories it kept are
+ * there (and "/" is that new root, holding the store: never). */
+static bool root_visible(const struct daemon *d, const char *root)
+{
+  if (!d->o->visible)
+    return true;
+  for (size_t i = 0; i < d->o->nvisible; i++) {
+    size_t n = strlen(d->o->visible[i]);
+    if (strncmp(root, d->o->visible[i], n) == 0 && (root[n] == '/' || root[n] == 0) && strcmp(root, "/") != 0)
+      return true;
+  }
+  return false;
+}
+
+#define ROOT_HIDDEN_HINT                                                                                        \
+  "this daemon runs in its own mount namespace showing only the store and its roots: make a root with "      \
+  "`cowfork root create NAME --from-dir DIR`, or start the daemon with --host-roots (unsafe)"
+
 /* The cache entry of name, opening it if needed. Under d->lock. NULL with
  * cf_error() when there is no such template (errno ENOENT) or it is bad. */
 static struct tmpl *tmpl_get(struct daemon *d, const char *name)
@@ -1781,6 +1800,9 @@ static enum MHD_Result route_create(struct req *r, json_t *body)
   if (!t) {
     status = errno == ENOENT ? 404 : 400;
     err = err_json(status, "%s", cf_error());
+  } else if (!root_visible(d, cf_template_root(t->t))) {
+    status = 409;
+    err = err_json(409, "template %s runs in the root %s: " ROOT_HIDDEN_HINT, name, cf_template_root(t->t));
   } else if (d->stopping) {
     status = 503;
     err = err_json(503, "the daemon is stopping");
@@ -1900,6 +1922,8 @@ static enum MHD_Result route_template_post(struct req *r, json_t *body)
     return SEND_ERR(r, 400, "\"hostname\" must be 1-64 bytes, no control characters or '/'");
   if (root && ((root[0] != '/' && (strchr(root, '/') || cf_root_check_name(root) < 0)) || strlen(root) >= PATH_MAX))
     return SEND_ERR(r, 400, "\"root\" must be a root's name (cowfork root ls) or an absolute host path");
+  if (root && root[0] == '/' && !root_visible(d, root))
+    return SEND_ERR(r, 400, "\"root\" %s: " ROOT_HIDDEN_HINT, root);
   if (tv && (!json_is_number(tv) || !(json_number_value(tv) > 0) || json_number_value(tv) > d->o->max_timeout))
     return SEND_ERR(r, 400, "\"timeout\" must be a number of seconds in (0, %g]", d->o->max_timeout);
   pthread_mutex_lock(&d->lock);

@@ -43,6 +43,12 @@ struct cf_daemon_opts {
   bool quiet;                /* no log lines on stderr */
   bool no_park;              /* keep idle live sandboxes in their VMs (cf_sandbox_park) */
   double park_after;         /* park a live sandbox idle this many seconds (0: at once after each job) */
+  /* Set when the daemon runs in its own new root (cli_jail): the host
+   * directories visible there in which a sandbox's root may lie (the store,
+   * the roots directory and where its entries link to). NULL: any
+   * directory (--host-roots). */
+  const char *const *visible;
+  size_t nvisible;
 };
 
 /* Run the daemon until SIGINT or SIGTERM (blocked in every thread; the
