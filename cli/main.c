@@ -302,7 +302,8 @@ int cli_jail(const char **root, char *rootbuf, struct cf_store *s, const char *u
     keep[n++] = cf_store_dir(s);
   if (pivot)
     keep[n++] = rootbuf;
-  struct cf_jail_opts o = {.keep = keep, .nkeep = n, .pivot = pivot, .user = user};
+  const bool ro[2] = {n == 2 ? false : true, true}; /* the store writable, the root not */
+  struct cf_jail_opts o = {.keep = keep, .nkeep = n, .readonly = ro, .pivot = pivot, .user = user};
   if (cf_jail_enter(&o) < 0)
     return cli_error("%s", cf_error());
   if (user && s && access(cf_store_dir(s), R_OK | W_OK | X_OK) < 0)

@@ -77,7 +77,7 @@ static int make_at(const char *path, bool dir)
 }
 
 /* Bind the file or directory open as FD (O_PATH) at PATH in the new root. */
-static int bind_fd(int fd, const char *path, bool dir)
+static int bind_fd(int fd, const char *path, bool dir, bool ro)
 {
   char src[64], dst[PATH_MAX];
   if (make_at(path, dir) < 0)
@@ -86,6 +86,8 @@ static int bind_fd(int fd, const char *path, bool dir)
   snprintf(dst, sizeof dst, "%s%s", NEWROOT, path);
   if (mount(src, dst, NULL, MS_BIND | MS_REC, NULL) < 0)
     return cf_fail(errno, "bind mount of %s: %m", path);
+  if (ro && mount(NULL, dst, NULL, MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID | MS_NODEV, NULL) < 0)
+    return cf_fail(errno, "making %s read-only: %m", path);
   return 0;
 }
 
@@ -124,7 +126,7 @@ static int new_root(const struct cf_jail_opts *o)
     goto out;
   }
   for (size_t i = 0; i < n; i++)
-    if (bind_fd(fds[i], paths[i], isdir[i]) < 0)
+    if (bind_fd(fds[i], paths[i], isdir[i], i < o->nkeep && o->readonly && o->readonly[i]) < 0)
       goto out;
   if (make_at("/proc", true) < 0)
     goto out;

@@ -43,6 +43,9 @@ check_view() {
   done
   [ -z "$(ls "$p/dev" | grep -vxE 'kvm|userfaultfd|null|zero|random|urandom')" ] ||
     fail "$2: /dev holds more: $(ls "$p/dev")"
+  # the root bound read-only (mountinfo: ID PARENT DEV ROOT MOUNTPOINT OPTIONS ...)
+  awk -v m="$R" '$5 == m { print $6 }' "/proc/$1/mountinfo" | grep -q '^ro' ||
+    fail "$2: the root $R is not bound read-only: $(grep " $R " "/proc/$1/mountinfo")"
   echo "ok   $2: own mount namespace; visible: the root, $(ls "$p/" | tr '\n' ' ')"
 }
 

@@ -12,6 +12,8 @@ struct cf_jail_opts {
    * path: the store, the sandbox's root directory. Each must exist. */
   const char *const *keep;
   size_t nkeep;
+  /* NULL, or per keep: bound read-only (and nosuid, nodev) — a root. */
+  const bool *readonly;
   /* true: a new root (a small tmpfs) holding only `keep`, a fresh /proc,
    * /dev/{kvm,userfaultfd,null,zero,random,urandom} and an empty /tmp.
    * false (a sandbox whose root is the host's /): the namespace only. */
