@@ -115,7 +115,7 @@ void file_unref(struct file *f)
 
 static int fd_install(struct sb *sb, struct file *f, int min, bool cloexec)
 {
-  for (int i = min; i < MAX_FDS; i++)
+  for (int i = min; i < SB_NOFILE(sb); i++)
     if (!sb->fds[i]) {
       sb->fds[i] = f;
       sb->cloexec[i] = cloexec;
@@ -1066,7 +1066,7 @@ static long do_fcntl(struct sb *sb, int fd, int cmd, uint64_t arg)
   switch (cmd) {
   case F_DUPFD:
   case F_DUPFD_CLOEXEC: {
-    if (arg >= MAX_FDS)
+    if (arg >= (uint64_t)SB_NOFILE(sb))
       return -EINVAL;
     f->refs++;
     long r = fd_install(sb, f, (int)arg, cmd == F_DUPFD_CLOEXEC);
@@ -1163,7 +1163,7 @@ static long poll_fds(struct sb *sb, struct pollfd *p, uint64_t n, int timeout_ms
 
 static long do_poll(struct sb *sb, uint64_t fds, uint64_t n, int timeout_ms)
 {
-  if (n > MAX_FDS)
+  if (n > (uint64_t)SB_NOFILE(sb))
     return -EINVAL;
   struct pollfd *p = mm_ptr(sb, fds, n * sizeof *p, PROT_READ | PROT_WRITE);
   if (!p && n)
@@ -1719,7 +1719,7 @@ long fs_syscall(struct sb *sb, long nr, const uint64_t a[6], bool *handled)
     int nfd = (int)A(1);
     if (!(f = fs_get(sb, fd)))
       return -EBADF;
-    if (nfd < 0 || nfd >= MAX_FDS)
+    if (nfd < 0 || nfd >= SB_NOFILE(sb))
       return -EBADF;
     if (nfd == fd)
       return nr == SYS_dup3 ? -EINVAL : nfd;

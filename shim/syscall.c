@@ -135,19 +135,7 @@ static long do_mmap(struct sb *sb, const uint64_t a[6])
       return -EACCES;
     if ((flags & MAP_TYPE) == MAP_SHARED && (prot & PROT_WRITE))
       return -EACCES; /* the root is read-only: a shared writable mapping cannot be honoured */
-    const struct hostfile *h = hostfile_get(sb, f->hostfd);
-    if (!h)
-      return errno == ENODEV ? -ENODEV : -errno;
-    /* Pages wholly past the end of the file become anonymous zeros, so
-     * that the VMM never touches a mapping that would raise SIGBUS. */
-    uint64_t fsize = PAGE_UP(h->size), flen = 0;
-    if (off < fsize)
-      flen = fsize - off < len ? fsize - off : len;
-    if (flen && (r = mm_map_file(sb, at, flen, prot, h->fd, off)) < 0)
-      return r;
-    if (flen < len && (r = mm_map_anon(sb, at + flen, len - flen, prot)) < 0)
-      return r;
-    return (long)at;
+    return mm_map_host(sb, at, len, prot, f->hostfd, off);
   }
   if (f->type == F_TMP || (f->type == F_DEV && f->dev == 5 /* /dev/zero */)) {
     int acc = f->flags & O_ACCMODE;
@@ -1019,7 +1007,7 @@ static long dispatch(struct sb *sb, long nr, const uint64_t a[6])
     if (res == RLIMIT_STACK)
       rl.rlim_cur = rl.rlim_max = STACK_SIZE;
     else if (res == RLIMIT_NOFILE)
-      rl.rlim_cur = rl.rlim_max = MAX_FDS;
+      rl.rlim_cur = rl.rlim_max = (rlim_t)SB_NOFILE(sb);
     else if (res == RLIMIT_AS || res == RLIMIT_DATA)
       rl.rlim_cur = rl.rlim_max = sb->mem_size;
     return out ? mm_copy_out(sb, out, &rl, sizeof rl) : 0;
