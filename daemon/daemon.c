@@ -2243,7 +2243,7 @@ static int listen_tcp(const char *spec)
 }
 
 /* MHD's connection limit per listener (start_mhd). */
-#define CONN_LIMIT 4096u
+#define CONN_LIMIT 1024u
 /* fds kept besides the sandboxes' and the connections': templates (their
  * layers, spare VMs, uffd listeners), the store, the state file, workers. */
 #define FD_RESERVE 512u
