@@ -75,7 +75,13 @@ victim() { # victim WHEN [no]
 victim "at start"
 
 # --- fds: open until EMFILE, map $NF distinct files, in three sandboxes --------
-health_fds() { jf "$(api GET /v1/health)" host_fds; }
+health_fds() { # the daemon's open fds, and what its /v1/health says
+  local n h
+  n=$(ls "/proc/$DPID/fd" | wc -l)
+  h=$(jf "$(api GET /v1/health)" host_fds)
+  [ $((n - h)) -le 1 ] && [ $((h - n)) -le 1 ] || fail "/v1/health says $h host fds, /proc says $n"
+  echo "$n"
+}
 f0=$(health_fds)
 A=()
 for i in 1 2 3; do
