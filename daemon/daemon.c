@@ -2243,10 +2243,10 @@ static int listen_tcp(const char *spec)
 }
 
 /* MHD's connection limit per listener (start_mhd). */
-#define CONN_LIMIT 1024u
+#define CONN_LIMIT 512u
 /* fds kept besides the sandboxes' and the connections': templates (their
  * layers, spare VMs, uffd listeners), the store, the state file, workers. */
-#define FD_RESERVE 512u
+#define FD_RESERVE 256u
 /* fds the daemon holds for a live sandbox besides the shim's: its stdin,
  * stdout and stderr memfds, the uffd page server's side of its client
  * (userfaultfd, pidfd, socket). */
@@ -2382,7 +2382,7 @@ static void on_uffd_end(void *ctx, uint64_t id, pid_t pid, const struct cf_uffd_
 /* The start check (docs/daemon.md, "Limits"): every live sandbox may hold
  * max_files + CF_SANDBOX_FIXED_FDS + FD_DAEMON_PER_SANDBOX fds, and
  * max_live of them plus the reserve must fit RLIMIT_NOFILE (its soft limit
- * raised to the hard one), so that no sandbox can take another's fds or
+ * raised to the hard one, and the hard one too where the process may), so that no sandbox can take another's fds or
  * the connections'. A max_live that was given and does not fit is refused;
  * the default is lowered to what fits, with a log line. --max-memory is
  * checked against the machine's RAM + swap (default: 3/4 of RAM). */
@@ -2398,6 +2398,17 @@ static int fit_limits(struct daemon *d, struct cf_daemon_opts *o, bool live_give
   uint64_t per = o->max_files + CF_SANDBOX_FIXED_FDS + FD_DAEMON_PER_SANDBOX;
   uint64_t reserve = FD_RESERVE + CONN_LIMIT * (o->tcp_listen ? 2 : 1);
   uint64_t need = reserve + per * o->max_live;
+  if (need > lim) {
+    /* Where allowed (CAP_SYS_RESOURCE, up to fs.nr_open): raise the hard
+     * limit too, as a service manager's LimitNOFILE= would. */
+    struct rlimit want = {need, (uint64_t)rl.rlim_max > need ? rl.rlim_max : need};
+    if (setrlimit(RLIMIT_NOFILE, &want) == 0) {
+      logmsg(d, "RLIMIT_NOFILE raised from %llu to %llu (--max-sandboxes %u x %llu fds + %llu)",
+             (unsigned long long)lim, (unsigned long long)need, o->max_live, (unsigned long long)per,
+             (unsigned long long)reserve);
+      lim = need;
+    }
+  }
   if (need > lim) {
     uint64_t fit = lim > reserve ? (lim - reserve) / per : 0;
     if (live_given || fit == 0)
