@@ -75,13 +75,15 @@ static int daemon_jail(struct cf_daemon_opts *o, const char *store, bool host_ro
 
 static int cmd_daemon(const struct cli_cmd *cmd, int argc, char **argv)
 {
-  enum { OPT_SOCKET = 1000, OPT_LISTEN, OPT_TOKEN, OPT_WORKERS, OPT_MAX, OPT_BODY, OPT_TIMEOUT, OPT_CPU, OPT_QUIET, OPT_NO_PARK, OPT_PARK_AFTER, OPT_NO_SECCOMP, OPT_USER, OPT_HOST_ROOTS };
+  enum { OPT_SOCKET = 1000, OPT_LISTEN, OPT_TOKEN, OPT_WORKERS, OPT_MAX, OPT_BODY, OPT_TIMEOUT, OPT_CPU, OPT_QUIET, OPT_NO_PARK, OPT_PARK_AFTER, OPT_NO_SECCOMP, OPT_USER, OPT_HOST_ROOTS, OPT_FILES, OPT_MEMORY };
   static const struct option opts[] = {{"socket", required_argument, 0, OPT_SOCKET},
                                        {"listen", required_argument, 0, OPT_LISTEN},
                                        {"token-file", required_argument, 0, OPT_TOKEN},
                                        {"workers", required_argument, 0, OPT_WORKERS},
                                        {"max-sandboxes", required_argument, 0, OPT_MAX},
                                        {"max-body", required_argument, 0, OPT_BODY},
+                                       {"max-files", required_argument, 0, OPT_FILES},
+                                       {"max-memory", required_argument, 0, OPT_MEMORY},
                                        {"timeout", required_argument, 0, OPT_TIMEOUT},
                                        {"cpu-limit", required_argument, 0, OPT_CPU},
                                        {"quiet", no_argument, 0, OPT_QUIET},
@@ -129,6 +131,17 @@ static int cmd_daemon(const struct cli_cmd *cmd, int argc, char **argv)
         o.workers = (unsigned)v;
       else
         o.max_live = (unsigned)v;
+      break;
+    case OPT_FILES:
+      v = strtoul(optarg, &end, 10);
+      if (*end || v < 4 || v > CF_SANDBOX_MAX_FILES)
+        return cli_usage(cmd, "bad --max-files '%s' (4..%d)", optarg, CF_SANDBOX_MAX_FILES);
+      o.max_files = (unsigned)v;
+      break;
+    case OPT_MEMORY:
+      if (cli_parse_size(optarg, &size) < 0 || size < (1u << 20))
+        return cli_usage(cmd, "bad --max-memory '%s' (a size, at least 1M)", optarg);
+      o.max_memory = size;
       break;
     case OPT_BODY:
       if (cli_parse_size(optarg, &size) < 0 || size == 0)
@@ -468,8 +481,9 @@ static int cmd_ls(const struct cli_cmd *cmd, int argc, char **argv)
 const struct cli_cmd cli_daemon_cmds[] = {
     {"daemon", "serve the REST API over live sandboxes on a Unix socket",
      "Usage: cowfork daemon [--socket PATH] [--listen 127.0.0.1:PORT --token-file FILE]\n"
-     "                      [--workers N] [--max-sandboxes N] [--max-body SIZE] [--timeout S]\n"
-     "                      [--cpu-limit S] [--no-park | --park-after S] [--no-seccomp] [--user NAME]\n"
+     "                      [--workers N] [--max-sandboxes N] [--max-files N] [--max-memory SIZE]\n"
+     "                      [--max-body SIZE] [--timeout S] [--cpu-limit S]\n"
+     "                      [--no-park | --park-after S] [--no-seccomp] [--user NAME]\n"
      "                      [--host-roots] [-q]\n"
      "\n"
      "Serve the cowfork API (docs/daemon.md): HTTP/1.1 + JSON on a Unix socket\n"
@@ -483,7 +497,11 @@ const struct cli_cmd cli_daemon_cmds[] = {
      "  --listen ADDR:PORT  also serve on loopback TCP; every request must carry\n"
      "                      \"Authorization: Bearer TOKEN\" (TOKEN: --token-file)\n"
      "  --workers N         threads running sandboxes (default 2 x CPUs)\n"
-     "  --max-sandboxes N   live sandboxes at once; 503 past it (default 512)\n"
+     "  --max-sandboxes N   live sandboxes at once; 429 past it (default 512, lowered to\n"
+     "                      what RLIMIT_NOFILE holds; given and not fitting: refused)\n"
+     "  --max-files N       open files per sandbox, its RLIMIT_NOFILE (default and most 256)\n"
+     "  --max-memory SIZE   private memory of the live sandboxes; creates and resumes past\n"
+     "                      it get 507 (default 3/4 of RAM)\n"
      "  --max-body SIZE     largest request body; 413 past it (default 8M)\n"
      "  --timeout S         default exec timeout (default 30; a request may ask up to 600)\n"
      "  --cpu-limit S       default exec CPU-time limit (default none; a request may ask one)\n"

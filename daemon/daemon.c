@@ -60,6 +60,7 @@
 #include <sys/mman.h>
 #include <sys/random.h>
 #include <sys/resource.h>
+#include <sys/sysinfo.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -182,7 +183,10 @@ struct daemon {
   double t0;
   /* metrics */
   uint64_t forks, fork_failures, execs, exec_timeouts, exec_ended, pauses, resumes, branches, templates_made,
-      deletes, lost_at_start, refused_capacity, http[6];
+      deletes, lost_at_start, refused_capacity, refused_memory, http[6];
+  /* the fd budget (fit_limits): RLIMIT_NOFILE, what a live sandbox may hold,
+   * what is kept for connections, templates and the store */
+  uint64_t fd_limit, fd_per_sandbox, fd_reserve;
   struct hist h_fork, h_exec, h_pause, h_resume;
 };
 
@@ -243,6 +247,41 @@ static json_t *err_json(int status, const char *fmt, ...)
 }
 
 /* A job's answer (first error wins over later successes). Under d->lock. */
+/* Private memory of the running sandboxes (what they changed of their
+ * templates' pages, as of their last job). Under d->lock. */
+static uint64_t live_private(struct daemon *d)
+{
+  uint64_t n = 0;
+  for (struct sbx *s = d->sbs; s; s = s->next)
+    if (s->state == ST_RUNNING)
+      n += s->private_bytes;
+  return n;
+}
+
+/* The status for a job that failed with errno e: a limit of this process
+ * (fds: 429, memory or store space: 507) or anything else (500). */
+static int fail_status(int e)
+{
+  if (e == EMFILE || e == ENFILE)
+    return 429;
+  if (e == ENOMEM || e == ENOSPC || e == EDQUOT)
+    return 507;
+  return 500;
+}
+
+/* Host fds this process holds (/proc/self/fd), -1 if unknown. */
+static long host_fds(void)
+{
+  DIR *dir = opendir("/proc/self/fd");
+  if (!dir)
+    return -1;
+  long n = 0;
+  while (readdir(dir))
+    n++;
+  closedir(dir);
+  return n - 3; /* ".", "..", the DIR's own */
+}
+
 static void req_set(struct req *r, int status, json_t *j)
 {
   if (!r) {
@@ -892,7 +931,8 @@ static int sbx_fork(struct daemon *d, struct sbx *s, struct tmpl *t, double *sec
 {
   if (sbx_open_io(s) < 0)
     return -1;
-  s->o = (struct cf_sandbox_opts){.stdio = {s->in, s->out, s->err}, .branch = true, .backend = s->be};
+  s->o = (struct cf_sandbox_opts){
+      .stdio = {s->in, s->out, s->err}, .branch = true, .backend = s->be, .max_files = d->o->max_files};
   if (s->be == &cf_mem_backend_uffd) {
     pthread_mutex_lock(&d->lock);
     const char *sock = tmpl_uffd(d, t);
@@ -933,8 +973,9 @@ static void job_create(struct daemon *d, struct job *j)
   pthread_mutex_lock(&d->lock);
   j->t->inflight--;
   if (rc < 0) {
+    int code = fail_status(errno);
     d->fork_failures++;
-    req_set(j->r, 500, err_json(500, "fork of template %s: %s", j->t->name, cf_error()));
+    req_set(j->r, code, err_json(code, "fork of template %s: %s", j->t->name, cf_error()));
     d->live--;
     s->pending_live = false;
     sbx_unlink(d, s);
@@ -1280,8 +1321,9 @@ static void job_resume(struct daemon *d, struct job *j)
   t->inflight--;
   s->pending_live = false;
   if (rc < 0) {
+    int code = fail_status(errno);
     d->live--;
-    req_set(j->r, 500, err_json(500, "resume of %s: %s", s->id, cf_error()));
+    req_set(j->r, code, err_json(code, "resume of %s: %s", s->id, cf_error()));
     pthread_mutex_unlock(&d->lock);
     return;
   }
@@ -1600,7 +1642,7 @@ static char *metrics_text(struct daemon *d)
     fprintf(f, "cowfork_sandboxes{state=\"%s\"} %u\n", st_name[i], by[i]);
   fprintf(f, "# HELP cowfork_live_sandboxes Sandboxes holding a VM (running, starting, resuming).\n"
              "# TYPE cowfork_live_sandboxes gauge\ncowfork_live_sandboxes %u\n"
-             "# HELP cowfork_live_sandboxes_max The global cap (503 past it).\n"
+             "# HELP cowfork_live_sandboxes_max The global cap (429 past it).\n"
              "# TYPE cowfork_live_sandboxes_max gauge\ncowfork_live_sandboxes_max %u\n",
           d->live, d->o->max_live);
   fprintf(f, "# HELP cowfork_templates Templates in the store (not counting pause templates).\n"
@@ -1622,7 +1664,9 @@ static char *metrics_text(struct daemon *d)
       {"cowfork_deletes_total", "Sandboxes deleted.", d->deletes},
       {"cowfork_malloc_trims_total", "malloc_trim calls after sandboxes were freed (memory given back).", d->trims},
       {"cowfork_lost_at_start", "Sandboxes found lost when this daemon started.", d->lost_at_start},
-      {"cowfork_capacity_refusals_total", "Requests refused with 503 or 429.", d->refused_capacity},
+      {"cowfork_capacity_refusals_total", "Requests refused with 429 (the sandbox cap, the job queue).",
+       d->refused_capacity},
+      {"cowfork_memory_refusals_total", "Creates and resumes refused with 507 (--max-memory).", d->refused_memory},
       {"cowfork_uffd_faults_total", "Page faults served by the uffd page server.", faults},
   };
   for (size_t i = 0; i < sizeof counters / sizeof *counters; i++)
@@ -1640,6 +1684,13 @@ static char *metrics_text(struct daemon *d)
              "sandbox (shared copy-on-write, stored once).\n"
              "# TYPE cowfork_memory_shared_bytes gauge\ncowfork_memory_shared_bytes %llu\n",
           (unsigned long long)priv, (unsigned long long)shared);
+  fprintf(f, "# HELP cowfork_memory_max_bytes The cap on cowfork_memory_private_bytes (--max-memory; 507 past it).\n"
+             "# TYPE cowfork_memory_max_bytes gauge\ncowfork_memory_max_bytes %llu\n"
+             "# HELP cowfork_host_fds File descriptors this process holds.\n"
+             "# TYPE cowfork_host_fds gauge\ncowfork_host_fds %ld\n"
+             "# HELP cowfork_host_fds_max Its RLIMIT_NOFILE.\n"
+             "# TYPE cowfork_host_fds_max gauge\ncowfork_host_fds_max %llu\n",
+          (unsigned long long)d->o->max_memory, host_fds(), (unsigned long long)d->fd_limit);
   fprintf(f, "# HELP cowfork_queue_jobs Jobs waiting for a worker.\n# TYPE cowfork_queue_jobs gauge\n"
              "cowfork_queue_jobs %u\n# HELP cowfork_workers Worker threads.\n# TYPE cowfork_workers gauge\n"
              "cowfork_workers %u\n",
@@ -1760,10 +1811,17 @@ static enum MHD_Result route_sandbox(struct req *r, const char *id, const char *
     d->refused_capacity++;
     err = err_json(429, "%u jobs queued: try again later", d->qlen);
   } else if (k == J_RESUME && s->state == ST_PAUSED && !s->pending_live) {
+    uint64_t priv = live_private(d);
     if (d->live >= d->o->max_live) {
-      status = 503;
+      status = 429;
       d->refused_capacity++;
-      err = err_json(503, "%u live sandboxes: the cap (--max-sandboxes) is reached", d->live);
+      err = err_json(429, "%u live sandboxes: the cap (--max-sandboxes %u) is reached", d->live, d->o->max_live);
+    } else if (priv >= d->o->max_memory) {
+      status = 507;
+      d->refused_memory++;
+      err = err_json(507, "the live sandboxes hold %llu MiB of private memory: the cap (--max-memory %llu MiB) "
+                          "is reached",
+                     (unsigned long long)(priv >> 20), (unsigned long long)(d->o->max_memory >> 20));
     } else {
       d->live++;
       s->pending_live = true;
@@ -1807,10 +1865,16 @@ static enum MHD_Result route_create(struct req *r, json_t *body)
     status = 503;
     err = err_json(503, "the daemon is stopping");
   } else if (d->live + n > d->o->max_live) {
-    status = 503;
+    status = 429;
     d->refused_capacity++;
-    err = err_json(503, "%u live sandboxes, %u more asked: the cap (--max-sandboxes %u) is reached", d->live, n,
+    err = err_json(429, "%u live sandboxes, %u more asked: the cap (--max-sandboxes %u) is reached", d->live, n,
                    d->o->max_live);
+  } else if (live_private(d) >= d->o->max_memory) {
+    status = 507;
+    d->refused_memory++;
+    err = err_json(507, "the live sandboxes hold %llu MiB of private memory: the cap (--max-memory %llu MiB) is "
+                        "reached",
+                   (unsigned long long)(live_private(d) >> 20), (unsigned long long)(d->o->max_memory >> 20));
   } else if (d->qlen + n > d->o->max_queue) {
     status = 429;
     d->refused_capacity++;
@@ -1976,6 +2040,12 @@ static enum MHD_Result route(struct req *r, const char *url, const char *method)
     json_t *o = json_pack("{s:s,s:i,s:i,s:i,s:f,s:s}", "status", "ok", "sandboxes", (int)d->nsb, "live",
                           (int)d->live, "max_live", (int)d->o->max_live, "uptime_s", now_s() - d->t0, "store",
                           cf_store_dir(d->store));
+    json_t *lim = json_pack("{s:I,s:I,s:I,s:I,s:I,s:I,s:I}", "max_files", (json_int_t)d->o->max_files,
+                            "fds_per_sandbox", (json_int_t)d->fd_per_sandbox, "fd_limit", (json_int_t)d->fd_limit,
+                            "fd_reserve", (json_int_t)d->fd_reserve, "host_fds", (json_int_t)host_fds(),
+                            "max_memory", (json_int_t)d->o->max_memory, "memory_private",
+                            (json_int_t)live_private(d));
+    json_object_set_new(o, "limits", lim);
     pthread_mutex_unlock(&d->lock);
     return send_json(r, 200, o);
   }
@@ -2211,11 +2281,21 @@ static int listen_tcp(const char *spec)
   return fd;
 }
 
+/* MHD's connection limit per listener (start_mhd). */
+#define CONN_LIMIT 512u
+/* fds kept besides the sandboxes' and the connections': templates (their
+ * layers, spare VMs, uffd listeners), the store, the state file, workers. */
+#define FD_RESERVE 256u
+/* fds the daemon holds for a live sandbox besides the shim's: its stdin,
+ * stdout and stderr memfds, the uffd page server's side of its client
+ * (userfaultfd, pidfd, socket). */
+#define FD_DAEMON_PER_SANDBOX 6u
+
 static struct MHD_Daemon *start_mhd(struct listener *l, int fd)
 {
   return MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ITC, 0, NULL,
                           NULL, handler, l, MHD_OPTION_LISTEN_SOCKET, fd, MHD_OPTION_NOTIFY_COMPLETED, completed,
-                          l, MHD_OPTION_CONNECTION_LIMIT, (unsigned)4096, MHD_OPTION_CONNECTION_TIMEOUT,
+                          l, MHD_OPTION_CONNECTION_LIMIT, CONN_LIMIT, MHD_OPTION_CONNECTION_TIMEOUT,
                           (unsigned)0, MHD_OPTION_END);
 }
 
@@ -2338,6 +2418,71 @@ static void on_uffd_end(void *ctx, uint64_t id, pid_t pid, const struct cf_uffd_
   __atomic_fetch_add(&d->uffd_faults_ended, st->faults, __ATOMIC_RELAXED);
 }
 
+/* The start check (docs/daemon.md, "Limits"): every live sandbox may hold
+ * max_files + CF_SANDBOX_FIXED_FDS + FD_DAEMON_PER_SANDBOX fds, and
+ * max_live of them plus the reserve must fit RLIMIT_NOFILE (its soft limit
+ * raised to the hard one, and the hard one too where the process may), so that no sandbox can take another's fds or
+ * the connections'. A max_live that was given and does not fit is refused;
+ * the default is lowered to what fits, with a log line. --max-memory is
+ * checked against the machine's RAM + swap (default: 3/4 of RAM). */
+static int fit_limits(struct daemon *d, struct cf_daemon_opts *o, bool live_given)
+{
+  if (!o->max_files || o->max_files > CF_SANDBOX_MAX_FILES)
+    o->max_files = CF_SANDBOX_MAX_FILES;
+  cf_nofile_raise();
+  struct rlimit rl;
+  if (getrlimit(RLIMIT_NOFILE, &rl) < 0)
+    return cf_fail(errno, "getrlimit: %m");
+  uint64_t lim = rl.rlim_cur == RLIM_INFINITY ? UINT64_MAX / 2 : (uint64_t)rl.rlim_cur;
+  uint64_t per = o->max_files + CF_SANDBOX_FIXED_FDS + FD_DAEMON_PER_SANDBOX;
+  uint64_t reserve = FD_RESERVE + CONN_LIMIT * (o->tcp_listen ? 2 : 1);
+  uint64_t need = reserve + per * o->max_live;
+  if (need > lim) {
+    /* Where allowed (CAP_SYS_RESOURCE, up to fs.nr_open): raise the hard
+     * limit too, as a service manager's LimitNOFILE= would. */
+    struct rlimit want = {need, (uint64_t)rl.rlim_max > need ? rl.rlim_max : need};
+    if (setrlimit(RLIMIT_NOFILE, &want) == 0) {
+      logmsg(d, "RLIMIT_NOFILE raised from %llu to %llu (--max-sandboxes %u x %llu fds + %llu)",
+             (unsigned long long)lim, (unsigned long long)need, o->max_live, (unsigned long long)per,
+             (unsigned long long)reserve);
+      lim = need;
+    }
+  }
+  if (need > lim) {
+    uint64_t fit = lim > reserve ? (lim - reserve) / per : 0;
+    if (live_given || fit == 0)
+      return cf_fail(EMFILE,
+                     "%u live sandboxes (--max-sandboxes) x %llu fds each (--max-files %u + %u) + %llu for "
+                     "connections and templates = %llu fds, more than RLIMIT_NOFILE %llu allows: lower "
+                     "--max-sandboxes (at most %llu fit) or --max-files, or raise the limit (ulimit -n, systemd "
+                     "LimitNOFILE=)",
+                     o->max_live, (unsigned long long)per, o->max_files,
+                     CF_SANDBOX_FIXED_FDS + FD_DAEMON_PER_SANDBOX, (unsigned long long)reserve,
+                     (unsigned long long)need, (unsigned long long)lim, (unsigned long long)fit);
+    logmsg(d,
+           "RLIMIT_NOFILE %llu holds %llu live sandboxes of %llu fds (--max-files %u) besides %llu reserved: "
+           "--max-sandboxes lowered from %u to %llu (raise the limit for more)",
+           (unsigned long long)lim, (unsigned long long)fit, (unsigned long long)per, o->max_files,
+           (unsigned long long)reserve, o->max_live, (unsigned long long)fit);
+    o->max_live = (unsigned)fit;
+  }
+  d->fd_limit = lim;
+  d->fd_per_sandbox = per;
+  d->fd_reserve = reserve;
+  struct sysinfo si;
+  if (sysinfo(&si) < 0)
+    return cf_fail(errno, "sysinfo: %m");
+  uint64_t ram = (uint64_t)si.totalram * si.mem_unit, swap = (uint64_t)si.totalswap * si.mem_unit;
+  if (!o->max_memory)
+    o->max_memory = ram / 4 * 3;
+  else if (o->max_memory > ram + swap)
+    return cf_fail(ENOMEM, "--max-memory %llu MiB is more than this machine's memory (%llu MiB of RAM, %llu MiB of "
+                           "swap)",
+                   (unsigned long long)(o->max_memory >> 20), (unsigned long long)(ram >> 20),
+                   (unsigned long long)(swap >> 20));
+  return 0;
+}
+
 int cf_daemon_run(const struct cf_daemon_opts *in)
 {
   struct cf_daemon_opts o = *in;
@@ -2345,6 +2490,7 @@ int cf_daemon_run(const struct cf_daemon_opts *in)
     long n = sysconf(_SC_NPROCESSORS_ONLN);
     o.workers = (unsigned)(n > 0 ? 2 * n : 4);
   }
+  bool live_given = o.max_live != 0;
   if (!o.max_live)
     o.max_live = 512;
   if (!o.max_queue)
@@ -2361,12 +2507,15 @@ int cf_daemon_run(const struct cf_daemon_opts *in)
     o.max_mem = 1ull << 30;
   if (o.tcp_listen && (!o.token || !*o.token))
     return cf_fail(EINVAL, "TCP needs a bearer token (--token-file)");
-  /* Every live sandbox holds a VM, a vCPU and a few files open. */
-  cf_nofile_raise();
   struct daemon *d = calloc(1, sizeof *d);
   if (!d)
     return cf_fail(ENOMEM, "out of memory");
   d->o = &o;
+  /* Every live sandbox holds a VM, a vCPU and its open files. */
+  if (fit_limits(d, &o, live_given) < 0) {
+    free(d);
+    return -1;
+  }
   d->t0 = now_s();
   pthread_mutex_init(&d->lock, NULL);
   pthread_mutex_init(&d->flock, NULL);
@@ -2463,10 +2612,11 @@ int cf_daemon_run(const struct cf_daemon_opts *in)
       goto out;
     }
   }
-  logmsg(d, "listening on %s%s%s (store %s, %u workers, up to %u live sandboxes; %u sandboxes on record, %llu "
-            "lost)",
+  logmsg(d, "listening on %s%s%s (store %s, %u workers, up to %u live sandboxes of %u open files, %llu MiB of "
+            "private memory; %u sandboxes on record, %llu lost)",
          o.socket_path, o.tcp_listen ? " and " : "", o.tcp_listen ? o.tcp_listen : "", cf_store_dir(d->store),
-         o.workers, o.max_live, d->nsb, (unsigned long long)d->lost_at_start);
+         o.workers, o.max_live, o.max_files, (unsigned long long)(o.max_memory >> 20), d->nsb,
+         (unsigned long long)d->lost_at_start);
   sd_notify_ready();
   int sig = 0;
   sigwait(&sigs, &sig);

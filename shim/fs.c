@@ -1163,7 +1163,7 @@ static long poll_fds(struct sb *sb, struct pollfd *p, uint64_t n, int timeout_ms
 
 static long do_poll(struct sb *sb, uint64_t fds, uint64_t n, int timeout_ms)
 {
-  if (n > MAX_FDS)
+  if (n > (uint64_t)fd_limit(sb))
     return -EINVAL;
   struct pollfd *p = mm_ptr(sb, fds, n * sizeof *p, PROT_READ | PROT_WRITE);
   if (!p && n)

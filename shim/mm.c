@@ -13,10 +13,12 @@
  * backing (a regular file under the root) is mapped MAP_PRIVATE|MAP_FIXED
  * straight from the host file into guest memory, so every sandbox on the
  * host shares its page cache and a write makes a private copy; anything
- * else (a /tmp file, which lives in guest memory) is copied. The host
- * files mapped are cached (hostfile_get): one O_RDONLY fd per distinct
- * file (st_dev, st_ino) for the sandbox's life, with its size, so that a
- * mapping never reopens or re-stats the file on the host.
+ * else (a /tmp file, which lives in guest memory) is copied. The mapping
+ * is made from the guest's own open file (mm_map_host): the host mapping
+ * holds the file, not an fd, so mapping costs the sandbox no host fd beyond
+ * the open file the guest already counts against its RLIMIT_NOFILE (issue
+ * 12: a per-sandbox cache of one dup per mapped file, kept while a sandbox
+ * was parked, let six sandboxes exhaust the daemon's fds).
  *
  * The /tmp data region (tmpfs.c) is guest memory the guest has no part
  * of: mm_reserved ranges are refused to mmap (ENOMEM), skipped by munmap
@@ -37,47 +39,6 @@
 
 #include "internal.h"
 #include "shim/shim.h"
-
-const struct hostfile *hostfile_get(struct sb *sb, int fd)
-{
-  struct stat st;
-  if (fstat(fd, &st) < 0)
-    return NULL;
-  for (int i = 0; i < sb->nhostfiles; i++)
-    if (sb->hostfiles[i].dev == st.st_dev && sb->hostfiles[i].ino == st.st_ino)
-      return &sb->hostfiles[i];
-  if (!S_ISREG(st.st_mode)) {
-    errno = ENODEV;
-    return NULL;
-  }
-  if (sb->nhostfiles == sb->caphostfiles) {
-    int cap = sb->caphostfiles ? 2 * sb->caphostfiles : 32;
-    if (cap > 4096) {
-      errno = ENFILE;
-      return NULL;
-    }
-    struct hostfile *h = realloc(sb->hostfiles, (size_t)cap * sizeof *h);
-    if (!h)
-      return NULL;
-    sb->hostfiles = h;
-    sb->caphostfiles = cap;
-  }
-  int d = fcntl(fd, F_DUPFD_CLOEXEC, 3);
-  if (d < 0)
-    return NULL;
-  struct hostfile *h = &sb->hostfiles[sb->nhostfiles++];
-  *h = (struct hostfile){st.st_dev, st.st_ino, d, (uint64_t)st.st_size};
-  return h;
-}
-
-void hostfile_fini(struct sb *sb)
-{
-  for (int i = 0; i < sb->nhostfiles; i++)
-    close(sb->hostfiles[i].fd);
-  free(sb->hostfiles);
-  sb->hostfiles = NULL;
-  sb->nhostfiles = sb->caphostfiles = 0;
-}
 
 static int find_idx(struct sb *sb, uint64_t addr)
 {
@@ -454,6 +415,26 @@ int mm_map_file(struct sb *sb, uint64_t start, uint64_t len, int prot, int hostf
   return insert(sb, start, start + len, prot, true);
 }
 
+long mm_map_host(struct sb *sb, uint64_t at, uint64_t len, int prot, int hostfd, uint64_t off)
+{
+  struct stat st;
+  if (fstat(hostfd, &st) < 0)
+    return -errno;
+  if (!S_ISREG(st.st_mode))
+    return -ENODEV;
+  /* Pages wholly past the end of the file become anonymous zeros, so that
+   * the VMM never touches a mapping that would raise SIGBUS. */
+  uint64_t fsize = PAGE_UP((uint64_t)st.st_size), flen = 0;
+  int r;
+  if (off < fsize)
+    flen = fsize - off < len ? fsize - off : len;
+  if (flen && (r = mm_map_file(sb, at, flen, prot, hostfd, off)) < 0)
+    return r;
+  if (flen < len && (r = mm_map_anon(sb, at + flen, len - flen, prot)) < 0)
+    return r;
+  return (long)at;
+}
+
 int mm_unmap(struct sb *sb, uint64_t start, uint64_t len)
 {
   len = PAGE_UP(len);
@@ -702,19 +683,7 @@ static long do_mmap(struct sb *sb, const uint64_t a[6])
       return -EACCES;
     if ((flags & MAP_TYPE) == MAP_SHARED && (prot & PROT_WRITE))
       return -EACCES; /* the root is read-only: a shared writable mapping cannot be honoured */
-    const struct hostfile *h = hostfile_get(sb, f->hostfd);
-    if (!h)
-      return errno == ENODEV ? -ENODEV : -errno;
-    /* Pages wholly past the end of the file become anonymous zeros, so
-     * that the VMM never touches a mapping that would raise SIGBUS. */
-    uint64_t fsize = PAGE_UP(h->size), flen = 0;
-    if (off < fsize)
-      flen = fsize - off < len ? fsize - off : len;
-    if (flen && (r = mm_map_file(sb, at, flen, prot, h->fd, off)) < 0)
-      return r;
-    if (flen < len && (r = mm_map_anon(sb, at + flen, len - flen, prot)) < 0)
-      return r;
-    return (long)at;
+    return mm_map_host(sb, at, len, prot, f->hostfd, off);
   }
   if (f->type == F_TMP || (f->type == F_DEV && f->dev == 5 /* /dev/zero */)) {
     int acc = f->flags & O_ACCMODE;

@@ -471,7 +471,6 @@ void cf_sandbox_free(struct cf_sandbox *box)
   struct sb *sb = &box->s;
   int e = errno;
   fs_fini(sb);
-  hostfile_fini(sb);
   vm_free(sb->vm, sb->gm); /* unmaps a child's memory backend too */
   park_free(sb);
   free(sb->replaced);

@@ -24,7 +24,7 @@
 #define PAGE_DOWN(x) ((x) & ~(PAGE - 1))
 
 #define MAX_VMAS 4096
-#define MAX_FDS 256
+#define MAX_FDS CF_SANDBOX_MAX_FILES
 #define STACK_SIZE (8ull << 20)
 #define STACK_GAP (1ull << 20)
 /* Guest memory from the top: the stack, a gap, the /tmp data region (a
@@ -32,6 +32,10 @@
 #define TMP_SIZE(mem) (((mem) / 4) & ~(PAGE - 1))
 #define TMP_BASE(mem) ((mem) - STACK_SIZE - STACK_GAP - TMP_SIZE(mem))
 #define MMAP_TOP(mem) (TMP_BASE(mem) - STACK_GAP)
+
+/* The sandbox's RLIMIT_NOFILE: its options' max_files, at most MAX_FDS. */
+#define SB_NOFILE(sb)                                                                                          \
+  ((sb)->opts && (sb)->opts->max_files && (sb)->opts->max_files < MAX_FDS ? (int)(sb)->opts->max_files : MAX_FDS)
 
 /* One guest mapping: [start, end), PROT_* bits. */
 struct vma {
@@ -205,10 +209,6 @@ struct sb {
   struct flock_ent *locks;
   int nlocks, caplocks;
 
-  /* host files that were mapped (mm.c hostfile_get): one read-only fd per
-   * distinct file, kept open for the sandbox's life */
-  struct hostfile { dev_t dev; ino_t ino; int fd; uint64_t size; } *hostfiles;
-  int nhostfiles, caphostfiles;
 };
 
 struct cf_sandbox {
@@ -282,10 +282,11 @@ void mm_shared_refresh(struct sb *sb, struct tnode *n, uint64_t off, uint64_t le
 void mm_shared_fini(struct sb *sb);
 /* msync(2): checks, and writes the shared /tmp mappings in range back. */
 int mm_sync(struct sb *sb, uint64_t start, uint64_t len, int flags);
-/* The cached host file that fd (an open host file) refers to: looked up by
- * (st_dev, st_ino), added with a dup of fd the first time. NULL + errno. */
-const struct hostfile *hostfile_get(struct sb *sb, int fd);
-void hostfile_fini(struct sb *sb);
+/* mmap(2) of the guest's open host file hostfd (a regular file, else
+ * -ENODEV) at [at, at+len), copy-on-write from the file, pages wholly past
+ * its end anonymous zeros: at or -errno. Keeps no fd (the mapping holds the
+ * file). */
+long mm_map_host(struct sb *sb, uint64_t at, uint64_t len, int prot, int hostfd, uint64_t off);
 
 /* elf.c. elf_probe: 0 if path is an executable elf_load can load, else
  * -errno (-ENOEXEC for dynamic executables, for now). */

@@ -811,7 +811,6 @@ int cf_template_refork(struct cf_template *t, struct cf_sandbox *box, const stru
    * the old child dropped, the template's loaded. Only the VM and the
    * memory (gm, the memory source's context, moves with the VM) stay. */
   fs_fini(sb);
-  hostfile_fini(sb);
   free(sb->replaced);
   struct cf_vm *vm = sb->vm;
   uint8_t *mem = sb->mem;

@@ -405,7 +405,7 @@ static struct rlimit rlim_default(struct sb *sb, int res)
   case RLIMIT_STACK:
     return (struct rlimit){STACK_SIZE, STACK_SIZE};
   case RLIMIT_NOFILE:
-    return (struct rlimit){MAX_FDS, MAX_FDS};
+    return (struct rlimit){(rlim_t)SB_NOFILE(sb), (rlim_t)SB_NOFILE(sb)};
   case RLIMIT_AS:
   case RLIMIT_DATA:
     return (struct rlimit){sb->mem_size, sb->mem_size};
@@ -420,10 +420,13 @@ void rlim_get(struct sb *sb, int res, struct rlimit *rl)
 
 int fd_limit(struct sb *sb)
 {
+  /* at most the sandbox's max_files (its options), whatever a template's
+   * state says */
+  int max = SB_NOFILE(sb);
   if (!(sb->rlim_set & (1u << RLIMIT_NOFILE)))
-    return MAX_FDS;
+    return max;
   rlim_t n = sb->rlim[RLIMIT_NOFILE].rlim_cur;
-  return n < MAX_FDS ? (int)n : MAX_FDS;
+  return n < (rlim_t)max ? (int)n : max;
 }
 
 /* Linux's do_prlimit: the old limit into *old (if asked), the new one nl
@@ -439,9 +442,10 @@ static long do_prlimit(struct sb *sb, int res, const struct rlimit *nl, struct r
   if (nl) {
     if (nl->rlim_cur > nl->rlim_max)
       return -EINVAL;
-    /* Linux: NOFILE never above nr_open (here: the shim's fd table), and
-     * raising a hard limit needs CAP_SYS_RESOURCE (root here). */
-    if (res == RLIMIT_NOFILE && nl->rlim_max > MAX_FDS)
+    /* Linux: NOFILE never above nr_open (here: the sandbox's max_files,
+     * at most the shim's fd table), and raising a hard limit needs
+     * CAP_SYS_RESOURCE (root here). */
+    if (res == RLIMIT_NOFILE && nl->rlim_max > (rlim_t)SB_NOFILE(sb))
       return -EPERM;
     if (nl->rlim_max > cur.rlim_max && sb->uid != 0)
       return -EPERM;

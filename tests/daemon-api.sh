@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The daemon's API against a real running daemon: every route, every error
 # status (400 malformed JSON and bad fields, 404 unknown ids and routes, 405,
-# 409 conflicts, 413 oversized bodies, 503 over the cap), the exec
+# 409 conflicts, 413 oversized bodies, 429 over the cap), the exec
 # conversation (state kept across execs, stderr, exit, timeout), branch,
 # pause/resume, metrics, the CLI on top, and loopback TCP with a token.
 . "$(dirname "$0")/functions.sh"
@@ -150,10 +150,10 @@ t=$(jget "$(cat "$TMP/e")" 'j["duration_ms"]')
 python3 -c "import sys; sys.exit(not 400 < $t < 3000)" || fail "timeout took $t ms"
 echo "ok   the timeout kills the sandbox after ~0.5 s ($t ms)"
 
-# The cap: 8 live sandboxes (ID, B1, B2 + 5) then 503; exited ones do not count.
-api POST /v1/sandboxes '{"template":"sh","count":6}' > "$TMP/c"; expect 503 "over the global cap"
+# The cap: 8 live sandboxes (ID, B1, B2 + 5) then 429; exited ones do not count.
+api POST /v1/sandboxes '{"template":"sh","count":6}' > "$TMP/c"; expect 429 "over the global cap"
 api POST /v1/sandboxes '{"template":"sh","count":5}' > "$TMP/c"; expect 201 "up to the cap"
-api POST /v1/sandboxes '{"template":"sh"}' >/dev/null; expect 503 "one more"
+api POST /v1/sandboxes '{"template":"sh"}' >/dev/null; expect 429 "one more"
 api GET /v1/metrics > "$TMP/m"; expect 200 "GET /v1/metrics"
 for m in 'cowfork_sandboxes{state="running"} 8' 'cowfork_sandboxes{state="exited"} 2' cowfork_fork_seconds_bucket \
   cowfork_exec_seconds_count cowfork_memory_private_bytes cowfork_memory_shared_bytes cowfork_uffd_faults_total \

@@ -32,7 +32,11 @@ struct cf_daemon_opts {
   const char *tcp_listen;    /* "127.0.0.1:PORT" or NULL: loopback only */
   const char *token;         /* bearer token required on TCP (required with tcp_listen) */
   unsigned workers;          /* threads running sandboxes (0: 2 x CPUs) */
-  unsigned max_live;         /* live sandboxes at once; 503 past it (0: 512) */
+  unsigned max_live;         /* live sandboxes at once; 429 past it (0: 512, lowered to what
+                                RLIMIT_NOFILE holds; given and not fitting: the daemon refuses to start) */
+  unsigned max_files;        /* open files per sandbox, its RLIMIT_NOFILE (0: CF_SANDBOX_MAX_FILES) */
+  uint64_t max_memory;       /* private memory of the live sandboxes; creates and resumes past it
+                                get 507 (0: 3/4 of the machine's RAM; more than RAM + swap: refused) */
   unsigned max_queue;        /* queued jobs; 429 past it (0: 4096) */
   size_t max_body;           /* request body bytes; 413 past it (0: 8 MiB) */
   size_t max_output;         /* bytes of stdout/stderr returned per exec (0: 8 MiB) */

@@ -51,9 +51,22 @@ struct cf_sandbox_opts {
   /* uname's nodename and /proc/sys/kernel/hostname, 1-64 bytes (NULL:
    * CF_DEFAULT_HOSTNAME; cf_template_fork: NULL keeps the template's) */
   const char *hostname;
+  /* Open files at once, the guest's RLIMIT_NOFILE: an open, dup, pipe or
+   * socket past it is EMFILE (0: CF_SANDBOX_MAX_FILES; at most that). A
+   * guest open file holds at most one host fd, so a sandbox holds at most
+   * max_files + CF_SANDBOX_FIXED_FDS host fds (docs/sandbox.md, "Limits").
+   * cf_template_fork: the child's own (the template's is not kept). */
+  unsigned max_files;
 };
 
 #define CF_DEFAULT_HOSTNAME "cowfork"
+/* The guest fd table's size: the largest max_files. */
+#define CF_SANDBOX_MAX_FILES 256
+/* Host fds a sandbox holds beyond its open files: its root (1), its VM
+ * (/dev/kvm, the VM, the vCPU: 3), a transient one while it executes a /tmp
+ * file or is parked (1), the uffd backend's userfaultfd (1), with margin. A
+ * caller adds its own (the daemon: 3 memfds for stdio). */
+#define CF_SANDBOX_FIXED_FDS 8
 
 /* A sandbox's environment (shim/env.c): the default, then each of set[0..n)
  * in order: "K=V" sets K (replacing the default's or an earlier K), "K"

@@ -39,8 +39,9 @@ def default_socket():
 
 class CowforkError(Exception):
     """An error answer of the daemon: ``status`` is the HTTP status (400 bad
-    input, 404 unknown id, 409 conflict, 413 too large, 429/503 over
-    capacity, 500 internal), ``message`` its explanation."""
+    input, 404 unknown id, 409 conflict, 413 too large, 429 over a limit
+    (sandboxes, files, queued jobs), 503 stopping, 507 memory or store
+    full, 500 internal), ``message`` its explanation."""
 
     def __init__(self, status, message):
         super().__init__("%s (HTTP %d)" % (message, status))

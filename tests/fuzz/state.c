@@ -51,7 +51,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
       abort();
   }
   fs_fini(sb);
-  hostfile_fini(sb);
   free(sb->vmas);
   free(sb);
   free(cpu);

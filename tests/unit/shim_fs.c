@@ -6,6 +6,7 @@
  * under a missing /tmp parent, the /tmp region out of the guest's reach,
  * chmod/utimensat, record locks, MAP_SHARED of /tmp files, the root's /tmp
  * invisible, select, socket calls on files, mmap/brk limits). */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
@@ -13,6 +14,7 @@
 #include <string.h>
 #include <sys/file.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
 #include <sys/select.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -375,11 +377,105 @@ static void test_limits(void)
     close(h);
 }
 
+/* Host fds this process holds. */
+static int host_fds(void)
+{
+  int n = 0;
+  DIR *d = opendir("/proc/self/fd");
+  if (!d)
+    return -1;
+  while (readdir(d))
+    n++;
+  closedir(d);
+  return n - 3; /* ".", "..", the DIR's own fd */
+}
+
+#define NMAPPED 600
+
+static void test_hostfds(void)
+{
+  diag("mmap of %d distinct host files holds no host fd once their guest fds are closed (issue 12)", NMAPPED);
+  char p[600];
+  snprintf(p, sizeof p, "%s/many", root);
+  mkdir(p, 0755);
+  for (int i = 0; i < NMAPPED; i++) {
+    snprintf(p, sizeof p, "%s/many/f%04d", root, i);
+    int fd = open(p, O_CREAT | O_WRONLY | O_TRUNC, 0644);
+    char line[32];
+    int n = snprintf(line, sizeof line, "file %d\n", i);
+    if (fd < 0 || write(fd, line, (size_t)n) != n)
+      abort();
+    close(fd);
+  }
+  int before = host_fds(), bad = 0;
+  uint64_t *at = calloc(NMAPPED, sizeof *at);
+  for (int i = 0; i < NMAPPED; i++) {
+    char g[64], want[32];
+    snprintf(g, sizeof g, "/many/f%04d", i);
+    int fd = gopen(g, O_RDONLY, 0);
+    long a = fd < 0 ? fd : S6(SYS_mmap, 0, PAGE, PROT_READ, MAP_PRIVATE, fd, 0);
+    S1(SYS_close, fd);
+    snprintf(want, sizeof want, "file %d\n", i);
+    if (a < 0 || memcmp(hp((uint64_t)a), want, strlen(want)) != 0) {
+      if (!bad++)
+        diag("file %d: open %d, mmap %ld", i, fd, a);
+    } else {
+      at[i] = (uint64_t)a;
+    }
+  }
+  is(bad, 0, "%d files opened, mapped (their bytes seen) and closed", NMAPPED);
+  int after = host_fds();
+  is(after - before, 0, "host fds held: %d before, %d after (no per-file cache)", before, after);
+  for (int i = 0; i < NMAPPED; i++)
+    if (at[i])
+      S2(SYS_munmap, at[i], PAGE);
+  free(at);
+  int fd = gopen("/many/f0001", O_RDONLY, 0);
+  long a = S6(SYS_mmap, 0, 3 * PAGE, PROT_READ, MAP_PRIVATE, fd, 0);
+  ok(a > 0 && memcmp(hp((uint64_t)a), "file 1\n", 7) == 0 && ((char *)hp((uint64_t)a))[PAGE] == 0,
+     "a mapping past the end of the file: zeros there");
+  S2(SYS_munmap, a, 3 * PAGE);
+  S1(SYS_close, fd);
+  int dfd = gopen("/many", O_RDONLY | O_DIRECTORY, 0);
+  is(S6(SYS_mmap, 0, PAGE, PROT_READ, MAP_PRIVATE, dfd, 0), -ENODEV, "mmap of a directory: ENODEV");
+  S1(SYS_close, dfd);
+}
+
+static void test_nofile(void)
+{
+  diag("max_files: the guest's RLIMIT_NOFILE, EMFILE past it, host fds bounded by it");
+  opts.max_files = 20;
+  uint64_t rl = galloc(NULL, 16);
+  is(S4(SYS_prlimit64, 0, RLIMIT_NOFILE, 0, rl), 0, "prlimit64(RLIMIT_NOFILE)");
+  ok(((uint64_t *)hp(rl))[0] == 20 && ((uint64_t *)hp(rl))[1] == 20, "RLIMIT_NOFILE is 20 (max_files)");
+  int before = host_fds(), last = -1, n = 0;
+  long r;
+  while ((r = gopen("/etc/plain", O_RDONLY, 0)) >= 0 && n < 100) {
+    last = (int)r;
+    n++;
+  }
+  is(r, -EMFILE, "open past max_files: EMFILE (after %d opens, last fd %d)", n, last);
+  is(last, 19, "the last fd is 19");
+  ok(host_fds() - before <= n, "host fds grew by %d for %d opens", host_fds() - before, n);
+  uint64_t pv = galloc(NULL, 8);
+  is(S2(SYS_pipe2, pv, 0), -EMFILE, "pipe2 at the limit: EMFILE");
+  is(S1(SYS_dup, 0), -EMFILE, "dup at the limit: EMFILE");
+  is(S2(SYS_dup2, 0, 20), -EBADF, "dup2 to fd 20: EBADF");
+  is(S3(SYS_fcntl, 0, F_DUPFD, 20), -EINVAL, "F_DUPFD from 20: EINVAL");
+  uint64_t pfd = galloc(NULL, 21 * 8);
+  is(S3(SYS_poll, pfd, 21, 0), -EINVAL, "poll of 21 fds: EINVAL");
+  for (int fd = 3; fd <= last; fd++)
+    S1(SYS_close, fd);
+  ok(host_fds() <= before, "closed: host fds back to %d (%d)", before, host_fds());
+  opts.max_files = 0;
+}
+
 int main(int argc, char **argv)
 {
   static const struct { const char *name; void (*fn)(void); } groups[] = {
       {"mkdir", test_mkdir},   {"region", test_region}, {"attrs", test_attrs},   {"locks", test_locks},
       {"shared", test_shared}, {"hidden", test_hidden}, {"select", test_select}, {"limits", test_limits},
+      {"hostfds", test_hostfds}, {"nofile", test_nofile},
   };
   sb_setup();
   for (size_t i = 0; i < sizeof groups / sizeof groups[0]; i++) {

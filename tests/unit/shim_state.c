@@ -53,7 +53,6 @@ static int parse(const char *seed, struct cf_sandbox_opts *o, struct sb **out)
 static void done(struct sb *s)
 {
   fs_fini(s);
-  hostfile_fini(s);
   shim_sb_free(s);
 }
 

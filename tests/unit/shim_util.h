@@ -141,7 +141,6 @@ __attribute__((unused)) static void shim_setup(const char *root)
 __attribute__((unused)) static void shim_teardown(void)
 {
   fs_fini(sb);
-  hostfile_fini(sb);
   shim_sb_free(sb);
   sb = NULL;
 }

@@ -328,7 +328,6 @@ int main(void)
       else
         ok(rc < 0 && strstr(cf_error(), "interval timers"), "a bad timer section is refused: %s", cf_error());
       fs_fini(s2);
-      hostfile_fini(s2);
       shim_sb_free(s2);
       free(cpu);
     }
