@@ -15,6 +15,7 @@ mkdir "$TMP/small"
 mount -t tmpfs -o size=24m tmpfs "$TMP/small" || skip "cannot mount a tmpfs"
 cleanup_fn "umount -l '$TMP/small'"
 export COWFORK_STORE="$TMP/small/store"
+link_test_roots
 cowfork template create sh --mem 64M -- /bin/busybox sh 2>/dev/null || fail "template create"
 up "$TMP/log2"
 A=$(jget "$(api POST /v1/sandboxes '{"template":"sh"}')" 'j["ids"][0]')

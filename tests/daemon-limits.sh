@@ -31,7 +31,9 @@ echo "ok   --max-sandboxes 100000 x 270 fds does not fit (even raised as root): 
 make_sh_template sh
 up "$TMP/log" --max-sandboxes 6 --max-files 32 --max-memory 40M
 grep -q "up to 6 live sandboxes of 32 open files, 40 MiB" "$TMP/log" || fail "start line: $(cat "$TMP/log")"
-api POST /v1/templates "{\"name\":\"hog\",\"program\":\"/hog\",\"root\":\"$R\",\"mem\":\"64M\"}" >/dev/null
+# a root in the store (the daemon shows no other host directory)
+cowfork root create hogroot --from-dir "$R" >/dev/null 2>"$TMP/rc.err" || fail "root create: $(cat "$TMP/rc.err")"
+api POST /v1/templates "{\"name\":\"hog\",\"program\":\"/hog\",\"root\":\"hogroot\",\"mem\":\"64M\"}" >/dev/null
 expect 201 "the attacker's template (root: $NF small files)"
 
 # jf JSON KEY: a scalar field (no python: under emulation each python3 costs

@@ -29,10 +29,15 @@ cleanup_fn "rm -rf '$TMP'"
 export COWFORK_STORE="$TMP/store"
 # The default root: tests/run builds it once ($COWFORK_TEST_ROOTS) and every
 # test's store links to it (a test run alone builds its own on first use).
-if [ -n "${COWFORK_TEST_ROOTS:-}" ] && [ -e "$COWFORK_TEST_ROOTS/default/root" ]; then
-  (umask 077 && mkdir -p "$COWFORK_STORE/roots")
-  ln -s "$COWFORK_TEST_ROOTS/default" "$COWFORK_STORE/roots/default"
-fi
+# link_test_roots: the same for the store now in $COWFORK_STORE (a test that
+# moves to another store).
+link_test_roots() {
+  if [ -n "${COWFORK_TEST_ROOTS:-}" ] && [ -e "$COWFORK_TEST_ROOTS/default/root" ]; then
+    (umask 077 && mkdir -p "$COWFORK_STORE/roots")
+    ln -s "$COWFORK_TEST_ROOTS/default" "$COWFORK_STORE/roots/default"
+  fi
+}
+link_test_roots
 cowfork() { "$COWFORK" "$@"; }
 start_server() {
   local var=$1 sock=$2; shift 2

@@ -13,7 +13,8 @@ D=$(cd "$(dirname "$0")/sandbox" && pwd)
 DRV=$TMP/driver
 gcc -static -O1 -o "$DRV" "$D/driver.c" 2>"$TMP/cc.err" || skip "cannot build static programs: $(head -n 1 "$TMP/cc.err")"
 
-cowfork template create sh --mem 64M -- $BB sh 2>"$TMP/create.err" || fail "template create: $(cat "$TMP/create.err")"
+# --root /: the children read this test's files ($D) by their host paths
+cowfork template create sh --root / --mem 64M -- $BB sh 2>"$TMP/create.err" || fail "template create: $(cat "$TMP/create.err")"
 echo "ok   template create: $(cat "$TMP/create.err")"
 [ -f "$COWFORK_STORE/templates/sh" ] || fail "no state file"
 ! cowfork template create sh -- $BB sh 2>/dev/null || fail "a template was overwritten"

@@ -133,6 +133,16 @@ wait_jailed $P >/dev/null
 kill -9 $P 2>/dev/null || true; wait $P 2>/dev/null || true
 echo "ok   --root /: its own mount namespace, the host's files (unsafe, docs/security.md)"
 
+# daemon_up SOCK ERR: wait for the daemon $P to answer on SOCK, out of the
+# host's mount namespace.
+daemon_up() {
+  for ((i = 0; i < 1500; i++)); do
+    curl -s --unix-socket "$1" -o /dev/null http://cowfork/v1/health && break
+    kill -0 $P 2>/dev/null || fail "daemon exited: $(cat "$2")"
+    sleep 0.02
+  done
+  [ "$(readlink /proc/$P/ns/mnt)" != "$my_ns" ] || fail "daemon: the host's mount namespace"
+}
 # The daemon (as root): its own new root showing the store and its roots;
 # a root outside them is refused, in a request or a template's.
 requires curl
@@ -142,12 +152,7 @@ requires curl
 "$COWFORK" daemon --socket "$TMP/d.sock" -q 2>"$TMP/derr0" &
 P=$!
 cleanup_fn "kill -9 $P 2>/dev/null"
-for ((i = 0; i < 1500; i++)); do
-  curl -s --unix-socket "$TMP/d.sock" -o /dev/null http://cowfork/v1/health && break
-  kill -0 $P 2>/dev/null || fail "daemon exited: $(cat "$TMP/derr0")"
-  sleep 0.02
-done
-[ "$(readlink /proc/$P/ns/mnt)" != "$my_ns" ] || fail "daemon: the host's mount namespace"
+daemon_up "$TMP/d.sock" "$TMP/derr0"
 [ -e "/proc/$P/root/etc/passwd" ] && fail "daemon: the host's /etc is visible to it"
 [ -x "/proc/$P/root$COWFORK_STORE/roots/box/root/bin/busybox" ] || fail "daemon: its roots are not visible to it"
 dapi() { curl -s --unix-socket "$TMP/d.sock" -X POST -H 'Content-Type: application/json' -w ' %{http_code}' \
@@ -179,12 +184,7 @@ if kvm_ok; then
   COWFORK_STORE=$S2 "$COWFORK" daemon --socket "$TMP/dn/sock" --user nobody -q 2>"$TMP/derr" &
   P=$!
   cleanup_fn "kill -9 $P 2>/dev/null"
-  for ((i = 0; i < 1500; i++)); do
-    curl -s --unix-socket "$TMP/dn/sock" -o /dev/null http://cowfork/v1/health && break
-    kill -0 $P 2>/dev/null || fail "daemon --user nobody exited: $(cat "$TMP/derr")"
-    sleep 0.02
-  done
-  [ "$(readlink /proc/$P/ns/mnt)" != "$my_ns" ] || fail "daemon: the host's mount namespace"
+  daemon_up "$TMP/dn/sock" "$TMP/derr"
   uid=$(awk '/^Uid:/ {print $2 "," $3 "," $4 "," $5}' /proc/$P/status)
   [ "$uid" = 65534,65534,65534,65534 ] || fail "daemon --user nobody: uids $uid"
   id=$(curl -s --unix-socket "$TMP/dn/sock" -X POST -H 'Content-Type: application/json' \

@@ -20,7 +20,7 @@ same() {
   local name=$1 nrc=0 src=0
   shift
   timeout 30 "$@" </dev/null >"$TMP/n.out" 2>"$TMP/n.err" || nrc=$?
-  timeout 60 "$COWFORK" run --mem 256M -- "$@" </dev/null >"$TMP/s.out" 2>"$TMP/s.err" || src=$?
+  timeout 60 "$COWFORK" run --root / --mem 256M -- "$@" </dev/null >"$TMP/s.out" 2>"$TMP/s.err" || src=$?
   if ! cmp -s "$TMP/n.out" "$TMP/s.out" || [ "$nrc" != "$src" ]; then
     echo "native ($nrc):"; cat "$TMP/n.out" "$TMP/n.err"
     echo "sandbox ($src):"; cat "$TMP/s.out" "$TMP/s.err"
@@ -35,7 +35,7 @@ same "the alternate signal stack" "$T" altstack
 
 echo go >"$TMP/in"
 "$T" keep <"$TMP/in" >"$TMP/n.out" || fail "native keep"
-cowfork template create lim --mem 64M -- "$T" keep </dev/null >/dev/null 2>"$TMP/c.err" ||
+cowfork template create lim --root / --mem 64M -- "$T" keep </dev/null >/dev/null 2>"$TMP/c.err" ||
   fail "template create: $(cat "$TMP/c.err")"
 out=$(timeout 60 "$COWFORK" fork lim -n 2 --input "$TMP/in" 2>&1) || fail "fork: $out"
 [ "$(sort -u <<<"$out")" = "$(sort -u "$TMP/n.out")" ] && [ "$(wc -l <<<"$out")" = $((2 * $(wc -l <"$TMP/n.out"))) ] ||

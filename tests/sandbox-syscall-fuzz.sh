@@ -13,9 +13,12 @@
 [ -c /dev/kvm ] && [ -r /dev/kvm ] || skip "no /dev/kvm"
 requires gcc python3
 here=$(cd "$(dirname "$0")" && pwd)
-F=$TMP/fuzz-syscalls
-gcc -static -O1 -fno-stack-protector -o "$F" "$here/sandbox/fuzz-syscalls.c" 2>"$TMP/cc.err" ||
+mkdir -p "$TMP/fzroot"
+gcc -static -O1 -fno-stack-protector -o "$TMP/fzroot/fuzz-syscalls" "$here/sandbox/fuzz-syscalls.c" 2>"$TMP/cc.err" ||
   skip "cannot build static programs: $(head -n 1 "$TMP/cc.err")"
+# a root of its own holding only the fuzzer (as root: the jailed process too)
+"$COWFORK" root create fz --from-dir "$TMP/fzroot" >/dev/null 2>"$TMP/rc.err" || fail "root create: $(cat "$TMP/rc.err")"
+F=/fuzz-syscalls
 budget=${FUZZ_SECONDS:-20}
 seed=${FUZZ_SEED:-$(date +%s)}
 per=$(( budget < 5 ? budget : 5 ))
@@ -25,6 +28,9 @@ per=$(( budget < 5 ? budget : 5 ))
 check() {
   local what=$1 st
   st=$(cat "$TMP/st")
+  # the guest ran (it says its seed first): an error before it started is no pass
+  cat "$TMP/out" "$TMP/err" 2>/dev/null | grep -q "fuzz-syscalls: seed" ||
+    fail "$what: the fuzzer did not start (status $st): $(head -c 300 "$TMP/err")"
   if [ "$st" -lt 0 ] || grep -qE "AddressSanitizer|LeakSanitizer|runtime error:|cowfork: seccomp:" "$TMP/err" ||
      { [ "$st" -ge 128 ] && ! grep -qE "killed by SIG|timed out|CPU time limit" "$TMP/err"; }; then
     tail -n 40 "$TMP/err"
@@ -44,14 +50,14 @@ with open(sys.argv[1], "w") as st, open(sys.argv[2], "wb") as err, open(sys.argv
 end=$(( $(date +%s) + budget ))
 runs=0
 while [ "$(date +%s)" -lt "$end" ]; do
-  runst "$COWFORK" run --timeout $((per + 5)) -- "$F" "$seed" 10000000 "$per"
+  runst "$COWFORK" run --root fz --timeout $((per + 5)) -- "$F" "$seed" 10000000 "$per"
   check "run seed $seed"
   echo "ok   run seed $seed: status $(cat "$TMP/st"): $(grep -m1 -E 'done:|killed by|timed out' "$TMP/err" | cut -c1-160)"
   seed=$((seed + 1)) runs=$((runs + 1))
   # Every other round: children of a template that paused reading its seed.
   if [ $((runs % 2)) = 0 ] && [ "$(date +%s)" -lt "$end" ]; then
     name=fz$runs
-    "$COWFORK" template create "$name" -- "$F" - 10000000 "$per" >/dev/null 2>"$TMP/tc.err" ||
+    "$COWFORK" template create "$name" --root fz -- "$F" - 10000000 "$per" >/dev/null 2>"$TMP/tc.err" ||
       { cat "$TMP/tc.err"; fail "template create"; }
     mkdir -p "$TMP/in$runs"
     for i in 0 1 2; do echo $((seed + i)) >"$TMP/in$runs/$i"; done
