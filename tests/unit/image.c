@@ -305,9 +305,9 @@ static void test_store(struct cf_store *s)
   ok(cf_image_import(s, fd, "odd", BS, NULL, NULL) < 0 && strstr(cf_error(), "empty"),
      "import of an empty file fails");
   close(fd);
-  struct cf_gc_stats g;
-  ok(cf_store_gc(s, &g) == 0 && g.tmp_removed == 0, "failed imports leave no temp files (%llu)",
-     (unsigned long long)g.tmp_removed);
+  struct cf_gc_stats g = {0};
+  int gc = cf_store_gc(s, &g); /* before ok(): its arguments are evaluated in any order */
+  ok(gc == 0 && g.tmp_removed == 0, "failed imports leave no temp files (%llu)", (unsigned long long)g.tmp_removed);
 }
 
 /* Bytes of the one temp file in store dir sd's tmp/ (-1: none or several). */
