@@ -858,9 +858,22 @@ static long do_chdir_abs(struct sb *sb, const char *abs0)
  * files conflict with each other, as on Linux. POSIX locks go when the
  * process closes any fd of the file, OFD and flock locks when their open
  * file is closed for the last time. A wait (F_SETLKW, flock without
- * LOCK_NB) on a conflicting lock is EDEADLK: nothing else in the sandbox
- * could ever release it. Locks are not part of a snapshot. */
+ * LOCK_NB) on a conflicting lock waits, as on Linux, but nothing else in
+ * the sandbox can release it (one task): only a signal ends it (EINTR, or
+ * the call restarts after an SA_RESTART handler), and with no signal
+ * possible the sandbox ends with a report (lock_wait). Locks are not part
+ * of a snapshot. */
 enum { LK_POSIX, LK_OFD, LK_FLOCK };
+
+/* A wait for a lock nothing in the sandbox can release: until a signal
+ * (then EINTR, or the call again after an SA_RESTART handler, as Linux
+ * restarts F_SETLKW and flock), or, when no signal can come, the end of
+ * the sandbox with a report instead of a hang. */
+static long lock_wait(struct sb *sb, const char *what)
+{
+  long r = sig_wait(sb, CLOCK_MONOTONIC, NULL);
+  return r == -EDEADLK ? wait_forever(sb, what) : -RESTARTSYS;
+}
 
 struct flock_ent {
   uint64_t dev, ino;   /* the file */
@@ -1036,7 +1049,7 @@ static long do_lock(struct sb *sb, struct file *f, int cmd, uint64_t arg)
     return -EBADF;
   long r = lock_set(sb, &q);
   if (r == -EAGAIN && (cmd == F_SETLKW || cmd == F_OFD_SETLKW))
-    return -EDEADLK;
+    return lock_wait(sb, cmd == F_SETLKW ? "fcntl F_SETLKW" : "fcntl F_OFD_SETLKW");
   return r;
 }
 
@@ -1054,7 +1067,7 @@ static long do_flock(struct sb *sb, int fd, uint64_t op)
     return -EBADF;
   long r = lock_set(sb, &q);
   if (r == -EAGAIN && !(op & LOCK_NB))
-    return -EDEADLK;
+    return lock_wait(sb, "flock");
   return r == -EAGAIN ? -EWOULDBLOCK : r;
 }
 
