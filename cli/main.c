@@ -297,12 +297,17 @@ int cli_jail(const char **root, char *rootbuf, struct cf_store *s, const char *u
     *root = rootbuf;
     pivot = strcmp(rootbuf, "/") != 0;
   }
-  /* The store first: a root inside it is bound again on top. */
-  if (s && pivot)
+  /* The store first (writable): a root inside it is bound again on top
+   * (read-only). */
+  bool ro[2];
+  if (s && pivot) {
+    ro[n] = false;
     keep[n++] = cf_store_dir(s);
-  if (pivot)
+  }
+  if (pivot) {
+    ro[n] = true;
     keep[n++] = rootbuf;
-  const bool ro[2] = {n == 2 ? false : true, true}; /* the store writable, the root not */
+  }
   struct cf_jail_opts o = {.keep = keep, .nkeep = n, .readonly = ro, .pivot = pivot, .user = user};
   if (cf_jail_enter(&o) < 0)
     return cli_error("%s", cf_error());
