@@ -428,6 +428,9 @@ long sig_wait(struct sb *sb, clockid_t clk, const struct timespec *deadline);
  * signals interrupt (-EINTR); ends the sandbox (SYS_NORETURN) when nothing
  * can end it (no host fd, no timeout, no timer). */
 long sig_poll(struct sb *sb, struct pollfd *fds, unsigned long n, int timeout_ms);
+/* Another task's wait may have become ready (shim state it waits on
+ * changed): wake every blocked task of the sandbox so it re-checks. */
+void wake_all(struct sb *sb);
 /* Interval timers in a state file (version 2): remaining times. */
 void itimer_save(struct sb *sb, struct wbuf *w);
 int itimer_load(struct sb *sb, struct rbuf *r);
