@@ -2,8 +2,8 @@
 # The daemon gives memory back after sandboxes are deleted (issue 11, item
 # 13: Pss ~39 MB after 500 busybox sandboxes created and deleted, ~78 KiB
 # each). Pss of the daemon (/proc/PID/smaps_rollup) after N sandboxes
-# created, exec'd once and deleted must stay within 16 KiB a sandbox of its
-# Pss after the first 20. N is 500, or 100 under emulation
+# created, exec'd once and deleted must stay within 16 KiB a sandbox (+ 2
+# MiB, see the bound below) of its Pss after the first 20. N is 500, or 100 under emulation
 # (COWFORK_EMULATED, set by scripts/kvm-vm.sh), where 500 take too long.
 . "$(dirname "$0")/functions.sh"
 . "$(dirname "$0")/daemon/api.sh"
@@ -40,5 +40,12 @@ done
 settled "$t"
 p1=$(pss)
 echo "Pss after 20 sandboxes: $p0 kB; after $N more created, exec'd and deleted: $p1 kB"
-[ $((p1 - p0)) -lt $((N * 16)) ] || fail "the daemon kept $((p1 - p0)) kB after $N sandboxes were deleted (bound $((N * 16)) kB)"
+# The bound: 16 KiB a sandbox plus 2 MiB for the allocator's steps. Pss
+# does not grow smoothly: in one run under emulation it stayed within
+# 9470-9791 kB from 50 to 250 sandboxes, then stepped to 10999 kB at 300
+# (a malloc arena of a worker thread growing), and at N=100 one such step
+# alone exceeded 16 KiB x 100. The leak this guards against (issue 11: ~78
+# KiB a sandbox) still exceeds it several times over at N=100 (7.8 MB).
+bound=$((N * 16 + 2048))
+[ $((p1 - p0)) -lt $bound ] || fail "the daemon kept $((p1 - p0)) kB after $N sandboxes were deleted (bound $bound kB)"
 echo "ok   memory is given back after deletes (+$((p1 - p0)) kB over $N sandboxes)"
