@@ -584,6 +584,20 @@ static long do_read(struct sb *sb, struct file *f, uint64_t buf, uint64_t len, i
   long r;
   switch (f->type) {
   case F_HOST:
+    if (off < 0 && task_live(sb) > 1 && !(f->flags & O_NONBLOCK)) {
+      /* A read that may block (a pipe, a terminal) waits with the lock
+       * released, so that the other threads run; the buffer is looked up
+       * again after (another thread may have unmapped it). */
+      struct pollfd pf = {.fd = f->hostfd, .events = POLLIN};
+      while ((r = sig_poll(sb, &pf, 1, -1)) == -EAGAIN)
+        ;
+      if (r < 0)
+        return r;
+      if (r == SYS_NORETURN)
+        return r;
+      if (!(p = mm_ptr(sb, buf, len, PROT_WRITE)))
+        return -EFAULT;
+    }
     r = off < 0 ? read(f->hostfd, p, len) : pread(f->hostfd, p, len, off);
     return r < 0 ? -errno : r;
   case F_DIR:
@@ -1162,7 +1176,15 @@ static long poll_fds(struct sb *sb, struct pollfd *p, uint64_t n, int timeout_ms
     }
   }
   if (need_host || (!ready && timeout_ms != 0)) { /* timer.c: a signal interrupts the wait */
-    long r = sig_poll(sb, host, n, ready ? 0 : timeout_ms);
+    long r;
+    uint64_t dl = timeout_ms > 0 ? mono_ns() + (uint64_t)timeout_ms * 1000000 : 0;
+    int left = ready ? 0 : timeout_ms;
+    while ((r = sig_poll(sb, host, n, left)) == -EAGAIN) { /* another task woke it: nothing here changes */
+      if (timeout_ms > 0) {
+        uint64_t now = mono_ns();
+        left = now >= dl ? 0 : (int)((dl - now + 999999) / 1000000);
+      }
+    }
     if (r < 0)
       return r;
     for (uint64_t i = 0; i < n; i++)

@@ -56,16 +56,26 @@ static void on_alarm(int sig, siginfo_t *si, void *uc)
   (void)sig;
   (void)uc;
   struct sb *sb = tl_sb;
-  if (sb && sb->vm && si && si->si_code == SI_TIMER && si->si_value.sival_int >= 2) {
-    cf_vm_kick(sb->vm); /* an interval timer (run_timers_arm): sig_at_kick */
+  if (si && si->si_code == SI_TKILL)
+    return; /* a kick from another task (thread.c task_kick): its only work is interrupting KVM_RUN */
+  if (!sb || !sb->vm)
+    return;
+  if (si && si->si_code == SI_TIMER && si->si_value.sival_int >= 2) {
+    /* an interval timer (run_timers_arm): sig_at_kick; with threads,
+     * every task looks (a process signal goes to one not blocking it) */
+    if (sb->tasks[0])
+      task_kick_all(sb);
+    else
+      cf_vm_kick(sb->vm);
     return;
   }
-  if (sb && sb->vm) {
-    if (si && si->si_code == SI_TIMER && si->si_value.sival_int == 1 && !sb->timed_out)
-      sb->cpu_exceeded = true;
-    sb->timed_out = true;
+  if (si && si->si_code == SI_TIMER && si->si_value.sival_int == 1 && !sb->timed_out)
+    sb->cpu_exceeded = true;
+  sb->timed_out = true;
+  if (sb->tasks[0])
+    task_kick_all(sb);
+  else
     cf_vm_kick(sb->vm);
-  }
 }
 
 static const char *exc_name(int v)
@@ -175,6 +185,8 @@ static bool stdin_at_eof(struct sb *sb)
 
 static void pause_at(struct sb *sb, bool pending)
 {
+  if (!task_can_pause(sb))
+    return;
   struct cf_vm_regs u = *cf_vm_regs(sb->vm);
   u.rip = u.rcx; /* after the SYSCALL instruction, in both syscall modes */
   u.rflags = u.r11;
@@ -256,32 +268,28 @@ static void serve_syscall(struct sb *sb, double t_start, bool pending_resume)
     pause_at(sb, false);
 }
 
-static void run_loop(struct sb *sb, struct cf_sandbox_result *res, double t_start)
+/* The loop of one task (t NULL: the only one, before any thread), with
+ * the lock held; it is released while the vCPU runs. Task 0's loop is the
+ * run's caller's (run_loop); the others' run on their own threads
+ * (thread.c). */
+void task_run(struct sb *sb, struct task *t)
 {
   struct cf_vm_exit ex;
-  bool first = true;
-  if (sb->resume_pending) {
-    sb->resume_pending = false;
-    serve_syscall(sb, sb->t_spawn, true);
-  }
-  while (!sb->exited && !sb->paused) {
-    if (sb->timed_out)
-      break;
-    if (!sb->entered) {
-      sb->entered = true;
-      sb->t_enter = now_us();
-    }
-    if (cf_vm_run(sb->vm, &ex) < 0) {
+  while (!sb->exited && !sb->paused && !sb->timed_out && !(t && t->exited)) {
+    struct cf_vm *vm = sb->vm;
+    task_unlock(sb);
+    int rc = cf_vm_run(vm, &ex);
+    task_lock(sb, t);
+    if (rc < 0) {
       snprintf(sb->report, sizeof sb->report, "the VM failed: %s", cf_error());
       sb->vm_broken = true;
       sb->exited = true;
       sb->kill_signal = SIGKILL;
+      task_end_all(sb);
       break;
     }
-    if (first) {
-      res->first_exit_us = now_us() - t_start;
-      first = false;
-    }
+    if (!sb->first_exit_us)
+      sb->first_exit_us = now_us();
     struct cf_vm_regs *r = cf_vm_regs(sb->vm);
     switch (ex.reason) {
     case CF_VM_EXIT_SYSCALL:
@@ -292,8 +300,7 @@ static void run_loop(struct sb *sb, struct cf_sandbox_result *res, double t_star
       if (cf_vm_exception_state(sb->vm, &u) < 0) {
         snprintf(sb->report, sizeof sb->report, "the VM failed: %s", cf_error());
         sb->vm_broken = true;
-        sb->exited = true;
-        sb->kill_signal = SIGKILL;
+        kill_sandbox(sb, SIGKILL);
         break;
       }
       int code, sig = exc_signal(ex.vector, &code);
@@ -325,7 +332,29 @@ static void run_loop(struct sb *sb, struct cf_sandbox_result *res, double t_star
       sig_at_kick(sb);
       break;
     }
+    /* a new thread (the first clone): this one is task 0 from now on */
+    if (!t && sb->cur)
+      t = sb->cur;
   }
+}
+
+static void run_loop(struct sb *sb, struct cf_sandbox_result *res, double t_start)
+{
+  task_lock(sb, NULL);
+  sb->first_exit_us = 0;
+  if (sb->resume_pending) {
+    sb->resume_pending = false;
+    serve_syscall(sb, sb->t_spawn, true);
+  }
+  if (!sb->entered && !sb->exited && !sb->paused && !sb->timed_out) {
+    sb->entered = true;
+    sb->t_enter = now_us();
+  }
+  task_run(sb, NULL);
+  task_finish(sb);
+  task_unlock(sb);
+  if (sb->first_exit_us)
+    res->first_exit_us = sb->first_exit_us - t_start;
   if (sb->timed_out && !sb->exited) {
     sb->exited = true;
     sb->kill_signal = SIGKILL;
@@ -343,6 +372,8 @@ static void install_alarm(void)
   sigemptyset(&sa.sa_mask);
   sigaction(SIGALRM, &sa, NULL);
 }
+
+void run_kick_install(void) { pthread_once(&alarm_once, install_alarm); }
 
 /* The program's interval timers (timer.c) during a run: host timers on this
  * thread at the next ITIMER_REAL expiry (CLOCK_MONOTONIC) and the next
@@ -369,8 +400,8 @@ void run_timers_arm(struct sb *sb)
       pthread_once(&alarm_once, install_alarm);
       struct sigevent sev = {.sigev_notify = SIGEV_THREAD_ID, .sigev_signo = SIGALRM,
                              .sigev_value.sival_int = 2 + k};
-      sev._sigev_un._tid = (pid_t)syscall(SYS_gettid);
-      if (timer_create(k == 0 ? CLOCK_MONOTONIC : CLOCK_THREAD_CPUTIME_ID, &sev, &sb->htimer[k]) < 0)
+      sev._sigev_un._tid = sb->run_tid;
+      if (timer_create(k == 0 ? CLOCK_MONOTONIC : sb->run_clock, &sev, &sb->htimer[k]) < 0)
         continue;
       sb->have_htimer[k] = true;
     }
@@ -386,7 +417,7 @@ void run_timers_rekick(struct sb *sb)
   if (!sb->have_htimer[0]) {
     pthread_once(&alarm_once, install_alarm);
     struct sigevent sev = {.sigev_notify = SIGEV_THREAD_ID, .sigev_signo = SIGALRM, .sigev_value.sival_int = 2};
-    sev._sigev_un._tid = (pid_t)syscall(SYS_gettid);
+    sev._sigev_un._tid = sb->run_tid;
     if (timer_create(CLOCK_MONOTONIC, &sev, &sb->htimer[0]) < 0)
       return;
     sb->have_htimer[0] = true;
@@ -397,7 +428,12 @@ void run_timers_rekick(struct sb *sb)
 
 static void run_timers_start(struct sb *sb)
 {
-  sb->run_cpu0 = thread_cpu_ns();
+  sb->run_tid = (pid_t)syscall(SYS_gettid);
+  if (pthread_getcpuclockid(pthread_self(), &sb->run_clock) != 0)
+    sb->run_clock = CLOCK_THREAD_CPUTIME_ID;
+  struct timespec ts;
+  clock_gettime(sb->run_clock, &ts);
+  sb->run_cpu0 = (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
   sb->running = true;
   if (itimer_armed(sb))
     run_timers_arm(sb);
@@ -406,6 +442,7 @@ static void run_timers_start(struct sb *sb)
 static void run_timers_end(struct sb *sb)
 {
   sb->cpu_ns = guest_cpu_ns(sb);
+  sb->cpu_dead_ns = 0; /* counted in cpu_ns now */
   sb->running = false;
   for (int k = 0; k < 2; k++)
     if (sb->have_htimer[k]) {
@@ -424,6 +461,8 @@ struct cf_sandbox *cf_sandbox_new(const struct cf_sandbox_opts *opts)
   sb->opts = opts;
   sb->trace = opts->trace ? opts->trace : stderr;
   sb->rootfd = -1;
+  pthread_mutex_init(&sb->lock, NULL);
+  pthread_cond_init(&sb->task_cv, NULL);
   sb->pid = sb->tid = 2;
   sb->uid = (int)getuid();
   sb->gid = (int)getgid();

@@ -5,6 +5,7 @@
 #define COWFORK_SHIM_INTERNAL_H
 
 #include <limits.h>
+#include <pthread.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -86,6 +87,32 @@ struct ksigaction {
   uint64_t handler, flags, restorer, mask;
 };
 
+/* A thread of the sandbox's program (thread.c). Exists only once the
+ * program made a second thread; its context fields hold its values while
+ * another task holds the lock (the running one's are in struct sb). */
+struct task {
+  struct sb *sb;
+  int idx;              /* its slot in sb->tasks and its vCPU's index */
+  struct cf_vm *vm;     /* its vCPU */
+  int tid;
+  pthread_t host;       /* its host thread (task 0: the run's caller) */
+  pid_t host_tid;       /* its host tid (0 until the thread runs) */
+  bool own_thread;      /* host made by task_clone (joined at the end) */
+  int wakefd;           /* eventfd: written to end its wait */
+  bool blocked;         /* in task_block, the lock released */
+  bool woken;           /* its wakefd fired in the last task_block */
+  bool exited;          /* its exit ran (or the sandbox ended under it) */
+  bool done;            /* its host thread left the shim */
+  uint64_t cpu_ns;      /* its host thread's CPU time when done */
+  /* context (ctx_in/ctx_out) */
+  uint64_t sigmask, tpending, saved_mask;
+  bool have_saved_mask;
+  uint64_t ss_sp, ss_size;
+  int ss_flags;
+  uint64_t tid_address;
+};
+struct fwaiter;
+
 struct sb {
   struct cf_vm *vm;
   uint8_t *mem;
@@ -107,16 +134,28 @@ struct sb {
   unsigned umask;
   struct tmpfs *tmpfs;
 
-  /* signals (one thread) */
+  /* threads (thread.c): none until the program makes a second one. The
+   * lock is held while a task runs shim code; cur is its holder; the fields
+   * marked [task] are cur's (switched by task_lock). */
+  pthread_mutex_t lock;
+  pthread_cond_t task_cv;   /* a task exited or its host thread is done */
+  struct task *tasks[CF_VM_MAX_VCPUS];
+  struct task *cur;
+  int ntasks, nlive, next_tid;
+  uint64_t cpu_dead_ns;     /* CPU time of the tasks whose threads ended */
+  struct fwaiter *futex_waiters;
+
+  /* signals */
   struct ksigaction act[65];
-  uint64_t sigmask;
-  uint64_t pending;
+  uint64_t sigmask;         /* [task] */
+  uint64_t tpending;        /* [task] directed at the thread (tgkill) */
+  uint64_t pending;         /* the process's */
   uint64_t pending_kernel;  /* of them raised by a timer (si_code SI_KERNEL) */
-  uint64_t saved_mask;      /* rt_sigsuspend: the mask to restore after the handler */
-  bool have_saved_mask;
+  uint64_t saved_mask;      /* [task] rt_sigsuspend: the mask to restore after the handler */
+  bool have_saved_mask;     /* [task] */
 
   /* the alternate signal stack (signal.c, sigaltstack): size 0 when there
-   * is none; flags: SS_AUTODISARM or 0 */
+   * is none; flags: SS_AUTODISARM or 0 [task] */
   uint64_t ss_sp, ss_size;
   int ss_flags;
 
@@ -134,12 +173,14 @@ struct sb {
    * and the host timers that kick the vCPU at the next expiry (REAL, CPU) */
   bool running;
   uint64_t run_cpu0;
+  clockid_t run_clock;      /* the CPU clock of the run's caller thread (task 0) */
+  pid_t run_tid;            /* its host tid: the run's host timers signal it */
   bool have_htimer[2];
   timer_t htimer[2];
 
   /* identity */
-  int pid, tid, uid, gid;
-  uint64_t tid_address;
+  int pid, tid, uid, gid;   /* tid: [task] */
+  uint64_t tid_address;     /* [task] clear_child_tid */
   char hostname[65];        /* uname's nodename, /proc/sys/kernel/hostname ("": "cowfork") */
   char boot_id[37];         /* /proc/sys/kernel/random/boot_id, made on first use ("": not yet) */
   uint64_t boot_ns;         /* CLOCK_MONOTONIC when this sandbox (or child) was made: uptime */
@@ -189,6 +230,7 @@ struct sb {
 
   /* timing */
   double t_spawn, t_enter, t_first_output;
+  double first_exit_us;     /* when the run's first exit came (0: none yet) */
 
   /* statistics */
   uint64_t nsys, enosys;
@@ -400,6 +442,43 @@ void kill_sandbox(struct sb *sb, int sig);
  * (what: the call). SYS_NORETURN. */
 long wait_forever(struct sb *sb, const char *what);
 
+/* thread.c: tasks, the lock, blocking and futex waiters */
+struct pollfd;
+void task_lock(struct sb *sb, struct task *t);
+void task_unlock(struct sb *sb);
+/* Threads alive (1 before the program made a second one). */
+int task_live(const struct sb *sb);
+/* Sleep with the lock released until a host fd of fds is ready (their
+ * revents set; the count), the timeout (ns; -1 none) passes or a wake or
+ * host signal comes (0). -errno of ppoll. */
+long task_block(struct sb *sb, struct pollfd *fds, unsigned long n, int64_t timeout_ns);
+/* Whether the running task's last block ended by a wake (and forget it). */
+bool task_take_wake(struct sb *sb);
+/* Kick every vCPU and wake every task (the sandbox ends, a signal for the
+ * process). Async-signal-safe. */
+void task_kick_all(struct sb *sb);
+void task_kick(struct task *t);
+void task_end_all(struct sb *sb);
+/* clone/clone3 of a thread: its tid or -errno. */
+long task_clone(struct sb *sb, uint64_t flags, uint64_t sp, uint64_t parent_tid, uint64_t child_tid, uint64_t tls);
+/* exit(2) of the running task: the sandbox's exit when it is the last. */
+long task_exit(struct sb *sb, int code);
+/* The run loop of the running task (sandbox.c), until it or the sandbox ends. */
+void task_run(struct sb *sb, struct task *t);
+/* Whether the sandbox may pause now (one thread); else it ends with a report. */
+bool task_can_pause(struct sb *sb);
+/* After task 0's loop: wait for the other tasks, join and free them. */
+void task_finish(struct sb *sb);
+/* The CPU time of the tasks other than task 0 (running and ended). */
+uint64_t task_cpu_ns(struct sb *sb);
+/* futex waiters by guest address: wake up to n (bitset matched; the count),
+ * requeue (wake nwake, move up to nmove to addr2; both counted), wait
+ * (queued before the lock is released: 0 woken or at the deadline — the
+ * caller tells them apart by the clock —, -EINTR). */
+int futex_wake(struct sb *sb, uint64_t addr, int n, uint32_t bitset);
+int futex_requeue(struct sb *sb, uint64_t addr, int nwake, uint64_t addr2, int nmove);
+long futex_wait(struct sb *sb, uint64_t addr, uint32_t bitset, clockid_t clk, const struct timespec *deadline);
+
 /* timer.c: interval timers and the waits a signal can interrupt */
 struct wbuf;
 struct rbuf;
@@ -422,11 +501,15 @@ static inline bool itimer_armed(const struct sb *sb)
 void itimer_poll(struct sb *sb);
 /* Wait until deadline (absolute on clk; NULL: none) or a signal: 0 when
  * the deadline passed, -EINTR when a signal is to be delivered (or the run
- * ends: sb->exited, sb->timed_out), -EDEADLK when nothing can end it. */
+ * ends: sb->exited, sb->timed_out), -EDEADLK when nothing can end it (no
+ * deadline, no timer, no other thread), -EAGAIN when another task woke it
+ * (wake_all, futex_wake: re-check what it waits for). The lock is released
+ * while it sleeps. */
 long sig_wait(struct sb *sb, clockid_t clk, const struct timespec *deadline);
 /* poll(2) of host fds (fd -1: none) with a timeout in ms (-1: none) that
- * signals interrupt (-EINTR); ends the sandbox (SYS_NORETURN) when nothing
- * can end it (no host fd, no timeout, no timer). */
+ * signals interrupt (-EINTR); -EAGAIN when another task woke it; ends the
+ * sandbox (SYS_NORETURN) when nothing can end it (no host fd, no timeout,
+ * no timer, no other thread). The lock is released while it sleeps. */
 long sig_poll(struct sb *sb, struct pollfd *fds, unsigned long n, int timeout_ms);
 /* Another task's wait may have become ready (shim state it waits on
  * changed): wake every blocked task of the sandbox so it re-checks. */
@@ -441,6 +524,9 @@ void run_timers_arm(struct sb *sb);
 /* Kick the vCPU again in a millisecond (a signal that could not be
  * delivered at this kick). */
 void run_timers_rekick(struct sb *sb);
+/* The SIGALRM handler that makes KVM_RUN return (a tgkill from another
+ * task is a kick: thread.c), installed once per process. */
+void run_kick_install(void);
 
 /* tmpfs.c. The data of /tmp files is kept in pages of a region of guest
  * memory [base, base+size) that no VMA covers (tmpfs.c says why). */

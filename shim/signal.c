@@ -1,5 +1,12 @@
 /* Signals: dispositions, the blocked mask, pending signals, and delivery
- * onto the program's stack (one thread).
+ * onto the program's stack.
+ *
+ * With threads (thread.c) the mask, sigsuspend's saved mask, the
+ * alternate stack and the signals sent to the thread itself (tgkill,
+ * tpending) are per task: sb's fields are the running task's. A signal for
+ * the process (kill, a timer) is pending in sb->pending until a thread
+ * that does not block it takes it: every task is kicked and woken to look
+ * (task_kick_all), the first one to get the lock delivers it.
  *
  * Handlers run on the program's stack with a Linux rt_sigframe (ucontext +
  * siginfo + the XSAVE area, push_fpstate). A pending, unblocked signal is
@@ -22,6 +29,7 @@
 #include <sys/mman.h>
 #include <sys/ucontext.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "internal.h"
 #include "shim/shim.h"
@@ -44,6 +52,7 @@ void kill_sandbox(struct sb *sb, int sig)
 {
   sb->exited = true;
   sb->kill_signal = sig;
+  task_end_all(sb);
 }
 
 long wait_forever(struct sb *sb, const char *what)
@@ -68,11 +77,13 @@ void sig_raise(struct sb *sb, int sig)
     return; /* Linux drops an ignored signal that is not blocked */
   sb->pending |= bit;
   sb->pending_kernel |= bit;
+  if (sb->ntasks)
+    task_kick_all(sb);
 }
 
 bool sig_deliverable(struct sb *sb)
 {
-  uint64_t ready = sb->pending & ~sb->sigmask;
+  uint64_t ready = (sb->pending | sb->tpending) & ~sb->sigmask;
   while (ready) {
     int sig = __builtin_ctzll(ready) + 1;
     uint64_t bit = 1ull << (sig - 1);
@@ -80,6 +91,7 @@ bool sig_deliverable(struct sb *sb)
     if (!ignored(sb, sig))
       return true;
     sb->pending &= ~bit;
+    sb->tpending &= ~bit;
     sb->pending_kernel &= ~bit;
   }
   return false;
@@ -273,11 +285,16 @@ void sig_fault(struct sb *sb, int sig, int code, uint64_t addr, struct cf_vm_reg
  * si_code; 0 if none. */
 static int take_signal(struct sb *sb, int *code)
 {
-  uint64_t ready = sb->pending & ~sb->sigmask;
+  uint64_t own = sb->tpending & ~sb->sigmask, ready = own ? own : sb->pending & ~sb->sigmask;
   if (!ready)
     return 0;
   int sig = __builtin_ctzll(ready) + 1;
   uint64_t bit = 1ull << (sig - 1);
+  if (own) {
+    *code = SI_TKILL;
+    sb->tpending &= ~bit;
+    return sig;
+  }
   *code = sb->pending_kernel & bit ? SI_KERNEL : SI_USER;
   sb->pending &= ~bit;
   sb->pending_kernel &= ~bit;
@@ -353,7 +370,7 @@ long signal_after_syscall(struct sb *sb, long nr, long result)
 
 void sig_at_kick(struct sb *sb)
 {
-  if (!itimer_armed(sb) && !(sb->pending & ~sb->sigmask))
+  if (!itimer_armed(sb) && !((sb->pending | sb->tpending) & ~sb->sigmask))
     return;
   if (itimer_armed(sb)) {
     itimer_poll(sb);
@@ -384,6 +401,46 @@ static long do_kill(struct sb *sb, int sig)
   if (sig == SIGKILL || sig == SIGSTOP) {
     kill_sandbox(sb, SIGKILL);
     return 0;
+  }
+  if (sb->ntasks)
+    task_kick_all(sb);
+  return 0;
+}
+
+/* tgkill/tkill: to the thread tid of this process. */
+static long do_tkill(struct sb *sb, int tid, int sig)
+{
+  if (sig < 0 || sig > 64)
+    return -EINVAL;
+  if (tid <= 0)
+    return -EINVAL;
+  struct task *t = NULL;
+  if (sb->ntasks) {
+    for (int i = 0; i < CF_VM_MAX_VCPUS && !t; i++)
+      if (sb->tasks[i] && sb->tasks[i]->tid == tid && !sb->tasks[i]->exited)
+        t = sb->tasks[i];
+  } else if (tid != sb->tid) {
+    return -ESRCH;
+  }
+  if (sb->ntasks && !t)
+    return -ESRCH;
+  if (sig == 0)
+    return 0;
+  if (sig == SIGKILL || sig == SIGSTOP) {
+    kill_sandbox(sb, SIGKILL);
+    return 0;
+  }
+  uint64_t bit = 1ull << (sig - 1);
+  if (!t || t == sb->cur) {
+    sb->tpending |= bit;
+  } else {
+    t->tpending |= bit;
+    task_kick(t);
+    if (t->blocked) {
+      uint64_t one = 1;
+      ssize_t n = write(t->wakefd, &one, sizeof one);
+      (void)n;
+    }
   }
   return 0;
 }
@@ -477,7 +534,9 @@ static long do_sigsuspend(struct sb *sb, const uint64_t a[6])
   sb->saved_mask = sb->sigmask;
   sb->have_saved_mask = true;
   sb->sigmask = set & ~((1ull << (SIGKILL - 1)) | (1ull << (SIGSTOP - 1)));
-  long r = sig_wait(sb, CLOCK_MONOTONIC, NULL);
+  long r;
+  while ((r = sig_wait(sb, CLOCK_MONOTONIC, NULL)) == -EAGAIN)
+    ;
   if (r == -EDEADLK) {
     sb->sigmask = sb->saved_mask;
     sb->have_saved_mask = false;
@@ -534,18 +593,21 @@ long sys_kill(struct sb *sb, const uint64_t a[6], long nr)
 
 long sys_tkill(struct sb *sb, const uint64_t a[6], long nr)
 {
-  return (int)A(0) == sb->tid ? do_kill(sb, (int)A(1)) : -ESRCH;
+  return do_tkill(sb, (int)A(0), (int)A(1));
 }
 
 long sys_tgkill(struct sb *sb, const uint64_t a[6], long nr)
 {
-  return (int)A(0) == sb->pid && (int)A(1) == sb->tid ? do_kill(sb, (int)A(2)) : -ESRCH;
+  if ((int)A(0) <= 0)
+    return -EINVAL;
+  return (int)A(0) == sb->pid ? do_tkill(sb, (int)A(1), (int)A(2)) : -ESRCH;
 }
 
 long sys_pause(struct sb *sb, const uint64_t a[6], long nr)
 {
   long r;
-  r = sig_wait(sb, CLOCK_MONOTONIC, NULL);
+  while ((r = sig_wait(sb, CLOCK_MONOTONIC, NULL)) == -EAGAIN)
+    ;
   return r == -EDEADLK ? wait_forever(sb, "pause") : -EINTR;
 }
 

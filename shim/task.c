@@ -1,18 +1,19 @@
 /* Tasks: the program's process and identity, execve and exit, futexes,
  * limits and the rest of what a process asks about itself.
  *
- * Single-threaded semantics, by decision (docs/python.md): a new thread
- * (clone with CLONE_THREAD) fails with EAGAIN (Python: "can't start new
- * thread"), a new process (fork, vfork, clone without CLONE_THREAD) with
- * ENOMEM, what Linux gives when it cannot make one and what perl and bash
- * give up on at once (they retry EAGAIN for seconds or forever); clone3 is
- * ENOSYS so that libc falls back to clone. wait4 is ECHILD.
+ * Threads (clone or clone3 with CLONE_THREAD) are tasks of thread.c, each
+ * on a vCPU of its own. One process, by decision until the processes issue
+ * (docs/python.md): a new process (fork, vfork, clone without
+ * CLONE_THREAD) fails with ENOMEM, what Linux gives when it cannot make one
+ * and what perl and bash give up on at once (they retry EAGAIN for seconds
+ * or forever); clone3 of a process is ENOSYS so that libc falls back to
+ * clone. wait4 is ECHILD.
  *
- * futex WAIT sleeps until its timeout (ETIMEDOUT) or a signal (EINTR)
- * (timer.c sig_wait). A wait that nothing can end (no timeout, no armed
- * ITIMER_REAL: there is no other thread, and a CPU timer does not advance
- * while the program waits) ends the sandbox with a report instead of
- * hanging: natively it would hang forever.
+ * futex WAIT sleeps until a wake, its timeout (ETIMEDOUT) or a signal
+ * (EINTR) (thread.c futex_wait). A wait that nothing can end (one thread,
+ * no timeout, no armed ITIMER_REAL: a CPU timer does not advance while the
+ * program waits) ends the sandbox with a report instead of hanging:
+ * natively it would hang forever.
  *
  * Resource limits are kept per sandbox (sb->rlim, only those the program
  * set; rlim_default gives the others) with Linux's checks; RLIMIT_NOFILE
@@ -142,9 +143,8 @@ static long do_execve(struct sb *sb, const uint64_t a[6])
 #define FUTEX_PRIVATE FUTEX_PRIVATE_FLAG
 #define FUTEX_REALTIME FUTEX_CLOCK_REALTIME
 
-/* futex: one thread, so nobody else waits or wakes. WAIT sleeps until its
- * timeout or a signal; WAKE wakes nobody; WAKE_OP does its operation on
- * uaddr2; CMP_REQUEUE compares. The PI and requeue-PI operations are
+/* futex: WAIT, WAIT_BITSET, WAKE, WAKE_BITSET, REQUEUE, CMP_REQUEUE,
+ * WAKE_OP on thread.c's waiters. The PI and requeue-PI operations are
  * ENOSYS (an error, never a silent success). */
 static long do_futex(struct sb *sb, const uint64_t a[6])
 {
@@ -178,9 +178,15 @@ static long do_futex(struct sb *sb, const uint64_t a[6])
     clockid_t clk = op & FUTEX_REALTIME ? CLOCK_REALTIME : CLOCK_MONOTONIC;
     if (timed)
       dl = cmd == FUTEX_WAIT ? ts_after(clk, &ts) : ts;
-    long r = sig_wait(sb, clk, timed ? &dl : NULL);
+    long r = futex_wait(sb, uaddr, cmd == FUTEX_WAIT ? FUTEX_BITSET_MATCH_ANY : val3, clk, timed ? &dl : NULL);
+    if (r == 0 && timed) { /* woken, or the deadline */
+      struct timespec now;
+      clock_gettime(clk, &now);
+      if (now.tv_sec > dl.tv_sec || (now.tv_sec == dl.tv_sec && now.tv_nsec >= dl.tv_nsec))
+        return -ETIMEDOUT;
+    }
     if (r == 0)
-      return -ETIMEDOUT;
+      return 0;
     if (r == -EDEADLK)
       return wait_forever(sb, "futex wait");
     return timed ? -EINTR : -RESTARTSYS; /* as Linux: only the untimed wait restarts */
@@ -189,16 +195,24 @@ static long do_futex(struct sb *sb, const uint64_t a[6])
   case FUTEX_WAKE_BITSET:
     if (cmd == FUTEX_WAKE_BITSET && !val3)
       return -EINVAL;
-    return uaddr % 4 ? -EINVAL : 0;
+    if (uaddr % 4)
+      return -EINVAL;
+    return futex_wake(sb, uaddr, (int)(val > INT32_MAX ? INT32_MAX : val), cmd == FUTEX_WAKE ? FUTEX_BITSET_MATCH_ANY : val3);
   case FUTEX_REQUEUE:
-    return uaddr % 4 || A(4) % 4 ? -EINVAL : 0;
   case FUTEX_CMP_REQUEUE: {
     uint32_t cur;
     if (uaddr % 4 || A(4) % 4)
       return -EINVAL;
-    if (mm_copy_in(sb, &cur, uaddr, 4) < 0)
-      return -EFAULT;
-    return cur == val3 ? 0 : -EAGAIN;
+    int nwake = (int)(val > INT32_MAX ? INT32_MAX : val), nmove = (int)(uint32_t)A(3);
+    if (nwake < 0 || nmove < 0)
+      return -EINVAL;
+    if (cmd == FUTEX_CMP_REQUEUE) {
+      if (mm_copy_in(sb, &cur, uaddr, 4) < 0)
+        return -EFAULT;
+      if (cur != val3)
+        return -EAGAIN;
+    }
+    return futex_requeue(sb, uaddr, nwake, A(4), nmove);
   }
   case FUTEX_WAKE_OP: {
     /* *uaddr2 = old OP oparg; the wakes that follow wake nobody. */
@@ -217,15 +231,26 @@ static long do_futex(struct sb *sb, const uint64_t a[6])
     }
     if (cmp > 5 || wop > 4)
       return -ENOSYS;
-    uint32_t old = *p;
-    switch (wop) {
-    case 0: *p = oparg; break;        /* SET */
-    case 1: *p = old + oparg; break;  /* ADD */
-    case 2: *p = old | oparg; break;  /* OR */
-    case 3: *p = old & ~oparg; break; /* ANDN */
-    case 4: *p = old ^ oparg; break;  /* XOR */
-    }
-    return 0;
+    /* Atomic against the other vCPUs, which do not take the lock. */
+    uint32_t old = __atomic_load_n(p, __ATOMIC_SEQ_CST), nv;
+    do {
+      switch (wop) {
+      case 0: nv = oparg; break;        /* SET */
+      case 1: nv = old + oparg; break;  /* ADD */
+      case 2: nv = old | oparg; break;  /* OR */
+      case 3: nv = old & ~oparg; break; /* ANDN */
+      default: nv = old ^ oparg; break; /* XOR */
+      }
+    } while (!__atomic_compare_exchange_n(p, &old, nv, false, __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST));
+    uint32_t cmparg = val3 & 0xfff;
+    bool hit = cmp == 0 ? old == cmparg : cmp == 1 ? old != cmparg : cmp == 2 ? old < cmparg
+             : cmp == 3 ? old <= cmparg : cmp == 4 ? old > cmparg : old >= cmparg;
+    if (uaddr % 4)
+      return -EINVAL;
+    int n = futex_wake(sb, uaddr, (int)(val > INT32_MAX ? INT32_MAX : val), FUTEX_BITSET_MATCH_ANY);
+    if (hit)
+      n += futex_wake(sb, uaddr2, (int)(uint32_t)A(3) > 0 ? (int)(uint32_t)A(3) : 0, FUTEX_BITSET_MATCH_ANY);
+    return n;
   }
   }
   return -ENOSYS;
@@ -255,9 +280,11 @@ long sys_set_tid_address(struct sb *sb, const uint64_t a[6], long nr)
   return sb->tid;
 }
 
+/* The list is the program's (glibc's mutexes); a thread that exits
+ * holding a robust mutex is not cleaned up after (the table says so). */
 long sys_set_robust_list(struct sb *sb, const uint64_t a[6], long nr)
 {
-  return 0;
+  return A(1) == 24 ? 0 : -EINVAL; /* sizeof(struct robust_list_head) */
 }
 
 long sys_futex(struct sb *sb, const uint64_t a[6], long nr)
@@ -268,17 +295,24 @@ long sys_futex(struct sb *sb, const uint64_t a[6], long nr)
 /* exit, exit_group */
 long sys_exit(struct sb *sb, const uint64_t a[6], long nr)
 {
+  int code = (int)(A(0) & 0xff);
+  if (nr == SYS_exit)
+    return task_exit(sb, code);
   sb->exited = true;
-  sb->exit_code = (int)(A(0) & 0xff);
+  sb->exit_code = code;
+  task_end_all(sb);
   return SYS_NORETURN;
 }
 
+/* clone(flags, stack, parent_tid, child_tid, tls) */
 long sys_clone(struct sb *sb, const uint64_t a[6], long nr)
 {
   /* Linux's checks first: a thread shares the handlers, which share the memory. */
   if (((A(0) & CLONE_THREAD) && !(A(0) & CLONE_SIGHAND)) || ((A(0) & CLONE_SIGHAND) && !(A(0) & CLONE_VM)))
     return -EINVAL;
-  return A(0) & CLONE_THREAD ? -EAGAIN : -ENOMEM;
+  if (!(A(0) & CLONE_THREAD))
+    return -ENOMEM;
+  return task_clone(sb, A(0), A(1), A(2), A(3), A(4));
 }
 
 /* fork, vfork */
@@ -287,9 +321,24 @@ long sys_fork(struct sb *sb, const uint64_t a[6], long nr)
   return -ENOMEM;
 }
 
+/* clone3(args, size): threads; a process is ENOSYS, so that libc falls
+ * back to clone (ENOMEM). */
 long sys_clone3(struct sb *sb, const uint64_t a[6], long nr)
 {
-  return -ENOSYS; /* libc falls back to clone */
+  struct {
+    uint64_t flags, pidfd, child_tid, parent_tid, exit_signal, stack, stack_size, tls;
+  } ca = {0};
+  if (A(1) < 64 || A(1) > 4096)
+    return -EINVAL;
+  if (mm_copy_in(sb, &ca, A(0), sizeof ca) < 0)
+    return -EFAULT;
+  if (!(ca.flags & CLONE_THREAD))
+    return -ENOSYS;
+  if (!(ca.flags & CLONE_SIGHAND) || !(ca.flags & CLONE_VM) || ca.exit_signal || (ca.flags & 0xff))
+    return -EINVAL;
+  if (!ca.stack != !ca.stack_size)
+    return -EINVAL;
+  return task_clone(sb, ca.flags, ca.stack ? ca.stack + ca.stack_size : 0, ca.parent_tid, ca.child_tid, ca.tls);
 }
 
 long sys_execve(struct sb *sb, const uint64_t a[6], long nr)
@@ -513,6 +562,12 @@ long sys_sched_getaffinity(struct sb *sb, const uint64_t a[6], long nr)
 
 long sys_sched_yield(struct sb *sb, const uint64_t a[6], long nr)
 {
+  if (task_live(sb) > 1) { /* let a task waiting for the lock have it */
+    struct task *me = sb->cur;
+    task_unlock(sb);
+    sched_yield();
+    task_lock(sb, me);
+  }
   return 0;
 }
 

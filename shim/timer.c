@@ -55,12 +55,19 @@ uint64_t thread_cpu_ns(void)
   return (uint64_t)t.tv_sec * NS + (uint64_t)t.tv_nsec;
 }
 
+/* Task 0's CPU time is its host thread's (the run's caller) since the
+ * run's start; the other tasks' are their whole threads' (thread.c). */
 uint64_t guest_cpu_ns(struct sb *sb)
 {
   if (!sb->running)
     return sb->cpu_ns;
-  uint64_t t = thread_cpu_ns();
-  return sb->cpu_ns + (t > sb->run_cpu0 ? t - sb->run_cpu0 : 0);
+  uint64_t t = sb->cpu_ns + task_cpu_ns(sb);
+  struct timespec ts;
+  if (clock_gettime(sb->run_clock, &ts) == 0) {
+    uint64_t c = (uint64_t)ts.tv_sec * NS + (uint64_t)ts.tv_nsec;
+    t += c > sb->run_cpu0 ? c - sb->run_cpu0 : 0;
+  }
+  return t;
 }
 
 static uint64_t timer_now(struct sb *sb, int which)
@@ -204,16 +211,14 @@ long sig_wait(struct sb *sb, clockid_t clk, const struct timespec *deadline)
     uint64_t r = real_left(sb);
     if (r < left)
       left = r;
-    if (left == UINT64_MAX)
+    if (left == UINT64_MAX && task_live(sb) <= 1)
       return -EDEADLK;
     /* The run's own timers (--timeout) interrupt this: the loop sees it. */
-    struct timespec rel = {.tv_sec = (time_t)(left / NS), .tv_nsec = (long)(left % NS)};
-    nanosleep(&rel, NULL);
+    task_block(sb, NULL, 0, left == UINT64_MAX ? -1 : (int64_t)(left > INT64_MAX ? INT64_MAX : left));
+    if (task_take_wake(sb))
+      return -EAGAIN;
   }
 }
-
-/* One thread today: nobody else can be waiting. */
-void wake_all(struct sb *sb) { (void)sb; }
 
 long sig_poll(struct sb *sb, struct pollfd *fds, unsigned long n, int timeout_ms)
 {
@@ -230,14 +235,15 @@ long sig_poll(struct sb *sb, struct pollfd *fds, unsigned long n, int timeout_ms
     uint64_t r = real_left(sb);
     if (r < left)
       left = r;
-    if (left == UINT64_MAX && !host)
+    if (left == UINT64_MAX && !host && task_live(sb) <= 1)
       return wait_forever(sb, "poll");
-    int ms = left == UINT64_MAX ? -1 : left > (uint64_t)INT32_MAX * 1000000 ? INT32_MAX : (int)((left + 999999) / 1000000);
-    int k = poll(fds, n, ms);
+    long k = task_block(sb, fds, n, left == UINT64_MAX ? -1 : (int64_t)(left > INT64_MAX ? INT64_MAX : left));
     if (k > 0)
       return k;
-    if (k < 0 && errno != EINTR)
-      return -errno;
+    if (k < 0)
+      return k;
+    if (task_take_wake(sb))
+      return -EAGAIN;
     itimer_poll(sb);
     if (sb->exited || sb->timed_out || sig_deliverable(sb))
       return -EINTR;
@@ -328,7 +334,9 @@ static long do_sleep(struct sb *sb, clockid_t clk, int flags, uint64_t req, uint
   }
   bool abs = flags & TIMER_ABSTIME;
   struct timespec dl = abs ? ts : ts_after(clk, &ts);
-  long r = sig_wait(sb, clk, &dl);
+  long r;
+  while ((r = sig_wait(sb, clk, &dl)) == -EAGAIN)
+    ;
   if (r == 0)
     return 0;
   if (!abs && rem && !sb->exited) {

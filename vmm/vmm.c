@@ -1,7 +1,12 @@
-/* KVM micro-VM: one vCPU in long mode running a program at CPL3.
+/* KVM micro-VM: vCPUs in long mode running a program at CPL3.
  *
  * Keeps: the VM and vCPU fds, the kvm_run area (its sync-regs block is the
  * register file the shim edits), and one host mapping of guest memory.
+ * A struct cf_vm is one vCPU of a VM: cf_vm_create makes the VM and its
+ * vCPU 0 (the handle that owns the VM and its memory); cf_vm_vcpu adds
+ * vCPU i (1 .. CF_VM_MAX_VCPUS-1) on first use, a handle sharing the VM's
+ * fd and memory, kept until the VM is destroyed (KVM cannot remove a vCPU,
+ * so an idle one waits for the next thread: shim/thread.c).
  *
  * Guest layout (guest virtual == guest physical, see vmm.h):
  *   0x0000 GDT (Linux selectors: kernel CS 0x10, DS 0x18, user CS32 0x23,
@@ -9,7 +14,10 @@
  *   0x1000 IDT (32 vectors) and at 0x1800 one exception stub per vector
  *   0x2000 PML4, 0x3000 PDPT, 0x4000 the 4 KiB page table of the first 2 MiB,
  *   0x5000..0x8fff page directories (2 MiB pages, user RWX): up to 4 GiB
- *   0x9000..0xafff kernel stack (TSS.RSP0), 0xb000 and 0xc000 the 4 KiB
+ *   0x9000..0xafff kernel stacks (TSS.RSP0): vCPU 0's is the top 512 bytes;
+ *          vCPU i >= 1 has a 256-byte slot from 0x9000 holding its own TSS
+ *          (104 bytes) with its stack above it (an exception frame is 48
+ *          bytes), written when the vCPU is made; 0xb000 and 0xc000 the 4 KiB
  *   page tables of the edges of a guarded range (cf_vm_guard), 0xd000 the generation page (user
  *   read-only: CF_AT_GENERATION), 0xe000 MMIO page (its guest
  *   physical address is outside every memslot), 0xf000 syscall stub (user RX)
@@ -32,7 +40,8 @@
  * KVM_RUN fail with EFAULT: reported as CF_VM_EXIT_FAULT (the address is
  * not known, KVM on this kernel gives no memory-fault info).
  *
- * Not thread-safe: one thread owns a VM (the vCPU thread). */
+ * Not thread-safe: one thread runs a vCPU at a time (its thread); the
+ * vCPUs of one VM may run on their own threads at once. */
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/kvm.h>
@@ -60,6 +69,8 @@ _Static_assert(sizeof(struct cf_vm_regs) == sizeof(struct kvm_regs), "cf_vm_regs
 #define PD_ADDR 0x5000ull
 #define PD_PAGES 4ull
 #define KSTACK_TOP 0xb000ull
+#define KSLOT_BASE 0x9000ull /* vCPU i >= 1: TSS at KSLOT_BASE + (i-1)*KSLOT, RSP0 at its end */
+#define KSLOT 256ull
 #define GUARD_PT0 0xb000ull
 #define GUARD_PT1 0xc000ull
 #define GEN_VA CF_VM_GENERATION_VA
@@ -71,6 +82,7 @@ _Static_assert(sizeof(struct cf_vm_regs) == sizeof(struct kvm_regs), "cf_vm_regs
 #define PTE_D 0x40ull
 
 _Static_assert(SYS_SIZE <= CF_VM_USER_BASE, "layout");
+_Static_assert(KSLOT_BASE + (CF_VM_MAX_VCPUS - 1) * KSLOT <= KSTACK_TOP - 512, "kernel stack slots");
 _Static_assert(GEN_VA >= KSTACK_TOP && GEN_VA < MMIO_VA && GEN_VA % 4096 == 0, "layout");
 
 #define SEL_KCS 0x10
@@ -85,7 +97,11 @@ _Static_assert(GEN_VA >= KSTACK_TOP && GEN_VA < MMIO_VA && GEN_VA % 4096 == 0, "
 #define MSR_FMASK 0xc0000084
 
 struct cf_vm {
-  int kvm, vm, cpu;
+  int kvm, vm, cpu;                   /* kvm and vm: the owner's in a vCPU i >= 1 */
+  int index;                          /* the vCPU's */
+  struct cf_vm *owner;                /* vCPU 0's handle (itself for vCPU 0) */
+  struct cf_vm *vcpus[CF_VM_MAX_VCPUS]; /* vCPU 0: the others, made on first use */
+  uint64_t tss, kstack_top;           /* this vCPU's TSS and kernel stack */
   struct kvm_run *run;
   size_t run_size;
   uint8_t *mem;
@@ -230,7 +246,7 @@ static int set_cpu_state(struct cf_vm *vm)
   struct kvm_segment kds = {.limit = 0xffffffff, .selector = SEL_KDS, .type = 3, .present = 1, .s = 1, .db = 1, .g = 1};
   s.cs = kcs;
   s.ds = s.es = s.fs = s.gs = s.ss = kds;
-  s.tr = (struct kvm_segment){.base = TSS_ADDR, .limit = 103, .selector = SEL_TSS, .type = 11, .present = 1};
+  s.tr = (struct kvm_segment){.base = vm->tss, .limit = 103, .selector = SEL_TSS, .type = 11, .present = 1};
   s.ldt = (struct kvm_segment){.type = 2, .present = 1, .unusable = 1};
   s.gdt.base = GDT_ADDR;
   s.gdt.limit = 10 * 8 - 1;
@@ -294,6 +310,75 @@ int cf_vm_guard(struct cf_vm *vm, uint64_t start, uint64_t end)
 
 struct cf_vm *cf_vm_create(uint64_t mem_size) { return cf_vm_create_from(mem_size, NULL); }
 
+/* Create vm's vCPU (vm->index), map its run area and set its state: 0, or
+ * -1 + cf_error with nothing left open. */
+static int vcpu_open(struct cf_vm *vm)
+{
+  vm->cpu = ioctl(vm->vm, KVM_CREATE_VCPU, vm->index);
+  if (vm->cpu < 0)
+    return cf_fail(errno, "KVM_CREATE_VCPU %d: %m", vm->index);
+  int sz = ioctl(vm->kvm, KVM_GET_VCPU_MMAP_SIZE, 0);
+  if (sz <= 0) {
+    cf_fail(errno, "KVM_GET_VCPU_MMAP_SIZE: %m");
+    goto err_cpu;
+  }
+  vm->run_size = (size_t)sz;
+  vm->run = mmap(NULL, vm->run_size, PROT_READ | PROT_WRITE, MAP_SHARED, vm->cpu, 0);
+  if (vm->run == MAP_FAILED) {
+    vm->run = NULL;
+    cf_fail(errno, "mmap kvm_run: %m");
+    goto err_cpu;
+  }
+  if (set_cpu_state(vm) < 0)
+    goto err_run;
+  vm->run->kvm_valid_regs = KVM_SYNC_X86_REGS;
+  return 0;
+err_run:
+  munmap(vm->run, vm->run_size);
+  vm->run = NULL;
+err_cpu:
+  close(vm->cpu);
+  vm->cpu = -1;
+  return -1;
+}
+
+struct cf_vm *cf_vm_vcpu(struct cf_vm *vm, int i)
+{
+  vm = vm->owner;
+  if (i == 0)
+    return vm;
+  if (i < 0 || i >= CF_VM_MAX_VCPUS)
+    return cf_fail_null(EAGAIN, "vCPU %d: at most %d per VM", i, CF_VM_MAX_VCPUS);
+  if (vm->vcpus[i])
+    return vm->vcpus[i];
+  struct cf_vm *c = calloc(1, sizeof *c);
+  if (!c)
+    return cf_fail_null(errno, "calloc: %m");
+  c->kvm = vm->kvm;
+  c->vm = vm->vm;
+  c->index = i;
+  c->owner = vm;
+  c->mem = vm->mem;
+  c->mem_size = vm->mem_size;
+  c->tss = KSLOT_BASE + (uint64_t)(i - 1) * KSLOT;
+  c->kstack_top = c->tss + KSLOT;
+  /* Its TSS: RSP0 and "no I/O bitmap", written only when not there yet (a
+   * child of a template made with this vCPU shares the page). */
+  uint8_t tss[104] = {0};
+  memcpy(tss + 4, &c->kstack_top, 8);
+  memcpy(tss + 102, &(uint16_t){104}, 2);
+  if (memcmp(vm->mem + c->tss, tss, sizeof tss) != 0)
+    memcpy(vm->mem + c->tss, tss, sizeof tss);
+  if (vcpu_open(c) < 0) {
+    free(c);
+    return NULL;
+  }
+  vm->vcpus[i] = c;
+  return c;
+}
+
+int cf_vm_vcpu_index(const struct cf_vm *vm) { return vm->index; }
+
 struct cf_vm *cf_vm_create_from(uint64_t mem_size, const struct cf_vm_mem_source *src)
 {
   double t0 = now_us();
@@ -303,6 +388,9 @@ struct cf_vm *cf_vm_create_from(uint64_t mem_size, const struct cf_vm_mem_source
   if (!vm)
     return cf_fail_null(errno, "calloc: %m");
   vm->kvm = vm->vm = vm->cpu = -1;
+  vm->owner = vm;
+  vm->tss = TSS_ADDR;
+  vm->kstack_top = KSTACK_TOP;
   vm->mem_size = mem_size;
   vm->kvm = open("/dev/kvm", O_RDWR | O_CLOEXEC);
   if (vm->kvm < 0) {
@@ -333,33 +421,11 @@ struct cf_vm *cf_vm_create_from(uint64_t mem_size, const struct cf_vm_mem_source
     cf_fail(errno, "mprotect: %m");
     goto err_mem;
   }
-  vm->cpu = ioctl(vm->vm, KVM_CREATE_VCPU, 0);
-  if (vm->cpu < 0) {
-    cf_fail(errno, "KVM_CREATE_VCPU: %m");
+  if (vcpu_open(vm) < 0)
     goto err_mem;
-  }
-  int sz = ioctl(vm->kvm, KVM_GET_VCPU_MMAP_SIZE, 0);
-  if (sz <= 0) {
-    cf_fail(errno, "KVM_GET_VCPU_MMAP_SIZE: %m");
-    goto err_cpu;
-  }
-  vm->run_size = (size_t)sz;
-  vm->run = mmap(NULL, vm->run_size, PROT_READ | PROT_WRITE, MAP_SHARED, vm->cpu, 0);
-  if (vm->run == MAP_FAILED) {
-    vm->run = NULL;
-    cf_fail(errno, "mmap kvm_run: %m");
-    goto err_cpu;
-  }
-  if (set_cpu_state(vm) < 0)
-    goto err_run;
-  vm->run->kvm_valid_regs = KVM_SYNC_X86_REGS;
   vm->stats.create_us = now_us() - t0;
   return vm;
 
-err_run:
-  munmap(vm->run, vm->run_size);
-err_cpu:
-  close(vm->cpu);
 err_mem:
   if (vm->mem_unmap)
     vm->mem_unmap(vm->mem_unmap_ctx);
@@ -378,8 +444,14 @@ err_vm:
 
 void cf_vm_destroy(struct cf_vm *vm)
 {
-  if (!vm)
+  if (!vm || vm->owner != vm) /* a vCPU i >= 1 goes with its VM */
     return;
+  for (int i = 1; i < CF_VM_MAX_VCPUS; i++)
+    if (vm->vcpus[i]) {
+      munmap(vm->vcpus[i]->run, vm->vcpus[i]->run_size);
+      close(vm->vcpus[i]->cpu);
+      free(vm->vcpus[i]);
+    }
   munmap(vm->run, vm->run_size);
   close(vm->cpu);
   close(vm->vm);
@@ -506,6 +578,12 @@ void cf_vm_syscall_return(struct cf_vm *vm)
   cf_vm_regs_dirty(vm);
 }
 
+/* The lowest address of vm's kernel stack (vCPU 0's is the old 4 KiB one). */
+static uint64_t kstack_low(const struct cf_vm *vm)
+{
+  return vm->index ? vm->tss + 104 : KSTACK_TOP - 0x1000;
+}
+
 int cf_vm_exception_state(struct cf_vm *vm, struct cf_vm_regs *regs)
 {
   struct cf_vm_regs *r = cf_vm_regs(vm);
@@ -515,7 +593,7 @@ int cf_vm_exception_state(struct cf_vm *vm, struct cf_vm_regs *regs)
   int vec = (int)(vm->run->io.port);
   if (has_error_code(vec))
     sp += 8;
-  if (sp < KSTACK_TOP - 0x1000 || sp + 40 > KSTACK_TOP)
+  if (sp < kstack_low(vm) || sp + 40 > vm->kstack_top)
     return cf_fail(EINVAL, "exception frame outside the kernel stack");
   uint64_t f[5];
   memcpy(f, vm->mem + sp, sizeof f);
@@ -577,7 +655,7 @@ int cf_vm_run(struct cf_vm *vm, struct cf_vm_exit *exit)
         exit->vector = run->io.port;
         exit->addr = s.cr2;
         uint64_t sp = cf_vm_regs(vm)->rsp;
-        if (has_error_code(exit->vector) && sp >= KSTACK_TOP - 0x1000 && sp + 8 <= KSTACK_TOP)
+        if (has_error_code(exit->vector) && sp >= kstack_low(vm) && sp + 8 <= vm->kstack_top)
           memcpy(&exit->error_code, vm->mem + sp, 8);
         /* An exception in the system area means the VMM's own code broke. */
         struct cf_vm_regs st;

@@ -1,5 +1,7 @@
-/* KVM micro-VM with no guest kernel: one vCPU in long mode, the program at
- * CPL3, system calls and exceptions returned to the caller (the shim).
+/* KVM micro-VM with no guest kernel: vCPUs in long mode (one per program
+ * thread), the program at CPL3, system calls and exceptions returned to the
+ * caller (the shim). A struct cf_vm is one vCPU; the VM and its memory
+ * belong to vCPU 0's (cf_vm_create), the others are added by cf_vm_vcpu.
  *
  * Guest virtual addresses equal guest physical addresses: the VMM's page
  * tables identity-map [0, mem_size) once and never change, and the address
@@ -29,6 +31,9 @@
 #define CF_AT_GENERATION 0x43460001ull /* "CF", 1: far above Linux's AT_* */
 
 struct cf_vm;
+
+/* vCPUs per VM: 0 .. CF_VM_MAX_VCPUS-1 (the system area's kernel stacks). */
+#define CF_VM_MAX_VCPUS 31
 
 /* Same layout as struct kvm_regs. */
 struct cf_vm_regs {
@@ -77,6 +82,16 @@ struct cf_vm_mem_source {
   void *ctx;
 };
 struct cf_vm *cf_vm_create_from(uint64_t mem_size, const struct cf_vm_mem_source *src);
+
+/* vCPU i of vm's VM (any handle of it): made on first use (its registers
+ * zero, segments, MSRs and CPUID as vCPU 0's; start it with
+ * cf_vm_load_cpu), then the same handle until the VM is destroyed
+ * (cf_vm_destroy of vCPU 0 destroys them all; of another, nothing). i 0 is
+ * the VM's own handle. NULL + cf_error (EAGAIN: i out of range). Memory
+ * calls (cf_vm_mem, cf_vm_guard, cf_vm_generation_page) act on the VM from
+ * any of its handles; the others on that vCPU. */
+struct cf_vm *cf_vm_vcpu(struct cf_vm *vm, int i);
+int cf_vm_vcpu_index(const struct cf_vm *vm);
 
 /* The host address of the generation page, or NULL when this VM's page
  * tables (a template's, made before the page existed) do not let the

@@ -345,10 +345,21 @@ int main(void)
      "clone(CLONE_VM|CLONE_VFORK) (posix_spawn): ENOMEM");
   uint64_t thr = CLONE_VM | CLONE_FS | CLONE_FILES | CLONE_SIGHAND | CLONE_THREAD | CLONE_SYSVSEM | CLONE_SETTLS |
                  CLONE_PARENT_SETTID | CLONE_CHILD_CLEARTID;
-  ok(shim_sys(sb, SYS_clone, thr, 0, 0, 0, 0, 0) == -EAGAIN, "clone(CLONE_THREAD...) (pthread_create): EAGAIN");
+  ok(shim_sys(sb, SYS_clone, thr & ~CLONE_FILES, 0, 0, 0, 0, 0) == -EINVAL,
+     "clone(CLONE_THREAD) with an fd table of its own: EINVAL (not kept apart)");
   ok(shim_sys(sb, SYS_clone, CLONE_THREAD, 0, 0, 0, 0, 0) == -EINVAL,
      "clone(CLONE_THREAD) without CLONE_SIGHAND: EINVAL");
-  ok(shim_sys(sb, SYS_clone3, 0, 0, 0, 0, 0, 0) == -ENOSYS, "clone3: ENOSYS (libc falls back to clone)");
+  /* threads themselves run in tests/sandbox-threads.sh (they need vCPUs) */
+  uint64_t cargs[11] = {SIGCHLD};
+  uint64_t ca = 0x60000; /* inside the one VMA */
+  memcpy(sb->mem + ca, cargs, sizeof cargs);
+  ok(shim_sys(sb, SYS_clone3, ca, 88, 0, 0, 0, 0) == -ENOSYS, "clone3 of a process: ENOSYS (libc falls back to clone)");
+  ok(shim_sys(sb, SYS_clone3, ca, 32, 0, 0, 0, 0) == -EINVAL, "clone3 with a short struct: EINVAL");
+  cargs[0] = thr;
+  cargs[4] = SIGCHLD; /* exit_signal with CLONE_THREAD */
+  memcpy(sb->mem + ca, cargs, sizeof cargs);
+  ok(shim_sys(sb, SYS_clone3, ca, 88, 0, 0, 0, 0) == -EINVAL, "clone3 of a thread with an exit signal: EINVAL");
+  ok(shim_sys(sb, SYS_clone3, 0x10, 88, 0, 0, 0, 0) == -EFAULT, "clone3 with a bad pointer: EFAULT");
   shim_sb_free(sb);
   return done_testing();
 }

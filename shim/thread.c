@@ -1,0 +1,517 @@
+/* Threads: a task (a Linux thread) per vCPU, each on a host thread of its
+ * own, and the one lock that serializes the shim.
+ *
+ * A sandbox starts with one task and no struct task at all: the run's
+ * caller thread runs vCPU 0 (sandbox.c run_loop). The first
+ * clone(CLONE_THREAD) makes struct task 0 for it and one for the new
+ * thread; every later thread adds one, on vCPU i of the same VM
+ * (cf_vm_vcpu: same memory, page tables and system area, so a write by one
+ * thread is seen by all at once, as in a process).
+ *
+ * The lock (sb->lock) is held while a task runs shim code and released
+ * while its vCPU runs and while it blocks. So the shim's state stays
+ * single-threaded code: no handler changed. What is per thread in Linux and
+ * lived in struct sb before threads (the signal mask and the thread's own
+ * pending signals, sigsuspend's saved mask, the alternate signal stack, the
+ * tid and clear_child_tid address, the vCPU: sb->vm) stays there as the
+ * running task's copy: task_lock switches them when another task takes the
+ * lock (a context switch; nothing happens while one task runs alone). The
+ * task's struct holds them while it does not hold the lock.
+ *
+ * Blocking (timer.c sig_wait, sig_poll, and the futex wait here) sleeps in
+ * ppoll on the host fds waited for plus the task's wake eventfd, with the
+ * lock released. Whatever can end another task's wait writes that eventfd:
+ * wake_all (shim state changed: re-check), a signal for it, a futex wake,
+ * the end of the sandbox (task_end_all also kicks running vCPUs). A wait
+ * that nothing can end with one task alive ends the sandbox with a report
+ * (wait_forever); with several, another task may end it, so it sleeps.
+ *
+ * futex: waiters are kept here by guest address (private futexes: one
+ * address space), woken under the lock: FUTEX_WAIT checks the value and
+ * queues itself under the same lock a waker takes, so no wake is lost.
+ *
+ * Limits: at most CF_VM_MAX_VCPUS threads alive at once (clone is EAGAIN
+ * past it, as Linux past RLIMIT_NPROC); a sandbox cannot be paused
+ * (template, branch, park) while more than one thread is alive: the run
+ * ends with a report saying so. */
+#include <errno.h>
+#include <linux/futex.h>
+#include <poll.h>
+#include <pthread.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/mman.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "cowfork/error.h"
+#include "internal.h"
+#include "shim/shim.h"
+
+/* ---- the lock and the context switch ---- */
+
+static void ctx_out(struct sb *sb, struct task *t)
+{
+  t->sigmask = sb->sigmask;
+  t->tpending = sb->tpending;
+  t->saved_mask = sb->saved_mask;
+  t->have_saved_mask = sb->have_saved_mask;
+  t->ss_sp = sb->ss_sp;
+  t->ss_size = sb->ss_size;
+  t->ss_flags = sb->ss_flags;
+  t->tid_address = sb->tid_address;
+}
+
+static void ctx_in(struct sb *sb, struct task *t)
+{
+  sb->sigmask = t->sigmask;
+  sb->tpending = t->tpending;
+  sb->saved_mask = t->saved_mask;
+  sb->have_saved_mask = t->have_saved_mask;
+  sb->ss_sp = t->ss_sp;
+  sb->ss_size = t->ss_size;
+  sb->ss_flags = t->ss_flags;
+  sb->tid_address = t->tid_address;
+  sb->tid = t->tid;
+  sb->vm = t->vm;
+}
+
+void task_lock(struct sb *sb, struct task *t)
+{
+  pthread_mutex_lock(&sb->lock);
+  if (t && sb->cur != t) {
+    if (sb->cur)
+      ctx_out(sb, sb->cur);
+    ctx_in(sb, t);
+    sb->cur = t;
+  }
+}
+
+void task_unlock(struct sb *sb) { pthread_mutex_unlock(&sb->lock); }
+
+/* ---- waking ---- */
+
+static void wake_task(struct task *t)
+{
+  uint64_t one = 1;
+  ssize_t n = write(t->wakefd, &one, sizeof one);
+  (void)n; /* a full counter is a pending wake already */
+}
+
+void wake_all(struct sb *sb)
+{
+  for (int i = 0; i < CF_VM_MAX_VCPUS; i++) {
+    struct task *t = sb->tasks[i];
+    if (t && t != sb->cur && t->blocked)
+      wake_task(t);
+  }
+}
+
+/* Make t's vCPU leave KVM_RUN: the next entry returns at once
+ * (immediate_exit), and a SIGALRM (si_code SI_TKILL: sandbox.c on_alarm
+ * does nothing else) interrupts the one in progress, or its ppoll.
+ * Async-signal-safe. */
+void task_kick(struct task *t)
+{
+  cf_vm_kick(t->vm);
+  pid_t tid = __atomic_load_n(&t->host_tid, __ATOMIC_ACQUIRE);
+  if (tid && tid != (pid_t)syscall(SYS_gettid))
+    syscall(SYS_tgkill, getpid(), tid, SIGALRM);
+}
+
+void task_kick_all(struct sb *sb)
+{
+  for (int i = 0; i < CF_VM_MAX_VCPUS; i++) {
+    struct task *t = __atomic_load_n(&sb->tasks[i], __ATOMIC_ACQUIRE);
+    if (t) {
+      task_kick(t);
+      wake_task(t);
+    }
+  }
+}
+
+int task_live(const struct sb *sb) { return sb->ntasks ? sb->nlive : 1; }
+
+long task_block(struct sb *sb, struct pollfd *fds, unsigned long n, int64_t timeout_ns)
+{
+  struct task *me = sb->cur;
+  struct timespec ts, *tp = NULL;
+  if (timeout_ns >= 0) {
+    ts = (struct timespec){.tv_sec = timeout_ns / 1000000000, .tv_nsec = timeout_ns % 1000000000};
+    tp = &ts;
+  }
+  if (!me) { /* one thread: nobody to wake it but a signal or its fds */
+    if (!n) {
+      if (tp)
+        nanosleep(tp, NULL);
+      else
+        pause();
+      return 0;
+    }
+    int k = ppoll(fds, n, tp, NULL);
+    return k < 0 ? (errno == EINTR ? 0 : -errno) : k;
+  }
+  struct pollfd all[n + 1];
+  memcpy(all, fds, n * sizeof *fds);
+  all[n] = (struct pollfd){.fd = me->wakefd, .events = POLLIN};
+  me->blocked = true;
+  task_unlock(sb);
+  int k = ppoll(all, n + 1, tp, NULL);
+  int e = errno;
+  task_lock(sb, me);
+  me->blocked = false;
+  if (k > 0 && all[n].revents) {
+    uint64_t v;
+    ssize_t r = read(me->wakefd, &v, sizeof v);
+    (void)r;
+    k--;
+    me->woken = true;
+  }
+  for (unsigned long i = 0; i < n; i++)
+    fds[i].revents = all[i].revents;
+  return k < 0 ? (e == EINTR ? 0 : -e) : k;
+}
+
+bool task_take_wake(struct sb *sb)
+{
+  struct task *me = sb->cur;
+  if (!me || !me->woken)
+    return false;
+  me->woken = false;
+  return true;
+}
+
+/* ---- creating and ending tasks ---- */
+
+static struct task *task_alloc(struct sb *sb, int idx)
+{
+  struct task *t = calloc(1, sizeof *t);
+  if (!t)
+    return NULL;
+  t->wakefd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+  if (t->wakefd < 0) {
+    free(t);
+    return NULL;
+  }
+  t->sb = sb;
+  t->idx = idx;
+  return t;
+}
+
+/* Task 0: the thread that ran alone so far (the run's caller), its
+ * context the one in sb. */
+static int task0_make(struct sb *sb)
+{
+  if (sb->ntasks)
+    return 0;
+  struct task *t = task_alloc(sb, 0);
+  if (!t)
+    return -1;
+  t->vm = sb->vm;
+  t->tid = sb->tid;
+  t->host = pthread_self();
+  t->host_tid = sb->run_tid;
+  t->own_thread = false;
+  sb->cur = t;
+  __atomic_store_n(&sb->tasks[0], t, __ATOMIC_RELEASE);
+  sb->ntasks = 1;
+  sb->nlive = 1;
+  if (!sb->next_tid)
+    sb->next_tid = sb->pid + 1;
+  return 0;
+}
+
+/* Clear and wake the exiting task's clear_child_tid word (CLONE_CHILD_CLEARTID,
+ * set_tid_address), as Linux does at a thread's exit. */
+static void clear_child_tid(struct sb *sb)
+{
+  if (!sb->tid_address)
+    return;
+  uint32_t *p = mm_ptr(sb, sb->tid_address, 4, PROT_READ | PROT_WRITE);
+  if (p) {
+    __atomic_store_n(p, 0, __ATOMIC_SEQ_CST);
+    futex_wake(sb, sb->tid_address, 1, FUTEX_BITSET_MATCH_ANY);
+  }
+  sb->tid_address = 0;
+}
+
+void task_end_all(struct sb *sb)
+{
+  if (sb->ntasks)
+    task_kick_all(sb);
+}
+
+long task_exit(struct sb *sb, int code)
+{
+  if (task_live(sb) <= 1) { /* the last thread: the process exits */
+    sb->exited = true;
+    sb->exit_code = code;
+    task_end_all(sb);
+    return SYS_NORETURN;
+  }
+  clear_child_tid(sb);
+  struct task *me = sb->cur;
+  me->exited = true;
+  sb->nlive--;
+  pthread_cond_broadcast(&sb->task_cv);
+  return SYS_NORETURN;
+}
+
+/* The host thread of a task other than 0. */
+static void *task_main(void *arg)
+{
+  struct task *t = arg;
+  struct sb *sb = t->sb;
+  __atomic_store_n(&t->host_tid, (pid_t)syscall(SYS_gettid), __ATOMIC_RELEASE);
+  task_lock(sb, t);
+  task_run(sb, t);
+  struct timespec ts;
+  if (clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts) == 0)
+    t->cpu_ns = (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+  if (!t->exited) { /* the sandbox ended under it */
+    t->exited = true;
+    sb->nlive--;
+  }
+  t->done = true;
+  pthread_cond_broadcast(&sb->task_cv);
+  task_unlock(sb);
+  return NULL;
+}
+
+/* Free task i whose host thread is done (it takes no lock after that, so
+ * joining it with the lock held cannot wait for us). Its vCPU stays in the
+ * VM for the next thread. */
+static void task_reap(struct sb *sb, int i)
+{
+  struct task *t = sb->tasks[i];
+  pthread_join(t->host, NULL);
+  __atomic_store_n(&sb->tasks[i], NULL, __ATOMIC_RELEASE);
+  sb->cpu_dead_ns += t->cpu_ns;
+  sb->ntasks--;
+  close(t->wakefd);
+  free(t);
+}
+
+/* clone(2)/clone3(2) of a thread: flags, the new stack pointer (0: the
+ * caller's), parent_tid, child_tid, tls. The caller checked the flags. */
+long task_clone(struct sb *sb, uint64_t flags, uint64_t sp, uint64_t parent_tid, uint64_t child_tid, uint64_t tls)
+{
+  if ((flags & (CLONE_VM | CLONE_FS | CLONE_FILES | CLONE_SIGHAND | CLONE_THREAD)) !=
+      (CLONE_VM | CLONE_FS | CLONE_FILES | CLONE_SIGHAND | CLONE_THREAD))
+    return -EINVAL; /* a thread with its own fd table or cwd: not kept apart here (table note) */
+  if (flags & (CLONE_VFORK | CLONE_PIDFD | CLONE_NEWNS | CLONE_NEWUSER | CLONE_NEWPID | CLONE_NEWNET |
+               CLONE_NEWUTS | CLONE_NEWIPC | CLONE_NEWCGROUP | CLONE_PTRACE | CLONE_UNTRACED))
+    return -EINVAL;
+  if ((flags & CLONE_SETTLS) && tls >= (1ull << 47))
+    return -EPERM;
+  if (!sb->vm)
+    return -EAGAIN;
+  if (task0_make(sb) < 0)
+    return -EAGAIN;
+  int idx = -1;
+  for (int i = 1; i < CF_VM_MAX_VCPUS; i++) {
+    if (sb->tasks[i] && sb->tasks[i]->done)
+      task_reap(sb, i);
+    if (!sb->tasks[i] && idx < 0)
+      idx = i;
+  }
+  if (idx < 0)
+    return -EAGAIN;
+  struct cf_vm *vm = cf_vm_vcpu(sb->vm, idx);
+  if (!vm)
+    return -EAGAIN;
+  struct task *t = task_alloc(sb, idx);
+  if (!t)
+    return -EAGAIN;
+  t->vm = vm;
+  t->tid = sb->next_tid++;
+  /* Its registers: the caller's after the SYSCALL, rax 0, the new stack;
+   * its FPU state and FS base the caller's (Linux copies them), TLS if set. */
+  struct cf_vm_regs u = *cf_vm_regs(sb->vm);
+  u.rip = u.rcx;
+  u.rflags = u.r11;
+  u.rax = 0;
+  if (sp)
+    u.rsp = sp;
+  static __thread struct cf_vm_cpu cpu;
+  if (cf_vm_save_cpu(sb->vm, &cpu) < 0)
+    goto fail;
+  if (flags & CLONE_SETTLS)
+    cpu.fs_base = tls;
+  if (cf_vm_load_cpu(vm, &cpu, &u) < 0)
+    goto fail;
+  /* Its context: the caller's mask; no pending signals, no alternate stack. */
+  t->sigmask = sb->sigmask;
+  t->tid_address = flags & CLONE_CHILD_CLEARTID ? child_tid : 0;
+  /* As Linux: a tid that cannot be stored is not an error. */
+  if (flags & CLONE_PARENT_SETTID)
+    mm_copy_out(sb, parent_tid, &t->tid, 4);
+  if (flags & CLONE_CHILD_SETTID)
+    mm_copy_out(sb, child_tid, &t->tid, 4);
+  t->own_thread = true;
+  run_kick_install();
+  __atomic_store_n(&sb->tasks[idx], t, __ATOMIC_RELEASE);
+  sb->ntasks++;
+  sb->nlive++;
+  pthread_attr_t attr;
+  pthread_attr_init(&attr);
+  pthread_attr_setstacksize(&attr, 256 << 10);
+  int e = pthread_create(&t->host, &attr, task_main, t);
+  pthread_attr_destroy(&attr);
+  if (e) {
+    __atomic_store_n(&sb->tasks[idx], NULL, __ATOMIC_RELEASE);
+    sb->ntasks--;
+    sb->nlive--;
+    goto fail;
+  }
+  return t->tid;
+fail:
+  close(t->wakefd);
+  free(t);
+  return -EAGAIN;
+}
+
+bool task_can_pause(struct sb *sb)
+{
+  if (task_live(sb) <= 1)
+    return true;
+  kill_sandbox(sb, SIGKILL);
+  snprintf(sb->report, sizeof sb->report,
+           "the sandbox cannot be paused with %d threads running (a template, branch or park of a threaded "
+           "program is not supported yet)",
+           task_live(sb));
+  return false;
+}
+
+void task_finish(struct sb *sb)
+{
+  if (!sb->ntasks)
+    return;
+  struct task *t0 = sb->tasks[0];
+  /* Task 0 (this thread) is done: the others run on until the last one
+   * exits, or until the sandbox ends (which kicks them). */
+  if (!t0->exited) {
+    t0->exited = true;
+    sb->nlive--;
+  }
+  for (;;) {
+    bool running = false;
+    for (int i = 1; i < CF_VM_MAX_VCPUS; i++)
+      if (sb->tasks[i] && !sb->tasks[i]->done)
+        running = true;
+    if (!running)
+      break;
+    if (sb->exited || sb->timed_out)
+      task_kick_all(sb);
+    struct timespec dl;
+    clock_gettime(CLOCK_REALTIME, &dl);
+    dl.tv_nsec += 10000000;
+    if (dl.tv_nsec >= 1000000000) {
+      dl.tv_sec++;
+      dl.tv_nsec -= 1000000000;
+    }
+    pthread_cond_timedwait(&sb->task_cv, &sb->lock, &dl);
+  }
+  for (int i = 1; i < CF_VM_MAX_VCPUS; i++)
+    if (sb->tasks[i])
+      task_reap(sb, i);
+  /* Back to task 0's context, as if it had always run alone. */
+  if (sb->cur != t0) {
+    if (sb->cur)
+      ctx_out(sb, sb->cur);
+    ctx_in(sb, t0);
+  }
+  __atomic_store_n(&sb->tasks[0], NULL, __ATOMIC_RELEASE);
+  close(t0->wakefd);
+  free(t0);
+  sb->cur = NULL;
+  sb->ntasks = sb->nlive = 0;
+  /* A still-running sandbox (task 0 exited, the others after it) is over. */
+  if (!sb->exited && !sb->timed_out && !sb->paused)
+    sb->exited = true;
+}
+
+/* ---- futex waiters ---- */
+
+struct fwaiter {
+  uint64_t addr;
+  uint32_t bitset;
+  struct task *t;
+  bool woken;
+  struct fwaiter *next;
+};
+
+static void fw_unlink(struct sb *sb, struct fwaiter *w)
+{
+  for (struct fwaiter **p = &sb->futex_waiters; *p; p = &(*p)->next)
+    if (*p == w) {
+      *p = w->next;
+      return;
+    }
+}
+
+int futex_wake(struct sb *sb, uint64_t addr, int n, uint32_t bitset)
+{
+  int woken = 0;
+  for (struct fwaiter **p = &sb->futex_waiters; *p && woken < n;) {
+    struct fwaiter *w = *p;
+    if (w->addr == addr && (w->bitset & bitset)) {
+      *p = w->next;
+      w->woken = true;
+      wake_task(w->t);
+      woken++;
+    } else {
+      p = &w->next;
+    }
+  }
+  return woken;
+}
+
+int futex_requeue(struct sb *sb, uint64_t addr, int nwake, uint64_t addr2, int nmove)
+{
+  int n = futex_wake(sb, addr, nwake, FUTEX_BITSET_MATCH_ANY);
+  for (struct fwaiter *w = sb->futex_waiters; w && nmove > 0; w = w->next)
+    if (w->addr == addr) {
+      w->addr = addr2;
+      nmove--;
+      n++;
+    }
+  return n;
+}
+
+long futex_wait(struct sb *sb, uint64_t addr, uint32_t bitset, clockid_t clk, const struct timespec *deadline)
+{
+  struct fwaiter w = {.addr = addr, .bitset = bitset, .t = sb->cur};
+  w.next = sb->futex_waiters;
+  sb->futex_waiters = &w;
+  for (;;) {
+    long r = sig_wait(sb, clk, deadline);
+    if (w.woken)
+      return 0;
+    if (r == -EAGAIN)
+      continue;
+    fw_unlink(sb, &w);
+    return r; /* 0: the deadline; -EINTR */
+  }
+}
+
+/* ---- CPU time ---- */
+
+uint64_t task_cpu_ns(struct sb *sb)
+{
+  uint64_t sum = sb->cpu_dead_ns;
+  for (int i = 1; i < CF_VM_MAX_VCPUS; i++) {
+    struct task *t = sb->tasks[i];
+    clockid_t c;
+    struct timespec ts;
+    if (t && !t->done && pthread_getcpuclockid(t->host, &c) == 0 && clock_gettime(c, &ts) == 0)
+      sum += (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+    else if (t)
+      sum += t->cpu_ns;
+  }
+  return sum;
+}

@@ -1,0 +1,65 @@
+#!/usr/bin/env bash
+# Threads in a sandbox (issue 13, item 2) against the same program run
+# natively: pthread_create/join (CLONE_SETTLS, CLONE_CHILD_CLEARTID + futex
+# wake at exit), vCPUs reused by threads made one after another, mutexes,
+# condition variables and semaphores (futex WAIT/WAKE/REQUEUE between
+# vCPUs), TLS and thread ids, pthread_kill to a thread spinning in its own
+# code, a thread blocked on a pipe while another runs, sleeps that overlap,
+# exit() in a thread, pthread_exit of main; then Python's threading and
+# ThreadPoolExecutor.
+. "$(dirname "$0")/functions.sh"
+[ -c /dev/kvm ] && [ -r /dev/kvm ] || skip "no /dev/kvm"
+requires gcc
+here=$(cd "$(dirname "$0")" && pwd)
+T=$TMP/threads
+gcc -static -O1 -pthread -o "$T" "$here/sandbox/threads.c" 2>"$TMP/cc.err" || skip "cannot build static programs: $(head -n 1 "$TMP/cc.err")"
+
+same() {
+  local name=$1 nrc=0 src=0
+  shift
+  timeout 60 "$@" >"$TMP/n.out" 2>"$TMP/n.err" || nrc=$?
+  timeout 60 "$COWFORK" run --root / --mem 512M -- "$@" >"$TMP/s.out" 2>"$TMP/s.err" || src=$?
+  if ! cmp -s "$TMP/n.out" "$TMP/s.out" || [ "$nrc" != "$src" ]; then
+    echo "native ($nrc):"; cat "$TMP/n.out" "$TMP/n.err"
+    echo "sandbox ($src):"; cat "$TMP/s.out" "$TMP/s.err"
+    fail "$name differs from the native run"
+  fi
+  echo "ok   $name: exit $src $(head -c 300 "$TMP/s.out" | tr '\n' '|')"
+}
+
+same "8 threads at once" "$T" create 8
+same "30 threads at once" "$T" create 30
+same "100 threads one after another" "$T" serial 100
+same "mutex between 4 threads" "$T" mutex
+same "condition variable" "$T" condvar
+same "TLS and ids" "$T" identity
+same "pthread_kill to a spinning thread" "$T" kill
+same "a thread blocked on a pipe" "$T" pipe
+same "overlapping sleeps" "$T" sleeps
+same "semaphores" "$T" sem
+same "exit() in a thread" "$T" exit
+same "pthread_exit of main" "$T" main-exit
+same "30 threads alive at once" "$T" hold 30
+
+# More threads at once than the sandbox has vCPUs: pthread_create fails
+# with EAGAIN (as Linux past RLIMIT_NPROC), the sandbox goes on.
+"$T" hold 40 | grep -q "^40 of 40 threads alive at once; then none failed" || fail "natively 40 threads should start"
+src=0
+timeout 60 "$COWFORK" run --root / --mem 512M -- "$T" hold 40 >"$TMP/s.out" 2>"$TMP/s.err" || src=$?
+grep -q "^30 of 40 threads alive at once; then EAGAIN" "$TMP/s.out" && [ "$src" = 0 ] ||
+  fail "the 32nd thread alive at once should fail with EAGAIN: $src $(cat "$TMP/s.out" "$TMP/s.err")"
+echo "ok   past 31 threads alive at once pthread_create fails with EAGAIN and the program goes on"
+
+# Python
+py='import threading, concurrent.futures as cf
+r = []
+def w(i): r.append(i * i)
+ts = [threading.Thread(target=w, args=(i,)) for i in range(8)]
+[t.start() for t in ts]; [t.join() for t in ts]
+print(sorted(r))
+with cf.ThreadPoolExecutor(4) as ex: print(sum(ex.map(lambda x: x * x, range(1000))))
+e = threading.Event(); threading.Timer(0.05, e.set).start(); print(e.wait(10))'
+want=$(python3 -c "$py")
+got=$(timeout 120 "$COWFORK" run -- /usr/bin/python3 -c "$py" 2>"$TMP/py.err") || fail "python threads: $(cat "$TMP/py.err")"
+[ "$got" = "$want" ] || fail "python threads: got '$got', want '$want' ($(cat "$TMP/py.err"))"
+echo "ok   python threading, ThreadPoolExecutor, threading.Timer: $(echo "$got" | tr '\n' '|')"
