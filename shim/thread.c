@@ -52,6 +52,8 @@
 #include "internal.h"
 #include "shim/shim.h"
 
+_Static_assert(CF_SANDBOX_MAX_THREADS == CF_VM_MAX_VCPUS, "the fd budget counts a vCPU and a wake fd per thread");
+
 /* ---- the lock and the context switch ---- */
 
 static void ctx_out(struct sb *sb, struct task *t)

@@ -64,9 +64,12 @@ struct cf_sandbox_opts {
 #define CF_SANDBOX_MAX_FILES 256
 /* Host fds a sandbox holds beyond its open files: its root (1), its VM
  * (/dev/kvm, the VM, the vCPU: 3), a transient one while it executes a /tmp
- * file or is parked (1), the uffd backend's userfaultfd (1), with margin. A
- * caller adds its own (the daemon: 3 memfds for stdio). */
-#define CF_SANDBOX_FIXED_FDS 8
+ * file or is parked (1), the uffd backend's userfaultfd (1), with margin
+ * (8); and per thread beyond the first, up to CF_SANDBOX_MAX_THREADS: its
+ * vCPU and its wake eventfd (2). A caller adds its own (the daemon: 3
+ * memfds for stdio). */
+#define CF_SANDBOX_MAX_THREADS 31 /* vmm.h CF_VM_MAX_VCPUS */
+#define CF_SANDBOX_FIXED_FDS (8 + 2 * (CF_SANDBOX_MAX_THREADS - 1))
 
 /* A sandbox's environment (shim/env.c): the default, then each of set[0..n)
  * in order: "K=V" sets K (replacing the default's or an earlier K), "K"
