@@ -66,13 +66,15 @@ enum {
   BOX_OPT_STRACE,
   BOX_OPT_NO_SECCOMP,
   BOX_OPT_USER,
+  BOX_OPT_CPUS,
   BOX_OPT_END
 };
 #define BOX_OPTS                                                                                                       \
   {"root", required_argument, 0, BOX_OPT_ROOT}, {"env", required_argument, 0, BOX_OPT_ENV},                            \
       {"hostname", required_argument, 0, BOX_OPT_HOSTNAME}, {"mem", required_argument, 0, BOX_OPT_MEM},                \
       {"timeout", required_argument, 0, BOX_OPT_TIMEOUT}, {"strace", no_argument, 0, BOX_OPT_STRACE},           \
-      {"no-seccomp", no_argument, 0, BOX_OPT_NO_SECCOMP}, {"user", required_argument, 0, BOX_OPT_USER}
+      {"no-seccomp", no_argument, 0, BOX_OPT_NO_SECCOMP}, {"user", required_argument, 0, BOX_OPT_USER},          \
+      {"cpus", required_argument, 0, BOX_OPT_CPUS}
 
 /* Option c (getopt_long's, argument optarg) if it is one of BOX_OPTS or -v,
  * into o and env: -1 if c is none of them, EXIT_OK if taken, or the exit
@@ -94,6 +96,15 @@ static int box_opt(const struct cli_cmd *cmd, int c, struct cf_sandbox_opts *o, 
   case BOX_OPT_STRACE:
     o->strace = true;
     return EXIT_OK;
+  case BOX_OPT_CPUS: {
+    char *end;
+    errno = 0;
+    long n = strtol(optarg, &end, 10);
+    if (errno || *end || end == optarg || n < 1 || n > CF_SANDBOX_MAX_THREADS)
+      return cli_usage(cmd, "bad --cpus '%s' (1-%d)", optarg, CF_SANDBOX_MAX_THREADS);
+    o->cpus = (unsigned)n;
+    return EXIT_OK;
+  }
   case BOX_OPT_NO_SECCOMP:
     cf_seccomp_set(false);
     return EXIT_OK;
@@ -647,6 +658,9 @@ out:
   "  --env K=V     set K in the program's environment (repeatable); --env K\n"     \
   "                passes this command's value of K (nothing when unset)\n"        \
   "  --hostname NAME  the sandbox's hostname (uname -n; default cowfork)\n"        \
+  "  --cpus N      vCPUs that run the program's threads at once (1-31, default\n" \
+  "                2; more threads take turns); what sched_getaffinity and\n"    \
+  "                /proc/cpuinfo show\n"                                          \
   "\n"                                                                           \
   "The environment is a clean default, never this command's: PATH=/usr/local/\n"  \
   "sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin, HOME=/root (uid 0) or /,\n" \
@@ -662,8 +676,8 @@ out:
 const struct cli_cmd cli_sandbox_cmds[] = {
     {"run", "run a Linux program in a micro-VM sandbox",
      "Usage: cowfork run [--root NAME|DIR] [--mem SIZE] [--timeout S] [--cpu-limit S] [--strace] [-v]\n"
-     "                   [--copy-files] [--env K=V|K]... [--hostname NAME] [--no-seccomp]\n"
-     "                   [--user NAME] -- PROGRAM [ARGS...]\n"
+     "                   [--copy-files] [--env K=V|K]... [--hostname NAME] [--cpus N]\n"
+     "                   [--no-seccomp] [--user NAME] -- PROGRAM [ARGS...]\n"
      "\n"
      "Run an x86-64 Linux PROGRAM (a path inside the root; static, or dynamic with\n"
      "its interpreter and libraries from the root) in a KVM micro-VM\n"
@@ -685,7 +699,7 @@ const struct cli_cmd cli_sandbox_cmds[] = {
     {"template create", "run a program to its ready point and save it as a template",
      "Usage: cowfork template create NAME [--root NAME|DIR] [--mem SIZE] [--ready stdin|MARKER]\n"
      "                               [--timeout S] [--strace] [-v] [--env K=V|K]...\n"
-     "                               [--hostname NAME] [--no-seccomp] [--user NAME]\n"
+     "                               [--hostname NAME] [--cpus N] [--no-seccomp] [--user NAME]\n"
      "                               -- PROGRAM [ARGS...]\n"
      "\n"
      "Run PROGRAM in a sandbox (stdin /dev/null, stdout and stderr this command's)\n"

@@ -268,11 +268,19 @@ static void gen_mounts(struct sb *sb, struct vbuf *b, int arg)
                "tmpfs /tmp tmpfs rw,nosuid,nodev 0 0\n");
 }
 
-/* The host's first CPU, as the sandbox's only one. */
+static void gen_cpuinfo_one(struct vbuf *b, int cpu, int ncpu);
+
+/* The host's first CPU, once for each of the sandbox's CPUs (sb_cpus),
+ * numbered from 0. */
 static void gen_cpuinfo(struct sb *sb, struct vbuf *b, int arg)
 {
-  (void)sb;
   (void)arg;
+  for (int cpu = 0; cpu < sb_cpus(sb); cpu++)
+    gen_cpuinfo_one(b, cpu, sb_cpus(sb));
+}
+
+static void gen_cpuinfo_one(struct vbuf *b, int cpu, int ncpu)
+{
   FILE *f = fopen("/proc/cpuinfo", "re");
   char line[4096];
   bool any = false;
@@ -286,17 +294,21 @@ static void gen_cpuinfo(struct sb *sb, struct vbuf *b, int arg)
     while (kl && (line[kl - 1] == ' ' || line[kl - 1] == '\t'))
       kl--;
     snprintf(key, sizeof key, "%.*s", (int)(kl < sizeof key ? kl : sizeof key - 1), line);
-    static const char *const zero[] = {"processor", "physical id", "core id", "apicid", "initial apicid"};
-    static const char *const one[] = {"siblings", "cpu cores"};
+    static const char *const idx[] = {"processor", "core id", "apicid", "initial apicid"};
+    static const char *const count[] = {"siblings", "cpu cores"};
     bool done = false;
-    for (size_t i = 0; i < sizeof zero / sizeof *zero && !done; i++)
-      if (strcmp(key, zero[i]) == 0) {
-        vb_printf(b, "%.*s: 0\n", (int)(colon - line), line);
+    if (strcmp(key, "physical id") == 0) {
+      vb_printf(b, "%.*s: 0\n", (int)(colon - line), line);
+      done = true;
+    }
+    for (size_t i = 0; i < sizeof idx / sizeof *idx && !done; i++)
+      if (strcmp(key, idx[i]) == 0) {
+        vb_printf(b, "%.*s: %d\n", (int)(colon - line), line, cpu);
         done = true;
       }
-    for (size_t i = 0; i < sizeof one / sizeof *one && !done; i++)
-      if (strcmp(key, one[i]) == 0) {
-        vb_printf(b, "%.*s: 1\n", (int)(colon - line), line);
+    for (size_t i = 0; i < sizeof count / sizeof *count && !done; i++)
+      if (strcmp(key, count[i]) == 0) {
+        vb_printf(b, "%.*s: %d\n", (int)(colon - line), line, ncpu);
         done = true;
       }
     if (!done)
@@ -305,7 +317,7 @@ static void gen_cpuinfo(struct sb *sb, struct vbuf *b, int arg)
   if (f)
     fclose(f);
   if (!any)
-    vb_printf(b, "processor\t: 0\nvendor_id\t: unknown\nmodel name\t: unknown\n");
+    vb_printf(b, "processor\t: %d\nvendor_id\t: unknown\nmodel name\t: unknown\n", cpu);
   vb_printf(b, "\n");
 }
 
@@ -339,9 +351,11 @@ static void gen_stat(struct sb *sb, struct vbuf *b, int arg)
   (void)arg;
   uint64_t busy = guest_cpu_ns(sb) / 10000000, up = (uint64_t)(uptime_s(sb) * 100);
   uint64_t idle = up > busy ? up - busy : 0;
-  for (int i = 0; i < 2; i++)
-    vb_printf(b, "%s %llu 0 0 %llu 0 0 0 0 0 0\n", i ? "cpu0" : "cpu ", (unsigned long long)busy,
-              (unsigned long long)idle);
+  int n = sb_cpus(sb);
+  vb_printf(b, "cpu  %llu 0 0 %llu 0 0 0 0 0 0\n", (unsigned long long)busy, (unsigned long long)(idle * n));
+  for (int i = 0; i < n; i++) /* the busy time is not kept per CPU: the first has it */
+    vb_printf(b, "cpu%d %llu 0 0 %llu 0 0 0 0 0 0\n", i, (unsigned long long)(i ? 0 : busy),
+              (unsigned long long)(i ? up : idle));
   vb_printf(b, "intr 0\nctxt 0\nbtime %lld\nprocesses 1\nprocs_running 1\nprocs_blocked 0\nsoftirq 0\n",
             (long long)time(NULL) - (long long)uptime_s(sb));
 }

@@ -277,9 +277,12 @@ void task_run(struct sb *sb, struct task *t)
   struct cf_vm_exit ex;
   while (!sb->exited && !sb->paused && !sb->timed_out && !(t && t->exited)) {
     struct cf_vm *vm = sb->vm;
+    if (!cpu_get(sb, t))
+      break;
     task_unlock(sb);
     int rc = cf_vm_run(vm, &ex);
     task_lock(sb, t);
+    cpu_put(sb, t);
     if (rc < 0) {
       snprintf(sb->report, sizeof sb->report, "the VM failed: %s", cf_error());
       sb->vm_broken = true;
@@ -463,6 +466,7 @@ struct cf_sandbox *cf_sandbox_new(const struct cf_sandbox_opts *opts)
   sb->rootfd = -1;
   pthread_mutex_init(&sb->lock, NULL);
   pthread_cond_init(&sb->task_cv, NULL);
+  pthread_cond_init(&sb->cpu_cv, NULL);
   sb->pid = sb->tid = 2;
   sb->uid = (int)getuid();
   sb->gid = (int)getgid();

@@ -103,6 +103,7 @@ struct task {
   bool woken;           /* its wakefd fired in the last task_block */
   bool exited;          /* its exit ran (or the sandbox ended under it) */
   bool done;            /* its host thread left the shim */
+  bool on_cpu;          /* counted in sb->cpu_running (in or about to be in KVM_RUN) */
   uint64_t cpu_ns;      /* its host thread's CPU time when done */
   /* context (ctx_in/ctx_out) */
   uint64_t sigmask, tpending, saved_mask;
@@ -142,6 +143,11 @@ struct sb {
   struct task *tasks[CF_VM_MAX_VCPUS];
   struct task *cur;
   int ntasks, nlive, next_tid;
+  /* vCPUs in KVM_RUN (at most sb_cpus) and the queue of tasks waiting for
+   * one: tickets served in order (thread.c cpu_get) */
+  int cpu_running;
+  uint64_t cpu_head, cpu_tail;
+  pthread_cond_t cpu_cv;
   uint64_t cpu_dead_ns;     /* CPU time of the tasks whose threads ended */
   struct fwaiter *futex_waiters;
 
@@ -448,6 +454,12 @@ void task_lock(struct sb *sb, struct task *t);
 void task_unlock(struct sb *sb);
 /* Threads alive (1 before the program made a second one). */
 int task_live(const struct sb *sb);
+/* The sandbox's vCPUs that run at once (opts->cpus). */
+int sb_cpus(const struct sb *sb);
+/* Around the running task's KVM_RUN: wait for one of the sandbox's CPUs
+ * (false: the task or the sandbox ended meanwhile), give it back. */
+bool cpu_get(struct sb *sb, struct task *t);
+void cpu_put(struct sb *sb, struct task *t);
 /* Sleep with the lock released until a host fd of fds is ready (their
  * revents set; the count), the timeout (ns; -1 none) passes or a wake or
  * host signal comes (0). -errno of ppoll. */

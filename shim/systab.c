@@ -249,7 +249,7 @@ static const struct sys_ent table[NSYS] = {
     E(201, time, sys_time, "P", 0, FULL, ""),
     E(202, futex, sys_futex, "PiuPPu", SF_BLOCK, PARTIAL, "WAIT, WAKE, *_BITSET, REQUEUE, CMP_REQUEUE, WAKE_OP between threads; private futexes only (one process); PI ops ENOSYS"),
     E(203, sched_setaffinity, NULL, "iuP", 0, ABSENT, "ENOSYS"),
-    E(204, sched_getaffinity, sys_sched_getaffinity, "iuP", 0, PARTIAL, "one CPU"),
+    E(204, sched_getaffinity, sys_sched_getaffinity, "iuP", 0, FULL, "the sandbox's CPUs (--cpus, default 2)"),
     E(205, set_thread_area, NULL, NULL, 0, ABSENT, "ENOSYS"),
     E(206, io_setup, NULL, NULL, 0, ABSENT, "ENOSYS"),
     E(207, io_destroy, NULL, NULL, 0, ABSENT, "ENOSYS"),

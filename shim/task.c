@@ -552,11 +552,22 @@ long sys_getrandom(struct sb *sb, const uint64_t a[6], long nr)
   return n < 0 ? -errno : n;
 }
 
+/* sched_getaffinity(pid, len, mask): the sandbox's CPUs (sb_cpus), for
+ * this process or any of its threads. Linux's checks: a length shorter
+ * than its CPU mask or not a multiple of 8 is EINVAL. */
 long sys_sched_getaffinity(struct sb *sb, const uint64_t a[6], long nr)
 {
-  if (A(1) < 8)
+  int pid = (int)A(0);
+  bool known = pid == 0 || pid == sb->pid || pid == sb->tid;
+  for (int i = 0; i < CF_VM_MAX_VCPUS && !known; i++)
+    known = sb->tasks[i] && sb->tasks[i]->tid == pid && !sb->tasks[i]->exited;
+  if (pid < 0)
     return -EINVAL;
-  uint64_t mask = 1;
+  if (!known)
+    return -ESRCH;
+  if (A(1) < 8 || A(1) % 8)
+    return -EINVAL;
+  uint64_t mask = sb_cpus(sb) >= 64 ? ~0ull : (1ull << sb_cpus(sb)) - 1;
   return mm_copy_out(sb, A(2), &mask, 8) < 0 ? -EFAULT : 8;
 }
 

@@ -82,15 +82,21 @@ static void ctx_in(struct sb *sb, struct task *t)
   sb->vm = t->vm;
 }
 
-void task_lock(struct sb *sb, struct task *t)
+/* The lock is held: make t the running task. */
+static void switch_to(struct sb *sb, struct task *t)
 {
-  pthread_mutex_lock(&sb->lock);
   if (t && sb->cur != t) {
     if (sb->cur)
       ctx_out(sb, sb->cur);
     ctx_in(sb, t);
     sb->cur = t;
   }
+}
+
+void task_lock(struct sb *sb, struct task *t)
+{
+  pthread_mutex_lock(&sb->lock);
+  switch_to(sb, t);
 }
 
 void task_unlock(struct sb *sb) { pthread_mutex_unlock(&sb->lock); }
@@ -137,6 +143,70 @@ void task_kick_all(struct sb *sb)
 }
 
 int task_live(const struct sb *sb) { return sb->ntasks ? sb->nlive : 1; }
+
+int sb_cpus(const struct sb *sb)
+{
+  unsigned n = sb->opts ? sb->opts->cpus : 0;
+  return !n ? CF_SANDBOX_DEFAULT_CPUS : n > CF_VM_MAX_VCPUS ? CF_VM_MAX_VCPUS : (int)n;
+}
+
+/* ---- CPUs: at most sb_cpus vCPUs in KVM_RUN at once ----
+ * A task takes a ticket and waits until it is the first in line and a CPU
+ * is free; one that waits a time slice (10 ms) kicks the tasks on a CPU,
+ * which give theirs back at that exit and queue behind it: round robin.
+ * One thread alone (t NULL) never waits. */
+
+bool cpu_get(struct sb *sb, struct task *t)
+{
+  if (!t)
+    return true;
+  int n = sb_cpus(sb);
+  if (sb->cpu_running < n && sb->cpu_head == sb->cpu_tail) {
+    sb->cpu_running++;
+    t->on_cpu = true;
+    return true;
+  }
+  uint64_t me = sb->cpu_tail++;
+  bool ok = true;
+  while (sb->cpu_head != me || sb->cpu_running >= n) {
+    if (sb->exited || sb->timed_out || t->exited || sb->paused) {
+      ok = false;
+      break;
+    }
+    struct timespec dl;
+    clock_gettime(CLOCK_REALTIME, &dl);
+    dl.tv_nsec += 10000000;
+    if (dl.tv_nsec >= 1000000000) {
+      dl.tv_sec++;
+      dl.tv_nsec -= 1000000000;
+    }
+    int e = pthread_cond_timedwait(&sb->cpu_cv, &sb->lock, &dl);
+    switch_to(sb, t);
+    if (e == ETIMEDOUT && sb->cpu_head == me)
+      for (int i = 0; i < CF_VM_MAX_VCPUS; i++)
+        if (sb->tasks[i] && sb->tasks[i]->on_cpu)
+          task_kick(sb->tasks[i]);
+  }
+  /* Our turn (or we leave): the next in line may go. */
+  while (sb->cpu_head <= me) /* a ticket of a task that left is served too */
+    sb->cpu_head++;
+  pthread_cond_broadcast(&sb->cpu_cv);
+  if (ok) {
+    sb->cpu_running++;
+    t->on_cpu = true;
+  }
+  return ok;
+}
+
+void cpu_put(struct sb *sb, struct task *t)
+{
+  if (!t || !t->on_cpu)
+    return;
+  t->on_cpu = false;
+  sb->cpu_running--;
+  if (sb->cpu_head != sb->cpu_tail)
+    pthread_cond_broadcast(&sb->cpu_cv);
+}
 
 long task_block(struct sb *sb, struct pollfd *fds, unsigned long n, int64_t timeout_ns)
 {

@@ -50,6 +50,21 @@ grep -q "^30 of 40 threads alive at once; then EAGAIN" "$TMP/s.out" && [ "$src" 
   fail "the 32nd thread alive at once should fail with EAGAIN: $src $(cat "$TMP/s.out" "$TMP/s.err")"
 echo "ok   past 31 threads alive at once pthread_create fails with EAGAIN and the program goes on"
 
+# --cpus: what the program sees, and threads taking turns on fewer CPUs
+# than they need (two threads spin-waiting for each other on one CPU end
+# only because the running one is preempted after its time slice).
+n=$("$T" affinity)
+[ "$n" = "sched_getaffinity: $(nproc) CPUs" ] || fail "native affinity: $n"
+if [ "$(nproc)" = 2 ]; then same "sched_getaffinity (default --cpus 2 = this machine's)" "$T" affinity; fi
+got=$(timeout 60 "$COWFORK" run --root / --cpus 3 -- "$T" affinity 2>&1) && [ "$got" = "sched_getaffinity: 3 CPUs" ] ||
+  fail "--cpus 3: $got"
+got=$(timeout 60 "$COWFORK" run --root / --cpus 3 -- /bin/grep -c ^processor /proc/cpuinfo 2>&1) && [ "$got" = 3 ] ||
+  fail "--cpus 3: /proc/cpuinfo lists $got"
+got=$(timeout 120 "$COWFORK" run --root / --cpus 1 -- "$T" pingpong 2>&1) && [ "$got" = "20 turns each between two spinning threads" ] ||
+  fail "--cpus 1 pingpong: $got"
+"$COWFORK" run --root / --cpus 0 -- /bin/true 2>/dev/null && fail "--cpus 0 should be refused"
+echo "ok   --cpus: sched_getaffinity and /proc/cpuinfo show N; two spinning threads share one CPU by time slices"
+
 # Python
 py='import threading, concurrent.futures as cf
 r = []

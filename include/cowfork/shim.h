@@ -57,7 +57,13 @@ struct cf_sandbox_opts {
    * max_files + CF_SANDBOX_FIXED_FDS host fds (docs/sandbox.md, "Limits").
    * cf_template_fork: the child's own (the template's is not kept). */
   unsigned max_files;
+  /* vCPUs that run the program's threads at once (--cpus): 1 ..
+   * CF_SANDBOX_MAX_THREADS; 0: CF_SANDBOX_DEFAULT_CPUS. What
+   * sched_getaffinity, /proc/cpuinfo and /proc/stat show; more threads than
+   * this take turns (time slices of 10 ms). */
+  unsigned cpus;
 };
+#define CF_SANDBOX_DEFAULT_CPUS 2
 
 #define CF_DEFAULT_HOSTNAME "cowfork"
 /* The guest fd table's size: the largest max_files. */

@@ -335,6 +335,41 @@ static int hold(int n)
   return 0;
 }
 
+/* The CPUs this process may run on. */
+static int affinity(void)
+{
+  cpu_set_t s;
+  if (sched_getaffinity(0, sizeof s, &s) < 0)
+    return 1;
+  printf("sched_getaffinity: %d CPUs\n", CPU_COUNT(&s));
+  return 0;
+}
+
+/* Two threads spin-wait for each other's turn (no system call): with one
+ * CPU this ends only if the running one is preempted. */
+static _Atomic int turn;
+static void *ping(void *arg)
+{
+  int me = (int)(long)arg;
+  for (int i = 0; i < 20; i++) {
+    while (turn != me)
+      ;
+    turn = !me;
+  }
+  return NULL;
+}
+
+static int pingpong(void)
+{
+  pthread_t a, b;
+  pthread_create(&a, NULL, ping, (void *)0L);
+  pthread_create(&b, NULL, ping, (void *)1L);
+  pthread_join(a, NULL);
+  pthread_join(b, NULL);
+  printf("20 turns each between two spinning threads\n");
+  return 0;
+}
+
 int main(int argc, char **argv)
 {
   setvbuf(stdout, NULL, _IOLBF, 0);
@@ -359,6 +394,10 @@ int main(int argc, char **argv)
     return semaphore();
   if (!strcmp(m, "exit"))
     return exit_thread();
+  if (!strcmp(m, "affinity"))
+    return affinity();
+  if (!strcmp(m, "pingpong"))
+    return pingpong();
   if (!strcmp(m, "hold"))
     return hold(argc > 2 ? atoi(argv[2]) : 40);
   if (!strcmp(m, "main-exit"))
