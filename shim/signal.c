@@ -68,6 +68,7 @@ void sig_raise(struct sb *sb, int sig)
     return; /* Linux drops an ignored signal that is not blocked */
   sb->pending |= bit;
   sb->pending_kernel |= bit;
+  wake_all(sb); /* a signalfd, a sigtimedwait may wait for it */
 }
 
 bool sig_deliverable(struct sb *sb)
@@ -269,11 +270,9 @@ void sig_fault(struct sb *sb, int sig, int code, uint64_t addr, struct cf_vm_reg
     kill_sandbox(sb, SIGKILL);
 }
 
-/* The next pending, unblocked signal (taken off the pending set) and its
- * si_code; 0 if none. */
-static int take_signal(struct sb *sb, int *code)
+int sig_take(struct sb *sb, uint64_t set, int *code)
 {
-  uint64_t ready = sb->pending & ~sb->sigmask;
+  uint64_t ready = sb->pending & set;
   if (!ready)
     return 0;
   int sig = __builtin_ctzll(ready) + 1;
@@ -283,6 +282,10 @@ static int take_signal(struct sb *sb, int *code)
   sb->pending_kernel &= ~bit;
   return sig;
 }
+
+/* The next pending, unblocked signal (taken off the pending set) and its
+ * si_code; 0 if none. */
+static int take_signal(struct sb *sb, int *code) { return sig_take(sb, ~sb->sigmask, code); }
 
 /* Run again the system call nr the program just made (rip back over the
  * 2-byte SYSCALL instruction), with the user registers u. */
@@ -381,6 +384,7 @@ static long do_kill(struct sb *sb, int sig)
   if (sig == 0)
     return 0;
   sb->pending |= 1ull << (sig - 1);
+  wake_all(sb);
   if (sig == SIGKILL || sig == SIGSTOP) {
     kill_sandbox(sb, SIGKILL);
     return 0;

@@ -238,9 +238,12 @@ long sig_poll(struct sb *sb, struct pollfd *fds, unsigned long n, int timeout_ms
       return k;
     if (k < 0 && errno != EINTR)
       return -errno;
+    uint64_t p0 = sb->pending;
     itimer_poll(sb);
     if (sb->exited || sb->timed_out || sig_deliverable(sb))
       return -EINTR;
+    if (sb->pending != p0)
+      return 0; /* a blocked signal came: a signalfd may be ready now */
     if (timeout_ms >= 0 && mono_ns() >= deadline)
       return 0;
   }
