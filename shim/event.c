@@ -71,6 +71,7 @@
 #define EPOLLEXCLUSIVE_OK_BITS (EPOLLIN | EPOLLOUT | EPOLLERR | EPOLLHUP | EPOLLWAKEUP | EPOLLET | EPOLLEXCLUSIVE)
 #define EP_MAX_NESTS 4
 #define EP_MAX_EVENTS (INT32_MAX / (int)sizeof(struct epoll_event))
+#define USER_TOP 0x7ffffffff000ull /* Linux's TASK_SIZE on x86-64 (4-level paging) */
 #define UNKILLABLE ((1ull << (SIGKILL - 1)) | (1ull << (SIGSTOP - 1)))
 
 struct epitem {
@@ -895,7 +896,7 @@ long sys_epoll_ctl(struct sb *sb, const uint64_t a[6], long nr)
 
 struct ep_ctx {
   struct epoll *ep;
-  struct epoll_event *out; /* host memory, max entries */
+  uint64_t out; /* guest address of max entries */
   int max;
 };
 
@@ -910,7 +911,13 @@ static long epoll_scan(struct sb *sb, void *ctx, struct hostset *h)
     if (!fresh)
       continue;
     struct epoll_event e = {.events = (uint16_t)rev, .data.u64 = it->data};
-    memcpy(&c->out[n], &e, sizeof e);
+    /* Linux checks the buffer when it writes an event: a bad one is
+     * EFAULT for the first, the end of the list for a later one */
+    if (mm_copy_out(sb, c->out + (uint64_t)n * sizeof e, &e, sizeof e) < 0) {
+      if (!n)
+        return -EFAULT;
+      break;
+    }
     it->last = rev;
     it->seen_in = it->f->wake_in;
     it->seen_out = it->f->wake_out;
@@ -945,15 +952,16 @@ long sys_epoll_wait(struct sb *sb, const uint64_t a[6], long nr)
     return r;
   if (max <= 0 || max > EP_MAX_EVENTS)
     return mask_out(sb, swapped, -EINVAL);
-  struct epoll_event *out = mm_ptr(sb, A(1), (uint64_t)max * sizeof *out, PROT_WRITE);
-  if (!out)
+  /* access_ok: the buffer lies in user space (its pages are checked as
+   * events are written) */
+  if (A(1) + (uint64_t)max * sizeof(struct epoll_event) > USER_TOP || A(1) > USER_TOP)
     return mask_out(sb, swapped, -EFAULT);
   struct file *f = fs_get(sb, epfd);
   if (!f)
     return mask_out(sb, swapped, -EBADF);
   if (f->type != F_EPOLL)
     return mask_out(sb, swapped, -EINVAL);
-  struct ep_ctx c = {f->ep, out, max};
+  struct ep_ctx c = {f->ep, A(1), max};
   return mask_out(sb, swapped, ready_wait(sb, epoll_scan, &c, ns, false));
 }
 

@@ -1,5 +1,5 @@
 /* Interval timers (setitimer, getitimer, alarm) and the waits a signal can
- * interrupt (nanosleep, futex, pause, sigsuspend, poll: task.c, signal.c, fs.c).
+ * interrupt (nanosleep, futex, pause, sigsuspend, poll: task.c, signal.c, event.c).
  *
  * Keeps sb->itimer[ITIMER_REAL, _VIRTUAL, _PROF]: an absolute expiry (0 =
  * disarmed) and an interval. REAL counts CLOCK_MONOTONIC; VIRTUAL and PROF
