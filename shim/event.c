@@ -38,9 +38,11 @@
  * entry's last report, or a wake-up counter of the file that moved
  * (f->wake_in/out: eventfd bumps them where Linux wakes its waiters). A
  * host pipe that receives more data while already readable is therefore no
- * new edge (Linux reports one). The list is kept in report order: an entry
- * reported goes to the back, so maxevents smaller than the ready count
- * rotates through them as Linux's ready list does. Nesting follows Linux's
+ * new edge (Linux reports one). The front of the list is Linux's ready
+ * list: an entry joins its back when it is found ready (at epoll_ctl, or by
+ * a scan: the order of wake-ups between two scans is not known), a reported
+ * level-triggered entry goes to its back again, so events come in Linux's
+ * order and maxevents smaller than the ready count rotates through them. Nesting follows Linux's
  * rules (ELOOP for a cycle or a chain deeper than 5 epolls), so file_poll's
  * recursion through nested epolls is bounded.
  *
@@ -82,7 +84,8 @@ struct epitem {
   uint64_t data;
   short last;          /* the ready bits of its last report (edges) */
   uint64_t seen_in, seen_out; /* f->wake_in/out at its last report */
-  struct epitem *prev, *next;   /* ep's list */
+  bool on_rdl;         /* on Linux's ready list: the front of ep's list */
+  struct epitem *prev, *next;   /* ep's list: the ready list in order, then the others */
   struct epitem *wprev, *wnext; /* f's watchers */
 };
 
@@ -686,6 +689,29 @@ static void item_append(struct epitem *it)
   ep->tail = it;
 }
 
+/* Onto the back of the ready list (after the last entry on it). */
+static void rdl_append(struct epitem *it)
+{
+  struct epoll *ep = it->ep;
+  item_unlink(it);
+  struct epitem *after = NULL;
+  for (struct epitem *x = ep->head; x && x->on_rdl; x = x->next)
+    after = x;
+  it->on_rdl = true;
+  it->prev = after;
+  it->next = after ? after->next : ep->head;
+  *(it->next ? &it->next->prev : &ep->tail) = it;
+  *(after ? &after->next : &ep->head) = it;
+}
+
+/* Off the ready list (to the back of the others). */
+static void rdl_remove(struct epitem *it)
+{
+  item_unlink(it);
+  it->on_rdl = false;
+  item_append(it);
+}
+
 static void item_free(struct epitem *it)
 {
   item_unlink(it);
@@ -890,6 +916,9 @@ long sys_epoll_ctl(struct sb *sb, const uint64_t a[6], long nr)
   it->last = 0;
   it->seen_in = tf->wake_in;
   it->seen_out = tf->wake_out;
+  bool fresh;
+  if (!it->on_rdl && item_poll(sb, it, &fresh, 1) && fresh)
+    rdl_append(it);
   wake_all(sb);
   return 0;
 }
@@ -900,16 +929,32 @@ struct ep_ctx {
   int max;
 };
 
+/* Linux's ep_send_events over an emulated ready list: entries that became
+ * ready since the last scan join its back (the wake-ups the shim has no
+ * queues for), then it is walked from the front: an entry no longer ready
+ * leaves it, a reported level-triggered one goes to its back, a reported
+ * edge-triggered or one-shot one leaves it. */
 static long epoll_scan(struct sb *sb, void *ctx, struct hostset *h)
 {
   struct ep_ctx *c = ctx;
-  struct epitem *done[MAX_FDS * 2];
-  int n = 0;
-  for (struct epitem *it = c->ep->head; it && n < c->max && n < (int)(sizeof done / sizeof done[0]); it = it->next) {
-    bool fresh;
+  struct epoll *ep = c->ep;
+  bool fresh;
+  for (struct epitem *it = ep->head, *next; it; it = next) {
+    next = it->next;
+    if (!it->on_rdl && item_poll(sb, it, &fresh, 1) && fresh)
+      rdl_append(it);
+  }
+  struct epitem *rdl[MAX_FDS * 4], *back[MAX_FDS * 4];
+  int nr = 0, nb = 0, n = 0;
+  for (struct epitem *it = ep->head; it && it->on_rdl && nr < (int)(sizeof rdl / sizeof rdl[0]); it = it->next)
+    rdl[nr++] = it;
+  for (int i = 0; i < nr && n < c->max; i++) {
+    struct epitem *it = rdl[i];
     short rev = item_poll(sb, it, &fresh, 1);
-    if (!fresh)
+    if (!fresh) {
+      rdl_remove(it);
       continue;
+    }
     struct epoll_event e = {.events = (uint16_t)rev, .data.u64 = it->data};
     /* Linux checks the buffer when it writes an event: a bad one is
      * EFAULT for the first, the end of the list for a later one */
@@ -918,20 +963,21 @@ static long epoll_scan(struct sb *sb, void *ctx, struct hostset *h)
         return -EFAULT;
       break;
     }
+    n++;
     it->last = rev;
     it->seen_in = it->f->wake_in;
     it->seen_out = it->f->wake_out;
     if (it->events & EPOLLONESHOT)
       it->events &= EP_PRIVATE_BITS;
-    done[n++] = it;
+    if (it->events & (EPOLLET | EPOLLONESHOT))
+      rdl_remove(it);
+    else
+      back[nb++] = it;
   }
-  /* Reported entries go to the back: the next wait starts with the others. */
-  for (int i = 0; i < n; i++) {
-    item_unlink(done[i]);
-    item_append(done[i]);
-  }
+  for (int i = 0; i < nb; i++)
+    rdl_append(back[i]);
   if (!n)
-    collect(c->ep->self, POLLIN, h, 0);
+    collect(ep->self, POLLIN, h, 0);
   return n;
 }
 

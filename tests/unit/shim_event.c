@@ -507,6 +507,28 @@ static void test_epoll(void)
   s_ctl(sq, EPOLL_CTL_ADD, sp[0], EPOLLIN | EPOLLET, 0x77);
   n_ctl(nq, EPOLL_CTL_ADD, np[0], EPOLLIN | EPOLLET, 0x77);
   SAME_WAIT(sq, nq, 4, 0, "empty pipe");
+  {
+    /* the order of Linux's ready list: an entry ready since ADD first, one
+     * woken later after it (tests/sandbox-events.sh found this) */
+    int sr = (int)S2(SYS_eventfd2, 1, EFD_NONBLOCK), nr_ = eventfd(1, EFD_NONBLOCK);
+    int sq2 = (int)S1(SYS_epoll_create1, 0), nq2 = epoll_create1(0);
+    s_ctl(sq2, EPOLL_CTL_ADD, sr, EPOLLIN, 0xe1);
+    n_ctl(nq2, EPOLL_CTL_ADD, nr_, EPOLLIN, 0xe1);
+    s_ctl(sq2, EPOLL_CTL_ADD, sp[0], EPOLLIN | EPOLLET, 0xb1);
+    n_ctl(nq2, EPOLL_CTL_ADD, np[0], EPOLLIN | EPOLLET, 0xb1);
+    SAME_WAIT(sq2, nq2, 4, 0, "order: the eventfd");
+    S3(SYS_write, sp[1], gs("z"), 1);
+    if (write(np[1], "z", 1) != 1)
+      abort();
+    SAME_WAIT(sq2, nq2, 4, 0, "order: the eventfd, then the pipe woken after it");
+    S3(SYS_read, sp[0], galloc(NULL, 1), 1);
+    if (read(np[0], &c, 1) != 1)
+      abort();
+    S1(SYS_close, sq2);
+    close(nq2);
+    S1(SYS_close, sr);
+    close(nr_);
+  }
   S3(SYS_write, sp[1], gs("y"), 1);
   if (write(np[1], "y", 1) != 1)
     abort();
