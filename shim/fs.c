@@ -103,6 +103,7 @@ void file_unref(struct file *f)
 {
   if (--f->refs > 0)
     return;
+  event_release(f);
   if (f->hostfd >= 0)
     close(f->hostfd);
   if (f->node)
@@ -113,7 +114,7 @@ void file_unref(struct file *f)
 }
 
 /* The lowest free fd >= min below RLIMIT_NOFILE (fd_limit), or -EMFILE. */
-static int fd_install(struct sb *sb, struct file *f, int min, bool cloexec)
+int fd_install(struct sb *sb, struct file *f, int min, bool cloexec)
 {
   for (int i = min, n = fd_limit(sb); i < n; i++)
     if (!sb->fds[i]) {
@@ -396,6 +397,17 @@ static long file_stat(struct sb *sb, struct file *f, struct stat *st)
     virt_stat(sb, v, st);
     return 0;
   }
+  case F_EVENTFD:
+  case F_SIGNALFD:
+  case F_EPOLL:
+    /* Linux's anonymous inode: mode 0600 and no file type, owned by root */
+    memset(st, 0, sizeof *st);
+    st->st_mode = S_IRUSR | S_IWUSR;
+    st->st_nlink = 1;
+    st->st_blksize = 4096;
+    st->st_dev = makedev(0, 14);
+    st->st_ino = 1;
+    return 0;
   }
   return -EBADF;
 }
@@ -437,6 +449,8 @@ static long reopen_fd(struct sb *sb, struct file *of, int flags, unsigned mode, 
   if ((acc != O_WRONLY && oacc == O_WRONLY) || (acc != O_RDONLY && oacc == O_RDONLY))
     return -EACCES;
   struct file *f = NULL;
+  if (of->type == F_EVENTFD || of->type == F_SIGNALFD || of->type == F_EPOLL)
+    return -ENXIO; /* an anonymous inode cannot be opened again (Linux) */
   if (of->type == F_HOST && (of->stdio >= 0 || of->path[0] != '/')) {
     int h = fcntl(of->hostfd, F_DUPFD_CLOEXEC, 3);
     if (h < 0)
@@ -572,7 +586,20 @@ static long open_abs(struct sb *sb, char *abs, int flags, unsigned mode, struct 
   return 0;
 }
 
+static long do_read_held(struct sb *sb, struct file *f, uint64_t buf, uint64_t len, int64_t off);
+
+/* A read or write may block and release the lock (thread.c): the file is
+ * held meanwhile, so that another thread's close does not free it under
+ * the call (Linux holds it too). */
 static long do_read(struct sb *sb, struct file *f, uint64_t buf, uint64_t len, int64_t off)
+{
+  f->refs++;
+  long r = do_read_held(sb, f, buf, len, off);
+  file_unref(f);
+  return r;
+}
+
+static long do_read_held(struct sb *sb, struct file *f, uint64_t buf, uint64_t len, int64_t off)
 {
   if ((f->flags & O_ACCMODE) == O_WRONLY)
     return -EBADF;
@@ -592,8 +619,6 @@ static long do_read(struct sb *sb, struct file *f, uint64_t buf, uint64_t len, i
       while ((r = sig_poll(sb, &pf, 1, -1)) == -EAGAIN)
         ;
       if (r < 0)
-        return r;
-      if (r == SYS_NORETURN)
         return r;
       if (!(p = mm_ptr(sb, buf, len, PROT_WRITE)))
         return -EFAULT;
@@ -617,11 +642,25 @@ static long do_read(struct sb *sb, struct file *f, uint64_t buf, uint64_t len, i
     if (r > 0 && off < 0)
       f->off += (uint64_t)r;
     return r;
+  case F_EVENTFD:
+  case F_SIGNALFD:
+  case F_EPOLL:
+    return off >= 0 ? -ESPIPE : event_read(sb, f, buf, len);
   }
   return -EBADF;
 }
 
+static long do_write_held(struct sb *sb, struct file *f, uint64_t buf, uint64_t len, int64_t off);
+
 static long do_write(struct sb *sb, struct file *f, uint64_t buf, uint64_t len, int64_t off)
+{
+  f->refs++;
+  long r = do_write_held(sb, f, buf, len, off);
+  file_unref(f);
+  return r;
+}
+
+static long do_write_held(struct sb *sb, struct file *f, uint64_t buf, uint64_t len, int64_t off)
 {
   if ((f->flags & O_ACCMODE) == O_RDONLY)
     return -EBADF;
@@ -657,6 +696,10 @@ static long do_write(struct sb *sb, struct file *f, uint64_t buf, uint64_t len, 
       f->off = o + (uint64_t)r;
     return r;
   }
+  case F_EVENTFD:
+  case F_SIGNALFD:
+  case F_EPOLL:
+    return off >= 0 ? -ESPIPE : event_write(sb, f, p, len);
   }
   return -EBADF;
 }
@@ -919,6 +962,7 @@ static const struct flock_ent *lock_conflict(struct sb *sb, const struct flock_e
  * the range are replaced. 0, -EAGAIN (conflict) or -ENOLCK. */
 static long lock_set(struct sb *sb, const struct flock_ent *q)
 {
+  wake_all(sb); /* a lock that goes or shrinks may end another thread's wait */
   if (q->type != F_UNLCK && lock_conflict(sb, q))
     return -EAGAIN;
   if (sb->nlocks + 2 > sb->caplocks) {
@@ -980,6 +1024,7 @@ static bool file_key(struct sb *sb, struct file *f, uint64_t *dev, uint64_t *ino
 /* fd is being closed (f its file, refs not yet dropped). */
 static void locks_on_close(struct sb *sb, struct file *f)
 {
+  wake_all(sb);
   uint64_t dev, ino;
   if (!sb->nlocks || !file_key(sb, f, &dev, &ino))
     return;
@@ -1148,164 +1193,6 @@ static long do_ioctl(struct sb *sb, int fd, unsigned long req, uint64_t arg)
   if (ioctl(f->hostfd, req, tmp) < 0)
     return -errno;
   return mm_copy_out(sb, arg, tmp, sz);
-}
-
-/* poll(2) over host memory p[n]. A wait with nothing to wait for on the
- * host (only /tmp files, /dev/null: always ready) sleeps its timeout. */
-static long poll_fds(struct sb *sb, struct pollfd *p, uint64_t n, int timeout_ms)
-{
-  struct pollfd host[MAX_FDS];
-  long ready = 0;
-  bool need_host = false;
-  for (uint64_t i = 0; i < n; i++) {
-    struct file *f = fs_get(sb, p[i].fd);
-    host[i] = (struct pollfd){.fd = -1};
-    p[i].revents = 0;
-    if (p[i].fd < 0)
-      continue;
-    if (!f) {
-      p[i].revents = POLLNVAL;
-      ready++;
-    } else if (f->type == F_HOST) {
-      host[i] = (struct pollfd){.fd = f->hostfd, .events = p[i].events};
-      need_host = true;
-    } else {
-      p[i].revents = p[i].events & (POLLIN | POLLOUT | POLLRDNORM | POLLWRNORM);
-      if (p[i].revents)
-        ready++;
-    }
-  }
-  if (need_host || (!ready && timeout_ms != 0)) { /* timer.c: a signal interrupts the wait */
-    long r;
-    uint64_t dl = timeout_ms > 0 ? mono_ns() + (uint64_t)timeout_ms * 1000000 : 0;
-    int left = ready ? 0 : timeout_ms;
-    while ((r = sig_poll(sb, host, n, left)) == -EAGAIN) { /* another task woke it: nothing here changes */
-      if (timeout_ms > 0) {
-        uint64_t now = mono_ns();
-        left = now >= dl ? 0 : (int)((dl - now + 999999) / 1000000);
-      }
-    }
-    if (r < 0)
-      return r;
-    for (uint64_t i = 0; i < n; i++)
-      if (host[i].fd >= 0 && host[i].revents) {
-        p[i].revents = host[i].revents;
-        ready++;
-      }
-  }
-  return ready;
-}
-
-static long do_poll(struct sb *sb, uint64_t fds, uint64_t n, int timeout_ms)
-{
-  if (n > (uint64_t)fd_limit(sb))
-    return -EINVAL;
-  struct pollfd *p = mm_ptr(sb, fds, n * sizeof *p, PROT_READ | PROT_WRITE);
-  if (!p && n)
-    return -EFAULT;
-  return poll_fds(sb, p, n, timeout_ms);
-}
-
-/* select/pselect6 over poll: the fd sets are read, every set fd must be
- * open (else EBADF, as Linux), the sets are rewritten with the ready ones,
- * and the timeout (select's timeval, pselect6's timespec) gets the time
- * left. pselect6's signal mask is checked, not applied (as ppoll here: one
- * thread, signals are delivered after the call). */
-static long do_select(struct sb *sb, long nr, const uint64_t a[6])
-{
-  int64_t nfds = (int)A(0); /* an int: the upper half of the register is not looked at */
-  if (nfds < 0)
-    return -EINVAL;
-  if (nfds > 16384)
-    nfds = 16384; /* Linux clips nfds to its fd table's size; this is far above MAX_FDS */
-  uint64_t words = ((uint64_t)nfds + 63) / 64;
-  uint64_t in[3][256] = {{0}};
-  for (int k = 0; k < 3; k++)
-    if (A(1 + k) && words && mm_copy_in(sb, in[k], A(1 + k), words * 8) < 0)
-      return -EFAULT;
-  int timeout_ms = -1;
-  struct timespec ts = {0};
-  if (A(4)) {
-    if (nr == SYS_select) {
-      struct timeval tv;
-      if (mm_copy_in(sb, &tv, A(4), sizeof tv) < 0)
-        return -EFAULT;
-      if (tv.tv_sec < 0 || tv.tv_usec < 0)
-        return -EINVAL;
-      ts.tv_sec = tv.tv_sec + tv.tv_usec / 1000000;
-      ts.tv_nsec = tv.tv_usec % 1000000 * 1000;
-    } else {
-      if (mm_copy_in(sb, &ts, A(4), sizeof ts) < 0)
-        return -EFAULT;
-      if (ts.tv_sec < 0 || ts.tv_nsec < 0 || ts.tv_nsec >= 1000000000)
-        return -EINVAL;
-    }
-    uint64_t ms = (uint64_t)ts.tv_sec * 1000 + ((uint64_t)ts.tv_nsec + 999999) / 1000000;
-    timeout_ms = ms > INT32_MAX ? INT32_MAX : (int)ms;
-  }
-  if (nr == SYS_pselect6 && A(5)) {
-    uint64_t sig[2]; /* { const sigset_t *ss; size_t ss_len } */
-    if (mm_copy_in(sb, sig, A(5), sizeof sig) < 0)
-      return -EFAULT;
-    uint64_t mask;
-    if (sig[0] && (sig[1] != 8 || mm_copy_in(sb, &mask, sig[0], 8) < 0))
-      return sig[1] != 8 ? -EINVAL : -EFAULT;
-  }
-  struct pollfd p[MAX_FDS];
-  uint64_t n = 0;
-  for (int64_t fd = 0; fd < nfds; fd++) {
-    short ev = 0;
-    if (in[0][fd / 64] >> (fd % 64) & 1)
-      ev |= POLLIN;
-    if (in[1][fd / 64] >> (fd % 64) & 1)
-      ev |= POLLOUT;
-    if (in[2][fd / 64] >> (fd % 64) & 1)
-      ev |= POLLPRI;
-    if (!ev)
-      continue;
-    if (!fs_get(sb, (int)fd))
-      return -EBADF;
-    p[n++] = (struct pollfd){.fd = (int)fd, .events = ev};
-  }
-  struct timespec t0, t1;
-  clock_gettime(CLOCK_MONOTONIC, &t0);
-  long r = poll_fds(sb, p, n, timeout_ms);
-  if (r < 0)
-    return r;
-  uint64_t out[3][256] = {{0}};
-  long count = 0;
-  for (uint64_t i = 0; i < n; i++) {
-    int fd = p[i].fd;
-    short re = p[i].revents;
-    bool rd = (p[i].events & POLLIN) && (re & (POLLIN | POLLHUP | POLLERR));
-    bool wr = (p[i].events & POLLOUT) && (re & (POLLOUT | POLLERR));
-    bool ex = (p[i].events & POLLPRI) && (re & POLLPRI);
-    if (rd)
-      out[0][fd / 64] |= 1ull << (fd % 64);
-    if (wr)
-      out[1][fd / 64] |= 1ull << (fd % 64);
-    if (ex)
-      out[2][fd / 64] |= 1ull << (fd % 64);
-    count += rd + wr + ex;
-  }
-  for (int k = 0; k < 3; k++)
-    if (A(1 + k) && words && mm_copy_out(sb, A(1 + k), out[k], words * 8) < 0)
-      return -EFAULT;
-  if (A(4)) {
-    clock_gettime(CLOCK_MONOTONIC, &t1);
-    int64_t left = (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec -
-                   ((int64_t)(t1.tv_sec - t0.tv_sec) * 1000000000 + (t1.tv_nsec - t0.tv_nsec));
-    if (left < 0 || count == 0)
-      left = 0;
-    if (nr == SYS_select) {
-      struct timeval tv = {left / 1000000000, left % 1000000000 / 1000};
-      mm_copy_out(sb, A(4), &tv, sizeof tv);
-    } else {
-      struct timespec tl = {left / 1000000000, left % 1000000000};
-      mm_copy_out(sb, A(4), &tl, sizeof tl);
-    }
-  }
-  return count;
 }
 
 static long do_unlink(struct sb *sb, int dirfd, uint64_t gpath, int flags)
@@ -1765,8 +1652,8 @@ long sys_lseek(struct sb *sb, const uint64_t a[6], long nr)
     off_t o = lseek(f->hostfd, off, wh);
     return o < 0 ? -errno : o;
   }
-  if (f->type == F_DEV)
-    return 0;
+  if (f->type == F_DEV || f->type == F_EVENTFD || f->type == F_SIGNALFD || f->type == F_EPOLL)
+    return 0; /* noop_llseek */
   if (f->type == F_VDIR) { /* an entry index, as tmpfs directories */
     if (wh != SEEK_SET && wh != SEEK_CUR)
       return -EINVAL;
@@ -1922,29 +1809,6 @@ long sys_ioctl(struct sb *sb, const uint64_t a[6], long nr)
 {
   int fd = (int)A(0);
   return do_ioctl(sb, fd, A(1), A(2));
-}
-
-long sys_poll(struct sb *sb, const uint64_t a[6], long nr)
-{
-  return do_poll(sb, A(0), A(1), (int)A(2));
-}
-
-long sys_ppoll(struct sb *sb, const uint64_t a[6], long nr)
-{
-  int ms = -1;
-  if (A(2)) {
-    struct timespec ts;
-    if (mm_copy_in(sb, &ts, A(2), sizeof ts) < 0)
-      return -EFAULT;
-    ms = (int)(ts.tv_sec * 1000 + ts.tv_nsec / 1000000);
-  }
-  return do_poll(sb, A(0), A(1), ms);
-}
-
-/* select, pselect6 */
-long sys_select(struct sb *sb, const uint64_t a[6], long nr)
-{
-  return do_select(sb, nr, a);
 }
 
 /* There are no sockets in a sandbox (socket(2) is EACCES): on any fd the
@@ -2118,8 +1982,9 @@ int fs_load_cwd(struct sb *sb, struct rbuf *r, const char *name)
 
 /* The /tmp tree (tmpfs.c tmp_save), every distinct open file once (host
  * files by path, flags and offset; the sandbox's stdio as such; /tmp files
- * by node), then the fd table referring to them. -1 + cf_error (ENOTSUP:
- * an open pipe, a shared /tmp mapping). */
+ * by node; eventfd, signalfd and epoll files with their state, event.c
+ * event_save), then the fd table referring to them. -1 + cf_error
+ * (ENOTSUP: an open pipe, a shared /tmp mapping, an epoll entry of a pipe). */
 int fs_save(struct sb *sb, struct wbuf *w)
 {
   /* Files: each distinct struct file once, fds refer to them by index. */
@@ -2159,6 +2024,8 @@ int fs_save(struct sb *sb, struct wbuf *w)
       off = o < 0 ? 0 : (uint64_t)o;
     }
     w_u64(w, off);
+    if ((f->type == F_EVENTFD || f->type == F_SIGNALFD || f->type == F_EPOLL) && event_save(sb, f, w) < 0)
+      return -1;
   }
   int nfd = 0;
   for (int i = 0; i < MAX_FDS; i++)
@@ -2209,7 +2076,7 @@ int fs_load(struct sb *sb, struct rbuf *r, const char *name)
     int64_t stdio = (int64_t)r_u64(r);
     r_str(r, buf, sizeof buf);
     uint64_t node = r_u64(r), off = r_u64(r);
-    if (r->err || type > F_VDIR || stdio < -1 || stdio > 2 || node > nnodes)
+    if (r->err || type > F_LAST || stdio < -1 || stdio > 2 || node > nnodes)
       BAD("bad file table");
     struct file *f = NULL;
     int fl = (int)(flags & (O_ACCMODE | O_APPEND | O_NONBLOCK));
@@ -2255,6 +2122,14 @@ int fs_load(struct sb *sb, struct rbuf *r, const char *name)
       f = file_new((enum file_type)type, (int)h, fl, buf);
       if (!f)
         close((int)h);
+    } else if (type == F_EVENTFD || type == F_SIGNALFD || type == F_EPOLL) {
+      if (!(f = file_new((enum file_type)type, -1, fl, buf))) {
+        cf_fail(ENOMEM, "out of memory");
+        goto err;
+      }
+      files[i] = f;
+      if (event_load(sb, f, r, nf) < 0)
+        BAD("bad event file");
     } else if (type == F_TMP || type == F_TMPDIR) {
       if (!node || tmp_is_dir(nodes[node - 1]) != (type == F_TMPDIR))
         BAD("bad file table");
@@ -2273,6 +2148,8 @@ int fs_load(struct sb *sb, struct rbuf *r, const char *name)
     }
     files[i] = f;
   }
+  if (event_link_all(sb, files, nf) < 0)
+    BAD("bad epoll entries");
   /* Unlinked nodes no file took: cannot happen from save_state; drop them. */
   for (size_t i = 1; i < nnodes; i++)
     if (nodes[i] && !tmp_is_linked(nodes[i]) && tmp_refs(nodes[i]) == 0) {

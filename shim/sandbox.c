@@ -138,6 +138,8 @@ static bool fd0_pollin(struct sb *sb, long nr, const uint64_t a[6])
         return true;
     return false;
   }
+  if (nr == SYS_epoll_wait || nr == SYS_epoll_pwait || nr == SYS_epoll_pwait2)
+    return epoll_watches_fd0(sb, (int)a[0]);
   /* select, pselect6: nfds > 0 and bit 0 of readfds */
   if ((int64_t)a[0] <= 0 || !a[1])
     return false;

@@ -58,9 +58,13 @@ static inline bool vmas_equal(const struct vma *a, int na, const struct vma *b, 
 
 /* F_DEV: a device of the sandbox's /dev (null, zero, full, random, urandom;
  * state files of version <= 2 call it F_NULL: /dev/null); F_VIRT, F_VDIR: a
- * generated file and a directory of its /proc or /dev (proc.c). The values
+ * generated file and a directory of its /proc or /dev (proc.c); F_EVENTFD,
+ * F_SIGNALFD, F_EPOLL: the shim's own event files (event.c). The values
  * are saved in state files. */
-enum file_type { F_HOST, F_DIR, F_TMP, F_TMPDIR, F_DEV, F_VIRT, F_VDIR };
+enum file_type { F_HOST, F_DIR, F_TMP, F_TMPDIR, F_DEV, F_VIRT, F_VDIR, F_EVENTFD, F_SIGNALFD, F_EPOLL };
+#define F_LAST F_EPOLL
+struct epoll;  /* an epoll instance's interest list (event.c) */
+struct epitem; /* one entry of it */
 struct vent; /* an entry of /proc or /dev (proc.c) */
 
 struct tnode; /* a file or directory of the in-sandbox /tmp */
@@ -81,6 +85,16 @@ struct file {
   int varg;            /* F_VIRT: the entry's fd number, if any */
   char *vdata;         /* F_VIRT: the text generated at open */
   size_t vlen;
+  uint64_t count;      /* F_EVENTFD: the counter */
+  bool semaphore;      /* F_EVENTFD: EFD_SEMAPHORE */
+  uint64_t sigset;     /* F_SIGNALFD: the signals it reads (bit sig-1) */
+  struct epoll *ep;    /* F_EPOLL: its interest list */
+  /* The epoll entries that watch this file (event.c; they hold no
+   * reference: the last close of the file removes them, as on Linux), and
+   * its wake-up counters (readable, writable: bumped by the shim's own
+   * files when a waiter would be woken) for edge-triggered entries. */
+  struct epitem *watchers;
+  uint64_t wake_in, wake_out;
 };
 
 struct ksigaction {
@@ -350,6 +364,8 @@ int fs_open_host(struct sb *sb, int dirfd, const char *path, int flags);
 struct file *fs_get(struct sb *sb, int fd);
 struct file *file_new(enum file_type t, int hostfd, int flags, const char *path);
 void file_unref(struct file *f);
+/* Put f at the lowest free fd >= min below fd_limit: the fd, or -EMFILE. */
+int fd_install(struct sb *sb, struct file *f, int min, bool cloexec);
 /* openat2 under the root (RESOLVE_IN_ROOT): host fd or -errno. */
 long host_openat2(struct sb *sb, const char *abs, int flags);
 /* Append one linux_dirent64 record (d_ino ino, d_off next_off, d_type
@@ -405,10 +421,12 @@ sys_fn sys_brk, sys_madvise, sys_mlock, sys_mmap, sys_mprotect, sys_mremap, sys_
 sys_fn sys_access, sys_chdir, sys_chmod, sys_close, sys_connect, sys_creat, sys_dup, sys_dup2, sys_faccessat,
     sys_faccessat2, sys_fchdir, sys_fcntl, sys_fgetxattr, sys_flock, sys_fstat, sys_fsync, sys_ftruncate, sys_getcwd,
     sys_getdents64, sys_getxattr, sys_ioctl, sys_lseek, sys_mkdir, sys_mkdirat, sys_newfstatat, sys_open, sys_openat,
-    sys_pipe, sys_poll, sys_ppoll, sys_pread64, sys_preadv, sys_preadv2, sys_pwrite64, sys_read, sys_readlink,
-    sys_readlinkat, sys_readv, sys_rename, sys_renameat, sys_rmdir, sys_select, sys_sendfile, sys_setxattr,
+    sys_pipe, sys_pread64, sys_preadv, sys_preadv2, sys_pwrite64, sys_read, sys_readlink,
+    sys_readlinkat, sys_readv, sys_rename, sys_renameat, sys_rmdir, sys_sendfile, sys_setxattr,
     sys_socket, sys_stat, sys_statfs, sys_statx, sys_truncate, sys_umask, sys_unlink, sys_unlinkat, sys_write,
     sys_writev;
+/* event.c */
+sys_fn sys_epoll_create, sys_epoll_ctl, sys_epoll_wait, sys_eventfd, sys_poll, sys_ppoll, sys_select, sys_signalfd;
 /* signal.c */
 sys_fn sys_kill, sys_pause, sys_rt_sigaction, sys_rt_sigpending, sys_rt_sigprocmask, sys_rt_sigreturn,
     sys_rt_sigsuspend, sys_sigaltstack, sys_tgkill, sys_tkill;
@@ -428,7 +446,36 @@ void rlim_get(struct sb *sb, int res, struct rlimit *rl);
  * MAX_FDS. */
 int fd_limit(struct sb *sb);
 
+/* event.c: readiness, eventfd, signalfd, epoll */
+struct wbuf;
+struct rbuf;
+/* What f is ready for now: poll(2)'s revents with every event asked
+ * (POLLIN, POLLOUT, POLLPRI, POLLRDHUP, the NORM/BAND bits, POLLERR,
+ * POLLHUP), as Linux's file poll gives them. One case per file kind: poll,
+ * select and epoll all use it. */
+short file_poll(struct sb *sb, struct file *f);
+/* read/write of F_EVENTFD, F_SIGNALFD, F_EPOLL (p: host memory, len bytes). */
+/* Read into the program's buf (the wait may release the lock: the buffer
+ * is written after it, through mm_copy_out). */
+long event_read(struct sb *sb, struct file *f, uint64_t buf, uint64_t len);
+long event_write(struct sb *sb, struct file *f, const void *p, uint64_t len);
+/* The file's last reference went: drop the epoll entries watching it (and
+ * an epoll's own entries). From file_unref. */
+void event_release(struct file *f);
+/* Whether fd 0 is in epoll fd epfd's interest list for reading (the stdin
+ * pause point of epoll_wait). */
+bool epoll_watches_fd0(struct sb *sb, int epfd);
+/* State files: an event file's own part after its file record (fs_save,
+ * fs_load); then, once every file is loaded, the epoll entries linked.
+ * files: the loaded files by index. -1 on a malformed record. */
+int event_save(struct sb *sb, struct file *f, struct wbuf *w);
+int event_load(struct sb *sb, struct file *f, struct rbuf *r, uint64_t nfiles);
+int event_link_all(struct sb *sb, struct file **files, uint64_t nfiles);
+
 /* signal.c */
+/* Take the lowest pending signal in set off the pending set: its number
+ * and *code (SI_USER or SI_KERNEL), 0 if none is pending. */
+int sig_take(struct sb *sb, uint64_t set, int *code);
 /* A synchronous fault at user state u: run the handler or end the sandbox. */
 void sig_fault(struct sb *sb, int sig, int code, uint64_t addr, struct cf_vm_regs *u);
 /* A signal raised by the shim (a timer): pending, or dropped when ignored. */
@@ -521,7 +568,9 @@ long sig_wait(struct sb *sb, clockid_t clk, const struct timespec *deadline);
 /* poll(2) of host fds (fd -1: none) with a timeout in ms (-1: none) that
  * signals interrupt (-EINTR); -EAGAIN when another task woke it; ends the
  * sandbox (SYS_NORETURN) when nothing can end it (no host fd, no timeout,
- * no timer, no other thread). The lock is released while it sleeps. */
+ * no timer, no other thread). The lock is released while it sleeps. > 0: a
+ * host fd is ready; 0: the timeout passed or a timer raised a signal (shim
+ * state changed: the caller checks its readiness again). */
 long sig_poll(struct sb *sb, struct pollfd *fds, unsigned long n, int timeout_ms);
 /* Another task's wait may have become ready (shim state it waits on
  * changed): wake every blocked task of the sandbox so it re-checks. */

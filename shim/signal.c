@@ -78,7 +78,7 @@ void sig_raise(struct sb *sb, int sig)
   sb->pending |= bit;
   sb->pending_kernel |= bit;
   if (sb->ntasks)
-    task_kick_all(sb);
+    task_kick_all(sb); /* every task looks; a signalfd, a sigtimedwait may wait for it */
 }
 
 bool sig_deliverable(struct sb *sb)
@@ -281,11 +281,9 @@ void sig_fault(struct sb *sb, int sig, int code, uint64_t addr, struct cf_vm_reg
     kill_sandbox(sb, SIGKILL);
 }
 
-/* The next pending, unblocked signal (taken off the pending set) and its
- * si_code; 0 if none. */
-static int take_signal(struct sb *sb, int *code)
+int sig_take(struct sb *sb, uint64_t set, int *code)
 {
-  uint64_t own = sb->tpending & ~sb->sigmask, ready = own ? own : sb->pending & ~sb->sigmask;
+  uint64_t own = sb->tpending & set, ready = own ? own : sb->pending & set;
   if (!ready)
     return 0;
   int sig = __builtin_ctzll(ready) + 1;
@@ -300,6 +298,10 @@ static int take_signal(struct sb *sb, int *code)
   sb->pending_kernel &= ~bit;
   return sig;
 }
+
+/* The next pending, unblocked signal (taken off the pending set) and its
+ * si_code; 0 if none. */
+static int take_signal(struct sb *sb, int *code) { return sig_take(sb, ~sb->sigmask, code); }
 
 /* Run again the system call nr the program just made (rip back over the
  * 2-byte SYSCALL instruction), with the user registers u. */

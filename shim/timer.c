@@ -1,5 +1,5 @@
 /* Interval timers (setitimer, getitimer, alarm) and the waits a signal can
- * interrupt (nanosleep, futex, pause, sigsuspend, poll: task.c, signal.c, fs.c).
+ * interrupt (nanosleep, futex, pause, sigsuspend, poll: task.c, signal.c, event.c).
  *
  * Keeps sb->itimer[ITIMER_REAL, _VIRTUAL, _PROF]: an absolute expiry (0 =
  * disarmed) and an interval. REAL counts CLOCK_MONOTONIC; VIRTUAL and PROF
@@ -244,9 +244,12 @@ long sig_poll(struct sb *sb, struct pollfd *fds, unsigned long n, int timeout_ms
       return k;
     if (task_take_wake(sb))
       return -EAGAIN;
+    uint64_t p0 = sb->pending;
     itimer_poll(sb);
     if (sb->exited || sb->timed_out || sig_deliverable(sb))
       return -EINTR;
+    if (sb->pending != p0)
+      return 0; /* a blocked signal came: a signalfd may be ready now */
     if (timeout_ms >= 0 && mono_ns() >= deadline)
       return 0;
   }

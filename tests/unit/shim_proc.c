@@ -214,7 +214,8 @@ static void test_system_files(void)
 {
   diag("cpuinfo, meminfo, uptime, loadavg, stat, sys/kernel");
   const char *s = gread("/proc/cpuinfo");
-  ok(strncmp(s, "processor\t: 0\n", 14) == 0 && !strstr(s, "processor\t: 1"), "cpuinfo: one processor, 0");
+  ok(strncmp(s, "processor\t: 0\n", 14) == 0 && strstr(s, "\nprocessor\t: 1\n") && !strstr(s, "processor\t: 2"),
+     "cpuinfo: the sandbox's CPUs (default 2), 0 and 1");
   s = gread("/proc/meminfo");
   ok(strncmp(s, "MemTotal:          65536 kB\n", 28) == 0, "meminfo: MemTotal is the sandbox's 64 MiB");
   double up = -1, idle = -1;
@@ -222,8 +223,9 @@ static void test_system_files(void)
   double l[3];
   ok(sscanf(gread("/proc/loadavg"), "%lf %lf %lf", &l[0], &l[1], &l[2]) == 3, "loadavg: three numbers");
   s = gread("/proc/stat");
-  ok(strncmp(s, "cpu  ", 5) == 0 && strstr(s, "\ncpu0 ") && !strstr(s, "\ncpu1 ") && strstr(s, "\nbtime "),
-     "stat: cpu, cpu0 only, btime");
+  ok(strncmp(s, "cpu  ", 5) == 0 && strstr(s, "\ncpu0 ") && strstr(s, "\ncpu1 ") && !strstr(s, "\ncpu2 ") &&
+         strstr(s, "\nbtime "),
+     "stat: cpu, cpu0 and cpu1 (default 2 CPUs), btime");
   char u1[64], u2[64];
   snprintf(u1, sizeof u1, "%s", gread("/proc/sys/kernel/random/uuid"));
   snprintf(u2, sizeof u2, "%s", gread("/proc/sys/kernel/random/uuid"));
