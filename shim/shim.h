@@ -157,10 +157,11 @@ struct sb {
   struct task *tasks[CF_VM_MAX_VCPUS];
   struct task *cur;
   int ntasks, nlive, next_tid;
-  /* vCPUs in KVM_RUN (at most sb_cpus) and the queue of tasks waiting for
-   * one: tickets served in order (thread.c cpu_get) */
+  /* vCPUs in KVM_RUN (at most sb_cpus) and the tasks waiting for one, in
+   * order (thread.c cpu_get) */
   int cpu_running;
-  uint64_t cpu_head, cpu_tail;
+  struct task *cpu_q[CF_VM_MAX_VCPUS];
+  int cpu_nq;
   pthread_cond_t cpu_cv;
   uint64_t cpu_dead_ns;     /* CPU time of the tasks whose threads ended */
   struct fwaiter *futex_waiters;

@@ -151,24 +151,24 @@ int sb_cpus(const struct sb *sb)
 }
 
 /* ---- CPUs: at most sb_cpus vCPUs in KVM_RUN at once ----
- * A task takes a ticket and waits until it is the first in line and a CPU
- * is free; one that waits a time slice (10 ms) kicks the tasks on a CPU,
- * which give theirs back at that exit and queue behind it: round robin.
- * One thread alone (t NULL) never waits. */
+ * A task queues (sb->cpu_q, in order) and waits until it is the first in
+ * line and a CPU is free; one that waits a time slice (10 ms) first in line
+ * kicks the tasks on a CPU, which give theirs back at that exit and queue
+ * behind it: round robin. One thread alone (t NULL) never waits. */
 
 bool cpu_get(struct sb *sb, struct task *t)
 {
   if (!t)
     return true;
   int n = sb_cpus(sb);
-  if (sb->cpu_running < n && sb->cpu_head == sb->cpu_tail) {
+  if (sb->cpu_running < n && !sb->cpu_nq) {
     sb->cpu_running++;
     t->on_cpu = true;
     return true;
   }
-  uint64_t me = sb->cpu_tail++;
+  sb->cpu_q[sb->cpu_nq++] = t; /* at most one entry per task: room for all */
   bool ok = true;
-  while (sb->cpu_head != me || sb->cpu_running >= n) {
+  while (sb->cpu_q[0] != t || sb->cpu_running >= n) {
     if (sb->exited || sb->timed_out || t->exited || sb->paused) {
       ok = false;
       break;
@@ -182,14 +182,16 @@ bool cpu_get(struct sb *sb, struct task *t)
     }
     int e = pthread_cond_timedwait(&sb->cpu_cv, &sb->lock, &dl);
     switch_to(sb, t);
-    if (e == ETIMEDOUT && sb->cpu_head == me)
+    if (e == ETIMEDOUT && sb->cpu_q[0] == t)
       for (int i = 0; i < CF_VM_MAX_VCPUS; i++)
         if (sb->tasks[i] && sb->tasks[i]->on_cpu)
           task_kick(sb->tasks[i]);
   }
-  /* Our turn (or we leave): the next in line may go. */
-  while (sb->cpu_head <= me) /* a ticket of a task that left is served too */
-    sb->cpu_head++;
+  /* Our turn (or we leave): out of the line; the next may go. */
+  for (int i = 0, k = 0; i < sb->cpu_nq; i++)
+    if (sb->cpu_q[i] != t)
+      sb->cpu_q[k++] = sb->cpu_q[i];
+  sb->cpu_nq--;
   pthread_cond_broadcast(&sb->cpu_cv);
   if (ok) {
     sb->cpu_running++;
@@ -204,7 +206,7 @@ void cpu_put(struct sb *sb, struct task *t)
     return;
   t->on_cpu = false;
   sb->cpu_running--;
-  if (sb->cpu_head != sb->cpu_tail)
+  if (sb->cpu_nq)
     pthread_cond_broadcast(&sb->cpu_cv);
 }
 
