@@ -29,7 +29,9 @@ check() {
   local what=$1 st
   st=$(cat "$TMP/st")
   # the guest ran (it says its seed first): an error before it started is no pass
-  cat "$TMP/out" "$TMP/err" 2>/dev/null | grep -q "fuzz-syscalls: seed" ||
+  # (grep reads the files itself: `cat | grep -q` fails under pipefail when
+  # grep stops at the match and cat dies of SIGPIPE on a long output)
+  grep -aqs "fuzz-syscalls: seed" "$TMP/out" "$TMP/err" ||
     fail "$what: the fuzzer did not start (status $st): $(head -c 300 "$TMP/err")"
   if [ "$st" -lt 0 ] || grep -qE "AddressSanitizer|LeakSanitizer|runtime error:|cowfork: seccomp:" "$TMP/err" ||
      { [ "$st" -ge 128 ] && ! grep -qE "killed by SIG|timed out|CPU time limit" "$TMP/err"; }; then
