@@ -107,6 +107,8 @@ void file_unref(struct file *f)
     close(f->hostfd);
   if (f->node)
     tmp_unref(f->node);
+  if (f->timer)
+    timerfd_release(f);
   free(f->vdata);
   free(f->path);
   free(f);
@@ -123,6 +125,8 @@ static int fd_install(struct sb *sb, struct file *f, int min, bool cloexec)
     }
   return -EMFILE;
 }
+
+long fs_install(struct sb *sb, struct file *f, bool cloexec) { return fd_install(sb, f, 0, cloexec); }
 
 static void locks_on_close(struct sb *sb, struct file *f);
 
@@ -396,6 +400,14 @@ static long file_stat(struct sb *sb, struct file *f, struct stat *st)
     virt_stat(sb, v, st);
     return 0;
   }
+  case F_TIMERFD: /* an anonymous inode: mode 0600 and no file type, as Linux */
+    memset(st, 0, sizeof *st);
+    st->st_mode = S_IRUSR | S_IWUSR;
+    st->st_nlink = 1;
+    st->st_blksize = 4096;
+    st->st_uid = (uid_t)sb->uid;
+    st->st_gid = (gid_t)sb->gid;
+    return 0;
   }
   return -EBADF;
 }
@@ -603,6 +615,8 @@ static long do_read(struct sb *sb, struct file *f, uint64_t buf, uint64_t len, i
     if (r > 0 && off < 0)
       f->off += (uint64_t)r;
     return r;
+  case F_TIMERFD:
+    return off >= 0 ? -ESPIPE : timerfd_read(sb, f, p, len);
   }
   return -EBADF;
 }
@@ -628,6 +642,8 @@ static long do_write(struct sb *sb, struct file *f, uint64_t buf, uint64_t len, 
   case F_TMPDIR:
   case F_VDIR:
     return -EISDIR;
+  case F_TIMERFD:
+    return off >= 0 ? -ESPIPE : -EINVAL; /* no write, as Linux */
   case F_TMP: {
     uint64_t o = off >= 0 ? (uint64_t)off : f->off;
     if (off < 0 && (f->flags & O_APPEND)) {
@@ -1136,9 +1152,24 @@ static long do_ioctl(struct sb *sb, int fd, unsigned long req, uint64_t arg)
   return mm_copy_out(sb, arg, tmp, sz);
 }
 
+static long poll_once(struct sb *sb, struct pollfd *p, uint64_t n, int timeout_ms, uint64_t end, uint64_t *due);
+
 /* poll(2) over host memory p[n]. A wait with nothing to wait for on the
- * host (only /tmp files, /dev/null: always ready) sleeps its timeout. */
+ * host (only /tmp files, /dev/null: always ready) sleeps its timeout; a
+ * timerfd is ready when it has expired (timerfd_poll), and the wait is cut
+ * at its next expiry to look again. */
 static long poll_fds(struct sb *sb, struct pollfd *p, uint64_t n, int timeout_ms)
+{
+  uint64_t end = timeout_ms > 0 ? mono_ns() + (uint64_t)timeout_ms * 1000000 : 0;
+  for (;;) {
+    uint64_t due = 0; /* the earliest expiry of a polled timerfd */
+    long r = poll_once(sb, p, n, timeout_ms, end, &due);
+    if (r != 0 || !due || timeout_ms == 0 || (timeout_ms > 0 && mono_ns() >= end))
+      return r;
+  }
+}
+
+static long poll_once(struct sb *sb, struct pollfd *p, uint64_t n, int timeout_ms, uint64_t end, uint64_t *due)
 {
   struct pollfd host[MAX_FDS];
   long ready = 0;
@@ -1155,6 +1186,13 @@ static long poll_fds(struct sb *sb, struct pollfd *p, uint64_t n, int timeout_ms
     } else if (f->type == F_HOST) {
       host[i] = (struct pollfd){.fd = f->hostfd, .events = p[i].events};
       need_host = true;
+    } else if (f->type == F_TIMERFD) {
+      p[i].revents = p[i].events & timerfd_poll(sb, f);
+      if (p[i].revents)
+        ready++;
+      uint64_t d = timerfd_due(f);
+      if (d && (!*due || d < *due))
+        *due = d;
     } else {
       p[i].revents = p[i].events & (POLLIN | POLLOUT | POLLRDNORM | POLLWRNORM);
       if (p[i].revents)
@@ -1162,7 +1200,17 @@ static long poll_fds(struct sb *sb, struct pollfd *p, uint64_t n, int timeout_ms
     }
   }
   if (need_host || (!ready && timeout_ms != 0)) { /* timer.c: a signal interrupts the wait */
-    long r = sig_poll(sb, host, n, ready ? 0 : timeout_ms);
+    int ms = ready ? 0 : timeout_ms;
+    if (!ready && timeout_ms > 0) {
+      uint64_t now = mono_ns();
+      ms = end > now ? (int)((end - now + 999999) / 1000000) : 0;
+    }
+    if (!ready && *due) { /* until the timerfd's expiry at most */
+      uint64_t now = mono_ns(), left = *due > now ? (*due - now + 999999) / 1000000 : 0;
+      if (ms < 0 || left < (uint64_t)ms)
+        ms = (int)left;
+    }
+    long r = sig_poll(sb, host, n, ms);
     if (r < 0)
       return r;
     for (uint64_t i = 0; i < n; i++)
@@ -1743,7 +1791,7 @@ long sys_lseek(struct sb *sb, const uint64_t a[6], long nr)
     off_t o = lseek(f->hostfd, off, wh);
     return o < 0 ? -errno : o;
   }
-  if (f->type == F_DEV)
+  if (f->type == F_DEV || f->type == F_TIMERFD) /* timerfd: Linux's noop_llseek */
     return 0;
   if (f->type == F_VDIR) { /* an entry index, as tmpfs directories */
     if (wh != SEEK_SET && wh != SEEK_CUR)
@@ -2116,6 +2164,9 @@ int fs_save(struct sb *sb, struct wbuf *w)
       continue;
     if (f->type == F_HOST && f->stdio < 0 && strncmp(f->path, "pipe:", 5) == 0)
       return cf_fail(ENOTSUP, "fd %d is a pipe: a sandbox with an open pipe cannot be saved", i);
+    if (f->type == F_TIMERFD)
+      return cf_fail(ENOTSUP, "fd %d is a timerfd: a sandbox with an open timerfd cannot be saved (close it "
+                              "before the pause)", i);
     f->save_id = nf;
     files[nf++] = f;
     if (f->node)
