@@ -1,6 +1,16 @@
 /* Signals: dispositions, the blocked mask, pending signals, and delivery
  * onto the program's stack (one thread).
  *
+ * Pending signals: the set (sb->pending) and, for each pending instance, its
+ * siginfo in a queue (sb->sigq, sig_queue/sig_dequeue), as Linux keeps them:
+ * a standard signal pending already is not queued again, real-time ones
+ * queue (those sent by calls up to RLIMIT_SIGPENDING, SIGQ_MAX here; past it
+ * EAGAIN, or for kill() pending without info); the lowest is taken first,
+ * each signal's instances in order. A POSIX timer's instance names its timer
+ * (slot and gen): taken, it gets the overrun count; if the timer was reset
+ * or deleted since, it is dropped (Linux 6). The handler's frame and
+ * rt_sigtimedwait get the taken instance's siginfo.
+ *
  * Handlers run on the program's stack with a Linux rt_sigframe (ucontext +
  * siginfo + the XSAVE area, push_fpstate). A pending, unblocked signal is
  * delivered after a system call (signal_after_syscall) or at a kick exit

@@ -9,8 +9,8 @@
  * `cowfork syscalls` with docs/syscalls.md (cf_syscall_info).
  *
  * The handlers live with their subsystem: mm.c (memory), fs.c (files,
- * pipes, the socket calls), signal.c, timer.c (clocks, sleeps, interval
- * timers), task.c (process, identity, execve, futex, limits). Each returns
+ * pipes, the socket calls), signal.c, timer.c (clocks, sleeps, interval and
+ * POSIX timers, timerfd), task.c (process, identity, execve, futex, limits). Each returns
  * the Linux result (>= 0 or -errno) or SYS_NORETURN when it has set the
  * registers itself (rt_sigreturn, execve, a signal delivered to a handler).
  * A status other than FULL has a note that says what is missing; an absent

@@ -1,14 +1,21 @@
-/* Interval timers (setitimer, getitimer, alarm) and the waits a signal can
- * interrupt (nanosleep, futex, pause, sigsuspend, poll: task.c, signal.c, fs.c).
+/* Timers (setitimer, getitimer, alarm; POSIX timers; timerfd) and the waits
+ * a signal can interrupt (nanosleep, futex, pause, sigsuspend, poll,
+ * rt_sigtimedwait, a timerfd read: task.c, signal.c, fs.c).
  *
- * Keeps sb->itimer[ITIMER_REAL, _VIRTUAL, _PROF]: an absolute expiry (0 =
- * disarmed) and an interval. REAL counts CLOCK_MONOTONIC; VIRTUAL and PROF
- * count the guest's CPU time (guest_cpu_ns: the vCPU thread's CPU clock
- * during runs, which holds the time in KVM_RUN and the shim's service of
- * the calls; both timers count the same clock, a program cannot tell user
- * from system time here). An expired timer raises its signal (SIGALRM,
- * SIGVTALRM, SIGPROF) and re-arms with its interval; the overruns of one
- * late check are dropped, as Linux does for ITIMER_REAL.
+ * One list, sb->timers: slots 0-2 are ITIMER_REAL, _VIRTUAL, _PROF, the
+ * others POSIX timers and timerfds (kind). Each holds an absolute expiry (0 =
+ * disarmed) on its base clock, CLOCK_MONOTONIC or the guest's CPU time
+ * (guest_cpu_ns: the vCPU thread's CPU clock during runs, which holds the
+ * time in KVM_RUN and the shim's service of the calls; a program cannot tell
+ * user from system time here), and an interval. A program's clock maps onto
+ * a base when the timer is set: REALTIME, BOOTTIME and TAI expiries become
+ * monotonic ones (a host clock step after that does not move them), the CPU
+ * clocks count the guest's CPU time. One expiry path (itimer_poll) serves
+ * them all: an interval timer raises its signal (SI_KERNEL; the overruns of
+ * one late check are dropped, as Linux does), a POSIX timer queues its
+ * siginfo (SI_TIMER, si_value, si_timerid) or, while that is still queued,
+ * counts overruns (si_overrun when it is taken, timer_getoverrun), a timerfd
+ * counts expirations for its reads; each re-arms with its interval.
  *
  * Expiry is noticed at three places: after every system call
  * (signal_after_syscall, only when a timer is armed), at a kick exit (the
@@ -20,12 +27,13 @@
  * wait goes on, as on Linux.
  *
  * Paused sandboxes: a live sandbox between runs (paused, parked) keeps its
- * absolute ITIMER_REAL expiry, so wall time runs on while it waits, like a
+ * absolute monotonic expiries, so wall time runs on while it waits, like a
  * stopped process's; the CPU timers count only guest CPU time. A template
- * stores the remaining times (itimer_save) and every child starts counting
- * them again when it is made (itimer_load): the timers survive a snapshot
- * as they survive a CRIU dump and restore (Linux's fork would clear them in
- * a new process, but a child here is the same process resumed). */
+ * stores the remaining times (itimer_save, timers_save with the signal
+ * queue) and every child starts counting them again when it is made: the
+ * timers survive a snapshot as they survive a CRIU dump and restore (Linux's
+ * fork would clear them in a new process, but a child here is the same
+ * process resumed). A timerfd is not saved: fs_save refuses it by name. */
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
