@@ -154,9 +154,11 @@ static short file_poll_depth(struct sb *sb, struct file *f, int depth)
     return r;
   }
   case F_SIGNALFD:
-    return sb->pending & f->sigset ? POLLIN : 0;
+    return (sb->pending | sb->tpending) & f->sigset ? POLLIN : 0;
   case F_EPOLL:
     return epoll_ready(sb, f->ep, depth);
+  case F_TIMERFD:
+    return timerfd_poll(sb, f);
   }
   return POLLNVAL;
 }
@@ -820,6 +822,7 @@ static bool can_poll(struct file *f)
   case F_EVENTFD:
   case F_SIGNALFD:
   case F_EPOLL:
+  case F_TIMERFD:
     return true;
   }
   return false;

@@ -108,6 +108,8 @@ void file_unref(struct file *f)
     close(f->hostfd);
   if (f->node)
     tmp_unref(f->node);
+  if (f->timer)
+    timerfd_release(f);
   free(f->vdata);
   free(f->path);
   free(f);
@@ -124,6 +126,8 @@ int fd_install(struct sb *sb, struct file *f, int min, bool cloexec)
     }
   return -EMFILE;
 }
+
+long fs_install(struct sb *sb, struct file *f, bool cloexec) { return fd_install(sb, f, 0, cloexec); }
 
 static void locks_on_close(struct sb *sb, struct file *f);
 
@@ -400,6 +404,7 @@ static long file_stat(struct sb *sb, struct file *f, struct stat *st)
   case F_EVENTFD:
   case F_SIGNALFD:
   case F_EPOLL:
+  case F_TIMERFD:
     /* Linux's anonymous inode: mode 0600 and no file type, owned by root */
     memset(st, 0, sizeof *st);
     st->st_mode = S_IRUSR | S_IWUSR;
@@ -646,6 +651,8 @@ static long do_read_held(struct sb *sb, struct file *f, uint64_t buf, uint64_t l
   case F_SIGNALFD:
   case F_EPOLL:
     return off >= 0 ? -ESPIPE : event_read(sb, f, buf, len);
+  case F_TIMERFD:
+    return off >= 0 ? -ESPIPE : timerfd_read(sb, f, buf, len);
   }
   return -EBADF;
 }
@@ -681,6 +688,8 @@ static long do_write_held(struct sb *sb, struct file *f, uint64_t buf, uint64_t 
   case F_TMPDIR:
   case F_VDIR:
     return -EISDIR;
+  case F_TIMERFD:
+    return off >= 0 ? -ESPIPE : -EINVAL; /* no write, as Linux */
   case F_TMP: {
     uint64_t o = off >= 0 ? (uint64_t)off : f->off;
     if (off < 0 && (f->flags & O_APPEND)) {
@@ -1652,7 +1661,8 @@ long sys_lseek(struct sb *sb, const uint64_t a[6], long nr)
     off_t o = lseek(f->hostfd, off, wh);
     return o < 0 ? -errno : o;
   }
-  if (f->type == F_DEV || f->type == F_EVENTFD || f->type == F_SIGNALFD || f->type == F_EPOLL)
+  if (f->type == F_DEV || f->type == F_EVENTFD || f->type == F_SIGNALFD || f->type == F_EPOLL ||
+      f->type == F_TIMERFD)
     return 0; /* noop_llseek */
   if (f->type == F_VDIR) { /* an entry index, as tmpfs directories */
     if (wh != SEEK_SET && wh != SEEK_CUR)
@@ -2003,6 +2013,9 @@ int fs_save(struct sb *sb, struct wbuf *w)
       continue;
     if (f->type == F_HOST && f->stdio < 0 && strncmp(f->path, "pipe:", 5) == 0)
       return cf_fail(ENOTSUP, "fd %d is a pipe: a sandbox with an open pipe cannot be saved", i);
+    if (f->type == F_TIMERFD)
+      return cf_fail(ENOTSUP, "fd %d is a timerfd: a sandbox with an open timerfd cannot be saved (close it "
+                              "before the pause)", i);
     f->save_id = nf;
     files[nf++] = f;
     if (f->node)

@@ -183,9 +183,9 @@ static void gen_status(struct sb *sb, struct vbuf *b, int arg)
             (unsigned long long)kb, (unsigned long long)kb, (unsigned long long)kb, (unsigned long long)kb,
             (unsigned long long)((sb->brk_cur > sb->brk_start ? sb->brk_cur - sb->brk_start : 0) >> 10),
             (unsigned long long)(STACK_SIZE >> 10));
-  vb_printf(b, "Threads:\t1\nSigQ:\t0/%d\nSigPnd:\t%016llx\nShdPnd:\t%016llx\nSigBlk:\t%016llx\nSigIgn:\t%016llx\n"
+  vb_printf(b, "Threads:\t1\nSigQ:\t%d/%d\nSigPnd:\t%016llx\nShdPnd:\t%016llx\nSigBlk:\t%016llx\nSigIgn:\t%016llx\n"
                "SigCgt:\t%016llx\n",
-            63, (unsigned long long)sb->pending, 0ull, (unsigned long long)sb->sigmask,
+            sb->nsigq, SIGQ_MAX, (unsigned long long)sb->pending, 0ull, (unsigned long long)sb->sigmask,
             (unsigned long long)sig_set(sb, 0), (unsigned long long)sig_set(sb, 1));
   vb_printf(b, "CapInh:\t0000000000000000\nCapPrm:\t%s\nCapEff:\t%s\nCapBnd:\t000001ffffffffff\n"
                "CapAmb:\t0000000000000000\nNoNewPrivs:\t0\nSeccomp:\t0\nCpus_allowed:\t1\nCpus_allowed_list:\t0\n"

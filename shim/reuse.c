@@ -391,12 +391,17 @@ int reuse_check(struct sb *sb)
   wa.n = wb.n = 0;
   if (strcmp(sb->root, f->root) || strcmp(sb->program, f->program))
     FAIL("root/program differ");
-  if (sb->pending_kernel != f->pending_kernel)
-    FAIL("signal state differs");
-  for (int i = 0; i < 3; i++) /* expiries are absolute: only whether armed */
-    if (!sb->itimer[i].value != !f->itimer[i].value || sb->itimer[i].interval != f->itimer[i].interval ||
-        sb->cpu_ns != f->cpu_ns)
-      FAIL("interval timer %d differs", i);
+  if (sb->nsigq != f->nsigq || memcmp(sb->sigq, f->sigq, (size_t)sb->nsigq * sizeof *sb->sigq))
+    FAIL("signal queue differs");
+  if (sb->next_timer_id != f->next_timer_id || sb->cpu_ns != f->cpu_ns)
+    FAIL("timer state differs");
+  for (int i = 0; i < NTIMER; i++) { /* expiries are absolute: only whether armed */
+    const struct ktimer *p = &sb->timers[i], *q = &f->timers[i];
+    if (!p->value != !q->value || p->interval != q->interval || p->kind != q->kind || p->id != q->id ||
+        p->clock != q->clock || p->notify != q->notify || p->signo != q->signo || p->sigval != q->sigval ||
+        p->queued != q->queued || p->overrun != q->overrun || p->gen != q->gen)
+      FAIL("timer %d differs", i);
+  }
   if (sb->uid != f->uid || sb->gid != f->gid)
     FAIL("identity differs");
   if (sb->ready != f->ready || sb->eof_pause != f->eof_pause || sb->resume_pending != f->resume_pending ||

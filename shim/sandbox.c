@@ -380,9 +380,10 @@ static void install_alarm(void)
 
 void run_kick_install(void) { pthread_once(&alarm_once, install_alarm); }
 
-/* The program's interval timers (timer.c) during a run: host timers on this
- * thread at the next ITIMER_REAL expiry (CLOCK_MONOTONIC) and the next
- * VIRTUAL/PROF expiry (this thread's CPU clock, which KVM_RUN counts), made
+/* The program's timers (timer.c) during a run: host timers on this thread
+ * at the next expiry of a timer that signals on CLOCK_MONOTONIC (ITIMER_REAL,
+ * POSIX timers) and on the guest's CPU clock (ITIMER_VIRTUAL/PROF, POSIX
+ * timers of a CPU clock: this thread's CPU clock, which KVM_RUN counts), made
  * on first need, deleted at the run's end (run_timers_end). A timer that
  * cannot be made leaves the expiry to the next system call. */
 void run_timers_arm(struct sb *sb)
@@ -392,10 +393,9 @@ void run_timers_arm(struct sb *sb)
   for (int k = 0; k < 2; k++) {
     uint64_t dl;
     if (k == 0) {
-      dl = sb->itimer[ITIMER_REAL].value;
+      dl = timer_next(sb, false);
     } else {
-      uint64_t v = sb->itimer[ITIMER_VIRTUAL].value, p = sb->itimer[ITIMER_PROF].value;
-      dl = !v ? p : !p ? v : v < p ? v : p;
+      dl = timer_next(sb, true);
       if (dl) /* guest CPU time to this thread's clock */
         dl = sb->run_cpu0 + (dl > sb->cpu_ns ? dl - sb->cpu_ns : 1);
     }

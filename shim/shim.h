@@ -6,6 +6,7 @@
 
 #include <limits.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -61,8 +62,8 @@ static inline bool vmas_equal(const struct vma *a, int na, const struct vma *b, 
  * generated file and a directory of its /proc or /dev (proc.c); F_EVENTFD,
  * F_SIGNALFD, F_EPOLL: the shim's own event files (event.c). The values
  * are saved in state files. */
-enum file_type { F_HOST, F_DIR, F_TMP, F_TMPDIR, F_DEV, F_VIRT, F_VDIR, F_EVENTFD, F_SIGNALFD, F_EPOLL };
-#define F_LAST F_EPOLL
+enum file_type { F_HOST, F_DIR, F_TMP, F_TMPDIR, F_DEV, F_VIRT, F_VDIR, F_EVENTFD, F_SIGNALFD, F_EPOLL, F_TIMERFD };
+#define F_LAST F_TIMERFD
 struct epoll;  /* an epoll instance's interest list (event.c) */
 struct epitem; /* one entry of it */
 struct vent; /* an entry of /proc or /dev (proc.c) */
@@ -95,6 +96,7 @@ struct file {
    * files when a waiter would be woken) for edge-triggered entries. */
   struct epitem *watchers;
   uint64_t wake_in, wake_out;
+  struct ktimer *timer; /* F_TIMERFD: its timer (a slot of sb->timers) */
 };
 
 struct ksigaction {
@@ -120,13 +122,44 @@ struct task {
   bool on_cpu;          /* counted in sb->cpu_running (in or about to be in KVM_RUN) */
   uint64_t cpu_ns;      /* its host thread's CPU time when done */
   /* context (ctx_in/ctx_out) */
-  uint64_t sigmask, tpending, saved_mask;
+  uint64_t sigmask, tpending, saved_mask, sigwait_set;
   bool have_saved_mask;
   uint64_t ss_sp, ss_size;
   int ss_flags;
   uint64_t tid_address;
 };
 struct fwaiter;
+
+/* A timer (timer.c): the interval timers in slots 0-2 (ITIMER_REAL,
+ * _VIRTUAL, _PROF), POSIX timers and timerfds in the others; one expiry
+ * path serves them all (itimer_poll, run_timers_arm). */
+enum { TK_FREE, TK_ITIMER, TK_POSIX, TK_TIMERFD };
+#define NTIMER 128          /* slots; POSIX timers and timerfds share NTIMER - 3 */
+struct ktimer {
+  uint64_t value, interval; /* absolute expiry (cpu: guest CPU ns, guest_cpu_ns;
+                               else CLOCK_MONOTONIC ns), 0 = disarmed; interval ns */
+  uint8_t kind;             /* TK_* */
+  bool cpu;                 /* counts the guest's CPU time */
+  bool queued;              /* POSIX: its signal is queued, not yet taken */
+  int clock;                /* POSIX, timerfd: the clock the program named */
+  int id;                   /* POSIX: the timer id */
+  int notify, signo;        /* POSIX: SIGEV_SIGNAL/NONE/THREAD_ID; the signal */
+  uint64_t sigval;          /* POSIX: sigev_value */
+  uint64_t overrun, overrun_last; /* POSIX: expirations past the queued one; at the last take */
+  uint32_t gen;             /* POSIX: bumped by settime and delete: a queued signal of an older gen is dropped */
+  uint64_t ticks;           /* timerfd: expirations not read yet */
+};
+
+/* One queued signal instance (signal.c): its siginfo; a POSIX timer's
+ * (si_code SI_TIMER) names its slot and gen. Standard signals keep at most
+ * one, real-time ones queue (at most SIGQ_MAX of those sent by calls). */
+#define SIGQ_MAX 256
+#define SIGQ_CAP (SIGQ_MAX + 32 + NTIMER)
+struct sigq_ent {
+  siginfo_t info;
+  int timer;                /* slot + 1 of a POSIX timer's, else 0 */
+  uint32_t gen;
+};
 
 struct sb {
   struct cf_vm *vm;
@@ -171,7 +204,12 @@ struct sb {
   uint64_t sigmask;         /* [task] */
   uint64_t tpending;        /* [task] directed at the thread (tgkill) */
   uint64_t pending;         /* the process's */
-  uint64_t pending_kernel;  /* of them raised by a timer (si_code SI_KERNEL) */
+  /* the pending instances with their siginfo, in order (signal.c); a
+   * pending signal with none is taken as SI_USER from the program */
+  struct sigq_ent sigq[SIGQ_CAP];
+  int nsigq;
+  uint64_t timer_fires;     /* timers that fired (itimer_poll): a timerfd wait looks again */
+  uint64_t sigwait_set;     /* [task] rt_sigtimedwait: the signals the wait takes (not dropped when ignored) */
   uint64_t saved_mask;      /* [task] rt_sigsuspend: the mask to restore after the handler */
   bool have_saved_mask;     /* [task] */
 
@@ -185,10 +223,12 @@ struct sb {
   struct rlimit rlim[RLIM_NLIMITS];
   uint32_t rlim_set;
 
-  /* interval timers (timer.c), by ITIMER_REAL, _VIRTUAL, _PROF: value is
-   * the absolute expiry (REAL: CLOCK_MONOTONIC ns; the others: guest CPU
-   * ns, guest_cpu_ns), 0 when disarmed; interval in ns */
-  struct itimer { uint64_t value, interval; } itimer[3];
+  /* timers (timer.c): slots 0-2 the interval timers by ITIMER_REAL,
+   * _VIRTUAL, _PROF; POSIX timers and timerfds after them. ntimer: one
+   * past the highest slot ever used (the scans stop there) */
+  struct ktimer timers[NTIMER];
+  int ntimer;
+  int next_timer_id;        /* the next POSIX timer id (Linux counts up, never reuses) */
   uint64_t cpu_ns;          /* guest CPU time of the runs before this one */
   /* during a run only (sandbox.c): this thread's CPU clock at its start,
    * and the host timers that kick the vCPU at the next expiry (REAL, CPU) */
@@ -364,6 +404,8 @@ void fs_fini(struct sb *sb);
 int fs_open_host(struct sb *sb, int dirfd, const char *path, int flags);
 struct file *fs_get(struct sb *sb, int fd);
 struct file *file_new(enum file_type t, int hostfd, int flags, const char *path);
+/* Install f at the lowest free fd: the fd, or -EMFILE (f not taken). */
+long fs_install(struct sb *sb, struct file *f, bool cloexec);
 void file_unref(struct file *f);
 /* Put f at the lowest free fd >= min below fd_limit: the fd, or -EMFILE. */
 int fd_install(struct sb *sb, struct file *f, int min, bool cloexec);
@@ -429,11 +471,13 @@ sys_fn sys_access, sys_chdir, sys_chmod, sys_close, sys_connect, sys_creat, sys_
 /* event.c */
 sys_fn sys_epoll_create, sys_epoll_ctl, sys_epoll_wait, sys_eventfd, sys_poll, sys_ppoll, sys_select, sys_signalfd;
 /* signal.c */
-sys_fn sys_kill, sys_pause, sys_rt_sigaction, sys_rt_sigpending, sys_rt_sigprocmask, sys_rt_sigreturn,
-    sys_rt_sigsuspend, sys_sigaltstack, sys_tgkill, sys_tkill;
+sys_fn sys_kill, sys_pause, sys_rt_sigaction, sys_rt_sigpending, sys_rt_sigprocmask, sys_rt_sigqueueinfo,
+    sys_rt_sigreturn, sys_rt_sigsuspend, sys_rt_sigtimedwait, sys_rt_tgsigqueueinfo, sys_sigaltstack, sys_tgkill,
+    sys_tkill;
 /* timer.c */
 sys_fn sys_alarm, sys_clock_getres, sys_clock_gettime, sys_clock_nanosleep, sys_getitimer, sys_gettimeofday,
-    sys_nanosleep, sys_setitimer, sys_time, sys_times;
+    sys_nanosleep, sys_setitimer, sys_time, sys_timer_create, sys_timer_delete, sys_timer_getoverrun,
+    sys_timer_gettime, sys_timer_settime, sys_timerfd_create, sys_timerfd_gettime, sys_timerfd_settime, sys_times;
 /* task.c */
 sys_fn sys_arch_prctl, sys_clone, sys_clone3, sys_execve, sys_exit, sys_fork, sys_futex, sys_getgid, sys_getgroups,
     sys_getpgrp, sys_getpid, sys_getppid, sys_getrandom, sys_getresuid, sys_getrlimit, sys_prlimit64, sys_getrusage, sys_gettid,
@@ -479,8 +523,20 @@ int event_link_all(struct sb *sb, struct file **files, uint64_t nfiles);
 int sig_take(struct sb *sb, uint64_t set, int *code);
 /* A synchronous fault at user state u: run the handler or end the sandbox. */
 void sig_fault(struct sb *sb, int sig, int code, uint64_t addr, struct cf_vm_regs *u);
-/* A signal raised by the shim (a timer): pending, or dropped when ignored. */
+/* A signal raised by the shim (an interval timer, si_code SI_KERNEL):
+ * pending, or dropped when ignored. */
 void sig_raise(struct sb *sb, int sig);
+/* Queue signal info->si_signo with its info (timer: slot + 1 of the POSIX
+ * timer whose signal it is, gen its gen; else 0). Standard signals
+ * coalesce; real-time ones queue, those sent by calls up to RLIMIT_SIGPENDING
+ * (at most SIGQ_MAX): past it kill()'s (SI_USER) is pending without its
+ * info and the others are -EAGAIN, as Linux. 1 if queued, 0 if dropped
+ * (ignored and not blocked, or coalesced), -EAGAIN. Wakes the waiters. */
+int sig_queue(struct sb *sb, const siginfo_t *info, int timer, uint32_t gen);
+/* Take the lowest pending signal of set (its first instance) into *info:
+ * its number, or 0 if none. A POSIX timer's gets its overrun count; one of
+ * a timer reset or deleted since is dropped. */
+int sig_dequeue(struct sb *sb, uint64_t set, siginfo_t *info);
 /* Whether an unblocked pending signal will interrupt the program (run a
  * handler or end it); ignored ones are dropped on the way. */
 bool sig_deliverable(struct sb *sb);
@@ -553,12 +609,33 @@ struct timespec ts_after(clockid_t clk, const struct timespec *rel);
 long do_setitimer(struct sb *sb, long which, uint64_t new_addr, uint64_t old_addr);
 long do_getitimer(struct sb *sb, long which, uint64_t addr);
 long do_alarm(struct sb *sb, unsigned secs);
+/* Whether any timer is armed. */
 static inline bool itimer_armed(const struct sb *sb)
 {
-  return sb->itimer[0].value | sb->itimer[1].value | sb->itimer[2].value;
+  for (int i = 0; i < sb->ntimer; i++)
+    if (sb->timers[i].value)
+      return true;
+  return false;
 }
-/* Raise the signals of expired timers, re-arm intervals. */
+/* Expire every timer due (signals raised or queued, timerfd counts),
+ * re-arm intervals. */
 void itimer_poll(struct sb *sb);
+/* The earliest expiry of the timers that signal (cpu: on the guest CPU
+ * clock, else CLOCK_MONOTONIC), 0 if none: what the run's host timers
+ * kick the vCPU at. */
+uint64_t timer_next(struct sb *sb, bool cpu);
+/* execve: the POSIX timers go (the interval timers stay, as Linux). */
+void timers_exec(struct sb *sb);
+/* POSIX timers and the signal queue in a state file (version 5). */
+void timers_save(struct sb *sb, struct wbuf *w);
+int timers_load(struct sb *sb, struct rbuf *r, const char *name);
+/* timerfd (an open file of type F_TIMERFD): read, readiness (poll
+ * events), a timerfd's struct file going (its slot freed). */
+long timerfd_read(struct sb *sb, struct file *f, uint64_t buf, uint64_t len);
+short timerfd_poll(struct sb *sb, struct file *f);
+void timerfd_release(struct file *f);
+/* The earliest expiry (CLOCK_MONOTONIC ns) of timerfd f, 0 if disarmed. */
+uint64_t timerfd_due(struct file *f);
 /* Wait until deadline (absolute on clk; NULL: none) or a signal: 0 when
  * the deadline passed, -EINTR when a signal is to be delivered (or the run
  * ends: sb->exited, sb->timed_out), -EDEADLK when nothing can end it (no

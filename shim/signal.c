@@ -8,6 +8,16 @@
  * that does not block it takes it: every task is kicked and woken to look
  * (task_kick_all), the first one to get the lock delivers it.
  *
+ * Pending signals: the set (sb->pending) and, for each pending instance, its
+ * siginfo in a queue (sb->sigq, sig_queue/sig_dequeue), as Linux keeps them:
+ * a standard signal pending already is not queued again, real-time ones
+ * queue (those sent by calls up to RLIMIT_SIGPENDING, SIGQ_MAX here; past it
+ * EAGAIN, or for kill() pending without info); the lowest is taken first,
+ * each signal's instances in order. A POSIX timer's instance names its timer
+ * (slot and gen): taken, it gets the overrun count; if the timer was reset
+ * or deleted since, it is dropped (Linux 6). The handler's frame and
+ * rt_sigtimedwait get the taken instance's siginfo.
+ *
  * Handlers run on the program's stack with a Linux rt_sigframe (ucontext +
  * siginfo + the XSAVE area, push_fpstate). A pending, unblocked signal is
  * delivered after a system call (signal_after_syscall) or at a kick exit
@@ -70,15 +80,165 @@ static bool ignored(struct sb *sb, int sig)
   return h == (uint64_t)SIG_IGN || (h == (uint64_t)SIG_DFL && default_ignored(sig));
 }
 
+static uint64_t sig_bit(int sig) { return 1ull << (sig - 1); }
+
+/* The queued instance e leaves the queue: a POSIX timer's may queue again. */
+static void entry_gone(struct sb *sb, const struct sigq_ent *e)
+{
+  if (!e->timer)
+    return;
+  struct ktimer *t = &sb->timers[e->timer - 1];
+  if (t->kind == TK_POSIX && t->gen == e->gen)
+    t->queued = false;
+}
+
+/* Whether e is a POSIX timer's whose timer was reset or deleted since. */
+static bool entry_stale(struct sb *sb, const struct sigq_ent *e)
+{
+  if (!e->timer)
+    return false;
+  const struct ktimer *t = &sb->timers[e->timer - 1];
+  return t->kind != TK_POSIX || t->gen != e->gen;
+}
+
+/* Drop every pending instance of sig. */
+static void sig_flush(struct sb *sb, int sig)
+{
+  int j = 0;
+  for (int i = 0; i < sb->nsigq; i++) {
+    if (sb->sigq[i].info.si_signo == sig)
+      entry_gone(sb, &sb->sigq[i]);
+    else
+      sb->sigq[j++] = sb->sigq[i];
+  }
+  sb->nsigq = j;
+  sb->pending &= ~sig_bit(sig);
+}
+
+/* Drop sig's stale timer instances (Linux drops them when taken); false
+ * if that leaves sig not pending. */
+static bool purge_stale(struct sb *sb, int sig)
+{
+  int j = 0, left = 0, dropped = 0;
+  for (int i = 0; i < sb->nsigq; i++) {
+    struct sigq_ent *e = &sb->sigq[i];
+    if (e->info.si_signo == sig && entry_stale(sb, e)) {
+      dropped++;
+      continue;
+    }
+    left += e->info.si_signo == sig;
+    sb->sigq[j++] = *e;
+  }
+  sb->nsigq = j;
+  if (dropped && !left)
+    sb->pending &= ~sig_bit(sig);
+  return (sb->pending & sig_bit(sig)) != 0;
+}
+
+/* Real-time instances queued by calls (not timers): RLIMIT_SIGPENDING's
+ * soft limit counts them, at most SIGQ_MAX. */
+static bool rt_queue_full(struct sb *sb)
+{
+  struct rlimit rl;
+  rlim_get(sb, RLIMIT_SIGPENDING, &rl);
+  uint64_t lim = rl.rlim_cur < SIGQ_MAX ? rl.rlim_cur : SIGQ_MAX;
+  uint64_t n = 0;
+  for (int i = 0; i < sb->nsigq; i++)
+    n += sb->sigq[i].info.si_signo >= 32 && !sb->sigq[i].timer;
+  return n >= lim;
+}
+
+/* A signal for the process is pending: with threads, every task looks
+ * (kicked out of its vCPU, woken from its wait: a signalfd, a sigtimedwait
+ * or a handler); the first that does not block it takes it. */
+static void sig_notify(struct sb *sb)
+{
+  if (sb->ntasks)
+    task_kick_all(sb);
+}
+
+int sig_queue(struct sb *sb, const siginfo_t *info, int timer, uint32_t gen)
+{
+  int sig = info->si_signo;
+  uint64_t bit = sig_bit(sig);
+  /* Linux drops an ignored signal that is not blocked (nor waited for) */
+  if (!(sb->sigmask & bit) && !(sb->sigwait_set & bit) && ignored(sb, sig))
+    return 0;
+  if (sig < 32 && (sb->pending & bit))
+    return 0; /* a standard signal pending already: they coalesce */
+  if (sig >= 32 && !timer && rt_queue_full(sb)) {
+    if (info->si_code != SI_USER)
+      return -EAGAIN;
+    sb->pending |= bit; /* kill(): pending, its info lost, as Linux */
+    sig_notify(sb);
+    return 1;
+  }
+  /* Standard signals hold at most 31 entries and timers NTIMER: only a
+   * real-time signal can meet the cap, and rt_queue_full stops it first. */
+  if (sb->nsigq < SIGQ_CAP)
+    sb->sigq[sb->nsigq++] = (struct sigq_ent){.info = *info, .timer = timer, .gen = gen};
+  sb->pending |= bit;
+  sig_notify(sb);
+  return 1;
+}
+
 void sig_raise(struct sb *sb, int sig)
 {
-  uint64_t bit = 1ull << (sig - 1);
-  if (!(sb->sigmask & bit) && ignored(sb, sig))
-    return; /* Linux drops an ignored signal that is not blocked */
-  sb->pending |= bit;
-  sb->pending_kernel |= bit;
-  if (sb->ntasks)
-    task_kick_all(sb); /* every task looks; a signalfd, a sigtimedwait may wait for it */
+  siginfo_t info;
+  memset(&info, 0, sizeof info);
+  info.si_signo = sig;
+  info.si_code = SI_KERNEL;
+  sig_queue(sb, &info, 0, 0);
+}
+
+int sig_dequeue(struct sb *sb, uint64_t set, siginfo_t *info)
+{
+  /* The running thread's own (tgkill, tkill from another thread) first. */
+  uint64_t own = sb->tpending & set;
+  if (own) {
+    int sig = __builtin_ctzll(own) + 1;
+    sb->tpending &= ~sig_bit(sig);
+    memset(info, 0, sizeof *info);
+    info->si_signo = sig;
+    info->si_code = SI_TKILL;
+    info->si_pid = sb->pid;
+    info->si_uid = (uid_t)sb->uid;
+    return sig;
+  }
+  for (;;) {
+    uint64_t ready = sb->pending & set;
+    if (!ready)
+      return 0;
+    int sig = __builtin_ctzll(ready) + 1;
+    int i = 0, more = 0;
+    while (i < sb->nsigq && sb->sigq[i].info.si_signo != sig)
+      i++;
+    if (i == sb->nsigq) { /* pending without its info (lost, or an older state): SI_USER */
+      sb->pending &= ~sig_bit(sig);
+      memset(info, 0, sizeof *info);
+      info->si_signo = sig;
+      info->si_code = SI_USER;
+      return sig;
+    }
+    struct sigq_ent e = sb->sigq[i];
+    memmove(&sb->sigq[i], &sb->sigq[i + 1], (size_t)(sb->nsigq - i - 1) * sizeof e);
+    sb->nsigq--;
+    for (int k = i; k < sb->nsigq; k++)
+      more += sb->sigq[k].info.si_signo == sig;
+    if (!more)
+      sb->pending &= ~sig_bit(sig);
+    if (entry_stale(sb, &e))
+      continue; /* its timer was reset or deleted: dropped, as Linux */
+    if (e.timer) {
+      struct ktimer *t = &sb->timers[e.timer - 1];
+      t->queued = false;
+      t->overrun_last = t->overrun;
+      t->overrun = 0;
+      e.info.si_overrun = t->overrun_last > INT_MAX ? INT_MAX : (int)t->overrun_last;
+    }
+    *info = e.info;
+    return sig;
+  }
 }
 
 bool sig_deliverable(struct sb *sb)
@@ -86,13 +246,14 @@ bool sig_deliverable(struct sb *sb)
   uint64_t ready = (sb->pending | sb->tpending) & ~sb->sigmask;
   while (ready) {
     int sig = __builtin_ctzll(ready) + 1;
-    uint64_t bit = 1ull << (sig - 1);
+    uint64_t bit = sig_bit(sig);
     ready &= ~bit;
-    if (!ignored(sb, sig))
+    if (ignored(sb, sig) && !(sb->sigwait_set & bit)) {
+      sig_flush(sb, sig);
+      sb->tpending &= ~bit;
+    } else if ((sb->tpending & bit) || purge_stale(sb, sig)) {
       return true;
-    sb->pending &= ~bit;
-    sb->tpending &= ~bit;
-    sb->pending_kernel &= ~bit;
+    }
   }
   return false;
 }
@@ -180,8 +341,9 @@ static long altstack_set(struct sb *sb, const stack_t *ss, uint64_t sp)
 
 /* Build an rt_sigframe for sig on the program's stack and point regs at
  * the handler. false if the frame cannot be written (then the caller kills). */
-static bool push_frame(struct sb *sb, int sig, int code, uint64_t addr, struct cf_vm_regs *u)
+static bool push_frame(struct sb *sb, const siginfo_t *info, uint64_t addr, struct cf_vm_regs *u)
 {
+  int sig = info->si_signo;
   struct ksigaction *act = &sb->act[sig];
   if (!(act->flags & SA_RESTORER))
     return false;
@@ -211,13 +373,7 @@ static bool push_frame(struct sb *sb, int sig, int code, uint64_t addr, struct c
   uc->uc_stack.ss_sp = (void *)sb->ss_sp;
   uc->uc_stack.ss_size = sb->ss_size;
   uc->uc_stack.ss_flags = sb->ss_size ? sb->ss_flags : SS_DISABLE;
-  memset(si, 0, sizeof *si);
-  si->si_signo = sig;
-  si->si_code = code;
-  if (sig == SIGSEGV || sig == SIGBUS || sig == SIGILL || sig == SIGFPE)
-    si->si_addr = (void *)addr;
-  else
-    si->si_pid = sb->pid, si->si_uid = (uid_t)sb->uid;
+  memcpy(si, info, sizeof *si);
   greg_t *g = uc->uc_mcontext.gregs;
   g[REG_R8] = (greg_t)u->r8, g[REG_R9] = (greg_t)u->r9, g[REG_R10] = (greg_t)u->r10;
   g[REG_R11] = (greg_t)u->r11, g[REG_R12] = (greg_t)u->r12, g[REG_R13] = (greg_t)u->r13;
@@ -249,16 +405,17 @@ static bool push_frame(struct sb *sb, int sig, int code, uint64_t addr, struct c
 
 /* Deliver sig to a program stopped with user registers u. Returns true if
  * it now runs a handler (u changed), false if ignored; kills if fatal. */
-static bool deliver(struct sb *sb, int sig, int code, uint64_t addr, bool sync, struct cf_vm_regs *u)
+static bool deliver(struct sb *sb, const siginfo_t *info, uint64_t addr, bool sync, struct cf_vm_regs *u)
 {
+  int sig = info->si_signo;
   struct ksigaction *act = &sb->act[sig];
-  bool blocked = sb->sigmask & (1ull << (sig - 1));
+  bool blocked = sb->sigmask & sig_bit(sig);
   if (sync && (blocked || act->handler == (uint64_t)SIG_IGN)) {
     kill_sandbox(sb, sig);
     return false;
   }
   if (!sync && blocked) {
-    sb->pending |= 1ull << (sig - 1);
+    sig_queue(sb, info, 0, 0);
     return false;
   }
   if (act->handler == (uint64_t)SIG_IGN)
@@ -268,7 +425,7 @@ static bool deliver(struct sb *sb, int sig, int code, uint64_t addr, bool sync, 
       kill_sandbox(sb, sig);
     return false;
   }
-  if (!push_frame(sb, sig, code, addr, u)) {
+  if (!push_frame(sb, info, addr, u)) {
     kill_sandbox(sb, SIGSEGV);
     return false;
   }
@@ -277,31 +434,25 @@ static bool deliver(struct sb *sb, int sig, int code, uint64_t addr, bool sync, 
 
 void sig_fault(struct sb *sb, int sig, int code, uint64_t addr, struct cf_vm_regs *u)
 {
-  if (deliver(sb, sig, code, addr, true, u) && cf_vm_resume_user(sb->vm, u) < 0)
+  siginfo_t info;
+  memset(&info, 0, sizeof info);
+  info.si_signo = sig;
+  info.si_code = code;
+  if (sig == SIGSEGV || sig == SIGBUS || sig == SIGILL || sig == SIGFPE)
+    info.si_addr = (void *)addr;
+  else
+    info.si_pid = sb->pid, info.si_uid = (uid_t)sb->uid;
+  if (deliver(sb, &info, addr, true, u) && cf_vm_resume_user(sb->vm, u) < 0)
     kill_sandbox(sb, SIGKILL);
 }
 
 int sig_take(struct sb *sb, uint64_t set, int *code)
 {
-  uint64_t own = sb->tpending & set, ready = own ? own : sb->pending & set;
-  if (!ready)
-    return 0;
-  int sig = __builtin_ctzll(ready) + 1;
-  uint64_t bit = 1ull << (sig - 1);
-  if (own) {
-    *code = SI_TKILL;
-    sb->tpending &= ~bit;
-    return sig;
-  }
-  *code = sb->pending_kernel & bit ? SI_KERNEL : SI_USER;
-  sb->pending &= ~bit;
-  sb->pending_kernel &= ~bit;
+  siginfo_t info;
+  int sig = sig_dequeue(sb, set, &info);
+  *code = sig ? info.si_code : 0;
   return sig;
 }
-
-/* The next pending, unblocked signal (taken off the pending set) and its
- * si_code; 0 if none. */
-static int take_signal(struct sb *sb, int *code) { return sig_take(sb, ~sb->sigmask, code); }
 
 /* Run again the system call nr the program just made (rip back over the
  * 2-byte SYSCALL instruction), with the user registers u. */
@@ -323,7 +474,8 @@ long signal_after_syscall(struct sb *sb, long nr, long result)
     itimer_poll(sb);
   if (sb->exited)
     return result;
-  int code, sig = take_signal(sb, &code);
+  siginfo_t info;
+  int sig = sig_dequeue(sb, ~sb->sigmask, &info);
   if (sb->have_saved_mask && !sig) { /* sigsuspend woken by nothing (its wait ended the run) */
     sb->sigmask = sb->saved_mask;
     sb->have_saved_mask = false;
@@ -362,7 +514,7 @@ long signal_after_syscall(struct sb *sb, long nr, long result)
     }
   }
   u.rax = (uint64_t)result;
-  if (deliver(sb, sig, code, 0, false, &u)) {
+  if (deliver(sb, &info, 0, false, &u)) {
     if (cf_vm_resume_user(sb->vm, &u) < 0)
       kill_sandbox(sb, SIGKILL);
     return SYS_NORETURN;
@@ -388,28 +540,37 @@ void sig_at_kick(struct sb *sb)
     run_timers_rekick(sb);
     return;
   }
-  int code, sig = take_signal(sb, &code);
-  if (sig && deliver(sb, sig, code, 0, false, &u) && cf_vm_resume_user(sb->vm, &u) < 0)
+  siginfo_t info;
+  int sig = sig_dequeue(sb, ~sb->sigmask, &info);
+  if (sig && deliver(sb, &info, 0, false, &u) && cf_vm_resume_user(sb->vm, &u) < 0)
     kill_sandbox(sb, SIGKILL);
 }
 
-static long do_kill(struct sb *sb, int sig)
+/* kill (SI_USER), tkill and tgkill (SI_TKILL): sent by the program itself. */
+static long do_kill(struct sb *sb, int sig, int code)
 {
   if (sig < 0 || sig > 64)
     return -EINVAL;
   if (sig == 0)
     return 0;
-  sb->pending |= 1ull << (sig - 1);
   if (sig == SIGKILL || sig == SIGSTOP) {
+    sb->pending |= sig_bit(sig);
     kill_sandbox(sb, SIGKILL);
     return 0;
   }
-  if (sb->ntasks)
-    task_kick_all(sb);
-  return 0;
+  siginfo_t info;
+  memset(&info, 0, sizeof info);
+  info.si_signo = sig;
+  info.si_code = code;
+  info.si_pid = sb->pid;
+  info.si_uid = (uid_t)sb->uid;
+  long r = sig_queue(sb, &info, 0, 0);
+  return r < 0 ? r : 0;
 }
 
-/* tgkill/tkill: to the thread tid of this process. */
+/* tgkill/tkill: to the thread tid of this process. One thread: queued
+ * with its siginfo (SI_TKILL) as any signal; with several, it is the
+ * thread's own (tpending), taken only by it (its siginfo made then). */
 static long do_tkill(struct sb *sb, int tid, int sig)
 {
   if (sig < 0 || sig > 64)
@@ -421,19 +582,17 @@ static long do_tkill(struct sb *sb, int tid, int sig)
     for (int i = 0; i < CF_VM_MAX_VCPUS && !t; i++)
       if (sb->tasks[i] && sb->tasks[i]->tid == tid && !sb->tasks[i]->exited)
         t = sb->tasks[i];
+    if (!t)
+      return -ESRCH;
   } else if (tid != sb->tid) {
     return -ESRCH;
   }
-  if (sb->ntasks && !t)
-    return -ESRCH;
-  if (sig == 0)
+  if (!t || sig == 0 || sig == SIGKILL || sig == SIGSTOP)
+    return do_kill(sb, sig, SI_TKILL);
+  uint64_t bit = sig_bit(sig);
+  if (!(sb->sigmask & bit) && t == sb->cur && ignored(sb, sig))
     return 0;
-  if (sig == SIGKILL || sig == SIGSTOP) {
-    kill_sandbox(sb, SIGKILL);
-    return 0;
-  }
-  uint64_t bit = 1ull << (sig - 1);
-  if (!t || t == sb->cur) {
+  if (t == sb->cur) {
     sb->tpending |= bit;
   } else {
     t->tpending |= bit;
@@ -590,7 +749,7 @@ long sys_kill(struct sb *sb, const uint64_t a[6], long nr)
 {
   if ((int)A(0) != sb->pid && (int)A(0) != 0 && (int)A(0) != -1 && (int)A(0) != -sb->pid)
     return -ESRCH;
-  return do_kill(sb, (int)A(1));
+  return do_kill(sb, (int)A(1), SI_USER);
 }
 
 long sys_tkill(struct sb *sb, const uint64_t a[6], long nr)
@@ -618,6 +777,88 @@ long sys_rt_sigsuspend(struct sb *sb, const uint64_t a[6], long nr)
   return do_sigsuspend(sb, a);
 }
 
+/* rt_sigtimedwait(set, info, timeout, size): take a pending signal of set
+ * (blocked or not) with its info; wait for one until the timeout (NULL:
+ * none; zero: a poll): EAGAIN when it passes, EINTR when a signal outside
+ * set is to be delivered (never restarted, as Linux). */
+long sys_rt_sigtimedwait(struct sb *sb, const uint64_t a[6], long nr)
+{
+  uint64_t set;
+  struct timespec ts, dl;
+  if (A(3) != 8)
+    return -EINVAL;
+  if (mm_copy_in(sb, &set, A(0), 8) < 0)
+    return -EFAULT;
+  set &= ~(sig_bit(SIGKILL) | sig_bit(SIGSTOP));
+  if (A(2)) {
+    if (mm_copy_in(sb, &ts, A(2), sizeof ts) < 0)
+      return -EFAULT;
+    if (!ts_valid(&ts))
+      return -EINVAL;
+    dl = ts_after(CLOCK_MONOTONIC, &ts);
+  }
+  long r = 1;
+  for (;;) {
+    siginfo_t info;
+    int sig = sig_dequeue(sb, set, &info);
+    if (sig) {
+      if (A(1) && mm_copy_out(sb, A(1), &info, sizeof info) < 0)
+        return -EFAULT; /* taken all the same, as Linux */
+      return sig;
+    }
+    if (r == 0)
+      return -EAGAIN;
+    if (r == -EDEADLK)
+      return wait_forever(sb, "rt_sigtimedwait");
+    if (r < 0)
+      return -EINTR;
+    sb->sigwait_set = set; /* sig_wait ends when one of set comes */
+    r = sig_wait(sb, CLOCK_MONOTONIC, A(2) ? &dl : NULL);
+    sb->sigwait_set = 0;
+  }
+}
+
+/* rt_sigqueueinfo, rt_tgsigqueueinfo: the program's own siginfo (its
+ * si_signo replaced by sig), to itself. As Linux: a si_code >= 0 or
+ * SI_TKILL (what the kernel or kill() would fill) only to itself, else
+ * EPERM; no such process or thread ESRCH; a real-time signal past the
+ * queue's limit EAGAIN. */
+static long do_sigqueue(struct sb *sb, int tgid, int tid, int sig, uint64_t uinfo, bool tg)
+{
+  siginfo_t info;
+  memset(&info, 0, sizeof info);
+  if (mm_copy_in(sb, &info, uinfo, 48) < 0) /* the kernel's siginfo is 48 bytes */
+    return -EFAULT;
+  info.si_signo = sig;
+  if (tg && (tgid <= 0 || tid <= 0))
+    return -EINVAL;
+  if ((info.si_code >= 0 || info.si_code == SI_TKILL) && (tg ? tid : tgid) != sb->tid)
+    return -EPERM;
+  if (tgid != sb->pid || (tg && tid != sb->tid))
+    return -ESRCH;
+  if (sig < 0 || sig > 64)
+    return -EINVAL;
+  if (sig == 0)
+    return 0;
+  if (sig == SIGKILL || sig == SIGSTOP) {
+    sb->pending |= sig_bit(sig);
+    kill_sandbox(sb, SIGKILL);
+    return 0;
+  }
+  long r = sig_queue(sb, &info, 0, 0);
+  return r < 0 ? r : 0;
+}
+
+long sys_rt_sigqueueinfo(struct sb *sb, const uint64_t a[6], long nr)
+{
+  return do_sigqueue(sb, (int)A(0), 0, (int)A(1), A(2), false);
+}
+
+long sys_rt_tgsigqueueinfo(struct sb *sb, const uint64_t a[6], long nr)
+{
+  return do_sigqueue(sb, (int)A(0), (int)A(1), (int)A(2), A(3), true);
+}
+
 /* ---- state file (snapshot.c orchestrates) ---- */
 
 /* The blocked mask, the pending set and the dispositions. */
@@ -632,6 +873,7 @@ int sig_load(struct sb *sb, struct rbuf *r, const char *name)
 {
   sb->sigmask = r_u64(r);
   sb->pending = r_u64(r);
+  sb->nsigq = 0; /* the instances' info: timer.c (itimer_load, timers_load) */
   r_bytes(r, sb->act, sizeof sb->act);
   return r->err ? cf_fail(EINVAL, "template '%s': malformed state file", name) : 0;
 }

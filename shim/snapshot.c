@@ -12,7 +12,7 @@
  * Neither is ever modified: templates are immutable.
  *
  * State file: 32-byte header, then the payload.
- *   0  magic "CFSTATE\0"   8  u32 version (4; 1-3 are read too: 1's /tmp
+ *   0  magic "CFSTATE\0"   8  u32 version (5; 1-4 are read too: 1's /tmp
  *   nodes have no atime/ctime, it has no interval timers; neither has the
  *   identity)   12 u32 zero
  *   16 u64 payload bytes   24 u64 XXH3-64 of the payload
@@ -30,7 +30,11 @@
  * loads with the default hostname and an empty cmdline and environ.
  * Version 4 appends the resource limits the program set (task.c,
  * setrlimit/prlimit64) and the alternate signal stack (signal.c,
- * sigaltstack); a version 1-3 file loads with the default limits and none. Files
+ * sigaltstack); a version 1-3 file loads with the default limits and none.
+ * Version 5 appends the POSIX timers and the signal queue (timer.c
+ * timers_save: each pending instance's siginfo, a timer's time left); a
+ * version 1-4 file loads with no POSIX timer, its pending signals without
+ * their info (SI_USER; an interval timer's SI_KERNEL). Files
  * of type F_DEV (version 2's F_NULL, /dev/null) are reopened by path, and
  * F_VIRT and F_VDIR (/proc, /dev) too: a child's /proc file shows the
  * child.
@@ -73,7 +77,7 @@
 #include "shim/shim.h"
 
 #define STATE_MAGIC "CFSTATE"
-#define STATE_VERSION 4
+#define STATE_VERSION 5
 #define STATE_VERSION_MIN 1 /* tmpfs.c reads both node forms; no timers */
 #define STATE_HDR 32
 #define MAX_STATE (64u << 20)
@@ -437,6 +441,7 @@ static int save_state(struct sb *sb, struct wbuf *w, const char *image, const ui
   task_save_ident(sb, w); /* version 3 */
   task_save_limits(sb, w); /* version 4 */
   sig_save_altstack(sb, w);
+  timers_save(sb, w); /* version 5 */
   return w->err ? cf_fail(ENOMEM, "out of memory") : 0;
 }
 
@@ -724,6 +729,10 @@ int state_parse(struct sb *sb, const uint8_t *payload, size_t len, const char *n
     goto err;
   /* Version 4: the resource limits, the alternate signal stack. */
   if (task_load_limits(sb, &r, name) < 0 || sig_load_altstack(sb, &r, name) < 0)
+    goto err;
+  /* Version 5: the POSIX timers and the signal queue (a version 1-4
+   * payload ends before them: none, and the pending signals without info). */
+  if (r.off != r.n && timers_load(sb, &r, name) < 0)
     goto err;
   if (r.off != r.n)
     BAD("trailing bytes in the state file");

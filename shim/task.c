@@ -122,6 +122,7 @@ static long do_execve(struct sb *sb, const uint64_t a[6])
     if (sb->act[s].handler != (uint64_t)SIG_IGN)
       sb->act[s] = (struct ksigaction){0};
   sb->ss_sp = sb->ss_size = 0; /* the alternate signal stack is cleared, as Linux */
+  timers_exec(sb);             /* and the POSIX timers deleted */
   sb->ss_flags = SS_DISABLE;
   uint64_t entry, sp;
   r = elf_load(sb, path, argv, envp, &entry, &sp);
@@ -458,6 +459,8 @@ static struct rlimit rlim_default(struct sb *sb, int res)
   case RLIMIT_AS:
   case RLIMIT_DATA:
     return (struct rlimit){sb->mem_size, sb->mem_size};
+  case RLIMIT_SIGPENDING: /* the signal queue's real size (signal.c) */
+    return (struct rlimit){SIGQ_MAX, SIGQ_MAX};
   }
   return (struct rlimit){RLIM_INFINITY, RLIM_INFINITY};
 }

@@ -60,6 +60,7 @@ static void ctx_out(struct sb *sb, struct task *t)
 {
   t->sigmask = sb->sigmask;
   t->tpending = sb->tpending;
+  t->sigwait_set = sb->sigwait_set;
   t->saved_mask = sb->saved_mask;
   t->have_saved_mask = sb->have_saved_mask;
   t->ss_sp = sb->ss_sp;
@@ -72,6 +73,7 @@ static void ctx_in(struct sb *sb, struct task *t)
 {
   sb->sigmask = t->sigmask;
   sb->tpending = t->tpending;
+  sb->sigwait_set = t->sigwait_set;
   sb->saved_mask = t->saved_mask;
   sb->have_saved_mask = t->have_saved_mask;
   sb->ss_sp = t->ss_sp;

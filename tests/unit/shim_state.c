@@ -1,7 +1,7 @@
 /* Template state files of every version still load: the payloads in
  * tests/fuzz/corpus/state (s1, s2: version 1; v2, v3: versions 2 and 3;
- * v4, v4-limits: the current one, the second with RLIMIT_NOFILE and an
- * alternate stack set) go through state_parse as a child's load would, with
+ * v4, v4-limits: version 4, the second with RLIMIT_NOFILE and an
+ * alternate stack set; v5: v4-limits with a version 5 section, a POSIX timer) go through state_parse as a child's load would, with
  * no VM (the memory is anonymous), and what they hold comes back: the VMAs,
  * the cwd, the files; version 3's identity, version 4's limits and
  * alternate signal stack. bad-page-list must be refused. */
@@ -96,6 +96,13 @@ int main(void)
   rlim_get(s, RLIMIT_STACK, &rl);
   ok(rl.rlim_cur == 8ull << 20, "v4-limits: the others are the defaults");
   ok(s->ss_sp == 0x400000 && s->ss_size == 65536 && s->ss_flags == 0, "v4-limits: the alternate stack");
+  done(s);
+  ok(parse("v5", &o, &s) == 0, "version 5 seed (v4-limits with a POSIX timer section) loads");
+  ok(s->next_timer_id == 2 && s->timers[3].kind == TK_POSIX && s->timers[3].id == 1 && s->timers[3].signo == 34 &&
+         s->timers[3].value > 0 && s->timers[3].interval == 100000000 && s->nsigq == 0,
+     "v5: POSIX timer 1 armed, SIGRTMIN every 100 ms, next id 2");
+  done(s);
+  ok(parse("v4", &o, &s) == 0 && s->next_timer_id == 0 && s->ntimer <= 3, "v4: no POSIX timer");
   done(s);
   ok(parse("bad-page-list", &o, &s) < 0 && errno == EINVAL, "a bad /tmp page list is refused");
   done(s);
