@@ -680,6 +680,29 @@ static long do_write_held(struct sb *sb, struct file *f, uint64_t buf, uint64_t 
   switch (f->type) {
   case F_HOST:
     r = off < 0 ? write(f->hostfd, p, len) : pwrite(f->hostfd, p, len, off);
+    if (off < 0 && task_live(sb) > 1 && !(f->flags & O_NONBLOCK) && (r >= 0 ? (uint64_t)r < len : errno == EAGAIN)) {
+      /* A blocking write into a pipe (host pipes are non-blocking) that
+       * did not fit: with other threads to empty it, the rest waits for
+       * room with the lock released, as Linux writes it all; a signal
+       * ends it with what was written. */
+      uint64_t done = r > 0 ? (uint64_t)r : 0;
+      while (done < len) {
+        struct pollfd pf = {.fd = f->hostfd, .events = POLLOUT};
+        long w;
+        while ((w = sig_poll(sb, &pf, 1, -1)) == -EAGAIN)
+          ;
+        if (w < 0)
+          return done ? (long)done : w;
+        if (!(p = mm_ptr(sb, buf, len, PROT_READ)))
+          return done ? (long)done : -EFAULT;
+        r = write(f->hostfd, (const char *)p + done, len - done);
+        if (r < 0 && errno != EAGAIN)
+          return done ? (long)done : -errno;
+        if (r > 0)
+          done += (uint64_t)r;
+      }
+      return (long)done;
+    }
     return r < 0 ? -errno : r;
   case F_DEV:
   case F_VIRT:
@@ -1781,7 +1804,8 @@ long sys_pipe(struct sb *sb, const uint64_t a[6], long nr)
   int p[2];
   if (pipe2(p, O_CLOEXEC | O_NONBLOCK) < 0)
     return -errno;
-  struct file *rf = file_new(F_HOST, p[0], O_RDONLY, "pipe:"), *wf = file_new(F_HOST, p[1], O_WRONLY, "pipe:");
+  int nb = nr == SYS_pipe2 ? (int)(A(1) & O_NONBLOCK) : 0;
+  struct file *rf = file_new(F_HOST, p[0], O_RDONLY | nb, "pipe:"), *wf = file_new(F_HOST, p[1], O_WRONLY | nb, "pipe:");
   if (!rf || !wf) {
     if (rf)
       file_unref(rf);

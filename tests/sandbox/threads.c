@@ -3,6 +3,7 @@
  * same. Built static (the sandbox's root is the host's /). */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <semaphore.h>
 #include <signal.h>
@@ -205,6 +206,16 @@ static void *reader(void *arg)
   return NULL;
 }
 
+static void *drain(void *arg)
+{
+  char buf[4096];
+  long total = 0;
+  ssize_t n;
+  while ((n = read(pfd[0], buf, sizeof buf)) > 0)
+    total += n;
+  return (void *)total;
+}
+
 static int pipe_block(void)
 {
   if (pipe(pfd) < 0)
@@ -213,9 +224,24 @@ static int pipe_block(void)
   pthread_create(&t, NULL, reader, NULL);
   struct timespec d = {0, 100000000};
   nanosleep(&d, NULL); /* the reader is blocked by now; this thread runs */
+  int nb[2];
+  char c;
+  if (pipe2(nb, O_NONBLOCK) < 0)
+    return 1;
+  printf("an empty O_NONBLOCK pipe meanwhile: %s\n", read(nb[0], &c, 1) < 0 && errno == EAGAIN ? "EAGAIN" : "?");
   if (write(pfd[1], "hello", 5) != 5)
     return 1;
   pthread_join(t, NULL);
+  /* A full pipe: the writer waits until a reader thread empties it. */
+  static char big[1 << 20];
+  memset(big, 'x', sizeof big);
+  pthread_t r2;
+  pthread_create(&r2, NULL, drain, NULL);
+  ssize_t w = write(pfd[1], big, sizeof big);
+  close(pfd[1]);
+  void *got;
+  pthread_join(r2, &got);
+  printf("1 MiB through a 64 KiB pipe: wrote %zd, the reader got %ld\n", w, (long)got);
   return 0;
 }
 
