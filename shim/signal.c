@@ -546,11 +546,11 @@ void sig_at_kick(struct sb *sb)
     kill_sandbox(sb, SIGKILL);
 }
 
-/* kill (SI_USER), tkill and tgkill (SI_TKILL): sent by the program itself. */
-static long do_kill(struct sb *sb, int sig, int code)
+/* Send info->si_signo (checked: 0..64) to the process: 0 checks only,
+ * SIGKILL and SIGSTOP end the sandbox, the others are queued. */
+static long send_info(struct sb *sb, const siginfo_t *info)
 {
-  if (sig < 0 || sig > 64)
-    return -EINVAL;
+  int sig = info->si_signo;
   if (sig == 0)
     return 0;
   if (sig == SIGKILL || sig == SIGSTOP) {
@@ -558,14 +558,22 @@ static long do_kill(struct sb *sb, int sig, int code)
     kill_sandbox(sb, SIGKILL);
     return 0;
   }
+  long r = sig_queue(sb, info, 0, 0);
+  return r < 0 ? r : 0;
+}
+
+/* kill (SI_USER), tkill and tgkill (SI_TKILL): sent by the program itself. */
+static long do_kill(struct sb *sb, int sig, int code)
+{
+  if (sig < 0 || sig > 64)
+    return -EINVAL;
   siginfo_t info;
   memset(&info, 0, sizeof info);
   info.si_signo = sig;
   info.si_code = code;
   info.si_pid = sb->pid;
   info.si_uid = (uid_t)sb->uid;
-  long r = sig_queue(sb, &info, 0, 0);
-  return r < 0 ? r : 0;
+  return send_info(sb, &info);
 }
 
 /* tgkill/tkill: to the thread tid of this process. One thread: queued
@@ -838,15 +846,7 @@ static long do_sigqueue(struct sb *sb, int tgid, int tid, int sig, uint64_t uinf
     return -ESRCH;
   if (sig < 0 || sig > 64)
     return -EINVAL;
-  if (sig == 0)
-    return 0;
-  if (sig == SIGKILL || sig == SIGSTOP) {
-    sb->pending |= sig_bit(sig);
-    kill_sandbox(sb, SIGKILL);
-    return 0;
-  }
-  long r = sig_queue(sb, &info, 0, 0);
-  return r < 0 ? r : 0;
+  return send_info(sb, &info);
 }
 
 long sys_rt_sigqueueinfo(struct sb *sb, const uint64_t a[6], long nr)

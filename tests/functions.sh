@@ -65,3 +65,22 @@ mount_xfs_reflink() {
     skip "cannot loop-mount XFS here (no loop devices, not root, or a container):" "$(head -c 200 "$TMP/mount.err")"
   cleanup_fn "umount '$1'"
 }
+
+# same_as_native NAME CMD...: CMD natively and in a sandbox (cowfork run
+# --root /) must print the same stdout and exit the same; on a difference
+# both runs are shown and the test fails. SAME_MEM (default 512M) and
+# SAME_TIMEOUT (seconds, default 60) tune the runs; stdin is /dev/null.
+same_as_native() {
+  local name=$1 nrc=0 src=0
+  shift
+  timeout "${SAME_TIMEOUT:-60}" "$@" </dev/null >"$TMP/n.out" 2>"$TMP/n.err" || nrc=$?
+  timeout "${SAME_TIMEOUT:-60}" "$COWFORK" run --root / --mem "${SAME_MEM:-512M}" -- "$@" </dev/null \
+    >"$TMP/s.out" 2>"$TMP/s.err" || src=$?
+  if ! cmp -s "$TMP/n.out" "$TMP/s.out" || [ "$nrc" != "$src" ]; then
+    echo "native ($nrc):"; cat "$TMP/n.out" "$TMP/n.err"
+    echo "sandbox ($src):"; cat "$TMP/s.out" "$TMP/s.err"
+    diff "$TMP/n.out" "$TMP/s.out" || true
+    fail "$name differs from the native run"
+  fi
+  echo "ok   $name: exit $src, $(wc -l <"$TMP/s.out") lines as natively: $(head -c 200 "$TMP/s.out" | tr '\n' '|')"
+}

@@ -11,15 +11,7 @@ here=$(cd "$(dirname "$0")" && pwd)
 E=$TMP/events
 gcc -static -O1 -o "$E" "$here/sandbox/events.c" 2>"$TMP/cc.err" || skip "cannot build static programs: $(head -n 1 "$TMP/cc.err")"
 
-nrc=0 src=0
-timeout 30 "$E" >"$TMP/n.out" 2>"$TMP/n.err" || nrc=$?
-timeout 60 "$COWFORK" run --root / --mem 256M -- "$E" >"$TMP/s.out" 2>"$TMP/s.err" || src=$?
-if ! cmp -s "$TMP/n.out" "$TMP/s.out" || [ "$nrc" != "$src" ]; then
-  echo "native ($nrc):"; cat "$TMP/n.out" "$TMP/n.err"
-  echo "sandbox ($src):"; cat "$TMP/s.out" "$TMP/s.err"
-  diff "$TMP/n.out" "$TMP/s.out"
-  fail "events program differs from the native run"
-fi
+SAME_MEM=256M same_as_native "events program" "$E"
 echo "ok   events: $(wc -l <"$TMP/s.out") lines as natively, exit $src"
 
 cat > "$TMP/tmpl.c" <<'C'

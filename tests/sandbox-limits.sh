@@ -15,23 +15,9 @@ here=$(cd "$(dirname "$0")" && pwd)
 T=$TMP/limits
 gcc -static -O1 -o "$T" "$here/sandbox/limits.c" 2>"$TMP/cc.err" || skip "cannot build static programs: $(head -n 1 "$TMP/cc.err")"
 
-# same NAME CMD...: stdout and exit status of the native run and the sandbox run are equal
-same() {
-  local name=$1 nrc=0 src=0
-  shift
-  timeout 30 "$@" </dev/null >"$TMP/n.out" 2>"$TMP/n.err" || nrc=$?
-  timeout 60 "$COWFORK" run --root / --mem 256M -- "$@" </dev/null >"$TMP/s.out" 2>"$TMP/s.err" || src=$?
-  if ! cmp -s "$TMP/n.out" "$TMP/s.out" || [ "$nrc" != "$src" ]; then
-    echo "native ($nrc):"; cat "$TMP/n.out" "$TMP/n.err"
-    echo "sandbox ($src):"; cat "$TMP/s.out" "$TMP/s.err"
-    diff "$TMP/n.out" "$TMP/s.out"
-    fail "$name differs from the native run"
-  fi
-  echo "ok   $name: exit $src, $(wc -l <"$TMP/s.out") lines the same"
-}
 
-same "resource limits" "$T" rlimit
-same "the alternate signal stack" "$T" altstack
+same_as_native "resource limits" "$T" rlimit
+same_as_native "the alternate signal stack" "$T" altstack
 
 echo go >"$TMP/in"
 "$T" keep <"$TMP/in" >"$TMP/n.out" || fail "native keep"

@@ -17,15 +17,7 @@ here=$(cd "$(dirname "$0")" && pwd)
 P=$TMP/ptimers
 gcc -static -O1 -o "$P" "$here/sandbox/ptimers.c" 2>"$TMP/cc.err" || skip "cannot build static programs: $(head -n 1 "$TMP/cc.err")"
 
-nrc=0 src=0
-timeout 60 "$P" >"$TMP/n.out" 2>"$TMP/n.err" || nrc=$?
-timeout 60 "$COWFORK" run --root / --mem 256M -- "$P" >"$TMP/s.out" 2>"$TMP/s.err" || src=$?
-if ! cmp -s "$TMP/n.out" "$TMP/s.out" || [ "$nrc" != "$src" ]; then
-  diff "$TMP/n.out" "$TMP/s.out" || true
-  echo "native ($nrc):"; cat "$TMP/n.err"
-  echo "sandbox ($src):"; cat "$TMP/s.err"
-  fail "ptimers differs from the native run"
-fi
+SAME_MEM=256M same_as_native "ptimers" "$P"
 sed 's/^/ok   /' "$TMP/s.out"
 
 # A template with an armed POSIX timer: each child counts its time left again.

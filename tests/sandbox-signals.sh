@@ -17,33 +17,20 @@ here=$(cd "$(dirname "$0")" && pwd)
 T=$TMP/timers
 gcc -static -O1 -o "$T" "$here/sandbox/timers.c" 2>"$TMP/cc.err" || skip "cannot build static programs: $(head -n 1 "$TMP/cc.err")"
 
-# same NAME CMD...: stdout and exit status of the native run and the sandbox run are equal
-same() {
-  local name=$1 nrc=0 src=0
-  shift
-  timeout 30 "$@" >"$TMP/n.out" 2>"$TMP/n.err" || nrc=$?
-  timeout 30 "$COWFORK" run --root / --mem 512M -- "$@" >"$TMP/s.out" 2>"$TMP/s.err" || src=$?
-  if ! cmp -s "$TMP/n.out" "$TMP/s.out" || [ "$nrc" != "$src" ]; then
-    echo "native ($nrc):"; cat "$TMP/n.out" "$TMP/n.err"
-    echo "sandbox ($src):"; cat "$TMP/s.out" "$TMP/s.err"
-    fail "$name differs from the native run"
-  fi
-  echo "ok   $name: exit $src $(head -c 300 "$TMP/s.out" | tr '\n' '|')"
-}
 
-same "alarm(1) kills a CPU loop" "$T" alarm-kill
+same_as_native "alarm(1) kills a CPU loop" "$T" alarm-kill
 [ "$(cat "$TMP/n.out")" = "" ] && grep -q "SIGALRM" "$TMP/s.err" || fail "the report should name SIGALRM: $(cat "$TMP/s.err")"
-same "setitimer ends pause() by SIGALRM" "$T" alarm-pause
-same "alarm breaks while(!flag) through a handler" "$T" flag-loop
-same "ITIMER_REAL interval fires 5 times" "$T" interval real 5
-same "ITIMER_VIRTUAL interval fires 5 times" "$T" interval virtual 5
-same "ITIMER_PROF interval fires 5 times" "$T" interval prof 5
-same "an interval timer wakes pause() 4 times" "$T" interval-pause
-same "getitimer and alarm give the time left" "$T" getitimer
-same "nanosleep interrupted: EINTR and the time left" "$T" nanosleep
-same "futex timed waits: ETIMEDOUT near the deadline" "$T" futex
-same "sigsuspend: EINTR, the mask back" "$T" sigsuspend
-same "poll sleeps its timeout; a signal interrupts it" "$T" poll
+same_as_native "setitimer ends pause() by SIGALRM" "$T" alarm-pause
+same_as_native "alarm breaks while(!flag) through a handler" "$T" flag-loop
+same_as_native "ITIMER_REAL interval fires 5 times" "$T" interval real 5
+same_as_native "ITIMER_VIRTUAL interval fires 5 times" "$T" interval virtual 5
+same_as_native "ITIMER_PROF interval fires 5 times" "$T" interval prof 5
+same_as_native "an interval timer wakes pause() 4 times" "$T" interval-pause
+same_as_native "getitimer and alarm give the time left" "$T" getitimer
+same_as_native "nanosleep interrupted: EINTR and the time left" "$T" nanosleep
+same_as_native "futex timed waits: ETIMEDOUT near the deadline" "$T" futex
+same_as_native "sigsuspend: EINTR, the mask back" "$T" sigsuspend
+same_as_native "poll sleeps its timeout; a signal interrupts it" "$T" poll
 # (A timing off by more than its bound prints what it measured, not "ok":
 # the comparison with the native run catches it.)
 

@@ -14,32 +14,20 @@ here=$(cd "$(dirname "$0")" && pwd)
 T=$TMP/threads
 gcc -static -O1 -pthread -o "$T" "$here/sandbox/threads.c" 2>"$TMP/cc.err" || skip "cannot build static programs: $(head -n 1 "$TMP/cc.err")"
 
-same() {
-  local name=$1 nrc=0 src=0
-  shift
-  timeout 60 "$@" >"$TMP/n.out" 2>"$TMP/n.err" || nrc=$?
-  timeout 60 "$COWFORK" run --root / --mem 512M -- "$@" >"$TMP/s.out" 2>"$TMP/s.err" || src=$?
-  if ! cmp -s "$TMP/n.out" "$TMP/s.out" || [ "$nrc" != "$src" ]; then
-    echo "native ($nrc):"; cat "$TMP/n.out" "$TMP/n.err"
-    echo "sandbox ($src):"; cat "$TMP/s.out" "$TMP/s.err"
-    fail "$name differs from the native run"
-  fi
-  echo "ok   $name: exit $src $(head -c 300 "$TMP/s.out" | tr '\n' '|')"
-}
 
-same "8 threads at once" "$T" create 8
-same "30 threads at once" "$T" create 30
-same "100 threads one after another" "$T" serial 100
-same "mutex between 4 threads" "$T" mutex
-same "condition variable" "$T" condvar
-same "TLS and ids" "$T" identity
-same "pthread_kill to a spinning thread" "$T" kill
-same "a thread blocked on a pipe" "$T" pipe
-same "overlapping sleeps" "$T" sleeps
-same "semaphores" "$T" sem
-same "exit() in a thread" "$T" exit
-same "pthread_exit of main" "$T" main-exit
-same "30 threads alive at once" "$T" hold 30
+same_as_native "8 threads at once" "$T" create 8
+same_as_native "30 threads at once" "$T" create 30
+same_as_native "100 threads one after another" "$T" serial 100
+same_as_native "mutex between 4 threads" "$T" mutex
+same_as_native "condition variable" "$T" condvar
+same_as_native "TLS and ids" "$T" identity
+same_as_native "pthread_kill to a spinning thread" "$T" kill
+same_as_native "a thread blocked on a pipe" "$T" pipe
+same_as_native "overlapping sleeps" "$T" sleeps
+same_as_native "semaphores" "$T" sem
+same_as_native "exit() in a thread" "$T" exit
+same_as_native "pthread_exit of main" "$T" main-exit
+same_as_native "30 threads alive at once" "$T" hold 30
 
 # More threads at once than the sandbox has vCPUs: pthread_create fails
 # with EAGAIN (as Linux past RLIMIT_NPROC), the sandbox goes on.
@@ -55,7 +43,7 @@ echo "ok   past 31 threads alive at once pthread_create fails with EAGAIN and th
 # only because the running one is preempted after its time slice).
 n=$("$T" affinity)
 [ "$n" = "sched_getaffinity: $(nproc) CPUs" ] || fail "native affinity: $n"
-if [ "$(nproc)" = 2 ]; then same "sched_getaffinity (default --cpus 2 = this machine's)" "$T" affinity; fi
+if [ "$(nproc)" = 2 ]; then same_as_native "sched_getaffinity (default --cpus 2 = this machine's)" "$T" affinity; fi
 got=$(timeout 60 "$COWFORK" run --root / --cpus 3 -- "$T" affinity 2>&1) && [ "$got" = "sched_getaffinity: 3 CPUs" ] ||
   fail "--cpus 3: $got"
 got=$(timeout 60 "$COWFORK" run --root / --cpus 3 -- /bin/grep -c ^processor /proc/cpuinfo 2>&1) && [ "$got" = 3 ] ||
