@@ -69,7 +69,7 @@ echo "ok   a template's interval timer fires in each child"
 PY=/usr/bin/python3
 if [ -x $PY ]; then
   export OPENBLAS_NUM_THREADS=1 PYTHONDONTWRITEBYTECODE=1
-  same "python3: Event.wait, Lock.acquire, Queue.get with timeout=0.05; setitimer" $PY "$here/sandbox/pywait.py"
+  same_as_native "python3: Event.wait, Lock.acquire, Queue.get with timeout=0.05; setitimer" $PY "$here/sandbox/pywait.py"
 else
   echo "skip python3 cases: $PY missing"
 fi
