@@ -102,7 +102,7 @@ static const struct sys_ent table[NSYS] = {
     E(53, socketpair, sys_socket, "iiiP", 0, PARTIAL, "no network: EACCES"),
     E(54, setsockopt, sys_connect, "diiPu", 0, FULL, ""),
     E(55, getsockopt, sys_connect, "diiPP", 0, FULL, ""),
-    E(56, clone, sys_clone, "xPPPx", 0, PARTIAL, "threads (CLONE_VM|FS|FILES|SIGHAND|THREAD, SETTLS, PARENT_SETTID, CHILD_SETTID, CHILD_CLEARTID), a vCPU each, at most 31 at once (EAGAIN); a thread with its own fd table or cwd EINVAL; no processes yet (ENOMEM)"),
+    E(56, clone, sys_clone, "xPPPx", 0, PARTIAL, "threads (CLONE_VM|FS|FILES|SIGHAND|THREAD, SETTLS, PARENT_SETTID, CHILD_SETTID, CHILD_CLEARTID), a vCPU each, at most 121 at once (31 in the daemon; EAGAIN past it); a thread with its own fd table or cwd EINVAL; no processes yet (ENOMEM)"),
     E(57, fork, sys_fork, "", 0, PARTIAL, "ENOMEM: one process per sandbox"),
     E(58, vfork, sys_fork, "", 0, PARTIAL, "ENOMEM: one process per sandbox"),
     E(59, execve, sys_execve, "pPP", SF_NORET, FULL, "static and dynamic ELF"),

@@ -30,7 +30,7 @@
  * address space), woken under the lock: FUTEX_WAIT checks the value and
  * queues itself under the same lock a waker takes, so no wake is lost.
  *
- * Limits: at most CF_VM_MAX_VCPUS threads alive at once (clone is EAGAIN
+ * Limits: at most max_threads (CF_VM_MAX_VCPUS) threads alive at once (clone is EAGAIN
  * past it, as Linux past RLIMIT_NPROC); a sandbox cannot be paused
  * (template, branch, park) while more than one thread is alive: the run
  * ends with a report saying so. */
@@ -52,7 +52,7 @@
 #include "internal.h"
 #include "shim/shim.h"
 
-_Static_assert(CF_SANDBOX_MAX_THREADS == CF_VM_MAX_VCPUS, "the fd budget counts a vCPU and a wake fd per thread");
+_Static_assert(CF_SANDBOX_MAX_THREADS == CF_VM_MAX_VCPUS, "a vCPU per thread");
 
 /* ---- the lock and the context switch ---- */
 
@@ -388,8 +388,11 @@ long task_clone(struct sb *sb, uint64_t flags, uint64_t sp, uint64_t parent_tid,
     return -EAGAIN;
   if (task0_make(sb) < 0)
     return -EAGAIN;
+  unsigned cap = sb->opts && sb->opts->max_threads ? sb->opts->max_threads : CF_SANDBOX_MAX_THREADS;
+  if (cap > CF_VM_MAX_VCPUS)
+    cap = CF_VM_MAX_VCPUS;
   int idx = -1;
-  for (int i = 1; i < CF_VM_MAX_VCPUS; i++) {
+  for (int i = 1; i < (int)cap; i++) {
     if (sb->tasks[i] && sb->tasks[i]->done)
       task_reap(sb, i);
     if (!sb->tasks[i] && idx < 0)

@@ -27,16 +27,16 @@ same_as_native "overlapping sleeps" "$T" sleeps
 same_as_native "semaphores" "$T" sem
 same_as_native "exit() in a thread" "$T" exit
 same_as_native "pthread_exit of main" "$T" main-exit
-same_as_native "30 threads alive at once" "$T" hold 30
+SAME_MEM=2G same_as_native "100 threads alive at once (8 MiB stacks: --mem 2G)" "$T" hold 100
 
 # More threads at once than the sandbox has vCPUs: pthread_create fails
 # with EAGAIN (as Linux past RLIMIT_NPROC), the sandbox goes on.
-"$T" hold 40 | grep -q "^40 of 40 threads alive at once; then none failed" || fail "natively 40 threads should start"
+"$T" hold 130 | grep -q "^130 of 130 threads alive at once; then none failed" || fail "natively 130 threads should start"
 src=0
-timeout 60 "$COWFORK" run --root / --mem 512M -- "$T" hold 40 >"$TMP/s.out" 2>"$TMP/s.err" || src=$?
-grep -q "^30 of 40 threads alive at once; then EAGAIN" "$TMP/s.out" && [ "$src" = 0 ] ||
-  fail "the 32nd thread alive at once should fail with EAGAIN: $src $(cat "$TMP/s.out" "$TMP/s.err")"
-echo "ok   past 31 threads alive at once pthread_create fails with EAGAIN and the program goes on"
+timeout 120 "$COWFORK" run --root / --mem 2G -- "$T" hold 130 >"$TMP/s.out" 2>"$TMP/s.err" || src=$?
+grep -q "^120 of 130 threads alive at once; then EAGAIN" "$TMP/s.out" && [ "$src" = 0 ] ||
+  fail "the 122nd thread alive at once should fail with EAGAIN: $src $(cat "$TMP/s.out" "$TMP/s.err")"
+echo "ok   past 121 threads alive at once pthread_create fails with EAGAIN and the program goes on"
 
 # --cpus: what the program sees, and threads taking turns on fewer CPUs
 # than they need (two threads spin-waiting for each other on one CPU end

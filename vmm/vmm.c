@@ -15,9 +15,12 @@
  *   0x2000 PML4, 0x3000 PDPT, 0x4000 the 4 KiB page table of the first 2 MiB,
  *   0x5000..0x8fff page directories (2 MiB pages, user RWX): up to 4 GiB
  *   0x9000..0xafff kernel stacks (TSS.RSP0): vCPU 0's is the top 512 bytes;
- *          vCPU i >= 1 has a 256-byte slot from 0x9000 holding its own TSS
- *          (104 bytes) with its stack above it (an exception frame is 48
- *          bytes), written when the vCPU is made; 0xb000 and 0xc000 the 4 KiB
+ *          vCPU i >= 1 has a 64-byte slot from 0x9000: its TSS starts there
+ *          and its RSP0 is the slot's end. Of a TSS the CPU reads only RSP0
+ *          (bytes 4-11: no IST in the IDT, no I/O bitmap at CPL0), so the
+ *          rest of its 104 bytes may overlap the next slot; the exception
+ *          frame (48 bytes with an error code) fills bytes 16-63 and never
+ *          reaches an RSP0 field. Written when the vCPU is made; 0xb000 and 0xc000 the 4 KiB
  *   page tables of the edges of a guarded range (cf_vm_guard), 0xd000 the generation page (user
  *   read-only: CF_AT_GENERATION), 0xe000 MMIO page (its guest
  *   physical address is outside every memslot), 0xf000 syscall stub (user RX)
@@ -70,7 +73,7 @@ _Static_assert(sizeof(struct cf_vm_regs) == sizeof(struct kvm_regs), "cf_vm_regs
 #define PD_PAGES 4ull
 #define KSTACK_TOP 0xb000ull
 #define KSLOT_BASE 0x9000ull /* vCPU i >= 1: TSS at KSLOT_BASE + (i-1)*KSLOT, RSP0 at its end */
-#define KSLOT 256ull
+#define KSLOT 64ull
 #define GUARD_PT0 0xb000ull
 #define GUARD_PT1 0xc000ull
 #define GEN_VA CF_VM_GENERATION_VA
@@ -362,13 +365,11 @@ struct cf_vm *cf_vm_vcpu(struct cf_vm *vm, int i)
   c->mem_size = vm->mem_size;
   c->tss = KSLOT_BASE + (uint64_t)(i - 1) * KSLOT;
   c->kstack_top = c->tss + KSLOT;
-  /* Its TSS: RSP0 and "no I/O bitmap", written only when not there yet (a
-   * child of a template made with this vCPU shares the page). */
-  uint8_t tss[104] = {0};
-  memcpy(tss + 4, &c->kstack_top, 8);
-  memcpy(tss + 102, &(uint16_t){104}, 2);
-  if (memcmp(vm->mem + c->tss, tss, sizeof tss) != 0)
-    memcpy(vm->mem + c->tss, tss, sizeof tss);
+  /* Its TSS's RSP0 (the rest of the TSS is never read: see the layout),
+   * written only when not there yet (a child of a template made with this
+   * vCPU shares the page). */
+  if (memcmp(vm->mem + c->tss + 4, &c->kstack_top, 8) != 0)
+    memcpy(vm->mem + c->tss + 4, &c->kstack_top, 8);
   if (vcpu_open(c) < 0) {
     free(c);
     return NULL;
@@ -581,7 +582,7 @@ void cf_vm_syscall_return(struct cf_vm *vm)
 /* The lowest address of vm's kernel stack (vCPU 0's is the old 4 KiB one). */
 static uint64_t kstack_low(const struct cf_vm *vm)
 {
-  return vm->index ? vm->tss + 104 : KSTACK_TOP - 0x1000;
+  return vm->index ? vm->tss + 16 : KSTACK_TOP - 0x1000;
 }
 
 int cf_vm_exception_state(struct cf_vm *vm, struct cf_vm_regs *regs)

@@ -62,6 +62,10 @@ struct cf_sandbox_opts {
    * sched_getaffinity, /proc/cpuinfo and /proc/stat show; more threads than
    * this take turns (time slices of 10 ms). */
   unsigned cpus;
+  /* Threads alive at once (a vCPU each): clone past it is EAGAIN (0:
+   * CF_SANDBOX_MAX_THREADS; at most that). Each thread beyond the first
+   * holds CF_SANDBOX_THREAD_FDS host fds. */
+  unsigned max_threads;
 };
 #define CF_SANDBOX_DEFAULT_CPUS 2
 
@@ -71,11 +75,11 @@ struct cf_sandbox_opts {
 /* Host fds a sandbox holds beyond its open files: its root (1), its VM
  * (/dev/kvm, the VM, the vCPU: 3), a transient one while it executes a /tmp
  * file or is parked (1), the uffd backend's userfaultfd (1), with margin
- * (8); and per thread beyond the first, up to CF_SANDBOX_MAX_THREADS: its
- * vCPU and its wake eventfd (2). A caller adds its own (the daemon: 3
- * memfds for stdio). */
-#define CF_SANDBOX_MAX_THREADS 31 /* vmm.h CF_VM_MAX_VCPUS */
-#define CF_SANDBOX_FIXED_FDS (8 + 2 * (CF_SANDBOX_MAX_THREADS - 1))
+ * (8); and CF_SANDBOX_THREAD_FDS per thread beyond the first (max_threads).
+ * A caller adds its own (the daemon: 3 memfds for stdio). */
+#define CF_SANDBOX_FIXED_FDS 8
+#define CF_SANDBOX_THREAD_FDS 2 /* its vCPU, its wake eventfd */
+#define CF_SANDBOX_MAX_THREADS 121 /* vmm.h CF_VM_MAX_VCPUS */
 
 /* A sandbox's environment (shim/env.c): the default, then each of set[0..n)
  * in order: "K=V" sets K (replacing the default's or an earlier K), "K"

@@ -33,7 +33,7 @@
 struct cf_vm;
 
 /* vCPUs per VM: 0 .. CF_VM_MAX_VCPUS-1 (the system area's kernel stacks). */
-#define CF_VM_MAX_VCPUS 31
+#define CF_VM_MAX_VCPUS 121
 
 /* Same layout as struct kvm_regs. */
 struct cf_vm_regs {

@@ -346,9 +346,9 @@ static void *hold_wait(void *arg)
 
 static int hold(int n)
 {
-  pthread_t t[64];
+  static pthread_t t[256];
   int made = 0, err = 0;
-  for (; made < n && made < 64; made++)
+  for (; made < n && made < 256; made++)
     if ((err = pthread_create(&t[made], NULL, hold_wait, NULL)))
       break;
   pthread_mutex_lock(&mu);
