@@ -245,7 +245,7 @@ static long ready_wait(struct sb *sb, scan_fn *scan, void *ctx, int64_t timeout_
       break;
     if (timeout_ns != 0 || sig_at_zero) {
       itimer_poll(sb);
-      if (sb->exited || sb->timed_out || sig_deliverable(sb)) {
+      if (sb->exited || sb->timed_out || (sb->cur && sb->cur->exited) || sig_deliverable(sb)) {
         r = -EINTR;
         break;
       }

@@ -285,6 +285,8 @@ void task_run(struct sb *sb, struct task *t)
     int rc = cf_vm_run(vm, &ex);
     task_lock(sb, t);
     cpu_put(sb, t);
+    if (t && t->exited)
+      break; /* ended meanwhile (another thread's execve): its exit is not served */
     if (rc < 0) {
       snprintf(sb->report, sizeof sb->report, "the VM failed: %s", cf_error());
       sb->vm_broken = true;

@@ -583,6 +583,10 @@ long task_exit(struct sb *sb, int code);
 void task_run(struct sb *sb, struct task *t);
 /* Whether the sandbox may pause now (one thread); else it ends with a report. */
 bool task_can_pause(struct sb *sb);
+/* execve with other threads alive: end them first, as Linux (they leave
+ * their waits and vCPUs before the memory is replaced). 0, or -EINTR when
+ * the sandbox ended meanwhile. */
+long task_exec_alone(struct sb *sb);
 /* After task 0's loop: wait for the other tasks, join and free them. */
 void task_finish(struct sb *sb);
 /* The CPU time of the tasks other than task 0 (running and ended). */

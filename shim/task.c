@@ -109,6 +109,13 @@ static long do_execve(struct sb *sb, const uint64_t a[6])
     free_strv(argv);
     return err;
   }
+  /* The other threads end first (Linux's de_thread): none may run in the
+   * memory about to be replaced. */
+  if ((r = task_exec_alone(sb)) < 0) {
+    free_strv(argv);
+    free_strv(envp);
+    return r;
+  }
   /* Every VMA goes; the /tmp region (no VMA) stays. */
   while (sb->nvma > 0 && mm_unmap(sb, sb->vmas[0].start, sb->vmas[0].end - sb->vmas[0].start) == 0)
     ;

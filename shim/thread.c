@@ -438,7 +438,7 @@ long task_clone(struct sb *sb, uint64_t flags, uint64_t sp, uint64_t parent_tid,
   sb->nlive++;
   pthread_attr_t attr;
   pthread_attr_init(&attr);
-  pthread_attr_setstacksize(&attr, 256 << 10);
+  pthread_attr_setstacksize(&attr, 1 << 20);
   int e = pthread_create(&t->host, &attr, task_main, t);
   pthread_attr_destroy(&attr);
   if (e) {
@@ -466,6 +466,44 @@ bool task_can_pause(struct sb *sb)
   return false;
 }
 
+long task_exec_alone(struct sb *sb)
+{
+  struct task *me = sb->cur;
+  if (task_live(sb) <= 1)
+    return 0;
+  for (int i = 0; i < CF_VM_MAX_VCPUS; i++) {
+    struct task *t = sb->tasks[i];
+    if (!t || t == me || t->exited)
+      continue;
+    t->exited = true;
+    sb->nlive--;
+    task_kick(t);
+    wake_task(t);
+  }
+  /* Wait until each has left the shim and its vCPU (task 0: its loop). */
+  for (;;) {
+    bool busy = false;
+    for (int i = 0; i < CF_VM_MAX_VCPUS; i++)
+      if (sb->tasks[i] && sb->tasks[i] != me && !sb->tasks[i]->done)
+        busy = true;
+    if (!busy) {
+      me->tid = sb->tid = sb->pid; /* the exec'ing thread becomes the leader, as Linux */
+      return 0;
+    }
+    if (sb->exited || sb->timed_out)
+      return -EINTR;
+    struct timespec dl;
+    clock_gettime(CLOCK_REALTIME, &dl);
+    dl.tv_nsec += 10000000;
+    if (dl.tv_nsec >= 1000000000) {
+      dl.tv_sec++;
+      dl.tv_nsec -= 1000000000;
+    }
+    pthread_cond_timedwait(&sb->task_cv, &sb->lock, &dl);
+    switch_to(sb, me);
+  }
+}
+
 void task_finish(struct sb *sb)
 {
   if (!sb->ntasks)
@@ -477,6 +515,8 @@ void task_finish(struct sb *sb)
     t0->exited = true;
     sb->nlive--;
   }
+  t0->done = true;
+  pthread_cond_broadcast(&sb->task_cv);
   for (;;) {
     bool running = false;
     for (int i = 1; i < CF_VM_MAX_VCPUS; i++)

@@ -27,6 +27,7 @@ same_as_native "overlapping sleeps" "$T" sleeps
 same_as_native "semaphores" "$T" sem
 same_as_native "exit() in a thread" "$T" exit
 same_as_native "pthread_exit of main" "$T" main-exit
+same_as_native "execve in a thread ends the others" "$T" exec
 SAME_MEM=2G same_as_native "100 threads alive at once (8 MiB stacks: --mem 2G)" "$T" hold 100
 
 # More threads at once than the sandbox has vCPUs: pthread_create fails

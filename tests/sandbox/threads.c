@@ -396,6 +396,34 @@ static int pingpong(void)
   return 0;
 }
 
+/* execve in a thread while main waits in a join: the other threads end,
+ * the new program runs as the process, its tid is the pid. */
+static char *self;
+static void *exec_it(void *arg)
+{
+  char pid[32];
+  snprintf(pid, sizeof pid, "%d", (int)getpid());
+  execl(self, self, "exec-child", pid, (char *)NULL);
+  printf("execl failed: %s\n", strerror(errno));
+  return NULL;
+}
+
+static int exec_thread(void)
+{
+  pthread_t t;
+  pthread_create(&t, NULL, exec_it, NULL);
+  pthread_join(t, NULL);
+  printf("not reached\n");
+  return 1;
+}
+
+static int exec_child(const char *pid)
+{
+  printf("after execve in a thread: same pid %d, tid is the pid %d\n", getpid() == atoi(pid),
+         (int)syscall(SYS_gettid) == getpid());
+  return 3;
+}
+
 int main(int argc, char **argv)
 {
   setvbuf(stdout, NULL, _IOLBF, 0);
@@ -420,6 +448,11 @@ int main(int argc, char **argv)
     return semaphore();
   if (!strcmp(m, "exit"))
     return exit_thread();
+  self = argv[0];
+  if (!strcmp(m, "exec"))
+    return exec_thread();
+  if (!strcmp(m, "exec-child"))
+    return exec_child(argc > 2 ? argv[2] : "0");
   if (!strcmp(m, "affinity"))
     return affinity();
   if (!strcmp(m, "pingpong"))
