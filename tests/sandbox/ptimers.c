@@ -79,9 +79,12 @@ int main(void)
   struct timespec nap = {0, 55000000};
   nanosleep(&nap, NULL);
   sigprocmask(SIG_UNBLOCK, &rt, NULL);
+  /* read at once: the timer goes on, and a slow (emulated) machine may
+   * take its next 10 ms period before a later read */
+  int h = (int)hits, ov = (int)ovr;
   int o = timer_getoverrun(t);
-  printf("blocked 55 ms: %d delivery, si_overrun in [3, 10]: %s, timer_getoverrun the same: %s\n", (int)hits,
-         ovr >= 3 && ovr <= 10 ? "yes" : "no", o == ovr ? "yes" : "no");
+  printf("blocked 55 ms: %d delivery, si_overrun in [3, 10]: %s, timer_getoverrun the same: %s\n", h,
+         ov >= 3 && ov <= 10 ? "yes" : "no", o == ov || hits > h ? "yes" : "no");
   /* sigsuspend woken by it */
   sigprocmask(SIG_BLOCK, &rt, NULL);
   sigset_t none;
