@@ -593,6 +593,17 @@ static long open_abs(struct sb *sb, char *abs, int flags, unsigned mode, struct 
 
 static long do_read_held(struct sb *sb, struct file *f, uint64_t buf, uint64_t len, int64_t off);
 
+/* Wait (the lock released: timer.c sig_poll) until host fd is ready for
+ * events, another task's wakes aside: > 0, or -EINTR / -errno. */
+static long host_wait(struct sb *sb, int fd, short events)
+{
+  struct pollfd pf = {.fd = fd, .events = events};
+  long r;
+  while ((r = sig_poll(sb, &pf, 1, -1)) == -EAGAIN)
+    ;
+  return r;
+}
+
 /* A read or write may block and release the lock (thread.c): the file is
  * held meanwhile, so that another thread's close does not free it under
  * the call (Linux holds it too). */
@@ -620,10 +631,7 @@ static long do_read_held(struct sb *sb, struct file *f, uint64_t buf, uint64_t l
       /* A read that may block (a pipe, a terminal) waits with the lock
        * released, so that the other threads run; the buffer is looked up
        * again after (another thread may have unmapped it). */
-      struct pollfd pf = {.fd = f->hostfd, .events = POLLIN};
-      while ((r = sig_poll(sb, &pf, 1, -1)) == -EAGAIN)
-        ;
-      if (r < 0)
+      if ((r = host_wait(sb, f->hostfd, POLLIN)) < 0)
         return r;
       if (!(p = mm_ptr(sb, buf, len, PROT_WRITE)))
         return -EFAULT;
@@ -687,10 +695,7 @@ static long do_write_held(struct sb *sb, struct file *f, uint64_t buf, uint64_t 
        * ends it with what was written. */
       uint64_t done = r > 0 ? (uint64_t)r : 0;
       while (done < len) {
-        struct pollfd pf = {.fd = f->hostfd, .events = POLLOUT};
-        long w;
-        while ((w = sig_poll(sb, &pf, 1, -1)) == -EAGAIN)
-          ;
+        long w = host_wait(sb, f->hostfd, POLLOUT);
         if (w < 0)
           return done ? (long)done : w;
         if (!(p = mm_ptr(sb, buf, len, PROT_READ)))

@@ -574,6 +574,8 @@ bool task_take_wake(struct sb *sb);
  * process). Async-signal-safe. */
 void task_kick_all(struct sb *sb);
 void task_kick(struct task *t);
+/* Kick t's vCPU and end its wait: something for it (a signal, its end). */
+void task_signal(struct task *t);
 void task_end_all(struct sb *sb);
 /* clone/clone3 of a thread: its tid or -errno. */
 long task_clone(struct sb *sb, uint64_t flags, uint64_t sp, uint64_t parent_tid, uint64_t child_tid, uint64_t tls);

@@ -604,12 +604,7 @@ static long do_tkill(struct sb *sb, int tid, int sig)
     sb->tpending |= bit;
   } else {
     t->tpending |= bit;
-    task_kick(t);
-    if (t->blocked) {
-      uint64_t one = 1;
-      ssize_t n = write(t->wakefd, &one, sizeof one);
-      (void)n;
-    }
+    task_signal(t);
   }
   return 0;
 }

@@ -95,6 +95,22 @@ static void switch_to(struct sb *sb, struct task *t)
   }
 }
 
+/* Wait on cv (the lock released) for a wake or one time slice (10 ms),
+ * then be task t again: 0 or ETIMEDOUT. */
+static int slice_wait(struct sb *sb, pthread_cond_t *cv, struct task *t)
+{
+  struct timespec dl;
+  clock_gettime(CLOCK_REALTIME, &dl);
+  dl.tv_nsec += 10000000;
+  if (dl.tv_nsec >= 1000000000) {
+    dl.tv_sec++;
+    dl.tv_nsec -= 1000000000;
+  }
+  int e = pthread_cond_timedwait(cv, &sb->lock, &dl);
+  switch_to(sb, t);
+  return e;
+}
+
 void task_lock(struct sb *sb, struct task *t)
 {
   pthread_mutex_lock(&sb->lock);
@@ -133,14 +149,18 @@ void task_kick(struct task *t)
     syscall(SYS_tgkill, getpid(), tid, SIGALRM);
 }
 
+void task_signal(struct task *t)
+{
+  task_kick(t);
+  wake_task(t);
+}
+
 void task_kick_all(struct sb *sb)
 {
   for (int i = 0; i < CF_VM_MAX_VCPUS; i++) {
     struct task *t = __atomic_load_n(&sb->tasks[i], __ATOMIC_ACQUIRE);
-    if (t) {
-      task_kick(t);
-      wake_task(t);
-    }
+    if (t)
+      task_signal(t);
   }
 }
 
@@ -175,15 +195,7 @@ bool cpu_get(struct sb *sb, struct task *t)
       ok = false;
       break;
     }
-    struct timespec dl;
-    clock_gettime(CLOCK_REALTIME, &dl);
-    dl.tv_nsec += 10000000;
-    if (dl.tv_nsec >= 1000000000) {
-      dl.tv_sec++;
-      dl.tv_nsec -= 1000000000;
-    }
-    int e = pthread_cond_timedwait(&sb->cpu_cv, &sb->lock, &dl);
-    switch_to(sb, t);
+    int e = slice_wait(sb, &sb->cpu_cv, t);
     if (e == ETIMEDOUT && sb->cpu_q[0] == t)
       for (int i = 0; i < CF_VM_MAX_VCPUS; i++)
         if (sb->tasks[i] && sb->tasks[i]->on_cpu)
@@ -477,8 +489,7 @@ long task_exec_alone(struct sb *sb)
       continue;
     t->exited = true;
     sb->nlive--;
-    task_kick(t);
-    wake_task(t);
+    task_signal(t);
   }
   /* Wait until each has left the shim and its vCPU (task 0: its loop). */
   for (;;) {
@@ -492,15 +503,7 @@ long task_exec_alone(struct sb *sb)
     }
     if (sb->exited || sb->timed_out)
       return -EINTR;
-    struct timespec dl;
-    clock_gettime(CLOCK_REALTIME, &dl);
-    dl.tv_nsec += 10000000;
-    if (dl.tv_nsec >= 1000000000) {
-      dl.tv_sec++;
-      dl.tv_nsec -= 1000000000;
-    }
-    pthread_cond_timedwait(&sb->task_cv, &sb->lock, &dl);
-    switch_to(sb, me);
+    slice_wait(sb, &sb->task_cv, me);
   }
 }
 
@@ -526,14 +529,7 @@ void task_finish(struct sb *sb)
       break;
     if (sb->exited || sb->timed_out)
       task_kick_all(sb);
-    struct timespec dl;
-    clock_gettime(CLOCK_REALTIME, &dl);
-    dl.tv_nsec += 10000000;
-    if (dl.tv_nsec >= 1000000000) {
-      dl.tv_sec++;
-      dl.tv_nsec -= 1000000000;
-    }
-    pthread_cond_timedwait(&sb->task_cv, &sb->lock, &dl);
+    slice_wait(sb, &sb->task_cv, NULL);
   }
   for (int i = 1; i < CF_VM_MAX_VCPUS; i++)
     if (sb->tasks[i])
