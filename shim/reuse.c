@@ -404,6 +404,13 @@ int reuse_check(struct sb *sb)
   }
   if (sb->uid != f->uid || sb->gid != f->gid)
     FAIL("identity differs");
+  if (sb->nheld != f->nheld || sb->next_tid != f->next_tid)
+    FAIL("threads differ");
+  for (int i = 0; i < sb->nheld; i++)
+    if (sb->held[i]->tid != f->held[i]->tid ||
+        memcmp(&sb->held[i]->stop_regs, &f->held[i]->stop_regs, sizeof sb->held[i]->stop_regs) ||
+        memcmp(sb->held[i]->cpu, f->held[i]->cpu, sizeof *sb->held[i]->cpu))
+      FAIL("thread %d differs", i);
   if (sb->ready != f->ready || sb->eof_pause != f->eof_pause || sb->resume_pending != f->resume_pending ||
       strcmp(sb->marker, f->marker) || sb->paused != f->paused || sb->exited != f->exited ||
       sb->entered != f->entered || sb->nreplaced != f->nreplaced || sb->nsys != f->nsys ||

@@ -187,14 +187,13 @@ static bool stdin_at_eof(struct sb *sb)
 
 static void pause_at(struct sb *sb, bool pending)
 {
-  if (!task_can_pause(sb))
-    return;
   struct cf_vm_regs u = *cf_vm_regs(sb->vm);
   u.rip = u.rcx; /* after the SYSCALL instruction, in both syscall modes */
   u.rflags = u.r11;
   sb->pause_regs = u;
   sb->pause_pending = pending;
   sb->paused = true;
+  task_pause_others(sb);
 }
 
 /* Did this write to fd 1 complete the marker? Keeps the tail of stdout. */
@@ -277,10 +276,16 @@ static void serve_syscall(struct sb *sb, double t_start, bool pending_resume)
 void task_run(struct sb *sb, struct task *t)
 {
   struct cf_vm_exit ex;
-  while (!sb->exited && !sb->paused && !sb->timed_out && !(t && t->exited)) {
+  for (;;) {
+    if (sb->exited || sb->timed_out || (t && t->exited))
+      break;
+    /* A pause (by this task or another): stopped where it can go on later,
+     * or run on to the next exit first (thread.c task_stop). */
+    if (sb->paused && task_stop(sb, t))
+      break;
     struct cf_vm *vm = sb->vm;
     if (!cpu_get(sb, t))
-      break;
+      continue;
     task_unlock(sb);
     int rc = cf_vm_run(vm, &ex);
     task_lock(sb, t);
@@ -349,7 +354,12 @@ static void run_loop(struct sb *sb, struct cf_sandbox_result *res, double t_star
 {
   task_lock(sb, NULL);
   sb->first_exit_us = 0;
-  if (sb->resume_pending) {
+  if (task_resume(sb) < 0) { /* a paused sandbox's other threads */
+    snprintf(sb->report, sizeof sb->report, "the sandbox's threads cannot go on: %s", cf_error());
+    kill_sandbox(sb, SIGKILL);
+    task_end_all(sb);
+  }
+  if (sb->resume_pending && !sb->exited) {
     sb->resume_pending = false;
     serve_syscall(sb, sb->t_spawn, true);
   }
@@ -357,7 +367,7 @@ static void run_loop(struct sb *sb, struct cf_sandbox_result *res, double t_star
     sb->entered = true;
     sb->t_enter = now_us();
   }
-  task_run(sb, NULL);
+  task_run(sb, sb->cur);
   task_finish(sb);
   task_unlock(sb);
   if (sb->first_exit_us)
@@ -520,6 +530,7 @@ void cf_sandbox_free(struct cf_sandbox *box)
   fs_fini(sb);
   vm_free(sb->vm, sb->gm); /* unmaps a child's memory backend too */
   park_free(sb);
+  task_free_held(sb);
   free(sb->replaced);
   free(sb->vmas);
   cf_dirty_free(&sb->end_dirty);

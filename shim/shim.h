@@ -120,6 +120,13 @@ struct task {
   bool exited;          /* its exit ran (or the sandbox ended under it) */
   bool done;            /* its host thread left the shim */
   bool on_cpu;          /* counted in sb->cpu_running (in or about to be in KVM_RUN) */
+  /* pausing with threads (thread.c task_stop): stopped at stop_regs (at
+   * CPL3); run_on: not at such a point yet, runs to its next exit. A paused
+   * sandbox keeps its threads (but the one that paused it) in sb->held with
+   * their vCPU state in cpu. */
+  bool stopped, run_on;
+  struct cf_vm_regs stop_regs;
+  struct cf_vm_cpu *cpu;
   uint64_t cpu_ns;      /* its host thread's CPU time when done */
   /* context (ctx_in/ctx_out) */
   uint64_t sigmask, tpending, saved_mask, sigwait_set;
@@ -198,6 +205,12 @@ struct sb {
   pthread_cond_t cpu_cv;
   uint64_t cpu_dead_ns;     /* CPU time of the tasks whose threads ended */
   struct fwaiter *futex_waiters;
+  /* a pause with threads: the task that paused (its context is sb's after
+   * the run, on vCPU 0); the others, held until the next run starts them
+   * again (task_resume), saved with a template (task_save_threads) */
+  struct task *pauser;
+  struct task **held;
+  int nheld;
 
   /* signals */
   struct ksigaction act[65];
@@ -583,14 +596,27 @@ long task_clone(struct sb *sb, uint64_t flags, uint64_t sp, uint64_t parent_tid,
 long task_exit(struct sb *sb, int code);
 /* The run loop of the running task (sandbox.c), until it or the sandbox ends. */
 void task_run(struct sb *sb, struct task *t);
-/* Whether the sandbox may pause now (one thread); else it ends with a report. */
-bool task_can_pause(struct sb *sb);
+/* A pause by the running task (sandbox.c pause_at): the others stop at
+ * their next point they can be continued from (task_stop, in their run
+ * loops; a blocked call is rewound to run again). */
+void task_pause_others(struct sb *sb);
+/* Whether t (NULL: the only thread) is stopped for the pause now; false:
+ * it runs on to its next exit first. */
+bool task_stop(struct sb *sb, struct task *t);
+/* At the start of a run: start the held threads of a paused sandbox again
+ * (each on a vCPU of its own, its registers and FPU state loaded). -1 +
+ * cf_error (the sandbox cannot go on). */
+int task_resume(struct sb *sb);
+/* Free the held threads (a sandbox freed, a VM reused for another child). */
+void task_free_held(struct sb *sb);
 /* execve with other threads alive: end them first, as Linux (they leave
  * their waits and vCPUs before the memory is replaced). 0, or -EINTR when
  * the sandbox ended meanwhile. */
 long task_exec_alone(struct sb *sb);
-/* After task 0's loop: wait for the other tasks, join and free them. */
-void task_finish(struct sb *sb);
+/* After task 0's loop: wait for the other tasks, join and free them; after
+ * a pause, hold the ones alive (sb->held) and give sb and vCPU 0 the
+ * pausing task's context. -1 + cf_error when a vCPU's state cannot be read. */
+int task_finish(struct sb *sb);
 /* The CPU time of the tasks other than task 0 (running and ended). */
 uint64_t task_cpu_ns(struct sb *sb);
 /* futex waiters by guest address: wake up to n (bitset matched; the count),
@@ -755,6 +781,11 @@ void task_save_limits(struct sb *sb, struct wbuf *w);
 int task_load_limits(struct sb *sb, struct rbuf *r, const char *name);
 void sig_save_altstack(struct sb *sb, struct wbuf *w);
 int sig_load_altstack(struct sb *sb, struct rbuf *r, const char *name);
+/* Version 6: the held threads of a paused sandbox (registers, FPU state,
+ * their context) and the next tid. A version 1-5 payload ends before them:
+ * none. */
+void task_save_threads(struct sb *sb, struct wbuf *w);
+int task_load_threads(struct sb *sb, struct rbuf *r, const char *name);
 
 /* reuse.c: putting a finished child's memory back to its template's
  * (file backend), and the strict comparison with a fresh child that

@@ -12,7 +12,7 @@
  * Neither is ever modified: templates are immutable.
  *
  * State file: 32-byte header, then the payload.
- *   0  magic "CFSTATE\0"   8  u32 version (5; 1-4 are read too: 1's /tmp
+ *   0  magic "CFSTATE\0"   8  u32 version (6; 1-5 are read too: 1's /tmp
  *   nodes have no atime/ctime, it has no interval timers; neither has the
  *   identity)   12 u32 zero
  *   16 u64 payload bytes   24 u64 XXH3-64 of the payload
@@ -34,7 +34,11 @@
  * Version 5 appends the POSIX timers and the signal queue (timer.c
  * timers_save: each pending instance's siginfo, a timer's time left); a
  * version 1-4 file loads with no POSIX timer, its pending signals without
- * their info (SI_USER; an interval timer's SI_KERNEL). Files
+ * their info (SI_USER; an interval timer's SI_KERNEL). Version 6 appends
+ * the threads of a program paused with several (thread.c
+ * task_save_threads: the next tid, and for each thread but the one that
+ * paused its tid, registers, FS/GS base, XSAVE area and per-thread signal
+ * state); a version 1-5 file has one thread. Files
  * of type F_DEV (version 2's F_NULL, /dev/null) are reopened by path, and
  * F_VIRT and F_VDIR (/proc, /dev) too: a child's /proc file shows the
  * child.
@@ -77,7 +81,7 @@
 #include "shim/shim.h"
 
 #define STATE_MAGIC "CFSTATE"
-#define STATE_VERSION 5
+#define STATE_VERSION 6
 #define STATE_VERSION_MIN 1 /* tmpfs.c reads both node forms; no timers */
 #define STATE_HDR 32
 #define MAX_STATE (64u << 20)
@@ -442,6 +446,7 @@ static int save_state(struct sb *sb, struct wbuf *w, const char *image, const ui
   task_save_limits(sb, w); /* version 4 */
   sig_save_altstack(sb, w);
   timers_save(sb, w); /* version 5 */
+  task_save_threads(sb, w); /* version 6 */
   return w->err ? cf_fail(ENOMEM, "out of memory") : 0;
 }
 
@@ -734,6 +739,9 @@ int state_parse(struct sb *sb, const uint8_t *payload, size_t len, const char *n
    * payload ends before them: none, and the pending signals without info). */
   if (r.off != r.n && timers_load(sb, &r, name) < 0)
     goto err;
+  /* Version 6: the threads besides the one that paused (none before). */
+  if (task_load_threads(sb, &r, name) < 0)
+    goto err;
   if (r.off != r.n)
     BAD("trailing bytes in the state file");
   sb->ready = (enum cf_ready)ready;
@@ -821,6 +829,7 @@ int cf_template_refork(struct cf_template *t, struct cf_sandbox *box, const stru
    * memory (gm, the memory source's context, moves with the VM) stay. */
   fs_fini(sb);
   free(sb->replaced);
+  task_free_held(sb);
   struct cf_vm *vm = sb->vm;
   uint8_t *mem = sb->mem;
   uint64_t mem_size = sb->mem_size;

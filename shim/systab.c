@@ -560,6 +560,11 @@ long sys_dispatch(struct sb *sb, long nr, const uint64_t a[6])
    * restart it (SA_RESTART, or no handler runs), or give EINTR. */
   if (r == -EINTR && e && (e->flags & SF_HOSTIO) && sb->running && !sb->timed_out && !sb->exited)
     r = -RESTARTSYS;
+  /* Another thread paused the sandbox while this call waited: it runs
+   * again when the thread goes on (thread.c task_stop), as if it had not
+   * started. */
+  if (r == -EINTR && sb->paused && !sb->exited)
+    r = -RESTARTSYS;
   if (r != SYS_NORETURN)
     r = signal_after_syscall(sb, nr, r);
   return r;

@@ -30,10 +30,20 @@
  * address space), woken under the lock: FUTEX_WAIT checks the value and
  * queues itself under the same lock a waker takes, so no wake is lost.
  *
+ * Pausing (a template, a branch, a live sandbox between execs, then a
+ * park): the task that reaches the ready point pauses (sandbox.c pause_at,
+ * task_pause_others) and kicks the others; each stops in its run loop at
+ * the next point its vCPU can be continued from at CPL3 (task_stop,
+ * vmm.h cf_vm_user_state); a wait it was in returns and its call is
+ * rewound to run again (sys_dispatch: EINTR under a pause becomes a
+ * restart). task_finish then keeps them in sb->held with their vCPU state
+ * and puts the pauser's state in vCPU 0 and sb, so a paused sandbox looks
+ * like one that ran alone plus a list: snapshot.c saves the list
+ * (task_save_threads) and task_resume starts each on a vCPU and host thread
+ * of its own when the sandbox runs again, in the same VM or another.
+ *
  * Limits: at most max_threads (CF_VM_MAX_VCPUS) threads alive at once (clone is EAGAIN
- * past it, as Linux past RLIMIT_NPROC); a sandbox cannot be paused
- * (template, branch, park) while more than one thread is alive: the run
- * ends with a report saying so. */
+ * past it, as Linux past RLIMIT_NPROC). */
 #include <errno.h>
 #include <linux/futex.h>
 #include <poll.h>
@@ -51,6 +61,10 @@
 #include "cowfork/error.h"
 #include "internal.h"
 #include "shim/shim.h"
+
+#ifndef SS_AUTODISARM
+#define SS_AUTODISARM (1u << 31)
+#endif
 
 _Static_assert(CF_SANDBOX_MAX_THREADS == CF_VM_MAX_VCPUS, "a vCPU per thread");
 
@@ -191,7 +205,7 @@ bool cpu_get(struct sb *sb, struct task *t)
   sb->cpu_q[sb->cpu_nq++] = t; /* at most one entry per task: room for all */
   bool ok = true;
   while (sb->cpu_q[0] != t || sb->cpu_running >= n) {
-    if (sb->exited || sb->timed_out || t->exited || sb->paused) {
+    if (sb->exited || sb->timed_out || t->exited || (sb->paused && !t->run_on)) {
       ok = false;
       break;
     }
@@ -360,7 +374,7 @@ static void *task_main(void *arg)
   struct timespec ts;
   if (clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts) == 0)
     t->cpu_ns = (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-  if (!t->exited) { /* the sandbox ended under it */
+  if (!t->exited && !t->stopped) { /* the sandbox ended under it */
     t->exited = true;
     sb->nlive--;
   }
@@ -384,6 +398,12 @@ static void task_reap(struct sb *sb, int i)
   free(t);
 }
 
+static unsigned thread_cap(const struct sb *sb)
+{
+  unsigned cap = sb->opts && sb->opts->max_threads ? sb->opts->max_threads : CF_SANDBOX_MAX_THREADS;
+  return cap > CF_VM_MAX_VCPUS ? CF_VM_MAX_VCPUS : cap;
+}
+
 /* clone(2)/clone3(2) of a thread: flags, the new stack pointer (0: the
  * caller's), parent_tid, child_tid, tls. The caller checked the flags. */
 long task_clone(struct sb *sb, uint64_t flags, uint64_t sp, uint64_t parent_tid, uint64_t child_tid, uint64_t tls)
@@ -400,9 +420,7 @@ long task_clone(struct sb *sb, uint64_t flags, uint64_t sp, uint64_t parent_tid,
     return -EAGAIN;
   if (task0_make(sb) < 0)
     return -EAGAIN;
-  unsigned cap = sb->opts && sb->opts->max_threads ? sb->opts->max_threads : CF_SANDBOX_MAX_THREADS;
-  if (cap > CF_VM_MAX_VCPUS)
-    cap = CF_VM_MAX_VCPUS;
+  unsigned cap = thread_cap(sb);
   int idx = -1;
   for (int i = 1; i < (int)cap; i++) {
     if (sb->tasks[i] && sb->tasks[i]->done)
@@ -466,18 +484,6 @@ fail:
   return -EAGAIN;
 }
 
-bool task_can_pause(struct sb *sb)
-{
-  if (task_live(sb) <= 1)
-    return true;
-  kill_sandbox(sb, SIGKILL);
-  snprintf(sb->report, sizeof sb->report,
-           "the sandbox cannot be paused with %d threads running (a template, branch or park of a threaded "
-           "program is not supported yet)",
-           task_live(sb));
-  return false;
-}
-
 long task_exec_alone(struct sb *sb)
 {
   struct task *me = sb->cur;
@@ -507,14 +513,54 @@ long task_exec_alone(struct sb *sb)
   }
 }
 
-void task_finish(struct sb *sb)
+/* After a pause: the tasks alive but the pauser go to sb->held with
+ * their vCPU state; the pauser's goes to vCPU 0 (pause_regs), and its
+ * context to sb, as if it had always run alone there. */
+static int hold_tasks(struct sb *sb)
+{
+  struct task *p = sb->pauser, *t0 = sb->tasks[0];
+  int n = 0;
+  for (int i = 0; i < CF_VM_MAX_VCPUS; i++)
+    n += sb->tasks[i] && sb->tasks[i] != p && !sb->tasks[i]->exited;
+  if (n && !(sb->held = calloc((size_t)n, sizeof *sb->held)))
+    return cf_fail(ENOMEM, "out of memory");
+  for (int i = 0; i < CF_VM_MAX_VCPUS; i++) {
+    struct task *t = sb->tasks[i];
+    if (!t || t == p || t->exited)
+      continue;
+    if (!(t->cpu = malloc(sizeof *t->cpu)) || cf_vm_save_cpu(t->vm, t->cpu) < 0)
+      return t->cpu ? -1 : cf_fail(ENOMEM, "out of memory");
+    sb->held[sb->nheld++] = t;
+  }
+  if (p != t0) {
+    struct cf_vm_cpu *c = malloc(sizeof *c);
+    int rc = !c ? cf_fail(ENOMEM, "out of memory")
+                : cf_vm_save_cpu(p->vm, c) < 0 || cf_vm_load_cpu(t0->vm, c, &sb->pause_regs) < 0 ? -1 : 0;
+    free(c);
+    if (rc < 0)
+      return -1;
+  }
+  return 0;
+}
+
+static bool is_held(const struct sb *sb, const struct task *t)
+{
+  for (int i = 0; i < sb->nheld; i++)
+    if (sb->held[i] == t)
+      return true;
+  return false;
+}
+
+int task_finish(struct sb *sb)
 {
   if (!sb->ntasks)
-    return;
+    return 0;
   struct task *t0 = sb->tasks[0];
+  bool pause = sb->paused && !sb->exited && !sb->timed_out && sb->pauser;
   /* Task 0 (this thread) is done: the others run on until the last one
-   * exits, or until the sandbox ends (which kicks them). */
-  if (!t0->exited) {
+   * exits, or until the sandbox ends (which kicks them), or stop for the
+   * pause. */
+  if (!t0->exited && !(pause && t0->stopped)) {
     t0->exited = true;
     sb->nlive--;
   }
@@ -527,27 +573,242 @@ void task_finish(struct sb *sb)
         running = true;
     if (!running)
       break;
-    if (sb->exited || sb->timed_out)
-      task_kick_all(sb);
+    for (int i = 1; i < CF_VM_MAX_VCPUS; i++) {
+      struct task *t = sb->tasks[i];
+      if (t && !t->done && (sb->exited || sb->timed_out || (sb->paused && !t->stopped)))
+        task_signal(t);
+    }
     slice_wait(sb, &sb->task_cv, NULL);
   }
+  pause = sb->paused && !sb->exited && !sb->timed_out && sb->pauser;
   for (int i = 1; i < CF_VM_MAX_VCPUS; i++)
     if (sb->tasks[i])
-      task_reap(sb, i);
-  /* Back to task 0's context, as if it had always run alone. */
-  if (sb->cur != t0) {
-    if (sb->cur)
-      ctx_out(sb, sb->cur);
-    ctx_in(sb, t0);
+      pthread_join(sb->tasks[i]->host, NULL);
+  /* Every task's context in its struct, then sb's from the one that goes
+   * on in vCPU 0: task 0, or after a pause the pauser. */
+  if (sb->cur)
+    ctx_out(sb, sb->cur);
+  int rc = 0;
+  if (pause && (rc = hold_tasks(sb)) < 0) {
+    snprintf(sb->report, sizeof sb->report, "the threads could not be paused: %s", cf_error());
+    kill_sandbox(sb, SIGKILL);
+    task_free_held(sb);
   }
-  __atomic_store_n(&sb->tasks[0], NULL, __ATOMIC_RELEASE);
-  close(t0->wakefd);
-  free(t0);
-  sb->cur = NULL;
+  ctx_in(sb, pause && rc == 0 ? sb->pauser : t0);
+  sb->vm = t0->vm;
+  for (int i = 0; i < CF_VM_MAX_VCPUS; i++) {
+    struct task *t = sb->tasks[i];
+    if (!t)
+      continue;
+    __atomic_store_n(&sb->tasks[i], NULL, __ATOMIC_RELEASE);
+    if (i)
+      sb->cpu_dead_ns += t->cpu_ns;
+    close(t->wakefd);
+    t->wakefd = -1;
+    if (!is_held(sb, t))
+      free(t);
+  }
+  sb->cur = sb->pauser = NULL;
   sb->ntasks = sb->nlive = 0;
   /* A still-running sandbox (task 0 exited, the others after it) is over. */
   if (!sb->exited && !sb->timed_out && !sb->paused)
     sb->exited = true;
+  return rc;
+}
+
+/* ---- pausing with threads ---- */
+
+void task_pause_others(struct sb *sb)
+{
+  struct task *me = sb->cur;
+  if (!me)
+    return;
+  sb->pauser = me;
+  me->stopped = true;
+  for (int i = 0; i < CF_VM_MAX_VCPUS; i++) {
+    struct task *t = sb->tasks[i];
+    if (t && t != me && !t->done)
+      task_signal(t);
+  }
+  pthread_cond_broadcast(&sb->cpu_cv);
+}
+
+bool task_stop(struct sb *sb, struct task *t)
+{
+  if (!t || t->stopped)
+    return true;
+  struct cf_vm_regs u;
+  int r = cf_vm_user_state(t->vm, &u);
+  if (r < 0) {
+    snprintf(sb->report, sizeof sb->report, "the VM failed: %s", cf_error());
+    sb->vm_broken = true;
+    kill_sandbox(sb, SIGKILL);
+    task_end_all(sb);
+    return true;
+  }
+  t->run_on = r == 0;
+  if (r == 0)
+    return false;
+  t->stop_regs = u;
+  t->stopped = true;
+  return true;
+}
+
+void task_free_held(struct sb *sb)
+{
+  for (int i = 0; i < sb->nheld; i++)
+    if (sb->held[i]) {
+      free(sb->held[i]->cpu);
+      free(sb->held[i]);
+    }
+  free(sb->held);
+  sb->held = NULL;
+  sb->nheld = 0;
+}
+
+int task_resume(struct sb *sb)
+{
+  sb->pauser = NULL;
+  if (!sb->nheld)
+    return 0;
+  int rc = 0;
+  uint64_t tsc;
+  if ((unsigned)sb->nheld + 1 > thread_cap(sb)) {
+    rc = cf_fail(EAGAIN, "the sandbox has %d threads; at most %u may run in it", sb->nheld + 1, thread_cap(sb));
+    goto out;
+  }
+  if (task0_make(sb) < 0) {
+    rc = cf_fail(ENOMEM, "out of memory");
+    goto out;
+  }
+  if (cf_vm_tsc(sb->vm, &tsc, 0) < 0) {
+    rc = -1;
+    goto out;
+  }
+  run_kick_install();
+  pthread_attr_t attr;
+  pthread_attr_init(&attr);
+  pthread_attr_setstacksize(&attr, 1 << 20);
+  /* Each on vCPU i+1, as new (a reused VM's vCPU: reset first), its clock
+   * the same as vCPU 0's. */
+  for (int i = 0; i < sb->nheld && rc == 0; i++) {
+    struct task *t = sb->held[i];
+    int idx = i + 1;
+    struct cf_vm *vm = cf_vm_vcpu(sb->vm, idx);
+    if (!vm || cf_vm_reset(vm) < 0 || cf_vm_load_cpu(vm, t->cpu, &t->stop_regs) < 0 || cf_vm_tsc(vm, NULL, tsc) < 0) {
+      rc = -1;
+      break;
+    }
+    if ((t->wakefd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)) < 0) {
+      rc = cf_fail(errno, "eventfd: %m");
+      break;
+    }
+    free(t->cpu);
+    t->cpu = NULL;
+    t->sb = sb;
+    t->idx = idx;
+    t->vm = vm;
+    t->host_tid = 0;
+    t->own_thread = true;
+    t->stopped = t->run_on = t->exited = t->done = t->blocked = t->woken = t->on_cpu = false;
+    t->cpu_ns = 0;
+    sb->held[i] = NULL;
+    __atomic_store_n(&sb->tasks[idx], t, __ATOMIC_RELEASE);
+    sb->ntasks++;
+    sb->nlive++;
+    int e = pthread_create(&t->host, &attr, task_main, t);
+    if (e) {
+      __atomic_store_n(&sb->tasks[idx], NULL, __ATOMIC_RELEASE);
+      sb->ntasks--;
+      sb->nlive--;
+      close(t->wakefd);
+      free(t);
+      rc = cf_fail(e, "pthread_create: %s", strerror(e));
+    }
+  }
+  pthread_attr_destroy(&attr);
+out:
+  task_free_held(sb); /* what did not start */
+  return rc;
+}
+
+/* Version 6 of the state file: the held threads. */
+#define THREADS_TAG 0x3653444145524854ull /* "THREADS6" */
+
+void task_save_threads(struct sb *sb, struct wbuf *w)
+{
+  w_u64(w, THREADS_TAG);
+  w_u64(w, (uint64_t)sb->next_tid);
+  w_u64(w, (uint64_t)sb->nheld);
+  for (int i = 0; i < sb->nheld; i++) {
+    const struct task *t = sb->held[i];
+    w_u64(w, (uint64_t)t->tid);
+    w_bytes(w, &t->stop_regs, sizeof t->stop_regs);
+    w_u64(w, t->cpu->fs_base);
+    w_u64(w, t->cpu->gs_base);
+    w_bytes(w, t->cpu->xsave, sizeof t->cpu->xsave);
+    w_u64(w, t->sigmask);
+    w_u64(w, t->tpending);
+    w_u64(w, t->saved_mask);
+    w_u64(w, t->sigwait_set);
+    w_u64(w, t->have_saved_mask);
+    w_u64(w, t->ss_sp);
+    w_u64(w, t->ss_size);
+    w_u64(w, (uint64_t)t->ss_flags);
+    w_u64(w, t->tid_address);
+  }
+}
+
+int task_load_threads(struct sb *sb, struct rbuf *r, const char *name)
+{
+  if (r->off == r->n)
+    return 0; /* version 1-5: one thread */
+  uint64_t tag = r_u64(r), next = r_u64(r), n = r_u64(r);
+  if (r->err || tag != THREADS_TAG || next > (1u << 22) || (next && next <= (uint64_t)sb->pid) ||
+      n >= CF_VM_MAX_VCPUS || (n && !next))
+    return cf_fail(EINVAL, "template '%s': bad thread list", name);
+  if (n + 1 > thread_cap(sb))
+    return cf_fail(EAGAIN, "template '%s' has %llu threads; at most %u may run in this sandbox", name,
+                   (unsigned long long)n + 1, thread_cap(sb));
+  sb->next_tid = (int)next;
+  if (n && !(sb->held = calloc(n, sizeof *sb->held)))
+    return cf_fail(ENOMEM, "out of memory");
+  for (uint64_t i = 0; i < n; i++) {
+    struct task *t = calloc(1, sizeof *t);
+    if (t)
+      t->cpu = malloc(sizeof *t->cpu);
+    if (!t || !t->cpu) {
+      free(t);
+      return cf_fail(ENOMEM, "out of memory");
+    }
+    sb->held[sb->nheld++] = t;
+    t->wakefd = -1;
+    uint64_t tid = r_u64(r);
+    r_bytes(r, &t->stop_regs, sizeof t->stop_regs);
+    t->cpu->fs_base = r_u64(r);
+    t->cpu->gs_base = r_u64(r);
+    r_bytes(r, t->cpu->xsave, sizeof t->cpu->xsave);
+    t->sigmask = r_u64(r);
+    t->tpending = r_u64(r);
+    t->saved_mask = r_u64(r);
+    t->sigwait_set = r_u64(r);
+    uint64_t hs = r_u64(r);
+    t->ss_sp = r_u64(r);
+    t->ss_size = r_u64(r);
+    uint64_t fl = r_u64(r);
+    t->tid_address = r_u64(r);
+    t->tid = (int)tid;
+    t->have_saved_mask = hs;
+    t->ss_flags = (int)fl;
+    bool dup = tid == (uint64_t)sb->tid;
+    for (uint64_t k = 0; k < i; k++)
+      dup |= sb->held[k]->tid == t->tid;
+    if (r->err || !tid || tid >= next || dup || hs > 1 || (fl & ~(uint64_t)(SS_AUTODISARM | SS_ONSTACK | SS_DISABLE)) ||
+        t->ss_size > sb->mem_size || (t->ss_size && t->ss_sp > sb->mem_size - t->ss_size) ||
+        t->tid_address >= sb->mem_size)
+      return cf_fail(EINVAL, "template '%s': bad thread %llu", name, (unsigned long long)i);
+  }
+  return 0;
 }
 
 /* ---- futex waiters ---- */

@@ -287,7 +287,7 @@ long sig_wait(struct sb *sb, clockid_t clk, const struct timespec *deadline)
 {
   for (;;) {
     itimer_poll(sb);
-    if (sb->exited || sb->timed_out || (sb->cur && sb->cur->exited) || sig_deliverable(sb) ||
+    if (sb->exited || sb->timed_out || sb->paused || (sb->cur && sb->cur->exited) || sig_deliverable(sb) ||
         (sb->pending & sb->sigwait_set))
       return -EINTR;
     uint64_t left = UINT64_MAX;
@@ -316,6 +316,8 @@ long sig_poll(struct sb *sb, struct pollfd *fds, unsigned long n, int timeout_ms
     host |= fds[i].fd >= 0;
   uint64_t deadline = timeout_ms >= 0 ? mono_ns() + (uint64_t)timeout_ms * 1000000 : 0;
   for (;;) {
+    if (sb->paused) /* another thread paused the sandbox: the call runs again later */
+      return -EINTR;
     uint64_t left = UINT64_MAX;
     if (timeout_ms >= 0) {
       uint64_t now = mono_ns();
@@ -344,7 +346,7 @@ long sig_poll(struct sb *sb, struct pollfd *fds, unsigned long n, int timeout_ms
       return -EAGAIN;
     uint64_t p0 = sb->pending, f0 = sb->timer_fires;
     itimer_poll(sb);
-    if (sb->exited || sb->timed_out || (sb->cur && sb->cur->exited) || sig_deliverable(sb))
+    if (sb->exited || sb->timed_out || sb->paused || (sb->cur && sb->cur->exited) || sig_deliverable(sb))
       return -EINTR;
     if (sb->pending != p0 || sb->timer_fires != f0)
       return 0; /* a blocked signal came, a timer fired: a signalfd or timerfd may be ready now */

@@ -694,6 +694,25 @@ int cf_vm_event_pending(struct cf_vm *vm)
          ev.nmi.pending;
 }
 
+int cf_vm_user_state(struct cf_vm *vm, struct cf_vm_regs *u)
+{
+  int ev = cf_vm_event_pending(vm);
+  if (ev != 0)
+    return ev < 0 ? -1 : 0;
+  *u = *cf_vm_regs(vm);
+  if (u->rip == STUB_VA || u->rip == STUB_VA + STUB_MMIO_LEN) {
+    /* At the stub's store (the exit not taken yet: the call again) or at
+     * its SYSRETQ (served: rax the result), at CPL0 or CPL3. */
+    u->rip = u->rip == STUB_VA ? u->rcx - 2 : u->rcx;
+    u->rflags = u->r11;
+    return 1;
+  }
+  struct kvm_sregs s;
+  if (ioctl(vm->cpu, KVM_GET_SREGS, &s) < 0)
+    return cf_fail(errno, "KVM_GET_SREGS: %m");
+  return (s.cs.selector & 3) == 3 && u->rip >= CF_VM_USER_BASE;
+}
+
 int cf_vm_reset(struct cf_vm *vm)
 {
   struct kvm_vcpu_events ev;

@@ -158,6 +158,16 @@ const struct cf_vm_stats *cf_vm_stats(const struct cf_vm *vm);
  * none is: the event would be delivered at the new rip. */
 int cf_vm_event_pending(struct cf_vm *vm);
 
+/* Where the program on this vCPU can be taken from and continued later at
+ * CPL3 (cf_vm_load_cpu with *u), after cf_vm_run returned and the exit was
+ * handled: 1 with *u when it stands at such a point: in its own code; in
+ * the system call stub before the call's exit (*u is rewound to the
+ * SYSCALL instruction: the call runs again, rax its number); or after the
+ * call was served (*u after the SYSCALL, rax the result). 0 when it is
+ * not (an exception stub or an event in flight: run it on to the next
+ * exit, which comes without running program code). -1 + cf_error. */
+int cf_vm_user_state(struct cf_vm *vm, struct cf_vm_regs *u);
+
 /* Make a VM whose program has ended ready for another one (VM reuse: the
  * caller then puts the memory back and loads the new registers with
  * cf_vm_load_cpu): refuses (ENOTSUP) when the vCPU has an event in flight

@@ -5,7 +5,7 @@
  * payload as it is once the file's checksum has matched (the checksum only
  * catches accidents; the parser must survive anything). The seeds in
  * tests/fuzz/corpus/state are payloads of real templates (busybox sh, with
- * /tmp files and open fds) of every version: s1, s2 version 1, v2, v3, v4, v5
+ * /tmp files and open fds) of every version: s1, s2 version 1, v2, v3, v4, v5, v6 (v5 + two threads)
  * (tests/unit/shim_state.c loads each). Guest memory is an anonymous 64 MiB mapping: a
  * page list pointing outside the /tmp region must be refused, not read. */
 #include <fcntl.h>
@@ -49,8 +49,17 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         abort();
     if (sb->cwd[0] != '/' || !sb->tmpfs)
       abort();
+    /* threads: distinct tids below the next one, each with its vCPU state */
+    for (int i = 0; i < sb->nheld; i++) {
+      if (!sb->held[i]->cpu || sb->held[i]->tid <= 0 || sb->held[i]->tid >= sb->next_tid)
+        abort();
+      for (int k = 0; k < i; k++)
+        if (sb->held[k]->tid == sb->held[i]->tid)
+          abort();
+    }
   }
   fs_fini(sb);
+  task_free_held(sb);
   free(sb->vmas);
   free(sb);
   free(cpu);

@@ -1,10 +1,12 @@
 /* Template state files of every version still load: the payloads in
  * tests/fuzz/corpus/state (s1, s2: version 1; v2, v3: versions 2 and 3;
  * v4, v4-limits: version 4, the second with RLIMIT_NOFILE and an
- * alternate stack set; v5: v4-limits with a version 5 section, a POSIX timer) go through state_parse as a child's load would, with
+ * alternate stack set; v5: v4-limits with a version 5 section, a POSIX timer; v6: v5 with a
+ * version 6 section, two threads besides the one that paused) go through state_parse as a child's load would, with
  * no VM (the memory is anonymous), and what they hold comes back: the VMAs,
  * the cwd, the files; version 3's identity, version 4's limits and
- * alternate signal stack. bad-page-list must be refused. */
+ * alternate signal stack, version 6's threads. bad-page-list and
+ * bad-threads (two threads with one tid) must be refused. */
 #include <errno.h>
 #include <sys/resource.h>
 
@@ -53,6 +55,7 @@ static int parse(const char *seed, struct cf_sandbox_opts *o, struct sb **out)
 static void done(struct sb *s)
 {
   fs_fini(s);
+  task_free_held(s);
   shim_sb_free(s);
 }
 
@@ -101,6 +104,16 @@ int main(void)
   ok(s->next_timer_id == 2 && s->timers[3].kind == TK_POSIX && s->timers[3].id == 1 && s->timers[3].signo == 34 &&
          s->timers[3].value > 0 && s->timers[3].interval == 100000000 && s->nsigq == 0,
      "v5: POSIX timer 1 armed, SIGRTMIN every 100 ms, next id 2");
+  done(s);
+  ok(parse("v6", &o, &s) == 0, "version 6 seed (v5 with a thread section) loads");
+  ok(s->nheld == 2 && s->next_tid == 6 && s->held[0]->tid == 3 && s->held[1]->tid == 5 &&
+         s->held[0]->stop_regs.rip == 0x401000 && s->held[1]->stop_regs.rip == 0x401010 &&
+         s->held[1]->cpu->fs_base == 0x510000 && s->held[0]->sigmask == 1u << 9,
+     "v6: threads 3 and 5 with their registers, FS base and signal mask; next tid 6");
+  done(s);
+  ok(parse("bad-threads", &o, &s) < 0 && errno == EINVAL, "a thread list with a tid twice is refused");
+  done(s);
+  ok(parse("v5", &o, &s) == 0 && s->nheld == 0 && s->next_tid == 0, "v5: one thread");
   done(s);
   ok(parse("v4", &o, &s) == 0 && s->next_timer_id == 0 && s->ntimer <= 3, "v4: no POSIX timer");
   done(s);
