@@ -6,6 +6,7 @@
 
 #include <limits.h>
 #include <pthread.h>
+#include <semaphore.h>
 #include <signal.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -121,6 +122,9 @@ struct task {
   bool done;            /* its host thread left the shim */
   bool on_cpu;          /* counted in sb->cpu_running (in or about to be in KVM_RUN) */
   uint64_t cpu_ns;      /* its host thread's CPU time when done */
+  uint64_t cpu0;        /* its host thread's CPU time when it started (a reused host thread) */
+  sem_t go;             /* own_thread: posted to run the next task on this vCPU, or to quit */
+  bool quit;            /* own_thread: the host thread ends at the next post of go */
   /* context (ctx_in/ctx_out) */
   uint64_t sigmask, tpending, saved_mask, sigwait_set;
   bool have_saved_mask;
