@@ -254,7 +254,8 @@ long task_block(struct sb *sb, struct pollfd *fds, unsigned long n, int64_t time
     return k < 0 ? (errno == EINTR ? 0 : -errno) : k;
   }
   struct pollfd all[n + 1];
-  memcpy(all, fds, n * sizeof *fds);
+  if (n) /* fds may be NULL (a futex wait, a sleep): memcpy's arguments may not */
+    memcpy(all, fds, n * sizeof *fds);
   all[n] = (struct pollfd){.fd = me->wakefd, .events = POLLIN};
   me->blocked = true;
   task_unlock(sb);
