@@ -17,6 +17,9 @@
 # emulated, but the sandbox's VM exits cost far more there; the output says
 # so. Not yet: the fork rows of a template with 4 threads against one with
 # 1 (templates of threaded programs are issue 13 item 6): see fork_rows.
+# PREV_COWFORK=PATH adds a third side, interleaved with the others: the
+# same sandbox rows with another cowfork binary (a build of an older
+# commit), and the ratio this/previous: a change's before and after.
 # Usage: bench/threads.sh [--json] [N]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -27,7 +30,7 @@ json=0 N=5
 while [ $# -gt 0 ]; do
   case $1 in
     --json) json=1; shift ;;
-    -h|--help) sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,24p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     [0-9]*) N=$1; shift ;;
     *) echo "usage: bench/threads.sh [--json] [N]" >&2; exit 2 ;;
   esac
@@ -65,8 +68,10 @@ one() {
   if [ "$side" = native ]; then
     out=$("$@" 2>"$tmp/err") || { echo "bench/threads.sh: $row natively failed: $(cat "$tmp/err")" >&2; exit 1; }
   else
-    out=$("$COWFORK" run --root / --mem 512M -- "$@" 2>"$tmp/err" </dev/null) ||
-      { echo "bench/threads.sh: $row in a sandbox failed: $(cat "$tmp/err")" >&2; exit 1; }
+    local c=$COWFORK
+    [ "$side" = previous ] && c=$PREV_COWFORK
+    out=$("$c" run --root / --mem 512M -- "$@" 2>"$tmp/err" </dev/null) ||
+      { echo "bench/threads.sh: $row in a sandbox ($side) failed: $(cat "$tmp/err")" >&2; exit 1; }
   fi
   echo "$row $side $out"
 }
@@ -77,12 +82,15 @@ one() {
 # yet (item 6): nothing is measured; the table says so.
 fork_rows() { :; }
 
+sides="native sandbox"
+[ -n "${PREV_COWFORK:-}" ] && sides="native sandbox previous"
+
 for i in $(seq 1 "$N"); do
-  for side in native sandbox; do one $side pingpong "$tmp/threads" pingpong "$PP"; done
-  for side in native sandbox; do one $side create "$tmp/threads" create "$CJ"; done
-  for side in native sandbox; do one $side pool "$PY" "$tmp/pool.py"; done
-  for side in native sandbox; do one $side condwake "$tmp/threads" condwake "$CW"; done
-  for side in native sandbox; do one $side condtimeout "$tmp/threads" condtimeout "$CT"; done
+  for side in $sides; do one $side pingpong "$tmp/threads" pingpong "$PP"; done
+  for side in $sides; do one $side create "$tmp/threads" create "$CJ"; done
+  for side in $sides; do one $side pool "$PY" "$tmp/pool.py"; done
+  for side in $sides; do one $side condwake "$tmp/threads" condwake "$CW"; done
+  for side in $sides; do one $side condtimeout "$tmp/threads" condtimeout "$CT"; done
   fork_rows
 done > "$tmp/results"
 
@@ -105,20 +113,28 @@ rows = [
 out = []
 for key, name, unit in rows:
     a, b = statistics.median(v[key]["native"]), statistics.median(v[key]["sandbox"])
-    out.append({"row": key, "name": name, "unit": unit, "native": a, "sandbox": b, "ratio": b / a,
-                "native_runs": v[key]["native"], "sandbox_runs": v[key]["sandbox"]})
+    r = {"row": key, "name": name, "unit": unit, "native": a, "sandbox": b, "ratio": b / a,
+         "native_runs": v[key]["native"], "sandbox_runs": v[key]["sandbox"]}
+    if "previous" in v[key]:
+        p = statistics.median(v[key]["previous"])
+        r.update({"previous": p, "previous_ratio": p / a, "this_vs_previous": b / p, "previous_runs": v[key]["previous"]})
+    out.append(r)
+prev = "previous" in out[0]
 if js == "1":
     print(json.dumps({"cpu": cpu, "cores": int(ncpu), "emulated": emu, "runs": int(n), "goal_ratio": 2.0,
                       "rows": out, "fork_rows": None}))
     sys.exit(0)
 print("cpu: %s, %s cores; median of %s interleaved runs each%s" % (cpu, ncpu, n,
       "; EMULATED (scripts/kvm-vm.sh, QEMU TCG + nested KVM): these ratios are not the PVM ratios" if emu else ""))
-print("%-50s %12s %12s %15s" % ("", "native", "sandbox", "sandbox/native"))
+print("%-50s %12s %12s %15s%s" % ("", "native", "sandbox", "sandbox/native",
+      "  %12s %15s %14s" % ("previous", "previous/native", "this/previous") if prev else ""))
 for r in out:
     goal = "" if r["row"] == "condtimeout" else \
         ("  goal <= 2x: %s%s" % ("PASS" if r["ratio"] <= 2 else "MISS", " (emulated)" if emu else ""))
-    print("%-50s %9.1f %s %9.1f %s %14.2fx%s" % (r["name"], r["native"], r["unit"], r["sandbox"], r["unit"], r["ratio"], goal))
+    p = "  %9.1f %s %14.2fx %13.3f" % (r["previous"], r["unit"], r["previous_ratio"], r["this_vs_previous"]) if prev else ""
+    print("%-50s %9.1f %s %9.1f %s %14.2fx%s%s" % (r["name"], r["native"], r["unit"], r["sandbox"], r["unit"], r["ratio"], p, goal))
     if r["row"] == "pingpong":
-        print("%-50s %12.0f %12.0f" % ("  round trips per second", 1e6 / r["native"], 1e6 / r["sandbox"]))
+        print("%-50s %12.0f %12.0f%s" % ("  round trips per second", 1e6 / r["native"], 1e6 / r["sandbox"],
+              "  %12.0f" % (1e6 / r["previous"]) if prev else ""))
 print("fork rows, template with 4 threads vs 1: not measured (templates of threaded programs: issue 13 item 6)")
 EOF
