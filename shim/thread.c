@@ -33,10 +33,10 @@
  * A vCPU keeps its host thread: when a thread ends, its host thread parks
  * (sem_wait on task.go) and the next thread made on that vCPU reuses it
  * (task_clone), so KVM_RUN of a vCPU always comes from one host thread.
- * Linux's KVM_RUN from another thread than the vCPU's last waits for an
- * RCU grace period (synchronize_rcu on the pid change, kernels before 6.13:
- * 14.6 ms under scripts/kvm-vm.sh's 6.12), which a new host thread per
- * guest thread paid at every pthread_create. Parked threads end when the
+ * Linux's KVM_RUN from another thread than the vCPU's last pays for the
+ * pid change (6.12 waits for an RCU grace period there: 14.6 ms a call in
+ * scripts/kvm-vm.sh's VM), which a new host thread per guest thread paid
+ * at every pthread_create. Parked threads end when the
  * run does (task_reap).
  *
  * Limits: at most max_threads (CF_VM_MAX_VCPUS) threads alive at once (clone is EAGAIN
