@@ -579,15 +579,16 @@ void task_finish(struct sb *sb)
       task_kick_all(sb);
     slice_wait(sb, &sb->task_cv, NULL);
   }
-  for (int i = 1; i < CF_VM_MAX_VCPUS; i++)
-    if (sb->tasks[i])
-      task_reap(sb, i);
-  /* Back to task 0's context, as if it had always run alone. */
+  /* Back to task 0's context, as if it had always run alone (before the
+   * reaping: sb->cur may be one of the tasks freed there). */
   if (sb->cur != t0) {
     if (sb->cur)
       ctx_out(sb, sb->cur);
     ctx_in(sb, t0);
   }
+  for (int i = 1; i < CF_VM_MAX_VCPUS; i++)
+    if (sb->tasks[i])
+      task_reap(sb, i);
   __atomic_store_n(&sb->tasks[0], NULL, __ATOMIC_RELEASE);
   close(t0->wakefd);
   free(t0);
