@@ -6,6 +6,7 @@
 
 #include <limits.h>
 #include <pthread.h>
+#include <semaphore.h>
 #include <signal.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -128,6 +129,9 @@ struct task {
   struct cf_vm_regs stop_regs;
   struct cf_vm_cpu *cpu;
   uint64_t cpu_ns;      /* its host thread's CPU time when done */
+  uint64_t cpu0;        /* its host thread's CPU time when it started (a reused host thread) */
+  sem_t go;             /* own_thread: posted to run the next task on this vCPU, or to quit */
+  bool quit;            /* own_thread: the host thread ends at the next post of go */
   /* context (ctx_in/ctx_out) */
   uint64_t sigmask, tpending, saved_mask, sigwait_set;
   bool have_saved_mask;

@@ -30,6 +30,15 @@
  * address space), woken under the lock: FUTEX_WAIT checks the value and
  * queues itself under the same lock a waker takes, so no wake is lost.
  *
+ * A vCPU keeps its host thread: when a thread ends, its host thread parks
+ * (sem_wait on task.go) and the next thread made on that vCPU reuses it
+ * (task_clone), so KVM_RUN of a vCPU always comes from one host thread.
+ * Linux's KVM_RUN from another thread than the vCPU's last pays for the
+ * pid change (6.12 waits for an RCU grace period there: 14.6 ms a call in
+ * scripts/kvm-vm.sh's VM), which a new host thread per guest thread paid
+ * at every pthread_create. Parked threads end when the
+ * run does (task_finish).
+ *
  * Pausing (a template, a branch, a live sandbox between execs, then a
  * park): the task that reaches the ready point pauses (sandbox.c pause_at,
  * task_pause_others) and kicks the others; each stops in its run loop at
@@ -50,6 +59,7 @@
 #include <pthread.h>
 #include <sched.h>
 #include <signal.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
@@ -258,7 +268,8 @@ long task_block(struct sb *sb, struct pollfd *fds, unsigned long n, int64_t time
     return k < 0 ? (errno == EINTR ? 0 : -errno) : k;
   }
   struct pollfd all[n + 1];
-  memcpy(all, fds, n * sizeof *fds);
+  if (n) /* fds may be NULL (a futex wait, a sleep): memcpy's arguments may not */
+    memcpy(all, fds, n * sizeof *fds);
   all[n] = (struct pollfd){.fd = me->wakefd, .events = POLLIN};
   me->blocked = true;
   task_unlock(sb);
@@ -363,40 +374,43 @@ long task_exit(struct sb *sb, int code)
   return SYS_NORETURN;
 }
 
-/* The host thread of a task other than 0. */
+/* The host thread of a task other than 0, and of every later task on
+ * its vCPU: between two, it is parked on t->go. */
 static void *task_main(void *arg)
 {
   struct task *t = arg;
   struct sb *sb = t->sb;
   __atomic_store_n(&t->host_tid, (pid_t)syscall(SYS_gettid), __ATOMIC_RELEASE);
-  task_lock(sb, t);
-  task_run(sb, t);
-  struct timespec ts;
-  if (clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts) == 0)
-    t->cpu_ns = (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-  if (!t->exited && !t->stopped) { /* the sandbox ended under it */
-    t->exited = true;
-    sb->nlive--;
+  for (;;) {
+    task_lock(sb, t);
+    task_run(sb, t);
+    t->cpu_ns = thread_cpu_ns() - t->cpu0;
+    if (!t->exited && !t->stopped) { /* the sandbox ended under it (not a pause) */
+      t->exited = true;
+      sb->nlive--;
+    }
+    t->done = true;
+    pthread_cond_broadcast(&sb->task_cv);
+    task_unlock(sb);
+    /* Parked: no lock taken until task_clone reuses t or task_finish ends us. */
+    while (sem_wait(&t->go) < 0)
+      ; /* EINTR: a kick */
+    if (__atomic_load_n(&t->quit, __ATOMIC_ACQUIRE))
+      return NULL;
   }
-  t->done = true;
-  pthread_cond_broadcast(&sb->task_cv);
-  task_unlock(sb);
-  return NULL;
 }
 
-/* Free task i whose host thread is done (it takes no lock after that, so
- * joining it with the lock held cannot wait for us). Its vCPU stays in the
- * VM for the next thread. */
-static void task_reap(struct sb *sb, int i)
+/* End the host thread of a task that is done (parked: it takes no lock
+ * after that, so joining it with the lock held cannot wait for us). Its
+ * vCPU stays in the VM for the next thread. */
+static void host_end(struct task *t)
 {
-  struct task *t = sb->tasks[i];
+  __atomic_store_n(&t->quit, true, __ATOMIC_RELEASE);
+  sem_post(&t->go);
   pthread_join(t->host, NULL);
-  __atomic_store_n(&sb->tasks[i], NULL, __ATOMIC_RELEASE);
-  sb->cpu_dead_ns += t->cpu_ns;
-  sb->ntasks--;
-  close(t->wakefd);
-  free(t);
+  sem_destroy(&t->go);
 }
+
 
 static unsigned thread_cap(const struct sb *sb)
 {
@@ -421,23 +435,20 @@ long task_clone(struct sb *sb, uint64_t flags, uint64_t sp, uint64_t parent_tid,
   if (task0_make(sb) < 0)
     return -EAGAIN;
   unsigned cap = thread_cap(sb);
+  /* The first free slot, or one whose thread ended: its host thread is
+   * parked and runs the new thread (the opening note). */
   int idx = -1;
-  for (int i = 1; i < (int)cap; i++) {
-    if (sb->tasks[i] && sb->tasks[i]->done)
-      task_reap(sb, i);
-    if (!sb->tasks[i] && idx < 0)
+  for (int i = 1; i < (int)cap && idx < 0; i++)
+    if (!sb->tasks[i] || sb->tasks[i]->done)
       idx = i;
-  }
   if (idx < 0)
     return -EAGAIN;
   struct cf_vm *vm = cf_vm_vcpu(sb->vm, idx);
   if (!vm)
     return -EAGAIN;
-  struct task *t = task_alloc(sb, idx);
-  if (!t)
+  struct task *old = sb->tasks[idx], *t = old;
+  if (!t && !(t = task_alloc(sb, idx)))
     return -EAGAIN;
-  t->vm = vm;
-  t->tid = sb->next_tid++;
   /* Its registers: the caller's after the SYSCALL, rax 0, the new stack;
    * its FPU state and FS base the caller's (Linux copies them), TLS if set. */
   struct cf_vm_regs u = *cf_vm_regs(sb->vm);
@@ -453,6 +464,28 @@ long task_clone(struct sb *sb, uint64_t flags, uint64_t sp, uint64_t parent_tid,
     cpu.fs_base = tls;
   if (cf_vm_load_cpu(vm, &cpu, &u) < 0)
     goto fail;
+  if (old) { /* the ended thread's task, made new; its CPU time to the dead */
+    sb->cpu_dead_ns += old->cpu_ns;
+    uint64_t v;
+    while (read(old->wakefd, &v, sizeof v) > 0)
+      ; /* a stale wake */
+    pthread_t host = old->host;
+    pid_t host_tid = old->host_tid;
+    int wakefd = old->wakefd;
+    memset(old, 0, offsetof(struct task, go)); /* all but go (its thread waits on it) */
+    memset(&old->quit, 0, sizeof *old - offsetof(struct task, quit));
+    old->sb = sb;
+    old->idx = idx;
+    old->host = host;
+    old->host_tid = host_tid;
+    old->wakefd = wakefd;
+    clockid_t c;
+    struct timespec ts;
+    if (pthread_getcpuclockid(old->host, &c) == 0 && clock_gettime(c, &ts) == 0)
+      old->cpu0 = (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+  }
+  t->vm = vm;
+  t->tid = sb->next_tid++;
   /* Its context: the caller's mask; no pending signals, no alternate stack. */
   t->sigmask = sb->sigmask;
   t->tid_address = flags & CLONE_CHILD_CLEARTID ? child_tid : 0;
@@ -462,7 +495,14 @@ long task_clone(struct sb *sb, uint64_t flags, uint64_t sp, uint64_t parent_tid,
   if (flags & CLONE_CHILD_SETTID)
     mm_copy_out(sb, child_tid, &t->tid, 4);
   t->own_thread = true;
+  if (old) { /* its parked host thread runs it */
+    sb->nlive++;
+    sem_post(&t->go);
+    return t->tid;
+  }
   run_kick_install();
+  if (sem_init(&t->go, 0, 0) < 0)
+    goto fail;
   __atomic_store_n(&sb->tasks[idx], t, __ATOMIC_RELEASE);
   sb->ntasks++;
   sb->nlive++;
@@ -475,12 +515,15 @@ long task_clone(struct sb *sb, uint64_t flags, uint64_t sp, uint64_t parent_tid,
     __atomic_store_n(&sb->tasks[idx], NULL, __ATOMIC_RELEASE);
     sb->ntasks--;
     sb->nlive--;
+    sem_destroy(&t->go);
     goto fail;
   }
   return t->tid;
 fail:
-  close(t->wakefd);
-  free(t);
+  if (!old) { /* a reused task stays as it was: ended, its thread parked */
+    close(t->wakefd);
+    free(t);
+  }
   return -EAGAIN;
 }
 
@@ -583,7 +626,7 @@ int task_finish(struct sb *sb)
   pause = sb->paused && !sb->exited && !sb->timed_out && sb->pauser;
   for (int i = 1; i < CF_VM_MAX_VCPUS; i++)
     if (sb->tasks[i])
-      pthread_join(sb->tasks[i]->host, NULL);
+      host_end(sb->tasks[i]);
   /* Every task's context in its struct, then sb's from the one that goes
    * on in vCPU 0: task 0, or after a pause the pauser. */
   if (sb->cur)
@@ -711,7 +754,13 @@ int task_resume(struct sb *sb)
     t->host_tid = 0;
     t->own_thread = true;
     t->stopped = t->run_on = t->exited = t->done = t->blocked = t->woken = t->on_cpu = false;
-    t->cpu_ns = 0;
+    t->cpu_ns = t->cpu0 = 0;
+    t->quit = false;
+    if (sem_init(&t->go, 0, 0) < 0) {
+      rc = cf_fail(errno, "sem_init: %m");
+      close(t->wakefd);
+      break;
+    }
     sb->held[i] = NULL;
     __atomic_store_n(&sb->tasks[idx], t, __ATOMIC_RELEASE);
     sb->ntasks++;
@@ -722,6 +771,7 @@ int task_resume(struct sb *sb)
       sb->ntasks--;
       sb->nlive--;
       close(t->wakefd);
+      sem_destroy(&t->go);
       free(t);
       rc = cf_fail(e, "pthread_create: %s", strerror(e));
     }
@@ -885,7 +935,7 @@ uint64_t task_cpu_ns(struct sb *sb)
     clockid_t c;
     struct timespec ts;
     if (t && !t->done && pthread_getcpuclockid(t->host, &c) == 0 && clock_gettime(c, &ts) == 0)
-      sum += (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+      sum += (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec - t->cpu0;
     else if (t)
       sum += t->cpu_ns;
   }
