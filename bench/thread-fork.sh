@@ -13,7 +13,8 @@
 # Fork time is the fork's own total_ms (children made, run to their end,
 # outputs collected). Medians of N interleaved runs (default 5) and ratios.
 # Under emulation (scripts/kvm-vm.sh) ratios are rough.
-# Usage: bench/thread-fork.sh [N]   (C=COUNT for the children per fork)
+# Usage: bench/thread-fork.sh [N]   (C=COUNT for the children per fork;
+# PREV_COWFORK=PATH: PREV's cowfork built already, e.g. outside an emulator)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BUILD=${BUILD:-build}
@@ -24,17 +25,22 @@ PREV=${PREV:-HEAD~1}
 PY=/usr/bin/python3
 [ -c /dev/kvm ] || { echo "SKIP: no /dev/kvm"; exit 0; }
 tmp=$(mktemp -d /var/tmp/cowfork-tfork.XXXXXX)
-trap 'git worktree remove --force "$tmp/wt" 2>/dev/null; rm -rf "$tmp"' EXIT
-git worktree add -q --detach "$tmp/wt" "$PREV"
-make -C "$tmp/wt" -j"$(nproc)" >/dev/null
-A=$tmp/wt/build/cowfork
+trap 'git worktree remove --force "$tmp/wt" 2>/dev/null || true; rm -rf "$tmp"' EXIT
+trap 'echo "bench/thread-fork.sh: failed at line $LINENO" >&2' ERR
+if [ -n "${PREV_COWFORK:-}" ]; then # a build of PREV made already
+  A=$PREV_COWFORK
+else
+  git worktree add -q --detach "$tmp/wt" "$PREV"
+  make -C "$tmp/wt" -j"$(nproc)" >/dev/null
+  A=$tmp/wt/build/cowfork
+fi
 gcc -static -O2 -pthread -o "$tmp/idle" bench/guest/idlethreads.c
 echo "CPU: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ //'), $(nproc) cores${COWFORK_EMULATED:+, emulated KVM (scripts/kvm-vm.sh)}"
 echo "previous: $(git rev-parse --short "$PREV"), this: $(git rev-parse --short HEAD)$(git diff --quiet || echo '+changes'); $C children per fork, median of $N"
 # Each version its own store (a state file of this commit is version 6).
-COWFORK_STORE=$tmp/sa "$A" template create t1 --root / --mem 128M -- "$tmp/idle" 1 2>/dev/null
-COWFORK_STORE=$tmp/sb "$B" template create t1 --root / --mem 128M -- "$tmp/idle" 1 2>/dev/null
-COWFORK_STORE=$tmp/sb "$B" template create t4 --root / --mem 128M -- "$tmp/idle" 4 2>/dev/null
+COWFORK_STORE=$tmp/sa "$A" template create t1 --root / --mem 256M -- "$tmp/idle" 1 2>/dev/null
+COWFORK_STORE=$tmp/sb "$B" template create t1 --root / --mem 256M -- "$tmp/idle" 1 2>/dev/null
+COWFORK_STORE=$tmp/sb "$B" template create t4 --root / --mem 256M -- "$tmp/idle" 4 2>/dev/null
 echo go > "$tmp/in"
 # fork_ms STORE COWFORK TEMPLATE WANT INPUT: total_ms of one fork, every child checked.
 fork_ms() {
@@ -47,34 +53,44 @@ fork_ms() {
 py=0
 if $PY -c 'import numpy' 2>/dev/null; then
   py=1
-  D=/usr/lib/cowfork/driver.py
-  COWFORK_STORE=$tmp/sb "$B" template create p1 --mem 1G -- $PY $D --preload numpy 2>/dev/null
+  # --root /: the host's Python and numpy, the driver from this tree
+  COWFORK_STORE=$tmp/sb "$B" template create p1 --root / --mem 1G -- $PY "$PWD/shim/py/driver.py" --preload numpy 2>/dev/null
   printf 'import builtins, concurrent.futures as cf\nbuiltins.POOL = cf.ThreadPoolExecutor(3)\nprint(sum(POOL.map(abs, range(-2, 3))))\n' > "$tmp/pool.py"
   COWFORK_STORE=$tmp/sb "$B" fork p1 --branch p4 --input "$tmp/pool.py" > /dev/null 2>&1
   echo 'print(numpy.zeros(2).tolist())' > "$tmp/req.py"
 fi
+# put KEY STORE COWFORK TEMPLATE WANT INPUT: one measurement, "KEY ms" (a
+# failed fork ends the script: set -e sees the assignment fail).
+put() {
+  k=$1
+  shift
+  v=$(fork_ms "$@")
+  echo "$k $v"
+}
 for i in $(seq 1 "$N"); do
-  echo "A1 $(fork_ms "$tmp/sa" "$A" t1 "ok 1" "$tmp/in")"
-  echo "B1 $(fork_ms "$tmp/sb" "$B" t1 "ok 1" "$tmp/in")"
-  echo "B4 $(fork_ms "$tmp/sb" "$B" t4 "ok 4" "$tmp/in")"
+  put A1 "$tmp/sa" "$A" t1 "ok 1" "$tmp/in"
+  put B1 "$tmp/sb" "$B" t1 "ok 1" "$tmp/in"
+  put B4 "$tmp/sb" "$B" t4 "ok 4" "$tmp/in"
   if [ $py = 1 ]; then
-    echo "P1 $(fork_ms "$tmp/sb" "$B" p1 "\\[0.0, 0.0\\]" "$tmp/req.py")"
-    echo "P4 $(fork_ms "$tmp/sb" "$B" p4 "\\[0.0, 0.0\\]" "$tmp/req.py")"
+    put P1 "$tmp/sb" "$B" p1 "\\[0.0, 0.0\\]" "$tmp/req.py"
+    put P4 "$tmp/sb" "$B" p4 "\\[0.0, 0.0\\]" "$tmp/req.py"
   fi
-done | python3 -c '
-import sys, statistics
+done > "$tmp/results"
+python3 - "$tmp/results" "$C" <<'EOF'
+import statistics, sys
 r = {}
-for line in sys.stdin:
-    k, v = line.split(); r.setdefault(k, []).append(float(v))
+for line in open(sys.argv[1]):
+    k, v = line.split()
+    r.setdefault(k, []).append(float(v))
 m = {k: statistics.median(v) for k, v in r.items()}
-c = '"$C"'
-print(f"{\"row\":44} {\"ms\":>9} {\"ms/child\":>9}  ratio")
+c = int(sys.argv[2])
+print("%-44s %9s %9s  %s" % ("row", "ms", "ms/child", "ratio"))
 def row(name, k, ratio=""):
-    print(f"{name:44} {m[k]:9.1f} {m[k] / c:9.2f}  {ratio}")
+    print("%-44s %9.1f %9.2f  %s" % (name, m[k], m[k] / c, ratio))
 row("1 thread, previous commit", "A1")
-row("1 thread, this commit", "B1", f"this/previous {m[\"B1\"] / m[\"A1\"]:.3f}")
-row("4 threads (3 idle workers), this commit", "B4", f"4 threads/1 {m[\"B4\"] / m[\"B1\"]:.3f}")
+row("1 thread, this commit", "B1", "this/previous %.3f" % (m["B1"] / m["A1"]))
+row("4 threads (3 idle workers), this commit", "B4", "4 threads/1 %.3f" % (m["B4"] / m["B1"]))
 if "P1" in m:
     row("Python driver + numpy, 1 thread", "P1")
-    row("Python, ThreadPoolExecutor(3) branch: 4", "P4", f"4 threads/1 {m[\"P4\"] / m[\"P1\"]:.3f}")
-'
+    row("Python, ThreadPoolExecutor(3) branch: 4", "P4", "4 threads/1 %.3f" % (m["P4"] / m["P1"]))
+EOF
