@@ -113,6 +113,10 @@ int main(void)
   done(s);
   ok(parse("bad-threads", &o, &s) < 0 && errno == EINVAL, "a thread list with a tid twice is refused");
   done(s);
+  o.max_threads = 2; /* the template has 3 threads */
+  ok(parse("v6", &o, &s) < 0 && errno == EAGAIN, "a template with more threads than the sandbox's max_threads is refused");
+  o.max_threads = 0;
+  done(s);
   ok(parse("v5", &o, &s) == 0 && s->nheld == 0 && s->next_tid == 0, "v5: one thread");
   done(s);
   ok(parse("v4", &o, &s) == 0 && s->next_timer_id == 0 && s->ntimer <= 3, "v4: no POSIX timer");
