@@ -316,6 +316,15 @@ long sig_poll(struct sb *sb, struct pollfd *fds, unsigned long n, int timeout_ms
     host |= fds[i].fd >= 0;
   uint64_t deadline = timeout_ms >= 0 ? mono_ns() + (uint64_t)timeout_ms * 1000000 : 0;
   for (;;) {
+    /* Before every sleep, the first too: a signal that came while the
+     * caller scanned, or that another task's wake (-EAGAIN, the caller
+     * calls again) was about, ends the wait. */
+    uint64_t p0 = sb->pending, f0 = sb->timer_fires;
+    itimer_poll(sb);
+    if (sb->exited || sb->timed_out || (sb->cur && sb->cur->exited) || sig_deliverable(sb))
+      return -EINTR;
+    if (sb->pending != p0 || sb->timer_fires != f0)
+      return 0; /* a blocked signal came, a timer fired: a signalfd or timerfd may be ready now */
     uint64_t left = UINT64_MAX;
     if (timeout_ms >= 0) {
       uint64_t now = mono_ns();
@@ -342,12 +351,12 @@ long sig_poll(struct sb *sb, struct pollfd *fds, unsigned long n, int timeout_ms
       return k;
     if (task_take_wake(sb))
       return -EAGAIN;
-    uint64_t p0 = sb->pending, f0 = sb->timer_fires;
+    p0 = sb->pending, f0 = sb->timer_fires;
     itimer_poll(sb);
     if (sb->exited || sb->timed_out || (sb->cur && sb->cur->exited) || sig_deliverable(sb))
       return -EINTR;
     if (sb->pending != p0 || sb->timer_fires != f0)
-      return 0; /* a blocked signal came, a timer fired: a signalfd or timerfd may be ready now */
+      return 0;
     if (timeout_ms >= 0 && mono_ns() >= deadline)
       return 0;
   }
