@@ -127,6 +127,7 @@ struct task {
   uint64_t ss_sp, ss_size;
   int ss_flags;
   uint64_t tid_address;
+  uint64_t robust_list;
 };
 struct fwaiter;
 
@@ -242,6 +243,7 @@ struct sb {
   /* identity */
   int pid, tid, uid, gid;   /* tid: [task] */
   uint64_t tid_address;     /* [task] clear_child_tid */
+  uint64_t robust_list;     /* [task] set_robust_list's head (0: none; not in a state file) */
   char hostname[65];        /* uname's nodename, /proc/sys/kernel/hostname ("": "cowfork") */
   char boot_id[37];         /* /proc/sys/kernel/random/boot_id, made on first use ("": not yet) */
   uint64_t boot_ns;         /* CLOCK_MONOTONIC when this sandbox (or child) was made: uptime */
@@ -599,6 +601,9 @@ uint64_t task_cpu_ns(struct sb *sb);
  * caller tells them apart by the clock —, -EINTR). */
 int futex_wake(struct sb *sb, uint64_t addr, int n, uint32_t bitset);
 int futex_requeue(struct sb *sb, uint64_t addr, int nwake, uint64_t addr2, int nmove);
+/* The running task ends: its robust futexes (set_robust_list) are marked
+ * FUTEX_OWNER_DIED and a waiter of each woken, as Linux (task.c). */
+void robust_exit(struct sb *sb);
 long futex_wait(struct sb *sb, uint64_t addr, uint32_t bitset, clockid_t clk, const struct timespec *deadline);
 
 /* timer.c: interval timers and the waits a signal can interrupt */

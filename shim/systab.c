@@ -319,7 +319,7 @@ static const struct sys_ent table[NSYS] = {
     E(270, pselect6, sys_select, "iPPPPP", SF_BLOCK | SF_READY, FULL, "the signal mask is applied during the wait"),
     E(271, ppoll, sys_ppoll, "PuPPu", SF_BLOCK | SF_READY, FULL, "the signal mask is applied during the wait"),
     E(272, unshare, NULL, NULL, 0, ABSENT, "ENOSYS"),
-    E(273, set_robust_list, sys_set_robust_list, "Pu", 0, PARTIAL, "kept by the program; a thread exiting with a robust mutex held is not cleaned up after"),
+    E(273, set_robust_list, sys_set_robust_list, "Pu", 0, PARTIAL, "a thread's exit marks the robust mutexes it holds FUTEX_OWNER_DIED and wakes a waiter, as Linux; the head is not in a state file (a template's main thread's list is forgotten)"),
     E(274, get_robust_list, NULL, "iPP", 0, ABSENT, "ENOSYS"),
     E(275, splice, NULL, NULL, 0, ABSENT, "ENOSYS"),
     E(276, tee, NULL, NULL, 0, ABSENT, "ENOSYS"),

@@ -67,6 +67,7 @@ static void ctx_out(struct sb *sb, struct task *t)
   t->ss_size = sb->ss_size;
   t->ss_flags = sb->ss_flags;
   t->tid_address = sb->tid_address;
+  t->robust_list = sb->robust_list;
 }
 
 static void ctx_in(struct sb *sb, struct task *t)
@@ -80,6 +81,7 @@ static void ctx_in(struct sb *sb, struct task *t)
   sb->ss_size = t->ss_size;
   sb->ss_flags = t->ss_flags;
   sb->tid_address = t->tid_address;
+  sb->robust_list = t->robust_list;
   sb->tid = t->tid;
   sb->vm = t->vm;
 }
@@ -341,6 +343,7 @@ long task_exit(struct sb *sb, int code)
     task_end_all(sb);
     return SYS_NORETURN;
   }
+  robust_exit(sb);
   clear_child_tid(sb);
   struct task *me = sb->cur;
   me->exited = true;
