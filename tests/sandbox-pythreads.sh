@@ -21,12 +21,13 @@ for part in threading pool queue asyncio timeouts; do
 done
 # numpy with OpenBLAS: Debian's numpy uses the BLAS alternative
 # (libblas.so.3); OpenBLAS's own directory put first loads OpenBLAS for
-# these runs only, whatever the machine's alternative is.
+# these runs only, whatever the machine's alternative is (through env: a
+# sandbox's environment is a clean default, never the caller's).
 ob=/usr/lib/x86_64-linux-gnu/openblas-pthread
 if ! $PY -c 'import numpy' 2>/dev/null || [ ! -e $ob/libblas.so.3 ]; then
   echo "skip numpy with OpenBLAS threads: needs python3-numpy and libopenblas0-pthread"
   exit 0
 fi
-export LD_LIBRARY_PATH=$ob
-$PY "$S" numpy | grep -q "^numpy: OpenBLAS with [0-9]* threads" || fail "natively numpy did not load OpenBLAS: $($PY "$S" numpy 2>&1)"
-same_as_native "numpy matmul on OpenBLAS threads" $PY "$S" numpy
+env LD_LIBRARY_PATH=$ob $PY "$S" numpy | grep -q "^numpy: OpenBLAS with [0-9]* threads" ||
+  fail "natively numpy did not load OpenBLAS: $(env LD_LIBRARY_PATH=$ob $PY "$S" numpy 2>&1)"
+same_as_native "numpy matmul on OpenBLAS threads" env LD_LIBRARY_PATH=$ob $PY "$S" numpy
