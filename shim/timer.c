@@ -942,6 +942,37 @@ long sys_gettimeofday(struct sb *sb, const uint64_t a[6], long nr)
   return A(0) ? copy_time(sb, A(0), CLOCK_REALTIME, true) : 0;
 }
 
+/* Setting a clock: a sandbox's program never has CAP_SYS_TIME on the host
+ * (its uid 0 is the sandbox's), so CLOCK_REALTIME is EPERM, as Linux gives
+ * a process without it, after the checks Linux makes first (EFAULT, an
+ * invalid time EINVAL); every other clock (no setter on Linux 6: MONOTONIC,
+ * BOOTTIME, TAI, the CPU clocks) or none at all is EINVAL, before the
+ * pointer is read. */
+long sys_clock_settime(struct sb *sb, const uint64_t a[6], long nr)
+{
+  struct timespec ts;
+  if ((clockid_t)A(0) != CLOCK_REALTIME)
+    return -EINVAL;
+  if (mm_copy_in(sb, &ts, A(1), sizeof ts) < 0)
+    return -EFAULT;
+  return ts.tv_sec < 0 || !ts_valid(&ts) ? -EINVAL : -EPERM;
+}
+
+long sys_settimeofday(struct sb *sb, const uint64_t a[6], long nr)
+{
+  struct timeval tv;
+  if (A(0)) {
+    if (mm_copy_in(sb, &tv, A(0), sizeof tv) < 0)
+      return -EFAULT;
+    if (tv.tv_usec < 0 || tv.tv_usec >= 1000000 || tv.tv_sec < 0)
+      return -EINVAL;
+  }
+  struct timezone tz;
+  if (A(1) && mm_copy_in(sb, &tz, A(1), sizeof tz) < 0)
+    return -EFAULT;
+  return -EPERM;
+}
+
 long sys_time(struct sb *sb, const uint64_t a[6], long nr)
 {
   int64_t t = (int64_t)time(NULL);
