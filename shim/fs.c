@@ -628,12 +628,14 @@ static long do_read_held(struct sb *sb, struct file *f, uint64_t buf, uint64_t l
   long r;
   switch (f->type) {
   case F_HOST:
-    if (off < 0 && task_live(sb) > 1 && !(f->flags & O_NONBLOCK)) {
+    if (off < 0 && !(f->flags & O_NONBLOCK)) {
       /* A read that may block (a pipe, a terminal) waits with the lock
-       * released, so that the other threads run; the buffer is looked up
-       * again after (another thread may have unmapped it). */
+       * released, so that the other threads run, and a signal ends it
+       * (EINTR, or a restart under SA_RESTART), one thread alone too: its
+       * handler or another thread may write what it waits for. The buffer
+       * is looked up again after (another thread may have unmapped it). */
       if ((r = host_wait(sb, f->hostfd, POLLIN)) < 0)
-        return r;
+        return r == -EINTR ? -RESTARTSYS : r;
       if (!(p = mm_ptr(sb, buf, len, PROT_WRITE)))
         return -EFAULT;
     }
@@ -689,16 +691,17 @@ static long do_write_held(struct sb *sb, struct file *f, uint64_t buf, uint64_t 
   switch (f->type) {
   case F_HOST:
     r = off < 0 ? write(f->hostfd, p, len) : pwrite(f->hostfd, p, len, off);
-    if (off < 0 && task_live(sb) > 1 && !(f->flags & O_NONBLOCK) && (r >= 0 ? (uint64_t)r < len : errno == EAGAIN)) {
+    if (off < 0 && !(f->flags & O_NONBLOCK) && (r >= 0 ? (uint64_t)r < len : errno == EAGAIN)) {
       /* A blocking write into a pipe (host pipes are non-blocking) that
-       * did not fit: with other threads to empty it, the rest waits for
-       * room with the lock released, as Linux writes it all; a signal
-       * ends it with what was written. */
+       * did not fit: the rest waits for room with the lock released, as
+       * Linux writes it all (another thread, or a signal handler, empties
+       * it); a signal ends it with what was written (nothing: EINTR, or a
+       * restart under SA_RESTART). */
       uint64_t done = r > 0 ? (uint64_t)r : 0;
       while (done < len) {
         long w = host_wait(sb, f->hostfd, POLLOUT);
         if (w < 0)
-          return done ? (long)done : w;
+          return done ? (long)done : w == -EINTR ? -RESTARTSYS : w;
         if (!(p = mm_ptr(sb, buf, len, PROT_READ)))
           return done ? (long)done : -EFAULT;
         r = write(f->hostfd, (const char *)p + done, len - done);
@@ -1895,7 +1898,7 @@ static long sock_call(struct sb *sb, struct file *f, const uint64_t a[6], long n
        * write to a closed peer is EPIPE here and SIGPIPE is raised by the shim. */
       r = out ? send(f->hostfd, p, n, flags | MSG_DONTWAIT | MSG_NOSIGNAL)
               : recv(f->hostfd, p, n, (flags & ~MSG_WAITALL) | MSG_DONTWAIT);
-      if (r >= 0 || errno != EAGAIN || nb || task_live(sb) <= 1)
+      if (r >= 0 || errno != EAGAIN || nb)
         break;
       if ((r = host_wait(sb, f->hostfd, out ? POLLOUT : POLLIN)) < 0)
         return r == -EINTR ? -RESTARTSYS : r;

@@ -7,8 +7,9 @@
 # pthread_mutex_timedlock/clocklock, sem_timedwait/clockwait,
 # pthread_timedjoin_np), TLS, keys and pthread_once, 100 threads joined at
 # once, detached threads, pthread_cancel at cancellation points, and robust
-# mutexes whose owner thread ends holding them. Each mode prints counts and
-# error names only, never a time.
+# mutexes whose owner thread ends holding them; blocking pipe reads and
+# writes that a signal ends or its handler feeds (one thread alone too).
+# Each mode prints counts and error names only, never a time.
 . "$(dirname "$0")/functions.sh"
 [ -c /dev/kvm ] && [ -r /dev/kvm ] || skip "no /dev/kvm"
 requires gcc
@@ -21,6 +22,6 @@ gcc -static -O1 -pthread -o "$P" "$here/sandbox/pthread-stress.c" 2>"$TMP/cc.err
 scale=4
 [ -n "${COWFORK_EMULATED:-}" ] && scale=1 && echo "emulated KVM: loop counts at scale 1"
 export SAME_TIMEOUT=300
-for m in mutex condvar broadcast barrier rwlock timeouts tls join cancel robust; do
+for m in mutex condvar broadcast barrier rwlock timeouts tls join cancel robust interrupt; do
   same_as_native "pthread $m" "$P" $m $scale
 done

@@ -6,7 +6,7 @@
  * sandbox's root is the host's /).
  *
  *   pthread-stress MODE [SCALE]    MODE: mutex condvar broadcast barrier
- *        rwlock timeouts tls join cancel robust, or all (each in turn);
+ *        rwlock timeouts tls join cancel robust interrupt, or all (each in turn);
  *        SCALE (default 1) multiplies the loop counts. */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -16,7 +16,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
 #include <sys/syscall.h>
+#include <sys/time.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -737,13 +739,85 @@ static void mode_robust(void)
   pthread_mutex_unlock(&rmu);
 }
 
+/* ---- interrupt: blocking pipe I/O that a signal handler ends or feeds ---- */
+
+static int ipipe[2];
+static void alarm_writes(int sig)
+{
+  if (write(ipipe[1], "bar", 3) != 3)
+    _exit(3);
+}
+static void on_usr1(int sig) {}
+static void *read_pipe(void *arg)
+{
+  char b[8];
+  ssize_t r = read(ipipe[0], b, sizeof b);
+  return (void *)(long)(r < 0 ? -errno : r);
+}
+
+static void arm_ms(long ms)
+{
+  struct itimerval it = {{0, 0}, {ms / 1000, (ms % 1000) * 1000}};
+  setitimer(ITIMER_REAL, &it, NULL);
+}
+
+static void mode_interrupt(void)
+{
+  char b[16];
+  ssize_t r;
+  struct sigaction sa = {.sa_handler = alarm_writes};
+  if (pipe(ipipe) < 0)
+    return;
+  /* One thread alone: the read waits, the handler writes, the read ends. */
+  for (int restart = 0; restart < 2; restart++) {
+    sa.sa_flags = restart ? SA_RESTART : 0;
+    sigaction(SIGALRM, &sa, NULL);
+    arm_ms(50);
+    r = read(ipipe[0], b, sizeof b);
+    int e = r < 0 ? errno : 0;
+    printf("interrupt: one thread, read of an empty pipe, %s: %s", restart ? "SA_RESTART" : "no SA_RESTART",
+           r < 0 ? strerrorname_np(e) : "");
+    if (r < 0)
+      r = read(ipipe[0], b, sizeof b); /* what the handler wrote */
+    printf("%s%zd bytes\n", r >= 0 && e == EINTR ? ", then " : "", r);
+  }
+  /* A blocking write larger than the pipe: what fits, then the alarm ends it. */
+  sa.sa_handler = on_usr1;
+  sa.sa_flags = 0;
+  sigaction(SIGALRM, &sa, NULL);
+  static char big[1 << 20];
+  arm_ms(50);
+  r = write(ipipe[1], big, sizeof big);
+  printf("interrupt: one thread, 1 MiB written into a 64 KiB pipe, interrupted: %zd\n", r);
+  arm_ms(50);
+  r = write(ipipe[1], big, sizeof big);
+  printf("interrupt: again into the full pipe: %s\n", r < 0 ? strerrorname_np(errno) : "bytes");
+  while (read(ipipe[0], big, sizeof big) == sizeof big)
+    ;
+  close(ipipe[0]);
+  close(ipipe[1]);
+  /* A thread blocked in a pipe read, pthread_kill with a handler (no SA_RESTART). */
+  if (pipe(ipipe) < 0)
+    return;
+  sigaction(SIGUSR1, &sa, NULL);
+  pthread_t x;
+  void *res;
+  start(&x, read_pipe, NULL);
+  nap_ms(50);
+  pthread_kill(x, SIGUSR1);
+  pthread_join(x, &res);
+  printf("interrupt: a thread's pipe read, pthread_kill: %s\n", (long)res < 0 ? strerrorname_np((int)-(long)res) : "data");
+  close(ipipe[0]);
+  close(ipipe[1]);
+}
+
 static const struct {
   const char *name;
   void (*fn)(void);
 } modes[] = {
     {"mutex", mode_mutex},   {"condvar", mode_condvar}, {"broadcast", mode_broadcast}, {"barrier", mode_barrier},
     {"rwlock", mode_rwlock}, {"timeouts", mode_timeouts}, {"tls", mode_tls},           {"join", mode_join},
-    {"cancel", mode_cancel}, {"robust", mode_robust},
+    {"cancel", mode_cancel}, {"robust", mode_robust}, {"interrupt", mode_interrupt},
 };
 
 int main(int argc, char **argv)
