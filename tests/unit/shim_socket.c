@@ -5,6 +5,7 @@
  * on anything but a terminal, where Linux gives 0. Compared with the same
  * calls made natively where the result is the host's. */
 #include <errno.h>
+#include <stdio.h>
 #include <fcntl.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
@@ -54,6 +55,11 @@ int main(void)
   is(S2(SYS_shutdown, s[0], SHUT_WR), 0, "shutdown SHUT_WR");
   is(S6(SYS_recvfrom, s[1], buf, 64, 0, 0, 0), 0, "the peer reads end of file");
   is(S6(SYS_sendto, s[0], gs("x"), 1, MSG_NOSIGNAL, 0, 0), -EPIPE, "send after SHUT_WR: EPIPE");
+  char path[64];
+  snprintf(path, sizeof path, "/proc/self/fd/%d", s[0]);
+  long n = S3(SYS_readlink, gs(path), buf, 63);
+  ok(n > 8 && !memcmp(hp(buf), "socket:[", 8), "/proc/self/fd/N of a socket reads socket:[...] (%.*s)", (int)(n > 0 ? n : 0),
+     (char *)hp(buf));
   long st = galloc(NULL, 144);
   is(S2(SYS_fstat, s[0], st), 0, "fstat");
   uint32_t mode;
