@@ -30,4 +30,4 @@ if ! $PY -c 'import numpy' 2>/dev/null || [ ! -e $ob/libblas.so.3 ]; then
 fi
 env LD_LIBRARY_PATH=$ob $PY "$S" numpy | grep -q "^numpy: OpenBLAS with [0-9]* threads" ||
   fail "natively numpy did not load OpenBLAS: $(env LD_LIBRARY_PATH=$ob $PY "$S" numpy 2>&1)"
-same_as_native "numpy matmul on OpenBLAS threads" env LD_LIBRARY_PATH=$ob $PY "$S" numpy
+same_as_native "numpy matmul on OpenBLAS threads" /usr/bin/env LD_LIBRARY_PATH=$ob $PY "$S" numpy
