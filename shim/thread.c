@@ -246,7 +246,8 @@ long task_block(struct sb *sb, struct pollfd *fds, unsigned long n, int64_t time
     return k < 0 ? (errno == EINTR ? 0 : -errno) : k;
   }
   struct pollfd all[n + 1];
-  memcpy(all, fds, n * sizeof *fds);
+  if (n) /* fds is NULL for none (sig_wait): memcpy's arguments must not be */
+    memcpy(all, fds, n * sizeof *fds);
   all[n] = (struct pollfd){.fd = me->wakefd, .events = POLLIN};
   me->blocked = true;
   task_unlock(sb);
