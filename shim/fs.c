@@ -27,6 +27,7 @@
 #include <sys/file.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
 #include <sys/syscall.h>
@@ -627,12 +628,14 @@ static long do_read_held(struct sb *sb, struct file *f, uint64_t buf, uint64_t l
   long r;
   switch (f->type) {
   case F_HOST:
-    if (off < 0 && task_live(sb) > 1 && !(f->flags & O_NONBLOCK)) {
+    if (off < 0 && !(f->flags & O_NONBLOCK)) {
       /* A read that may block (a pipe, a terminal) waits with the lock
-       * released, so that the other threads run; the buffer is looked up
-       * again after (another thread may have unmapped it). */
+       * released, so that the other threads run, and a signal ends it
+       * (EINTR, or a restart under SA_RESTART), one thread alone too: its
+       * handler or another thread may write what it waits for. The buffer
+       * is looked up again after (another thread may have unmapped it). */
       if ((r = host_wait(sb, f->hostfd, POLLIN)) < 0)
-        return r;
+        return r == -EINTR ? -RESTARTSYS : r;
       if (!(p = mm_ptr(sb, buf, len, PROT_WRITE)))
         return -EFAULT;
     }
@@ -688,16 +691,17 @@ static long do_write_held(struct sb *sb, struct file *f, uint64_t buf, uint64_t 
   switch (f->type) {
   case F_HOST:
     r = off < 0 ? write(f->hostfd, p, len) : pwrite(f->hostfd, p, len, off);
-    if (off < 0 && task_live(sb) > 1 && !(f->flags & O_NONBLOCK) && (r >= 0 ? (uint64_t)r < len : errno == EAGAIN)) {
+    if (off < 0 && !(f->flags & O_NONBLOCK) && (r >= 0 ? (uint64_t)r < len : errno == EAGAIN)) {
       /* A blocking write into a pipe (host pipes are non-blocking) that
-       * did not fit: with other threads to empty it, the rest waits for
-       * room with the lock released, as Linux writes it all; a signal
-       * ends it with what was written. */
+       * did not fit: the rest waits for room with the lock released, as
+       * Linux writes it all (another thread, or a signal handler, empties
+       * it); a signal ends it with what was written (nothing: EINTR, or a
+       * restart under SA_RESTART). */
       uint64_t done = r > 0 ? (uint64_t)r : 0;
       while (done < len) {
         long w = host_wait(sb, f->hostfd, POLLOUT);
         if (w < 0)
-          return done ? (long)done : w;
+          return done ? (long)done : w == -EINTR ? -RESTARTSYS : w;
         if (!(p = mm_ptr(sb, buf, len, PROT_READ)))
           return done ? (long)done : -EFAULT;
         r = write(f->hostfd, (const char *)p + done, len - done);
@@ -1211,6 +1215,18 @@ static long do_ioctl(struct sb *sb, int fd, unsigned long req, uint64_t arg)
   struct file *f = fs_get(sb, fd);
   if (!f)
     return -EBADF;
+  int v;
+  switch (req) { /* the requests Linux serves for every fd (do_vfs_ioctl) */
+  case FIOCLEX:
+  case FIONCLEX:
+    sb->cloexec[fd] = req == FIOCLEX;
+    return 0;
+  case FIONBIO:
+    if (mm_copy_in(sb, &v, arg, sizeof v) < 0)
+      return -EFAULT;
+    f->flags = v ? f->flags | O_NONBLOCK : f->flags & ~O_NONBLOCK;
+    return 0;
+  }
   if (f->type != F_HOST || !isatty(f->hostfd))
     return -ENOTTY;
   size_t sz;
@@ -1850,12 +1866,108 @@ long sys_ioctl(struct sb *sb, const uint64_t a[6], long nr)
   return do_ioctl(sb, fd, A(1), A(2));
 }
 
-/* There are no sockets in a sandbox (socket(2) is EACCES): on any fd the
+/* The only sockets in a sandbox are socketpair's (AF_UNIX, connected to
+ * each other; asyncio's self-pipe, a thread's channel): host socketpairs,
+ * F_HOST files with the path "socket:", non-blocking on the host like
+ * pipes (a blocking call waits with the lock released: host_wait).
+ * send/recv(from/to), shutdown, get/setsockopt, getsockname/getpeername
+ * are the host's on them; sendmsg/recvmsg, connect, bind, listen, accept
+ * are EOPNOTSUPP there (no fd passing, no names). On any other fd the
  * socket calls say what Linux says for a file that is not a socket. */
+static bool is_socket(const struct file *f) { return f->type == F_HOST && !strcmp(f->path, "socket:"); }
+
+static long sock_call(struct sb *sb, struct file *f, const uint64_t a[6], long nr)
+{
+  char tmp[256];
+  socklen_t len;
+  long r;
+  switch (nr) {
+  case SYS_sendto:
+  case SYS_recvfrom: {
+    bool out = nr == SYS_sendto;
+    uint64_t n = A(2) > MAX_IO ? MAX_IO : A(2);
+    int flags = (int)A(3) & (MSG_DONTWAIT | MSG_PEEK | MSG_TRUNC | MSG_WAITALL | MSG_NOSIGNAL | MSG_EOR);
+    if (out && A(4))
+      return -EISCONN; /* a destination for a connected socket, as Linux's AF_UNIX */
+    bool nb = (f->flags & O_NONBLOCK) || (A(3) & MSG_DONTWAIT);
+    for (;;) {
+      void *p = mm_ptr(sb, A(1), n, out ? PROT_READ : PROT_WRITE);
+      if (!p && n)
+        return -EFAULT;
+      /* The host fd is non-blocking: a blocking call waits below. MSG_NOSIGNAL: a
+       * write to a closed peer is EPIPE here and SIGPIPE is raised by the shim. */
+      r = out ? send(f->hostfd, p, n, flags | MSG_DONTWAIT | MSG_NOSIGNAL)
+              : recv(f->hostfd, p, n, (flags & ~MSG_WAITALL) | MSG_DONTWAIT);
+      if (r >= 0 || errno != EAGAIN || nb)
+        break;
+      if ((r = host_wait(sb, f->hostfd, out ? POLLOUT : POLLIN)) < 0)
+        return r == -EINTR ? -RESTARTSYS : r;
+    }
+    if (r < 0 && errno == EPIPE && out && !(A(3) & MSG_NOSIGNAL))
+      sig_raise(sb, SIGPIPE);
+    if (r < 0)
+      return -errno;
+    if (!out && A(4) && A(5)) { /* the peer is unnamed: an address of the family only */
+      if (mm_copy_in(sb, &len, A(5), sizeof len) < 0)
+        return -EFAULT;
+      sa_family_t fam = AF_UNIX;
+      if (mm_copy_out(sb, A(4), &fam, len < sizeof fam ? len : sizeof fam) < 0)
+        return -EFAULT;
+      len = sizeof fam;
+      if (mm_copy_out(sb, A(5), &len, sizeof len) < 0)
+        return -EFAULT;
+    }
+    return r;
+  }
+  case SYS_shutdown:
+    return shutdown(f->hostfd, (int)A(1)) < 0 ? -errno : 0;
+  case SYS_getsockopt:
+  case SYS_getsockname:
+  case SYS_getpeername: {
+    uint64_t buf = nr == SYS_getsockopt ? A(3) : A(1), lenp = nr == SYS_getsockopt ? A(4) : A(2);
+    if (mm_copy_in(sb, &len, lenp, sizeof len) < 0)
+      return -EFAULT;
+    if ((int)len < 0)
+      return -EINVAL;
+    socklen_t hl = sizeof tmp;
+    memset(tmp, 0, sizeof tmp);
+    r = nr == SYS_getsockopt ? getsockopt(f->hostfd, (int)A(1), (int)A(2), tmp, &hl)
+        : nr == SYS_getsockname ? getsockname(f->hostfd, (struct sockaddr *)tmp, &hl)
+                                : getpeername(f->hostfd, (struct sockaddr *)tmp, &hl);
+    if (r < 0)
+      return -errno;
+    if (mm_copy_out(sb, buf, tmp, len < hl ? len : hl) < 0 || mm_copy_out(sb, lenp, &hl, sizeof hl) < 0)
+      return -EFAULT;
+    return 0;
+  }
+  case SYS_setsockopt:
+    len = (socklen_t)A(4);
+    if (len > sizeof tmp)
+      return -EINVAL;
+    if (mm_copy_in(sb, tmp, A(3), len) < 0)
+      return -EFAULT;
+    /* Options of the socket's own buffers and timeouts only: none reaches
+     * beyond the pair (SO_PASSCRED would show host credentials). */
+    if ((int)A(1) != SOL_SOCKET || ((int)A(2) != SO_SNDBUF && (int)A(2) != SO_RCVBUF && (int)A(2) != SO_RCVLOWAT &&
+                                     (int)A(2) != SO_SNDLOWAT))
+      return -ENOPROTOOPT;
+    return setsockopt(f->hostfd, (int)A(1), (int)A(2), tmp, len) < 0 ? -errno : 0;
+  }
+  return -EOPNOTSUPP;
+}
+
 long sys_connect(struct sb *sb, const uint64_t a[6], long nr)
 {
   int fd = (int)A(0);
-  return fs_get(sb, fd) ? -ENOTSOCK : -EBADF;
+  struct file *f = fs_get(sb, fd);
+  if (!f)
+    return -EBADF;
+  if (!is_socket(f))
+    return -ENOTSOCK;
+  f->refs++; /* a send or recv may wait with the lock released */
+  long r = sock_call(sb, f, a, nr);
+  file_unref(f);
+  return r;
 }
 
 long sys_mkdir(struct sb *sb, const uint64_t a[6], long nr)
@@ -1995,10 +2107,46 @@ long sys_statfs(struct sb *sb, const uint64_t a[6], long nr)
   return mm_copy_out(sb, A(1), &s, sizeof s);
 }
 
-/* socket, socketpair */
+/* socket: no network, EACCES. socketpair: AF_UNIX pairs (sys_connect's
+ * note); other families EACCES as socket's. */
 long sys_socket(struct sb *sb, const uint64_t a[6], long nr)
 {
-  return -EACCES;
+  if (nr != SYS_socketpair || A(0) != AF_UNIX)
+    return -EACCES;
+  int type = (int)A(1) & ~(SOCK_NONBLOCK | SOCK_CLOEXEC), p[2];
+  if (type != SOCK_STREAM && type != SOCK_DGRAM && type != SOCK_SEQPACKET)
+    return -EINVAL;
+  if (A(2) != 0)
+    return -EPROTONOSUPPORT;
+  if (socketpair(AF_UNIX, type | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, p) < 0)
+    return -errno;
+  int nb = A(1) & SOCK_NONBLOCK ? O_NONBLOCK : 0;
+  bool ce = A(1) & SOCK_CLOEXEC;
+  struct file *f0 = file_new(F_HOST, p[0], O_RDWR | nb, "socket:"), *f1 = file_new(F_HOST, p[1], O_RDWR | nb, "socket:");
+  if (!f0 || !f1) {
+    if (f0)
+      file_unref(f0);
+    else
+      close(p[0]);
+    if (f1)
+      file_unref(f1);
+    else
+      close(p[1]);
+    return -ENOMEM;
+  }
+  int g[2] = {fd_install(sb, f0, 0, ce), -1};
+  if (g[0] >= 0)
+    g[1] = fd_install(sb, f1, 0, ce);
+  if (g[1] < 0 || mm_copy_out(sb, A(3), g, sizeof g) < 0) {
+    if (g[0] >= 0)
+      sb->fds[g[0]] = NULL;
+    if (g[1] >= 0)
+      sb->fds[g[1]] = NULL;
+    file_unref(f0);
+    file_unref(f1);
+    return g[1] < 0 ? -EMFILE : -EFAULT;
+  }
+  return 0;
 }
 
 /* ---- state file (snapshot.c orchestrates) ---- */
@@ -2042,6 +2190,8 @@ int fs_save(struct sb *sb, struct wbuf *w)
       continue;
     if (f->type == F_HOST && f->stdio < 0 && strncmp(f->path, "pipe:", 5) == 0)
       return cf_fail(ENOTSUP, "fd %d is a pipe: a sandbox with an open pipe cannot be saved", i);
+    if (is_socket(f))
+      return cf_fail(ENOTSUP, "fd %d is a socket (socketpair): a sandbox with an open socket cannot be saved", i);
     if (f->type == F_TIMERFD)
       return cf_fail(ENOTSUP, "fd %d is a timerfd: a sandbox with an open timerfd cannot be saved (close it "
                               "before the pause)", i);

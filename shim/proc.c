@@ -420,7 +420,7 @@ static void link_fd(struct sb *sb, int fd, char *out, size_t size)
     return;
   }
   struct stat st;
-  if (f->type == F_HOST && (f->stdio >= 0 || strncmp(f->path, "pipe:", 5) == 0)) {
+  if (f->type == F_HOST && (f->stdio >= 0 || strncmp(f->path, "pipe:", 5) == 0 || !strcmp(f->path, "socket:"))) {
     if (isatty(f->hostfd))
       snprintf(out, size, "/dev/tty");
     else if (fstat(f->hostfd, &st) == 0 && S_ISFIFO(st.st_mode))

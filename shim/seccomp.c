@@ -22,7 +22,7 @@
  * FICLONE(RANGE) and the three terminal requests the shim forwards
  * (shim/fs.c do_ioctl) plus TCGETS (isatty); mmap, mprotect never with
  * PROT_EXEC (the shim never maps guest memory executable on the host:
- * mm.c host_prot); socket only AF_UNIX; clone only for threads (clone3,
+ * mm.c host_prot); socket and socketpair only AF_UNIX; clone only for threads (clone3,
  * whose flags are out of reach in memory, gets ENOSYS: glibc then uses
  * clone); kill and tgkill only this process; prctl only PR_SET_NAME and
  * PR_GET_NAME... (see allow_rules). openat2's flags are in memory: not
@@ -154,7 +154,7 @@ static int allow_rules(scmp_filter_ctx ctx)
        * server a filtered thread starts (its workers inherit the filter) */
       SCMP_SYS(userfaultfd), SCMP_SYS(connect), SCMP_SYS(bind), SCMP_SYS(listen), SCMP_SYS(accept4), SCMP_SYS(sendmsg), SCMP_SYS(recvmsg),
       SCMP_SYS(sendto), SCMP_SYS(recvfrom), SCMP_SYS(shutdown), SCMP_SYS(getsockopt), SCMP_SYS(setsockopt),
-      SCMP_SYS(getsockname), SCMP_SYS(epoll_create1), SCMP_SYS(epoll_ctl), SCMP_SYS(epoll_wait),
+      SCMP_SYS(getsockname), SCMP_SYS(getpeername), SCMP_SYS(epoll_create1), SCMP_SYS(epoll_ctl), SCMP_SYS(epoll_wait),
       SCMP_SYS(epoll_pwait), SCMP_SYS(eventfd2), SCMP_SYS(pipe2), SCMP_SYS(pidfd_open),
       SCMP_SYS(pidfd_send_signal),
       /* time, timers (limits, interval timers, the kick) */
@@ -195,8 +195,8 @@ static int allow_rules(scmp_filter_ctx ctx)
   if (ALLOW(tgkill, 1, SCMP_A0(SCMP_CMP_EQ, (scmp_datum_t)me)) < 0 ||
       ALLOW(kill, 1, SCMP_A0(SCMP_CMP_EQ, (scmp_datum_t)me)) < 0)
     return -1;
-  /* Unix sockets only (the uffd page server's). */
-  if (ALLOW(socket, 1, SCMP_A0(SCMP_CMP_EQ, AF_UNIX)) < 0)
+  /* Unix sockets only (the uffd page server's; a guest's socketpair, fs.c). */
+  if (ALLOW(socket, 1, SCMP_A0(SCMP_CMP_EQ, AF_UNIX)) < 0 || ALLOW(socketpair, 1, SCMP_A0(SCMP_CMP_EQ, AF_UNIX)) < 0)
     return -1;
   /* This process's own limits (glibc's getrlimit), CPU affinity (the uffd
    * server's workers), a thread's name. */

@@ -138,6 +138,7 @@ struct task {
   uint64_t ss_sp, ss_size;
   int ss_flags;
   uint64_t tid_address;
+  uint64_t robust_list;
 };
 struct fwaiter;
 
@@ -259,6 +260,7 @@ struct sb {
   /* identity */
   int pid, tid, uid, gid;   /* tid: [task] */
   uint64_t tid_address;     /* [task] clear_child_tid */
+  uint64_t robust_list;     /* [task] set_robust_list's head (0: none) */
   char hostname[65];        /* uname's nodename, /proc/sys/kernel/hostname ("": "cowfork") */
   char boot_id[37];         /* /proc/sys/kernel/random/boot_id, made on first use ("": not yet) */
   uint64_t boot_ns;         /* CLOCK_MONOTONIC when this sandbox (or child) was made: uptime */
@@ -492,7 +494,8 @@ sys_fn sys_kill, sys_pause, sys_rt_sigaction, sys_rt_sigpending, sys_rt_sigprocm
     sys_rt_sigreturn, sys_rt_sigsuspend, sys_rt_sigtimedwait, sys_rt_tgsigqueueinfo, sys_sigaltstack, sys_tgkill,
     sys_tkill;
 /* timer.c */
-sys_fn sys_alarm, sys_clock_getres, sys_clock_gettime, sys_clock_nanosleep, sys_getitimer, sys_gettimeofday,
+sys_fn sys_alarm, sys_clock_getres, sys_clock_gettime, sys_clock_nanosleep, sys_clock_settime, sys_getitimer,
+    sys_gettimeofday, sys_settimeofday,
     sys_nanosleep, sys_setitimer, sys_time, sys_timer_create, sys_timer_delete, sys_timer_getoverrun,
     sys_timer_gettime, sys_timer_settime, sys_timerfd_create, sys_timerfd_gettime, sys_timerfd_settime, sys_times;
 /* task.c */
@@ -629,6 +632,9 @@ uint64_t task_cpu_ns(struct sb *sb);
  * caller tells them apart by the clock —, -EINTR). */
 int futex_wake(struct sb *sb, uint64_t addr, int n, uint32_t bitset);
 int futex_requeue(struct sb *sb, uint64_t addr, int nwake, uint64_t addr2, int nmove);
+/* The running task ends: its robust futexes (set_robust_list) are marked
+ * FUTEX_OWNER_DIED and a waiter of each woken, as Linux (task.c). */
+void robust_exit(struct sb *sb);
 long futex_wait(struct sb *sb, uint64_t addr, uint32_t bitset, clockid_t clk, const struct timespec *deadline);
 
 /* timer.c: interval timers and the waits a signal can interrupt */
@@ -786,7 +792,8 @@ int task_load_limits(struct sb *sb, struct rbuf *r, const char *name);
 void sig_save_altstack(struct sb *sb, struct wbuf *w);
 int sig_load_altstack(struct sb *sb, struct rbuf *r, const char *name);
 /* Version 6: the held threads of a paused sandbox (registers, FPU state,
- * their context) and the next tid. A version 1-5 payload ends before them:
+ * their context, robust list heads) and the next tid, the pausing thread's
+ * robust list head. A version 1-5 payload ends before them:
  * none. */
 void task_save_threads(struct sb *sb, struct wbuf *w);
 int task_load_threads(struct sb *sb, struct rbuf *r, const char *name);

@@ -37,8 +37,9 @@
  * their info (SI_USER; an interval timer's SI_KERNEL). Version 6 appends
  * the threads of a program paused with several (thread.c
  * task_save_threads: the next tid, and for each thread but the one that
- * paused its tid, registers, FS/GS base, XSAVE area and per-thread signal
- * state); a version 1-5 file has one thread. Files
+ * paused its tid, registers, FS/GS base, XSAVE area, per-thread signal
+ * state and robust list head; the pausing thread's robust list head); a
+ * version 1-5 file has one thread. Files
  * of type F_DEV (version 2's F_NULL, /dev/null) are reopened by path, and
  * F_VIRT and F_VDIR (/proc, /dev) too: a child's /proc file shows the
  * child.

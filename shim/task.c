@@ -131,6 +131,7 @@ static long do_execve(struct sb *sb, const uint64_t a[6])
   sb->ss_sp = sb->ss_size = 0; /* the alternate signal stack is cleared, as Linux */
   timers_exec(sb);             /* and the POSIX timers deleted */
   sb->ss_flags = SS_DISABLE;
+  sb->robust_list = 0; /* its mutexes go with the memory; the new program sets its own */
   uint64_t entry, sp;
   r = elf_load(sb, path, argv, envp, &entry, &sp);
   free_strv(argv);
@@ -288,11 +289,67 @@ long sys_set_tid_address(struct sb *sb, const uint64_t a[6], long nr)
   return sb->tid;
 }
 
-/* The list is the program's (glibc's mutexes); a thread that exits
- * holding a robust mutex is not cleaned up after (the table says so). */
+/* The list is the program's (glibc's robust mutexes, each entry's futex
+ * word at futex_offset from it); the head is the thread's (sb->robust_list,
+ * switched with the task). A thread's exit walks it (robust_exit). */
 long sys_set_robust_list(struct sb *sb, const uint64_t a[6], long nr)
 {
-  return A(1) == 24 ? 0 : -EINVAL; /* sizeof(struct robust_list_head) */
+  if (A(1) != 24) /* sizeof(struct robust_list_head) */
+    return -EINVAL;
+  sb->robust_list = A(0);
+  return 0;
+}
+
+/* One robust futex of an exiting thread, as Linux's handle_futex_death:
+ * held by this thread, it becomes FUTEX_OWNER_DIED (keeping
+ * FUTEX_WAITERS) and a waiter is woken, whose lock then returns
+ * EOWNERDEAD; the pending entry (a lock or unlock the thread was in the
+ * middle of) with a zero word only wakes a waiter. PI entries are not
+ * woken here (the PI futex calls are ENOSYS, so none can wait). */
+static void robust_death(struct sb *sb, uint64_t uaddr, bool pi, bool pending)
+{
+  if (uaddr % 4)
+    return;
+  uint32_t *p = mm_ptr(sb, uaddr, 4, PROT_READ | PROT_WRITE);
+  if (!p)
+    return;
+  uint32_t v = __atomic_load_n(p, __ATOMIC_SEQ_CST);
+  if (pending && !pi && !v) {
+    futex_wake(sb, uaddr, 1, FUTEX_BITSET_MATCH_ANY);
+    return;
+  }
+  do {
+    if ((v & FUTEX_TID_MASK) != (uint32_t)sb->tid)
+      return;
+    /* Other vCPUs run meanwhile (they do not take the lock): a compare and swap. */
+  } while (!__atomic_compare_exchange_n(p, &v, (v & FUTEX_WAITERS) | FUTEX_OWNER_DIED, false, __ATOMIC_SEQ_CST,
+                                        __ATOMIC_SEQ_CST));
+  if (!pi && (v & FUTEX_WAITERS))
+    futex_wake(sb, uaddr, 1, FUTEX_BITSET_MATCH_ANY);
+}
+
+/* A thread ends: its robust list (struct robust_list_head: the list's
+ * next, futex_offset, list_op_pending; bit 0 of an entry pointer marks a PI
+ * futex), walked as Linux's exit_robust_list, at most 2048 entries (a
+ * circular or bad list ends the walk, never the shim). */
+void robust_exit(struct sb *sb)
+{
+  uint64_t head[3], head_addr = sb->robust_list, entry, pending, next;
+  sb->robust_list = 0;
+  if (!head_addr || mm_copy_in(sb, head, head_addr, sizeof head) < 0)
+    return;
+  int64_t off = (int64_t)head[1];
+  entry = head[0];
+  pending = head[2];
+  for (int n = 0; (entry & ~1ull) != head_addr && n < 2048; n++) {
+    if (mm_copy_in(sb, &next, entry & ~1ull, 8) < 0)
+      break;
+    if ((entry & ~1ull) != (pending & ~1ull))
+      robust_death(sb, (entry & ~1ull) + (uint64_t)off, entry & 1, false);
+    entry = next;
+  }
+  if (pending)
+    robust_death(sb, (pending & ~1ull) + (uint64_t)off, pending & 1, true);
 }
 
 long sys_futex(struct sb *sb, const uint64_t a[6], long nr)

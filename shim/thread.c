@@ -91,6 +91,7 @@ static void ctx_out(struct sb *sb, struct task *t)
   t->ss_size = sb->ss_size;
   t->ss_flags = sb->ss_flags;
   t->tid_address = sb->tid_address;
+  t->robust_list = sb->robust_list;
 }
 
 static void ctx_in(struct sb *sb, struct task *t)
@@ -104,6 +105,7 @@ static void ctx_in(struct sb *sb, struct task *t)
   sb->ss_size = t->ss_size;
   sb->ss_flags = t->ss_flags;
   sb->tid_address = t->tid_address;
+  sb->robust_list = t->robust_list;
   sb->tid = t->tid;
   sb->vm = t->vm;
 }
@@ -268,7 +270,7 @@ long task_block(struct sb *sb, struct pollfd *fds, unsigned long n, int64_t time
     return k < 0 ? (errno == EINTR ? 0 : -errno) : k;
   }
   struct pollfd all[n + 1];
-  if (n) /* fds may be NULL (a futex wait, a sleep): memcpy's arguments may not */
+  if (n) /* fds is NULL for none (sig_wait): memcpy's arguments must not be */
     memcpy(all, fds, n * sizeof *fds);
   all[n] = (struct pollfd){.fd = me->wakefd, .events = POLLIN};
   me->blocked = true;
@@ -366,6 +368,7 @@ long task_exit(struct sb *sb, int code)
     task_end_all(sb);
     return SYS_NORETURN;
   }
+  robust_exit(sb);
   clear_child_tid(sb);
   struct task *me = sb->cur;
   me->exited = true;
@@ -789,6 +792,7 @@ void task_save_threads(struct sb *sb, struct wbuf *w)
 {
   w_u64(w, THREADS_TAG);
   w_u64(w, (uint64_t)sb->next_tid);
+  w_u64(w, sb->robust_list); /* the pausing thread's */
   w_u64(w, (uint64_t)sb->nheld);
   for (int i = 0; i < sb->nheld; i++) {
     const struct task *t = sb->held[i];
@@ -806,6 +810,7 @@ void task_save_threads(struct sb *sb, struct wbuf *w)
     w_u64(w, t->ss_size);
     w_u64(w, (uint64_t)t->ss_flags);
     w_u64(w, t->tid_address);
+    w_u64(w, t->robust_list);
   }
 }
 
@@ -813,14 +818,15 @@ int task_load_threads(struct sb *sb, struct rbuf *r, const char *name)
 {
   if (r->off == r->n)
     return 0; /* version 1-5: one thread */
-  uint64_t tag = r_u64(r), next = r_u64(r), n = r_u64(r);
+  uint64_t tag = r_u64(r), next = r_u64(r), robust = r_u64(r), n = r_u64(r);
   if (r->err || tag != THREADS_TAG || next > (1u << 22) || (next && next <= (uint64_t)sb->pid) ||
-      n >= CF_VM_MAX_VCPUS || (n && !next))
+      n >= CF_VM_MAX_VCPUS || (n && !next) || robust >= sb->mem_size)
     return cf_fail(EINVAL, "template '%s': bad thread list", name);
   if (n + 1 > thread_cap(sb))
     return cf_fail(EAGAIN, "template '%s' has %llu threads; at most %u may run in this sandbox", name,
                    (unsigned long long)n + 1, thread_cap(sb));
   sb->next_tid = (int)next;
+  sb->robust_list = robust;
   if (n && !(sb->held = calloc(n, sizeof *sb->held)))
     return cf_fail(ENOMEM, "out of memory");
   for (uint64_t i = 0; i < n; i++) {
@@ -847,6 +853,7 @@ int task_load_threads(struct sb *sb, struct rbuf *r, const char *name)
     t->ss_size = r_u64(r);
     uint64_t fl = r_u64(r);
     t->tid_address = r_u64(r);
+    t->robust_list = r_u64(r);
     t->tid = (int)tid;
     t->have_saved_mask = hs;
     t->ss_flags = (int)fl;
@@ -855,7 +862,7 @@ int task_load_threads(struct sb *sb, struct rbuf *r, const char *name)
       dup |= sb->held[k]->tid == t->tid;
     if (r->err || !tid || tid >= next || dup || hs > 1 || (fl & ~(uint64_t)(SS_AUTODISARM | SS_ONSTACK | SS_DISABLE)) ||
         t->ss_size > sb->mem_size || (t->ss_size && t->ss_sp > sb->mem_size - t->ss_size) ||
-        t->tid_address >= sb->mem_size)
+        t->tid_address >= sb->mem_size || t->robust_list >= sb->mem_size)
       return cf_fail(EINVAL, "template '%s': bad thread %llu", name, (unsigned long long)i);
   }
   return 0;

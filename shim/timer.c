@@ -316,8 +316,15 @@ long sig_poll(struct sb *sb, struct pollfd *fds, unsigned long n, int timeout_ms
     host |= fds[i].fd >= 0;
   uint64_t deadline = timeout_ms >= 0 ? mono_ns() + (uint64_t)timeout_ms * 1000000 : 0;
   for (;;) {
-    if (sb->paused) /* another thread paused the sandbox: the call runs again later */
-      return -EINTR;
+    /* Before every sleep, the first too: a signal that came while the
+     * caller scanned, or that another task's wake (-EAGAIN, the caller
+     * calls again) was about, ends the wait. */
+    uint64_t p0 = sb->pending, f0 = sb->timer_fires;
+    itimer_poll(sb);
+    if (sb->exited || sb->timed_out || sb->paused || (sb->cur && sb->cur->exited) || sig_deliverable(sb))
+      return -EINTR; /* sb->paused: another thread paused the sandbox, the call runs again later */
+    if (sb->pending != p0 || sb->timer_fires != f0)
+      return 0; /* a blocked signal came, a timer fired: a signalfd or timerfd may be ready now */
     uint64_t left = UINT64_MAX;
     if (timeout_ms >= 0) {
       uint64_t now = mono_ns();
@@ -344,12 +351,12 @@ long sig_poll(struct sb *sb, struct pollfd *fds, unsigned long n, int timeout_ms
       return k;
     if (task_take_wake(sb))
       return -EAGAIN;
-    uint64_t p0 = sb->pending, f0 = sb->timer_fires;
+    p0 = sb->pending, f0 = sb->timer_fires;
     itimer_poll(sb);
     if (sb->exited || sb->timed_out || sb->paused || (sb->cur && sb->cur->exited) || sig_deliverable(sb))
       return -EINTR;
     if (sb->pending != p0 || sb->timer_fires != f0)
-      return 0; /* a blocked signal came, a timer fired: a signalfd or timerfd may be ready now */
+      return 0;
     if (timeout_ms >= 0 && mono_ns() >= deadline)
       return 0;
   }
@@ -933,6 +940,37 @@ long sys_clock_getres(struct sb *sb, const uint64_t a[6], long nr)
 long sys_gettimeofday(struct sb *sb, const uint64_t a[6], long nr)
 {
   return A(0) ? copy_time(sb, A(0), CLOCK_REALTIME, true) : 0;
+}
+
+/* Setting a clock: a sandbox's program never has CAP_SYS_TIME on the host
+ * (its uid 0 is the sandbox's), so CLOCK_REALTIME is EPERM, as Linux gives
+ * a process without it, after the checks Linux makes first (EFAULT, an
+ * invalid time EINVAL); every other clock (no setter on Linux 6: MONOTONIC,
+ * BOOTTIME, TAI, the CPU clocks) or none at all is EINVAL, before the
+ * pointer is read. */
+long sys_clock_settime(struct sb *sb, const uint64_t a[6], long nr)
+{
+  struct timespec ts;
+  if ((clockid_t)A(0) != CLOCK_REALTIME)
+    return -EINVAL;
+  if (mm_copy_in(sb, &ts, A(1), sizeof ts) < 0)
+    return -EFAULT;
+  return ts.tv_sec < 0 || !ts_valid(&ts) ? -EINVAL : -EPERM;
+}
+
+long sys_settimeofday(struct sb *sb, const uint64_t a[6], long nr)
+{
+  struct timeval tv;
+  if (A(0)) {
+    if (mm_copy_in(sb, &tv, A(0), sizeof tv) < 0)
+      return -EFAULT;
+    if (tv.tv_usec < 0 || tv.tv_usec >= 1000000 || tv.tv_sec < 0)
+      return -EINVAL;
+  }
+  struct timezone tz;
+  if (A(1) && mm_copy_in(sb, &tz, A(1), sizeof tz) < 0)
+    return -EFAULT;
+  return -EPERM;
 }
 
 long sys_time(struct sb *sb, const uint64_t a[6], long nr)

@@ -34,7 +34,16 @@ struct tmpfs {
   uint64_t hint, used;
   struct tnode *root;
   uint64_t next_id;  /* tmp_save */
+  uint64_t index;    /* the files' page-index entries (sum of npages): bounded by index_max() */
 };
+
+/* Files are sparse (a hole is a 0 in the page index) up to 8 GiB or the
+ * region's size, whichever is larger: CPython's test_io writes at 2 GiB.
+ * The indexes (8 bytes per 4 KiB of file size, on the VMM heap) are
+ * bounded together, so that no program grows the VMM without bound. */
+#define SPARSE_PAGES (1ull << 21)
+static uint64_t file_max(const struct tmpfs *fs) { return fs->npages > SPARSE_PAGES ? fs->npages : SPARSE_PAGES; }
+static uint64_t index_max(const struct tmpfs *fs) { return 4 * file_max(fs); }
 
 struct tnode {
   struct tmpfs *fs;
@@ -144,6 +153,7 @@ void tmp_free(struct tnode *n)
   for (int i = 0; i < n->nkids; i++)
     tmp_free(n->kids[i]);
   drop_pages(n, 0);
+  n->fs->index -= n->npages;
   free(n->pages);
   free(n->kids);
   free(n->name);
@@ -409,15 +419,20 @@ static int reserve(struct tnode *n, uint64_t size)
   uint64_t need = (size + PAGE - 1) / PAGE;
   if (need <= n->npages)
     return 0;
-  if (need > n->fs->npages)
+  if (need > file_max(n->fs))
     return -EFBIG;
   uint64_t cap = n->npages ? n->npages : 4;
   while (cap < need)
     cap *= 2;
+  if (cap > file_max(n->fs))
+    cap = need;
+  if (n->fs->index - n->npages + cap > index_max(n->fs))
+    return -ENOSPC;
   uint64_t *p = realloc(n->pages, cap * sizeof *p);
   if (!p)
     return -ENOSPC;
   memset(p + n->npages, 0, (cap - n->npages) * sizeof *p);
+  n->fs->index += cap - n->npages;
   n->pages = p;
   n->npages = cap;
   return 0;
@@ -474,7 +489,7 @@ long tmp_truncate(struct tnode *n, uint64_t len)
 {
   if (n->dir)
     return -EISDIR;
-  if (len > n->fs->npages * PAGE)
+  if (len > file_max(n->fs) * PAGE)
     return -EFBIG;
   if (len < n->size) {
     drop_pages(n, (len + PAGE - 1) / PAGE);

@@ -6,15 +6,14 @@
 #    python3-hypothesis for numpy's conftest).
 # The result summaries (tests OK / failed / skipped; pytest's counts) must be
 # the same. Test cases that need child processes are deselected in both runs
-# (the sandbox refuses them: docs/python.md); so are the threaded ones, kept
-# out since before threads worked (tests/sandbox-threads.sh covers threads;
-# bringing them back here is issue 13's item 7).
+# (the sandbox refuses them: docs/python.md); the threaded ones run (threads
+# work: tests/python-threads.sh runs CPython's thread suites).
 . "$(dirname "$0")/functions.sh"
 [ -c /dev/kvm ] && [ -r /dev/kvm ] || skip "no /dev/kvm"
 PY=/usr/bin/python3
 [ -x $PY ] || skip "$PY missing (apt-get install python3)"
 $PY -c 'import test.libregrtest' 2>/dev/null || skip "CPython's tests missing (apt-get install libpython3.11-testsuite)"
-export OPENBLAS_NUM_THREADS=1 PYTHONDONTWRITEBYTECODE=1
+export PYTHONDONTWRITEBYTECODE=1
 
 mods="test_json test_math test_string test_collections test_functools test_itertools test_decimal test_re
       test_hashlib test_fractions test_statistics test_heapq test_bisect test_struct test_base64 test_textwrap
@@ -25,17 +24,15 @@ if [ -n "${COWFORK_EMULATED:-}" ]; then
   mods="test_json test_string test_heapq test_bisect test_base64 test_textwrap test_copy test_pprint"
   echo "emulated KVM: a subset of $(echo $mods | wc -w) CPython modules and 2 numpy files"
 fi
-# Cases that start threads or processes (tool tests run python3 in a subprocess).
-ign="-i *threaded* -i *threading* -i *concurrent* -i TestTool -i TestMain -i test_regression_gh94675
-     -i test_struct_cleans_up_at_runtime_shutdown -i test_unique_composite"
-# regrtest arms a faulthandler watchdog thread on its way out: kept off in
-# both runs (the same either way, so the exit statuses compare too).
-regrtest='from test.support import threading_helper; threading_helper.can_start_thread = False
-from test.libregrtest.main import main; main()'
+# Cases that start processes: json.tool's and base64's command line tests
+# and test_struct's shutdown test run python3 in a subprocess, test_re's
+# gh94675 a multiprocessing pool (found as tests/python-threads.ignore's:
+# what fails natively when fork is ENOMEM).
+ign="-i TestTool -i TestMain -i test_regression_gh94675 -i test_struct_cleans_up_at_runtime_shutdown"
 summary() { sed -n '/^== Tests result/,/^Total duration/p' "$1" | grep -v '^Total duration'; }
 nrc=0 src=0
-(cd / && $PY -c "$regrtest" $ign $mods) > "$TMP/n.txt" 2>&1 || nrc=$?
-(cd / && cowfork run --root / --mem 1G --timeout 400 -- $PY -c "$regrtest" $ign $mods) > "$TMP/s.txt" 2>&1 || src=$?
+(cd / && $PY -m test $ign $mods) > "$TMP/n.txt" 2>&1 || nrc=$?
+(cd / && cowfork run --root / --mem 1G --timeout 400 -- $PY -m test $ign $mods) > "$TMP/s.txt" 2>&1 || src=$?
 summary "$TMP/n.txt" > "$TMP/n.sum"
 summary "$TMP/s.txt" > "$TMP/s.sum"
 [ -s "$TMP/n.sum" ] || fail "native regrtest printed no summary: $(tail -n 20 "$TMP/n.txt")"
@@ -54,9 +51,9 @@ N=$($PY -c 'import numpy, os; print(os.path.dirname(numpy.__file__))')
 files="$N/core/tests/test_indexing.py $N/core/tests/test_shape_base.py $N/core/tests/test_numeric.py
        $N/lib/tests/test_function_base.py $N/core/tests/test_arrayprint.py $N/core/tests/test_ufunc.py"
 [ -n "${COWFORK_EMULATED:-}" ] && files="$N/core/tests/test_shape_base.py $N/core/tests/test_indexing.py"
-# The first two start threads; the third allocates 4 GiB (in a 1 GiB sandbox
-# it is MemoryError, an expected failure, where natively it passes).
-sel="not threadsafety and not test_structured_advanced_indexing and not test_identityless_reduction_huge_array"
+# This one allocates 4 GiB (in a 1 GiB sandbox it is MemoryError, an
+# expected failure, where natively it passes).
+sel="not test_identityless_reduction_huge_array"
 counts() { tail -n 1 "$1" | sed -E 's/ in [0-9.]+s.*//; s/=//g; s/^ *//'; }
 nrc=0 src=0
 (cd / && $PY -m pytest -q -p no:cacheprovider -k "$sel" $files) > "$TMP/np-n.txt" 2>&1 || nrc=$?

@@ -108,8 +108,9 @@ int main(void)
   ok(parse("v6", &o, &s) == 0, "version 6 seed (v5 with a thread section) loads");
   ok(s->nheld == 2 && s->next_tid == 6 && s->held[0]->tid == 3 && s->held[1]->tid == 5 &&
          s->held[0]->stop_regs.rip == 0x401000 && s->held[1]->stop_regs.rip == 0x401010 &&
-         s->held[1]->cpu->fs_base == 0x510000 && s->held[0]->sigmask == 1u << 9,
-     "v6: threads 3 and 5 with their registers, FS base and signal mask; next tid 6");
+         s->held[1]->cpu->fs_base == 0x510000 && s->held[0]->sigmask == 1u << 9 &&
+         s->held[0]->robust_list == 0x600000 && s->robust_list == 0x610000,
+     "v6: threads 3 and 5 with their registers, FS base, signal mask, robust list; next tid 6");
   done(s);
   ok(parse("bad-threads", &o, &s) < 0 && errno == EINVAL, "a thread list with a tid twice is refused");
   done(s);
