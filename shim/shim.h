@@ -628,8 +628,7 @@ int task_finish(struct sb *sb);
 uint64_t task_cpu_ns(struct sb *sb);
 /* futex waiters by guest address: wake up to n (bitset matched; the count),
  * requeue (wake nwake, move up to nmove to addr2; both counted), wait
- * (queued before the lock is released: 0 woken or at the deadline — the
- * caller tells them apart by the clock —, -EINTR). */
+ * (queued before the lock is released: 1 woken, 0 at the deadline, -EINTR). */
 int futex_wake(struct sb *sb, uint64_t addr, int n, uint32_t bitset);
 int futex_requeue(struct sb *sb, uint64_t addr, int nwake, uint64_t addr2, int nmove);
 /* The running task ends: its robust futexes (set_robust_list) are marked

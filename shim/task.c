@@ -188,14 +188,10 @@ static long do_futex(struct sb *sb, const uint64_t a[6])
     if (timed)
       dl = cmd == FUTEX_WAIT ? ts_after(clk, &ts) : ts;
     long r = futex_wait(sb, uaddr, cmd == FUTEX_WAIT ? FUTEX_BITSET_MATCH_ANY : val3, clk, timed ? &dl : NULL);
-    if (r == 0 && timed) { /* woken, or the deadline */
-      struct timespec now;
-      clock_gettime(clk, &now);
-      if (now.tv_sec > dl.tv_sec || (now.tv_sec == dl.tv_sec && now.tv_nsec >= dl.tv_nsec))
-        return -ETIMEDOUT;
-    }
-    if (r == 0)
+    if (r == 1) /* woken, even if the deadline passed since */
       return 0;
+    if (r == 0)
+      return -ETIMEDOUT;
     if (r == -EDEADLK)
       return wait_forever(sb, "futex wait");
     return timed ? -EINTR : -RESTARTSYS; /* as Linux: only the untimed wait restarts */

@@ -895,7 +895,8 @@ int futex_wake(struct sb *sb, uint64_t addr, int n, uint32_t bitset)
     if (w->addr == addr && (w->bitset & bitset)) {
       *p = w->next;
       w->woken = true;
-      wake_task(w->t);
+      if (w->t) /* a waiter with no task is alone: nothing to write (tests/unit/shim_wait.c) */
+        wake_task(w->t);
       woken++;
     } else {
       p = &w->next;
@@ -923,8 +924,8 @@ long futex_wait(struct sb *sb, uint64_t addr, uint32_t bitset, clockid_t clk, co
   sb->futex_waiters = &w;
   for (;;) {
     long r = sig_wait(sb, clk, deadline);
-    if (w.woken)
-      return 0;
+    if (w.woken) /* even when the deadline passed meanwhile: a wake is never lost (Linux: 0) */
+      return 1;
     if (r == -EAGAIN)
       continue;
     fw_unlink(sb, &w);

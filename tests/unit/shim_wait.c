@@ -37,6 +37,15 @@
 
 static struct cf_sandbox_opts opts;
 
+/* A waker that comes while the wait sleeps (a host signal in this one
+ * thread): what another thread's FUTEX_WAKE does to the waiter. */
+static struct sb *wake_sb;
+static void wake_word(int sig)
+{
+  (void)sig;
+  futex_wake(wake_sb, WORD, 1, FUTEX_BITSET_MATCH_ANY);
+}
+
 /* MEM bytes, all of it readable and writable; one VMA [64 KiB, 1 MiB). */
 static struct sb *new_sb(void)
 {
@@ -101,6 +110,26 @@ int main(void)
   r = shim_sys(sb, SYS_futex, WORD, FUTEX_WAIT | FUTEX_PRIVATE_FLAG, 7, TS, 0, 0);
   t = now_ms(CLOCK_MONOTONIC) - t;
   ok(r == -ETIMEDOUT && NEAR(t, 50), "FUTEX_WAIT, relative 50 ms: %ld after %.1f ms", r, t);
+
+  /* Woken at 20 ms, back only at the deadline (60 ms; here the sleep goes
+   * on, as a waiter that gets the lock late): Linux returns 0, a wake is
+   * never lost (it was ETIMEDOUT: the shim looked at the clock). */
+  {
+    wake_sb = sb;
+    struct sigaction sa = {.sa_handler = wake_word};
+    sigaction(SIGUSR2, &sa, NULL);
+    timer_t ht;
+    struct sigevent sev = {.sigev_notify = SIGEV_SIGNAL, .sigev_signo = SIGUSR2};
+    struct itimerspec its = {.it_value = {0, 20000000}};
+    timer_create(CLOCK_MONOTONIC, &sev, &ht);
+    put_ts(sb, TS, 60);
+    t = now_ms(CLOCK_MONOTONIC);
+    timer_settime(ht, 0, &its, NULL);
+    r = shim_sys(sb, SYS_futex, WORD, FUTEX_WAIT | FUTEX_PRIVATE_FLAG, 7, TS, 0, 0);
+    t = now_ms(CLOCK_MONOTONIC) - t;
+    timer_delete(ht);
+    ok(r == 0 && t >= 55, "FUTEX_WAIT woken before its deadline, running again after it: 0 (%ld after %.1f ms)", r, t);
+  }
 
   struct timespec far = {INT64_MAX, 0}; /* never: ends only by the alarm */
   memcpy(sb->mem + TS, &far, sizeof far);
