@@ -2,7 +2,8 @@
 # Templates of threaded programs (issue 13, item 6): a program paused with
 # threads in every state (blocked on a condition variable, computing in its
 # own code with live FPU registers, in nanosleep, in a timed wait, in
-# sigwait) is saved whole; every child gets every thread, each with its
+# sigwait, handing a token back and forth, making system calls in a loop)
+# is saved whole; every child gets every thread, each with its
 # tid, TLS, registers and signal state, and prints what the same program
 # prints natively for the same input. Children in reused VMs (checked
 # against a fresh child: COWFORK_CHECK_RESET), in new VMs, on the uffd
@@ -28,7 +29,7 @@ compare_children() {
 }
 
 cowfork template create thp --root / --mem 256M -- "$T" 2>"$TMP/create.err" || fail "template create: $(cat "$TMP/create.err")"
-echo "ok   template of a program with 8 threads: $(tail -n 1 "$TMP/create.err")"
+echo "ok   template of a program with 11 threads: $(tail -n 1 "$TMP/create.err")"
 
 D=$TMP/c1
 mkdir -p "$D/in"
@@ -49,6 +50,16 @@ mv "$D/out" "$D/file-out"
 mv "$D/u/out" "$D/out"
 compare_children "$D" 3
 echo "ok   children in new VMs, and on the uffd backend: as natively"
+
+# Paused with one CPU for 11 threads (--cpus 1): most of them wait for the
+# CPU at the pause, the children run on 2.
+cowfork template create thp1 --root / --mem 256M --cpus 1 -- "$T" 2>"$TMP/create.err" || fail "template create --cpus 1: $(cat "$TMP/create.err")"
+D=$TMP/c3
+mkdir -p "$D/in"
+for i in 0 1 2; do echo $((i + 1)) > "$D/in/$i"; done
+cowfork fork thp1 -n 3 --input-dir "$D/in" --output-dir "$D/out" || fail "fork thp1"
+compare_children "$D" 3
+echo "ok   a template paused with 11 threads on one CPU: children as natively"
 
 PY=/usr/bin/python3
 OB=/usr/lib/x86_64-linux-gnu/openblas-pthread
