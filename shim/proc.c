@@ -183,14 +183,29 @@ static void gen_status(struct sb *sb, struct vbuf *b, int arg)
             (unsigned long long)kb, (unsigned long long)kb, (unsigned long long)kb, (unsigned long long)kb,
             (unsigned long long)((sb->brk_cur > sb->brk_start ? sb->brk_cur - sb->brk_start : 0) >> 10),
             (unsigned long long)(STACK_SIZE >> 10));
-  vb_printf(b, "Threads:\t1\nSigQ:\t%d/%d\nSigPnd:\t%016llx\nShdPnd:\t%016llx\nSigBlk:\t%016llx\nSigIgn:\t%016llx\n"
+  vb_printf(b, "Threads:\t%d\nSigQ:\t%d/%d\nSigPnd:\t%016llx\nShdPnd:\t%016llx\nSigBlk:\t%016llx\nSigIgn:\t%016llx\n"
                "SigCgt:\t%016llx\n",
-            sb->nsigq, SIGQ_MAX, (unsigned long long)sb->pending, 0ull, (unsigned long long)sb->sigmask,
+            task_live(sb), sb->nsigq, SIGQ_MAX, (unsigned long long)sb->pending, 0ull, (unsigned long long)sb->sigmask,
             (unsigned long long)sig_set(sb, 0), (unsigned long long)sig_set(sb, 1));
   vb_printf(b, "CapInh:\t0000000000000000\nCapPrm:\t%s\nCapEff:\t%s\nCapBnd:\t000001ffffffffff\n"
-               "CapAmb:\t0000000000000000\nNoNewPrivs:\t0\nSeccomp:\t0\nCpus_allowed:\t1\nCpus_allowed_list:\t0\n"
-               "voluntary_ctxt_switches:\t0\nnonvoluntary_ctxt_switches:\t0\n",
+               "CapAmb:\t0000000000000000\nNoNewPrivs:\t0\nSeccomp:\t0\n",
             cap, cap);
+  /* the sandbox's CPUs (--cpus), as sched_getaffinity says: a hex mask,
+   * a comma every 32 bits as Linux prints it, and the list */
+  int n = sb_cpus(sb), k = 0;
+  char mask[48];
+  for (int d = (n + 3) / 4 - 1; d >= 0; d--) {
+    int bits = n - 4 * d > 4 ? 4 : n - 4 * d;
+    mask[k++] = "0123456789abcdef"[(1 << bits) - 1];
+    if (d && d % 8 == 0)
+      mask[k++] = ',';
+  }
+  mask[k] = 0;
+  if (n > 1)
+    vb_printf(b, "Cpus_allowed:\t%s\nCpus_allowed_list:\t0-%d\n", mask, n - 1);
+  else
+    vb_printf(b, "Cpus_allowed:\t1\nCpus_allowed_list:\t0\n");
+  vb_printf(b, "voluntary_ctxt_switches:\t0\nnonvoluntary_ctxt_switches:\t0\n");
 }
 
 static void gen_pstat(struct sb *sb, struct vbuf *b, int arg)
@@ -203,8 +218,8 @@ static void gen_pstat(struct sb *sb, struct vbuf *b, int arg)
   /* pid (comm) state ppid pgrp session tty_nr tpgid flags minflt cminflt
    * majflt cmajflt utime stime cutime cstime priority nice num_threads
    * itrealvalue starttime vsize rss rsslim */
-  vb_printf(b, "%d (%s) R 1 %d %d 0 -1 4194304 0 0 0 0 %llu 0 0 0 20 0 1 0 0 %llu %llu 18446744073709551615 ",
-            sb->pid, name, sb->pid, sb->pid, (unsigned long long)ticks, (unsigned long long)vm_bytes(sb),
+  vb_printf(b, "%d (%s) R 1 %d %d 0 -1 4194304 0 0 0 0 %llu 0 0 0 20 0 %d 0 0 %llu %llu 18446744073709551615 ",
+            sb->pid, name, sb->pid, sb->pid, (unsigned long long)ticks, task_live(sb), (unsigned long long)vm_bytes(sb),
             (unsigned long long)(vm_bytes(sb) / PAGE));
   /* startcode endcode startstack kstkesp kstkeip signal blocked sigignore
    * sigcatch wchan nswap cnswap exit_signal processor rt_priority policy

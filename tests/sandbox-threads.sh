@@ -64,8 +64,11 @@ ts = [threading.Thread(target=w, args=(i,)) for i in range(8)]
 [t.start() for t in ts]; [t.join() for t in ts]
 print(sorted(r))
 with cf.ThreadPoolExecutor(4) as ex: print(sum(ex.map(lambda x: x * x, range(1000))))
-e = threading.Event(); threading.Timer(0.05, e.set).start(); print(e.wait(10))'
+e = threading.Event(); threading.Timer(0.05, e.set).start(); print(e.wait(10))
+e = threading.Event(); ts = [threading.Thread(target=e.wait) for i in range(3)]; [t.start() for t in ts]
+st = open("/proc/self/status").read(); print([l for l in st.splitlines() if l.startswith("Threads")])
+print(open("/proc/self/stat").read().rsplit(")", 1)[1].split()[17]); e.set(); [t.join() for t in ts]'
 want=$(python3 -c "$py")
 got=$(timeout 120 "$COWFORK" run -- /usr/bin/python3 -c "$py" 2>"$TMP/py.err") || fail "python threads: $(cat "$TMP/py.err")"
 [ "$got" = "$want" ] || fail "python threads: got '$got', want '$want' ($(cat "$TMP/py.err"))"
-echo "ok   python threading, ThreadPoolExecutor, threading.Timer: $(echo "$got" | tr '\n' '|')"
+echo "ok   python threading, ThreadPoolExecutor, threading.Timer, /proc/self/status Threads and stat num_threads: $(echo "$got" | tr '\n' '|')"

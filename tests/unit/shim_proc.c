@@ -153,6 +153,8 @@ static void test_process_files(void)
   snprintf(want, sizeof want, "\nUid:\t%d\t%d\t%d\t%d\n", sb->uid, sb->uid, sb->uid, sb->uid);
   ok(strstr(s, want) != NULL, "status: Uid is the sandbox's");
   ok(strncmp(s, "Name:\tprog\n", 11) == 0, "status: Name is the program's");
+  ok(strstr(s, "\nThreads:\t1\n") && strstr(s, "\nCpus_allowed:\t3\nCpus_allowed_list:\t0-1\n"),
+     "status: Threads 1 (one thread so far); Cpus_allowed 3, 0-1: the sandbox's 2 CPUs (--cpus default)");
   ok(strcmp(gread("/proc/2/status"), s) == 0 || strstr(gread("/proc/2/status"), "\nPid:\t2\n"),
      "/proc/2/status is the same process");
   s = gread("/proc/self/stat");
@@ -161,6 +163,14 @@ static void test_process_files(void)
   for (const char *c = s; *c; c++)
     fields += *c == ' ';
   is(fields + 1, 52, "stat: 52 fields");
+  {
+    unsigned long long nthr = 0;
+    const char *c = strrchr(s, ')');
+    for (int f = 2; c && *c && f < 20; c++) /* field 20: num_threads */
+      f += *c == ' ';
+    int got = c ? sscanf(c, "%llu", &nthr) : 0;
+    ok(got == 1 && nthr == 1, "stat: num_threads 1 (got %llu)", nthr);
+  }
   int fd = gopen("/proc/self/cmdline", O_RDONLY);
   uint64_t b = galloc(NULL, 64);
   is(S3(SYS_read, fd, b, 64), 12, "cmdline: 12 bytes");
