@@ -216,6 +216,10 @@ struct sb {
   struct task *pauser;
   struct task **held;
   int nheld;
+  /* --cpu-limit with threads: a host thread that adds up every thread's
+   * CPU time (thread.c cpu_watch) */
+  pthread_t watch;
+  bool watching, watch_quit;
 
   /* signals */
   struct ksigaction act[65];

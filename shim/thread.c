@@ -317,6 +317,36 @@ static struct task *task_alloc(struct sb *sb, int idx)
   return t;
 }
 
+/* ---- the CPU-time limit with threads ----
+ * The run's limit timer (sandbox.c) counts the run's own thread, task 0.
+ * Once there are others, this host thread adds up all of their CPU time
+ * (guest_cpu_ns, less the earlier runs') every 10 ms and ends the sandbox
+ * past the limit, as the timer does: a program cannot escape --cpu-limit
+ * by computing in threads. */
+static void *cpu_watch(void *arg)
+{
+  struct sb *sb = arg;
+  uint64_t limit = (uint64_t)(sb->opts->cpu_limit * 1e9);
+  pthread_mutex_lock(&sb->lock);
+  while (!sb->watch_quit) {
+    if (!sb->timed_out && !sb->exited && guest_cpu_ns(sb) - sb->cpu_ns >= limit) {
+      sb->cpu_exceeded = true;
+      sb->timed_out = true;
+      task_end_all(sb);
+    }
+    struct timespec dl;
+    clock_gettime(CLOCK_REALTIME, &dl);
+    dl.tv_nsec += 10000000;
+    if (dl.tv_nsec >= 1000000000) {
+      dl.tv_sec++;
+      dl.tv_nsec -= 1000000000;
+    }
+    pthread_cond_timedwait(&sb->task_cv, &sb->lock, &dl);
+  }
+  pthread_mutex_unlock(&sb->lock);
+  return NULL;
+}
+
 /* Task 0: the thread that ran alone so far (the run's caller), its
  * context the one in sb. */
 static int task0_make(struct sb *sb)
@@ -337,6 +367,9 @@ static int task0_make(struct sb *sb)
   sb->nlive = 1;
   if (!sb->next_tid)
     sb->next_tid = sb->pid + 1;
+  sb->watch_quit = false;
+  if (sb->opts && sb->opts->cpu_limit > 0 && sb->running)
+    sb->watching = pthread_create(&sb->watch, NULL, cpu_watch, sb) == 0;
   return 0;
 }
 
@@ -625,6 +658,14 @@ int task_finish(struct sb *sb)
         task_signal(t);
     }
     slice_wait(sb, &sb->task_cv, NULL);
+  }
+  if (sb->watching) { /* the lock released: it takes it to see quit */
+    sb->watch_quit = true;
+    pthread_cond_broadcast(&sb->task_cv);
+    pthread_mutex_unlock(&sb->lock);
+    pthread_join(sb->watch, NULL);
+    pthread_mutex_lock(&sb->lock);
+    sb->watching = false;
   }
   pause = sb->paused && !sb->exited && !sb->timed_out && sb->pauser;
   for (int i = 1; i < CF_VM_MAX_VCPUS; i++)

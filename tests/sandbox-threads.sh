@@ -72,3 +72,26 @@ want=$(python3 -c "$py")
 got=$(timeout 120 "$COWFORK" run -- /usr/bin/python3 -c "$py" 2>"$TMP/py.err") || fail "python threads: $(cat "$TMP/py.err")"
 [ "$got" = "$want" ] || fail "python threads: got '$got', want '$want' ($(cat "$TMP/py.err"))"
 echo "ok   python threading, ThreadPoolExecutor, threading.Timer, /proc/self/status Threads and stat num_threads: $(echo "$got" | tr '\n' '|')"
+
+# --cpu-limit counts every thread: two threads spin while main waits in
+# pthread_join (the run's own limit timer counts main's CPU time only; a
+# program must not escape the limit by computing in threads).
+cat > "$TMP/spin2.c" <<'CEOF'
+#include <pthread.h>
+static void *spin(void *a) { (void)a; for (volatile unsigned long i = 0;; i++) ; return 0; }
+int main(void)
+{
+  pthread_t t[2];
+  for (int i = 0; i < 2; i++)
+    pthread_create(&t[i], 0, spin, 0);
+  pthread_join(t[0], 0);
+  return 0;
+}
+CEOF
+gcc -static -O1 -pthread -o "$TMP/spin2" "$TMP/spin2.c"
+t0=$(date +%s%N) rc=0
+timeout 120 "$COWFORK" run --root / --cpu-limit 1 --timeout 100 -- "$TMP/spin2" 2>"$TMP/cl.err" || rc=$?
+el=$(( ($(date +%s%N) - t0) / 1000000 ))
+grep -q "CPU time limit of 1 s exceeded" "$TMP/cl.err" && [ $rc = 137 ] ||
+  fail "--cpu-limit 1 with 2 spinning threads: exit $rc after $el ms: $(cat "$TMP/cl.err")"
+echo "ok   --cpu-limit 1 counts every thread: 2 spinning threads (main waiting) ended after $el ms"
