@@ -334,14 +334,7 @@ static void *cpu_watch(void *arg)
       sb->timed_out = true;
       task_end_all(sb);
     }
-    struct timespec dl;
-    clock_gettime(CLOCK_REALTIME, &dl);
-    dl.tv_nsec += 10000000;
-    if (dl.tv_nsec >= 1000000000) {
-      dl.tv_sec++;
-      dl.tv_nsec -= 1000000000;
-    }
-    pthread_cond_timedwait(&sb->task_cv, &sb->lock, &dl);
+    slice_wait(sb, &sb->task_cv, NULL);
   }
   pthread_mutex_unlock(&sb->lock);
   return NULL;
