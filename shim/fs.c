@@ -595,10 +595,16 @@ static long open_abs(struct sb *sb, char *abs, int flags, unsigned mode, struct 
 static long do_read_held(struct sb *sb, struct file *f, uint64_t buf, uint64_t len, int64_t off);
 
 /* Wait (the lock released: timer.c sig_poll) until host fd is ready for
- * events, another task's wakes aside: > 0, or -EINTR / -errno. */
+ * events, another task's wakes aside: > 0 (at once when it is ready), or
+ * -EINTR / -errno. */
 static long host_wait(struct sb *sb, int fd, short events)
 {
   struct pollfd pf = {.fd = fd, .events = events};
+  /* Ready now (a regular file always is): no wait, so a pending signal
+   * does not end it (Linux looks at signals only when it would sleep). */
+  struct timespec zero = {0, 0};
+  if (ppoll(&pf, 1, &zero, NULL) == 1)
+    return 1;
   long r;
   while ((r = sig_poll(sb, &pf, 1, -1)) == -EAGAIN)
     ;

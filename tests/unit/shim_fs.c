@@ -513,12 +513,30 @@ static void test_lockwait(void)
   shim_setup(root);
 }
 
+/* Last: it ends the sandbox. */
+static void test_pending(void)
+{
+  diag("a read that need not wait gives its bytes with a signal pending: Linux looks at signals only before it sleeps");
+  char p[600];
+  snprintf(p, sizeof p, "%s/pend", root);
+  int h = open(p, O_CREAT | O_WRONLY | O_TRUNC, 0644);
+  if (h < 0 || write(h, "abc", 3) != 3)
+    abort();
+  close(h);
+  int fd = gopen("/pend", O_RDONLY, 0);
+  uint64_t b = galloc(NULL, 8);
+  sb->pending |= 1ull << (SIGTERM - 1); /* SIG_DFL: it ends the sandbox after the call */
+  long r = S3(SYS_read, fd, b, 8);
+  ok(r == 3 && memcmp(hp(b), "abc", 3) == 0, "read of a regular file with SIGTERM pending: 3 bytes (got %ld; was EINTR)", r);
+  ok(sb->exited && sb->kill_signal == SIGTERM, "then the pending SIGTERM ends the sandbox");
+}
+
 int main(int argc, char **argv)
 {
   static const struct { const char *name; void (*fn)(void); } groups[] = {
       {"mkdir", test_mkdir},   {"region", test_region}, {"attrs", test_attrs},   {"locks", test_locks},
       {"shared", test_shared}, {"hidden", test_hidden}, {"select", test_select}, {"limits", test_limits},
-      {"hostfds", test_hostfds}, {"nofile", test_nofile}, {"lockwait", test_lockwait},
+      {"hostfds", test_hostfds}, {"nofile", test_nofile}, {"lockwait", test_lockwait}, {"pending", test_pending},
   };
   sb_setup();
   for (size_t i = 0; i < sizeof groups / sizeof groups[0]; i++) {
