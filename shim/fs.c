@@ -2117,6 +2117,8 @@ long sys_statfs(struct sb *sb, const uint64_t a[6], long nr)
  * note); other families EACCES as socket's. */
 long sys_socket(struct sb *sb, const uint64_t a[6], long nr)
 {
+  if (nr == SYS_socketpair && (A(0) == AF_INET || A(0) == AF_INET6))
+    return -EOPNOTSUPP; /* as Linux: IP sockets come in no pairs */
   if (nr != SYS_socketpair || A(0) != AF_UNIX)
     return -EACCES;
   int type = (int)A(1) & ~(SOCK_NONBLOCK | SOCK_CLOEXEC), p[2];

@@ -247,11 +247,7 @@ static void serve_syscall(struct sb *sb, double t_start, bool pending_resume)
   if (__builtin_expect(seccomp_test_armed, 0))
     seccomp_test_fire(); /* COWFORK_SECCOMP_TEST=1: dies of SIGSYS here */
   if (sb->paused) { /* another thread paused the sandbox: the call runs when this one goes on */
-    struct cf_vm_regs u = *r;
-    u.rip = u.rcx - 2;
-    u.rflags = u.r11;
-    if (cf_vm_resume_user(sb->vm, &u) < 0)
-      kill_sandbox(sb, SIGKILL);
+    sig_restart_now(sb, nr);
     return;
   }
   if (sb->ready == CF_READY_STDIN && reads_fd0(sb, nr, a) && (!sb->eof_pause || stdin_at_eof(sb))) {

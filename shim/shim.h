@@ -570,6 +570,9 @@ void sig_at_kick(struct sb *sb);
 /* After system call nr with result: deliver one pending, unblocked signal;
  * -RESTARTSYS restarts the call or becomes EINTR. The result to return. */
 long signal_after_syscall(struct sb *sb, long nr, long result);
+/* Rewind the system call nr just made to run again when the vCPU goes on
+ * (rip back over the SYSCALL, rax nr): SYS_NORETURN. */
+long sig_restart_now(struct sb *sb, long nr);
 /* End the sandbox by signal sig. */
 void kill_sandbox(struct sb *sb, int sig);
 /* End the sandbox: the program waits for what nothing can bring

@@ -465,6 +465,13 @@ static long restart_call(struct sb *sb, long nr, struct cf_vm_regs *u)
   return SYS_NORETURN;
 }
 
+long sig_restart_now(struct sb *sb, long nr)
+{
+  struct cf_vm_regs u;
+  user_regs_after_syscall(sb, &u);
+  return restart_call(sb, nr, &u);
+}
+
 /* After syscall nr: deliver one pending, unblocked signal. result
  * -RESTARTSYS restarts the call if the handler has SA_RESTART or no
  * handler runs, else it is EINTR. */
@@ -483,9 +490,7 @@ long signal_after_syscall(struct sb *sb, long nr, long result)
   if (!sig) {
     if (result != -RESTARTSYS)
       return result;
-    struct cf_vm_regs u;
-    user_regs_after_syscall(sb, &u);
-    return restart_call(sb, nr, &u);
+    return sig_restart_now(sb, nr);
   }
   struct ksigaction *act = &sb->act[sig];
   /* Ignored or fatal: no frame, no registers to read. */
@@ -497,9 +502,7 @@ long signal_after_syscall(struct sb *sb, long nr, long result)
       sb->have_saved_mask = false;
     }
     if (result == -RESTARTSYS && !sb->exited) {
-      struct cf_vm_regs u;
-      user_regs_after_syscall(sb, &u);
-      return restart_call(sb, nr, &u);
+      return sig_restart_now(sb, nr);
     }
     return result == -RESTARTSYS ? -EINTR : result;
   }

@@ -99,7 +99,7 @@ static const struct sys_ent table[NSYS] = {
     E(50, listen, sys_connect, "di", 0, PARTIAL, "ENOTSOCK, or EOPNOTSUPP on a socketpair's socket"),
     E(51, getsockname, sys_connect, "dPP", 0, PARTIAL, "on a socketpair's socket (the host's); ENOTSOCK elsewhere"),
     E(52, getpeername, sys_connect, "dPP", 0, PARTIAL, "on a socketpair's socket (the host's); ENOTSOCK elsewhere"),
-    E(53, socketpair, sys_socket, "iiiP", 0, PARTIAL, "AF_UNIX (stream, dgram, seqpacket) as host socketpairs; other families EACCES; a sandbox with one open cannot be saved"),
+    E(53, socketpair, sys_socket, "iiiP", 0, PARTIAL, "AF_UNIX (stream, dgram, seqpacket) as host socketpairs; AF_INET/AF_INET6 EOPNOTSUPP as Linux, other families EACCES; a sandbox with one open cannot be saved"),
     E(54, setsockopt, sys_connect, "diiPu", 0, PARTIAL, "SO_SNDBUF, SO_RCVBUF, SO_RCVLOWAT, SO_SNDLOWAT on a socketpair's socket, other options ENOPROTOOPT; ENOTSOCK elsewhere"),
     E(55, getsockopt, sys_connect, "diiPP", 0, PARTIAL, "on a socketpair's socket (the host's); ENOTSOCK elsewhere"),
     E(56, clone, sys_clone, "xPPPx", 0, PARTIAL, "threads (CLONE_VM|FS|FILES|SIGHAND|THREAD, SETTLS, PARENT_SETTID, CHILD_SETTID, CHILD_CLEARTID), a vCPU each, at most 121 at once (31 in the daemon; EAGAIN past it); a thread with its own fd table or cwd EINVAL; no processes yet (ENOMEM)"),

@@ -20,7 +20,8 @@ int main(void)
   int v = 1;
   memcpy(hp(one), &v, 4);
   is(S3(SYS_socket, AF_INET, SOCK_STREAM, 0), -EACCES, "socket(AF_INET): EACCES (no network)");
-  is(S4(SYS_socketpair, AF_INET, SOCK_STREAM, 0, sv), -EACCES, "socketpair(AF_INET): EACCES");
+  int nat[2], want = socketpair(AF_INET, SOCK_STREAM, 0, nat) < 0 ? -errno : 0;
+  is(S4(SYS_socketpair, AF_INET, SOCK_STREAM, 0, sv), want, "socketpair(AF_INET): as natively (%d)", want);
   is(S4(SYS_socketpair, AF_UNIX, 99, 0, sv), -EINVAL, "socketpair of a bad type: EINVAL");
   is(S4(SYS_socketpair, AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0, "socketpair(AF_UNIX, SOCK_STREAM)");
   int s[2];
@@ -49,9 +50,6 @@ int main(void)
   is(v, SOCK_STREAM, "SOCK_STREAM");
   memcpy(hp(opt), &(int){65536}, 4);
   is(S5(SYS_setsockopt, s[0], SOL_SOCKET, SO_SNDBUF, opt, 4), 0, "setsockopt SO_SNDBUF");
-  is(S5(SYS_setsockopt, s[0], SOL_SOCKET, SO_PASSCRED, opt, 4), -ENOPROTOOPT, "setsockopt SO_PASSCRED: refused");
-  is(S3(SYS_sendmsg, s[0], buf, 0), -EOPNOTSUPP, "sendmsg: EOPNOTSUPP");
-  is(S3(SYS_connect, s[0], addr, 2), -EOPNOTSUPP, "connect: EOPNOTSUPP");
   is(S2(SYS_shutdown, s[0], SHUT_WR), 0, "shutdown SHUT_WR");
   is(S6(SYS_recvfrom, s[1], buf, 64, 0, 0, 0), 0, "the peer reads end of file");
   is(S6(SYS_sendto, s[0], gs("x"), 1, MSG_NOSIGNAL, 0, 0), -EPIPE, "send after SHUT_WR: EPIPE");
