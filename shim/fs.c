@@ -682,6 +682,10 @@ static long do_write(struct sb *sb, struct file *f, uint64_t buf, uint64_t len, 
 {
   f->refs++;
   long r = do_write_held(sb, f, buf, len, off);
+  /* A pipe or socket with no reader: EPIPE and SIGPIPE, as Linux (the host
+   * process ignores its own SIGPIPE: sandbox.c). */
+  if (r == -EPIPE && f->type == F_HOST)
+    sig_raise(sb, SIGPIPE);
   file_unref(f);
   return r;
 }
@@ -1814,6 +1818,8 @@ long sys_dup2(struct sb *sb, const uint64_t a[6], long nr)
   int fd = (int)A(0);
   struct file *f;
   int nfd = (int)A(1);
+  if (nr == SYS_dup3 && (A(2) & ~(uint64_t)O_CLOEXEC))
+    return -EINVAL;
   if (!(f = fs_get(sb, fd)))
     return -EBADF;
   if (nfd < 0 || nfd >= fd_limit(sb))

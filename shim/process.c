@@ -22,12 +22,12 @@
  *
  * Exit: a process's last thread ends its run loop (exit_group, a fatal
  * signal, the sandbox's end); proc_main then closes its files, frees its VM
- * and memory, gives its children to the first process, and becomes a
- * zombie: its parent gets exit_signal (SIGCHLD) and a wait4/waitid takes
- * its status and frees it (at once when the parent ignores SIGCHLD or set
- * SA_NOCLDWAIT, as Linux). The first process's end ends the sandbox: every
- * other process is killed and waited for (proc_end_all), as when a pid
- * namespace's init exits.
+ * and memory, gives its children to the sandbox's init (pid 1, outside the
+ * sandbox, which reaps them), and becomes a zombie: its parent gets
+ * exit_signal (SIGCHLD) and a wait4/waitid takes its status and frees it
+ * (at once when the parent ignores SIGCHLD or set SA_NOCLDWAIT, as Linux).
+ * The first process's end ends the sandbox: every other process is killed
+ * and waited for (proc_end_all), as when a pid namespace's init exits.
  *
  * Not yet (the syscall table says so): a template, branch, park or live
  * pause with more than one process alive (the pause is refused: the run
@@ -395,9 +395,19 @@ bool proc_exit(struct sb *c)
   c->mem = NULL;
   c->wstatus = status_of(c);
   struct sb *p = c->parent;
-  for (int i = 0; i < w->nprocs; i++) /* its children go to the first process */
-    if (w->procs[i]->parent == c)
-      w->procs[i]->parent = w->root;
+  /* Its children go to the sandbox's init (pid 1, outside: it reaps them),
+   * as orphans in a pid namespace. */
+  for (int i = 0; i < w->nprocs; i++) {
+    struct sb *o = w->procs[i];
+    if (o->parent != c)
+      continue;
+    o->parent = NULL;
+    if (o->zombie) {
+      world_remove(w, o);
+      proc_free_reaped(o);
+      i--;
+    }
+  }
   bool reap = !p || nocldwait(p) || !c->exit_signal;
   if (p && c->exit_signal && !p->exited) {
     siginfo_t info;

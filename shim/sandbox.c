@@ -613,8 +613,20 @@ static int gen_new(struct sb *sb)
   return 0;
 }
 
+/* A guest's write to a pipe with no reader is its EPIPE and SIGPIPE
+ * (fs.c), never this process's death: SIGPIPE is ignored here unless the
+ * caller set a handler of its own. */
+static void host_sigpipe(void)
+{
+  struct sigaction old;
+  if (sigaction(SIGPIPE, NULL, &old) == 0 && old.sa_handler == SIG_DFL && !(old.sa_flags & SA_SIGINFO))
+    signal(SIGPIPE, SIG_IGN);
+}
+static pthread_once_t sigpipe_once = PTHREAD_ONCE_INIT;
+
 int cf_sandbox_run_until(struct cf_sandbox *box, struct cf_sandbox_result *res)
 {
+  pthread_once(&sigpipe_once, host_sigpipe);
   struct sb *sb = &box->s;
   const struct cf_sandbox_opts *opts = sb->opts;
   memset(res, 0, sizeof *res);
