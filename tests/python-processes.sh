@@ -12,7 +12,7 @@
 # test_os 4.5 s, test_subprocess 42 s, test_multiprocessing_fork (whole)
 # see MP_NOTE below. Under emulated KVM (COWFORK_EMULATED, scripts/kvm-vm.sh:
 # guest code 10-20x slower) test_subprocess and test_multiprocessing_fork
-# are too slow for tests/run's 600 s: there test_subprocess runs its
+# are too slow for tests/run's 600 s (each run gets 270 s there): there test_subprocess runs its
 # POSIXProcessTestCase class only and test_multiprocessing_fork its pool
 # class only.
 #
@@ -32,7 +32,7 @@ limit=1500
 if [ -n "${COWFORK_EMULATED:-}" ]; then
   sub='test.test_subprocess.POSIXProcessTestCase.*'
   mp='test.test_multiprocessing_fork.WithProcessesTestPool.*'
-  limit=540
+  limit=270
   echo "emulated KVM: test_subprocess's POSIXProcessTestCase and test_multiprocessing_fork's pool class only"
 fi
 # regrtest's --matchfile: the selected cases of the two big modules, every
