@@ -99,7 +99,7 @@ trap 'rm -rf "$job"' EXIT
 {
   echo 'mount -t proc proc /proc; mount -t sysfs sys /sys; mount -t tmpfs tmp /tmp; mount -t tmpfs run /run; mount -t tmpfs vartmp /var/tmp'
   echo 'busybox ip link set lo up || echo "kvm-vm: no loopback" >&2'
-  echo 'mount -t devpts devpts /dev/pts 2>/dev/null; ln -sf /proc/self/fd /dev/fd; for i in 0:stdin 1:stdout 2:stderr; do ln -sf /proc/self/fd/${i%:*} /dev/${i#*:}; done'
+  echo 'mount -t devpts devpts /dev/pts 2>/dev/null; mkdir -p /dev/shm && mount -t tmpfs shm /dev/shm; ln -sf /proc/self/fd /dev/fd; for i in 0:stdin 1:stdout 2:stderr; do ln -sf /proc/self/fd/${i%:*} /dev/${i#*:}; done'
   printf 'export PATH=%q HOME=%q TERM=dumb COWFORK_EMULATED=1\n' "$PATH" "${HOME:-/root}"
   for v in FUZZ_SECONDS ASAN_OPTIONS UBSAN_OPTIONS BUILD COWFORK_TEST_DIR TESTS_EXACT COWFORK_KVM_VM; do
     [ -n "${!v:-}" ] && printf 'export %s=%q\n' "$v" "${!v}"

@@ -1,0 +1,1065 @@
+/* Processes, run natively and in a sandbox by tests/sandbox-processes.sh
+ * (issue 14, item 7): each mode prints what it saw; the two runs must print
+ * the same and exit the same, and match the expectation the test stores.
+ * A sandbox's pids are not the host's, so nothing here prints a pid: only
+ * relations between them (equal, 1, not the parent's...). Built static; it
+ * runs itself again by its own path (argv[0], absolute) for exec cases. Files
+ * go under /tmp, the one writable directory of a sandbox.
+ *
+ *   procs fork      copy-on-write memory of parent and child, exit statuses
+ *   procs death     exit codes and deaths by signal (WIFSIGNALED, WTERMSIG)
+ *   procs wait      wait4/waitid: ECHILD, WNOHANG, WUNTRACED, WCONTINUED,
+ *                   WNOWAIT, zombies, SIGCHLD (handler, SIG_IGN), orphans
+ *   procs pgrp      setpgid, getpgid, getsid, setsid, kill(-pgid)
+ *   procs offsets   open file descriptions shared across fork
+ *   procs pipes     blocking pipes between processes, EOF, EPIPE/SIGPIPE,
+ *                   PIPE_BUF atomicity, poll, a FIFO
+ *   procs cloexec   close-on-exec across execve, dup/dup2/dup3/F_DUPFD_CLOEXEC
+ *   procs dup2      a child's stdout dup2'ed onto a pipe, then execve
+ *   procs spawn     vfork, posix_spawn, fork in a threaded process
+ *   procs bomb N    a fork bomb under RLIMIT_NPROC N (and at most 255
+ *                   processes by construction): EAGAIN, then all killed
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <spawn.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+extern char **environ;
+static const char *self;
+
+static double now(void)
+{
+  struct timespec t;
+  clock_gettime(CLOCK_MONOTONIC, &t);
+  return t.tv_sec + t.tv_nsec / 1e9;
+}
+
+static void msleep(int ms)
+{
+  struct timespec t = {ms / 1000, (ms % 1000) * 1000000L};
+  while (nanosleep(&t, &t) < 0 && errno == EINTR)
+    ;
+}
+
+static const char *err(long r)
+{
+  return r < 0 ? strerrorname_np(errno) : "ok";
+}
+
+static void status(const char *what, int st)
+{
+  if (WIFEXITED(st))
+    printf("%s: exited %d\n", what, WEXITSTATUS(st));
+  else if (WIFSIGNALED(st))
+    printf("%s: killed by %s\n", what, sigabbrev_np(WTERMSIG(st)));
+  else if (WIFSTOPPED(st))
+    printf("%s: stopped by %s\n", what, sigabbrev_np(WSTOPSIG(st)));
+  else if (WIFCONTINUED(st))
+    printf("%s: continued\n", what);
+  else
+    printf("%s: status %#x\n", what, st);
+}
+
+/* Forks a child that runs fn(arg) and _exits with its value. */
+static pid_t child(int (*fn)(long), long arg)
+{
+  fflush(stdout);
+  pid_t p = fork();
+  if (p < 0) {
+    printf("fork: %s\n", strerrorname_np(errno));
+    exit(1);
+  }
+  if (p == 0)
+    _exit(fn(arg));
+  return p;
+}
+
+static int reap(pid_t p, const char *what)
+{
+  int st;
+  pid_t r = waitpid(p, &st, 0);
+  if (r != p) {
+    printf("%s: waitpid returned %s\n", what, r < 0 ? strerrorname_np(errno) : "another pid");
+    return -1;
+  }
+  status(what, st);
+  return st;
+}
+
+/* ---- fork ---- */
+
+static char *big;
+static long counter = 10;
+#define BIG (64L << 20)
+
+static int cow_child(long arg)
+{
+  long bad = 0;
+  for (long i = 0; i < BIG; i += 4096)
+    bad += big[i] != (char)(i >> 12);
+  for (long i = 0; i < BIG; i += 4096)
+    big[i] = 'c';
+  counter += 1000;
+  return bad ? 1 : (int)(counter - 1000 + arg);
+}
+
+static int mode_fork(void)
+{
+  big = malloc(BIG);
+  for (long i = 0; i < BIG; i += 4096)
+    big[i] = (char)(i >> 12);
+  pid_t p = child(cow_child, 5);
+  counter = 20; /* after fork: the child must not see it (it exits 10 + 5) */
+  reap(p, "child saw the parent's 64 MiB and counter, wrote both");
+  long bad = 0;
+  for (long i = 0; i < BIG; i += 4096)
+    bad += big[i] != (char)(i >> 12);
+  printf("parent's pages after the child wrote them: %s, counter %ld\n", bad ? "CHANGED" : "unchanged", counter);
+  /* 20 children one after another, then 20 at once. */
+  int sum = 0;
+  for (int i = 0; i < 20; i++) {
+    int st;
+    pid_t c = fork();
+    if (c == 0)
+      _exit(i);
+    waitpid(c, &st, 0);
+    sum += WEXITSTATUS(st);
+  }
+  printf("20 children in turn: statuses add up to %d\n", sum);
+  pid_t ps[20];
+  for (int i = 0; i < 20; i++) {
+    ps[i] = fork();
+    if (ps[i] == 0) {
+      msleep(20);
+      _exit(i + 1);
+    }
+  }
+  sum = 0;
+  int distinct = 1;
+  for (int i = 0; i < 20; i++) {
+    for (int j = 0; j < i; j++)
+      distinct &= ps[i] != ps[j];
+    distinct &= ps[i] != getpid();
+  }
+  for (int i = 0; i < 20; i++) {
+    int st;
+    pid_t r = wait(&st);
+    int mine = 0;
+    for (int j = 0; j < 20; j++)
+      mine |= r == ps[j];
+    sum += mine ? WEXITSTATUS(st) : 1000;
+  }
+  printf("20 children at once: pids distinct %s, statuses add up to %d, then wait: %s\n", distinct ? "yes" : "no", sum,
+         err(wait(NULL)));
+  /* getppid in the child is the parent's getpid */
+  int pp[2];
+  pipe(pp);
+  pid_t c = fork();
+  if (c == 0) {
+    pid_t v[2] = {getppid(), getpid()};
+    write(pp[1], v, sizeof v);
+    _exit(0);
+  }
+  pid_t v[2];
+  read(pp[0], v, sizeof v);
+  waitpid(c, NULL, 0);
+  printf("child's getppid is the parent's getpid: %s; its getpid is fork's return: %s\n", v[0] == getpid() ? "yes" : "no",
+         v[1] == c ? "yes" : "no");
+  return 0;
+}
+
+/* ---- death ---- */
+
+static int die(long how)
+{
+  switch (how) {
+  case 0: return 0;
+  case 1: return 1;
+  case 2: return 42;
+  case 3: return 255;
+  case 4: exit(256);
+  case 5: raise(SIGKILL); break;
+  case 6: raise(SIGTERM); break;
+  case 7: *(volatile int *)8 = 1; break;
+  case 8: abort();
+  case 9: {
+    int p[2];
+    pipe(p);
+    close(p[0]);
+    write(p[1], "x", 1);
+    break;
+  }
+  case 10: {
+    signal(SIGUSR1, SIG_IGN);
+    raise(SIGUSR1);
+    return 3;
+  }
+  case 11: pause(); break;
+  }
+  return 99;
+}
+
+static int mode_death(void)
+{
+  static const char *what[] = {"return 0", "return 1", "return 42", "return 255", "exit(256)", "raise(SIGKILL)",
+                               "raise(SIGTERM)", "store to address 8", "abort()", "write to a pipe without reader",
+                               "raise(SIGUSR1) ignored", "pause(), then kill SIGINT from the parent"};
+  struct rlimit no = {0, 0};
+  setrlimit(RLIMIT_CORE, &no);
+  for (long i = 0; i < 12; i++) {
+    pid_t p = child(die, i);
+    if (i == 11) {
+      msleep(50);
+      kill(p, SIGINT);
+    }
+    int st;
+    waitpid(p, &st, 0);
+    status(what[i], st);
+    printf("  WIFEXITED %d WIFSIGNALED %d\n", !!WIFEXITED(st), !!WIFSIGNALED(st));
+  }
+  return 0;
+}
+
+/* ---- wait ---- */
+
+static volatile sig_atomic_t got_chld;
+static volatile pid_t chld_pid;
+static volatile int chld_code, chld_status;
+static void on_chld(int sig, siginfo_t *si, void *uc)
+{
+  got_chld++;
+  chld_pid = si->si_pid;
+  chld_code = si->si_code;
+  chld_status = si->si_status;
+}
+
+static int gate_child(long fd)
+{
+  char c;
+  int n = read(fd, &c, 1);
+  return n == 1 ? c : 100;
+}
+
+static const char *code_name(int c)
+{
+  switch (c) {
+  case CLD_EXITED: return "CLD_EXITED";
+  case CLD_KILLED: return "CLD_KILLED";
+  case CLD_DUMPED: return "CLD_DUMPED";
+  case CLD_STOPPED: return "CLD_STOPPED";
+  case CLD_CONTINUED: return "CLD_CONTINUED";
+  case CLD_TRAPPED: return "CLD_TRAPPED";
+  }
+  return "?";
+}
+
+static int exit_n(long n) { return n; }
+
+static int orphan_parent(long fd)
+{
+  pid_t me = getpid();
+  pid_t g = fork();
+  if (g == 0) {
+    double t0 = now();
+    while (getppid() == me && now() - t0 < 10)
+      msleep(5);
+    char line[120];
+    int n = snprintf(line, sizeof line, "orphan: ppid changed from its parent %s, to 1 %s\n", getppid() != me ? "yes" : "no",
+                     getppid() == 1 ? "yes" : "no");
+    write(fd, line, n);
+    _exit(0);
+  }
+  msleep(30);
+  return 0;
+}
+
+static int mode_wait(void)
+{
+  int st;
+  siginfo_t si;
+  printf("waitpid with no children: %s\n", err(waitpid(-1, &st, WNOHANG)));
+  printf("waitid with no children: %s\n", err(waitid(P_ALL, 0, &si, WEXITED)));
+
+  int g[2];
+  pipe(g);
+  pid_t p = child(gate_child, g[0]);
+  printf("WNOHANG with the child running: %d\n", (int)waitpid(p, &st, WNOHANG));
+  memset(&si, 0xff, sizeof si);
+  long r = waitid(P_PID, p, &si, WEXITED | WNOHANG);
+  printf("waitid WNOHANG with the child running: %s, si_pid %s\n", err(r), si.si_pid == 0 ? "0" : "set");
+  kill(p, SIGSTOP);
+  printf("waitpid WUNTRACED: returns the child %s\n", waitpid(p, &st, WUNTRACED) == p ? "yes" : "no");
+  status("  after SIGSTOP", st);
+  printf("waitpid WUNTRACED|WNOHANG again (already reported): %d\n", (int)waitpid(p, &st, WUNTRACED | WNOHANG));
+  kill(p, SIGCONT);
+  printf("waitpid WCONTINUED: returns the child %s\n", waitpid(p, &st, WCONTINUED) == p ? "yes" : "no");
+  status("  after SIGCONT", st);
+  kill(p, SIGSTOP);
+  memset(&si, 0, sizeof si);
+  r = waitid(P_PID, p, &si, WSTOPPED);
+  printf("waitid WSTOPPED: %s, si_pid is the child %s, %s %s\n", err(r), si.si_pid == p ? "yes" : "no",
+         code_name(si.si_code), sigabbrev_np(si.si_status));
+  kill(p, SIGCONT);
+  memset(&si, 0, sizeof si);
+  r = waitid(P_PID, p, &si, WCONTINUED);
+  printf("waitid WCONTINUED: %s, %s %s\n", err(r), code_name(si.si_code), sigabbrev_np(si.si_status));
+  write(g[1], "\7", 1);
+  memset(&si, 0, sizeof si);
+  r = waitid(P_PID, p, &si, WEXITED | WNOWAIT);
+  printf("waitid WEXITED|WNOWAIT: %s, si_pid is the child %s, %s status %d\n", err(r), si.si_pid == p ? "yes" : "no",
+         code_name(si.si_code), si.si_status);
+  printf("the zombie is still there: kill(pid, 0) %s\n", err(kill(p, 0)));
+  struct rusage ru;
+  r = wait4(p, &st, 0, &ru);
+  printf("wait4 reaps it: returns the child %s\n", r == p ? "yes" : "no");
+  status("  wait4", st);
+  r = kill(p, 0);
+  printf("after reaping: kill(pid, 0) %s", err(r));
+  printf(", waitpid %s\n", err(waitpid(p, &st, 0)));
+
+  /* SIGCHLD to a SA_SIGINFO handler */
+  struct sigaction sa = {0};
+  sa.sa_sigaction = on_chld;
+  sa.sa_flags = SA_SIGINFO;
+  sigaction(SIGCHLD, &sa, NULL);
+  sigset_t blk, old;
+  sigemptyset(&blk);
+  sigaddset(&blk, SIGCHLD);
+  sigprocmask(SIG_BLOCK, &blk, &old);
+  p = child(exit_n, 3);
+  while (!got_chld)
+    sigsuspend(&old);
+  sigprocmask(SIG_SETMASK, &old, NULL);
+  printf("SIGCHLD handler: called %d, si_pid is the child %s, %s status %d\n", (int)got_chld, chld_pid == p ? "yes" : "no",
+         code_name(chld_code), chld_status);
+  reap(p, "  reaped");
+  /* SIGCHLD for a stop, and none with SA_NOCLDSTOP */
+  pipe(g);
+  got_chld = 0;
+  p = child(gate_child, g[0]);
+  kill(p, SIGSTOP);
+  waitpid(p, &st, WUNTRACED);
+  msleep(20);
+  printf("SIGCHLD for a stop: %d, %s\n", (int)got_chld, code_name(chld_code));
+  kill(p, SIGCONT);
+  waitpid(p, &st, WCONTINUED);
+  sa.sa_flags = SA_SIGINFO | SA_NOCLDSTOP;
+  sigaction(SIGCHLD, &sa, NULL);
+  got_chld = 0;
+  kill(p, SIGSTOP);
+  waitpid(p, &st, WUNTRACED);
+  msleep(20);
+  printf("SIGCHLD for a stop with SA_NOCLDSTOP: %d\n", (int)got_chld);
+  kill(p, SIGCONT);
+  waitpid(p, &st, WCONTINUED);
+  write(g[1], "\0", 1);
+  reap(p, "  reaped");
+  close(g[0]);
+  close(g[1]);
+
+  /* SIGCHLD ignored: children are reaped by themselves */
+  signal(SIGCHLD, SIG_IGN);
+  p = child(exit_n, 0);
+  printf("SIGCHLD SIG_IGN: waitpid on the child %s\n", err(waitpid(p, &st, 0)));
+  signal(SIGCHLD, SIG_DFL);
+
+  /* several children: wait(-1), waitpid(0), waitid(P_PGID), __WALL */
+  pid_t c1 = child(exit_n, 1), c2 = child(exit_n, 2), c3 = child(exit_n, 3), c4 = child(exit_n, 4);
+  int sum = 0;
+  sum += WEXITSTATUS((waitpid(-1, &st, 0), st));
+  sum += WEXITSTATUS((waitpid(0, &st, 0), st));
+  memset(&si, 0, sizeof si);
+  waitid(P_PGID, getpgrp(), &si, WEXITED);
+  sum += si.si_status;
+  sum += WEXITSTATUS((waitpid(-getpgrp(), &st, __WALL), st));
+  printf("4 children by wait(-1), waitpid(0), waitid(P_PGID), waitpid(-pgrp, __WALL): statuses add up to %d, then %s\n", sum,
+         err(waitpid(-1, &st, 0)));
+  (void)c1, (void)c2, (void)c3, (void)c4;
+  memset(&si, 0xff, sizeof si);
+  pipe(g);
+  p = child(gate_child, g[0]);
+  r = waitid(P_ALL, 0, &si, WEXITED | WNOHANG);
+  printf("waitid(P_ALL, WEXITED|WNOHANG) with one running child: %s, si_pid 0 %s\n", err(r), si.si_pid == 0 ? "yes" : "no");
+  write(g[1], "\2", 1);
+  reap(p, "  reaped");
+  printf("waitid with no W* flags: %s", err(waitid(P_ALL, 0, &si, 0)));
+  printf("; waitpid with a bad flag: %s\n", err(waitpid(-1, &st, 0x40000)));
+
+  /* an orphan is re-parented */
+  pipe(g);
+  p = child(orphan_parent, g[1]);
+  close(g[1]);
+  reap(p, "orphan's parent");
+  char buf[200];
+  int n = read(g[0], buf, sizeof buf - 1);
+  buf[n > 0 ? n : 0] = 0;
+  fputs(buf, stdout);
+  close(g[0]);
+  return 0;
+}
+
+/* ---- pgrp ---- */
+
+static int leader_child(long fd)
+{
+  setpgid(0, 0);
+  char c = getpgid(0) == getpid() && getpgrp() == getpid();
+  write(fd, &c, 1);
+  pause();
+  return 0;
+}
+
+static int setsid_child(long arg)
+{
+  pid_t parent_sid = getsid(0);
+  pid_t s = setsid();
+  int ok1 = s == getpid(), ok2 = getsid(0) == getpid(), ok3 = getpgrp() == getpid(), ok4 = parent_sid != getpid();
+  int again = setsid() < 0 ? errno : 0;
+  printf("setsid in a child: returns its pid %s, getsid %s, getpgrp %s, was another session %s; again: %s\n",
+         ok1 ? "yes" : "no", ok2 ? "yes" : "no", ok3 ? "yes" : "no", ok4 ? "yes" : "no", again ? strerrorname_np(again) : "ok");
+  fflush(stdout);
+  return 0;
+}
+
+static int leader_setsid_child(long arg)
+{
+  setpgid(0, 0);
+  printf("setsid in a group leader: %s\n", err(setsid()));
+  fflush(stdout);
+  return 0;
+}
+
+static int mode_pgrp(void)
+{
+  printf("getpgrp == getpgid(0): %s; getsid(0) == getsid(getpid()): %s\n", getpgrp() == getpgid(0) ? "yes" : "no",
+         getsid(0) == getsid(getpid()) ? "yes" : "no");
+  int g[2];
+  pipe(g);
+  pid_t a = child(leader_child, g[1]);
+  setpgid(a, a); /* both sides, as shells do */
+  char c = 0;
+  read(g[0], &c, 1);
+  printf("child's setpgid(0, 0): it leads its group %s; parent sees getpgid(child) == child %s; parent's group unchanged %s\n",
+         c ? "yes" : "no", getpgid(a) == a ? "yes" : "no", getpgid(0) != a ? "yes" : "no");
+  pid_t b = fork();
+  if (b == 0) {
+    pause();
+    _exit(0);
+  }
+  printf("a second child starts in the parent's group %s\n", getpgid(b) == getpgrp() ? "yes" : "no");
+  long r = setpgid(b, a);
+  printf("setpgid(second, first's group): %s, getpgid(second) == first %s\n", err(r), getpgid(b) == a ? "yes" : "no");
+  pid_t gone = child(exit_n, 0);
+  waitpid(gone, NULL, 0);
+  printf("setpgid(second, a group that does not exist): %s\n", err(setpgid(b, gone)));
+  printf("kill(-group, SIGTERM): %s\n", err(kill(-a, SIGTERM)));
+  reap(a, "  first");
+  reap(b, "  second");
+  printf("after: getpgid(first) %s", err(getpgid(a)));
+  printf(", kill(-group, 0) %s\n", err(kill(-a, 0)));
+  printf("setpgid(0, 0) then setpgid(0, getpgrp()): ");
+  fflush(stdout);
+  pid_t s = fork();
+  if (s == 0) {
+    int r1 = setpgid(0, 0);
+    int r2 = setpgid(0, getpgrp());
+    printf("%s %s\n", err(r1), r2 < 0 ? strerrorname_np(errno) : "ok");
+    fflush(stdout);
+    _exit(0);
+  }
+  waitpid(s, NULL, 0);
+  fflush(stdout);
+  reap(child(setsid_child, 0), "  setsid child");
+  reap(child(leader_setsid_child, 0), "  leader child");
+  /* setpgid on a child after it has exec'd: EACCES */
+  pipe(g);
+  int h[2];
+  pipe(h);
+  fflush(stdout);
+  pid_t e = fork();
+  if (e == 0) {
+    dup2(g[1], 1);
+    dup2(h[0], 0);
+    close(g[0]), close(g[1]), close(h[0]), close(h[1]);
+    execl(self, self, "gate", (char *)NULL);
+    _exit(127);
+  }
+  close(g[1]);
+  close(h[0]);
+  read(g[0], &c, 1);
+  printf("setpgid on a child after its execve: %s\n", err(setpgid(e, e)));
+  printf("setpgid on a pid that is not a child: %s\n", err(setpgid(gone, gone)));
+  close(h[1]);
+  reap(e, "  exec'd child");
+  printf("kill(-group) of no group: %s", err(kill(-e, SIGTERM)));
+  printf("; getpgid of no process: %s\n", err(getpgid(e)));
+  return 0;
+}
+
+/* ---- offsets ---- */
+
+static const char *tmpfile_name(const char *tag)
+{
+  static char name[100];
+  snprintf(name, sizeof name, "/tmp/cowfork-procs-%s.%d", tag, (int)getpid());
+  return name;
+}
+
+static int mode_offsets(void)
+{
+  const char *name = tmpfile_name("off");
+  int fd = open(name, O_RDWR | O_CREAT | O_TRUNC, 0644);
+  if (fd < 0) {
+    printf("open %s\n", strerrorname_np(errno));
+    return 1;
+  }
+  fflush(stdout);
+  pid_t p = fork();
+  const char *rec = p == 0 ? "child   1\n" : "parent  2\n";
+  for (int i = 0; i < 500; i++)
+    if (write(fd, rec, 10) != 10)
+      break;
+  if (p == 0)
+    _exit(0);
+  waitpid(p, NULL, 0);
+  struct stat s;
+  fstat(fd, &s);
+  printf("parent and child wrote 500 records of 10 bytes each: size %lld, offset %lld\n", (long long)s.st_size,
+         (long long)lseek(fd, 0, SEEK_CUR));
+  char *all = calloc(1, s.st_size + 1);
+  pread(fd, all, s.st_size, 0);
+  int c = 0, q = 0, torn = 0;
+  for (long i = 0; i + 10 <= s.st_size; i += 10)
+    if (!memcmp(all + i, "child   1\n", 10))
+      c++;
+    else if (!memcmp(all + i, "parent  2\n", 10))
+      q++;
+    else
+      torn++;
+  printf("  %d child records, %d parent records, %d torn\n", c, q, torn);
+  free(all);
+  p = fork();
+  if (p == 0) {
+    lseek(fd, 123, SEEK_SET);
+    fcntl(fd, F_SETFL, O_APPEND);
+    fcntl(fd, F_SETFD, FD_CLOEXEC);
+    _exit(0);
+  }
+  waitpid(p, NULL, 0);
+  printf("child's lseek(123) seen by the parent: %lld\n", (long long)lseek(fd, 0, SEEK_CUR));
+  printf("child's O_APPEND seen by the parent (file status flags are shared): %s\n",
+         fcntl(fd, F_GETFL) & O_APPEND ? "yes" : "no");
+  printf("child's FD_CLOEXEC seen by the parent (fd flags are not): %s\n", fcntl(fd, F_GETFD) & FD_CLOEXEC ? "yes" : "no");
+  fcntl(fd, F_SETFL, 0);
+  lseek(fd, 0, SEEK_SET);
+  p = fork();
+  if (p == 0) {
+    int own = open(name, O_RDONLY);
+    lseek(own, 77, SEEK_SET);
+    char b[4];
+    read(fd, b, 4); /* moves the shared offset to 4 */
+    _exit(lseek(own, 0, SEEK_CUR) == 77 ? 0 : 1);
+  }
+  reap(p, "child's own open of the file has its own offset");
+  printf("the shared offset after the child read 4 bytes: %lld\n", (long long)lseek(fd, 0, SEEK_CUR));
+  int d = dup(fd);
+  lseek(d, 9, SEEK_SET);
+  printf("dup shares the offset: %lld\n", (long long)lseek(fd, 0, SEEK_CUR));
+  close(d);
+  close(fd);
+  unlink(name);
+  return 0;
+}
+
+/* ---- pipes ---- */
+
+#define MB (1 << 20)
+
+static int big_writer(long fd)
+{
+  char b[4000];
+  long pos = 0;
+  while (pos < MB) {
+    int n = MB - pos < (long)sizeof b ? MB - pos : (int)sizeof b;
+    for (int i = 0; i < n; i++)
+      b[i] = (char)((pos + i) * 7 + (pos + i) / 4093);
+    if (write(fd, b, n) != n)
+      return 1;
+    pos += n;
+  }
+  return 0;
+}
+
+static int late_writer(long fd)
+{
+  msleep(150);
+  write(fd, "late", 4);
+  return 0;
+}
+
+static int atomic_writer(long fd)
+{
+  char rec[512];
+  memset(rec, 'a' + (int)(fd >> 16), sizeof rec);
+  for (int i = 0; i < 1000; i++)
+    if (write(fd & 0xffff, rec, sizeof rec) != sizeof rec)
+      return 1;
+  return 0;
+}
+
+static int mode_pipes(void)
+{
+  int p[2];
+  pipe(p);
+  pid_t w = child(big_writer, p[1]);
+  close(p[1]);
+  msleep(100); /* the writer fills the pipe and blocks */
+  long total = 0, mism = 0;
+  char b[7000];
+  for (;;) {
+    int n = read(p[0], b, sizeof b);
+    if (n <= 0)
+      break;
+    for (int i = 0; i < n; i++, total++)
+      mism += b[i] != (char)(total * 7 + total / 4093);
+  }
+  printf("1 MiB through a 64 KiB pipe from a child: read %ld bytes, %ld wrong, then EOF\n", total, mism);
+  reap(w, "  writer");
+  close(p[0]);
+
+  pipe(p);
+  w = child(late_writer, p[1]);
+  double t0 = now();
+  int n = read(p[0], b, sizeof b);
+  printf("a read waits for the other process's write: %d bytes after >= 100 ms %s\n", n, now() - t0 >= 0.1 ? "yes" : "no");
+  reap(w, "  writer");
+  printf("the read end still has a writer (the parent's): WNOHANG poll %d\n",
+         poll(&(struct pollfd){.fd = p[0], .events = POLLIN}, 1, 0));
+  close(p[1]);
+  printf("after the last writer closed: read %d\n", (int)read(p[0], b, 1));
+  close(p[0]);
+
+  pipe(p);
+  w = child(late_writer, p[1]);
+  struct pollfd pf = {.fd = p[0], .events = POLLIN};
+  t0 = now();
+  int r = poll(&pf, 1, 5000);
+  printf("poll across processes: %d, POLLIN %s, waited %s\n", r, pf.revents & POLLIN ? "yes" : "no",
+         now() - t0 >= 0.1 ? "yes" : "no");
+  reap(w, "  writer");
+  close(p[0]);
+  close(p[1]);
+
+  /* writers without a reader */
+  pipe(p);
+  close(p[0]);
+  fflush(stdout);
+  w = fork();
+  if (w == 0) {
+    write(p[1], "x", 1);
+    _exit(0);
+  }
+  reap(w, "write with no reader, SIGPIPE default");
+  w = fork();
+  if (w == 0) {
+    signal(SIGPIPE, SIG_IGN);
+    int e = write(p[1], "x", 1) < 0 ? errno : 0;
+    _exit(e == EPIPE ? 32 : 1);
+  }
+  reap(w, "write with no reader, SIGPIPE ignored (32: EPIPE)");
+  close(p[1]);
+
+  /* O_NONBLOCK */
+  pipe2(p, O_NONBLOCK);
+  printf("pipe2(O_NONBLOCK): F_GETFL has it %s; empty read: %s\n", fcntl(p[0], F_GETFL) & O_NONBLOCK ? "yes" : "no",
+         err(read(p[0], b, 1)));
+  close(p[0]);
+  close(p[1]);
+
+  /* PIPE_BUF atomicity: two writers of 512-byte records */
+  pipe(p);
+  pid_t w1 = child(atomic_writer, p[1] | (0L << 16)), w2 = child(atomic_writer, p[1] | (1L << 16));
+  close(p[1]);
+  long recs[2] = {0, 0}, torn = 0, got = 0;
+  static char rec[512];
+  for (;;) {
+    int k = 0;
+    while (k < 512) {
+      int m = read(p[0], rec + k, 512 - k);
+      if (m <= 0)
+        break;
+      k += m;
+    }
+    if (k < 512)
+      break;
+    got++;
+    int same = 1;
+    for (int i = 1; i < 512; i++)
+      same &= rec[i] == rec[0];
+    if (!same || (rec[0] != 'a' && rec[0] != 'b'))
+      torn++;
+    else
+      recs[rec[0] - 'a']++;
+  }
+  printf("two children writing 1000 records of 512 bytes each: %ld + %ld, %ld torn\n", recs[0], recs[1], torn);
+  reap(w1, "  writer 1");
+  reap(w2, "  writer 2");
+  close(p[0]);
+
+  /* a FIFO between two processes */
+  const char *name = tmpfile_name("fifo");
+  unlink(name);
+  printf("mkfifo: %s\n", err(mkfifo(name, 0600)));
+  fflush(stdout);
+  w = fork();
+  if (w == 0) {
+    int fd = open(name, O_WRONLY);
+    write(fd, "through the fifo\n", 17);
+    _exit(fd < 0);
+  }
+  int fd = open(name, O_RDONLY);
+  n = read(fd, b, sizeof b);
+  printf("read %d bytes: %.*s", n, n > 0 ? n : 0, b);
+  printf("then EOF: %d\n", (int)read(fd, b, 1));
+  reap(w, "  fifo writer");
+  close(fd);
+  unlink(name);
+  return 0;
+}
+
+/* ---- cloexec, dup2 ---- */
+
+static int mode_fdcheck(int argc, char **argv)
+{
+  for (int i = 2; i < argc; i++) {
+    char *eq = strchr(argv[i], '=');
+    int fd = atoi(eq + 1);
+    *eq = 0;
+    printf("  after execve, %s: %s\n", argv[i], fcntl(fd, F_GETFD) < 0 ? "closed" : "open");
+  }
+  return 0;
+}
+
+static int mode_cloexec(void)
+{
+  int a = open("/dev/null", O_RDONLY);
+  int b = open("/dev/null", O_RDONLY | O_CLOEXEC);
+  int p[2];
+  pipe2(p, O_CLOEXEC);
+  int d = fcntl(a, F_DUPFD_CLOEXEC, 0);
+  int e = dup(b);
+  int f = dup3(a, 20, O_CLOEXEC);
+  int g = dup2(b, 21);
+  int h = open("/dev/null", O_RDONLY);
+  fcntl(h, F_SETFD, FD_CLOEXEC);
+  int i = open("/dev/null", O_RDONLY | O_CLOEXEC);
+  fcntl(i, F_SETFD, 0);
+  char args[9][40];
+  snprintf(args[0], 40, "plain open=%d", a);
+  snprintf(args[1], 40, "O_CLOEXEC open=%d", b);
+  snprintf(args[2], 40, "pipe2(O_CLOEXEC) read end=%d", p[0]);
+  snprintf(args[3], 40, "F_DUPFD_CLOEXEC=%d", d);
+  snprintf(args[4], 40, "dup of an O_CLOEXEC fd=%d", e);
+  snprintf(args[5], 40, "dup3(O_CLOEXEC)=%d", f);
+  snprintf(args[6], 40, "dup2 of an O_CLOEXEC fd=%d", g);
+  snprintf(args[7], 40, "F_SETFD FD_CLOEXEC=%d", h);
+  snprintf(args[8], 40, "F_SETFD 0=%d", i);
+  printf("dup3(fd, fd): %s", err(dup3(a, a, 0)));
+  printf("; dup2(fd, fd): %s\n", dup2(a, a) == a ? "returns fd" : "?");
+  printf("dup3 with a bad flag: %s\n", err(dup3(a, 22, O_NONBLOCK)));
+  fflush(stdout);
+  pid_t c = fork();
+  if (c == 0) {
+    execl(self, self, "fdcheck", args[0], args[1], args[2], args[3], args[4], args[5], args[6], args[7], args[8],
+          (char *)NULL);
+    _exit(127);
+  }
+  reap(c, "fdcheck");
+  /* subprocess's way to see an exec failure: a cloexec pipe */
+  pipe2(p, O_CLOEXEC);
+  fflush(stdout);
+  c = fork();
+  if (c == 0) {
+    close(p[0]);
+    execl("/nonexistent/program", "x", (char *)NULL);
+    int e2 = errno;
+    write(p[1], &e2, sizeof e2);
+    _exit(127);
+  }
+  close(p[1]);
+  int code = 0;
+  int n = read(p[0], &code, sizeof code);
+  printf("execve of a missing program, reported through a cloexec pipe: %s\n", n == sizeof code ? strerrorname_np(code) : "nothing");
+  reap(c, "  that child");
+  close(p[0]);
+  pipe2(p, O_CLOEXEC);
+  fflush(stdout);
+  c = fork();
+  if (c == 0) {
+    close(p[0]);
+    execl(self, self, "true", (char *)NULL);
+    _exit(127);
+  }
+  close(p[1]);
+  n = read(p[0], &code, sizeof code);
+  printf("a successful execve closes the pipe: read %d\n", n);
+  reap(c, "  that child");
+  close(p[0]);
+  return 0;
+}
+
+static int mode_dup2(void)
+{
+  int p[2];
+  pipe(p);
+  fflush(stdout);
+  pid_t c = fork();
+  if (c == 0) {
+    close(p[0]);
+    dup2(p[1], 1);
+    dup2(1, 2);
+    close(p[1]);
+    execl(self, self, "hello", (char *)NULL);
+    _exit(127);
+  }
+  close(p[1]);
+  char b[300];
+  int n, t = 0;
+  while ((n = read(p[0], b + t, sizeof b - 1 - t)) > 0)
+    t += n;
+  b[t] = 0;
+  printf("the child's stdout and stderr through a pipe:\n%s", b);
+  reap(c, "  child");
+  close(p[0]);
+  /* dup2 onto an open fd closes it first */
+  int x = open("/dev/null", O_RDONLY);
+  long r;
+  pipe(p);
+  r = dup2(p[0], x);
+  write(p[1], "z", 1);
+  b[0] = 0;
+  int ok = read(x, b, 1) == 1 && b[0] == 'z';
+  printf("dup2 onto an open fd: %s, the fd is now the pipe's %s\n", r == x ? "ok" : "?", ok ? "yes" : "no");
+  printf("dup2 of a closed fd: %s", err(dup2(999, 5)));
+  printf("; dup2 to fd 100000: %s\n", err(dup2(x, 100000)));
+  return 0;
+}
+
+/* ---- spawn ---- */
+
+static int readall(int fd, char *b, int size)
+{
+  int t = 0, n;
+  while (t < size && (n = read(fd, b + t, size - t)) > 0)
+    t += n;
+  return t;
+}
+
+static void *spin_thread(void *arg)
+{
+  for (;;)
+    pause();
+  return arg;
+}
+
+static int mode_spawn(void)
+{
+  int p[2];
+  pipe(p);
+  fflush(stdout);
+  volatile int touched = 0;
+  pid_t c = vfork();
+  if (c == 0) {
+    touched = 1; /* glibc's vfork shares memory until the child's exec or exit */
+    _exit(5);
+  }
+  printf("vfork: the parent resumed after the child's _exit, child's store seen %s\n", touched ? "yes" : "no");
+  reap(c, "  vfork child");
+  c = vfork();
+  if (c == 0) {
+    dup2(p[1], 1);
+    dup2(p[1], 2);
+    execl(self, self, "hello", (char *)NULL);
+    _exit(127);
+  }
+  reap(c, "  vfork+execve child");
+  close(p[1]);
+  char b[200];
+  int n = readall(p[0], b, sizeof b);
+  printf("  it wrote: %.*s", n, b);
+  close(p[0]);
+
+  pipe(p);
+  posix_spawn_file_actions_t fa;
+  posix_spawn_file_actions_init(&fa);
+  posix_spawn_file_actions_adddup2(&fa, p[1], 1);
+  posix_spawn_file_actions_adddup2(&fa, p[1], 2);
+  posix_spawn_file_actions_addclose(&fa, p[0]);
+  char *argv[] = {(char *)self, "hello", NULL};
+  pid_t s;
+  int r = posix_spawn(&s, self, &fa, NULL, argv, environ);
+  printf("posix_spawn: %s\n", r ? strerrorname_np(r) : "ok");
+  close(p[1]);
+  n = readall(p[0], b, sizeof b);
+  printf("  it wrote: %.*s", n, b);
+  reap(s, "  spawned");
+  close(p[0]);
+  char *argv2[] = {"no-such-program-here", NULL};
+  r = posix_spawnp(&s, "no-such-program-here", NULL, NULL, argv2, environ);
+  printf("posix_spawnp of a missing program: %s\n", r ? strerrorname_np(r) : "ok (no error)");
+  if (!r)
+    reap(s, "  spawned");
+
+  /* fork in a threaded process: the child has one thread */
+  pthread_t t;
+  pthread_create(&t, NULL, spin_thread, NULL);
+  pipe(p);
+  fflush(stdout);
+  c = fork();
+  if (c == 0) {
+    FILE *f = fopen("/proc/self/status", "r");
+    char line[200];
+    int threads = -1;
+    while (f && fgets(line, sizeof line, f))
+      if (!strncmp(line, "Threads:", 8))
+        threads = atoi(line + 8);
+    _exit(threads);
+  }
+  reap(c, "fork in a 2-thread process: the child's thread count");
+  return 0;
+}
+
+/* ---- bomb ---- */
+
+static int bomb_pipe;
+
+static void bomb_body(int depth)
+{
+  /* Each process forks up to 2 children, 7 levels at most: 255 processes
+   * whatever the limits are, so a native run with no RLIMIT_NPROC (root)
+   * cannot run away either. */
+  for (int i = 0; i < 2 && depth < 7; i++) {
+    pid_t p = fork();
+    if (p < 0) {
+      char c = errno == EAGAIN ? 'E' : 'X';
+      write(bomb_pipe, &c, 1);
+      break;
+    }
+    if (p == 0) {
+      write(bomb_pipe, "+", 1);
+      depth++;
+      i = -1;
+    }
+  }
+  for (;;)
+    pause();
+}
+
+static int mode_bomb(int limit)
+{
+  struct rlimit r = {limit, limit};
+  printf("setrlimit(RLIMIT_NPROC, %d): %s\n", limit, err(setrlimit(RLIMIT_NPROC, &r)));
+  int p[2];
+  pipe(p);
+  bomb_pipe = p[1];
+  fflush(stdout);
+  pid_t b = fork();
+  if (b == 0) {
+    close(p[0]);
+    setpgid(0, 0);
+    bomb_body(0);
+  }
+  setpgid(b, b);
+  if (b < 0) {
+    printf("the first fork failed: %s\n", strerrorname_np(errno));
+    return 1;
+  }
+  close(p[1]);
+  /* until the first refusal, all 255 started, or 20 s */
+  long started = 1, refused = 0, other = 0;
+  double t0 = now();
+  fcntl(p[0], F_SETFL, O_NONBLOCK);
+  while (!refused && started < 255 && now() - t0 < 20) {
+    char c[64];
+    int n = read(p[0], c, sizeof c);
+    if (n <= 0) {
+      msleep(10);
+      continue;
+    }
+    for (int i = 0; i < n; i++)
+      started += c[i] == '+', refused += c[i] == 'E', other += c[i] == 'X';
+  }
+  printf("a fork failed with EAGAIN: %s; with another error: %s; processes started under the limit: %s\n", refused ? "yes" : "no",
+         other ? "yes" : "no", started <= limit ? "yes" : "no");
+  printf("kill(-group, SIGKILL): %s\n", err(kill(-b, SIGKILL)));
+  int reaped = 0;
+  while (waitpid(-1, NULL, 0) > 0)
+    reaped++;
+  printf("the first child reaped %s; then %s\n", reaped == 1 ? "yes" : "no", strerrorname_np(errno));
+  /* the others were re-parented and are reaped by pid 1: none may stay */
+  double t1 = now();
+  while (kill(-b, 0) == 0 && now() - t1 < 10)
+    msleep(10);
+  printf("after: the group is gone: %s\n", err(kill(-b, 0)));
+  return 0;
+}
+
+int main(int argc, char **argv)
+{
+  self = argv[0];
+  setvbuf(stdout, NULL, _IOLBF, 0); /* a run cut short still shows how far it got */
+  const char *m = argc > 1 ? argv[1] : "";
+  int rc;
+  if (!strcmp(m, "fork"))
+    rc = mode_fork();
+  else if (!strcmp(m, "death"))
+    rc = mode_death();
+  else if (!strcmp(m, "wait"))
+    rc = mode_wait();
+  else if (!strcmp(m, "pgrp"))
+    rc = mode_pgrp();
+  else if (!strcmp(m, "offsets"))
+    rc = mode_offsets();
+  else if (!strcmp(m, "pipes"))
+    rc = mode_pipes();
+  else if (!strcmp(m, "cloexec"))
+    rc = mode_cloexec();
+  else if (!strcmp(m, "fdcheck"))
+    rc = mode_fdcheck(argc, argv);
+  else if (!strcmp(m, "dup2"))
+    rc = mode_dup2();
+  else if (!strcmp(m, "spawn"))
+    rc = mode_spawn();
+  else if (!strcmp(m, "bomb") && argc > 2)
+    rc = mode_bomb(atoi(argv[2]));
+  else if (!strcmp(m, "hello")) {
+    printf("hello from the exec'd child\n");
+    fflush(stdout);
+    fprintf(stderr, "and from its stderr\n");
+    return 0;
+  } else if (!strcmp(m, "gate")) {
+    write(1, "g", 1);
+    char c;
+    read(0, &c, 1);
+    return 0;
+  } else if (!strcmp(m, "true"))
+    return 0;
+  else {
+    fprintf(stderr, "usage: procs fork|death|wait|pgrp|offsets|pipes|cloexec|dup2|spawn|bomb N\n");
+    return 2;
+  }
+  fflush(stdout);
+  return rc;
+}
