@@ -14,7 +14,7 @@
 #     checked against the native one first;
 #   - `busybox sh -c 'for i in $(seq 200); do /bin/true; done'`, the same
 #     way, LP times a run: p50 (ms);
-#   - fork of a parent that has written MIB MiB (default 1024; 256 emulated)
+#   - fork of a parent that has written MIB MiB (default 1024, emulated too)
 #     with 1 % of its pages rewritten since the template: in the sandbox a
 #     template (`cowfork template create --mem MEM`, default 2G) of
 #     `procs bigfork` that wrote MIB MiB and waits for stdin, forked
@@ -58,7 +58,7 @@ done
 [ -x /bin/true ] || { echo "SKIP: /bin/true missing"; exit 0; }
 emulated=${COWFORK_EMULATED:-0}
 if [ "$emulated" = 1 ]; then
-  FE=${FE:-50} PL=${PL:-2} LP=${LP:-1} MIB=${MIB:-256} MEM=${MEM:-1G} R=${R:-3}
+  FE=${FE:-50} PL=${PL:-2} LP=${LP:-1} MIB=${MIB:-1024} MEM=${MEM:-2G} R=${R:-3}
 else
   FE=${FE:-300} PL=${PL:-10} LP=${LP:-3} MIB=${MIB:-1024} MEM=${MEM:-2G} R=${R:-5}
 fi
