@@ -67,6 +67,7 @@ enum {
   BOX_OPT_NO_SECCOMP,
   BOX_OPT_USER,
   BOX_OPT_CPUS,
+  BOX_OPT_PIDS,
   BOX_OPT_END
 };
 #define BOX_OPTS                                                                                                       \
@@ -74,7 +75,7 @@ enum {
       {"hostname", required_argument, 0, BOX_OPT_HOSTNAME}, {"mem", required_argument, 0, BOX_OPT_MEM},                \
       {"timeout", required_argument, 0, BOX_OPT_TIMEOUT}, {"strace", no_argument, 0, BOX_OPT_STRACE},           \
       {"no-seccomp", no_argument, 0, BOX_OPT_NO_SECCOMP}, {"user", required_argument, 0, BOX_OPT_USER},          \
-      {"cpus", required_argument, 0, BOX_OPT_CPUS}
+      {"cpus", required_argument, 0, BOX_OPT_CPUS}, {"pids", required_argument, 0, BOX_OPT_PIDS}
 
 /* Option c (getopt_long's, argument optarg) if it is one of BOX_OPTS or -v,
  * into o and env: -1 if c is none of them, EXIT_OK if taken, or the exit
@@ -103,6 +104,15 @@ static int box_opt(const struct cli_cmd *cmd, int c, struct cf_sandbox_opts *o, 
     if (errno || *end || end == optarg || n < 1 || n > CF_SANDBOX_MAX_THREADS)
       return cli_usage(cmd, "bad --cpus '%s' (1-%d)", optarg, CF_SANDBOX_MAX_THREADS);
     o->cpus = (unsigned)n;
+    return EXIT_OK;
+  }
+  case BOX_OPT_PIDS: {
+    char *end;
+    errno = 0;
+    long n = strtol(optarg, &end, 10);
+    if (errno || *end || end == optarg || n < 1 || n > 4096)
+      return cli_usage(cmd, "bad --pids '%s' (1-4096)", optarg);
+    o->max_pids = (unsigned)n;
     return EXIT_OK;
   }
   case BOX_OPT_NO_SECCOMP:
@@ -661,6 +671,8 @@ out:
   "  --cpus N      vCPUs that run the program's threads at once (1-31, default\n" \
   "                2; more threads take turns); what sched_getaffinity and\n"    \
   "                /proc/cpuinfo show\n"                                          \
+  "  --pids N      processes alive at once, zombies included (default 64): a\n"  \
+  "                fork past it fails with EAGAIN\n"                              \
   "\n"                                                                           \
   "The environment is a clean default, never this command's: PATH=/usr/local/\n"  \
   "sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin, HOME=/root (uid 0) or /,\n" \
@@ -676,7 +688,7 @@ out:
 const struct cli_cmd cli_sandbox_cmds[] = {
     {"run", "run a Linux program in a micro-VM sandbox",
      "Usage: cowfork run [--root NAME|DIR] [--mem SIZE] [--timeout S] [--cpu-limit S] [--strace] [-v]\n"
-     "                   [--copy-files] [--env K=V|K]... [--hostname NAME] [--cpus N]\n"
+     "                   [--copy-files] [--env K=V|K]... [--hostname NAME] [--cpus N] [--pids N]\n"
      "                   [--no-seccomp] [--user NAME] -- PROGRAM [ARGS...]\n"
      "\n"
      "Run an x86-64 Linux PROGRAM (a path inside the root; static, or dynamic with\n"
@@ -699,7 +711,7 @@ const struct cli_cmd cli_sandbox_cmds[] = {
     {"template create", "run a program to its ready point and save it as a template",
      "Usage: cowfork template create NAME [--root NAME|DIR] [--mem SIZE] [--ready stdin|MARKER]\n"
      "                               [--timeout S] [--strace] [-v] [--env K=V|K]...\n"
-     "                               [--hostname NAME] [--cpus N] [--no-seccomp] [--user NAME]\n"
+     "                               [--hostname NAME] [--cpus N] [--pids N] [--no-seccomp] [--user NAME]\n"
      "                               -- PROGRAM [ARGS...]\n"
      "\n"
      "Run PROGRAM in a sandbox (stdin /dev/null, stdout and stderr this command's)\n"

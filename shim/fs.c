@@ -314,7 +314,9 @@ void fs_fini(struct sb *sb)
   mm_shared_fini(sb);
   if (sb->rootfd >= 0)
     close(sb->rootfd);
-  tmp_destroy(sb->tmpfs);
+  sb->rootfd = -1;
+  if (proc_is_first(sb)) /* the first process's: every process's /tmp (process.c) */
+    tmp_destroy(sb->tmpfs);
   sb->tmpfs = NULL;
 }
 

@@ -31,8 +31,11 @@
  * program. */
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -825,4 +828,202 @@ int mm_load(struct sb *sb, struct rbuf *r, const char *name)
   return 0;
 err:
   return -1;
+}
+
+/* ---- fork: a new VM whose memory is the parent's, copy-on-write ----
+ *
+ * The guest sees its host mapping (vmm.h), so a process's copy is a host
+ * range laid out as the parent's: every host mapping of the parent's range
+ * (PROCMAP_QUERY on /proc/self/maps: Linux 6.11+) is made again at the same
+ * offset, a private file mapping from the same file (opened through
+ * /proc/self/map_files: the template's layers, the program's and its
+ * libraries' files) so clean file and template pages stay shared through
+ * the page cache, never copied; then the pages the parent owns privately
+ * (written, or anonymous: cf_dirty CF_DIRTY_ANON) are copied, read through
+ * /proc/self/mem so that a page the guest made PROT_NONE copies too. The
+ * cost grows with the pages the parent wrote, not with its size. A mapping
+ * that cannot be opened again (no CAP_SYS_ADMIN for map_files) or a shared
+ * one is copied whole. The /tmp region is the sandbox's (its first
+ * process's memory holds it, tmpfs.c): never copied. A uffd-backed parent
+ * has pages its page server has not installed yet: the guest's readable
+ * VMAs are copied whole (reads fault them in). */
+#ifndef PROCMAP_QUERY
+struct procmap_query {
+  uint64_t size, query_flags, query_addr, vma_start, vma_end, vma_flags, vma_page_size, vma_offset, inode;
+  uint32_t dev_major, dev_minor, vma_name_size, build_id_size;
+  uint64_t vma_name_addr, build_id_addr;
+};
+#define PROCMAP_QUERY 0xc0686611ul
+#define PROCMAP_QUERY_VMA_READABLE 0x01
+#define PROCMAP_QUERY_VMA_WRITABLE 0x02
+#define PROCMAP_QUERY_VMA_SHARED 0x08
+#define PROCMAP_QUERY_COVERING_OR_NEXT_VMA 0x10
+#endif
+
+static int self_maps = -1, self_mem = -1;
+static pthread_once_t self_once = PTHREAD_ONCE_INIT;
+static void self_open(void)
+{
+  self_maps = open("/proc/self/maps", O_RDONLY | O_CLOEXEC);
+  self_mem = open("/proc/self/mem", O_RDWR | O_CLOEXEC);
+}
+
+struct fork_src {
+  struct sb *parent;
+  uint8_t *to;
+  uint64_t size;
+  int copied;        /* pieces copied whole (not openable again) */
+};
+
+/* Copy [off, off+len) of the parent's range into the child's at the same
+ * offset (the child's pages writable now). */
+static int copy_range(const struct fork_src *s, uint64_t off, uint64_t len)
+{
+  while (len) {
+    ssize_t n = pread(self_mem, s->to + off, len, (off_t)(uintptr_t)(s->parent->mem + off));
+    if (n <= 0)
+      return cf_fail(n < 0 ? errno : EIO, "fork: copying guest memory at 0x%llx: %m", (unsigned long long)off);
+    off += (uint64_t)n;
+    len -= (uint64_t)n;
+  }
+  return 0;
+}
+
+/* Copy the pieces of [a, b) outside the /tmp region. */
+static int copy_outside_tmp(const struct fork_src *s, uint64_t a, uint64_t b)
+{
+  uint64_t t0 = s->parent->tmpfs ? tmp_region_base(s->parent->tmpfs) : 0;
+  uint64_t t1 = s->parent->tmpfs ? t0 + tmp_region_size(s->parent->tmpfs) : 0;
+  if (a < t0 && copy_range(s, a, (b < t0 ? b : t0) - a) < 0)
+    return -1;
+  if (b > t1 && copy_range(s, a > t1 ? a : t1, b - (a > t1 ? a : t1)) < 0)
+    return -1;
+  return 0;
+}
+
+static int fork_map(void *ctx, uint8_t *to, uint64_t size)
+{
+  struct fork_src *s = ctx;
+  struct sb *p = s->parent;
+  s->to = to;
+  s->size = size;
+  pthread_once(&self_once, self_open);
+  if (self_maps < 0 || self_mem < 0)
+    return cf_fail(ENOSYS, "fork: /proc/self/maps or /proc/self/mem cannot be opened");
+  /* The final protections, set once everything is copied. */
+  struct piece { uint64_t off, len; int prot; } *pc = NULL;
+  size_t npc = 0, cap = 0;
+  uint64_t from = (uint64_t)(uintptr_t)p->mem, a = from, end = from + size;
+  int rc = -1;
+  while (a < end) {
+    struct procmap_query q = {.size = sizeof q, .query_flags = PROCMAP_QUERY_COVERING_OR_NEXT_VMA, .query_addr = a};
+    if (ioctl(self_maps, PROCMAP_QUERY, &q) < 0) {
+      if (errno == ENOENT)
+        break;
+      cf_fail(errno, "fork: PROCMAP_QUERY (Linux 6.11 or later): %m");
+      goto out;
+    }
+    if (q.vma_start >= end)
+      break;
+    uint64_t s0 = q.vma_start > a ? q.vma_start : a, e0 = q.vma_end < end ? q.vma_end : end;
+    uint64_t off = s0 - from, len = e0 - s0;
+    int prot = (q.vma_flags & PROCMAP_QUERY_VMA_READABLE ? PROT_READ : 0) |
+               (q.vma_flags & PROCMAP_QUERY_VMA_WRITABLE ? PROT_WRITE : 0);
+    bool whole = false;
+    if (q.inode && !(q.vma_flags & PROCMAP_QUERY_VMA_SHARED)) {
+      char path[64];
+      snprintf(path, sizeof path, "/proc/self/map_files/%llx-%llx", (unsigned long long)q.vma_start,
+               (unsigned long long)q.vma_end);
+      int fd = open(path, O_RDONLY | O_CLOEXEC);
+      if (fd >= 0) {
+        void *m = mmap(to + off, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_FIXED | MAP_NORESERVE, fd,
+                       (off_t)(q.vma_offset + (s0 - q.vma_start)));
+        close(fd);
+        if (m == MAP_FAILED) {
+          cf_fail(errno, "fork: mapping a file into the child: %m");
+          goto out;
+        }
+      } else {
+        whole = true;
+      }
+    } else if (q.inode || (q.vma_flags & PROCMAP_QUERY_VMA_SHARED)) {
+      whole = true; /* a shared mapping: the child's is a private copy */
+    }
+    if (!q.inode || whole) { /* anonymous in the child (the VMM reserved the range so) */
+      if (mmap(to + off, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED | MAP_NORESERVE, -1,
+               0) == MAP_FAILED) {
+        cf_fail(errno, "fork: mmap: %m");
+        goto out;
+      }
+    }
+    if (whole) {
+      s->copied++;
+      if (prot & PROT_READ && copy_outside_tmp(s, off, off + len) < 0)
+        goto out;
+    }
+    if (npc == cap) {
+      cap = cap ? 2 * cap : 64;
+      struct piece *n = realloc(pc, cap * sizeof *pc);
+      if (!n) {
+        cf_fail(ENOMEM, "out of memory");
+        goto out;
+      }
+      pc = n;
+    }
+    pc[npc++] = (struct piece){off, len, prot};
+    a = e0;
+  }
+  /* The parent's private pages. */
+  const struct cf_mem *memb = sb_memb(p);
+  if (memb && memb->backend != &cf_mem_backend_file) {
+    for (int i = 0; i < p->nvma; i++)
+      if ((p->vmas[i].prot & PROT_READ) && copy_outside_tmp(s, p->vmas[i].start, p->vmas[i].end) < 0)
+        goto out;
+    if (copy_range(s, 0, CF_VM_USER_BASE) < 0) /* the system area */
+      goto out;
+  } else {
+    struct cf_dirty d = {0};
+    if (cf_dirty_scan(0, p->mem, size, CF_DIRTY_ANON, CF_DIRTY_AUTO, &d) < 0)
+      goto out;
+    for (size_t i = 0; i < d.n; i++)
+      if (copy_outside_tmp(s, d.v[i].first * PAGE, (d.v[i].first + d.v[i].count) * PAGE) < 0) {
+        cf_dirty_free(&d);
+        goto out;
+      }
+    cf_dirty_free(&d);
+  }
+  for (size_t i = 0; i < npc; i++)
+    if (pc[i].prot != (PROT_READ | PROT_WRITE) && mprotect(to + pc[i].off, pc[i].len, pc[i].prot) < 0) {
+      cf_fail(errno, "fork: mprotect: %m");
+      goto out;
+    }
+  rc = 0;
+out:
+  free(pc);
+  if (rc < 0) { /* the range stays reserved for the VMM to unmap, s ours to free */
+    mmap(to, size, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED | MAP_NORESERVE, -1, 0);
+    s->to = NULL;
+  }
+  return rc;
+}
+
+static void fork_unmap(void *ctx)
+{
+  struct fork_src *s = ctx;
+  if (s->to)
+    munmap(s->to, s->size);
+  free(s);
+}
+
+struct cf_vm *mm_fork_vm(struct sb *parent)
+{
+  struct fork_src *s = calloc(1, sizeof *s);
+  if (!s)
+    return cf_fail_null(ENOMEM, "out of memory");
+  s->parent = parent;
+  struct cf_vm_mem_source src = {.map = fork_map, .unmap = fork_unmap, .ctx = s};
+  struct cf_vm *vm = cf_vm_create_from(parent->mem_size, &src);
+  if (!vm && !s->to)
+    free(s); /* map() never ran or failed before taking the range: ours to free */
+  return vm;
 }

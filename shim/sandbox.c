@@ -187,6 +187,15 @@ static bool stdin_at_eof(struct sb *sb)
 
 static void pause_at(struct sb *sb, bool pending)
 {
+  int n = proc_count(sb);
+  if (n > 1) { /* process.c: not kept yet */
+    snprintf(sb->report, sizeof sb->report,
+             "the sandbox cannot be paused with %d processes alive (a template, branch or live pause holds one "
+             "process for now)",
+             n);
+    kill_sandbox(sb, SIGKILL);
+    return;
+  }
   struct cf_vm_regs u = *cf_vm_regs(sb->vm);
   u.rip = u.rcx; /* after the SYSCALL instruction, in both syscall modes */
   u.rflags = u.r11;
@@ -373,6 +382,8 @@ static void run_loop(struct sb *sb, struct cf_sandbox_result *res, double t_star
   }
   task_run(sb, sb->cur);
   task_finish(sb);
+  if (!sb->paused || sb->exited || sb->timed_out)
+    proc_end_all(sb); /* the first process's end ends the others */
   task_unlock(sb);
   if (sb->first_exit_us)
     res->first_exit_us = sb->first_exit_us - t_start;
@@ -384,6 +395,42 @@ static void run_loop(struct sb *sb, struct cf_sandbox_result *res, double t_star
     else
       snprintf(sb->report, sizeof sb->report, "timed out after %g s", sb->opts->timeout);
   }
+}
+
+static void run_timers_start(struct sb *sb);
+static void run_timers_end(struct sb *sb);
+
+/* The host thread of a forked process (process.c): its task 0's run loop,
+ * then its exit. */
+static void *proc_main(void *arg)
+{
+  struct sb *c = arg;
+  struct task *t = c->tasks[0];
+  tl_sb = c;
+  __atomic_store_n(&t->host_tid, (pid_t)syscall(SYS_gettid), __ATOMIC_RELEASE);
+  task_lock(c, t);
+  run_timers_start(c);
+  task_run(c, t);
+  task_finish(c);
+  run_timers_end(c);
+  bool reaped = proc_exit(c);
+  task_unlock(c);
+  if (reaped)
+    proc_free_reaped(c);
+  tl_sb = NULL;
+  return NULL;
+}
+
+int proc_start(struct sb *c)
+{
+  run_kick_install();
+  pthread_attr_t attr;
+  pthread_attr_init(&attr);
+  pthread_attr_setstacksize(&attr, 1 << 20);
+  pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+  int e = pthread_create(&c->tasks[0]->host, &attr, proc_main, c);
+  pthread_attr_destroy(&attr);
+  return e ? cf_fail(e, "pthread_create: %s", strerror(e)) : 0;
 }
 
 static pthread_once_t alarm_once = PTHREAD_ONCE_INIT;
@@ -531,6 +578,7 @@ void cf_sandbox_free(struct cf_sandbox *box)
     return;
   struct sb *sb = &box->s;
   int e = errno;
+  proc_world_free(sb);
   fs_fini(sb);
   vm_free(sb->vm, sb->gm); /* unmaps a child's memory backend too */
   park_free(sb);

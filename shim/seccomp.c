@@ -182,7 +182,7 @@ static int allow_rules(scmp_filter_ctx ctx)
       ALLOW(ioctl, 1, SCMP_A1(SCMP_CMP_MASKED_EQ, 0xff00, UFFDIO << 8)) < 0)
     return -1;
   static const unsigned long reqs[] = {TCGETS, TIOCGWINSZ, TIOCGPGRP, FIONREAD, FICLONE, FICLONERANGE,
-                                       PAGEMAP_SCAN};
+                                       PAGEMAP_SCAN, 0xc0686611ul /* PROCMAP_QUERY: mm.c fork */};
   for (size_t i = 0; i < sizeof reqs / sizeof reqs[0]; i++)
     if (ALLOW(ioctl, 1, SCMP_A1(SCMP_CMP_MASKED_EQ, 0xffffffff, reqs[i])) < 0)
       return -1;

@@ -335,6 +335,19 @@ struct sb {
   struct flock_ent *locks;
   int nlocks, caplocks;
 
+  /* processes (process.c): the sandbox's processes share w (NULL until the
+   * first fork); this one's parent (NULL: the first process), group and
+   * session (0: the sandbox's init's, 1), the signal its end sends the
+   * parent, and after its end the status a wait takes */
+  struct world *w;
+  struct sb *parent;
+  int pgid, sid;
+  int exit_signal;
+  bool execed;              /* it called execve since its fork (setpgid EACCES) */
+  bool zombie;
+  int wstatus;
+  struct sb *vfork_parent;  /* a vfork child: the parent waiting for its exec or exit */
+  bool vfork_wait;          /* a vfork parent, waiting */
 };
 
 struct cf_sandbox {
@@ -579,7 +592,47 @@ void kill_sandbox(struct sb *sb, int sig);
  * (what: the call). SYS_NORETURN. */
 long wait_forever(struct sb *sb, const char *what);
 
+/* process.c: the processes of a sandbox */
+struct world;
+/* The lock every task of sb's sandbox takes (the first process's). */
+pthread_mutex_t *sb_mutex(struct sb *sb);
+/* A new pid or tid (one namespace for both, as Linux). */
+int new_id(struct sb *sb);
+/* Whether nothing but the running task could end its wait: one thread, one
+ * process alive. */
+bool sb_alone(const struct sb *sb);
+/* Whether sb is the sandbox's first process (the run's; the one with /tmp). */
+bool proc_is_first(const struct sb *sb);
+/* Every process of sb's world (sb->w set), zombies too. */
+struct sb *const *proc_list(const struct sb *sb, int *n);
+/* Processes alive (not zombies). */
+int proc_count(const struct sb *sb);
+/* fork, vfork, clone without CLONE_THREAD: the child's pid or -errno. */
+long proc_fork(struct sb *sb, uint64_t flags, uint64_t sp, uint64_t parent_tid, uint64_t child_tid, uint64_t tls);
+long proc_waitid(struct sb *sb, const uint64_t a[6]);
+/* kill(2)'s targets; send delivers to one process. */
+long proc_kill(struct sb *sb, int pid, int sig, long (*send)(struct sb *from, struct sb *to, int sig));
+/* A vfork child exec'd or ended: its parent goes on. */
+void proc_vfork_done(struct sb *c);
+/* A forked process's run is over (its host thread, the lock held): a
+ * zombie now; true when it was reaped at once (proc_free_reaped it after
+ * the lock is released). */
+bool proc_exit(struct sb *c);
+void proc_free_reaped(struct sb *c);
+/* The first process's run is over: the others are killed, waited for and
+ * freed (the lock held). proc_world_free: that and the world (the lock not
+ * held; from cf_sandbox_free). */
+void proc_end_all(struct sb *sb);
+void proc_world_free(struct sb *sb);
+/* sandbox.c: start the host thread of a forked process (task 0 made). */
+int proc_start(struct sb *c);
+
 /* thread.c: tasks, the lock, blocking and futex waiters */
+/* Make task 0 of sb (the running thread) if it has none: a process that
+ * forks blocks with the lock released from then on. 0 or -1. */
+int task_make0(struct sb *sb);
+/* Task 0 of a new process c, to run on the host thread proc_start makes. */
+int task_process(struct sb *c);
 struct pollfd;
 void task_lock(struct sb *sb, struct task *t);
 void task_unlock(struct sb *sb);
@@ -824,6 +877,9 @@ void park_free(struct sb *sb);
 int mm_apply(struct sb *sb);
 /* MADV_DONTNEED semantics on any backend: the range reads as zeros. */
 int mm_zero(struct sb *sb, uint64_t start, uint64_t len);
+/* fork: a new VM whose memory is sb's at this instant, copy-on-write (file
+ * and template pages mapped again, private pages copied). NULL + cf_error. */
+struct cf_vm *mm_fork_vm(struct sb *sb);
 
 /* Lexically normalize a sandbox path against cwd into out (absolute). */
 int path_abs(const char *cwd, const char *path, char *out, size_t size);

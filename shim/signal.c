@@ -751,11 +751,21 @@ long sys_sigaltstack(struct sb *sb, const uint64_t a[6], long nr)
   return A(1) ? mm_copy_out(sb, A(1), &old, sizeof old) : 0;
 }
 
+/* kill's delivery to one process (process.c proc_kill picks them). */
+static long send_to(struct sb *from, struct sb *to, int sig)
+{
+  siginfo_t info;
+  memset(&info, 0, sizeof info);
+  info.si_signo = sig;
+  info.si_code = SI_USER;
+  info.si_pid = from->pid;
+  info.si_uid = (uid_t)from->uid;
+  return send_info(to, &info);
+}
+
 long sys_kill(struct sb *sb, const uint64_t a[6], long nr)
 {
-  if ((int)A(0) != sb->pid && (int)A(0) != 0 && (int)A(0) != -1 && (int)A(0) != -sb->pid)
-    return -ESRCH;
-  return do_kill(sb, (int)A(1), SI_USER);
+  return proc_kill(sb, (int)A(0), (int)A(1), send_to);
 }
 
 long sys_tkill(struct sb *sb, const uint64_t a[6], long nr)

@@ -132,6 +132,8 @@ static long do_execve(struct sb *sb, const uint64_t a[6])
   timers_exec(sb);             /* and the POSIX timers deleted */
   sb->ss_flags = SS_DISABLE;
   sb->robust_list = 0; /* its mutexes go with the memory; the new program sets its own */
+  sb->execed = true;
+  proc_vfork_done(sb); /* a vfork parent goes on */
   uint64_t entry, sp;
   r = elf_load(sb, path, argv, envp, &entry, &sp);
   free_strv(argv);
@@ -365,52 +367,57 @@ long sys_exit(struct sb *sb, const uint64_t a[6], long nr)
   return SYS_NORETURN;
 }
 
-/* clone(flags, stack, parent_tid, child_tid, tls) */
+/* clone(flags, stack, parent_tid, child_tid, tls): a thread (thread.c) or
+ * a process (process.c) */
 long sys_clone(struct sb *sb, const uint64_t a[6], long nr)
 {
   /* Linux's checks first: a thread shares the handlers, which share the memory. */
   if (((A(0) & CLONE_THREAD) && !(A(0) & CLONE_SIGHAND)) || ((A(0) & CLONE_SIGHAND) && !(A(0) & CLONE_VM)))
     return -EINVAL;
   if (!(A(0) & CLONE_THREAD))
-    return -ENOMEM;
+    return proc_fork(sb, A(0), A(1), A(2), A(3), A(4));
   return task_clone(sb, A(0), A(1), A(2), A(3), A(4));
 }
 
 /* fork, vfork */
 long sys_fork(struct sb *sb, const uint64_t a[6], long nr)
 {
-  return -ENOMEM;
+  return proc_fork(sb, nr == SYS_vfork ? CLONE_VM | CLONE_VFORK | SIGCHLD : SIGCHLD, 0, 0, 0, 0);
 }
 
-/* clone3(args, size): threads; a process is ENOSYS, so that libc falls
- * back to clone (ENOMEM). */
+/* clone3(args, size): threads and processes as clone */
 long sys_clone3(struct sb *sb, const uint64_t a[6], long nr)
 {
   struct {
-    uint64_t flags, pidfd, child_tid, parent_tid, exit_signal, stack, stack_size, tls;
+    uint64_t flags, pidfd, child_tid, parent_tid, exit_signal, stack, stack_size, tls, set_tid, set_tid_size,
+        cgroup;
   } ca = {0};
   if (A(1) < 64 || A(1) > 4096)
     return -EINVAL;
-  if (mm_copy_in(sb, &ca, A(0), sizeof ca) < 0)
+  if (mm_copy_in(sb, &ca, A(0), A(1) < sizeof ca ? A(1) : sizeof ca) < 0)
     return -EFAULT;
-  if (!(ca.flags & CLONE_THREAD))
-    return -ENOSYS;
-  if (!(ca.flags & CLONE_SIGHAND) || !(ca.flags & CLONE_VM) || ca.exit_signal || (ca.flags & 0xff))
+  if ((ca.flags & 0xff) || ca.exit_signal > 64)
     return -EINVAL;
+  if (ca.flags & 0x200000000ull) /* CLONE_INTO_CGROUP: no cgroups in a sandbox */
+    return -EINVAL;
+  if (ca.set_tid_size)
+    return -EPERM; /* choosing a pid needs CAP_SYS_ADMIN */
   if (!ca.stack != !ca.stack_size)
     return -EINVAL;
-  return task_clone(sb, ca.flags, ca.stack ? ca.stack + ca.stack_size : 0, ca.parent_tid, ca.child_tid, ca.tls);
+  uint64_t sp = ca.stack ? ca.stack + ca.stack_size : 0;
+  if (!(ca.flags & CLONE_THREAD)) {
+    if ((ca.flags & CLONE_SIGHAND) && !(ca.flags & CLONE_VM))
+      return -EINVAL;
+    return proc_fork(sb, ca.flags | ca.exit_signal, sp, ca.parent_tid, ca.child_tid, ca.tls);
+  }
+  if (!(ca.flags & CLONE_SIGHAND) || !(ca.flags & CLONE_VM) || ca.exit_signal)
+    return -EINVAL;
+  return task_clone(sb, ca.flags, sp, ca.parent_tid, ca.child_tid, ca.tls);
 }
 
 long sys_execve(struct sb *sb, const uint64_t a[6], long nr)
 {
   return do_execve(sb, a);
-}
-
-/* wait4, waitid */
-long sys_wait4(struct sb *sb, const uint64_t a[6], long nr)
-{
-  return -ECHILD;
 }
 
 long sys_getpid(struct sb *sb, const uint64_t a[6], long nr)
@@ -421,22 +428,6 @@ long sys_getpid(struct sb *sb, const uint64_t a[6], long nr)
 long sys_gettid(struct sb *sb, const uint64_t a[6], long nr)
 {
   return sb->tid;
-}
-
-long sys_getppid(struct sb *sb, const uint64_t a[6], long nr)
-{
-  return 1;
-}
-
-/* getpgrp, getsid, getpgid, setsid */
-long sys_getpgrp(struct sb *sb, const uint64_t a[6], long nr)
-{
-  return sb->pid;
-}
-
-long sys_setpgid(struct sb *sb, const uint64_t a[6], long nr)
-{
-  return 0;
 }
 
 /* getuid, geteuid */

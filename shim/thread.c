@@ -132,18 +132,18 @@ static int slice_wait(struct sb *sb, pthread_cond_t *cv, struct task *t)
     dl.tv_sec++;
     dl.tv_nsec -= 1000000000;
   }
-  int e = pthread_cond_timedwait(cv, &sb->lock, &dl);
+  int e = pthread_cond_timedwait(cv, sb_mutex(sb), &dl);
   switch_to(sb, t);
   return e;
 }
 
 void task_lock(struct sb *sb, struct task *t)
 {
-  pthread_mutex_lock(&sb->lock);
+  pthread_mutex_lock(sb_mutex(sb));
   switch_to(sb, t);
 }
 
-void task_unlock(struct sb *sb) { pthread_mutex_unlock(&sb->lock); }
+void task_unlock(struct sb *sb) { pthread_mutex_unlock(sb_mutex(sb)); }
 
 /* ---- waking ---- */
 
@@ -156,11 +156,16 @@ static void wake_task(struct task *t)
 
 void wake_all(struct sb *sb)
 {
-  for (int i = 0; i < CF_VM_MAX_VCPUS; i++) {
-    struct task *t = sb->tasks[i];
-    if (t && t != sb->cur && t->blocked)
-      wake_task(t);
-  }
+  /* with processes, every one's: they share open files (an eventfd, an
+   * epoll) and /tmp */
+  int n = 1;
+  struct sb *const *ps = sb->w ? proc_list(sb, &n) : &sb;
+  for (int k = 0; k < n; k++)
+    for (int i = 0; i < CF_VM_MAX_VCPUS; i++) {
+      struct task *t = ps[k]->tasks[i];
+      if (t && t != sb->cur && t->blocked)
+        wake_task(t);
+    }
 }
 
 /* Make t's vCPU leave KVM_RUN: the next entry returns at once
@@ -327,7 +332,7 @@ static void *cpu_watch(void *arg)
 {
   struct sb *sb = arg;
   uint64_t limit = (uint64_t)(sb->opts->cpu_limit * 1e9);
-  pthread_mutex_lock(&sb->lock);
+  pthread_mutex_lock(sb_mutex(sb));
   while (!sb->watch_quit) {
     if (!sb->timed_out && !sb->exited && guest_cpu_ns(sb) - sb->cpu_ns >= limit) {
       sb->cpu_exceeded = true;
@@ -336,7 +341,7 @@ static void *cpu_watch(void *arg)
     }
     slice_wait(sb, &sb->task_cv, NULL);
   }
-  pthread_mutex_unlock(&sb->lock);
+  pthread_mutex_unlock(sb_mutex(sb));
   return NULL;
 }
 
@@ -363,6 +368,22 @@ static int task0_make(struct sb *sb)
   sb->watch_quit = false;
   if (sb->opts && sb->opts->cpu_limit > 0 && sb->running)
     sb->watching = pthread_create(&sb->watch, NULL, cpu_watch, sb) == 0;
+  return 0;
+}
+
+int task_make0(struct sb *sb) { return task0_make(sb); }
+
+int task_process(struct sb *c)
+{
+  struct task *t = task_alloc(c, 0);
+  if (!t)
+    return -1;
+  t->vm = c->vm;
+  t->tid = c->tid;
+  t->own_thread = false; /* its host thread is the process's (proc_start) */
+  c->cur = t;
+  __atomic_store_n(&c->tasks[0], t, __ATOMIC_RELEASE);
+  c->ntasks = c->nlive = 1;
   return 0;
 }
 
@@ -514,7 +535,7 @@ long task_clone(struct sb *sb, uint64_t flags, uint64_t sp, uint64_t parent_tid,
       old->cpu0 = (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
   }
   t->vm = vm;
-  t->tid = sb->next_tid++;
+  t->tid = new_id(sb);
   /* Its context: the caller's mask; no pending signals, no alternate stack. */
   t->sigmask = sb->sigmask;
   t->tid_address = flags & CLONE_CHILD_CLEARTID ? child_tid : 0;
@@ -655,9 +676,9 @@ int task_finish(struct sb *sb)
   if (sb->watching) { /* the lock released: it takes it to see quit */
     sb->watch_quit = true;
     pthread_cond_broadcast(&sb->task_cv);
-    pthread_mutex_unlock(&sb->lock);
+    pthread_mutex_unlock(sb_mutex(sb));
     pthread_join(sb->watch, NULL);
-    pthread_mutex_lock(&sb->lock);
+    pthread_mutex_lock(sb_mutex(sb));
     sb->watching = false;
   }
   pause = sb->paused && !sb->exited && !sb->timed_out && sb->pauser;

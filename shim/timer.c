@@ -300,7 +300,7 @@ long sig_wait(struct sb *sb, clockid_t clk, const struct timespec *deadline)
     uint64_t r = real_left(sb);
     if (r < left)
       left = r;
-    if (left == UINT64_MAX && task_live(sb) <= 1)
+    if (left == UINT64_MAX && sb_alone(sb))
       return -EDEADLK;
     /* The run's own timers (--timeout) interrupt this: the loop sees it. */
     task_block(sb, NULL, 0, left == UINT64_MAX ? -1 : (int64_t)(left > INT64_MAX ? INT64_MAX : left));
@@ -342,7 +342,7 @@ long sig_poll(struct sb *sb, struct pollfd *fds, unsigned long n, int timeout_ms
           left = l;
       }
     }
-    if (left == UINT64_MAX && !host && task_live(sb) <= 1)
+    if (left == UINT64_MAX && !host && sb_alone(sb))
       return wait_forever(sb, "poll");
     long k = task_block(sb, fds, n, left == UINT64_MAX ? -1 : (int64_t)(left > INT64_MAX ? INT64_MAX : left));
     if (k > 0)

@@ -66,8 +66,14 @@ struct cf_sandbox_opts {
    * CF_SANDBOX_MAX_THREADS; at most that). Each thread beyond the first
    * holds CF_SANDBOX_THREAD_FDS host fds. */
   unsigned max_threads;
+  /* Processes alive at once (--pids): fork past it is EAGAIN, as Linux past
+   * RLIMIT_NPROC (0: CF_SANDBOX_DEFAULT_PIDS). Each process beyond the
+   * first holds CF_SANDBOX_PROC_FDS host fds and a VM. */
+  unsigned max_pids;
 };
 #define CF_SANDBOX_DEFAULT_CPUS 2
+#define CF_SANDBOX_DEFAULT_PIDS 64
+#define CF_SANDBOX_PROC_FDS 5 /* /dev/kvm, its VM, its vCPU, its root, its wake eventfd */
 
 #define CF_DEFAULT_HOSTNAME "cowfork"
 /* The guest fd table's size: the largest max_files. */

@@ -18,6 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/wait.h>
 #include <sys/syscall.h>
 #include <sys/time.h>
 #include <time.h>
@@ -381,11 +382,23 @@ int main(void)
 
   /* ---- processes and threads ---- */
   sb = new_sb();
-  ok(shim_sys(sb, SYS_fork, 0, 0, 0, 0, 0, 0) == -ENOMEM, "fork: ENOMEM");
-  ok(shim_sys(sb, SYS_vfork, 0, 0, 0, 0, 0, 0) == -ENOMEM, "vfork: ENOMEM");
-  ok(shim_sys(sb, SYS_clone, SIGCHLD, 0, 0, 0, 0, 0) == -ENOMEM, "clone(SIGCHLD) (fork): ENOMEM");
-  ok(shim_sys(sb, SYS_clone, CLONE_VM | CLONE_VFORK | SIGCHLD, 0, 0, 0, 0, 0) == -ENOMEM,
-     "clone(CLONE_VM|CLONE_VFORK) (posix_spawn): ENOMEM");
+  /* (forks themselves run in tests/sandbox-processes.sh: they need a VM) */
+  ok(shim_sys(sb, SYS_clone, CLONE_SIGHAND | SIGCHLD, 0, 0, 0, 0, 0) == -EINVAL,
+     "clone(CLONE_SIGHAND) without CLONE_VM: EINVAL");
+  ok(shim_sys(sb, SYS_clone, CLONE_NEWPID | SIGCHLD, 0, 0, 0, 0, 0) == -EPERM, "clone(CLONE_NEWPID): EPERM");
+  ok(shim_sys(sb, SYS_wait4, -1, 0, 0, 0, 0, 0) == -ECHILD, "wait4 without children: ECHILD");
+  ok(shim_sys(sb, SYS_wait4, -1, 0, WNOWAIT, 0, 0, 0) == -EINVAL, "wait4 with WNOWAIT (waitid's only): EINVAL");
+  ok(shim_sys(sb, SYS_waitid, P_ALL, 0, 0, WNOHANG, 0, 0) == -EINVAL, "waitid without WEXITED/WSTOPPED/WCONTINUED: EINVAL");
+  ok(shim_sys(sb, SYS_waitid, P_ALL, 0, 0, WEXITED, 0, 0) == -ECHILD, "waitid without children: ECHILD");
+  ok(shim_sys(sb, SYS_getppid, 0, 0, 0, 0, 0, 0) == 1, "getppid of the first process: 1 (the sandbox's init)");
+  ok(shim_sys(sb, SYS_getpgrp, 0, 0, 0, 0, 0, 0) == 1 && shim_sys(sb, SYS_getsid, 0, 0, 0, 0, 0, 0) == 1,
+     "the first process is in init's group and session");
+  ok(shim_sys(sb, SYS_kill, -1, 0, 0, 0, 0, 0) == -ESRCH, "kill(-1) with no other process: ESRCH");
+  ok(shim_sys(sb, SYS_setpgid, 0, 0, 0, 0, 0, 0) == 0 && shim_sys(sb, SYS_getpgid, 0, 0, 0, 0, 0, 0) == sb->pid,
+     "setpgid(0, 0): its own group");
+  ok(shim_sys(sb, SYS_setsid, 0, 0, 0, 0, 0, 0) == -EPERM, "setsid of a group leader: EPERM");
+  ok(shim_sys(sb, SYS_setpgid, 0, 12345, 0, 0, 0, 0) == -EPERM, "setpgid to a group that does not exist: EPERM");
+  ok(shim_sys(sb, SYS_setpgid, 999, 0, 0, 0, 0, 0) == -ESRCH, "setpgid of a process that is not a child: ESRCH");
   uint64_t thr = CLONE_VM | CLONE_FS | CLONE_FILES | CLONE_SIGHAND | CLONE_THREAD | CLONE_SYSVSEM | CLONE_SETTLS |
                  CLONE_PARENT_SETTID | CLONE_CHILD_CLEARTID;
   ok(shim_sys(sb, SYS_clone, CLONE_THREAD, 0, 0, 0, 0, 0) == -EINVAL,
@@ -394,7 +407,18 @@ int main(void)
   uint64_t cargs[11] = {SIGCHLD};
   uint64_t ca = 0x60000; /* inside the one VMA */
   memcpy(sb->mem + ca, cargs, sizeof cargs);
-  ok(shim_sys(sb, SYS_clone3, ca, 88, 0, 0, 0, 0) == -ENOSYS, "clone3 of a process: ENOSYS (libc falls back to clone)");
+  cargs[0] = 0;
+  cargs[4] = SIGCHLD; /* exit_signal */
+  cargs[9] = 1;       /* set_tid_size */
+  memcpy(sb->mem + ca, cargs, sizeof cargs);
+  ok(shim_sys(sb, SYS_clone3, ca, 88, 0, 0, 0, 0) == -EPERM, "clone3 with set_tid: EPERM (needs CAP_SYS_ADMIN)");
+  cargs[9] = 0;
+  cargs[0] = 0x200000000ull; /* CLONE_INTO_CGROUP */
+  memcpy(sb->mem + ca, cargs, sizeof cargs);
+  ok(shim_sys(sb, SYS_clone3, ca, 88, 0, 0, 0, 0) == -EINVAL, "clone3 with CLONE_INTO_CGROUP: EINVAL");
+  cargs[0] = SIGCHLD;
+  cargs[4] = 0;
+  memcpy(sb->mem + ca, cargs, sizeof cargs);
   ok(shim_sys(sb, SYS_clone3, ca, 32, 0, 0, 0, 0) == -EINVAL, "clone3 with a short struct: EINVAL");
   cargs[0] = thr;
   cargs[4] = SIGCHLD; /* exit_signal with CLONE_THREAD */

@@ -1,0 +1,736 @@
+/* Processes: a sandbox as a tree of processes (fork, exit, wait, kill,
+ * process groups and sessions).
+ *
+ * A process is a struct sb (the shim's state of one address space, its
+ * files, signal handlers and threads) with a VM of its own: the guest sees
+ * its host mapping (vmm.h), so a process's memory is a host range laid out
+ * as its parent's at the fork, file pages and template pages mapped again
+ * from the same files and only the pages the parent owned privately copied
+ * (mm.c mm_fork_vm). What the processes of a sandbox share is a struct
+ * world, made at the first fork and owned by the first process (the one
+ * the run started: the sandbox's handle, pid 2 as before): the lock (the
+ * first process's sb->lock: every process's tasks take that one, so the
+ * shim stays single-threaded code across processes: open file descriptions
+ * (struct file: offsets, flags) shared across a fork and the /tmp tree are
+ * only touched under it), the list of processes, the next pid/tid.
+ *
+ * Each process runs on host threads of its own: task 0 of a forked process
+ * on one made here (sandbox.c proc_main), its other threads as any
+ * (thread.c). Once a sandbox has two processes, each has struct tasks, so a
+ * blocked call releases the lock (task_block) and another process's exit,
+ * signal or write can wake it (task_kick_all).
+ *
+ * Exit: a process's last thread ends its run loop (exit_group, a fatal
+ * signal, the sandbox's end); proc_main then closes its files, frees its VM
+ * and memory, gives its children to the first process, and becomes a
+ * zombie: its parent gets exit_signal (SIGCHLD) and a wait4/waitid takes
+ * its status and frees it (at once when the parent ignores SIGCHLD or set
+ * SA_NOCLDWAIT, as Linux). The first process's end ends the sandbox: every
+ * other process is killed and waited for (proc_end_all), as when a pid
+ * namespace's init exits.
+ *
+ * Not yet (the syscall table says so): a template, branch, park or live
+ * pause with more than one process alive (the pause is refused: the run
+ * ends with a report); CLONE_VM without CLONE_VFORK (shared address spaces);
+ * vfork shares nothing (it is a fork whose parent waits for the child's
+ * exec or exit); stopped processes (SIGSTOP, WUNTRACED); MAP_SHARED memory
+ * between processes; --cpu-limit counts the first process's threads only. */
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/sched.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "cowfork/error.h"
+#include "internal.h"
+#include "shim/shim.h"
+
+#ifndef P_PIDFD
+#define P_PIDFD 3
+#endif
+
+struct world {
+  struct sb *root;
+  struct sb **procs; /* every process not yet reaped, root first */
+  int nprocs, cap;
+  int next_id;       /* the next pid or tid */
+  int nthreads;      /* forked processes whose host thread has not ended */
+  pthread_cond_t cv; /* a process's host thread ended */
+};
+
+pthread_mutex_t *sb_mutex(struct sb *sb) { return sb->w ? &sb->w->root->lock : &sb->lock; }
+
+int new_id(struct sb *sb)
+{
+  if (!sb->w)
+    return sb->next_tid++;
+  int id = sb->w->next_id++;
+  sb->w->root->next_tid = sb->w->next_id;
+  return id;
+}
+
+bool proc_is_first(const struct sb *sb) { return !sb->w || sb->w->root == sb; }
+
+struct sb *const *proc_list(const struct sb *sb, int *n)
+{
+  *n = sb->w->nprocs;
+  return sb->w->procs;
+}
+
+bool sb_alone(const struct sb *sb)
+{
+  if (task_live(sb) > 1)
+    return false;
+  if (!sb->w)
+    return true;
+  for (int i = 0; i < sb->w->nprocs; i++)
+    if (sb->w->procs[i] != sb && !sb->w->procs[i]->zombie)
+      return false;
+  return true;
+}
+
+int proc_count(const struct sb *sb)
+{
+  int n = 0;
+  if (!sb->w)
+    return 1;
+  for (int i = 0; i < sb->w->nprocs; i++)
+    n += !sb->w->procs[i]->zombie;
+  return n;
+}
+
+static struct sb *find_pid(struct sb *sb, int pid)
+{
+  if (!sb->w)
+    return pid == sb->pid ? sb : NULL;
+  for (int i = 0; i < sb->w->nprocs; i++)
+    if (sb->w->procs[i]->pid == pid)
+      return sb->w->procs[i];
+  return NULL;
+}
+
+static int world_add(struct world *w, struct sb *p)
+{
+  if (w->nprocs == w->cap) {
+    int cap = w->cap ? 2 * w->cap : 16;
+    struct sb **n = realloc(w->procs, (size_t)cap * sizeof *n);
+    if (!n)
+      return -1;
+    w->procs = n;
+    w->cap = cap;
+  }
+  w->procs[w->nprocs++] = p;
+  return 0;
+}
+
+static void world_remove(struct world *w, struct sb *p)
+{
+  for (int i = 0; i < w->nprocs; i++)
+    if (w->procs[i] == p) {
+      memmove(&w->procs[i], &w->procs[i + 1], (size_t)(w->nprocs - i - 1) * sizeof *w->procs);
+      w->nprocs--;
+      return;
+    }
+}
+
+/* The world of sb (the first process, at its first fork). */
+static struct world *world_get(struct sb *sb)
+{
+  if (sb->w)
+    return sb->w;
+  struct world *w = calloc(1, sizeof *w);
+  if (!w)
+    return NULL;
+  if (world_add(w, sb) < 0) {
+    free(w);
+    return NULL;
+  }
+  w->root = sb;
+  w->next_id = sb->next_tid ? sb->next_tid : sb->pid + 1;
+  pthread_cond_init(&w->cv, NULL);
+  sb->w = w; /* its lock is sb->lock, held now: the same mutex from here on */
+  return w;
+}
+
+/* A zombie's (or a never-started child's) last memory. */
+static void proc_free(struct sb *c)
+{
+  fs_fini(c);
+  vm_free(c->vm, NULL);
+  task_free_held(c);
+  free(c->vmas);
+  free(c);
+}
+
+/* A new process: sb's copy at this instant (Linux's copy_process for a
+ * fork): the same address space copy-on-write, open files shared, cwd,
+ * umask, handlers, the caller's signal mask and alternate stack, limits;
+ * nothing pending, no timers, no other threads, no record locks. */
+static struct sb *proc_copy(struct sb *p, long *err)
+{
+  struct sb *c = malloc(sizeof *c);
+  if (!c) {
+    *err = -ENOMEM;
+    return NULL;
+  }
+  memcpy(c, p, sizeof *c);
+  /* everything that is not inherited or not shared */
+  c->vm = NULL;
+  c->mem = NULL;
+  c->vmas = NULL;
+  c->rootfd = -1;
+  c->root_tmp = NULL;
+  c->shmaps = NULL;
+  c->nshmaps = c->capshmaps = 0;
+  c->locks = NULL;
+  c->nlocks = c->caplocks = 0;
+  pthread_mutex_init(&c->lock, NULL);
+  pthread_cond_init(&c->task_cv, NULL);
+  pthread_cond_init(&c->cpu_cv, NULL);
+  memset(c->tasks, 0, sizeof c->tasks);
+  c->cur = NULL;
+  c->ntasks = c->nlive = 0;
+  c->cpu_running = c->cpu_nq = 0;
+  c->cpu_dead_ns = 0;
+  c->futex_waiters = NULL;
+  c->pauser = NULL;
+  c->held = NULL;
+  c->nheld = 0;
+  c->watching = c->watch_quit = false;
+  c->tpending = c->pending = 0;
+  c->nsigq = 0;
+  c->timer_fires = 0;
+  c->sigwait_set = 0;
+  c->have_saved_mask = false;
+  memset(c->timers, 0, sizeof c->timers);
+  c->ntimer = 0;
+  c->cpu_ns = 0;
+  c->running = false;
+  c->have_htimer[0] = c->have_htimer[1] = false;
+  c->tid_address = 0;
+  c->robust_list = 0;
+  c->exited = c->timed_out = c->cpu_exceeded = false;
+  c->exit_code = c->kill_signal = 0;
+  c->report[0] = 0;
+  c->paused = c->pause_pending = c->resume_pending = c->eof_pause = false;
+  c->marker_tail_len = 0;
+  c->ready = CF_READY_NONE;
+  c->entered = c->gen_done = true;
+  c->tmpl = NULL;
+  c->gm = NULL;
+  c->park = NULL;
+  c->forked = false;
+  c->replaced = NULL;
+  c->nreplaced = c->capreplaced = 0;
+  c->replaced_overflow = false;
+  c->vm_broken = false;
+  memset(&c->end_dirty, 0, sizeof c->end_dirty);
+  c->have_end_dirty = false;
+  c->nsys = c->enosys = c->elf_mapped = c->elf_copied = c->pages_mapped = c->pages_copied = 0;
+  c->first_exit_us = 0;
+  c->zombie = false;
+  c->wstatus = 0;
+  c->vfork_parent = NULL;
+  c->parent = p;
+  /* the copies */
+  if (!(c->vmas = malloc((size_t)p->capvma * sizeof *c->vmas)))
+    goto nomem;
+  memcpy(c->vmas, p->vmas, (size_t)p->nvma * sizeof *c->vmas);
+  if (p->rootfd >= 0 && (c->rootfd = fcntl(p->rootfd, F_DUPFD_CLOEXEC, 0)) < 0)
+    goto nomem;
+  if (p->root_tmp && !(c->root_tmp = strdup(p->root_tmp)))
+    goto nomem;
+  for (int i = 0; i < MAX_FDS; i++)
+    if (c->fds[i])
+      c->fds[i]->refs++;
+  if (p->nshmaps) {
+    if (!(c->shmaps = malloc((size_t)p->nshmaps * sizeof *c->shmaps)))
+      goto nomem;
+    memcpy(c->shmaps, p->shmaps, (size_t)p->nshmaps * sizeof *c->shmaps);
+    c->nshmaps = c->capshmaps = p->nshmaps;
+    for (int i = 0; i < c->nshmaps; i++)
+      tmp_ref(c->shmaps[i].node);
+  }
+  return c;
+nomem:
+  *err = -ENOMEM;
+  if (c->rootfd >= 0)
+    close(c->rootfd);
+  free(c->root_tmp);
+  free(c->vmas);
+  free(c);
+  return NULL;
+}
+
+static unsigned pid_cap(const struct sb *sb)
+{
+  struct rlimit rl;
+  rlim_get((struct sb *)sb, RLIMIT_NPROC, &rl);
+  unsigned cap = sb->opts && sb->opts->max_pids ? sb->opts->max_pids : CF_SANDBOX_DEFAULT_PIDS;
+  return rl.rlim_cur < cap ? (unsigned)rl.rlim_cur : cap;
+}
+
+long proc_fork(struct sb *sb, uint64_t flags, uint64_t sp, uint64_t parent_tid, uint64_t child_tid, uint64_t tls)
+{
+  if (flags & (CLONE_NEWNS | CLONE_NEWUSER | CLONE_NEWPID | CLONE_NEWNET | CLONE_NEWUTS | CLONE_NEWIPC |
+               CLONE_NEWCGROUP))
+    return -EPERM; /* no CAP_SYS_ADMIN in a sandbox */
+  if ((flags & CLONE_VM) && !(flags & CLONE_VFORK))
+    return -EINVAL; /* processes sharing an address space: not kept (table note) */
+  if (flags & (CLONE_FILES | CLONE_FS | CLONE_SIGHAND | CLONE_PIDFD | CLONE_PTRACE | CLONE_PARENT))
+    return -EINVAL; /* shared tables between processes: not kept (table note) */
+  if ((flags & CLONE_SETTLS) && tls >= (1ull << 47))
+    return -EPERM;
+  if (!sb->vm)
+    return -EAGAIN;
+  if (sb->paused)
+    return -EAGAIN;
+  if ((unsigned)(sb->w ? sb->w->nprocs : 1) >= pid_cap(sb))
+    return -EAGAIN; /* zombies count, as for RLIMIT_NPROC and a cgroup's pids.max */
+  struct world *w = world_get(sb);
+  if (!w || task_make0(sb) < 0)
+    return -EAGAIN;
+  long err = -ENOMEM;
+  struct sb *c = proc_copy(sb, &err);
+  if (!c)
+    return err;
+  c->w = w;
+  c->pid = c->tid = new_id(sb);
+  c->exit_signal = (int)(flags & 0xff);
+  c->t_spawn = 0;
+  c->vm = mm_fork_vm(sb);
+  if (!c->vm) {
+    if (sb->opts && sb->opts->verbose)
+      fprintf(sb->trace, "[sandbox] fork: %s\n", cf_error());
+    proc_free(c);
+    return -ENOMEM;
+  }
+  c->mem = cf_vm_mem(c->vm);
+  /* Its first thread: the caller's registers after the SYSCALL with rax
+   * 0 (on the new stack if given), its FPU state and FS base (TLS if
+   * set), TSC as the parent's. */
+  struct cf_vm_regs u = *cf_vm_regs(sb->vm);
+  u.rip = u.rcx;
+  u.rflags = u.r11;
+  u.rax = 0;
+  if (sp)
+    u.rsp = sp;
+  static __thread struct cf_vm_cpu cpu;
+  uint64_t tsc = 0;
+  if (cf_vm_save_cpu(sb->vm, &cpu) < 0 || cf_vm_tsc(sb->vm, &tsc, 0) < 0)
+    goto fail;
+  if (flags & CLONE_SETTLS)
+    cpu.fs_base = tls;
+  if (cf_vm_load_cpu(c->vm, &cpu, &u) < 0 || cf_vm_tsc(c->vm, NULL, tsc) < 0)
+    goto fail;
+  /* The tid words: the parent's in its memory, the child's in its own. */
+  if (flags & CLONE_PARENT_SETTID)
+    mm_copy_out(sb, parent_tid, &c->pid, 4);
+  if (flags & CLONE_CHILD_SETTID)
+    mm_copy_out(c, child_tid, &c->pid, 4);
+  if (flags & CLONE_CHILD_CLEARTID)
+    c->tid_address = child_tid;
+  if (world_add(w, c) < 0)
+    goto fail;
+  if (task_process(c) < 0) {
+    world_remove(w, c);
+    goto fail;
+  }
+  w->nthreads++;
+  if (proc_start(c) < 0) {
+    w->nthreads--;
+    world_remove(w, c);
+    goto fail;
+  }
+  int pid = c->pid;
+  if (flags & CLONE_VFORK) { /* the parent waits for the child's exec or exit */
+    c->vfork_parent = sb;
+    sb->vfork_wait = true;
+    while (sb->vfork_wait) {
+      long r = sig_wait(sb, CLOCK_MONOTONIC, NULL);
+      if (r == -EINTR && (sb->exited || sb->timed_out || (sb->cur && sb->cur->exited)))
+        break;
+      if (r == -EINTR) /* a signal: Linux delivers it after the vfork, the child runs on */
+        continue;
+    }
+    sb->vfork_wait = false;
+  }
+  return pid;
+fail:
+  if (sb->opts && sb->opts->verbose)
+    fprintf(sb->trace, "[sandbox] fork: %s\n", cf_error());
+  proc_free(c);
+  return -EAGAIN;
+}
+
+void proc_vfork_done(struct sb *c)
+{
+  struct sb *p = c->vfork_parent;
+  if (!p)
+    return;
+  c->vfork_parent = NULL;
+  if (p->vfork_wait) {
+    p->vfork_wait = false;
+    task_kick_all(p);
+  }
+}
+
+/* The wait status of an ended process. */
+static int status_of(const struct sb *c)
+{
+  return c->kill_signal ? (c->kill_signal & 0x7f) : (c->exit_code & 0xff) << 8;
+}
+
+static bool nocldwait(const struct sb *p)
+{
+  return p->act[SIGCHLD].handler == (uint64_t)SIG_IGN || (p->act[SIGCHLD].flags & SA_NOCLDWAIT);
+}
+
+/* Called by a forked process's host thread when its run loop is over (the
+ * lock held): it becomes a zombie (freed here when nobody will wait). True
+ * when it was freed. */
+bool proc_exit(struct sb *c)
+{
+  struct world *w = c->w;
+  proc_vfork_done(c);
+  /* Its files and memory go now; its status stays. */
+  fs_fini(c);
+  vm_free(c->vm, NULL);
+  c->vm = NULL;
+  c->mem = NULL;
+  c->wstatus = status_of(c);
+  struct sb *p = c->parent;
+  for (int i = 0; i < w->nprocs; i++) /* its children go to the first process */
+    if (w->procs[i]->parent == c)
+      w->procs[i]->parent = w->root;
+  bool reap = !p || nocldwait(p) || !c->exit_signal;
+  if (p && c->exit_signal && !p->exited) {
+    siginfo_t info;
+    memset(&info, 0, sizeof info);
+    info.si_signo = c->exit_signal;
+    info.si_code = c->kill_signal ? CLD_KILLED : CLD_EXITED;
+    info.si_pid = c->pid;
+    info.si_uid = (uid_t)c->uid;
+    info.si_status = c->kill_signal ? c->kill_signal : c->exit_code;
+    sig_queue(p, &info, 0, 0);
+  }
+  if (p && !p->exited)
+    task_kick_all(p); /* a wait4 looks again */
+  c->zombie = true;
+  w->nthreads--;
+  pthread_cond_broadcast(&w->cv);
+  if (reap) {
+    world_remove(w, c);
+    return true;
+  }
+  return false;
+}
+
+void proc_free_reaped(struct sb *c)
+{
+  task_free_held(c);
+  free(c->vmas);
+  free(c);
+}
+
+/* The first process ended (its run loop is over, the lock held): every
+ * other process is killed and waited for, then freed. */
+void proc_end_all(struct sb *sb)
+{
+  struct world *w = sb->w;
+  if (!w || w->root != sb)
+    return;
+  for (int i = 0; i < w->nprocs; i++) {
+    struct sb *p = w->procs[i];
+    if (p == sb || p->zombie)
+      continue;
+    if (!p->exited) {
+      p->exited = true;
+      p->kill_signal = SIGKILL;
+    }
+    task_end_all(p);
+  }
+  while (w->nthreads > 0)
+    pthread_cond_wait(&w->cv, &sb->lock);
+  for (int i = w->nprocs - 1; i >= 0; i--)
+    if (w->procs[i] != sb) {
+      struct sb *p = w->procs[i];
+      world_remove(w, p);
+      proc_free_reaped(p);
+    }
+}
+
+void proc_world_free(struct sb *sb)
+{
+  struct world *w = sb->w;
+  if (!w || w->root != sb)
+    return;
+  pthread_mutex_lock(&sb->lock);
+  proc_end_all(sb);
+  pthread_mutex_unlock(&sb->lock);
+  free(w->procs);
+  pthread_cond_destroy(&w->cv);
+  free(w);
+  sb->w = NULL;
+}
+
+/* Whether process c matches wait's id: pid > 0 that pid, 0 the caller's
+ * group, -1 any, < -1 group -pid. */
+static int pgid_of(const struct sb *p);
+static bool wait_match(const struct sb *sb, const struct sb *c, int pid)
+{
+  return pid > 0 ? c->pid == pid : pid == 0 ? pgid_of(c) == pgid_of(sb) : pid == -1 ? true : pgid_of(c) == -pid;
+}
+
+struct wait_res {
+  int pid, status, code, cstatus, uid;
+};
+
+/* Wait for a child (the common part of wait4 and waitid): 0 and *res, 0
+ * with res->pid 0 (WNOHANG, none ready), or -errno. */
+static long do_wait(struct sb *sb, int pid, int options, bool keep, struct wait_res *res)
+{
+  memset(res, 0, sizeof *res);
+  for (;;) {
+    bool any = false;
+    struct sb *z = NULL;
+    if (sb->w)
+      for (int i = 0; i < sb->w->nprocs && !z; i++) {
+        struct sb *c = sb->w->procs[i];
+        if (c->parent != sb || !wait_match(sb, c, pid))
+          continue;
+        if (!(options & __WALL) && ((options & __WCLONE) ? c->exit_signal == SIGCHLD : c->exit_signal != SIGCHLD))
+          continue;
+        any = true;
+        if (c->zombie)
+          z = c;
+      }
+    if (!any)
+      return -ECHILD;
+    if (z) {
+      res->pid = z->pid;
+      res->status = z->wstatus;
+      res->code = z->kill_signal ? CLD_KILLED : CLD_EXITED;
+      res->cstatus = z->kill_signal ? z->kill_signal : z->exit_code;
+      res->uid = z->uid;
+      if (!keep) {
+        world_remove(sb->w, z);
+        proc_free_reaped(z);
+      }
+      return 0;
+    }
+    if (options & WNOHANG)
+      return 0;
+    long r = sig_wait(sb, CLOCK_MONOTONIC, NULL);
+    if (r == -EAGAIN || r == 0)
+      continue;
+    if (r == -EDEADLK)
+      continue; /* a child is alive: it can end the wait */
+    return -RESTARTSYS;
+  }
+}
+
+/* wait4(pid, status, options, rusage) */
+long sys_wait4(struct sb *sb, const uint64_t a[6], long nr)
+{
+  if (nr == SYS_waitid)
+    return proc_waitid(sb, a);
+  int pid = (int)A(0), options = (int)A(2);
+  if (options & ~(WNOHANG | WUNTRACED | WCONTINUED | __WNOTHREAD | __WCLONE | __WALL))
+    return -EINVAL;
+  if (pid == INT_MIN)
+    return -ESRCH;
+  struct wait_res res;
+  long r = do_wait(sb, pid, options, false, &res);
+  if (r < 0)
+    return r;
+  if (res.pid && A(1) && mm_copy_out(sb, A(1), &res.status, 4) < 0)
+    return -EFAULT;
+  if (res.pid && A(3)) {
+    struct rusage ru;
+    memset(&ru, 0, sizeof ru);
+    if (mm_copy_out(sb, A(3), &ru, sizeof ru) < 0)
+      return -EFAULT;
+  }
+  return res.pid;
+}
+
+/* waitid(idtype, id, infop, options, rusage) */
+long proc_waitid(struct sb *sb, const uint64_t a[6])
+{
+  int idtype = (int)A(0), id = (int)A(1), options = (int)A(3);
+  if (options & ~(WNOHANG | WSTOPPED | WEXITED | WCONTINUED | WNOWAIT | __WNOTHREAD | __WCLONE | __WALL))
+    return -EINVAL;
+  if (!(options & (WEXITED | WSTOPPED | WCONTINUED)))
+    return -EINVAL;
+  int pid;
+  switch (idtype) {
+  case P_ALL:
+    pid = -1;
+    break;
+  case P_PID:
+    if (id <= 0)
+      return -EINVAL;
+    pid = id;
+    break;
+  case P_PGID:
+    if (id < 0)
+      return -EINVAL;
+    pid = id ? -id : 0;
+    break;
+  case P_PIDFD:
+    return -EBADF; /* no pidfds in a sandbox */
+  default:
+    return -EINVAL;
+  }
+  if (!(options & WEXITED)) { /* only stops or continues: none happen here */
+    if (options & WNOHANG) {
+      if (A(2)) {
+        siginfo_t si;
+        memset(&si, 0, sizeof si);
+        if (mm_copy_out(sb, A(2), &si, sizeof si) < 0)
+          return -EFAULT;
+      }
+      return 0;
+    }
+  }
+  struct wait_res res;
+  long r = do_wait(sb, pid, options, (options & WNOWAIT) != 0, &res);
+  if (r < 0)
+    return r;
+  if (A(2)) {
+    siginfo_t si;
+    memset(&si, 0, sizeof si);
+    if (res.pid) {
+      si.si_signo = SIGCHLD;
+      si.si_code = res.code;
+      si.si_pid = res.pid;
+      si.si_uid = (uid_t)res.uid;
+      si.si_status = res.cstatus;
+    }
+    if (mm_copy_out(sb, A(2), &si, sizeof si) < 0)
+      return -EFAULT;
+  }
+  if (A(4)) {
+    struct rusage ru;
+    memset(&ru, 0, sizeof ru);
+    if (mm_copy_out(sb, A(4), &ru, sizeof ru) < 0)
+      return -EFAULT;
+  }
+  return 0;
+}
+
+/* ---- signals to other processes ---- */
+
+/* kill(pid, sig) with Linux's targets: pid > 0 that process, 0 the
+ * caller's group, -1 every process of the sandbox but the caller (as in a
+ * pid namespace, whose init is outside), < -1 group -pid. send: signal.c's
+ * delivery to one process. */
+long proc_kill(struct sb *sb, int pid, int sig, long (*send)(struct sb *from, struct sb *to, int sig))
+{
+  if (sig < 0 || sig > 64)
+    return -EINVAL;
+  if (pid == INT_MIN)
+    return -ESRCH;
+  if (pid > 0) {
+    struct sb *t = find_pid(sb, pid);
+    if (!t || t->zombie)
+      return t ? 0 : -ESRCH; /* a zombie takes a signal and ignores it */
+    return send(sb, t, sig);
+  }
+  if (!sb->w) /* one process: its own group is itself, -1 nobody */
+    return pid != -1 && (pid == 0 || -pid == pgid_of(sb)) ? send(sb, sb, sig) : -ESRCH;
+  int pgid = pid == 0 ? pgid_of(sb) : -pid;
+  bool found = false;
+  long ret = 0;
+  /* self last: its delivery may end this call */
+  for (int pass = 0; pass < 2; pass++)
+    for (int i = 0; i < sb->w->nprocs; i++) {
+      struct sb *t = sb->w->procs[i];
+      if ((t == sb) != (pass == 1) || t->zombie)
+        continue;
+      if (pid == -1 ? t == sb : pgid_of(t) != pgid)
+        continue;
+      found = true;
+      long r = send(sb, t, sig);
+      if (r < 0)
+        ret = r;
+    }
+  return found ? ret : -ESRCH;
+}
+
+/* ---- identity: parent, groups, sessions ---- */
+
+long sys_getppid(struct sb *sb, const uint64_t a[6], long nr)
+{
+  return sb->parent ? sb->parent->pid : 1;
+}
+
+/* The first process starts in the group and session of the sandbox's
+ * init (1, outside it), as a program a non-interactive shell started:
+ * pgid and sid 0 stand for 1. */
+static int pgid_of(const struct sb *p) { return p->pgid ? p->pgid : 1; }
+static int sid_of(const struct sb *p) { return p->sid ? p->sid : 1; }
+
+/* getpgrp, getpgid, getsid, setsid */
+long sys_getpgrp(struct sb *sb, const uint64_t a[6], long nr)
+{
+  if (nr == SYS_getpgrp)
+    return pgid_of(sb);
+  if (nr == SYS_setsid) {
+    /* a group leader may not start a session (EPERM), as Linux */
+    if (pgid_of(sb) == sb->pid)
+      return -EPERM;
+    if (sb->w)
+      for (int i = 0; i < sb->w->nprocs; i++)
+        if (sb->w->procs[i] != sb && pgid_of(sb->w->procs[i]) == sb->pid)
+          return -EPERM;
+    sb->pgid = sb->sid = sb->pid;
+    return sb->pid;
+  }
+  int pid = (int)A(0);
+  struct sb *t = pid ? find_pid(sb, pid) : sb;
+  if (!t)
+    return -ESRCH;
+  return nr == SYS_getsid ? sid_of(t) : pgid_of(t);
+}
+
+/* setpgid(pid, pgid) */
+long sys_setpgid(struct sb *sb, const uint64_t a[6], long nr)
+{
+  int pid = (int)A(0), pgid = (int)A(1);
+  if (pgid < 0)
+    return -EINVAL;
+  struct sb *t = pid ? find_pid(sb, pid) : sb;
+  if (!t || (t != sb && t->parent != sb))
+    return -ESRCH;
+  if (!pgid)
+    pgid = t->pid;
+  if (sid_of(t) == t->pid) /* a session leader */
+    return -EPERM;
+  if (t != sb && sid_of(t) != sid_of(sb))
+    return -EPERM;
+  if (t != sb && t->execed)
+    return -EACCES;
+  if (pgid != t->pid) { /* joining a group: it must exist in the session */
+    bool ok = false;
+    if (sb->w)
+      for (int i = 0; i < sb->w->nprocs && !ok; i++)
+        ok = !sb->w->procs[i]->zombie && pgid_of(sb->w->procs[i]) == pgid &&
+             sid_of(sb->w->procs[i]) == sid_of(sb);
+    else
+      ok = pgid_of(sb) == pgid;
+    if (!ok)
+      return -EPERM;
+  }
+  t->pgid = pgid;
+  if (!t->sid)
+    t->sid = sid_of(t);
+  return 0;
+}
