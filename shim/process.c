@@ -312,22 +312,11 @@ long proc_fork(struct sb *sb, uint64_t flags, uint64_t sp, uint64_t parent_tid, 
     return -ENOMEM;
   }
   c->mem = cf_vm_mem(c->vm);
-  /* Its first thread: the caller's registers after the SYSCALL with rax
-   * 0 (on the new stack if given), its FPU state and FS base (TLS if
-   * set), TSC as the parent's. */
-  struct cf_vm_regs u = *cf_vm_regs(sb->vm);
-  u.rip = u.rcx;
-  u.rflags = u.r11;
-  u.rax = 0;
-  if (sp)
-    u.rsp = sp;
-  static __thread struct cf_vm_cpu cpu;
+  /* Its first thread: the caller as after the SYSCALL with rax 0, its TSC
+   * the parent's. */
   uint64_t tsc = 0;
-  if (cf_vm_save_cpu(sb->vm, &cpu) < 0 || cf_vm_tsc(sb->vm, &tsc, 0) < 0)
-    goto fail;
-  if (flags & CLONE_SETTLS)
-    cpu.fs_base = tls;
-  if (cf_vm_load_cpu(c->vm, &cpu, &u) < 0 || cf_vm_tsc(c->vm, NULL, tsc) < 0)
+  if (cf_vm_tsc(sb->vm, &tsc, 0) < 0 || task_copy_cpu(sb, c->vm, sp, flags & CLONE_SETTLS, tls) < 0 ||
+      cf_vm_tsc(c->vm, NULL, tsc) < 0)
     goto fail;
   /* The tid words: the parent's in its memory, the child's in its own. */
   if (flags & CLONE_PARENT_SETTID)

@@ -631,6 +631,10 @@ int proc_start(struct sb *c);
 /* Make task 0 of sb (the running thread) if it has none: a process that
  * forks blocks with the lock released from then on. 0 or -1. */
 int task_make0(struct sb *sb);
+/* vCPU `to` goes on as the running task after its SYSCALL, returning 0 (a
+ * clone's child): its registers (stack sp if not 0), FPU state and FS base
+ * (tls if settls). 0 or -1 + cf_error. */
+int task_copy_cpu(struct sb *sb, struct cf_vm *to, uint64_t sp, bool settls, uint64_t tls);
 /* Task 0 of a new process c, to run on the host thread proc_start makes. */
 int task_process(struct sb *c);
 struct pollfd;

@@ -565,18 +565,24 @@ static long send_info(struct sb *sb, const siginfo_t *info)
   return r < 0 ? r : 0;
 }
 
+/* A signal from process `from` to process `to` (si_code code). */
+static long send_from(struct sb *from, struct sb *to, int sig, int code)
+{
+  siginfo_t info;
+  memset(&info, 0, sizeof info);
+  info.si_signo = sig;
+  info.si_code = code;
+  info.si_pid = from->pid;
+  info.si_uid = (uid_t)from->uid;
+  return send_info(to, &info);
+}
+
 /* kill (SI_USER), tkill and tgkill (SI_TKILL): sent by the program itself. */
 static long do_kill(struct sb *sb, int sig, int code)
 {
   if (sig < 0 || sig > 64)
     return -EINVAL;
-  siginfo_t info;
-  memset(&info, 0, sizeof info);
-  info.si_signo = sig;
-  info.si_code = code;
-  info.si_pid = sb->pid;
-  info.si_uid = (uid_t)sb->uid;
-  return send_info(sb, &info);
+  return send_from(sb, sb, sig, code);
 }
 
 /* tgkill/tkill: to the thread tid of this process. One thread: queued
@@ -752,16 +758,7 @@ long sys_sigaltstack(struct sb *sb, const uint64_t a[6], long nr)
 }
 
 /* kill's delivery to one process (process.c proc_kill picks them). */
-static long send_to(struct sb *from, struct sb *to, int sig)
-{
-  siginfo_t info;
-  memset(&info, 0, sizeof info);
-  info.si_signo = sig;
-  info.si_code = SI_USER;
-  info.si_pid = from->pid;
-  info.si_uid = (uid_t)from->uid;
-  return send_info(to, &info);
-}
+static long send_to(struct sb *from, struct sb *to, int sig) { return send_from(from, to, sig, SI_USER); }
 
 long sys_kill(struct sb *sb, const uint64_t a[6], long nr)
 {

@@ -462,6 +462,24 @@ static void host_end(struct task *t)
 }
 
 
+int task_copy_cpu(struct sb *sb, struct cf_vm *to, uint64_t sp, bool settls, uint64_t tls)
+{
+  /* The caller's registers after the SYSCALL, rax 0, the new stack; its
+   * FPU state and FS base (Linux copies them), TLS if set. */
+  struct cf_vm_regs u = *cf_vm_regs(sb->vm);
+  u.rip = u.rcx;
+  u.rflags = u.r11;
+  u.rax = 0;
+  if (sp)
+    u.rsp = sp;
+  static __thread struct cf_vm_cpu cpu;
+  if (cf_vm_save_cpu(sb->vm, &cpu) < 0)
+    return -1;
+  if (settls)
+    cpu.fs_base = tls;
+  return cf_vm_load_cpu(to, &cpu, &u);
+}
+
 static unsigned thread_cap(const struct sb *sb)
 {
   unsigned cap = sb->opts && sb->opts->max_threads ? sb->opts->max_threads : CF_SANDBOX_MAX_THREADS;
@@ -499,20 +517,7 @@ long task_clone(struct sb *sb, uint64_t flags, uint64_t sp, uint64_t parent_tid,
   struct task *old = sb->tasks[idx], *t = old;
   if (!t && !(t = task_alloc(sb, idx)))
     return -EAGAIN;
-  /* Its registers: the caller's after the SYSCALL, rax 0, the new stack;
-   * its FPU state and FS base the caller's (Linux copies them), TLS if set. */
-  struct cf_vm_regs u = *cf_vm_regs(sb->vm);
-  u.rip = u.rcx;
-  u.rflags = u.r11;
-  u.rax = 0;
-  if (sp)
-    u.rsp = sp;
-  static __thread struct cf_vm_cpu cpu;
-  if (cf_vm_save_cpu(sb->vm, &cpu) < 0)
-    goto fail;
-  if (flags & CLONE_SETTLS)
-    cpu.fs_base = tls;
-  if (cf_vm_load_cpu(vm, &cpu, &u) < 0)
+  if (task_copy_cpu(sb, vm, sp, flags & CLONE_SETTLS, tls) < 0)
     goto fail;
   if (old) { /* the ended thread's task, made new; its CPU time to the dead */
     sb->cpu_dead_ns += old->cpu_ns;

@@ -19,7 +19,7 @@ link_test_roots
 cowfork template create sh --mem 64M -- /bin/busybox sh 2>/dev/null || fail "template create"
 up "$TMP/log2"
 A=$(jget "$(api POST /v1/sandboxes '{"template":"sh"}')" 'j["ids"][0]')
-# 4 MiB of guest heap to save (a builtin loop: sandboxes cannot fork yet).
+# 4 MiB of guest heap to save (a builtin loop in the shell itself).
 out=$(jget "$(api POST /v1/sandboxes/$A/exec '{"input":"x=41; v=a; i=0; while [ $i -lt 22 ]; do v=$v$v; i=$((i+1)); done; echo ${#v}\n"}')" 'j["output"]')
 [ "$out" = 4194304 ] || fail "exec in A: $out"
 dd if=/dev/zero of="$TMP/small/fill" bs=64k status=none 2>/dev/null || true

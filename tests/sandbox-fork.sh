@@ -24,7 +24,7 @@ cowfork image export sh.mem "$TMP/before.raw"
 before=$(md5sum < "$TMP/before.raw")
 
 # 100 children, a different command each: builtins, then one busybox applet
-# by exec (busybox sh in a sandbox cannot fork).
+# by exec (each child is one process: a template is made from one).
 apps=("seq 1 %d" "expr %d '*' 7" "basename /a/b/file%d.txt .txt" "printf '%%05d\n' %d" "echo applet %d"
       "md5sum $D/words.txt" "head -n %d $D/words.txt" "wc -c $D/nums.txt" "tail -n %d /words.txt" "sort -n -r $D/nums.txt")
 mkdir -p "$TMP/in" "$TMP/want"
