@@ -227,8 +227,8 @@ for r in out:
     p = ""
     if prev:
         p = " %s %9s %9s" % (cell(r, "previous"),
-                             "%8.2fx" % r["previous_ratio"] if "previous_ratio" in r else "-",
-                             "%9.3f" % r["this_vs_previous"] if "this_vs_previous" in r else "-")
+                             "%8.2fx" % r["previous_ratio"] if "previous_ratio" in r else "%9s" % "-",
+                             "%9.3f" % r["this_vs_previous"] if "this_vs_previous" in r else "%9s" % "-")
     goal = ""
     if r["goal_ratio"] is not None:
         g = r["goal_ratio"]
