@@ -287,10 +287,10 @@ long proc_fork(struct sb *sb, uint64_t flags, uint64_t sp, uint64_t parent_tid, 
     return -EINVAL; /* shared tables between processes: not kept (table note) */
   if ((flags & CLONE_SETTLS) && tls >= (1ull << 47))
     return -EPERM;
-  if (!sb->vm)
+  if (!sb->vm || sb->paused)
     return -EAGAIN;
-  if (sb->paused)
-    return -EAGAIN;
+  if (sb->exited || sb->timed_out)
+    return -EINTR; /* killed meanwhile: its children would outlive it */
   if ((unsigned)(sb->w ? sb->w->nprocs : 1) >= pid_cap(sb))
     return -EAGAIN; /* zombies count, as for RLIMIT_NPROC and a cgroup's pids.max */
   struct world *w = world_get(sb);
@@ -370,6 +370,56 @@ void proc_vfork_done(struct sb *c)
   }
 }
 
+/* SIGCHLD-like notice to c's parent (code CLD_*, status) and a wake of
+ * its waits. */
+static void notify_parent(struct sb *c, int code, int status)
+{
+  struct sb *p = c->parent;
+  if (!p || p->exited)
+    return;
+  bool nocldstop = code != CLD_EXITED && code != CLD_KILLED && (p->act[SIGCHLD].flags & SA_NOCLDSTOP);
+  if (c->exit_signal && !nocldstop) {
+    siginfo_t info;
+    memset(&info, 0, sizeof info);
+    info.si_signo = code == CLD_EXITED || code == CLD_KILLED ? c->exit_signal : SIGCHLD;
+    info.si_code = code;
+    info.si_pid = c->pid;
+    info.si_uid = (uid_t)c->uid;
+    info.si_status = status;
+    sig_queue(p, &info, 0, 0);
+  }
+  task_kick_all(p); /* a wait4 looks again */
+}
+
+void proc_stop(struct sb *sb, int sig)
+{
+  if (sb->stopped || sb->exited)
+    return;
+  sb->stopped = true;
+  sb->stop_sig = sig;
+  sb->stop_report = true;
+  sb->cont_report = false;
+  notify_parent(sb, CLD_STOPPED, sig);
+  task_end_all(sb); /* its threads leave their vCPUs and stop */
+}
+
+void proc_cont(struct sb *sb)
+{
+  if (!sb->stopped)
+    return;
+  sb->stopped = false;
+  sb->stop_report = false;
+  sb->cont_report = true;
+  notify_parent(sb, CLD_CONTINUED, SIGCONT);
+  task_end_all(sb); /* wakes them */
+}
+
+void proc_stopped_wait(struct sb *sb)
+{
+  while (sb->stopped && !sb->exited && !sb->timed_out && !(sb->cur && sb->cur->exited))
+    task_block(sb, NULL, 0, -1);
+}
+
 /* The wait status of an ended process. */
 static int status_of(const struct sb *c)
 {
@@ -409,18 +459,7 @@ bool proc_exit(struct sb *c)
     }
   }
   bool reap = !p || nocldwait(p) || !c->exit_signal;
-  if (p && c->exit_signal && !p->exited) {
-    siginfo_t info;
-    memset(&info, 0, sizeof info);
-    info.si_signo = c->exit_signal;
-    info.si_code = c->kill_signal ? CLD_KILLED : CLD_EXITED;
-    info.si_pid = c->pid;
-    info.si_uid = (uid_t)c->uid;
-    info.si_status = c->kill_signal ? c->kill_signal : c->exit_code;
-    sig_queue(p, &info, 0, 0);
-  }
-  if (p && !p->exited)
-    task_kick_all(p); /* a wait4 looks again */
+  notify_parent(c, c->kill_signal ? CLD_KILLED : CLD_EXITED, c->kill_signal ? c->kill_signal : c->exit_code);
   c->zombie = true;
   w->nthreads--;
   pthread_cond_broadcast(&w->cv);
@@ -499,6 +538,7 @@ static long do_wait(struct sb *sb, int pid, int options, bool keep, struct wait_
   for (;;) {
     bool any = false;
     struct sb *z = NULL;
+    int kind = 0; /* CLD_EXITED (a zombie), CLD_STOPPED, CLD_CONTINUED */
     if (sb->w)
       for (int i = 0; i < sb->w->nprocs && !z; i++) {
         struct sb *c = sb->w->procs[i];
@@ -507,11 +547,29 @@ static long do_wait(struct sb *sb, int pid, int options, bool keep, struct wait_
         if (!(options & __WALL) && ((options & __WCLONE) ? c->exit_signal == SIGCHLD : c->exit_signal != SIGCHLD))
           continue;
         any = true;
-        if (c->zombie)
-          z = c;
+        if (c->zombie && (options & WEXITED))
+          z = c, kind = CLD_EXITED;
+        else if (!c->zombie && c->stop_report && (options & WUNTRACED))
+          z = c, kind = CLD_STOPPED;
+        else if (!c->zombie && c->cont_report && (options & WCONTINUED))
+          z = c, kind = CLD_CONTINUED;
       }
     if (!any)
       return -ECHILD;
+    if (z && kind != CLD_EXITED) {
+      res->pid = z->pid;
+      res->uid = z->uid;
+      res->code = kind;
+      res->cstatus = kind == CLD_STOPPED ? z->stop_sig : SIGCONT;
+      res->status = kind == CLD_STOPPED ? (z->stop_sig << 8) | 0x7f : 0xffff;
+      if (!keep) {
+        if (kind == CLD_STOPPED)
+          z->stop_report = false;
+        else
+          z->cont_report = false;
+      }
+      return 0;
+    }
     if (z) {
       res->pid = z->pid;
       res->status = z->wstatus;
@@ -546,7 +604,7 @@ long sys_wait4(struct sb *sb, const uint64_t a[6], long nr)
   if (pid == INT_MIN)
     return -ESRCH;
   struct wait_res res;
-  long r = do_wait(sb, pid, options, false, &res);
+  long r = do_wait(sb, pid, options | WEXITED, false, &res);
   if (r < 0)
     return r;
   if (res.pid && A(1) && mm_copy_out(sb, A(1), &res.status, 4) < 0)
@@ -587,17 +645,6 @@ long proc_waitid(struct sb *sb, const uint64_t a[6])
     return -EBADF; /* no pidfds in a sandbox */
   default:
     return -EINVAL;
-  }
-  if (!(options & WEXITED)) { /* only stops or continues: none happen here */
-    if (options & WNOHANG) {
-      if (A(2)) {
-        siginfo_t si;
-        memset(&si, 0, sizeof si);
-        if (mm_copy_out(sb, A(2), &si, sizeof si) < 0)
-          return -EFAULT;
-      }
-      return 0;
-    }
   }
   struct wait_res res;
   long r = do_wait(sb, pid, options, (options & WNOWAIT) != 0, &res);

@@ -296,6 +296,10 @@ void task_run(struct sb *sb, struct task *t)
      * or run on to the next exit first (thread.c task_stop). */
     if (sb->paused && task_stop(sb, t))
       break;
+    if (sb->stopped) { /* SIGSTOP: no program code until a SIGCONT (process.c) */
+      proc_stopped_wait(sb);
+      continue;
+    }
     struct cf_vm *vm = sb->vm;
     if (!cpu_get(sb, t))
       continue;
@@ -303,8 +307,8 @@ void task_run(struct sb *sb, struct task *t)
     int rc = cf_vm_run(vm, &ex);
     task_lock(sb, t);
     cpu_put(sb, t);
-    if (t && t->exited)
-      break; /* ended meanwhile (another thread's execve): its exit is not served */
+    if ((t && t->exited) || sb->exited)
+      break; /* ended meanwhile (another thread's execve, a kill): its exit is not served */
     if (rc < 0) {
       snprintf(sb->report, sizeof sb->report, "the VM failed: %s", cf_error());
       sb->vm_broken = true;

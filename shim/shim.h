@@ -347,6 +347,10 @@ struct sb {
   bool zombie;
   int wstatus;
   struct sb *vfork_parent;  /* a vfork child: the parent waiting for its exec or exit */
+  /* stopped by a stop signal (stop_sig) until a SIGCONT; what a wait with
+   * WUNTRACED / WCONTINUED has yet to report */
+  bool stopped, stop_report, cont_report;
+  int stop_sig;
   bool vfork_wait;          /* a vfork parent, waiting */
 };
 
@@ -612,6 +616,15 @@ long proc_fork(struct sb *sb, uint64_t flags, uint64_t sp, uint64_t parent_tid, 
 long proc_waitid(struct sb *sb, const uint64_t a[6]);
 /* kill(2)'s targets; send delivers to one process. */
 long proc_kill(struct sb *sb, int pid, int sig, long (*send)(struct sb *from, struct sb *to, int sig));
+/* A stop signal's default action: every thread of sb stops before it runs
+ * program code again (task_run: proc_stopped_wait) until a SIGCONT; its
+ * parent learns of it (SIGCHLD CLD_STOPPED unless SA_NOCLDSTOP, a wait
+ * with WUNTRACED). proc_cont: SIGCONT's. */
+void proc_stop(struct sb *sb, int sig);
+void proc_cont(struct sb *sb);
+/* In a task's run loop while its process is stopped: wait (the lock
+ * released) for the continue or the end. */
+void proc_stopped_wait(struct sb *sb);
 /* A vfork child exec'd or ended: its parent goes on. */
 void proc_vfork_done(struct sb *c);
 /* A forked process's run is over (its host thread, the lock held): a

@@ -53,6 +53,9 @@
 /* The kernel's MINSIGSTKSZ (glibc's may be a sysconf call). */
 #define LINUX_MINSIGSTKSZ 2048u
 
+/* The signals whose default action stops the process (process.c). */
+static bool default_stop(int sig) { return sig == SIGSTOP || sig == SIGTSTP || sig == SIGTTIN || sig == SIGTTOU; }
+
 static bool default_ignored(int sig)
 {
   return sig == SIGCHLD || sig == SIGURG || sig == SIGWINCH || sig == SIGCONT;
@@ -421,7 +424,9 @@ static bool deliver(struct sb *sb, const siginfo_t *info, uint64_t addr, bool sy
   if (act->handler == (uint64_t)SIG_IGN)
     return false;
   if (act->handler == (uint64_t)SIG_DFL) {
-    if (!default_ignored(sig))
+    if (default_stop(sig))
+      proc_stop(sb, sig);
+    else if (!default_ignored(sig))
       kill_sandbox(sb, sig);
     return false;
   }
@@ -495,7 +500,9 @@ long signal_after_syscall(struct sb *sb, long nr, long result)
   struct ksigaction *act = &sb->act[sig];
   /* Ignored or fatal: no frame, no registers to read. */
   if (act->handler == (uint64_t)SIG_IGN || act->handler == (uint64_t)SIG_DFL) {
-    if (act->handler == (uint64_t)SIG_DFL && !default_ignored(sig))
+    if (act->handler == (uint64_t)SIG_DFL && default_stop(sig))
+      proc_stop(sb, sig);
+    else if (act->handler == (uint64_t)SIG_DFL && !default_ignored(sig))
       kill_sandbox(sb, sig);
     if (sb->have_saved_mask) {
       sb->sigmask = sb->saved_mask;
@@ -549,17 +556,42 @@ void sig_at_kick(struct sb *sb)
     kill_sandbox(sb, SIGKILL);
 }
 
+/* Drop the pending instances of the signals in set (a stop drops SIGCONT,
+ * a SIGCONT the stop signals, as Linux). */
+static void sig_discard(struct sb *sb, uint64_t set)
+{
+  int j = 0;
+  for (int i = 0; i < sb->nsigq; i++)
+    if (!(sig_bit(sb->sigq[i].info.si_signo) & set))
+      sb->sigq[j++] = sb->sigq[i];
+  sb->nsigq = j;
+  sb->pending &= ~set;
+  sb->tpending &= ~set;
+}
+
 /* Send info->si_signo (checked: 0..64) to the process: 0 checks only,
- * SIGKILL and SIGSTOP end the sandbox, the others are queued. */
+ * SIGKILL ends it, SIGSTOP stops it (process.c), SIGCONT continues it
+ * (and is queued for a handler), the others are queued. */
 static long send_info(struct sb *sb, const siginfo_t *info)
 {
   int sig = info->si_signo;
+  uint64_t stops = sig_bit(SIGSTOP) | sig_bit(SIGTSTP) | sig_bit(SIGTTIN) | sig_bit(SIGTTOU);
   if (sig == 0)
     return 0;
-  if (sig == SIGKILL || sig == SIGSTOP) {
+  if (sig == SIGKILL) {
     sb->pending |= sig_bit(sig);
     kill_sandbox(sb, SIGKILL);
     return 0;
+  }
+  if (default_stop(sig))
+    sig_discard(sb, sig_bit(SIGCONT));
+  if (sig == SIGSTOP) {
+    proc_stop(sb, SIGSTOP);
+    return 0;
+  }
+  if (sig == SIGCONT) {
+    sig_discard(sb, stops);
+    proc_cont(sb);
   }
   long r = sig_queue(sb, info, 0, 0);
   return r < 0 ? r : 0;

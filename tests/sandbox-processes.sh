@@ -25,6 +25,11 @@
 # skips; tests/run then runs it whole under scripts/kvm-vm.sh.
 # UPDATE_EXPECTED=1 rewrites tests/sandbox/procs.expected from the native runs;
 # PROC_ONLY=REGEX runs only the cases whose names match.
+#
+# tests/sandbox/procs.gaps names the cases whose sandbox side still differs
+# for a feature not built yet (NAME<TAB>what is missing): such a case is
+# reported as skipped with its reason and the difference, never as passed;
+# one listed there that passes fails the test (remove it from the list).
 . "$(dirname "$0")/functions.sh"
 here=$(cd "$(dirname "$0")" && pwd)
 EXP=$here/sandbox/procs.expected
@@ -38,6 +43,8 @@ NATIVE_ENV=(env -i PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:
             HOME=$([ "$(id -u)" = 0 ] && echo /root || echo /) LANG=C.UTF-8)
 : "${PROC_TIMEOUT:=$([ -n "${COWFORK_EMULATED:-}" ] && echo 180 || echo 60)}"
 pass=0 nfail=0 nskip=0 failed=()
+GAPS=$here/sandbox/procs.gaps
+gap() { awk -F'\t' -v n="$1" '$1 == n { print $2 }' "$GAPS" 2>/dev/null; } # NAME: its reason, or nothing
 
 expected() { # NAME: the stored stdout, or nothing (status 1) when none is stored
   awk -v n="=== $1 (exit " '/^=== / { on = index($0, n) == 1; next } on' "$EXP"
@@ -79,13 +86,25 @@ case_() {
     cmp -s "$TMP/n.err" "$TMP/s.err" || why+=("stderr differs")
     [ "$nrc" = "$src" ] || why+=("exit status: native $nrc, sandbox $src")
   fi
+  local g=""
+  [ $sandbox = 1 ] && g=$(gap "$name")
+  if [ ${#why[@]} -eq 0 ] && [ -n "$g" ]; then
+    nfail=$((nfail + 1)); failed+=("$name")
+    echo "not ok $name: as natively now, but listed in tests/sandbox/procs.gaps ($g): remove it there"
+    return 0
+  fi
   if [ ${#why[@]} -eq 0 ]; then
     pass=$((pass + 1))
     echo "ok   $name$([ $sandbox = 1 ] && echo " (as natively: exit $src, $(wc -l <"$TMP/s.out") lines)" || echo " (native, exit $nrc)")"
     return 0
   fi
-  nfail=$((nfail + 1)); failed+=("$name")
-  echo "not ok $name: $(IFS=';'; echo "${why[*]}")"
+  if [ -n "$g" ] && cmp -s "$TMP/e.out" "$TMP/n.out" 2>/dev/null; then
+    nskip=$((nskip + 1))
+    echo "ok   $name # SKIP not built yet: $g; the sandbox differs: $(IFS=';'; echo "${why[*]}")"
+  else
+    nfail=$((nfail + 1)); failed+=("$name")
+    echo "not ok $name: $(IFS=';'; echo "${why[*]}")"
+  fi"
   if [ -s "$TMP/e.out" ] && ! cmp -s "$TMP/e.out" "$TMP/n.out"; then
     echo "    --- expected / +++ native:"; diff -u "$TMP/e.out" "$TMP/n.out" | tail -n +3 | head -n 40 | sed 's/^/    /' || true
   fi
