@@ -104,7 +104,7 @@ case_() {
   else
     nfail=$((nfail + 1)); failed+=("$name")
     echo "not ok $name: $(IFS=';'; echo "${why[*]}")"
-  fi"
+  fi
   if [ -s "$TMP/e.out" ] && ! cmp -s "$TMP/e.out" "$TMP/n.out"; then
     echo "    --- expected / +++ native:"; diff -u "$TMP/e.out" "$TMP/n.out" | tail -n +3 | head -n 40 | sed 's/^/    /' || true
   fi
