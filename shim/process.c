@@ -61,6 +61,7 @@ struct world {
   int nprocs, cap;
   int next_id;       /* the next pid or tid */
   int nthreads;      /* forked processes whose host thread has not ended */
+  uint64_t dead_cpu_ns; /* CPU time of the processes that ended in this run */
   pthread_cond_t cv; /* a process's host thread ended */
 };
 
@@ -156,6 +157,25 @@ static struct world *world_get(struct sb *sb)
   pthread_cond_init(&w->cv, NULL);
   sb->w = w; /* its lock is sb->lock, held now: the same mutex from here on */
   return w;
+}
+
+uint64_t proc_others_cpu_ns(struct sb *sb)
+{
+  if (!sb->w)
+    return 0;
+  uint64_t sum = sb->w->dead_cpu_ns;
+  for (int i = 0; i < sb->w->nprocs; i++) {
+    struct sb *p = sb->w->procs[i];
+    if (p != sb && !p->zombie)
+      sum += guest_cpu_ns(p);
+  }
+  return sum;
+}
+
+void proc_run_start(struct sb *sb)
+{
+  if (sb->w)
+    sb->w->dead_cpu_ns = 0;
 }
 
 /* A zombie's (or a never-started child's) last memory. */
@@ -460,6 +480,7 @@ bool proc_exit(struct sb *c)
   }
   bool reap = !p || nocldwait(p) || !c->exit_signal;
   notify_parent(c, c->kill_signal ? CLD_KILLED : CLD_EXITED, c->kill_signal ? c->kill_signal : c->exit_code);
+  w->dead_cpu_ns += c->cpu_ns; /* its run's, counted at run_timers_end */
   c->zombie = true;
   w->nthreads--;
   pthread_cond_broadcast(&w->cv);

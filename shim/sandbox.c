@@ -370,6 +370,7 @@ void task_run(struct sb *sb, struct task *t)
 static void run_loop(struct sb *sb, struct cf_sandbox_result *res, double t_start)
 {
   task_lock(sb, NULL);
+  proc_run_start(sb);
   sb->first_exit_us = 0;
   if (task_resume(sb) < 0) { /* a paused sandbox's other threads */
     snprintf(sb->report, sizeof sb->report, "the sandbox's threads cannot go on: %s", cf_error());

@@ -609,6 +609,11 @@ bool sb_alone(const struct sb *sb);
 bool proc_is_first(const struct sb *sb);
 /* Every process of sb's world (sb->w set), zombies too. */
 struct sb *const *proc_list(const struct sb *sb, int *n);
+/* The CPU time of the sandbox's other processes in this run (--cpu-limit
+ * counts the whole tree: thread.c cpu_watch); proc_run_start: a run of the
+ * first process begins. */
+uint64_t proc_others_cpu_ns(struct sb *sb);
+void proc_run_start(struct sb *sb);
 /* Processes alive (not zombies). */
 int proc_count(const struct sb *sb);
 /* fork, vfork, clone without CLONE_THREAD: the child's pid or -errno. */

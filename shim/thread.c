@@ -327,14 +327,15 @@ static struct task *task_alloc(struct sb *sb, int idx)
  * Once there are others, this host thread adds up all of their CPU time
  * (guest_cpu_ns, less the earlier runs') every 10 ms and ends the sandbox
  * past the limit, as the timer does: a program cannot escape --cpu-limit
- * by computing in threads. */
+ * by computing in threads, nor in other processes (their CPU time is
+ * added: process.c proc_others_cpu_ns). */
 static void *cpu_watch(void *arg)
 {
   struct sb *sb = arg;
   uint64_t limit = (uint64_t)(sb->opts->cpu_limit * 1e9);
   pthread_mutex_lock(sb_mutex(sb));
   while (!sb->watch_quit) {
-    if (!sb->timed_out && !sb->exited && guest_cpu_ns(sb) - sb->cpu_ns >= limit) {
+    if (!sb->timed_out && !sb->exited && guest_cpu_ns(sb) - sb->cpu_ns + proc_others_cpu_ns(sb) >= limit) {
       sb->cpu_exceeded = true;
       sb->timed_out = true;
       task_end_all(sb);
@@ -366,7 +367,7 @@ static int task0_make(struct sb *sb)
   if (!sb->next_tid)
     sb->next_tid = sb->pid + 1;
   sb->watch_quit = false;
-  if (sb->opts && sb->opts->cpu_limit > 0 && sb->running)
+  if (sb->opts && sb->opts->cpu_limit > 0 && sb->running && proc_is_first(sb)) /* the tree's: process.c */
     sb->watching = pthread_create(&sb->watch, NULL, cpu_watch, sb) == 0;
   return 0;
 }

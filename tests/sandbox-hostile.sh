@@ -45,3 +45,13 @@ expect loop 137 "CPU time limit of 0.5 s exceeded" --cpu-limit 0.5
 rc=0; [ -x /bin/busybox ] && { "$COWFORK" run --root / --cpu-limit 0.3 -- /bin/busybox sleep 1 2>"$TMP/err" || rc=$?; }
 [ $rc = 0 ] || fail "a sleeping program was killed by the CPU limit: $(cat "$TMP/err")"
 echo "ok   sleeping 1 s under --cpu-limit 0.3 is not killed"
+# A child process computing while the first one waits: the limit counts the
+# whole tree (it counted the first process's threads only).
+if [ -x /bin/busybox ]; then
+  rc=0; start=$(date +%s)
+  timeout 120 "$COWFORK" run --root / --cpu-limit 0.5 -- /bin/busybox sh -c '/bin/busybox sh -c "while :; do :; done" & wait' \
+    >"$TMP/out" 2>"$TMP/err" || rc=$?
+  [ $rc = 137 ] && grep -q "CPU time limit of 0.5 s exceeded" "$TMP/err" ||
+    fail "a child process computing escaped --cpu-limit: exit $rc: $(cat "$TMP/err")"
+  echo "ok   --cpu-limit 0.5 counts a child process's CPU time (exit $rc after $(( $(date +%s) - start )) s)"
+fi
