@@ -1837,7 +1837,10 @@ long sys_dup2(struct sb *sb, const uint64_t a[6], long nr)
 long sys_pipe(struct sb *sb, const uint64_t a[6], long nr)
 {
   int p[2];
-  if (pipe2(p, O_CLOEXEC | O_NONBLOCK) < 0)
+  if (nr == SYS_pipe2 && (A(1) & ~(uint64_t)(O_CLOEXEC | O_NONBLOCK | O_DIRECT)))
+    return -EINVAL; /* (O_NOTIFICATION_PIPE: no watch queues here) */
+  /* O_DIRECT: packet mode, the host pipe's own */
+  if (pipe2(p, O_CLOEXEC | O_NONBLOCK | (nr == SYS_pipe2 ? (int)(A(1) & O_DIRECT) : 0)) < 0)
     return -errno;
   int nb = nr == SYS_pipe2 ? (int)(A(1) & O_NONBLOCK) : 0;
   struct file *rf = file_new(F_HOST, p[0], O_RDONLY | nb, "pipe:"), *wf = file_new(F_HOST, p[1], O_WRONLY | nb, "pipe:");

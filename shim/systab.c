@@ -339,7 +339,7 @@ static const struct sys_ent table[NSYS] = {
     E(290, eventfd2, sys_eventfd, "ux", 0, FULL, "EFD_SEMAPHORE, EFD_NONBLOCK, EFD_CLOEXEC; saved in snapshots"),
     E(291, epoll_create1, sys_epoll_create, "x", 0, FULL, "saved in snapshots with its entries"),
     E(292, dup3, sys_dup2, "ddx", 0, FULL, ""),
-    E(293, pipe2, sys_pipe, "Px", 0, PARTIAL, "host pipes; a sandbox with an open pipe cannot be saved"),
+    E(293, pipe2, sys_pipe, "Px", 0, PARTIAL, "host pipes (O_CLOEXEC, O_NONBLOCK, O_DIRECT packets; other flags EINVAL); a sandbox with an open pipe cannot be saved"),
     E(294, inotify_init1, NULL, NULL, 0, ABSENT, "ENOSYS"),
     E(295, preadv, sys_preadv, "dPui", SF_BLOCK | SF_FD0 | SF_HOSTIO, FULL, ""),
     E(296, pwritev, NULL, "dPui", 0, ABSENT, "ENOSYS"),

@@ -480,6 +480,32 @@ static double mono_ms(void)
   return (double)t.tv_sec * 1e3 + (double)t.tv_nsec / 1e6;
 }
 
+/* pipe2's flags as Linux: O_CLOEXEC, O_NONBLOCK, O_DIRECT (packet mode:
+ * each write one packet, a read takes one), anything else EINVAL. */
+static void test_pipe_flags(void)
+{
+  diag("pipe2 flags against the native call");
+  int np[2];
+  errno = 0;
+  int nr = pipe2(np, O_NONBLOCK | O_NOCTTY);
+  uint64_t pv = galloc(NULL, 8);
+  is(S2(SYS_pipe2, pv, O_NONBLOCK | O_NOCTTY), nr < 0 ? -errno : 0, "pipe2 with O_NOCTTY: as natively (EINVAL)");
+  if (nr == 0) {
+    close(np[0]);
+    close(np[1]);
+  }
+  is(S2(SYS_pipe2, pv, O_DIRECT), 0, "pipe2(O_DIRECT)");
+  int *g = hp(pv);
+  int r = g[0], w = g[1];
+  uint64_t b = galloc("abcdef", 6);
+  S3(SYS_write, w, b, 3);
+  S3(SYS_write, w, b + 3, 3);
+  uint64_t in = galloc(NULL, 16);
+  is(S3(SYS_read, r, in, 16), 3, "packet mode: a read takes one write's packet");
+  S1(SYS_close, r);
+  S1(SYS_close, w);
+}
+
 static void test_lockwait(void)
 {
   for (int c = 0; c < 4; c++) {
@@ -536,7 +562,7 @@ int main(int argc, char **argv)
   static const struct { const char *name; void (*fn)(void); } groups[] = {
       {"mkdir", test_mkdir},   {"region", test_region}, {"attrs", test_attrs},   {"locks", test_locks},
       {"shared", test_shared}, {"hidden", test_hidden}, {"select", test_select}, {"limits", test_limits},
-      {"hostfds", test_hostfds}, {"nofile", test_nofile}, {"lockwait", test_lockwait}, {"pending", test_pending},
+      {"hostfds", test_hostfds}, {"nofile", test_nofile}, {"lockwait", test_lockwait}, {"pending", test_pending}, {"pipe_flags", test_pipe_flags},
   };
   sb_setup();
   for (size_t i = 0; i < sizeof groups / sizeof groups[0]; i++) {
