@@ -85,6 +85,13 @@
  * its fd budget counts their vCPUs and wake fds. */
 #define SBX_MAX_THREADS 31u
 #define FD_SBX_THREADS (CF_SANDBOX_THREAD_FDS * (SBX_MAX_THREADS - 1))
+/* Processes alive at once in a daemon's sandbox (cf_sandbox_opts.max_pids):
+ * each beyond the first holds CF_SANDBOX_PROC_FDS host fds (its VM, vCPU,
+ * root, wake fd); their open files share the sandbox's max_files (the shim
+ * counts host fds across its processes: ENFILE past it) and their threads
+ * its SBX_MAX_THREADS. */
+#define SBX_MAX_PIDS 16u
+#define FD_SBX_PROCS (CF_SANDBOX_PROC_FDS * (SBX_MAX_PIDS - 1))
 
 enum st { ST_RUNNING, ST_PAUSED, ST_EXITED, ST_LOST };
 static const char *const st_name[] = {"running", "paused", "exited", "lost"};
@@ -939,7 +946,7 @@ static int sbx_fork(struct daemon *d, struct sbx *s, struct tmpl *t, double *sec
     return -1;
   s->o = (struct cf_sandbox_opts){
       .stdio = {s->in, s->out, s->err}, .branch = true, .backend = s->be, .max_files = d->o->max_files,
-      .max_threads = SBX_MAX_THREADS};
+      .max_threads = SBX_MAX_THREADS, .max_pids = SBX_MAX_PIDS};
   if (s->be == &cf_mem_backend_uffd) {
     pthread_mutex_lock(&d->lock);
     const char *sock = tmpl_uffd(d, t);
@@ -1430,7 +1437,8 @@ static void job_template(struct daemon *d, struct job *j)
   }
   struct cf_sandbox_opts so = {.root = rootdir, .mem_size = mem, .program = program, .argv = argv,
                                .envp = envp, .stdio = {devnull, out, out}, .ready = CF_READY_STDIN,
-                               .hostname = hostname, .max_threads = SBX_MAX_THREADS};
+                               .hostname = hostname, .max_threads = SBX_MAX_THREADS,
+                               .max_pids = SBX_MAX_PIDS};
   json_t *tv = json_object_get(a, "timeout");
   so.timeout = tv ? json_number_value(tv) : 60;
   if (ready && strcmp(ready, "stdin") != 0) {
@@ -2426,7 +2434,7 @@ static void on_uffd_end(void *ctx, uint64_t id, pid_t pid, const struct cf_uffd_
 }
 
 /* The start check (docs/daemon.md, "Limits"): every live sandbox may hold
- * max_files + CF_SANDBOX_FIXED_FDS + FD_SBX_THREADS + FD_DAEMON_PER_SANDBOX fds, and
+ * max_files + CF_SANDBOX_FIXED_FDS + FD_SBX_THREADS + FD_SBX_PROCS + FD_DAEMON_PER_SANDBOX fds, and
  * max_live of them plus the reserve must fit RLIMIT_NOFILE (its soft limit
  * raised to the hard one, and the hard one too where the process may), so that no sandbox can take another's fds or
  * the connections'. A max_live that was given and does not fit is refused;
@@ -2441,7 +2449,7 @@ static int fit_limits(struct daemon *d, struct cf_daemon_opts *o, bool live_give
   if (getrlimit(RLIMIT_NOFILE, &rl) < 0)
     return cf_fail(errno, "getrlimit: %m");
   uint64_t lim = rl.rlim_cur == RLIM_INFINITY ? UINT64_MAX / 2 : (uint64_t)rl.rlim_cur;
-  uint64_t per = o->max_files + CF_SANDBOX_FIXED_FDS + FD_SBX_THREADS + FD_DAEMON_PER_SANDBOX;
+  uint64_t per = o->max_files + CF_SANDBOX_FIXED_FDS + FD_SBX_THREADS + FD_SBX_PROCS + FD_DAEMON_PER_SANDBOX;
   uint64_t reserve = FD_RESERVE + CONN_LIMIT * (o->tcp_listen ? 2 : 1);
   uint64_t need = reserve + per * o->max_live;
   if (need > lim) {
@@ -2464,7 +2472,8 @@ static int fit_limits(struct daemon *d, struct cf_daemon_opts *o, bool live_give
                      "--max-sandboxes (at most %llu fit) or --max-files, or raise the limit (ulimit -n, systemd "
                      "LimitNOFILE=)",
                      o->max_live, (unsigned long long)per, o->max_files,
-                     CF_SANDBOX_FIXED_FDS + FD_SBX_THREADS + FD_DAEMON_PER_SANDBOX, (unsigned long long)reserve,
+                     CF_SANDBOX_FIXED_FDS + FD_SBX_THREADS + FD_SBX_PROCS + FD_DAEMON_PER_SANDBOX,
+                     (unsigned long long)reserve,
                      (unsigned long long)need, (unsigned long long)lim, (unsigned long long)fit);
     logmsg(d,
            "RLIMIT_NOFILE %llu holds %llu live sandboxes of %llu fds (--max-files %u) besides %llu reserved: "

@@ -105,6 +105,8 @@ void file_unref(struct file *f)
   if (--f->refs > 0)
     return;
   event_release(f);
+  if (f->hostcount)
+    (*f->hostcount)--;
   if (f->hostfd >= 0)
     close(f->hostfd);
   if (f->node)
@@ -116,13 +118,26 @@ void file_unref(struct file *f)
   free(f);
 }
 
-/* The lowest free fd >= min below RLIMIT_NOFILE (fd_limit), or -EMFILE. */
+/* The lowest free fd >= min below RLIMIT_NOFILE (fd_limit), or -EMFILE.
+ * A file with a host fd is counted once in the sandbox's host fds (the
+ * first process's hostfiles): past its RLIMIT_NOFILE in all its processes
+ * together, -ENFILE (the sandbox is the system here), so that forked
+ * processes cannot hold more host fds than one (the daemon's budget,
+ * docs/sandbox.md "Limits"). */
 int fd_install(struct sb *sb, struct file *f, int min, bool cloexec)
 {
+  struct sb *r = proc_first(sb);
+  bool count = f->hostfd >= 0 && !f->hostcount;
+  if (count && r->hostfiles >= SB_NOFILE(r))
+    return -ENFILE;
   for (int i = min, n = fd_limit(sb); i < n; i++)
     if (!sb->fds[i]) {
       sb->fds[i] = f;
       sb->cloexec[i] = cloexec;
+      if (count) {
+        f->hostcount = &r->hostfiles;
+        r->hostfiles++;
+      }
       return i;
     }
   return -EMFILE;

@@ -78,6 +78,19 @@ int new_id(struct sb *sb)
 
 bool proc_is_first(const struct sb *sb) { return !sb->w || sb->w->root == sb; }
 
+struct sb *proc_first(struct sb *sb) { return sb->w ? sb->w->root : sb; }
+
+int proc_threads(const struct sb *sb)
+{
+  if (!sb->w)
+    return task_live(sb);
+  int n = 0;
+  for (int i = 0; i < sb->w->nprocs; i++)
+    if (!sb->w->procs[i]->zombie)
+      n += task_live(sb->w->procs[i]);
+  return n;
+}
+
 struct sb *const *proc_list(const struct sb *sb, int *n)
 {
   *n = sb->w->nprocs;

@@ -98,6 +98,7 @@ struct file {
   struct epitem *watchers;
   uint64_t wake_in, wake_out;
   struct ktimer *timer; /* F_TIMERFD: its timer (a slot of sb->timers) */
+  int *hostcount;       /* the sandbox's count of host fds it is in (fd_install), or NULL */
 };
 
 struct ksigaction {
@@ -341,6 +342,8 @@ struct sb {
    * parent, and after its end the status a wait takes */
   struct world *w;
   struct sb *parent;
+  int hostfiles;            /* the first process: host fds held by the open files of all the
+                               sandbox's processes, at most its RLIMIT_NOFILE (ENFILE past it) */
   int pgid, sid;
   int exit_signal;
   bool execed;              /* it called execve since its fork (setpgid EACCES) */
@@ -605,6 +608,10 @@ int new_id(struct sb *sb);
 /* Whether nothing but the running task could end its wait: one thread, one
  * process alive. */
 bool sb_alone(const struct sb *sb);
+/* The sandbox's first process (sb itself before any fork). */
+struct sb *proc_first(struct sb *sb);
+/* Threads alive in all the sandbox's processes (max_threads bounds them). */
+int proc_threads(const struct sb *sb);
 /* Whether sb is the sandbox's first process (the run's; the one with /tmp). */
 bool proc_is_first(const struct sb *sb);
 /* Every process of sb's world (sb->w set), zombies too. */

@@ -504,6 +504,8 @@ long task_clone(struct sb *sb, uint64_t flags, uint64_t sp, uint64_t parent_tid,
   if (task0_make(sb) < 0)
     return -EAGAIN;
   unsigned cap = thread_cap(sb);
+  if (sb->w && (unsigned)proc_threads(sb) >= cap)
+    return -EAGAIN; /* max_threads counts every process's threads */
   /* The first free slot, or one whose thread ended: its host thread is
    * parked and runs the new thread (the opening note). */
   int idx = -1;

@@ -26,7 +26,7 @@ ulimit -n 2048 || skip "cannot set RLIMIT_NOFILE to 2048 here"
 rc=0; cowfork daemon --socket "$TMP/x.sock" --max-sandboxes 100000 2>"$TMP/refused" || rc=$?
 [ $rc != 0 ] && grep -q "more than RLIMIT_NOFILE [0-9]* allows" "$TMP/refused" ||
   fail "--max-sandboxes 100000: exit $rc, $(cat "$TMP/refused")"
-echo "ok   --max-sandboxes 100000 x 330 fds does not fit (even raised as root): refused ($(head -c 120 "$TMP/refused")...)"
+echo "ok   --max-sandboxes 100000 x 405 fds does not fit (even raised as root): refused ($(head -c 120 "$TMP/refused")...)"
 
 make_sh_template sh
 up "$TMP/log" --max-sandboxes 6 --max-files 32 --max-memory 40M
