@@ -1,3 +1,4 @@
+#define _GNU_SOURCE
 /* Hostile programs for tests/sandbox-hostile.sh: argv[1] picks the misdeed.
  * Built static by the test. */
 #include <errno.h>
@@ -8,6 +9,7 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/syscall.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 static int depth(int n)
@@ -112,6 +114,33 @@ int main(int argc, char **argv)
         ok++;
     }
     printf("forked %d, refused %d\n", ok, failed);
+    return 0;
+  }
+  if (!strcmp(what, "fd-fork")) {
+    /* 200 host fds in the parent, then a child that closes its copies and
+     * opens more: the sandbox's host fds are shared by its processes. */
+    int n1 = 0;
+    while (n1 < 200 && open("/", O_RDONLY | O_DIRECTORY) >= 0)
+      n1++;
+    fflush(stdout);
+    pid_t p = fork();
+    if (p == 0) {
+      for (int fd = 3; fd < 3 + n1; fd++)
+        close(fd);
+      int n2 = 0, e = 0;
+      while (n2 < 300) {
+        if (open("/", O_RDONLY | O_DIRECTORY) < 0) {
+          e = errno;
+          break;
+        }
+        n2++;
+      }
+      printf("child opened %d: %s\n", n2, e ? strerrorname_np(e) : "no error");
+      fflush(stdout);
+      _exit(0);
+    }
+    waitpid(p, NULL, 0);
+    printf("parent opened %d\n", n1);
     return 0;
   }
   if (!strcmp(what, "abort"))
