@@ -383,7 +383,7 @@ static long stat_abs(struct sb *sb, const char *abs, bool nofollow, struct stat 
     if ((r = virt_lookup(sb, p, &v, &arg)) < 0)
       return r;
     if (virt_is_fd(v) && !nofollow)
-      return file_stat(sb, fs_get(sb, arg), st);
+      return file_stat(sb, virt_fd_file(sb, arg), st);
     virt_stat(sb, v, st);
     return 0;
   }
@@ -535,7 +535,7 @@ static long open_abs(struct sb *sb, char *abs, int flags, unsigned mode, struct 
     if (virt_is_fd(v) && !(flags & O_NOFOLLOW)) {
       if ((flags & O_CREAT) && (flags & O_EXCL))
         return -EEXIST;
-      return reopen_fd(sb, fs_get(sb, arg), flags, mode, out, depth);
+      return reopen_fd(sb, virt_fd_file(sb, arg), flags, mode, out, depth);
     }
     return virt_open(sb, v, arg, abs, flags, out);
   }
@@ -937,7 +937,7 @@ static long do_chdir_abs(struct sb *sb, const char *abs0)
     if (r < 0)
       return r;
     if (virt_is_fd(v)) {
-      struct file *f = fs_get(sb, arg);
+      struct file *f = virt_fd_file(sb, arg);
       if (f->type != F_DIR && f->type != F_TMPDIR && f->type != F_VDIR)
         return -ENOTDIR;
       return do_chdir_abs(sb, f->path);

@@ -101,6 +101,16 @@ __attribute__((format(printf, 2, 3))) static void vb_printf(struct vbuf *b, cons
   free(big);
 }
 
+/* ---- which process a /proc/PID path is about ----
+ * /proc/PID is any process of the sandbox that has not ended (process.c).
+ * find() sets vtarget when a path names another process than the caller's
+ * (vcaller); the generators and links then read that one's state. Every
+ * generator or link call follows the find of its path in the same call of
+ * the shim, under the sandbox's lock, on one host thread: a thread-local
+ * is enough. */
+static __thread struct sb *vtarget, *vcaller;
+static struct sb *T(struct sb *sb) { return vtarget ? vtarget : sb; }
+
 /* ---- what the generators share ---- */
 
 static uint64_t vm_bytes(const struct sb *sb)
@@ -172,11 +182,12 @@ static void gen_status(struct sb *sb, struct vbuf *b, int arg)
     nfd += sb->fds[i] != NULL;
   uint64_t kb = vm_bytes(sb) >> 10;
   const char *cap = sb->uid == 0 ? "000001ffffffffff" : "0000000000000000";
-  vb_printf(b, "Name:\t%s\nUmask:\t%04o\nState:\tR (running)\nTgid:\t%d\nNgid:\t0\nPid:\t%d\nPPid:\t1\nTracerPid:\t0\n",
-            name, sb->umask, sb->pid, sb->pid);
+  vb_printf(b, "Name:\t%s\nUmask:\t%04o\nState:\t%s\nTgid:\t%d\nNgid:\t0\nPid:\t%d\nPPid:\t%d\nTracerPid:\t0\n",
+            name, sb->umask, sb->stopped ? "T (stopped)" : sb == vcaller ? "R (running)" : "S (sleeping)", sb->pid,
+            sb->pid, proc_ppid(sb));
   vb_printf(b, "Uid:\t%d\t%d\t%d\t%d\nGid:\t%d\t%d\t%d\t%d\nFDSize:\t%d\nGroups:\t\n", sb->uid, sb->uid, sb->uid,
             sb->uid, sb->gid, sb->gid, sb->gid, sb->gid, MAX_FDS);
-  vb_printf(b, "NStgid:\t%d\nNSpid:\t%d\nNSpgid:\t%d\nNSsid:\t%d\n", sb->pid, sb->pid, sb->pid, sb->pid);
+  vb_printf(b, "NStgid:\t%d\nNSpid:\t%d\nNSpgid:\t%d\nNSsid:\t%d\n", sb->pid, sb->pid, proc_pgid(sb), proc_sid(sb));
   vb_printf(b, "VmPeak:\t%8llu kB\nVmSize:\t%8llu kB\nVmLck:\t       0 kB\nVmPin:\t       0 kB\n"
                "VmHWM:\t%8llu kB\nVmRSS:\t%8llu kB\nVmData:\t%8llu kB\nVmStk:\t%8llu kB\nVmExe:\t       0 kB\n"
                "VmLib:\t       0 kB\nVmPTE:\t       0 kB\nVmSwap:\t       0 kB\n",
@@ -218,8 +229,9 @@ static void gen_pstat(struct sb *sb, struct vbuf *b, int arg)
   /* pid (comm) state ppid pgrp session tty_nr tpgid flags minflt cminflt
    * majflt cmajflt utime stime cutime cstime priority nice num_threads
    * itrealvalue starttime vsize rss rsslim */
-  vb_printf(b, "%d (%s) R 1 %d %d 0 -1 4194304 0 0 0 0 %llu 0 0 0 20 0 %d 0 0 %llu %llu 18446744073709551615 ",
-            sb->pid, name, sb->pid, sb->pid, (unsigned long long)ticks, task_live(sb), (unsigned long long)vm_bytes(sb),
+  vb_printf(b, "%d (%s) %c %d %d %d 0 -1 4194304 0 0 0 0 %llu 0 0 0 20 0 %d 0 0 %llu %llu 18446744073709551615 ",
+            sb->pid, name, sb->stopped ? 'T' : sb == vcaller ? 'R' : 'S', proc_ppid(sb), proc_pgid(sb), proc_sid(sb),
+            (unsigned long long)ticks, task_live(sb), (unsigned long long)vm_bytes(sb),
             (unsigned long long)(vm_bytes(sb) / PAGE));
   /* startcode endcode startstack kstkesp kstkeip signal blocked sigignore
    * sigcatch wchan nswap cnswap exit_signal processor rt_priority policy
@@ -560,9 +572,12 @@ static bool match(struct sb *sb, const char *pat, const char *s, size_t n, int *
       while (c < e && *c != '/')
         c++;
       long v = num(s, (size_t)(c - s));
-      if (v < 0 || (pat[1] == 'p' && v != sb->pid) || (pat[1] == 't' && v != sb->tid) ||
-          (pat[1] == 'f' && !fs_get(sb, (int)v)))
+      struct sb *t = pat[1] == 'p' && v >= 0 && v != sb->pid ? proc_find(sb, (int)v) : NULL;
+      if (v < 0 || (pat[1] == 'p' && v != sb->pid && !t) ||
+          (pat[1] == 't' && v != (T(sb) == sb ? sb->tid : T(sb)->pid)) || (pat[1] == 'f' && !fs_get(T(sb), (int)v)))
         return false;
+      if (pat[1] == 'p')
+        vtarget = t;
       if (pat[1] == 'f')
         *arg = (int)v;
       pat += 2;
@@ -579,9 +594,13 @@ static bool match(struct sb *sb, const char *pat, const char *s, size_t n, int *
 
 static const struct vent *find(struct sb *sb, const char *s, size_t n, int *arg)
 {
-  for (int i = 0; i < NVENTS; i++)
+  vcaller = sb;
+  for (int i = 0; i < NVENTS; i++) {
+    vtarget = NULL;
     if (match(sb, vents[i].path, s, n, arg))
       return &vents[i];
+  }
+  vtarget = NULL;
   return NULL;
 }
 
@@ -603,17 +622,17 @@ long virt_path(struct sb *sb, char *abs, size_t size, bool follow)
         return 0; /* not in the table: the caller's lookup says ENOENT */
       char target[PATH_MAX];
       if (v->kind == V_DIR && strcmp(v->path, "/proc/%p/task/%t") == 0) {
-        snprintf(target, sizeof target, "/proc/%d", sb->pid);
+        snprintf(target, sizeof target, "/proc/%d", T(sb)->pid);
       } else if (v->kind == V_LINK && (!last || follow)) {
         if (v->link == link_fd) {
           if (last)
             return 0; /* magic: the caller opens or stats the fd's file */
-          struct file *f = fs_get(sb, arg);
+          struct file *f = fs_get(T(sb), arg);
           if (!f || (f->type != F_DIR && f->type != F_TMPDIR && f->type != F_VDIR))
             return -ENOTDIR;
           snprintf(target, sizeof target, "%s", f->path);
         } else {
-          v->link(sb, arg, target, sizeof target);
+          v->link(T(sb), arg, target, sizeof target);
         }
       } else {
         if (last)
@@ -654,6 +673,7 @@ long virt_lookup(struct sb *sb, const char *abs, const struct vent **v, int *arg
 
 bool virt_is_link(const struct vent *v) { return v->kind == V_LINK; }
 bool virt_is_fd(const struct vent *v) { return v->link == link_fd; }
+struct file *virt_fd_file(struct sb *sb, int arg) { return fs_get(T(sb), arg); }
 bool virt_is_dir(const struct vent *v) { return v->kind == V_DIR; }
 
 void virt_stat(struct sb *sb, const struct vent *v, struct stat *st)
@@ -678,7 +698,7 @@ long virt_readlink(struct sb *sb, const struct vent *v, int arg, char *out, size
 {
   if (v->kind != V_LINK)
     return -EINVAL;
-  v->link(sb, arg, out, size);
+  v->link(T(sb), arg, out, size);
   return (long)strlen(out);
 }
 
@@ -740,7 +760,7 @@ long virt_open(struct sb *sb, const struct vent *v, int arg, const char *abs, in
     f->varg = arg;
     if (acc != O_WRONLY) {
       struct vbuf b = {0};
-      v->gen(sb, &b, arg);
+      v->gen(T(sb), &b, arg);
       if (b.err) {
         free(b.p);
         file_unref(f);
@@ -836,7 +856,7 @@ long virt_getdents(struct sb *sb, struct file *f, void *p, uint64_t len)
       ino = (uint64_t)i + 0x1000;
       if (strcmp(leaf, "%f") == 0) {
         for (int fd = 0; fd < MAX_FDS && !nm; fd++) {
-          if (!sb->fds[fd])
+          if (!T(sb)->fds[fd])
             continue;
           if (idx++ == f->off) {
             snprintf(name, sizeof name, "%d", fd);
@@ -845,10 +865,23 @@ long virt_getdents(struct sb *sb, struct file *f, void *p, uint64_t len)
         }
         continue;
       }
+      if (strcmp(leaf, "%p") == 0 && sb->w) { /* every process of the sandbox */
+        int np;
+        struct sb *const *ps = proc_list(sb, &np);
+        for (int k = 0; k < np && !nm; k++) {
+          if (ps[k]->zombie)
+            continue;
+          if (idx++ == f->off) {
+            snprintf(name, sizeof name, "%d", ps[k]->pid);
+            nm = name;
+          }
+        }
+        continue;
+      }
       if (idx++ != f->off)
         continue;
       if (leaf[0] == '%')
-        snprintf(name, sizeof name, "%d", leaf[1] == 'p' ? sb->pid : sb->tid);
+        snprintf(name, sizeof name, "%d", leaf[1] == 'p' ? sb->pid : T(sb) == sb ? sb->tid : T(sb)->pid);
       else
         snprintf(name, sizeof name, "%s", leaf);
       nm = name;

@@ -119,6 +119,19 @@ int proc_count(const struct sb *sb)
   return n;
 }
 
+static int pgid_of(const struct sb *p);
+static int sid_of(const struct sb *p);
+int proc_ppid(const struct sb *p) { return p->parent ? p->parent->pid : 1; }
+int proc_pgid(const struct sb *p) { return pgid_of(p); }
+int proc_sid(const struct sb *p) { return sid_of(p); }
+
+static struct sb *find_pid(struct sb *sb, int pid);
+struct sb *proc_find(struct sb *sb, int pid)
+{
+  struct sb *t = find_pid(sb, pid);
+  return t && !t->zombie ? t : NULL;
+}
+
 static struct sb *find_pid(struct sb *sb, int pid)
 {
   if (!sb->w)

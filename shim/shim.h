@@ -471,6 +471,9 @@ long virt_path(struct sb *sb, char *abs, size_t size, bool follow);
 long virt_lookup(struct sb *sb, const char *abs, const struct vent **v, int *arg);
 bool virt_is_link(const struct vent *v);
 bool virt_is_fd(const struct vent *v);
+/* The open file of a /proc/PID/fd/N entry just looked up (arg: N), of the
+ * process PID names. */
+struct file *virt_fd_file(struct sb *sb, int arg);
 bool virt_is_dir(const struct vent *v);
 void virt_stat(struct sb *sb, const struct vent *v, struct stat *st);
 long virt_readlink(struct sb *sb, const struct vent *v, int arg, char *out, size_t size);
@@ -608,6 +611,12 @@ int new_id(struct sb *sb);
 /* Whether nothing but the running task could end its wait: one thread, one
  * process alive. */
 bool sb_alone(const struct sb *sb);
+/* The process pid of sb's sandbox that has not ended (NULL: none), its
+ * parent's pid (1: the sandbox's init), group and session. */
+struct sb *proc_find(struct sb *sb, int pid);
+int proc_ppid(const struct sb *p);
+int proc_pgid(const struct sb *p);
+int proc_sid(const struct sb *p);
 /* The sandbox's first process (sb itself before any fork). */
 struct sb *proc_first(struct sb *sb);
 /* Threads alive in all the sandbox's processes (max_threads bounds them). */

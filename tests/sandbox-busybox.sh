@@ -109,6 +109,24 @@ mkdir "$TMP/x"
 cmp "$TMP/n.out" "$TMP/s.out" || fail "tar -xv output differs"
 echo "ok   tar -xvf into the sandbox's /tmp"
 
+# /proc/PID of another process of the sandbox: a background child's
+# cmdline, its PPid, its place in the /proc listing, as natively.
+cat > "$TMP/proc.sh" <<'PROCSH'
+/bin/busybox sleep 3 &
+p=$!
+/bin/busybox sleep 1 # (its exec done)
+c=$(/bin/busybox tr '\0' ' ' < /proc/$p/cmdline)
+[ "$c" = "/bin/busybox sleep 3 " ] && echo "cmdline ok" || echo "cmdline: [$c]"
+pp=$(/bin/busybox awk '/^PPid:/ { print $2 }' /proc/$p/status)
+[ "$pp" = "$$" ] && echo "ppid ok" || echo "ppid: $pp, not $$"
+/bin/busybox ls /proc | /bin/busybox grep -qx "$p" && echo "listed" || echo "not listed"
+[ "$(/bin/busybox cut -d' ' -f4 /proc/$p/stat)" = "$$" ] && echo "stat ppid ok" || echo "stat: $(/bin/busybox cat /proc/$p/stat)"
+wait
+PROCSH
+(cd / && $BB sh "$TMP/proc.sh") >"$TMP/n.out" 2>&1
+"$COWFORK" run --root / -- $BB sh "$TMP/proc.sh" >"$TMP/s.out" 2>&1 || fail "/proc of a child: $(cat "$TMP/s.out")"
+cmp "$TMP/n.out" "$TMP/s.out" || fail "/proc of a child: native $(cat "$TMP/n.out"), sandbox $(cat "$TMP/s.out")"
+echo "ok   /proc/PID of a child process: $(tr '\n' ' ' < "$TMP/s.out")"
 # A dynamic executable runs through execve (its interpreter from the root);
 # one that cannot be loaded is refused before the point of no return.
 rc=0
