@@ -24,6 +24,16 @@ requires() {
   local p
   for p in "$@"; do command -v "$p" >/dev/null 2>&1 || skip "$p is not installed"; done
 }
+# CPython's own suites in a sandbox (python-suites, -threads, -processes):
+# /dev/kvm, PY=/usr/bin/python3 and Debian's libpython3.11-testsuite, or
+# skip saying which is missing.
+requires_cpython_suite() {
+  [ -c /dev/kvm ] && [ -r /dev/kvm ] || skip "no /dev/kvm"
+  PY=/usr/bin/python3
+  [ -x $PY ] || skip "$PY missing (apt-get install python3)"
+  $PY -c 'import test.libregrtest' 2>/dev/null || skip "CPython's tests missing (apt-get install libpython3.11-testsuite)"
+  export PYTHONDONTWRITEBYTECODE=1
+}
 TMP=$(mktemp -d "${COWFORK_TEST_DIR:-/var/tmp}/cowfork-test.XXXXXX")
 cleanup_fn "rm -rf '$TMP'"
 export COWFORK_STORE="$TMP/store"

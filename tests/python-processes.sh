@@ -17,11 +17,7 @@
 #
 # --root /: the test suite is the host's (not in the default root).
 . "$(dirname "$0")/functions.sh"
-[ -c /dev/kvm ] && [ -r /dev/kvm ] || skip "no /dev/kvm"
-PY=/usr/bin/python3
-[ -x $PY ] || skip "$PY missing (apt-get install python3)"
-$PY -c 'import test.libregrtest' 2>/dev/null || skip "CPython's tests missing (apt-get install libpython3.11-testsuite)"
-export PYTHONDONTWRITEBYTECODE=1
+requires_cpython_suite
 mods="test_wait3 test_wait4 test_popen test_os test_subprocess test_multiprocessing_fork"
 mp='test.test_multiprocessing_fork.WithProcessesTestPool.* test.test_multiprocessing_fork.WithProcessesTestProcess.*
     test.test_multiprocessing_fork.WithProcessesTestQueue.* test.test_multiprocessing_fork.WithProcessesTestConnection.*

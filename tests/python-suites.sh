@@ -9,11 +9,7 @@
 # (the sandbox refuses them: docs/python.md); the threaded ones run (threads
 # work: tests/python-threads.sh runs CPython's thread suites).
 . "$(dirname "$0")/functions.sh"
-[ -c /dev/kvm ] && [ -r /dev/kvm ] || skip "no /dev/kvm"
-PY=/usr/bin/python3
-[ -x $PY ] || skip "$PY missing (apt-get install python3)"
-$PY -c 'import test.libregrtest' 2>/dev/null || skip "CPython's tests missing (apt-get install libpython3.11-testsuite)"
-export PYTHONDONTWRITEBYTECODE=1
+requires_cpython_suite
 
 mods="test_json test_math test_string test_collections test_functools test_itertools test_decimal test_re
       test_hashlib test_fractions test_statistics test_heapq test_bisect test_struct test_base64 test_textwrap
