@@ -17,6 +17,7 @@
 #
 # --root /: the test suite is the host's (not in the default root).
 . "$(dirname "$0")/functions.sh"
+[ -c /dev/kvm ] && [ -r /dev/kvm ] || skip "no /dev/kvm"
 requires_cpython_suite
 mods="test_wait3 test_wait4 test_popen test_os test_subprocess test_multiprocessing_fork"
 mp='test.test_multiprocessing_fork.WithProcessesTestPool.* test.test_multiprocessing_fork.WithProcessesTestProcess.*

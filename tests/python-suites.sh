@@ -9,6 +9,7 @@
 # (the sandbox refuses them: docs/python.md); the threaded ones run (threads
 # work: tests/python-threads.sh runs CPython's thread suites).
 . "$(dirname "$0")/functions.sh"
+[ -c /dev/kvm ] && [ -r /dev/kvm ] || skip "no /dev/kvm"
 requires_cpython_suite
 
 mods="test_json test_math test_string test_collections test_functools test_itertools test_decimal test_re

@@ -19,6 +19,7 @@
 # test_many_threads starts 100 threads at once (8 MiB stacks, 64 MiB malloc
 # arenas): at --mem 2G only 56 start.
 . "$(dirname "$0")/functions.sh"
+[ -c /dev/kvm ] && [ -r /dev/kvm ] || skip "no /dev/kvm"
 requires_cpython_suite
 mods="test_threading test_thread test_queue test_concurrent_futures test_io test_select test_selectors test_time"
 # Under emulated KVM (COWFORK_EMULATED, scripts/kvm-vm.sh) both runs are
