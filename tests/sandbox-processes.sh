@@ -98,22 +98,27 @@ case_() {
     echo "ok   $name$([ $sandbox = 1 ] && echo " (as natively: exit $src, $(wc -l <"$TMP/s.out") lines)" || echo " (native, exit $nrc)")"
     return 0
   fi
+  local out=/dev/null
   if [ -n "$g" ] && cmp -s "$TMP/e.out" "$TMP/n.out" 2>/dev/null; then
     nskip=$((nskip + 1))
     echo "ok   $name # SKIP not built yet: $g; the sandbox differs: $(IFS=';'; echo "${why[*]}")"
   else
     nfail=$((nfail + 1)); failed+=("$name")
     echo "not ok $name: $(IFS=';'; echo "${why[*]}")"
+    out=$TMP/failures # shown again at the end (tests/run shows a failed test's last lines)
+    echo "not ok $name: $(IFS=';'; echo "${why[*]}")" >> "$out"
   fi
-  if [ -s "$TMP/e.out" ] && ! cmp -s "$TMP/e.out" "$TMP/n.out"; then
-    echo "    --- expected / +++ native:"; diff -u "$TMP/e.out" "$TMP/n.out" | tail -n +3 | head -n 40 | sed 's/^/    /' || true
-  fi
-  if [ $sandbox = 1 ]; then
-    echo "    --- native / +++ sandbox, stdout:"; diff -u "$TMP/n.out" "$TMP/s.out" | tail -n +3 | head -n 60 | sed 's/^/    /' || true
-    echo "    --- native / +++ sandbox, stderr:"; diff -u "$TMP/n.err" "$TMP/s.err" | tail -n +3 | head -n 30 | sed 's/^/    /' || true
-  else
-    sed 's/^/    stderr: /' "$TMP/n.err" | head -n 20
-  fi
+  {
+    if [ -s "$TMP/e.out" ] && ! cmp -s "$TMP/e.out" "$TMP/n.out"; then
+      echo "    --- expected / +++ native:"; diff -u "$TMP/e.out" "$TMP/n.out" | tail -n +3 | head -n 40 | sed 's/^/    /' || true
+    fi
+    if [ $sandbox = 1 ]; then
+      echo "    --- native / +++ sandbox, stdout:"; diff -u "$TMP/n.out" "$TMP/s.out" | tail -n +3 | head -n 60 | sed 's/^/    /' || true
+      echo "    --- native / +++ sandbox, stderr:"; diff -u "$TMP/n.err" "$TMP/s.err" | tail -n +3 | head -n 30 | sed 's/^/    /' || true
+    else
+      sed 's/^/    stderr: /' "$TMP/n.err" | head -n 20
+    fi
+  } | tee -a "$out"
   rm -f "$TMP/e.out"
   return 0
 }
@@ -346,5 +351,5 @@ if [ "${UPDATE_EXPECTED:-0}" = 1 ]; then
   exit 0
 fi
 echo "$pass passed, $nfail failed, $nskip skipped$([ $sandbox = 0 ] && echo " (native half only)")"
-[ $nfail -eq 0 ] || fail "$nfail cases failed: ${failed[*]}"
+[ $nfail -eq 0 ] || { echo "== the failed cases again:"; cat "$TMP/failures" 2>/dev/null; fail "$nfail cases failed: ${failed[*]}"; }
 [ $sandbox = 1 ] || skip "no /dev/kvm: the native half passed, the sandbox half did not run"
