@@ -283,6 +283,9 @@ static struct sb *proc_copy(struct sb *p, long *err)
   c->zombie = false;
   c->wstatus = 0;
   c->vfork_parent = NULL;
+  c->vfork_wait = false;
+  c->execed = false; /* (a parent's setpgid of it is allowed until it execs) */
+  c->stopped = c->stop_report = c->cont_report = false;
   c->parent = p;
   /* the copies */
   if (!(c->vmas = malloc((size_t)p->capvma * sizeof *c->vmas)))

@@ -68,6 +68,18 @@ print(os.path.realpath("/proc/self/exe"), os.readlink("/proc/self") == str(os.ge
 [ "$(cat "$TMP/r.out")" = "$(printf "thread: ran\nsubprocess: b'hi\\\\n'\nfork: 7\n%s True" "$(readlink -f $PY)")" ] ||
   fail "processes: $(cat "$TMP/r.out")"
 echo "ok   a thread runs; subprocess.run and os.fork + waitpid work; /proc/self/exe is the program"
+# A program that was exec'd (sh -c "exec python3") may still setpgid its new
+# child: the child has not exec'd (its fork inherited the parent's exec flag).
+cat > "$TMP/pg.py" <<'PGPY'
+import os, time
+pid = os.fork()
+if pid == 0:
+    time.sleep(1)
+    os._exit(0)
+os.setpgid(pid, pid)
+print("setpgid of a child:", os.getpgid(pid) == pid, os.waitpid(pid, 0)[1])
+PGPY
+same_as_native "setpgid of a child after exec" /bin/sh -c "exec $PY $TMP/pg.py"
 
 # Writable files: the sandbox's /tmp (tempfile), read-only elsewhere.
 cowfork run --root / -- $PY -c '
