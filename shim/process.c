@@ -501,6 +501,8 @@ bool proc_exit(struct sb *c)
     if (o->parent != c)
       continue;
     o->parent = NULL;
+    if (o->vfork_parent == c)
+      o->vfork_parent = NULL; /* nobody waits for its exec now */
     if (o->zombie) {
       world_remove(w, o);
       proc_free_reaped(o);
