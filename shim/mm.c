@@ -865,7 +865,7 @@ static pthread_once_t self_once = PTHREAD_ONCE_INIT;
 static void self_open(void)
 {
   self_maps = open("/proc/self/maps", O_RDONLY | O_CLOEXEC);
-  self_mem = open("/proc/self/mem", O_RDWR | O_CLOEXEC);
+  self_mem = open("/proc/self/mem", O_RDONLY | O_CLOEXEC);
 }
 
 struct fork_src {

@@ -119,11 +119,12 @@ int proc_count(const struct sb *sb)
   return n;
 }
 
-static int pgid_of(const struct sb *p);
-static int sid_of(const struct sb *p);
+/* The first process starts in the group and session of the sandbox's
+ * init (1, outside it), as a program a non-interactive shell started:
+ * pgid and sid 0 stand for 1. */
 int proc_ppid(const struct sb *p) { return p->parent ? p->parent->pid : 1; }
-int proc_pgid(const struct sb *p) { return pgid_of(p); }
-int proc_sid(const struct sb *p) { return sid_of(p); }
+int proc_pgid(const struct sb *p) { return p->pgid ? p->pgid : 1; }
+int proc_sid(const struct sb *p) { return p->sid ? p->sid : 1; }
 
 static struct sb *find_pid(struct sb *sb, int pid);
 struct sb *proc_find(struct sb *sb, int pid)
@@ -209,9 +210,7 @@ static void proc_free(struct sb *c)
 {
   fs_fini(c);
   vm_free(c->vm, NULL);
-  task_free_held(c);
-  free(c->vmas);
-  free(c);
+  proc_free_reaped(c);
 }
 
 /* A new process: sb's copy at this instant (Linux's copy_process for a
@@ -390,13 +389,11 @@ long proc_fork(struct sb *sb, uint64_t flags, uint64_t sp, uint64_t parent_tid, 
   if (flags & CLONE_VFORK) { /* the parent waits for the child's exec or exit */
     c->vfork_parent = sb;
     sb->vfork_wait = true;
-    while (sb->vfork_wait) {
-      long r = sig_wait(sb, CLOCK_MONOTONIC, NULL);
-      if (r == -EINTR && (sb->exited || sb->timed_out || (sb->cur && sb->cur->exited)))
-        break;
-      if (r == -EINTR) /* a signal: Linux delivers it after the vfork, the child runs on */
-        continue;
-    }
+    /* Signals wait for the vfork's return, as Linux (a sig_wait would end
+     * at once on one pending and spin); the child's exec or exit and a
+     * kill wake it. */
+    while (sb->vfork_wait && !sb->exited && !sb->timed_out && !(sb->cur && sb->cur->exited))
+      task_block(sb, NULL, 0, -1);
     sb->vfork_wait = false;
   }
   return pid;
@@ -572,10 +569,9 @@ void proc_world_free(struct sb *sb)
 
 /* Whether process c matches wait's id: pid > 0 that pid, 0 the caller's
  * group, -1 any, < -1 group -pid. */
-static int pgid_of(const struct sb *p);
 static bool wait_match(const struct sb *sb, const struct sb *c, int pid)
 {
-  return pid > 0 ? c->pid == pid : pid == 0 ? pgid_of(c) == pgid_of(sb) : pid == -1 ? true : pgid_of(c) == -pid;
+  return pid > 0 ? c->pid == pid : pid == 0 ? proc_pgid(c) == proc_pgid(sb) : pid == -1 ? true : proc_pgid(c) == -pid;
 }
 
 struct wait_res {
@@ -637,11 +633,8 @@ static long do_wait(struct sb *sb, int pid, int options, bool keep, struct wait_
     if (options & WNOHANG)
       return 0;
     long r = sig_wait(sb, CLOCK_MONOTONIC, NULL);
-    if (r == -EAGAIN || r == 0)
-      continue;
-    if (r == -EDEADLK)
-      continue; /* a child is alive: it can end the wait */
-    return -RESTARTSYS;
+    if (r == -EINTR) /* (-EAGAIN, 0, -EDEADLK: look again; a child is alive) */
+      return -RESTARTSYS;
   }
 }
 
@@ -743,8 +736,8 @@ long proc_kill(struct sb *sb, int pid, int sig, long (*send)(struct sb *from, st
     return send(sb, t, sig);
   }
   if (!sb->w) /* one process: its own group is itself, -1 nobody */
-    return pid != -1 && (pid == 0 || -pid == pgid_of(sb)) ? send(sb, sb, sig) : -ESRCH;
-  int pgid = pid == 0 ? pgid_of(sb) : -pid;
+    return pid != -1 && (pid == 0 || -pid == proc_pgid(sb)) ? send(sb, sb, sig) : -ESRCH;
+  int pgid = pid == 0 ? proc_pgid(sb) : -pid;
   bool found = false;
   long ret = 0;
   /* self last: its delivery may end this call */
@@ -753,7 +746,7 @@ long proc_kill(struct sb *sb, int pid, int sig, long (*send)(struct sb *from, st
       struct sb *t = sb->w->procs[i];
       if ((t == sb) != (pass == 1) || t->zombie)
         continue;
-      if (pid == -1 ? t == sb : pgid_of(t) != pgid)
+      if (pid == -1 ? t == sb : proc_pgid(t) != pgid)
         continue;
       found = true;
       long r = send(sb, t, sig);
@@ -770,24 +763,19 @@ long sys_getppid(struct sb *sb, const uint64_t a[6], long nr)
   return sb->parent ? sb->parent->pid : 1;
 }
 
-/* The first process starts in the group and session of the sandbox's
- * init (1, outside it), as a program a non-interactive shell started:
- * pgid and sid 0 stand for 1. */
-static int pgid_of(const struct sb *p) { return p->pgid ? p->pgid : 1; }
-static int sid_of(const struct sb *p) { return p->sid ? p->sid : 1; }
 
 /* getpgrp, getpgid, getsid, setsid */
 long sys_getpgrp(struct sb *sb, const uint64_t a[6], long nr)
 {
   if (nr == SYS_getpgrp)
-    return pgid_of(sb);
+    return proc_pgid(sb);
   if (nr == SYS_setsid) {
     /* a group leader may not start a session (EPERM), as Linux */
-    if (pgid_of(sb) == sb->pid)
+    if (proc_pgid(sb) == sb->pid)
       return -EPERM;
     if (sb->w)
       for (int i = 0; i < sb->w->nprocs; i++)
-        if (sb->w->procs[i] != sb && pgid_of(sb->w->procs[i]) == sb->pid)
+        if (sb->w->procs[i] != sb && proc_pgid(sb->w->procs[i]) == sb->pid)
           return -EPERM;
     sb->pgid = sb->sid = sb->pid;
     return sb->pid;
@@ -796,7 +784,7 @@ long sys_getpgrp(struct sb *sb, const uint64_t a[6], long nr)
   struct sb *t = pid ? find_pid(sb, pid) : sb;
   if (!t)
     return -ESRCH;
-  return nr == SYS_getsid ? sid_of(t) : pgid_of(t);
+  return nr == SYS_getsid ? proc_sid(t) : proc_pgid(t);
 }
 
 /* setpgid(pid, pgid) */
@@ -810,9 +798,9 @@ long sys_setpgid(struct sb *sb, const uint64_t a[6], long nr)
     return -ESRCH;
   if (!pgid)
     pgid = t->pid;
-  if (sid_of(t) == t->pid) /* a session leader */
+  if (proc_sid(t) == t->pid) /* a session leader */
     return -EPERM;
-  if (t != sb && sid_of(t) != sid_of(sb))
+  if (t != sb && proc_sid(t) != proc_sid(sb))
     return -EPERM;
   if (t != sb && t->execed)
     return -EACCES;
@@ -820,15 +808,15 @@ long sys_setpgid(struct sb *sb, const uint64_t a[6], long nr)
     bool ok = false;
     if (sb->w)
       for (int i = 0; i < sb->w->nprocs && !ok; i++)
-        ok = !sb->w->procs[i]->zombie && pgid_of(sb->w->procs[i]) == pgid &&
-             sid_of(sb->w->procs[i]) == sid_of(sb);
+        ok = !sb->w->procs[i]->zombie && proc_pgid(sb->w->procs[i]) == pgid &&
+             proc_sid(sb->w->procs[i]) == proc_sid(sb);
     else
-      ok = pgid_of(sb) == pgid;
+      ok = proc_pgid(sb) == pgid;
     if (!ok)
       return -EPERM;
   }
   t->pgid = pgid;
   if (!t->sid)
-    t->sid = sid_of(t);
+    t->sid = proc_sid(t);
   return 0;
 }

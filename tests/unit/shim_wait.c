@@ -1,4 +1,4 @@
-/* The shim's waits, timers and process refusals, driven through
+/* The shim's waits, timers and process calls' errors, driven through
  * sys_dispatch on a sandbox state with plain memory and no VM (so it runs
  * where /dev/kvm does not): timed futex waits sleep to their deadline and
  * give ETIMEDOUT, value mismatch EAGAIN, bad pointers EFAULT; an untimed
@@ -6,8 +6,9 @@
  * alarm keep and report real timers (and a state file keeps them, version 1
  * files still load); an armed ITIMER_REAL interrupts
  * nanosleep, futex, poll, pause (a fatal SIGALRM here: a handler needs the
- * vCPU, tests/sandbox-signals.sh runs those); fork/vfork/clone are ENOMEM,
- * a thread EAGAIN; the timers survive a state save and load. */
+ * vCPU, tests/sandbox-signals.sh runs those); clone/clone3/wait4/waitid/
+ * kill/setpgid/setsid give Linux's errors (forks themselves need a VM:
+ * tests/sandbox-processes.sh); the timers survive a state save and load. */
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
