@@ -977,17 +977,23 @@ static long do_chdir_abs(struct sb *sb, const char *abs0)
 
 /* ---- record locks: fcntl F_SETLK/F_OFD_SETLK and flock ----
  *
- * One process: its own POSIX locks never conflict with each other (and
- * F_GETLK never reports them), but they conflict with open file
- * description (OFD) locks, and OFD locks and flock locks of different open
- * files conflict with each other, as on Linux. POSIX locks go when the
- * process closes any fd of the file, OFD and flock locks when their open
- * file is closed for the last time. A wait (F_SETLKW, flock without
- * LOCK_NB) on a conflicting lock waits, as on Linux, but nothing else in
- * the sandbox can release it (one task): only a signal ends it (EINTR, or
- * the call restarts after an SA_RESTART handler), and with no signal
- * possible the sandbox ends with a report (lock_wait). Locks are not part
- * of a snapshot. */
+ * One table per sandbox (the first process's sb->locks: every process of a
+ * sandbox uses it, under the one lock), as Linux keeps one per file. A
+ * process's own POSIX locks never conflict with each other (and F_GETLK
+ * never reports them); another process's do, and so do open file
+ * description (OFD) and flock locks of other open files, as on Linux. A
+ * fork's child holds none of its parent's POSIX locks, and shares its OFD
+ * and flock locks with the open files it inherits. POSIX locks go when
+ * their process closes any fd of the file (or exits), OFD and flock locks
+ * when their open file is closed for the last time, in any process. A wait
+ * (F_SETLKW, flock without LOCK_NB) sleeps until a lock goes or shrinks
+ * (lock_set and locks_on_close wake every waiter to try again) or a
+ * signal comes (EINTR, or the call again after an SA_RESTART handler, as
+ * Linux restarts F_SETLKW and flock); with nothing that could release it,
+ * the sandbox ends with a report (lock_wait). Not done: Linux's EDEADLK for
+ * an F_SETLKW that would close a cycle of waiting processes (such a wait
+ * lasts until a signal or the sandbox's end). Locks are not part of a
+ * snapshot. */
 enum { LK_POSIX, LK_OFD, LK_FLOCK };
 
 /* A wait for a lock nothing in the sandbox can release: until a signal
@@ -1004,21 +1010,23 @@ struct flock_ent {
   uint64_t dev, ino;   /* the file */
   int kind;            /* LK_* */
   struct file *ofd;    /* the owner of an LK_OFD or LK_FLOCK lock */
+  struct sb *proc;     /* the owner of an LK_POSIX lock (its process) */
   short type;          /* F_RDLCK or F_WRLCK */
   uint64_t start, end; /* [start, end); UINT64_MAX: to the end of the file, ever */
 };
 
-static bool lock_same_owner(const struct flock_ent *l, int kind, struct file *ofd)
+static bool lock_same_owner(const struct flock_ent *l, const struct flock_ent *q)
 {
-  return l->kind == kind && (kind == LK_POSIX || l->ofd == ofd);
+  return l->kind == q->kind && (q->kind == LK_POSIX ? l->proc == q->proc : l->ofd == q->ofd);
 }
 
 static const struct flock_ent *lock_conflict(struct sb *sb, const struct flock_ent *q)
 {
+  sb = proc_first(sb); /* the sandbox's table */
   for (int i = 0; i < sb->nlocks; i++) {
     const struct flock_ent *l = &sb->locks[i];
     if (l->dev != q->dev || l->ino != q->ino || (l->kind == LK_FLOCK) != (q->kind == LK_FLOCK) ||
-        lock_same_owner(l, q->kind, q->ofd) || l->end <= q->start || l->start >= q->end ||
+        lock_same_owner(l, q) || l->end <= q->start || l->start >= q->end ||
         (l->type != F_WRLCK && q->type != F_WRLCK))
       continue;
     return l;
@@ -1030,9 +1038,10 @@ static const struct flock_ent *lock_conflict(struct sb *sb, const struct flock_e
  * the range are replaced. 0, -EAGAIN (conflict) or -ENOLCK. */
 static long lock_set(struct sb *sb, const struct flock_ent *q)
 {
-  wake_all(sb); /* a lock that goes or shrinks may end another thread's wait */
+  wake_all(sb); /* a lock that goes or shrinks may end another task's wait */
   if (q->type != F_UNLCK && lock_conflict(sb, q))
     return -EAGAIN;
+  sb = proc_first(sb); /* the sandbox's table */
   if (sb->nlocks + 2 > sb->caplocks) {
     int cap = sb->caplocks ? 2 * sb->caplocks : 16;
     if (cap > 65536)
@@ -1045,7 +1054,7 @@ static long lock_set(struct sb *sb, const struct flock_ent *q)
   }
   for (int i = 0; i < sb->nlocks; i++) {
     struct flock_ent *l = &sb->locks[i];
-    if (l->dev != q->dev || l->ino != q->ino || !lock_same_owner(l, q->kind, q->ofd) || l->end <= q->start ||
+    if (l->dev != q->dev || l->ino != q->ino || !lock_same_owner(l, q) || l->end <= q->start ||
         l->start >= q->end)
       continue;
     if (l->start < q->start && l->end > q->end) { /* split around q */
@@ -1067,7 +1076,7 @@ static long lock_set(struct sb *sb, const struct flock_ent *q)
   struct flock_ent m = *q;
   for (int i = 0; i < sb->nlocks; i++) {
     struct flock_ent *l = &sb->locks[i];
-    if (l->dev == m.dev && l->ino == m.ino && lock_same_owner(l, m.kind, m.ofd) && l->type == m.type &&
+    if (l->dev == m.dev && l->ino == m.ino && lock_same_owner(l, &m) && l->type == m.type &&
         (l->end == m.start || l->start == m.end)) {
       m.start = l->start < m.start ? l->start : m.start;
       m.end = l->end > m.end ? l->end : m.end;
@@ -1089,17 +1098,19 @@ static bool file_key(struct sb *sb, struct file *f, uint64_t *dev, uint64_t *ino
   return true;
 }
 
-/* fd is being closed (f its file, refs not yet dropped). */
+/* fd of process sb is being closed (f its file, refs not yet dropped). */
 static void locks_on_close(struct sb *sb, struct file *f)
 {
-  wake_all(sb);
+  struct sb *t = proc_first(sb); /* the sandbox's table */
   uint64_t dev, ino;
-  if (!sb->nlocks || !file_key(sb, f, &dev, &ino))
+  if (!t->nlocks || !file_key(sb, f, &dev, &ino))
     return;
-  for (int i = 0; i < sb->nlocks; i++) {
-    struct flock_ent *l = &sb->locks[i];
-    if ((l->kind == LK_POSIX && l->dev == dev && l->ino == ino) || (l->kind != LK_POSIX && l->ofd == f && f->refs == 1))
-      sb->locks[i--] = sb->locks[--sb->nlocks];
+  wake_all(sb);
+  for (int i = 0; i < t->nlocks; i++) {
+    struct flock_ent *l = &t->locks[i];
+    if ((l->kind == LK_POSIX && l->proc == sb && l->dev == dev && l->ino == ino) ||
+        (l->kind != LK_POSIX && l->ofd == f && f->refs == 1))
+      t->locks[i--] = t->locks[--t->nlocks];
   }
 }
 
@@ -1139,7 +1150,8 @@ static long do_lock(struct sb *sb, struct file *f, int cmd, uint64_t arg)
   int64_t start;
   if (__builtin_add_overflow(base, (int64_t)fl.l_start, &start))
     return -EOVERFLOW;
-  struct flock_ent q = {.kind = ofd ? LK_OFD : LK_POSIX, .ofd = ofd ? f : NULL, .type = fl.l_type};
+  struct flock_ent q = {.kind = ofd ? LK_OFD : LK_POSIX, .ofd = ofd ? f : NULL, .proc = ofd ? NULL : sb,
+                        .type = fl.l_type};
   if (fl.l_len > 0) {
     int64_t end;
     if (__builtin_add_overflow(start, (int64_t)fl.l_len, &end))
@@ -1167,7 +1179,7 @@ static long do_lock(struct sb *sb, struct file *f, int cmd, uint64_t arg)
       fl.l_whence = SEEK_SET;
       fl.l_start = (off_t)l->start;
       fl.l_len = l->end == UINT64_MAX ? 0 : (off_t)(l->end - l->start);
-      fl.l_pid = l->kind == LK_POSIX ? sb->pid : -1;
+      fl.l_pid = l->kind == LK_POSIX ? l->proc->pid : -1;
     }
     return mm_copy_out(sb, arg, &fl, sizeof fl);
   }

@@ -97,7 +97,7 @@ struct file {
    * files when a waiter would be woken) for edge-triggered entries. */
   struct epitem *watchers;
   uint64_t wake_in, wake_out;
-  struct ktimer *timer; /* F_TIMERFD: its timer (a slot of sb->timers) */
+  struct ktimer *timer; /* F_TIMERFD: its timer (its own: timer.c) */
   int *hostcount;       /* the sandbox's count of host fds it is in (fd_install), or NULL */
 };
 
@@ -144,10 +144,10 @@ struct task {
 struct fwaiter;
 
 /* A timer (timer.c): the interval timers in slots 0-2 (ITIMER_REAL,
- * _VIRTUAL, _PROF), POSIX timers and timerfds in the others; one expiry
- * path serves them all (itimer_poll, run_timers_arm). */
+ * _VIRTUAL, _PROF), POSIX timers in the others; one expiry path serves them
+ * all (itimer_poll, run_timers_arm). A timerfd's (TK_TIMERFD) is its file's. */
 enum { TK_FREE, TK_ITIMER, TK_POSIX, TK_TIMERFD };
-#define NTIMER 128          /* slots; POSIX timers and timerfds share NTIMER - 3 */
+#define NTIMER 128          /* slots; POSIX timers have NTIMER - 3 */
 struct ktimer {
   uint64_t value, interval; /* absolute expiry (cpu: guest CPU ns, guest_cpu_ns;
                                else CLOCK_MONOTONIC ns), 0 = disarmed; interval ns */
@@ -231,7 +231,7 @@ struct sb {
    * pending signal with none is taken as SI_USER from the program */
   struct sigq_ent sigq[SIGQ_CAP];
   int nsigq;
-  uint64_t timer_fires;     /* timers that fired (itimer_poll): a timerfd wait looks again */
+  uint64_t timer_fires;     /* timers that fired (itimer_poll): a wait looks again */
   uint64_t sigwait_set;     /* [task] rt_sigtimedwait: the signals the wait takes (not dropped when ignored) */
   uint64_t saved_mask;      /* [task] rt_sigsuspend: the mask to restore after the handler */
   bool have_saved_mask;     /* [task] */
@@ -247,7 +247,7 @@ struct sb {
   uint32_t rlim_set;
 
   /* timers (timer.c): slots 0-2 the interval timers by ITIMER_REAL,
-   * _VIRTUAL, _PROF; POSIX timers and timerfds after them. ntimer: one
+   * _VIRTUAL, _PROF; POSIX timers after them. ntimer: one
    * past the highest slot ever used (the scans stop there) */
   struct ktimer timers[NTIMER];
   int ntimer;
@@ -756,7 +756,7 @@ static inline bool itimer_armed(const struct sb *sb)
       return true;
   return false;
 }
-/* Expire every timer due (signals raised or queued, timerfd counts),
+/* Expire every timer due (signals raised or queued),
  * re-arm intervals. */
 void itimer_poll(struct sb *sb);
 /* The earliest expiry of the timers that signal (cpu: on the guest CPU
@@ -769,7 +769,7 @@ void timers_exec(struct sb *sb);
 void timers_save(struct sb *sb, struct wbuf *w);
 int timers_load(struct sb *sb, struct rbuf *r, const char *name);
 /* timerfd (an open file of type F_TIMERFD): read, readiness (poll
- * events), a timerfd's struct file going (its slot freed). */
+ * events), a timerfd's struct file going (its timer freed). */
 long timerfd_read(struct sb *sb, struct file *f, uint64_t buf, uint64_t len);
 short timerfd_poll(struct sb *sb, struct file *f);
 void timerfd_release(struct file *f);

@@ -17,6 +17,8 @@
  *   procs cloexec   close-on-exec across execve, dup/dup2/dup3/F_DUPFD_CLOEXEC
  *   procs dup2      a child's stdout dup2'ed onto a pipe, then execve
  *   procs spawn     vfork, posix_spawn, fork in a threaded process
+ *   procs locks     fcntl record locks, OFD locks and flock between processes
+ *   procs timerfd   a timerfd inherited across fork, also after its maker exits
  *   procs bomb N    a fork bomb under RLIMIT_NPROC N (and at most 255
  *                   processes by construction): EAGAIN, then all killed
  */
@@ -27,11 +29,14 @@
 #include <pthread.h>
 #include <signal.h>
 #include <spawn.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <sys/file.h>
 #include <sys/stat.h>
+#include <sys/timerfd.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -943,6 +948,124 @@ static int mode_spawn(void)
 
 /* ---- bomb ---- */
 
+/* ---- record locks between processes ---- */
+
+static const char *lock_name; /* the parent's file: a child's getpid differs */
+
+static int lock_range(int fd, int cmd, short type, off_t start, off_t len)
+{
+  struct flock fl = {.l_type = type, .l_whence = SEEK_SET, .l_start = start, .l_len = len};
+  return fcntl(fd, cmd, &fl);
+}
+
+static int locks_child(long fd)
+{
+  printf("child: F_SETLK on the parent's write-locked bytes 0-9: %s\n", err(lock_range(fd, F_SETLK, F_WRLCK, 0, 10)));
+  struct flock fl = {.l_type = F_WRLCK, .l_whence = SEEK_SET, .l_start = 5, .l_len = 1};
+  fcntl(fd, F_GETLK, &fl);
+  printf("child: F_GETLK of byte 5: %s [%lld, +%lld), held by the parent: %s\n",
+         fl.l_type == F_WRLCK ? "F_WRLCK" : fl.l_type == F_UNLCK ? "F_UNLCK" : "other", (long long)fl.l_start,
+         (long long)fl.l_len, fl.l_pid == getppid() ? "yes" : "no");
+  printf("child: F_SETLK of bytes 10-19: %s\n", err(lock_range(fd, F_SETLK, F_WRLCK, 10, 10)));
+  printf("child: flock LOCK_EX|LOCK_NB through the inherited fd (the parent's open file holds it): %s\n",
+         err(flock(fd, LOCK_EX | LOCK_NB)));
+  int own = open(lock_name, O_RDWR);
+  printf("child: flock LOCK_EX|LOCK_NB through its own open of the file: %s\n", err(flock(own, LOCK_EX | LOCK_NB)));
+  printf("child: F_OFD_SETLK through the inherited fd: %s\n", err(lock_range(fd, F_OFD_SETLK, F_RDLCK, 100, 10)));
+  printf("child: F_OFD_SETLK write lock through its own open: %s\n", err(lock_range(own, F_OFD_SETLK, F_WRLCK, 100, 10)));
+  fflush(stdout);
+  return 0; /* its POSIX lock on 10-19 goes with it */
+}
+
+static int lockw_child(long fd)
+{
+  double t0 = now();
+  int r = lock_range(fd, F_SETLKW, F_WRLCK, 0, 10);
+  printf("child: F_SETLKW on bytes the parent holds: %s after the parent's unlock: %s\n", err(r),
+         now() - t0 >= 0.1 ? "yes" : "no");
+  fflush(stdout);
+  return 0;
+}
+
+static int mode_locks(void)
+{
+  const char *name = lock_name = tmpfile_name("lock");
+  int fd = open(name, O_RDWR | O_CREAT | O_TRUNC, 0644);
+  if (fd < 0) {
+    printf("open %s\n", strerrorname_np(errno));
+    return 1;
+  }
+  printf("parent: F_SETLK of bytes 0-9: %s\n", err(lock_range(fd, F_SETLK, F_WRLCK, 0, 10)));
+  printf("parent: flock LOCK_EX: %s\n", err(flock(fd, LOCK_EX)));
+  reap(child(locks_child, fd), "the child");
+  struct flock fl = {.l_type = F_WRLCK, .l_whence = SEEK_SET, .l_start = 10, .l_len = 10};
+  fcntl(fd, F_GETLK, &fl);
+  printf("parent: F_GETLK of bytes 10-19 after the child exited: %s\n", fl.l_type == F_UNLCK ? "F_UNLCK" : "locked");
+  pid_t p = child(lockw_child, fd);
+  msleep(150);
+  printf("parent: unlocks bytes 0-9\n");
+  fflush(stdout); /* before the child can take them and print */
+  int r = lock_range(fd, F_SETLK, F_UNLCK, 0, 10);
+  reap(p, "the waiting child");
+  printf("parent: its F_UNLCK: %s\n", err(r));
+  close(fd);
+  unlink(name);
+  return 0;
+}
+
+/* ---- a timerfd inherited across fork ---- */
+
+static int tfd_child(long fd)
+{
+  struct pollfd pf = {.fd = (int)fd, .events = POLLIN};
+  int n = poll(&pf, 1, 5000);
+  uint64_t v = 0;
+  long r = n == 1 ? read((int)fd, &v, 8) : -1;
+  printf("child: poll of the inherited timerfd: %d (%s), read %ld: %llu expiration(s)\n", n,
+         pf.revents & POLLIN ? "POLLIN" : "nothing", r, (unsigned long long)v);
+  fflush(stdout);
+  return 0;
+}
+
+static int tfd_middle(long fd)
+{
+  struct itimerspec its = {.it_value = {0, 200 * 1000000L}};
+  timerfd_settime((int)fd, 0, &its, NULL);
+  child(tfd_child, fd);
+  return 0; /* at once: the grandchild keeps the timerfd its maker left */
+}
+
+static int mode_timerfd(void)
+{
+  int fd = timerfd_create(CLOCK_MONOTONIC, 0);
+  struct itimerspec its = {.it_value = {0, 100 * 1000000L}};
+  timerfd_settime(fd, 0, &its, NULL);
+  pid_t p = child(tfd_child, fd);
+  /* The parent makes no call that waits, so nothing of its own looks at
+   * the timer while the child waits for it. */
+  int st;
+  while (waitpid(p, &st, WNOHANG) == 0)
+    sched_yield();
+  status("the child", st);
+  int pfd[2];
+  pipe(pfd);
+  fflush(stdout);
+  p = fork();
+  if (p == 0) {
+    close(pfd[0]);
+    dup2(pfd[1], 1);
+    _exit(tfd_middle(fd));
+  }
+  close(pfd[1]);
+  close(fd);
+  reap(p, "the timerfd's maker");
+  char buf[256];
+  int n = readall(pfd[0], buf, sizeof buf - 1);
+  buf[n > 0 ? n : 0] = 0;
+  printf("its orphaned child (its output through a pipe):\n%s", buf);
+  return 0;
+}
+
 static int bomb_pipe;
 
 static void bomb_body(int depth)
@@ -1042,6 +1165,10 @@ int main(int argc, char **argv)
     rc = mode_dup2();
   else if (!strcmp(m, "spawn"))
     rc = mode_spawn();
+  else if (!strcmp(m, "locks"))
+    rc = mode_locks();
+  else if (!strcmp(m, "timerfd"))
+    rc = mode_timerfd();
   else if (!strcmp(m, "bomb") && argc > 2)
     rc = mode_bomb(atoi(argv[2]));
   else if (!strcmp(m, "hello")) {
@@ -1057,7 +1184,7 @@ int main(int argc, char **argv)
   } else if (!strcmp(m, "true"))
     return 0;
   else {
-    fprintf(stderr, "usage: procs fork|death|wait|pgrp|offsets|pipes|cloexec|dup2|spawn|bomb N\n");
+    fprintf(stderr, "usage: procs fork|death|wait|pgrp|offsets|pipes|cloexec|dup2|spawn|locks|timerfd|bomb N\n");
     return 2;
   }
   fflush(stdout);
