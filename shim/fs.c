@@ -15,6 +15,13 @@
  * host files that are not regular files or directories (device nodes,
  * FIFOs, sockets elsewhere in the root) are not opened (do_open). chmod/chown/utimes act on /tmp nodes (EROFS elsewhere); record
  * locks (fcntl, flock) are kept here per sandbox.
+ * A path through /proc/<pid>/fd/N (or /dev/fd/N) that a call follows to its
+ * end names that fd's open file, as Linux's magic link: the file itself,
+ * even renamed or unlinked (open: reopen_fd; stat, chmod, chown, utimes,
+ * truncate, execve: follow_magic).
+ * FIFOs (mknod S_IFIFO, in /tmp only) are /tmp nodes whose open files are
+ * F_HOST files on one host pipe, so that reads, writes, poll and their
+ * waits are the pipes' own (fifo_open says how the node keeps its ends).
  * Every guest buffer goes through mm_ptr/mm_str: a bad pointer is -EFAULT.
  * Functions return a result or -errno, like the system calls they serve. */
 #include <dirent.h>
@@ -100,11 +107,15 @@ struct file *file_new(enum file_type t, int hostfd, int flags, const char *path)
   return f;
 }
 
+static void fifo_close(struct file *f);
+
 void file_unref(struct file *f)
 {
   if (--f->refs > 0)
     return;
   event_release(f);
+  if (f->type == F_HOST && f->node)
+    fifo_close(f);
   if (f->hostcount)
     (*f->hostcount)--;
   if (f->hostfd >= 0)
@@ -238,29 +249,36 @@ long host_openat2(struct sb *sb, const char *abs, int flags)
   return h < 0 ? -e : h;
 }
 
+static long follow_magic(struct sb *sb, char *abs, struct file **fp);
+
 int fs_open_host(struct sb *sb, int dirfd, const char *path, int flags)
 {
   char abs[PATH_MAX];
   (void)dirfd;
   int r = path_abs(sb->cwd, path, abs, sizeof abs);
-  if (r < 0 || (r = (int)virt_path(sb, abs, sizeof abs, true)) < 0)
+  struct file *mf;
+  if (r < 0 || (r = (int)follow_magic(sb, abs, &mf)) < 0)
     return r;
-  if (virt_is_virt(abs)) { /* /proc/self/exe was followed above: nothing here is a program */
+  struct tnode *n = NULL;
+  if (mf && mf->type == F_TMP) { /* execve("/proc/self/fd/N") (fexecve): the file itself */
+    n = mf->node;
+  } else if (mf && (mf->type == F_HOST || mf->type == F_DIR) && mf->stdio < 0 && mf->path[0] == '/' && !mf->node) {
+    snprintf(abs, sizeof abs, "%s", mf->path); /* a file of the root: opened again */
+  } else if (mf || virt_is_virt(abs)) { /* /proc/self/exe was followed above: nothing here is a program */
     const struct vent *v;
     int arg;
-    return virt_lookup(sb, abs, &v, &arg) < 0 ? -ENOENT : -EACCES;
+    return !mf && virt_lookup(sb, abs, &v, &arg) < 0 ? -ENOENT : -EACCES;
   }
-  if (!tmp_is_tmp(abs))
+  if (!n && !tmp_is_tmp(abs))
     return (int)host_openat2(sb, abs, flags);
   /* A program in the sandbox's /tmp: the loader maps files, so it gets a
    * host copy (a memfd; mapped copy-on-write like any host file). */
-  struct tnode *n;
-  long e = tmp_lookup_err(sb, abs, &n);
+  long e = n ? 0 : tmp_lookup_err(sb, abs, &n);
   if (e < 0)
     return (int)e;
   struct stat st;
   tmp_stat(n, &st);
-  if (S_ISDIR(st.st_mode) || !(st.st_mode & 0111))
+  if (!S_ISREG(st.st_mode) || !(st.st_mode & 0111))
     return -EACCES; /* execve(2): not a regular file, or no execute permission */
   mm_shared_flush(sb, n);
   int fd = memfd_create("cowfork-tmp", MFD_CLOEXEC);
@@ -359,6 +377,27 @@ static long resolve(struct sb *sb, int dirfd, uint64_t gpath, char *abs, bool al
   return r2 < 0 ? r2 : virt_path(sb, abs, PATH_MAX, false);
 }
 
+/* For a call that follows its path to the end (stat, chmod, chown, utimes,
+ * truncate, execve): 0 and the open file abs names through a
+ * /proc/<pid>/fd/N (or /dev/fd/N) link into *fp, as Linux's magic link (the
+ * file itself, whatever its path now), else *fp NULL and abs rewritten
+ * through the other links of /proc on the way (/proc/self/cwd: the cwd);
+ * -errno for a bad link. abs: PATH_MAX bytes. */
+static long follow_magic(struct sb *sb, char *abs, struct file **fp)
+{
+  *fp = NULL;
+  if (!virt_is_virt(abs))
+    return 0;
+  long r = virt_path(sb, abs, PATH_MAX, true);
+  if (r < 0 || !virt_is_virt(abs))
+    return r;
+  const struct vent *v;
+  int arg;
+  if (virt_lookup(sb, abs, &v, &arg) == 0 && virt_is_fd(v))
+    *fp = virt_fd_file(sb, arg);
+  return 0;
+}
+
 static long file_stat(struct sb *sb, struct file *f, struct stat *st);
 
 static long stat_abs(struct sb *sb, const char *abs, bool nofollow, struct stat *st)
@@ -400,6 +439,10 @@ static long file_stat(struct sb *sb, struct file *f, struct stat *st)
   switch (f->type) {
   case F_HOST:
   case F_DIR:
+    if (f->node) { /* a FIFO: its node, as Linux's fstat of a FIFO's fd (not the pipe's) */
+      tmp_stat(f->node, st);
+      return 0;
+    }
     return fstat(f->hostfd, st) < 0 ? -errno : 0;
   case F_TMP:
   case F_TMPDIR:
@@ -461,6 +504,138 @@ static void stat_to_statx(const struct stat *st, struct statx *x)
 
 static long open_abs(struct sb *sb, char *abs, int flags, unsigned mode, struct file **out, int depth);
 
+/* ---- FIFOs ----
+ *
+ * A FIFO's open files are F_HOST files (f->node: the FIFO's node, for
+ * fstat, chmod and the counts), each with its own host fd of one host pipe,
+ * non-blocking as every host pipe here (a blocking read or write waits in
+ * host_wait). So that the pipe's own EOF and EPIPE are the FIFO's, the node
+ * holds a read end only while the FIFO has a reader and a write end only
+ * while it has a writer (struct fifo): after the last writer's close the
+ * pipe has no writer (readers read EOF), after the last reader's no reader
+ * (a write is EPIPE and SIGPIPE), and with neither no fd of it is left and
+ * its data goes, as Linux frees a FIFO's buffer then. A new end is a dup of
+ * a held end of its direction, or an open of /proc/self/fd/N of a held end
+ * (Linux opens a pipe through that link in either direction; the pipe then
+ * has a reader, so a non-blocking O_WRONLY open of it cannot be ENXIO); the
+ * first open makes the pipe. Opens wait as Linux's fifo_open: O_RDONLY until
+ * a writer opens, O_WRONLY until a reader opens (with O_NONBLOCK and no
+ * reader: ENXIO), O_RDWR never; a signal ends the wait (the open restarts
+ * under SA_RESTART), and so does the sandbox's end. */
+static long fifo_fd(struct fifo *p, int acc)
+{
+  int h;
+  if (acc == O_RDONLY && p->rd >= 0) {
+    h = fcntl(p->rd, F_DUPFD_CLOEXEC, 3);
+  } else if (acc == O_WRONLY && p->wr >= 0) {
+    h = fcntl(p->wr, F_DUPFD_CLOEXEC, 3);
+  } else {
+    char link[64];
+    snprintf(link, sizeof link, "/proc/self/fd/%d", p->rd >= 0 ? p->rd : p->wr);
+    h = open(link, acc | O_NONBLOCK | O_CLOEXEC);
+  }
+  return h < 0 ? -errno : h;
+}
+
+/* The node lets go of the ends no open file needs. */
+static void fifo_trim(struct fifo *p)
+{
+  if (!p->readers && p->rd >= 0) {
+    close(p->rd);
+    p->rd = -1;
+  }
+  if (!p->writers && p->wr >= 0) {
+    close(p->wr);
+    p->wr = -1;
+  }
+}
+
+/* f (a FIFO's open file) goes: its side counts one less. No wait needs a
+ * wake-up: readers and writers wait on the host pipe, which sees the ends go. */
+static void fifo_close(struct file *f)
+{
+  struct fifo *p = tmp_fifo(f->node);
+  int acc = f->flags & O_ACCMODE;
+  if (!p)
+    return;
+  if (acc != O_WRONLY)
+    p->readers--;
+  if (acc != O_RDONLY)
+    p->writers--;
+  fifo_trim(p);
+}
+
+/* Open FIFO n (abs: its path, for *at and /proc) with flags. */
+static long fifo_open(struct sb *sb, struct tnode *n, const char *abs, int flags, struct file **out)
+{
+  struct fifo *p = tmp_fifo(n);
+  int acc = flags & O_ACCMODE;
+  bool rd = acc != O_WRONLY, wr = acc != O_RDONLY;
+  if (acc == O_ACCMODE)
+    return -EINVAL; /* neither read nor write: Linux's fifo_open */
+  if (flags & O_DIRECTORY)
+    return -ENOTDIR;
+  if (acc == O_WRONLY && (flags & O_NONBLOCK) && !p->readers)
+    return -ENXIO;
+  if (p->rd < 0 && p->wr < 0) {
+    int pf[2];
+    if (pipe2(pf, O_NONBLOCK | O_CLOEXEC) < 0)
+      return -errno;
+    p->rd = pf[0];
+    p->wr = pf[1];
+  }
+  long h = fifo_fd(p, acc), k;
+  if (h >= 0 && rd && p->rd < 0) {
+    if ((k = fifo_fd(p, O_RDONLY)) < 0) {
+      close((int)h);
+      h = k;
+    } else {
+      p->rd = (int)k;
+    }
+  }
+  if (h >= 0 && wr && p->wr < 0) {
+    if ((k = fifo_fd(p, O_WRONLY)) < 0) {
+      close((int)h);
+      h = k;
+    } else {
+      p->wr = (int)k;
+    }
+  }
+  struct file *f = h >= 0 ? file_new(F_HOST, (int)h, acc | (flags & (O_APPEND | O_NONBLOCK)), abs) : NULL;
+  if (!f) {
+    if (h >= 0)
+      close((int)h);
+    fifo_trim(p); /* as before */
+    return h >= 0 ? -ENOMEM : h;
+  }
+  f->node = n;
+  tmp_ref(n);
+  if (rd) {
+    p->readers++;
+    p->r_opens++;
+  }
+  if (wr) {
+    p->writers++;
+    p->w_opens++;
+  }
+  fifo_trim(p); /* a new pipe's end of the side nobody has */
+  wake_all(sb); /* an open waiting for this side */
+  if (acc != O_RDWR && !(flags & O_NONBLOCK) && !(rd ? p->writers : p->readers)) {
+    uint64_t *opens = rd ? &p->w_opens : &p->r_opens, seen = *opens;
+    while (*opens == seen) { /* p stays: f holds the node */
+      long r = sig_wait(sb, CLOCK_MONOTONIC, NULL);
+      if (r == -EAGAIN)
+        continue; /* another task's change: look again */
+      file_unref(f);
+      if (r == -EDEADLK)
+        return wait_forever(sb, rd ? "open of a FIFO for reading, no writer" : "open of a FIFO for writing, no reader");
+      return -RESTARTSYS;
+    }
+  }
+  *out = f;
+  return 0;
+}
+
 /* open(/proc/self/fd/N): a new open file of what fd N refers to, as
  * Linux's magic link (a host pipe or the sandbox's stdio: the same host
  * file, dup'ed; a path: opened again). */
@@ -469,6 +644,8 @@ static long reopen_fd(struct sb *sb, struct file *of, int flags, unsigned mode, 
   int acc = flags & O_ACCMODE;
   int keep = acc | (flags & (O_APPEND | O_NONBLOCK));
   int oacc = of->flags & O_ACCMODE;
+  if (of->node && tmp_fifo(of->node)) /* the FIFO itself, in any direction (its path may be gone) */
+    return fifo_open(sb, of->node, of->path, flags, out);
   if ((acc != O_WRONLY && oacc == O_WRONLY) || (acc != O_RDONLY && oacc == O_RDONLY))
     return -EACCES;
   struct file *f = NULL;
@@ -551,6 +728,8 @@ static long open_abs(struct sb *sb, char *abs, int flags, unsigned mode, struct 
       if (r < 0)
         return r;
     }
+    if (tmp_fifo(n))
+      return fifo_open(sb, n, abs, flags, out); /* O_TRUNC does nothing to it, as Linux */
     if (tmp_is_dir(n)) {
       if (acc != O_RDONLY)
         return -EISDIR;
@@ -656,11 +835,17 @@ static long do_read_held(struct sb *sb, struct file *f, uint64_t buf, uint64_t l
        * released, so that the other threads run, and a signal ends it
        * (EINTR, or a restart under SA_RESTART), one thread alone too: its
        * handler or another thread may write what it waits for. The buffer
-       * is looked up again after (another thread may have unmapped it). */
-      if ((r = host_wait(sb, f->hostfd, POLLIN)) < 0)
-        return r == -EINTR ? -RESTARTSYS : r;
-      if (!(p = mm_ptr(sb, buf, len, PROT_WRITE)))
-        return -EFAULT;
+       * is looked up again after (another thread may have unmapped it).
+       * Another reader of the pipe (a process, a FIFO's other reader) may
+       * take what woke it: then it waits again. */
+      for (;;) {
+        if ((r = host_wait(sb, f->hostfd, POLLIN)) < 0)
+          return r == -EINTR ? -RESTARTSYS : r;
+        if (!(p = mm_ptr(sb, buf, len, PROT_WRITE)))
+          return -EFAULT;
+        if ((r = read(f->hostfd, p, len)) >= 0 || errno != EAGAIN)
+          return r < 0 ? -errno : r;
+      }
     }
     r = off < 0 ? read(f->hostfd, p, len) : pread(f->hostfd, p, len, off);
     return r < 0 ? -errno : r;
@@ -843,7 +1028,7 @@ static long do_getdents(struct sb *sb, struct file *f, uint64_t buf, uint64_t le
       struct stat st;
       tmp_stat(k, &st);
       ino = st.st_ino;
-      type = S_ISDIR(st.st_mode) ? DT_DIR : DT_REG;
+      type = S_ISDIR(st.st_mode) ? DT_DIR : S_ISFIFO(st.st_mode) ? DT_FIFO : DT_REG;
     }
     if (!dirent_put(p, len, &pos, ino, (int64_t)f->off + 1, type, name)) {
       if (pos == 0)
@@ -1326,6 +1511,52 @@ static long do_mkdir(struct sb *sb, int dirfd, uint64_t gpath, unsigned mode)
   return tmp_create(sb, abs, true, mode, &n);
 }
 
+/* mknod, mknodat: in /tmp, a FIFO or a regular file (type 0 or S_IFREG);
+ * a device node is EPERM (a sandbox has no CAP_MKNOD), a socket
+ * EOPNOTSUPP (a sandbox binds no Unix socket names: sys_connect's note); the
+ * other errors in Linux's order (may_mknod, then the path, then the type's
+ * privilege). */
+static long do_mknod(struct sb *sb, int dirfd, uint64_t gpath, unsigned mode)
+{
+  unsigned type = mode & S_IFMT;
+  if (type == S_IFDIR)
+    return -EPERM;
+  if (type != 0 && type != S_IFREG && type != S_IFIFO && type != S_IFCHR && type != S_IFBLK && type != S_IFSOCK)
+    return -EINVAL;
+  char abs[PATH_MAX];
+  long r = resolve(sb, dirfd, gpath, abs, false);
+  if (r < 0)
+    return r;
+  struct tnode *n;
+  if (!tmp_is_tmp(abs)) {
+    struct stat st;
+    if ((r = stat_abs(sb, abs, true, &st)) == 0)
+      return -EEXIST;
+    if (r != -ENOENT)
+      return r;
+    char dir[PATH_MAX];
+    snprintf(dir, sizeof dir, "%s", abs);
+    *strrchr(dir, '/') = 0; /* abs is absolute, normalized, not "/" (that exists) */
+    if ((r = stat_abs(sb, dir[0] ? dir : "/", false, &st)) < 0)
+      return r;
+    return S_ISDIR(st.st_mode) ? -EROFS : -ENOTDIR;
+  }
+  if (type == S_IFCHR || type == S_IFBLK || type == S_IFSOCK) {
+    struct tnode *parent;
+    char dir[PATH_MAX];
+    if ((r = tmp_lookup_err(sb, abs, &n)) == 0)
+      return -EEXIST;
+    snprintf(dir, sizeof dir, "%s", abs);
+    *strrchr(dir, '/') = 0;
+    if (r != -ENOENT || (r = tmp_lookup_err(sb, dir, &parent)) < 0)
+      return r;
+    if (!tmp_is_dir(parent))
+      return -ENOTDIR;
+    return type == S_IFSOCK ? -EOPNOTSUPP : -EPERM;
+  }
+  return type == S_IFIFO ? tmp_mkfifo(sb, abs, mode, &n) : tmp_create(sb, abs, false, mode, &n);
+}
+
 static long do_stat_path(struct sb *sb, int dirfd, uint64_t gpath, int flags, struct stat *st)
 {
   if (flags & AT_EMPTY_PATH) {
@@ -1352,6 +1583,8 @@ static long truncate_node(struct sb *sb, struct tnode *n, uint64_t len)
     return -EINVAL;
   if (tmp_is_dir(n))
     return -EISDIR;
+  if (tmp_fifo(n))
+    return -EINVAL; /* not a regular file */
   mm_shared_flush(sb, n);
   long r = tmp_truncate(n, len);
   mm_shared_refresh(sb, n, 0, UINT64_MAX);
@@ -1435,6 +1668,14 @@ static long do_sendfile(struct sb *sb, int out, int in, uint64_t offp, uint64_t 
 
 /* ---- chmod, chown, utimes: /tmp keeps them; elsewhere the root is read-only ---- */
 
+/* The /tmp node (file, directory or FIFO) of open file f, else -EROFS:
+ * host files, stdio, pipes, /dev/null: nothing of the host changes. */
+static long file_node(struct file *f, struct tnode **n)
+{
+  *n = f->node;
+  return f->node ? 0 : -EROFS;
+}
+
 /* The /tmp node of a metadata call's target: 0 and *n, or -errno (EROFS for
  * an existing file outside /tmp). use_fd: dfd itself (fchmod; a NULL path
  * of utimensat/futimesat); empty_ok: AT_EMPTY_PATH. */
@@ -1456,17 +1697,14 @@ static long setattr_target(struct sb *sb, int dfd, uint64_t gpath, bool nofollow
         return tmp_lookup_err(sb, sb->cwd, n);
       return (r = stat_abs(sb, sb->cwd, false, &st)) < 0 ? r : -EROFS;
     }
-    if (!f)
-      return -EBADF;
-    if (f->type == F_TMP || f->type == F_TMPDIR) {
-      *n = f->node;
-      return 0;
-    }
-    return -EROFS; /* host files, stdio, pipes, /dev/null: nothing of the host changes */
+    return f ? file_node(f, n) : -EBADF;
   }
   char abs[PATH_MAX];
-  if ((r = resolve(sb, dfd, gpath, abs, false)) < 0)
+  struct file *f = NULL;
+  if ((r = resolve(sb, dfd, gpath, abs, false)) < 0 || (!nofollow && (r = follow_magic(sb, abs, &f)) < 0))
     return r;
+  if (f) /* chmod("/proc/self/fd/N"): that file (glibc's fchmodat with AT_SYMLINK_NOFOLLOW does this) */
+    return file_node(f, n);
   if (tmp_is_tmp(abs))
     return tmp_lookup_err(sb, abs, n);
   return (r = stat_abs(sb, abs, nofollow, &st)) < 0 ? r : -EROFS;
@@ -2024,6 +2262,12 @@ long sys_mkdirat(struct sb *sb, const uint64_t a[6], long nr)
   return do_mkdir(sb, (int)A(0), A(1), (unsigned)A(2));
 }
 
+/* mknod, mknodat */
+long sys_mknod(struct sb *sb, const uint64_t a[6], long nr)
+{
+  return nr == SYS_mknod ? do_mknod(sb, AT_FDCWD, A(0), (unsigned)A(1)) : do_mknod(sb, (int)A(0), A(1), (unsigned)A(2));
+}
+
 long sys_unlink(struct sb *sb, const uint64_t a[6], long nr)
 {
   return do_unlink(sb, AT_FDCWD, A(0), 0);
@@ -2068,8 +2312,14 @@ long sys_truncate(struct sb *sb, const uint64_t a[6], long nr)
   struct stat st;
   long r;
   char abs[PATH_MAX];
-  if ((r = resolve(sb, AT_FDCWD, A(0), abs, false)) < 0)
+  struct file *f;
+  if ((r = resolve(sb, AT_FDCWD, A(0), abs, false)) < 0 || (r = follow_magic(sb, abs, &f)) < 0)
     return r;
+  if (f && (f->type == F_DIR || f->type == F_TMPDIR || f->type == F_VDIR))
+    return -EISDIR;
+  if (f)
+    return f->node ? truncate_node(sb, f->node, A(1))
+                   : (f->type == F_HOST && f->stdio < 0 && f->path[0] == '/') ? -EROFS : -EINVAL; /* a root file; else a pipe, a device... */
   if (!tmp_is_tmp(abs))
     return (r = stat_abs(sb, abs, false, &st)) < 0 ? r : -EROFS;
   struct tnode *n;
@@ -2217,7 +2467,8 @@ int fs_load_cwd(struct sb *sb, struct rbuf *r, const char *name)
  * files by path, flags and offset; the sandbox's stdio as such; /tmp files
  * by node; eventfd, signalfd and epoll files with their state, event.c
  * event_save), then the fd table referring to them. -1 + cf_error
- * (ENOTSUP: an open pipe, a shared /tmp mapping, an epoll entry of a pipe). */
+ * (ENOTSUP: an open pipe or FIFO, a shared /tmp mapping, an epoll entry of a
+ * pipe). A FIFO's node is saved (tmp_save); its pipe is not. */
 int fs_save(struct sb *sb, struct wbuf *w)
 {
   /* Files: each distinct struct file once, fds refer to them by index. */
@@ -2238,6 +2489,9 @@ int fs_save(struct sb *sb, struct wbuf *w)
       return cf_fail(ENOTSUP, "fd %d is a pipe: a sandbox with an open pipe cannot be saved", i);
     if (is_socket(f))
       return cf_fail(ENOTSUP, "fd %d is a socket (socketpair): a sandbox with an open socket cannot be saved", i);
+    if (f->type == F_HOST && f->node)
+      return cf_fail(ENOTSUP, "fd %d is a FIFO (%s): a sandbox with an open FIFO cannot be saved (as with a pipe)", i,
+                     f->path);
     if (f->type == F_TIMERFD)
       return cf_fail(ENOTSUP, "fd %d is a timerfd: a sandbox with an open timerfd cannot be saved (close it "
                               "before the pause)", i);

@@ -509,7 +509,7 @@ sys_fn sys_brk, sys_madvise, sys_mlock, sys_mmap, sys_mprotect, sys_mremap, sys_
 /* fs.c */
 sys_fn sys_access, sys_chdir, sys_chmod, sys_close, sys_connect, sys_creat, sys_dup, sys_dup2, sys_faccessat,
     sys_faccessat2, sys_fchdir, sys_fcntl, sys_fgetxattr, sys_flock, sys_fstat, sys_fsync, sys_ftruncate, sys_getcwd,
-    sys_getdents64, sys_getxattr, sys_ioctl, sys_lseek, sys_mkdir, sys_mkdirat, sys_newfstatat, sys_open, sys_openat,
+    sys_getdents64, sys_getxattr, sys_ioctl, sys_lseek, sys_mkdir, sys_mkdirat, sys_mknod, sys_newfstatat, sys_open, sys_openat,
     sys_pipe, sys_pread64, sys_preadv, sys_preadv2, sys_pwrite64, sys_read, sys_readlink,
     sys_readlinkat, sys_readv, sys_rename, sys_renameat, sys_rmdir, sys_sendfile, sys_setxattr,
     sys_socket, sys_stat, sys_statfs, sys_statx, sys_truncate, sys_umask, sys_unlink, sys_unlinkat, sys_write,
@@ -821,6 +821,21 @@ struct tnode *tmp_lookup(struct sb *sb, const char *abs);
 long tmp_lookup_err(struct sb *sb, const char *abs, struct tnode **out);
 /* Create (file or dir) at abs: -EEXIST, -ENOENT (no parent), -ENOTDIR. */
 long tmp_create(struct sb *sb, const char *abs, bool dir, unsigned mode, struct tnode **out);
+/* A FIFO's state, kept in its /tmp node and served by fs.c (fifo_open):
+ * the ends of the host pipe its open files share that the node holds (rd
+ * while it has readers, wr while it has writers; -1: none; with neither,
+ * there is no pipe), its open files that read and that write (O_RDWR: both),
+ * and how many opens each side has had (a blocking open waits for the other
+ * side's to move, as Linux's w_counter/r_counter). Under the sandbox's lock. */
+struct fifo {
+  int rd, wr;
+  int readers, writers;
+  uint64_t r_opens, w_opens;
+};
+/* mknod S_IFIFO at abs: tmp_create's errors. */
+long tmp_mkfifo(struct sb *sb, const char *abs, unsigned mode, struct tnode **out);
+/* n's FIFO state, NULL when n is not a FIFO. */
+struct fifo *tmp_fifo(struct tnode *n);
 long tmp_unlink(struct sb *sb, const char *abs, bool dir);
 long tmp_rename(struct sb *sb, const char *from, const char *to);
 void tmp_stat(struct tnode *n, struct stat *st);

@@ -15,6 +15,9 @@
  * contents may come back from the template's image).
  *
  * Each node keeps mode, owner, atime/mtime/ctime (chmod, chown, utimensat).
+ * A FIFO (mknod S_IFIFO) is a node with a struct fifo and no data: its
+ * open files and the host pipe they share are fs.c's (fifo_open); a
+ * snapshot keeps the node only (fs_save refuses an open FIFO file).
  *
  * Invariants: a node is owned by its parent's kids array while linked, and
  * by the open files (refs) after unlink; it is freed when both are gone.
@@ -24,6 +27,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "shim/shim.h"
 
@@ -59,6 +63,7 @@ struct tnode {
   uint64_t npages;   /* entries in pages */
   uint64_t size;
   struct timespec atime, mtime, ctime; /* chmod/utimensat set them (tmp_chmod, tmp_utimes) */
+  struct fifo *fifo; /* a FIFO: its state (fs.c), else NULL */
   struct tnode *parent;
   struct tnode **kids;
   int nkids;
@@ -154,6 +159,13 @@ void tmp_free(struct tnode *n)
     tmp_free(n->kids[i]);
   drop_pages(n, 0);
   n->fs->index -= n->npages;
+  if (n->fifo) { /* no open file holds it, so it holds no pipe end (fs.c): closed anyway */
+    if (n->fifo->rd >= 0)
+      close(n->fifo->rd);
+    if (n->fifo->wr >= 0)
+      close(n->fifo->wr);
+    free(n->fifo);
+  }
   free(n->pages);
   free(n->kids);
   free(n->name);
@@ -283,6 +295,23 @@ long tmp_create(struct sb *sb, const char *abs, bool dir, unsigned mode, struct 
   return 0;
 }
 
+long tmp_mkfifo(struct sb *sb, const char *abs, unsigned mode, struct tnode **out)
+{
+  struct fifo *p = calloc(1, sizeof *p);
+  if (!p)
+    return -ENOMEM;
+  p->rd = p->wr = -1;
+  long r = tmp_create(sb, abs, false, mode, out);
+  if (r < 0) {
+    free(p);
+    return r;
+  }
+  (*out)->fifo = p;
+  return 0;
+}
+
+struct fifo *tmp_fifo(struct tnode *n) { return n->fifo; }
+
 long tmp_unlink(struct sb *sb, const char *abs, bool dir)
 {
   struct tnode *parent;
@@ -350,7 +379,7 @@ void tmp_stat(struct tnode *n, struct stat *st)
   memset(st, 0, sizeof *st);
   st->st_dev = 0x7f;
   st->st_ino = n->ino;
-  st->st_mode = (n->dir ? S_IFDIR : S_IFREG) | n->mode;
+  st->st_mode = (n->dir ? S_IFDIR : n->fifo ? S_IFIFO : S_IFREG) | n->mode;
   st->st_nlink = n->dir ? 2 : 1;
   st->st_uid = (uid_t)n->uid;
   st->st_gid = (gid_t)n->gid;
@@ -527,13 +556,14 @@ uint64_t tmp_node_id(struct tnode *n) { return n->id; }
  * ctime, uid and gid follow mtime (state version 2; a version 1 node has
  * mtime only, and is owned by root). */
 #define NODE_V2 (1ull << 20)
+#define NODE_FIFO (1ull << 21) /* a FIFO (no data): older versions load it as an empty file */
 
 static void save_node(struct tnode *n, uint64_t parent, struct wbuf *w)
 {
   n->id = ++n->fs->next_id;
   w_u64(w, parent);
   w_str(w, n->name);
-  w_u64(w, (uint64_t)n->dir | (uint64_t)n->mode << 1 | NODE_V2);
+  w_u64(w, (uint64_t)n->dir | (uint64_t)n->mode << 1 | NODE_V2 | (n->fifo ? NODE_FIFO : 0));
   w_u64(w, n->ino);
   w_u64(w, n->size);
   w_u64(w, (uint64_t)n->mtime.tv_sec);
@@ -620,7 +650,8 @@ int tmp_load(struct tmpfs *fs, struct rbuf *r, struct tnode ***nodes_out, size_t
     }
     uint64_t np = r_u64(r);
     if (r->err || parent > i || (i == 0 && (parent || !(dm & 1))) || !name[0] ||
-        strchr(name, '/') || np > fs->npages || size > fs->npages * PAGE || np > (size + PAGE - 1) / PAGE)
+        strchr(name, '/') || np > fs->npages || size > fs->npages * PAGE || np > (size + PAGE - 1) / PAGE ||
+        ((dm & NODE_FIFO) && (i == 0 || (dm & 1) || size || np)))
       goto bad;
     struct tnode *n = i == 0 ? fs->root : node_new(fs, name, dm & 1, (unsigned)(dm >> 1));
     if (!n) {
@@ -637,6 +668,13 @@ int tmp_load(struct tmpfs *fs, struct rbuf *r, struct tnode ***nodes_out, size_t
     n->ctime = ct;
     n->uid = (int)(uint32_t)uid;
     n->gid = (int)(uint32_t)gid;
+    if ((dm & NODE_FIFO) && !n->fifo) {
+      if (!(n->fifo = calloc(1, sizeof *n->fifo))) {
+        ret = -ENOMEM; /* n is nodes[i], parentless: bad's loop frees it */
+        goto bad;
+      }
+      n->fifo->rd = n->fifo->wr = -1;
+    }
     if (i > 0 && parent == 0)
       n->linked = false; /* held only by open files */
     if (np) {
