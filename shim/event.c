@@ -132,7 +132,9 @@ static short file_poll_depth(struct sb *sb, struct file *f, int depth)
     struct pollfd p = {.fd = f->hostfd,
                        .events = POLLIN | POLLPRI | POLLOUT | POLLRDHUP | POLLRDNORM | POLLRDBAND | POLLWRNORM |
                                  POLLWRBAND};
-    return poll(&p, 1, 0) == 1 ? p.revents : 0;
+    if (poll(&p, 1, 0) != 1)
+      return 0;
+    return fifo_hup_hidden(f) ? p.revents & ~POLLHUP : p.revents; /* a FIFO no writer opened yet */
   }
   case F_DIR:
   case F_TMP:
@@ -214,7 +216,8 @@ static void host_add(struct hostset *h, int fd, short ev)
 static void collect(struct file *f, short ev, struct hostset *h, int depth)
 {
   if (f->type == F_HOST) {
-    host_add(h, f->hostfd, ev); /* events 0 still wakes on POLLERR, POLLHUP */
+    if (!fifo_hup_hidden(f)) /* (else its host fd says POLLHUP at once: a writer's open wakes the wait) */
+      host_add(h, f->hostfd, ev); /* events 0 still wakes on POLLERR, POLLHUP */
   } else if (f->type == F_TIMERFD) {
     uint64_t due = timerfd_due(f);
     if (due && (ev & POLLIN) && (!h->due || due < h->due))

@@ -565,6 +565,12 @@ static void fifo_close(struct file *f)
   fifo_trim(p);
 }
 
+bool fifo_hup_hidden(struct file *f)
+{
+  struct fifo *p;
+  return f->fifo_nohup && f->node && (p = tmp_fifo(f->node)) && p->w_opens == f->fifo_w0;
+}
+
 /* Open FIFO n (abs: its path, for *at and /proc) with flags. */
 static long fifo_open(struct sb *sb, struct tnode *n, const char *abs, int flags, struct file **out)
 {
@@ -617,6 +623,10 @@ static long fifo_open(struct sb *sb, struct tnode *n, const char *abs, int flags
   if (wr) {
     p->writers++;
     p->w_opens++;
+  }
+  if (acc == O_RDONLY && (flags & O_NONBLOCK) && !p->writers) {
+    f->fifo_nohup = true; /* no POLLHUP before a writer came (Linux's f_version) */
+    f->fifo_w0 = p->w_opens;
   }
   fifo_trim(p); /* a new pipe's end of the side nobody has */
   wake_all(sb); /* an open waiting for this side */

@@ -99,6 +99,11 @@ struct file {
   uint64_t wake_in, wake_out;
   struct ktimer *timer; /* F_TIMERFD: its timer (its own: timer.c) */
   int *hostcount;       /* the sandbox's count of host fds it is in (fd_install), or NULL */
+  /* A FIFO's reader opened O_NONBLOCK with no writer: poll shows no POLLHUP
+   * until a writer has opened (its FIFO's w_opens moved from fifo_w0), as
+   * Linux's f_version (fs.c fifo_hup_hidden). */
+  bool fifo_nohup;
+  uint64_t fifo_w0;
 };
 
 struct ksigaction {
@@ -836,6 +841,10 @@ struct fifo {
 long tmp_mkfifo(struct sb *sb, const char *abs, unsigned mode, struct tnode **out);
 /* n's FIFO state, NULL when n is not a FIFO. */
 struct fifo *tmp_fifo(struct tnode *n);
+/* fs.c: whether f is a FIFO's reader whose POLLHUP Linux would not show yet
+ * (struct file fifo_nohup): poll masks it, a wait does not block on its host
+ * fd (only a writer's open, which wakes every task, can change it). */
+bool fifo_hup_hidden(struct file *f);
 long tmp_unlink(struct sb *sb, const char *abs, bool dir);
 long tmp_rename(struct sb *sb, const char *from, const char *to);
 void tmp_stat(struct tnode *n, struct stat *st);

@@ -14,6 +14,9 @@
  *   procs offsets   open file descriptions shared across fork
  *   procs pipes     blocking pipes between processes, EOF, EPIPE/SIGPIPE,
  *                   PIPE_BUF atomicity, poll, a FIFO
+ *   procs fifo      FIFOs between processes: opens that wait for the other
+ *                   side (either first), ENXIO, EOF, EPIPE, poll, O_RDWR,
+ *                   the data gone with the last open file, unlink while open
  *   procs cloexec   close-on-exec across execve, dup/dup2/dup3/F_DUPFD_CLOEXEC
  *   procs dup2      a child's stdout dup2'ed onto a pipe, then execve
  *   procs spawn     vfork, posix_spawn, fork in a threaded process
@@ -744,6 +747,122 @@ static int mode_pipes(void)
   return 0;
 }
 
+/* ---- FIFOs ---- */
+
+static char fifo[100];
+
+/* Opens the FIFO for writing after a delay, writes its text, closes. */
+static int fifo_late_writer(long ms)
+{
+  msleep((int)ms);
+  int fd = open(fifo, O_WRONLY);
+  if (fd < 0)
+    return 10;
+  return write(fd, "from the writer\n", 16) == 16 ? (close(fd), 0) : 11;
+}
+
+/* Opens the FIFO for reading after a delay; exits with what it read
+ * before EOF (bytes), or 100+ on an error. */
+static int fifo_late_reader(long ms)
+{
+  msleep((int)ms);
+  int fd = open(fifo, O_RDONLY);
+  if (fd < 0)
+    return 100;
+  char b[256];
+  int total = 0, n;
+  while ((n = read(fd, b + total, sizeof b - total)) > 0)
+    total += n;
+  return n < 0 ? 101 : strncmp(b, "to the late reader\n", 19) == 0 ? total : 102;
+}
+
+/* Opens the FIFO for reading, reads 3 bytes, exits (closing it). */
+static int fifo_short_reader(long arg)
+{
+  int fd = open(fifo, O_RDONLY);
+  char b[3];
+  return fd >= 0 && read(fd, b, 3) == 3 ? 0 : 1;
+}
+
+static int fifo_unlinked_writer(long fd)
+{
+  return write((int)fd, "through an unlinked fifo\n", 25) == 25 ? 0 : 1;
+}
+
+static int mode_fifo(void)
+{
+  char b[256];
+  snprintf(fifo, sizeof fifo, "%s", tmpfile_name("fifo"));
+  unlink(fifo);
+  printf("mkfifo: %s\n", err(mkfifo(fifo, 0640)));
+  struct stat st;
+  stat(fifo, &st);
+  printf("stat: a FIFO %s, mode %o\n", S_ISFIFO(st.st_mode) ? "yes" : "no", st.st_mode & 07777);
+  printf("mkfifo again: %s\n", err(mkfifo(fifo, 0600)));
+
+  /* the reader opens first: its open waits for the writer's */
+  pid_t w = child(fifo_late_writer, 300);
+  double t0 = now();
+  int fd = open(fifo, O_RDONLY);
+  printf("O_RDONLY open waited for the writer's open: %s\n", fd >= 0 && now() - t0 >= 0.1 ? "yes" : "no");
+  int n = read(fd, b, sizeof b);
+  printf("read %d bytes: %.*s", n, n > 0 ? n : 0, b);
+  printf("then EOF after the writer's close: %d\n", (int)read(fd, b, 1));
+  reap(w, "  writer");
+  close(fd);
+
+  /* the writer opens first: its open waits for the reader's */
+  pid_t r = child(fifo_late_reader, 300);
+  t0 = now();
+  fd = open(fifo, O_WRONLY);
+  printf("O_WRONLY open waited for the reader's open: %s\n", fd >= 0 && now() - t0 >= 0.1 ? "yes" : "no");
+  write(fd, "to the late ", 12);
+  msleep(50);
+  write(fd, "reader\n", 7);
+  close(fd);
+  reap(r, "  reader (its exit: the bytes it read before EOF)");
+
+  /* no reader: a non-blocking writer's open is ENXIO; a non-blocking
+   * reader's open does not wait, and a writer's then does not either */
+  printf("O_WRONLY|O_NONBLOCK open with no reader: %s\n", err(open(fifo, O_WRONLY | O_NONBLOCK)));
+  fd = open(fifo, O_RDONLY | O_NONBLOCK);
+  printf("O_RDONLY|O_NONBLOCK open: %s; read with no writer: %d (EOF)\n", err(fd), (int)read(fd, b, 1));
+  w = child(fifo_late_writer, 0);
+  struct pollfd pf = {.fd = fd, .events = POLLIN};
+  int k = poll(&pf, 1, 5000);
+  printf("poll for the child's write: %d, POLLIN %s\n", k, pf.revents & POLLIN ? "yes" : "no");
+  reap(w, "  writer");
+  n = read(fd, b, sizeof b);
+  printf("read %d bytes: %.*s", n, n > 0 ? n : 0, b);
+  close(fd);
+
+  /* the last reader goes: the writer's write is EPIPE (SIGPIPE ignored) */
+  r = child(fifo_short_reader, 0);
+  fd = open(fifo, O_WRONLY);
+  write(fd, "abc", 3);
+  reap(r, "  reader of 3 bytes");
+  signal(SIGPIPE, SIG_IGN);
+  printf("write after the last reader's exit: %s\n", err(write(fd, "x", 1)));
+  signal(SIGPIPE, SIG_DFL);
+  close(fd);
+
+  /* O_RDWR never waits; the data goes with the last open file */
+  fd = open(fifo, O_RDWR | O_NONBLOCK);
+  printf("O_RDWR open: %s; write %d\n", err(fd), (int)write(fd, "lost", 4));
+  close(fd);
+  fd = open(fifo, O_RDWR | O_NONBLOCK);
+  printf("after every open file closed, reopened: read %s\n", err(read(fd, b, sizeof b)));
+
+  /* unlinked while open: a child writes through the inherited fd */
+  printf("unlink while open: %s\n", err(unlink(fifo)));
+  w = child(fifo_unlinked_writer, fd);
+  reap(w, "  writer");
+  n = read(fd, b, sizeof b);
+  printf("read %d bytes: %.*s", n, n > 0 ? n : 0, b);
+  close(fd);
+  return 0;
+}
+
 /* ---- cloexec, dup2 ---- */
 
 static int mode_fdcheck(int argc, char **argv)
@@ -1157,6 +1276,8 @@ int main(int argc, char **argv)
     rc = mode_offsets();
   else if (!strcmp(m, "pipes"))
     rc = mode_pipes();
+  else if (!strcmp(m, "fifo"))
+    rc = mode_fifo();
   else if (!strcmp(m, "cloexec"))
     rc = mode_cloexec();
   else if (!strcmp(m, "fdcheck"))
@@ -1184,7 +1305,7 @@ int main(int argc, char **argv)
   } else if (!strcmp(m, "true"))
     return 0;
   else {
-    fprintf(stderr, "usage: procs fork|death|wait|pgrp|offsets|pipes|cloexec|dup2|spawn|locks|timerfd|bomb N\n");
+    fprintf(stderr, "usage: procs fork|death|wait|pgrp|offsets|pipes|fifo|cloexec|dup2|spawn|locks|timerfd|bomb N\n");
     return 2;
   }
   fflush(stdout);

@@ -591,6 +591,8 @@ static void test_fifo(void)
   int r = gopen("/tmp/f", O_RDONLY | O_NONBLOCK, 0);
   ok(r >= 0, "O_RDONLY|O_NONBLOCK: at once");
   is(gread_str(r, b, sizeof b), 0, "read with no writer: EOF");
+  uint64_t pfd = galloc(&(struct pollfd){.fd = r, .events = POLLIN}, sizeof(struct pollfd));
+  is(S3(SYS_poll, pfd, 1, 0), 0, "poll: nothing, no POLLHUP before any writer opened (Linux's f_version)");
   int w = gopen("/tmp/f", O_WRONLY | O_NONBLOCK, 0);
   ok(w >= 0, "O_WRONLY|O_NONBLOCK with a reader");
   is(gwrite(w, "hello"), 5, "write");
@@ -604,6 +606,8 @@ static void test_fifo(void)
   S1(SYS_close, w);
   ok(gread_str(r, b, sizeof b) == 4 && !strcmp(b, "kept"), "after the last writer's close: the data (%s)", b);
   is(gread_str(r, b, sizeof b), 0, "then EOF");
+  ok(S3(SYS_poll, pfd, 1, 0) == 1 && ((struct pollfd *)hp(pfd))->revents == POLLHUP,
+     "poll after a writer came and went: POLLHUP");
   w = gopen("/tmp/f", O_WRONLY | O_NONBLOCK, 0);
   is(gwrite(w, "old"), 3, "a new writer writes");
   S1(SYS_close, w);
