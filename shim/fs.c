@@ -577,10 +577,19 @@ static long fifo_open(struct sb *sb, struct tnode *n, const char *abs, int flags
   struct fifo *p = tmp_fifo(n);
   int acc = flags & O_ACCMODE;
   bool rd = acc != O_WRONLY, wr = acc != O_RDONLY;
-  if (acc == O_ACCMODE)
-    return -EINVAL; /* neither read nor write: Linux's fifo_open */
   if (flags & O_DIRECTORY)
     return -ENOTDIR;
+  if (flags & O_PATH) { /* no open of the FIFO (no wait, no pipe): a handle on its node (fstat, fchmod, *at) */
+    struct file *f = file_new(F_TMP, -1, O_RDONLY, abs);
+    if (!f)
+      return -ENOMEM;
+    f->node = n;
+    tmp_ref(n);
+    *out = f;
+    return 0;
+  }
+  if (acc == O_ACCMODE)
+    return -EINVAL; /* neither read nor write: Linux's fifo_open */
   if (acc == O_WRONLY && (flags & O_NONBLOCK) && !p->readers)
     return -ENXIO;
   if (p->rd < 0 && p->wr < 0) {
@@ -871,6 +880,8 @@ static long do_read_held(struct sb *sb, struct file *f, uint64_t buf, uint64_t l
       f->off += (uint64_t)r;
     return r;
   case F_TMP:
+    if (tmp_fifo(f->node))
+      return -EBADF; /* an O_PATH handle of a FIFO (fifo_open) */
     mm_shared_flush(sb, f->node);
     r = tmp_read(f->node, p, len, off < 0 ? f->off : (uint64_t)off);
     if (r > 0 && off < 0)
@@ -945,6 +956,8 @@ static long do_write_held(struct sb *sb, struct file *f, uint64_t buf, uint64_t 
   case F_TIMERFD:
     return off >= 0 ? -ESPIPE : -EINVAL; /* no write, as Linux */
   case F_TMP: {
+    if (tmp_fifo(f->node))
+      return -EBADF; /* an O_PATH handle of a FIFO (fifo_open) */
     uint64_t o = off >= 0 ? (uint64_t)off : f->off;
     if (off < 0 && (f->flags & O_APPEND)) {
       struct stat st;

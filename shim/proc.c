@@ -458,7 +458,7 @@ static void link_fd(struct sb *sb, int fd, char *out, size_t size)
       snprintf(out, size, "/dev/std%s", f->stdio == 0 ? "in" : f->stdio == 1 ? "out" : "err");
     return;
   }
-  if (f->type == F_TMP && f->node && !tmp_is_linked(f->node))
+  if (f->node && !tmp_is_linked(f->node)) /* a /tmp file, directory or FIFO */
     snprintf(out, size, "%s (deleted)", f->path);
   else
     snprintf(out, size, "%s", f->path[0] ? f->path : "/");

@@ -585,6 +585,14 @@ static void test_fifo(void)
   is(S1(SYS_unlink, gs("/tmp/reg")), 0, "unlink");
   S1(SYS_unlink, gs("/tmp/reg0"));
   is(S2(SYS_truncate, gs("/tmp/f"), 0), -EINVAL, "truncate of a FIFO: EINVAL");
+  int o = gopen("/tmp/f", O_PATH, 0);
+  ok(o >= 0, "O_PATH open of the FIFO: at once, no other side needed");
+  char olink[64];
+  snprintf(olink, sizeof olink, "/proc/self/fd/%d", o);
+  is(S2(SYS_chmod, gs(olink), 0664), 0, "chmod %s (glibc's fchmodat AT_SYMLINK_NOFOLLOW)", olink);
+  ok(gstat("/tmp/f", &st) == 0 && S_ISFIFO(st.st_mode) && (st.st_mode & 07777) == 0664, "the FIFO is 0664");
+  is(gread_str(o, b, sizeof b), -EBADF, "read of the O_PATH fd: EBADF");
+  S1(SYS_close, o);
 
   diag("FIFO opens that do not wait, EOF and EPIPE in one process");
   is(gopen("/tmp/f", O_WRONLY | O_NONBLOCK, 0), -ENXIO, "O_WRONLY|O_NONBLOCK, no reader: ENXIO");
