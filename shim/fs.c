@@ -262,7 +262,6 @@ int fs_open_host(struct sb *sb, int dirfd, const char *path, int flags)
   tmp_stat(n, &st);
   if (S_ISDIR(st.st_mode) || !(st.st_mode & 0111))
     return -EACCES; /* execve(2): not a regular file, or no execute permission */
-  mm_shared_flush(sb, n);
   int fd = memfd_create("cowfork-tmp", MFD_CLOEXEC);
   if (fd < 0)
     return -errno;
@@ -559,9 +558,7 @@ static long open_abs(struct sb *sb, char *abs, int flags, unsigned mode, struct 
       if (flags & O_DIRECTORY)
         return -ENOTDIR;
       if ((flags & O_TRUNC) && acc != O_RDONLY) {
-        mm_shared_flush(sb, n);
         tmp_truncate(n, 0);
-        mm_shared_refresh(sb, n, 0, UINT64_MAX);
       }
       f = file_new(F_TMP, -1, keep, abs);
     }
@@ -676,7 +673,6 @@ static long do_read_held(struct sb *sb, struct file *f, uint64_t buf, uint64_t l
       f->off += (uint64_t)r;
     return r;
   case F_TMP:
-    mm_shared_flush(sb, f->node);
     r = tmp_read(f->node, p, len, off < 0 ? f->off : (uint64_t)off);
     if (r > 0 && off < 0)
       f->off += (uint64_t)r;
@@ -756,10 +752,7 @@ static long do_write_held(struct sb *sb, struct file *f, uint64_t buf, uint64_t 
       tmp_stat(f->node, &st);
       o = (uint64_t)st.st_size;
     }
-    mm_shared_flush(sb, f->node);
     r = tmp_write(f->node, p, len, o);
-    if (r > 0)
-      mm_shared_refresh(sb, f->node, o, (uint64_t)r);
     if (r > 0 && off < 0)
       f->off = o + (uint64_t)r;
     return r;
@@ -1340,10 +1333,7 @@ static long truncate_node(struct sb *sb, struct tnode *n, uint64_t len)
     return -EINVAL;
   if (tmp_is_dir(n))
     return -EISDIR;
-  mm_shared_flush(sb, n);
-  long r = tmp_truncate(n, len);
-  mm_shared_refresh(sb, n, 0, UINT64_MAX);
-  return r;
+  return tmp_truncate(n, len);
 }
 
 static long do_sendfile(struct sb *sb, int out, int in, uint64_t offp, uint64_t count)
@@ -1367,7 +1357,6 @@ static long do_sendfile(struct sb *sb, int out, int in, uint64_t offp, uint64_t 
     n = n < 0 ? -errno : n;
     break;
   case F_TMP:
-    mm_shared_flush(sb, fi->node);
     n = tmp_read(fi->node, buf, count, off < 0 ? fi->off : (uint64_t)off);
     if (n > 0 && off < 0)
       fi->off += (uint64_t)n;
@@ -1397,10 +1386,8 @@ static long do_sendfile(struct sb *sb, int out, int in, uint64_t offp, uint64_t 
         tmp_stat(fo->node, &st);
         o = (uint64_t)st.st_size;
       }
-      mm_shared_flush(sb, fo->node);
       w = tmp_write(fo->node, buf, (uint64_t)n, o);
       if (w > 0) {
-        mm_shared_refresh(sb, fo->node, o, (uint64_t)w);
         fo->off = o + (uint64_t)w;
       }
       break;
@@ -2205,7 +2192,8 @@ int fs_load_cwd(struct sb *sb, struct rbuf *r, const char *name)
  * files by path, flags and offset; the sandbox's stdio as such; /tmp files
  * by node; eventfd, signalfd and epoll files with their state, event.c
  * event_save), then the fd table referring to them. -1 + cf_error
- * (ENOTSUP: an open pipe, a shared /tmp mapping, an epoll entry of a pipe). */
+ * (ENOTSUP: an open pipe, a MAP_SHARED mapping, a file in /dev/shm, an epoll
+ * entry of a pipe; tmpfs.c tmp_save_prepare). */
 int fs_save(struct sb *sb, struct wbuf *w)
 {
   /* Files: each distinct struct file once, fds refer to them by index. */
@@ -2213,8 +2201,9 @@ int fs_save(struct sb *sb, struct wbuf *w)
   struct tnode *nodes[MAX_FDS];
   int nf = 0, nn = 0;
   if (sb->nshmaps)
-    return cf_fail(ENOTSUP, "a MAP_SHARED mapping of a /tmp file cannot be saved (it is a copy the shim keeps "
-                            "coherent, and the state does not record it): unmap it before the pause");
+    return cf_fail(ENOTSUP, "the MAP_SHARED mapping at 0x%llx cannot be saved (shared memory is a host object "
+                            "the state does not hold): unmap it before the pause",
+                   (unsigned long long)sb->shmaps[0].start);
   for (int i = 0; i < MAX_FDS; i++)
     if (sb->fds[i])
       sb->fds[i]->save_id = -1;
@@ -2234,6 +2223,8 @@ int fs_save(struct sb *sb, struct wbuf *w)
     if (f->node)
       nodes[nn++] = f->node;
   }
+  if (tmp_save_prepare(sb->tmpfs, nodes, (size_t)nn) < 0)
+    return -1;
   if (tmp_save(sb->tmpfs, w, nodes, (size_t)nn) < 0)
     return cf_fail(ENOMEM, "out of memory");
   w_u64(w, (uint64_t)nf);

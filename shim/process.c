@@ -303,7 +303,7 @@ static struct sb *proc_copy(struct sb *p, long *err)
     memcpy(c->shmaps, p->shmaps, (size_t)p->nshmaps * sizeof *c->shmaps);
     c->nshmaps = c->capshmaps = p->nshmaps;
     for (int i = 0; i < c->nshmaps; i++)
-      tmp_ref(c->shmaps[i].node);
+      shm_ref(c->shmaps[i].obj); /* mm_fork_vm maps each in the child */
   }
   return c;
 nomem:
