@@ -676,7 +676,7 @@ static long do_mmap(struct sb *sb, const uint64_t a[6])
       off = 0;
     }
     if (!o)
-      return err;
+      return err == -ENOSPC ? -ENOMEM : err; /* a file's would not fit in /tmp */
     r = mm_map_shared(sb, at, len, prot, o, off);
     shm_unref(o); /* the mapping's record holds it */
     return r < 0 ? r : (long)at;
