@@ -1293,6 +1293,37 @@ static long do_rename(struct sb *sb, int ofd, uint64_t op, int nfd, uint64_t np)
   return tmp_rename(sb, from, to);
 }
 
+/* link, linkat: hard links within /tmp or within /dev/shm (tmpfs.c);
+ * the root is read-only. */
+static long do_link(struct sb *sb, int ofd, uint64_t op, int nfd, uint64_t np, int flags)
+{
+  if (flags & ~(AT_SYMLINK_FOLLOW | AT_EMPTY_PATH))
+    return -EINVAL;
+  if (flags & AT_EMPTY_PATH)
+    return -ENOENT; /* Linux without CAP_DAC_READ_SEARCH; a /proc/self/fd path is below */
+  char from[PATH_MAX], to[PATH_MAX];
+  long r = resolve(sb, ofd, op, from, false);
+  if (r < 0 || (r = resolve(sb, nfd, np, to, false)) < 0)
+    return r;
+  if (!tmp_is_tmp(from) || !tmp_is_tmp(to)) {
+    struct stat st;
+    if (tmp_is_tmp(from) != tmp_is_tmp(to))
+      return stat_abs(sb, from, true, &st) < 0 ? -ENOENT : -EXDEV;
+    return (r = stat_abs(sb, from, true, &st)) < 0 ? r : S_ISDIR(st.st_mode) ? -EPERM : -EROFS;
+  }
+  return tmp_link(sb, from, to);
+}
+
+long sys_link(struct sb *sb, const uint64_t a[6], long nr)
+{
+  return do_link(sb, AT_FDCWD, A(0), AT_FDCWD, A(1), 0);
+}
+
+long sys_linkat(struct sb *sb, const uint64_t a[6], long nr)
+{
+  return do_link(sb, (int)A(0), A(1), (int)A(2), A(3), (int)A(4));
+}
+
 static long do_mkdir(struct sb *sb, int dirfd, uint64_t gpath, unsigned mode)
 {
   char abs[PATH_MAX];

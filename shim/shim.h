@@ -529,7 +529,7 @@ typedef long sys_fn(struct sb *sb, const uint64_t a[6], long nr);
 /* mm.c */
 sys_fn sys_brk, sys_madvise, sys_mlock, sys_mmap, sys_mprotect, sys_mremap, sys_msync, sys_munmap;
 /* fs.c */
-sys_fn sys_access, sys_chdir, sys_chmod, sys_close, sys_connect, sys_creat, sys_dup, sys_dup2, sys_faccessat,
+sys_fn sys_link, sys_linkat, sys_access, sys_chdir, sys_chmod, sys_close, sys_connect, sys_creat, sys_dup, sys_dup2, sys_faccessat,
     sys_faccessat2, sys_fchdir, sys_fcntl, sys_fgetxattr, sys_flock, sys_fstat, sys_fsync, sys_ftruncate, sys_getcwd,
     sys_getdents64, sys_getxattr, sys_ioctl, sys_lseek, sys_mkdir, sys_mkdirat, sys_newfstatat, sys_open, sys_openat,
     sys_pipe, sys_pread64, sys_preadv, sys_preadv2, sys_pwrite64, sys_read, sys_readlink,
@@ -856,6 +856,9 @@ long tmp_lookup_err(struct sb *sb, const char *abs, struct tnode **out);
 long tmp_create(struct sb *sb, const char *abs, bool dir, unsigned mode, struct tnode **out);
 long tmp_unlink(struct sb *sb, const char *abs, bool dir);
 long tmp_rename(struct sb *sb, const char *from, const char *to);
+/* A hard link to the file from at to: 0, -EEXIST, -EPERM (a directory),
+ * -EXDEV (between /tmp and /dev/shm), -ENOENT. */
+long tmp_link(struct sb *sb, const char *from, const char *to);
 void tmp_stat(struct tnode *n, struct stat *st);
 void tmp_chmod(struct tnode *n, unsigned mode);
 /* Owner: -1 keeps one. */

@@ -62,6 +62,8 @@ struct tnode {
   uint64_t ino;
   uint64_t *pages;   /* guest addresses of the data pages, 0 = hole */
   struct shm_obj *obj; /* once mapped MAP_SHARED: the data is here, not in pages (tmp_shared) */
+  struct tnode *target; /* a hard link (link(2)): a name of target, which it holds a reference on */
+  int nlinks;           /* hard links to this node */
   uint64_t npages;   /* entries in pages */
   uint64_t size;
   struct timespec atime, mtime, ctime; /* chmod/utimensat set them (tmp_chmod, tmp_utimes) */
@@ -133,10 +135,28 @@ struct tmpfs *tmp_new(uint8_t *mem, uint64_t base, uint64_t size)
   return fs;
 }
 
+/* Before a whole tree is freed: each hard link lets go of its target (a
+ * target out of the tree is freed then; one in it, with the tree). */
+static void drop_links(struct tnode *n)
+{
+  for (int i = 0; i < n->nkids; i++)
+    drop_links(n->kids[i]);
+  struct tnode *t = n->target;
+  if (t) {
+    n->target = NULL;
+    t->nlinks--;
+    tmp_unref(t);
+  }
+}
+
 void tmp_destroy(struct tmpfs *fs)
 {
   if (!fs)
     return;
+  if (fs->root)
+    drop_links(fs->root);
+  if (fs->shm)
+    drop_links(fs->shm);
   tmp_free(fs->root);
   tmp_free(fs->shm);
   free(fs->bitmap);
@@ -160,6 +180,10 @@ void tmp_free(struct tnode *n)
 {
   if (!n)
     return;
+  if (n->target) {
+    n->target->nlinks--;
+    tmp_unref(n->target);
+  }
   for (int i = 0; i < n->nkids; i++)
     tmp_free(n->kids[i]);
   drop_pages(n, 0);
@@ -246,7 +270,10 @@ static struct tnode *walk(struct sb *sb, const char *abs, struct tnode **parent_
   return n;
 }
 
-struct tnode *tmp_lookup(struct sb *sb, const char *abs) { return walk(sb, abs, NULL, NULL, NULL); }
+/* The node a name stands for (a hard link's target). */
+static struct tnode *res(struct tnode *n) { return n && n->target ? n->target : n; }
+
+struct tnode *tmp_lookup(struct sb *sb, const char *abs) { return res(walk(sb, abs, NULL, NULL, NULL)); }
 
 long tmp_lookup_err(struct sb *sb, const char *abs, struct tnode **out)
 {
@@ -258,7 +285,7 @@ long tmp_lookup_err(struct sb *sb, const char *abs, struct tnode **out)
     const char *rest;
     n = tree_of(sb->tmpfs, abs, &rest); /* /tmp or /dev/shm itself */
   }
-  *out = n;
+  *out = res(n);
   return n ? 0 : err ? err : -ENOENT;
 }
 
@@ -335,6 +362,38 @@ long tmp_unlink(struct sb *sb, const char *abs, bool dir)
   return 0;
 }
 
+long tmp_link(struct sb *sb, const char *from, const char *to)
+{
+  if (!shm_prefix(from) != !shm_prefix(to))
+    return -EXDEV;
+  struct tnode *n = tmp_lookup(sb, from), *parent;
+  const char *last;
+  int err;
+  if (!n) {
+    struct tnode *x;
+    return tmp_lookup_err(sb, from, &x);
+  }
+  if (n->dir)
+    return -EPERM; /* Linux: no hard link to a directory */
+  struct tnode *old = walk(sb, to, &parent, &last, &err);
+  if (!parent)
+    return err ? err : -EEXIST;
+  if (old)
+    return -EEXIST;
+  struct tnode *e = node_new(sb->tmpfs, last, false, 0);
+  if (!e)
+    return -ENOMEM;
+  if (add_kid(parent, e) < 0) {
+    tmp_free(e);
+    return -ENOMEM;
+  }
+  e->target = n;
+  tmp_ref(n);
+  n->nlinks++;
+  clock_gettime(CLOCK_REALTIME, &n->ctime);
+  return 0;
+}
+
 long tmp_rename(struct sb *sb, const char *from, const char *to)
 {
   struct tnode *fp, *tp;
@@ -383,7 +442,7 @@ void tmp_stat(struct tnode *n, struct stat *st)
   st->st_dev = 0x7f;
   st->st_ino = n->ino;
   st->st_mode = (n->dir ? S_IFDIR : S_IFREG) | n->mode;
-  st->st_nlink = n->dir ? 2 : 1;
+  st->st_nlink = n->dir ? 2 : (nlink_t)(n->linked + n->nlinks);
   st->st_uid = (uid_t)n->uid;
   st->st_gid = (gid_t)n->gid;
   st->st_size = (off_t)n->size;
@@ -619,6 +678,9 @@ fail:
 
 static int prepare_node(struct tnode *n, const char *where)
 {
+  if (n->target || n->nlinks)
+    return cf_fail(ENOTSUP, "%s%s has hard links (link(2)): the state does not record them; a sandbox with "
+                   "one cannot be saved", where, n->name);
   if (n->obj && n->obj->refs > 1)
     return cf_fail(ENOTSUP, "%s%s is mapped MAP_SHARED: a sandbox with a shared mapping cannot be saved (unmap "
                    "it before the pause)", where, n->name);
@@ -712,7 +774,7 @@ struct tnode *tmp_child(struct tnode *dir, uint64_t idx, const char **name)
   if (idx >= (uint64_t)dir->nkids)
     return NULL;
   *name = dir->kids[idx]->name;
-  return dir->kids[idx];
+  return res(dir->kids[idx]);
 }
 
 void tmp_ref(struct tnode *n) { n->refs++; }

@@ -8,7 +8,8 @@
  * mapping wakes the waiter), a private one by the address; the host fds
  * are counted and given back; a truncation under a mapping never crashes
  * the shim; a save is refused while a mapping or a /dev/shm file exists,
- * and a file once shared is saved from the /tmp region again. Forks of
+ * and a file once shared is saved from the /tmp region again; link(2)
+ * (sem_open links its new file to the name). Forks of
  * real VMs: tests/sandbox-processes.sh (procs.c). */
 #include <errno.h>
 #include <fcntl.h>
@@ -184,14 +185,56 @@ static void test_file(void)
   S1(SYS_unlink, gs("/tmp/big"));
 }
 
+static void test_link(void)
+{
+  diag("link(2) in /tmp and /dev/shm (sem_open makes its semaphore so)");
+  int fd = gopen("/dev/shm/sem.tmpXYZ", O_CREAT | O_RDWR | O_EXCL, 0600);
+  is(S3(SYS_write, fd, gs("semaphore"), 9), 9, "write the new file");
+  is(S2(SYS_link, gs("/dev/shm/sem.tmpXYZ"), gs("/dev/shm/sem.name")), 0, "link it to its name");
+  is(S2(SYS_link, gs("/dev/shm/sem.tmpXYZ"), gs("/dev/shm/sem.name")), -EEXIST, "again: EEXIST");
+  is(S1(SYS_unlink, gs("/dev/shm/sem.tmpXYZ")), 0, "unlink the first name");
+  int fd2 = gopen("/dev/shm/sem.name", O_RDWR, 0);
+  ok(fd2 >= 0 && strcmp(gpread(fd2, 9, 0), "semaphore") == 0, "the other name has the data");
+  is(S4(SYS_pwrite64, fd, gs("S"), 1, 0), 1, "a write through the first file");
+  ok(strcmp(gpread(fd2, 9, 0), "Semaphore") == 0, "is in the same file");
+  struct stat st;
+  uint64_t stg = galloc(NULL, sizeof st);
+  is(S2(SYS_fstat, fd2, stg), 0, "fstat");
+  memcpy(&st, hp(stg), sizeof st);
+  is((long)st.st_nlink, 1, "one name left: st_nlink 1");
+  is(S2(SYS_link, gs("/dev/shm/sem.name"), gs("/tmp/x")), -EXDEV, "link from /dev/shm to /tmp: EXDEV");
+  is(S2(SYS_link, gs("/tmp"), gs("/tmp/d")), -EPERM, "link a directory: EPERM");
+  is(S2(SYS_link, gs("/tmp/nope"), gs("/tmp/d")), -ENOENT, "link a missing file: ENOENT");
+  is(S2(SYS_link, gs("/plain"), gs("/plain2")), -EROFS, "link outside /tmp: EROFS (the root is read-only)");
+  S1(SYS_close, fd);
+  S1(SYS_close, fd2);
+  S1(SYS_unlink, gs("/dev/shm/sem.name"));
+  ok(strcmp(glist("/dev/shm"), "") == 0, "/dev/shm empty again");
+  fd = gopen("/tmp/l1", O_CREAT | O_RDWR, 0600);
+  S1(SYS_close, fd);
+  is(S2(SYS_link, gs("/tmp/l1"), gs("/tmp/l2")), 0, "link in /tmp");
+  struct wbuf w = {0};
+  ok(fs_save(sb, &w) < 0 && strstr(cf_error(), "hard link"), "a save with a hard link: refused (%s)", cf_error());
+  free(w.p);
+  /* left for the teardown: a tree with a link is freed whole */
+}
+
 int main(void)
 {
   if (!mkdtemp(root))
     abort();
+  char p[300];
+  snprintf(p, sizeof p, "%s/plain", root);
+  int fd = open(p, O_CREAT | O_WRONLY | O_CLOEXEC, 0644);
+  if (fd < 0)
+    abort();
+  close(fd);
   shim_setup(root);
   test_anon();
   test_file();
+  test_link();
   shim_teardown();
+  unlink(p);
   rmdir(root);
   return done_testing();
 }
