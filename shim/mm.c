@@ -23,8 +23,10 @@
  * The /tmp data region (tmpfs.c) is guest memory the guest has no part
  * of: mm_reserved ranges are refused to mmap (ENOMEM), skipped by munmap
  * and, having no VMA, ENOMEM to mprotect, so the host never finds it
- * PROT_NONE. MAP_SHARED mappings of /tmp files are copies kept coherent
- * with the file (mm_shared_*, below).
+ * PROT_NONE. A MAP_SHARED mapping (anonymous, or of a /tmp or /dev/shm
+ * file) is a host memfd mapped MAP_SHARED there, shared with the children a
+ * fork makes (shared memory, below); private mappings of /tmp files are
+ * copies.
  *
  * Addresses: [CF_VM_USER_BASE, mem_size). The stack sits at the top; mmap
  * allocates top-down below it (mmap_top); brk grows up from the end of the
@@ -838,7 +840,9 @@ err:
  * /proc/self/mem so that a page the guest made PROT_NONE copies too. The
  * cost grows with the pages the parent wrote, not with its size. A mapping
  * that cannot be opened again (no CAP_SYS_ADMIN for map_files) or a shared
- * one is copied whole. The /tmp region is the sandbox's (its first
+ * one the shim did not make is copied whole; the shim's shared memory
+ * (sb->shmaps) is mapped again from the same objects, MAP_SHARED at the
+ * same places, never copied. The /tmp region is the sandbox's (its first
  * process's memory holds it, tmpfs.c): never copied. A uffd-backed parent
  * has pages its page server has not installed yet: the guest's readable
  * VMAs are copied whole (reads fault them in). */
