@@ -262,7 +262,6 @@ int fs_open_host(struct sb *sb, int dirfd, const char *path, int flags)
   tmp_stat(n, &st);
   if (S_ISDIR(st.st_mode) || !(st.st_mode & 0111))
     return -EACCES; /* execve(2): not a regular file, or no execute permission */
-  mm_shared_flush(sb, n);
   int fd = memfd_create("cowfork-tmp", MFD_CLOEXEC);
   if (fd < 0)
     return -errno;
@@ -559,9 +558,7 @@ static long open_abs(struct sb *sb, char *abs, int flags, unsigned mode, struct 
       if (flags & O_DIRECTORY)
         return -ENOTDIR;
       if ((flags & O_TRUNC) && acc != O_RDONLY) {
-        mm_shared_flush(sb, n);
         tmp_truncate(n, 0);
-        mm_shared_refresh(sb, n, 0, UINT64_MAX);
       }
       f = file_new(F_TMP, -1, keep, abs);
     }
@@ -676,7 +673,6 @@ static long do_read_held(struct sb *sb, struct file *f, uint64_t buf, uint64_t l
       f->off += (uint64_t)r;
     return r;
   case F_TMP:
-    mm_shared_flush(sb, f->node);
     r = tmp_read(f->node, p, len, off < 0 ? f->off : (uint64_t)off);
     if (r > 0 && off < 0)
       f->off += (uint64_t)r;
@@ -756,10 +752,7 @@ static long do_write_held(struct sb *sb, struct file *f, uint64_t buf, uint64_t 
       tmp_stat(f->node, &st);
       o = (uint64_t)st.st_size;
     }
-    mm_shared_flush(sb, f->node);
     r = tmp_write(f->node, p, len, o);
-    if (r > 0)
-      mm_shared_refresh(sb, f->node, o, (uint64_t)r);
     if (r > 0 && off < 0)
       f->off = o + (uint64_t)r;
     return r;
@@ -1312,6 +1305,37 @@ static long do_rename(struct sb *sb, int ofd, uint64_t op, int nfd, uint64_t np)
   return tmp_rename(sb, from, to);
 }
 
+/* link, linkat: hard links within /tmp or within /dev/shm (tmpfs.c);
+ * the root is read-only. */
+static long do_link(struct sb *sb, int ofd, uint64_t op, int nfd, uint64_t np, int flags)
+{
+  if (flags & ~(AT_SYMLINK_FOLLOW | AT_EMPTY_PATH))
+    return -EINVAL;
+  if (flags & AT_EMPTY_PATH)
+    return -ENOENT; /* Linux without CAP_DAC_READ_SEARCH; a /proc/self/fd path is below */
+  char from[PATH_MAX], to[PATH_MAX];
+  long r = resolve(sb, ofd, op, from, false);
+  if (r < 0 || (r = resolve(sb, nfd, np, to, false)) < 0)
+    return r;
+  if (!tmp_is_tmp(from) || !tmp_is_tmp(to)) {
+    struct stat st;
+    if (tmp_is_tmp(from) != tmp_is_tmp(to))
+      return stat_abs(sb, from, true, &st) < 0 ? -ENOENT : -EXDEV;
+    return (r = stat_abs(sb, from, true, &st)) < 0 ? r : S_ISDIR(st.st_mode) ? -EPERM : -EROFS;
+  }
+  return tmp_link(sb, from, to);
+}
+
+long sys_link(struct sb *sb, const uint64_t a[6], long nr)
+{
+  return do_link(sb, AT_FDCWD, A(0), AT_FDCWD, A(1), 0);
+}
+
+long sys_linkat(struct sb *sb, const uint64_t a[6], long nr)
+{
+  return do_link(sb, (int)A(0), A(1), (int)A(2), A(3), (int)A(4));
+}
+
 static long do_mkdir(struct sb *sb, int dirfd, uint64_t gpath, unsigned mode)
 {
   char abs[PATH_MAX];
@@ -1352,10 +1376,7 @@ static long truncate_node(struct sb *sb, struct tnode *n, uint64_t len)
     return -EINVAL;
   if (tmp_is_dir(n))
     return -EISDIR;
-  mm_shared_flush(sb, n);
-  long r = tmp_truncate(n, len);
-  mm_shared_refresh(sb, n, 0, UINT64_MAX);
-  return r;
+  return tmp_truncate(n, len);
 }
 
 static long do_sendfile(struct sb *sb, int out, int in, uint64_t offp, uint64_t count)
@@ -1379,7 +1400,6 @@ static long do_sendfile(struct sb *sb, int out, int in, uint64_t offp, uint64_t 
     n = n < 0 ? -errno : n;
     break;
   case F_TMP:
-    mm_shared_flush(sb, fi->node);
     n = tmp_read(fi->node, buf, count, off < 0 ? fi->off : (uint64_t)off);
     if (n > 0 && off < 0)
       fi->off += (uint64_t)n;
@@ -1409,10 +1429,8 @@ static long do_sendfile(struct sb *sb, int out, int in, uint64_t offp, uint64_t 
         tmp_stat(fo->node, &st);
         o = (uint64_t)st.st_size;
       }
-      mm_shared_flush(sb, fo->node);
       w = tmp_write(fo->node, buf, (uint64_t)n, o);
       if (w > 0) {
-        mm_shared_refresh(sb, fo->node, o, (uint64_t)w);
         fo->off = o + (uint64_t)w;
       }
       break;
@@ -2217,7 +2235,8 @@ int fs_load_cwd(struct sb *sb, struct rbuf *r, const char *name)
  * files by path, flags and offset; the sandbox's stdio as such; /tmp files
  * by node; eventfd, signalfd and epoll files with their state, event.c
  * event_save), then the fd table referring to them. -1 + cf_error
- * (ENOTSUP: an open pipe, a shared /tmp mapping, an epoll entry of a pipe). */
+ * (ENOTSUP: an open pipe, a MAP_SHARED mapping, a file in /dev/shm, an epoll
+ * entry of a pipe; tmpfs.c tmp_save_prepare). */
 int fs_save(struct sb *sb, struct wbuf *w)
 {
   /* Files: each distinct struct file once, fds refer to them by index. */
@@ -2225,8 +2244,9 @@ int fs_save(struct sb *sb, struct wbuf *w)
   struct tnode *nodes[MAX_FDS];
   int nf = 0, nn = 0;
   if (sb->nshmaps)
-    return cf_fail(ENOTSUP, "a MAP_SHARED mapping of a /tmp file cannot be saved (it is a copy the shim keeps "
-                            "coherent, and the state does not record it): unmap it before the pause");
+    return cf_fail(ENOTSUP, "the MAP_SHARED mapping at 0x%llx cannot be saved (shared memory is a host object "
+                            "the state does not hold): unmap it before the pause",
+                   (unsigned long long)sb->shmaps[0].start);
   for (int i = 0; i < MAX_FDS; i++)
     if (sb->fds[i])
       sb->fds[i]->save_id = -1;
@@ -2246,6 +2266,8 @@ int fs_save(struct sb *sb, struct wbuf *w)
     if (f->node)
       nodes[nn++] = f->node;
   }
+  if (tmp_save_prepare(sb->tmpfs, nodes, (size_t)nn) < 0)
+    return -1;
   if (tmp_save(sb->tmpfs, w, nodes, (size_t)nn) < 0)
     return cf_fail(ENOMEM, "out of memory");
   w_u64(w, (uint64_t)nf);

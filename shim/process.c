@@ -33,8 +33,11 @@
  * pause with more than one process alive (the pause is refused: the run
  * ends with a report); CLONE_VM without CLONE_VFORK (shared address spaces);
  * vfork shares nothing (it is a fork whose parent waits for the child's
- * exec or exit); stopped processes (SIGSTOP, WUNTRACED); MAP_SHARED memory
- * between processes; --cpu-limit counts the first process's threads only. */
+ * exec or exit); stopped processes (SIGSTOP, WUNTRACED); --cpu-limit counts
+ * the first process's threads only. MAP_SHARED memory is shared with the
+ * children (mm.c: the same host memfds mapped at the same places; proc_copy
+ * takes a reference on each), and the futex waiters of all the processes
+ * are on one list (thread.c), keyed by object and offset in shared memory. */
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/sched.h>
@@ -303,7 +306,7 @@ static struct sb *proc_copy(struct sb *p, long *err)
     memcpy(c->shmaps, p->shmaps, (size_t)p->nshmaps * sizeof *c->shmaps);
     c->nshmaps = c->capshmaps = p->nshmaps;
     for (int i = 0; i < c->nshmaps; i++)
-      tmp_ref(c->shmaps[i].node);
+      shm_ref(c->shmaps[i].obj); /* mm_fork_vm maps each in the child */
   }
   return c;
 nomem:

@@ -70,6 +70,7 @@ struct epitem; /* one entry of it */
 struct vent; /* an entry of /proc or /dev (proc.c) */
 
 struct tnode; /* a file or directory of the in-sandbox /tmp */
+struct shm_obj; /* shared memory (mm.c) */
 struct tmpfs; /* the /tmp tree; its file data lives in guest memory */
 
 struct file {
@@ -322,10 +323,9 @@ struct sb {
   uint64_t elf_mapped, elf_copied;
   uint64_t pages_mapped, pages_copied; /* file pages: mapped copy-on-write vs copied (loader + mmap) */
 
-  /* MAP_SHARED mappings of /tmp files (mm.c): their pages are copies of
-   * the file's, written back before the file is read or written and when
-   * the mapping goes, refreshed after the file is written */
-  struct shmap { uint64_t start, end, off; struct tnode *node; } *shmaps;
+  /* MAP_SHARED mappings (mm.c): [start, end) maps obj from off; sorted by
+   * nothing, at most MAX_VMAS */
+  struct shmap { uint64_t start, end, off; struct shm_obj *obj; } *shmaps;
   int nshmaps, capshmaps;
 
   /* the host path of the root's /tmp ("" if it has none), found on the
@@ -418,15 +418,37 @@ const struct vma *mm_find(struct sb *sb, uint64_t addr);
 /* Whether [start, start+len) overlaps guest memory the shim keeps for
  * itself (the /tmp data region): no guest call may map, unmap or protect it. */
 bool mm_reserved(struct sb *sb, uint64_t start, uint64_t len);
-/* MAP_SHARED mappings of /tmp files: register one (the mapping exists and
- * holds the file's bytes), write the changes of every mapping of n back into
- * the file (before the file is read or written), copy the file into them
- * (after it was written), drop them all (execve, end). 0 or -errno. */
-int mm_shared_add(struct sb *sb, uint64_t start, uint64_t len, struct tnode *n, uint64_t off);
-void mm_shared_flush(struct sb *sb, struct tnode *n);
-void mm_shared_refresh(struct sb *sb, struct tnode *n, uint64_t off, uint64_t len);
+/* Shared memory (mm.c): a host memfd that every MAP_SHARED mapping of it,
+ * in any process of the sandbox, maps MAP_SHARED at its guest address, so
+ * stores are seen by all at once (KVM follows the host mapping). Made for a
+ * MAP_SHARED|MAP_ANONYMOUS mapping, or for a /tmp or /dev/shm file the
+ * first time it is mapped MAP_SHARED (the node then keeps its data there:
+ * tmpfs.c). Its fd is counted in the sandbox's host fds (the first
+ * process's hostfiles, ENFILE past its RLIMIT_NOFILE). Refcounted: each
+ * mapping record (sb->shmaps) and the node holding it. Touched under the
+ * sandbox's lock only. */
+struct shm_obj {
+  int fd;
+  int refs;
+  uint64_t size;  /* the memfd's size: never shrinks (a mapping past it would raise SIGBUS) */
+  int *hostcount; /* the count its fd is in */
+  uint64_t *charge; /* a file's: the /tmp pages it is counted in (size / PAGE), or NULL */
+};
+/* A new object of size bytes (zeros): NULL and *err (-ENFILE, -ENOMEM). */
+struct shm_obj *shm_new(struct sb *sb, uint64_t size, int *err);
+void shm_ref(struct shm_obj *o);
+void shm_unref(struct shm_obj *o);
+/* Grow o to at least size bytes (page-rounded): 0 or -errno. */
+int shm_grow(struct shm_obj *o, uint64_t size);
+/* Map [off, off+len) of o at guest [start, start+len) MAP_SHARED, replacing
+ * what was there: 0 or -errno. */
+int mm_map_shared(struct sb *sb, uint64_t start, uint64_t len, int prot, struct shm_obj *o, uint64_t off);
+/* The shared object under guest address addr and its offset there, or NULL
+ * (private memory): a futex's key (thread.c). */
+struct shm_obj *mm_shared_at(struct sb *sb, uint64_t addr, uint64_t *off);
+/* Drop every shared mapping record (end of the process). */
 void mm_shared_fini(struct sb *sb);
-/* msync(2): checks, and writes the shared /tmp mappings in range back. */
+/* msync(2): the checks (the mappings are the files' memory: nothing to write back). */
 int mm_sync(struct sb *sb, uint64_t start, uint64_t len, int flags);
 /* mmap(2) of the guest's open host file hostfd (a regular file, else
  * -ENODEV) at [at, at+len), copy-on-write from the file, pages wholly past
@@ -507,7 +529,7 @@ typedef long sys_fn(struct sb *sb, const uint64_t a[6], long nr);
 /* mm.c */
 sys_fn sys_brk, sys_madvise, sys_mlock, sys_mmap, sys_mprotect, sys_mremap, sys_msync, sys_munmap;
 /* fs.c */
-sys_fn sys_access, sys_chdir, sys_chmod, sys_close, sys_connect, sys_creat, sys_dup, sys_dup2, sys_faccessat,
+sys_fn sys_link, sys_linkat, sys_access, sys_chdir, sys_chmod, sys_close, sys_connect, sys_creat, sys_dup, sys_dup2, sys_faccessat,
     sys_faccessat2, sys_fchdir, sys_fcntl, sys_fgetxattr, sys_flock, sys_fstat, sys_fsync, sys_ftruncate, sys_getcwd,
     sys_getdents64, sys_getxattr, sys_ioctl, sys_lseek, sys_mkdir, sys_mkdirat, sys_newfstatat, sys_open, sys_openat,
     sys_pipe, sys_pread64, sys_preadv, sys_preadv2, sys_pwrite64, sys_read, sys_readlink,
@@ -724,11 +746,22 @@ long task_exec_alone(struct sb *sb);
 int task_finish(struct sb *sb);
 /* The CPU time of the tasks other than task 0 (running and ended). */
 uint64_t task_cpu_ns(struct sb *sb);
-/* futex waiters by guest address: wake up to n (bitset matched; the count),
- * requeue (wake nwake, move up to nmove to addr2; both counted), wait
- * (queued before the lock is released: 1 woken, 0 at the deadline, -EINTR). */
+/* futex waiters by key: a futex word's key (futex_key: with priv, or in
+ * private memory, the process and its address; else the shared memory
+ * object and the offset in it, as Linux keys a shared futex). Wake up to n
+ * (bitset matched; the count), requeue (wake nwake, move up to nmove to
+ * k2; both counted), wait (queued before the lock is released: 1 woken, 0
+ * at the deadline, -EINTR). futex_wake and futex_wait take the address of
+ * a shared (not private) futex. */
+struct fkey {
+  const void *obj;
+  uint64_t off;
+};
+struct fkey futex_key(struct sb *sb, uint64_t addr, bool priv);
+int futex_wake_key(struct sb *sb, struct fkey k, int n, uint32_t bitset);
+int futex_requeue_key(struct sb *sb, struct fkey k, int nwake, struct fkey k2, int nmove);
+long futex_wait_key(struct sb *sb, struct fkey k, uint32_t bitset, clockid_t clk, const struct timespec *deadline);
 int futex_wake(struct sb *sb, uint64_t addr, int n, uint32_t bitset);
-int futex_requeue(struct sb *sb, uint64_t addr, int nwake, uint64_t addr2, int nmove);
 /* The running task ends: its robust futexes (set_robust_list) are marked
  * FUTEX_OWNER_DIED and a waiter of each woken, as Linux (task.c). */
 void robust_exit(struct sb *sb);
@@ -823,6 +856,9 @@ long tmp_lookup_err(struct sb *sb, const char *abs, struct tnode **out);
 long tmp_create(struct sb *sb, const char *abs, bool dir, unsigned mode, struct tnode **out);
 long tmp_unlink(struct sb *sb, const char *abs, bool dir);
 long tmp_rename(struct sb *sb, const char *from, const char *to);
+/* A hard link to the file from at to: 0, -EEXIST, -EPERM (a directory),
+ * -EXDEV (between /tmp and /dev/shm), -ENOENT. */
+long tmp_link(struct sb *sb, const char *from, const char *to);
 void tmp_stat(struct tnode *n, struct stat *st);
 void tmp_chmod(struct tnode *n, unsigned mode);
 /* Owner: -1 keeps one. */
@@ -832,6 +868,16 @@ void tmp_utimes(struct tnode *n, const struct timespec *ts);
 long tmp_read(struct tnode *n, void *buf, uint64_t len, uint64_t off);
 long tmp_write(struct tnode *n, const void *buf, uint64_t len, uint64_t off);
 long tmp_truncate(struct tnode *n, uint64_t len);
+/* The shared memory object holding n's data from now on (made on the first
+ * call: the data moves from the /tmp region into it), at least end bytes
+ * long: NULL and *err (-ENOSPC past the region's size, -ENFILE). */
+struct shm_obj *tmp_shared(struct sb *sb, struct tnode *n, uint64_t end, int *err);
+/* Before a save: the data of every file in a shared memory object moves
+ * back into the /tmp region (none may be mapped then); extra: the deleted
+ * files open files hold. 0, or -1 + cf_error
+ * naming the file (ENOTSUP: still mapped, or a file in /dev/shm, which the
+ * state does not hold; ENOSPC). */
+int tmp_save_prepare(struct tmpfs *fs, struct tnode *const *extra, size_t nextra);
 bool tmp_is_dir(struct tnode *n);
 /* The idx-th child of dir (NULL past the end), its name into name. */
 struct tnode *tmp_child(struct tnode *dir, uint64_t idx, const char **name);
