@@ -213,6 +213,39 @@ const char *cf_template_image(const struct cf_template *t) { return t->image; }
 uint64_t cf_template_mem_size(const struct cf_template *t) { return t->mem_size; }
 const char *cf_template_root(const struct cf_template *t) { return t->root; }
 
+int cf_template_of_image(const char *image, char *name, size_t len)
+{
+  size_t n = strlen(image), d = n;
+  while (d > 0 && image[d - 1] >= '0' && image[d - 1] <= '9')
+    d--;
+  if (d < n && d > 1 && image[d - 1] == '.' && image[d] != '0') /* NAME.mem.PID */
+    n = d - 1;
+  if (n <= 4 || strncmp(image + n - 4, ".mem", 4) != 0 || n - 4 >= len)
+    return -1;
+  memcpy(name, image, n - 4);
+  name[n - 4] = 0;
+  return 0;
+}
+
+int cf_template_remove_images(struct cf_store *s, const char *name)
+{
+  char **names = NULL, tn[256], path[PATH_MAX];
+  size_t n = 0;
+  if (cf_store_list(s, &names, &n) < 0)
+    return -1;
+  int rc = 0;
+  for (size_t i = 0; i < n && rc == 0; i++) {
+    if (cf_template_of_image(names[i], tn, sizeof tn) < 0 || strcmp(tn, name) != 0)
+      continue;
+    if (cf_store_remove(s, names[i]) < 0 && errno != ENOENT)
+      rc = -1;
+    else if (cf_wset_path(s, names[i], path, sizeof path) == 0)
+      unlink(path);
+  }
+  cf_store_free_list(names, n);
+  return rc;
+}
+
 int cf_template_path(struct cf_store *s, const char *name, char *buf, size_t len)
 {
   if (cf_store_check_name(name) < 0)
@@ -581,13 +614,13 @@ int cf_sandbox_save(struct cf_sandbox *box, struct cf_store *s, const char *name
     return cf_fail(ENOTSUP, "the sandbox has %d processes: a branch keeps one for now (a template made from a "
                             "program keeps them all)", alive);
   int r = save_image_of(sb, s, image, st);
-  /* The other processes' memory, each an image of its own (NAME.PID.mem). */
+  /* The other processes' memory, each an image of its own (NAME.mem.PID). */
   for (int i = 0; i < np && r == 0; i++) {
     struct sb *p = ps[i];
     if (p == sb || p->zombie)
       continue;
     struct cf_save_stats pst = {0};
-    snprintf(p->save_image, sizeof p->save_image, "%s.%d.mem", name, p->pid);
+    snprintf(p->save_image, sizeof p->save_image, "%s.mem.%d", name, p->pid);
     p->save_store = s;
     if ((r = cf_store_check_name(p->save_image)) == 0 && (r = save_image_of(p, s, p->save_image, &pst)) == 0) {
       st->pages_scanned += pst.pages_scanned;
