@@ -189,6 +189,40 @@ static struct world *world_get(struct sb *sb)
   return w;
 }
 
+int proc_adopt(struct sb *first, struct sb *c)
+{
+  struct world *w = world_get(first);
+  if (!w || world_add(w, c) < 0)
+    return cf_fail(ENOMEM, "out of memory");
+  c->w = w;
+  return 0;
+}
+
+void proc_unadopt(struct sb *c)
+{
+  world_remove(c->w, c);
+  fs_fini(c);
+  if (c->vm)
+    vm_free(c->vm, c->gm);
+  proc_free_reaped(c);
+}
+
+void proc_adopted_start(struct sb *c)
+{
+  c->w->nthreads++;
+  if (proc_start(c) < 0) {
+    c->w->nthreads--;
+    c->exited = true; /* it never runs: a zombie killed by SIGKILL */
+    c->kill_signal = SIGKILL;
+    c->zombie = true;
+    c->wstatus = SIGKILL;
+    fs_fini(c);
+    vm_free(c->vm, c->gm);
+    c->vm = NULL;
+    c->gm = NULL;
+  }
+}
+
 uint64_t proc_others_cpu_ns(struct sb *sb)
 {
   if (!sb->w)
@@ -212,7 +246,7 @@ void proc_run_start(struct sb *sb)
 static void proc_free(struct sb *c)
 {
   fs_fini(c);
-  vm_free(c->vm, NULL);
+  vm_free(c->vm, c->gm);
   proc_free_reaped(c);
 }
 
@@ -288,6 +322,7 @@ static struct sb *proc_copy(struct sb *p, long *err)
   c->vfork_wait = false;
   c->execed = false; /* (a parent's setpgid of it is allowed until it execs) */
   c->stopped = c->stop_report = c->cont_report = false;
+  c->pause_done = false;
   c->parent = p;
   /* the copies */
   if (!(c->vmas = malloc((size_t)p->capvma * sizeof *c->vmas)))
@@ -419,6 +454,85 @@ void proc_vfork_done(struct sb *c)
   }
 }
 
+/* ---- pausing a tree ----
+ *
+ * A template, a branch or a live pause of a sandbox with several processes
+ * keeps them all. The first process pauses at its ready point (sandbox.c
+ * pause_at); every other one then stops as a paused sandbox's other
+ * threads do: its task 0 is its pauser, stopped where it can go on at CPL3
+ * (thread.c task_stop: a call it waited in runs again later), its other
+ * threads held (task_finish). Its host thread (sandbox.c proc_main) then
+ * waits with its process kept whole until the sandbox runs again
+ * (proc_resume_all) or ends (proc_end_all). */
+
+const char *proc_pause_refused(struct sb *sb)
+{
+  if (!sb->w)
+    return NULL;
+  for (int i = 0; i < sb->w->nprocs; i++) {
+    const struct sb *p = sb->w->procs[i];
+    if (!p->zombie && (p->vfork_wait || p->vfork_parent))
+      return "a vfork is in progress (its parent waits for the child's exec or exit)";
+  }
+  return NULL;
+}
+
+void proc_pause_all(struct sb *sb)
+{
+  struct world *w = sb->w;
+  if (!w)
+    return;
+  for (int i = 0; i < w->nprocs; i++) {
+    struct sb *p = w->procs[i];
+    if (p == sb || p->zombie || p->exited)
+      continue;
+    p->paused = true;
+    p->pause_done = false;
+    p->pauser = p->tasks[0];
+    task_kick_all(p);
+    pthread_cond_broadcast(&p->cpu_cv);
+  }
+}
+
+void proc_pause_wait(struct sb *sb)
+{
+  struct world *w = sb->w;
+  for (;;) {
+    bool busy = false;
+    for (int i = 0; w && i < w->nprocs; i++) {
+      struct sb *p = w->procs[i];
+      busy |= p != sb && !p->zombie && p->paused && !p->pause_done;
+    }
+    if (!busy)
+      return;
+    pthread_cond_wait(&w->cv, &sb->lock);
+  }
+}
+
+void proc_resume_all(struct sb *sb)
+{
+  struct world *w = sb->w;
+  if (!w || w->root != sb)
+    return;
+  for (int i = 0; i < w->nprocs; i++) {
+    struct sb *p = w->procs[i];
+    if (p != sb && !p->zombie)
+      p->paused = false;
+  }
+  pthread_cond_broadcast(&w->cv);
+}
+
+bool proc_paused_wait(struct sb *c)
+{
+  struct world *w = c->w;
+  c->pause_done = true;
+  pthread_cond_broadcast(&w->cv);
+  while (c->paused && !c->exited && !c->timed_out)
+    pthread_cond_wait(&w->cv, sb_mutex(c));
+  c->pause_done = false;
+  return !c->exited && !c->timed_out;
+}
+
 /* SIGCHLD-like notice to c's parent (code CLD_*, status) and a wake of
  * its waits. */
 static void notify_parent(struct sb *c, int code, int status)
@@ -465,7 +579,7 @@ void proc_cont(struct sb *sb)
 
 void proc_stopped_wait(struct sb *sb)
 {
-  while (sb->stopped && !sb->exited && !sb->timed_out && !(sb->cur && sb->cur->exited))
+  while (sb->stopped && !sb->paused && !sb->exited && !sb->timed_out && !(sb->cur && sb->cur->exited))
     task_block(sb, NULL, 0, -1);
 }
 
@@ -489,8 +603,9 @@ bool proc_exit(struct sb *c)
   proc_vfork_done(c);
   /* Its files and memory go now; its status stays. */
   fs_fini(c);
-  vm_free(c->vm, NULL);
+  vm_free(c->vm, c->gm); /* gm: a template's process (snapshot.c), else NULL */
   c->vm = NULL;
+  c->gm = NULL;
   c->mem = NULL;
   c->wstatus = status_of(c);
   struct sb *p = c->parent;
@@ -546,6 +661,7 @@ void proc_end_all(struct sb *sb)
     }
     task_end_all(p);
   }
+  pthread_cond_broadcast(&w->cv); /* the paused ones wait there (proc_paused_wait) */
   while (w->nthreads > 0)
     pthread_cond_wait(&w->cv, &sb->lock);
   for (int i = w->nprocs - 1; i >= 0; i--)

@@ -355,10 +355,31 @@ struct sb {
   bool stopped, stop_report, cont_report;
   int stop_sig;
   bool vfork_wait;          /* a vfork parent, waiting */
+  bool pause_done;          /* not the first process: stopped for the sandbox's pause (process.c) */
+  /* a load in progress (fs.c fs_load): the first process's file table,
+   * which the other processes' fd tables refer to; fs_load_done drops it */
+  struct file **load_files;
+  uint64_t nload_files;
+  /* a load in progress (snapshot.c): the other processes of a template's
+   * state (version 7), made by cf_template_fork (procs_make) */
+  struct proc_rec *load_procs;
+  int nload_procs;
+  /* a save in progress (snapshot.c): this process's image and store */
+  char save_image[300];
+  struct cf_store *save_store;
 };
 
 struct cf_sandbox {
   struct sb s;
+};
+
+/* One of the other processes in a state file (snapshot.c, version 7). */
+struct proc_rec {
+  int pid, ppid, pgid, sid, exit_signal, stop_sig, wstatus, exit_code, kill_signal;
+  unsigned flags; /* PF_* (snapshot.c) */
+  char image[300];
+  const uint8_t *payload; /* its own state payload, in the template's */
+  size_t len;
 };
 
 /* A forked child's guest memory: the context of the VMM's memory source
@@ -371,6 +392,7 @@ struct guest_mem {
   uint64_t size;
   const struct cf_sandbox_opts *opts;  /* map_image only (NULL after) */
   struct cf_template *tmpl;
+  const struct cf_image *img;          /* map_image only: another process's image (else tmpl's) */
 };
 /* The memory backend's mapping of sb's guest memory, or NULL (a root
  * sandbox, a parked child). */
@@ -465,6 +487,11 @@ int elf_load(struct sb *sb, const char *path, char *const *argv, char *const *en
 /* fs.c: files (negative errno returns) */
 int fs_init(struct sb *sb, const char *root, const int stdio[3]);
 void fs_fini(struct sb *sb);
+/* After a load: the file table's own references dropped (the fd tables of
+ * the sandbox's processes hold theirs). */
+void fs_load_done(struct sb *sb);
+/* At most this many open files in a state file's table (every process's). */
+#define MAX_FILE_TABLE (1u << 16)
 /* Open a host file read-only under the root (for the loader): host fd or -errno. */
 int fs_open_host(struct sb *sb, int dirfd, const char *path, int flags);
 struct file *fs_get(struct sb *sb, int fd);
@@ -668,6 +695,18 @@ void proc_cont(struct sb *sb);
 /* In a task's run loop while its process is stopped: wait (the lock
  * released) for the continue or the end. */
 void proc_stopped_wait(struct sb *sb);
+/* Pausing a tree (a template, a branch, a live pause): the first process
+ * reached its ready point. proc_pause_refused: why the tree cannot pause
+ * now (NULL: it can); proc_pause_all: every other process stops (its
+ * threads as a paused sandbox's: thread.c); proc_pause_wait: the first
+ * process's run waits until they all did (the lock held); proc_resume_all:
+ * the sandbox runs again; proc_paused_wait: a forked process's host thread
+ * after it stopped, until then (true) or the sandbox's end (false). */
+const char *proc_pause_refused(struct sb *sb);
+void proc_pause_all(struct sb *sb);
+void proc_pause_wait(struct sb *sb);
+void proc_resume_all(struct sb *sb);
+bool proc_paused_wait(struct sb *c);
 /* A vfork child exec'd or ended: its parent goes on. */
 void proc_vfork_done(struct sb *c);
 /* A forked process's run is over (its host thread, the lock held): a
@@ -680,7 +719,15 @@ void proc_free_reaped(struct sb *c);
  * held; from cf_sandbox_free). */
 void proc_end_all(struct sb *sb);
 void proc_world_free(struct sb *sb);
-/* sandbox.c: start the host thread of a forked process (task 0 made). */
+/* A template's child (snapshot.c): c (its state loaded) joins first's
+ * world; proc_adopted_start: its host thread, which waits for the
+ * sandbox's first run (c->paused) before it goes on. */
+int proc_adopt(struct sb *first, struct sb *c);
+void proc_adopted_start(struct sb *c);
+/* One adopted but not started: out of the world and freed. */
+void proc_unadopt(struct sb *c);
+/* sandbox.c: start the host thread of a forked process (task 0 made, or
+ * none: a paused process of a template's child, made when it goes on). */
 int proc_start(struct sb *c);
 
 /* thread.c: tasks, the lock, blocking and futex waiters */
