@@ -29,9 +29,12 @@
  * The first process's end ends the sandbox: every other process is killed
  * and waited for (proc_end_all), as when a pid namespace's init exits.
  *
- * Not yet (the syscall table says so): a template, branch, park or live
- * pause with more than one process alive (the pause is refused: the run
- * ends with a report); CLONE_VM without CLONE_VFORK (shared address spaces);
+ * A pause (a template, a live sandbox between execs) stops every process
+ * and keeps it whole (below, "pausing a tree"); a template made from a
+ * program saves each one (snapshot.c, version 7). Not yet (the syscall
+ * table says so): a branch or park of a sandbox with more than one process
+ * alive (ENOTSUP: the pause itself works, the sandbox goes on);
+ * CLONE_VM without CLONE_VFORK (shared address spaces);
  * vfork shares nothing (it is a fork whose parent waits for the child's
  * exec or exit); stopped processes (SIGSTOP, WUNTRACED); --cpu-limit counts
  * the first process's threads only. MAP_SHARED memory is shared with the

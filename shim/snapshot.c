@@ -5,6 +5,8 @@
  *                       pages empty). A root template's image has no parent;
  *                       a branch's is a child of its template's image holding
  *                       only the pages the child changed.
+ *   images/NAME.mem.PID the memory of another process of a template made
+ *                       with several (version 7), one image each.
  *   templates/NAME      the state file: vCPU registers, FS/GS base and XSAVE
  *                       area, and the shim's state (VMAs, brk, fd table, cwd,
  *                       signal state, the /tmp tree). Format below; written to
@@ -39,7 +41,10 @@
  * task_save_threads: the next tid, and for each thread but the one that
  * paused its tid, registers, FS/GS base, XSAVE area, per-thread signal
  * state and robust list head; the pausing thread's robust list head); a
- * version 1-5 file has one thread. Files
+ * version 1-5 file has one thread. Version 7 appends the sandbox's other
+ * processes (procs_save: relations, groups, zombies, and each live one's
+ * image name and own state payload, whose fs part is only its fd table
+ * into the first's file table); a version 1-6 file has one process. Files
  * of type F_DEV (version 2's F_NULL, /dev/null) are reopened by path, and
  * F_VIRT and F_VDIR (/proc, /dev) too: a child's /proc file shows the
  * child.
