@@ -326,6 +326,7 @@ static struct sb *proc_copy(struct sb *p, long *err)
   c->execed = false; /* (a parent's setpgid of it is allowed until it execs) */
   c->stopped = c->stop_report = c->cont_report = false;
   c->pause_done = false;
+  c->child_cpu_ns = 0;
   c->parent = p;
   /* the copies */
   if (!(c->vmas = malloc((size_t)p->capvma * sizeof *c->vmas)))
@@ -698,7 +699,19 @@ static bool wait_match(const struct sb *sb, const struct sb *c, int pid)
 
 struct wait_res {
   int pid, status, code, cstatus, uid;
+  uint64_t cpu_ns; /* an ended child's CPU time and its children's (rusage) */
 };
+
+/* A wait's rusage: the child's CPU time (all of it user time: the guest's
+ * and the shim's serving it are one clock here), the rest zero. */
+static long put_rusage(struct sb *sb, uint64_t addr, const struct wait_res *res)
+{
+  struct rusage ru;
+  memset(&ru, 0, sizeof ru);
+  ru.ru_utime.tv_sec = (time_t)(res->cpu_ns / 1000000000u);
+  ru.ru_utime.tv_usec = (suseconds_t)(res->cpu_ns % 1000000000u / 1000);
+  return mm_copy_out(sb, addr, &ru, sizeof ru) < 0 ? -EFAULT : 0;
+}
 
 /* Wait for a child (the common part of wait4 and waitid): 0 and *res, 0
  * with res->pid 0 (WNOHANG, none ready), or -errno. */
@@ -746,7 +759,9 @@ static long do_wait(struct sb *sb, int pid, int options, bool keep, struct wait_
       res->code = z->kill_signal ? CLD_KILLED : CLD_EXITED;
       res->cstatus = z->kill_signal ? z->kill_signal : z->exit_code;
       res->uid = z->uid;
+      res->cpu_ns = z->cpu_ns + z->child_cpu_ns;
       if (!keep) {
+        sb->child_cpu_ns += res->cpu_ns; /* Linux: a wait adds the child's and its waited-for children's */
         world_remove(sb->w, z);
         proc_free_reaped(z);
       }
@@ -776,12 +791,8 @@ long sys_wait4(struct sb *sb, const uint64_t a[6], long nr)
     return r;
   if (res.pid && A(1) && mm_copy_out(sb, A(1), &res.status, 4) < 0)
     return -EFAULT;
-  if (res.pid && A(3)) {
-    struct rusage ru;
-    memset(&ru, 0, sizeof ru);
-    if (mm_copy_out(sb, A(3), &ru, sizeof ru) < 0)
-      return -EFAULT;
-  }
+  if (res.pid && A(3) && put_rusage(sb, A(3), &res) < 0)
+    return -EFAULT;
   return res.pid;
 }
 
@@ -830,12 +841,8 @@ long proc_waitid(struct sb *sb, const uint64_t a[6])
     if (mm_copy_out(sb, A(2), &si, sizeof si) < 0)
       return -EFAULT;
   }
-  if (A(4)) {
-    struct rusage ru;
-    memset(&ru, 0, sizeof ru);
-    if (mm_copy_out(sb, A(4), &ru, sizeof ru) < 0)
-      return -EFAULT;
-  }
+  if (A(4) && put_rusage(sb, A(4), &res) < 0)
+    return -EFAULT;
   return 0;
 }
 

@@ -356,6 +356,7 @@ struct sb {
   int stop_sig;
   bool vfork_wait;          /* a vfork parent, waiting */
   bool pause_done;          /* not the first process: stopped for the sandbox's pause (process.c) */
+  uint64_t child_cpu_ns;    /* CPU time of the children it waited for, and of theirs (RUSAGE_CHILDREN) */
   /* a load in progress (fs.c fs_load): the first process's file table,
    * which the other processes' fd tables refer to; fs_load_done drops it */
   struct file **load_files;

@@ -925,6 +925,9 @@ long sys_times(struct sb *sb, const uint64_t a[6], long nr)
   struct {
     int64_t u, s, cu, cs;
   } t = {0};
+  /* clock ticks (100 a second); all user time, as getrusage (task.c) */
+  t.u = (int64_t)(guest_cpu_ns(sb) / 10000000u);
+  t.cu = (int64_t)(sb->child_cpu_ns / 10000000u);
   if (A(0) && mm_copy_out(sb, A(0), &t, sizeof t) < 0)
     return -EFAULT;
   struct timespec ts;

@@ -276,7 +276,7 @@ mkdir -p "$CROOT"
 if ! gcc -static -O1 -pthread -o "$CROOT/procs" "$here/sandbox/procs.c" 2>"$TMP/cc.err"; then
   skip_case "C cases" "cannot build static programs: $(head -n 1 "$TMP/cc.err")"
 else
-  for m in fork death wait pgrp offsets pipes cloexec dup2 spawn locks timerfd shm; do
+  for m in fork death wait pgrp offsets pipes cloexec dup2 spawn locks timerfd shm rusage; do
     case_ "C $m" --root "$CROOT" -- "$CROOT/procs" $m -- /procs $m
   done
 fi

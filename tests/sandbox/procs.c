@@ -19,6 +19,7 @@
  *   procs spawn     vfork, posix_spawn, fork in a threaded process
  *   procs locks     fcntl record locks, OFD locks and flock between processes
  *   procs timerfd   a timerfd inherited across fork, also after its maker exits
+ *   procs rusage    the CPU time of children in wait4's rusage, getrusage and times
  *   procs shm       shared memory across fork: MAP_SHARED anonymous, of a
  *                   /tmp file and of a /dev/shm file (shm_open); MADV_DONTNEED,
  *                   munmap, mprotect in one process; sem_open, a pshared
@@ -43,6 +44,7 @@
 #include <sys/file.h>
 #include <sys/stat.h>
 #include <sys/timerfd.h>
+#include <sys/times.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -1072,6 +1074,55 @@ static int mode_timerfd(void)
   return 0;
 }
 
+/* ---- rusage of children ---- */
+
+static double tv_s(struct timeval t) { return t.tv_sec + t.tv_usec / 1e6; }
+
+static int burn(long ms)
+{
+  struct timespec t;
+  do /* CPU time, not wall time: the same work natively and in a sandbox */
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &t);
+  while (t.tv_sec * 1000 + t.tv_nsec / 1000000 < ms);
+  return 0;
+}
+
+static int burn_twice(long ms)
+{
+  reap(child(burn, ms), "  the grandchild");
+  return burn(ms);
+}
+
+static int mode_rusage(void)
+{
+  struct rusage ru;
+  int st;
+  pid_t p = child(burn, 300);
+  pid_t r = wait4(p, &st, 0, &ru);
+  double c = tv_s(ru.ru_utime) + tv_s(ru.ru_stime);
+  printf("wait4: %s, the child's CPU time in its rusage >= 0.25 s: %s\n", r == p ? "ok" : err(r), c >= 0.25 ? "yes" : "no");
+  getrusage(RUSAGE_CHILDREN, &ru);
+  c = tv_s(ru.ru_utime) + tv_s(ru.ru_stime);
+  printf("getrusage(RUSAGE_CHILDREN) >= 0.25 s: %s\n", c >= 0.25 ? "yes" : "no");
+  /* a child that waited for its own child: both counted once it is waited for */
+  reap(child(burn_twice, 200), "the child that waited for a grandchild");
+  getrusage(RUSAGE_CHILDREN, &ru);
+  c = tv_s(ru.ru_utime) + tv_s(ru.ru_stime);
+  printf("getrusage(RUSAGE_CHILDREN) now >= 0.65 s (grandchild included): %s\n", c >= 0.65 ? "yes" : "no");
+  struct tms tm;
+  times(&tm);
+  long hz = sysconf(_SC_CLK_TCK);
+  printf("times: the children's >= 0.65 s: %s\n", (double)(tm.tms_cutime + tm.tms_cstime) / hz >= 0.65 ? "yes" : "no");
+  burn(100);
+  getrusage(RUSAGE_SELF, &ru);
+  c = tv_s(ru.ru_utime) + tv_s(ru.ru_stime);
+  printf("getrusage(RUSAGE_SELF) >= 0.1 s: %s, < 0.6 s (not the children's): %s\n", c >= 0.1 ? "yes" : "no",
+         c < 0.6 ? "yes" : "no");
+  printf("getrusage(RUSAGE_THREAD): %s\n", err(getrusage(RUSAGE_THREAD, &ru)));
+  printf("getrusage(42): %s\n", err(getrusage(42, &ru)));
+  return 0;
+}
+
 static int bomb_pipe;
 
 static void bomb_body(int depth)
@@ -1350,6 +1401,8 @@ int main(int argc, char **argv)
     rc = mode_spawn();
   else if (!strcmp(m, "locks"))
     rc = mode_locks();
+  else if (!strcmp(m, "rusage"))
+    rc = mode_rusage();
   else if (!strcmp(m, "timerfd"))
     rc = mode_timerfd();
   else if (!strcmp(m, "shm"))
@@ -1369,7 +1422,7 @@ int main(int argc, char **argv)
   } else if (!strcmp(m, "true"))
     return 0;
   else {
-    fprintf(stderr, "usage: procs fork|death|wait|pgrp|offsets|pipes|cloexec|dup2|spawn|locks|timerfd|shm|bomb N\n");
+    fprintf(stderr, "usage: procs fork|death|wait|pgrp|offsets|pipes|cloexec|dup2|spawn|locks|timerfd|shm|rusage|bomb N\n");
     return 2;
   }
   fflush(stdout);
