@@ -280,7 +280,6 @@ int fs_open_host(struct sb *sb, int dirfd, const char *path, int flags)
   tmp_stat(n, &st);
   if (!S_ISREG(st.st_mode) || !(st.st_mode & 0111))
     return -EACCES; /* execve(2): not a regular file, or no execute permission */
-  mm_shared_flush(sb, n);
   int fd = memfd_create("cowfork-tmp", MFD_CLOEXEC);
   if (fd < 0)
     return -errno;
@@ -337,6 +336,7 @@ int fs_init(struct sb *sb, const char *root, const int stdio[3])
 
 void fs_fini(struct sb *sb)
 {
+  fs_load_done(sb);
   for (int i = 0; i < MAX_FDS; i++)
     fd_close(sb, i);
   free(sb->locks);
@@ -757,9 +757,7 @@ static long open_abs(struct sb *sb, char *abs, int flags, unsigned mode, struct 
       if (flags & O_DIRECTORY)
         return -ENOTDIR;
       if ((flags & O_TRUNC) && acc != O_RDONLY) {
-        mm_shared_flush(sb, n);
         tmp_truncate(n, 0);
-        mm_shared_refresh(sb, n, 0, UINT64_MAX);
       }
       f = file_new(F_TMP, -1, keep, abs);
     }
@@ -882,7 +880,6 @@ static long do_read_held(struct sb *sb, struct file *f, uint64_t buf, uint64_t l
   case F_TMP:
     if (tmp_fifo(f->node))
       return -EBADF; /* an O_PATH handle of a FIFO (fifo_open) */
-    mm_shared_flush(sb, f->node);
     r = tmp_read(f->node, p, len, off < 0 ? f->off : (uint64_t)off);
     if (r > 0 && off < 0)
       f->off += (uint64_t)r;
@@ -964,10 +961,7 @@ static long do_write_held(struct sb *sb, struct file *f, uint64_t buf, uint64_t 
       tmp_stat(f->node, &st);
       o = (uint64_t)st.st_size;
     }
-    mm_shared_flush(sb, f->node);
     r = tmp_write(f->node, p, len, o);
-    if (r > 0)
-      mm_shared_refresh(sb, f->node, o, (uint64_t)r);
     if (r > 0 && off < 0)
       f->off = o + (uint64_t)r;
     return r;
@@ -1520,6 +1514,37 @@ static long do_rename(struct sb *sb, int ofd, uint64_t op, int nfd, uint64_t np)
   return tmp_rename(sb, from, to);
 }
 
+/* link, linkat: hard links within /tmp or within /dev/shm (tmpfs.c);
+ * the root is read-only. */
+static long do_link(struct sb *sb, int ofd, uint64_t op, int nfd, uint64_t np, int flags)
+{
+  if (flags & ~(AT_SYMLINK_FOLLOW | AT_EMPTY_PATH))
+    return -EINVAL;
+  if (flags & AT_EMPTY_PATH)
+    return -ENOENT; /* Linux without CAP_DAC_READ_SEARCH; a /proc/self/fd path is below */
+  char from[PATH_MAX], to[PATH_MAX];
+  long r = resolve(sb, ofd, op, from, false);
+  if (r < 0 || (r = resolve(sb, nfd, np, to, false)) < 0)
+    return r;
+  if (!tmp_is_tmp(from) || !tmp_is_tmp(to)) {
+    struct stat st;
+    if (tmp_is_tmp(from) != tmp_is_tmp(to))
+      return stat_abs(sb, from, true, &st) < 0 ? -ENOENT : -EXDEV;
+    return (r = stat_abs(sb, from, true, &st)) < 0 ? r : S_ISDIR(st.st_mode) ? -EPERM : -EROFS;
+  }
+  return tmp_link(sb, from, to);
+}
+
+long sys_link(struct sb *sb, const uint64_t a[6], long nr)
+{
+  return do_link(sb, AT_FDCWD, A(0), AT_FDCWD, A(1), 0);
+}
+
+long sys_linkat(struct sb *sb, const uint64_t a[6], long nr)
+{
+  return do_link(sb, (int)A(0), A(1), (int)A(2), A(3), (int)A(4));
+}
+
 static long do_mkdir(struct sb *sb, int dirfd, uint64_t gpath, unsigned mode)
 {
   char abs[PATH_MAX];
@@ -1608,10 +1633,7 @@ static long truncate_node(struct sb *sb, struct tnode *n, uint64_t len)
     return -EISDIR;
   if (tmp_fifo(n))
     return -EINVAL; /* not a regular file */
-  mm_shared_flush(sb, n);
-  long r = tmp_truncate(n, len);
-  mm_shared_refresh(sb, n, 0, UINT64_MAX);
-  return r;
+  return tmp_truncate(n, len);
 }
 
 static long do_sendfile(struct sb *sb, int out, int in, uint64_t offp, uint64_t count)
@@ -1635,7 +1657,6 @@ static long do_sendfile(struct sb *sb, int out, int in, uint64_t offp, uint64_t 
     n = n < 0 ? -errno : n;
     break;
   case F_TMP:
-    mm_shared_flush(sb, fi->node);
     n = tmp_read(fi->node, buf, count, off < 0 ? fi->off : (uint64_t)off);
     if (n > 0 && off < 0)
       fi->off += (uint64_t)n;
@@ -1665,10 +1686,8 @@ static long do_sendfile(struct sb *sb, int out, int in, uint64_t offp, uint64_t 
         tmp_stat(fo->node, &st);
         o = (uint64_t)st.st_size;
       }
-      mm_shared_flush(sb, fo->node);
       w = tmp_write(fo->node, buf, (uint64_t)n, o);
       if (w > 0) {
-        mm_shared_refresh(sb, fo->node, o, (uint64_t)w);
         fo->off = o + (uint64_t)w;
       }
       break;
@@ -2486,43 +2505,81 @@ int fs_load_cwd(struct sb *sb, struct rbuf *r, const char *name)
   return 0;
 }
 
+/* The fd table: each fd's index in the file table (f->save_id) and its
+ * close-on-exec flag. */
+static void fds_save(struct sb *sb, struct wbuf *w)
+{
+  int nfd = 0;
+  for (int i = 0; i < MAX_FDS; i++)
+    nfd += sb->fds[i] != NULL;
+  w_u64(w, (uint64_t)nfd);
+  for (int i = 0; i < MAX_FDS; i++)
+    if (sb->fds[i]) {
+      w_u64(w, (uint64_t)i);
+      w_u64(w, (uint64_t)sb->fds[i]->save_id);
+      w_u64(w, sb->cloexec[i]);
+    }
+}
+
 /* The /tmp tree (tmpfs.c tmp_save), every distinct open file once (host
  * files by path, flags and offset; the sandbox's stdio as such; /tmp files
  * by node; eventfd, signalfd and epoll files with their state, event.c
- * event_save), then the fd table referring to them. -1 + cf_error
- * (ENOTSUP: an open pipe or FIFO, a shared /tmp mapping, an epoll entry of a
- * pipe). A FIFO's node is saved (tmp_save); its pipe is not. */
+ * event_save), then the fd table referring to them. The first process's
+ * file table holds the open files of every process of the sandbox (one a
+ * fork shares stays one), the others' state has only their fd table
+ * (snapshot.c, version 7). -1 + cf_error (ENOTSUP: an open pipe or FIFO, a
+ * MAP_SHARED mapping, a file in /dev/shm, an epoll entry of a pipe; tmpfs.c
+ * tmp_save_prepare). */
 int fs_save(struct sb *sb, struct wbuf *w)
 {
-  /* Files: each distinct struct file once, fds refer to them by index. */
-  struct file *files[MAX_FDS];
-  struct tnode *nodes[MAX_FDS];
-  int nf = 0, nn = 0;
-  if (sb->nshmaps)
-    return cf_fail(ENOTSUP, "a MAP_SHARED mapping of a /tmp file cannot be saved (it is a copy the shim keeps "
-                            "coherent, and the state does not record it): unmap it before the pause");
-  for (int i = 0; i < MAX_FDS; i++)
-    if (sb->fds[i])
-      sb->fds[i]->save_id = -1;
-  for (int i = 0; i < MAX_FDS; i++) {
-    struct file *f = sb->fds[i];
-    if (!f || f->save_id >= 0)
-      continue;
-    if (f->type == F_HOST && f->stdio < 0 && strncmp(f->path, "pipe:", 5) == 0)
-      return cf_fail(ENOTSUP, "fd %d is a pipe: a sandbox with an open pipe cannot be saved", i);
-    if (is_socket(f))
-      return cf_fail(ENOTSUP, "fd %d is a socket (socketpair): a sandbox with an open socket cannot be saved", i);
-    if (f->type == F_HOST && f->node)
-      return cf_fail(ENOTSUP, "fd %d is a FIFO (%s): a sandbox with an open FIFO cannot be saved (as with a pipe)", i,
-                     f->path);
-    if (f->type == F_TIMERFD)
-      return cf_fail(ENOTSUP, "fd %d is a timerfd: a sandbox with an open timerfd cannot be saved (close it "
-                              "before the pause)", i);
-    f->save_id = nf;
-    files[nf++] = f;
-    if (f->node)
-      nodes[nn++] = f->node;
+  if (!proc_is_first(sb)) {
+    fds_save(sb, w);
+    return w->err ? cf_fail(ENOMEM, "out of memory") : 0;
   }
+  int np = 1;
+  struct sb *const *ps = sb->w ? proc_list(sb, &np) : &sb;
+  CLEANUP_FREE struct file **files = malloc((size_t)np * MAX_FDS * sizeof *files);
+  CLEANUP_FREE struct tnode **nodes = malloc((size_t)np * MAX_FDS * sizeof *nodes);
+  int nf = 0, nn = 0;
+  if (!files || !nodes)
+    return cf_fail(ENOMEM, "out of memory");
+  for (int k = 0; k < np; k++) {
+    struct sb *p = ps[k];
+    if (p->zombie)
+      continue;
+    if (p->nshmaps)
+      return cf_fail(ENOTSUP, "the MAP_SHARED mapping at 0x%llx%s cannot be saved (shared memory is a host "
+                              "object the state does not hold): unmap it before the pause",
+                     (unsigned long long)p->shmaps[0].start, p == sb ? "" : " of another process");
+    for (int i = 0; i < MAX_FDS; i++)
+      if (p->fds[i])
+        p->fds[i]->save_id = -1;
+  }
+  for (int k = 0; k < np; k++) {
+    struct sb *p = ps[k];
+    for (int i = 0; i < MAX_FDS && !p->zombie; i++) {
+      struct file *f = p->fds[i];
+      if (!f || f->save_id >= 0)
+        continue;
+      if (f->type == F_HOST && f->stdio < 0 && strncmp(f->path, "pipe:", 5) == 0)
+        return cf_fail(ENOTSUP, "fd %d%s is a pipe: a sandbox with an open pipe cannot be saved", i,
+                       p == sb ? "" : " of another process");
+      if (is_socket(f))
+        return cf_fail(ENOTSUP, "fd %d is a socket (socketpair): a sandbox with an open socket cannot be saved", i);
+      if (f->type == F_HOST && f->node) /* its node is saved (tmp_save), not its pipe */
+        return cf_fail(ENOTSUP, "fd %d%s is a FIFO (%s): a sandbox with an open FIFO cannot be saved (as with a pipe)",
+                       i, p == sb ? "" : " of another process", f->path);
+      if (f->type == F_TIMERFD)
+        return cf_fail(ENOTSUP, "fd %d is a timerfd: a sandbox with an open timerfd cannot be saved (close it "
+                                "before the pause)", i);
+      f->save_id = nf;
+      files[nf++] = f;
+      if (f->node)
+        nodes[nn++] = f->node;
+    }
+  }
+  if (tmp_save_prepare(sb->tmpfs, nodes, (size_t)nn) < 0)
+    return -1;
   if (tmp_save(sb->tmpfs, w, nodes, (size_t)nn) < 0)
     return cf_fail(ENOMEM, "out of memory");
   w_u64(w, (uint64_t)nf);
@@ -2542,17 +2599,34 @@ int fs_save(struct sb *sb, struct wbuf *w)
     if ((f->type == F_EVENTFD || f->type == F_SIGNALFD || f->type == F_EPOLL) && event_save(sb, f, w) < 0)
       return -1;
   }
-  int nfd = 0;
-  for (int i = 0; i < MAX_FDS; i++)
-    nfd += sb->fds[i] != NULL;
-  w_u64(w, (uint64_t)nfd);
-  for (int i = 0; i < MAX_FDS; i++)
-    if (sb->fds[i]) {
-      w_u64(w, (uint64_t)i);
-      w_u64(w, (uint64_t)sb->fds[i]->save_id);
-      w_u64(w, sb->cloexec[i]);
-    }
+  fds_save(sb, w);
   return w->err ? cf_fail(ENOMEM, "out of memory") : 0;
+}
+
+/* The fd table fds_save wrote, its indexes into files (n). */
+static int fds_load(struct sb *sb, struct rbuf *r, const char *name, struct file **files, uint64_t n)
+{
+  uint64_t nfd = r_u64(r);
+  if (r->err || nfd > MAX_FDS)
+    return cf_fail(EINVAL, "template '%s': bad fd table", name);
+  for (uint64_t i = 0; i < nfd; i++) {
+    uint64_t fd = r_u64(r), idx = r_u64(r), ce = r_u64(r);
+    if (r->err || fd >= MAX_FDS || idx >= n || sb->fds[fd])
+      return cf_fail(EINVAL, "template '%s': bad fd table", name);
+    files[idx]->refs++;
+    sb->fds[fd] = files[idx];
+    sb->cloexec[fd] = ce != 0;
+  }
+  return 0;
+}
+
+void fs_load_done(struct sb *sb)
+{
+  for (uint64_t i = 0; i < sb->nload_files; i++)
+    file_unref(sb->load_files[i]); /* the fd tables hold the references now */
+  free(sb->load_files);
+  sb->load_files = NULL;
+  sb->nload_files = 0;
 }
 
 #define BAD(what)                                                  \
@@ -2567,6 +2641,11 @@ int fs_save(struct sb *sb, struct wbuf *w)
  * cf_error, sb holding what was loaded so far (fs_fini frees it). */
 int fs_load(struct sb *sb, struct rbuf *r, const char *name)
 {
+  if (!proc_is_first(sb)) { /* another process: its fd table, into the first's file table */
+    struct sb *f0 = proc_first(sb);
+    sb->tmpfs = f0->tmpfs;
+    return fds_load(sb, r, name, f0->load_files, f0->nload_files);
+  }
   char buf[PATH_MAX];
   struct tnode **nodes = NULL;
   size_t nnodes = 0;
@@ -2580,7 +2659,7 @@ int fs_load(struct sb *sb, struct rbuf *r, const char *name)
   if (tmp_load(sb->tmpfs, r, &nodes, &nnodes) < 0)
     BAD("bad /tmp tree");
   nf = r_u64(r);
-  if (r->err || nf > MAX_FDS)
+  if (r->err || nf > MAX_FILE_TABLE)
     BAD("bad file table");
   if (!(files = calloc(nf ? nf : 1, sizeof *files))) {
     cf_fail(ENOMEM, "out of memory");
@@ -2671,20 +2750,12 @@ int fs_load(struct sb *sb, struct rbuf *r, const char *name)
       tmp_free(nodes[i]);
       nodes[i] = NULL;
     }
-  uint64_t nfd = r_u64(r);
-  if (r->err || nfd > MAX_FDS)
-    BAD("bad fd table");
-  for (uint64_t i = 0; i < nfd; i++) {
-    uint64_t fd = r_u64(r), idx = r_u64(r), ce = r_u64(r);
-    if (r->err || fd >= MAX_FDS || idx >= nf || sb->fds[fd])
-      BAD("bad fd table");
-    files[idx]->refs++;
-    sb->fds[fd] = files[idx];
-    sb->cloexec[fd] = ce != 0;
-  }
-  for (uint64_t i = 0; i < nf; i++)
-    file_unref(files[i]); /* the table holds the references now */
-  free(files);
+  if (fds_load(sb, r, name, files, nf) < 0)
+    goto err;
+  /* The load's references go when the other processes took theirs
+   * (fs_load_done; at once without them: snapshot.c). */
+  sb->load_files = files;
+  sb->nload_files = nf;
   free(nodes);
   return 0;
 err:

@@ -205,6 +205,23 @@ static void posix_fire(struct sb *sb, int slot, uint64_t n)
   }
 }
 
+/* Armed timer t at time now (its base clock's): its expirations since it
+ * was last looked at (0: not due), its next expiry set (0: disarmed, a
+ * one-shot). */
+static uint64_t ktimer_expire(struct ktimer *t, uint64_t now)
+{
+  if (!t->value || now < t->value)
+    return 0;
+  uint64_t n = 1;
+  if (t->interval) {
+    n += (now - t->value) / t->interval;
+    t->value += t->interval * n;
+  } else {
+    t->value = 0;
+  }
+  return n;
+}
+
 void itimer_poll(struct sb *sb)
 {
   bool fired = false;
@@ -215,16 +232,9 @@ void itimer_poll(struct sb *sb)
       continue;
     if (!now[t->cpu])
       now[t->cpu] = timer_now(sb, t);
-    uint64_t nw = now[t->cpu];
-    if (nw < t->value)
+    uint64_t n = ktimer_expire(t, now[t->cpu]);
+    if (!n)
       continue;
-    uint64_t n = 1;
-    if (t->interval) {
-      n += (nw - t->value) / t->interval;
-      t->value += t->interval * n;
-    } else {
-      t->value = 0;
-    }
     switch (t->kind) {
     case TK_ITIMER:
       sig_raise(sb, itimer_sig[i]); /* the overruns of one late check are dropped, as Linux */
@@ -625,20 +635,7 @@ long sys_timer_delete(struct sb *sb, const uint64_t a[6], long nr)
  * hostset.due), and settime wakes every waiter to look again. */
 
 /* t's expirations up to now, added to its ticks. */
-static void timerfd_tick(struct ktimer *t)
-{
-  uint64_t now = mono_ns();
-  if (!t->value || now < t->value)
-    return;
-  uint64_t n = 1;
-  if (t->interval) {
-    n += (now - t->value) / t->interval;
-    t->value += t->interval * n;
-  } else {
-    t->value = 0;
-  }
-  t->ticks += n;
-}
+static void timerfd_tick(struct ktimer *t) { t->ticks += ktimer_expire(t, mono_ns()); }
 
 long sys_timerfd_create(struct sb *sb, const uint64_t a[6], long nr)
 {
@@ -925,6 +922,9 @@ long sys_times(struct sb *sb, const uint64_t a[6], long nr)
   struct {
     int64_t u, s, cu, cs;
   } t = {0};
+  /* clock ticks (100 a second); all user time, as getrusage (task.c) */
+  t.u = (int64_t)(guest_cpu_ns(sb) / 10000000u);
+  t.cu = (int64_t)(sb->child_cpu_ns / 10000000u);
   if (A(0) && mm_copy_out(sb, A(0), &t, sizeof t) < 0)
     return -EFAULT;
   struct timespec ts;

@@ -22,6 +22,11 @@
  *   procs spawn     vfork, posix_spawn, fork in a threaded process
  *   procs locks     fcntl record locks, OFD locks and flock between processes
  *   procs timerfd   a timerfd inherited across fork, also after its maker exits
+ *   procs rusage    the CPU time of children in wait4's rusage, getrusage and times
+ *   procs shm       shared memory across fork: MAP_SHARED anonymous, of a
+ *                   /tmp file and of a /dev/shm file (shm_open); MADV_DONTNEED,
+ *                   munmap, mprotect in one process; sem_open, a pshared
+ *                   semaphore and mutex waking a waiter in another process
  *   procs bomb N    a fork bomb under RLIMIT_NPROC N (and at most 255
  *                   processes by construction): EAGAIN, then all killed
  */
@@ -30,16 +35,19 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <pthread.h>
+#include <semaphore.h>
 #include <signal.h>
 #include <spawn.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/resource.h>
 #include <sys/file.h>
 #include <sys/stat.h>
 #include <sys/timerfd.h>
+#include <sys/times.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -1185,6 +1193,55 @@ static int mode_timerfd(void)
   return 0;
 }
 
+/* ---- rusage of children ---- */
+
+static double tv_s(struct timeval t) { return t.tv_sec + t.tv_usec / 1e6; }
+
+static int burn(long ms)
+{
+  struct timespec t;
+  do /* CPU time, not wall time: the same work natively and in a sandbox */
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &t);
+  while (t.tv_sec * 1000 + t.tv_nsec / 1000000 < ms);
+  return 0;
+}
+
+static int burn_twice(long ms)
+{
+  reap(child(burn, ms), "  the grandchild");
+  return burn(ms);
+}
+
+static int mode_rusage(void)
+{
+  struct rusage ru;
+  int st;
+  pid_t p = child(burn, 300);
+  pid_t r = wait4(p, &st, 0, &ru);
+  double c = tv_s(ru.ru_utime) + tv_s(ru.ru_stime);
+  printf("wait4: %s, the child's CPU time in its rusage >= 0.25 s: %s\n", r == p ? "ok" : err(r), c >= 0.25 ? "yes" : "no");
+  getrusage(RUSAGE_CHILDREN, &ru);
+  c = tv_s(ru.ru_utime) + tv_s(ru.ru_stime);
+  printf("getrusage(RUSAGE_CHILDREN) >= 0.25 s: %s\n", c >= 0.25 ? "yes" : "no");
+  /* a child that waited for its own child: both counted once it is waited for */
+  reap(child(burn_twice, 200), "the child that waited for a grandchild");
+  getrusage(RUSAGE_CHILDREN, &ru);
+  c = tv_s(ru.ru_utime) + tv_s(ru.ru_stime);
+  printf("getrusage(RUSAGE_CHILDREN) now >= 0.65 s (grandchild included): %s\n", c >= 0.65 ? "yes" : "no");
+  struct tms tm;
+  times(&tm);
+  long hz = sysconf(_SC_CLK_TCK);
+  printf("times: the children's >= 0.65 s: %s\n", (double)(tm.tms_cutime + tm.tms_cstime) / hz >= 0.65 ? "yes" : "no");
+  burn(100);
+  getrusage(RUSAGE_SELF, &ru);
+  c = tv_s(ru.ru_utime) + tv_s(ru.ru_stime);
+  printf("getrusage(RUSAGE_SELF) >= 0.1 s: %s, < 0.6 s (not the children's): %s\n", c >= 0.1 ? "yes" : "no",
+         c < 0.6 ? "yes" : "no");
+  printf("getrusage(RUSAGE_THREAD): %s\n", err(getrusage(RUSAGE_THREAD, &ru)));
+  printf("getrusage(42): %s\n", err(getrusage(42, &ru)));
+  return 0;
+}
+
 static int bomb_pipe;
 
 static void bomb_body(int depth)
@@ -1258,6 +1315,183 @@ static int mode_bomb(int limit)
   return 0;
 }
 
+/* ---- shared memory ---- */
+
+struct shared {
+  volatile long counter;
+  char text[64];
+  sem_t sem;
+  pthread_mutex_t mu;
+  long total;
+};
+
+static struct shared *shm_area;
+
+static int shm_store_child(long v)
+{
+  shm_area->counter = v;
+  /* a grandchild's store reaches the first process too */
+  pid_t g = fork();
+  if (g == 0) {
+    strcpy(shm_area->text, "from the grandchild");
+    _exit(0);
+  }
+  waitpid(g, NULL, 0);
+  return 0;
+}
+
+static int shm_dontneed_child(long arg)
+{
+  /* Linux drops the child's pages of the mapping and reads the object
+   * again: the same bytes here, and nothing zeroed in the parent. */
+  madvise((void *)shm_area, 4096, MADV_DONTNEED);
+  printf("  child after MADV_DONTNEED reads counter %ld\n", shm_area->counter);
+  mprotect((void *)shm_area, 4096, PROT_READ);
+  munmap((char *)shm_area + 4096, 4096);
+  return 0;
+}
+
+static int sem_poster(long arg)
+{
+  msleep(100);
+  shm_area->counter = 7;
+  sem_post(&shm_area->sem);
+  return 0;
+}
+
+static int named_poster(long arg)
+{
+  sem_t *s = sem_open("/cowfork-procs-sem", 0);
+  if (s == SEM_FAILED)
+    return 1;
+  msleep(100);
+  sem_post(s);
+  sem_close(s);
+  return 0;
+}
+
+static int mutex_adder(long n)
+{
+  for (long i = 0; i < n; i++) {
+    pthread_mutex_lock(&shm_area->mu);
+    long t = shm_area->total;
+    if (i % 50 == 0)
+      sched_yield(); /* hold it a while: the other process waits on the futex */
+    shm_area->total = t + 1;
+    pthread_mutex_unlock(&shm_area->mu);
+  }
+  return 0;
+}
+
+static int file_child(long fd)
+{
+  char *m = mmap(NULL, 8192, PROT_READ | PROT_WRITE, MAP_SHARED, (int)fd, 0);
+  if (m == MAP_FAILED)
+    return 1;
+  memcpy(m + 4096, "child store", 11);
+  return 0;
+}
+
+static int mode_shm(void)
+{
+  shm_area = mmap(NULL, 2 * 4096, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+  if (shm_area == MAP_FAILED) {
+    printf("mmap MAP_SHARED|MAP_ANONYMOUS: %s\n", err(-1));
+    return 1;
+  }
+  long *priv = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  *priv = 1;
+  shm_area->counter = 1;
+  reap(child(shm_store_child, 42), "child storing 42");
+  printf("MAP_SHARED|MAP_ANONYMOUS: the parent reads the child's 42: %ld; the grandchild's text: \"%s\"\n",
+         shm_area->counter, shm_area->text);
+  pid_t c = fork();
+  if (c == 0) {
+    *priv = 2;
+    _exit(0);
+  }
+  reap(c, "child storing in private memory");
+  printf("MAP_PRIVATE: the child's store is its own: %ld\n", *priv);
+
+  reap(child(shm_dontneed_child, 0), "child: madvise, mprotect, munmap");
+  printf("after the child's MADV_DONTNEED, mprotect and munmap the parent reads %ld and writes: ", shm_area->counter);
+  ((char *)shm_area)[4096] = 'w';
+  printf("%c\n", ((char *)shm_area)[4096]);
+
+  /* a pshared semaphore and mutex in the shared page */
+  sem_init(&shm_area->sem, 1, 0);
+  shm_area->counter = 0;
+  pid_t p = child(sem_poster, 0);
+  int r = sem_wait(&shm_area->sem);
+  printf("sem_wait (pshared) woken by the child's sem_post: %d, counter %ld\n", r, shm_area->counter);
+  reap(p, "poster");
+  pthread_mutexattr_t ma;
+  pthread_mutexattr_init(&ma);
+  pthread_mutexattr_setpshared(&ma, PTHREAD_PROCESS_SHARED);
+  pthread_mutex_init(&shm_area->mu, &ma);
+  shm_area->total = 0;
+  pid_t a1 = child(mutex_adder, 1000), a2 = child(mutex_adder, 1000);
+  mutex_adder(1000);
+  reap(a1, "adder 1");
+  reap(a2, "adder 2");
+  printf("three processes added 1000 each under a pshared mutex: %ld\n", shm_area->total);
+
+  /* sem_open: a file in /dev/shm, mapped MAP_SHARED */
+  sem_unlink("/cowfork-procs-sem");
+  sem_t *s = sem_open("/cowfork-procs-sem", O_CREAT | O_EXCL, 0600, 0);
+  printf("sem_open: %s\n", s == SEM_FAILED ? err(-1) : "ok");
+  if (s != SEM_FAILED) {
+    p = child(named_poster, 0);
+    printf("sem_wait (named) woken by the child's sem_post: %d\n", sem_wait(s));
+    reap(p, "named poster");
+    sem_close(s);
+    printf("sem_unlink: %d\n", sem_unlink("/cowfork-procs-sem"));
+  }
+
+  /* shm_open: /dev/shm/NAME */
+  int fd = shm_open("/cowfork-procs-shm", O_CREAT | O_RDWR | O_TRUNC, 0600);
+  if (fd < 0 || ftruncate(fd, 8192) < 0) {
+    printf("shm_open: %s\n", err(-1));
+  } else {
+    reap(child(file_child, fd), "child mapping the shm object");
+    char buf[16] = "";
+    pread(fd, buf, 11, 4096);
+    printf("shm_open + mmap in the child, pread in the parent: \"%s\"\n", buf);
+    close(fd);
+    int u = shm_unlink("/cowfork-procs-shm");
+    printf("shm_unlink: %d; ", u);
+    printf("again: %s\n", err(shm_unlink("/cowfork-procs-shm")));
+  }
+
+  /* a /tmp file: the child's store through its mapping, read(2) here;
+   * the parent's write(2), seen in the child's mapping */
+  const char *path = tmpfile_name("shm");
+  fd = open(path, O_CREAT | O_RDWR | O_TRUNC, 0600);
+  char zeros[8192] = {0};
+  write(fd, zeros, sizeof zeros);
+  reap(child(file_child, fd), "child mapping the /tmp file");
+  char buf[16] = "";
+  pread(fd, buf, 11, 4096);
+  printf("MAP_SHARED of a /tmp file in the child, pread in the parent: \"%s\"\n", buf);
+  char *m = mmap(NULL, 8192, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+  int gate[2];
+  pipe(gate);
+  c = fork();
+  if (c == 0) {
+    char x;
+    read(gate[0], &x, 1);
+    printf("  the child's mapping shows the parent's pwrite: \"%.6s\"\n", m + 100);
+    _exit(0);
+  }
+  pwrite(fd, "pwrite", 6, 100);
+  write(gate[1], "x", 1);
+  reap(c, "child reading its mapping");
+  munmap(m, 8192);
+  close(fd);
+  unlink(path);
+  return 0;
+}
+
 int main(int argc, char **argv)
 {
   self = argv[0];
@@ -1288,8 +1522,12 @@ int main(int argc, char **argv)
     rc = mode_spawn();
   else if (!strcmp(m, "locks"))
     rc = mode_locks();
+  else if (!strcmp(m, "rusage"))
+    rc = mode_rusage();
   else if (!strcmp(m, "timerfd"))
     rc = mode_timerfd();
+  else if (!strcmp(m, "shm"))
+    rc = mode_shm();
   else if (!strcmp(m, "bomb") && argc > 2)
     rc = mode_bomb(atoi(argv[2]));
   else if (!strcmp(m, "hello")) {
@@ -1305,7 +1543,7 @@ int main(int argc, char **argv)
   } else if (!strcmp(m, "true"))
     return 0;
   else {
-    fprintf(stderr, "usage: procs fork|death|wait|pgrp|offsets|pipes|fifo|cloexec|dup2|spawn|locks|timerfd|bomb N\n");
+    fprintf(stderr, "usage: procs fork|death|wait|pgrp|offsets|pipes|fifo|cloexec|dup2|spawn|locks|timerfd|shm|rusage|bomb N\n");
     return 2;
   }
   fflush(stdout);
