@@ -488,7 +488,7 @@ static int tmpl_remove(struct daemon *d, const char *name)
     return -1;
   if (unlink(path) < 0 && errno != ENOENT)
     return cf_fail(errno, "%s: %m", path);
-  return cf_template_remove_images(d->store, name);
+  return cf_template_remove_images(d->store, name) < 0 ? -1 : 0;
 }
 
 /* Remove internal template name if nothing needs it any more, then its
@@ -594,10 +594,12 @@ static void drop_half_template(struct daemon *d, const char *name)
   if (check_tmpl_name(name) < 0 || cf_template_path(d->store, name, path, sizeof path) < 0 ||
       access(path, F_OK) == 0)
     return;
-  if (cf_template_remove_images(d->store, name) == 0)
-    logmsg(d, "removed the images of %s: a template whose save did not finish", name);
-  else
-    logmsg(d, "removing the images of %s: %s", name, cf_error());
+  int gone = cf_template_remove_images(d->store, name);
+  if (gone > 0)
+    logmsg(d, "removed %s.mem%s: the image of a template whose save did not finish", name,
+           gone > 1 ? " and its other processes' images" : "");
+  else if (gone < 0)
+    logmsg(d, "removing %s.mem: %s", name, cf_error());
   /* cf_write_file_atomic's temp name: templates/.NAME.XXXXXX */
   snprintf(path, sizeof path, "%s/templates", cf_store_dir(d->store));
   DIR *dp = opendir(path);

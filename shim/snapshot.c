@@ -239,12 +239,14 @@ int cf_template_remove_images(struct cf_store *s, const char *name)
   if (cf_store_list(s, &names, &n) < 0)
     return -1;
   int rc = 0;
-  for (size_t i = 0; i < n && rc == 0; i++) {
+  for (size_t i = 0; i < n && rc >= 0; i++) {
     if (cf_template_of_image(names[i], tn, sizeof tn) < 0 || strcmp(tn, name) != 0)
       continue;
-    if (cf_store_remove(s, names[i]) < 0 && errno != ENOENT)
+    if (cf_store_remove(s, names[i]) == 0)
+      rc++;
+    else if (errno != ENOENT)
       rc = -1;
-    else if (cf_wset_path(s, names[i], path, sizeof path) == 0)
+    if (cf_wset_path(s, names[i], path, sizeof path) == 0)
       unlink(path);
   }
   cf_store_free_list(names, n);
