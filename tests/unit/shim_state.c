@@ -124,5 +124,17 @@ int main(void)
   done(s);
   ok(parse("bad-page-list", &o, &s) < 0 && errno == EINVAL, "a bad /tmp page list is refused");
   done(s);
+  /* The template an image belongs to (version 7: NAME.mem.PID per process). */
+  const struct {
+    const char *image, *tmpl;
+  } owners[] = {{"tree.mem", "tree"},      {"tree.mem.3", "tree"}, {"foo.3.mem", "foo.3"}, {"a.mem.mem.12", "a.mem"},
+                {"foo.mem.0", NULL},       {"foo.mem.", NULL},     {".mem", NULL},         {"x", NULL},
+                {"foo.mem.3x", NULL},      {"foo.3", NULL}};
+  for (size_t i = 0; i < sizeof owners / sizeof *owners; i++) {
+    char t[256] = "";
+    int r = cf_template_of_image(owners[i].image, t, sizeof t);
+    ok(owners[i].tmpl ? r == 0 && strcmp(t, owners[i].tmpl) == 0 : r < 0, "image %s: template %s (got %s)",
+       owners[i].image, owners[i].tmpl ? owners[i].tmpl : "none", r < 0 ? "none" : t);
+  }
   return done_testing();
 }
