@@ -205,9 +205,13 @@ void proc_run_start(struct sb *sb)
     sb->w->dead_cpu_ns = 0;
 }
 
+static void mm_release(struct sb *c);
+static int vcpu_to_lend(struct sb *o);
+
 /* A zombie's (or a never-started child's) last memory. */
 static void proc_free(struct sb *c)
 {
+  mm_release(c);
   fs_fini(c);
   vm_free(c->vm, NULL);
   proc_free_reaped(c);
@@ -217,7 +221,7 @@ static void proc_free(struct sb *c)
  * fork): the same address space copy-on-write, open files shared, cwd,
  * umask, handlers, the caller's signal mask and alternate stack, limits;
  * nothing pending, no timers, no other threads, no record locks. */
-static struct sb *proc_copy(struct sb *p, long *err)
+static struct sb *proc_copy(struct sb *p, bool share, long *err)
 {
   struct sb *c = malloc(sizeof *c);
   if (!c) {
@@ -285,11 +289,19 @@ static struct sb *proc_copy(struct sb *p, long *err)
   c->vfork_wait = false;
   c->execed = false; /* (a parent's setpgid of it is allowed until it execs) */
   c->stopped = c->stop_report = c->cont_report = false;
+  c->mm_parent = NULL;
+  c->mm_vcpu = 0;
+  c->mm_sharers = 0;
+  c->mm_gone = c->reap_pending = c->mm_exec_wait = false;
+  memset(c->vcpu_lent, 0, sizeof c->vcpu_lent);
   c->parent = p;
-  /* the copies */
-  if (!(c->vmas = malloc((size_t)p->capvma * sizeof *c->vmas)))
-    goto nomem;
-  memcpy(c->vmas, p->vmas, (size_t)p->nvma * sizeof *c->vmas);
+  /* the copies (a vfork child sharing the memory takes the owner's
+   * address-space fields instead: proc_mm_pull) */
+  if (!share) {
+    if (!(c->vmas = malloc((size_t)p->capvma * sizeof *c->vmas)))
+      goto nomem;
+    memcpy(c->vmas, p->vmas, (size_t)p->nvma * sizeof *c->vmas);
+  }
   if (p->rootfd >= 0 && (c->rootfd = fcntl(p->rootfd, F_DUPFD_CLOEXEC, 0)) < 0)
     goto nomem;
   if (p->root_tmp && !(c->root_tmp = strdup(p->root_tmp)))
@@ -297,7 +309,7 @@ static struct sb *proc_copy(struct sb *p, long *err)
   for (int i = 0; i < MAX_FDS; i++)
     if (c->fds[i])
       c->fds[i]->refs++;
-  if (p->nshmaps) {
+  if (p->nshmaps && !share) {
     if (!(c->shmaps = malloc((size_t)p->nshmaps * sizeof *c->shmaps)))
       goto nomem;
     memcpy(c->shmaps, p->shmaps, (size_t)p->nshmaps * sizeof *c->shmaps);
@@ -344,28 +356,51 @@ long proc_fork(struct sb *sb, uint64_t flags, uint64_t sp, uint64_t parent_tid, 
   struct world *w = world_get(sb);
   if (!w || task_make0(sb) < 0)
     return -EAGAIN;
+  /* vfork (CLONE_VM|CLONE_VFORK): the child runs in this memory on a vCPU
+   * of this VM lent to it, until its exec or exit; with none to lend, a
+   * fork whose parent waits. */
+  struct sb *owner = sb->mm_parent ? sb->mm_parent : sb;
+  int k = (flags & CLONE_VM) ? vcpu_to_lend(owner) : -1;
   long err = -ENOMEM;
-  struct sb *c = proc_copy(sb, &err);
+  struct sb *c = proc_copy(sb, k > 0, &err);
   if (!c)
     return err;
   c->w = w;
   c->pid = c->tid = new_id(sb);
   c->exit_signal = (int)(flags & 0xff);
   c->t_spawn = 0;
-  c->vm = mm_fork_vm(sb);
-  if (!c->vm) {
-    if (sb->opts && sb->opts->verbose)
-      fprintf(sb->trace, "[sandbox] fork: %s\n", cf_error());
-    proc_free(c);
-    return -ENOMEM;
+  if (k > 0) {
+    c->vm = cf_vm_vcpu(sb->vm, k);
+    if (!c->vm) {
+      proc_free(c);
+      return -EAGAIN;
+    }
+    c->mm_parent = owner;
+    c->mm_vcpu = k;
+    owner->vcpu_lent[k] = true;
+    owner->mm_sharers++;
+    c->mem = owner->mem;
+    proc_mm_pull(c);
+    /* Its first thread: the caller as after the SYSCALL with rax 0, on
+     * the lent vCPU (the VM's clock). */
+    if (task_copy_cpu(sb, c->vm, sp, flags & CLONE_SETTLS, tls) < 0)
+      goto fail;
+  } else {
+    c->vm = mm_fork_vm(owner);
+    if (!c->vm) {
+      if (sb->opts && sb->opts->verbose)
+        fprintf(sb->trace, "[sandbox] fork: %s\n", cf_error());
+      proc_free(c);
+      return -ENOMEM;
+    }
+    c->mem = cf_vm_mem(c->vm);
+    /* Its first thread: the caller as after the SYSCALL with rax 0, its
+     * TSC the parent's. */
+    uint64_t tsc = 0;
+    if (cf_vm_tsc(sb->vm, &tsc, 0) < 0 || task_copy_cpu(sb, c->vm, sp, flags & CLONE_SETTLS, tls) < 0 ||
+        cf_vm_tsc(c->vm, NULL, tsc) < 0)
+      goto fail;
   }
-  c->mem = cf_vm_mem(c->vm);
-  /* Its first thread: the caller as after the SYSCALL with rax 0, its TSC
-   * the parent's. */
-  uint64_t tsc = 0;
-  if (cf_vm_tsc(sb->vm, &tsc, 0) < 0 || task_copy_cpu(sb, c->vm, sp, flags & CLONE_SETTLS, tls) < 0 ||
-      cf_vm_tsc(c->vm, NULL, tsc) < 0)
-    goto fail;
   /* The tid words: the parent's in its memory, the child's in its own. */
   if (flags & CLONE_PARENT_SETTID)
     mm_copy_out(sb, parent_tid, &c->pid, 4);
@@ -402,6 +437,129 @@ fail:
     fprintf(sb->trace, "[sandbox] fork: %s\n", cf_error());
   proc_free(c);
   return -EAGAIN;
+}
+
+/* ---- vfork: a child in its parent's memory ----
+ * The child is a process of its own (pid, fd table, handlers, signals:
+ * proc_copy) whose vCPU is one of the parent's VM, lent to it: it sees and
+ * writes the parent's memory, as Linux's vfork child, until its execve
+ * (proc_exec_detach: a VM of its own) or its end (mm_release: nothing of
+ * the memory is touched). Its address-space fields (VMAs, break, mmap top,
+ * shared /tmp mappings, the ranges a template's child replaced) are the
+ * owner's: taken at each taking of the lock (thread.c switch_to) and given
+ * back after each of its calls (systab.c sys_dispatch), so an mmap, brk or
+ * munmap in the child acts on the shared address space, as on Linux, and
+ * one by another thread of the parent meanwhile is seen. An owner that
+ * ends while a child still runs in its memory keeps its VM (mm_gone) and,
+ * reaped, its struct (reap_pending) until the last one leaves. */
+
+#define MM_FIELDS(X)                                                                                           \
+  X(vmas) X(nvma) X(capvma) X(brk_start) X(brk_cur) X(mmap_top) X(shmaps) X(nshmaps) X(capshmaps) X(forked)    \
+      X(replaced) X(nreplaced) X(capreplaced) X(replaced_overflow)
+
+void proc_mm_pull(struct sb *c)
+{
+  struct sb *o = c->mm_parent;
+  if (!o)
+    return;
+#define PULL(f) c->f = o->f;
+  MM_FIELDS(PULL)
+#undef PULL
+}
+
+void proc_mm_push(struct sb *c)
+{
+  struct sb *o = c->mm_parent;
+  if (!o)
+    return;
+#define PUSH(f) o->f = c->f;
+  MM_FIELDS(PUSH)
+#undef PUSH
+}
+
+/* A vCPU of o's VM that no thread of o runs and that is not lent, from
+ * the top (threads take them from 1 up; thread.c task_clone skips lent
+ * ones); -1: none. */
+static int vcpu_to_lend(struct sb *o)
+{
+  if (!o->vm)
+    return -1;
+  for (int i = CF_VM_MAX_VCPUS - 1; i >= 1; i--)
+    if (!o->vcpu_lent[i] && (!o->tasks[i] || o->tasks[i]->done))
+      return i;
+  return -1;
+}
+
+/* A vfork child leaves its parent's memory (its exec, its end): its vCPU
+ * back, its address-space fields its own again (empty), the owner's VM
+ * freed if the owner ended meanwhile. */
+static void mm_release(struct sb *c)
+{
+  struct sb *o = c->mm_parent;
+  if (!o)
+    return;
+  o->vcpu_lent[c->mm_vcpu] = false;
+  c->mm_parent = NULL;
+  c->vmas = NULL;
+  c->nvma = c->capvma = 0;
+  c->shmaps = NULL;
+  c->nshmaps = c->capshmaps = 0;
+  c->forked = false;
+  c->replaced = NULL;
+  c->nreplaced = c->capreplaced = 0;
+  c->replaced_overflow = false;
+  c->vm = NULL;
+  c->mem = NULL;
+  if (--o->mm_sharers > 0)
+    return;
+  if (o->mm_exec_wait)
+    task_kick_all(o); /* its execve goes on */
+  if (o->mm_gone) {
+    vm_free(o->vm, NULL);
+    o->vm = NULL;
+    o->mem = NULL;
+    o->mm_gone = false;
+    if (o->reap_pending)
+      proc_free_reaped(o);
+  }
+}
+
+long proc_exec_detach(struct sb *sb)
+{
+  /* A process whose memory vfork children run in: its exec waits for
+   * them (they would see the new program's memory: Linux keeps them the
+   * old one). */
+  while (sb->mm_sharers) {
+    if (sb->exited || sb->timed_out || (sb->cur && sb->cur->exited))
+      return -EINTR;
+    sb->mm_exec_wait = true;
+    task_block(sb, NULL, 0, -1);
+    sb->mm_exec_wait = false;
+  }
+  if (!sb->mm_parent)
+    return 0;
+  struct cf_vm *old = sb->vm, *vm = cf_vm_create(sb->mem_size);
+  if (!vm)
+    return -ENOMEM;
+  /* As the first process's VM: /tmp's region not the program's (fs.c
+   * fs_init), the same generation id, a clock that does not go back. */
+  uint64_t tsc = 0;
+  uint8_t *g0 = cf_vm_generation_page(old), *g1 = cf_vm_generation_page(vm);
+  if ((sb->tmpfs && cf_vm_guard(vm, tmp_region_base(sb->tmpfs),
+                                tmp_region_base(sb->tmpfs) + tmp_region_size(sb->tmpfs)) < 0) ||
+      cf_vm_tsc(old, &tsc, 0) < 0 || cf_vm_tsc(vm, NULL, tsc) < 0) {
+    cf_vm_destroy(vm);
+    return -ENOMEM;
+  }
+  if (g0 && g1)
+    memcpy(g1, g0, CF_VM_GENERATION_LEN);
+  mm_release(sb);
+  sb->vm = vm;
+  sb->mem = cf_vm_mem(vm);
+  sb->mmap_top = MMAP_TOP(sb->mem_size);
+  if (sb->cur)
+    sb->cur->vm = vm;
+  return 0;
 }
 
 void proc_vfork_done(struct sb *c)
@@ -484,11 +642,17 @@ bool proc_exit(struct sb *c)
 {
   struct world *w = c->w;
   proc_vfork_done(c);
-  /* Its files and memory go now; its status stays. */
+  mm_release(c); /* a vfork child's memory was its parent's: left alone */
+  /* Its files and memory go now (its memory when no vfork child runs in
+   * it any more: mm_release); its status stays. */
   fs_fini(c);
-  vm_free(c->vm, NULL);
-  c->vm = NULL;
-  c->mem = NULL;
+  if (c->mm_sharers) {
+    c->mm_gone = true;
+  } else {
+    vm_free(c->vm, NULL);
+    c->vm = NULL;
+    c->mem = NULL;
+  }
   c->wstatus = status_of(c);
   struct sb *p = c->parent;
   /* Its children go to the sandbox's init (pid 1, outside: it reaps them),
@@ -514,6 +678,10 @@ bool proc_exit(struct sb *c)
   pthread_cond_broadcast(&w->cv);
   if (reap) {
     world_remove(w, c);
+    if (c->mm_sharers) { /* its address space lives on: freed with the last sharer's release */
+      c->reap_pending = true;
+      return false;
+    }
     return true;
   }
   return false;
@@ -521,6 +689,10 @@ bool proc_exit(struct sb *c)
 
 void proc_free_reaped(struct sb *c)
 {
+  if (c->mm_sharers) { /* a vfork child runs in its memory: mm_release frees it */
+    c->reap_pending = true;
+    return;
+  }
   task_free_held(c);
   free(c->vmas);
   free(c);

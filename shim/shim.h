@@ -355,6 +355,18 @@ struct sb {
   bool stopped, stop_report, cont_report;
   int stop_sig;
   bool vfork_wait;          /* a vfork parent, waiting */
+  /* vfork's shared memory (process.c): a vfork child runs in the memory of
+   * mm_parent (the process whose VM it is) on a vCPU of that VM lent to it
+   * (mm_vcpu), until its exec or exit; its address-space fields are the
+   * owner's (proc_mm_pull at each taking of the lock, proc_mm_push after
+   * each of its calls). The owner: how many share its memory, which vCPUs
+   * are lent, and whether it ended with sharers left (mm_gone: the last
+   * one frees its VM; reap_pending: and its struct). */
+  struct sb *mm_parent;
+  int mm_vcpu;
+  int mm_sharers;
+  bool mm_gone, reap_pending, mm_exec_wait;
+  bool vcpu_lent[CF_VM_MAX_VCPUS];
 };
 
 struct cf_sandbox {
@@ -648,6 +660,16 @@ void proc_cont(struct sb *sb);
 void proc_stopped_wait(struct sb *sb);
 /* A vfork child exec'd or ended: its parent goes on. */
 void proc_vfork_done(struct sb *c);
+/* A vfork child sharing its parent's memory (sb->mm_parent): take the
+ * owner's address-space fields (the lock just taken: another process may
+ * have changed them) and give its own changes back (after its call). */
+void proc_mm_pull(struct sb *c);
+void proc_mm_push(struct sb *c);
+/* execve of a vfork child sharing memory: its own VM and memory from now
+ * on (the parent's stay as they are), the lent vCPU given back; of a
+ * process whose memory vfork children share: wait until none does. 0 or
+ * -errno (before execve's point of no return). */
+long proc_exec_detach(struct sb *sb);
 /* A forked process's run is over (its host thread, the lock held): a
  * zombie now; true when it was reaped at once (proc_free_reaped it after
  * the lock is released). */

@@ -552,6 +552,8 @@ long sys_dispatch(struct sb *sb, long nr, const uint64_t a[6])
   sb->nsys++;
   const struct sys_ent *e = (unsigned long)nr < NSYS ? &table[nr] : NULL;
   long r = e && e->fn ? e->fn(sb, a, nr) : -ENOSYS;
+  if (sb->mm_parent) /* a vfork child: what it changed of the address space is its parent's (process.c) */
+    proc_mm_push(sb);
   if (r == -ENOSYS)
     sb->enosys++;
   if (sb->opts->strace)

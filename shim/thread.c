@@ -113,6 +113,8 @@ static void ctx_in(struct sb *sb, struct task *t)
 /* The lock is held: make t the running task. */
 static void switch_to(struct sb *sb, struct task *t)
 {
+  if (sb->mm_parent) /* a vfork child: its parent's address space may have changed meanwhile */
+    proc_mm_pull(sb);
   if (t && sb->cur != t) {
     if (sb->cur)
       ctx_out(sb, sb->cur);
@@ -501,6 +503,8 @@ long task_clone(struct sb *sb, uint64_t flags, uint64_t sp, uint64_t parent_tid,
     return -EPERM;
   if (!sb->vm)
     return -EAGAIN;
+  if (sb->mm_parent)
+    return -EAGAIN; /* a vfork child in its parent's memory: its vCPUs are the parent's (table note) */
   if (task0_make(sb) < 0)
     return -EAGAIN;
   unsigned cap = thread_cap(sb);
@@ -510,7 +514,7 @@ long task_clone(struct sb *sb, uint64_t flags, uint64_t sp, uint64_t parent_tid,
    * parked and runs the new thread (the opening note). */
   int idx = -1;
   for (int i = 1; i < (int)cap && idx < 0; i++)
-    if (!sb->tasks[i] || sb->tasks[i]->done)
+    if ((!sb->tasks[i] || sb->tasks[i]->done) && !sb->vcpu_lent[i]) /* (lent: a vfork child runs on it) */
       idx = i;
   if (idx < 0)
     return -EAGAIN;

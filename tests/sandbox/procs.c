@@ -16,7 +16,12 @@
  *                   PIPE_BUF atomicity, poll, a FIFO
  *   procs cloexec   close-on-exec across execve, dup/dup2/dup3/F_DUPFD_CLOEXEC
  *   procs dup2      a child's stdout dup2'ed onto a pipe, then execve
- *   procs spawn     vfork, posix_spawn, fork in a threaded process
+ *   procs spawn     vfork (the child's stores, mmap, handlers, fds),
+ *                   posix_spawn (file actions, exec errors), fork in a
+ *                   threaded process
+ *   procs spawnloop [N]  N posix_spawn (default 1000), each of a missing
+ *                   program and of a real one: the errors, the statuses,
+ *                   no fd left behind
  *   procs bomb N    a fork bomb under RLIMIT_NPROC N (and at most 255
  *                   processes by construction): EAGAIN, then all killed
  */
@@ -30,6 +35,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -887,6 +893,29 @@ static int mode_spawn(void)
   }
   printf("vfork: the parent resumed after the child's _exit, child's store seen %s\n", touched ? "yes" : "no");
   reap(c, "  vfork child");
+  /* The child's memory is the parent's until its exec or exit: a mapping
+   * it makes stays, with what it wrote; its handlers and fds are its own. */
+  static char *volatile mapped;
+  mapped = NULL;
+  c = vfork();
+  if (c == 0) {
+    char *m = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (m != MAP_FAILED) {
+      strcpy(m, "written by the vfork child");
+      mapped = m;
+    }
+    signal(SIGTERM, SIG_IGN);
+    close(p[0]);
+    _exit(6);
+  }
+  printf("vfork child's mmap: %s\n", mapped ? mapped : "(not seen)");
+  struct sigaction sa;
+  sigaction(SIGTERM, NULL, &sa);
+  printf("  the parent's SIGTERM after the child ignored it: %s\n", sa.sa_handler == SIG_DFL ? "SIG_DFL" : "changed");
+  printf("  the parent's fd the child closed: %s\n", err(fcntl(p[0], F_GETFD)));
+  reap(c, "  vfork child");
+  if (mapped)
+    munmap(mapped, 4096);
   c = vfork();
   if (c == 0) {
     dup2(p[1], 1);
@@ -921,6 +950,12 @@ static int mode_spawn(void)
   printf("posix_spawnp of a missing program: %s\n", r ? strerrorname_np(r) : "ok (no error)");
   if (!r)
     reap(s, "  spawned");
+  char *argv3[] = {"/no/such/program", NULL};
+  r = posix_spawn(&s, "/no/such/program", NULL, NULL, argv3, environ);
+  printf("posix_spawn of a missing path: %s\n", r ? strerrorname_np(r) : "ok (no error)");
+  if (!r)
+    reap(s, "  spawned");
+  printf("waitpid after them: %s\n", err(waitpid(-1, NULL, WNOHANG)));
 
   /* fork in a threaded process: the child has one thread */
   pthread_t t;
@@ -938,6 +973,42 @@ static int mode_spawn(void)
     _exit(threads);
   }
   reap(c, "fork in a 2-thread process: the child's thread count");
+  return 0;
+}
+
+/* N posix_spawn in a row: a missing program (its error comes through the
+ * memory the child shares with the parent) and this program's "true" with
+ * a dup2 file action; the lowest free fd is the same after. */
+static int mode_spawnloop(int n)
+{
+  int fd0 = dup(0), miss = 0, ok = 0, bad = 0;
+  close(fd0);
+  char *am[] = {"/no/such/program", NULL};
+  char *at[] = {(char *)self, "true", NULL};
+  posix_spawn_file_actions_t fa;
+  posix_spawn_file_actions_init(&fa);
+  posix_spawn_file_actions_adddup2(&fa, 2, 1);
+  for (int i = 0; i < n; i++) {
+    pid_t s;
+    int r = posix_spawn(&s, am[0], NULL, NULL, am, environ);
+    if (r == ENOENT)
+      miss++;
+    else if (!r)
+      waitpid(s, NULL, 0);
+    r = posix_spawn(&s, self, &fa, NULL, at, environ);
+    int st = -1;
+    if (!r && waitpid(s, &st, 0) == s && WIFEXITED(st) && WEXITSTATUS(st) == 0)
+      ok++;
+    else
+      bad++;
+  }
+  posix_spawn_file_actions_destroy(&fa);
+  int fd1 = dup(0);
+  close(fd1);
+  printf("posix_spawn of a missing program: ENOENT %s\n", miss == n ? "every time" : "not every time");
+  printf("posix_spawn of a program: exited 0 %s (%s)\n", ok == n ? "every time" : "not every time",
+         bad ? "some failed" : "none failed");
+  printf("the lowest free fd after: %s; waitpid: %s\n", fd0 == fd1 ? "the same" : "another", err(waitpid(-1, NULL, WNOHANG)));
   return 0;
 }
 
@@ -1042,6 +1113,8 @@ int main(int argc, char **argv)
     rc = mode_dup2();
   else if (!strcmp(m, "spawn"))
     rc = mode_spawn();
+  else if (!strcmp(m, "spawnloop"))
+    rc = mode_spawnloop(argc > 2 ? atoi(argv[2]) : 1000);
   else if (!strcmp(m, "bomb") && argc > 2)
     rc = mode_bomb(atoi(argv[2]));
   else if (!strcmp(m, "hello")) {
@@ -1057,7 +1130,7 @@ int main(int argc, char **argv)
   } else if (!strcmp(m, "true"))
     return 0;
   else {
-    fprintf(stderr, "usage: procs fork|death|wait|pgrp|offsets|pipes|cloexec|dup2|spawn|bomb N\n");
+    fprintf(stderr, "usage: procs fork|death|wait|pgrp|offsets|pipes|cloexec|dup2|spawn|spawnloop [N]|bomb N\n");
     return 2;
   }
   fflush(stdout);
