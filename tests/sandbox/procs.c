@@ -957,6 +957,55 @@ static int mode_spawn(void)
     reap(s, "  spawned");
   printf("waitpid after them: %s\n", err(waitpid(-1, NULL, WNOHANG)));
 
+  /* A vfork child killed before its exec: its parent goes on. A vfork
+   * parent killed while it waits: the child goes on in its memory. */
+  int q[2];
+  pipe(p);
+  pipe(q);
+  pid_t vp = fork();
+  if (vp == 0) {
+    close(q[0]);
+    pid_t k = vfork();
+    if (k == 0) {
+      pid_t me = getpid();
+      write(q[1], &me, sizeof me);
+      for (;;)
+        pause();
+    }
+    int st;
+    waitpid(k, &st, 0);
+    _exit(WIFSIGNALED(st) ? 100 + WTERMSIG(st) : 1);
+  }
+  close(q[1]);
+  pid_t kid = 0;
+  if (read(q[0], &kid, sizeof kid) == sizeof kid)
+    kill(kid, SIGKILL);
+  close(q[0]);
+  reap(vp, "a vfork child killed before its exec: its parent (100 + the child's signal)");
+  pipe(q);
+  vp = fork();
+  if (vp == 0) {
+    close(p[0]);
+    close(q[0]);
+    if (vfork() == 0) {
+      write(q[1], "r", 1);
+      msleep(300); /* its parent is killed meanwhile */
+      write(p[1], "the child went on\n", 18);
+      _exit(0);
+    }
+    _exit(1);
+  }
+  close(p[1]);
+  close(q[1]);
+  char rc1;
+  if (read(q[0], &rc1, 1) == 1)
+    kill(vp, SIGKILL);
+  close(q[0]);
+  reap(vp, "a vfork parent killed while it waits");
+  n = readall(p[0], b, sizeof b);
+  printf("  then: %.*s", n, b);
+  close(p[0]);
+
   /* fork in a threaded process: the child has one thread */
   pthread_t t;
   pthread_create(&t, NULL, spin_thread, NULL);
