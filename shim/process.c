@@ -206,11 +206,16 @@ void proc_run_start(struct sb *sb)
 }
 
 static void mm_release(struct sb *c);
-static int vcpu_to_lend(struct sb *o);
+static struct vlend *lend_get(struct sb *o);
+static void lenders_end(struct sb *o);
 
 /* A zombie's (or a never-started child's) last memory. */
 static void proc_free(struct sb *c)
 {
+  if (c->mm_lend) { /* never started on it */
+    c->mm_lend->busy = false;
+    c->mm_lend->child = NULL;
+  }
   mm_release(c);
   fs_fini(c);
   vm_free(c->vm, NULL);
@@ -291,6 +296,7 @@ static struct sb *proc_copy(struct sb *p, bool share, long *err)
   c->stopped = c->stop_report = c->cont_report = false;
   c->mm_parent = NULL;
   c->mm_vcpu = 0;
+  c->mm_lend = c->lend = NULL;
   c->mm_sharers = 0;
   c->mm_gone = c->reap_pending = c->mm_exec_wait = false;
   memset(c->vcpu_lent, 0, sizeof c->vcpu_lent);
@@ -360,7 +366,8 @@ long proc_fork(struct sb *sb, uint64_t flags, uint64_t sp, uint64_t parent_tid, 
    * of this VM lent to it, until its exec or exit; with none to lend, a
    * fork whose parent waits. */
   struct sb *owner = sb->mm_parent ? sb->mm_parent : sb;
-  int k = (flags & CLONE_VM) ? vcpu_to_lend(owner) : -1;
+  struct vlend *l = (flags & CLONE_VM) ? lend_get(owner) : NULL;
+  int k = l ? l->idx : -1;
   long err = -ENOMEM;
   struct sb *c = proc_copy(sb, k > 0, &err);
   if (!c)
@@ -377,7 +384,9 @@ long proc_fork(struct sb *sb, uint64_t flags, uint64_t sp, uint64_t parent_tid, 
     }
     c->mm_parent = owner;
     c->mm_vcpu = k;
-    owner->vcpu_lent[k] = true;
+    c->mm_lend = l;
+    l->busy = true;
+    l->child = c;
     owner->mm_sharers++;
     c->mem = owner->mem;
     proc_mm_pull(c);
@@ -415,7 +424,7 @@ long proc_fork(struct sb *sb, uint64_t flags, uint64_t sp, uint64_t parent_tid, 
     goto fail;
   }
   w->nthreads++;
-  if (proc_start(c) < 0) {
+  if ((l ? proc_start_lent(c, l) : proc_start(c)) < 0) {
     w->nthreads--;
     world_remove(w, c);
     goto fail;
@@ -477,17 +486,51 @@ void proc_mm_push(struct sb *c)
 #undef PUSH
 }
 
-/* A vCPU of o's VM that no thread of o runs and that is not lent, from
- * the top (threads take them from 1 up; thread.c task_clone skips lent
- * ones); -1: none. */
-static int vcpu_to_lend(struct sb *o)
+/* A vCPU of o's VM to lend to a vfork child: an idle lender's (its host
+ * thread runs the child), else a new one on a vCPU that no thread of o
+ * runs, from the top (threads take them from 1 up; thread.c task_clone
+ * skips kept ones). NULL: none. */
+static struct vlend *lend_get(struct sb *o)
 {
   if (!o->vm)
-    return -1;
+    return NULL;
+  for (struct vlend *l = o->lend; l; l = l->next)
+    if (!l->busy)
+      return l;
   for (int i = CF_VM_MAX_VCPUS - 1; i >= 1; i--)
-    if (!o->vcpu_lent[i] && (!o->tasks[i] || o->tasks[i]->done))
-      return i;
-  return -1;
+    if (!o->vcpu_lent[i] && (!o->tasks[i] || o->tasks[i]->done)) {
+      struct vlend *l = calloc(1, sizeof *l);
+      if (!l || sem_init(&l->go, 0, 0) < 0) {
+        free(l);
+        return NULL;
+      }
+      l->idx = i;
+      l->next = o->lend;
+      o->lend = l;
+      o->vcpu_lent[i] = true;
+      return l;
+    }
+  return NULL;
+}
+
+/* o's VM goes (the lock held): its lenders' host threads end (a busy one
+ * when its child leaves it: sandbox.c lend_main; each frees its own). */
+static void lenders_end(struct sb *o)
+{
+  while (o->lend) {
+    struct vlend *l = o->lend;
+    o->lend = l->next;
+    o->vcpu_lent[l->idx] = false;
+    __atomic_store_n(&l->quit, true, __ATOMIC_RELEASE);
+    if (l->busy)
+      continue;
+    if (l->started) {
+      sem_post(&l->go);
+    } else {
+      sem_destroy(&l->go);
+      free(l);
+    }
+  }
 }
 
 /* A vfork child leaves its parent's memory (its exec, its end): its vCPU
@@ -498,8 +541,8 @@ static void mm_release(struct sb *c)
   struct sb *o = c->mm_parent;
   if (!o)
     return;
-  o->vcpu_lent[c->mm_vcpu] = false;
   c->mm_parent = NULL;
+  c->mm_lend = NULL; /* (its host thread is still the lender's: sandbox.c lend_main hands it over) */
   c->vmas = NULL;
   c->nvma = c->capvma = 0;
   c->shmaps = NULL;
@@ -515,6 +558,7 @@ static void mm_release(struct sb *c)
   if (o->mm_exec_wait)
     task_kick_all(o); /* its execve goes on */
   if (o->mm_gone) {
+    lenders_end(o);
     vm_free(o->vm, NULL);
     o->vm = NULL;
     o->mem = NULL;
@@ -557,8 +601,10 @@ long proc_exec_detach(struct sb *sb)
   sb->vm = vm;
   sb->mem = cf_vm_mem(vm);
   sb->mmap_top = MMAP_TOP(sb->mem_size);
-  if (sb->cur)
+  if (sb->cur) {
     sb->cur->vm = vm;
+    sb->cur->handoff = true; /* its lender's thread runs no more than this call (sandbox.c lend_main) */
+  }
   return 0;
 }
 
@@ -649,6 +695,7 @@ bool proc_exit(struct sb *c)
   if (c->mm_sharers) {
     c->mm_gone = true;
   } else {
+    lenders_end(c);
     vm_free(c->vm, NULL);
     c->vm = NULL;
     c->mem = NULL;
@@ -717,6 +764,7 @@ void proc_end_all(struct sb *sb)
   }
   while (w->nthreads > 0)
     pthread_cond_wait(&w->cv, &sb->lock);
+  lenders_end(sb);
   for (int i = w->nprocs - 1; i >= 0; i--)
     if (w->procs[i] != sb) {
       struct sb *p = w->procs[i];

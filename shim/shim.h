@@ -133,6 +133,8 @@ struct task {
   uint64_t cpu0;        /* its host thread's CPU time when it started (a reused host thread) */
   sem_t go;             /* own_thread: posted to run the next task on this vCPU, or to quit */
   bool quit;            /* own_thread: the host thread ends at the next post of go */
+  bool handoff;         /* a vfork child's task 0 exec'd on a lent vCPU: its loop ends, its
+                           process goes on on a host thread of its own (sandbox.c lend_main) */
   /* context (ctx_in/ctx_out) */
   uint64_t sigmask, tpending, saved_mask, sigwait_set;
   bool have_saved_mask;
@@ -142,6 +144,22 @@ struct task {
   uint64_t robust_list;
 };
 struct fwaiter;
+
+/* A vCPU of a process's VM kept for vfork children (process.c), with the
+ * host thread that runs them on it one after another (sandbox.c
+ * lend_main): KVM_RUN of a vCPU from another thread than its last costs an
+ * RCU grace period (thread.c's opening note), so each vCPU keeps one. */
+struct vlend {
+  int idx;              /* the vCPU */
+  bool busy;            /* a child is on it (from its vfork to its exec or end) */
+  bool started;         /* its host thread runs */
+  bool quit;            /* the VM goes: the thread ends (and frees this) when not busy */
+  struct sb *child;
+  sem_t go;             /* posted for each child, and to quit */
+  pthread_t host;
+  pid_t host_tid;
+  struct vlend *next;
+};
 
 /* A timer (timer.c): the interval timers in slots 0-2 (ITIMER_REAL,
  * _VIRTUAL, _PROF), POSIX timers and timerfds in the others; one expiry
@@ -364,6 +382,8 @@ struct sb {
    * one frees its VM; reap_pending: and its struct). */
   struct sb *mm_parent;
   int mm_vcpu;
+  struct vlend *mm_lend;    /* the child's: its vCPU's */
+  struct vlend *lend;       /* the owner's: its vCPUs kept for vfork children */
   int mm_sharers;
   bool mm_gone, reap_pending, mm_exec_wait;
   bool vcpu_lent[CF_VM_MAX_VCPUS];
@@ -682,6 +702,9 @@ void proc_end_all(struct sb *sb);
 void proc_world_free(struct sb *sb);
 /* sandbox.c: start the host thread of a forked process (task 0 made). */
 int proc_start(struct sb *c);
+/* The same for a vfork child on the vCPU of l (its host thread started, or
+ * posted). */
+int proc_start_lent(struct sb *c, struct vlend *l);
 
 /* thread.c: tasks, the lock, blocking and futex waiters */
 /* Make task 0 of sb (the running thread) if it has none: a process that
