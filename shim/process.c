@@ -29,12 +29,17 @@
  * The first process's end ends the sandbox: every other process is killed
  * and waited for (proc_end_all), as when a pid namespace's init exits.
  *
+ * vfork (CLONE_VM|CLONE_VFORK): the child shares the parent's memory
+ * until its execve or exit, on a vCPU of the parent's VM lent to it; the
+ * parent's calling thread waits (below, "vfork: a child in its parent's
+ * memory").
+ *
  * Not yet (the syscall table says so): a template, branch, park or live
  * pause with more than one process alive (the pause is refused: the run
- * ends with a report); CLONE_VM without CLONE_VFORK (shared address spaces);
- * vfork shares nothing (it is a fork whose parent waits for the child's
- * exec or exit); stopped processes (SIGSTOP, WUNTRACED); MAP_SHARED memory
- * between processes; --cpu-limit counts the first process's threads only. */
+ * ends with a report); CLONE_VM without CLONE_VFORK or CLONE_THREAD (a
+ * process sharing memory for its whole life: futex waiters and robust lists
+ * are per process); threads in a vfork child before its exec (EAGAIN);
+ * MAP_SHARED memory between processes. */
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/sched.h>

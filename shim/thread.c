@@ -52,7 +52,10 @@
  * of its own when the sandbox runs again, in the same VM or another.
  *
  * Limits: at most max_threads (CF_VM_MAX_VCPUS) threads alive at once (clone is EAGAIN
- * past it, as Linux past RLIMIT_NPROC). */
+ * past it, as Linux past RLIMIT_NPROC). The vCPUs a process keeps for its
+ * vfork children (process.c, from the top) are not given to threads; a
+ * vfork child takes its parent's address space (proc_mm_pull) whenever it
+ * takes the lock (switch_to). */
 #include <errno.h>
 #include <linux/futex.h>
 #include <poll.h>
