@@ -41,17 +41,13 @@
 
 static bool internal_name(const char *name) { return name[0] == '_'; }
 
-/* "NAME" when image is "NAME.mem" and a template NAME exists, else NULL. */
+/* Whether image is a template's (NAME.mem, NAME.mem.PID) and the template
+ * NAME exists. */
 static bool image_template(struct cf_store *s, const char *image, char *tname, size_t len)
 {
-  size_t n = strlen(image);
-  if (n <= 4 || strcmp(image + n - 4, ".mem") != 0 || n - 4 >= len)
-    return false;
-  memcpy(tname, image, n - 4);
-  tname[n - 4] = 0;
   char path[PATH_MAX];
-  return cf_store_check_name(tname) == 0 && cf_template_path(s, tname, path, sizeof path) == 0 &&
-         access(path, F_OK) == 0;
+  return cf_template_of_image(image, tname, len) == 0 && cf_store_check_name(tname) == 0 &&
+         cf_template_path(s, tname, path, sizeof path) == 0 && access(path, F_OK) == 0;
 }
 
 int cli_image_in_use(struct cf_store *s, const char *image)
@@ -320,7 +316,7 @@ out:
 /* Remove one template when no daemon runs (the caller holds the guard). */
 static int rm_local(struct cf_store *s, const char *name)
 {
-  char path[PATH_MAX], image[300], why[600] = "";
+  char path[PATH_MAX], why[600] = "";
   if (cf_store_check_name(name) < 0 || strlen(name) > 200)
     return cli_error("template rm %s: bad template name", name);
   if (cf_template_path(s, name, path, sizeof path) < 0)
@@ -353,11 +349,8 @@ static int rm_local(struct cf_store *s, const char *name)
   /* State file first: from then on nobody can fork from it. */
   if (unlink(path) < 0)
     return cli_error("template rm %s: %s: %m", name, path);
-  snprintf(image, sizeof image, "%s.mem", name);
-  if (cf_store_remove(s, image) < 0 && errno != ENOENT)
-    return cli_error("template rm %s: its state file is removed, but its image: %s", name, cf_error());
-  if (cf_wset_path(s, image, path, sizeof path) == 0)
-    unlink(path);
+  if (cf_template_remove_images(s, name) < 0)
+    return cli_error("template rm %s: its state file is removed, but its images: %s", name, cf_error());
   return EXIT_OK;
 }
 

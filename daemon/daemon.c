@@ -476,7 +476,7 @@ static bool tmpl_busy(struct daemon *d, const char *name, char *why, size_t len)
 /* Remove a template's files and cache entry. Under d->lock. */
 static int tmpl_remove(struct daemon *d, const char *name)
 {
-  char path[PATH_MAX], img[300];
+  char path[PATH_MAX];
   for (struct tmpl **pp = &d->tmpls; *pp; pp = &(*pp)->next)
     if (strcmp((*pp)->name, name) == 0) {
       struct tmpl *t = *pp;
@@ -488,12 +488,7 @@ static int tmpl_remove(struct daemon *d, const char *name)
     return -1;
   if (unlink(path) < 0 && errno != ENOENT)
     return cf_fail(errno, "%s: %m", path);
-  snprintf(img, sizeof img, "%s.mem", name);
-  if (cf_store_remove(d->store, img) < 0 && errno != ENOENT)
-    return -1;
-  if (cf_wset_path(d->store, img, path, sizeof path) == 0)
-    unlink(path);
-  return 0;
+  return cf_template_remove_images(d->store, name);
 }
 
 /* Remove internal template name if nothing needs it any more, then its
@@ -595,17 +590,14 @@ static void intent_end(struct daemon *d, const char *name)
  * when the template's state file does not exist. */
 static void drop_half_template(struct daemon *d, const char *name)
 {
-  char path[PATH_MAX], img[300];
+  char path[PATH_MAX];
   if (check_tmpl_name(name) < 0 || cf_template_path(d->store, name, path, sizeof path) < 0 ||
       access(path, F_OK) == 0)
     return;
-  snprintf(img, sizeof img, "%s.mem", name);
-  if (cf_store_remove(d->store, img) == 0)
-    logmsg(d, "removed %s: the image of a template whose save did not finish", img);
-  else if (errno != ENOENT)
-    logmsg(d, "removing %s: %s", img, cf_error());
-  if (cf_wset_path(d->store, img, path, sizeof path) == 0)
-    unlink(path);
+  if (cf_template_remove_images(d->store, name) == 0)
+    logmsg(d, "removed the images of %s: a template whose save did not finish", name);
+  else
+    logmsg(d, "removing the images of %s: %s", name, cf_error());
   /* cf_write_file_atomic's temp name: templates/.NAME.XXXXXX */
   snprintf(path, sizeof path, "%s/templates", cf_store_dir(d->store));
   DIR *dp = opendir(path);
@@ -641,10 +633,9 @@ static void sweep_own(struct daemon *d)
     int n = 0;
     while ((e = readdir(dp)) && n < 64) {
       size_t len = strlen(e->d_name);
-      if (e->d_name[0] == '_' && len > 4 && len < 256 && strcmp(e->d_name + len - 4, ".mem") == 0) {
-        snprintf(names[n], sizeof names[n], "%.*s", (int)(len - 4), e->d_name);
+      if (e->d_name[0] == '_' && len < 256 && cf_template_of_image(e->d_name, names[n], sizeof names[n]) == 0 &&
+          strcmp(e->d_name + len - 4, ".mem") == 0) /* NAME.mem: its others (NAME.mem.PID) go with it */
         n++;
-      }
     }
     closedir(dp);
     for (int i = 0; i < n; i++)

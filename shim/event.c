@@ -132,7 +132,9 @@ static short file_poll_depth(struct sb *sb, struct file *f, int depth)
     struct pollfd p = {.fd = f->hostfd,
                        .events = POLLIN | POLLPRI | POLLOUT | POLLRDHUP | POLLRDNORM | POLLRDBAND | POLLWRNORM |
                                  POLLWRBAND};
-    return poll(&p, 1, 0) == 1 ? p.revents : 0;
+    if (poll(&p, 1, 0) != 1)
+      return 0;
+    return fifo_hup_hidden(f) ? p.revents & ~POLLHUP : p.revents; /* a FIFO no writer opened yet */
   }
   case F_DIR:
   case F_TMP:
@@ -188,12 +190,15 @@ static short item_poll(struct sb *sb, struct epitem *it, bool *fresh, int depth)
 
 /* ---- waiting ---- */
 
-/* The host fds a wait blocks on. Past HOSTS_MAX the wait polls every 10 ms. */
+/* The host fds a wait blocks on (past HOSTS_MAX the wait polls every
+ * 10 ms), and the earliest due time of its timerfds (CLOCK_MONOTONIC ns,
+ * 0: none). */
 #define HOSTS_MAX 1024
 struct hostset {
   struct pollfd p[HOSTS_MAX];
   unsigned n;
   bool over;
+  uint64_t due;
 };
 
 static void host_add(struct hostset *h, int fd, short ev)
@@ -211,7 +216,12 @@ static void host_add(struct hostset *h, int fd, short ev)
 static void collect(struct file *f, short ev, struct hostset *h, int depth)
 {
   if (f->type == F_HOST) {
-    host_add(h, f->hostfd, ev); /* events 0 still wakes on POLLERR, POLLHUP */
+    if (!fifo_hup_hidden(f)) /* (else its host fd says POLLHUP at once: a writer's open wakes the wait) */
+      host_add(h, f->hostfd, ev); /* events 0 still wakes on POLLERR, POLLHUP */
+  } else if (f->type == F_TIMERFD) {
+    uint64_t due = timerfd_due(f);
+    if (due && (ev & POLLIN) && (!h->due || due < h->due))
+      h->due = due;
   } else if (f->type == F_EPOLL && depth <= EP_MAX_NESTS + 1) {
     for (struct epitem *it = f->ep->head; it; it = it->next) {
       short want = (short)(it->events & ~(uint32_t)EP_PRIVATE_BITS);
@@ -240,6 +250,7 @@ static long ready_wait(struct sb *sb, scan_fn *scan, void *ctx, int64_t timeout_
   for (;;) {
     h->n = 0;
     h->over = false;
+    h->due = 0;
     r = scan(sb, ctx, h);
     if (r != 0)
       break;
@@ -262,6 +273,11 @@ static long ready_wait(struct sb *sb, scan_fn *scan, void *ctx, int64_t timeout_
     }
     if (h->over && (ms < 0 || ms > 10))
       ms = 10;
+    if (h->due) {
+      uint64_t now = mono_ns(), l = h->due > now ? (h->due - now + 999999) / 1000000 : 0;
+      if (ms < 0 || l < (uint64_t)ms)
+        ms = (int)l;
+    }
     r = sig_poll(sb, h->p, h->n, ms);
     if (r < 0 && r != -EAGAIN) /* -EAGAIN: another task woke it: scan again */
       break;

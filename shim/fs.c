@@ -15,6 +15,13 @@
  * host files that are not regular files or directories (device nodes,
  * FIFOs, sockets elsewhere in the root) are not opened (do_open). chmod/chown/utimes act on /tmp nodes (EROFS elsewhere); record
  * locks (fcntl, flock) are kept here per sandbox.
+ * A path through /proc/<pid>/fd/N (or /dev/fd/N) that a call follows to its
+ * end names that fd's open file, as Linux's magic link: the file itself,
+ * even renamed or unlinked (open: reopen_fd; stat, chmod, chown, utimes,
+ * truncate, execve: follow_magic).
+ * FIFOs (mknod S_IFIFO, in /tmp only) are /tmp nodes whose open files are
+ * F_HOST files on one host pipe, so that reads, writes, poll and their
+ * waits are the pipes' own (fifo_open says how the node keeps its ends).
  * Every guest buffer goes through mm_ptr/mm_str: a bad pointer is -EFAULT.
  * Functions return a result or -errno, like the system calls they serve. */
 #include <dirent.h>
@@ -100,11 +107,15 @@ struct file *file_new(enum file_type t, int hostfd, int flags, const char *path)
   return f;
 }
 
+static void fifo_close(struct file *f);
+
 void file_unref(struct file *f)
 {
   if (--f->refs > 0)
     return;
   event_release(f);
+  if (f->type == F_HOST && f->node)
+    fifo_close(f);
   if (f->hostcount)
     (*f->hostcount)--;
   if (f->hostfd >= 0)
@@ -238,31 +249,37 @@ long host_openat2(struct sb *sb, const char *abs, int flags)
   return h < 0 ? -e : h;
 }
 
+static long follow_magic(struct sb *sb, char *abs, struct file **fp);
+
 int fs_open_host(struct sb *sb, int dirfd, const char *path, int flags)
 {
   char abs[PATH_MAX];
   (void)dirfd;
   int r = path_abs(sb->cwd, path, abs, sizeof abs);
-  if (r < 0 || (r = (int)virt_path(sb, abs, sizeof abs, true)) < 0)
+  struct file *mf;
+  if (r < 0 || (r = (int)follow_magic(sb, abs, &mf)) < 0)
     return r;
-  if (virt_is_virt(abs)) { /* /proc/self/exe was followed above: nothing here is a program */
+  struct tnode *n = NULL;
+  if (mf && mf->type == F_TMP) { /* execve("/proc/self/fd/N") (fexecve): the file itself */
+    n = mf->node;
+  } else if (mf && (mf->type == F_HOST || mf->type == F_DIR) && mf->stdio < 0 && mf->path[0] == '/' && !mf->node) {
+    snprintf(abs, sizeof abs, "%s", mf->path); /* a file of the root: opened again */
+  } else if (mf || virt_is_virt(abs)) { /* /proc/self/exe was followed above: nothing here is a program */
     const struct vent *v;
     int arg;
-    return virt_lookup(sb, abs, &v, &arg) < 0 ? -ENOENT : -EACCES;
+    return !mf && virt_lookup(sb, abs, &v, &arg) < 0 ? -ENOENT : -EACCES;
   }
-  if (!tmp_is_tmp(abs))
+  if (!n && !tmp_is_tmp(abs))
     return (int)host_openat2(sb, abs, flags);
   /* A program in the sandbox's /tmp: the loader maps files, so it gets a
    * host copy (a memfd; mapped copy-on-write like any host file). */
-  struct tnode *n;
-  long e = tmp_lookup_err(sb, abs, &n);
+  long e = n ? 0 : tmp_lookup_err(sb, abs, &n);
   if (e < 0)
     return (int)e;
   struct stat st;
   tmp_stat(n, &st);
-  if (S_ISDIR(st.st_mode) || !(st.st_mode & 0111))
+  if (!S_ISREG(st.st_mode) || !(st.st_mode & 0111))
     return -EACCES; /* execve(2): not a regular file, or no execute permission */
-  mm_shared_flush(sb, n);
   int fd = memfd_create("cowfork-tmp", MFD_CLOEXEC);
   if (fd < 0)
     return -errno;
@@ -319,6 +336,7 @@ int fs_init(struct sb *sb, const char *root, const int stdio[3])
 
 void fs_fini(struct sb *sb)
 {
+  fs_load_done(sb);
   for (int i = 0; i < MAX_FDS; i++)
     fd_close(sb, i);
   free(sb->locks);
@@ -357,6 +375,27 @@ static long resolve(struct sb *sb, int dirfd, uint64_t gpath, char *abs, bool al
   /* The links of /proc and /dev on the way (the last component's are the
    * caller's to follow or not). */
   return r2 < 0 ? r2 : virt_path(sb, abs, PATH_MAX, false);
+}
+
+/* For a call that follows its path to the end (stat, chmod, chown, utimes,
+ * truncate, execve): 0 and the open file abs names through a
+ * /proc/<pid>/fd/N (or /dev/fd/N) link into *fp, as Linux's magic link (the
+ * file itself, whatever its path now), else *fp NULL and abs rewritten
+ * through the other links of /proc on the way (/proc/self/cwd: the cwd);
+ * -errno for a bad link. abs: PATH_MAX bytes. */
+static long follow_magic(struct sb *sb, char *abs, struct file **fp)
+{
+  *fp = NULL;
+  if (!virt_is_virt(abs))
+    return 0;
+  long r = virt_path(sb, abs, PATH_MAX, true);
+  if (r < 0 || !virt_is_virt(abs))
+    return r;
+  const struct vent *v;
+  int arg;
+  if (virt_lookup(sb, abs, &v, &arg) == 0 && virt_is_fd(v))
+    *fp = virt_fd_file(sb, arg);
+  return 0;
 }
 
 static long file_stat(struct sb *sb, struct file *f, struct stat *st);
@@ -400,6 +439,10 @@ static long file_stat(struct sb *sb, struct file *f, struct stat *st)
   switch (f->type) {
   case F_HOST:
   case F_DIR:
+    if (f->node) { /* a FIFO: its node, as Linux's fstat of a FIFO's fd (not the pipe's) */
+      tmp_stat(f->node, st);
+      return 0;
+    }
     return fstat(f->hostfd, st) < 0 ? -errno : 0;
   case F_TMP:
   case F_TMPDIR:
@@ -461,6 +504,157 @@ static void stat_to_statx(const struct stat *st, struct statx *x)
 
 static long open_abs(struct sb *sb, char *abs, int flags, unsigned mode, struct file **out, int depth);
 
+/* ---- FIFOs ----
+ *
+ * A FIFO's open files are F_HOST files (f->node: the FIFO's node, for
+ * fstat, chmod and the counts), each with its own host fd of one host pipe,
+ * non-blocking as every host pipe here (a blocking read or write waits in
+ * host_wait). So that the pipe's own EOF and EPIPE are the FIFO's, the node
+ * holds a read end only while the FIFO has a reader and a write end only
+ * while it has a writer (struct fifo): after the last writer's close the
+ * pipe has no writer (readers read EOF), after the last reader's no reader
+ * (a write is EPIPE and SIGPIPE), and with neither no fd of it is left and
+ * its data goes, as Linux frees a FIFO's buffer then. A new end is a dup of
+ * a held end of its direction, or an open of /proc/self/fd/N of a held end
+ * (Linux opens a pipe through that link in either direction; the pipe then
+ * has a reader, so a non-blocking O_WRONLY open of it cannot be ENXIO); the
+ * first open makes the pipe. Opens wait as Linux's fifo_open: O_RDONLY until
+ * a writer opens, O_WRONLY until a reader opens (with O_NONBLOCK and no
+ * reader: ENXIO), O_RDWR never; a signal ends the wait (the open restarts
+ * under SA_RESTART), and so does the sandbox's end. */
+static long fifo_fd(struct fifo *p, int acc)
+{
+  int h;
+  if (acc == O_RDONLY && p->rd >= 0) {
+    h = fcntl(p->rd, F_DUPFD_CLOEXEC, 3);
+  } else if (acc == O_WRONLY && p->wr >= 0) {
+    h = fcntl(p->wr, F_DUPFD_CLOEXEC, 3);
+  } else {
+    char link[64];
+    snprintf(link, sizeof link, "/proc/self/fd/%d", p->rd >= 0 ? p->rd : p->wr);
+    h = open(link, acc | O_NONBLOCK | O_CLOEXEC);
+  }
+  return h < 0 ? -errno : h;
+}
+
+/* The node lets go of the ends no open file needs. */
+static void fifo_trim(struct fifo *p)
+{
+  if (!p->readers && p->rd >= 0) {
+    close(p->rd);
+    p->rd = -1;
+  }
+  if (!p->writers && p->wr >= 0) {
+    close(p->wr);
+    p->wr = -1;
+  }
+}
+
+/* f (a FIFO's open file) goes: its side counts one less. No wait needs a
+ * wake-up: readers and writers wait on the host pipe, which sees the ends go. */
+static void fifo_close(struct file *f)
+{
+  struct fifo *p = tmp_fifo(f->node);
+  int acc = f->flags & O_ACCMODE;
+  if (!p)
+    return;
+  if (acc != O_WRONLY)
+    p->readers--;
+  if (acc != O_RDONLY)
+    p->writers--;
+  fifo_trim(p);
+}
+
+bool fifo_hup_hidden(struct file *f)
+{
+  struct fifo *p;
+  return f->fifo_nohup && f->node && (p = tmp_fifo(f->node)) && p->w_opens == f->fifo_w0;
+}
+
+/* Open FIFO n (abs: its path, for *at and /proc) with flags. */
+static long fifo_open(struct sb *sb, struct tnode *n, const char *abs, int flags, struct file **out)
+{
+  struct fifo *p = tmp_fifo(n);
+  int acc = flags & O_ACCMODE;
+  bool rd = acc != O_WRONLY, wr = acc != O_RDONLY;
+  if (flags & O_DIRECTORY)
+    return -ENOTDIR;
+  if (flags & O_PATH) { /* no open of the FIFO (no wait, no pipe): a handle on its node (fstat, fchmod, *at) */
+    struct file *f = file_new(F_TMP, -1, O_RDONLY, abs);
+    if (!f)
+      return -ENOMEM;
+    f->node = n;
+    tmp_ref(n);
+    *out = f;
+    return 0;
+  }
+  if (acc == O_ACCMODE)
+    return -EINVAL; /* neither read nor write: Linux's fifo_open */
+  if (acc == O_WRONLY && (flags & O_NONBLOCK) && !p->readers)
+    return -ENXIO;
+  if (p->rd < 0 && p->wr < 0) {
+    int pf[2];
+    if (pipe2(pf, O_NONBLOCK | O_CLOEXEC) < 0)
+      return -errno;
+    p->rd = pf[0];
+    p->wr = pf[1];
+  }
+  long h = fifo_fd(p, acc), k;
+  if (h >= 0 && rd && p->rd < 0) {
+    if ((k = fifo_fd(p, O_RDONLY)) < 0) {
+      close((int)h);
+      h = k;
+    } else {
+      p->rd = (int)k;
+    }
+  }
+  if (h >= 0 && wr && p->wr < 0) {
+    if ((k = fifo_fd(p, O_WRONLY)) < 0) {
+      close((int)h);
+      h = k;
+    } else {
+      p->wr = (int)k;
+    }
+  }
+  struct file *f = h >= 0 ? file_new(F_HOST, (int)h, acc | (flags & (O_APPEND | O_NONBLOCK)), abs) : NULL;
+  if (!f) {
+    if (h >= 0)
+      close((int)h);
+    fifo_trim(p); /* as before */
+    return h >= 0 ? -ENOMEM : h;
+  }
+  f->node = n;
+  tmp_ref(n);
+  if (rd) {
+    p->readers++;
+    p->r_opens++;
+  }
+  if (wr) {
+    p->writers++;
+    p->w_opens++;
+  }
+  if (acc == O_RDONLY && (flags & O_NONBLOCK) && !p->writers) {
+    f->fifo_nohup = true; /* no POLLHUP before a writer came (Linux's f_version) */
+    f->fifo_w0 = p->w_opens;
+  }
+  fifo_trim(p); /* a new pipe's end of the side nobody has */
+  wake_all(sb); /* an open waiting for this side */
+  if (acc != O_RDWR && !(flags & O_NONBLOCK) && !(rd ? p->writers : p->readers)) {
+    uint64_t *opens = rd ? &p->w_opens : &p->r_opens, seen = *opens;
+    while (*opens == seen) { /* p stays: f holds the node */
+      long r = sig_wait(sb, CLOCK_MONOTONIC, NULL);
+      if (r == -EAGAIN)
+        continue; /* another task's change: look again */
+      file_unref(f);
+      if (r == -EDEADLK)
+        return wait_forever(sb, rd ? "open of a FIFO for reading, no writer" : "open of a FIFO for writing, no reader");
+      return -RESTARTSYS;
+    }
+  }
+  *out = f;
+  return 0;
+}
+
 /* open(/proc/self/fd/N): a new open file of what fd N refers to, as
  * Linux's magic link (a host pipe or the sandbox's stdio: the same host
  * file, dup'ed; a path: opened again). */
@@ -469,6 +663,8 @@ static long reopen_fd(struct sb *sb, struct file *of, int flags, unsigned mode, 
   int acc = flags & O_ACCMODE;
   int keep = acc | (flags & (O_APPEND | O_NONBLOCK));
   int oacc = of->flags & O_ACCMODE;
+  if (of->node && tmp_fifo(of->node)) /* the FIFO itself, in any direction (its path may be gone) */
+    return fifo_open(sb, of->node, of->path, flags, out);
   if ((acc != O_WRONLY && oacc == O_WRONLY) || (acc != O_RDONLY && oacc == O_RDONLY))
     return -EACCES;
   struct file *f = NULL;
@@ -551,6 +747,8 @@ static long open_abs(struct sb *sb, char *abs, int flags, unsigned mode, struct 
       if (r < 0)
         return r;
     }
+    if (tmp_fifo(n))
+      return fifo_open(sb, n, abs, flags, out); /* O_TRUNC does nothing to it, as Linux */
     if (tmp_is_dir(n)) {
       if (acc != O_RDONLY)
         return -EISDIR;
@@ -559,9 +757,7 @@ static long open_abs(struct sb *sb, char *abs, int flags, unsigned mode, struct 
       if (flags & O_DIRECTORY)
         return -ENOTDIR;
       if ((flags & O_TRUNC) && acc != O_RDONLY) {
-        mm_shared_flush(sb, n);
         tmp_truncate(n, 0);
-        mm_shared_refresh(sb, n, 0, UINT64_MAX);
       }
       f = file_new(F_TMP, -1, keep, abs);
     }
@@ -656,11 +852,17 @@ static long do_read_held(struct sb *sb, struct file *f, uint64_t buf, uint64_t l
        * released, so that the other threads run, and a signal ends it
        * (EINTR, or a restart under SA_RESTART), one thread alone too: its
        * handler or another thread may write what it waits for. The buffer
-       * is looked up again after (another thread may have unmapped it). */
-      if ((r = host_wait(sb, f->hostfd, POLLIN)) < 0)
-        return r == -EINTR ? -RESTARTSYS : r;
-      if (!(p = mm_ptr(sb, buf, len, PROT_WRITE)))
-        return -EFAULT;
+       * is looked up again after (another thread may have unmapped it).
+       * Another reader of the pipe (a process, a FIFO's other reader) may
+       * take what woke it: then it waits again. */
+      for (;;) {
+        if ((r = host_wait(sb, f->hostfd, POLLIN)) < 0)
+          return r == -EINTR ? -RESTARTSYS : r;
+        if (!(p = mm_ptr(sb, buf, len, PROT_WRITE)))
+          return -EFAULT;
+        if ((r = read(f->hostfd, p, len)) >= 0 || errno != EAGAIN)
+          return r < 0 ? -errno : r;
+      }
     }
     r = off < 0 ? read(f->hostfd, p, len) : pread(f->hostfd, p, len, off);
     return r < 0 ? -errno : r;
@@ -676,7 +878,8 @@ static long do_read_held(struct sb *sb, struct file *f, uint64_t buf, uint64_t l
       f->off += (uint64_t)r;
     return r;
   case F_TMP:
-    mm_shared_flush(sb, f->node);
+    if (tmp_fifo(f->node))
+      return -EBADF; /* an O_PATH handle of a FIFO (fifo_open) */
     r = tmp_read(f->node, p, len, off < 0 ? f->off : (uint64_t)off);
     if (r > 0 && off < 0)
       f->off += (uint64_t)r;
@@ -750,16 +953,15 @@ static long do_write_held(struct sb *sb, struct file *f, uint64_t buf, uint64_t 
   case F_TIMERFD:
     return off >= 0 ? -ESPIPE : -EINVAL; /* no write, as Linux */
   case F_TMP: {
+    if (tmp_fifo(f->node))
+      return -EBADF; /* an O_PATH handle of a FIFO (fifo_open) */
     uint64_t o = off >= 0 ? (uint64_t)off : f->off;
     if (off < 0 && (f->flags & O_APPEND)) {
       struct stat st;
       tmp_stat(f->node, &st);
       o = (uint64_t)st.st_size;
     }
-    mm_shared_flush(sb, f->node);
     r = tmp_write(f->node, p, len, o);
-    if (r > 0)
-      mm_shared_refresh(sb, f->node, o, (uint64_t)r);
     if (r > 0 && off < 0)
       f->off = o + (uint64_t)r;
     return r;
@@ -843,7 +1045,7 @@ static long do_getdents(struct sb *sb, struct file *f, uint64_t buf, uint64_t le
       struct stat st;
       tmp_stat(k, &st);
       ino = st.st_ino;
-      type = S_ISDIR(st.st_mode) ? DT_DIR : DT_REG;
+      type = S_ISDIR(st.st_mode) ? DT_DIR : S_ISFIFO(st.st_mode) ? DT_FIFO : DT_REG;
     }
     if (!dirent_put(p, len, &pos, ino, (int64_t)f->off + 1, type, name)) {
       if (pos == 0)
@@ -977,17 +1179,23 @@ static long do_chdir_abs(struct sb *sb, const char *abs0)
 
 /* ---- record locks: fcntl F_SETLK/F_OFD_SETLK and flock ----
  *
- * One process: its own POSIX locks never conflict with each other (and
- * F_GETLK never reports them), but they conflict with open file
- * description (OFD) locks, and OFD locks and flock locks of different open
- * files conflict with each other, as on Linux. POSIX locks go when the
- * process closes any fd of the file, OFD and flock locks when their open
- * file is closed for the last time. A wait (F_SETLKW, flock without
- * LOCK_NB) on a conflicting lock waits, as on Linux, but nothing else in
- * the sandbox can release it (one task): only a signal ends it (EINTR, or
- * the call restarts after an SA_RESTART handler), and with no signal
- * possible the sandbox ends with a report (lock_wait). Locks are not part
- * of a snapshot. */
+ * One table per sandbox (the first process's sb->locks: every process of a
+ * sandbox uses it, under the one lock), as Linux keeps one per file. A
+ * process's own POSIX locks never conflict with each other (and F_GETLK
+ * never reports them); another process's do, and so do open file
+ * description (OFD) and flock locks of other open files, as on Linux. A
+ * fork's child holds none of its parent's POSIX locks, and shares its OFD
+ * and flock locks with the open files it inherits. POSIX locks go when
+ * their process closes any fd of the file (or exits), OFD and flock locks
+ * when their open file is closed for the last time, in any process. A wait
+ * (F_SETLKW, flock without LOCK_NB) sleeps until a lock goes or shrinks
+ * (lock_set and locks_on_close wake every waiter to try again) or a
+ * signal comes (EINTR, or the call again after an SA_RESTART handler, as
+ * Linux restarts F_SETLKW and flock); with nothing that could release it,
+ * the sandbox ends with a report (lock_wait). Not done: Linux's EDEADLK for
+ * an F_SETLKW that would close a cycle of waiting processes (such a wait
+ * lasts until a signal or the sandbox's end). Locks are not part of a
+ * snapshot. */
 enum { LK_POSIX, LK_OFD, LK_FLOCK };
 
 /* A wait for a lock nothing in the sandbox can release: until a signal
@@ -1004,21 +1212,23 @@ struct flock_ent {
   uint64_t dev, ino;   /* the file */
   int kind;            /* LK_* */
   struct file *ofd;    /* the owner of an LK_OFD or LK_FLOCK lock */
+  struct sb *proc;     /* the owner of an LK_POSIX lock (its process) */
   short type;          /* F_RDLCK or F_WRLCK */
   uint64_t start, end; /* [start, end); UINT64_MAX: to the end of the file, ever */
 };
 
-static bool lock_same_owner(const struct flock_ent *l, int kind, struct file *ofd)
+static bool lock_same_owner(const struct flock_ent *l, const struct flock_ent *q)
 {
-  return l->kind == kind && (kind == LK_POSIX || l->ofd == ofd);
+  return l->kind == q->kind && (q->kind == LK_POSIX ? l->proc == q->proc : l->ofd == q->ofd);
 }
 
 static const struct flock_ent *lock_conflict(struct sb *sb, const struct flock_ent *q)
 {
+  sb = proc_first(sb); /* the sandbox's table */
   for (int i = 0; i < sb->nlocks; i++) {
     const struct flock_ent *l = &sb->locks[i];
     if (l->dev != q->dev || l->ino != q->ino || (l->kind == LK_FLOCK) != (q->kind == LK_FLOCK) ||
-        lock_same_owner(l, q->kind, q->ofd) || l->end <= q->start || l->start >= q->end ||
+        lock_same_owner(l, q) || l->end <= q->start || l->start >= q->end ||
         (l->type != F_WRLCK && q->type != F_WRLCK))
       continue;
     return l;
@@ -1030,9 +1240,10 @@ static const struct flock_ent *lock_conflict(struct sb *sb, const struct flock_e
  * the range are replaced. 0, -EAGAIN (conflict) or -ENOLCK. */
 static long lock_set(struct sb *sb, const struct flock_ent *q)
 {
-  wake_all(sb); /* a lock that goes or shrinks may end another thread's wait */
+  wake_all(sb); /* a lock that goes or shrinks may end another task's wait */
   if (q->type != F_UNLCK && lock_conflict(sb, q))
     return -EAGAIN;
+  sb = proc_first(sb); /* the sandbox's table */
   if (sb->nlocks + 2 > sb->caplocks) {
     int cap = sb->caplocks ? 2 * sb->caplocks : 16;
     if (cap > 65536)
@@ -1045,7 +1256,7 @@ static long lock_set(struct sb *sb, const struct flock_ent *q)
   }
   for (int i = 0; i < sb->nlocks; i++) {
     struct flock_ent *l = &sb->locks[i];
-    if (l->dev != q->dev || l->ino != q->ino || !lock_same_owner(l, q->kind, q->ofd) || l->end <= q->start ||
+    if (l->dev != q->dev || l->ino != q->ino || !lock_same_owner(l, q) || l->end <= q->start ||
         l->start >= q->end)
       continue;
     if (l->start < q->start && l->end > q->end) { /* split around q */
@@ -1067,7 +1278,7 @@ static long lock_set(struct sb *sb, const struct flock_ent *q)
   struct flock_ent m = *q;
   for (int i = 0; i < sb->nlocks; i++) {
     struct flock_ent *l = &sb->locks[i];
-    if (l->dev == m.dev && l->ino == m.ino && lock_same_owner(l, m.kind, m.ofd) && l->type == m.type &&
+    if (l->dev == m.dev && l->ino == m.ino && lock_same_owner(l, &m) && l->type == m.type &&
         (l->end == m.start || l->start == m.end)) {
       m.start = l->start < m.start ? l->start : m.start;
       m.end = l->end > m.end ? l->end : m.end;
@@ -1089,17 +1300,19 @@ static bool file_key(struct sb *sb, struct file *f, uint64_t *dev, uint64_t *ino
   return true;
 }
 
-/* fd is being closed (f its file, refs not yet dropped). */
+/* fd of process sb is being closed (f its file, refs not yet dropped). */
 static void locks_on_close(struct sb *sb, struct file *f)
 {
-  wake_all(sb);
+  struct sb *t = proc_first(sb); /* the sandbox's table */
   uint64_t dev, ino;
-  if (!sb->nlocks || !file_key(sb, f, &dev, &ino))
+  if (!t->nlocks || !file_key(sb, f, &dev, &ino))
     return;
-  for (int i = 0; i < sb->nlocks; i++) {
-    struct flock_ent *l = &sb->locks[i];
-    if ((l->kind == LK_POSIX && l->dev == dev && l->ino == ino) || (l->kind != LK_POSIX && l->ofd == f && f->refs == 1))
-      sb->locks[i--] = sb->locks[--sb->nlocks];
+  wake_all(sb);
+  for (int i = 0; i < t->nlocks; i++) {
+    struct flock_ent *l = &t->locks[i];
+    if ((l->kind == LK_POSIX && l->proc == sb && l->dev == dev && l->ino == ino) ||
+        (l->kind != LK_POSIX && l->ofd == f && f->refs == 1))
+      t->locks[i--] = t->locks[--t->nlocks];
   }
 }
 
@@ -1139,7 +1352,8 @@ static long do_lock(struct sb *sb, struct file *f, int cmd, uint64_t arg)
   int64_t start;
   if (__builtin_add_overflow(base, (int64_t)fl.l_start, &start))
     return -EOVERFLOW;
-  struct flock_ent q = {.kind = ofd ? LK_OFD : LK_POSIX, .ofd = ofd ? f : NULL, .type = fl.l_type};
+  struct flock_ent q = {.kind = ofd ? LK_OFD : LK_POSIX, .ofd = ofd ? f : NULL, .proc = ofd ? NULL : sb,
+                        .type = fl.l_type};
   if (fl.l_len > 0) {
     int64_t end;
     if (__builtin_add_overflow(start, (int64_t)fl.l_len, &end))
@@ -1167,7 +1381,7 @@ static long do_lock(struct sb *sb, struct file *f, int cmd, uint64_t arg)
       fl.l_whence = SEEK_SET;
       fl.l_start = (off_t)l->start;
       fl.l_len = l->end == UINT64_MAX ? 0 : (off_t)(l->end - l->start);
-      fl.l_pid = l->kind == LK_POSIX ? sb->pid : -1;
+      fl.l_pid = l->kind == LK_POSIX ? l->proc->pid : -1;
     }
     return mm_copy_out(sb, arg, &fl, sizeof fl);
   }
@@ -1300,6 +1514,37 @@ static long do_rename(struct sb *sb, int ofd, uint64_t op, int nfd, uint64_t np)
   return tmp_rename(sb, from, to);
 }
 
+/* link, linkat: hard links within /tmp or within /dev/shm (tmpfs.c);
+ * the root is read-only. */
+static long do_link(struct sb *sb, int ofd, uint64_t op, int nfd, uint64_t np, int flags)
+{
+  if (flags & ~(AT_SYMLINK_FOLLOW | AT_EMPTY_PATH))
+    return -EINVAL;
+  if (flags & AT_EMPTY_PATH)
+    return -ENOENT; /* Linux without CAP_DAC_READ_SEARCH; a /proc/self/fd path is below */
+  char from[PATH_MAX], to[PATH_MAX];
+  long r = resolve(sb, ofd, op, from, false);
+  if (r < 0 || (r = resolve(sb, nfd, np, to, false)) < 0)
+    return r;
+  if (!tmp_is_tmp(from) || !tmp_is_tmp(to)) {
+    struct stat st;
+    if (tmp_is_tmp(from) != tmp_is_tmp(to))
+      return stat_abs(sb, from, true, &st) < 0 ? -ENOENT : -EXDEV;
+    return (r = stat_abs(sb, from, true, &st)) < 0 ? r : S_ISDIR(st.st_mode) ? -EPERM : -EROFS;
+  }
+  return tmp_link(sb, from, to);
+}
+
+long sys_link(struct sb *sb, const uint64_t a[6], long nr)
+{
+  return do_link(sb, AT_FDCWD, A(0), AT_FDCWD, A(1), 0);
+}
+
+long sys_linkat(struct sb *sb, const uint64_t a[6], long nr)
+{
+  return do_link(sb, (int)A(0), A(1), (int)A(2), A(3), (int)A(4));
+}
+
 static long do_mkdir(struct sb *sb, int dirfd, uint64_t gpath, unsigned mode)
 {
   char abs[PATH_MAX];
@@ -1312,6 +1557,52 @@ static long do_mkdir(struct sb *sb, int dirfd, uint64_t gpath, unsigned mode)
   }
   struct tnode *n;
   return tmp_create(sb, abs, true, mode, &n);
+}
+
+/* mknod, mknodat: in /tmp, a FIFO or a regular file (type 0 or S_IFREG);
+ * a device node is EPERM (a sandbox has no CAP_MKNOD), a socket
+ * EOPNOTSUPP (a sandbox binds no Unix socket names: sys_connect's note); the
+ * other errors in Linux's order (may_mknod, then the path, then the type's
+ * privilege). */
+static long do_mknod(struct sb *sb, int dirfd, uint64_t gpath, unsigned mode)
+{
+  unsigned type = mode & S_IFMT;
+  if (type == S_IFDIR)
+    return -EPERM;
+  if (type != 0 && type != S_IFREG && type != S_IFIFO && type != S_IFCHR && type != S_IFBLK && type != S_IFSOCK)
+    return -EINVAL;
+  char abs[PATH_MAX];
+  long r = resolve(sb, dirfd, gpath, abs, false);
+  if (r < 0)
+    return r;
+  struct tnode *n;
+  if (!tmp_is_tmp(abs)) {
+    struct stat st;
+    if ((r = stat_abs(sb, abs, true, &st)) == 0)
+      return -EEXIST;
+    if (r != -ENOENT)
+      return r;
+    char dir[PATH_MAX];
+    snprintf(dir, sizeof dir, "%s", abs);
+    *strrchr(dir, '/') = 0; /* abs is absolute, normalized, not "/" (that exists) */
+    if ((r = stat_abs(sb, dir[0] ? dir : "/", false, &st)) < 0)
+      return r;
+    return S_ISDIR(st.st_mode) ? -EROFS : -ENOTDIR;
+  }
+  if (type == S_IFCHR || type == S_IFBLK || type == S_IFSOCK) {
+    struct tnode *parent;
+    char dir[PATH_MAX];
+    if ((r = tmp_lookup_err(sb, abs, &n)) == 0)
+      return -EEXIST;
+    snprintf(dir, sizeof dir, "%s", abs);
+    *strrchr(dir, '/') = 0;
+    if (r != -ENOENT || (r = tmp_lookup_err(sb, dir, &parent)) < 0)
+      return r;
+    if (!tmp_is_dir(parent))
+      return -ENOTDIR;
+    return type == S_IFSOCK ? -EOPNOTSUPP : -EPERM;
+  }
+  return type == S_IFIFO ? tmp_mkfifo(sb, abs, mode, &n) : tmp_create(sb, abs, false, mode, &n);
 }
 
 static long do_stat_path(struct sb *sb, int dirfd, uint64_t gpath, int flags, struct stat *st)
@@ -1340,10 +1631,9 @@ static long truncate_node(struct sb *sb, struct tnode *n, uint64_t len)
     return -EINVAL;
   if (tmp_is_dir(n))
     return -EISDIR;
-  mm_shared_flush(sb, n);
-  long r = tmp_truncate(n, len);
-  mm_shared_refresh(sb, n, 0, UINT64_MAX);
-  return r;
+  if (tmp_fifo(n))
+    return -EINVAL; /* not a regular file */
+  return tmp_truncate(n, len);
 }
 
 static long do_sendfile(struct sb *sb, int out, int in, uint64_t offp, uint64_t count)
@@ -1367,7 +1657,6 @@ static long do_sendfile(struct sb *sb, int out, int in, uint64_t offp, uint64_t 
     n = n < 0 ? -errno : n;
     break;
   case F_TMP:
-    mm_shared_flush(sb, fi->node);
     n = tmp_read(fi->node, buf, count, off < 0 ? fi->off : (uint64_t)off);
     if (n > 0 && off < 0)
       fi->off += (uint64_t)n;
@@ -1397,10 +1686,8 @@ static long do_sendfile(struct sb *sb, int out, int in, uint64_t offp, uint64_t 
         tmp_stat(fo->node, &st);
         o = (uint64_t)st.st_size;
       }
-      mm_shared_flush(sb, fo->node);
       w = tmp_write(fo->node, buf, (uint64_t)n, o);
       if (w > 0) {
-        mm_shared_refresh(sb, fo->node, o, (uint64_t)w);
         fo->off = o + (uint64_t)w;
       }
       break;
@@ -1423,6 +1710,14 @@ static long do_sendfile(struct sb *sb, int out, int in, uint64_t offp, uint64_t 
 
 /* ---- chmod, chown, utimes: /tmp keeps them; elsewhere the root is read-only ---- */
 
+/* The /tmp node (file, directory or FIFO) of open file f, else -EROFS:
+ * host files, stdio, pipes, /dev/null: nothing of the host changes. */
+static long file_node(struct file *f, struct tnode **n)
+{
+  *n = f->node;
+  return f->node ? 0 : -EROFS;
+}
+
 /* The /tmp node of a metadata call's target: 0 and *n, or -errno (EROFS for
  * an existing file outside /tmp). use_fd: dfd itself (fchmod; a NULL path
  * of utimensat/futimesat); empty_ok: AT_EMPTY_PATH. */
@@ -1444,17 +1739,14 @@ static long setattr_target(struct sb *sb, int dfd, uint64_t gpath, bool nofollow
         return tmp_lookup_err(sb, sb->cwd, n);
       return (r = stat_abs(sb, sb->cwd, false, &st)) < 0 ? r : -EROFS;
     }
-    if (!f)
-      return -EBADF;
-    if (f->type == F_TMP || f->type == F_TMPDIR) {
-      *n = f->node;
-      return 0;
-    }
-    return -EROFS; /* host files, stdio, pipes, /dev/null: nothing of the host changes */
+    return f ? file_node(f, n) : -EBADF;
   }
   char abs[PATH_MAX];
-  if ((r = resolve(sb, dfd, gpath, abs, false)) < 0)
+  struct file *f = NULL;
+  if ((r = resolve(sb, dfd, gpath, abs, false)) < 0 || (!nofollow && (r = follow_magic(sb, abs, &f)) < 0))
     return r;
+  if (f) /* chmod("/proc/self/fd/N"): that file (glibc's fchmodat with AT_SYMLINK_NOFOLLOW does this) */
+    return file_node(f, n);
   if (tmp_is_tmp(abs))
     return tmp_lookup_err(sb, abs, n);
   return (r = stat_abs(sb, abs, nofollow, &st)) < 0 ? r : -EROFS;
@@ -2012,6 +2304,12 @@ long sys_mkdirat(struct sb *sb, const uint64_t a[6], long nr)
   return do_mkdir(sb, (int)A(0), A(1), (unsigned)A(2));
 }
 
+/* mknod, mknodat */
+long sys_mknod(struct sb *sb, const uint64_t a[6], long nr)
+{
+  return nr == SYS_mknod ? do_mknod(sb, AT_FDCWD, A(0), (unsigned)A(1)) : do_mknod(sb, (int)A(0), A(1), (unsigned)A(2));
+}
+
 long sys_unlink(struct sb *sb, const uint64_t a[6], long nr)
 {
   return do_unlink(sb, AT_FDCWD, A(0), 0);
@@ -2056,8 +2354,14 @@ long sys_truncate(struct sb *sb, const uint64_t a[6], long nr)
   struct stat st;
   long r;
   char abs[PATH_MAX];
-  if ((r = resolve(sb, AT_FDCWD, A(0), abs, false)) < 0)
+  struct file *f;
+  if ((r = resolve(sb, AT_FDCWD, A(0), abs, false)) < 0 || (r = follow_magic(sb, abs, &f)) < 0)
     return r;
+  if (f && (f->type == F_DIR || f->type == F_TMPDIR || f->type == F_VDIR))
+    return -EISDIR;
+  if (f)
+    return f->node ? truncate_node(sb, f->node, A(1))
+                   : (f->type == F_HOST && f->stdio < 0 && f->path[0] == '/') ? -EROFS : -EINVAL; /* a root file; else a pipe, a device... */
   if (!tmp_is_tmp(abs))
     return (r = stat_abs(sb, abs, false, &st)) < 0 ? r : -EROFS;
   struct tnode *n;
@@ -2201,39 +2505,81 @@ int fs_load_cwd(struct sb *sb, struct rbuf *r, const char *name)
   return 0;
 }
 
+/* The fd table: each fd's index in the file table (f->save_id) and its
+ * close-on-exec flag. */
+static void fds_save(struct sb *sb, struct wbuf *w)
+{
+  int nfd = 0;
+  for (int i = 0; i < MAX_FDS; i++)
+    nfd += sb->fds[i] != NULL;
+  w_u64(w, (uint64_t)nfd);
+  for (int i = 0; i < MAX_FDS; i++)
+    if (sb->fds[i]) {
+      w_u64(w, (uint64_t)i);
+      w_u64(w, (uint64_t)sb->fds[i]->save_id);
+      w_u64(w, sb->cloexec[i]);
+    }
+}
+
 /* The /tmp tree (tmpfs.c tmp_save), every distinct open file once (host
  * files by path, flags and offset; the sandbox's stdio as such; /tmp files
  * by node; eventfd, signalfd and epoll files with their state, event.c
- * event_save), then the fd table referring to them. -1 + cf_error
- * (ENOTSUP: an open pipe, a shared /tmp mapping, an epoll entry of a pipe). */
+ * event_save), then the fd table referring to them. The first process's
+ * file table holds the open files of every process of the sandbox (one a
+ * fork shares stays one), the others' state has only their fd table
+ * (snapshot.c, version 7). -1 + cf_error (ENOTSUP: an open pipe or FIFO, a
+ * MAP_SHARED mapping, a file in /dev/shm, an epoll entry of a pipe; tmpfs.c
+ * tmp_save_prepare). */
 int fs_save(struct sb *sb, struct wbuf *w)
 {
-  /* Files: each distinct struct file once, fds refer to them by index. */
-  struct file *files[MAX_FDS];
-  struct tnode *nodes[MAX_FDS];
-  int nf = 0, nn = 0;
-  if (sb->nshmaps)
-    return cf_fail(ENOTSUP, "a MAP_SHARED mapping of a /tmp file cannot be saved (it is a copy the shim keeps "
-                            "coherent, and the state does not record it): unmap it before the pause");
-  for (int i = 0; i < MAX_FDS; i++)
-    if (sb->fds[i])
-      sb->fds[i]->save_id = -1;
-  for (int i = 0; i < MAX_FDS; i++) {
-    struct file *f = sb->fds[i];
-    if (!f || f->save_id >= 0)
-      continue;
-    if (f->type == F_HOST && f->stdio < 0 && strncmp(f->path, "pipe:", 5) == 0)
-      return cf_fail(ENOTSUP, "fd %d is a pipe: a sandbox with an open pipe cannot be saved", i);
-    if (is_socket(f))
-      return cf_fail(ENOTSUP, "fd %d is a socket (socketpair): a sandbox with an open socket cannot be saved", i);
-    if (f->type == F_TIMERFD)
-      return cf_fail(ENOTSUP, "fd %d is a timerfd: a sandbox with an open timerfd cannot be saved (close it "
-                              "before the pause)", i);
-    f->save_id = nf;
-    files[nf++] = f;
-    if (f->node)
-      nodes[nn++] = f->node;
+  if (!proc_is_first(sb)) {
+    fds_save(sb, w);
+    return w->err ? cf_fail(ENOMEM, "out of memory") : 0;
   }
+  int np = 1;
+  struct sb *const *ps = sb->w ? proc_list(sb, &np) : &sb;
+  CLEANUP_FREE struct file **files = malloc((size_t)np * MAX_FDS * sizeof *files);
+  CLEANUP_FREE struct tnode **nodes = malloc((size_t)np * MAX_FDS * sizeof *nodes);
+  int nf = 0, nn = 0;
+  if (!files || !nodes)
+    return cf_fail(ENOMEM, "out of memory");
+  for (int k = 0; k < np; k++) {
+    struct sb *p = ps[k];
+    if (p->zombie)
+      continue;
+    if (p->nshmaps)
+      return cf_fail(ENOTSUP, "the MAP_SHARED mapping at 0x%llx%s cannot be saved (shared memory is a host "
+                              "object the state does not hold): unmap it before the pause",
+                     (unsigned long long)p->shmaps[0].start, p == sb ? "" : " of another process");
+    for (int i = 0; i < MAX_FDS; i++)
+      if (p->fds[i])
+        p->fds[i]->save_id = -1;
+  }
+  for (int k = 0; k < np; k++) {
+    struct sb *p = ps[k];
+    for (int i = 0; i < MAX_FDS && !p->zombie; i++) {
+      struct file *f = p->fds[i];
+      if (!f || f->save_id >= 0)
+        continue;
+      if (f->type == F_HOST && f->stdio < 0 && strncmp(f->path, "pipe:", 5) == 0)
+        return cf_fail(ENOTSUP, "fd %d%s is a pipe: a sandbox with an open pipe cannot be saved", i,
+                       p == sb ? "" : " of another process");
+      if (is_socket(f))
+        return cf_fail(ENOTSUP, "fd %d is a socket (socketpair): a sandbox with an open socket cannot be saved", i);
+      if (f->type == F_HOST && f->node) /* its node is saved (tmp_save), not its pipe */
+        return cf_fail(ENOTSUP, "fd %d%s is a FIFO (%s): a sandbox with an open FIFO cannot be saved (as with a pipe)",
+                       i, p == sb ? "" : " of another process", f->path);
+      if (f->type == F_TIMERFD)
+        return cf_fail(ENOTSUP, "fd %d is a timerfd: a sandbox with an open timerfd cannot be saved (close it "
+                                "before the pause)", i);
+      f->save_id = nf;
+      files[nf++] = f;
+      if (f->node)
+        nodes[nn++] = f->node;
+    }
+  }
+  if (tmp_save_prepare(sb->tmpfs, nodes, (size_t)nn) < 0)
+    return -1;
   if (tmp_save(sb->tmpfs, w, nodes, (size_t)nn) < 0)
     return cf_fail(ENOMEM, "out of memory");
   w_u64(w, (uint64_t)nf);
@@ -2253,17 +2599,34 @@ int fs_save(struct sb *sb, struct wbuf *w)
     if ((f->type == F_EVENTFD || f->type == F_SIGNALFD || f->type == F_EPOLL) && event_save(sb, f, w) < 0)
       return -1;
   }
-  int nfd = 0;
-  for (int i = 0; i < MAX_FDS; i++)
-    nfd += sb->fds[i] != NULL;
-  w_u64(w, (uint64_t)nfd);
-  for (int i = 0; i < MAX_FDS; i++)
-    if (sb->fds[i]) {
-      w_u64(w, (uint64_t)i);
-      w_u64(w, (uint64_t)sb->fds[i]->save_id);
-      w_u64(w, sb->cloexec[i]);
-    }
+  fds_save(sb, w);
   return w->err ? cf_fail(ENOMEM, "out of memory") : 0;
+}
+
+/* The fd table fds_save wrote, its indexes into files (n). */
+static int fds_load(struct sb *sb, struct rbuf *r, const char *name, struct file **files, uint64_t n)
+{
+  uint64_t nfd = r_u64(r);
+  if (r->err || nfd > MAX_FDS)
+    return cf_fail(EINVAL, "template '%s': bad fd table", name);
+  for (uint64_t i = 0; i < nfd; i++) {
+    uint64_t fd = r_u64(r), idx = r_u64(r), ce = r_u64(r);
+    if (r->err || fd >= MAX_FDS || idx >= n || sb->fds[fd])
+      return cf_fail(EINVAL, "template '%s': bad fd table", name);
+    files[idx]->refs++;
+    sb->fds[fd] = files[idx];
+    sb->cloexec[fd] = ce != 0;
+  }
+  return 0;
+}
+
+void fs_load_done(struct sb *sb)
+{
+  for (uint64_t i = 0; i < sb->nload_files; i++)
+    file_unref(sb->load_files[i]); /* the fd tables hold the references now */
+  free(sb->load_files);
+  sb->load_files = NULL;
+  sb->nload_files = 0;
 }
 
 #define BAD(what)                                                  \
@@ -2278,6 +2641,11 @@ int fs_save(struct sb *sb, struct wbuf *w)
  * cf_error, sb holding what was loaded so far (fs_fini frees it). */
 int fs_load(struct sb *sb, struct rbuf *r, const char *name)
 {
+  if (!proc_is_first(sb)) { /* another process: its fd table, into the first's file table */
+    struct sb *f0 = proc_first(sb);
+    sb->tmpfs = f0->tmpfs;
+    return fds_load(sb, r, name, f0->load_files, f0->nload_files);
+  }
   char buf[PATH_MAX];
   struct tnode **nodes = NULL;
   size_t nnodes = 0;
@@ -2291,7 +2659,7 @@ int fs_load(struct sb *sb, struct rbuf *r, const char *name)
   if (tmp_load(sb->tmpfs, r, &nodes, &nnodes) < 0)
     BAD("bad /tmp tree");
   nf = r_u64(r);
-  if (r->err || nf > MAX_FDS)
+  if (r->err || nf > MAX_FILE_TABLE)
     BAD("bad file table");
   if (!(files = calloc(nf ? nf : 1, sizeof *files))) {
     cf_fail(ENOMEM, "out of memory");
@@ -2382,20 +2750,12 @@ int fs_load(struct sb *sb, struct rbuf *r, const char *name)
       tmp_free(nodes[i]);
       nodes[i] = NULL;
     }
-  uint64_t nfd = r_u64(r);
-  if (r->err || nfd > MAX_FDS)
-    BAD("bad fd table");
-  for (uint64_t i = 0; i < nfd; i++) {
-    uint64_t fd = r_u64(r), idx = r_u64(r), ce = r_u64(r);
-    if (r->err || fd >= MAX_FDS || idx >= nf || sb->fds[fd])
-      BAD("bad fd table");
-    files[idx]->refs++;
-    sb->fds[fd] = files[idx];
-    sb->cloexec[fd] = ce != 0;
-  }
-  for (uint64_t i = 0; i < nf; i++)
-    file_unref(files[i]); /* the table holds the references now */
-  free(files);
+  if (fds_load(sb, r, name, files, nf) < 0)
+    goto err;
+  /* The load's references go when the other processes took theirs
+   * (fs_load_done; at once without them: snapshot.c). */
+  sb->load_files = files;
+  sb->nload_files = nf;
   free(nodes);
   return 0;
 err:

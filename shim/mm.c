@@ -23,8 +23,10 @@
  * The /tmp data region (tmpfs.c) is guest memory the guest has no part
  * of: mm_reserved ranges are refused to mmap (ENOMEM), skipped by munmap
  * and, having no VMA, ENOMEM to mprotect, so the host never finds it
- * PROT_NONE. MAP_SHARED mappings of /tmp files are copies kept coherent
- * with the file (mm_shared_*, below).
+ * PROT_NONE. A MAP_SHARED mapping (anonymous, or of a /tmp or /dev/shm
+ * file) is a host memfd mapped MAP_SHARED there, shared with the children a
+ * fork makes (shared memory, below); private mappings of /tmp files are
+ * copies.
  *
  * Addresses: [CF_VM_USER_BASE, mem_size). The stack sits at the top; mmap
  * allocates top-down below it (mmap_top); brk grows up from the end of the
@@ -81,52 +83,77 @@ bool mm_reserved(struct sb *sb, uint64_t start, uint64_t len)
   return te > tb && start < te && start + len > tb;
 }
 
-/* ---- MAP_SHARED mappings of /tmp files ----
+/* ---- shared memory ----
  *
- * Guest memory cannot alias the file's pages (they live in the /tmp region,
- * at other guest addresses, and the page tables never change), so such a
- * mapping is a copy kept coherent by the shim: compared page by page with
- * the file and written back (mm_shared_flush) before anything reads or
- * writes the file and when the mapping is unmapped, replaced or protected;
- * copied again from the file after the file was written
- * (mm_shared_refresh). The guest sees what Linux shows within one process:
- * a read() after a store through the mapping returns the stored bytes, a
- * store by write() shows in the mapping. Bytes past the end of the file
- * are not written back (Linux does not either). */
+ * A MAP_SHARED mapping (anonymous, of /dev/zero, or of a /tmp or /dev/shm
+ * file) is a host memfd (struct shm_obj) mapped MAP_SHARED|MAP_FIXED at the
+ * guest address in the process's host range: KVM follows the host mapping,
+ * so the guest's stores go to the object, and every other mapping of it,
+ * in this process or another (fork maps the same object at the same place:
+ * fork_map below), sees them at once; read(2) and write(2) of a file go to
+ * the same object (tmpfs.c), so coherence is the kernel's. sb->shmaps
+ * records which guest range maps which object from which offset: fork
+ * finds the objects there, a futex word in shared memory is keyed by
+ * (object, offset) (thread.c), munmap and a mapping over it drop the
+ * record (a part of it: split), mprotect changes the host protection only,
+ * MADV_DONTNEED leaves it (Linux drops the pages of the mapping and reads
+ * the object again: the same bytes; never zeros for the others). */
 
-/* Whether the shim may read guest page a through the host mapping. */
-static bool host_readable(struct sb *sb, uint64_t a)
+struct shm_obj *shm_new(struct sb *sb, uint64_t size, int *err)
 {
-  const struct vma *v = mm_find(sb, a);
-  return v && (v->prot & (PROT_READ | PROT_WRITE)); /* x86: writable is readable */
-}
-
-/* Copy the file's bytes at off into guest [a, a+len) of a mapping (zeros
- * past its end), whatever the guest's protection of those pages. */
-static void shmap_fill(struct sb *sb, struct tnode *n, uint64_t a, uint64_t len, uint64_t off)
-{
-  for (uint64_t end = a + len; a < end;) {
-    const struct vma *v = mm_find(sb, a);
-    if (!v) {
-      a += PAGE;
-      continue;
-    }
-    uint64_t e = v->end < end ? v->end : end;
-    bool w = v->prot & PROT_WRITE;
-    if (w || mprotect(sb->mem + a, e - a, PROT_READ | PROT_WRITE) == 0) {
-      long got = tmp_read(n, sb->mem + a, e - a, off);
-      if (got < 0)
-        got = 0;
-      memset(sb->mem + a + got, 0, e - a - (uint64_t)got);
-      if (!w)
-        mprotect(sb->mem + a, e - a, host_prot(v->prot));
-    }
-    off += e - a;
-    a = e;
+  struct sb *r = proc_first(sb);
+  if (r->hostfiles >= SB_NOFILE(r)) {
+    *err = -ENFILE;
+    return NULL;
   }
+  struct shm_obj *o = calloc(1, sizeof *o);
+  if (!o) {
+    *err = -ENOMEM;
+    return NULL;
+  }
+  size = PAGE_UP(size);
+  o->fd = memfd_create("cowfork-shm", MFD_CLOEXEC);
+  if (o->fd < 0 || ftruncate(o->fd, (off_t)size) < 0) {
+    *err = o->fd < 0 && (errno == EMFILE || errno == ENFILE) ? -ENFILE : -ENOMEM;
+    if (o->fd >= 0)
+      close(o->fd);
+    free(o);
+    return NULL;
+  }
+  o->refs = 1;
+  o->size = size;
+  o->hostcount = &r->hostfiles;
+  r->hostfiles++;
+  return o;
 }
 
-int mm_shared_add(struct sb *sb, uint64_t start, uint64_t len, struct tnode *n, uint64_t off)
+void shm_ref(struct shm_obj *o) { o->refs++; }
+
+void shm_unref(struct shm_obj *o)
+{
+  if (!o || --o->refs > 0)
+    return;
+  (*o->hostcount)--;
+  if (o->charge)
+    *o->charge -= o->size / PAGE;
+  close(o->fd);
+  free(o);
+}
+
+int shm_grow(struct shm_obj *o, uint64_t size)
+{
+  size = PAGE_UP(size);
+  if (size <= o->size)
+    return 0;
+  if (ftruncate(o->fd, (off_t)size) < 0)
+    return errno == EFBIG ? -EFBIG : -ENOSPC;
+  if (o->charge)
+    *o->charge += (size - o->size) / PAGE;
+  o->size = size;
+  return 0;
+}
+
+static int shmap_add(struct sb *sb, uint64_t start, uint64_t end, struct shm_obj *o, uint64_t off)
 {
   if (sb->nshmaps == sb->capshmaps) {
     int cap = sb->capshmaps ? 2 * sb->capshmaps : 8;
@@ -138,96 +165,33 @@ int mm_shared_add(struct sb *sb, uint64_t start, uint64_t len, struct tnode *n, 
     sb->shmaps = p;
     sb->capshmaps = cap;
   }
-  tmp_ref(n);
-  sb->shmaps[sb->nshmaps++] = (struct shmap){start, start + PAGE_UP(len), off, n};
+  shm_ref(o);
+  sb->shmaps[sb->nshmaps++] = (struct shmap){start, end, off, o};
   return 0;
 }
 
-void mm_shared_refresh(struct sb *sb, struct tnode *n, uint64_t off, uint64_t len)
+struct shm_obj *mm_shared_at(struct sb *sb, uint64_t addr, uint64_t *off)
 {
-  if (!sb->nshmaps)
-    return;
-  uint64_t end = off + len < off ? UINT64_MAX : off + len;
   for (int i = 0; i < sb->nshmaps; i++) {
     struct shmap *m = &sb->shmaps[i];
-    if (m->node != n)
-      continue;
-    uint64_t mo = m->off, me = m->off + (m->end - m->start);
-    uint64_t a = PAGE_DOWN(off > mo ? off : mo), b = PAGE_UP(end < me ? end : me);
-    if (a < b)
-      shmap_fill(sb, n, m->start + (a - mo), b - a, a);
-  }
-}
-
-void mm_shared_flush(struct sb *sb, struct tnode *n)
-{
-  if (!sb->nshmaps)
-    return;
-  /* First find every page some mapping changed (compared with the file as
-   * it is now), then write them back, then show them in the other mappings:
-   * comparing a mapping after another one's changes went into the file
-   * would take its stale page for a change. */
-  struct dirty { int map; uint64_t addr, off, len; } *d = NULL;
-  size_t nd = 0, cap = 0;
-  uint8_t buf[PAGE];
-  struct stat st;
-  tmp_stat(n, &st);
-  uint64_t size = (uint64_t)st.st_size;
-  for (int i = 0; i < sb->nshmaps; i++) {
-    struct shmap *m = &sb->shmaps[i];
-    if (m->node != n)
-      continue;
-    for (uint64_t a = m->start; a < m->end; a += PAGE) {
-      uint64_t off = m->off + (a - m->start);
-      if (off >= size)
-        break;
-      uint64_t k = size - off < PAGE ? size - off : PAGE;
-      if (!host_readable(sb, a))
-        continue;
-      if (tmp_read(n, buf, k, off) == (long)k && memcmp(buf, sb->mem + a, k) == 0)
-        continue;
-      if (nd == cap) {
-        size_t c = cap ? 2 * cap : 16;
-        struct dirty *p = realloc(d, c * sizeof *p);
-        if (!p)
-          break; /* out of memory: the rest stays in the mapping */
-        d = p;
-        cap = c;
-      }
-      d[nd++] = (struct dirty){i, a, off, k};
+    if (m->start <= addr && addr < m->end) {
+      *off = m->off + (addr - m->start);
+      return m->obj;
     }
   }
-  for (size_t k = 0; k < nd; k++)
-    tmp_write(n, sb->mem + d[k].addr, d[k].len, d[k].off);
-  for (size_t k = 0; k < nd; k++)
-    for (int i = 0; i < sb->nshmaps; i++) {
-      struct shmap *m = &sb->shmaps[i];
-      uint64_t mo = m->off, me = m->off + (m->end - m->start);
-      if (i != d[k].map && m->node == n && d[k].off >= mo && d[k].off < me)
-        shmap_fill(sb, n, m->start + (d[k].off - mo), PAGE, d[k].off);
-    }
-  free(d);
+  return NULL;
 }
 
-/* [start, end) of guest memory is about to be replaced, unmapped or
- * protected: write back the shared mappings there (their files then hold
- * everything), and with detach forget that part of them. */
-static int shared_release(struct sb *sb, uint64_t start, uint64_t end, bool detach)
+/* [start, end) of guest memory is about to be replaced or unmapped: forget
+ * the shared mappings there (a part of one: the rest stays). */
+static int shared_release(struct sb *sb, uint64_t start, uint64_t end)
 {
-  for (int i = 0; i < sb->nshmaps; i++) {
-    struct shmap *m = &sb->shmaps[i];
-    if (m->end > start && m->start < end)
-      mm_shared_flush(sb, m->node);
-  }
-  if (!detach)
-    return 0;
   for (int i = 0; i < sb->nshmaps; i++) {
     struct shmap *m = &sb->shmaps[i];
     if (m->end <= start || m->start >= end)
       continue;
-    struct tnode *n = m->node;
     if (m->start < start && m->end > end) { /* a hole in the middle: split */
-      if (mm_shared_add(sb, end, m->end - end, n, m->off + (end - m->start)) < 0)
+      if (shmap_add(sb, end, m->end, m->obj, m->off + (end - m->start)) < 0)
         return -ENOMEM;
       sb->shmaps[i].end = start;
     } else if (m->start < start) {
@@ -236,8 +200,9 @@ static int shared_release(struct sb *sb, uint64_t start, uint64_t end, bool deta
       m->off += end - m->start;
       m->start = end;
     } else {
+      struct shm_obj *o = m->obj;
       sb->shmaps[i] = sb->shmaps[--sb->nshmaps];
-      tmp_unref(n);
+      shm_unref(o);
       i--;
     }
   }
@@ -257,17 +222,15 @@ int mm_sync(struct sb *sb, uint64_t start, uint64_t len, int flags)
       return -ENOMEM;
     a = v->end;
   }
-  /* The file is brought up to date before anything reads it anyway; this
-   * makes it so now. */
-  if (sb->nshmaps && shared_release(sb, start, end, false) < 0)
-    return -ENOMEM;
-  return 0;
+  return 0; /* a shared mapping is its file's memory: nothing to write back */
 }
 
 void mm_shared_fini(struct sb *sb)
 {
+  if (sb->mm_sharers)
+    return; /* vfork children still run in this address space: dropped when the last leaves (process.c mm_release) */
   for (int i = 0; i < sb->nshmaps; i++)
-    tmp_unref(sb->shmaps[i].node);
+    shm_unref(sb->shmaps[i].obj);
   free(sb->shmaps);
   sb->shmaps = NULL;
   sb->nshmaps = sb->capshmaps = 0;
@@ -376,7 +339,7 @@ int mm_map_anon(struct sb *sb, uint64_t start, uint64_t len, int prot)
   len = PAGE_UP(len);
   if (!range_ok(sb, start, len) || mm_reserved(sb, start, len))
     return -ENOMEM;
-  if (sb->nshmaps && shared_release(sb, start, start + len, true) < 0)
+  if (sb->nshmaps && shared_release(sb, start, start + len) < 0)
     return -ENOMEM;
   if (mmap(sb->mem + start, len, host_prot(prot), MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED | MAP_NORESERVE,
            -1, 0) == MAP_FAILED)
@@ -392,7 +355,7 @@ int mm_map_file(struct sb *sb, uint64_t start, uint64_t len, int prot, int hostf
     return -EINVAL;
   if (mm_reserved(sb, start, len))
     return -ENOMEM;
-  if (sb->nshmaps && shared_release(sb, start, start + len, true) < 0)
+  if (sb->nshmaps && shared_release(sb, start, start + len) < 0)
     return -ENOMEM;
   if (sb->opts->copy_files) {
     /* Forced copy (the benchmark's baseline): anonymous pages filled from
@@ -438,6 +401,29 @@ long mm_map_host(struct sb *sb, uint64_t at, uint64_t len, int prot, int hostfd,
   return (long)at;
 }
 
+int mm_map_shared(struct sb *sb, uint64_t start, uint64_t len, int prot, struct shm_obj *o, uint64_t off)
+{
+  len = PAGE_UP(len);
+  if (!range_ok(sb, start, len) || off % PAGE || off + len < off || off + len > o->size)
+    return -EINVAL;
+  if (mm_reserved(sb, start, len))
+    return -ENOMEM;
+  if (sb->nshmaps && shared_release(sb, start, start + len) < 0)
+    return -ENOMEM;
+  int r = mm_vmas_reserve(sb, sb->nvma + 2); /* a split of one on each side, at most */
+  if (r < 0)
+    return r;
+  if (mmap(sb->mem + start, len, host_prot(prot), MAP_SHARED | MAP_FIXED, o->fd, (off_t)off) == MAP_FAILED)
+    return -errno;
+  note_replaced(sb, start, start + len, true);
+  if ((r = shmap_add(sb, start, start + len, o, off)) < 0) {
+    mmap(sb->mem + start, len, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED | MAP_NORESERVE, -1, 0);
+    cut(sb, start, start + len);
+    return r;
+  }
+  return insert(sb, start, start + len, prot, true);
+}
+
 int mm_unmap(struct sb *sb, uint64_t start, uint64_t len)
 {
   len = PAGE_UP(len);
@@ -454,7 +440,7 @@ int mm_unmap(struct sb *sb, uint64_t start, uint64_t len)
       r = mm_unmap(sb, te, start + len - te);
     return r;
   }
-  if (sb->nshmaps && shared_release(sb, start, start + len, true) < 0)
+  if (sb->nshmaps && shared_release(sb, start, start + len) < 0)
     return -ENOMEM;
   if (mmap(sb->mem + start, len, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED | MAP_NORESERVE, -1,
            0) == MAP_FAILED)
@@ -475,8 +461,6 @@ int mm_protect(struct sb *sb, uint64_t start, uint64_t len, int prot)
       return -ENOMEM;
     a = v->end;
   }
-  if (sb->nshmaps && shared_release(sb, start, start + len, false) < 0)
-    return -ENOMEM;
   if (mprotect(sb->mem + start, len, host_prot(prot)) < 0)
     return -errno;
   /* Piece by piece: each keeps whether it is a file mapping. */
@@ -505,8 +489,8 @@ int mm_zero(struct sb *sb, uint64_t start, uint64_t len)
     }
     uint64_t e = v->end < start + len ? v->end : start + len;
     int prot = v->prot;
-    /* A MAP_SHARED mapping of a /tmp file reads the file again (Linux):
-     * written back, it holds the file's bytes already. */
+    /* A shared mapping reads its object again (Linux): the same bytes,
+     * whoever wrote them. Left as it is. */
     bool shared = false;
     for (int i = 0; i < sb->nshmaps; i++) {
       struct shmap *m = &sb->shmaps[i];
@@ -518,8 +502,6 @@ int mm_zero(struct sb *sb, uint64_t start, uint64_t len)
       }
     }
     if (shared) {
-      if (shared_release(sb, a, e, false) < 0)
-        return -ENOMEM;
       a = e;
       continue;
     }
@@ -673,13 +655,40 @@ static long do_mmap(struct sb *sb, const uint64_t a[6])
       return -ENOMEM;
   }
   long r;
-  if (flags & MAP_ANONYMOUS) {
+  struct file *f = NULL;
+  if (!(flags & MAP_ANONYMOUS) && !(f = fs_get(sb, fd)))
+    return -EBADF;
+  bool zero = f && f->type == F_DEV && f->dev == 5; /* /dev/zero */
+  if (f && (f->type == F_TMP || zero)) {
+    int acc = f->flags & O_ACCMODE;
+    if (acc == O_WRONLY || (type != MAP_PRIVATE && (prot & PROT_WRITE) && acc != O_RDWR))
+      return -EACCES;
+  }
+  if (type != MAP_PRIVATE && (!f || zero || f->type == F_TMP)) {
+    /* Shared memory (mm.c): anonymous (and /dev/zero's) a new object, a
+     * /tmp file's its own (tmpfs.c). */
+    int err = 0;
+    struct shm_obj *o;
+    if (f && f->type == F_TMP) {
+      if (off + len < off)
+        return -EOVERFLOW;
+      o = tmp_shared(sb, f->node, off + len, &err);
+      if (o)
+        shm_ref(o);
+    } else {
+      o = shm_new(sb, len, &err);
+      off = 0;
+    }
+    if (!o)
+      return err == -ENOSPC ? -ENOMEM : err; /* a file's would not fit in /tmp */
+    r = mm_map_shared(sb, at, len, prot, o, off);
+    shm_unref(o); /* the mapping's record holds it */
+    return r < 0 ? r : (long)at;
+  }
+  if (!f || zero) {
     r = mm_map_anon(sb, at, len, prot);
     return r < 0 ? r : (long)at;
   }
-  struct file *f = fs_get(sb, fd);
-  if (!f)
-    return -EBADF;
   if (f->type == F_HOST) {
     /* A host backing: map the file's pages copy-on-write (mm.c). */
     if ((f->flags & O_ACCMODE) == O_WRONLY)
@@ -688,24 +697,14 @@ static long do_mmap(struct sb *sb, const uint64_t a[6])
       return -EACCES; /* the root is read-only: a shared writable mapping cannot be honoured */
     return mm_map_host(sb, at, len, prot, f->hostfd, off);
   }
-  if (f->type == F_TMP || (f->type == F_DEV && f->dev == 5 /* /dev/zero */)) {
-    int acc = f->flags & O_ACCMODE;
-    if (acc == O_WRONLY || (type != MAP_PRIVATE && (prot & PROT_WRITE) && acc != O_RDWR))
-      return -EACCES;
+  if (f->type == F_TMP) {
+    /* A private mapping of a /tmp file: a copy (its data has no host file
+     * to map copy-on-write). */
     if ((r = mm_map_anon(sb, at, len, PROT_READ | PROT_WRITE)) < 0)
       return r;
-    if (f->type == F_TMP) {
-      /* No host backing (its data is in guest memory): copy. A shared
-       * mapping stays coherent with the file (mm.c, mm_shared_*). */
-      mm_shared_flush(sb, f->node);
-      long n = tmp_read(f->node, sb->mem + at, len, off);
-      if (n > 0)
-        sb->pages_copied += PAGE_UP((uint64_t)n) / PAGE;
-      if (type != MAP_PRIVATE && (r = mm_shared_add(sb, at, len, f->node, off)) < 0) {
-        mm_unmap(sb, at, len);
-        return r;
-      }
-    }
+    long n = tmp_read(f->node, sb->mem + at, len, off);
+    if (n > 0)
+      sb->pages_copied += PAGE_UP((uint64_t)n) / PAGE;
     if (prot != (PROT_READ | PROT_WRITE) && (r = mm_protect(sb, at, len, prot)) < 0)
       return r;
     return (long)at;
@@ -843,7 +842,9 @@ err:
  * /proc/self/mem so that a page the guest made PROT_NONE copies too. The
  * cost grows with the pages the parent wrote, not with its size. A mapping
  * that cannot be opened again (no CAP_SYS_ADMIN for map_files) or a shared
- * one is copied whole. The /tmp region is the sandbox's (its first
+ * one the shim did not make is copied whole; the shim's shared memory
+ * (sb->shmaps) is mapped again from the same objects, MAP_SHARED at the
+ * same places, never copied. The /tmp region is the sandbox's (its first
  * process's memory holds it, tmpfs.c): never copied. A uffd-backed parent
  * has pages its page server has not installed yet: the guest's readable
  * VMAs are copied whole (reads fault them in). */
@@ -901,6 +902,21 @@ static int copy_outside_tmp(const struct fork_src *s, uint64_t a, uint64_t b)
   return 0;
 }
 
+/* Whether the parent's shared mapping records cover guest [a, b). */
+static bool shared_covers(struct sb *p, uint64_t a, uint64_t b)
+{
+  while (a < b) {
+    int i;
+    for (i = 0; i < p->nshmaps; i++)
+      if (p->shmaps[i].start <= a && a < p->shmaps[i].end)
+        break;
+    if (i == p->nshmaps)
+      return false;
+    a = p->shmaps[i].end;
+  }
+  return true;
+}
+
 static int fork_map(void *ctx, uint8_t *to, uint64_t size)
 {
   struct fork_src *s = ctx;
@@ -929,8 +945,10 @@ static int fork_map(void *ctx, uint8_t *to, uint64_t size)
     uint64_t off = s0 - from, len = e0 - s0;
     int prot = (q.vma_flags & PROCMAP_QUERY_VMA_READABLE ? PROT_READ : 0) |
                (q.vma_flags & PROCMAP_QUERY_VMA_WRITABLE ? PROT_WRITE : 0);
-    bool whole = false;
-    if (q.inode && !(q.vma_flags & PROCMAP_QUERY_VMA_SHARED)) {
+    bool whole = false, shared = (q.vma_flags & PROCMAP_QUERY_VMA_SHARED) && shared_covers(p, off, off + len);
+    if (shared) {
+      /* the parent's shared memory: mapped below, the same object */
+    } else if (q.inode && !(q.vma_flags & PROCMAP_QUERY_VMA_SHARED)) {
       char path[64];
       snprintf(path, sizeof path, "/proc/self/map_files/%llx-%llx", (unsigned long long)q.vma_start,
                (unsigned long long)q.vma_end);
@@ -947,9 +965,9 @@ static int fork_map(void *ctx, uint8_t *to, uint64_t size)
         whole = true;
       }
     } else if (q.inode || (q.vma_flags & PROCMAP_QUERY_VMA_SHARED)) {
-      whole = true; /* a shared mapping: the child's is a private copy */
+      whole = true; /* a shared mapping the shim did not make: the child's is a private copy */
     }
-    if (!q.inode || whole) { /* anonymous in the child (the VMM reserved the range so) */
+    if (!q.inode || whole || shared) { /* anonymous in the child (the VMM reserved the range so) */
       if (mmap(to + off, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED | MAP_NORESERVE, -1,
                0) == MAP_FAILED) {
         cf_fail(errno, "fork: mmap: %m");
@@ -991,6 +1009,15 @@ static int fork_map(void *ctx, uint8_t *to, uint64_t size)
         goto out;
       }
     cf_dirty_free(&d);
+  }
+  /* The parent's shared memory: the same objects at the same places. */
+  for (int i = 0; i < p->nshmaps; i++) {
+    const struct shmap *m = &p->shmaps[i];
+    if (mmap(to + m->start, m->end - m->start, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_FIXED, m->obj->fd,
+             (off_t)m->off) == MAP_FAILED) {
+      cf_fail(errno, "fork: mapping shared memory into the child: %m");
+      goto out;
+    }
   }
   for (size_t i = 0; i < npc; i++)
     if (pc[i].prot != (PROT_READ | PROT_WRITE) && mprotect(to + pc[i].off, pc[i].len, pc[i].prot) < 0) {

@@ -458,7 +458,7 @@ static void link_fd(struct sb *sb, int fd, char *out, size_t size)
       snprintf(out, size, "/dev/std%s", f->stdio == 0 ? "in" : f->stdio == 1 ? "out" : "err");
     return;
   }
-  if (f->type == F_TMP && f->node && !tmp_is_linked(f->node))
+  if (f->node && !tmp_is_linked(f->node)) /* a /tmp file, directory or FIFO */
     snprintf(out, size, "%s (deleted)", f->path);
   else
     snprintf(out, size, "%s", f->path[0] ? f->path : "/");
@@ -545,7 +545,7 @@ static const struct vent vents[] = {
 bool virt_is_virt(const char *abs)
 {
   return (strncmp(abs, "/proc", 5) == 0 && (abs[5] == 0 || abs[5] == '/')) ||
-         (strncmp(abs, "/dev", 4) == 0 && (abs[4] == 0 || abs[4] == '/'));
+         (strncmp(abs, "/dev", 4) == 0 && (abs[4] == 0 || abs[4] == '/') && !tmp_is_tmp(abs)); /* /dev/shm: tmpfs.c */
 }
 
 /* A decimal number (no sign, no leading zero) filling [s, s+n): its value, or -1. */

@@ -34,12 +34,23 @@
  * parent's calling thread waits (below, "vfork: a child in its parent's
  * memory").
  *
- * Not yet (the syscall table says so): a template, branch, park or live
- * pause with more than one process alive (the pause is refused: the run
- * ends with a report); CLONE_VM without CLONE_VFORK or CLONE_THREAD (a
- * process sharing memory for its whole life: futex waiters and robust lists
+ * A pause (a template, a live sandbox between execs) stops every process
+ * and keeps it whole (below, "pausing a tree"); a template made from a
+ * program saves each one (snapshot.c, version 7). It is refused while a
+ * vfork is in progress (a parent waits, or a child runs in another's
+ * memory). Not yet (the syscall table says so): a branch or park of a
+ * sandbox with more than one process alive (ENOTSUP: the pause itself
+ * works, the sandbox goes on); CLONE_VM without CLONE_VFORK or
+ * CLONE_THREAD (a process sharing memory for its whole life: robust lists
  * are per process); threads in a vfork child before its exec (EAGAIN);
- * MAP_SHARED memory between processes. */
+ * stopped processes (SIGSTOP, WUNTRACED); --cpu-limit counts the first
+ * process's threads only. MAP_SHARED memory is shared with the children
+ * (mm.c: the same host memfds mapped at the same places; proc_copy takes a
+ * reference on each, except for a vfork child in its parent's memory,
+ * whose mapping records are the parent's), and the futex waiters of all
+ * the processes are on one list (thread.c), keyed by object and offset in
+ * shared memory, else by the address space's owner (a vfork child's
+ * parent) and the address. */
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/sched.h>
@@ -191,6 +202,40 @@ static struct world *world_get(struct sb *sb)
   return w;
 }
 
+int proc_adopt(struct sb *first, struct sb *c)
+{
+  struct world *w = world_get(first);
+  if (!w || world_add(w, c) < 0)
+    return cf_fail(ENOMEM, "out of memory");
+  c->w = w;
+  return 0;
+}
+
+void proc_unadopt(struct sb *c)
+{
+  world_remove(c->w, c);
+  fs_fini(c);
+  if (c->vm)
+    vm_free(c->vm, c->gm);
+  proc_free_reaped(c);
+}
+
+void proc_adopted_start(struct sb *c)
+{
+  c->w->nthreads++;
+  if (proc_start(c) < 0) {
+    c->w->nthreads--;
+    c->exited = true; /* it never runs: a zombie killed by SIGKILL */
+    c->kill_signal = SIGKILL;
+    c->zombie = true;
+    c->wstatus = SIGKILL;
+    fs_fini(c);
+    vm_free(c->vm, c->gm);
+    c->vm = NULL;
+    c->gm = NULL;
+  }
+}
+
 uint64_t proc_others_cpu_ns(struct sb *sb)
 {
   if (!sb->w)
@@ -223,7 +268,7 @@ static void proc_free(struct sb *c)
   }
   mm_release(c);
   fs_fini(c);
-  vm_free(c->vm, NULL);
+  vm_free(c->vm, c->gm);
   proc_free_reaped(c);
 }
 
@@ -305,6 +350,8 @@ static struct sb *proc_copy(struct sb *p, bool share, long *err)
   c->mm_sharers = 0;
   c->mm_gone = c->reap_pending = c->mm_exec_wait = false;
   memset(c->vcpu_lent, 0, sizeof c->vcpu_lent);
+  c->pause_done = false;
+  c->child_cpu_ns = 0;
   c->parent = p;
   /* the copies (a vfork child sharing the memory takes the owner's
    * address-space fields instead: proc_mm_pull) */
@@ -326,7 +373,7 @@ static struct sb *proc_copy(struct sb *p, bool share, long *err)
     memcpy(c->shmaps, p->shmaps, (size_t)p->nshmaps * sizeof *c->shmaps);
     c->nshmaps = c->capshmaps = p->nshmaps;
     for (int i = 0; i < c->nshmaps; i++)
-      tmp_ref(c->shmaps[i].node);
+      shm_ref(c->shmaps[i].obj); /* mm_fork_vm maps each in the child */
   }
   return c;
 nomem:
@@ -563,9 +610,11 @@ static void mm_release(struct sb *c)
   if (o->mm_exec_wait)
     task_kick_all(o); /* its execve goes on */
   if (o->mm_gone) {
+    mm_shared_fini(o); /* (kept at its fs_fini: they were the child's too) */
     lenders_end(o);
-    vm_free(o->vm, NULL);
+    vm_free(o->vm, o->gm);
     o->vm = NULL;
+    o->gm = NULL;
     o->mem = NULL;
     o->mm_gone = false;
     if (o->reap_pending)
@@ -625,6 +674,87 @@ void proc_vfork_done(struct sb *c)
   }
 }
 
+/* ---- pausing a tree ----
+ *
+ * A template, a branch or a live pause of a sandbox with several processes
+ * keeps them all. The first process pauses at its ready point (sandbox.c
+ * pause_at); every other one then stops as a paused sandbox's other
+ * threads do: its task 0 is its pauser, stopped where it can go on at CPL3
+ * (thread.c task_stop: a call it waited in runs again later), its other
+ * threads held (task_finish). Its host thread (sandbox.c proc_main) then
+ * waits with its process kept whole until the sandbox runs again
+ * (proc_resume_all) or ends (proc_end_all). */
+
+const char *proc_pause_refused(struct sb *sb)
+{
+  if (!sb->w)
+    return NULL;
+  for (int i = 0; i < sb->w->nprocs; i++) {
+    const struct sb *p = sb->w->procs[i];
+    if (!p->zombie && (p->vfork_wait || p->vfork_parent))
+      return "a vfork is in progress (its parent waits for the child's exec or exit)";
+    if (!p->zombie && p->mm_parent) /* (its parent may have ended: nobody waits) */
+      return "a vfork child runs in its parent's memory (until its exec or exit)";
+  }
+  return NULL;
+}
+
+void proc_pause_all(struct sb *sb)
+{
+  struct world *w = sb->w;
+  if (!w)
+    return;
+  for (int i = 0; i < w->nprocs; i++) {
+    struct sb *p = w->procs[i];
+    if (p == sb || p->zombie || p->exited)
+      continue;
+    p->paused = true;
+    p->pause_done = false;
+    p->pauser = p->tasks[0];
+    task_kick_all(p);
+    pthread_cond_broadcast(&p->cpu_cv);
+  }
+}
+
+void proc_pause_wait(struct sb *sb)
+{
+  struct world *w = sb->w;
+  for (;;) {
+    bool busy = false;
+    for (int i = 0; w && i < w->nprocs; i++) {
+      struct sb *p = w->procs[i];
+      busy |= p != sb && !p->zombie && p->paused && !p->pause_done;
+    }
+    if (!busy)
+      return;
+    pthread_cond_wait(&w->cv, &sb->lock);
+  }
+}
+
+void proc_resume_all(struct sb *sb)
+{
+  struct world *w = sb->w;
+  if (!w || w->root != sb)
+    return;
+  for (int i = 0; i < w->nprocs; i++) {
+    struct sb *p = w->procs[i];
+    if (p != sb && !p->zombie)
+      p->paused = false;
+  }
+  pthread_cond_broadcast(&w->cv);
+}
+
+bool proc_paused_wait(struct sb *c)
+{
+  struct world *w = c->w;
+  c->pause_done = true;
+  pthread_cond_broadcast(&w->cv);
+  while (c->paused && !c->exited && !c->timed_out)
+    pthread_cond_wait(&w->cv, sb_mutex(c));
+  c->pause_done = false;
+  return !c->exited && !c->timed_out;
+}
+
 /* SIGCHLD-like notice to c's parent (code CLD_*, status) and a wake of
  * its waits. */
 static void notify_parent(struct sb *c, int code, int status)
@@ -671,7 +801,7 @@ void proc_cont(struct sb *sb)
 
 void proc_stopped_wait(struct sb *sb)
 {
-  while (sb->stopped && !sb->exited && !sb->timed_out && !(sb->cur && sb->cur->exited))
+  while (sb->stopped && !sb->paused && !sb->exited && !sb->timed_out && !(sb->cur && sb->cur->exited))
     task_block(sb, NULL, 0, -1);
 }
 
@@ -697,12 +827,13 @@ bool proc_exit(struct sb *c)
   /* Its files and memory go now (its memory when no vfork child runs in
    * it any more: mm_release); its status stays. */
   fs_fini(c);
-  if (c->mm_sharers) {
+  if (c->mm_sharers) { /* freed with the last sharer's release (mm_release) */
     c->mm_gone = true;
   } else {
     lenders_end(c);
-    vm_free(c->vm, NULL);
+    vm_free(c->vm, c->gm); /* gm: a template's process (snapshot.c), else NULL */
     c->vm = NULL;
+    c->gm = NULL;
     c->mem = NULL;
   }
   c->wstatus = status_of(c);
@@ -767,6 +898,7 @@ void proc_end_all(struct sb *sb)
     }
     task_end_all(p);
   }
+  pthread_cond_broadcast(&w->cv); /* the paused ones wait there (proc_paused_wait) */
   while (w->nthreads > 0)
     pthread_cond_wait(&w->cv, &sb->lock);
   lenders_end(sb);
@@ -801,7 +933,19 @@ static bool wait_match(const struct sb *sb, const struct sb *c, int pid)
 
 struct wait_res {
   int pid, status, code, cstatus, uid;
+  uint64_t cpu_ns; /* an ended child's CPU time and its children's (rusage) */
 };
+
+/* A wait's rusage: the child's CPU time (all of it user time: the guest's
+ * and the shim's serving it are one clock here), the rest zero. */
+static long put_rusage(struct sb *sb, uint64_t addr, const struct wait_res *res)
+{
+  struct rusage ru;
+  memset(&ru, 0, sizeof ru);
+  ru.ru_utime.tv_sec = (time_t)(res->cpu_ns / 1000000000u);
+  ru.ru_utime.tv_usec = (suseconds_t)(res->cpu_ns % 1000000000u / 1000);
+  return mm_copy_out(sb, addr, &ru, sizeof ru) < 0 ? -EFAULT : 0;
+}
 
 /* Wait for a child (the common part of wait4 and waitid): 0 and *res, 0
  * with res->pid 0 (WNOHANG, none ready), or -errno. */
@@ -849,7 +993,9 @@ static long do_wait(struct sb *sb, int pid, int options, bool keep, struct wait_
       res->code = z->kill_signal ? CLD_KILLED : CLD_EXITED;
       res->cstatus = z->kill_signal ? z->kill_signal : z->exit_code;
       res->uid = z->uid;
+      res->cpu_ns = z->cpu_ns + z->child_cpu_ns;
       if (!keep) {
+        sb->child_cpu_ns += res->cpu_ns; /* Linux: a wait adds the child's and its waited-for children's */
         world_remove(sb->w, z);
         proc_free_reaped(z);
       }
@@ -879,12 +1025,8 @@ long sys_wait4(struct sb *sb, const uint64_t a[6], long nr)
     return r;
   if (res.pid && A(1) && mm_copy_out(sb, A(1), &res.status, 4) < 0)
     return -EFAULT;
-  if (res.pid && A(3)) {
-    struct rusage ru;
-    memset(&ru, 0, sizeof ru);
-    if (mm_copy_out(sb, A(3), &ru, sizeof ru) < 0)
-      return -EFAULT;
-  }
+  if (res.pid && A(3) && put_rusage(sb, A(3), &res) < 0)
+    return -EFAULT;
   return res.pid;
 }
 
@@ -933,12 +1075,8 @@ long proc_waitid(struct sb *sb, const uint64_t a[6])
     if (mm_copy_out(sb, A(2), &si, sizeof si) < 0)
       return -EFAULT;
   }
-  if (A(4)) {
-    struct rusage ru;
-    memset(&ru, 0, sizeof ru);
-    if (mm_copy_out(sb, A(4), &ru, sizeof ru) < 0)
-      return -EFAULT;
-  }
+  if (A(4) && put_rusage(sb, A(4), &res) < 0)
+    return -EFAULT;
   return 0;
 }
 

@@ -72,6 +72,8 @@ int reuse_check_possible(struct sb *sb, const struct cf_sandbox_opts *next)
     return cf_fail(ENOTSUP, "only the file backend reuses VMs");
   if (sb->vm_broken)
     return cf_fail(ENOTSUP, "the VM failed");
+  if (sb->w)
+    return cf_fail(ENOTSUP, "the sandbox has had several processes (process.c: not kept by a park yet)");
   if (memb->cm.copied_bytes)
     return cf_fail(ENOTSUP, "part of the image was read in, not mapped");
   if (sb->replaced_overflow)

@@ -187,12 +187,9 @@ static bool stdin_at_eof(struct sb *sb)
 
 static void pause_at(struct sb *sb, bool pending)
 {
-  int n = proc_count(sb);
-  if (n > 1) { /* process.c: not kept yet */
-    snprintf(sb->report, sizeof sb->report,
-             "the sandbox cannot be paused with %d processes alive (a template, branch or live pause holds one "
-             "process for now)",
-             n);
+  const char *why = proc_pause_refused(sb);
+  if (why) {
+    snprintf(sb->report, sizeof sb->report, "the sandbox cannot be paused now: %s", why);
     kill_sandbox(sb, SIGKILL);
     return;
   }
@@ -203,6 +200,7 @@ static void pause_at(struct sb *sb, bool pending)
   sb->pause_pending = pending;
   sb->paused = true;
   task_pause_others(sb);
+  proc_pause_all(sb); /* and the sandbox's other processes (process.c) */
 }
 
 /* Did this write to fd 1 complete the marker? Keeps the tail of stdout. */
@@ -377,6 +375,13 @@ static void run_loop(struct sb *sb, struct cf_sandbox_result *res, double t_star
     kill_sandbox(sb, SIGKILL);
     task_end_all(sb);
   }
+  /* A sandbox of several processes: every one has tasks (process.c), and
+   * the others go on too. */
+  if (sb->w && task_make0(sb) < 0) {
+    snprintf(sb->report, sizeof sb->report, "out of memory");
+    kill_sandbox(sb, SIGKILL);
+  }
+  proc_resume_all(sb);
   if (sb->resume_pending && !sb->exited) {
     sb->resume_pending = false;
     serve_syscall(sb, sb->t_spawn, true);
@@ -389,6 +394,8 @@ static void run_loop(struct sb *sb, struct cf_sandbox_result *res, double t_star
   task_finish(sb);
   if (!sb->paused || sb->exited || sb->timed_out)
     proc_end_all(sb); /* the first process's end ends the others */
+  else
+    proc_pause_wait(sb); /* they stop too (process.c) */
   task_unlock(sb);
   if (sb->first_exit_us)
     res->first_exit_us = sb->first_exit_us - t_start;
@@ -405,19 +412,45 @@ static void run_loop(struct sb *sb, struct cf_sandbox_result *res, double t_star
 static void run_timers_start(struct sb *sb);
 static void run_timers_end(struct sb *sb);
 
+/* A paused process waits for the sandbox to run again: then task 0 on
+ * this thread and its held threads (true), or its end (false). */
+static bool proc_go_on(struct sb *c)
+{
+  if (!proc_paused_wait(c))
+    return false;
+  if (task_process(c) < 0 || task_resume(c) < 0) {
+    snprintf(c->report, sizeof c->report, "the process cannot go on after the pause: %s", cf_error());
+    kill_sandbox(c, SIGKILL);
+    task_finish(c);
+    return false;
+  }
+  return true;
+}
+
 /* The host thread of a forked process (process.c): its task 0's run loop,
- * then its exit. */
+ * then its exit. A pause of the sandbox stops the process here, kept whole
+ * (its task 0's state in sb and pause_regs, its other threads held), until
+ * the sandbox runs again or ends. */
 static void *proc_main(void *arg)
 {
   struct sb *c = arg;
-  struct task *t = c->tasks[0];
   tl_sb = c;
-  __atomic_store_n(&t->host_tid, (pid_t)syscall(SYS_gettid), __ATOMIC_RELEASE);
-  task_lock(c, t);
-  run_timers_start(c);
-  task_run(c, t);
-  task_finish(c);
-  run_timers_end(c);
+  pthread_mutex_lock(sb_mutex(c));
+  bool go = c->tasks[0] || proc_go_on(c); /* none: a template's, paused */
+  while (go) {
+    struct task *t = c->tasks[0];
+    __atomic_store_n(&t->host_tid, (pid_t)syscall(SYS_gettid), __ATOMIC_RELEASE);
+    run_timers_start(c);
+    task_run(c, t);
+    bool pause = c->paused && !c->exited && !c->timed_out && t->stopped;
+    if (pause) {
+      c->pause_regs = t->stop_regs;
+      c->pause_pending = false;
+    }
+    task_finish(c);
+    run_timers_end(c);
+    go = pause && proc_go_on(c);
+  }
   bool reaped = proc_exit(c);
   task_unlock(c);
   if (reaped)
@@ -433,7 +466,10 @@ int proc_start(struct sb *c)
   pthread_attr_init(&attr);
   pthread_attr_setstacksize(&attr, 1 << 20);
   pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-  int e = pthread_create(&c->tasks[0]->host, &attr, proc_main, c);
+  pthread_t th;
+  int e = pthread_create(&th, &attr, proc_main, c);
+  if (!e && c->tasks[0])
+    c->tasks[0]->host = th;
   pthread_attr_destroy(&attr);
   return e ? cf_fail(e, "pthread_create: %s", strerror(e)) : 0;
 }
@@ -658,6 +694,7 @@ void cf_sandbox_free(struct cf_sandbox *box)
   struct sb *sb = &box->s;
   int e = errno;
   proc_world_free(sb);
+  free(sb->load_procs);
   fs_fini(sb);
   vm_free(sb->vm, sb->gm); /* unmaps a child's memory backend too */
   park_free(sb);

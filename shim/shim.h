@@ -70,6 +70,7 @@ struct epitem; /* one entry of it */
 struct vent; /* an entry of /proc or /dev (proc.c) */
 
 struct tnode; /* a file or directory of the in-sandbox /tmp */
+struct shm_obj; /* shared memory (mm.c) */
 struct tmpfs; /* the /tmp tree; its file data lives in guest memory */
 
 struct file {
@@ -97,8 +98,13 @@ struct file {
    * files when a waiter would be woken) for edge-triggered entries. */
   struct epitem *watchers;
   uint64_t wake_in, wake_out;
-  struct ktimer *timer; /* F_TIMERFD: its timer (a slot of sb->timers) */
+  struct ktimer *timer; /* F_TIMERFD: its timer (its own: timer.c) */
   int *hostcount;       /* the sandbox's count of host fds it is in (fd_install), or NULL */
+  /* A FIFO's reader opened O_NONBLOCK with no writer: poll shows no POLLHUP
+   * until a writer has opened (its FIFO's w_opens moved from fifo_w0), as
+   * Linux's f_version (fs.c fifo_hup_hidden). */
+  bool fifo_nohup;
+  uint64_t fifo_w0;
 };
 
 struct ksigaction {
@@ -162,10 +168,10 @@ struct vlend {
 };
 
 /* A timer (timer.c): the interval timers in slots 0-2 (ITIMER_REAL,
- * _VIRTUAL, _PROF), POSIX timers and timerfds in the others; one expiry
- * path serves them all (itimer_poll, run_timers_arm). */
+ * _VIRTUAL, _PROF), POSIX timers in the others; one expiry path serves them
+ * all (itimer_poll, run_timers_arm). A timerfd's (TK_TIMERFD) is its file's. */
 enum { TK_FREE, TK_ITIMER, TK_POSIX, TK_TIMERFD };
-#define NTIMER 128          /* slots; POSIX timers and timerfds share NTIMER - 3 */
+#define NTIMER 128          /* slots; POSIX timers have NTIMER - 3 */
 struct ktimer {
   uint64_t value, interval; /* absolute expiry (cpu: guest CPU ns, guest_cpu_ns;
                                else CLOCK_MONOTONIC ns), 0 = disarmed; interval ns */
@@ -249,7 +255,7 @@ struct sb {
    * pending signal with none is taken as SI_USER from the program */
   struct sigq_ent sigq[SIGQ_CAP];
   int nsigq;
-  uint64_t timer_fires;     /* timers that fired (itimer_poll): a timerfd wait looks again */
+  uint64_t timer_fires;     /* timers that fired (itimer_poll): a wait looks again */
   uint64_t sigwait_set;     /* [task] rt_sigtimedwait: the signals the wait takes (not dropped when ignored) */
   uint64_t saved_mask;      /* [task] rt_sigsuspend: the mask to restore after the handler */
   bool have_saved_mask;     /* [task] */
@@ -265,7 +271,7 @@ struct sb {
   uint32_t rlim_set;
 
   /* timers (timer.c): slots 0-2 the interval timers by ITIMER_REAL,
-   * _VIRTUAL, _PROF; POSIX timers and timerfds after them. ntimer: one
+   * _VIRTUAL, _PROF; POSIX timers after them. ntimer: one
    * past the highest slot ever used (the scans stop there) */
   struct ktimer timers[NTIMER];
   int ntimer;
@@ -340,10 +346,9 @@ struct sb {
   uint64_t elf_mapped, elf_copied;
   uint64_t pages_mapped, pages_copied; /* file pages: mapped copy-on-write vs copied (loader + mmap) */
 
-  /* MAP_SHARED mappings of /tmp files (mm.c): their pages are copies of
-   * the file's, written back before the file is read or written and when
-   * the mapping goes, refreshed after the file is written */
-  struct shmap { uint64_t start, end, off; struct tnode *node; } *shmaps;
+  /* MAP_SHARED mappings (mm.c): [start, end) maps obj from off; sorted by
+   * nothing, at most MAX_VMAS */
+  struct shmap { uint64_t start, end, off; struct shm_obj *obj; } *shmaps;
   int nshmaps, capshmaps;
 
   /* the host path of the root's /tmp ("" if it has none), found on the
@@ -387,10 +392,32 @@ struct sb {
   int mm_sharers;
   bool mm_gone, reap_pending, mm_exec_wait;
   bool vcpu_lent[CF_VM_MAX_VCPUS];
+  bool pause_done;          /* not the first process: stopped for the sandbox's pause (process.c) */
+  uint64_t child_cpu_ns;    /* CPU time of the children it waited for, and of theirs (RUSAGE_CHILDREN) */
+  /* a load in progress (fs.c fs_load): the first process's file table,
+   * which the other processes' fd tables refer to; fs_load_done drops it */
+  struct file **load_files;
+  uint64_t nload_files;
+  /* a load in progress (snapshot.c): the other processes of a template's
+   * state (version 7), made by cf_template_fork (procs_make) */
+  struct proc_rec *load_procs;
+  int nload_procs;
+  /* a save in progress (snapshot.c): this process's image and store */
+  char save_image[300];
+  struct cf_store *save_store;
 };
 
 struct cf_sandbox {
   struct sb s;
+};
+
+/* One of the other processes in a state file (snapshot.c, version 7). */
+struct proc_rec {
+  int pid, ppid, pgid, sid, exit_signal, stop_sig, wstatus, exit_code, kill_signal;
+  unsigned flags; /* PF_* (snapshot.c) */
+  char image[300];
+  const uint8_t *payload; /* its own state payload, in the template's */
+  size_t len;
 };
 
 /* A forked child's guest memory: the context of the VMM's memory source
@@ -403,6 +430,7 @@ struct guest_mem {
   uint64_t size;
   const struct cf_sandbox_opts *opts;  /* map_image only (NULL after) */
   struct cf_template *tmpl;
+  const struct cf_image *img;          /* map_image only: another process's image (else tmpl's) */
 };
 /* The memory backend's mapping of sb's guest memory, or NULL (a root
  * sandbox, a parked child). */
@@ -450,15 +478,37 @@ const struct vma *mm_find(struct sb *sb, uint64_t addr);
 /* Whether [start, start+len) overlaps guest memory the shim keeps for
  * itself (the /tmp data region): no guest call may map, unmap or protect it. */
 bool mm_reserved(struct sb *sb, uint64_t start, uint64_t len);
-/* MAP_SHARED mappings of /tmp files: register one (the mapping exists and
- * holds the file's bytes), write the changes of every mapping of n back into
- * the file (before the file is read or written), copy the file into them
- * (after it was written), drop them all (execve, end). 0 or -errno. */
-int mm_shared_add(struct sb *sb, uint64_t start, uint64_t len, struct tnode *n, uint64_t off);
-void mm_shared_flush(struct sb *sb, struct tnode *n);
-void mm_shared_refresh(struct sb *sb, struct tnode *n, uint64_t off, uint64_t len);
+/* Shared memory (mm.c): a host memfd that every MAP_SHARED mapping of it,
+ * in any process of the sandbox, maps MAP_SHARED at its guest address, so
+ * stores are seen by all at once (KVM follows the host mapping). Made for a
+ * MAP_SHARED|MAP_ANONYMOUS mapping, or for a /tmp or /dev/shm file the
+ * first time it is mapped MAP_SHARED (the node then keeps its data there:
+ * tmpfs.c). Its fd is counted in the sandbox's host fds (the first
+ * process's hostfiles, ENFILE past its RLIMIT_NOFILE). Refcounted: each
+ * mapping record (sb->shmaps) and the node holding it. Touched under the
+ * sandbox's lock only. */
+struct shm_obj {
+  int fd;
+  int refs;
+  uint64_t size;  /* the memfd's size: never shrinks (a mapping past it would raise SIGBUS) */
+  int *hostcount; /* the count its fd is in */
+  uint64_t *charge; /* a file's: the /tmp pages it is counted in (size / PAGE), or NULL */
+};
+/* A new object of size bytes (zeros): NULL and *err (-ENFILE, -ENOMEM). */
+struct shm_obj *shm_new(struct sb *sb, uint64_t size, int *err);
+void shm_ref(struct shm_obj *o);
+void shm_unref(struct shm_obj *o);
+/* Grow o to at least size bytes (page-rounded): 0 or -errno. */
+int shm_grow(struct shm_obj *o, uint64_t size);
+/* Map [off, off+len) of o at guest [start, start+len) MAP_SHARED, replacing
+ * what was there: 0 or -errno. */
+int mm_map_shared(struct sb *sb, uint64_t start, uint64_t len, int prot, struct shm_obj *o, uint64_t off);
+/* The shared object under guest address addr and its offset there, or NULL
+ * (private memory): a futex's key (thread.c). */
+struct shm_obj *mm_shared_at(struct sb *sb, uint64_t addr, uint64_t *off);
+/* Drop every shared mapping record (end of the process). */
 void mm_shared_fini(struct sb *sb);
-/* msync(2): checks, and writes the shared /tmp mappings in range back. */
+/* msync(2): the checks (the mappings are the files' memory: nothing to write back). */
 int mm_sync(struct sb *sb, uint64_t start, uint64_t len, int flags);
 /* mmap(2) of the guest's open host file hostfd (a regular file, else
  * -ENODEV) at [at, at+len), copy-on-write from the file, pages wholly past
@@ -475,6 +525,11 @@ int elf_load(struct sb *sb, const char *path, char *const *argv, char *const *en
 /* fs.c: files (negative errno returns) */
 int fs_init(struct sb *sb, const char *root, const int stdio[3]);
 void fs_fini(struct sb *sb);
+/* After a load: the file table's own references dropped (the fd tables of
+ * the sandbox's processes hold theirs). */
+void fs_load_done(struct sb *sb);
+/* At most this many open files in a state file's table (every process's). */
+#define MAX_FILE_TABLE (1u << 16)
 /* Open a host file read-only under the root (for the loader): host fd or -errno. */
 int fs_open_host(struct sb *sb, int dirfd, const char *path, int flags);
 struct file *fs_get(struct sb *sb, int fd);
@@ -539,9 +594,9 @@ typedef long sys_fn(struct sb *sb, const uint64_t a[6], long nr);
 /* mm.c */
 sys_fn sys_brk, sys_madvise, sys_mlock, sys_mmap, sys_mprotect, sys_mremap, sys_msync, sys_munmap;
 /* fs.c */
-sys_fn sys_access, sys_chdir, sys_chmod, sys_close, sys_connect, sys_creat, sys_dup, sys_dup2, sys_faccessat,
+sys_fn sys_link, sys_linkat, sys_access, sys_chdir, sys_chmod, sys_close, sys_connect, sys_creat, sys_dup, sys_dup2, sys_faccessat,
     sys_faccessat2, sys_fchdir, sys_fcntl, sys_fgetxattr, sys_flock, sys_fstat, sys_fsync, sys_ftruncate, sys_getcwd,
-    sys_getdents64, sys_getxattr, sys_ioctl, sys_lseek, sys_mkdir, sys_mkdirat, sys_newfstatat, sys_open, sys_openat,
+    sys_getdents64, sys_getxattr, sys_ioctl, sys_lseek, sys_mkdir, sys_mkdirat, sys_mknod, sys_newfstatat, sys_open, sys_openat,
     sys_pipe, sys_pread64, sys_preadv, sys_preadv2, sys_pwrite64, sys_read, sys_readlink,
     sys_readlinkat, sys_readv, sys_rename, sys_renameat, sys_rmdir, sys_sendfile, sys_setxattr,
     sys_socket, sys_stat, sys_statfs, sys_statx, sys_truncate, sys_umask, sys_unlink, sys_unlinkat, sys_write,
@@ -678,6 +733,18 @@ void proc_cont(struct sb *sb);
 /* In a task's run loop while its process is stopped: wait (the lock
  * released) for the continue or the end. */
 void proc_stopped_wait(struct sb *sb);
+/* Pausing a tree (a template, a branch, a live pause): the first process
+ * reached its ready point. proc_pause_refused: why the tree cannot pause
+ * now (NULL: it can); proc_pause_all: every other process stops (its
+ * threads as a paused sandbox's: thread.c); proc_pause_wait: the first
+ * process's run waits until they all did (the lock held); proc_resume_all:
+ * the sandbox runs again; proc_paused_wait: a forked process's host thread
+ * after it stopped, until then (true) or the sandbox's end (false). */
+const char *proc_pause_refused(struct sb *sb);
+void proc_pause_all(struct sb *sb);
+void proc_pause_wait(struct sb *sb);
+void proc_resume_all(struct sb *sb);
+bool proc_paused_wait(struct sb *c);
 /* A vfork child exec'd or ended: its parent goes on. */
 void proc_vfork_done(struct sb *c);
 /* A vfork child sharing its parent's memory (sb->mm_parent): take the
@@ -700,7 +767,15 @@ void proc_free_reaped(struct sb *c);
  * held; from cf_sandbox_free). */
 void proc_end_all(struct sb *sb);
 void proc_world_free(struct sb *sb);
-/* sandbox.c: start the host thread of a forked process (task 0 made). */
+/* A template's child (snapshot.c): c (its state loaded) joins first's
+ * world; proc_adopted_start: its host thread, which waits for the
+ * sandbox's first run (c->paused) before it goes on. */
+int proc_adopt(struct sb *first, struct sb *c);
+void proc_adopted_start(struct sb *c);
+/* One adopted but not started: out of the world and freed. */
+void proc_unadopt(struct sb *c);
+/* sandbox.c: start the host thread of a forked process (task 0 made, or
+ * none: a paused process of a template's child, made when it goes on). */
 int proc_start(struct sb *c);
 /* The same for a vfork child on the vCPU of l (its host thread started, or
  * posted). */
@@ -769,11 +844,23 @@ long task_exec_alone(struct sb *sb);
 int task_finish(struct sb *sb);
 /* The CPU time of the tasks other than task 0 (running and ended). */
 uint64_t task_cpu_ns(struct sb *sb);
-/* futex waiters by guest address: wake up to n (bitset matched; the count),
- * requeue (wake nwake, move up to nmove to addr2; both counted), wait
- * (queued before the lock is released: 1 woken, 0 at the deadline, -EINTR). */
+/* futex waiters by key: a futex word's key (futex_key: with priv, or in
+ * private memory, the process (a vfork child's: its parent, whose memory
+ * it runs in) and its address; else the shared memory object and the
+ * offset in it, as Linux keys a shared futex). Wake up to n
+ * (bitset matched; the count), requeue (wake nwake, move up to nmove to
+ * k2; both counted), wait (queued before the lock is released: 1 woken, 0
+ * at the deadline, -EINTR). futex_wake and futex_wait take the address of
+ * a shared (not private) futex. */
+struct fkey {
+  const void *obj;
+  uint64_t off;
+};
+struct fkey futex_key(struct sb *sb, uint64_t addr, bool priv);
+int futex_wake_key(struct sb *sb, struct fkey k, int n, uint32_t bitset);
+int futex_requeue_key(struct sb *sb, struct fkey k, int nwake, struct fkey k2, int nmove);
+long futex_wait_key(struct sb *sb, struct fkey k, uint32_t bitset, clockid_t clk, const struct timespec *deadline);
 int futex_wake(struct sb *sb, uint64_t addr, int n, uint32_t bitset);
-int futex_requeue(struct sb *sb, uint64_t addr, int nwake, uint64_t addr2, int nmove);
 /* The running task ends: its robust futexes (set_robust_list) are marked
  * FUTEX_OWNER_DIED and a waiter of each woken, as Linux (task.c). */
 void robust_exit(struct sb *sb);
@@ -801,7 +888,7 @@ static inline bool itimer_armed(const struct sb *sb)
       return true;
   return false;
 }
-/* Expire every timer due (signals raised or queued, timerfd counts),
+/* Expire every timer due (signals raised or queued),
  * re-arm intervals. */
 void itimer_poll(struct sb *sb);
 /* The earliest expiry of the timers that signal (cpu: on the guest CPU
@@ -814,7 +901,7 @@ void timers_exec(struct sb *sb);
 void timers_save(struct sb *sb, struct wbuf *w);
 int timers_load(struct sb *sb, struct rbuf *r, const char *name);
 /* timerfd (an open file of type F_TIMERFD): read, readiness (poll
- * events), a timerfd's struct file going (its slot freed). */
+ * events), a timerfd's struct file going (its timer freed). */
 long timerfd_read(struct sb *sb, struct file *f, uint64_t buf, uint64_t len);
 short timerfd_poll(struct sb *sb, struct file *f);
 void timerfd_release(struct file *f);
@@ -866,8 +953,30 @@ struct tnode *tmp_lookup(struct sb *sb, const char *abs);
 long tmp_lookup_err(struct sb *sb, const char *abs, struct tnode **out);
 /* Create (file or dir) at abs: -EEXIST, -ENOENT (no parent), -ENOTDIR. */
 long tmp_create(struct sb *sb, const char *abs, bool dir, unsigned mode, struct tnode **out);
+/* A FIFO's state, kept in its /tmp node and served by fs.c (fifo_open):
+ * the ends of the host pipe its open files share that the node holds (rd
+ * while it has readers, wr while it has writers; -1: none; with neither,
+ * there is no pipe), its open files that read and that write (O_RDWR: both),
+ * and how many opens each side has had (a blocking open waits for the other
+ * side's to move, as Linux's w_counter/r_counter). Under the sandbox's lock. */
+struct fifo {
+  int rd, wr;
+  int readers, writers;
+  uint64_t r_opens, w_opens;
+};
+/* mknod S_IFIFO at abs: tmp_create's errors. */
+long tmp_mkfifo(struct sb *sb, const char *abs, unsigned mode, struct tnode **out);
+/* n's FIFO state, NULL when n is not a FIFO. */
+struct fifo *tmp_fifo(struct tnode *n);
+/* fs.c: whether f is a FIFO's reader whose POLLHUP Linux would not show yet
+ * (struct file fifo_nohup): poll masks it, a wait does not block on its host
+ * fd (only a writer's open, which wakes every task, can change it). */
+bool fifo_hup_hidden(struct file *f);
 long tmp_unlink(struct sb *sb, const char *abs, bool dir);
 long tmp_rename(struct sb *sb, const char *from, const char *to);
+/* A hard link to the file from at to: 0, -EEXIST, -EPERM (a directory),
+ * -EXDEV (between /tmp and /dev/shm), -ENOENT. */
+long tmp_link(struct sb *sb, const char *from, const char *to);
 void tmp_stat(struct tnode *n, struct stat *st);
 void tmp_chmod(struct tnode *n, unsigned mode);
 /* Owner: -1 keeps one. */
@@ -877,6 +986,16 @@ void tmp_utimes(struct tnode *n, const struct timespec *ts);
 long tmp_read(struct tnode *n, void *buf, uint64_t len, uint64_t off);
 long tmp_write(struct tnode *n, const void *buf, uint64_t len, uint64_t off);
 long tmp_truncate(struct tnode *n, uint64_t len);
+/* The shared memory object holding n's data from now on (made on the first
+ * call: the data moves from the /tmp region into it), at least end bytes
+ * long: NULL and *err (-ENOSPC past the region's size, -ENFILE). */
+struct shm_obj *tmp_shared(struct sb *sb, struct tnode *n, uint64_t end, int *err);
+/* Before a save: the data of every file in a shared memory object moves
+ * back into the /tmp region (none may be mapped then); extra: the deleted
+ * files open files hold. 0, or -1 + cf_error
+ * naming the file (ENOTSUP: still mapped, or a file in /dev/shm, which the
+ * state does not hold; ENOSPC). */
+int tmp_save_prepare(struct tmpfs *fs, struct tnode *const *extra, size_t nextra);
 bool tmp_is_dir(struct tnode *n);
 /* The idx-th child of dir (NULL past the end), its name into name. */
 struct tnode *tmp_child(struct tnode *dir, uint64_t idx, const char **name);

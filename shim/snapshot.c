@@ -5,6 +5,8 @@
  *                       pages empty). A root template's image has no parent;
  *                       a branch's is a child of its template's image holding
  *                       only the pages the child changed.
+ *   images/NAME.mem.PID the memory of another process of a template made
+ *                       with several (version 7), one image each.
  *   templates/NAME      the state file: vCPU registers, FS/GS base and XSAVE
  *                       area, and the shim's state (VMAs, brk, fd table, cwd,
  *                       signal state, the /tmp tree). Format below; written to
@@ -39,7 +41,10 @@
  * task_save_threads: the next tid, and for each thread but the one that
  * paused its tid, registers, FS/GS base, XSAVE area, per-thread signal
  * state and robust list head; the pausing thread's robust list head); a
- * version 1-5 file has one thread. Files
+ * version 1-5 file has one thread. Version 7 appends the sandbox's other
+ * processes (procs_save: relations, groups, zombies, and each live one's
+ * image name and own state payload, whose fs part is only its fd table
+ * into the first's file table); a version 1-6 file has one process. Files
  * of type F_DEV (version 2's F_NULL, /dev/null) are reopened by path, and
  * F_VIRT and F_VDIR (/proc, /dev) too: a child's /proc file shows the
  * child.
@@ -82,7 +87,7 @@
 #include "shim/shim.h"
 
 #define STATE_MAGIC "CFSTATE"
-#define STATE_VERSION 6
+#define STATE_VERSION 7
 #define STATE_VERSION_MIN 1 /* tmpfs.c reads both node forms; no timers */
 #define STATE_HDR 32
 #define MAX_STATE (64u << 20)
@@ -183,6 +188,11 @@ struct cf_template {
    * next unparked or forked child takes one instead of making a VM */
   struct spare { struct cf_vm *vm; struct guest_mem *gm; } spares[SPARES_MAX];
   int nspares;
+  /* a template of several processes (version 7): the others' images,
+   * opened by the first fork, under ref_lock */
+  struct pimg { char name[300]; struct cf_image *img; } *pimgs;
+  int npimgs;
+  bool tree;
 };
 
 const struct cf_image *template_image(const struct cf_template *t) { return t->img; }
@@ -207,6 +217,39 @@ const char *cf_template_parent(const struct cf_template *t) { return t->parent; 
 const char *cf_template_image(const struct cf_template *t) { return t->image; }
 uint64_t cf_template_mem_size(const struct cf_template *t) { return t->mem_size; }
 const char *cf_template_root(const struct cf_template *t) { return t->root; }
+
+int cf_template_of_image(const char *image, char *name, size_t len)
+{
+  size_t n = strlen(image), d = n;
+  while (d > 0 && image[d - 1] >= '0' && image[d - 1] <= '9')
+    d--;
+  if (d < n && d > 1 && image[d - 1] == '.' && image[d] != '0') /* NAME.mem.PID */
+    n = d - 1;
+  if (n <= 4 || strncmp(image + n - 4, ".mem", 4) != 0 || n - 4 >= len)
+    return -1;
+  memcpy(name, image, n - 4);
+  name[n - 4] = 0;
+  return 0;
+}
+
+int cf_template_remove_images(struct cf_store *s, const char *name)
+{
+  char **names = NULL, tn[256], path[PATH_MAX];
+  size_t n = 0;
+  if (cf_store_list(s, &names, &n) < 0)
+    return -1;
+  int rc = 0;
+  for (size_t i = 0; i < n && rc == 0; i++) {
+    if (cf_template_of_image(names[i], tn, sizeof tn) < 0 || strcmp(tn, name) != 0)
+      continue;
+    if (cf_store_remove(s, names[i]) < 0 && errno != ENOENT)
+      rc = -1;
+    else if (cf_wset_path(s, names[i], path, sizeof path) == 0)
+      unlink(path);
+  }
+  cf_store_free_list(names, n);
+  return rc;
+}
 
 int cf_template_path(struct cf_store *s, const char *name, char *buf, size_t len)
 {
@@ -324,7 +367,8 @@ static int commit_root(struct sb *sb, struct cf_store *s, const char *image, str
   for (int i = 0; i < sb->nvma; i++)
     sp[n++] = (struct span){sb->vmas[i].start, sb->vmas[i].end, !sb->vmas[i].file};
   struct span *tp = sp + n;
-  tmp_pages(sb->tmpfs, tmp_page_span, &tp);
+  if (proc_is_first(sb)) /* the /tmp region is in the first process's memory only */
+    tmp_pages(sb->tmpfs, tmp_page_span, &tp);
   ntmp = (size_t)(tp - (sp + n));
   n += ntmp;
   qsort(sp, n, sizeof *sp, span_cmp);
@@ -417,6 +461,8 @@ out:
   return ret;
 }
 
+static int procs_save(struct sb *sb, struct wbuf *w);
+
 static int save_state(struct sb *sb, struct wbuf *w, const char *image, const uint8_t id[16], const char *parent)
 {
   struct cf_vm_cpu cpu;
@@ -448,6 +494,63 @@ static int save_state(struct sb *sb, struct wbuf *w, const char *image, const ui
   sig_save_altstack(sb, w);
   timers_save(sb, w); /* version 5 */
   task_save_threads(sb, w); /* version 6 */
+  if (proc_is_first(sb) && procs_save(sb, w) < 0) /* version 7 */
+    return -1;
+  return w->err ? cf_fail(ENOMEM, "out of memory") : 0;
+}
+
+/* Version 7: the sandbox's other processes (process.c), after the first's
+ * own state: a tag, the next pid, the first process's group and session,
+ * then for each other process its identity and relations (pid, parent's
+ * pid (0: the sandbox's init), group, session, exit signal, flags, stop
+ * signal, and a zombie's status), and for each live one its memory image's
+ * name and its own state payload (this format, its fs part only its fd
+ * table: the first's file table holds every process's open files, so the
+ * ones a fork shares stay shared). The processes' images were committed by
+ * cf_sandbox_save (save_image_of). */
+#define PROCS_TAG 0x3753434f52504343ull /* "CCPROCS7" */
+enum { PF_ZOMBIE = 1, PF_STOPPED = 2, PF_STOP_REPORT = 4, PF_CONT_REPORT = 8, PF_EXECED = 16 };
+
+static int procs_save(struct sb *sb, struct wbuf *w)
+{
+  int n = 0;
+  struct sb *const *ps = sb->w ? proc_list(sb, &n) : NULL;
+  w_u64(w, PROCS_TAG);
+  w_u64(w, (uint64_t)(sb->w ? sb->next_tid : 0));
+  w_u64(w, (uint64_t)sb->pgid);
+  w_u64(w, (uint64_t)sb->sid);
+  w_u64(w, (uint64_t)(n ? n - 1 : 0));
+  for (int i = 0; i < n; i++) {
+    struct sb *p = ps[i];
+    if (p == sb)
+      continue;
+    w_u64(w, (uint64_t)p->pid);
+    w_u64(w, (uint64_t)(p->parent ? p->parent->pid : 0));
+    w_u64(w, (uint64_t)p->pgid);
+    w_u64(w, (uint64_t)p->sid);
+    w_u64(w, (uint64_t)p->exit_signal);
+    w_u64(w, (p->zombie ? PF_ZOMBIE : 0) | (p->stopped ? PF_STOPPED : 0) | (p->stop_report ? PF_STOP_REPORT : 0) |
+                 (p->cont_report ? PF_CONT_REPORT : 0) | (p->execed ? PF_EXECED : 0));
+    w_u64(w, (uint64_t)p->stop_sig);
+    w_u64(w, (uint64_t)p->wstatus);
+    w_u64(w, (uint64_t)p->exit_code);
+    w_u64(w, (uint64_t)p->kill_signal);
+    if (p->zombie)
+      continue;
+    struct wbuf sub = {0};
+    p->next_tid = sb->next_tid; /* the sandbox's next id (its thread list checks tids against it) */
+    struct cf_header *h = cf_store_get_header(p->save_store, p->save_image);
+    int r = h ? save_state(p, &sub, p->save_image, h->id, "") : -1;
+    cf_header_free(h);
+    if (r == 0) {
+      w_str(w, p->save_image);
+      w_u64(w, (uint64_t)sub.n);
+      w_bytes(w, sub.p, sub.n);
+    }
+    free(sub.p);
+    if (r < 0)
+      return -1;
+  }
   return w->err ? cf_fail(ENOMEM, "out of memory") : 0;
 }
 
@@ -471,6 +574,25 @@ static int write_state(const char *path, const struct wbuf *w)
   return 0;
 }
 
+/* Commit process sb's memory as image (a branch's: what changed since its
+ * template; else every page it holds), its protections put back after. */
+static int save_image_of(struct sb *sb, struct cf_store *s, const char *image, struct cf_save_stats *st)
+{
+  /* Everything readable while it is read (a PROT_NONE VMA may hold data). */
+  if (mprotect(sb->mem + CF_VM_USER_BASE, sb->mem_size - CF_VM_USER_BASE, PROT_READ) < 0)
+    return cf_fail(errno, "mprotect: %m");
+  int r = sb->forked && proc_is_first(sb) ? commit_branch(sb, s, image, st) : commit_root(sb, s, image, st);
+  int e = errno;
+  if (mm_apply(sb) < 0) {
+    snprintf(sb->report, sizeof sb->report, "could not restore the memory protections after a save");
+    sb->vm_broken = true;
+    sb->exited = true;
+    sb->kill_signal = SIGKILL;
+  }
+  errno = e;
+  return r;
+}
+
 int cf_sandbox_save(struct cf_sandbox *box, struct cf_store *s, const char *name, struct cf_save_stats *st)
 {
   struct sb *sb = &box->s;
@@ -491,21 +613,27 @@ int cf_sandbox_save(struct cf_sandbox *box, struct cf_store *s, const char *name
   snprintf(image, sizeof image, "%s.mem", name);
   if (cf_store_check_name(image) < 0)
     return -1;
-  /* Everything readable while it is read (a PROT_NONE VMA may hold data). */
-  if (mprotect(sb->mem + CF_VM_USER_BASE, sb->mem_size - CF_VM_USER_BASE, PROT_READ) < 0)
-    return cf_fail(errno, "mprotect: %m");
-  int r = sb->forked ? commit_branch(sb, s, image, st) : commit_root(sb, s, image, st);
-  int e = errno;
-  if (mm_apply(sb) < 0) {
-    snprintf(sb->report, sizeof sb->report, "could not restore the memory protections after a save");
-    sb->vm_broken = true;
-    sb->exited = true;
-    sb->kill_signal = SIGKILL;
+  int np = 0, alive = proc_count(sb);
+  struct sb *const *ps = sb->w ? proc_list(sb, &np) : NULL;
+  if (sb->forked && alive > 1)
+    return cf_fail(ENOTSUP, "the sandbox has %d processes: a branch keeps one for now (a template made from a "
+                            "program keeps them all)", alive);
+  int r = save_image_of(sb, s, image, st);
+  /* The other processes' memory, each an image of its own (NAME.mem.PID). */
+  for (int i = 0; i < np && r == 0; i++) {
+    struct sb *p = ps[i];
+    if (p == sb || p->zombie)
+      continue;
+    struct cf_save_stats pst = {0};
+    snprintf(p->save_image, sizeof p->save_image, "%s.mem.%d", name, p->pid);
+    p->save_store = s;
+    if ((r = cf_store_check_name(p->save_image)) == 0 && (r = save_image_of(p, s, p->save_image, &pst)) == 0) {
+      st->pages_scanned += pst.pages_scanned;
+      st->pages_stored += pst.pages_stored;
+    }
   }
-  if (r < 0) {
-    errno = e;
+  if (r < 0)
     return -1;
-  }
   struct cf_header *h = cf_store_get_header(s, image);
   if (!h)
     return -1;
@@ -533,6 +661,9 @@ void cf_template_close(struct cf_template *t)
     vm_free(t->spares[t->nspares].vm, t->spares[t->nspares].gm);
   }
   pthread_mutex_destroy(&t->ref_lock);
+  for (int i = 0; i < t->npimgs; i++)
+    cf_image_close(t->pimgs[i].img);
+  free(t->pimgs);
   cf_image_close(t->img);
   free(t->payload);
   free(t);
@@ -615,7 +746,7 @@ static int map_image(void *ctx, uint8_t *addr, uint64_t size)
   gm->size = size;
   const struct cf_sandbox_opts *o = gm->opts;
   const struct cf_mem_backend *be = o->backend ? o->backend : &cf_mem_backend_file;
-  struct cf_mem_opts mo = {.img = template_image(gm->tmpl), .addr = addr, .socket = o->uffd_socket,
+  struct cf_mem_opts mo = {.img = gm->img ? gm->img : template_image(gm->tmpl), .addr = addr, .socket = o->uffd_socket,
                            .flags = be == &cf_mem_backend_uffd ? CF_MEM_TRACK : 0};
   /* Whatever the backend (the uffd server checks its own copy; shim/reuse.c
    * maps this image again later), the template's layers are checked before
@@ -697,6 +828,57 @@ bool template_take_spare(struct cf_template *t, struct cf_vm **vm, struct guest_
     goto err;                                                      \
   } while (0)
 
+static int procs_parse(struct sb *sb, struct rbuf *r, const char *name)
+{
+  uint64_t tag = r_u64(r), next = r_u64(r), pgid = r_u64(r), sid = r_u64(r), n = r_u64(r);
+  const uint64_t ID_MAX = 1u << 22;
+  if (r->err || tag != PROCS_TAG || next > ID_MAX || pgid >= ID_MAX || sid >= ID_MAX || n > 4096 ||
+      (n && next <= (uint64_t)sb->pid) || (next && next < (uint64_t)sb->next_tid))
+    return cf_fail(EINVAL, "template '%s': bad process list", name);
+  sb->pgid = (int)pgid;
+  sb->sid = (int)sid;
+  if (!n)
+    return 0;
+  sb->next_tid = (int)next;
+  if (!(sb->load_procs = calloc(n, sizeof *sb->load_procs)))
+    return cf_fail(ENOMEM, "out of memory");
+  for (uint64_t i = 0; i < n; i++) {
+    struct proc_rec *p = &sb->load_procs[sb->nload_procs++];
+    uint64_t v[10];
+    for (int k = 0; k < 10; k++)
+      v[k] = r_u64(r);
+    /* pid, ppid, pgid, sid, exit signal, flags, stop signal, wstatus, exit code, kill signal */
+    bool bad = r->err || v[0] < 2 || v[0] >= next || v[0] == (uint64_t)sb->pid || v[1] >= next || v[2] >= next ||
+               v[3] >= next || v[4] > 64 || v[5] > 31 || v[6] > 64 || v[7] > 0xffff || v[8] > 255 || v[9] > 64;
+    for (uint64_t k = 0; k < i && !bad; k++)
+      bad = sb->load_procs[k].pid == (int)v[0];
+    if (bad)
+      return cf_fail(EINVAL, "template '%s': bad process %llu", name, (unsigned long long)i);
+    *p = (struct proc_rec){.pid = (int)v[0], .ppid = (int)v[1], .pgid = (int)v[2], .sid = (int)v[3],
+                           .exit_signal = (int)v[4], .flags = (unsigned)v[5], .stop_sig = (int)v[6],
+                           .wstatus = (int)v[7], .exit_code = (int)v[8], .kill_signal = (int)v[9]};
+    if (p->flags & PF_ZOMBIE)
+      continue;
+    r_str(r, p->image, sizeof p->image);
+    uint64_t len = r_u64(r);
+    if (r->err || len > r->n - r->off || cf_store_check_name(p->image) < 0)
+      return cf_fail(EINVAL, "template '%s': bad process %llu", name, (unsigned long long)i);
+    p->payload = r->p + r->off;
+    p->len = len;
+    r->off += len;
+  }
+  /* Each parent is the first process or one of the list, alive. */
+  for (int i = 0; i < sb->nload_procs; i++) {
+    int pp = sb->load_procs[i].ppid;
+    bool ok = pp == 0 || pp == sb->pid;
+    for (int k = 0; k < sb->nload_procs && !ok; k++)
+      ok = sb->load_procs[k].pid == pp && !(sb->load_procs[k].flags & PF_ZOMBIE);
+    if (!ok || pp == sb->load_procs[i].pid)
+      return cf_fail(EINVAL, "template '%s': bad parent of process %d", name, sb->load_procs[i].pid);
+  }
+  return 0;
+}
+
 int state_parse(struct sb *sb, const uint8_t *payload, size_t len, const char *name, struct cf_vm_cpu *cpu,
                 struct cf_vm_regs *regs)
 {
@@ -743,8 +925,14 @@ int state_parse(struct sb *sb, const uint8_t *payload, size_t len, const char *n
   /* Version 6: the threads besides the one that paused (none before). */
   if (task_load_threads(sb, &r, name) < 0)
     goto err;
+  /* Version 7: the other processes (the first's state only; made later,
+   * procs_make). */
+  if (proc_is_first(sb) && r.off != r.n && procs_parse(sb, &r, name) < 0)
+    goto err;
   if (r.off != r.n)
     BAD("trailing bytes in the state file");
+  if (!sb->nload_procs)
+    fs_load_done(sb); /* else when the others took their files (procs_make) */
   sb->ready = (enum cf_ready)ready;
   if (!sb->opts->branch)
     sb->ready = CF_READY_NONE;
@@ -783,6 +971,138 @@ static void child_init(struct sb *sb, struct cf_template *t, const struct cf_san
   sb->forked = true;
 }
 
+/* The image of another process of t (version 7), opened once. */
+static const struct cf_image *template_pimg(struct cf_template *t, const char *name)
+{
+  const struct cf_image *img = NULL;
+  pthread_mutex_lock(&t->ref_lock);
+  for (int i = 0; i < t->npimgs && !img; i++)
+    if (strcmp(t->pimgs[i].name, name) == 0)
+      img = t->pimgs[i].img;
+  if (!img) {
+    struct pimg *n = realloc(t->pimgs, (size_t)(t->npimgs + 1) * sizeof *n);
+    struct cf_image *im = n ? cf_image_open(t->store, name) : NULL;
+    if (n)
+      t->pimgs = n;
+    if (!n)
+      cf_fail(ENOMEM, "out of memory");
+    if (im) {
+      const struct cf_header *h = cf_image_header(im);
+      if (h->size != t->mem_size || h->block_size != PAGE || cf_image_check(im) < 0) {
+        if (h->size != t->mem_size || h->block_size != PAGE)
+          cf_fail(EINVAL, "template '%s': memory image '%s' does not fit its sandbox", t->name, name);
+        cf_image_close(im);
+      } else {
+        snprintf(n[t->npimgs].name, sizeof n[t->npimgs].name, "%s", name);
+        n[t->npimgs++].img = im;
+        img = im;
+      }
+    }
+  }
+  pthread_mutex_unlock(&t->ref_lock);
+  return img;
+}
+
+/* The other processes of a template's state (version 7): each a VM
+ * mapping its own image copy-on-write, its state loaded, its host thread
+ * waiting for the child's first run (process.c proc_adopted_start). The
+ * lock held. */
+static int procs_make(struct sb *sb, struct cf_template *t, const struct cf_sandbox_opts *opts)
+{
+  int n = sb->nload_procs, rc = 0;
+  struct sb **made = calloc(n ? (size_t)n : 1, sizeof *made);
+  struct cf_vm_cpu *cpu = malloc(sizeof *cpu);
+  if (!made || !cpu) {
+    rc = cf_fail(ENOMEM, "out of memory");
+    goto out;
+  }
+  if (n)
+    t->tree = true;
+  for (int i = 0; i < n && rc == 0; i++) {
+    const struct proc_rec *pr = &sb->load_procs[i];
+    struct sb *c = calloc(1, sizeof *c);
+    if (!c) {
+      rc = cf_fail(ENOMEM, "out of memory");
+      break;
+    }
+    child_init(c, t, opts, sb->t_spawn);
+    c->tmpl = NULL; /* its memory is its own image's */
+    c->boot_ns = sb->boot_ns;
+    pthread_mutex_init(&c->lock, NULL);
+    pthread_cond_init(&c->task_cv, NULL);
+    pthread_cond_init(&c->cpu_cv, NULL);
+    c->pid = c->tid = pr->pid;
+    c->pgid = pr->pgid;
+    c->sid = pr->sid;
+    c->exit_signal = pr->exit_signal;
+    c->stopped = pr->flags & PF_STOPPED;
+    c->stop_report = pr->flags & PF_STOP_REPORT;
+    c->cont_report = pr->flags & PF_CONT_REPORT;
+    c->execed = pr->flags & PF_EXECED;
+    c->stop_sig = pr->stop_sig;
+    if (proc_adopt(sb, c) < 0) {
+      free(c);
+      rc = -1;
+      break;
+    }
+    made[i] = c;
+    if (pr->flags & PF_ZOMBIE) {
+      c->zombie = c->exited = true;
+      c->wstatus = pr->wstatus;
+      c->exit_code = pr->exit_code;
+      c->kill_signal = pr->kill_signal;
+      continue;
+    }
+    const struct cf_image *img = template_pimg(t, pr->image);
+    struct guest_mem *gm = img ? calloc(1, sizeof *gm) : NULL;
+    struct cf_vm_regs regs;
+    if (img && !gm)
+      cf_fail(ENOMEM, "out of memory");
+    if (gm) {
+      gm->opts = opts;
+      gm->img = img;
+      struct cf_vm_mem_source src = {.map = map_image, .unmap = unmap_image, .ctx = gm};
+      c->vm = cf_vm_create_from(t->mem_size, &src);
+      gm->opts = NULL;
+      gm->img = NULL;
+      if (!c->vm)
+        free(gm);
+      else
+        c->gm = gm;
+    }
+    if (c->vm) {
+      c->mem = cf_vm_mem(c->vm);
+      c->mem_size = cf_vm_mem_size(c->vm);
+    }
+    if (!c->vm || state_parse(c, pr->payload, pr->len, t->name, cpu, &regs) < 0 ||
+        (c->pid != pr->pid && cf_fail(EINVAL, "template '%s': process %d's state is another's", t->name, pr->pid)) ||
+        cf_vm_load_cpu(c->vm, cpu, &regs) < 0 || mm_apply(c) < 0) {
+      made[i] = NULL;
+      proc_unadopt(c);
+      rc = -1;
+      break;
+    }
+    c->paused = true; /* until the child's first run */
+    proc_adopted_start(c);
+  }
+  /* Parents: the first process or one of these (procs_parse checked). */
+  for (int i = 0; i < n; i++)
+    for (int k = 0; made[i] && k < n; k++)
+      if (made[k] && made[k]->pid == sb->load_procs[i].ppid)
+        made[i]->parent = made[k];
+  for (int i = 0; i < n; i++)
+    if (made[i] && sb->load_procs[i].ppid == sb->pid)
+      made[i]->parent = sb;
+out:
+  fs_load_done(sb);
+  free(sb->load_procs);
+  sb->load_procs = NULL;
+  sb->nload_procs = 0;
+  free(made);
+  free(cpu);
+  return rc;
+}
+
 struct cf_sandbox *cf_template_fork(struct cf_template *t, const struct cf_sandbox_opts *opts)
 {
   double t0 = now_us();
@@ -804,6 +1124,11 @@ struct cf_sandbox *cf_template_fork(struct cf_template *t, const struct cf_sandb
     cf_fail(errno, "applying the template's memory protections: %m");
     goto err;
   }
+  pthread_mutex_lock(&sb->lock);
+  int rc = procs_make(sb, t, opts);
+  pthread_mutex_unlock(&sb->lock);
+  if (rc < 0)
+    goto err;
   return box;
 err:
   cf_sandbox_free(box);
@@ -816,6 +1141,8 @@ int cf_template_refork(struct cf_template *t, struct cf_sandbox *box, const stru
   struct sb *sb = &box->s;
   if (sb->tmpl != t)
     return cf_fail(ENOTSUP, "the VM ran a child of another template");
+  if (t->tree || sb->w)
+    return cf_fail(ENOTSUP, "a sandbox of several processes is not reused");
   if (reuse_check_possible(sb, opts) < 0 || cf_vm_reset(sb->vm) < 0)
     return -1;
   /* Memory first: it needs the old child's list of replaced ranges. Its

@@ -169,6 +169,7 @@ static long do_futex(struct sb *sb, const uint64_t a[6])
   int op = (int)A(1), cmd = op & ~(FUTEX_PRIVATE | FUTEX_REALTIME);
   uint64_t uaddr = A(0);
   uint32_t val = (uint32_t)A(2), val3 = (uint32_t)A(5);
+  bool priv = op & FUTEX_PRIVATE; /* else keyed by the shared object under it, if any (thread.c) */
   if ((op & FUTEX_REALTIME) && cmd != FUTEX_WAIT && cmd != FUTEX_WAIT_BITSET)
     return -ENOSYS;
   switch (cmd) {
@@ -196,7 +197,7 @@ static long do_futex(struct sb *sb, const uint64_t a[6])
     clockid_t clk = op & FUTEX_REALTIME ? CLOCK_REALTIME : CLOCK_MONOTONIC;
     if (timed)
       dl = cmd == FUTEX_WAIT ? ts_after(clk, &ts) : ts;
-    long r = futex_wait(sb, uaddr, cmd == FUTEX_WAIT ? FUTEX_BITSET_MATCH_ANY : val3, clk, timed ? &dl : NULL);
+    long r = futex_wait_key(sb, futex_key(sb, uaddr, priv), cmd == FUTEX_WAIT ? FUTEX_BITSET_MATCH_ANY : val3, clk, timed ? &dl : NULL);
     if (r == 1) /* woken, even if the deadline passed since */
       return 0;
     if (r == 0)
@@ -211,7 +212,8 @@ static long do_futex(struct sb *sb, const uint64_t a[6])
       return -EINVAL;
     if (uaddr % 4)
       return -EINVAL;
-    return futex_wake(sb, uaddr, (int)(val > INT32_MAX ? INT32_MAX : val), cmd == FUTEX_WAKE ? FUTEX_BITSET_MATCH_ANY : val3);
+    return futex_wake_key(sb, futex_key(sb, uaddr, priv), (int)(val > INT32_MAX ? INT32_MAX : val),
+                          cmd == FUTEX_WAKE ? FUTEX_BITSET_MATCH_ANY : val3);
   case FUTEX_REQUEUE:
   case FUTEX_CMP_REQUEUE: {
     uint32_t cur;
@@ -226,7 +228,7 @@ static long do_futex(struct sb *sb, const uint64_t a[6])
       if (cur != val3)
         return -EAGAIN;
     }
-    return futex_requeue(sb, uaddr, nwake, A(4), nmove);
+    return futex_requeue_key(sb, futex_key(sb, uaddr, priv), nwake, futex_key(sb, A(4), priv), nmove);
   }
   case FUTEX_WAKE_OP: {
     /* *uaddr2 = old OP oparg; the wakes that follow wake nobody. */
@@ -261,9 +263,10 @@ static long do_futex(struct sb *sb, const uint64_t a[6])
              : cmp == 3 ? old <= cmparg : cmp == 4 ? old > cmparg : old >= cmparg;
     if (uaddr % 4)
       return -EINVAL;
-    int n = futex_wake(sb, uaddr, (int)(val > INT32_MAX ? INT32_MAX : val), FUTEX_BITSET_MATCH_ANY);
+    int n = futex_wake_key(sb, futex_key(sb, uaddr, priv), (int)(val > INT32_MAX ? INT32_MAX : val),
+                           FUTEX_BITSET_MATCH_ANY);
     if (hit)
-      n += futex_wake(sb, uaddr2, (int)(uint32_t)A(3) > 0 ? (int)(uint32_t)A(3) : 0, FUTEX_BITSET_MATCH_ANY);
+      n += futex_wake_key(sb, futex_key(sb, uaddr2, priv), (int)(uint32_t)A(3) > 0 ? (int)(uint32_t)A(3) : 0, FUTEX_BITSET_MATCH_ANY);
     return n;
   }
   }
@@ -597,9 +600,29 @@ long sys_prlimit64(struct sb *sb, const uint64_t a[6], long nr)
   return A(3) ? mm_copy_out(sb, A(3), &old, sizeof old) : 0;
 }
 
+/* getrusage(who, usage): the CPU time of the process (RUSAGE_SELF), the
+ * calling thread (RUSAGE_THREAD) or the children it waited for and theirs
+ * (RUSAGE_CHILDREN), all of it as user time (the guest's running and the
+ * shim's serving it are one clock here); the other fields zero. */
 long sys_getrusage(struct sb *sb, const uint64_t a[6], long nr)
 {
+  uint64_t ns;
+  switch ((int)A(0)) {
+  case RUSAGE_SELF:
+    ns = guest_cpu_ns(sb);
+    break;
+  case RUSAGE_THREAD: /* a thread of its own: its host thread's; task 0: the rest */
+    ns = sb->cur && sb->cur->idx ? thread_cpu_ns() - sb->cur->cpu0 : guest_cpu_ns(sb) - task_cpu_ns(sb);
+    break;
+  case RUSAGE_CHILDREN:
+    ns = sb->child_cpu_ns;
+    break;
+  default:
+    return -EINVAL;
+  }
   struct rusage ru = {0};
+  ru.ru_utime.tv_sec = (time_t)(ns / 1000000000u);
+  ru.ru_utime.tv_usec = (suseconds_t)(ns % 1000000000u / 1000);
   return mm_copy_out(sb, A(1), &ru, sizeof ru);
 }
 

@@ -26,8 +26,8 @@
  * that nothing can end with one task alive ends the sandbox with a report
  * (wait_forever); with several, another task may end it, so it sleeps.
  *
- * futex: waiters are kept here by guest address (private futexes: one
- * address space), woken under the lock: FUTEX_WAIT checks the value and
+ * futex: waiters are kept here by key (process and guest address, or a
+ * shared memory object and offset: below), woken under the lock: FUTEX_WAIT checks the value and
  * queues itself under the same lock a waker takes, so no wake is lost.
  *
  * A vCPU keeps its host thread: when a thread ends, its host thread parks
@@ -938,31 +938,57 @@ int task_load_threads(struct sb *sb, struct rbuf *r, const char *name)
   return 0;
 }
 
-/* ---- futex waiters ---- */
+/* ---- futex waiters ----
+ *
+ * Keyed as Linux keys them: a private futex (FUTEX_PRIVATE_FLAG) and any
+ * futex word in private memory by (address space, address): the process,
+ * or for a vfork child in its parent's memory that parent (Linux keys by
+ * mm), so a wake between the child and the parent's threads is seen; a
+ * shared one in
+ * shared memory (mm.c: MAP_SHARED) by (object, offset), so a process-shared
+ * mutex or semaphore wakes a waiter in another process, whose mapping is at
+ * another host address and maybe another guest address. The waiters of
+ * every process of the sandbox are on one list (the first process's), under
+ * the sandbox's one lock. */
 
 struct fwaiter {
-  uint64_t addr;
+  struct fkey key;
   uint32_t bitset;
   struct task *t;
   bool woken;
   struct fwaiter *next;
 };
 
+static struct fwaiter **fw_head(struct sb *sb) { return &proc_first(sb)->futex_waiters; }
+
+struct fkey futex_key(struct sb *sb, uint64_t addr, bool priv)
+{
+  uint64_t off;
+  struct shm_obj *o = priv ? NULL : mm_shared_at(sb, addr, &off);
+  if (o)
+    return (struct fkey){o, off};
+  /* private: the address space's, as Linux keys by mm (a vfork child's is
+   * its parent's: a wake between them is seen) */
+  return (struct fkey){sb->mm_parent ? sb->mm_parent : sb, addr};
+}
+
+static bool key_eq(struct fkey a, struct fkey b) { return a.obj == b.obj && a.off == b.off; }
+
 static void fw_unlink(struct sb *sb, struct fwaiter *w)
 {
-  for (struct fwaiter **p = &sb->futex_waiters; *p; p = &(*p)->next)
+  for (struct fwaiter **p = fw_head(sb); *p; p = &(*p)->next)
     if (*p == w) {
       *p = w->next;
       return;
     }
 }
 
-int futex_wake(struct sb *sb, uint64_t addr, int n, uint32_t bitset)
+int futex_wake_key(struct sb *sb, struct fkey k, int n, uint32_t bitset)
 {
   int woken = 0;
-  for (struct fwaiter **p = &sb->futex_waiters; *p && woken < n;) {
+  for (struct fwaiter **p = fw_head(sb); *p && woken < n;) {
     struct fwaiter *w = *p;
-    if (w->addr == addr && (w->bitset & bitset)) {
+    if (key_eq(w->key, k) && (w->bitset & bitset)) {
       *p = w->next;
       w->woken = true;
       if (w->t) /* a waiter with no task is alone: nothing to write (tests/unit/shim_wait.c) */
@@ -975,23 +1001,29 @@ int futex_wake(struct sb *sb, uint64_t addr, int n, uint32_t bitset)
   return woken;
 }
 
-int futex_requeue(struct sb *sb, uint64_t addr, int nwake, uint64_t addr2, int nmove)
+int futex_wake(struct sb *sb, uint64_t addr, int n, uint32_t bitset)
 {
-  int n = futex_wake(sb, addr, nwake, FUTEX_BITSET_MATCH_ANY);
-  for (struct fwaiter *w = sb->futex_waiters; w && nmove > 0; w = w->next)
-    if (w->addr == addr) {
-      w->addr = addr2;
+  return futex_wake_key(sb, futex_key(sb, addr, false), n, bitset);
+}
+
+int futex_requeue_key(struct sb *sb, struct fkey k, int nwake, struct fkey k2, int nmove)
+{
+  int n = futex_wake_key(sb, k, nwake, FUTEX_BITSET_MATCH_ANY);
+  for (struct fwaiter *w = *fw_head(sb); w && nmove > 0; w = w->next)
+    if (key_eq(w->key, k)) {
+      w->key = k2;
       nmove--;
       n++;
     }
   return n;
 }
 
-long futex_wait(struct sb *sb, uint64_t addr, uint32_t bitset, clockid_t clk, const struct timespec *deadline)
+long futex_wait_key(struct sb *sb, struct fkey k, uint32_t bitset, clockid_t clk, const struct timespec *deadline)
 {
-  struct fwaiter w = {.addr = addr, .bitset = bitset, .t = sb->cur};
-  w.next = sb->futex_waiters;
-  sb->futex_waiters = &w;
+  struct fwaiter w = {.key = k, .bitset = bitset, .t = sb->cur};
+  struct fwaiter **head = fw_head(sb);
+  w.next = *head;
+  *head = &w;
   for (;;) {
     long r = sig_wait(sb, clk, deadline);
     if (w.woken) /* even when the deadline passed meanwhile: a wake is never lost (Linux: 0) */
@@ -1001,6 +1033,11 @@ long futex_wait(struct sb *sb, uint64_t addr, uint32_t bitset, clockid_t clk, co
     fw_unlink(sb, &w);
     return r; /* 0: the deadline; -EINTR */
   }
+}
+
+long futex_wait(struct sb *sb, uint64_t addr, uint32_t bitset, clockid_t clk, const struct timespec *deadline)
+{
+  return futex_wait_key(sb, futex_key(sb, addr, false), bitset, clk, deadline);
 }
 
 /* ---- CPU time ---- */

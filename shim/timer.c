@@ -3,7 +3,7 @@
  * rt_sigtimedwait, a timerfd read: task.c, signal.c, event.c).
  *
  * One list, sb->timers: slots 0-2 are ITIMER_REAL, _VIRTUAL, _PROF, the
- * others POSIX timers and timerfds (kind). Each holds an absolute expiry (0 =
+ * others POSIX timers (kind); a timerfd's timer is its file's own (below). Each holds an absolute expiry (0 =
  * disarmed) on its base clock, CLOCK_MONOTONIC or the guest's CPU time
  * (guest_cpu_ns: the vCPU thread's CPU clock during runs, which holds the
  * time in KVM_RUN and the shim's service of the calls; a program cannot tell
@@ -14,8 +14,8 @@
  * them all: an interval timer raises its signal (SI_KERNEL; the overruns of
  * one late check are dropped, as Linux does), a POSIX timer queues its
  * siginfo (SI_TIMER, si_value, si_timerid) or, while that is still queued,
- * counts overruns (si_overrun when it is taken, timer_getoverrun), a timerfd
- * counts expirations for its reads; each re-arms with its interval.
+ * counts overruns (si_overrun when it is taken, timer_getoverrun); each
+ * re-arms with its interval.
  *
  * Expiry is noticed at three places: after every system call
  * (signal_after_syscall, only when a timer is armed), at a kick exit (the
@@ -205,6 +205,23 @@ static void posix_fire(struct sb *sb, int slot, uint64_t n)
   }
 }
 
+/* Armed timer t at time now (its base clock's): its expirations since it
+ * was last looked at (0: not due), its next expiry set (0: disarmed, a
+ * one-shot). */
+static uint64_t ktimer_expire(struct ktimer *t, uint64_t now)
+{
+  if (!t->value || now < t->value)
+    return 0;
+  uint64_t n = 1;
+  if (t->interval) {
+    n += (now - t->value) / t->interval;
+    t->value += t->interval * n;
+  } else {
+    t->value = 0;
+  }
+  return n;
+}
+
 void itimer_poll(struct sb *sb)
 {
   bool fired = false;
@@ -215,26 +232,15 @@ void itimer_poll(struct sb *sb)
       continue;
     if (!now[t->cpu])
       now[t->cpu] = timer_now(sb, t);
-    uint64_t nw = now[t->cpu];
-    if (nw < t->value)
+    uint64_t n = ktimer_expire(t, now[t->cpu]);
+    if (!n)
       continue;
-    uint64_t n = 1;
-    if (t->interval) {
-      n += (nw - t->value) / t->interval;
-      t->value += t->interval * n;
-    } else {
-      t->value = 0;
-    }
     switch (t->kind) {
     case TK_ITIMER:
       sig_raise(sb, itimer_sig[i]); /* the overruns of one late check are dropped, as Linux */
       break;
     case TK_POSIX:
       posix_fire(sb, i, n);
-      break;
-    case TK_TIMERFD:
-      t->ticks += n;
-      wake_all(sb);
       break;
     }
     fired = true;
@@ -333,15 +339,6 @@ long sig_poll(struct sb *sb, struct pollfd *fds, unsigned long n, int timeout_ms
     uint64_t r = real_left(sb);
     if (r < left)
       left = r;
-    /* and a timerfd's next expiry: a poll or epoll may wait for it */
-    for (int i = 0; i < sb->ntimer; i++) {
-      const struct ktimer *t = &sb->timers[i];
-      if (t->kind == TK_TIMERFD && t->value && !t->cpu) {
-        uint64_t now = mono_ns(), l = t->value > now ? t->value - now : 0;
-        if (l < left)
-          left = l;
-      }
-    }
     if (left == UINT64_MAX && !host && sb_alone(sb))
       return wait_forever(sb, "poll");
     long k = task_block(sb, fds, n, left == UINT64_MAX ? -1 : (int64_t)(left > INT64_MAX ? INT64_MAX : left));
@@ -417,7 +414,7 @@ int itimer_load(struct sb *sb, struct rbuf *r)
   return 0;
 }
 
-/* ---- POSIX timers and timerfds ---- */
+/* ---- POSIX timers ---- */
 
 /* What clock clk is for a timer: 0 and *cpu (it counts the guest's CPU
  * time), or Linux's error: -ENOTSUP for a clock with no timers (the raw
@@ -629,8 +626,16 @@ long sys_timer_delete(struct sb *sb, const uint64_t a[6], long nr)
   return 0;
 }
 
-/* timerfd: a file of type F_TIMERFD whose timer is a slot of sb->timers
- * (kind TK_TIMERFD); an expiry counts in its ticks, a read takes them. */
+/* timerfd: a file of type F_TIMERFD with a timer of its own (kind
+ * TK_TIMERFD, on CLOCK_MONOTONIC's ns), not a slot of sb->timers: the file
+ * is shared by every process a fork gives it to, and outlives the process
+ * that made it. Its expirations are counted when looked at (timerfd_tick:
+ * a read, a poll, gettime, settime); a wait for one blocks until its due
+ * time (a read: sig_wait's deadline; poll, select, epoll: event.c's
+ * hostset.due), and settime wakes every waiter to look again. */
+
+/* t's expirations up to now, added to its ticks. */
+static void timerfd_tick(struct ktimer *t) { t->ticks += ktimer_expire(t, mono_ns()); }
 
 long sys_timerfd_create(struct sb *sb, const uint64_t a[6], long nr)
 {
@@ -642,20 +647,17 @@ long sys_timerfd_create(struct sb *sb, const uint64_t a[6], long nr)
     return -EINVAL;
   if ((clk == CLOCK_REALTIME_ALARM || clk == CLOCK_BOOTTIME_ALARM) && sb->uid != 0)
     return -EPERM; /* CAP_WAKE_ALARM */
-  int slot = timer_slot(sb);
-  if (slot < 0)
-    return -ENOMEM; /* the sandbox's timer slots (NTIMER) are all taken */
-  struct file *f = file_new(F_TIMERFD, -1, O_RDWR | (flags & O_NONBLOCK), "anon_inode:[timerfd]");
-  if (!f)
+  struct ktimer *t = calloc(1, sizeof *t);
+  struct file *f = t ? file_new(F_TIMERFD, -1, O_RDWR | (flags & O_NONBLOCK), "anon_inode:[timerfd]") : NULL;
+  if (!f) {
+    free(t);
     return -ENOMEM;
-  sb->timers[slot] = (struct ktimer){.kind = TK_TIMERFD, .clock = clk, .gen = sb->timers[slot].gen};
-  f->timer = &sb->timers[slot];
-  long fd = fs_install(sb, f, flags & O_CLOEXEC);
-  if (fd < 0) {
-    file_unref(f); /* frees the slot */
-    return fd;
   }
-  timer_used(sb, slot);
+  *t = (struct ktimer){.kind = TK_TIMERFD, .clock = clk};
+  f->timer = t;
+  long fd = fs_install(sb, f, flags & O_CLOEXEC);
+  if (fd < 0)
+    file_unref(f); /* frees the timer */
   return fd;
 }
 
@@ -682,6 +684,7 @@ long sys_timerfd_settime(struct sb *sb, const uint64_t a[6], long nr)
   long r = timerfd_get(sb, (int)A(0), &t);
   if (r < 0)
     return r;
+  timerfd_tick(t);
   ktimer_get(sb, t, &ov);
   t->ticks = 0;
   /* TFD_TIMER_CANCEL_ON_SET: a read would fail with ECANCELED when the
@@ -701,6 +704,7 @@ long sys_timerfd_gettime(struct sb *sb, const uint64_t a[6], long nr)
   long r = timerfd_get(sb, (int)A(0), &t);
   if (r < 0)
     return r;
+  timerfd_tick(t);
   ktimer_get(sb, t, &cur);
   return mm_copy_out(sb, A(1), &cur, sizeof cur) < 0 ? -EFAULT : 0;
 }
@@ -714,7 +718,7 @@ long timerfd_read(struct sb *sb, struct file *f, uint64_t buf, uint64_t len)
   if (len < 8)
     return -EINVAL;
   for (;;) {
-    itimer_poll(sb);
+    timerfd_tick(t);
     if (t->ticks) {
       uint64_t v = t->ticks;
       t->ticks = 0;
@@ -734,7 +738,7 @@ long timerfd_read(struct sb *sb, struct file *f, uint64_t buf, uint64_t len)
 
 short timerfd_poll(struct sb *sb, struct file *f)
 {
-  itimer_poll(sb);
+  timerfd_tick(f->timer);
   return f->timer->ticks ? POLLIN : 0;
 }
 
@@ -742,8 +746,7 @@ uint64_t timerfd_due(struct file *f) { return f->timer->value; }
 
 void timerfd_release(struct file *f)
 {
-  uint32_t gen = f->timer->gen + 1;
-  *f->timer = (struct ktimer){.gen = gen};
+  free(f->timer);
   f->timer = NULL;
 }
 
@@ -919,6 +922,9 @@ long sys_times(struct sb *sb, const uint64_t a[6], long nr)
   struct {
     int64_t u, s, cu, cs;
   } t = {0};
+  /* clock ticks (100 a second); all user time, as getrusage (task.c) */
+  t.u = (int64_t)(guest_cpu_ns(sb) / 10000000u);
+  t.cu = (int64_t)(sb->child_cpu_ns / 10000000u);
   if (A(0) && mm_copy_out(sb, A(0), &t, sizeof t) < 0)
     return -EFAULT;
   struct timespec ts;

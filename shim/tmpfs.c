@@ -15,16 +15,22 @@
  * contents may come back from the template's image).
  *
  * Each node keeps mode, owner, atime/mtime/ctime (chmod, chown, utimensat).
+ * A FIFO (mknod S_IFIFO) is a node with a struct fifo and no data: its
+ * open files and the host pipe they share are fs.c's (fifo_open); a
+ * snapshot keeps the node only (fs_save refuses an open FIFO file).
  *
  * Invariants: a node is owned by its parent's kids array while linked, and
  * by the open files (refs) after unlink; it is freed when both are gone.
  * Paths given here are already lexically normalized (path_abs). */
 #include <errno.h>
+#include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
+#include "internal.h"
 #include "shim/shim.h"
 
 struct tmpfs {
@@ -33,6 +39,8 @@ struct tmpfs {
   uint64_t *bitmap;  /* 1: page in use */
   uint64_t hint, used;
   struct tnode *root;
+  struct tnode *shm; /* /dev/shm: a second tree, on the same pages */
+  uint64_t shm_pages; /* pages of the files' shared memory objects (tmp_shared): they count as used */
   uint64_t next_id;  /* tmp_save */
   uint64_t index;    /* the files' page-index entries (sum of npages): bounded by index_max() */
 };
@@ -56,9 +64,13 @@ struct tnode {
   int refs;
   uint64_t ino;
   uint64_t *pages;   /* guest addresses of the data pages, 0 = hole */
+  struct shm_obj *obj; /* once mapped MAP_SHARED: the data is here, not in pages (tmp_shared) */
+  struct tnode *target; /* a hard link (link(2)): a name of target, which it holds a reference on */
+  int nlinks;           /* hard links to this node */
   uint64_t npages;   /* entries in pages */
   uint64_t size;
   struct timespec atime, mtime, ctime; /* chmod/utimensat set them (tmp_chmod, tmp_utimes) */
+  struct fifo *fifo; /* a FIFO: its state (fs.c), else NULL */
   struct tnode *parent;
   struct tnode **kids;
   int nkids;
@@ -68,6 +80,8 @@ static uint64_t next_ino = 1000000; /* atomic: sandboxes run on several threads 
 
 static uint64_t page_alloc(struct tmpfs *fs)
 {
+  if (fs->used + fs->shm_pages >= fs->npages)
+    return 0;
   for (uint64_t k = 0; k < fs->npages; k++) {
     uint64_t i = (fs->hint + k) % fs->npages;
     if (!(fs->bitmap[i / 64] & (1ull << (i % 64)))) {
@@ -117,18 +131,38 @@ struct tmpfs *tmp_new(uint8_t *mem, uint64_t base, uint64_t size)
   fs->npages = size / PAGE;
   fs->bitmap = calloc((fs->npages + 63) / 64 + 1, 8);
   fs->root = node_new(fs, "tmp", true, 01777);
-  if (!fs->bitmap || !fs->root) {
+  fs->shm = node_new(fs, "shm", true, 01777);
+  if (!fs->bitmap || !fs->root || !fs->shm) {
     tmp_destroy(fs);
     return NULL;
   }
   return fs;
 }
 
+/* Before a whole tree is freed: each hard link lets go of its target (a
+ * target out of the tree is freed then; one in it, with the tree). */
+static void drop_links(struct tnode *n)
+{
+  for (int i = 0; i < n->nkids; i++)
+    drop_links(n->kids[i]);
+  struct tnode *t = n->target;
+  if (t) {
+    n->target = NULL;
+    t->nlinks--;
+    tmp_unref(t);
+  }
+}
+
 void tmp_destroy(struct tmpfs *fs)
 {
   if (!fs)
     return;
+  if (fs->root)
+    drop_links(fs->root);
+  if (fs->shm)
+    drop_links(fs->shm);
   tmp_free(fs->root);
+  tmp_free(fs->shm);
   free(fs->bitmap);
   free(fs);
 }
@@ -150,17 +184,46 @@ void tmp_free(struct tnode *n)
 {
   if (!n)
     return;
+  if (n->target) {
+    n->target->nlinks--;
+    tmp_unref(n->target);
+  }
   for (int i = 0; i < n->nkids; i++)
     tmp_free(n->kids[i]);
   drop_pages(n, 0);
+  shm_unref(n->obj); /* the mappings may hold it still */
   n->fs->index -= n->npages;
+  if (n->fifo) { /* no open file holds it, so it holds no pipe end (fs.c): closed anyway */
+    if (n->fifo->rd >= 0)
+      close(n->fifo->rd);
+    if (n->fifo->wr >= 0)
+      close(n->fifo->wr);
+    free(n->fifo);
+  }
   free(n->pages);
   free(n->kids);
   free(n->name);
   free(n);
 }
 
-bool tmp_is_tmp(const char *abs) { return strncmp(abs, "/tmp", 4) == 0 && (abs[4] == 0 || abs[4] == '/'); }
+/* /dev/shm: the length of its prefix in abs, or 0. */
+static size_t shm_prefix(const char *abs)
+{
+  return strncmp(abs, "/dev/shm", 8) == 0 && (abs[8] == 0 || abs[8] == '/') ? 8 : 0;
+}
+
+bool tmp_is_tmp(const char *abs)
+{
+  return (strncmp(abs, "/tmp", 4) == 0 && (abs[4] == 0 || abs[4] == '/')) || shm_prefix(abs);
+}
+
+/* The tree abs is in (/tmp's or /dev/shm's) and the rest of abs after it. */
+static struct tnode *tree_of(struct tmpfs *fs, const char *abs, const char **rest)
+{
+  size_t k = shm_prefix(abs);
+  *rest = abs + (k ? k : 4);
+  return k ? fs->shm : fs->root;
+}
 
 bool tmp_is_dir(struct tnode *n) { return n->dir; }
 
@@ -178,8 +241,8 @@ static struct tnode *kid(struct tnode *d, const char *name, size_t len)
  * missing (-ENOENT into *err) or not a directory (-ENOTDIR). */
 static struct tnode *walk(struct sb *sb, const char *abs, struct tnode **parent_out, const char **last, int *err)
 {
-  struct tnode *n = sb->tmpfs->root;
-  const char *p = abs + 4;
+  const char *p;
+  struct tnode *n = tree_of(sb->tmpfs, abs, &p);
   if (parent_out) {
     *parent_out = NULL;
     *last = NULL;
@@ -218,7 +281,10 @@ static struct tnode *walk(struct sb *sb, const char *abs, struct tnode **parent_
   return n;
 }
 
-struct tnode *tmp_lookup(struct sb *sb, const char *abs) { return walk(sb, abs, NULL, NULL, NULL); }
+/* The node a name stands for (a hard link's target). */
+static struct tnode *res(struct tnode *n) { return n && n->target ? n->target : n; }
+
+struct tnode *tmp_lookup(struct sb *sb, const char *abs) { return res(walk(sb, abs, NULL, NULL, NULL)); }
 
 long tmp_lookup_err(struct sb *sb, const char *abs, struct tnode **out)
 {
@@ -226,9 +292,11 @@ long tmp_lookup_err(struct sb *sb, const char *abs, struct tnode **out)
   const char *last;
   int err;
   struct tnode *n = walk(sb, abs, &parent, &last, &err);
-  if (!parent && !err)
-    n = sb->tmpfs->root; /* /tmp itself */
-  *out = n;
+  if (!parent && !err) {
+    const char *rest;
+    n = tree_of(sb->tmpfs, abs, &rest); /* /tmp or /dev/shm itself */
+  }
+  *out = res(n);
   return n ? 0 : err ? err : -ENOENT;
 }
 
@@ -283,6 +351,23 @@ long tmp_create(struct sb *sb, const char *abs, bool dir, unsigned mode, struct 
   return 0;
 }
 
+long tmp_mkfifo(struct sb *sb, const char *abs, unsigned mode, struct tnode **out)
+{
+  struct fifo *p = calloc(1, sizeof *p);
+  if (!p)
+    return -ENOMEM;
+  p->rd = p->wr = -1;
+  long r = tmp_create(sb, abs, false, mode, out);
+  if (r < 0) {
+    free(p);
+    return r;
+  }
+  (*out)->fifo = p;
+  return 0;
+}
+
+struct fifo *tmp_fifo(struct tnode *n) { return n->fifo; }
+
 long tmp_unlink(struct sb *sb, const char *abs, bool dir)
 {
   struct tnode *parent;
@@ -305,11 +390,45 @@ long tmp_unlink(struct sb *sb, const char *abs, bool dir)
   return 0;
 }
 
+long tmp_link(struct sb *sb, const char *from, const char *to)
+{
+  if (!shm_prefix(from) != !shm_prefix(to))
+    return -EXDEV;
+  struct tnode *n = tmp_lookup(sb, from), *parent;
+  const char *last;
+  int err;
+  if (!n) {
+    struct tnode *x;
+    return tmp_lookup_err(sb, from, &x);
+  }
+  if (n->dir)
+    return -EPERM; /* Linux: no hard link to a directory */
+  struct tnode *old = walk(sb, to, &parent, &last, &err);
+  if (!parent)
+    return err ? err : -EEXIST;
+  if (old)
+    return -EEXIST;
+  struct tnode *e = node_new(sb->tmpfs, last, false, 0);
+  if (!e)
+    return -ENOMEM;
+  if (add_kid(parent, e) < 0) {
+    tmp_free(e);
+    return -ENOMEM;
+  }
+  e->target = n;
+  tmp_ref(n);
+  n->nlinks++;
+  clock_gettime(CLOCK_REALTIME, &n->ctime);
+  return 0;
+}
+
 long tmp_rename(struct sb *sb, const char *from, const char *to)
 {
   struct tnode *fp, *tp;
   const char *fl, *tl;
   int err;
+  if (!shm_prefix(from) != !shm_prefix(to))
+    return -EXDEV; /* /tmp and /dev/shm are two file systems */
   struct tnode *n = walk(sb, from, &fp, &fl, &err);
   if (!fp)
     return err ? err : -EBUSY;
@@ -350,8 +469,8 @@ void tmp_stat(struct tnode *n, struct stat *st)
   memset(st, 0, sizeof *st);
   st->st_dev = 0x7f;
   st->st_ino = n->ino;
-  st->st_mode = (n->dir ? S_IFDIR : S_IFREG) | n->mode;
-  st->st_nlink = n->dir ? 2 : 1;
+  st->st_mode = (n->dir ? S_IFDIR : n->fifo ? S_IFIFO : S_IFREG) | n->mode;
+  st->st_nlink = n->dir ? 2 : (nlink_t)(n->linked + n->nlinks);
   st->st_uid = (uid_t)n->uid;
   st->st_gid = (gid_t)n->gid;
   st->st_size = (off_t)n->size;
@@ -401,6 +520,10 @@ long tmp_read(struct tnode *n, void *buf, uint64_t len, uint64_t off)
     return 0;
   if (len > n->size - off)
     len = n->size - off;
+  if (n->obj) {
+    ssize_t k = pread(n->obj->fd, buf, len, (off_t)off);
+    return k < 0 ? -EIO : (long)k;
+  }
   uint8_t *out = buf;
   for (uint64_t done = 0; done < len;) {
     uint64_t pi = (off + done) / PAGE, po = (off + done) % PAGE;
@@ -450,12 +573,174 @@ static void zero_range(struct tnode *n, uint64_t from, uint64_t to)
   }
 }
 
+/* ---- files in a shared memory object ----
+ *
+ * A file mapped MAP_SHARED once keeps its data in a host memfd (struct
+ * shm_obj, mm.c) from then on: every mapping of it, in any process, maps
+ * that memfd, and read, write and truncate go to it, so a store through a
+ * mapping is in the file at once and a write is in every mapping. Its size
+ * (page-rounded, never shrinking: a mapping past the end of a memfd would
+ * raise SIGBUS in the shim) counts against the region's pages as the
+ * file's pages did (fs->shm_pages): Linux's tmpfs counts the pages in use;
+ * this counts what is reserved, so a sparse file of more than the region
+ * cannot be made shared (ENOSPC, ftruncate EFBIG). A truncation zeroes
+ * what lies past the new end (Linux: SIGBUS on a page wholly past it). */
+
+/* Zero [from, to) of n's object (a hole: frees its memory). */
+static void obj_zero(struct tnode *n, uint64_t from, uint64_t to)
+{
+  if (to <= from)
+    return;
+  if (fallocate(n->obj->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, (off_t)from, (off_t)(to - from)) < 0) {
+    static const uint8_t z[4096];
+    for (uint64_t o = from; o < to;) {
+      uint64_t k = to - o < sizeof z ? to - o : sizeof z;
+      if (pwrite(n->obj->fd, z, k, (off_t)o) <= 0)
+        break;
+      o += k;
+    }
+  }
+}
+
+static int obj_grow(struct tnode *n, uint64_t size)
+{
+  struct tmpfs *fs = n->fs;
+  if (size > UINT64_MAX - PAGE)
+    return -ENOSPC;
+  size = PAGE_UP(size);
+  if (size <= n->obj->size)
+    return 0;
+  if (fs->used + fs->shm_pages + (size - n->obj->size) / PAGE > fs->npages)
+    return -ENOSPC;
+  return shm_grow(n->obj, size);
+}
+
+static long obj_write(struct tnode *n, const void *buf, uint64_t len, uint64_t off)
+{
+  int r = obj_grow(n, off + len);
+  if (r < 0)
+    return r;
+  if (off > n->size)
+    obj_zero(n, n->size, off);
+  ssize_t k = pwrite(n->obj->fd, buf, len, (off_t)off);
+  if (k < 0)
+    return -EIO;
+  if (off + (uint64_t)k > n->size)
+    n->size = off + (uint64_t)k;
+  clock_gettime(CLOCK_REALTIME, &n->mtime);
+  n->ctime = n->mtime;
+  return k;
+}
+
+struct shm_obj *tmp_shared(struct sb *sb, struct tnode *n, uint64_t end, int *err)
+{
+  struct tmpfs *fs = n->fs;
+  if (n->obj) {
+    if ((*err = obj_grow(n, end)) < 0)
+      return NULL;
+    return n->obj;
+  }
+  uint64_t want = end > n->size ? end : n->size, held = 0;
+  if (want > UINT64_MAX - PAGE) {
+    *err = -ENOSPC;
+    return NULL;
+  }
+  want = PAGE_UP(want);
+  for (uint64_t i = 0; i < n->npages; i++)
+    held += n->pages[i] != 0;
+  if (fs->used - held + fs->shm_pages + want / PAGE > fs->npages) {
+    *err = -ENOSPC;
+    return NULL;
+  }
+  struct shm_obj *o = shm_new(sb, want, err);
+  if (!o)
+    return NULL;
+  for (uint64_t i = 0; i < n->npages; i++)
+    if (n->pages[i] && pwrite(o->fd, fs->mem + n->pages[i], PAGE, (off_t)(i * PAGE)) != (ssize_t)PAGE) {
+      shm_unref(o);
+      *err = -ENOSPC;
+      return NULL;
+    }
+  drop_pages(n, 0);
+  o->charge = &fs->shm_pages;
+  fs->shm_pages += o->size / PAGE;
+  n->obj = o;
+  return o;
+}
+
+/* n's data back into pages of the region (before a save). */
+static int obj_unshare(struct tnode *n)
+{
+  struct tmpfs *fs = n->fs;
+  struct shm_obj *o = n->obj;
+  uint64_t np = (n->size + PAGE - 1) / PAGE;
+  if (reserve(n, n->size) < 0)
+    return -ENOSPC;
+  fs->shm_pages -= o->size / PAGE; /* the pages move */
+  uint8_t buf[PAGE];
+  for (uint64_t i = 0; i < np; i++) {
+    ssize_t k = pread(o->fd, buf, PAGE, (off_t)(i * PAGE));
+    if (k < 0)
+      goto fail;
+    memset(buf + k, 0, PAGE - (uint64_t)k);
+    bool zero = true;
+    for (size_t j = 0; j < PAGE && zero; j++)
+      zero = buf[j] == 0;
+    if (zero)
+      continue; /* a hole */
+    uint64_t a = page_alloc(fs);
+    if (!a)
+      goto fail;
+    memcpy(fs->mem + a, buf, PAGE);
+    n->pages[i] = a;
+  }
+  n->obj = NULL;
+  o->charge = NULL;
+  shm_unref(o);
+  return 0;
+fail:
+  drop_pages(n, 0);
+  fs->shm_pages += o->size / PAGE;
+  return -ENOSPC;
+}
+
+static int prepare_node(struct tnode *n, const char *where)
+{
+  if (n->target || n->nlinks)
+    return cf_fail(ENOTSUP, "%s%s has hard links (link(2)): the state does not record them; a sandbox with "
+                   "one cannot be saved", where, n->name);
+  if (n->obj && n->obj->refs > 1)
+    return cf_fail(ENOTSUP, "%s%s is mapped MAP_SHARED: a sandbox with a shared mapping cannot be saved (unmap "
+                   "it before the pause)", where, n->name);
+  if (n->obj && obj_unshare(n) < 0)
+    return cf_fail(ENOSPC, "%s%s: no room in /tmp to save it", where, n->name);
+  for (int i = 0; i < n->nkids; i++)
+    if (prepare_node(n->kids[i], where) < 0)
+      return -1;
+  return 0;
+}
+
+int tmp_save_prepare(struct tmpfs *fs, struct tnode *const *extra, size_t nextra)
+{
+  if (fs->shm->nkids)
+    return cf_fail(ENOTSUP, "/dev/shm/%s: a sandbox with a file in /dev/shm cannot be saved (the state holds "
+                   "/tmp only: remove it, or use /tmp, before the pause)", fs->shm->kids[0]->name);
+  if (prepare_node(fs->root, "a file in /tmp: ") < 0)
+    return -1;
+  for (size_t i = 0; i < nextra; i++)
+    if (prepare_node(extra[i], "a deleted file: ") < 0)
+      return -1;
+  return 0;
+}
+
 long tmp_write(struct tnode *n, const void *buf, uint64_t len, uint64_t off)
 {
   if (n->dir)
     return -EISDIR;
   if (off + len < off)
     return -EFBIG;
+  if (n->obj)
+    return obj_write(n, buf, len, off);
   int r = reserve(n, off + len);
   if (r < 0)
     return r;
@@ -491,7 +776,16 @@ long tmp_truncate(struct tnode *n, uint64_t len)
     return -EISDIR;
   if (len > file_max(n->fs) * PAGE)
     return -EFBIG;
-  if (len < n->size) {
+  if (n->obj) {
+    int r = obj_grow(n, len);
+    if (r < 0)
+      return r == -ENOSPC ? -EFBIG : r;
+    /* zeros past the end (a mapping may have stored there) and in what it grows by */
+    if (len < n->size)
+      obj_zero(n, len, n->obj->size);
+    else
+      obj_zero(n, n->size, len);
+  } else if (len < n->size) {
     drop_pages(n, (len + PAGE - 1) / PAGE);
     zero_range(n, len, (len + PAGE - 1) / PAGE * PAGE);
   } else if (len > n->size) {
@@ -508,7 +802,7 @@ struct tnode *tmp_child(struct tnode *dir, uint64_t idx, const char **name)
   if (idx >= (uint64_t)dir->nkids)
     return NULL;
   *name = dir->kids[idx]->name;
-  return dir->kids[idx];
+  return res(dir->kids[idx]);
 }
 
 void tmp_ref(struct tnode *n) { n->refs++; }
@@ -527,13 +821,14 @@ uint64_t tmp_node_id(struct tnode *n) { return n->id; }
  * ctime, uid and gid follow mtime (state version 2; a version 1 node has
  * mtime only, and is owned by root). */
 #define NODE_V2 (1ull << 20)
+#define NODE_FIFO (1ull << 21) /* a FIFO (no data): older versions load it as an empty file */
 
 static void save_node(struct tnode *n, uint64_t parent, struct wbuf *w)
 {
   n->id = ++n->fs->next_id;
   w_u64(w, parent);
   w_str(w, n->name);
-  w_u64(w, (uint64_t)n->dir | (uint64_t)n->mode << 1 | NODE_V2);
+  w_u64(w, (uint64_t)n->dir | (uint64_t)n->mode << 1 | NODE_V2 | (n->fifo ? NODE_FIFO : 0));
   w_u64(w, n->ino);
   w_u64(w, n->size);
   w_u64(w, (uint64_t)n->mtime.tv_sec);
@@ -620,7 +915,8 @@ int tmp_load(struct tmpfs *fs, struct rbuf *r, struct tnode ***nodes_out, size_t
     }
     uint64_t np = r_u64(r);
     if (r->err || parent > i || (i == 0 && (parent || !(dm & 1))) || !name[0] ||
-        strchr(name, '/') || np > fs->npages || size > fs->npages * PAGE || np > (size + PAGE - 1) / PAGE)
+        strchr(name, '/') || np > fs->npages || size > fs->npages * PAGE || np > (size + PAGE - 1) / PAGE ||
+        ((dm & NODE_FIFO) && (i == 0 || (dm & 1) || size || np)))
       goto bad;
     struct tnode *n = i == 0 ? fs->root : node_new(fs, name, dm & 1, (unsigned)(dm >> 1));
     if (!n) {
@@ -637,6 +933,13 @@ int tmp_load(struct tmpfs *fs, struct rbuf *r, struct tnode ***nodes_out, size_t
     n->ctime = ct;
     n->uid = (int)(uint32_t)uid;
     n->gid = (int)(uint32_t)gid;
+    if ((dm & NODE_FIFO) && !n->fifo) {
+      if (!(n->fifo = calloc(1, sizeof *n->fifo))) {
+        ret = -ENOMEM; /* n is nodes[i], parentless: bad's loop frees it */
+        goto bad;
+      }
+      n->fifo->rd = n->fifo->wr = -1;
+    }
     if (i > 0 && parent == 0)
       n->linked = false; /* held only by open files */
     if (np) {

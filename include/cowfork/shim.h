@@ -216,6 +216,14 @@ struct cf_save_stats {
 int cf_sandbox_save(struct cf_sandbox *sb, struct cf_store *s, const char *name, struct cf_save_stats *st);
 
 struct cf_template;
+/* The template an image belongs to: NAME for NAME.mem (its first
+ * process's memory) and NAME.mem.PID (another process's): 0 and name, or
+ * -1 for any other image name. */
+int cf_template_of_image(const char *image, char *name, size_t len);
+/* Remove template name's images (NAME.mem, NAME.mem.PID) and their
+ * working-set files (the state file is the caller's): 0, or -1 + cf_error
+ * at the first that cannot be removed (one already gone is no error). */
+int cf_template_remove_images(struct cf_store *s, const char *name);
 struct cf_template *cf_template_open(struct cf_store *s, const char *name);
 void cf_template_close(struct cf_template *t);
 /* The template's parent (a branch) or "" (a root template), its memory

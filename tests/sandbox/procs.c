@@ -14,30 +14,47 @@
  *   procs offsets   open file descriptions shared across fork
  *   procs pipes     blocking pipes between processes, EOF, EPIPE/SIGPIPE,
  *                   PIPE_BUF atomicity, poll, a FIFO
+ *   procs fifo      FIFOs between processes: opens that wait for the other
+ *                   side (either first), ENXIO, EOF, EPIPE, poll, O_RDWR,
+ *                   the data gone with the last open file, unlink while open
  *   procs cloexec   close-on-exec across execve, dup/dup2/dup3/F_DUPFD_CLOEXEC
  *   procs dup2      a child's stdout dup2'ed onto a pipe, then execve
- *   procs spawn     vfork (the child's stores, mmap, handlers, fds),
- *                   posix_spawn (file actions, exec errors), fork in a
- *                   threaded process
+ *   procs spawn     vfork (the child's stores, mmap, handlers, fds, a
+ *                   private futex wake of a parent's thread), posix_spawn
+ *                   (file actions, exec errors), fork in a threaded process
  *   procs spawnloop [N]  N posix_spawn (default 1000), each of a missing
  *                   program and of a real one: the errors, the statuses,
  *                   no fd left behind
+ *   procs locks     fcntl record locks, OFD locks and flock between processes
+ *   procs timerfd   a timerfd inherited across fork, also after its maker exits
+ *   procs rusage    the CPU time of children in wait4's rusage, getrusage and times
+ *   procs shm       shared memory across fork: MAP_SHARED anonymous, of a
+ *                   /tmp file and of a /dev/shm file (shm_open); MADV_DONTNEED,
+ *                   munmap, mprotect in one process; sem_open, a pshared
+ *                   semaphore and mutex waking a waiter in another process
  *   procs bomb N    a fork bomb under RLIMIT_NPROC N (and at most 255
  *                   processes by construction): EAGAIN, then all killed
  */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/futex.h>
 #include <poll.h>
 #include <pthread.h>
+#include <semaphore.h>
 #include <signal.h>
 #include <spawn.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/resource.h>
+#include <sys/file.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/timerfd.h>
+#include <sys/times.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -745,6 +762,122 @@ static int mode_pipes(void)
   return 0;
 }
 
+/* ---- FIFOs ---- */
+
+static char fifo[100];
+
+/* Opens the FIFO for writing after a delay, writes its text, closes. */
+static int fifo_late_writer(long ms)
+{
+  msleep((int)ms);
+  int fd = open(fifo, O_WRONLY);
+  if (fd < 0)
+    return 10;
+  return write(fd, "from the writer\n", 16) == 16 ? (close(fd), 0) : 11;
+}
+
+/* Opens the FIFO for reading after a delay; exits with what it read
+ * before EOF (bytes), or 100+ on an error. */
+static int fifo_late_reader(long ms)
+{
+  msleep((int)ms);
+  int fd = open(fifo, O_RDONLY);
+  if (fd < 0)
+    return 100;
+  char b[256];
+  int total = 0, n;
+  while ((n = read(fd, b + total, sizeof b - total)) > 0)
+    total += n;
+  return n < 0 ? 101 : strncmp(b, "to the late reader\n", 19) == 0 ? total : 102;
+}
+
+/* Opens the FIFO for reading, reads 3 bytes, exits (closing it). */
+static int fifo_short_reader(long arg)
+{
+  int fd = open(fifo, O_RDONLY);
+  char b[3];
+  return fd >= 0 && read(fd, b, 3) == 3 ? 0 : 1;
+}
+
+static int fifo_unlinked_writer(long fd)
+{
+  return write((int)fd, "through an unlinked fifo\n", 25) == 25 ? 0 : 1;
+}
+
+static int mode_fifo(void)
+{
+  char b[256];
+  snprintf(fifo, sizeof fifo, "%s", tmpfile_name("fifo"));
+  unlink(fifo);
+  printf("mkfifo: %s\n", err(mkfifo(fifo, 0640)));
+  struct stat st;
+  stat(fifo, &st);
+  printf("stat: a FIFO %s, mode %o\n", S_ISFIFO(st.st_mode) ? "yes" : "no", st.st_mode & 07777);
+  printf("mkfifo again: %s\n", err(mkfifo(fifo, 0600)));
+
+  /* the reader opens first: its open waits for the writer's */
+  pid_t w = child(fifo_late_writer, 300);
+  double t0 = now();
+  int fd = open(fifo, O_RDONLY);
+  printf("O_RDONLY open waited for the writer's open: %s\n", fd >= 0 && now() - t0 >= 0.1 ? "yes" : "no");
+  int n = read(fd, b, sizeof b);
+  printf("read %d bytes: %.*s", n, n > 0 ? n : 0, b);
+  printf("then EOF after the writer's close: %d\n", (int)read(fd, b, 1));
+  reap(w, "  writer");
+  close(fd);
+
+  /* the writer opens first: its open waits for the reader's */
+  pid_t r = child(fifo_late_reader, 300);
+  t0 = now();
+  fd = open(fifo, O_WRONLY);
+  printf("O_WRONLY open waited for the reader's open: %s\n", fd >= 0 && now() - t0 >= 0.1 ? "yes" : "no");
+  write(fd, "to the late ", 12);
+  msleep(50);
+  write(fd, "reader\n", 7);
+  close(fd);
+  reap(r, "  reader (its exit: the bytes it read before EOF)");
+
+  /* no reader: a non-blocking writer's open is ENXIO; a non-blocking
+   * reader's open does not wait, and a writer's then does not either */
+  printf("O_WRONLY|O_NONBLOCK open with no reader: %s\n", err(open(fifo, O_WRONLY | O_NONBLOCK)));
+  fd = open(fifo, O_RDONLY | O_NONBLOCK);
+  printf("O_RDONLY|O_NONBLOCK open: %s; read with no writer: %d (EOF)\n", err(fd), (int)read(fd, b, 1));
+  w = child(fifo_late_writer, 0);
+  struct pollfd pf = {.fd = fd, .events = POLLIN};
+  int k = poll(&pf, 1, 5000);
+  printf("poll for the child's write: %d, POLLIN %s\n", k, pf.revents & POLLIN ? "yes" : "no");
+  reap(w, "  writer");
+  n = read(fd, b, sizeof b);
+  printf("read %d bytes: %.*s", n, n > 0 ? n : 0, b);
+  close(fd);
+
+  /* the last reader goes: the writer's write is EPIPE (SIGPIPE ignored) */
+  r = child(fifo_short_reader, 0);
+  fd = open(fifo, O_WRONLY);
+  write(fd, "abc", 3);
+  reap(r, "  reader of 3 bytes");
+  signal(SIGPIPE, SIG_IGN);
+  printf("write after the last reader's exit: %s\n", err(write(fd, "x", 1)));
+  signal(SIGPIPE, SIG_DFL);
+  close(fd);
+
+  /* O_RDWR never waits; the data goes with the last open file */
+  fd = open(fifo, O_RDWR | O_NONBLOCK);
+  printf("O_RDWR open: %s; write %d\n", err(fd), (int)write(fd, "lost", 4));
+  close(fd);
+  fd = open(fifo, O_RDWR | O_NONBLOCK);
+  printf("after every open file closed, reopened: read %s\n", err(read(fd, b, sizeof b)));
+
+  /* unlinked while open: a child writes through the inherited fd */
+  printf("unlink while open: %s\n", err(unlink(fifo)));
+  w = child(fifo_unlinked_writer, fd);
+  reap(w, "  writer");
+  n = read(fd, b, sizeof b);
+  printf("read %d bytes: %.*s", n, n > 0 ? n : 0, b);
+  close(fd);
+  return 0;
+}
+
 /* ---- cloexec, dup2 ---- */
 
 static int mode_fdcheck(int argc, char **argv)
@@ -871,6 +1004,21 @@ static int readall(int fd, char *b, int size)
   while (t < size && (n = read(fd, b + t, size - t)) > 0)
     t += n;
   return t;
+}
+
+/* A thread waiting on a private futex that a vfork child wakes (Linux
+ * keys a private futex by the address space: the child's is its
+ * parent's). 1: it timed out. */
+static volatile int vf_word, vf_waiting;
+static void *vf_waiter(void *arg)
+{
+  while (!vf_word) {
+    struct timespec ts = {30, 0};
+    vf_waiting = 1;
+    if (syscall(SYS_futex, &vf_word, FUTEX_WAIT_PRIVATE, 0, &ts, NULL, 0) < 0 && errno == ETIMEDOUT)
+      return (void *)1;
+  }
+  return NULL;
 }
 
 static void *spin_thread(void *arg)
@@ -1006,8 +1154,27 @@ static int mode_spawn(void)
   printf("  then: %.*s", n, b);
   close(p[0]);
 
-  /* fork in a threaded process: the child has one thread */
+  /* A vfork child wakes a thread of its parent waiting on a private futex. */
   pthread_t t;
+  vf_word = vf_waiting = 0;
+  pthread_create(&t, NULL, vf_waiter, NULL);
+  while (!vf_waiting)
+    msleep(10);
+  msleep(300); /* in its FUTEX_WAIT by now */
+  static volatile long vf_woken;
+  vf_woken = -1;
+  c = vfork();
+  if (c == 0) {
+    vf_word = 1;
+    vf_woken = syscall(SYS_futex, &vf_word, FUTEX_WAKE_PRIVATE, 1, NULL, NULL, 0);
+    _exit(0);
+  }
+  reap(c, "a vfork child waking its parent's thread (FUTEX_WAKE_PRIVATE)");
+  void *tr = NULL;
+  pthread_join(t, &tr);
+  printf("  it woke %ld; the thread %s\n", vf_woken, tr ? "timed out" : "was woken");
+
+  /* fork in a threaded process: the child has one thread */
   pthread_create(&t, NULL, spin_thread, NULL);
   pipe(p);
   fflush(stdout);
@@ -1062,6 +1229,173 @@ static int mode_spawnloop(int n)
 }
 
 /* ---- bomb ---- */
+
+/* ---- record locks between processes ---- */
+
+static const char *lock_name; /* the parent's file: a child's getpid differs */
+
+static int lock_range(int fd, int cmd, short type, off_t start, off_t len)
+{
+  struct flock fl = {.l_type = type, .l_whence = SEEK_SET, .l_start = start, .l_len = len};
+  return fcntl(fd, cmd, &fl);
+}
+
+static int locks_child(long fd)
+{
+  printf("child: F_SETLK on the parent's write-locked bytes 0-9: %s\n", err(lock_range(fd, F_SETLK, F_WRLCK, 0, 10)));
+  struct flock fl = {.l_type = F_WRLCK, .l_whence = SEEK_SET, .l_start = 5, .l_len = 1};
+  fcntl(fd, F_GETLK, &fl);
+  printf("child: F_GETLK of byte 5: %s [%lld, +%lld), held by the parent: %s\n",
+         fl.l_type == F_WRLCK ? "F_WRLCK" : fl.l_type == F_UNLCK ? "F_UNLCK" : "other", (long long)fl.l_start,
+         (long long)fl.l_len, fl.l_pid == getppid() ? "yes" : "no");
+  printf("child: F_SETLK of bytes 10-19: %s\n", err(lock_range(fd, F_SETLK, F_WRLCK, 10, 10)));
+  printf("child: flock LOCK_EX|LOCK_NB through the inherited fd (the parent's open file holds it): %s\n",
+         err(flock(fd, LOCK_EX | LOCK_NB)));
+  int own = open(lock_name, O_RDWR);
+  printf("child: flock LOCK_EX|LOCK_NB through its own open of the file: %s\n", err(flock(own, LOCK_EX | LOCK_NB)));
+  printf("child: F_OFD_SETLK through the inherited fd: %s\n", err(lock_range(fd, F_OFD_SETLK, F_RDLCK, 100, 10)));
+  printf("child: F_OFD_SETLK write lock through its own open: %s\n", err(lock_range(own, F_OFD_SETLK, F_WRLCK, 100, 10)));
+  fflush(stdout);
+  return 0; /* its POSIX lock on 10-19 goes with it */
+}
+
+static int lockw_child(long fd)
+{
+  double t0 = now();
+  int r = lock_range(fd, F_SETLKW, F_WRLCK, 0, 10);
+  printf("child: F_SETLKW on bytes the parent holds: %s after the parent's unlock: %s\n", err(r),
+         now() - t0 >= 0.1 ? "yes" : "no");
+  fflush(stdout);
+  return 0;
+}
+
+static int mode_locks(void)
+{
+  const char *name = lock_name = tmpfile_name("lock");
+  int fd = open(name, O_RDWR | O_CREAT | O_TRUNC, 0644);
+  if (fd < 0) {
+    printf("open %s\n", strerrorname_np(errno));
+    return 1;
+  }
+  printf("parent: F_SETLK of bytes 0-9: %s\n", err(lock_range(fd, F_SETLK, F_WRLCK, 0, 10)));
+  printf("parent: flock LOCK_EX: %s\n", err(flock(fd, LOCK_EX)));
+  reap(child(locks_child, fd), "the child");
+  struct flock fl = {.l_type = F_WRLCK, .l_whence = SEEK_SET, .l_start = 10, .l_len = 10};
+  fcntl(fd, F_GETLK, &fl);
+  printf("parent: F_GETLK of bytes 10-19 after the child exited: %s\n", fl.l_type == F_UNLCK ? "F_UNLCK" : "locked");
+  pid_t p = child(lockw_child, fd);
+  msleep(150);
+  printf("parent: unlocks bytes 0-9\n");
+  fflush(stdout); /* before the child can take them and print */
+  int r = lock_range(fd, F_SETLK, F_UNLCK, 0, 10);
+  reap(p, "the waiting child");
+  printf("parent: its F_UNLCK: %s\n", err(r));
+  close(fd);
+  unlink(name);
+  return 0;
+}
+
+/* ---- a timerfd inherited across fork ---- */
+
+static int tfd_child(long fd)
+{
+  struct pollfd pf = {.fd = (int)fd, .events = POLLIN};
+  int n = poll(&pf, 1, 5000);
+  uint64_t v = 0;
+  long r = n == 1 ? read((int)fd, &v, 8) : -1;
+  printf("child: poll of the inherited timerfd: %d (%s), read %ld: %llu expiration(s)\n", n,
+         pf.revents & POLLIN ? "POLLIN" : "nothing", r, (unsigned long long)v);
+  fflush(stdout);
+  return 0;
+}
+
+static int tfd_middle(long fd)
+{
+  struct itimerspec its = {.it_value = {0, 200 * 1000000L}};
+  timerfd_settime((int)fd, 0, &its, NULL);
+  child(tfd_child, fd);
+  return 0; /* at once: the grandchild keeps the timerfd its maker left */
+}
+
+static int mode_timerfd(void)
+{
+  int fd = timerfd_create(CLOCK_MONOTONIC, 0);
+  struct itimerspec its = {.it_value = {0, 100 * 1000000L}};
+  timerfd_settime(fd, 0, &its, NULL);
+  pid_t p = child(tfd_child, fd);
+  /* The parent makes no call that waits, so nothing of its own looks at
+   * the timer while the child waits for it. */
+  int st;
+  while (waitpid(p, &st, WNOHANG) == 0)
+    sched_yield();
+  status("the child", st);
+  int pfd[2];
+  pipe(pfd);
+  fflush(stdout);
+  p = fork();
+  if (p == 0) {
+    close(pfd[0]);
+    dup2(pfd[1], 1);
+    _exit(tfd_middle(fd));
+  }
+  close(pfd[1]);
+  close(fd);
+  reap(p, "the timerfd's maker");
+  char buf[256];
+  int n = readall(pfd[0], buf, sizeof buf - 1);
+  buf[n > 0 ? n : 0] = 0;
+  printf("its orphaned child (its output through a pipe):\n%s", buf);
+  return 0;
+}
+
+/* ---- rusage of children ---- */
+
+static double tv_s(struct timeval t) { return t.tv_sec + t.tv_usec / 1e6; }
+
+static int burn(long ms)
+{
+  struct timespec t;
+  do /* CPU time, not wall time: the same work natively and in a sandbox */
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &t);
+  while (t.tv_sec * 1000 + t.tv_nsec / 1000000 < ms);
+  return 0;
+}
+
+static int burn_twice(long ms)
+{
+  reap(child(burn, ms), "  the grandchild");
+  return burn(ms);
+}
+
+static int mode_rusage(void)
+{
+  struct rusage ru;
+  int st;
+  pid_t p = child(burn, 300);
+  pid_t r = wait4(p, &st, 0, &ru);
+  double c = tv_s(ru.ru_utime) + tv_s(ru.ru_stime);
+  printf("wait4: %s, the child's CPU time in its rusage >= 0.25 s: %s\n", r == p ? "ok" : err(r), c >= 0.25 ? "yes" : "no");
+  getrusage(RUSAGE_CHILDREN, &ru);
+  c = tv_s(ru.ru_utime) + tv_s(ru.ru_stime);
+  printf("getrusage(RUSAGE_CHILDREN) >= 0.25 s: %s\n", c >= 0.25 ? "yes" : "no");
+  /* a child that waited for its own child: both counted once it is waited for */
+  reap(child(burn_twice, 200), "the child that waited for a grandchild");
+  getrusage(RUSAGE_CHILDREN, &ru);
+  c = tv_s(ru.ru_utime) + tv_s(ru.ru_stime);
+  printf("getrusage(RUSAGE_CHILDREN) now >= 0.65 s (grandchild included): %s\n", c >= 0.65 ? "yes" : "no");
+  struct tms tm;
+  times(&tm);
+  long hz = sysconf(_SC_CLK_TCK);
+  printf("times: the children's >= 0.65 s: %s\n", (double)(tm.tms_cutime + tm.tms_cstime) / hz >= 0.65 ? "yes" : "no");
+  burn(100);
+  getrusage(RUSAGE_SELF, &ru);
+  c = tv_s(ru.ru_utime) + tv_s(ru.ru_stime);
+  printf("getrusage(RUSAGE_SELF) >= 0.1 s: %s, < 0.6 s (not the children's): %s\n", c >= 0.1 ? "yes" : "no",
+         c < 0.6 ? "yes" : "no");
+  printf("getrusage(RUSAGE_THREAD): %s\n", err(getrusage(RUSAGE_THREAD, &ru)));
+  printf("getrusage(42): %s\n", err(getrusage(42, &ru)));
+  return 0;
+}
 
 static int bomb_pipe;
 
@@ -1136,6 +1470,183 @@ static int mode_bomb(int limit)
   return 0;
 }
 
+/* ---- shared memory ---- */
+
+struct shared {
+  volatile long counter;
+  char text[64];
+  sem_t sem;
+  pthread_mutex_t mu;
+  long total;
+};
+
+static struct shared *shm_area;
+
+static int shm_store_child(long v)
+{
+  shm_area->counter = v;
+  /* a grandchild's store reaches the first process too */
+  pid_t g = fork();
+  if (g == 0) {
+    strcpy(shm_area->text, "from the grandchild");
+    _exit(0);
+  }
+  waitpid(g, NULL, 0);
+  return 0;
+}
+
+static int shm_dontneed_child(long arg)
+{
+  /* Linux drops the child's pages of the mapping and reads the object
+   * again: the same bytes here, and nothing zeroed in the parent. */
+  madvise((void *)shm_area, 4096, MADV_DONTNEED);
+  printf("  child after MADV_DONTNEED reads counter %ld\n", shm_area->counter);
+  mprotect((void *)shm_area, 4096, PROT_READ);
+  munmap((char *)shm_area + 4096, 4096);
+  return 0;
+}
+
+static int sem_poster(long arg)
+{
+  msleep(100);
+  shm_area->counter = 7;
+  sem_post(&shm_area->sem);
+  return 0;
+}
+
+static int named_poster(long arg)
+{
+  sem_t *s = sem_open("/cowfork-procs-sem", 0);
+  if (s == SEM_FAILED)
+    return 1;
+  msleep(100);
+  sem_post(s);
+  sem_close(s);
+  return 0;
+}
+
+static int mutex_adder(long n)
+{
+  for (long i = 0; i < n; i++) {
+    pthread_mutex_lock(&shm_area->mu);
+    long t = shm_area->total;
+    if (i % 50 == 0)
+      sched_yield(); /* hold it a while: the other process waits on the futex */
+    shm_area->total = t + 1;
+    pthread_mutex_unlock(&shm_area->mu);
+  }
+  return 0;
+}
+
+static int file_child(long fd)
+{
+  char *m = mmap(NULL, 8192, PROT_READ | PROT_WRITE, MAP_SHARED, (int)fd, 0);
+  if (m == MAP_FAILED)
+    return 1;
+  memcpy(m + 4096, "child store", 11);
+  return 0;
+}
+
+static int mode_shm(void)
+{
+  shm_area = mmap(NULL, 2 * 4096, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+  if (shm_area == MAP_FAILED) {
+    printf("mmap MAP_SHARED|MAP_ANONYMOUS: %s\n", err(-1));
+    return 1;
+  }
+  long *priv = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  *priv = 1;
+  shm_area->counter = 1;
+  reap(child(shm_store_child, 42), "child storing 42");
+  printf("MAP_SHARED|MAP_ANONYMOUS: the parent reads the child's 42: %ld; the grandchild's text: \"%s\"\n",
+         shm_area->counter, shm_area->text);
+  pid_t c = fork();
+  if (c == 0) {
+    *priv = 2;
+    _exit(0);
+  }
+  reap(c, "child storing in private memory");
+  printf("MAP_PRIVATE: the child's store is its own: %ld\n", *priv);
+
+  reap(child(shm_dontneed_child, 0), "child: madvise, mprotect, munmap");
+  printf("after the child's MADV_DONTNEED, mprotect and munmap the parent reads %ld and writes: ", shm_area->counter);
+  ((char *)shm_area)[4096] = 'w';
+  printf("%c\n", ((char *)shm_area)[4096]);
+
+  /* a pshared semaphore and mutex in the shared page */
+  sem_init(&shm_area->sem, 1, 0);
+  shm_area->counter = 0;
+  pid_t p = child(sem_poster, 0);
+  int r = sem_wait(&shm_area->sem);
+  printf("sem_wait (pshared) woken by the child's sem_post: %d, counter %ld\n", r, shm_area->counter);
+  reap(p, "poster");
+  pthread_mutexattr_t ma;
+  pthread_mutexattr_init(&ma);
+  pthread_mutexattr_setpshared(&ma, PTHREAD_PROCESS_SHARED);
+  pthread_mutex_init(&shm_area->mu, &ma);
+  shm_area->total = 0;
+  pid_t a1 = child(mutex_adder, 1000), a2 = child(mutex_adder, 1000);
+  mutex_adder(1000);
+  reap(a1, "adder 1");
+  reap(a2, "adder 2");
+  printf("three processes added 1000 each under a pshared mutex: %ld\n", shm_area->total);
+
+  /* sem_open: a file in /dev/shm, mapped MAP_SHARED */
+  sem_unlink("/cowfork-procs-sem");
+  sem_t *s = sem_open("/cowfork-procs-sem", O_CREAT | O_EXCL, 0600, 0);
+  printf("sem_open: %s\n", s == SEM_FAILED ? err(-1) : "ok");
+  if (s != SEM_FAILED) {
+    p = child(named_poster, 0);
+    printf("sem_wait (named) woken by the child's sem_post: %d\n", sem_wait(s));
+    reap(p, "named poster");
+    sem_close(s);
+    printf("sem_unlink: %d\n", sem_unlink("/cowfork-procs-sem"));
+  }
+
+  /* shm_open: /dev/shm/NAME */
+  int fd = shm_open("/cowfork-procs-shm", O_CREAT | O_RDWR | O_TRUNC, 0600);
+  if (fd < 0 || ftruncate(fd, 8192) < 0) {
+    printf("shm_open: %s\n", err(-1));
+  } else {
+    reap(child(file_child, fd), "child mapping the shm object");
+    char buf[16] = "";
+    pread(fd, buf, 11, 4096);
+    printf("shm_open + mmap in the child, pread in the parent: \"%s\"\n", buf);
+    close(fd);
+    int u = shm_unlink("/cowfork-procs-shm");
+    printf("shm_unlink: %d; ", u);
+    printf("again: %s\n", err(shm_unlink("/cowfork-procs-shm")));
+  }
+
+  /* a /tmp file: the child's store through its mapping, read(2) here;
+   * the parent's write(2), seen in the child's mapping */
+  const char *path = tmpfile_name("shm");
+  fd = open(path, O_CREAT | O_RDWR | O_TRUNC, 0600);
+  char zeros[8192] = {0};
+  write(fd, zeros, sizeof zeros);
+  reap(child(file_child, fd), "child mapping the /tmp file");
+  char buf[16] = "";
+  pread(fd, buf, 11, 4096);
+  printf("MAP_SHARED of a /tmp file in the child, pread in the parent: \"%s\"\n", buf);
+  char *m = mmap(NULL, 8192, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+  int gate[2];
+  pipe(gate);
+  c = fork();
+  if (c == 0) {
+    char x;
+    read(gate[0], &x, 1);
+    printf("  the child's mapping shows the parent's pwrite: \"%.6s\"\n", m + 100);
+    _exit(0);
+  }
+  pwrite(fd, "pwrite", 6, 100);
+  write(gate[1], "x", 1);
+  reap(c, "child reading its mapping");
+  munmap(m, 8192);
+  close(fd);
+  unlink(path);
+  return 0;
+}
+
 int main(int argc, char **argv)
 {
   self = argv[0];
@@ -1154,6 +1665,8 @@ int main(int argc, char **argv)
     rc = mode_offsets();
   else if (!strcmp(m, "pipes"))
     rc = mode_pipes();
+  else if (!strcmp(m, "fifo"))
+    rc = mode_fifo();
   else if (!strcmp(m, "cloexec"))
     rc = mode_cloexec();
   else if (!strcmp(m, "fdcheck"))
@@ -1164,6 +1677,14 @@ int main(int argc, char **argv)
     rc = mode_spawn();
   else if (!strcmp(m, "spawnloop"))
     rc = mode_spawnloop(argc > 2 ? atoi(argv[2]) : 1000);
+  else if (!strcmp(m, "locks"))
+    rc = mode_locks();
+  else if (!strcmp(m, "rusage"))
+    rc = mode_rusage();
+  else if (!strcmp(m, "timerfd"))
+    rc = mode_timerfd();
+  else if (!strcmp(m, "shm"))
+    rc = mode_shm();
   else if (!strcmp(m, "bomb") && argc > 2)
     rc = mode_bomb(atoi(argv[2]));
   else if (!strcmp(m, "hello")) {
@@ -1179,7 +1700,7 @@ int main(int argc, char **argv)
   } else if (!strcmp(m, "true"))
     return 0;
   else {
-    fprintf(stderr, "usage: procs fork|death|wait|pgrp|offsets|pipes|cloexec|dup2|spawn|spawnloop [N]|bomb N\n");
+    fprintf(stderr, "usage: procs fork|death|wait|pgrp|offsets|pipes|fifo|cloexec|dup2|spawn|spawnloop [N]|locks|timerfd|shm|rusage|bomb N\n");
     return 2;
   }
   fflush(stdout);

@@ -224,7 +224,6 @@ def mode_pool(method):
     print(method, "active children after:", len(ctx.active_children()))
 
 
-
 def mode_spawn():
     # subprocess starts its children with vfork; os.posix_spawn is glibc's
     # (clone(CLONE_VM|CLONE_VFORK)): its exec error comes back through the
@@ -260,6 +259,51 @@ def mode_spawn():
     print("os.posix_spawn with file actions:", out, os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]))
     r = subprocess.run(["sh", "-c", "echo out; exit 2"], capture_output=True)
     print("subprocess after them:", r.returncode, r.stdout)
+
+
+def _add(v, n):
+    for _ in range(n):
+        with v.get_lock():
+            v.value += 1
+
+
+def _fill(name):
+    from multiprocessing import shared_memory
+    m = shared_memory.SharedMemory(name=name)
+    m.buf[:5] = b"child"
+    m.close()
+
+
+def mode_shared():
+    import multiprocessing as mp
+    ctx = mp.get_context("fork")
+    v = ctx.Value("i", 0)
+    ps = [ctx.Process(target=_add, args=(v, 200)) for _ in range(3)]
+    for p in ps:
+        p.start()
+    _add(v, 200)
+    for p in ps:
+        p.join()
+    print("Value with its Lock, 4 processes x 200:", v.value, [p.exitcode for p in ps])
+    lock = ctx.Lock()
+    lock.acquire()
+    p = ctx.Process(target=lock.release)
+    p.start()
+    p.join()
+    print("a Lock released by a child:", lock.acquire(timeout=30))
+    a = ctx.Array("d", 4)
+    p = ctx.Process(target=a.__setitem__, args=(slice(0, 4), [1.5, 2.5, 3.5, 4.5]))
+    p.start()
+    p.join()
+    print("Array set by a child:", list(a))
+    from multiprocessing import shared_memory
+    m = shared_memory.SharedMemory(create=True, size=4096)
+    p = ctx.Process(target=_fill, args=(m.name,))
+    p.start()
+    p.join()
+    print("SharedMemory written by a child:", bytes(m.buf[:5]))
+    m.close()
+    m.unlink()
 
 
 resource.setrlimit(resource.RLIMIT_CORE, (0, 0))  # abort and SIGSEGV: no core files

@@ -19,10 +19,13 @@
 #include <sys/select.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/sysmacros.h>
+#include <sys/time.h>
 #include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
 
+#include "cowfork/error.h"
 #include "shim/shim.h"
 #include "shim_util.h"
 #include "tap.h"
@@ -539,6 +542,219 @@ static void test_lockwait(void)
   shim_setup(root);
 }
 
+static int gread_str(int fd, char *out, size_t n)
+{
+  uint64_t b = galloc(NULL, n);
+  long r = S3(SYS_read, fd, b, n - 1);
+  out[0] = 0;
+  if (r > 0) {
+    memcpy(out, hp(b), (size_t)r);
+    out[r] = 0;
+  }
+  return (int)r;
+}
+
+/* FIFOs (mknod S_IFIFO) within one process: each check is what Linux does
+ * (issue 15: mkfifo was ENOSYS). The blocking opens are test_fifo_wait's
+ * and tests/sandbox/procs.c fifo's (between processes). */
+static void test_fifo(void)
+{
+  diag("mknod/mknodat: FIFOs and regular files in /tmp, Linux's errors");
+  struct stat st = {0}, st2 = {0};
+  char b[64];
+  is(S3(SYS_mknod, gs("/tmp/f"), S_IFIFO | 0666, 0), 0, "mknod /tmp/f S_IFIFO");
+  ok(gstat("/tmp/f", &st) == 0 && S_ISFIFO(st.st_mode) && (st.st_mode & 07777) == 0644 && st.st_size == 0,
+     "stat: a FIFO, mode 0644 (umask 022)");
+  is(S3(SYS_mknod, gs("/tmp/f"), S_IFIFO | 0600, 0), -EEXIST, "again: EEXIST");
+  is(S3(SYS_mknod, gs("/tmp/f"), S_IFCHR | 0600, makedev(1, 3)), -EEXIST, "S_IFCHR over it: EEXIST first");
+  is(S3(SYS_mknod, gs("/tmp/nope/f"), S_IFIFO | 0600, 0), -ENOENT, "in a missing directory: ENOENT");
+  is(S3(SYS_mknod, gs("/tmp/f/x"), S_IFIFO | 0600, 0), -ENOTDIR, "under the FIFO: ENOTDIR");
+  is(S3(SYS_mknod, gs("/etc/fifo"), S_IFIFO | 0600, 0), -EROFS, "outside /tmp: EROFS");
+  is(S3(SYS_mknod, gs("/etc/plain"), S_IFIFO | 0600, 0), -EEXIST, "outside /tmp over a file: EEXIST");
+  is(S3(SYS_mknod, gs("/etc/plain/x"), S_IFIFO | 0600, 0), -ENOTDIR, "outside /tmp under a file: ENOTDIR");
+  is(S3(SYS_mknod, gs("/nope/x"), S_IFIFO | 0600, 0), -ENOENT, "outside /tmp in a missing directory: ENOENT");
+  is(S3(SYS_mknod, gs("/tmp/c"), S_IFCHR | 0600, makedev(1, 3)), -EPERM, "S_IFCHR: EPERM (no CAP_MKNOD)");
+  is(S3(SYS_mknod, gs("/tmp/b"), S_IFBLK | 0600, makedev(7, 0)), -EPERM, "S_IFBLK: EPERM");
+  is(S3(SYS_mknod, gs("/tmp/d"), S_IFDIR | 0700, 0), -EPERM, "S_IFDIR: EPERM");
+  is(S3(SYS_mknod, gs("/tmp/l"), S_IFLNK | 0700, 0), -EINVAL, "S_IFLNK: EINVAL");
+  is(S3(SYS_mknod, gs("/tmp/l"), 0030000 | 0700, 0), -EINVAL, "no such type: EINVAL");
+  is(S4(SYS_mknodat, AT_FDCWD, gs("/tmp/reg"), S_IFREG | 0640, 0), 0, "mknodat S_IFREG");
+  ok(gstat("/tmp/reg", &st) == 0 && S_ISREG(st.st_mode) && (st.st_mode & 07777) == 0640, "a regular file");
+  is(S4(SYS_mknodat, AT_FDCWD, gs("/tmp/reg0"), 0600, 0), 0, "mknodat type 0");
+  ok(gstat("/tmp/reg0", &st) == 0 && S_ISREG(st.st_mode), "a regular file");
+  is(S1(SYS_unlink, gs("/tmp/reg")), 0, "unlink");
+  S1(SYS_unlink, gs("/tmp/reg0"));
+  is(S2(SYS_truncate, gs("/tmp/f"), 0), -EINVAL, "truncate of a FIFO: EINVAL");
+  int o = gopen("/tmp/f", O_PATH, 0);
+  ok(o >= 0, "O_PATH open of the FIFO: at once, no other side needed");
+  char olink[64];
+  snprintf(olink, sizeof olink, "/proc/self/fd/%d", o);
+  is(S2(SYS_chmod, gs(olink), 0664), 0, "chmod %s (glibc's fchmodat AT_SYMLINK_NOFOLLOW)", olink);
+  ok(gstat("/tmp/f", &st) == 0 && S_ISFIFO(st.st_mode) && (st.st_mode & 07777) == 0664, "the FIFO is 0664");
+  is(gread_str(o, b, sizeof b), -EBADF, "read of the O_PATH fd: EBADF");
+  S1(SYS_close, o);
+
+  diag("FIFO opens that do not wait, EOF and EPIPE in one process");
+  is(gopen("/tmp/f", O_WRONLY | O_NONBLOCK, 0), -ENXIO, "O_WRONLY|O_NONBLOCK, no reader: ENXIO");
+  int r = gopen("/tmp/f", O_RDONLY | O_NONBLOCK, 0);
+  ok(r >= 0, "O_RDONLY|O_NONBLOCK: at once");
+  is(gread_str(r, b, sizeof b), 0, "read with no writer: EOF");
+  uint64_t pfd = galloc(&(struct pollfd){.fd = r, .events = POLLIN}, sizeof(struct pollfd));
+  is(S3(SYS_poll, pfd, 1, 0), 0, "poll: nothing, no POLLHUP before any writer opened (Linux's f_version)");
+  int w = gopen("/tmp/f", O_WRONLY | O_NONBLOCK, 0);
+  ok(w >= 0, "O_WRONLY|O_NONBLOCK with a reader");
+  is(gwrite(w, "hello"), 5, "write");
+  uint64_t sp = galloc(NULL, sizeof st);
+  ok(S2(SYS_fstat, r, sp) == 0 && (memcpy(&st2, hp(sp), sizeof st2), 1) && gstat("/tmp/f", &st) == 0 &&
+         S_ISFIFO(st2.st_mode) && st2.st_ino == st.st_ino,
+     "fstat of the open FIFO: the FIFO's node");
+  ok(gread_str(r, b, sizeof b) == 5 && !strcmp(b, "hello"), "the reader reads it (%s)", b);
+  is(gread_str(r, b, sizeof b), -EAGAIN, "then empty, a writer open: EAGAIN");
+  is(gwrite(w, "kept"), 4, "write more");
+  S1(SYS_close, w);
+  ok(gread_str(r, b, sizeof b) == 4 && !strcmp(b, "kept"), "after the last writer's close: the data (%s)", b);
+  is(gread_str(r, b, sizeof b), 0, "then EOF");
+  ok(S3(SYS_poll, pfd, 1, 0) == 1 && ((struct pollfd *)hp(pfd))->revents == POLLHUP,
+     "poll after a writer came and went: POLLHUP");
+  w = gopen("/tmp/f", O_WRONLY | O_NONBLOCK, 0);
+  is(gwrite(w, "old"), 3, "a new writer writes");
+  S1(SYS_close, w);
+  S1(SYS_close, r);
+  int rw = gopen("/tmp/f", O_RDWR | O_NONBLOCK, 0);
+  ok(rw >= 0, "O_RDWR: at once");
+  is(gread_str(rw, b, sizeof b), -EAGAIN, "the data went with the last open file: empty (EAGAIN, a writer: itself)");
+  /* a new end through /proc/self/fd/N, in the other direction too */
+  char link[64];
+  snprintf(link, sizeof link, "/proc/self/fd/%d", rw);
+  r = gopen(link, O_RDONLY | O_NONBLOCK, 0);
+  w = gopen(link, O_WRONLY, 0);
+  ok(r >= 0 && w >= 0, "reopened through %s for reading and for writing", link);
+  S1(SYS_close, rw);
+  is(gwrite(w, "via proc"), 8, "write on the reopened end");
+  ok(gread_str(r, b, sizeof b) == 8 && !strcmp(b, "via proc"), "read on the other (%s)", b);
+  signal(SIGPIPE, SIG_IGN); /* the host process's own, as cowfork's (sandbox.c) */
+  struct sigaction ign = {.sa_handler = SIG_IGN};
+  S4(SYS_rt_sigaction, SIGPIPE, galloc(&ign, sizeof ign), 0, 8);
+  S1(SYS_close, r);
+  is(gwrite(w, "x"), -EPIPE, "after the last reader's close: EPIPE");
+  S1(SYS_close, w);
+
+  diag("unlink while open");
+  rw = gopen("/tmp/f", O_RDWR, 0);
+  is(S1(SYS_unlink, gs("/tmp/f")), 0, "unlink the open FIFO");
+  is(gwrite(rw, "still"), 5, "write");
+  ok(gread_str(rw, b, sizeof b) == 5 && !strcmp(b, "still"), "read (%s)", b);
+  ok(S2(SYS_fstat, rw, sp) == 0 && S_ISFIFO(((struct stat *)hp(sp))->st_mode), "fstat: still a FIFO");
+  is(S2(SYS_fchmod, rw, 0600), 0, "fchmod of its fd");
+  S1(SYS_close, rw);
+  is(gstat("/tmp/f", &st), -ENOENT, "gone");
+
+  diag("a FIFO node in a snapshot; an open FIFO file refuses the save");
+  is(S3(SYS_mknod, gs("/tmp/saved"), S_IFIFO | 0640, 0), 0, "mknod /tmp/saved");
+  rw = gopen("/tmp/saved", O_RDWR, 0);
+  struct wbuf sw = {0};
+  ok(fs_save(sb, &sw) < 0 && strstr(cf_error(), "FIFO"), "saving with an open FIFO: %s", cf_error());
+  free(sw.p);
+  S1(SYS_close, rw);
+  struct wbuf w3 = {0};
+  ok(fs_save(sb, &w3) == 0 && !w3.err, "saving with the FIFO closed");
+  struct sb *old = sb;
+  static struct cf_sandbox_opts o2;
+  o2 = opts;
+  sb = shim_sb_new(&o2, SHIM_MEM, PROT_READ | PROT_WRITE);
+  sb->mmap_top = MMAP_TOP(SHIM_MEM);
+  struct rbuf rb = {w3.p, w3.n, 0, false};
+  int rc = fs_load(sb, &rb, "t");
+  ok(rc == 0, "fs_load: %s", rc ? cf_error() : "ok");
+  if (mm_vmas_reserve(sb, 1) < 0 || mm_map_anon(sb, SHIM_SCRATCH, SHIM_SCRATCH_LEN, PROT_READ | PROT_WRITE) < 0)
+    abort();
+  strcpy(sb->cwd, "/");
+  ok(gstat("/tmp/saved", &st) == 0 && S_ISFIFO(st.st_mode) && (st.st_mode & 07777) == 0640,
+     "loaded: /tmp/saved is a FIFO, mode 0640");
+  rw = gopen("/tmp/saved", O_RDWR, 0);
+  ok(rw >= 0 && gwrite(rw, "after") == 5 && gread_str(rw, b, sizeof b) == 5, "and works as one");
+  fs_fini(sb);
+  shim_sb_free(sb);
+  sb = old;
+  free(w3.p);
+  S1(SYS_unlink, gs("/tmp/saved"));
+}
+
+/* A blocking open of a FIFO with nothing that could open the other side:
+ * it waits (then the sandbox ends with a report, as a lock wait does), or
+ * until an alarm's signal. Each ends the sandbox: a fresh one after. */
+static void test_fifo_wait(void)
+{
+  for (int c = 0; c < 3; c++) {
+    shim_teardown();
+    shim_setup(root);
+    S3(SYS_mknod, gs("/tmp/w"), S_IFIFO | 0600, 0);
+    bool timer = c == 2;
+    if (timer) {
+      struct itimerval it = {{0, 0}, {0, 30000}};
+      if (S3(SYS_setitimer, ITIMER_REAL, galloc(&it, sizeof it), 0) != 0)
+        abort();
+    }
+    int flags = c == 1 ? O_WRONLY : O_RDONLY;
+    const char *what = c == 1 ? "O_WRONLY" : "O_RDONLY";
+    double t = mono_ms();
+    long r = gopen("/tmp/w", flags, 0);
+    t = mono_ms() - t;
+    if (!timer)
+      ok(r == SYS_NORETURN && sb->exited && sb->kill_signal == SIGKILL && strstr(sb->report, "FIFO"),
+         "open %s of a FIFO with no other side, no signal possible: the sandbox ends with a report (%s)", what,
+         sb->report);
+    else
+      ok(sb->exited && sb->kill_signal == SIGALRM && t >= 25,
+         "open %s with alarm 30 ms: waits until SIGALRM ends it (%.1f ms, signal %d)", what, t, sb->kill_signal);
+  }
+  shim_teardown();
+  shim_setup(root);
+}
+
+/* Paths through /proc/self/fd/N name that fd's file for the calls that
+ * follow them (GNU tar's fchmodat(AT_SYMLINK_NOFOLLOW) is glibc's
+ * open(O_PATH) + chmod("/proc/self/fd/N")). */
+static void test_magic(void)
+{
+  diag("chmod, chown, utimensat, truncate through /proc/self/fd/N of /tmp files");
+  struct stat st = {0};
+  char link[64];
+  is(S2(SYS_mkdir, gs("/tmp/md"), 0700), 0, "mkdir /tmp/md");
+  int d = gopen("/tmp/md", O_PATH | O_NOFOLLOW | O_DIRECTORY, 0);
+  snprintf(link, sizeof link, "/proc/self/fd/%d", d);
+  is(S2(SYS_chmod, gs(link), 0755), 0, "chmod %s (an O_PATH fd of a directory)", link);
+  ok(gstat("/tmp/md", &st) == 0 && (st.st_mode & 07777) == 0755, "the directory is 0755");
+  int f = gopen("/tmp/mf", O_CREAT | O_RDWR, 0600);
+  gwrite(f, "0123456789");
+  snprintf(link, sizeof link, "/proc/self/fd/%d", f);
+  is(S4(SYS_fchmodat, AT_FDCWD, gs(link), 0640, 0), 0, "fchmodat %s", link);
+  ok(gstat("/tmp/mf", &st) == 0 && (st.st_mode & 07777) == 0640, "the file is 0640");
+  is(S3(SYS_chown, gs(link), getuid(), getgid()), 0, "chown %s", link);
+  struct timespec ts[2] = {{1000, 1}, {2000, 2}};
+  is(S4(SYS_utimensat, AT_FDCWD, gs(link), galloc(ts, sizeof ts), 0), 0, "utimensat %s", link);
+  ok(gstat("/tmp/mf", &st) == 0 && st.st_atim.tv_sec == 1000 && st.st_mtim.tv_sec == 2000, "times set");
+  is(S2(SYS_truncate, gs(link), 4), 0, "truncate %s", link);
+  ok(gstat("/tmp/mf", &st) == 0 && st.st_size == 4, "size 4");
+  is(S1(SYS_unlink, gs("/tmp/mf")), 0, "unlink /tmp/mf");
+  is(S2(SYS_chmod, gs(link), 0600), 0, "chmod %s after the unlink: the file itself", link);
+  uint64_t sp = galloc(NULL, sizeof st);
+  ok(S2(SYS_fstat, f, sp) == 0 && (((struct stat *)hp(sp))->st_mode & 07777) == 0600, "fstat: 0600");
+  snprintf(link, sizeof link, "/dev/fd/%d", d);
+  is(S2(SYS_chmod, gs(link), 0711), 0, "chmod %s", link);
+  ok(gstat("/tmp/md", &st) == 0 && (st.st_mode & 07777) == 0711, "the directory is 0711");
+  int h = gopen("/etc/plain", O_RDONLY, 0);
+  snprintf(link, sizeof link, "/proc/self/fd/%d", h);
+  is(S2(SYS_chmod, gs(link), 0600), -EROFS, "chmod %s of a root file: EROFS", link);
+  is(S2(SYS_truncate, gs(link), 0), -EROFS, "truncate of it: EROFS");
+  snprintf(link, sizeof link, "/proc/self/fd/%d", 200);
+  is(S2(SYS_chmod, gs(link), 0600), -ENOENT, "chmod of a closed fd's link: ENOENT");
+  S1(SYS_close, h);
+  S1(SYS_close, f);
+  S1(SYS_close, d);
+  S1(SYS_rmdir, gs("/tmp/md"));
+}
+
 /* Last: it ends the sandbox. */
 static void test_pending(void)
 {
@@ -562,7 +778,7 @@ int main(int argc, char **argv)
   static const struct { const char *name; void (*fn)(void); } groups[] = {
       {"mkdir", test_mkdir},   {"region", test_region}, {"attrs", test_attrs},   {"locks", test_locks},
       {"shared", test_shared}, {"hidden", test_hidden}, {"select", test_select}, {"limits", test_limits},
-      {"hostfds", test_hostfds}, {"nofile", test_nofile}, {"lockwait", test_lockwait}, {"pending", test_pending}, {"pipe_flags", test_pipe_flags},
+      {"hostfds", test_hostfds}, {"nofile", test_nofile}, {"fifo", test_fifo}, {"fifo_wait", test_fifo_wait}, {"magic", test_magic}, {"lockwait", test_lockwait}, {"pending", test_pending}, {"pipe_flags", test_pipe_flags},
   };
   sb_setup();
   for (size_t i = 0; i < sizeof groups / sizeof groups[0]; i++) {
