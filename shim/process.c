@@ -405,8 +405,10 @@ long proc_fork(struct sb *sb, uint64_t flags, uint64_t sp, uint64_t parent_tid, 
     return -EINVAL; /* shared tables between processes: not kept (table note) */
   if ((flags & CLONE_SETTLS) && tls >= (1ull << 47))
     return -EPERM;
-  if (!sb->vm || sb->paused)
+  if (!sb->vm)
     return -EAGAIN;
+  if (sb->paused)
+    return -EINTR; /* the sandbox pauses: the call runs again after it (systab.c), its child not made yet */
   if (sb->exited || sb->timed_out)
     return -EINTR; /* killed meanwhile: its children would outlive it */
   if ((unsigned)(sb->w ? sb->w->nprocs : 1) >= pid_cap(sb))
