@@ -227,6 +227,8 @@ int mm_sync(struct sb *sb, uint64_t start, uint64_t len, int flags)
 
 void mm_shared_fini(struct sb *sb)
 {
+  if (sb->mm_sharers)
+    return; /* vfork children still run in this address space: dropped when the last leaves (process.c mm_release) */
   for (int i = 0; i < sb->nshmaps; i++)
     shm_unref(sb->shmaps[i].obj);
   free(sb->shmaps);

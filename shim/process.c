@@ -29,18 +29,28 @@
  * The first process's end ends the sandbox: every other process is killed
  * and waited for (proc_end_all), as when a pid namespace's init exits.
  *
+ * vfork (CLONE_VM|CLONE_VFORK): the child shares the parent's memory
+ * until its execve or exit, on a vCPU of the parent's VM lent to it; the
+ * parent's calling thread waits (below, "vfork: a child in its parent's
+ * memory").
+ *
  * A pause (a template, a live sandbox between execs) stops every process
  * and keeps it whole (below, "pausing a tree"); a template made from a
- * program saves each one (snapshot.c, version 7). Not yet (the syscall
- * table says so): a branch or park of a sandbox with more than one process
- * alive (ENOTSUP: the pause itself works, the sandbox goes on);
- * CLONE_VM without CLONE_VFORK (shared address spaces);
- * vfork shares nothing (it is a fork whose parent waits for the child's
- * exec or exit); stopped processes (SIGSTOP, WUNTRACED); --cpu-limit counts
- * the first process's threads only. MAP_SHARED memory is shared with the
- * children (mm.c: the same host memfds mapped at the same places; proc_copy
- * takes a reference on each), and the futex waiters of all the processes
- * are on one list (thread.c), keyed by object and offset in shared memory. */
+ * program saves each one (snapshot.c, version 7). It is refused while a
+ * vfork is in progress (a parent waits, or a child runs in another's
+ * memory). Not yet (the syscall table says so): a branch or park of a
+ * sandbox with more than one process alive (ENOTSUP: the pause itself
+ * works, the sandbox goes on); CLONE_VM without CLONE_VFORK or
+ * CLONE_THREAD (a process sharing memory for its whole life: robust lists
+ * are per process); threads in a vfork child before its exec (EAGAIN);
+ * stopped processes (SIGSTOP, WUNTRACED); --cpu-limit counts the first
+ * process's threads only. MAP_SHARED memory is shared with the children
+ * (mm.c: the same host memfds mapped at the same places; proc_copy takes a
+ * reference on each, except for a vfork child in its parent's memory,
+ * whose mapping records are the parent's), and the futex waiters of all
+ * the processes are on one list (thread.c), keyed by object and offset in
+ * shared memory, else by the address space's owner (a vfork child's
+ * parent) and the address. */
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/sched.h>
@@ -245,9 +255,18 @@ void proc_run_start(struct sb *sb)
     sb->w->dead_cpu_ns = 0;
 }
 
+static void mm_release(struct sb *c);
+static struct vlend *lend_get(struct sb *o);
+static void lenders_end(struct sb *o);
+
 /* A zombie's (or a never-started child's) last memory. */
 static void proc_free(struct sb *c)
 {
+  if (c->mm_lend) { /* never started on it */
+    c->mm_lend->busy = false;
+    c->mm_lend->child = NULL;
+  }
+  mm_release(c);
   fs_fini(c);
   vm_free(c->vm, c->gm);
   proc_free_reaped(c);
@@ -257,7 +276,7 @@ static void proc_free(struct sb *c)
  * fork): the same address space copy-on-write, open files shared, cwd,
  * umask, handlers, the caller's signal mask and alternate stack, limits;
  * nothing pending, no timers, no other threads, no record locks. */
-static struct sb *proc_copy(struct sb *p, long *err)
+static struct sb *proc_copy(struct sb *p, bool share, long *err)
 {
   struct sb *c = malloc(sizeof *c);
   if (!c) {
@@ -325,13 +344,22 @@ static struct sb *proc_copy(struct sb *p, long *err)
   c->vfork_wait = false;
   c->execed = false; /* (a parent's setpgid of it is allowed until it execs) */
   c->stopped = c->stop_report = c->cont_report = false;
+  c->mm_parent = NULL;
+  c->mm_vcpu = 0;
+  c->mm_lend = c->lend = NULL;
+  c->mm_sharers = 0;
+  c->mm_gone = c->reap_pending = c->mm_exec_wait = false;
+  memset(c->vcpu_lent, 0, sizeof c->vcpu_lent);
   c->pause_done = false;
   c->child_cpu_ns = 0;
   c->parent = p;
-  /* the copies */
-  if (!(c->vmas = malloc((size_t)p->capvma * sizeof *c->vmas)))
-    goto nomem;
-  memcpy(c->vmas, p->vmas, (size_t)p->nvma * sizeof *c->vmas);
+  /* the copies (a vfork child sharing the memory takes the owner's
+   * address-space fields instead: proc_mm_pull) */
+  if (!share) {
+    if (!(c->vmas = malloc((size_t)p->capvma * sizeof *c->vmas)))
+      goto nomem;
+    memcpy(c->vmas, p->vmas, (size_t)p->nvma * sizeof *c->vmas);
+  }
   if (p->rootfd >= 0 && (c->rootfd = fcntl(p->rootfd, F_DUPFD_CLOEXEC, 0)) < 0)
     goto nomem;
   if (p->root_tmp && !(c->root_tmp = strdup(p->root_tmp)))
@@ -339,7 +367,7 @@ static struct sb *proc_copy(struct sb *p, long *err)
   for (int i = 0; i < MAX_FDS; i++)
     if (c->fds[i])
       c->fds[i]->refs++;
-  if (p->nshmaps) {
+  if (p->nshmaps && !share) {
     if (!(c->shmaps = malloc((size_t)p->nshmaps * sizeof *c->shmaps)))
       goto nomem;
     memcpy(c->shmaps, p->shmaps, (size_t)p->nshmaps * sizeof *c->shmaps);
@@ -388,28 +416,54 @@ long proc_fork(struct sb *sb, uint64_t flags, uint64_t sp, uint64_t parent_tid, 
   struct world *w = world_get(sb);
   if (!w || task_make0(sb) < 0)
     return -EAGAIN;
+  /* vfork (CLONE_VM|CLONE_VFORK): the child runs in this memory on a vCPU
+   * of this VM lent to it, until its exec or exit; with none to lend, a
+   * fork whose parent waits. */
+  struct sb *owner = sb->mm_parent ? sb->mm_parent : sb;
+  struct vlend *l = (flags & CLONE_VM) ? lend_get(owner) : NULL;
+  int k = l ? l->idx : -1;
   long err = -ENOMEM;
-  struct sb *c = proc_copy(sb, &err);
+  struct sb *c = proc_copy(sb, k > 0, &err);
   if (!c)
     return err;
   c->w = w;
   c->pid = c->tid = new_id(sb);
   c->exit_signal = (int)(flags & 0xff);
   c->t_spawn = 0;
-  c->vm = mm_fork_vm(sb);
-  if (!c->vm) {
-    if (sb->opts && sb->opts->verbose)
-      fprintf(sb->trace, "[sandbox] fork: %s\n", cf_error());
-    proc_free(c);
-    return -ENOMEM;
+  if (k > 0) {
+    c->vm = cf_vm_vcpu(sb->vm, k);
+    if (!c->vm) {
+      proc_free(c);
+      return -EAGAIN;
+    }
+    c->mm_parent = owner;
+    c->mm_vcpu = k;
+    c->mm_lend = l;
+    l->busy = true;
+    l->child = c;
+    owner->mm_sharers++;
+    c->mem = owner->mem;
+    proc_mm_pull(c);
+    /* Its first thread: the caller as after the SYSCALL with rax 0, on
+     * the lent vCPU (the VM's clock). */
+    if (task_copy_cpu(sb, c->vm, sp, flags & CLONE_SETTLS, tls) < 0)
+      goto fail;
+  } else {
+    c->vm = mm_fork_vm(owner);
+    if (!c->vm) {
+      if (sb->opts && sb->opts->verbose)
+        fprintf(sb->trace, "[sandbox] fork: %s\n", cf_error());
+      proc_free(c);
+      return -ENOMEM;
+    }
+    c->mem = cf_vm_mem(c->vm);
+    /* Its first thread: the caller as after the SYSCALL with rax 0, its
+     * TSC the parent's. */
+    uint64_t tsc = 0;
+    if (cf_vm_tsc(sb->vm, &tsc, 0) < 0 || task_copy_cpu(sb, c->vm, sp, flags & CLONE_SETTLS, tls) < 0 ||
+        cf_vm_tsc(c->vm, NULL, tsc) < 0)
+      goto fail;
   }
-  c->mem = cf_vm_mem(c->vm);
-  /* Its first thread: the caller as after the SYSCALL with rax 0, its TSC
-   * the parent's. */
-  uint64_t tsc = 0;
-  if (cf_vm_tsc(sb->vm, &tsc, 0) < 0 || task_copy_cpu(sb, c->vm, sp, flags & CLONE_SETTLS, tls) < 0 ||
-      cf_vm_tsc(c->vm, NULL, tsc) < 0)
-    goto fail;
   /* The tid words: the parent's in its memory, the child's in its own. */
   if (flags & CLONE_PARENT_SETTID)
     mm_copy_out(sb, parent_tid, &c->pid, 4);
@@ -424,7 +478,7 @@ long proc_fork(struct sb *sb, uint64_t flags, uint64_t sp, uint64_t parent_tid, 
     goto fail;
   }
   w->nthreads++;
-  if (proc_start(c) < 0) {
+  if ((l ? proc_start_lent(c, l) : proc_start(c)) < 0) {
     w->nthreads--;
     world_remove(w, c);
     goto fail;
@@ -446,6 +500,168 @@ fail:
     fprintf(sb->trace, "[sandbox] fork: %s\n", cf_error());
   proc_free(c);
   return -EAGAIN;
+}
+
+/* ---- vfork: a child in its parent's memory ----
+ * The child is a process of its own (pid, fd table, handlers, signals:
+ * proc_copy) whose vCPU is one of the parent's VM, lent to it: it sees and
+ * writes the parent's memory, as Linux's vfork child, until its execve
+ * (proc_exec_detach: a VM of its own) or its end (mm_release: nothing of
+ * the memory is touched). Its address-space fields (VMAs, break, mmap top,
+ * shared /tmp mappings, the ranges a template's child replaced) are the
+ * owner's: taken at each taking of the lock (thread.c switch_to) and given
+ * back after each of its calls (systab.c sys_dispatch), so an mmap, brk or
+ * munmap in the child acts on the shared address space, as on Linux, and
+ * one by another thread of the parent meanwhile is seen. An owner that
+ * ends while a child still runs in its memory keeps its VM (mm_gone) and,
+ * reaped, its struct (reap_pending) until the last one leaves. */
+
+#define MM_FIELDS(X)                                                                                           \
+  X(vmas) X(nvma) X(capvma) X(brk_start) X(brk_cur) X(mmap_top) X(shmaps) X(nshmaps) X(capshmaps) X(forked)    \
+      X(replaced) X(nreplaced) X(capreplaced) X(replaced_overflow)
+
+void proc_mm_pull(struct sb *c)
+{
+  struct sb *o = c->mm_parent;
+  if (!o)
+    return;
+#define PULL(f) c->f = o->f;
+  MM_FIELDS(PULL)
+#undef PULL
+}
+
+void proc_mm_push(struct sb *c)
+{
+  struct sb *o = c->mm_parent;
+  if (!o)
+    return;
+#define PUSH(f) o->f = c->f;
+  MM_FIELDS(PUSH)
+#undef PUSH
+}
+
+/* A vCPU of o's VM to lend to a vfork child: an idle lender's (its host
+ * thread runs the child), else a new one on a vCPU that no thread of o
+ * runs, from the top (threads take them from 1 up; thread.c task_clone
+ * skips kept ones). NULL: none. */
+static struct vlend *lend_get(struct sb *o)
+{
+  if (!o->vm)
+    return NULL;
+  for (struct vlend *l = o->lend; l; l = l->next)
+    if (!l->busy)
+      return l;
+  for (int i = CF_VM_MAX_VCPUS - 1; i >= 1; i--)
+    if (!o->vcpu_lent[i] && (!o->tasks[i] || o->tasks[i]->done)) {
+      struct vlend *l = calloc(1, sizeof *l);
+      if (!l || sem_init(&l->go, 0, 0) < 0) {
+        free(l);
+        return NULL;
+      }
+      l->idx = i;
+      l->next = o->lend;
+      o->lend = l;
+      o->vcpu_lent[i] = true;
+      return l;
+    }
+  return NULL;
+}
+
+/* o's VM goes (the lock held): its lenders' host threads end (a busy one
+ * when its child leaves it: sandbox.c lend_main; each frees its own). */
+static void lenders_end(struct sb *o)
+{
+  while (o->lend) {
+    struct vlend *l = o->lend;
+    o->lend = l->next;
+    o->vcpu_lent[l->idx] = false;
+    __atomic_store_n(&l->quit, true, __ATOMIC_RELEASE);
+    if (l->busy)
+      continue;
+    if (l->started) {
+      sem_post(&l->go);
+    } else {
+      sem_destroy(&l->go);
+      free(l);
+    }
+  }
+}
+
+/* A vfork child leaves its parent's memory (its exec, its end): its vCPU
+ * back, its address-space fields its own again (empty), the owner's VM
+ * freed if the owner ended meanwhile. */
+static void mm_release(struct sb *c)
+{
+  struct sb *o = c->mm_parent;
+  if (!o)
+    return;
+  c->mm_parent = NULL;
+  c->mm_lend = NULL; /* (its host thread is still the lender's: sandbox.c lend_main hands it over) */
+  c->vmas = NULL;
+  c->nvma = c->capvma = 0;
+  c->shmaps = NULL;
+  c->nshmaps = c->capshmaps = 0;
+  c->forked = false;
+  c->replaced = NULL;
+  c->nreplaced = c->capreplaced = 0;
+  c->replaced_overflow = false;
+  c->vm = NULL;
+  c->mem = NULL;
+  if (--o->mm_sharers > 0)
+    return;
+  if (o->mm_exec_wait)
+    task_kick_all(o); /* its execve goes on */
+  if (o->mm_gone) {
+    mm_shared_fini(o); /* (kept at its fs_fini: they were the child's too) */
+    lenders_end(o);
+    vm_free(o->vm, o->gm);
+    o->vm = NULL;
+    o->gm = NULL;
+    o->mem = NULL;
+    o->mm_gone = false;
+    if (o->reap_pending)
+      proc_free_reaped(o);
+  }
+}
+
+long proc_exec_detach(struct sb *sb)
+{
+  /* A process whose memory vfork children run in: its exec waits for
+   * them (they would see the new program's memory: Linux keeps them the
+   * old one). */
+  while (sb->mm_sharers) {
+    if (sb->exited || sb->timed_out || (sb->cur && sb->cur->exited))
+      return -EINTR;
+    sb->mm_exec_wait = true;
+    task_block(sb, NULL, 0, -1);
+    sb->mm_exec_wait = false;
+  }
+  if (!sb->mm_parent)
+    return 0;
+  struct cf_vm *old = sb->vm, *vm = cf_vm_create(sb->mem_size);
+  if (!vm)
+    return -ENOMEM;
+  /* As the first process's VM: /tmp's region not the program's (fs.c
+   * fs_init), the same generation id, a clock that does not go back. */
+  uint64_t tsc = 0;
+  uint8_t *g0 = cf_vm_generation_page(old), *g1 = cf_vm_generation_page(vm);
+  if ((sb->tmpfs && cf_vm_guard(vm, tmp_region_base(sb->tmpfs),
+                                tmp_region_base(sb->tmpfs) + tmp_region_size(sb->tmpfs)) < 0) ||
+      cf_vm_tsc(old, &tsc, 0) < 0 || cf_vm_tsc(vm, NULL, tsc) < 0) {
+    cf_vm_destroy(vm);
+    return -ENOMEM;
+  }
+  if (g0 && g1)
+    memcpy(g1, g0, CF_VM_GENERATION_LEN);
+  mm_release(sb);
+  sb->vm = vm;
+  sb->mem = cf_vm_mem(vm);
+  sb->mmap_top = MMAP_TOP(sb->mem_size);
+  if (sb->cur) {
+    sb->cur->vm = vm;
+    sb->cur->handoff = true; /* its lender's thread runs no more than this call (sandbox.c lend_main) */
+  }
+  return 0;
 }
 
 void proc_vfork_done(struct sb *c)
@@ -479,6 +695,8 @@ const char *proc_pause_refused(struct sb *sb)
     const struct sb *p = sb->w->procs[i];
     if (!p->zombie && (p->vfork_wait || p->vfork_parent))
       return "a vfork is in progress (its parent waits for the child's exec or exit)";
+    if (!p->zombie && p->mm_parent) /* (its parent may have ended: nobody waits) */
+      return "a vfork child runs in its parent's memory (until its exec or exit)";
   }
   return NULL;
 }
@@ -607,12 +825,19 @@ bool proc_exit(struct sb *c)
 {
   struct world *w = c->w;
   proc_vfork_done(c);
-  /* Its files and memory go now; its status stays. */
+  mm_release(c); /* a vfork child's memory was its parent's: left alone */
+  /* Its files and memory go now (its memory when no vfork child runs in
+   * it any more: mm_release); its status stays. */
   fs_fini(c);
-  vm_free(c->vm, c->gm); /* gm: a template's process (snapshot.c), else NULL */
-  c->vm = NULL;
-  c->gm = NULL;
-  c->mem = NULL;
+  if (c->mm_sharers) { /* freed with the last sharer's release (mm_release) */
+    c->mm_gone = true;
+  } else {
+    lenders_end(c);
+    vm_free(c->vm, c->gm); /* gm: a template's process (snapshot.c), else NULL */
+    c->vm = NULL;
+    c->gm = NULL;
+    c->mem = NULL;
+  }
   c->wstatus = status_of(c);
   struct sb *p = c->parent;
   /* Its children go to the sandbox's init (pid 1, outside: it reaps them),
@@ -638,6 +863,10 @@ bool proc_exit(struct sb *c)
   pthread_cond_broadcast(&w->cv);
   if (reap) {
     world_remove(w, c);
+    if (c->mm_sharers) { /* its address space lives on: freed with the last sharer's release */
+      c->reap_pending = true;
+      return false;
+    }
     return true;
   }
   return false;
@@ -645,6 +874,10 @@ bool proc_exit(struct sb *c)
 
 void proc_free_reaped(struct sb *c)
 {
+  if (c->mm_sharers) { /* a vfork child runs in its memory: mm_release frees it */
+    c->reap_pending = true;
+    return;
+  }
   task_free_held(c);
   free(c->vmas);
   free(c);
@@ -670,6 +903,7 @@ void proc_end_all(struct sb *sb)
   pthread_cond_broadcast(&w->cv); /* the paused ones wait there (proc_paused_wait) */
   while (w->nthreads > 0)
     pthread_cond_wait(&w->cv, &sb->lock);
+  lenders_end(sb);
   for (int i = w->nprocs - 1; i >= 0; i--)
     if (w->procs[i] != sb) {
       struct sb *p = w->procs[i];

@@ -288,7 +288,7 @@ void task_run(struct sb *sb, struct task *t)
 {
   struct cf_vm_exit ex;
   for (;;) {
-    if (sb->exited || sb->timed_out || (t && t->exited))
+    if (sb->exited || sb->timed_out || (t && (t->exited || t->handoff)))
       break;
     /* A pause (by this task or another): stopped where it can go on later,
      * or run on to the next exit first (thread.c task_stop). */
@@ -472,6 +472,80 @@ int proc_start(struct sb *c)
     c->tasks[0]->host = th;
   pthread_attr_destroy(&attr);
   return e ? cf_fail(e, "pthread_create: %s", strerror(e)) : 0;
+}
+
+/* The host thread of a vCPU kept for vfork children (process.c struct
+ * vlend): runs each child lent the vCPU, from its vfork to its end, or to
+ * its execve (its own VM from then on: a host thread of its own goes on
+ * with it, proc_start, and this one waits for the next child). */
+static void *lend_main(void *arg)
+{
+  struct vlend *l = arg;
+  __atomic_store_n(&l->host_tid, (pid_t)syscall(SYS_gettid), __ATOMIC_RELEASE);
+  for (;;) {
+    while (sem_wait(&l->go) < 0)
+      ; /* EINTR: a kick */
+    if (__atomic_load_n(&l->quit, __ATOMIC_ACQUIRE) && !l->busy)
+      break;
+    struct sb *c = l->child;
+    struct task *t = c->tasks[0];
+    tl_sb = c;
+    __atomic_store_n(&t->host_tid, l->host_tid, __ATOMIC_RELEASE);
+    task_lock(c, t);
+    run_timers_start(c);
+    task_run(c, t);
+    bool moved = false, reaped = false;
+    if (t->handoff) {
+      t->handoff = false;
+      run_timers_end(c);
+      __atomic_store_n(&t->host_tid, 0, __ATOMIC_RELEASE);
+      if (!c->exited && !c->timed_out && !t->exited) {
+        moved = proc_start(c) == 0;
+        if (!moved) {
+          snprintf(c->report, sizeof c->report, "execve: no host thread for the process: %s", cf_error());
+          kill_sandbox(c, SIGKILL);
+        }
+      }
+      if (!moved)
+        run_timers_start(c);
+    }
+    if (!moved) {
+      task_finish(c);
+      run_timers_end(c);
+      reaped = proc_exit(c);
+    }
+    l->busy = false;
+    l->child = NULL;
+    bool quit = __atomic_load_n(&l->quit, __ATOMIC_ACQUIRE);
+    task_unlock(c);
+    if (reaped)
+      proc_free_reaped(c);
+    tl_sb = NULL;
+    if (quit)
+      break;
+  }
+  sem_destroy(&l->go);
+  free(l);
+  return NULL;
+}
+
+int proc_start_lent(struct sb *c, struct vlend *l)
+{
+  if (!l->started) {
+    run_kick_install();
+    pthread_attr_t attr;
+    pthread_attr_init(&attr);
+    pthread_attr_setstacksize(&attr, 1 << 20);
+    pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+    int e = pthread_create(&l->host, &attr, lend_main, l);
+    pthread_attr_destroy(&attr);
+    if (e)
+      return cf_fail(e, "pthread_create: %s", strerror(e));
+    l->started = true;
+  }
+  c->tasks[0]->host = l->host;
+  sem_post(&l->go);
+  return 0;
 }
 
 static pthread_once_t alarm_once = PTHREAD_ONCE_INIT;

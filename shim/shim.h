@@ -139,6 +139,8 @@ struct task {
   uint64_t cpu0;        /* its host thread's CPU time when it started (a reused host thread) */
   sem_t go;             /* own_thread: posted to run the next task on this vCPU, or to quit */
   bool quit;            /* own_thread: the host thread ends at the next post of go */
+  bool handoff;         /* a vfork child's task 0 exec'd on a lent vCPU: its loop ends, its
+                           process goes on on a host thread of its own (sandbox.c lend_main) */
   /* context (ctx_in/ctx_out) */
   uint64_t sigmask, tpending, saved_mask, sigwait_set;
   bool have_saved_mask;
@@ -148,6 +150,22 @@ struct task {
   uint64_t robust_list;
 };
 struct fwaiter;
+
+/* A vCPU of a process's VM kept for vfork children (process.c), with the
+ * host thread that runs them on it one after another (sandbox.c
+ * lend_main): KVM_RUN of a vCPU from another thread than its last costs an
+ * RCU grace period (thread.c's opening note), so each vCPU keeps one. */
+struct vlend {
+  int idx;              /* the vCPU */
+  bool busy;            /* a child is on it (from its vfork to its exec or end) */
+  bool started;         /* its host thread runs */
+  bool quit;            /* the VM goes: the thread ends (and frees this) when not busy */
+  struct sb *child;
+  sem_t go;             /* posted for each child, and to quit */
+  pthread_t host;
+  pid_t host_tid;
+  struct vlend *next;
+};
 
 /* A timer (timer.c): the interval timers in slots 0-2 (ITIMER_REAL,
  * _VIRTUAL, _PROF), POSIX timers in the others; one expiry path serves them
@@ -360,6 +378,20 @@ struct sb {
   bool stopped, stop_report, cont_report;
   int stop_sig;
   bool vfork_wait;          /* a vfork parent, waiting */
+  /* vfork's shared memory (process.c): a vfork child runs in the memory of
+   * mm_parent (the process whose VM it is) on a vCPU of that VM lent to it
+   * (mm_vcpu), until its exec or exit; its address-space fields are the
+   * owner's (proc_mm_pull at each taking of the lock, proc_mm_push after
+   * each of its calls). The owner: how many share its memory, which vCPUs
+   * are lent, and whether it ended with sharers left (mm_gone: the last
+   * one frees its VM; reap_pending: and its struct). */
+  struct sb *mm_parent;
+  int mm_vcpu;
+  struct vlend *mm_lend;    /* the child's: its vCPU's */
+  struct vlend *lend;       /* the owner's: its vCPUs kept for vfork children */
+  int mm_sharers;
+  bool mm_gone, reap_pending, mm_exec_wait;
+  bool vcpu_lent[CF_VM_MAX_VCPUS];
   bool pause_done;          /* not the first process: stopped for the sandbox's pause (process.c) */
   uint64_t child_cpu_ns;    /* CPU time of the children it waited for, and of theirs (RUSAGE_CHILDREN) */
   /* a load in progress (fs.c fs_load): the first process's file table,
@@ -715,6 +747,16 @@ void proc_resume_all(struct sb *sb);
 bool proc_paused_wait(struct sb *c);
 /* A vfork child exec'd or ended: its parent goes on. */
 void proc_vfork_done(struct sb *c);
+/* A vfork child sharing its parent's memory (sb->mm_parent): take the
+ * owner's address-space fields (the lock just taken: another process may
+ * have changed them) and give its own changes back (after its call). */
+void proc_mm_pull(struct sb *c);
+void proc_mm_push(struct sb *c);
+/* execve of a vfork child sharing memory: its own VM and memory from now
+ * on (the parent's stay as they are), the lent vCPU given back; of a
+ * process whose memory vfork children share: wait until none does. 0 or
+ * -errno (before execve's point of no return). */
+long proc_exec_detach(struct sb *sb);
 /* A forked process's run is over (its host thread, the lock held): a
  * zombie now; true when it was reaped at once (proc_free_reaped it after
  * the lock is released). */
@@ -735,6 +777,9 @@ void proc_unadopt(struct sb *c);
 /* sandbox.c: start the host thread of a forked process (task 0 made, or
  * none: a paused process of a template's child, made when it goes on). */
 int proc_start(struct sb *c);
+/* The same for a vfork child on the vCPU of l (its host thread started, or
+ * posted). */
+int proc_start_lent(struct sb *c, struct vlend *l);
 
 /* thread.c: tasks, the lock, blocking and futex waiters */
 /* Make task 0 of sb (the running thread) if it has none: a process that
@@ -800,8 +845,9 @@ int task_finish(struct sb *sb);
 /* The CPU time of the tasks other than task 0 (running and ended). */
 uint64_t task_cpu_ns(struct sb *sb);
 /* futex waiters by key: a futex word's key (futex_key: with priv, or in
- * private memory, the process and its address; else the shared memory
- * object and the offset in it, as Linux keys a shared futex). Wake up to n
+ * private memory, the process (a vfork child's: its parent, whose memory
+ * it runs in) and its address; else the shared memory object and the
+ * offset in it, as Linux keys a shared futex). Wake up to n
  * (bitset matched; the count), requeue (wake nwake, move up to nmove to
  * k2; both counted), wait (queued before the lock is released: 1 woken, 0
  * at the deadline, -EINTR). futex_wake and futex_wait take the address of

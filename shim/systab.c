@@ -102,10 +102,10 @@ static const struct sys_ent table[NSYS] = {
     E(53, socketpair, sys_socket, "iiiP", 0, PARTIAL, "AF_UNIX (stream, dgram, seqpacket) as host socketpairs; AF_INET/AF_INET6 EOPNOTSUPP as Linux, other families EACCES; a sandbox with one open cannot be saved"),
     E(54, setsockopt, sys_connect, "diiPu", 0, PARTIAL, "SO_SNDBUF, SO_RCVBUF, SO_RCVLOWAT, SO_SNDLOWAT on a socketpair's socket, other options ENOPROTOOPT; ENOTSOCK elsewhere"),
     E(55, getsockopt, sys_connect, "diiPP", 0, PARTIAL, "on a socketpair's socket (the host's); ENOTSOCK elsewhere"),
-    E(56, clone, sys_clone, "xPPPx", 0, PARTIAL, "threads (CLONE_VM|FS|FILES|SIGHAND|THREAD, SETTLS, PARENT_SETTID, CHILD_SETTID, CHILD_CLEARTID), a vCPU each, at most 121 at once (31 in the daemon; EAGAIN past it); a thread with its own fd table or cwd EINVAL; processes as fork (a VM each, memory copy-on-write; --pids, EAGAIN past it); CLONE_VM without CLONE_VFORK or THREAD, CLONE_FILES/FS/SIGHAND/PIDFD/PARENT for a process EINVAL"),
+    E(56, clone, sys_clone, "xPPPx", 0, PARTIAL, "threads (CLONE_VM|FS|FILES|SIGHAND|THREAD, SETTLS, PARENT_SETTID, CHILD_SETTID, CHILD_CLEARTID), a vCPU each, at most 121 at once (31 in the daemon; EAGAIN past it); a thread with its own fd table or cwd EINVAL; processes as fork (a VM each, memory copy-on-write; --pids, EAGAIN past it); CLONE_VM|CLONE_VFORK as vfork (posix_spawn: the child in the parent's memory); CLONE_VM without CLONE_VFORK or THREAD (a process sharing memory for life), CLONE_FILES/FS/SIGHAND/PIDFD/PARENT for a process EINVAL"),
     E(57, fork, sys_fork, "", 0, FULL, "a new VM whose memory is the parent's copy-on-write (file and template pages shared, private pages copied); EAGAIN past --pids (zombies count)"),
-    E(58, vfork, sys_fork, "", 0, PARTIAL, "a fork whose parent waits for the child's exec or exit: the child's writes are not seen by the parent (posix_spawn's exec error then reads as success, the child exits 127)"),
-    E(59, execve, sys_execve, "pPP", SF_NORET, FULL, "static and dynamic ELF"),
+    E(58, vfork, sys_fork, "", 0, PARTIAL, "the child runs in the parent's memory (its stores seen: posix_spawn's exec error) on a vCPU of the parent's VM lent to it, until its execve (a VM of its own then) or exit; the parent's calling thread waits; fd table and handlers copied as fork; no threads in the child before its exec (EAGAIN); with no vCPU to lend (121 a VM), a fork whose parent waits"),
+    E(59, execve, sys_execve, "pPP", SF_NORET, FULL, "static and dynamic ELF; a vfork child gets a VM of its own (the parent's memory untouched); in a process a vfork child still runs in, it waits for that child's exec or exit"),
     E(60, exit, sys_exit, "i", SF_NORET, FULL, ""),
     E(61, wait4, sys_wait4, "iPxP", SF_BLOCK, PARTIAL, "exits, signal deaths, stops (WUNTRACED) and continues (WCONTINUED); rusage: the reaped child's CPU time and its children's, as ru_utime"),
     E(62, kill, sys_kill, "is", 0, PARTIAL, "a process, a group, -1 (every other process of the sandbox); SIGSTOP/SIGCONT stop and continue"),
@@ -248,7 +248,7 @@ static const struct sys_ent table[NSYS] = {
     E(199, fremovexattr, sys_setxattr, "dp", 0, FULL, ""),
     E(200, tkill, sys_tkill, "is", 0, FULL, ""),
     E(201, time, sys_time, "P", 0, FULL, ""),
-    E(202, futex, sys_futex, "PiuPPu", SF_BLOCK, PARTIAL, "WAIT, WAKE, *_BITSET, REQUEUE, CMP_REQUEUE, WAKE_OP; a futex in MAP_SHARED memory without FUTEX_PRIVATE_FLAG is keyed by the memory, waking other processes; PI ops ENOSYS"),
+    E(202, futex, sys_futex, "PiuPPu", SF_BLOCK, PARTIAL, "WAIT, WAKE, *_BITSET, REQUEUE, CMP_REQUEUE, WAKE_OP; a futex in MAP_SHARED memory without FUTEX_PRIVATE_FLAG is keyed by the memory, waking other processes; a vfork child's others by its parent's address space (it runs in it); PI ops ENOSYS"),
     E(203, sched_setaffinity, NULL, "iuP", 0, ABSENT, "ENOSYS"),
     E(204, sched_getaffinity, sys_sched_getaffinity, "iuP", 0, FULL, "the sandbox's CPUs (--cpus, default 2)"),
     E(205, set_thread_area, NULL, NULL, 0, ABSENT, "ENOSYS"),
@@ -392,7 +392,7 @@ static const struct sys_ent table[NSYS] = {
     E(432, fsmount, NULL, NULL, 0, ABSENT, "ENOSYS"),
     E(433, fspick, NULL, NULL, 0, ABSENT, "ENOSYS"),
     E(434, pidfd_open, NULL, NULL, 0, ABSENT, "ENOSYS"),
-    E(435, clone3, sys_clone3, "Pu", 0, PARTIAL, "threads and processes as clone; set_tid EPERM, CLONE_INTO_CGROUP EINVAL"),
+    E(435, clone3, sys_clone3, "Pu", 0, PARTIAL, "threads and processes as clone (CLONE_VM|CLONE_VFORK as vfork); set_tid EPERM, CLONE_INTO_CGROUP EINVAL"),
     E(436, close_range, NULL, "ddx", 0, ABSENT, "ENOSYS"),
     E(437, openat2, NULL, NULL, 0, ABSENT, "ENOSYS"),
     E(438, pidfd_getfd, NULL, NULL, 0, ABSENT, "ENOSYS"),
@@ -552,6 +552,8 @@ long sys_dispatch(struct sb *sb, long nr, const uint64_t a[6])
   sb->nsys++;
   const struct sys_ent *e = (unsigned long)nr < NSYS ? &table[nr] : NULL;
   long r = e && e->fn ? e->fn(sb, a, nr) : -ENOSYS;
+  if (sb->mm_parent) /* a vfork child: what it changed of the address space is its parent's (process.c) */
+    proc_mm_push(sb);
   if (r == -ENOSYS)
     sb->enosys++;
   if (sb->opts->strace)

@@ -116,6 +116,13 @@ static long do_execve(struct sb *sb, const uint64_t a[6])
     free_strv(envp);
     return r;
   }
+  /* A vfork child in its parent's memory gets a VM of its own here: the
+   * unmapping below is of that, never of the parent's (process.c). */
+  if ((r = proc_exec_detach(sb)) < 0) {
+    free_strv(argv);
+    free_strv(envp);
+    return r;
+  }
   /* Every VMA goes; the /tmp region (no VMA) stays. */
   while (sb->nvma > 0 && mm_unmap(sb, sb->vmas[0].start, sb->vmas[0].end - sb->vmas[0].start) == 0)
     ;

@@ -52,7 +52,10 @@
  * of its own when the sandbox runs again, in the same VM or another.
  *
  * Limits: at most max_threads (CF_VM_MAX_VCPUS) threads alive at once (clone is EAGAIN
- * past it, as Linux past RLIMIT_NPROC). */
+ * past it, as Linux past RLIMIT_NPROC). The vCPUs a process keeps for its
+ * vfork children (process.c, from the top) are not given to threads; a
+ * vfork child takes its parent's address space (proc_mm_pull) whenever it
+ * takes the lock (switch_to). */
 #include <errno.h>
 #include <linux/futex.h>
 #include <poll.h>
@@ -113,6 +116,8 @@ static void ctx_in(struct sb *sb, struct task *t)
 /* The lock is held: make t the running task. */
 static void switch_to(struct sb *sb, struct task *t)
 {
+  if (sb->mm_parent) /* a vfork child: its parent's address space may have changed meanwhile */
+    proc_mm_pull(sb);
   if (t && sb->cur != t) {
     if (sb->cur)
       ctx_out(sb, sb->cur);
@@ -501,6 +506,8 @@ long task_clone(struct sb *sb, uint64_t flags, uint64_t sp, uint64_t parent_tid,
     return -EPERM;
   if (!sb->vm)
     return -EAGAIN;
+  if (sb->mm_parent)
+    return -EAGAIN; /* a vfork child in its parent's memory: its vCPUs are the parent's (table note) */
   if (task0_make(sb) < 0)
     return -EAGAIN;
   unsigned cap = thread_cap(sb);
@@ -510,7 +517,7 @@ long task_clone(struct sb *sb, uint64_t flags, uint64_t sp, uint64_t parent_tid,
    * parked and runs the new thread (the opening note). */
   int idx = -1;
   for (int i = 1; i < (int)cap && idx < 0; i++)
-    if (!sb->tasks[i] || sb->tasks[i]->done)
+    if ((!sb->tasks[i] || sb->tasks[i]->done) && !sb->vcpu_lent[i]) /* (lent: a vfork child runs on it) */
       idx = i;
   if (idx < 0)
     return -EAGAIN;
@@ -934,7 +941,10 @@ int task_load_threads(struct sb *sb, struct rbuf *r, const char *name)
 /* ---- futex waiters ----
  *
  * Keyed as Linux keys them: a private futex (FUTEX_PRIVATE_FLAG) and any
- * futex word in private memory by (process, address); a shared one in
+ * futex word in private memory by (address space, address): the process,
+ * or for a vfork child in its parent's memory that parent (Linux keys by
+ * mm), so a wake between the child and the parent's threads is seen; a
+ * shared one in
  * shared memory (mm.c: MAP_SHARED) by (object, offset), so a process-shared
  * mutex or semaphore wakes a waiter in another process, whose mapping is at
  * another host address and maybe another guest address. The waiters of
@@ -955,7 +965,11 @@ struct fkey futex_key(struct sb *sb, uint64_t addr, bool priv)
 {
   uint64_t off;
   struct shm_obj *o = priv ? NULL : mm_shared_at(sb, addr, &off);
-  return o ? (struct fkey){o, off} : (struct fkey){sb, addr};
+  if (o)
+    return (struct fkey){o, off};
+  /* private: the address space's, as Linux keys by mm (a vfork child's is
+   * its parent's: a wake between them is seen) */
+  return (struct fkey){sb->mm_parent ? sb->mm_parent : sb, addr};
 }
 
 static bool key_eq(struct fkey a, struct fkey b) { return a.obj == b.obj && a.off == b.off; }

@@ -19,7 +19,12 @@
  *                   the data gone with the last open file, unlink while open
  *   procs cloexec   close-on-exec across execve, dup/dup2/dup3/F_DUPFD_CLOEXEC
  *   procs dup2      a child's stdout dup2'ed onto a pipe, then execve
- *   procs spawn     vfork, posix_spawn, fork in a threaded process
+ *   procs spawn     vfork (the child's stores, mmap, handlers, fds, a
+ *                   private futex wake of a parent's thread), posix_spawn
+ *                   (file actions, exec errors), fork in a threaded process
+ *   procs spawnloop [N]  N posix_spawn (default 1000), each of a missing
+ *                   program and of a real one: the errors, the statuses,
+ *                   no fd left behind
  *   procs locks     fcntl record locks, OFD locks and flock between processes
  *   procs timerfd   a timerfd inherited across fork, also after its maker exits
  *   procs rusage    the CPU time of children in wait4's rusage, getrusage and times
@@ -33,6 +38,7 @@
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/futex.h>
 #include <poll.h>
 #include <pthread.h>
 #include <semaphore.h>
@@ -46,6 +52,7 @@
 #include <sys/resource.h>
 #include <sys/file.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/timerfd.h>
 #include <sys/times.h>
 #include <sys/wait.h>
@@ -999,6 +1006,21 @@ static int readall(int fd, char *b, int size)
   return t;
 }
 
+/* A thread waiting on a private futex that a vfork child wakes (Linux
+ * keys a private futex by the address space: the child's is its
+ * parent's). 1: it timed out. */
+static volatile int vf_word, vf_waiting;
+static void *vf_waiter(void *arg)
+{
+  while (!vf_word) {
+    struct timespec ts = {30, 0};
+    vf_waiting = 1;
+    if (syscall(SYS_futex, &vf_word, FUTEX_WAIT_PRIVATE, 0, &ts, NULL, 0) < 0 && errno == ETIMEDOUT)
+      return (void *)1;
+  }
+  return NULL;
+}
+
 static void *spin_thread(void *arg)
 {
   for (;;)
@@ -1019,6 +1041,29 @@ static int mode_spawn(void)
   }
   printf("vfork: the parent resumed after the child's _exit, child's store seen %s\n", touched ? "yes" : "no");
   reap(c, "  vfork child");
+  /* The child's memory is the parent's until its exec or exit: a mapping
+   * it makes stays, with what it wrote; its handlers and fds are its own. */
+  static char *volatile mapped;
+  mapped = NULL;
+  c = vfork();
+  if (c == 0) {
+    char *m = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (m != MAP_FAILED) {
+      strcpy(m, "written by the vfork child");
+      mapped = m;
+    }
+    signal(SIGTERM, SIG_IGN);
+    close(p[0]);
+    _exit(6);
+  }
+  printf("vfork child's mmap: %s\n", mapped ? mapped : "(not seen)");
+  struct sigaction sa;
+  sigaction(SIGTERM, NULL, &sa);
+  printf("  the parent's SIGTERM after the child ignored it: %s\n", sa.sa_handler == SIG_DFL ? "SIG_DFL" : "changed");
+  printf("  the parent's fd the child closed: %s\n", err(fcntl(p[0], F_GETFD)));
+  reap(c, "  vfork child");
+  if (mapped)
+    munmap(mapped, 4096);
   c = vfork();
   if (c == 0) {
     dup2(p[1], 1);
@@ -1053,9 +1098,83 @@ static int mode_spawn(void)
   printf("posix_spawnp of a missing program: %s\n", r ? strerrorname_np(r) : "ok (no error)");
   if (!r)
     reap(s, "  spawned");
+  char *argv3[] = {"/no/such/program", NULL};
+  r = posix_spawn(&s, "/no/such/program", NULL, NULL, argv3, environ);
+  printf("posix_spawn of a missing path: %s\n", r ? strerrorname_np(r) : "ok (no error)");
+  if (!r)
+    reap(s, "  spawned");
+  printf("waitpid after them: %s\n", err(waitpid(-1, NULL, WNOHANG)));
+
+  /* A vfork child killed before its exec: its parent goes on. A vfork
+   * parent killed while it waits: the child goes on in its memory. */
+  int q[2];
+  pipe(p);
+  pipe(q);
+  pid_t vp = fork();
+  if (vp == 0) {
+    close(q[0]);
+    pid_t k = vfork();
+    if (k == 0) {
+      pid_t me = getpid();
+      write(q[1], &me, sizeof me);
+      for (;;)
+        pause();
+    }
+    int st;
+    waitpid(k, &st, 0);
+    _exit(WIFSIGNALED(st) ? 100 + WTERMSIG(st) : 1);
+  }
+  close(q[1]);
+  pid_t kid = 0;
+  if (read(q[0], &kid, sizeof kid) == sizeof kid)
+    kill(kid, SIGKILL);
+  close(q[0]);
+  reap(vp, "a vfork child killed before its exec: its parent (100 + the child's signal)");
+  pipe(q);
+  vp = fork();
+  if (vp == 0) {
+    close(p[0]);
+    close(q[0]);
+    if (vfork() == 0) {
+      write(q[1], "r", 1);
+      msleep(300); /* its parent is killed meanwhile */
+      write(p[1], "the child went on\n", 18);
+      _exit(0);
+    }
+    _exit(1);
+  }
+  close(p[1]);
+  close(q[1]);
+  char rc1;
+  if (read(q[0], &rc1, 1) == 1)
+    kill(vp, SIGKILL);
+  close(q[0]);
+  reap(vp, "a vfork parent killed while it waits");
+  n = readall(p[0], b, sizeof b);
+  printf("  then: %.*s", n, b);
+  close(p[0]);
+
+  /* A vfork child wakes a thread of its parent waiting on a private futex. */
+  pthread_t t;
+  vf_word = vf_waiting = 0;
+  pthread_create(&t, NULL, vf_waiter, NULL);
+  while (!vf_waiting)
+    msleep(10);
+  msleep(300); /* in its FUTEX_WAIT by now */
+  static volatile long vf_woken;
+  vf_woken = -1;
+  c = vfork();
+  if (c == 0) {
+    vf_word = 1;
+    vf_woken = syscall(SYS_futex, &vf_word, FUTEX_WAKE_PRIVATE, 1, NULL, NULL, 0);
+    _exit(0);
+  }
+  reap(c, "a vfork child waking its parent's thread (FUTEX_WAKE_PRIVATE)");
+  void *tr = NULL;
+  pthread_join(t, &tr);
+  printf("  it woke %ld; the thread %s\n", vf_woken, tr ? "timed out" : "was woken");
 
   /* fork in a threaded process: the child has one thread */
-  pthread_t t;
   pthread_create(&t, NULL, spin_thread, NULL);
   pipe(p);
   fflush(stdout);
@@ -1070,6 +1189,42 @@ static int mode_spawn(void)
     _exit(threads);
   }
   reap(c, "fork in a 2-thread process: the child's thread count");
+  return 0;
+}
+
+/* N posix_spawn in a row: a missing program (its error comes through the
+ * memory the child shares with the parent) and this program's "true" with
+ * a dup2 file action; the lowest free fd is the same after. */
+static int mode_spawnloop(int n)
+{
+  int fd0 = dup(0), miss = 0, ok = 0, bad = 0;
+  close(fd0);
+  char *am[] = {"/no/such/program", NULL};
+  char *at[] = {(char *)self, "true", NULL};
+  posix_spawn_file_actions_t fa;
+  posix_spawn_file_actions_init(&fa);
+  posix_spawn_file_actions_adddup2(&fa, 2, 1);
+  for (int i = 0; i < n; i++) {
+    pid_t s;
+    int r = posix_spawn(&s, am[0], NULL, NULL, am, environ);
+    if (r == ENOENT)
+      miss++;
+    else if (!r)
+      waitpid(s, NULL, 0);
+    r = posix_spawn(&s, self, &fa, NULL, at, environ);
+    int st = -1;
+    if (!r && waitpid(s, &st, 0) == s && WIFEXITED(st) && WEXITSTATUS(st) == 0)
+      ok++;
+    else
+      bad++;
+  }
+  posix_spawn_file_actions_destroy(&fa);
+  int fd1 = dup(0);
+  close(fd1);
+  printf("posix_spawn of a missing program: ENOENT %s\n", miss == n ? "every time" : "not every time");
+  printf("posix_spawn of a program: exited 0 %s (%s)\n", ok == n ? "every time" : "not every time",
+         bad ? "some failed" : "none failed");
+  printf("the lowest free fd after: %s; waitpid: %s\n", fd0 == fd1 ? "the same" : "another", err(waitpid(-1, NULL, WNOHANG)));
   return 0;
 }
 
@@ -1520,6 +1675,8 @@ int main(int argc, char **argv)
     rc = mode_dup2();
   else if (!strcmp(m, "spawn"))
     rc = mode_spawn();
+  else if (!strcmp(m, "spawnloop"))
+    rc = mode_spawnloop(argc > 2 ? atoi(argv[2]) : 1000);
   else if (!strcmp(m, "locks"))
     rc = mode_locks();
   else if (!strcmp(m, "rusage"))
@@ -1543,7 +1700,7 @@ int main(int argc, char **argv)
   } else if (!strcmp(m, "true"))
     return 0;
   else {
-    fprintf(stderr, "usage: procs fork|death|wait|pgrp|offsets|pipes|fifo|cloexec|dup2|spawn|locks|timerfd|shm|rusage|bomb N\n");
+    fprintf(stderr, "usage: procs fork|death|wait|pgrp|offsets|pipes|fifo|cloexec|dup2|spawn|spawnloop [N]|locks|timerfd|shm|rusage|bomb N\n");
     return 2;
   }
   fflush(stdout);

@@ -224,6 +224,43 @@ def mode_pool(method):
     print(method, "active children after:", len(ctx.active_children()))
 
 
+def mode_spawn():
+    # subprocess starts its children with vfork; os.posix_spawn is glibc's
+    # (clone(CLONE_VM|CLONE_VFORK)): its exec error comes back through the
+    # memory the child shares with the parent.
+    for argv in (["no-such-program-here"], ["/no/such/program"]):
+        try:
+            subprocess.run(argv)
+            print("subprocess of", argv[0], "ran")
+        except FileNotFoundError as e:
+            print("subprocess of", argv[0], "FileNotFoundError", e.errno == 2)
+    try:
+        pid = os.posix_spawn("/no/such/program", ["x"], {})
+        print("os.posix_spawn of a missing path: no error, child", os.waitpid(pid, 0)[1])
+    except FileNotFoundError as e:
+        print("os.posix_spawn of a missing path: FileNotFoundError", e.errno == 2)
+    try:
+        pid = os.posix_spawnp("no-such-program-here", ["x"], os.environ)
+        print("os.posix_spawnp of a missing program: no error, child", os.waitpid(pid, 0)[1])
+    except FileNotFoundError as e:
+        print("os.posix_spawnp of a missing program: FileNotFoundError", e.errno == 2)
+    r, w = os.pipe()
+    pid = os.posix_spawn("/bin/sh", ["sh", "-c", "echo spawned; echo to stderr >&2; exit 4"], os.environ,
+                         file_actions=[(os.POSIX_SPAWN_DUP2, w, 1), (os.POSIX_SPAWN_DUP2, w, 2),
+                                       (os.POSIX_SPAWN_CLOSE, r)])
+    os.close(w)
+    out = b""
+    while True:
+        b = os.read(r, 4096)
+        if not b:
+            break
+        out += b
+    os.close(r)
+    print("os.posix_spawn with file actions:", out, os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]))
+    r = subprocess.run(["sh", "-c", "echo out; exit 2"], capture_output=True)
+    print("subprocess after them:", r.returncode, r.stdout)
+
+
 def _add(v, n):
     for _ in range(n):
         with v.get_lock():

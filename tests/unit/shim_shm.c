@@ -5,7 +5,9 @@
  * MADV_DONTNEED, partial munmap and mprotect keep it shared; a /tmp file
  * mapped MAP_SHARED twice is one memory with its read/write; a futex in
  * shared memory is keyed by the object and offset (a wake through another
- * mapping wakes the waiter), a private one by the address; the host fds
+ * mapping wakes the waiter), a private one by the address space and the
+ * address (a vfork child's by its parent's, whose memory it runs in; the
+ * parent's end keeps the shared mappings while the child runs there); the host fds
  * are counted and given back; a truncation under a mapping never crashes
  * the shim; a save is refused while a mapping or a /dev/shm file exists,
  * and a file once shared is saved from the /tmp region again; link(2)
@@ -71,6 +73,26 @@ static void test_anon(void)
   k1 = futex_key(sb, (uint64_t)m + 4096, true);
   k2 = futex_key(p2, at2 + 4096, true);
   ok(k1.obj != k2.obj, "a private futex there is each process's own (as Linux)");
+  /* A vfork child in sb's memory (process.c: its address-space fields
+   * are sb's, pulled at each taking of the lock). */
+  struct sb *vc = calloc(1, sizeof *vc);
+  vc->mm_parent = sb;
+  proc_mm_pull(vc);
+  k2 = futex_key(vc, (uint64_t)m + 4096, true);
+  ok(k2.obj == k1.obj && k2.off == k1.off,
+     "a vfork child's private futex is its parent's (one address space: Linux keys by mm)");
+  k1 = futex_key(sb, (uint64_t)m + 4096, false);
+  k2 = futex_key(vc, (uint64_t)m + 4096, false);
+  ok(k1.obj == k2.obj && k1.off == k2.off && k2.obj == o, "and a shared one is the object's");
+  k1 = futex_key(sb, 4096, false);
+  k2 = futex_key(vc, 4096, false);
+  ok(k1.obj == k2.obj && k1.obj == sb, "a futex in private memory: the parent's key in both");
+  sb->mm_sharers = 1;
+  mm_shared_fini(sb); /* its parent's end while the child runs in its memory (fs_fini) */
+  ok(sb->nshmaps == 1 && mm_shared_at(sb, (uint64_t)m + 4096, &off) == o,
+     "the parent's end keeps its shared mappings while a vfork child runs in its memory");
+  sb->mm_sharers = 0;
+  free(vc);
 
   is(S3(SYS_madvise, m, 3 * 4096, MADV_DONTNEED), 0, "MADV_DONTNEED");
   ok(strcmp(hp((uint64_t)m + 4096), "counter=1") == 0, "the shared bytes stay (Linux reads the object again)");
