@@ -43,8 +43,7 @@
  * works, the sandbox goes on); CLONE_VM without CLONE_VFORK or
  * CLONE_THREAD (a process sharing memory for its whole life: robust lists
  * are per process); threads in a vfork child before its exec (EAGAIN);
- * stopped processes (SIGSTOP, WUNTRACED); --cpu-limit counts the first
- * process's threads only. MAP_SHARED memory is shared with the children
+ * --mem across the tree (each process has its own). MAP_SHARED memory is shared with the children
  * (mm.c: the same host memfds mapped at the same places; proc_copy takes a
  * reference on each, except for a vfork child in its parent's memory,
  * whose mapping records are the parent's), and the futex waiters of all

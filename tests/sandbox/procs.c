@@ -1228,8 +1228,6 @@ static int mode_spawnloop(int n)
   return 0;
 }
 
-/* ---- bomb ---- */
-
 /* ---- record locks between processes ---- */
 
 static const char *lock_name; /* the parent's file: a child's getpid differs */
@@ -1396,6 +1394,8 @@ static int mode_rusage(void)
   printf("getrusage(42): %s\n", err(getrusage(42, &ru)));
   return 0;
 }
+
+/* ---- bomb ---- */
 
 static int bomb_pipe;
 
