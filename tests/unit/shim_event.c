@@ -649,15 +649,9 @@ static void test_state(void)
   struct wbuf w = {0};
   ok(fs_save(sb, &w) == 0 && !w.err, "fs_save with an eventfd, a signalfd, nested epolls");
   struct sb *old = sb;
-  static struct cf_sandbox_opts o2;
-  o2 = opts;
-  sb = shim_sb_new(&o2, SHIM_MEM, PROT_READ | PROT_WRITE);
-  sb->mmap_top = MMAP_TOP(SHIM_MEM);
-  struct rbuf r = {w.p, w.n, 0, false};
-  int rc = fs_load(sb, &r, "t");
+  int rc;
+  sb = shim_fs_reload(&w, &rc);
   ok(rc == 0, "fs_load: %s", rc ? cf_error() : "ok");
-  if (mm_vmas_reserve(sb, 1) < 0 || mm_map_anon(sb, SHIM_SCRATCH, SHIM_SCRATCH_LEN, PROT_READ | PROT_WRITE) < 0)
-    abort();
   struct file *f = fs_get(sb, se);
   ok(f && f->type == F_EVENTFD && f->count == 5 && f->semaphore && (f->flags & O_NONBLOCK), "eventfd: count 5, "
                                                                                           "EFD_SEMAPHORE, O_NONBLOCK");

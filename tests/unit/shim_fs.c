@@ -659,15 +659,9 @@ static void test_fifo(void)
   struct wbuf w3 = {0};
   ok(fs_save(sb, &w3) == 0 && !w3.err, "saving with the FIFO closed");
   struct sb *old = sb;
-  static struct cf_sandbox_opts o2;
-  o2 = opts;
-  sb = shim_sb_new(&o2, SHIM_MEM, PROT_READ | PROT_WRITE);
-  sb->mmap_top = MMAP_TOP(SHIM_MEM);
-  struct rbuf rb = {w3.p, w3.n, 0, false};
-  int rc = fs_load(sb, &rb, "t");
+  int rc;
+  sb = shim_fs_reload(&w3, &rc);
   ok(rc == 0, "fs_load: %s", rc ? cf_error() : "ok");
-  if (mm_vmas_reserve(sb, 1) < 0 || mm_map_anon(sb, SHIM_SCRATCH, SHIM_SCRATCH_LEN, PROT_READ | PROT_WRITE) < 0)
-    abort();
   strcpy(sb->cwd, "/");
   ok(gstat("/tmp/saved", &st) == 0 && S_ISFIFO(st.st_mode) && (st.st_mode & 07777) == 0640,
      "loaded: /tmp/saved is a FIFO, mode 0640");

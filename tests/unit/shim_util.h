@@ -138,6 +138,22 @@ __attribute__((unused)) static void shim_setup(const char *root)
     abort();
 }
 
+/* A new sb loaded from what fs_save wrote into w (as a template's child
+ * loads it; *rc fs_load's result), the scratch VMA mapped: the caller keeps
+ * the old one. */
+__attribute__((unused)) static struct sb *shim_fs_reload(const struct wbuf *w, int *rc)
+{
+  static struct cf_sandbox_opts o2;
+  o2 = opts;
+  struct sb *n = shim_sb_new(&o2, SHIM_MEM, PROT_READ | PROT_WRITE);
+  n->mmap_top = MMAP_TOP(SHIM_MEM);
+  struct rbuf r = {w->p, w->n, 0, false};
+  *rc = fs_load(n, &r, "t");
+  if (mm_vmas_reserve(n, 1) < 0 || mm_map_anon(n, SHIM_SCRATCH, SHIM_SCRATCH_LEN, PROT_READ | PROT_WRITE) < 0)
+    abort();
+  return n;
+}
+
 __attribute__((unused)) static void shim_teardown(void)
 {
   fs_fini(sb);
