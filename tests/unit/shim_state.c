@@ -124,6 +124,67 @@ int main(void)
   done(s);
   ok(parse("bad-page-list", &o, &s) < 0 && errno == EINVAL, "a bad /tmp page list is refused");
   done(s);
+  /* Version 7's process list, appended to the v6 seed: a good one parses,
+   * each bad field is refused by name (procs_parse). */
+  {
+    char path[512];
+    size_t n6;
+    snprintf(path, sizeof path, "%s/v6", CORPUS);
+    uint8_t *p6 = read_all(path, &n6);
+    static uint8_t v6[1 << 20];
+    if (p6)
+      memcpy(v6, p6, n6);
+    /* one live process: pid, parent, pgid, sid, exit signal, flags, stop
+     * signal, wstatus, exit code, kill signal, image, payload length */
+    struct proc_case {
+      const char *what;
+      uint64_t tag, next, pid, ppid, flags, sig, plen;
+      const char *image;
+      bool good;
+    } cases[] = {
+        {"a good list", 0x3753434f52504343ull, 1000, 7, 0, 0, 17, 0, "t.mem.7", true},
+        {"a bad tag", 0x3653434f52504343ull, 1000, 7, 0, 0, 17, 0, "t.mem.7", false},
+        {"a pid past the next pid", 0x3753434f52504343ull, 1000, 1000, 0, 0, 17, 0, "t.mem.1000", false},
+        {"an unknown parent", 0x3753434f52504343ull, 1000, 7, 99, 0, 17, 0, "t.mem.7", false},
+        {"its own parent", 0x3753434f52504343ull, 1000, 7, 7, 0, 17, 0, "t.mem.7", false},
+        {"unknown flags", 0x3753434f52504343ull, 1000, 7, 0, 64, 17, 0, "t.mem.7", false},
+        {"a bad exit signal", 0x3753434f52504343ull, 1000, 7, 0, 0, 65, 0, "t.mem.7", false},
+        {"a payload past the end", 0x3753434f52504343ull, 1000, 7, 0, 0, 17, 1u << 20, "t.mem.7", false},
+        {"a bad image name", 0x3753434f52504343ull, 1000, 7, 0, 0, 17, 0, "../x", false},
+    };
+    for (size_t i = 0; p6 && i < sizeof cases / sizeof *cases; i++) {
+      const struct proc_case *c = &cases[i];
+      struct wbuf w = {0};
+      w_bytes(&w, v6, n6);
+      w_u64(&w, c->tag);
+      w_u64(&w, c->next);
+      w_u64(&w, 0); /* the first's pgid, sid */
+      w_u64(&w, 0);
+      w_u64(&w, 1);
+      uint64_t v[10] = {c->pid, c->ppid, 0, 0, c->sig, c->flags, 0, 0, 0, 0};
+      for (int k = 0; k < 10; k++)
+        w_u64(&w, v[k]);
+      w_str(&w, c->image);
+      w_u64(&w, c->plen);
+      struct sb *s2 = shim_sb_new(&o, MEM, PROT_READ | PROT_WRITE);
+      s2->forked = true;
+      struct cf_vm_cpu *cpu = calloc(1, sizeof *cpu);
+      struct cf_vm_regs regs;
+      int rc = state_parse(s2, w.p, w.n, "v7", cpu, &regs);
+      if (c->good)
+        ok(rc == 0 && s2->nload_procs == 1 && s2->load_procs[0].pid == 7, "v7: %s loads (%s)", c->what,
+           rc ? cf_error() : "1 process");
+      else
+        ok(rc < 0 && errno == EINVAL, "v7: %s is refused (%s)", c->what, rc ? cf_error() : "loaded");
+      free(cpu);
+      free(s2->load_procs);
+      s2->load_procs = NULL;
+      s2->nload_procs = 0;
+      done(s2);
+      free(w.p);
+    }
+    ok(p6 != NULL, "the v6 seed for the v7 cases");
+  }
   /* The template an image belongs to (version 7: NAME.mem.PID per process). */
   const struct {
     const char *image, *tmpl;
