@@ -596,14 +596,9 @@ static void mm_release(struct sb *c)
     return;
   c->mm_parent = NULL;
   c->mm_lend = NULL; /* (its host thread is still the lender's: sandbox.c lend_main hands it over) */
-  c->vmas = NULL;
-  c->nvma = c->capvma = 0;
-  c->shmaps = NULL;
-  c->nshmaps = c->capshmaps = 0;
-  c->forked = false;
-  c->replaced = NULL;
-  c->nreplaced = c->capreplaced = 0;
-  c->replaced_overflow = false;
+#define FORGET(f) c->f = 0;
+  MM_FIELDS(FORGET) /* the owner's, not its own */
+#undef FORGET
   c->vm = NULL;
   c->mem = NULL;
   if (--o->mm_sharers > 0)

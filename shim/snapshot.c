@@ -981,24 +981,23 @@ static const struct cf_image *template_pimg(struct cf_template *t, const char *n
   for (int i = 0; i < t->npimgs && !img; i++)
     if (strcmp(t->pimgs[i].name, name) == 0)
       img = t->pimgs[i].img;
-  if (!img) {
-    struct pimg *n = realloc(t->pimgs, (size_t)(t->npimgs + 1) * sizeof *n);
-    struct cf_image *im = n ? cf_image_open(t->store, name) : NULL;
-    if (n)
-      t->pimgs = n;
-    if (!n)
-      cf_fail(ENOMEM, "out of memory");
-    if (im) {
-      const struct cf_header *h = cf_image_header(im);
-      if (h->size != t->mem_size || h->block_size != PAGE || cf_image_check(im) < 0) {
-        if (h->size != t->mem_size || h->block_size != PAGE)
-          cf_fail(EINVAL, "template '%s': memory image '%s' does not fit its sandbox", t->name, name);
-        cf_image_close(im);
-      } else {
-        snprintf(n[t->npimgs].name, sizeof n[t->npimgs].name, "%s", name);
-        n[t->npimgs++].img = im;
-        img = im;
-      }
+  struct pimg *n = img ? NULL : realloc(t->pimgs, (size_t)(t->npimgs + 1) * sizeof *n);
+  struct cf_image *im = n ? cf_image_open(t->store, name) : NULL;
+  if (n)
+    t->pimgs = n;
+  else if (!img)
+    cf_fail(ENOMEM, "out of memory");
+  if (im) {
+    const struct cf_header *h = cf_image_header(im);
+    if (h->size != t->mem_size || h->block_size != PAGE) {
+      cf_fail(EINVAL, "template '%s': memory image '%s' does not fit its sandbox", t->name, name);
+      cf_image_close(im);
+    } else if (cf_image_check(im) < 0) {
+      cf_image_close(im);
+    } else {
+      snprintf(n[t->npimgs].name, sizeof n[t->npimgs].name, "%s", name);
+      n[t->npimgs++].img = im;
+      img = im;
     }
   }
   pthread_mutex_unlock(&t->ref_lock);
