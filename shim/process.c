@@ -38,9 +38,9 @@
  * and keeps it whole (below, "pausing a tree"); a template made from a
  * program saves each one (snapshot.c, version 7). It is refused while a
  * vfork is in progress (a parent waits, or a child runs in another's
- * memory). Not yet (the syscall table says so): a branch or park of a
- * sandbox with more than one process alive (ENOTSUP: the pause itself
- * works, the sandbox goes on); CLONE_VM without CLONE_VFORK or
+ * memory). A branch saves every process too (snapshot.c commit_compare).
+ * Not yet (the syscall table says so): a park of a sandbox with more than
+ * one process alive (ENOTSUP: the sandbox goes on); CLONE_VM without CLONE_VFORK or
  * CLONE_THREAD (a process sharing memory for its whole life: robust lists
  * are per process); threads in a vfork child before its exec (EAGAIN);
  * --mem across the tree (each process has its own). MAP_SHARED memory is shared with the children
@@ -122,16 +122,6 @@ bool sb_alone(const struct sb *sb)
     if (sb->w->procs[i] != sb && !sb->w->procs[i]->zombie)
       return false;
   return true;
-}
-
-int proc_count(const struct sb *sb)
-{
-  int n = 0;
-  if (!sb->w)
-    return 1;
-  for (int i = 0; i < sb->w->nprocs; i++)
-    n += !sb->w->procs[i]->zombie;
-  return n;
 }
 
 /* The first process starts in the group and session of the sandbox's

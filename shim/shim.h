@@ -322,6 +322,12 @@ struct sb {
    * (it belongs to the VM: NULL while the child is parked) */
   struct cf_template *tmpl;
   struct guest_mem *gm;
+  /* the image this process's memory was laid out over: its template's (a
+   * forked child), its own (a process a tree template's child adopted);
+   * a fork keeps its parent's (mm_fork_vm maps the same pieces); NULL in a
+   * sandbox that did not start from a template. What a branch compares
+   * a process other than the first with (snapshot.c commit_compare). */
+  const struct cf_image *base;
   /* a parked child (reuse.c): its VM given back, what its memory held
    * beyond the template's kept here until it runs again */
   struct parked *park;
@@ -717,8 +723,6 @@ struct sb *const *proc_list(const struct sb *sb, int *n);
  * first process begins. */
 uint64_t proc_others_cpu_ns(struct sb *sb);
 void proc_run_start(struct sb *sb);
-/* Processes alive (not zombies). */
-int proc_count(const struct sb *sb);
 /* fork, vfork, clone without CLONE_THREAD: the child's pid or -errno. */
 long proc_fork(struct sb *sb, uint64_t flags, uint64_t sp, uint64_t parent_tid, uint64_t child_tid, uint64_t tls);
 long proc_waitid(struct sb *sb, const uint64_t a[6]);

@@ -463,6 +463,42 @@ out:
   return ret;
 }
 
+/* A process of a forked sandbox other than the first (a branch of a
+ * tree): its memory was laid out over base by fork (mm.c fork_map: the
+ * parent's host mappings again, its private pages copied), a mix the dirty
+ * scan cannot tell from the template's pages. So every page of the system
+ * area and of its VMAs is read and stored where it differs from base
+ * (CF_DIRTY_COMPARE), and every other page becomes empty: no VMA covers
+ * it, so nothing can read it before a mapping puts new pages there (the
+ * /tmp region is the first process's). The image stays a child of base:
+ * stores what the process changed, reads O(its mapped size). */
+static int commit_compare(struct sb *sb, struct cf_store *s, const char *image, const struct cf_image *base,
+                          struct cf_save_stats *st)
+{
+  struct cf_dirty dirty = {0}, zeros = {0};
+  uint64_t at = CF_VM_USER_BASE / PAGE, np = sb->mem_size / PAGE;
+  int ret = -1;
+  if (cf_dirty_add(&dirty, 0, at) < 0)
+    goto out;
+  for (int i = 0; i < sb->nvma; i++) {
+    uint64_t a = sb->vmas[i].start / PAGE, b = sb->vmas[i].end / PAGE;
+    if (cf_dirty_add(&zeros, at, a - at) < 0 || cf_dirty_add(&dirty, a, b - a) < 0)
+      goto out;
+    at = b;
+  }
+  if (cf_dirty_add(&zeros, at, np - at) < 0)
+    goto out;
+  struct cf_dirty_stats ds;
+  ret = cf_dirty_commit(s, base, image, 0, sb->mem, &dirty, &zeros, CF_DIRTY_COMPARE, &ds);
+  st->pages_scanned = ds.blocks_read;
+  st->pages_stored = ds.blocks_stored;
+  st->pages_zeroed = ds.blocks_zeroed;
+out:
+  cf_dirty_free(&dirty);
+  cf_dirty_free(&zeros);
+  return ret;
+}
+
 static int procs_save(struct sb *sb, struct wbuf *w);
 
 static int save_state(struct sb *sb, struct wbuf *w, const char *image, const uint8_t id[16], const char *parent)
@@ -577,13 +613,16 @@ static int write_state(const char *path, const struct wbuf *w)
 }
 
 /* Commit process sb's memory as image (a branch's: what changed since its
- * template; else every page it holds), its protections put back after. */
+ * template, the first process's by its dirty scan, another's by
+ * comparing; else every page it holds), its protections put back after. */
 static int save_image_of(struct sb *sb, struct cf_store *s, const char *image, struct cf_save_stats *st)
 {
   /* Everything readable while it is read (a PROT_NONE VMA may hold data). */
   if (mprotect(sb->mem + CF_VM_USER_BASE, sb->mem_size - CF_VM_USER_BASE, PROT_READ) < 0)
     return cf_fail(errno, "mprotect: %m");
-  int r = sb->forked && proc_is_first(sb) ? commit_branch(sb, s, image, st) : commit_root(sb, s, image, st);
+  int r = sb->forked && proc_is_first(sb) ? commit_branch(sb, s, image, st)
+          : sb->base                       ? commit_compare(sb, s, image, sb->base, st)
+                                           : commit_root(sb, s, image, st);
   int e = errno;
   if (mm_apply(sb) < 0) {
     snprintf(sb->report, sizeof sb->report, "could not restore the memory protections after a save");
@@ -615,11 +654,8 @@ int cf_sandbox_save(struct cf_sandbox *box, struct cf_store *s, const char *name
   snprintf(image, sizeof image, "%s.mem", name);
   if (cf_store_check_name(image) < 0)
     return -1;
-  int np = 0, alive = proc_count(sb);
+  int np = 0;
   struct sb *const *ps = sb->w ? proc_list(sb, &np) : NULL;
-  if (sb->forked && alive > 1)
-    return cf_fail(ENOTSUP, "the sandbox has %d processes: a branch keeps one for now (a template made from a "
-                            "program keeps them all)", alive);
   int r = save_image_of(sb, s, image, st);
   /* The other processes' memory, each an image of its own (NAME.mem.PID). */
   for (int i = 0; i < np && r == 0; i++) {
@@ -632,6 +668,7 @@ int cf_sandbox_save(struct cf_sandbox *box, struct cf_store *s, const char *name
     if ((r = cf_store_check_name(p->save_image)) == 0 && (r = save_image_of(p, s, p->save_image, &pst)) == 0) {
       st->pages_scanned += pst.pages_scanned;
       st->pages_stored += pst.pages_stored;
+      st->pages_zeroed += pst.pages_zeroed;
     }
   }
   if (r < 0)
@@ -970,6 +1007,7 @@ static void child_init(struct sb *sb, struct cf_template *t, const struct cf_san
   sb->gid = (int)getgid();
   sb->boot_ns = mono_ns(); /* a child is a new sandbox: its own uptime and boot id */
   sb->tmpl = t;
+  sb->base = template_image(t);
   sb->forked = true;
 }
 
@@ -1027,7 +1065,7 @@ static int procs_make(struct sb *sb, struct cf_template *t, const struct cf_sand
       break;
     }
     child_init(c, t, opts, sb->t_spawn);
-    c->tmpl = NULL; /* its memory is its own image's */
+    c->tmpl = NULL; /* its memory is its own image's (c->base, below) */
     c->boot_ns = sb->boot_ns;
     pthread_mutex_init(&c->lock, NULL);
     pthread_cond_init(&c->task_cv, NULL);
@@ -1059,6 +1097,7 @@ static int procs_make(struct sb *sb, struct cf_template *t, const struct cf_sand
     struct cf_vm_regs regs;
     if (img && !gm)
       cf_fail(ENOMEM, "out of memory");
+    c->base = img;
     if (gm) {
       gm->opts = opts;
       gm->img = img;

@@ -5,8 +5,11 @@
 # child of the template gets the whole tree: the same output as the program
 # natively (tests/sandbox/tree.c), the zombie reaped, one open file
 # description shared; 100 children from it, each as natively; its images
-# (one per process) go with `template rm`. Then a busybox sh template whose
-# background job runs across the pause.
+# (one per process) go with `template rm`. A child that forks after the
+# template's ready point is branched with its processes (each stores what
+# differs from the template's memory) and the branch's children go on as
+# natively. Then a busybox sh template whose background job runs across the
+# pause.
 . "$(dirname "$0")/functions.sh"
 [ -c /dev/kvm ] && [ -r /dev/kvm ] || skip "no /dev/kvm"
 requires gcc
@@ -47,6 +50,32 @@ bad = [k["child"] for k in kids if not k["ok"] or k["status"] != 0 or k["stdout"
 print(f"ok   100 children of the tree template: {len(kids) - len(bad)} of {len(kids)} as natively")
 sys.exit(1 if bad or len(kids) != 100 else 0)
 PY
+
+# a branch of a child that forked: the program reads a line (the template's
+# ready point), forks its server and zombie, and is saved at its next read
+# with both; the branch's children go on from there as natively
+printf 'one\ntwo\n' > "$TMP/in2"
+echo one > "$TMP/in.1"
+echo two > "$TMP/in.2"
+mkdir -p "$TMP/native2"
+"$CROOT/tree" "$TMP/native2" late < "$TMP/in2" > "$TMP/want.late" || fail "the program natively (late)"
+cowfork template create treel --root "$CROOT" -- /tree /tmp late > "$TMP/l.create" 2>"$TMP/l.err" ||
+  fail "template create (late): $(cat "$TMP/l.err")"
+[ ! -s "$TMP/l.create" ] || fail "template create (late) printed: $(cat "$TMP/l.create")"
+cowfork fork treel --branch treeb --input "$TMP/in.1" > "$TMP/b.1" 2>"$TMP/b.err" ||
+  fail "fork --branch of a child with two processes: $(cat "$TMP/b.err")"
+cowfork image ls > "$TMP/images" 2>&1
+grep -q '^treeb\.mem\.[0-9]' "$TMP/images" || fail "the branch's images (one per process): $(cat "$TMP/images")"
+for i in 1 2 3; do
+  cowfork fork treeb --input "$TMP/in.2" > "$TMP/b.2" 2>"$TMP/b2.err" || fail "fork of the branch: $(cat "$TMP/b2.err")"
+  if ! cat "$TMP/b.1" "$TMP/b.2" | cmp -s - "$TMP/want.late"; then
+    cat "$TMP/b.1" "$TMP/b.2" | diff -u "$TMP/want.late" - | sed 's/^/    /'
+    fail "a child of the branch of a tree differs from the program natively"
+  fi
+done
+echo "ok   a branch of a child with two processes and a zombie: 3 children of it as natively ($(grep -o '[0-9]* pages stored, [0-9]* zeroed' "$TMP/b.err"))"
+cowfork template rm treeb 2>"$TMP/rm.err" || fail "template rm of the branch: $(cat "$TMP/rm.err")"
+cowfork template rm treel 2>"$TMP/rm.err" || fail "template rm: $(cat "$TMP/rm.err")"
 
 # its images go with it
 cowfork template rm tree 2>"$TMP/rm.err" || fail "template rm: $(cat "$TMP/rm.err")"

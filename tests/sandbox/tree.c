@@ -7,7 +7,11 @@
  * children and prints what each saw; both write through one open file
  * description opened before the fork (a shared offset). Prints no pid.
  *
- *   tree DIR     DIR: where the files go (a sandbox's /tmp) */
+ * With "late", it first reads a line (a template's ready point) and only
+ * then forks, so the tree exists at its second read: a branch of a child
+ * (tests/sandbox-tree.sh) is saved with both processes.
+ *
+ *   tree DIR [late]     DIR: where the files go (a sandbox's /tmp) */
 #define _GNU_SOURCE
 #include <fcntl.h>
 #include <stdio.h>
@@ -32,6 +36,12 @@ int main(int argc, char **argv)
   snprintf(dir, sizeof dir, "%s", argc > 1 ? argv[1] : "/tmp");
   setvbuf(stdout, NULL, _IOLBF, 0);
   static int counter = 41;
+  char line[64];
+  if (argc > 2 && strcmp(argv[2], "late") == 0) {
+    if (!fgets(line, sizeof line, stdin))
+      strcpy(line, "(eof)\n");
+    printf("parent: first line %s", line);
+  }
   int log = open(path("log"), O_RDWR | O_CREAT | O_TRUNC, 0644);
   pid_t z = fork();
   if (z == 0)
@@ -62,7 +72,6 @@ int main(int argc, char **argv)
   while (access(path("ready"), F_OK) != 0)
     usleep(1000);
   printf("parent: before the pause, children %s\n", p > 0 && z > 0 ? "started" : "failed");
-  char line[64];
   if (!fgets(line, sizeof line, stdin))
     strcpy(line, "(eof)\n");
   counter += 1;
