@@ -102,7 +102,10 @@ __attribute__((format(printf, 2, 3))) static void vb_printf(struct vbuf *b, cons
 }
 
 /* ---- which process a /proc/PID path is about ----
- * /proc/PID is any process of the sandbox that has not ended (process.c).
+ * /proc/PID is any process of the sandbox not yet reaped (process.c), a
+ * zombie too: as Linux, its status and stat say Z, its cmdline, environ and
+ * maps are empty, its fd directory lists nothing, and its cwd and exe links
+ * are ENOENT (its memory and files are gone: sb->mem is NULL).
  * find() sets vtarget when a path names another process than the caller's
  * (vcaller); the generators and links then read that one's state. Every
  * generator or link call follows the find of its path in the same call of
@@ -116,6 +119,8 @@ static struct sb *T(struct sb *sb) { return vtarget ? vtarget : sb; }
 static uint64_t vm_bytes(const struct sb *sb)
 {
   uint64_t t = 0;
+  if (sb->zombie)
+    return 0;
   for (int i = 0; i < sb->nvma; i++)
     t += sb->vmas[i].end - sb->vmas[i].start;
   return t;
@@ -137,7 +142,7 @@ static void comm(const struct sb *sb, char out[16])
 /* Guest bytes [start, end) (bounded), or nothing where they are unmapped. */
 static void guest_range(struct sb *sb, struct vbuf *b, uint64_t start, uint64_t end)
 {
-  if (end <= start || end - start > (64u << 20))
+  if (sb->zombie || end <= start || end - start > (64u << 20))
     return;
   const void *p = mm_ptr(sb, start, end - start, PROT_READ);
   if (p)
@@ -183,12 +188,18 @@ static void gen_status(struct sb *sb, struct vbuf *b, int arg)
   uint64_t kb = vm_bytes(sb) >> 10;
   const char *cap = sb->uid == 0 ? "000001ffffffffff" : "0000000000000000";
   vb_printf(b, "Name:\t%s\nUmask:\t%04o\nState:\t%s\nTgid:\t%d\nNgid:\t0\nPid:\t%d\nPPid:\t%d\nTracerPid:\t0\n",
-            name, sb->umask, sb->stopped ? "T (stopped)" : sb == vcaller ? "R (running)" : "S (sleeping)", sb->pid,
+            name, sb->umask,
+            sb->zombie    ? "Z (zombie)"
+            : sb->stopped ? "T (stopped)"
+            : sb == vcaller ? "R (running)"
+                            : "S (sleeping)",
+            sb->pid,
             sb->pid, proc_ppid(sb));
   vb_printf(b, "Uid:\t%d\t%d\t%d\t%d\nGid:\t%d\t%d\t%d\t%d\nFDSize:\t%d\nGroups:\t\n", sb->uid, sb->uid, sb->uid,
             sb->uid, sb->gid, sb->gid, sb->gid, sb->gid, MAX_FDS);
   vb_printf(b, "NStgid:\t%d\nNSpid:\t%d\nNSpgid:\t%d\nNSsid:\t%d\n", sb->pid, sb->pid, proc_pgid(sb), proc_sid(sb));
-  vb_printf(b, "VmPeak:\t%8llu kB\nVmSize:\t%8llu kB\nVmLck:\t       0 kB\nVmPin:\t       0 kB\n"
+  if (!sb->zombie) /* no memory: no Vm lines, as Linux */
+    vb_printf(b, "VmPeak:\t%8llu kB\nVmSize:\t%8llu kB\nVmLck:\t       0 kB\nVmPin:\t       0 kB\n"
                "VmHWM:\t%8llu kB\nVmRSS:\t%8llu kB\nVmData:\t%8llu kB\nVmStk:\t%8llu kB\nVmExe:\t       0 kB\n"
                "VmLib:\t       0 kB\nVmPTE:\t       0 kB\nVmSwap:\t       0 kB\n",
             (unsigned long long)kb, (unsigned long long)kb, (unsigned long long)kb, (unsigned long long)kb,
@@ -230,7 +241,8 @@ static void gen_pstat(struct sb *sb, struct vbuf *b, int arg)
    * majflt cmajflt utime stime cutime cstime priority nice num_threads
    * itrealvalue starttime vsize rss rsslim */
   vb_printf(b, "%d (%s) %c %d %d %d 0 -1 4194304 0 0 0 0 %llu 0 0 0 20 0 %d 0 0 %llu %llu 18446744073709551615 ",
-            sb->pid, name, sb->stopped ? 'T' : sb == vcaller ? 'R' : 'S', proc_ppid(sb), proc_pgid(sb), proc_sid(sb),
+            sb->pid, name, sb->zombie ? 'Z' : sb->stopped ? 'T' : sb == vcaller ? 'R' : 'S', proc_ppid(sb), proc_pgid(sb),
+            proc_sid(sb),
             (unsigned long long)ticks, task_live(sb), (unsigned long long)vm_bytes(sb),
             (unsigned long long)(vm_bytes(sb) / PAGE));
   /* startcode endcode startstack kstkesp kstkeip signal blocked sigignore
@@ -267,7 +279,7 @@ static void gen_comm(struct sb *sb, struct vbuf *b, int arg)
 static void gen_maps(struct sb *sb, struct vbuf *b, int arg)
 {
   (void)arg;
-  for (int i = 0; i < sb->nvma; i++) {
+  for (int i = 0; i < sb->nvma && !sb->zombie; i++) {
     const struct vma *v = &sb->vmas[i];
     const char *name = "";
     if (v->end == sb->mem_size)
@@ -423,16 +435,19 @@ static void link_thread_self(struct sb *sb, int arg, char *out, size_t size)
   snprintf(out, size, "%d/task/%d", sb->pid, sb->tid);
 }
 
+/* A link with no target (a zombie's cwd and exe): "" (ENOENT). */
 static void link_cwd(struct sb *sb, int arg, char *out, size_t size)
 {
   (void)arg;
-  snprintf(out, size, "%s", sb->cwd);
+  snprintf(out, size, "%s", sb->zombie ? "" : sb->cwd);
 }
 
 static void link_exe(struct sb *sb, int arg, char *out, size_t size)
 {
   (void)arg;
-  if (path_abs("/", sb->program, out, size) < 0)
+  if (sb->zombie)
+    out[0] = 0;
+  else if (path_abs("/", sb->program, out, size) < 0)
     snprintf(out, size, "/");
 }
 
@@ -572,7 +587,7 @@ static bool match(struct sb *sb, const char *pat, const char *s, size_t n, int *
       while (c < e && *c != '/')
         c++;
       long v = num(s, (size_t)(c - s));
-      struct sb *t = pat[1] == 'p' && v >= 0 && v != sb->pid ? proc_find(sb, (int)v) : NULL;
+      struct sb *t = pat[1] == 'p' && v >= 0 && v != sb->pid ? proc_find_any(sb, (int)v) : NULL;
       if (v < 0 || (pat[1] == 'p' && v != sb->pid && !t) ||
           (pat[1] == 't' && v != (T(sb) == sb ? sb->tid : T(sb)->pid)) || (pat[1] == 'f' && !fs_get(T(sb), (int)v)))
         return false;
@@ -633,6 +648,8 @@ long virt_path(struct sb *sb, char *abs, size_t size, bool follow)
           snprintf(target, sizeof target, "%s", f->path);
         } else {
           v->link(T(sb), arg, target, sizeof target);
+          if (!target[0])
+            return -ENOENT;
         }
       } else {
         if (last)
@@ -699,7 +716,7 @@ long virt_readlink(struct sb *sb, const struct vent *v, int arg, char *out, size
   if (v->kind != V_LINK)
     return -EINVAL;
   v->link(T(sb), arg, out, size);
-  return (long)strlen(out);
+  return out[0] ? (long)strlen(out) : -ENOENT;
 }
 
 /* The terminal: the first of the sandbox's stdin/out/err that is one. */
@@ -869,8 +886,6 @@ long virt_getdents(struct sb *sb, struct file *f, void *p, uint64_t len)
         int np;
         struct sb *const *ps = proc_list(sb, &np);
         for (int k = 0; k < np && !nm; k++) {
-          if (ps[k]->zombie)
-            continue;
           if (idx++ == f->off) {
             snprintf(name, sizeof name, "%d", ps[k]->pid);
             nm = name;

@@ -138,6 +138,8 @@ struct sb *proc_find(struct sb *sb, int pid)
   return t && !t->zombie ? t : NULL;
 }
 
+struct sb *proc_find_any(struct sb *sb, int pid) { return find_pid(sb, pid); }
+
 static struct sb *find_pid(struct sb *sb, int pid)
 {
   if (!sb->w)

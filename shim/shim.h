@@ -707,6 +707,9 @@ bool sb_alone(const struct sb *sb);
 /* The process pid of sb's sandbox that has not ended (NULL: none), its
  * parent's pid (1: the sandbox's init), group and session. */
 struct sb *proc_find(struct sb *sb, int pid);
+/* The process pid of sb's sandbox, a zombie too (its memory and files
+ * gone: sb->mem NULL): what /proc shows. NULL: none. */
+struct sb *proc_find_any(struct sb *sb, int pid);
 int proc_ppid(const struct sb *p);
 int proc_pgid(const struct sb *p);
 int proc_sid(const struct sb *p);

@@ -20,7 +20,7 @@
 # process groups and sessions, shared file offsets, pipes and FIFOs between processes,
 # close-on-exec, dup2, vfork/posix_spawn (the child in the parent's memory
 # until its exec or exit), 1000 posix_spawn in a row (100 under emulation),
-# record locks, timerfds, rusage, shared memory (MAP_SHARED,
+# record locks, timerfds, rusage, zombies in /proc, shared memory (MAP_SHARED,
 # /dev/shm, sem_open, pshared semaphores and mutexes); then a fork bomb under a process
 # limit (natively as nobody with RLIMIT_NPROC 32: root has no limit), which
 # must end cleanly, leaving no host process or thread behind.
@@ -278,7 +278,7 @@ mkdir -p "$CROOT"
 if ! gcc -static -O1 -pthread -o "$CROOT/procs" "$here/sandbox/procs.c" 2>"$TMP/cc.err"; then
   skip_case "C cases" "cannot build static programs: $(head -n 1 "$TMP/cc.err")"
 else
-  for m in fork death wait pgrp offsets pipes fifo cloexec dup2 spawn locks timerfd shm rusage; do
+  for m in fork death wait pgrp offsets pipes fifo cloexec dup2 spawn locks timerfd shm rusage zombie; do
     case_ "C $m" --root "$CROOT" -- "$CROOT/procs" $m -- /procs $m
   done
   # 1000 posix_spawn in a row (100 emulated: 0.1-0.2 s each there)

@@ -28,6 +28,8 @@
  *   procs locks     fcntl record locks, OFD locks and flock between processes
  *   procs timerfd   a timerfd inherited across fork, also after its maker exits
  *   procs rusage    the CPU time of children in wait4's rusage, getrusage and times
+ *   procs zombie    an ended child not yet waited for in /proc (stat, status,
+ *                   cmdline, maps, exe, cwd, fd, the listing), gone after the wait
  *   procs shm       shared memory across fork: MAP_SHARED anonymous, of a
  *                   /tmp file and of a /dev/shm file (shm_open); MADV_DONTNEED,
  *                   munmap, mprotect in one process; sem_open, a pshared
@@ -36,6 +38,7 @@
  *                   processes by construction): EAGAIN, then all killed
  */
 #define _GNU_SOURCE
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/futex.h>
@@ -44,6 +47,7 @@
 #include <semaphore.h>
 #include <signal.h>
 #include <spawn.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -1395,6 +1399,73 @@ static int mode_rusage(void)
   return 0;
 }
 
+/* ---- zombie: an ended child not yet waited for, as /proc shows it ---- */
+
+static long slurp(const char *path, char *buf, size_t size)
+{
+  int fd = open(path, O_RDONLY);
+  if (fd < 0)
+    return -1;
+  long n = 0, k;
+  while ((size_t)n < size - 1 && (k = read(fd, buf + n, size - 1 - (size_t)n)) > 0)
+    n += k;
+  buf[n] = 0;
+  close(fd);
+  return n;
+}
+
+static int mode_zombie(void)
+{
+  pid_t p = fork();
+  if (p == 0)
+    _exit(5);
+  siginfo_t si = {0};
+  int r = waitid(P_PID, (id_t)p, &si, WEXITED | WNOWAIT);
+  printf("waitid(WNOWAIT): %s, %s\n", err(r), si.si_code == CLD_EXITED ? "CLD_EXITED" : "other");
+  char path[64], buf[8192], link[256];
+  snprintf(path, sizeof path, "/proc/%d/stat", (int)p);
+  char *c = slurp(path, buf, sizeof buf) > 0 ? strrchr(buf, ')') : NULL;
+  printf("stat: state %c\n", c && c[1] ? c[2] : '?');
+  snprintf(path, sizeof path, "/proc/%d/status", (int)p);
+  long n = slurp(path, buf, sizeof buf);
+  char *s = n > 0 ? strstr(buf, "State:") : NULL;
+  printf("status: %.*s, VmSize: %s\n", s ? (int)strcspn(s, "\n") : 4, s ? s : "none", strstr(buf, "VmSize") ? "shown" : "none");
+  snprintf(path, sizeof path, "/proc/%d/comm", (int)p);
+  printf("comm: %s", slurp(path, buf, sizeof buf) > 0 ? buf : "(unreadable)\n");
+  static const char *const empty[] = {"cmdline", "maps"};
+  for (int i = 0; i < 2; i++) { /* (environ: ESRCH at its open on Linux 6.18, not on 6.12) */
+    snprintf(path, sizeof path, "/proc/%d/%s", (int)p, empty[i]);
+    n = slurp(path, buf, sizeof buf);
+    printf("%s: %s\n", empty[i], n < 0 ? strerrorname_np(errno) : n == 0 ? "empty" : "not empty");
+  }
+  static const char *const links[] = {"exe", "cwd"};
+  for (int i = 0; i < 2; i++) {
+    snprintf(path, sizeof path, "/proc/%d/%s", (int)p, links[i]);
+    printf("readlink %s: %s\n", links[i], err(readlink(path, link, sizeof link)));
+  }
+  snprintf(path, sizeof path, "/proc/%d/fd", (int)p);
+  DIR *d = opendir(path);
+  int nfd = 0;
+  for (struct dirent *e; d && (e = readdir(d));)
+    nfd += e->d_name[0] != '.';
+  printf("fd directory: %s, %d entries\n", d ? "ok" : strerrorname_np(errno), nfd);
+  if (d)
+    closedir(d);
+  bool listed = false;
+  d = opendir("/proc");
+  for (struct dirent *e; d && (e = readdir(d));)
+    listed |= atoi(e->d_name) == p;
+  if (d)
+    closedir(d);
+  printf("listed in /proc: %s\n", listed ? "yes" : "no");
+  int st;
+  printf("waitpid: %s\n", waitpid(p, &st, 0) == p ? "reaped" : err(-1));
+  status("the zombie", st);
+  snprintf(path, sizeof path, "/proc/%d", (int)p);
+  printf("after the wait, /proc/PID: %s\n", err(access(path, F_OK)));
+  return 0;
+}
+
 /* ---- bomb ---- */
 
 static int bomb_pipe;
@@ -1681,6 +1752,8 @@ int main(int argc, char **argv)
     rc = mode_locks();
   else if (!strcmp(m, "rusage"))
     rc = mode_rusage();
+  else if (!strcmp(m, "zombie"))
+    rc = mode_zombie();
   else if (!strcmp(m, "timerfd"))
     rc = mode_timerfd();
   else if (!strcmp(m, "shm"))
