@@ -11,7 +11,9 @@
 #   - pthread_cond_timedwait wake-up: a signaller thread reads the clock and
 #     signals; the waiter's delay from that to its return (median, us);
 #   - pthread_cond_timedwait timeout: how late past its deadline (1 ms
-#     ahead) the unsignalled wait returns (median, us).
+#     ahead) the unsignalled wait returns (median, us);
+#   - 16 threads making getppid calls at once on the sandbox's 2 CPUs:
+#     wall time per call (us): the cost of taking turns for a CPU.
 # Under scripts/kvm-vm.sh (COWFORK_EMULATED=1: QEMU TCG + nested KVM) the
 # counts are smaller and the ratios are not the PVM ratios: both sides run
 # emulated, but the sandbox's VM exits cost far more there; the output says
@@ -40,9 +42,9 @@ done
 emulated=${COWFORK_EMULATED:-0}
 # Operations per run: the same natively and in the sandbox.
 if [ "$emulated" = 1 ]; then
-  PP=${PP:-300} CJ=${CJ:-100} CW=${CW:-30} CT=${CT:-30}
+  PP=${PP:-300} CJ=${CJ:-100} CW=${CW:-30} CT=${CT:-30} BZ=${BZ:-100}
 else
-  PP=${PP:-5000} CJ=${CJ:-1000} CW=${CW:-200} CT=${CT:-200}
+  PP=${PP:-5000} CJ=${CJ:-1000} CW=${CW:-200} CT=${CT:-200} BZ=${BZ:-2000}
 fi
 tmp=$(mktemp -d /var/tmp/cowfork-threads.XXXXXX)
 trap 'rm -rf "$tmp"' EXIT
@@ -85,12 +87,13 @@ for i in $(seq 1 "$N"); do
   for side in $sides; do one $side pool "$PY" "$tmp/pool.py"; done
   for side in $sides; do one $side condwake "$tmp/threads" condwake "$CW"; done
   for side in $sides; do one $side condtimeout "$tmp/threads" condtimeout "$CT"; done
+  for side in $sides; do one $side busy "$tmp/threads" busy "$BZ"; done
 done > "$tmp/results"
 
 cpu=$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ //')
-$PY - "$tmp/results" "$json" "$N" "$emulated" "$cpu" "$(nproc)" "$PP" "$CJ" "$CW" "$CT" <<'EOF'
+$PY - "$tmp/results" "$json" "$N" "$emulated" "$cpu" "$(nproc)" "$PP" "$CJ" "$CW" "$CT" "$BZ" <<'EOF'
 import json, statistics, sys
-path, js, n, emu, cpu, ncpu, pp, cj, cw, ct = sys.argv[1:]
+path, js, n, emu, cpu, ncpu, pp, cj, cw, ct, bz = sys.argv[1:]
 emu = emu == "1"
 v = {}
 for line in open(path):
@@ -102,6 +105,7 @@ rows = [
     ("pool", "python3 ThreadPoolExecutor(4).map, 1000 tasks", "ms"),
     ("condwake", "cond_timedwait wake-up after signal (%s)" % cw, "us"),
     ("condtimeout", "cond_timedwait lateness past deadline (%s)" % ct, "us"),
+    ("busy", "16 threads x %s getppid on 2 CPUs, per call" % bz, "us"),
 ]
 out = []
 for key, name, unit in rows:

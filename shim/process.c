@@ -287,7 +287,6 @@ static struct sb *proc_copy(struct sb *p, bool share, long *err)
   c->nlocks = c->caplocks = 0;
   pthread_mutex_init(&c->lock, NULL);
   pthread_cond_init(&c->task_cv, NULL);
-  pthread_cond_init(&c->cpu_cv, NULL);
   memset(c->tasks, 0, sizeof c->tasks);
   c->cur = NULL;
   c->ntasks = c->nlive = 0;
@@ -700,7 +699,7 @@ void proc_pause_all(struct sb *sb)
     p->pause_done = false;
     p->pauser = p->tasks[0];
     task_kick_all(p);
-    pthread_cond_broadcast(&p->cpu_cv);
+    cpu_wake(p, true);
   }
 }
 

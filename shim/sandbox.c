@@ -646,7 +646,6 @@ struct cf_sandbox *cf_sandbox_new(const struct cf_sandbox_opts *opts)
   sb->rootfd = -1;
   pthread_mutex_init(&sb->lock, NULL);
   pthread_cond_init(&sb->task_cv, NULL);
-  pthread_cond_init(&sb->cpu_cv, NULL);
   sb->pid = sb->tid = 2;
   sb->uid = (int)getuid();
   sb->gid = (int)getgid();

@@ -128,6 +128,8 @@ struct task {
   bool exited;          /* its exit ran (or the sandbox ended under it) */
   bool done;            /* its host thread left the shim */
   bool on_cpu;          /* counted in sb->cpu_running (in or about to be in KVM_RUN) */
+  pthread_cond_t cpu_cv; /* signalled when it may take a CPU (thread.c cpu_wake; calloc's
+                            zeros are PTHREAD_COND_INITIALIZER) */
   /* pausing with threads (thread.c task_stop): stopped at stop_regs (at
    * CPL3); run_on: not at such a point yet, runs to its next exit. A paused
    * sandbox keeps its threads (but the one that paused it) in sb->held with
@@ -232,7 +234,6 @@ struct sb {
   int cpu_running;
   struct task *cpu_q[CF_VM_MAX_VCPUS];
   int cpu_nq;
-  pthread_cond_t cpu_cv;
   uint64_t cpu_dead_ns;     /* CPU time of the tasks whose threads ended */
   struct fwaiter *futex_waiters;
   /* a pause with threads: the task that paused (its context is sb's after
@@ -808,6 +809,9 @@ int sb_cpus(const struct sb *sb);
 /* Around the running task's KVM_RUN: wait for one of the sandbox's CPUs
  * (false: the task or the sandbox ended meanwhile), give it back. */
 bool cpu_get(struct sb *sb, struct task *t);
+/* Wake the first task in line for a CPU when one is free, or (all) every
+ * task in line: a pause or an end each must see. */
+void cpu_wake(struct sb *sb, bool all);
 void cpu_put(struct sb *sb, struct task *t);
 /* Sleep with the lock released until a host fd of fds is ready (their
  * revents set; the count), the timeout (ns; -1 none) passes or a wake or

@@ -1069,7 +1069,6 @@ static int procs_make(struct sb *sb, struct cf_template *t, const struct cf_sand
     c->boot_ns = sb->boot_ns;
     pthread_mutex_init(&c->lock, NULL);
     pthread_cond_init(&c->task_cv, NULL);
-    pthread_cond_init(&c->cpu_cv, NULL);
     c->pid = c->tid = pr->pid;
     c->pgid = pr->pgid;
     c->sid = pr->sid;

@@ -212,7 +212,20 @@ int sb_cpus(const struct sb *sb)
  * A task queues (sb->cpu_q, in order) and waits until it is the first in
  * line and a CPU is free; one that waits a time slice (10 ms) first in line
  * kicks the tasks on a CPU, which give theirs back at that exit and queue
- * behind it: round robin. One thread alone (t NULL) never waits. */
+ * behind it: round robin. One thread alone (t NULL) never waits. Only the
+ * first in line can go, so a CPU given back wakes that one (cpu_wake), not
+ * the whole line: with N threads in line a broadcast made every VM exit
+ * cost N wake-ups (40 busy Python threads took minutes under emulation). */
+
+void cpu_wake(struct sb *sb, bool all)
+{
+  if (all) {
+    for (int i = 0; i < sb->cpu_nq; i++)
+      pthread_cond_signal(&sb->cpu_q[i]->cpu_cv);
+  } else if (sb->cpu_nq && sb->cpu_running < sb_cpus(sb)) {
+    pthread_cond_signal(&sb->cpu_q[0]->cpu_cv);
+  }
+}
 
 bool cpu_get(struct sb *sb, struct task *t)
 {
@@ -231,7 +244,7 @@ bool cpu_get(struct sb *sb, struct task *t)
       ok = false;
       break;
     }
-    int e = slice_wait(sb, &sb->cpu_cv, t);
+    int e = slice_wait(sb, &t->cpu_cv, t);
     if (e == ETIMEDOUT && sb->cpu_q[0] == t)
       for (int i = 0; i < CF_VM_MAX_VCPUS; i++)
         if (sb->tasks[i] && sb->tasks[i]->on_cpu)
@@ -242,11 +255,11 @@ bool cpu_get(struct sb *sb, struct task *t)
     if (sb->cpu_q[i] != t)
       sb->cpu_q[k++] = sb->cpu_q[i];
   sb->cpu_nq--;
-  pthread_cond_broadcast(&sb->cpu_cv);
   if (ok) {
     sb->cpu_running++;
     t->on_cpu = true;
   }
+  cpu_wake(sb, false);
   return ok;
 }
 
@@ -256,8 +269,7 @@ void cpu_put(struct sb *sb, struct task *t)
     return;
   t->on_cpu = false;
   sb->cpu_running--;
-  if (sb->cpu_nq)
-    pthread_cond_broadcast(&sb->cpu_cv);
+  cpu_wake(sb, false);
 }
 
 long task_block(struct sb *sb, struct pollfd *fds, unsigned long n, int64_t timeout_ns)
@@ -746,7 +758,7 @@ void task_pause_others(struct sb *sb)
     if (t && t != me && !t->done)
       task_signal(t);
   }
-  pthread_cond_broadcast(&sb->cpu_cv);
+  cpu_wake(sb, true);
 }
 
 bool task_stop(struct sb *sb, struct task *t)

@@ -15,6 +15,10 @@
  *   threads condtimeout N N pthread_cond_timedwait calls with a deadline
  *                        1 ms ahead that nobody signals: median lateness
  *                        (return time - deadline), us
+ *   threads busy N       16 threads (more than the sandbox's 2 CPUs), each
+ *                        making N getppid calls at once: wall time per
+ *                        call, us (every call a VM exit, a CPU given back
+ *                        and taken again while 14 wait in line)
  */
 #include <errno.h>
 #include <linux/futex.h>
@@ -185,10 +189,31 @@ static double condtimeout(int n)
   return median(late, n);
 }
 
+#define BUSY_THREADS 16
+static void *busy_one(void *arg)
+{
+  int n = *(int *)arg;
+  for (int i = 0; i < n; i++)
+    syscall(SYS_getppid);
+  return NULL;
+}
+
+static double busy(int n)
+{
+  pthread_t t[BUSY_THREADS];
+  double t0 = now_us();
+  for (int i = 0; i < BUSY_THREADS; i++)
+    if (pthread_create(&t[i], NULL, busy_one, &n))
+      exit(1);
+  for (int i = 0; i < BUSY_THREADS; i++)
+    pthread_join(t[i], NULL);
+  return (now_us() - t0) / ((double)n * BUSY_THREADS);
+}
+
 int main(int argc, char **argv)
 {
   if (argc != 3) {
-    fprintf(stderr, "usage: %s pingpong|create|condwake|condtimeout N\n", argv[0]);
+    fprintf(stderr, "usage: %s pingpong|create|condwake|condtimeout|busy N\n", argv[0]);
     return 2;
   }
   int n = atoi(argv[2]);
@@ -207,6 +232,8 @@ int main(int argc, char **argv)
     r = condwake(n);
   else if (!strcmp(argv[1], "condtimeout"))
     r = condtimeout(n);
+  else if (!strcmp(argv[1], "busy"))
+    r = busy(n);
   else
     return 2;
   printf("%.3f\n", r);
