@@ -545,7 +545,7 @@ static const struct vent vents[] = {
 bool virt_is_virt(const char *abs)
 {
   return (strncmp(abs, "/proc", 5) == 0 && (abs[5] == 0 || abs[5] == '/')) ||
-         (strncmp(abs, "/dev", 4) == 0 && (abs[4] == 0 || abs[4] == '/') && !tmp_is_tmp(abs)); /* /dev/shm: tmpfs.c */
+         (strncmp(abs, "/dev", 4) == 0 && (abs[4] == 0 || abs[4] == '/') && !tmp_is_shm(abs)); /* /dev/shm: tmpfs.c */
 }
 
 /* A decimal number (no sign, no leading zero) filling [s, s+n): its value, or -1. */
