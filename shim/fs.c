@@ -2266,6 +2266,17 @@ long sys_getcwd(struct sb *sb, const uint64_t a[6], long nr)
   return r < 0 ? r : (long)n;
 }
 
+int fs_chdir(struct sb *sb, const char *path)
+{
+  char abs[PATH_MAX];
+  long r;
+  if (path[0] != '/')
+    return cf_fail(EINVAL, "the working directory %s: not an absolute path", path);
+  if ((r = path_abs("/", path, abs, sizeof abs)) < 0 || (r = do_chdir_abs(sb, abs)) < 0)
+    return cf_fail((int)-r, "the working directory %s: %s", path, strerror((int)-r));
+  return 0;
+}
+
 long sys_chdir(struct sb *sb, const uint64_t a[6], long nr)
 {
   long r;

@@ -1147,6 +1147,9 @@ struct cf_vm *mm_fork_vm(struct sb *sb);
 
 /* Lexically normalize a sandbox path against cwd into out (absolute). */
 int path_abs(const char *cwd, const char *path, char *out, size_t size);
+/* The sandbox's working directory := path (absolute; symlinks followed):
+ * 0, or -1 + cf_error (not a directory, missing). */
+int fs_chdir(struct sb *sb, const char *path);
 
 /* seccomp.c: the filter of the threads that serve guests. seccomp_enter
  * installs it on the calling thread once (unless turned off); -1 with
