@@ -1,27 +1,29 @@
-/* Files: the sandbox's fd table, its read-only view of the root directory,
- * the in-memory /tmp (tmpfs.c), its own /proc and /dev (proc.c), and pipes.
+/* Files: the sandbox's fd table, the overlay of its root (ovl.c: the root
+ * read-only as the lower layer, tmpfs.c's in-memory tree as the upper one),
+ * its own /proc and /dev (proc.c), /dev/shm, and pipes.
  *
  * The root: every host path is opened with openat2(rootfd, path,
- * RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS): "..", absolute symlinks and
- * symlink loops are resolved by the kernel inside the root, so no path can
+ * RESOLVE_IN_ROOT | ...): "..", absolute symlinks and symlink loops cannot
  * reach outside it. Host files are only ever opened read-only (O_PATH for
- * stat/readlink); any write to them is EROFS.
+ * stat/readlink): a write goes to the upper layer (copy-up at open, ovl.c).
  * Paths are made absolute against the sandbox cwd and normalized
- * lexically; "/tmp" and below go to the tmpfs and only there: the root's
- * own /tmp is never opened, by path or through a symlink (host_openat2),
- * so the sandbox's /tmp is one consistent view of its own. "/proc" and
- * "/dev" and below are proc.c's virtual files, never the host's: not by
- * path, not through a host symlink that leads there (host_openat2), and
- * host files that are not regular files or directories (device nodes,
- * FIFOs, sockets elsewhere in the root) are not opened (do_open). chmod/chown/utimes act on /tmp nodes (EROFS elsewhere); record
- * locks (fcntl, flock) are kept here per sandbox.
+ * lexically; "/proc" and "/dev" and below are proc.c's virtual files,
+ * never the host's; "/dev/shm" is its own tree (tmpfs.c); every other path
+ * is looked up in the merged view by ovl_lookup, which follows symlinks
+ * itself (an upper or lower one; one that leads into /proc or /dev hands
+ * the new path back: OVL_VIRT) and gives the canonical path, the upper
+ * node or the lower's stat. /tmp is an opaque upper directory, so the
+ * root's own /tmp is never seen. Host files that are not regular files or
+ * directories (device nodes, FIFOs, sockets in the root) are not opened
+ * (open_abs). chmod/chown/utimes act on upper nodes (a lower entry is
+ * copied up first); record locks (fcntl, flock) are kept here per sandbox.
  * A path through /proc/<pid>/fd/N (or /dev/fd/N) that a call follows to its
  * end names that fd's open file, as Linux's magic link: the file itself,
  * even renamed or unlinked (open: reopen_fd; stat, chmod, chown, utimes,
  * truncate, execve: follow_magic).
- * FIFOs (mknod S_IFIFO, in /tmp only) are /tmp nodes whose open files are
- * F_HOST files on one host pipe, so that reads, writes, poll and their
- * waits are the pipes' own (fifo_open says how the node keeps its ends).
+ * FIFOs (mknod S_IFIFO) are upper nodes whose open files are F_HOST files
+ * on one host pipe, so that reads, writes, poll and their waits are the
+ * pipes' own (fifo_open says how the node keeps its ends).
  * Every guest buffer goes through mm_ptr/mm_str: a bad pointer is -EFAULT.
  * Functions return a result or -errno, like the system calls they serve. */
 #include <dirent.h>
@@ -2666,8 +2668,8 @@ long sys_setxattr(struct sb *sb, const uint64_t a[6], long nr)
 }
 
 /* statfs, fstatfs: the file system the path or fd is on: /proc
- * (PROC_SUPER_MAGIC), /dev and /dev/shm (tmpfs's magic, as devtmpfs), the
- * overlay elsewhere (OVERLAYFS_SUPER_MAGIC; /tmp is part of it). The sizes
+ * (PROC_SUPER_MAGIC), /dev, /dev/shm and /tmp (tmpfs's magic, as
+ * /proc/mounts shows them), the overlay elsewhere (OVERLAYFS_SUPER_MAGIC). The sizes
  * are the upper layer's: the /tmp region's pages (tmpfs.c), those free. */
 long sys_statfs(struct sb *sb, const uint64_t a[6], long nr)
 {
@@ -2690,8 +2692,8 @@ long sys_statfs(struct sb *sb, const uint64_t a[6], long nr)
   }
   if (strncmp(abs, "/proc", 5) == 0 && (abs[5] == 0 || abs[5] == '/')) {
     s.type = 0x9fa0;
-  } else if (virt_is_virt(abs) || tmp_is_shm(abs)) {
-    s.type = 0x01021994;
+  } else if (virt_is_virt(abs) || tmp_is_shm(abs) || (strncmp(abs, "/tmp", 4) == 0 && (abs[4] == 0 || abs[4] == '/'))) {
+    s.type = 0x01021994; /* /tmp: as /proc/mounts shows it, a tmpfs (on the same pages) */
   }
   if (s.type != 0x9fa0) {
     uint64_t total, used;

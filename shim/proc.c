@@ -289,7 +289,7 @@ static void gen_mounts(struct sb *sb, struct vbuf *b, int arg)
 {
   (void)sb;
   (void)arg;
-  vb_printf(b, "cowfork / cowfork ro,relatime 0 0\n"
+  vb_printf(b, "overlay / overlay rw,relatime 0 0\n" /* the root under the upper layer (ovl.c) */
                "proc /proc proc ro,nosuid,nodev,noexec,relatime 0 0\n"
                "tmpfs /dev tmpfs ro,nosuid,mode=755 0 0\n"
                "tmpfs /tmp tmpfs rw,nosuid,nodev 0 0\n");

@@ -183,7 +183,7 @@ static const struct sys_ent table[NSYS] = {
     E(134, uselib, NULL, NULL, 0, ABSENT, "ENOSYS"),
     E(135, personality, NULL, NULL, 0, ABSENT, "ENOSYS"),
     E(136, ustat, NULL, NULL, 0, ABSENT, "ENOSYS"),
-    E(137, statfs, sys_statfs, "pP", 0, FULL, "the overlay's (OVERLAYFS_SUPER_MAGIC; sizes: the upper layer's pages, those free), /proc's, /dev's and /dev/shm's (tmpfs)"),
+    E(137, statfs, sys_statfs, "pP", 0, FULL, "the overlay's (OVERLAYFS_SUPER_MAGIC; sizes: the upper layer's pages, those free), /proc's; /dev, /dev/shm and /tmp: tmpfs's"),
     E(138, fstatfs, sys_statfs, "dP", 0, FULL, "as statfs, for the fd's path"),
     E(139, sysfs, NULL, NULL, 0, ABSENT, "ENOSYS"),
     E(140, getpriority, NULL, "ii", 0, ABSENT, "ENOSYS"),

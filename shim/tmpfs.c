@@ -1,5 +1,9 @@
-/* The sandbox's writable file system: a tree of files and directories under
- * /tmp.
+/* The sandbox's writable file system: the upper layer of the overlay over
+ * the root (ovl.c says how the layers merge), a tree of files,
+ * directories, symlinks, FIFOs, whiteouts (a name that hides the lower's)
+ * and opaque directories (that hide the lower directory's entries), rooted
+ * at "/" (it merges with the root's "/"); /tmp is an opaque directory of
+ * it. /dev/shm is a second tree on the same pages (no lower layer).
  *
  * File data lives in guest memory: a region [base, base+size) below the
  * stack gap that the program cannot reach: no VMA covers it, the shim
@@ -18,6 +22,10 @@
  * A FIFO (mknod S_IFIFO) is a node with a struct fifo and no data: its
  * open files and the host pipe they share are fs.c's (fifo_open); a
  * snapshot keeps the node only (fs_save refuses an open FIFO file).
+ *
+ * A directory made by tmp_create is opaque; one made by a copy-up
+ * (tmp_copyup) is not, and stands where the root has a directory of the
+ * same path (ovl.c relies on it: only opaque directories move).
  *
  * Invariants: a node is owned by its parent's kids array while linked, and
  * by the open files (refs) after unlink; it is freed when both are gone.

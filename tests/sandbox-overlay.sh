@@ -20,7 +20,7 @@ host_sums() {
 }
 
 # The program by a relative path from --cwd; the script's name relative too.
-cp $BB "$TMP/bb"
+cp $BB "$TMP/busybox"
 host_sums >"$TMP/before"
 cat >"$TMP/w.sh" <<'EOF'
 set -e
@@ -40,7 +40,7 @@ cat "$PWD/here"
 pwd
 EOF
 rc=0
-cowfork run --root / --mem 128M --cwd "$TMP" -- ./bb sh w.sh >"$TMP/out" 2>&1 || rc=$?
+cowfork run --root / --mem 128M --cwd "$TMP" -- ./busybox sh w.sh >"$TMP/out" 2>&1 || rc=$?
 cat >"$TMP/expect" <<EOF
 hi
 deep
