@@ -46,11 +46,25 @@ static int env_add(struct envset *e, const char *kv)
 }
 
 /* The sandbox's environment: the default (the caller's TERM, if set, so
- * that a program on this terminal draws as it should) plus --env; never
- * the rest of the caller's. */
-static char **env_build(const struct envset *e)
+ * that a program on this terminal draws as it should), PWD=DIR with --cwd
+ * DIR (the directory it starts in), then --env; never the rest of the
+ * caller's. */
+static char **env_build(const struct envset *e, const char *cwd)
 {
-  return cf_sandbox_env(e->v, e->n, environ, (int)getuid(), getenv("TERM"));
+  const char **set = calloc(e->n + 1, sizeof *set);
+  char pwd[PATH_MAX + 8];
+  size_t n = 0;
+  if (!set)
+    return NULL; /* (out of memory) */
+  if (cwd) {
+    snprintf(pwd, sizeof pwd, "PWD=%s", cwd);
+    set[n++] = pwd;
+  }
+  for (size_t i = 0; i < e->n; i++)
+    set[n++] = e->v[i];
+  char **env = cf_sandbox_env(set, n, environ, (int)getuid(), getenv("TERM"));
+  free(set);
+  return env;
 }
 
 static const char *box_user; /* --user: cli_jail */
@@ -68,6 +82,7 @@ enum {
   BOX_OPT_USER,
   BOX_OPT_CPUS,
   BOX_OPT_PIDS,
+  BOX_OPT_CWD,
   BOX_OPT_END
 };
 #define BOX_OPTS                                                                                                       \
@@ -75,7 +90,8 @@ enum {
       {"hostname", required_argument, 0, BOX_OPT_HOSTNAME}, {"mem", required_argument, 0, BOX_OPT_MEM},                \
       {"timeout", required_argument, 0, BOX_OPT_TIMEOUT}, {"strace", no_argument, 0, BOX_OPT_STRACE},           \
       {"no-seccomp", no_argument, 0, BOX_OPT_NO_SECCOMP}, {"user", required_argument, 0, BOX_OPT_USER},          \
-      {"cpus", required_argument, 0, BOX_OPT_CPUS}, {"pids", required_argument, 0, BOX_OPT_PIDS}
+      {"cpus", required_argument, 0, BOX_OPT_CPUS}, {"pids", required_argument, 0, BOX_OPT_PIDS},       \
+      {"cwd", required_argument, 0, BOX_OPT_CWD}
 
 /* Option c (getopt_long's, argument optarg) if it is one of BOX_OPTS or -v,
  * into o and env: -1 if c is none of them, EXIT_OK if taken, or the exit
@@ -115,6 +131,11 @@ static int box_opt(const struct cli_cmd *cmd, int c, struct cf_sandbox_opts *o, 
     o->max_pids = (unsigned)n;
     return EXIT_OK;
   }
+  case BOX_OPT_CWD:
+    if (optarg[0] != '/' || strlen(optarg) >= PATH_MAX)
+      return cli_usage(cmd, "bad --cwd '%s' (an absolute path in the sandbox)", optarg);
+    o->cwd = optarg;
+    return EXIT_OK;
   case BOX_OPT_NO_SECCOMP:
     cf_seccomp_set(false);
     return EXIT_OK;
@@ -187,7 +208,7 @@ static int cmd_run(const struct cli_cmd *cmd, int argc, char **argv)
     return EXIT_ERR;
   }
   o.root = rootbuf;
-  char **envp = env_build(&env);
+  char **envp = env_build(&env, o.cwd);
   free(env.v);
   if (!envp)
     return cli_usage(cmd, "%s", cf_error());
@@ -257,7 +278,7 @@ static int cmd_template_create(const struct cli_cmd *cmd, int argc, char **argv)
     default: return cli_usage(cmd, "unknown option '%s'", argv[optind - 1]);
     }
   }
-  char **envp = env_build(&env);
+  char **envp = env_build(&env, o.cwd);
   free(env.v);
   if (!envp)
     return cli_usage(cmd, "%s", cf_error());
@@ -663,7 +684,8 @@ out:
   "                busybox-static + python3 + python3-numpy), or with a '/' a host\n" \
   "                directory. --root / shows the host's whole file system to the\n"   \
   "                guest: unsafe for code you do not trust. Writes go to an\n"        \
-  "                in-memory /tmp\n"
+  "                to an upper layer in guest memory (the root's files are never\n" \
+  "                written; docs/sandbox.md \"Files\")\n"
 #define ENV_HELP                                                                      \
   "  --env K=V     set K in the program's environment (repeatable); --env K\n"     \
   "                passes this command's value of K (nothing when unset)\n"        \
@@ -673,6 +695,9 @@ out:
   "                /proc/cpuinfo show\n"                                          \
   "  --pids N      processes alive at once, zombies included (default 64): a\n"  \
   "                fork past it fails with EAGAIN\n"                              \
+  "  --cwd DIR     the directory the program starts in (an absolute path in the\n" \
+  "                sandbox; default /); a relative PROGRAM is found from it, and\n" \
+  "                PWD=DIR is set (before --env)\n"                               \
   "\n"                                                                           \
   "The environment is a clean default, never this command's: PATH=/usr/local/\n"  \
   "sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin, HOME=/root (uid 0) or /,\n" \
@@ -688,7 +713,7 @@ out:
 const struct cli_cmd cli_sandbox_cmds[] = {
     {"run", "run a Linux program in a micro-VM sandbox",
      "Usage: cowfork run [--root NAME|DIR] [--mem SIZE] [--timeout S] [--cpu-limit S] [--strace] [-v]\n"
-     "                   [--copy-files] [--env K=V|K]... [--hostname NAME] [--cpus N] [--pids N]\n"
+     "                   [--copy-files] [--env K=V|K]... [--hostname NAME] [--cpus N] [--pids N] [--cwd DIR]\n"
      "                   [--no-seccomp] [--user NAME] -- PROGRAM [ARGS...]\n"
      "\n"
      "Run an x86-64 Linux PROGRAM (a path inside the root; static, or dynamic with\n"
@@ -711,7 +736,8 @@ const struct cli_cmd cli_sandbox_cmds[] = {
     {"template create", "run a program to its ready point and save it as a template",
      "Usage: cowfork template create NAME [--root NAME|DIR] [--mem SIZE] [--ready stdin|MARKER]\n"
      "                               [--timeout S] [--strace] [-v] [--env K=V|K]...\n"
-     "                               [--hostname NAME] [--cpus N] [--pids N] [--no-seccomp] [--user NAME]\n"
+     "                               [--hostname NAME] [--cpus N] [--pids N] [--cwd DIR] [--no-seccomp]\n"
+     "                               [--user NAME]\n"
      "                               -- PROGRAM [ARGS...]\n"
      "\n"
      "Run PROGRAM in a sandbox (stdin /dev/null, stdout and stderr this command's)\n"
@@ -726,8 +752,8 @@ const struct cli_cmd cli_sandbox_cmds[] = {
      "  --ready MARKER  right after the write to stdout that completes MARKER\n"
      ROOT_HELP
      "\n"
-     "The template's children (cowfork fork, the daemon) keep its environment\n"
-     "and hostname.\n"
+     "The template's children (cowfork fork, the daemon) keep its environment,\n"
+     "working directory and hostname.\n"
      ENV_HELP,
      cmd_template_create},
     {"fork", "start children from a template",

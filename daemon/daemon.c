@@ -1388,11 +1388,12 @@ static void job_template(struct daemon *d, struct job *j)
 {
   json_t *a = j->args;
   const char *name = jstr(a, "name"), *program = jstr(a, "program"), *root = jstr(a, "root"),
-             *ready = jstr(a, "ready"), *hostname = jstr(a, "hostname");
+             *ready = jstr(a, "ready"), *hostname = jstr(a, "hostname"), *cwd = jstr(a, "cwd");
   json_t *args = json_object_get(a, "args"), *env = json_object_get(a, "env"), *mv = json_object_get(a, "mem");
   size_t nargs = json_array_size(args), nenv = json_array_size(env);
   char **argv = calloc(nargs + 2, sizeof *argv), **envp = NULL;
-  const char **set = calloc(nenv + 1, sizeof *set);
+  const char **set = calloc(nenv + 2, sizeof *set);
+  char pwd[PATH_MAX + 8];
   int out = memfd_create("cowfork-template-out", MFD_CLOEXEC);
   int devnull = open("/dev/null", O_RDONLY | O_CLOEXEC);
   struct cf_sandbox *box = NULL;
@@ -1406,10 +1407,16 @@ static void job_template(struct daemon *d, struct job *j)
   for (size_t i = 0; i < nargs; i++)
     argv[i + 1] = (char *)json_string_value(json_array_get(args, i));
   /* The sandbox default (shim/env.c: PATH, HOME, LANG; no TERM: the
-   * client's terminal is not the daemon's) plus "env", never the daemon's. */
+   * client's terminal is not the daemon's), PWD with "cwd", then "env",
+   * never the daemon's. */
+  size_t ns = 0;
+  if (cwd) {
+    snprintf(pwd, sizeof pwd, "PWD=%s", cwd);
+    set[ns++] = pwd;
+  }
   for (size_t i = 0; i < nenv; i++)
-    set[i] = json_string_value(json_array_get(env, i));
-  if (!(envp = cf_sandbox_env(set, nenv, NULL, (int)getuid(), NULL))) {
+    set[ns++] = json_string_value(json_array_get(env, i));
+  if (!(envp = cf_sandbox_env(set, ns, NULL, (int)getuid(), NULL))) {
     status = 400;
     o = err_json(400, "template %s: %s", name, cf_error());
     goto done;
@@ -1431,7 +1438,7 @@ static void job_template(struct daemon *d, struct job *j)
   struct cf_sandbox_opts so = {.root = rootdir, .mem_size = mem, .program = program, .argv = argv,
                                .envp = envp, .stdio = {devnull, out, out}, .ready = CF_READY_STDIN,
                                .hostname = hostname, .max_threads = SBX_MAX_THREADS,
-                               .max_pids = SBX_MAX_PIDS};
+                               .max_pids = SBX_MAX_PIDS, .cwd = cwd};
   json_t *tv = json_object_get(a, "timeout");
   so.timeout = tv ? json_number_value(tv) : 60;
   if (ready && strcmp(ready, "stdin") != 0) {
@@ -1992,6 +1999,9 @@ static enum MHD_Result route_template_post(struct req *r, json_t *body)
     return SEND_ERR(r, 400, "\"ready\" is \"stdin\" or a marker of 1-255 bytes");
   if ((json_object_get(body, "hostname") && !hostname) || (hostname && !cf_sandbox_hostname_ok(hostname)))
     return SEND_ERR(r, 400, "\"hostname\" must be 1-64 bytes, no control characters or '/'");
+  const char *cwd = jstr(body, "cwd");
+  if ((json_object_get(body, "cwd") && !cwd) || (cwd && (cwd[0] != '/' || strlen(cwd) >= PATH_MAX)))
+    return SEND_ERR(r, 400, "\"cwd\" must be an absolute path in the sandbox");
   if (root && ((root[0] != '/' && (strchr(root, '/') || cf_root_check_name(root) < 0)) || strlen(root) >= PATH_MAX))
     return SEND_ERR(r, 400, "\"root\" must be a root's name (cowfork root ls) or an absolute host path");
   if (root && root[0] == '/' && !root_visible(d, root))

@@ -1,27 +1,29 @@
-/* Files: the sandbox's fd table, its read-only view of the root directory,
- * the in-memory /tmp (tmpfs.c), its own /proc and /dev (proc.c), and pipes.
+/* Files: the sandbox's fd table, the overlay of its root (ovl.c: the root
+ * read-only as the lower layer, tmpfs.c's in-memory tree as the upper one),
+ * its own /proc and /dev (proc.c), /dev/shm, and pipes.
  *
  * The root: every host path is opened with openat2(rootfd, path,
- * RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS): "..", absolute symlinks and
- * symlink loops are resolved by the kernel inside the root, so no path can
+ * RESOLVE_IN_ROOT | ...): "..", absolute symlinks and symlink loops cannot
  * reach outside it. Host files are only ever opened read-only (O_PATH for
- * stat/readlink); any write to them is EROFS.
+ * stat/readlink): a write goes to the upper layer (copy-up at open, ovl.c).
  * Paths are made absolute against the sandbox cwd and normalized
- * lexically; "/tmp" and below go to the tmpfs and only there: the root's
- * own /tmp is never opened, by path or through a symlink (host_openat2),
- * so the sandbox's /tmp is one consistent view of its own. "/proc" and
- * "/dev" and below are proc.c's virtual files, never the host's: not by
- * path, not through a host symlink that leads there (host_openat2), and
- * host files that are not regular files or directories (device nodes,
- * FIFOs, sockets elsewhere in the root) are not opened (do_open). chmod/chown/utimes act on /tmp nodes (EROFS elsewhere); record
- * locks (fcntl, flock) are kept here per sandbox.
+ * lexically; "/proc" and "/dev" and below are proc.c's virtual files,
+ * never the host's; "/dev/shm" is its own tree (tmpfs.c); every other path
+ * is looked up in the merged view by ovl_lookup, which follows symlinks
+ * itself (an upper or lower one; one that leads into /proc or /dev hands
+ * the new path back: OVL_VIRT) and gives the canonical path, the upper
+ * node or the lower's stat. /tmp is an opaque upper directory, so the
+ * root's own /tmp is never seen. Host files that are not regular files or
+ * directories (device nodes, FIFOs, sockets in the root) are not opened
+ * (open_abs). chmod/chown/utimes act on upper nodes (a lower entry is
+ * copied up first); record locks (fcntl, flock) are kept here per sandbox.
  * A path through /proc/<pid>/fd/N (or /dev/fd/N) that a call follows to its
  * end names that fd's open file, as Linux's magic link: the file itself,
  * even renamed or unlinked (open: reopen_fd; stat, chmod, chown, utimes,
  * truncate, execve: follow_magic).
- * FIFOs (mknod S_IFIFO, in /tmp only) are /tmp nodes whose open files are
- * F_HOST files on one host pipe, so that reads, writes, poll and their
- * waits are the pipes' own (fifo_open says how the node keeps its ends).
+ * FIFOs (mknod S_IFIFO) are upper nodes whose open files are F_HOST files
+ * on one host pipe, so that reads, writes, poll and their waits are the
+ * pipes' own (fifo_open says how the node keeps its ends).
  * Every guest buffer goes through mm_ptr/mm_str: a bad pointer is -EFAULT.
  * Functions return a result or -errno, like the system calls they serve. */
 #include <dirent.h>
@@ -218,7 +220,7 @@ long host_openat2(struct sb *sb, const char *abs, int flags)
 {
   if (virt_is_virt(abs))
     return -ENOENT; /* the sandbox's /proc and /dev are proc.c's: the root's are never seen */
-  if (tmp_is_tmp(abs))
+  if ((strncmp(abs, "/tmp", 4) == 0 && (abs[4] == 0 || abs[4] == '/')) || tmp_is_shm(abs))
     return -ENOENT; /* the sandbox's /tmp is its own: the root's is never seen */
   /* Without symlinks first: then the path is what it says. A path through
    * a symlink is opened again following them and refused if it ends up in
@@ -269,13 +271,23 @@ int fs_open_host(struct sb *sb, int dirfd, const char *path, int flags)
     int arg;
     return !mf && virt_lookup(sb, abs, &v, &arg) < 0 ? -ENOENT : -EACCES;
   }
-  if (!n && !tmp_is_tmp(abs))
-    return (int)host_openat2(sb, abs, flags);
-  /* A program in the sandbox's /tmp: the loader maps files, so it gets a
+  if (!n && tmp_is_shm(abs)) {
+    long e = tmp_lookup_err(sb, abs, &n);
+    if (e < 0)
+      return (int)e;
+  } else if (!n) {
+    struct ovl o;
+    long e = ovl_lookup(sb, abs, true, &o);
+    if (e == OVL_VIRT)
+      return -EACCES;
+    if (e < 0)
+      return (int)e;
+    if (!o.node)
+      return (int)host_openat2(sb, o.path, flags);
+    n = o.node;
+  }
+  /* A program of the upper layer: the loader maps files, so it gets a
    * host copy (a memfd; mapped copy-on-write like any host file). */
-  long e = n ? 0 : tmp_lookup_err(sb, abs, &n);
-  if (e < 0)
-    return (int)e;
   struct stat st;
   tmp_stat(n, &st);
   if (!S_ISREG(st.st_mode) || !(st.st_mode & 0111))
@@ -295,6 +307,14 @@ int fs_open_host(struct sb *sb, int dirfd, const char *path, int flags)
   return fd;
 }
 
+/* The upper layer's "/" looks like the root's (it merges with it). */
+static void root_attr(struct sb *sb)
+{
+  struct stat st;
+  if (sb->rootfd >= 0 && fstat(sb->rootfd, &st) == 0)
+    tmp_set_root_attr(sb->tmpfs, &st);
+}
+
 int fs_init(struct sb *sb, const char *root, const int stdio[3])
 {
   sb->rootfd = open(root, O_PATH | O_DIRECTORY | O_CLOEXEC);
@@ -312,6 +332,7 @@ int fs_init(struct sb *sb, const char *root, const int stdio[3])
     sb->tmpfs = tmp_new(sb->mem, base, TMP_SIZE(sb->mem_size));
     if (!sb->tmpfs)
       return cf_fail(ENOMEM, "tmpfs: %m");
+    root_attr(sb);
     /* The program cannot reach the region through its page tables either:
      * a stray store there is a SIGSEGV, as on Linux, not a change to /tmp. */
     if (sb->vm && cf_vm_guard(sb->vm, base, base + TMP_SIZE(sb->mem_size)) < 0)
@@ -402,7 +423,7 @@ static long file_stat(struct sb *sb, struct file *f, struct stat *st);
 
 static long stat_abs(struct sb *sb, const char *abs, bool nofollow, struct stat *st)
 {
-  if (tmp_is_tmp(abs)) {
+  if (tmp_is_shm(abs)) {
     struct tnode *n;
     long r = tmp_lookup_err(sb, abs, &n);
     if (r == 0)
@@ -426,11 +447,12 @@ static long stat_abs(struct sb *sb, const char *abs, bool nofollow, struct stat 
     virt_stat(sb, v, st);
     return 0;
   }
-  long fd = host_openat2(sb, abs, O_PATH | (nofollow ? O_NOFOLLOW : 0));
-  if (fd < 0)
-    return fd;
-  long r = fstatat((int)fd, "", st, AT_EMPTY_PATH) < 0 ? -errno : 0;
-  close((int)fd);
+  struct ovl o;
+  long r = ovl_lookup(sb, abs, !nofollow, &o);
+  if (r == OVL_VIRT)
+    return stat_abs(sb, o.path, nofollow, st);
+  if (r == 0)
+    *st = o.st;
   return r;
 }
 
@@ -735,8 +757,9 @@ static long open_abs(struct sb *sb, char *abs, int flags, unsigned mode, struct 
     }
     return virt_open(sb, v, arg, abs, flags, out);
   }
-  if (tmp_is_tmp(abs)) {
-    struct tnode *n;
+  struct tnode *n = NULL;
+  struct ovl o;
+  if (tmp_is_shm(abs)) {
     r = tmp_lookup_err(sb, abs, &n);
     if (n && (flags & O_CREAT) && (flags & O_EXCL))
       return -EEXIST;
@@ -747,6 +770,38 @@ static long open_abs(struct sb *sb, char *abs, int flags, unsigned mode, struct 
       if (r < 0)
         return r;
     }
+  } else {
+    /* O_CREAT|O_EXCL does not follow a symlink at the end (EEXIST), as Linux */
+    bool excl = (flags & O_CREAT) && (flags & O_EXCL);
+    r = ovl_lookup(sb, abs, !(flags & O_NOFOLLOW) && !excl, &o);
+    if (r == OVL_VIRT) {
+      snprintf(abs, PATH_MAX, "%s", o.path);
+      return open_abs(sb, abs, flags, mode, out, depth + 1);
+    }
+    if (r == 0 && excl)
+      return -EEXIST;
+    if (r == -ENOENT && (flags & O_CREAT) && o.parent_ok) {
+      struct tnode *dir;
+      if ((r = ovl_copyup_parent(sb, o.path, &dir)) < 0 || (r = tmp_create(sb, o.path, false, mode, &n)) < 0)
+        return r;
+      snprintf(abs, PATH_MAX, "%s", o.path);
+    } else if (r < 0) {
+      return r;
+    } else {
+      snprintf(abs, PATH_MAX, "%s", o.path);
+      n = o.node;
+      if (S_ISLNK(o.st.st_mode) && !(flags & O_PATH))
+        return -ELOOP; /* O_NOFOLLOW on a symlink */
+      if (!n && S_ISREG(o.st.st_mode) && (acc != O_RDONLY || (flags & O_TRUNC))) {
+        /* a write to a lower file: copy-up (O_TRUNC: no bytes to copy) */
+        if ((r = ovl_copyup(sb, o.path, !(flags & O_TRUNC) || acc == O_RDONLY, &n)) < 0)
+          return r;
+      } else if (!n && S_ISDIR(o.st.st_mode) && (acc != O_RDONLY || (flags & O_CREAT))) {
+        return -EISDIR;
+      }
+    }
+  }
+  if (n) {
     if (tmp_fifo(n))
       return fifo_open(sb, n, abs, flags, out); /* O_TRUNC does nothing to it, as Linux */
     if (tmp_is_dir(n)) {
@@ -766,16 +821,7 @@ static long open_abs(struct sb *sb, char *abs, int flags, unsigned mode, struct 
       tmp_ref(n);
     }
   } else {
-    if (acc != O_RDONLY || (flags & (O_CREAT | O_TRUNC))) {
-      /* Creating or writing outside /tmp: the root is read-only. */
-      if ((flags & O_CREAT) && !(flags & O_EXCL)) {
-        long fd = host_openat2(sb, abs, O_PATH);
-        if (fd < 0)
-          return fd == -ENOENT ? -EROFS : fd;
-        close((int)fd);
-      }
-      return -EROFS;
-    }
+    /* A lower file, read only (a write copied it up above). */
     int hf = flags & (O_DIRECTORY | O_NOFOLLOW | O_PATH);
     /* O_NONBLOCK: opening a FIFO must not wait; only regular files and
      * directories of the root are opened (a device node is EACCES, as on
@@ -1029,24 +1075,29 @@ static long do_getdents(struct sb *sb, struct file *f, uint64_t buf, uint64_t le
     return virt_getdents(sb, f, p, len);
   if (f->type != F_TMPDIR)
     return -ENOTDIR;
+  /* The entries are listed once (ovl_list: the upper's, then the lower's
+   * the upper does not name) when the reading starts at 0 (opendir,
+   * rewinddir) and after a load: one open directory's offsets (entry
+   * indexes) stay stable while the tree changes. */
+  if (f->off == 0 || !f->vdata) {
+    struct ovl_list *l;
+    long r = ovl_list(sb, f->node, tmp_is_shm(f->path) ? NULL : f->path, &l);
+    if (r < 0)
+      return r;
+    free(f->vdata);
+    f->vdata = (char *)l;
+  }
   size_t pos = 0;
   for (;;) {
     const char *name;
     uint64_t ino = 1;
-    unsigned char type = DT_DIR;
+    uint8_t type = DT_DIR;
     if (f->off == 0)
       name = ".";
     else if (f->off == 1)
       name = "..";
-    else {
-      struct tnode *k = tmp_child(f->node, f->off - 2, &name);
-      if (!k)
-        break;
-      struct stat st;
-      tmp_stat(k, &st);
-      ino = st.st_ino;
-      type = S_ISDIR(st.st_mode) ? DT_DIR : S_ISFIFO(st.st_mode) ? DT_FIFO : DT_REG;
-    }
+    else if (!(name = ovl_list_get((struct ovl_list *)f->vdata, f->off - 2, &ino, &type)))
+      break;
     if (!dirent_put(p, len, &pos, ino, (int64_t)f->off + 1, type, name)) {
       if (pos == 0)
         return -EINVAL;
@@ -1080,12 +1131,25 @@ static long do_readlink(struct sb *sb, int dirfd, uint64_t gpath, uint64_t buf, 
     memcpy(p, link, n);
     return (long)n;
   }
-  if (tmp_is_tmp(abs)) {
+  if (tmp_is_shm(abs)) {
     struct tnode *n;
     r = tmp_lookup_err(sb, abs, &n);
     return r < 0 ? r : -EINVAL; /* no symlinks there */
   }
-  long fd = host_openat2(sb, abs, O_PATH | O_NOFOLLOW);
+  struct ovl o;
+  if ((r = ovl_lookup(sb, abs, false, &o)) == OVL_VIRT)
+    return -EINVAL; /* (a /proc or /dev path through a symlink on the way) */
+  if (r < 0)
+    return r;
+  if (o.node) {
+    const char *t = tmp_symlink_target(o.node);
+    if (!t)
+      return -EINVAL;
+    size_t n = strlen(t) < size ? strlen(t) : size;
+    memcpy(p, t, n);
+    return (long)n;
+  }
+  long fd = host_openat2(sb, o.path, O_PATH | O_NOFOLLOW);
   if (fd < 0)
     return fd;
   struct stat st;
@@ -1112,8 +1176,6 @@ static long do_access(struct sb *sb, int dirfd, uint64_t gpath, int mode, int fl
     if (!S_ISCHR(st.st_mode) && sb->uid != 0 &&
         !(st.st_mode & ((uid_t)sb->uid == st.st_uid ? 0200 : 0002)))
       return -EACCES;
-  } else if ((mode & W_OK) && !tmp_is_tmp(abs)) {
-    return -EROFS;
   }
   if ((mode & R_OK) && virt_is_virt(abs) && sb->uid != 0 && !S_ISLNK(st.st_mode) &&
       !(st.st_mode & ((uid_t)sb->uid == st.st_uid ? 0400 : 0004)))
@@ -1149,7 +1211,7 @@ static long do_chdir_abs(struct sb *sb, const char *abs0)
     snprintf(sb->cwd, sizeof sb->cwd, "%s", abs);
     return 0;
   }
-  if (tmp_is_tmp(abs)) {
+  if (tmp_is_shm(abs)) {
     struct tnode *n;
     long r = tmp_lookup_err(sb, abs, &n);
     if (r < 0)
@@ -1159,21 +1221,16 @@ static long do_chdir_abs(struct sb *sb, const char *abs0)
     snprintf(sb->cwd, sizeof sb->cwd, "%s", abs);
     return 0;
   }
-  long fd = host_openat2(sb, abs, O_PATH | O_DIRECTORY);
-  if (fd < 0)
-    return fd;
-  /* The real path, so that getcwd matches Linux across symlinks. */
-  char link[64], real[PATH_MAX];
-  snprintf(link, sizeof link, "/proc/self/fd/%ld", fd);
-  ssize_t len = readlink(link, real, sizeof real - 1);
-  close((int)fd);
-  size_t rl = strlen(sb->root);
-  if (len < 0 || (size_t)len < rl || memcmp(real, sb->root, rl) != 0) {
-    snprintf(sb->cwd, sizeof sb->cwd, "%s", abs);
-    return 0;
-  }
-  real[len] = 0;
-  snprintf(sb->cwd, sizeof sb->cwd, "%s", real[rl] ? real + rl : "/");
+  /* The canonical path (symlinks followed), so that getcwd matches Linux. */
+  struct ovl o;
+  long r = ovl_lookup(sb, abs, true, &o);
+  if (r == OVL_VIRT)
+    return do_chdir_abs(sb, o.path);
+  if (r < 0)
+    return r;
+  if (!S_ISDIR(o.st.st_mode))
+    return -ENOTDIR;
+  snprintf(sb->cwd, sizeof sb->cwd, "%s", o.path);
   return 0;
 }
 
@@ -1489,33 +1546,124 @@ static long do_ioctl(struct sb *sb, int fd, unsigned long req, uint64_t arg)
   return mm_copy_out(sb, arg, tmp, sz);
 }
 
+/* ---- names: the overlay's (ovl.c), and /dev/shm's own tree ---- */
+
+/* A path of /proc or /dev (not /dev/shm): nothing there is made or
+ * removed (Linux: EACCES/EPERM in /proc; /dev is read-only here). */
+static long virt_name(struct sb *sb, const char *abs, bool exists_err)
+{
+  struct stat st;
+  long r = stat_abs(sb, abs, true, &st);
+  return r < 0 ? (exists_err ? -EROFS : r) : exists_err ? -EEXIST : -EROFS;
+}
+
+/* Where a new name abs will go (mkdir, mknod, symlink, link's new name):
+ * 0 and the canonical path in o->path with its parent copied up, or
+ * -EEXIST (it exists: a dangling symlink too), -ENOENT, -ENOTDIR... */
+static long new_name(struct sb *sb, const char *abs, struct ovl *o)
+{
+  long r = ovl_lookup(sb, abs, false, o);
+  if (r == OVL_VIRT)
+    return virt_name(sb, o->path, true);
+  if (r == 0)
+    return -EEXIST;
+  if (r != -ENOENT || !o->parent_ok)
+    return r;
+  struct tnode *dir;
+  return ovl_copyup_parent(sb, o->path, &dir);
+}
+
 static long do_unlink(struct sb *sb, int dirfd, uint64_t gpath, int flags)
 {
   char abs[PATH_MAX];
   long r = resolve(sb, dirfd, gpath, abs, false);
   if (r < 0)
     return r;
-  if (!tmp_is_tmp(abs)) {
-    struct stat st;
-    r = stat_abs(sb, abs, true, &st);
-    return r < 0 ? r : -EROFS;
-  }
-  return tmp_unlink(sb, abs, flags & AT_REMOVEDIR);
+  if (flags & ~AT_REMOVEDIR)
+    return -EINVAL;
+  bool rmdir = flags & AT_REMOVEDIR;
+  if (tmp_is_shm(abs))
+    return tmp_unlink(sb, abs, rmdir, false);
+  if (virt_is_virt(abs))
+    return virt_name(sb, abs, false);
+  struct ovl o;
+  if ((r = ovl_lookup(sb, abs, false, &o)) == OVL_VIRT)
+    return virt_name(sb, o.path, false);
+  if (r < 0)
+    return r;
+  if (rmdir != S_ISDIR(o.st.st_mode))
+    return rmdir ? -ENOTDIR : -EISDIR;
+  if (!strcmp(o.path, "/"))
+    return -EBUSY;
+  if (rmdir && (r = ovl_empty(sb, &o)) < 0)
+    return r;
+  bool wh = ovl_lower_has(sb, o.path);
+  struct tnode *dir;
+  if ((r = ovl_copyup_parent(sb, o.path, &dir)) < 0)
+    return r;
+  return o.node ? tmp_unlink(sb, o.path, rmdir, wh) : tmp_whiteout(sb, o.path);
 }
 
-static long do_rename(struct sb *sb, int ofd, uint64_t op, int nfd, uint64_t np)
+static long do_rename(struct sb *sb, int ofd, uint64_t op, int nfd, uint64_t np, uint64_t flags)
 {
+  if (flags & ~(uint64_t)RENAME_NOREPLACE)
+    return -EINVAL; /* RENAME_EXCHANGE, RENAME_WHITEOUT: not done */
   char from[PATH_MAX], to[PATH_MAX];
   long r = resolve(sb, ofd, op, from, false);
   if (r < 0 || (r = resolve(sb, nfd, np, to, false)) < 0)
     return r;
-  if (!tmp_is_tmp(from) || !tmp_is_tmp(to))
-    return tmp_is_tmp(from) != tmp_is_tmp(to) ? -EXDEV : -EROFS;
-  return tmp_rename(sb, from, to);
+  if (tmp_is_shm(from) || tmp_is_shm(to)) {
+    struct tnode *x;
+    if (tmp_is_shm(from) != tmp_is_shm(to))
+      return -EXDEV;
+    if ((flags & RENAME_NOREPLACE) && tmp_lookup_err(sb, to, &x) == 0)
+      return -EEXIST;
+    return tmp_rename(sb, from, to, false);
+  }
+  if (virt_is_virt(from) || virt_is_virt(to))
+    return virt_is_virt(from) != virt_is_virt(to) ? -EXDEV : -EROFS;
+  struct ovl a, b;
+  if ((r = ovl_lookup(sb, from, false, &a)) == OVL_VIRT)
+    return -EXDEV;
+  if (r < 0)
+    return r;
+  if ((r = ovl_lookup(sb, to, false, &b)) == OVL_VIRT)
+    return -EXDEV;
+  if (r < 0 && (r != -ENOENT || !b.parent_ok))
+    return r;
+  bool exists = r == 0, dir = S_ISDIR(a.st.st_mode);
+  if (exists && (flags & RENAME_NOREPLACE))
+    return -EEXIST;
+  if (!strcmp(a.path, "/") || !strcmp(b.path, "/"))
+    return -EBUSY;
+  size_t al = strlen(a.path);
+  if (!strncmp(b.path, a.path, al) && b.path[al] == '/')
+    return -EINVAL; /* into itself */
+  if (exists && !strcmp(a.path, b.path))
+    return 0;
+  if (exists) {
+    if (S_ISDIR(b.st.st_mode) && !dir)
+      return -EISDIR;
+    if (!S_ISDIR(b.st.st_mode) && dir)
+      return -ENOTDIR;
+    if (dir && (r = ovl_empty(sb, &b)) < 0)
+      return r;
+  }
+  /* A lower or merged directory does not move: EXDEV, as overlayfs without
+   * redirect_dir (mv and shutil.move copy it then); a directory made in
+   * the sandbox (opaque) does. */
+  if (dir && (!a.node || !tmp_is_opaque(a.node)))
+    return -EXDEV;
+  struct tnode *n;
+  if (!a.node && (r = ovl_copyup(sb, a.path, true, &n)) < 0)
+    return r;
+  if ((r = ovl_copyup_parent(sb, b.path, &n)) < 0)
+    return r;
+  return tmp_rename(sb, a.path, b.path, ovl_lower_has(sb, a.path));
 }
 
-/* link, linkat: hard links within /tmp or within /dev/shm (tmpfs.c);
- * the root is read-only. */
+/* link, linkat: hard links within the overlay (a lower file is copied up
+ * first) or within /dev/shm. */
 static long do_link(struct sb *sb, int ofd, uint64_t op, int nfd, uint64_t np, int flags)
 {
   if (flags & ~(AT_SYMLINK_FOLLOW | AT_EMPTY_PATH))
@@ -1526,13 +1674,27 @@ static long do_link(struct sb *sb, int ofd, uint64_t op, int nfd, uint64_t np, i
   long r = resolve(sb, ofd, op, from, false);
   if (r < 0 || (r = resolve(sb, nfd, np, to, false)) < 0)
     return r;
-  if (!tmp_is_tmp(from) || !tmp_is_tmp(to)) {
-    struct stat st;
-    if (tmp_is_tmp(from) != tmp_is_tmp(to))
+  struct stat st;
+  if (tmp_is_shm(from) || tmp_is_shm(to)) {
+    if (tmp_is_shm(from) != tmp_is_shm(to))
       return stat_abs(sb, from, true, &st) < 0 ? -ENOENT : -EXDEV;
-    return (r = stat_abs(sb, from, true, &st)) < 0 ? r : S_ISDIR(st.st_mode) ? -EPERM : -EROFS;
+    return tmp_link(sb, from, to);
   }
-  return tmp_link(sb, from, to);
+  if (virt_is_virt(from) || virt_is_virt(to))
+    return (r = stat_abs(sb, from, true, &st)) < 0 ? r : virt_is_virt(from) != virt_is_virt(to) ? -EXDEV : -EPERM;
+  struct ovl a, b;
+  if ((r = ovl_lookup(sb, from, flags & AT_SYMLINK_FOLLOW, &a)) == OVL_VIRT)
+    return -EXDEV;
+  if (r < 0)
+    return r;
+  if (S_ISDIR(a.st.st_mode))
+    return -EPERM; /* Linux: no hard link to a directory */
+  if ((r = new_name(sb, to, &b)) < 0)
+    return r;
+  struct tnode *n;
+  if (!a.node && (r = ovl_copyup(sb, a.path, true, &n)) < 0)
+    return r;
+  return tmp_link(sb, a.path, b.path);
 }
 
 long sys_link(struct sb *sb, const uint64_t a[6], long nr)
@@ -1545,24 +1707,49 @@ long sys_linkat(struct sb *sb, const uint64_t a[6], long nr)
   return do_link(sb, (int)A(0), A(1), (int)A(2), A(3), (int)A(4));
 }
 
+/* symlink, symlinkat: a symlink node of the upper layer (or /dev/shm). */
+long sys_symlink(struct sb *sb, const uint64_t a[6], long nr)
+{
+  char target[PATH_MAX], abs[PATH_MAX];
+  uint64_t tp = A(0), lp = nr == SYS_symlink ? A(1) : A(2);
+  int dirfd = nr == SYS_symlink ? AT_FDCWD : (int)A(1);
+  long r = mm_str(sb, tp, target, sizeof target);
+  if (r < 0 || (r = resolve(sb, dirfd, lp, abs, false)) < 0)
+    return r;
+  if (!target[0])
+    return -ENOENT;
+  struct tnode *n;
+  if (tmp_is_shm(abs))
+    return tmp_symlink(sb, abs, target, &n);
+  if (virt_is_virt(abs))
+    return virt_name(sb, abs, true);
+  struct ovl o;
+  if ((r = new_name(sb, abs, &o)) < 0)
+    return r;
+  return tmp_symlink(sb, o.path, target, &n);
+}
+
 static long do_mkdir(struct sb *sb, int dirfd, uint64_t gpath, unsigned mode)
 {
   char abs[PATH_MAX];
   long r = resolve(sb, dirfd, gpath, abs, false);
   if (r < 0)
     return r;
-  if (!tmp_is_tmp(abs)) {
-    struct stat st;
-    return stat_abs(sb, abs, true, &st) == 0 ? -EEXIST : -EROFS;
-  }
   struct tnode *n;
-  return tmp_create(sb, abs, true, mode, &n);
+  if (tmp_is_shm(abs))
+    return tmp_create(sb, abs, true, mode, &n);
+  if (virt_is_virt(abs))
+    return virt_name(sb, abs, true);
+  struct ovl o;
+  if ((r = new_name(sb, abs, &o)) < 0)
+    return r;
+  return tmp_create(sb, o.path, true, mode, &n);
 }
 
-/* mknod, mknodat: in /tmp, a FIFO or a regular file (type 0 or S_IFREG);
- * a device node is EPERM (a sandbox has no CAP_MKNOD), a socket
- * EOPNOTSUPP (a sandbox binds no Unix socket names: sys_connect's note); the
- * other errors in Linux's order (may_mknod, then the path, then the type's
+/* mknod, mknodat: a FIFO or a regular file (type 0 or S_IFREG); a device
+ * node is EPERM (a sandbox has no CAP_MKNOD), a socket EOPNOTSUPP (a
+ * sandbox binds no Unix socket names: sys_connect's note); the other
+ * errors in Linux's order (may_mknod, then the path, then the type's
  * privilege). */
 static long do_mknod(struct sb *sb, int dirfd, uint64_t gpath, unsigned mode)
 {
@@ -1576,33 +1763,34 @@ static long do_mknod(struct sb *sb, int dirfd, uint64_t gpath, unsigned mode)
   if (r < 0)
     return r;
   struct tnode *n;
-  if (!tmp_is_tmp(abs)) {
-    struct stat st;
-    if ((r = stat_abs(sb, abs, true, &st)) == 0)
-      return -EEXIST;
-    if (r != -ENOENT)
-      return r;
-    char dir[PATH_MAX];
-    snprintf(dir, sizeof dir, "%s", abs);
-    *strrchr(dir, '/') = 0; /* abs is absolute, normalized, not "/" (that exists) */
-    if ((r = stat_abs(sb, dir[0] ? dir : "/", false, &st)) < 0)
-      return r;
-    return S_ISDIR(st.st_mode) ? -EROFS : -ENOTDIR;
-  }
-  if (type == S_IFCHR || type == S_IFBLK || type == S_IFSOCK) {
-    struct tnode *parent;
-    char dir[PATH_MAX];
+  struct ovl o;
+  if (virt_is_virt(abs))
+    return virt_name(sb, abs, true);
+  if (tmp_is_shm(abs)) {
     if ((r = tmp_lookup_err(sb, abs, &n)) == 0)
       return -EEXIST;
+    char dir[PATH_MAX];
+    struct tnode *parent;
     snprintf(dir, sizeof dir, "%s", abs);
     *strrchr(dir, '/') = 0;
     if (r != -ENOENT || (r = tmp_lookup_err(sb, dir, &parent)) < 0)
       return r;
     if (!tmp_is_dir(parent))
       return -ENOTDIR;
-    return type == S_IFSOCK ? -EOPNOTSUPP : -EPERM;
+    snprintf(o.path, sizeof o.path, "%s", abs);
+  } else if ((r = ovl_lookup(sb, abs, false, &o)) == 0) {
+    return -EEXIST;
+  } else if (r == OVL_VIRT) {
+    return virt_name(sb, o.path, true);
+  } else if (r != -ENOENT || !o.parent_ok) {
+    return r;
   }
-  return type == S_IFIFO ? tmp_mkfifo(sb, abs, mode, &n) : tmp_create(sb, abs, false, mode, &n);
+  if (type == S_IFCHR || type == S_IFBLK || type == S_IFSOCK)
+    return type == S_IFSOCK ? -EOPNOTSUPP : -EPERM;
+  struct tnode *dir;
+  if (!tmp_is_shm(o.path) && (r = ovl_copyup_parent(sb, o.path, &dir)) < 0)
+    return r;
+  return type == S_IFIFO ? tmp_mkfifo(sb, o.path, mode, &n) : tmp_create(sb, o.path, false, mode, &n);
 }
 
 static long do_stat_path(struct sb *sb, int dirfd, uint64_t gpath, int flags, struct stat *st)
@@ -1708,23 +1896,48 @@ static long do_sendfile(struct sb *sb, int out, int in, uint64_t offp, uint64_t 
   return w;
 }
 
-/* ---- chmod, chown, utimes: /tmp keeps them; elsewhere the root is read-only ---- */
+/* ---- chmod, chown, utimes: the upper layer keeps them (a lower entry is
+ * copied up first); /proc and /dev are read-only ---- */
 
-/* The /tmp node (file, directory or FIFO) of open file f, else -EROFS:
- * host files, stdio, pipes, /dev/null: nothing of the host changes. */
-static long file_node(struct file *f, struct tnode **n)
+/* The upper node (file, directory or FIFO) of open file f: its own, or for
+ * a file of the lower opened by path, the copy-up of that path (overlayfs
+ * copies up the file an fd refers to; the fd reads the lower still); else
+ * -EROFS: stdio, pipes, /dev/null: nothing of the host changes. */
+static long file_node(struct sb *sb, struct file *f, struct tnode **n)
 {
   *n = f->node;
-  return f->node ? 0 : -EROFS;
+  if (f->node)
+    return 0;
+  if ((f->type == F_HOST || f->type == F_DIR) && f->stdio < 0 && f->path[0] == '/' && !virt_is_virt(f->path) &&
+      !tmp_is_shm(f->path))
+    return ovl_copyup(sb, f->path, true, n);
+  return -EROFS;
 }
 
-/* The /tmp node of a metadata call's target: 0 and *n, or -errno (EROFS for
- * an existing file outside /tmp). use_fd: dfd itself (fchmod; a NULL path
+/* The upper node of abs (a lower one copied up); -EROFS in /proc, /dev. */
+static long path_node(struct sb *sb, const char *abs, bool nofollow, struct tnode **n)
+{
+  struct stat st;
+  long r;
+  if (tmp_is_shm(abs))
+    return tmp_lookup_err(sb, abs, n);
+  if (virt_is_virt(abs))
+    return (r = stat_abs(sb, abs, nofollow, &st)) < 0 ? r : -EROFS;
+  struct ovl o;
+  if ((r = ovl_lookup(sb, abs, !nofollow, &o)) == OVL_VIRT)
+    return (r = stat_abs(sb, o.path, nofollow, &st)) < 0 ? r : -EROFS;
+  if (r < 0)
+    return r;
+  *n = o.node;
+  return o.node ? 0 : ovl_copyup(sb, o.path, true, n);
+}
+
+/* The upper node of a metadata call's target: 0 and *n, or -errno (EROFS
+ * for an existing file of /proc or /dev). use_fd: dfd itself (fchmod; a NULL path
  * of utimensat/futimesat); empty_ok: AT_EMPTY_PATH. */
 static long setattr_target(struct sb *sb, int dfd, uint64_t gpath, bool nofollow, bool empty_ok, bool use_fd,
                            struct tnode **n)
 {
-  struct stat st;
   long r;
   if (!use_fd && empty_ok) {
     char c;
@@ -1734,22 +1947,17 @@ static long setattr_target(struct sb *sb, int dfd, uint64_t gpath, bool nofollow
   }
   if (use_fd) {
     struct file *f = dfd == AT_FDCWD ? NULL : fs_get(sb, dfd);
-    if (dfd == AT_FDCWD) {
-      if (tmp_is_tmp(sb->cwd))
-        return tmp_lookup_err(sb, sb->cwd, n);
-      return (r = stat_abs(sb, sb->cwd, false, &st)) < 0 ? r : -EROFS;
-    }
-    return f ? file_node(f, n) : -EBADF;
+    if (dfd == AT_FDCWD)
+      return path_node(sb, sb->cwd, false, n);
+    return f ? file_node(sb, f, n) : -EBADF;
   }
   char abs[PATH_MAX];
   struct file *f = NULL;
   if ((r = resolve(sb, dfd, gpath, abs, false)) < 0 || (!nofollow && (r = follow_magic(sb, abs, &f)) < 0))
     return r;
   if (f) /* chmod("/proc/self/fd/N"): that file (glibc's fchmodat with AT_SYMLINK_NOFOLLOW does this) */
-    return file_node(f, n);
-  if (tmp_is_tmp(abs))
-    return tmp_lookup_err(sb, abs, n);
-  return (r = stat_abs(sb, abs, nofollow, &st)) < 0 ? r : -EROFS;
+    return file_node(sb, f, n);
+  return path_node(sb, abs, nofollow, n);
 }
 
 /* utime/utimes/futimesat/utimensat times into utimensat's form: 0 with
@@ -2060,6 +2268,17 @@ long sys_getcwd(struct sb *sb, const uint64_t a[6], long nr)
   return r < 0 ? r : (long)n;
 }
 
+int fs_chdir(struct sb *sb, const char *path)
+{
+  char abs[PATH_MAX];
+  long r;
+  if (path[0] != '/')
+    return cf_fail(EINVAL, "the working directory %s: not an absolute path", path);
+  if ((r = path_abs("/", path, abs, sizeof abs)) < 0 || (r = do_chdir_abs(sb, abs)) < 0)
+    return cf_fail((int)-r, "the working directory %s: %s", path, strerror((int)-r));
+  return 0;
+}
+
 long sys_chdir(struct sb *sb, const uint64_t a[6], long nr)
 {
   long r;
@@ -2327,13 +2546,13 @@ long sys_unlinkat(struct sb *sb, const uint64_t a[6], long nr)
 
 long sys_rename(struct sb *sb, const uint64_t a[6], long nr)
 {
-  return do_rename(sb, AT_FDCWD, A(0), AT_FDCWD, A(1));
+  return do_rename(sb, AT_FDCWD, A(0), AT_FDCWD, A(1), 0);
 }
 
 /* renameat, renameat2 */
 long sys_renameat(struct sb *sb, const uint64_t a[6], long nr)
 {
-  return do_rename(sb, (int)A(0), A(1), (int)A(2), A(3));
+  return do_rename(sb, (int)A(0), A(1), (int)A(2), A(3), nr == SYS_renameat2 ? A(4) : 0);
 }
 
 long sys_ftruncate(struct sb *sb, const uint64_t a[6], long nr)
@@ -2359,15 +2578,31 @@ long sys_truncate(struct sb *sb, const uint64_t a[6], long nr)
     return r;
   if (f && (f->type == F_DIR || f->type == F_TMPDIR || f->type == F_VDIR))
     return -EISDIR;
-  if (f)
-    return f->node ? truncate_node(sb, f->node, A(1))
-                   : (f->type == F_HOST && f->stdio < 0 && f->path[0] == '/') ? -EROFS : -EINVAL; /* a root file; else a pipe, a device... */
-  if (!tmp_is_tmp(abs))
-    return (r = stat_abs(sb, abs, false, &st)) < 0 ? r : -EROFS;
+  if (f && !f->node && f->type == F_HOST && f->stdio < 0 && f->path[0] == '/') {
+    snprintf(abs, sizeof abs, "%s", f->path); /* a lower file: by its path (copied up) */
+    f = NULL;
+  } else if (f)
+    return f->node ? truncate_node(sb, f->node, A(1)) : -EINVAL; /* a pipe, a device... */
   struct tnode *n;
-  if ((r = tmp_lookup_err(sb, abs, &n)) < 0)
+  if (tmp_is_shm(abs)) {
+    if ((r = tmp_lookup_err(sb, abs, &n)) < 0)
+      return r;
+    return truncate_node(sb, n, A(1));
+  }
+  if (virt_is_virt(abs))
+    return (r = stat_abs(sb, abs, false, &st)) < 0 ? r : -EROFS;
+  struct ovl o;
+  if ((r = ovl_lookup(sb, abs, true, &o)) == OVL_VIRT)
+    return -EROFS;
+  if (r < 0)
     return r;
-  return truncate_node(sb, n, A(1));
+  if (S_ISDIR(o.st.st_mode))
+    return -EISDIR;
+  if ((int64_t)A(1) < 0)
+    return -EINVAL;
+  if (!o.node && (r = ovl_copyup(sb, o.path, A(1) > 0, &o.node)) < 0)
+    return r;
+  return truncate_node(sb, o.node, A(1));
 }
 
 long sys_flock(struct sb *sb, const uint64_t a[6], long nr)
@@ -2432,14 +2667,42 @@ long sys_setxattr(struct sb *sb, const uint64_t a[6], long nr)
   return -ENOTSUP;
 }
 
-/* statfs, fstatfs */
+/* statfs, fstatfs: the file system the path or fd is on: /proc
+ * (PROC_SUPER_MAGIC), /dev, /dev/shm and /tmp (tmpfs's magic, as
+ * /proc/mounts shows them), the overlay elsewhere (OVERLAYFS_SUPER_MAGIC). The sizes
+ * are the upper layer's: the /tmp region's pages (tmpfs.c), those free. */
 long sys_statfs(struct sb *sb, const uint64_t a[6], long nr)
 {
   struct {
     int64_t type, bsize, blocks, bfree, bavail, files, ffree;
     int32_t fsid[2];
     int64_t namelen, frsize, flags, spare[4];
-  } s = {.type = 0x01021994, .bsize = 4096, .namelen = 255, .frsize = 4096};
+  } s = {.type = 0x794c7630, .bsize = 4096, .namelen = 255, .frsize = 4096};
+  char abs[PATH_MAX];
+  long r;
+  if (nr == SYS_fstatfs) {
+    struct file *f = fs_get(sb, (int)A(0));
+    if (!f)
+      return -EBADF;
+    snprintf(abs, sizeof abs, "%s", f->stdio < 0 && f->path[0] == '/' ? f->path : "/dev");
+  } else {
+    struct stat st;
+    if ((r = resolve(sb, AT_FDCWD, A(0), abs, false)) < 0 || (r = stat_abs(sb, abs, false, &st)) < 0)
+      return r;
+  }
+  if (strncmp(abs, "/proc", 5) == 0 && (abs[5] == 0 || abs[5] == '/')) {
+    s.type = 0x9fa0;
+  } else if (virt_is_virt(abs) || tmp_is_shm(abs) || (strncmp(abs, "/tmp", 4) == 0 && (abs[4] == 0 || abs[4] == '/'))) {
+    s.type = 0x01021994; /* /tmp: as /proc/mounts shows it, a tmpfs (on the same pages) */
+  }
+  if (s.type != 0x9fa0) {
+    uint64_t total, used;
+    tmp_usage(sb->tmpfs, &total, &used);
+    s.blocks = (int64_t)total;
+    s.bfree = s.bavail = (int64_t)(total - used);
+    s.files = (int64_t)total; /* a node per page at most, as tmpfs's nr_inodes default */
+    s.ffree = (int64_t)(total - used);
+  }
   return mm_copy_out(sb, A(1), &s, sizeof s);
 }
 
@@ -2656,6 +2919,7 @@ int fs_load(struct sb *sb, struct rbuf *r, const char *name)
     cf_fail(ENOMEM, "out of memory");
     goto err;
   }
+  root_attr(sb); /* an older state's: it holds /tmp only */
   if (tmp_load(sb->tmpfs, r, &nodes, &nnodes) < 0)
     BAD("bad /tmp tree");
   nf = r_u64(r);

@@ -301,7 +301,7 @@ static void gen_mounts(struct sb *sb, struct vbuf *b, int arg)
 {
   (void)sb;
   (void)arg;
-  vb_printf(b, "cowfork / cowfork ro,relatime 0 0\n"
+  vb_printf(b, "overlay / overlay rw,relatime 0 0\n" /* the root under the upper layer (ovl.c) */
                "proc /proc proc ro,nosuid,nodev,noexec,relatime 0 0\n"
                "tmpfs /dev tmpfs ro,nosuid,mode=755 0 0\n"
                "tmpfs /tmp tmpfs rw,nosuid,nodev 0 0\n");
@@ -560,7 +560,7 @@ static const struct vent vents[] = {
 bool virt_is_virt(const char *abs)
 {
   return (strncmp(abs, "/proc", 5) == 0 && (abs[5] == 0 || abs[5] == '/')) ||
-         (strncmp(abs, "/dev", 4) == 0 && (abs[4] == 0 || abs[4] == '/') && !tmp_is_tmp(abs)); /* /dev/shm: tmpfs.c */
+         (strncmp(abs, "/dev", 4) == 0 && (abs[4] == 0 || abs[4] == '/') && !tmp_is_shm(abs)); /* /dev/shm: tmpfs.c */
 }
 
 /* A decimal number (no sign, no leading zero) filling [s, s+n): its value, or -1. */

@@ -672,6 +672,8 @@ struct cf_sandbox *cf_sandbox_new(const struct cf_sandbox_opts *opts)
   sb->mmap_top = MMAP_TOP(sb->mem_size);
   if (fs_init(sb, opts->root ? opts->root : "/", opts->stdio) < 0)
     goto err;
+  if (opts->cwd && fs_chdir(sb, opts->cwd) < 0)
+    goto err;
   uint64_t entry, sp;
   if (elf_load(sb, opts->program, opts->argv, opts->envp, &entry, &sp) < 0)
     goto err;

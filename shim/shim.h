@@ -601,7 +601,7 @@ typedef long sys_fn(struct sb *sb, const uint64_t a[6], long nr);
 /* mm.c */
 sys_fn sys_brk, sys_madvise, sys_mlock, sys_mmap, sys_mprotect, sys_mremap, sys_msync, sys_munmap;
 /* fs.c */
-sys_fn sys_link, sys_linkat, sys_access, sys_chdir, sys_chmod, sys_close, sys_connect, sys_creat, sys_dup, sys_dup2, sys_faccessat,
+sys_fn sys_link, sys_linkat, sys_symlink, sys_access, sys_chdir, sys_chmod, sys_close, sys_connect, sys_creat, sys_dup, sys_dup2, sys_faccessat,
     sys_faccessat2, sys_fchdir, sys_fcntl, sys_fgetxattr, sys_flock, sys_fstat, sys_fsync, sys_ftruncate, sys_getcwd,
     sys_getdents64, sys_getxattr, sys_ioctl, sys_lseek, sys_mkdir, sys_mkdirat, sys_mknod, sys_newfstatat, sys_open, sys_openat,
     sys_pipe, sys_pread64, sys_preadv, sys_preadv2, sys_pwrite64, sys_read, sys_readlink,
@@ -949,8 +949,11 @@ void run_timers_rekick(struct sb *sb);
  * task is a kick: thread.c), installed once per process. */
 void run_kick_install(void);
 
-/* tmpfs.c. The data of /tmp files is kept in pages of a region of guest
- * memory [base, base+size) that no VMA covers (tmpfs.c says why). */
+/* tmpfs.c. The upper layer of the overlay over the root (ovl.c), /tmp in
+ * it, and /dev/shm: trees whose file data is kept in pages of a region of
+ * guest memory [base, base+size) that no VMA covers (tmpfs.c says why).
+ * Paths given to the tmp_* calls name the upper tree with no symlink on the
+ * way (ovl.c resolves them), or /dev/shm. */
 struct tmpfs *tmp_new(uint8_t *mem, uint64_t base, uint64_t size);
 void tmp_destroy(struct tmpfs *fs);
 uint64_t tmp_region_base(const struct tmpfs *fs);
@@ -958,12 +961,35 @@ uint64_t tmp_region_size(const struct tmpfs *fs);
 /* Guest memory moved to another host mapping (a parked child's new VM). */
 void tmp_set_mem(struct tmpfs *fs, uint8_t *mem);
 void tmp_free(struct tnode *n);
-bool tmp_is_tmp(const char *abs);
+/* Whether abs is /dev/shm or below (its own tree, no lower layer). */
+bool tmp_is_shm(const char *abs);
 struct tnode *tmp_lookup(struct sb *sb, const char *abs);
 /* Like tmp_lookup, with Linux's error: 0 and *out, -ENOENT or -ENOTDIR. */
 long tmp_lookup_err(struct sb *sb, const char *abs, struct tnode **out);
-/* Create (file or dir) at abs: -EEXIST, -ENOENT (no parent), -ENOTDIR. */
+/* Create (file or dir) at abs: -EEXIST, -ENOENT (no parent), -ENOTDIR. A
+ * whiteout there makes way; a new directory is opaque. */
 long tmp_create(struct sb *sb, const char *abs, bool dir, unsigned mode, struct tnode **out);
+/* A symbolic link to target at abs: tmp_create's errors. */
+long tmp_symlink(struct sb *sb, const char *abs, const char *target, struct tnode **out);
+/* A whiteout at abs (its parent in the upper tree), replacing what is there. */
+long tmp_whiteout(struct sb *sb, const char *abs);
+/* The overlay's view (ovl.c): the upper root, a child by name (whiteouts
+ * included, a hard link resolved), the flags. */
+struct tnode *tmp_root(struct tmpfs *fs);
+struct tnode *tmp_kid(struct tnode *dir, const char *name, size_t len);
+bool tmp_is_whiteout(struct tnode *n);
+bool tmp_is_opaque(struct tnode *n);
+const char *tmp_symlink_target(struct tnode *n); /* NULL: not a symlink */
+/* A copy-up: a new node name in dir with st's type, mode, owner, times and
+ * inode number (a directory not opaque; link: a symlink's target). NULL and
+ * *err (-EEXIST, -ENOMEM). */
+struct tnode *tmp_copyup(struct tnode *dir, const char *name, const struct stat *st, const char *link, long *err);
+void tmp_set_times(struct tnode *n, const struct stat *st); /* atime, mtime */
+void tmp_set_root_attr(struct tmpfs *fs, const struct stat *st);
+/* n out of its directory (freed unless open). */
+void tmp_drop(struct tnode *n);
+/* The region's pages and those in use (statfs). */
+void tmp_usage(struct tmpfs *fs, uint64_t *total, uint64_t *used);
 /* A FIFO's state, kept in its /tmp node and served by fs.c (fifo_open):
  * the ends of the host pipe its open files share that the node holds (rd
  * while it has readers, wr while it has writers; -1: none; with neither,
@@ -983,8 +1009,10 @@ struct fifo *tmp_fifo(struct tnode *n);
  * (struct file fifo_nohup): poll masks it, a wait does not block on its host
  * fd (only a writer's open, which wakes every task, can change it). */
 bool fifo_hup_hidden(struct file *f);
-long tmp_unlink(struct sb *sb, const char *abs, bool dir);
-long tmp_rename(struct sb *sb, const char *from, const char *to);
+/* whiteout: a whiteout takes the name's place (the lower has one). */
+long tmp_unlink(struct sb *sb, const char *abs, bool dir, bool whiteout);
+/* whiteout: one is left at from (the lower has that name). */
+long tmp_rename(struct sb *sb, const char *from, const char *to, bool whiteout);
 /* A hard link to the file from at to: 0, -EEXIST, -EPERM (a directory),
  * -EXDEV (between /tmp and /dev/shm), -ENOENT. */
 long tmp_link(struct sb *sb, const char *from, const char *to);
@@ -1014,6 +1042,40 @@ void tmp_ref(struct tnode *n);
 bool tmp_is_linked(struct tnode *n);
 int tmp_refs(struct tnode *n);
 void tmp_unref(struct tnode *n);
+
+/* ovl.c: the overlay of the tmpfs tree (upper) over the root (lower). */
+struct ovl {
+  char path[PATH_MAX]; /* canonical: no symlink on the way (nor at the end when followed) */
+  struct tnode *node;  /* the upper entry, or NULL: the lower's (st) or none */
+  bool parent_ok;      /* -ENOENT: the parent is a directory (a create may go to path) */
+  struct stat st;      /* found: the entry's */
+};
+#define OVL_VIRT 1 /* ovl_lookup: the path leads into /proc, /dev or /dev/shm (o->path) */
+/* abs (normalized) in the merged view, following a symlink at the end when
+ * follow: 0, OVL_VIRT, or -errno (-ENOENT with o->parent_ok and o->path
+ * where a create would go). */
+long ovl_lookup(struct sb *sb, const char *abs, bool follow, struct ovl *o);
+/* Whether the lower has an entry at canonical path that the upper's
+ * directories do not hide (then a removal leaves a whiteout). */
+bool ovl_lower_has(struct sb *sb, const char *path);
+/* The upper node of canonical path, copied up from the lower with its
+ * directories when needed (data: a regular file's bytes too; without, an
+ * empty file: O_TRUNC). 0 and *out, or -errno (-ENOSPC: the region is full;
+ * -EACCES: a device or socket). */
+long ovl_copyup(struct sb *sb, const char *path, bool data, struct tnode **out);
+/* The upper directory that holds (or will hold) canonical path, copied up. */
+long ovl_copyup_parent(struct sb *sb, const char *path, struct tnode **out);
+/* A directory's merged entries (path: where the lower's are, NULL: none),
+ * one malloc'ed block (free()). */
+struct ovl_list {
+  size_t n;
+  size_t at[]; /* then the entries: u64 ino, u8 type, name, NUL */
+};
+long ovl_list(struct sb *sb, struct tnode *dir, const char *path, struct ovl_list **out);
+/* Entry i (NULL past the end): its name, *ino, *type (DT_*). */
+const char *ovl_list_get(const struct ovl_list *l, size_t i, uint64_t *ino, uint8_t *type);
+/* 0 if the merged directory o names is empty, -ENOTEMPTY, -errno. */
+long ovl_empty(struct sb *sb, const struct ovl *o);
 
 /* state.c: serialization buffers (bounds-checked reader) */
 struct wbuf {
@@ -1096,6 +1158,9 @@ struct cf_vm *mm_fork_vm(struct sb *sb);
 
 /* Lexically normalize a sandbox path against cwd into out (absolute). */
 int path_abs(const char *cwd, const char *path, char *out, size_t size);
+/* The sandbox's working directory := path (absolute; symlinks followed):
+ * 0, or -1 + cf_error (not a directory, missing). */
+int fs_chdir(struct sb *sb, const char *path);
 
 /* seccomp.c: the filter of the threads that serve guests. seccomp_enter
  * installs it on the calling thread once (unless turned off); -1 with

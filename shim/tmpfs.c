@@ -1,5 +1,9 @@
-/* The sandbox's writable file system: a tree of files and directories under
- * /tmp.
+/* The sandbox's writable file system: the upper layer of the overlay over
+ * the root (ovl.c says how the layers merge), a tree of files,
+ * directories, symlinks, FIFOs, whiteouts (a name that hides the lower's)
+ * and opaque directories (that hide the lower directory's entries), rooted
+ * at "/" (it merges with the root's "/"); /tmp is an opaque directory of
+ * it. /dev/shm is a second tree on the same pages (no lower layer).
  *
  * File data lives in guest memory: a region [base, base+size) below the
  * stack gap that the program cannot reach: no VMA covers it, the shim
@@ -18,6 +22,10 @@
  * A FIFO (mknod S_IFIFO) is a node with a struct fifo and no data: its
  * open files and the host pipe they share are fs.c's (fifo_open); a
  * snapshot keeps the node only (fs_save refuses an open FIFO file).
+ *
+ * A directory made by tmp_create is opaque; one made by a copy-up
+ * (tmp_copyup) is not, and stands where the root has a directory of the
+ * same path (ovl.c relies on it: only opaque directories move).
  *
  * Invariants: a node is owned by its parent's kids array while linked, and
  * by the open files (refs) after unlink; it is freed when both are gone.
@@ -38,7 +46,7 @@ struct tmpfs {
   uint64_t base, npages;
   uint64_t *bitmap;  /* 1: page in use */
   uint64_t hint, used;
-  struct tnode *root;
+  struct tnode *root; /* "/": the upper layer of the overlay over the root (ovl.c) */
   struct tnode *shm; /* /dev/shm: a second tree, on the same pages */
   uint64_t shm_pages; /* pages of the files' shared memory objects (tmp_shared): they count as used */
   uint64_t next_id;  /* tmp_save */
@@ -59,6 +67,9 @@ struct tnode {
   char *name;
   bool dir;
   bool linked;
+  bool whiteout;     /* hides the lower name (ovl.c): no data, never opened */
+  bool opaque;       /* a directory that hides the lower directory's entries */
+  char *link;        /* a symbolic link: its target, else NULL */
   unsigned mode;
   int uid, gid;
   int refs;
@@ -130,12 +141,26 @@ struct tmpfs *tmp_new(uint8_t *mem, uint64_t base, uint64_t size)
   fs->base = base;
   fs->npages = size / PAGE;
   fs->bitmap = calloc((fs->npages + 63) / 64 + 1, 8);
-  fs->root = node_new(fs, "tmp", true, 01777);
+  fs->root = node_new(fs, "root", true, 0755);
   fs->shm = node_new(fs, "shm", true, 01777);
-  if (!fs->bitmap || !fs->root || !fs->shm) {
+  struct tnode *t = node_new(fs, "tmp", true, 01777);
+  if (!fs->bitmap || !fs->root || !fs->shm || !t) {
+    tmp_free(t);
     tmp_destroy(fs);
     return NULL;
   }
+  /* /tmp: opaque, so the root's own /tmp is never seen (fs.c) */
+  t->opaque = true;
+  struct tnode **k = malloc(sizeof *k);
+  if (!k) {
+    tmp_free(t);
+    tmp_destroy(fs);
+    return NULL;
+  }
+  k[0] = t;
+  fs->root->kids = k;
+  fs->root->nkids = 1;
+  t->parent = fs->root;
   return fs;
 }
 
@@ -202,6 +227,7 @@ void tmp_free(struct tnode *n)
   }
   free(n->pages);
   free(n->kids);
+  free(n->link);
   free(n->name);
   free(n);
 }
@@ -212,16 +238,14 @@ static size_t shm_prefix(const char *abs)
   return strncmp(abs, "/dev/shm", 8) == 0 && (abs[8] == 0 || abs[8] == '/') ? 8 : 0;
 }
 
-bool tmp_is_tmp(const char *abs)
-{
-  return (strncmp(abs, "/tmp", 4) == 0 && (abs[4] == 0 || abs[4] == '/')) || shm_prefix(abs);
-}
+bool tmp_is_shm(const char *abs) { return shm_prefix(abs) != 0; }
 
-/* The tree abs is in (/tmp's or /dev/shm's) and the rest of abs after it. */
+/* The tree abs is in (the upper layer's or /dev/shm's) and the rest of abs
+ * after it. */
 static struct tnode *tree_of(struct tmpfs *fs, const char *abs, const char **rest)
 {
   size_t k = shm_prefix(abs);
-  *rest = abs + (k ? k : 4);
+  *rest = abs + k;
   return k ? fs->shm : fs->root;
 }
 
@@ -235,10 +259,12 @@ static struct tnode *kid(struct tnode *d, const char *name, size_t len)
   return NULL;
 }
 
-/* Walk abs ("/tmp/..."). With parent_out: stop at the last component;
- * *parent_out is the directory that holds (or would hold) it and *last its
- * name, or both NULL when abs is /tmp itself or an earlier component is
- * missing (-ENOENT into *err) or not a directory (-ENOTDIR). */
+/* Walk abs (a path of the upper layer, no symlink on the way: ovl.c
+ * resolves them; or "/dev/shm/..."). With parent_out: stop at the last
+ * component; *parent_out is the directory that holds (or would hold) it and
+ * *last its name, or both NULL when abs is the tree's top itself or an
+ * earlier component is missing (-ENOENT into *err; a whiteout is missing)
+ * or not a directory (-ENOTDIR). The last component may be a whiteout. */
 static struct tnode *walk(struct sb *sb, const char *abs, struct tnode **parent_out, const char **last, int *err)
 {
   const char *p;
@@ -271,7 +297,9 @@ static struct tnode *walk(struct sb *sb, const char *abs, struct tnode **parent_
       return kid(n, p, len);
     }
     n = kid(n, p, len);
-    if (!n) {
+    if (n && n->target)
+      n = n->target;
+    if (!n || n->whiteout) {
       if (parent_out)
         *err = -ENOENT;
       return NULL;
@@ -284,7 +312,11 @@ static struct tnode *walk(struct sb *sb, const char *abs, struct tnode **parent_
 /* The node a name stands for (a hard link's target). */
 static struct tnode *res(struct tnode *n) { return n && n->target ? n->target : n; }
 
-struct tnode *tmp_lookup(struct sb *sb, const char *abs) { return res(walk(sb, abs, NULL, NULL, NULL)); }
+struct tnode *tmp_lookup(struct sb *sb, const char *abs)
+{
+  struct tnode *n = res(walk(sb, abs, NULL, NULL, NULL));
+  return n && !n->whiteout ? n : NULL;
+}
 
 long tmp_lookup_err(struct sb *sb, const char *abs, struct tnode **out)
 {
@@ -294,8 +326,10 @@ long tmp_lookup_err(struct sb *sb, const char *abs, struct tnode **out)
   struct tnode *n = walk(sb, abs, &parent, &last, &err);
   if (!parent && !err) {
     const char *rest;
-    n = tree_of(sb->tmpfs, abs, &rest); /* /tmp or /dev/shm itself */
+    n = tree_of(sb->tmpfs, abs, &rest); /* / or /dev/shm itself */
   }
+  if (n && n->whiteout)
+    n = NULL;
   *out = res(n);
   return n ? 0 : err ? err : -ENOENT;
 }
@@ -335,20 +369,161 @@ long tmp_create(struct sb *sb, const char *abs, bool dir, unsigned mode, struct 
   int err;
   struct tnode *n = walk(sb, abs, &parent, &last, &err);
   if (!parent)
-    return err ? err : -EEXIST; /* no error: abs is /tmp itself */
-  if (n)
+    return err ? err : -EEXIST; /* no error: abs is the top itself */
+  if (n && !n->whiteout)
     return -EEXIST;
+  struct tnode *wh = n;
   n = node_new(sb->tmpfs, last, dir, mode & ~sb->umask);
   if (!n)
     return -ENOMEM;
   n->uid = sb->uid;
   n->gid = sb->gid;
+  n->opaque = dir; /* a new directory never shows a lower one's entries (ovl.c) */
   if (add_kid(parent, n) < 0) {
     tmp_free(n);
     return -ENOMEM;
   }
+  if (wh) { /* the name is this node's now */
+    del_kid(parent, wh);
+    tmp_free(wh);
+  }
   *out = n;
   return 0;
+}
+
+long tmp_symlink(struct sb *sb, const char *abs, const char *target, struct tnode **out)
+{
+  char *t = strdup(target);
+  if (!t)
+    return -ENOMEM;
+  long r = tmp_create(sb, abs, false, 0777 | 0, out);
+  if (r < 0) {
+    free(t);
+    return r;
+  }
+  (*out)->mode = 0777; /* a link's mode is not the umask's */
+  (*out)->link = t;
+  (*out)->size = strlen(t);
+  return 0;
+}
+
+/* A whiteout named last in dir (replacing what has that name). */
+static int put_whiteout(struct tnode *dir, const char *last)
+{
+  struct tnode *old = kid(dir, last, strlen(last));
+  if (old && old->whiteout)
+    return 0;
+  struct tnode *w = node_new(dir->fs, last, false, 0);
+  if (!w)
+    return -ENOMEM;
+  w->whiteout = true;
+  if (add_kid(dir, w) < 0) {
+    tmp_free(w);
+    return -ENOMEM;
+  }
+  if (old) {
+    del_kid(dir, old);
+    if (old->refs == 0)
+      tmp_free(old);
+  }
+  return 0;
+}
+
+long tmp_whiteout(struct sb *sb, const char *abs)
+{
+  struct tnode *parent;
+  const char *last;
+  int err;
+  walk(sb, abs, &parent, &last, &err);
+  if (!parent)
+    return err ? err : -EBUSY;
+  return put_whiteout(parent, last);
+}
+
+/* ---- the overlay's view of the tree (ovl.c) ---- */
+
+struct tnode *tmp_root(struct tmpfs *fs) { return fs->root; }
+bool tmp_is_whiteout(struct tnode *n) { return n->whiteout; }
+bool tmp_is_opaque(struct tnode *n) { return n->opaque; }
+const char *tmp_symlink_target(struct tnode *n) { return n->link; }
+
+struct tnode *tmp_kid(struct tnode *dir, const char *name, size_t len)
+{
+  struct tnode *k = kid(dir, name, len);
+  return k && k->target ? k->target : k;
+}
+
+void tmp_usage(struct tmpfs *fs, uint64_t *total, uint64_t *used)
+{
+  *total = fs->npages;
+  *used = fs->used + fs->shm_pages;
+}
+
+struct tnode *tmp_copyup(struct tnode *dir, const char *name, const struct stat *st, const char *link, long *err)
+{
+  if (kid(dir, name, strlen(name))) {
+    *err = -EEXIST;
+    return NULL;
+  }
+  char *t = link ? strdup(link) : NULL;
+  struct fifo *ff = S_ISFIFO(st->st_mode) ? calloc(1, sizeof *ff) : NULL;
+  struct tnode *n = node_new(dir->fs, name, S_ISDIR(st->st_mode), st->st_mode);
+  if (!n || (link && !t) || (S_ISFIFO(st->st_mode) && !ff) || add_kid(dir, n) < 0) {
+    free(t);
+    free(ff);
+    if (n)
+      tmp_free(n);
+    *err = -ENOMEM;
+    return NULL;
+  }
+  n->link = t;
+  if (t)
+    n->size = strlen(t);
+  if (ff) {
+    ff->rd = ff->wr = -1;
+    n->fifo = ff;
+  }
+  n->ino = st->st_ino; /* as overlayfs keeps the lower's inode number */
+  n->uid = (int)st->st_uid;
+  n->gid = (int)st->st_gid;
+  n->atime = st->st_atim;
+  n->mtime = st->st_mtim;
+  clock_gettime(CLOCK_REALTIME, &n->ctime);
+  return n;
+}
+
+void tmp_set_times(struct tnode *n, const struct stat *st)
+{
+  n->atime = st->st_atim;
+  n->mtime = st->st_mtim;
+}
+
+void tmp_drop(struct tnode *n)
+{
+  if (n->parent)
+    del_kid(n->parent, n);
+  if (n->refs == 0)
+    tmp_free(n);
+}
+
+void tmp_set_root_attr(struct tmpfs *fs, const struct stat *st)
+{
+  fs->root->mode = st->st_mode & 07777;
+  fs->root->uid = (int)st->st_uid;
+  fs->root->gid = (int)st->st_gid;
+  fs->root->ino = st->st_ino;
+  fs->root->atime = st->st_atim;
+  fs->root->mtime = st->st_mtim;
+  fs->root->ctime = st->st_ctim;
+}
+
+/* The kids of d that are not whiteouts. */
+static int live_kids(struct tnode *d)
+{
+  int c = 0;
+  for (int i = 0; i < d->nkids; i++)
+    c += !d->kids[i]->whiteout;
+  return c;
 }
 
 long tmp_mkfifo(struct sb *sb, const char *abs, unsigned mode, struct tnode **out)
@@ -368,7 +543,7 @@ long tmp_mkfifo(struct sb *sb, const char *abs, unsigned mode, struct tnode **ou
 
 struct fifo *tmp_fifo(struct tnode *n) { return n->fifo; }
 
-long tmp_unlink(struct sb *sb, const char *abs, bool dir)
+long tmp_unlink(struct sb *sb, const char *abs, bool dir, bool whiteout)
 {
   struct tnode *parent;
   const char *last;
@@ -376,14 +551,16 @@ long tmp_unlink(struct sb *sb, const char *abs, bool dir)
   struct tnode *n = walk(sb, abs, &parent, &last, &err);
   if (!parent)
     return err ? err : -EBUSY;
-  if (!n)
+  if (!n || n->whiteout)
     return -ENOENT;
   if (dir && !n->dir)
     return -ENOTDIR;
   if (!dir && n->dir)
     return -EISDIR;
-  if (dir && n->nkids)
+  if (dir && live_kids(n))
     return -ENOTEMPTY;
+  if (whiteout)
+    return put_whiteout(parent, last);
   del_kid(parent, n);
   if (n->refs == 0)
     tmp_free(n);
@@ -406,7 +583,7 @@ long tmp_link(struct sb *sb, const char *from, const char *to)
   struct tnode *old = walk(sb, to, &parent, &last, &err);
   if (!parent)
     return err ? err : -EEXIST;
-  if (old)
+  if (old && !old->whiteout)
     return -EEXIST;
   struct tnode *e = node_new(sb->tmpfs, last, false, 0);
   if (!e)
@@ -415,6 +592,10 @@ long tmp_link(struct sb *sb, const char *from, const char *to)
     tmp_free(e);
     return -ENOMEM;
   }
+  if (old) {
+    del_kid(parent, old);
+    tmp_free(old);
+  }
   e->target = n;
   tmp_ref(n);
   n->nlinks++;
@@ -422,7 +603,7 @@ long tmp_link(struct sb *sb, const char *from, const char *to)
   return 0;
 }
 
-long tmp_rename(struct sb *sb, const char *from, const char *to)
+long tmp_rename(struct sb *sb, const char *from, const char *to, bool whiteout)
 {
   struct tnode *fp, *tp;
   const char *fl, *tl;
@@ -432,7 +613,7 @@ long tmp_rename(struct sb *sb, const char *from, const char *to)
   struct tnode *n = walk(sb, from, &fp, &fl, &err);
   if (!fp)
     return err ? err : -EBUSY;
-  if (!n)
+  if (!n || n->whiteout)
     return -ENOENT;
   struct tnode *old = walk(sb, to, &tp, &tl, &err);
   if (!tp)
@@ -444,24 +625,36 @@ long tmp_rename(struct sb *sb, const char *from, const char *to)
       return -EINVAL;
   if (old == n)
     return 0;
-  if (old) {
+  if (old && !old->whiteout) {
     if (old->dir && !n->dir)
       return -EISDIR;
     if (!old->dir && n->dir)
       return -ENOTDIR;
-    if (old->dir && old->nkids)
+    if (old->dir && live_kids(old))
       return -ENOTEMPTY;
+  }
+  char *name = strdup(tl);
+  struct tnode *w = whiteout ? node_new(n->fs, fl, false, 0) : NULL;
+  if (!name || (whiteout && !w)) {
+    free(name);
+    tmp_free(w);
+    return -ENOMEM;
+  }
+  if (old) {
     del_kid(tp, old);
     if (old->refs == 0)
       tmp_free(old);
   }
-  char *name = strdup(tl);
-  if (!name)
-    return -ENOMEM;
   del_kid(fp, n);
   free(n->name);
   n->name = name;
-  return add_kid(tp, n);
+  int r = add_kid(tp, n);
+  if (w) { /* the lower's name stays hidden (ovl.c) */
+    w->whiteout = true;
+    if (add_kid(fp, w) < 0)
+      tmp_free(w);
+  }
+  return r;
 }
 
 void tmp_stat(struct tnode *n, struct stat *st)
@@ -469,7 +662,7 @@ void tmp_stat(struct tnode *n, struct stat *st)
   memset(st, 0, sizeof *st);
   st->st_dev = 0x7f;
   st->st_ino = n->ino;
-  st->st_mode = (n->dir ? S_IFDIR : n->fifo ? S_IFIFO : S_IFREG) | n->mode;
+  st->st_mode = (n->dir ? S_IFDIR : n->fifo ? S_IFIFO : n->link ? S_IFLNK : S_IFREG) | n->mode;
   st->st_nlink = n->dir ? 2 : (nlink_t)(n->linked + n->nlinks);
   st->st_uid = (uid_t)n->uid;
   st->st_gid = (gid_t)n->gid;
@@ -725,7 +918,7 @@ int tmp_save_prepare(struct tmpfs *fs, struct tnode *const *extra, size_t nextra
   if (fs->shm->nkids)
     return cf_fail(ENOTSUP, "/dev/shm/%s: a sandbox with a file in /dev/shm cannot be saved (the state holds "
                    "/tmp only: remove it, or use /tmp, before the pause)", fs->shm->kids[0]->name);
-  if (prepare_node(fs->root, "a file in /tmp: ") < 0)
+  if (prepare_node(fs->root, "a file: ") < 0)
     return -1;
   for (size_t i = 0; i < nextra; i++)
     if (prepare_node(extra[i], "a deleted file: ") < 0)
@@ -822,13 +1015,22 @@ uint64_t tmp_node_id(struct tnode *n) { return n->id; }
  * mtime only, and is owned by root). */
 #define NODE_V2 (1ull << 20)
 #define NODE_FIFO (1ull << 21) /* a FIFO (no data): older versions load it as an empty file */
+/* The overlay (the upper layer of "/"; no state version of its own: a
+ * state without NODE_ROOT on its first node holds /tmp's tree only, and
+ * loads as /tmp under an empty upper layer). */
+#define NODE_ROOT (1ull << 22)     /* the first node is "/", not /tmp */
+#define NODE_WHITEOUT (1ull << 23) /* a whiteout (no data) */
+#define NODE_OPAQUE (1ull << 24)   /* an opaque directory */
+#define NODE_SYMLINK (1ull << 25)  /* a symbolic link: its target follows gid */
 
 static void save_node(struct tnode *n, uint64_t parent, struct wbuf *w)
 {
   n->id = ++n->fs->next_id;
   w_u64(w, parent);
   w_str(w, n->name);
-  w_u64(w, (uint64_t)n->dir | (uint64_t)n->mode << 1 | NODE_V2 | (n->fifo ? NODE_FIFO : 0));
+  w_u64(w, (uint64_t)n->dir | (uint64_t)n->mode << 1 | NODE_V2 | (n->fifo ? NODE_FIFO : 0) |
+             (n == n->fs->root ? NODE_ROOT : 0) | (n->whiteout ? NODE_WHITEOUT : 0) |
+             (n->opaque ? NODE_OPAQUE : 0) | (n->link ? NODE_SYMLINK : 0));
   w_u64(w, n->ino);
   w_u64(w, n->size);
   w_u64(w, (uint64_t)n->mtime.tv_sec);
@@ -839,6 +1041,8 @@ static void save_node(struct tnode *n, uint64_t parent, struct wbuf *w)
   w_u64(w, (uint64_t)n->ctime.tv_nsec);
   w_u64(w, (uint64_t)(uint32_t)n->uid);
   w_u64(w, (uint64_t)(uint32_t)n->gid);
+  if (n->link)
+    w_str(w, n->link);
   uint64_t np = (n->size + PAGE - 1) / PAGE;
   if (np > n->npages)
     np = n->npages;
@@ -895,6 +1099,8 @@ int tmp_load(struct tmpfs *fs, struct rbuf *r, struct tnode ***nodes_out, size_t
   if (!nodes)
     return -ENOMEM;
   int ret = -EINVAL;
+  struct tnode *tmpdir = fs->root->nkids == 1 ? fs->root->kids[0] : NULL; /* tmp_new's */
+  bool whole = false; /* the first node is "/" (NODE_ROOT) */
   for (uint64_t i = 0; i < total; i++) {
     uint64_t parent = r_u64(r);
     char name[256];
@@ -913,12 +1119,23 @@ int tmp_load(struct tmpfs *fs, struct rbuf *r, struct tnode ***nodes_out, size_t
       uid = r_u64(r);
       gid = r_u64(r);
     }
+    char link[PATH_MAX] = "";
+    if (dm & NODE_SYMLINK)
+      r_str(r, link, sizeof link);
     uint64_t np = r_u64(r);
+    if (i == 0 && (dm & NODE_ROOT) && tmpdir) { /* the saved tree has its own /tmp */
+      whole = true;
+      tmp_drop(tmpdir);
+      tmpdir = NULL;
+    }
     if (r->err || parent > i || (i == 0 && (parent || !(dm & 1))) || !name[0] ||
         strchr(name, '/') || np > fs->npages || size > fs->npages * PAGE || np > (size + PAGE - 1) / PAGE ||
-        ((dm & NODE_FIFO) && (i == 0 || (dm & 1) || size || np)))
+        ((dm & NODE_FIFO) && (i == 0 || (dm & 1) || size || np)) || (i == 0 && !whole && !tmpdir) ||
+        (i > 0 && (dm & NODE_ROOT)) || ((dm & (NODE_WHITEOUT | NODE_SYMLINK)) && (i == 0 || (dm & 1) || np)) ||
+        ((dm & NODE_SYMLINK) && (!link[0] || (dm & (NODE_WHITEOUT | NODE_FIFO)))) ||
+        ((dm & NODE_WHITEOUT) && (dm & NODE_FIFO)) || ((dm & NODE_OPAQUE) && !(dm & 1)))
       goto bad;
-    struct tnode *n = i == 0 ? fs->root : node_new(fs, name, dm & 1, (unsigned)(dm >> 1));
+    struct tnode *n = i == 0 ? (whole ? fs->root : tmpdir) : node_new(fs, name, dm & 1, (unsigned)(dm >> 1));
     if (!n) {
       ret = -ENOMEM;
       goto bad;
@@ -933,6 +1150,15 @@ int tmp_load(struct tmpfs *fs, struct rbuf *r, struct tnode ***nodes_out, size_t
     n->ctime = ct;
     n->uid = (int)(uint32_t)uid;
     n->gid = (int)(uint32_t)gid;
+    n->whiteout = dm & NODE_WHITEOUT;
+    n->opaque = (dm & NODE_OPAQUE) || (i == 0 && !whole); /* an older state's /tmp */
+    if ((dm & NODE_SYMLINK) && !n->link) {
+      if (!(n->link = strdup(link))) {
+        ret = -ENOMEM;
+        goto bad;
+      }
+      n->size = strlen(link);
+    }
     if ((dm & NODE_FIFO) && !n->fifo) {
       if (!(n->fifo = calloc(1, sizeof *n->fifo))) {
         ret = -ENOMEM; /* n is nodes[i], parentless: bad's loop frees it */

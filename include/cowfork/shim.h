@@ -33,7 +33,12 @@ struct cf_sandbox_opts {
   bool strace;          /* print every system call to trace */
   bool verbose;         /* print loader and exit statistics to trace */
   FILE *trace;          /* NULL: stderr */
-  const char *program;  /* path inside the sandbox (resolved under root) */
+  const char *program;  /* path inside the sandbox (resolved under root; a
+                           relative one against cwd) */
+  /* The working directory the program starts in: an absolute path of a
+   * directory in the sandbox (NULL: "/"). cf_template_fork: ignored (the
+   * template's). */
+  const char *cwd;
   char *const *argv;    /* argv[0] included */
   char *const *envp;
   int stdio[3];         /* host fds the sandbox's 0, 1, 2 refer to (dup'ed) */
