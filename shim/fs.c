@@ -1249,10 +1249,10 @@ static long do_chdir_abs(struct sb *sb, const char *abs0)
  * (lock_set and locks_on_close wake every waiter to try again) or a
  * signal comes (EINTR, or the call again after an SA_RESTART handler, as
  * Linux restarts F_SETLKW and flock); with nothing that could release it,
- * the sandbox ends with a report (lock_wait). Not done: Linux's EDEADLK for
- * an F_SETLKW that would close a cycle of waiting processes (such a wait
- * lasts until a signal or the sandbox's end). Locks are not part of a
- * snapshot. */
+ * the sandbox ends with a report (lock_wait). An F_SETLKW that would close
+ * a cycle of processes waiting for each other's POSIX locks is EDEADLK, as
+ * Linux (lock_deadlock: each waiting process records what it waits for in
+ * sb->lkwait). Locks are not part of a snapshot. */
 enum { LK_POSIX, LK_OFD, LK_FLOCK };
 
 /* A wait for a lock nothing in the sandbox can release: until a signal
@@ -1291,6 +1291,26 @@ static const struct flock_ent *lock_conflict(struct sb *sb, const struct flock_e
     return l;
   }
   return NULL;
+}
+
+/* Whether q's process (a POSIX lock) waiting for q would close a cycle: the
+ * owner of a lock in its way waits (F_SETLKW) for a lock whose owner ...
+ * is q's process. Follows the first lock in the way at each step, at most
+ * 10 steps, as Linux's posix_locks_deadlock. */
+static bool lock_deadlock(struct sb *sb, const struct flock_ent *q)
+{
+  const struct flock_ent *l = lock_conflict(sb, q);
+  for (int i = 0; i < 10 && l && l->kind == LK_POSIX; i++) {
+    struct sb *o = l->proc;
+    if (o == q->proc)
+      return true;
+    if (!o->lkwait.on)
+      return false;
+    struct flock_ent w = {.kind = LK_POSIX, .proc = o, .dev = o->lkwait.dev, .ino = o->lkwait.ino,
+                          .type = o->lkwait.type, .start = o->lkwait.start, .end = o->lkwait.end};
+    l = lock_conflict(sb, &w);
+  }
+  return false;
 }
 
 /* Take or release (type F_UNLCK) q's range for its owner: its own locks in
@@ -1446,8 +1466,16 @@ static long do_lock(struct sb *sb, struct file *f, int cmd, uint64_t arg)
   if ((q.type == F_RDLCK && acc == O_WRONLY) || (q.type == F_WRLCK && acc == O_RDONLY))
     return -EBADF;
   long r = lock_set(sb, &q);
-  if (r == -EAGAIN && (cmd == F_SETLKW || cmd == F_OFD_SETLKW))
-    return lock_wait(sb, cmd == F_SETLKW ? "fcntl F_SETLKW" : "fcntl F_OFD_SETLKW");
+  if (r == -EAGAIN && cmd == F_SETLKW) {
+    if (lock_deadlock(sb, &q))
+      return -EDEADLK;
+    sb->lkwait = (struct lkwait){true, q.dev, q.ino, q.start, q.end, q.type};
+    r = lock_wait(sb, "fcntl F_SETLKW");
+    sb->lkwait.on = false;
+    return r;
+  }
+  if (r == -EAGAIN && cmd == F_OFD_SETLKW)
+    return lock_wait(sb, "fcntl F_OFD_SETLKW");
   return r;
 }
 

@@ -342,6 +342,7 @@ static struct sb *proc_copy(struct sb *p, bool share, long *err)
   memset(c->vcpu_lent, 0, sizeof c->vcpu_lent);
   c->pause_done = false;
   c->child_cpu_ns = 0;
+  c->lkwait.on = false; /* (another thread of the parent may wait in F_SETLKW) */
   c->parent = p;
   /* the copies (a vfork child sharing the memory takes the owner's
    * address-space fields instead: proc_mm_pull) */

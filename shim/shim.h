@@ -329,6 +329,9 @@ struct sb {
    * sandbox that did not start from a template. What a branch compares
    * a process other than the first with (snapshot.c commit_compare). */
   const struct cf_image *base;
+  /* an F_SETLKW this process waits in: what it waits for (fs.c
+   * lock_deadlock: EDEADLK for a wait that would close a cycle) */
+  struct lkwait { bool on; uint64_t dev, ino, start, end; short type; } lkwait;
   /* a parked child (reuse.c): its VM given back, what its memory held
    * beyond the template's kept here until it runs again */
   struct parked *park;

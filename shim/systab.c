@@ -118,7 +118,7 @@ static const struct sys_ent table[NSYS] = {
     E(69, msgsnd, NULL, NULL, 0, ABSENT, "ENOSYS"),
     E(70, msgrcv, NULL, NULL, 0, ABSENT, "ENOSYS"),
     E(71, msgctl, NULL, NULL, 0, ABSENT, "ENOSYS"),
-    E(72, fcntl, sys_fcntl, "dix", 0, PARTIAL, "record locks in one table per sandbox, between its processes as Linux; no EDEADLK for a cycle of F_SETLKW waits"),
+    E(72, fcntl, sys_fcntl, "dix", 0, PARTIAL, "record locks in one table per sandbox, between its processes as Linux (EDEADLK for an F_SETLKW that would close a cycle of waiting processes)"),
     E(73, flock, sys_flock, "dx", 0, FULL, "locks in one table per sandbox, between its processes"),
     E(74, fsync, sys_fsync, "d", 0, FULL, "nothing to write back"),
     E(75, fdatasync, sys_fsync, "d", 0, FULL, ""),

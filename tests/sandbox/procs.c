@@ -1271,6 +1271,16 @@ static int lockw_child(long fd)
   return 0;
 }
 
+static int lockdl_child(long fd)
+{
+  printf("child: F_SETLK of byte 20: %s\n", err(lock_range(fd, F_SETLK, F_WRLCK, 20, 1)));
+  fflush(stdout);
+  int r = lock_range(fd, F_SETLKW, F_WRLCK, 0, 1);
+  printf("child: F_SETLKW of byte 0 (the parent's): %s, once the parent let it go\n", err(r));
+  fflush(stdout);
+  return 0;
+}
+
 static int mode_locks(void)
 {
   const char *name = lock_name = tmpfile_name("lock");
@@ -1292,6 +1302,16 @@ static int mode_locks(void)
   int r = lock_range(fd, F_SETLK, F_UNLCK, 0, 10);
   reap(p, "the waiting child");
   printf("parent: its F_UNLCK: %s\n", err(r));
+  /* a cycle: the child holds byte 20 and waits for the parent's byte 0 */
+  printf("parent: F_SETLK of byte 0: %s\n", err(lock_range(fd, F_SETLK, F_WRLCK, 0, 1)));
+  fflush(stdout);
+  p = child(lockdl_child, fd);
+  msleep(300);
+  r = lock_range(fd, F_SETLKW, F_WRLCK, 20, 1);
+  printf("parent: F_SETLKW of byte 20 (the child's, which waits for byte 0): %s\n", err(r));
+  fflush(stdout);
+  lock_range(fd, F_SETLK, F_UNLCK, 0, 1);
+  reap(p, "the child in the cycle");
   close(fd);
   unlink(name);
   return 0;
