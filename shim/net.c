@@ -206,7 +206,7 @@ static void net_unref(struct net *n)
 void net_fini(struct sb *sb)
 {
   struct net *n = sb->net;
-  if (!n)
+  if (!n || !proc_is_first(sb))
     return;
   sb->net = NULL;
   n->refs++;

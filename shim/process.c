@@ -351,6 +351,7 @@ static struct sb *proc_copy(struct sb *p, bool share, long *err)
   memset(c->vcpu_lent, 0, sizeof c->vcpu_lent);
   c->pause_done = false;
   c->child_cpu_ns = 0;
+  c->net = NULL; /* the sandbox's socket names are the first process's (net.c) */
   c->parent = p;
   /* the copies (a vfork child sharing the memory takes the owner's
    * address-space fields instead: proc_mm_pull) */
