@@ -579,9 +579,11 @@ long sys_socket(struct sb *sb, const uint64_t a[6], long nr)
   if (A(1) & ~(uint64_t)(0xf | SOCK_NONBLOCK | SOCK_CLOEXEC))
     return -EINVAL;
   if (family != AF_UNIX && family != AF_INET && family != AF_INET6)
-    return family < 0 || family >= AF_MAX ? -EAFNOSUPPORT : -EAFNOSUPPORT;
+    return -EAFNOSUPPORT; /* (AF_NETLINK too: glibc's check_pf then assumes IPv4 and IPv6) */
+  if (type == SOCK_RAW && family != AF_UNIX)
+    return -EPERM; /* as Linux without CAP_NET_RAW */
   if (type != SOCK_STREAM && type != SOCK_DGRAM && type != SOCK_SEQPACKET)
-    return family == AF_UNIX ? -ESOCKTNOSUPPORT : -ESOCKTNOSUPPORT;
+    return -ESOCKTNOSUPPORT;
   if (family == AF_UNIX) {
     if (proto != 0 && proto != PF_UNIX)
       return -EPROTONOSUPPORT;
@@ -1198,8 +1200,8 @@ static long control_in(struct sb *sb, struct sock *s, const struct gmsg *m, char
       r = -EINVAL;
       break;
     }
-    if (cm->cmsg_level != SOL_SOCKET) {
-      r = is_inet(s) ? -EINVAL : -EINVAL;
+    if (cm->cmsg_level != SOL_SOCKET) { /* (IP_PKTINFO, IP_TOS... are not served) */
+      r = -EINVAL;
       break;
     }
     if (cm->cmsg_type == SCM_CREDENTIALS && s->family == AF_UNIX) {
