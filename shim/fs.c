@@ -116,6 +116,8 @@ void file_unref(struct file *f)
   if (--f->refs > 0)
     return;
   event_release(f);
+  if (f->sock)
+    net_release(f);
   if (f->type == F_HOST && f->node)
     fifo_close(f);
   if (f->hostcount)
@@ -360,6 +362,7 @@ void fs_fini(struct sb *sb)
   fs_load_done(sb);
   for (int i = 0; i < MAX_FDS; i++)
     fd_close(sb, i);
+  net_fini(sb); /* (before the /tmp tree: its files may hold socket files) */
   free(sb->locks);
   sb->locks = NULL;
   free(sb->root_tmp);
@@ -465,7 +468,11 @@ static long file_stat(struct sb *sb, struct file *f, struct stat *st)
       tmp_stat(f->node, st);
       return 0;
     }
-    return fstat(f->hostfd, st) < 0 ? -errno : 0;
+    if (fstat(f->hostfd, st) < 0)
+      return -errno;
+    if (f->sock)
+      net_stat(f, st);
+    return 0;
   case F_TMP:
   case F_TMPDIR:
     tmp_stat(f->node, st);
@@ -690,8 +697,8 @@ static long reopen_fd(struct sb *sb, struct file *of, int flags, unsigned mode, 
   if ((acc != O_WRONLY && oacc == O_WRONLY) || (acc != O_RDONLY && oacc == O_RDONLY))
     return -EACCES;
   struct file *f = NULL;
-  if (of->type == F_EVENTFD || of->type == F_SIGNALFD || of->type == F_EPOLL)
-    return -ENXIO; /* an anonymous inode cannot be opened again (Linux) */
+  if (of->type == F_EVENTFD || of->type == F_SIGNALFD || of->type == F_EPOLL || of->sock)
+    return -ENXIO; /* an anonymous inode or a socket cannot be opened again (Linux) */
   if (of->type == F_HOST && (of->stdio >= 0 || of->path[0] != '/')) {
     int h = fcntl(of->hostfd, F_DUPFD_CLOEXEC, 3);
     if (h < 0)
@@ -804,6 +811,8 @@ static long open_abs(struct sb *sb, char *abs, int flags, unsigned mode, struct 
   if (n) {
     if (tmp_fifo(n))
       return fifo_open(sb, n, abs, flags, out); /* O_TRUNC does nothing to it, as Linux */
+    if (tmp_is_sock(n) && !(flags & O_PATH))
+      return -ENXIO; /* a socket file is connected to, not opened (Linux) */
     if (tmp_is_dir(n)) {
       if (acc != O_RDONLY)
         return -EISDIR;
@@ -893,6 +902,8 @@ static long do_read_held(struct sb *sb, struct file *f, uint64_t buf, uint64_t l
   long r;
   switch (f->type) {
   case F_HOST:
+    if (f->sock)
+      return off >= 0 ? -ESPIPE : net_rw(sb, f, buf, len, false);
     if (off < 0 && !(f->flags & O_NONBLOCK)) {
       /* A read that may block (a pipe, a terminal) waits with the lock
        * released, so that the other threads run, and a signal ends it
@@ -966,6 +977,8 @@ static long do_write_held(struct sb *sb, struct file *f, uint64_t buf, uint64_t 
   long r;
   switch (f->type) {
   case F_HOST:
+    if (f->sock)
+      return off >= 0 ? -ESPIPE : net_rw(sb, f, buf, len, true);
     r = off < 0 ? write(f->hostfd, p, len) : pwrite(f->hostfd, p, len, off);
     if (off < 0 && !(f->flags & O_NONBLOCK) && (r >= 0 ? (uint64_t)r < len : errno == EAGAIN)) {
       /* A blocking write into a pipe (host pipes are non-blocking) that
@@ -1024,6 +1037,16 @@ static long do_iov(struct sb *sb, struct file *f, uint64_t iov, uint64_t cnt, in
 {
   if (cnt > 1024)
     return -EINVAL;
+  if (f->sock) { /* one message (a datagram is not split per iovec) */
+    if (off >= 0)
+      return -ESPIPE;
+    if ((f->flags & O_ACCMODE) == (wr ? O_RDONLY : O_WRONLY))
+      return -EBADF;
+    f->refs++;
+    long r = net_iov(sb, f, iov, cnt, wr);
+    file_unref(f);
+    return r;
+  }
   long total = 0;
   for (uint64_t i = 0; i < cnt; i++) {
     struct iovec v;
@@ -1774,11 +1797,12 @@ static long do_mkdir(struct sb *sb, int dirfd, uint64_t gpath, unsigned mode)
   return tmp_create(sb, o.path, true, mode, &n);
 }
 
-/* mknod, mknodat: a FIFO or a regular file (type 0 or S_IFREG); a device
- * node is EPERM (a sandbox has no CAP_MKNOD), a socket EOPNOTSUPP (a
- * sandbox binds no Unix socket names: sys_connect's note); the other
- * errors in Linux's order (may_mknod, then the path, then the type's
- * privilege). */
+/* mknod, mknodat: a FIFO, a regular file (type 0 or S_IFREG) or a socket
+ * file (S_IFSOCK: no socket is bound to it, as Linux's) anywhere writable;
+ * a device node is EPERM (a sandbox has no CAP_MKNOD); the other errors in
+ * Linux's order (may_mknod, then the path, then the type's privilege). */
+static long mknod_abs(struct sb *sb, const char *abs, unsigned mode, struct tnode **np);
+
 static long do_mknod(struct sb *sb, int dirfd, uint64_t gpath, unsigned mode)
 {
   unsigned type = mode & S_IFMT;
@@ -1790,6 +1814,14 @@ static long do_mknod(struct sb *sb, int dirfd, uint64_t gpath, unsigned mode)
   long r = resolve(sb, dirfd, gpath, abs, false);
   if (r < 0)
     return r;
+  struct tnode *n;
+  return mknod_abs(sb, abs, mode, &n);
+}
+
+static long mknod_abs(struct sb *sb, const char *abs, unsigned mode, struct tnode **np)
+{
+  unsigned type = mode & S_IFMT;
+  long r;
   struct tnode *n;
   struct ovl o;
   if (virt_is_virt(abs))
@@ -1813,12 +1845,58 @@ static long do_mknod(struct sb *sb, int dirfd, uint64_t gpath, unsigned mode)
   } else if (r != -ENOENT || !o.parent_ok) {
     return r;
   }
-  if (type == S_IFCHR || type == S_IFBLK || type == S_IFSOCK)
-    return type == S_IFSOCK ? -EOPNOTSUPP : -EPERM;
+  if (type == S_IFCHR || type == S_IFBLK)
+    return -EPERM;
   struct tnode *dir;
   if (!tmp_is_shm(o.path) && (r = ovl_copyup_parent(sb, o.path, &dir)) < 0)
     return r;
-  return type == S_IFIFO ? tmp_mkfifo(sb, o.path, mode, &n) : tmp_create(sb, o.path, false, mode, &n);
+  return type == S_IFIFO ? tmp_mkfifo(sb, o.path, mode, np)
+         : type == S_IFSOCK ? tmp_mksock(sb, o.path, mode, np)
+                            : tmp_create(sb, o.path, false, mode, np);
+}
+
+/* bind(2) of an AF_UNIX path name (net.c): mknod S_IFSOCK with the mode
+ * Linux gives (0777 less the umask), the node referenced for the socket. */
+long fs_sock_bind(struct sb *sb, const char *path, struct tnode **out)
+{
+  char abs[PATH_MAX];
+  long r = path_abs(sb->cwd, path, abs, sizeof abs);
+  if (r < 0)
+    return r;
+  if (!strcmp(abs, "/"))
+    return -EEXIST;
+  if ((r = mknod_abs(sb, abs, S_IFSOCK | 0777, out)) < 0)
+    return r;
+  tmp_ref(*out);
+  return 0;
+}
+
+/* connect(2), sendto(2) of an AF_UNIX path name (net.c): 0 and the socket
+ * file's node (NULL: the name exists but is no socket of the sandbox's: a
+ * file of the root, of /proc or /dev), or -errno. */
+long fs_sock_lookup(struct sb *sb, const char *path, struct tnode **out)
+{
+  char abs[PATH_MAX];
+  long r = path_abs(sb->cwd, path, abs, sizeof abs);
+  *out = NULL;
+  if (r < 0)
+    return r;
+  struct tnode *n;
+  if (tmp_is_shm(abs)) {
+    if ((r = tmp_lookup_err(sb, abs, &n)) < 0)
+      return r;
+    *out = tmp_is_sock(n) ? n : NULL;
+    return 0;
+  }
+  struct ovl o;
+  if ((r = ovl_lookup(sb, abs, true, &o)) == OVL_VIRT) {
+    struct stat st;
+    return (r = stat_abs(sb, o.path, false, &st)) < 0 ? r : 0;
+  }
+  if (r < 0)
+    return r;
+  *out = o.node && tmp_is_sock(o.node) ? o.node : NULL;
+  return 0;
 }
 
 static long do_stat_path(struct sb *sb, int dirfd, uint64_t gpath, int flags, struct stat *st)
@@ -2437,110 +2515,6 @@ long sys_ioctl(struct sb *sb, const uint64_t a[6], long nr)
   return do_ioctl(sb, fd, A(1), A(2));
 }
 
-/* The only sockets in a sandbox are socketpair's (AF_UNIX, connected to
- * each other; asyncio's self-pipe, a thread's channel): host socketpairs,
- * F_HOST files with the path "socket:", non-blocking on the host like
- * pipes (a blocking call waits with the lock released: host_wait).
- * send/recv(from/to), shutdown, get/setsockopt, getsockname/getpeername
- * are the host's on them; sendmsg/recvmsg, connect, bind, listen, accept
- * are EOPNOTSUPP there (no fd passing, no names). On any other fd the
- * socket calls say what Linux says for a file that is not a socket. */
-static bool is_socket(const struct file *f) { return f->type == F_HOST && !strcmp(f->path, "socket:"); }
-
-static long sock_call(struct sb *sb, struct file *f, const uint64_t a[6], long nr)
-{
-  char tmp[256];
-  socklen_t len;
-  long r;
-  switch (nr) {
-  case SYS_sendto:
-  case SYS_recvfrom: {
-    bool out = nr == SYS_sendto;
-    uint64_t n = A(2) > MAX_IO ? MAX_IO : A(2);
-    int flags = (int)A(3) & (MSG_DONTWAIT | MSG_PEEK | MSG_TRUNC | MSG_WAITALL | MSG_NOSIGNAL | MSG_EOR);
-    if (out && A(4))
-      return -EISCONN; /* a destination for a connected socket, as Linux's AF_UNIX */
-    bool nb = (f->flags & O_NONBLOCK) || (A(3) & MSG_DONTWAIT);
-    for (;;) {
-      void *p = mm_ptr(sb, A(1), n, out ? PROT_READ : PROT_WRITE);
-      if (!p && n)
-        return -EFAULT;
-      /* The host fd is non-blocking: a blocking call waits below. MSG_NOSIGNAL: a
-       * write to a closed peer is EPIPE here and SIGPIPE is raised by the shim. */
-      r = out ? send(f->hostfd, p, n, flags | MSG_DONTWAIT | MSG_NOSIGNAL)
-              : recv(f->hostfd, p, n, (flags & ~MSG_WAITALL) | MSG_DONTWAIT);
-      if (r >= 0 || errno != EAGAIN || nb)
-        break;
-      if ((r = host_wait(sb, f->hostfd, out ? POLLOUT : POLLIN)) < 0)
-        return r == -EINTR ? -RESTARTSYS : r;
-    }
-    if (r < 0 && errno == EPIPE && out && !(A(3) & MSG_NOSIGNAL))
-      sig_raise(sb, SIGPIPE);
-    if (r < 0)
-      return -errno;
-    if (!out && A(4) && A(5)) { /* the peer is unnamed: an address of the family only */
-      if (mm_copy_in(sb, &len, A(5), sizeof len) < 0)
-        return -EFAULT;
-      sa_family_t fam = AF_UNIX;
-      if (mm_copy_out(sb, A(4), &fam, len < sizeof fam ? len : sizeof fam) < 0)
-        return -EFAULT;
-      len = sizeof fam;
-      if (mm_copy_out(sb, A(5), &len, sizeof len) < 0)
-        return -EFAULT;
-    }
-    return r;
-  }
-  case SYS_shutdown:
-    return shutdown(f->hostfd, (int)A(1)) < 0 ? -errno : 0;
-  case SYS_getsockopt:
-  case SYS_getsockname:
-  case SYS_getpeername: {
-    uint64_t buf = nr == SYS_getsockopt ? A(3) : A(1), lenp = nr == SYS_getsockopt ? A(4) : A(2);
-    if (mm_copy_in(sb, &len, lenp, sizeof len) < 0)
-      return -EFAULT;
-    if ((int)len < 0)
-      return -EINVAL;
-    socklen_t hl = sizeof tmp;
-    memset(tmp, 0, sizeof tmp);
-    r = nr == SYS_getsockopt ? getsockopt(f->hostfd, (int)A(1), (int)A(2), tmp, &hl)
-        : nr == SYS_getsockname ? getsockname(f->hostfd, (struct sockaddr *)tmp, &hl)
-                                : getpeername(f->hostfd, (struct sockaddr *)tmp, &hl);
-    if (r < 0)
-      return -errno;
-    if (mm_copy_out(sb, buf, tmp, len < hl ? len : hl) < 0 || mm_copy_out(sb, lenp, &hl, sizeof hl) < 0)
-      return -EFAULT;
-    return 0;
-  }
-  case SYS_setsockopt:
-    len = (socklen_t)A(4);
-    if (len > sizeof tmp)
-      return -EINVAL;
-    if (mm_copy_in(sb, tmp, A(3), len) < 0)
-      return -EFAULT;
-    /* Options of the socket's own buffers and timeouts only: none reaches
-     * beyond the pair (SO_PASSCRED would show host credentials). */
-    if ((int)A(1) != SOL_SOCKET || ((int)A(2) != SO_SNDBUF && (int)A(2) != SO_RCVBUF && (int)A(2) != SO_RCVLOWAT &&
-                                     (int)A(2) != SO_SNDLOWAT))
-      return -ENOPROTOOPT;
-    return setsockopt(f->hostfd, (int)A(1), (int)A(2), tmp, len) < 0 ? -errno : 0;
-  }
-  return -EOPNOTSUPP;
-}
-
-long sys_connect(struct sb *sb, const uint64_t a[6], long nr)
-{
-  int fd = (int)A(0);
-  struct file *f = fs_get(sb, fd);
-  if (!f)
-    return -EBADF;
-  if (!is_socket(f))
-    return -ENOTSOCK;
-  f->refs++; /* a send or recv may wait with the lock released */
-  long r = sock_call(sb, f, a, nr);
-  file_unref(f);
-  return r;
-}
-
 long sys_mkdir(struct sb *sb, const uint64_t a[6], long nr)
 {
   return do_mkdir(sb, AT_FDCWD, A(0), (unsigned)A(1));
@@ -2734,49 +2708,6 @@ long sys_statfs(struct sb *sb, const uint64_t a[6], long nr)
   return mm_copy_out(sb, A(1), &s, sizeof s);
 }
 
-/* socket: no network, EACCES. socketpair: AF_UNIX pairs (sys_connect's
- * note); other families EACCES as socket's. */
-long sys_socket(struct sb *sb, const uint64_t a[6], long nr)
-{
-  if (nr == SYS_socketpair && (A(0) == AF_INET || A(0) == AF_INET6))
-    return -EOPNOTSUPP; /* as Linux: IP sockets come in no pairs */
-  if (nr != SYS_socketpair || A(0) != AF_UNIX)
-    return -EACCES;
-  int type = (int)A(1) & ~(SOCK_NONBLOCK | SOCK_CLOEXEC), p[2];
-  if (type != SOCK_STREAM && type != SOCK_DGRAM && type != SOCK_SEQPACKET)
-    return -EINVAL;
-  if (A(2) != 0)
-    return -EPROTONOSUPPORT;
-  if (socketpair(AF_UNIX, type | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, p) < 0)
-    return -errno;
-  int nb = A(1) & SOCK_NONBLOCK ? O_NONBLOCK : 0;
-  bool ce = A(1) & SOCK_CLOEXEC;
-  struct file *f0 = file_new(F_HOST, p[0], O_RDWR | nb, "socket:"), *f1 = file_new(F_HOST, p[1], O_RDWR | nb, "socket:");
-  if (!f0 || !f1) {
-    if (f0)
-      file_unref(f0);
-    else
-      close(p[0]);
-    if (f1)
-      file_unref(f1);
-    else
-      close(p[1]);
-    return -ENOMEM;
-  }
-  int g[2] = {fd_install(sb, f0, 0, ce), -1};
-  if (g[0] >= 0)
-    g[1] = fd_install(sb, f1, 0, ce);
-  if (g[1] < 0 || mm_copy_out(sb, A(3), g, sizeof g) < 0) {
-    if (g[0] >= 0)
-      sb->fds[g[0]] = NULL;
-    if (g[1] >= 0)
-      sb->fds[g[1]] = NULL;
-    file_unref(f0);
-    file_unref(f1);
-    return g[1] < 0 ? -EMFILE : -EFAULT;
-  }
-  return 0;
-}
 
 /* ---- state file (snapshot.c orchestrates) ---- */
 
@@ -2855,8 +2786,12 @@ int fs_save(struct sb *sb, struct wbuf *w)
       if (f->type == F_HOST && f->stdio < 0 && strncmp(f->path, "pipe:", 5) == 0)
         return cf_fail(ENOTSUP, "fd %d%s is a pipe: a sandbox with an open pipe cannot be saved", i,
                        p == sb ? "" : " of another process");
-      if (is_socket(f))
-        return cf_fail(ENOTSUP, "fd %d is a socket (socketpair): a sandbox with an open socket cannot be saved", i);
+      if (f->sock) {
+        char what[256];
+        net_describe(f, what, sizeof what);
+        return cf_fail(ENOTSUP, "fd %d%s is a socket (%s): a sandbox with an open socket cannot be saved (close it "
+                                "before the pause)", i, p == sb ? "" : " of another process", what);
+      }
       if (f->type == F_HOST && f->node) /* its node is saved (tmp_save), not its pipe */
         return cf_fail(ENOTSUP, "fd %d%s is a FIFO (%s): a sandbox with an open FIFO cannot be saved (as with a pipe)",
                        i, p == sb ? "" : " of another process", f->path);

@@ -105,6 +105,7 @@ struct file {
    * Linux's f_version (fs.c fifo_hup_hidden). */
   bool fifo_nohup;
   uint64_t fifo_w0;
+  struct sock *sock;    /* a socket (F_HOST, path "socket:"): what it is (net.c) */
 };
 
 struct ksigaction {
@@ -415,6 +416,9 @@ struct sb {
   /* a save in progress (snapshot.c): this process's image and store */
   char save_image[300];
   struct cf_store *save_store;
+  /* the first process: the sandbox's socket names and in-flight SCM_RIGHTS
+   * files (net.c), NULL until a socket is made */
+  struct net *net;
 };
 
 struct cf_sandbox {
@@ -556,6 +560,25 @@ long host_openat2(struct sb *sb, const char *abs, int flags);
  * in all, and advance *pos; false (nothing written) if it does not fit. */
 bool dirent_put(void *buf, size_t len, size_t *pos, uint64_t ino, int64_t next_off, uint8_t type, const char *name);
 
+/* net.c: sockets (an F_HOST file with f->sock). net_release: its last
+ * reference went (file_unref); net_rw, net_iov: read/write, readv/writev;
+ * net_stat: fstat's fields a socket changes; net_describe: what it is, for
+ * messages (fs_save's refusal); net_fini: the first process's table goes. */
+struct sock;
+struct net;
+void net_release(struct file *f);
+long net_rw(struct sb *sb, struct file *f, uint64_t buf, uint64_t len, bool wr);
+long net_iov(struct sb *sb, struct file *f, uint64_t iov, uint64_t cnt, bool wr);
+void net_stat(struct file *f, struct stat *st);
+int net_describe(struct file *f, char *out, size_t size);
+void net_fini(struct sb *sb);
+/* fs.c: AF_UNIX path names. fs_sock_bind makes the socket file path (a /tmp
+ * node; mknod's errors, -EEXIST) and gives its node, referenced;
+ * fs_sock_lookup: the node of the socket file at path (NULL: a file that is
+ * no socket of the sandbox's), or -ENOENT and the other lookup errors. */
+long fs_sock_bind(struct sb *sb, const char *path, struct tnode **out);
+long fs_sock_lookup(struct sb *sb, const char *path, struct tnode **out);
+
 /* proc.c: the sandbox's own /proc and /dev (negative errno returns) */
 /* Whether abs is /proc, /dev or below: never the host's. */
 bool virt_is_virt(const char *abs);
@@ -603,13 +626,15 @@ unsigned sys_flags(long nr);
 typedef long sys_fn(struct sb *sb, const uint64_t a[6], long nr);
 /* mm.c */
 sys_fn sys_brk, sys_madvise, sys_mlock, sys_mmap, sys_mprotect, sys_mremap, sys_msync, sys_munmap;
+/* net.c */
+sys_fn sys_accept, sys_connect, sys_getsockname, sys_sendmsg, sys_sendto, sys_shutdown, sys_socket, sys_sockopt;
 /* fs.c */
-sys_fn sys_link, sys_linkat, sys_symlink, sys_access, sys_chdir, sys_chmod, sys_close, sys_connect, sys_creat, sys_dup, sys_dup2, sys_faccessat,
+sys_fn sys_link, sys_linkat, sys_symlink, sys_access, sys_chdir, sys_chmod, sys_close, sys_creat, sys_dup, sys_dup2, sys_faccessat,
     sys_faccessat2, sys_fchdir, sys_fcntl, sys_fgetxattr, sys_flock, sys_fstat, sys_fsync, sys_ftruncate, sys_getcwd,
     sys_getdents64, sys_getxattr, sys_ioctl, sys_lseek, sys_mkdir, sys_mkdirat, sys_mknod, sys_newfstatat, sys_open, sys_openat,
     sys_pipe, sys_pread64, sys_preadv, sys_preadv2, sys_pwrite64, sys_read, sys_readlink,
     sys_readlinkat, sys_readv, sys_rename, sys_renameat, sys_rmdir, sys_sendfile, sys_setxattr,
-    sys_socket, sys_stat, sys_statfs, sys_statx, sys_truncate, sys_umask, sys_unlink, sys_unlinkat, sys_write,
+    sys_stat, sys_statfs, sys_statx, sys_truncate, sys_umask, sys_unlink, sys_unlinkat, sys_write,
     sys_writev;
 /* event.c */
 sys_fn sys_epoll_create, sys_epoll_ctl, sys_epoll_wait, sys_eventfd, sys_poll, sys_ppoll, sys_select, sys_signalfd;
@@ -1006,6 +1031,9 @@ struct fifo {
 };
 /* mknod S_IFIFO at abs: tmp_create's errors. */
 long tmp_mkfifo(struct sb *sb, const char *abs, unsigned mode, struct tnode **out);
+/* mknod S_IFSOCK at abs (a socket file: bind of an AF_UNIX path name, net.c). */
+long tmp_mksock(struct sb *sb, const char *abs, unsigned mode, struct tnode **out);
+bool tmp_is_sock(struct tnode *n);
 /* n's FIFO state, NULL when n is not a FIFO. */
 struct fifo *tmp_fifo(struct tnode *n);
 /* fs.c: whether f is a FIFO's reader whose POLLHUP Linux would not show yet

@@ -82,6 +82,7 @@ struct tnode {
   uint64_t size;
   struct timespec atime, mtime, ctime; /* chmod/utimensat set them (tmp_chmod, tmp_utimes) */
   struct fifo *fifo; /* a FIFO: its state (fs.c), else NULL */
+  bool sock;         /* a socket file (an AF_UNIX path name: net.c keeps which socket is bound to it) */
   struct tnode *parent;
   struct tnode **kids;
   int nkids;
@@ -543,6 +544,16 @@ long tmp_mkfifo(struct sb *sb, const char *abs, unsigned mode, struct tnode **ou
 
 struct fifo *tmp_fifo(struct tnode *n) { return n->fifo; }
 
+long tmp_mksock(struct sb *sb, const char *abs, unsigned mode, struct tnode **out)
+{
+  long r = tmp_create(sb, abs, false, mode, out);
+  if (r == 0)
+    (*out)->sock = true;
+  return r;
+}
+
+bool tmp_is_sock(struct tnode *n) { return n->sock; }
+
 long tmp_unlink(struct sb *sb, const char *abs, bool dir, bool whiteout)
 {
   struct tnode *parent;
@@ -662,7 +673,7 @@ void tmp_stat(struct tnode *n, struct stat *st)
   memset(st, 0, sizeof *st);
   st->st_dev = 0x7f;
   st->st_ino = n->ino;
-  st->st_mode = (n->dir ? S_IFDIR : n->fifo ? S_IFIFO : n->link ? S_IFLNK : S_IFREG) | n->mode;
+  st->st_mode = (n->dir ? S_IFDIR : n->fifo ? S_IFIFO : n->sock ? S_IFSOCK : n->link ? S_IFLNK : S_IFREG) | n->mode;
   st->st_nlink = n->dir ? 2 : (nlink_t)(n->linked + n->nlinks);
   st->st_uid = (uid_t)n->uid;
   st->st_gid = (gid_t)n->gid;
@@ -1022,6 +1033,7 @@ uint64_t tmp_node_id(struct tnode *n) { return n->id; }
 #define NODE_WHITEOUT (1ull << 23) /* a whiteout (no data) */
 #define NODE_OPAQUE (1ull << 24)   /* an opaque directory */
 #define NODE_SYMLINK (1ull << 25)  /* a symbolic link: its target follows gid */
+#define NODE_SOCK (1ull << 26)     /* a socket file (no data, no listener after a load) */
 
 static void save_node(struct tnode *n, uint64_t parent, struct wbuf *w)
 {
@@ -1030,7 +1042,7 @@ static void save_node(struct tnode *n, uint64_t parent, struct wbuf *w)
   w_str(w, n->name);
   w_u64(w, (uint64_t)n->dir | (uint64_t)n->mode << 1 | NODE_V2 | (n->fifo ? NODE_FIFO : 0) |
              (n == n->fs->root ? NODE_ROOT : 0) | (n->whiteout ? NODE_WHITEOUT : 0) |
-             (n->opaque ? NODE_OPAQUE : 0) | (n->link ? NODE_SYMLINK : 0));
+             (n->opaque ? NODE_OPAQUE : 0) | (n->link ? NODE_SYMLINK : 0) | (n->sock ? NODE_SOCK : 0));
   w_u64(w, n->ino);
   w_u64(w, n->size);
   w_u64(w, (uint64_t)n->mtime.tv_sec);
@@ -1130,10 +1142,11 @@ int tmp_load(struct tmpfs *fs, struct rbuf *r, struct tnode ***nodes_out, size_t
     }
     if (r->err || parent > i || (i == 0 && (parent || !(dm & 1))) || !name[0] ||
         strchr(name, '/') || np > fs->npages || size > fs->npages * PAGE || np > (size + PAGE - 1) / PAGE ||
-        ((dm & NODE_FIFO) && (i == 0 || (dm & 1) || size || np)) || (i == 0 && !whole && !tmpdir) ||
+        ((dm & (NODE_FIFO | NODE_SOCK)) && (i == 0 || (dm & 1) || size || np)) || ((dm & NODE_FIFO) && (dm & NODE_SOCK)) ||
+        (i == 0 && !whole && !tmpdir) ||
         (i > 0 && (dm & NODE_ROOT)) || ((dm & (NODE_WHITEOUT | NODE_SYMLINK)) && (i == 0 || (dm & 1) || np)) ||
-        ((dm & NODE_SYMLINK) && (!link[0] || (dm & (NODE_WHITEOUT | NODE_FIFO)))) ||
-        ((dm & NODE_WHITEOUT) && (dm & NODE_FIFO)) || ((dm & NODE_OPAQUE) && !(dm & 1)))
+        ((dm & NODE_SYMLINK) && (!link[0] || (dm & (NODE_WHITEOUT | NODE_FIFO | NODE_SOCK)))) ||
+        ((dm & NODE_WHITEOUT) && (dm & (NODE_FIFO | NODE_SOCK))) || ((dm & NODE_OPAQUE) && !(dm & 1)))
       goto bad;
     struct tnode *n = i == 0 ? (whole ? fs->root : tmpdir) : node_new(fs, name, dm & 1, (unsigned)(dm >> 1));
     if (!n) {
@@ -1166,6 +1179,7 @@ int tmp_load(struct tmpfs *fs, struct rbuf *r, struct tnode ***nodes_out, size_t
       }
       n->fifo->rd = n->fifo->wr = -1;
     }
+    n->sock = dm & NODE_SOCK;
     if (i > 0 && parent == 0)
       n->linked = false; /* held only by open files */
     if (np) {

@@ -1,0 +1,372 @@
+/* Sockets on the sandbox's own loopback (shim/net.c), with no VM: the name
+ * table (bind, EADDRINUSE, SO_REUSEADDR, ephemeral ports, getsockname,
+ * connect refused / unreachable), a TCP connection through listen/accept,
+ * a non-blocking connect, UDP with the source address, AF_UNIX abstract
+ * and path names, SCM_RIGHTS, the options, and two sandboxes binding the
+ * same port. Before net.c every socket() was EACCES. */
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <stdio.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+
+#include "cowfork/error.h"
+#include "shim_util.h"
+#include "tap.h"
+
+static uint64_t sin4(uint32_t addr, uint16_t port)
+{
+  struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons(port), .sin_addr.s_addr = htonl(addr)};
+  return galloc(&a, sizeof a);
+}
+
+static uint64_t sun(const char *name, size_t len)
+{
+  struct sockaddr_un a = {.sun_family = AF_UNIX};
+  memcpy(a.sun_path, name, len);
+  return galloc(&a, sizeof a);
+}
+
+/* getsockname/getpeername as a struct sockaddr_in (port in host order). */
+static long name_of(long nr, int fd, struct sockaddr_in *out, socklen_t *len)
+{
+  uint64_t a = galloc(NULL, 128), l = galloc(NULL, 4);
+  socklen_t n = 128;
+  memcpy(hp(l), &n, 4);
+  long r = S3(nr, fd, a, l);
+  memcpy(out, hp(a), sizeof *out);
+  memcpy(len, hp(l), 4);
+  return r;
+}
+
+static int geti(int fd, int level, int name)
+{
+  uint64_t v = galloc(NULL, 4), l = galloc(NULL, 4);
+  socklen_t n = 4;
+  memcpy(hp(l), &n, 4);
+  if (S5(SYS_getsockopt, fd, level, name, v, l) < 0)
+    return -1000;
+  int x;
+  memcpy(&x, hp(v), 4);
+  return x;
+}
+
+static long seti(int fd, int level, int name, int x)
+{
+  return S5(SYS_setsockopt, fd, level, name, galloc(&x, 4), 4);
+}
+
+static long gsend(int fd, const char *s) { return S6(SYS_sendto, fd, gs(s), strlen(s), 0, 0, 0); }
+
+static const char *grecv(int fd)
+{
+  static char out[256];
+  uint64_t b = galloc(NULL, 256);
+  long n = S6(SYS_recvfrom, fd, b, 255, MSG_DONTWAIT, 0, 0);
+  if (n < 0)
+    snprintf(out, sizeof out, "(%s)", strerror((int)-n));
+  else
+    memcpy(out, hp(b), (size_t)n), out[n] = 0;
+  return out;
+}
+
+static void test_names(void)
+{
+  diag("the name table");
+  int a = (int)S3(SYS_socket, AF_INET, SOCK_STREAM, 0), b = (int)S3(SYS_socket, AF_INET, SOCK_STREAM, 0);
+  ok(a >= 0 && b >= 0, "socket(AF_INET, SOCK_STREAM) twice (%d %d)", a, b);
+  is(S3(SYS_bind, a, sin4(0x7f000001, 8000), 16), 0, "bind 127.0.0.1:8000");
+  is(S3(SYS_bind, a, sin4(0x7f000001, 8001), 16), -EINVAL, "bind again: EINVAL");
+  is(S3(SYS_bind, b, sin4(0x7f000001, 8000), 16), -EADDRINUSE, "another on 127.0.0.1:8000: EADDRINUSE");
+  is(S3(SYS_bind, b, sin4(0, 8000), 16), -EADDRINUSE, "0.0.0.0:8000: EADDRINUSE (the wildcard covers it)");
+  is(S3(SYS_bind, b, sin4(0x0a010203, 8000), 16), -EADDRNOTAVAIL, "10.1.2.3: EADDRNOTAVAIL (only lo is up)");
+  is(S3(SYS_bind, b, sin4(0x7f000001, 8000), 8), -EINVAL, "a short address: EINVAL");
+  is(S3(SYS_bind, b, sin4(0x7f000002, 8000), 16), 0, "127.0.0.2:8000: another address of lo, free");
+  S1(SYS_close, b);
+  b = (int)S3(SYS_socket, AF_INET, SOCK_STREAM, 0);
+  is(seti(a, SOL_SOCKET, SO_REUSEADDR, 1), 0, "SO_REUSEADDR on the first");
+  is(seti(b, SOL_SOCKET, SO_REUSEADDR, 1), 0, "and on the second");
+  is(S3(SYS_bind, b, sin4(0x7f000001, 8000), 16), 0, "both bound, neither listening: allowed (SO_REUSEADDR)");
+  is(S2(SYS_listen, a, 4), 0, "listen on the first");
+  is(S2(SYS_listen, b, 4), -EADDRINUSE, "the second cannot listen too");
+  S1(SYS_close, b);
+  is(geti(a, SOL_SOCKET, SO_ACCEPTCONN), 1, "SO_ACCEPTCONN 1");
+  is(geti(a, SOL_SOCKET, SO_TYPE), SOCK_STREAM, "SO_TYPE");
+  is(geti(a, SOL_SOCKET, SO_DOMAIN), AF_INET, "SO_DOMAIN");
+  is(geti(a, SOL_SOCKET, SO_PROTOCOL), IPPROTO_TCP, "SO_PROTOCOL");
+  is(geti(a, SOL_SOCKET, SO_REUSEADDR), 1, "SO_REUSEADDR given back");
+  is(seti(a, IPPROTO_TCP, TCP_NODELAY, 5), 0, "TCP_NODELAY");
+  is(geti(a, IPPROTO_TCP, TCP_NODELAY), 1, "TCP_NODELAY given back as 1");
+  is(seti(a, SOL_SOCKET, SO_ATTACH_FILTER, 1), -ENOPROTOOPT, "an option it cannot honour: ENOPROTOOPT");
+  is(seti(a, SOL_SOCKET, SO_PASSCRED, 1), -ENOPROTOOPT, "SO_PASSCRED: ENOPROTOOPT (credentials not delivered)");
+
+  int e = (int)S3(SYS_socket, AF_INET, SOCK_STREAM, 0);
+  is(S3(SYS_bind, e, sin4(0x7f000001, 0), 16), 0, "bind port 0");
+  struct sockaddr_in sa;
+  socklen_t l;
+  is(name_of(SYS_getsockname, e, &sa, &l), 0, "getsockname");
+  ok(l == 16 && sa.sin_family == AF_INET && ntohl(sa.sin_addr.s_addr) == 0x7f000001 && ntohs(sa.sin_port) >= 32768 &&
+         ntohs(sa.sin_port) <= 60999,
+     "an ephemeral port on 127.0.0.1 (%u)", ntohs(sa.sin_port));
+  S1(SYS_close, e);
+
+  int c = (int)S3(SYS_socket, AF_INET, SOCK_STREAM, 0);
+  is(S3(SYS_connect, c, sin4(0x7f000001, 9), 16), -ECONNREFUSED, "connect to a port nobody listens on: ECONNREFUSED");
+  is(S3(SYS_connect, c, sin4(0x0a010203, 80), 16), -ENETUNREACH, "connect to 10.1.2.3: ENETUNREACH (--net none)");
+  is(S3(SYS_connect, c, sin4(0x7f000001, 8000), 16), 0, "connect to 127.0.0.1:8000");
+  is(S3(SYS_connect, c, sin4(0x7f000001, 8000), 16), -EISCONN, "again: EISCONN");
+  struct sockaddr_in cs, cp;
+  name_of(SYS_getsockname, c, &cs, &l);
+  name_of(SYS_getpeername, c, &cp, &l);
+  ok(ntohl(cs.sin_addr.s_addr) == 0x7f000001 && ntohs(cs.sin_port) >= 32768, "its name: 127.0.0.1:%u",
+     ntohs(cs.sin_port));
+  ok(ntohs(cp.sin_port) == 8000 && ntohl(cp.sin_addr.s_addr) == 0x7f000001, "its peer: 127.0.0.1:8000");
+  uint64_t pa = galloc(NULL, 16), pl = galloc(NULL, 4);
+  memcpy(hp(pl), &(socklen_t){16}, 4);
+  int s = (int)S4(SYS_accept4, a, pa, pl, SOCK_CLOEXEC);
+  ok(s >= 0, "accept4 (%d)", s);
+  struct sockaddr_in ap;
+  memcpy(&ap, hp(pa), 16);
+  ok(ap.sin_family == AF_INET && ap.sin_port == cs.sin_port && ap.sin_addr.s_addr == cs.sin_addr.s_addr,
+     "accept's address: the connector's name");
+  is(S2(SYS_fcntl, s, F_GETFD), FD_CLOEXEC, "SOCK_CLOEXEC");
+  name_of(SYS_getsockname, s, &sa, &l);
+  ok(ntohs(sa.sin_port) == 8000, "the accepted socket's name: port 8000");
+  is(gsend(c, "hello"), 5, "send");
+  ok(!strcmp(grecv(s), "hello"), "received by the accepted socket");
+  is(gsend(s, "back"), 4, "and back");
+  ok(!strcmp(grecv(c), "back"), "received");
+  is(S2(SYS_shutdown, c, SHUT_WR), 0, "shutdown SHUT_WR");
+  ok(!strcmp(grecv(s), ""), "end of file");
+  S3(SYS_fcntl, a, F_SETFL, O_NONBLOCK);
+  is(S4(SYS_accept4, a, 0, 0, 0), -EAGAIN, "accept with nothing queued on a non-blocking listener: EAGAIN");
+  S3(SYS_fcntl, a, F_SETFL, 0);
+  S1(SYS_close, c);
+  S1(SYS_close, s);
+
+  diag("non-blocking connect");
+  c = (int)S3(SYS_socket, AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
+  is(S3(SYS_connect, c, sin4(0x7f000001, 8000), 16), -EINPROGRESS, "EINPROGRESS, as Linux over loopback");
+  uint64_t pfd = galloc(&(struct pollfd){.fd = c, .events = POLLOUT}, sizeof(struct pollfd));
+  is(S3(SYS_poll, pfd, 1, 0), 1, "writable at once");
+  is(geti(c, SOL_SOCKET, SO_ERROR), 0, "SO_ERROR 0");
+  is(S3(SYS_connect, c, sin4(0x7f000001, 8000), 16), 0, "connect again: 0 (done)");
+  is(S3(SYS_connect, c, sin4(0x7f000001, 8000), 16), -EISCONN, "and then EISCONN");
+  memcpy(hp(pfd), &(struct pollfd){.fd = a, .events = POLLIN}, sizeof(struct pollfd));
+  is(S3(SYS_poll, pfd, 1, 0), 1, "the listener polls readable");
+  s = (int)S3(SYS_accept, a, 0, 0);
+  ok(s >= 0, "accepted");
+  is(S3(SYS_poll, pfd, 1, 0), 0, "then not");
+  S1(SYS_close, c);
+  S1(SYS_close, s);
+  S1(SYS_close, a);
+  c = (int)S3(SYS_socket, AF_INET, SOCK_STREAM, 0);
+  is(S3(SYS_connect, c, sin4(0x7f000001, 8000), 16), -ECONNREFUSED, "the listener closed: ECONNREFUSED");
+  S1(SYS_close, c);
+  a = (int)S3(SYS_socket, AF_INET, SOCK_STREAM, 0);
+  is(S3(SYS_bind, a, sin4(0x7f000001, 8000), 16), 0, "its port is free again");
+  S1(SYS_close, a);
+
+  is(S3(SYS_socket, AF_NETLINK, SOCK_RAW, 0), -EAFNOSUPPORT, "AF_NETLINK: EAFNOSUPPORT");
+  is(S3(SYS_socket, AF_PACKET, SOCK_RAW, 0), -EAFNOSUPPORT, "AF_PACKET: EAFNOSUPPORT");
+  is(S3(SYS_socket, AF_INET, SOCK_SEQPACKET, 0), -ESOCKTNOSUPPORT, "AF_INET SOCK_SEQPACKET: ESOCKTNOSUPPORT");
+}
+
+static void test_udp(void)
+{
+  diag("UDP");
+  int r = (int)S3(SYS_socket, AF_INET, SOCK_DGRAM, 0), t = (int)S3(SYS_socket, AF_INET, SOCK_DGRAM, 0);
+  is(S3(SYS_bind, r, sin4(0x7f000001, 9000), 16), 0, "bind UDP 127.0.0.1:9000");
+  int tcp = (int)S3(SYS_socket, AF_INET, SOCK_STREAM, 0);
+  is(S3(SYS_bind, tcp, sin4(0x7f000001, 9000), 16), 0, "TCP 9000 is another port space");
+  S1(SYS_close, tcp);
+  is(S6(SYS_sendto, t, gs("dgram"), 5, 0, sin4(0x7f000001, 9000), 16), 5, "sendto from an unbound socket");
+  is(S6(SYS_sendto, t, gs("x"), 1, 0, sin4(0x0a010203, 9000), 16), -ENETUNREACH, "sendto 10.1.2.3: ENETUNREACH");
+  is(S6(SYS_sendto, t, gs("lost"), 4, 0, sin4(0x7f000001, 9001), 16), 4, "to a port nobody bound: sent (dropped)");
+  uint64_t b = galloc(NULL, 64), a = galloc(NULL, 16), l = galloc(NULL, 4);
+  memcpy(hp(l), &(socklen_t){16}, 4);
+  is(S6(SYS_recvfrom, r, b, 64, MSG_DONTWAIT, a, l), 5, "recvfrom");
+  struct sockaddr_in from, ts;
+  socklen_t tl;
+  memcpy(&from, hp(a), 16);
+  name_of(SYS_getsockname, t, &ts, &tl);
+  ok(from.sin_family == AF_INET && ntohl(from.sin_addr.s_addr) == 0x7f000001 && from.sin_port == ts.sin_port &&
+         ntohs(ts.sin_port) >= 32768,
+     "from 127.0.0.1:%u, the sender's autobound port", ntohs(from.sin_port));
+  ok(ts.sin_addr.s_addr == 0, "the sender is bound to the wildcard (as Linux's autobind)");
+  is(S6(SYS_recvfrom, r, b, 64, MSG_DONTWAIT, 0, 0), -EAGAIN, "nothing more (the dropped one went nowhere)");
+  is(S6(SYS_sendto, r, gs("reply!"), 6, 0, a, 16), 6, "reply to that address");
+  ok(!strcmp(grecv(t), "reply!"), "the sender gets it");
+  is(S3(SYS_connect, t, sin4(0x7f000001, 9001), 16), 0, "connect UDP to a port nobody bound");
+  is(gsend(t, "x"), 1, "send: ok");
+  is(gsend(t, "x"), -ECONNREFUSED, "the next call: ECONNREFUSED (Linux's ICMP error)");
+  S1(SYS_close, r);
+  S1(SYS_close, t);
+}
+
+static void test_unix(void)
+{
+  diag("AF_UNIX names");
+  int l = (int)S3(SYS_socket, AF_UNIX, SOCK_STREAM, 0), l2 = (int)S3(SYS_socket, AF_UNIX, SOCK_STREAM, 0);
+  uint64_t ab = sun("\0abstract", 9);
+  is(S3(SYS_bind, l, ab, 2 + 9), 0, "bind an abstract name");
+  is(S3(SYS_bind, l2, ab, 2 + 9), -EADDRINUSE, "again: EADDRINUSE");
+  int c = (int)S3(SYS_socket, AF_UNIX, SOCK_STREAM, 0);
+  is(S3(SYS_connect, c, ab, 2 + 9), -ECONNREFUSED, "not listening: ECONNREFUSED");
+  is(S2(SYS_listen, l, 1), 0, "listen");
+  is(S3(SYS_connect, c, ab, 2 + 9), 0, "connect");
+  uint64_t a = galloc(NULL, 128), al = galloc(NULL, 4);
+  memcpy(hp(al), &(socklen_t){128}, 4);
+  int s = (int)S3(SYS_accept, l, a, al);
+  ok(s >= 0, "accept");
+  socklen_t n;
+  memcpy(&n, hp(al), 4);
+  is(n, (socklen_t)sizeof(sa_family_t), "the connector is unnamed (len 2)");
+  memcpy(hp(al), &(socklen_t){128}, 4);
+  is(S3(SYS_getpeername, c, a, al), 0, "getpeername");
+  memcpy(&n, hp(al), 4);
+  ok(n == 2 + 9 && !memcmp((char *)hp(a) + 2, "\0abstract", 9), "the peer: the abstract name");
+  is(gsend(c, "u"), 1, "send");
+  ok(!strcmp(grecv(s), "u"), "recv");
+
+  diag("SCM_RIGHTS");
+  uint64_t pv = galloc(NULL, 8);
+  S1(SYS_pipe, pv);
+  int p[2];
+  memcpy(p, hp(pv), 8);
+  char ctl[CMSG_SPACE(sizeof(int))];
+  memset(ctl, 0, sizeof ctl);
+  struct cmsghdr *cm = (struct cmsghdr *)ctl;
+  cm->cmsg_level = SOL_SOCKET;
+  cm->cmsg_type = SCM_RIGHTS;
+  cm->cmsg_len = CMSG_LEN(sizeof(int));
+  memcpy(CMSG_DATA(cm), &p[0], sizeof(int));
+  struct iovec v = {(void *)gs("F"), 1};
+  uint64_t gv = galloc(&v, sizeof v), gc = galloc(ctl, sizeof ctl);
+  struct msghdr mh = {.msg_iov = (void *)gv, .msg_iovlen = 1, .msg_control = (void *)gc, .msg_controllen = sizeof ctl};
+  is(S3(SYS_sendmsg, c, galloc(&mh, sizeof mh), 0), 1, "sendmsg with the pipe's read end");
+  S1(SYS_close, p[0]);
+  uint64_t rb = galloc(NULL, 8), rc = galloc(NULL, 64);
+  struct iovec rv = {(void *)rb, 8};
+  struct msghdr rm = {.msg_iov = (void *)galloc(&rv, sizeof rv), .msg_iovlen = 1, .msg_control = (void *)rc,
+                      .msg_controllen = 64};
+  uint64_t grm = galloc(&rm, sizeof rm);
+  is(S3(SYS_recvmsg, s, grm, MSG_CMSG_CLOEXEC), 1, "recvmsg");
+  memcpy(&rm, hp(grm), sizeof rm);
+  struct cmsghdr got;
+  memcpy(&got, hp(rc), sizeof got);
+  int nfd = -1;
+  memcpy(&nfd, (char *)hp(rc) + CMSG_LEN(0), sizeof nfd);
+  ok(rm.msg_controllen == CMSG_SPACE(sizeof(int)) && got.cmsg_type == SCM_RIGHTS && nfd >= 0 && nfd < 1024,
+     "an SCM_RIGHTS with an fd of the sandbox's table (%d)", nfd);
+  is(S2(SYS_fcntl, nfd, F_GETFD), FD_CLOEXEC, "MSG_CMSG_CLOEXEC");
+  is(S3(SYS_write, p[1], gs("through"), 7), 7, "write into the pipe");
+  uint64_t b = galloc(NULL, 16);
+  is(S3(SYS_read, nfd, b, 16), 7, "read from the passed fd");
+  S1(SYS_close, nfd);
+  S1(SYS_close, p[1]);
+  S1(SYS_close, c);
+  S1(SYS_close, s);
+
+  diag("a path name");
+  int pl = (int)S3(SYS_socket, AF_UNIX, SOCK_STREAM, 0);
+  uint64_t path = sun("/tmp/srv.sock", 14);
+  is(S3(SYS_bind, pl, path, sizeof(struct sockaddr_un)), 0, "bind /tmp/srv.sock");
+  uint64_t st = galloc(NULL, sizeof(struct stat));
+  is(S2(SYS_stat, gs("/tmp/srv.sock"), st), 0, "it exists");
+  ok(S_ISSOCK(((struct stat *)hp(st))->st_mode), "a socket file");
+  is(S3(SYS_open, gs("/tmp/srv.sock"), O_RDONLY, 0), -ENXIO, "open: ENXIO");
+  is(S3(SYS_bind, l2, path, sizeof(struct sockaddr_un)), -EADDRINUSE, "bind another there: EADDRINUSE");
+  is(S2(SYS_listen, pl, 5), 0, "listen");
+  c = (int)S3(SYS_socket, AF_UNIX, SOCK_STREAM, 0);
+  is(S3(SYS_connect, c, sun("/tmp/none", 10), sizeof(struct sockaddr_un)), -ENOENT, "connect to no file: ENOENT");
+  is(S3(SYS_connect, c, sun("/etc/passwd", 12), sizeof(struct sockaddr_un)), -ECONNREFUSED, "to a file: ECONNREFUSED");
+  strcpy(sb->cwd, "/tmp");
+  is(S3(SYS_connect, c, sun("srv.sock", 9), sizeof(struct sockaddr_un)), 0, "connect by a relative path");
+  strcpy(sb->cwd, "/");
+  s = (int)S3(SYS_accept, pl, 0, 0);
+  ok(s >= 0, "accepted");
+  memcpy(hp(al), &(socklen_t){128}, 4);
+  S3(SYS_getsockname, s, a, al);
+  memcpy(&n, hp(al), 4);
+  ok(n == 2 + 13 + 1 && !strcmp((char *)hp(a) + 2, "/tmp/srv.sock"), "the accepted socket's name: the path");
+  struct wbuf w = {0};
+  ok(fs_save(sb, &w) < 0 && strstr(cf_error(), "is a socket (AF_UNIX stream socket, listening on @abstract)"),
+     "a save refuses, naming the socket: %s", cf_error());
+  free(w.p);
+  S1(SYS_close, s);
+  S1(SYS_close, c);
+  S1(SYS_close, pl);
+  c = (int)S3(SYS_socket, AF_UNIX, SOCK_STREAM, 0);
+  is(S3(SYS_connect, c, path, sizeof(struct sockaddr_un)), -ECONNREFUSED, "closed: the file stays, ECONNREFUSED");
+  is(S1(SYS_unlink, gs("/tmp/srv.sock")), 0, "unlink it");
+  S1(SYS_close, c);
+  S1(SYS_close, l);
+  S1(SYS_close, l2);
+
+  diag("AF_UNIX datagrams");
+  int d1 = (int)S3(SYS_socket, AF_UNIX, SOCK_DGRAM, 0), d2 = (int)S3(SYS_socket, AF_UNIX, SOCK_DGRAM, 0);
+  uint64_t dn = sun("\0dg", 3);
+  is(S3(SYS_bind, d1, dn, 5), 0, "bind @dg");
+  is(S3(SYS_bind, d2, galloc(&(sa_family_t){AF_UNIX}, 2), 2), 0, "autobind the other");
+  memcpy(hp(al), &(socklen_t){128}, 4);
+  S3(SYS_getsockname, d2, a, al);
+  memcpy(&n, hp(al), 4);
+  is(n, 2u + 6, "an abstract name of 5 hex digits");
+  is(S6(SYS_sendto, d2, gs("hi"), 2, 0, dn, 5), 2, "sendto @dg");
+  uint64_t fa = galloc(NULL, 128), fl = galloc(NULL, 4);
+  memcpy(hp(fl), &(socklen_t){128}, 4);
+  is(S6(SYS_recvfrom, d1, b, 16, MSG_DONTWAIT, fa, fl), 2, "recvfrom");
+  memcpy(&n, hp(fl), 4);
+  ok(n == 8 && !memcmp((char *)hp(fa), hp(a), 8), "from the sender's autobound name");
+  is(S6(SYS_sendto, d2, gs("x"), 1, 0, sun("\0nobody", 7), 9), -ECONNREFUSED, "to a name nobody has: ECONNREFUSED");
+  S1(SYS_close, d1);
+  S1(SYS_close, d2);
+}
+
+/* Another sandbox (its own sb): its names are its own. */
+static void test_two(void)
+{
+  diag("two sandboxes");
+  int a = (int)S3(SYS_socket, AF_INET, SOCK_STREAM, 0);
+  is(S3(SYS_bind, a, sin4(0x7f000001, 8000), 16), 0, "sandbox 1 binds 127.0.0.1:8000");
+  is(S2(SYS_listen, a, 1), 0, "and listens");
+  struct sb *one = sb;
+  static struct cf_sandbox_opts o2;
+  o2 = opts;
+  struct sb *two = shim_sb_new(&o2, SHIM_MEM, PROT_NONE);
+  two->mmap_top = MMAP_TOP(SHIM_MEM);
+  if (fs_init(two, "/", o2.stdio) < 0 || mm_map_anon(two, SHIM_SCRATCH, SHIM_SCRATCH_LEN, PROT_READ | PROT_WRITE) < 0)
+    abort();
+  sb = two;
+  uint64_t addr = sin4(0x7f000001, 8000);
+  int c = (int)S3(SYS_socket, AF_INET, SOCK_STREAM, 0);
+  is(S3(SYS_connect, c, addr, 16), -ECONNREFUSED, "sandbox 2 cannot reach sandbox 1's port");
+  int b = (int)S3(SYS_socket, AF_INET, SOCK_STREAM, 0);
+  is(S3(SYS_bind, b, addr, 16), 0, "sandbox 2 binds 127.0.0.1:8000 too");
+  is(S2(SYS_listen, b, 1), 0, "and listens");
+  is(S3(SYS_connect, c, addr, 16), 0, "its own connect reaches its own");
+  int s = (int)S3(SYS_accept, b, 0, 0);
+  ok(s >= 0, "sandbox 2 accepts it");
+  fs_fini(two);
+  shim_sb_free(two);
+  sb = one;
+  S3(SYS_fcntl, a, F_SETFL, O_NONBLOCK);
+  is(S4(SYS_accept4, a, 0, 0, 0), -EAGAIN, "sandbox 1's listener got nothing");
+  S1(SYS_close, a);
+}
+
+int main(void)
+{
+  shim_setup("/");
+  test_names();
+  test_udp();
+  test_unix();
+  test_two();
+  shim_teardown();
+  return done_testing();
+}
