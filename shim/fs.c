@@ -2743,15 +2743,22 @@ static void fds_save(struct sb *sb, struct wbuf *w)
     }
 }
 
+/* A file table entry's flags bit: a socket, whose record (net.c net_save)
+ * follows the entry. (Above any open flag; a reader before sockets were
+ * saved masks it off and fails to reopen "socket:" by path.) */
+#define FILE_SOCK (1ull << 40)
+
 /* The /tmp tree (tmpfs.c tmp_save), every distinct open file once (host
  * files by path, flags and offset; the sandbox's stdio as such; /tmp files
  * by node; eventfd, signalfd and epoll files with their state, event.c
- * event_save), then the fd table referring to them. The first process's
+ * event_save; sockets net.c carries, net_save: listeners, unconnected
+ * sockets), then the fd table referring to them. The first process's
  * file table holds the open files of every process of the sandbox (one a
  * fork shares stays one), the others' state has only their fd table
  * (snapshot.c, version 7). -1 + cf_error (ENOTSUP: an open pipe or FIFO, a
  * MAP_SHARED mapping, a file in /dev/shm, an epoll entry of a pipe; tmpfs.c
- * tmp_save_prepare). */
+ * tmp_save_prepare; a connected socket, a listener with connections
+ * waiting, a datagram socket with datagrams waiting: net_save_check). */
 int fs_save(struct sb *sb, struct wbuf *w)
 {
   if (!proc_is_first(sb)) {
@@ -2786,11 +2793,12 @@ int fs_save(struct sb *sb, struct wbuf *w)
       if (f->type == F_HOST && f->stdio < 0 && strncmp(f->path, "pipe:", 5) == 0)
         return cf_fail(ENOTSUP, "fd %d%s is a pipe: a sandbox with an open pipe cannot be saved", i,
                        p == sb ? "" : " of another process");
-      if (f->sock) {
+      const char *why = f->sock ? net_save_check(f) : NULL;
+      if (why) {
         char what[256];
         net_describe(f, what, sizeof what);
-        return cf_fail(ENOTSUP, "fd %d%s is a socket (%s): a sandbox with an open socket cannot be saved (close it "
-                                "before the pause)", i, p == sb ? "" : " of another process", what);
+        return cf_fail(ENOTSUP, "fd %d%s is a socket (%s) that cannot be saved: %s (close it before the pause)", i,
+                       p == sb ? "" : " of another process", what, why);
       }
       if (f->type == F_HOST && f->node) /* its node is saved (tmp_save), not its pipe */
         return cf_fail(ENOTSUP, "fd %d%s is a FIFO (%s): a sandbox with an open FIFO cannot be saved (as with a pipe)",
@@ -2802,6 +2810,8 @@ int fs_save(struct sb *sb, struct wbuf *w)
       files[nf++] = f;
       if (f->node)
         nodes[nn++] = f->node;
+      else if (net_node(f)) /* an AF_UNIX socket's file, maybe unlinked */
+        nodes[nn++] = net_node(f);
     }
   }
   if (tmp_save_prepare(sb->tmpfs, nodes, (size_t)nn) < 0)
@@ -2812,7 +2822,7 @@ int fs_save(struct sb *sb, struct wbuf *w)
   for (int i = 0; i < nf; i++) {
     struct file *f = files[i];
     w_u64(w, f->type);
-    w_u64(w, (uint64_t)f->flags);
+    w_u64(w, (uint64_t)f->flags | (f->sock ? FILE_SOCK : 0));
     w_u64(w, (uint64_t)(int64_t)f->stdio);
     w_str(w, f->path);
     w_u64(w, f->node ? tmp_node_id(f->node) : 0);
@@ -2824,6 +2834,8 @@ int fs_save(struct sb *sb, struct wbuf *w)
     w_u64(w, off);
     if ((f->type == F_EVENTFD || f->type == F_SIGNALFD || f->type == F_EPOLL) && event_save(sb, f, w) < 0)
       return -1;
+    if (f->sock)
+      net_save(f, w);
   }
   fds_save(sb, w);
   return w->err ? cf_fail(ENOMEM, "out of memory") : 0;
@@ -2901,7 +2913,12 @@ int fs_load(struct sb *sb, struct rbuf *r, const char *name)
       BAD("bad file table");
     struct file *f = NULL;
     int fl = (int)(flags & (O_ACCMODE | O_APPEND | O_NONBLOCK));
-    if (stdio >= 0) {
+    if (flags & FILE_SOCK) { /* a socket: its record follows (net.c net_save) */
+      if (type != F_HOST || stdio >= 0 || node)
+        BAD("bad file table");
+      if (net_load(sb, r, fl, nodes, nnodes, &f) < 0)
+        BAD("bad socket");
+    } else if (stdio >= 0) {
       int h = fcntl(sb->opts->stdio[stdio], F_DUPFD_CLOEXEC, 3);
       if (h < 0) {
         f = file_new(F_DEV, -1, fl, "/dev/null"); /* a closed stdio reads EOF, writes vanish */

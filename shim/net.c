@@ -554,6 +554,10 @@ static long sock_file(struct sb *sb, struct sock *s, int h, int nb, struct file 
   struct file *f = file_new(F_HOST, h, O_RDWR | nb, "socket:");
   if (!f) {
     close(h);
+    if (s->notify_wr >= 0)
+      close(s->notify_wr);
+    if (s->inbox_tx >= 0)
+      close(s->inbox_tx);
     free(s);
     return -ENOMEM;
   }
@@ -1992,4 +1996,205 @@ int net_describe(struct file *f, char *out, size_t size)
     snprintf(name, sizeof name, " on %s%.*s", s->un.name[0] ? "" : "@", (int)(s->un.len - !s->un.name[0]),
              s->un.name + !s->un.name[0]);
   return snprintf(out, size, "%s %s socket, %s%s", fam, ty, st, name);
+}
+
+/* ---- snapshots (fs.c fs_save, fs_load) ---- */
+
+/* What a template carries of a socket (the note at the top says which):
+ * a listener with an empty accept queue, a stream or seqpacket socket that
+ * is not connected (new or bound), a datagram socket (not socketpair's)
+ * whose inbox is empty; with its name in the table, options, credentials.
+ * NULL: it can be saved; else why not (fs_save names the fd). */
+const char *net_save_check(struct file *f)
+{
+  struct sock *s = f->sock;
+  static char why[96];
+  if (s->pair)
+    return "a connected pair: connected sockets are not carried into children";
+  if (s->state == SS_CONNECTED)
+    return "connected: connected sockets are not carried into children";
+  if (s->state == SS_LISTEN && s->nq) {
+    snprintf(why, sizeof why, "its accept queue holds %d connection%s not accepted yet", s->nq, s->nq == 1 ? "" : "s");
+    return why;
+  }
+  char c;
+  if (s->type == SOCK_DGRAM && recv(f->hostfd, &c, 1, MSG_PEEK | MSG_DONTWAIT) >= 0)
+    return "datagrams wait in its inbox";
+  return NULL;
+}
+
+/* The socket file node of an AF_UNIX socket bound to a path (to be saved
+ * with the /tmp tree), else NULL. */
+struct tnode *net_node(struct file *f) { return f->sock ? f->sock->node : NULL; }
+
+#define SOCK_TAG 0x314b434f53464343ull /* "CCFSOCK1" */
+enum { SV_BOUND = 1, SV_DCONN = 2, SV_SHUT_RD = 4, SV_SHUT_WR = 8, SV_ALL = 15 };
+
+static void ep_save(struct wbuf *w, const struct ep *e)
+{
+  w_bytes(w, e->a, 16);
+  w_u64(w, e->port);
+}
+
+static void un_save(struct wbuf *w, const struct uname *u)
+{
+  w_u64(w, u->len);
+  w_bytes(w, u->name, sizeof u->name);
+}
+
+/* One socket's record, after its file table entry (net_save_check said
+ * yes): the tag, what it is, its names, options, credentials and the
+ * table's counters (the same in every record: next ephemeral port and
+ * autobind name). Its node's id: the /tmp tree was written before. */
+void net_save(struct file *f, struct wbuf *w)
+{
+  struct sock *s = f->sock;
+  w_u64(w, SOCK_TAG);
+  w_u64(w, (uint64_t)s->family);
+  w_u64(w, (uint64_t)s->type);
+  w_u64(w, (uint64_t)s->proto);
+  w_u64(w, (uint64_t)s->state);
+  w_u64(w, (s->bound ? SV_BOUND : 0) | (s->dconnected ? SV_DCONN : 0) | (s->shut_rd ? SV_SHUT_RD : 0) |
+               (s->shut_wr ? SV_SHUT_WR : 0));
+  w_u64(w, (uint64_t)(uint32_t)s->so_error);
+  ep_save(w, &s->local);
+  ep_save(w, &s->peer);
+  un_save(w, &s->un);
+  un_save(w, &s->upeer);
+  w_u64(w, s->node ? tmp_node_id(s->node) : 0);
+  w_u64(w, (uint64_t)(uint32_t)s->cred.pid);
+  w_u64(w, s->cred.uid);
+  w_u64(w, s->cred.gid);
+  w_u64(w, (uint64_t)s->backlog);
+  w_u64(w, sizeof s->o);
+  w_bytes(w, &s->o, sizeof s->o);
+  w_u64(w, s->net->next_port);
+  w_u64(w, s->net->next_auto);
+}
+
+static bool ep_load(struct rbuf *r, struct ep *e)
+{
+  r_bytes(r, e->a, 16);
+  uint64_t p = r_u64(r);
+  e->port = (uint16_t)p;
+  return !r->err && p <= 0xffff;
+}
+
+static bool un_load(struct rbuf *r, struct uname *u)
+{
+  uint64_t l = r_u64(r);
+  r_bytes(r, u->name, sizeof u->name);
+  if (r->err || l > sizeof u->name - 1) /* sun_path's 108 bytes */
+    return false;
+  u->len = (socklen_t)l;
+  memset(u->name + l, 0, sizeof u->name - l);
+  /* a path name: NUL-terminated at its end, counted (un_in) */
+  return !(l && u->name[0] && (u->name[l - 1] || strlen(u->name) != l - 1));
+}
+
+static bool addr_ok(const struct sock *s, const struct ep *e)
+{
+  if (s->family == AF_INET && !mapped(e->a))
+    return false;
+  return v4_any(e->a) || v4_loop(e->a) || v6_any(e->a) || v6_loop(e->a);
+}
+
+/* A socket file from its record (net_save), its host objects new: a
+ * listener's queue pipe, a socket's unconnected host socket, a datagram
+ * socket's inbox; its name in sb's table. nodes: the /tmp tree's (ids
+ * 1..nnodes). 0 and *out, or -1 (a bad record; cf_error not set: fs_load
+ * names it). */
+int net_load(struct sb *sb, struct rbuf *r, int fl, struct tnode **nodes, size_t nnodes, struct file **out)
+{
+  *out = NULL;
+  if (r_u64(r) != SOCK_TAG || r->err)
+    return -1;
+  uint64_t family = r_u64(r), type = r_u64(r), proto = r_u64(r), state = r_u64(r), flags = r_u64(r),
+           so_error = r_u64(r);
+  struct sock t;
+  memset(&t, 0, sizeof t);
+  t.family = (int)family;
+  t.type = (int)type;
+  if (r->err || (family != AF_UNIX && family != AF_INET && family != AF_INET6) ||
+      (type != SOCK_STREAM && type != SOCK_DGRAM && type != SOCK_SEQPACKET) || (state != SS_NEW && state != SS_LISTEN) ||
+      (flags & ~(uint64_t)SV_ALL) || so_error > 4095)
+    return -1;
+  if (family == AF_UNIX ? proto != 0 && proto != PF_UNIX
+                        : type == SOCK_SEQPACKET || proto != (type == SOCK_STREAM ? IPPROTO_TCP : IPPROTO_UDP))
+    return -1;
+  bool bound = flags & SV_BOUND;
+  if ((state == SS_LISTEN && (type == SOCK_DGRAM || !bound)) || ((flags & SV_DCONN) && type != SOCK_DGRAM))
+    return -1;
+  if (!ep_load(r, &t.local) || !ep_load(r, &t.peer) || !un_load(r, &t.un) || !un_load(r, &t.upeer))
+    return -1;
+  uint64_t node = r_u64(r), pid = r_u64(r), uid = r_u64(r), gid = r_u64(r), backlog = r_u64(r), osize = r_u64(r);
+  if (r->err || node > nnodes || pid > INT32_MAX || uid > UINT32_MAX || gid > UINT32_MAX || backlog > 4096 ||
+      osize != sizeof t.o)
+    return -1;
+  r_bytes(r, &t.o, sizeof t.o);
+  uint64_t next_port = r_u64(r), next_auto = r_u64(r);
+  if (r->err || next_port < EPHEMERAL_LO || next_port > EPHEMERAL_HI || next_auto > UINT32_MAX)
+    return -1;
+  /* the names: INET on the loopback (or a wildcard); AF_UNIX a path's
+   * socket file node, or an abstract name, or none */
+  if (family != AF_UNIX) {
+    if (t.un.len || t.upeer.len || node || (bound && !addr_ok(&t, &t.local)) ||
+        ((flags & SV_DCONN) && !addr_ok(&t, &t.peer)))
+      return -1;
+  } else {
+    bool path = t.un.len && t.un.name[0];
+    if (bound != (t.un.len > 0) || path != (node != 0) || (node && (!nodes[node - 1] || !tmp_is_sock(nodes[node - 1]))))
+      return -1;
+  }
+  struct sock *s = sock_new(sb, (int)family, (int)type, (int)proto);
+  if (!s)
+    return -1;
+  s->state = (int)state;
+  s->dconnected = flags & SV_DCONN;
+  s->shut_rd = flags & SV_SHUT_RD;
+  s->shut_wr = flags & SV_SHUT_WR;
+  s->so_error = (int)so_error;
+  s->local = t.local;
+  s->peer = t.peer;
+  s->un = t.un;
+  s->upeer = t.upeer;
+  s->cred = (struct ucred){.pid = (pid_t)pid, .uid = (uid_t)uid, .gid = (gid_t)gid};
+  s->backlog = (int)backlog;
+  s->o = t.o;
+  int h, p[2];
+  if (type == SOCK_DGRAM) {
+    if (socketpair(AF_UNIX, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, p) < 0)
+      goto fail;
+    h = p[0];
+    s->inbox_tx = p[1];
+    shutdown(p[1], SHUT_RD);
+  } else if (state == SS_LISTEN) {
+    if (pipe2(p, O_NONBLOCK | O_CLOEXEC) < 0)
+      goto fail;
+    h = p[0];
+    s->notify_wr = p[1];
+  } else if ((h = socket(AF_UNIX, host_type(s) | SOCK_NONBLOCK | SOCK_CLOEXEC, 0)) < 0)
+    goto fail;
+  struct file *f;
+  if (sock_file(sb, s, h, fl & O_NONBLOCK, &f) < 0) /* (it closed and freed it all) */
+    return -1;
+  if (node) {
+    s->node = nodes[node - 1];
+    tmp_ref(s->node);
+  }
+  s->net->next_port = (uint16_t)next_port;
+  s->net->next_auto = (unsigned)next_auto;
+  if (bound && name_add(s->net, s) < 0) {
+    file_unref(f);
+    return -1;
+  }
+  *out = f;
+  return 0;
+fail:
+  if (s->inbox_tx >= 0)
+    close(s->inbox_tx);
+  if (s->notify_wr >= 0)
+    close(s->notify_wr);
+  free(s);
+  return -1;
 }

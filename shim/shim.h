@@ -563,7 +563,12 @@ bool dirent_put(void *buf, size_t len, size_t *pos, uint64_t ino, int64_t next_o
 /* net.c: sockets (an F_HOST file with f->sock). net_release: its last
  * reference went (file_unref); net_rw, net_iov: read/write, readv/writev;
  * net_stat: fstat's fields a socket changes; net_describe: what it is, for
- * messages (fs_save's refusal); net_fini: the first process's table goes. */
+ * messages (fs_save's refusal); net_fini: the first process's table goes.
+ * Snapshots: net_save_check: NULL if the socket is carried into children
+ * (a listener with an empty queue, an unconnected socket, a datagram one
+ * with an empty inbox), else why not; net_node: the socket file node it is
+ * bound to (saved with the /tmp tree); net_save/net_load: its record after
+ * its file table entry (fs_save, fs_load), new host objects on load. */
 struct sock;
 struct net;
 void net_release(struct file *f);
@@ -572,6 +577,12 @@ long net_iov(struct sb *sb, struct file *f, uint64_t iov, uint64_t cnt, bool wr)
 void net_stat(struct file *f, struct stat *st);
 int net_describe(struct file *f, char *out, size_t size);
 void net_fini(struct sb *sb);
+struct wbuf;
+struct rbuf;
+const char *net_save_check(struct file *f);
+struct tnode *net_node(struct file *f);
+void net_save(struct file *f, struct wbuf *w);
+int net_load(struct sb *sb, struct rbuf *r, int fl, struct tnode **nodes, size_t nnodes, struct file **out);
 /* fs.c: AF_UNIX path names. fs_sock_bind makes the socket file path (a /tmp
  * node; mknod's errors, -EEXIST) and gives its node, referenced;
  * fs_sock_lookup: the node of the socket file at path (NULL: a file that is
