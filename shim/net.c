@@ -53,9 +53,19 @@
  * bound the blocking calls; SO_REUSEADDR/SO_REUSEPORT and IPV6_V6ONLY
  * change what bind accepts; the others are ENOPROTOOPT.
  *
- * Snapshots: a sandbox with an open socket cannot be saved (fs_save names
- * it: net_describe). A socket file (a path name) is a node of the tree, saved
- * with the tree; it has no listener after a load, as after a reboot.
+ * Snapshots (fs_save, fs_load call net_save_check, net_save, net_load): a
+ * template carries listeners whose accept queue is empty, stream sockets
+ * not connected (new, bound) and datagram sockets (not socketpair's) whose
+ * inbox is empty: each as a record after its file table entry (what it is,
+ * its names, options, credentials, the table's counters), rebuilt in each
+ * child with new host objects (a pipe per listener, a socket or an inbox)
+ * and its name in the child's own table: O(sockets), a pipe or a
+ * socketpair each. A connected socket is not carried (both ends and the
+ * bytes in flight would have to be rebuilt): the save refuses, naming the
+ * fd (net_describe), as for a listener with connections waiting or an
+ * inbox holding datagrams. A socket file (a path name) is a node of the
+ * tree, saved with the tree (an unlinked one with its socket); one whose
+ * socket was closed has no listener after a load, as after a reboot.
  *
  * Waits follow the threads' shape (timer.c): try, then sig_poll on the host
  * fd with the lock released, then try again. */

@@ -62,7 +62,9 @@
  *
  * Host files open in the sandbox are saved as (path, flags, offset) and
  * reopened under the root in each child; the sandbox's stdin/stdout/stderr
- * are saved as such and bound to each child's own. Pipes cannot be saved. */
+ * are saved as such and bound to each child's own. Pipes cannot be saved;
+ * sockets that are not connected can (net.c: a record after the file table
+ * entry, no version of its own: an older state has no socket). */
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
