@@ -5,7 +5,9 @@
  * version 6 section, two threads besides the one that paused) go through state_parse as a child's load would, with
  * no VM (the memory is anonymous), and what they hold comes back: the VMAs,
  * the cwd, the files; version 3's identity, version 4's limits and
- * alternate signal stack, version 6's threads. bad-page-list and
+ * alternate signal stack, version 6's threads; v7-sockets (a process
+ * tree holding a TCP and an AF_UNIX listener: net.c's socket records) its
+ * listeners, and damaged records refused. bad-page-list and
  * bad-threads (two threads with one tid) must be refused. */
 #include <errno.h>
 #include <sys/resource.h>
@@ -184,6 +186,58 @@ int main(void)
       free(w.p);
     }
     ok(p6 != NULL, "the v6 seed for the v7 cases");
+  }
+  /* v7-sockets: a template of tests/sandbox/nettmpl.c (two processes; the
+   * first holds a TCP listener on 127.0.0.1 and an AF_UNIX one on an
+   * abstract name, net.c's records after their file table entries). */
+  ok(parse("v7-sockets", &o, &s) == 0, "v7-sockets: a template holding listeners loads");
+  {
+    char d3[160] = "", d4[160] = "";
+    struct file *f3 = fs_get(s, 3), *f4 = fs_get(s, 4);
+    if (f3 && f3->sock)
+      net_describe(f3, d3, sizeof d3);
+    if (f4 && f4->sock)
+      net_describe(f4, d4, sizeof d4);
+    ok(strstr(d3, "AF_INET stream socket, listening on 127.0.0.1:") != NULL, "fd 3: %s", d3);
+    ok(strstr(d4, "AF_UNIX stream socket, listening on @cf-nettmpl-") != NULL, "fd 4: %s", d4);
+    ok(s->nload_procs == 1, "and the server process");
+  }
+  free(s->load_procs);
+  s->load_procs = NULL;
+  s->nload_procs = 0;
+  fs_load_done(s);
+  done(s);
+  {
+    /* its socket records damaged: refused */
+    char path[512];
+    size_t n;
+    snprintf(path, sizeof path, "%s/v7-sockets", CORPUS);
+    uint8_t *p = read_all(path, &n);
+    static uint8_t b[1 << 20];
+    const uint64_t tag = 0x314b434f53464343ull;
+    size_t at = 0;
+    for (size_t i = 0; p && i + 8 <= n && !at; i++)
+      if (!memcmp(p + i, &tag, 8))
+        at = i;
+    ok(at > 0, "v7-sockets: a socket record at %zu", at);
+    for (int k = 0; at && k < 3; k++) {
+      memcpy(b, p, n);
+      uint64_t v = k == 0 ? 0 : k == 1 ? 99 : 3; /* the tag, the family, the state */
+      memcpy(b + at + 8 * (k == 0 ? 0 : k == 1 ? 1 : 4), &v, 8);
+      struct sb *s2 = shim_sb_new(&o, MEM, PROT_READ | PROT_WRITE);
+      s2->forked = true;
+      struct cf_vm_cpu *cpu = calloc(1, sizeof *cpu);
+      struct cf_vm_regs regs;
+      int rc = state_parse(s2, b, n, "v7-sockets", cpu, &regs);
+      ok(rc < 0 && errno == EINVAL && strstr(cf_error(), "bad socket"), "v7-sockets with a bad %s: refused (%s)",
+         k == 0 ? "tag" : k == 1 ? "family" : "state", rc ? cf_error() : "loaded");
+      free(cpu);
+      free(s2->load_procs);
+      s2->load_procs = NULL;
+      s2->nload_procs = 0;
+      fs_load_done(s2);
+      done(s2);
+    }
   }
   /* The template an image belongs to (version 7: NAME.mem.PID per process). */
   const struct {
