@@ -59,6 +59,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
           abort();
     }
   }
+  /* a tree's other processes (version 7) are parsed only: procs_make is
+   * not run here, so their records and the load's file references go */
+  free(sb->load_procs);
+  sb->load_procs = NULL;
+  sb->nload_procs = 0;
+  fs_load_done(sb);
   fs_fini(sb);
   task_free_held(sb);
   free(sb->vmas);
