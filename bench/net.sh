@@ -10,7 +10,7 @@
 #   - http.server in a thread fetched by urllib in the same sandbox,
 #     requests per second (bench/guest/httprps.py);
 # then the fork time of a template holding a listener against one without
-# (bench/guest/net.c ready 1 / ready 0; `cowfork fork -n C`, the median
+# (bench/guest/net.c ready 1 / ready 0; `cowfork fork -n C --jobs 1`, the median
 # spawn_us of the children: fork to the child's first instruction, and the
 # fork's total_ms): what carrying a listener costs each child.
 # Under scripts/kvm-vm.sh (COWFORK_EMULATED=1: QEMU TCG + nested KVM) both
@@ -18,6 +18,7 @@
 # are not the PVM ratios, and the output says so.
 # PREV_COWFORK=PATH adds a third side (another cowfork build, e.g. an older
 # commit's), interleaved, and the ratio this/previous.
+# ROWS="rtt tput conn http fork" (default: all) picks rows.
 # Usage: bench/net.sh [--json] [N]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -28,7 +29,7 @@ json=0 N=5
 while [ $# -gt 0 ]; do
   case $1 in
     --json) json=1; shift ;;
-    -h|--help) sed -n '2,22p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,24p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     [0-9]*) N=$1; shift ;;
     *) echo "usage: bench/net.sh [--json] [N]" >&2; exit 2 ;;
   esac
@@ -41,6 +42,7 @@ if [ "$emulated" = 1 ]; then
 else
   RT=${RT:-20000} MB=${MB:-512} CN=${CN:-3000} HK=${HK:-1000} C=${C:-100}
 fi
+ROWS=${ROWS:-rtt tput conn http fork}
 tmp=$(mktemp -d /var/tmp/cowfork-net.XXXXXX)
 trap 'rm -rf "$tmp"' EXIT
 export COWFORK_STORE=$tmp/store
@@ -71,7 +73,7 @@ sides="native sandbox"
   { echo "bench/net.sh: template create with a listener: $(cat "$tmp/err")" >&2; exit 1; }
 echo go > "$tmp/in"
 fork_row() { # TEMPLATE ROW: "ROW-spawn fork MEDIAN_SPAWN_US", "ROW-total fork TOTAL_MS"
-  "$COWFORK" fork "$1" -n "$C" --input "$tmp/in" --json > "$tmp/j" 2>"$tmp/err" ||
+  "$COWFORK" fork "$1" -n "$C" --jobs 1 --input "$tmp/in" --json > "$tmp/j" 2>"$tmp/err" ||
     { echo "bench/net.sh: fork $1: $(tail -n 3 "$tmp/err")" >&2; exit 1; }
   $PY - "$tmp/j" "$2" "$C" <<'PY'
 import json, statistics, sys
@@ -85,13 +87,16 @@ print("%s-total fork %.2f" % (sys.argv[2], summ["total_ms"]))
 PY
 }
 
+has() { case " $ROWS " in *" $1 "*) return 0 ;; esac; return 1; }
 for i in $(seq 1 "$N"); do
-  for side in $sides; do one $side rtt "$tmp/net" rtt "$RT"; done
-  for side in $sides; do one $side tput "$tmp/net" tput "$MB"; done
-  for side in $sides; do one $side conn "$tmp/net" conn "$CN"; done
-  for side in $sides; do one $side http "$PY" "$PWD/bench/guest/httprps.py" "$HK"; done
-  fork_row nl0 f0
-  fork_row nl1 f1
+  if has rtt; then for side in $sides; do one $side rtt "$tmp/net" rtt "$RT"; done; fi
+  if has tput; then for side in $sides; do one $side tput "$tmp/net" tput "$MB"; done; fi
+  if has conn; then for side in $sides; do one $side conn "$tmp/net" conn "$CN"; done; fi
+  if has http; then for side in $sides; do one $side http "$PY" "$PWD/bench/guest/httprps.py" "$HK"; done; fi
+  if has fork; then
+    fork_row nl0 f0
+    fork_row nl1 f1
+  fi
 done > "$tmp/results"
 
 cpu=$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ //')
@@ -111,6 +116,8 @@ rows = [  # key, name, unit, higher is better, goal
 ]
 out = []
 for key, name, unit, up, goal in rows:
+    if key not in v:
+        continue
     a, b = statistics.median(v[key]["native"]), statistics.median(v[key]["sandbox"])
     r = {"row": key, "name": name, "unit": unit, "native": a, "sandbox": b, "ratio": b / a, "goal": goal,
          "higher_is_better": up, "native_runs": v[key]["native"], "sandbox_runs": v[key]["sandbox"]}
@@ -118,14 +125,14 @@ for key, name, unit, up, goal in rows:
         p = statistics.median(v[key]["previous"])
         r.update({"previous": p, "previous_ratio": p / a, "this_vs_previous": b / p, "previous_runs": v[key]["previous"]})
     out.append(r)
-fk = {k: statistics.median(v[k]["fork"]) for k in ("f0-spawn", "f1-spawn", "f0-total", "f1-total")}
+fk = {k: statistics.median(v[k]["fork"]) for k in ("f0-spawn", "f1-spawn", "f0-total", "f1-total") if k in v}
 if js == "1":
     print(json.dumps({"cpu": cpu, "cores": int(ncpu), "emulated": emu, "runs": int(n), "rows": out,
-                      "fork": {"children": int(c), "spawn_us_no_listener": fk["f0-spawn"],
-                               "spawn_us_listener": fk["f1-spawn"], "total_ms_no_listener": fk["f0-total"],
-                               "total_ms_listener": fk["f1-total"]}}))
+                      "fork": {"children": int(c), "spawn_us_no_listener": fk.get("f0-spawn"),
+                               "spawn_us_listener": fk.get("f1-spawn"), "total_ms_no_listener": fk.get("f0-total"),
+                               "total_ms_listener": fk.get("f1-total")}}))
     sys.exit(0)
-prev = "previous" in out[0]
+prev = bool(out) and "previous" in out[0]
 print("cpu: %s, %s cores; median of %s interleaved runs each%s" % (cpu, ncpu, n,
       "; EMULATED (scripts/kvm-vm.sh, QEMU TCG + nested KVM): these ratios are not the PVM ratios" if emu else ""))
 print("%-44s %14s %14s %15s%s" % ("", "native", "sandbox", "sandbox/native",
@@ -139,6 +146,8 @@ for r in out:
     p = "  %8.1f %-5s %13.3f" % (r["previous"], r["unit"], r["this_vs_previous"]) if prev else ""
     print("%-44s %8.1f %-5s %8.1f %-5s %14.2fx%s%s" % (r["name"], r["native"], r["unit"], r["sandbox"], r["unit"],
                                                     r["ratio"], p, goal))
+if not fk:
+    sys.exit(0)
 print("fork -n %s of a template, median spawn_us per child (fork to first instruction) / fork total_ms:" % c)
 print("  no listener %8.1f us %9.2f ms" % (fk["f0-spawn"], fk["f0-total"]))
 print("  1 listener  %8.1f us %9.2f ms   difference %+.1f us per child%s" % (fk["f1-spawn"], fk["f1-total"],
