@@ -843,6 +843,8 @@ static long do_listen(struct sb *sb, struct file *f, struct sock *s, int backlog
     return r;
   }
   close(p[0]);
+  if (s->notify_wr >= 0) /* a listener shut down before (sys_shutdown) */
+    close(s->notify_wr);
   s->notify_wr = p[1];
   s->state = SS_LISTEN;
   s->backlog = backlog;
@@ -1783,8 +1785,22 @@ long sys_shutdown(struct sb *sb, const uint64_t a[6], long nr)
   else if (s->pair)
     r = shutdown(f->hostfd, how) < 0 ? -errno : 0;
   else if (s->state == SS_LISTEN && is_inet(s)) {
-    /* Linux: a listener shut down stops listening; its waiters wake */
+    /* Linux (inet_shutdown): SHUT_WR leaves a listener as it is; SHUT_RD
+     * or SHUT_RDWR disconnects it: it stops listening (accept is EINVAL),
+     * the connections not accepted yet are reset. Its name stays bound
+     * (Linux keeps a port bind() named; one listen() chose goes). A byte
+     * in its pipe wakes a waiting accept, in any process, to see it. */
     r = 0;
+    if (how != SHUT_WR) {
+      for (int i = 0; i < s->nq; i++)
+        pend_close(&s->q[i]);
+      s->nq = 0;
+      s->state = SS_NEW;
+      if (s->notify_wr >= 0 && write(s->notify_wr, "x", 1) < 0) {
+        /* full: a waiter is woken already */
+      }
+      wake_all(sb);
+    }
   } else
     r = -ENOTCONN;
   file_unref(f);

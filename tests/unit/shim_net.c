@@ -163,6 +163,25 @@ static void test_names(void)
   is(S3(SYS_poll, pfd, 1, 0), 0, "then not");
   S1(SYS_close, c);
   S1(SYS_close, s);
+
+  diag("shutdown of a listener (Linux's inet_shutdown)");
+  is(S2(SYS_shutdown, a, SHUT_WR), 0, "SHUT_WR: 0, it goes on listening");
+  c = (int)S3(SYS_socket, AF_INET, SOCK_STREAM, 0);
+  is(S3(SYS_connect, c, sin4(0x7f000001, 8000), 16), 0, "a connection queued");
+  is(S2(SYS_shutdown, a, SHUT_RDWR), 0, "SHUT_RDWR: 0");
+  ok(!strcmp(grecv(c), ""), "the queued connection is dropped (its peer reads end of file)");
+  S1(SYS_close, c);
+  is(S3(SYS_accept, a, 0, 0), -EINVAL, "accept after: EINVAL (it listens no more)");
+  c = (int)S3(SYS_socket, AF_INET, SOCK_STREAM, 0);
+  is(S3(SYS_connect, c, sin4(0x7f000001, 8000), 16), -ECONNREFUSED, "connect to it: ECONNREFUSED");
+  S1(SYS_close, c);
+  is(S2(SYS_listen, a, 5), 0, "listen again");
+  c = (int)S3(SYS_socket, AF_INET, SOCK_STREAM, 0);
+  is(S3(SYS_connect, c, sin4(0x7f000001, 8000), 16), 0, "connect");
+  s = (int)S3(SYS_accept, a, 0, 0);
+  ok(s >= 0, "accepted on the listener made again");
+  S1(SYS_close, c);
+  S1(SYS_close, s);
   S1(SYS_close, a);
   c = (int)S3(SYS_socket, AF_INET, SOCK_STREAM, 0);
   is(S3(SYS_connect, c, sin4(0x7f000001, 8000), 16), -ECONNREFUSED, "the listener closed: ECONNREFUSED");
