@@ -94,7 +94,7 @@ static const struct sys_ent table[NSYS] = {
     E(45, recvfrom, sys_sendto, "dBuxPP", SF_BLOCK, PARTIAL, "the source address of a datagram; MSG_OOB EOPNOTSUPP, MSG_ERRQUEUE EAGAIN (no errors on the loopback)"),
     E(46, sendmsg, sys_sendmsg, "dPx", SF_BLOCK, PARTIAL, "SCM_RIGHTS between the sandbox's processes (files, not host fds); SCM_CREDENTIALS checked, not delivered (no SO_PASSCRED); other control messages EINVAL"),
     E(47, recvmsg, sys_sendmsg, "dPx", SF_BLOCK, PARTIAL, "SCM_RIGHTS installs the files (MSG_CTRUNC past the buffer); as recvfrom"),
-    E(48, shutdown, sys_shutdown, "di", 0, PARTIAL, "connected sockets (the host pair's); on a listener 0 without effect"),
+    E(48, shutdown, sys_shutdown, "di", 0, PARTIAL, "connected sockets (the host pair's); an INET listener as Linux: SHUT_WR nothing, SHUT_RD/SHUT_RDWR stop it listening (queued connections dropped, accept EINVAL)"),
     E(49, bind, sys_connect, "dPu", 0, PARTIAL, "names of the sandbox's own: 127.0.0.0/8, ::1, 0.0.0.0, :: (others EADDRNOTAVAIL), port 0 ephemeral, EADDRINUSE, SO_REUSEADDR/PORT; AF_UNIX abstract names, autobind, path names as socket files in /tmp (EROFS elsewhere)"),
     E(50, listen, sys_connect, "di", 0, FULL, "an accept queue in the shim, readable through a host pipe"),
     E(51, getsockname, sys_getsockname, "dPP", 0, FULL, "the guest's INET/INET6/UNIX address (never the host's)"),
