@@ -76,7 +76,7 @@ bool cf_net_none(const struct cf_net_policy *p) { return !p || (!p->all && !p->n
 
 static int bad(const char *rule, size_t len, const char *why)
 {
-  return cf_fail(EINVAL, "net: bad rule '%.*s': %s (ADDR[/BITS][:PORT], IPv6 as [ADDR[/BITS]][:PORT])", (int)len,
+  return cf_fail_("net", EINVAL, "bad rule '%.*s': %s (ADDR[/BITS][:PORT], IPv6 as [ADDR[/BITS]][:PORT])", (int)len,
                  rule, why);
 }
 
@@ -192,15 +192,15 @@ int cf_net_parse(const char *spec, struct cf_net_policy *p)
     return 0;
   }
   if (strncmp(spec, "allow=", 6))
-    return cf_fail(EINVAL, "net: '%s' is not none, all or allow=ADDR[/BITS][:PORT],...", spec);
+    return cf_fail_("net", EINVAL, "'%s' is not none, all or allow=ADDR[/BITS][:PORT],...", spec);
   const char *s = spec + 6;
   if (!*s)
-    return cf_fail(EINVAL, "net: allow= names no address");
+    return cf_fail_("net", EINVAL, "allow= names no address");
   for (;;) {
     const char *c = strchr(s, ',');
     size_t len = c ? (size_t)(c - s) : strlen(s);
     if (p->n == CF_NET_MAX_RULES)
-      return cf_fail(EINVAL, "net: more than %d rules", CF_NET_MAX_RULES);
+      return cf_fail_("net", EINVAL, "more than %d rules", CF_NET_MAX_RULES);
     if (parse_rule(s, len, &p->r[p->n]) < 0) {
       memset(p, 0, sizeof *p);
       return -1;
