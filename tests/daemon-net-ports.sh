@@ -23,7 +23,7 @@ api POST /v1/sandboxes '{"template":"py","net":"allow=127.0.0.1:5001"}' > "$TMP/
 api POST /v1/sandboxes '{"template":"py","net":"allow=10.0.0.0/7"}' > "$TMP/e"; expect 403 "a prefix wider than the ceiling's"
 api POST /v1/sandboxes '{"template":"py","net":"allow=10.1.2.3/8"}' > "$TMP/e"; expect 400 "a bad rule"
 api POST /v1/sandboxes '{"template":"py","net":7}' > "$TMP/e"; expect 400 "net not a string"
-api POST /v1/sandboxes '{"template":"py","net":"allow=10.1.0.0/16:443,127.0.0.1:5000"}' > "$TMP/e"; expect 200 "a policy within the ceiling"
+api POST /v1/sandboxes '{"template":"py","net":"allow=10.1.0.0/16:443,127.0.0.1:5000"}' > "$TMP/e"; expect 201 "a policy within the ceiling"
 ID=$(jget "$(cat "$TMP/e")" 'j["ids"][0]')
 [ "$(jget "$(api GET /v1/sandboxes/$ID)" 'j["net"]')" = "allow=10.1.0.0/16:443,127.0.0.1:5000" ] || fail "GET shows the policy: $(api GET /v1/sandboxes/$ID)"
 echo "ok   GET shows its policy"
@@ -40,7 +40,8 @@ class H(http.server.BaseHTTPRequestHandler):
         self.wfile.write(b)
     def log_message(self, *a):
         pass
-srv = http.server.HTTPServer(("127.0.0.1", 8000), H)
+import sys
+sys.srv = http.server.HTTPServer(("127.0.0.1", 8000), H)  # (each exec has its own globals)
 print("listening")
 #---
 '
@@ -56,7 +57,7 @@ echo "ok   a host Unix socket $PS, mode 0600"
 curl -sS --max-time 120 --unix-socket "$PS" http://sandbox/some/path > "$TMP/page" 2>"$TMP/curl.err" &
 cpid=$!
 sleep 0.5
-api POST /v1/sandboxes/$ID/exec '{"input":"srv.handle_request()\nprint(\"served\")\n#---\n"}' > "$TMP/e"
+api POST /v1/sandboxes/$ID/exec '{"input":"import sys\nsys.srv.handle_request()\nprint(\"served\")\n#---\n"}' > "$TMP/e"
 [ "$(jget "$(cat "$TMP/e")" 'j["output"].strip()')" = served ] || fail "handle_request: $(cat "$TMP/e")"
 wait $cpid || fail "curl through the forwarded port: $(cat "$TMP/curl.err")"
 [ "$(cat "$TMP/page")" = "hello from sandbox, path /some/path" ] || fail "the page: $(cat "$TMP/page")"
@@ -71,7 +72,7 @@ out=$("$COWFORK" sandbox port "$ID" 9999)
 set +e
 curl -sS --max-time 60 --unix-socket "${PS%-8000}-9999" http://sandbox/ > /dev/null 2>&1; rc=$?
 set -e
-[ $rc = 52 ] || [ $rc = 56 ] || fail "a forward to a port nothing listens on: curl rc $rc"
+case $rc in 7 | 52 | 55 | 56) ;; *) fail "a forward to a port nothing listens on: curl rc $rc" ;; esac # (closed at once: 7, 52, 55 or 56 by timing)
 echo "ok   cowfork sandbox port: listed, a second one; nothing listening there: the connection is closed (curl rc $rc)"
 "$COWFORK" sandbox port "$ID" 9999 --rm > /dev/null || fail "sandbox port --rm"
 [ ! -e "${PS%-8000}-9999" ] || fail "the removed forward's socket stays"
