@@ -37,7 +37,14 @@
  * Addresses (`--net none`): 127.0.0.0/8 and ::1 (and 0.0.0.0, ::, which
  * mean them to connect) are the sandbox's loopback; connecting or sending
  * anywhere else is ENETUNREACH and binding another address EADDRNOTAVAIL,
- * as Linux in a network namespace where only lo is up. Other families are
+ * as Linux in a network namespace where only lo is up. With a policy
+ * (cf_sandbox_opts.net, --net; lib/netpolicy.c), a connect or sendto to a
+ * destination it allows gives the socket a host AF_INET/AF_INET6 socket of
+ * its own (ext_make: dup3'd onto its host fd; ext connects, sends and
+ * receives there, the host kernel does the rest); loopback stays the
+ * sandbox's own unless a rule names a loopback address (then that
+ * destination is the host's). cf_sandbox_net_accept queues a connection
+ * from outside (the daemon's forwarded ports) on a listener. Other families are
  * EAFNOSUPPORT: glibc's getaddrinfo then assumes both IPv4 and IPv6
  * (check_pf) and reads the root's /etc/hosts.
  *
