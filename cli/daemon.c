@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "cli.h"
+#include "cowfork/netpolicy.h"
 #include "cowfork/daemon.h"
 #include "cowfork/error.h"
 #include "cowfork/jail.h"
@@ -75,7 +76,7 @@ static int daemon_jail(struct cf_daemon_opts *o, const char *store, bool host_ro
 
 static int cmd_daemon(const struct cli_cmd *cmd, int argc, char **argv)
 {
-  enum { OPT_SOCKET = 1000, OPT_LISTEN, OPT_TOKEN, OPT_WORKERS, OPT_MAX, OPT_BODY, OPT_TIMEOUT, OPT_CPU, OPT_QUIET, OPT_NO_PARK, OPT_PARK_AFTER, OPT_NO_SECCOMP, OPT_USER, OPT_HOST_ROOTS, OPT_FILES, OPT_MEMORY };
+  enum { OPT_SOCKET = 1000, OPT_LISTEN, OPT_TOKEN, OPT_WORKERS, OPT_MAX, OPT_BODY, OPT_TIMEOUT, OPT_CPU, OPT_QUIET, OPT_NO_PARK, OPT_PARK_AFTER, OPT_NO_SECCOMP, OPT_USER, OPT_HOST_ROOTS, OPT_FILES, OPT_MEMORY, OPT_NET_CEILING };
   static const struct option opts[] = {{"socket", required_argument, 0, OPT_SOCKET},
                                        {"listen", required_argument, 0, OPT_LISTEN},
                                        {"token-file", required_argument, 0, OPT_TOKEN},
@@ -92,6 +93,7 @@ static int cmd_daemon(const struct cli_cmd *cmd, int argc, char **argv)
                                        {"park-after", required_argument, 0, OPT_PARK_AFTER},
                                        {"user", required_argument, 0, OPT_USER},
                                        {"host-roots", no_argument, 0, OPT_HOST_ROOTS},
+                                       {"net-ceiling", required_argument, 0, OPT_NET_CEILING},
                                        {0}};
   if (cli_wants_help(cmd, argc, argv))
     return EXIT_OK;
@@ -162,6 +164,13 @@ static int cmd_daemon(const struct cli_cmd *cmd, int argc, char **argv)
     case OPT_NO_SECCOMP: cf_seccomp_set(false); break;
     case OPT_USER: user = optarg; break;
     case OPT_HOST_ROOTS: host_roots = true; break;
+    case OPT_NET_CEILING: {
+      struct cf_net_policy p;
+      if (cf_net_parse(optarg, &p) < 0)
+        return cli_usage(cmd, "bad --net-ceiling (%s)", cf_error());
+      o.net_ceiling = optarg;
+      break;
+    }
     case OPT_PARK_AFTER:
       if (strcmp(optarg, "0") != 0 && cli_parse_seconds(optarg, &o.park_after) < 0)
         return cli_usage(cmd, "bad --park-after '%s' (seconds, 0: at once)", optarg);
@@ -255,13 +264,17 @@ static json_t *call(const char *method, const char *path, json_t *body, int *sta
 }
 
 static unsigned long create_n = 1;
-static const char *create_backend;
+static const char *create_backend, *create_net;
 static int opt_create(int c, const char *a)
 {
   char *e;
   if (c == 'n') {
     create_n = strtoul(a, &e, 10);
     return *e || create_n == 0 || create_n > 1000 ? -1 : 0;
+  }
+  if (c == 'N') {
+    create_net = a;
+    return 0;
   }
   create_backend = a;
   return 0;
@@ -271,7 +284,7 @@ static int cmd_create(const struct cli_cmd *cmd, int argc, char **argv)
 {
   if (cli_wants_help(cmd, argc, argv))
     return EXIT_OK;
-  static const struct option extra[] = {{"backend", required_argument, 0, 'b'}, {0}};
+  static const struct option extra[] = {{"backend", required_argument, 0, 'b'}, {"net", required_argument, 0, 'N'}, {0}};
   int first;
   if (parse_common(cmd, argc, argv, "n:", extra, opt_create, &first))
     return EXIT_USAGE;
@@ -280,6 +293,8 @@ static int cmd_create(const struct cli_cmd *cmd, int argc, char **argv)
   json_t *b = json_pack("{s:s,s:i}", "template", argv[first], "count", (int)create_n);
   if (create_backend)
     json_object_set_new(b, "backend", json_string(create_backend));
+  if (create_net)
+    json_object_set_new(b, "net", json_string(create_net));
   json_t *r = call("POST", "/v1/sandboxes", b, NULL);
   json_decref(b);
   if (!r)
@@ -445,6 +460,68 @@ static int cmd_rm(const struct cli_cmd *cmd, int argc, char **argv)
   return rc;
 }
 
+/* cowfork sandbox port ID [PORT] [--rm] */
+static bool port_rm;
+static int opt_port(int c, const char *a)
+{
+  (void)a;
+  if (c == 'r')
+    port_rm = true;
+  else
+    json_out = true;
+  return 0;
+}
+
+static int cmd_port(const struct cli_cmd *cmd, int argc, char **argv)
+{
+  if (cli_wants_help(cmd, argc, argv))
+    return EXIT_OK;
+  static const struct option extra[] = {{"rm", no_argument, 0, 'r'}, {"json", no_argument, 0, 'j'}, {0}};
+  int first;
+  if (parse_common(cmd, argc, argv, "", extra, opt_port, &first))
+    return EXIT_USAGE;
+  if (first >= argc || argc - first > 2)
+    return cli_usage(cmd, "want ID [PORT]");
+  const char *id = argv[first];
+  char path[512];
+  json_t *r;
+  if (argc - first == 1) {
+    if (port_rm)
+      return cli_usage(cmd, "--rm wants a PORT");
+    snprintf(path, sizeof path, "/v1/sandboxes/%s/ports", id);
+    if (!(r = call("GET", path, NULL, NULL)))
+      return EXIT_ERR;
+    size_t i;
+    json_t *f;
+    if (json_out) {
+      json_dumpf(r, stdout, JSON_COMPACT);
+      putchar('\n');
+    } else
+      json_array_foreach(json_object_get(r, "ports"), i, f) printf("%lld %s\n",
+                                                                  (long long)json_integer_value(json_object_get(f, "port")),
+                                                                  json_string_value(json_object_get(f, "socket")));
+    json_decref(r);
+    return EXIT_OK;
+  }
+  char *end;
+  unsigned long port = strtoul(argv[first + 1], &end, 10);
+  if (*end || !port || port > 65535)
+    return cli_usage(cmd, "bad PORT '%s' (1-65535)", argv[first + 1]);
+  if (port_rm) {
+    snprintf(path, sizeof path, "/v1/sandboxes/%s/ports/%lu", id, port);
+    r = call("DELETE", path, NULL, NULL);
+  } else {
+    snprintf(path, sizeof path, "/v1/sandboxes/%s/ports", id);
+    json_t *b = json_pack("{s:i}", "port", (int)port);
+    r = call("POST", path, b, NULL);
+    json_decref(b);
+    if (r)
+      puts(json_string_value(json_object_get(r, "socket")));
+  }
+  json_decref(r);
+  return r ? EXIT_OK : EXIT_ERR;
+}
+
 static int cmd_ls(const struct cli_cmd *cmd, int argc, char **argv)
 {
   if (cli_wants_help(cmd, argc, argv))
@@ -484,7 +561,7 @@ const struct cli_cmd cli_daemon_cmds[] = {
      "                      [--workers N] [--max-sandboxes N] [--max-files N] [--max-memory SIZE]\n"
      "                      [--max-body SIZE] [--timeout S] [--cpu-limit S]\n"
      "                      [--no-park | --park-after S] [--no-seccomp] [--user NAME]\n"
-     "                      [--host-roots] [-q]\n"
+     "                      [--host-roots] [--net-ceiling POLICY] [-q]\n"
      "\n"
      "Serve the cowfork API (docs/daemon.md): HTTP/1.1 + JSON on a Unix socket\n"
      "(default $COWFORK_SOCKET, else $XDG_RUNTIME_DIR/cowfork.sock, else\n"
@@ -521,13 +598,17 @@ const struct cli_cmd cli_daemon_cmds[] = {
      "                      new root showing only the store, its roots and the\n"
      "                      socket's directory; the root 'default' is built at start\n"
      "                      when missing (docs/security.md)\n"
+     "  --net-ceiling POLICY  the most network a sandbox may ask (\"net\" in a create\n"
+     "                      request, as cowfork run --net): none (default), all, or\n"
+     "                      allow=ADDR[/BITS][:PORT],...; beyond it: 403\n"
      "  -q, --quiet         no log lines\n",
      cmd_daemon},
     {"sandbox create", "start live sandboxes from a template (daemon)",
-     "Usage: cowfork sandbox create TEMPLATE [-n N] [--backend file|uffd] [--socket PATH]\n"
+     "Usage: cowfork sandbox create TEMPLATE [-n N] [--backend file|uffd] [--net POLICY] [--socket PATH]\n"
      "\n"
      "Ask the daemon for N (default 1) live sandboxes forked from TEMPLATE; prints\n"
-     "their ids, one a line.\n",
+     "their ids, one a line. --net: their network policy (as cowfork run's; at\n"
+     "most the daemon's --net-ceiling).\n",
      cmd_create},
     {"sandbox exec", "send input to a live sandbox and print its answer (daemon)",
      "Usage: cowfork sandbox exec ID [--timeout S] [--json] [--socket PATH] [WORDS...]\n"
@@ -549,6 +630,17 @@ const struct cli_cmd cli_daemon_cmds[] = {
     {"sandbox resume", "bring a paused sandbox back (daemon)",
      "Usage: cowfork sandbox resume ID [--socket PATH]\n", simple_post},
     {"sandbox rm", "delete sandboxes (daemon)", "Usage: cowfork sandbox rm ID... [--socket PATH]\n", cmd_rm},
+    {"sandbox port", "forward a live sandbox's TCP port to a host Unix socket (daemon)",
+     "Usage: cowfork sandbox port ID [PORT [--rm]] [--json] [--socket PATH]\n"
+     "\n"
+     "With PORT: ask the daemon to forward PORT of sandbox ID and print the host\n"
+     "Unix socket (mode 0600, next to the daemon's socket) whose connections reach\n"
+     "the sandbox's listener on 127.0.0.1:PORT (or ::1, or a wildcard) as if made\n"
+     "inside it: curl --unix-socket SOCKET http://x/. --rm stops forwarding it.\n"
+     "Without PORT: list the forwarded ports. A connection is served while the\n"
+     "sandbox runs (during an exec); between execs it waits in the listener's\n"
+     "queue (docs/daemon.md).\n",
+     cmd_port},
     {"sandbox ls", "list the daemon's sandboxes", "Usage: cowfork sandbox ls [--json] [--socket PATH]\n", cmd_ls},
     {0},
 };

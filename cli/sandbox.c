@@ -24,6 +24,7 @@
 #include "cowfork/error.h"
 #include "cowfork/image.h"
 #include "cowfork/mem.h"
+#include "cowfork/netpolicy.h"
 #include "cowfork/shim.h"
 #include "cowfork/uffd.h"
 
@@ -68,6 +69,19 @@ static char **env_build(const struct envset *e, const char *cwd)
 }
 
 static const char *box_user; /* --user: cli_jail */
+static struct cf_net_policy box_net; /* --net (it lives as long as the command) */
+
+/* --net SPEC into box_net and o: the exit code of a bad one, else EXIT_OK.
+ * A policy naming the host's network lets the filtered threads make IP
+ * sockets (cf_seccomp_allow_inet). */
+static int net_opt(const struct cli_cmd *cmd, const char *spec, struct cf_sandbox_opts *o)
+{
+  if (cf_net_parse(spec, &box_net) < 0)
+    return cli_usage(cmd, "bad --net (%s)", cf_error());
+  o->net = cf_net_none(&box_net) ? NULL : &box_net;
+  cf_seccomp_allow_inet(o->net != NULL);
+  return EXIT_OK;
+}
 
 /* The options run and template create share (BOX_OPTS in their tables,
  * their own from BOX_OPT_END on), taken by box_opt. */
@@ -83,6 +97,7 @@ enum {
   BOX_OPT_CPUS,
   BOX_OPT_PIDS,
   BOX_OPT_CWD,
+  BOX_OPT_NET,
   BOX_OPT_END
 };
 #define BOX_OPTS                                                                                                       \
@@ -91,7 +106,7 @@ enum {
       {"timeout", required_argument, 0, BOX_OPT_TIMEOUT}, {"strace", no_argument, 0, BOX_OPT_STRACE},           \
       {"no-seccomp", no_argument, 0, BOX_OPT_NO_SECCOMP}, {"user", required_argument, 0, BOX_OPT_USER},          \
       {"cpus", required_argument, 0, BOX_OPT_CPUS}, {"pids", required_argument, 0, BOX_OPT_PIDS},       \
-      {"cwd", required_argument, 0, BOX_OPT_CWD}
+      {"cwd", required_argument, 0, BOX_OPT_CWD}, {"net", required_argument, 0, BOX_OPT_NET}
 
 /* Option c (getopt_long's, argument optarg) if it is one of BOX_OPTS or -v,
  * into o and env: -1 if c is none of them, EXIT_OK if taken, or the exit
@@ -136,6 +151,8 @@ static int box_opt(const struct cli_cmd *cmd, int c, struct cf_sandbox_opts *o, 
       return cli_usage(cmd, "bad --cwd '%s' (an absolute path in the sandbox)", optarg);
     o->cwd = optarg;
     return EXIT_OK;
+  case BOX_OPT_NET:
+    return net_opt(cmd, optarg, o);
   case BOX_OPT_NO_SECCOMP:
     cf_seccomp_set(false);
     return EXIT_OK;
@@ -451,7 +468,7 @@ static void json_string_fd(int fd)
 static int cmd_fork(const struct cli_cmd *cmd, int argc, char **argv)
 {
   enum { OPT_BACKEND = 1000, OPT_INPUT, OPT_INPUT_DIR, OPT_JSON, OPT_BRANCH, OPT_OUTPUT_DIR, OPT_TIMEOUT,
-         OPT_JOBS, OPT_STRACE, OPT_NO_REUSE, OPT_NO_SECCOMP, OPT_USER };
+         OPT_JOBS, OPT_STRACE, OPT_NO_REUSE, OPT_NO_SECCOMP, OPT_USER, OPT_NET };
   static const struct option opts[] = {{"backend", required_argument, 0, OPT_BACKEND},
                                        {"input", required_argument, 0, OPT_INPUT},
                                        {"input-dir", required_argument, 0, OPT_INPUT_DIR},
@@ -464,9 +481,11 @@ static int cmd_fork(const struct cli_cmd *cmd, int argc, char **argv)
                                        {"no-reuse", no_argument, 0, OPT_NO_REUSE},
                                        {"no-seccomp", no_argument, 0, OPT_NO_SECCOMP},
                                        {"user", required_argument, 0, OPT_USER},
+                                       {"net", required_argument, 0, OPT_NET},
                                        {0}};
   if (cli_wants_help(cmd, argc, argv))
     return EXIT_OK;
+  struct cf_sandbox_opts no = {0}; /* (--net's) */
   bool reuse = true;
   const char *user = NULL;
   unsigned long n = 1, jobs = (unsigned long)sysconf(_SC_NPROCESSORS_ONLN);
@@ -502,6 +521,12 @@ static int cmd_fork(const struct cli_cmd *cmd, int argc, char **argv)
     case OPT_STRACE: strace = true; break;
     case OPT_NO_REUSE: reuse = false; break;
     case OPT_NO_SECCOMP: cf_seccomp_set(false); break;
+    case OPT_NET: {
+      int nr = net_opt(cmd, optarg, &no);
+      if (nr != EXIT_OK)
+        return nr;
+      break;
+    }
     case OPT_USER:
       if (geteuid() != 0)
         return cli_error("--user %s needs root (this process runs as uid %d)", optarg, (int)geteuid());
@@ -590,7 +615,7 @@ static int cmd_fork(const struct cli_cmd *cmd, int argc, char **argv)
     }
     k->o = (struct cf_sandbox_opts){.stdio = {in, k->out, k->err}, .timeout = timeout, .strace = strace,
                                     .branch = branch != NULL, .backend = be,
-                                    .uffd_socket = sock[0] ? sock : NULL};
+                                    .uffd_socket = sock[0] ? sock : NULL, .net = no.net};
   }
   /* Every file is open: the jail (in the new root, /tmp is its own: the
    * page server's socket goes there), then the page server. */
@@ -686,6 +711,13 @@ out:
   "                guest: unsafe for code you do not trust. Writes go to an\n"        \
   "                to an upper layer in guest memory (the root's files are never\n" \
   "                written; docs/sandbox.md \"Files\")\n"
+#define NET_HELP                                                                      \
+  "  --net POLICY  where its sockets may go beyond its own loopback: none (the\n"  \
+  "                default), all (any address but the host's loopback), or\n"     \
+  "                allow=ADDR[/BITS][:PORT],... (IPv6 as [ADDR[/BITS]][:PORT]).\n" \
+  "                127.0.0.0/8 and ::1 stay the sandbox's own; a rule naming a\n"  \
+  "                loopback address (allow=127.0.0.1:8080) reaches the host's\n"   \
+  "                port instead. Elsewhere: ENETUNREACH (docs/sandbox.md)\n"
 #define ENV_HELP                                                                      \
   "  --env K=V     set K in the program's environment (repeatable); --env K\n"     \
   "                passes this command's value of K (nothing when unset)\n"        \
@@ -698,6 +730,7 @@ out:
   "  --cwd DIR     the directory the program starts in (an absolute path in the\n" \
   "                sandbox; default /); a relative PROGRAM is found from it, and\n" \
   "                PWD=DIR is set (before --env)\n"                               \
+  NET_HELP                                                                         \
   "\n"                                                                           \
   "The environment is a clean default, never this command's: PATH=/usr/local/\n"  \
   "sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin, HOME=/root (uid 0) or /,\n" \
@@ -714,7 +747,7 @@ const struct cli_cmd cli_sandbox_cmds[] = {
     {"run", "run a Linux program in a micro-VM sandbox",
      "Usage: cowfork run [--root NAME|DIR] [--mem SIZE] [--timeout S] [--cpu-limit S] [--strace] [-v]\n"
      "                   [--copy-files] [--env K=V|K]... [--hostname NAME] [--cpus N] [--pids N] [--cwd DIR]\n"
-     "                   [--no-seccomp] [--user NAME] -- PROGRAM [ARGS...]\n"
+     "                   [--net POLICY] [--no-seccomp] [--user NAME] -- PROGRAM [ARGS...]\n"
      "\n"
      "Run an x86-64 Linux PROGRAM (a path inside the root; static, or dynamic with\n"
      "its interpreter and libraries from the root) in a KVM micro-VM\n"
@@ -736,8 +769,8 @@ const struct cli_cmd cli_sandbox_cmds[] = {
     {"template create", "run a program to its ready point and save it as a template",
      "Usage: cowfork template create NAME [--root NAME|DIR] [--mem SIZE] [--ready stdin|MARKER]\n"
      "                               [--timeout S] [--strace] [-v] [--env K=V|K]...\n"
-     "                               [--hostname NAME] [--cpus N] [--pids N] [--cwd DIR] [--no-seccomp]\n"
-     "                               [--user NAME]\n"
+     "                               [--hostname NAME] [--cpus N] [--pids N] [--cwd DIR] [--net POLICY]\n"
+     "                               [--no-seccomp] [--user NAME]\n"
      "                               -- PROGRAM [ARGS...]\n"
      "\n"
      "Run PROGRAM in a sandbox (stdin /dev/null, stdout and stderr this command's)\n"
@@ -759,7 +792,7 @@ const struct cli_cmd cli_sandbox_cmds[] = {
     {"fork", "start children from a template",
      "Usage: cowfork fork NAME [-n N] [--backend file|uffd] [--input FILE | --input-dir DIR]\n"
      "                    [--output-dir DIR] [--json] [--branch NEW] [--timeout S] [--jobs J]\n"
-     "                    [--no-reuse] [--no-seccomp] [--user NAME]\n"
+     "                    [--no-reuse] [--no-seccomp] [--user NAME] [--net POLICY]\n"
      "\n"
      "Start N children (default 1) from template NAME. Each is a VM whose\n"
      "memory maps the template's image copy-on-write, resumed where the template\n"
@@ -779,7 +812,9 @@ const struct cli_cmd cli_sandbox_cmds[] = {
      "on the threads that run children (debugging; docs/security.md). --user\n"
      "NAME: run as NAME after the setup (root only; the store must be NAME's). As\n"
      "root, this process moves into its own mount namespace; with a template\n"
-     "whose root is not / it sees only that root, the store, /proc and /dev/kvm.\n",
+     "whose root is not / it sees only that root, the store, /proc and /dev/kvm.\n"
+     "--net POLICY: the children's network policy, as cowfork run's (the\n"
+     "template's is not kept; default none).\n",
      cmd_fork},
     {"snapshot", "run one child of a template and save it as a branch",
      "Usage: cowfork snapshot NAME NEW [--input FILE] [--backend file|uffd] [--timeout S]\n"

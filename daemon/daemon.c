@@ -76,6 +76,7 @@
 #include "cowfork/image.h"
 #include "cowfork/root.h"
 #include "cowfork/mem.h"
+#include "cowfork/netpolicy.h"
 #include "cowfork/store.h"
 #include "cowfork/uffd.h"
 #include "daemon/util.h"
@@ -130,6 +131,20 @@ struct sbx {
   uint64_t execs, private_bytes, mem_size;
   int status;
   char why[256];
+  struct cf_net_policy net; /* its "net" (s->o.net points here unless none) */
+};
+
+/* A forwarded port (POST /v1/sandboxes/ID/ports): a host Unix socket at
+ * path whose connections the thread th accepts and queues on the sandbox's
+ * listener on port (cf_sandbox_net_accept). */
+struct fwd {
+  struct fwd *next;
+  struct daemon *d;
+  char id[32];
+  unsigned port;
+  int lfd;
+  char path[PATH_MAX];
+  pthread_t th;
 };
 
 struct daemon;
@@ -201,6 +216,10 @@ struct daemon {
    * what is kept for connections, templates and the store */
   uint64_t fd_limit, fd_per_sandbox, fd_reserve;
   struct hist h_fork, h_exec, h_pause, h_resume;
+  struct cf_net_policy ceiling; /* --net-ceiling */
+  struct fwd *fwds;             /* under d->lock */
+  pthread_mutex_t boxlock;      /* a forwarder's use of s->box against its free (sbx_drop_vm) */
+  uint64_t forwarded, forward_refused;
 };
 
 static double now_s(void)
@@ -939,7 +958,7 @@ static int sbx_fork(struct daemon *d, struct sbx *s, struct tmpl *t, double *sec
     return -1;
   s->o = (struct cf_sandbox_opts){
       .stdio = {s->in, s->out, s->err}, .branch = true, .backend = s->be, .max_files = d->o->max_files,
-      .max_threads = SBX_MAX_THREADS, .max_pids = SBX_MAX_PIDS};
+      .max_threads = SBX_MAX_THREADS, .max_pids = SBX_MAX_PIDS, .net = cf_net_none(&s->net) ? NULL : &s->net};
   if (s->be == &cf_mem_backend_uffd) {
     pthread_mutex_lock(&d->lock);
     const char *sock = tmpl_uffd(d, t);
@@ -961,10 +980,16 @@ static int sbx_fork(struct daemon *d, struct sbx *s, struct tmpl *t, double *sec
   return 0;
 }
 
+static pthread_mutex_t *g_boxlock; /* the daemon's boxlock (one daemon per process) */
+
 static void sbx_drop_vm(struct sbx *s)
 {
+  if (g_boxlock)
+    pthread_mutex_lock(g_boxlock);
   cf_sandbox_free(s->box);
   s->box = NULL;
+  if (g_boxlock)
+    pthread_mutex_unlock(g_boxlock);
   __atomic_store_n(&s->parked, false, __ATOMIC_RELAXED);
   s->t = NULL;
   sbx_close_io(s);
@@ -1604,6 +1629,9 @@ static json_t *sbx_json(struct daemon *d, struct sbx *s)
     json_object_set_new(o, "exit_code", json_integer(s->status));
   if (s->why[0])
     json_object_set_new(o, "why", json_string(s->why));
+  char net[2048];
+  cf_net_format(&s->net, net, sizeof net);
+  json_object_set_new(o, "net", json_string(net));
   return o;
 }
 
@@ -1760,6 +1788,9 @@ static enum MHD_Result go_async(struct req *r)
   return MHD_YES;
 }
 
+static struct fwd *fwd_take(struct daemon *d, const char *id, unsigned port);
+static void fwd_stop_all(struct fwd *l);
+
 static enum MHD_Result route_sandbox(struct req *r, const char *id, const char *verb, const char *method,
                                      json_t *body)
 {
@@ -1776,6 +1807,10 @@ static enum MHD_Result route_sandbox(struct req *r, const char *id, const char *
     if (strcmp(method, "DELETE") != 0)
       return SEND_ERR(r, 405, "%s is not allowed on a sandbox (GET, DELETE)", method);
     k = J_DELETE;
+    pthread_mutex_lock(&d->lock);
+    struct fwd *l = fwd_take(d, id, 0); /* its forwarded ports go with it */
+    pthread_mutex_unlock(&d->lock);
+    fwd_stop_all(l);
   } else {
     if (strcmp(method, "POST") != 0)
       return SEND_ERR(r, 405, "%s is not allowed here (POST)", method);
@@ -1853,6 +1888,204 @@ static enum MHD_Result route_sandbox(struct req *r, const char *id, const char *
   return err ? send_json(r, status, err) : MHD_YES;
 }
 
+/* Whether policy p lets a sandbox reach the daemon's own TCP listener. */
+static bool net_reaches_daemon(struct daemon *d, const struct cf_net_policy *p)
+{
+  const char *l = d->o->tcp_listen;
+  if (!l || cf_net_none(p))
+    return false;
+  char host[64];
+  const char *c = strrchr(l, ':');
+  if (!c || (size_t)(c - l) >= sizeof host)
+    return true; /* (cannot tell: refuse) */
+  memcpy(host, l, (size_t)(c - l));
+  host[c - l] = 0;
+  unsigned port = (unsigned)atoi(c + 1);
+  uint8_t a[16] = {[10] = 0xff, [11] = 0xff};
+  if (inet_pton(AF_INET, host, a + 12) != 1)
+    return true;
+  if (!a[12] && !a[13] && !a[14] && !a[15]) /* 0.0.0.0: its loopback address too */
+    a[12] = 127, a[15] = 1;
+  return cf_net_allows(p, a, (uint16_t)port);
+}
+
+/* ---- forwarded ports ---- */
+
+static void *fwd_main(void *arg)
+{
+  struct fwd *f = arg;
+  struct daemon *d = f->d;
+  for (;;) {
+    int c = accept4(f->lfd, NULL, NULL, SOCK_CLOEXEC);
+    if (c < 0) {
+      if (errno == EINTR || errno == ECONNABORTED || errno == EMFILE || errno == ENFILE || errno == ENOBUFS ||
+          errno == ENOMEM) {
+        if (errno != EINTR && errno != ECONNABORTED)
+          usleep(10000);
+        continue;
+      }
+      break; /* shut down: the forward is removed */
+    }
+    pthread_mutex_lock(&d->lock);
+    struct sbx *s = sbx_find(d, f->id);
+    if (s && s->state == ST_RUNNING)
+      s->refs++;
+    else
+      s = NULL;
+    pthread_mutex_unlock(&d->lock);
+    int rc = -1;
+    if (s) {
+      pthread_mutex_lock(&d->boxlock);
+      if (s->box)
+        rc = cf_sandbox_net_accept(s->box, f->port, c); /* (takes c in every case) */
+      else
+        close(c);
+      pthread_mutex_unlock(&d->boxlock);
+      pthread_mutex_lock(&d->lock);
+      sbx_unref(s);
+      pthread_mutex_unlock(&d->lock);
+    } else
+      close(c); /* the host side sees the end at once */
+    pthread_mutex_lock(&d->lock);
+    if (rc == 0)
+      d->forwarded++;
+    else
+      d->forward_refused++;
+    pthread_mutex_unlock(&d->lock);
+  }
+  return NULL;
+}
+
+/* Unlink f and stop its thread; the caller holds no lock. */
+static void fwd_stop(struct fwd *f)
+{
+  shutdown(f->lfd, SHUT_RDWR); /* accept returns EINVAL */
+  pthread_join(f->th, NULL);
+  close(f->lfd);
+  unlink(f->path);
+  free(f);
+}
+
+static json_t *fwd_json(const struct fwd *f)
+{
+  return json_pack("{s:i,s:s}", "port", (int)f->port, "socket", f->path);
+}
+
+/* Detach every forward of sandbox id (all when NULL) from d->fwds into a
+ * list to fwd_stop. Under d->lock. */
+static struct fwd *fwd_take(struct daemon *d, const char *id, unsigned port)
+{
+  struct fwd *out = NULL;
+  for (struct fwd **pp = &d->fwds; *pp;) {
+    struct fwd *f = *pp;
+    if ((!id || !strcmp(f->id, id)) && (!port || f->port == port)) {
+      *pp = f->next;
+      f->next = out;
+      out = f;
+    } else
+      pp = &f->next;
+  }
+  return out;
+}
+
+static void fwd_stop_all(struct fwd *l)
+{
+  for (struct fwd *n; l; l = n) {
+    n = l->next;
+    fwd_stop(l);
+  }
+}
+
+/* GET, POST /v1/sandboxes/ID/ports; DELETE /v1/sandboxes/ID/ports/PORT */
+static enum MHD_Result route_ports(struct req *r, const char *id, const char *portseg, const char *method,
+                                   json_t *body)
+{
+  struct daemon *d = r->d;
+  pthread_mutex_lock(&d->lock);
+  bool known = sbx_find(d, id) != NULL;
+  pthread_mutex_unlock(&d->lock);
+  if (!known)
+    return SEND_ERR(r, 404, "no sandbox %s", id);
+  if (portseg) {
+    char *end;
+    unsigned long port = strtoul(portseg, &end, 10);
+    if (*end || !port || port > 65535)
+      return SEND_ERR(r, 404, "no route: the port is 1-65535");
+    if (strcmp(method, "DELETE"))
+      return SEND_ERR(r, 405, "%s is not allowed here (DELETE)", method);
+    pthread_mutex_lock(&d->lock);
+    struct fwd *l = fwd_take(d, id, (unsigned)port);
+    pthread_mutex_unlock(&d->lock);
+    if (!l)
+      return SEND_ERR(r, 404, "port %lu of sandbox %s is not forwarded", port, id);
+    fwd_stop_all(l);
+    return send_json(r, 200, json_pack("{s:i}", "port", (int)port));
+  }
+  if (!strcmp(method, "GET")) {
+    json_t *arr = json_array();
+    pthread_mutex_lock(&d->lock);
+    for (struct fwd *f = d->fwds; f; f = f->next)
+      if (!strcmp(f->id, id))
+        json_array_append_new(arr, fwd_json(f));
+    pthread_mutex_unlock(&d->lock);
+    return send_json(r, 200, json_pack("{s:o}", "ports", arr));
+  }
+  if (strcmp(method, "POST"))
+    return SEND_ERR(r, 405, "%s is not allowed here (GET, POST)", method);
+  json_t *pv = json_object_get(body, "port");
+  if (!json_is_integer(pv) || json_integer_value(pv) < 1 || json_integer_value(pv) > 65535)
+    return SEND_ERR(r, 400, "\"port\" must be an integer in 1..65535");
+  unsigned port = (unsigned)json_integer_value(pv);
+  struct fwd *f = calloc(1, sizeof *f);
+  if (!f)
+    return SEND_ERR(r, 500, "out of memory");
+  f->d = d;
+  f->lfd = -1;
+  f->port = port;
+  snprintf(f->id, sizeof f->id, "%s", id);
+  char dir[PATH_MAX];
+  snprintf(dir, sizeof dir, "%s.ports", d->o->socket_path);
+  int n = snprintf(f->path, sizeof f->path, "%s/%s-%u", dir, id, port);
+  struct sockaddr_un sa = {.sun_family = AF_UNIX};
+  if (n < 0 || (size_t)n >= sizeof sa.sun_path) {
+    free(f);
+    return SEND_ERR(r, 500, "the socket path %s.ports/%s-%u is too long for a Unix socket", d->o->socket_path, id,
+                    port);
+  }
+  memcpy(sa.sun_path, f->path, (size_t)n + 1);
+  pthread_mutex_lock(&d->lock);
+  for (struct fwd *e = d->fwds; e; e = e->next)
+    if (!strcmp(e->id, id) && e->port == port) {
+      json_t *o = fwd_json(e);
+      pthread_mutex_unlock(&d->lock);
+      free(f);
+      return send_json(r, 200, o); /* already: the same answer */
+    }
+  int e = 0;
+  if (mkdir(dir, 0700) < 0 && errno != EEXIST)
+    e = errno;
+  unlink(f->path);
+  mode_t old = umask(0177); /* the socket 0600 from its first moment */
+  if (!e && ((f->lfd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0)) < 0 ||
+             bind(f->lfd, (struct sockaddr *)&sa, sizeof sa) < 0 || listen(f->lfd, 128) < 0))
+    e = errno;
+  umask(old);
+  if (!e && (e = pthread_create(&f->th, NULL, fwd_main, f)) != 0)
+    unlink(f->path);
+  if (e) {
+    pthread_mutex_unlock(&d->lock);
+    if (f->lfd >= 0)
+      close(f->lfd);
+    free(f);
+    return SEND_ERR(r, 500, "forward port %u: %s", port, strerror(e));
+  }
+  f->next = d->fwds;
+  d->fwds = f;
+  json_t *o = fwd_json(f);
+  pthread_mutex_unlock(&d->lock);
+  return send_json(r, 201, o);
+}
+
 static enum MHD_Result route_create(struct req *r, json_t *body)
 {
   struct daemon *d = r->d;
@@ -1866,6 +2099,20 @@ static enum MHD_Result route_create(struct req *r, json_t *body)
   if (be && !(b = cf_mem_backend_find(be)))
     return SEND_ERR(r, 400, "\"backend\" must be \"file\" or \"uffd\"");
   unsigned n = cv ? (unsigned)json_integer_value(cv) : 1;
+  struct cf_net_policy net;
+  json_t *nv = json_object_get(body, "net");
+  if (nv && !json_is_string(nv))
+    return SEND_ERR(r, 400, "\"net\" must be a string: none, all or allow=ADDR[/BITS][:PORT],...");
+  if (cf_net_parse(nv ? json_string_value(nv) : NULL, &net) < 0)
+    return SEND_ERR(r, 400, "\"net\": %s", cf_error());
+  char why[256];
+  if (!cf_net_within(&net, &d->ceiling, why, sizeof why)) {
+    char c[512];
+    cf_net_format(&d->ceiling, c, sizeof c);
+    return SEND_ERR(r, 403, "\"net\": %s (--net-ceiling %s)", why, c);
+  }
+  if (net_reaches_daemon(d, &net))
+    return SEND_ERR(r, 403, "\"net\": it would reach the daemon's own TCP port (%s)", d->o->tcp_listen);
   pthread_mutex_lock(&d->lock);
   struct tmpl *t = tmpl_get(d, name);
   int status = 0;
@@ -1907,6 +2154,7 @@ static enum MHD_Result route_create(struct req *r, json_t *body)
       snprintf(s->origin, sizeof s->origin, "%s", name);
       snprintf(s->cur, sizeof s->cur, "%s", name);
       s->be = b;
+      s->net = net;
       s->pending_live = true;
       s->refs++; /* the request's */
       r->made[r->nmade++] = s;
@@ -1938,8 +2186,10 @@ static enum MHD_Result finish_create(struct req *r)
     struct sbx *s = r->made[i];
     if (failed && !s->gone) {
       /* Undo the ones that did start. */
+      pthread_mutex_lock(&d->boxlock);
       cf_sandbox_free(s->box);
       s->box = NULL;
+      pthread_mutex_unlock(&d->boxlock);
       sbx_close_io(s);
       d->live--;
       sbx_unlink(d, s);
@@ -2131,6 +2381,10 @@ static enum MHD_Result route(struct req *r, const char *url, const char *method)
     } else {
       rc = SEND_ERR(r, 405, "%s is not allowed on %s", method, url);
     }
+  } else if (strcmp(seg[1], "sandboxes") == 0 && nseg >= 4 && strcmp(seg[3], "ports") == 0 && nseg <= 5) {
+    if (!body)
+      body = json_object();
+    rc = route_ports(r, seg[2], nseg == 5 ? seg[4] : NULL, method, body);
   } else if (strcmp(seg[1], "sandboxes") == 0 && nseg <= 4) {
     if (nseg == 2 && get) {
       pthread_mutex_lock(&d->lock);
@@ -2537,10 +2791,18 @@ int cf_daemon_run(const struct cf_daemon_opts *in)
     o.max_mem = 1ull << 30;
   if (o.tcp_listen && (!o.token || !*o.token))
     return cf_fail(EINVAL, "TCP needs a bearer token (--token-file)");
+  struct cf_net_policy ceiling;
+  if (cf_net_parse(o.net_ceiling, &ceiling) < 0)
+    return cf_fail(EINVAL, "--net-ceiling: %s", cf_error());
   struct daemon *d = calloc(1, sizeof *d);
   if (!d)
     return cf_fail(ENOMEM, "out of memory");
   d->o = &o;
+  d->ceiling = ceiling;
+  pthread_mutex_init(&d->boxlock, NULL);
+  g_boxlock = &d->boxlock;
+  if (!cf_net_none(&ceiling))
+    cf_seccomp_allow_inet(true); /* (before any worker installs the filter) */
   /* Every live sandbox holds a VM, a vCPU and its open files. */
   if (fit_limits(d, &o, live_given) < 0) {
     free(d);
@@ -2680,6 +2942,7 @@ out:
     MHD_stop_daemon(d->mhd);
   if (d->mhd_tcp)
     MHD_stop_daemon(d->mhd_tcp);
+  fwd_stop_all(fwd_take(d, NULL, 0));
   if (ufd >= 0)
     close(ufd);
   if (d->mhd || ufd >= 0)
@@ -2714,6 +2977,8 @@ out:
   pthread_mutex_destroy(&d->lock);
   pthread_mutex_destroy(&d->flock);
   pthread_cond_destroy(&d->cond);
+  g_boxlock = NULL;
+  pthread_mutex_destroy(&d->boxlock);
   free(d);
   pthread_sigmask(SIG_SETMASK, &oldsigs, NULL);
   errno = e;

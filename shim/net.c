@@ -37,7 +37,14 @@
  * Addresses (`--net none`): 127.0.0.0/8 and ::1 (and 0.0.0.0, ::, which
  * mean them to connect) are the sandbox's loopback; connecting or sending
  * anywhere else is ENETUNREACH and binding another address EADDRNOTAVAIL,
- * as Linux in a network namespace where only lo is up. Other families are
+ * as Linux in a network namespace where only lo is up. With a policy
+ * (cf_sandbox_opts.net, --net; lib/netpolicy.c), a connect or sendto to a
+ * destination it allows gives the socket a host AF_INET/AF_INET6 socket of
+ * its own (ext_make: dup3'd onto its host fd; ext connects, sends and
+ * receives there, the host kernel does the rest); loopback stays the
+ * sandbox's own unless a rule names a loopback address (then that
+ * destination is the host's). cf_sandbox_net_accept queues a connection
+ * from outside (the daemon's forwarded ports) on a listener. Other families are
  * EAFNOSUPPORT: glibc's getaddrinfo then assumes both IPv4 and IPv6
  * (check_pf) and reads the root's /etc/hosts.
  *
@@ -85,6 +92,8 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include "cowfork/error.h"
+#include "cowfork/netpolicy.h"
 #include "internal.h"
 #include "shim/shim.h"
 
@@ -139,6 +148,7 @@ struct sock {
   bool connecting;     /* a non-blocking INET connect said EINPROGRESS: the next connect says 0 */
   bool dconnected;     /* a datagram socket with a default destination (peer/upeer) */
   bool shut_rd, shut_wr;
+  bool ext;            /* its host fd is a host AF_INET/AF_INET6 socket (the policy's outside) */
   int so_error;
   struct ep local, peer;
   struct uname un, upeer;
@@ -173,6 +183,7 @@ struct net {
   struct sock **socks; /* the bound ones */
   int n, cap;
   uint16_t next_port;
+  uint16_t fwd_port;   /* the peer port a forwarded connection shows */
   unsigned next_auto;  /* AF_UNIX autobind names */
   struct ticket *tickets;
   int nt, capt;
@@ -852,9 +863,13 @@ static long do_listen(struct sb *sb, struct file *f, struct sock *s, int backlog
   return 0;
 }
 
+static const struct cf_net_policy *policy(struct sb *sb) { return sb->opts ? sb->opts->net : NULL; }
+
 /* Where a connect or sendto of an INET socket goes: the destination in *d
- * (0.0.0.0 and :: are the loopback), or -ENETUNREACH. */
-static long inet_dest(const struct sock *s, struct ep *d)
+ * (0.0.0.0 and :: are the loopback); 0: the sandbox's own loopback, 1: the
+ * host's network (the policy allows it; a loopback address only by a rule
+ * naming it), or -ENETUNREACH (anywhere else, as Linux with no route). */
+static long inet_dest(struct sb *sb, const struct sock *s, struct ep *d)
 {
   if (v4_any(d->a))
     ep_v4(d, htonl(0x7f000001), d->port);
@@ -864,9 +879,126 @@ static long inet_dest(const struct sock *s, struct ep *d)
   }
   if (s->family == AF_INET6 && mapped(d->a) && s->o.v6only)
     return -ENETUNREACH;
+  if (cf_net_allows(policy(sb), d->a, d->port))
+    return 1;
   if (!v4_loop(d->a) && !v6_loop(d->a))
     return -ENETUNREACH;
   return 0;
+}
+
+/* ---- the host's network (a policy's allowed destinations) ----
+ * A guest INET socket whose connect or sendto goes outside gets a host
+ * socket of its own family and type in place of its host fd: reads,
+ * writes, readiness, shutdown and a non-blocking connect are then the host
+ * kernel's; its name leaves the sandbox's table. */
+
+static void ep_from_sa(struct ep *e, const struct sockaddr_storage *ss)
+{
+  if (ss->ss_family == AF_INET) {
+    const struct sockaddr_in *in = (const struct sockaddr_in *)ss;
+    ep_v4(e, in->sin_addr.s_addr, ntohs(in->sin_port));
+  } else {
+    const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)ss;
+    memcpy(e->a, &in6->sin6_addr, 16);
+    e->port = ntohs(in6->sin6_port);
+  }
+}
+
+static void ext_local(struct sock *s, int h)
+{
+  struct sockaddr_storage ss;
+  socklen_t l = sizeof ss;
+  if (getsockname(h, (struct sockaddr *)&ss, &l) == 0)
+    ep_from_sa(&s->local, &ss);
+}
+
+/* The stored options that change what a host socket does, onto h. */
+static void ext_opts(const struct sock *s, int h)
+{
+  const struct opts *o = &s->o;
+  setsockopt(h, SOL_SOCKET, SO_KEEPALIVE, &o->keepalive, sizeof(int));
+  setsockopt(h, SOL_SOCKET, SO_BROADCAST, &o->broadcast, sizeof(int));
+  setsockopt(h, SOL_SOCKET, SO_LINGER, &o->linger, sizeof o->linger);
+  if (s->type == SOCK_STREAM) {
+    setsockopt(h, IPPROTO_TCP, TCP_NODELAY, &o->nodelay, sizeof(int));
+    setsockopt(h, IPPROTO_TCP, TCP_KEEPIDLE, &o->keepidle, sizeof(int));
+    setsockopt(h, IPPROTO_TCP, TCP_KEEPINTVL, &o->keepintvl, sizeof(int));
+    setsockopt(h, IPPROTO_TCP, TCP_KEEPCNT, &o->keepcnt, sizeof(int));
+    setsockopt(h, IPPROTO_TCP, TCP_USER_TIMEOUT, &o->user_timeout, sizeof(int));
+    setsockopt(h, IPPROTO_TCP, TCP_CORK, &o->cork, sizeof(int));
+  }
+  if (s->family == AF_INET)
+    setsockopt(h, IPPROTO_IP, IP_TOS, &o->tos, sizeof(int));
+  else
+    setsockopt(h, IPPROTO_IPV6, IPV6_V6ONLY, &o->v6only, sizeof(int));
+}
+
+/* s's host fd := a new host socket of its family and type (ext), or back
+ * to a local one (!ext: a connect to its own loopback after an outside one). */
+static long ext_make(struct file *f, struct sock *s, bool ext)
+{
+  int h = ext ? socket(s->family, s->type | SOCK_NONBLOCK | SOCK_CLOEXEC, 0)
+              : socket(AF_UNIX, host_type(s) | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (h < 0)
+    return -errno;
+  if (ext)
+    ext_opts(s, h);
+  if (dup3(h, f->hostfd, O_CLOEXEC) < 0) {
+    long r = -errno;
+    close(h);
+    return r;
+  }
+  close(h);
+  if (ext && s->bound) /* its name is the host's now */
+    name_del(s->net, s);
+  if (ext && s->inbox_tx >= 0) { /* (a datagram socket: no inbox any more) */
+    close(s->inbox_tx);
+    s->inbox_tx = -1;
+  }
+  s->ext = ext;
+  return 0;
+}
+
+/* connect(2) of a stream socket to an outside d, as the host kernel answers
+ * it (EINPROGRESS, EALREADY, EISCONN, ECONNREFUSED...): a blocking one
+ * waits for the host socket (SO_SNDTIMEO: EINPROGRESS after it). */
+static long ext_connect(struct sb *sb, struct file *f, struct sock *s, const struct ep *d)
+{
+  long r;
+  if (!s->ext && (r = ext_make(f, s, true)) < 0)
+    return r;
+  struct sockaddr_storage ss;
+  socklen_t l = ep_sa(s->family, d, &ss);
+  uint64_t dl = deadline_of(s->o.sndtimeo);
+  for (;;) {
+    r = connect(f->hostfd, (struct sockaddr *)&ss, l) < 0 ? -errno : 0;
+    if (r == 0 || r == -EISCONN) {
+      if (r == 0 || s->connecting) {
+        s->state = SS_CONNECTED;
+        r = 0;
+      }
+      s->connecting = false;
+      ext_local(s, f->hostfd);
+      s->peer = *d;
+      return r;
+    }
+    if (r != -EINPROGRESS && r != -EALREADY) {
+      s->state = SS_NEW;
+      s->connecting = false;
+      return r;
+    }
+    /* under way: reads and writes go to the host socket (they wait for it) */
+    s->state = SS_CONNECTED;
+    s->peer = *d;
+    ext_local(s, f->hostfd);
+    bool first = !s->connecting;
+    s->connecting = true;
+    if (f->flags & O_NONBLOCK)
+      return first ? -EINPROGRESS : r;
+    long w = sk_wait(sb, f->hostfd, POLLOUT, dl);
+    if (w < 0)
+      return w == -EAGAIN ? -EINPROGRESS : w;
+  }
 }
 
 static long stream_connect(struct sb *sb, struct file *f, struct sock *s, uint64_t addr, uint64_t len)
@@ -885,6 +1017,8 @@ static long stream_connect(struct sb *sb, struct file *f, struct sock *s, uint64
   } else if ((r = un_in(sb, addr, len, &u)) < 0)
     return r;
   if (s->state == SS_CONNECTED) {
+    if (s->ext)
+      return ext_connect(sb, f, s, &s->peer); /* the host says (0, EALREADY, EISCONN, the error) */
     if (s->connecting) {
       s->connecting = false;
       return 0;
@@ -894,7 +1028,11 @@ static long stream_connect(struct sb *sb, struct file *f, struct sock *s, uint64
   if (s->state == SS_LISTEN)
     return -EINVAL;
   if (is_inet(s)) {
-    if ((r = inet_dest(s, &d)) < 0)
+    if ((r = inet_dest(sb, s, &d)) < 0)
+      return r;
+    if (r == 1)
+      return ext_connect(sb, f, s, &d);
+    if (s->ext && (r = ext_make(f, s, false)) < 0)
       return r;
     if (!(l = inet_find(n, s->type, d.a, d.port)))
       return -ECONNREFUSED;
@@ -962,7 +1100,7 @@ static long stream_connect(struct sb *sb, struct file *f, struct sock *s, uint64
   return 0;
 }
 
-static long dgram_connect(struct sb *sb, struct sock *s, uint64_t addr, uint64_t len)
+static long dgram_connect(struct sb *sb, struct file *f, struct sock *s, uint64_t addr, uint64_t len)
 {
   long r;
   if (s->pair)
@@ -974,11 +1112,27 @@ static long dgram_connect(struct sb *sb, struct sock *s, uint64_t addr, uint64_t
       return r;
     if (unspec) {
       s->dconnected = false;
+      if (s->ext) {
+        struct sockaddr sa = {.sa_family = AF_UNSPEC};
+        connect(f->hostfd, &sa, sizeof sa);
+      }
       return 0;
     }
-    if ((r = inet_dest(s, &d)) < 0)
+    if ((r = inet_dest(sb, s, &d)) < 0)
       return r;
-    if ((r = autobind(s, d.a)) < 0)
+    if (r == 1) { /* outside: a host UDP socket connected there */
+      if (!s->ext && (r = ext_make(f, s, true)) < 0)
+        return r;
+      struct sockaddr_storage ss;
+      socklen_t l = ep_sa(s->family, &d, &ss);
+      if (connect(f->hostfd, (struct sockaddr *)&ss, l) < 0)
+        return -errno;
+      ext_local(s, f->hostfd);
+      s->peer = d;
+      s->dconnected = true;
+      return 0;
+    }
+    if (!s->ext && (r = autobind(s, d.a)) < 0)
       return r;
     s->peer = d;
     s->dconnected = true;
@@ -1013,7 +1167,7 @@ long sys_connect(struct sb *sb, const uint64_t a[6], long nr)
   else if (nr == SYS_listen)
     r = do_listen(sb, f, s, (int)A(1));
   else if (s->type == SOCK_DGRAM)
-    r = dgram_connect(sb, s, A(1), A(2));
+    r = dgram_connect(sb, f, s, A(1), A(2));
   else
     r = s->pair ? (s->family == AF_UNIX ? -EISCONN : -EINVAL) : stream_connect(sb, f, s, A(1), A(2));
   file_unref(f);
@@ -1359,6 +1513,38 @@ static long control_out(struct sb *sb, struct sock *s, struct msghdr *h, struct 
 
 static bool ep_eq(const struct ep *a, const struct ep *b) { return a->port == b->port && !memcmp(a->a, b->a, 16); }
 
+/* A datagram to the host's network (to d, or the host socket's connected
+ * peer): bytes sent or -errno. */
+static long ext_send(struct sb *sb, struct file *f, struct sock *s, struct gmsg *m, int flags, const struct ep *d)
+{
+  long r;
+  if (!s->ext && (r = ext_make(f, s, true)) < 0)
+    return r;
+  if (m->control && m->controllen)
+    return -EINVAL; /* (no IP control messages are served) */
+  bool nb = (f->flags & O_NONBLOCK) || (flags & MSG_DONTWAIT);
+  uint64_t dl = deadline_of(s->o.sndtimeo);
+  struct sockaddr_storage ss;
+  socklen_t l = d ? ep_sa(s->family, d, &ss) : 0;
+  struct iovec hv[1024];
+  int k = host_iov(sb, m, hv, 0, PROT_READ);
+  if (k < 0)
+    return k;
+  for (;;) {
+    struct msghdr h = {.msg_name = d ? &ss : NULL, .msg_namelen = l, .msg_iov = hv, .msg_iovlen = (size_t)k};
+    r = sendmsg(f->hostfd, &h, MSG_DONTWAIT | MSG_NOSIGNAL);
+    if (r >= 0 || errno != EAGAIN || nb) {
+      r = r >= 0 ? r : -errno;
+      break;
+    }
+    if ((r = sk_wait(sb, f->hostfd, POLLOUT, dl)) < 0)
+      break;
+  }
+  if (r >= 0 && !s->local.port)
+    ext_local(s, f->hostfd);
+  return r;
+}
+
 /* Send m on s (f): bytes sent or -errno. */
 static long sk_send(struct sb *sb, struct file *f, struct sock *s, struct gmsg *m, int flags)
 {
@@ -1440,11 +1626,13 @@ static long sk_send(struct sb *sb, struct file *f, struct sock *s, struct gmsg *
       de = s->peer;
     else
       return -EDESTADDRREQ;
-    if ((r = inet_dest(s, &de)) < 0)
+    if ((r = inet_dest(sb, s, &de)) < 0)
       return r;
     if (total > UDP_MAX)
       return -EMSGSIZE;
-    if ((r = autobind(s, NULL)) < 0) /* (an unconnected UDP socket binds the wildcard) */
+    if (r == 1)
+      return ext_send(sb, f, s, m, flags, m->name && m->namelen ? &de : NULL);
+    if (!s->ext && (r = autobind(s, NULL)) < 0) /* (an unconnected UDP socket binds the wildcard) */
       return r;
     hd.ep = s->local;
     if (wild(hd.ep.a)) { /* the address it goes out from */
@@ -1544,7 +1732,8 @@ static long sk_recv(struct sb *sb, struct file *f, struct sock *s, struct gmsg *
   }
   if (s->state == SS_LISTEN || (s->type != SOCK_DGRAM && s->state != SS_CONNECTED))
     return is_inet(s) ? -ENOTCONN : -EINVAL;
-  bool framed = s->type == SOCK_DGRAM && !s->pair;
+  bool framed = s->type == SOCK_DGRAM && !s->pair && !s->ext;
+  struct sockaddr_storage from;
   int hflags = flags & (MSG_PEEK | MSG_TRUNC | MSG_WAITALL | MSG_CMSG_CLOEXEC);
   uint64_t total = gmsg_len(m), done = 0;
   char ctl[CMSG_SPACE(253 * sizeof(int))];
@@ -1558,6 +1747,10 @@ static long sk_recv(struct sb *sb, struct file *f, struct sock *s, struct gmsg *
     if (k < 0)
       return done ? (long)done : k;
     struct msghdr h = {.msg_iov = hv, .msg_iovlen = (size_t)(k + off), .msg_control = ctl, .msg_controllen = sizeof ctl};
+    if (s->ext && s->type == SOCK_DGRAM) {
+      h.msg_name = &from;
+      h.msg_namelen = sizeof from;
+    }
     r = recvmsg(f->hostfd, &h, (hflags & ~(MSG_WAITALL | MSG_CMSG_CLOEXEC)) | MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
     if (r >= 0) {
       long cr = control_out(sb, s, &h, m, flags);
@@ -1585,11 +1778,24 @@ static long sk_recv(struct sb *sb, struct file *f, struct sock *s, struct gmsg *
         m->flags_out |= MSG_TRUNC;
       if (h.msg_flags & MSG_EOR)
         m->flags_out |= MSG_EOR;
+      socklen_t room = m->namelen;
       m->namelen = 0;
+      if (s->ext && s->type == SOCK_DGRAM) { /* the host's source address, in the guest's family */
+        struct ep e;
+        struct sockaddr_storage ss;
+        ep_from_sa(&e, &from);
+        socklen_t l = ep_sa(s->family, &e, &ss);
+        if (m->name && mm_copy_out(sb, m->name, &ss, room < l ? room : l) < 0)
+          return -EFAULT;
+        m->namelen = l;
+        if (cr < 0)
+          return cr;
+        return r;
+      }
       if (s->family == AF_UNIX && m->name && s->upeer.len && !s->pair) {
         struct sockaddr_storage ss;
         socklen_t l = un_sa(&s->upeer, &ss);
-        socklen_t give = m->namelen < l ? m->namelen : l;
+        socklen_t give = room < l ? room : l;
         if (mm_copy_out(sb, m->name, &ss, give) < 0)
           return -EFAULT;
         m->namelen = l;
@@ -1939,6 +2145,8 @@ long sys_sockopt(struct sb *sb, const uint64_t a[6], long nr)
       *(int *)(base + d->off) = v.i < 1 ? 1 : v.i;
     else
       *(int *)(base + d->off) = v.i;
+    if (r == 0 && s->ext)
+      ext_opts(s, f->hostfd);
     file_unref(f);
     return r;
   }
@@ -1966,6 +2174,14 @@ long sys_sockopt(struct sb *sb, const uint64_t a[6], long nr)
   } else if (level == SOL_SOCKET && name == SO_ERROR) {
     v.i = s->so_error;
     s->so_error = 0;
+    if (!v.i && s->ext) { /* the host socket's (a non-blocking connect's outcome) */
+      socklen_t el = sizeof v.i;
+      getsockopt(f->hostfd, SOL_SOCKET, SO_ERROR, &v.i, &el);
+      if (v.i && s->connecting) {
+        s->state = SS_NEW;
+        s->connecting = false;
+      }
+    }
   } else if (level == SOL_SOCKET && name == SO_TYPE)
     v.i = s->type;
   else if (level == SOL_SOCKET && name == SO_DOMAIN)
@@ -2009,7 +2225,7 @@ int net_describe(struct file *f, char *out, size_t size)
   struct sock *s = f->sock;
   const char *fam = s->family == AF_UNIX ? "AF_UNIX" : s->family == AF_INET ? "AF_INET" : "AF_INET6";
   const char *ty = s->type == SOCK_STREAM ? "stream" : s->type == SOCK_DGRAM ? "datagram" : "seqpacket";
-  const char *st = s->pair ? "from socketpair" : s->state == SS_LISTEN ? "listening" : s->state == SS_CONNECTED ? "connected" : s->bound ? "bound" : "unbound";
+  const char *st = s->pair ? "from socketpair" : s->ext ? "to the host's network" : s->state == SS_LISTEN ? "listening" : s->state == SS_CONNECTED ? "connected" : s->bound ? "bound" : "unbound";
   char name[160] = "";
   if (s->bound && is_inet(s)) {
     char a[64];
@@ -2037,6 +2253,8 @@ const char *net_save_check(struct file *f)
   static char why[96];
   if (s->pair)
     return "a connected pair: connected sockets are not carried into children";
+  if (s->ext)
+    return "a socket of the host's network (--net): not carried into children";
   if (s->state == SS_CONNECTED)
     return "connected: connected sockets are not carried into children";
   if (s->state == SS_LISTEN && s->nq) {
@@ -2223,4 +2441,68 @@ fail:
     close(s->notify_wr);
   free(s);
   return -1;
+}
+
+/* ---- forwarded ports (the daemon's POST /v1/sandboxes/ID/ports) ---- */
+
+int cf_sandbox_net_accept(struct cf_sandbox *box, unsigned port, int fd)
+{
+  struct sb *sb = &box->s;
+  pthread_mutex_t *mu = sb_mutex(sb);
+  int e = 0;
+  pthread_mutex_lock(mu);
+  struct net *n = proc_first(sb)->net;
+  struct ep lo;
+  ep_v4(&lo, htonl(0x7f000001), (uint16_t)port);
+  struct sock *l = NULL;
+  if (n && port && port < 65536 && !(l = inet_find(n, SOCK_STREAM, lo.a, (uint16_t)port))) {
+    memset(lo.a, 0, 16);
+    lo.a[15] = 1;
+    l = inet_find(n, SOCK_STREAM, lo.a, (uint16_t)port);
+    if (!l)
+      ep_v4(&lo, htonl(0x7f000001), (uint16_t)port);
+  }
+  int cap = l && l->backlog + 1 >= 64 ? l->backlog + 1 : 64;
+  if (!l)
+    e = ECONNREFUSED;
+  else if (l->nq >= cap)
+    e = EAGAIN;
+  else if (l->nq == l->capq) {
+    int c = l->capq ? 2 * l->capq : 8;
+    struct pend *q = realloc(l->q, (size_t)c * sizeof *q);
+    if (!q)
+      e = ENOMEM;
+    else {
+      l->q = q;
+      l->capq = c;
+    }
+  }
+  if (!e && (fcntl(fd, F_SETFL, O_RDWR | O_NONBLOCK) < 0 || fcntl(fd, F_SETFD, FD_CLOEXEC) < 0))
+    e = errno;
+  if (!e) {
+    struct pend *q = &l->q[l->nq++];
+    memset(q, 0, sizeof *q);
+    q->fd = fd;
+    q->local = lo;
+    if (l->family == AF_INET6 && !v6_any(l->local.a) && !v6_loop(l->local.a) && !mapped(l->local.a))
+      q->local = l->local;
+    q->peer = lo; /* from the loopback, as a client inside would */
+    if (n->fwd_port < EPHEMERAL_LO || n->fwd_port >= EPHEMERAL_HI)
+      n->fwd_port = EPHEMERAL_HI - 1024;
+    q->peer.port = n->fwd_port++;
+    q->cred = (struct ucred){.pid = 0, .uid = (uid_t)-1, .gid = (gid_t)-1};
+    char one = 1;
+    if (write(l->notify_wr, &one, 1) != 1) {
+      l->nq--;
+      e = ENOBUFS;
+    } else
+      wake_all(sb);
+  }
+  pthread_mutex_unlock(mu);
+  if (e) {
+    close(fd);
+    return cf_fail(e, "port %u: %s", port,
+                   e == ECONNREFUSED ? "nothing listens on it in the sandbox" : e == EAGAIN ? "its listener's queue is full" : strerror(e));
+  }
+  return 0;
 }

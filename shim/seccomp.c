@@ -22,7 +22,9 @@
  * FICLONE(RANGE) and the three terminal requests the shim forwards
  * (shim/fs.c do_ioctl) plus TCGETS (isatty); mmap, mprotect never with
  * PROT_EXEC (the shim never maps guest memory executable on the host:
- * mm.c host_prot); socket and socketpair only AF_UNIX; clone only for threads (clone3,
+ * mm.c host_prot); socket and socketpair only AF_UNIX (socket also AF_INET
+ * and AF_INET6 when a --net policy names the host's network:
+ * cf_seccomp_allow_inet, before the first install); clone only for threads (clone3,
  * whose flags are out of reach in memory, gets ENOSYS: glibc then uses
  * clone); kill and tgkill only this process; prctl only PR_SET_NAME and
  * PR_GET_NAME... (see allow_rules). openat2's flags are in memory: not
@@ -69,6 +71,7 @@
 #endif
 
 static int enabled; /* cf_seccomp_set: the cowfork command turns it on */
+static int inet;    /* cf_seccomp_allow_inet: a --net policy naming the host's network */
 static __thread bool installed;
 __thread bool seccomp_test_armed;
 
@@ -84,6 +87,8 @@ static const char *names[NNAMES]; /* for on_sigsys: resolved before any filter r
 void cf_seccomp_set(bool on) { __atomic_store_n(&enabled, on ? 1 : 0, __ATOMIC_RELAXED); }
 
 bool cf_seccomp_enabled(void) { return __atomic_load_n(&enabled, __ATOMIC_RELAXED); }
+
+void cf_seccomp_allow_inet(bool on) { __atomic_store_n(&inet, on ? 1 : 0, __ATOMIC_RELAXED); }
 
 /* Async-signal-safe: write(2) and the names resolved in advance only. */
 static void on_sigsys(int sig, siginfo_t *si, void *uc)
@@ -197,6 +202,11 @@ static int allow_rules(scmp_filter_ctx ctx)
     return -1;
   /* Unix sockets only (the uffd page server's; a guest's socketpair, fs.c). */
   if (ALLOW(socket, 1, SCMP_A0(SCMP_CMP_EQ, AF_UNIX)) < 0 || ALLOW(socketpair, 1, SCMP_A0(SCMP_CMP_EQ, AF_UNIX)) < 0)
+    return -1;
+  /* IP sockets only when a --net policy names the host's network
+   * (cf_seccomp_allow_inet): shim/net.c connects them where it allows. */
+  if (__atomic_load_n(&inet, __ATOMIC_RELAXED) &&
+      (ALLOW(socket, 1, SCMP_A0(SCMP_CMP_EQ, AF_INET)) < 0 || ALLOW(socket, 1, SCMP_A0(SCMP_CMP_EQ, AF_INET6)) < 0))
     return -1;
   /* This process's own limits (glibc's getrlimit), CPU affinity (the uffd
    * server's workers), a thread's name. */

@@ -88,7 +88,7 @@ static const struct sys_ent table[NSYS] = {
     E(39, getpid, sys_getpid, "", 0, FULL, ""),
     E(40, sendfile, sys_sendfile, "ddPu", 0, FULL, "any readable fd to any writable one"),
     E(41, socket, sys_socket, "iii", 0, PARTIAL, "AF_UNIX, AF_INET, AF_INET6 stream/dgram (+ AF_UNIX seqpacket) served in the shim on the sandbox's own loopback (net.c); other families EAFNOSUPPORT; a sandbox with one open cannot be saved"),
-    E(42, connect, sys_connect, "dPu", SF_BLOCK, PARTIAL, "to a listener of the sandbox (127.0.0.0/8, ::1, AF_UNIX abstract and path names): a host socketpair; no listener ECONNREFUSED; other addresses ENETUNREACH (--net none); a full accept queue EAGAIN (Linux waits)"),
+    E(42, connect, sys_connect, "dPu", SF_BLOCK, PARTIAL, "to a listener of the sandbox (127.0.0.0/8, ::1, AF_UNIX abstract and path names): a host socketpair; no listener ECONNREFUSED; other addresses ENETUNREACH unless --net allows them (then a host socket of its own); a full accept queue EAGAIN (Linux waits)"),
     E(43, accept, sys_accept, "dPP", SF_BLOCK, FULL, "from the listener's queue (any process of the sandbox); SO_RCVTIMEO honoured"),
     E(44, sendto, sys_sendto, "dbuxPu", SF_BLOCK, PARTIAL, "MSG_OOB EOPNOTSUPP; UDP to a port nobody bound is dropped (a connected socket's next call ECONNREFUSED)"),
     E(45, recvfrom, sys_sendto, "dBuxPP", SF_BLOCK, PARTIAL, "the source address of a datagram; MSG_OOB EOPNOTSUPP, MSG_ERRQUEUE EAGAIN (no errors on the loopback)"),

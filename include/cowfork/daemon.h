@@ -47,6 +47,10 @@ struct cf_daemon_opts {
   bool quiet;                /* no log lines on stderr */
   bool no_park;              /* keep idle live sandboxes in their VMs (cf_sandbox_park) */
   double park_after;         /* park a live sandbox idle this many seconds (0: at once after each job) */
+  /* The most network a sandbox may get (--net-ceiling; a create request's
+   * "net" beyond it is 403): "none" (NULL: the default), "all" or
+   * "allow=..." (include/cowfork/netpolicy.h). */
+  const char *net_ceiling;
   /* Set when the daemon runs in its own new root (cli_jail): the host
    * directories visible there in which a sandbox's root may lie (the store,
    * the roots directory and where its entries link to). NULL: any

@@ -11,6 +11,7 @@
 
 struct cf_store;
 struct cf_mem_backend;
+struct cf_net_policy;
 
 /* When a sandbox pauses instead of going on (template create, branch). */
 enum cf_ready {
@@ -75,6 +76,10 @@ struct cf_sandbox_opts {
    * RLIMIT_NPROC (0: CF_SANDBOX_DEFAULT_PIDS). Each process beyond the
    * first holds CF_SANDBOX_PROC_FDS host fds and a VM. */
   unsigned max_pids;
+  /* Where its sockets may go beyond its own loopback (--net; NULL: none,
+   * include/cowfork/netpolicy.h). It must live as long as the sandbox.
+   * cf_template_fork: the child's own (the template's is not kept). */
+  const struct cf_net_policy *net;
 };
 #define CF_SANDBOX_DEFAULT_CPUS 2
 #define CF_SANDBOX_DEFAULT_PIDS 64
@@ -182,6 +187,14 @@ void cf_sandbox_free(struct cf_sandbox *sb);
  * host file mapped since the fork, a VM that failed): the child is then
  * unchanged and goes on in its own VM. shim/reuse.c, docs/sandbox.md. */
 int cf_sandbox_park(struct cf_sandbox *sb);
+/* A connection from outside (the daemon's forwarded port): fd, a connected
+ * host AF_UNIX stream socket (taken in every case), is queued on the
+ * sandbox's TCP listener on port (127.0.0.1 or ::1 or a wildcard), as if
+ * made from inside its own loopback; its accept gets a socket whose host fd
+ * is fd itself (no relay). Any thread, while the sandbox runs or not (its
+ * lock is taken). 0, or -1 + cf_error: ECONNREFUSED (no listener on port:
+ * fd closed), EAGAIN (its queue is full). shim/net.c. */
+int cf_sandbox_net_accept(struct cf_sandbox *sb, unsigned port, int fd);
 
 /* The seccomp-bpf filter (shim/seccomp.c, docs/security.md): while it is
  * on (cf_seccomp_set(true); off until then), every thread that runs a
@@ -192,6 +205,12 @@ int cf_sandbox_park(struct cf_sandbox *sb);
  * on unless COWFORK_SECCOMP=0 or --no-seccomp. */
 void cf_seccomp_set(bool on);
 bool cf_seccomp_enabled(void);
+/* Also let the filtered threads make AF_INET and AF_INET6 sockets (the
+ * sockets of a sandbox whose --net policy names the host's network: they
+ * are connected only where the policy allows, shim/net.c). Before the first
+ * install in the process; the cowfork command calls it when --net is not
+ * none (the daemon: when its ceiling is not none). */
+void cf_seccomp_allow_inet(bool on);
 /* Install the filter on the calling thread now (when it is on; 0 when it
  * is off or already installed): a thread that will serve guests takes it
  * before its first job (the daemon's workers), so that no such thread is
