@@ -2341,6 +2341,14 @@ long sys_lseek(struct sb *sb, const uint64_t a[6], long nr)
   if (f->type == F_DEV || f->type == F_EVENTFD || f->type == F_SIGNALFD || f->type == F_EPOLL ||
       f->type == F_TIMERFD)
     return 0; /* noop_llseek */
+  if (wh == SEEK_DATA || wh == SEEK_HOLE) {
+    if (f->type != F_TMP || !f->node)
+      return -EINVAL; /* F_VDIR, F_VIRT: default_llseek's */
+    long r = tmp_seek_data(f->node, off, wh);
+    if (r >= 0)
+      f->off = (uint64_t)r;
+    return r;
+  }
   if (f->type == F_VDIR) { /* an entry index, as tmpfs directories */
     if (wh != SEEK_SET && wh != SEEK_CUR)
       return -EINVAL;
@@ -2568,6 +2576,44 @@ long sys_ftruncate(struct sb *sb, const uint64_t a[6], long nr)
   if ((f->flags & O_ACCMODE) == O_RDONLY)
     return -EINVAL; /* Linux: not open for writing */
   return truncate_node(sb, f->node, A(1));
+}
+
+/* Linux's vfs_fallocate checks in its order, then the file's own: an
+ * upper file's is tmpfs's (tmp_fallocate); a lower file is open read-only
+ * (one opened for writing was copied up), so EBADF. */
+long sys_fallocate(struct sb *sb, const uint64_t a[6], long nr)
+{
+  int fd = (int)A(0), mode = (int)A(1);
+  int64_t off = (int64_t)A(2), len = (int64_t)A(3);
+  struct file *f;
+  if (!(f = fs_get(sb, fd)))
+    return -EBADF;
+  if (off < 0 || len <= 0)
+    return -EINVAL;
+  if (mode & ~(FALLOC_FL_KEEP_SIZE | FALLOC_FL_PUNCH_HOLE | FALLOC_FL_COLLAPSE_RANGE | FALLOC_FL_ZERO_RANGE |
+               FALLOC_FL_INSERT_RANGE | FALLOC_FL_UNSHARE_RANGE))
+    return -EOPNOTSUPP;
+  if ((mode & FALLOC_FL_PUNCH_HOLE) && !(mode & FALLOC_FL_KEEP_SIZE))
+    return -EOPNOTSUPP;
+  if ((mode & (FALLOC_FL_COLLAPSE_RANGE | FALLOC_FL_INSERT_RANGE)) && (mode & ~(FALLOC_FL_COLLAPSE_RANGE | FALLOC_FL_INSERT_RANGE)))
+    return -EINVAL;
+  if ((mode & FALLOC_FL_ZERO_RANGE) && (mode & ~(FALLOC_FL_ZERO_RANGE | FALLOC_FL_KEEP_SIZE)))
+    return -EINVAL;
+  if ((f->flags & O_ACCMODE) == O_RDONLY || f->type == F_DIR || f->type == F_TMPDIR || f->type == F_VDIR)
+    return -EBADF;
+  if (f->type == F_HOST) {
+    struct stat st;
+    if (fstat(f->hostfd, &st) == 0 && S_ISFIFO(st.st_mode))
+      return -ESPIPE;
+    return -ENODEV;
+  }
+  if (f->type != F_TMP || !f->node)
+    return -ENODEV; /* devices, eventfd, sockets...: not a regular file */
+  if (tmp_fifo(f->node))
+    return -ESPIPE;
+  if ((uint64_t)off + (uint64_t)len > (uint64_t)INT64_MAX)
+    return -EFBIG;
+  return tmp_fallocate(f->node, mode, (uint64_t)off, (uint64_t)len);
 }
 
 long sys_truncate(struct sb *sb, const uint64_t a[6], long nr)

@@ -630,7 +630,7 @@ sys_fn sys_brk, sys_madvise, sys_mlock, sys_mmap, sys_mprotect, sys_mremap, sys_
 sys_fn sys_accept, sys_connect, sys_getsockname, sys_sendmsg, sys_sendto, sys_shutdown, sys_socket, sys_sockopt;
 /* fs.c */
 sys_fn sys_link, sys_linkat, sys_symlink, sys_access, sys_chdir, sys_chmod, sys_close, sys_creat, sys_dup, sys_dup2, sys_faccessat,
-    sys_faccessat2, sys_fchdir, sys_fcntl, sys_fgetxattr, sys_flock, sys_fstat, sys_fsync, sys_ftruncate, sys_getcwd,
+    sys_faccessat2, sys_fchdir, sys_fcntl, sys_fgetxattr, sys_flock, sys_fstat, sys_fsync, sys_ftruncate, sys_fallocate, sys_getcwd,
     sys_getdents64, sys_getxattr, sys_ioctl, sys_lseek, sys_mkdir, sys_mkdirat, sys_mknod, sys_newfstatat, sys_open, sys_openat,
     sys_pipe, sys_pread64, sys_preadv, sys_preadv2, sys_pwrite64, sys_read, sys_readlink,
     sys_readlinkat, sys_readv, sys_rename, sys_renameat, sys_rmdir, sys_sendfile, sys_setxattr,
@@ -1056,6 +1056,10 @@ void tmp_utimes(struct tnode *n, const struct timespec *ts);
 long tmp_read(struct tnode *n, void *buf, uint64_t len, uint64_t off);
 long tmp_write(struct tnode *n, const void *buf, uint64_t len, uint64_t off);
 long tmp_truncate(struct tnode *n, uint64_t len);
+/* fallocate(2)'s tmpfs part: modes 0, KEEP_SIZE, PUNCH_HOLE|KEEP_SIZE; others -EOPNOTSUPP. */
+long tmp_fallocate(struct tnode *n, int mode, uint64_t off, uint64_t len);
+/* lseek's SEEK_DATA/SEEK_HOLE (whence) from off: the offset or -ENXIO. */
+long tmp_seek_data(struct tnode *n, int64_t off, int whence);
 /* The shared memory object holding n's data from now on (made on the first
  * call: the data moves from the /tmp region into it), at least end bytes
  * long: NULL and *err (-ENOSPC past the region's size, -ENFILE). */

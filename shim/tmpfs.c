@@ -1001,6 +1001,96 @@ long tmp_truncate(struct tnode *n, uint64_t len)
   return 0;
 }
 
+/* fallocate(2) on a file, as Linux's tmpfs (shmem_fallocate): mode 0 or
+ * KEEP_SIZE gives the holes of [off, off+len) pages of zeros (so later
+ * writes there cannot fail for room: ENOSPC now instead, nothing kept),
+ * the size growing to off+len unless KEEP_SIZE; PUNCH_HOLE|KEEP_SIZE frees
+ * the whole pages in the range and zeroes the rest of it. Other modes are
+ * EOPNOTSUPP (the caller checked the generic rules). Unlike Linux's tmpfs,
+ * whose allocated-but-unwritten pages SEEK_DATA skips, an allocated page
+ * is data here (as on ext4 and xfs). */
+long tmp_fallocate(struct tnode *n, int mode, uint64_t off, uint64_t len)
+{
+  if (n->dir)
+    return -EISDIR;
+  if (mode & ~(FALLOC_FL_KEEP_SIZE | FALLOC_FL_PUNCH_HOLE))
+    return -EOPNOTSUPP;
+  uint64_t end = off + len;
+  if (end < off || end > file_max(n->fs) * PAGE)
+    return -EFBIG;
+  if (mode & FALLOC_FL_PUNCH_HOLE) {
+    if (n->obj) {
+      obj_zero(n, off, end < n->obj->size ? end : n->obj->size);
+    } else {
+      uint64_t first = (off + PAGE - 1) / PAGE, last = end / PAGE; /* whole pages [first, last) */
+      if (first < last)
+        for (uint64_t i = first; i < last && i < n->npages; i++)
+          if (n->pages[i]) {
+            page_free(n->fs, n->pages[i]);
+            n->pages[i] = 0;
+          }
+      if (first >= last) {
+        zero_range(n, off, end);
+      } else {
+        zero_range(n, off, first * PAGE);
+        zero_range(n, last * PAGE, end);
+      }
+    }
+  } else if (n->obj) {
+    int r = obj_grow(n, end);
+    if (r < 0)
+      return r;
+  } else {
+    int r = reserve(n, end);
+    if (r < 0)
+      return r;
+    uint64_t first = off / PAGE, last = (end + PAGE - 1) / PAGE, holes = 0;
+    for (uint64_t i = first; i < last; i++)
+      holes += !n->pages[i];
+    if (n->fs->used + n->fs->shm_pages + holes > n->fs->npages)
+      return -ENOSPC;
+    for (uint64_t i = first; i < last; i++)
+      if (!n->pages[i]) {
+        uint64_t a = page_alloc(n->fs);
+        memset(n->fs->mem + a, 0, PAGE); /* room was checked: a != 0 */
+        n->pages[i] = a;
+      }
+  }
+  if (!(mode & FALLOC_FL_KEEP_SIZE) && end > n->size)
+    n->size = end;
+  clock_gettime(CLOCK_REALTIME, &n->ctime);
+  if (!(mode & FALLOC_FL_KEEP_SIZE) || (mode & FALLOC_FL_PUNCH_HOLE))
+    n->mtime = n->ctime;
+  return 0;
+}
+
+/* lseek SEEK_DATA/SEEK_HOLE: a page of the index is data, a 0 a hole (a
+ * shared object's: the memfd's own holes), the end of the file a hole. */
+long tmp_seek_data(struct tnode *n, int64_t off, int whence)
+{
+  if (n->dir)
+    return -EINVAL;
+  if (off < 0 || (uint64_t)off >= n->size)
+    return -ENXIO;
+  uint64_t o = (uint64_t)off, r;
+  if (n->obj) {
+    off_t k = lseek(n->obj->fd, off, whence);
+    if (k < 0)
+      return errno == ENXIO ? (whence == SEEK_DATA ? -ENXIO : (long)n->size) : -errno;
+    r = (uint64_t)k;
+  } else {
+    uint64_t i = o / PAGE;
+    while (i < n->npages && (n->pages[i] != 0) != (whence == SEEK_DATA))
+      i++;
+    if (whence == SEEK_DATA && i >= n->npages)
+      return -ENXIO;
+    r = i * PAGE > o ? i * PAGE : o;
+  }
+  if (r >= n->size)
+    return whence == SEEK_DATA ? -ENXIO : (long)n->size;
+  return (long)r;
+}
+
 struct tnode *tmp_child(struct tnode *dir, uint64_t idx, const char **name)
 {
   if (idx >= (uint64_t)dir->nkids)

@@ -778,12 +778,58 @@ static void test_pending(void)
   ok(sb->exited && sb->kill_signal == SIGTERM, "then the pending SIGTERM ends the sandbox");
 }
 
+/* fallocate and SEEK_DATA/SEEK_HOLE on an upper file as Linux's tmpfs
+ * (issue 15, item 3): tests/sandbox/posix.c checks the same against the
+ * native calls in a VM. */
+static void test_sparse(void)
+{
+  diag("fallocate, SEEK_DATA/SEEK_HOLE on a /tmp file");
+  int fd = gopen("/tmp/sparse", O_CREAT | O_RDWR | O_TRUNC, 0600);
+  S4(SYS_pwrite64, fd, gs("d"), 1, 0);
+  S4(SYS_pwrite64, fd, gs("d"), 1, 5 * PAGE + 7);
+  S2(SYS_ftruncate, fd, 10 * PAGE);
+  is(S3(SYS_lseek, fd, 0, SEEK_DATA), 0, "SEEK_DATA 0: 0");
+  is(S3(SYS_lseek, fd, 1, SEEK_HOLE), PAGE, "SEEK_HOLE 1: the next page");
+  is(S3(SYS_lseek, fd, PAGE, SEEK_DATA), 5 * PAGE, "SEEK_DATA in a hole: the next data page");
+  is(S3(SYS_lseek, fd, 6 * PAGE, SEEK_DATA), -ENXIO, "SEEK_DATA past the last data: ENXIO");
+  is(S3(SYS_lseek, fd, 10 * PAGE - 1, SEEK_HOLE), 10 * PAGE - 1, "SEEK_HOLE in the last hole: there");
+  is(S3(SYS_lseek, fd, 10 * PAGE, SEEK_HOLE), -ENXIO, "SEEK_HOLE at the end: ENXIO");
+  is(S3(SYS_lseek, fd, 0, SEEK_CUR), 10 * PAGE - 1, "the offset moved to the last answer");
+  is(S4(SYS_fallocate, fd, FALLOC_FL_KEEP_SIZE, 2 * PAGE, PAGE), 0, "fallocate KEEP_SIZE of a hole");
+  is(S3(SYS_lseek, fd, PAGE, SEEK_DATA), 2 * PAGE, "the allocated page is data");
+  is(S4(SYS_fallocate, fd, 0, 20 * PAGE, 100), 0, "fallocate past the end");
+  struct stat st;
+  gstat("/tmp/sparse", &st);
+  is(st.st_size, 20 * PAGE + 100, "the size grew to its end");
+  is(S4(SYS_fallocate, fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, 5 * PAGE + 3, 2 * PAGE), 0, "punch a hole");
+  is(S3(SYS_lseek, fd, 3 * PAGE, SEEK_DATA), 5 * PAGE, "the partial page stays data");
+  is(S3(SYS_lseek, fd, 5 * PAGE, SEEK_HOLE), 6 * PAGE, "the whole page punched is a hole");
+  ok(strcmp(gpread(fd, 8, 5 * PAGE), "") == 0 && ((char *)hp(galloc(NULL, 1)))[0] == 0, "punched bytes read zero");
+  uint64_t b = galloc(NULL, 8);
+  S4(SYS_pread64, fd, b, 8, 5 * PAGE + 7);
+  is(((char *)hp(b))[0], 0, "the byte at 5 pages + 7 was zeroed");
+  is(S4(SYS_fallocate, fd, FALLOC_FL_PUNCH_HOLE, 0, 1), -EOPNOTSUPP, "punch without KEEP_SIZE: EOPNOTSUPP");
+  is(S4(SYS_fallocate, fd, FALLOC_FL_ZERO_RANGE, 0, 1), -EOPNOTSUPP, "ZERO_RANGE: EOPNOTSUPP as tmpfs");
+  is(S4(SYS_fallocate, fd, 0, 0, 0), -EINVAL, "len 0: EINVAL");
+  int ro = gopen("/tmp/sparse", O_RDONLY, 0);
+  is(S4(SYS_fallocate, ro, 0, 0, 1), -EBADF, "not open for writing: EBADF");
+  S1(SYS_close, ro);
+  uint64_t pv = galloc(NULL, 8);
+  S2(SYS_pipe2, pv, 0);
+  int *pp = hp(pv);
+  is(S4(SYS_fallocate, pp[1], 0, 0, 1), -ESPIPE, "a pipe: ESPIPE");
+  S1(SYS_close, pp[0]);
+  S1(SYS_close, pp[1]);
+  S1(SYS_close, fd);
+  S1(SYS_unlink, gs("/tmp/sparse"));
+}
+
 int main(int argc, char **argv)
 {
   static const struct { const char *name; void (*fn)(void); } groups[] = {
       {"mkdir", test_mkdir},   {"region", test_region}, {"attrs", test_attrs},   {"locks", test_locks},
       {"shared", test_shared}, {"hidden", test_hidden}, {"select", test_select}, {"limits", test_limits},
-      {"hostfds", test_hostfds}, {"nofile", test_nofile}, {"fifo", test_fifo}, {"fifo_wait", test_fifo_wait}, {"magic", test_magic}, {"lockwait", test_lockwait}, {"pending", test_pending}, {"pipe_flags", test_pipe_flags},
+      {"hostfds", test_hostfds}, {"nofile", test_nofile}, {"fifo", test_fifo}, {"fifo_wait", test_fifo_wait}, {"magic", test_magic}, {"lockwait", test_lockwait}, {"pending", test_pending}, {"pipe_flags", test_pipe_flags}, {"sparse", test_sparse},
   };
   sb_setup();
   for (size_t i = 0; i < sizeof groups / sizeof groups[0]; i++) {
