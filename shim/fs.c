@@ -2,6 +2,13 @@
  * read-only as the lower layer, tmpfs.c's in-memory tree as the upper one),
  * its own /proc and /dev (proc.c), /dev/shm, and pipes.
  *
+ * The fd table (sb->fds, sb->cloexec: nfds entries) grows on demand, by
+ * doubling from 64, up to RLIMIT_NOFILE (Linux's 1024 soft, 65536 hard:
+ * fd_limit) and never past MAX_FDS; a fork copies the parent's nfds
+ * entries. Guest fds are not host fds: the host fds of the open files of
+ * all a sandbox's processes are counted in its first process's hostfiles,
+ * bounded by max_files (fd_install: ENFILE).
+ *
  * The root: every host path is opened with openat2(rootfd, path,
  * RESOLVE_IN_ROOT | ...): "..", absolute symlinks and symlink loops cannot
  * reach outside it. Host files are only ever opened read-only (O_PATH for
@@ -86,9 +93,36 @@ int path_abs(const char *cwd, const char *path, char *out, size_t size)
   return 0;
 }
 
+/* The fd table grows by doubling from 64 entries (a fork copies only
+ * what the parent has), never past MAX_FDS. */
+int fd_table_grow(struct sb *sb, int n)
+{
+  if (n <= sb->nfds)
+    return 0;
+  if (n > MAX_FDS)
+    return -EMFILE;
+  int cap = sb->nfds ? sb->nfds : 64;
+  while (cap < n)
+    cap *= 2;
+  if (cap > MAX_FDS)
+    cap = MAX_FDS;
+  struct file **f = realloc(sb->fds, (size_t)cap * sizeof *f);
+  if (!f)
+    return -ENOMEM;
+  sb->fds = f;
+  bool *c = realloc(sb->cloexec, (size_t)cap * sizeof *c);
+  if (!c)
+    return -ENOMEM;
+  sb->cloexec = c;
+  memset(f + sb->nfds, 0, (size_t)(cap - sb->nfds) * sizeof *f);
+  memset(c + sb->nfds, 0, (size_t)(cap - sb->nfds) * sizeof *c);
+  sb->nfds = cap;
+  return 0;
+}
+
 struct file *fs_get(struct sb *sb, int fd)
 {
-  if (fd < 0 || fd >= MAX_FDS)
+  if (fd < 0 || fd >= sb->nfds)
     return NULL;
   return sb->fds[fd];
 }
@@ -145,7 +179,9 @@ int fd_install(struct sb *sb, struct file *f, int min, bool cloexec)
   bool count = f->hostfd >= 0 && !f->hostcount;
   if (count && r->hostfiles >= SB_NOFILE(r))
     return -ENFILE;
-  for (int i = min, n = fd_limit(sb); i < n; i++)
+  for (int i = min, n = fd_limit(sb); i < n; i++) {
+    if (i >= sb->nfds && fd_table_grow(sb, i + 1) < 0)
+      return -ENOMEM;
     if (!sb->fds[i]) {
       sb->fds[i] = f;
       sb->cloexec[i] = cloexec;
@@ -155,6 +191,7 @@ int fd_install(struct sb *sb, struct file *f, int min, bool cloexec)
       }
       return i;
     }
+  }
   return -EMFILE;
 }
 
@@ -164,7 +201,7 @@ static void locks_on_close(struct sb *sb, struct file *f);
 
 static void fd_close(struct sb *sb, int fd)
 {
-  if (sb->fds[fd]) {
+  if (fd < sb->nfds && sb->fds[fd]) {
     locks_on_close(sb, sb->fds[fd]);
     file_unref(sb->fds[fd]);
     sb->fds[fd] = NULL;
@@ -341,6 +378,8 @@ int fs_init(struct sb *sb, const char *root, const int stdio[3])
       return -1;
   }
   sb->umask = 022;
+  if (fd_table_grow(sb, 64) < 0)
+    return cf_fail(ENOMEM, "calloc: %m");
   for (int i = 0; i < 3; i++) {
     int h = fcntl(stdio[i], F_DUPFD_CLOEXEC, 3);
     if (h < 0)
@@ -360,8 +399,13 @@ int fs_init(struct sb *sb, const char *root, const int stdio[3])
 void fs_fini(struct sb *sb)
 {
   fs_load_done(sb);
-  for (int i = 0; i < MAX_FDS; i++)
+  for (int i = 0; i < sb->nfds; i++)
     fd_close(sb, i);
+  free(sb->fds);
+  free(sb->cloexec);
+  sb->fds = NULL;
+  sb->cloexec = NULL;
+  sb->nfds = 0;
   net_fini(sb); /* (before the /tmp tree: its files may hold socket files) */
   free(sb->locks);
   sb->locks = NULL;
@@ -2466,6 +2510,8 @@ long sys_dup2(struct sb *sb, const uint64_t a[6], long nr)
     return -EBADF;
   if (nfd == fd)
     return nr == SYS_dup3 ? -EINVAL : nfd;
+  if (fd_table_grow(sb, nfd + 1) < 0)
+    return -ENOMEM;
   f->refs++;
   fd_close(sb, nfd);
   sb->fds[nfd] = f;
@@ -2778,10 +2824,10 @@ int fs_load_cwd(struct sb *sb, struct rbuf *r, const char *name)
 static void fds_save(struct sb *sb, struct wbuf *w)
 {
   int nfd = 0;
-  for (int i = 0; i < MAX_FDS; i++)
+  for (int i = 0; i < sb->nfds; i++)
     nfd += sb->fds[i] != NULL;
   w_u64(w, (uint64_t)nfd);
-  for (int i = 0; i < MAX_FDS; i++)
+  for (int i = 0; i < sb->nfds; i++)
     if (sb->fds[i]) {
       w_u64(w, (uint64_t)i);
       w_u64(w, (uint64_t)sb->fds[i]->save_id);
@@ -2806,8 +2852,11 @@ int fs_save(struct sb *sb, struct wbuf *w)
   }
   int np = 1;
   struct sb *const *ps = sb->w ? proc_list(sb, &np) : &sb;
-  CLEANUP_FREE struct file **files = malloc((size_t)np * MAX_FDS * sizeof *files);
-  CLEANUP_FREE struct tnode **nodes = malloc((size_t)np * MAX_FDS * sizeof *nodes);
+  size_t all = 1;
+  for (int k = 0; k < np; k++)
+    all += (size_t)ps[k]->nfds;
+  CLEANUP_FREE struct file **files = malloc(all * sizeof *files);
+  CLEANUP_FREE struct tnode **nodes = malloc(all * sizeof *nodes);
   int nf = 0, nn = 0;
   if (!files || !nodes)
     return cf_fail(ENOMEM, "out of memory");
@@ -2819,13 +2868,13 @@ int fs_save(struct sb *sb, struct wbuf *w)
       return cf_fail(ENOTSUP, "the MAP_SHARED mapping at 0x%llx%s cannot be saved (shared memory is a host "
                               "object the state does not hold): unmap it before the pause",
                      (unsigned long long)p->shmaps[0].start, p == sb ? "" : " of another process");
-    for (int i = 0; i < MAX_FDS; i++)
+    for (int i = 0; i < p->nfds; i++)
       if (p->fds[i])
         p->fds[i]->save_id = -1;
   }
   for (int k = 0; k < np; k++) {
     struct sb *p = ps[k];
-    for (int i = 0; i < MAX_FDS && !p->zombie; i++) {
+    for (int i = 0; i < p->nfds && !p->zombie; i++) {
       struct file *f = p->fds[i];
       if (!f || f->save_id >= 0)
         continue;
@@ -2883,7 +2932,11 @@ static int fds_load(struct sb *sb, struct rbuf *r, const char *name, struct file
     return cf_fail(EINVAL, "template '%s': bad fd table", name);
   for (uint64_t i = 0; i < nfd; i++) {
     uint64_t fd = r_u64(r), idx = r_u64(r), ce = r_u64(r);
-    if (r->err || fd >= MAX_FDS || idx >= n || sb->fds[fd])
+    if (r->err || fd >= MAX_FDS || idx >= n)
+      return cf_fail(EINVAL, "template '%s': bad fd table", name);
+    if (fd_table_grow(sb, (int)fd + 1) < 0)
+      return cf_fail(ENOMEM, "out of memory");
+    if (sb->fds[fd])
       return cf_fail(EINVAL, "template '%s': bad fd table", name);
     files[idx]->refs++;
     sb->fds[fd] = files[idx];

@@ -356,7 +356,14 @@ static struct sb *proc_copy(struct sb *p, bool share, long *err)
     goto nomem;
   if (p->root_tmp && !(c->root_tmp = strdup(p->root_tmp)))
     goto nomem;
-  for (int i = 0; i < MAX_FDS; i++)
+  c->fds = NULL;
+  c->cloexec = NULL;
+  c->nfds = 0;
+  if (fd_table_grow(c, p->nfds) < 0)
+    goto nomem;
+  memcpy(c->fds, p->fds, (size_t)p->nfds * sizeof *c->fds);
+  memcpy(c->cloexec, p->cloexec, (size_t)p->nfds * sizeof *c->cloexec);
+  for (int i = 0; i < c->nfds; i++)
     if (c->fds[i])
       c->fds[i]->refs++;
   if (p->nshmaps && !share) {
@@ -374,6 +381,8 @@ nomem:
     close(c->rootfd);
   free(c->root_tmp);
   free(c->vmas);
+  free(c->fds);
+  free(c->cloexec);
   free(c);
   return NULL;
 }

@@ -27,7 +27,7 @@
 #define PAGE_DOWN(x) ((x) & ~(PAGE - 1))
 
 #define MAX_VMAS 4096
-#define MAX_FDS CF_SANDBOX_MAX_FILES
+#define MAX_FDS CF_SANDBOX_NR_OPEN /* the fd table's most (sb->fds grows: fd_table_grow) */
 #define STACK_SIZE (8ull << 20)
 #define STACK_GAP (1ull << 20)
 /* Guest memory from the top: the stack, a gap, the /tmp data region (a
@@ -36,9 +36,13 @@
 #define TMP_BASE(mem) ((mem) - STACK_SIZE - STACK_GAP - TMP_SIZE(mem))
 #define MMAP_TOP(mem) (TMP_BASE(mem) - STACK_GAP)
 
-/* The sandbox's RLIMIT_NOFILE: its options' max_files, at most MAX_FDS. */
+/* The host fds the sandbox's open files may hold: its options' max_files
+ * (CF_SANDBOX_MAX_FILES when 0), at most MAX_FDS. */
 #define SB_NOFILE(sb)                                                                                          \
-  ((sb)->opts && (sb)->opts->max_files && (sb)->opts->max_files < MAX_FDS ? (int)(sb)->opts->max_files : MAX_FDS)
+  ((sb)->opts && (sb)->opts->max_files ? ((sb)->opts->max_files < MAX_FDS ? (int)(sb)->opts->max_files : MAX_FDS) \
+                                       : CF_SANDBOX_MAX_FILES)
+/* RLIMIT_NOFILE's ceiling (nr_open): max_files when given, else MAX_FDS. */
+#define SB_NR_OPEN(sb) ((sb)->opts && (sb)->opts->max_files ? SB_NOFILE(sb) : MAX_FDS)
 
 /* One guest mapping: [start, end), PROT_* bits. */
 struct vma {
@@ -217,8 +221,9 @@ struct sb {
   int rootfd;
   char root[PATH_MAX];  /* host path of the root, no trailing slash ("" for /) */
   char cwd[PATH_MAX];   /* sandbox path */
-  struct file *fds[MAX_FDS];
-  bool cloexec[MAX_FDS];
+  struct file **fds;    /* nfds entries, grown on demand up to MAX_FDS (fd_table_grow) */
+  bool *cloexec;
+  int nfds;
   unsigned umask;
   struct tmpfs *tmpfs;
 
@@ -659,6 +664,8 @@ void rlim_get(struct sb *sb, int res, struct rlimit *rl);
 /* How many fds the program may have: RLIMIT_NOFILE's soft limit, at most
  * MAX_FDS. */
 int fd_limit(struct sb *sb);
+/* fs.c: sb's fd table at least n entries long (n <= MAX_FDS): 0 or -ENOMEM. */
+int fd_table_grow(struct sb *sb, int n);
 
 /* event.c: readiness, eventfd, signalfd, epoll */
 struct wbuf;

@@ -117,10 +117,10 @@ int main(int argc, char **argv)
     return 0;
   }
   if (!strcmp(what, "fd-fork")) {
-    /* 200 host fds in the parent, then a child that closes its copies and
+    /* 700 host fds in the parent, then a child that closes its copies and
      * opens more: the sandbox's host fds are shared by its processes. */
     int n1 = 0;
-    while (n1 < 200 && open("/", O_RDONLY | O_DIRECTORY) >= 0)
+    while (n1 < 700 && open("/", O_RDONLY | O_DIRECTORY) >= 0)
       n1++;
     fflush(stdout);
     pid_t p = fork();
@@ -128,7 +128,7 @@ int main(int argc, char **argv)
       for (int fd = 3; fd < 3 + n1; fd++)
         close(fd);
       int n2 = 0, e = 0;
-      while (n2 < 300) {
+      while (n2 < 1000) {
         if (open("/", O_RDONLY | O_DIRECTORY) < 0) {
           e = errno;
           break;

@@ -480,6 +480,52 @@ static void test_nofile(void)
   opts.max_files = 0;
 }
 
+/* Without max_files: Linux's RLIMIT_NOFILE (soft 1024, hard 65536), the
+ * fd table grown on demand, host fds bounded by CF_SANDBOX_MAX_FILES
+ * (issue 15, item 3; the table was 256 fds). */
+static void test_nofile_linux(void)
+{
+  diag("RLIMIT_NOFILE as Linux: 1024, raisable to 65536; the fd table grows");
+  uint64_t rl = galloc(NULL, 16);
+  is(S4(SYS_prlimit64, 0, RLIMIT_NOFILE, 0, rl), 0, "prlimit64(RLIMIT_NOFILE)");
+  ok(((uint64_t *)hp(rl))[0] == 1024 && ((uint64_t *)hp(rl))[1] == 65536, "RLIMIT_NOFILE is 1024/65536 (%llu/%llu)",
+     (unsigned long long)((uint64_t *)hp(rl))[0], (unsigned long long)((uint64_t *)hp(rl))[1]);
+  ok(sb->nfds <= 64, "the fd table starts small (%d entries)", sb->nfds);
+  int fd = gopen("/tmp/nf", O_CREAT | O_RDWR, 0600), last = -1;
+  long r;
+  while ((r = S1(SYS_dup, fd)) >= 0)
+    last = (int)r;
+  is(r, -EMFILE, "dup past 1024: EMFILE");
+  is(last, 1023, "the last fd is 1023");
+  is(S2(SYS_dup2, fd, 1024), -EBADF, "dup2 to 1024: EBADF");
+  ((uint64_t *)hp(rl))[0] = 4096;
+  is(S4(SYS_prlimit64, 0, RLIMIT_NOFILE, rl, 0), 0, "soft limit raised to 4096");
+  is(S2(SYS_dup2, fd, 4000), 4000, "dup2 to 4000");
+  ok(sb->nfds >= 4001 && sb->nfds <= 8192, "the table grew to %d", sb->nfds);
+  is(S3(SYS_fcntl, fd, F_DUPFD, 4095), 4095, "F_DUPFD from 4095");
+  is(S3(SYS_fcntl, fd, F_DUPFD, 4096), -EINVAL, "F_DUPFD from 4096: EINVAL");
+  ((uint64_t *)hp(rl))[0] = ((uint64_t *)hp(rl))[1] = 65537;
+  is(S4(SYS_prlimit64, 0, RLIMIT_NOFILE, rl, 0), -EPERM, "hard limit above 65536: EPERM (nr_open)");
+  for (int i = fd + 1; i < 4096; i++)
+    S1(SYS_close, i);
+  /* a root file opened 300 times: a host fd each, more than the old 256 */
+  int before = host_fds(), n = 0;
+  int *fds = calloc(300, sizeof *fds);
+  for (int i = 0; i < 300; i++)
+    n += (fds[i] = gopen("/etc/plain", O_RDONLY, 0)) >= 0;
+  is(n, 300, "a root file opened 300 times");
+  ok(host_fds() - before == 300, "300 host fds held (%d)", host_fds() - before);
+  for (int i = 0; i < 300; i++)
+    S1(SYS_close, fds[i]);
+  free(fds);
+  ok(host_fds() <= before, "closed: host fds back to %d (%d)", before, host_fds());
+  ((uint64_t *)hp(rl))[0] = 1024;
+  ((uint64_t *)hp(rl))[1] = 65536;
+  is(S4(SYS_prlimit64, 0, RLIMIT_NOFILE, rl, 0), 0, "back to 1024");
+  S1(SYS_close, fd);
+  S1(SYS_unlink, gs("/tmp/nf"));
+}
+
 /* A blocking lock call on a conflict waits as on Linux. Nothing else in a
  * one-task sandbox can release the lock, so only a signal ends the wait;
  * with none possible the sandbox ends with a report (not a hang). Each case
@@ -829,7 +875,7 @@ int main(int argc, char **argv)
   static const struct { const char *name; void (*fn)(void); } groups[] = {
       {"mkdir", test_mkdir},   {"region", test_region}, {"attrs", test_attrs},   {"locks", test_locks},
       {"shared", test_shared}, {"hidden", test_hidden}, {"select", test_select}, {"limits", test_limits},
-      {"hostfds", test_hostfds}, {"nofile", test_nofile}, {"fifo", test_fifo}, {"fifo_wait", test_fifo_wait}, {"magic", test_magic}, {"lockwait", test_lockwait}, {"pending", test_pending}, {"pipe_flags", test_pipe_flags}, {"sparse", test_sparse},
+      {"hostfds", test_hostfds}, {"nofile", test_nofile}, {"fifo", test_fifo}, {"fifo_wait", test_fifo_wait}, {"magic", test_magic}, {"lockwait", test_lockwait}, {"pending", test_pending}, {"pipe_flags", test_pipe_flags}, {"sparse", test_sparse}, {"nofile_linux", test_nofile_linux},
   };
   sb_setup();
   for (size_t i = 0; i < sizeof groups / sizeof groups[0]; i++) {
