@@ -71,7 +71,7 @@ static const struct sys_ent table[NSYS] = {
     E(22, pipe, sys_pipe, "P", 0, PARTIAL, "host pipes; a sandbox with an open pipe cannot be saved"),
     E(23, select, sys_select, "iPPPP", SF_BLOCK | SF_READY, FULL, "every fd kind, as poll"),
     E(24, sched_yield, sys_sched_yield, "", 0, FULL, ""),
-    E(25, mremap, sys_mremap, "PuuxP", 0, PARTIAL, "always ENOMEM (callers fall back to mmap + copy)"),
+    E(25, mremap, sys_mremap, "PuuxP", 0, PARTIAL, "shrink, grow in place, MREMAP_MAYMOVE, MREMAP_FIXED; a shared mapping stays shared (its object grows), a private one moves as a copy; a private mapping of a root file cannot grow (ENOMEM); MREMAP_DONTUNMAP EINVAL"),
     E(26, msync, sys_msync, "Pux", 0, FULL, "checks only: a shared mapping is its file's memory"),
     E(27, mincore, NULL, "PuP", 0, ABSENT, "ENOSYS"),
     E(28, madvise, sys_madvise, "Pui", 0, PARTIAL, "MADV_DONTNEED zeroes private memory, leaves shared memory (as Linux); other advice accepted as a hint"),

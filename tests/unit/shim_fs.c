@@ -480,6 +480,52 @@ static void test_nofile(void)
   opts.max_files = 0;
 }
 
+/* mremap (issue 15, item 3; it was always ENOMEM): shrink, grow in place,
+ * MAYMOVE, FIXED, a shared file mapping moved stays the file's. */
+static void test_mremap(void)
+{
+  diag("mremap: shrink, grow in place, MREMAP_MAYMOVE, MREMAP_FIXED, shared file mappings");
+  long p = S6(SYS_mmap, 0, 16 * PAGE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  char *h = hp((uint64_t)p);
+  for (int i = 0; i < 16; i++)
+    h[i * PAGE] = (char)('a' + i);
+  S2(SYS_munmap, p + 4 * PAGE, 12 * PAGE);
+  is(S5(SYS_mremap, p, 4 * PAGE, 8 * PAGE, 0, 0), p, "grow in place");
+  ok(h[3 * PAGE] == 'd' && h[5 * PAGE] == 0, "old bytes kept, new ones zero");
+  is(S5(SYS_mremap, p, 8 * PAGE, 2 * PAGE, 0, 0), p, "shrink");
+  is(S3(SYS_msync, p + 2 * PAGE, PAGE, 0), -ENOMEM, "the tail is unmapped");
+  S6(SYS_mmap, p + 2 * PAGE, PAGE, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0);
+  is(S5(SYS_mremap, p, 2 * PAGE, 4 * PAGE, 0, 0), -ENOMEM, "grow without room nor MAYMOVE: ENOMEM");
+  long q = S5(SYS_mremap, p, 2 * PAGE, 64 * PAGE, MREMAP_MAYMOVE, 0);
+  ok(q > 0 && q != p, "MAYMOVE moved it (%lx)", q);
+  ok(q > 0 && ((char *)hp((uint64_t)q))[PAGE] == 'b' && ((char *)hp((uint64_t)q))[40 * PAGE] == 0, "moved bytes kept");
+  is(S3(SYS_msync, p, PAGE, 0), -ENOMEM, "the old range is unmapped");
+  S2(SYS_munmap, p + 2 * PAGE, PAGE);
+  long t = S6(SYS_mmap, 0, 4 * PAGE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  is(S5(SYS_mremap, q, 2 * PAGE, 3 * PAGE, MREMAP_MAYMOVE | MREMAP_FIXED, t), t, "MREMAP_FIXED to a target");
+  is(((char *)hp((uint64_t)t))[0], 'a', "the target holds the bytes");
+  is(S5(SYS_mremap, t, PAGE, PAGE, MREMAP_FIXED, t + 8 * PAGE), -EINVAL, "FIXED without MAYMOVE: EINVAL");
+  is(S5(SYS_mremap, t + 1, PAGE, PAGE, 0, 0), -EINVAL, "unaligned: EINVAL");
+  is(S5(SYS_mremap, t, PAGE, 0, MREMAP_MAYMOVE, 0), -EINVAL, "new size 0: EINVAL");
+  is(S5(SYS_mremap, p + 2 * PAGE, PAGE, 2 * PAGE, MREMAP_MAYMOVE, 0), -EFAULT, "unmapped: EFAULT");
+  S2(SYS_munmap, t, 3 * PAGE);
+  S2(SYS_munmap, q, 64 * PAGE);
+  int fd = gopen("/tmp/mr", O_CREAT | O_RDWR | O_TRUNC, 0600);
+  S2(SYS_ftruncate, fd, 4 * PAGE);
+  long m = S6(SYS_mmap, 0, PAGE, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+  ((char *)hp((uint64_t)m))[0] = 's';
+  long m2 = S5(SYS_mremap, m, PAGE, 4 * PAGE, MREMAP_MAYMOVE, 0);
+  ok(m2 > 0, "a shared file mapping grown (%ld)", m2);
+  if (m2 > 0) {
+    ((char *)hp((uint64_t)m2))[3 * PAGE] = 'e';
+    is(strcmp(gpread(fd, 1, 3 * PAGE), "e"), 0, "a store through it is in the file");
+    is(strcmp(gpread(fd, 1, 0), "s"), 0, "the first page kept");
+    S2(SYS_munmap, m2, 4 * PAGE);
+  }
+  S1(SYS_close, fd);
+  S1(SYS_unlink, gs("/tmp/mr"));
+}
+
 /* Without max_files: Linux's RLIMIT_NOFILE (soft 1024, hard 65536), the
  * fd table grown on demand, host fds bounded by CF_SANDBOX_MAX_FILES
  * (issue 15, item 3; the table was 256 fds). */
@@ -875,7 +921,7 @@ int main(int argc, char **argv)
   static const struct { const char *name; void (*fn)(void); } groups[] = {
       {"mkdir", test_mkdir},   {"region", test_region}, {"attrs", test_attrs},   {"locks", test_locks},
       {"shared", test_shared}, {"hidden", test_hidden}, {"select", test_select}, {"limits", test_limits},
-      {"hostfds", test_hostfds}, {"nofile", test_nofile}, {"fifo", test_fifo}, {"fifo_wait", test_fifo_wait}, {"magic", test_magic}, {"lockwait", test_lockwait}, {"pending", test_pending}, {"pipe_flags", test_pipe_flags}, {"sparse", test_sparse}, {"nofile_linux", test_nofile_linux},
+      {"hostfds", test_hostfds}, {"nofile", test_nofile}, {"fifo", test_fifo}, {"fifo_wait", test_fifo_wait}, {"magic", test_magic}, {"lockwait", test_lockwait}, {"pending", test_pending}, {"pipe_flags", test_pipe_flags}, {"sparse", test_sparse}, {"nofile_linux", test_nofile_linux}, {"mremap", test_mremap},
   };
   sb_setup();
   for (size_t i = 0; i < sizeof groups / sizeof groups[0]; i++) {
