@@ -1699,14 +1699,57 @@ static long do_unlink(struct sb *sb, int dirfd, uint64_t gpath, int flags)
   return o.node ? tmp_unlink(sb, o.path, rmdir, wh) : tmp_whiteout(sb, o.path);
 }
 
+/* RENAME_EXCHANGE: both names exist (ENOENT), neither inside the other
+ * (EINVAL); a directory must be one made in the sandbox (opaque), as for a
+ * rename (EXDEV otherwise, as overlayfs without redirect_dir); files are
+ * copied up, then the two upper entries swap places (tmp_exchange); where
+ * the lower has a name the upper entry keeps hiding it. */
+static long do_exchange(struct sb *sb, const char *from, const char *to)
+{
+  long r;
+  if (tmp_is_shm(from) || tmp_is_shm(to))
+    return tmp_is_shm(from) != tmp_is_shm(to) ? -EXDEV : tmp_exchange(sb, from, to);
+  if (virt_is_virt(from) || virt_is_virt(to))
+    return virt_is_virt(from) != virt_is_virt(to) ? -EXDEV : -EROFS;
+  struct ovl a, b;
+  if ((r = ovl_lookup(sb, from, false, &a)) == OVL_VIRT)
+    return -EXDEV;
+  if (r < 0)
+    return r;
+  if ((r = ovl_lookup(sb, to, false, &b)) == OVL_VIRT)
+    return -EXDEV;
+  if (r < 0)
+    return r;
+  if (!strcmp(a.path, "/") || !strcmp(b.path, "/"))
+    return -EBUSY;
+  size_t al = strlen(a.path), bl = strlen(b.path);
+  if ((!strncmp(b.path, a.path, al) && b.path[al] == '/') || (!strncmp(a.path, b.path, bl) && a.path[bl] == '/'))
+    return -EINVAL;
+  if (!strcmp(a.path, b.path))
+    return 0;
+  if ((S_ISDIR(a.st.st_mode) && (!a.node || !tmp_is_opaque(a.node))) ||
+      (S_ISDIR(b.st.st_mode) && (!b.node || !tmp_is_opaque(b.node))))
+    return -EXDEV;
+  struct tnode *n;
+  if (!a.node && (r = ovl_copyup(sb, a.path, true, &n)) < 0)
+    return r;
+  if (!b.node && (r = ovl_copyup(sb, b.path, true, &n)) < 0)
+    return r;
+  return tmp_exchange(sb, a.path, b.path);
+}
+
 static long do_rename(struct sb *sb, int ofd, uint64_t op, int nfd, uint64_t np, uint64_t flags)
 {
-  if (flags & ~(uint64_t)RENAME_NOREPLACE)
-    return -EINVAL; /* RENAME_EXCHANGE, RENAME_WHITEOUT: not done */
+  if (flags & ~(uint64_t)(RENAME_NOREPLACE | RENAME_EXCHANGE))
+    return -EINVAL; /* RENAME_WHITEOUT: not done */
+  if ((flags & RENAME_EXCHANGE) && (flags & RENAME_NOREPLACE))
+    return -EINVAL;
   char from[PATH_MAX], to[PATH_MAX];
   long r = resolve(sb, ofd, op, from, false);
   if (r < 0 || (r = resolve(sb, nfd, np, to, false)) < 0)
     return r;
+  if (flags & RENAME_EXCHANGE)
+    return do_exchange(sb, from, to);
   if (tmp_is_shm(from) || tmp_is_shm(to)) {
     struct tnode *x;
     if (tmp_is_shm(from) != tmp_is_shm(to))

@@ -1063,6 +1063,9 @@ void tmp_utimes(struct tnode *n, const struct timespec *ts);
 long tmp_read(struct tnode *n, void *buf, uint64_t len, uint64_t off);
 long tmp_write(struct tnode *n, const void *buf, uint64_t len, uint64_t off);
 long tmp_truncate(struct tnode *n, uint64_t len);
+/* renameat2 RENAME_EXCHANGE: the entries at a and b swap places (both
+ * must exist: -ENOENT; one inside the other: -EINVAL). */
+long tmp_exchange(struct sb *sb, const char *a, const char *b);
 /* fallocate(2)'s tmpfs part: modes 0, KEEP_SIZE, PUNCH_HOLE|KEEP_SIZE; others -EOPNOTSUPP. */
 long tmp_fallocate(struct tnode *n, int mode, uint64_t off, uint64_t len);
 /* lseek's SEEK_DATA/SEEK_HOLE (whence) from off: the offset or -ENXIO. */

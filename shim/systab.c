@@ -362,7 +362,7 @@ static const struct sys_ent table[NSYS] = {
     E(313, finit_module, NULL, NULL, 0, ABSENT, "ENOSYS"),
     E(314, sched_setattr, NULL, NULL, 0, ABSENT, "ENOSYS"),
     E(315, sched_getattr, NULL, NULL, 0, ABSENT, "ENOSYS"),
-    E(316, renameat2, sys_renameat, "dpdpx", 0, PARTIAL, "as rename; flags: RENAME_NOREPLACE; RENAME_EXCHANGE and RENAME_WHITEOUT EINVAL"),
+    E(316, renameat2, sys_renameat, "dpdpx", 0, PARTIAL, "as rename; flags: RENAME_NOREPLACE, RENAME_EXCHANGE (a lower or merged directory: EXDEV, as a rename); RENAME_WHITEOUT EINVAL"),
     E(317, seccomp, NULL, NULL, 0, ABSENT, "ENOSYS"),
     E(318, getrandom, sys_getrandom, "Bux", 0, FULL, "the host's"),
     E(319, memfd_create, NULL, "px", 0, ABSENT, "ENOSYS"),

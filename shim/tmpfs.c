@@ -668,6 +668,51 @@ long tmp_rename(struct sb *sb, const char *from, const char *to, bool whiteout)
   return r;
 }
 
+long tmp_exchange(struct sb *sb, const char *a, const char *b)
+{
+  struct tnode *pa, *pb;
+  const char *la, *lb;
+  int err;
+  if (!shm_prefix(a) != !shm_prefix(b))
+    return -EXDEV;
+  struct tnode *na = walk(sb, a, &pa, &la, &err);
+  if (!pa)
+    return err ? err : -EBUSY;
+  struct tnode *nb = walk(sb, b, &pb, &lb, &err);
+  if (!pb)
+    return err ? err : -EBUSY;
+  if (!na || na->whiteout || !nb || nb->whiteout)
+    return -ENOENT;
+  if (na == nb)
+    return 0;
+  for (struct tnode *x = pb; x; x = x->parent)
+    if (x == na)
+      return -EINVAL;
+  for (struct tnode *x = pa; x; x = x->parent)
+    if (x == nb)
+      return -EINVAL;
+  int ia = -1, ib = -1;
+  for (int i = 0; i < pa->nkids; i++)
+    if (pa->kids[i] == na)
+      ia = i;
+  for (int i = 0; i < pb->nkids; i++)
+    if (pb->kids[i] == nb)
+      ib = i;
+  if (ia < 0 || ib < 0)
+    return -ENOENT;
+  pa->kids[ia] = nb;
+  pb->kids[ib] = na;
+  na->parent = pb;
+  nb->parent = pa;
+  char *t = na->name;
+  na->name = nb->name;
+  nb->name = t;
+  struct timespec now;
+  clock_gettime(CLOCK_REALTIME, &now);
+  pa->mtime = pa->ctime = pb->mtime = pb->ctime = na->ctime = nb->ctime = now;
+  return 0;
+}
+
 void tmp_stat(struct tnode *n, struct stat *st)
 {
   memset(st, 0, sizeof *st);

@@ -526,6 +526,44 @@ static void test_mremap(void)
   S1(SYS_unlink, gs("/tmp/mr"));
 }
 
+/* renameat2 RENAME_EXCHANGE (issue 15, item 3; it was EINVAL). */
+static void test_exchange(void)
+{
+  diag("renameat2 RENAME_EXCHANGE: upper files, a root file, directories");
+  int fd = gopen("/tmp/xa", O_CREAT | O_WRONLY, 0600);
+  gwrite(fd, "A");
+  S1(SYS_close, fd);
+  fd = gopen("/tmp/xb", O_CREAT | O_WRONLY, 0600);
+  gwrite(fd, "B");
+  S1(SYS_close, fd);
+  S2(SYS_mkdir, gs("/tmp/xd"), 0700);
+  S1(SYS_close, gopen("/tmp/xd/in", O_CREAT | O_WRONLY, 0600));
+  is(S5(SYS_renameat2, AT_FDCWD, gs("/tmp/xa"), AT_FDCWD, gs("/tmp/xb"), RENAME_EXCHANGE), 0, "exchange two files");
+  fd = gopen("/tmp/xa", O_RDONLY, 0);
+  is(strcmp(gpread(fd, 1, 0), "B"), 0, "xa holds B");
+  S1(SYS_close, fd);
+  is(S5(SYS_renameat2, AT_FDCWD, gs("/tmp/xa"), AT_FDCWD, gs("/tmp/xd"), RENAME_EXCHANGE), 0, "a file and a directory");
+  struct stat st;
+  ok(gstat("/tmp/xa/in", &st) == 0 && gstat("/tmp/xd", &st) == 0 && S_ISREG(st.st_mode), "they swapped");
+  is(S5(SYS_renameat2, AT_FDCWD, gs("/tmp/xb"), AT_FDCWD, gs("/tmp/nope"), RENAME_EXCHANGE), -ENOENT, "a missing one: ENOENT");
+  is(S5(SYS_renameat2, AT_FDCWD, gs("/tmp/xb"), AT_FDCWD, gs("/tmp/xd"), RENAME_EXCHANGE | RENAME_NOREPLACE), -EINVAL,
+     "EXCHANGE|NOREPLACE: EINVAL");
+  is(S5(SYS_renameat2, AT_FDCWD, gs("/tmp/xa"), AT_FDCWD, gs("/tmp/xa/in"), RENAME_EXCHANGE), -EINVAL, "into itself: EINVAL");
+  is(S5(SYS_renameat2, AT_FDCWD, gs("/etc/plain"), AT_FDCWD, gs("/tmp/xb"), RENAME_EXCHANGE), 0, "a root file and an upper one");
+  fd = gopen("/etc/plain", O_RDONLY, 0);
+  is(strcmp(gpread(fd, 1, 0), "A"), 0, "/etc/plain holds the upper file's bytes");
+  S1(SYS_close, fd);
+  ok(gstat("/tmp/xb", &st) == 0 && st.st_size == 0, "/tmp/xb is the root's (empty) file");
+  char p[600];
+  snprintf(p, sizeof p, "%s/etc/plain", root);
+  ok(stat(p, &st) == 0 && st.st_size == 0, "the host's file untouched");
+  is(S5(SYS_renameat2, AT_FDCWD, gs("/etc"), AT_FDCWD, gs("/tmp/xa"), RENAME_EXCHANGE), -EXDEV, "a root directory: EXDEV");
+  S1(SYS_unlink, gs("/tmp/xa/in"));
+  S1(SYS_rmdir, gs("/tmp/xa"));
+  S1(SYS_unlink, gs("/tmp/xb"));
+  S1(SYS_unlink, gs("/tmp/xd"));
+}
+
 /* Without max_files: Linux's RLIMIT_NOFILE (soft 1024, hard 65536), the
  * fd table grown on demand, host fds bounded by CF_SANDBOX_MAX_FILES
  * (issue 15, item 3; the table was 256 fds). */
@@ -921,7 +959,7 @@ int main(int argc, char **argv)
   static const struct { const char *name; void (*fn)(void); } groups[] = {
       {"mkdir", test_mkdir},   {"region", test_region}, {"attrs", test_attrs},   {"locks", test_locks},
       {"shared", test_shared}, {"hidden", test_hidden}, {"select", test_select}, {"limits", test_limits},
-      {"hostfds", test_hostfds}, {"nofile", test_nofile}, {"fifo", test_fifo}, {"fifo_wait", test_fifo_wait}, {"magic", test_magic}, {"lockwait", test_lockwait}, {"pending", test_pending}, {"pipe_flags", test_pipe_flags}, {"sparse", test_sparse}, {"nofile_linux", test_nofile_linux}, {"mremap", test_mremap},
+      {"hostfds", test_hostfds}, {"nofile", test_nofile}, {"fifo", test_fifo}, {"fifo_wait", test_fifo_wait}, {"magic", test_magic}, {"lockwait", test_lockwait}, {"pending", test_pending}, {"pipe_flags", test_pipe_flags}, {"sparse", test_sparse}, {"nofile_linux", test_nofile_linux}, {"mremap", test_mremap}, {"exchange", test_exchange},
   };
   sb_setup();
   for (size_t i = 0; i < sizeof groups / sizeof groups[0]; i++) {
