@@ -769,6 +769,39 @@ static long reopen_fd(struct sb *sb, struct file *of, int flags, unsigned mode, 
   return 0;
 }
 
+/* O_TMPFILE: an upper file with no name, in any directory of the overlay
+ * or /dev/shm (the upper layer holds it whatever the directory's layer);
+ * linkat names it unless O_EXCL. Its path, as Linux's: "DIR/#INO". */
+static long open_tmpfile(struct sb *sb, char *abs, int flags, unsigned mode, struct file **out)
+{
+  if ((flags & (O_TMPFILE | O_CREAT)) != O_TMPFILE || (flags & O_ACCMODE) == O_RDONLY)
+    return -EINVAL;
+  struct stat st;
+  long r = stat_abs(sb, abs, false, &st);
+  if (r < 0)
+    return r;
+  if (!S_ISDIR(st.st_mode))
+    return -ENOTDIR;
+  if (virt_is_virt(abs))
+    return -EOPNOTSUPP; /* /proc, /dev: not a file system that has it */
+  struct tnode *n;
+  if ((r = tmp_tmpfile(sb, abs, mode, !(flags & O_EXCL), &n)) < 0)
+    return r;
+  tmp_stat(n, &st);
+  char path[PATH_MAX + 32];
+  snprintf(path, sizeof path, "%s/#%llu", strcmp(abs, "/") ? abs : "", (unsigned long long)st.st_ino);
+  struct file *f = file_new(F_TMP, -1, flags & (O_ACCMODE | O_APPEND | O_NONBLOCK), path);
+  if (!f) {
+    tmp_ref(n);
+    tmp_unref(n);
+    return -ENOMEM;
+  }
+  f->node = n;
+  tmp_ref(n);
+  *out = f;
+  return 0;
+}
+
 static long do_open(struct sb *sb, int dirfd, uint64_t gpath, int flags, unsigned mode)
 {
   char abs[PATH_MAX];
@@ -776,7 +809,8 @@ static long do_open(struct sb *sb, int dirfd, uint64_t gpath, int flags, unsigne
   if (r < 0)
     return r;
   struct file *f;
-  if ((r = open_abs(sb, abs, flags, mode, &f, 0)) < 0)
+  if ((flags & O_TMPFILE & ~O_DIRECTORY) ? (r = open_tmpfile(sb, abs, flags, mode, &f)) < 0
+                            : (r = open_abs(sb, abs, flags, mode, &f, 0)) < 0)
     return r;
   int fd = fd_install(sb, f, 0, flags & O_CLOEXEC);
   if (fd < 0)
@@ -1802,16 +1836,63 @@ static long do_rename(struct sb *sb, int ofd, uint64_t op, int nfd, uint64_t np,
 
 /* link, linkat: hard links within the overlay (a lower file is copied up
  * first) or within /dev/shm. */
+/* link of an open file (linkat AT_EMPTY_PATH, or a /proc/self/fd/N link
+ * followed): an upper file by its node (an O_TMPFILE one takes the name),
+ * a lower one by its path (copied up). */
+static long link_file(struct sb *sb, struct file *f, char *from, const char *to)
+{
+  long r;
+  if (f->type == F_TMPDIR || f->type == F_DIR || f->type == F_VDIR)
+    return -EPERM;
+  if (f->type == F_TMP && f->node) {
+    if (tmp_is_shm(to))
+      return tmp_link_node(sb, f->node, to);
+    struct ovl b;
+    if (virt_is_virt(to))
+      return -EXDEV;
+    if ((r = new_name(sb, to, &b)) < 0)
+      return r;
+    return tmp_link_node(sb, f->node, b.path);
+  }
+  if (f->type == F_HOST && !f->node && f->stdio < 0 && f->path[0] == '/') {
+    snprintf(from, PATH_MAX, "%s", f->path);
+    return 1; /* by its path */
+  }
+  return -EXDEV; /* a pipe, a socket, a device... */
+}
+
 static long do_link(struct sb *sb, int ofd, uint64_t op, int nfd, uint64_t np, int flags)
 {
   if (flags & ~(AT_SYMLINK_FOLLOW | AT_EMPTY_PATH))
     return -EINVAL;
-  if (flags & AT_EMPTY_PATH)
-    return -ENOENT; /* Linux without CAP_DAC_READ_SEARCH; a /proc/self/fd path is below */
   char from[PATH_MAX], to[PATH_MAX];
-  long r = resolve(sb, ofd, op, from, false);
-  if (r < 0 || (r = resolve(sb, nfd, np, to, false)) < 0)
+  long r;
+  if (flags & AT_EMPTY_PATH) {
+    char first[2];
+    if ((r = mm_str(sb, op, first, sizeof first)) < 0 && r != -ENAMETOOLONG)
+      return r;
+    if (r >= 0 && !first[0]) {
+      /* Linux: only with CAP_DAC_READ_SEARCH (root here), else ENOENT */
+      if (sb->uid != 0)
+        return -ENOENT;
+      struct file *f = fs_get(sb, ofd);
+      if (!f)
+        return ofd == AT_FDCWD ? -EPERM : -EBADF;
+      if ((r = resolve(sb, nfd, np, to, false)) < 0 || (r = link_file(sb, f, from, to)) <= 0)
+        return r;
+      goto by_path;
+    }
+  }
+  if ((r = resolve(sb, ofd, op, from, false)) < 0 || (r = resolve(sb, nfd, np, to, false)) < 0)
     return r;
+  if (flags & AT_SYMLINK_FOLLOW) {
+    struct file *f;
+    if ((r = follow_magic(sb, from, &f)) < 0)
+      return r;
+    if (f && (r = link_file(sb, f, from, to)) <= 0)
+      return r;
+  }
+by_path:;
   struct stat st;
   if (tmp_is_shm(from) || tmp_is_shm(to)) {
     if (tmp_is_shm(from) != tmp_is_shm(to))

@@ -1066,6 +1066,12 @@ long tmp_truncate(struct tnode *n, uint64_t len);
 /* renameat2 RENAME_EXCHANGE: the entries at a and b swap places (both
  * must exist: -ENOENT; one inside the other: -EINVAL). */
 long tmp_exchange(struct sb *sb, const char *a, const char *b);
+/* O_TMPFILE: a new regular file with no name (nlink 0), mode & ~umask;
+ * linkable: linkat may give it one (tmp_link_node), else (O_EXCL) never. */
+long tmp_tmpfile(struct sb *sb, const char *dir, unsigned mode, bool linkable, struct tnode **out);
+/* link(2) of the node n (an open file's) at to: as tmp_link; an unlinked
+ * node is -ENOENT unless an O_TMPFILE one, which takes the name itself. */
+long tmp_link_node(struct sb *sb, struct tnode *n, const char *to);
 /* fallocate(2)'s tmpfs part: modes 0, KEEP_SIZE, PUNCH_HOLE|KEEP_SIZE; others -EOPNOTSUPP. */
 long tmp_fallocate(struct tnode *n, int mode, uint64_t off, uint64_t len);
 /* lseek's SEEK_DATA/SEEK_HOLE (whence) from off: the offset or -ENXIO. */

@@ -48,7 +48,7 @@ struct sys_ent {
 static const struct sys_ent table[NSYS] = {
     E(0, read, sys_read, "dBu", SF_BLOCK | SF_FD0 | SF_HOSTIO, FULL, "files, pipes, the overlay, /proc, /dev"),
     E(1, write, sys_write, "dbu", SF_BLOCK | SF_HOSTIO, FULL, "a lower (root) file opened for writing was copied up at open (shim/ovl.c); the host's files are never written"),
-    E(2, open, sys_open, "pxo", SF_BLOCK, FULL, "every path writable: the root is the lower layer of an overlay whose upper layer is in guest memory (shim/ovl.c; copy-up on a write open, whiteouts, opaque directories); own /proc and /dev; a FIFO's open waits for the other side as Linux's"),
+    E(2, open, sys_open, "pxo", SF_BLOCK, FULL, "every path writable: the root is the lower layer of an overlay whose upper layer is in guest memory (shim/ovl.c; copy-up on a write open, whiteouts, opaque directories); own /proc and /dev; a FIFO's open waits for the other side as Linux's; O_TMPFILE: an upper file with no name in any directory (linkat names it unless O_EXCL; a template keeps it unnamed and no longer linkable)"),
     E(3, close, sys_close, "d", 0, FULL, ""),
     E(4, stat, sys_stat, "pP", 0, FULL, ""),
     E(5, fstat, sys_fstat, "dP", 0, FULL, ""),
@@ -311,7 +311,7 @@ static const struct sys_ent table[NSYS] = {
     E(262, newfstatat, sys_newfstatat, "dpPx", 0, FULL, ""),
     E(263, unlinkat, sys_unlinkat, "dpx", 0, PARTIAL, "as unlink and rmdir"),
     E(264, renameat, sys_renameat, "dpdp", 0, PARTIAL, "as rename"),
-    E(265, linkat, sys_linkat, "dpdpx", 0, PARTIAL, "as link; AT_SYMLINK_FOLLOW accepted, AT_EMPTY_PATH ENOENT"),
+    E(265, linkat, sys_linkat, "dpdpx", 0, PARTIAL, "as link; AT_SYMLINK_FOLLOW through /proc/self/fd/N links the open file (an O_TMPFILE one takes the name); AT_EMPTY_PATH the same for root (CAP_DAC_READ_SEARCH), else ENOENT"),
     E(266, symlinkat, sys_symlink, "pdp", 0, FULL, "as symlink"),
     E(267, readlinkat, sys_readlinkat, "dpBu", 0, FULL, ""),
     E(268, fchmodat, sys_chmod, "dpo", 0, PARTIAL, "anywhere but /proc and /dev (a lower entry is copied up with its data first; through /proc/self/fd/N too: that fd's file); EROFS there"),

@@ -77,6 +77,7 @@ struct tnode {
   uint64_t *pages;   /* guest addresses of the data pages, 0 = hole */
   struct shm_obj *obj; /* once mapped MAP_SHARED: the data is here, not in pages (tmp_shared) */
   struct tnode *target; /* a hard link (link(2)): a name of target, which it holds a reference on */
+  bool linkable;        /* made by O_TMPFILE without O_EXCL and never linked: linkat may name it (tmp_link_node) */
   int nlinks;           /* hard links to this node */
   uint64_t npages;   /* entries in pages */
   uint64_t size;
@@ -578,20 +579,62 @@ long tmp_unlink(struct sb *sb, const char *abs, bool dir, bool whiteout)
   return 0;
 }
 
+long tmp_tmpfile(struct sb *sb, const char *dir, unsigned mode, bool linkable, struct tnode **out)
+{
+  struct tnode *n = node_new(sb->tmpfs, "", false, mode & ~sb->umask);
+  if (!n)
+    return -ENOMEM;
+  (void)dir; /* one tree of pages for every directory */
+  n->uid = sb->uid;
+  n->gid = sb->gid;
+  n->linked = false;
+  n->linkable = linkable;
+  *out = n;
+  return 0;
+}
+
 long tmp_link(struct sb *sb, const char *from, const char *to)
 {
   if (!shm_prefix(from) != !shm_prefix(to))
     return -EXDEV;
-  struct tnode *n = tmp_lookup(sb, from), *parent;
-  const char *last;
-  int err;
+  struct tnode *n = tmp_lookup(sb, from);
   if (!n) {
     struct tnode *x;
     return tmp_lookup_err(sb, from, &x);
   }
+  return tmp_link_node(sb, n, to);
+}
+
+long tmp_link_node(struct sb *sb, struct tnode *n, const char *to)
+{
+  struct tnode *parent;
+  const char *last;
+  int err;
   if (n->dir)
     return -EPERM; /* Linux: no hard link to a directory */
+  if (!n->linked && !n->linkable)
+    return -ENOENT; /* Linux: a deleted file (nlink 0) gets no name again */
   struct tnode *old = walk(sb, to, &parent, &last, &err);
+  if (!parent)
+    return err ? err : -EEXIST;
+  if (old && !old->whiteout)
+    return -EEXIST;
+  if (!n->linked) { /* an O_TMPFILE file: the name is its own */
+    char *name = strdup(last);
+    if (!name)
+      return -ENOMEM;
+    free(n->name);
+    n->name = name;
+    if (add_kid(parent, n) < 0)
+      return -ENOMEM;
+    n->linkable = false;
+    if (old) {
+      del_kid(parent, old);
+      tmp_free(old);
+    }
+    clock_gettime(CLOCK_REALTIME, &n->ctime);
+    return 0;
+  }
   if (!parent)
     return err ? err : -EEXIST;
   if (old && !old->whiteout)

@@ -564,6 +564,57 @@ static void test_exchange(void)
   S1(SYS_unlink, gs("/tmp/xd"));
 }
 
+/* O_TMPFILE (issue 15, item 3; it was EISDIR): a file with no name, named
+ * by linkat through /proc/self/fd/N or AT_EMPTY_PATH. */
+static void test_tmpfile(void)
+{
+  diag("O_TMPFILE in an upper and a root directory; linkat gives it a name");
+  int fd = gopen("/tmp", O_TMPFILE | O_RDWR, 0640);
+  ok(fd >= 0, "O_TMPFILE in /tmp (%d)", fd);
+  gwrite(fd, "tmp!");
+  uint64_t b = galloc(NULL, sizeof(struct stat));
+  S2(SYS_fstat, fd, b);
+  struct stat st;
+  memcpy(&st, hp(b), sizeof st);
+  ok(st.st_nlink == 0 && S_ISREG(st.st_mode) && (st.st_mode & 0777) == 0640 && st.st_size == 4, "nlink 0, mode 0640, 4 bytes");
+  is(strcmp(glist("/tmp"), ""), 0, "/tmp lists nothing (%s)", glist("/tmp"));
+  char pp[64];
+  snprintf(pp, sizeof pp, "/proc/self/fd/%d", fd);
+  is(S5(SYS_linkat, AT_FDCWD, gs(pp), AT_FDCWD, gs("/tmp/named"), AT_SYMLINK_FOLLOW), 0, "linkat /proc/self/fd/N");
+  S2(SYS_fstat, fd, b);
+  memcpy(&st, hp(b), sizeof st);
+  is((int)st.st_nlink, 1, "nlink 1");
+  is(S5(SYS_linkat, fd, gs(""), AT_FDCWD, gs("/tmp/named2"), AT_EMPTY_PATH), 0, "linkat AT_EMPTY_PATH (root)");
+  int g = gopen("/tmp/named2", O_RDONLY, 0);
+  is(strcmp(gpread(g, 4, 0), "tmp!"), 0, "the second name reads its bytes");
+  S1(SYS_close, g);
+  S1(SYS_close, fd);
+  S1(SYS_unlink, gs("/tmp/named"));
+  S1(SYS_unlink, gs("/tmp/named2"));
+  fd = gopen("/tmp", O_TMPFILE | O_RDWR | O_EXCL, 0600);
+  snprintf(pp, sizeof pp, "/proc/self/fd/%d", fd);
+  is(S5(SYS_linkat, AT_FDCWD, gs(pp), AT_FDCWD, gs("/tmp/ex"), AT_SYMLINK_FOLLOW), -ENOENT, "O_EXCL: never named (ENOENT)");
+  S1(SYS_close, fd);
+  is(gopen("/tmp", O_TMPFILE | O_RDONLY, 0600), -EINVAL, "O_RDONLY: EINVAL");
+  is(gopen("/etc/plain", O_TMPFILE | O_RDWR, 0600), -ENOTDIR, "on a file: ENOTDIR");
+  is(gopen("/nope", O_TMPFILE | O_RDWR, 0600), -ENOENT, "on a missing directory: ENOENT");
+  fd = gopen("/etc", O_TMPFILE | O_WRONLY, 0600);
+  ok(fd >= 0, "O_TMPFILE in a root directory");
+  snprintf(pp, sizeof pp, "/proc/self/fd/%d", fd);
+  is(S5(SYS_linkat, AT_FDCWD, gs(pp), AT_FDCWD, gs("/etc/made"), AT_SYMLINK_FOLLOW), 0, "named in the root's /etc");
+  ok(gstat("/etc/made", &st) == 0 && S_ISREG(st.st_mode), "/etc/made is there");
+  char p[600];
+  snprintf(p, sizeof p, "%s/etc/made", root);
+  ok(access(p, F_OK) < 0, "not on the host");
+  S1(SYS_close, fd);
+  S1(SYS_unlink, gs("/etc/made"));
+  fd = gopen("/tmp/del", O_CREAT | O_RDWR, 0600);
+  S1(SYS_unlink, gs("/tmp/del"));
+  snprintf(pp, sizeof pp, "/proc/self/fd/%d", fd);
+  is(S5(SYS_linkat, AT_FDCWD, gs(pp), AT_FDCWD, gs("/tmp/back"), AT_SYMLINK_FOLLOW), -ENOENT, "a deleted file: ENOENT");
+  S1(SYS_close, fd);
+}
+
 /* Without max_files: Linux's RLIMIT_NOFILE (soft 1024, hard 65536), the
  * fd table grown on demand, host fds bounded by CF_SANDBOX_MAX_FILES
  * (issue 15, item 3; the table was 256 fds). */
@@ -959,7 +1010,7 @@ int main(int argc, char **argv)
   static const struct { const char *name; void (*fn)(void); } groups[] = {
       {"mkdir", test_mkdir},   {"region", test_region}, {"attrs", test_attrs},   {"locks", test_locks},
       {"shared", test_shared}, {"hidden", test_hidden}, {"select", test_select}, {"limits", test_limits},
-      {"hostfds", test_hostfds}, {"nofile", test_nofile}, {"fifo", test_fifo}, {"fifo_wait", test_fifo_wait}, {"magic", test_magic}, {"lockwait", test_lockwait}, {"pending", test_pending}, {"pipe_flags", test_pipe_flags}, {"sparse", test_sparse}, {"nofile_linux", test_nofile_linux}, {"mremap", test_mremap}, {"exchange", test_exchange},
+      {"hostfds", test_hostfds}, {"nofile", test_nofile}, {"fifo", test_fifo}, {"fifo_wait", test_fifo_wait}, {"magic", test_magic}, {"lockwait", test_lockwait}, {"pending", test_pending}, {"pipe_flags", test_pipe_flags}, {"sparse", test_sparse}, {"nofile_linux", test_nofile_linux}, {"mremap", test_mremap}, {"exchange", test_exchange}, {"tmpfile", test_tmpfile},
   };
   sb_setup();
   for (size_t i = 0; i < sizeof groups / sizeof groups[0]; i++) {
