@@ -331,7 +331,7 @@ static const struct sys_ent table[NSYS] = {
     E(282, signalfd, sys_signalfd, "dPu", 0, PARTIAL, "siginfo: signo, code, pid, uid; saved in snapshots"),
     E(283, timerfd_create, sys_timerfd_create, "ix", 0, PARTIAL, "a sandbox with an open timerfd cannot be saved as a template; its timer is the file's own (shared across fork)"),
     E(284, eventfd, sys_eventfd, "u", 0, FULL, "saved in snapshots"),
-    E(285, fallocate, sys_fallocate, "dixx", 0, PARTIAL, "upper files as Linux's tmpfs: modes 0, KEEP_SIZE, PUNCH_HOLE|KEEP_SIZE (others EOPNOTSUPP); an allocated page is data for SEEK_DATA (tmpfs: a hole until written); a lower file is open read-only: EBADF"),
+    E(285, fallocate, sys_fallocate, "dixx", 0, PARTIAL, "upper files as Linux's tmpfs: modes 0, KEEP_SIZE, PUNCH_HOLE|KEEP_SIZE (others EOPNOTSUPP); an allocated page is a hole for SEEK_DATA until written, as tmpfs; a lower file is open read-only: EBADF"),
     E(286, timerfd_settime, sys_timerfd_settime, "dxPP", 0, PARTIAL, "TFD_TIMER_CANCEL_ON_SET accepted, never cancels (the sandbox cannot set the clock)"),
     E(287, timerfd_gettime, sys_timerfd_gettime, "dP", 0, FULL, ""),
     E(288, accept4, sys_accept, "dPPx", SF_BLOCK, FULL, "as accept; SOCK_NONBLOCK, SOCK_CLOEXEC"),

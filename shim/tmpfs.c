@@ -74,7 +74,7 @@ struct tnode {
   int uid, gid;
   int refs;
   uint64_t ino;
-  uint64_t *pages;   /* guest addresses of the data pages, 0 = hole */
+  uint64_t *pages;   /* guest addresses of the data pages, 0 = hole; | UNWRITTEN: fallocated, not written */
   struct shm_obj *obj; /* once mapped MAP_SHARED: the data is here, not in pages (tmp_shared) */
   struct tnode *target; /* a hard link (link(2)): a name of target, which it holds a reference on */
   bool linkable;        /* made by O_TMPFILE without O_EXCL and never linked: linkat may name it (tmp_link_node) */
@@ -88,6 +88,12 @@ struct tnode {
   struct tnode **kids;
   int nkids;
 };
+
+/* A page-index entry's low bit: a page fallocate gave and nothing wrote
+ * yet. It reads as zeros and holds its room, and SEEK_DATA takes it for a
+ * hole, as Linux's tmpfs (a folio not uptodate). PG() is the address. */
+#define UNWRITTEN 1ull
+#define PG(e) ((e) & ~(PAGE - 1))
 
 static uint64_t next_ino = 1000000; /* atomic: sandboxes run on several threads */
 
@@ -202,7 +208,7 @@ static void drop_pages(struct tnode *n, uint64_t from)
 {
   for (uint64_t i = from; i < n->npages; i++)
     if (n->pages[i]) {
-      page_free(n->fs, n->pages[i]);
+      page_free(n->fs, PG(n->pages[i]));
       n->pages[i] = 0;
     }
 }
@@ -821,7 +827,7 @@ long tmp_read(struct tnode *n, void *buf, uint64_t len, uint64_t off)
     uint64_t pi = (off + done) / PAGE, po = (off + done) % PAGE;
     uint64_t k = PAGE - po < len - done ? PAGE - po : len - done;
     if (pi < n->npages && n->pages[pi])
-      memcpy(out + done, n->fs->mem + n->pages[pi] + po, k);
+      memcpy(out + done, n->fs->mem + PG(n->pages[pi]) + po, k);
     else
       memset(out + done, 0, k);
     done += k;
@@ -860,7 +866,7 @@ static void zero_range(struct tnode *n, uint64_t from, uint64_t to)
     uint64_t pi = from / PAGE, po = from % PAGE;
     uint64_t k = PAGE - po < to - from ? PAGE - po : to - from;
     if (pi < n->npages && n->pages[pi])
-      memset(n->fs->mem + n->pages[pi] + po, 0, k);
+      memset(n->fs->mem + PG(n->pages[pi]) + po, 0, k);
     from += k;
   }
 }
@@ -948,7 +954,7 @@ struct shm_obj *tmp_shared(struct sb *sb, struct tnode *n, uint64_t end, int *er
   if (!o)
     return NULL;
   for (uint64_t i = 0; i < n->npages; i++)
-    if (n->pages[i] && pwrite(o->fd, fs->mem + n->pages[i], PAGE, (off_t)(i * PAGE)) != (ssize_t)PAGE) {
+    if (n->pages[i] && pwrite(o->fd, fs->mem + PG(n->pages[i]), PAGE, (off_t)(i * PAGE)) != (ssize_t)PAGE) {
       shm_unref(o);
       *err = -ENOSPC;
       return NULL;
@@ -1050,6 +1056,7 @@ long tmp_write(struct tnode *n, const void *buf, uint64_t len, uint64_t off)
       memset(n->fs->mem + a, 0, PAGE); /* a page is fully written when allocated */
       n->pages[pi] = a;
     }
+    n->pages[pi] &= ~UNWRITTEN;
     memcpy(n->fs->mem + n->pages[pi] + po, in + done, k);
     done += k;
   }
@@ -1094,9 +1101,8 @@ long tmp_truncate(struct tnode *n, uint64_t len)
  * writes there cannot fail for room: ENOSPC now instead, nothing kept),
  * the size growing to off+len unless KEEP_SIZE; PUNCH_HOLE|KEEP_SIZE frees
  * the whole pages in the range and zeroes the rest of it. Other modes are
- * EOPNOTSUPP (the caller checked the generic rules). Unlike Linux's tmpfs,
- * whose allocated-but-unwritten pages SEEK_DATA skips, an allocated page
- * is data here (as on ext4 and xfs). */
+ * EOPNOTSUPP (the caller checked the generic rules). An allocated page is
+ * UNWRITTEN until written: SEEK_DATA skips it, as Linux's tmpfs. */
 long tmp_fallocate(struct tnode *n, int mode, uint64_t off, uint64_t len)
 {
   if (n->dir)
@@ -1114,7 +1120,7 @@ long tmp_fallocate(struct tnode *n, int mode, uint64_t off, uint64_t len)
       if (first < last)
         for (uint64_t i = first; i < last && i < n->npages; i++)
           if (n->pages[i]) {
-            page_free(n->fs, n->pages[i]);
+            page_free(n->fs, PG(n->pages[i]));
             n->pages[i] = 0;
           }
       if (first >= last) {
@@ -1141,7 +1147,7 @@ long tmp_fallocate(struct tnode *n, int mode, uint64_t off, uint64_t len)
       if (!n->pages[i]) {
         uint64_t a = page_alloc(n->fs);
         memset(n->fs->mem + a, 0, PAGE); /* room was checked: a != 0 */
-        n->pages[i] = a;
+        n->pages[i] = a | UNWRITTEN;
       }
   }
   if (!(mode & FALLOC_FL_KEEP_SIZE) && end > n->size)
@@ -1168,7 +1174,7 @@ long tmp_seek_data(struct tnode *n, int64_t off, int whence)
     r = (uint64_t)k;
   } else {
     uint64_t i = o / PAGE;
-    while (i < n->npages && (n->pages[i] != 0) != (whence == SEEK_DATA))
+    while (i < n->npages && (n->pages[i] != 0 && !(n->pages[i] & UNWRITTEN)) != (whence == SEEK_DATA))
       i++;
     if (whence == SEEK_DATA && i >= n->npages)
       return -ENXIO;
@@ -1367,9 +1373,11 @@ int tmp_load(struct tmpfs *fs, struct rbuf *r, struct tnode ***nodes_out, size_t
       if (r->err)
         goto bad;
       for (uint64_t k = 0; k < np; k++) {
-        uint64_t a = n->pages[k];
-        if (!a)
+        uint64_t a = PG(n->pages[k]);
+        if (!n->pages[k])
           continue;
+        if (n->pages[k] % PAGE & ~UNWRITTEN)
+          a = 1; /* (refused below) */
         uint64_t pi = (a - fs->base) / PAGE;
         if (a < fs->base || a % PAGE || pi >= fs->npages || (fs->bitmap[pi / 64] & (1ull << (pi % 64)))) {
           /* never free what is not ours: this page and the unchecked rest */

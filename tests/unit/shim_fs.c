@@ -977,7 +977,9 @@ static void test_sparse(void)
   is(S3(SYS_lseek, fd, 10 * PAGE, SEEK_HOLE), -ENXIO, "SEEK_HOLE at the end: ENXIO");
   is(S3(SYS_lseek, fd, 0, SEEK_CUR), 10 * PAGE - 1, "the offset moved to the last answer");
   is(S4(SYS_fallocate, fd, FALLOC_FL_KEEP_SIZE, 2 * PAGE, PAGE), 0, "fallocate KEEP_SIZE of a hole");
-  is(S3(SYS_lseek, fd, PAGE, SEEK_DATA), 2 * PAGE, "the allocated page is data");
+  is(S3(SYS_lseek, fd, PAGE, SEEK_DATA), 5 * PAGE, "the allocated page is a hole until written (tmpfs)");
+  S4(SYS_pwrite64, fd, gs("w"), 1, 2 * PAGE + 9);
+  is(S3(SYS_lseek, fd, PAGE, SEEK_DATA), 2 * PAGE, "written, it is data");
   is(S4(SYS_fallocate, fd, 0, 20 * PAGE, 100), 0, "fallocate past the end");
   struct stat st;
   gstat("/tmp/sparse", &st);
