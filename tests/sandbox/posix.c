@@ -319,7 +319,7 @@ static void remaps(void)
   close(fd);
 }
 
-static void otmpfile(void)
+static void otmpfile(const char *lowerfile)
 {
   int fd = open(D, O_TMPFILE | O_RDWR, 0640);
   printf("O_TMPFILE: %s\n", en(fd));
@@ -353,14 +353,14 @@ static void otmpfile(void)
   printf("O_TMPFILE on a file: %s\n", en(open(P("plain"), O_TMPFILE | O_RDWR, 0600)));
   printf("O_TMPFILE on a missing dir: %s\n", en(open(P("nope"), O_TMPFILE | O_RDWR, 0600)));
   unlink(P("plain"));
-  /* in a directory of the root (lower), in the sandbox: the overlay's */
-  const char *home = getenv("POSIX_ROOTDIR");
-  if (home) {
-    fd = open(home, O_TMPFILE | O_WRONLY, 0600);
-    printf("O_TMPFILE in a root directory: %s\n", en(fd));
-    if (fd >= 0)
-      close(fd);
-  }
+  /* in the lower file's directory: the root's, in the sandbox */
+  char home[512];
+  snprintf(home, sizeof home, "%s", lowerfile);
+  *strrchr(home, '/') = 0;
+  fd = open(home, O_TMPFILE | O_WRONLY, 0600);
+  printf("O_TMPFILE in a root directory: %s\n", en(fd));
+  if (fd >= 0)
+    close(fd);
 }
 
 static void exchange(void)
@@ -469,7 +469,7 @@ int main(int argc, char **argv)
   RUN("lower", lower(argv[2]));
   RUN("shared", shared());
   RUN("mremap", remaps());
-  RUN("tmpfile", otmpfile());
+  RUN("tmpfile", otmpfile(argv[2]));
   RUN("exchange", exchange());
   RUN("dents", dents());
   unlink(P("nf"));
