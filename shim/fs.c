@@ -41,6 +41,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
+#include <sys/inotify.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
@@ -91,6 +92,15 @@ int path_abs(const char *cwd, const char *path, char *out, size_t size)
     out[1] = 0;
   }
   return 0;
+}
+
+/* r, after telling the watchers (inotify.c) of a change at path when it
+ * succeeded. */
+static long note(struct sb *sb, long r, const char *path, uint32_t mask, bool dir)
+{
+  if (r >= 0)
+    inotify_event(sb, path, mask, 0, dir);
+  return r;
 }
 
 /* The fd table grows by doubling from 64 entries (a fork copies only
@@ -152,6 +162,8 @@ void file_unref(struct file *f)
   event_release(f);
   if (f->sock)
     net_release(f);
+  if (f->inotify)
+    inotify_release(f);
   if (f->type == F_HOST && f->node)
     fifo_close(f);
   if (f->hostcount)
@@ -769,6 +781,19 @@ static long reopen_fd(struct sb *sb, struct file *of, int flags, unsigned mode, 
   return 0;
 }
 
+long fs_canonical(struct sb *sb, uint64_t gpath, bool follow, char *abs, bool *isdir)
+{
+  long r = resolve(sb, AT_FDCWD, gpath, abs, false);
+  struct stat st;
+  if (r < 0 || (r = stat_abs(sb, abs, !follow, &st)) < 0)
+    return r;
+  *isdir = S_ISDIR(st.st_mode);
+  struct ovl o;
+  if (!tmp_is_shm(abs) && !virt_is_virt(abs) && ovl_lookup(sb, abs, follow, &o) == 0)
+    snprintf(abs, PATH_MAX, "%s", o.path);
+  return 0;
+}
+
 /* O_TMPFILE: an upper file with no name, in any directory of the overlay
  * or /dev/shm (the upper layer holds it whatever the directory's layer);
  * linkat names it unless O_EXCL. Its path, as Linux's: "DIR/#INO". */
@@ -852,7 +877,7 @@ static long open_abs(struct sb *sb, char *abs, int flags, unsigned mode, struct 
       if (!(flags & O_CREAT) || r != -ENOENT)
         return r;
       r = tmp_create(sb, abs, false, mode, &n);
-      if (r < 0)
+      if (note(sb, r, abs, IN_CREATE, false) < 0)
         return r;
     }
   } else {
@@ -869,6 +894,7 @@ static long open_abs(struct sb *sb, char *abs, int flags, unsigned mode, struct 
       struct tnode *dir;
       if ((r = ovl_copyup_parent(sb, o.path, &dir)) < 0 || (r = tmp_create(sb, o.path, false, mode, &n)) < 0)
         return r;
+      inotify_event(sb, o.path, IN_CREATE, 0, false);
       snprintf(abs, PATH_MAX, "%s", o.path);
     } else if (r < 0) {
       return r;
@@ -1101,6 +1127,8 @@ static long do_write_held(struct sb *sb, struct file *f, uint64_t buf, uint64_t 
     r = tmp_write(f->node, p, len, o);
     if (r > 0 && off < 0)
       f->off = o + (uint64_t)r;
+    if (r > 0)
+      inotify_event(sb, f->path, IN_MODIFY, 0, false);
     return r;
   }
   case F_EVENTFD:
@@ -1712,7 +1740,7 @@ static long do_unlink(struct sb *sb, int dirfd, uint64_t gpath, int flags)
     return -EINVAL;
   bool rmdir = flags & AT_REMOVEDIR;
   if (tmp_is_shm(abs))
-    return tmp_unlink(sb, abs, rmdir, false);
+    return note(sb, tmp_unlink(sb, abs, rmdir, false), abs, IN_DELETE, rmdir);
   if (virt_is_virt(abs))
     return virt_name(sb, abs, false);
   struct ovl o;
@@ -1730,7 +1758,18 @@ static long do_unlink(struct sb *sb, int dirfd, uint64_t gpath, int flags)
   struct tnode *dir;
   if ((r = ovl_copyup_parent(sb, o.path, &dir)) < 0)
     return r;
-  return o.node ? tmp_unlink(sb, o.path, rmdir, wh) : tmp_whiteout(sb, o.path);
+  return note(sb, o.node ? tmp_unlink(sb, o.path, rmdir, wh) : tmp_whiteout(sb, o.path), o.path, IN_DELETE, rmdir);
+}
+
+/* A rename done (r 0): IN_MOVED_FROM and IN_MOVED_TO with one cookie. */
+static long moved(struct sb *sb, long r, const char *from, const char *to, bool dir)
+{
+  if (r == 0) {
+    uint32_t c = inotify_cookie(sb);
+    inotify_event(sb, from, IN_MOVED_FROM, c, dir);
+    inotify_event(sb, to, IN_MOVED_TO, c, dir);
+  }
+  return r;
 }
 
 /* RENAME_EXCHANGE: both names exist (ENOENT), neither inside the other
@@ -1790,7 +1829,7 @@ static long do_rename(struct sb *sb, int ofd, uint64_t op, int nfd, uint64_t np,
       return -EXDEV;
     if ((flags & RENAME_NOREPLACE) && tmp_lookup_err(sb, to, &x) == 0)
       return -EEXIST;
-    return tmp_rename(sb, from, to, false);
+    return moved(sb, tmp_rename(sb, from, to, false), from, to, false);
   }
   if (virt_is_virt(from) || virt_is_virt(to))
     return virt_is_virt(from) != virt_is_virt(to) ? -EXDEV : -EROFS;
@@ -1831,7 +1870,7 @@ static long do_rename(struct sb *sb, int ofd, uint64_t op, int nfd, uint64_t np,
     return r;
   if ((r = ovl_copyup_parent(sb, b.path, &n)) < 0)
     return r;
-  return tmp_rename(sb, a.path, b.path, ovl_lower_has(sb, a.path));
+  return moved(sb, tmp_rename(sb, a.path, b.path, ovl_lower_has(sb, a.path)), a.path, b.path, dir);
 }
 
 /* link, linkat: hard links within the overlay (a lower file is copied up
@@ -1846,13 +1885,13 @@ static long link_file(struct sb *sb, struct file *f, char *from, const char *to)
     return -EPERM;
   if (f->type == F_TMP && f->node) {
     if (tmp_is_shm(to))
-      return tmp_link_node(sb, f->node, to);
+      return note(sb, tmp_link_node(sb, f->node, to), to, IN_CREATE, false);
     struct ovl b;
     if (virt_is_virt(to))
       return -EXDEV;
     if ((r = new_name(sb, to, &b)) < 0)
       return r;
-    return tmp_link_node(sb, f->node, b.path);
+    return note(sb, tmp_link_node(sb, f->node, b.path), b.path, IN_CREATE, false);
   }
   if (f->type == F_HOST && !f->node && f->stdio < 0 && f->path[0] == '/') {
     snprintf(from, PATH_MAX, "%s", f->path);
@@ -1897,7 +1936,7 @@ by_path:;
   if (tmp_is_shm(from) || tmp_is_shm(to)) {
     if (tmp_is_shm(from) != tmp_is_shm(to))
       return stat_abs(sb, from, true, &st) < 0 ? -ENOENT : -EXDEV;
-    return tmp_link(sb, from, to);
+    return note(sb, tmp_link(sb, from, to), to, IN_CREATE, false);
   }
   if (virt_is_virt(from) || virt_is_virt(to))
     return (r = stat_abs(sb, from, true, &st)) < 0 ? r : virt_is_virt(from) != virt_is_virt(to) ? -EXDEV : -EPERM;
@@ -1913,7 +1952,7 @@ by_path:;
   struct tnode *n;
   if (!a.node && (r = ovl_copyup(sb, a.path, true, &n)) < 0)
     return r;
-  return tmp_link(sb, a.path, b.path);
+  return note(sb, tmp_link(sb, a.path, b.path), b.path, IN_CREATE, false);
 }
 
 long sys_link(struct sb *sb, const uint64_t a[6], long nr)
@@ -1939,13 +1978,13 @@ long sys_symlink(struct sb *sb, const uint64_t a[6], long nr)
     return -ENOENT;
   struct tnode *n;
   if (tmp_is_shm(abs))
-    return tmp_symlink(sb, abs, target, &n);
+    return note(sb, tmp_symlink(sb, abs, target, &n), abs, IN_CREATE, false);
   if (virt_is_virt(abs))
     return virt_name(sb, abs, true);
   struct ovl o;
   if ((r = new_name(sb, abs, &o)) < 0)
     return r;
-  return tmp_symlink(sb, o.path, target, &n);
+  return note(sb, tmp_symlink(sb, o.path, target, &n), o.path, IN_CREATE, false);
 }
 
 static long do_mkdir(struct sb *sb, int dirfd, uint64_t gpath, unsigned mode)
@@ -1956,13 +1995,13 @@ static long do_mkdir(struct sb *sb, int dirfd, uint64_t gpath, unsigned mode)
     return r;
   struct tnode *n;
   if (tmp_is_shm(abs))
-    return tmp_create(sb, abs, true, mode, &n);
+    return note(sb, tmp_create(sb, abs, true, mode, &n), abs, IN_CREATE, true);
   if (virt_is_virt(abs))
     return virt_name(sb, abs, true);
   struct ovl o;
   if ((r = new_name(sb, abs, &o)) < 0)
     return r;
-  return tmp_create(sb, o.path, true, mode, &n);
+  return note(sb, tmp_create(sb, o.path, true, mode, &n), o.path, IN_CREATE, true);
 }
 
 /* mknod, mknodat: a FIFO, a regular file (type 0 or S_IFREG) or a socket
@@ -2018,9 +2057,11 @@ static long mknod_abs(struct sb *sb, const char *abs, unsigned mode, struct tnod
   struct tnode *dir;
   if (!tmp_is_shm(o.path) && (r = ovl_copyup_parent(sb, o.path, &dir)) < 0)
     return r;
-  return type == S_IFIFO ? tmp_mkfifo(sb, o.path, mode, np)
-         : type == S_IFSOCK ? tmp_mksock(sb, o.path, mode, np)
-                            : tmp_create(sb, o.path, false, mode, np);
+  return note(sb,
+              type == S_IFIFO    ? tmp_mkfifo(sb, o.path, mode, np)
+              : type == S_IFSOCK ? tmp_mksock(sb, o.path, mode, np)
+                                 : tmp_create(sb, o.path, false, mode, np),
+              o.path, IN_CREATE, false);
 }
 
 /* bind(2) of an AF_UNIX path name (net.c): mknod S_IFSOCK with the mode
@@ -2745,7 +2786,7 @@ long sys_ftruncate(struct sb *sb, const uint64_t a[6], long nr)
     return f->type == F_HOST ? -EINVAL : -EROFS;
   if ((f->flags & O_ACCMODE) == O_RDONLY)
     return -EINVAL; /* Linux: not open for writing */
-  return truncate_node(sb, f->node, A(1));
+  return note(sb, truncate_node(sb, f->node, A(1)), f->path, IN_MODIFY, false);
 }
 
 /* Linux's vfs_fallocate checks in its order, then the file's own: an
@@ -2783,7 +2824,7 @@ long sys_fallocate(struct sb *sb, const uint64_t a[6], long nr)
     return -ESPIPE;
   if ((uint64_t)off + (uint64_t)len > (uint64_t)INT64_MAX)
     return -EFBIG;
-  return tmp_fallocate(f->node, mode, (uint64_t)off, (uint64_t)len);
+  return note(sb, tmp_fallocate(f->node, mode, (uint64_t)off, (uint64_t)len), f->path, IN_MODIFY, false);
 }
 
 long sys_truncate(struct sb *sb, const uint64_t a[6], long nr)
@@ -3002,6 +3043,9 @@ int fs_save(struct sb *sb, struct wbuf *w)
       struct file *f = p->fds[i];
       if (!f || f->save_id >= 0)
         continue;
+      if (f->inotify)
+        return cf_fail(ENOTSUP, "fd %d%s is an inotify instance: a sandbox with one cannot be saved (close it "
+                                "before the pause)", i, p == sb ? "" : " of another process");
       if (f->type == F_HOST && f->stdio < 0 && strncmp(f->path, "pipe:", 5) == 0)
         return cf_fail(ENOTSUP, "fd %d%s is a pipe: a sandbox with an open pipe cannot be saved", i,
                        p == sb ? "" : " of another process");

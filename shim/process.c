@@ -344,6 +344,7 @@ static struct sb *proc_copy(struct sb *p, bool share, long *err)
   c->child_cpu_ns = 0;
   c->lkwait.on = false; /* (another thread of the parent may wait in F_SETLKW) */
   c->net = NULL; /* the sandbox's socket names are the first process's (net.c) */
+  c->inotifies = NULL; /* (the first process's: inotify.c) */
   c->parent = p;
   /* the copies (a vfork child sharing the memory takes the owner's
    * address-space fields instead: proc_mm_pull) */

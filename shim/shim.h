@@ -110,6 +110,7 @@ struct file {
   bool fifo_nohup;
   uint64_t fifo_w0;
   struct sock *sock;    /* a socket (F_HOST, path "socket:"): what it is (net.c) */
+  struct inotify *inotify; /* an inotify instance (F_HOST on a packet pipe's read end): inotify.c */
 };
 
 struct ksigaction {
@@ -381,6 +382,7 @@ struct sb {
    * parent, and after its end the status a wait takes */
   struct world *w;
   struct sb *parent;
+  struct inotify *inotifies; /* the first process: the sandbox's inotify instances (inotify.c) */
   int hostfiles;            /* the first process: host fds held by the open files of all the
                                sandbox's processes, at most its RLIMIT_NOFILE (ENFILE past it) */
   int pgid, sid;
@@ -664,6 +666,17 @@ void rlim_get(struct sb *sb, int res, struct rlimit *rl);
 /* How many fds the program may have: RLIMIT_NOFILE's soft limit, at most
  * MAX_FDS. */
 int fd_limit(struct sb *sb);
+/* inotify.c: the watchers are told of a change at path (canonical) with
+ * mask (IN_CREATE, IN_DELETE, IN_MODIFY, IN_MOVED_FROM/TO with cookie...);
+ * dir: the entry is a directory (IN_ISDIR). */
+void inotify_event(struct sb *sb, const char *path, uint32_t mask, uint32_t cookie, bool dir);
+uint32_t inotify_cookie(struct sb *sb);
+/* f's instance goes (its last reference is dropped: file_unref). */
+void inotify_release(struct file *f);
+sys_fn sys_inotify_init, sys_inotify_add_watch, sys_inotify_rm_watch;
+/* fs.c: gpath as a canonical sandbox path (the overlay's, symlinks
+ * followed unless !follow) into abs (PATH_MAX) of an existing entry. */
+long fs_canonical(struct sb *sb, uint64_t gpath, bool follow, char *abs, bool *isdir);
 /* fs.c: sb's fd table at least n entries long (n <= MAX_FDS): 0 or -ENOMEM. */
 int fd_table_grow(struct sb *sb, int n);
 

@@ -16,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/inotify.h>
 #include <sys/mman.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
@@ -450,6 +451,95 @@ static void dents(void)
   rmdir(P("dl"));
 }
 
+static const char *mask_names(uint32_t m)
+{
+  static char b[256];
+  static const struct { uint32_t bit; const char *name; } names[] = {
+      {IN_ACCESS, "ACCESS"}, {IN_MODIFY, "MODIFY"}, {IN_ATTRIB, "ATTRIB"}, {IN_CLOSE_WRITE, "CLOSE_WRITE"},
+      {IN_CLOSE_NOWRITE, "CLOSE_NOWRITE"}, {IN_OPEN, "OPEN"}, {IN_MOVED_FROM, "MOVED_FROM"}, {IN_MOVED_TO, "MOVED_TO"},
+      {IN_CREATE, "CREATE"}, {IN_DELETE, "DELETE"}, {IN_DELETE_SELF, "DELETE_SELF"}, {IN_MOVE_SELF, "MOVE_SELF"},
+      {IN_UNMOUNT, "UNMOUNT"}, {IN_Q_OVERFLOW, "Q_OVERFLOW"}, {IN_IGNORED, "IGNORED"}, {IN_ISDIR, "ISDIR"}};
+  b[0] = 0;
+  for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
+    if (m & names[i].bit) {
+      strcat(b, b[0] ? "|" : "");
+      strcat(b, names[i].name);
+    }
+  return b;
+}
+
+/* Every event queued now, one line each (the moved pair: "same cookie"). */
+static void events(int fd, const char *when)
+{
+  char buf[4096] __attribute__((aligned(8)));
+  uint32_t cookie = 0;
+  printf("inotify %s:", when);
+  for (;;) {
+    long n = read(fd, buf, sizeof buf);
+    if (n < 0) {
+      printf(" then %s\n", strerrorname_np(errno));
+      return;
+    }
+    for (long o = 0; o < n;) {
+      struct inotify_event *e = (void *)(buf + o);
+      printf(" [wd %d %s %s", e->wd, mask_names(e->mask), e->len ? e->name : "-");
+      if (e->cookie)
+        printf(" cookie %s", cookie == e->cookie ? "same" : "new");
+      cookie = e->cookie ? e->cookie : cookie;
+      printf("]");
+      o += (long)sizeof *e + e->len;
+    }
+  }
+}
+
+static void watches(void)
+{
+  mkdir(P("iw"), 0700);
+  int in = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
+  printf("inotify_init1: %s\n", en(in));
+  int wd = inotify_add_watch(in, P("iw"), IN_CREATE | IN_DELETE | IN_MODIFY | IN_MOVED_FROM | IN_MOVED_TO);
+  printf("add_watch: %d\n", wd);
+  printf("add_watch again: %d\n", inotify_add_watch(in, P("iw"), IN_CREATE | IN_DELETE | IN_MODIFY | IN_MOVED_FROM | IN_MOVED_TO));
+  events(in, "at first");
+  int fd = open(P("iw/a"), O_CREAT | O_WRONLY, 0600);
+  events(in, "create");
+  write(fd, "x", 1);
+  events(in, "write");
+  int wf = inotify_add_watch(in, P("iw/a"), IN_MODIFY);
+  printf("add_watch of the file: %d\n", wf);
+  write(fd, "y", 1);
+  events(in, "write with two watches");
+  inotify_rm_watch(in, wf);
+  events(in, "rm_watch of the file");
+  close(fd);
+  rename(P("iw/a"), P("iw/b"));
+  events(in, "rename");
+  mkdir(P("iw/sub"), 0700);
+  rmdir(P("iw/sub"));
+  unlink(P("iw/b"));
+  events(in, "mkdir, rmdir, unlink");
+  fd = open(P("iw/c"), O_CREAT | O_WRONLY, 0600);
+  ftruncate(fd, 100);
+  close(fd);
+  symlink("c", P("iw/l"));
+  link(P("iw/c"), P("iw/h"));
+  events(in, "create, ftruncate, symlink, link");
+  const char *first = en(inotify_rm_watch(in, wd));
+  printf("rm_watch: %s, again: %s\n", first, en(inotify_rm_watch(in, wd)));
+  events(in, "rm_watch");
+  printf("add_watch of a missing path: %s\n", en(inotify_add_watch(in, P("nope"), IN_CREATE)));
+  printf("add_watch mask 0: %s\n", en(inotify_add_watch(in, P("iw"), 0)));
+  printf("add_watch of a bad fd: %s\n", en(inotify_add_watch(999, P("iw"), IN_CREATE)));
+  printf("add_watch of a file fd: %s\n", en(inotify_add_watch(1, P("iw"), IN_CREATE)));
+  printf("add_watch IN_ONLYDIR of a file: %s\n", en(inotify_add_watch(in, P("iw/c"), IN_CREATE | IN_ONLYDIR)));
+  printf("inotify_init1 bad flag: %s\n", en(inotify_init1(1)));
+  close(in);
+  unlink(P("iw/c"));
+  unlink(P("iw/l"));
+  unlink(P("iw/h"));
+  rmdir(P("iw"));
+}
+
 int main(int argc, char **argv)
 {
   if (argc < 3)
@@ -472,6 +562,7 @@ int main(int argc, char **argv)
   RUN("tmpfile", otmpfile(argv[2]));
   RUN("exchange", exchange());
   RUN("dents", dents());
+  RUN("inotify", watches());
   unlink(P("nf"));
   unlink(P("t"));
   unlink(P("fa"));

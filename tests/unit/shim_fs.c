@@ -17,6 +17,8 @@
 #include <sys/mman.h>
 #include <sys/resource.h>
 #include <sys/select.h>
+#include <poll.h>
+#include <sys/inotify.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
@@ -615,6 +617,64 @@ static void test_tmpfile(void)
   S1(SYS_close, fd);
 }
 
+/* The next inotify event as "MASK NAME" (mask in hex), or the errno. */
+static const char *ievent(int in)
+{
+  static char out[300];
+  uint64_t b = galloc(NULL, 4096);
+  long n = S3(SYS_read, in, b, 4096);
+  if (n < 0) {
+    snprintf(out, sizeof out, "%s", strerrorname_np((int)-n));
+    return out;
+  }
+  struct inotify_event e;
+  memcpy(&e, hp(b), sizeof e);
+  snprintf(out, sizeof out, "%d %x %s%s", e.wd, e.mask, e.len ? (char *)hp(b) + sizeof e : "-", e.cookie ? " c" : "");
+  return out;
+}
+
+/* inotify (issue 15, item 3; it was ENOSYS): the calls Python's and
+ * Node's watchers make, for changes made in the sandbox. */
+static void test_inotify(void)
+{
+  diag("inotify: create, modify, rename, delete in a watched directory");
+  S2(SYS_mkdir, gs("/tmp/iw"), 0700);
+  int before = host_fds();
+  int in = (int)S1(SYS_inotify_init1, IN_NONBLOCK);
+  ok(in >= 0, "inotify_init1 (%d)", in);
+  int wd = (int)S3(SYS_inotify_add_watch, in, gs("/tmp/iw"), IN_CREATE | IN_DELETE | IN_MODIFY | IN_MOVED_FROM | IN_MOVED_TO);
+  is(wd, 1, "add_watch: wd 1");
+  is(strcmp(ievent(in), "EAGAIN"), 0, "nothing yet: EAGAIN");
+  int fd = gopen("/tmp/iw/a", O_CREAT | O_WRONLY, 0600);
+  is(strcmp(ievent(in), "1 100 a"), 0, "IN_CREATE a");
+  gwrite(fd, "x");
+  is(strcmp(ievent(in), "1 2 a"), 0, "IN_MODIFY a");
+  S1(SYS_close, fd);
+  S2(SYS_rename, gs("/tmp/iw/a"), gs("/tmp/iw/b"));
+  is(strcmp(ievent(in), "1 40 a c"), 0, "IN_MOVED_FROM a, a cookie");
+  is(strcmp(ievent(in), "1 80 b c"), 0, "IN_MOVED_TO b");
+  S2(SYS_mkdir, gs("/tmp/iw/d"), 0700);
+  is(strcmp(ievent(in), "1 40000100 d"), 0, "IN_CREATE|IN_ISDIR d");
+  S1(SYS_unlink, gs("/tmp/iw/b"));
+  is(strcmp(ievent(in), "1 200 b"), 0, "IN_DELETE b");
+  uint64_t pf = galloc(NULL, 8);
+  int *pfd = hp(pf);
+  pfd[0] = in;
+  pfd[1] = POLLIN;
+  is(S3(SYS_poll, pf, 1, 0), 0, "poll: not ready when empty");
+  S1(SYS_rmdir, gs("/tmp/iw/d"));
+  is(S3(SYS_poll, pf, 1, 0), 1, "poll: ready with an event");
+  is(strcmp(ievent(in), "1 40000200 d"), 0, "IN_DELETE|IN_ISDIR d");
+  is(S2(SYS_inotify_rm_watch, in, wd), 0, "rm_watch");
+  is(strcmp(ievent(in), "1 8000 -"), 0, "IN_IGNORED");
+  is(S2(SYS_inotify_rm_watch, in, wd), -EINVAL, "rm_watch again: EINVAL");
+  is(S3(SYS_inotify_add_watch, in, gs("/tmp/nope"), IN_CREATE), -ENOENT, "a missing path: ENOENT");
+  is(S3(SYS_inotify_add_watch, 0, gs("/tmp/iw"), IN_CREATE), -EINVAL, "not an inotify fd: EINVAL");
+  S1(SYS_close, in);
+  is(host_fds(), before, "closed: its host fds are gone");
+  S1(SYS_rmdir, gs("/tmp/iw"));
+}
+
 /* Without max_files: Linux's RLIMIT_NOFILE (soft 1024, hard 65536), the
  * fd table grown on demand, host fds bounded by CF_SANDBOX_MAX_FILES
  * (issue 15, item 3; the table was 256 fds). */
@@ -1012,7 +1072,7 @@ int main(int argc, char **argv)
   static const struct { const char *name; void (*fn)(void); } groups[] = {
       {"mkdir", test_mkdir},   {"region", test_region}, {"attrs", test_attrs},   {"locks", test_locks},
       {"shared", test_shared}, {"hidden", test_hidden}, {"select", test_select}, {"limits", test_limits},
-      {"hostfds", test_hostfds}, {"nofile", test_nofile}, {"fifo", test_fifo}, {"fifo_wait", test_fifo_wait}, {"magic", test_magic}, {"lockwait", test_lockwait}, {"pending", test_pending}, {"pipe_flags", test_pipe_flags}, {"sparse", test_sparse}, {"nofile_linux", test_nofile_linux}, {"mremap", test_mremap}, {"exchange", test_exchange}, {"tmpfile", test_tmpfile},
+      {"hostfds", test_hostfds}, {"nofile", test_nofile}, {"fifo", test_fifo}, {"fifo_wait", test_fifo_wait}, {"magic", test_magic}, {"lockwait", test_lockwait}, {"pending", test_pending}, {"pipe_flags", test_pipe_flags}, {"sparse", test_sparse}, {"nofile_linux", test_nofile_linux}, {"mremap", test_mremap}, {"exchange", test_exchange}, {"tmpfile", test_tmpfile}, {"inotify", test_inotify},
   };
   sb_setup();
   for (size_t i = 0; i < sizeof groups / sizeof groups[0]; i++) {
