@@ -657,13 +657,11 @@ static void test_inotify(void)
   is(strcmp(ievent(in), "1 40000100 d"), 0, "IN_CREATE|IN_ISDIR d");
   S1(SYS_unlink, gs("/tmp/iw/b"));
   is(strcmp(ievent(in), "1 200 b"), 0, "IN_DELETE b");
-  uint64_t pf = galloc(NULL, 8);
-  int *pfd = hp(pf);
-  pfd[0] = in;
-  pfd[1] = POLLIN;
-  is(S3(SYS_poll, pf, 1, 0), 0, "poll: not ready when empty");
+  /* (file_poll: what poll, select and epoll ask; a signal an earlier
+   * group left pending would end a poll call first) */
+  is(file_poll(sb, fs_get(sb, in)) & POLLIN, 0, "poll: not ready when empty");
   S1(SYS_rmdir, gs("/tmp/iw/d"));
-  is(S3(SYS_poll, pf, 1, 0), 1, "poll: ready with an event");
+  is(file_poll(sb, fs_get(sb, in)) & POLLIN, POLLIN, "poll: ready with an event");
   is(strcmp(ievent(in), "1 40000200 d"), 0, "IN_DELETE|IN_ISDIR d");
   is(S2(SYS_inotify_rm_watch, in, wd), 0, "rm_watch");
   is(strcmp(ievent(in), "1 8000 -"), 0, "IN_IGNORED");
