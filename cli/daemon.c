@@ -136,8 +136,8 @@ static int cmd_daemon(const struct cli_cmd *cmd, int argc, char **argv)
       break;
     case OPT_FILES:
       v = strtoul(optarg, &end, 10);
-      if (*end || v < 4 || v > CF_SANDBOX_MAX_FILES)
-        return cli_usage(cmd, "bad --max-files '%s' (4..%d)", optarg, CF_SANDBOX_MAX_FILES);
+      if (*end || v < 4 || v > CF_SANDBOX_NR_OPEN)
+        return cli_usage(cmd, "bad --max-files '%s' (4..%d)", optarg, CF_SANDBOX_NR_OPEN);
       o.max_files = (unsigned)v;
       break;
     case OPT_MEMORY:
@@ -576,7 +576,7 @@ const struct cli_cmd cli_daemon_cmds[] = {
      "  --workers N         threads running sandboxes (default 2 x CPUs)\n"
      "  --max-sandboxes N   live sandboxes at once; 429 past it (default 512, lowered to\n"
      "                      what RLIMIT_NOFILE holds; given and not fitting: refused)\n"
-     "  --max-files N       open files per sandbox, its RLIMIT_NOFILE (default and most 256)\n"
+     "  --max-files N       open files per sandbox, its RLIMIT_NOFILE (default 256)\n"
      "  --max-memory SIZE   private memory of the live sandboxes; creates and resumes past\n"
      "                      it get 507 (default 3/4 of RAM)\n"
      "  --max-body SIZE     largest request body; 413 past it (default 8M)\n"

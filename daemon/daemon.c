@@ -2699,8 +2699,10 @@ static void on_uffd_end(void *ctx, uint64_t id, pid_t pid, const struct cf_uffd_
  * checked against the machine's RAM + swap (default: 3/4 of RAM). */
 static int fit_limits(struct daemon *d, struct cf_daemon_opts *o, bool live_given)
 {
-  if (!o->max_files || o->max_files > CF_SANDBOX_MAX_FILES)
-    o->max_files = CF_SANDBOX_MAX_FILES;
+  if (!o->max_files)
+    o->max_files = 256; /* the daemon's default share (a sandbox of `cowfork run` has CF_SANDBOX_MAX_FILES) */
+  if (o->max_files > CF_SANDBOX_NR_OPEN)
+    o->max_files = CF_SANDBOX_NR_OPEN;
   cf_nofile_raise();
   struct rlimit rl;
   if (getrlimit(RLIMIT_NOFILE, &rl) < 0)

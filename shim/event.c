@@ -968,9 +968,15 @@ static long epoll_scan(struct sb *sb, void *ctx, struct hostset *h)
     if (!it->on_rdl && item_poll(sb, it, &fresh, 1) && fresh)
       rdl_append(it);
   }
-  struct epitem *rdl[MAX_FDS * 4], *back[MAX_FDS * 4];
+  int nready = 0;
+  for (struct epitem *it = ep->head; it && it->on_rdl; it = it->next)
+    nready++;
+  CLEANUP_FREE struct epitem **rdl = malloc((size_t)(2 * nready + 2) * sizeof *rdl);
+  if (!rdl)
+    return -ENOMEM;
+  struct epitem **back = rdl + nready + 1;
   int nr = 0, nb = 0, n = 0;
-  for (struct epitem *it = ep->head; it && it->on_rdl && nr < (int)(sizeof rdl / sizeof rdl[0]); it = it->next)
+  for (struct epitem *it = ep->head; it && it->on_rdl && nr < nready; it = it->next)
     rdl[nr++] = it;
   for (int i = 0; i < nr && n < c->max; i++) {
     struct epitem *it = rdl[i];

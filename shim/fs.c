@@ -2,6 +2,13 @@
  * read-only as the lower layer, tmpfs.c's in-memory tree as the upper one),
  * its own /proc and /dev (proc.c), /dev/shm, and pipes.
  *
+ * The fd table (sb->fds, sb->cloexec: nfds entries) grows on demand, by
+ * doubling from 64, up to RLIMIT_NOFILE (Linux's 1024 soft, 65536 hard:
+ * fd_limit) and never past MAX_FDS; a fork copies the parent's nfds
+ * entries. Guest fds are not host fds: the host fds of the open files of
+ * all a sandbox's processes are counted in its first process's hostfiles,
+ * bounded by max_files (fd_install: ENFILE).
+ *
  * The root: every host path is opened with openat2(rootfd, path,
  * RESOLVE_IN_ROOT | ...): "..", absolute symlinks and symlink loops cannot
  * reach outside it. Host files are only ever opened read-only (O_PATH for
@@ -34,6 +41,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
+#include <sys/inotify.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
@@ -86,9 +94,45 @@ int path_abs(const char *cwd, const char *path, char *out, size_t size)
   return 0;
 }
 
+/* r, after telling the watchers (inotify.c) of a change at path when it
+ * succeeded. */
+static long note(struct sb *sb, long r, const char *path, uint32_t mask, bool dir)
+{
+  if (r >= 0)
+    inotify_event(sb, path, mask, 0, dir);
+  return r;
+}
+
+/* The fd table grows by doubling from 64 entries (a fork copies only
+ * what the parent has), never past MAX_FDS. */
+int fd_table_grow(struct sb *sb, int n)
+{
+  if (n <= sb->nfds)
+    return 0;
+  if (n > MAX_FDS)
+    return -EMFILE;
+  int cap = sb->nfds ? sb->nfds : 64;
+  while (cap < n)
+    cap *= 2;
+  if (cap > MAX_FDS)
+    cap = MAX_FDS;
+  struct file **f = realloc(sb->fds, (size_t)cap * sizeof *f);
+  if (!f)
+    return -ENOMEM;
+  sb->fds = f;
+  bool *c = realloc(sb->cloexec, (size_t)cap * sizeof *c);
+  if (!c)
+    return -ENOMEM;
+  sb->cloexec = c;
+  memset(f + sb->nfds, 0, (size_t)(cap - sb->nfds) * sizeof *f);
+  memset(c + sb->nfds, 0, (size_t)(cap - sb->nfds) * sizeof *c);
+  sb->nfds = cap;
+  return 0;
+}
+
 struct file *fs_get(struct sb *sb, int fd)
 {
-  if (fd < 0 || fd >= MAX_FDS)
+  if (fd < 0 || fd >= sb->nfds)
     return NULL;
   return sb->fds[fd];
 }
@@ -118,6 +162,8 @@ void file_unref(struct file *f)
   event_release(f);
   if (f->sock)
     net_release(f);
+  if (f->inotify)
+    inotify_release(f);
   if (f->type == F_HOST && f->node)
     fifo_close(f);
   if (f->hostcount)
@@ -145,7 +191,9 @@ int fd_install(struct sb *sb, struct file *f, int min, bool cloexec)
   bool count = f->hostfd >= 0 && !f->hostcount;
   if (count && r->hostfiles >= SB_NOFILE(r))
     return -ENFILE;
-  for (int i = min, n = fd_limit(sb); i < n; i++)
+  for (int i = min, n = fd_limit(sb); i < n; i++) {
+    if (i >= sb->nfds && fd_table_grow(sb, i + 1) < 0)
+      return -ENOMEM;
     if (!sb->fds[i]) {
       sb->fds[i] = f;
       sb->cloexec[i] = cloexec;
@@ -155,6 +203,7 @@ int fd_install(struct sb *sb, struct file *f, int min, bool cloexec)
       }
       return i;
     }
+  }
   return -EMFILE;
 }
 
@@ -164,7 +213,7 @@ static void locks_on_close(struct sb *sb, struct file *f);
 
 static void fd_close(struct sb *sb, int fd)
 {
-  if (sb->fds[fd]) {
+  if (fd < sb->nfds && sb->fds[fd]) {
     locks_on_close(sb, sb->fds[fd]);
     file_unref(sb->fds[fd]);
     sb->fds[fd] = NULL;
@@ -341,6 +390,8 @@ int fs_init(struct sb *sb, const char *root, const int stdio[3])
       return -1;
   }
   sb->umask = 022;
+  if (fd_table_grow(sb, 64) < 0)
+    return cf_fail(ENOMEM, "calloc: %m");
   for (int i = 0; i < 3; i++) {
     int h = fcntl(stdio[i], F_DUPFD_CLOEXEC, 3);
     if (h < 0)
@@ -360,8 +411,13 @@ int fs_init(struct sb *sb, const char *root, const int stdio[3])
 void fs_fini(struct sb *sb)
 {
   fs_load_done(sb);
-  for (int i = 0; i < MAX_FDS; i++)
+  for (int i = 0; i < sb->nfds; i++)
     fd_close(sb, i);
+  free(sb->fds);
+  free(sb->cloexec);
+  sb->fds = NULL;
+  sb->cloexec = NULL;
+  sb->nfds = 0;
   net_fini(sb); /* (before the /tmp tree: its files may hold socket files) */
   free(sb->locks);
   sb->locks = NULL;
@@ -725,6 +781,52 @@ static long reopen_fd(struct sb *sb, struct file *of, int flags, unsigned mode, 
   return 0;
 }
 
+long fs_canonical(struct sb *sb, uint64_t gpath, bool follow, char *abs, bool *isdir)
+{
+  long r = resolve(sb, AT_FDCWD, gpath, abs, false);
+  struct stat st;
+  if (r < 0 || (r = stat_abs(sb, abs, !follow, &st)) < 0)
+    return r;
+  *isdir = S_ISDIR(st.st_mode);
+  struct ovl o;
+  if (!tmp_is_shm(abs) && !virt_is_virt(abs) && ovl_lookup(sb, abs, follow, &o) == 0)
+    snprintf(abs, PATH_MAX, "%s", o.path);
+  return 0;
+}
+
+/* O_TMPFILE: an upper file with no name, in any directory of the overlay
+ * or /dev/shm (the upper layer holds it whatever the directory's layer);
+ * linkat names it unless O_EXCL. Its path, as Linux's: "DIR/#INO". */
+static long open_tmpfile(struct sb *sb, char *abs, int flags, unsigned mode, struct file **out)
+{
+  if ((flags & (O_TMPFILE | O_CREAT)) != O_TMPFILE || (flags & O_ACCMODE) == O_RDONLY)
+    return -EINVAL;
+  struct stat st;
+  long r = stat_abs(sb, abs, false, &st);
+  if (r < 0)
+    return r;
+  if (!S_ISDIR(st.st_mode))
+    return -ENOTDIR;
+  if (virt_is_virt(abs))
+    return -EOPNOTSUPP; /* /proc, /dev: not a file system that has it */
+  struct tnode *n;
+  if ((r = tmp_tmpfile(sb, abs, mode, !(flags & O_EXCL), &n)) < 0)
+    return r;
+  tmp_stat(n, &st);
+  char path[PATH_MAX + 32];
+  snprintf(path, sizeof path, "%s/#%llu", strcmp(abs, "/") ? abs : "", (unsigned long long)st.st_ino);
+  struct file *f = file_new(F_TMP, -1, flags & (O_ACCMODE | O_APPEND | O_NONBLOCK), path);
+  if (!f) {
+    tmp_ref(n);
+    tmp_unref(n);
+    return -ENOMEM;
+  }
+  f->node = n;
+  tmp_ref(n);
+  *out = f;
+  return 0;
+}
+
 static long do_open(struct sb *sb, int dirfd, uint64_t gpath, int flags, unsigned mode)
 {
   char abs[PATH_MAX];
@@ -732,7 +834,8 @@ static long do_open(struct sb *sb, int dirfd, uint64_t gpath, int flags, unsigne
   if (r < 0)
     return r;
   struct file *f;
-  if ((r = open_abs(sb, abs, flags, mode, &f, 0)) < 0)
+  if ((flags & O_TMPFILE & ~O_DIRECTORY) ? (r = open_tmpfile(sb, abs, flags, mode, &f)) < 0
+                            : (r = open_abs(sb, abs, flags, mode, &f, 0)) < 0)
     return r;
   int fd = fd_install(sb, f, 0, flags & O_CLOEXEC);
   if (fd < 0)
@@ -774,7 +877,7 @@ static long open_abs(struct sb *sb, char *abs, int flags, unsigned mode, struct 
       if (!(flags & O_CREAT) || r != -ENOENT)
         return r;
       r = tmp_create(sb, abs, false, mode, &n);
-      if (r < 0)
+      if (note(sb, r, abs, IN_CREATE, false) < 0)
         return r;
     }
   } else {
@@ -791,6 +894,7 @@ static long open_abs(struct sb *sb, char *abs, int flags, unsigned mode, struct 
       struct tnode *dir;
       if ((r = ovl_copyup_parent(sb, o.path, &dir)) < 0 || (r = tmp_create(sb, o.path, false, mode, &n)) < 0)
         return r;
+      inotify_event(sb, o.path, IN_CREATE, 0, false);
       snprintf(abs, PATH_MAX, "%s", o.path);
     } else if (r < 0) {
       return r;
@@ -1023,6 +1127,8 @@ static long do_write_held(struct sb *sb, struct file *f, uint64_t buf, uint64_t 
     r = tmp_write(f->node, p, len, o);
     if (r > 0 && off < 0)
       f->off = o + (uint64_t)r;
+    if (r > 0)
+      inotify_event(sb, f->path, IN_MODIFY, 0, false);
     return r;
   }
   case F_EVENTFD:
@@ -1634,7 +1740,7 @@ static long do_unlink(struct sb *sb, int dirfd, uint64_t gpath, int flags)
     return -EINVAL;
   bool rmdir = flags & AT_REMOVEDIR;
   if (tmp_is_shm(abs))
-    return tmp_unlink(sb, abs, rmdir, false);
+    return note(sb, tmp_unlink(sb, abs, rmdir, false), abs, IN_DELETE, rmdir);
   if (virt_is_virt(abs))
     return virt_name(sb, abs, false);
   struct ovl o;
@@ -1652,24 +1758,78 @@ static long do_unlink(struct sb *sb, int dirfd, uint64_t gpath, int flags)
   struct tnode *dir;
   if ((r = ovl_copyup_parent(sb, o.path, &dir)) < 0)
     return r;
-  return o.node ? tmp_unlink(sb, o.path, rmdir, wh) : tmp_whiteout(sb, o.path);
+  return note(sb, o.node ? tmp_unlink(sb, o.path, rmdir, wh) : tmp_whiteout(sb, o.path), o.path, IN_DELETE, rmdir);
+}
+
+/* A rename done (r 0): IN_MOVED_FROM and IN_MOVED_TO with one cookie. */
+static long moved(struct sb *sb, long r, const char *from, const char *to, bool dir)
+{
+  if (r == 0) {
+    uint32_t c = inotify_cookie(sb);
+    inotify_event(sb, from, IN_MOVED_FROM, c, dir);
+    inotify_event(sb, to, IN_MOVED_TO, c, dir);
+  }
+  return r;
+}
+
+/* RENAME_EXCHANGE: both names exist (ENOENT), neither inside the other
+ * (EINVAL); a directory must be one made in the sandbox (opaque), as for a
+ * rename (EXDEV otherwise, as overlayfs without redirect_dir); files are
+ * copied up, then the two upper entries swap places (tmp_exchange); where
+ * the lower has a name the upper entry keeps hiding it. */
+static long do_exchange(struct sb *sb, const char *from, const char *to)
+{
+  long r;
+  if (tmp_is_shm(from) || tmp_is_shm(to))
+    return tmp_is_shm(from) != tmp_is_shm(to) ? -EXDEV : tmp_exchange(sb, from, to);
+  if (virt_is_virt(from) || virt_is_virt(to))
+    return virt_is_virt(from) != virt_is_virt(to) ? -EXDEV : -EROFS;
+  struct ovl a, b;
+  if ((r = ovl_lookup(sb, from, false, &a)) == OVL_VIRT)
+    return -EXDEV;
+  if (r < 0)
+    return r;
+  if ((r = ovl_lookup(sb, to, false, &b)) == OVL_VIRT)
+    return -EXDEV;
+  if (r < 0)
+    return r;
+  if (!strcmp(a.path, "/") || !strcmp(b.path, "/"))
+    return -EBUSY;
+  size_t al = strlen(a.path), bl = strlen(b.path);
+  if ((!strncmp(b.path, a.path, al) && b.path[al] == '/') || (!strncmp(a.path, b.path, bl) && a.path[bl] == '/'))
+    return -EINVAL;
+  if (!strcmp(a.path, b.path))
+    return 0;
+  if ((S_ISDIR(a.st.st_mode) && (!a.node || !tmp_is_opaque(a.node))) ||
+      (S_ISDIR(b.st.st_mode) && (!b.node || !tmp_is_opaque(b.node))))
+    return -EXDEV;
+  struct tnode *n;
+  if (!a.node && (r = ovl_copyup(sb, a.path, true, &n)) < 0)
+    return r;
+  if (!b.node && (r = ovl_copyup(sb, b.path, true, &n)) < 0)
+    return r;
+  return tmp_exchange(sb, a.path, b.path);
 }
 
 static long do_rename(struct sb *sb, int ofd, uint64_t op, int nfd, uint64_t np, uint64_t flags)
 {
-  if (flags & ~(uint64_t)RENAME_NOREPLACE)
-    return -EINVAL; /* RENAME_EXCHANGE, RENAME_WHITEOUT: not done */
+  if (flags & ~(uint64_t)(RENAME_NOREPLACE | RENAME_EXCHANGE))
+    return -EINVAL; /* RENAME_WHITEOUT: not done */
+  if ((flags & RENAME_EXCHANGE) && (flags & RENAME_NOREPLACE))
+    return -EINVAL;
   char from[PATH_MAX], to[PATH_MAX];
   long r = resolve(sb, ofd, op, from, false);
   if (r < 0 || (r = resolve(sb, nfd, np, to, false)) < 0)
     return r;
+  if (flags & RENAME_EXCHANGE)
+    return do_exchange(sb, from, to);
   if (tmp_is_shm(from) || tmp_is_shm(to)) {
     struct tnode *x;
     if (tmp_is_shm(from) != tmp_is_shm(to))
       return -EXDEV;
     if ((flags & RENAME_NOREPLACE) && tmp_lookup_err(sb, to, &x) == 0)
       return -EEXIST;
-    return tmp_rename(sb, from, to, false);
+    return moved(sb, tmp_rename(sb, from, to, false), from, to, false);
   }
   if (virt_is_virt(from) || virt_is_virt(to))
     return virt_is_virt(from) != virt_is_virt(to) ? -EXDEV : -EROFS;
@@ -1710,26 +1870,73 @@ static long do_rename(struct sb *sb, int ofd, uint64_t op, int nfd, uint64_t np,
     return r;
   if ((r = ovl_copyup_parent(sb, b.path, &n)) < 0)
     return r;
-  return tmp_rename(sb, a.path, b.path, ovl_lower_has(sb, a.path));
+  return moved(sb, tmp_rename(sb, a.path, b.path, ovl_lower_has(sb, a.path)), a.path, b.path, dir);
 }
 
 /* link, linkat: hard links within the overlay (a lower file is copied up
  * first) or within /dev/shm. */
+/* link of an open file (linkat AT_EMPTY_PATH, or a /proc/self/fd/N link
+ * followed): an upper file by its node (an O_TMPFILE one takes the name),
+ * a lower one by its path (copied up). */
+static long link_file(struct sb *sb, struct file *f, char *from, const char *to)
+{
+  long r;
+  if (f->type == F_TMPDIR || f->type == F_DIR || f->type == F_VDIR)
+    return -EPERM;
+  if (f->type == F_TMP && f->node) {
+    if (tmp_is_shm(to))
+      return note(sb, tmp_link_node(sb, f->node, to), to, IN_CREATE, false);
+    struct ovl b;
+    if (virt_is_virt(to))
+      return -EXDEV;
+    if ((r = new_name(sb, to, &b)) < 0)
+      return r;
+    return note(sb, tmp_link_node(sb, f->node, b.path), b.path, IN_CREATE, false);
+  }
+  if (f->type == F_HOST && !f->node && f->stdio < 0 && f->path[0] == '/') {
+    snprintf(from, PATH_MAX, "%s", f->path);
+    return 1; /* by its path */
+  }
+  return -EXDEV; /* a pipe, a socket, a device... */
+}
+
 static long do_link(struct sb *sb, int ofd, uint64_t op, int nfd, uint64_t np, int flags)
 {
   if (flags & ~(AT_SYMLINK_FOLLOW | AT_EMPTY_PATH))
     return -EINVAL;
-  if (flags & AT_EMPTY_PATH)
-    return -ENOENT; /* Linux without CAP_DAC_READ_SEARCH; a /proc/self/fd path is below */
   char from[PATH_MAX], to[PATH_MAX];
-  long r = resolve(sb, ofd, op, from, false);
-  if (r < 0 || (r = resolve(sb, nfd, np, to, false)) < 0)
+  long r;
+  if (flags & AT_EMPTY_PATH) {
+    char first[2];
+    if ((r = mm_str(sb, op, first, sizeof first)) < 0 && r != -ENAMETOOLONG)
+      return r;
+    if (r >= 0 && !first[0]) {
+      /* Linux: only with CAP_DAC_READ_SEARCH (root here), else ENOENT */
+      if (sb->uid != 0)
+        return -ENOENT;
+      struct file *f = fs_get(sb, ofd);
+      if (!f)
+        return ofd == AT_FDCWD ? -EPERM : -EBADF;
+      if ((r = resolve(sb, nfd, np, to, false)) < 0 || (r = link_file(sb, f, from, to)) <= 0)
+        return r;
+      goto by_path;
+    }
+  }
+  if ((r = resolve(sb, ofd, op, from, false)) < 0 || (r = resolve(sb, nfd, np, to, false)) < 0)
     return r;
+  if (flags & AT_SYMLINK_FOLLOW) {
+    struct file *f;
+    if ((r = follow_magic(sb, from, &f)) < 0)
+      return r;
+    if (f && (r = link_file(sb, f, from, to)) <= 0)
+      return r;
+  }
+by_path:;
   struct stat st;
   if (tmp_is_shm(from) || tmp_is_shm(to)) {
     if (tmp_is_shm(from) != tmp_is_shm(to))
       return stat_abs(sb, from, true, &st) < 0 ? -ENOENT : -EXDEV;
-    return tmp_link(sb, from, to);
+    return note(sb, tmp_link(sb, from, to), to, IN_CREATE, false);
   }
   if (virt_is_virt(from) || virt_is_virt(to))
     return (r = stat_abs(sb, from, true, &st)) < 0 ? r : virt_is_virt(from) != virt_is_virt(to) ? -EXDEV : -EPERM;
@@ -1745,7 +1952,7 @@ static long do_link(struct sb *sb, int ofd, uint64_t op, int nfd, uint64_t np, i
   struct tnode *n;
   if (!a.node && (r = ovl_copyup(sb, a.path, true, &n)) < 0)
     return r;
-  return tmp_link(sb, a.path, b.path);
+  return note(sb, tmp_link(sb, a.path, b.path), b.path, IN_CREATE, false);
 }
 
 long sys_link(struct sb *sb, const uint64_t a[6], long nr)
@@ -1771,13 +1978,13 @@ long sys_symlink(struct sb *sb, const uint64_t a[6], long nr)
     return -ENOENT;
   struct tnode *n;
   if (tmp_is_shm(abs))
-    return tmp_symlink(sb, abs, target, &n);
+    return note(sb, tmp_symlink(sb, abs, target, &n), abs, IN_CREATE, false);
   if (virt_is_virt(abs))
     return virt_name(sb, abs, true);
   struct ovl o;
   if ((r = new_name(sb, abs, &o)) < 0)
     return r;
-  return tmp_symlink(sb, o.path, target, &n);
+  return note(sb, tmp_symlink(sb, o.path, target, &n), o.path, IN_CREATE, false);
 }
 
 static long do_mkdir(struct sb *sb, int dirfd, uint64_t gpath, unsigned mode)
@@ -1788,13 +1995,13 @@ static long do_mkdir(struct sb *sb, int dirfd, uint64_t gpath, unsigned mode)
     return r;
   struct tnode *n;
   if (tmp_is_shm(abs))
-    return tmp_create(sb, abs, true, mode, &n);
+    return note(sb, tmp_create(sb, abs, true, mode, &n), abs, IN_CREATE, true);
   if (virt_is_virt(abs))
     return virt_name(sb, abs, true);
   struct ovl o;
   if ((r = new_name(sb, abs, &o)) < 0)
     return r;
-  return tmp_create(sb, o.path, true, mode, &n);
+  return note(sb, tmp_create(sb, o.path, true, mode, &n), o.path, IN_CREATE, true);
 }
 
 /* mknod, mknodat: a FIFO, a regular file (type 0 or S_IFREG) or a socket
@@ -1850,9 +2057,11 @@ static long mknod_abs(struct sb *sb, const char *abs, unsigned mode, struct tnod
   struct tnode *dir;
   if (!tmp_is_shm(o.path) && (r = ovl_copyup_parent(sb, o.path, &dir)) < 0)
     return r;
-  return type == S_IFIFO ? tmp_mkfifo(sb, o.path, mode, np)
-         : type == S_IFSOCK ? tmp_mksock(sb, o.path, mode, np)
-                            : tmp_create(sb, o.path, false, mode, np);
+  return note(sb,
+              type == S_IFIFO    ? tmp_mkfifo(sb, o.path, mode, np)
+              : type == S_IFSOCK ? tmp_mksock(sb, o.path, mode, np)
+                                 : tmp_create(sb, o.path, false, mode, np),
+              o.path, IN_CREATE, false);
 }
 
 /* bind(2) of an AF_UNIX path name (net.c): mknod S_IFSOCK with the mode
@@ -2341,6 +2550,14 @@ long sys_lseek(struct sb *sb, const uint64_t a[6], long nr)
   if (f->type == F_DEV || f->type == F_EVENTFD || f->type == F_SIGNALFD || f->type == F_EPOLL ||
       f->type == F_TIMERFD)
     return 0; /* noop_llseek */
+  if (wh == SEEK_DATA || wh == SEEK_HOLE) {
+    if (f->type != F_TMP || !f->node)
+      return -EINVAL; /* F_VDIR, F_VIRT: default_llseek's */
+    long r = tmp_seek_data(f->node, off, wh);
+    if (r >= 0)
+      f->off = (uint64_t)r;
+    return r;
+  }
   if (f->type == F_VDIR) { /* an entry index, as tmpfs directories */
     if (wh != SEEK_SET && wh != SEEK_CUR)
       return -EINVAL;
@@ -2458,6 +2675,8 @@ long sys_dup2(struct sb *sb, const uint64_t a[6], long nr)
     return -EBADF;
   if (nfd == fd)
     return nr == SYS_dup3 ? -EINVAL : nfd;
+  if (fd_table_grow(sb, nfd + 1) < 0)
+    return -ENOMEM;
   f->refs++;
   fd_close(sb, nfd);
   sb->fds[nfd] = f;
@@ -2567,7 +2786,45 @@ long sys_ftruncate(struct sb *sb, const uint64_t a[6], long nr)
     return f->type == F_HOST ? -EINVAL : -EROFS;
   if ((f->flags & O_ACCMODE) == O_RDONLY)
     return -EINVAL; /* Linux: not open for writing */
-  return truncate_node(sb, f->node, A(1));
+  return note(sb, truncate_node(sb, f->node, A(1)), f->path, IN_MODIFY, false);
+}
+
+/* Linux's vfs_fallocate checks in its order, then the file's own: an
+ * upper file's is tmpfs's (tmp_fallocate); a lower file is open read-only
+ * (one opened for writing was copied up), so EBADF. */
+long sys_fallocate(struct sb *sb, const uint64_t a[6], long nr)
+{
+  int fd = (int)A(0), mode = (int)A(1);
+  int64_t off = (int64_t)A(2), len = (int64_t)A(3);
+  struct file *f;
+  if (!(f = fs_get(sb, fd)))
+    return -EBADF;
+  if (off < 0 || len <= 0)
+    return -EINVAL;
+  if (mode & ~(FALLOC_FL_KEEP_SIZE | FALLOC_FL_PUNCH_HOLE | FALLOC_FL_COLLAPSE_RANGE | FALLOC_FL_ZERO_RANGE |
+               FALLOC_FL_INSERT_RANGE | FALLOC_FL_UNSHARE_RANGE))
+    return -EOPNOTSUPP;
+  if ((mode & FALLOC_FL_PUNCH_HOLE) && !(mode & FALLOC_FL_KEEP_SIZE))
+    return -EOPNOTSUPP;
+  if ((mode & (FALLOC_FL_COLLAPSE_RANGE | FALLOC_FL_INSERT_RANGE)) && (mode & ~(FALLOC_FL_COLLAPSE_RANGE | FALLOC_FL_INSERT_RANGE)))
+    return -EINVAL;
+  if ((mode & FALLOC_FL_ZERO_RANGE) && (mode & ~(FALLOC_FL_ZERO_RANGE | FALLOC_FL_KEEP_SIZE)))
+    return -EINVAL;
+  if ((f->flags & O_ACCMODE) == O_RDONLY || f->type == F_DIR || f->type == F_TMPDIR || f->type == F_VDIR)
+    return -EBADF;
+  if (f->type == F_HOST) {
+    struct stat st;
+    if (fstat(f->hostfd, &st) == 0 && S_ISFIFO(st.st_mode))
+      return -ESPIPE;
+    return -ENODEV;
+  }
+  if (f->type != F_TMP || !f->node)
+    return -ENODEV; /* devices, eventfd, sockets...: not a regular file */
+  if (tmp_fifo(f->node))
+    return -ESPIPE;
+  if ((uint64_t)off + (uint64_t)len > (uint64_t)INT64_MAX)
+    return -EFBIG;
+  return note(sb, tmp_fallocate(f->node, mode, (uint64_t)off, (uint64_t)len), f->path, IN_MODIFY, false);
 }
 
 long sys_truncate(struct sb *sb, const uint64_t a[6], long nr)
@@ -2732,10 +2989,10 @@ int fs_load_cwd(struct sb *sb, struct rbuf *r, const char *name)
 static void fds_save(struct sb *sb, struct wbuf *w)
 {
   int nfd = 0;
-  for (int i = 0; i < MAX_FDS; i++)
+  for (int i = 0; i < sb->nfds; i++)
     nfd += sb->fds[i] != NULL;
   w_u64(w, (uint64_t)nfd);
-  for (int i = 0; i < MAX_FDS; i++)
+  for (int i = 0; i < sb->nfds; i++)
     if (sb->fds[i]) {
       w_u64(w, (uint64_t)i);
       w_u64(w, (uint64_t)sb->fds[i]->save_id);
@@ -2767,8 +3024,11 @@ int fs_save(struct sb *sb, struct wbuf *w)
   }
   int np = 1;
   struct sb *const *ps = sb->w ? proc_list(sb, &np) : &sb;
-  CLEANUP_FREE struct file **files = malloc((size_t)np * MAX_FDS * sizeof *files);
-  CLEANUP_FREE struct tnode **nodes = malloc((size_t)np * MAX_FDS * sizeof *nodes);
+  size_t all = 1;
+  for (int k = 0; k < np; k++)
+    all += (size_t)ps[k]->nfds;
+  CLEANUP_FREE struct file **files = malloc(all * sizeof *files);
+  CLEANUP_FREE struct tnode **nodes = malloc(all * sizeof *nodes);
   int nf = 0, nn = 0;
   if (!files || !nodes)
     return cf_fail(ENOMEM, "out of memory");
@@ -2780,16 +3040,19 @@ int fs_save(struct sb *sb, struct wbuf *w)
       return cf_fail(ENOTSUP, "the MAP_SHARED mapping at 0x%llx%s cannot be saved (shared memory is a host "
                               "object the state does not hold): unmap it before the pause",
                      (unsigned long long)p->shmaps[0].start, p == sb ? "" : " of another process");
-    for (int i = 0; i < MAX_FDS; i++)
+    for (int i = 0; i < p->nfds; i++)
       if (p->fds[i])
         p->fds[i]->save_id = -1;
   }
   for (int k = 0; k < np; k++) {
     struct sb *p = ps[k];
-    for (int i = 0; i < MAX_FDS && !p->zombie; i++) {
+    for (int i = 0; i < p->nfds && !p->zombie; i++) {
       struct file *f = p->fds[i];
       if (!f || f->save_id >= 0)
         continue;
+      if (f->inotify)
+        return cf_fail(ENOTSUP, "fd %d%s is an inotify instance: a sandbox with one cannot be saved (close it "
+                                "before the pause)", i, p == sb ? "" : " of another process");
       if (f->type == F_HOST && f->stdio < 0 && strncmp(f->path, "pipe:", 5) == 0)
         return cf_fail(ENOTSUP, "fd %d%s is a pipe: a sandbox with an open pipe cannot be saved", i,
                        p == sb ? "" : " of another process");
@@ -2849,7 +3112,11 @@ static int fds_load(struct sb *sb, struct rbuf *r, const char *name, struct file
     return cf_fail(EINVAL, "template '%s': bad fd table", name);
   for (uint64_t i = 0; i < nfd; i++) {
     uint64_t fd = r_u64(r), idx = r_u64(r), ce = r_u64(r);
-    if (r->err || fd >= MAX_FDS || idx >= n || sb->fds[fd])
+    if (r->err || fd >= MAX_FDS || idx >= n)
+      return cf_fail(EINVAL, "template '%s': bad fd table", name);
+    if (fd_table_grow(sb, (int)fd + 1) < 0)
+      return cf_fail(ENOMEM, "out of memory");
+    if (sb->fds[fd])
       return cf_fail(EINVAL, "template '%s': bad fd table", name);
     files[idx]->refs++;
     sb->fds[fd] = files[idx];

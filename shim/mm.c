@@ -28,6 +28,11 @@
  * fork makes (shared memory, below); private mappings of /tmp files are
  * copies.
  *
+ * mremap (sys_mremap) works on these kinds: a shared mapping is the same
+ * object mapped at the new place; a private one grows with zeros in place
+ * or moves as a copy of its pages; a private root-file mapping cannot grow
+ * (its VMA does not keep the file: ENOMEM).
+ *
  * Addresses: [CF_VM_USER_BASE, mem_size). The stack sits at the top; mmap
  * allocates top-down below it (mmap_top); brk grows up from the end of the
  * program. */
@@ -762,9 +767,107 @@ long sys_madvise(struct sb *sb, const uint64_t a[6], long nr)
   return 0;
 }
 
+/* mremap: Linux's checks, then by the kind of mapping at old (one VMA):
+ * a shared one maps the same object (grown to cover it) at its new place,
+ * so it stays shared; a private one grows in place with zeros, or moves
+ * as a copy of its pages (the old range unmapped). A private mapping of a
+ * root file cannot grow (its VMA does not keep the file): ENOMEM, which
+ * callers take as "no room" (glibc realloc and Python's mmap.resize copy
+ * instead); it can shrink and move at its size. MREMAP_DONTUNMAP: EINVAL. */
 long sys_mremap(struct sb *sb, const uint64_t a[6], long nr)
 {
-  return -ENOMEM;
+  uint64_t old = A(0), olen = A(1), nlen = A(2), naddr = A(4);
+  int flags = (int)A(3);
+  if (flags & ~(MREMAP_MAYMOVE | MREMAP_FIXED | MREMAP_DONTUNMAP) || old % PAGE)
+    return -EINVAL;
+  if ((flags & MREMAP_FIXED) && !(flags & MREMAP_MAYMOVE))
+    return -EINVAL;
+  if (flags & MREMAP_DONTUNMAP)
+    return -EINVAL; /* not done */
+  if (olen > sb->mem_size || nlen > sb->mem_size)
+    return nlen > sb->mem_size ? -ENOMEM : -EINVAL;
+  olen = PAGE_UP(olen);
+  nlen = PAGE_UP(nlen);
+  if (!nlen)
+    return -EINVAL;
+  if (flags & MREMAP_FIXED) {
+    if (naddr % PAGE)
+      return -EINVAL;
+    if (naddr < old + (olen ? olen : nlen) && old < naddr + nlen)
+      return -EINVAL; /* the ranges overlap */
+  }
+  const struct vma *v = mm_find(sb, old);
+  if (!v || old + olen > v->end)
+    return -EFAULT;
+  int prot = v->prot;
+  bool file = v->file;
+  uint64_t off = 0;
+  struct shm_obj *o = mm_shared_at(sb, old, &off);
+  if (!olen && !o)
+    return -EINVAL; /* Linux: a second mapping of the same pages is for shared mappings only */
+  if (!(flags & MREMAP_FIXED)) {
+    if (nlen <= olen) {
+      if (nlen < olen) {
+        long r = mm_unmap(sb, old + nlen, olen - nlen);
+        if (r < 0)
+          return r;
+      }
+      return (long)old;
+    }
+    if (olen && mm_is_free(sb, old + olen, nlen - olen)) { /* grow in place */
+      long r;
+      if (o) {
+        if (off + nlen < off)
+          return -ENOMEM;
+        if ((r = shm_grow(o, off + nlen)) < 0 ||
+            (r = mm_map_shared(sb, old + olen, nlen - olen, prot, o, off + olen)) < 0)
+          return r == -EFBIG || r == -ENOSPC ? -ENOMEM : r;
+        return (long)old;
+      }
+      if (file)
+        return -ENOMEM;
+      if ((r = mm_map_anon(sb, old + olen, nlen - olen, prot)) < 0)
+        return r;
+      return (long)old;
+    }
+    if (!(flags & MREMAP_MAYMOVE))
+      return -ENOMEM;
+  }
+  if (!o && file && nlen > olen)
+    return -ENOMEM;
+  uint64_t at;
+  if (flags & MREMAP_FIXED) {
+    if (!range_ok(sb, naddr, nlen) || mm_reserved(sb, naddr, nlen))
+      return -ENOMEM;
+    at = naddr;
+  } else if (!(at = mm_find_free(sb, nlen))) {
+    return -ENOMEM;
+  }
+  long r;
+  if (o) {
+    if (off + nlen < off)
+      return -ENOMEM;
+    shm_ref(o); /* (unmapping the old range may drop the last record) */
+    r = shm_grow(o, off + nlen);
+    if (r == 0)
+      r = mm_map_shared(sb, at, nlen, prot, o, off);
+    shm_unref(o);
+    if (r < 0)
+      return r == -EFBIG || r == -ENOSPC ? -ENOMEM : r;
+  } else {
+    if ((r = mm_map_anon(sb, at, nlen, PROT_READ | PROT_WRITE)) < 0)
+      return r;
+    uint64_t n = nlen < olen ? nlen : olen;
+    if (!(prot & PROT_READ) && mprotect(sb->mem + old, n, PROT_READ) < 0)
+      return -errno;
+    memcpy(sb->mem + at, sb->mem + old, n);
+    sb->pages_copied += n / PAGE;
+    if (prot != (PROT_READ | PROT_WRITE) && (r = mm_protect(sb, at, nlen, prot)) < 0)
+      return r;
+  }
+  if (olen && (r = mm_unmap(sb, old, olen)) < 0)
+    return r;
+  return (long)at;
 }
 
 long sys_msync(struct sb *sb, const uint64_t a[6], long nr)

@@ -183,7 +183,7 @@ static void gen_status(struct sb *sb, struct vbuf *b, int arg)
   char name[16];
   comm(sb, name);
   int nfd = 0;
-  for (int i = 0; i < MAX_FDS; i++)
+  for (int i = 0; i < sb->nfds; i++)
     nfd += sb->fds[i] != NULL;
   uint64_t kb = vm_bytes(sb) >> 10;
   const char *cap = sb->uid == 0 ? "000001ffffffffff" : "0000000000000000";
@@ -196,7 +196,7 @@ static void gen_status(struct sb *sb, struct vbuf *b, int arg)
             sb->pid,
             sb->pid, proc_ppid(sb));
   vb_printf(b, "Uid:\t%d\t%d\t%d\t%d\nGid:\t%d\t%d\t%d\t%d\nFDSize:\t%d\nGroups:\t\n", sb->uid, sb->uid, sb->uid,
-            sb->uid, sb->gid, sb->gid, sb->gid, sb->gid, MAX_FDS);
+            sb->uid, sb->gid, sb->gid, sb->gid, sb->gid, sb->nfds);
   vb_printf(b, "NStgid:\t%d\nNSpid:\t%d\nNSpgid:\t%d\nNSsid:\t%d\n", sb->pid, sb->pid, proc_pgid(sb), proc_sid(sb));
   if (!sb->zombie) /* no memory: no Vm lines, as Linux */
     vb_printf(b, "VmPeak:\t%8llu kB\nVmSize:\t%8llu kB\nVmLck:\t       0 kB\nVmPin:\t       0 kB\n"
@@ -872,7 +872,7 @@ long virt_getdents(struct sb *sb, struct file *f, void *p, uint64_t len)
                                                                                                          : DT_REG;
       ino = (uint64_t)i + 0x1000;
       if (strcmp(leaf, "%f") == 0) {
-        for (int fd = 0; fd < MAX_FDS && !nm; fd++) {
+        for (int fd = 0; fd < T(sb)->nfds && !nm; fd++) {
           if (!T(sb)->fds[fd])
             continue;
           if (idx++ == f->off) {

@@ -344,6 +344,7 @@ static struct sb *proc_copy(struct sb *p, bool share, long *err)
   c->child_cpu_ns = 0;
   c->lkwait.on = false; /* (another thread of the parent may wait in F_SETLKW) */
   c->net = NULL; /* the sandbox's socket names are the first process's (net.c) */
+  c->inotifies = NULL; /* (the first process's: inotify.c) */
   c->parent = p;
   /* the copies (a vfork child sharing the memory takes the owner's
    * address-space fields instead: proc_mm_pull) */
@@ -356,7 +357,14 @@ static struct sb *proc_copy(struct sb *p, bool share, long *err)
     goto nomem;
   if (p->root_tmp && !(c->root_tmp = strdup(p->root_tmp)))
     goto nomem;
-  for (int i = 0; i < MAX_FDS; i++)
+  c->fds = NULL;
+  c->cloexec = NULL;
+  c->nfds = 0;
+  if (fd_table_grow(c, p->nfds) < 0)
+    goto nomem;
+  memcpy(c->fds, p->fds, (size_t)p->nfds * sizeof *c->fds);
+  memcpy(c->cloexec, p->cloexec, (size_t)p->nfds * sizeof *c->cloexec);
+  for (int i = 0; i < c->nfds; i++)
     if (c->fds[i])
       c->fds[i]->refs++;
   if (p->nshmaps && !share) {
@@ -374,6 +382,8 @@ nomem:
     close(c->rootfd);
   free(c->root_tmp);
   free(c->vmas);
+  free(c->fds);
+  free(c->cloexec);
   free(c);
   return NULL;
 }

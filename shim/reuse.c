@@ -337,6 +337,7 @@ int reuse_check(struct sb *sb)
   size_t na = 0, nb = 0;
   struct wbuf wa = {0}, wb = {0};
   uint8_t *buf = NULL;
+  struct tnode **xa = NULL, **xb = NULL;
   struct cf_dirty d = {0};
 
   /* 1. Private pages only where the reset may keep them (restored in
@@ -418,10 +419,14 @@ int reuse_check(struct sb *sb)
       sb->entered != f->entered || sb->nreplaced != f->nreplaced || sb->nsys != f->nsys ||
       sb->pages_mapped != f->pages_mapped || sb->pages_copied != f->pages_copied)
     FAIL("run state differs");
-  struct tnode *xa[MAX_FDS], *xb[MAX_FDS];
+  int nfd = sb->nfds > f->nfds ? sb->nfds : f->nfds;
+  xa = malloc((size_t)(nfd + 1) * sizeof *xa);
+  xb = malloc((size_t)(nfd + 1) * sizeof *xb);
+  if (!xa || !xb)
+    FAIL("out of memory");
   size_t nxa = 0, nxb = 0;
-  for (int i = 0; i < MAX_FDS; i++) {
-    struct file *p = sb->fds[i], *q = f->fds[i];
+  for (int i = 0; i < nfd; i++) {
+    struct file *p = i < sb->nfds ? sb->fds[i] : NULL, *q = i < f->nfds ? f->fds[i] : NULL;
     if (!p != !q)
       FAIL("fd %d open in one child only", i);
     if (!p)
@@ -511,6 +516,8 @@ done:
     free(wa.p);
     free(wb.p);
     free(buf);
+    free(xa);
+    free(xb);
     errno = e;
   }
   return ret;

@@ -131,7 +131,7 @@ static void report(struct sb *sb, const char *what, uint64_t addr, bool addr_kno
 static bool fd0_pollin(struct sb *sb, long nr, const uint64_t a[6])
 {
   if (nr == SYS_poll || nr == SYS_ppoll) {
-    uint64_t n = a[1] > MAX_FDS ? MAX_FDS : a[1];
+    uint64_t n = a[1] > (uint64_t)fd_limit(sb) ? (uint64_t)fd_limit(sb) : a[1];
     const struct pollfd *p = mm_ptr(sb, a[0], n * sizeof *p, PROT_READ);
     for (uint64_t i = 0; p && i < n; i++)
       if (p[i].fd == 0 && (p[i].events & POLLIN))

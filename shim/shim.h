@@ -27,7 +27,7 @@
 #define PAGE_DOWN(x) ((x) & ~(PAGE - 1))
 
 #define MAX_VMAS 4096
-#define MAX_FDS CF_SANDBOX_MAX_FILES
+#define MAX_FDS CF_SANDBOX_NR_OPEN /* the fd table's most (sb->fds grows: fd_table_grow) */
 #define STACK_SIZE (8ull << 20)
 #define STACK_GAP (1ull << 20)
 /* Guest memory from the top: the stack, a gap, the /tmp data region (a
@@ -36,9 +36,13 @@
 #define TMP_BASE(mem) ((mem) - STACK_SIZE - STACK_GAP - TMP_SIZE(mem))
 #define MMAP_TOP(mem) (TMP_BASE(mem) - STACK_GAP)
 
-/* The sandbox's RLIMIT_NOFILE: its options' max_files, at most MAX_FDS. */
+/* The host fds the sandbox's open files may hold: its options' max_files
+ * (CF_SANDBOX_MAX_FILES when 0), at most MAX_FDS. */
 #define SB_NOFILE(sb)                                                                                          \
-  ((sb)->opts && (sb)->opts->max_files && (sb)->opts->max_files < MAX_FDS ? (int)(sb)->opts->max_files : MAX_FDS)
+  ((sb)->opts && (sb)->opts->max_files ? ((sb)->opts->max_files < MAX_FDS ? (int)(sb)->opts->max_files : MAX_FDS) \
+                                       : CF_SANDBOX_MAX_FILES)
+/* RLIMIT_NOFILE's ceiling (nr_open): max_files when given, else MAX_FDS. */
+#define SB_NR_OPEN(sb) ((sb)->opts && (sb)->opts->max_files ? SB_NOFILE(sb) : MAX_FDS)
 
 /* One guest mapping: [start, end), PROT_* bits. */
 struct vma {
@@ -106,6 +110,7 @@ struct file {
   bool fifo_nohup;
   uint64_t fifo_w0;
   struct sock *sock;    /* a socket (F_HOST, path "socket:"): what it is (net.c) */
+  struct inotify *inotify; /* an inotify instance (F_HOST on a packet pipe's read end): inotify.c */
 };
 
 struct ksigaction {
@@ -217,8 +222,9 @@ struct sb {
   int rootfd;
   char root[PATH_MAX];  /* host path of the root, no trailing slash ("" for /) */
   char cwd[PATH_MAX];   /* sandbox path */
-  struct file *fds[MAX_FDS];
-  bool cloexec[MAX_FDS];
+  struct file **fds;    /* nfds entries, grown on demand up to MAX_FDS (fd_table_grow) */
+  bool *cloexec;
+  int nfds;
   unsigned umask;
   struct tmpfs *tmpfs;
 
@@ -376,6 +382,7 @@ struct sb {
    * parent, and after its end the status a wait takes */
   struct world *w;
   struct sb *parent;
+  struct inotify *inotifies; /* the first process: the sandbox's inotify instances (inotify.c) */
   int hostfiles;            /* the first process: host fds held by the open files of all the
                                sandbox's processes, at most its RLIMIT_NOFILE (ENFILE past it) */
   int pgid, sid;
@@ -641,7 +648,7 @@ sys_fn sys_brk, sys_madvise, sys_mlock, sys_mmap, sys_mprotect, sys_mremap, sys_
 sys_fn sys_accept, sys_connect, sys_getsockname, sys_sendmsg, sys_sendto, sys_shutdown, sys_socket, sys_sockopt;
 /* fs.c */
 sys_fn sys_link, sys_linkat, sys_symlink, sys_access, sys_chdir, sys_chmod, sys_close, sys_creat, sys_dup, sys_dup2, sys_faccessat,
-    sys_faccessat2, sys_fchdir, sys_fcntl, sys_fgetxattr, sys_flock, sys_fstat, sys_fsync, sys_ftruncate, sys_getcwd,
+    sys_faccessat2, sys_fchdir, sys_fcntl, sys_fgetxattr, sys_flock, sys_fstat, sys_fsync, sys_ftruncate, sys_fallocate, sys_getcwd,
     sys_getdents64, sys_getxattr, sys_ioctl, sys_lseek, sys_mkdir, sys_mkdirat, sys_mknod, sys_newfstatat, sys_open, sys_openat,
     sys_pipe, sys_pread64, sys_preadv, sys_preadv2, sys_pwrite64, sys_read, sys_readlink,
     sys_readlinkat, sys_readv, sys_rename, sys_renameat, sys_rmdir, sys_sendfile, sys_setxattr,
@@ -670,6 +677,19 @@ void rlim_get(struct sb *sb, int res, struct rlimit *rl);
 /* How many fds the program may have: RLIMIT_NOFILE's soft limit, at most
  * MAX_FDS. */
 int fd_limit(struct sb *sb);
+/* inotify.c: the watchers are told of a change at path (canonical) with
+ * mask (IN_CREATE, IN_DELETE, IN_MODIFY, IN_MOVED_FROM/TO with cookie...);
+ * dir: the entry is a directory (IN_ISDIR). */
+void inotify_event(struct sb *sb, const char *path, uint32_t mask, uint32_t cookie, bool dir);
+uint32_t inotify_cookie(struct sb *sb);
+/* f's instance goes (its last reference is dropped: file_unref). */
+void inotify_release(struct file *f);
+sys_fn sys_inotify_init, sys_inotify_add_watch, sys_inotify_rm_watch;
+/* fs.c: gpath as a canonical sandbox path (the overlay's, symlinks
+ * followed unless !follow) into abs (PATH_MAX) of an existing entry. */
+long fs_canonical(struct sb *sb, uint64_t gpath, bool follow, char *abs, bool *isdir);
+/* fs.c: sb's fd table at least n entries long (n <= MAX_FDS): 0 or -ENOMEM. */
+int fd_table_grow(struct sb *sb, int n);
 
 /* event.c: readiness, eventfd, signalfd, epoll */
 struct wbuf;
@@ -1067,6 +1087,19 @@ void tmp_utimes(struct tnode *n, const struct timespec *ts);
 long tmp_read(struct tnode *n, void *buf, uint64_t len, uint64_t off);
 long tmp_write(struct tnode *n, const void *buf, uint64_t len, uint64_t off);
 long tmp_truncate(struct tnode *n, uint64_t len);
+/* renameat2 RENAME_EXCHANGE: the entries at a and b swap places (both
+ * must exist: -ENOENT; one inside the other: -EINVAL). */
+long tmp_exchange(struct sb *sb, const char *a, const char *b);
+/* O_TMPFILE: a new regular file with no name (nlink 0), mode & ~umask;
+ * linkable: linkat may give it one (tmp_link_node), else (O_EXCL) never. */
+long tmp_tmpfile(struct sb *sb, const char *dir, unsigned mode, bool linkable, struct tnode **out);
+/* link(2) of the node n (an open file's) at to: as tmp_link; an unlinked
+ * node is -ENOENT unless an O_TMPFILE one, which takes the name itself. */
+long tmp_link_node(struct sb *sb, struct tnode *n, const char *to);
+/* fallocate(2)'s tmpfs part: modes 0, KEEP_SIZE, PUNCH_HOLE|KEEP_SIZE; others -EOPNOTSUPP. */
+long tmp_fallocate(struct tnode *n, int mode, uint64_t off, uint64_t len);
+/* lseek's SEEK_DATA/SEEK_HOLE (whence) from off: the offset or -ENXIO. */
+long tmp_seek_data(struct tnode *n, int64_t off, int whence);
 /* The shared memory object holding n's data from now on (made on the first
  * call: the data moves from the /tmp region into it), at least end bytes
  * long: NULL and *err (-ENOSPC past the region's size, -ENFILE). */

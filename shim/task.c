@@ -127,7 +127,7 @@ static long do_execve(struct sb *sb, const uint64_t a[6])
   while (sb->nvma > 0 && mm_unmap(sb, sb->vmas[0].start, sb->vmas[0].end - sb->vmas[0].start) == 0)
     ;
   sb->nvma = 0;
-  for (int i = 0; i < MAX_FDS; i++)
+  for (int i = 0; i < sb->nfds; i++)
     if (sb->fds[i] && sb->cloexec[i]) {
       uint64_t ca[6] = {(uint64_t)i}; /* fs.c owns the refcount: close(2) */
       sys_close(sb, ca, SYS_close);
@@ -516,7 +516,10 @@ static struct rlimit rlim_default(struct sb *sb, int res)
   case RLIMIT_STACK:
     return (struct rlimit){STACK_SIZE, STACK_SIZE};
   case RLIMIT_NOFILE:
-    return (struct rlimit){(rlim_t)SB_NOFILE(sb), (rlim_t)SB_NOFILE(sb)};
+    /* the daemon's max_files: soft and hard; else Linux's default */
+    if (sb->opts && sb->opts->max_files)
+      return (struct rlimit){(rlim_t)SB_NR_OPEN(sb), (rlim_t)SB_NR_OPEN(sb)};
+    return (struct rlimit){1024, (rlim_t)SB_NR_OPEN(sb)};
   case RLIMIT_AS:
   case RLIMIT_DATA:
     return (struct rlimit){sb->mem_size, sb->mem_size};
@@ -533,12 +536,12 @@ void rlim_get(struct sb *sb, int res, struct rlimit *rl)
 
 int fd_limit(struct sb *sb)
 {
-  /* at most the sandbox's max_files (its options), whatever a template's
-   * state says */
-  int max = SB_NOFILE(sb);
-  if (!(sb->rlim_set & (1u << RLIMIT_NOFILE)))
-    return max;
-  rlim_t n = sb->rlim[RLIMIT_NOFILE].rlim_cur;
+  /* at most the sandbox's nr_open (max_files when given), whatever a
+   * template's state says */
+  int max = SB_NR_OPEN(sb);
+  struct rlimit rl;
+  rlim_get(sb, RLIMIT_NOFILE, &rl);
+  rlim_t n = rl.rlim_cur;
   return n < (rlim_t)max ? (int)n : max;
 }
 
@@ -555,10 +558,10 @@ static long do_prlimit(struct sb *sb, int res, const struct rlimit *nl, struct r
   if (nl) {
     if (nl->rlim_cur > nl->rlim_max)
       return -EINVAL;
-    /* Linux: NOFILE never above nr_open (here: the sandbox's max_files,
-     * at most the shim's fd table), and raising a hard limit needs
+    /* Linux: NOFILE never above nr_open (here: the sandbox's max_files
+     * when given, else the fd table's most), and raising a hard limit needs
      * CAP_SYS_RESOURCE (root here). */
-    if (res == RLIMIT_NOFILE && nl->rlim_max > (rlim_t)SB_NOFILE(sb))
+    if (res == RLIMIT_NOFILE && nl->rlim_max > (rlim_t)SB_NR_OPEN(sb))
       return -EPERM;
     if (nl->rlim_max > cur.rlim_max && sb->uid != 0)
       return -EPERM;

@@ -74,9 +74,10 @@ struct tnode {
   int uid, gid;
   int refs;
   uint64_t ino;
-  uint64_t *pages;   /* guest addresses of the data pages, 0 = hole */
+  uint64_t *pages;   /* guest addresses of the data pages, 0 = hole; | UNWRITTEN: fallocated, not written */
   struct shm_obj *obj; /* once mapped MAP_SHARED: the data is here, not in pages (tmp_shared) */
   struct tnode *target; /* a hard link (link(2)): a name of target, which it holds a reference on */
+  bool linkable;        /* made by O_TMPFILE without O_EXCL and never linked: linkat may name it (tmp_link_node) */
   int nlinks;           /* hard links to this node */
   uint64_t npages;   /* entries in pages */
   uint64_t size;
@@ -87,6 +88,12 @@ struct tnode {
   struct tnode **kids;
   int nkids;
 };
+
+/* A page-index entry's low bit: a page fallocate gave and nothing wrote
+ * yet. It reads as zeros and holds its room, and SEEK_DATA takes it for a
+ * hole, as Linux's tmpfs (a folio not uptodate). PG() is the address. */
+#define UNWRITTEN 1ull
+#define PG(e) ((e) & ~(PAGE - 1))
 
 static uint64_t next_ino = 1000000; /* atomic: sandboxes run on several threads */
 
@@ -201,7 +208,7 @@ static void drop_pages(struct tnode *n, uint64_t from)
 {
   for (uint64_t i = from; i < n->npages; i++)
     if (n->pages[i]) {
-      page_free(n->fs, n->pages[i]);
+      page_free(n->fs, PG(n->pages[i]));
       n->pages[i] = 0;
     }
 }
@@ -578,20 +585,62 @@ long tmp_unlink(struct sb *sb, const char *abs, bool dir, bool whiteout)
   return 0;
 }
 
+long tmp_tmpfile(struct sb *sb, const char *dir, unsigned mode, bool linkable, struct tnode **out)
+{
+  struct tnode *n = node_new(sb->tmpfs, "", false, mode & ~sb->umask);
+  if (!n)
+    return -ENOMEM;
+  (void)dir; /* one tree of pages for every directory */
+  n->uid = sb->uid;
+  n->gid = sb->gid;
+  n->linked = false;
+  n->linkable = linkable;
+  *out = n;
+  return 0;
+}
+
 long tmp_link(struct sb *sb, const char *from, const char *to)
 {
   if (!shm_prefix(from) != !shm_prefix(to))
     return -EXDEV;
-  struct tnode *n = tmp_lookup(sb, from), *parent;
-  const char *last;
-  int err;
+  struct tnode *n = tmp_lookup(sb, from);
   if (!n) {
     struct tnode *x;
     return tmp_lookup_err(sb, from, &x);
   }
+  return tmp_link_node(sb, n, to);
+}
+
+long tmp_link_node(struct sb *sb, struct tnode *n, const char *to)
+{
+  struct tnode *parent;
+  const char *last;
+  int err;
   if (n->dir)
     return -EPERM; /* Linux: no hard link to a directory */
+  if (!n->linked && !n->linkable)
+    return -ENOENT; /* Linux: a deleted file (nlink 0) gets no name again */
   struct tnode *old = walk(sb, to, &parent, &last, &err);
+  if (!parent)
+    return err ? err : -EEXIST;
+  if (old && !old->whiteout)
+    return -EEXIST;
+  if (!n->linked) { /* an O_TMPFILE file: the name is its own */
+    char *name = strdup(last);
+    if (!name)
+      return -ENOMEM;
+    free(n->name);
+    n->name = name;
+    if (add_kid(parent, n) < 0)
+      return -ENOMEM;
+    n->linkable = false;
+    if (old) {
+      del_kid(parent, old);
+      tmp_free(old);
+    }
+    clock_gettime(CLOCK_REALTIME, &n->ctime);
+    return 0;
+  }
   if (!parent)
     return err ? err : -EEXIST;
   if (old && !old->whiteout)
@@ -668,6 +717,51 @@ long tmp_rename(struct sb *sb, const char *from, const char *to, bool whiteout)
   return r;
 }
 
+long tmp_exchange(struct sb *sb, const char *a, const char *b)
+{
+  struct tnode *pa, *pb;
+  const char *la, *lb;
+  int err;
+  if (!shm_prefix(a) != !shm_prefix(b))
+    return -EXDEV;
+  struct tnode *na = walk(sb, a, &pa, &la, &err);
+  if (!pa)
+    return err ? err : -EBUSY;
+  struct tnode *nb = walk(sb, b, &pb, &lb, &err);
+  if (!pb)
+    return err ? err : -EBUSY;
+  if (!na || na->whiteout || !nb || nb->whiteout)
+    return -ENOENT;
+  if (na == nb)
+    return 0;
+  for (struct tnode *x = pb; x; x = x->parent)
+    if (x == na)
+      return -EINVAL;
+  for (struct tnode *x = pa; x; x = x->parent)
+    if (x == nb)
+      return -EINVAL;
+  int ia = -1, ib = -1;
+  for (int i = 0; i < pa->nkids; i++)
+    if (pa->kids[i] == na)
+      ia = i;
+  for (int i = 0; i < pb->nkids; i++)
+    if (pb->kids[i] == nb)
+      ib = i;
+  if (ia < 0 || ib < 0)
+    return -ENOENT;
+  pa->kids[ia] = nb;
+  pb->kids[ib] = na;
+  na->parent = pb;
+  nb->parent = pa;
+  char *t = na->name;
+  na->name = nb->name;
+  nb->name = t;
+  struct timespec now;
+  clock_gettime(CLOCK_REALTIME, &now);
+  pa->mtime = pa->ctime = pb->mtime = pb->ctime = na->ctime = nb->ctime = now;
+  return 0;
+}
+
 void tmp_stat(struct tnode *n, struct stat *st)
 {
   memset(st, 0, sizeof *st);
@@ -733,7 +827,7 @@ long tmp_read(struct tnode *n, void *buf, uint64_t len, uint64_t off)
     uint64_t pi = (off + done) / PAGE, po = (off + done) % PAGE;
     uint64_t k = PAGE - po < len - done ? PAGE - po : len - done;
     if (pi < n->npages && n->pages[pi])
-      memcpy(out + done, n->fs->mem + n->pages[pi] + po, k);
+      memcpy(out + done, n->fs->mem + PG(n->pages[pi]) + po, k);
     else
       memset(out + done, 0, k);
     done += k;
@@ -772,7 +866,7 @@ static void zero_range(struct tnode *n, uint64_t from, uint64_t to)
     uint64_t pi = from / PAGE, po = from % PAGE;
     uint64_t k = PAGE - po < to - from ? PAGE - po : to - from;
     if (pi < n->npages && n->pages[pi])
-      memset(n->fs->mem + n->pages[pi] + po, 0, k);
+      memset(n->fs->mem + PG(n->pages[pi]) + po, 0, k);
     from += k;
   }
 }
@@ -860,7 +954,7 @@ struct shm_obj *tmp_shared(struct sb *sb, struct tnode *n, uint64_t end, int *er
   if (!o)
     return NULL;
   for (uint64_t i = 0; i < n->npages; i++)
-    if (n->pages[i] && pwrite(o->fd, fs->mem + n->pages[i], PAGE, (off_t)(i * PAGE)) != (ssize_t)PAGE) {
+    if (n->pages[i] && pwrite(o->fd, fs->mem + PG(n->pages[i]), PAGE, (off_t)(i * PAGE)) != (ssize_t)PAGE) {
       shm_unref(o);
       *err = -ENOSPC;
       return NULL;
@@ -962,6 +1056,7 @@ long tmp_write(struct tnode *n, const void *buf, uint64_t len, uint64_t off)
       memset(n->fs->mem + a, 0, PAGE); /* a page is fully written when allocated */
       n->pages[pi] = a;
     }
+    n->pages[pi] &= ~UNWRITTEN;
     memcpy(n->fs->mem + n->pages[pi] + po, in + done, k);
     done += k;
   }
@@ -999,6 +1094,95 @@ long tmp_truncate(struct tnode *n, uint64_t len)
   clock_gettime(CLOCK_REALTIME, &n->mtime);
   n->ctime = n->mtime;
   return 0;
+}
+
+/* fallocate(2) on a file, as Linux's tmpfs (shmem_fallocate): mode 0 or
+ * KEEP_SIZE gives the holes of [off, off+len) pages of zeros (so later
+ * writes there cannot fail for room: ENOSPC now instead, nothing kept),
+ * the size growing to off+len unless KEEP_SIZE; PUNCH_HOLE|KEEP_SIZE frees
+ * the whole pages in the range and zeroes the rest of it. Other modes are
+ * EOPNOTSUPP (the caller checked the generic rules). An allocated page is
+ * UNWRITTEN until written: SEEK_DATA skips it, as Linux's tmpfs. */
+long tmp_fallocate(struct tnode *n, int mode, uint64_t off, uint64_t len)
+{
+  if (n->dir)
+    return -EISDIR;
+  if (mode & ~(FALLOC_FL_KEEP_SIZE | FALLOC_FL_PUNCH_HOLE))
+    return -EOPNOTSUPP;
+  uint64_t end = off + len;
+  if (end < off || end > file_max(n->fs) * PAGE)
+    return -EFBIG;
+  if (mode & FALLOC_FL_PUNCH_HOLE) {
+    if (n->obj) {
+      obj_zero(n, off, end < n->obj->size ? end : n->obj->size);
+    } else {
+      uint64_t first = (off + PAGE - 1) / PAGE, last = end / PAGE; /* whole pages [first, last) */
+      if (first < last)
+        for (uint64_t i = first; i < last && i < n->npages; i++)
+          if (n->pages[i]) {
+            page_free(n->fs, PG(n->pages[i]));
+            n->pages[i] = 0;
+          }
+      if (first >= last) {
+        zero_range(n, off, end);
+      } else {
+        zero_range(n, off, first * PAGE);
+        zero_range(n, last * PAGE, end);
+      }
+    }
+  } else if (n->obj) {
+    int r = obj_grow(n, end);
+    if (r < 0)
+      return r;
+  } else {
+    int r = reserve(n, end);
+    if (r < 0)
+      return r;
+    uint64_t first = off / PAGE, last = (end + PAGE - 1) / PAGE, holes = 0;
+    for (uint64_t i = first; i < last; i++)
+      holes += !n->pages[i];
+    if (n->fs->used + n->fs->shm_pages + holes > n->fs->npages)
+      return -ENOSPC;
+    for (uint64_t i = first; i < last; i++)
+      if (!n->pages[i]) {
+        uint64_t a = page_alloc(n->fs);
+        memset(n->fs->mem + a, 0, PAGE); /* room was checked: a != 0 */
+        n->pages[i] = a | UNWRITTEN;
+      }
+  }
+  if (!(mode & FALLOC_FL_KEEP_SIZE) && end > n->size)
+    n->size = end;
+  clock_gettime(CLOCK_REALTIME, &n->ctime);
+  if (!(mode & FALLOC_FL_KEEP_SIZE) || (mode & FALLOC_FL_PUNCH_HOLE))
+    n->mtime = n->ctime;
+  return 0;
+}
+
+/* lseek SEEK_DATA/SEEK_HOLE: a page of the index is data, a 0 a hole (a
+ * shared object's: the memfd's own holes), the end of the file a hole. */
+long tmp_seek_data(struct tnode *n, int64_t off, int whence)
+{
+  if (n->dir)
+    return -EINVAL;
+  if (off < 0 || (uint64_t)off >= n->size)
+    return -ENXIO;
+  uint64_t o = (uint64_t)off, r;
+  if (n->obj) {
+    off_t k = lseek(n->obj->fd, off, whence);
+    if (k < 0)
+      return errno == ENXIO ? (whence == SEEK_DATA ? -ENXIO : (long)n->size) : -errno;
+    r = (uint64_t)k;
+  } else {
+    uint64_t i = o / PAGE;
+    while (i < n->npages && (n->pages[i] != 0 && !(n->pages[i] & UNWRITTEN)) != (whence == SEEK_DATA))
+      i++;
+    if (whence == SEEK_DATA && i >= n->npages)
+      return -ENXIO;
+    r = i * PAGE > o ? i * PAGE : o;
+  }
+  if (r >= n->size)
+    return whence == SEEK_DATA ? -ENXIO : (long)n->size;
+  return (long)r;
 }
 
 struct tnode *tmp_child(struct tnode *dir, uint64_t idx, const char **name)
@@ -1189,9 +1373,11 @@ int tmp_load(struct tmpfs *fs, struct rbuf *r, struct tnode ***nodes_out, size_t
       if (r->err)
         goto bad;
       for (uint64_t k = 0; k < np; k++) {
-        uint64_t a = n->pages[k];
-        if (!a)
+        uint64_t a = PG(n->pages[k]);
+        if (!n->pages[k])
           continue;
+        if (n->pages[k] % PAGE & ~UNWRITTEN)
+          a = 1; /* (refused below) */
         uint64_t pi = (a - fs->base) / PAGE;
         if (a < fs->base || a % PAGE || pi >= fs->npages || (fs->bitmap[pi / 64] & (1ull << (pi % 64)))) {
           /* never free what is not ours: this page and the unchecked rest */

@@ -57,10 +57,14 @@ struct cf_sandbox_opts {
   /* uname's nodename and /proc/sys/kernel/hostname, 1-64 bytes (NULL:
    * CF_DEFAULT_HOSTNAME; cf_template_fork: NULL keeps the template's) */
   const char *hostname;
-  /* Open files at once, the guest's RLIMIT_NOFILE: an open, dup, pipe or
-   * socket past it is EMFILE (0: CF_SANDBOX_MAX_FILES; at most that). A
-   * guest open file holds at most one host fd, so a sandbox holds at most
-   * max_files + CF_SANDBOX_FIXED_FDS host fds (docs/sandbox.md, "Limits").
+  /* Host fds the open files of all the sandbox's processes hold at once
+   * (ENFILE past it: the sandbox is the system), and when given (the
+   * daemon) also the guest's RLIMIT_NOFILE, soft and hard: an open, dup,
+   * pipe or socket past it is EMFILE. 0: CF_SANDBOX_MAX_FILES host fds and
+   * Linux's RLIMIT_NOFILE (soft 1024, hard CF_SANDBOX_NR_OPEN); at most
+   * CF_SANDBOX_NR_OPEN. A guest open file holds at most one host fd (an
+   * upper file none), so a sandbox holds at most max_files +
+   * CF_SANDBOX_FIXED_FDS host fds (docs/sandbox.md, "Limits").
    * cf_template_fork: the child's own (the template's is not kept). */
   unsigned max_files;
   /* vCPUs that run the program's threads at once (--cpus): 1 ..
@@ -86,8 +90,13 @@ struct cf_sandbox_opts {
 #define CF_SANDBOX_PROC_FDS 5 /* /dev/kvm, its VM, its vCPU, its root, its wake eventfd */
 
 #define CF_DEFAULT_HOSTNAME "cowfork"
-/* The guest fd table's size: the largest max_files. */
-#define CF_SANDBOX_MAX_FILES 256
+/* max_files when 0: the host fds the open files of a sandbox may hold (its
+ * guest RLIMIT_NOFILE is then Linux's default: 1024, raisable to
+ * CF_SANDBOX_NR_OPEN). */
+#define CF_SANDBOX_MAX_FILES 1024
+/* The guest fd table's most (it grows on demand): nr_open, the ceiling of
+ * RLIMIT_NOFILE, and the largest max_files. */
+#define CF_SANDBOX_NR_OPEN 65536
 /* Host fds a sandbox holds beyond its open files: its root (1), its VM
  * (/dev/kvm, the VM, the vCPU: 3), a transient one while it executes a /tmp
  * file or is parked (1), the uffd backend's userfaultfd (1), with margin

@@ -17,6 +17,8 @@
 #include <sys/mman.h>
 #include <sys/resource.h>
 #include <sys/select.h>
+#include <poll.h>
+#include <sys/inotify.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
@@ -480,6 +482,243 @@ static void test_nofile(void)
   opts.max_files = 0;
 }
 
+/* mremap (issue 15, item 3; it was always ENOMEM): shrink, grow in place,
+ * MAYMOVE, FIXED, a shared file mapping moved stays the file's. */
+static void test_mremap(void)
+{
+  diag("mremap: shrink, grow in place, MREMAP_MAYMOVE, MREMAP_FIXED, shared file mappings");
+  long p = S6(SYS_mmap, 0, 16 * PAGE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  char *h = hp((uint64_t)p);
+  for (int i = 0; i < 16; i++)
+    h[i * PAGE] = (char)('a' + i);
+  S2(SYS_munmap, p + 4 * PAGE, 12 * PAGE);
+  is(S5(SYS_mremap, p, 4 * PAGE, 8 * PAGE, 0, 0), p, "grow in place");
+  ok(h[3 * PAGE] == 'd' && h[5 * PAGE] == 0, "old bytes kept, new ones zero");
+  is(S5(SYS_mremap, p, 8 * PAGE, 2 * PAGE, 0, 0), p, "shrink");
+  is(S3(SYS_msync, p + 2 * PAGE, PAGE, 0), -ENOMEM, "the tail is unmapped");
+  S6(SYS_mmap, p + 2 * PAGE, PAGE, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0);
+  is(S5(SYS_mremap, p, 2 * PAGE, 4 * PAGE, 0, 0), -ENOMEM, "grow without room nor MAYMOVE: ENOMEM");
+  long q = S5(SYS_mremap, p, 2 * PAGE, 64 * PAGE, MREMAP_MAYMOVE, 0);
+  ok(q > 0 && q != p, "MAYMOVE moved it (%lx)", q);
+  ok(q > 0 && ((char *)hp((uint64_t)q))[PAGE] == 'b' && ((char *)hp((uint64_t)q))[40 * PAGE] == 0, "moved bytes kept");
+  is(S3(SYS_msync, p, PAGE, 0), -ENOMEM, "the old range is unmapped");
+  S2(SYS_munmap, p + 2 * PAGE, PAGE);
+  long t = S6(SYS_mmap, 0, 4 * PAGE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  is(S5(SYS_mremap, q, 2 * PAGE, 3 * PAGE, MREMAP_MAYMOVE | MREMAP_FIXED, t), t, "MREMAP_FIXED to a target");
+  is(((char *)hp((uint64_t)t))[0], 'a', "the target holds the bytes");
+  is(S5(SYS_mremap, t, PAGE, PAGE, MREMAP_FIXED, t + 8 * PAGE), -EINVAL, "FIXED without MAYMOVE: EINVAL");
+  is(S5(SYS_mremap, t + 1, PAGE, PAGE, 0, 0), -EINVAL, "unaligned: EINVAL");
+  is(S5(SYS_mremap, t, PAGE, 0, MREMAP_MAYMOVE, 0), -EINVAL, "new size 0: EINVAL");
+  is(S5(SYS_mremap, p + 2 * PAGE, PAGE, 2 * PAGE, MREMAP_MAYMOVE, 0), -EFAULT, "unmapped: EFAULT");
+  S2(SYS_munmap, t, 3 * PAGE);
+  S2(SYS_munmap, q, 64 * PAGE);
+  int fd = gopen("/tmp/mr", O_CREAT | O_RDWR | O_TRUNC, 0600);
+  S2(SYS_ftruncate, fd, 4 * PAGE);
+  long m = S6(SYS_mmap, 0, PAGE, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+  ((char *)hp((uint64_t)m))[0] = 's';
+  long m2 = S5(SYS_mremap, m, PAGE, 4 * PAGE, MREMAP_MAYMOVE, 0);
+  ok(m2 > 0, "a shared file mapping grown (%ld)", m2);
+  if (m2 > 0) {
+    ((char *)hp((uint64_t)m2))[3 * PAGE] = 'e';
+    is(strcmp(gpread(fd, 1, 3 * PAGE), "e"), 0, "a store through it is in the file");
+    is(strcmp(gpread(fd, 1, 0), "s"), 0, "the first page kept");
+    S2(SYS_munmap, m2, 4 * PAGE);
+  }
+  S1(SYS_close, fd);
+  S1(SYS_unlink, gs("/tmp/mr"));
+}
+
+/* renameat2 RENAME_EXCHANGE (issue 15, item 3; it was EINVAL). */
+static void test_exchange(void)
+{
+  diag("renameat2 RENAME_EXCHANGE: upper files, a root file, directories");
+  int fd = gopen("/tmp/xa", O_CREAT | O_WRONLY, 0600);
+  gwrite(fd, "A");
+  S1(SYS_close, fd);
+  fd = gopen("/tmp/xb", O_CREAT | O_WRONLY, 0600);
+  gwrite(fd, "B");
+  S1(SYS_close, fd);
+  S2(SYS_mkdir, gs("/tmp/xd"), 0700);
+  S1(SYS_close, gopen("/tmp/xd/in", O_CREAT | O_WRONLY, 0600));
+  is(S5(SYS_renameat2, AT_FDCWD, gs("/tmp/xa"), AT_FDCWD, gs("/tmp/xb"), RENAME_EXCHANGE), 0, "exchange two files");
+  fd = gopen("/tmp/xa", O_RDONLY, 0);
+  is(strcmp(gpread(fd, 1, 0), "B"), 0, "xa holds B");
+  S1(SYS_close, fd);
+  is(S5(SYS_renameat2, AT_FDCWD, gs("/tmp/xa"), AT_FDCWD, gs("/tmp/xd"), RENAME_EXCHANGE), 0, "a file and a directory");
+  struct stat st;
+  ok(gstat("/tmp/xa/in", &st) == 0 && gstat("/tmp/xd", &st) == 0 && S_ISREG(st.st_mode), "they swapped");
+  is(S5(SYS_renameat2, AT_FDCWD, gs("/tmp/xb"), AT_FDCWD, gs("/tmp/nope"), RENAME_EXCHANGE), -ENOENT, "a missing one: ENOENT");
+  is(S5(SYS_renameat2, AT_FDCWD, gs("/tmp/xb"), AT_FDCWD, gs("/tmp/xd"), RENAME_EXCHANGE | RENAME_NOREPLACE), -EINVAL,
+     "EXCHANGE|NOREPLACE: EINVAL");
+  is(S5(SYS_renameat2, AT_FDCWD, gs("/tmp/xa"), AT_FDCWD, gs("/tmp/xa/in"), RENAME_EXCHANGE), -EINVAL, "into itself: EINVAL");
+  is(S5(SYS_renameat2, AT_FDCWD, gs("/etc/plain"), AT_FDCWD, gs("/tmp/xb"), RENAME_EXCHANGE), 0, "a root file and an upper one");
+  fd = gopen("/etc/plain", O_RDONLY, 0);
+  is(strcmp(gpread(fd, 1, 0), "A"), 0, "/etc/plain holds the upper file's bytes");
+  S1(SYS_close, fd);
+  ok(gstat("/tmp/xb", &st) == 0 && st.st_size == 0, "/tmp/xb is the root's (empty) file");
+  char p[600];
+  snprintf(p, sizeof p, "%s/etc/plain", root);
+  ok(stat(p, &st) == 0 && st.st_size == 0, "the host's file untouched");
+  is(S5(SYS_renameat2, AT_FDCWD, gs("/etc"), AT_FDCWD, gs("/tmp/xa"), RENAME_EXCHANGE), -EXDEV, "a root directory: EXDEV");
+  S1(SYS_unlink, gs("/tmp/xa/in"));
+  S1(SYS_rmdir, gs("/tmp/xa"));
+  S1(SYS_unlink, gs("/tmp/xb"));
+  S1(SYS_unlink, gs("/tmp/xd"));
+}
+
+/* O_TMPFILE (issue 15, item 3; it was EISDIR): a file with no name, named
+ * by linkat through /proc/self/fd/N or AT_EMPTY_PATH. */
+static void test_tmpfile(void)
+{
+  diag("O_TMPFILE in an upper and a root directory; linkat gives it a name");
+  int fd = gopen("/tmp", O_TMPFILE | O_RDWR, 0640);
+  ok(fd >= 0, "O_TMPFILE in /tmp (%d)", fd);
+  gwrite(fd, "tmp!");
+  uint64_t b = galloc(NULL, sizeof(struct stat));
+  S2(SYS_fstat, fd, b);
+  struct stat st;
+  memcpy(&st, hp(b), sizeof st);
+  ok(st.st_nlink == 0 && S_ISREG(st.st_mode) && (st.st_mode & 0777) == 0640 && st.st_size == 4, "nlink 0, mode 0640, 4 bytes");
+  is(strcmp(glist("/tmp"), ""), 0, "/tmp lists nothing (%s)", glist("/tmp"));
+  char pp[64];
+  snprintf(pp, sizeof pp, "/proc/self/fd/%d", fd);
+  is(S5(SYS_linkat, AT_FDCWD, gs(pp), AT_FDCWD, gs("/tmp/named"), AT_SYMLINK_FOLLOW), 0, "linkat /proc/self/fd/N");
+  S2(SYS_fstat, fd, b);
+  memcpy(&st, hp(b), sizeof st);
+  is((int)st.st_nlink, 1, "nlink 1");
+  is(S5(SYS_linkat, fd, gs(""), AT_FDCWD, gs("/tmp/named2"), AT_EMPTY_PATH), 0, "linkat AT_EMPTY_PATH (root)");
+  int g = gopen("/tmp/named2", O_RDONLY, 0);
+  is(strcmp(gpread(g, 4, 0), "tmp!"), 0, "the second name reads its bytes");
+  S1(SYS_close, g);
+  S1(SYS_close, fd);
+  S1(SYS_unlink, gs("/tmp/named"));
+  S1(SYS_unlink, gs("/tmp/named2"));
+  fd = gopen("/tmp", O_TMPFILE | O_RDWR | O_EXCL, 0600);
+  snprintf(pp, sizeof pp, "/proc/self/fd/%d", fd);
+  is(S5(SYS_linkat, AT_FDCWD, gs(pp), AT_FDCWD, gs("/tmp/ex"), AT_SYMLINK_FOLLOW), -ENOENT, "O_EXCL: never named (ENOENT)");
+  S1(SYS_close, fd);
+  is(gopen("/tmp", O_TMPFILE | O_RDONLY, 0600), -EINVAL, "O_RDONLY: EINVAL");
+  is(gopen("/etc/plain", O_TMPFILE | O_RDWR, 0600), -ENOTDIR, "on a file: ENOTDIR");
+  is(gopen("/nope", O_TMPFILE | O_RDWR, 0600), -ENOENT, "on a missing directory: ENOENT");
+  fd = gopen("/etc", O_TMPFILE | O_WRONLY, 0600);
+  ok(fd >= 0, "O_TMPFILE in a root directory");
+  snprintf(pp, sizeof pp, "/proc/self/fd/%d", fd);
+  is(S5(SYS_linkat, AT_FDCWD, gs(pp), AT_FDCWD, gs("/etc/made"), AT_SYMLINK_FOLLOW), 0, "named in the root's /etc");
+  ok(gstat("/etc/made", &st) == 0 && S_ISREG(st.st_mode), "/etc/made is there");
+  char p[600];
+  snprintf(p, sizeof p, "%s/etc/made", root);
+  ok(access(p, F_OK) < 0, "not on the host");
+  S1(SYS_close, fd);
+  S1(SYS_unlink, gs("/etc/made"));
+  fd = gopen("/tmp/del", O_CREAT | O_RDWR, 0600);
+  S1(SYS_unlink, gs("/tmp/del"));
+  snprintf(pp, sizeof pp, "/proc/self/fd/%d", fd);
+  is(S5(SYS_linkat, AT_FDCWD, gs(pp), AT_FDCWD, gs("/tmp/back"), AT_SYMLINK_FOLLOW), -ENOENT, "a deleted file: ENOENT");
+  S1(SYS_close, fd);
+}
+
+/* The next inotify event as "MASK NAME" (mask in hex), or the errno. */
+static const char *ievent(int in)
+{
+  static char out[300];
+  uint64_t b = galloc(NULL, 4096);
+  long n = S3(SYS_read, in, b, 4096);
+  if (n < 0) {
+    snprintf(out, sizeof out, "%s", strerrorname_np((int)-n));
+    return out;
+  }
+  struct inotify_event e;
+  memcpy(&e, hp(b), sizeof e);
+  snprintf(out, sizeof out, "%d %x %s%s", e.wd, e.mask, e.len ? (char *)hp(b) + sizeof e : "-", e.cookie ? " c" : "");
+  return out;
+}
+
+/* inotify (issue 15, item 3; it was ENOSYS): the calls Python's and
+ * Node's watchers make, for changes made in the sandbox. */
+static void test_inotify(void)
+{
+  diag("inotify: create, modify, rename, delete in a watched directory");
+  S2(SYS_mkdir, gs("/tmp/iw"), 0700);
+  int before = host_fds();
+  int in = (int)S1(SYS_inotify_init1, IN_NONBLOCK);
+  ok(in >= 0, "inotify_init1 (%d)", in);
+  int wd = (int)S3(SYS_inotify_add_watch, in, gs("/tmp/iw"), IN_CREATE | IN_DELETE | IN_MODIFY | IN_MOVED_FROM | IN_MOVED_TO);
+  is(wd, 1, "add_watch: wd 1");
+  is(strcmp(ievent(in), "EAGAIN"), 0, "nothing yet: EAGAIN");
+  int fd = gopen("/tmp/iw/a", O_CREAT | O_WRONLY, 0600);
+  is(strcmp(ievent(in), "1 100 a"), 0, "IN_CREATE a");
+  gwrite(fd, "x");
+  is(strcmp(ievent(in), "1 2 a"), 0, "IN_MODIFY a");
+  S1(SYS_close, fd);
+  S2(SYS_rename, gs("/tmp/iw/a"), gs("/tmp/iw/b"));
+  is(strcmp(ievent(in), "1 40 a c"), 0, "IN_MOVED_FROM a, a cookie");
+  is(strcmp(ievent(in), "1 80 b c"), 0, "IN_MOVED_TO b");
+  S2(SYS_mkdir, gs("/tmp/iw/d"), 0700);
+  is(strcmp(ievent(in), "1 40000100 d"), 0, "IN_CREATE|IN_ISDIR d");
+  S1(SYS_unlink, gs("/tmp/iw/b"));
+  is(strcmp(ievent(in), "1 200 b"), 0, "IN_DELETE b");
+  /* (file_poll: what poll, select and epoll ask; a signal an earlier
+   * group left pending would end a poll call first) */
+  is(file_poll(sb, fs_get(sb, in)) & POLLIN, 0, "poll: not ready when empty");
+  S1(SYS_rmdir, gs("/tmp/iw/d"));
+  is(file_poll(sb, fs_get(sb, in)) & POLLIN, POLLIN, "poll: ready with an event");
+  is(strcmp(ievent(in), "1 40000200 d"), 0, "IN_DELETE|IN_ISDIR d");
+  is(S2(SYS_inotify_rm_watch, in, wd), 0, "rm_watch");
+  is(strcmp(ievent(in), "1 8000 -"), 0, "IN_IGNORED");
+  is(S2(SYS_inotify_rm_watch, in, wd), -EINVAL, "rm_watch again: EINVAL");
+  is(S3(SYS_inotify_add_watch, in, gs("/tmp/nope"), IN_CREATE), -ENOENT, "a missing path: ENOENT");
+  is(S3(SYS_inotify_add_watch, 0, gs("/tmp/iw"), IN_CREATE), -EINVAL, "not an inotify fd: EINVAL");
+  S1(SYS_close, in);
+  is(host_fds(), before, "closed: its host fds are gone");
+  S1(SYS_rmdir, gs("/tmp/iw"));
+}
+
+/* Without max_files: Linux's RLIMIT_NOFILE (soft 1024, hard 65536), the
+ * fd table grown on demand, host fds bounded by CF_SANDBOX_MAX_FILES
+ * (issue 15, item 3; the table was 256 fds). */
+static void test_nofile_linux(void)
+{
+  diag("RLIMIT_NOFILE as Linux: 1024, raisable to 65536; the fd table grows");
+  uint64_t rl = galloc(NULL, 16);
+  is(S4(SYS_prlimit64, 0, RLIMIT_NOFILE, 0, rl), 0, "prlimit64(RLIMIT_NOFILE)");
+  ok(((uint64_t *)hp(rl))[0] == 1024 && ((uint64_t *)hp(rl))[1] == 65536, "RLIMIT_NOFILE is 1024/65536 (%llu/%llu)",
+     (unsigned long long)((uint64_t *)hp(rl))[0], (unsigned long long)((uint64_t *)hp(rl))[1]);
+  ok(sb->nfds <= 64, "the fd table starts small (%d entries)", sb->nfds);
+  int fd = gopen("/tmp/nf", O_CREAT | O_RDWR, 0600), last = -1;
+  long r;
+  while ((r = S1(SYS_dup, fd)) >= 0)
+    last = (int)r;
+  is(r, -EMFILE, "dup past 1024: EMFILE");
+  is(last, 1023, "the last fd is 1023");
+  is(S2(SYS_dup2, fd, 1024), -EBADF, "dup2 to 1024: EBADF");
+  ((uint64_t *)hp(rl))[0] = 4096;
+  is(S4(SYS_prlimit64, 0, RLIMIT_NOFILE, rl, 0), 0, "soft limit raised to 4096");
+  is(S2(SYS_dup2, fd, 4000), 4000, "dup2 to 4000");
+  ok(sb->nfds >= 4001 && sb->nfds <= 8192, "the table grew to %d", sb->nfds);
+  is(S3(SYS_fcntl, fd, F_DUPFD, 4095), 4095, "F_DUPFD from 4095");
+  is(S3(SYS_fcntl, fd, F_DUPFD, 4096), -EINVAL, "F_DUPFD from 4096: EINVAL");
+  ((uint64_t *)hp(rl))[0] = ((uint64_t *)hp(rl))[1] = 65537;
+  is(S4(SYS_prlimit64, 0, RLIMIT_NOFILE, rl, 0), -EPERM, "hard limit above 65536: EPERM (nr_open)");
+  for (int i = fd + 1; i < 4096; i++)
+    S1(SYS_close, i);
+  /* a root file opened 300 times: a host fd each, more than the old 256 */
+  int before = host_fds(), n = 0;
+  int *fds = calloc(300, sizeof *fds);
+  for (int i = 0; i < 300; i++)
+    n += (fds[i] = gopen("/etc/plain", O_RDONLY, 0)) >= 0;
+  is(n, 300, "a root file opened 300 times");
+  ok(host_fds() - before == 300, "300 host fds held (%d)", host_fds() - before);
+  for (int i = 0; i < 300; i++)
+    S1(SYS_close, fds[i]);
+  free(fds);
+  ok(host_fds() <= before, "closed: host fds back to %d (%d)", before, host_fds());
+  ((uint64_t *)hp(rl))[0] = 1024;
+  ((uint64_t *)hp(rl))[1] = 65536;
+  is(S4(SYS_prlimit64, 0, RLIMIT_NOFILE, rl, 0), 0, "back to 1024");
+  S1(SYS_close, fd);
+  S1(SYS_unlink, gs("/tmp/nf"));
+}
+
 /* A blocking lock call on a conflict waits as on Linux. Nothing else in a
  * one-task sandbox can release the lock, so only a signal ends the wait;
  * with none possible the sandbox ends with a report (not a hang). Each case
@@ -778,12 +1017,60 @@ static void test_pending(void)
   ok(sb->exited && sb->kill_signal == SIGTERM, "then the pending SIGTERM ends the sandbox");
 }
 
+/* fallocate and SEEK_DATA/SEEK_HOLE on an upper file as Linux's tmpfs
+ * (issue 15, item 3): tests/sandbox/posix.c checks the same against the
+ * native calls in a VM. */
+static void test_sparse(void)
+{
+  diag("fallocate, SEEK_DATA/SEEK_HOLE on a /tmp file");
+  int fd = gopen("/tmp/sparse", O_CREAT | O_RDWR | O_TRUNC, 0600);
+  S4(SYS_pwrite64, fd, gs("d"), 1, 0);
+  S4(SYS_pwrite64, fd, gs("d"), 1, 5 * PAGE + 7);
+  S2(SYS_ftruncate, fd, 10 * PAGE);
+  is(S3(SYS_lseek, fd, 0, SEEK_DATA), 0, "SEEK_DATA 0: 0");
+  is(S3(SYS_lseek, fd, 1, SEEK_HOLE), PAGE, "SEEK_HOLE 1: the next page");
+  is(S3(SYS_lseek, fd, PAGE, SEEK_DATA), 5 * PAGE, "SEEK_DATA in a hole: the next data page");
+  is(S3(SYS_lseek, fd, 6 * PAGE, SEEK_DATA), -ENXIO, "SEEK_DATA past the last data: ENXIO");
+  is(S3(SYS_lseek, fd, 10 * PAGE - 1, SEEK_HOLE), 10 * PAGE - 1, "SEEK_HOLE in the last hole: there");
+  is(S3(SYS_lseek, fd, 10 * PAGE, SEEK_HOLE), -ENXIO, "SEEK_HOLE at the end: ENXIO");
+  is(S3(SYS_lseek, fd, 0, SEEK_CUR), 10 * PAGE - 1, "the offset moved to the last answer");
+  is(S4(SYS_fallocate, fd, FALLOC_FL_KEEP_SIZE, 2 * PAGE, PAGE), 0, "fallocate KEEP_SIZE of a hole");
+  is(S3(SYS_lseek, fd, PAGE, SEEK_DATA), 5 * PAGE, "the allocated page is a hole until written (tmpfs)");
+  S4(SYS_pwrite64, fd, gs("w"), 1, 2 * PAGE + 9);
+  is(S3(SYS_lseek, fd, PAGE, SEEK_DATA), 2 * PAGE, "written, it is data");
+  is(S4(SYS_fallocate, fd, 0, 20 * PAGE, 100), 0, "fallocate past the end");
+  struct stat st;
+  gstat("/tmp/sparse", &st);
+  is(st.st_size, 20 * PAGE + 100, "the size grew to its end");
+  is(S4(SYS_fallocate, fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, 5 * PAGE + 3, 2 * PAGE), 0, "punch a hole");
+  is(S3(SYS_lseek, fd, 3 * PAGE, SEEK_DATA), 5 * PAGE, "the partial page stays data");
+  is(S3(SYS_lseek, fd, 5 * PAGE, SEEK_HOLE), 6 * PAGE, "the whole page punched is a hole");
+  ok(strcmp(gpread(fd, 8, 5 * PAGE), "") == 0 && ((char *)hp(galloc(NULL, 1)))[0] == 0, "punched bytes read zero");
+  uint64_t b = galloc(NULL, 8);
+  S4(SYS_pread64, fd, b, 8, 5 * PAGE + 7);
+  is(((char *)hp(b))[0], 0, "the byte at 5 pages + 7 was zeroed");
+  is(S4(SYS_fallocate, fd, FALLOC_FL_PUNCH_HOLE, 0, 1), -EOPNOTSUPP, "punch without KEEP_SIZE: EOPNOTSUPP");
+  is(S4(SYS_fallocate, fd, FALLOC_FL_ZERO_RANGE, 0, 1), -EOPNOTSUPP, "ZERO_RANGE: EOPNOTSUPP as tmpfs");
+  is(S4(SYS_fallocate, fd, 0, 0, 0), -EINVAL, "len 0: EINVAL");
+  int ro = gopen("/tmp/sparse", O_RDONLY, 0);
+  is(S4(SYS_fallocate, ro, 0, 0, 1), -EBADF, "not open for writing: EBADF");
+  S1(SYS_close, ro);
+  uint64_t pv = galloc(NULL, 8);
+  S2(SYS_pipe2, pv, 0);
+  int *pp = hp(pv);
+  is(S4(SYS_fallocate, pp[1], 0, 0, 1), -ESPIPE, "a pipe: ESPIPE");
+  S1(SYS_close, pp[0]);
+  S1(SYS_close, pp[1]);
+  S1(SYS_close, fd);
+  S1(SYS_unlink, gs("/tmp/sparse"));
+}
+
 int main(int argc, char **argv)
 {
   static const struct { const char *name; void (*fn)(void); } groups[] = {
       {"mkdir", test_mkdir},   {"region", test_region}, {"attrs", test_attrs},   {"locks", test_locks},
       {"shared", test_shared}, {"hidden", test_hidden}, {"select", test_select}, {"limits", test_limits},
-      {"hostfds", test_hostfds}, {"nofile", test_nofile}, {"fifo", test_fifo}, {"fifo_wait", test_fifo_wait}, {"magic", test_magic}, {"lockwait", test_lockwait}, {"pending", test_pending}, {"pipe_flags", test_pipe_flags},
+      {"hostfds", test_hostfds}, {"nofile", test_nofile}, {"fifo", test_fifo}, {"fifo_wait", test_fifo_wait}, {"magic", test_magic}, {"lockwait", test_lockwait}, {"pending", test_pending}, {"pipe_flags", test_pipe_flags}, {"sparse", test_sparse}, {"nofile_linux", test_nofile_linux}, {"mremap", test_mremap}, {"exchange", test_exchange}, {"tmpfile", test_tmpfile}, {"inotify", test_inotify},
   };
   sb_setup();
   for (size_t i = 0; i < sizeof groups / sizeof groups[0]; i++) {

@@ -64,7 +64,7 @@ static void done(struct sb *s)
 static int nfds(struct sb *s)
 {
   int n = 0;
-  for (int i = 0; i < MAX_FDS; i++)
+  for (int i = 0; i < s->nfds; i++)
     n += s->fds[i] != NULL;
   return n;
 }
