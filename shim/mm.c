@@ -560,8 +560,12 @@ uint64_t mm_find_free(struct sb *sb, uint64_t len)
 {
   len = PAGE_UP(len);
   uint64_t top = sb->mmap_top;
-  /* Walk the VMAs below top from the highest down. */
-  int i = find_idx(sb, top) - 1;
+  /* Walk the VMAs below top from the highest down; one that reaches
+   * across top (an mremap grown in place, a MAP_FIXED) lowers it. */
+  int i = find_idx(sb, top);
+  if (i < sb->nvma && sb->vmas[i].start < top)
+    top = sb->vmas[i].start;
+  i--;
   for (;;) {
     uint64_t floor = i >= 0 ? sb->vmas[i].end : CF_VM_USER_BASE;
     uint64_t lowest = sb->brk_cur + (64ull << 20); /* leave brk room to grow */

@@ -526,6 +526,20 @@ static void test_mremap(void)
   }
   S1(SYS_close, fd);
   S1(SYS_unlink, gs("/tmp/mr"));
+  /* glibc's realloc of a big block (busybox sh growing a string): the
+   * mapping just below the mmap top grows in place past it; the next mmap
+   * must not be placed inside it (mm_find_free walked from below the top). */
+  uint64_t top = sb->mmap_top;
+  S2(SYS_munmap, top - 33 * PAGE, 65 * PAGE); /* room at and above the top */
+  long hi = S6(SYS_mmap, top - 33 * PAGE, 33 * PAGE, PROT_READ | PROT_WRITE,
+               MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0);
+  long g = S5(SYS_mremap, hi, 33 * PAGE, 65 * PAGE, MREMAP_MAYMOVE, 0);
+  is(g, hi, "the mapping below the mmap top grown in place, past it (%lx -> %lx)", hi, g);
+  long nx = S6(SYS_mmap, 0, 33 * PAGE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  ok(nx > 0 && (nx + 33 * (long)PAGE <= g || nx >= g + 65 * (long)PAGE), "a new mapping lies outside it (%lx, grown %lx)",
+     nx, g);
+  S2(SYS_munmap, nx, 33 * PAGE);
+  S2(SYS_munmap, g, 65 * PAGE);
 }
 
 /* renameat2 RENAME_EXCHANGE (issue 15, item 3; it was EINVAL). */
