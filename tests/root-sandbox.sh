@@ -52,9 +52,11 @@ cowfork root create bb --packages busybox-static >/dev/null 2>"$TMP/err" || fail
 ok "busybox runs in a root made from busybox-static"
 mkdir -p "$TMP/d/bin" && cp $BB "$TMP/d/bin/" && ln -s busybox "$TMP/d/bin/sh" && echo from-dir >"$TMP/d/what"
 cowfork root create dir --from-dir "$TMP/d" >/dev/null || fail "root create --from-dir"
-# (one command a run: busybox sh forks for all but its last, and a sandbox is one process)
+# (/tmp: the sandbox's own, a directory of its writable upper layer, listed
+# in / though the root has none)
 [ "$(cowfork run --root dir -- /bin/busybox cat /what)" = from-dir ] &&
   [ "$(cowfork run --root dir -- /bin/busybox ls /)" = "bin
+tmp
 usr
 what" ] || fail "busybox in the --from-dir root: $(cowfork run --root dir -- /bin/busybox ls / 2>&1)"
 ok "busybox runs in a --from-dir root, which holds only its files (and the driver)"

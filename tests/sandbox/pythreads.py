@@ -102,7 +102,8 @@ def part_threading():
     for t in lts:
         t.join()
     fired = threading.Event()
-    threading.Timer(0.02, fired.set).start()
+    timer = threading.Timer(0.02, fired.set)
+    timer.start()
     cancelled = threading.Timer(0.02, lambda: print("cancelled timer fired"))
     cancelled.start()
     cancelled.cancel()
@@ -113,6 +114,9 @@ def part_threading():
     t.start()
     t.join()
     threading.excepthook = old
+    fired.wait(30)
+    timer.join()  # (a timer's thread may still be ending after its event is set: active_count races)
+    cancelled.join()
     print("threading: local", loc.v, seen.count(False), "unset", seen.count(True), "own; Timer fired",
           fired.wait(30), "; excepthook got", caught, "; active", threading.active_count())
 
