@@ -36,7 +36,9 @@ else
 fi
 gcc -static -O2 -pthread -o "$tmp/idle" bench/guest/idlethreads.c
 echo "CPU: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ //'), $(nproc) cores${COWFORK_EMULATED:+, emulated KVM (scripts/kvm-vm.sh)}"
-echo "previous: $(git rev-parse --short "$PREV"), this: $(git rev-parse --short HEAD)$(git diff --quiet || echo '+changes'); $C children per fork, median of $N"
+prev_label=$(git rev-parse --short "$PREV")
+[ -n "${PREV_COWFORK:-}" ] && prev_label="$PREV_COWFORK (PREV_COWFORK)"
+echo "previous: $prev_label, this: $(git rev-parse --short HEAD)$(git diff --quiet || echo '+changes'); $C children per fork, median of $N"
 # Each version its own store (a state file of this commit is version 6).
 COWFORK_STORE=$tmp/sa "$A" template create t1 --root / --mem 256M -- "$tmp/idle" 1 2>/dev/null
 COWFORK_STORE=$tmp/sb "$B" template create t1 --root / --mem 256M -- "$tmp/idle" 1 2>/dev/null
