@@ -46,6 +46,8 @@ int main(int argc, char **argv)
   pid_t z = fork();
   if (z == 0)
     _exit(3); /* a zombie until the parent waits, after the pause */
+  siginfo_t si;
+  waitid(P_PID, (id_t)z, &si, WEXITED | WNOWAIT); /* ended for sure (a WNOHANG wait later must find it) */
   pid_t p = fork();
   if (p == 0) {
     counter += 100;
