@@ -1986,9 +1986,7 @@ long sys_shutdown(struct sb *sb, const uint64_t a[6], long nr)
   int how = (int)A(1);
   if (how < SHUT_RD || how > SHUT_RDWR)
     r = -EINVAL;
-  else if (s->state == SS_CONNECTED && is_stream(s))
-    r = shutdown(f->hostfd, how) < 0 ? -errno : 0;
-  else if (s->pair)
+  else if ((s->state == SS_CONNECTED && is_stream(s)) || s->pair)
     r = shutdown(f->hostfd, how) < 0 ? -errno : 0;
   else if (s->state == SS_LISTEN && is_inet(s)) {
     /* Linux (inet_shutdown): SHUT_WR leaves a listener as it is; SHUT_RD
