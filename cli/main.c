@@ -220,7 +220,9 @@ int main(int argc, char **argv)
 {
   int i = 1;
   init_tables();
-  cf_nofile_raise(); /* fork -n N keeps two files per child */
+  /* fork -n N keeps two files per child; run's sandbox may hold up to
+   * CF_SANDBOX_NR_OPEN (its guest's nr_open, as Linux's) */
+  cf_nofile_raise(CF_SANDBOX_NR_OPEN + 1024);
   /* The threads that serve guests run under seccomp (shim/seccomp.c)
    * unless COWFORK_SECCOMP=0 here or --no-seccomp on the command. */
   const char *sc = getenv("COWFORK_SECCOMP");

@@ -16,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -98,6 +99,7 @@ enum {
   BOX_OPT_PIDS,
   BOX_OPT_CWD,
   BOX_OPT_NET,
+  BOX_OPT_MAX_FILES,
   BOX_OPT_END
 };
 #define BOX_OPTS                                                                                                       \
@@ -106,7 +108,8 @@ enum {
       {"timeout", required_argument, 0, BOX_OPT_TIMEOUT}, {"strace", no_argument, 0, BOX_OPT_STRACE},           \
       {"no-seccomp", no_argument, 0, BOX_OPT_NO_SECCOMP}, {"user", required_argument, 0, BOX_OPT_USER},          \
       {"cpus", required_argument, 0, BOX_OPT_CPUS}, {"pids", required_argument, 0, BOX_OPT_PIDS},       \
-      {"cwd", required_argument, 0, BOX_OPT_CWD}, {"net", required_argument, 0, BOX_OPT_NET}
+      {"cwd", required_argument, 0, BOX_OPT_CWD}, {"net", required_argument, 0, BOX_OPT_NET},  \
+      {"max-files", required_argument, 0, BOX_OPT_MAX_FILES}
 
 /* Option c (getopt_long's, argument optarg) if it is one of BOX_OPTS or -v,
  * into o and env: -1 if c is none of them, EXIT_OK if taken, or the exit
@@ -146,6 +149,15 @@ static int box_opt(const struct cli_cmd *cmd, int c, struct cf_sandbox_opts *o, 
     o->max_pids = (unsigned)n;
     return EXIT_OK;
   }
+  case BOX_OPT_MAX_FILES: {
+    char *end;
+    errno = 0;
+    long n = strtol(optarg, &end, 10);
+    if (errno || *end || end == optarg || n < 16 || n > CF_SANDBOX_NR_OPEN)
+      return cli_usage(cmd, "bad --max-files '%s' (16-%d)", optarg, CF_SANDBOX_NR_OPEN);
+    o->max_files = (unsigned)n;
+    return EXIT_OK;
+  }
   case BOX_OPT_CWD:
     if (optarg[0] != '/' || strlen(optarg) >= PATH_MAX)
       return cli_usage(cmd, "bad --cwd '%s' (an absolute path in the sandbox)", optarg);
@@ -176,6 +188,21 @@ static int box_opt(const struct cli_cmd *cmd, int c, struct cf_sandbox_opts *o, 
   default:
     return -1;
   }
+}
+
+/* --max-files of `cowfork run` when not given: its one sandbox may hold
+ * what this process's fd limit leaves room for (main raised the soft limit
+ * to the hard one), at most CF_SANDBOX_NR_OPEN, at least the default. */
+static unsigned run_max_files(void)
+{
+  struct rlimit rl;
+  if (getrlimit(RLIMIT_NOFILE, &rl) < 0)
+    return CF_SANDBOX_MAX_FILES;
+  rlim_t room = rl.rlim_cur == RLIM_INFINITY ? CF_SANDBOX_NR_OPEN : rl.rlim_cur;
+  room = room > 2 * CF_SANDBOX_FIXED_FDS + 64 ? room - 2 * CF_SANDBOX_FIXED_FDS - 64 : 0;
+  if (room > CF_SANDBOX_NR_OPEN)
+    room = CF_SANDBOX_NR_OPEN;
+  return room < CF_SANDBOX_MAX_FILES ? CF_SANDBOX_MAX_FILES : (unsigned)room;
 }
 
 static int cmd_run(const struct cli_cmd *cmd, int argc, char **argv)
@@ -219,6 +246,8 @@ static int cmd_run(const struct cli_cmd *cmd, int argc, char **argv)
     return cli_usage(cmd, "missing PROGRAM");
   o.program = argv[optind];
   o.argv = argv + optind;
+  if (!o.max_files)
+    o.max_files = run_max_files();
   char rootbuf[PATH_MAX];
   if (cli_root_resolve(o.root, rootbuf, sizeof rootbuf) < 0) {
     free(env.v);
@@ -709,7 +738,7 @@ out:
   "                busybox-static + python3 + python3-numpy), or with a '/' a host\n" \
   "                directory. --root / shows the host's whole file system to the\n"   \
   "                guest: unsafe for code you do not trust. Writes go to an\n"        \
-  "                to an upper layer in guest memory (the root's files are never\n" \
+  "                upper layer in guest memory (the root's files are never\n"       \
   "                written; docs/sandbox.md \"Files\")\n"
 #define NET_HELP                                                                      \
   "  --net POLICY  where its sockets may go beyond its own loopback: none (the\n"  \
@@ -727,6 +756,10 @@ out:
   "                /proc/cpuinfo show\n"                                          \
   "  --pids N      processes alive at once, zombies included (default 64): a\n"  \
   "                fork past it fails with EAGAIN\n"                              \
+  "  --max-files N host fds the open files of all its processes may hold\n"     \
+  "                together (16-65536; ENFILE past it), also its RLIMIT_NOFILE\n" \
+  "                hard limit (soft: 1024 or N); default 1024, and for run what\n" \
+  "                this command's own fd limit leaves room for, up to 65536\n"    \
   "  --cwd DIR     the directory the program starts in (an absolute path in the\n" \
   "                sandbox; default /); a relative PROGRAM is found from it, and\n" \
   "                PWD=DIR is set (before --env)\n"                               \
@@ -746,7 +779,7 @@ out:
 const struct cli_cmd cli_sandbox_cmds[] = {
     {"run", "run a Linux program in a micro-VM sandbox",
      "Usage: cowfork run [--root NAME|DIR] [--mem SIZE] [--timeout S] [--cpu-limit S] [--strace] [-v]\n"
-     "                   [--copy-files] [--env K=V|K]... [--hostname NAME] [--cpus N] [--pids N] [--cwd DIR]\n"
+     "                   [--copy-files] [--env K=V|K]... [--hostname NAME] [--cpus N] [--pids N] [--max-files N] [--cwd DIR]\n"
      "                   [--net POLICY] [--no-seccomp] [--user NAME] -- PROGRAM [ARGS...]\n"
      "\n"
      "Run an x86-64 Linux PROGRAM (a path inside the root; static, or dynamic with\n"
@@ -769,7 +802,7 @@ const struct cli_cmd cli_sandbox_cmds[] = {
     {"template create", "run a program to its ready point and save it as a template",
      "Usage: cowfork template create NAME [--root NAME|DIR] [--mem SIZE] [--ready stdin|MARKER]\n"
      "                               [--timeout S] [--strace] [-v] [--env K=V|K]...\n"
-     "                               [--hostname NAME] [--cpus N] [--pids N] [--cwd DIR] [--net POLICY]\n"
+     "                               [--hostname NAME] [--cpus N] [--pids N] [--max-files N] [--cwd DIR] [--net POLICY]\n"
      "                               [--no-seccomp] [--user NAME]\n"
      "                               -- PROGRAM [ARGS...]\n"
      "\n"

@@ -41,8 +41,9 @@
 #define SB_NOFILE(sb)                                                                                          \
   ((sb)->opts && (sb)->opts->max_files ? ((sb)->opts->max_files < MAX_FDS ? (int)(sb)->opts->max_files : MAX_FDS) \
                                        : CF_SANDBOX_MAX_FILES)
-/* RLIMIT_NOFILE's ceiling (nr_open): max_files when given, else MAX_FDS. */
-#define SB_NR_OPEN(sb) ((sb)->opts && (sb)->opts->max_files ? SB_NOFILE(sb) : MAX_FDS)
+/* RLIMIT_NOFILE's ceiling (nr_open): the host fds it may hold, so that a
+ * guest that raises its limit to the hard one can open that many. */
+#define SB_NR_OPEN(sb) SB_NOFILE(sb)
 
 /* One guest mapping: [start, end), PROT_* bits. */
 struct vma {

@@ -516,10 +516,9 @@ static struct rlimit rlim_default(struct sb *sb, int res)
   case RLIMIT_STACK:
     return (struct rlimit){STACK_SIZE, STACK_SIZE};
   case RLIMIT_NOFILE:
-    /* the daemon's max_files: soft and hard; else Linux's default */
-    if (sb->opts && sb->opts->max_files)
-      return (struct rlimit){(rlim_t)SB_NR_OPEN(sb), (rlim_t)SB_NR_OPEN(sb)};
-    return (struct rlimit){1024, (rlim_t)SB_NR_OPEN(sb)};
+    /* Linux's default soft limit (1024), at most the hard one: the host
+     * fds the sandbox may hold (max_files) */
+    return (struct rlimit){SB_NR_OPEN(sb) < 1024 ? (rlim_t)SB_NR_OPEN(sb) : 1024, (rlim_t)SB_NR_OPEN(sb)};
   case RLIMIT_AS:
   case RLIMIT_DATA:
     return (struct rlimit){sb->mem_size, sb->mem_size};
@@ -536,8 +535,8 @@ void rlim_get(struct sb *sb, int res, struct rlimit *rl)
 
 int fd_limit(struct sb *sb)
 {
-  /* at most the sandbox's nr_open (max_files when given), whatever a
-   * template's state says */
+  /* at most the sandbox's nr_open (its max_files), whatever a template's
+   * state says */
   int max = SB_NR_OPEN(sb);
   struct rlimit rl;
   rlim_get(sb, RLIMIT_NOFILE, &rl);
@@ -558,8 +557,8 @@ static long do_prlimit(struct sb *sb, int res, const struct rlimit *nl, struct r
   if (nl) {
     if (nl->rlim_cur > nl->rlim_max)
       return -EINVAL;
-    /* Linux: NOFILE never above nr_open (here: the sandbox's max_files
-     * when given, else the fd table's most), and raising a hard limit needs
+    /* Linux: NOFILE never above nr_open (here: the sandbox's max_files),
+     * and raising a hard limit needs
      * CAP_SYS_RESOURCE (root here). */
     if (res == RLIMIT_NOFILE && nl->rlim_max > (rlim_t)SB_NR_OPEN(sb))
       return -EPERM;
