@@ -128,6 +128,24 @@ int main(void)
   ok(memcmp(buf, back, n) == 0, "the punched range reads as zeros, the rest is kept");
   is(cf_extfs_seek_data(fs, f, 8192, SEEK_DATA), 4 * 4096, "SEEK_DATA after the punched blocks");
 
+  /* Unaligned ends around a bulk middle, over a file with data already:
+   * compared with a model. */
+  uint32_t u;
+  size_t un = 300 * 1024 + 77;
+  char *model = calloc(1, 1u << 20), *got = malloc(1u << 20);
+  ok(cf_extfs_create(fs, CF_EXTFS_ROOT, "u", S_IFREG | 0644, 0, NULL, 0, 0, &u) == 0, "u");
+  memset(model + 4000, 0x11, 9000);
+  is(cf_extfs_write(fs, u, model + 4000, 9000, 4000), 9000, "small write (file API)");
+  for (size_t i = 0; i < un; i++)
+    model[1000 + i] = (char)(i * 13 + 1);
+  is(cf_extfs_write(fs, u, model + 1000, un, 1000), (long)un, "unaligned 300 KiB write (bulk middle)");
+  is(cf_extfs_read(fs, u, got, 1u << 20, 0), (long)(1000 + un), "read it all");
+  ok(memcmp(model, got, 1000 + un) == 0, "same bytes as the model");
+  is(cf_extfs_read(fs, u, got, 200 * 1024 + 3, 4097), 200 * 1024 + 3, "unaligned bulk read");
+  ok(memcmp(model + 4097, got, 200 * 1024 + 3) == 0, "same bytes");
+  free(model);
+  free(got);
+
   /* Other kinds of file. */
   ok(cf_extfs_create(fs, CF_EXTFS_ROOT, "l", S_IFLNK, 0, "d/f", 0, 0, &l) == 0, "short symlink");
   char lt[300], longt[200];
