@@ -227,6 +227,10 @@ int main(void)
          cf_extfs_write(fs, kept, "abc", 3, 0) == 3 && cf_extfs_unlink(fs, CF_EXTFS_ROOT, "kept", true, NULL) == 0,
      "unlink a file kept open");
   ok(cf_extfs_read(fs, kept, small, 3, 0) == 3 && !memcmp(small, "abc", 3), "it still reads");
+  /* Not checked here: a save while it is kept. e2fsck -n does not process
+   * the orphan list (the kernel and a writing e2fsck free such inodes),
+   * so it reports "deleted inode has zero dtime"; the shim is to name kept
+   * inodes in a work directory before a save (docs/architecture.md). */
   ok(cf_extfs_release(fs, kept) == 0, "release it");
   for (int i = 0; i < 300; i++) {
     char name[64];
