@@ -207,6 +207,8 @@ static int shared_release(struct sb *sb, uint64_t start, uint64_t end)
     } else {
       struct shm_obj *o = m->obj;
       sb->shmaps[i] = sb->shmaps[--sb->nshmaps];
+      if (o->sysv)
+        ipc_shm_detached(sb, o); /* (after the record went: nattch counts the others) */
       shm_unref(o);
       i--;
     }
@@ -234,8 +236,12 @@ void mm_shared_fini(struct sb *sb)
 {
   if (sb->mm_sharers)
     return; /* vfork children still run in this address space: dropped when the last leaves (process.c mm_release) */
-  for (int i = 0; i < sb->nshmaps; i++)
-    shm_unref(sb->shmaps[i].obj);
+  while (sb->nshmaps > 0) {
+    struct shm_obj *o = sb->shmaps[--sb->nshmaps].obj;
+    if (o->sysv)
+      ipc_shm_detached(sb, o);
+    shm_unref(o);
+  }
   free(sb->shmaps);
   sb->shmaps = NULL;
   sb->nshmaps = sb->capshmaps = 0;

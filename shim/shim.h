@@ -66,10 +66,10 @@ static inline bool vmas_equal(const struct vma *a, int na, const struct vma *b, 
 /* F_DEV: a device of the sandbox's /dev (null, zero, full, random, urandom;
  * state files of version <= 2 call it F_NULL: /dev/null); F_VIRT, F_VDIR: a
  * generated file and a directory of its /proc or /dev (proc.c); F_EVENTFD,
- * F_SIGNALFD, F_EPOLL: the shim's own event files (event.c). The values
- * are saved in state files. */
-enum file_type { F_HOST, F_DIR, F_TMP, F_TMPDIR, F_DEV, F_VIRT, F_VDIR, F_EVENTFD, F_SIGNALFD, F_EPOLL, F_TIMERFD };
-#define F_LAST F_TIMERFD
+ * F_SIGNALFD, F_EPOLL: the shim's own event files (event.c); F_PIDFD: a
+ * process file descriptor (process.c). The values are saved in state files. */
+enum file_type { F_HOST, F_DIR, F_TMP, F_TMPDIR, F_DEV, F_VIRT, F_VDIR, F_EVENTFD, F_SIGNALFD, F_EPOLL, F_TIMERFD, F_PIDFD };
+#define F_LAST F_PIDFD
 struct epoll;  /* an epoll instance's interest list (event.c) */
 struct epitem; /* one entry of it */
 struct vent; /* an entry of /proc or /dev (proc.c) */
@@ -104,6 +104,7 @@ struct file {
   struct epitem *watchers;
   uint64_t wake_in, wake_out;
   struct ktimer *timer; /* F_TIMERFD: its timer (its own: timer.c) */
+  int pid;              /* F_PIDFD: the process it refers to (a sandbox never reuses a pid: process.c) */
   int *hostcount;       /* the sandbox's count of host fds it is in (fd_install), or NULL */
   /* A FIFO's reader opened O_NONBLOCK with no writer: poll shows no POLLHUP
    * until a writer has opened (its FIFO's w_opens moved from fifo_w0), as
@@ -427,6 +428,11 @@ struct sb {
   /* the first process: the sandbox's socket names and in-flight SCM_RIGHTS
    * files (net.c), NULL until a socket is made */
   struct net *net;
+  /* the first process: the sandbox's System V IPC objects (ipc.c), NULL
+   * until the first use; each process: its SEM_UNDO adjustments */
+  struct ipc *ipc;
+  struct semundo **semundo;
+  int nsemundo;
 };
 
 struct cf_sandbox {
@@ -515,6 +521,7 @@ struct shm_obj {
   uint64_t size;  /* the memfd's size: never shrinks (a mapping past it would raise SIGBUS) */
   int *hostcount; /* the count its fd is in */
   uint64_t *charge; /* a file's: the /tmp pages it is counted in (size / PAGE), or NULL */
+  struct ipc_shm *sysv; /* a System V segment's (ipc.c), or NULL */
 };
 /* A new object of size bytes (zeros): NULL and *err (-ENFILE, -ENOMEM). */
 struct shm_obj *shm_new(struct sb *sb, uint64_t size, int *err);
@@ -530,6 +537,18 @@ int mm_map_shared(struct sb *sb, uint64_t start, uint64_t len, int prot, struct 
 struct shm_obj *mm_shared_at(struct sb *sb, uint64_t addr, uint64_t *off);
 /* Drop every shared mapping record (end of the process). */
 void mm_shared_fini(struct sb *sb);
+/* ipc.c: System V IPC. ipc_shm_detached: a mapping record of o (a
+ * segment's object: o->sysv) went (mm.c); ipc_exit: the process's SEM_UNDO
+ * adjustments applied and dropped (its end: fs_fini); ipc_fini: the
+ * sandbox's objects freed (the first process's fs_fini); ipc_save_refused:
+ * -1 and why (a template cannot hold System V objects), else 0. */
+struct ipc;
+struct ipc_shm;
+struct semundo;
+void ipc_shm_detached(struct sb *sb, struct shm_obj *o);
+void ipc_exit(struct sb *sb);
+void ipc_fini(struct sb *sb);
+int ipc_save_refused(struct sb *sb, char *why, size_t size);
 /* msync(2): the checks (the mappings are the files' memory: nothing to write back). */
 int mm_sync(struct sb *sb, uint64_t start, uint64_t len, int flags);
 /* mmap(2) of the guest's open host file hostfd (a regular file, else
@@ -666,6 +685,12 @@ sys_fn sys_alarm, sys_clock_getres, sys_clock_gettime, sys_clock_nanosleep, sys_
     sys_gettimeofday, sys_settimeofday,
     sys_nanosleep, sys_setitimer, sys_time, sys_timer_create, sys_timer_delete, sys_timer_getoverrun,
     sys_timer_gettime, sys_timer_settime, sys_timerfd_create, sys_timerfd_gettime, sys_timerfd_settime, sys_times;
+/* process.c */
+sys_fn sys_pidfd_open, sys_pidfd_getfd;
+/* ipc.c */
+sys_fn sys_shmget, sys_shmat, sys_shmdt, sys_shmctl, sys_semget, sys_semop, sys_semctl;
+/* signal.c */
+sys_fn sys_pidfd_send_signal;
 /* task.c */
 sys_fn sys_arch_prctl, sys_clone, sys_clone3, sys_execve, sys_exit, sys_fork, sys_futex, sys_getgid, sys_getgroups,
     sys_getpgrp, sys_getpid, sys_getppid, sys_getrandom, sys_getresuid, sys_getrlimit, sys_prlimit64, sys_getrusage, sys_gettid,
@@ -787,8 +812,13 @@ struct sb *const *proc_list(const struct sb *sb, int *n);
  * first process begins. */
 uint64_t proc_others_cpu_ns(struct sb *sb);
 void proc_run_start(struct sb *sb);
-/* fork, vfork, clone without CLONE_THREAD: the child's pid or -errno. */
-long proc_fork(struct sb *sb, uint64_t flags, uint64_t sp, uint64_t parent_tid, uint64_t child_tid, uint64_t tls);
+/* fork, vfork, clone without CLONE_THREAD: the child's pid or -errno.
+ * pidfd: where CLONE_PIDFD puts the new pidfd (clone's parent_tid,
+ * clone3's own field). */
+long proc_fork(struct sb *sb, uint64_t flags, uint64_t sp, uint64_t parent_tid, uint64_t child_tid, uint64_t tls,
+               uint64_t pidfd);
+/* The pidfd f's process (a zombie too), NULL when it was reaped. */
+struct sb *pidfd_proc(struct sb *sb, const struct file *f);
 long proc_waitid(struct sb *sb, const uint64_t a[6]);
 /* kill(2)'s targets; send delivers to one process. */
 long proc_kill(struct sb *sb, int pid, int sig, long (*send)(struct sb *from, struct sb *to, int sig));

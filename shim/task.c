@@ -384,15 +384,19 @@ long sys_clone(struct sb *sb, const uint64_t a[6], long nr)
   /* Linux's checks first: a thread shares the handlers, which share the memory. */
   if (((A(0) & CLONE_THREAD) && !(A(0) & CLONE_SIGHAND)) || ((A(0) & CLONE_SIGHAND) && !(A(0) & CLONE_VM)))
     return -EINVAL;
+  /* CLONE_PIDFD puts the pidfd where parent_tid points: not with
+   * CLONE_PARENT_SETTID (the same word) nor the legacy CLONE_DETACHED. */
+  if ((A(0) & CLONE_PIDFD) && (A(0) & (CLONE_PARENT_SETTID | CLONE_DETACHED)))
+    return -EINVAL;
   if (!(A(0) & CLONE_THREAD))
-    return proc_fork(sb, A(0), A(1), A(2), A(3), A(4));
+    return proc_fork(sb, A(0), A(1), A(2), A(3), A(4), A(2));
   return task_clone(sb, A(0), A(1), A(2), A(3), A(4));
 }
 
 /* fork, vfork */
 long sys_fork(struct sb *sb, const uint64_t a[6], long nr)
 {
-  return proc_fork(sb, nr == SYS_vfork ? CLONE_VM | CLONE_VFORK | SIGCHLD : SIGCHLD, 0, 0, 0, 0);
+  return proc_fork(sb, nr == SYS_vfork ? CLONE_VM | CLONE_VFORK | SIGCHLD : SIGCHLD, 0, 0, 0, 0, 0);
 }
 
 /* clone3(args, size): threads and processes as clone */
@@ -418,7 +422,9 @@ long sys_clone3(struct sb *sb, const uint64_t a[6], long nr)
   if (!(ca.flags & CLONE_THREAD)) {
     if ((ca.flags & CLONE_SIGHAND) && !(ca.flags & CLONE_VM))
       return -EINVAL;
-    return proc_fork(sb, ca.flags | ca.exit_signal, sp, ca.parent_tid, ca.child_tid, ca.tls);
+    if ((ca.flags & CLONE_PIDFD) && (ca.flags & CLONE_PARENT_SETTID) && ca.pidfd == ca.parent_tid)
+      return -EINVAL;
+    return proc_fork(sb, ca.flags | ca.exit_signal, sp, ca.parent_tid, ca.child_tid, ca.tls, ca.pidfd);
   }
   if (!(ca.flags & CLONE_SIGHAND) || !(ca.flags & CLONE_VM) || ca.exit_signal)
     return -EINVAL;
