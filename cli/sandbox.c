@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <ftw.h>
 #include <sys/mman.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
@@ -23,6 +24,8 @@
 
 #include "cli.h"
 #include "cowfork/error.h"
+#include "cowfork/extfs.h"
+#include "cowfork/header.h"
 #include "cowfork/image.h"
 #include "cowfork/mem.h"
 #include "cowfork/netpolicy.h"
@@ -205,11 +208,53 @@ static unsigned run_max_files(void)
   return room < CF_SANDBOX_MAX_FILES ? CF_SANDBOX_MAX_FILES : (unsigned)room;
 }
 
+static int rm_entry(const char *path, const struct stat *st, int type, struct FTW *ftw)
+{
+  (void)st, (void)type, (void)ftw;
+  remove(path);
+  return 0;
+}
+
+/* --disk SIZE of `cowfork run`: an empty image of SIZE in a store of its
+ * own (a temporary directory under $TMPDIR or /var/tmp), an overlay over it
+ * and an ext4 file system made on that. The directory is removed at once:
+ * the overlay's cache file is already unlinked and an empty image has no
+ * layer to read, so the disk needs no name and vanishes with the process
+ * (nothing of it is kept after the run yet). */
+static struct cf_overlay *run_disk(uint64_t size, struct cf_store **store)
+{
+  const char *tmp = getenv("TMPDIR");
+  char dir[PATH_MAX];
+  snprintf(dir, sizeof dir, "%s/cowfork-disk.XXXXXX", tmp && *tmp ? tmp : "/var/tmp");
+  if (!mkdtemp(dir)) {
+    cli_error("--disk: %s: %s", dir, strerror(errno));
+    return NULL;
+  }
+  struct cf_overlay *ov = NULL;
+  struct cf_header *h = cf_header_new_empty(size, CF_EXTFS_BLOCK);
+  struct cf_image *img = NULL;
+  if ((*store = cf_store_open(dir)) && h && cf_store_put_header(*store, "disk", h) == 0 &&
+      (img = cf_image_open(*store, "disk")) && (ov = cf_overlay_new(img, dir)) && cf_extfs_mkfs(ov, "cowfork") < 0) {
+    cf_overlay_free(ov);
+    ov = NULL;
+  }
+  if (!ov)
+    cli_error("--disk: %s", cf_error());
+  cf_header_free(h);
+  nftw(dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+  if (!ov && *store) {
+    cf_store_close(*store);
+    *store = NULL;
+  }
+  return ov;
+}
+
 static int cmd_run(const struct cli_cmd *cmd, int argc, char **argv)
 {
-  enum { OPT_CPU = BOX_OPT_END, OPT_VERBOSE, OPT_COPY_FILES };
+  enum { OPT_CPU = BOX_OPT_END, OPT_VERBOSE, OPT_COPY_FILES, OPT_DISK };
   static const struct option opts[] = {BOX_OPTS,
                                        {"copy-files", no_argument, 0, OPT_COPY_FILES},
+                                       {"disk", required_argument, 0, OPT_DISK},
                                        {"cpu-limit", required_argument, 0, OPT_CPU},
                                        {"verbose", no_argument, 0, OPT_VERBOSE},
                                        {0}};
@@ -217,6 +262,7 @@ static int cmd_run(const struct cli_cmd *cmd, int argc, char **argv)
     return EXIT_OK;
   struct cf_sandbox_opts o = {.root = NULL, .stdio = {0, 1, 2}};
   struct envset env = {0};
+  uint64_t disk_size = 0;
   int c;
   optind = 1;
   opterr = 0;
@@ -237,6 +283,10 @@ static int cmd_run(const struct cli_cmd *cmd, int argc, char **argv)
       break;
     case OPT_COPY_FILES:
       o.copy_files = true;
+      break;
+    case OPT_DISK:
+      if (cli_parse_size(optarg, &disk_size) < 0 || disk_size % (1 << 20) || disk_size < (16 << 20))
+        return cli_usage(cmd, "bad --disk '%s' (a multiple of 1M, at least 16M)", optarg);
       break;
     default:
       return cli_usage(cmd, "unknown option '%s'", argv[optind - 1]);
@@ -259,16 +309,25 @@ static int cmd_run(const struct cli_cmd *cmd, int argc, char **argv)
   if (!envp)
     return cli_usage(cmd, "%s", cf_error());
   o.envp = envp;
+  struct cf_store *disk_store = NULL;
+  if (disk_size && !(o.disk = run_disk(disk_size, &disk_store))) {
+    free(envp);
+    return EXIT_ERR;
+  }
   char jailbuf[PATH_MAX];
   int jr = cli_jail(&o.root, jailbuf, NULL, box_user);
   if (jr) {
     free(envp);
+    cf_overlay_free(o.disk);
+    cf_store_close(disk_store);
     return jr;
   }
   struct cf_sandbox_result res;
   fflush(stdout);
   int rr = cf_sandbox_run(&o, &res);
   free(envp);
+  cf_overlay_free(o.disk);
+  cf_store_close(disk_store);
   if (rr < 0)
     return cli_error("run %s: %s", o.program, cf_error());
   if (res.timed_out)
@@ -780,7 +839,7 @@ const struct cli_cmd cli_sandbox_cmds[] = {
     {"run", "run a Linux program in a micro-VM sandbox",
      "Usage: cowfork run [--root NAME|DIR] [--mem SIZE] [--timeout S] [--cpu-limit S] [--strace] [-v]\n"
      "                   [--copy-files] [--env K=V|K]... [--hostname NAME] [--cpus N] [--pids N] [--max-files N] [--cwd DIR]\n"
-     "                   [--net POLICY] [--no-seccomp] [--user NAME] -- PROGRAM [ARGS...]\n"
+     "                   [--net POLICY] [--disk SIZE] [--no-seccomp] [--user NAME] -- PROGRAM [ARGS...]\n"
      "\n"
      "Run an x86-64 Linux PROGRAM (a path inside the root; static, or dynamic with\n"
      "its interpreter and libraries from the root) in a KVM micro-VM\n"
@@ -790,6 +849,10 @@ const struct cli_cmd cli_sandbox_cmds[] = {
      "Options:\n"
      ROOT_HELP
      "  --mem SIZE    guest memory, a multiple of 2M (default 256M)\n"
+     "  --disk SIZE   keep the data of the files the program writes (outside\n"
+     "                /tmp and /dev/shm) on a disk of SIZE (a multiple of 1M,\n"
+     "                at least 16M), not in guest memory: an ext4 file system\n"
+     "                on a copy-on-write image, removed when the run ends\n"
      "  --timeout S   kill the sandbox after S seconds\n"
      "  --cpu-limit S kill the sandbox after S seconds of CPU time\n"
      "  --strace      print every system call and its result to stderr\n"

@@ -53,6 +53,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "cowfork/extfs.h"
 #include "internal.h"
 #include "shim/shim.h"
 
@@ -383,6 +384,17 @@ int fs_init(struct sb *sb, const char *root, const int stdio[3])
     sb->tmpfs = tmp_new(sb->mem, base, TMP_SIZE(sb->mem_size));
     if (!sb->tmpfs)
       return cf_fail(ENOMEM, "tmpfs: %m");
+    if (sb->opts && sb->opts->disk) {
+      struct cf_extfs *x = cf_extfs_open(sb->opts->disk);
+      if (!x || tmp_set_disk(sb->tmpfs, x) < 0) {
+        int e = cf_errno();
+        char msg[256];
+        snprintf(msg, sizeof msg, "%s", cf_error());
+        if (x)
+          cf_extfs_close(x);
+        return cf_fail(e ? e : EIO, "--disk: %s", msg);
+      }
+    }
     root_attr(sb);
     /* The program cannot reach the region through its page tables either:
      * a stray store there is a SIGSEGV, as on Linux, not a change to /tmp. */
@@ -2964,7 +2976,13 @@ long sys_statfs(struct sb *sb, const uint64_t a[6], long nr)
   } else if (virt_is_virt(abs) || tmp_is_shm(abs) || (strncmp(abs, "/tmp", 4) == 0 && (abs[4] == 0 || abs[4] == '/'))) {
     s.type = 0x01021994; /* /tmp: as /proc/mounts shows it, a tmpfs (on the same pages) */
   }
-  if (s.type != 0x9fa0) {
+  uint64_t b, bf, fi, ff;
+  if (s.type == 0x794c7630 && tmp_disk_usage(sb->tmpfs, &b, &bf, &fi, &ff)) { /* --disk: the disk's */
+    s.blocks = (int64_t)b;
+    s.bfree = s.bavail = (int64_t)bf;
+    s.files = (int64_t)fi;
+    s.ffree = (int64_t)ff;
+  } else if (s.type != 0x9fa0) {
     uint64_t total, used;
     tmp_usage(sb->tmpfs, &total, &used);
     s.blocks = (int64_t)total;

@@ -1046,6 +1046,13 @@ void run_kick_install(void);
  * way (ovl.c resolves them), or /dev/shm. */
 struct tmpfs *tmp_new(uint8_t *mem, uint64_t base, uint64_t size);
 void tmp_destroy(struct tmpfs *fs);
+/* --disk: the upper layer's files (not /tmp's or /dev/shm's) keep their
+ * data on disk, an ext4 file system that tmp_destroy closes (tmpfs.c, the
+ * `disk` store). At once after tmp_new. */
+struct cf_extfs;
+int tmp_set_disk(struct tmpfs *fs, struct cf_extfs *disk);
+/* statfs of the disk in 4 KiB blocks and inodes: false without one. */
+bool tmp_disk_usage(struct tmpfs *fs, uint64_t *blocks, uint64_t *bfree, uint64_t *files, uint64_t *ffree);
 uint64_t tmp_region_base(const struct tmpfs *fs);
 uint64_t tmp_region_size(const struct tmpfs *fs);
 /* Guest memory moved to another host mapping (a parked child's new VM). */

@@ -26,6 +26,7 @@ enum cf_ready {
   CF_READY_MARKER,
 };
 
+struct cf_overlay;
 struct cf_sandbox_opts {
   const char *root;     /* host directory seen as "/", read-only (NULL: "/") */
   uint64_t mem_size;    /* guest memory (0: 256 MiB) */
@@ -84,6 +85,12 @@ struct cf_sandbox_opts {
    * include/cowfork/netpolicy.h). It must live as long as the sandbox.
    * cf_template_fork: the child's own (the template's is not kept). */
   const struct cf_net_policy *net;
+  /* --disk: a block device holding an empty ext4 file system
+   * (cf_extfs_mkfs) on which the upper layer's files other than /tmp's and
+   * /dev/shm's keep their data (files larger than guest memory fit), or
+   * NULL. The caller frees it after the sandbox. cf_template_fork: ignored
+   * (a sandbox with a disk cannot be saved yet). */
+  struct cf_overlay *disk;
 };
 #define CF_SANDBOX_DEFAULT_CPUS 2
 #define CF_SANDBOX_DEFAULT_PIDS 64
