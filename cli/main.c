@@ -188,6 +188,17 @@ int cli_parse_seconds(const char *s, double *out)
   return 0;
 }
 
+int cli_parse_uint(const char *s, unsigned lo, unsigned hi, unsigned *out)
+{
+  char *end;
+  errno = 0;
+  unsigned long v = strtoul(s, &end, 10);
+  if (errno || *end || end == s || *s == '-' || v < lo || v > hi)
+    return -1;
+  *out = (unsigned)v;
+  return 0;
+}
+
 void cli_progress_init(struct cli_progress *p, const char *what)
 {
   p->what = what;

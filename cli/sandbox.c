@@ -134,33 +134,18 @@ static int box_opt(const struct cli_cmd *cmd, int c, struct cf_sandbox_opts *o, 
   case BOX_OPT_STRACE:
     o->strace = true;
     return EXIT_OK;
-  case BOX_OPT_CPUS: {
-    char *end;
-    errno = 0;
-    long n = strtol(optarg, &end, 10);
-    if (errno || *end || end == optarg || n < 1 || n > CF_SANDBOX_MAX_THREADS)
+  case BOX_OPT_CPUS:
+    if (cli_parse_uint(optarg, 1, CF_SANDBOX_MAX_THREADS, &o->cpus) < 0)
       return cli_usage(cmd, "bad --cpus '%s' (1-%d)", optarg, CF_SANDBOX_MAX_THREADS);
-    o->cpus = (unsigned)n;
     return EXIT_OK;
-  }
-  case BOX_OPT_PIDS: {
-    char *end;
-    errno = 0;
-    long n = strtol(optarg, &end, 10);
-    if (errno || *end || end == optarg || n < 1 || n > 4096)
+  case BOX_OPT_PIDS:
+    if (cli_parse_uint(optarg, 1, 4096, &o->max_pids) < 0)
       return cli_usage(cmd, "bad --pids '%s' (1-4096)", optarg);
-    o->max_pids = (unsigned)n;
     return EXIT_OK;
-  }
-  case BOX_OPT_MAX_FILES: {
-    char *end;
-    errno = 0;
-    long n = strtol(optarg, &end, 10);
-    if (errno || *end || end == optarg || n < 16 || n > CF_SANDBOX_NR_OPEN)
+  case BOX_OPT_MAX_FILES:
+    if (cli_parse_uint(optarg, 16, CF_SANDBOX_NR_OPEN, &o->max_files) < 0)
       return cli_usage(cmd, "bad --max-files '%s' (16-%d)", optarg, CF_SANDBOX_NR_OPEN);
-    o->max_files = (unsigned)n;
     return EXIT_OK;
-  }
   case BOX_OPT_CWD:
     if (optarg[0] != '/' || strlen(optarg) >= PATH_MAX)
       return cli_usage(cmd, "bad --cwd '%s' (an absolute path in the sandbox)", optarg);
@@ -582,20 +567,20 @@ static int cmd_fork(const struct cli_cmd *cmd, int argc, char **argv)
   bool json = false, strace = false;
   double timeout = 0;
   int c;
-  char *end;
+  unsigned v;
   optind = 1;
   opterr = 0;
   while ((c = getopt_long(argc, argv, "n:", opts, NULL)) != -1) {
     switch (c) {
     case 'n':
-      n = strtoul(optarg, &end, 10);
-      if (*end || n == 0 || n > 100000)
+      if (cli_parse_uint(optarg, 1, 100000, &v) < 0)
         return cli_usage(cmd, "bad -n '%s' (1..100000)", optarg);
+      n = v;
       break;
     case OPT_JOBS:
-      jobs = strtoul(optarg, &end, 10);
-      if (*end || jobs == 0 || jobs > 1024)
-        return cli_usage(cmd, "bad --jobs '%s'", optarg);
+      if (cli_parse_uint(optarg, 1, 1024, &v) < 0)
+        return cli_usage(cmd, "bad --jobs '%s' (1..1024)", optarg);
+      jobs = v;
       break;
     case OPT_BACKEND:
       if (!(be = cf_mem_backend_find(optarg)))
@@ -810,7 +795,7 @@ out:
   "  --env K=V     set K in the program's environment (repeatable); --env K\n"     \
   "                passes this command's value of K (nothing when unset)\n"        \
   "  --hostname NAME  the sandbox's hostname (uname -n; default cowfork)\n"        \
-  "  --cpus N      vCPUs that run the program's threads at once (1-31, default\n" \
+  "  --cpus N      vCPUs that run the program's threads at once (1-121, default\n" \
   "                2; more threads take turns); what sched_getaffinity and\n"    \
   "                /proc/cpuinfo show\n"                                          \
   "  --pids N      processes alive at once, zombies included (default 64): a\n"  \
