@@ -688,7 +688,8 @@ sys_fn sys_alarm, sys_clock_getres, sys_clock_gettime, sys_clock_nanosleep, sys_
 /* process.c */
 sys_fn sys_pidfd_open, sys_pidfd_getfd;
 /* ipc.c */
-sys_fn sys_shmget, sys_shmat, sys_shmdt, sys_shmctl, sys_semget, sys_semop, sys_semctl;
+sys_fn sys_shmget, sys_shmat, sys_shmdt, sys_shmctl, sys_semget, sys_semop, sys_semctl, sys_msgget, sys_msgsnd,
+    sys_msgrcv, sys_msgctl;
 /* signal.c */
 sys_fn sys_pidfd_send_signal;
 /* task.c */
