@@ -402,6 +402,15 @@ void ipc_shm_detached(struct sb *sb, struct shm_obj *o)
     shm_destroy(ipc, s);
 }
 
+void ipc_shm_attached(struct sb *sb, struct shm_obj *o)
+{
+  struct ipc_shm *s = o->sysv;
+  if (s) {
+    s->atime = time(NULL);
+    s->lpid = sb->pid;
+  }
+}
+
 /* shmget(key, size, shmflg) */
 long sys_shmget(struct sb *sb, const uint64_t a[6], long nr)
 {
@@ -478,11 +487,10 @@ long sys_shmat(struct sb *sb, const uint64_t a[6], long nr)
   } else if (!addr && !(addr = mm_find_free(sb, len))) {
     return -ENOMEM;
   }
-  int r = mm_map_shared(sb, addr, len, prot, s->obj, 0);
+  int r = mm_map_shared(sb, addr, len, prot, s->obj, 0, flg & SHM_RDONLY);
   if (r < 0)
     return r == -EINVAL ? -ENOMEM : r; /* (outside the address space: do_mmap's ENOMEM) */
-  s->atime = time(NULL);
-  s->lpid = sb->pid;
+  ipc_shm_attached(sb, s->obj);
   return (long)addr;
 }
 

@@ -2077,6 +2077,14 @@ static int shm_sysv_exec(long arg)
   return 99;
 }
 
+/* At its start: whether the fork set shm_lpid to the parent's pid (Linux's
+ * shm_open runs in the parent for each attachment it copies). */
+static int shm_fork_lpid(long arg)
+{
+  struct shmid_ds ds;
+  return shmctl(sysv_id, IPC_STAT, &ds) == 0 && ds.shm_lpid == getppid() ? 0 : 1;
+}
+
 static int shm_ro_writer(long arg)
 {
   sysv_at[0] = 'x'; /* SHM_RDONLY: SIGSEGV */
@@ -2183,6 +2191,12 @@ static int mode_sysv(void)
   sysv_at = ro;
   reap(child(shm_ro_writer, 0), "a child writing to the SHM_RDONLY attachment");
   sysv_at = keep;
+  /* (whole attachments: Linux never merges the VMAs of a segment again, nattch would count the pieces) */
+  printf("mprotect of the SHM_RDONLY attachment: writable: %s, ", err(mprotect(ro, 10000, PROT_READ | PROT_WRITE)));
+  printf("executable: %s; ", err(mprotect(ro, 10000, PROT_READ | PROT_EXEC)));
+  printf("the other: none %s, ", err(mprotect(keep, 10000, PROT_NONE)));
+  printf("writable again %s\n", err(mprotect(keep, 10000, PROT_READ | PROT_WRITE)));
+  reap(child(shm_fork_lpid, 0), "a child: did the fork make shm_lpid the parent's (0: yes)");
   /* addresses: SHM_RND, an unaligned one without it, a taken one, SHM_REMAP */
   char *hole = mmap(NULL, 32768, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
   munmap(hole, 32768); /* (its top half stays free: shmdt of no attachment) */

@@ -45,6 +45,12 @@ static void test_shm(void)
   ok(!memcmp(hp((uint64_t)b), "stored", 7), "a store through one is seen through the other");
   const struct vma *v = mm_find(sb, (uint64_t)b);
   ok(v && v->prot == PROT_READ && v->end - v->start == 8192, "SHM_RDONLY: read-only, two pages");
+  is(S3(SYS_mprotect, b, 8192, PROT_READ | PROT_WRITE), -EACCES, "mprotect writable of SHM_RDONLY: EACCES");
+  v = mm_find(sb, (uint64_t)b);
+  ok(v && v->prot == PROT_READ, "and it stays read-only");
+  is(S3(SYS_mprotect, b, 8192, PROT_READ | PROT_EXEC), 0, "executable: allowed (as Linux)");
+  is(S3(SYS_mprotect, a, 8192, PROT_NONE), 0, "the writable attachment: PROT_NONE");
+  is(S3(SYS_mprotect, a, 8192, PROT_READ | PROT_WRITE), 0, "and writable again");
   uint64_t ds = galloc(NULL, 128);
   is(S3(SYS_shmctl, id, IPC_STAT, ds), 0, "IPC_STAT");
   struct shmid_ds *d = hp(ds);
