@@ -76,7 +76,7 @@ static const struct sys_ent table[NSYS] = {
     E(27, mincore, NULL, "PuP", 0, ABSENT, "ENOSYS"),
     E(28, madvise, sys_madvise, "Pui", 0, PARTIAL, "MADV_DONTNEED zeroes private memory, leaves shared memory (as Linux); other advice accepted as a hint"),
     E(29, shmget, sys_shmget, "iux", 0, PARTIAL, "System V segments of the sandbox's own IPC namespace (shim/ipc.c): a host memfd shared by every attachment; IPC_PRIVATE and keys, IPC_CREAT/IPC_EXCL, Linux's ids and checks; at most the guest memory's size in all (ENOSPC, Linux's shmall); SHM_HUGETLB ENOMEM (no huge pages); a sandbox holding one cannot be saved"),
-    E(30, shmat, sys_shmat, "ixx", 0, FULL, "MAP_SHARED of the segment (kept across fork, gone at exec and exit); SHM_RDONLY, SHM_RND, SHM_REMAP, SHM_EXEC"),
+    E(30, shmat, sys_shmat, "ixx", 0, FULL, "MAP_SHARED of the segment (kept across fork, which sets shm_atime and shm_lpid as Linux; gone at exec and exit); SHM_RDONLY (mprotect cannot make it writable: EACCES), SHM_RND, SHM_REMAP, SHM_EXEC; an mremap growing an attachment grows the segment's memory (Linux: the pages past the segment fault)"),
     E(31, shmctl, sys_shmctl, "iiP", 0, FULL, "IPC_STAT, IPC_SET, IPC_RMID (destroyed when the last attachment goes), IPC_INFO, SHM_INFO, SHM_STAT(_ANY), SHM_LOCK/UNLOCK (a mode bit)"),
     E(32, dup, sys_dup, "d", 0, FULL, ""),
     E(33, dup2, sys_dup2, "dd", 0, FULL, ""),

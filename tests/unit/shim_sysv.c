@@ -5,7 +5,11 @@
  * last detach, or at once with none), ids are Linux's (0, 1, ... in a fresh
  * namespace), keys and their errors; a save is refused naming the object;
  * semaphores: all-or-nothing semop with IPC_NOWAIT, SETALL/GETALL, SEM_UNDO
- * given back when the process ends (ipc_exit); a pidfd of the process
+ * given back when the process ends (ipc_exit); an SHM_RDONLY attachment
+ * that mprotect cannot make writable; message queues: msgtyp 0, > 0, < 0,
+ * MSG_EXCEPT, MSG_NOERROR, E2BIG, MSG_COPY (and its EINVAL cases), a full
+ * queue's EAGAIN, msg_qbytes by IPC_SET (EPERM above MSGMNB for others),
+ * IPC_INFO, MSG_INFO, MSG_STAT, a refused save; a pidfd of the process
  * itself: close-on-exec, not readable while it runs, pidfd_send_signal's
  * checks, waitid(P_PIDFD) ECHILD, a template carries it (fs_save/fs_load).
  * Across processes of real VMs: tests/sandbox-processes.sh (procs.c). */
