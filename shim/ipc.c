@@ -1,6 +1,5 @@
-/* System V IPC: shared memory segments and semaphore sets, as Linux's in
- * an IPC namespace of the sandbox's own (message queues are not built:
- * ENOSYS, the syscall table says so).
+/* System V IPC: shared memory segments, semaphore sets and message
+ * queues, as Linux's in an IPC namespace of the sandbox's own.
  *
  * The objects of all the sandbox's processes are in one registry, the
  * first process's (sb->ipc, made on the first use; freed with its files:
@@ -36,13 +35,31 @@
  * across exec) and applies them when the process ends (ipc_exit), clamped
  * to [0, SEMVMX] as Linux; SETVAL and SETALL clear them.
  *
+ * Message queues: a queue holds its messages in order (copies of the
+ * senders', at most MSGMAX bytes each) and its counts; msg_qbytes bounds
+ * both its bytes and its number of messages (Linux's msg_fits_inqueue).
+ * A msgrcv that must wait puts itself (on its stack) at the end of the
+ * queue's receivers and sleeps in sig_wait; a msgsnd hands its message to
+ * the first receiver that wants it (Linux's pipelined_send: it never
+ * enters the queue; a receiver whose buffer is too short without
+ * MSG_NOERROR gets E2BIG instead and the next one is tried), else queues
+ * it and wakes the sandbox's tasks. A msgsnd that finds the queue full
+ * sleeps and tries again when woken (any msgrcv, IPC_SET). Both fail with
+ * EIDRM when the queue was removed meanwhile (known again by id and
+ * serial, as semop's), EINTR on a signal (never restarted). The bytes
+ * queued in the whole sandbox (and a header each) are at most the guest
+ * memory's size: past it msgsnd fails with ENOMEM (Linux's kernel memory
+ * charged to the sender's cgroup).
+ *
  * A template holding any System V object is refused by name
  * (ipc_save_refused): the state file does not carry them. */
 #include <errno.h>
+#include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ipc.h>
 #include <sys/mman.h>
+#include <sys/msg.h>
 #include <sys/sem.h>
 #include <sys/shm.h>
 #include <sys/syscall.h>
@@ -62,6 +79,19 @@
 #define SEMOPM 500
 #define SEMVMX 32767
 #define SEMAEM SEMVMX
+#define MSGMNI 32000
+#define MSGMAX 8192
+#define MSGMNB 16384
+#define MSGSSZ 16
+#define MSGPOOL (MSGMNI * MSGMNB / 1024)
+#define MSGSEG 0xffff /* (MSGPOOL * 1024 / MSGSSZ, at most 0xffff) */
+#define MSG_HDR 48    /* what a message costs besides its text (sizeof struct msg_msg) */
+#ifndef MSG_COPY
+#define MSG_COPY 040000
+#endif
+#ifndef MSG_STAT_ANY
+#define MSG_STAT_ANY 13
+#endif
 #ifndef SHM_DEST
 #define SHM_DEST 01000
 #define SHM_LOCKED 02000
@@ -122,8 +152,37 @@ struct semundo {
   short adj[];
 };
 
+/* A message: Linux's msg_msg. */
+struct msg {
+  struct msg *next;
+  long type;
+  size_t size;
+  char text[];
+};
+
+/* A msgrcv waiting (on its stack): what it wants, what a msgsnd gave it. */
+struct msgwait {
+  struct msgwait *next;
+  long type;
+  int mode;
+  size_t max;      /* the longest message it takes (MSG_NOERROR: any) */
+  struct msg *got; /* handed over by a msgsnd (it left the receivers) */
+  int err;         /* or an error (-E2BIG): it left them too */
+  int pid;
+};
+
+struct ipc_msq {
+  struct kperm p;
+  struct msg *head, **tail;
+  uint64_t cbytes, qnum, qbytes;
+  int64_t stime, rtime, ctime;
+  int lspid, lrpid;
+  struct msgwait *recv; /* waiting receivers, first come first */
+};
+
 struct ipc {
-  struct ids shm, sem;
+  struct ids shm, sem, msg;
+  uint64_t msg_bytes, msg_hdrs; /* queued in all (MSG_INFO), with a header each at most the guest memory */
   uint64_t shm_pages; /* of every segment: at most the guest memory's (Linux's shmall) */
   int sems;           /* of every set (semmns) */
   uint64_t serial;
@@ -157,6 +216,7 @@ static struct ipc *ipc_of(struct sb *sb, bool make)
   if (!r->ipc && make && (r->ipc = calloc(1, sizeof *r->ipc))) {
     r->ipc->shm = (struct ids){.last_idx = -1, .mni = SHMMNI};
     r->ipc->sem = (struct ids){.last_idx = -1, .mni = SEMMNI};
+    r->ipc->msg = (struct ids){.last_idx = -1, .mni = MSGMNI};
   }
   return r->ipc;
 }
@@ -342,6 +402,15 @@ void ipc_shm_detached(struct sb *sb, struct shm_obj *o)
     shm_destroy(ipc, s);
 }
 
+void ipc_shm_attached(struct sb *sb, struct shm_obj *o)
+{
+  struct ipc_shm *s = o->sysv;
+  if (s) {
+    s->atime = time(NULL);
+    s->lpid = sb->pid;
+  }
+}
+
 /* shmget(key, size, shmflg) */
 long sys_shmget(struct sb *sb, const uint64_t a[6], long nr)
 {
@@ -418,11 +487,10 @@ long sys_shmat(struct sb *sb, const uint64_t a[6], long nr)
   } else if (!addr && !(addr = mm_find_free(sb, len))) {
     return -ENOMEM;
   }
-  int r = mm_map_shared(sb, addr, len, prot, s->obj, 0);
+  int r = mm_map_shared(sb, addr, len, prot, s->obj, 0, flg & SHM_RDONLY);
   if (r < 0)
     return r == -EINVAL ? -ENOMEM : r; /* (outside the address space: do_mmap's ENOMEM) */
-  s->atime = time(NULL);
-  s->lpid = sb->pid;
+  ipc_shm_attached(sb, s->obj);
   return (long)addr;
 }
 
@@ -891,6 +959,349 @@ long sys_semctl(struct sb *sb, const uint64_t a[6], long nr)
   return -EINVAL;
 }
 
+/* ---- message queues ---- */
+
+/* msqid64_ds of x86-64 */
+struct k_msqid64 {
+  struct k_perm64 perm;
+  int64_t stime, rtime, ctime;
+  uint64_t cbytes, qnum, qbytes;
+  int32_t lspid, lrpid;
+  uint64_t unused4, unused5;
+};
+
+/* Linux's search modes (convert_mode). */
+enum { SEARCH_ANY, SEARCH_EQUAL, SEARCH_NOTEQUAL, SEARCH_LESSEQUAL, SEARCH_NUMBER };
+
+static bool msg_test(const struct msg *m, long type, int mode)
+{
+  switch (mode) {
+  case SEARCH_EQUAL:
+    return m->type == type;
+  case SEARCH_NOTEQUAL:
+    return m->type != type;
+  case SEARCH_LESSEQUAL:
+    return m->type <= type;
+  }
+  return true; /* SEARCH_ANY, SEARCH_NUMBER */
+}
+
+/* Linux's find_msg: the link to the message wanted (the first of the
+ * lowest type for SEARCH_LESSEQUAL, the type-th for SEARCH_NUMBER), NULL: none. */
+static struct msg **msg_find(struct ipc_msq *q, long type, int mode)
+{
+  struct msg **found = NULL;
+  long count = 0;
+  for (struct msg **pm = &q->head; *pm; pm = &(*pm)->next) {
+    if (!msg_test(*pm, type, mode))
+      continue;
+    if (mode == SEARCH_LESSEQUAL && (*pm)->type != 1) {
+      type = (*pm)->type - 1;
+      found = pm;
+    } else if (mode != SEARCH_NUMBER || count == type) {
+      return pm;
+    }
+    count++;
+  }
+  return found;
+}
+
+static struct ipc_msq *msq_find(struct sb *sb, int id)
+{
+  struct ipc *ipc = ipc_of(sb, false);
+  return ipc ? (struct ipc_msq *)ids_find_id(&ipc->msg, id) : NULL;
+}
+
+static void msq_destroy(struct ipc *ipc, struct ipc_msq *q)
+{
+  ids_remove(&ipc->msg, &q->p);
+  for (struct msg *m = q->head, *n; m; m = n) {
+    n = m->next;
+    free(m);
+  }
+  ipc->msg_bytes -= q->cbytes;
+  ipc->msg_hdrs -= q->qnum;
+  free(q); /* (its waiting receivers see it gone: EIDRM) */
+}
+
+/* msgget(key, msgflg) */
+long sys_msgget(struct sb *sb, const uint64_t a[6], long nr)
+{
+  int key = (int)A(0), flg = (int)A(1);
+  struct ipc *ipc = ipc_of(sb, true);
+  if (!ipc)
+    return -ENOMEM;
+  struct kperm *p;
+  long r = ipc_get(sb, &ipc->msg, key, flg, NULL, 0, &p);
+  if (r < 0 || p)
+    return r < 0 ? r : p->id;
+  struct ipc_msq *q = calloc(1, sizeof *q);
+  if (!q)
+    return -ENOMEM;
+  perm_init(sb, &q->p, key, flg);
+  q->tail = &q->head;
+  q->qbytes = MSGMNB;
+  q->ctime = time(NULL);
+  if ((r = ids_add(ipc, &ipc->msg, &q->p)) < 0) {
+    free(q);
+    return r;
+  }
+  return q->p.id;
+}
+
+/* msgsnd(msqid, msgp, msgsz, msgflg) */
+long sys_msgsnd(struct sb *sb, const uint64_t a[6], long nr)
+{
+  int id = (int)A(0), flg = (int)A(3);
+  uint64_t buf = A(1), size = A(2);
+  int64_t type;
+  if (mm_copy_in(sb, &type, buf, sizeof type) < 0)
+    return -EFAULT;
+  if (size > MSGMAX || id < 0 || type < 1)
+    return -EINVAL;
+  struct ipc *ipc = ipc_of(sb, true);
+  if (!ipc)
+    return -ENOMEM;
+  if (ipc->msg_bytes + (ipc->msg_hdrs + 1) * MSG_HDR + size > sb->mem_size)
+    return -ENOMEM;
+  struct msg *m = malloc(sizeof *m + size);
+  if (!m)
+    return -ENOMEM;
+  *m = (struct msg){NULL, type, size};
+  if (mm_copy_in(sb, m->text, buf + sizeof type, size) < 0) {
+    free(m);
+    return -EFAULT;
+  }
+  struct ipc_msq *q = msq_find(sb, id);
+  uint64_t serial = q ? q->p.serial : 0;
+  long err = q ? 0 : -EINVAL;
+  while (!err) {
+    if (!perm_ok(sb, &q->p, 0222)) {
+      err = -EACCES;
+      break;
+    }
+    if (size + q->cbytes <= q->qbytes && 1 + q->qnum <= q->qbytes)
+      break; /* (msg_fits_inqueue) */
+    if (flg & IPC_NOWAIT) {
+      err = -EAGAIN;
+      break;
+    }
+    long wr = sig_wait(sb, CLOCK_MONOTONIC, NULL);
+    q = msq_find(sb, id);
+    if (!q || q->p.serial != serial)
+      err = -EIDRM;
+    else if (wr == -EINTR)
+      err = -EINTR; /* never restarted (Linux) */
+    else if (wr == -EDEADLK)
+      err = wait_forever(sb, "msgsnd");
+  }
+  if (err) {
+    free(m);
+    return err;
+  }
+  q->lspid = sb->pid;
+  q->stime = time(NULL);
+  bool woke = false;
+  for (struct msgwait **pw = &q->recv; *pw;) { /* pipelined_send */
+    struct msgwait *w = *pw;
+    if (!msg_test(m, w->type, w->mode)) {
+      pw = &w->next;
+      continue;
+    }
+    *pw = w->next;
+    woke = true;
+    if (w->max < m->size) {
+      w->err = -E2BIG;
+      continue;
+    }
+    q->lrpid = w->pid;
+    q->rtime = q->stime;
+    w->got = m;
+    m = NULL;
+    break;
+  }
+  if (m) {
+    *q->tail = m;
+    q->tail = &m->next;
+    q->cbytes += size;
+    q->qnum++;
+    ipc->msg_bytes += size;
+    ipc->msg_hdrs++;
+  }
+  if (woke)
+    wake_all(sb);
+  return 0;
+}
+
+/* The message to msgbuf buf (of size bytes of text): the bytes copied. */
+static long msg_out(struct sb *sb, uint64_t buf, uint64_t size, const struct msg *m)
+{
+  int64_t type = m->type;
+  uint64_t n = size < m->size ? size : m->size;
+  if (mm_copy_out(sb, buf, &type, sizeof type) < 0 || mm_copy_out(sb, buf + sizeof type, m->text, n) < 0)
+    return -EFAULT;
+  return (long)n;
+}
+
+/* msgrcv(msqid, msgp, msgsz, msgtyp, msgflg) */
+long sys_msgrcv(struct sb *sb, const uint64_t a[6], long nr)
+{
+  int id = (int)A(0), flg = (int)A(4);
+  uint64_t buf = A(1), size = A(2);
+  long type = (long)A(3);
+  if (id < 0 || (int64_t)size < 0)
+    return -EINVAL;
+  int mode = SEARCH_EQUAL;
+  if (flg & MSG_COPY) {
+    if ((flg & MSG_EXCEPT) || !(flg & IPC_NOWAIT))
+      return -EINVAL;
+    char probe[MSGMAX]; /* (Linux's prepare_copy reads the buffer) */
+    if (mm_copy_in(sb, probe, buf, size < MSGMAX ? size : MSGMAX) < 0)
+      return -EFAULT;
+    mode = SEARCH_NUMBER;
+  } else if (!type) {
+    mode = SEARCH_ANY;
+  } else if (type < 0) {
+    type = type == LONG_MIN ? LONG_MAX : -type;
+    mode = SEARCH_LESSEQUAL;
+  } else if (flg & MSG_EXCEPT) {
+    mode = SEARCH_NOTEQUAL;
+  }
+  struct ipc *ipc = ipc_of(sb, false);
+  struct ipc_msq *q = msq_find(sb, id);
+  if (!q)
+    return -EINVAL;
+  uint64_t serial = q->p.serial;
+  struct msg *m;
+  for (;;) {
+    if (!perm_ok(sb, &q->p, 0444))
+      return -EACCES;
+    struct msg **pm = msg_find(q, type, mode);
+    if (pm) {
+      m = *pm;
+      if (size < m->size && !(flg & MSG_NOERROR))
+        return -E2BIG;
+      if (flg & MSG_COPY) /* (Linux's copy_msg: a copy no longer than the buffer or MSGMAX) */
+        return m->size > (size < MSGMAX ? size : MSGMAX) ? -EINVAL : msg_out(sb, buf, size, m);
+      if (!(*pm = m->next))
+        q->tail = pm;
+      q->qnum--;
+      q->cbytes -= m->size;
+      ipc->msg_hdrs--;
+      ipc->msg_bytes -= m->size;
+      q->rtime = time(NULL);
+      q->lrpid = sb->pid;
+      wake_all(sb); /* senders waiting for room */
+      break;
+    }
+    if (flg & IPC_NOWAIT)
+      return -ENOMSG;
+    struct msgwait w = {NULL, type, mode, flg & MSG_NOERROR ? INT_MAX : size, NULL, 0, sb->pid}, **pw = &q->recv;
+    while (*pw)
+      pw = &(*pw)->next;
+    *pw = &w;
+    long wr = sig_wait(sb, CLOCK_MONOTONIC, NULL);
+    if ((m = w.got))
+      break; /* (a message handed over is taken even with a signal pending, as Linux) */
+    if (w.err)
+      return w.err;
+    q = msq_find(sb, id);
+    if (!q || q->p.serial != serial)
+      return -EIDRM;
+    for (pw = &q->recv; *pw; pw = &(*pw)->next)
+      if (*pw == &w) {
+        *pw = w.next;
+        break;
+      }
+    if (wr == -EINTR)
+      return -EINTR; /* never restarted (Linux) */
+    if (wr == -EDEADLK)
+      return wait_forever(sb, "msgrcv");
+  }
+  long r = msg_out(sb, buf, size, m);
+  free(m);
+  return r;
+}
+
+/* msgctl(msqid, cmd, buf) */
+long sys_msgctl(struct sb *sb, const uint64_t a[6], long nr)
+{
+  int id = (int)A(0), cmd = (int)A(1);
+  uint64_t buf = A(2);
+  if (cmd < 0 || id < 0)
+    return -EINVAL;
+  struct ipc *ipc = ipc_of(sb, true);
+  if (!ipc)
+    return -ENOMEM;
+  if (cmd == IPC_INFO || cmd == MSG_INFO) {
+    struct {
+      int pool, map, max, mnb, mni, ssz, tql;
+      uint16_t seg;
+    } in;
+    memset(&in, 0, sizeof in); /* (its padding too) */
+    in = (typeof(in)){MSGPOOL, MSGMNB, MSGMAX, MSGMNB, MSGMNI, MSGSSZ, MSGMNB, MSGSEG};
+    if (cmd == MSG_INFO) {
+      in.pool = ipc->msg.in_use;
+      in.map = ipc->msg_hdrs > INT_MAX ? INT_MAX : (int)ipc->msg_hdrs;
+      in.tql = ipc->msg_bytes > INT_MAX ? INT_MAX : (int)ipc->msg_bytes;
+    }
+    if (mm_copy_out(sb, buf, &in, sizeof in) < 0)
+      return -EFAULT;
+    int mx = ids_max_idx(&ipc->msg);
+    return mx < 0 ? 0 : mx;
+  }
+  struct k_msqid64 in;
+  if (cmd == IPC_SET && mm_copy_in(sb, &in, buf, sizeof in) < 0)
+    return -EFAULT; /* (before the id is looked at, as Linux) */
+  struct ipc_msq *q;
+  if (cmd == MSG_STAT || cmd == MSG_STAT_ANY) {
+    q = id < ipc->msg.cap ? (struct ipc_msq *)ipc->msg.slot[id] : NULL;
+    if (!q)
+      return -EINVAL;
+  } else if (!(q = msq_find(sb, id))) {
+    return -EINVAL;
+  }
+  switch (cmd) {
+  case IPC_STAT:
+  case MSG_STAT:
+  case MSG_STAT_ANY: {
+    if (cmd != MSG_STAT_ANY && !perm_ok(sb, &q->p, 0444))
+      return -EACCES;
+    struct k_msqid64 o;
+    memset(&o, 0, sizeof o);
+    perm_out(&q->p, 0, &o.perm);
+    o.stime = q->stime;
+    o.rtime = q->rtime;
+    o.ctime = q->ctime;
+    o.cbytes = q->cbytes;
+    o.qnum = q->qnum;
+    o.qbytes = q->qbytes;
+    o.lspid = q->lspid;
+    o.lrpid = q->lrpid;
+    if (mm_copy_out(sb, buf, &o, sizeof o) < 0)
+      return -EFAULT;
+    return cmd == IPC_STAT ? 0 : q->p.id;
+  }
+  case IPC_SET:
+    if (!owner_ok(sb, &q->p))
+      return -EPERM;
+    if (in.qbytes > MSGMNB && sb->uid != 0)
+      return -EPERM; /* (CAP_SYS_RESOURCE) */
+    perm_set(&q->p, &in.perm);
+    q->qbytes = in.qbytes;
+    q->ctime = time(NULL);
+    wake_all(sb); /* senders may fit now, receivers may not read any more */
+    return 0;
+  case IPC_RMID:
+    if (!owner_ok(sb, &q->p))
+      return -EPERM;
+    msq_destroy(ipc, q);
+    wake_all(sb); /* its waiters fail with EIDRM */
+    return 0;
+  }
+  return -EINVAL;
+}
+
 /* ---- the process's end, the sandbox's ---- */
 
 void ipc_exit(struct sb *sb)
@@ -927,8 +1338,12 @@ void ipc_fini(struct sb *sb)
   for (int i = 0; i < ipc->sem.cap; i++)
     if (ipc->sem.slot[i])
       semset_destroy(ipc, (struct ipc_sem *)ipc->sem.slot[i]);
+  for (int i = 0; i < ipc->msg.cap; i++)
+    if (ipc->msg.slot[i])
+      msq_destroy(ipc, (struct ipc_msq *)ipc->msg.slot[i]);
   free(ipc->shm.slot);
   free(ipc->sem.slot);
+  free(ipc->msg.slot);
   free(ipc);
   sb->ipc = NULL;
 }
@@ -951,6 +1366,14 @@ int ipc_save_refused(struct sb *sb, char *why, size_t size)
       const struct kperm *p = ipc->sem.slot[i];
       snprintf(why, size, "the System V semaphore set %d (key 0x%08x) cannot be saved (the state does not hold "
                           "System V objects): remove it (semctl IPC_RMID, ipcrm) before the pause",
+               p->id, (unsigned)p->key);
+      return -1;
+    }
+  for (int i = 0; i < ipc->msg.cap; i++)
+    if (ipc->msg.slot[i]) {
+      const struct kperm *p = ipc->msg.slot[i];
+      snprintf(why, size, "the System V message queue %d (key 0x%08x) cannot be saved (the state does not hold "
+                          "System V objects): remove it (msgctl IPC_RMID, ipcrm) before the pause",
                p->id, (unsigned)p->key);
       return -1;
     }

@@ -375,8 +375,10 @@ static struct sb *proc_copy(struct sb *p, bool share, long *err)
       goto nomem;
     memcpy(c->shmaps, p->shmaps, (size_t)p->nshmaps * sizeof *c->shmaps);
     c->nshmaps = c->capshmaps = p->nshmaps;
-    for (int i = 0; i < c->nshmaps; i++)
+    for (int i = 0; i < c->nshmaps; i++) {
       shm_ref(c->shmaps[i].obj); /* mm_fork_vm maps each in the child */
+      ipc_shm_attached(p, c->shmaps[i].obj); /* (Linux's shm_open, run by the parent) */
+    }
   }
   return c;
 nomem:

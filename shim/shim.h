@@ -367,7 +367,11 @@ struct sb {
 
   /* MAP_SHARED mappings (mm.c): [start, end) maps obj from off; sorted by
    * nothing, at most MAX_VMAS */
-  struct shmap { uint64_t start, end, off; struct shm_obj *obj; } *shmaps;
+  struct shmap {
+    uint64_t start, end, off;
+    struct shm_obj *obj;
+    bool nowrite; /* mprotect may not add PROT_WRITE (Linux's VMA without VM_MAYWRITE: SHM_RDONLY, a read-only fd) */
+  } *shmaps;
   int nshmaps, capshmaps;
 
   /* the host path of the root's /tmp ("" if it has none), found on the
@@ -531,7 +535,8 @@ void shm_unref(struct shm_obj *o);
 int shm_grow(struct shm_obj *o, uint64_t size);
 /* Map [off, off+len) of o at guest [start, start+len) MAP_SHARED, replacing
  * what was there: 0 or -errno. */
-int mm_map_shared(struct sb *sb, uint64_t start, uint64_t len, int prot, struct shm_obj *o, uint64_t off);
+int mm_map_shared(struct sb *sb, uint64_t start, uint64_t len, int prot, struct shm_obj *o, uint64_t off,
+                  bool nowrite);
 /* The shared object under guest address addr and its offset there, or NULL
  * (private memory): a futex's key (thread.c). */
 struct shm_obj *mm_shared_at(struct sb *sb, uint64_t addr, uint64_t *off);
@@ -546,6 +551,9 @@ struct ipc;
 struct ipc_shm;
 struct semundo;
 void ipc_shm_detached(struct sb *sb, struct shm_obj *o);
+/* A mapping record of segment o's object was made (shmat; a fork copied
+ * the parent sb's: Linux's shm_open): shm_atime and shm_lpid (sb's pid). */
+void ipc_shm_attached(struct sb *sb, struct shm_obj *o);
 void ipc_exit(struct sb *sb);
 void ipc_fini(struct sb *sb);
 int ipc_save_refused(struct sb *sb, char *why, size_t size);
@@ -688,7 +696,8 @@ sys_fn sys_alarm, sys_clock_getres, sys_clock_gettime, sys_clock_nanosleep, sys_
 /* process.c */
 sys_fn sys_pidfd_open, sys_pidfd_getfd;
 /* ipc.c */
-sys_fn sys_shmget, sys_shmat, sys_shmdt, sys_shmctl, sys_semget, sys_semop, sys_semctl;
+sys_fn sys_shmget, sys_shmat, sys_shmdt, sys_shmctl, sys_semget, sys_semop, sys_semctl, sys_msgget, sys_msgsnd,
+    sys_msgrcv, sys_msgctl;
 /* signal.c */
 sys_fn sys_pidfd_send_signal;
 /* task.c */

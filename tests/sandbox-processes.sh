@@ -286,7 +286,7 @@ mkdir -p "$CROOT"
 if ! gcc -static -O1 -pthread -o "$CROOT/procs" "$here/sandbox/procs.c" 2>"$TMP/cc.err"; then
   skip_case "C cases" "cannot build static programs: $(head -n 1 "$TMP/cc.err")"
 else
-  for m in fork death wait pgrp offsets pipes fifo cloexec dup2 spawn locks timerfd shm pidfd sysv rusage zombie; do
+  for m in fork death wait pgrp offsets pipes fifo cloexec dup2 spawn locks timerfd shm pidfd sysv msg rusage zombie; do
     case_ "C $m" --root "$CROOT" -- "$CROOT/procs" $m -- /procs $m
   done
   # 1000 posix_spawn in a row (100 emulated: 0.1-0.2 s each there)

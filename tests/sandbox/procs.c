@@ -44,12 +44,17 @@
  *                   and semaphores (semop all or nothing, waits across
  *                   processes, GETNCNT/GETZCNT, semtimedop, EINTR, SEM_UNDO,
  *                   EIDRM, keys)
+ *   procs msg      System V message queues: msgtyp 0, > 0, < 0, MSG_EXCEPT,
+ *                   MSG_NOERROR, E2BIG, MSG_COPY, a receiver waiting in
+ *                   another process, a sender waiting on a full queue, EINTR,
+ *                   IPC_SET msg_qbytes, IPC_INFO, MSG_STAT, EIDRM, keys
  *   procs bomb N    a fork bomb under RLIMIT_NPROC N (and at most 255
  *                   processes by construction): EAGAIN, then all killed
  */
 #define _GNU_SOURCE
 #include <dirent.h>
 #include <errno.h>
+#include <limits.h>
 #include <fcntl.h>
 #include <linux/futex.h>
 #include <poll.h>
@@ -63,6 +68,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/msg.h>
 #include <sys/epoll.h>
 #include <sys/ipc.h>
 #include <sys/resource.h>
@@ -2071,6 +2077,14 @@ static int shm_sysv_exec(long arg)
   return 99;
 }
 
+/* At its start: whether the fork set shm_lpid to the parent's pid (Linux's
+ * shm_open runs in the parent for each attachment it copies). */
+static int shm_fork_lpid(long arg)
+{
+  struct shmid_ds ds;
+  return shmctl(sysv_id, IPC_STAT, &ds) == 0 && ds.shm_lpid == getppid() ? 0 : 1;
+}
+
 static int shm_ro_writer(long arg)
 {
   sysv_at[0] = 'x'; /* SHM_RDONLY: SIGSEGV */
@@ -2177,6 +2191,12 @@ static int mode_sysv(void)
   sysv_at = ro;
   reap(child(shm_ro_writer, 0), "a child writing to the SHM_RDONLY attachment");
   sysv_at = keep;
+  /* (whole attachments: Linux never merges the VMAs of a segment again, nattch would count the pieces) */
+  printf("mprotect of the SHM_RDONLY attachment: writable: %s, ", err(mprotect(ro, 10000, PROT_READ | PROT_WRITE)));
+  printf("executable: %s; ", err(mprotect(ro, 10000, PROT_READ | PROT_EXEC)));
+  printf("the other: none %s, ", err(mprotect(keep, 10000, PROT_NONE)));
+  printf("writable again %s\n", err(mprotect(keep, 10000, PROT_READ | PROT_WRITE)));
+  reap(child(shm_fork_lpid, 0), "a child: did the fork make shm_lpid the parent's (0: yes)");
   /* addresses: SHM_RND, an unaligned one without it, a taken one, SHM_REMAP */
   char *hole = mmap(NULL, 32768, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
   munmap(hole, 32768); /* (its top half stays free: shmdt of no attachment) */
@@ -2295,6 +2315,187 @@ static int mode_sysv(void)
   return 0;
 }
 
+/* ---- System V message queues ---- */
+
+static int msq_id;
+
+struct pmsg {
+  long type;
+  char text[64];
+};
+
+static int msg_send(int id, long type, const char *s, int flg)
+{
+  struct pmsg m = {type, {0}};
+  memcpy(m.text, s, strlen(s));
+  return msgsnd(id, &m, strlen(s), flg);
+}
+
+/* What msgrcv gave: "type N, K bytes 'TEXT'" or the error. */
+static const char *msg_got(ssize_t r, const struct pmsg *m)
+{
+  static char b[128];
+  if (r < 0)
+    return err(-1);
+  snprintf(b, sizeof b, "type %ld, %zd bytes '%.*s'", m->type, r, (int)r, m->text);
+  return b;
+}
+
+static int msg_status(ssize_t r) { return r >= 0 ? 0 : errno == EINTR ? 4 : errno == EIDRM ? 43 : errno == E2BIG ? 7 : 1; }
+
+/* A child: says it is ready (type 9), then waits for a message of type 2
+ * in a buffer of arg bytes: its size, or 4 (EINTR), 43 (EIDRM), 7 (E2BIG). */
+static int msg_receiver(long arg)
+{
+  if (msg_send(msq_id, 9, "ready", 0) < 0)
+    return 1;
+  struct pmsg m;
+  ssize_t r = msgrcv(msq_id, &m, (size_t)arg, 2, 0);
+  return r >= 0 ? 10 + (int)r : msg_status(r);
+}
+
+static int msg_sender(long arg) { return msg_status(msg_send(msq_id, 5, "late", 0)); }
+
+static int msg_interrupted(long arg)
+{
+  struct pmsg m;
+  return msg_status(msgrcv(msq_id, &m, sizeof m.text, 2, 0));
+}
+
+/* A child running fn(0) with a SA_RESTART handler of SIGUSR1 (from its
+ * start), sent SIGUSR1 every 20 ms until it ends (one reaches it in its wait). */
+static void signal_until_end(int (*fn)(long), const char *what)
+{
+  struct sigaction sa = {.sa_handler = on_usr1_nop, .sa_flags = SA_RESTART}, old;
+  sigaction(SIGUSR1, &sa, &old);
+  pid_t c = child(fn, 0);
+  sigaction(SIGUSR1, &old, NULL);
+  int st;
+  while (waitpid(c, &st, WNOHANG) == 0) {
+    kill(c, SIGUSR1);
+    msleep(20);
+  }
+  status(what, st);
+}
+
+static void msq_show(int id, const char *what)
+{
+  struct msqid_ds d;
+  if (msgctl(id, IPC_STAT, &d) < 0)
+    printf("%s: IPC_STAT %s\n", what, err(-1));
+  else
+    printf("%s: qnum %lu, cbytes %lu, qbytes %lu\n", what, (unsigned long)d.msg_qnum, (unsigned long)d.__msg_cbytes,
+           (unsigned long)d.msg_qbytes);
+}
+
+static int mode_msg(void)
+{
+  struct pmsg m;
+  key_t key = 0x5c0e0000 | (getpid() & 0xffff);
+  printf("msgget of a missing key: %s; ", err(msgget(key, 0)));
+  int id = msgget(key, IPC_CREAT | IPC_EXCL | 0600);
+  msq_id = id;
+  printf("keyed: %s; again with IPC_EXCL: %s; by key: %s\n", err(id), err(msgget(key, IPC_CREAT | IPC_EXCL)),
+         msgget(key, 0) == id ? "the same id" : "other");
+  printf("mtype 0: %s; 8193 bytes: %s; a bad buffer: %s; msgrcv of a negative size: %s\n", err(msg_send(id, 0, "x", 0)),
+         err(msgsnd(id, &m, 8193, 0)), err(msgsnd(id, NULL, 1, 0)), err(msgrcv(id, &m, (size_t)-1, 0, 0)));
+  msg_send(id, 3, "three", 0);
+  msg_send(id, 1, "one", 0);
+  msg_send(id, 2, "two", 0);
+  msg_send(id, 1, "uno", 0);
+  msq_show(id, "sent 3 1 2 1");
+  struct msqid_ds d;
+  msgctl(id, IPC_STAT, &d);
+  printf("lspid is ours: %s, lrpid %d, stime set: %s, rtime %ld\n", d.msg_lspid == getpid() ? "yes" : "no",
+         d.msg_lrpid, d.msg_stime ? "yes" : "no", (long)d.msg_rtime);
+  printf("msgtyp 2: %s\n", msg_got(msgrcv(id, &m, sizeof m.text, 2, 0), &m));
+  printf("MSG_COPY index 2: %s\n", msg_got(msgrcv(id, &m, sizeof m.text, 2, MSG_COPY | IPC_NOWAIT), &m));
+  printf("MSG_COPY index 3: %s; without IPC_NOWAIT: %s; with MSG_EXCEPT: %s; MSG_NOERROR short: %s\n",
+         err(msgrcv(id, &m, sizeof m.text, 3, MSG_COPY | IPC_NOWAIT)), err(msgrcv(id, &m, sizeof m.text, 0, MSG_COPY)),
+         err(msgrcv(id, &m, sizeof m.text, 0, MSG_COPY | IPC_NOWAIT | MSG_EXCEPT)),
+         err(msgrcv(id, &m, 2, 0, MSG_COPY | IPC_NOWAIT | MSG_NOERROR)));
+  printf("MSG_EXCEPT 1: %s\n", msg_got(msgrcv(id, &m, sizeof m.text, 1, MSG_EXCEPT), &m));
+  msg_send(id, 5, "five", 0);
+  msg_send(id, 4, "four", 0);
+  printf("msgtyp -4: %s\n", msg_got(msgrcv(id, &m, sizeof m.text, -4, 0), &m));
+  printf("a buffer of 2: %s; ", err(msgrcv(id, &m, 2, -4, 0)));
+  printf("MSG_NOERROR: %s\n", msg_got(msgrcv(id, &m, 2, -4, MSG_NOERROR), &m));
+  printf("type 7, IPC_NOWAIT: %s; ", err(msgrcv(id, &m, sizeof m.text, 7, IPC_NOWAIT)));
+  printf("msgtyp 0: %s; ", msg_got(msgrcv(id, &m, sizeof m.text, 0, 0), &m));
+  printf("LONG_MIN: %s\n", msg_got(msgrcv(id, &m, sizeof m.text, LONG_MIN, 0), &m));
+  msq_show(id, "empty");
+  /* across processes: a receiver waiting, handed the message */
+  pid_t c = child(msg_receiver, sizeof m.text);
+  msgrcv(id, &m, sizeof m.text, 9, 0);
+  msg_send(id, 2, "for the child", 0);
+  reap(c, "a child waiting for type 2 (10 + its size)");
+  msgctl(id, IPC_STAT, &d);
+  printf("lrpid is the child's: %s; ", d.msg_lrpid == c ? "yes" : "no");
+  msq_show(id, "after");
+  c = child(msg_receiver, 2);
+  msgrcv(id, &m, sizeof m.text, 9, 0);
+  msg_send(id, 2, "too long", 0);
+  reap(c, "a child waiting with a buffer of 2 (7: E2BIG)");
+  msq_show(id, "the message stays");
+  msgrcv(id, &m, sizeof m.text, 0, 0);
+  /* a full queue: a sender waits until there is room */
+  struct {
+    long type;
+    char text[8192];
+  } *big = calloc(1, sizeof *big);
+  big->type = 1;
+  printf("two of 8192 bytes: %s %s; ", err(msgsnd(id, big, 8192, IPC_NOWAIT)), err(msgsnd(id, big, 8192, IPC_NOWAIT)));
+  printf("one more byte, IPC_NOWAIT: %s; 0 bytes: %s\n", err(msgsnd(id, big, 1, IPC_NOWAIT)),
+         err(msgsnd(id, big, 0, IPC_NOWAIT)));
+  msgrcv(id, &m, 0, 0, IPC_NOWAIT);
+  c = child(msg_sender, 0);
+  msleep(50);
+  msq_show(id, "a child sends into the full queue");
+  printf("the parent takes one: %zd bytes; ", msgrcv(id, big, 8192, 0, 0));
+  reap(c, "the sender (0: sent)");
+  msq_show(id, "then");
+  while (msgrcv(id, big, 8192, 0, IPC_NOWAIT) >= 0)
+    ;
+  msgsnd(id, big, 8192, 0);
+  msgsnd(id, big, 8192, 0);
+  signal_until_end(msg_sender, "a sender interrupted by a SA_RESTART handler (4: EINTR)");
+  while (msgrcv(id, big, 8192, 0, IPC_NOWAIT) >= 0)
+    ;
+  signal_until_end(msg_interrupted, "a receiver interrupted by a SA_RESTART handler (4: EINTR)");
+  /* removed under a waiter */
+  c = child(msg_receiver, sizeof m.text);
+  msgrcv(id, &m, sizeof m.text, 9, 0);
+  msleep(200); /* (until it waits) */
+  printf("IPC_RMID with a waiter: %s; ", err(msgctl(id, IPC_RMID, NULL)));
+  reap(c, "the waiter (43: EIDRM)");
+  printf("msgsnd to the removed queue: %s; by key: %s\n", err(msg_send(id, 1, "x", 0)), err(msgget(key, 0)));
+  /* IPC_SET, IPC_INFO, MSG_STAT */
+  id = msgget(IPC_PRIVATE, 0600);
+  msgctl(id, IPC_STAT, &d);
+  d.msg_qbytes = 2;
+  d.msg_perm.mode = 0640;
+  printf("IPC_SET qbytes 2: %s; ", err(msgctl(id, IPC_SET, &d)));
+  printf("3 messages of 0 bytes: %s ", err(msg_send(id, 1, "", IPC_NOWAIT)));
+  printf("%s ", err(msg_send(id, 1, "", IPC_NOWAIT)));
+  printf("%s\n", err(msg_send(id, 1, "", IPC_NOWAIT)));
+  msq_show(id, "qbytes 2");
+  msgctl(id, IPC_STAT, &d);
+  printf("mode %o\n", d.msg_perm.mode);
+  struct msginfo in;
+  int mx = msgctl(0, IPC_INFO, (struct msqid_ds *)&in);
+  printf("IPC_INFO: %s, msgmax %d msgmnb %d msgmni %d msgssz %d msgseg %d msgpool %d msgmap %d msgtql %d\n",
+         mx >= 0 ? "ok" : err(-1), in.msgmax, in.msgmnb, in.msgmni, in.msgssz, in.msgseg, in.msgpool, in.msgmap,
+         in.msgtql);
+  int found = 0;
+  for (int i = 0; i <= mx; i++)
+    found |= msgctl(i, MSG_STAT, &d) == id;
+  printf("MSG_STAT finds it: %s; MSG_STAT past the highest index: %s; ", found ? "yes" : "no",
+         err(msgctl(mx + 1, MSG_STAT, &d)));
+  printf("IPC_RMID: %s\n", err(msgctl(id, IPC_RMID, NULL)));
+  free(big);
+  return 0;
+}
+
 int main(int argc, char **argv)
 {
   self = argv[0];
@@ -2339,6 +2540,8 @@ int main(int argc, char **argv)
     rc = mode_pidfd();
   else if (!strcmp(m, "sysv"))
     rc = mode_sysv();
+  else if (!strcmp(m, "msg"))
+    rc = mode_msg();
   else if (!strcmp(m, "sysvnattch") && argc > 2) {
     printf("  the exec'd child sees %ld attachments\n", sysv_nattch(atoi(argv[2])));
     return 0;
@@ -2358,7 +2561,7 @@ int main(int argc, char **argv)
   } else if (!strcmp(m, "true"))
     return 0;
   else {
-    fprintf(stderr, "usage: procs fork|death|wait|pgrp|offsets|pipes|fifo|cloexec|dup2|spawn|spawnloop [N]|locks|timerfd|shm|pidfd|sysv|rusage|bomb N\n");
+    fprintf(stderr, "usage: procs fork|death|wait|pgrp|offsets|pipes|fifo|cloexec|dup2|spawn|spawnloop [N]|locks|timerfd|shm|pidfd|sysv|msg|rusage|bomb N\n");
     return 2;
   }
   fflush(stdout);

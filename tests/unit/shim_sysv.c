@@ -5,17 +5,23 @@
  * last detach, or at once with none), ids are Linux's (0, 1, ... in a fresh
  * namespace), keys and their errors; a save is refused naming the object;
  * semaphores: all-or-nothing semop with IPC_NOWAIT, SETALL/GETALL, SEM_UNDO
- * given back when the process ends (ipc_exit); a pidfd of the process
+ * given back when the process ends (ipc_exit); an SHM_RDONLY attachment
+ * that mprotect cannot make writable; message queues: msgtyp 0, > 0, < 0,
+ * MSG_EXCEPT, MSG_NOERROR, E2BIG, MSG_COPY (and its EINVAL cases), a full
+ * queue's EAGAIN, msg_qbytes by IPC_SET (EPERM above MSGMNB for others),
+ * IPC_INFO, MSG_INFO, MSG_STAT, a refused save; a pidfd of the process
  * itself: close-on-exec, not readable while it runs, pidfd_send_signal's
  * checks, waitid(P_PIDFD) ECHILD, a template carries it (fs_save/fs_load).
  * Across processes of real VMs: tests/sandbox-processes.sh (procs.c). */
 #include <errno.h>
+#include <limits.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ipc.h>
 #include <sys/mman.h>
+#include <sys/msg.h>
 #include <sys/sem.h>
 #include <sys/shm.h>
 #include <sys/syscall.h>
@@ -43,6 +49,12 @@ static void test_shm(void)
   ok(!memcmp(hp((uint64_t)b), "stored", 7), "a store through one is seen through the other");
   const struct vma *v = mm_find(sb, (uint64_t)b);
   ok(v && v->prot == PROT_READ && v->end - v->start == 8192, "SHM_RDONLY: read-only, two pages");
+  is(S3(SYS_mprotect, b, 8192, PROT_READ | PROT_WRITE), -EACCES, "mprotect writable of SHM_RDONLY: EACCES");
+  v = mm_find(sb, (uint64_t)b);
+  ok(v && v->prot == PROT_READ, "and it stays read-only");
+  is(S3(SYS_mprotect, b, 8192, PROT_READ | PROT_EXEC), 0, "executable: allowed (as Linux)");
+  is(S3(SYS_mprotect, a, 8192, PROT_NONE), 0, "the writable attachment: PROT_NONE");
+  is(S3(SYS_mprotect, a, 8192, PROT_READ | PROT_WRITE), 0, "and writable again");
   uint64_t ds = galloc(NULL, 128);
   is(S3(SYS_shmctl, id, IPC_STAT, ds), 0, "IPC_STAT");
   struct shmid_ds *d = hp(ds);
@@ -109,6 +121,112 @@ static void test_sem(void)
   is(S3(SYS_semop, id, galloc(&more, sizeof more), 1), -EINVAL, "semop on it after: EINVAL");
 }
 
+struct tmsg {
+  long type;
+  char text[64];
+};
+
+/* msgsnd of type t, text s (its length without the NUL). */
+static long snd(long id, long t, const char *s, int flg)
+{
+  struct tmsg m = {t, {0}};
+  memcpy(m.text, s, strlen(s));
+  return S4(SYS_msgsnd, id, galloc(&m, sizeof m), strlen(s), flg);
+}
+
+/* msgrcv into a fresh buffer of n bytes of text: the result, the type and text in *out. */
+static long rcv(long id, size_t n, long t, int flg, struct tmsg *out)
+{
+  uint64_t b = galloc(NULL, sizeof(struct tmsg));
+  long r = S5(SYS_msgrcv, id, b, n, t, flg);
+  memcpy(out, hp(b), sizeof *out);
+  if (r >= 0 && r < 64)
+    out->text[r] = 0;
+  return r;
+}
+
+static void test_msg(void)
+{
+  diag("System V message queues");
+  struct tmsg m;
+  long id = S2(SYS_msgget, IPC_PRIVATE, 0600);
+  is(id, 0, "msgget: id 0");
+  is(S2(SYS_msgget, 0x77, 0), -ENOENT, "a missing key: ENOENT");
+  long k = S2(SYS_msgget, 0x77, IPC_CREAT | IPC_EXCL | 0600);
+  is(k, 1, "a keyed queue: id 1");
+  is(S2(SYS_msgget, 0x77, IPC_CREAT | IPC_EXCL), -EEXIST, "IPC_EXCL again: EEXIST");
+  is(S2(SYS_msgget, 0x77, IPC_CREAT), k, "by key: the same id");
+  is(snd(id, 0, "x", 0), -EINVAL, "mtype 0: EINVAL");
+  is(S4(SYS_msgsnd, id, galloc(&m, sizeof m), 8193, 0), -EINVAL, "8193 bytes (past MSGMAX): EINVAL");
+  is(S4(SYS_msgsnd, id, 0, 1, 0), -EFAULT, "a bad buffer: EFAULT");
+  is(snd(id + 32768, 1, "x", 0), -EINVAL, "a stale id: EINVAL");
+  is(snd(id, 3, "three", 0) | snd(id, 1, "one", 0) | snd(id, 2, "two", 0) | snd(id, 1, "uno", 0), 0, "send 3 1 2 1");
+  uint64_t ds = galloc(NULL, sizeof(struct msqid_ds));
+  struct msqid_ds *d = hp(ds);
+  is(S3(SYS_msgctl, id, IPC_STAT, ds), 0, "IPC_STAT");
+  ok(d->msg_qnum == 4 && d->msg_cbytes == 14 && d->msg_qbytes == 16384 && d->msg_lspid == 2 && d->msg_lrpid == 0,
+     "4 messages, 14 bytes, qbytes 16384, lspid 2, lrpid 0");
+  is(rcv(id, 64, 2, 0, &m), 3, "msgtyp 2: the first of type 2");
+  ok(m.type == 2 && !strcmp(m.text, "two"), "(two)");
+  is(rcv(id, 64, 2, MSG_COPY | IPC_NOWAIT, &m), 3, "MSG_COPY of the message at index 2 (msgtyp 2 as an index)");
+  ok(m.type == 1 && !strcmp(m.text, "uno"), "(uno, left in the queue)");
+  is(rcv(id, 64, 5, MSG_COPY | IPC_NOWAIT, &m), -ENOMSG, "MSG_COPY past the end: ENOMSG");
+  is(rcv(id, 64, 0, MSG_COPY, &m), -EINVAL, "MSG_COPY without IPC_NOWAIT: EINVAL");
+  is(rcv(id, 64, 0, MSG_COPY | IPC_NOWAIT | MSG_EXCEPT, &m), -EINVAL, "MSG_COPY with MSG_EXCEPT: EINVAL");
+  is(rcv(id, 2, 0, MSG_COPY | IPC_NOWAIT | MSG_NOERROR, &m), -EINVAL,
+     "MSG_COPY with MSG_NOERROR into a shorter buffer: EINVAL (Linux's copy_msg)");
+  is(rcv(id, 64, 1, MSG_EXCEPT, &m), 5, "MSG_EXCEPT 1: the first of another type");
+  ok(m.type == 3 && !strcmp(m.text, "three"), "(three)");
+  is(snd(id, 5, "five", 0) | snd(id, 4, "four", 0), 0, "send 5 4");
+  is(rcv(id, 64, -4, 0, &m), 3, "msgtyp -4: the first of the lowest type <= 4");
+  ok(m.type == 1 && !strcmp(m.text, "one"), "(one)");
+  is(rcv(id, 2, -4, 0, &m), -E2BIG, "a buffer of 2 for 3 bytes: E2BIG");
+  is(rcv(id, 2, -4, MSG_NOERROR, &m), 2, "MSG_NOERROR: 2 bytes");
+  ok(m.type == 1 && !memcmp(m.text, "un", 2), "(un, the rest dropped)");
+  is(rcv(id, 64, 7, IPC_NOWAIT, &m), -ENOMSG, "no message of type 7, IPC_NOWAIT: ENOMSG");
+  is(rcv(id, 64, 0, 0, &m), 4, "msgtyp 0: the first");
+  ok(m.type == 5, "(five)");
+  is(rcv(id, 64, LONG_MIN, 0, &m), 4, "msgtyp LONG_MIN: any type (LONG_MAX)");
+  ok(m.type == 4, "(four)");
+  struct tmsg *big = calloc(1, 8 + 8192);
+  big->type = 1;
+  uint64_t bb = galloc(big, 8 + 8192);
+  free(big);
+  is(S4(SYS_msgsnd, id, bb, 8192, IPC_NOWAIT) | S4(SYS_msgsnd, id, bb, 8192, IPC_NOWAIT), 0, "two of 8192 bytes");
+  is(S4(SYS_msgsnd, id, bb, 1, IPC_NOWAIT), -EAGAIN, "a full queue, IPC_NOWAIT: EAGAIN");
+  is(S4(SYS_msgsnd, id, bb, 0, IPC_NOWAIT), 0, "0 bytes still fit");
+  S3(SYS_msgctl, id, IPC_STAT, ds);
+  d->msg_qbytes = 2;
+  is(S3(SYS_msgctl, id, IPC_SET, ds), 0, "IPC_SET msg_qbytes 2");
+  is(S4(SYS_msgsnd, id, bb, 0, IPC_NOWAIT), -EAGAIN, "then 3 messages of 0 bytes do not fit: EAGAIN");
+  d->msg_qbytes = 20000;
+  sb->uid = 1000;
+  is(S3(SYS_msgctl, id, IPC_SET, ds), -EPERM, "IPC_SET by another user: EPERM");
+  is(snd(id, 1, "x", IPC_NOWAIT), -EACCES, "msgsnd by another user without the mode's permission: EACCES");
+  sb->uid = 0;
+  is(S3(SYS_msgctl, id, IPC_SET, ds), 0, "msg_qbytes 20000 as root");
+  struct msqid_ds *o = hp(galloc(NULL, sizeof *o));
+  is(S3(SYS_msgctl, id, MSG_STAT, galloc(NULL, sizeof *o)), id, "MSG_STAT of index 0: its id");
+  is(S3(SYS_msgctl, 5, MSG_STAT, ds), -EINVAL, "MSG_STAT of an unused index: EINVAL");
+  (void)o;
+  uint64_t ib = galloc(NULL, sizeof(struct msginfo));
+  struct msginfo *in = hp(ib);
+  is(S3(SYS_msgctl, 0, IPC_INFO, ib), 1, "IPC_INFO: the highest index in use (1)");
+  ok(in->msgmax == 8192 && in->msgmnb == 16384 && in->msgmni == 32000 && in->msgseg == 0xffff,
+     "msgmax 8192, msgmnb 16384, msgmni 32000, msgseg 0xffff (%d %d %d %d)", in->msgmax, in->msgmnb, in->msgmni, in->msgseg);
+  is(S3(SYS_msgctl, 0, MSG_INFO, ib), 1, "MSG_INFO");
+  ok(in->msgpool == 2 && in->msgmap == 3 && in->msgtql == 16384, "2 queues, 3 messages, 16384 bytes");
+  struct wbuf w = {0};
+  ok(fs_save(sb, &w) < 0 && strstr(cf_error(), "message queue 0"), "a save is refused (%s)", cf_error());
+  free(w.p);
+  sb->uid = (int)getuid();
+  is(S3(SYS_msgctl, id, IPC_RMID, 0), 0, "IPC_RMID");
+  is(snd(id, 1, "x", 0), -EINVAL, "msgsnd to it after: EINVAL");
+  is(S3(SYS_msgctl, k, IPC_RMID, 0), 0, "IPC_RMID of the other");
+  is(S3(SYS_msgctl, 0, MSG_INFO, ib), 0, "MSG_INFO: none in use");
+  ok(in->msgpool == 0 && in->msgmap == 0 && in->msgtql == 0, "no queue, message or byte left");
+}
+
 static void test_pidfd(void)
 {
   diag("pidfds (of the process itself: one process, no VM)");
@@ -145,6 +263,7 @@ int main(void)
   shim_setup(root);
   test_shm();
   test_sem();
+  test_msg();
   test_pidfd();
   shim_teardown();
   rmdir(root);
