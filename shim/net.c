@@ -150,6 +150,8 @@ struct sock {
   bool connecting;     /* a non-blocking INET connect said EINPROGRESS: the next connect says 0 */
   bool dconnected;     /* a datagram socket with a default destination (peer/upeer) */
   bool shut_rd, shut_wr;
+  bool reset;          /* TCP: a send found its peer closed (Linux's RST came back): sends EPIPE */
+  bool reset_err;      /* and SO_ERROR says EPIPE once */
   bool ext;            /* its host fd is a host AF_INET/AF_INET6 socket (the policy's outside) */
   int so_error;
   struct ep local, peer;
@@ -299,7 +301,8 @@ static bool covers(const struct sock *b, const uint8_t *d)
   return false;
 }
 
-static int proto_of(const struct sock *s) { return s->type == SOCK_DGRAM ? IPPROTO_UDP : IPPROTO_TCP; }
+/* TCP, UDP or UDP-Lite: each has ports of its own (as Linux's tables). */
+static int proto_of(const struct sock *s) { return s->proto; }
 
 /* Whether INET socket s may take e's port too (same protocol and port). */
 static bool may_share(const struct sock *e, const struct sock *s, bool listening)
@@ -350,14 +353,14 @@ static long inet_bind_port(struct net *n, struct sock *s, uint16_t port)
   return name_add(n, s);
 }
 
-/* The INET socket of type type bound to d:port that receives (a listener
- * for a stream), exact address first. */
-static struct sock *inet_find(struct net *n, int type, const uint8_t *d, uint16_t port)
+/* The INET socket of protocol proto bound to d:port that receives (a
+ * listener for TCP), exact address first. */
+static struct sock *inet_find(struct net *n, int proto, const uint8_t *d, uint16_t port)
 {
   struct sock *w = NULL;
   for (int i = 0; i < n->n; i++) {
     struct sock *e = n->socks[i];
-    if (!is_inet(e) || e->type != type || e->local.port != port || (type != SOCK_DGRAM && e->state != SS_LISTEN))
+    if (!is_inet(e) || e->proto != proto || e->local.port != port || (proto == IPPROTO_TCP && e->state != SS_LISTEN))
       continue;
     if (e->family == AF_INET && !mapped(d))
       continue;
@@ -618,9 +621,10 @@ long sys_socket(struct sb *sb, const uint64_t a[6], long nr)
     if (type == SOCK_SEQPACKET)
       return -ESOCKTNOSUPPORT; /* no SCTP */
     int want = type == SOCK_STREAM ? IPPROTO_TCP : IPPROTO_UDP;
-    if (proto != 0 && proto != want)
+    if (proto != 0 && proto != want && !(type == SOCK_DGRAM && proto == IPPROTO_UDPLITE))
       return -EPROTONOSUPPORT;
-    proto = want;
+    if (proto != IPPROTO_UDPLITE)
+      proto = want;
   }
   int nb = A(1) & SOCK_NONBLOCK ? O_NONBLOCK : 0;
   bool ce = A(1) & SOCK_CLOEXEC;
@@ -942,7 +946,7 @@ static void ext_opts(const struct sock *s, int h)
  * to a local one (!ext: a connect to its own loopback after an outside one). */
 static long ext_make(struct file *f, struct sock *s, bool ext)
 {
-  int h = ext ? socket(s->family, s->type | SOCK_NONBLOCK | SOCK_CLOEXEC, 0)
+  int h = ext ? socket(s->family, s->type | SOCK_NONBLOCK | SOCK_CLOEXEC, s->proto)
               : socket(AF_UNIX, host_type(s) | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
   if (h < 0)
     return -errno;
@@ -1050,7 +1054,7 @@ static long stream_connect(struct sb *sb, struct file *f, struct sock *s, uint64
   uint64_t dl = deadline_of(s->o.sndtimeo);
   for (;;) {
     if (is_inet(s)) {
-      if (!(l = inet_find(n, s->type, d.a, d.port)))
+      if (!(l = inet_find(n, s->proto, d.a, d.port)))
         return -ECONNREFUSED;
     } else {
       if ((r = un_find(sb, n, &u, &l)) < 0)
@@ -1626,6 +1630,15 @@ static long sk_send(struct sb *sb, struct file *f, struct sock *s, struct gmsg *
           r = (long)done;
           break;
         }
+      } else if (errno == EPIPE && is_inet(s) && !s->ext && !s->shut_wr && !s->reset) {
+        /* TCP: the peer closed, and the first send to it succeeds (its
+         * bytes go, the peer answers with a reset: tcp_reset in
+         * CLOSE_WAIT): SO_ERROR EPIPE once, every send after EPIPE, reads
+         * the end. (A local pair's end says EPIPE at once.) */
+        if (total) /* (nothing to send, nothing comes back) */
+          s->reset = s->reset_err = true;
+        r = (long)total;
+        break;
       } else if (errno != EAGAIN) {
         r = done ? (long)done : -errno;
         break;
@@ -1678,7 +1691,7 @@ static long sk_send(struct sb *sb, struct file *f, struct sock *s, struct gmsg *
         hd.ep.a[15] = 1;
       }
     }
-    d = inet_find(s->net, SOCK_DGRAM, de.a, de.port);
+    d = inet_find(s->net, s->proto, de.a, de.port);
     if (!d) { /* nobody there: dropped (an ICMP error for a connected socket) */
       if (s->dconnected)
         s->so_error = ECONNREFUSED;
@@ -1853,10 +1866,12 @@ static long sk_recv(struct sb *sb, struct file *f, struct sock *s, struct gmsg *
     }
     if (errno != EAGAIN)
       return done ? (long)done : -errno;
+    if (s->shut_rd && s->type != SOCK_DGRAM)
+      return (long)done; /* a stream's read after shutdown(SHUT_RD): the end, before EAGAIN (tcp_recvmsg) */
     if (nb)
       return done ? (long)done : -EAGAIN;
     if (s->shut_rd)
-      return (long)done; /* a blocking read after shutdown(SHUT_RD): the end, as Linux's wait ends */
+      return (long)done; /* a datagram's blocking read: its wait ends */
     long w = sk_wait(sb, f->hostfd, POLLIN, dl);
     if (w < 0)
       return done ? (long)done : w;
@@ -2075,7 +2090,13 @@ static long shutdown_on(struct sb *sb, struct file *f, const uint64_t a[6], long
    * after both). As Linux, INET sockets not connected (a stream socket
    * before connect, a UDP socket without a peer) say ENOTCONN after
    * taking it (inet_shutdown); AF_UNIX ones say 0 (unix_shutdown). */
-  if (s->ext || s->pair || (s->state == SS_CONNECTED && is_stream(s))) {
+  if (is_inet(s) && !s->ext && s->state == SS_CONNECTED && is_stream(s)) {
+    /* TCP's SHUT_RD sends nothing: the peer's sends go on succeeding and
+     * what came is still read here, then the end (sk_recv); only SHUT_WR
+     * reaches the pair (the peer reads the end). */
+    if (wr && shutdown(f->hostfd, SHUT_WR) < 0)
+      return -errno;
+  } else if (s->ext || s->pair || (s->state == SS_CONNECTED && is_stream(s))) {
     if (shutdown(f->hostfd, how) < 0)
       return -errno;
   } else
@@ -2238,8 +2259,9 @@ static long sockopt_on(struct sb *sb, struct file *f, const uint64_t a[6], long 
     } else
       v.i = *(int *)(base + d->off);
   } else if (level == SOL_SOCKET && name == SO_ERROR) {
-    v.i = s->so_error;
+    v.i = s->so_error ? s->so_error : s->reset_err ? EPIPE : 0;
     s->so_error = 0;
+    s->reset_err = false;
     if (!v.i && s->ext) { /* the host socket's (a non-blocking connect's outcome) */
       socklen_t el = sizeof v.i;
       getsockopt(f->hostfd, SOL_SOCKET, SO_ERROR, &v.i, &el);
@@ -2466,7 +2488,8 @@ int net_load(struct sb *sb, struct rbuf *r, int fl, struct tnode **nodes, size_t
       (flags & ~(uint64_t)SV_ALL) || so_error > 4095)
     return -1;
   if (family == AF_UNIX ? proto != 0 && proto != PF_UNIX
-                        : type == SOCK_SEQPACKET || proto != (type == SOCK_STREAM ? IPPROTO_TCP : IPPROTO_UDP))
+                        : type == SOCK_SEQPACKET || (proto != (type == SOCK_STREAM ? IPPROTO_TCP : IPPROTO_UDP) &&
+                                                   !(type == SOCK_DGRAM && proto == IPPROTO_UDPLITE)))
     return -1;
   bool bound = flags & SV_BOUND;
   if ((state == SS_LISTEN && (type == SOCK_DGRAM || !bound)) || ((flags & SV_DCONN) && type != SOCK_DGRAM))
@@ -2557,10 +2580,10 @@ int cf_sandbox_net_accept(struct cf_sandbox *box, unsigned port, int fd)
   struct ep lo;
   ep_v4(&lo, htonl(0x7f000001), (uint16_t)port);
   struct sock *l = NULL;
-  if (n && port && port < 65536 && !(l = inet_find(n, SOCK_STREAM, lo.a, (uint16_t)port))) {
+  if (n && port && port < 65536 && !(l = inet_find(n, IPPROTO_TCP, lo.a, (uint16_t)port))) {
     memset(lo.a, 0, 16);
     lo.a[15] = 1;
-    l = inet_find(n, SOCK_STREAM, lo.a, (uint16_t)port);
+    l = inet_find(n, IPPROTO_TCP, lo.a, (uint16_t)port);
     if (!l)
       ep_v4(&lo, htonl(0x7f000001), (uint16_t)port);
   }

@@ -505,6 +505,48 @@ static void test_linux(void)
   for (int i = 0; i < 3; i++)
     S1(SYS_close, q[i]);
   S1(SYS_close, a);
+
+  diag("TCP: a peer that closed, a peer that shut down reading");
+  a = (int)S3(SYS_socket, AF_INET, SOCK_STREAM, 0);
+  S3(SYS_bind, a, sin4(0x7f000001, 8102), 16);
+  S2(SYS_listen, a, 5);
+  c = (int)S3(SYS_socket, AF_INET, SOCK_STREAM, 0);
+  S3(SYS_connect, c, sin4(0x7f000001, 8102), 16);
+  s = (int)S3(SYS_accept, a, 0, 0);
+  S1(SYS_close, c);
+  is(S6(SYS_sendto, s, gs(""), 0, MSG_NOSIGNAL, 0, 0), 0, "peer closed: a send of 0 bytes: 0");
+  is(S6(SYS_sendto, s, gs("abc"), 3, MSG_NOSIGNAL, 0, 0), 3, "the first send: 3 (its reset comes back)");
+  is(geti(s, SOL_SOCKET, SO_ERROR), EPIPE, "SO_ERROR: EPIPE");
+  is(geti(s, SOL_SOCKET, SO_ERROR), 0, "once");
+  is(S6(SYS_sendto, s, gs("abc"), 3, MSG_NOSIGNAL, 0, 0), -EPIPE, "the next send: EPIPE");
+  ok(!strcmp(grecv(s), ""), "a read: the end");
+  S1(SYS_close, s);
+  c = (int)S3(SYS_socket, AF_INET, SOCK_STREAM, 0);
+  S3(SYS_connect, c, sin4(0x7f000001, 8102), 16);
+  s = (int)S3(SYS_accept, a, 0, 0);
+  is(S2(SYS_shutdown, c, SHUT_RD), 0, "shutdown(SHUT_RD)");
+  is(S6(SYS_sendto, s, gs("abc"), 3, MSG_NOSIGNAL, 0, 0), 3, "the peer's sends go on");
+  ok(!strcmp(grecv(c), "abc"), "what came is read");
+  ok(!strcmp(grecv(c), ""), "then the end, not EAGAIN");
+  S1(SYS_close, s);
+  S1(SYS_close, c);
+  S1(SYS_close, a);
+
+  diag("UDP-Lite: datagrams with ports of their own");
+  u = (int)S3(SYS_socket, AF_INET, SOCK_DGRAM, IPPROTO_UDPLITE);
+  v = (int)S3(SYS_socket, AF_INET, SOCK_DGRAM, 0);
+  ok(u >= 0, "socket(AF_INET, SOCK_DGRAM, IPPROTO_UDPLITE) (%d)", u);
+  is(geti(u, SOL_SOCKET, SO_PROTOCOL), IPPROTO_UDPLITE, "SO_PROTOCOL: IPPROTO_UDPLITE");
+  is(S3(SYS_bind, u, sin4(0x7f000001, 8200), 16), 0, "bind 127.0.0.1:8200");
+  is(S3(SYS_bind, v, sin4(0x7f000001, 8200), 16), 0, "a UDP socket binds the same port");
+  c = (int)S3(SYS_socket, AF_INET, SOCK_DGRAM, IPPROTO_UDPLITE);
+  is(S6(SYS_sendto, c, gs("lite"), 4, 0, sin4(0x7f000001, 8200), 16), 4, "sendto the UDP-Lite port");
+  ok(!strcmp(grecv(u), "lite") && !strcmp(grecv(v), "(Resource temporarily unavailable)"),
+     "the UDP-Lite socket receives it, the UDP one not");
+  is(S3(SYS_socket, AF_INET, SOCK_STREAM, IPPROTO_UDPLITE), -EPROTONOSUPPORT, "a UDP-Lite stream: EPROTONOSUPPORT");
+  S1(SYS_close, c);
+  S1(SYS_close, u);
+  S1(SYS_close, v);
 }
 
 int main(void)
