@@ -1702,6 +1702,8 @@ static long do_ioctl(struct sb *sb, int fd, unsigned long req, uint64_t arg)
     f->flags = v ? f->flags | O_NONBLOCK : f->flags & ~O_NONBLOCK;
     return 0;
   }
+  if (f->sock)
+    return net_ioctl(sb, f, req, arg);
   if (f->type != F_HOST || !isatty(f->hostfd))
     return -ENOTTY;
   size_t sz;

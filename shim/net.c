@@ -79,11 +79,13 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/net_tstamp.h>
+#include <linux/sockios.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -148,6 +150,8 @@ struct sock {
   bool connecting;     /* a non-blocking INET connect said EINPROGRESS: the next connect says 0 */
   bool dconnected;     /* a datagram socket with a default destination (peer/upeer) */
   bool shut_rd, shut_wr;
+  bool reset;          /* TCP: a send found its peer closed (Linux's RST came back): sends EPIPE */
+  bool reset_err;      /* and SO_ERROR says EPIPE once */
   bool ext;            /* its host fd is a host AF_INET/AF_INET6 socket (the policy's outside) */
   int so_error;
   struct ep local, peer;
@@ -297,7 +301,8 @@ static bool covers(const struct sock *b, const uint8_t *d)
   return false;
 }
 
-static int proto_of(const struct sock *s) { return s->type == SOCK_DGRAM ? IPPROTO_UDP : IPPROTO_TCP; }
+/* TCP, UDP or UDP-Lite: each has ports of its own (as Linux's tables). */
+static int proto_of(const struct sock *s) { return s->proto; }
 
 /* Whether INET socket s may take e's port too (same protocol and port). */
 static bool may_share(const struct sock *e, const struct sock *s, bool listening)
@@ -348,14 +353,14 @@ static long inet_bind_port(struct net *n, struct sock *s, uint16_t port)
   return name_add(n, s);
 }
 
-/* The INET socket of type type bound to d:port that receives (a listener
- * for a stream), exact address first. */
-static struct sock *inet_find(struct net *n, int type, const uint8_t *d, uint16_t port)
+/* The INET socket of protocol proto bound to d:port that receives (a
+ * listener for TCP), exact address first. */
+static struct sock *inet_find(struct net *n, int proto, const uint8_t *d, uint16_t port)
 {
   struct sock *w = NULL;
   for (int i = 0; i < n->n; i++) {
     struct sock *e = n->socks[i];
-    if (!is_inet(e) || e->type != type || e->local.port != port || (type != SOCK_DGRAM && e->state != SS_LISTEN))
+    if (!is_inet(e) || e->proto != proto || e->local.port != port || (proto == IPPROTO_TCP && e->state != SS_LISTEN))
       continue;
     if (e->family == AF_INET && !mapped(d))
       continue;
@@ -616,9 +621,10 @@ long sys_socket(struct sb *sb, const uint64_t a[6], long nr)
     if (type == SOCK_SEQPACKET)
       return -ESOCKTNOSUPPORT; /* no SCTP */
     int want = type == SOCK_STREAM ? IPPROTO_TCP : IPPROTO_UDP;
-    if (proto != 0 && proto != want)
+    if (proto != 0 && proto != want && !(type == SOCK_DGRAM && proto == IPPROTO_UDPLITE))
       return -EPROTONOSUPPORT;
-    proto = want;
+    if (proto != IPPROTO_UDPLITE)
+      proto = want;
   }
   int nb = A(1) & SOCK_NONBLOCK ? O_NONBLOCK : 0;
   bool ce = A(1) & SOCK_CLOEXEC;
@@ -691,18 +697,21 @@ long sys_socket(struct sb *sb, const uint64_t a[6], long nr)
   return fd;
 }
 
-/* The running call's socket: its file held (a call may wait with the lock
- * released); file_unref after. -EBADF, -ENOTSOCK. */
-static long get_sock(struct sb *sb, int fd, struct file **out)
+/* Run op on the call's socket (fd a[0]) with its file held: a call may
+ * wait with the lock released, and another thread may close the fd
+ * meanwhile. -EBADF, -ENOTSOCK. */
+static long sock_call(struct sb *sb, const uint64_t a[6], long nr,
+                      long (*op)(struct sb *, struct file *, const uint64_t *, long))
 {
-  struct file *f = fs_get(sb, fd);
+  struct file *f = fs_get(sb, (int)A(0));
   if (!f)
     return -EBADF;
   if (!f->sock)
     return -ENOTSOCK;
   f->refs++;
-  *out = f;
-  return 0;
+  long r = op(sb, f, a, nr);
+  file_unref(f);
+  return r;
 }
 
 /* Deadline of a wait with timeout ns (0: none). */
@@ -937,7 +946,7 @@ static void ext_opts(const struct sock *s, int h)
  * to a local one (!ext: a connect to its own loopback after an outside one). */
 static long ext_make(struct file *f, struct sock *s, bool ext)
 {
-  int h = ext ? socket(s->family, s->type | SOCK_NONBLOCK | SOCK_CLOEXEC, 0)
+  int h = ext ? socket(s->family, s->type | SOCK_NONBLOCK | SOCK_CLOEXEC, s->proto)
               : socket(AF_UNIX, host_type(s) | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
   if (h < 0)
     return -errno;
@@ -1034,21 +1043,52 @@ static long stream_connect(struct sb *sb, struct file *f, struct sock *s, uint64
       return ext_connect(sb, f, s, &d);
     if (s->ext && (r = ext_make(f, s, false)) < 0)
       return r;
-    if (!(l = inet_find(n, s->type, d.a, d.port)))
-      return -ECONNREFUSED;
-  } else {
-    if (!u.len)
-      return -EINVAL;
-    if ((r = un_find(sb, n, &u, &l)) < 0)
+  } else if (!u.len)
+    return -EINVAL;
+  /* The listener, found again after every wait (it may have gone). A full
+   * accept queue (backlog + 1 waiting, as Linux's sk_acceptq_is_full and
+   * unix_recvq_full) makes a blocking connect wait until an accept takes
+   * one (accept wakes every task), up to SO_SNDTIMEO; a non-blocking one
+   * is EAGAIN (AF_UNIX's answer; TCP would say EINPROGRESS and finish the
+   * handshake later, which a local pair cannot do). */
+  uint64_t dl = deadline_of(s->o.sndtimeo);
+  for (;;) {
+    if (is_inet(s)) {
+      if (!(l = inet_find(n, s->proto, d.a, d.port)))
+        return -ECONNREFUSED;
+    } else {
+      if ((r = un_find(sb, n, &u, &l)) < 0)
+        return r;
+      if (l->type != s->type)
+        return -EPROTOTYPE;
+      if (l->state != SS_LISTEN || l->shut_rd)
+        return -ECONNREFUSED;
+    }
+    if (l->nq <= l->backlog)
+      break;
+    if (f->flags & O_NONBLOCK)
+      return -EAGAIN;
+    int ms = -1;
+    if (dl) {
+      uint64_t now = mono_ns();
+      if (now >= dl)
+        return -EAGAIN;
+      ms = (int)((dl - now + 999999) / 1000000);
+    }
+    /* (its queue pipe, asked for nothing: POLLHUP when the listener goes
+     * and closes the write end; an accept wakes us by wake_all) */
+    struct pollfd pf = {.fd = fcntl(l->file->hostfd, F_DUPFD_CLOEXEC, 0), .events = 0};
+    if (pf.fd < 0)
+      return -errno;
+    r = sig_poll(sb, &pf, 1, ms);
+    close(pf.fd);
+    if (r == -EINTR)
+      return dl ? -EINTR : -RESTARTSYS;
+    if (r < 0 && r != -EAGAIN)
       return r;
-    if (l->type != s->type)
-      return -EPROTOTYPE;
-    if (l->state != SS_LISTEN)
-      return -ECONNREFUSED;
+    if (f->sock != s || s->state != SS_NEW)
+      return s->state == SS_CONNECTED ? -EISCONN : -EINVAL; /* another thread's connect or listen won */
   }
-  int cap = l->backlog + 1 < 64 ? 64 : l->backlog + 1;
-  if (l->nq >= cap)
-    return -EAGAIN; /* the queue is full: Linux waits (AF_UNIX) or retries (TCP) */
   if (is_inet(s) && (r = autobind(s, d.a)) < 0)
     return r;
   if (l->nq == l->capq) {
@@ -1155,32 +1195,24 @@ static long dgram_connect(struct sb *sb, struct file *f, struct sock *s, uint64_
   return 0;
 }
 
-long sys_connect(struct sb *sb, const uint64_t a[6], long nr)
+static long connect_on(struct sb *sb, struct file *f, const uint64_t a[6], long nr)
 {
-  struct file *f;
-  long r = get_sock(sb, (int)A(0), &f);
-  if (r < 0)
-    return r;
   struct sock *s = f->sock;
   if (nr == SYS_bind)
-    r = do_bind(sb, s, A(1), A(2));
-  else if (nr == SYS_listen)
-    r = do_listen(sb, f, s, (int)A(1));
-  else if (s->type == SOCK_DGRAM)
-    r = dgram_connect(sb, f, s, A(1), A(2));
-  else
-    r = s->pair ? (s->family == AF_UNIX ? -EISCONN : -EINVAL) : stream_connect(sb, f, s, A(1), A(2));
-  file_unref(f);
-  return r;
+    return do_bind(sb, s, A(1), A(2));
+  if (nr == SYS_listen)
+    return do_listen(sb, f, s, (int)A(1));
+  if (s->type == SOCK_DGRAM)
+    return dgram_connect(sb, f, s, A(1), A(2));
+  return s->pair ? (s->family == AF_UNIX ? -EISCONN : -EINVAL) : stream_connect(sb, f, s, A(1), A(2));
 }
 
+long sys_connect(struct sb *sb, const uint64_t a[6], long nr) { return sock_call(sb, a, nr, connect_on); }
+
 /* accept, accept4 */
-long sys_accept(struct sb *sb, const uint64_t a[6], long nr)
+static long accept_on(struct sb *sb, struct file *f, const uint64_t a[6], long nr)
 {
-  struct file *f;
-  long r = get_sock(sb, (int)A(0), &f);
-  if (r < 0)
-    return r;
+  long r = 0;
   struct sock *s = f->sock;
   int flags = nr == SYS_accept4 ? (int)A(3) : 0;
   if (flags & ~(SOCK_NONBLOCK | SOCK_CLOEXEC))
@@ -1198,6 +1230,8 @@ long sys_accept(struct sb *sb, const uint64_t a[6], long nr)
     if (s->nq) {
       struct pend p = s->q[0];
       memmove(s->q, s->q + 1, (size_t)--s->nq * sizeof *s->q);
+      if (s->nq == s->backlog) /* it was full: a connect may wait for room */
+        wake_all(sb);
       char c;
       if (read(f->hostfd, &c, 1) != 1) {
         /* cannot happen: one byte per queued connection */
@@ -1241,12 +1275,17 @@ long sys_accept(struct sb *sb, const uint64_t a[6], long nr)
       r = -EAGAIN;
       break;
     }
+    if (s->shut_rd) { /* an AF_UNIX listener shut down: no more come (unix_accept) */
+      r = -EINVAL;
+      break;
+    }
     if ((r = sk_wait(sb, f->hostfd, POLLIN, dl)) < 0)
       break;
   }
-  file_unref(f);
   return r;
 }
+
+long sys_accept(struct sb *sb, const uint64_t a[6], long nr) { return sock_call(sb, a, nr, accept_on); }
 
 /* ---- data ---- */
 
@@ -1591,6 +1630,15 @@ static long sk_send(struct sb *sb, struct file *f, struct sock *s, struct gmsg *
           r = (long)done;
           break;
         }
+      } else if (errno == EPIPE && is_inet(s) && !s->ext && !s->shut_wr && !s->reset) {
+        /* TCP: the peer closed, and the first send to it succeeds (its
+         * bytes go, the peer answers with a reset: tcp_reset in
+         * CLOSE_WAIT): SO_ERROR EPIPE once, every send after EPIPE, reads
+         * the end. (A local pair's end says EPIPE at once.) */
+        if (total) /* (nothing to send, nothing comes back) */
+          s->reset = s->reset_err = true;
+        r = (long)total;
+        break;
       } else if (errno != EAGAIN) {
         r = done ? (long)done : -errno;
         break;
@@ -1643,7 +1691,7 @@ static long sk_send(struct sb *sb, struct file *f, struct sock *s, struct gmsg *
         hd.ep.a[15] = 1;
       }
     }
-    d = inet_find(s->net, SOCK_DGRAM, de.a, de.port);
+    d = inet_find(s->net, s->proto, de.a, de.port);
     if (!d) { /* nobody there: dropped (an ICMP error for a connected socket) */
       if (s->dconnected)
         s->so_error = ECONNREFUSED;
@@ -1664,6 +1712,8 @@ static long sk_send(struct sb *sb, struct file *f, struct sock *s, struct gmsg *
       return r;
     if (d->type != SOCK_DGRAM)
       return -EPROTOTYPE;
+    if (s->shut_wr || d->shut_rd)
+      return -EPIPE; /* as unix_dgram_sendmsg (with SIGPIPE: the caller) */
     hd.un = s->un;
     hd.len = s->un.len;
   }
@@ -1689,6 +1739,10 @@ static long sk_send(struct sb *sb, struct file *f, struct sock *s, struct gmsg *
     if (r >= 0) {
       r = (long)total;
       hlen = 0;
+      break;
+    }
+    if (errno == EPIPE && is_inet(s)) { /* its receiver shut down reading: never read, as UDP's */
+      r = (long)total;
       break;
     }
     if (errno != EAGAIN) {
@@ -1755,6 +1809,8 @@ static long sk_recv(struct sb *sb, struct file *f, struct sock *s, struct gmsg *
     if (r >= 0) {
       long cr = control_out(sb, s, &h, m, flags);
       if (framed) {
+        if (r == 0)
+          return 0; /* (no header: the end after shutdown(SHUT_RD)) */
         if ((size_t)r < sizeof hd)
           continue; /* cannot happen: every datagram has its header */
         r -= (long)sizeof hd;
@@ -1810,8 +1866,12 @@ static long sk_recv(struct sb *sb, struct file *f, struct sock *s, struct gmsg *
     }
     if (errno != EAGAIN)
       return done ? (long)done : -errno;
+    if (s->shut_rd && s->type != SOCK_DGRAM)
+      return (long)done; /* a stream's read after shutdown(SHUT_RD): the end, before EAGAIN (tcp_recvmsg) */
     if (nb)
       return done ? (long)done : -EAGAIN;
+    if (s->shut_rd)
+      return (long)done; /* a datagram's blocking read: its wait ends */
     long w = sk_wait(sb, f->hostfd, POLLIN, dl);
     if (w < 0)
       return done ? (long)done : w;
@@ -1841,12 +1901,9 @@ long net_iov(struct sb *sb, struct file *f, uint64_t iov, uint64_t cnt, bool wr)
 }
 
 /* sendto, recvfrom */
-long sys_sendto(struct sb *sb, const uint64_t a[6], long nr)
+static long sendto_on(struct sb *sb, struct file *f, const uint64_t a[6], long nr)
 {
-  struct file *f;
-  long r = get_sock(sb, (int)A(0), &f);
-  if (r < 0)
-    return r;
+  long r = 0;
   struct sock *s = f->sock;
   struct iovec v = {(void *)A(1), A(2) > MAX_IO ? MAX_IO : A(2)};
   struct gmsg m = {.iov = &v, .niov = 1};
@@ -1874,9 +1931,10 @@ long sys_sendto(struct sb *sb, const uint64_t a[6], long nr)
         r = -EFAULT;
     }
   }
-  file_unref(f);
   return r;
 }
+
+long sys_sendto(struct sb *sb, const uint64_t a[6], long nr) { return sock_call(sb, a, nr, sendto_on); }
 
 struct kmsghdr { /* struct msghdr as the guest lays it out */
   uint64_t name;
@@ -1921,12 +1979,9 @@ static long one_msg(struct sb *sb, struct file *f, uint64_t gm, int flags, bool 
 }
 
 /* sendmsg, recvmsg, sendmmsg, recvmmsg */
-long sys_sendmsg(struct sb *sb, const uint64_t a[6], long nr)
+static long sendmsg_on(struct sb *sb, struct file *f, const uint64_t a[6], long nr)
 {
-  struct file *f;
-  long r = get_sock(sb, (int)A(0), &f);
-  if (r < 0)
-    return r;
+  long r = 0;
   if (nr == SYS_sendmsg || nr == SYS_recvmsg) {
     r = one_msg(sb, f, A(1), (int)A(2), nr == SYS_sendmsg);
   } else {
@@ -1936,14 +1991,10 @@ long sys_sendmsg(struct sb *sb, const uint64_t a[6], long nr)
     struct timespec to;
     uint64_t dl = 0;
     if (nr == SYS_recvmmsg && A(4)) {
-      if (mm_copy_in(sb, &to, A(4), sizeof to) < 0) {
-        file_unref(f);
+      if (mm_copy_in(sb, &to, A(4), sizeof to) < 0)
         return -EFAULT;
-      }
-      if (to.tv_sec < 0 || to.tv_nsec < 0 || to.tv_nsec >= 1000000000) {
-        file_unref(f);
+      if (to.tv_sec < 0 || to.tv_nsec < 0 || to.tv_nsec >= 1000000000)
         return -EINVAL;
-      }
       dl = mono_ns() + (uint64_t)to.tv_sec * 1000000000ull + (uint64_t)to.tv_nsec;
     }
     unsigned i;
@@ -1971,53 +2022,98 @@ long sys_sendmsg(struct sb *sb, const uint64_t a[6], long nr)
     if (i > 0)
       r = i;
   }
-  file_unref(f);
   return r;
 }
 
+long sys_sendmsg(struct sb *sb, const uint64_t a[6], long nr) { return sock_call(sb, a, nr, sendmsg_on); }
+
 /* shutdown */
-long sys_shutdown(struct sb *sb, const uint64_t a[6], long nr)
+static long shutdown_on(struct sb *sb, struct file *f, const uint64_t a[6], long nr)
 {
-  struct file *f;
-  long r = get_sock(sb, (int)A(0), &f);
-  if (r < 0)
-    return r;
   struct sock *s = f->sock;
   int how = (int)A(1);
   if (how < SHUT_RD || how > SHUT_RDWR)
-    r = -EINVAL;
-  else if ((s->state == SS_CONNECTED && is_stream(s)) || s->pair)
-    r = shutdown(f->hostfd, how) < 0 ? -errno : 0;
-  else if (s->state == SS_LISTEN && is_inet(s)) {
+    return -EINVAL;
+  bool rd = how != SHUT_WR, wr = how != SHUT_RD;
+  if (s->state == SS_LISTEN && is_inet(s)) {
     /* Linux (inet_shutdown): SHUT_WR leaves a listener as it is; SHUT_RD
-     * or SHUT_RDWR disconnects it: it stops listening (accept is EINVAL),
-     * the connections not accepted yet are reset. Its name stays bound
-     * (Linux keeps a port bind() named; one listen() chose goes). A byte
-     * in its pipe wakes a waiting accept, in any process, to see it. */
-    r = 0;
-    if (how != SHUT_WR) {
-      for (int i = 0; i < s->nq; i++)
-        pend_close(&s->q[i]);
-      s->nq = 0;
-      s->state = SS_NEW;
-      if (s->notify_wr >= 0 && write(s->notify_wr, "x", 1) < 0) {
-        /* full: a waiter is woken already */
-      }
-      wake_all(sb);
+     * or SHUT_RDWR disconnects it: the connections not accepted yet are
+     * reset, it is a closed socket again (accept EINVAL; poll POLLOUT |
+     * POLLHUP as a new socket: its host fd becomes one), which may listen
+     * again. Its name stays bound (Linux keeps a port bind() named; one
+     * listen() chose goes). Closing the queue pipe's write end wakes an
+     * accept or poll waiting on it (POLLHUP), in any process. */
+    if (!rd)
+      return 0;
+    int h = socket(AF_UNIX, host_type(s) | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (h < 0)
+      return -errno;
+    if (dup3(h, f->hostfd, O_CLOEXEC) < 0) {
+      long r = -errno;
+      close(h);
+      return r;
     }
+    close(h);
+    for (int i = 0; i < s->nq; i++)
+      pend_close(&s->q[i]);
+    s->nq = 0;
+    s->state = SS_NEW;
+    close(s->notify_wr);
+    s->notify_wr = -1;
+    wake_all(sb);
+    return 0;
+  }
+  if (s->state == SS_LISTEN) {
+    /* AF_UNIX (unix_shutdown): it stays a listener; after SHUT_RD an
+     * accept with an empty queue is EINVAL, a connect ECONNREFUSED, and it
+     * polls readable (a byte in its pipe no accept takes), with POLLHUP
+     * after SHUT_RDWR (the pipe's write end closed: nothing more comes). */
+    if (rd && !s->shut_rd) {
+      s->shut_rd = true;
+      if (write(s->notify_wr, "x", 1) < 0) {
+        /* full: readable already */
+      }
+    }
+    if (wr)
+      s->shut_wr = true;
+    if (s->shut_rd && s->shut_wr && s->notify_wr >= 0) {
+      close(s->notify_wr);
+      s->notify_wr = -1;
+    }
+    wake_all(sb);
+    return 0;
+  }
+  /* Any other socket: its host socket (a connected pair's end, an
+   * unconnected socket, a datagram inbox, a host INET socket) takes the
+   * shutdown, so reads, writes and poll are the host kernel's: a read
+   * after SHUT_RD is end of file, poll POLLIN | POLLRDHUP (and POLLHUP
+   * after both). As Linux, INET sockets not connected (a stream socket
+   * before connect, a UDP socket without a peer) say ENOTCONN after
+   * taking it (inet_shutdown); AF_UNIX ones say 0 (unix_shutdown). */
+  if (is_inet(s) && !s->ext && s->state == SS_CONNECTED && is_stream(s)) {
+    /* TCP's SHUT_RD sends nothing: the peer's sends go on succeeding and
+     * what came is still read here, then the end (sk_recv); only SHUT_WR
+     * reaches the pair (the peer reads the end). */
+    if (wr && shutdown(f->hostfd, SHUT_WR) < 0)
+      return -errno;
+  } else if (s->ext || s->pair || (s->state == SS_CONNECTED && is_stream(s))) {
+    if (shutdown(f->hostfd, how) < 0)
+      return -errno;
   } else
-    r = -ENOTCONN;
-  file_unref(f);
-  return r;
+    shutdown(f->hostfd, how); /* (an unconnected host socket: it keeps the flags, as Linux's) */
+  s->shut_rd |= rd;
+  s->shut_wr |= wr;
+  if (is_inet(s) && !s->ext && !(s->state == SS_CONNECTED || s->dconnected))
+    return -ENOTCONN;
+  return 0;
 }
 
+long sys_shutdown(struct sb *sb, const uint64_t a[6], long nr) { return sock_call(sb, a, nr, shutdown_on); }
+
 /* getsockname, getpeername */
-long sys_getsockname(struct sb *sb, const uint64_t a[6], long nr)
+static long getsockname_on(struct sb *sb, struct file *f, const uint64_t a[6], long nr)
 {
-  struct file *f;
-  long r = get_sock(sb, (int)A(0), &f);
-  if (r < 0)
-    return r;
+  long r = 0;
   struct sock *s = f->sock;
   struct sockaddr_storage ss;
   socklen_t l;
@@ -2030,9 +2126,10 @@ long sys_getsockname(struct sb *sb, const uint64_t a[6], long nr)
     if (!A(1) || !A(2))
       r = -EFAULT;
   }
-  file_unref(f);
   return r;
 }
+
+long sys_getsockname(struct sb *sb, const uint64_t a[6], long nr) { return sock_call(sb, a, nr, getsockname_on); }
 
 /* ---- options ---- */
 
@@ -2096,12 +2193,9 @@ static const struct optdef *opt_find(const struct sock *s, int level, int name)
 }
 
 /* setsockopt, getsockopt */
-long sys_sockopt(struct sb *sb, const uint64_t a[6], long nr)
+static long sockopt_on(struct sb *sb, struct file *f, const uint64_t a[6], long nr)
 {
-  struct file *f;
-  long r = get_sock(sb, (int)A(0), &f);
-  if (r < 0)
-    return r;
+  long r = 0;
   struct sock *s = f->sock;
   int level = (int)A(1), name = (int)A(2);
   const struct optdef *d = opt_find(s, level, name);
@@ -2145,18 +2239,13 @@ long sys_sockopt(struct sb *sb, const uint64_t a[6], long nr)
       *(int *)(base + d->off) = v.i;
     if (r == 0 && s->ext)
       ext_opts(s, f->hostfd);
-    file_unref(f);
     return r;
   }
   int ul;
-  if (mm_copy_in(sb, &ul, A(4), sizeof ul) < 0) {
-    file_unref(f);
+  if (mm_copy_in(sb, &ul, A(4), sizeof ul) < 0)
     return -EFAULT;
-  }
-  if (ul < 0) {
-    file_unref(f);
+  if (ul < 0)
     return -EINVAL;
-  }
   socklen_t l = sizeof(int);
   if (d) {
     if (d->kind == O_TV) {
@@ -2170,8 +2259,9 @@ long sys_sockopt(struct sb *sb, const uint64_t a[6], long nr)
     } else
       v.i = *(int *)(base + d->off);
   } else if (level == SOL_SOCKET && name == SO_ERROR) {
-    v.i = s->so_error;
+    v.i = s->so_error ? s->so_error : s->reset_err ? EPIPE : 0;
     s->so_error = 0;
+    s->reset_err = false;
     if (!v.i && s->ext) { /* the host socket's (a non-blocking connect's outcome) */
       socklen_t el = sizeof v.i;
       getsockopt(f->hostfd, SOL_SOCKET, SO_ERROR, &v.i, &el);
@@ -2203,11 +2293,47 @@ long sys_sockopt(struct sb *sb, const uint64_t a[6], long nr)
     if (mm_copy_out(sb, A(3), &v, l) < 0 || mm_copy_out(sb, A(4), &l, sizeof l) < 0)
       r = -EFAULT;
   }
-  file_unref(f);
   return r;
 }
 
+long sys_sockopt(struct sb *sb, const uint64_t a[6], long nr) { return sock_call(sb, a, nr, sockopt_on); }
+
 /* ---- hooks ---- */
+
+/* ioctl of a socket (fs.c, after the requests every fd has): SIOCINQ
+ * (FIONREAD), SIOCOUTQ and SIOCATMARK as Linux's unix_ioctl, tcp_ioctl and
+ * udp_ioctl answer them; any other request ENOTTY (sock_do_ioctl). A
+ * listener's SIOCINQ is EINVAL (and a TCP one's SIOCOUTQ). SIOCINQ is the host socket's (the
+ * bytes a connected pair holds; a datagram inbox's first datagram, less
+ * its source header); SIOCOUTQ is the host's for AF_UNIX, 0 for a local
+ * TCP or UDP socket (Linux's loopback acknowledges what its receiver has
+ * queued at once: the unacknowledged bytes it counts are none). No OOB
+ * data is ever sent, so SIOCATMARK is 0 (a stream socket's; UDP's is
+ * ENOTTY, AF_UNIX datagram and seqpacket ones' EOPNOTSUPP). */
+long net_ioctl(struct sb *sb, struct file *f, unsigned long req, uint64_t arg)
+{
+  struct sock *s = f->sock;
+  int v = 0;
+  if (req != SIOCINQ && req != SIOCOUTQ && req != SIOCATMARK)
+    return -ENOTTY;
+  if (s->ext) {
+    if (ioctl(f->hostfd, req, &v) < 0)
+      return -errno;
+  } else if (req == SIOCATMARK) {
+    if (s->type != SOCK_STREAM)
+      return is_inet(s) ? -ENOTTY : -EOPNOTSUPP;
+  } else if (s->state == SS_LISTEN) {
+    if (req == SIOCINQ || is_inet(s))
+      return -EINVAL; /* (an AF_UNIX listener's SIOCOUTQ: 0, nothing sent) */
+  } else if (req == SIOCINQ || s->family == AF_UNIX) {
+    if (ioctl(f->hostfd, req, &v) < 0)
+      return -errno;
+    if (req == SIOCINQ && s->type == SOCK_DGRAM && !s->pair && v > 0)
+      v = v >= (int)sizeof(struct dhdr) ? v - (int)sizeof(struct dhdr) : 0;
+  }
+  return mm_copy_out(sb, arg, &v, sizeof v) < 0 ? -EFAULT : 0;
+}
+
 
 void net_stat(struct file *f, struct stat *st)
 {
@@ -2362,7 +2488,8 @@ int net_load(struct sb *sb, struct rbuf *r, int fl, struct tnode **nodes, size_t
       (flags & ~(uint64_t)SV_ALL) || so_error > 4095)
     return -1;
   if (family == AF_UNIX ? proto != 0 && proto != PF_UNIX
-                        : type == SOCK_SEQPACKET || proto != (type == SOCK_STREAM ? IPPROTO_TCP : IPPROTO_UDP))
+                        : type == SOCK_SEQPACKET || (proto != (type == SOCK_STREAM ? IPPROTO_TCP : IPPROTO_UDP) &&
+                                                   !(type == SOCK_DGRAM && proto == IPPROTO_UDPLITE)))
     return -1;
   bool bound = flags & SV_BOUND;
   if ((state == SS_LISTEN && (type == SOCK_DGRAM || !bound)) || ((flags & SV_DCONN) && type != SOCK_DGRAM))
@@ -2453,10 +2580,10 @@ int cf_sandbox_net_accept(struct cf_sandbox *box, unsigned port, int fd)
   struct ep lo;
   ep_v4(&lo, htonl(0x7f000001), (uint16_t)port);
   struct sock *l = NULL;
-  if (n && port && port < 65536 && !(l = inet_find(n, SOCK_STREAM, lo.a, (uint16_t)port))) {
+  if (n && port && port < 65536 && !(l = inet_find(n, IPPROTO_TCP, lo.a, (uint16_t)port))) {
     memset(lo.a, 0, 16);
     lo.a[15] = 1;
-    l = inet_find(n, SOCK_STREAM, lo.a, (uint16_t)port);
+    l = inet_find(n, IPPROTO_TCP, lo.a, (uint16_t)port);
     if (!l)
       ep_v4(&lo, htonl(0x7f000001), (uint16_t)port);
   }

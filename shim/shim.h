@@ -597,6 +597,7 @@ bool dirent_put(void *buf, size_t len, size_t *pos, uint64_t ino, int64_t next_o
 
 /* net.c: sockets (an F_HOST file with f->sock). net_release: its last
  * reference went (file_unref); net_rw, net_iov: read/write, readv/writev;
+ * net_ioctl: a socket's ioctl requests (SIOCINQ, SIOCOUTQ, SIOCATMARK);
  * net_stat: fstat's fields a socket changes; net_describe: what it is, for
  * messages (fs_save's refusal); net_fini: the first process's table goes.
  * Snapshots: net_save_check: NULL if the socket is carried into children
@@ -609,6 +610,7 @@ struct net;
 void net_release(struct file *f);
 long net_rw(struct sb *sb, struct file *f, uint64_t buf, uint64_t len, bool wr);
 long net_iov(struct sb *sb, struct file *f, uint64_t iov, uint64_t cnt, bool wr);
+long net_ioctl(struct sb *sb, struct file *f, unsigned long req, uint64_t arg);
 void net_stat(struct file *f, struct stat *st);
 int net_describe(struct file *f, char *out, size_t size);
 void net_fini(struct sb *sb);

@@ -13,6 +13,8 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
+#include <linux/sockios.h>
+#include <sys/ioctl.h>
 
 #include "cowfork/error.h"
 #include "shim_util.h"
@@ -380,6 +382,173 @@ static void test_two(void)
   S1(SYS_close, a);
 }
 
+static short revents(int fd, short events)
+{
+  uint64_t p = galloc(&(struct pollfd){.fd = fd, .events = events}, sizeof(struct pollfd));
+  if (S3(SYS_poll, p, 1, 0) < 0)
+    return -1;
+  struct pollfd r;
+  memcpy(&r, hp(p), sizeof r);
+  return r.revents;
+}
+
+static long ioc(int fd, unsigned long req)
+{
+  uint64_t v = galloc(NULL, 4);
+  long r = S3(SYS_ioctl, fd, req, v);
+  int x;
+  memcpy(&x, hp(v), 4);
+  return r < 0 ? r : x;
+}
+
+/* The semantics issue 16 item 6 made Linux's (each fails before it):
+ * SIOCINQ/SIOCOUTQ/SIOCATMARK, the accept queue's length, shutdown of a
+ * listener and of sockets that are not connected. Expected values from
+ * Linux 6.18 (a Python script run natively). */
+static void test_linux(void)
+{
+  diag("ioctl SIOCINQ, SIOCOUTQ, SIOCATMARK");
+  int a = (int)S3(SYS_socket, AF_INET, SOCK_STREAM, 0);
+  S3(SYS_bind, a, sin4(0x7f000001, 8100), 16);
+  S2(SYS_listen, a, 5);
+  is(ioc(a, SIOCINQ), -EINVAL, "a TCP listener: SIOCINQ EINVAL");
+  is(ioc(a, SIOCOUTQ), -EINVAL, "SIOCOUTQ EINVAL");
+  is(ioc(a, SIOCATMARK), 0, "SIOCATMARK 0");
+  int c = (int)S3(SYS_socket, AF_INET, SOCK_STREAM, 0);
+  is(ioc(c, SIOCINQ), 0, "a new TCP socket: SIOCINQ 0");
+  S3(SYS_connect, c, sin4(0x7f000001, 8100), 16);
+  int s = (int)S3(SYS_accept, a, 0, 0);
+  gsend(c, "hello");
+  is(ioc(s, SIOCINQ), 5, "5 bytes sent: SIOCINQ 5");
+  is(ioc(s, FIONREAD), 5, "FIONREAD 5");
+  is(ioc(c, SIOCOUTQ), 0, "the sender's SIOCOUTQ 0 (the loopback acknowledged them)");
+  is(ioc(c, TCGETS), -ENOTTY, "TCGETS: ENOTTY");
+  S1(SYS_close, s);
+  S1(SYS_close, c);
+  int u = (int)S3(SYS_socket, AF_INET, SOCK_DGRAM, 0), v = (int)S3(SYS_socket, AF_INET, SOCK_DGRAM, 0);
+  S3(SYS_bind, u, sin4(0x7f000001, 8101), 16);
+  S6(SYS_sendto, v, gs("1234567"), 7, 0, sin4(0x7f000001, 8101), 16);
+  S6(SYS_sendto, v, gs("12"), 2, 0, sin4(0x7f000001, 8101), 16);
+  is(ioc(u, SIOCINQ), 7, "UDP: SIOCINQ the first datagram's length (7)");
+  is(ioc(u, SIOCOUTQ), 0, "SIOCOUTQ 0");
+  is(ioc(u, SIOCATMARK), -ENOTTY, "SIOCATMARK ENOTTY");
+  diag("shutdown of sockets not connected");
+  is(S2(SYS_shutdown, u, SHUT_RD), -ENOTCONN, "UDP without a peer: ENOTCONN");
+  ok(!strcmp(grecv(u), "1234567") && !strcmp(grecv(u), "12"), "what was queued is still read");
+  S1(SYS_close, u);
+  S1(SYS_close, v);
+  int d = (int)S3(SYS_socket, AF_UNIX, SOCK_DGRAM, 0), e = (int)S3(SYS_socket, AF_UNIX, SOCK_DGRAM, 0);
+  S3(SYS_bind, d, sun("\0semd", 5), 7);
+  S6(SYS_sendto, e, gs("abcde"), 5, 0, sun("\0semd", 5), 7);
+  is(ioc(d, SIOCINQ), 5, "AF_UNIX datagram: SIOCINQ 5");
+  is(ioc(d, SIOCATMARK), -EOPNOTSUPP, "SIOCATMARK EOPNOTSUPP");
+  is(S2(SYS_shutdown, d, SHUT_RD), 0, "shutdown(SHUT_RD) of an unconnected AF_UNIX socket: 0");
+  ok(!strcmp(grecv(d), "abcde"), "the queued datagram is read");
+  is(S6(SYS_recvfrom, d, galloc(NULL, 8), 8, 0, 0, 0), 0, "then end of file (0), not a wait");
+  is(S6(SYS_sendto, e, gs("x"), 1, MSG_NOSIGNAL, sun("\0semd", 5), 7), -EPIPE, "a send to it: EPIPE");
+  S1(SYS_close, d);
+  S1(SYS_close, e);
+  c = (int)S3(SYS_socket, AF_INET, SOCK_STREAM, 0);
+  is(S2(SYS_shutdown, c, SHUT_RD), -ENOTCONN, "a new TCP socket: ENOTCONN");
+  is(revents(c, POLLIN | POLLOUT), POLLIN | POLLOUT | POLLHUP, "and polls POLLIN | POLLOUT | POLLHUP after it");
+  S1(SYS_close, c);
+  c = (int)S3(SYS_socket, AF_UNIX, SOCK_STREAM, 0);
+  is(S2(SYS_shutdown, c, SHUT_RDWR), 0, "a new AF_UNIX stream socket: 0");
+  S1(SYS_close, c);
+
+  diag("shutdown of a TCP listener: a closed socket again");
+  c = (int)S3(SYS_socket, AF_INET, SOCK_STREAM, 0);
+  S3(SYS_connect, c, sin4(0x7f000001, 8100), 16);
+  is(S2(SYS_shutdown, a, SHUT_RDWR), 0, "SHUT_RDWR");
+  is(revents(a, POLLIN | POLLOUT), POLLOUT | POLLHUP, "polls POLLOUT | POLLHUP as a new socket (no POLLIN)");
+  S1(SYS_close, c);
+  S1(SYS_close, a);
+
+  diag("shutdown of an AF_UNIX listener: it stays one");
+  a = (int)S3(SYS_socket, AF_UNIX, SOCK_STREAM, 0);
+  S3(SYS_bind, a, sun("\0seml", 5), 7);
+  S2(SYS_listen, a, 1);
+  is(revents(a, POLLIN | POLLOUT), 0, "listening: nothing ready");
+  c = (int)S3(SYS_socket, AF_UNIX, SOCK_STREAM, 0);
+  S3(SYS_connect, c, sun("\0seml", 5), 7);
+  is(S2(SYS_shutdown, a, SHUT_RD), 0, "SHUT_RD: 0");
+  is(revents(a, POLLIN), POLLIN, "readable");
+  s = (int)S3(SYS_accept, a, 0, 0);
+  ok(s >= 0, "the queued connection is accepted");
+  S1(SYS_close, s);
+  S1(SYS_close, c);
+  is(S3(SYS_accept, a, 0, 0), -EINVAL, "then accept: EINVAL, not a wait");
+  c = (int)S3(SYS_socket, AF_UNIX, SOCK_STREAM, 0);
+  is(S3(SYS_connect, c, sun("\0seml", 5), 7), -ECONNREFUSED, "connect: ECONNREFUSED");
+  S1(SYS_close, c);
+  is(S2(SYS_shutdown, a, SHUT_RDWR), 0, "SHUT_RDWR");
+  is(revents(a, POLLIN), POLLIN | POLLHUP, "POLLIN | POLLHUP");
+  S1(SYS_close, a);
+
+  diag("a full accept queue: backlog + 1 connections wait");
+  a = (int)S3(SYS_socket, AF_UNIX, SOCK_STREAM, 0);
+  S3(SYS_bind, a, sun("\0semq", 5), 7);
+  S2(SYS_listen, a, 1);
+  int q[3];
+  for (int i = 0; i < 3; i++)
+    q[i] = (int)S3(SYS_socket, AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0);
+  is(S3(SYS_connect, q[0], sun("\0semq", 5), 7), 0, "listen(1): a first connect");
+  is(S3(SYS_connect, q[1], sun("\0semq", 5), 7), 0, "a second");
+  is(S3(SYS_connect, q[2], sun("\0semq", 5), 7), -EAGAIN, "a third, non-blocking: EAGAIN");
+  c = (int)S3(SYS_socket, AF_UNIX, SOCK_STREAM, 0);
+  S5(SYS_setsockopt, c, SOL_SOCKET, SO_SNDTIMEO, galloc(&(struct timeval){0, 50000}, 16), 16);
+  is(S3(SYS_connect, c, sun("\0semq", 5), 7), -EAGAIN, "blocking with SO_SNDTIMEO 50 ms: it waited, then EAGAIN");
+  s = (int)S3(SYS_accept, a, 0, 0);
+  is(S3(SYS_connect, q[2], sun("\0semq", 5), 7), 0, "one accepted: room for one more");
+  S1(SYS_close, s);
+  S1(SYS_close, c);
+  for (int i = 0; i < 3; i++)
+    S1(SYS_close, q[i]);
+  S1(SYS_close, a);
+
+  diag("TCP: a peer that closed, a peer that shut down reading");
+  a = (int)S3(SYS_socket, AF_INET, SOCK_STREAM, 0);
+  S3(SYS_bind, a, sin4(0x7f000001, 8102), 16);
+  S2(SYS_listen, a, 5);
+  c = (int)S3(SYS_socket, AF_INET, SOCK_STREAM, 0);
+  S3(SYS_connect, c, sin4(0x7f000001, 8102), 16);
+  s = (int)S3(SYS_accept, a, 0, 0);
+  S1(SYS_close, c);
+  is(S6(SYS_sendto, s, gs(""), 0, MSG_NOSIGNAL, 0, 0), 0, "peer closed: a send of 0 bytes: 0");
+  is(S6(SYS_sendto, s, gs("abc"), 3, MSG_NOSIGNAL, 0, 0), 3, "the first send: 3 (its reset comes back)");
+  is(geti(s, SOL_SOCKET, SO_ERROR), EPIPE, "SO_ERROR: EPIPE");
+  is(geti(s, SOL_SOCKET, SO_ERROR), 0, "once");
+  is(S6(SYS_sendto, s, gs("abc"), 3, MSG_NOSIGNAL, 0, 0), -EPIPE, "the next send: EPIPE");
+  ok(!strcmp(grecv(s), ""), "a read: the end");
+  S1(SYS_close, s);
+  c = (int)S3(SYS_socket, AF_INET, SOCK_STREAM, 0);
+  S3(SYS_connect, c, sin4(0x7f000001, 8102), 16);
+  s = (int)S3(SYS_accept, a, 0, 0);
+  is(S2(SYS_shutdown, c, SHUT_RD), 0, "shutdown(SHUT_RD)");
+  is(S6(SYS_sendto, s, gs("abc"), 3, MSG_NOSIGNAL, 0, 0), 3, "the peer's sends go on");
+  ok(!strcmp(grecv(c), "abc"), "what came is read");
+  ok(!strcmp(grecv(c), ""), "then the end, not EAGAIN");
+  S1(SYS_close, s);
+  S1(SYS_close, c);
+  S1(SYS_close, a);
+
+  diag("UDP-Lite: datagrams with ports of their own");
+  u = (int)S3(SYS_socket, AF_INET, SOCK_DGRAM, IPPROTO_UDPLITE);
+  v = (int)S3(SYS_socket, AF_INET, SOCK_DGRAM, 0);
+  ok(u >= 0, "socket(AF_INET, SOCK_DGRAM, IPPROTO_UDPLITE) (%d)", u);
+  is(geti(u, SOL_SOCKET, SO_PROTOCOL), IPPROTO_UDPLITE, "SO_PROTOCOL: IPPROTO_UDPLITE");
+  is(S3(SYS_bind, u, sin4(0x7f000001, 8200), 16), 0, "bind 127.0.0.1:8200");
+  is(S3(SYS_bind, v, sin4(0x7f000001, 8200), 16), 0, "a UDP socket binds the same port");
+  c = (int)S3(SYS_socket, AF_INET, SOCK_DGRAM, IPPROTO_UDPLITE);
+  is(S6(SYS_sendto, c, gs("lite"), 4, 0, sin4(0x7f000001, 8200), 16), 4, "sendto the UDP-Lite port");
+  ok(!strcmp(grecv(u), "lite") && !strcmp(grecv(v), "(Resource temporarily unavailable)"),
+     "the UDP-Lite socket receives it, the UDP one not");
+  is(S3(SYS_socket, AF_INET, SOCK_STREAM, IPPROTO_UDPLITE), -EPROTONOSUPPORT, "a UDP-Lite stream: EPROTONOSUPPORT");
+  S1(SYS_close, c);
+  S1(SYS_close, u);
+  S1(SYS_close, v);
+}
+
 int main(void)
 {
   shim_setup("/");
@@ -387,6 +556,7 @@ int main(void)
   test_udp();
   test_unix();
   test_two();
+  test_linux();
   shim_teardown();
   return done_testing();
 }
