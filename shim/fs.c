@@ -103,6 +103,19 @@ static long note(struct sb *sb, long r, const char *path, uint32_t mask, bool di
   return r;
 }
 
+/* An open file's own inotify events (IN_OPEN, IN_ACCESS, IN_CLOSE_*): a
+ * file or directory of the overlay or /dev/shm, by the path it was opened
+ * at; none for an O_PATH file (as Linux), a pipe, socket, /proc or /dev
+ * file, or the sandbox's stdio. */
+static void note_file(struct sb *sb, struct file *f, uint32_t mask)
+{
+  if (!proc_first(sb)->inotifies || f->stdio >= 0 || (f->flags & O_PATH) || f->sock || f->inotify || !f->path ||
+      f->path[0] != '/' || virt_is_virt(f->path))
+    return;
+  if (f->type == F_TMP || f->type == F_TMPDIR || f->type == F_HOST || f->type == F_DIR)
+    inotify_event(sb, f->path, mask, 0, f->type == F_TMPDIR || f->type == F_DIR);
+}
+
 /* The fd table grows by doubling from 64 entries (a fork copies only
  * what the parent has), never past MAX_FDS. */
 int fd_table_grow(struct sb *sb, int n)
@@ -214,8 +227,11 @@ static void locks_on_close(struct sb *sb, struct file *f);
 static void fd_close(struct sb *sb, int fd)
 {
   if (fd < sb->nfds && sb->fds[fd]) {
-    locks_on_close(sb, sb->fds[fd]);
-    file_unref(sb->fds[fd]);
+    struct file *f = sb->fds[fd];
+    locks_on_close(sb, f);
+    if (f->refs == 1) /* its last close */
+      note_file(sb, f, (f->flags & O_ACCMODE) != O_RDONLY ? IN_CLOSE_WRITE : IN_CLOSE_NOWRITE);
+    file_unref(f);
     sb->fds[fd] = NULL;
   }
 }
@@ -303,12 +319,13 @@ long host_openat2(struct sb *sb, const char *abs, int flags)
 }
 
 static long follow_magic(struct sb *sb, char *abs, struct file **fp);
+static long path_dotdot(struct sb *sb, const char *base, const char *path, char *out);
 
 int fs_open_host(struct sb *sb, int dirfd, const char *path, int flags)
 {
   char abs[PATH_MAX];
   (void)dirfd;
-  int r = path_abs(sb->cwd, path, abs, sizeof abs);
+  int r = (int)path_dotdot(sb, sb->cwd, path, abs);
   struct file *mf;
   if (r < 0 || (r = (int)follow_magic(sb, abs, &mf)) < 0)
     return r;
@@ -433,6 +450,60 @@ void fs_fini(struct sb *sb)
   sb->tmpfs = NULL;
 }
 
+/* path_abs with Linux's "..": the parent of what the path before it names
+ * with its symlinks followed (ovl_lookup's canonical path), ENOENT or
+ * ENOTDIR when that is nothing or no directory; a lexical pop would take
+ * "link/.." for the directory holding the link. Lexical in /proc, /dev
+ * and /dev/shm (their links are virt_path's). A path without ".." is
+ * path_abs's. out: PATH_MAX bytes. */
+static long path_dotdot(struct sb *sb, const char *base, const char *path, char *out)
+{
+  const char *d = strstr(path, "..");
+  while (d && !((d == path || d[-1] == '/') && (!d[2] || d[2] == '/')))
+    d = strstr(d + 2, "..");
+  if (!d)
+    return path_abs(base, path, out, PATH_MAX);
+  char buf[2 * PATH_MAX + 2];
+  if (path[0] == '/')
+    snprintf(buf, sizeof buf, "%s", path);
+  else
+    snprintf(buf, sizeof buf, "%s/%s", base, path);
+  size_t n = 0;
+  out[0] = 0;
+  char *save, *tok = strtok_r(buf, "/", &save);
+  for (; tok; tok = strtok_r(NULL, "/", &save)) {
+    if (!strcmp(tok, "."))
+      continue;
+    if (!strcmp(tok, "..")) {
+      struct ovl o;
+      long r;
+      if (n && !virt_is_virt(out) && !tmp_is_shm(out)) {
+        if ((r = ovl_lookup(sb, out, true, &o)) < 0)
+          return r;
+        if (r == 0 && !S_ISDIR(o.st.st_mode))
+          return -ENOTDIR;
+        snprintf(out, PATH_MAX, "%s", strcmp(o.path, "/") ? o.path : "");
+        n = strlen(out);
+      }
+      char *s = strrchr(out, '/');
+      if (s) {
+        *s = 0;
+        n = (size_t)(s - out);
+      }
+      continue;
+    }
+    size_t l = strlen(tok);
+    if (n + l + 2 > PATH_MAX)
+      return -ENAMETOOLONG;
+    out[n++] = '/';
+    memcpy(out + n, tok, l + 1);
+    n += l;
+  }
+  if (n == 0)
+    strcpy(out, "/");
+  return 0;
+}
+
 /* Resolve (dirfd, guest path) into a normalized absolute sandbox path. */
 static long resolve(struct sb *sb, int dirfd, uint64_t gpath, char *abs, bool allow_empty)
 {
@@ -451,7 +522,7 @@ static long resolve(struct sb *sb, int dirfd, uint64_t gpath, char *abs, bool al
       return -ENOTDIR;
     base = f->path;
   }
-  long r2 = path_abs(base, path, abs, PATH_MAX);
+  long r2 = path_dotdot(sb, base, path, abs);
   /* The links of /proc and /dev on the way (the last component's are the
    * caller's to follow or not). */
   return r2 < 0 ? r2 : virt_path(sb, abs, PATH_MAX, false);
@@ -837,9 +908,13 @@ static long do_open(struct sb *sb, int dirfd, uint64_t gpath, int flags, unsigne
   if ((flags & O_TMPFILE & ~O_DIRECTORY) ? (r = open_tmpfile(sb, abs, flags, mode, &f)) < 0
                             : (r = open_abs(sb, abs, flags, mode, &f, 0)) < 0)
     return r;
+  if (flags & O_PATH)
+    f->flags |= O_PATH; /* (F_GETFL shows it, as Linux; no inotify events) */
   int fd = fd_install(sb, f, 0, flags & O_CLOEXEC);
   if (fd < 0)
     file_unref(f);
+  else
+    note_file(sb, f, IN_OPEN);
   return fd;
 }
 
@@ -990,6 +1065,8 @@ static long do_read(struct sb *sb, struct file *f, uint64_t buf, uint64_t len, i
 {
   f->refs++;
   long r = do_read_held(sb, f, buf, len, off);
+  if (r > 0)
+    note_file(sb, f, IN_ACCESS);
   file_unref(f);
   return r;
 }
@@ -1196,21 +1273,45 @@ static long do_getdents(struct sb *sb, struct file *f, uint64_t buf, uint64_t le
   void *p = mm_ptr(sb, buf, len, PROT_WRITE);
   if (!p)
     return -EFAULT;
-  if (f->type == F_DIR) {
-    long r = syscall(SYS_getdents64, f->hostfd, p, len);
-    return r < 0 ? -errno : r;
-  }
   if (f->type == F_VDIR)
     return virt_getdents(sb, f, p, len);
-  if (f->type != F_TMPDIR)
+  struct tnode *dir = f->node;
+  if (f->type == F_DIR) {
+    /* A root directory opened while the upper layer had nothing of it:
+     * its host fd's listing while that is so. A reading from offset 0
+     * (opendir, rewinddir) after something in it changed (the upper layer
+     * has it now: a copy-up) lists the merged view from then on, entry
+     * indexes as offsets as below; one removed since (its path now a
+     * whiteout, or an opaque directory made there) lists nothing, as
+     * Linux's getdents of a removed directory. */
+    struct ovl o;
+    if (!f->vdata && lseek(f->hostfd, 0, SEEK_CUR) != 0)
+      dir = NULL;
+    else if (!f->vdata || f->off == 0) {
+      long r = ovl_lookup(sb, f->path, true, &o);
+      if (r == 0 && !o.node && !f->vdata)
+        dir = NULL;
+      else if (r != 0 || !o.node || !tmp_is_dir(o.node) || tmp_is_opaque(o.node))
+        return 0;
+      else
+        dir = o.node;
+      if (!f->vdata)
+        f->off = 0;
+    }
+    if (!dir && !f->vdata) {
+      long r = syscall(SYS_getdents64, f->hostfd, p, len);
+      return r < 0 ? -errno : r;
+    }
+  } else if (f->type != F_TMPDIR) {
     return -ENOTDIR;
+  }
   /* The entries are listed once (ovl_list: the upper's, then the lower's
    * the upper does not name) when the reading starts at 0 (opendir,
    * rewinddir) and after a load: one open directory's offsets (entry
    * indexes) stay stable while the tree changes. */
   if (f->off == 0 || !f->vdata) {
     struct ovl_list *l;
-    long r = ovl_list(sb, f->node, tmp_is_shm(f->path) ? NULL : f->path, &l);
+    long r = ovl_list(sb, dir, tmp_is_shm(f->path) ? NULL : f->path, &l);
     if (r < 0)
       return r;
     free(f->vdata);
@@ -1631,6 +1732,9 @@ static long do_fcntl(struct sb *sb, int fd, int cmd, uint64_t arg)
   struct file *f = fs_get(sb, fd);
   if (!f)
     return -EBADF;
+  if ((f->flags & O_PATH) && cmd != F_DUPFD && cmd != F_DUPFD_CLOEXEC && cmd != F_GETFD && cmd != F_SETFD &&
+      cmd != F_GETFL)
+    return -EBADF; /* Linux's check_fcntl_cmd */
   switch (cmd) {
   case F_DUPFD:
   case F_DUPFD_CLOEXEC: {
@@ -1650,7 +1754,7 @@ static long do_fcntl(struct sb *sb, int fd, int cmd, uint64_t arg)
   case F_GETFL:
     return f->flags;
   case F_SETFL:
-    f->flags = (f->flags & O_ACCMODE) | (int)(arg & (O_APPEND | O_NONBLOCK));
+    f->flags = (f->flags & (O_ACCMODE | O_PATH)) | (int)(arg & (O_APPEND | O_NONBLOCK));
     return 0;
   case F_GETLK:
   case F_SETLK:
@@ -1768,6 +1872,7 @@ static long moved(struct sb *sb, long r, const char *from, const char *to, bool 
     uint32_t c = inotify_cookie(sb);
     inotify_event(sb, from, IN_MOVED_FROM, c, dir);
     inotify_event(sb, to, IN_MOVED_TO, c, dir);
+    inotify_moved(sb, from, to, dir);
   }
   return r;
 }
@@ -2218,40 +2323,86 @@ static long do_sendfile(struct sb *sb, int out, int in, uint64_t offp, uint64_t 
  * a file of the lower opened by path, the copy-up of that path (overlayfs
  * copies up the file an fd refers to; the fd reads the lower still); else
  * -EROFS: stdio, pipes, /dev/null: nothing of the host changes. */
-static long file_node(struct sb *sb, struct file *f, struct tnode **n)
+/* What a metadata call asks (do_setattr): checked against its target's
+ * attributes before anything is copied up, so a call that is refused
+ * changes nothing (Linux checks before it acts; a copy-up is an act). */
+struct attr_req {
+  enum { ATTR_MODE, ATTR_OWNER, ATTR_TIMES } kind;
+  int uid, gid; /* ATTR_OWNER: -1 keeps */
+  bool now;     /* ATTR_TIMES: NULL times (set to now) */
+};
+
+static long attr_allowed(struct sb *sb, const struct attr_req *q, const struct stat *st)
 {
-  *n = f->node;
-  if (f->node)
+  if (sb->uid == 0)
     return 0;
-  if ((f->type == F_HOST || f->type == F_DIR) && f->stdio < 0 && f->path[0] == '/' && !virt_is_virt(f->path) &&
-      !tmp_is_shm(f->path))
-    return ovl_copyup(sb, f->path, true, n);
-  return -EROFS;
+  switch (q->kind) {
+  case ATTR_MODE:
+    return st->st_uid != (uid_t)sb->uid ? -EPERM : 0;
+  case ATTR_OWNER: /* not root: the owner may keep the owner and pick its own group */
+    return (q->uid != -1 && (uid_t)q->uid != st->st_uid) || st->st_uid != (uid_t)sb->uid ||
+                   (q->gid != -1 && q->gid != sb->gid && (gid_t)q->gid != st->st_gid)
+               ? -EPERM
+               : 0;
+  default: /* only the owner (or root) may set explicit times; anyone who may write may set now */
+    if (st->st_uid != (uid_t)sb->uid && (!q->now || !(st->st_mode & 0002)))
+      return q->now ? -EACCES : -EPERM;
+    return 0;
+  }
 }
 
-/* The upper node of abs (a lower one copied up); -EROFS in /proc, /dev. */
-static long path_node(struct sb *sb, const char *abs, bool nofollow, struct tnode **n)
+static long file_node(struct sb *sb, struct file *f, const struct attr_req *q, struct tnode **n, char *path)
 {
   struct stat st;
   long r;
-  if (tmp_is_shm(abs))
-    return tmp_lookup_err(sb, abs, n);
+  *n = f->node;
+  snprintf(path, PATH_MAX, "%s", f->path ? f->path : "");
+  if (f->node) {
+    tmp_stat(f->node, &st);
+    return attr_allowed(sb, q, &st);
+  }
+  if ((f->type == F_HOST || f->type == F_DIR) && f->stdio < 0 && f->path[0] == '/' && !virt_is_virt(f->path) &&
+      !tmp_is_shm(f->path)) {
+    if (fstat(f->hostfd, &st) < 0)
+      return -EIO;
+    return (r = attr_allowed(sb, q, &st)) < 0 ? r : ovl_copyup(sb, f->path, true, n);
+  }
+  return -EROFS;
+}
+
+/* The upper node of abs (a lower one copied up once q is allowed); -EROFS
+ * in /proc, /dev. */
+static long path_node(struct sb *sb, const char *abs, bool nofollow, const struct attr_req *q, struct tnode **n,
+                      char *path)
+{
+  struct stat st;
+  long r;
+  snprintf(path, PATH_MAX, "%s", abs);
+  if (tmp_is_shm(abs)) {
+    if ((r = tmp_lookup_err(sb, abs, n)) < 0)
+      return r;
+    tmp_stat(*n, &st);
+    return attr_allowed(sb, q, &st);
+  }
   if (virt_is_virt(abs))
     return (r = stat_abs(sb, abs, nofollow, &st)) < 0 ? r : -EROFS;
   struct ovl o;
   if ((r = ovl_lookup(sb, abs, !nofollow, &o)) == OVL_VIRT)
     return (r = stat_abs(sb, o.path, nofollow, &st)) < 0 ? r : -EROFS;
-  if (r < 0)
+  if (r < 0 || (r = attr_allowed(sb, q, &o.st)) < 0)
     return r;
+  snprintf(path, PATH_MAX, "%s", o.path);
   *n = o.node;
   return o.node ? 0 : ovl_copyup(sb, o.path, true, n);
 }
 
-/* The upper node of a metadata call's target: 0 and *n, or -errno (EROFS
- * for an existing file of /proc or /dev). use_fd: dfd itself (fchmod; a NULL path
- * of utimensat/futimesat); empty_ok: AT_EMPTY_PATH. */
+/* The upper node of a metadata call's target once q is allowed on it: 0
+ * and *n, or -errno (EROFS for an existing file of /proc or /dev). use_fd:
+ * dfd itself (fchmod; a NULL path of utimensat/futimesat); empty_ok:
+ * AT_EMPTY_PATH. The target's path goes into path (PATH_MAX), for
+ * IN_ATTRIB. */
 static long setattr_target(struct sb *sb, int dfd, uint64_t gpath, bool nofollow, bool empty_ok, bool use_fd,
-                           struct tnode **n)
+                           const struct attr_req *q, struct tnode **n, char *path)
 {
   long r;
   if (!use_fd && empty_ok) {
@@ -2263,16 +2414,16 @@ static long setattr_target(struct sb *sb, int dfd, uint64_t gpath, bool nofollow
   if (use_fd) {
     struct file *f = dfd == AT_FDCWD ? NULL : fs_get(sb, dfd);
     if (dfd == AT_FDCWD)
-      return path_node(sb, sb->cwd, false, n);
-    return f ? file_node(sb, f, n) : -EBADF;
+      return path_node(sb, sb->cwd, false, q, n, path);
+    return f ? file_node(sb, f, q, n, path) : -EBADF;
   }
   char abs[PATH_MAX];
   struct file *f = NULL;
   if ((r = resolve(sb, dfd, gpath, abs, false)) < 0 || (!nofollow && (r = follow_magic(sb, abs, &f)) < 0))
     return r;
   if (f) /* chmod("/proc/self/fd/N"): that file (glibc's fchmodat with AT_SYMLINK_NOFOLLOW does this) */
-    return file_node(sb, f, n);
-  return path_node(sb, abs, nofollow, n);
+    return file_node(sb, f, q, n, path);
+  return path_node(sb, abs, nofollow, q, n, path);
 }
 
 /* utime/utimes/futimesat/utimensat times into utimensat's form: 0 with
@@ -2309,65 +2460,64 @@ static long read_times(struct sb *sb, long nr, uint64_t addr, struct timespec ts
   return ts[0].tv_nsec == UTIME_OMIT && ts[1].tv_nsec == UTIME_OMIT ? 1 : 0;
 }
 
+/* 0, after IN_ATTRIB to the watchers of path (n's). */
+static long attr_changed(struct sb *sb, struct tnode *n, const char *path)
+{
+  if (path[0] == '/')
+    inotify_event(sb, path, IN_ATTRIB, 0, tmp_is_dir(n));
+  return 0;
+}
+
 static long do_setattr(struct sb *sb, long nr, const uint64_t a[6])
 {
   struct tnode *n;
+  char path[PATH_MAX];
   long r;
   switch (nr) {
   case SYS_chmod:
   case SYS_fchmodat:
   case SYS_fchmod: {
     unsigned mode = (unsigned)(nr == SYS_fchmodat ? A(2) : A(1));
+    struct attr_req q = {.kind = ATTR_MODE};
     if (nr == SYS_fchmod)
-      r = setattr_target(sb, (int)A(0), 0, false, false, true, &n);
+      r = setattr_target(sb, (int)A(0), 0, false, false, true, &q, &n, path);
     else
       r = setattr_target(sb, nr == SYS_chmod ? AT_FDCWD : (int)A(0), nr == SYS_chmod ? A(0) : A(1), false, false, false,
-                         &n);
+                         &q, &n, path);
     if (r < 0)
       return r;
-    struct stat st;
-    tmp_stat(n, &st);
-    if (sb->uid != 0 && st.st_uid != (uid_t)sb->uid)
-      return -EPERM;
     tmp_chmod(n, mode);
-    return 0;
+    return attr_changed(sb, n, path);
   }
   case SYS_chown:
   case SYS_lchown:
   case SYS_fchown:
   case SYS_fchownat: {
-    int uid, gid;
+    struct attr_req q = {.kind = ATTR_OWNER};
     if (nr == SYS_fchownat) {
       if (A(4) & ~(uint64_t)(AT_SYMLINK_NOFOLLOW | AT_EMPTY_PATH))
         return -EINVAL;
-      r = setattr_target(sb, (int)A(0), A(1), A(4) & AT_SYMLINK_NOFOLLOW, A(4) & AT_EMPTY_PATH, false, &n);
-      uid = (int)A(2);
-      gid = (int)A(3);
-    } else if (nr == SYS_fchown) {
-      r = setattr_target(sb, (int)A(0), 0, false, false, true, &n);
-      uid = (int)A(1);
-      gid = (int)A(2);
+      q.uid = (int)A(2);
+      q.gid = (int)A(3);
+      r = setattr_target(sb, (int)A(0), A(1), A(4) & AT_SYMLINK_NOFOLLOW, A(4) & AT_EMPTY_PATH, false, &q, &n, path);
     } else {
-      r = setattr_target(sb, AT_FDCWD, A(0), nr == SYS_lchown, false, false, &n);
-      uid = (int)A(1);
-      gid = (int)A(2);
+      q.uid = (int)A(1);
+      q.gid = (int)A(2);
+      if (nr == SYS_fchown)
+        r = setattr_target(sb, (int)A(0), 0, false, false, true, &q, &n, path);
+      else
+        r = setattr_target(sb, AT_FDCWD, A(0), nr == SYS_lchown, false, false, &q, &n, path);
     }
     if (r < 0)
       return r;
-    struct stat st;
-    tmp_stat(n, &st);
-    /* Not root: the owner may keep the owner and pick its own group. */
-    if (sb->uid != 0 && ((uid != -1 && (uid_t)uid != st.st_uid) || st.st_uid != (uid_t)sb->uid ||
-                         (gid != -1 && gid != sb->gid && (gid_t)gid != st.st_gid)))
-      return -EPERM;
-    tmp_chown(n, uid, gid);
-    return 0;
+    tmp_chown(n, q.uid, q.gid);
+    return attr_changed(sb, n, path);
   }
   default: { /* utime, utimes, futimesat, utimensat */
     struct timespec ts[2];
-    bool now;
+    struct attr_req q = {.kind = ATTR_TIMES};
     uint64_t times = nr == SYS_utime || nr == SYS_utimes ? A(1) : A(2);
-    if ((r = read_times(sb, nr, times, ts, &now)) < 0)
+    if ((r = read_times(sb, nr, times, ts, &q.now)) < 0)
       return r;
     if (nr == SYS_utimensat) {
       if (A(3) & ~(uint64_t)(AT_SYMLINK_NOFOLLOW | AT_EMPTY_PATH))
@@ -2379,23 +2529,18 @@ static long do_setattr(struct sb *sb, long nr, const uint64_t a[6])
       /* A NULL path: the fd itself (futimens); with AT_FDCWD, EFAULT as Linux. */
       if (!A(1) && (int)A(0) == AT_FDCWD)
         return -EFAULT;
-      r = setattr_target(sb, (int)A(0), A(1), A(3) & AT_SYMLINK_NOFOLLOW, A(3) & AT_EMPTY_PATH, !A(1), &n);
+      r = setattr_target(sb, (int)A(0), A(1), A(3) & AT_SYMLINK_NOFOLLOW, A(3) & AT_EMPTY_PATH, !A(1), &q, &n, path);
     } else if (nr == SYS_futimesat) {
       if (!A(1) && (int)A(0) == AT_FDCWD)
         return -EFAULT;
-      r = setattr_target(sb, (int)A(0), A(1), false, false, !A(1), &n);
+      r = setattr_target(sb, (int)A(0), A(1), false, false, !A(1), &q, &n, path);
     } else {
-      r = setattr_target(sb, AT_FDCWD, A(0), false, false, false, &n);
+      r = setattr_target(sb, AT_FDCWD, A(0), false, false, false, &q, &n, path);
     }
     if (r < 0)
       return r;
-    struct stat st;
-    tmp_stat(n, &st);
-    /* Only the owner (or root) may set explicit times; anyone who may write may set now. */
-    if (sb->uid != 0 && st.st_uid != (uid_t)sb->uid && (!now || !(st.st_mode & 0002)))
-      return now ? -EACCES : -EPERM;
-    tmp_utimes(n, now ? NULL : ts);
-    return 0;
+    tmp_utimes(n, q.now ? NULL : ts);
+    return attr_changed(sb, n, path);
   }
   }
 }
@@ -2543,7 +2688,7 @@ long sys_lseek(struct sb *sb, const uint64_t a[6], long nr)
     return -EBADF;
   int64_t off = (int64_t)A(1);
   int wh = (int)A(2);
-  if (f->type == F_HOST || f->type == F_DIR) {
+  if (f->type == F_HOST || (f->type == F_DIR && !f->vdata)) {
     off_t o = lseek(f->hostfd, off, wh);
     return o < 0 ? -errno : o;
   }
@@ -2558,7 +2703,7 @@ long sys_lseek(struct sb *sb, const uint64_t a[6], long nr)
       f->off = (uint64_t)r;
     return r;
   }
-  if (f->type == F_VDIR) { /* an entry index, as tmpfs directories */
+  if (f->type == F_VDIR || f->type == F_DIR) { /* an entry index, as tmpfs directories (F_DIR: listing merged) */
     if (wh != SEEK_SET && wh != SEEK_CUR)
       return -EINVAL;
     st.st_size = 0;
@@ -2577,8 +2722,13 @@ long sys_lseek(struct sb *sb, const uint64_t a[6], long nr)
 long sys_getdents64(struct sb *sb, const uint64_t a[6], long nr)
 {
   int fd = (int)A(0);
-  struct file *f;
-  return (f = fs_get(sb, fd)) ? do_getdents(sb, f, A(1), A(2)) : -EBADF;
+  struct file *f = fs_get(sb, fd);
+  if (!f)
+    return -EBADF;
+  long r = do_getdents(sb, f, A(1), A(2));
+  if (r > 0)
+    note_file(sb, f, IN_ACCESS);
+  return r;
 }
 
 long sys_getcwd(struct sb *sb, const uint64_t a[6], long nr)

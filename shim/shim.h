@@ -682,6 +682,9 @@ int fd_limit(struct sb *sb);
  * dir: the entry is a directory (IN_ISDIR). */
 void inotify_event(struct sb *sb, const char *path, uint32_t mask, uint32_t cookie, bool dir);
 uint32_t inotify_cookie(struct sb *sb);
+/* A rename from -> to done (after its IN_MOVED_FROM/TO): IN_MOVE_SELF to
+ * the watches of from, and every watch of from or below it follows. */
+void inotify_moved(struct sb *sb, const char *from, const char *to, bool dir);
 /* f's instance goes (its last reference is dropped: file_unref). */
 void inotify_release(struct file *f);
 sys_fn sys_inotify_init, sys_inotify_add_watch, sys_inotify_rm_watch;

@@ -687,6 +687,63 @@ static void test_inotify(void)
   S1(SYS_rmdir, gs("/tmp/iw"));
 }
 
+/* inotify's events of open files and attributes (IN_OPEN, IN_ACCESS,
+ * IN_CLOSE_*, IN_ATTRIB), IN_MOVE_SELF with the watch following the new
+ * name, IN_ISDIR on a directory's own events, and identical consecutive
+ * events merged: each was missing before (EAGAIN here). */
+static void test_inotify_all(void)
+{
+  diag("inotify: open, access, close, attrib, move_self, merging");
+  S2(SYS_mkdir, gs("/tmp/iv"), 0700);
+  int fd = gopen("/tmp/iv/f", O_CREAT | O_WRONLY, 0600);
+  gwrite(fd, "abc");
+  S1(SYS_close, fd);
+  int in = (int)S1(SYS_inotify_init1, IN_NONBLOCK);
+  is(S3(SYS_inotify_add_watch, in, gs("/tmp/iv"), IN_ALL_EVENTS), 1, "watch the directory: wd 1");
+  fd = gopen("/tmp/iv/f", O_RDONLY, 0);
+  is(strcmp(ievent(in), "1 20 f"), 0, "IN_OPEN f");
+  uint64_t b = galloc(NULL, 8);
+  S3(SYS_read, fd, b, 1);
+  S3(SYS_read, fd, b, 1);
+  is(strcmp(ievent(in), "1 1 f"), 0, "IN_ACCESS f, once for two reads (merged while unread)");
+  is(strcmp(ievent(in), "EAGAIN"), 0, "nothing more");
+  S3(SYS_read, fd, b, 1);
+  is(strcmp(ievent(in), "1 1 f"), 0, "another read after the event was read: IN_ACCESS again");
+  int dup = (int)S1(SYS_dup, fd);
+  S1(SYS_close, fd);
+  is(strcmp(ievent(in), "EAGAIN"), 0, "close of one of two fds: no event");
+  S1(SYS_close, dup);
+  is(strcmp(ievent(in), "1 10 f"), 0, "the last close: IN_CLOSE_NOWRITE");
+  fd = gopen("/tmp/iv/f", O_WRONLY, 0);
+  S1(SYS_close, fd);
+  is(strcmp(ievent(in), "1 20 f"), 0, "IN_OPEN f");
+  is(strcmp(ievent(in), "1 8 f"), 0, "IN_CLOSE_WRITE f");
+  fd = gopen("/tmp/iv/f", O_PATH, 0);
+  S1(SYS_close, fd);
+  is(strcmp(ievent(in), "EAGAIN"), 0, "O_PATH: no events");
+  S2(SYS_chmod, gs("/tmp/iv/f"), 0644);
+  is(strcmp(ievent(in), "1 4 f"), 0, "chmod: IN_ATTRIB f");
+  is(S3(SYS_inotify_add_watch, in, gs("/tmp/iv/f"), IN_MOVE_SELF | IN_ATTRIB), 2, "watch the file: wd 2");
+  S2(SYS_rename, gs("/tmp/iv/f"), gs("/tmp/iv/g"));
+  is(strcmp(ievent(in), "1 40 f c"), 0, "IN_MOVED_FROM f");
+  is(strcmp(ievent(in), "1 80 g c"), 0, "IN_MOVED_TO g");
+  is(strcmp(ievent(in), "2 800 -"), 0, "IN_MOVE_SELF on the file's watch");
+  S4(SYS_utimensat, AT_FDCWD, gs("/tmp/iv/g"), 0, 0);
+  is(strcmp(ievent(in), "1 4 g"), 0, "utimensat: IN_ATTRIB g");
+  is(strcmp(ievent(in), "2 4 -"), 0, "and on the file's watch, which followed it");
+  fd = gopen("/tmp/iv", O_RDONLY | O_DIRECTORY, 0);
+  is(strcmp(ievent(in), "1 40000020 -"), 0, "open of the directory: IN_OPEN|IN_ISDIR on its own watch");
+  glist("/tmp/iv");
+  S1(SYS_close, fd);
+  is(strcmp(ievent(in), "1 40000020 -"), 0, "a listing: IN_OPEN|IN_ISDIR");
+  is(strcmp(ievent(in), "1 40000001 -"), 0, "IN_ACCESS|IN_ISDIR");
+  is(strcmp(ievent(in), "1 40000010 -"), 0, "IN_CLOSE_NOWRITE|IN_ISDIR");
+  is(strcmp(ievent(in), "EAGAIN"), 0, "the first fd's close: the same event, unread, merged");
+  S1(SYS_close, in);
+  S1(SYS_unlink, gs("/tmp/iv/g"));
+  S1(SYS_rmdir, gs("/tmp/iv"));
+}
+
 /* Without max_files: Linux's RLIMIT_NOFILE (soft 1024, hard 65536), the
  * fd table grown on demand, host fds bounded by CF_SANDBOX_MAX_FILES
  * (issue 15, item 3; the table was 256 fds). */
@@ -1084,7 +1141,7 @@ int main(int argc, char **argv)
   static const struct { const char *name; void (*fn)(void); } groups[] = {
       {"mkdir", test_mkdir},   {"region", test_region}, {"attrs", test_attrs},   {"locks", test_locks},
       {"shared", test_shared}, {"hidden", test_hidden}, {"select", test_select}, {"limits", test_limits},
-      {"hostfds", test_hostfds}, {"nofile", test_nofile}, {"fifo", test_fifo}, {"fifo_wait", test_fifo_wait}, {"magic", test_magic}, {"lockwait", test_lockwait}, {"pending", test_pending}, {"pipe_flags", test_pipe_flags}, {"sparse", test_sparse}, {"nofile_linux", test_nofile_linux}, {"mremap", test_mremap}, {"exchange", test_exchange}, {"tmpfile", test_tmpfile}, {"inotify", test_inotify},
+      {"hostfds", test_hostfds}, {"nofile", test_nofile}, {"fifo", test_fifo}, {"fifo_wait", test_fifo_wait}, {"magic", test_magic}, {"lockwait", test_lockwait}, {"pending", test_pending}, {"pipe_flags", test_pipe_flags}, {"sparse", test_sparse}, {"nofile_linux", test_nofile_linux}, {"mremap", test_mremap}, {"exchange", test_exchange}, {"tmpfile", test_tmpfile}, {"inotify", test_inotify}, {"inotify_all", test_inotify_all},
   };
   sb_setup();
   for (size_t i = 0; i < sizeof groups / sizeof groups[0]; i++) {
