@@ -1763,8 +1763,19 @@ static long do_fcntl(struct sb *sb, int fd, int cmd, uint64_t arg)
   case F_OFD_SETLK:
   case F_OFD_SETLKW:
     return do_lock(sb, f, cmd, arg);
+  case F_NOTIFY: /* dnotify, in Linux's order: no events asked removes the fd's registrations (there are none) */
+    if (!(arg & ~(uint64_t)DN_MULTISHOT))
+      return 0;
+    if (f->type != F_DIR && f->type != F_TMPDIR && f->type != F_VDIR)
+      return -ENOTDIR;
+    return -EINVAL; /* as with fs.dir-notify-enable=0: its signals are not done */
   case F_GETPIPE_SZ:
-    return 65536;
+  case F_SETPIPE_SZ: { /* a pipe or FIFO is a host pipe: its own size (Linux's rounding and bounds); else EBADF */
+    if (f->type != F_HOST || f->hostfd < 0 || f->sock || f->inotify)
+      return -EBADF;
+    int r = fcntl(f->hostfd, cmd, (int)arg);
+    return r < 0 ? -errno : r;
+  }
   }
   return -EINVAL;
 }

@@ -744,6 +744,35 @@ static void test_inotify_all(void)
   S1(SYS_rmdir, gs("/tmp/iv"));
 }
 
+/* fcntl F_GETPIPE_SZ/F_SETPIPE_SZ are the host pipe's (it was a fixed
+ * 65536 and F_SETPIPE_SZ EINVAL), EBADF on a file; F_NOTIFY without events
+ * is 0 as Linux (it was EINVAL), ENOTDIR on a file with events. */
+static void test_fcntl_linux(void)
+{
+  diag("fcntl: pipe sizes, F_NOTIFY");
+  uint64_t p = galloc(NULL, 8);
+  is(S1(SYS_pipe, p), 0, "pipe");
+  int pp[2];
+  memcpy(pp, hp(p), sizeof pp);
+  int hp2[2];
+  if (pipe(hp2) < 0)
+    abort();
+  long want = fcntl(hp2[1], F_GETPIPE_SZ);
+  is(S3(SYS_fcntl, pp[1], F_GETPIPE_SZ, 0), want, "F_GETPIPE_SZ: the host's default (%ld)", want);
+  is(S3(SYS_fcntl, pp[1], F_SETPIPE_SZ, 5000), fcntl(hp2[1], F_SETPIPE_SZ, 5000), "F_SETPIPE_SZ 5000: rounded as natively");
+  is(S3(SYS_fcntl, pp[0], F_GETPIPE_SZ, 0), fcntl(hp2[0], F_GETPIPE_SZ), "the other end sees it");
+  close(hp2[0]);
+  close(hp2[1]);
+  int fd = gopen("/tmp/pz", O_CREAT | O_RDWR, 0600);
+  is(S3(SYS_fcntl, fd, F_GETPIPE_SZ, 0), -EBADF, "a file: EBADF");
+  is(S3(SYS_fcntl, fd, F_NOTIFY, DN_MULTISHOT), 0, "F_NOTIFY without events: 0");
+  is(S3(SYS_fcntl, fd, F_NOTIFY, DN_CREATE), -ENOTDIR, "F_NOTIFY with events on a file: ENOTDIR");
+  S1(SYS_close, fd);
+  S1(SYS_unlink, gs("/tmp/pz"));
+  S1(SYS_close, pp[0]);
+  S1(SYS_close, pp[1]);
+}
+
 /* Without max_files: Linux's RLIMIT_NOFILE (soft 1024, hard 65536), the
  * fd table grown on demand, host fds bounded by CF_SANDBOX_MAX_FILES
  * (issue 15, item 3; the table was 256 fds). */
@@ -1141,7 +1170,7 @@ int main(int argc, char **argv)
   static const struct { const char *name; void (*fn)(void); } groups[] = {
       {"mkdir", test_mkdir},   {"region", test_region}, {"attrs", test_attrs},   {"locks", test_locks},
       {"shared", test_shared}, {"hidden", test_hidden}, {"select", test_select}, {"limits", test_limits},
-      {"hostfds", test_hostfds}, {"nofile", test_nofile}, {"fifo", test_fifo}, {"fifo_wait", test_fifo_wait}, {"magic", test_magic}, {"lockwait", test_lockwait}, {"pending", test_pending}, {"pipe_flags", test_pipe_flags}, {"sparse", test_sparse}, {"nofile_linux", test_nofile_linux}, {"mremap", test_mremap}, {"exchange", test_exchange}, {"tmpfile", test_tmpfile}, {"inotify", test_inotify}, {"inotify_all", test_inotify_all},
+      {"hostfds", test_hostfds}, {"nofile", test_nofile}, {"fifo", test_fifo}, {"fifo_wait", test_fifo_wait}, {"magic", test_magic}, {"lockwait", test_lockwait}, {"pending", test_pending}, {"pipe_flags", test_pipe_flags}, {"sparse", test_sparse}, {"nofile_linux", test_nofile_linux}, {"mremap", test_mremap}, {"exchange", test_exchange}, {"tmpfile", test_tmpfile}, {"inotify", test_inotify}, {"inotify_all", test_inotify_all}, {"fcntl_linux", test_fcntl_linux},
   };
   sb_setup();
   for (size_t i = 0; i < sizeof groups / sizeof groups[0]; i++) {
