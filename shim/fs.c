@@ -14,7 +14,8 @@
  * reach outside it. Host files are only ever opened read-only (O_PATH for
  * stat/readlink): a write goes to the upper layer (copy-up at open, ovl.c).
  * Paths are made absolute against the sandbox cwd and normalized
- * lexically; "/proc" and "/dev" and below are proc.c's virtual files,
+ * (path_dotdot: "." dropped, ".." the parent of where the name before it
+ * leads, as Linux); "/proc" and "/dev" and below are proc.c's virtual files,
  * never the host's; "/dev/shm" is its own tree (tmpfs.c); every other path
  * is looked up in the merged view by ovl_lookup, which follows symlinks
  * itself (an upper or lower one; one that leads into /proc or /dev hands
