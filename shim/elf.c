@@ -193,10 +193,11 @@ static uint64_t push_bytes(struct sb *sb, uint64_t *sp, const void *p, size_t n)
   return *sp;
 }
 
-int elf_load(struct sb *sb, const char *path, char *const *argv, char *const *envp, uint64_t *entry,
+int elf_load(struct sb *sb, int fd, const char *path, char *const *argv, char *const *envp, uint64_t *entry,
              uint64_t *sp_out)
 {
-  int fd = fs_open_host(sb, AT_FDCWD, path, O_RDONLY);
+  if (fd < 0)
+    fd = fs_open_host(sb, AT_FDCWD, path, O_RDONLY);
   if (fd < 0)
     return cf_fail(-fd, "%s: %s", path, strerror(-fd));
   struct image im = {0}, in = {0};

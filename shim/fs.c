@@ -505,8 +505,10 @@ static long path_dotdot(struct sb *sb, const char *base, const char *path, char 
   return 0;
 }
 
-/* Resolve (dirfd, guest path) into a normalized absolute sandbox path. */
-static long resolve(struct sb *sb, int dirfd, uint64_t gpath, char *abs, bool allow_empty)
+/* Resolve (dirfd, guest path) into a normalized absolute sandbox path;
+ * *slash: the path ends in "/" (or "/.", "/.."): its last name must be a
+ * directory (the caller's to check: resolve does for lookups). */
+static long resolve_at(struct sb *sb, int dirfd, uint64_t gpath, char *abs, bool allow_empty, bool *slash)
 {
   char path[PATH_MAX];
   long r = mm_str(sb, gpath, path, sizeof path);
@@ -514,6 +516,9 @@ static long resolve(struct sb *sb, int dirfd, uint64_t gpath, char *abs, bool al
     return r;
   if (!path[0] && !allow_empty)
     return -ENOENT;
+  size_t pl = strlen(path);
+  *slash = pl && (path[pl - 1] == '/' || (path[pl - 1] == '.' && (pl == 1 || path[pl - 2] == '/')) ||
+                  (pl >= 2 && !strcmp(path + pl - 2, "..") && (pl == 2 || path[pl - 3] == '/')));
   const char *base = sb->cwd;
   if (path[0] != '/' && dirfd != AT_FDCWD) {
     struct file *f = fs_get(sb, dirfd);
@@ -527,6 +532,20 @@ static long resolve(struct sb *sb, int dirfd, uint64_t gpath, char *abs, bool al
   /* The links of /proc and /dev on the way (the last component's are the
    * caller's to follow or not). */
   return r2 < 0 ? r2 : virt_path(sb, abs, PATH_MAX, false);
+}
+
+static long stat_abs(struct sb *sb, const char *abs, bool nofollow, struct stat *st);
+
+/* resolve_at for a call that looks its path up: a trailing "/" on a name
+ * that is no directory (its symlink followed) is ENOTDIR, as Linux. */
+static long resolve(struct sb *sb, int dirfd, uint64_t gpath, char *abs, bool allow_empty)
+{
+  bool slash;
+  struct stat st;
+  long r = resolve_at(sb, dirfd, gpath, abs, allow_empty, &slash);
+  if (r == 0 && slash && strcmp(abs, "/") && stat_abs(sb, abs, false, &st) == 0 && !S_ISDIR(st.st_mode))
+    return -ENOTDIR;
+  return r;
 }
 
 /* For a call that follows its path to the end (stat, chmod, chown, utimes,
@@ -902,9 +921,12 @@ static long open_tmpfile(struct sb *sb, char *abs, int flags, unsigned mode, str
 static long do_open(struct sb *sb, int dirfd, uint64_t gpath, int flags, unsigned mode)
 {
   char abs[PATH_MAX];
-  long r = resolve(sb, dirfd, gpath, abs, false);
+  bool slash;
+  long r = (flags & O_CREAT) ? resolve_at(sb, dirfd, gpath, abs, false, &slash) : resolve(sb, dirfd, gpath, abs, false);
   if (r < 0)
     return r;
+  if ((flags & O_CREAT) && slash)
+    return -EISDIR; /* Linux: O_CREAT and a trailing slash, whatever is there */
   struct file *f;
   if ((flags & O_TMPFILE & ~O_DIRECTORY) ? (r = open_tmpfile(sb, abs, flags, mode, &f)) < 0
                             : (r = open_abs(sb, abs, flags, mode, &f, 0)) < 0)
@@ -1830,6 +1852,17 @@ static long virt_name(struct sb *sb, const char *abs, bool exists_err)
   return r < 0 ? (exists_err ? -EROFS : r) : exists_err ? -EEXIST : -EROFS;
 }
 
+/* A new name other than a directory's (mknod, symlink, link) given with a
+ * trailing slash: Linux's filename_create, EEXIST if it exists, else
+ * ENOENT ("a directory was asked for"). 0 without the slash. */
+static long slash_new(struct sb *sb, const char *abs, bool slash)
+{
+  struct stat st;
+  if (!slash)
+    return 0;
+  return stat_abs(sb, abs, true, &st) == 0 ? -EEXIST : -ENOENT;
+}
+
 /* Where a new name abs will go (mkdir, mknod, symlink, link's new name):
  * 0 and the canonical path in o->path with its parent copied up, or
  * -EEXIST (it exists: a dangling symlink too), -ENOENT, -ENOTDIR... */
@@ -1935,9 +1968,14 @@ static long do_rename(struct sb *sb, int ofd, uint64_t op, int nfd, uint64_t np,
   if ((flags & RENAME_EXCHANGE) && (flags & RENAME_NOREPLACE))
     return -EINVAL;
   char from[PATH_MAX], to[PATH_MAX];
-  long r = resolve(sb, ofd, op, from, false);
-  if (r < 0 || (r = resolve(sb, nfd, np, to, false)) < 0)
+  bool fslash, tslash;
+  struct stat st;
+  long r = resolve_at(sb, ofd, op, from, false, &fslash);
+  if (r < 0 || (r = resolve_at(sb, nfd, np, to, false, &tslash)) < 0)
     return r;
+  /* Linux: a trailing slash on either name is ENOTDIR unless the source is a directory */
+  if ((fslash || tslash) && stat_abs(sb, from, true, &st) == 0 && !S_ISDIR(st.st_mode))
+    return -ENOTDIR;
   if (flags & RENAME_EXCHANGE)
     return do_exchange(sb, from, to);
   if (tmp_is_shm(from) || tmp_is_shm(to)) {
@@ -2034,12 +2072,16 @@ static long do_link(struct sb *sb, int ofd, uint64_t op, int nfd, uint64_t np, i
       struct file *f = fs_get(sb, ofd);
       if (!f)
         return ofd == AT_FDCWD ? -EPERM : -EBADF;
-      if ((r = resolve(sb, nfd, np, to, false)) < 0 || (r = link_file(sb, f, from, to)) <= 0)
+      bool slash;
+      if ((r = resolve_at(sb, nfd, np, to, false, &slash)) < 0 || (r = slash_new(sb, to, slash)) < 0 ||
+          (r = link_file(sb, f, from, to)) <= 0)
         return r;
       goto by_path;
     }
   }
-  if ((r = resolve(sb, ofd, op, from, false)) < 0 || (r = resolve(sb, nfd, np, to, false)) < 0)
+  bool slash;
+  if ((r = resolve(sb, ofd, op, from, false)) < 0 || (r = resolve_at(sb, nfd, np, to, false, &slash)) < 0 ||
+      (r = slash_new(sb, to, slash)) < 0)
     return r;
   if (flags & AT_SYMLINK_FOLLOW) {
     struct file *f;
@@ -2088,8 +2130,9 @@ long sys_symlink(struct sb *sb, const uint64_t a[6], long nr)
   char target[PATH_MAX], abs[PATH_MAX];
   uint64_t tp = A(0), lp = nr == SYS_symlink ? A(1) : A(2);
   int dirfd = nr == SYS_symlink ? AT_FDCWD : (int)A(1);
+  bool slash;
   long r = mm_str(sb, tp, target, sizeof target);
-  if (r < 0 || (r = resolve(sb, dirfd, lp, abs, false)) < 0)
+  if (r < 0 || (r = resolve_at(sb, dirfd, lp, abs, false, &slash)) < 0 || (r = slash_new(sb, abs, slash)) < 0)
     return r;
   if (!target[0])
     return -ENOENT;
@@ -2107,7 +2150,8 @@ long sys_symlink(struct sb *sb, const uint64_t a[6], long nr)
 static long do_mkdir(struct sb *sb, int dirfd, uint64_t gpath, unsigned mode)
 {
   char abs[PATH_MAX];
-  long r = resolve(sb, dirfd, gpath, abs, false);
+  bool slash;
+  long r = resolve_at(sb, dirfd, gpath, abs, false, &slash); /* "new/" names a directory: fine */
   if (r < 0)
     return r;
   struct tnode *n;
@@ -2135,8 +2179,9 @@ static long do_mknod(struct sb *sb, int dirfd, uint64_t gpath, unsigned mode)
   if (type != 0 && type != S_IFREG && type != S_IFIFO && type != S_IFCHR && type != S_IFBLK && type != S_IFSOCK)
     return -EINVAL;
   char abs[PATH_MAX];
-  long r = resolve(sb, dirfd, gpath, abs, false);
-  if (r < 0)
+  bool slash;
+  long r = resolve_at(sb, dirfd, gpath, abs, false, &slash);
+  if (r < 0 || (r = slash_new(sb, abs, slash)) < 0)
     return r;
   struct tnode *n;
   return mknod_abs(sb, abs, mode, &n);
@@ -2261,6 +2306,12 @@ static long do_sendfile(struct sb *sb, int out, int in, uint64_t offp, uint64_t 
   struct file *fo = fs_get(sb, out), *fi = fs_get(sb, in);
   if (!fo || !fi)
     return -EBADF;
+  /* Linux's checks: in readable, out writable (EBADF), out not O_APPEND */
+  if ((fi->flags & O_ACCMODE) == O_WRONLY || (fi->flags & O_PATH) || (fo->flags & O_ACCMODE) == O_RDONLY ||
+      (fo->flags & O_PATH))
+    return -EBADF;
+  if (fo->flags & O_APPEND)
+    return -EINVAL;
   int64_t off = -1;
   if (offp && mm_copy_in(sb, &off, offp, 8) < 0)
     return -EFAULT;
@@ -2622,6 +2673,35 @@ long sys_preadv2(struct sb *sb, const uint64_t a[6], long nr)
   if ((int64_t)A(3) < -1)
     return -EINVAL;
   return (f = fs_get(sb, fd)) ? do_iov(sb, f, A(1), A(2), (int64_t)A(3), false) : -EBADF;
+}
+
+/* pwritev, pwritev2(fd, iov, cnt, pos, pos_high, flags): pos -1 (pwritev2
+ * only) is the file offset. Every write here is done when the call
+ * returns (memory, host pipes): RWF_DSYNC, RWF_SYNC and RWF_HIPRI change
+ * nothing; RWF_NOWAIT too (no file waits for I/O); RWF_APPEND writes at
+ * the end, as O_APPEND, without moving the offset. */
+long sys_pwritev(struct sb *sb, const uint64_t a[6], long nr)
+{
+  int fd = (int)A(0);
+  uint64_t flags = nr == SYS_pwritev2 ? A(5) : 0;
+  int64_t off = (int64_t)A(3);
+  struct file *f;
+  if (flags & ~(uint64_t)(RWF_HIPRI | RWF_DSYNC | RWF_SYNC | RWF_NOWAIT | RWF_APPEND))
+    return -EOPNOTSUPP;
+  if (off < (nr == SYS_pwritev2 ? -1 : 0))
+    return -EINVAL;
+  if (!(f = fs_get(sb, fd)))
+    return -EBADF;
+  if (!(flags & RWF_APPEND))
+    return do_iov(sb, f, A(1), A(2), off, true);
+  int keep = f->flags;
+  uint64_t pos = f->off;
+  f->flags |= O_APPEND;
+  long r = do_iov(sb, f, A(1), A(2), -1, true);
+  f->flags = keep;
+  if (off >= 0 && f->type == F_TMP)
+    f->off = pos;
+  return r;
 }
 
 long sys_open(struct sb *sb, const uint64_t a[6], long nr)

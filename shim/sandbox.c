@@ -675,7 +675,7 @@ struct cf_sandbox *cf_sandbox_new(const struct cf_sandbox_opts *opts)
   if (opts->cwd && fs_chdir(sb, opts->cwd) < 0)
     goto err;
   uint64_t entry, sp;
-  if (elf_load(sb, opts->program, opts->argv, opts->envp, &entry, &sp) < 0)
+  if (elf_load(sb, -1, opts->program, opts->argv, opts->envp, &entry, &sp) < 0)
     goto err;
   if (opts->verbose)
     fprintf(sb->trace, "[sandbox] %s: %llu bytes mapped copy-on-write from the file, %llu copied\n",

@@ -18,7 +18,9 @@
 #include <sys/resource.h>
 #include <sys/select.h>
 #include <poll.h>
+#include <sched.h>
 #include <sys/inotify.h>
+#include <sys/uio.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
@@ -767,10 +769,45 @@ static void test_fcntl_linux(void)
   is(S3(SYS_fcntl, fd, F_GETPIPE_SZ, 0), -EBADF, "a file: EBADF");
   is(S3(SYS_fcntl, fd, F_NOTIFY, DN_MULTISHOT), 0, "F_NOTIFY without events: 0");
   is(S3(SYS_fcntl, fd, F_NOTIFY, DN_CREATE), -ENOTDIR, "F_NOTIFY with events on a file: ENOTDIR");
+  /* pwritev, pwritev2 (they were ENOSYS) */
+  uint64_t iov = galloc(NULL, 32);
+  uint64_t bufs[2] = {gs("test1"), gs("tt2")};
+  uint64_t v[4] = {bufs[0], 5, bufs[1], 3};
+  memcpy(hp(iov), v, sizeof v);
+  gwrite(fd, "xx");
+  is(S4(SYS_pwritev, fd, iov, 2, 2), 8, "pwritev at 2");
+  is(S3(SYS_lseek, fd, 0, SEEK_CUR), 2, "the offset stays");
+  is(S4(SYS_pwritev, fd, iov, 2, -1), -EINVAL, "pwritev at -1: EINVAL");
+  is(S6(SYS_pwritev2, fd, iov, 1, -1, 0, 0), 5, "pwritev2 at -1: the file offset");
+  is(S3(SYS_lseek, fd, 0, SEEK_CUR), 7, "which moved");
+  is(S6(SYS_pwritev2, fd, iov, 1, 0, 0, RWF_APPEND), 5, "pwritev2 RWF_APPEND");
+  uint64_t rb = galloc(NULL, 32);
+  is(S4(SYS_pread64, fd, rb, 32, 0), 15, "15 bytes");
+  ok(memcmp(hp(rb), "xxtest1tt2test1", 15) == 0, "as Linux writes them");
+  /* sendfile's checks: in readable, out writable, out not O_APPEND */
+  int ro = gopen("/tmp/pz", O_RDONLY, 0);
+  is(S4(SYS_sendfile, ro, fd, 0, 4), -EBADF, "sendfile to a read-only fd: EBADF");
+  int ap = gopen("/tmp/pz2", O_CREAT | O_WRONLY | O_APPEND, 0600);
+  is(S4(SYS_sendfile, ap, ro, 0, 4), -EINVAL, "sendfile to an O_APPEND fd: EINVAL");
+  S1(SYS_close, ap);
+  S1(SYS_close, ro);
+  S1(SYS_unlink, gs("/tmp/pz2"));
   S1(SYS_close, fd);
   S1(SYS_unlink, gs("/tmp/pz"));
   S1(SYS_close, pp[0]);
   S1(SYS_close, pp[1]);
+  /* the scheduler's queries (they were ENOSYS) */
+  is(S1(SYS_sched_get_priority_max, SCHED_RR), 99, "sched_get_priority_max(SCHED_RR)");
+  is(S1(SYS_sched_get_priority_min, SCHED_OTHER), 0, "sched_get_priority_min(SCHED_OTHER)");
+  is(S1(SYS_sched_get_priority_min, -23), -EINVAL, "a bad policy: EINVAL");
+  is(S1(SYS_sched_getscheduler, 0), SCHED_OTHER, "sched_getscheduler(0)");
+  is(S1(SYS_sched_getscheduler, -1), -EINVAL, "sched_getscheduler(-1): EINVAL");
+  uint64_t prm = galloc(NULL, 8);
+  is(S2(SYS_sched_getparam, 0, prm), 0, "sched_getparam");
+  is(S3(SYS_sched_setscheduler, 0, SCHED_OTHER, prm), 0, "sched_setscheduler to SCHED_OTHER 0: no change");
+  uint64_t cpus = galloc(NULL, 8);
+  is(S3(SYS_sched_getaffinity, -1, 8, cpus), -ESRCH, "sched_getaffinity(-1): ESRCH, as Linux");
+  is(S3(SYS_setresuid, -1, -1, -1), 0, "setresuid(-1, -1, -1)");
 }
 
 /* Without max_files: Linux's RLIMIT_NOFILE (soft 1024, hard 65536), the

@@ -333,6 +333,17 @@ static void test_linux_semantics(void)
   ok(gstat("../lib/big", &st, false) == 0, "../lib/big from /bin (cwd /usr/bin)");
   S1(SYS_chdir, gs("/"));
 
+  /* a trailing slash: the name must be a directory */
+  is(gopen("/etc/conf/", O_RDONLY, 0), -ENOTDIR, "open of a file with a trailing slash: ENOTDIR");
+  is(gstat("/etc/conf/", &st, false), -ENOTDIR, "stat too");
+  is(gopen("/etc/newfile/", O_CREAT | O_WRONLY, 0644), -EISDIR, "O_CREAT with a trailing slash: EISDIR");
+  is(gstat("/etc/newfile", &st, false), -ENOENT, "and nothing made");
+  is(S2(SYS_symlink, gs("x"), gs("/etc/newlink/")), -ENOENT, "symlink to a new name with a slash: ENOENT");
+  is(S2(SYS_rename, gs("/etc/conf"), gs("/etc/newname/")), -ENOTDIR, "rename of a file to a name with a slash: ENOTDIR");
+  is(S2(SYS_mkdir, gs("/etc/newdir/"), 0755), 0, "mkdir with a trailing slash");
+  ok(gstat("/etc/newdir/", &st, false) == 0 && S_ISDIR(st.st_mode), "stat of it with the slash");
+  is(S1(SYS_rmdir, gs("/etc/newdir/")), 0, "rmdir with the slash");
+
   /* A root directory opened before anything in it changed */
   dir("list");
   put("list/one", "1", 0644);
