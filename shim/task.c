@@ -157,13 +157,15 @@ static long do_execve(struct sb *sb, const uint64_t a[6])
       break;
     if (depth >= 4)
       return -ELOOP;
-    /* the new words go before the earlier ones: interp [arg] path */
-    memmove(pre[arg[0] ? 3 : 2], pre[0], (size_t)npre * PATH_MAX);
+    /* interp [arg] path replace the earlier words' first (argv[0], or the
+     * interpreter that is this script: Linux's bprm_remove_arg) */
+    int k = arg[0] ? 3 : 2, keep = npre ? npre - 1 : 0;
+    memmove(pre[k], pre[npre ? 1 : 0], (size_t)keep * PATH_MAX);
     snprintf(pre[0], PATH_MAX, "%s", interp);
     if (arg[0])
       snprintf(pre[1], PATH_MAX, "%s", arg);
-    snprintf(pre[arg[0] ? 2 : 1], PATH_MAX, "%s", path);
-    npre += arg[0] ? 3 : 2;
+    snprintf(pre[k - 1], PATH_MAX, "%s", path);
+    npre = k + keep;
     snprintf(path, sizeof path, "%s", interp);
   }
   /* Check before the point of no return: exists, is an ELF we load. */
