@@ -540,6 +540,16 @@ long mm_map_host(struct sb *sb, uint64_t at, uint64_t len, int prot, int hostfd,
 /* elf.c. elf_probe: 0 if path is an executable elf_load can load, else
  * -errno (-ENOEXEC for dynamic executables, for now). */
 long elf_probe(struct sb *sb, const char *path);
+/* "#!" scripts (Linux's binfmt_script): while the file at path (PATH_MAX)
+ * is a script, path becomes its interpreter; the words that replace
+ * argv[0] (interpreter, its one optional argument, the script's path as
+ * given; a script as another's interpreter replaces that word) go into pre
+ * (ELF_SCRIPT_WORDS of PATH_MAX): their number (0: no script), or -errno
+ * (ELOOP past 4 scripts, ENOEXEC for a bad "#!" line). elf_script_argv: a
+ * new vector (new strings) of those words, then argv[1...]; NULL: ENOMEM. */
+#define ELF_SCRIPT_WORDS 13
+long elf_script(struct sb *sb, char *path, char (*pre)[PATH_MAX]);
+char **elf_script_argv(char (*pre)[PATH_MAX], int npre, char *const *argv);
 int elf_load(struct sb *sb, int fd, const char *path, char *const *argv, char *const *envp, uint64_t *entry,
              uint64_t *sp);
 

@@ -94,112 +94,47 @@ static void free_strv(char **v)
   free(v);
 }
 
-/* Linux's binfmt_script: if the file at path starts with "#!", its first
- * line (within 256 bytes) names the interpreter and at most one argument:
- * 1 with them in interp and arg ("" if none), 0 for another file, or
- * -errno (ENOEXEC: the interpreter's name does not fit). */
-static long script_interp(struct sb *sb, const char *path, char interp[256], char arg[256])
-{
-  int fd = fs_open_host(sb, AT_FDCWD, path, O_RDONLY);
-  if (fd < 0)
-    return fd;
-  char buf[257];
-  ssize_t n = cf_pread_full(fd, buf, 256, 0);
-  close(fd);
-  if (n < 2 || buf[0] != '#' || buf[1] != '!')
-    return 0;
-  buf[n] = 0;
-  char *end = memchr(buf, '\n', (size_t)n);
-  char *p = buf + 2;
-  while (*p == ' ' || *p == '\t')
-    p++;
-  if (!end) { /* no newline in the buffer: the name must end before its end (Linux 5.0+) */
-    char *q = p;
-    while (*q && *q != ' ' && *q != '\t')
-      q++;
-    if (!*q)
-      return -ENOEXEC;
-    end = buf + n;
-  }
-  *end = 0;
-  while (end > p && (end[-1] == ' ' || end[-1] == '\t'))
-    *--end = 0;
-  if (!*p)
-    return -ENOEXEC; /* "#!" and nothing */
-  char *q = p;
-  while (*q && *q != ' ' && *q != '\t')
-    q++;
-  char *a = q;
-  while (*a == ' ' || *a == '\t')
-    *a++ = 0;
-  *q = 0;
-  snprintf(interp, 256, "%s", p);
-  snprintf(arg, 256, "%s", a);
-  return 1;
-}
-
 static long do_execve(struct sb *sb, const uint64_t a[6])
 {
   char path[PATH_MAX];
   long r = mm_str(sb, A(0), path, sizeof path);
   if (r < 0)
     return r;
-  /* "#!" scripts, as Linux: the interpreter runs with its argument, then
-   * the script's path as given, then argv[1...]; an interpreter may be a
-   * script itself, 4 levels deep at most (ELOOP). */
-  char pre[13][PATH_MAX]; /* 4 scripts, 3 words each */
-  int npre = 0;
-  for (int depth = 0;; depth++) {
-    char interp[256], arg[256];
-    if ((r = script_interp(sb, path, interp, arg)) < 0)
-      return r;
-    if (r == 0)
-      break;
-    if (depth >= 4)
-      return -ELOOP;
-    /* interp [arg] path replace the earlier words' first (argv[0], or the
-     * interpreter that is this script: Linux's bprm_remove_arg) */
-    int k = arg[0] ? 3 : 2, keep = npre ? npre - 1 : 0;
-    memmove(pre[k], pre[npre ? 1 : 0], (size_t)keep * PATH_MAX);
-    snprintf(pre[0], PATH_MAX, "%s", interp);
-    if (arg[0])
-      snprintf(pre[1], PATH_MAX, "%s", arg);
-    snprintf(pre[k - 1], PATH_MAX, "%s", path);
-    npre = k + keep;
-    snprintf(path, sizeof path, "%s", interp);
+  /* "#!" scripts, as Linux (elf.c elf_script): path becomes the
+   * interpreter, pre the words that replace argv[0]. */
+  char(*pre)[PATH_MAX] = malloc(ELF_SCRIPT_WORDS * PATH_MAX);
+  if (!pre)
+    return -ENOMEM;
+  int npre = (int)elf_script(sb, path, pre);
+  if (npre < 0) {
+    free(pre);
+    return npre;
   }
   /* Check before the point of no return: exists, is an ELF we load. */
-  if ((r = elf_probe(sb, path)) < 0)
+  if ((r = elf_probe(sb, path)) < 0) {
+    free(pre);
     return r;
+  }
   /* The program is opened now, as Linux does before close-on-exec: a
    * path through /proc/self/fd/N of an O_CLOEXEC fd (glibc's fexecve)
    * names a file that is closed below. */
   int pfd = fs_open_host(sb, AT_FDCWD, path, O_RDONLY);
-  if (pfd < 0)
+  if (pfd < 0) {
+    free(pre);
     return pfd;
+  }
   long err = 0;
   char **argv = copy_strv(sb, A(1), &err), **envp = argv ? copy_strv(sb, A(2), &err) : NULL;
-  if (argv && envp && npre) { /* a script's: the words above, then argv[1...] (argv[0] gives way to the path) */
-    size_t n = 0;
-    while (argv[n])
-      n++;
-    char **nv = calloc((size_t)npre + n + 1, sizeof *nv);
-    for (int i = 0; nv && i < npre; i++)
-      if (!(nv[i] = strdup(pre[i])))
-        err = -ENOMEM;
-    for (size_t i = 1; nv && i < n; i++) {
-      nv[npre + i - 1] = argv[i];
-      argv[i] = NULL;
-    }
+  if (argv && envp && npre) { /* a script's: the words above, then argv[1...] */
+    char **nv = elf_script_argv(pre, npre, argv);
     free_strv(argv);
-    argv = nv;
-    if (!nv || err) {
-      free_strv(nv);
+    if (!(argv = nv)) {
       free_strv(envp);
-      argv = envp = NULL;
+      envp = NULL;
       err = -ENOMEM;
     }
   }
+  free(pre);
   if (!argv || !envp) {
     close(pfd);
     free_strv(argv);

@@ -20,19 +20,20 @@ export PYTHONDONTWRITEBYTECODE=1
 
 # "#!" scripts (Linux's binfmt_script; CPython's test_zipfile runs a zip
 # with a bash stub): an interpreter with an argument, a script as the
-# interpreter of another, through env; execve'd by sh and by Python's
-# subprocess (sh would run a file it cannot exec as a sh script itself).
+# interpreter of another, through env; as cowfork run's program and
+# execve'd by sh and by Python's subprocess (sh would run a file it cannot
+# exec as a sh script itself).
 printf '#!/bin/sh\necho "args: $0 $*"\n' > "$TMP/s1"
 printf '#!%s  extra  \n' "$TMP/s1" > "$TMP/s2"
 printf '#!/usr/bin/env python3\nimport sys; print("py", sys.argv[1:])\n' > "$TMP/s3"
 chmod +x "$TMP/s1" "$TMP/s2" "$TMP/s3"
-for s in "/bin/sh -c '$TMP/s2 a b'" "/bin/sh -c '$TMP/s3 x'" \
+for s in "$TMP/s2 a b" "$TMP/s3 y" "/bin/sh -c '$TMP/s2 a b'" "/bin/sh -c '$TMP/s3 x'" \
   "$PY -c 'import subprocess; subprocess.run([\"$TMP/s2\", \"p\"])'"; do
   n=$(eval "$s" 2>&1) || true
   o=$(eval "cowfork run --root / --timeout 60 -- $s" 2>&1) || true
   [ "$n" = "$o" ] || fail "script '$s': native '$n', sandbox '$o'"
 done
-echo "ok   #! scripts (nested, with an argument, through env; from sh and subprocess) as natively"
+echo "ok   #! scripts (nested, with an argument, through env; run's program, from sh and subprocess) as natively"
 
 # SQLite. Each run in its own directory of the root ($TMP: a host
 # directory, so in the sandbox the database lives in the overlay's upper

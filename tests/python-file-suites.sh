@@ -23,7 +23,7 @@ mods="test_shutil test_tempfile test_pathlib test_tarfile test_zipfile test_mmap
       test_posix test_stat"
 grep -v '^#' "$(dirname "$0")/python-file-suites.ignore" | grep -v '^$' > "$TMP/ignore"
 if [ -n "${COWFORK_EMULATED:-}" ]; then
-  mods="test_fcntl test_fileio test_mmap test_glob"
+  mods="test_fcntl test_fileio test_mmap test_glob test_shutil"
   echo "emulated KVM: a subset of $(echo $mods | wc -w) modules ($mods)"
 fi
 results() { # each case's result, the per-module counts and results, then regrtest's summary
