@@ -1922,51 +1922,21 @@ static long moved(struct sb *sb, long r, const char *from, const char *to, bool 
   return r;
 }
 
-/* RENAME_EXCHANGE: both names exist (ENOENT), neither inside the other
- * (EINVAL); a directory must be one made in the sandbox (opaque), as for a
- * rename (EXDEV otherwise, as overlayfs without redirect_dir); files are
- * copied up, then the two upper entries swap places (tmp_exchange); where
- * the lower has a name the upper entry keeps hiding it. */
-static long do_exchange(struct sb *sb, const char *from, const char *to)
-{
-  long r;
-  if (tmp_is_shm(from) || tmp_is_shm(to))
-    return tmp_is_shm(from) != tmp_is_shm(to) ? -EXDEV : tmp_exchange(sb, from, to);
-  if (virt_is_virt(from) || virt_is_virt(to))
-    return virt_is_virt(from) != virt_is_virt(to) ? -EXDEV : -EROFS;
-  struct ovl a, b;
-  if ((r = ovl_lookup(sb, from, false, &a)) == OVL_VIRT)
-    return -EXDEV;
-  if (r < 0)
-    return r;
-  if ((r = ovl_lookup(sb, to, false, &b)) == OVL_VIRT)
-    return -EXDEV;
-  if (r < 0)
-    return r;
-  if (!strcmp(a.path, "/") || !strcmp(b.path, "/"))
-    return -EBUSY;
-  size_t al = strlen(a.path), bl = strlen(b.path);
-  if ((!strncmp(b.path, a.path, al) && b.path[al] == '/') || (!strncmp(a.path, b.path, bl) && a.path[bl] == '/'))
-    return -EINVAL;
-  if (!strcmp(a.path, b.path))
-    return 0;
-  if ((S_ISDIR(a.st.st_mode) && (!a.node || !tmp_is_opaque(a.node))) ||
-      (S_ISDIR(b.st.st_mode) && (!b.node || !tmp_is_opaque(b.node))))
-    return -EXDEV;
-  struct tnode *n;
-  if (!a.node && (r = ovl_copyup(sb, a.path, true, &n)) < 0)
-    return r;
-  if (!b.node && (r = ovl_copyup(sb, b.path, true, &n)) < 0)
-    return r;
-  return tmp_exchange(sb, a.path, b.path);
-}
-
+/* rename, renameat, renameat2. RENAME_NOREPLACE: EEXIST where the new
+ * name exists. RENAME_EXCHANGE: both names exist (ENOENT), neither inside
+ * the other (EINVAL); files are copied up, then the two upper entries swap
+ * places (tmp_exchange); where the lower has a name the upper entry keeps
+ * hiding it. A directory moves (or swaps) only if it was made in the
+ * sandbox (opaque): a lower or merged one is EXDEV, as overlayfs without
+ * redirect_dir (mv and shutil.move copy it then). One set of lookups and
+ * checks for both. */
 static long do_rename(struct sb *sb, int ofd, uint64_t op, int nfd, uint64_t np, uint64_t flags)
 {
   if (flags & ~(uint64_t)(RENAME_NOREPLACE | RENAME_EXCHANGE))
     return -EINVAL; /* RENAME_WHITEOUT: not done */
   if ((flags & RENAME_EXCHANGE) && (flags & RENAME_NOREPLACE))
     return -EINVAL;
+  bool xchg = flags & RENAME_EXCHANGE;
   char from[PATH_MAX], to[PATH_MAX];
   bool fslash, tslash;
   struct stat st;
@@ -1976,12 +1946,12 @@ static long do_rename(struct sb *sb, int ofd, uint64_t op, int nfd, uint64_t np,
   /* Linux: a trailing slash on either name is ENOTDIR unless the source is a directory */
   if ((fslash || tslash) && stat_abs(sb, from, true, &st) == 0 && !S_ISDIR(st.st_mode))
     return -ENOTDIR;
-  if (flags & RENAME_EXCHANGE)
-    return do_exchange(sb, from, to);
   if (tmp_is_shm(from) || tmp_is_shm(to)) {
     struct tnode *x;
     if (tmp_is_shm(from) != tmp_is_shm(to))
       return -EXDEV;
+    if (xchg)
+      return tmp_exchange(sb, from, to);
     if ((flags & RENAME_NOREPLACE) && tmp_lookup_err(sb, to, &x) == 0)
       return -EEXIST;
     return moved(sb, tmp_rename(sb, from, to, false), from, to, false);
@@ -1995,18 +1965,28 @@ static long do_rename(struct sb *sb, int ofd, uint64_t op, int nfd, uint64_t np,
     return r;
   if ((r = ovl_lookup(sb, to, false, &b)) == OVL_VIRT)
     return -EXDEV;
-  if (r < 0 && (r != -ENOENT || !b.parent_ok))
+  if (r < 0 && (xchg || r != -ENOENT || !b.parent_ok))
     return r;
   bool exists = r == 0, dir = S_ISDIR(a.st.st_mode);
   if (exists && (flags & RENAME_NOREPLACE))
     return -EEXIST;
   if (!strcmp(a.path, "/") || !strcmp(b.path, "/"))
     return -EBUSY;
-  size_t al = strlen(a.path);
-  if (!strncmp(b.path, a.path, al) && b.path[al] == '/')
+  size_t al = strlen(a.path), bl = strlen(b.path);
+  if ((!strncmp(b.path, a.path, al) && b.path[al] == '/') ||
+      (xchg && !strncmp(a.path, b.path, bl) && a.path[bl] == '/'))
     return -EINVAL; /* into itself */
   if (exists && !strcmp(a.path, b.path))
     return 0;
+  struct tnode *n;
+  if (xchg) {
+    if ((dir && (!a.node || !tmp_is_opaque(a.node))) || (S_ISDIR(b.st.st_mode) && (!b.node || !tmp_is_opaque(b.node))))
+      return -EXDEV;
+    if ((!a.node && (r = ovl_copyup(sb, a.path, true, &n)) < 0) ||
+        (!b.node && (r = ovl_copyup(sb, b.path, true, &n)) < 0))
+      return r;
+    return tmp_exchange(sb, a.path, b.path);
+  }
   if (exists) {
     if (S_ISDIR(b.st.st_mode) && !dir)
       return -EISDIR;
@@ -2015,12 +1995,8 @@ static long do_rename(struct sb *sb, int ofd, uint64_t op, int nfd, uint64_t np,
     if (dir && (r = ovl_empty(sb, &b)) < 0)
       return r;
   }
-  /* A lower or merged directory does not move: EXDEV, as overlayfs without
-   * redirect_dir (mv and shutil.move copy it then); a directory made in
-   * the sandbox (opaque) does. */
   if (dir && (!a.node || !tmp_is_opaque(a.node)))
     return -EXDEV;
-  struct tnode *n;
   if (!a.node && (r = ovl_copyup(sb, a.path, true, &n)) < 0)
     return r;
   if ((r = ovl_copyup_parent(sb, b.path, &n)) < 0)
