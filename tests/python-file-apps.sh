@@ -55,7 +55,7 @@ echo "ok   sqlite WAL, a writer and a reader process: $(wc -l < "$TMP/sq-s.out")
 
 # pip. The package, and the install as a Python request (the same file
 # natively and in the sandbox).
-$PY -c 'import pip, setuptools, wheel' 2>/dev/null || { echo "skip pip: needs python3-pip, python3-setuptools, python3-wheel"; exit 0; }
+$PY -c 'import setuptools, wheel, pip' 2>/dev/null || { echo "skip pip: needs python3-pip, python3-setuptools, python3-wheel"; exit 0; }
 P=$TMP/cfpkg
 mkdir -p "$P/cfpkg"
 cat > "$P/pyproject.toml" <<'EOF'
