@@ -11,11 +11,12 @@
 # case: never a limitation asserted as right).
 #
 # Under emulated KVM (COWFORK_EMULATED, scripts/kvm-vm.sh) both runs are
-# ~20x slower: 4 of the 11 modules (said in the output). Measured in the VM
-# (native / sandbox, s): test_fcntl 3/7, test_fileio 4/6, test_mmap 3/19,
-# test_glob 8/24 (the subset); test_stat 13/82, test_tempfile 55/110,
-# test_posix 102/170, test_shutil 49/141, test_pathlib 59/282,
-# test_zipfile ZIPN/ZIPS, test_tarfile TARN/TARS.
+# ~20x slower: 5 of the 11 modules (said in the output), ~95 s for the
+# script in the VM. Measured there one module at a time on a quiet machine
+# (native / sandbox, s): test_fcntl 2/4, test_mmap 2/5, test_stat 3/5,
+# test_fileio 5/11, test_glob 7/38, test_shutil 10/18, test_tempfile
+# 12/43, test_pathlib 14/66, test_posix 19/43, test_zipfile 79/217,
+# test_tarfile 83/244 (3-5x more with two other VMs running).
 . "$(dirname "$0")/functions.sh"
 [ -c /dev/kvm ] && [ -r /dev/kvm ] || skip "no /dev/kvm"
 requires_cpython_suite
