@@ -5,7 +5,7 @@
 CC      ?= cc
 SAN     ?=
 BUILD   ?= $(if $(SAN),build-san,build)
-LIBS    := -lroaring -lxxhash -luuid -lmicrohttpd -ljansson -larchive -lseccomp
+LIBS    := -lroaring -lxxhash -luuid -lext2fs -lcom_err -lmicrohttpd -ljansson -larchive -lseccomp
 CFLAGS  ?= -O2 -g
 CFLAGS  += -std=gnu11 -Wall -Wextra -Werror -Wshadow -Wno-unused-parameter \
            -D_GNU_SOURCE -D_FILE_OFFSET_BITS=64 -Iinclude -Ilib -I. -pthread -MMD -MP

@@ -53,6 +53,8 @@ int cli_usage(const struct cli_cmd *cmd, const char *fmt, ...) __attribute__((fo
 int cli_parse_size(const char *s, uint64_t *out);
 /* Parse a positive, finite number of seconds ("30", "0.5"); -1 if not. */
 int cli_parse_seconds(const char *s, double *out);
+/* Parse a decimal integer in [lo, hi]; -1 if malformed or outside. */
+int cli_parse_uint(const char *s, unsigned lo, unsigned hi, unsigned *out);
 
 /* A progress bar on stderr, drawn only when stderr is a terminal. Pass
  * cli_progress as the cf_progress_fn with a struct cli_progress as ctx. */

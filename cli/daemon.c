@@ -102,8 +102,6 @@ static int cmd_daemon(const struct cli_cmd *cmd, int argc, char **argv)
   bool host_roots = false;
   struct cf_daemon_opts o = {.socket_path = cf_daemon_default_socket(sockbuf, sizeof sockbuf)};
   int c;
-  char *end;
-  unsigned long v;
   uint64_t size;
   optind = 1;
   opterr = 0;
@@ -126,19 +124,12 @@ static int cmd_daemon(const struct cli_cmd *cmd, int argc, char **argv)
     }
     case OPT_WORKERS:
     case OPT_MAX:
-      v = strtoul(optarg, &end, 10);
-      if (*end || v == 0 || v > 100000)
+      if (cli_parse_uint(optarg, 1, 100000, c == OPT_WORKERS ? &o.workers : &o.max_live) < 0)
         return cli_usage(cmd, "bad %s '%s'", c == OPT_WORKERS ? "--workers" : "--max-sandboxes", optarg);
-      if (c == OPT_WORKERS)
-        o.workers = (unsigned)v;
-      else
-        o.max_live = (unsigned)v;
       break;
     case OPT_FILES:
-      v = strtoul(optarg, &end, 10);
-      if (*end || v < 4 || v > CF_SANDBOX_NR_OPEN)
+      if (cli_parse_uint(optarg, 4, CF_SANDBOX_NR_OPEN, &o.max_files) < 0)
         return cli_usage(cmd, "bad --max-files '%s' (4..%d)", optarg, CF_SANDBOX_NR_OPEN);
-      o.max_files = (unsigned)v;
       break;
     case OPT_MEMORY:
       if (cli_parse_size(optarg, &size) < 0 || size < (1u << 20))
@@ -503,12 +494,11 @@ static int cmd_port(const struct cli_cmd *cmd, int argc, char **argv)
     json_decref(r);
     return EXIT_OK;
   }
-  char *end;
-  unsigned long port = strtoul(argv[first + 1], &end, 10);
-  if (*end || !port || port > 65535)
+  unsigned port;
+  if (cli_parse_uint(argv[first + 1], 1, 65535, &port) < 0)
     return cli_usage(cmd, "bad PORT '%s' (1-65535)", argv[first + 1]);
   if (port_rm) {
-    snprintf(path, sizeof path, "/v1/sandboxes/%s/ports/%lu", id, port);
+    snprintf(path, sizeof path, "/v1/sandboxes/%s/ports/%u", id, port);
     r = call("DELETE", path, NULL, NULL);
   } else {
     snprintf(path, sizeof path, "/v1/sandboxes/%s/ports", id);

@@ -188,6 +188,17 @@ int cli_parse_seconds(const char *s, double *out)
   return 0;
 }
 
+int cli_parse_uint(const char *s, unsigned lo, unsigned hi, unsigned *out)
+{
+  char *end;
+  errno = 0;
+  unsigned long v = strtoul(s, &end, 10);
+  if (errno || *end || end == s || *s == '-' || v < lo || v > hi)
+    return -1;
+  *out = (unsigned)v;
+  return 0;
+}
+
 void cli_progress_init(struct cli_progress *p, const char *what)
 {
   p->what = what;
@@ -220,7 +231,9 @@ int main(int argc, char **argv)
 {
   int i = 1;
   init_tables();
-  cf_nofile_raise(); /* fork -n N keeps two files per child */
+  /* fork -n N keeps two files per child; run's sandbox may hold up to
+   * CF_SANDBOX_NR_OPEN (its guest's nr_open, as Linux's) */
+  cf_nofile_raise(CF_SANDBOX_NR_OPEN + 1024);
   /* The threads that serve guests run under seccomp (shim/seccomp.c)
    * unless COWFORK_SECCOMP=0 here or --no-seccomp on the command. */
   const char *sc = getenv("COWFORK_SECCOMP");

@@ -15,13 +15,17 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <ftw.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "cli.h"
 #include "cowfork/error.h"
+#include "cowfork/extfs.h"
+#include "cowfork/header.h"
 #include "cowfork/image.h"
 #include "cowfork/mem.h"
 #include "cowfork/netpolicy.h"
@@ -98,6 +102,7 @@ enum {
   BOX_OPT_PIDS,
   BOX_OPT_CWD,
   BOX_OPT_NET,
+  BOX_OPT_MAX_FILES,
   BOX_OPT_END
 };
 #define BOX_OPTS                                                                                                       \
@@ -106,7 +111,8 @@ enum {
       {"timeout", required_argument, 0, BOX_OPT_TIMEOUT}, {"strace", no_argument, 0, BOX_OPT_STRACE},           \
       {"no-seccomp", no_argument, 0, BOX_OPT_NO_SECCOMP}, {"user", required_argument, 0, BOX_OPT_USER},          \
       {"cpus", required_argument, 0, BOX_OPT_CPUS}, {"pids", required_argument, 0, BOX_OPT_PIDS},       \
-      {"cwd", required_argument, 0, BOX_OPT_CWD}, {"net", required_argument, 0, BOX_OPT_NET}
+      {"cwd", required_argument, 0, BOX_OPT_CWD}, {"net", required_argument, 0, BOX_OPT_NET},  \
+      {"max-files", required_argument, 0, BOX_OPT_MAX_FILES}
 
 /* Option c (getopt_long's, argument optarg) if it is one of BOX_OPTS or -v,
  * into o and env: -1 if c is none of them, EXIT_OK if taken, or the exit
@@ -128,24 +134,18 @@ static int box_opt(const struct cli_cmd *cmd, int c, struct cf_sandbox_opts *o, 
   case BOX_OPT_STRACE:
     o->strace = true;
     return EXIT_OK;
-  case BOX_OPT_CPUS: {
-    char *end;
-    errno = 0;
-    long n = strtol(optarg, &end, 10);
-    if (errno || *end || end == optarg || n < 1 || n > CF_SANDBOX_MAX_THREADS)
+  case BOX_OPT_CPUS:
+    if (cli_parse_uint(optarg, 1, CF_SANDBOX_MAX_THREADS, &o->cpus) < 0)
       return cli_usage(cmd, "bad --cpus '%s' (1-%d)", optarg, CF_SANDBOX_MAX_THREADS);
-    o->cpus = (unsigned)n;
     return EXIT_OK;
-  }
-  case BOX_OPT_PIDS: {
-    char *end;
-    errno = 0;
-    long n = strtol(optarg, &end, 10);
-    if (errno || *end || end == optarg || n < 1 || n > 4096)
+  case BOX_OPT_PIDS:
+    if (cli_parse_uint(optarg, 1, 4096, &o->max_pids) < 0)
       return cli_usage(cmd, "bad --pids '%s' (1-4096)", optarg);
-    o->max_pids = (unsigned)n;
     return EXIT_OK;
-  }
+  case BOX_OPT_MAX_FILES:
+    if (cli_parse_uint(optarg, 16, CF_SANDBOX_NR_OPEN, &o->max_files) < 0)
+      return cli_usage(cmd, "bad --max-files '%s' (16-%d)", optarg, CF_SANDBOX_NR_OPEN);
+    return EXIT_OK;
   case BOX_OPT_CWD:
     if (optarg[0] != '/' || strlen(optarg) >= PATH_MAX)
       return cli_usage(cmd, "bad --cwd '%s' (an absolute path in the sandbox)", optarg);
@@ -178,11 +178,68 @@ static int box_opt(const struct cli_cmd *cmd, int c, struct cf_sandbox_opts *o, 
   }
 }
 
+/* --max-files of `cowfork run` when not given: its one sandbox may hold
+ * what this process's fd limit leaves room for (main raised the soft limit
+ * to the hard one), at most CF_SANDBOX_NR_OPEN, at least the default. */
+static unsigned run_max_files(void)
+{
+  struct rlimit rl;
+  if (getrlimit(RLIMIT_NOFILE, &rl) < 0)
+    return CF_SANDBOX_MAX_FILES;
+  rlim_t room = rl.rlim_cur == RLIM_INFINITY ? CF_SANDBOX_NR_OPEN : rl.rlim_cur;
+  room = room > 2 * CF_SANDBOX_FIXED_FDS + 64 ? room - 2 * CF_SANDBOX_FIXED_FDS - 64 : 0;
+  if (room > CF_SANDBOX_NR_OPEN)
+    room = CF_SANDBOX_NR_OPEN;
+  return room < CF_SANDBOX_MAX_FILES ? CF_SANDBOX_MAX_FILES : (unsigned)room;
+}
+
+static int rm_entry(const char *path, const struct stat *st, int type, struct FTW *ftw)
+{
+  (void)st, (void)type, (void)ftw;
+  remove(path);
+  return 0;
+}
+
+/* --disk SIZE of `cowfork run`: an empty image of SIZE in a store of its
+ * own (a temporary directory under $TMPDIR or /var/tmp), an overlay over it
+ * and an ext4 file system made on that. The directory is removed at once:
+ * the overlay's cache file is already unlinked and an empty image has no
+ * layer to read, so the disk needs no name and vanishes with the process
+ * (nothing of it is kept after the run yet). */
+static struct cf_overlay *run_disk(uint64_t size, struct cf_store **store)
+{
+  const char *tmp = getenv("TMPDIR");
+  char dir[PATH_MAX];
+  snprintf(dir, sizeof dir, "%s/cowfork-disk.XXXXXX", tmp && *tmp ? tmp : "/var/tmp");
+  if (!mkdtemp(dir)) {
+    cli_error("--disk: %s: %s", dir, strerror(errno));
+    return NULL;
+  }
+  struct cf_overlay *ov = NULL;
+  struct cf_header *h = cf_header_new_empty(size, CF_EXTFS_BLOCK);
+  struct cf_image *img = NULL;
+  if ((*store = cf_store_open(dir)) && h && cf_store_put_header(*store, "disk", h) == 0 &&
+      (img = cf_image_open(*store, "disk")) && (ov = cf_overlay_new(img, dir)) && cf_extfs_mkfs(ov, "cowfork") < 0) {
+    cf_overlay_free(ov);
+    ov = NULL;
+  }
+  if (!ov)
+    cli_error("--disk: %s", cf_error());
+  cf_header_free(h);
+  nftw(dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+  if (!ov && *store) {
+    cf_store_close(*store);
+    *store = NULL;
+  }
+  return ov;
+}
+
 static int cmd_run(const struct cli_cmd *cmd, int argc, char **argv)
 {
-  enum { OPT_CPU = BOX_OPT_END, OPT_VERBOSE, OPT_COPY_FILES };
+  enum { OPT_CPU = BOX_OPT_END, OPT_VERBOSE, OPT_COPY_FILES, OPT_DISK };
   static const struct option opts[] = {BOX_OPTS,
                                        {"copy-files", no_argument, 0, OPT_COPY_FILES},
+                                       {"disk", required_argument, 0, OPT_DISK},
                                        {"cpu-limit", required_argument, 0, OPT_CPU},
                                        {"verbose", no_argument, 0, OPT_VERBOSE},
                                        {0}};
@@ -190,6 +247,7 @@ static int cmd_run(const struct cli_cmd *cmd, int argc, char **argv)
     return EXIT_OK;
   struct cf_sandbox_opts o = {.root = NULL, .stdio = {0, 1, 2}};
   struct envset env = {0};
+  uint64_t disk_size = 0;
   int c;
   optind = 1;
   opterr = 0;
@@ -211,6 +269,10 @@ static int cmd_run(const struct cli_cmd *cmd, int argc, char **argv)
     case OPT_COPY_FILES:
       o.copy_files = true;
       break;
+    case OPT_DISK:
+      if (cli_parse_size(optarg, &disk_size) < 0 || disk_size % (1 << 20) || disk_size < (16 << 20))
+        return cli_usage(cmd, "bad --disk '%s' (a multiple of 1M, at least 16M)", optarg);
+      break;
     default:
       return cli_usage(cmd, "unknown option '%s'", argv[optind - 1]);
     }
@@ -219,6 +281,8 @@ static int cmd_run(const struct cli_cmd *cmd, int argc, char **argv)
     return cli_usage(cmd, "missing PROGRAM");
   o.program = argv[optind];
   o.argv = argv + optind;
+  if (!o.max_files)
+    o.max_files = run_max_files();
   char rootbuf[PATH_MAX];
   if (cli_root_resolve(o.root, rootbuf, sizeof rootbuf) < 0) {
     free(env.v);
@@ -230,16 +294,25 @@ static int cmd_run(const struct cli_cmd *cmd, int argc, char **argv)
   if (!envp)
     return cli_usage(cmd, "%s", cf_error());
   o.envp = envp;
+  struct cf_store *disk_store = NULL;
+  if (disk_size && !(o.disk = run_disk(disk_size, &disk_store))) {
+    free(envp);
+    return EXIT_ERR;
+  }
   char jailbuf[PATH_MAX];
   int jr = cli_jail(&o.root, jailbuf, NULL, box_user);
   if (jr) {
     free(envp);
+    cf_overlay_free(o.disk);
+    cf_store_close(disk_store);
     return jr;
   }
   struct cf_sandbox_result res;
   fflush(stdout);
   int rr = cf_sandbox_run(&o, &res);
   free(envp);
+  cf_overlay_free(o.disk);
+  cf_store_close(disk_store);
   if (rr < 0)
     return cli_error("run %s: %s", o.program, cf_error());
   if (res.timed_out)
@@ -494,20 +567,20 @@ static int cmd_fork(const struct cli_cmd *cmd, int argc, char **argv)
   bool json = false, strace = false;
   double timeout = 0;
   int c;
-  char *end;
+  unsigned v;
   optind = 1;
   opterr = 0;
   while ((c = getopt_long(argc, argv, "n:", opts, NULL)) != -1) {
     switch (c) {
     case 'n':
-      n = strtoul(optarg, &end, 10);
-      if (*end || n == 0 || n > 100000)
+      if (cli_parse_uint(optarg, 1, 100000, &v) < 0)
         return cli_usage(cmd, "bad -n '%s' (1..100000)", optarg);
+      n = v;
       break;
     case OPT_JOBS:
-      jobs = strtoul(optarg, &end, 10);
-      if (*end || jobs == 0 || jobs > 1024)
-        return cli_usage(cmd, "bad --jobs '%s'", optarg);
+      if (cli_parse_uint(optarg, 1, 1024, &v) < 0)
+        return cli_usage(cmd, "bad --jobs '%s' (1..1024)", optarg);
+      jobs = v;
       break;
     case OPT_BACKEND:
       if (!(be = cf_mem_backend_find(optarg)))
@@ -709,7 +782,7 @@ out:
   "                busybox-static + python3 + python3-numpy), or with a '/' a host\n" \
   "                directory. --root / shows the host's whole file system to the\n"   \
   "                guest: unsafe for code you do not trust. Writes go to an\n"        \
-  "                to an upper layer in guest memory (the root's files are never\n" \
+  "                upper layer in guest memory (the root's files are never\n"       \
   "                written; docs/sandbox.md \"Files\")\n"
 #define NET_HELP                                                                      \
   "  --net POLICY  where its sockets may go beyond its own loopback: none (the\n"  \
@@ -722,11 +795,15 @@ out:
   "  --env K=V     set K in the program's environment (repeatable); --env K\n"     \
   "                passes this command's value of K (nothing when unset)\n"        \
   "  --hostname NAME  the sandbox's hostname (uname -n; default cowfork)\n"        \
-  "  --cpus N      vCPUs that run the program's threads at once (1-31, default\n" \
+  "  --cpus N      vCPUs that run the program's threads at once (1-121, default\n" \
   "                2; more threads take turns); what sched_getaffinity and\n"    \
   "                /proc/cpuinfo show\n"                                          \
   "  --pids N      processes alive at once, zombies included (default 64): a\n"  \
   "                fork past it fails with EAGAIN\n"                              \
+  "  --max-files N host fds the open files of all its processes may hold\n"     \
+  "                together (16-65536; ENFILE past it), also its RLIMIT_NOFILE\n" \
+  "                hard limit (soft: 1024 or N); default 1024, and for run what\n" \
+  "                this command's own fd limit leaves room for, up to 65536\n"    \
   "  --cwd DIR     the directory the program starts in (an absolute path in the\n" \
   "                sandbox; default /); a relative PROGRAM is found from it, and\n" \
   "                PWD=DIR is set (before --env)\n"                               \
@@ -746,8 +823,8 @@ out:
 const struct cli_cmd cli_sandbox_cmds[] = {
     {"run", "run a Linux program in a micro-VM sandbox",
      "Usage: cowfork run [--root NAME|DIR] [--mem SIZE] [--timeout S] [--cpu-limit S] [--strace] [-v]\n"
-     "                   [--copy-files] [--env K=V|K]... [--hostname NAME] [--cpus N] [--pids N] [--cwd DIR]\n"
-     "                   [--net POLICY] [--no-seccomp] [--user NAME] -- PROGRAM [ARGS...]\n"
+     "                   [--copy-files] [--env K=V|K]... [--hostname NAME] [--cpus N] [--pids N] [--max-files N] [--cwd DIR]\n"
+     "                   [--net POLICY] [--disk SIZE] [--no-seccomp] [--user NAME] -- PROGRAM [ARGS...]\n"
      "\n"
      "Run an x86-64 Linux PROGRAM (a path inside the root; static, or dynamic with\n"
      "its interpreter and libraries from the root) in a KVM micro-VM\n"
@@ -757,6 +834,10 @@ const struct cli_cmd cli_sandbox_cmds[] = {
      "Options:\n"
      ROOT_HELP
      "  --mem SIZE    guest memory, a multiple of 2M (default 256M)\n"
+     "  --disk SIZE   keep the data of the files the program writes (outside\n"
+     "                /tmp and /dev/shm) on a disk of SIZE (a multiple of 1M,\n"
+     "                at least 16M), not in guest memory: an ext4 file system\n"
+     "                on a copy-on-write image, removed when the run ends\n"
      "  --timeout S   kill the sandbox after S seconds\n"
      "  --cpu-limit S kill the sandbox after S seconds of CPU time\n"
      "  --strace      print every system call and its result to stderr\n"
@@ -769,7 +850,7 @@ const struct cli_cmd cli_sandbox_cmds[] = {
     {"template create", "run a program to its ready point and save it as a template",
      "Usage: cowfork template create NAME [--root NAME|DIR] [--mem SIZE] [--ready stdin|MARKER]\n"
      "                               [--timeout S] [--strace] [-v] [--env K=V|K]...\n"
-     "                               [--hostname NAME] [--cpus N] [--pids N] [--cwd DIR] [--net POLICY]\n"
+     "                               [--hostname NAME] [--cpus N] [--pids N] [--max-files N] [--cwd DIR] [--net POLICY]\n"
      "                               [--no-seccomp] [--user NAME]\n"
      "                               -- PROGRAM [ARGS...]\n"
      "\n"

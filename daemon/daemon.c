@@ -2703,7 +2703,7 @@ static int fit_limits(struct daemon *d, struct cf_daemon_opts *o, bool live_give
     o->max_files = 256; /* the daemon's default share (a sandbox of `cowfork run` has CF_SANDBOX_MAX_FILES) */
   if (o->max_files > CF_SANDBOX_NR_OPEN)
     o->max_files = CF_SANDBOX_NR_OPEN;
-  cf_nofile_raise();
+  cf_nofile_raise(0); /* its budget is checked against the limit it was given */
   struct rlimit rl;
   if (getrlimit(RLIMIT_NOFILE, &rl) < 0)
     return cf_fail(errno, "getrlimit: %m");

@@ -88,8 +88,9 @@ int cf_pin_cpu(int cpu);
 /* s as a JSON string (quoted, escaped) on stdout. */
 void cf_json_puts(const char *s);
 /* Raise the soft RLIMIT_NOFILE to the hard one (a front end that holds
- * files per sandbox: cowfork fork -n 1000 keeps two per child). */
-void cf_nofile_raise(void);
+ * files per sandbox: cowfork fork -n 1000 keeps two per child); first the
+ * hard one to at least want where this process may (root), 0: never. */
+void cf_nofile_raise(unsigned long want);
 
 static inline bool cf_is_pow2(uint64_t x) { return x && !(x & (x - 1)); }
 

@@ -133,10 +133,15 @@ int cf_pin_cpu(int cpu)
   return sched_setaffinity(0, sizeof set, &set);
 }
 
-void cf_nofile_raise(void)
+void cf_nofile_raise(unsigned long want)
 {
   struct rlimit rl;
-  if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+  if (getrlimit(RLIMIT_NOFILE, &rl) < 0)
+    return;
+  if (rl.rlim_max != RLIM_INFINITY && rl.rlim_max < want &&
+      setrlimit(RLIMIT_NOFILE, &(struct rlimit){want, want}) == 0)
+    return;
+  if (rl.rlim_cur < rl.rlim_max) {
     rl.rlim_cur = rl.rlim_max;
     setrlimit(RLIMIT_NOFILE, &rl);
   }

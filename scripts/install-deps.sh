@@ -4,7 +4,7 @@
 set -eu
 PKGS="
 gcc make pkg-config
-libroaring-dev uuid-dev libxxhash-dev libmicrohttpd-dev libjansson-dev libarchive-dev libseccomp-dev
+libroaring-dev uuid-dev libxxhash-dev libext2fs-dev libmicrohttpd-dev libjansson-dev libarchive-dev libseccomp-dev
 clang libclang-rt-14-dev
 xfsprogs e2fsprogs util-linux
 qemu-utils libnbd-bin nbdkit python3-libnbd fio

@@ -161,6 +161,10 @@ static short file_poll_depth(struct sb *sb, struct file *f, int depth)
     return epoll_ready(sb, f->ep, depth);
   case F_TIMERFD:
     return timerfd_poll(sb, f);
+  case F_PIDFD: { /* Linux's pidfd_poll: readable once the process ended, hung up once reaped */
+    const struct sb *p = pidfd_proc(sb, f);
+    return !p ? POLLIN | POLLRDNORM | POLLHUP : p->zombie ? POLLIN | POLLRDNORM : 0;
+  }
   }
   return POLLNVAL;
 }
@@ -839,6 +843,7 @@ static bool can_poll(struct file *f)
   case F_SIGNALFD:
   case F_EPOLL:
   case F_TIMERFD:
+  case F_PIDFD:
     return true;
   }
   return false;

@@ -54,6 +54,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "cowfork/extfs.h"
 #include "internal.h"
 #include "shim/shim.h"
 
@@ -401,6 +402,17 @@ int fs_init(struct sb *sb, const char *root, const int stdio[3])
     sb->tmpfs = tmp_new(sb->mem, base, TMP_SIZE(sb->mem_size));
     if (!sb->tmpfs)
       return cf_fail(ENOMEM, "tmpfs: %m");
+    if (sb->opts && sb->opts->disk) {
+      struct cf_extfs *x = cf_extfs_open(sb->opts->disk);
+      if (!x || tmp_set_disk(sb->tmpfs, x) < 0) {
+        int e = cf_errno();
+        char msg[256];
+        snprintf(msg, sizeof msg, "%s", cf_error());
+        if (x)
+          cf_extfs_close(x);
+        return cf_fail(e ? e : EIO, "--disk: %s", msg);
+      }
+    }
     root_attr(sb);
     /* The program cannot reach the region through its page tables either:
      * a stray store there is a SIGSEGV, as on Linux, not a change to /tmp. */
@@ -442,7 +454,10 @@ void fs_fini(struct sb *sb)
   free(sb->root_tmp);
   sb->root_tmp = NULL;
   sb->nlocks = sb->caplocks = 0;
+  ipc_exit(sb);
   mm_shared_fini(sb);
+  if (proc_is_first(sb))
+    ipc_fini(sb);
   if (sb->rootfd >= 0)
     close(sb->rootfd);
   sb->rootfd = -1;
@@ -642,6 +657,7 @@ static long file_stat(struct sb *sb, struct file *f, struct stat *st)
   case F_SIGNALFD:
   case F_EPOLL:
   case F_TIMERFD:
+  case F_PIDFD:
     /* Linux's anonymous inode: mode 0600 and no file type, owned by root */
     memset(st, 0, sizeof *st);
     st->st_mode = S_IRUSR | S_IWUSR;
@@ -844,7 +860,7 @@ static long reopen_fd(struct sb *sb, struct file *of, int flags, unsigned mode, 
   if ((acc != O_WRONLY && oacc == O_WRONLY) || (acc != O_RDONLY && oacc == O_RDONLY))
     return -EACCES;
   struct file *f = NULL;
-  if (of->type == F_EVENTFD || of->type == F_SIGNALFD || of->type == F_EPOLL || of->sock)
+  if (of->type == F_EVENTFD || of->type == F_SIGNALFD || of->type == F_EPOLL || of->type == F_PIDFD || of->sock)
     return -ENXIO; /* an anonymous inode or a socket cannot be opened again (Linux) */
   if (of->type == F_HOST && (of->stdio >= 0 || of->path[0] != '/')) {
     int h = fcntl(of->hostfd, F_DUPFD_CLOEXEC, 3);
@@ -1151,6 +1167,8 @@ static long do_read_held(struct sb *sb, struct file *f, uint64_t buf, uint64_t l
     return off >= 0 ? -ESPIPE : event_read(sb, f, buf, len);
   case F_TIMERFD:
     return off >= 0 ? -ESPIPE : timerfd_read(sb, f, buf, len);
+  case F_PIDFD:
+    return -EINVAL; /* no read method (Linux) */
   }
   return -EBADF;
 }
@@ -1215,6 +1233,8 @@ static long do_write_held(struct sb *sb, struct file *f, uint64_t buf, uint64_t 
     return -EISDIR;
   case F_TIMERFD:
     return off >= 0 ? -ESPIPE : -EINVAL; /* no write, as Linux */
+  case F_PIDFD:
+    return -EINVAL;
   case F_TMP: {
     if (tmp_fifo(f->node))
       return -EBADF; /* an O_PATH handle of a FIFO (fifo_open) */
@@ -2763,6 +2783,8 @@ long sys_lseek(struct sb *sb, const uint64_t a[6], long nr)
   if (f->type == F_DEV || f->type == F_EVENTFD || f->type == F_SIGNALFD || f->type == F_EPOLL ||
       f->type == F_TIMERFD)
     return 0; /* noop_llseek */
+  if (f->type == F_PIDFD)
+    return -ESPIPE;
   if (wh == SEEK_DATA || wh == SEEK_HOLE) {
     if (f->type != F_TMP || !f->node)
       return -EINVAL; /* F_VDIR, F_VIRT: default_llseek's */
@@ -3172,7 +3194,13 @@ long sys_statfs(struct sb *sb, const uint64_t a[6], long nr)
   } else if (virt_is_virt(abs) || tmp_is_shm(abs) || (strncmp(abs, "/tmp", 4) == 0 && (abs[4] == 0 || abs[4] == '/'))) {
     s.type = 0x01021994; /* /tmp: as /proc/mounts shows it, a tmpfs (on the same pages) */
   }
-  if (s.type != 0x9fa0) {
+  uint64_t b, bf, fi, ff;
+  if (s.type == 0x794c7630 && tmp_disk_usage(sb->tmpfs, &b, &bf, &fi, &ff)) { /* --disk: the disk's */
+    s.blocks = (int64_t)b;
+    s.bfree = s.bavail = (int64_t)bf;
+    s.files = (int64_t)fi;
+    s.ffree = (int64_t)ff;
+  } else if (s.type != 0x9fa0) {
     uint64_t total, used;
     tmp_usage(sb->tmpfs, &total, &used);
     s.blocks = (int64_t)total;
@@ -3227,11 +3255,12 @@ static void fds_save(struct sb *sb, struct wbuf *w)
  * files by path, flags and offset; the sandbox's stdio as such; /tmp files
  * by node; eventfd, signalfd and epoll files with their state, event.c
  * event_save; sockets net.c carries, net_save: listeners, unconnected
- * sockets), then the fd table referring to them. The first process's
+ * sockets; a pidfd as its pid, in the offset field), then the fd table
+ * referring to them. The first process's
  * file table holds the open files of every process of the sandbox (one a
  * fork shares stays one), the others' state has only their fd table
- * (snapshot.c, version 7). -1 + cf_error (ENOTSUP: an open pipe or FIFO, a
- * MAP_SHARED mapping, a file in /dev/shm, an epoll entry of a pipe; tmpfs.c
+ * (snapshot.c, version 7). -1 + cf_error (ENOTSUP: a System V object,
+ * ipc.c; an open pipe or FIFO, a MAP_SHARED mapping, a file in /dev/shm, an epoll entry of a pipe; tmpfs.c
  * tmp_save_prepare; a connected socket, a listener with connections
  * waiting, a datagram socket with datagrams waiting: net_save_check). */
 int fs_save(struct sb *sb, struct wbuf *w)
@@ -3240,6 +3269,9 @@ int fs_save(struct sb *sb, struct wbuf *w)
     fds_save(sb, w);
     return w->err ? cf_fail(ENOMEM, "out of memory") : 0;
   }
+  char ipc_why[300];
+  if (ipc_save_refused(sb, ipc_why, sizeof ipc_why) < 0)
+    return cf_fail(ENOTSUP, "%s", ipc_why);
   int np = 1;
   struct sb *const *ps = sb->w ? proc_list(sb, &np) : &sb;
   size_t all = 1;
@@ -3312,6 +3344,8 @@ int fs_save(struct sb *sb, struct wbuf *w)
       off_t o = lseek(f->hostfd, 0, SEEK_CUR);
       off = o < 0 ? 0 : (uint64_t)o;
     }
+    if (f->type == F_PIDFD)
+      off = (uint64_t)f->pid; /* the pid it names: the template keeps every process's (process.c) */
     w_u64(w, off);
     if ((f->type == F_EVENTFD || f->type == F_SIGNALFD || f->type == F_EPOLL) && event_save(sb, f, w) < 0)
       return -1;
@@ -3453,6 +3487,11 @@ int fs_load(struct sb *sb, struct rbuf *r, const char *name)
       files[i] = f;
       if (event_load(sb, f, r, nf) < 0)
         BAD("bad event file");
+    } else if (type == F_PIDFD) {
+      if (!off || off > INT_MAX)
+        BAD("bad pidfd");
+      if ((f = file_new(F_PIDFD, -1, fl, buf)))
+        f->pid = (int)off;
     } else if (type == F_TMP || type == F_TMPDIR) {
       if (!node || tmp_is_dir(nodes[node - 1]) != (type == F_TMPDIR))
         BAD("bad file table");

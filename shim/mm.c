@@ -158,7 +158,7 @@ int shm_grow(struct shm_obj *o, uint64_t size)
   return 0;
 }
 
-static int shmap_add(struct sb *sb, uint64_t start, uint64_t end, struct shm_obj *o, uint64_t off)
+static int shmap_add(struct sb *sb, uint64_t start, uint64_t end, struct shm_obj *o, uint64_t off, bool nowrite)
 {
   if (sb->nshmaps == sb->capshmaps) {
     int cap = sb->capshmaps ? 2 * sb->capshmaps : 8;
@@ -171,7 +171,7 @@ static int shmap_add(struct sb *sb, uint64_t start, uint64_t end, struct shm_obj
     sb->capshmaps = cap;
   }
   shm_ref(o);
-  sb->shmaps[sb->nshmaps++] = (struct shmap){start, end, off, o};
+  sb->shmaps[sb->nshmaps++] = (struct shmap){start, end, off, o, nowrite};
   return 0;
 }
 
@@ -196,7 +196,7 @@ static int shared_release(struct sb *sb, uint64_t start, uint64_t end)
     if (m->end <= start || m->start >= end)
       continue;
     if (m->start < start && m->end > end) { /* a hole in the middle: split */
-      if (shmap_add(sb, end, m->end, m->obj, m->off + (end - m->start)) < 0)
+      if (shmap_add(sb, end, m->end, m->obj, m->off + (end - m->start), m->nowrite) < 0)
         return -ENOMEM;
       sb->shmaps[i].end = start;
     } else if (m->start < start) {
@@ -207,6 +207,8 @@ static int shared_release(struct sb *sb, uint64_t start, uint64_t end)
     } else {
       struct shm_obj *o = m->obj;
       sb->shmaps[i] = sb->shmaps[--sb->nshmaps];
+      if (o->sysv)
+        ipc_shm_detached(sb, o); /* (after the record went: nattch counts the others) */
       shm_unref(o);
       i--;
     }
@@ -234,8 +236,12 @@ void mm_shared_fini(struct sb *sb)
 {
   if (sb->mm_sharers)
     return; /* vfork children still run in this address space: dropped when the last leaves (process.c mm_release) */
-  for (int i = 0; i < sb->nshmaps; i++)
-    shm_unref(sb->shmaps[i].obj);
+  while (sb->nshmaps > 0) {
+    struct shm_obj *o = sb->shmaps[--sb->nshmaps].obj;
+    if (o->sysv)
+      ipc_shm_detached(sb, o);
+    shm_unref(o);
+  }
   free(sb->shmaps);
   sb->shmaps = NULL;
   sb->nshmaps = sb->capshmaps = 0;
@@ -406,7 +412,7 @@ long mm_map_host(struct sb *sb, uint64_t at, uint64_t len, int prot, int hostfd,
   return (long)at;
 }
 
-int mm_map_shared(struct sb *sb, uint64_t start, uint64_t len, int prot, struct shm_obj *o, uint64_t off)
+int mm_map_shared(struct sb *sb, uint64_t start, uint64_t len, int prot, struct shm_obj *o, uint64_t off, bool nowrite)
 {
   len = PAGE_UP(len);
   if (!range_ok(sb, start, len) || off % PAGE || off + len < off || off + len > o->size)
@@ -421,7 +427,7 @@ int mm_map_shared(struct sb *sb, uint64_t start, uint64_t len, int prot, struct 
   if (mmap(sb->mem + start, len, host_prot(prot), MAP_SHARED | MAP_FIXED, o->fd, (off_t)off) == MAP_FAILED)
     return -errno;
   note_replaced(sb, start, start + len, true);
-  if ((r = shmap_add(sb, start, start + len, o, off)) < 0) {
+  if ((r = shmap_add(sb, start, start + len, o, off, nowrite)) < 0) {
     mmap(sb->mem + start, len, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED | MAP_NORESERVE, -1, 0);
     cut(sb, start, start + len);
     return r;
@@ -465,6 +471,18 @@ int mm_protect(struct sb *sb, uint64_t start, uint64_t len, int prot)
     if (!v)
       return -ENOMEM;
     a = v->end;
+  }
+  if (prot & PROT_WRITE) { /* Linux: EACCES at the first mapping that may not be written, those before it changed */
+    uint64_t bad = start + len;
+    for (int i = 0; i < sb->nshmaps; i++) {
+      const struct shmap *m = &sb->shmaps[i];
+      if (m->nowrite && m->start < start + len && m->end > start && m->start < bad)
+        bad = m->start > start ? m->start : start;
+    }
+    if (bad < start + len) {
+      int r = bad > start ? mm_protect(sb, start, bad - start, prot) : 0;
+      return r < 0 ? r : -EACCES;
+    }
   }
   if (mprotect(sb->mem + start, len, host_prot(prot)) < 0)
     return -errno;
@@ -690,7 +708,7 @@ static long do_mmap(struct sb *sb, const uint64_t a[6])
     }
     if (!o)
       return err == -ENOSPC ? -ENOMEM : err; /* a file's would not fit in /tmp */
-    r = mm_map_shared(sb, at, len, prot, o, off);
+    r = mm_map_shared(sb, at, len, prot, o, off, f && (f->flags & O_ACCMODE) != O_RDWR);
     shm_unref(o); /* the mapping's record holds it */
     return r < 0 ? r : (long)at;
   }
@@ -807,6 +825,10 @@ long sys_mremap(struct sb *sb, const uint64_t a[6], long nr)
   bool file = v->file;
   uint64_t off = 0;
   struct shm_obj *o = mm_shared_at(sb, old, &off);
+  bool nowrite = false;
+  for (int i = 0; i < sb->nshmaps; i++)
+    if (sb->shmaps[i].start <= old && old < sb->shmaps[i].end)
+      nowrite = sb->shmaps[i].nowrite;
   if (!olen && !o)
     return -EINVAL; /* Linux: a second mapping of the same pages is for shared mappings only */
   if (!(flags & MREMAP_FIXED)) {
@@ -824,7 +846,7 @@ long sys_mremap(struct sb *sb, const uint64_t a[6], long nr)
         if (off + nlen < off)
           return -ENOMEM;
         if ((r = shm_grow(o, off + nlen)) < 0 ||
-            (r = mm_map_shared(sb, old + olen, nlen - olen, prot, o, off + olen)) < 0)
+            (r = mm_map_shared(sb, old + olen, nlen - olen, prot, o, off + olen, nowrite)) < 0)
           return r == -EFBIG || r == -ENOSPC ? -ENOMEM : r;
         return (long)old;
       }
@@ -854,7 +876,7 @@ long sys_mremap(struct sb *sb, const uint64_t a[6], long nr)
     shm_ref(o); /* (unmapping the old range may drop the last record) */
     r = shm_grow(o, off + nlen);
     if (r == 0)
-      r = mm_map_shared(sb, at, nlen, prot, o, off);
+      r = mm_map_shared(sb, at, nlen, prot, o, off, nowrite);
     shm_unref(o);
     if (r < 0)
       return r == -EFBIG || r == -ENOSPC ? -ENOMEM : r;

@@ -345,6 +345,9 @@ static struct sb *proc_copy(struct sb *p, bool share, long *err)
   c->lkwait.on = false; /* (another thread of the parent may wait in F_SETLKW) */
   c->net = NULL; /* the sandbox's socket names are the first process's (net.c) */
   c->inotifies = NULL; /* (the first process's: inotify.c) */
+  c->ipc = NULL;       /* (the first process's: ipc.c) */
+  c->semundo = NULL;   /* a fork's child has no SEM_UNDO adjustments (Linux) */
+  c->nsemundo = 0;
   c->parent = p;
   /* the copies (a vfork child sharing the memory takes the owner's
    * address-space fields instead: proc_mm_pull) */
@@ -372,8 +375,10 @@ static struct sb *proc_copy(struct sb *p, bool share, long *err)
       goto nomem;
     memcpy(c->shmaps, p->shmaps, (size_t)p->nshmaps * sizeof *c->shmaps);
     c->nshmaps = c->capshmaps = p->nshmaps;
-    for (int i = 0; i < c->nshmaps; i++)
+    for (int i = 0; i < c->nshmaps; i++) {
       shm_ref(c->shmaps[i].obj); /* mm_fork_vm maps each in the child */
+      ipc_shm_attached(p, c->shmaps[i].obj); /* (Linux's shm_open, run by the parent) */
+    }
   }
   return c;
 nomem:
@@ -388,6 +393,23 @@ nomem:
   return NULL;
 }
 
+/* A file dropped when the scope ends (proc_fork's pidfd until installed). */
+static void file_drop(struct file **f)
+{
+  if (*f)
+    file_unref(*f);
+}
+#define CLEANUP_PIDFD __attribute__((cleanup(file_drop)))
+
+/* Whether sb has a free fd below its RLIMIT_NOFILE. */
+static bool fd_free(struct sb *sb)
+{
+  for (int i = 0, n = fd_limit(sb); i < n; i++)
+    if (i >= sb->nfds || !sb->fds[i])
+      return true;
+  return false;
+}
+
 static unsigned pid_cap(const struct sb *sb)
 {
   struct rlimit rl;
@@ -396,14 +418,15 @@ static unsigned pid_cap(const struct sb *sb)
   return rl.rlim_cur < cap ? (unsigned)rl.rlim_cur : cap;
 }
 
-long proc_fork(struct sb *sb, uint64_t flags, uint64_t sp, uint64_t parent_tid, uint64_t child_tid, uint64_t tls)
+long proc_fork(struct sb *sb, uint64_t flags, uint64_t sp, uint64_t parent_tid, uint64_t child_tid, uint64_t tls,
+               uint64_t pidfd)
 {
   if (flags & (CLONE_NEWNS | CLONE_NEWUSER | CLONE_NEWPID | CLONE_NEWNET | CLONE_NEWUTS | CLONE_NEWIPC |
                CLONE_NEWCGROUP))
     return -EPERM; /* no CAP_SYS_ADMIN in a sandbox */
   if ((flags & CLONE_VM) && !(flags & CLONE_VFORK))
     return -EINVAL; /* processes sharing an address space: not kept (table note) */
-  if (flags & (CLONE_FILES | CLONE_FS | CLONE_SIGHAND | CLONE_PIDFD | CLONE_PTRACE | CLONE_PARENT))
+  if (flags & (CLONE_FILES | CLONE_FS | CLONE_SIGHAND | CLONE_PTRACE | CLONE_PARENT))
     return -EINVAL; /* shared tables between processes: not kept (table note) */
   if ((flags & CLONE_SETTLS) && tls >= (1ull << 47))
     return -EPERM;
@@ -415,6 +438,18 @@ long proc_fork(struct sb *sb, uint64_t flags, uint64_t sp, uint64_t parent_tid, 
     return -EINTR; /* killed meanwhile: its children would outlive it */
   if ((unsigned)(sb->w ? sb->w->nprocs : 1) >= pid_cap(sb))
     return -EAGAIN; /* zombies count, as for RLIMIT_NPROC and a cgroup's pids.max */
+  /* CLONE_PIDFD: the parent's new pidfd (O_CLOEXEC), made before the
+   * child as Linux does (EMFILE, EFAULT: no child); installed once the
+   * child runs, so the child's copy of the fd table has not got it. */
+  CLEANUP_PIDFD struct file *pf = NULL;
+  if (flags & CLONE_PIDFD) {
+    if (!mm_ptr(sb, pidfd, 4, PROT_WRITE))
+      return -EFAULT;
+    if (!fd_free(sb))
+      return -EMFILE;
+    if (!(pf = file_new(F_PIDFD, -1, O_RDWR, "anon_inode:[pidfd]")))
+      return -ENOMEM;
+  }
   struct world *w = world_get(sb);
   if (!w || task_make0(sb) < 0)
     return -EAGAIN;
@@ -486,6 +521,14 @@ long proc_fork(struct sb *sb, uint64_t flags, uint64_t sp, uint64_t parent_tid, 
     goto fail;
   }
   int pid = c->pid;
+  if (pf) {
+    pf->pid = pid;
+    int fd = fd_install(sb, pf, 0, true); /* (a free fd was there: fd_free; the lock is held since) */
+    if (fd >= 0) {
+      pf = NULL;
+      mm_copy_out(sb, pidfd, &fd, 4);
+    }
+  }
   if (flags & CLONE_VFORK) { /* the parent waits for the child's exec or exit */
     c->vfork_parent = sb;
     sb->vfork_wait = true;
@@ -856,6 +899,7 @@ bool proc_exit(struct sb *c)
   notify_parent(c, c->kill_signal ? CLD_KILLED : CLD_EXITED, c->kill_signal ? c->kill_signal : c->exit_code);
   w->dead_cpu_ns += c->cpu_ns; /* its run's, counted at run_timers_end */
   c->zombie = true;
+  wake_all(c); /* its pidfds are readable now (a poll of one, in any process, looks again) */
   w->nthreads--;
   pthread_cond_broadcast(&w->cv);
   if (reap) {
@@ -997,6 +1041,7 @@ static long do_wait(struct sb *sb, int pid, int options, bool keep, struct wait_
         sb->child_cpu_ns += res->cpu_ns; /* Linux: a wait adds the child's and its waited-for children's */
         world_remove(sb->w, z);
         proc_free_reaped(z);
+        wake_all(sb); /* its pidfds hang up */
       }
       return 0;
     }
@@ -1038,6 +1083,7 @@ long proc_waitid(struct sb *sb, const uint64_t a[6])
   if (!(options & (WEXITED | WSTOPPED | WCONTINUED)))
     return -EINVAL;
   int pid;
+  bool nonblock = false;
   switch (idtype) {
   case P_ALL:
     pid = -1;
@@ -1052,15 +1098,25 @@ long proc_waitid(struct sb *sb, const uint64_t a[6])
       return -EINVAL;
     pid = id ? -id : 0;
     break;
-  case P_PIDFD:
-    return -EBADF; /* no pidfds in a sandbox */
+  case P_PIDFD: { /* the pidfd's process; PIDFD_NONBLOCK: WNOHANG, EAGAIN when not ready without it */
+    if (id < 0)
+      return -EINVAL;
+    struct file *f = fs_get(sb, id);
+    if (!f || f->type != F_PIDFD)
+      return -EBADF;
+    pid = f->pid;
+    nonblock = (f->flags & O_NONBLOCK) != 0;
+    break;
+  }
   default:
     return -EINVAL;
   }
   struct wait_res res;
-  long r = do_wait(sb, pid, options, (options & WNOWAIT) != 0, &res);
+  long r = do_wait(sb, pid, options | (nonblock ? WNOHANG : 0), (options & WNOWAIT) != 0, &res);
   if (r < 0)
     return r;
+  if (!res.pid && nonblock && !(options & WNOHANG))
+    return -EAGAIN;
   if (A(2)) {
     siginfo_t si;
     memset(&si, 0, sizeof si);
@@ -1077,6 +1133,80 @@ long proc_waitid(struct sb *sb, const uint64_t a[6])
   if (A(4) && put_rusage(sb, A(4), &res) < 0)
     return -EFAULT;
   return 0;
+}
+
+/* ---- pidfds ----
+ * A pidfd is an open file (F_PIDFD) naming a process by its pid: a
+ * sandbox never gives a pid twice (new_id counts up), so the number is
+ * the process's identity for as long as the file lives, across a fork
+ * (the file is shared), a template (the number is saved: fs.c) and the
+ * process's reaping (then it names nobody: ESRCH, ECHILD, POLLHUP). Its
+ * readiness (event.c file_poll) is Linux's pidfd_poll: POLLIN once the
+ * process has ended (a zombie), POLLHUP too once it was reaped; proc_exit
+ * and a reaping wake every wait so a poll looks again. */
+
+struct sb *pidfd_proc(struct sb *sb, const struct file *f) { return find_pid(sb, f->pid); }
+
+/* Whether pid is a thread of a process other than its first one. */
+static bool is_thread(struct sb *sb, int pid)
+{
+  int n = 1;
+  struct sb *const *ps = sb->w ? proc_list(sb, &n) : &sb;
+  for (int k = 0; k < n; k++)
+    for (int i = 1; i < CF_VM_MAX_VCPUS; i++) {
+      const struct task *t = ps[k]->tasks[i];
+      if (t && !t->done && t->tid == pid)
+        return true;
+    }
+  return false;
+}
+
+/* pidfd_open(pid, flags) */
+long sys_pidfd_open(struct sb *sb, const uint64_t a[6], long nr)
+{
+  int pid = (int)A(0);
+  unsigned flags = (unsigned)A(1);
+  if (flags & ~(unsigned)O_NONBLOCK) /* PIDFD_NONBLOCK; PIDFD_THREAD (6.9) is not kept (table note) */
+    return -EINVAL;
+  if (pid <= 0)
+    return -EINVAL;
+  if (!find_pid(sb, pid))
+    return is_thread(sb, pid) ? -EINVAL : -ESRCH; /* a thread: not a process's leader (Linux) */
+  struct file *f = file_new(F_PIDFD, -1, O_RDWR | (int)(flags & O_NONBLOCK), "anon_inode:[pidfd]");
+  if (!f)
+    return -ENOMEM;
+  f->pid = pid;
+  int fd = fd_install(sb, f, 0, true);
+  if (fd < 0)
+    file_unref(f);
+  return fd;
+}
+
+/* pidfd_getfd(pidfd, targetfd, flags): a duplicate of the process's open
+ * file (close-on-exec), as Linux's; the permission ptrace's attach check
+ * would give in a sandbox: root, or the same user. */
+long sys_pidfd_getfd(struct sb *sb, const uint64_t a[6], long nr)
+{
+  if (A(2))
+    return -EINVAL;
+  struct file *pf = fs_get(sb, (int)A(0));
+  if (!pf || pf->type != F_PIDFD)
+    return -EBADF;
+  struct sb *t = pidfd_proc(sb, pf);
+  if (!t)
+    return -ESRCH;
+  if (sb->uid != 0 && (sb->uid != t->uid || sb->gid != t->gid))
+    return -EPERM;
+  if (t->zombie)
+    return -ESRCH; /* its files are gone: Linux's ESRCH for an exiting task */
+  struct file *f = fs_get(t, (int)A(1));
+  if (!f)
+    return -EBADF;
+  f->refs++;
+  int fd = fd_install(sb, f, 0, true);
+  if (fd < 0)
+    file_unref(f);
+  return fd;
 }
 
 /* ---- signals to other processes ---- */

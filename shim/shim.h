@@ -41,8 +41,9 @@
 #define SB_NOFILE(sb)                                                                                          \
   ((sb)->opts && (sb)->opts->max_files ? ((sb)->opts->max_files < MAX_FDS ? (int)(sb)->opts->max_files : MAX_FDS) \
                                        : CF_SANDBOX_MAX_FILES)
-/* RLIMIT_NOFILE's ceiling (nr_open): max_files when given, else MAX_FDS. */
-#define SB_NR_OPEN(sb) ((sb)->opts && (sb)->opts->max_files ? SB_NOFILE(sb) : MAX_FDS)
+/* RLIMIT_NOFILE's ceiling (nr_open): the host fds it may hold, so that a
+ * guest that raises its limit to the hard one can open that many. */
+#define SB_NR_OPEN(sb) SB_NOFILE(sb)
 
 /* One guest mapping: [start, end), PROT_* bits. */
 struct vma {
@@ -65,10 +66,10 @@ static inline bool vmas_equal(const struct vma *a, int na, const struct vma *b, 
 /* F_DEV: a device of the sandbox's /dev (null, zero, full, random, urandom;
  * state files of version <= 2 call it F_NULL: /dev/null); F_VIRT, F_VDIR: a
  * generated file and a directory of its /proc or /dev (proc.c); F_EVENTFD,
- * F_SIGNALFD, F_EPOLL: the shim's own event files (event.c). The values
- * are saved in state files. */
-enum file_type { F_HOST, F_DIR, F_TMP, F_TMPDIR, F_DEV, F_VIRT, F_VDIR, F_EVENTFD, F_SIGNALFD, F_EPOLL, F_TIMERFD };
-#define F_LAST F_TIMERFD
+ * F_SIGNALFD, F_EPOLL: the shim's own event files (event.c); F_PIDFD: a
+ * process file descriptor (process.c). The values are saved in state files. */
+enum file_type { F_HOST, F_DIR, F_TMP, F_TMPDIR, F_DEV, F_VIRT, F_VDIR, F_EVENTFD, F_SIGNALFD, F_EPOLL, F_TIMERFD, F_PIDFD };
+#define F_LAST F_PIDFD
 struct epoll;  /* an epoll instance's interest list (event.c) */
 struct epitem; /* one entry of it */
 struct vent; /* an entry of /proc or /dev (proc.c) */
@@ -103,6 +104,7 @@ struct file {
   struct epitem *watchers;
   uint64_t wake_in, wake_out;
   struct ktimer *timer; /* F_TIMERFD: its timer (its own: timer.c) */
+  int pid;              /* F_PIDFD: the process it refers to (a sandbox never reuses a pid: process.c) */
   int *hostcount;       /* the sandbox's count of host fds it is in (fd_install), or NULL */
   /* A FIFO's reader opened O_NONBLOCK with no writer: poll shows no POLLHUP
    * until a writer has opened (its FIFO's w_opens moved from fifo_w0), as
@@ -365,7 +367,11 @@ struct sb {
 
   /* MAP_SHARED mappings (mm.c): [start, end) maps obj from off; sorted by
    * nothing, at most MAX_VMAS */
-  struct shmap { uint64_t start, end, off; struct shm_obj *obj; } *shmaps;
+  struct shmap {
+    uint64_t start, end, off;
+    struct shm_obj *obj;
+    bool nowrite; /* mprotect may not add PROT_WRITE (Linux's VMA without VM_MAYWRITE: SHM_RDONLY, a read-only fd) */
+  } *shmaps;
   int nshmaps, capshmaps;
 
   /* the host path of the root's /tmp ("" if it has none), found on the
@@ -426,6 +432,11 @@ struct sb {
   /* the first process: the sandbox's socket names and in-flight SCM_RIGHTS
    * files (net.c), NULL until a socket is made */
   struct net *net;
+  /* the first process: the sandbox's System V IPC objects (ipc.c), NULL
+   * until the first use; each process: its SEM_UNDO adjustments */
+  struct ipc *ipc;
+  struct semundo **semundo;
+  int nsemundo;
 };
 
 struct cf_sandbox {
@@ -514,6 +525,7 @@ struct shm_obj {
   uint64_t size;  /* the memfd's size: never shrinks (a mapping past it would raise SIGBUS) */
   int *hostcount; /* the count its fd is in */
   uint64_t *charge; /* a file's: the /tmp pages it is counted in (size / PAGE), or NULL */
+  struct ipc_shm *sysv; /* a System V segment's (ipc.c), or NULL */
 };
 /* A new object of size bytes (zeros): NULL and *err (-ENFILE, -ENOMEM). */
 struct shm_obj *shm_new(struct sb *sb, uint64_t size, int *err);
@@ -523,12 +535,28 @@ void shm_unref(struct shm_obj *o);
 int shm_grow(struct shm_obj *o, uint64_t size);
 /* Map [off, off+len) of o at guest [start, start+len) MAP_SHARED, replacing
  * what was there: 0 or -errno. */
-int mm_map_shared(struct sb *sb, uint64_t start, uint64_t len, int prot, struct shm_obj *o, uint64_t off);
+int mm_map_shared(struct sb *sb, uint64_t start, uint64_t len, int prot, struct shm_obj *o, uint64_t off,
+                  bool nowrite);
 /* The shared object under guest address addr and its offset there, or NULL
  * (private memory): a futex's key (thread.c). */
 struct shm_obj *mm_shared_at(struct sb *sb, uint64_t addr, uint64_t *off);
 /* Drop every shared mapping record (end of the process). */
 void mm_shared_fini(struct sb *sb);
+/* ipc.c: System V IPC. ipc_shm_detached: a mapping record of o (a
+ * segment's object: o->sysv) went (mm.c); ipc_exit: the process's SEM_UNDO
+ * adjustments applied and dropped (its end: fs_fini); ipc_fini: the
+ * sandbox's objects freed (the first process's fs_fini); ipc_save_refused:
+ * -1 and why (a template cannot hold System V objects), else 0. */
+struct ipc;
+struct ipc_shm;
+struct semundo;
+void ipc_shm_detached(struct sb *sb, struct shm_obj *o);
+/* A mapping record of segment o's object was made (shmat; a fork copied
+ * the parent sb's: Linux's shm_open): shm_atime and shm_lpid (sb's pid). */
+void ipc_shm_attached(struct sb *sb, struct shm_obj *o);
+void ipc_exit(struct sb *sb);
+void ipc_fini(struct sb *sb);
+int ipc_save_refused(struct sb *sb, char *why, size_t size);
 /* msync(2): the checks (the mappings are the files' memory: nothing to write back). */
 int mm_sync(struct sb *sb, uint64_t start, uint64_t len, int flags);
 /* mmap(2) of the guest's open host file hostfd (a regular file, else
@@ -675,6 +703,13 @@ sys_fn sys_alarm, sys_clock_getres, sys_clock_gettime, sys_clock_nanosleep, sys_
     sys_gettimeofday, sys_settimeofday,
     sys_nanosleep, sys_setitimer, sys_time, sys_timer_create, sys_timer_delete, sys_timer_getoverrun,
     sys_timer_gettime, sys_timer_settime, sys_timerfd_create, sys_timerfd_gettime, sys_timerfd_settime, sys_times;
+/* process.c */
+sys_fn sys_pidfd_open, sys_pidfd_getfd;
+/* ipc.c */
+sys_fn sys_shmget, sys_shmat, sys_shmdt, sys_shmctl, sys_semget, sys_semop, sys_semctl, sys_msgget, sys_msgsnd,
+    sys_msgrcv, sys_msgctl;
+/* signal.c */
+sys_fn sys_pidfd_send_signal;
 /* task.c */
 sys_fn sys_arch_prctl, sys_clone, sys_clone3, sys_execve, sys_exit, sys_fork, sys_futex, sys_getgid, sys_getgroups,
     sys_getpgrp, sys_getpid, sys_getppid, sys_getrandom, sys_getresuid, sys_getrlimit, sys_prlimit64, sys_getrusage, sys_gettid,
@@ -799,8 +834,13 @@ struct sb *const *proc_list(const struct sb *sb, int *n);
  * first process begins. */
 uint64_t proc_others_cpu_ns(struct sb *sb);
 void proc_run_start(struct sb *sb);
-/* fork, vfork, clone without CLONE_THREAD: the child's pid or -errno. */
-long proc_fork(struct sb *sb, uint64_t flags, uint64_t sp, uint64_t parent_tid, uint64_t child_tid, uint64_t tls);
+/* fork, vfork, clone without CLONE_THREAD: the child's pid or -errno.
+ * pidfd: where CLONE_PIDFD puts the new pidfd (clone's parent_tid,
+ * clone3's own field). */
+long proc_fork(struct sb *sb, uint64_t flags, uint64_t sp, uint64_t parent_tid, uint64_t child_tid, uint64_t tls,
+               uint64_t pidfd);
+/* The pidfd f's process (a zombie too), NULL when it was reaped. */
+struct sb *pidfd_proc(struct sb *sb, const struct file *f);
 long proc_waitid(struct sb *sb, const uint64_t a[6]);
 /* kill(2)'s targets; send delivers to one process. */
 long proc_kill(struct sb *sb, int pid, int sig, long (*send)(struct sb *from, struct sb *to, int sig));
@@ -1028,6 +1068,13 @@ void run_kick_install(void);
  * way (ovl.c resolves them), or /dev/shm. */
 struct tmpfs *tmp_new(uint8_t *mem, uint64_t base, uint64_t size);
 void tmp_destroy(struct tmpfs *fs);
+/* --disk: the upper layer's files (not /tmp's or /dev/shm's) keep their
+ * data on disk, an ext4 file system that tmp_destroy closes (tmpfs.c, the
+ * `disk` store). At once after tmp_new. */
+struct cf_extfs;
+int tmp_set_disk(struct tmpfs *fs, struct cf_extfs *disk);
+/* statfs of the disk in 4 KiB blocks and inodes: false without one. */
+bool tmp_disk_usage(struct tmpfs *fs, uint64_t *blocks, uint64_t *bfree, uint64_t *files, uint64_t *ffree);
 uint64_t tmp_region_base(const struct tmpfs *fs);
 uint64_t tmp_region_size(const struct tmpfs *fs);
 /* Guest memory moved to another host mapping (a parked child's new VM). */

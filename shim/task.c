@@ -411,15 +411,19 @@ long sys_clone(struct sb *sb, const uint64_t a[6], long nr)
   /* Linux's checks first: a thread shares the handlers, which share the memory. */
   if (((A(0) & CLONE_THREAD) && !(A(0) & CLONE_SIGHAND)) || ((A(0) & CLONE_SIGHAND) && !(A(0) & CLONE_VM)))
     return -EINVAL;
+  /* CLONE_PIDFD puts the pidfd where parent_tid points: not with
+   * CLONE_PARENT_SETTID (the same word) nor the legacy CLONE_DETACHED. */
+  if ((A(0) & CLONE_PIDFD) && (A(0) & (CLONE_PARENT_SETTID | CLONE_DETACHED)))
+    return -EINVAL;
   if (!(A(0) & CLONE_THREAD))
-    return proc_fork(sb, A(0), A(1), A(2), A(3), A(4));
+    return proc_fork(sb, A(0), A(1), A(2), A(3), A(4), A(2));
   return task_clone(sb, A(0), A(1), A(2), A(3), A(4));
 }
 
 /* fork, vfork */
 long sys_fork(struct sb *sb, const uint64_t a[6], long nr)
 {
-  return proc_fork(sb, nr == SYS_vfork ? CLONE_VM | CLONE_VFORK | SIGCHLD : SIGCHLD, 0, 0, 0, 0);
+  return proc_fork(sb, nr == SYS_vfork ? CLONE_VM | CLONE_VFORK | SIGCHLD : SIGCHLD, 0, 0, 0, 0, 0);
 }
 
 /* clone3(args, size): threads and processes as clone */
@@ -445,7 +449,9 @@ long sys_clone3(struct sb *sb, const uint64_t a[6], long nr)
   if (!(ca.flags & CLONE_THREAD)) {
     if ((ca.flags & CLONE_SIGHAND) && !(ca.flags & CLONE_VM))
       return -EINVAL;
-    return proc_fork(sb, ca.flags | ca.exit_signal, sp, ca.parent_tid, ca.child_tid, ca.tls);
+    if ((ca.flags & CLONE_PIDFD) && (ca.flags & CLONE_PARENT_SETTID) && ca.pidfd == ca.parent_tid)
+      return -EINVAL;
+    return proc_fork(sb, ca.flags | ca.exit_signal, sp, ca.parent_tid, ca.child_tid, ca.tls, ca.pidfd);
   }
   if (!(ca.flags & CLONE_SIGHAND) || !(ca.flags & CLONE_VM) || ca.exit_signal)
     return -EINVAL;
@@ -553,10 +559,9 @@ static struct rlimit rlim_default(struct sb *sb, int res)
   case RLIMIT_STACK:
     return (struct rlimit){STACK_SIZE, STACK_SIZE};
   case RLIMIT_NOFILE:
-    /* the daemon's max_files: soft and hard; else Linux's default */
-    if (sb->opts && sb->opts->max_files)
-      return (struct rlimit){(rlim_t)SB_NR_OPEN(sb), (rlim_t)SB_NR_OPEN(sb)};
-    return (struct rlimit){1024, (rlim_t)SB_NR_OPEN(sb)};
+    /* Linux's default soft limit (1024), at most the hard one: the host
+     * fds the sandbox may hold (max_files) */
+    return (struct rlimit){SB_NR_OPEN(sb) < 1024 ? (rlim_t)SB_NR_OPEN(sb) : 1024, (rlim_t)SB_NR_OPEN(sb)};
   case RLIMIT_AS:
   case RLIMIT_DATA:
     return (struct rlimit){sb->mem_size, sb->mem_size};
@@ -573,8 +578,8 @@ void rlim_get(struct sb *sb, int res, struct rlimit *rl)
 
 int fd_limit(struct sb *sb)
 {
-  /* at most the sandbox's nr_open (max_files when given), whatever a
-   * template's state says */
+  /* at most the sandbox's nr_open (its max_files), whatever a template's
+   * state says */
   int max = SB_NR_OPEN(sb);
   struct rlimit rl;
   rlim_get(sb, RLIMIT_NOFILE, &rl);
@@ -595,8 +600,8 @@ static long do_prlimit(struct sb *sb, int res, const struct rlimit *nl, struct r
   if (nl) {
     if (nl->rlim_cur > nl->rlim_max)
       return -EINVAL;
-    /* Linux: NOFILE never above nr_open (here: the sandbox's max_files
-     * when given, else the fd table's most), and raising a hard limit needs
+    /* Linux: NOFILE never above nr_open (here: the sandbox's max_files),
+     * and raising a hard limit needs
      * CAP_SYS_RESOURCE (root here). */
     if (res == RLIMIT_NOFILE && nl->rlim_max > (rlim_t)SB_NR_OPEN(sb))
       return -EPERM;

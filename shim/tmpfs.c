@@ -5,6 +5,11 @@
  * at "/" (it merges with the root's "/"); /tmp is an opaque directory of
  * it. /dev/shm is a second tree on the same pages (no lower layer).
  *
+ * File data lives where the node's store says (struct store below): `mem`,
+ * guest memory, the default and always /tmp's and /dev/shm's, or `disk`,
+ * an ext4 disk (--disk, lib/extfs.c) for the rest of the upper layer. The
+ * rest of this note is the `mem` store's.
+ *
  * File data lives in guest memory: a region [base, base+size) below the
  * stack gap that the program cannot reach: no VMA covers it, the shim
  * refuses to map, unmap or protect it for the guest (mm.c mm_reserved), and
@@ -38,6 +43,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "cowfork/extfs.h"
 #include "internal.h"
 #include "shim/shim.h"
 
@@ -51,7 +57,41 @@ struct tmpfs {
   uint64_t shm_pages; /* pages of the files' shared memory objects (tmp_shared): they count as used */
   uint64_t next_id;  /* tmp_save */
   uint64_t index;    /* the files' page-index entries (sum of npages): bounded by index_max() */
+  struct cf_extfs *disk; /* --disk: the file system the `disk` store keeps data in, else NULL */
+  uint32_t disk_work;    /* its work/ directory: one inode per file's data, named disk_next */
+  uint32_t disk_next;
 };
+
+/* Where a node's file data lives (DESIGN.md convention 5: a vtable). The
+ * tree (names, modes, sizes, times, links) is the same for both; the tmp_*
+ * calls check the generic rules and a file shared with a memory object
+ * (n->obj) first, then call these with a range inside the file's limits.
+ * `mem`: pages of the guest-memory region (n->pages). `disk`: an inode of
+ * the sandbox's disk (n->dino, made at the first write), so that files
+ * larger than guest memory fit. A node takes its directory's store when
+ * it is linked there holding no data (add_kid): the root's is `disk` when
+ * the sandbox has one, /tmp's and /dev/shm's always `mem`. */
+struct store {
+  const char *name;
+  /* len bytes at off, inside the file's size: the count, or -errno */
+  long (*read)(struct tnode *n, void *buf, uint64_t len, uint64_t off);
+  /* the count written (short only when room ran out), or -errno */
+  long (*write)(struct tnode *n, const void *buf, uint64_t len, uint64_t off);
+  /* the size goes from n->size to len: what lies past len reads as zeros */
+  int (*truncate)(struct tnode *n, uint64_t len);
+  /* room for [off, end) (fallocate mode 0), reading as zeros where it was a hole */
+  int (*allocate)(struct tnode *n, uint64_t off, uint64_t end);
+  /* [off, end) reads as zeros; whole pages give their room back */
+  void (*punch)(struct tnode *n, uint64_t off, uint64_t end);
+  /* SEEK_DATA/SEEK_HOLE from off (< n->size): an offset (the caller clamps
+   * it at the size), or -ENXIO (no data past off) */
+  long (*seek)(struct tnode *n, uint64_t off, int whence);
+  /* all of the data goes */
+  void (*drop)(struct tnode *n);
+  /* the largest file size */
+  uint64_t (*max_size)(const struct tmpfs *fs);
+};
+static const struct store mem_store, disk_store;
 
 /* Files are sparse (a hole is a 0 in the page index) up to 8 GiB or the
  * region's size, whichever is larger: CPython's test_io writes at 2 GiB.
@@ -74,7 +114,9 @@ struct tnode {
   int uid, gid;
   int refs;
   uint64_t ino;
-  uint64_t *pages;   /* guest addresses of the data pages, 0 = hole; | UNWRITTEN: fallocated, not written */
+  const struct store *st; /* where the data is (NULL: mem) */
+  uint32_t dino, dname; /* the disk store's: the data's inode (0: none yet), its name in work/ */
+  uint64_t *pages;   /* mem store: guest addresses of the data pages, 0 = hole; | UNWRITTEN: fallocated, not written */
   struct shm_obj *obj; /* once mapped MAP_SHARED: the data is here, not in pages (tmp_shared) */
   struct tnode *target; /* a hard link (link(2)): a name of target, which it holds a reference on */
   bool linkable;        /* made by O_TMPFILE without O_EXCL and never linked: linkat may name it (tmp_link_node) */
@@ -94,6 +136,8 @@ struct tnode {
  * hole, as Linux's tmpfs (a folio not uptodate). PG() is the address. */
 #define UNWRITTEN 1ull
 #define PG(e) ((e) & ~(PAGE - 1))
+
+static const struct store *st_of(const struct tnode *n) { return n->st ? n->st : &mem_store; }
 
 static uint64_t next_ino = 1000000; /* atomic: sandboxes run on several threads */
 
@@ -196,6 +240,8 @@ void tmp_destroy(struct tmpfs *fs)
     drop_links(fs->shm);
   tmp_free(fs->root);
   tmp_free(fs->shm);
+  if (fs->disk)
+    cf_extfs_close(fs->disk); /* (the caller frees the overlay under it) */
   free(fs->bitmap);
   free(fs);
 }
@@ -223,7 +269,7 @@ void tmp_free(struct tnode *n)
   }
   for (int i = 0; i < n->nkids; i++)
     tmp_free(n->kids[i]);
-  drop_pages(n, 0);
+  st_of(n)->drop(n);
   shm_unref(n->obj); /* the mappings may hold it still */
   n->fs->index -= n->npages;
   if (n->fifo) { /* no open file holds it, so it holds no pipe end (fs.c): closed anyway */
@@ -350,6 +396,8 @@ static int add_kid(struct tnode *d, struct tnode *n)
   d->kids = k;
   d->kids[d->nkids++] = n;
   n->parent = d;
+  if (!n->pages && !n->dino && !n->obj && !n->size)
+    n->st = d->st; /* (add_kid's callers hold no data yet, or move a file: it keeps its store) */
   n->linked = true;
   clock_gettime(CLOCK_REALTIME, &d->mtime);
   d->ctime = d->mtime;
@@ -590,7 +638,21 @@ long tmp_tmpfile(struct sb *sb, const char *dir, unsigned mode, bool linkable, s
   struct tnode *n = node_new(sb->tmpfs, "", false, mode & ~sb->umask);
   if (!n)
     return -ENOMEM;
-  (void)dir; /* one tree of pages for every directory */
+  /* the store of the directory (its nearest ancestor in the tree) */
+  const char *rest;
+  struct tnode *d = tree_of(sb->tmpfs, dir, &rest);
+  for (const char *p = rest; *p == '/';) {
+    const char *e = strchr(p + 1, '/');
+    size_t len = e ? (size_t)(e - p - 1) : strlen(p + 1);
+    struct tnode *k = len ? kid(d, p + 1, len) : NULL;
+    if (!k || !k->dir)
+      break;
+    d = k;
+    if (!e)
+      break;
+    p = e;
+  }
+  n->st = d->st;
   n->uid = sb->uid;
   n->gid = sb->gid;
   n->linked = false;
@@ -822,6 +884,11 @@ long tmp_read(struct tnode *n, void *buf, uint64_t len, uint64_t off)
     ssize_t k = pread(n->obj->fd, buf, len, (off_t)off);
     return k < 0 ? -EIO : (long)k;
   }
+  return st_of(n)->read(n, buf, len, off);
+}
+
+static long mem_read(struct tnode *n, void *buf, uint64_t len, uint64_t off)
+{
   uint8_t *out = buf;
   for (uint64_t done = 0; done < len;) {
     uint64_t pi = (off + done) / PAGE, po = (off + done) % PAGE;
@@ -959,7 +1026,18 @@ struct shm_obj *tmp_shared(struct sb *sb, struct tnode *n, uint64_t end, int *er
       *err = -ENOSPC;
       return NULL;
     }
-  drop_pages(n, 0);
+  for (uint64_t off = 0; n->dino && off < n->size;) { /* the disk store's data */
+    uint8_t buf[PAGE * 16];
+    uint64_t k = n->size - off < sizeof buf ? n->size - off : sizeof buf;
+    long got = st_of(n)->read(n, buf, k, off);
+    if (got < 0 || pwrite(o->fd, buf, k, (off_t)off) != (ssize_t)k) {
+      shm_unref(o);
+      *err = got < 0 ? (int)got : -ENOSPC;
+      return NULL;
+    }
+    off += k;
+  }
+  st_of(n)->drop(n);
   o->charge = &fs->shm_pages;
   fs->shm_pages += o->size / PAGE;
   n->obj = o;
@@ -1020,6 +1098,8 @@ static int prepare_node(struct tnode *n, const char *where)
 
 int tmp_save_prepare(struct tmpfs *fs, struct tnode *const *extra, size_t nextra)
 {
+  if (fs->disk)
+    return cf_fail(ENOTSUP, "a sandbox with a disk (--disk) cannot be saved yet (issue 15 item 2)");
   if (fs->shm->nkids)
     return cf_fail(ENOTSUP, "/dev/shm/%s: a sandbox with a file in /dev/shm cannot be saved (the state holds "
                    "/tmp only: remove it, or use /tmp, before the pause)", fs->shm->kids[0]->name);
@@ -1039,6 +1119,22 @@ long tmp_write(struct tnode *n, const void *buf, uint64_t len, uint64_t off)
     return -EFBIG;
   if (n->obj)
     return obj_write(n, buf, len, off);
+  if (off + len > st_of(n)->max_size(n->fs))
+    return -EFBIG;
+  long done = st_of(n)->write(n, buf, len, off);
+  if (done < 0)
+    return done;
+  if (done == 0 && len)
+    return -ENOSPC;
+  if (off + (uint64_t)done > n->size)
+    n->size = off + (uint64_t)done;
+  clock_gettime(CLOCK_REALTIME, &n->mtime);
+  n->ctime = n->mtime;
+  return done;
+}
+
+static long mem_write(struct tnode *n, const void *buf, uint64_t len, uint64_t off)
+{
   int r = reserve(n, off + len);
   if (r < 0)
     return r;
@@ -1060,12 +1156,6 @@ long tmp_write(struct tnode *n, const void *buf, uint64_t len, uint64_t off)
     memcpy(n->fs->mem + n->pages[pi] + po, in + done, k);
     done += k;
   }
-  if (done == 0 && len)
-    return -ENOSPC;
-  if (off + done > n->size)
-    n->size = off + done;
-  clock_gettime(CLOCK_REALTIME, &n->mtime);
-  n->ctime = n->mtime;
   return (long)done;
 }
 
@@ -1073,7 +1163,7 @@ long tmp_truncate(struct tnode *n, uint64_t len)
 {
   if (n->dir)
     return -EISDIR;
-  if (len > file_max(n->fs) * PAGE)
+  if (len > st_of(n)->max_size(n->fs))
     return -EFBIG;
   if (n->obj) {
     int r = obj_grow(n, len);
@@ -1084,15 +1174,25 @@ long tmp_truncate(struct tnode *n, uint64_t len)
       obj_zero(n, len, n->obj->size);
     else
       obj_zero(n, n->size, len);
-  } else if (len < n->size) {
+  } else {
+    int r = st_of(n)->truncate(n, len);
+    if (r < 0)
+      return r;
+  }
+  n->size = len;
+  clock_gettime(CLOCK_REALTIME, &n->mtime);
+  n->ctime = n->mtime;
+  return 0;
+}
+
+static int mem_truncate(struct tnode *n, uint64_t len)
+{
+  if (len < n->size) {
     drop_pages(n, (len + PAGE - 1) / PAGE);
     zero_range(n, len, (len + PAGE - 1) / PAGE * PAGE);
   } else if (len > n->size) {
     zero_range(n, n->size, len);
   }
-  n->size = len;
-  clock_gettime(CLOCK_REALTIME, &n->mtime);
-  n->ctime = n->mtime;
   return 0;
 }
 
@@ -1110,45 +1210,21 @@ long tmp_fallocate(struct tnode *n, int mode, uint64_t off, uint64_t len)
   if (mode & ~(FALLOC_FL_KEEP_SIZE | FALLOC_FL_PUNCH_HOLE))
     return -EOPNOTSUPP;
   uint64_t end = off + len;
-  if (end < off || end > file_max(n->fs) * PAGE)
+  if (end < off || end > st_of(n)->max_size(n->fs))
     return -EFBIG;
   if (mode & FALLOC_FL_PUNCH_HOLE) {
-    if (n->obj) {
+    if (n->obj)
       obj_zero(n, off, end < n->obj->size ? end : n->obj->size);
-    } else {
-      uint64_t first = (off + PAGE - 1) / PAGE, last = end / PAGE; /* whole pages [first, last) */
-      if (first < last)
-        for (uint64_t i = first; i < last && i < n->npages; i++)
-          if (n->pages[i]) {
-            page_free(n->fs, PG(n->pages[i]));
-            n->pages[i] = 0;
-          }
-      if (first >= last) {
-        zero_range(n, off, end);
-      } else {
-        zero_range(n, off, first * PAGE);
-        zero_range(n, last * PAGE, end);
-      }
-    }
+    else
+      st_of(n)->punch(n, off, end);
   } else if (n->obj) {
     int r = obj_grow(n, end);
     if (r < 0)
       return r;
   } else {
-    int r = reserve(n, end);
+    int r = st_of(n)->allocate(n, off, end);
     if (r < 0)
       return r;
-    uint64_t first = off / PAGE, last = (end + PAGE - 1) / PAGE, holes = 0;
-    for (uint64_t i = first; i < last; i++)
-      holes += !n->pages[i];
-    if (n->fs->used + n->fs->shm_pages + holes > n->fs->npages)
-      return -ENOSPC;
-    for (uint64_t i = first; i < last; i++)
-      if (!n->pages[i]) {
-        uint64_t a = page_alloc(n->fs);
-        memset(n->fs->mem + a, 0, PAGE); /* room was checked: a != 0 */
-        n->pages[i] = a | UNWRITTEN;
-      }
   }
   if (!(mode & FALLOC_FL_KEEP_SIZE) && end > n->size)
     n->size = end;
@@ -1158,31 +1234,239 @@ long tmp_fallocate(struct tnode *n, int mode, uint64_t off, uint64_t len)
   return 0;
 }
 
-/* lseek SEEK_DATA/SEEK_HOLE: a page of the index is data, a 0 a hole (a
- * shared object's: the memfd's own holes), the end of the file a hole. */
+static void mem_punch(struct tnode *n, uint64_t off, uint64_t end)
+{
+  uint64_t first = (off + PAGE - 1) / PAGE, last = end / PAGE; /* whole pages [first, last) */
+  if (first < last)
+    for (uint64_t i = first; i < last && i < n->npages; i++)
+      if (n->pages[i]) {
+        page_free(n->fs, PG(n->pages[i]));
+        n->pages[i] = 0;
+      }
+  if (first >= last) {
+    zero_range(n, off, end);
+  } else {
+    zero_range(n, off, first * PAGE);
+    zero_range(n, last * PAGE, end);
+  }
+}
+
+static int mem_allocate(struct tnode *n, uint64_t off, uint64_t end)
+{
+  int r = reserve(n, end);
+  if (r < 0)
+    return r;
+  uint64_t first = off / PAGE, last = (end + PAGE - 1) / PAGE, holes = 0;
+  for (uint64_t i = first; i < last; i++)
+    holes += !n->pages[i];
+  if (n->fs->used + n->fs->shm_pages + holes > n->fs->npages)
+    return -ENOSPC;
+  for (uint64_t i = first; i < last; i++)
+    if (!n->pages[i]) {
+      uint64_t a = page_alloc(n->fs);
+      memset(n->fs->mem + a, 0, PAGE); /* room was checked: a != 0 */
+      n->pages[i] = a | UNWRITTEN;
+    }
+  return 0;
+}
+
+/* lseek SEEK_DATA/SEEK_HOLE: the store's data and holes (a shared
+ * object's: the memfd's own holes), the end of the file a hole. */
 long tmp_seek_data(struct tnode *n, int64_t off, int whence)
 {
   if (n->dir)
     return -EINVAL;
   if (off < 0 || (uint64_t)off >= n->size)
     return -ENXIO;
-  uint64_t o = (uint64_t)off, r;
+  uint64_t r;
   if (n->obj) {
     off_t k = lseek(n->obj->fd, off, whence);
     if (k < 0)
       return errno == ENXIO ? (whence == SEEK_DATA ? -ENXIO : (long)n->size) : -errno;
     r = (uint64_t)k;
   } else {
-    uint64_t i = o / PAGE;
-    while (i < n->npages && (n->pages[i] != 0 && !(n->pages[i] & UNWRITTEN)) != (whence == SEEK_DATA))
-      i++;
-    if (whence == SEEK_DATA && i >= n->npages)
-      return -ENXIO;
-    r = i * PAGE > o ? i * PAGE : o;
+    long k = st_of(n)->seek(n, (uint64_t)off, whence);
+    if (k < 0)
+      return k;
+    r = (uint64_t)k;
   }
   if (r >= n->size)
     return whence == SEEK_DATA ? -ENXIO : (long)n->size;
   return (long)r;
+}
+
+/* A page of the index is data, a 0 or UNWRITTEN a hole. */
+static long mem_seek(struct tnode *n, uint64_t o, int whence)
+{
+  uint64_t i = o / PAGE;
+  while (i < n->npages && (n->pages[i] != 0 && !(n->pages[i] & UNWRITTEN)) != (whence == SEEK_DATA))
+    i++;
+  if (whence == SEEK_DATA && i >= n->npages)
+    return -ENXIO;
+  return (long)(i * PAGE > o ? i * PAGE : o);
+}
+
+static void mem_drop(struct tnode *n) { drop_pages(n, 0); }
+
+static uint64_t mem_max(const struct tmpfs *fs) { return file_max(fs) * PAGE; }
+
+static const struct store mem_store = {
+  .name = "mem",
+  .read = mem_read,
+  .write = mem_write,
+  .truncate = mem_truncate,
+  .allocate = mem_allocate,
+  .punch = mem_punch,
+  .seek = mem_seek,
+  .drop = mem_drop,
+  .max_size = mem_max,
+};
+
+/* ---- the disk store ----
+ *
+ * A file's data is the inode n->dino of the sandbox's ext4 disk (lib/extfs.c),
+ * named work/<dname> there while the tree keeps the file's names, made at the
+ * first write or allocation. Its size there is at most n->size and what lies
+ * past it reads as zeros, so a grow needs no I/O. libext2fs takes care of
+ * room: ENOSPC when the disk is full. */
+
+static long disk_err(void) { return errno ? -errno : -EIO; }
+
+static int disk_make(struct tnode *n)
+{
+  struct tmpfs *fs = n->fs;
+  if (n->dino)
+    return 0;
+  char name[16];
+  uint32_t id = ++fs->disk_next;
+  snprintf(name, sizeof name, "%u", id);
+  if (cf_extfs_create(fs->disk, fs->disk_work, name, S_IFREG | 0600, 0, NULL, 0, 0, &n->dino) < 0)
+    return (int)disk_err();
+  n->dname = id;
+  return 0;
+}
+
+static long disk_read(struct tnode *n, void *buf, uint64_t len, uint64_t off)
+{
+  long k = 0;
+  if (n->dino && (k = cf_extfs_read(n->fs->disk, n->dino, buf, len, off)) < 0)
+    return disk_err();
+  memset((uint8_t *)buf + k, 0, len - (uint64_t)k); /* past the inode's size */
+  return (long)len;
+}
+
+static long disk_write(struct tnode *n, const void *buf, uint64_t len, uint64_t off)
+{
+  int r = disk_make(n);
+  if (r < 0)
+    return r;
+  long k = cf_extfs_write(n->fs->disk, n->dino, buf, len, off);
+  return k < 0 ? disk_err() : k;
+}
+
+static int disk_truncate(struct tnode *n, uint64_t len)
+{
+  if (n->dino && len < n->size && cf_extfs_truncate(n->fs->disk, n->dino, len) < 0)
+    return (int)disk_err();
+  return 0;
+}
+
+/* Holes of [off, end) written with zeros: libext2fs keeps them as blocks
+ * (the overlay stores zero blocks as nothing), so later writes there have
+ * their room. On ENOSPC what was allocated stays (Linux gives it back). */
+static int disk_allocate(struct tnode *n, uint64_t off, uint64_t end)
+{
+  int r = disk_make(n);
+  if (r < 0)
+    return r;
+  enum { CHUNK = 1 << 20 };
+  uint8_t *buf = NULL;
+  for (uint64_t o = off; o < end;) {
+    uint64_t k = end - o < CHUNK ? end - o : CHUNK;
+    if (!buf && !(buf = malloc(CHUNK))) {
+      r = -ENOMEM;
+      break;
+    }
+    /* what is there stays: read it, write it back with the holes as zeros */
+    long got = cf_extfs_read(n->fs->disk, n->dino, buf, k, o);
+    if (got < 0) {
+      r = (int)disk_err();
+      break;
+    }
+    memset(buf + got, 0, k - (uint64_t)got);
+    if (cf_extfs_write(n->fs->disk, n->dino, buf, k, o) < 0) {
+      r = (int)disk_err();
+      break;
+    }
+    o += k;
+  }
+  free(buf);
+  return r;
+}
+
+static void disk_punch(struct tnode *n, uint64_t off, uint64_t end)
+{
+  if (n->dino)
+    cf_extfs_punch(n->fs->disk, n->dino, off, end - off); /* (no error Linux would give) */
+}
+
+static long disk_seek(struct tnode *n, uint64_t off, int whence)
+{
+  if (!n->dino)
+    return whence == SEEK_DATA ? -ENXIO : (long)off;
+  int64_t r = cf_extfs_seek_data(n->fs->disk, n->dino, off, whence);
+  if (r < 0) /* past the inode's size: a hole to the end */
+    return whence == SEEK_DATA ? -ENXIO : (long)off;
+  return (long)r;
+}
+
+static void disk_drop(struct tnode *n)
+{
+  if (!n->dino)
+    return;
+  char name[16];
+  snprintf(name, sizeof name, "%u", n->dname);
+  cf_extfs_unlink(n->fs->disk, n->fs->disk_work, name, false, NULL);
+  n->dino = 0;
+}
+
+static uint64_t disk_max(const struct tmpfs *fs)
+{
+  (void)fs;
+  return 1ull << 44; /* ext4's with 4 KiB blocks: 16 TiB */
+}
+
+static const struct store disk_store = {
+  .name = "disk",
+  .read = disk_read,
+  .write = disk_write,
+  .truncate = disk_truncate,
+  .allocate = disk_allocate,
+  .punch = disk_punch,
+  .seek = disk_seek,
+  .drop = disk_drop,
+  .max_size = disk_max,
+};
+
+bool tmp_disk_usage(struct tmpfs *fs, uint64_t *blocks, uint64_t *bfree, uint64_t *files, uint64_t *ffree)
+{
+  if (!fs->disk)
+    return false;
+  cf_extfs_statfs(fs->disk, blocks, bfree, files, ffree);
+  return true;
+}
+
+int tmp_set_disk(struct tmpfs *fs, struct cf_extfs *disk)
+{
+  if (cf_extfs_create(disk, CF_EXTFS_ROOT, "upper", S_IFDIR | 0755, 0, NULL, 0, 0, &(uint32_t){0}) < 0 ||
+      cf_extfs_create(disk, CF_EXTFS_ROOT, "work", S_IFDIR | 0700, 0, NULL, 0, 0, &fs->disk_work) < 0)
+    return -1;
+  fs->disk = disk;
+  fs->root->st = &disk_store;
+  for (int i = 0; i < fs->root->nkids; i++) /* /tmp (tmp_new's) stays in memory */
+    fs->root->kids[i]->st = &mem_store;
+  fs->shm->st = &mem_store;
+  return 0;
 }
 
 struct tnode *tmp_child(struct tnode *dir, uint64_t idx, const char **name)

@@ -6,8 +6,8 @@
 # regrtest's summary, must be the same.
 #
 # Deselected in both runs (tests/python-threads.ignore, with the reason per
-# case): two test_time cases that would set the host's clock natively, and
-# test_signal's pidfd case (no pidfds in a sandbox yet). The cases that start
+# case): two test_time cases that would set the host's clock natively. The
+# cases that start
 # processes (os.fork, subprocess, a child interpreter) run: a sandbox has
 # processes (issue 14). Under emulation test_threading's
 # test_4_daemon_threads is deselected too (below).

@@ -38,9 +38,9 @@ expect handler 42 "caught signal 11 at 0x10"
 # zombies included, as a cgroup's pids.max; the rest are EAGAIN.
 expect fork-bomb 0 "forked 63, refused 937"
 # The host fds of all the sandbox's processes share its budget
-# (CF_SANDBOX_MAX_FILES, 1024): the parent holds 700, a child that closed
+# (--max-files 1024): the parent holds 700, a child that closed
 # its copies gets 324 more, then ENFILE (natively it would get its own 1024).
-expect fd-fork 0 "child opened 324: ENFILE"
+expect fd-fork 0 "child opened 324: ENFILE" --max-files 1024
 start=$(date +%s)
 expect loop 137 "timed out after 1 s" --timeout 1
 [ $(( $(date +%s) - start )) -le 5 ] || fail "the timeout took more than 5 s"

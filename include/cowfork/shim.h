@@ -26,6 +26,7 @@ enum cf_ready {
   CF_READY_MARKER,
 };
 
+struct cf_overlay;
 struct cf_sandbox_opts {
   const char *root;     /* host directory seen as "/", read-only (NULL: "/") */
   uint64_t mem_size;    /* guest memory (0: 256 MiB) */
@@ -58,11 +59,11 @@ struct cf_sandbox_opts {
    * CF_DEFAULT_HOSTNAME; cf_template_fork: NULL keeps the template's) */
   const char *hostname;
   /* Host fds the open files of all the sandbox's processes hold at once
-   * (ENFILE past it: the sandbox is the system), and when given (the
-   * daemon) also the guest's RLIMIT_NOFILE, soft and hard: an open, dup,
-   * pipe or socket past it is EMFILE. 0: CF_SANDBOX_MAX_FILES host fds and
-   * Linux's RLIMIT_NOFILE (soft 1024, hard CF_SANDBOX_NR_OPEN); at most
-   * CF_SANDBOX_NR_OPEN. A guest open file holds at most one host fd (an
+   * (ENFILE past it: the sandbox is the system), and the hard limit of the
+   * guest's RLIMIT_NOFILE (its soft one: Linux's 1024, or max_files when
+   * lower): a guest that raises its limit as far as it may can use it.
+   * 0: CF_SANDBOX_MAX_FILES; at most CF_SANDBOX_NR_OPEN (`cowfork run`
+   * gives what its own fd limit leaves room for). A guest open file holds at most one host fd (an
    * upper file none), so a sandbox holds at most max_files +
    * CF_SANDBOX_FIXED_FDS host fds (docs/sandbox.md, "Limits").
    * cf_template_fork: the child's own (the template's is not kept). */
@@ -84,15 +85,20 @@ struct cf_sandbox_opts {
    * include/cowfork/netpolicy.h). It must live as long as the sandbox.
    * cf_template_fork: the child's own (the template's is not kept). */
   const struct cf_net_policy *net;
+  /* --disk: a block device holding an empty ext4 file system
+   * (cf_extfs_mkfs) on which the upper layer's files other than /tmp's and
+   * /dev/shm's keep their data (files larger than guest memory fit), or
+   * NULL. The caller frees it after the sandbox. cf_template_fork: ignored
+   * (a sandbox with a disk cannot be saved yet). */
+  struct cf_overlay *disk;
 };
 #define CF_SANDBOX_DEFAULT_CPUS 2
 #define CF_SANDBOX_DEFAULT_PIDS 64
 #define CF_SANDBOX_PROC_FDS 5 /* /dev/kvm, its VM, its vCPU, its root, its wake eventfd */
 
 #define CF_DEFAULT_HOSTNAME "cowfork"
-/* max_files when 0: the host fds the open files of a sandbox may hold (its
- * guest RLIMIT_NOFILE is then Linux's default: 1024, raisable to
- * CF_SANDBOX_NR_OPEN). */
+/* max_files when 0: the host fds the open files of a sandbox may hold, and
+ * its guest RLIMIT_NOFILE (soft and hard). */
 #define CF_SANDBOX_MAX_FILES 1024
 /* The guest fd table's most (it grows on demand): nr_open, the ceiling of
  * RLIMIT_NOFILE, and the largest max_files. */

@@ -34,12 +34,27 @@
  *                   /tmp file and of a /dev/shm file (shm_open); MADV_DONTNEED,
  *                   munmap, mprotect in one process; sem_open, a pshared
  *                   semaphore and mutex waking a waiter in another process
+ *   procs pidfd    pidfd_open, pidfd_send_signal (NULL and a siginfo),
+ *                   waitid(P_PIDFD) (WNOHANG, PIDFD_NONBLOCK), poll, select and
+ *                   epoll readiness, inheritance across fork, pidfd_getfd,
+ *                   CLONE_PIDFD in clone and clone3, and their errors
+ *   procs sysv     System V shared memory (shmget, shmat with SHM_RDONLY,
+ *                   SHM_RND, SHM_REMAP, shmdt, shmctl IPC_STAT, IPC_SET,
+ *                   IPC_RMID's deferred destroy, across fork and exec, keys)
+ *                   and semaphores (semop all or nothing, waits across
+ *                   processes, GETNCNT/GETZCNT, semtimedop, EINTR, SEM_UNDO,
+ *                   EIDRM, keys)
+ *   procs msg      System V message queues: msgtyp 0, > 0, < 0, MSG_EXCEPT,
+ *                   MSG_NOERROR, E2BIG, MSG_COPY, a receiver waiting in
+ *                   another process, a sender waiting on a full queue, EINTR,
+ *                   IPC_SET msg_qbytes, IPC_INFO, MSG_STAT, EIDRM, keys
  *   procs bomb N    a fork bomb under RLIMIT_NPROC N (and at most 255
  *                   processes by construction): EAGAIN, then all killed
  */
 #define _GNU_SOURCE
 #include <dirent.h>
 #include <errno.h>
+#include <limits.h>
 #include <fcntl.h>
 #include <linux/futex.h>
 #include <poll.h>
@@ -53,8 +68,14 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/msg.h>
+#include <sys/epoll.h>
+#include <sys/ipc.h>
 #include <sys/resource.h>
 #include <sys/file.h>
+#include <sys/sem.h>
+#include <sys/shm.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/timerfd.h>
@@ -1738,6 +1759,743 @@ static int mode_shm(void)
   return 0;
 }
 
+/* ---- pidfds ---- */
+
+#ifndef PIDFD_NONBLOCK
+#define PIDFD_NONBLOCK O_NONBLOCK
+#endif
+#ifndef P_PIDFD
+#define P_PIDFD 3
+#endif
+#ifndef CLONE_PIDFD
+#define CLONE_PIDFD 0x1000
+#endif
+
+static int pidfd_open_(pid_t pid, unsigned flags) { return (int)syscall(SYS_pidfd_open, pid, flags); }
+static int pidfd_signal(int fd, int sig, siginfo_t *info, unsigned flags)
+{
+  return (int)syscall(SYS_pidfd_send_signal, fd, sig, info, flags);
+}
+
+/* A child that waits for a byte on fd, then exits 3 (or dies). */
+static int pidfd_gated(long fd)
+{
+  char c;
+  if (read((int)fd, &c, 1) != 1)
+    return 9;
+  return 3;
+}
+
+static void pidfd_waitid(int fd, int options, const char *what)
+{
+  siginfo_t si;
+  memset(&si, 0, sizeof si);
+  int r = waitid(P_PIDFD, fd, &si, options);
+  if (r < 0) {
+    printf("%s: waitid(P_PIDFD): %s\n", what, err(-1));
+    return;
+  }
+  if (!si.si_pid) {
+    printf("%s: waitid(P_PIDFD): nothing yet\n", what);
+    return;
+  }
+  printf("%s: waitid(P_PIDFD): %s %s%d\n", what, code_name(si.si_code),
+         si.si_code == CLD_EXITED ? "status " : "signal ", si.si_status);
+}
+
+static short pidfd_revents(int fd, int ms)
+{
+  struct pollfd p = {.fd = fd, .events = POLLIN};
+  int r = poll(&p, 1, ms);
+  return r < 0 ? -1 : p.revents;
+}
+
+static const char *revents_name(short r)
+{
+  return r < 0 ? "error" : r == 0 ? "none" : (r & (POLLIN | POLLHUP)) == (POLLIN | POLLHUP) ? "POLLIN|POLLHUP"
+                                           : r & POLLIN                                      ? "POLLIN"
+                                                                                             : "other";
+}
+
+static volatile sig_atomic_t usr1_got, usr1_code, usr1_value, usr1_pid_ok;
+static void on_usr1(int sig, siginfo_t *si, void *uc)
+{
+  usr1_got = 1;
+  usr1_code = si->si_code;
+  usr1_value = si->si_value.sival_int;
+  usr1_pid_ok = si->si_pid == getppid();
+}
+
+/* Waits for SIGUSR1 (reports its si_code and value on fd), then exits. */
+static int pidfd_usr1_child(long fd)
+{
+  char line[160];
+  sigset_t none;
+  sigemptyset(&none);
+  while (!usr1_got)
+    sigsuspend(&none);
+  int n = snprintf(line, sizeof line, "child got SIGUSR1: si_code %s, value %d, si_pid the parent's: %s\n",
+               usr1_code == SI_QUEUE ? "SI_QUEUE" : usr1_code == SI_USER ? "SI_USER" : "other", usr1_value,
+               usr1_pid_ok ? "yes" : "no");
+  write((int)fd, line, (size_t)n);
+  return 0;
+}
+
+/* The inherited pidfd of a sibling: signal it, poll it until it ended. */
+static int pidfd_sibling(long fd)
+{
+  if (pidfd_signal((int)fd, SIGTERM, NULL, 0) < 0)
+    return 10;
+  short r = pidfd_revents((int)fd, 10000);
+  siginfo_t si;
+  int w = waitid(P_PIDFD, (int)fd, &si, WEXITED | WNOHANG);
+  return (r & POLLIN) && w < 0 && errno == ECHILD ? 0 : 11;
+}
+
+/* Opens a file of its own and tells its fd on fd, then waits for a byte. */
+static int pidfd_holder(long fds)
+{
+  int tell = (int)(fds & 0xffff), gate = (int)(fds >> 16);
+  const char *path = tmpfile_name("getfd");
+  int f = open(path, O_CREAT | O_RDWR | O_TRUNC, 0600);
+  write(f, "the child's file", 16);
+  unlink(path);
+  write(tell, &f, sizeof f);
+  char c;
+  read(gate, &c, 1);
+  return 0;
+}
+
+static int count_fds(void)
+{
+  int n = 0;
+  for (int i = 0; i < 256; i++)
+    n += fcntl(i, F_GETFD) >= 0;
+  return n;
+}
+
+struct clone_args_ {
+  uint64_t flags, pidfd, child_tid, parent_tid, exit_signal, stack, stack_size, tls, set_tid, set_tid_size, cgroup;
+};
+
+static int mode_pidfd(void)
+{
+  /* pidfd_open's errors */
+  pid_t gone = child(exit_n, 0);
+  reap(gone, "a child to be gone");
+  printf("pidfd_open(0): %s; (-1): %s; flags 1: %s; a reaped child: %s\n", err(pidfd_open_(0, 0)),
+         err(pidfd_open_(-1, 0)), err(pidfd_open_(getpid(), 1)), err(pidfd_open_(gone, 0)));
+
+  /* a child alive, then ended, then reaped */
+  int gate[2];
+  pipe(gate);
+  pid_t c = child(pidfd_gated, gate[0]);
+  int fd = pidfd_open_(c, 0), nb = pidfd_open_(c, PIDFD_NONBLOCK);
+  printf("pidfd_open: %s, close-on-exec: %s; PIDFD_NONBLOCK: %s, O_NONBLOCK: %s\n", err(fd),
+         fcntl(fd, F_GETFD) == FD_CLOEXEC ? "yes" : "no", err(nb), fcntl(nb, F_GETFL) & O_NONBLOCK ? "yes" : "no");
+  char link[64], target[64] = "";
+  snprintf(link, sizeof link, "/proc/self/fd/%d", fd);
+  readlink(link, target, sizeof target - 1);
+  printf("its /proc/self/fd link: %s\n", target);
+  char b;
+  printf("read: %s; write: %s\n", err(read(fd, &b, 1)), err(write(fd, "x", 1)));
+  printf("alive: poll %s\n", revents_name(pidfd_revents(fd, 0)));
+  pidfd_waitid(fd, WEXITED | WNOHANG, "alive, WNOHANG");
+  pidfd_waitid(nb, WEXITED, "alive, PIDFD_NONBLOCK");
+  pidfd_waitid(nb, WEXITED | WNOHANG, "alive, PIDFD_NONBLOCK and WNOHANG");
+  printf("pidfd_send_signal flags 8: %s; signal 0: %s; a bad signal: %s\n", err(pidfd_signal(fd, 0, NULL, 8)),
+         err(pidfd_signal(fd, 0, NULL, 0)), err(pidfd_signal(fd, 65, NULL, 0)));
+  printf("waitid(P_PIDFD) of stdin: %s; of -1: %s\n", err(waitid(P_PIDFD, 0, &(siginfo_t){0}, WEXITED)),
+         err(waitid(P_PIDFD, -1, &(siginfo_t){0}, WEXITED)));
+  int ep = epoll_create1(EPOLL_CLOEXEC);
+  struct epoll_event ev = {.events = EPOLLIN, .data.u32 = 7}, got;
+  printf("epoll_ctl ADD: %s; ", err(epoll_ctl(ep, EPOLL_CTL_ADD, fd, &ev)));
+  printf("epoll_wait while alive: %d\n", epoll_wait(ep, &got, 1, 0));
+  write(gate[1], "x", 1);
+  printf("ended: poll (waiting) %s\n", revents_name(pidfd_revents(fd, 10000)));
+  int n = epoll_wait(ep, &got, 1, 10000);
+  printf("epoll_wait: %d, EPOLLIN: %s, data %u\n", n, n == 1 && (got.events & EPOLLIN) ? "yes" : "no", got.data.u32);
+  fd_set rs;
+  FD_ZERO(&rs);
+  FD_SET(fd, &rs);
+  struct timeval tv = {0, 0};
+  printf("select: %d, readable: %s\n", select(fd + 1, &rs, NULL, NULL, &tv), FD_ISSET(fd, &rs) ? "yes" : "no");
+  pidfd_waitid(fd, WEXITED | WNOWAIT, "ended, WNOWAIT");
+  pidfd_waitid(nb, WEXITED, "ended, PIDFD_NONBLOCK");
+  printf("reaped: poll %s\n", revents_name(pidfd_revents(fd, 0)));
+  pidfd_waitid(fd, WEXITED, "reaped");
+  printf("pidfd_send_signal to the reaped: %s\n", err(pidfd_signal(fd, SIGTERM, NULL, 0)));
+  close(ep);
+  close(fd);
+  close(nb);
+  close(gate[0]);
+  close(gate[1]);
+
+  /* signals: SI_USER from NULL info; a given siginfo (SI_QUEUE); EPERM,
+   * EINVAL for a mismatched signal */
+  struct sigaction sa = {.sa_sigaction = on_usr1, .sa_flags = SA_SIGINFO};
+  sigaction(SIGUSR1, &sa, NULL);
+  int rep[2];
+  pipe(rep);
+  sigset_t usr1, old;
+  sigemptyset(&usr1);
+  sigaddset(&usr1, SIGUSR1);
+  sigprocmask(SIG_BLOCK, &usr1, &old);
+  for (int k = 0; k < 2; k++) {
+    c = child(pidfd_usr1_child, rep[1]);
+    fd = pidfd_open_(c, 0);
+    siginfo_t si;
+    memset(&si, 0, sizeof si);
+    si.si_signo = SIGUSR1;
+    si.si_code = SI_QUEUE;
+    si.si_pid = getpid();
+    si.si_uid = getuid();
+    si.si_value.sival_int = 77;
+    if (k == 1) {
+      siginfo_t bad = si;
+      bad.si_code = SI_USER;
+      printf("a siginfo with si_code SI_USER to another process: %s\n", err(pidfd_signal(fd, SIGUSR1, &bad, 0)));
+      printf("a siginfo of another signal: %s\n", err(pidfd_signal(fd, SIGUSR2, &si, 0)));
+    }
+    printf("pidfd_send_signal(SIGUSR1, %s): %s\n", k ? "SI_QUEUE info" : "NULL",
+           err(pidfd_signal(fd, SIGUSR1, k ? &si : NULL, 0)));
+    char line[160];
+    int m = (int)read(rep[0], line, sizeof line - 1);
+    line[m > 0 ? m : 0] = 0;
+    printf("  %s", line);
+    reap(c, "  the child");
+    close(fd);
+  }
+  sigprocmask(SIG_SETMASK, &old, NULL);
+  signal(SIGUSR1, SIG_DFL);
+  /* to itself with a siginfo whose si_code is SI_USER: allowed */
+  int me = pidfd_open_(getpid(), 0);
+  sigset_t usr2;
+  sigemptyset(&usr2);
+  sigaddset(&usr2, SIGUSR2);
+  sigprocmask(SIG_BLOCK, &usr2, &old);
+  siginfo_t si;
+  memset(&si, 0, sizeof si);
+  si.si_signo = SIGUSR2;
+  si.si_code = SI_USER;
+  si.si_value.sival_int = 5;
+  printf("to itself with si_code SI_USER: %s", err(pidfd_signal(me, SIGUSR2, &si, 0)));
+  struct timespec zero = {0, 0};
+  siginfo_t in;
+  int s = sigtimedwait(&usr2, &in, &zero);
+  printf("; taken: %s, si_code %s\n", s == SIGUSR2 ? "SIGUSR2" : err(s), in.si_code == SI_USER ? "SI_USER" : "other");
+  sigprocmask(SIG_SETMASK, &old, NULL);
+  printf("waitid(P_PIDFD) of itself: %s\n", err(waitid(P_PIDFD, me, &in, WEXITED | WNOHANG)));
+  close(me);
+
+  /* inherited across fork: a second child signals the first and waits for
+   * its end through the pidfd it inherited */
+  pipe(gate);
+  c = child(pidfd_gated, gate[0]);
+  fd = pidfd_open_(c, 0);
+  pid_t c2 = child(pidfd_sibling, fd);
+  reap(c2, "a sibling that signalled the child through the inherited pidfd and polled it");
+  reap(c, "the child");
+  close(fd);
+  close(gate[0]);
+  close(gate[1]);
+
+  /* pidfd_getfd: another process's open file, close-on-exec */
+  int tell[2];
+  pipe(tell);
+  pipe(gate);
+  c = child(pidfd_holder, tell[1] | ((long)gate[0] << 16));
+  fd = pidfd_open_(c, 0);
+  int theirs = -1;
+  read(tell[0], &theirs, sizeof theirs);
+  printf("pidfd_getfd flags 1: %s; a closed fd: %s; a non-pidfd: %s\n", err(syscall(SYS_pidfd_getfd, fd, theirs, 1)),
+         err(syscall(SYS_pidfd_getfd, fd, 200, 0)), err(syscall(SYS_pidfd_getfd, 0, theirs, 0)));
+  int mine = (int)syscall(SYS_pidfd_getfd, fd, theirs, 0);
+  char buf[32] = "";
+  pread(mine, buf, 16, 0);
+  printf("pidfd_getfd: %s, reads \"%s\", close-on-exec: %s\n", err(mine), buf,
+         fcntl(mine, F_GETFD) == FD_CLOEXEC ? "yes" : "no");
+  close(mine);
+  write(gate[1], "x", 1);
+  pidfd_revents(fd, 10000);
+  printf("pidfd_getfd of the ended child: %s\n", err(syscall(SYS_pidfd_getfd, fd, theirs, 0)));
+  pidfd_waitid(fd, WEXITED, "the child");
+  close(fd);
+  close(tell[0]);
+  close(tell[1]);
+  close(gate[0]);
+  close(gate[1]);
+
+  /* CLONE_PIDFD: clone3 (args.pidfd) and clone (parent_tid) */
+  for (int k = 0; k < 2; k++) {
+    int pfd = -1, before = count_fds();
+    fflush(stdout);
+    long r;
+    if (k == 0) {
+      struct clone_args_ ca = {.flags = CLONE_PIDFD, .pidfd = (uint64_t)(uintptr_t)&pfd, .exit_signal = SIGCHLD};
+      r = syscall(SYS_clone3, &ca, sizeof ca);
+    } else {
+      r = syscall(SYS_clone, CLONE_PIDFD | SIGCHLD, 0, &pfd, 0, 0);
+    }
+    if (r == 0) /* the child: neither the fd nor the parent's store of it */
+      _exit(pfd == -1 && count_fds() == before ? 7 : 8);
+    printf("%s CLONE_PIDFD: %s, close-on-exec: %s\n", k ? "clone" : "clone3", err(r),
+           fcntl(pfd, F_GETFD) == FD_CLOEXEC ? "yes" : "no");
+    pidfd_waitid(pfd, WEXITED, "  its child (7: it saw no pidfd)");
+    close(pfd);
+  }
+  int pfd = -1;
+  printf("clone CLONE_PIDFD|CLONE_PARENT_SETTID: %s\n",
+         err(syscall(SYS_clone, CLONE_PIDFD | CLONE_PARENT_SETTID | SIGCHLD, 0, &pfd, 0, 0)));
+  return 0;
+}
+
+/* ---- System V shared memory and semaphores ---- */
+
+static int sysv_id;
+static char *sysv_at;
+
+static long sysv_nattch(int id)
+{
+  struct shmid_ds ds;
+  return shmctl(id, IPC_STAT, &ds) < 0 ? -errno : (long)ds.shm_nattch;
+}
+
+/* A child: what it sees in the segment, the attachments then; it writes. */
+static int shm_sysv_child(long arg)
+{
+  int ok = !strcmp(sysv_at, "from the parent");
+  strcpy(sysv_at, "from the child");
+  return ok * 10 + (int)sysv_nattch(sysv_id);
+}
+
+static int shm_sysv_exec(long arg)
+{
+  char id[16];
+  snprintf(id, sizeof id, "%d", sysv_id);
+  execl(self, self, "sysvnattch", id, (char *)NULL);
+  return 99;
+}
+
+/* At its start: whether the fork set shm_lpid to the parent's pid (Linux's
+ * shm_open runs in the parent for each attachment it copies). */
+static int shm_fork_lpid(long arg)
+{
+  struct shmid_ds ds;
+  return shmctl(sysv_id, IPC_STAT, &ds) == 0 && ds.shm_lpid == getppid() ? 0 : 1;
+}
+
+static int shm_ro_writer(long arg)
+{
+  sysv_at[0] = 'x'; /* SHM_RDONLY: SIGSEGV */
+  return 0;
+}
+
+static void sem_show(int id, const char *what)
+{
+  unsigned short v[3];
+  if (semctl(id, 0, GETALL, v) < 0)
+    printf("%s: GETALL %s\n", what, err(-1));
+  else
+    printf("%s: %u %u %u\n", what, v[0], v[1], v[2]);
+}
+
+static int semop1(int id, int num, int op, int flg)
+{
+  struct sembuf b = {(unsigned short)num, (short)op, (short)flg};
+  return semop(id, &b, 1);
+}
+
+/* Until `count` of semaphore num of id reaches want (at most 10 s). */
+static int sem_wait_count(int id, int num, int count, int want)
+{
+  for (int i = 0; i < 1000; i++) {
+    if (semctl(id, num, count) == want)
+      return 1;
+    msleep(10);
+  }
+  return 0;
+}
+
+static int sem_blocker(long how)
+{
+  int num = (int)(how & 0xff), op = (int)(how >> 8) - 100;
+  int r = semop1(sysv_id, num, op, 0);
+  return r == 0 ? 0 : errno == EINTR ? 4 : errno == EIDRM ? 43 : 1;
+}
+
+static void on_usr1_nop(int sig) {}
+
+static int sem_interrupted(long arg)
+{
+  struct sigaction sa = {.sa_handler = on_usr1_nop, .sa_flags = SA_RESTART};
+  sigaction(SIGUSR1, &sa, NULL);
+  return sem_blocker(arg);
+}
+
+static int sem_undo_child(long op)
+{
+  if (semop1(sysv_id, 0, (int)op, SEM_UNDO) < 0)
+    return 1;
+  pid_t g = fork(); /* its child has no adjustments of its own: its end changes nothing */
+  if (g == 0)
+    _exit(0);
+  waitpid(g, NULL, 0);
+  return semctl(sysv_id, 0, GETVAL);
+}
+
+static int sem_undo_cleared(long fd)
+{
+  if (semop1(sysv_id, 0, -1, SEM_UNDO) < 0)
+    return 1;
+  write((int)fd, "x", 1);
+  msleep(1); /* the parent's SETVAL clears the adjustment before the end (it waits for the byte) */
+  char c;
+  read((int)fd, &c, 1); /* (a second pipe end is not needed: the parent closes its copy) */
+  return 0;
+}
+
+static int mode_sysv(void)
+{
+  /* shmget */
+  printf("shmget size 0: %s\n", err(shmget(IPC_PRIVATE, 0, IPC_CREAT | 0600)));
+  int id = shmget(IPC_PRIVATE, 10000, IPC_CREAT | 0600);
+  sysv_id = id;
+  struct shmid_ds ds;
+  shmctl(id, IPC_STAT, &ds);
+  printf("shmget: %s; IPC_STAT: size %zu, mode %o, key %d, nattch %lu, cpid mine: %s, owner mine: %s, "
+         "never attached: %s\n",
+         err(id), ds.shm_segsz, ds.shm_perm.mode, ds.shm_perm.__key, ds.shm_nattch,
+         ds.shm_cpid == getpid() ? "yes" : "no", ds.shm_perm.uid == getuid() && ds.shm_perm.cuid == getuid() ? "yes" : "no",
+         ds.shm_atime == 0 && ds.shm_lpid == 0 ? "yes" : "no");
+  sysv_at = shmat(id, NULL, 0);
+  shmctl(id, IPC_STAT, &ds);
+  printf("shmat: %s, page-aligned: %s, zeros: %s; nattch %lu, lpid mine: %s, atime set: %s\n",
+         sysv_at == (void *)-1 ? err(-1) : "ok", ((uintptr_t)sysv_at & 4095) == 0 ? "yes" : "no",
+         sysv_at[0] == 0 && sysv_at[9999] == 0 ? "yes" : "no", ds.shm_nattch, ds.shm_lpid == getpid() ? "yes" : "no",
+         ds.shm_atime ? "yes" : "no");
+  strcpy(sysv_at, "from the parent");
+  pid_t c = child(shm_sysv_child, 0);
+  int st;
+  waitpid(c, &st, 0);
+  shmctl(id, IPC_STAT, &ds);
+  printf("a forked child saw the parent's bytes and %d attachments (code %d); the parent reads \"%s\"; "
+         "after its end: nattch %lu, lpid the child's: %s, dtime set: %s\n",
+         WEXITSTATUS(st) % 10, WEXITSTATUS(st), sysv_at, ds.shm_nattch, ds.shm_lpid == c ? "yes" : "no",
+         ds.shm_dtime ? "yes" : "no");
+  fflush(stdout);
+  reap(child(shm_sysv_exec, 0), "a child that exec'd (it printed the attachments it saw)");
+  char *ro = shmat(id, NULL, SHM_RDONLY);
+  printf("SHM_RDONLY: %s, reads \"%s\", nattch %ld\n", ro == (void *)-1 ? err(-1) : "ok", ro, sysv_nattch(id));
+  char *keep = sysv_at;
+  sysv_at = ro;
+  reap(child(shm_ro_writer, 0), "a child writing to the SHM_RDONLY attachment");
+  sysv_at = keep;
+  /* (whole attachments: Linux never merges the VMAs of a segment again, nattch would count the pieces) */
+  printf("mprotect of the SHM_RDONLY attachment: writable: %s, ", err(mprotect(ro, 10000, PROT_READ | PROT_WRITE)));
+  printf("executable: %s; ", err(mprotect(ro, 10000, PROT_READ | PROT_EXEC)));
+  printf("the other: none %s, ", err(mprotect(keep, 10000, PROT_NONE)));
+  printf("writable again %s\n", err(mprotect(keep, 10000, PROT_READ | PROT_WRITE)));
+  reap(child(shm_fork_lpid, 0), "a child: did the fork make shm_lpid the parent's (0: yes)");
+  /* addresses: SHM_RND, an unaligned one without it, a taken one, SHM_REMAP */
+  char *hole = mmap(NULL, 32768, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  munmap(hole, 32768); /* (its top half stays free: shmdt of no attachment) */
+  printf("shmat unaligned: %s; ", err((long)shmat(id, hole + 5, 0)));
+  char *r1 = shmat(id, hole + 5, SHM_RND);
+  printf("SHM_RND: %s; the same again: %s; ", r1 == hole ? "rounded down" : err((long)r1),
+         err((long)shmat(id, hole, 0)));
+  char *r2 = shmat(id, hole, SHM_REMAP);
+  printf("SHM_REMAP: %s, reads \"%s\"; nattch %ld\n", r2 == hole ? "ok" : err((long)r2), r2, sysv_nattch(id));
+  printf("shmdt unaligned: %s; ", err(shmdt(hole + 1)));
+  printf("of no attachment: %s; ", err(shmdt(hole + 16384)));
+  printf("of the SHM_RND one: %s, ", err(shmdt(hole)));
+  printf("again: %s; nattch %ld\n", err(shmdt(hole)), sysv_nattch(id));
+  shmdt(ro);
+  printf("shmat of a bad id: %s; shmctl of a bad id: %s, a bad command: %s\n", err((long)shmat(id + 1, NULL, 0)),
+         err(shmctl(id + 1, IPC_STAT, &ds)), err(shmctl(id, 77, &ds)));
+  /* IPC_RMID while attached: destroyed with the last detach */
+  printf("IPC_RMID attached: %s; ", err(shmctl(id, IPC_RMID, NULL)));
+  shmctl(id, IPC_STAT, &ds);
+  printf("IPC_STAT: SHM_DEST %s, key %d, nattch %lu; still usable: \"%s\"\n", ds.shm_perm.mode & SHM_DEST ? "set" : "not set",
+         ds.shm_perm.__key, ds.shm_nattch, sysv_at);
+  c = child(shm_sysv_child, 0);
+  waitpid(c, &st, 0);
+  printf("a child of the removed segment saw %d attachments; ", WEXITSTATUS(st) % 10);
+  printf("shmdt: %s; ", err(shmdt(sysv_at)));
+  printf("IPC_STAT after: %s\n", err(shmctl(id, IPC_STAT, &ds)));
+
+  /* keys */
+  key_t key = 0x5c0f0000 | (getpid() & 0xffff);
+  id = shmget(key, 4096, IPC_CREAT | IPC_EXCL | 0640);
+  printf("keyed shmget: %s; IPC_EXCL again: %s; by key: %s; larger: %s; a missing key: %s\n", err(id),
+         err(shmget(key, 4096, IPC_CREAT | IPC_EXCL | 0640)), shmget(key, 0, 0) == id ? "the same id" : "other",
+         err(shmget(key, 8192, 0)), err(shmget(key ^ 0x8000, 4096, 0)));
+  shmctl(id, IPC_STAT, &ds);
+  ds.shm_perm.mode = 0604;
+  printf("IPC_SET: %s; ", err(shmctl(id, IPC_SET, &ds)));
+  shmctl(id, IPC_STAT, &ds);
+  printf("mode now %o; ", ds.shm_perm.mode);
+  printf("IPC_RMID unattached: %s; ", err(shmctl(id, IPC_RMID, NULL)));
+  printf("by key after: %s; ", err(shmget(key, 0, 0)));
+  printf("IPC_STAT: %s\n", err(shmctl(id, IPC_STAT, &ds)));
+
+  /* semaphores */
+  printf("semget 0 semaphores: %s; ", err(semget(IPC_PRIVATE, 0, 0600)));
+  id = semget(IPC_PRIVATE, 3, 0600);
+  sysv_id = id;
+  printf("3: %s\n", err(id));
+  sem_show(id, "new set");
+  unsigned short init[3] = {1, 0, 5};
+  printf("SETALL: %s; ", err(semctl(id, 0, SETALL, init)));
+  printf("SETVAL 40000: %s; GETVAL of semaphore 3: %s; ", err(semctl(id, 0, SETVAL, 40000)), err(semctl(id, 3, GETVAL)));
+  printf("GETVAL 2: %d\n", semctl(id, 2, GETVAL));
+  printf("semop -1 IPC_NOWAIT: %s, ", err(semop1(id, 0, -1, IPC_NOWAIT)));
+  printf("again: %s; ", err(semop1(id, 0, -1, IPC_NOWAIT)));
+  printf("wait for zero of 1: %s; ", err(semop1(id, 1, 0, IPC_NOWAIT)));
+  printf("semaphore 5: %s; ", err(semop1(id, 5, 1, 0)));
+  printf("no operations: %s\n", err(semop(id, NULL, 0)));
+  struct sembuf two[2] = {{0, 1, 0}, {2, -10, IPC_NOWAIT}};
+  printf("two operations, the second would wait: %s; ", err(semop(id, two, 2)));
+  sem_show(id, "nothing applied");
+  printf("past SEMVMX: %s; ", err(semop1(id, 2, 32767, 0)));
+  struct timespec t50 = {0, 50000000};
+  struct sembuf dec = {0, -1, 0};
+  printf("semtimedop 50 ms: %s\n", err(semtimedop(id, &dec, 1, &t50)));
+  /* waits across processes */
+  c = child(sem_blocker, 1 | (99 << 8));
+  printf("a child waits for semaphore 1: GETNCNT 1: %s; ", sem_wait_count(id, 1, GETNCNT, 1) ? "yes" : "no");
+  semop1(id, 1, 1, 0);
+  reap(c, "woken by the parent's +1");
+  printf("GETPID of 1 is the child's: %s, GETNCNT %d\n", semctl(id, 1, GETPID) == c ? "yes" : "no",
+         semctl(id, 1, GETNCNT));
+  c = child(sem_blocker, 2 | (100 << 8));
+  printf("a child waits for zero: GETZCNT 1: %s; ", sem_wait_count(id, 2, GETZCNT, 1) ? "yes" : "no");
+  semctl(id, 2, SETVAL, 0);
+  reap(c, "woken by SETVAL 0");
+  c = child(sem_interrupted, 0 | (99 << 8));
+  sem_wait_count(id, 0, GETNCNT, 1);
+  kill(c, SIGUSR1);
+  reap(c, "a waiter interrupted by a SA_RESTART handler (4: EINTR)");
+  /* SEM_UNDO */
+  semctl(id, 0, SETVAL, 3);
+  c = child(sem_undo_child, -2);
+  waitpid(c, &st, 0);
+  printf("SEM_UNDO -2: the child saw %d (after its own child's end), the parent %d after its end\n",
+         WEXITSTATUS(st), semctl(id, 0, GETVAL));
+  int pp[2];
+  socketpair(AF_UNIX, SOCK_STREAM, 0, pp);
+  c = child(sem_undo_cleared, pp[1]);
+  char x;
+  read(pp[0], &x, 1);
+  semctl(id, 0, SETVAL, 10);
+  write(pp[0], "x", 1);
+  reap(c, "a child whose adjustment SETVAL cleared");
+  printf("  value after its end: %d\n", semctl(id, 0, GETVAL));
+  close(pp[0]);
+  close(pp[1]);
+  /* removed under a waiter */
+  c = child(sem_blocker, 1 | (99 << 8));
+  sem_wait_count(id, 1, GETNCNT, 1);
+  printf("IPC_RMID with a waiter: %s; ", err(semctl(id, 0, IPC_RMID)));
+  reap(c, "the waiter (43: EIDRM)");
+  printf("semop on the removed set: %s\n", err(semop1(id, 0, 1, 0)));
+  /* keys, IPC_STAT, IPC_SET */
+  id = semget(key, 2, IPC_CREAT | 0600);
+  struct semid_ds sds;
+  semctl(id, 0, IPC_STAT, &sds);
+  printf("keyed semget: %s; more semaphores by key: %s; by key: %s; IPC_STAT: nsems %lu, mode %o, otime %ld\n",
+         err(id), err(semget(key, 3, 0)), semget(key, 0, 0) == id ? "the same id" : "other", sds.sem_nsems,
+         sds.sem_perm.mode, (long)sds.sem_otime);
+  sds.sem_perm.mode = 0640;
+  semctl(id, 0, IPC_SET, &sds);
+  semctl(id, 0, IPC_STAT, &sds);
+  printf("IPC_SET mode %o; ", sds.sem_perm.mode);
+  printf("IPC_RMID: %s; ", err(semctl(id, 0, IPC_RMID)));
+  printf("by key after: %s\n", err(semget(key, 0, 0)));
+  return 0;
+}
+
+/* ---- System V message queues ---- */
+
+static int msq_id;
+
+struct pmsg {
+  long type;
+  char text[64];
+};
+
+static int msg_send(int id, long type, const char *s, int flg)
+{
+  struct pmsg m = {type, {0}};
+  memcpy(m.text, s, strlen(s));
+  return msgsnd(id, &m, strlen(s), flg);
+}
+
+/* What msgrcv gave: "type N, K bytes 'TEXT'" or the error. */
+static const char *msg_got(ssize_t r, const struct pmsg *m)
+{
+  static char b[128];
+  if (r < 0)
+    return err(-1);
+  snprintf(b, sizeof b, "type %ld, %zd bytes '%.*s'", m->type, r, (int)r, m->text);
+  return b;
+}
+
+static int msg_status(ssize_t r) { return r >= 0 ? 0 : errno == EINTR ? 4 : errno == EIDRM ? 43 : errno == E2BIG ? 7 : 1; }
+
+/* A child: says it is ready (type 9), then waits for a message of type 2
+ * in a buffer of arg bytes: its size, or 4 (EINTR), 43 (EIDRM), 7 (E2BIG). */
+static int msg_receiver(long arg)
+{
+  if (msg_send(msq_id, 9, "ready", 0) < 0)
+    return 1;
+  struct pmsg m;
+  ssize_t r = msgrcv(msq_id, &m, (size_t)arg, 2, 0);
+  return r >= 0 ? 10 + (int)r : msg_status(r);
+}
+
+static int msg_sender(long arg) { return msg_status(msg_send(msq_id, 5, "late", 0)); }
+
+static int msg_interrupted(long arg)
+{
+  struct pmsg m;
+  return msg_status(msgrcv(msq_id, &m, sizeof m.text, 2, 0));
+}
+
+/* A child running fn(0) with a SA_RESTART handler of SIGUSR1 (from its
+ * start), sent SIGUSR1 every 20 ms until it ends (one reaches it in its wait). */
+static void signal_until_end(int (*fn)(long), const char *what)
+{
+  struct sigaction sa = {.sa_handler = on_usr1_nop, .sa_flags = SA_RESTART}, old;
+  sigaction(SIGUSR1, &sa, &old);
+  pid_t c = child(fn, 0);
+  sigaction(SIGUSR1, &old, NULL);
+  int st;
+  while (waitpid(c, &st, WNOHANG) == 0) {
+    kill(c, SIGUSR1);
+    msleep(20);
+  }
+  status(what, st);
+}
+
+static void msq_show(int id, const char *what)
+{
+  struct msqid_ds d;
+  if (msgctl(id, IPC_STAT, &d) < 0)
+    printf("%s: IPC_STAT %s\n", what, err(-1));
+  else
+    printf("%s: qnum %lu, cbytes %lu, qbytes %lu\n", what, (unsigned long)d.msg_qnum, (unsigned long)d.__msg_cbytes,
+           (unsigned long)d.msg_qbytes);
+}
+
+static int mode_msg(void)
+{
+  struct pmsg m;
+  key_t key = 0x5c0e0000 | (getpid() & 0xffff);
+  printf("msgget of a missing key: %s; ", err(msgget(key, 0)));
+  int id = msgget(key, IPC_CREAT | IPC_EXCL | 0600);
+  msq_id = id;
+  printf("keyed: %s; again with IPC_EXCL: %s; by key: %s\n", err(id), err(msgget(key, IPC_CREAT | IPC_EXCL)),
+         msgget(key, 0) == id ? "the same id" : "other");
+  printf("mtype 0: %s; 8193 bytes: %s; a bad buffer: %s; msgrcv of a negative size: %s\n", err(msg_send(id, 0, "x", 0)),
+         err(msgsnd(id, &m, 8193, 0)), err(msgsnd(id, NULL, 1, 0)), err(msgrcv(id, &m, (size_t)-1, 0, 0)));
+  msg_send(id, 3, "three", 0);
+  msg_send(id, 1, "one", 0);
+  msg_send(id, 2, "two", 0);
+  msg_send(id, 1, "uno", 0);
+  msq_show(id, "sent 3 1 2 1");
+  struct msqid_ds d;
+  msgctl(id, IPC_STAT, &d);
+  printf("lspid is ours: %s, lrpid %d, stime set: %s, rtime %ld\n", d.msg_lspid == getpid() ? "yes" : "no",
+         d.msg_lrpid, d.msg_stime ? "yes" : "no", (long)d.msg_rtime);
+  printf("msgtyp 2: %s\n", msg_got(msgrcv(id, &m, sizeof m.text, 2, 0), &m));
+  printf("MSG_COPY index 2: %s\n", msg_got(msgrcv(id, &m, sizeof m.text, 2, MSG_COPY | IPC_NOWAIT), &m));
+  printf("MSG_COPY index 3: %s; without IPC_NOWAIT: %s; with MSG_EXCEPT: %s; MSG_NOERROR short: %s\n",
+         err(msgrcv(id, &m, sizeof m.text, 3, MSG_COPY | IPC_NOWAIT)), err(msgrcv(id, &m, sizeof m.text, 0, MSG_COPY)),
+         err(msgrcv(id, &m, sizeof m.text, 0, MSG_COPY | IPC_NOWAIT | MSG_EXCEPT)),
+         err(msgrcv(id, &m, 2, 0, MSG_COPY | IPC_NOWAIT | MSG_NOERROR)));
+  printf("MSG_EXCEPT 1: %s\n", msg_got(msgrcv(id, &m, sizeof m.text, 1, MSG_EXCEPT), &m));
+  msg_send(id, 5, "five", 0);
+  msg_send(id, 4, "four", 0);
+  printf("msgtyp -4: %s\n", msg_got(msgrcv(id, &m, sizeof m.text, -4, 0), &m));
+  printf("a buffer of 2: %s; ", err(msgrcv(id, &m, 2, -4, 0)));
+  printf("MSG_NOERROR: %s\n", msg_got(msgrcv(id, &m, 2, -4, MSG_NOERROR), &m));
+  printf("type 7, IPC_NOWAIT: %s; ", err(msgrcv(id, &m, sizeof m.text, 7, IPC_NOWAIT)));
+  printf("msgtyp 0: %s; ", msg_got(msgrcv(id, &m, sizeof m.text, 0, 0), &m));
+  printf("LONG_MIN: %s\n", msg_got(msgrcv(id, &m, sizeof m.text, LONG_MIN, 0), &m));
+  msq_show(id, "empty");
+  /* across processes: a receiver waiting, handed the message */
+  pid_t c = child(msg_receiver, sizeof m.text);
+  msgrcv(id, &m, sizeof m.text, 9, 0);
+  msg_send(id, 2, "for the child", 0);
+  reap(c, "a child waiting for type 2 (10 + its size)");
+  msgctl(id, IPC_STAT, &d);
+  printf("lrpid is the child's: %s; ", d.msg_lrpid == c ? "yes" : "no");
+  msq_show(id, "after");
+  c = child(msg_receiver, 2);
+  msgrcv(id, &m, sizeof m.text, 9, 0);
+  msg_send(id, 2, "too long", 0);
+  reap(c, "a child waiting with a buffer of 2 (7: E2BIG)");
+  msq_show(id, "the message stays");
+  msgrcv(id, &m, sizeof m.text, 0, 0);
+  /* a full queue: a sender waits until there is room */
+  struct {
+    long type;
+    char text[8192];
+  } *big = calloc(1, sizeof *big);
+  big->type = 1;
+  printf("two of 8192 bytes: %s %s; ", err(msgsnd(id, big, 8192, IPC_NOWAIT)), err(msgsnd(id, big, 8192, IPC_NOWAIT)));
+  printf("one more byte, IPC_NOWAIT: %s; 0 bytes: %s\n", err(msgsnd(id, big, 1, IPC_NOWAIT)),
+         err(msgsnd(id, big, 0, IPC_NOWAIT)));
+  msgrcv(id, &m, 0, 0, IPC_NOWAIT);
+  c = child(msg_sender, 0);
+  msleep(50);
+  msq_show(id, "a child sends into the full queue");
+  printf("the parent takes one: %zd bytes; ", msgrcv(id, big, 8192, 0, 0));
+  reap(c, "the sender (0: sent)");
+  msq_show(id, "then");
+  while (msgrcv(id, big, 8192, 0, IPC_NOWAIT) >= 0)
+    ;
+  msgsnd(id, big, 8192, 0);
+  msgsnd(id, big, 8192, 0);
+  signal_until_end(msg_sender, "a sender interrupted by a SA_RESTART handler (4: EINTR)");
+  while (msgrcv(id, big, 8192, 0, IPC_NOWAIT) >= 0)
+    ;
+  signal_until_end(msg_interrupted, "a receiver interrupted by a SA_RESTART handler (4: EINTR)");
+  /* removed under a waiter */
+  c = child(msg_receiver, sizeof m.text);
+  msgrcv(id, &m, sizeof m.text, 9, 0);
+  msleep(200); /* (until it waits) */
+  printf("IPC_RMID with a waiter: %s; ", err(msgctl(id, IPC_RMID, NULL)));
+  reap(c, "the waiter (43: EIDRM)");
+  printf("msgsnd to the removed queue: %s; by key: %s\n", err(msg_send(id, 1, "x", 0)), err(msgget(key, 0)));
+  /* IPC_SET, IPC_INFO, MSG_STAT */
+  id = msgget(IPC_PRIVATE, 0600);
+  msgctl(id, IPC_STAT, &d);
+  d.msg_qbytes = 2;
+  d.msg_perm.mode = 0640;
+  printf("IPC_SET qbytes 2: %s; ", err(msgctl(id, IPC_SET, &d)));
+  printf("3 messages of 0 bytes: %s ", err(msg_send(id, 1, "", IPC_NOWAIT)));
+  printf("%s ", err(msg_send(id, 1, "", IPC_NOWAIT)));
+  printf("%s\n", err(msg_send(id, 1, "", IPC_NOWAIT)));
+  msq_show(id, "qbytes 2");
+  msgctl(id, IPC_STAT, &d);
+  printf("mode %o\n", d.msg_perm.mode);
+  struct msginfo in;
+  int mx = msgctl(0, IPC_INFO, (struct msqid_ds *)&in);
+  printf("IPC_INFO: %s, msgmax %d msgmnb %d msgmni %d msgssz %d msgseg %d msgpool %d msgmap %d msgtql %d\n",
+         mx >= 0 ? "ok" : err(-1), in.msgmax, in.msgmnb, in.msgmni, in.msgssz, in.msgseg, in.msgpool, in.msgmap,
+         in.msgtql);
+  int found = 0;
+  for (int i = 0; i <= mx; i++)
+    found |= msgctl(i, MSG_STAT, &d) == id;
+  printf("MSG_STAT finds it: %s; MSG_STAT past the highest index: %s; ", found ? "yes" : "no",
+         err(msgctl(mx + 1, MSG_STAT, &d)));
+  printf("IPC_RMID: %s\n", err(msgctl(id, IPC_RMID, NULL)));
+  free(big);
+  return 0;
+}
+
 int main(int argc, char **argv)
 {
   self = argv[0];
@@ -1778,6 +2536,16 @@ int main(int argc, char **argv)
     rc = mode_timerfd();
   else if (!strcmp(m, "shm"))
     rc = mode_shm();
+  else if (!strcmp(m, "pidfd"))
+    rc = mode_pidfd();
+  else if (!strcmp(m, "sysv"))
+    rc = mode_sysv();
+  else if (!strcmp(m, "msg"))
+    rc = mode_msg();
+  else if (!strcmp(m, "sysvnattch") && argc > 2) {
+    printf("  the exec'd child sees %ld attachments\n", sysv_nattch(atoi(argv[2])));
+    return 0;
+  }
   else if (!strcmp(m, "bomb") && argc > 2)
     rc = mode_bomb(atoi(argv[2]));
   else if (!strcmp(m, "hello")) {
@@ -1793,7 +2561,7 @@ int main(int argc, char **argv)
   } else if (!strcmp(m, "true"))
     return 0;
   else {
-    fprintf(stderr, "usage: procs fork|death|wait|pgrp|offsets|pipes|fifo|cloexec|dup2|spawn|spawnloop [N]|locks|timerfd|shm|rusage|bomb N\n");
+    fprintf(stderr, "usage: procs fork|death|wait|pgrp|offsets|pipes|fifo|cloexec|dup2|spawn|spawnloop [N]|locks|timerfd|shm|pidfd|sysv|msg|rusage|bomb N\n");
     return 2;
   }
   fflush(stdout);

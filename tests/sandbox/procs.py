@@ -306,6 +306,35 @@ def mode_shared():
     m.unlink()
 
 
+def mode_pidfd():
+    # asyncio's PidfdChildWatcher (Python 3.9+): pidfd_open, the pidfd in the
+    # event loop (epoll), waitpid after it became readable
+    import asyncio
+
+    async def run():
+        p = await asyncio.create_subprocess_exec("sh", "-c", "echo from the child; exit 5",
+                                                 stdout=asyncio.subprocess.PIPE)
+        out = await p.stdout.read()
+        print("asyncio subprocess:", out.decode().strip(), "exit", await p.wait())
+
+    asyncio.set_child_watcher(asyncio.PidfdChildWatcher())
+    asyncio.run(run())
+    # os.pidfd_open, signal.pidfd_send_signal, select on the pidfd
+    import select
+    pid = os.fork()
+    if pid == 0:
+        signal.pause()
+        os._exit(0)
+    fd = os.pidfd_open(pid)
+    print("os.pidfd_open: inheritable", os.get_inheritable(fd))
+    signal.pidfd_send_signal(fd, signal.SIGTERM)
+    r, _, _ = select.select([fd], [], [], 10)
+    print("select on the pidfd: readable", r == [fd])
+    _, st = os.waitpid(pid, 0)
+    print("the child: killed by", signal.Signals(os.WTERMSIG(st)).name)
+    os.close(fd)
+
+
 resource.setrlimit(resource.RLIMIT_CORE, (0, 0))  # abort and SIGSEGV: no core files
 mode = sys.argv[1]
 if mode.startswith("pool-"):

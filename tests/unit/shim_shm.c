@@ -63,7 +63,7 @@ static void test_anon(void)
   /* A second address space (a forked process) maps it elsewhere. */
   struct sb *p2 = shim_sb_new(&opts, SHIM_MEM, PROT_NONE);
   uint64_t at2 = 16ull << 20;
-  is(mm_map_shared(p2, at2, 3 * 4096, PROT_READ | PROT_WRITE, o, 0), 0, "mapped in another process");
+  is(mm_map_shared(p2, at2, 3 * 4096, PROT_READ | PROT_WRITE, o, 0, false), 0, "mapped in another process");
   strcpy(hp((uint64_t)m + 4096), "counter=1");
   ok(strcmp((char *)p2->mem + at2 + 4096, "counter=1") == 0, "the other process sees a store at once");
   strcpy((char *)p2->mem + at2, "from the child");
