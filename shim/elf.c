@@ -148,6 +148,93 @@ static int load_image(struct sb *sb, int fd, const char *path, struct image *im,
   return 0;
 }
 
+/* Linux's binfmt_script: if the file at path starts with "#!", its first
+ * line (within 256 bytes) names the interpreter and at most one argument:
+ * 1 with them in interp and arg ("" if none), 0 for another file, or
+ * -errno (ENOEXEC: the interpreter's name does not fit). */
+static long script_interp(struct sb *sb, const char *path, char interp[256], char arg[256])
+{
+  int fd = fs_open_host(sb, AT_FDCWD, path, O_RDONLY);
+  if (fd < 0)
+    return fd;
+  char buf[257];
+  ssize_t n = cf_pread_full(fd, buf, 256, 0);
+  close(fd);
+  if (n < 2 || buf[0] != '#' || buf[1] != '!')
+    return 0;
+  buf[n] = 0;
+  char *end = memchr(buf, '\n', (size_t)n);
+  char *p = buf + 2;
+  while (*p == ' ' || *p == '\t')
+    p++;
+  if (!end) { /* no newline in the buffer: the name must end before its end (Linux 5.0+) */
+    char *q = p;
+    while (*q && *q != ' ' && *q != '\t')
+      q++;
+    if (!*q)
+      return -ENOEXEC;
+    end = buf + n;
+  }
+  *end = 0;
+  while (end > p && (end[-1] == ' ' || end[-1] == '\t'))
+    *--end = 0;
+  if (!*p)
+    return -ENOEXEC; /* "#!" and nothing */
+  char *q = p;
+  while (*q && *q != ' ' && *q != '\t')
+    q++;
+  char *a = q;
+  while (*a == ' ' || *a == '\t')
+    *a++ = 0;
+  *q = 0;
+  snprintf(interp, 256, "%s", p);
+  snprintf(arg, 256, "%s", a);
+  return 1;
+}
+
+long elf_script(struct sb *sb, char *path, char (*pre)[PATH_MAX])
+{
+  int npre = 0;
+  for (int depth = 0;; depth++) {
+    char interp[256], arg[256];
+    long r = script_interp(sb, path, interp, arg);
+    if (r <= 0)
+      return r < 0 ? r : npre;
+    if (depth >= 4)
+      return -ELOOP;
+    /* interp [arg] path replace the earlier words' first (argv[0], or the
+     * interpreter that is this script: Linux's bprm_remove_arg) */
+    int k = arg[0] ? 3 : 2, keep = npre ? npre - 1 : 0;
+    memmove(pre[k], pre[npre ? 1 : 0], (size_t)keep * PATH_MAX);
+    snprintf(pre[0], PATH_MAX, "%s", interp);
+    if (arg[0])
+      snprintf(pre[1], PATH_MAX, "%s", arg);
+    snprintf(pre[k - 1], PATH_MAX, "%s", path);
+    npre = k + keep;
+    snprintf(path, PATH_MAX, "%s", interp);
+  }
+}
+
+char **elf_script_argv(char (*pre)[PATH_MAX], int npre, char *const *argv)
+{
+  size_t n = 0;
+  while (argv && argv[n])
+    n++;
+  char **nv = calloc((size_t)npre + n + 1, sizeof *nv);
+  bool ok = nv != NULL;
+  for (int i = 0; ok && i < npre; i++)
+    ok = (nv[i] = strdup(pre[i])) != NULL;
+  for (size_t i = 1; ok && i < n; i++)
+    ok = (nv[npre + i - 1] = strdup(argv[i])) != NULL;
+  if (!ok && nv) {
+    for (size_t i = 0; i < (size_t)npre + n; i++)
+      free(nv[i]);
+    free(nv);
+    nv = NULL;
+  }
+  return nv;
+}
+
 long elf_probe(struct sb *sb, const char *path)
 {
   int fd = fs_open_host(sb, AT_FDCWD, path, O_RDONLY);
@@ -193,10 +280,11 @@ static uint64_t push_bytes(struct sb *sb, uint64_t *sp, const void *p, size_t n)
   return *sp;
 }
 
-int elf_load(struct sb *sb, const char *path, char *const *argv, char *const *envp, uint64_t *entry,
+int elf_load(struct sb *sb, int fd, const char *path, char *const *argv, char *const *envp, uint64_t *entry,
              uint64_t *sp_out)
 {
-  int fd = fs_open_host(sb, AT_FDCWD, path, O_RDONLY);
+  if (fd < 0)
+    fd = fs_open_host(sb, AT_FDCWD, path, O_RDONLY);
   if (fd < 0)
     return cf_fail(-fd, "%s: %s", path, strerror(-fd));
   struct image im = {0}, in = {0};

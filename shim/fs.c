@@ -14,7 +14,8 @@
  * reach outside it. Host files are only ever opened read-only (O_PATH for
  * stat/readlink): a write goes to the upper layer (copy-up at open, ovl.c).
  * Paths are made absolute against the sandbox cwd and normalized
- * lexically; "/proc" and "/dev" and below are proc.c's virtual files,
+ * (path_dotdot: "." dropped, ".." the parent of where the name before it
+ * leads, as Linux); "/proc" and "/dev" and below are proc.c's virtual files,
  * never the host's; "/dev/shm" is its own tree (tmpfs.c); every other path
  * is looked up in the merged view by ovl_lookup, which follows symlinks
  * itself (an upper or lower one; one that leads into /proc or /dev hands
@@ -102,6 +103,19 @@ static long note(struct sb *sb, long r, const char *path, uint32_t mask, bool di
   if (r >= 0)
     inotify_event(sb, path, mask, 0, dir);
   return r;
+}
+
+/* An open file's own inotify events (IN_OPEN, IN_ACCESS, IN_CLOSE_*): a
+ * file or directory of the overlay or /dev/shm, by the path it was opened
+ * at; none for an O_PATH file (as Linux), a pipe, socket, /proc or /dev
+ * file, or the sandbox's stdio. */
+static void note_file(struct sb *sb, struct file *f, uint32_t mask)
+{
+  if (!proc_first(sb)->inotifies || f->stdio >= 0 || (f->flags & O_PATH) || f->sock || f->inotify || !f->path ||
+      f->path[0] != '/' || virt_is_virt(f->path))
+    return;
+  if (f->type == F_TMP || f->type == F_TMPDIR || f->type == F_HOST || f->type == F_DIR)
+    inotify_event(sb, f->path, mask, 0, f->type == F_TMPDIR || f->type == F_DIR);
 }
 
 /* The fd table grows by doubling from 64 entries (a fork copies only
@@ -215,8 +229,11 @@ static void locks_on_close(struct sb *sb, struct file *f);
 static void fd_close(struct sb *sb, int fd)
 {
   if (fd < sb->nfds && sb->fds[fd]) {
-    locks_on_close(sb, sb->fds[fd]);
-    file_unref(sb->fds[fd]);
+    struct file *f = sb->fds[fd];
+    locks_on_close(sb, f);
+    if (f->refs == 1) /* its last close */
+      note_file(sb, f, (f->flags & O_ACCMODE) != O_RDONLY ? IN_CLOSE_WRITE : IN_CLOSE_NOWRITE);
+    file_unref(f);
     sb->fds[fd] = NULL;
   }
 }
@@ -304,12 +321,13 @@ long host_openat2(struct sb *sb, const char *abs, int flags)
 }
 
 static long follow_magic(struct sb *sb, char *abs, struct file **fp);
+static long path_dotdot(struct sb *sb, const char *base, const char *path, char *out);
 
 int fs_open_host(struct sb *sb, int dirfd, const char *path, int flags)
 {
   char abs[PATH_MAX];
   (void)dirfd;
-  int r = path_abs(sb->cwd, path, abs, sizeof abs);
+  int r = (int)path_dotdot(sb, sb->cwd, path, abs);
   struct file *mf;
   if (r < 0 || (r = (int)follow_magic(sb, abs, &mf)) < 0)
     return r;
@@ -448,8 +466,64 @@ void fs_fini(struct sb *sb)
   sb->tmpfs = NULL;
 }
 
-/* Resolve (dirfd, guest path) into a normalized absolute sandbox path. */
-static long resolve(struct sb *sb, int dirfd, uint64_t gpath, char *abs, bool allow_empty)
+/* path_abs with Linux's "..": the parent of what the path before it names
+ * with its symlinks followed (ovl_lookup's canonical path), ENOENT or
+ * ENOTDIR when that is nothing or no directory; a lexical pop would take
+ * "link/.." for the directory holding the link. Lexical in /proc, /dev
+ * and /dev/shm (their links are virt_path's). A path without ".." is
+ * path_abs's. out: PATH_MAX bytes. */
+static long path_dotdot(struct sb *sb, const char *base, const char *path, char *out)
+{
+  const char *d = strstr(path, "..");
+  while (d && !((d == path || d[-1] == '/') && (!d[2] || d[2] == '/')))
+    d = strstr(d + 2, "..");
+  if (!d)
+    return path_abs(base, path, out, PATH_MAX);
+  char buf[2 * PATH_MAX + 2];
+  if (path[0] == '/')
+    snprintf(buf, sizeof buf, "%s", path);
+  else
+    snprintf(buf, sizeof buf, "%s/%s", base, path);
+  size_t n = 0;
+  out[0] = 0;
+  char *save, *tok = strtok_r(buf, "/", &save);
+  for (; tok; tok = strtok_r(NULL, "/", &save)) {
+    if (!strcmp(tok, "."))
+      continue;
+    if (!strcmp(tok, "..")) {
+      struct ovl o;
+      long r;
+      if (n && !virt_is_virt(out) && !tmp_is_shm(out)) {
+        if ((r = ovl_lookup(sb, out, true, &o)) < 0)
+          return r;
+        if (r == 0 && !S_ISDIR(o.st.st_mode))
+          return -ENOTDIR;
+        snprintf(out, PATH_MAX, "%s", strcmp(o.path, "/") ? o.path : "");
+        n = strlen(out);
+      }
+      char *s = strrchr(out, '/');
+      if (s) {
+        *s = 0;
+        n = (size_t)(s - out);
+      }
+      continue;
+    }
+    size_t l = strlen(tok);
+    if (n + l + 2 > PATH_MAX)
+      return -ENAMETOOLONG;
+    out[n++] = '/';
+    memcpy(out + n, tok, l + 1);
+    n += l;
+  }
+  if (n == 0)
+    strcpy(out, "/");
+  return 0;
+}
+
+/* Resolve (dirfd, guest path) into a normalized absolute sandbox path;
+ * *slash: the path ends in "/" (or "/.", "/.."): its last name must be a
+ * directory (the caller's to check: resolve does for lookups). */
+static long resolve_at(struct sb *sb, int dirfd, uint64_t gpath, char *abs, bool allow_empty, bool *slash)
 {
   char path[PATH_MAX];
   long r = mm_str(sb, gpath, path, sizeof path);
@@ -457,6 +531,9 @@ static long resolve(struct sb *sb, int dirfd, uint64_t gpath, char *abs, bool al
     return r;
   if (!path[0] && !allow_empty)
     return -ENOENT;
+  size_t pl = strlen(path);
+  *slash = pl && (path[pl - 1] == '/' || (path[pl - 1] == '.' && (pl == 1 || path[pl - 2] == '/')) ||
+                  (pl >= 2 && !strcmp(path + pl - 2, "..") && (pl == 2 || path[pl - 3] == '/')));
   const char *base = sb->cwd;
   if (path[0] != '/' && dirfd != AT_FDCWD) {
     struct file *f = fs_get(sb, dirfd);
@@ -466,10 +543,24 @@ static long resolve(struct sb *sb, int dirfd, uint64_t gpath, char *abs, bool al
       return -ENOTDIR;
     base = f->path;
   }
-  long r2 = path_abs(base, path, abs, PATH_MAX);
+  long r2 = path_dotdot(sb, base, path, abs);
   /* The links of /proc and /dev on the way (the last component's are the
    * caller's to follow or not). */
   return r2 < 0 ? r2 : virt_path(sb, abs, PATH_MAX, false);
+}
+
+static long stat_abs(struct sb *sb, const char *abs, bool nofollow, struct stat *st);
+
+/* resolve_at for a call that looks its path up: a trailing "/" on a name
+ * that is no directory (its symlink followed) is ENOTDIR, as Linux. */
+static long resolve(struct sb *sb, int dirfd, uint64_t gpath, char *abs, bool allow_empty)
+{
+  bool slash;
+  struct stat st;
+  long r = resolve_at(sb, dirfd, gpath, abs, allow_empty, &slash);
+  if (r == 0 && slash && strcmp(abs, "/") && stat_abs(sb, abs, false, &st) == 0 && !S_ISDIR(st.st_mode))
+    return -ENOTDIR;
+  return r;
 }
 
 /* For a call that follows its path to the end (stat, chmod, chown, utimes,
@@ -846,16 +937,23 @@ static long open_tmpfile(struct sb *sb, char *abs, int flags, unsigned mode, str
 static long do_open(struct sb *sb, int dirfd, uint64_t gpath, int flags, unsigned mode)
 {
   char abs[PATH_MAX];
-  long r = resolve(sb, dirfd, gpath, abs, false);
+  bool slash;
+  long r = (flags & O_CREAT) ? resolve_at(sb, dirfd, gpath, abs, false, &slash) : resolve(sb, dirfd, gpath, abs, false);
   if (r < 0)
     return r;
+  if ((flags & O_CREAT) && slash)
+    return -EISDIR; /* Linux: O_CREAT and a trailing slash, whatever is there */
   struct file *f;
   if ((flags & O_TMPFILE & ~O_DIRECTORY) ? (r = open_tmpfile(sb, abs, flags, mode, &f)) < 0
                             : (r = open_abs(sb, abs, flags, mode, &f, 0)) < 0)
     return r;
+  if (flags & O_PATH)
+    f->flags |= O_PATH; /* (F_GETFL shows it, as Linux; no inotify events) */
   int fd = fd_install(sb, f, 0, flags & O_CLOEXEC);
   if (fd < 0)
     file_unref(f);
+  else
+    note_file(sb, f, IN_OPEN);
   return fd;
 }
 
@@ -1006,6 +1104,8 @@ static long do_read(struct sb *sb, struct file *f, uint64_t buf, uint64_t len, i
 {
   f->refs++;
   long r = do_read_held(sb, f, buf, len, off);
+  if (r > 0)
+    note_file(sb, f, IN_ACCESS);
   file_unref(f);
   return r;
 }
@@ -1216,21 +1316,45 @@ static long do_getdents(struct sb *sb, struct file *f, uint64_t buf, uint64_t le
   void *p = mm_ptr(sb, buf, len, PROT_WRITE);
   if (!p)
     return -EFAULT;
-  if (f->type == F_DIR) {
-    long r = syscall(SYS_getdents64, f->hostfd, p, len);
-    return r < 0 ? -errno : r;
-  }
   if (f->type == F_VDIR)
     return virt_getdents(sb, f, p, len);
-  if (f->type != F_TMPDIR)
+  struct tnode *dir = f->node;
+  if (f->type == F_DIR) {
+    /* A root directory opened while the upper layer had nothing of it:
+     * its host fd's listing while that is so. A reading from offset 0
+     * (opendir, rewinddir) after something in it changed (the upper layer
+     * has it now: a copy-up) lists the merged view from then on, entry
+     * indexes as offsets as below; one removed since (its path now a
+     * whiteout, or an opaque directory made there) lists nothing, as
+     * Linux's getdents of a removed directory. */
+    struct ovl o;
+    if (!f->vdata && lseek(f->hostfd, 0, SEEK_CUR) != 0)
+      dir = NULL;
+    else if (!f->vdata || f->off == 0) {
+      long r = ovl_lookup(sb, f->path, true, &o);
+      if (r == 0 && !o.node && !f->vdata)
+        dir = NULL;
+      else if (r != 0 || !o.node || !tmp_is_dir(o.node) || tmp_is_opaque(o.node))
+        return 0;
+      else
+        dir = o.node;
+      if (!f->vdata)
+        f->off = 0;
+    }
+    if (!dir && !f->vdata) {
+      long r = syscall(SYS_getdents64, f->hostfd, p, len);
+      return r < 0 ? -errno : r;
+    }
+  } else if (f->type != F_TMPDIR) {
     return -ENOTDIR;
+  }
   /* The entries are listed once (ovl_list: the upper's, then the lower's
    * the upper does not name) when the reading starts at 0 (opendir,
    * rewinddir) and after a load: one open directory's offsets (entry
    * indexes) stay stable while the tree changes. */
   if (f->off == 0 || !f->vdata) {
     struct ovl_list *l;
-    long r = ovl_list(sb, f->node, tmp_is_shm(f->path) ? NULL : f->path, &l);
+    long r = ovl_list(sb, dir, tmp_is_shm(f->path) ? NULL : f->path, &l);
     if (r < 0)
       return r;
     free(f->vdata);
@@ -1651,6 +1775,9 @@ static long do_fcntl(struct sb *sb, int fd, int cmd, uint64_t arg)
   struct file *f = fs_get(sb, fd);
   if (!f)
     return -EBADF;
+  if ((f->flags & O_PATH) && cmd != F_DUPFD && cmd != F_DUPFD_CLOEXEC && cmd != F_GETFD && cmd != F_SETFD &&
+      cmd != F_GETFL)
+    return -EBADF; /* Linux's check_fcntl_cmd */
   switch (cmd) {
   case F_DUPFD:
   case F_DUPFD_CLOEXEC: {
@@ -1670,7 +1797,7 @@ static long do_fcntl(struct sb *sb, int fd, int cmd, uint64_t arg)
   case F_GETFL:
     return f->flags;
   case F_SETFL:
-    f->flags = (f->flags & O_ACCMODE) | (int)(arg & (O_APPEND | O_NONBLOCK));
+    f->flags = (f->flags & (O_ACCMODE | O_PATH)) | (int)(arg & (O_APPEND | O_NONBLOCK));
     return 0;
   case F_GETLK:
   case F_SETLK:
@@ -1679,8 +1806,19 @@ static long do_fcntl(struct sb *sb, int fd, int cmd, uint64_t arg)
   case F_OFD_SETLK:
   case F_OFD_SETLKW:
     return do_lock(sb, f, cmd, arg);
+  case F_NOTIFY: /* dnotify, in Linux's order: no events asked removes the fd's registrations (there are none) */
+    if (!(arg & ~(uint64_t)DN_MULTISHOT))
+      return 0;
+    if (f->type != F_DIR && f->type != F_TMPDIR && f->type != F_VDIR)
+      return -ENOTDIR;
+    return -EINVAL; /* as with fs.dir-notify-enable=0: its signals are not done */
   case F_GETPIPE_SZ:
-    return 65536;
+  case F_SETPIPE_SZ: { /* a pipe or FIFO is a host pipe: its own size (Linux's rounding and bounds); else EBADF */
+    if (f->type != F_HOST || f->hostfd < 0 || f->sock || f->inotify)
+      return -EBADF;
+    int r = fcntl(f->hostfd, cmd, (int)arg);
+    return r < 0 ? -errno : r;
+  }
   }
   return -EINVAL;
 }
@@ -1734,6 +1872,17 @@ static long virt_name(struct sb *sb, const char *abs, bool exists_err)
   struct stat st;
   long r = stat_abs(sb, abs, true, &st);
   return r < 0 ? (exists_err ? -EROFS : r) : exists_err ? -EEXIST : -EROFS;
+}
+
+/* A new name other than a directory's (mknod, symlink, link) given with a
+ * trailing slash: Linux's filename_create, EEXIST if it exists, else
+ * ENOENT ("a directory was asked for"). 0 without the slash. */
+static long slash_new(struct sb *sb, const char *abs, bool slash)
+{
+  struct stat st;
+  if (!slash)
+    return 0;
+  return stat_abs(sb, abs, true, &st) == 0 ? -EEXIST : -ENOENT;
 }
 
 /* Where a new name abs will go (mkdir, mknod, symlink, link's new name):
@@ -1790,65 +1939,41 @@ static long moved(struct sb *sb, long r, const char *from, const char *to, bool 
     uint32_t c = inotify_cookie(sb);
     inotify_event(sb, from, IN_MOVED_FROM, c, dir);
     inotify_event(sb, to, IN_MOVED_TO, c, dir);
+    inotify_moved(sb, from, to, dir);
   }
   return r;
 }
 
-/* RENAME_EXCHANGE: both names exist (ENOENT), neither inside the other
- * (EINVAL); a directory must be one made in the sandbox (opaque), as for a
- * rename (EXDEV otherwise, as overlayfs without redirect_dir); files are
- * copied up, then the two upper entries swap places (tmp_exchange); where
- * the lower has a name the upper entry keeps hiding it. */
-static long do_exchange(struct sb *sb, const char *from, const char *to)
-{
-  long r;
-  if (tmp_is_shm(from) || tmp_is_shm(to))
-    return tmp_is_shm(from) != tmp_is_shm(to) ? -EXDEV : tmp_exchange(sb, from, to);
-  if (virt_is_virt(from) || virt_is_virt(to))
-    return virt_is_virt(from) != virt_is_virt(to) ? -EXDEV : -EROFS;
-  struct ovl a, b;
-  if ((r = ovl_lookup(sb, from, false, &a)) == OVL_VIRT)
-    return -EXDEV;
-  if (r < 0)
-    return r;
-  if ((r = ovl_lookup(sb, to, false, &b)) == OVL_VIRT)
-    return -EXDEV;
-  if (r < 0)
-    return r;
-  if (!strcmp(a.path, "/") || !strcmp(b.path, "/"))
-    return -EBUSY;
-  size_t al = strlen(a.path), bl = strlen(b.path);
-  if ((!strncmp(b.path, a.path, al) && b.path[al] == '/') || (!strncmp(a.path, b.path, bl) && a.path[bl] == '/'))
-    return -EINVAL;
-  if (!strcmp(a.path, b.path))
-    return 0;
-  if ((S_ISDIR(a.st.st_mode) && (!a.node || !tmp_is_opaque(a.node))) ||
-      (S_ISDIR(b.st.st_mode) && (!b.node || !tmp_is_opaque(b.node))))
-    return -EXDEV;
-  struct tnode *n;
-  if (!a.node && (r = ovl_copyup(sb, a.path, true, &n)) < 0)
-    return r;
-  if (!b.node && (r = ovl_copyup(sb, b.path, true, &n)) < 0)
-    return r;
-  return tmp_exchange(sb, a.path, b.path);
-}
-
+/* rename, renameat, renameat2. RENAME_NOREPLACE: EEXIST where the new
+ * name exists. RENAME_EXCHANGE: both names exist (ENOENT), neither inside
+ * the other (EINVAL); files are copied up, then the two upper entries swap
+ * places (tmp_exchange); where the lower has a name the upper entry keeps
+ * hiding it. A directory moves (or swaps) only if it was made in the
+ * sandbox (opaque): a lower or merged one is EXDEV, as overlayfs without
+ * redirect_dir (mv and shutil.move copy it then). One set of lookups and
+ * checks for both. */
 static long do_rename(struct sb *sb, int ofd, uint64_t op, int nfd, uint64_t np, uint64_t flags)
 {
   if (flags & ~(uint64_t)(RENAME_NOREPLACE | RENAME_EXCHANGE))
     return -EINVAL; /* RENAME_WHITEOUT: not done */
   if ((flags & RENAME_EXCHANGE) && (flags & RENAME_NOREPLACE))
     return -EINVAL;
+  bool xchg = flags & RENAME_EXCHANGE;
   char from[PATH_MAX], to[PATH_MAX];
-  long r = resolve(sb, ofd, op, from, false);
-  if (r < 0 || (r = resolve(sb, nfd, np, to, false)) < 0)
+  bool fslash, tslash;
+  struct stat st;
+  long r = resolve_at(sb, ofd, op, from, false, &fslash);
+  if (r < 0 || (r = resolve_at(sb, nfd, np, to, false, &tslash)) < 0)
     return r;
-  if (flags & RENAME_EXCHANGE)
-    return do_exchange(sb, from, to);
+  /* Linux: a trailing slash on either name is ENOTDIR unless the source is a directory */
+  if ((fslash || tslash) && stat_abs(sb, from, true, &st) == 0 && !S_ISDIR(st.st_mode))
+    return -ENOTDIR;
   if (tmp_is_shm(from) || tmp_is_shm(to)) {
     struct tnode *x;
     if (tmp_is_shm(from) != tmp_is_shm(to))
       return -EXDEV;
+    if (xchg)
+      return tmp_exchange(sb, from, to);
     if ((flags & RENAME_NOREPLACE) && tmp_lookup_err(sb, to, &x) == 0)
       return -EEXIST;
     return moved(sb, tmp_rename(sb, from, to, false), from, to, false);
@@ -1862,18 +1987,28 @@ static long do_rename(struct sb *sb, int ofd, uint64_t op, int nfd, uint64_t np,
     return r;
   if ((r = ovl_lookup(sb, to, false, &b)) == OVL_VIRT)
     return -EXDEV;
-  if (r < 0 && (r != -ENOENT || !b.parent_ok))
+  if (r < 0 && (xchg || r != -ENOENT || !b.parent_ok))
     return r;
   bool exists = r == 0, dir = S_ISDIR(a.st.st_mode);
   if (exists && (flags & RENAME_NOREPLACE))
     return -EEXIST;
   if (!strcmp(a.path, "/") || !strcmp(b.path, "/"))
     return -EBUSY;
-  size_t al = strlen(a.path);
-  if (!strncmp(b.path, a.path, al) && b.path[al] == '/')
+  size_t al = strlen(a.path), bl = strlen(b.path);
+  if ((!strncmp(b.path, a.path, al) && b.path[al] == '/') ||
+      (xchg && !strncmp(a.path, b.path, bl) && a.path[bl] == '/'))
     return -EINVAL; /* into itself */
   if (exists && !strcmp(a.path, b.path))
     return 0;
+  struct tnode *n;
+  if (xchg) {
+    if ((dir && (!a.node || !tmp_is_opaque(a.node))) || (S_ISDIR(b.st.st_mode) && (!b.node || !tmp_is_opaque(b.node))))
+      return -EXDEV;
+    if ((!a.node && (r = ovl_copyup(sb, a.path, true, &n)) < 0) ||
+        (!b.node && (r = ovl_copyup(sb, b.path, true, &n)) < 0))
+      return r;
+    return tmp_exchange(sb, a.path, b.path);
+  }
   if (exists) {
     if (S_ISDIR(b.st.st_mode) && !dir)
       return -EISDIR;
@@ -1882,12 +2017,8 @@ static long do_rename(struct sb *sb, int ofd, uint64_t op, int nfd, uint64_t np,
     if (dir && (r = ovl_empty(sb, &b)) < 0)
       return r;
   }
-  /* A lower or merged directory does not move: EXDEV, as overlayfs without
-   * redirect_dir (mv and shutil.move copy it then); a directory made in
-   * the sandbox (opaque) does. */
   if (dir && (!a.node || !tmp_is_opaque(a.node)))
     return -EXDEV;
-  struct tnode *n;
   if (!a.node && (r = ovl_copyup(sb, a.path, true, &n)) < 0)
     return r;
   if ((r = ovl_copyup_parent(sb, b.path, &n)) < 0)
@@ -1939,12 +2070,16 @@ static long do_link(struct sb *sb, int ofd, uint64_t op, int nfd, uint64_t np, i
       struct file *f = fs_get(sb, ofd);
       if (!f)
         return ofd == AT_FDCWD ? -EPERM : -EBADF;
-      if ((r = resolve(sb, nfd, np, to, false)) < 0 || (r = link_file(sb, f, from, to)) <= 0)
+      bool slash;
+      if ((r = resolve_at(sb, nfd, np, to, false, &slash)) < 0 || (r = slash_new(sb, to, slash)) < 0 ||
+          (r = link_file(sb, f, from, to)) <= 0)
         return r;
       goto by_path;
     }
   }
-  if ((r = resolve(sb, ofd, op, from, false)) < 0 || (r = resolve(sb, nfd, np, to, false)) < 0)
+  bool slash;
+  if ((r = resolve(sb, ofd, op, from, false)) < 0 || (r = resolve_at(sb, nfd, np, to, false, &slash)) < 0 ||
+      (r = slash_new(sb, to, slash)) < 0)
     return r;
   if (flags & AT_SYMLINK_FOLLOW) {
     struct file *f;
@@ -1993,8 +2128,9 @@ long sys_symlink(struct sb *sb, const uint64_t a[6], long nr)
   char target[PATH_MAX], abs[PATH_MAX];
   uint64_t tp = A(0), lp = nr == SYS_symlink ? A(1) : A(2);
   int dirfd = nr == SYS_symlink ? AT_FDCWD : (int)A(1);
+  bool slash;
   long r = mm_str(sb, tp, target, sizeof target);
-  if (r < 0 || (r = resolve(sb, dirfd, lp, abs, false)) < 0)
+  if (r < 0 || (r = resolve_at(sb, dirfd, lp, abs, false, &slash)) < 0 || (r = slash_new(sb, abs, slash)) < 0)
     return r;
   if (!target[0])
     return -ENOENT;
@@ -2012,7 +2148,8 @@ long sys_symlink(struct sb *sb, const uint64_t a[6], long nr)
 static long do_mkdir(struct sb *sb, int dirfd, uint64_t gpath, unsigned mode)
 {
   char abs[PATH_MAX];
-  long r = resolve(sb, dirfd, gpath, abs, false);
+  bool slash;
+  long r = resolve_at(sb, dirfd, gpath, abs, false, &slash); /* "new/" names a directory: fine */
   if (r < 0)
     return r;
   struct tnode *n;
@@ -2040,8 +2177,9 @@ static long do_mknod(struct sb *sb, int dirfd, uint64_t gpath, unsigned mode)
   if (type != 0 && type != S_IFREG && type != S_IFIFO && type != S_IFCHR && type != S_IFBLK && type != S_IFSOCK)
     return -EINVAL;
   char abs[PATH_MAX];
-  long r = resolve(sb, dirfd, gpath, abs, false);
-  if (r < 0)
+  bool slash;
+  long r = resolve_at(sb, dirfd, gpath, abs, false, &slash);
+  if (r < 0 || (r = slash_new(sb, abs, slash)) < 0)
     return r;
   struct tnode *n;
   return mknod_abs(sb, abs, mode, &n);
@@ -2166,6 +2304,12 @@ static long do_sendfile(struct sb *sb, int out, int in, uint64_t offp, uint64_t 
   struct file *fo = fs_get(sb, out), *fi = fs_get(sb, in);
   if (!fo || !fi)
     return -EBADF;
+  /* Linux's checks: in readable, out writable (EBADF), out not O_APPEND */
+  if ((fi->flags & O_ACCMODE) == O_WRONLY || (fi->flags & O_PATH) || (fo->flags & O_ACCMODE) == O_RDONLY ||
+      (fo->flags & O_PATH))
+    return -EBADF;
+  if (fo->flags & O_APPEND)
+    return -EINVAL;
   int64_t off = -1;
   if (offp && mm_copy_in(sb, &off, offp, 8) < 0)
     return -EFAULT;
@@ -2240,40 +2384,86 @@ static long do_sendfile(struct sb *sb, int out, int in, uint64_t offp, uint64_t 
  * a file of the lower opened by path, the copy-up of that path (overlayfs
  * copies up the file an fd refers to; the fd reads the lower still); else
  * -EROFS: stdio, pipes, /dev/null: nothing of the host changes. */
-static long file_node(struct sb *sb, struct file *f, struct tnode **n)
+/* What a metadata call asks (do_setattr): checked against its target's
+ * attributes before anything is copied up, so a call that is refused
+ * changes nothing (Linux checks before it acts; a copy-up is an act). */
+struct attr_req {
+  enum { ATTR_MODE, ATTR_OWNER, ATTR_TIMES } kind;
+  int uid, gid; /* ATTR_OWNER: -1 keeps */
+  bool now;     /* ATTR_TIMES: NULL times (set to now) */
+};
+
+static long attr_allowed(struct sb *sb, const struct attr_req *q, const struct stat *st)
 {
-  *n = f->node;
-  if (f->node)
+  if (sb->uid == 0)
     return 0;
-  if ((f->type == F_HOST || f->type == F_DIR) && f->stdio < 0 && f->path[0] == '/' && !virt_is_virt(f->path) &&
-      !tmp_is_shm(f->path))
-    return ovl_copyup(sb, f->path, true, n);
-  return -EROFS;
+  switch (q->kind) {
+  case ATTR_MODE:
+    return st->st_uid != (uid_t)sb->uid ? -EPERM : 0;
+  case ATTR_OWNER: /* not root: the owner may keep the owner and pick its own group */
+    return (q->uid != -1 && (uid_t)q->uid != st->st_uid) || st->st_uid != (uid_t)sb->uid ||
+                   (q->gid != -1 && q->gid != sb->gid && (gid_t)q->gid != st->st_gid)
+               ? -EPERM
+               : 0;
+  default: /* only the owner (or root) may set explicit times; anyone who may write may set now */
+    if (st->st_uid != (uid_t)sb->uid && (!q->now || !(st->st_mode & 0002)))
+      return q->now ? -EACCES : -EPERM;
+    return 0;
+  }
 }
 
-/* The upper node of abs (a lower one copied up); -EROFS in /proc, /dev. */
-static long path_node(struct sb *sb, const char *abs, bool nofollow, struct tnode **n)
+static long file_node(struct sb *sb, struct file *f, const struct attr_req *q, struct tnode **n, char *path)
 {
   struct stat st;
   long r;
-  if (tmp_is_shm(abs))
-    return tmp_lookup_err(sb, abs, n);
+  *n = f->node;
+  snprintf(path, PATH_MAX, "%s", f->path ? f->path : "");
+  if (f->node) {
+    tmp_stat(f->node, &st);
+    return attr_allowed(sb, q, &st);
+  }
+  if ((f->type == F_HOST || f->type == F_DIR) && f->stdio < 0 && f->path[0] == '/' && !virt_is_virt(f->path) &&
+      !tmp_is_shm(f->path)) {
+    if (fstat(f->hostfd, &st) < 0)
+      return -EIO;
+    return (r = attr_allowed(sb, q, &st)) < 0 ? r : ovl_copyup(sb, f->path, true, n);
+  }
+  return -EROFS;
+}
+
+/* The upper node of abs (a lower one copied up once q is allowed); -EROFS
+ * in /proc, /dev. */
+static long path_node(struct sb *sb, const char *abs, bool nofollow, const struct attr_req *q, struct tnode **n,
+                      char *path)
+{
+  struct stat st;
+  long r;
+  snprintf(path, PATH_MAX, "%s", abs);
+  if (tmp_is_shm(abs)) {
+    if ((r = tmp_lookup_err(sb, abs, n)) < 0)
+      return r;
+    tmp_stat(*n, &st);
+    return attr_allowed(sb, q, &st);
+  }
   if (virt_is_virt(abs))
     return (r = stat_abs(sb, abs, nofollow, &st)) < 0 ? r : -EROFS;
   struct ovl o;
   if ((r = ovl_lookup(sb, abs, !nofollow, &o)) == OVL_VIRT)
     return (r = stat_abs(sb, o.path, nofollow, &st)) < 0 ? r : -EROFS;
-  if (r < 0)
+  if (r < 0 || (r = attr_allowed(sb, q, &o.st)) < 0)
     return r;
+  snprintf(path, PATH_MAX, "%s", o.path);
   *n = o.node;
   return o.node ? 0 : ovl_copyup(sb, o.path, true, n);
 }
 
-/* The upper node of a metadata call's target: 0 and *n, or -errno (EROFS
- * for an existing file of /proc or /dev). use_fd: dfd itself (fchmod; a NULL path
- * of utimensat/futimesat); empty_ok: AT_EMPTY_PATH. */
+/* The upper node of a metadata call's target once q is allowed on it: 0
+ * and *n, or -errno (EROFS for an existing file of /proc or /dev). use_fd:
+ * dfd itself (fchmod; a NULL path of utimensat/futimesat); empty_ok:
+ * AT_EMPTY_PATH. The target's path goes into path (PATH_MAX), for
+ * IN_ATTRIB. */
 static long setattr_target(struct sb *sb, int dfd, uint64_t gpath, bool nofollow, bool empty_ok, bool use_fd,
-                           struct tnode **n)
+                           const struct attr_req *q, struct tnode **n, char *path)
 {
   long r;
   if (!use_fd && empty_ok) {
@@ -2285,16 +2475,16 @@ static long setattr_target(struct sb *sb, int dfd, uint64_t gpath, bool nofollow
   if (use_fd) {
     struct file *f = dfd == AT_FDCWD ? NULL : fs_get(sb, dfd);
     if (dfd == AT_FDCWD)
-      return path_node(sb, sb->cwd, false, n);
-    return f ? file_node(sb, f, n) : -EBADF;
+      return path_node(sb, sb->cwd, false, q, n, path);
+    return f ? file_node(sb, f, q, n, path) : -EBADF;
   }
   char abs[PATH_MAX];
   struct file *f = NULL;
   if ((r = resolve(sb, dfd, gpath, abs, false)) < 0 || (!nofollow && (r = follow_magic(sb, abs, &f)) < 0))
     return r;
   if (f) /* chmod("/proc/self/fd/N"): that file (glibc's fchmodat with AT_SYMLINK_NOFOLLOW does this) */
-    return file_node(sb, f, n);
-  return path_node(sb, abs, nofollow, n);
+    return file_node(sb, f, q, n, path);
+  return path_node(sb, abs, nofollow, q, n, path);
 }
 
 /* utime/utimes/futimesat/utimensat times into utimensat's form: 0 with
@@ -2331,65 +2521,64 @@ static long read_times(struct sb *sb, long nr, uint64_t addr, struct timespec ts
   return ts[0].tv_nsec == UTIME_OMIT && ts[1].tv_nsec == UTIME_OMIT ? 1 : 0;
 }
 
+/* 0, after IN_ATTRIB to the watchers of path (n's). */
+static long attr_changed(struct sb *sb, struct tnode *n, const char *path)
+{
+  if (path[0] == '/')
+    inotify_event(sb, path, IN_ATTRIB, 0, tmp_is_dir(n));
+  return 0;
+}
+
 static long do_setattr(struct sb *sb, long nr, const uint64_t a[6])
 {
   struct tnode *n;
+  char path[PATH_MAX];
   long r;
   switch (nr) {
   case SYS_chmod:
   case SYS_fchmodat:
   case SYS_fchmod: {
     unsigned mode = (unsigned)(nr == SYS_fchmodat ? A(2) : A(1));
+    struct attr_req q = {.kind = ATTR_MODE};
     if (nr == SYS_fchmod)
-      r = setattr_target(sb, (int)A(0), 0, false, false, true, &n);
+      r = setattr_target(sb, (int)A(0), 0, false, false, true, &q, &n, path);
     else
       r = setattr_target(sb, nr == SYS_chmod ? AT_FDCWD : (int)A(0), nr == SYS_chmod ? A(0) : A(1), false, false, false,
-                         &n);
+                         &q, &n, path);
     if (r < 0)
       return r;
-    struct stat st;
-    tmp_stat(n, &st);
-    if (sb->uid != 0 && st.st_uid != (uid_t)sb->uid)
-      return -EPERM;
     tmp_chmod(n, mode);
-    return 0;
+    return attr_changed(sb, n, path);
   }
   case SYS_chown:
   case SYS_lchown:
   case SYS_fchown:
   case SYS_fchownat: {
-    int uid, gid;
+    struct attr_req q = {.kind = ATTR_OWNER};
     if (nr == SYS_fchownat) {
       if (A(4) & ~(uint64_t)(AT_SYMLINK_NOFOLLOW | AT_EMPTY_PATH))
         return -EINVAL;
-      r = setattr_target(sb, (int)A(0), A(1), A(4) & AT_SYMLINK_NOFOLLOW, A(4) & AT_EMPTY_PATH, false, &n);
-      uid = (int)A(2);
-      gid = (int)A(3);
-    } else if (nr == SYS_fchown) {
-      r = setattr_target(sb, (int)A(0), 0, false, false, true, &n);
-      uid = (int)A(1);
-      gid = (int)A(2);
+      q.uid = (int)A(2);
+      q.gid = (int)A(3);
+      r = setattr_target(sb, (int)A(0), A(1), A(4) & AT_SYMLINK_NOFOLLOW, A(4) & AT_EMPTY_PATH, false, &q, &n, path);
     } else {
-      r = setattr_target(sb, AT_FDCWD, A(0), nr == SYS_lchown, false, false, &n);
-      uid = (int)A(1);
-      gid = (int)A(2);
+      q.uid = (int)A(1);
+      q.gid = (int)A(2);
+      if (nr == SYS_fchown)
+        r = setattr_target(sb, (int)A(0), 0, false, false, true, &q, &n, path);
+      else
+        r = setattr_target(sb, AT_FDCWD, A(0), nr == SYS_lchown, false, false, &q, &n, path);
     }
     if (r < 0)
       return r;
-    struct stat st;
-    tmp_stat(n, &st);
-    /* Not root: the owner may keep the owner and pick its own group. */
-    if (sb->uid != 0 && ((uid != -1 && (uid_t)uid != st.st_uid) || st.st_uid != (uid_t)sb->uid ||
-                         (gid != -1 && gid != sb->gid && (gid_t)gid != st.st_gid)))
-      return -EPERM;
-    tmp_chown(n, uid, gid);
-    return 0;
+    tmp_chown(n, q.uid, q.gid);
+    return attr_changed(sb, n, path);
   }
   default: { /* utime, utimes, futimesat, utimensat */
     struct timespec ts[2];
-    bool now;
+    struct attr_req q = {.kind = ATTR_TIMES};
     uint64_t times = nr == SYS_utime || nr == SYS_utimes ? A(1) : A(2);
-    if ((r = read_times(sb, nr, times, ts, &now)) < 0)
+    if ((r = read_times(sb, nr, times, ts, &q.now)) < 0)
       return r;
     if (nr == SYS_utimensat) {
       if (A(3) & ~(uint64_t)(AT_SYMLINK_NOFOLLOW | AT_EMPTY_PATH))
@@ -2401,23 +2590,18 @@ static long do_setattr(struct sb *sb, long nr, const uint64_t a[6])
       /* A NULL path: the fd itself (futimens); with AT_FDCWD, EFAULT as Linux. */
       if (!A(1) && (int)A(0) == AT_FDCWD)
         return -EFAULT;
-      r = setattr_target(sb, (int)A(0), A(1), A(3) & AT_SYMLINK_NOFOLLOW, A(3) & AT_EMPTY_PATH, !A(1), &n);
+      r = setattr_target(sb, (int)A(0), A(1), A(3) & AT_SYMLINK_NOFOLLOW, A(3) & AT_EMPTY_PATH, !A(1), &q, &n, path);
     } else if (nr == SYS_futimesat) {
       if (!A(1) && (int)A(0) == AT_FDCWD)
         return -EFAULT;
-      r = setattr_target(sb, (int)A(0), A(1), false, false, !A(1), &n);
+      r = setattr_target(sb, (int)A(0), A(1), false, false, !A(1), &q, &n, path);
     } else {
-      r = setattr_target(sb, AT_FDCWD, A(0), false, false, false, &n);
+      r = setattr_target(sb, AT_FDCWD, A(0), false, false, false, &q, &n, path);
     }
     if (r < 0)
       return r;
-    struct stat st;
-    tmp_stat(n, &st);
-    /* Only the owner (or root) may set explicit times; anyone who may write may set now. */
-    if (sb->uid != 0 && st.st_uid != (uid_t)sb->uid && (!now || !(st.st_mode & 0002)))
-      return now ? -EACCES : -EPERM;
-    tmp_utimes(n, now ? NULL : ts);
-    return 0;
+    tmp_utimes(n, q.now ? NULL : ts);
+    return attr_changed(sb, n, path);
   }
   }
 }
@@ -2487,6 +2671,35 @@ long sys_preadv2(struct sb *sb, const uint64_t a[6], long nr)
   if ((int64_t)A(3) < -1)
     return -EINVAL;
   return (f = fs_get(sb, fd)) ? do_iov(sb, f, A(1), A(2), (int64_t)A(3), false) : -EBADF;
+}
+
+/* pwritev, pwritev2(fd, iov, cnt, pos, pos_high, flags): pos -1 (pwritev2
+ * only) is the file offset. Every write here is done when the call
+ * returns (memory, host pipes): RWF_DSYNC, RWF_SYNC and RWF_HIPRI change
+ * nothing; RWF_NOWAIT too (no file waits for I/O); RWF_APPEND writes at
+ * the end, as O_APPEND, without moving the offset. */
+long sys_pwritev(struct sb *sb, const uint64_t a[6], long nr)
+{
+  int fd = (int)A(0);
+  uint64_t flags = nr == SYS_pwritev2 ? A(5) : 0;
+  int64_t off = (int64_t)A(3);
+  struct file *f;
+  if (flags & ~(uint64_t)(RWF_HIPRI | RWF_DSYNC | RWF_SYNC | RWF_NOWAIT | RWF_APPEND))
+    return -EOPNOTSUPP;
+  if (off < (nr == SYS_pwritev2 ? -1 : 0))
+    return -EINVAL;
+  if (!(f = fs_get(sb, fd)))
+    return -EBADF;
+  if (!(flags & RWF_APPEND))
+    return do_iov(sb, f, A(1), A(2), off, true);
+  int keep = f->flags;
+  uint64_t pos = f->off;
+  f->flags |= O_APPEND;
+  long r = do_iov(sb, f, A(1), A(2), -1, true);
+  f->flags = keep;
+  if (off >= 0 && f->type == F_TMP)
+    f->off = pos;
+  return r;
 }
 
 long sys_open(struct sb *sb, const uint64_t a[6], long nr)
@@ -2565,7 +2778,7 @@ long sys_lseek(struct sb *sb, const uint64_t a[6], long nr)
     return -EBADF;
   int64_t off = (int64_t)A(1);
   int wh = (int)A(2);
-  if (f->type == F_HOST || f->type == F_DIR) {
+  if (f->type == F_HOST || (f->type == F_DIR && !f->vdata)) {
     off_t o = lseek(f->hostfd, off, wh);
     return o < 0 ? -errno : o;
   }
@@ -2582,7 +2795,7 @@ long sys_lseek(struct sb *sb, const uint64_t a[6], long nr)
       f->off = (uint64_t)r;
     return r;
   }
-  if (f->type == F_VDIR) { /* an entry index, as tmpfs directories */
+  if (f->type == F_VDIR || f->type == F_DIR) { /* an entry index, as tmpfs directories (F_DIR: listing merged) */
     if (wh != SEEK_SET && wh != SEEK_CUR)
       return -EINVAL;
     st.st_size = 0;
@@ -2601,8 +2814,13 @@ long sys_lseek(struct sb *sb, const uint64_t a[6], long nr)
 long sys_getdents64(struct sb *sb, const uint64_t a[6], long nr)
 {
   int fd = (int)A(0);
-  struct file *f;
-  return (f = fs_get(sb, fd)) ? do_getdents(sb, f, A(1), A(2)) : -EBADF;
+  struct file *f = fs_get(sb, fd);
+  if (!f)
+    return -EBADF;
+  long r = do_getdents(sb, f, A(1), A(2));
+  if (r > 0)
+    note_file(sb, f, IN_ACCESS);
+  return r;
 }
 
 long sys_getcwd(struct sb *sb, const uint64_t a[6], long nr)

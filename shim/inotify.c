@@ -14,14 +14,20 @@
  *
  * Watches are by canonical path (the overlay's, ovl_lookup's): fs.c calls
  * inotify_event after a change succeeds (create, delete, rename,
- * write/truncate/fallocate, chmod/chown/utimes) with the entry's path; a
- * watch on its directory gets the event with the name, a watch on the
- * entry itself gets the self events (IN_MODIFY, IN_ATTRIB, IN_DELETE_SELF
- * then IN_IGNORED). The instances of a sandbox are the first process's
+ * write/truncate/fallocate, chmod/chown/utimes: IN_ATTRIB) and for an
+ * open file's own events (IN_OPEN, IN_ACCESS from a read or a listing,
+ * IN_CLOSE_WRITE/NOWRITE at the last close: fs.c note_file) with the
+ * entry's path; a watch on its directory gets the event with the name, a
+ * watch on the entry itself gets the self events (IN_MODIFY, IN_ATTRIB,
+ * IN_OPEN..., IN_DELETE_SELF then IN_IGNORED, IN_MOVE_SELF after which
+ * the watch follows the new path, as Linux's follows the inode). An event
+ * identical to the last one queued and still unread is dropped, as Linux
+ * merges them. The instances of a sandbox are the first process's
  * (proc_first: all its processes share them), so a change made by any of
  * its processes reaches every watcher. Only changes made inside the
- * sandbox exist: the root is read-only. Not done: IN_ACCESS, IN_OPEN,
- * IN_CLOSE_*, IN_MOVE_SELF, events of a renamed directory's old path.
+ * sandbox exist: the root is read-only. Not done: the events of an open
+ * file renamed or unlinked since (it is known by the path it was opened
+ * at).
  * A sandbox with an inotify fd cannot be saved (fs_save says so).
  * Everything runs under the sandbox's lock. */
 #include <errno.h>
@@ -29,6 +35,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/inotify.h>
+#include <sys/ioctl.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -45,6 +52,8 @@ struct watch {
 struct inotify {
   struct sb *owner; /* the first process: its list holds this */
   int wr;           /* the pipe's write end */
+  char last[sizeof(struct inotify_event) + 272]; /* the last event written, and its length */
+  size_t lastlen;
   int next_wd;
   bool overflow;    /* events were dropped: IN_Q_OVERFLOW when there is room */
   struct watch *w;
@@ -68,8 +77,16 @@ static void put(struct inotify *in, int wd, uint32_t mask, uint32_t cookie, cons
   memcpy(buf, &e, sizeof e);
   if (nl)
     memcpy(buf + sizeof e, name, nl);
-  if (write(in->wr, buf, sizeof e + len) < 0)
+  int queued = 0; /* the last event is unread while the pipe holds anything (it is read last) */
+  if (in->lastlen == sizeof e + len && !memcmp(in->last, buf, in->lastlen) && ioctl(in->wr, FIONREAD, &queued) == 0 &&
+      queued > 0)
+    return; /* merged with it, as Linux */
+  if (write(in->wr, buf, sizeof e + len) < 0) {
     in->overflow = true;
+    return;
+  }
+  memcpy(in->last, buf, sizeof e + len);
+  in->lastlen = sizeof e + len;
 }
 
 static void drop_watch(struct inotify *in, int i)
@@ -107,7 +124,7 @@ void inotify_event(struct sb *sb, const char *path, uint32_t mask, uint32_t cook
         any = true;
       }
       if (self && (w->mask & m)) {
-        put(in, w->wd, m, 0, NULL);
+        put(in, w->wd, m | isdir, 0, NULL); /* (IN_ISDIR on a directory's own events too, as Linux) */
         any = true;
       }
       if (self && m == IN_DELETE_SELF) { /* the watch ends with its inode */
@@ -118,6 +135,37 @@ void inotify_event(struct sb *sb, const char *path, uint32_t mask, uint32_t cook
         put(in, w->wd, IN_IGNORED, 0, NULL);
         drop_watch(in, i--);
       }
+    }
+  if (any)
+    wake_all(sb);
+}
+
+void inotify_moved(struct sb *sb, const char *from, const char *to, bool dir)
+{
+  struct sb *r = proc_first(sb);
+  size_t fl = strlen(from);
+  bool any = false;
+  for (struct inotify *in = r->inotifies; in; in = in->next)
+    for (int i = 0; i < in->nw; i++) {
+      struct watch *w = &in->w[i];
+      if (strncmp(w->path, from, fl) || (w->path[fl] && w->path[fl] != '/'))
+        continue;
+      if (!w->path[fl] && (w->mask & IN_MOVE_SELF)) {
+        put(in, w->wd, IN_MOVE_SELF | (dir ? IN_ISDIR : 0), 0, NULL);
+        any = true;
+        if (w->mask & IN_ONESHOT) {
+          put(in, w->wd, IN_IGNORED, 0, NULL);
+          drop_watch(in, i--);
+          continue;
+        }
+      }
+      char *p = malloc(strlen(to) + strlen(w->path + fl) + 1);
+      if (!p)
+        continue; /* (keeps the old path) */
+      strcpy(p, to);
+      strcat(p, w->path + fl);
+      free(w->path);
+      w->path = p;
     }
   if (any)
     wake_all(sb);

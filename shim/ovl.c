@@ -11,7 +11,9 @@
  *   (an upper symlink, or a lower one, can lead anywhere in it), at most 40
  *   (ELOOP); a path that ends up in /proc, /dev or /dev/shm is handed back
  *   (OVL_VIRT). The result is the canonical path: no symlink on the way.
- *   Paths are first normalized lexically (path_abs: ".." pops a name).
+ *   The paths given have no ".." left (fs.c path_dotdot resolved each
+ *   as Linux: the parent of where the name before it leads); a symlink's
+ *   target is joined to its directory and normalized lexically (subst).
  * - copy-up (ovl_copyup): the missing upper directories are made with the
  *   lower's mode, owner, times and inode number (not opaque: they merge
  *   with the lower), then the entry: a regular file's bytes are copied

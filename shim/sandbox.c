@@ -674,8 +674,24 @@ struct cf_sandbox *cf_sandbox_new(const struct cf_sandbox_opts *opts)
     goto err;
   if (opts->cwd && fs_chdir(sb, opts->cwd) < 0)
     goto err;
+  /* A "#!" script runs its interpreter, as execve (elf.c elf_script). */
   uint64_t entry, sp;
-  if (elf_load(sb, opts->program, opts->argv, opts->envp, &entry, &sp) < 0)
+  char(*pre)[PATH_MAX] = malloc(ELF_SCRIPT_WORDS * PATH_MAX);
+  char prog[PATH_MAX], **av = NULL;
+  snprintf(prog, sizeof prog, "%s", opts->program);
+  long npre = pre ? elf_script(sb, prog, pre) : -ENOMEM;
+  if (npre > 0 && !(av = elf_script_argv(pre, (int)npre, opts->argv)))
+    npre = -ENOMEM;
+  free(pre);
+  if (npre < 0) {
+    cf_fail((int)-npre, "%s: %s", opts->program, strerror((int)-npre));
+    goto err;
+  }
+  int lr = elf_load(sb, -1, prog, av ? av : opts->argv, opts->envp, &entry, &sp);
+  for (char **p = av; p && *p; p++)
+    free(*p);
+  free(av);
+  if (lr < 0)
     goto err;
   if (opts->verbose)
     fprintf(sb->trace, "[sandbox] %s: %llu bytes mapped copy-on-write from the file, %llu copied\n",

@@ -568,7 +568,17 @@ long mm_map_host(struct sb *sb, uint64_t at, uint64_t len, int prot, int hostfd,
 /* elf.c. elf_probe: 0 if path is an executable elf_load can load, else
  * -errno (-ENOEXEC for dynamic executables, for now). */
 long elf_probe(struct sb *sb, const char *path);
-int elf_load(struct sb *sb, const char *path, char *const *argv, char *const *envp, uint64_t *entry,
+/* "#!" scripts (Linux's binfmt_script): while the file at path (PATH_MAX)
+ * is a script, path becomes its interpreter; the words that replace
+ * argv[0] (interpreter, its one optional argument, the script's path as
+ * given; a script as another's interpreter replaces that word) go into pre
+ * (ELF_SCRIPT_WORDS of PATH_MAX): their number (0: no script), or -errno
+ * (ELOOP past 4 scripts, ENOEXEC for a bad "#!" line). elf_script_argv: a
+ * new vector (new strings) of those words, then argv[1...]; NULL: ENOMEM. */
+#define ELF_SCRIPT_WORDS 13
+long elf_script(struct sb *sb, char *path, char (*pre)[PATH_MAX]);
+char **elf_script_argv(char (*pre)[PATH_MAX], int npre, char *const *argv);
+int elf_load(struct sb *sb, int fd, const char *path, char *const *argv, char *const *envp, uint64_t *entry,
              uint64_t *sp);
 
 /* fs.c: files (negative errno returns) */
@@ -680,7 +690,7 @@ sys_fn sys_accept, sys_connect, sys_getsockname, sys_sendmsg, sys_sendto, sys_sh
 sys_fn sys_link, sys_linkat, sys_symlink, sys_access, sys_chdir, sys_chmod, sys_close, sys_creat, sys_dup, sys_dup2, sys_faccessat,
     sys_faccessat2, sys_fchdir, sys_fcntl, sys_fgetxattr, sys_flock, sys_fstat, sys_fsync, sys_ftruncate, sys_fallocate, sys_getcwd,
     sys_getdents64, sys_getxattr, sys_ioctl, sys_lseek, sys_mkdir, sys_mkdirat, sys_mknod, sys_newfstatat, sys_open, sys_openat,
-    sys_pipe, sys_pread64, sys_preadv, sys_preadv2, sys_pwrite64, sys_read, sys_readlink,
+    sys_pipe, sys_pread64, sys_preadv, sys_preadv2, sys_pwrite64, sys_pwritev, sys_read, sys_readlink,
     sys_readlinkat, sys_readv, sys_rename, sys_renameat, sys_rmdir, sys_sendfile, sys_setxattr,
     sys_stat, sys_statfs, sys_statx, sys_truncate, sys_umask, sys_unlink, sys_unlinkat, sys_write,
     sys_writev;
@@ -705,8 +715,8 @@ sys_fn sys_pidfd_send_signal;
 /* task.c */
 sys_fn sys_arch_prctl, sys_clone, sys_clone3, sys_execve, sys_exit, sys_fork, sys_futex, sys_getgid, sys_getgroups,
     sys_getpgrp, sys_getpid, sys_getppid, sys_getrandom, sys_getresuid, sys_getrlimit, sys_prlimit64, sys_getrusage, sys_gettid,
-    sys_getuid, sys_prctl, sys_sched_getaffinity, sys_sched_yield, sys_set_robust_list, sys_set_tid_address,
-    sys_setgroups, sys_sethostname, sys_setpgid, sys_setrlimit, sys_setuid, sys_sysinfo, sys_uname, sys_wait4;
+    sys_getuid, sys_prctl, sys_sched, sys_sched_getaffinity, sys_sched_yield, sys_set_robust_list, sys_set_tid_address,
+    sys_setgroups, sys_setresuid, sys_sethostname, sys_setpgid, sys_setrlimit, sys_setuid, sys_sysinfo, sys_uname, sys_wait4;
 
 /* task.c */
 /* Resource limit res (< RLIM_NLIMITS) of the sandbox. */
@@ -719,6 +729,9 @@ int fd_limit(struct sb *sb);
  * dir: the entry is a directory (IN_ISDIR). */
 void inotify_event(struct sb *sb, const char *path, uint32_t mask, uint32_t cookie, bool dir);
 uint32_t inotify_cookie(struct sb *sb);
+/* A rename from -> to done (after its IN_MOVED_FROM/TO): IN_MOVE_SELF to
+ * the watches of from, and every watch of from or below it follows. */
+void inotify_moved(struct sb *sb, const char *from, const char *to, bool dir);
 /* f's instance goes (its last reference is dropped: file_unref). */
 void inotify_release(struct file *f);
 sys_fn sys_inotify_init, sys_inotify_add_watch, sys_inotify_rm_watch;

@@ -100,25 +100,52 @@ static long do_execve(struct sb *sb, const uint64_t a[6])
   long r = mm_str(sb, A(0), path, sizeof path);
   if (r < 0)
     return r;
+  /* "#!" scripts, as Linux (elf.c elf_script): path becomes the
+   * interpreter, pre the words that replace argv[0]. */
+  char(*pre)[PATH_MAX] = malloc(ELF_SCRIPT_WORDS * PATH_MAX);
+  if (!pre)
+    return -ENOMEM;
+  int npre = (int)elf_script(sb, path, pre);
+  if (npre < 0) {
+    free(pre);
+    return npre;
+  }
   /* Check before the point of no return: exists, is an ELF we load. */
-  if ((r = elf_probe(sb, path)) < 0)
+  if ((r = elf_probe(sb, path)) < 0) {
+    free(pre);
     return r;
+  }
+  /* The program is opened now, as Linux does before close-on-exec: a
+   * path through /proc/self/fd/N of an O_CLOEXEC fd (glibc's fexecve)
+   * names a file that is closed below. */
+  int pfd = fs_open_host(sb, AT_FDCWD, path, O_RDONLY);
+  if (pfd < 0) {
+    free(pre);
+    return pfd;
+  }
   long err = 0;
   char **argv = copy_strv(sb, A(1), &err), **envp = argv ? copy_strv(sb, A(2), &err) : NULL;
+  if (argv && envp && npre) { /* a script's: the words above, then argv[1...] */
+    char **nv = elf_script_argv(pre, npre, argv);
+    free_strv(argv);
+    if (!(argv = nv)) {
+      free_strv(envp);
+      envp = NULL;
+      err = -ENOMEM;
+    }
+  }
+  free(pre);
   if (!argv || !envp) {
+    close(pfd);
     free_strv(argv);
     return err;
   }
   /* The other threads end first (Linux's de_thread): none may run in the
-   * memory about to be replaced. */
-  if ((r = task_exec_alone(sb)) < 0) {
-    free_strv(argv);
-    free_strv(envp);
-    return r;
-  }
-  /* A vfork child in its parent's memory gets a VM of its own here: the
-   * unmapping below is of that, never of the parent's (process.c). */
-  if ((r = proc_exec_detach(sb)) < 0) {
+   * memory about to be replaced. A vfork child in its parent's memory gets
+   * a VM of its own then: the unmapping below is of that, never of the
+   * parent's (process.c). */
+  if ((r = task_exec_alone(sb)) < 0 || (r = proc_exec_detach(sb)) < 0) {
+    close(pfd);
     free_strv(argv);
     free_strv(envp);
     return r;
@@ -142,7 +169,7 @@ static long do_execve(struct sb *sb, const uint64_t a[6])
   sb->execed = true;
   proc_vfork_done(sb); /* a vfork parent goes on */
   uint64_t entry, sp;
-  r = elf_load(sb, path, argv, envp, &entry, &sp);
+  r = elf_load(sb, pfd, path, argv, envp, &entry, &sp); /* (it closes pfd) */
   free_strv(argv);
   free_strv(envp);
   if (r < 0) {
@@ -461,7 +488,17 @@ long sys_getgid(struct sb *sb, const uint64_t a[6], long nr)
 /* setuid, setgid */
 long sys_setuid(struct sb *sb, const uint64_t a[6], long nr)
 {
-  return (int)A(0) == sb->uid ? 0 : -EPERM;
+  return (int)A(0) == (nr == SYS_setgid ? sb->gid : sb->uid) ? 0 : -EPERM;
+}
+
+/* setresuid, setresgid: as setuid, each id -1 (kept) or the current one */
+long sys_setresuid(struct sb *sb, const uint64_t a[6], long nr)
+{
+  int cur = nr == SYS_setresuid ? sb->uid : sb->gid;
+  for (int i = 0; i < 3; i++)
+    if ((int)A(i) != -1 && (int)A(i) != cur)
+      return -EPERM;
+  return 0;
 }
 
 /* getresuid, getresgid */
@@ -644,21 +681,101 @@ long sys_getrandom(struct sb *sb, const uint64_t a[6], long nr)
   return n < 0 ? -errno : n;
 }
 
-/* sched_getaffinity(pid, len, mask): the sandbox's CPUs (sb_cpus), for
- * this process or any of its threads. Linux's checks: a length shorter
- * than its CPU mask or not a multiple of 8 is EINVAL. */
-long sys_sched_getaffinity(struct sb *sb, const uint64_t a[6], long nr)
+/* 0 if pid (0: the caller) is a thread of this process, else Linux's
+ * EINVAL (negative) or ESRCH. */
+static long own_thread(struct sb *sb, int pid)
 {
-  int pid = (int)A(0);
   bool known = pid == 0 || pid == sb->pid || pid == sb->tid;
   for (int i = 0; i < CF_VM_MAX_VCPUS && !known; i++)
     known = sb->tasks[i] && sb->tasks[i]->tid == pid && !sb->tasks[i]->exited;
+  return pid < 0 ? -EINVAL : known ? 0 : -ESRCH;
+}
+
+/* 0 if pid (0: the caller) is a thread of any process of the sandbox
+ * (one not ended), else EINVAL (negative) or ESRCH. */
+static long any_thread(struct sb *sb, int pid)
+{
   if (pid < 0)
     return -EINVAL;
-  if (!known)
-    return -ESRCH;
+  if (own_thread(sb, pid) == 0)
+    return 0;
+  int n;
+  struct sb *const *all = proc_list(sb, &n);
+  for (int k = 0; all && k < n; k++) {
+    struct sb *p = all[k];
+    if (p == sb || p->zombie)
+      continue;
+    if (p->pid == pid)
+      return 0;
+    for (int i = 0; i < CF_VM_MAX_VCPUS; i++)
+      if (p->tasks[i] && p->tasks[i]->tid == pid && !p->tasks[i]->exited)
+        return 0;
+  }
+  return -ESRCH;
+}
+
+/* The scheduling policy of every thread is SCHED_OTHER at nice 0 (the
+ * sandbox's CPUs are shared by its threads in turn: thread.c): the
+ * queries say so, with Linux's checks and ranges; a change to SCHED_OTHER
+ * priority 0 is no change (0), a real-time policy needs CAP_SYS_NICE
+ * (EPERM: a sandbox has none), SCHED_BATCH, SCHED_IDLE and SCHED_DEADLINE
+ * are not done (EPERM too, as where a seccomp policy forbids them). */
+long sys_sched(struct sb *sb, const uint64_t a[6], long nr)
+{
+  long r;
+  int pol = (int)A(0);
+  switch (nr) {
+  case SYS_sched_get_priority_max:
+  case SYS_sched_get_priority_min:
+    if (pol == SCHED_FIFO || pol == SCHED_RR)
+      return nr == SYS_sched_get_priority_max ? 99 : 1;
+    return pol == SCHED_OTHER || pol == SCHED_BATCH || pol == SCHED_IDLE || pol == 6 /* SCHED_DEADLINE */ ? 0 : -EINVAL;
+  case SYS_sched_getscheduler:
+    return (r = any_thread(sb, (int)A(0))) < 0 ? r : SCHED_OTHER;
+  case SYS_sched_getparam: {
+    if (!A(1) || (int)A(0) < 0)
+      return -EINVAL;
+    if ((r = any_thread(sb, (int)A(0))) < 0)
+      return r;
+    int prio = 0;
+    return mm_copy_out(sb, A(1), &prio, sizeof prio) < 0 ? -EFAULT : 0;
+  }
+  case SYS_sched_rr_get_interval: { /* SCHED_OTHER: Linux gives the CFS slice; one vCPU turn here */
+    if ((r = any_thread(sb, (int)A(0))) < 0)
+      return r;
+    struct timespec ts = {0, 4000000};
+    return mm_copy_out(sb, A(1), &ts, sizeof ts) < 0 ? -EFAULT : 0;
+  }
+  default: { /* sched_setscheduler(pid, policy, param), sched_setparam(pid, param) */
+    bool set = nr == SYS_sched_setscheduler;
+    uint64_t pp = set ? A(2) : A(1);
+    int policy = set ? (int)A(1) & ~0x40000000 /* SCHED_RESET_ON_FORK */ : SCHED_OTHER, prio;
+    if (!pp || (int)A(0) < 0)
+      return -EINVAL;
+    if (mm_copy_in(sb, &prio, pp, sizeof prio) < 0)
+      return -EFAULT;
+    if ((r = any_thread(sb, (int)A(0))) < 0)
+      return r;
+    if (policy < 0 || policy > 6 || policy == 4)
+      return -EINVAL;
+    if (((policy == SCHED_FIFO || policy == SCHED_RR) ? prio < 1 || prio > 99 : prio != 0))
+      return -EINVAL;
+    return policy == SCHED_OTHER ? 0 : -EPERM;
+  }
+  }
+}
+
+/* sched_getaffinity(pid, len, mask): the sandbox's CPUs (sb_cpus), for
+ * any thread of the sandbox. Linux's checks in its order: a length shorter
+ * than its CPU mask or not a multiple of 8 is EINVAL, then a pid that is
+ * no thread (a negative one too) ESRCH. */
+long sys_sched_getaffinity(struct sb *sb, const uint64_t a[6], long nr)
+{
   if (A(1) < 8 || A(1) % 8)
     return -EINVAL;
+  long r = any_thread(sb, (int)A(0));
+  if (r < 0)
+    return -ESRCH;
   uint64_t mask = sb_cpus(sb) >= 64 ? ~0ull : (1ull << sb_cpus(sb)) - 1;
   return mm_copy_out(sb, A(2), &mask, 8) < 0 ? -EFAULT : 8;
 }

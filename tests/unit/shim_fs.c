@@ -18,7 +18,9 @@
 #include <sys/resource.h>
 #include <sys/select.h>
 #include <poll.h>
+#include <sched.h>
 #include <sys/inotify.h>
+#include <sys/uio.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
@@ -687,6 +689,127 @@ static void test_inotify(void)
   S1(SYS_rmdir, gs("/tmp/iw"));
 }
 
+/* inotify's events of open files and attributes (IN_OPEN, IN_ACCESS,
+ * IN_CLOSE_*, IN_ATTRIB), IN_MOVE_SELF with the watch following the new
+ * name, IN_ISDIR on a directory's own events, and identical consecutive
+ * events merged: each was missing before (EAGAIN here). */
+static void test_inotify_all(void)
+{
+  diag("inotify: open, access, close, attrib, move_self, merging");
+  S2(SYS_mkdir, gs("/tmp/iv"), 0700);
+  int fd = gopen("/tmp/iv/f", O_CREAT | O_WRONLY, 0600);
+  gwrite(fd, "abc");
+  S1(SYS_close, fd);
+  int in = (int)S1(SYS_inotify_init1, IN_NONBLOCK);
+  is(S3(SYS_inotify_add_watch, in, gs("/tmp/iv"), IN_ALL_EVENTS), 1, "watch the directory: wd 1");
+  fd = gopen("/tmp/iv/f", O_RDONLY, 0);
+  is(strcmp(ievent(in), "1 20 f"), 0, "IN_OPEN f");
+  uint64_t b = galloc(NULL, 8);
+  S3(SYS_read, fd, b, 1);
+  S3(SYS_read, fd, b, 1);
+  is(strcmp(ievent(in), "1 1 f"), 0, "IN_ACCESS f, once for two reads (merged while unread)");
+  is(strcmp(ievent(in), "EAGAIN"), 0, "nothing more");
+  S3(SYS_read, fd, b, 1);
+  is(strcmp(ievent(in), "1 1 f"), 0, "another read after the event was read: IN_ACCESS again");
+  int dup = (int)S1(SYS_dup, fd);
+  S1(SYS_close, fd);
+  is(strcmp(ievent(in), "EAGAIN"), 0, "close of one of two fds: no event");
+  S1(SYS_close, dup);
+  is(strcmp(ievent(in), "1 10 f"), 0, "the last close: IN_CLOSE_NOWRITE");
+  fd = gopen("/tmp/iv/f", O_WRONLY, 0);
+  S1(SYS_close, fd);
+  is(strcmp(ievent(in), "1 20 f"), 0, "IN_OPEN f");
+  is(strcmp(ievent(in), "1 8 f"), 0, "IN_CLOSE_WRITE f");
+  fd = gopen("/tmp/iv/f", O_PATH, 0);
+  S1(SYS_close, fd);
+  is(strcmp(ievent(in), "EAGAIN"), 0, "O_PATH: no events");
+  S2(SYS_chmod, gs("/tmp/iv/f"), 0644);
+  is(strcmp(ievent(in), "1 4 f"), 0, "chmod: IN_ATTRIB f");
+  is(S3(SYS_inotify_add_watch, in, gs("/tmp/iv/f"), IN_MOVE_SELF | IN_ATTRIB), 2, "watch the file: wd 2");
+  S2(SYS_rename, gs("/tmp/iv/f"), gs("/tmp/iv/g"));
+  is(strcmp(ievent(in), "1 40 f c"), 0, "IN_MOVED_FROM f");
+  is(strcmp(ievent(in), "1 80 g c"), 0, "IN_MOVED_TO g");
+  is(strcmp(ievent(in), "2 800 -"), 0, "IN_MOVE_SELF on the file's watch");
+  S4(SYS_utimensat, AT_FDCWD, gs("/tmp/iv/g"), 0, 0);
+  is(strcmp(ievent(in), "1 4 g"), 0, "utimensat: IN_ATTRIB g");
+  is(strcmp(ievent(in), "2 4 -"), 0, "and on the file's watch, which followed it");
+  fd = gopen("/tmp/iv", O_RDONLY | O_DIRECTORY, 0);
+  is(strcmp(ievent(in), "1 40000020 -"), 0, "open of the directory: IN_OPEN|IN_ISDIR on its own watch");
+  glist("/tmp/iv");
+  S1(SYS_close, fd);
+  is(strcmp(ievent(in), "1 40000020 -"), 0, "a listing: IN_OPEN|IN_ISDIR");
+  is(strcmp(ievent(in), "1 40000001 -"), 0, "IN_ACCESS|IN_ISDIR");
+  is(strcmp(ievent(in), "1 40000010 -"), 0, "IN_CLOSE_NOWRITE|IN_ISDIR");
+  is(strcmp(ievent(in), "EAGAIN"), 0, "the first fd's close: the same event, unread, merged");
+  S1(SYS_close, in);
+  S1(SYS_unlink, gs("/tmp/iv/g"));
+  S1(SYS_rmdir, gs("/tmp/iv"));
+}
+
+/* fcntl F_GETPIPE_SZ/F_SETPIPE_SZ are the host pipe's (it was a fixed
+ * 65536 and F_SETPIPE_SZ EINVAL), EBADF on a file; F_NOTIFY without events
+ * is 0 as Linux (it was EINVAL), ENOTDIR on a file with events. */
+static void test_fcntl_linux(void)
+{
+  diag("fcntl: pipe sizes, F_NOTIFY");
+  uint64_t p = galloc(NULL, 8);
+  is(S1(SYS_pipe, p), 0, "pipe");
+  int pp[2];
+  memcpy(pp, hp(p), sizeof pp);
+  int hp2[2];
+  if (pipe(hp2) < 0)
+    abort();
+  long want = fcntl(hp2[1], F_GETPIPE_SZ);
+  is(S3(SYS_fcntl, pp[1], F_GETPIPE_SZ, 0), want, "F_GETPIPE_SZ: the host's default (%ld)", want);
+  is(S3(SYS_fcntl, pp[1], F_SETPIPE_SZ, 5000), fcntl(hp2[1], F_SETPIPE_SZ, 5000), "F_SETPIPE_SZ 5000: rounded as natively");
+  is(S3(SYS_fcntl, pp[0], F_GETPIPE_SZ, 0), fcntl(hp2[0], F_GETPIPE_SZ), "the other end sees it");
+  close(hp2[0]);
+  close(hp2[1]);
+  int fd = gopen("/tmp/pz", O_CREAT | O_RDWR, 0600);
+  is(S3(SYS_fcntl, fd, F_GETPIPE_SZ, 0), -EBADF, "a file: EBADF");
+  is(S3(SYS_fcntl, fd, F_NOTIFY, DN_MULTISHOT), 0, "F_NOTIFY without events: 0");
+  is(S3(SYS_fcntl, fd, F_NOTIFY, DN_CREATE), -ENOTDIR, "F_NOTIFY with events on a file: ENOTDIR");
+  /* pwritev, pwritev2 (they were ENOSYS) */
+  uint64_t iov = galloc(NULL, 32);
+  uint64_t bufs[2] = {gs("test1"), gs("tt2")};
+  uint64_t v[4] = {bufs[0], 5, bufs[1], 3};
+  memcpy(hp(iov), v, sizeof v);
+  gwrite(fd, "xx");
+  is(S4(SYS_pwritev, fd, iov, 2, 2), 8, "pwritev at 2");
+  is(S3(SYS_lseek, fd, 0, SEEK_CUR), 2, "the offset stays");
+  is(S4(SYS_pwritev, fd, iov, 2, -1), -EINVAL, "pwritev at -1: EINVAL");
+  is(S6(SYS_pwritev2, fd, iov, 1, -1, 0, 0), 5, "pwritev2 at -1: the file offset");
+  is(S3(SYS_lseek, fd, 0, SEEK_CUR), 7, "which moved");
+  is(S6(SYS_pwritev2, fd, iov, 1, 0, 0, RWF_APPEND), 5, "pwritev2 RWF_APPEND");
+  uint64_t rb = galloc(NULL, 32);
+  is(S4(SYS_pread64, fd, rb, 32, 0), 15, "15 bytes");
+  ok(memcmp(hp(rb), "xxtest1tt2test1", 15) == 0, "as Linux writes them");
+  /* sendfile's checks: in readable, out writable, out not O_APPEND */
+  int ro = gopen("/tmp/pz", O_RDONLY, 0);
+  is(S4(SYS_sendfile, ro, fd, 0, 4), -EBADF, "sendfile to a read-only fd: EBADF");
+  int ap = gopen("/tmp/pz2", O_CREAT | O_WRONLY | O_APPEND, 0600);
+  is(S4(SYS_sendfile, ap, ro, 0, 4), -EINVAL, "sendfile to an O_APPEND fd: EINVAL");
+  S1(SYS_close, ap);
+  S1(SYS_close, ro);
+  S1(SYS_unlink, gs("/tmp/pz2"));
+  S1(SYS_close, fd);
+  S1(SYS_unlink, gs("/tmp/pz"));
+  S1(SYS_close, pp[0]);
+  S1(SYS_close, pp[1]);
+  /* the scheduler's queries (they were ENOSYS) */
+  is(S1(SYS_sched_get_priority_max, SCHED_RR), 99, "sched_get_priority_max(SCHED_RR)");
+  is(S1(SYS_sched_get_priority_min, SCHED_OTHER), 0, "sched_get_priority_min(SCHED_OTHER)");
+  is(S1(SYS_sched_get_priority_min, -23), -EINVAL, "a bad policy: EINVAL");
+  is(S1(SYS_sched_getscheduler, 0), SCHED_OTHER, "sched_getscheduler(0)");
+  is(S1(SYS_sched_getscheduler, -1), -EINVAL, "sched_getscheduler(-1): EINVAL");
+  uint64_t prm = galloc(NULL, 8);
+  is(S2(SYS_sched_getparam, 0, prm), 0, "sched_getparam");
+  is(S3(SYS_sched_setscheduler, 0, SCHED_OTHER, prm), 0, "sched_setscheduler to SCHED_OTHER 0: no change");
+  uint64_t cpus = galloc(NULL, 8);
+  is(S3(SYS_sched_getaffinity, -1, 8, cpus), -ESRCH, "sched_getaffinity(-1): ESRCH, as Linux");
+  is(S3(SYS_setresuid, -1, -1, -1), 0, "setresuid(-1, -1, -1)");
+}
+
 /* max_files 65536 (`cowfork run`'s where its own fd limit has room):
  * Linux's RLIMIT_NOFILE (soft 1024, hard 65536 = nr_open), the fd table
  * grown on demand (issue 15, item 3; the table was 256 fds); without
@@ -1092,7 +1215,7 @@ int main(int argc, char **argv)
   static const struct { const char *name; void (*fn)(void); } groups[] = {
       {"mkdir", test_mkdir},   {"region", test_region}, {"attrs", test_attrs},   {"locks", test_locks},
       {"shared", test_shared}, {"hidden", test_hidden}, {"select", test_select}, {"limits", test_limits},
-      {"hostfds", test_hostfds}, {"nofile", test_nofile}, {"fifo", test_fifo}, {"fifo_wait", test_fifo_wait}, {"magic", test_magic}, {"lockwait", test_lockwait}, {"pending", test_pending}, {"pipe_flags", test_pipe_flags}, {"sparse", test_sparse}, {"nofile_linux", test_nofile_linux}, {"mremap", test_mremap}, {"exchange", test_exchange}, {"tmpfile", test_tmpfile}, {"inotify", test_inotify},
+      {"hostfds", test_hostfds}, {"nofile", test_nofile}, {"fifo", test_fifo}, {"fifo_wait", test_fifo_wait}, {"magic", test_magic}, {"lockwait", test_lockwait}, {"pending", test_pending}, {"pipe_flags", test_pipe_flags}, {"sparse", test_sparse}, {"nofile_linux", test_nofile_linux}, {"mremap", test_mremap}, {"exchange", test_exchange}, {"tmpfile", test_tmpfile}, {"inotify", test_inotify}, {"inotify_all", test_inotify_all}, {"fcntl_linux", test_fcntl_linux},
   };
   sb_setup();
   for (size_t i = 0; i < sizeof groups / sizeof groups[0]; i++) {

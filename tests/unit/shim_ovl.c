@@ -285,6 +285,103 @@ static void test_rename_links(void)
   ok(access(p, F_OK) < 0, "nothing made on the host");
 }
 
+/* The names of fd's listing from its current offset, sorted. */
+static const char *fd_names(int fd)
+{
+  static char out[1024];
+  char *w[64];
+  int n = 0;
+  uint64_t b = galloc(NULL, 4096);
+  long k;
+  static char names[2048];
+  size_t used = 0;
+  while ((k = S3(SYS_getdents64, fd, b, 4096)) > 0)
+    for (long pos = 0; pos < k;) {
+      uint8_t *d = (uint8_t *)hp(b) + pos;
+      uint16_t rec;
+      memcpy(&rec, d + 16, 2);
+      const char *nm = (const char *)d + 19;
+      if (strcmp(nm, ".") && strcmp(nm, "..") && n < 64 && used + strlen(nm) + 1 < sizeof names) {
+        w[n++] = strcpy(names + used, nm);
+        used += strlen(nm) + 1;
+      }
+      pos += rec;
+    }
+  qsort(w, (size_t)n, sizeof *w, cmp);
+  out[0] = 0;
+  for (int i = 0; i < n; i++) {
+    if (i)
+      strcat(out, " ");
+    strcat(out, w[i]);
+  }
+  return out;
+}
+
+/* Linux's semantics where the overlay's short cuts differed (each check
+ * failed before its fix). */
+static void test_linux_semantics(void)
+{
+  diag("\"..\" after a symlink, a root directory listed after a change, chmod refused before any copy-up");
+  struct stat st;
+  /* "..": the parent of where the symlink leads (Linux), not a lexical pop */
+  ok(strcmp(gread("/bin/../lib/big"), "") == 0 && gstat("/bin/../lib/big", &st, false) == 0 &&
+         st.st_size == (1 << 20) + 4,
+     "/bin/../lib/big is /usr/lib/big (/bin -> usr/bin)");
+  is(gstat("/etc/conf/../conf", &st, false), -ENOTDIR, "a file before \"..\": ENOTDIR");
+  is(gstat("/nope/../etc", &st, false), -ENOENT, "a missing name before \"..\": ENOENT");
+  is(S1(SYS_chdir, gs("/bin")), 0, "chdir /bin");
+  ok(gstat("../lib/big", &st, false) == 0, "../lib/big from /bin (cwd /usr/bin)");
+  S1(SYS_chdir, gs("/"));
+
+  /* a trailing slash: the name must be a directory */
+  is(gopen("/etc/conf/", O_RDONLY, 0), -ENOTDIR, "open of a file with a trailing slash: ENOTDIR");
+  is(gstat("/etc/conf/", &st, false), -ENOTDIR, "stat too");
+  is(gopen("/etc/newfile/", O_CREAT | O_WRONLY, 0644), -EISDIR, "O_CREAT with a trailing slash: EISDIR");
+  is(gstat("/etc/newfile", &st, false), -ENOENT, "and nothing made");
+  is(S2(SYS_symlink, gs("x"), gs("/etc/newlink/")), -ENOENT, "symlink to a new name with a slash: ENOENT");
+  is(S2(SYS_rename, gs("/etc/conf"), gs("/etc/newname/")), -ENOTDIR, "rename of a file to a name with a slash: ENOTDIR");
+  is(S2(SYS_mkdir, gs("/etc/newdir/"), 0755), 0, "mkdir with a trailing slash");
+  ok(gstat("/etc/newdir/", &st, false) == 0 && S_ISDIR(st.st_mode), "stat of it with the slash");
+  is(S1(SYS_rmdir, gs("/etc/newdir/")), 0, "rmdir with the slash");
+
+  /* A root directory opened before anything in it changed */
+  dir("list");
+  put("list/one", "1", 0644);
+  put("list/two", "2", 0644);
+  int fd = gopen("/list", O_RDONLY | O_DIRECTORY, 0);
+  ok(fd >= 0, "open a root directory");
+  ok(strcmp(fd_names(fd), "one two") == 0, "it lists the root's entries");
+  int c = gopen("/list/three", O_CREAT | O_WRONLY, 0644);
+  S1(SYS_close, c);
+  is(S1(SYS_unlink, gs("/list/one")), 0, "a file made and one removed in it");
+  is(S3(SYS_lseek, fd, 0, SEEK_SET), 0, "rewind");
+  const char *got = fd_names(fd);
+  ok(strcmp(got, "three two") == 0, "the same fd lists the merged view (got '%s')", got);
+  is(S3(SYS_lseek, fd, 0, SEEK_SET), 0, "rewind");
+  got = fd_names(fd);
+  ok(strcmp(got, "three two") == 0, "again (got '%s')", got);
+  S1(SYS_close, fd);
+  dir("list2");
+  put("list2/x", "x", 0644);
+  fd = gopen("/list2", O_RDONLY | O_DIRECTORY, 0);
+  is(S1(SYS_unlink, gs("/list2/x")), 0, "its file removed");
+  is(S1(SYS_rmdir, gs("/list2")), 0, "then the root directory, while open");
+  got = fd_names(fd);
+  ok(strcmp(got, "") == 0, "it lists nothing (got '%s')", got);
+  S1(SYS_close, fd);
+
+  /* chmod/chown/utimes of a root file not one's own: refused, nothing copied up */
+  put("etc/owned", "host 1\n", 0644);
+  sb->uid = 1000;
+  is(S2(SYS_chmod, gs("/etc/owned"), 0600), -EPERM, "chmod of root's file as uid 1000: EPERM");
+  is(S3(SYS_chown, gs("/etc/owned"), 1000, 1000), -EPERM, "chown: EPERM");
+  is(S2(SYS_utime, gs("/etc/owned"), galloc(NULL, 16)), -EPERM, "utime with times: EPERM");
+  sb->uid = 0;
+  put("etc/owned", "host 2\n", 0644);
+  ok(strcmp(gread("/etc/owned"), "host 2\n") == 0, "the root's file is still the lower one (got '%s')",
+     gread("/etc/owned"));
+}
+
 static void test_save_load(void)
 {
   diag("whiteouts, opaque directories and symlinks through fs_save and fs_load");
@@ -318,6 +415,7 @@ int main(void)
   test_lookup_copyup();
   test_whiteout_opaque();
   test_rename_links();
+  test_linux_semantics();
   test_save_load();
   shim_teardown();
   char cmd[700];
