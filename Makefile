@@ -63,14 +63,23 @@ $(BUILD)/bench/%: $(BUILD)/bench/%.o $(LINK_LIBS)
 check: all
 	BUILD=$(BUILD) tests/run
 
-# libFuzzer targets (clang). Each tests/fuzz/NAME.c -> $(BUILD)/fuzz/NAME.
+# libFuzzer targets (clang). Each tests/fuzz/NAME.c -> build-fuzz/NAME, linked
+# with one archive of the library and the front ends built once for them all
+# (instrumented for coverage: fuzzer-no-link).
 FUZZ_SRC := $(wildcard tests/fuzz/*.c)
 FUZZ_BIN := $(FUZZ_SRC:tests/fuzz/%.c=build-fuzz/%)
+FUZZ_OBJ := $(LIB_SRC:%.c=build-fuzz/obj/%.o) $(FRONT_SRC:%.c=build-fuzz/obj/%.o)
+FUZZ_CFLAGS := -std=gnu11 -g -O1 -D_GNU_SOURCE -D_FILE_OFFSET_BITS=64 -Iinclude -Ilib -I. -pthread -MMD -MP
 fuzz: $(FUZZ_BIN)
-build-fuzz/%: tests/fuzz/%.c $(LIB_SRC) $(FRONT_SRC)
-	@mkdir -p build-fuzz
-	clang -std=gnu11 -g -O1 -D_GNU_SOURCE -D_FILE_OFFSET_BITS=64 -Iinclude -Ilib -I. \
-	  -fsanitize=fuzzer,address,undefined -o $@ $< $(LIB_SRC) $(FRONT_SRC) $(LIBS) -pthread
+build-fuzz/obj/%.o: %.c
+	@mkdir -p $(dir $@)
+	clang $(FUZZ_CFLAGS) -fsanitize=fuzzer-no-link,address,undefined -c -o $@ $<
+build-fuzz/obj/lib/root_driver.o: shim/py/driver.py
+build-fuzz/libfuzz.a: $(FUZZ_OBJ)
+	@rm -f $@
+	ar rcs $@ $^
+build-fuzz/%: tests/fuzz/%.c build-fuzz/libfuzz.a
+	clang $(FUZZ_CFLAGS) -fsanitize=fuzzer,address,undefined -o $@ $< build-fuzz/libfuzz.a $(LIBS)
 
 # docs/syscalls.md is generated from the shim's system-call table
 # (shim/systab.c); tests/syscalls-doc.sh fails when it is stale.
@@ -85,4 +94,4 @@ clean:
 
 .PHONY: all check fuzz bench clean docs
 -include $(LIB_OBJ:.o=.d) $(FRONT_OBJ:.o=.d) $(CLI_OBJ:.o=.d) \
-  $(UNIT_SRC:%.c=$(BUILD)/%.d) $(BENCH_SRC:%.c=$(BUILD)/%.d)
+  $(UNIT_SRC:%.c=$(BUILD)/%.d) $(BENCH_SRC:%.c=$(BUILD)/%.d) $(FUZZ_OBJ:.o=.d)
