@@ -106,6 +106,7 @@ int proc_threads(const struct sb *sb)
   return n;
 }
 
+/* The processes of sb's world; only where it has one (sb->w). */
 struct sb *const *proc_list(const struct sb *sb, int *n)
 {
   *n = sb->w->nprocs;

@@ -699,8 +699,8 @@ static long any_thread(struct sb *sb, int pid)
     return -EINVAL;
   if (own_thread(sb, pid) == 0)
     return 0;
-  int n;
-  struct sb *const *all = proc_list(sb, &n);
+  int n = 0;
+  struct sb *const *all = sb->w ? proc_list(sb, &n) : NULL; /* (a sandbox of one process has no world) */
   for (int k = 0; all && k < n; k++) {
     struct sb *p = all[k];
     if (p == sb || p->zombie)
