@@ -232,6 +232,15 @@ static struct kperm *ids_find_id(struct ids *ids, int id)
   return p && p->seq == id / SEQ_MULT ? p : NULL;
 }
 
+/* The object a *ctl call names: by index for the *_STAT(_ANY) commands
+ * (as ipcs walks them), else by id; NULL: EINVAL. */
+static struct kperm *ids_find_ctl(struct ids *ids, int id, bool by_index)
+{
+  if (!by_index)
+    return ids_find_id(ids, id);
+  return id >= 0 && id < ids->cap ? ids->slot[id] : NULL;
+}
+
 static struct kperm *ids_find_key(struct ids *ids, int key)
 {
   for (int i = 0; i < ids->cap; i++)
@@ -562,14 +571,9 @@ long sys_shmctl(struct sb *sb, const uint64_t a[6], long nr)
     }
     return mx < 0 ? 0 : mx;
   }
-  struct ipc_shm *s;
-  if (cmd == SHM_STAT || cmd == SHM_STAT_ANY) {
-    s = id < ipc->shm.cap ? (struct ipc_shm *)ipc->shm.slot[id] : NULL;
-    if (!s)
-      return -EINVAL;
-  } else if (!(s = shm_find(sb, id))) {
+  struct ipc_shm *s = (struct ipc_shm *)ids_find_ctl(&ipc->shm, id, cmd == SHM_STAT || cmd == SHM_STAT_ANY);
+  if (!s)
     return -EINVAL;
-  }
   switch (cmd) {
   case IPC_STAT:
   case SHM_STAT:
@@ -851,14 +855,9 @@ long sys_semctl(struct sb *sb, const uint64_t a[6], long nr)
     int mx = ids_max_idx(&ipc->sem);
     return mx < 0 ? 0 : mx;
   }
-  struct ipc_sem *s;
-  if (cmd == SEM_STAT || cmd == SEM_STAT_ANY) {
-    s = id < ipc->sem.cap ? (struct ipc_sem *)ipc->sem.slot[id] : NULL;
-    if (!s)
-      return -EINVAL;
-  } else if (!(s = sem_find(sb, id))) {
+  struct ipc_sem *s = (struct ipc_sem *)ids_find_ctl(&ipc->sem, id, cmd == SEM_STAT || cmd == SEM_STAT_ANY);
+  if (!s)
     return -EINVAL;
-  }
   switch (cmd) {
   case IPC_STAT:
   case SEM_STAT:
@@ -1253,14 +1252,9 @@ long sys_msgctl(struct sb *sb, const uint64_t a[6], long nr)
   struct k_msqid64 in;
   if (cmd == IPC_SET && mm_copy_in(sb, &in, buf, sizeof in) < 0)
     return -EFAULT; /* (before the id is looked at, as Linux) */
-  struct ipc_msq *q;
-  if (cmd == MSG_STAT || cmd == MSG_STAT_ANY) {
-    q = id < ipc->msg.cap ? (struct ipc_msq *)ipc->msg.slot[id] : NULL;
-    if (!q)
-      return -EINVAL;
-  } else if (!(q = msq_find(sb, id))) {
+  struct ipc_msq *q = (struct ipc_msq *)ids_find_ctl(&ipc->msg, id, cmd == MSG_STAT || cmd == MSG_STAT_ANY);
+  if (!q)
     return -EINVAL;
-  }
   switch (cmd) {
   case IPC_STAT:
   case MSG_STAT:
