@@ -150,13 +150,18 @@ w=`echo backquotes`; echo "$w"
 echo "$(printf "trailing\n\n\n")|"
 big=$(seq 1 20000); echo "${#big} bytes"
 echo $(( $(echo 6) * $(echo 7) ))'
+# dash prints "Terminated" to stderr when its wait builtin is what reaps the
+# killed job, and nothing when its after-command reap got there first (the
+# SIGCHLD came before \`kill\` returned): a race in dash itself, with both
+# outcomes seen natively (always the first on 2 CPUs, mostly the second on the
+# 1-vCPU test VM), so that wait's stderr is not compared.
 BG='d=$(mktemp -d /tmp/cowfork-bg.XXXXXX)
 (sleep 0.3; echo slow > $d/a) & a=$!
 (echo fast > $d/b) & b=$!
 wait $b; echo "b: $? $(cat $d/b)"
 wait $a; echo "a: $? $(cat $d/a)"
 (exit 7) & wait $!; echo "exit 7: $?"
-sleep 10 & k=$!; kill $k; wait $k; echo "killed by SIGTERM: $?"
+sleep 10 & k=$!; kill $k; wait $k 2>/dev/null; echo "killed by SIGTERM: $?"
 for i in 1 2 3; do (sleep 0.$i; echo $i > $d/j$i) & done; wait; echo "wait for all: $? $(cat $d/j1 $d/j2 $d/j3)"
 rm -r $d; echo "wait with none left: $(wait; echo $?)"'
 SEQ='/bin/echo one; /bin/echo two
