@@ -34,6 +34,43 @@ requires_cpython_suite() {
   $PY -c 'import test.libregrtest' 2>/dev/null || skip "CPython's tests missing (apt-get install libpython3.11-testsuite)"
   export PYTHONDONTWRITEBYTECODE=1
 }
+# regrtest_vs_native WHAT MEM LIMIT ARGS...: `$PY -m test -v ARGS` natively,
+# then in a sandbox over / with --mem MEM, each bounded by LIMIT seconds.
+# Passes when both exit alike and print the same results: the per-module
+# counts and regrtest's summary, and with REGRTEST_CASES=1 each case's result
+# too. Else prints what differs (and the cases that differ) and fails, naming
+# WHAT ("thread suites (5 modules)").
+regrtest_vs_native() {
+  local what=$1 mem=$2 limit=$3 nrc=0 src=0
+  shift 3
+  (cd / && timeout "$limit" $PY -m test -v "$@") >"$TMP/n.txt" 2>&1 || nrc=$?
+  (cd / && cowfork run --root / --mem "$mem" --timeout "$limit" -- $PY -m test -v "$@") >"$TMP/s.txt" 2>&1 || src=$?
+  _regrtest_results "$TMP/n.txt" >"$TMP/n.res"
+  _regrtest_results "$TMP/s.txt" >"$TMP/s.res"
+  grep -q '^== Tests result' "$TMP/n.res" || fail "native regrtest printed no summary (exit $nrc, $limit s): $(tail -n 20 "$TMP/n.txt")"
+  if ! cmp -s "$TMP/n.res" "$TMP/s.res" || [ "$nrc" != "$src" ]; then
+    echo "native exit $nrc, sandbox exit $src; results --- native +++ sandbox:"
+    diff "$TMP/n.res" "$TMP/s.res" || true
+    echo "the cases whose results differ:"
+    diff <(_regrtest_cases "$TMP/n.txt") <(_regrtest_cases "$TMP/s.txt") | head -n 40 || true
+    grep -E -A12 '^(ERROR|FAIL):' "$TMP/s.txt" | head -n 120 || true
+    tail -n 30 "$TMP/s.txt"
+    fail "CPython's $what: the sandbox's results differ from the native run"
+  fi
+  echo "ok   CPython regrtest, $what as natively: $(grep -c '^Ran' "$TMP/s.res") result lines," \
+    "$(grep -E '^Ran' "$TMP/s.res" | awk '{s += $2} END {print s}') cases$([ "${REGRTEST_CASES:-0}" = 1 ] &&
+      echo " ($(grep -c ' \.\.\. ok$' "$TMP/s.res") ok, each case's result compared)");" \
+    "$(grep -o 'Total duration.*' "$TMP/n.txt") natively, $(grep -o 'Total duration.*' "$TMP/s.txt" | sed 's/Total duration: //') in the sandbox"
+}
+_regrtest_cases() { # each case's result, sorted (a file name holding the pid masked, as test_fileio's skip reason)
+  { grep -E ' \.\.\. (ok|skipped|FAIL|ERROR|expected failure|unexpected success)' "$1" || true; } |
+    sed -E 's/ in [0-9.]+s$//; s/@test_[0-9]+_/@test_PID_/g' | LC_ALL=C sort
+}
+_regrtest_results() { # [each case's result,] the per-module counts and results, then regrtest's summary
+  [ "${REGRTEST_CASES:-0}" != 1 ] || _regrtest_cases "$1"
+  { grep -E '^(Ran [0-9]+ tests?|OK|FAILED)' "$1" || true; } | sed -E 's/ in [0-9.]+s$//'
+  sed -n '/^== Tests result/,/^Total duration/p' "$1" | { grep -v '^Total duration' || true; }
+}
 TMP=$(mktemp -d "${COWFORK_TEST_DIR:-/var/tmp}/cowfork-test.XXXXXX")
 cleanup_fn "rm -rf '$TMP'"
 export COWFORK_STORE="$TMP/store"

@@ -27,26 +27,4 @@ if [ -n "${COWFORK_EMULATED:-}" ]; then
   mods="test_fcntl test_fileio test_mmap test_glob test_shutil"
   echo "emulated KVM: a subset of $(echo $mods | wc -w) modules ($mods)"
 fi
-results() { # each case's result, the per-module counts and results, then regrtest's summary
-  # (a file name holding the pid, as test_fileio's skip reason: the pid masked)
-  grep -E ' \.\.\. (ok|skipped|FAIL|ERROR|expected failure|unexpected success)' "$1" |
-    sed -E 's/ in [0-9.]+s$//; s/@test_[0-9]+_/@test_PID_/g' | LC_ALL=C sort
-  grep -E '^(Ran [0-9]+ tests?|OK|FAILED)' "$1" | sed -E 's/ in [0-9.]+s$//'
-  sed -n '/^== Tests result/,/^Total duration/p' "$1" | grep -v '^Total duration'
-}
-nrc=0 src=0
-(cd / && timeout 1500 $PY -m test -v --ignorefile "$TMP/ignore" $mods) > "$TMP/n.txt" 2>&1 || nrc=$?
-(cd / && cowfork run --root / --mem 1G --timeout 1500 -- $PY -m test -v --ignorefile "$TMP/ignore" $mods) > "$TMP/s.txt" 2>&1 || src=$?
-results "$TMP/n.txt" > "$TMP/n.res"
-results "$TMP/s.txt" > "$TMP/s.res"
-grep -q '^== Tests result' "$TMP/n.res" || fail "native regrtest printed no summary: $(tail -n 20 "$TMP/n.txt")"
-if ! cmp -s "$TMP/n.res" "$TMP/s.res" || [ $nrc != $src ]; then
-  echo "native ($nrc), sandbox ($src):"
-  diff "$TMP/n.res" "$TMP/s.res" || true
-  grep -E -A12 '^(ERROR|FAIL):' "$TMP/s.txt" | head -n 80
-  tail -n 20 "$TMP/s.txt"
-  fail "CPython's file-system suites: the sandbox's results differ from the native run"
-fi
-echo "ok   CPython regrtest, $(echo $mods | wc -w) modules, $(grep -c ' \.\.\. ' "$TMP/s.res") case results as natively" \
-  "($(grep -c ' \.\.\. ok$' "$TMP/s.res") ok);" \
-  "$(grep -o 'Total duration.*' "$TMP/n.txt") natively, $(grep -o 'Total duration.*' "$TMP/s.txt" | sed 's/Total duration: //') in the sandbox"
+REGRTEST_CASES=1 regrtest_vs_native "file-system suites ($(echo $mods | wc -w) modules)" 1G 1500 --ignorefile "$TMP/ignore" $mods

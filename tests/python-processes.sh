@@ -40,23 +40,4 @@ fi
   for m in $small; do echo "test.$m.*"; done
   for p in $sub $mp; do echo "$p"; done
 } > "$TMP/match"
-results() { # the per-module counts and results, then regrtest's summary
-  { grep -E '^(Ran [0-9]+ tests?|OK|FAILED)' "$1" || true; } | sed -E 's/ in [0-9.]+s$//'
-  sed -n '/^== Tests result/,/^Total duration/p' "$1" | { grep -v '^Total duration' || true; }
-}
-nrc=0 src=0
-(cd / && timeout $limit $PY -m test -v --matchfile "$TMP/match" $mods) > "$TMP/n.txt" 2>&1 || nrc=$?
-(cd / && cowfork run --root / --mem 4G --timeout $limit -- $PY -m test -v --matchfile "$TMP/match" $mods) > "$TMP/s.txt" 2>&1 || src=$?
-results "$TMP/n.txt" > "$TMP/n.res"
-results "$TMP/s.txt" > "$TMP/s.res"
-grep -q '^== Tests result' "$TMP/n.res" || fail "native regrtest printed no summary (exit $nrc; $limit s): $(tail -n 20 "$TMP/n.txt")"
-if ! cmp -s "$TMP/n.res" "$TMP/s.res" || [ $nrc != $src ]; then
-  echo "native ($nrc):"; cat "$TMP/n.res"; echo "sandbox ($src):"; cat "$TMP/s.res"
-  diff "$TMP/n.res" "$TMP/s.res" || true
-  grep -E -A12 '^(ERROR|FAIL):' "$TMP/s.txt" | head -n 120 || true
-  tail -n 30 "$TMP/s.txt"
-  fail "CPython's process suites: the sandbox's results differ from the native run"
-fi
-echo "ok   CPython regrtest, $(echo $mods | wc -w) modules, $(grep -c '^Ran' "$TMP/s.res") result lines as natively:" \
-  "$(grep -E '^Ran' "$TMP/s.res" | awk '{s += $2} END {print s}') cases;" \
-  "$(grep -o 'Total duration.*' "$TMP/n.txt") natively, $(grep -o 'Total duration.*' "$TMP/s.txt" | sed 's/Total duration: //') in the sandbox"
+regrtest_vs_native "process suites ($(echo $mods | wc -w) modules)" 4G $limit --matchfile "$TMP/match" $mods

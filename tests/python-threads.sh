@@ -37,23 +37,4 @@ if [ -n "${COWFORK_EMULATED:-}" ]; then
   echo "test.test_selectors.*.test_above_fd_setsize" >> "$TMP/ignore"
   echo "emulated KVM: a subset of $(echo $mods | wc -w) modules ($mods), test_4_daemon_threads and test_above_fd_setsize left out (time)"
 fi
-results() { # the per-module counts and results, then regrtest's summary
-  grep -E '^(Ran [0-9]+ tests?|OK|FAILED)' "$1" | sed -E 's/ in [0-9.]+s$//'
-  sed -n '/^== Tests result/,/^Total duration/p' "$1" | grep -v '^Total duration'
-}
-nrc=0 src=0
-(cd / && timeout 1500 $PY -m test -v --ignorefile "$TMP/ignore" $mods) > "$TMP/n.txt" 2>&1 || nrc=$?
-(cd / && cowfork run --root / --mem 4G --timeout 1500 -- $PY -m test -v --ignorefile "$TMP/ignore" $mods) > "$TMP/s.txt" 2>&1 || src=$?
-results "$TMP/n.txt" > "$TMP/n.res"
-results "$TMP/s.txt" > "$TMP/s.res"
-grep -q '^== Tests result' "$TMP/n.res" || fail "native regrtest printed no summary: $(tail -n 20 "$TMP/n.txt")"
-if ! cmp -s "$TMP/n.res" "$TMP/s.res" || [ $nrc != $src ]; then
-  echo "native ($nrc):"; cat "$TMP/n.res"; echo "sandbox ($src):"; cat "$TMP/s.res"
-  diff "$TMP/n.res" "$TMP/s.res" || true
-  grep -E -A12 '^(ERROR|FAIL):' "$TMP/s.txt" | head -n 80
-  tail -n 20 "$TMP/s.txt"
-  fail "CPython's thread suites: the sandbox's results differ from the native run"
-fi
-echo "ok   CPython regrtest, $(echo $mods | wc -w) modules, $(grep -c '^Ran' "$TMP/s.res") result lines as natively:" \
-  "$(grep -E '^Ran' "$TMP/s.res" | awk '{s += $2} END {print s}') cases;" \
-  "$(grep -o 'Total duration.*' "$TMP/n.txt") natively, $(grep -o 'Total duration.*' "$TMP/s.txt" | sed 's/Total duration: //') in the sandbox"
+regrtest_vs_native "thread suites ($(echo $mods | wc -w) modules)" 4G 1500 --ignorefile "$TMP/ignore" $mods
