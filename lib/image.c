@@ -12,9 +12,10 @@
  * mapped (lib/cowmap.c, the uffd server, shim/snapshot.c's map) before
  * cf_image_check has compared every layer's XXH3-64 with the header's, once
  * per image (an atomic flag, so the path after the first use costs one
- * load) and once per layer file per store handle (lib/store.c keeps the
- * layers found good, by id, checksum and file identity). cf_image_open
- * itself reads no data: listing and `image info` stay cheap. */
+ * load) and once per layer file while it is unchanged (lib/store.c keeps
+ * the layers found good, by id, checksum and file identity, in the store
+ * handle and in a record for the next process). cf_image_open itself
+ * reads no data: listing and `image info` stay cheap. */
 #include <fcntl.h>
 #include <inttypes.h>
 #include <limits.h>
@@ -107,16 +108,7 @@ struct cf_image *cf_image_open(struct cf_store *s, const char *name)
               (long long)st.st_size, (unsigned long long)(l->nblocks * img->h->block_size));
       goto err;
     }
-    struct cf_layer_key *k = &img->keys[i];
-    memcpy(k->id, l->id, 16);
-    k->checksum = l->checksum;
-    k->dev = st.st_dev;
-    k->ino = st.st_ino;
-    k->size = (uint64_t)st.st_size;
-    k->mtime_s = st.st_mtim.tv_sec;
-    k->mtime_ns = st.st_mtim.tv_nsec;
-    k->ctime_s = st.st_ctim.tv_sec;
-    k->ctime_ns = st.st_ctim.tv_nsec;
+    cf_layer_key_set(&img->keys[i], l->id, l->checksum, &st);
   }
   return img;
 err:

@@ -73,6 +73,9 @@ struct cf_layer_key {
   uint64_t checksum, dev, ino, size;
   int64_t mtime_s, mtime_ns, ctime_s, ctime_ns;
 };
+struct stat;
+/* The key of layer id (its header's checksum) in the file st describes. */
+void cf_layer_key_set(struct cf_layer_key *k, const uint8_t id[16], uint64_t checksum, const struct stat *st);
 struct cf_store;
 struct cf_checked;
 struct cf_checked *cf_store_checked_ref(struct cf_store *s);

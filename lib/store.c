@@ -19,11 +19,18 @@
  * to everyone else, then every entry this cowfork writes. A store owned by
  * someone else that others can read is refused.
  *
- * Checked layers: the layers whose checksum a process has verified
- * (lib/image.c, cf_image_check), keyed by id, checksum and the file's
- * identity (dev, ino, size, mtime, ctime), in a sorted array shared by the
- * store handle and every image opened from it (reference counted, so an
- * image may outlive the handle); its mutex guards it. */
+ * Checked layers: the layers whose checksum has been verified (lib/image.c,
+ * cf_image_check) or computed as they were written (the layer writer),
+ * keyed by id, checksum and the file's identity (dev, ino, size, mtime,
+ * ctime), in a sorted array shared by the store handle and every image
+ * opened from it (reference counted, so an image may outlive the handle);
+ * its mutex guards it. Each is also recorded in checked/ID (the key, 88
+ * bytes), so that the next process (another `cowfork fork`, a restarted
+ * daemon) trusts the same file without reading it again: what one long-
+ * lived process already did, carried across processes. Any write to the
+ * layer file changes its ctime, which nobody can set back, so a record
+ * never vouches for changed bytes; a record lost or stale only costs a
+ * check. gc removes a layer's record with it. */
 #include <dirent.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -44,6 +51,14 @@ struct cf_checked {
   unsigned refs; /* under lock */
   struct cf_layer_key *v;
   size_t n, cap;
+  int dfd; /* the store's checked/ directory, or -1 */
+};
+
+/* A record in checked/: this magic, then the key. */
+static const char CHECKED_MAGIC[8] = "cfchk01";
+struct checked_rec {
+  char magic[8];
+  struct cf_layer_key k;
 };
 
 struct cf_store {
@@ -73,7 +88,7 @@ static int mkdir_p(const char *path)
 /* The entries of a store that cowfork writes (all at its top level), made
  * private when an older cowfork left them wider. Roots and anything else
  * are left as they are: the top directory at 0700 already closes them. */
-static const char *const own_entries[] = {"layers", "images", "tmp", "templates", "wset", "daemon", "lock"};
+static const char *const own_entries[] = {"layers", "images", "tmp", "templates", "wset", "daemon", "lock", "checked"};
 
 /* Directories 0700, regular files and sockets 0600, or 0400 where they had
  * no write bit (immutable ones); symlinks are not followed. */
@@ -143,7 +158,7 @@ unsigned cf_store_made_private(const struct cf_store *s, unsigned *old_mode)
 
 struct cf_store *cf_store_open(const char *dir)
 {
-  static const char *const sub[] = {"layers", "images", "tmp"};
+  static const char *const sub[] = {"layers", "images", "tmp", "checked"};
   char path[PATH_MAX];
   struct stat st;
   if (mkdir_p(dir) < 0)
@@ -159,13 +174,16 @@ struct cf_store *cf_store_open(const char *dir)
   }
   pthread_mutex_init(&s->checked->lock, NULL);
   s->checked->refs = 1;
+  s->checked->dfd = -1;
   if ((st.st_mode & 077) && make_private(s, &st) < 0)
     goto err;
-  for (size_t i = 0; i < 3; i++) {
+  for (size_t i = 0; i < sizeof sub / sizeof *sub; i++) {
     snprintf(path, sizeof path, "%s/%s", dir, sub[i]);
     if (cf_private_mkdir(path) < 0)
       goto err;
   }
+  /* checked/: without it (unreadable) layers are checked once per process, as before */
+  s->checked->dfd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
   return s;
 err:
   cf_store_close(s);
@@ -189,6 +207,8 @@ void cf_checked_unref(struct cf_checked *c)
   pthread_mutex_unlock(&c->lock);
   if (last) {
     pthread_mutex_destroy(&c->lock);
+    if (c->dfd >= 0)
+      close(c->dfd);
     free(c->v);
     free(c);
   }
@@ -196,15 +216,68 @@ void cf_checked_unref(struct cf_checked *c)
 
 static int cmp_key(const void *a, const void *b) { return memcmp(a, b, sizeof(struct cf_layer_key)); }
 
+void cf_layer_key_set(struct cf_layer_key *k, const uint8_t id[16], uint64_t checksum, const struct stat *st)
+{
+  memset(k, 0, sizeof *k);
+  memcpy(k->id, id, 16);
+  k->checksum = checksum;
+  k->dev = st->st_dev;
+  k->ino = st->st_ino;
+  k->size = (uint64_t)st->st_size;
+  k->mtime_s = st->st_mtim.tv_sec;
+  k->mtime_ns = st->st_mtim.tv_nsec;
+  k->ctime_s = st->st_ctim.tv_sec;
+  k->ctime_ns = st->st_ctim.tv_nsec;
+}
+
+static void remember(struct cf_checked *c, const struct cf_layer_key *k);
+
 bool cf_checked_has(struct cf_checked *c, const struct cf_layer_key *k)
 {
   pthread_mutex_lock(&c->lock);
   bool r = c->n && bsearch(k, c->v, c->n, sizeof *k, cmp_key);
   pthread_mutex_unlock(&c->lock);
+  if (r || c->dfd < 0)
+    return r;
+  /* A record of another process: the same key, byte for byte. */
+  char name[37];
+  struct checked_rec rec;
+  cf_id_format(k->id, name);
+  int fd = openat(c->dfd, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+  if (fd < 0)
+    return false;
+  r = read(fd, &rec, sizeof rec) == (ssize_t)sizeof rec && !memcmp(rec.magic, CHECKED_MAGIC, 8) &&
+      !memcmp(&rec.k, k, sizeof *k);
+  close(fd);
+  if (r)
+    remember(c, k);
   return r;
 }
 
 void cf_checked_add(struct cf_checked *c, const struct cf_layer_key *k)
+{
+  remember(c, k);
+  if (c->dfd < 0)
+    return;
+  /* The record for the next process: written whole under a temporary name
+   * and renamed over any older one (not fsync'ed: lost, it costs a check). */
+  char name[37], tmp[64];
+  struct checked_rec rec;
+  memset(&rec, 0, sizeof rec);
+  memcpy(rec.magic, CHECKED_MAGIC, 8);
+  rec.k = *k;
+  cf_id_format(k->id, name);
+  snprintf(tmp, sizeof tmp, ".%s.%d", name, (int)gettid());
+  int fd = openat(c->dfd, tmp, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, CF_MODE_FILE);
+  if (fd < 0)
+    return;
+  bool good = write(fd, &rec, sizeof rec) == (ssize_t)sizeof rec;
+  close(fd);
+  if (!good || renameat(c->dfd, tmp, c->dfd, name) < 0)
+    unlinkat(c->dfd, tmp, 0);
+}
+
+static void remember(struct cf_checked *c, const struct cf_layer_key *k)
 {
   pthread_mutex_lock(&c->lock);
   size_t lo = 0, hi = c->n;
@@ -529,6 +602,8 @@ int cf_store_gc(struct cf_store *s, struct cf_gc_stats *stats)
       st.bytes_removed += sb.st_size;
     if (unlinkat(dirfd(d), de->d_name, 0) == 0)
       st.layers_removed++;
+    if (s->checked->dfd >= 0)
+      unlinkat(s->checked->dfd, de->d_name, 0); /* its record, if it had one */
   }
   closedir(d);
   /* Sweep temp files: with LOCK_EX held no writer is alive. */
@@ -706,6 +781,13 @@ int cf_layer_writer_finish(struct cf_layer_writer *w, struct cf_layer_ref *ref)
   if (rename(w->tmp, path) < 0) {
     cf_fail(errno, "rename %s to %s: %m", w->tmp, path);
     goto err;
+  }
+  /* Its checksum is of the bytes written: checked, for this and the next process. */
+  struct stat st;
+  if (fstat(w->fd, &st) == 0) {
+    struct cf_layer_key k;
+    cf_layer_key_set(&k, ref->id, ref->checksum, &st);
+    cf_checked_add(w->s->checked, &k);
   }
   close(w->fd);
   w->fd = -1;

@@ -2,7 +2,9 @@
  * changed, chains stay one lookup deep and export byte-identical (checked
  * against a plain array model), gc never breaks a sharing image; the layer
  * writer reaches its file in 2 MiB-aligned writes whatever the runs
- * appended, and the layer reads back as appended. */
+ * appended, and the layer reads back as appended; a layer's checksum is
+ * read once, then trusted by the record in checked/ by the next store
+ * handle (another process) until its file changes. */
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -392,6 +394,114 @@ static void test_writer(uint32_t bs)
   cf_store_close(s);
 }
 
+/* Bytes this process has read so far (rchar of /proc/self/io). */
+static long long rchar(void)
+{
+  long long v = -1;
+  FILE *f = fopen("/proc/self/io", "r");
+  char line[128];
+  while (f && fgets(line, sizeof line, f))
+    if (sscanf(line, "rchar: %lld", &v) == 1)
+      break;
+  if (f)
+    fclose(f);
+  return v;
+}
+
+/* cf_image_check through a fresh store handle (as the next process would):
+ * its result, and the bytes read meanwhile in *read. */
+static int check_fresh(const char *sd, long long *read)
+{
+  struct cf_store *s = cf_store_open(sd);
+  struct cf_image *img = s ? cf_image_open(s, "c") : NULL;
+  long long r0 = rchar();
+  int r = img ? cf_image_check(img) : -1;
+  *read = rchar() - r0;
+  cf_image_close(img);
+  cf_store_close(s);
+  return r;
+}
+
+static int count_entries(const char *path)
+{
+  DIR *d = opendir(path);
+  int n = 0;
+  struct dirent *de;
+  while (d && (de = readdir(d)))
+    n += de->d_name[0] != '.';
+  if (d)
+    closedir(d);
+  return d ? n : -1;
+}
+
+static void test_checked(void)
+{
+  const uint64_t size = 8u << 20;
+  char sd[300], raw[320], rec[340], lpath[4096];
+  snprintf(sd, sizeof sd, "%s/checked-store", dir);
+  snprintf(raw, sizeof raw, "%s/checked.raw", dir);
+  snprintf(rec, sizeof rec, "%s/checked", sd);
+  char *data = malloc(size);
+  for (uint64_t i = 0; i < size; i++)
+    data[i] = (char)(i * 13 + i / 4096 + 1);
+  int fd = open(raw, O_RDWR | O_CREAT | O_TRUNC, 0600);
+  ok(fd >= 0 && write(fd, data, size) == (ssize_t)size, "write an 8 MiB raw file");
+  struct cf_store *s = cf_store_open(sd);
+  ok(s && lseek(fd, 0, SEEK_SET) == 0 && cf_image_import(s, fd, "c", BS, NULL, NULL) == 0, "import it: %s",
+     cf_error());
+  close(fd);
+  free(data);
+  struct cf_image *img = s ? cf_image_open(s, "c") : NULL;
+  ok(img && cf_image_header(img)->nlayers == 1 &&
+         cf_store_layer_path(s, cf_image_header(img)->layers[0].id, lpath, sizeof lpath) == 0,
+     "its one layer");
+  cf_image_close(img);
+  cf_store_close(s);
+  is(count_entries(rec), 1, "the layer writer left a record in checked/");
+  long long n;
+  int r;
+  r = check_fresh(sd, &n);
+  ok(r == 0 && n < 65536, "another store handle trusts it without reading it (%lld bytes read)",
+     n);
+  /* One flipped byte: the write changes the file's ctime, so the record no longer matches. */
+  char b;
+  chmod(lpath, 0600);
+  fd = open(lpath, O_RDWR);
+  ok(fd >= 0 && pread(fd, &b, 1, 4097) == 1, "read a byte of the layer");
+  b ^= 0x40;
+  ok(pwrite(fd, &b, 1, 4097) == 1, "flip it");
+  r = check_fresh(sd, &n);
+  ok(r < 0 && cf_errno() == EIO && strstr(cf_error(), "is corrupted") && n >= 4097,
+     "the changed layer is read and refused: %s", cf_error());
+  b ^= 0x40;
+  ok(pwrite(fd, &b, 1, 4097) == 1, "flip it back");
+  close(fd);
+  chmod(lpath, 0400);
+  r = check_fresh(sd, &n);
+  ok(r == 0 && n >= (long long)size, "restored, it is read again and found good (%lld bytes)", n);
+  r = check_fresh(sd, &n);
+  ok(r == 0 && n < 65536, "then trusted again without reading (%lld bytes)", n);
+  /* A damaged record is only a cost: the layer is read again. */
+  char rp[640];
+  DIR *d = opendir(rec);
+  struct dirent *de;
+  while (d && (de = readdir(d)))
+    if (de->d_name[0] != '.')
+      snprintf(rp, sizeof rp, "%s/%s", rec, de->d_name);
+  if (d)
+    closedir(d);
+  fd = open(rp, O_WRONLY);
+  ok(fd >= 0 && pwrite(fd, "x", 1, 20) == 1, "damage the record");
+  close(fd);
+  r = check_fresh(sd, &n);
+  ok(r == 0 && n >= (long long)size, "a damaged record: the layer is read and checked (%lld bytes)",
+     n);
+  s = cf_store_open(sd);
+  ok(s && cf_store_remove(s, "c") == 0, "remove the image");
+  cf_store_close(s);
+  is(count_entries(rec), 0, "gc removed the layer's record with it");
+}
+
 int main(void)
 {
   dir = mkdtemp(tmpl);
@@ -405,6 +515,7 @@ int main(void)
   test_store(s);
   test_writer(4096);
   test_writer(512);
+  test_checked();
   cf_store_close(s);
   char cmd[300];
   snprintf(cmd, sizeof cmd, "chmod -R u+w %s; rm -rf %s", dir, dir);
