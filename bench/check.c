@@ -4,7 +4,8 @@
  * unmap and close), measured interleaved in one run:
  *   unchecked  the layers already known good to the store handle: the work
  *              the code did before checks existed, plus one lookup;
- *   first      a fresh store handle: the first fork in a process, paying
+ *   first      a fresh store handle whose layer has no record in checked/
+ *              (lib/store.c): the first fork of a layer, paying
  *              the XXH3 of every layer; for three layers with the same
  *              bytes that differ only in how they were written, which is
  *              what decides the size of their page-cache folios and so the
@@ -16,6 +17,9 @@
  *                          writer did before it staged (the file is
  *                          rewritten so and renamed over the layer);
  *                import    cf_image_import, 4 MiB writes;
+ *   recorded   a fresh store handle, the layer recorded in checked/ (the
+ *              next process's first fork: a record read more than
+ *              unchecked);
  *   reuse      the same open image mapped again (the daemon's and
  *              `fork -n`'s path): one atomic load more than unchecked.
  * For the choice of method: XXH3-64 over an mmap (MAP_POPULATE) of the
@@ -81,12 +85,27 @@ static double map_once(struct cf_store *s, const char *name)
   return t1 - t0;
 }
 
-/* The first use in a process: a fresh store handle. */
-static double first_once(const char *store, const char *name)
+/* Drops the record in checked/ of image name's layer: its next use checks it. */
+static void forget(struct cf_store *s, const char *name)
+{
+  char id[37], path[4096];
+  struct cf_image *img = cf_image_open(s, name);
+  if (!img)
+    die();
+  cf_id_format(cf_image_header(img)->layers[0].id, id);
+  snprintf(path, sizeof path, "%s/checked/%s", cf_store_dir(s), id);
+  unlink(path);
+  cf_image_close(img);
+}
+
+/* The first use in a process: a fresh store handle; the layer's record kept or not. */
+static double first_once(const char *store, const char *name, int recorded)
 {
   struct cf_store *cold = cf_store_open(store);
   if (!cold)
     die();
+  if (!recorded)
+    forget(cold, name);
   double d = map_once(cold, name);
   cf_store_close(cold);
   return d;
@@ -171,7 +190,7 @@ static double hash_mmap(const char *path, size_t len, volatile uint64_t *sink)
   return now_ms() - t0;
 }
 
-enum { UN, F_SNAP, F_RUN, F_IMP, RE, M_SNAP, M_RUN, HASH, W_SNAP, W_RUN, NROWS };
+enum { UN, F_SNAP, F_RUN, F_IMP, F_REC, RE, M_SNAP, M_RUN, HASH, W_SNAP, W_RUN, NROWS };
 
 int main(int argc, char **argv)
 {
@@ -222,9 +241,10 @@ int main(int argc, char **argv)
   for (int r = -2; r < runs; r++) { /* two warm-up rounds */
     double d[NROWS];
     d[UN] = map_once(warm, "snap");
-    d[F_SNAP] = first_once(path, "snap");
-    d[F_RUN] = first_once(path, "run");
-    d[F_IMP] = first_once(path, "imp");
+    d[F_SNAP] = first_once(path, "snap", 0);
+    d[F_RUN] = first_once(path, "run", 0);
+    d[F_IMP] = first_once(path, "imp", 0);
+    d[F_REC] = first_once(path, "snap", 1);
     double t0 = now_ms();
     struct cf_cowmap m;
     if (cf_cowmap_map(reuse, NULL, 0, &m) < 0)
@@ -266,6 +286,7 @@ int main(int argc, char **argv)
   printf("%-66s %9.3f\n", "  first use, layer written by cf_layer_writer (staged, 2 MiB)", md[F_SNAP]);
   printf("%-66s %9.3f\n", "  first use, the same layer written one pwrite per run (before)", md[F_RUN]);
   printf("%-66s %9.3f\n", "  first use, layer written by import (4 MiB writes)", md[F_IMP]);
+  printf("%-66s %9.3f\n", "  first use in a new process, the layer recorded in checked/", md[F_REC]);
   printf("%-66s %9.3f\n", "  reuse: the same open image mapped again", md[RE]);
   printf("%-66s %9.3f\n", "first - unchecked, cf_layer_writer's layer (budget: <= 10 ms)", md[F_SNAP] - md[UN]);
   printf("%-66s %9.3f\n", "first - unchecked, per-run layer (before)", md[F_RUN] - md[UN]);
