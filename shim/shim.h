@@ -1103,9 +1103,19 @@ bool tmp_is_opaque(struct tnode *n);
 const char *tmp_symlink_target(struct tnode *n); /* NULL: not a symlink */
 /* A copy-up: a new node name in dir with st's type, mode, owner, times and
  * inode number (a directory not opaque; link: a symlink's target). NULL and
- * *err (-EEXIST, -ENOMEM). */
+ * *err (-EEXIST, -ENOMEM). ovl_copyup then copies the lower's extended
+ * attributes. */
 struct tnode *tmp_copyup(struct tnode *dir, const char *name, const struct stat *st, const char *link, long *err);
 void tmp_set_times(struct tnode *n, const struct stat *st); /* atime, mtime */
+/* Extended attributes of n, stored as tmpfs's (no permission checks: fs.c
+ * sys_xattr). get: the value's length (size 0: only that), -ENODATA,
+ * -ERANGE; list: the NUL-terminated names (trusted.* only with trusted),
+ * their length, -ERANGE; set (val NULL: remove; flags XATTR_CREATE,
+ * XATTR_REPLACE): -EEXIST, -ENODATA, -ENOSPC (the sandbox's room for them
+ * is full), -ENOMEM. A set or remove stamps the ctime. */
+long tmp_getxattr(struct tnode *n, const char *name, void *buf, size_t size);
+long tmp_listxattr(struct tnode *n, char *buf, size_t size, bool trusted);
+long tmp_setxattr(struct tnode *n, const char *name, const void *val, size_t len, int flags);
 void tmp_set_root_attr(struct tmpfs *fs, const struct stat *st);
 /* n out of its directory (freed unless open). */
 void tmp_drop(struct tnode *n);
@@ -1200,6 +1210,10 @@ bool ovl_lower_has(struct sb *sb, const char *path);
  * empty file: O_TRUNC). 0 and *out, or -errno (-ENOSPC: the region is full;
  * -EACCES: a device or socket). */
 long ovl_copyup(struct sb *sb, const char *path, bool data, struct tnode **out);
+/* The lower entry's extended attributes at canonical path (a symlink's
+ * own), read from the host file: name's value (NULL: the list of names)
+ * into buf (size 0: the length only); the host's result or -errno. */
+long ovl_lower_xattr(struct sb *sb, const char *path, const char *name, void *buf, size_t size);
 /* The upper directory that holds (or will hold) canonical path, copied up. */
 long ovl_copyup_parent(struct sb *sb, const char *path, struct tnode **out);
 /* A directory's merged entries (path: where the lower's are, NULL: none),

@@ -21,6 +21,7 @@
 #include <sched.h>
 #include <sys/inotify.h>
 #include <sys/uio.h>
+#include <sys/xattr.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
@@ -1213,12 +1214,133 @@ static void test_sparse(void)
   S1(SYS_unlink, gs("/tmp/sparse"));
 }
 
+/* The names listxattr gave (NUL-separated, n bytes) joined with ' '. */
+static const char *xnames(uint64_t b, long n)
+{
+  static char out[512];
+  out[0] = 0;
+  for (long off = 0; off < n && n > 0; off += (long)strlen((char *)hp(b) + off) + 1) {
+    if (out[0])
+      strcat(out, " ");
+    strncat(out, (char *)hp(b) + off, sizeof out - strlen(out) - 2);
+  }
+  return out;
+}
+
+static void test_xattr(void)
+{
+  diag("extended attributes: tmpfs's rules on upper files, the root's read from the host, copy-up on a set");
+  int uid = sb->uid;
+  sb->uid = 0; /* root: trusted.* and security.* allowed */
+  int fd = gopen("/tmp/xa", O_CREAT | O_RDWR, 0644);
+  uint64_t b = galloc(NULL, 70000), name = gs("user.one"), v1 = gs("value1");
+  is(S4(SYS_getxattr, gs("/tmp/xa"), name, b, 100), -ENODATA, "getxattr of a name not set: ENODATA");
+  is(S5(SYS_setxattr, gs("/tmp/xa"), name, v1, 6, 0), 0, "setxattr user.one");
+  is(S4(SYS_getxattr, gs("/tmp/xa"), name, b, 0), 6, "size 0: the value's length");
+  memset(hp(b), 0, 16);
+  is(S4(SYS_getxattr, gs("/tmp/xa"), name, b, 100), 6, "getxattr: its length");
+  ok(memcmp(hp(b), "value1", 6) == 0, "and its value");
+  is(S4(SYS_fgetxattr, fd, name, b, 5), -ERANGE, "a buffer too small: ERANGE");
+  is(S5(SYS_setxattr, gs("/tmp/xa"), name, v1, 6, XATTR_CREATE), -EEXIST, "XATTR_CREATE of an existing one: EEXIST");
+  is(S5(SYS_setxattr, gs("/tmp/xa"), gs("user.two"), v1, 6, XATTR_REPLACE), -ENODATA,
+     "XATTR_REPLACE of a missing one: ENODATA");
+  is(S5(SYS_setxattr, gs("/tmp/xa"), name, v1, 6, 4), -EINVAL, "unknown flags: EINVAL");
+  is(S5(SYS_fsetxattr, fd, gs("user.two"), v1, 0, XATTR_CREATE), 0, "an empty value (fsetxattr)");
+  is(S4(SYS_getxattr, gs("/tmp/xa"), gs("user.two"), b, 10), 0, "reads back empty");
+  is(S5(SYS_setxattr, gs("/tmp/xa"), gs("trusted.t"), v1, 1, 0), 0, "trusted.* as root");
+  is(S5(SYS_setxattr, gs("/tmp/xa"), gs("security.s"), v1, 1, 0), 0, "security.* as root");
+  is(S5(SYS_setxattr, gs("/tmp/xa"), gs("security.capability"), v1, 6, 0), -EINVAL,
+     "security.capability not a capability header: EINVAL");
+  long n = S3(SYS_listxattr, gs("/tmp/xa"), b, 1000);
+  ok(strcmp(xnames(b, n), "security.s trusted.t user.one user.two") == 0, "listxattr: the names, in name order" ": %s", xnames(b, n));
+  is(S3(SYS_listxattr, gs("/tmp/xa"), b, 0), n, "size 0: the list's length");
+  is(S3(SYS_flistxattr, fd, b, 10), -ERANGE, "a list buffer too small: ERANGE");
+  char big[300];
+  memset(big, 'a', sizeof big);
+  memcpy(big, "user.", 5);
+  big[256] = 0;
+  is(S5(SYS_setxattr, gs("/tmp/xa"), gs(big), v1, 1, 0), -ERANGE, "a name of 256 bytes: ERANGE");
+  big[255] = 0;
+  is(S5(SYS_setxattr, gs("/tmp/xa"), gs(big), v1, 1, 0), 0, "one of 255: set");
+  is(S2(SYS_removexattr, gs("/tmp/xa"), gs(big)), 0, "removexattr");
+  is(S5(SYS_setxattr, gs("/tmp/xa"), gs(""), v1, 1, 0), -ERANGE, "an empty name: ERANGE");
+  is(S5(SYS_setxattr, gs("/tmp/xa"), gs("user."), v1, 1, 0), -EINVAL, "the prefix alone: EINVAL");
+  is(S5(SYS_setxattr, gs("/tmp/xa"), gs("other.x"), v1, 1, 0), -EOPNOTSUPP, "another namespace: EOPNOTSUPP");
+  is(S5(SYS_setxattr, gs("/tmp/xa"), name, b, 65537, 0), -E2BIG, "a value over 64 KiB: E2BIG");
+  is(S5(SYS_setxattr, gs("/tmp/xa"), gs("user.big"), b, 65536, 0), 0, "one of 64 KiB: set");
+  is(S4(SYS_getxattr, gs("/tmp/xa"), gs("user.big"), b, 65535), -ERANGE, "a smaller buffer: ERANGE");
+  is(S4(SYS_getxattr, gs("/tmp/xa"), gs("user.big"), b, 65536), 65536, "read back");
+  is(S2(SYS_removexattr, gs("/tmp/xa"), gs("user.big")), 0, "removed");
+  is(S2(SYS_removexattr, gs("/tmp/xa"), gs("user.big")), -ENODATA, "removed twice: ENODATA");
+  is(S2(SYS_fremovexattr, fd, gs("trusted.t")), 0, "fremovexattr");
+  S1(SYS_close, fd);
+  S2(SYS_symlink, gs("xa"), gs("/tmp/xl"));
+  is(S5(SYS_lsetxattr, gs("/tmp/xl"), name, v1, 1, 0), -EPERM, "user.* on a symlink: EPERM");
+  is(S4(SYS_lgetxattr, gs("/tmp/xl"), name, b, 10), -ENODATA, "lgetxattr user.* of a symlink: ENODATA");
+  is(S4(SYS_getxattr, gs("/tmp/xl"), name, b, 10), 6, "getxattr follows it");
+  is(S5(SYS_lsetxattr, gs("/tmp/xl"), gs("trusted.l"), v1, 1, 0), 0, "trusted.* on a symlink (root)");
+  n = S3(SYS_llistxattr, gs("/tmp/xl"), b, 100);
+  ok(strcmp(xnames(b, n), "trusted.l") == 0, "llistxattr: the symlink's own" ": %s", xnames(b, n));
+
+  /* not root: trusted.* hidden, security.* and trusted.* refused, the mode checked */
+  sb->uid = 1234;
+  n = S3(SYS_listxattr, gs("/tmp/xa"), b, 1000);
+  ok(strcmp(xnames(b, n), "security.s user.one user.two") == 0, "not root: trusted.* is not listed" ": %s", xnames(b, n));
+  is(S4(SYS_getxattr, gs("/tmp/xl"), gs("trusted.l"), b, 10), -ENODATA, "not root: trusted.* ENODATA");
+  is(S5(SYS_setxattr, gs("/tmp/xa"), gs("trusted.x"), v1, 1, 0), -EPERM, "not root: set trusted.* EPERM");
+  is(S5(SYS_setxattr, gs("/tmp/xa"), gs("security.x"), v1, 1, 0), -EPERM, "not root: set security.* EPERM");
+  is(S5(SYS_setxattr, gs("/tmp/xa"), name, v1, 1, 0), -EACCES, "not root, not the owner, mode 0644: EACCES");
+  is(S4(SYS_getxattr, gs("/tmp/xa"), name, b, 10), 6, "but may read");
+  sb->uid = 0;
+
+  /* the root's files: read from the host; a set copies up with them */
+  char p[600];
+  snprintf(p, sizeof p, "%s/etc/plain", root);
+  if (setxattr(p, "user.host", "hv", 2, 0) < 0) {
+    diag("the host file system has no user xattrs (%s): the lower cases skipped", strerror(errno));
+  } else {
+    is(S4(SYS_getxattr, gs("/etc/plain"), gs("user.host"), b, 10), 2, "a root file's attribute, from the host");
+    is(S4(SYS_getxattr, gs("/etc/plain"), gs("user.none"), b, 10), -ENODATA, "one it does not have: ENODATA");
+    n = S3(SYS_listxattr, gs("/etc/plain"), b, 1000);
+    ok(strstr(xnames(b, n), "user.host") != NULL, "listxattr of a root file: %s", xnames(b, n));
+    is(S5(SYS_setxattr, gs("/etc/plain"), name, v1, 6, 0), 0, "setxattr of a root file: copied up");
+    n = S3(SYS_listxattr, gs("/etc/plain"), b, 1000);
+    ok(strstr(xnames(b, n), "user.host user.one") != NULL, "the copy has the host's and the new one: %s", xnames(b, n));
+    char hv[8];
+    is(getxattr(p, "user.one", hv, sizeof hv), -1, "the host file is not changed");
+    S1(SYS_unlink, gs("/etc/plain"));
+  }
+  is(S4(SYS_getxattr, gs("/proc/self/status"), name, b, 10), -EOPNOTSUPP, "/proc: EOPNOTSUPP");
+  is(S3(SYS_listxattr, gs("/proc/self/status"), b, 10), 0, "/proc: no names");
+  is(S4(SYS_getxattr, gs("/tmp/none"), name, b, 10), -ENOENT, "a missing file: ENOENT");
+
+  /* a template keeps them */
+  struct wbuf w = {0};
+  ok(fs_save(sb, &w) == 0 && !w.err, "fs_save with attributes");
+  struct sb *old = sb;
+  int rc;
+  sb = shim_fs_reload(&w, &rc);
+  is(rc, 0, "fs_load");
+  b = galloc(NULL, 1000);
+  n = S3(SYS_listxattr, gs("/tmp/xa"), b, 1000);
+  ok(strcmp(xnames(b, n), "security.s user.one user.two") == 0, "the loaded file's names" ": %s", xnames(b, n));
+  is(S4(SYS_getxattr, gs("/tmp/xa"), gs("user.one"), b, 10), 6, "and values");
+  ok(memcmp(hp(b), "value1", 6) == 0, "value1");
+  fs_fini(sb);
+  shim_sb_free(sb);
+  sb = old;
+  free(w.p);
+  S1(SYS_unlink, gs("/tmp/xa"));
+  S1(SYS_unlink, gs("/tmp/xl"));
+  sb->uid = uid;
+}
+
 int main(int argc, char **argv)
 {
   static const struct { const char *name; void (*fn)(void); } groups[] = {
       {"mkdir", test_mkdir},   {"region", test_region}, {"attrs", test_attrs},   {"locks", test_locks},
       {"shared", test_shared}, {"hidden", test_hidden}, {"select", test_select}, {"limits", test_limits},
-      {"hostfds", test_hostfds}, {"nofile", test_nofile}, {"fifo", test_fifo}, {"fifo_wait", test_fifo_wait}, {"magic", test_magic}, {"lockwait", test_lockwait}, {"pending", test_pending}, {"pipe_flags", test_pipe_flags}, {"sparse", test_sparse}, {"nofile_linux", test_nofile_linux}, {"mremap", test_mremap}, {"exchange", test_exchange}, {"tmpfile", test_tmpfile}, {"inotify", test_inotify}, {"inotify_all", test_inotify_all}, {"fcntl_linux", test_fcntl_linux},
+      {"hostfds", test_hostfds}, {"nofile", test_nofile}, {"fifo", test_fifo}, {"fifo_wait", test_fifo_wait}, {"magic", test_magic}, {"lockwait", test_lockwait}, {"pending", test_pending}, {"pipe_flags", test_pipe_flags}, {"sparse", test_sparse}, {"nofile_linux", test_nofile_linux}, {"mremap", test_mremap}, {"exchange", test_exchange}, {"tmpfile", test_tmpfile}, {"inotify", test_inotify}, {"inotify_all", test_inotify_all}, {"fcntl_linux", test_fcntl_linux}, {"xattr", test_xattr},
   };
   sb_setup();
   for (size_t i = 0; i < sizeof groups / sizeof groups[0]; i++) {
