@@ -2401,9 +2401,9 @@ static long attr_allowed(struct sb *sb, const struct attr_req *q, const struct s
   switch (q->kind) {
   case ATTR_MODE:
     return st->st_uid != (uid_t)sb->uid ? -EPERM : 0;
-  case ATTR_OWNER: /* not root: the owner may keep the owner and pick its own group */
+  case ATTR_OWNER: /* not root: the owner may keep the owner and pick a group it is in */
     return (q->uid != -1 && (uid_t)q->uid != st->st_uid) || st->st_uid != (uid_t)sb->uid ||
-                   (q->gid != -1 && q->gid != sb->gid && (gid_t)q->gid != st->st_gid)
+                   (q->gid != -1 && !task_in_group(sb, (uint32_t)q->gid) && (gid_t)q->gid != st->st_gid)
                ? -EPERM
                : 0;
   default: /* only the owner (or root) may set explicit times; anyone who may write may set now */
@@ -3240,7 +3240,9 @@ static long xattr_allowed(struct sb *sb, const struct stat *st, const char *name
   if (root)
     return 0;
   unsigned want = write ? 2 : 4;
-  unsigned bits = st->st_uid == (uid_t)sb->uid ? st->st_mode >> 6 : st->st_gid == (gid_t)sb->gid ? st->st_mode >> 3 : st->st_mode;
+  unsigned bits = st->st_uid == (uid_t)sb->uid         ? st->st_mode >> 6
+                  : task_in_group(sb, st->st_gid) ? st->st_mode >> 3
+                                                  : st->st_mode;
   return bits & want ? 0 : -EACCES;
 }
 

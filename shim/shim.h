@@ -158,6 +158,8 @@ struct task {
   int ss_flags;
   uint64_t tid_address;
   uint64_t robust_list;
+  uint64_t cpus_off[2];
+  int policy;
 };
 struct fwaiter;
 
@@ -300,6 +302,17 @@ struct sb {
   int pid, tid, uid, gid;   /* tid: [task] */
   uint64_t tid_address;     /* [task] clear_child_tid */
   uint64_t robust_list;     /* [task] set_robust_list's head (0: none) */
+  /* [task] scheduling (task.c sys_sched): the sandbox's CPUs the thread may
+   * not run on (sched_setaffinity; zeros: all of them; a bit per CPU index
+   * below CF_VM_MAX_VCPUS), its policy (SCHED_OTHER, SCHED_BATCH or
+   * SCHED_IDLE, | SCHED_RESET_ON_FORK). Kept and reported: the threads still
+   * take the sandbox's CPUs in turn (thread.c). */
+  uint64_t cpus_off[2];
+  int policy;
+  /* the supplementary groups (setgroups; the host's at the start), this
+   * process's own copy (malloc'ed; task_free_creds) */
+  int ngroups;
+  uint32_t *groups;
   char hostname[65];        /* uname's nodename, /proc/sys/kernel/hostname ("": "cowfork") */
   char boot_id[37];         /* /proc/sys/kernel/random/boot_id, made on first use ("": not yet) */
   uint64_t boot_ns;         /* CLOCK_MONOTONIC when this sandbox (or child) was made: uptime */
@@ -715,7 +728,7 @@ sys_fn sys_pidfd_send_signal;
 /* task.c */
 sys_fn sys_arch_prctl, sys_clone, sys_clone3, sys_execve, sys_exit, sys_fork, sys_futex, sys_getgid, sys_getgroups,
     sys_getpgrp, sys_getpid, sys_getppid, sys_getrandom, sys_getresuid, sys_getrlimit, sys_prlimit64, sys_getrusage, sys_gettid,
-    sys_getuid, sys_prctl, sys_sched, sys_sched_getaffinity, sys_sched_yield, sys_set_robust_list, sys_set_tid_address,
+    sys_getuid, sys_prctl, sys_sched, sys_sched_getaffinity, sys_sched_setaffinity, sys_sched_yield, sys_set_robust_list, sys_set_tid_address,
     sys_setgroups, sys_setresuid, sys_sethostname, sys_setpgid, sys_setrlimit, sys_setuid, sys_sysinfo, sys_uname, sys_wait4;
 
 /* task.c */
@@ -1282,6 +1295,20 @@ int sig_load_altstack(struct sb *sb, struct rbuf *r, const char *name);
  * none. */
 void task_save_threads(struct sb *sb, struct wbuf *w);
 int task_load_threads(struct sb *sb, struct rbuf *r, const char *name);
+/* Version 8: the supplementary groups and each thread's scheduling (the
+ * pausing one's, then the held ones' as task_save_threads gave them). */
+void task_save_sched(struct sb *sb, struct wbuf *w);
+int task_load_sched(struct sb *sb, struct rbuf *r, const char *name);
+/* task.c: whether gid is the process's group or one of its supplementary
+ * groups; the groups freed (an sb's end); a copy of p's into c (fork: 0 or
+ * -ENOMEM, c's own then). */
+bool task_in_group(const struct sb *sb, uint32_t gid);
+/* The CPUs thread tid of sb's sandbox may run on (sched_getaffinity's
+ * mask; every one of the sandbox's for one it does not know). */
+void task_cpus(struct sb *sb, int tid, uint64_t m[2]);
+void task_init_creds(struct sb *sb); /* the host process's groups (none if they cannot be had) */
+void task_free_creds(struct sb *sb);
+int task_copy_creds(struct sb *c, const struct sb *p);
 
 /* reuse.c: putting a finished child's memory back to its template's
  * (file backend), and the strict comparison with a fresh child that

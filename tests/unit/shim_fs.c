@@ -1339,12 +1339,125 @@ static void test_xattr(void)
   sb->uid = uid;
 }
 
+/* Supplementary groups and scheduling as Linux (issue 15 item 3; setgroups
+ * was EPERM and getgroups empty, sched_setaffinity ENOSYS, SCHED_BATCH and
+ * SCHED_IDLE EPERM). */
+static void test_ident(void)
+{
+  diag("setgroups/getgroups, sched_setaffinity, SCHED_BATCH/SCHED_IDLE");
+  int uid = sb->uid;
+  sb->uid = 0;
+  uint64_t g = galloc(NULL, 65537 * 4);
+  uint32_t set[4] = {7, 3, 100, 3};
+  memcpy(hp(g), set, sizeof set);
+  is(S2(SYS_setgroups, 4, g), 0, "setgroups as root");
+  is(S2(SYS_getgroups, 0, 0), 4, "getgroups(0): their number");
+  is(S2(SYS_getgroups, 3, g), -EINVAL, "a list too short: EINVAL");
+  is(S2(SYS_getgroups, -1, g), -EINVAL, "a negative size: EINVAL");
+  memset(hp(g), 0, 16);
+  is(S2(SYS_getgroups, 10, g), 4, "getgroups");
+  uint32_t *got = hp(g);
+  ok(got[0] == 3 && got[1] == 3 && got[2] == 7 && got[3] == 100, "sorted, as Linux's groups_sort: %u %u %u %u", got[0],
+     got[1], got[2], got[3]);
+  int fd = gopen("/proc/self/status", O_RDONLY, 0);
+  uint64_t sbuf = galloc(NULL, 4096);
+  long n = S3(SYS_read, fd, sbuf, 4095);
+  S1(SYS_close, fd);
+  ((char *)hp(sbuf))[n > 0 ? n : 0] = 0;
+  ok(strstr(hp(sbuf), "\nGroups:\t3 3 7 100\n") != NULL, "/proc/self/status shows them");
+  is(S2(SYS_setgroups, 65537, g), -EINVAL, "more than NGROUPS_MAX: EINVAL");
+  memset(hp(g), 0, 65536 * 4);
+  is(S2(SYS_setgroups, 65536, g), 0, "NGROUPS_MAX of them");
+  is(S2(SYS_getgroups, 0, 0), 65536, "all kept");
+  is(S2(SYS_setgroups, 1, 0), -EFAULT, "a bad list: EFAULT");
+  memcpy(hp(g), set, 4);
+  S2(SYS_setgroups, 1, g);
+  /* a group of the list gives access (chown to it by the owner) */
+  int f = gopen("/tmp/grp", O_CREAT | O_RDWR, 0600);
+  S3(SYS_fchown, f, 1234, 5);
+  sb->uid = 1234;
+  is(S3(SYS_fchown, f, -1, 7), 0, "not root: chown to a supplementary group");
+  is(S3(SYS_fchown, f, -1, 8), -EPERM, "to another: EPERM");
+  is(S2(SYS_setgroups, 0, 0), -EPERM, "setgroups not root: EPERM");
+  S1(SYS_close, f);
+  S1(SYS_unlink, gs("/tmp/grp"));
+
+  /* affinity: within the sandbox's 2 CPUs, per thread */
+  uint64_t m = galloc(NULL, 16);
+  is(S3(SYS_sched_getaffinity, 0, 8, m), 8, "sched_getaffinity: 8 bytes");
+  is(*(uint64_t *)hp(m), 3, "both CPUs");
+  *(uint64_t *)hp(m) = 2;
+  is(S3(SYS_sched_setaffinity, 0, 8, m), 0, "sched_setaffinity to CPU 1");
+  *(uint64_t *)hp(m) = 0;
+  is(S3(SYS_sched_getaffinity, 0, 8, m), 8, "read back");
+  is(*(uint64_t *)hp(m), 2, "CPU 1 only");
+  is(S3(SYS_sched_getaffinity, sb->pid, 8, m), 8, "by its pid");
+  is(*(uint64_t *)hp(m), 2, "the same");
+  *(uint64_t *)hp(m) = 4;
+  is(S3(SYS_sched_setaffinity, 0, 8, m), -EINVAL, "no CPU of the sandbox's: EINVAL");
+  *(uint64_t *)hp(m) = 0;
+  is(S3(SYS_sched_setaffinity, 0, 8, m), -EINVAL, "none: EINVAL");
+  *(uint64_t *)hp(m) = ~0ull;
+  is(S3(SYS_sched_setaffinity, 0, 8, m), 0, "all bits: the sandbox's CPUs");
+  is(S3(SYS_sched_getaffinity, 0, 8, m), 8, "read back");
+  is(*(uint64_t *)hp(m), 3, "both");
+  is(S3(SYS_sched_setaffinity, -1, 8, m), -ESRCH, "pid -1: ESRCH");
+  is(S3(SYS_sched_setaffinity, 49152, 8, m), -ESRCH, "another pid: ESRCH");
+  is(S3(SYS_sched_getaffinity, 1, 8, m), 8, "the sandbox's init (pid 1, getppid): a thread");
+  is(S1(SYS_sched_getscheduler, 1), SCHED_OTHER, "init's policy: SCHED_OTHER");
+  is(S3(SYS_sched_setaffinity, 1, 8, m), -EPERM, "init's affinity, not root: EPERM");
+  /* policies */
+  uint64_t prm = galloc(NULL, 8);
+  is(S3(SYS_sched_setscheduler, 0, SCHED_BATCH, prm), 0, "SCHED_BATCH, not root");
+  is(S1(SYS_sched_getscheduler, 0), SCHED_BATCH, "kept");
+  is(S2(SYS_sched_setparam, 0, prm), 0, "sched_setparam keeps it");
+  is(S1(SYS_sched_getscheduler, 0), SCHED_BATCH, "still SCHED_BATCH");
+  is(S3(SYS_sched_setscheduler, 0, SCHED_IDLE | SCHED_RESET_ON_FORK, prm), 0, "SCHED_IDLE | SCHED_RESET_ON_FORK");
+  is(S1(SYS_sched_getscheduler, 0), SCHED_IDLE | SCHED_RESET_ON_FORK, "reported with the flag");
+  is(S3(SYS_sched_setscheduler, 0, SCHED_IDLE, prm), -EPERM, "the flag cleared, not root: EPERM");
+  *(int *)hp(prm) = 1;
+  is(S3(SYS_sched_setscheduler, 0, SCHED_BATCH, prm), -EINVAL, "priority 1 with SCHED_BATCH: EINVAL");
+  is(S3(SYS_sched_setscheduler, 0, SCHED_FIFO, prm), -EPERM, "SCHED_FIFO: EPERM");
+  *(int *)hp(prm) = 0;
+  is(S3(SYS_sched_setscheduler, 1, SCHED_BATCH, prm), -EPERM, "init's: EPERM");
+  sb->uid = 0;
+  is(S3(SYS_sched_setscheduler, 0, SCHED_OTHER, prm), 0, "root: back to SCHED_OTHER");
+  is(S1(SYS_sched_getscheduler, 0), SCHED_OTHER, "SCHED_OTHER");
+
+  /* a template keeps groups, CPUs and policy (state version 8) */
+  *(uint64_t *)hp(m) = 1;
+  S3(SYS_sched_setaffinity, 0, 8, m);
+  S3(SYS_sched_setscheduler, 0, SCHED_IDLE, prm);
+  struct wbuf w = {0};
+  task_save_sched(sb, &w);
+  sb->cpus_off[0] = 0;
+  sb->policy = 0;
+  free(sb->groups);
+  sb->groups = NULL;
+  sb->ngroups = 0;
+  struct rbuf r = {w.p, w.n, 0, false};
+  is(task_load_sched(sb, &r, "t"), 0, "task_load_sched");
+  ok(r.off == r.n, "all read");
+  is(S1(SYS_sched_getscheduler, 0), SCHED_IDLE, "the policy");
+  is(S3(SYS_sched_getaffinity, 0, 8, m), 8, "the mask");
+  is(*(uint64_t *)hp(m), 1, "CPU 0");
+  is(S2(SYS_getgroups, 0, 0), 1, "the groups");
+  ((uint8_t *)w.p)[w.n - 24] = 3; /* the thread's cpus_off[0]: CPU 0 off too, no CPU left */
+  r = (struct rbuf){w.p, w.n, 0, false};
+  ok(task_load_sched(sb, &r, "t") < 0, "a mask with no CPU: refused");
+  free(w.p);
+  *(uint64_t *)hp(m) = 3;
+  S3(SYS_sched_setaffinity, 0, 8, m);
+  S3(SYS_sched_setscheduler, 0, SCHED_OTHER, prm);
+  sb->uid = uid;
+}
+
 int main(int argc, char **argv)
 {
   static const struct { const char *name; void (*fn)(void); } groups[] = {
       {"mkdir", test_mkdir},   {"region", test_region}, {"attrs", test_attrs},   {"locks", test_locks},
       {"shared", test_shared}, {"hidden", test_hidden}, {"select", test_select}, {"limits", test_limits},
-      {"hostfds", test_hostfds}, {"nofile", test_nofile}, {"fifo", test_fifo}, {"fifo_wait", test_fifo_wait}, {"magic", test_magic}, {"lockwait", test_lockwait}, {"pending", test_pending}, {"pipe_flags", test_pipe_flags}, {"sparse", test_sparse}, {"nofile_linux", test_nofile_linux}, {"mremap", test_mremap}, {"exchange", test_exchange}, {"tmpfile", test_tmpfile}, {"inotify", test_inotify}, {"inotify_all", test_inotify_all}, {"fcntl_linux", test_fcntl_linux}, {"xattr", test_xattr},
+      {"hostfds", test_hostfds}, {"nofile", test_nofile}, {"fifo", test_fifo}, {"fifo_wait", test_fifo_wait}, {"magic", test_magic}, {"lockwait", test_lockwait}, {"pending", test_pending}, {"pipe_flags", test_pipe_flags}, {"sparse", test_sparse}, {"nofile_linux", test_nofile_linux}, {"mremap", test_mremap}, {"exchange", test_exchange}, {"tmpfile", test_tmpfile}, {"inotify", test_inotify}, {"inotify_all", test_inotify_all}, {"fcntl_linux", test_fcntl_linux}, {"xattr", test_xattr}, {"ident", test_ident},
   };
   sb_setup();
   for (size_t i = 0; i < sizeof groups / sizeof groups[0]; i++) {
