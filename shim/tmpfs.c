@@ -1586,14 +1586,16 @@ long tmp_setxattr(struct tnode *n, const char *name, const void *val, size_t len
   if (nlen && !x)
     return -ENOMEM;
   if (x) {
-    memcpy(x, n->xa, off);
+    if (off)
+      memcpy(x, n->xa, off);
     if (val) {
       uint32_t vl = (uint32_t)len;
       memcpy(x + off, &vl, 4);
       memcpy(x + off + 4, name, nl);
       memcpy(x + off + 4 + nl, val, len);
     }
-    memcpy(x + off + add, n->xa + off + old, n->xalen - off - old);
+    if (n->xalen > off + old)
+      memcpy(x + off + add, n->xa + off + old, n->xalen - off - old);
   }
   free(n->xa);
   n->xa = x;

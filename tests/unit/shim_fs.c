@@ -1449,6 +1449,7 @@ static void test_ident(void)
   *(uint64_t *)hp(m) = 3;
   S3(SYS_sched_setaffinity, 0, 8, m);
   S3(SYS_sched_setscheduler, 0, SCHED_OTHER, prm);
+  task_free_creds(sb); /* (the harness's sb has none of its own to free) */
   sb->uid = uid;
 }
 
