@@ -112,7 +112,7 @@ static long note(struct sb *sb, long r, const char *path, uint32_t mask, bool di
  * file, or the sandbox's stdio. */
 static void note_file(struct sb *sb, struct file *f, uint32_t mask)
 {
-  if (!proc_first(sb)->inotifies || f->stdio >= 0 || (f->flags & O_PATH) || f->sock || f->inotify || !f->path ||
+  if ((!proc_first(sb)->inotifies && !proc_first(sb)->dnotifies) || f->stdio >= 0 || (f->flags & O_PATH) || f->sock || f->inotify || !f->path ||
       f->path[0] != '/' || virt_is_virt(f->path))
     return;
   if (f->type == F_TMP || f->type == F_TMPDIR || f->type == F_HOST || f->type == F_DIR)
@@ -180,6 +180,8 @@ void file_unref(struct file *f)
     net_release(f);
   if (f->inotify)
     inotify_release(f);
+  if (f->dn_owner)
+    dnotify_release(f);
   if (f->type == F_HOST && f->node)
     fifo_close(f);
   if (f->hostcount)
@@ -1807,12 +1809,8 @@ static long do_fcntl(struct sb *sb, int fd, int cmd, uint64_t arg)
   case F_OFD_SETLK:
   case F_OFD_SETLKW:
     return do_lock(sb, f, cmd, arg);
-  case F_NOTIFY: /* dnotify, in Linux's order: no events asked removes the fd's registrations (there are none) */
-    if (!(arg & ~(uint64_t)DN_MULTISHOT))
-      return 0;
-    if (f->type != F_DIR && f->type != F_TMPDIR && f->type != F_VDIR)
-      return -ENOTDIR;
-    return -EINVAL; /* as with fs.dir-notify-enable=0: its signals are not done */
+  case F_NOTIFY: /* dnotify (inotify.c): SIGIO to this process at the directory's events */
+    return dnotify_set(sb, f, arg);
   case F_GETPIPE_SZ:
   case F_SETPIPE_SZ: { /* a pipe or FIFO is a host pipe: its own size (Linux's rounding and bounds); else EBADF */
     if (f->type != F_HOST || f->hostfd < 0 || f->sock || f->inotify)
@@ -3277,6 +3275,8 @@ long sys_getxattr(struct sb *sb, const uint64_t a[6], long nr)
     return list ? 0 : t.dev ? -ENODATA : -EOPNOTSUPP;
   if (!list && !t.lower && (r = xattr_allowed(sb, &t.st, name, false)) < 0)
     return r;
+  if (!list && !t.lower && (!strcmp(name, "system.posix_acl_access") || !strcmp(name, "system.posix_acl_default")))
+    return S_ISLNK(t.st.st_mode) ? -EOPNOTSUPP : -ENODATA; /* no ACL: a file without one (Linux's answer) */
   if (!list && !t.lower && (r = xattr_ns(name)) < 0)
     return r;
   char *v = n ? malloc(n) : NULL;
@@ -3488,6 +3488,9 @@ int fs_save(struct sb *sb, struct wbuf *w)
       if (f->inotify)
         return cf_fail(ENOTSUP, "fd %d%s is an inotify instance: a sandbox with one cannot be saved (close it "
                                 "before the pause)", i, p == sb ? "" : " of another process");
+      if (f->dn_owner)
+        return cf_fail(ENOTSUP, "fd %d%s has dnotify registrations (F_NOTIFY): a sandbox with them cannot be saved",
+                       i, p == sb ? "" : " of another process");
       if (f->type == F_HOST && f->stdio < 0 && strncmp(f->path, "pipe:", 5) == 0)
         return cf_fail(ENOTSUP, "fd %d%s is a pipe: a sandbox with an open pipe cannot be saved", i,
                        p == sb ? "" : " of another process");

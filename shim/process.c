@@ -347,6 +347,7 @@ static struct sb *proc_copy(struct sb *p, bool share, long *err)
   c->lkwait.on = false; /* (another thread of the parent may wait in F_SETLKW) */
   c->net = NULL; /* the sandbox's socket names are the first process's (net.c) */
   c->inotifies = NULL; /* (the first process's: inotify.c) */
+  c->dnotifies = NULL;
   c->ipc = NULL;       /* (the first process's: ipc.c) */
   c->semundo = NULL;   /* a fork's child has no SEM_UNDO adjustments (Linux) */
   c->nsemundo = 0;

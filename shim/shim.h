@@ -113,6 +113,7 @@ struct file {
   uint64_t fifo_w0;
   struct sock *sock;    /* a socket (F_HOST, path "socket:"): what it is (net.c) */
   struct inotify *inotify; /* an inotify instance (F_HOST on a packet pipe's read end): inotify.c */
+  struct sb *dn_owner;  /* a directory with dnotify registrations (F_NOTIFY): the first process, whose list holds them */
 };
 
 struct ksigaction {
@@ -402,6 +403,7 @@ struct sb {
   struct world *w;
   struct sb *parent;
   struct inotify *inotifies; /* the first process: the sandbox's inotify instances (inotify.c) */
+  struct dnotify *dnotifies; /* the first process: the sandbox's dnotify registrations (inotify.c) */
   int hostfiles;            /* the first process: host fds held by the open files of all the
                                sandbox's processes, at most its RLIMIT_NOFILE (ENFILE past it) */
   int pgid, sid;
@@ -747,6 +749,11 @@ uint32_t inotify_cookie(struct sb *sb);
 void inotify_moved(struct sb *sb, const char *from, const char *to, bool dir);
 /* f's instance goes (its last reference is dropped: file_unref). */
 void inotify_release(struct file *f);
+/* fcntl(F_NOTIFY) of directory f with arg (DN_* events, DN_MULTISHOT; none:
+ * f's registrations go): 0 or -errno. */
+long dnotify_set(struct sb *sb, struct file *f, uint64_t arg);
+/* f's registrations go (its last reference is dropped: file_unref). */
+void dnotify_release(struct file *f);
 sys_fn sys_inotify_init, sys_inotify_add_watch, sys_inotify_rm_watch;
 /* fs.c: gpath as a canonical sandbox path (the overlay's, symlinks
  * followed unless !follow) into abs (PATH_MAX) of an existing entry. */

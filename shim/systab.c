@@ -118,7 +118,7 @@ static const struct sys_ent table[NSYS] = {
     E(69, msgsnd, sys_msgsnd, "iPux", SF_BLOCK, FULL, "waits while the queue is full (EINTR on a signal, never restarted; EIDRM when removed); a waiting receiver is handed the message directly, as Linux"),
     E(70, msgrcv, sys_msgrcv, "iPuix", SF_BLOCK, FULL, "msgtyp 0, > 0, < 0, MSG_EXCEPT, MSG_NOERROR, MSG_COPY; waits across processes (EINTR, EIDRM)"),
     E(71, msgctl, sys_msgctl, "iiP", 0, FULL, "IPC_STAT, IPC_SET (msg_qbytes above MSGMNB for root only), IPC_RMID, IPC_INFO, MSG_INFO, MSG_STAT(_ANY)"),
-    E(72, fcntl, sys_fcntl, "dix", 0, PARTIAL, "record locks in one table per sandbox, between its processes as Linux (EDEADLK for an F_SETLKW that would close a cycle of waiting processes); F_GETPIPE_SZ/F_SETPIPE_SZ the host pipe's; F_NOTIFY with events EINVAL (dnotify not done), F_SETOWN/F_SETSIG EINVAL"),
+    E(72, fcntl, sys_fcntl, "dix", 0, PARTIAL, "record locks in one table per sandbox, between its processes as Linux (EDEADLK for an F_SETLKW that would close a cycle of waiting processes); F_GETPIPE_SZ/F_SETPIPE_SZ the host pipe's; F_NOTIFY: dnotify, SIGIO to the caller (inotify.c); F_SETOWN/F_SETSIG EINVAL"),
     E(73, flock, sys_flock, "dx", 0, FULL, "locks in one table per sandbox, between its processes"),
     E(74, fsync, sys_fsync, "d", 0, FULL, "nothing to write back"),
     E(75, fdatasync, sys_fsync, "d", 0, FULL, ""),

@@ -131,9 +131,9 @@ struct tnode {
   struct tnode *parent;
   struct tnode **kids;
   int nkids;
-  /* Extended attributes (tmp_setxattr): entries sorted by name (the order
-   * of Linux's tmpfs, an rbtree by strcmp), each a u32 value length, the
-   * name and its NUL, the value. */
+  /* Extended attributes (tmp_setxattr): entries by name in descending
+   * strcmp order (listxattr's order on Linux's tmpfs, whose rbtree it
+   * walks), each a u32 value length, the name and its NUL, the value. */
   uint8_t *xa;
   size_t xalen;
 };
@@ -1516,7 +1516,7 @@ static size_t xa_find(const struct tnode *n, const char *name, bool *found)
     memcpy(&vl, n->xa + off, 4);
     const char *k = (const char *)n->xa + off + 4;
     int c = strcmp(k, name);
-    if (c >= 0) {
+    if (c <= 0) {
       *found = c == 0;
       return off;
     }
@@ -1606,7 +1606,7 @@ long tmp_setxattr(struct tnode *n, const char *name, const void *val, size_t len
 }
 
 /* The attributes of a saved node (NODE_XATTR): whether blob is well formed
- * (entries sorted, names NUL-terminated, 1-255 bytes, values at most
+ * (entries in order, names NUL-terminated, 1-255 bytes, values at most
  * 65536). */
 static bool xa_valid(const uint8_t *b, size_t len)
 {
@@ -1620,7 +1620,7 @@ static bool xa_valid(const uint8_t *b, size_t len)
     const char *k = (const char *)b + off + 4;
     const char *z = memchr(k, 0, len - off - 4);
     if (!z || z == k || z - k > 255 || vl > 65536 || (size_t)(len - off - 4 - (size_t)(z - k) - 1) < vl ||
-        (prev && strcmp(prev, k) >= 0))
+        (prev && strcmp(prev, k) <= 0))
       return false;
     prev = k;
     off += 4 + (size_t)(z - k) + 1 + vl;

@@ -1252,7 +1252,8 @@ static void test_xattr(void)
   is(S5(SYS_setxattr, gs("/tmp/xa"), gs("security.capability"), v1, 6, 0), -EINVAL,
      "security.capability not a capability header: EINVAL");
   long n = S3(SYS_listxattr, gs("/tmp/xa"), b, 1000);
-  ok(strcmp(xnames(b, n), "security.s trusted.t user.one user.two") == 0, "listxattr: the names, in name order" ": %s", xnames(b, n));
+  ok(strcmp(xnames(b, n), "user.two user.one trusted.t security.s") == 0, "listxattr: the names, by name descending (tmpfs's order): %s",
+     xnames(b, n));
   is(S3(SYS_listxattr, gs("/tmp/xa"), b, 0), n, "size 0: the list's length");
   is(S3(SYS_flistxattr, fd, b, 10), -ERANGE, "a list buffer too small: ERANGE");
   char big[300];
@@ -1266,6 +1267,7 @@ static void test_xattr(void)
   is(S5(SYS_setxattr, gs("/tmp/xa"), gs(""), v1, 1, 0), -ERANGE, "an empty name: ERANGE");
   is(S5(SYS_setxattr, gs("/tmp/xa"), gs("user."), v1, 1, 0), -EINVAL, "the prefix alone: EINVAL");
   is(S5(SYS_setxattr, gs("/tmp/xa"), gs("other.x"), v1, 1, 0), -EOPNOTSUPP, "another namespace: EOPNOTSUPP");
+  is(S4(SYS_getxattr, gs("/tmp/xa"), gs("system.posix_acl_access"), b, 10), -ENODATA, "no ACL: ENODATA, as Linux's tmpfs");
   is(S5(SYS_setxattr, gs("/tmp/xa"), name, b, 65537, 0), -E2BIG, "a value over 64 KiB: E2BIG");
   is(S5(SYS_setxattr, gs("/tmp/xa"), gs("user.big"), b, 65536, 0), 0, "one of 64 KiB: set");
   is(S4(SYS_getxattr, gs("/tmp/xa"), gs("user.big"), b, 65535), -ERANGE, "a smaller buffer: ERANGE");
@@ -1285,7 +1287,7 @@ static void test_xattr(void)
   /* not root: trusted.* hidden, security.* and trusted.* refused, the mode checked */
   sb->uid = 1234;
   n = S3(SYS_listxattr, gs("/tmp/xa"), b, 1000);
-  ok(strcmp(xnames(b, n), "security.s user.one user.two") == 0, "not root: trusted.* is not listed" ": %s", xnames(b, n));
+  ok(strcmp(xnames(b, n), "user.two user.one security.s") == 0, "not root: trusted.* is not listed" ": %s", xnames(b, n));
   is(S4(SYS_getxattr, gs("/tmp/xl"), gs("trusted.l"), b, 10), -ENODATA, "not root: trusted.* ENODATA");
   is(S5(SYS_setxattr, gs("/tmp/xa"), gs("trusted.x"), v1, 1, 0), -EPERM, "not root: set trusted.* EPERM");
   is(S5(SYS_setxattr, gs("/tmp/xa"), gs("security.x"), v1, 1, 0), -EPERM, "not root: set security.* EPERM");
@@ -1306,7 +1308,7 @@ static void test_xattr(void)
     ok(strstr(xnames(b, n), "user.host") != NULL, "listxattr of a root file: %s", xnames(b, n));
     is(S5(SYS_setxattr, gs("/etc/xattrs"), name, v1, 6, 0), 0, "setxattr of a root file: copied up");
     n = S3(SYS_listxattr, gs("/etc/xattrs"), b, 1000);
-    ok(strstr(xnames(b, n), "user.host user.one") != NULL, "the copy has the host's and the new one: %s", xnames(b, n));
+    ok(strstr(xnames(b, n), "user.one user.host") != NULL, "the copy has the host's and the new one: %s", xnames(b, n));
     char hv[8];
     is(getxattr(p, "user.one", hv, sizeof hv), -1, "the host file is not changed");
     S1(SYS_unlink, gs("/etc/xattrs"));
@@ -1327,7 +1329,7 @@ static void test_xattr(void)
   is(rc, 0, "fs_load: %s", rc ? cf_error() : "");
   b = galloc(NULL, 1000);
   n = S3(SYS_listxattr, gs("/tmp/xa"), b, 1000);
-  ok(strcmp(xnames(b, n), "security.s user.one user.two") == 0, "the loaded file's names" ": %s", xnames(b, n));
+  ok(strcmp(xnames(b, n), "user.two user.one security.s") == 0, "the loaded file's names" ": %s", xnames(b, n));
   is(S4(SYS_getxattr, gs("/tmp/xa"), gs("user.one"), b, 10), 6, "and values");
   ok(memcmp(hp(b), "value1", 6) == 0, "value1");
   fs_fini(sb);
@@ -1453,12 +1455,68 @@ static void test_ident(void)
   sb->uid = uid;
 }
 
+/* The signals pending (rt_sigpending), SIGIO's bit. */
+static bool sigio_pending(void)
+{
+  uint64_t set = galloc(NULL, 8);
+  S2(SYS_rt_sigpending, set, 8);
+  return *(uint64_t *)hp(set) & (1ull << (SIGIO - 1));
+}
+
+/* dnotify: F_NOTIFY with events on a directory sends SIGIO at them (it
+ * was EINVAL). SIGIO is blocked here: it stays pending, and sigtimedwait
+ * takes it. */
+static void test_dnotify(void)
+{
+  diag("dnotify: fcntl F_NOTIFY, SIGIO");
+  uint64_t set = galloc(NULL, 8);
+  *(uint64_t *)hp(set) = 1ull << (SIGIO - 1);
+  S4(SYS_rt_sigprocmask, SIG_BLOCK, set, 0, 8);
+  uint64_t ts = galloc(NULL, 16);
+  S2(SYS_mkdir, gs("/tmp/dn"), 0755);
+  int d = gopen("/tmp/dn", O_RDONLY | O_DIRECTORY, 0);
+  is(S3(SYS_fcntl, d, F_NOTIFY, DN_CREATE), 0, "F_NOTIFY DN_CREATE on a directory");
+  ok(!sigio_pending(), "nothing yet");
+  int f = gopen("/tmp/dn/a", O_CREAT | O_WRONLY, 0600);
+  ok(sigio_pending(), "a file made in it: SIGIO");
+  is(S4(SYS_rt_sigtimedwait, set, 0, ts, 8), SIGIO, "taken");
+  S1(SYS_close, gopen("/tmp/dn/b", O_CREAT | O_WRONLY, 0600));
+  ok(!sigio_pending(), "without DN_MULTISHOT, once only");
+  is(S3(SYS_fcntl, d, F_NOTIFY, DN_MODIFY | DN_DELETE | DN_MULTISHOT), 0, "DN_MODIFY | DN_DELETE | DN_MULTISHOT");
+  gwrite(f, "x");
+  ok(sigio_pending(), "a write in it: SIGIO");
+  S4(SYS_rt_sigtimedwait, set, 0, ts, 8);
+  S1(SYS_unlink, gs("/tmp/dn/b"));
+  ok(sigio_pending(), "an unlink: SIGIO again (multishot)");
+  S4(SYS_rt_sigtimedwait, set, 0, ts, 8);
+  S2(SYS_chmod, gs("/tmp/dn/a"), 0644);
+  ok(!sigio_pending(), "a chmod: not asked for (DN_ATTRIB)");
+  S2(SYS_mkdir, gs("/tmp/other"), 0755);
+  S1(SYS_close, gopen("/tmp/other/c", O_CREAT | O_WRONLY, 0600));
+  gwrite(f, "y");
+  S4(SYS_rt_sigtimedwait, set, 0, ts, 8);
+  S1(SYS_unlink, gs("/tmp/other/c"));
+  ok(!sigio_pending(), "another directory's events: none");
+  is(S3(SYS_fcntl, d, F_NOTIFY, 0), 0, "F_NOTIFY 0: the registration goes");
+  S1(SYS_unlink, gs("/tmp/dn/a"));
+  ok(!sigio_pending(), "no more SIGIO");
+  S1(SYS_close, gopen("/tmp/dn/z", O_CREAT | O_WRONLY, 0600));
+  is(S3(SYS_fcntl, d, F_NOTIFY, DN_DELETE | DN_MULTISHOT), 0, "registered again");
+  S1(SYS_close, d);
+  S1(SYS_unlink, gs("/tmp/dn/z"));
+  ok(!sigio_pending(), "the directory's last close removed it");
+  S1(SYS_rmdir, gs("/tmp/other"));
+  S1(SYS_close, f);
+  S1(SYS_rmdir, gs("/tmp/dn"));
+  S4(SYS_rt_sigprocmask, SIG_UNBLOCK, set, 0, 8);
+}
+
 int main(int argc, char **argv)
 {
   static const struct { const char *name; void (*fn)(void); } groups[] = {
       {"mkdir", test_mkdir},   {"region", test_region}, {"attrs", test_attrs},   {"locks", test_locks},
       {"shared", test_shared}, {"hidden", test_hidden}, {"select", test_select}, {"limits", test_limits},
-      {"hostfds", test_hostfds}, {"nofile", test_nofile}, {"fifo", test_fifo}, {"fifo_wait", test_fifo_wait}, {"magic", test_magic}, {"lockwait", test_lockwait}, {"pending", test_pending}, {"pipe_flags", test_pipe_flags}, {"sparse", test_sparse}, {"nofile_linux", test_nofile_linux}, {"mremap", test_mremap}, {"exchange", test_exchange}, {"tmpfile", test_tmpfile}, {"inotify", test_inotify}, {"inotify_all", test_inotify_all}, {"fcntl_linux", test_fcntl_linux}, {"xattr", test_xattr}, {"ident", test_ident},
+      {"hostfds", test_hostfds}, {"nofile", test_nofile}, {"fifo", test_fifo}, {"fifo_wait", test_fifo_wait}, {"magic", test_magic}, {"lockwait", test_lockwait}, {"pending", test_pending}, {"pipe_flags", test_pipe_flags}, {"sparse", test_sparse}, {"nofile_linux", test_nofile_linux}, {"mremap", test_mremap}, {"exchange", test_exchange}, {"tmpfile", test_tmpfile}, {"inotify", test_inotify}, {"inotify_all", test_inotify_all}, {"fcntl_linux", test_fcntl_linux}, {"xattr", test_xattr}, {"ident", test_ident}, {"dnotify", test_dnotify},
   };
   sb_setup();
   for (size_t i = 0; i < sizeof groups / sizeof groups[0]; i++) {
