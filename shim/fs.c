@@ -50,6 +50,7 @@
 #include <sys/sysmacros.h>
 #include <sys/syscall.h>
 #include <sys/uio.h>
+#include <sys/xattr.h>
 #include <termios.h>
 #include <time.h>
 #include <unistd.h>
@@ -111,7 +112,7 @@ static long note(struct sb *sb, long r, const char *path, uint32_t mask, bool di
  * file, or the sandbox's stdio. */
 static void note_file(struct sb *sb, struct file *f, uint32_t mask)
 {
-  if (!proc_first(sb)->inotifies || f->stdio >= 0 || (f->flags & O_PATH) || f->sock || f->inotify || !f->path ||
+  if ((!proc_first(sb)->inotifies && !proc_first(sb)->dnotifies) || f->stdio >= 0 || (f->flags & O_PATH) || f->sock || f->inotify || !f->path ||
       f->path[0] != '/' || virt_is_virt(f->path))
     return;
   if (f->type == F_TMP || f->type == F_TMPDIR || f->type == F_HOST || f->type == F_DIR)
@@ -179,6 +180,8 @@ void file_unref(struct file *f)
     net_release(f);
   if (f->inotify)
     inotify_release(f);
+  if (f->dn_owner)
+    dnotify_release(f);
   if (f->type == F_HOST && f->node)
     fifo_close(f);
   if (f->hostcount)
@@ -1806,12 +1809,8 @@ static long do_fcntl(struct sb *sb, int fd, int cmd, uint64_t arg)
   case F_OFD_SETLK:
   case F_OFD_SETLKW:
     return do_lock(sb, f, cmd, arg);
-  case F_NOTIFY: /* dnotify, in Linux's order: no events asked removes the fd's registrations (there are none) */
-    if (!(arg & ~(uint64_t)DN_MULTISHOT))
-      return 0;
-    if (f->type != F_DIR && f->type != F_TMPDIR && f->type != F_VDIR)
-      return -ENOTDIR;
-    return -EINVAL; /* as with fs.dir-notify-enable=0: its signals are not done */
+  case F_NOTIFY: /* dnotify (inotify.c): SIGIO to this process at the directory's events */
+    return dnotify_set(sb, f, arg);
   case F_GETPIPE_SZ:
   case F_SETPIPE_SZ: { /* a pipe or FIFO is a host pipe: its own size (Linux's rounding and bounds); else EBADF */
     if (f->type != F_HOST || f->hostfd < 0 || f->sock || f->inotify)
@@ -2400,9 +2399,9 @@ static long attr_allowed(struct sb *sb, const struct attr_req *q, const struct s
   switch (q->kind) {
   case ATTR_MODE:
     return st->st_uid != (uid_t)sb->uid ? -EPERM : 0;
-  case ATTR_OWNER: /* not root: the owner may keep the owner and pick its own group */
+  case ATTR_OWNER: /* not root: the owner may keep the owner and pick a group it is in */
     return (q->uid != -1 && (uid_t)q->uid != st->st_uid) || st->st_uid != (uid_t)sb->uid ||
-                   (q->gid != -1 && q->gid != sb->gid && (gid_t)q->gid != st->st_gid)
+                   (q->gid != -1 && !task_in_group(sb, (uint32_t)q->gid) && (gid_t)q->gid != st->st_gid)
                ? -EPERM
                : 0;
   default: /* only the owner (or root) may set explicit times; anyone who may write may set now */
@@ -3138,34 +3137,218 @@ long sys_sendfile(struct sb *sb, const uint64_t a[6], long nr)
   return do_sendfile(sb, (int)A(0), (int)A(1), A(2), A(3));
 }
 
-/* getxattr, lgetxattr, listxattr, llistxattr */
+/* ---- extended attributes: tmpfs's in the upper layer (tmp_setxattr),
+ * the host file's for a lower entry, as overlayfs (a set or remove copies
+ * the entry up, with its attributes: ovl_copyup) ---- */
+
+/* What an xattr call acts on: an upper node, the lower entry at path, or
+ * (none) a file without attributes: /proc, a pipe, a socket (Linux:
+ * EOPNOTSUPP), /dev (the sandbox's devices keep none: ENODATA, sets
+ * EOPNOTSUPP). st: its attributes. */
+struct xtarget {
+  struct tnode *node;
+  bool lower, none, dev;
+  char path[PATH_MAX];
+  struct stat st;
+};
+
+static long xattr_target(struct sb *sb, const uint64_t a[6], bool byfd, bool nofollow, struct xtarget *t)
+{
+  long r;
+  struct file *f = NULL;
+  memset(t, 0, sizeof *t);
+  if (byfd) {
+    if (!(f = fs_get(sb, (int)A(0))))
+      return -EBADF;
+  } else {
+    if ((r = resolve(sb, AT_FDCWD, A(0), t->path, false)) < 0 || (!nofollow && (r = follow_magic(sb, t->path, &f)) < 0))
+      return r;
+  }
+  if (f) {
+    if (f->node) {
+      t->node = f->node;
+      tmp_stat(f->node, &t->st);
+      snprintf(t->path, sizeof t->path, "%s", f->path ? f->path : "");
+      return 0;
+    }
+    if (!((f->type == F_HOST || f->type == F_DIR) && f->stdio < 0 && f->path && f->path[0] == '/' &&
+          !virt_is_virt(f->path) && !tmp_is_shm(f->path))) {
+      t->none = true;
+      t->dev = f->type == F_DEV;
+      return 0;
+    }
+    snprintf(t->path, sizeof t->path, "%s", f->path); /* a lower file, perhaps copied up since */
+    nofollow = true;
+  }
+  if (tmp_is_shm(t->path)) {
+    if ((r = tmp_lookup_err(sb, t->path, &t->node)) < 0)
+      return r;
+    tmp_stat(t->node, &t->st);
+    return 0;
+  }
+  struct ovl o;
+  if (virt_is_virt(t->path) || (r = ovl_lookup(sb, t->path, !nofollow, &o)) == OVL_VIRT) {
+    if (!virt_is_virt(t->path))
+      snprintf(t->path, sizeof t->path, "%s", o.path);
+    if ((r = stat_abs(sb, t->path, nofollow, &t->st)) < 0)
+      return r;
+    t->none = true;
+    t->dev = strncmp(t->path, "/proc", 5) != 0 || (t->path[5] && t->path[5] != '/');
+    return 0;
+  }
+  if (r < 0)
+    return f ? (t->none = true, 0) : r; /* an fd of a lower file gone since: none */
+  snprintf(t->path, sizeof t->path, "%s", o.path);
+  t->node = o.node;
+  t->lower = !o.node;
+  t->st = o.st;
+  return 0;
+}
+
+/* The name of an xattr call: -ERANGE for an empty one or one of 256 bytes
+ * or more (Linux's order: before the path is looked up). */
+static long xattr_name(struct sb *sb, uint64_t gname, char name[256])
+{
+  size_t i = 0;
+  for (; i < 256; i++) {
+    if (mm_copy_in(sb, &name[i], gname + i, 1) < 0)
+      return -EFAULT;
+    if (!name[i])
+      break;
+  }
+  return i == 0 || i == 256 ? -ERANGE : 0;
+}
+
+/* Linux's xattr_permission and the namespaces' rules (fs/xattr.c, the
+ * capability module's for security.*): 0 or -errno. Root is the sandbox's
+ * uid 0 (CAP_SYS_ADMIN, CAP_DAC_OVERRIDE). */
+static long xattr_allowed(struct sb *sb, const struct stat *st, const char *name, bool write)
+{
+  bool root = sb->uid == 0;
+  if (strncmp(name, "security.", 9) == 0 || strncmp(name, "system.", 7) == 0)
+    return write && strncmp(name, "security.", 9) == 0 && !root ? -EPERM : 0;
+  if (strncmp(name, "trusted.", 8) == 0)
+    return root ? 0 : write ? -EPERM : -ENODATA;
+  if (strncmp(name, "user.", 5) == 0) {
+    if (!S_ISREG(st->st_mode) && !S_ISDIR(st->st_mode))
+      return write ? -EPERM : -ENODATA;
+    if (S_ISDIR(st->st_mode) && (st->st_mode & S_ISVTX) && write && !root && st->st_uid != (uid_t)sb->uid)
+      return -EPERM;
+  }
+  if (root)
+    return 0;
+  unsigned want = write ? 2 : 4;
+  unsigned bits = st->st_uid == (uid_t)sb->uid         ? st->st_mode >> 6
+                  : task_in_group(sb, st->st_gid) ? st->st_mode >> 3
+                                                  : st->st_mode;
+  return bits & want ? 0 : -EACCES;
+}
+
+/* The namespaces tmpfs keeps (Linux's handlers): -EOPNOTSUPP for any other
+ * (system.* too: POSIX ACLs are not kept), -EINVAL for a prefix alone. */
+static long xattr_ns(const char *name)
+{
+  static const char *const ns[] = {"user.", "trusted.", "security."};
+  for (size_t i = 0; i < sizeof ns / sizeof *ns; i++)
+    if (strncmp(name, ns[i], strlen(ns[i])) == 0)
+      return name[strlen(ns[i])] ? 0 : -EINVAL;
+  return -EOPNOTSUPP;
+}
+
+#define XATTR_MAX 65536 /* XATTR_SIZE_MAX, XATTR_LIST_MAX */
+
+/* getxattr, lgetxattr, fgetxattr, listxattr, llistxattr, flistxattr */
 long sys_getxattr(struct sb *sb, const uint64_t a[6], long nr)
 {
-  struct stat st;
+  bool list = nr == SYS_listxattr || nr == SYS_llistxattr || nr == SYS_flistxattr;
+  char name[256] = "";
   long r;
-  /* No extended attributes anywhere in the sandbox (ls -l asks for ACLs
-   * and security labels): ENODATA / an empty list for a file that exists. */
-  char abs[PATH_MAX];
-  if ((r = resolve(sb, AT_FDCWD, A(0), abs, false)) < 0)
+  if (!list && (r = xattr_name(sb, A(1), name)) < 0)
     return r;
-  if ((r = stat_abs(sb, abs, nr == SYS_lgetxattr || nr == SYS_llistxattr, &st)) < 0)
+  struct xtarget t;
+  if ((r = xattr_target(sb, a, nr == SYS_fgetxattr || nr == SYS_flistxattr, nr == SYS_lgetxattr || nr == SYS_llistxattr,
+                        &t)) < 0)
     return r;
-  return nr == SYS_getxattr || nr == SYS_lgetxattr ? -ENODATA : 0;
+  uint64_t buf = list ? A(1) : A(2), size = list ? A(2) : A(3);
+  size_t n = size > XATTR_MAX ? XATTR_MAX : size;
+  if (t.none)
+    return list ? 0 : t.dev ? -ENODATA : -EOPNOTSUPP;
+  if (!list && !t.lower && (r = xattr_allowed(sb, &t.st, name, false)) < 0)
+    return r;
+  if (!list && !t.lower && (!strcmp(name, "system.posix_acl_access") || !strcmp(name, "system.posix_acl_default")))
+    return S_ISLNK(t.st.st_mode) ? -EOPNOTSUPP : -ENODATA; /* no ACL: a file without one (Linux's answer) */
+  if (!list && !t.lower && (r = xattr_ns(name)) < 0)
+    return r;
+  char *v = n ? malloc(n) : NULL;
+  if (n && !v)
+    return -ENOMEM;
+  if (t.lower)
+    r = ovl_lower_xattr(sb, t.path, list ? NULL : name, v, n);
+  else
+    r = list ? tmp_listxattr(t.node, v, n, sb->uid == 0) : tmp_getxattr(t.node, name, v, n);
+  if (r > 0 && n && mm_copy_out(sb, buf, v, (size_t)r) < 0)
+    r = -EFAULT;
+  free(v);
+  return r == -ERANGE && size >= XATTR_MAX ? -E2BIG : r;
 }
 
 /* fgetxattr, flistxattr */
 long sys_fgetxattr(struct sb *sb, const uint64_t a[6], long nr)
 {
-  int fd = (int)A(0);
-  if (!fs_get(sb, fd))
-    return -EBADF;
-  return nr == SYS_fgetxattr ? -ENODATA : 0;
+  return sys_getxattr(sb, a, nr);
+}
+
+/* security.capability's value: a VFS_CAP_REVISION_2 or _3 header of its
+ * size (Linux's cap_convert_nscap: EINVAL otherwise). */
+static bool caps_valid(const uint8_t *v, size_t len)
+{
+  uint32_t magic;
+  if (len < 4)
+    return false;
+  memcpy(&magic, v, 4);
+  return (len == 20 && (magic & 0xFF000000u) == 0x02000000u) || (len == 24 && (magic & 0xFF000000u) == 0x03000000u);
 }
 
 /* setxattr, lsetxattr, fsetxattr, removexattr, lremovexattr, fremovexattr */
 long sys_setxattr(struct sb *sb, const uint64_t a[6], long nr)
 {
-  return -ENOTSUP;
+  bool rm = nr == SYS_removexattr || nr == SYS_lremovexattr || nr == SYS_fremovexattr;
+  uint64_t len = rm ? 0 : A(3);
+  int flags = rm ? XATTR_REPLACE : (int)A(4);
+  long r;
+  if (!rm && (A(4) & ~(uint64_t)(XATTR_CREATE | XATTR_REPLACE)))
+    return -EINVAL;
+  char name[256];
+  if ((r = xattr_name(sb, A(1), name)) < 0)
+    return r;
+  if (len > XATTR_MAX)
+    return -E2BIG;
+  uint8_t *v = malloc(len ? len : 1);
+  if (!v)
+    return -ENOMEM;
+  if (len && mm_copy_in(sb, v, A(2), len) < 0) {
+    free(v);
+    return -EFAULT;
+  }
+  struct xtarget t;
+  r = xattr_target(sb, a, nr == SYS_fsetxattr || nr == SYS_fremovexattr, nr == SYS_lsetxattr || nr == SYS_lremovexattr,
+                   &t);
+  if (r == 0 && t.none)
+    r = !t.dev ? -EOPNOTSUPP : strncmp(name, "user.", 5) == 0 ? -EPERM : -EOPNOTSUPP;
+  if (r == 0)
+    r = xattr_allowed(sb, &t.st, name, true);
+  if (r == 0)
+    r = xattr_ns(name);
+  if (r == 0 && !rm && strcmp(name, "security.capability") == 0 && !caps_valid(v, len))
+    r = -EINVAL;
+  if (r == 0 && t.lower)
+    r = ovl_copyup(sb, t.path, true, &t.node);
+  if (r == 0)
+    r = tmp_setxattr(t.node, name, rm ? NULL : v, len, flags);
+  free(v);
+  if (r == 0 && t.path[0] == '/')
+    inotify_event(sb, t.path, IN_ATTRIB, 0, tmp_is_dir(t.node));
+  return r;
 }
 
 /* statfs, fstatfs: the file system the path or fd is on: /proc
@@ -3305,6 +3488,9 @@ int fs_save(struct sb *sb, struct wbuf *w)
       if (f->inotify)
         return cf_fail(ENOTSUP, "fd %d%s is an inotify instance: a sandbox with one cannot be saved (close it "
                                 "before the pause)", i, p == sb ? "" : " of another process");
+      if (f->dn_owner)
+        return cf_fail(ENOTSUP, "fd %d%s has dnotify registrations (F_NOTIFY): a sandbox with them cannot be saved",
+                       i, p == sb ? "" : " of another process");
       if (f->type == F_HOST && f->stdio < 0 && strncmp(f->path, "pipe:", 5) == 0)
         return cf_fail(ENOTSUP, "fd %d%s is a pipe: a sandbox with an open pipe cannot be saved", i,
                        p == sb ? "" : " of another process");

@@ -29,9 +29,23 @@
  * file renamed or unlinked since (it is known by the path it was opened
  * at).
  * A sandbox with an inotify fd cannot be saved (fs_save says so).
+ *
+ * dnotify (fcntl F_NOTIFY on a directory fd) rides on the same events: a
+ * registration (struct dnotify, the first process's list) holds the
+ * directory's path, its DN_* events and the registering process; an event
+ * of an entry in the directory (or the directory's own) that its events
+ * name sends that process SIGIO (SI_KERNEL, as Linux's send_sigio without
+ * F_SETSIG, which is not done), and without DN_MULTISHOT the registration
+ * then goes. Linux's mapping: DN_CREATE is IN_CREATE and IN_MOVED_TO,
+ * DN_DELETE IN_DELETE and IN_MOVED_FROM, DN_RENAME a rename in it. A
+ * second F_NOTIFY of the same file by the same process adds events;
+ * F_NOTIFY without events, or the file's last close, removes them (Linux:
+ * each close by the registering process). A sandbox with registrations
+ * cannot be saved.
  * Everything runs under the sandbox's lock. */
 #include <errno.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/inotify.h>
@@ -95,9 +109,117 @@ static void drop_watch(struct inotify *in, int i)
   in->w[i] = in->w[--in->nw];
 }
 
+struct dnotify {
+  struct file *f;
+  int pid;
+  uint32_t mask; /* DN_* | DN_MULTISHOT */
+  char *path;
+  struct dnotify *next;
+};
+
+static void dn_free(struct dnotify **p)
+{
+  struct dnotify *d = *p;
+  *p = d->next;
+  free(d->path);
+  free(d);
+}
+
+/* The registrations of the directory of path (a child's event) or of path
+ * itself (a directory's own: dir) whose events mask's take: SIGIO. */
+static void dnotify_event(struct sb *sb, struct sb *r, const char *path, size_t dl, uint32_t mask, bool dir)
+{
+  uint32_t dn = (mask & IN_ACCESS ? DN_ACCESS : 0) | (mask & IN_MODIFY ? DN_MODIFY : 0) |
+                (mask & IN_ATTRIB ? DN_ATTRIB : 0) | (mask & (IN_CREATE | IN_MOVED_TO) ? DN_CREATE : 0) |
+                (mask & (IN_DELETE | IN_MOVED_FROM) ? DN_DELETE : 0) |
+                (mask & (IN_MOVED_FROM | IN_MOVED_TO) ? DN_RENAME : 0);
+  for (struct dnotify **p = &r->dnotifies; *p;) {
+    struct dnotify *d = *p;
+    bool child = strlen(d->path) == dl && !strncmp(d->path, path, dl);
+    bool self = dir && !strcmp(d->path, path) && !(mask & (IN_CREATE | IN_DELETE | IN_MOVED_FROM | IN_MOVED_TO));
+    if (!(child || self) || !(d->mask & dn)) {
+      p = &d->next;
+      continue;
+    }
+    struct sb *t = proc_find(sb, d->pid);
+    if (t) {
+      siginfo_t info;
+      memset(&info, 0, sizeof info);
+      info.si_signo = SIGIO;
+      info.si_code = SI_KERNEL;
+      sig_queue(t, &info, 0, 0);
+    }
+    if (d->mask & DN_MULTISHOT) {
+      p = &d->next;
+    } else {
+      struct file *f = d->f;
+      dn_free(p);
+      bool more = false;
+      for (struct dnotify *o = r->dnotifies; o && !more; o = o->next)
+        more = o->f == f;
+      if (!more)
+        f->dn_owner = NULL;
+    }
+  }
+}
+
+long dnotify_set(struct sb *sb, struct file *f, uint64_t arg)
+{
+  struct sb *r = proc_first(sb);
+  uint32_t ev = (uint32_t)arg & (DN_ACCESS | DN_MODIFY | DN_CREATE | DN_DELETE | DN_RENAME | DN_ATTRIB);
+  if (!((uint32_t)arg & ~(uint32_t)DN_MULTISHOT)) { /* no events: this process's registrations of f go */
+    for (struct dnotify **p = &r->dnotifies; *p;)
+      if ((*p)->f == f && (*p)->pid == sb->pid)
+        dn_free(p);
+      else
+        p = &(*p)->next;
+    bool more = false;
+    for (struct dnotify *o = r->dnotifies; o && !more; o = o->next)
+      more = o->f == f;
+    if (!more)
+      f->dn_owner = NULL;
+    return 0;
+  }
+  if (f->type != F_DIR && f->type != F_TMPDIR && f->type != F_VDIR)
+    return -ENOTDIR;
+  for (struct dnotify *d = r->dnotifies; d; d = d->next)
+    if (d->f == f && d->pid == sb->pid) { /* adds events (Linux's attach_dn) */
+      d->mask |= ev | ((uint32_t)arg & DN_MULTISHOT);
+      return 0;
+    }
+  struct dnotify *d = calloc(1, sizeof *d);
+  if (!d || !(d->path = strdup(f->path ? f->path : ""))) {
+    free(d);
+    return -ENOMEM;
+  }
+  d->f = f;
+  d->pid = sb->pid;
+  d->mask = ev | ((uint32_t)arg & DN_MULTISHOT);
+  d->next = r->dnotifies;
+  r->dnotifies = d;
+  f->dn_owner = r;
+  return 0;
+}
+
+void dnotify_release(struct file *f)
+{
+  struct sb *r = f->dn_owner;
+  for (struct dnotify **p = &r->dnotifies; *p;)
+    if ((*p)->f == f)
+      dn_free(p);
+    else
+      p = &(*p)->next;
+  f->dn_owner = NULL;
+}
+
 void inotify_event(struct sb *sb, const char *path, uint32_t mask, uint32_t cookie, bool dir)
 {
   struct sb *r = proc_first(sb);
+  if (r->dnotifies) {
+    const char *sl = strrchr(path, '/');
+    if (sl)
+      dnotify_event(sb, r, path, sl == path ? 1 : (size_t)(sl - path), mask, dir);
+  }
   if (!r->inotifies)
     return;
   const char *slash = strrchr(path, '/');
@@ -145,6 +267,17 @@ void inotify_moved(struct sb *sb, const char *from, const char *to, bool dir)
   struct sb *r = proc_first(sb);
   size_t fl = strlen(from);
   bool any = false;
+  for (struct dnotify *d = r->dnotifies; d; d = d->next) { /* a registration follows its directory */
+    if (strncmp(d->path, from, fl) || (d->path[fl] && d->path[fl] != '/'))
+      continue;
+    char *p = malloc(strlen(to) + strlen(d->path + fl) + 1);
+    if (!p)
+      continue;
+    strcpy(p, to);
+    strcat(p, d->path + fl);
+    free(d->path);
+    d->path = p;
+  }
   for (struct inotify *in = r->inotifies; in; in = in->next)
     for (int i = 0; i < in->nw; i++) {
       struct watch *w = &in->w[i];

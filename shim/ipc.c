@@ -306,7 +306,7 @@ static bool perm_ok(struct sb *sb, const struct kperm *p, int flag)
   int want = (flag >> 6 | flag >> 3 | flag) & 7, granted = (int)p->mode;
   if ((uint32_t)sb->uid == p->cuid || (uint32_t)sb->uid == p->uid)
     granted >>= 6;
-  else if ((uint32_t)sb->gid == p->cgid || (uint32_t)sb->gid == p->gid)
+  else if (task_in_group(sb, p->cgid) || task_in_group(sb, p->gid))
     granted >>= 3;
   return !(want & ~granted & 7) || sb->uid == 0;
 }

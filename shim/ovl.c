@@ -20,7 +20,9 @@
  *   into tmpfs pages (holes stay holes: SEEK_DATA), a symlink's target, a
  *   FIFO as a FIFO; a device or socket of the root cannot be copied up
  *   (EACCES, as opening one). An open file of the lower file keeps reading
- *   it (its host fd), as on overlayfs.
+ *   it (its host fd), as on overlayfs. The entry's extended attributes go
+ *   with it (ovl_copy_xattr: those the host lets this process read; a
+ *   lower file system without them has none).
  * - a directory made by mkdir is opaque; one made by a copy-up is not. So
  *   a non-opaque upper directory always stands where the lower has a
  *   directory of the same path, and only opaque ones (pure upper) can be
@@ -41,7 +43,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <stdio.h>
 #include <sys/syscall.h>
+#include <sys/xattr.h>
 #include <unistd.h>
 
 #include "internal.h"
@@ -78,6 +82,42 @@ static long lower_lstat(struct sb *sb, const char *path, struct stat *st, char *
       link[k] = 0;
   }
   close((int)fd);
+  return r;
+}
+
+long ovl_lower_xattr(struct sb *sb, const char *path, const char *name, void *buf, size_t size)
+{
+  long fd = lower_fd(sb, path, O_PATH | O_NOFOLLOW);
+  if (fd < 0)
+    return fd;
+  /* An O_PATH fd has no f*xattr: its /proc/self/fd link leads to the
+   * entry itself (a symlink's own attributes). */
+  char proc[64];
+  snprintf(proc, sizeof proc, "/proc/self/fd/%ld", fd);
+  ssize_t k = name ? getxattr(proc, name, buf, size) : listxattr(proc, buf, size);
+  long r = k < 0 ? -errno : k;
+  close((int)fd);
+  return r;
+}
+
+/* The lower entry's attributes onto its copy n (overlayfs's
+ * ovl_copy_xattr): none where the host has none or refuses to list them. */
+static long copy_xattr(struct sb *sb, const char *path, struct tnode *n)
+{
+  long len = ovl_lower_xattr(sb, path, NULL, NULL, 0);
+  if (len <= 0)
+    return 0;
+  char *names = malloc((size_t)len), *val = malloc(65536);
+  long r = names && val ? 0 : -ENOMEM;
+  if (r == 0 && (len = ovl_lower_xattr(sb, path, NULL, names, (size_t)len)) < 0)
+    len = 0; /* changed meanwhile: none */
+  for (long off = 0; r == 0 && off < len; off += (long)strlen(names + off) + 1) {
+    long vl = ovl_lower_xattr(sb, path, names + off, val, 65536);
+    if (vl >= 0 && (r = tmp_setxattr(n, names + off, val, (size_t)vl, 0)) < 0)
+      break;
+  }
+  free(names);
+  free(val);
   return r;
 }
 
@@ -354,6 +394,10 @@ long ovl_copyup(struct sb *sb, const char *path, bool data, struct tnode **out)
           return r;
         }
         tmp_set_times(k, &st);
+      }
+      if ((r = copy_xattr(sb, cur, k)) < 0) {
+        tmp_drop(k);
+        return r;
       }
     }
     if (last) {

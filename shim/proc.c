@@ -195,8 +195,11 @@ static void gen_status(struct sb *sb, struct vbuf *b, int arg)
                             : "S (sleeping)",
             sb->pid,
             sb->pid, proc_ppid(sb));
-  vb_printf(b, "Uid:\t%d\t%d\t%d\t%d\nGid:\t%d\t%d\t%d\t%d\nFDSize:\t%d\nGroups:\t\n", sb->uid, sb->uid, sb->uid,
+  vb_printf(b, "Uid:\t%d\t%d\t%d\t%d\nGid:\t%d\t%d\t%d\t%d\nFDSize:\t%d\nGroups:\t", sb->uid, sb->uid, sb->uid,
             sb->uid, sb->gid, sb->gid, sb->gid, sb->gid, sb->nfds);
+  for (int i = 0; i < sb->ngroups; i++)
+    vb_printf(b, i ? " %u" : "%u", sb->groups[i]);
+  vb_printf(b, "\n");
   vb_printf(b, "NStgid:\t%d\nNSpid:\t%d\nNSpgid:\t%d\nNSsid:\t%d\n", sb->pid, sb->pid, proc_pgid(sb), proc_sid(sb));
   if (!sb->zombie) /* no memory: no Vm lines, as Linux */
     vb_printf(b, "VmPeak:\t%8llu kB\nVmSize:\t%8llu kB\nVmLck:\t       0 kB\nVmPin:\t       0 kB\n"
@@ -212,21 +215,29 @@ static void gen_status(struct sb *sb, struct vbuf *b, int arg)
   vb_printf(b, "CapInh:\t0000000000000000\nCapPrm:\t%s\nCapEff:\t%s\nCapBnd:\t000001ffffffffff\n"
                "CapAmb:\t0000000000000000\nNoNewPrivs:\t0\nSeccomp:\t0\n",
             cap, cap);
-  /* the sandbox's CPUs (--cpus), as sched_getaffinity says: a hex mask,
-   * a comma every 32 bits as Linux prints it, and the list */
+  /* the CPUs of its main thread, as sched_getaffinity says: a hex mask of
+   * the sandbox's CPUs (--cpus), a comma every 32 bits as Linux prints it,
+   * and the list of ranges */
   int n = sb_cpus(sb), k = 0;
-  char mask[48];
+  uint64_t m[2];
+  task_cpus(sb, sb->pid, m);
+  char mask[48], list[512] = "";
   for (int d = (n + 3) / 4 - 1; d >= 0; d--) {
-    int bits = n - 4 * d > 4 ? 4 : n - 4 * d;
-    mask[k++] = "0123456789abcdef"[(1 << bits) - 1];
+    mask[k++] = "0123456789abcdef"[m[d / 16] >> (d % 16 * 4) & 15];
     if (d && d % 8 == 0)
       mask[k++] = ',';
   }
   mask[k] = 0;
-  if (n > 1)
-    vb_printf(b, "Cpus_allowed:\t%s\nCpus_allowed_list:\t0-%d\n", mask, n - 1);
-  else
-    vb_printf(b, "Cpus_allowed:\t1\nCpus_allowed_list:\t0\n");
+  for (int c = 0, len = 0; c < n; c++) {
+    if (!(m[c / 64] >> (c % 64) & 1))
+      continue;
+    int e = c;
+    while (e + 1 < n && (m[(e + 1) / 64] >> ((e + 1) % 64) & 1))
+      e++;
+    len += snprintf(list + len, sizeof list - (size_t)len, e > c ? "%s%d-%d" : "%s%d", len ? "," : "", c, e);
+    c = e;
+  }
+  vb_printf(b, "Cpus_allowed:\t%s\nCpus_allowed_list:\t%s\n", mask, list);
   vb_printf(b, "voluntary_ctxt_switches:\t0\nnonvoluntary_ctxt_switches:\t0\n");
 }
 

@@ -266,7 +266,8 @@ static void proc_free(struct sb *c)
 
 /* A new process: sb's copy at this instant (Linux's copy_process for a
  * fork): the same address space copy-on-write, open files shared, cwd,
- * umask, handlers, the caller's signal mask and alternate stack, limits;
+ * umask, handlers, the caller's signal mask, alternate stack, CPU mask and
+ * scheduling policy, limits, supplementary groups (a copy);
  * nothing pending, no timers, no other threads, no record locks. */
 static struct sb *proc_copy(struct sb *p, bool share, long *err)
 {
@@ -346,9 +347,12 @@ static struct sb *proc_copy(struct sb *p, bool share, long *err)
   c->lkwait.on = false; /* (another thread of the parent may wait in F_SETLKW) */
   c->net = NULL; /* the sandbox's socket names are the first process's (net.c) */
   c->inotifies = NULL; /* (the first process's: inotify.c) */
+  c->dnotifies = NULL;
   c->ipc = NULL;       /* (the first process's: ipc.c) */
   c->semundo = NULL;   /* a fork's child has no SEM_UNDO adjustments (Linux) */
   c->nsemundo = 0;
+  c->groups = NULL; /* its own copy, below */
+  c->ngroups = 0;
   c->parent = p;
   /* the copies (a vfork child sharing the memory takes the owner's
    * address-space fields instead: proc_mm_pull) */
@@ -381,9 +385,12 @@ static struct sb *proc_copy(struct sb *p, bool share, long *err)
       ipc_shm_attached(p, c->shmaps[i].obj); /* (Linux's shm_open, run by the parent) */
     }
   }
+  if (task_copy_creds(c, p) < 0)
+    goto nomem;
   return c;
 nomem:
   *err = -ENOMEM;
+  task_free_creds(c);
   if (c->rootfd >= 0)
     close(c->rootfd);
   free(c->root_tmp);
@@ -921,6 +928,7 @@ void proc_free_reaped(struct sb *c)
     return;
   }
   task_free_held(c);
+  task_free_creds(c);
   free(c->vmas);
   free(c);
 }

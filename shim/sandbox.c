@@ -649,6 +649,7 @@ struct cf_sandbox *cf_sandbox_new(const struct cf_sandbox_opts *opts)
   sb->pid = sb->tid = 2;
   sb->uid = (int)getuid();
   sb->gid = (int)getgid();
+  task_init_creds(sb);
   sb->boot_ns = mono_ns();
   if (opts->hostname && !cf_sandbox_hostname_ok(opts->hostname)) {
     free(box);
@@ -716,6 +717,7 @@ void cf_sandbox_free(struct cf_sandbox *box)
   vm_free(sb->vm, sb->gm); /* unmaps a child's memory backend too */
   park_free(sb);
   task_free_held(sb);
+  task_free_creds(sb);
   free(sb->replaced);
   free(sb->vmas);
   cf_dirty_free(&sb->end_dirty);

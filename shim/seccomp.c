@@ -152,6 +152,8 @@ static int allow_rules(scmp_filter_ctx ctx)
        * the store, /dev/kvm, /dev/userfaultfd, /proc/self/{pagemap,maps,mem} */
       SCMP_SYS(openat), SCMP_SYS(openat2), SCMP_SYS(open), SCMP_SYS(readlinkat), SCMP_SYS(readlink),
       SCMP_SYS(faccessat), SCMP_SYS(faccessat2), SCMP_SYS(access),
+      /* a root file's extended attributes, read through /proc/self/fd (shim/ovl.c ovl_lower_xattr) */
+      SCMP_SYS(getxattr), SCMP_SYS(listxattr),
       /* the store's files (a template save, gc, the daemon's state file) */
       SCMP_SYS(mkdir), SCMP_SYS(mkdirat), SCMP_SYS(rmdir), SCMP_SYS(unlink), SCMP_SYS(unlinkat),
       SCMP_SYS(rename), SCMP_SYS(renameat), SCMP_SYS(renameat2), SCMP_SYS(link), SCMP_SYS(linkat),

@@ -113,6 +113,7 @@ struct file {
   uint64_t fifo_w0;
   struct sock *sock;    /* a socket (F_HOST, path "socket:"): what it is (net.c) */
   struct inotify *inotify; /* an inotify instance (F_HOST on a packet pipe's read end): inotify.c */
+  struct sb *dn_owner;  /* a directory with dnotify registrations (F_NOTIFY): the first process, whose list holds them */
 };
 
 struct ksigaction {
@@ -158,6 +159,8 @@ struct task {
   int ss_flags;
   uint64_t tid_address;
   uint64_t robust_list;
+  uint64_t cpus_off[2];
+  int policy;
 };
 struct fwaiter;
 
@@ -300,6 +303,17 @@ struct sb {
   int pid, tid, uid, gid;   /* tid: [task] */
   uint64_t tid_address;     /* [task] clear_child_tid */
   uint64_t robust_list;     /* [task] set_robust_list's head (0: none) */
+  /* [task] scheduling (task.c sys_sched): the sandbox's CPUs the thread may
+   * not run on (sched_setaffinity; zeros: all of them; a bit per CPU index
+   * below CF_VM_MAX_VCPUS), its policy (SCHED_OTHER, SCHED_BATCH or
+   * SCHED_IDLE, | SCHED_RESET_ON_FORK). Kept and reported: the threads still
+   * take the sandbox's CPUs in turn (thread.c). */
+  uint64_t cpus_off[2];
+  int policy;
+  /* the supplementary groups (setgroups; the host's at the start), this
+   * process's own copy (malloc'ed; task_free_creds) */
+  int ngroups;
+  uint32_t *groups;
   char hostname[65];        /* uname's nodename, /proc/sys/kernel/hostname ("": "cowfork") */
   char boot_id[37];         /* /proc/sys/kernel/random/boot_id, made on first use ("": not yet) */
   uint64_t boot_ns;         /* CLOCK_MONOTONIC when this sandbox (or child) was made: uptime */
@@ -389,6 +403,7 @@ struct sb {
   struct world *w;
   struct sb *parent;
   struct inotify *inotifies; /* the first process: the sandbox's inotify instances (inotify.c) */
+  struct dnotify *dnotifies; /* the first process: the sandbox's dnotify registrations (inotify.c) */
   int hostfiles;            /* the first process: host fds held by the open files of all the
                                sandbox's processes, at most its RLIMIT_NOFILE (ENFILE past it) */
   int pgid, sid;
@@ -715,7 +730,7 @@ sys_fn sys_pidfd_send_signal;
 /* task.c */
 sys_fn sys_arch_prctl, sys_clone, sys_clone3, sys_execve, sys_exit, sys_fork, sys_futex, sys_getgid, sys_getgroups,
     sys_getpgrp, sys_getpid, sys_getppid, sys_getrandom, sys_getresuid, sys_getrlimit, sys_prlimit64, sys_getrusage, sys_gettid,
-    sys_getuid, sys_prctl, sys_sched, sys_sched_getaffinity, sys_sched_yield, sys_set_robust_list, sys_set_tid_address,
+    sys_getuid, sys_prctl, sys_sched, sys_sched_getaffinity, sys_sched_setaffinity, sys_sched_yield, sys_set_robust_list, sys_set_tid_address,
     sys_setgroups, sys_setresuid, sys_sethostname, sys_setpgid, sys_setrlimit, sys_setuid, sys_sysinfo, sys_uname, sys_wait4;
 
 /* task.c */
@@ -734,6 +749,11 @@ uint32_t inotify_cookie(struct sb *sb);
 void inotify_moved(struct sb *sb, const char *from, const char *to, bool dir);
 /* f's instance goes (its last reference is dropped: file_unref). */
 void inotify_release(struct file *f);
+/* fcntl(F_NOTIFY) of directory f with arg (DN_* events, DN_MULTISHOT; none:
+ * f's registrations go): 0 or -errno. */
+long dnotify_set(struct sb *sb, struct file *f, uint64_t arg);
+/* f's registrations go (its last reference is dropped: file_unref). */
+void dnotify_release(struct file *f);
 sys_fn sys_inotify_init, sys_inotify_add_watch, sys_inotify_rm_watch;
 /* fs.c: gpath as a canonical sandbox path (the overlay's, symlinks
  * followed unless !follow) into abs (PATH_MAX) of an existing entry. */
@@ -1103,9 +1123,19 @@ bool tmp_is_opaque(struct tnode *n);
 const char *tmp_symlink_target(struct tnode *n); /* NULL: not a symlink */
 /* A copy-up: a new node name in dir with st's type, mode, owner, times and
  * inode number (a directory not opaque; link: a symlink's target). NULL and
- * *err (-EEXIST, -ENOMEM). */
+ * *err (-EEXIST, -ENOMEM). ovl_copyup then copies the lower's extended
+ * attributes. */
 struct tnode *tmp_copyup(struct tnode *dir, const char *name, const struct stat *st, const char *link, long *err);
 void tmp_set_times(struct tnode *n, const struct stat *st); /* atime, mtime */
+/* Extended attributes of n, stored as tmpfs's (no permission checks: fs.c
+ * sys_xattr). get: the value's length (size 0: only that), -ENODATA,
+ * -ERANGE; list: the NUL-terminated names (trusted.* only with trusted),
+ * their length, -ERANGE; set (val NULL: remove; flags XATTR_CREATE,
+ * XATTR_REPLACE): -EEXIST, -ENODATA, -ENOSPC (the sandbox's room for them
+ * is full), -ENOMEM. A set or remove stamps the ctime. */
+long tmp_getxattr(struct tnode *n, const char *name, void *buf, size_t size);
+long tmp_listxattr(struct tnode *n, char *buf, size_t size, bool trusted);
+long tmp_setxattr(struct tnode *n, const char *name, const void *val, size_t len, int flags);
 void tmp_set_root_attr(struct tmpfs *fs, const struct stat *st);
 /* n out of its directory (freed unless open). */
 void tmp_drop(struct tnode *n);
@@ -1200,6 +1230,10 @@ bool ovl_lower_has(struct sb *sb, const char *path);
  * empty file: O_TRUNC). 0 and *out, or -errno (-ENOSPC: the region is full;
  * -EACCES: a device or socket). */
 long ovl_copyup(struct sb *sb, const char *path, bool data, struct tnode **out);
+/* The lower entry's extended attributes at canonical path (a symlink's
+ * own), read from the host file: name's value (NULL: the list of names)
+ * into buf (size 0: the length only); the host's result or -errno. */
+long ovl_lower_xattr(struct sb *sb, const char *path, const char *name, void *buf, size_t size);
 /* The upper directory that holds (or will hold) canonical path, copied up. */
 long ovl_copyup_parent(struct sb *sb, const char *path, struct tnode **out);
 /* A directory's merged entries (path: where the lower's are, NULL: none),
@@ -1268,6 +1302,20 @@ int sig_load_altstack(struct sb *sb, struct rbuf *r, const char *name);
  * none. */
 void task_save_threads(struct sb *sb, struct wbuf *w);
 int task_load_threads(struct sb *sb, struct rbuf *r, const char *name);
+/* Version 8: the supplementary groups and each thread's scheduling (the
+ * pausing one's, then the held ones' as task_save_threads gave them). */
+void task_save_sched(struct sb *sb, struct wbuf *w);
+int task_load_sched(struct sb *sb, struct rbuf *r, const char *name);
+/* task.c: whether gid is the process's group or one of its supplementary
+ * groups; the groups freed (an sb's end); a copy of p's into c (fork: 0 or
+ * -ENOMEM, c's own then). */
+bool task_in_group(const struct sb *sb, uint32_t gid);
+/* The CPUs thread tid of sb's sandbox may run on (sched_getaffinity's
+ * mask; every one of the sandbox's for one it does not know). */
+void task_cpus(struct sb *sb, int tid, uint64_t m[2]);
+void task_init_creds(struct sb *sb); /* the host process's groups (none if they cannot be had) */
+void task_free_creds(struct sb *sb);
+int task_copy_creds(struct sb *c, const struct sb *p);
 
 /* reuse.c: putting a finished child's memory back to its template's
  * (file backend), and the strict comparison with a fresh child that

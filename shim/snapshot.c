@@ -44,7 +44,10 @@
  * version 1-5 file has one thread. Version 7 appends the sandbox's other
  * processes (procs_save: relations, groups, zombies, and each live one's
  * image name and own state payload, whose fs part is only its fd table
- * into the first's file table); a version 1-6 file has one process. Files
+ * into the first's file table); a version 1-6 file has one process.
+ * Version 8 appends the supplementary groups and each thread's CPU mask and
+ * scheduling policy (thread.c task_save_sched); a version 1-7 file loads
+ * with the host's groups, every CPU and SCHED_OTHER. Files
  * of type F_DEV (version 2's F_NULL, /dev/null) are reopened by path, and
  * F_VIRT and F_VDIR (/proc, /dev) too: a child's /proc file shows the
  * child.
@@ -89,7 +92,7 @@
 #include "shim/shim.h"
 
 #define STATE_MAGIC "CFSTATE"
-#define STATE_VERSION 7
+#define STATE_VERSION 8
 #define STATE_VERSION_MIN 1 /* tmpfs.c reads both node forms; no timers */
 #define STATE_HDR 32
 #define MAX_STATE (64u << 20)
@@ -536,6 +539,7 @@ static int save_state(struct sb *sb, struct wbuf *w, const char *image, const ui
   task_save_threads(sb, w); /* version 6 */
   if (proc_is_first(sb) && procs_save(sb, w) < 0) /* version 7 */
     return -1;
+  task_save_sched(sb, w); /* version 8 */
   return w->err ? cf_fail(ENOMEM, "out of memory") : 0;
 }
 
@@ -970,6 +974,10 @@ int state_parse(struct sb *sb, const uint8_t *payload, size_t len, const char *n
    * procs_make). */
   if (proc_is_first(sb) && r.off != r.n && procs_parse(sb, &r, name) < 0)
     goto err;
+  /* Version 8: the supplementary groups and the threads' scheduling
+   * (before: the host's groups, as a new sandbox's; every CPU, SCHED_OTHER). */
+  if (r.off != r.n && task_load_sched(sb, &r, name) < 0)
+    goto err;
   if (r.off != r.n)
     BAD("trailing bytes in the state file");
   if (!sb->nload_procs)
@@ -1007,6 +1015,7 @@ static void child_init(struct sb *sb, struct cf_template *t, const struct cf_san
   sb->rootfd = -1;
   sb->uid = (int)getuid();
   sb->gid = (int)getgid();
+  task_init_creds(sb);
   sb->boot_ns = mono_ns(); /* a child is a new sandbox: its own uptime and boot id */
   sb->tmpl = t;
   sb->base = template_image(t);
@@ -1081,6 +1090,7 @@ static int procs_make(struct sb *sb, struct cf_template *t, const struct cf_sand
     c->execed = pr->flags & PF_EXECED;
     c->stop_sig = pr->stop_sig;
     if (proc_adopt(sb, c) < 0) {
+      task_free_creds(c);
       free(c);
       rc = -1;
       break;
@@ -1199,6 +1209,7 @@ int cf_template_refork(struct cf_template *t, struct cf_sandbox *box, const stru
   fs_fini(sb);
   free(sb->replaced);
   task_free_held(sb);
+  task_free_creds(sb);
   struct cf_vm *vm = sb->vm;
   uint8_t *mem = sb->mem;
   uint64_t mem_size = sb->mem_size;

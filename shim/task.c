@@ -18,9 +18,15 @@
  * Resource limits are kept per sandbox (sb->rlim, only those the program
  * set; rlim_default gives the others) with Linux's checks; RLIMIT_NOFILE
  * is enforced where fds are allocated (fs.c, fd_limit), the others are
- * reported but not enforced (docs/syscalls.md says so). */
+ * reported but not enforced (docs/syscalls.md says so).
+ *
+ * Supplementary groups are each process's (setgroups by root, sorted);
+ * a thread's CPU mask and scheduling policy (SCHED_OTHER, SCHED_BATCH,
+ * SCHED_IDLE) are kept per thread and reported, with Linux's checks: the
+ * vCPUs are still shared in turn (thread.c). */
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <linux/futex.h>
 #include <sched.h>
 #include <signal.h>
@@ -511,14 +517,93 @@ long sys_getresuid(struct sb *sb, const uint64_t a[6], long nr)
   return 0;
 }
 
-long sys_getgroups(struct sb *sb, const uint64_t a[6], long nr)
+/* ---- supplementary groups: each process's list, sorted (Linux's
+ * groups_sort); the host process's at the start (a sandbox runs as the
+ * host's uid and gid). Only root may set them (CAP_SETGID). ---- */
+
+void task_init_creds(struct sb *sb)
 {
+  sb->groups = NULL;
+  sb->ngroups = 0;
+  int n = getgroups(0, NULL);
+  gid_t *g = n > 0 ? malloc((size_t)n * sizeof *g) : NULL;
+  if (g && (n = getgroups(n, g)) > 0 && (sb->groups = malloc((size_t)n * sizeof *sb->groups))) {
+    for (int i = 0; i < n; i++)
+      sb->groups[i] = (uint32_t)g[i];
+    sb->ngroups = n;
+  }
+  free(g);
+}
+
+void task_free_creds(struct sb *sb)
+{
+  free(sb->groups);
+  sb->groups = NULL;
+  sb->ngroups = 0;
+}
+
+int task_copy_creds(struct sb *c, const struct sb *p)
+{
+  c->groups = NULL;
+  c->ngroups = 0;
+  if (!p->ngroups)
+    return 0;
+  if (!(c->groups = malloc((size_t)p->ngroups * sizeof *c->groups)))
+    return -ENOMEM;
+  memcpy(c->groups, p->groups, (size_t)p->ngroups * sizeof *c->groups);
+  c->ngroups = p->ngroups;
   return 0;
 }
 
+bool task_in_group(const struct sb *sb, uint32_t gid)
+{
+  if (gid == (uint32_t)sb->gid)
+    return true;
+  for (int i = 0; i < sb->ngroups; i++)
+    if (sb->groups[i] == gid)
+      return true;
+  return false;
+}
+
+long sys_getgroups(struct sb *sb, const uint64_t a[6], long nr)
+{
+  int size = (int)A(0);
+  if (size < 0)
+    return -EINVAL;
+  if (size == 0)
+    return sb->ngroups;
+  if (size < sb->ngroups)
+    return -EINVAL;
+  return mm_copy_out(sb, A(1), sb->groups, (size_t)sb->ngroups * 4) < 0 ? -EFAULT : sb->ngroups;
+}
+
+static int gid_cmp(const void *x, const void *y)
+{
+  uint32_t a = *(const uint32_t *)x, b = *(const uint32_t *)y;
+  return a < b ? -1 : a > b;
+}
+
+/* setgroups(size, list): Linux's order: the capability, the size
+ * (NGROUPS_MAX), the list. */
 long sys_setgroups(struct sb *sb, const uint64_t a[6], long nr)
 {
-  return -EPERM;
+  if (sb->uid != 0)
+    return -EPERM;
+  if ((uint32_t)A(0) > NGROUPS_MAX)
+    return -EINVAL;
+  size_t n = (uint32_t)A(0);
+  uint32_t *g = n ? malloc(n * 4) : NULL;
+  if (n && !g)
+    return -ENOMEM;
+  if (n && mm_copy_in(sb, g, A(1), n * 4) < 0) {
+    free(g);
+    return -EFAULT;
+  }
+  qsort(g, n, 4, gid_cmp);
+  free(sb->groups);
+  sb->groups = g;
+  sb->ngroups = (int)n;
+  return 0;
 }
 
 long sys_uname(struct sb *sb, const uint64_t a[6], long nr)
@@ -681,49 +766,62 @@ long sys_getrandom(struct sb *sb, const uint64_t a[6], long nr)
   return n < 0 ? -errno : n;
 }
 
-/* 0 if pid (0: the caller) is a thread of this process, else Linux's
- * EINVAL (negative) or ESRCH. */
-static long own_thread(struct sb *sb, int pid)
-{
-  bool known = pid == 0 || pid == sb->pid || pid == sb->tid;
-  for (int i = 0; i < CF_VM_MAX_VCPUS && !known; i++)
-    known = sb->tasks[i] && sb->tasks[i]->tid == pid && !sb->tasks[i]->exited;
-  return pid < 0 ? -EINVAL : known ? 0 : -ESRCH;
-}
+/* A thread's scheduling fields (struct sb's [task] cpus_off and policy):
+ * those of thread pid (0: the caller) of any process of the sandbox, in
+ * its struct sb while it is the one that runs (or ran last) there, else in
+ * its struct task. The sandbox's pid 1, its init, is no process of it
+ * (getppid of the first process): INIT (root's, SCHED_OTHER on every CPU,
+ * as Linux's init), or -EINVAL for a negative pid, -ESRCH. */
+#define INIT 1
+struct sched_of {
+  uint64_t *off;
+  int *policy;
+};
 
-/* 0 if pid (0: the caller) is a thread of any process of the sandbox
- * (one not ended), else EINVAL (negative) or ESRCH. */
-static long any_thread(struct sb *sb, int pid)
+static long sched_find(struct sb *sb, int pid, struct sched_of *o)
 {
   if (pid < 0)
     return -EINVAL;
-  if (own_thread(sb, pid) == 0)
-    return 0;
+  if (pid == 0)
+    pid = sb->tid;
   int n = 0;
-  struct sb *const *all = sb->w ? proc_list(sb, &n) : NULL; /* (a sandbox of one process has no world) */
-  for (int k = 0; all && k < n; k++) {
+  struct sb *self = sb;
+  struct sb *const *all = sb->w ? proc_list(sb, &n) : &self; /* (a sandbox of one process has no world) */
+  if (!sb->w)
+    n = 1;
+  for (int k = 0; k < n; k++) {
     struct sb *p = all[k];
-    if (p == sb || p->zombie)
+    if (p->zombie)
       continue;
-    if (p->pid == pid)
+    if (p->tid == pid) {
+      *o = (struct sched_of){p->cpus_off, &p->policy};
       return 0;
-    for (int i = 0; i < CF_VM_MAX_VCPUS; i++)
-      if (p->tasks[i] && p->tasks[i]->tid == pid && !p->tasks[i]->exited)
+    }
+    for (int i = 0; i < CF_VM_MAX_VCPUS; i++) {
+      struct task *t = p->tasks[i];
+      if (t && t->tid == pid && !t->exited) {
+        *o = (struct sched_of){t->cpus_off, &t->policy};
         return 0;
+      }
+    }
   }
-  return -ESRCH;
+  return pid == 1 ? INIT : -ESRCH;
 }
 
-/* The scheduling policy of every thread is SCHED_OTHER at nice 0 (the
- * sandbox's CPUs are shared by its threads in turn: thread.c): the
- * queries say so, with Linux's checks and ranges; a change to SCHED_OTHER
- * priority 0 is no change (0), a real-time policy needs CAP_SYS_NICE
- * (EPERM: a sandbox has none), SCHED_BATCH, SCHED_IDLE and SCHED_DEADLINE
- * are not done (EPERM too, as where a seccomp policy forbids them). */
+/* Scheduling policies: SCHED_OTHER, and SCHED_BATCH and SCHED_IDLE, which
+ * any thread may take (Linux's rules for a caller without CAP_SYS_NICE:
+ * leaving SCHED_IDLE needs an RLIMIT_NICE that allows nice 0, and the
+ * reset-on-fork flag once set stays; root may anything here). They are
+ * kept and reported (the sandbox's CPUs are shared by its threads in turn:
+ * thread.c), with Linux's checks and ranges. The real-time policies
+ * (SCHED_FIFO, SCHED_RR) and SCHED_DEADLINE are not done: EPERM, as for a
+ * caller without CAP_SYS_NICE (root's too). So is a change of the
+ * sandbox's init (pid 1: it is no process here). */
 long sys_sched(struct sb *sb, const uint64_t a[6], long nr)
 {
   long r;
   int pol = (int)A(0);
+  struct sched_of o;
   switch (nr) {
   case SYS_sched_get_priority_max:
   case SYS_sched_get_priority_min:
@@ -731,17 +829,19 @@ long sys_sched(struct sb *sb, const uint64_t a[6], long nr)
       return nr == SYS_sched_get_priority_max ? 99 : 1;
     return pol == SCHED_OTHER || pol == SCHED_BATCH || pol == SCHED_IDLE || pol == 6 /* SCHED_DEADLINE */ ? 0 : -EINVAL;
   case SYS_sched_getscheduler:
-    return (r = any_thread(sb, (int)A(0))) < 0 ? r : SCHED_OTHER;
+    if ((r = sched_find(sb, (int)A(0), &o)) < 0)
+      return r;
+    return r == INIT ? SCHED_OTHER : *o.policy;
   case SYS_sched_getparam: {
     if (!A(1) || (int)A(0) < 0)
       return -EINVAL;
-    if ((r = any_thread(sb, (int)A(0))) < 0)
+    if ((r = sched_find(sb, (int)A(0), &o)) < 0)
       return r;
     int prio = 0;
     return mm_copy_out(sb, A(1), &prio, sizeof prio) < 0 ? -EFAULT : 0;
   }
   case SYS_sched_rr_get_interval: { /* SCHED_OTHER: Linux gives the CFS slice; one vCPU turn here */
-    if ((r = any_thread(sb, (int)A(0))) < 0)
+    if ((r = sched_find(sb, (int)A(0), &o)) < 0)
       return r;
     struct timespec ts = {0, 4000000};
     return mm_copy_out(sb, A(1), &ts, sizeof ts) < 0 ? -EFAULT : 0;
@@ -749,35 +849,101 @@ long sys_sched(struct sb *sb, const uint64_t a[6], long nr)
   default: { /* sched_setscheduler(pid, policy, param), sched_setparam(pid, param) */
     bool set = nr == SYS_sched_setscheduler;
     uint64_t pp = set ? A(2) : A(1);
-    int policy = set ? (int)A(1) & ~0x40000000 /* SCHED_RESET_ON_FORK */ : SCHED_OTHER, prio;
+    int flags = set ? (int)A(1) & SCHED_RESET_ON_FORK : 0, policy = set ? (int)A(1) & ~SCHED_RESET_ON_FORK : -1, prio;
     if (!pp || (int)A(0) < 0)
       return -EINVAL;
     if (mm_copy_in(sb, &prio, pp, sizeof prio) < 0)
       return -EFAULT;
-    if ((r = any_thread(sb, (int)A(0))) < 0)
+    if ((r = sched_find(sb, (int)A(0), &o)) < 0)
       return r;
+    int cur = r == INIT ? SCHED_OTHER : *o.policy;
+    if (policy == -1) { /* sched_setparam: the policy stays */
+      policy = cur & ~SCHED_RESET_ON_FORK;
+      flags = cur & SCHED_RESET_ON_FORK;
+    }
     if (policy < 0 || policy > 6 || policy == 4)
       return -EINVAL;
     if (((policy == SCHED_FIFO || policy == SCHED_RR) ? prio < 1 || prio > 99 : prio != 0))
       return -EINVAL;
-    return policy == SCHED_OTHER ? 0 : -EPERM;
+    if (policy == SCHED_FIFO || policy == SCHED_RR || policy == 6 || r == INIT)
+      return -EPERM;
+    if (sb->uid != 0) {
+      struct rlimit nice;
+      rlim_get(sb, RLIMIT_NICE, &nice);
+      if ((cur & ~SCHED_RESET_ON_FORK) == SCHED_IDLE && policy != SCHED_IDLE && nice.rlim_cur < 20)
+        return -EPERM; /* out of SCHED_IDLE: nice 0 must be allowed */
+      if ((cur & SCHED_RESET_ON_FORK) && !flags)
+        return -EPERM;
+    }
+    *o.policy = policy | flags;
+    return 0;
   }
   }
 }
 
-/* sched_getaffinity(pid, len, mask): the sandbox's CPUs (sb_cpus), for
- * any thread of the sandbox. Linux's checks in its order: a length shorter
- * than its CPU mask or not a multiple of 8 is EINVAL, then a pid that is
- * no thread (a negative one too) ESRCH. */
+/* The CPU mask of the sandbox (sb_cpus bits) minus off, into m. */
+static void cpus_mask(const struct sb *sb, const uint64_t off[2], uint64_t m[2])
+{
+  int n = sb_cpus(sb);
+  for (int w = 0; w < 2; w++) {
+    int bits = n - 64 * w;
+    uint64_t all = bits >= 64 ? ~0ull : bits <= 0 ? 0 : (1ull << bits) - 1;
+    m[w] = all & ~off[w];
+  }
+}
+
+void task_cpus(struct sb *sb, int tid, uint64_t m[2])
+{
+  static const uint64_t none[2];
+  struct sched_of o;
+  cpus_mask(sb, sched_find(sb, tid, &o) == 0 ? o.off : none, m);
+}
+
+/* sched_getaffinity(pid, len, mask): the thread's CPUs (sched_setaffinity),
+ * for any thread of the sandbox. The sandbox's CPUs are Linux's possible
+ * ones (nr_cpu_ids: sb_cpus): Linux's checks in its order: a length shorter
+ * than their mask or not a multiple of 8 is EINVAL, then a pid that is no
+ * thread (a negative one too) ESRCH; the result is the mask's size in
+ * bytes (8 per 64 CPUs). */
 long sys_sched_getaffinity(struct sb *sb, const uint64_t a[6], long nr)
 {
-  if (A(1) < 8 || A(1) % 8)
+  size_t size = (size_t)(sb_cpus(sb) + 63) / 64 * 8;
+  if (A(1) * 8 < (uint64_t)sb_cpus(sb) || A(1) % 8)
     return -EINVAL;
-  long r = any_thread(sb, (int)A(0));
+  struct sched_of o;
+  long r = sched_find(sb, (int)A(0), &o);
   if (r < 0)
     return -ESRCH;
-  uint64_t mask = sb_cpus(sb) >= 64 ? ~0ull : (1ull << sb_cpus(sb)) - 1;
-  return mm_copy_out(sb, A(2), &mask, 8) < 0 ? -EFAULT : 8;
+  static const uint64_t none[2];
+  uint64_t m[2];
+  cpus_mask(sb, r == INIT ? none : o.off, m);
+  return mm_copy_out(sb, A(2), m, size) < 0 ? -EFAULT : (long)size;
+}
+
+/* sched_setaffinity(pid, len, mask): the thread's CPUs, those of the
+ * sandbox's the mask names (Linux: bits past len bytes are 0, past the
+ * CPUs ignored; none left: EINVAL). Kept and reported: a thread still runs
+ * on whichever of the sandbox's vCPUs is free (thread.c). */
+long sys_sched_setaffinity(struct sb *sb, const uint64_t a[6], long nr)
+{
+  uint64_t in[2] = {0, 0};
+  size_t len = A(1) > sizeof in ? sizeof in : (size_t)A(1);
+  if (len && mm_copy_in(sb, in, A(2), len) < 0)
+    return -EFAULT;
+  struct sched_of o;
+  long r = sched_find(sb, (int)A(0), &o);
+  if (r < 0)
+    return -ESRCH;
+  if (r == INIT) /* Linux's permission check comes first: another user's (root's: not done here) */
+    return -EPERM;
+  static const uint64_t none[2];
+  uint64_t all[2];
+  cpus_mask(sb, none, all);
+  if (!(in[0] & all[0]) && !(in[1] & all[1]))
+    return -EINVAL;
+  o.off[0] = all[0] & ~in[0];
+  o.off[1] = all[1] & ~in[1];
+  return 0;
 }
 
 long sys_sched_yield(struct sb *sb, const uint64_t a[6], long nr)

@@ -57,6 +57,7 @@
  * vfork child takes its parent's address space (proc_mm_pull) whenever it
  * takes the lock (switch_to). */
 #include <errno.h>
+#include <limits.h>
 #include <linux/futex.h>
 #include <poll.h>
 #include <pthread.h>
@@ -95,6 +96,8 @@ static void ctx_out(struct sb *sb, struct task *t)
   t->ss_flags = sb->ss_flags;
   t->tid_address = sb->tid_address;
   t->robust_list = sb->robust_list;
+  memcpy(t->cpus_off, sb->cpus_off, sizeof t->cpus_off);
+  t->policy = sb->policy;
 }
 
 static void ctx_in(struct sb *sb, struct task *t)
@@ -109,6 +112,8 @@ static void ctx_in(struct sb *sb, struct task *t)
   sb->ss_flags = t->ss_flags;
   sb->tid_address = t->tid_address;
   sb->robust_list = t->robust_list;
+  memcpy(sb->cpus_off, t->cpus_off, sizeof sb->cpus_off);
+  sb->policy = t->policy;
   sb->tid = t->tid;
   sb->vm = t->vm;
 }
@@ -563,8 +568,12 @@ long task_clone(struct sb *sb, uint64_t flags, uint64_t sp, uint64_t parent_tid,
   }
   t->vm = vm;
   t->tid = new_id(sb);
-  /* Its context: the caller's mask; no pending signals, no alternate stack. */
+  /* Its context: the caller's mask, CPUs and policy (Linux's copy_process;
+   * SCHED_RESET_ON_FORK acts on real-time policies only: none here); no
+   * pending signals, no alternate stack. */
   t->sigmask = sb->sigmask;
+  memcpy(t->cpus_off, sb->cpus_off, sizeof t->cpus_off);
+  t->policy = sb->policy;
   t->tid_address = flags & CLONE_CHILD_CLEARTID ? child_tid : 0;
   /* As Linux: a tid that cannot be stored is not an error. */
   if (flags & CLONE_PARENT_SETTID)
@@ -948,6 +957,60 @@ int task_load_threads(struct sb *sb, struct rbuf *r, const char *name)
       return cf_fail(EINVAL, "template '%s': bad thread %llu", name, (unsigned long long)i);
   }
   return 0;
+}
+
+#define SCHED_TAG 0x3844454843535055ull /* "UPSCHED8" */
+
+static void save_sched1(struct wbuf *w, const uint64_t off[2], int policy)
+{
+  w_u64(w, off[0]);
+  w_u64(w, off[1]);
+  w_u64(w, (uint64_t)(uint32_t)policy);
+}
+
+void task_save_sched(struct sb *sb, struct wbuf *w)
+{
+  w_u64(w, SCHED_TAG);
+  w_u64(w, (uint64_t)sb->ngroups);
+  for (int i = 0; i < sb->ngroups; i++)
+    w_u64(w, sb->groups[i]);
+  save_sched1(w, sb->cpus_off, sb->policy);
+  for (int i = 0; i < sb->nheld; i++)
+    save_sched1(w, sb->held[i]->cpus_off, sb->held[i]->policy);
+}
+
+/* One thread's: a mask that leaves it a CPU of this sandbox, a policy of
+ * those sys_sched allows. */
+static bool load_sched1(struct sb *sb, struct rbuf *r, uint64_t off[2], int *policy)
+{
+  off[0] = r_u64(r);
+  off[1] = r_u64(r);
+  uint64_t pol = r_u64(r), p = pol & ~(uint64_t)SCHED_RESET_ON_FORK;
+  *policy = (int)pol;
+  int n = sb_cpus(sb);
+  bool any = false;
+  for (int c = 0; c < n; c++)
+    any |= !(off[c / 64] >> (c % 64) & 1);
+  return !r->err && any && (p == SCHED_OTHER || p == SCHED_BATCH || p == SCHED_IDLE);
+}
+
+int task_load_sched(struct sb *sb, struct rbuf *r, const char *name)
+{
+  uint64_t tag = r_u64(r), n = r_u64(r);
+  if (r->err || tag != SCHED_TAG || n > NGROUPS_MAX)
+    return cf_fail(EINVAL, "template '%s': bad groups or scheduling", name);
+  uint32_t *g = n ? malloc(n * sizeof *g) : NULL;
+  if (n && !g)
+    return cf_fail(ENOMEM, "out of memory");
+  for (uint64_t i = 0; i < n; i++)
+    g[i] = (uint32_t)r_u64(r);
+  free(sb->groups);
+  sb->groups = g;
+  sb->ngroups = (int)n;
+  bool ok = load_sched1(sb, r, sb->cpus_off, &sb->policy);
+  for (int i = 0; ok && i < sb->nheld; i++)
+    ok = load_sched1(sb, r, sb->held[i]->cpus_off, &sb->held[i]->policy);
+  return ok ? 0 : cf_fail(EINVAL, "template '%s': bad groups or scheduling", name);
 }
 
 /* ---- futex waiters ----

@@ -40,6 +40,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/xattr.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -60,6 +61,7 @@ struct tmpfs {
   struct cf_extfs *disk; /* --disk: the file system the `disk` store keeps data in, else NULL */
   uint32_t disk_work;    /* its work/ directory: one inode per file's data, named disk_next */
   uint32_t disk_next;
+  uint64_t xattr_bytes; /* the nodes' extended attributes (tmp_setxattr): bounded by xattr_max() */
 };
 
 /* Where a node's file data lives (DESIGN.md convention 5: a vtable). The
@@ -129,6 +131,11 @@ struct tnode {
   struct tnode *parent;
   struct tnode **kids;
   int nkids;
+  /* Extended attributes (tmp_setxattr): entries by name in descending
+   * strcmp order (listxattr's order on Linux's tmpfs, whose rbtree it
+   * walks), each a u32 value length, the name and its NUL, the value. */
+  uint8_t *xa;
+  size_t xalen;
 };
 
 /* A page-index entry's low bit: a page fallocate gave and nothing wrote
@@ -281,6 +288,8 @@ void tmp_free(struct tnode *n)
   }
   free(n->pages);
   free(n->kids);
+  n->fs->xattr_bytes -= n->xalen;
+  free(n->xa);
   free(n->link);
   free(n->name);
   free(n);
@@ -1485,6 +1494,140 @@ void tmp_unref(struct tnode *n)
     tmp_free(n);
 }
 
+/* ---- extended attributes ---- */
+
+/* The room the nodes' attributes may take (host memory): tmpfs charges
+ * each against its inode space (max_inodes * 1024 bytes, ENOSPC past it);
+ * here an eighth of the region, at least 1 MiB. */
+static uint64_t xattr_max(const struct tmpfs *fs)
+{
+  uint64_t m = fs->npages * PAGE / 8;
+  return m < (1u << 20) ? 1u << 20 : m;
+}
+
+/* The entry of name in n's attributes: its offset, or the offset where it
+ * would go (*found false). */
+static size_t xa_find(const struct tnode *n, const char *name, bool *found)
+{
+  size_t off = 0;
+  *found = false;
+  while (off < n->xalen) {
+    uint32_t vl;
+    memcpy(&vl, n->xa + off, 4);
+    const char *k = (const char *)n->xa + off + 4;
+    int c = strcmp(k, name);
+    if (c <= 0) {
+      *found = c == 0;
+      return off;
+    }
+    off += 4 + strlen(k) + 1 + vl;
+  }
+  return off;
+}
+
+static size_t xa_entry_len(const struct tnode *n, size_t off)
+{
+  uint32_t vl;
+  memcpy(&vl, n->xa + off, 4);
+  return 4 + strlen((const char *)n->xa + off + 4) + 1 + vl;
+}
+
+long tmp_getxattr(struct tnode *n, const char *name, void *buf, size_t size)
+{
+  n = res(n);
+  bool found;
+  size_t off = xa_find(n, name, &found);
+  if (!found)
+    return -ENODATA;
+  uint32_t vl;
+  memcpy(&vl, n->xa + off, 4);
+  if (size == 0)
+    return vl;
+  if (size < vl)
+    return -ERANGE;
+  memcpy(buf, n->xa + off + 4 + strlen(name) + 1, vl);
+  return vl;
+}
+
+long tmp_listxattr(struct tnode *n, char *buf, size_t size, bool trusted)
+{
+  n = res(n);
+  size_t total = 0;
+  for (size_t off = 0; off < n->xalen; off += xa_entry_len(n, off)) {
+    const char *k = (const char *)n->xa + off + 4;
+    size_t kl = strlen(k) + 1;
+    if (!trusted && strncmp(k, "trusted.", 8) == 0)
+      continue;
+    if (size) {
+      if (total + kl > size)
+        return -ERANGE;
+      memcpy(buf + total, k, kl);
+    }
+    total += kl;
+  }
+  return (long)total;
+}
+
+long tmp_setxattr(struct tnode *n, const char *name, const void *val, size_t len, int flags)
+{
+  n = res(n);
+  bool found;
+  size_t off = xa_find(n, name, &found);
+  if ((flags & XATTR_CREATE) && found)
+    return -EEXIST;
+  if (!found && (!val || (flags & XATTR_REPLACE)))
+    return -ENODATA;
+  size_t old = found ? xa_entry_len(n, off) : 0, nl = strlen(name) + 1;
+  size_t add = val ? 4 + nl + len : 0;
+  if (add > old && n->fs->xattr_bytes + (add - old) > xattr_max(n->fs))
+    return -ENOSPC;
+  size_t nlen = n->xalen - old + add;
+  uint8_t *x = nlen ? malloc(nlen) : NULL;
+  if (nlen && !x)
+    return -ENOMEM;
+  if (x) {
+    if (off)
+      memcpy(x, n->xa, off);
+    if (val) {
+      uint32_t vl = (uint32_t)len;
+      memcpy(x + off, &vl, 4);
+      memcpy(x + off + 4, name, nl);
+      memcpy(x + off + 4 + nl, val, len);
+    }
+    if (n->xalen > off + old)
+      memcpy(x + off + add, n->xa + off + old, n->xalen - off - old);
+  }
+  free(n->xa);
+  n->xa = x;
+  n->fs->xattr_bytes = n->fs->xattr_bytes - n->xalen + nlen;
+  n->xalen = nlen;
+  clock_gettime(CLOCK_REALTIME, &n->ctime);
+  return 0;
+}
+
+/* The attributes of a saved node (NODE_XATTR): whether blob is well formed
+ * (entries in order, names NUL-terminated, 1-255 bytes, values at most
+ * 65536). */
+static bool xa_valid(const uint8_t *b, size_t len)
+{
+  const char *prev = NULL;
+  size_t off = 0;
+  while (off < len) {
+    if (len - off < 4)
+      return false;
+    uint32_t vl;
+    memcpy(&vl, b + off, 4);
+    const char *k = (const char *)b + off + 4;
+    const char *z = memchr(k, 0, len - off - 4);
+    if (!z || z == k || z - k > 255 || vl > 65536 || (size_t)(len - off - 4 - (size_t)(z - k) - 1) < vl ||
+        (prev && strcmp(prev, k) <= 0))
+      return false;
+    prev = k;
+    off += 4 + (size_t)(z - k) + 1 + vl;
+  }
+  return true;
+}
+
 /* ---- snapshots ---- */
 
 uint64_t tmp_node_id(struct tnode *n) { return n->id; }
@@ -1502,6 +1645,7 @@ uint64_t tmp_node_id(struct tnode *n) { return n->id; }
 #define NODE_OPAQUE (1ull << 24)   /* an opaque directory */
 #define NODE_SYMLINK (1ull << 25)  /* a symbolic link: its target follows gid */
 #define NODE_SOCK (1ull << 26)     /* a socket file (no data, no listener after a load) */
+#define NODE_XATTR (1ull << 27)    /* extended attributes: their length and bytes follow (a symlink's target) */
 
 static void save_node(struct tnode *n, uint64_t parent, struct wbuf *w)
 {
@@ -1510,7 +1654,8 @@ static void save_node(struct tnode *n, uint64_t parent, struct wbuf *w)
   w_str(w, n->name);
   w_u64(w, (uint64_t)n->dir | (uint64_t)n->mode << 1 | NODE_V2 | (n->fifo ? NODE_FIFO : 0) |
              (n == n->fs->root ? NODE_ROOT : 0) | (n->whiteout ? NODE_WHITEOUT : 0) |
-             (n->opaque ? NODE_OPAQUE : 0) | (n->link ? NODE_SYMLINK : 0) | (n->sock ? NODE_SOCK : 0));
+             (n->opaque ? NODE_OPAQUE : 0) | (n->link ? NODE_SYMLINK : 0) | (n->sock ? NODE_SOCK : 0) |
+             (n->xalen ? NODE_XATTR : 0));
   w_u64(w, n->ino);
   w_u64(w, n->size);
   w_u64(w, (uint64_t)n->mtime.tv_sec);
@@ -1523,6 +1668,10 @@ static void save_node(struct tnode *n, uint64_t parent, struct wbuf *w)
   w_u64(w, (uint64_t)(uint32_t)n->gid);
   if (n->link)
     w_str(w, n->link);
+  if (n->xalen) {
+    w_u64(w, n->xalen);
+    w_bytes(w, n->xa, n->xalen);
+  }
   uint64_t np = (n->size + PAGE - 1) / PAGE;
   if (np > n->npages)
     np = n->npages;
@@ -1581,6 +1730,7 @@ int tmp_load(struct tmpfs *fs, struct rbuf *r, struct tnode ***nodes_out, size_t
   int ret = -EINVAL;
   struct tnode *tmpdir = fs->root->nkids == 1 ? fs->root->kids[0] : NULL; /* tmp_new's */
   bool whole = false; /* the first node is "/" (NODE_ROOT) */
+  uint8_t *xa = NULL; /* the node's attributes being read (NODE_XATTR) */
   for (uint64_t i = 0; i < total; i++) {
     uint64_t parent = r_u64(r);
     char name[256];
@@ -1602,6 +1752,19 @@ int tmp_load(struct tmpfs *fs, struct rbuf *r, struct tnode ***nodes_out, size_t
     char link[PATH_MAX] = "";
     if (dm & NODE_SYMLINK)
       r_str(r, link, sizeof link);
+    uint64_t xalen = 0;
+    if (dm & NODE_XATTR) {
+      xalen = r_u64(r);
+      if (r->err || xalen == 0 || xalen > r->n - r->off || fs->xattr_bytes + xalen > xattr_max(fs))
+        goto bad;
+      if (!(xa = malloc(xalen))) {
+        ret = -ENOMEM;
+        goto bad;
+      }
+      r_bytes(r, xa, xalen);
+      if (r->err || !xa_valid(xa, xalen) || (dm & NODE_WHITEOUT))
+        goto bad;
+    }
     uint64_t np = r_u64(r);
     if (i == 0 && (dm & NODE_ROOT) && tmpdir) { /* the saved tree has its own /tmp */
       whole = true;
@@ -1622,6 +1785,13 @@ int tmp_load(struct tmpfs *fs, struct rbuf *r, struct tnode ***nodes_out, size_t
       goto bad;
     }
     nodes[i] = n;
+    if (xa) {
+      fs->xattr_bytes = fs->xattr_bytes - n->xalen + xalen;
+      free(n->xa);
+      n->xa = xa;
+      n->xalen = xalen;
+      xa = NULL;
+    }
     n->dir = dm & 1;
     n->mode = (unsigned)(dm >> 1) & 07777;
     n->ino = ino;
@@ -1685,6 +1855,7 @@ int tmp_load(struct tmpfs *fs, struct rbuf *r, struct tnode ***nodes_out, size_t
   *nn = total;
   return 0;
 bad:
+  free(xa);
   /* Unlinked nodes not yet owned by anything: free them here. */
   for (uint64_t i = 1; i < total; i++)
     if (nodes[i] && !nodes[i]->parent)

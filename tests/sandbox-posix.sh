@@ -3,8 +3,8 @@
 # (RLIMIT_NOFILE 1024 raisable, ftruncate, fallocate, SEEK_DATA/SEEK_HOLE on
 # upper and root files, O_TMPFILE, renameat2 RENAME_EXCHANGE, mremap,
 # msync and MAP_SHARED of upper and copied-up root files across fork,
-# getdents64 under concurrent changes) natively and in a sandbox, byte for
-# byte. The shim-level checks run without /dev/kvm in build/tests/shim_fs
+# getdents64 under concurrent changes, inotify, extended attributes on upper
+# files, dnotify's SIGIO) natively and in a sandbox, byte for byte. The shim-level checks run without /dev/kvm in build/tests/shim_fs
 # and shim_ovl.
 . "$(dirname "$0")/functions.sh"
 [ -c /dev/kvm ] && [ -r /dev/kvm ] || skip "no /dev/kvm"

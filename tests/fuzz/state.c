@@ -6,7 +6,8 @@
  * catches accidents; the parser must survive anything). The seeds in
  * tests/fuzz/corpus/state are payloads of real templates (busybox sh, with
  * /tmp files and open fds) of every version: s1, s2 version 1, v2, v3, v4, v5, v6 (v5 + two threads),
- * v7-sockets (a process tree holding listening sockets: net.c's records)
+ * v7-sockets (a process tree holding listening sockets: net.c's records),
+ * v8-xattr (extended attributes on a /tmp file, groups, a CPU mask, SCHED_BATCH)
  * (tests/unit/shim_state.c loads each). Guest memory is an anonymous 64 MiB mapping: a
  * page list pointing outside the /tmp region must be refused, not read. */
 #include <fcntl.h>
@@ -67,6 +68,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
   fs_load_done(sb);
   fs_fini(sb);
   task_free_held(sb);
+  task_free_creds(sb);
   free(sb->vmas);
   free(sb);
   free(cpu);

@@ -12,16 +12,19 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <linux/falloc.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <sys/inotify.h>
 #include <sys/mman.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
+#include <sys/xattr.h>
 #include <unistd.h>
 
 static const char *D;
@@ -540,6 +543,157 @@ static void watches(void)
   rmdir(P("iw"));
 }
 
+/* A result: its value, or the errno's name. */
+static const char *rv(long r)
+{
+  static char b[4][32];
+  static int k;
+  k = (k + 1) % 4;
+  if (r < 0)
+    return strerrorname_np(errno);
+  snprintf(b[k], sizeof b[k], "%ld", r);
+  return b[k];
+}
+
+/* The NUL-separated names of a list, joined with ' '. */
+static const char *names(const char *l, long n)
+{
+  static char b[512];
+  b[0] = 0;
+  for (long o = 0; o < n; o += (long)strlen(l + o) + 1) {
+    strcat(b, o ? " " : "");
+    strncat(b, l + o, sizeof b - strlen(b) - 2);
+  }
+  return b;
+}
+
+static void xattrs(void)
+{
+  char v[70000];
+  int fd = open(P("xa"), O_CREAT | O_RDWR, 0600);
+  printf("getxattr of none: %s\n", rv(getxattr(P("xa"), "user.a", v, sizeof v)));
+  printf("setxattr user.b: %s\n", rv(setxattr(P("xa"), "user.b", "v1", 2, 0)));
+  printf("setxattr user.a: %s\n", rv(setxattr(P("xa"), "user.a", "value", 5, 0)));
+  printf("getxattr size 0: %s\n", rv(getxattr(P("xa"), "user.a", NULL, 0)));
+  printf("getxattr small: %s\n", rv(getxattr(P("xa"), "user.a", v, 2)));
+  long n = getxattr(P("xa"), "user.a", v, sizeof v);
+  printf("getxattr: %s %.*s\n", rv(n), n > 0 ? (int)n : 0, v);
+  printf("XATTR_CREATE existing: %s\n", rv(setxattr(P("xa"), "user.a", "x", 1, XATTR_CREATE)));
+  printf("XATTR_REPLACE missing: %s\n", rv(setxattr(P("xa"), "user.c", "x", 1, XATTR_REPLACE)));
+  printf("flags 4: %s\n", rv(setxattr(P("xa"), "user.a", "x", 1, 4)));
+  printf("fsetxattr empty value: %s\n", rv(fsetxattr(fd, "user.e", "", 0, 0)));
+  printf("fgetxattr empty: %s\n", rv(fgetxattr(fd, "user.e", v, sizeof v)));
+  n = listxattr(P("xa"), v, sizeof v);
+  printf("listxattr: %s [%s]\n", rv(n), n > 0 ? names(v, n) : "");
+  printf("listxattr size 0: %s\n", rv(listxattr(P("xa"), NULL, 0)));
+  printf("flistxattr small: %s\n", rv(flistxattr(fd, v, 3)));
+  char big[300];
+  memset(big, 'n', sizeof big);
+  memcpy(big, "user.", 5);
+  big[256] = 0;
+  printf("name of 256: %s\n", rv(setxattr(P("xa"), big, "x", 1, 0)));
+  big[255] = 0;
+  printf("name of 255: %s\n", rv(setxattr(P("xa"), big, "x", 1, 0)));
+  printf("removexattr it: %s\n", rv(removexattr(P("xa"), big)));
+  printf("empty name: %s\n", rv(setxattr(P("xa"), "", "x", 1, 0)));
+  printf("prefix alone: %s\n", rv(setxattr(P("xa"), "user.", "x", 1, 0)));
+  printf("unknown namespace: %s\n", rv(setxattr(P("xa"), "foo.x", "x", 1, 0)));
+  memset(v, 'v', sizeof v);
+  printf("value of 65537: %s\n", rv(setxattr(P("xa"), "user.big", v, 65537, 0)));
+  printf("value of 65536: %s\n", rv(setxattr(P("xa"), "user.big", v, 65536, 0)));
+  printf("read it into 65535: %s\n", rv(getxattr(P("xa"), "user.big", v, 65535)));
+  printf("read it: %s\n", rv(getxattr(P("xa"), "user.big", v, sizeof v)));
+  printf("removexattr: %s, again: %s\n", rv(removexattr(P("xa"), "user.big")), rv(removexattr(P("xa"), "user.big")));
+  printf("fremovexattr: %s\n", rv(fremovexattr(fd, "user.e")));
+  printf("ACL of a file without: %s\n", rv(getxattr(P("xa"), "system.posix_acl_access", v, sizeof v)));
+  symlink("xa", P("xl"));
+  printf("lsetxattr user.* of a symlink: %s\n", rv(lsetxattr(P("xl"), "user.a", "x", 1, 0)));
+  printf("lgetxattr user.* of a symlink: %s\n", rv(lgetxattr(P("xl"), "user.a", v, sizeof v)));
+  printf("getxattr through it: %s\n", rv(getxattr(P("xl"), "user.a", v, sizeof v)));
+  n = llistxattr(P("xl"), v, sizeof v);
+  printf("llistxattr: %s [%s]\n", rv(n), n > 0 ? names(v, n) : "");
+  if (getuid() == 0) {
+    printf("trusted.* as root: %s\n", rv(setxattr(P("xa"), "trusted.t", "1", 1, 0)));
+    printf("security.capability bad: %s\n", rv(setxattr(P("xa"), "security.capability", "123", 3, 0)));
+    printf("lsetxattr trusted.* of a symlink: %s\n", rv(lsetxattr(P("xl"), "trusted.l", "1", 1, 0)));
+    n = listxattr(P("xa"), v, sizeof v);
+    printf("listxattr: %s [%s]\n", rv(n), n > 0 ? names(v, n) : "");
+  }
+  struct stat a, b;
+  fstat(fd, &a);
+  struct timespec t = {0, 20000000};
+  nanosleep(&t, NULL);
+  setxattr(P("xa"), "user.t", "1", 1, 0);
+  fstat(fd, &b);
+  printf("a set moves the ctime: %d\n", b.st_ctim.tv_sec != a.st_ctim.tv_sec || b.st_ctim.tv_nsec != a.st_ctim.tv_nsec);
+  mkdir(P("xd"), 0700);
+  printf("user.* on a directory: %s\n", rv(setxattr(P("xd"), "user.d", "1", 1, 0)));
+  rmdir(P("xd"));
+  close(fd);
+  unlink(P("xl"));
+  unlink(P("xa"));
+}
+
+/* Whether SIGIO (blocked) is pending: taken, with its si_code. */
+static const char *sigio(void)
+{
+  sigset_t w;
+  sigemptyset(&w);
+  sigaddset(&w, SIGIO);
+  struct timespec z = {0, 0};
+  siginfo_t si;
+  static char b[32];
+  if (sigtimedwait(&w, &si, &z) < 0)
+    return "none";
+  snprintf(b, sizeof b, "SIGIO code %d", si.si_code);
+  return b;
+}
+
+static void dnotifies(void)
+{
+  sigset_t bl;
+  sigemptyset(&bl);
+  sigaddset(&bl, SIGIO);
+  sigprocmask(SIG_BLOCK, &bl, NULL);
+  mkdir(P("dn"), 0700);
+  int d = open(P("dn"), O_RDONLY | O_DIRECTORY);
+  int f0 = open(P("dn/f"), O_CREAT | O_WRONLY, 0600);
+  printf("F_NOTIFY of a file: %s\n", en(fcntl(f0, F_NOTIFY, DN_CREATE)));
+  printf("F_NOTIFY DN_CREATE: %s\n", en(fcntl(d, F_NOTIFY, DN_CREATE)));
+  printf("nothing yet: %s\n", sigio());
+  int f = open(P("dn/a"), O_CREAT | O_WRONLY, 0600);
+  printf("create: %s\n", sigio());
+  close(open(P("dn/b"), O_CREAT | O_WRONLY, 0600));
+  printf("create again (one shot): %s\n", sigio());
+  printf("F_NOTIFY the others, multishot: %s\n",
+         en(fcntl(d, F_NOTIFY, DN_MODIFY | DN_DELETE | DN_ATTRIB | DN_RENAME | DN_MULTISHOT)));
+  write(f, "x", 1);
+  printf("write: %s\n", sigio());
+  chmod(P("dn/a"), 0644);
+  printf("chmod: %s\n", sigio());
+  rename(P("dn/b"), P("dn/c"));
+  printf("rename: %s\n", sigio());
+  unlink(P("dn/c"));
+  printf("unlink: %s\n", sigio());
+  mkdir(P("dn2"), 0700);
+  close(open(P("dn2/x"), O_CREAT | O_WRONLY, 0600));
+  unlink(P("dn2/x"));
+  rmdir(P("dn2"));
+  printf("another directory: %s\n", sigio());
+  printf("F_NOTIFY 0: %s\n", en(fcntl(d, F_NOTIFY, 0)));
+  write(f, "y", 1);
+  printf("write after: %s\n", sigio());
+  printf("F_NOTIFY DN_DELETE again: %s\n", en(fcntl(d, F_NOTIFY, DN_DELETE | DN_MULTISHOT)));
+  close(d);
+  unlink(P("dn/a"));
+  printf("unlink after the close: %s\n", sigio());
+  close(f);
+  close(f0);
+  unlink(P("dn/f"));
+  rmdir(P("dn"));
+  sigprocmask(SIG_UNBLOCK, &bl, NULL);
+}
+
 int main(int argc, char **argv)
 {
   if (argc < 3)
@@ -563,6 +717,8 @@ int main(int argc, char **argv)
   RUN("exchange", exchange());
   RUN("dents", dents());
   RUN("inotify", watches());
+  RUN("xattr", xattrs());
+  RUN("dnotify", dnotifies());
   unlink(P("nf"));
   unlink(P("t"));
   unlink(P("fa"));

@@ -21,6 +21,7 @@
 #include <sched.h>
 #include <sys/inotify.h>
 #include <sys/uio.h>
+#include <sys/xattr.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
@@ -1213,12 +1214,309 @@ static void test_sparse(void)
   S1(SYS_unlink, gs("/tmp/sparse"));
 }
 
+/* The names listxattr gave (NUL-separated, n bytes) joined with ' '. */
+static const char *xnames(uint64_t b, long n)
+{
+  static char out[512];
+  out[0] = 0;
+  for (long off = 0; off < n && n > 0; off += (long)strlen((char *)hp(b) + off) + 1) {
+    if (out[0])
+      strcat(out, " ");
+    strncat(out, (char *)hp(b) + off, sizeof out - strlen(out) - 2);
+  }
+  return out;
+}
+
+static void test_xattr(void)
+{
+  diag("extended attributes: tmpfs's rules on upper files, the root's read from the host, copy-up on a set");
+  int uid = sb->uid;
+  sb->uid = 0; /* root: trusted.* and security.* allowed */
+  int fd = gopen("/tmp/xa", O_CREAT | O_RDWR, 0644);
+  uint64_t b = galloc(NULL, 70000), name = gs("user.one"), v1 = gs("value1");
+  is(S4(SYS_getxattr, gs("/tmp/xa"), name, b, 100), -ENODATA, "getxattr of a name not set: ENODATA");
+  is(S5(SYS_setxattr, gs("/tmp/xa"), name, v1, 6, 0), 0, "setxattr user.one");
+  is(S4(SYS_getxattr, gs("/tmp/xa"), name, b, 0), 6, "size 0: the value's length");
+  memset(hp(b), 0, 16);
+  is(S4(SYS_getxattr, gs("/tmp/xa"), name, b, 100), 6, "getxattr: its length");
+  ok(memcmp(hp(b), "value1", 6) == 0, "and its value");
+  is(S4(SYS_fgetxattr, fd, name, b, 5), -ERANGE, "a buffer too small: ERANGE");
+  is(S5(SYS_setxattr, gs("/tmp/xa"), name, v1, 6, XATTR_CREATE), -EEXIST, "XATTR_CREATE of an existing one: EEXIST");
+  is(S5(SYS_setxattr, gs("/tmp/xa"), gs("user.two"), v1, 6, XATTR_REPLACE), -ENODATA,
+     "XATTR_REPLACE of a missing one: ENODATA");
+  is(S5(SYS_setxattr, gs("/tmp/xa"), name, v1, 6, 4), -EINVAL, "unknown flags: EINVAL");
+  is(S5(SYS_fsetxattr, fd, gs("user.two"), v1, 0, XATTR_CREATE), 0, "an empty value (fsetxattr)");
+  is(S4(SYS_getxattr, gs("/tmp/xa"), gs("user.two"), b, 10), 0, "reads back empty");
+  is(S5(SYS_setxattr, gs("/tmp/xa"), gs("trusted.t"), v1, 1, 0), 0, "trusted.* as root");
+  is(S5(SYS_setxattr, gs("/tmp/xa"), gs("security.s"), v1, 1, 0), 0, "security.* as root");
+  is(S5(SYS_setxattr, gs("/tmp/xa"), gs("security.capability"), v1, 6, 0), -EINVAL,
+     "security.capability not a capability header: EINVAL");
+  long n = S3(SYS_listxattr, gs("/tmp/xa"), b, 1000);
+  ok(strcmp(xnames(b, n), "user.two user.one trusted.t security.s") == 0, "listxattr: the names, by name descending (tmpfs's order): %s",
+     xnames(b, n));
+  is(S3(SYS_listxattr, gs("/tmp/xa"), b, 0), n, "size 0: the list's length");
+  is(S3(SYS_flistxattr, fd, b, 10), -ERANGE, "a list buffer too small: ERANGE");
+  char big[300];
+  memset(big, 'a', sizeof big);
+  memcpy(big, "user.", 5);
+  big[256] = 0;
+  is(S5(SYS_setxattr, gs("/tmp/xa"), gs(big), v1, 1, 0), -ERANGE, "a name of 256 bytes: ERANGE");
+  big[255] = 0;
+  is(S5(SYS_setxattr, gs("/tmp/xa"), gs(big), v1, 1, 0), 0, "one of 255: set");
+  is(S2(SYS_removexattr, gs("/tmp/xa"), gs(big)), 0, "removexattr");
+  is(S5(SYS_setxattr, gs("/tmp/xa"), gs(""), v1, 1, 0), -ERANGE, "an empty name: ERANGE");
+  is(S5(SYS_setxattr, gs("/tmp/xa"), gs("user."), v1, 1, 0), -EINVAL, "the prefix alone: EINVAL");
+  is(S5(SYS_setxattr, gs("/tmp/xa"), gs("other.x"), v1, 1, 0), -EOPNOTSUPP, "another namespace: EOPNOTSUPP");
+  is(S4(SYS_getxattr, gs("/tmp/xa"), gs("system.posix_acl_access"), b, 10), -ENODATA, "no ACL: ENODATA, as Linux's tmpfs");
+  is(S5(SYS_setxattr, gs("/tmp/xa"), name, b, 65537, 0), -E2BIG, "a value over 64 KiB: E2BIG");
+  is(S5(SYS_setxattr, gs("/tmp/xa"), gs("user.big"), b, 65536, 0), 0, "one of 64 KiB: set");
+  is(S4(SYS_getxattr, gs("/tmp/xa"), gs("user.big"), b, 65535), -ERANGE, "a smaller buffer: ERANGE");
+  is(S4(SYS_getxattr, gs("/tmp/xa"), gs("user.big"), b, 65536), 65536, "read back");
+  is(S2(SYS_removexattr, gs("/tmp/xa"), gs("user.big")), 0, "removed");
+  is(S2(SYS_removexattr, gs("/tmp/xa"), gs("user.big")), -ENODATA, "removed twice: ENODATA");
+  is(S2(SYS_fremovexattr, fd, gs("trusted.t")), 0, "fremovexattr");
+  S1(SYS_close, fd);
+  S2(SYS_symlink, gs("xa"), gs("/tmp/xl"));
+  is(S5(SYS_lsetxattr, gs("/tmp/xl"), name, v1, 1, 0), -EPERM, "user.* on a symlink: EPERM");
+  is(S4(SYS_lgetxattr, gs("/tmp/xl"), name, b, 10), -ENODATA, "lgetxattr user.* of a symlink: ENODATA");
+  is(S4(SYS_getxattr, gs("/tmp/xl"), name, b, 10), 6, "getxattr follows it");
+  is(S5(SYS_lsetxattr, gs("/tmp/xl"), gs("trusted.l"), v1, 1, 0), 0, "trusted.* on a symlink (root)");
+  n = S3(SYS_llistxattr, gs("/tmp/xl"), b, 100);
+  ok(strcmp(xnames(b, n), "trusted.l") == 0, "llistxattr: the symlink's own" ": %s", xnames(b, n));
+
+  /* not root: trusted.* hidden, security.* and trusted.* refused, the mode checked */
+  sb->uid = 1234;
+  n = S3(SYS_listxattr, gs("/tmp/xa"), b, 1000);
+  ok(strcmp(xnames(b, n), "user.two user.one security.s") == 0, "not root: trusted.* is not listed" ": %s", xnames(b, n));
+  is(S4(SYS_getxattr, gs("/tmp/xl"), gs("trusted.l"), b, 10), -ENODATA, "not root: trusted.* ENODATA");
+  is(S5(SYS_setxattr, gs("/tmp/xa"), gs("trusted.x"), v1, 1, 0), -EPERM, "not root: set trusted.* EPERM");
+  is(S5(SYS_setxattr, gs("/tmp/xa"), gs("security.x"), v1, 1, 0), -EPERM, "not root: set security.* EPERM");
+  is(S5(SYS_setxattr, gs("/tmp/xa"), name, v1, 1, 0), -EACCES, "not root, not the owner, mode 0644: EACCES");
+  is(S4(SYS_getxattr, gs("/tmp/xa"), name, b, 10), 6, "but may read");
+  sb->uid = 0;
+
+  /* the root's files: read from the host; a set copies up with them */
+  char p[600];
+  snprintf(p, sizeof p, "%s/etc/xattrs", root); /* made now: no earlier group copied it up */
+  close(open(p, O_CREAT | O_WRONLY, 0644));
+  if (setxattr(p, "user.host", "hv", 2, 0) < 0) {
+    diag("the host file system has no user xattrs (%s): the lower cases skipped", strerror(errno));
+  } else {
+    is(S4(SYS_getxattr, gs("/etc/xattrs"), gs("user.host"), b, 10), 2, "a root file's attribute, from the host");
+    is(S4(SYS_getxattr, gs("/etc/xattrs"), gs("user.none"), b, 10), -ENODATA, "one it does not have: ENODATA");
+    n = S3(SYS_listxattr, gs("/etc/xattrs"), b, 1000);
+    ok(strstr(xnames(b, n), "user.host") != NULL, "listxattr of a root file: %s", xnames(b, n));
+    is(S5(SYS_setxattr, gs("/etc/xattrs"), name, v1, 6, 0), 0, "setxattr of a root file: copied up");
+    n = S3(SYS_listxattr, gs("/etc/xattrs"), b, 1000);
+    ok(strstr(xnames(b, n), "user.one user.host") != NULL, "the copy has the host's and the new one: %s", xnames(b, n));
+    char hv[8];
+    is(getxattr(p, "user.one", hv, sizeof hv), -1, "the host file is not changed");
+    S1(SYS_unlink, gs("/etc/xattrs"));
+  }
+  is(S4(SYS_getxattr, gs("/proc/self/status"), name, b, 10), -EOPNOTSUPP, "/proc: EOPNOTSUPP");
+  is(S3(SYS_listxattr, gs("/proc/self/status"), b, 10), 0, "/proc: no names");
+  is(S4(SYS_getxattr, gs("/tmp/none"), name, b, 10), -ENOENT, "a missing file: ENOENT");
+
+  /* a template keeps them (the earlier groups' open files of the root
+   * closed: the reloaded sb has no root to reopen them in) */
+  for (int i = 3; i < 1024; i++)
+    S1(SYS_close, i);
+  struct wbuf w = {0};
+  ok(fs_save(sb, &w) == 0 && !w.err, "fs_save with attributes");
+  struct sb *old = sb;
+  int rc;
+  sb = shim_fs_reload(&w, &rc);
+  is(rc, 0, "fs_load: %s", rc ? cf_error() : "");
+  b = galloc(NULL, 1000);
+  n = S3(SYS_listxattr, gs("/tmp/xa"), b, 1000);
+  ok(strcmp(xnames(b, n), "user.two user.one security.s") == 0, "the loaded file's names" ": %s", xnames(b, n));
+  is(S4(SYS_getxattr, gs("/tmp/xa"), gs("user.one"), b, 10), 6, "and values");
+  ok(memcmp(hp(b), "value1", 6) == 0, "value1");
+  fs_fini(sb);
+  shim_sb_free(sb);
+  sb = old;
+  free(w.p);
+  S1(SYS_unlink, gs("/tmp/xa"));
+  S1(SYS_unlink, gs("/tmp/xl"));
+  sb->uid = uid;
+}
+
+/* Supplementary groups and scheduling as Linux (issue 15 item 3; setgroups
+ * was EPERM and getgroups empty, sched_setaffinity ENOSYS, SCHED_BATCH and
+ * SCHED_IDLE EPERM). */
+static void test_ident(void)
+{
+  diag("setgroups/getgroups, sched_setaffinity, SCHED_BATCH/SCHED_IDLE");
+  int uid = sb->uid;
+  sb->uid = 0;
+  uint64_t g = galloc(NULL, 65537 * 4);
+  uint32_t set[4] = {7, 3, 100, 3};
+  memcpy(hp(g), set, sizeof set);
+  is(S2(SYS_setgroups, 4, g), 0, "setgroups as root");
+  is(S2(SYS_getgroups, 0, 0), 4, "getgroups(0): their number");
+  is(S2(SYS_getgroups, 3, g), -EINVAL, "a list too short: EINVAL");
+  is(S2(SYS_getgroups, -1, g), -EINVAL, "a negative size: EINVAL");
+  memset(hp(g), 0, 16);
+  is(S2(SYS_getgroups, 10, g), 4, "getgroups");
+  uint32_t *got = hp(g);
+  ok(got[0] == 3 && got[1] == 3 && got[2] == 7 && got[3] == 100, "sorted, as Linux's groups_sort: %u %u %u %u", got[0],
+     got[1], got[2], got[3]);
+  int fd = gopen("/proc/self/status", O_RDONLY, 0);
+  uint64_t sbuf = galloc(NULL, 4096);
+  long n = S3(SYS_read, fd, sbuf, 4095);
+  S1(SYS_close, fd);
+  ((char *)hp(sbuf))[n > 0 ? n : 0] = 0;
+  ok(strstr(hp(sbuf), "\nGroups:\t3 3 7 100\n") != NULL, "/proc/self/status shows them");
+  is(S2(SYS_setgroups, 65537, g), -EINVAL, "more than NGROUPS_MAX: EINVAL");
+  memset(hp(g), 0, 65536 * 4);
+  is(S2(SYS_setgroups, 65536, g), 0, "NGROUPS_MAX of them");
+  is(S2(SYS_getgroups, 0, 0), 65536, "all kept");
+  is(S2(SYS_setgroups, 1, 0), -EFAULT, "a bad list: EFAULT");
+  memcpy(hp(g), set, 4);
+  S2(SYS_setgroups, 1, g);
+  /* a group of the list gives access (chown to it by the owner) */
+  int f = gopen("/tmp/grp", O_CREAT | O_RDWR, 0600);
+  S3(SYS_fchown, f, 1234, 5);
+  sb->uid = 1234;
+  is(S3(SYS_fchown, f, -1, 7), 0, "not root: chown to a supplementary group");
+  is(S3(SYS_fchown, f, -1, 8), -EPERM, "to another: EPERM");
+  is(S2(SYS_setgroups, 0, 0), -EPERM, "setgroups not root: EPERM");
+  S1(SYS_close, f);
+  S1(SYS_unlink, gs("/tmp/grp"));
+
+  /* affinity: within the sandbox's 2 CPUs, per thread */
+  uint64_t m = galloc(NULL, 16);
+  is(S3(SYS_sched_getaffinity, 0, 8, m), 8, "sched_getaffinity: 8 bytes");
+  is(*(uint64_t *)hp(m), 3, "both CPUs");
+  *(uint64_t *)hp(m) = 2;
+  is(S3(SYS_sched_setaffinity, 0, 8, m), 0, "sched_setaffinity to CPU 1");
+  *(uint64_t *)hp(m) = 0;
+  is(S3(SYS_sched_getaffinity, 0, 8, m), 8, "read back");
+  is(*(uint64_t *)hp(m), 2, "CPU 1 only");
+  is(S3(SYS_sched_getaffinity, sb->pid, 8, m), 8, "by its pid");
+  is(*(uint64_t *)hp(m), 2, "the same");
+  *(uint64_t *)hp(m) = 4;
+  is(S3(SYS_sched_setaffinity, 0, 8, m), -EINVAL, "no CPU of the sandbox's: EINVAL");
+  *(uint64_t *)hp(m) = 0;
+  is(S3(SYS_sched_setaffinity, 0, 8, m), -EINVAL, "none: EINVAL");
+  *(uint64_t *)hp(m) = ~0ull;
+  is(S3(SYS_sched_setaffinity, 0, 8, m), 0, "all bits: the sandbox's CPUs");
+  is(S3(SYS_sched_getaffinity, 0, 8, m), 8, "read back");
+  is(*(uint64_t *)hp(m), 3, "both");
+  is(S3(SYS_sched_setaffinity, -1, 8, m), -ESRCH, "pid -1: ESRCH");
+  is(S3(SYS_sched_setaffinity, 49152, 8, m), -ESRCH, "another pid: ESRCH");
+  is(S3(SYS_sched_getaffinity, 1, 8, m), 8, "the sandbox's init (pid 1, getppid): a thread");
+  is(S1(SYS_sched_getscheduler, 1), SCHED_OTHER, "init's policy: SCHED_OTHER");
+  is(S3(SYS_sched_setaffinity, 1, 8, m), -EPERM, "init's affinity, not root: EPERM");
+  /* policies */
+  uint64_t prm = galloc(NULL, 8);
+  is(S3(SYS_sched_setscheduler, 0, SCHED_BATCH, prm), 0, "SCHED_BATCH, not root");
+  is(S1(SYS_sched_getscheduler, 0), SCHED_BATCH, "kept");
+  is(S2(SYS_sched_setparam, 0, prm), 0, "sched_setparam keeps it");
+  is(S1(SYS_sched_getscheduler, 0), SCHED_BATCH, "still SCHED_BATCH");
+  is(S3(SYS_sched_setscheduler, 0, SCHED_IDLE | SCHED_RESET_ON_FORK, prm), 0, "SCHED_IDLE | SCHED_RESET_ON_FORK");
+  is(S1(SYS_sched_getscheduler, 0), SCHED_IDLE | SCHED_RESET_ON_FORK, "reported with the flag");
+  is(S3(SYS_sched_setscheduler, 0, SCHED_IDLE, prm), -EPERM, "the flag cleared, not root: EPERM");
+  *(int *)hp(prm) = 1;
+  is(S3(SYS_sched_setscheduler, 0, SCHED_BATCH, prm), -EINVAL, "priority 1 with SCHED_BATCH: EINVAL");
+  is(S3(SYS_sched_setscheduler, 0, SCHED_FIFO, prm), -EPERM, "SCHED_FIFO: EPERM");
+  *(int *)hp(prm) = 0;
+  is(S3(SYS_sched_setscheduler, 1, SCHED_BATCH, prm), -EPERM, "init's: EPERM");
+  sb->uid = 0;
+  is(S3(SYS_sched_setscheduler, 0, SCHED_OTHER, prm), 0, "root: back to SCHED_OTHER");
+  is(S1(SYS_sched_getscheduler, 0), SCHED_OTHER, "SCHED_OTHER");
+
+  /* a template keeps groups, CPUs and policy (state version 8) */
+  *(uint64_t *)hp(m) = 1;
+  S3(SYS_sched_setaffinity, 0, 8, m);
+  S3(SYS_sched_setscheduler, 0, SCHED_IDLE, prm);
+  struct wbuf w = {0};
+  task_save_sched(sb, &w);
+  sb->cpus_off[0] = 0;
+  sb->policy = 0;
+  free(sb->groups);
+  sb->groups = NULL;
+  sb->ngroups = 0;
+  struct rbuf r = {w.p, w.n, 0, false};
+  is(task_load_sched(sb, &r, "t"), 0, "task_load_sched");
+  ok(r.off == r.n, "all read");
+  is(S1(SYS_sched_getscheduler, 0), SCHED_IDLE, "the policy");
+  is(S3(SYS_sched_getaffinity, 0, 8, m), 8, "the mask");
+  is(*(uint64_t *)hp(m), 1, "CPU 0");
+  is(S2(SYS_getgroups, 0, 0), 1, "the groups");
+  ((uint8_t *)w.p)[w.n - 24] = 3; /* the thread's cpus_off[0]: CPU 0 off too, no CPU left */
+  r = (struct rbuf){w.p, w.n, 0, false};
+  ok(task_load_sched(sb, &r, "t") < 0, "a mask with no CPU: refused");
+  free(w.p);
+  *(uint64_t *)hp(m) = 3;
+  S3(SYS_sched_setaffinity, 0, 8, m);
+  S3(SYS_sched_setscheduler, 0, SCHED_OTHER, prm);
+  task_free_creds(sb); /* (the harness's sb has none of its own to free) */
+  sb->uid = uid;
+}
+
+/* The signals pending (rt_sigpending), SIGIO's bit. */
+static bool sigio_pending(void)
+{
+  uint64_t set = galloc(NULL, 8);
+  S2(SYS_rt_sigpending, set, 8);
+  return *(uint64_t *)hp(set) & (1ull << (SIGIO - 1));
+}
+
+/* dnotify: F_NOTIFY with events on a directory sends SIGIO at them (it
+ * was EINVAL). SIGIO is blocked here: it stays pending, and sigtimedwait
+ * takes it. */
+static void test_dnotify(void)
+{
+  diag("dnotify: fcntl F_NOTIFY, SIGIO");
+  uint64_t set = galloc(NULL, 8);
+  *(uint64_t *)hp(set) = 1ull << (SIGIO - 1);
+  S4(SYS_rt_sigprocmask, SIG_BLOCK, set, 0, 8);
+  uint64_t ts = galloc(NULL, 16);
+  S2(SYS_mkdir, gs("/tmp/dn"), 0755);
+  int d = gopen("/tmp/dn", O_RDONLY | O_DIRECTORY, 0);
+  is(S3(SYS_fcntl, d, F_NOTIFY, DN_CREATE), 0, "F_NOTIFY DN_CREATE on a directory");
+  ok(!sigio_pending(), "nothing yet");
+  int f = gopen("/tmp/dn/a", O_CREAT | O_WRONLY, 0600);
+  ok(sigio_pending(), "a file made in it: SIGIO");
+  is(S4(SYS_rt_sigtimedwait, set, 0, ts, 8), SIGIO, "taken");
+  S1(SYS_close, gopen("/tmp/dn/b", O_CREAT | O_WRONLY, 0600));
+  ok(!sigio_pending(), "without DN_MULTISHOT, once only");
+  is(S3(SYS_fcntl, d, F_NOTIFY, DN_MODIFY | DN_DELETE | DN_MULTISHOT), 0, "DN_MODIFY | DN_DELETE | DN_MULTISHOT");
+  gwrite(f, "x");
+  ok(sigio_pending(), "a write in it: SIGIO");
+  S4(SYS_rt_sigtimedwait, set, 0, ts, 8);
+  S1(SYS_unlink, gs("/tmp/dn/b"));
+  ok(sigio_pending(), "an unlink: SIGIO again (multishot)");
+  S4(SYS_rt_sigtimedwait, set, 0, ts, 8);
+  S2(SYS_chmod, gs("/tmp/dn/a"), 0644);
+  ok(!sigio_pending(), "a chmod: not asked for (DN_ATTRIB)");
+  S2(SYS_mkdir, gs("/tmp/other"), 0755);
+  S1(SYS_close, gopen("/tmp/other/c", O_CREAT | O_WRONLY, 0600));
+  gwrite(f, "y");
+  S4(SYS_rt_sigtimedwait, set, 0, ts, 8);
+  S1(SYS_unlink, gs("/tmp/other/c"));
+  ok(!sigio_pending(), "another directory's events: none");
+  is(S3(SYS_fcntl, d, F_NOTIFY, 0), 0, "F_NOTIFY 0: the registration goes");
+  S1(SYS_unlink, gs("/tmp/dn/a"));
+  ok(!sigio_pending(), "no more SIGIO");
+  S1(SYS_close, gopen("/tmp/dn/z", O_CREAT | O_WRONLY, 0600));
+  is(S3(SYS_fcntl, d, F_NOTIFY, DN_DELETE | DN_MULTISHOT), 0, "registered again");
+  S1(SYS_close, d);
+  S1(SYS_unlink, gs("/tmp/dn/z"));
+  ok(!sigio_pending(), "the directory's last close removed it");
+  S1(SYS_rmdir, gs("/tmp/other"));
+  S1(SYS_close, f);
+  S1(SYS_rmdir, gs("/tmp/dn"));
+  S4(SYS_rt_sigprocmask, SIG_UNBLOCK, set, 0, 8);
+}
+
 int main(int argc, char **argv)
 {
   static const struct { const char *name; void (*fn)(void); } groups[] = {
       {"mkdir", test_mkdir},   {"region", test_region}, {"attrs", test_attrs},   {"locks", test_locks},
       {"shared", test_shared}, {"hidden", test_hidden}, {"select", test_select}, {"limits", test_limits},
-      {"hostfds", test_hostfds}, {"nofile", test_nofile}, {"fifo", test_fifo}, {"fifo_wait", test_fifo_wait}, {"magic", test_magic}, {"lockwait", test_lockwait}, {"pending", test_pending}, {"pipe_flags", test_pipe_flags}, {"sparse", test_sparse}, {"nofile_linux", test_nofile_linux}, {"mremap", test_mremap}, {"exchange", test_exchange}, {"tmpfile", test_tmpfile}, {"inotify", test_inotify}, {"inotify_all", test_inotify_all}, {"fcntl_linux", test_fcntl_linux},
+      {"hostfds", test_hostfds}, {"nofile", test_nofile}, {"fifo", test_fifo}, {"fifo_wait", test_fifo_wait}, {"magic", test_magic}, {"lockwait", test_lockwait}, {"pending", test_pending}, {"pipe_flags", test_pipe_flags}, {"sparse", test_sparse}, {"nofile_linux", test_nofile_linux}, {"mremap", test_mremap}, {"exchange", test_exchange}, {"tmpfile", test_tmpfile}, {"inotify", test_inotify}, {"inotify_all", test_inotify_all}, {"fcntl_linux", test_fcntl_linux}, {"xattr", test_xattr}, {"ident", test_ident}, {"dnotify", test_dnotify},
   };
   sb_setup();
   for (size_t i = 0; i < sizeof groups / sizeof groups[0]; i++) {

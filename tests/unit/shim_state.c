@@ -7,9 +7,11 @@
  * the cwd, the files; version 3's identity, version 4's limits and
  * alternate signal stack, version 6's threads; v7-sockets (a process
  * tree holding a TCP and an AF_UNIX listener: net.c's socket records) its
- * listeners, and damaged records refused. bad-page-list and
+ * listeners, and damaged records refused; v8-xattr (version 8) its
+ * extended attributes, groups, CPU mask and policy. bad-page-list and
  * bad-threads (two threads with one tid) must be refused. */
 #include <errno.h>
+#include <sched.h>
 #include <sys/resource.h>
 
 #define SHIM_UTIL_NO_HARNESS
@@ -58,6 +60,7 @@ static void done(struct sb *s)
 {
   fs_fini(s);
   task_free_held(s);
+  task_free_creds(s);
   shim_sb_free(s);
 }
 
@@ -238,6 +241,42 @@ int main(void)
       fs_load_done(s2);
       done(s2);
     }
+  }
+  /* v8-xattr: a template of python3 that set two extended attributes on
+   * /tmp/x, groups [7, 5], CPU 0 only and SCHED_BATCH (tmpfs NODE_XATTR,
+   * state version 8). */
+  ok(parse("v8-xattr", &o, &s) == 0, "v8-xattr: a version 8 template loads");
+  {
+    struct tnode *x = tmp_lookup(s, "/tmp/x");
+    char v[8] = "", names[64] = "";
+    long nv = x ? tmp_getxattr(x, "trusted.b", v, sizeof v) : -1, nn = x ? tmp_listxattr(x, names, sizeof names, true) : -1;
+    ok(nv == 2 && memcmp(v, "22", 2) == 0 && nn == 17 && memcmp(names, "user.a\0trusted.b\0", 17) == 0,
+       "v8-xattr: /tmp/x's attributes (%ld, %ld)", nv, nn);
+    ok(s->ngroups == 2 && s->groups[0] == 5 && s->groups[1] == 7, "v8-xattr: groups 5 7");
+    ok(s->cpus_off[0] == 2 && s->cpus_off[1] == 0 && s->policy == SCHED_BATCH, "v8-xattr: CPU 0, SCHED_BATCH");
+  }
+  done(s);
+  { /* the same with no CPU left to the thread, or a bad policy: refused */
+    char path[512];
+    size_t n8;
+    snprintf(path, sizeof path, "%s/v8-xattr", CORPUS);
+    uint8_t *p8 = read_all(path, &n8);
+    for (int k = 0; p8 && k < 2; k++) {
+      static uint8_t b[1 << 20];
+      memcpy(b, p8, n8);
+      uint64_t v = k == 0 ? 3 : 1; /* cpus_off[0]: both CPUs off; policy SCHED_FIFO */
+      memcpy(b + n8 - (k == 0 ? 24 : 8), &v, 8);
+      struct sb *s2 = shim_sb_new(&o, MEM, PROT_READ | PROT_WRITE);
+      s2->forked = true;
+      struct cf_vm_cpu *cpu = calloc(1, sizeof *cpu);
+      struct cf_vm_regs regs;
+      int rc = state_parse(s2, b, n8, "v8", cpu, &regs);
+      ok(rc < 0 && errno == EINVAL, "v8: %s is refused (%s)", k == 0 ? "a mask with no CPU" : "SCHED_FIFO",
+         rc ? cf_error() : "loaded");
+      free(cpu);
+      done(s2);
+    }
+    ok(p8 != NULL, "the v8 seed");
   }
   /* The template an image belongs to (version 7: NAME.mem.PID per process). */
   const struct {
