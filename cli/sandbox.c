@@ -15,7 +15,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <ftw.h>
 #include <sys/mman.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
@@ -193,44 +192,17 @@ static unsigned run_max_files(void)
   return room < CF_SANDBOX_MAX_FILES ? CF_SANDBOX_MAX_FILES : (unsigned)room;
 }
 
-static int rm_entry(const char *path, const struct stat *st, int type, struct FTW *ftw)
-{
-  (void)st, (void)type, (void)ftw;
-  remove(path);
-  return 0;
-}
-
-/* --disk SIZE of `cowfork run`: an empty image of SIZE in a store of its
- * own (a temporary directory under $TMPDIR or /var/tmp), an overlay over it
- * and an ext4 file system made on that. The directory is removed at once:
- * the overlay's cache file is already unlinked and an empty image has no
- * layer to read, so the disk needs no name and vanishes with the process
- * (nothing of it is kept after the run yet). */
-static struct cf_overlay *run_disk(uint64_t size, struct cf_store **store)
+/* --disk SIZE of `cowfork run` and `template create`: a new disk
+ * (cf_extfs_new_disk: an overlay over an empty image in no store, holding
+ * an empty ext4 file system), its cache file unlinked in $TMPDIR or
+ * /var/tmp: it vanishes with the process unless a save commits it into
+ * the store (NAME.disk: only the blocks written). */
+static struct cf_overlay *run_disk(uint64_t size)
 {
   const char *tmp = getenv("TMPDIR");
-  char dir[PATH_MAX];
-  snprintf(dir, sizeof dir, "%s/cowfork-disk.XXXXXX", tmp && *tmp ? tmp : "/var/tmp");
-  if (!mkdtemp(dir)) {
-    cli_error("--disk: %s: %s", dir, strerror(errno));
-    return NULL;
-  }
-  struct cf_overlay *ov = NULL;
-  struct cf_header *h = cf_header_new_empty(size, CF_EXTFS_BLOCK);
-  struct cf_image *img = NULL;
-  if ((*store = cf_store_open(dir)) && h && cf_store_put_header(*store, "disk", h) == 0 &&
-      (img = cf_image_open(*store, "disk")) && (ov = cf_overlay_new(img, dir)) && cf_extfs_mkfs(ov, "cowfork") < 0) {
-    cf_overlay_free(ov);
-    ov = NULL;
-  }
+  struct cf_overlay *ov = cf_extfs_new_disk(size, tmp && *tmp ? tmp : "/var/tmp");
   if (!ov)
     cli_error("--disk: %s", cf_error());
-  cf_header_free(h);
-  nftw(dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
-  if (!ov && *store) {
-    cf_store_close(*store);
-    *store = NULL;
-  }
   return ov;
 }
 
@@ -294,8 +266,7 @@ static int cmd_run(const struct cli_cmd *cmd, int argc, char **argv)
   if (!envp)
     return cli_usage(cmd, "%s", cf_error());
   o.envp = envp;
-  struct cf_store *disk_store = NULL;
-  if (disk_size && !(o.disk = run_disk(disk_size, &disk_store))) {
+  if (disk_size && !(o.disk = run_disk(disk_size))) {
     free(envp);
     return EXIT_ERR;
   }
@@ -304,7 +275,6 @@ static int cmd_run(const struct cli_cmd *cmd, int argc, char **argv)
   if (jr) {
     free(envp);
     cf_overlay_free(o.disk);
-    cf_store_close(disk_store);
     return jr;
   }
   struct cf_sandbox_result res;
@@ -312,7 +282,6 @@ static int cmd_run(const struct cli_cmd *cmd, int argc, char **argv)
   int rr = cf_sandbox_run(&o, &res);
   free(envp);
   cf_overlay_free(o.disk);
-  cf_store_close(disk_store);
   if (rr < 0)
     return cli_error("run %s: %s", o.program, cf_error());
   if (res.timed_out)
@@ -332,8 +301,10 @@ static double now_ms(void)
 
 static int cmd_template_create(const struct cli_cmd *cmd, int argc, char **argv)
 {
-  enum { OPT_READY = BOX_OPT_END };
-  static const struct option opts[] = {BOX_OPTS, {"ready", required_argument, 0, OPT_READY}, {0}};
+  enum { OPT_READY = BOX_OPT_END, OPT_DISK };
+  static const struct option opts[] = {
+      BOX_OPTS, {"ready", required_argument, 0, OPT_READY}, {"disk", required_argument, 0, OPT_DISK}, {0}};
+  uint64_t disk_size = 0;
   if (cli_wants_help(cmd, argc, argv))
     return EXIT_OK;
   struct cf_sandbox_opts o = {.root = NULL, .stdio = {-1, 1, 2}, .ready = CF_READY_STDIN};
@@ -364,6 +335,10 @@ static int cmd_template_create(const struct cli_cmd *cmd, int argc, char **argv)
         o.marker = optarg;
       } else
         return cli_usage(cmd, "bad --ready '%s' (stdin, or a marker of 1-255 bytes)", optarg);
+      break;
+    case OPT_DISK:
+      if (cli_parse_size(optarg, &disk_size) < 0 || disk_size % (1 << 20) || disk_size < (16 << 20))
+        return cli_usage(cmd, "bad --disk '%s' (a multiple of 1M, at least 16M)", optarg);
       break;
     default: return cli_usage(cmd, "unknown option '%s'", argv[optind - 1]);
     }
@@ -406,6 +381,8 @@ static int cmd_template_create(const struct cli_cmd *cmd, int argc, char **argv)
   if (cli_root_resolve(o.root, rootbuf, sizeof rootbuf) < 0)
     goto out;
   o.root = rootbuf;
+  if (disk_size && !(o.disk = run_disk(disk_size)))
+    goto out;
   char jailbuf[PATH_MAX];
   if ((rc = cli_jail(&o.root, jailbuf, s, box_user)) != 0)
     goto out;
@@ -432,12 +409,17 @@ static int cmd_template_create(const struct cli_cmd *cmd, int argc, char **argv)
     cli_error("template create %s: %s", name, cf_error());
     goto out;
   }
-  fprintf(stderr, "template %s: %llu pages stored (%.1f MiB) of %llu scanned, state %llu bytes, %.1f ms\n", name,
+  char disk[128] = "";
+  if (o.disk)
+    snprintf(disk, sizeof disk, ", disk %llu bytes stored (%.1f MiB) of %llu", (unsigned long long)st.disk_bytes_stored,
+             st.disk_bytes_stored / 1048576.0, (unsigned long long)disk_size);
+  fprintf(stderr, "template %s: %llu pages stored (%.1f MiB) of %llu scanned%s, state %llu bytes, %.1f ms\n", name,
           (unsigned long long)st.pages_stored, st.pages_stored * 4096.0 / 1048576,
-          (unsigned long long)st.pages_scanned, (unsigned long long)st.state_bytes, st.save_ms);
+          (unsigned long long)st.pages_scanned, disk, (unsigned long long)st.state_bytes, st.save_ms);
   rc = EXIT_OK;
 out:
   cf_sandbox_free(box);
+  cf_overlay_free(o.disk);
   cf_store_close(s);
   if (devnull >= 0)
     close(devnull);
@@ -749,10 +731,14 @@ static int cmd_fork(const struct cli_cmd *cmd, int argc, char **argv)
               sigabbrev_np(k->res.signal) ? sigabbrev_np(k->res.signal) : "?", k->res.report[0] ? ": " : "",
               k->res.report);
   }
-  if (branch && !kids[0].failed)
-    fprintf(stderr, "branch %s of %s: %llu pages stored, %llu zeroed, state %llu bytes, %.1f ms\n", branch, name,
-            (unsigned long long)kids[0].save.pages_stored, (unsigned long long)kids[0].save.pages_zeroed,
+  if (branch && !kids[0].failed) {
+    char disk[96] = "";
+    if (kids[0].save.disk_bytes_stored)
+      snprintf(disk, sizeof disk, ", disk %llu bytes stored", (unsigned long long)kids[0].save.disk_bytes_stored);
+    fprintf(stderr, "branch %s of %s: %llu pages stored, %llu zeroed%s, state %llu bytes, %.1f ms\n", branch, name,
+            (unsigned long long)kids[0].save.pages_stored, (unsigned long long)kids[0].save.pages_zeroed, disk,
             (unsigned long long)kids[0].save.state_bytes, kids[0].save.save_ms);
+  }
   if (json)
     printf("{\"children\":%lu,\"failed\":%u,\"total_ms\":%.2f,\"jobs\":%lu,\"backend\":\"%s\"}\n", n, failed, total,
            jobs, be->name);
@@ -837,7 +823,8 @@ const struct cli_cmd cli_sandbox_cmds[] = {
      "  --disk SIZE   keep the data of the files the program writes (outside\n"
      "                /tmp and /dev/shm) on a disk of SIZE (a multiple of 1M,\n"
      "                at least 16M), not in guest memory: an ext4 file system\n"
-     "                on a copy-on-write image, removed when the run ends\n"
+     "                on a copy-on-write image, removed when the run ends (kept\n"
+     "                by `template create --disk`)\n"
      "  --timeout S   kill the sandbox after S seconds\n"
      "  --cpu-limit S kill the sandbox after S seconds of CPU time\n"
      "  --strace      print every system call and its result to stderr\n"
@@ -851,7 +838,7 @@ const struct cli_cmd cli_sandbox_cmds[] = {
      "Usage: cowfork template create NAME [--root NAME|DIR] [--mem SIZE] [--ready stdin|MARKER]\n"
      "                               [--timeout S] [--strace] [-v] [--env K=V|K]...\n"
      "                               [--hostname NAME] [--cpus N] [--pids N] [--max-files N] [--cwd DIR] [--net POLICY]\n"
-     "                               [--no-seccomp] [--user NAME]\n"
+     "                               [--disk SIZE] [--no-seccomp] [--user NAME]\n"
      "                               -- PROGRAM [ARGS...]\n"
      "\n"
      "Run PROGRAM in a sandbox (stdin /dev/null, stdout and stderr this command's)\n"
@@ -864,6 +851,11 @@ const struct cli_cmd cli_sandbox_cmds[] = {
      "                  pselect6 waiting on it), before it is served: each child\n"
      "                  serves it from its own stdin\n"
      "  --ready MARKER  right after the write to stdout that completes MARKER\n"
+     "  --disk SIZE     the data of the files it writes outside /tmp and /dev/shm\n"
+     "                  on an ext4 disk of SIZE (as cowfork run's), saved as the\n"
+     "                  image NAME.disk holding only the blocks written; each\n"
+     "                  child writes to a copy-on-write overlay of its own over\n"
+     "                  it, and a branch stores only the blocks its child wrote\n"
      ROOT_HELP
      "\n"
      "The template's children (cowfork fork, the daemon) keep its environment,\n"
@@ -887,7 +879,8 @@ const struct cli_cmd cli_sandbox_cmds[] = {
      "run_us, private_kib, and stdout/stderr unless --output-dir) and a summary.\n"
      "--branch NEW (with -n 1): the child pauses at the template's ready point\n"
      "again (for a stdin template: a read of stdin at end of input) and is saved\n"
-     "as template NEW, storing only what it changed. Children run on J threads\n"
+     "as template NEW, storing only what it changed (with a disk: the blocks the\n"
+     "child wrote, as NEW.disk). Children run on J threads\n"
      "(default: the number of CPUs). Exit status: the child's with -n 1, else 0\n"
      "when every child started, 1 otherwise. --no-seccomp: no seccomp-bpf filter\n"
      "on the threads that run children (debugging; docs/security.md). --user\n"

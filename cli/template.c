@@ -71,10 +71,14 @@ int cli_template_name_free(struct cf_store *s, const char *name)
   if (access(path, F_OK) == 0)
     return cli_error("template %s exists (templates are immutable; `cowfork template rm %s` first)", name,
                      name), -1;
-  snprintf(path, sizeof path, "%s/images/%s", cf_store_dir(s), image);
-  if (access(path, F_OK) == 0)
-    return cli_error("an image named %s exists (left by an interrupted save? `cowfork image rm %s`)", image,
-                     image), -1;
+  for (int k = 0; k < 2; k++) { /* NAME.mem, NAME.disk */
+    if (k)
+      snprintf(image, sizeof image, "%s.disk", name);
+    snprintf(path, sizeof path, "%s/images/%s", cf_store_dir(s), image);
+    if (access(path, F_OK) == 0)
+      return cli_error("an image named %s exists (left by an interrupted save? `cowfork image rm %s`)", image,
+                       image), -1;
+  }
   return 0;
 }
 

@@ -73,6 +73,8 @@
 
 #include "cowfork/daemon.h"
 #include "cowfork/error.h"
+#include "cowfork/extfs.h"
+#include "cowfork/overlay.h"
 #include "cowfork/image.h"
 #include "cowfork/root.h"
 #include "cowfork/mem.h"
@@ -92,6 +94,9 @@
  * counts host fds across its processes: ENFILE past it) and their threads
  * its SBX_MAX_THREADS. */
 #define SBX_MAX_PIDS 16u
+/* POST /v1/templates "disk": at most this (a sandbox's disk is sparse, but
+ * libext2fs keeps its block bitmap in memory: 32 KiB per GiB). */
+#define MAX_DISK (64ull << 30)
 #define FD_SBX_PROCS (CF_SANDBOX_PROC_FDS * (SBX_MAX_PIDS - 1))
 
 enum st { ST_RUNNING, ST_PAUSED, ST_EXITED, ST_LOST };
@@ -558,11 +563,14 @@ static bool name_taken(struct daemon *d, const char *name, char *why, size_t len
     snprintf(why, len, "template %s exists (templates are immutable)", name);
     return true;
   }
-  snprintf(path, sizeof path, "%s/images/%s.mem", cf_store_dir(d->store), name);
-  if (access(path, F_OK) == 0) {
-    snprintf(why, len, "an image named %s.mem exists (a save that did not finish? `cowfork image rm %s.mem`)",
-             name, name);
-    return true;
+  for (int k = 0; k < 2; k++) { /* its memory, its disk */
+    const char *ext = k ? "disk" : "mem";
+    snprintf(path, sizeof path, "%s/images/%s.%s", cf_store_dir(d->store), name, ext);
+    if (access(path, F_OK) == 0) {
+      snprintf(why, len, "an image named %s.%s exists (a save that did not finish? `cowfork image rm %s.%s`)",
+               name, ext, name, ext);
+      return true;
+    }
   }
   return false;
 }
@@ -1216,9 +1224,12 @@ static int sbx_settle(struct sbx *s)
 
 static json_t *save_json(const struct cf_save_stats *st)
 {
-  return json_pack("{s:I,s:I,s:I,s:f}", "pages_stored", (json_int_t)st->pages_stored, "pages_zeroed",
-                   (json_int_t)st->pages_zeroed, "state_bytes", (json_int_t)st->state_bytes, "save_ms",
-                   st->save_ms);
+  json_t *o = json_pack("{s:I,s:I,s:I,s:f}", "pages_stored", (json_int_t)st->pages_stored, "pages_zeroed",
+                        (json_int_t)st->pages_zeroed, "state_bytes", (json_int_t)st->state_bytes, "save_ms",
+                        st->save_ms);
+  if (o && st->disk_bytes_stored) /* a sandbox with a disk: what NAME.disk stores itself */
+    json_object_set_new(o, "disk_bytes_stored", json_integer((json_int_t)st->disk_bytes_stored));
+  return o;
 }
 
 static void job_branch(struct daemon *d, struct job *j)
@@ -1422,6 +1433,7 @@ static void job_template(struct daemon *d, struct job *j)
   int out = memfd_create("cowfork-template-out", MFD_CLOEXEC);
   int devnull = open("/dev/null", O_RDONLY | O_CLOEXEC);
   struct cf_sandbox *box = NULL;
+  struct cf_overlay *disk_ov = NULL;
   int status = 500;
   json_t *o = NULL;
   if (!argv || !set || out < 0 || devnull < 0) {
@@ -1464,6 +1476,19 @@ static void job_template(struct daemon *d, struct job *j)
                                .envp = envp, .stdio = {devnull, out, out}, .ready = CF_READY_STDIN,
                                .hostname = hostname, .max_threads = SBX_MAX_THREADS,
                                .max_pids = SBX_MAX_PIDS, .cwd = cwd};
+  /* "disk": a new disk (its cache in the store's tmp/), saved as NAME.disk */
+  json_t *dv = json_object_get(a, "disk");
+  uint64_t disk = 0;
+  if (json_is_string(dv))
+    cf_parse_size(json_string_value(dv), &disk);
+  else if (json_is_integer(dv))
+    disk = (uint64_t)json_integer_value(dv);
+  char cache[PATH_MAX];
+  snprintf(cache, sizeof cache, "%s/tmp", cf_store_dir(d->store));
+  if (disk && !(so.disk = disk_ov = cf_extfs_new_disk(disk, cache))) {
+    o = err_json(500, "template %s: disk: %s", name, cf_error());
+    goto done;
+  }
   json_t *tv = json_object_get(a, "timeout");
   so.timeout = tv ? json_number_value(tv) : 60;
   if (ready && strcmp(ready, "stdin") != 0) {
@@ -1513,6 +1538,7 @@ static void job_template(struct daemon *d, struct job *j)
   put_output(o, "output", out, d->o->max_output);
 done:
   cf_sandbox_free(box);
+  cf_overlay_free(disk_ov);
   pthread_mutex_lock(&d->lock);
   if (status == 201) {
     d->templates_made++;
@@ -2258,6 +2284,13 @@ static enum MHD_Result route_template_post(struct req *r, json_t *body)
     return SEND_ERR(r, 400, "\"root\" %s: " ROOT_HIDDEN_HINT, root);
   if (tv && (!json_is_number(tv) || !(json_number_value(tv) > 0) || json_number_value(tv) > d->o->max_timeout))
     return SEND_ERR(r, 400, "\"timeout\" must be a number of seconds in (0, %g]", d->o->max_timeout);
+  json_t *dv = json_object_get(body, "disk");
+  uint64_t disk = 0;
+  if (dv && (!((json_is_string(dv) && cf_parse_size(json_string_value(dv), &disk) == 0) ||
+               (json_is_integer(dv) && json_integer_value(dv) > 0 && (disk = (uint64_t)json_integer_value(dv), 1))) ||
+             disk % (1 << 20) || disk < (16 << 20) || disk > MAX_DISK))
+    return SEND_ERR(r, 400, "\"disk\" must be a size (\"256M\") or bytes, a multiple of 1M in 16M..%lluG",
+                    (unsigned long long)(MAX_DISK >> 30));
   pthread_mutex_lock(&d->lock);
   char path[PATH_MAX];
   int status = 0;

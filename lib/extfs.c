@@ -326,6 +326,20 @@ static void on_range(ext2_filsys fs, blk64_t blk, blk_t num, int inuse)
     io_channel_discard(fs->io, blk, num);
 }
 
+struct cf_overlay *cf_extfs_new_disk(uint64_t size, const char *cache_dir)
+{
+  if (size < (16u << 20) || size % (1u << 20))
+    return cf_fail_null(EINVAL, "a disk is a multiple of 1 MiB, at least 16 MiB (not %llu bytes)",
+                        (unsigned long long)size);
+  struct cf_image *img = cf_image_new_empty(size, CF_EXTFS_BLOCK, "(new disk)");
+  struct cf_overlay *ov = img ? cf_overlay_new(img, cache_dir) : NULL;
+  if (ov && cf_extfs_mkfs(ov, "cowfork") < 0) {
+    cf_overlay_free(ov);
+    return NULL;
+  }
+  return ov;
+}
+
 struct cf_extfs *cf_extfs_open(struct cf_overlay *ov)
 {
   char name[64];
@@ -334,6 +348,13 @@ struct cf_extfs *cf_extfs_open(struct cf_overlay *ov)
   errcode_t e = ext2fs_open2(name, NULL, EXT2_FLAG_RW | EXT2_FLAG_64BITS, 0, 0, &ov_manager, &fs);
   if (e)
     return cf_fail_null(to_errno(e) == EIO ? EINVAL : to_errno(e), "opening the file system: %s", emsg(e));
+  /* The group descriptors as e2fsck checks them (bitmaps and inode tables
+   * inside the file system, not overlapping its metadata): libext2fs's
+   * open reads them without that, and every later call trusts them. */
+  if ((e = ext2fs_check_desc(fs))) {
+    ext2fs_free(fs);
+    return cf_fail_null(EINVAL, "the group descriptors are damaged: %s", emsg(e));
+  }
   if ((e = ext2fs_read_bitmaps(fs))) {
     ext2fs_free(fs);
     return cf_fail_null(to_errno(e), "reading the bitmaps: %s", emsg(e));

@@ -69,6 +69,26 @@ void cf_image_close(struct cf_image *img)
   free(img);
 }
 
+struct cf_image *cf_image_new_empty(uint64_t size, uint32_t block_size, const char *name)
+{
+  struct cf_image *img = calloc(1, sizeof *img);
+  if (!img)
+    return cf_fail_null(ENOMEM, "out of memory");
+  pthread_mutex_init(&img->check_lock, NULL);
+  if (!(img->name = strdup(name)) || !(img->fds = malloc(sizeof *img->fds)) ||
+      !(img->keys = calloc(1, sizeof *img->keys))) {
+    cf_fail(ENOMEM, "out of memory");
+    goto err;
+  }
+  if (!(img->h = cf_header_new_empty(size, block_size)))
+    goto err;
+  img->ok = true; /* no layer to check */
+  return img;
+err:
+  cf_image_close(img);
+  return NULL;
+}
+
 struct cf_image *cf_image_open(struct cf_store *s, const char *name)
 {
   struct cf_image *img = calloc(1, sizeof *img);

@@ -64,6 +64,7 @@ struct claim {
 
 struct cf_overlay {
   struct cf_image *img;
+  bool own_img; /* closed by cf_overlay_free (cf_overlay_new), else the caller's (cf_overlay_new_shared) */
   const struct cf_header *h;
   uint32_t bs;
   uint64_t size, nblocks;
@@ -103,15 +104,17 @@ static int open_cache(const char *dir, uint64_t size)
   return fd;
 }
 
-struct cf_overlay *cf_overlay_new(struct cf_image *img, const char *cache_dir)
+static struct cf_overlay *overlay_new(struct cf_image *img, bool own, const char *cache_dir)
 {
   const struct cf_header *h = cf_image_header(img);
   struct cf_overlay *o = calloc(1, sizeof *o);
   if (!o) {
-    cf_image_close(img);
+    if (own)
+      cf_image_close(img);
     return cf_fail_null(ENOMEM, "out of memory");
   }
   o->img = img;
+  o->own_img = own;
   o->h = h;
   o->bs = h->block_size;
   o->size = h->size;
@@ -120,7 +123,8 @@ struct cf_overlay *cf_overlay_new(struct cf_image *img, const char *cache_dir)
   if (!(o->t = cf_tracker_new(o->nblocks, 3)) || (o->cache = open_cache(cache_dir, o->size)) < 0) {
     int e = errno;
     cf_tracker_free(o->t);
-    cf_image_close(img);
+    if (own)
+      cf_image_close(img);
     free(o);
     errno = e;
     return NULL;
@@ -129,6 +133,18 @@ struct cf_overlay *cf_overlay_new(struct cf_image *img, const char *cache_dir)
   pthread_mutex_init(&o->claim_lock, NULL);
   pthread_cond_init(&o->claim_freed, NULL);
   return o;
+}
+
+struct cf_overlay *cf_overlay_new(struct cf_image *img, const char *cache_dir)
+{
+  return overlay_new(img, true, cache_dir);
+}
+
+struct cf_overlay *cf_overlay_new_shared(const struct cf_image *img, const char *cache_dir)
+{
+  /* Only read (cf_image_read and cf_image_check are thread-safe) and never
+   * closed here. */
+  return overlay_new((struct cf_image *)img, false, cache_dir);
 }
 
 void cf_overlay_free(struct cf_overlay *o)
@@ -140,7 +156,8 @@ void cf_overlay_free(struct cf_overlay *o)
   pthread_rwlock_destroy(&o->tlock);
   cf_tracker_free(o->t);
   close(o->cache);
-  cf_image_close(o->img);
+  if (o->own_img)
+    cf_image_close(o->img);
   free(o);
 }
 

@@ -407,7 +407,7 @@ int fs_init(struct sb *sb, const char *root, const int stdio[3])
       return cf_fail(ENOMEM, "tmpfs: %m");
     if (sb->opts && sb->opts->disk) {
       struct cf_extfs *x = cf_extfs_open(sb->opts->disk);
-      if (!x || tmp_set_disk(sb->tmpfs, x) < 0) {
+      if (!x || tmp_set_disk(sb->tmpfs, x, sb->opts->disk) < 0) {
         int e = cf_errno();
         char msg[256];
         snprintf(msg, sizeof msg, "%s", cf_error());
@@ -3517,6 +3517,13 @@ int fs_save(struct sb *sb, struct wbuf *w)
   }
   if (tmp_save_prepare(sb->tmpfs, nodes, (size_t)nn) < 0)
     return -1;
+  if (tmp_has_disk(sb->tmpfs)) { /* the disk as an image of its own, which the tree names (tmp_save) */
+    if (!sb->save_store || !sb->save_disk[0])
+      return cf_fail(ENOTSUP, "a sandbox with a disk is saved into a store (cf_sandbox_save)");
+    if (tmp_disk_commit(sb->tmpfs, sb->save_store, sb->save_disk, &sb->save_disk_bytes) < 0)
+      return -1;
+    sb->save_disk_done = true;
+  }
   if (tmp_save(sb->tmpfs, w, nodes, (size_t)nn) < 0)
     return cf_fail(ENOMEM, "out of memory");
   w_u64(w, (uint64_t)nf);
@@ -3602,7 +3609,14 @@ int fs_load(struct sb *sb, struct rbuf *r, const char *name)
     goto err;
   }
   root_attr(sb); /* an older state's: it holds /tmp only */
-  if (tmp_load(sb->tmpfs, r, &nodes, &nnodes) < 0)
+  int tr = tmp_load(sb, sb->tmpfs, r, &nodes, &nnodes);
+  if (tr == -EIO) { /* its disk */
+    char msg[512];
+    snprintf(msg, sizeof msg, "%s", cf_error());
+    cf_fail(cf_errno() ? cf_errno() : EIO, "template '%s': %s", name, msg);
+    goto err;
+  }
+  if (tr < 0)
     BAD("bad /tmp tree");
   nf = r_u64(r);
   if (r->err || nf > MAX_FILE_TABLE)

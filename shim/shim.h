@@ -441,9 +441,17 @@ struct sb {
    * state (version 7), made by cf_template_fork (procs_make) */
   struct proc_rec *load_procs;
   int nload_procs;
-  /* a save in progress (snapshot.c): this process's image and store */
+  /* a save in progress (snapshot.c): this process's image and store; the
+   * first process's: the image its disk is saved as (fs_save,
+   * tmp_disk_commit), and whether that was done */
   char save_image[300];
   struct cf_store *save_store;
+  char save_disk[300];
+  bool save_disk_done;
+  uint64_t save_disk_bytes;
+  /* where a loaded state's disk image is found when the sandbox has no
+   * template (unit tests; a template's children use its store) */
+  struct cf_store *disk_store;
   /* the first process: the sandbox's socket names and in-flight SCM_RIGHTS
    * files (net.c), NULL until a socket is made */
   struct net *net;
@@ -1091,10 +1099,27 @@ void run_kick_install(void);
 struct tmpfs *tmp_new(uint8_t *mem, uint64_t base, uint64_t size);
 void tmp_destroy(struct tmpfs *fs);
 /* --disk: the upper layer's files (not /tmp's or /dev/shm's) keep their
- * data on disk, an ext4 file system that tmp_destroy closes (tmpfs.c, the
- * `disk` store). At once after tmp_new. */
+ * data on disk, an ext4 file system on ov that tmp_destroy closes (the
+ * caller frees ov after it; tmpfs.c, the `disk` store). At once after
+ * tmp_new. */
 struct cf_extfs;
-int tmp_set_disk(struct tmpfs *fs, struct cf_extfs *disk);
+struct cf_overlay;
+struct cf_store;
+struct cf_image;
+int tmp_set_disk(struct tmpfs *fs, struct cf_extfs *disk, struct cf_overlay *ov);
+bool tmp_has_disk(const struct tmpfs *fs);
+/* A save: the disk flushed (a clean file system) and its overlay
+ * committed as image in s (a child of the image it was made over: only the
+ * blocks written since, zero ones empty), which tmp_save then records;
+ * *stored: the bytes its own layer holds. 0 without a disk. -1 + cf_error. */
+int tmp_disk_commit(struct tmpfs *fs, struct cf_store *s, const char *image, uint64_t *stored);
+/* snapshot.c: the disk of a state being loaded (tmp_load), a new overlay
+ * over image (whose id must be id) with its cache in the store's tmp/: the
+ * image of sb's template, opened once and shared by all its children, or,
+ * for a sandbox with no template (tests), opened from sb->disk_store into
+ * *own (the caller closes it after the overlay). NULL + cf_error naming the
+ * image (missing, damaged: EIO, another one than saved: EINVAL). */
+struct cf_overlay *disk_overlay_load(struct sb *sb, const char *image, const uint8_t id[16], struct cf_image **own);
 /* statfs of the disk in 4 KiB blocks and inodes: false without one. */
 bool tmp_disk_usage(struct tmpfs *fs, uint64_t *blocks, uint64_t *bfree, uint64_t *files, uint64_t *ffree);
 uint64_t tmp_region_base(const struct tmpfs *fs);
@@ -1270,7 +1295,9 @@ void r_str(struct rbuf *r, char *buf, size_t size);
 int tmp_save(struct tmpfs *fs, struct wbuf *w, struct tnode *const *extra, size_t nextra);
 uint64_t tmp_node_id(struct tnode *n); /* after tmp_save: 1.. */
 /* Rebuilds the tree (nodes by id into *nodes, malloc'ed, (*nodes)[id-1]). */
-int tmp_load(struct tmpfs *fs, struct rbuf *r, struct tnode ***nodes, size_t *nnodes);
+/* -EINVAL (a bad tree), -ENOMEM, or -EIO: the disk it names could not be
+ * opened (cf_error says why). */
+int tmp_load(struct sb *sb, struct tmpfs *fs, struct rbuf *r, struct tnode ***nodes, size_t *nnodes);
 void tmp_pages(struct tmpfs *fs, int (*fn)(void *ctx, uint64_t addr), void *ctx);
 
 /* Each subsystem's part of a template's state file. snapshot.c calls them

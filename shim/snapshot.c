@@ -7,6 +7,13 @@
  *                       only the pages the child changed.
  *   images/NAME.mem.PID the memory of another process of a template made
  *                       with several (version 7), one image each.
+ *   images/NAME.disk    a sandbox with a disk (--disk, version 8): the disk
+ *                       (4 KiB blocks, an ext4 file system) as a child of
+ *                       the image its overlay was made over: for a root
+ *                       template an empty one, for a branch its template's
+ *                       disk; so it holds only the blocks written since
+ *                       (zero ones empty). Its children each make an
+ *                       overlay of their own over it (disk_overlay_load).
  *   templates/NAME      the state file: vCPU registers, FS/GS base and XSAVE
  *                       area, and the shim's state (VMAs, brk, fd table, cwd,
  *                       signal state, the /tmp tree). Format below; written to
@@ -47,7 +54,10 @@
  * into the first's file table); a version 1-6 file has one process.
  * Version 8 appends the supplementary groups and each thread's CPU mask and
  * scheduling policy (thread.c task_save_sched); a version 1-7 file loads
- * with the host's groups, every CPU and SCHED_OTHER. Files
+ * with the host's groups, every CPU and SCHED_OTHER. In version 8 too the
+ * tree's nodes may have extended attributes (tmpfs.c NODE_XATTR) and be on
+ * a disk (NODE_DISK: the data's inode, and on the root the disk image's
+ * name and id); a version 1-7 file has neither. Files
  * of type F_DEV (version 2's F_NULL, /dev/null) are reopened by path, and
  * F_VIRT and F_VDIR (/proc, /dev) too: a child's /proc file shows the
  * child.
@@ -84,8 +94,10 @@
 
 #include "cowfork/cowmap.h"
 #include "cowfork/dirty.h"
+#include "cowfork/extfs.h"
 #include "cowfork/image.h"
 #include "cowfork/mem.h"
+#include "cowfork/overlay.h"
 #include "cowfork/store.h"
 #include "cowfork/zero.h"
 #include "internal.h"
@@ -198,6 +210,10 @@ struct cf_template {
   struct pimg { char name[300]; struct cf_image *img; } *pimgs;
   int npimgs;
   bool tree;
+  /* a template with a disk: its image, opened by the first fork and shared
+   * by every child's overlay (disk_overlay_load), under ref_lock */
+  struct cf_image *disk;
+  char disk_name[300];
 };
 
 const struct cf_image *template_image(const struct cf_template *t) { return t->img; }
@@ -226,6 +242,13 @@ const char *cf_template_root(const struct cf_template *t) { return t->root; }
 int cf_template_of_image(const char *image, char *name, size_t len)
 {
   size_t n = strlen(image), d = n;
+  if (n > 5 && strcmp(image + n - 5, ".disk") == 0) { /* NAME.disk */
+    if (n - 5 >= len)
+      return -1;
+    memcpy(name, image, n - 5);
+    name[n - 5] = 0;
+    return 0;
+  }
   while (d > 0 && image[d - 1] >= '0' && image[d - 1] <= '9')
     d--;
   if (d < n && d > 1 && image[d - 1] == '.' && image[d] != '0') /* NAME.mem.PID */
@@ -660,6 +683,13 @@ int cf_sandbox_save(struct cf_sandbox *box, struct cf_store *s, const char *name
   snprintf(image, sizeof image, "%s.mem", name);
   if (cf_store_check_name(image) < 0)
     return -1;
+  /* A disk is committed by fs_save (after its checks) as NAME.disk. */
+  snprintf(sb->save_disk, sizeof sb->save_disk, "%s.disk", name);
+  if (cf_store_check_name(sb->save_disk) < 0)
+    return -1;
+  sb->save_store = s;
+  sb->save_disk_done = false;
+  sb->save_disk_bytes = 0;
   int np = 0;
   struct sb *const *ps = sb->w ? proc_list(sb, &np) : NULL;
   int r = save_image_of(sb, s, image, st);
@@ -687,6 +717,16 @@ int cf_sandbox_save(struct cf_sandbox *box, struct cf_store *s, const char *name
   cf_header_free(h);
   if (r == 0)
     r = write_state(path, &w);
+  if (r < 0 && sb->save_disk_done) { /* no state names it: not left behind */
+    int e = cf_errno() ? cf_errno() : EIO;
+    char msg[512];
+    snprintf(msg, sizeof msg, "%s", cf_error());
+    cf_store_remove(s, sb->save_disk);
+    cf_fail(e, "%s", msg);
+  }
+  st->disk_bytes_stored = sb->save_disk_bytes;
+  sb->save_disk_done = false;
+  sb->save_store = NULL;
   st->state_bytes = w.n + STATE_HDR;
   free(w.p);
   st->save_ms = (now_us() - t0) / 1e3;
@@ -709,6 +749,7 @@ void cf_template_close(struct cf_template *t)
   for (int i = 0; i < t->npimgs; i++)
     cf_image_close(t->pimgs[i].img);
   free(t->pimgs);
+  cf_image_close(t->disk);
   cf_image_close(t->img);
   free(t->payload);
   free(t);
@@ -1020,6 +1061,56 @@ static void child_init(struct sb *sb, struct cf_template *t, const struct cf_san
   sb->tmpl = t;
   sb->base = template_image(t);
   sb->forked = true;
+}
+
+struct cf_overlay *disk_overlay_load(struct sb *sb, const char *image, const uint8_t id[16], struct cf_image **own)
+{
+  struct cf_template *t = sb->tmpl;
+  struct cf_store *s = t ? t->store : sb->disk_store;
+  *own = NULL;
+  if (!s)
+    return cf_fail_null(EINVAL, "the state has a disk (%s) but no store to find it in", image);
+  if (cf_store_check_name(image) < 0)
+    return cf_fail_null(EINVAL, "bad disk image name in the state");
+  struct cf_image *img = NULL;
+  if (t)
+    pthread_mutex_lock(&t->ref_lock);
+  if (t && t->disk && strcmp(t->disk_name, image) == 0) {
+    img = t->disk;
+  } else {
+    struct cf_image *im = cf_image_open(s, image);
+    if (!im) {
+      int e = cf_errno();
+      char msg[512];
+      snprintf(msg, sizeof msg, "%s", cf_error());
+      cf_fail(e == ENOENT ? ENOENT : EIO, "disk image %s: %s", image, msg);
+    } else if (memcmp(cf_image_header(im)->id, id, 16) != 0 || cf_image_header(im)->block_size != CF_EXTFS_BLOCK) {
+      cf_fail(EINVAL, "disk image %s is not the one the state was saved with", image);
+      cf_image_close(im);
+    } else if (cf_image_check(im) < 0) { /* every layer's checksum, once */
+      char msg[512];
+      snprintf(msg, sizeof msg, "%s", cf_error());
+      cf_fail(EIO, "disk image %s: %s", image, msg);
+      cf_image_close(im);
+    } else if (t && !t->disk) {
+      t->disk = img = im;
+      snprintf(t->disk_name, sizeof t->disk_name, "%s", image);
+    } else {
+      *own = img = im; /* no template, or a second disk name (not made by a save) */
+    }
+  }
+  if (t)
+    pthread_mutex_unlock(&t->ref_lock);
+  if (!img)
+    return NULL;
+  char cache[PATH_MAX];
+  snprintf(cache, sizeof cache, "%s/tmp", cf_store_dir(s));
+  struct cf_overlay *ov = cf_overlay_new_shared(img, cache);
+  if (!ov) {
+    cf_image_close(*own);
+    *own = NULL;
+  }
+  return ov;
 }
 
 /* The image of another process of t (version 7), opened once. */

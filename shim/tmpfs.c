@@ -45,6 +45,9 @@
 #include <unistd.h>
 
 #include "cowfork/extfs.h"
+#include "cowfork/image.h"
+#include "cowfork/store.h"
+#include "cowfork/zero.h"
 #include "internal.h"
 #include "shim/shim.h"
 
@@ -62,6 +65,12 @@ struct tmpfs {
   uint32_t disk_work;    /* its work/ directory: one inode per file's data, named disk_next */
   uint32_t disk_next;
   uint64_t xattr_bytes; /* the nodes' extended attributes (tmp_setxattr): bounded by xattr_max() */
+  struct cf_overlay *disk_ov; /* the device under disk: what a save commits (tmp_disk_commit) */
+  bool disk_own;              /* disk_ov is ours to free (a loaded state's), not the caller's (--disk) */
+  struct cf_image *disk_img;  /* a loaded state's disk image when no template keeps it (tests), else NULL */
+  char disk_image[300];       /* the image the disk was last saved as or loaded from ("" if none) */
+  uint8_t disk_id[16];        /* and its id: tmp_save records both */
+  bool closing;               /* tmp_destroy: the disk goes with the tree, its files need no unlink */
 };
 
 /* Where a node's file data lives (DESIGN.md convention 5: a vtable). The
@@ -94,6 +103,7 @@ struct store {
   uint64_t (*max_size)(const struct tmpfs *fs);
 };
 static const struct store mem_store, disk_store;
+#define DISK_MAX_SIZE (1ull << 44) /* the disk store's largest file: ext4's with 4 KiB blocks, 16 TiB */
 
 /* Files are sparse (a hole is a 0 in the page index) up to 8 GiB or the
  * region's size, whichever is larger: CPython's test_io writes at 2 GiB.
@@ -245,10 +255,14 @@ void tmp_destroy(struct tmpfs *fs)
     drop_links(fs->root);
   if (fs->shm)
     drop_links(fs->shm);
+  fs->closing = true;
   tmp_free(fs->root);
   tmp_free(fs->shm);
   if (fs->disk)
-    cf_extfs_close(fs->disk); /* (the caller frees the overlay under it) */
+    cf_extfs_close(fs->disk); /* (--disk: the caller frees the overlay under it) */
+  if (fs->disk_own)
+    cf_overlay_free(fs->disk_ov);
+  cf_image_close(fs->disk_img);
   free(fs->bitmap);
   free(fs);
 }
@@ -1053,12 +1067,43 @@ struct shm_obj *tmp_shared(struct sb *sb, struct tnode *n, uint64_t end, int *er
   return o;
 }
 
+/* A disk file's data back onto the disk (before a save): its non-zero
+ * pages written, the zero ones left holes. */
+static int obj_unshare_disk(struct tnode *n)
+{
+  struct shm_obj *o = n->obj;
+  uint8_t buf[PAGE];
+  for (uint64_t off = 0; off < n->size; off += PAGE) {
+    uint64_t want = n->size - off < PAGE ? n->size - off : PAGE;
+    ssize_t k = pread(o->fd, buf, want, (off_t)off);
+    if (k < 0) {
+      st_of(n)->drop(n);
+      return -EIO;
+    }
+    memset(buf + k, 0, want - (uint64_t)k);
+    if (cf_is_zero(buf, want))
+      continue;
+    long w = st_of(n)->write(n, buf, want, off);
+    if (w != (long)want) {
+      st_of(n)->drop(n);
+      return w < 0 ? (int)w : -ENOSPC;
+    }
+  }
+  n->fs->shm_pages -= o->size / PAGE;
+  n->obj = NULL;
+  o->charge = NULL;
+  shm_unref(o);
+  return 0;
+}
+
 /* n's data back into pages of the region (before a save). */
 static int obj_unshare(struct tnode *n)
 {
   struct tmpfs *fs = n->fs;
   struct shm_obj *o = n->obj;
   uint64_t np = (n->size + PAGE - 1) / PAGE;
+  if (st_of(n) == &disk_store)
+    return obj_unshare_disk(n);
   if (reserve(n, n->size) < 0)
     return -ENOSPC;
   fs->shm_pages -= o->size / PAGE; /* the pages move */
@@ -1098,7 +1143,8 @@ static int prepare_node(struct tnode *n, const char *where)
     return cf_fail(ENOTSUP, "%s%s is mapped MAP_SHARED: a sandbox with a shared mapping cannot be saved (unmap "
                    "it before the pause)", where, n->name);
   if (n->obj && obj_unshare(n) < 0)
-    return cf_fail(ENOSPC, "%s%s: no room in /tmp to save it", where, n->name);
+    return cf_fail(ENOSPC, "%s%s: no room in %s to save it", where, n->name,
+                   st_of(n) == &disk_store ? "the disk" : "/tmp");
   for (int i = 0; i < n->nkids; i++)
     if (prepare_node(n->kids[i], where) < 0)
       return -1;
@@ -1107,8 +1153,6 @@ static int prepare_node(struct tnode *n, const char *where)
 
 int tmp_save_prepare(struct tmpfs *fs, struct tnode *const *extra, size_t nextra)
 {
-  if (fs->disk)
-    return cf_fail(ENOTSUP, "a sandbox with a disk (--disk) cannot be saved yet (issue 15 item 2)");
   if (fs->shm->nkids)
     return cf_fail(ENOTSUP, "/dev/shm/%s: a sandbox with a file in /dev/shm cannot be saved (the state holds "
                    "/tmp only: remove it, or use /tmp, before the pause)", fs->shm->kids[0]->name);
@@ -1337,7 +1381,17 @@ static const struct store mem_store = {
  * named work/<dname> there while the tree keeps the file's names, made at the
  * first write or allocation. Its size there is at most n->size and what lies
  * past it reads as zeros, so a grow needs no I/O. libext2fs takes care of
- * room: ENOSPC when the disk is full. */
+ * room: ENOSPC when the disk is full.
+ *
+ * Saving (state version 8): tmp_disk_commit flushes the file system and
+ * commits its overlay as an image (only the blocks written since the
+ * overlay was made); tmp_save records each disk node's inode and work/
+ * name and, on the root, that image's name and id. A load (tmp_load,
+ * disk_attach) opens the file system on an overlay of its own over that
+ * image, so the children of a template share its disk copy-on-write. The
+ * inodes stay named in work/ until their node goes (an open file whose
+ * last name went included), so a saved disk has no orphan inode; when the
+ * whole tree goes (tmp_destroy) they are left as they are. */
 
 static long disk_err(void) { return errno ? -errno : -EIO; }
 
@@ -1433,6 +1487,10 @@ static void disk_drop(struct tnode *n)
 {
   if (!n->dino)
     return;
+  if (n->fs->closing) { /* the whole disk goes (or stays as saved): no unlink per file */
+    n->dino = 0;
+    return;
+  }
   char name[16];
   snprintf(name, sizeof name, "%u", n->dname);
   cf_extfs_unlink(n->fs->disk, n->fs->disk_work, name, false, NULL);
@@ -1442,7 +1500,7 @@ static void disk_drop(struct tnode *n)
 static uint64_t disk_max(const struct tmpfs *fs)
 {
   (void)fs;
-  return 1ull << 44; /* ext4's with 4 KiB blocks: 16 TiB */
+  return DISK_MAX_SIZE;
 }
 
 static const struct store disk_store = {
@@ -1465,15 +1523,76 @@ bool tmp_disk_usage(struct tmpfs *fs, uint64_t *blocks, uint64_t *bfree, uint64_
   return true;
 }
 
-int tmp_set_disk(struct tmpfs *fs, struct cf_extfs *disk)
+int tmp_set_disk(struct tmpfs *fs, struct cf_extfs *disk, struct cf_overlay *ov)
 {
   if (cf_extfs_create(disk, CF_EXTFS_ROOT, "upper", S_IFDIR | 0755, 0, NULL, 0, 0, &(uint32_t){0}) < 0 ||
       cf_extfs_create(disk, CF_EXTFS_ROOT, "work", S_IFDIR | 0700, 0, NULL, 0, 0, &fs->disk_work) < 0)
     return -1;
   fs->disk = disk;
+  fs->disk_ov = ov;
   fs->root->st = &disk_store;
   for (int i = 0; i < fs->root->nkids; i++) /* /tmp (tmp_new's) stays in memory */
     fs->root->kids[i]->st = &mem_store;
+  fs->shm->st = &mem_store;
+  return 0;
+}
+
+int tmp_disk_commit(struct tmpfs *fs, struct cf_store *s, const char *image, uint64_t *stored)
+{
+  *stored = 0;
+  if (!fs->disk)
+    return 0;
+  if (cf_extfs_flush(fs->disk) < 0 || cf_overlay_save(fs->disk_ov, s, image) < 0)
+    return cf_fail(cf_errno() ? cf_errno() : EIO, "saving the disk as image %s: %s", image, cf_error());
+  struct cf_header *h = cf_store_get_header(s, image);
+  if (!h)
+    return -1;
+  struct cf_image_stats ist;
+  cf_image_stats(h, &ist);
+  *stored = ist.own_bytes;
+  memcpy(fs->disk_id, h->id, 16);
+  snprintf(fs->disk_image, sizeof fs->disk_image, "%s", image);
+  cf_header_free(h);
+  return 0;
+}
+
+bool tmp_has_disk(const struct tmpfs *fs) { return fs->disk != NULL; }
+
+/* A loaded state's disk (tmp_load): an overlay of its own over the saved
+ * image (snapshot.c disk_overlay_load: its template's, shared), the file
+ * system on it, the tree's root on it. -1 + cf_error. */
+static int disk_attach(struct sb *sb, struct tmpfs *fs, const char *image, const uint8_t id[16], uint64_t work,
+                       uint64_t next)
+{
+  struct cf_image *own = NULL;
+  struct cf_overlay *ov = disk_overlay_load(sb, image, id, &own);
+  if (!ov)
+    return -1;
+  struct cf_extfs *x = cf_extfs_open(ov);
+  if (!x) {
+    int e = cf_errno();
+    char msg[256];
+    snprintf(msg, sizeof msg, "%s", cf_error());
+    cf_overlay_free(ov);
+    cf_image_close(own);
+    return cf_fail(e ? e : EIO, "disk image %s: %s", image, msg);
+  }
+  fs->disk = x;
+  fs->disk_ov = ov;
+  fs->disk_own = true;
+  fs->disk_img = own;
+  snprintf(fs->disk_image, sizeof fs->disk_image, "%s", image);
+  memcpy(fs->disk_id, id, 16);
+  struct stat st;
+  uint64_t b, bf, files, ff;
+  cf_extfs_statfs(x, &b, &bf, &files, &ff);
+  if (work < 1 || work > files || next > UINT32_MAX || cf_extfs_stat(x, (uint32_t)work, &st) < 0 ||
+      !S_ISDIR(st.st_mode))
+    return cf_fail(EINVAL, "disk image %s: the state's work directory (inode %llu) is not one", image,
+                   (unsigned long long)work);
+  fs->disk_work = (uint32_t)work;
+  fs->disk_next = (uint32_t)next;
+  fs->root->st = &disk_store;
   fs->shm->st = &mem_store;
   return 0;
 }
@@ -1646,6 +1765,10 @@ uint64_t tmp_node_id(struct tnode *n) { return n->id; }
 #define NODE_SYMLINK (1ull << 25)  /* a symbolic link: its target follows gid */
 #define NODE_SOCK (1ull << 26)     /* a socket file (no data, no listener after a load) */
 #define NODE_XATTR (1ull << 27)    /* extended attributes: their length and bytes follow (a symlink's target) */
+/* The node's store is the disk (state version 8): after its page list, its
+ * data's inode and work/ name (0 0: none yet); the root's then has the
+ * disk: the image it was saved as, its id, work/'s inode, the next name. */
+#define NODE_DISK (1ull << 28)
 
 static void save_node(struct tnode *n, uint64_t parent, struct wbuf *w)
 {
@@ -1655,7 +1778,7 @@ static void save_node(struct tnode *n, uint64_t parent, struct wbuf *w)
   w_u64(w, (uint64_t)n->dir | (uint64_t)n->mode << 1 | NODE_V2 | (n->fifo ? NODE_FIFO : 0) |
              (n == n->fs->root ? NODE_ROOT : 0) | (n->whiteout ? NODE_WHITEOUT : 0) |
              (n->opaque ? NODE_OPAQUE : 0) | (n->link ? NODE_SYMLINK : 0) | (n->sock ? NODE_SOCK : 0) |
-             (n->xalen ? NODE_XATTR : 0));
+             (n->xalen ? NODE_XATTR : 0) | (st_of(n) == &disk_store ? NODE_DISK : 0));
   w_u64(w, n->ino);
   w_u64(w, n->size);
   w_u64(w, (uint64_t)n->mtime.tv_sec);
@@ -1677,6 +1800,16 @@ static void save_node(struct tnode *n, uint64_t parent, struct wbuf *w)
     np = n->npages;
   w_u64(w, np);
   w_bytes(w, n->pages, np * sizeof *n->pages);
+  if (st_of(n) == &disk_store) {
+    w_u64(w, n->dino);
+    w_u64(w, n->dino ? n->dname : 0);
+    if (n == n->fs->root) {
+      w_str(w, n->fs->disk_image);
+      w_bytes(w, n->fs->disk_id, 16);
+      w_u64(w, n->fs->disk_work);
+      w_u64(w, n->fs->disk_next);
+    }
+  }
   for (int i = 0; i < n->nkids; i++)
     save_node(n->kids[i], n->id, w);
 }
@@ -1719,7 +1852,7 @@ void tmp_pages(struct tmpfs *fs, int (*fn)(void *ctx, uint64_t addr), void *ctx)
       fn(ctx, fs->base + i * PAGE);
 }
 
-int tmp_load(struct tmpfs *fs, struct rbuf *r, struct tnode ***nodes_out, size_t *nn)
+int tmp_load(struct sb *sb, struct tmpfs *fs, struct rbuf *r, struct tnode ***nodes_out, size_t *nn)
 {
   uint64_t total = r_u64(r);
   if (r->err || total == 0 || total > (1u << 20))
@@ -1771,8 +1904,10 @@ int tmp_load(struct tmpfs *fs, struct rbuf *r, struct tnode ***nodes_out, size_t
       tmp_drop(tmpdir);
       tmpdir = NULL;
     }
+    uint64_t size_max = (dm & NODE_DISK) ? DISK_MAX_SIZE : fs->npages * PAGE;
     if (r->err || parent > i || (i == 0 && (parent || !(dm & 1))) || !name[0] ||
-        strchr(name, '/') || np > fs->npages || size > fs->npages * PAGE || np > (size + PAGE - 1) / PAGE ||
+        strchr(name, '/') || np > fs->npages || size > size_max || np > (size + PAGE - 1) / PAGE ||
+        ((dm & NODE_DISK) && (np || (i == 0 ? !whole : !fs->disk))) ||
         ((dm & (NODE_FIFO | NODE_SOCK)) && (i == 0 || (dm & 1) || size || np)) || ((dm & NODE_FIFO) && (dm & NODE_SOCK)) ||
         (i == 0 && !whole && !tmpdir) ||
         (i > 0 && (dm & NODE_ROOT)) || ((dm & (NODE_WHITEOUT | NODE_SYMLINK)) && (i == 0 || (dm & 1) || np)) ||
@@ -1842,6 +1977,31 @@ int tmp_load(struct tmpfs *fs, struct rbuf *r, struct tnode ***nodes_out, size_t
         fs->used++;
       }
     }
+    if (dm & NODE_DISK) {
+      uint64_t dino = r_u64(r), dname = r_u64(r);
+      if (i == 0) { /* the disk itself */
+        char image[300];
+        uint8_t id[16];
+        r_str(r, image, sizeof image);
+        r_bytes(r, id, 16);
+        uint64_t work = r_u64(r), next = r_u64(r);
+        if (r->err || dino || dname)
+          goto bad;
+        if (disk_attach(sb, fs, image, id, work, next) < 0) {
+          ret = -EIO; /* cf_error says why */
+          goto bad;
+        }
+      } else {
+        uint64_t b, bf, files, ff;
+        cf_extfs_statfs(fs->disk, &b, &bf, &files, &ff);
+        if (r->err || (dino && (n->dir || n->link || n->fifo || n->sock || n->whiteout || dino > files ||
+                                 !dname || dname > fs->disk_next)) ||
+            (!dino && dname))
+          goto bad;
+        n->dino = (uint32_t)dino;
+        n->dname = (uint32_t)dname;
+      }
+    }
     if (i > 0 && parent) {
       struct tnode *p = nodes[parent - 1];
       struct timespec pmt = p->mtime, pct = p->ctime; /* the saved ones: add_kid would stamp them now */
@@ -1850,6 +2010,8 @@ int tmp_load(struct tmpfs *fs, struct rbuf *r, struct tnode ***nodes_out, size_t
       p->mtime = pmt;
       p->ctime = pct;
     }
+    if (i > 0 && fs->disk) /* its own (add_kid gave it its directory's: a file moved keeps its store) */
+      n->st = (dm & NODE_DISK) ? &disk_store : &mem_store;
   }
   *nodes_out = nodes;
   *nn = total;

@@ -44,6 +44,36 @@ api POST /v1/templates '{"name":"t3","program":"/bin/busybox","mem":"3M"}' >/dev
 api POST /v1/templates '{"name":"t3","program":"/bin/busybox","args":[1]}' >/dev/null; expect 400 "args not strings"
 api POST /v1/templates '{"name":"t3","program":"/bin/busybox","mem":"1T"}' >/dev/null; expect 400 "mem over the limit"
 
+# A template with a disk ("disk": issue 15 item 2): the files it writes
+# outside /tmp on an ext4 disk, saved as dk.disk; each sandbox writes to an
+# overlay of its own; a pause and a branch store the disk's changed blocks.
+api POST /v1/templates '{"name":"t3","program":"/bin/busybox","disk":"1M"}' >/dev/null; expect 400 "disk too small"
+api POST /v1/templates '{"name":"t3","program":"/bin/busybox","disk":"1P"}' >/dev/null; expect 400 "disk over the limit"
+api POST /v1/templates '{"name":"dk","program":"/bin/busybox","args":["sh","-c","echo on-disk >/root/cowfork-dk && exec /bin/busybox sh"],"mem":"32M","disk":"64M"}' > "$TMP/t"
+expect 201 "POST /v1/templates with a disk"
+[ "$(jget "$(cat "$TMP/t")" '0 < j["disk_bytes_stored"] < 1 << 20')" = True ] || fail "template with a disk: $(cat "$TMP/t")"
+api POST /v1/sandboxes '{"template":"dk","count":2}' > "$TMP/c"; expect 201 "two sandboxes of dk"
+DA=$(jget "$(cat "$TMP/c")" 'j["ids"][0]'); DB=$(jget "$(cat "$TMP/c")" 'j["ids"][1]')
+api POST /v1/sandboxes/$DA/exec '{"input":"cat /root/cowfork-dk; echo a >/root/cowfork-dk-a\n"}' > "$TMP/e"
+[ "$(jget "$(cat "$TMP/e")" 'j["output"]')" = "on-disk" ] || fail "the template's file in a sandbox: $(cat "$TMP/e")"
+api POST /v1/sandboxes/$DB/exec '{"input":"ls /root | grep cowfork-dk\n"}' > "$TMP/e"
+[ "$(jget "$(cat "$TMP/e")" 'j["output"]')" = "cowfork-dk" ] || fail "the other sandbox sees the first one's file: $(cat "$TMP/e")"
+api POST /v1/sandboxes/$DA/pause >/dev/null; expect 200 "pause a sandbox with a disk"
+api POST /v1/sandboxes/$DA/resume >/dev/null; expect 200 "resume it"
+api POST /v1/sandboxes/$DA/exec '{"input":"cat /root/cowfork-dk-a\n"}' > "$TMP/e"
+[ "$(jget "$(cat "$TMP/e")" 'j["output"]')" = "a" ] || fail "a file on the disk across pause and resume: $(cat "$TMP/e")"
+api POST /v1/sandboxes/$DA/branch '{"template":"dk-a"}' > "$TMP/b"; expect 201 "branch a sandbox with a disk"
+[ "$(jget "$(cat "$TMP/b")" '0 < j["disk_bytes_stored"] < 1 << 20')" = True ] || fail "branch with a disk: $(cat "$TMP/b")"
+api POST /v1/sandboxes '{"template":"dk-a"}' > "$TMP/c"; DC=$(jget "$(cat "$TMP/c")" 'j["ids"][0]')
+api POST /v1/sandboxes/$DC/exec '{"input":"cat /root/cowfork-dk /root/cowfork-dk-a\n"}' > "$TMP/e"
+[ "$(jget "$(cat "$TMP/e")" 'j["output"]')" = "on-disk
+a" ] || fail "a sandbox of the branch: $(cat "$TMP/e")"
+for x in $DA $DB $DC; do api DELETE /v1/sandboxes/$x >/dev/null; expect 200 "delete sandbox $x"; done
+api DELETE /v1/templates/dk-a >/dev/null; expect 200 "delete the branch dk-a"
+api DELETE /v1/templates/dk >/dev/null; expect 200 "delete dk"
+! ls "$COWFORK_STORE/images" | grep -q 'dk.*\.disk' || fail "disk images left: $(ls "$COWFORK_STORE/images")"
+echo "ok   a template with a disk: its sandboxes see its files and not each other's, pause/resume and a branch keep theirs"
+
 # Malformed bodies.
 api POST /v1/sandboxes '{"template":' >/dev/null; expect 400 "truncated JSON"
 api POST /v1/sandboxes '[1,2]' >/dev/null; expect 400 "JSON not an object"

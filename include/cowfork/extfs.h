@@ -41,6 +41,14 @@ struct cf_extfs;
  * metadata_csum; no journal (see lib/extfs.c). */
 int cf_extfs_mkfs(struct cf_overlay *ov, const char *label);
 
+/* A new disk of size bytes (a multiple of 1 MiB, at least 16 MiB) holding
+ * an empty file system: an overlay (its cache file in cache_dir, as
+ * cf_overlay_new) over an empty image in no store, so it needs no name and
+ * vanishes with cf_overlay_free unless a save commits it (cf_overlay_save:
+ * the blocks written). `--disk SIZE` of cowfork run and template create,
+ * the daemon's "disk". */
+struct cf_overlay *cf_extfs_new_disk(uint64_t size, const char *cache_dir);
+
 /* Open the file system on ov (which the caller keeps and frees after
  * cf_extfs_close). */
 struct cf_extfs *cf_extfs_open(struct cf_overlay *ov);

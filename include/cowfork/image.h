@@ -18,6 +18,10 @@ typedef void (*cf_progress_fn)(void *ctx, uint64_t done, uint64_t total);
  * exist and hold at least the blocks the header says). */
 struct cf_image *cf_image_open(struct cf_store *s, const char *name);
 void cf_image_close(struct cf_image *img);
+/* An image of size bytes that reads as zeros, with no layer and in no
+ * store (named name in messages): what an overlay over it makes is a new,
+ * empty disk (cf_extfs_new_disk). NULL + cf_error on bad geometry. */
+struct cf_image *cf_image_new_empty(uint64_t size, uint32_t block_size, const char *name);
 const struct cf_header *cf_image_header(const struct cf_image *img);
 /* fd of layer index i (read-only). */
 int cf_image_layer_fd(const struct cf_image *img, uint32_t i);

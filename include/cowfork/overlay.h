@@ -24,6 +24,10 @@ enum { CF_BLOCK_UNTOUCHED = 0, CF_BLOCK_DIRTY = 1, CF_BLOCK_ZERO = 2 };
  * or at once if this fails.
  * The cache file goes in cache_dir (NULL: /dev/shm, else /tmp). */
 struct cf_overlay *cf_overlay_new(struct cf_image *img, const char *cache_dir);
+/* The same over img, which stays the caller's: open and unchanged until
+ * every overlay over it is freed. Any number of overlays may share one
+ * image (the children of a template with a disk: shim/snapshot.c). */
+struct cf_overlay *cf_overlay_new_shared(const struct cf_image *img, const char *cache_dir);
 void cf_overlay_free(struct cf_overlay *o);
 
 uint64_t cf_overlay_size(const struct cf_overlay *o);

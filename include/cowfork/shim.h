@@ -88,8 +88,10 @@ struct cf_sandbox_opts {
   /* --disk: a block device holding an empty ext4 file system
    * (cf_extfs_mkfs) on which the upper layer's files other than /tmp's and
    * /dev/shm's keep their data (files larger than guest memory fit), or
-   * NULL. The caller frees it after the sandbox. cf_template_fork: ignored
-   * (a sandbox with a disk cannot be saved yet). */
+   * NULL. The caller frees it after the sandbox. A save stores it as the
+   * image NAME.disk (cf_sandbox_save). cf_template_fork: ignored (a child
+   * of a template with a disk gets an overlay of its own over the
+   * template's disk image, its cache file in the store's tmp/). */
   struct cf_overlay *disk;
 };
 #define CF_SANDBOX_DEFAULT_CPUS 2
@@ -246,6 +248,7 @@ struct cf_save_stats {
   uint64_t pages_stored;    /* pages written into the new layer */
   uint64_t pages_zeroed;    /* branch: pages that became empty */
   uint64_t state_bytes;     /* size of the state file */
+  uint64_t disk_bytes_stored; /* a sandbox with a disk: the bytes its image NAME.disk stores itself */
   double save_ms;
 };
 /* Save a paused sandbox as template name: a sandbox started with
@@ -256,10 +259,10 @@ int cf_sandbox_save(struct cf_sandbox *sb, struct cf_store *s, const char *name,
 
 struct cf_template;
 /* The template an image belongs to: NAME for NAME.mem (its first
- * process's memory) and NAME.mem.PID (another process's): 0 and name, or
- * -1 for any other image name. */
+ * process's memory), NAME.mem.PID (another process's) and NAME.disk (its
+ * disk): 0 and name, or -1 for any other image name. */
 int cf_template_of_image(const char *image, char *name, size_t len);
-/* Remove template name's images (NAME.mem, NAME.mem.PID) and their
+/* Remove template name's images (NAME.mem, NAME.mem.PID, NAME.disk) and their
  * working-set files (the state file is the caller's): how many were
  * removed, or -1 + cf_error at the first that cannot be (one already gone
  * is no error). */

@@ -122,12 +122,15 @@ class Client:
         """GET /v1/metrics: Prometheus text."""
         return self.request("GET", "/v1/metrics", raw=True)
 
-    def create_template(self, name, program, args=(), mem="64M", ready=None, root=None, env=None, timeout=None):
+    def create_template(self, name, program, args=(), mem="64M", ready=None, root=None, env=None, timeout=None,
+                        disk=None):
         """POST /v1/templates: run ``program`` with ``args`` in a new sandbox until
         its ready point (``ready``: "stdin", the default: its first read of
-        stdin; or a marker string it writes) and save it as template ``name``."""
+        stdin; or a marker string it writes) and save it as template ``name``.
+        ``disk`` ("256M" or bytes): the files it writes outside /tmp on a disk
+        of that size, saved with the template (docs/sandbox.md)."""
         body = {"name": name, "program": program, "args": list(args), "mem": mem}
-        for k, v in (("ready", ready), ("root", root), ("env", env), ("timeout", timeout)):
+        for k, v in (("ready", ready), ("root", root), ("env", env), ("timeout", timeout), ("disk", disk)):
             if v is not None:
                 body[k] = v
         return Template(self, self.request("POST", "/v1/templates", body))

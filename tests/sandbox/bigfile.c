@@ -3,7 +3,9 @@
  * PATH in 1 MiB writes, reads it back and checks every byte, then a sparse
  * tail (a hole past the end), SEEK_DATA/SEEK_HOLE, a truncation and an
  * fallocate; prints a summary natively and in the sandbox alike.
- * Usage: bigfile PATH MIB */
+ * Usage: bigfile PATH MIB
+ * bigfile PATH MIB write: only the pattern, kept (a template's file);
+ * bigfile PATH MIB check: reads it back, prints how many MiB differ. */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
@@ -30,13 +32,28 @@ static void die(const char *what)
 
 int main(int argc, char **argv)
 {
-  if (argc != 3)
+  if (argc != 3 && argc != 4)
     return 2;
-  const char *path = argv[1];
+  const char *path = argv[1], *mode = argc == 4 ? argv[3] : "all";
   uint64_t n = strtoull(argv[2], NULL, 10);
   uint64_t *buf = malloc(CHUNK), *got = malloc(CHUNK);
   if (!buf || !got)
     die("malloc");
+  if (strcmp(mode, "check") == 0) {
+    int fd = open(path, O_RDONLY);
+    if (fd < 0)
+      die("open");
+    uint64_t bad = 0;
+    for (uint64_t i = 0; i < n; i++) {
+      fill(buf, i * CHUNK);
+      if (read(fd, got, CHUNK) != CHUNK)
+        die("read");
+      bad += memcmp(buf, got, CHUNK) != 0;
+    }
+    printf("%s: %llu of %llu MiB differ, then %zd bytes\n", path, (unsigned long long)bad, (unsigned long long)n,
+           read(fd, got, CHUNK));
+    return 0;
+  }
   int fd = open(path, O_CREAT | O_TRUNC | O_WRONLY, 0644);
   if (fd < 0)
     die("open");
@@ -50,6 +67,8 @@ int main(int argc, char **argv)
   }
   if (fsync(fd) < 0 || close(fd) < 0)
     die("fsync/close");
+  if (strcmp(mode, "write") == 0)
+    return 0;
   struct stat st;
   if (stat(path, &st) < 0)
     die("stat");

@@ -282,6 +282,57 @@ int main(void)
   is(fsck("disk3"), 0, "e2fsck -fn of disk3 is clean");
   ok(cf_extfs_close(fs) == 0, "close");
   cf_overlay_free(ov);
+
+  /* A damaged disk: open fails with a message, never a crash (a sandbox's
+   * disk image is checked by its layers' checksums first; this is what is
+   * left to libext2fs). */
+  struct {
+    const char *what;
+    uint64_t off, len;
+    int fill; /* -1: a byte flipped at off; else memset */
+  } bad[] = {{"no file system (zeros)", 0, 1 << 20, 0},
+             {"a superblock byte flipped", 1024 + 0x30, 1, -1},
+             {"the group descriptors overwritten", 4096, 4096, 0xa5},
+             {"the first MiB random", 0, 1 << 20, 'r'}};
+  for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+    ov = overlay("disk3");
+    if (bad[i].fill == -1) {
+      uint8_t x = 0;
+      cf_overlay_pread(ov, &x, 1, bad[i].off);
+      x ^= 0xff;
+      cf_overlay_pwrite(ov, &x, 1, bad[i].off, 0);
+    } else {
+      for (uint64_t j = 0; j < bad[i].len; j++)
+        mb[j] = (char)(bad[i].fill == 'r' ? (uint8_t)(j * 2654435761u >> 13) : (uint8_t)bad[i].fill);
+      cf_overlay_pwrite(ov, mb, bad[i].len, bad[i].off, 0);
+    }
+    errno = 0;
+    fs = cf_extfs_open(ov);
+    ok(!fs && cf_error()[0], "%s: open fails: %s", bad[i].what, cf_error());
+    cf_extfs_close(fs);
+    cf_overlay_free(ov);
+  }
+
+  /* cf_extfs_new_disk: a disk in no store (cowfork run --disk, the daemon) */
+  errno = 0;
+  ok(!cf_extfs_new_disk(15u << 20, dir) && errno == EINVAL, "a 15 MiB disk is refused: %s", cf_error());
+  ok(!cf_extfs_new_disk((16u << 20) + 4096, dir) && errno == EINVAL, "so is one not a multiple of 1 MiB");
+  ov = cf_extfs_new_disk(32u << 20, dir);
+  fs = ov ? cf_extfs_open(ov) : NULL;
+  uint32_t nf;
+  ok(fs && cf_extfs_create(fs, CF_EXTFS_ROOT, "n", S_IFREG | 0644, 0, NULL, 0, 0, &nf) == 0 &&
+         cf_extfs_write(fs, nf, "new", 3, 0) == 3,
+     "a new 32 MiB disk holds a file system: %s", cf_error());
+  ok(fs && cf_extfs_close(fs) == 0 && cf_overlay_save(ov, store, "newdisk") == 0, "saved into a store");
+  cf_overlay_free(ov);
+  is(fsck("newdisk"), 0, "e2fsck -fn of it is clean");
+  struct cf_header *nh = cf_store_get_header(store, "newdisk");
+  struct cf_image_stats nis = {0};
+  if (nh)
+    cf_image_stats(nh, &nis);
+  ok(nh && nis.own_bytes < (1u << 20), "it stores %llu bytes (metadata and the file)",
+     (unsigned long long)nis.own_bytes);
+  cf_header_free(nh);
   free(buf);
   free(back);
   free(mb);

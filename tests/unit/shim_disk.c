@@ -6,9 +6,16 @@
  * SEEK_DATA/SEEK_HOLE, fallocate; an open file unlinked keeps its data and
  * gives its blocks back at close; a /tmp file renamed under /root keeps
  * its bytes; MAP_SHARED's copy into a memory object (tmp_shared); statfs
- * reports the disk; a save is refused by name. Then the disk, saved as an
- * image and exported, passes e2fsck -fn. Before step 2 there was no disk
- * (the 32 MiB file was ENOSPC at 16 MiB). */
+ * reports the disk. Then (step 3) a save: fs_save commits the disk as the
+ * image t.disk holding only the blocks written (e2fsck -fn accepts it); two
+ * sandboxes loaded from the state each see the template's files (disk,
+ * /tmp, the one that was mapped shared, an open deleted one) through an
+ * overlay of their own, write their own and see none of the other's; a
+ * branch of one stores only its blocks as a child image of t.disk, and a
+ * sandbox loaded from it sees them; a damaged, cut or missing t.disk fails
+ * the load naming it. Last, the run's disk saved and exported passes
+ * e2fsck -fn. Before step 2 there was no disk (the 32 MiB file was ENOSPC
+ * at 16 MiB); before step 3 the save was refused (ENOTSUP). */
 #include <errno.h>
 #include <fcntl.h>
 #include <sys/stat.h>
@@ -19,6 +26,7 @@
 #include "cowfork/extfs.h"
 #include "cowfork/header.h"
 #include "cowfork/image.h"
+#include "cowfork/store.h"
 #include "shim_util.h"
 #include "tap.h"
 
@@ -44,6 +52,95 @@ static uint64_t gbfree(const char *path)
     return 0;
   memcpy(&s, hp(b), sizeof s);
   return s.f_bfree;
+}
+
+/* A new sandbox loaded from what fs_save wrote into w, its disk image from
+ * store, its /tmp pages those of sb's memory (as a fork maps them). */
+static struct sb *disk_reload(const struct wbuf *w, struct cf_store *store, int *rc)
+{
+  static struct cf_sandbox_opts o2;
+  o2 = opts;
+  o2.disk = NULL;
+  struct sb *n = shim_sb_new(&o2, SHIM_MEM, PROT_READ | PROT_WRITE);
+  n->mmap_top = MMAP_TOP(SHIM_MEM);
+  n->uid = sb->uid;
+  n->gid = sb->gid;
+  n->disk_store = store;
+  memcpy(n->mem + TMP_BASE(SHIM_MEM), sb->mem + TMP_BASE(SHIM_MEM), TMP_SIZE(SHIM_MEM));
+  struct rbuf r = {w->p, w->n, 0, false};
+  *rc = fs_load(n, &r, "t");
+  if (*rc == 0)
+    n->rootfd = open("/", O_PATH | O_DIRECTORY | O_CLOEXEC);
+  if (mm_vmas_reserve(n, 1) < 0 || mm_map_anon(n, SHIM_SCRATCH, SHIM_SCRATCH_LEN, PROT_READ | PROT_WRITE) < 0)
+    abort();
+  return n;
+}
+
+static const char *gread(const char *path)
+{
+  static char out[256];
+  out[0] = 0;
+  long fd = S3(SYS_open, gs(path), O_RDONLY, 0);
+  if (fd < 0)
+    return "(open failed)";
+  uint64_t b = galloc(NULL, sizeof out);
+  long n = S3(SYS_read, fd, b, sizeof out - 1);
+  S1(SYS_close, fd);
+  if (n < 0)
+    return "(read failed)";
+  memcpy(out, hp(b), (size_t)n);
+  out[n] = 0;
+  return out;
+}
+
+static long gstat_(const char *path, struct stat *st)
+{
+  uint64_t g = galloc(NULL, sizeof *st);
+  long r = S2(SYS_stat, gs(path), g);
+  memcpy(st, hp(g), sizeof *st);
+  return r;
+}
+
+/* /root/keep: pat() over 3 MiB + 100, with "AAAA" at 1 MiB when changed. */
+static bool check_keep(const char *path, int changed)
+{
+  enum { MB = 1 << 20 };
+  long fd = S3(SYS_open, gs(path), O_RDONLY, 0);
+  uint64_t b = galloc(NULL, MB);
+  uint8_t *B = hp(b);
+  bool good = fd >= 0;
+  uint64_t off = 0;
+  for (long k; good && (k = S4(SYS_pread64, fd, b, MB, off)) > 0; off += (uint64_t)k)
+    for (long j = 0; j < k && good; j++) {
+      uint64_t o = off + (uint64_t)j;
+      good = B[j] == (changed && o >= MB && o < MB + 4 ? 'A' : pat(o));
+    }
+  S1(SYS_close, fd);
+  bump -= MB; /* (the scratch is small) */
+  return good && off == 3 * MB + 100;
+}
+
+/* image exported from store to a raw file, then e2fsck -fn of it. */
+static bool check_fsck(struct cf_store *store, const char *image)
+{
+  char raw[400], cmd[1000];
+  snprintf(raw, sizeof raw, "%s/%s.raw", dir, image);
+  struct cf_image *ai = cf_image_open(store, image);
+  int rfd = open(raw, O_RDWR | O_CREAT | O_TRUNC, 0600);
+  bool good = ai && rfd >= 0 && cf_image_export(ai, rfd, NULL, NULL) == 0;
+  if (rfd >= 0)
+    close(rfd);
+  cf_image_close(ai);
+  snprintf(cmd, sizeof cmd, "e2fsck -fn %s >%s/fsck.out 2>&1", raw, dir);
+  int st = good ? system(cmd) : -1;
+  unlink(raw);
+  if (!(WIFEXITED(st) && WEXITSTATUS(st) == 0)) {
+    snprintf(cmd, sizeof cmd, "cat %s/fsck.out >&2", dir);
+    if (system(cmd) != 0)
+      diag("no fsck output");
+    return false;
+  }
+  return true;
 }
 
 int main(void)
@@ -153,23 +250,136 @@ int main(void)
   }
   S1(SYS_close, fd);
 
-  errno = 0;
-  ok(tmp_save_prepare(sb->tmpfs, NULL, 0) < 0 && cf_errno() == ENOTSUP, "a save is refused: %s", cf_error());
+  /* ---- save and load (issue 15 item 2, step 3) ---- */
+  enum { KEEP = 3 * MB + 100 };
+  fd = S3(SYS_open, gs("/root/keep"), O_RDWR | O_CREAT | O_TRUNC, 0644);
+  bad = 0;
+  for (uint64_t off = 0; off < KEEP; off += MB) {
+    uint64_t k = KEEP - off < MB ? KEEP - off : MB;
+    for (uint64_t j = 0; j < k; j++)
+      B[j] = pat(off + j);
+    bad += S3(SYS_write, fd, b, k) != (long)k;
+  }
+  ok(!bad && gfsize(fd) == KEEP, "/root/keep: 3 MiB + 100 on the disk");
+  S1(SYS_close, fd);
+  tf = S3(SYS_open, gs("/tmp/t"), O_RDWR | O_CREAT | O_TRUNC, 0644);
+  is(S3(SYS_write, tf, gs("tmp"), 3), 3, "/tmp/t in memory");
+  S1(SYS_close, tf);
+  long gone = S3(SYS_open, gs("/root/gone"), O_RDWR | O_CREAT | O_TRUNC, 0644);
+  is(S3(SYS_write, gone, gs("deleted but open"), 16), 16, "/root/gone, open");
+  is(S1(SYS_unlink, gs("/root/gone")), 0, "and unlinked");
+
+  struct wbuf w = {0};
+  sb->save_store = store;
+  snprintf(sb->save_disk, sizeof sb->save_disk, "t.disk");
+  ok(fs_save(sb, &w) == 0, "fs_save of a sandbox with a disk: %s", cf_error());
+  ok(sb->save_disk_done, "its disk committed as t.disk (%llu bytes stored)", (unsigned long long)sb->save_disk_bytes);
+  ok(sb->save_disk_bytes >= KEEP && sb->save_disk_bytes < 8 * MB,
+     "only the written blocks: %llu bytes stored of a 256 MiB disk", (unsigned long long)sb->save_disk_bytes);
+  ok(check_fsck(store, "t.disk"), "t.disk exported passes e2fsck -fn");
+
+  /* Two children of the state, each an overlay of its own over t.disk. */
+  int rc;
+  struct sb *parent = sb, *ka = disk_reload(&w, store, &rc);
+  is(rc, 0, "child A loads: %s", rc ? cf_error() : "");
+  struct sb *kb = disk_reload(&w, store, &rc);
+  is(rc, 0, "child B loads: %s", rc ? cf_error() : "");
+  sb = ka;
+  B = hp(b);
+  ok(strcmp(gread("/root/m"), "ON memory") == 0, "A: /root/m (got '%s')", gread("/root/m"));
+  ok(strcmp(gread("/tmp/t"), "tmp") == 0, "A: /tmp/t from guest memory (got '%s')", gread("/tmp/t"));
+  ok(check_keep("/root/keep", 0), "A: /root/keep's 3 MiB byte for byte");
+  fd = S3(SYS_open, gs("/root/shared"), O_RDONLY, 0);
+  ok(S4(SYS_pread64, fd, b, 3 * 4096, 0) == 3 * 4096 && B[5000] == pat(5000) && B[6000] == 0xee,
+     "A: the file that was mapped MAP_SHARED, its store kept");
+  S1(SYS_close, fd);
+  fd = ka->nfds > gone ? gone : -1;
+  ok(fd >= 0 && S4(SYS_pread64, fd, b, 64, 0) == 16 && memcmp(B, "deleted but open", 16) == 0,
+     "A: the open deleted file reads");
+  fd = S3(SYS_open, gs("/root/a"), O_RDWR | O_CREAT | O_TRUNC, 0644);
+  is(S3(SYS_write, fd, gs("child A"), 7), 7, "A writes /root/a");
+  S1(SYS_close, fd);
+  fd = S3(SYS_open, gs("/root/keep"), O_RDWR, 0);
+  is(S4(SYS_pwrite64, fd, gs("AAAA"), 4, MB), 4, "A changes /root/keep at 1 MiB");
+  S1(SYS_close, fd);
+  sb = kb;
+  B = hp(b);
+  struct stat gst;
+  is(gstat_("/root/a", &gst), -ENOENT, "B does not see A's /root/a");
+  ok(check_keep("/root/keep", 0), "B: /root/keep as the template left it");
+  fd = S3(SYS_open, gs("/root/b"), O_RDWR | O_CREAT | O_TRUNC, 0644);
+  is(S3(SYS_write, fd, gs("child B"), 7), 7, "B writes /root/b");
+  S1(SYS_close, fd);
+  sb = ka;
+  B = hp(b);
+  is(gstat_("/root/b", &gst), -ENOENT, "A does not see B's /root/b");
+
+  /* A branch of A: only what A wrote, as a child image of t.disk. */
+  struct wbuf w2 = {0};
+  ka->save_store = store;
+  snprintf(ka->save_disk, sizeof ka->save_disk, "a.disk");
+  ok(fs_save(ka, &w2) == 0, "fs_save of child A (a branch): %s", cf_error());
+  ok(ka->save_disk_bytes > 0 && ka->save_disk_bytes <= 64 * 4096,
+     "a.disk stores only A's blocks: %llu bytes", (unsigned long long)ka->save_disk_bytes);
+  struct cf_header *ah = cf_store_get_header(store, "a.disk"), *th = cf_store_get_header(store, "t.disk");
+  ok(ah && th && memcmp(ah->parent, th->id, 16) == 0, "a.disk is a child of t.disk");
+  cf_header_free(ah);
+  cf_header_free(th);
+  ok(check_fsck(store, "a.disk"), "a.disk exported passes e2fsck -fn");
+  struct sb *kc = disk_reload(&w2, store, &rc);
+  is(rc, 0, "a child of the branch loads: %s", rc ? cf_error() : "");
+  sb = kc;
+  B = hp(b);
+  ok(strcmp(gread("/root/a"), "child A") == 0, "it sees A's /root/a (got '%s')", gread("/root/a"));
+  ok(check_keep("/root/keep", 1), "and A's change to /root/keep, the rest as the template's");
+  is(gstat_("/root/b", &gst), -ENOENT, "not B's /root/b");
+  struct sb *kids[] = {ka, kb, kc};
+  for (int i = 0; i < 3; i++) {
+    fs_fini(kids[i]);
+    shim_sb_free(kids[i]);
+  }
+  sb = parent;
+  B = hp(b);
+
+  /* A damaged or missing disk image: a clear error, no crash. */
+  struct cf_header *dh = cf_store_get_header(store, "t.disk");
+  char lp[PATH_MAX];
+  ok(dh && dh->nlayers >= 1 && cf_store_layer_path(store, dh->layers[dh->nlayers - 1].id, lp, sizeof lp) == 0,
+     "t.disk's layer");
+  cf_header_free(dh);
+  int lfd = (chmod(lp, 0600), open(lp, O_RDWR));
+  uint8_t byte = 0;
+  ok(lfd >= 0 && pread(lfd, &byte, 1, 4096) == 1 && (byte ^= 0x5a, pwrite(lfd, &byte, 1, 4096)) == 1,
+     "a byte of it flipped");
+  if (lfd >= 0)
+    close(lfd);
+  struct cf_store *fresh = cf_store_open(sd); /* (another handle: its layer checks are its own) */
+  struct sb *kd = disk_reload(&w, fresh, &rc);
+  ok(rc < 0 && cf_errno() == EIO && strstr(cf_error(), "t.disk") && strstr(cf_error(), "corrupted"),
+     "loading it fails naming the image: %s", cf_error());
+  fs_fini(kd);
+  shim_sb_free(kd);
+  ok(truncate(lp, 4096) == 0, "the layer cut short");
+  kd = disk_reload(&w, fresh, &rc);
+  ok(rc < 0 && strstr(cf_error(), "t.disk"), "loading it fails naming the image: %s", cf_error());
+  fs_fini(kd);
+  shim_sb_free(kd);
+  ok(cf_store_remove(fresh, "a.disk") == 0 && cf_store_remove(fresh, "t.disk") == 0, "t.disk removed");
+  kd = disk_reload(&w, fresh, &rc);
+  ok(rc < 0 && cf_errno() == ENOENT && strstr(cf_error(), "t.disk"), "loading without it: %s", cf_error());
+  fs_fini(kd);
+  shim_sb_free(kd);
+  cf_store_close(fresh);
+  free(w.p);
+  free(w2.p);
+  S1(SYS_close, gone);
 
   shim_teardown(); /* closes the file system: flushed */
-  ok(cf_overlay_save(ov, store, "after") == 0, "the disk saved as an image");
-  char raw[400], cmd[1000];
-  snprintf(raw, sizeof raw, "%s/after.raw", dir);
-  struct cf_image *ai = cf_image_open(store, "after");
-  int rfd = open(raw, O_RDWR | O_CREAT | O_TRUNC, 0600);
-  ok(ai && rfd >= 0 && cf_image_export(ai, rfd, NULL, NULL) == 0, "exported");
-  close(rfd);
-  cf_image_close(ai);
-  snprintf(cmd, sizeof cmd, "e2fsck -fn %s >%s/fsck.out 2>&1", raw, dir);
-  int st = system(cmd);
-  ok(WIFEXITED(st) && WEXITSTATUS(st) == 0, "e2fsck -fn accepts it (status %d)", WIFEXITED(st) ? WEXITSTATUS(st) : -1);
+  ok(cf_overlay_save(ov, store, "after") == 0, "the disk saved as an image after the run");
+  ok(check_fsck(store, "after"), "e2fsck -fn accepts it");
   cf_overlay_free(ov);
   cf_store_close(store);
+  char cmd[400];
   snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
   if (system(cmd) != 0)
     diag("could not remove %s", dir);
