@@ -29,6 +29,7 @@ for v in "${UINT_BAD[@]}" 15 99999999; do bad "$v" --max-files run --max-files "
 for v in "${UINT_BAD[@]}" 122; do bad "$v" --cpus template create t --cpus "$v" -- /bin/true; done
 for v in "${SIZE_BAD[@]}" 3M 8M; do bad "$v" --mem run --mem "$v" -- /bin/true; done
 for v in "${SIZE_BAD[@]}" 1M 17000K; do bad "$v" --disk run --disk "$v" -- /bin/true; done
+for v in "${SIZE_BAD[@]}" 1M 17000K; do bad "$v" --disk template create t --disk "$v" -- /bin/true; done
 for v in "${SECS_BAD[@]}"; do bad "$v" --timeout run --timeout "$v" -- /bin/true; done
 for v in "${SECS_BAD[@]}"; do bad "$v" --cpu-limit run --cpu-limit "$v" -- /bin/true; done
 for v in "${UINT_BAD[@]}" 100001; do bad "$v" -n fork t -n "$v"; done
