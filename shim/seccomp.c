@@ -175,7 +175,8 @@ static int allow_rules(scmp_filter_ctx ctx)
       SCMP_SYS(rseq), SCMP_SYS(restart_syscall), SCMP_SYS(exit), SCMP_SYS(exit_group), SCMP_SYS(getrandom),
       /* identity (libuuid reads getpid, getuid, getppid) */
       SCMP_SYS(getpid), SCMP_SYS(getppid), SCMP_SYS(gettid), SCMP_SYS(getuid), SCMP_SYS(geteuid),
-      SCMP_SYS(getgid), SCMP_SYS(getegid), SCMP_SYS(getrusage), SCMP_SYS(uname), SCMP_SYS(sysinfo),
+      SCMP_SYS(getgid), SCMP_SYS(getegid), SCMP_SYS(getgroups), /* a new sandbox starts with the host's groups */
+      SCMP_SYS(getrusage), SCMP_SYS(uname), SCMP_SYS(sysinfo),
   };
   for (size_t i = 0; i < sizeof any / sizeof any[0]; i++)
     if (seccomp_rule_add(ctx, SCMP_ACT_ALLOW, any[i], 0) < 0)
