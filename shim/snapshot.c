@@ -89,7 +89,7 @@
 #include "shim/shim.h"
 
 #define STATE_MAGIC "CFSTATE"
-#define STATE_VERSION 7
+#define STATE_VERSION 8
 #define STATE_VERSION_MIN 1 /* tmpfs.c reads both node forms; no timers */
 #define STATE_HDR 32
 #define MAX_STATE (64u << 20)
@@ -195,6 +195,7 @@ struct cf_template {
   struct pimg { char name[300]; struct cf_image *img; } *pimgs;
   int npimgs;
   bool tree;
+  bool shared; /* its state maps shared memory (version 8): a child's VM is not reused */
 };
 
 const struct cf_image *template_image(const struct cf_template *t) { return t->img; }
@@ -536,6 +537,7 @@ static int save_state(struct sb *sb, struct wbuf *w, const char *image, const ui
   task_save_threads(sb, w); /* version 6 */
   if (proc_is_first(sb) && procs_save(sb, w) < 0) /* version 7 */
     return -1;
+  mm_save_shared(sb, w); /* version 8 */
   return w->err ? cf_fail(ENOMEM, "out of memory") : 0;
 }
 
@@ -658,6 +660,9 @@ int cf_sandbox_save(struct cf_sandbox *box, struct cf_store *s, const char *name
     return -1;
   int np = 0;
   struct sb *const *ps = sb->w ? proc_list(sb, &np) : NULL;
+  /* Shared memory into the /tmp region first: the first image holds it. */
+  if (fs_save_prepare(sb) < 0)
+    return -1;
   int r = save_image_of(sb, s, image, st);
   /* The other processes' memory, each an image of its own (NAME.mem.PID). */
   for (int i = 0; i < np && r == 0; i++) {
@@ -673,13 +678,14 @@ int cf_sandbox_save(struct cf_sandbox *box, struct cf_store *s, const char *name
       st->pages_zeroed += pst.pages_zeroed;
     }
   }
-  if (r < 0)
+  struct cf_header *h = r < 0 ? NULL : cf_store_get_header(s, image);
+  if (!h) {
+    fs_save_done(sb);
     return -1;
-  struct cf_header *h = cf_store_get_header(s, image);
-  if (!h)
-    return -1;
+  }
   struct wbuf w = {0};
   r = save_state(sb, &w, image, h->id, sb->forked ? sb->tmpl->name : "");
+  fs_save_done(sb);
   cf_header_free(h);
   if (r == 0)
     r = write_state(path, &w);
@@ -970,6 +976,9 @@ int state_parse(struct sb *sb, const uint8_t *payload, size_t len, const char *n
    * procs_make). */
   if (proc_is_first(sb) && r.off != r.n && procs_parse(sb, &r, name) < 0)
     goto err;
+  /* Version 8: the shared mappings (after the process list: the first's). */
+  if (r.off != r.n && mm_load_shared(sb, &r, name) < 0)
+    goto err;
   if (r.off != r.n)
     BAD("trailing bytes in the state file");
   if (!sb->nload_procs)
@@ -1161,6 +1170,8 @@ struct cf_sandbox *cf_template_fork(struct cf_template *t, const struct cf_sandb
   sb->mem_size = cf_vm_mem_size(sb->vm);
   if (load_state(sb, t) < 0)
     goto err;
+  if (sb->nshmaps)
+    __atomic_store_n(&t->shared, true, __ATOMIC_RELAXED);
   if (mm_apply(sb) < 0) {
     cf_fail(errno, "applying the template's memory protections: %m");
     goto err;
@@ -1184,6 +1195,8 @@ int cf_template_refork(struct cf_template *t, struct cf_sandbox *box, const stru
     return cf_fail(ENOTSUP, "the VM ran a child of another template");
   if (t->tree || sb->w)
     return cf_fail(ENOTSUP, "a sandbox of several processes is not reused");
+  if (__atomic_load_n(&t->shared, __ATOMIC_RELAXED))
+    return cf_fail(ENOTSUP, "a child of a template holding shared memory is not reused");
   if (reuse_check_possible(sb, opts) < 0 || cf_vm_reset(sb->vm) < 0)
     return -1;
   /* Memory first: it needs the old child's list of replaced ranges. Its

@@ -44,6 +44,7 @@
 #include <unistd.h>
 
 #include "cowfork/extfs.h"
+#include "cowfork/zero.h"
 #include "internal.h"
 #include "shim/shim.h"
 
@@ -60,6 +61,8 @@ struct tmpfs {
   struct cf_extfs *disk; /* --disk: the file system the `disk` store keeps data in, else NULL */
   uint32_t disk_work;    /* its work/ directory: one inode per file's data, named disk_next */
   uint32_t disk_next;
+  struct tnode **saved; /* a save in progress: the nodes tmp_save_shared gave pages (each referenced) */
+  size_t nsaved;
 };
 
 /* Where a node's file data lives (DESIGN.md convention 5: a vtable). The
@@ -126,6 +129,7 @@ struct tnode {
   struct timespec atime, mtime, ctime; /* chmod/utimensat set them (tmp_chmod, tmp_utimes) */
   struct fifo *fifo; /* a FIFO: its state (fs.c), else NULL */
   bool sock;         /* a socket file (an AF_UNIX path name: net.c keeps which socket is bound to it) */
+  bool anon;         /* no file: a shared memory object's data in a save (tmp_save_shared) or a load */
   struct tnode *parent;
   struct tnode **kids;
   int nkids;
@@ -1044,70 +1048,125 @@ struct shm_obj *tmp_shared(struct sb *sb, struct tnode *n, uint64_t end, int *er
   return o;
 }
 
-/* n's data back into pages of the region (before a save). */
-static int obj_unshare(struct tnode *n)
+/* ---- shared memory in a save ----
+ *
+ * A template holds the data of each shared memory object once: in pages
+ * of the /tmp region (so in the first process's memory image: the image's
+ * own copy-on-write and dedup, sparse, a branch storing what changed), of
+ * the node of the file it is, or of an unlinked node of its own (anon) for
+ * one no node holds (MAP_SHARED|MAP_ANONYMOUS, a deleted file's). The
+ * objects are not touched: the copies are made before the memory images
+ * are taken and freed after the save. A load makes the object again from
+ * the node's pages (tmp_shared) once, and every mapping of it in any
+ * process of the child maps that one object (mm.c mm_load_shared). */
+
+/* A copy of o's first len bytes into fresh pages of n (holding none). */
+static int obj_copy_out(struct tnode *n, uint64_t len)
 {
   struct tmpfs *fs = n->fs;
   struct shm_obj *o = n->obj;
-  uint64_t np = (n->size + PAGE - 1) / PAGE;
-  if (reserve(n, n->size) < 0)
-    return -ENOSPC;
-  fs->shm_pages -= o->size / PAGE; /* the pages move */
+  if (len > o->size)
+    len = o->size;
+  uint64_t np = (len + PAGE - 1) / PAGE;
+  if (reserve(n, len) < 0)
+    return -1;
   uint8_t buf[PAGE];
   for (uint64_t i = 0; i < np; i++) {
     ssize_t k = pread(o->fd, buf, PAGE, (off_t)(i * PAGE));
     if (k < 0)
-      goto fail;
+      return -1;
     memset(buf + k, 0, PAGE - (uint64_t)k);
-    bool zero = true;
-    for (size_t j = 0; j < PAGE && zero; j++)
-      zero = buf[j] == 0;
-    if (zero)
+    if (cf_is_zero(buf, PAGE))
       continue; /* a hole */
     uint64_t a = page_alloc(fs);
     if (!a)
-      goto fail;
+      return -1;
     memcpy(fs->mem + a, buf, PAGE);
     n->pages[i] = a;
   }
-  n->obj = NULL;
-  o->charge = NULL;
-  shm_unref(o);
   return 0;
-fail:
-  drop_pages(n, 0);
-  fs->shm_pages += o->size / PAGE;
-  return -ENOSPC;
 }
 
-static int prepare_node(struct tnode *n, const char *where)
+static int saved_add(struct tmpfs *fs, struct tnode *n)
 {
-  if (n->target || n->nlinks)
-    return cf_fail(ENOTSUP, "%s%s has hard links (link(2)): the state does not record them; a sandbox with "
-                   "one cannot be saved", where, n->name);
-  if (n->obj && n->obj->refs > 1)
-    return cf_fail(ENOTSUP, "%s%s is mapped MAP_SHARED: a sandbox with a shared mapping cannot be saved (unmap "
-                   "it before the pause)", where, n->name);
-  if (n->obj && obj_unshare(n) < 0)
-    return cf_fail(ENOSPC, "%s%s: no room in /tmp to save it", where, n->name);
+  struct tnode **p = realloc(fs->saved, (fs->nsaved + 1) * sizeof *p);
+  if (!p)
+    return -1;
+  fs->saved = p;
+  fs->saved[fs->nsaved++] = n;
+  tmp_ref(n);
+  return 0;
+}
+
+static int save_walk(struct tnode *n)
+{
+  if (n->target)
+    n = n->target; /* (an unlinked target's object too) */
+  if (n->obj && !n->obj->save_node) {
+    if (saved_add(n->fs, n) < 0)
+      return cf_fail(ENOMEM, "out of memory");
+    n->obj->save_node = n;
+    if (obj_copy_out(n, n->size) < 0)
+      return cf_fail(ENOSPC, "%s: no room in /tmp for a copy of its shared memory in the template", n->name);
+  }
   for (int i = 0; i < n->nkids; i++)
-    if (prepare_node(n->kids[i], where) < 0)
+    if (save_walk(n->kids[i]) < 0)
       return -1;
   return 0;
+}
+
+int tmp_save_shared(struct tmpfs *fs, struct tnode *const *extra, size_t nextra, struct shm_obj *const *objs,
+                    size_t nobjs)
+{
+  if (save_walk(fs->root) < 0 || save_walk(fs->shm) < 0)
+    return -1;
+  for (size_t i = 0; i < nextra; i++)
+    if (save_walk(extra[i]) < 0)
+      return -1;
+  for (size_t i = 0; i < nobjs; i++) {
+    struct shm_obj *o = objs[i];
+    if (o->save_node)
+      continue;
+    struct tnode *n = node_new(fs, "shm", false, 0600);
+    if (!n || saved_add(fs, n) < 0) {
+      tmp_free(n);
+      return cf_fail(ENOMEM, "out of memory");
+    }
+    n->linked = false;
+    n->anon = true;
+    n->obj = o;
+    n->parent = NULL;
+    shm_ref(o);
+    n->size = o->size;
+    o->save_node = n;
+    if (o->size > fs->npages * PAGE || obj_copy_out(n, o->size) < 0)
+      return cf_fail(ENOSPC, "no room in /tmp for a copy of a MAP_SHARED mapping's memory (%llu KiB) in the template",
+                     (unsigned long long)(o->size >> 10));
+  }
+  return 0;
+}
+
+void tmp_save_shared_done(struct tmpfs *fs)
+{
+  for (size_t i = 0; i < fs->nsaved; i++) {
+    struct tnode *n = fs->saved[i];
+    if (n->obj) {
+      n->obj->save_node = NULL;
+      drop_pages(n, 0); /* the copy: the object holds the data */
+    }
+    tmp_unref(n); /* an anon node goes */
+  }
+  free(fs->saved);
+  fs->saved = NULL;
+  fs->nsaved = 0;
 }
 
 int tmp_save_prepare(struct tmpfs *fs, struct tnode *const *extra, size_t nextra)
 {
+  (void)extra;
+  (void)nextra;
   if (fs->disk)
     return cf_fail(ENOTSUP, "a sandbox with a disk (--disk) cannot be saved yet (issue 15 item 2)");
-  if (fs->shm->nkids)
-    return cf_fail(ENOTSUP, "/dev/shm/%s: a sandbox with a file in /dev/shm cannot be saved (the state holds "
-                   "/tmp only: remove it, or use /tmp, before the pause)", fs->shm->kids[0]->name);
-  if (prepare_node(fs->root, "a file: ") < 0)
-    return -1;
-  for (size_t i = 0; i < nextra; i++)
-    if (prepare_node(extra[i], "a deleted file: ") < 0)
-      return -1;
   return 0;
 }
 
@@ -1503,14 +1562,19 @@ uint64_t tmp_node_id(struct tnode *n) { return n->id; }
 #define NODE_SYMLINK (1ull << 25)  /* a symbolic link: its target follows gid */
 #define NODE_SOCK (1ull << 26)     /* a socket file (no data, no listener after a load) */
 
+/* Version 8 (no version of its own: a state before it has none of these). */
+#define NODE_SHMDIR (1ull << 27)   /* /dev/shm (parent 0): its files follow */
+#define NODE_ANON (1ull << 28)     /* a shared memory object's data (parent 0, no name of its own) */
+#define NODE_HARDLINK (1ull << 29) /* a hard link: its target's id follows (no data) */
+
 static void save_node(struct tnode *n, uint64_t parent, struct wbuf *w)
 {
-  n->id = ++n->fs->next_id;
   w_u64(w, parent);
   w_str(w, n->name);
   w_u64(w, (uint64_t)n->dir | (uint64_t)n->mode << 1 | NODE_V2 | (n->fifo ? NODE_FIFO : 0) |
              (n == n->fs->root ? NODE_ROOT : 0) | (n->whiteout ? NODE_WHITEOUT : 0) |
-             (n->opaque ? NODE_OPAQUE : 0) | (n->link ? NODE_SYMLINK : 0) | (n->sock ? NODE_SOCK : 0));
+             (n->opaque ? NODE_OPAQUE : 0) | (n->link ? NODE_SYMLINK : 0) | (n->sock ? NODE_SOCK : 0) |
+             (n == n->fs->shm ? NODE_SHMDIR : 0) | (n->anon ? NODE_ANON : 0) | (n->target ? NODE_HARDLINK : 0));
   w_u64(w, n->ino);
   w_u64(w, n->size);
   w_u64(w, (uint64_t)n->mtime.tv_sec);
@@ -1523,44 +1587,84 @@ static void save_node(struct tnode *n, uint64_t parent, struct wbuf *w)
   w_u64(w, (uint64_t)(uint32_t)n->gid);
   if (n->link)
     w_str(w, n->link);
+  if (n->target)
+    w_u64(w, n->target->id);
   uint64_t np = (n->size + PAGE - 1) / PAGE;
   if (np > n->npages)
     np = n->npages;
+  if (n->target)
+    np = 0;
   w_u64(w, np);
   w_bytes(w, n->pages, np * sizeof *n->pages);
   for (int i = 0; i < n->nkids; i++)
     save_node(n->kids[i], n->id, w);
 }
 
-static uint64_t count_nodes(struct tnode *n)
+struct tops {
+  struct tnode **v;
+  size_t n, cap;
+  bool err;
+};
+
+static void tops_add(struct tops *t, struct tnode *n)
 {
-  uint64_t c = 1;
-  for (int i = 0; i < n->nkids; i++)
-    c += count_nodes(n->kids[i]);
-  return c;
+  if (t->n == t->cap) {
+    size_t cap = t->cap ? 2 * t->cap : 16;
+    struct tnode **p = realloc(t->v, cap * sizeof *p);
+    if (!p) {
+      t->err = true;
+      return;
+    }
+    t->v = p;
+    t->cap = cap;
+  }
+  t->v[t->n++] = n;
 }
 
-/* Nodes in preorder (parent id 0 for the root and for unlinked nodes that
- * open files still hold, given in extra). */
+/* Ids in preorder; the unlinked targets of hard links into t. */
+static void number(struct tnode *n, struct tops *t)
+{
+  n->id = ++n->fs->next_id;
+  if (n->target && !n->target->linked)
+    tops_add(t, n->target);
+  for (int i = 0; i < n->nkids; i++)
+    number(n->kids[i], t);
+}
+
+/* Nodes in preorder: "/", then /dev/shm (parent 0), then the unlinked
+ * nodes (parent 0): the deleted files that open files hold (extra; the
+ * linked ones of extra are in the tree), the anon nodes of a save's shared
+ * memory (tmp_save_shared), the targets of hard links that lost their
+ * first name. A hard link names its target by id. */
 int tmp_save(struct tmpfs *fs, struct wbuf *w, struct tnode *const *extra, size_t nextra)
 {
+  struct tops t = {0}, tops = {0};
   fs->next_id = 0;
-  uint64_t total = count_nodes(fs->root);
+  number(fs->root, &t);
+  number(fs->shm, &t);
   for (size_t i = 0; i < nextra; i++)
-    extra[i]->id = 0;
-  for (size_t i = 0; i < nextra; i++)
-    if (!extra[i]->linked && extra[i]->id == 0) {
-      extra[i]->id = 1; /* counted */
-      total++;
+    if (!extra[i]->linked)
+      tops_add(&t, extra[i]);
+  for (size_t i = 0; i < fs->nsaved; i++)
+    if (fs->saved[i]->anon)
+      tops_add(&t, fs->saved[i]);
+  for (size_t i = 0; i < t.n; i++)
+    t.v[i]->id = 0;
+  for (size_t i = 0; i < t.n; i++)
+    if (t.v[i]->id == 0) { /* once each */
+      t.v[i]->id = ++fs->next_id;
+      tops_add(&tops, t.v[i]);
     }
-  for (size_t i = 0; i < nextra; i++)
-    extra[i]->id = 0;
-  w_u64(w, total);
-  save_node(fs->root, 0, w);
-  for (size_t i = 0; i < nextra; i++)
-    if (!extra[i]->linked && extra[i]->id == 0)
-      save_node(extra[i], 0, w); /* a file or an empty dir: no kids */
-  return w->err ? -ENOMEM : 0;
+  if (!t.err && !tops.err) {
+    w_u64(w, fs->next_id);
+    save_node(fs->root, 0, w);
+    save_node(fs->shm, 0, w);
+    for (size_t i = 0; i < tops.n; i++)
+      save_node(tops.v[i], 0, w); /* a file or an empty dir: no kids */
+  }
+  free(t.v);
+  free(tops.v);
+  return w->err || t.err || tops.err ? -ENOMEM : 0;
 }
 
 void tmp_pages(struct tmpfs *fs, int (*fn)(void *ctx, uint64_t addr), void *ctx)
@@ -1576,9 +1680,14 @@ int tmp_load(struct tmpfs *fs, struct rbuf *r, struct tnode ***nodes_out, size_t
   if (r->err || total == 0 || total > (1u << 20))
     return -EINVAL;
   struct tnode **nodes = calloc(total, sizeof *nodes);
-  if (!nodes)
+  uint64_t *links = calloc(total, sizeof *links); /* a hard link's target id */
+  if (!nodes || !links) {
+    free(nodes);
+    free(links);
     return -ENOMEM;
+  }
   int ret = -EINVAL;
+  bool shmdir = false;
   struct tnode *tmpdir = fs->root->nkids == 1 ? fs->root->kids[0] : NULL; /* tmp_new's */
   bool whole = false; /* the first node is "/" (NODE_ROOT) */
   for (uint64_t i = 0; i < total; i++) {
@@ -1602,7 +1711,15 @@ int tmp_load(struct tmpfs *fs, struct rbuf *r, struct tnode ***nodes_out, size_t
     char link[PATH_MAX] = "";
     if (dm & NODE_SYMLINK)
       r_str(r, link, sizeof link);
+    uint64_t tid = dm & NODE_HARDLINK ? r_u64(r) : 0;
     uint64_t np = r_u64(r);
+    const uint64_t kinds = NODE_FIFO | NODE_SOCK | NODE_WHITEOUT | NODE_SYMLINK | NODE_OPAQUE | NODE_ROOT;
+    if (((dm & NODE_SHMDIR) && (i == 0 || parent || !(dm & 1) || shmdir || (dm & (kinds | NODE_ANON | NODE_HARDLINK)))) ||
+        ((dm & NODE_ANON) && (i == 0 || parent || (dm & 1) || (dm & (kinds | NODE_HARDLINK)))) ||
+        ((dm & NODE_HARDLINK) && (i == 0 || !parent || (dm & 1) || size || np || !tid || tid > total ||
+                                  tid == i + 1 || (dm & kinds))))
+      goto bad;
+    links[i] = tid;
     if (i == 0 && (dm & NODE_ROOT) && tmpdir) { /* the saved tree has its own /tmp */
       whole = true;
       tmp_drop(tmpdir);
@@ -1616,7 +1733,11 @@ int tmp_load(struct tmpfs *fs, struct rbuf *r, struct tnode ***nodes_out, size_t
         ((dm & NODE_SYMLINK) && (!link[0] || (dm & (NODE_WHITEOUT | NODE_FIFO | NODE_SOCK)))) ||
         ((dm & NODE_WHITEOUT) && (dm & (NODE_FIFO | NODE_SOCK))) || ((dm & NODE_OPAQUE) && !(dm & 1)))
       goto bad;
-    struct tnode *n = i == 0 ? (whole ? fs->root : tmpdir) : node_new(fs, name, dm & 1, (unsigned)(dm >> 1));
+    if (dm & NODE_SHMDIR)
+      shmdir = true;
+    struct tnode *n = i == 0                ? (whole ? fs->root : tmpdir)
+                      : (dm & NODE_SHMDIR) ? fs->shm
+                                            : node_new(fs, name, dm & 1, (unsigned)(dm >> 1));
     if (!n) {
       ret = -ENOMEM;
       goto bad;
@@ -1648,8 +1769,12 @@ int tmp_load(struct tmpfs *fs, struct rbuf *r, struct tnode ***nodes_out, size_t
       n->fifo->rd = n->fifo->wr = -1;
     }
     n->sock = dm & NODE_SOCK;
-    if (i > 0 && parent == 0)
-      n->linked = false; /* held only by open files */
+    if (i > 0 && parent == 0 && n != fs->shm)
+      n->linked = false; /* held only by open files, hard links, or (anon) the load (fs_load_done) */
+    if (dm & NODE_ANON) {
+      n->anon = true;
+      n->refs++;
+    }
     if (np) {
       if (n->dir || reserve(n, np * PAGE) < 0)
         goto bad;
@@ -1681,17 +1806,35 @@ int tmp_load(struct tmpfs *fs, struct rbuf *r, struct tnode ***nodes_out, size_t
       p->ctime = pct;
     }
   }
+  /* Hard links: each target a node of the tree or an unlinked one, not a directory,
+   * itself no link (all checked before any is made: nothing fails after). */
+  for (uint64_t i = 0; i < total; i++)
+    if (links[i]) {
+      struct tnode *t = nodes[links[i] - 1];
+      if (t->dir || links[links[i] - 1] || t->whiteout || t->anon)
+        goto bad;
+    }
+  for (uint64_t i = 0; i < total; i++)
+    if (links[i]) {
+      struct tnode *t = nodes[links[i] - 1];
+      nodes[i]->target = t;
+      tmp_ref(t);
+      t->nlinks++;
+    }
+  free(links);
   *nodes_out = nodes;
   *nn = total;
   return 0;
 bad:
   /* Unlinked nodes not yet owned by anything: free them here. */
   for (uint64_t i = 1; i < total; i++)
-    if (nodes[i] && !nodes[i]->parent)
+    if (nodes[i] && !nodes[i]->parent && nodes[i] != fs->shm)
       tmp_free(nodes[i]);
   free(nodes);
+  free(links);
   return ret;
 }
 
 bool tmp_is_linked(struct tnode *n) { return n->linked; }
+bool tmp_is_anon(struct tnode *n) { return n->anon; }
 int tmp_refs(struct tnode *n) { return n->refs; }
