@@ -3588,7 +3588,9 @@ err:
   /* Unlinked /tmp nodes no file took are owned by nothing yet (the ones
    * files took go with the files). */
   for (size_t i = 1; nodes && i < nnodes; i++)
-    if (nodes[i] && !tmp_is_linked(nodes[i]) && tmp_refs(nodes[i]) == 0)
+    if (nodes[i] && tmp_is_anon(nodes[i]))
+      tmp_unref(nodes[i]); /* the load's reference (tmp_load) */
+    else if (nodes[i] && !tmp_is_linked(nodes[i]) && tmp_refs(nodes[i]) == 0)
       tmp_free(nodes[i]);
   for (uint64_t i = 0; files && i < nf; i++)
     if (files[i])

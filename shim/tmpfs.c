@@ -1800,7 +1800,7 @@ int tmp_load(struct tmpfs *fs, struct rbuf *r, struct tnode ***nodes_out, size_t
     if (i > 0 && parent) {
       struct tnode *p = nodes[parent - 1];
       struct timespec pmt = p->mtime, pct = p->ctime; /* the saved ones: add_kid would stamp them now */
-      if (!p->dir || kid(p, name, strlen(name)) || add_kid(p, n) < 0)
+      if (!p->dir || !p->linked || kid(p, name, strlen(name)) || add_kid(p, n) < 0) /* (an unlinked dir: empty) */
         goto bad;
       p->mtime = pmt;
       p->ctime = pct;

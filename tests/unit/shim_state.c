@@ -7,7 +7,8 @@
  * the cwd, the files; version 3's identity, version 4's limits and
  * alternate signal stack, version 6's threads; v7-sockets (a process
  * tree holding a TCP and an AF_UNIX listener: net.c's socket records) its
- * listeners, and damaged records refused. bad-page-list and
+ * listeners, and damaged records refused; v8-shm (tests/sandbox/treeshm.c)
+ * its shared mappings and hard link. bad-page-list and
  * bad-threads (two threads with one tid) must be refused. */
 #include <errno.h>
 #include <sys/resource.h>
@@ -239,6 +240,27 @@ int main(void)
       done(s2);
     }
   }
+  /* v8-shm: a template of tests/sandbox/treeshm.c (two processes sharing
+   * an anonymous MAP_SHARED region and two sem_open semaphores, /dev/shm
+   * files mapped MAP_SHARED; a /tmp hard link): version 8's shared mappings. */
+  ok(parse("v8-shm", &o, &s) == 0, "v8-shm: a template holding shared memory loads");
+  {
+    bool distinct = s->nshmaps == 3;
+    for (int i = 0; i < s->nshmaps && distinct; i++)
+      for (int k = 0; k < i; k++)
+        distinct = distinct && s->shmaps[i].obj != s->shmaps[k].obj;
+    ok(distinct, "v8-shm: 3 shared mappings, 3 objects (%d)", s->nshmaps);
+    struct tnode *l1 = tmp_lookup(s, "/tmp/treeshm-l1"), *l2 = tmp_lookup(s, "/tmp/treeshm-l2");
+    struct stat st = {0};
+    if (l1)
+      tmp_stat(l1, &st);
+    ok(l1 && l1 == l2 && st.st_nlink == 2, "v8-shm: /tmp/treeshm-l1 and l2 one node, 2 links");
+    ok(s->nload_procs == 1, "v8-shm: and the server process");
+  }
+  free(s->load_procs);
+  s->load_procs = NULL;
+  s->nload_procs = 0;
+  done(s);
   /* The template an image belongs to (version 7: NAME.mem.PID per process). */
   const struct {
     const char *image, *tmpl;
