@@ -332,6 +332,34 @@ struct span {
   bool anon;
 };
 
+/* The next piece of [*a, b) that no shared mapping covers, into [*ps, *pe):
+ * false when none is left. A shared mapping's memory is not saved with the
+ * process: its object's data is, once, in the /tmp region (fs_save_prepare),
+ * and a load maps the object there (mm_load_shared). */
+static bool next_private(const struct sb *sb, uint64_t *a, uint64_t b, uint64_t *ps, uint64_t *pe)
+{
+  while (*a < b) {
+    uint64_t start = *a, end = b;
+    bool covered = false;
+    for (int i = 0; i < sb->nshmaps && !covered; i++) {
+      const struct shmap *m = &sb->shmaps[i];
+      if (m->start <= start && start < m->end) {
+        *a = m->end < b ? m->end : b;
+        covered = true;
+      } else if (m->start > start && m->start < end) {
+        end = m->start;
+      }
+    }
+    if (covered)
+      continue;
+    *ps = start;
+    *pe = end;
+    *a = end;
+    return true;
+  }
+  return false;
+}
+
 static int span_cmp(const void *a, const void *b)
 {
   const struct span *x = a, *y = b;
@@ -362,7 +390,7 @@ static int commit_root(struct sb *sb, struct cf_store *s, const char *image, str
   /* Candidate ranges, sorted: system area, VMAs, /tmp pages. */
   uint64_t tb = tmp_region_base(sb->tmpfs), tn = tmp_region_size(sb->tmpfs) / PAGE;
   (void)tb;
-  sp = malloc((2 + sb->nvma + tn) * sizeof *sp);
+  sp = malloc((2 + (size_t)sb->nvma + (size_t)sb->nshmaps + tn) * sizeof *sp);
   if (!sp) {
     cf_fail(ENOMEM, "out of memory");
     goto out;
@@ -370,7 +398,8 @@ static int commit_root(struct sb *sb, struct cf_store *s, const char *image, str
   size_t n = 0;
   sp[n++] = (struct span){0, CF_VM_USER_BASE, false};
   for (int i = 0; i < sb->nvma; i++)
-    sp[n++] = (struct span){sb->vmas[i].start, sb->vmas[i].end, !sb->vmas[i].file};
+    for (uint64_t a = sb->vmas[i].start, ps, pe; next_private(sb, &a, sb->vmas[i].end, &ps, &pe);)
+      sp[n++] = (struct span){ps, pe, !sb->vmas[i].file};
   struct span *tp = sp + n;
   if (proc_is_first(sb)) /* the /tmp region is in the first process's memory only */
     tmp_pages(sb->tmpfs, tmp_page_span, &tp);
@@ -449,6 +478,9 @@ static int commit_branch(struct sb *sb, struct cf_store *s, const char *image, s
   if (sb->replaced_overflow)
     for (int i = 0; i < sb->nvma; i++)
       bits_set(db, sb->vmas[i].start / PAGE, (sb->vmas[i].end - sb->vmas[i].start) / PAGE);
+  for (int i = 0; i < sb->nshmaps; i++) /* (next_private) */
+    for (uint64_t p = sb->shmaps[i].start / PAGE; p < sb->shmaps[i].end / PAGE; p++)
+      db[p / 64] &= ~(1ull << (p % 64));
   if (bits_runs(db, np, &dirty) < 0 || bits_runs(zb, np, &zeros) < 0)
     goto out;
   struct cf_dirty_stats ds;
@@ -485,8 +517,11 @@ static int commit_compare(struct sb *sb, struct cf_store *s, const char *image, 
     goto out;
   for (int i = 0; i < sb->nvma; i++) {
     uint64_t a = sb->vmas[i].start / PAGE, b = sb->vmas[i].end / PAGE;
-    if (cf_dirty_add(&zeros, at, a - at) < 0 || cf_dirty_add(&dirty, a, b - a) < 0)
+    if (cf_dirty_add(&zeros, at, a - at) < 0)
       goto out;
+    for (uint64_t x = sb->vmas[i].start, ps, pe; next_private(sb, &x, sb->vmas[i].end, &ps, &pe);)
+      if (cf_dirty_add(&dirty, ps / PAGE, (pe - ps) / PAGE) < 0) /* (a shared range: base's, never read) */
+        goto out;
     at = b;
   }
   if (cf_dirty_add(&zeros, at, np - at) < 0)

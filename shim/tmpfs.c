@@ -1024,12 +1024,22 @@ struct shm_obj *tmp_shared(struct sb *sb, struct tnode *n, uint64_t end, int *er
   struct shm_obj *o = shm_new(sb, want, err);
   if (!o)
     return NULL;
-  for (uint64_t i = 0; i < n->npages; i++)
-    if (n->pages[i] && pwrite(o->fd, fs->mem + PG(n->pages[i]), PAGE, (off_t)(i * PAGE)) != (ssize_t)PAGE) {
+  for (uint64_t i = 0; i < n->npages;) { /* runs of pages next to each other in the region: one write each */
+    if (!n->pages[i]) {
+      i++;
+      continue;
+    }
+    uint64_t j = i + 1;
+    while (j < n->npages && n->pages[j] && PG(n->pages[j]) == PG(n->pages[i]) + (j - i) * PAGE && j - i < 4096)
+      j++;
+    size_t len = (size_t)(j - i) * PAGE;
+    if (pwrite(o->fd, fs->mem + PG(n->pages[i]), len, (off_t)(i * PAGE)) != (ssize_t)len) {
       shm_unref(o);
       *err = -ENOSPC;
       return NULL;
     }
+    i = j;
+  }
   for (uint64_t off = 0; n->dino && off < n->size;) { /* the disk store's data */
     uint8_t buf[PAGE * 16];
     uint64_t k = n->size - off < sizeof buf ? n->size - off : sizeof buf;

@@ -7,7 +7,8 @@
 # (tests/sandbox/treeshm.c). Each child prints what the program natively
 # does: the template's value (no child sees another's stores), the
 # server's answer (the two processes of a child still share), one inode
-# with two links, the semaphore's file. Before (state version 7) template
+# with two links, the semaphore's file. A branch of a child (at a second
+# read) holds them too. Before (state version 7) template
 # create refused the shared mapping by name.
 . "$(dirname "$0")/functions.sh"
 [ -c /dev/kvm ] && [ -r /dev/kvm ] || skip "no /dev/kvm"
@@ -54,5 +55,22 @@ for k in kids:
 print(f"ok   3 children at once: {len(kids) - len(bad)} of {len(kids)} as natively")
 sys.exit(1 if bad or len(kids) != 3 else 0)
 PY
+# a branch of a child, saved at its second read with both processes (the
+# first's image by its dirty scan, the server's by comparing): its children
+# find the first child's value, and go on as natively
+printf '5\n3\n' > "$TMP/in.53"
+echo 3 > "$TMP/in.3"
+"$CROOT/treeshm" "$TMP/native" < "$TMP/in.53" | tail -n +2 > "$TMP/want.53" || fail "the program natively (2 lines)"
+cowfork fork treeshm --branch treeshmb --input "$TMP/in.5" > "$TMP/b.1" 2>"$TMP/b.err" ||
+  fail "fork --branch: $(cat "$TMP/b.err")"
+for i in 1 2; do
+  cowfork fork treeshmb --input "$TMP/in.3" > "$TMP/b.2" 2>"$TMP/b2.err" || fail "fork of the branch: $(cat "$TMP/b2.err")"
+  if ! cat "$TMP/b.1" "$TMP/b.2" | cmp -s - "$TMP/want.53"; then
+    cat "$TMP/b.1" "$TMP/b.2" | diff -u "$TMP/want.53" - | sed 's/^/    /'
+    fail "a child of the branch differs from the program natively"
+  fi
+done
+echo "ok   a branch of a child with shared memory: 2 children of it as natively ($(grep -o '[0-9]* pages stored, [0-9]* zeroed' "$TMP/b.err"))"
+cowfork template rm treeshmb 2>"$TMP/rm.err" || fail "template rm of the branch: $(cat "$TMP/rm.err")"
 cowfork template rm treeshm 2>"$TMP/rm.err" || fail "template rm: $(cat "$TMP/rm.err")"
 echo "PASS"

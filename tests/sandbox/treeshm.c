@@ -8,7 +8,9 @@
  * child must find the template's, not another child's), one request with
  * the line's number (the server's store is seen by the parent: the two
  * processes of a child still share), the hard link (one inode, two links)
- * and the semaphore's file, then the server's end. Prints no pid.
+ * and the semaphore's file, then the server's end. A second line, when
+ * there is one (a branch's ready point: tests/sandbox-tree-shm.sh saves a
+ * child there), is a second request. Prints no pid.
  *
  *   treeshm DIR     DIR: where the hard link goes (a sandbox's /tmp) */
 #define _GNU_SOURCE
@@ -69,6 +71,13 @@ int main(int argc, char **argv)
   sem_post(req);
   sem_wait(resp);
   printf("the server made %d of %d\n", s->value, atoi(line));
+  if (fgets(line, sizeof line, stdin)) { /* a branch's ready point */
+    printf("second line: value %d\n", s->value);
+    s->value = atoi(line);
+    sem_post(req);
+    sem_wait(resp);
+    printf("the server made %d of %d\n", s->value, atoi(line));
+  }
   struct stat a, b, c;
   if (stat(l1, &a) == 0 && stat(l2, &b) == 0)
     printf("hard link: one inode %s, links %lu %lu\n", a.st_ino == b.st_ino ? "yes" : "no", (unsigned long)a.st_nlink,
