@@ -3261,10 +3261,12 @@ static void fds_save(struct sb *sb, struct wbuf *w)
  * referring to them. The first process's
  * file table holds the open files of every process of the sandbox (one a
  * fork shares stays one), the others' state has only their fd table
- * (snapshot.c, version 7). -1 + cf_error (ENOTSUP: a System V object,
- * ipc.c; an open pipe or FIFO, a MAP_SHARED mapping, a file in /dev/shm, an epoll entry of a pipe; tmpfs.c
- * tmp_save_prepare; a connected socket, a listener with connections
- * waiting, a datagram socket with datagrams waiting: net_save_check). */
+ * (snapshot.c, version 7). Shared memory needs fs_save_prepare first
+ * (its objects' data in the /tmp tree). -1 + cf_error (ENOTSUP: a System V
+ * object or attachment, ipc.c; an open pipe or FIFO, an epoll entry of a
+ * pipe; a disk, tmpfs.c tmp_save_prepare; a connected socket, a listener
+ * with connections waiting, a datagram socket with datagrams waiting:
+ * net_save_check). */
 int fs_save(struct sb *sb, struct wbuf *w)
 {
   if (!proc_is_first(sb)) {

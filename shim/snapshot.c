@@ -14,7 +14,7 @@
  * Neither is ever modified: templates are immutable.
  *
  * State file: 32-byte header, then the payload.
- *   0  magic "CFSTATE\0"   8  u32 version (6; 1-5 are read too: 1's /tmp
+ *   0  magic "CFSTATE\0"   8  u32 version (8; 1-7 are read too: 1's /tmp
  *   nodes have no atime/ctime, it has no interval timers; neither has the
  *   identity)   12 u32 zero
  *   16 u64 payload bytes   24 u64 XXH3-64 of the payload
@@ -44,7 +44,12 @@
  * version 1-5 file has one thread. Version 7 appends the sandbox's other
  * processes (procs_save: relations, groups, zombies, and each live one's
  * image name and own state payload, whose fs part is only its fd table
- * into the first's file table); a version 1-6 file has one process. Files
+ * into the first's file table); a version 1-6 file has one process.
+ * Version 8 appends each process's shared mappings (mm.c mm_save_shared:
+ * range, offset and the /tmp node its object's data was saved as, after
+ * the first's process list and at the end of each other's payload); its
+ * /tmp tree may hold /dev/shm, anon nodes (an object's data) and hard
+ * links (tmpfs.c). Files
  * of type F_DEV (version 2's F_NULL, /dev/null) are reopened by path, and
  * F_VIRT and F_VDIR (/proc, /dev) too: a child's /proc file shows the
  * child.
@@ -58,7 +63,11 @@
  * since the fork (mm.c note_replaced: new file mappings are read, new
  * anonymous ranges are zeros), committed with cf_dirty_commit. During a
  * save the user range is made readable (a PROT_NONE VMA may hold data) and
- * the protections are re-applied afterwards (mm_apply).
+ * the protections are re-applied afterwards (mm_apply). Shared memory: its
+ * objects' data is copied into the /tmp region before the images are taken
+ * (fs_save_prepare, freed after by fs_save_done), so it is in the first
+ * process's image once; every image skips the shared mappings' ranges
+ * (next_private), which a load maps from the objects (mm_load_shared).
  *
  * Host files open in the sandbox are saved as (path, flags, offset) and
  * reopened under the root in each child; the sandbox's stdin/stdout/stderr

@@ -19,7 +19,9 @@
  * captures /tmp contents, forks share them copy-on-write, and a branch's
  * dirty scan stores exactly the /tmp pages its child wrote. The tree (names,
  * sizes, page lists) is small metadata on the VMM heap, serialized into the
- * template's state file (tmp_save / tmp_load). A page is always fully
+ * template's state file (tmp_save / tmp_load; with /dev/shm, hard links by
+ * their target's id, and the shared memory objects' data: "shared memory in
+ * a save" below). A page is always fully
  * written when allocated: a freed page is not zeroed (in a child its
  * contents may come back from the template's image).
  *
