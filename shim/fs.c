@@ -621,6 +621,8 @@ static long stat_abs(struct sb *sb, const char *abs, bool nofollow, struct stat 
   return r;
 }
 
+long fs_file_stat(struct sb *sb, struct file *f, struct stat *st) { return file_stat(sb, f, st); }
+
 static long file_stat(struct sb *sb, struct file *f, struct stat *st)
 {
   switch (f->type) {

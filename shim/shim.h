@@ -592,6 +592,8 @@ void fs_fini(struct sb *sb);
 /* After a load: the file table's own references dropped (the fd tables of
  * the sandbox's processes hold theirs). */
 void fs_load_done(struct sb *sb);
+/* fstat of an open file, as sys_fstat: 0 or -errno. */
+long fs_file_stat(struct sb *sb, struct file *f, struct stat *st);
 /* At most this many open files in a state file's table (every process's). */
 #define MAX_FILE_TABLE (1u << 16)
 /* Open a host file read-only under the root (for the loader): host fd or -errno. */
