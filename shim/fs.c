@@ -624,6 +624,8 @@ static long stat_abs(struct sb *sb, const char *abs, bool nofollow, struct stat 
   return r;
 }
 
+long fs_file_stat(struct sb *sb, struct file *f, struct stat *st) { return file_stat(sb, f, st); }
+
 static long file_stat(struct sb *sb, struct file *f, struct stat *st)
 {
   switch (f->type) {
@@ -3444,10 +3446,12 @@ static void fds_save(struct sb *sb, struct wbuf *w)
  * referring to them. The first process's
  * file table holds the open files of every process of the sandbox (one a
  * fork shares stays one), the others' state has only their fd table
- * (snapshot.c, version 7). -1 + cf_error (ENOTSUP: a System V object,
- * ipc.c; an open pipe or FIFO, a MAP_SHARED mapping, a file in /dev/shm, an epoll entry of a pipe; tmpfs.c
- * tmp_save_prepare; a connected socket, a listener with connections
- * waiting, a datagram socket with datagrams waiting: net_save_check). */
+ * (snapshot.c, version 7). Shared memory needs fs_save_prepare first
+ * (its objects' data in the /tmp tree). -1 + cf_error (ENOTSUP: a System V
+ * object or attachment, ipc.c; an open pipe or FIFO, an epoll entry of a
+ * pipe; a disk, tmpfs.c tmp_save_prepare; a connected socket, a listener
+ * with connections waiting, a datagram socket with datagrams waiting:
+ * net_save_check). */
 int fs_save(struct sb *sb, struct wbuf *w)
 {
   if (!proc_is_first(sb)) {
@@ -3471,10 +3475,12 @@ int fs_save(struct sb *sb, struct wbuf *w)
     struct sb *p = ps[k];
     if (p->zombie)
       continue;
-    if (p->nshmaps)
-      return cf_fail(ENOTSUP, "the MAP_SHARED mapping at 0x%llx%s cannot be saved (shared memory is a host "
-                              "object the state does not hold): unmap it before the pause",
-                     (unsigned long long)p->shmaps[0].start, p == sb ? "" : " of another process");
+    for (int i = 0; i < p->nshmaps; i++)
+      if (p->shmaps[i].obj->sysv || !p->shmaps[i].obj->save_node)
+        return cf_fail(ENOTSUP, "the %sshared mapping at 0x%llx%s cannot be saved%s: unmap it before the pause",
+                       p->shmaps[i].obj->sysv ? "System V " : "", (unsigned long long)p->shmaps[i].start,
+                       p == sb ? "" : " of another process",
+                       p->shmaps[i].obj->sysv ? " (the state does not hold System V objects)" : "");
     for (int i = 0; i < p->nfds; i++)
       if (p->fds[i])
         p->fds[i]->save_id = -1;
@@ -3551,6 +3557,53 @@ int fs_save(struct sb *sb, struct wbuf *w)
   return w->err ? cf_fail(ENOMEM, "out of memory") : 0;
 }
 
+/* Before the memory images of a save (snapshot.c): the data of every
+ * shared memory object of the sandbox (the live processes' mappings, the
+ * /tmp and /dev/shm files, the deleted files open files hold) copied into
+ * the /tmp region (tmp_save_shared), where the first process's image takes
+ * it; fs_save_done frees the copies. 0, or -1 + cf_error. */
+int fs_save_prepare(struct sb *sb)
+{
+  if (!sb->tmpfs)
+    return 0;
+  int np = 1;
+  struct sb *const *ps = sb->w ? proc_list(sb, &np) : &sb;
+  size_t nn = 0, no = 0, all = 1, allo = 1;
+  for (int k = 0; k < np; k++) {
+    all += (size_t)ps[k]->nfds;
+    allo += (size_t)ps[k]->nshmaps;
+  }
+  CLEANUP_FREE struct tnode **nodes = malloc(all * sizeof *nodes);
+  CLEANUP_FREE struct shm_obj **objs = malloc(allo * sizeof *objs);
+  if (!nodes || !objs)
+    return cf_fail(ENOMEM, "out of memory");
+  for (int k = 0; k < np; k++) {
+    struct sb *p = ps[k];
+    if (p->zombie)
+      continue;
+    for (int i = 0; i < p->nfds; i++) {
+      struct file *f = p->fds[i];
+      struct tnode *n = !f ? NULL : f->node ? f->node : f->sock ? net_node(f) : NULL;
+      if (n)
+        nodes[nn++] = n;
+    }
+    for (int i = 0; i < p->nshmaps; i++)
+      if (!p->shmaps[i].obj->sysv) /* (refused by fs_save) */
+        objs[no++] = p->shmaps[i].obj;
+  }
+  if (tmp_save_shared(sb->tmpfs, nodes, nn, objs, no) < 0) {
+    tmp_save_shared_done(sb->tmpfs);
+    return -1;
+  }
+  return 0;
+}
+
+void fs_save_done(struct sb *sb)
+{
+  if (sb->tmpfs)
+    tmp_save_shared_done(sb->tmpfs);
+}
+
 /* The fd table fds_save wrote, its indexes into files (n). */
 static int fds_load(struct sb *sb, struct rbuf *r, const char *name, struct file **files, uint64_t n)
 {
@@ -3574,6 +3627,12 @@ static int fds_load(struct sb *sb, struct rbuf *r, const char *name, struct file
 
 void fs_load_done(struct sb *sb)
 {
+  for (uint64_t i = 0; i < sb->nload_nodes; i++)
+    if (sb->load_nodes[i] && tmp_is_anon(sb->load_nodes[i]))
+      tmp_unref(sb->load_nodes[i]); /* the load's: a mapping's object holds the data now */
+  free(sb->load_nodes);
+  sb->load_nodes = NULL;
+  sb->nload_nodes = 0;
   for (uint64_t i = 0; i < sb->nload_files; i++)
     file_unref(sb->load_files[i]); /* the fd tables hold the references now */
   free(sb->load_files);
@@ -3726,13 +3785,16 @@ int fs_load(struct sb *sb, struct rbuf *r, const char *name)
    * (fs_load_done; at once without them: snapshot.c). */
   sb->load_files = files;
   sb->nload_files = nf;
-  free(nodes);
+  sb->load_nodes = nodes; /* the shared mappings' (version 8, mm_load_shared) */
+  sb->nload_nodes = nnodes;
   return 0;
 err:
   /* Unlinked /tmp nodes no file took are owned by nothing yet (the ones
    * files took go with the files). */
   for (size_t i = 1; nodes && i < nnodes; i++)
-    if (nodes[i] && !tmp_is_linked(nodes[i]) && tmp_refs(nodes[i]) == 0)
+    if (nodes[i] && tmp_is_anon(nodes[i]))
+      tmp_unref(nodes[i]); /* the load's reference (tmp_load) */
+    else if (nodes[i] && !tmp_is_linked(nodes[i]) && tmp_refs(nodes[i]) == 0)
       tmp_free(nodes[i]);
   for (uint64_t i = 0; files && i < nf; i++)
     if (files[i])

@@ -958,6 +958,68 @@ err:
   return -1;
 }
 
+/* Version 8: the shared mappings, each naming the node its object's data
+ * was saved as (tmpfs.c tmp_save_shared; fs_save refused a System V one). */
+#define SHMAPS_TAG 0x3850414d48534343ull /* "CCSHMAP8" */
+
+void mm_save_shared(struct sb *sb, struct wbuf *w)
+{
+  w_u64(w, SHMAPS_TAG);
+  w_u64(w, (uint64_t)sb->nshmaps);
+  for (int i = 0; i < sb->nshmaps; i++) {
+    const struct shmap *m = &sb->shmaps[i];
+    w_u64(w, m->start);
+    w_u64(w, m->end);
+    w_u64(w, m->off);
+    w_u64(w, m->obj->save_node ? tmp_node_id(m->obj->save_node) : 0);
+    w_u64(w, m->nowrite);
+  }
+}
+
+int mm_load_shared(struct sb *sb, struct rbuf *r, const char *name)
+{
+  const struct sb *f0 = proc_first(sb);
+  uint64_t tag = r_u64(r), n = r_u64(r);
+  if (r->err || tag != SHMAPS_TAG || n > MAX_VMAS)
+    BAD("bad shared mapping list");
+  for (uint64_t i = 0; i < n; i++) {
+    uint64_t start = r_u64(r), end = r_u64(r), off = r_u64(r), id = r_u64(r), nowrite = r_u64(r);
+    if (r->err || start % PAGE || end % PAGE || end <= start || start < CF_VM_USER_BASE || end > sb->mem_size ||
+        off % PAGE || off + (end - start) < off || off + (end - start) > (1ull << 46) || nowrite > 1 || !id ||
+        id > f0->nload_nodes || !f0->load_nodes[id - 1] || tmp_is_dir(f0->load_nodes[id - 1]) ||
+        mm_reserved(sb, start, end - start))
+      BAD("bad shared mapping");
+    for (uint64_t a = start; a < end;) { /* inside the VMAs, over no other shared mapping */
+      const struct vma *v = mm_find(sb, a);
+      if (!v)
+        BAD("a shared mapping outside the VMAs");
+      a = v->end;
+    }
+    for (int k = 0; k < sb->nshmaps; k++)
+      if (sb->shmaps[k].start < end && start < sb->shmaps[k].end)
+        BAD("overlapping shared mappings");
+    int err = 0;
+    struct shm_obj *o = tmp_shared(sb, f0->load_nodes[id - 1], off + (end - start), &err);
+    if (!o) {
+      cf_fail(-err, "template '%s': the shared memory at 0x%llx: %s", name, (unsigned long long)start,
+              strerror(-err));
+      goto err;
+    }
+    if (mmap(sb->mem + start, end - start, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_FIXED, o->fd, (off_t)off) ==
+        MAP_FAILED) {
+      cf_fail(errno, "template '%s': mapping the shared memory at 0x%llx: %m", name, (unsigned long long)start);
+      goto err;
+    }
+    if (shmap_add(sb, start, end, o, off, nowrite) < 0) {
+      cf_fail(ENOMEM, "out of memory");
+      goto err;
+    }
+  }
+  return 0;
+err:
+  return -1;
+}
+
 /* ---- fork: a new VM whose memory is the parent's, copy-on-write ----
  *
  * The guest sees its host mapping (vmm.h), so a process's copy is a host

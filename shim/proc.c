@@ -490,6 +490,55 @@ static void link_fd(struct sb *sb, int fd, char *out, size_t size)
     snprintf(out, size, "%s", f->path[0] ? f->path : "/");
 }
 
+/* /proc/PID/fdinfo/N as Linux's (fs/proc/fd.c seq_show): the offset, the
+ * open flags in octal (O_CLOEXEC from the fd; O_LARGEFILE as Linux's open(2)
+ * adds it on x86-64: a file opened by path, a host file as the host says),
+ * the mount's id (the sandbox's mounts, /proc/mounts: / 21, /proc 22, /dev
+ * 23, /tmp 24; pipes, sockets and anonymous-inode files the internal
+ * mounts 12-14) and the inode. */
+#define KERNEL_O_LARGEFILE 0100000 /* (glibc's O_LARGEFILE is 0 on x86-64) */
+static void gen_fdinfo(struct sb *sb, struct vbuf *b, int fd)
+{
+  struct file *f = fs_get(sb, fd);
+  if (!f)
+    return;
+  long long pos = 0;
+  int flags = f->flags, mnt = 21;
+  bool host = (f->type == F_HOST || f->type == F_DIR) && f->hostfd >= 0;
+  if (host) {
+    off_t o = lseek(f->hostfd, 0, SEEK_CUR);
+    pos = o < 0 ? 0 : (long long)o;
+    int hf = fcntl(f->hostfd, F_GETFL);
+    if (hf >= 0)
+      flags |= hf & KERNEL_O_LARGEFILE;
+  } else if (f->type == F_TMP || f->type == F_TMPDIR) {
+    pos = (long long)f->off;
+  }
+  if (f->type == F_TMP || f->type == F_TMPDIR || f->type == F_DEV || f->type == F_VIRT || f->type == F_VDIR)
+    flags |= KERNEL_O_LARGEFILE;
+  if (flags & O_PATH) /* (Linux keeps only O_PATH of an O_PATH open's flags) */
+    flags &= ~KERNEL_O_LARGEFILE;
+  if (fd < sb->nfds && sb->cloexec[fd])
+    flags |= O_CLOEXEC;
+  const char *p = f->path ? f->path : "";
+  struct stat st = {0};
+  fs_file_stat(sb, f, &st);
+  if (f->sock || S_ISSOCK(st.st_mode))
+    mnt = 12;
+  else if (S_ISFIFO(st.st_mode) && !f->node)
+    mnt = 13;
+  else if (f->type >= F_EVENTFD)
+    mnt = 14;
+  else if (strncmp(p, "/proc", 5) == 0 && (p[5] == '/' || !p[5]))
+    mnt = 22;
+  else if (strncmp(p, "/dev", 4) == 0 && (p[4] == '/' || !p[4]) && strncmp(p, "/dev/shm", 8) != 0)
+    mnt = 23;
+  else if (strncmp(p, "/tmp", 4) == 0 && (p[4] == '/' || !p[4]))
+    mnt = 24;
+  vb_printf(b, "pos:\t%lld\nflags:\t0%o\nmnt_id:\t%d\nino:\t%lu\n", pos, (unsigned)flags, mnt,
+            (unsigned long)st.st_ino);
+}
+
 static void link_text(struct sb *sb, int arg, char *out, size_t size, const char *t)
 {
   (void)sb;
@@ -537,6 +586,8 @@ static const struct vent vents[] = {
     {.path = "/proc/%p/mounts", .kind = V_FILE, .mode = 0444, .gen = gen_mounts, .werr = EINVAL},
     {.path = "/proc/%p/fd", .kind = V_DIR, .mode = 0500},
     {.path = "/proc/%p/fd/%f", .kind = V_LINK, .mode = 0700, .link = link_fd},
+    {.path = "/proc/%p/fdinfo", .kind = V_DIR, .mode = 0500},
+    {.path = "/proc/%p/fdinfo/%f", .kind = V_FILE, .mode = 0444, .gen = gen_fdinfo, .werr = EINVAL},
     {.path = "/proc/%p/cwd", .kind = V_LINK, .mode = 0777, .link = link_cwd},
     {.path = "/proc/%p/exe", .kind = V_LINK, .mode = 0777, .link = link_exe},
     {.path = "/proc/%p/task", .kind = V_DIR, .mode = 0555},

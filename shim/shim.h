@@ -437,6 +437,10 @@ struct sb {
    * which the other processes' fd tables refer to; fs_load_done drops it */
   struct file **load_files;
   uint64_t nload_files;
+  /* and its /tmp nodes by id ((load_nodes)[id-1], NULL: dropped), which the
+   * shared mappings of every process refer to (version 8, mm_load_shared) */
+  struct tnode **load_nodes;
+  uint64_t nload_nodes;
   /* a load in progress (snapshot.c): the other processes of a template's
    * state (version 7), made by cf_template_fork (procs_make) */
   struct proc_rec *load_procs;
@@ -549,6 +553,7 @@ struct shm_obj {
   int *hostcount; /* the count its fd is in */
   uint64_t *charge; /* a file's: the /tmp pages it is counted in (size / PAGE), or NULL */
   struct ipc_shm *sysv; /* a System V segment's (ipc.c), or NULL */
+  struct tnode *save_node; /* a save in progress (tmp_save_shared): the node its data is saved as */
 };
 /* A new object of size bytes (zeros): NULL and *err (-ENFILE, -ENOMEM). */
 struct shm_obj *shm_new(struct sb *sb, uint64_t size, int *err);
@@ -610,6 +615,8 @@ void fs_fini(struct sb *sb);
 /* After a load: the file table's own references dropped (the fd tables of
  * the sandbox's processes hold theirs). */
 void fs_load_done(struct sb *sb);
+/* fstat of an open file, as sys_fstat: 0 or -errno. */
+long fs_file_stat(struct sb *sb, struct file *f, struct stat *st);
 /* At most this many open files in a state file's table (every process's). */
 #define MAX_FILE_TABLE (1u << 16)
 /* Open a host file read-only under the root (for the loader): host fd or -errno. */
@@ -1221,17 +1228,29 @@ long tmp_seek_data(struct tnode *n, int64_t off, int whence);
  * call: the data moves from the /tmp region into it), at least end bytes
  * long: NULL and *err (-ENOSPC past the region's size, -ENFILE). */
 struct shm_obj *tmp_shared(struct sb *sb, struct tnode *n, uint64_t end, int *err);
-/* Before a save: the data of every file in a shared memory object moves
- * back into the /tmp region (none may be mapped then); extra: the deleted
- * files open files hold. 0, or -1 + cf_error
- * naming the file (ENOTSUP: still mapped, or a file in /dev/shm, which the
- * state does not hold; ENOSPC). */
+/* Before a save: 0, or -1 + cf_error (ENOTSUP: a sandbox with a disk). */
 int tmp_save_prepare(struct tmpfs *fs, struct tnode *const *extra, size_t nextra);
+/* Before a save's memory images are taken: the data of every shared
+ * memory object (of a file of the trees or of extra, the deleted files open
+ * files hold, or one of objs, the mappings' objects) is copied into fresh
+ * pages of the /tmp region, the file's node or, for an object no node
+ * holds, an unlinked node of its own (o->save_node), which tmp_save writes.
+ * The objects stay as they are: the sandbox goes on using them.
+ * tmp_save_shared_done frees the copies (and those nodes) after the save,
+ * on every path. 0, or -1 + cf_error (ENOSPC: no room for the copies). */
+int tmp_save_shared(struct tmpfs *fs, struct tnode *const *extra, size_t nextra, struct shm_obj *const *objs,
+                    size_t nobjs);
+void tmp_save_shared_done(struct tmpfs *fs);
+/* fs.c: the same for a sandbox (every live process's open files and
+ * shared mappings), and its end. */
+int fs_save_prepare(struct sb *sb);
+void fs_save_done(struct sb *sb);
 bool tmp_is_dir(struct tnode *n);
 /* The idx-th child of dir (NULL past the end), its name into name. */
 struct tnode *tmp_child(struct tnode *dir, uint64_t idx, const char **name);
 void tmp_ref(struct tnode *n);
 bool tmp_is_linked(struct tnode *n);
+bool tmp_is_anon(struct tnode *n); /* a shared memory object's data in a load (NODE_ANON) */
 int tmp_refs(struct tnode *n);
 void tmp_unref(struct tnode *n);
 
@@ -1307,6 +1326,13 @@ void tmp_pages(struct tmpfs *fs, int (*fn)(void *ctx, uint64_t addr), void *ctx)
  * cf_error naming the template (name). */
 void mm_save(struct sb *sb, struct wbuf *w);
 int mm_load(struct sb *sb, struct rbuf *r, const char *name);
+/* Version 8: the shared mappings (start, end, offset, the id of the node
+ * holding the object's data: tmp_save_shared), after the rest of the
+ * process's state. The load maps each node's object (tmp_shared: one
+ * object per node, so the processes of a child share it again) and takes
+ * the nodes from the first process's load (load_nodes). */
+void mm_save_shared(struct sb *sb, struct wbuf *w);
+int mm_load_shared(struct sb *sb, struct rbuf *r, const char *name);
 void fs_save_cwd(struct sb *sb, struct wbuf *w);
 int fs_load_cwd(struct sb *sb, struct rbuf *r, const char *name);
 void sig_save(struct sb *sb, struct wbuf *w);

@@ -21,7 +21,7 @@
  * Neither is ever modified: templates are immutable.
  *
  * State file: 32-byte header, then the payload.
- *   0  magic "CFSTATE\0"   8  u32 version (6; 1-5 are read too: 1's /tmp
+ *   0  magic "CFSTATE\0"   8  u32 version (8; 1-7 are read too: 1's /tmp
  *   nodes have no atime/ctime, it has no interval timers; neither has the
  *   identity)   12 u32 zero
  *   16 u64 payload bytes   24 u64 XXH3-64 of the payload
@@ -53,11 +53,15 @@
  * image name and own state payload, whose fs part is only its fd table
  * into the first's file table); a version 1-6 file has one process.
  * Version 8 appends the supplementary groups and each thread's CPU mask and
- * scheduling policy (thread.c task_save_sched); a version 1-7 file loads
- * with the host's groups, every CPU and SCHED_OTHER. In version 8 too the
- * tree's nodes may have extended attributes (tmpfs.c NODE_XATTR) and be on
- * a disk (NODE_DISK: the data's inode, and on the root the disk image's
- * name and id); a version 1-7 file has neither. Files
+ * scheduling policy (thread.c task_save_sched), then each process's shared
+ * mappings (mm.c mm_save_shared: range, offset and the /tmp node its
+ * object's data was saved as; after the first's process list and at the
+ * end of each other's payload); a version 1-7 file loads with the host's
+ * groups, every CPU, SCHED_OTHER and no shared memory. In version 8 too
+ * the tree's nodes may have extended attributes (tmpfs.c NODE_XATTR), be
+ * on a disk (NODE_DISK: the data's inode, and on the root the disk image's
+ * name and id), and the tree may hold /dev/shm, anon nodes (an object's
+ * data) and hard links. Files
  * of type F_DEV (version 2's F_NULL, /dev/null) are reopened by path, and
  * F_VIRT and F_VDIR (/proc, /dev) too: a child's /proc file shows the
  * child.
@@ -71,7 +75,11 @@
  * since the fork (mm.c note_replaced: new file mappings are read, new
  * anonymous ranges are zeros), committed with cf_dirty_commit. During a
  * save the user range is made readable (a PROT_NONE VMA may hold data) and
- * the protections are re-applied afterwards (mm_apply).
+ * the protections are re-applied afterwards (mm_apply). Shared memory: its
+ * objects' data is copied into the /tmp region before the images are taken
+ * (fs_save_prepare, freed after by fs_save_done), so it is in the first
+ * process's image once; every image skips the shared mappings' ranges
+ * (next_private), which a load maps from the objects (mm_load_shared).
  *
  * Host files open in the sandbox are saved as (path, flags, offset) and
  * reopened under the root in each child; the sandbox's stdin/stdout/stderr
@@ -214,6 +222,7 @@ struct cf_template {
    * by every child's overlay (disk_overlay_load), under ref_lock */
   struct cf_image *disk;
   char disk_name[300];
+  bool shared; /* its state maps shared memory (version 8): a child's VM is not reused */
 };
 
 const struct cf_image *template_image(const struct cf_template *t) { return t->img; }
@@ -357,6 +366,34 @@ struct span {
   bool anon;
 };
 
+/* The next piece of [*a, b) that no shared mapping covers, into [*ps, *pe):
+ * false when none is left. A shared mapping's memory is not saved with the
+ * process: its object's data is, once, in the /tmp region (fs_save_prepare),
+ * and a load maps the object there (mm_load_shared). */
+static bool next_private(const struct sb *sb, uint64_t *a, uint64_t b, uint64_t *ps, uint64_t *pe)
+{
+  while (*a < b) {
+    uint64_t start = *a, end = b;
+    bool covered = false;
+    for (int i = 0; i < sb->nshmaps && !covered; i++) {
+      const struct shmap *m = &sb->shmaps[i];
+      if (m->start <= start && start < m->end) {
+        *a = m->end < b ? m->end : b;
+        covered = true;
+      } else if (m->start > start && m->start < end) {
+        end = m->start;
+      }
+    }
+    if (covered)
+      continue;
+    *ps = start;
+    *pe = end;
+    *a = end;
+    return true;
+  }
+  return false;
+}
+
 static int span_cmp(const void *a, const void *b)
 {
   const struct span *x = a, *y = b;
@@ -387,7 +424,7 @@ static int commit_root(struct sb *sb, struct cf_store *s, const char *image, str
   /* Candidate ranges, sorted: system area, VMAs, /tmp pages. */
   uint64_t tb = tmp_region_base(sb->tmpfs), tn = tmp_region_size(sb->tmpfs) / PAGE;
   (void)tb;
-  sp = malloc((2 + sb->nvma + tn) * sizeof *sp);
+  sp = malloc((2 + (size_t)sb->nvma + (size_t)sb->nshmaps + tn) * sizeof *sp);
   if (!sp) {
     cf_fail(ENOMEM, "out of memory");
     goto out;
@@ -395,7 +432,8 @@ static int commit_root(struct sb *sb, struct cf_store *s, const char *image, str
   size_t n = 0;
   sp[n++] = (struct span){0, CF_VM_USER_BASE, false};
   for (int i = 0; i < sb->nvma; i++)
-    sp[n++] = (struct span){sb->vmas[i].start, sb->vmas[i].end, !sb->vmas[i].file};
+    for (uint64_t a = sb->vmas[i].start, ps, pe; next_private(sb, &a, sb->vmas[i].end, &ps, &pe);)
+      sp[n++] = (struct span){ps, pe, !sb->vmas[i].file};
   struct span *tp = sp + n;
   if (proc_is_first(sb)) /* the /tmp region is in the first process's memory only */
     tmp_pages(sb->tmpfs, tmp_page_span, &tp);
@@ -474,6 +512,9 @@ static int commit_branch(struct sb *sb, struct cf_store *s, const char *image, s
   if (sb->replaced_overflow)
     for (int i = 0; i < sb->nvma; i++)
       bits_set(db, sb->vmas[i].start / PAGE, (sb->vmas[i].end - sb->vmas[i].start) / PAGE);
+  for (int i = 0; i < sb->nshmaps; i++) /* (next_private) */
+    for (uint64_t p = sb->shmaps[i].start / PAGE; p < sb->shmaps[i].end / PAGE; p++)
+      db[p / 64] &= ~(1ull << (p % 64));
   if (bits_runs(db, np, &dirty) < 0 || bits_runs(zb, np, &zeros) < 0)
     goto out;
   struct cf_dirty_stats ds;
@@ -510,8 +551,11 @@ static int commit_compare(struct sb *sb, struct cf_store *s, const char *image, 
     goto out;
   for (int i = 0; i < sb->nvma; i++) {
     uint64_t a = sb->vmas[i].start / PAGE, b = sb->vmas[i].end / PAGE;
-    if (cf_dirty_add(&zeros, at, a - at) < 0 || cf_dirty_add(&dirty, a, b - a) < 0)
+    if (cf_dirty_add(&zeros, at, a - at) < 0)
       goto out;
+    for (uint64_t x = sb->vmas[i].start, ps, pe; next_private(sb, &x, sb->vmas[i].end, &ps, &pe);)
+      if (cf_dirty_add(&dirty, ps / PAGE, (pe - ps) / PAGE) < 0) /* (a shared range: base's, never read) */
+        goto out;
     at = b;
   }
   if (cf_dirty_add(&zeros, at, np - at) < 0)
@@ -563,6 +607,7 @@ static int save_state(struct sb *sb, struct wbuf *w, const char *image, const ui
   if (proc_is_first(sb) && procs_save(sb, w) < 0) /* version 7 */
     return -1;
   task_save_sched(sb, w); /* version 8 */
+  mm_save_shared(sb, w); /* version 8 */
   return w->err ? cf_fail(ENOMEM, "out of memory") : 0;
 }
 
@@ -692,6 +737,9 @@ int cf_sandbox_save(struct cf_sandbox *box, struct cf_store *s, const char *name
   sb->save_disk_bytes = 0;
   int np = 0;
   struct sb *const *ps = sb->w ? proc_list(sb, &np) : NULL;
+  /* Shared memory into the /tmp region first: the first image holds it. */
+  if (fs_save_prepare(sb) < 0)
+    return -1;
   int r = save_image_of(sb, s, image, st);
   /* The other processes' memory, each an image of its own (NAME.mem.PID). */
   for (int i = 0; i < np && r == 0; i++) {
@@ -707,13 +755,14 @@ int cf_sandbox_save(struct cf_sandbox *box, struct cf_store *s, const char *name
       st->pages_zeroed += pst.pages_zeroed;
     }
   }
-  if (r < 0)
+  struct cf_header *h = r < 0 ? NULL : cf_store_get_header(s, image);
+  if (!h) {
+    fs_save_done(sb);
     return -1;
-  struct cf_header *h = cf_store_get_header(s, image);
-  if (!h)
-    return -1;
+  }
   struct wbuf w = {0};
   r = save_state(sb, &w, image, h->id, sb->forked ? sb->tmpl->name : "");
+  fs_save_done(sb);
   cf_header_free(h);
   if (r == 0)
     r = write_state(path, &w);
@@ -1016,8 +1065,11 @@ int state_parse(struct sb *sb, const uint8_t *payload, size_t len, const char *n
   if (proc_is_first(sb) && r.off != r.n && procs_parse(sb, &r, name) < 0)
     goto err;
   /* Version 8: the supplementary groups and the threads' scheduling
-   * (before: the host's groups, as a new sandbox's; every CPU, SCHED_OTHER). */
+   * (before: the host's groups, as a new sandbox's; every CPU, SCHED_OTHER),
+   * then the shared mappings (after the process list: the first's). */
   if (r.off != r.n && task_load_sched(sb, &r, name) < 0)
+    goto err;
+  if (r.off != r.n && mm_load_shared(sb, &r, name) < 0)
     goto err;
   if (r.off != r.n)
     BAD("trailing bytes in the state file");
@@ -1262,6 +1314,8 @@ struct cf_sandbox *cf_template_fork(struct cf_template *t, const struct cf_sandb
   sb->mem_size = cf_vm_mem_size(sb->vm);
   if (load_state(sb, t) < 0)
     goto err;
+  if (sb->nshmaps)
+    __atomic_store_n(&t->shared, true, __ATOMIC_RELAXED);
   if (mm_apply(sb) < 0) {
     cf_fail(errno, "applying the template's memory protections: %m");
     goto err;
@@ -1285,6 +1339,8 @@ int cf_template_refork(struct cf_template *t, struct cf_sandbox *box, const stru
     return cf_fail(ENOTSUP, "the VM ran a child of another template");
   if (t->tree || sb->w)
     return cf_fail(ENOTSUP, "a sandbox of several processes is not reused");
+  if (__atomic_load_n(&t->shared, __ATOMIC_RELAXED))
+    return cf_fail(ENOTSUP, "a child of a template holding shared memory is not reused");
   if (reuse_check_possible(sb, opts) < 0 || cf_vm_reset(sb->vm) < 0)
     return -1;
   /* Memory first: it needs the old child's list of replaced ranges. Its

@@ -19,7 +19,9 @@
  * captures /tmp contents, forks share them copy-on-write, and a branch's
  * dirty scan stores exactly the /tmp pages its child wrote. The tree (names,
  * sizes, page lists) is small metadata on the VMM heap, serialized into the
- * template's state file (tmp_save / tmp_load). A page is always fully
+ * template's state file (tmp_save / tmp_load; with /dev/shm, hard links by
+ * their target's id, and the shared memory objects' data: "shared memory in
+ * a save" below). A page is always fully
  * written when allocated: a freed page is not zeroed (in a child its
  * contents may come back from the template's image).
  *
@@ -71,6 +73,8 @@ struct tmpfs {
   char disk_image[300];       /* the image the disk was last saved as or loaded from ("" if none) */
   uint8_t disk_id[16];        /* and its id: tmp_save records both */
   bool closing;               /* tmp_destroy: the disk goes with the tree, its files need no unlink */
+  struct tnode **saved; /* a save in progress: the nodes tmp_save_shared gave pages (each referenced) */
+  size_t nsaved;
 };
 
 /* Where a node's file data lives (DESIGN.md convention 5: a vtable). The
@@ -138,6 +142,7 @@ struct tnode {
   struct timespec atime, mtime, ctime; /* chmod/utimensat set them (tmp_chmod, tmp_utimes) */
   struct fifo *fifo; /* a FIFO: its state (fs.c), else NULL */
   bool sock;         /* a socket file (an AF_UNIX path name: net.c keeps which socket is bound to it) */
+  bool anon;         /* no file: a shared memory object's data in a save (tmp_save_shared) or a load */
   struct tnode *parent;
   struct tnode **kids;
   int nkids;
@@ -1043,12 +1048,22 @@ struct shm_obj *tmp_shared(struct sb *sb, struct tnode *n, uint64_t end, int *er
   struct shm_obj *o = shm_new(sb, want, err);
   if (!o)
     return NULL;
-  for (uint64_t i = 0; i < n->npages; i++)
-    if (n->pages[i] && pwrite(o->fd, fs->mem + PG(n->pages[i]), PAGE, (off_t)(i * PAGE)) != (ssize_t)PAGE) {
+  for (uint64_t i = 0; i < n->npages;) { /* runs of pages next to each other in the region: one write each */
+    if (!n->pages[i]) {
+      i++;
+      continue;
+    }
+    uint64_t j = i + 1;
+    while (j < n->npages && n->pages[j] && PG(n->pages[j]) == PG(n->pages[i]) + (j - i) * PAGE && j - i < 4096)
+      j++;
+    size_t len = (size_t)(j - i) * PAGE;
+    if (pwrite(o->fd, fs->mem + PG(n->pages[i]), len, (off_t)(i * PAGE)) != (ssize_t)len) {
       shm_unref(o);
       *err = -ENOSPC;
       return NULL;
     }
+    i = j;
+  }
   for (uint64_t off = 0; n->dino && off < n->size;) { /* the disk store's data */
     uint8_t buf[PAGE * 16];
     uint64_t k = n->size - off < sizeof buf ? n->size - off : sizeof buf;
@@ -1096,70 +1111,145 @@ static int obj_unshare_disk(struct tnode *n)
   return 0;
 }
 
-/* n's data back into pages of the region (before a save). */
-static int obj_unshare(struct tnode *n)
+/* ---- shared memory in a save ----
+ *
+ * A template holds the data of each shared memory object once: in pages
+ * of the /tmp region (so in the first process's memory image: the image's
+ * own copy-on-write and dedup, sparse, a branch storing what changed), of
+ * the node of the file it is, or of an unlinked node of its own (anon) for
+ * one no node holds (MAP_SHARED|MAP_ANONYMOUS, a deleted file's). The
+ * objects are not touched: the copies are made before the memory images
+ * are taken and freed after the save. A load makes the object again from
+ * the node's pages (tmp_shared) once, and every mapping of it in any
+ * process of the child maps that one object (mm.c mm_load_shared). */
+
+/* A copy of o's first len bytes into fresh pages of n (holding none). */
+static int obj_copy_out(struct tnode *n, uint64_t len)
 {
   struct tmpfs *fs = n->fs;
   struct shm_obj *o = n->obj;
-  uint64_t np = (n->size + PAGE - 1) / PAGE;
-  if (st_of(n) == &disk_store)
-    return obj_unshare_disk(n);
-  if (reserve(n, n->size) < 0)
-    return -ENOSPC;
-  fs->shm_pages -= o->size / PAGE; /* the pages move */
+  if (len > o->size)
+    len = o->size;
+  uint64_t np = (len + PAGE - 1) / PAGE;
+  if (reserve(n, len) < 0)
+    return -1;
   uint8_t buf[PAGE];
   for (uint64_t i = 0; i < np; i++) {
     ssize_t k = pread(o->fd, buf, PAGE, (off_t)(i * PAGE));
     if (k < 0)
-      goto fail;
+      return -1;
     memset(buf + k, 0, PAGE - (uint64_t)k);
-    bool zero = true;
-    for (size_t j = 0; j < PAGE && zero; j++)
-      zero = buf[j] == 0;
-    if (zero)
+    if (cf_is_zero(buf, PAGE))
       continue; /* a hole */
     uint64_t a = page_alloc(fs);
     if (!a)
-      goto fail;
+      return -1;
     memcpy(fs->mem + a, buf, PAGE);
     n->pages[i] = a;
   }
-  n->obj = NULL;
-  o->charge = NULL;
-  shm_unref(o);
   return 0;
-fail:
-  drop_pages(n, 0);
-  fs->shm_pages += o->size / PAGE;
-  return -ENOSPC;
 }
 
-static int prepare_node(struct tnode *n, const char *where)
+static int saved_add(struct tmpfs *fs, struct tnode *n)
 {
-  if (n->target || n->nlinks)
-    return cf_fail(ENOTSUP, "%s%s has hard links (link(2)): the state does not record them; a sandbox with "
-                   "one cannot be saved", where, n->name);
-  if (n->obj && n->obj->refs > 1)
-    return cf_fail(ENOTSUP, "%s%s is mapped MAP_SHARED: a sandbox with a shared mapping cannot be saved (unmap "
-                   "it before the pause)", where, n->name);
-  if (n->obj && obj_unshare(n) < 0)
-    return cf_fail(ENOSPC, "%s%s: no room in %s to save it", where, n->name,
-                   st_of(n) == &disk_store ? "the disk" : "/tmp");
+  struct tnode **p = realloc(fs->saved, (fs->nsaved + 1) * sizeof *p);
+  if (!p)
+    return -1;
+  fs->saved = p;
+  fs->saved[fs->nsaved++] = n;
+  tmp_ref(n);
+  return 0;
+}
+
+static int save_walk(struct tnode *n)
+{
+  if (n->target)
+    n = n->target; /* (an unlinked target's object too) */
+  if (n->obj && st_of(n) != &disk_store && !n->obj->save_node) { /* (a disk file's: prepare_disk) */
+    if (saved_add(n->fs, n) < 0)
+      return cf_fail(ENOMEM, "out of memory");
+    n->obj->save_node = n;
+    if (obj_copy_out(n, n->size) < 0)
+      return cf_fail(ENOSPC, "%s: no room in /tmp for a copy of its shared memory in the template", n->name);
+  }
   for (int i = 0; i < n->nkids; i++)
-    if (prepare_node(n->kids[i], where) < 0)
+    if (save_walk(n->kids[i]) < 0)
+      return -1;
+  return 0;
+}
+
+int tmp_save_shared(struct tmpfs *fs, struct tnode *const *extra, size_t nextra, struct shm_obj *const *objs,
+                    size_t nobjs)
+{
+  if (save_walk(fs->root) < 0 || save_walk(fs->shm) < 0)
+    return -1;
+  for (size_t i = 0; i < nextra; i++)
+    if (save_walk(extra[i]) < 0)
+      return -1;
+  for (size_t i = 0; i < nobjs; i++) {
+    struct shm_obj *o = objs[i];
+    if (o->save_node)
+      continue;
+    struct tnode *n = node_new(fs, "shm", false, 0600);
+    if (!n || saved_add(fs, n) < 0) {
+      tmp_free(n);
+      return cf_fail(ENOMEM, "out of memory");
+    }
+    n->linked = false;
+    n->anon = true;
+    n->obj = o;
+    n->parent = NULL;
+    shm_ref(o);
+    n->size = o->size;
+    o->save_node = n;
+    if (o->size > fs->npages * PAGE || obj_copy_out(n, o->size) < 0)
+      return cf_fail(ENOSPC, "no room in /tmp for a copy of a MAP_SHARED mapping's memory (%llu KiB) in the template",
+                     (unsigned long long)(o->size >> 10));
+  }
+  return 0;
+}
+
+void tmp_save_shared_done(struct tmpfs *fs)
+{
+  for (size_t i = 0; i < fs->nsaved; i++) {
+    struct tnode *n = fs->saved[i];
+    if (n->obj) {
+      n->obj->save_node = NULL;
+      drop_pages(n, 0); /* the copy: the object holds the data */
+    }
+    tmp_unref(n); /* an anon node goes */
+  }
+  free(fs->saved);
+  fs->saved = NULL;
+  fs->nsaved = 0;
+}
+
+/* A file of the disk that had a memory object (it was mapped MAP_SHARED):
+ * its data goes back onto the disk. One still mapped is not saved yet (its
+ * copy would need pages of the region, which a disk node does not hold). */
+static int prepare_disk(struct tnode *n)
+{
+  if (n->obj && st_of(n) == &disk_store) {
+    if (n->obj->refs > 1)
+      return cf_fail(ENOTSUP, "%s is on the sandbox's disk and mapped MAP_SHARED: such a sandbox cannot be saved "
+                     "yet (unmap it before the pause)", n->name);
+    if (obj_unshare_disk(n) < 0)
+      return cf_fail(ENOSPC, "%s: no room on the disk to save it", n->name);
+  }
+  for (int i = 0; i < n->nkids; i++)
+    if (prepare_disk(n->kids[i]) < 0)
       return -1;
   return 0;
 }
 
 int tmp_save_prepare(struct tmpfs *fs, struct tnode *const *extra, size_t nextra)
 {
-  if (fs->shm->nkids)
-    return cf_fail(ENOTSUP, "/dev/shm/%s: a sandbox with a file in /dev/shm cannot be saved (the state holds "
-                   "/tmp only: remove it, or use /tmp, before the pause)", fs->shm->kids[0]->name);
-  if (prepare_node(fs->root, "a file: ") < 0)
+  if (!fs->disk)
+    return 0;
+  if (prepare_disk(fs->root) < 0)
     return -1;
   for (size_t i = 0; i < nextra; i++)
-    if (prepare_node(extra[i], "a deleted file: ") < 0)
+    if (prepare_disk(extra[i]) < 0)
       return -1;
   return 0;
 }
@@ -1770,15 +1860,20 @@ uint64_t tmp_node_id(struct tnode *n) { return n->id; }
  * disk: the image it was saved as, its id, work/'s inode, the next name. */
 #define NODE_DISK (1ull << 28)
 
+/* Version 8 (no version of its own: a state before it has none of these). */
+#define NODE_SHMDIR (1ull << 29)   /* /dev/shm (parent 0): its files follow */
+#define NODE_ANON (1ull << 30)     /* a shared memory object's data (parent 0, no name of its own) */
+#define NODE_HARDLINK (1ull << 31) /* a hard link: its target's id follows, after the attributes (no data) */
+
 static void save_node(struct tnode *n, uint64_t parent, struct wbuf *w)
 {
-  n->id = ++n->fs->next_id;
   w_u64(w, parent);
   w_str(w, n->name);
   w_u64(w, (uint64_t)n->dir | (uint64_t)n->mode << 1 | NODE_V2 | (n->fifo ? NODE_FIFO : 0) |
              (n == n->fs->root ? NODE_ROOT : 0) | (n->whiteout ? NODE_WHITEOUT : 0) |
              (n->opaque ? NODE_OPAQUE : 0) | (n->link ? NODE_SYMLINK : 0) | (n->sock ? NODE_SOCK : 0) |
-             (n->xalen ? NODE_XATTR : 0) | (st_of(n) == &disk_store ? NODE_DISK : 0));
+             (n->xalen ? NODE_XATTR : 0) | (st_of(n) == &disk_store ? NODE_DISK : 0) |
+             (n == n->fs->shm ? NODE_SHMDIR : 0) | (n->anon ? NODE_ANON : 0) | (n->target ? NODE_HARDLINK : 0));
   w_u64(w, n->ino);
   w_u64(w, n->size);
   w_u64(w, (uint64_t)n->mtime.tv_sec);
@@ -1795,9 +1890,13 @@ static void save_node(struct tnode *n, uint64_t parent, struct wbuf *w)
     w_u64(w, n->xalen);
     w_bytes(w, n->xa, n->xalen);
   }
+  if (n->target)
+    w_u64(w, n->target->id);
   uint64_t np = (n->size + PAGE - 1) / PAGE;
   if (np > n->npages)
     np = n->npages;
+  if (n->target)
+    np = 0;
   w_u64(w, np);
   w_bytes(w, n->pages, np * sizeof *n->pages);
   if (st_of(n) == &disk_store) {
@@ -1814,35 +1913,71 @@ static void save_node(struct tnode *n, uint64_t parent, struct wbuf *w)
     save_node(n->kids[i], n->id, w);
 }
 
-static uint64_t count_nodes(struct tnode *n)
+struct tops {
+  struct tnode **v;
+  size_t n, cap;
+  bool err;
+};
+
+static void tops_add(struct tops *t, struct tnode *n)
 {
-  uint64_t c = 1;
-  for (int i = 0; i < n->nkids; i++)
-    c += count_nodes(n->kids[i]);
-  return c;
+  if (t->n == t->cap) {
+    size_t cap = t->cap ? 2 * t->cap : 16;
+    struct tnode **p = realloc(t->v, cap * sizeof *p);
+    if (!p) {
+      t->err = true;
+      return;
+    }
+    t->v = p;
+    t->cap = cap;
+  }
+  t->v[t->n++] = n;
 }
 
-/* Nodes in preorder (parent id 0 for the root and for unlinked nodes that
- * open files still hold, given in extra). */
+/* Ids in preorder; the unlinked targets of hard links into t. */
+static void number(struct tnode *n, struct tops *t)
+{
+  n->id = ++n->fs->next_id;
+  if (n->target && !n->target->linked)
+    tops_add(t, n->target);
+  for (int i = 0; i < n->nkids; i++)
+    number(n->kids[i], t);
+}
+
+/* Nodes in preorder: "/", then /dev/shm (parent 0), then the unlinked
+ * nodes (parent 0): the deleted files that open files hold (extra; the
+ * linked ones of extra are in the tree), the anon nodes of a save's shared
+ * memory (tmp_save_shared), the targets of hard links that lost their
+ * first name. A hard link names its target by id. */
 int tmp_save(struct tmpfs *fs, struct wbuf *w, struct tnode *const *extra, size_t nextra)
 {
+  struct tops t = {0}, tops = {0};
   fs->next_id = 0;
-  uint64_t total = count_nodes(fs->root);
+  number(fs->root, &t);
+  number(fs->shm, &t);
   for (size_t i = 0; i < nextra; i++)
-    extra[i]->id = 0;
-  for (size_t i = 0; i < nextra; i++)
-    if (!extra[i]->linked && extra[i]->id == 0) {
-      extra[i]->id = 1; /* counted */
-      total++;
+    if (!extra[i]->linked)
+      tops_add(&t, extra[i]);
+  for (size_t i = 0; i < fs->nsaved; i++)
+    if (fs->saved[i]->anon)
+      tops_add(&t, fs->saved[i]);
+  for (size_t i = 0; i < t.n; i++)
+    t.v[i]->id = 0;
+  for (size_t i = 0; i < t.n; i++)
+    if (t.v[i]->id == 0) { /* once each */
+      t.v[i]->id = ++fs->next_id;
+      tops_add(&tops, t.v[i]);
     }
-  for (size_t i = 0; i < nextra; i++)
-    extra[i]->id = 0;
-  w_u64(w, total);
-  save_node(fs->root, 0, w);
-  for (size_t i = 0; i < nextra; i++)
-    if (!extra[i]->linked && extra[i]->id == 0)
-      save_node(extra[i], 0, w); /* a file or an empty dir: no kids */
-  return w->err ? -ENOMEM : 0;
+  if (!t.err && !tops.err) {
+    w_u64(w, fs->next_id);
+    save_node(fs->root, 0, w);
+    save_node(fs->shm, 0, w);
+    for (size_t i = 0; i < tops.n; i++)
+      save_node(tops.v[i], 0, w); /* a file or an empty dir: no kids */
+  }
+  free(t.v);
+  free(tops.v);
+  return w->err || t.err || tops.err ? -ENOMEM : 0;
 }
 
 void tmp_pages(struct tmpfs *fs, int (*fn)(void *ctx, uint64_t addr), void *ctx)
@@ -1858,9 +1993,14 @@ int tmp_load(struct sb *sb, struct tmpfs *fs, struct rbuf *r, struct tnode ***no
   if (r->err || total == 0 || total > (1u << 20))
     return -EINVAL;
   struct tnode **nodes = calloc(total, sizeof *nodes);
-  if (!nodes)
+  uint64_t *links = calloc(total, sizeof *links); /* a hard link's target id */
+  if (!nodes || !links) {
+    free(nodes);
+    free(links);
     return -ENOMEM;
+  }
   int ret = -EINVAL;
+  bool shmdir = false;
   struct tnode *tmpdir = fs->root->nkids == 1 ? fs->root->kids[0] : NULL; /* tmp_new's */
   bool whole = false; /* the first node is "/" (NODE_ROOT) */
   uint8_t *xa = NULL; /* the node's attributes being read (NODE_XATTR) */
@@ -1898,7 +2038,15 @@ int tmp_load(struct sb *sb, struct tmpfs *fs, struct rbuf *r, struct tnode ***no
       if (r->err || !xa_valid(xa, xalen) || (dm & NODE_WHITEOUT))
         goto bad;
     }
+    uint64_t tid = dm & NODE_HARDLINK ? r_u64(r) : 0;
     uint64_t np = r_u64(r);
+    const uint64_t kinds = NODE_FIFO | NODE_SOCK | NODE_WHITEOUT | NODE_SYMLINK | NODE_OPAQUE | NODE_ROOT;
+    if (((dm & NODE_SHMDIR) && (i == 0 || parent || !(dm & 1) || shmdir || (dm & (kinds | NODE_ANON | NODE_HARDLINK)))) ||
+        ((dm & NODE_ANON) && (i == 0 || parent || (dm & 1) || (dm & (kinds | NODE_HARDLINK)))) ||
+        ((dm & NODE_HARDLINK) && (i == 0 || !parent || (dm & 1) || size || np || !tid || tid > total ||
+                                  tid == i + 1 || (dm & kinds))))
+      goto bad;
+    links[i] = tid;
     if (i == 0 && (dm & NODE_ROOT) && tmpdir) { /* the saved tree has its own /tmp */
       whole = true;
       tmp_drop(tmpdir);
@@ -1914,7 +2062,11 @@ int tmp_load(struct sb *sb, struct tmpfs *fs, struct rbuf *r, struct tnode ***no
         ((dm & NODE_SYMLINK) && (!link[0] || (dm & (NODE_WHITEOUT | NODE_FIFO | NODE_SOCK)))) ||
         ((dm & NODE_WHITEOUT) && (dm & (NODE_FIFO | NODE_SOCK))) || ((dm & NODE_OPAQUE) && !(dm & 1)))
       goto bad;
-    struct tnode *n = i == 0 ? (whole ? fs->root : tmpdir) : node_new(fs, name, dm & 1, (unsigned)(dm >> 1));
+    if (dm & NODE_SHMDIR)
+      shmdir = true;
+    struct tnode *n = i == 0                ? (whole ? fs->root : tmpdir)
+                      : (dm & NODE_SHMDIR) ? fs->shm
+                                            : node_new(fs, name, dm & 1, (unsigned)(dm >> 1));
     if (!n) {
       ret = -ENOMEM;
       goto bad;
@@ -1953,8 +2105,12 @@ int tmp_load(struct sb *sb, struct tmpfs *fs, struct rbuf *r, struct tnode ***no
       n->fifo->rd = n->fifo->wr = -1;
     }
     n->sock = dm & NODE_SOCK;
-    if (i > 0 && parent == 0)
-      n->linked = false; /* held only by open files */
+    if (i > 0 && parent == 0 && n != fs->shm)
+      n->linked = false; /* held only by open files, hard links, or (anon) the load (fs_load_done) */
+    if (dm & NODE_ANON) {
+      n->anon = true;
+      n->refs++;
+    }
     if (np) {
       if (n->dir || reserve(n, np * PAGE) < 0)
         goto bad;
@@ -2005,7 +2161,7 @@ int tmp_load(struct sb *sb, struct tmpfs *fs, struct rbuf *r, struct tnode ***no
     if (i > 0 && parent) {
       struct tnode *p = nodes[parent - 1];
       struct timespec pmt = p->mtime, pct = p->ctime; /* the saved ones: add_kid would stamp them now */
-      if (!p->dir || kid(p, name, strlen(name)) || add_kid(p, n) < 0)
+      if (!p->dir || !p->linked || kid(p, name, strlen(name)) || add_kid(p, n) < 0) /* (an unlinked dir: empty) */
         goto bad;
       p->mtime = pmt;
       p->ctime = pct;
@@ -2013,6 +2169,22 @@ int tmp_load(struct sb *sb, struct tmpfs *fs, struct rbuf *r, struct tnode ***no
     if (i > 0 && fs->disk) /* its own (add_kid gave it its directory's: a file moved keeps its store) */
       n->st = (dm & NODE_DISK) ? &disk_store : &mem_store;
   }
+  /* Hard links: each target a node of the tree or an unlinked one, not a directory,
+   * itself no link (all checked before any is made: nothing fails after). */
+  for (uint64_t i = 0; i < total; i++)
+    if (links[i]) {
+      struct tnode *t = nodes[links[i] - 1];
+      if (t->dir || links[links[i] - 1] || t->whiteout || t->anon)
+        goto bad;
+    }
+  for (uint64_t i = 0; i < total; i++)
+    if (links[i]) {
+      struct tnode *t = nodes[links[i] - 1];
+      nodes[i]->target = t;
+      tmp_ref(t);
+      t->nlinks++;
+    }
+  free(links);
   *nodes_out = nodes;
   *nn = total;
   return 0;
@@ -2020,11 +2192,13 @@ bad:
   free(xa);
   /* Unlinked nodes not yet owned by anything: free them here. */
   for (uint64_t i = 1; i < total; i++)
-    if (nodes[i] && !nodes[i]->parent)
+    if (nodes[i] && !nodes[i]->parent && nodes[i] != fs->shm)
       tmp_free(nodes[i]);
   free(nodes);
+  free(links);
   return ret;
 }
 
 bool tmp_is_linked(struct tnode *n) { return n->linked; }
+bool tmp_is_anon(struct tnode *n) { return n->anon; }
 int tmp_refs(struct tnode *n) { return n->refs; }

@@ -8,6 +8,7 @@
  * /tmp files and open fds) of every version: s1, s2 version 1, v2, v3, v4, v5, v6 (v5 + two threads),
  * v7-sockets (a process tree holding listening sockets: net.c's records),
  * v8-xattr (extended attributes on a /tmp file, groups, a CPU mask, SCHED_BATCH)
+ * v8-shm (a tree sharing memory, /dev/shm files and a hard link: version 8)
  * (tests/unit/shim_state.c loads each). Guest memory is an anonymous 64 MiB mapping: a
  * page list pointing outside the /tmp region must be refused, not read. */
 #include <fcntl.h>

@@ -142,7 +142,7 @@ static void test_listing(void)
   diag("listing /proc and /dev: the sandbox's entries only");
   ok(strcmp(glist("/proc"), "self thread-self 2 cpuinfo meminfo uptime loadavg stat mounts sys") == 0,
      "ls /proc (got '%s')", glist("/proc"));
-  ok(strcmp(glist("/proc/2"), "status stat cmdline comm environ maps mounts fd cwd exe task") == 0,
+  ok(strcmp(glist("/proc/2"), "status stat cmdline comm environ maps mounts fd fdinfo cwd exe task") == 0,
      "ls /proc/2 (got '%s')", glist("/proc/2"));
   ok(strcmp(glist("/proc/self/task"), "2") == 0, "ls /proc/self/task (got '%s')", glist("/proc/self/task"));
   ok(strcmp(glist("/proc/sys/kernel/random"), "boot_id uuid") == 0, "ls /proc/sys/kernel/random (got '%s')",
@@ -152,6 +152,79 @@ static void test_listing(void)
   ok(strcmp(glist("/dev/shm"), "") == 0, "ls /dev/shm: empty");
   ok(strcmp(glist("/proc/self/fd"), "0 1 2 3") == 0, "ls /proc/self/fd: 0 1 2 and 3, the listing's own, as Linux (got '%s')",
      glist("/proc/self/fd"));
+}
+
+/* The first two lines (pos, flags) of an fdinfo text. */
+static void head2(const char *text, char *out, size_t size)
+{
+  const char *e = text;
+  for (int i = 0; i < 2 && e && *e; i++)
+    e = strchr(e, '\n') ? strchr(e, '\n') + 1 : NULL;
+  size_t n = e ? (size_t)(e - text) : strlen(text);
+  snprintf(out, size, "%.*s", (int)n, text);
+}
+
+/* /proc/self/fdinfo/N: pos and flags as the host's Linux shows them for
+ * the same opens (mnt_id and ino are the sandbox's), ino as fstat's. */
+static void test_fdinfo(void)
+{
+  diag("/proc/PID/fdinfo/N: pos, flags, mnt_id, ino as Linux's");
+  char path[300], nat[256], want[128], got[128];
+  snprintf(path, sizeof path, "%s/fdinfo-native", hostdir);
+  int n = open(path, O_RDWR | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+  if (n < 0 || write(n, "hello", 5) != 5)
+    abort();
+  snprintf(path, sizeof path, "/proc/self/fdinfo/%d", n);
+  FILE *fp = fopen(path, "r");
+  size_t k = fp ? fread(nat, 1, sizeof nat - 1, fp) : 0;
+  nat[k] = 0;
+  if (fp)
+    fclose(fp);
+  close(n);
+  head2(nat, want, sizeof want);
+  int fd = gopen("/tmp/fdinfo", O_RDWR | O_CREAT | O_APPEND | O_CLOEXEC);
+  is(S3(SYS_write, fd, gs("hello"), 5), 5, "a /tmp file, O_RDWR|O_APPEND|O_CLOEXEC, 5 bytes written");
+  snprintf(path, sizeof path, "/proc/self/fdinfo/%d", fd);
+  const char *t = gread(path);
+  head2(t, got, sizeof got);
+  ok(strcmp(got, want) == 0, "pos and flags as the host's for the same open ('%s' vs '%s')", got, want);
+  struct stat st;
+  uint64_t stg = galloc(NULL, sizeof st);
+  S2(SYS_fstat, fd, stg);
+  memcpy(&st, hp(stg), sizeof st);
+  char rest[128];
+  snprintf(rest, sizeof rest, "mnt_id:\t24\nino:\t%lu\n", (unsigned long)st.st_ino);
+  ok(strstr(t, rest) != NULL, "mnt_id of /tmp, fstat's inode (got '%s')", t);
+  ok(strstr(glist("/proc/self/fdinfo"), "3") != NULL, "ls /proc/self/fdinfo lists the fds (got '%s')",
+     glist("/proc/self/fdinfo"));
+  int p[2];
+  if (pipe2(p, O_NONBLOCK) < 0)
+    abort();
+  snprintf(path, sizeof path, "/proc/self/fdinfo/%d", p[0]);
+  fp = fopen(path, "r");
+  k = fp ? fread(nat, 1, sizeof nat - 1, fp) : 0;
+  nat[k] = 0;
+  if (fp)
+    fclose(fp);
+  close(p[0]);
+  close(p[1]);
+  head2(nat, want, sizeof want);
+  uint64_t pg = galloc(NULL, 8);
+  is(S2(SYS_pipe2, pg, O_NONBLOCK), 0, "pipe2(O_NONBLOCK)");
+  int gp[2];
+  memcpy(gp, hp(pg), 8);
+  snprintf(path, sizeof path, "/proc/self/fdinfo/%d", gp[0]);
+  t = gread(path);
+  head2(t, got, sizeof got);
+  ok(strcmp(got, want) == 0 && strstr(t, "mnt_id:\t13\n"), "a pipe's read end: as the host's ('%s' vs '%s')", got, want);
+  is(S3(SYS_write, fd, gs("x"), 1), 1, "");
+  snprintf(path, sizeof path, "/proc/self/fdinfo/%d", fd);
+  ok(strncmp(gread(path), "pos:\t6\n", 7) == 0, "pos follows the writes");
+  S1(SYS_close, gp[0]);
+  S1(SYS_close, gp[1]);
+  S1(SYS_close, fd);
+  snprintf(path, sizeof path, "/proc/self/fdinfo/%d", fd);
+  is(gopen(path, O_RDONLY), -ENOENT, "a closed fd's: ENOENT");
 }
 
 static void test_process_files(void)
@@ -369,6 +442,7 @@ int main(void)
   test_host_unreachable();
   test_listing();
   test_process_files();
+  test_fdinfo();
   test_system_files();
   test_writes_devices();
   test_env();

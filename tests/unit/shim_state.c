@@ -8,7 +8,8 @@
  * alternate signal stack, version 6's threads; v7-sockets (a process
  * tree holding a TCP and an AF_UNIX listener: net.c's socket records) its
  * listeners, and damaged records refused; v8-xattr (version 8) its
- * extended attributes, groups, CPU mask and policy. bad-page-list and
+ * extended attributes, groups, CPU mask and policy; v8-shm
+ * (tests/sandbox/treeshm.c) its shared mappings and hard link. bad-page-list and
  * bad-threads (two threads with one tid) must be refused. */
 #include <errno.h>
 #include <sched.h>
@@ -278,6 +279,28 @@ int main(void)
     }
     ok(p8 != NULL, "the v8 seed");
   }
+  /* v8-shm: a template of tests/sandbox/treeshm.c (two processes sharing
+   * an anonymous MAP_SHARED region and two sem_open semaphores, /dev/shm
+   * files mapped MAP_SHARED; a /tmp hard link): version 8's shared mappings. */
+  int r8 = parse("v8-shm", &o, &s);
+  ok(r8 == 0, "v8-shm: a template holding shared memory loads");
+  if (r8 == 0) {
+    bool distinct = s->nshmaps == 3;
+    for (int i = 0; i < s->nshmaps && distinct; i++)
+      for (int k = 0; k < i; k++)
+        distinct = distinct && s->shmaps[i].obj != s->shmaps[k].obj;
+    ok(distinct, "v8-shm: 3 shared mappings, 3 objects (%d)", s->nshmaps);
+    struct tnode *l1 = tmp_lookup(s, "/tmp/treeshm-l1"), *l2 = tmp_lookup(s, "/tmp/treeshm-l2");
+    struct stat st = {0};
+    if (l1)
+      tmp_stat(l1, &st);
+    ok(l1 && l1 == l2 && st.st_nlink == 2, "v8-shm: /tmp/treeshm-l1 and l2 one node, 2 links");
+    ok(s->nload_procs == 1, "v8-shm: and the server process");
+  }
+  free(s->load_procs);
+  s->load_procs = NULL;
+  s->nload_procs = 0;
+  done(s);
   /* The template an image belongs to (version 7: NAME.mem.PID per process). */
   const struct {
     const char *image, *tmpl;
