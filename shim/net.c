@@ -82,6 +82,7 @@
 #include <linux/sockios.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <netinet/udp.h>
 #include <poll.h>
 #include <stdlib.h>
 #include <string.h>
@@ -104,6 +105,10 @@
 #define EPHEMERAL_HI 60999
 #define MAX_TICKETS 1024
 #define UDP_MAX 65507 /* the largest UDP payload over IPv4 */
+#ifndef UDPLITE_SEND_CSCOV
+#define UDPLITE_SEND_CSCOV 10 /* (linux/udp.h) */
+#define UDPLITE_RECV_CSCOV 11
+#endif
 #define CTL_MAX 20480 /* Linux's optmem_max: a larger control buffer is ENOBUFS */
 
 enum { SS_NEW, SS_LISTEN, SS_CONNECTED };
@@ -128,16 +133,30 @@ struct pend {
   struct ep local, peer;
   struct uname upeer;
   struct ucred cred;
+  struct link *link;
+};
+
+/* What the two ends of a local stream connection know of each other (the
+ * connector is end 0, the accepted socket end 1; each holds a reference):
+ * its sockets (NULL: not accepted yet, or closed: a sender's credentials
+ * go to such a peer, as Linux's to an embryo), whether each end shut down
+ * writing (its FIN went) and whether a reset came to it (the other end
+ * closed abortively: SO_LINGER {1, 0} or bytes left unread, TCP). */
+struct link {
+  int refs;
+  struct sock *end[2];
+  bool fin[2], rst[2];
 };
 
 /* Stored options (getsockopt gives them back; what they do is in the note). */
 struct opts {
-  int reuseaddr, reuseport, keepalive, broadcast, oobinline, priority, rcvlowat, passcred_unused;
+  int reuseaddr, reuseport, keepalive, broadcast, oobinline, priority, rcvlowat, passcred;
   int sndbuf, rcvbuf;
   struct linger linger;
   uint64_t rcvtimeo, sndtimeo; /* ns, 0 none */
   int nodelay, keepidle, keepintvl, keepcnt, cork, quickack, maxseg, user_timeout, defer_accept, fastopen, tcp_syncnt;
   int tos, ttl, recverr, v6only, hops, tclass, recverr6, ip_mtu_discover, ip_freebind, ip_pktinfo;
+  int cscov_send, cscov_recv; /* UDP-Lite's checksum coverage (UDPLITE_SEND_CSCOV, _RECV_CSCOV) */
 };
 
 struct sock {
@@ -150,8 +169,10 @@ struct sock {
   bool connecting;     /* a non-blocking INET connect said EINPROGRESS: the next connect says 0 */
   bool dconnected;     /* a datagram socket with a default destination (peer/upeer) */
   bool shut_rd, shut_wr;
-  bool reset;          /* TCP: a send found its peer closed (Linux's RST came back): sends EPIPE */
-  bool reset_err;      /* and SO_ERROR says EPIPE once */
+  bool reset;          /* TCP: the connection was reset (a send to a closed peer, or the peer's abortive close) */
+  int reset_err;       /* and the error it left: EPIPE or ECONNRESET, given once (SO_ERROR, send, recv) */
+  struct link *link;   /* a local stream connection's (NULL: none) */
+  int side;            /* its end of link */
   bool ext;            /* its host fd is a host AF_INET/AF_INET6 socket (the policy's outside) */
   int so_error;
   struct ep local, peer;
@@ -180,6 +201,8 @@ struct ticket {
   int wr;           /* its write end: POLLERR once no reader is left (ticket_gc) */
   struct file **files;
   int n;
+  bool has_cred;    /* the message's credentials (SCM_CREDENTIALS, SO_PASSCRED) */
+  struct ucred cred;
 };
 
 struct net {
@@ -523,7 +546,61 @@ static long un_find(struct sb *sb, struct net *n, const struct uname *u, struct 
 
 /* ---- sockets ---- */
 
-static void pend_close(struct pend *p) { close(p->fd); }
+static struct link *link_new(void)
+{
+  struct link *k = calloc(1, sizeof *k);
+  if (k)
+    k->refs = 2; /* the two ends' */
+  return k;
+}
+
+static void link_unref(struct link *k)
+{
+  if (k && --k->refs == 0)
+    free(k);
+}
+
+/* Whether TCP socket s (local, connected) closes abortively, as Linux's
+ * tcp_close: SO_LINGER {1, 0}, or bytes received and not read. */
+static bool closes_abortively(struct file *f, struct sock *s)
+{
+  if (s->o.linger.l_onoff && !s->o.linger.l_linger)
+    return true;
+  int n = 0;
+  return ioctl(f->hostfd, SIOCINQ, &n) == 0 && n > 0;
+}
+
+/* End side of a link goes (its socket closed, or a queued connection
+ * dropped): with a reset for the other end if rst. */
+static void link_leave(struct link *k, int side, bool rst)
+{
+  if (!k)
+    return;
+  k->end[side] = NULL;
+  if (rst)
+    k->rst[!side] = true;
+  link_unref(k);
+}
+
+/* A connection not accepted yet goes with its listener (closed, or shut
+ * down): Linux resets it (inet_csk_listen_stop: the connector reads
+ * ECONNRESET; an AF_UNIX connector reads the end). */
+static void pend_close(struct sock *l, struct pend *p)
+{
+  close(p->fd);
+  link_leave(p->link, 1, is_inet(l));
+}
+
+/* A reset that came to s (its peer closed abortively) takes effect: the
+ * error once (ECONNRESET; EPIPE after the peer's FIN, Linux's CLOSE_WAIT),
+ * then the end: reads 0, sends EPIPE, poll POLLHUP, getpeername ENOTCONN. */
+static void rst_sync(struct sock *s)
+{
+  if (s->link && s->link->rst[s->side] && !s->reset) {
+    s->reset = true;
+    s->reset_err = s->link->fin[!s->side] ? EPIPE : ECONNRESET;
+  }
+}
 
 /* The file's last reference went (fs.c file_unref): its names, queue and
  * extra host fds. */
@@ -534,8 +611,10 @@ void net_release(struct file *f)
     return;
   if (s->bound && s->net)
     name_del(s->net, s);
+  if (s->link)
+    link_leave(s->link, s->side, is_inet(s) && !s->reset && closes_abortively(f, s));
   for (int i = 0; i < s->nq; i++)
-    pend_close(&s->q[i]);
+    pend_close(s, &s->q[i]);
   free(s->q);
   if (s->notify_wr >= 0)
     close(s->notify_wr);
@@ -655,6 +734,12 @@ long sys_socket(struct sb *sb, const uint64_t a[6], long nr)
     }
     s0->pair = s1->pair = true;
     s0->state = s1->state = SS_CONNECTED;
+    if ((s0->link = link_new())) { /* (for the credentials: without one, each message carries them) */
+      s1->link = s0->link;
+      s1->side = 1;
+      s0->link->end[0] = s0;
+      s0->link->end[1] = s1;
+    }
     s0->peercred = s1->cred;
     s1->peercred = s0->cred;
     int g[2] = {fd_install(sb, f0, 0, ce), -1};
@@ -1099,20 +1184,31 @@ static long stream_connect(struct sb *sb, struct file *f, struct sock *s, uint64
     l->q = q;
     l->capq = c;
   }
+  struct link *k = link_new();
+  if (!k)
+    return -ENOMEM;
   int p[2];
-  if (socketpair(AF_UNIX, host_type(s) | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, p) < 0)
+  if (socketpair(AF_UNIX, host_type(s) | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, p) < 0) {
+    free(k);
     return -errno;
+  }
   if (dup3(p[0], f->hostfd, O_CLOEXEC) < 0) {
     r = -errno;
     close(p[0]);
     close(p[1]);
+    free(k);
     return r;
   }
   close(p[0]);
   struct pend *q = &l->q[l->nq++];
   memset(q, 0, sizeof *q);
   q->fd = p[1];
-  q->cred = s->cred;
+  q->cred = (struct ucred){.pid = sb->pid, .uid = (uid_t)sb->uid, .gid = (gid_t)sb->gid}; /* at connect, as Linux's */
+  q->link = k;
+  link_unref(s->link); /* (a connect after an outside one: none) */
+  s->link = k;
+  s->side = 0;
+  k->end[0] = s;
   if (is_inet(s)) {
     q->local = d;
     q->local.port = l->local.port;
@@ -1129,7 +1225,7 @@ static long stream_connect(struct sb *sb, struct file *f, struct sock *s, uint64
   char one = 1;
   if (write(l->notify_wr, &one, 1) != 1) { /* cannot happen below 64 KiB queued */
     l->nq--;
-    close(p[1]);
+    pend_close(l, q);
     return -ENOBUFS;
   }
   wake_all(sb);
@@ -1239,13 +1335,19 @@ static long accept_on(struct sb *sb, struct file *f, const uint64_t a[6], long n
       struct sock *c2 = sock_new(sb, s->family, s->type, s->proto);
       struct file *nf;
       if (!c2) {
-        close(p.fd);
+        pend_close(s, &p);
         r = -ENOMEM;
         break;
       }
-      if ((r = sock_file(sb, c2, p.fd, flags & SOCK_NONBLOCK ? O_NONBLOCK : 0, &nf)) < 0)
+      if ((r = sock_file(sb, c2, p.fd, flags & SOCK_NONBLOCK ? O_NONBLOCK : 0, &nf)) < 0) {
+        link_leave(p.link, 1, is_inet(s));
         break;
+      }
       c2->state = SS_CONNECTED;
+      if ((c2->link = p.link)) {
+        c2->side = 1;
+        p.link->end[1] = c2;
+      }
       c2->local = p.local;
       c2->peer = p.peer;
       c2->un = s->un;
@@ -1351,7 +1453,7 @@ static void ticket_gc(struct net *n)
   }
 }
 
-static long ticket_make(struct net *n, struct file **files, int nf, int *hostfd)
+static long ticket_make(struct net *n, struct file **files, int nf, const struct ucred *cred, int *hostfd)
 {
   ticket_gc(n);
   if (n->nt >= MAX_TICKETS)
@@ -1378,33 +1480,61 @@ static long ticket_make(struct net *n, struct file **files, int nf, int *hostfd)
   t->wr = p[1];
   t->files = files;
   t->n = nf;
+  t->has_cred = cred != NULL;
+  if (cred)
+    t->cred = *cred;
   *hostfd = p[0];
   return 0;
 }
 
-/* The guest's control messages into host ones (at most one SCM_RIGHTS,
- * carrying a ticket's fd): 0 and *hlen bytes in hctl, or -errno. */
-static long control_in(struct sb *sb, struct sock *s, const struct gmsg *m, char *hctl, size_t hcap, size_t *hlen,
-                       int *ticket_fd)
+/* The sender's credentials as Linux's scm_check_creds and __scm_send take
+ * an explicit SCM_CREDENTIALS: ids of -1 EINVAL; another pid, uid or gid
+ * than its own EPERM unless root (the sandbox's root has CAP_SYS_ADMIN,
+ * CAP_SETUID, CAP_SETGID); a pid of no process of the sandbox ESRCH. */
+static long cred_check(struct sb *sb, const struct ucred *u)
+{
+  if (u->uid == (uid_t)-1 || u->gid == (gid_t)-1)
+    return -EINVAL;
+  bool root = sb->uid == 0;
+  if ((u->pid != sb->pid && !root) || (u->uid != (uid_t)sb->uid && !root) || (u->gid != (gid_t)sb->gid && !root))
+    return -EPERM;
+  if (u->pid != sb->pid && !proc_find_any(sb, u->pid))
+    return -ESRCH;
+  return 0;
+}
+
+/* The guest's control messages into host ones: 0 and *hlen bytes in hctl,
+ * or -errno. Files (SCM_RIGHTS) and credentials go in a ticket whose fd is
+ * the host message's one SCM_RIGHTS: an explicit SCM_CREDENTIALS (checked),
+ * else the sender's own when want_cred (Linux's maybe_add_creds: either
+ * end has SO_PASSCRED, or the peer has no socket yet). The host kernel
+ * attaches its own process's credentials to nothing we read: these are the
+ * guest's, its sandbox pid among them. */
+static long control_in(struct sb *sb, struct sock *s, const struct gmsg *m, bool want_cred, char *hctl, size_t hcap,
+                       size_t *hlen, int *ticket_fd)
 {
   *hlen = 0;
   *ticket_fd = -1;
-  if (!m->control || !m->controllen)
-    return 0;
-  if (m->controllen > CTL_MAX)
+  struct ucred cred = {.pid = sb->pid, .uid = (uid_t)sb->uid, .gid = (gid_t)sb->gid};
+  bool has_cred = want_cred && s->family == AF_UNIX;
+  if (!m->control || !m->controllen) {
+    if (!has_cred)
+      return 0;
+  } else if (m->controllen > CTL_MAX)
     return -ENOBUFS;
-  char *c = malloc(m->controllen);
-  if (!c)
+  char *c = m->controllen ? malloc(m->controllen) : NULL;
+  if (!c && m->control && m->controllen)
     return -ENOMEM;
   long r = 0;
   struct file **files = NULL;
   int nf = 0;
-  if (mm_copy_in(sb, c, m->control, m->controllen) < 0) {
+  if (c && mm_copy_in(sb, c, m->control, m->controllen) < 0) {
     free(c);
     return -EFAULT;
   }
-  struct msghdr mh = {.msg_control = c, .msg_controllen = m->controllen};
-  for (struct cmsghdr *cm = CMSG_FIRSTHDR(&mh); cm; cm = CMSG_NXTHDR(&mh, cm)) {
+  struct msghdr mh = {.msg_control = c, .msg_controllen = c ? m->controllen : 0};
+  for (struct cmsghdr *cm = c ? CMSG_FIRSTHDR(&mh) : NULL; cm; cm = CMSG_NXTHDR(&mh, cm)) {
+
     if (cm->cmsg_len < sizeof *cm || cm->cmsg_len > m->controllen - (size_t)((char *)cm - c)) {
       r = -EINVAL;
       break;
@@ -1420,13 +1550,10 @@ static long control_in(struct sb *sb, struct sock *s, const struct gmsg *m, char
         break;
       }
       memcpy(&u, CMSG_DATA(cm), sizeof u);
-      /* The sender's own credentials are valid; the receiver cannot ask
-       * for them (SO_PASSCRED is ENOPROTOOPT), so they are not delivered,
-       * as Linux does without SO_PASSCRED. */
-      if (u.pid != sb->pid || u.uid != (uid_t)sb->uid || u.gid != (gid_t)sb->gid) {
-        r = -EPERM;
+      if ((r = cred_check(sb, &u)) < 0)
         break;
-      }
+      cred = u;
+      has_cred = true;
       continue;
     }
     if (cm->cmsg_type != SCM_RIGHTS || s->family != AF_UNIX) {
@@ -1459,9 +1586,9 @@ static long control_in(struct sb *sb, struct sock *s, const struct gmsg *m, char
       break;
   }
   free(c);
-  if (r == 0 && nf) {
+  if (r == 0 && (nf || has_cred)) {
     int hfd = -1;
-    if ((r = ticket_make(s->net, files, nf, &hfd)) == 0) {
+    if ((r = ticket_make(s->net, files, nf, has_cred ? &cred : NULL, &hfd)) == 0) {
       struct msghdr h = {.msg_control = hctl, .msg_controllen = hcap};
       struct cmsghdr *cm = CMSG_FIRSTHDR(&h);
       cm->cmsg_level = SOL_SOCKET;
@@ -1480,16 +1607,32 @@ static long control_in(struct sb *sb, struct sock *s, const struct gmsg *m, char
 }
 
 /* The host control messages received into the guest's: SCM_RIGHTS tickets
- * become fds of the receiver. */
-static long control_out(struct sb *sb, struct sock *s, struct msghdr *h, struct gmsg *m, int rflags)
+ * become fds of the receiver; with creds (the receiver's SO_PASSCRED) an
+ * SCM_CREDENTIALS first, as Linux's scm_recv: the message's (its ticket's),
+ * or pid 0 and the overflow ids for one sent with none (neither end had
+ * SO_PASSCRED then). */
+static long control_out(struct sb *sb, struct sock *s, struct msghdr *h, struct gmsg *m, int rflags, bool creds)
 {
   m->controllen_out = 0;
-  if (!(h->msg_controllen))
+  if (!h->msg_controllen && !creds)
     return 0;
   struct net *n = s->net;
   char *out = m->controllen ? calloc(1, m->controllen) : NULL;
   uint64_t used = 0;
-  for (struct cmsghdr *cm = CMSG_FIRSTHDR(h); cm; cm = CMSG_NXTHDR(h, cm)) {
+  struct ucred *cred_at = NULL; /* where the credentials went in out */
+  if (creds) {
+    if (out && m->controllen >= CMSG_LEN(sizeof(struct ucred))) {
+      struct cmsghdr g = {.cmsg_len = CMSG_LEN(sizeof(struct ucred)), .cmsg_level = SOL_SOCKET,
+                          .cmsg_type = SCM_CREDENTIALS};
+      struct ucred none = {.pid = 0, .uid = 65534, .gid = 65534};
+      memcpy(out, &g, sizeof g);
+      memcpy(out + CMSG_LEN(0), &none, sizeof none);
+      cred_at = (struct ucred *)(out + CMSG_LEN(0));
+      used = CMSG_SPACE(sizeof(struct ucred)) < m->controllen ? CMSG_SPACE(sizeof(struct ucred)) : m->controllen;
+    } else
+      m->flags_out |= MSG_CTRUNC;
+  }
+  for (struct cmsghdr *cm = h->msg_controllen ? CMSG_FIRSTHDR(h) : NULL; cm; cm = CMSG_NXTHDR(h, cm)) {
     if (cm->cmsg_level != SOL_SOCKET || cm->cmsg_type != SCM_RIGHTS)
       continue;
     int k = (int)((cm->cmsg_len - CMSG_LEN(0)) / sizeof(int));
@@ -1508,6 +1651,10 @@ static long control_out(struct sb *sb, struct sock *s, struct msghdr *h, struct 
       if (ti < 0)
         continue;
       struct ticket *t = &n->tickets[ti];
+      if (t->has_cred && cred_at)
+        memcpy(cred_at, &t->cred, sizeof t->cred);
+      if (!t->n && (rflags & MSG_PEEK))
+        continue; /* credentials only: the ticket stays for the read */
       /* as many fds as fit (Linux's scm_detach_fds), the others closed */
       uint64_t room = used < m->controllen && out ? m->controllen - used : 0;
       int fit = room >= CMSG_LEN(sizeof(int)) ? (int)((room - CMSG_LEN(0)) / sizeof(int)) : 0;
@@ -1597,6 +1744,13 @@ static long sk_send(struct sb *sb, struct file *f, struct sock *s, struct gmsg *
     s->so_error = 0;
     return r;
   }
+  rst_sync(s);
+  if (s->reset && is_inet(s) && !s->ext && s->state == SS_CONNECTED) {
+    /* a reset connection (Linux's sk_stream_error): its error once, then EPIPE */
+    r = s->reset_err ? -s->reset_err : -EPIPE;
+    s->reset_err = 0;
+    return r;
+  }
   char hctl[CMSG_SPACE(sizeof(int))];
   size_t hlen;
   int tfd;
@@ -1610,7 +1764,8 @@ static long sk_send(struct sb *sb, struct file *f, struct sock *s, struct gmsg *
         return -EPIPE; /* (with SIGPIPE: the caller) */
       return -ENOTCONN;
     }
-    if ((r = control_in(sb, s, m, hctl, sizeof hctl, &hlen, &tfd)) < 0)
+    struct sock *peer = s->link ? s->link->end[!s->side] : NULL;
+    if ((r = control_in(sb, s, m, s->o.passcred || !peer || peer->o.passcred, hctl, sizeof hctl, &hlen, &tfd)) < 0)
       return r;
     uint64_t total = gmsg_len(m), done = 0;
     struct iovec hv[1024];
@@ -1635,8 +1790,10 @@ static long sk_send(struct sb *sb, struct file *f, struct sock *s, struct gmsg *
          * bytes go, the peer answers with a reset: tcp_reset in
          * CLOSE_WAIT): SO_ERROR EPIPE once, every send after EPIPE, reads
          * the end. (A local pair's end says EPIPE at once.) */
-        if (total) /* (nothing to send, nothing comes back) */
-          s->reset = s->reset_err = true;
+        if (total) { /* (nothing to send, nothing comes back) */
+          s->reset = true;
+          s->reset_err = EPIPE;
+        }
         r = (long)total;
         break;
       } else if (errno != EAGAIN) {
@@ -1717,7 +1874,7 @@ static long sk_send(struct sb *sb, struct file *f, struct sock *s, struct gmsg *
     hd.un = s->un;
     hd.len = s->un.len;
   }
-  if ((r = control_in(sb, s, m, hctl, sizeof hctl, &hlen, &tfd)) < 0)
+  if ((r = control_in(sb, s, m, s->o.passcred || d->o.passcred, hctl, sizeof hctl, &hlen, &tfd)) < 0)
     return r;
   struct file *df = d->file;
   df->refs++; /* a wait may release the lock */
@@ -1807,7 +1964,7 @@ static long sk_recv(struct sb *sb, struct file *f, struct sock *s, struct gmsg *
     }
     r = recvmsg(f->hostfd, &h, (hflags & ~(MSG_WAITALL | MSG_CMSG_CLOEXEC)) | MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
     if (r >= 0) {
-      long cr = control_out(sb, s, &h, m, flags);
+      long cr = control_out(sb, s, &h, m, flags, s->family == AF_UNIX && s->o.passcred && r > 0);
       if (framed) {
         if (r == 0)
           return 0; /* (no header: the end after shutdown(SHUT_RD)) */
@@ -1858,11 +2015,24 @@ static long sk_recv(struct sb *sb, struct file *f, struct sock *s, struct gmsg *
       }
       if (cr < 0)
         return cr;
+      if (r == 0 && !done && total && s->type == SOCK_STREAM && (rst_sync(s), s->reset_err == ECONNRESET)) {
+        s->reset_err = 0; /* a reset: what came is read, then ECONNRESET once, then the end (tcp_recvmsg) */
+        return -ECONNRESET;
+      }
       done += (uint64_t)r;
       if (r == 0 || !(flags & MSG_WAITALL) || done >= total || s->type != SOCK_STREAM || (flags & MSG_PEEK) ||
           h.msg_controllen)
         return (long)done;
       continue;
+    }
+    if (errno == ECONNRESET && is_inet(s) && !s->ext) {
+      /* the host pair's own word for a peer closed with bytes unread
+       * (unix_release_sock): the reset, taken as ours (rst_sync) */
+      rst_sync(s);
+      if (done || s->reset_err != ECONNRESET)
+        return (long)done;
+      s->reset_err = 0;
+      return -ECONNRESET;
     }
     if (errno != EAGAIN)
       return done ? (long)done : -errno;
@@ -2055,7 +2225,7 @@ static long shutdown_on(struct sb *sb, struct file *f, const uint64_t a[6], long
     }
     close(h);
     for (int i = 0; i < s->nq; i++)
-      pend_close(&s->q[i]);
+      pend_close(s, &s->q[i]);
     s->nq = 0;
     s->state = SS_NEW;
     close(s->notify_wr);
@@ -2094,8 +2264,16 @@ static long shutdown_on(struct sb *sb, struct file *f, const uint64_t a[6], long
     /* TCP's SHUT_RD sends nothing: the peer's sends go on succeeding and
      * what came is still read here, then the end (sk_recv); only SHUT_WR
      * reaches the pair (the peer reads the end). */
+    rst_sync(s);
+    if (s->reset) { /* closed by the reset (TCP_CLOSE): inet_shutdown's ENOTCONN */
+      s->shut_rd |= rd;
+      s->shut_wr |= wr;
+      return -ENOTCONN;
+    }
     if (wr && shutdown(f->hostfd, SHUT_WR) < 0)
       return -errno;
+    if (wr && s->link)
+      s->link->fin[s->side] = true;
   } else if (s->ext || s->pair || (s->state == SS_CONNECTED && is_stream(s))) {
     if (shutdown(f->hostfd, how) < 0)
       return -errno;
@@ -2118,8 +2296,9 @@ static long getsockname_on(struct sb *sb, struct file *f, const uint64_t a[6], l
   struct sockaddr_storage ss;
   socklen_t l;
   bool peer = nr == SYS_getpeername;
-  if (peer && !(s->state == SS_CONNECTED || (s->type == SOCK_DGRAM && s->dconnected)))
-    r = -ENOTCONN;
+  rst_sync(s);
+  if (peer && (!(s->state == SS_CONNECTED || (s->type == SOCK_DGRAM && s->dconnected)) || (s->reset && is_inet(s))))
+    r = -ENOTCONN; /* (a reset TCP connection is closed: Linux's TCP_CLOSE) */
   else {
     l = sock_name(s, peer, &ss);
     r = addr_out(sb, A(1), A(2), &ss, l);
@@ -2149,6 +2328,7 @@ static const struct optdef optdefs[] = {
     {SOL_SOCKET, SO_KEEPALIVE, O_BOOL, OF(keepalive), ALLF, ALLT},
     {SOL_SOCKET, SO_BROADCAST, O_BOOL, OF(broadcast), ALLF, ALLT},
     {SOL_SOCKET, SO_OOBINLINE, O_BOOL, OF(oobinline), ALLF, ALLT},
+    {SOL_SOCKET, SO_PASSCRED, O_BOOL, OF(passcred), 1, ALLT},
     {SOL_SOCKET, SO_PRIORITY, O_INT, OF(priority), ALLF, ALLT},
     {SOL_SOCKET, SO_RCVLOWAT, O_INT, OF(rcvlowat), ALLF, ALLT},
     {SOL_SOCKET, SO_SNDBUF, O_INT, OF(sndbuf), ALLF, ALLT},
@@ -2208,6 +2388,34 @@ static long sockopt_on(struct sb *sb, struct file *f, const uint64_t a[6], long 
     char b[32];
   } v;
   memset(&v, 0, sizeof v);
+  if (level == SOL_SOCKET && name == SO_PASSCRED && is_inet(s))
+    return -EOPNOTSUPP; /* (Linux: AF_UNIX and netlink only) */
+  if (s->type == SOCK_DGRAM && is_inet(s) && (level == IPPROTO_UDP || level == IPPROTO_UDPLITE) &&
+      (name == UDPLITE_SEND_CSCOV || name == UDPLITE_RECV_CSCOV)) {
+    /* UDP-Lite's checksum coverage, as udp_lib_setsockopt/getsockopt:
+     * stored (a local datagram is never corrupted: nothing to check), 1-7
+     * is 8, above 65535 is 65535; a UDP socket reads 0 and cannot set it. */
+    int *x = name == UDPLITE_SEND_CSCOV ? &s->o.cscov_send : &s->o.cscov_recv;
+    if (nr == SYS_setsockopt) {
+      if (A(4) < sizeof(int))
+        return -EINVAL;
+      if (mm_copy_in(sb, &v.i, A(3), sizeof v.i) < 0)
+        return -EFAULT;
+      if (s->proto != IPPROTO_UDPLITE)
+        return -ENOPROTOOPT;
+      *x = v.i != 0 && v.i < 8 ? 8 : v.i > 65535 ? 65535 : v.i;
+      return 0;
+    }
+    int ul;
+    if (mm_copy_in(sb, &ul, A(4), sizeof ul) < 0)
+      return -EFAULT;
+    if (ul < 0)
+      return -EINVAL;
+    socklen_t l = ul < (int)sizeof(int) ? (socklen_t)ul : sizeof(int);
+    if (mm_copy_out(sb, A(3), x, l) < 0 || mm_copy_out(sb, A(4), &l, sizeof l) < 0)
+      return -EFAULT;
+    return 0;
+  }
   if (nr == SYS_setsockopt) {
     uint64_t len = A(4);
     if (!d)
@@ -2259,9 +2467,10 @@ static long sockopt_on(struct sb *sb, struct file *f, const uint64_t a[6], long 
     } else
       v.i = *(int *)(base + d->off);
   } else if (level == SOL_SOCKET && name == SO_ERROR) {
-    v.i = s->so_error ? s->so_error : s->reset_err ? EPIPE : 0;
+    rst_sync(s);
+    v.i = s->so_error ? s->so_error : s->reset_err;
     s->so_error = 0;
-    s->reset_err = false;
+    s->reset_err = 0;
     if (!v.i && s->ext) { /* the host socket's (a non-blocking connect's outcome) */
       socklen_t el = sizeof v.i;
       getsockopt(f->hostfd, SOL_SOCKET, SO_ERROR, &v.i, &el);
@@ -2299,6 +2508,43 @@ static long sockopt_on(struct sb *sb, struct file *f, const uint64_t a[6], long 
 long sys_sockopt(struct sb *sb, const uint64_t a[6], long nr) { return sock_call(sb, a, nr, sockopt_on); }
 
 /* ---- hooks ---- */
+
+/* Readiness of a socket (event.c file_poll) from its host fd's (hostev).
+ * A local TCP connection is a host AF_UNIX pair, whose end says POLLHUP
+ * once the other is closed; Linux's tcp_poll says POLLHUP only when both
+ * directions are shut (the peer's FIN and our SHUT_WR) or the connection
+ * is reset, POLLIN | POLLRDHUP once nothing more comes (the peer's FIN, our
+ * SHUT_RD), POLLERR while an error waits (SO_ERROR). */
+short net_poll(struct file *f, short hostev)
+{
+  struct sock *s = f->sock;
+  if (s->ext || !is_inet(s) || s->type != SOCK_STREAM || s->state != SS_CONNECTED)
+    return hostev;
+  rst_sync(s);
+  bool rcv_end = (hostev & POLLRDHUP) || s->shut_rd || s->reset;
+  short ev = hostev & ~(POLLHUP | POLLERR); /* (the host pair's POLLERR: its ECONNRESET, see sk_recv) */
+  if (rcv_end)
+    ev |= POLLIN | POLLRDNORM | POLLRDHUP;
+  if (s->reset)
+    ev |= POLLOUT | POLLWRNORM | POLLHUP;
+  else if (rcv_end && s->shut_wr)
+    ev |= POLLHUP;
+  if (s->reset_err || s->so_error)
+    ev |= POLLERR;
+  return ev;
+}
+
+/* Whether a wait must not block on f's host fd: it says POLLHUP, which
+ * net_poll hides (a TCP peer's orderly close; nothing more can happen:
+ * the host fd would end every wait at once). */
+bool net_hup_hidden(struct file *f)
+{
+  struct sock *s = f->sock;
+  if (s->ext || !is_inet(s) || s->type != SOCK_STREAM || s->state != SS_CONNECTED)
+    return false;
+  struct pollfd p = {.fd = f->hostfd, .events = POLLIN | POLLOUT | POLLRDHUP};
+  return poll(&p, 1, 0) == 1 && (p.revents & POLLHUP) && !(net_poll(f, p.revents) & POLLHUP);
+}
 
 /* ioctl of a socket (fs.c, after the requests every fd has): SIOCINQ
  * (FIONREAD), SIOCOUTQ and SIOCATMARK as Linux's unix_ioctl, tcp_ioctl and
