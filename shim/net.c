@@ -182,6 +182,9 @@ struct sock {
   /* listening */
   struct pend *q;
   int nq, capq, backlog;
+  struct sock **syn_q; /* TCP connects waiting for room in the queue (syn_wait) */
+  int nsyn, capsyn;
+  struct sock *syn_l;  /* the listener whose syn_q s waits in (its notify_wr: its host pipe's write end) */
   int notify_wr;       /* the pipe's write end (the read end is the file's host fd) */
   /* datagram: the inbox's sending end (the receiving one is the host fd) */
   int inbox_tx;
@@ -591,6 +594,9 @@ static void pend_close(struct sock *l, struct pend *p)
   link_leave(p->link, 1, is_inet(l));
 }
 
+static void syn_run(struct sb *sb, struct sock *l, bool fail);
+static void syn_leave(struct sock *s);
+
 /* A reset that came to s (its peer closed abortively) takes effect: the
  * error once (ECONNRESET; EPIPE after the peer's FIN, Linux's CLOSE_WAIT),
  * then the end: reads 0, sends EPIPE, poll POLLHUP, getpeername ENOTCONN. */
@@ -616,6 +622,10 @@ void net_release(struct file *f)
   for (int i = 0; i < s->nq; i++)
     pend_close(s, &s->q[i]);
   free(s->q);
+  syn_leave(s);
+  if (s->nsyn)
+    syn_run(NULL, s, true);
+  free(s->syn_q);
   if (s->notify_wr >= 0)
     close(s->notify_wr);
   if (s->inbox_tx >= 0)
@@ -1095,86 +1105,13 @@ static long ext_connect(struct sb *sb, struct file *f, struct sock *s, const str
   }
 }
 
-static long stream_connect(struct sb *sb, struct file *f, struct sock *s, uint64_t addr, uint64_t len)
+/* Queue s's connection (f its file) on listener l (room checked), to d
+ * (INET): a host socketpair, one end in place of s's host fd, the other in
+ * l's queue with the addresses; l's pipe says one more is waiting. */
+static long conn_queue(struct sb *sb, struct file *f, struct sock *s, struct sock *l, const struct ep *d)
 {
-  struct net *n = s->net;
-  struct sock *l = NULL;
-  struct ep d;
-  struct uname u;
   long r;
-  if (is_inet(s)) {
-    bool unspec;
-    if ((r = ep_in(sb, s, addr, len, &d, &unspec)) < 0)
-      return r;
-    if (unspec)
-      return s->state == SS_CONNECTED ? -EISCONN : 0;
-  } else if ((r = un_in(sb, addr, len, &u)) < 0)
-    return r;
-  if (s->state == SS_CONNECTED) {
-    if (s->ext)
-      return ext_connect(sb, f, s, &s->peer); /* the host says (0, EALREADY, EISCONN, the error) */
-    if (s->connecting) {
-      s->connecting = false;
-      return 0;
-    }
-    return -EISCONN;
-  }
-  if (s->state == SS_LISTEN)
-    return -EINVAL;
-  if (is_inet(s)) {
-    if ((r = inet_dest(sb, s, &d)) < 0)
-      return r;
-    if (r == 1)
-      return ext_connect(sb, f, s, &d);
-    if (s->ext && (r = ext_make(f, s, false)) < 0)
-      return r;
-  } else if (!u.len)
-    return -EINVAL;
-  /* The listener, found again after every wait (it may have gone). A full
-   * accept queue (backlog + 1 waiting, as Linux's sk_acceptq_is_full and
-   * unix_recvq_full) makes a blocking connect wait until an accept takes
-   * one (accept wakes every task), up to SO_SNDTIMEO; a non-blocking one
-   * is EAGAIN (AF_UNIX's answer; TCP would say EINPROGRESS and finish the
-   * handshake later, which a local pair cannot do). */
-  uint64_t dl = deadline_of(s->o.sndtimeo);
-  for (;;) {
-    if (is_inet(s)) {
-      if (!(l = inet_find(n, s->proto, d.a, d.port)))
-        return -ECONNREFUSED;
-    } else {
-      if ((r = un_find(sb, n, &u, &l)) < 0)
-        return r;
-      if (l->type != s->type)
-        return -EPROTOTYPE;
-      if (l->state != SS_LISTEN || l->shut_rd)
-        return -ECONNREFUSED;
-    }
-    if (l->nq <= l->backlog)
-      break;
-    if (f->flags & O_NONBLOCK)
-      return -EAGAIN;
-    int ms = -1;
-    if (dl) {
-      uint64_t now = mono_ns();
-      if (now >= dl)
-        return -EAGAIN;
-      ms = (int)((dl - now + 999999) / 1000000);
-    }
-    /* (its queue pipe, asked for nothing: POLLHUP when the listener goes
-     * and closes the write end; an accept wakes us by wake_all) */
-    struct pollfd pf = {.fd = fcntl(l->file->hostfd, F_DUPFD_CLOEXEC, 0), .events = 0};
-    if (pf.fd < 0)
-      return -errno;
-    r = sig_poll(sb, &pf, 1, ms);
-    close(pf.fd);
-    if (r == -EINTR)
-      return dl ? -EINTR : -RESTARTSYS;
-    if (r < 0 && r != -EAGAIN)
-      return r;
-    if (f->sock != s || s->state != SS_NEW)
-      return s->state == SS_CONNECTED ? -EISCONN : -EINVAL; /* another thread's connect or listen won */
-  }
-  if (is_inet(s) && (r = autobind(s, d.a)) < 0)
+  if (is_inet(s) && (r = autobind(s, d->a)) < 0)
     return r;
   if (l->nq == l->capq) {
     int c = l->capq ? 2 * l->capq : 8;
@@ -1210,10 +1147,10 @@ static long stream_connect(struct sb *sb, struct file *f, struct sock *s, uint64
   s->side = 0;
   k->end[0] = s;
   if (is_inet(s)) {
-    q->local = d;
+    q->local = *d;
     q->local.port = l->local.port;
     q->peer = s->local;
-    s->peer = d;
+    s->peer = *d;
     if (l->family == AF_INET6 && s->family == AF_INET)
       q->peer = s->local; /* kept ::ffff:a.b.c.d: the v6 listener shows it mapped */
   } else {
@@ -1229,6 +1166,167 @@ static long stream_connect(struct sb *sb, struct file *f, struct sock *s, uint64
     return -ENOBUFS;
   }
   wake_all(sb);
+  return 0;
+}
+
+/* The non-blocking TCP connects waiting for room in l's queue (Linux's
+ * SYN_SENT: the SYN dropped by a full queue, sent again until an accept
+ * makes room): as many as now fit are queued, in order (they become
+ * writable, SO_ERROR 0); with fail (l closed or shut down), each is
+ * refused (SO_ERROR ECONNREFUSED, as the SYN's answer is then a reset). */
+static void syn_run(struct sb *sb, struct sock *l, bool fail) /* (sb: NULL only with fail) */
+{
+  bool woke = false;
+  while (l->nsyn && (fail || l->nq <= l->backlog)) {
+    struct sock *w = l->syn_q[0];
+    memmove(l->syn_q, l->syn_q + 1, (size_t)--l->nsyn * sizeof *l->syn_q);
+    w->syn_l = NULL;
+    close(w->notify_wr); /* (its host fd, a pipe's read end, says POLLHUP: a wait on it ends) */
+    w->notify_wr = -1;
+    woke = true;
+    if (fail || conn_queue(sb, w->file, w, l, &w->peer) < 0) {
+      ext_make(w->file, w, false); /* a closed socket again */
+      w->so_error = ECONNREFUSED;
+      continue;
+    }
+    w->connecting = true; /* (its next connect says 0) */
+  }
+  if (woke && sb) /* (NULL: the listener's release; a waiter's pipe said POLLHUP) */
+    wake_all(sb);
+}
+
+/* A non-blocking TCP connect to l, whose queue is full: EINPROGRESS, s
+ * waits in l's syn_q with a host fd that polls nothing (a pipe's read end,
+ * its write end kept) until syn_run queues or refuses it. */
+static long syn_wait(struct file *f, struct sock *s, struct sock *l, const struct ep *d)
+{
+  long r;
+  if ((r = autobind(s, d->a)) < 0)
+    return r;
+  if (l->nsyn == l->capsyn) {
+    int c = l->capsyn ? 2 * l->capsyn : 8;
+    struct sock **q = realloc(l->syn_q, (size_t)c * sizeof *q);
+    if (!q)
+      return -ENOMEM;
+    l->syn_q = q;
+    l->capsyn = c;
+  }
+  int p[2];
+  if (pipe2(p, O_NONBLOCK | O_CLOEXEC) < 0)
+    return -errno;
+  if (dup3(p[0], f->hostfd, O_CLOEXEC) < 0) {
+    r = -errno;
+    close(p[0]);
+    close(p[1]);
+    return r;
+  }
+  close(p[0]);
+  s->notify_wr = p[1];
+  s->syn_l = l;
+  s->peer = *d;
+  l->syn_q[l->nsyn++] = s;
+  return -EINPROGRESS;
+}
+
+/* s leaves the queue of connects waiting for room (it closed). */
+static void syn_leave(struct sock *s)
+{
+  struct sock *l = s->syn_l;
+  if (!l)
+    return;
+  for (int i = 0; i < l->nsyn; i++)
+    if (l->syn_q[i] == s) {
+      memmove(l->syn_q + i, l->syn_q + i + 1, (size_t)(--l->nsyn - i) * sizeof *l->syn_q);
+      break;
+    }
+  s->syn_l = NULL;
+}
+
+static long stream_connect(struct sb *sb, struct file *f, struct sock *s, uint64_t addr, uint64_t len)
+{
+  struct net *n = s->net;
+  struct sock *l = NULL;
+  struct ep d;
+  struct uname u;
+  long r;
+  if (is_inet(s)) {
+    bool unspec;
+    if ((r = ep_in(sb, s, addr, len, &d, &unspec)) < 0)
+      return r;
+    if (unspec)
+      return s->state == SS_CONNECTED ? -EISCONN : 0;
+  } else if ((r = un_in(sb, addr, len, &u)) < 0)
+    return r;
+  if (s->state == SS_CONNECTED) {
+    if (s->ext)
+      return ext_connect(sb, f, s, &s->peer); /* the host says (0, EALREADY, EISCONN, the error) */
+    if (s->connecting) {
+      s->connecting = false;
+      return 0;
+    }
+    return -EISCONN;
+  }
+  if (s->state == SS_LISTEN)
+    return -EINVAL;
+  if (s->syn_l)
+    return -EALREADY; /* waiting for room in the listener's queue */
+  if (is_inet(s)) {
+    if ((r = inet_dest(sb, s, &d)) < 0)
+      return r;
+    if (r == 1)
+      return ext_connect(sb, f, s, &d);
+    if (s->ext && (r = ext_make(f, s, false)) < 0)
+      return r;
+  } else if (!u.len)
+    return -EINVAL;
+  /* The listener, found again after every wait (it may have gone). A full
+   * accept queue (backlog + 1 waiting, as Linux's sk_acceptq_is_full and
+   * unix_recvq_full) makes a blocking connect wait until an accept takes
+   * one (accept wakes every task), up to SO_SNDTIMEO; a non-blocking one
+   * is EAGAIN (AF_UNIX's answer; TCP would say EINPROGRESS and finish the
+   * handshake later, which a local pair cannot do). */
+  uint64_t dl = deadline_of(s->o.sndtimeo);
+  for (;;) {
+    if (is_inet(s)) {
+      if (!(l = inet_find(n, s->proto, d.a, d.port)))
+        return -ECONNREFUSED;
+    } else {
+      if ((r = un_find(sb, n, &u, &l)) < 0)
+        return r;
+      if (l->type != s->type)
+        return -EPROTOTYPE;
+      if (l->state != SS_LISTEN || l->shut_rd)
+        return -ECONNREFUSED;
+    }
+    if (l->nq <= l->backlog && !l->nsyn)
+      break;
+    if ((f->flags & O_NONBLOCK) && is_inet(s))
+      return syn_wait(f, s, l, &d);
+    if (f->flags & O_NONBLOCK)
+      return -EAGAIN;
+    int ms = -1;
+    if (dl) {
+      uint64_t now = mono_ns();
+      if (now >= dl)
+        return -EAGAIN;
+      ms = (int)((dl - now + 999999) / 1000000);
+    }
+    /* (its queue pipe, asked for nothing: POLLHUP when the listener goes
+     * and closes the write end; an accept wakes us by wake_all) */
+    struct pollfd pf = {.fd = fcntl(l->file->hostfd, F_DUPFD_CLOEXEC, 0), .events = 0};
+    if (pf.fd < 0)
+      return -errno;
+    r = sig_poll(sb, &pf, 1, ms);
+    close(pf.fd);
+    if (r == -EINTR)
+      return dl ? -EINTR : -RESTARTSYS;
+    if (r < 0 && r != -EAGAIN)
+      return r;
+    if (f->sock != s || s->state != SS_NEW)
+      return s->state == SS_CONNECTED ? -EISCONN : -EINVAL; /* another thread's connect or listen won */
+  }
+  if ((r = conn_queue(sb, f, s, l, is_inet(s) ? &d : NULL)) < 0)
+    return r;
   if (is_inet(s) && (f->flags & O_NONBLOCK)) {
     s->connecting = true; /* as Linux over loopback: in progress, then writable with SO_ERROR 0 */
     return -EINPROGRESS;
@@ -1328,6 +1426,7 @@ static long accept_on(struct sb *sb, struct file *f, const uint64_t a[6], long n
       memmove(s->q, s->q + 1, (size_t)--s->nq * sizeof *s->q);
       if (s->nq == s->backlog) /* it was full: a connect may wait for room */
         wake_all(sb);
+      syn_run(sb, s, false);
       char c;
       if (read(f->hostfd, &c, 1) != 1) {
         /* cannot happen: one byte per queued connection */
@@ -1731,6 +1830,21 @@ static long ext_send(struct sb *sb, struct file *f, struct sock *s, struct gmsg 
   return r;
 }
 
+/* A call on a TCP socket whose connect waits for room in a listener's
+ * queue (syn_wait): EAGAIN if nb, else it waits until queued or refused
+ * (Linux's sk_stream_wait_connect); 0: go on. */
+static long syn_block(struct sb *sb, struct file *f, struct sock *s, bool nb, uint64_t dl)
+{
+  while (s->syn_l && f->sock == s) {
+    if (nb)
+      return -EAGAIN;
+    long w = sk_wait(sb, f->hostfd, POLLIN, dl);
+    if (w < 0)
+      return w;
+  }
+  return 0;
+}
+
 /* Send m on s (f): bytes sent or -errno. */
 static long sk_send(struct sb *sb, struct file *f, struct sock *s, struct gmsg *m, int flags)
 {
@@ -1739,6 +1853,8 @@ static long sk_send(struct sb *sb, struct file *f, struct sock *s, struct gmsg *
   bool nb = (f->flags & O_NONBLOCK) || (flags & MSG_DONTWAIT);
   uint64_t dl = deadline_of(s->o.sndtimeo);
   long r;
+  if (s->syn_l && (r = syn_block(sb, f, s, nb, dl)) < 0)
+    return r;
   if (s->so_error) {
     r = -s->so_error;
     s->so_error = 0;
@@ -1936,6 +2052,8 @@ static long sk_recv(struct sb *sb, struct file *f, struct sock *s, struct gmsg *
   bool nb = (f->flags & O_NONBLOCK) || (flags & MSG_DONTWAIT);
   uint64_t dl = deadline_of(s->o.rcvtimeo);
   long r;
+  if (s->syn_l && (r = syn_block(sb, f, s, nb, dl)) < 0)
+    return r;
   if (s->so_error) {
     r = -s->so_error;
     s->so_error = 0;
@@ -2227,6 +2345,7 @@ static long shutdown_on(struct sb *sb, struct file *f, const uint64_t a[6], long
     for (int i = 0; i < s->nq; i++)
       pend_close(s, &s->q[i]);
     s->nq = 0;
+    syn_run(sb, s, true);
     s->state = SS_NEW;
     close(s->notify_wr);
     s->notify_wr = -1;
@@ -2518,6 +2637,8 @@ long sys_sockopt(struct sb *sb, const uint64_t a[6], long nr) { return sock_call
 short net_poll(struct file *f, short hostev)
 {
   struct sock *s = f->sock;
+  if (!s->ext && s->so_error)
+    hostev |= POLLERR; /* (an error waits: a refused connect, a UDP peer's ICMP) */
   if (s->ext || !is_inet(s) || s->type != SOCK_STREAM || s->state != SS_CONNECTED)
     return hostev;
   rst_sync(s);

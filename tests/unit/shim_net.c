@@ -705,6 +705,38 @@ static void test_gaps(void)
   S1(SYS_close, s);
   S1(SYS_close, a);
 
+  diag("a non-blocking TCP connect to a full accept queue");
+  a = (int)S3(SYS_socket, AF_INET, SOCK_STREAM, 0);
+  S3(SYS_bind, a, sin4(0x7f000001, 8301), 16);
+  S2(SYS_listen, a, 0);
+  int q[4];
+  for (int i = 0; i < 4; i++) {
+    q[i] = (int)S3(SYS_socket, AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
+    is(S3(SYS_connect, q[i], sin4(0x7f000001, 8301), 16), -EINPROGRESS, "connect %d: EINPROGRESS", i);
+  }
+  is(revents(q[0], POLLIN | POLLOUT), POLLOUT, "the first is queued: writable");
+  is(revents(q[1], POLLIN | POLLOUT), 0, "the second waits for room: nothing ready");
+  is(S3(SYS_connect, q[1], sin4(0x7f000001, 8301), 16), -EALREADY, "connect again: EALREADY");
+  is(geti(q[1], SOL_SOCKET, SO_ERROR), 0, "SO_ERROR 0");
+  is(gsend(q[1], "x"), -EAGAIN, "a send: EAGAIN");
+  is(name_of(SYS_getpeername, q[1], &sa, &sl), -ENOTCONN, "getpeername: ENOTCONN");
+  s = (int)S3(SYS_accept, a, 0, 0);
+  is(revents(q[1], POLLIN | POLLOUT), POLLOUT, "an accept made room: the second is queued, writable");
+  is(revents(q[2], POLLIN | POLLOUT), 0, "the third still waits");
+  is(S3(SYS_connect, q[3], sin4(0x7f000001, 8301), 16), -EALREADY, "and the fourth");
+  is(S3(SYS_connect, q[1], sin4(0x7f000001, 8301), 16), 0, "connect again: 0");
+  is(gsend(q[1], "two"), 3, "a send");
+  S1(SYS_close, s);
+  s = (int)S3(SYS_accept, a, 0, 0);
+  ok(!strcmp(grecv(s), "two"), "accepted: it came");
+  S1(SYS_close, s);
+  S1(SYS_close, a);
+  ok(revents(q[3], POLLOUT) & POLLERR, "the listener closed: the fourth, still waiting, is refused (POLLERR)");
+  is(geti(q[3], SOL_SOCKET, SO_ERROR), ECONNREFUSED, "SO_ERROR: ECONNREFUSED");
+  is(geti(q[2], SOL_SOCKET, SO_ERROR), ECONNRESET, "the third, queued by the second accept: reset (ECONNRESET)");
+  for (int i = 0; i < 4; i++)
+    S1(SYS_close, q[i]);
+
   diag("UDP-Lite: UDPLITE_SEND_CSCOV, UDPLITE_RECV_CSCOV");
   int l = (int)S3(SYS_socket, AF_INET, SOCK_DGRAM, IPPROTO_UDPLITE), v = (int)S3(SYS_socket, AF_INET, SOCK_DGRAM, 0);
   is(geti(l, IPPROTO_UDPLITE, 10), 0, "SEND_CSCOV 0 at first");
