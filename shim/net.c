@@ -53,7 +53,20 @@
  * read end of a fresh host pipe that names it (by inode); recvmsg installs
  * the files in the receiver's fd table and gives their new numbers. A
  * ticket whose message is never received goes when its pipe has no reader
- * left (the host dropped the message: ticket_gc).
+ * left (the host dropped the message: ticket_gc). The same ticket carries
+ * a message's credentials (SCM_CREDENTIALS, SO_PASSCRED): the sandbox pid,
+ * uid and gid of the sender, which the host kernel cannot know (it would
+ * attach the cowfork process's own); a ticket ends a host stream read, so
+ * messages of two senders are not read as one, as Linux.
+ *
+ * The two ends of a local stream connection share a struct link (their
+ * sockets, FIN and reset flags): a TCP close with bytes unread or
+ * SO_LINGER {1, 0} resets the peer (rst_sync: ECONNRESET once, then the
+ * end), and net_poll makes a TCP socket's readiness Linux's tcp_poll from
+ * its host pair's (which says POLLHUP when the other end closes). A
+ * non-blocking TCP connect to a full accept queue waits in the listener's
+ * syn_q (EINPROGRESS; its host fd a pipe that polls nothing) until an
+ * accept makes room or the listener goes (syn_run).
  *
  * Options: those that change nothing on a local pair are stored and given
  * back (SO_KEEPALIVE, TCP_NODELAY, IP_TOS...); SO_RCVTIMEO and SO_SNDTIMEO
