@@ -152,13 +152,14 @@ struct pend {
 /* What the two ends of a local stream connection know of each other (the
  * connector is end 0, the accepted socket end 1; each holds a reference):
  * its sockets (NULL: not accepted yet, or closed: a sender's credentials
- * go to such a peer, as Linux's to an embryo), whether each end shut down
+ * go to such a peer if its listener has SO_PASSCRED), whether each end shut down
  * writing (its FIN went) and whether a reset came to it (the other end
  * closed abortively: SO_LINGER {1, 0} or bytes left unread, TCP). */
 struct link {
   int refs;
   struct sock *end[2];
   bool fin[2], rst[2];
+  bool lpasscred; /* the listener had SO_PASSCRED at connect (its accepted socket will) */
 };
 
 /* Stored options (getsockopt gives them back; what they do is in the note). */
@@ -1155,6 +1156,7 @@ static long conn_queue(struct sb *sb, struct file *f, struct sock *s, struct soc
   q->fd = p[1];
   q->cred = (struct ucred){.pid = sb->pid, .uid = (uid_t)sb->uid, .gid = (gid_t)sb->gid}; /* at connect, as Linux's */
   q->link = k;
+  k->lpasscred = l->o.passcred;
   link_unref(s->link); /* (a connect after an outside one: none) */
   s->link = k;
   s->side = 0;
@@ -1619,7 +1621,7 @@ static long cred_check(struct sb *sb, const struct ucred *u)
  * or -errno. Files (SCM_RIGHTS) and credentials go in a ticket whose fd is
  * the host message's one SCM_RIGHTS: an explicit SCM_CREDENTIALS (checked),
  * else the sender's own when want_cred (Linux's maybe_add_creds: either
- * end has SO_PASSCRED, or the peer has no socket yet). The host kernel
+ * end has SO_PASSCRED; see sk_send for a peer not accepted yet). The host kernel
  * attaches its own process's credentials to nothing we read: these are the
  * guest's, its sandbox pid among them. */
 static long control_in(struct sb *sb, struct sock *s, const struct gmsg *m, bool want_cred, char *hctl, size_t hcap,
@@ -1893,8 +1895,13 @@ static long sk_send(struct sb *sb, struct file *f, struct sock *s, struct gmsg *
         return -EPIPE; /* (with SIGPIPE: the caller) */
       return -ENOTCONN;
     }
+    /* (a peer not accepted yet: Linux gives credentials to every message
+     * it queues; here only if its listener has SO_PASSCRED, which the
+     * accepted socket inherits: a ticket ends a host read, and most
+     * receivers never ask) */
     struct sock *peer = s->link ? s->link->end[!s->side] : NULL;
-    if ((r = control_in(sb, s, m, s->o.passcred || !peer || peer->o.passcred, hctl, sizeof hctl, &hlen, &tfd)) < 0)
+    bool want = s->o.passcred || (peer ? peer->o.passcred : s->link && s->link->lpasscred);
+    if ((r = control_in(sb, s, m, want, hctl, sizeof hctl, &hlen, &tfd)) < 0)
       return r;
     uint64_t total = gmsg_len(m), done = 0;
     struct iovec hv[1024];
