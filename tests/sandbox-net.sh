@@ -45,7 +45,7 @@ s = socket.socket(); s.bind(("127.0.0.1", 0)); s.listen()
 print(s.getsockname()[1], flush=True)
 time.sleep(600)' > "$TMP/hostport" &
 hostpid=$!
-for _ in $(seq 50); do [ -s "$TMP/hostport" ] && break; sleep 0.1; done
+for _ in $(seq 600); do [ -s "$TMP/hostport" ] && break; sleep 0.1; done # (up to 60 s: python starts slowly under emulation)
 hp=$(cat "$TMP/hostport")
 native=$("$N" host "$hp")
 sb=$(timeout "$SAME_TIMEOUT" "$COWFORK" run --root / --mem 64M -- "$N" host "$hp" 2>&1)
