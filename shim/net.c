@@ -563,6 +563,19 @@ static long un_find(struct sb *sb, struct net *n, const struct uname *u, struct 
 
 /* ---- sockets ---- */
 
+/* MSG_OOB (oob_note): a stream socket's urgent byte is its host socket's.
+ * A local connection's host AF_UNIX pair has TCP's semantics for it (Linux's
+ * AF_UNIX MSG_OOB: the last byte of a send is urgent, read apart with
+ * MSG_OOB unless SO_OOBINLINE, SIOCATMARK at it, POLLPRI), so sends,
+ * receives and SIOCATMARK pass it on and SO_OOBINLINE is set on the host
+ * socket (after each change of host fd). Not served: SIGURG (the host
+ * kernel would signal the F_SETOWN owner of the host socket: none). */
+static void oob_inline(struct file *f, struct sock *s)
+{
+  if (s->type == SOCK_STREAM && !s->ext && s->state != SS_LISTEN)
+    setsockopt(f->hostfd, SOL_SOCKET, SO_OOBINLINE, &s->o.oobinline, sizeof s->o.oobinline);
+}
+
 static struct link *link_new(void)
 {
   struct link *k = calloc(1, sizeof *k);
@@ -1037,6 +1050,7 @@ static void ext_opts(const struct sock *s, int h)
   setsockopt(h, SOL_SOCKET, SO_KEEPALIVE, &o->keepalive, sizeof(int));
   setsockopt(h, SOL_SOCKET, SO_BROADCAST, &o->broadcast, sizeof(int));
   setsockopt(h, SOL_SOCKET, SO_LINGER, &o->linger, sizeof o->linger);
+  setsockopt(h, SOL_SOCKET, SO_OOBINLINE, &o->oobinline, sizeof(int));
   if (s->type == SOCK_STREAM) {
     setsockopt(h, IPPROTO_TCP, TCP_NODELAY, &o->nodelay, sizeof(int));
     setsockopt(h, IPPROTO_TCP, TCP_KEEPIDLE, &o->keepidle, sizeof(int));
@@ -1151,6 +1165,7 @@ static long conn_queue(struct sb *sb, struct file *f, struct sock *s, struct soc
     return r;
   }
   close(p[0]);
+  oob_inline(f, s);
   struct pend *q = &l->q[l->nq++];
   memset(q, 0, sizeof *q);
   q->fd = p[1];
@@ -1469,6 +1484,7 @@ static long accept_on(struct sb *sb, struct file *f, const uint64_t a[6], long n
       c2->peercred = p.cred;
       c2->cred = s->cred;
       c2->o = s->o; /* accepted sockets inherit the listener's options, as Linux's */
+      oob_inline(nf, c2);
       int fd = fd_install(sb, nf, 0, flags & SOCK_CLOEXEC);
       if (fd < 0) {
         file_unref(nf);
@@ -1863,8 +1879,8 @@ static long syn_block(struct sb *sb, struct file *f, struct sock *s, bool nb, ui
 /* Send m on s (f): bytes sent or -errno. */
 static long sk_send(struct sb *sb, struct file *f, struct sock *s, struct gmsg *m, int flags)
 {
-  if (flags & MSG_OOB)
-    return -EOPNOTSUPP;
+  if ((flags & MSG_OOB) && s->type != SOCK_STREAM)
+    return -EOPNOTSUPP; /* (a stream's goes to its host socket: oob_note) */
   bool nb = (f->flags & O_NONBLOCK) || (flags & MSG_DONTWAIT);
   uint64_t dl = deadline_of(s->o.sndtimeo);
   long r;
@@ -1913,7 +1929,7 @@ static long sk_send(struct sb *sb, struct file *f, struct sock *s, struct gmsg *
       }
       struct msghdr h = {.msg_iov = hv, .msg_iovlen = (size_t)k, .msg_control = hlen ? hctl : NULL,
                          .msg_controllen = hlen};
-      r = sendmsg(f->hostfd, &h, (flags & MSG_EOR) | MSG_DONTWAIT | MSG_NOSIGNAL);
+      r = sendmsg(f->hostfd, &h, (flags & (MSG_EOR | MSG_OOB)) | MSG_DONTWAIT | MSG_NOSIGNAL);
       if (r >= 0) {
         hlen = 0; /* the fds went with the first bytes */
         done += (uint64_t)r;
@@ -2065,7 +2081,7 @@ static long sk_send(struct sb *sb, struct file *f, struct sock *s, struct gmsg *
 /* Receive into m on s (f): bytes (the datagram's length with MSG_TRUNC) or -errno. */
 static long sk_recv(struct sb *sb, struct file *f, struct sock *s, struct gmsg *m, int flags)
 {
-  if (flags & MSG_OOB)
+  if ((flags & MSG_OOB) && s->type != SOCK_STREAM)
     return -EOPNOTSUPP;
   if (flags & MSG_ERRQUEUE)
     return -EAGAIN; /* nothing ever goes wrong on the loopback */
@@ -2083,7 +2099,7 @@ static long sk_recv(struct sb *sb, struct file *f, struct sock *s, struct gmsg *
     return is_inet(s) ? -ENOTCONN : -EINVAL;
   bool framed = s->type == SOCK_DGRAM && !s->pair && !s->ext;
   struct sockaddr_storage from;
-  int hflags = flags & (MSG_PEEK | MSG_TRUNC | MSG_WAITALL | MSG_CMSG_CLOEXEC);
+  int hflags = flags & (MSG_PEEK | MSG_TRUNC | MSG_WAITALL | MSG_CMSG_CLOEXEC | MSG_OOB);
   uint64_t total = gmsg_len(m), done = 0;
   char ctl[CMSG_SPACE(253 * sizeof(int))];
   for (;;) {
@@ -2586,6 +2602,8 @@ static long sockopt_on(struct sb *sb, struct file *f, const uint64_t a[6], long 
       *(int *)(base + d->off) = v.i;
     if (r == 0 && s->ext)
       ext_opts(s, f->hostfd);
+    else if (r == 0 && level == SOL_SOCKET && name == SO_OOBINLINE)
+      oob_inline(f, s);
     return r;
   }
   int ul;
@@ -2694,9 +2712,10 @@ bool net_hup_hidden(struct file *f)
  * bytes a connected pair holds; a datagram inbox's first datagram, less
  * its source header); SIOCOUTQ is the host's for AF_UNIX, 0 for a local
  * TCP or UDP socket (Linux's loopback acknowledges what its receiver has
- * queued at once: the unacknowledged bytes it counts are none). No OOB
- * data is ever sent, so SIOCATMARK is 0 (a stream socket's; UDP's is
- * ENOTTY, AF_UNIX datagram and seqpacket ones' EOPNOTSUPP). */
+ * queued at once: the unacknowledged bytes it counts are none).
+ * SIOCATMARK of a connected stream socket is its host socket's (the urgent
+ * byte's mark: oob_inline's note), 0 for one not connected; UDP's is
+ * ENOTTY, AF_UNIX datagram and seqpacket ones' EOPNOTSUPP. */
 long net_ioctl(struct sb *sb, struct file *f, unsigned long req, uint64_t arg)
 {
   struct sock *s = f->sock;
@@ -2709,6 +2728,8 @@ long net_ioctl(struct sb *sb, struct file *f, unsigned long req, uint64_t arg)
   } else if (req == SIOCATMARK) {
     if (s->type != SOCK_STREAM)
       return is_inet(s) ? -ENOTTY : -EOPNOTSUPP;
+    if (s->state == SS_CONNECTED && ioctl(f->hostfd, req, &v) < 0) /* (the host pair's mark: oob_note) */
+      return -errno;
   } else if (s->state == SS_LISTEN) {
     if (req == SIOCINQ || is_inet(s))
       return -EINVAL; /* (an AF_UNIX listener's SIOCOUTQ: 0, nothing sent) */

@@ -752,6 +752,33 @@ static void test_gaps(void)
   for (int i = 0; i < 4; i++)
     S1(SYS_close, q[i]);
 
+  diag("MSG_OOB: TCP's urgent byte");
+  a = (int)S3(SYS_socket, AF_INET, SOCK_STREAM, 0);
+  S3(SYS_bind, a, sin4(0x7f000001, 8302), 16);
+  S2(SYS_listen, a, 5);
+  c = (int)S3(SYS_socket, AF_INET, SOCK_STREAM, 0);
+  S3(SYS_connect, c, sin4(0x7f000001, 8302), 16);
+  s = (int)S3(SYS_accept, a, 0, 0);
+  uint64_t ob = galloc(NULL, 8);
+  is(S6(SYS_recvfrom, s, ob, 1, MSG_OOB | MSG_DONTWAIT, 0, 0), -EINVAL, "recv(MSG_OOB) with none: EINVAL");
+  is(S6(SYS_sendto, c, gs("ab"), 2, MSG_OOB, 0, 0), 2, "send(\"ab\", MSG_OOB)");
+  is(revents(s, POLLIN | POLLPRI), POLLIN | POLLPRI, "POLLIN | POLLPRI");
+  is(ioc(s, SIOCATMARK), 0, "SIOCATMARK 0");
+  ok(!strcmp(grecv(s), "a"), "a read stops at the mark: \"a\"");
+  is(ioc(s, SIOCATMARK), 1, "SIOCATMARK 1");
+  is(S6(SYS_recvfrom, s, ob, 1, MSG_OOB | MSG_DONTWAIT, 0, 0), 1, "recv(MSG_OOB): 1 byte");
+  ok(*(char *)hp(ob) == 'b', "the urgent \"b\"");
+  is(S6(SYS_recvfrom, s, ob, 1, MSG_OOB | MSG_DONTWAIT, 0, 0), -EINVAL, "again: EINVAL");
+  is(seti(s, SOL_SOCKET, SO_OOBINLINE, 1), 0, "SO_OOBINLINE");
+  S6(SYS_sendto, c, gs("gh"), 2, MSG_OOB, 0, 0);
+  ok(!strcmp(grecv(s), "g") && !strcmp(grecv(s), "h"), "inline: \"g\", then the urgent \"h\" in the stream");
+  int ud = (int)S3(SYS_socket, AF_INET, SOCK_DGRAM, 0);
+  is(S6(SYS_sendto, ud, gs("x"), 1, MSG_OOB, sin4(0x7f000001, 8302), 16), -EOPNOTSUPP, "UDP: EOPNOTSUPP");
+  S1(SYS_close, ud);
+  S1(SYS_close, s);
+  S1(SYS_close, c);
+  S1(SYS_close, a);
+
   diag("UDP-Lite: UDPLITE_SEND_CSCOV, UDPLITE_RECV_CSCOV");
   int l = (int)S3(SYS_socket, AF_INET, SOCK_DGRAM, IPPROTO_UDPLITE), v = (int)S3(SYS_socket, AF_INET, SOCK_DGRAM, 0);
   is(geti(l, IPPROTO_UDPLITE, 10), 0, "SEND_CSCOV 0 at first");
