@@ -27,6 +27,7 @@
 #define UDPLITE_SEND_CSCOV 10 /* (linux/udp.h) */
 #endif
 #include <sys/epoll.h>
+#include <sys/ioctl.h>
 #include <sys/select.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -548,6 +549,26 @@ static void gaps(void)
   close(s);
   close(q[0]);
   close(q[1]);
+  close(l);
+
+  /* MSG_OOB: TCP's urgent byte */
+  l = socket(AF_INET, SOCK_STREAM, 0);
+  a = (struct sockaddr_in){.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+  CHECK(bind(l, (struct sockaddr *)&a, sizeof a) == 0 && listen(l, 8) == 0);
+  tcp_pair(l, &c, &s);
+  CHECK(send(c, "ab", 2, MSG_OOB) == 2);
+  struct pollfd pp = {.fd = s, .events = POLLIN | POLLPRI};
+  CHECK(poll(&pp, 1, 1000) == 1);
+  int mk = -1;
+  ioctl(s, SIOCATMARK, &mk);
+  printf("MSG_OOB: poll %s%s, SIOCATMARK %d", evs(pp.revents), pp.revents & POLLPRI ? "PRI" : "", mk);
+  printf(", recv %s", res(recv(s, b, sizeof b, 0)));
+  ioctl(s, SIOCATMARK, &mk);
+  printf(", SIOCATMARK %d", mk);
+  printf(", recv(MSG_OOB) %s", res(recv(s, b, 1, MSG_OOB)));
+  printf(" '%c', again %s\n", b[0], res(recv(s, b, 1, MSG_OOB | MSG_DONTWAIT)));
+  close(c);
+  close(s);
   close(l);
 
   /* UDP-Lite's checksum coverage */
