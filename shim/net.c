@@ -2906,9 +2906,9 @@ int net_load(struct sb *sb, struct rbuf *r, int fl, struct tnode **nodes, size_t
     return -1;
   uint64_t node = r_u64(r), pid = r_u64(r), uid = r_u64(r), gid = r_u64(r), backlog = r_u64(r), osize = r_u64(r);
   if (r->err || node > nnodes || pid > INT32_MAX || uid > UINT32_MAX || gid > UINT32_MAX || backlog > 4096 ||
-      osize != sizeof t.o)
+      osize > sizeof t.o || osize < offsetof(struct opts, cscov_send))
     return -1;
-  r_bytes(r, &t.o, sizeof t.o);
+  r_bytes(r, &t.o, osize); /* (a record from before the UDP-Lite coverage options: without them, 0 as a new socket's) */
   uint64_t next_port = r_u64(r), next_auto = r_u64(r);
   if (r->err || next_port < EPHEMERAL_LO || next_port > EPHEMERAL_HI || next_auto > UINT32_MAX)
     return -1;
