@@ -134,6 +134,8 @@ static short file_poll_depth(struct sb *sb, struct file *f, int depth)
                                  POLLWRBAND};
     if (poll(&p, 1, 0) != 1)
       return 0;
+    if (f->sock)
+      return net_poll(f, p.revents); /* (a local TCP connection's readiness is Linux's, not its host pair's) */
     return fifo_hup_hidden(f) ? p.revents & ~POLLHUP : p.revents; /* a FIFO no writer opened yet */
   }
   case F_DIR:
@@ -220,7 +222,7 @@ static void host_add(struct hostset *h, int fd, short ev)
 static void collect(struct file *f, short ev, struct hostset *h, int depth)
 {
   if (f->type == F_HOST) {
-    if (!fifo_hup_hidden(f)) /* (else its host fd says POLLHUP at once: a writer's open wakes the wait) */
+    if (!fifo_hup_hidden(f) && !(f->sock && net_hup_hidden(f))) /* (else its host fd says POLLHUP at once: a writer's open wakes the wait) */
       host_add(h, f->hostfd, ev); /* events 0 still wakes on POLLERR, POLLHUP */
   } else if (f->type == F_TIMERFD) {
     uint64_t due = timerfd_due(f);

@@ -53,7 +53,20 @@
  * read end of a fresh host pipe that names it (by inode); recvmsg installs
  * the files in the receiver's fd table and gives their new numbers. A
  * ticket whose message is never received goes when its pipe has no reader
- * left (the host dropped the message: ticket_gc).
+ * left (the host dropped the message: ticket_gc). The same ticket carries
+ * a message's credentials (SCM_CREDENTIALS, SO_PASSCRED): the sandbox pid,
+ * uid and gid of the sender, which the host kernel cannot know (it would
+ * attach the cowfork process's own); a ticket ends a host stream read, so
+ * messages of two senders are not read as one, as Linux.
+ *
+ * The two ends of a local stream connection share a struct link (their
+ * sockets, FIN and reset flags): a TCP close with bytes unread or
+ * SO_LINGER {1, 0} resets the peer (rst_sync: ECONNRESET once, then the
+ * end), and net_poll makes a TCP socket's readiness Linux's tcp_poll from
+ * its host pair's (which says POLLHUP when the other end closes). A
+ * non-blocking TCP connect to a full accept queue waits in the listener's
+ * syn_q (EINPROGRESS; its host fd a pipe that polls nothing) until an
+ * accept makes room or the listener goes (syn_run).
  *
  * Options: those that change nothing on a local pair are stored and given
  * back (SO_KEEPALIVE, TCP_NODELAY, IP_TOS...); SO_RCVTIMEO and SO_SNDTIMEO
@@ -82,6 +95,7 @@
 #include <linux/sockios.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <netinet/udp.h>
 #include <poll.h>
 #include <stdlib.h>
 #include <string.h>
@@ -104,6 +118,10 @@
 #define EPHEMERAL_HI 60999
 #define MAX_TICKETS 1024
 #define UDP_MAX 65507 /* the largest UDP payload over IPv4 */
+#ifndef UDPLITE_SEND_CSCOV
+#define UDPLITE_SEND_CSCOV 10 /* (linux/udp.h) */
+#define UDPLITE_RECV_CSCOV 11
+#endif
 #define CTL_MAX 20480 /* Linux's optmem_max: a larger control buffer is ENOBUFS */
 
 enum { SS_NEW, SS_LISTEN, SS_CONNECTED };
@@ -128,16 +146,31 @@ struct pend {
   struct ep local, peer;
   struct uname upeer;
   struct ucred cred;
+  struct link *link;
+};
+
+/* What the two ends of a local stream connection know of each other (the
+ * connector is end 0, the accepted socket end 1; each holds a reference):
+ * its sockets (NULL: not accepted yet, or closed: a sender's credentials
+ * go to such a peer if its listener has SO_PASSCRED), whether each end shut down
+ * writing (its FIN went) and whether a reset came to it (the other end
+ * closed abortively: SO_LINGER {1, 0} or bytes left unread, TCP). */
+struct link {
+  int refs;
+  struct sock *end[2];
+  bool fin[2], rst[2];
+  bool lpasscred; /* the listener had SO_PASSCRED at connect (its accepted socket will) */
 };
 
 /* Stored options (getsockopt gives them back; what they do is in the note). */
 struct opts {
-  int reuseaddr, reuseport, keepalive, broadcast, oobinline, priority, rcvlowat, passcred_unused;
+  int reuseaddr, reuseport, keepalive, broadcast, oobinline, priority, rcvlowat, passcred;
   int sndbuf, rcvbuf;
   struct linger linger;
   uint64_t rcvtimeo, sndtimeo; /* ns, 0 none */
   int nodelay, keepidle, keepintvl, keepcnt, cork, quickack, maxseg, user_timeout, defer_accept, fastopen, tcp_syncnt;
   int tos, ttl, recverr, v6only, hops, tclass, recverr6, ip_mtu_discover, ip_freebind, ip_pktinfo;
+  int cscov_send, cscov_recv; /* UDP-Lite's checksum coverage (UDPLITE_SEND_CSCOV, _RECV_CSCOV) */
 };
 
 struct sock {
@@ -150,8 +183,10 @@ struct sock {
   bool connecting;     /* a non-blocking INET connect said EINPROGRESS: the next connect says 0 */
   bool dconnected;     /* a datagram socket with a default destination (peer/upeer) */
   bool shut_rd, shut_wr;
-  bool reset;          /* TCP: a send found its peer closed (Linux's RST came back): sends EPIPE */
-  bool reset_err;      /* and SO_ERROR says EPIPE once */
+  bool reset;          /* TCP: the connection was reset (a send to a closed peer, or the peer's abortive close) */
+  int reset_err;       /* and the error it left: EPIPE or ECONNRESET, given once (SO_ERROR, send, recv) */
+  struct link *link;   /* a local stream connection's (NULL: none) */
+  int side;            /* its end of link */
   bool ext;            /* its host fd is a host AF_INET/AF_INET6 socket (the policy's outside) */
   int so_error;
   struct ep local, peer;
@@ -161,6 +196,9 @@ struct sock {
   /* listening */
   struct pend *q;
   int nq, capq, backlog;
+  struct sock **syn_q; /* TCP connects waiting for room in the queue (syn_wait) */
+  int nsyn, capsyn;
+  struct sock *syn_l;  /* the listener whose syn_q s waits in (its notify_wr: its host pipe's write end) */
   int notify_wr;       /* the pipe's write end (the read end is the file's host fd) */
   /* datagram: the inbox's sending end (the receiving one is the host fd) */
   int inbox_tx;
@@ -180,6 +218,8 @@ struct ticket {
   int wr;           /* its write end: POLLERR once no reader is left (ticket_gc) */
   struct file **files;
   int n;
+  bool has_cred;    /* the message's credentials (SCM_CREDENTIALS, SO_PASSCRED) */
+  struct ucred cred;
 };
 
 struct net {
@@ -523,7 +563,77 @@ static long un_find(struct sb *sb, struct net *n, const struct uname *u, struct 
 
 /* ---- sockets ---- */
 
-static void pend_close(struct pend *p) { close(p->fd); }
+/* MSG_OOB (oob_note): a stream socket's urgent byte is its host socket's.
+ * A local connection's host AF_UNIX pair has TCP's semantics for it (Linux's
+ * AF_UNIX MSG_OOB: the last byte of a send is urgent, read apart with
+ * MSG_OOB unless SO_OOBINLINE, SIOCATMARK at it, POLLPRI), so sends,
+ * receives and SIOCATMARK pass it on and SO_OOBINLINE is set on the host
+ * socket (after each change of host fd). Not served: SIGURG (the host
+ * kernel would signal the F_SETOWN owner of the host socket: none). */
+static void oob_inline(struct file *f, struct sock *s)
+{
+  if (s->type == SOCK_STREAM && !s->ext && s->state != SS_LISTEN)
+    setsockopt(f->hostfd, SOL_SOCKET, SO_OOBINLINE, &s->o.oobinline, sizeof s->o.oobinline);
+}
+
+static struct link *link_new(void)
+{
+  struct link *k = calloc(1, sizeof *k);
+  if (k)
+    k->refs = 2; /* the two ends' */
+  return k;
+}
+
+static void link_unref(struct link *k)
+{
+  if (k && --k->refs == 0)
+    free(k);
+}
+
+/* Whether TCP socket s (local, connected) closes abortively, as Linux's
+ * tcp_close: SO_LINGER {1, 0}, or bytes received and not read. */
+static bool closes_abortively(struct file *f, struct sock *s)
+{
+  if (s->o.linger.l_onoff && !s->o.linger.l_linger)
+    return true;
+  int n = 0;
+  return ioctl(f->hostfd, SIOCINQ, &n) == 0 && n > 0;
+}
+
+/* End side of a link goes (its socket closed, or a queued connection
+ * dropped): with a reset for the other end if rst. */
+static void link_leave(struct link *k, int side, bool rst)
+{
+  if (!k)
+    return;
+  k->end[side] = NULL;
+  if (rst)
+    k->rst[!side] = true;
+  link_unref(k);
+}
+
+/* A connection not accepted yet goes with its listener (closed, or shut
+ * down): Linux resets it (inet_csk_listen_stop: the connector reads
+ * ECONNRESET; an AF_UNIX connector reads the end). */
+static void pend_close(struct sock *l, struct pend *p)
+{
+  close(p->fd);
+  link_leave(p->link, 1, is_inet(l));
+}
+
+static void syn_run(struct sb *sb, struct sock *l, bool fail);
+static void syn_leave(struct sock *s);
+
+/* A reset that came to s (its peer closed abortively) takes effect: the
+ * error once (ECONNRESET; EPIPE after the peer's FIN, Linux's CLOSE_WAIT),
+ * then the end: reads 0, sends EPIPE, poll POLLHUP, getpeername ENOTCONN. */
+static void rst_sync(struct sock *s)
+{
+  if (s->link && s->link->rst[s->side] && !s->reset) {
+    s->reset = true;
+    s->reset_err = s->link->fin[!s->side] ? EPIPE : ECONNRESET;
+  }
+}
 
 /* The file's last reference went (fs.c file_unref): its names, queue and
  * extra host fds. */
@@ -534,9 +644,15 @@ void net_release(struct file *f)
     return;
   if (s->bound && s->net)
     name_del(s->net, s);
+  if (s->link)
+    link_leave(s->link, s->side, is_inet(s) && !s->reset && closes_abortively(f, s));
   for (int i = 0; i < s->nq; i++)
-    pend_close(&s->q[i]);
+    pend_close(s, &s->q[i]);
   free(s->q);
+  syn_leave(s);
+  if (s->nsyn)
+    syn_run(NULL, s, true);
+  free(s->syn_q);
   if (s->notify_wr >= 0)
     close(s->notify_wr);
   if (s->inbox_tx >= 0)
@@ -655,6 +771,12 @@ long sys_socket(struct sb *sb, const uint64_t a[6], long nr)
     }
     s0->pair = s1->pair = true;
     s0->state = s1->state = SS_CONNECTED;
+    if ((s0->link = link_new())) { /* (for the credentials: without one, each message carries them) */
+      s1->link = s0->link;
+      s1->side = 1;
+      s0->link->end[0] = s0;
+      s0->link->end[1] = s1;
+    }
     s0->peercred = s1->cred;
     s1->peercred = s0->cred;
     int g[2] = {fd_install(sb, f0, 0, ce), -1};
@@ -928,6 +1050,7 @@ static void ext_opts(const struct sock *s, int h)
   setsockopt(h, SOL_SOCKET, SO_KEEPALIVE, &o->keepalive, sizeof(int));
   setsockopt(h, SOL_SOCKET, SO_BROADCAST, &o->broadcast, sizeof(int));
   setsockopt(h, SOL_SOCKET, SO_LINGER, &o->linger, sizeof o->linger);
+  setsockopt(h, SOL_SOCKET, SO_OOBINLINE, &o->oobinline, sizeof(int));
   if (s->type == SOCK_STREAM) {
     setsockopt(h, IPPROTO_TCP, TCP_NODELAY, &o->nodelay, sizeof(int));
     setsockopt(h, IPPROTO_TCP, TCP_KEEPIDLE, &o->keepidle, sizeof(int));
@@ -1010,6 +1133,145 @@ static long ext_connect(struct sb *sb, struct file *f, struct sock *s, const str
   }
 }
 
+/* Queue s's connection (f its file) on listener l (room checked), to d
+ * (INET): a host socketpair, one end in place of s's host fd, the other in
+ * l's queue with the addresses; l's pipe says one more is waiting. */
+static long conn_queue(struct sb *sb, struct file *f, struct sock *s, struct sock *l, const struct ep *d)
+{
+  long r;
+  if (is_inet(s) && (r = autobind(s, d->a)) < 0)
+    return r;
+  if (l->nq == l->capq) {
+    int c = l->capq ? 2 * l->capq : 8;
+    struct pend *q = realloc(l->q, (size_t)c * sizeof *q);
+    if (!q)
+      return -ENOMEM;
+    l->q = q;
+    l->capq = c;
+  }
+  struct link *k = link_new();
+  if (!k)
+    return -ENOMEM;
+  int p[2];
+  if (socketpair(AF_UNIX, host_type(s) | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, p) < 0) {
+    free(k);
+    return -errno;
+  }
+  if (dup3(p[0], f->hostfd, O_CLOEXEC) < 0) {
+    r = -errno;
+    close(p[0]);
+    close(p[1]);
+    free(k);
+    return r;
+  }
+  close(p[0]);
+  oob_inline(f, s);
+  struct pend *q = &l->q[l->nq++];
+  memset(q, 0, sizeof *q);
+  q->fd = p[1];
+  q->cred = (struct ucred){.pid = sb->pid, .uid = (uid_t)sb->uid, .gid = (gid_t)sb->gid}; /* at connect, as Linux's */
+  q->link = k;
+  k->lpasscred = l->o.passcred;
+  link_unref(s->link); /* (a connect after an outside one: none) */
+  s->link = k;
+  s->side = 0;
+  k->end[0] = s;
+  if (is_inet(s)) {
+    q->local = *d;
+    q->local.port = l->local.port;
+    q->peer = s->local;
+    s->peer = *d;
+    if (l->family == AF_INET6 && s->family == AF_INET)
+      q->peer = s->local; /* kept ::ffff:a.b.c.d: the v6 listener shows it mapped */
+  } else {
+    q->upeer = s->un;
+    s->upeer = l->un;
+  }
+  s->peercred = l->cred;
+  s->state = SS_CONNECTED;
+  char one = 1;
+  if (write(l->notify_wr, &one, 1) != 1) { /* cannot happen below 64 KiB queued */
+    l->nq--;
+    pend_close(l, q);
+    return -ENOBUFS;
+  }
+  wake_all(sb);
+  return 0;
+}
+
+/* The non-blocking TCP connects waiting for room in l's queue (Linux's
+ * SYN_SENT: the SYN dropped by a full queue, sent again until an accept
+ * makes room): as many as now fit are queued, in order (they become
+ * writable, SO_ERROR 0); with fail (l closed or shut down), each is
+ * refused (SO_ERROR ECONNREFUSED, as the SYN's answer is then a reset). */
+static void syn_run(struct sb *sb, struct sock *l, bool fail) /* (sb: NULL only with fail) */
+{
+  bool woke = false;
+  while (l->nsyn && (fail || l->nq <= l->backlog)) {
+    struct sock *w = l->syn_q[0];
+    memmove(l->syn_q, l->syn_q + 1, (size_t)--l->nsyn * sizeof *l->syn_q);
+    w->syn_l = NULL;
+    close(w->notify_wr); /* (its host fd, a pipe's read end, says POLLHUP: a wait on it ends) */
+    w->notify_wr = -1;
+    woke = true;
+    if (fail || conn_queue(sb, w->file, w, l, &w->peer) < 0) {
+      ext_make(w->file, w, false); /* a closed socket again */
+      w->so_error = ECONNREFUSED;
+      continue;
+    }
+    w->connecting = true; /* (its next connect says 0) */
+  }
+  if (woke && sb) /* (NULL: the listener's release; a waiter's pipe said POLLHUP) */
+    wake_all(sb);
+}
+
+/* A non-blocking TCP connect to l, whose queue is full: EINPROGRESS, s
+ * waits in l's syn_q with a host fd that polls nothing (a pipe's read end,
+ * its write end kept) until syn_run queues or refuses it. */
+static long syn_wait(struct file *f, struct sock *s, struct sock *l, const struct ep *d)
+{
+  long r;
+  if ((r = autobind(s, d->a)) < 0)
+    return r;
+  if (l->nsyn == l->capsyn) {
+    int c = l->capsyn ? 2 * l->capsyn : 8;
+    struct sock **q = realloc(l->syn_q, (size_t)c * sizeof *q);
+    if (!q)
+      return -ENOMEM;
+    l->syn_q = q;
+    l->capsyn = c;
+  }
+  int p[2];
+  if (pipe2(p, O_NONBLOCK | O_CLOEXEC) < 0)
+    return -errno;
+  if (dup3(p[0], f->hostfd, O_CLOEXEC) < 0) {
+    r = -errno;
+    close(p[0]);
+    close(p[1]);
+    return r;
+  }
+  close(p[0]);
+  s->notify_wr = p[1];
+  s->syn_l = l;
+  s->peer = *d;
+  l->syn_q[l->nsyn++] = s;
+  return -EINPROGRESS;
+}
+
+/* s leaves the queue of connects waiting for room (it closed). */
+static void syn_leave(struct sock *s)
+{
+  struct sock *l = s->syn_l;
+  if (!l)
+    return;
+  for (int i = 0; i < l->nsyn; i++)
+    if (l->syn_q[i] == s) {
+      memmove(l->syn_q + i, l->syn_q + i + 1, (size_t)(--l->nsyn - i) * sizeof *l->syn_q);
+      break;
+    }
+  s->syn_l = NULL;
+}
+
 static long stream_connect(struct sb *sb, struct file *f, struct sock *s, uint64_t addr, uint64_t len)
 {
   struct net *n = s->net;
@@ -1036,6 +1298,8 @@ static long stream_connect(struct sb *sb, struct file *f, struct sock *s, uint64
   }
   if (s->state == SS_LISTEN)
     return -EINVAL;
+  if (s->syn_l)
+    return -EALREADY; /* waiting for room in the listener's queue */
   if (is_inet(s)) {
     if ((r = inet_dest(sb, s, &d)) < 0)
       return r;
@@ -1064,8 +1328,10 @@ static long stream_connect(struct sb *sb, struct file *f, struct sock *s, uint64
       if (l->state != SS_LISTEN || l->shut_rd)
         return -ECONNREFUSED;
     }
-    if (l->nq <= l->backlog)
+    if (l->nq <= l->backlog && !l->nsyn)
       break;
+    if ((f->flags & O_NONBLOCK) && is_inet(s))
+      return syn_wait(f, s, l, &d);
     if (f->flags & O_NONBLOCK)
       return -EAGAIN;
     int ms = -1;
@@ -1089,50 +1355,8 @@ static long stream_connect(struct sb *sb, struct file *f, struct sock *s, uint64
     if (f->sock != s || s->state != SS_NEW)
       return s->state == SS_CONNECTED ? -EISCONN : -EINVAL; /* another thread's connect or listen won */
   }
-  if (is_inet(s) && (r = autobind(s, d.a)) < 0)
+  if ((r = conn_queue(sb, f, s, l, is_inet(s) ? &d : NULL)) < 0)
     return r;
-  if (l->nq == l->capq) {
-    int c = l->capq ? 2 * l->capq : 8;
-    struct pend *q = realloc(l->q, (size_t)c * sizeof *q);
-    if (!q)
-      return -ENOMEM;
-    l->q = q;
-    l->capq = c;
-  }
-  int p[2];
-  if (socketpair(AF_UNIX, host_type(s) | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, p) < 0)
-    return -errno;
-  if (dup3(p[0], f->hostfd, O_CLOEXEC) < 0) {
-    r = -errno;
-    close(p[0]);
-    close(p[1]);
-    return r;
-  }
-  close(p[0]);
-  struct pend *q = &l->q[l->nq++];
-  memset(q, 0, sizeof *q);
-  q->fd = p[1];
-  q->cred = s->cred;
-  if (is_inet(s)) {
-    q->local = d;
-    q->local.port = l->local.port;
-    q->peer = s->local;
-    s->peer = d;
-    if (l->family == AF_INET6 && s->family == AF_INET)
-      q->peer = s->local; /* kept ::ffff:a.b.c.d: the v6 listener shows it mapped */
-  } else {
-    q->upeer = s->un;
-    s->upeer = l->un;
-  }
-  s->peercred = l->cred;
-  s->state = SS_CONNECTED;
-  char one = 1;
-  if (write(l->notify_wr, &one, 1) != 1) { /* cannot happen below 64 KiB queued */
-    l->nq--;
-    close(p[1]);
-    return -ENOBUFS;
-  }
-  wake_all(sb);
   if (is_inet(s) && (f->flags & O_NONBLOCK)) {
     s->connecting = true; /* as Linux over loopback: in progress, then writable with SO_ERROR 0 */
     return -EINPROGRESS;
@@ -1232,6 +1456,7 @@ static long accept_on(struct sb *sb, struct file *f, const uint64_t a[6], long n
       memmove(s->q, s->q + 1, (size_t)--s->nq * sizeof *s->q);
       if (s->nq == s->backlog) /* it was full: a connect may wait for room */
         wake_all(sb);
+      syn_run(sb, s, false);
       char c;
       if (read(f->hostfd, &c, 1) != 1) {
         /* cannot happen: one byte per queued connection */
@@ -1239,13 +1464,19 @@ static long accept_on(struct sb *sb, struct file *f, const uint64_t a[6], long n
       struct sock *c2 = sock_new(sb, s->family, s->type, s->proto);
       struct file *nf;
       if (!c2) {
-        close(p.fd);
+        pend_close(s, &p);
         r = -ENOMEM;
         break;
       }
-      if ((r = sock_file(sb, c2, p.fd, flags & SOCK_NONBLOCK ? O_NONBLOCK : 0, &nf)) < 0)
+      if ((r = sock_file(sb, c2, p.fd, flags & SOCK_NONBLOCK ? O_NONBLOCK : 0, &nf)) < 0) {
+        link_leave(p.link, 1, is_inet(s));
         break;
+      }
       c2->state = SS_CONNECTED;
+      if ((c2->link = p.link)) {
+        c2->side = 1;
+        p.link->end[1] = c2;
+      }
       c2->local = p.local;
       c2->peer = p.peer;
       c2->un = s->un;
@@ -1253,6 +1484,7 @@ static long accept_on(struct sb *sb, struct file *f, const uint64_t a[6], long n
       c2->peercred = p.cred;
       c2->cred = s->cred;
       c2->o = s->o; /* accepted sockets inherit the listener's options, as Linux's */
+      oob_inline(nf, c2);
       int fd = fd_install(sb, nf, 0, flags & SOCK_CLOEXEC);
       if (fd < 0) {
         file_unref(nf);
@@ -1351,7 +1583,7 @@ static void ticket_gc(struct net *n)
   }
 }
 
-static long ticket_make(struct net *n, struct file **files, int nf, int *hostfd)
+static long ticket_make(struct net *n, struct file **files, int nf, const struct ucred *cred, int *hostfd)
 {
   ticket_gc(n);
   if (n->nt >= MAX_TICKETS)
@@ -1378,33 +1610,61 @@ static long ticket_make(struct net *n, struct file **files, int nf, int *hostfd)
   t->wr = p[1];
   t->files = files;
   t->n = nf;
+  t->has_cred = cred != NULL;
+  if (cred)
+    t->cred = *cred;
   *hostfd = p[0];
   return 0;
 }
 
-/* The guest's control messages into host ones (at most one SCM_RIGHTS,
- * carrying a ticket's fd): 0 and *hlen bytes in hctl, or -errno. */
-static long control_in(struct sb *sb, struct sock *s, const struct gmsg *m, char *hctl, size_t hcap, size_t *hlen,
-                       int *ticket_fd)
+/* The sender's credentials as Linux's scm_check_creds and __scm_send take
+ * an explicit SCM_CREDENTIALS: ids of -1 EINVAL; another pid, uid or gid
+ * than its own EPERM unless root (the sandbox's root has CAP_SYS_ADMIN,
+ * CAP_SETUID, CAP_SETGID); a pid of no process of the sandbox ESRCH. */
+static long cred_check(struct sb *sb, const struct ucred *u)
+{
+  if (u->uid == (uid_t)-1 || u->gid == (gid_t)-1)
+    return -EINVAL;
+  bool root = sb->uid == 0;
+  if ((u->pid != sb->pid && !root) || (u->uid != (uid_t)sb->uid && !root) || (u->gid != (gid_t)sb->gid && !root))
+    return -EPERM;
+  if (u->pid != sb->pid && !proc_find_any(sb, u->pid))
+    return -ESRCH;
+  return 0;
+}
+
+/* The guest's control messages into host ones: 0 and *hlen bytes in hctl,
+ * or -errno. Files (SCM_RIGHTS) and credentials go in a ticket whose fd is
+ * the host message's one SCM_RIGHTS: an explicit SCM_CREDENTIALS (checked),
+ * else the sender's own when want_cred (Linux's maybe_add_creds: either
+ * end has SO_PASSCRED; see sk_send for a peer not accepted yet). The host kernel
+ * attaches its own process's credentials to nothing we read: these are the
+ * guest's, its sandbox pid among them. */
+static long control_in(struct sb *sb, struct sock *s, const struct gmsg *m, bool want_cred, char *hctl, size_t hcap,
+                       size_t *hlen, int *ticket_fd)
 {
   *hlen = 0;
   *ticket_fd = -1;
-  if (!m->control || !m->controllen)
-    return 0;
-  if (m->controllen > CTL_MAX)
+  struct ucred cred = {.pid = sb->pid, .uid = (uid_t)sb->uid, .gid = (gid_t)sb->gid};
+  bool has_cred = want_cred && s->family == AF_UNIX;
+  if (!m->control || !m->controllen) {
+    if (!has_cred)
+      return 0;
+  } else if (m->controllen > CTL_MAX)
     return -ENOBUFS;
-  char *c = malloc(m->controllen);
-  if (!c)
+  char *c = m->controllen ? malloc(m->controllen) : NULL;
+  if (!c && m->control && m->controllen)
     return -ENOMEM;
   long r = 0;
   struct file **files = NULL;
   int nf = 0;
-  if (mm_copy_in(sb, c, m->control, m->controllen) < 0) {
+  if (c && mm_copy_in(sb, c, m->control, m->controllen) < 0) {
     free(c);
     return -EFAULT;
   }
-  struct msghdr mh = {.msg_control = c, .msg_controllen = m->controllen};
-  for (struct cmsghdr *cm = CMSG_FIRSTHDR(&mh); cm; cm = CMSG_NXTHDR(&mh, cm)) {
+  struct msghdr mh = {.msg_control = c, .msg_controllen = c ? m->controllen : 0};
+  for (struct cmsghdr *cm = c ? CMSG_FIRSTHDR(&mh) : NULL; cm; cm = CMSG_NXTHDR(&mh, cm)) {
+
     if (cm->cmsg_len < sizeof *cm || cm->cmsg_len > m->controllen - (size_t)((char *)cm - c)) {
       r = -EINVAL;
       break;
@@ -1420,13 +1680,10 @@ static long control_in(struct sb *sb, struct sock *s, const struct gmsg *m, char
         break;
       }
       memcpy(&u, CMSG_DATA(cm), sizeof u);
-      /* The sender's own credentials are valid; the receiver cannot ask
-       * for them (SO_PASSCRED is ENOPROTOOPT), so they are not delivered,
-       * as Linux does without SO_PASSCRED. */
-      if (u.pid != sb->pid || u.uid != (uid_t)sb->uid || u.gid != (gid_t)sb->gid) {
-        r = -EPERM;
+      if ((r = cred_check(sb, &u)) < 0)
         break;
-      }
+      cred = u;
+      has_cred = true;
       continue;
     }
     if (cm->cmsg_type != SCM_RIGHTS || s->family != AF_UNIX) {
@@ -1459,9 +1716,9 @@ static long control_in(struct sb *sb, struct sock *s, const struct gmsg *m, char
       break;
   }
   free(c);
-  if (r == 0 && nf) {
+  if (r == 0 && (nf || has_cred)) {
     int hfd = -1;
-    if ((r = ticket_make(s->net, files, nf, &hfd)) == 0) {
+    if ((r = ticket_make(s->net, files, nf, has_cred ? &cred : NULL, &hfd)) == 0) {
       struct msghdr h = {.msg_control = hctl, .msg_controllen = hcap};
       struct cmsghdr *cm = CMSG_FIRSTHDR(&h);
       cm->cmsg_level = SOL_SOCKET;
@@ -1480,16 +1737,32 @@ static long control_in(struct sb *sb, struct sock *s, const struct gmsg *m, char
 }
 
 /* The host control messages received into the guest's: SCM_RIGHTS tickets
- * become fds of the receiver. */
-static long control_out(struct sb *sb, struct sock *s, struct msghdr *h, struct gmsg *m, int rflags)
+ * become fds of the receiver; with creds (the receiver's SO_PASSCRED) an
+ * SCM_CREDENTIALS first, as Linux's scm_recv: the message's (its ticket's),
+ * or pid 0 and the overflow ids for one sent with none (neither end had
+ * SO_PASSCRED then). */
+static long control_out(struct sb *sb, struct sock *s, struct msghdr *h, struct gmsg *m, int rflags, bool creds)
 {
   m->controllen_out = 0;
-  if (!(h->msg_controllen))
+  if (!h->msg_controllen && !creds)
     return 0;
   struct net *n = s->net;
   char *out = m->controllen ? calloc(1, m->controllen) : NULL;
   uint64_t used = 0;
-  for (struct cmsghdr *cm = CMSG_FIRSTHDR(h); cm; cm = CMSG_NXTHDR(h, cm)) {
+  struct ucred *cred_at = NULL; /* where the credentials went in out */
+  if (creds) {
+    if (out && m->controllen >= CMSG_LEN(sizeof(struct ucred))) {
+      struct cmsghdr g = {.cmsg_len = CMSG_LEN(sizeof(struct ucred)), .cmsg_level = SOL_SOCKET,
+                          .cmsg_type = SCM_CREDENTIALS};
+      struct ucred none = {.pid = 0, .uid = 65534, .gid = 65534};
+      memcpy(out, &g, sizeof g);
+      memcpy(out + CMSG_LEN(0), &none, sizeof none);
+      cred_at = (struct ucred *)(out + CMSG_LEN(0));
+      used = CMSG_SPACE(sizeof(struct ucred)) < m->controllen ? CMSG_SPACE(sizeof(struct ucred)) : m->controllen;
+    } else
+      m->flags_out |= MSG_CTRUNC;
+  }
+  for (struct cmsghdr *cm = h->msg_controllen ? CMSG_FIRSTHDR(h) : NULL; cm; cm = CMSG_NXTHDR(h, cm)) {
     if (cm->cmsg_level != SOL_SOCKET || cm->cmsg_type != SCM_RIGHTS)
       continue;
     int k = (int)((cm->cmsg_len - CMSG_LEN(0)) / sizeof(int));
@@ -1508,6 +1781,10 @@ static long control_out(struct sb *sb, struct sock *s, struct msghdr *h, struct 
       if (ti < 0)
         continue;
       struct ticket *t = &n->tickets[ti];
+      if (t->has_cred && cred_at)
+        memcpy(cred_at, &t->cred, sizeof t->cred);
+      if (!t->n && (rflags & MSG_PEEK))
+        continue; /* credentials only: the ticket stays for the read */
       /* as many fds as fit (Linux's scm_detach_fds), the others closed */
       uint64_t room = used < m->controllen && out ? m->controllen - used : 0;
       int fit = room >= CMSG_LEN(sizeof(int)) ? (int)((room - CMSG_LEN(0)) / sizeof(int)) : 0;
@@ -1584,17 +1861,41 @@ static long ext_send(struct sb *sb, struct file *f, struct sock *s, struct gmsg 
   return r;
 }
 
+/* A call on a TCP socket whose connect waits for room in a listener's
+ * queue (syn_wait): EAGAIN if nb, else it waits until queued or refused
+ * (Linux's sk_stream_wait_connect); 0: go on. */
+static long syn_block(struct sb *sb, struct file *f, struct sock *s, bool nb, uint64_t dl)
+{
+  while (s->syn_l && f->sock == s) {
+    if (nb)
+      return -EAGAIN;
+    long w = sk_wait(sb, f->hostfd, POLLIN, dl);
+    if (w < 0)
+      return w;
+  }
+  return 0;
+}
+
 /* Send m on s (f): bytes sent or -errno. */
 static long sk_send(struct sb *sb, struct file *f, struct sock *s, struct gmsg *m, int flags)
 {
-  if (flags & MSG_OOB)
-    return -EOPNOTSUPP;
+  if ((flags & MSG_OOB) && s->type != SOCK_STREAM)
+    return -EOPNOTSUPP; /* (a stream's goes to its host socket: oob_note) */
   bool nb = (f->flags & O_NONBLOCK) || (flags & MSG_DONTWAIT);
   uint64_t dl = deadline_of(s->o.sndtimeo);
   long r;
+  if (s->syn_l && (r = syn_block(sb, f, s, nb, dl)) < 0)
+    return r;
   if (s->so_error) {
     r = -s->so_error;
     s->so_error = 0;
+    return r;
+  }
+  rst_sync(s);
+  if (s->reset && is_inet(s) && !s->ext && s->state == SS_CONNECTED) {
+    /* a reset connection (Linux's sk_stream_error): its error once, then EPIPE */
+    r = s->reset_err ? -s->reset_err : -EPIPE;
+    s->reset_err = 0;
     return r;
   }
   char hctl[CMSG_SPACE(sizeof(int))];
@@ -1610,7 +1911,13 @@ static long sk_send(struct sb *sb, struct file *f, struct sock *s, struct gmsg *
         return -EPIPE; /* (with SIGPIPE: the caller) */
       return -ENOTCONN;
     }
-    if ((r = control_in(sb, s, m, hctl, sizeof hctl, &hlen, &tfd)) < 0)
+    /* (a peer not accepted yet: Linux gives credentials to every message
+     * it queues; here only if its listener has SO_PASSCRED, which the
+     * accepted socket inherits: a ticket ends a host read, and most
+     * receivers never ask) */
+    struct sock *peer = s->link ? s->link->end[!s->side] : NULL;
+    bool want = s->o.passcred || (peer ? peer->o.passcred : s->link && s->link->lpasscred);
+    if ((r = control_in(sb, s, m, want, hctl, sizeof hctl, &hlen, &tfd)) < 0)
       return r;
     uint64_t total = gmsg_len(m), done = 0;
     struct iovec hv[1024];
@@ -1622,7 +1929,7 @@ static long sk_send(struct sb *sb, struct file *f, struct sock *s, struct gmsg *
       }
       struct msghdr h = {.msg_iov = hv, .msg_iovlen = (size_t)k, .msg_control = hlen ? hctl : NULL,
                          .msg_controllen = hlen};
-      r = sendmsg(f->hostfd, &h, (flags & MSG_EOR) | MSG_DONTWAIT | MSG_NOSIGNAL);
+      r = sendmsg(f->hostfd, &h, (flags & (MSG_EOR | MSG_OOB)) | MSG_DONTWAIT | MSG_NOSIGNAL);
       if (r >= 0) {
         hlen = 0; /* the fds went with the first bytes */
         done += (uint64_t)r;
@@ -1635,8 +1942,10 @@ static long sk_send(struct sb *sb, struct file *f, struct sock *s, struct gmsg *
          * bytes go, the peer answers with a reset: tcp_reset in
          * CLOSE_WAIT): SO_ERROR EPIPE once, every send after EPIPE, reads
          * the end. (A local pair's end says EPIPE at once.) */
-        if (total) /* (nothing to send, nothing comes back) */
-          s->reset = s->reset_err = true;
+        if (total) { /* (nothing to send, nothing comes back) */
+          s->reset = true;
+          s->reset_err = EPIPE;
+        }
         r = (long)total;
         break;
       } else if (errno != EAGAIN) {
@@ -1717,7 +2026,7 @@ static long sk_send(struct sb *sb, struct file *f, struct sock *s, struct gmsg *
     hd.un = s->un;
     hd.len = s->un.len;
   }
-  if ((r = control_in(sb, s, m, hctl, sizeof hctl, &hlen, &tfd)) < 0)
+  if ((r = control_in(sb, s, m, s->o.passcred || d->o.passcred, hctl, sizeof hctl, &hlen, &tfd)) < 0)
     return r;
   struct file *df = d->file;
   df->refs++; /* a wait may release the lock */
@@ -1772,13 +2081,15 @@ static long sk_send(struct sb *sb, struct file *f, struct sock *s, struct gmsg *
 /* Receive into m on s (f): bytes (the datagram's length with MSG_TRUNC) or -errno. */
 static long sk_recv(struct sb *sb, struct file *f, struct sock *s, struct gmsg *m, int flags)
 {
-  if (flags & MSG_OOB)
+  if ((flags & MSG_OOB) && s->type != SOCK_STREAM)
     return -EOPNOTSUPP;
   if (flags & MSG_ERRQUEUE)
     return -EAGAIN; /* nothing ever goes wrong on the loopback */
   bool nb = (f->flags & O_NONBLOCK) || (flags & MSG_DONTWAIT);
   uint64_t dl = deadline_of(s->o.rcvtimeo);
   long r;
+  if (s->syn_l && (r = syn_block(sb, f, s, nb, dl)) < 0)
+    return r;
   if (s->so_error) {
     r = -s->so_error;
     s->so_error = 0;
@@ -1788,7 +2099,7 @@ static long sk_recv(struct sb *sb, struct file *f, struct sock *s, struct gmsg *
     return is_inet(s) ? -ENOTCONN : -EINVAL;
   bool framed = s->type == SOCK_DGRAM && !s->pair && !s->ext;
   struct sockaddr_storage from;
-  int hflags = flags & (MSG_PEEK | MSG_TRUNC | MSG_WAITALL | MSG_CMSG_CLOEXEC);
+  int hflags = flags & (MSG_PEEK | MSG_TRUNC | MSG_WAITALL | MSG_CMSG_CLOEXEC | MSG_OOB);
   uint64_t total = gmsg_len(m), done = 0;
   char ctl[CMSG_SPACE(253 * sizeof(int))];
   for (;;) {
@@ -1807,7 +2118,7 @@ static long sk_recv(struct sb *sb, struct file *f, struct sock *s, struct gmsg *
     }
     r = recvmsg(f->hostfd, &h, (hflags & ~(MSG_WAITALL | MSG_CMSG_CLOEXEC)) | MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
     if (r >= 0) {
-      long cr = control_out(sb, s, &h, m, flags);
+      long cr = control_out(sb, s, &h, m, flags, s->family == AF_UNIX && s->o.passcred && r > 0);
       if (framed) {
         if (r == 0)
           return 0; /* (no header: the end after shutdown(SHUT_RD)) */
@@ -1858,11 +2169,24 @@ static long sk_recv(struct sb *sb, struct file *f, struct sock *s, struct gmsg *
       }
       if (cr < 0)
         return cr;
+      if (r == 0 && !done && total && s->type == SOCK_STREAM && (rst_sync(s), s->reset_err == ECONNRESET)) {
+        s->reset_err = 0; /* a reset: what came is read, then ECONNRESET once, then the end (tcp_recvmsg) */
+        return -ECONNRESET;
+      }
       done += (uint64_t)r;
       if (r == 0 || !(flags & MSG_WAITALL) || done >= total || s->type != SOCK_STREAM || (flags & MSG_PEEK) ||
           h.msg_controllen)
         return (long)done;
       continue;
+    }
+    if (errno == ECONNRESET && is_inet(s) && !s->ext) {
+      /* the host pair's own word for a peer closed with bytes unread
+       * (unix_release_sock): the reset, taken as ours (rst_sync) */
+      rst_sync(s);
+      if (done || s->reset_err != ECONNRESET)
+        return (long)done;
+      s->reset_err = 0;
+      return -ECONNRESET;
     }
     if (errno != EAGAIN)
       return done ? (long)done : -errno;
@@ -2055,8 +2379,9 @@ static long shutdown_on(struct sb *sb, struct file *f, const uint64_t a[6], long
     }
     close(h);
     for (int i = 0; i < s->nq; i++)
-      pend_close(&s->q[i]);
+      pend_close(s, &s->q[i]);
     s->nq = 0;
+    syn_run(sb, s, true);
     s->state = SS_NEW;
     close(s->notify_wr);
     s->notify_wr = -1;
@@ -2094,8 +2419,16 @@ static long shutdown_on(struct sb *sb, struct file *f, const uint64_t a[6], long
     /* TCP's SHUT_RD sends nothing: the peer's sends go on succeeding and
      * what came is still read here, then the end (sk_recv); only SHUT_WR
      * reaches the pair (the peer reads the end). */
+    rst_sync(s);
+    if (s->reset) { /* closed by the reset (TCP_CLOSE): inet_shutdown's ENOTCONN */
+      s->shut_rd |= rd;
+      s->shut_wr |= wr;
+      return -ENOTCONN;
+    }
     if (wr && shutdown(f->hostfd, SHUT_WR) < 0)
       return -errno;
+    if (wr && s->link)
+      s->link->fin[s->side] = true;
   } else if (s->ext || s->pair || (s->state == SS_CONNECTED && is_stream(s))) {
     if (shutdown(f->hostfd, how) < 0)
       return -errno;
@@ -2118,8 +2451,9 @@ static long getsockname_on(struct sb *sb, struct file *f, const uint64_t a[6], l
   struct sockaddr_storage ss;
   socklen_t l;
   bool peer = nr == SYS_getpeername;
-  if (peer && !(s->state == SS_CONNECTED || (s->type == SOCK_DGRAM && s->dconnected)))
-    r = -ENOTCONN;
+  rst_sync(s);
+  if (peer && (!(s->state == SS_CONNECTED || (s->type == SOCK_DGRAM && s->dconnected)) || (s->reset && is_inet(s))))
+    r = -ENOTCONN; /* (a reset TCP connection is closed: Linux's TCP_CLOSE) */
   else {
     l = sock_name(s, peer, &ss);
     r = addr_out(sb, A(1), A(2), &ss, l);
@@ -2149,6 +2483,7 @@ static const struct optdef optdefs[] = {
     {SOL_SOCKET, SO_KEEPALIVE, O_BOOL, OF(keepalive), ALLF, ALLT},
     {SOL_SOCKET, SO_BROADCAST, O_BOOL, OF(broadcast), ALLF, ALLT},
     {SOL_SOCKET, SO_OOBINLINE, O_BOOL, OF(oobinline), ALLF, ALLT},
+    {SOL_SOCKET, SO_PASSCRED, O_BOOL, OF(passcred), 1, ALLT},
     {SOL_SOCKET, SO_PRIORITY, O_INT, OF(priority), ALLF, ALLT},
     {SOL_SOCKET, SO_RCVLOWAT, O_INT, OF(rcvlowat), ALLF, ALLT},
     {SOL_SOCKET, SO_SNDBUF, O_INT, OF(sndbuf), ALLF, ALLT},
@@ -2208,6 +2543,34 @@ static long sockopt_on(struct sb *sb, struct file *f, const uint64_t a[6], long 
     char b[32];
   } v;
   memset(&v, 0, sizeof v);
+  if (level == SOL_SOCKET && name == SO_PASSCRED && is_inet(s))
+    return -EOPNOTSUPP; /* (Linux: AF_UNIX and netlink only) */
+  if (s->type == SOCK_DGRAM && is_inet(s) && (level == IPPROTO_UDP || level == IPPROTO_UDPLITE) &&
+      (name == UDPLITE_SEND_CSCOV || name == UDPLITE_RECV_CSCOV)) {
+    /* UDP-Lite's checksum coverage, as udp_lib_setsockopt/getsockopt:
+     * stored (a local datagram is never corrupted: nothing to check), 1-7
+     * is 8, above 65535 is 65535; a UDP socket reads 0 and cannot set it. */
+    int *x = name == UDPLITE_SEND_CSCOV ? &s->o.cscov_send : &s->o.cscov_recv;
+    if (nr == SYS_setsockopt) {
+      if (A(4) < sizeof(int))
+        return -EINVAL;
+      if (mm_copy_in(sb, &v.i, A(3), sizeof v.i) < 0)
+        return -EFAULT;
+      if (s->proto != IPPROTO_UDPLITE)
+        return -ENOPROTOOPT;
+      *x = v.i != 0 && v.i < 8 ? 8 : v.i > 65535 ? 65535 : v.i;
+      return 0;
+    }
+    int ul;
+    if (mm_copy_in(sb, &ul, A(4), sizeof ul) < 0)
+      return -EFAULT;
+    if (ul < 0)
+      return -EINVAL;
+    socklen_t l = ul < (int)sizeof(int) ? (socklen_t)ul : sizeof(int);
+    if (mm_copy_out(sb, A(3), x, l) < 0 || mm_copy_out(sb, A(4), &l, sizeof l) < 0)
+      return -EFAULT;
+    return 0;
+  }
   if (nr == SYS_setsockopt) {
     uint64_t len = A(4);
     if (!d)
@@ -2239,6 +2602,8 @@ static long sockopt_on(struct sb *sb, struct file *f, const uint64_t a[6], long 
       *(int *)(base + d->off) = v.i;
     if (r == 0 && s->ext)
       ext_opts(s, f->hostfd);
+    else if (r == 0 && level == SOL_SOCKET && name == SO_OOBINLINE)
+      oob_inline(f, s);
     return r;
   }
   int ul;
@@ -2259,9 +2624,10 @@ static long sockopt_on(struct sb *sb, struct file *f, const uint64_t a[6], long 
     } else
       v.i = *(int *)(base + d->off);
   } else if (level == SOL_SOCKET && name == SO_ERROR) {
-    v.i = s->so_error ? s->so_error : s->reset_err ? EPIPE : 0;
+    rst_sync(s);
+    v.i = s->so_error ? s->so_error : s->reset_err;
     s->so_error = 0;
-    s->reset_err = false;
+    s->reset_err = 0;
     if (!v.i && s->ext) { /* the host socket's (a non-blocking connect's outcome) */
       socklen_t el = sizeof v.i;
       getsockopt(f->hostfd, SOL_SOCKET, SO_ERROR, &v.i, &el);
@@ -2300,6 +2666,45 @@ long sys_sockopt(struct sb *sb, const uint64_t a[6], long nr) { return sock_call
 
 /* ---- hooks ---- */
 
+/* Readiness of a socket (event.c file_poll) from its host fd's (hostev).
+ * A local TCP connection is a host AF_UNIX pair, whose end says POLLHUP
+ * once the other is closed; Linux's tcp_poll says POLLHUP only when both
+ * directions are shut (the peer's FIN and our SHUT_WR) or the connection
+ * is reset, POLLIN | POLLRDHUP once nothing more comes (the peer's FIN, our
+ * SHUT_RD), POLLERR while an error waits (SO_ERROR). */
+short net_poll(struct file *f, short hostev)
+{
+  struct sock *s = f->sock;
+  if (!s->ext && s->so_error)
+    hostev |= POLLERR; /* (an error waits: a refused connect, a UDP peer's ICMP) */
+  if (s->ext || !is_inet(s) || s->type != SOCK_STREAM || s->state != SS_CONNECTED)
+    return hostev;
+  rst_sync(s);
+  bool rcv_end = (hostev & POLLRDHUP) || s->shut_rd || s->reset;
+  short ev = hostev & ~(POLLHUP | POLLERR); /* (the host pair's POLLERR: its ECONNRESET, see sk_recv) */
+  if (rcv_end)
+    ev |= POLLIN | POLLRDNORM | POLLRDHUP;
+  if (s->reset)
+    ev |= POLLOUT | POLLWRNORM | POLLHUP;
+  else if (rcv_end && s->shut_wr)
+    ev |= POLLHUP;
+  if (s->reset_err || s->so_error)
+    ev |= POLLERR;
+  return ev;
+}
+
+/* Whether a wait must not block on f's host fd: it says POLLHUP, which
+ * net_poll hides (a TCP peer's orderly close; nothing more can happen:
+ * the host fd would end every wait at once). */
+bool net_hup_hidden(struct file *f)
+{
+  struct sock *s = f->sock;
+  if (s->ext || !is_inet(s) || s->type != SOCK_STREAM || s->state != SS_CONNECTED)
+    return false;
+  struct pollfd p = {.fd = f->hostfd, .events = POLLIN | POLLOUT | POLLRDHUP};
+  return poll(&p, 1, 0) == 1 && (p.revents & POLLHUP) && !(net_poll(f, p.revents) & POLLHUP);
+}
+
 /* ioctl of a socket (fs.c, after the requests every fd has): SIOCINQ
  * (FIONREAD), SIOCOUTQ and SIOCATMARK as Linux's unix_ioctl, tcp_ioctl and
  * udp_ioctl answer them; any other request ENOTTY (sock_do_ioctl). A
@@ -2307,9 +2712,10 @@ long sys_sockopt(struct sb *sb, const uint64_t a[6], long nr) { return sock_call
  * bytes a connected pair holds; a datagram inbox's first datagram, less
  * its source header); SIOCOUTQ is the host's for AF_UNIX, 0 for a local
  * TCP or UDP socket (Linux's loopback acknowledges what its receiver has
- * queued at once: the unacknowledged bytes it counts are none). No OOB
- * data is ever sent, so SIOCATMARK is 0 (a stream socket's; UDP's is
- * ENOTTY, AF_UNIX datagram and seqpacket ones' EOPNOTSUPP). */
+ * queued at once: the unacknowledged bytes it counts are none).
+ * SIOCATMARK of a connected stream socket is its host socket's (the urgent
+ * byte's mark: oob_inline's note), 0 for one not connected; UDP's is
+ * ENOTTY, AF_UNIX datagram and seqpacket ones' EOPNOTSUPP. */
 long net_ioctl(struct sb *sb, struct file *f, unsigned long req, uint64_t arg)
 {
   struct sock *s = f->sock;
@@ -2322,6 +2728,8 @@ long net_ioctl(struct sb *sb, struct file *f, unsigned long req, uint64_t arg)
   } else if (req == SIOCATMARK) {
     if (s->type != SOCK_STREAM)
       return is_inet(s) ? -ENOTTY : -EOPNOTSUPP;
+    if (s->state == SS_CONNECTED && ioctl(f->hostfd, req, &v) < 0) /* (the host pair's mark: oob_note) */
+      return -errno;
   } else if (s->state == SS_LISTEN) {
     if (req == SIOCINQ || is_inet(s))
       return -EINVAL; /* (an AF_UNIX listener's SIOCOUTQ: 0, nothing sent) */
@@ -2498,9 +2906,9 @@ int net_load(struct sb *sb, struct rbuf *r, int fl, struct tnode **nodes, size_t
     return -1;
   uint64_t node = r_u64(r), pid = r_u64(r), uid = r_u64(r), gid = r_u64(r), backlog = r_u64(r), osize = r_u64(r);
   if (r->err || node > nnodes || pid > INT32_MAX || uid > UINT32_MAX || gid > UINT32_MAX || backlog > 4096 ||
-      osize != sizeof t.o)
+      osize > sizeof t.o || osize < offsetof(struct opts, cscov_send))
     return -1;
-  r_bytes(r, &t.o, sizeof t.o);
+  r_bytes(r, &t.o, osize); /* (a record from before the UDP-Lite coverage options: without them, 0 as a new socket's) */
   uint64_t next_port = r_u64(r), next_auto = r_u64(r);
   if (r->err || next_port < EPHEMERAL_LO || next_port > EPHEMERAL_HI || next_auto > UINT32_MAX)
     return -1;

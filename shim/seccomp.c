@@ -20,8 +20,9 @@
  * Arguments are checked where it is cheap and the call is dangerous:
  * ioctl only with KVM's and userfaultfd's request types, PAGEMAP_SCAN,
  * FICLONE(RANGE) and the three terminal requests the shim forwards
- * (shim/fs.c do_ioctl) plus TCGETS (isatty), FIONREAD and TIOCOUTQ (a
- * socket's SIOCINQ and SIOCOUTQ: net.c net_ioctl); mmap, mprotect never with
+ * (shim/fs.c do_ioctl) plus TCGETS (isatty), FIONREAD, TIOCOUTQ and
+ * SIOCATMARK (a socket's SIOCINQ, SIOCOUTQ and urgent mark: net.c
+ * net_ioctl); mmap, mprotect never with
  * PROT_EXEC (the shim never maps guest memory executable on the host:
  * mm.c host_prot); socket and socketpair only AF_UNIX (socket also AF_INET
  * and AF_INET6 when a --net policy names the host's network:
@@ -190,7 +191,7 @@ static int allow_rules(scmp_filter_ctx ctx)
   if (ALLOW(ioctl, 1, SCMP_A1(SCMP_CMP_MASKED_EQ, 0xff00, KVMIO << 8)) < 0 ||
       ALLOW(ioctl, 1, SCMP_A1(SCMP_CMP_MASKED_EQ, 0xff00, UFFDIO << 8)) < 0)
     return -1;
-  static const unsigned long reqs[] = {TCGETS, TIOCGWINSZ, TIOCGPGRP, FIONREAD, TIOCOUTQ, FICLONE, FICLONERANGE,
+  static const unsigned long reqs[] = {TCGETS, TIOCGWINSZ, TIOCGPGRP, FIONREAD, TIOCOUTQ, SIOCATMARK, FICLONE, FICLONERANGE,
                                        PAGEMAP_SCAN, 0xc0686611ul /* PROCMAP_QUERY: mm.c fork */};
   for (size_t i = 0; i < sizeof reqs / sizeof reqs[0]; i++)
     if (ALLOW(ioctl, 1, SCMP_A1(SCMP_CMP_MASKED_EQ, 0xffffffff, reqs[i])) < 0)

@@ -651,6 +651,8 @@ void net_release(struct file *f);
 long net_rw(struct sb *sb, struct file *f, uint64_t buf, uint64_t len, bool wr);
 long net_iov(struct sb *sb, struct file *f, uint64_t iov, uint64_t cnt, bool wr);
 long net_ioctl(struct sb *sb, struct file *f, unsigned long req, uint64_t arg);
+short net_poll(struct file *f, short hostev);
+bool net_hup_hidden(struct file *f);
 void net_stat(struct file *f, struct stat *st);
 int net_describe(struct file *f, char *out, size_t size);
 void net_fini(struct sb *sb);

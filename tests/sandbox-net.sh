@@ -5,7 +5,10 @@
 #    client over 127.0.0.1 and ::1, a non-blocking connect, SO_RCVTIMEO, poll,
 #    select and epoll, UDP between processes with recvfrom's address,
 #    AF_UNIX path and abstract names, SCM_RIGHTS of a pipe and a /tmp file
-#    from a child, ECONNREFUSED, getaddrinfo(localhost);
+#    from a child, ECONNREFUSED, getaddrinfo(localhost); SO_PASSCRED and
+#    SO_PEERCRED with a child's pid, TCP resets and a peer's orderly close
+#    (poll, recv, send), a non-blocking connect to a full accept queue,
+#    UDP-Lite's coverage options;
 #  - tests/sandbox/net.py: an asyncio echo server and client (TCP, UDP),
 #    http.server in a thread fetched with urllib;
 # then, in sandboxes only: the policy (connect and sendto to 10.1.2.3 are
@@ -45,7 +48,7 @@ s = socket.socket(); s.bind(("127.0.0.1", 0)); s.listen()
 print(s.getsockname()[1], flush=True)
 time.sleep(600)' > "$TMP/hostport" &
 hostpid=$!
-for _ in $(seq 50); do [ -s "$TMP/hostport" ] && break; sleep 0.1; done
+for _ in $(seq 600); do [ -s "$TMP/hostport" ] && break; sleep 0.1; done # (up to 60 s: python starts slowly under emulation)
 hp=$(cat "$TMP/hostport")
 native=$("$N" host "$hp")
 sb=$(timeout "$SAME_TIMEOUT" "$COWFORK" run --root / --mem 64M -- "$N" host "$hp" 2>&1)

@@ -4,9 +4,13 @@
  * SO_RCVTIMEO, UDP with recvfrom's address, AF_UNIX path and abstract
  * names between processes, SCM_RIGHTS of a pipe and of a /tmp file from a
  * child, ECONNREFUSED, readiness through poll/select/epoll, getaddrinfo of
- * localhost. Prints no port or pid (they differ from run to run).
+ * localhost; SO_PASSCRED/SCM_CREDENTIALS and SO_PEERCRED between processes,
+ * TCP resets and a peer's orderly close as poll and recv see them, a
+ * non-blocking connect to a full accept queue, UDP-Lite's coverage options
+ * (gaps()). Prints no port or pid (they differ from run to run).
  * `net unreach`: the `--net none` policy (sandbox only: natively the host's
  * routes decide). */
+#define _GNU_SOURCE
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -18,7 +22,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <netinet/udp.h>
+#ifndef UDPLITE_SEND_CSCOV
+#define UDPLITE_SEND_CSCOV 10 /* (linux/udp.h) */
+#endif
 #include <sys/epoll.h>
+#include <sys/ioctl.h>
 #include <sys/select.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -378,6 +387,200 @@ static void unreach(void)
   printf("getaddrinfo(localhost, AI_ADDRCONFIG): %s\n", r ? gai_strerror(r) : "ok");
 }
 
+static const char *evs(short r)
+{
+  static char b[64];
+  snprintf(b, sizeof b, "%s%s%s%s%s", r & POLLIN ? "IN " : "", r & POLLOUT ? "OUT " : "", r & POLLERR ? "ERR " : "",
+           r & POLLHUP ? "HUP " : "", r & POLLRDHUP ? "RDHUP " : "");
+  return b;
+}
+
+static short pollev(int fd, int ms)
+{
+  struct pollfd p = {.fd = fd, .events = POLLIN | POLLOUT | POLLRDHUP};
+  return poll(&p, 1, ms) < 0 ? -1 : p.revents;
+}
+
+static const char *res(long r)
+{
+  static char b[64];
+  snprintf(b, sizeof b, "%ld%s%s", r, r < 0 ? " " : "", r < 0 ? strerror(errno) : "");
+  return b;
+}
+
+/* A recvmsg of len bytes: the bytes and the SCM_CREDENTIALS (pid -1: none). */
+static long recv_cred(int fd, struct ucred *u, size_t len)
+{
+  char b[64], c[256];
+  struct iovec v = {b, len};
+  struct msghdr m = {.msg_iov = &v, .msg_iovlen = 1, .msg_control = c, .msg_controllen = sizeof c};
+  long r = recvmsg(fd, &m, 0);
+  u->pid = -1;
+  for (struct cmsghdr *cm = CMSG_FIRSTHDR(&m); r >= 0 && cm; cm = CMSG_NXTHDR(&m, cm))
+    if (cm->cmsg_level == SOL_SOCKET && cm->cmsg_type == SCM_CREDENTIALS)
+      memcpy(u, CMSG_DATA(cm), sizeof *u);
+  return r;
+}
+
+/* A connected TCP pair through listener l: *c the connector, *s accepted. */
+static void tcp_pair(int l, int *c, int *s)
+{
+  struct sockaddr_in a;
+  socklen_t al = sizeof a;
+  CHECK(getsockname(l, (struct sockaddr *)&a, &al) == 0);
+  *c = socket(AF_INET, SOCK_STREAM, 0);
+  CHECK(connect(*c, (struct sockaddr *)&a, al) == 0);
+  CHECK((*s = accept(l, NULL, NULL)) >= 0);
+}
+
+static void gaps(void)
+{
+  /* credentials from a child: its pid, not the parent's */
+  int p[2], one = 1;
+  CHECK(socketpair(AF_UNIX, SOCK_STREAM, 0, p) == 0);
+  CHECK(setsockopt(p[1], SOL_SOCKET, SO_PASSCRED, &one, sizeof one) == 0);
+  pid_t kid = fork();
+  if (kid == 0) {
+    CHECK(write(p[0], "child", 5) == 5);
+    struct ucred u = {.pid = getpid(), .uid = getuid(), .gid = getgid()};
+    char ctl[CMSG_SPACE(sizeof u)];
+    struct iovec v = {"own", 3};
+    struct msghdr m = {.msg_iov = &v, .msg_iovlen = 1, .msg_control = ctl, .msg_controllen = sizeof ctl};
+    struct cmsghdr *cm = CMSG_FIRSTHDR(&m);
+    cm->cmsg_level = SOL_SOCKET;
+    cm->cmsg_type = SCM_CREDENTIALS;
+    cm->cmsg_len = CMSG_LEN(sizeof u);
+    memcpy(CMSG_DATA(cm), &u, sizeof u);
+    CHECK(sendmsg(p[0], &m, 0) == 3);
+    u.uid = (uid_t)-1;
+    memcpy(CMSG_DATA(cm), &u, sizeof u);
+    printf("SCM_CREDENTIALS uid -1: %s\n", res(sendmsg(p[0], &m, 0)));
+    _exit(0);
+  }
+  CHECK(waitpid(kid, NULL, 0) == kid);
+  struct ucred u;
+  long n = recv_cred(p[1], &u, 5);
+  printf("SO_PASSCRED: %ld bytes from the child, pid %s, uid %s\n", n, u.pid == kid ? "the child's" : "WRONG",
+         u.uid == getuid() && u.gid == getgid() ? "ours" : "WRONG");
+  n = recv_cred(p[1], &u, 3);
+  printf("its explicit SCM_CREDENTIALS: %ld bytes, pid %s\n", n, u.pid == kid ? "the child's" : "WRONG");
+  close(p[0]);
+  close(p[1]);
+  int l = socket(AF_UNIX, SOCK_STREAM, 0);
+  struct sockaddr_un un = {.sun_family = AF_UNIX, .sun_path = "\0cowfork-net-gaps"};
+  socklen_t ul = offsetof(struct sockaddr_un, sun_path) + 18;
+  CHECK(bind(l, (struct sockaddr *)&un, ul) == 0 && listen(l, 1) == 0);
+  int cs[2];
+  CHECK(pipe(cs) == 0);
+  if ((kid = fork()) == 0) {
+    int c = socket(AF_UNIX, SOCK_STREAM, 0);
+    CHECK(connect(c, (struct sockaddr *)&un, ul) == 0);
+    char x;
+    CHECK(read(cs[0], &x, 1) == 1);
+    _exit(0);
+  }
+  int s = accept(l, NULL, NULL);
+  socklen_t cl = sizeof u;
+  CHECK(getsockopt(s, SOL_SOCKET, SO_PEERCRED, &u, &cl) == 0);
+  printf("SO_PEERCRED of a child's connection: pid %s\n", u.pid == kid ? "the child's" : "WRONG");
+  CHECK(write(cs[1], "x", 1) == 1);
+  CHECK(waitpid(kid, NULL, 0) == kid);
+  close(s);
+  close(l);
+  close(cs[0]);
+  close(cs[1]);
+
+  /* TCP: an orderly close, resets */
+  char b[64];
+  l = socket(AF_INET, SOCK_STREAM, 0);
+  struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+  CHECK(bind(l, (struct sockaddr *)&a, sizeof a) == 0 && listen(l, 8) == 0);
+  int c;
+  tcp_pair(l, &c, &s);
+  CHECK(write(c, "hi", 2) == 2);
+  close(c);
+  printf("peer closed: poll %s\n", evs(pollev(s, 1000)));
+  printf("  recv %s", res(recv(s, b, sizeof b, 0)));
+  printf(", %s\n", res(recv(s, b, sizeof b, 0)));
+  shutdown(s, SHUT_WR);
+  printf("  after SHUT_WR: poll %s\n", evs(pollev(s, 0)));
+  close(s);
+  tcp_pair(l, &c, &s);
+  CHECK(write(s, "xyz", 3) == 3 && write(c, "abc", 3) == 3);
+  usleep(20000);
+  close(c);
+  printf("peer closed with bytes unread: poll %s\n", evs(pollev(s, 1000)));
+  socklen_t al = sizeof a;
+  printf("  getpeername %s\n", res(getpeername(s, (struct sockaddr *)&a, &al)));
+  printf("  recv %s", res(recv(s, b, sizeof b, 0)));
+  printf(", %s", res(recv(s, b, sizeof b, 0)));
+  printf(", %s\n", res(recv(s, b, sizeof b, 0)));
+  printf("  send %s\n", res(send(s, "q", 1, MSG_NOSIGNAL)));
+  close(s);
+  tcp_pair(l, &c, &s);
+  struct linger lg = {1, 0};
+  CHECK(setsockopt(c, SOL_SOCKET, SO_LINGER, &lg, sizeof lg) == 0);
+  close(c);
+  printf("SO_LINGER {1, 0}: poll %s\n", evs(pollev(s, 1000)));
+  printf("  send %s", res(send(s, "q", 1, MSG_NOSIGNAL)));
+  printf(", %s\n", res(send(s, "q", 1, MSG_NOSIGNAL)));
+  close(s);
+  close(l);
+
+  /* a non-blocking connect to a full accept queue: in progress until an accept makes room */
+  l = socket(AF_INET, SOCK_STREAM, 0);
+  a = (struct sockaddr_in){.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+  al = sizeof a;
+  CHECK(bind(l, (struct sockaddr *)&a, sizeof a) == 0 && listen(l, 0) == 0);
+  CHECK(getsockname(l, (struct sockaddr *)&a, &al) == 0);
+  int q[2];
+  for (int i = 0; i < 2; i++) {
+    q[i] = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
+    printf("full queue: connect %d: %s\n", i, res(connect(q[i], (struct sockaddr *)&a, al)));
+  }
+  usleep(50000);
+  printf("  the second: poll %s\n", evs(pollev(q[1], 0)));
+  s = accept(l, NULL, NULL);
+  printf("  after an accept: poll %s (within 5 s)\n", evs(pollev(q[1], 5000)));
+  int e = -1;
+  socklen_t el = sizeof e;
+  getsockopt(q[1], SOL_SOCKET, SO_ERROR, &e, &el);
+  printf("  SO_ERROR %d\n", e);
+  close(s);
+  close(q[0]);
+  close(q[1]);
+  close(l);
+
+  /* MSG_OOB: TCP's urgent byte */
+  l = socket(AF_INET, SOCK_STREAM, 0);
+  a = (struct sockaddr_in){.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+  CHECK(bind(l, (struct sockaddr *)&a, sizeof a) == 0 && listen(l, 8) == 0);
+  tcp_pair(l, &c, &s);
+  CHECK(send(c, "ab", 2, MSG_OOB) == 2);
+  struct pollfd pp = {.fd = s, .events = POLLIN | POLLPRI};
+  CHECK(poll(&pp, 1, 1000) == 1);
+  int mk = -1;
+  ioctl(s, SIOCATMARK, &mk);
+  printf("MSG_OOB: poll %s%s, SIOCATMARK %d", evs(pp.revents), pp.revents & POLLPRI ? "PRI" : "", mk);
+  printf(", recv %s", res(recv(s, b, sizeof b, 0)));
+  ioctl(s, SIOCATMARK, &mk);
+  printf(", SIOCATMARK %d", mk);
+  printf(", recv(MSG_OOB) %s", res(recv(s, b, 1, MSG_OOB)));
+  printf(" '%c', again %s\n", b[0], res(recv(s, b, 1, MSG_OOB | MSG_DONTWAIT)));
+  close(c);
+  close(s);
+  close(l);
+
+  /* UDP-Lite's checksum coverage */
+  int lite = socket(AF_INET, SOCK_DGRAM, IPPROTO_UDPLITE), v = 3;
+  CHECK(lite >= 0);
+  printf("UDPLITE_SEND_CSCOV 3: %s", res(setsockopt(lite, IPPROTO_UDPLITE, UDPLITE_SEND_CSCOV, &v, sizeof v)));
+  el = sizeof v;
+  CHECK(getsockopt(lite, IPPROTO_UDPLITE, UDPLITE_SEND_CSCOV, &v, &el) == 0);
+  printf(", reads %d\n", v);
+  close(lite);
+}
+
 int main(int argc, char **argv)
 {
   setvbuf(stdout, NULL, _IOLBF, 0);
@@ -400,5 +603,6 @@ int main(int argc, char **argv)
   rights();
   lookup();
   inet6();
+  gaps();
   return 0;
 }

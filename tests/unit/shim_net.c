@@ -104,7 +104,7 @@ static void test_names(void)
   is(seti(a, IPPROTO_TCP, TCP_NODELAY, 5), 0, "TCP_NODELAY");
   is(geti(a, IPPROTO_TCP, TCP_NODELAY), 1, "TCP_NODELAY given back as 1");
   is(seti(a, SOL_SOCKET, SO_ATTACH_FILTER, 1), -ENOPROTOOPT, "an option it cannot honour: ENOPROTOOPT");
-  is(seti(a, SOL_SOCKET, SO_PASSCRED, 1), -ENOPROTOOPT, "SO_PASSCRED: ENOPROTOOPT (credentials not delivered)");
+  is(seti(a, SOL_SOCKET, SO_PASSCRED, 1), -EOPNOTSUPP, "SO_PASSCRED of a TCP socket: EOPNOTSUPP (AF_UNIX's)");
 
   int e = (int)S3(SYS_socket, AF_INET, SOCK_STREAM, 0);
   is(S3(SYS_bind, e, sin4(0x7f000001, 0), 16), 0, "bind port 0");
@@ -171,7 +171,7 @@ static void test_names(void)
   c = (int)S3(SYS_socket, AF_INET, SOCK_STREAM, 0);
   is(S3(SYS_connect, c, sin4(0x7f000001, 8000), 16), 0, "a connection queued");
   is(S2(SYS_shutdown, a, SHUT_RDWR), 0, "SHUT_RDWR: 0");
-  ok(!strcmp(grecv(c), ""), "the queued connection is dropped (its peer reads end of file)");
+  ok(!strcmp(grecv(c), "(Connection reset by peer)"), "the queued connection is reset (ECONNRESET, as Linux)");
   S1(SYS_close, c);
   is(S3(SYS_accept, a, 0, 0), -EINVAL, "accept after: EINVAL (it listens no more)");
   c = (int)S3(SYS_socket, AF_INET, SOCK_STREAM, 0);
@@ -549,6 +549,252 @@ static void test_linux(void)
   S1(SYS_close, v);
 }
 
+/* A recvmsg of up to 63 bytes on fd with room for control messages: the
+ * bytes, and in *u the SCM_CREDENTIALS it carried (pid -1: none). */
+static long recv_cred(int fd, struct ucred *u, int flags)
+{
+  uint64_t b = galloc(NULL, 64), c = galloc(NULL, 128);
+  struct iovec v = {(void *)b, 63};
+  struct msghdr m = {.msg_iov = (void *)galloc(&v, sizeof v), .msg_iovlen = 1, .msg_control = (void *)c,
+                     .msg_controllen = 128};
+  uint64_t gm = galloc(&m, sizeof m);
+  long r = S3(SYS_recvmsg, fd, gm, flags | MSG_DONTWAIT);
+  memcpy(&m, hp(gm), sizeof m);
+  u->pid = -1;
+  struct cmsghdr h;
+  memcpy(&h, hp(c), sizeof h);
+  if (r >= 0 && m.msg_controllen >= CMSG_LEN(sizeof *u) && h.cmsg_level == SOL_SOCKET && h.cmsg_type == SCM_CREDENTIALS)
+    memcpy(u, (char *)hp(c) + CMSG_LEN(0), sizeof *u);
+  return r;
+}
+
+/* sendmsg of s on fd, with an explicit SCM_CREDENTIALS if u. */
+static long send_cred(int fd, const char *s, const struct ucred *u)
+{
+  char ctl[CMSG_SPACE(sizeof *u)];
+  memset(ctl, 0, sizeof ctl);
+  struct cmsghdr *cm = (struct cmsghdr *)ctl;
+  cm->cmsg_level = SOL_SOCKET;
+  cm->cmsg_type = SCM_CREDENTIALS;
+  cm->cmsg_len = CMSG_LEN(sizeof *u);
+  if (u)
+    memcpy(CMSG_DATA(cm), u, sizeof *u);
+  struct iovec v = {(void *)gs(s), strlen(s)};
+  struct msghdr m = {.msg_iov = (void *)galloc(&v, sizeof v), .msg_iovlen = 1,
+                     .msg_control = u ? (void *)galloc(ctl, sizeof ctl) : NULL, .msg_controllen = u ? sizeof ctl : 0};
+  return S3(SYS_sendmsg, fd, galloc(&m, sizeof m), MSG_NOSIGNAL);
+}
+
+/* The gaps issue 16's last session left (each fails before it): the
+ * credentials of AF_UNIX messages, TCP resets and a peer's orderly close
+ * as poll sees them, UDP-Lite's coverage options. Expected values from
+ * Linux 6.18 (C programs run natively). */
+static void test_gaps(void)
+{
+  diag("SO_PASSCRED, SCM_CREDENTIALS");
+  uint64_t pv = galloc(NULL, 8);
+  int p[2];
+  S4(SYS_socketpair, AF_UNIX, SOCK_STREAM, 0, pv);
+  memcpy(p, hp(pv), 8);
+  is(geti(p[1], SOL_SOCKET, SO_PASSCRED), 0, "SO_PASSCRED 0 at first");
+  is(gsend(p[0], "before"), 6, "a message sent before the receiver's SO_PASSCRED");
+  is(seti(p[1], SOL_SOCKET, SO_PASSCRED, 5), 0, "SO_PASSCRED on the receiver");
+  is(geti(p[1], SOL_SOCKET, SO_PASSCRED), 1, "given back as 1");
+  struct ucred u;
+  is(recv_cred(p[1], &u, 0), 6, "recvmsg");
+  ok(u.pid == 0 && u.uid == 65534 && u.gid == 65534, "it carried none: pid 0, uid and gid 65534 (%d %u %u)", u.pid,
+     u.uid, u.gid);
+  int me = sb->pid;
+  sb->pid = 4242; /* as another process of the sandbox (a child that has the fd) sends */
+  is(gsend(p[0], "child"), 5, "a send from process 4242");
+  sb->pid = me;
+  is(gsend(p[0], "parent"), 6, "then one from this process");
+  is(recv_cred(p[1], &u, 0), 5, "the first message alone (messages of two senders are not glued)");
+  ok(u.pid == 4242 && u.uid == (uid_t)sb->uid && u.gid == (gid_t)sb->gid, "its sender's sandbox pid 4242 (%d)", u.pid);
+  is(recv_cred(p[1], &u, 0), 6, "the second");
+  ok(u.pid == me, "this process's pid (%d)", u.pid);
+  is(send_cred(p[0], "as", &(struct ucred){.pid = me, .uid = 5, .gid = 6}), 2, "an explicit SCM_CREDENTIALS (root: uid 5, gid 6)");
+  is(recv_cred(p[1], &u, 0), 2, "received");
+  ok(u.pid == me && u.uid == 5 && u.gid == 6, "with the credentials sent (%d %u %u)", u.pid, u.uid, u.gid);
+  is(send_cred(p[0], "x", &(struct ucred){.pid = 999999, .uid = 0, .gid = 0}), -ESRCH, "root, a pid that is no process: ESRCH");
+  is(send_cred(p[0], "x", &(struct ucred){.pid = me, .uid = (uid_t)-1, .gid = 0}), -EINVAL, "uid -1: EINVAL");
+  int uid = sb->uid;
+  sb->uid = 1000;
+  is(send_cred(p[0], "x", &(struct ucred){.pid = me, .uid = 0, .gid = (gid_t)sb->gid}), -EPERM, "uid 1000 claims uid 0: EPERM");
+  is(send_cred(p[0], "x", &(struct ucred){.pid = me + 1, .uid = 1000, .gid = (gid_t)sb->gid}), -EPERM,
+     "another pid: EPERM");
+  is(send_cred(p[0], "ok", &(struct ucred){.pid = me, .uid = 1000, .gid = (gid_t)sb->gid}), 2, "its own: sent");
+  sb->uid = uid;
+  is(recv_cred(p[1], &u, 0), 2, "received");
+  ok(u.uid == 1000, "uid 1000");
+  is(seti(p[1], SOL_SOCKET, SO_PASSCRED, 0), 0, "SO_PASSCRED off");
+  gsend(p[0], "no");
+  is(recv_cred(p[1], &u, 0), 2, "received");
+  is(u.pid, -1, "no SCM_CREDENTIALS");
+  S1(SYS_close, p[0]);
+  S1(SYS_close, p[1]);
+  int ls = (int)S3(SYS_socket, AF_UNIX, SOCK_STREAM, 0), cc = (int)S3(SYS_socket, AF_UNIX, SOCK_STREAM, 0);
+  S3(SYS_bind, ls, sun("\0credl", 6), 8);
+  seti(ls, SOL_SOCKET, SO_PASSCRED, 1);
+  S2(SYS_listen, ls, 1);
+  S3(SYS_connect, cc, sun("\0credl", 6), 8);
+  sb->pid = 4343;
+  is(gsend(cc, "early"), 5, "a listener with SO_PASSCRED: a send from process 4343 before the accept");
+  sb->pid = me;
+  int as = (int)S3(SYS_accept, ls, 0, 0);
+  is(geti(as, SOL_SOCKET, SO_PASSCRED), 1, "the accepted socket inherits SO_PASSCRED");
+  is(recv_cred(as, &u, 0), 5, "received");
+  is(u.pid, 4343, "with its sender's pid");
+  S1(SYS_close, as);
+  S1(SYS_close, cc);
+  S1(SYS_close, ls);
+  int d1 = (int)S3(SYS_socket, AF_UNIX, SOCK_DGRAM, 0), d2 = (int)S3(SYS_socket, AF_UNIX, SOCK_DGRAM, 0);
+  S3(SYS_bind, d1, sun("\0credd", 6), 8);
+  seti(d1, SOL_SOCKET, SO_PASSCRED, 1);
+  is(S6(SYS_sendto, d2, gs("dg"), 2, 0, sun("\0credd", 6), 8), 2, "a datagram to a socket with SO_PASSCRED");
+  is(recv_cred(d1, &u, 0), 2, "received");
+  ok(u.pid == me && u.uid == (uid_t)sb->uid, "with the sender's credentials");
+  S1(SYS_close, d1);
+  S1(SYS_close, d2);
+
+  diag("TCP: a peer's orderly close, resets");
+  int a = (int)S3(SYS_socket, AF_INET, SOCK_STREAM, 0);
+  S3(SYS_bind, a, sin4(0x7f000001, 8300), 16);
+  S2(SYS_listen, a, 5);
+  short all = POLLIN | POLLOUT | POLLRDHUP | POLLPRI;
+  int c = (int)S3(SYS_socket, AF_INET, SOCK_STREAM, 0);
+  S3(SYS_connect, c, sin4(0x7f000001, 8300), 16);
+  int s = (int)S3(SYS_accept, a, 0, 0);
+  gsend(c, "hi");
+  S1(SYS_close, c);
+  is(revents(s, all), POLLIN | POLLOUT | POLLRDHUP, "the peer closed: POLLIN | POLLOUT | POLLRDHUP, no POLLHUP");
+  ok(!strcmp(grecv(s), "hi") && !strcmp(grecv(s), ""), "its bytes, then the end");
+  is(S2(SYS_shutdown, s, SHUT_WR), 0, "shutdown(SHUT_WR)");
+  is(revents(s, all), POLLIN | POLLOUT | POLLRDHUP | POLLHUP, "both directions shut: POLLHUP");
+  S1(SYS_close, s);
+  c = (int)S3(SYS_socket, AF_INET, SOCK_STREAM, 0);
+  S3(SYS_connect, c, sin4(0x7f000001, 8300), 16);
+  s = (int)S3(SYS_accept, a, 0, 0);
+  S2(SYS_shutdown, s, SHUT_RD);
+  is(revents(s, all), POLLIN | POLLOUT | POLLRDHUP, "shutdown(SHUT_RD): POLLIN | POLLOUT | POLLRDHUP");
+  S2(SYS_shutdown, s, SHUT_WR);
+  is(revents(s, all), POLLIN | POLLOUT | POLLRDHUP | POLLHUP, "and SHUT_WR: POLLHUP");
+  S1(SYS_close, c);
+  S1(SYS_close, s);
+
+  c = (int)S3(SYS_socket, AF_INET, SOCK_STREAM, 0);
+  S3(SYS_connect, c, sin4(0x7f000001, 8300), 16);
+  s = (int)S3(SYS_accept, a, 0, 0);
+  gsend(s, "xyz");
+  gsend(c, "abc");
+  S1(SYS_close, c);
+  is(revents(s, all), POLLIN | POLLOUT | POLLERR | POLLHUP | POLLRDHUP,
+     "the peer closed with bytes unread: a reset (POLLERR | POLLHUP too)");
+  struct sockaddr_in sa;
+  socklen_t sl;
+  is(name_of(SYS_getpeername, s, &sa, &sl), -ENOTCONN, "getpeername: ENOTCONN");
+  ok(!strcmp(grecv(s), "abc"), "what came is read");
+  ok(!strcmp(grecv(s), "(Connection reset by peer)"), "then ECONNRESET");
+  is(revents(s, all), POLLIN | POLLOUT | POLLHUP | POLLRDHUP, "no POLLERR after");
+  ok(!strcmp(grecv(s), ""), "then the end");
+  is(S6(SYS_sendto, s, gs("q"), 1, MSG_NOSIGNAL, 0, 0), -EPIPE, "a send: EPIPE");
+  S1(SYS_close, s);
+  c = (int)S3(SYS_socket, AF_INET, SOCK_STREAM, 0);
+  S3(SYS_connect, c, sin4(0x7f000001, 8300), 16);
+  s = (int)S3(SYS_accept, a, 0, 0);
+  gsend(s, "xyz");
+  S1(SYS_close, c);
+  is(S6(SYS_sendto, s, gs("q"), 1, MSG_NOSIGNAL, 0, 0), -ECONNRESET, "a reset: the first send ECONNRESET");
+  is(S6(SYS_sendto, s, gs("q"), 1, MSG_NOSIGNAL, 0, 0), -EPIPE, "the next EPIPE");
+  S1(SYS_close, s);
+  c = (int)S3(SYS_socket, AF_INET, SOCK_STREAM, 0);
+  S3(SYS_connect, c, sin4(0x7f000001, 8300), 16);
+  s = (int)S3(SYS_accept, a, 0, 0);
+  gsend(c, "abc");
+  S5(SYS_setsockopt, c, SOL_SOCKET, SO_LINGER, galloc(&(struct linger){1, 0}, sizeof(struct linger)),
+     sizeof(struct linger));
+  S1(SYS_close, c);
+  is(revents(s, all), POLLIN | POLLOUT | POLLERR | POLLHUP | POLLRDHUP, "SO_LINGER {1, 0}: a reset");
+  is(geti(s, SOL_SOCKET, SO_ERROR), ECONNRESET, "SO_ERROR: ECONNRESET");
+  ok(!strcmp(grecv(s), "abc") && !strcmp(grecv(s), ""), "the bytes, then the end (the error was taken)");
+  S1(SYS_close, s);
+  S1(SYS_close, a);
+
+  diag("a non-blocking TCP connect to a full accept queue");
+  a = (int)S3(SYS_socket, AF_INET, SOCK_STREAM, 0);
+  S3(SYS_bind, a, sin4(0x7f000001, 8301), 16);
+  S2(SYS_listen, a, 0);
+  int q[4];
+  for (int i = 0; i < 4; i++) {
+    q[i] = (int)S3(SYS_socket, AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
+    is(S3(SYS_connect, q[i], sin4(0x7f000001, 8301), 16), -EINPROGRESS, "connect %d: EINPROGRESS", i);
+  }
+  is(revents(q[0], POLLIN | POLLOUT), POLLOUT, "the first is queued: writable");
+  is(revents(q[1], POLLIN | POLLOUT), 0, "the second waits for room: nothing ready");
+  is(S3(SYS_connect, q[1], sin4(0x7f000001, 8301), 16), -EALREADY, "connect again: EALREADY");
+  is(geti(q[1], SOL_SOCKET, SO_ERROR), 0, "SO_ERROR 0");
+  is(gsend(q[1], "x"), -EAGAIN, "a send: EAGAIN");
+  is(name_of(SYS_getpeername, q[1], &sa, &sl), -ENOTCONN, "getpeername: ENOTCONN");
+  s = (int)S3(SYS_accept, a, 0, 0);
+  is(revents(q[1], POLLIN | POLLOUT), POLLOUT, "an accept made room: the second is queued, writable");
+  is(revents(q[2], POLLIN | POLLOUT), 0, "the third still waits");
+  is(S3(SYS_connect, q[3], sin4(0x7f000001, 8301), 16), -EALREADY, "and the fourth");
+  is(S3(SYS_connect, q[1], sin4(0x7f000001, 8301), 16), 0, "connect again: 0");
+  is(gsend(q[1], "two"), 3, "a send");
+  S1(SYS_close, s);
+  s = (int)S3(SYS_accept, a, 0, 0);
+  ok(!strcmp(grecv(s), "two"), "accepted: it came");
+  S1(SYS_close, s);
+  S1(SYS_close, a);
+  ok(revents(q[3], POLLOUT) & POLLERR, "the listener closed: the fourth, still waiting, is refused (POLLERR)");
+  is(geti(q[3], SOL_SOCKET, SO_ERROR), ECONNREFUSED, "SO_ERROR: ECONNREFUSED");
+  is(geti(q[2], SOL_SOCKET, SO_ERROR), ECONNRESET, "the third, queued by the second accept: reset (ECONNRESET)");
+  for (int i = 0; i < 4; i++)
+    S1(SYS_close, q[i]);
+
+  diag("MSG_OOB: TCP's urgent byte");
+  a = (int)S3(SYS_socket, AF_INET, SOCK_STREAM, 0);
+  S3(SYS_bind, a, sin4(0x7f000001, 8302), 16);
+  S2(SYS_listen, a, 5);
+  c = (int)S3(SYS_socket, AF_INET, SOCK_STREAM, 0);
+  S3(SYS_connect, c, sin4(0x7f000001, 8302), 16);
+  s = (int)S3(SYS_accept, a, 0, 0);
+  uint64_t ob = galloc(NULL, 8);
+  is(S6(SYS_recvfrom, s, ob, 1, MSG_OOB | MSG_DONTWAIT, 0, 0), -EINVAL, "recv(MSG_OOB) with none: EINVAL");
+  is(S6(SYS_sendto, c, gs("ab"), 2, MSG_OOB, 0, 0), 2, "send(\"ab\", MSG_OOB)");
+  is(revents(s, POLLIN | POLLPRI), POLLIN | POLLPRI, "POLLIN | POLLPRI");
+  is(ioc(s, SIOCATMARK), 0, "SIOCATMARK 0");
+  ok(!strcmp(grecv(s), "a"), "a read stops at the mark: \"a\"");
+  is(ioc(s, SIOCATMARK), 1, "SIOCATMARK 1");
+  is(S6(SYS_recvfrom, s, ob, 1, MSG_OOB | MSG_DONTWAIT, 0, 0), 1, "recv(MSG_OOB): 1 byte");
+  ok(*(char *)hp(ob) == 'b', "the urgent \"b\"");
+  is(S6(SYS_recvfrom, s, ob, 1, MSG_OOB | MSG_DONTWAIT, 0, 0), -EINVAL, "again: EINVAL");
+  is(seti(s, SOL_SOCKET, SO_OOBINLINE, 1), 0, "SO_OOBINLINE");
+  S6(SYS_sendto, c, gs("gh"), 2, MSG_OOB, 0, 0);
+  ok(!strcmp(grecv(s), "g") && !strcmp(grecv(s), "h"), "inline: \"g\", then the urgent \"h\" in the stream");
+  int ud = (int)S3(SYS_socket, AF_INET, SOCK_DGRAM, 0);
+  is(S6(SYS_sendto, ud, gs("x"), 1, MSG_OOB, sin4(0x7f000001, 8302), 16), -EOPNOTSUPP, "UDP: EOPNOTSUPP");
+  S1(SYS_close, ud);
+  S1(SYS_close, s);
+  S1(SYS_close, c);
+  S1(SYS_close, a);
+
+  diag("UDP-Lite: UDPLITE_SEND_CSCOV, UDPLITE_RECV_CSCOV");
+  int l = (int)S3(SYS_socket, AF_INET, SOCK_DGRAM, IPPROTO_UDPLITE), v = (int)S3(SYS_socket, AF_INET, SOCK_DGRAM, 0);
+  is(geti(l, IPPROTO_UDPLITE, 10), 0, "SEND_CSCOV 0 at first");
+  is(seti(l, IPPROTO_UDPLITE, 10, 20), 0, "set 20");
+  is(geti(l, IPPROTO_UDPLITE, 10), 20, "given back");
+  is(seti(l, IPPROTO_UDPLITE, 11, 3), 0, "RECV_CSCOV 3");
+  is(geti(l, IPPROTO_UDPLITE, 11), 8, "is 8 (1-7: the header's)");
+  is(seti(l, IPPROTO_UDP, 10, 70000), 0, "SEND_CSCOV 70000 at level IPPROTO_UDP");
+  is(geti(l, IPPROTO_UDPLITE, 10), 65535, "is 65535");
+  is(S5(SYS_setsockopt, l, IPPROTO_UDPLITE, 10, galloc(&(int){9}, 4), 2), -EINVAL, "a short value: EINVAL");
+  is(seti(v, IPPROTO_UDPLITE, 10, 20), -ENOPROTOOPT, "on a UDP socket: ENOPROTOOPT");
+  is(geti(v, IPPROTO_UDPLITE, 10), 0, "which reads 0");
+  S1(SYS_close, l);
+  S1(SYS_close, v);
+}
+
 int main(void)
 {
   shim_setup("/");
@@ -557,6 +803,7 @@ int main(void)
   test_unix();
   test_two();
   test_linux();
+  test_gaps();
   shim_teardown();
   return done_testing();
 }
