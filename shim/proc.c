@@ -6,7 +6,7 @@
  * directory, a generated file (its text made by a generator function when
  * the file is opened, so a read sees one consistent snapshot, as a seq_file
  * read does), a symbolic link, or a device (null, zero, full, random,
- * urandom, tty). Patterns: "%p" matches the sandbox's pid, "%t" its tid,
+ * urandom, tty). Patterns: "%p" matches a pid of the sandbox (1: its init), "%t" its tid,
  * "%f" an open fd number. A directory lists the entries one level below it,
  * in table order.
  *
@@ -106,6 +106,10 @@ __attribute__((format(printf, 2, 3))) static void vb_printf(struct vbuf *b, cons
  * zombie too: as Linux, its status and stat say Z, its cmdline, environ and
  * maps are empty, its fd directory lists nothing, and its cwd and exe links
  * are ENOENT (its memory and files are gone: sb->mem is NULL).
+ * /proc/1 is the sandbox's init (process.c proc_init: a struct sb of no
+ * memory and no files, sleeping): its status and stat (PPid 0, group and
+ * session 1), comm "init", an empty cmdline, environ and maps (a kernel
+ * thread's), an empty fd directory, cwd "/" and no exe (ENOENT).
  * find() sets vtarget when a path names another process than the caller's
  * (vcaller); the generators and links then read that one's state. Every
  * generator or link call follows the find of its path in the same call of
@@ -201,7 +205,7 @@ static void gen_status(struct sb *sb, struct vbuf *b, int arg)
     vb_printf(b, i ? " %u" : "%u", sb->groups[i]);
   vb_printf(b, "\n");
   vb_printf(b, "NStgid:\t%d\nNSpid:\t%d\nNSpgid:\t%d\nNSsid:\t%d\n", sb->pid, sb->pid, proc_pgid(sb), proc_sid(sb));
-  if (!sb->zombie) /* no memory: no Vm lines, as Linux */
+  if (!sb->zombie && !proc_is_init(sb)) /* no memory: no Vm lines, as Linux */
     vb_printf(b, "VmPeak:\t%8llu kB\nVmSize:\t%8llu kB\nVmLck:\t       0 kB\nVmPin:\t       0 kB\n"
                "VmHWM:\t%8llu kB\nVmRSS:\t%8llu kB\nVmData:\t%8llu kB\nVmStk:\t%8llu kB\nVmExe:\t       0 kB\n"
                "VmLib:\t       0 kB\nVmPTE:\t       0 kB\nVmSwap:\t       0 kB\n",
@@ -218,9 +222,9 @@ static void gen_status(struct sb *sb, struct vbuf *b, int arg)
   /* the CPUs of its main thread, as sched_getaffinity says: a hex mask of
    * the sandbox's CPUs (--cpus), a comma every 32 bits as Linux prints it,
    * and the list of ranges */
-  int n = sb_cpus(sb), k = 0;
+  int n = sb_cpus(vcaller), k = 0; /* (the sandbox's: init has no options of its own) */
   uint64_t m[2];
-  task_cpus(sb, sb->pid, m);
+  task_cpus(vcaller, sb->pid, m);
   char mask[48], list[512] = "";
   for (int d = (n + 3) / 4 - 1; d >= 0; d--) {
     mask[k++] = "0123456789abcdef"[m[d / 16] >> (d % 16 * 4) & 15];
@@ -247,7 +251,7 @@ static void gen_pstat(struct sb *sb, struct vbuf *b, int arg)
   char name[16];
   comm(sb, name);
   uint64_t ticks = guest_cpu_ns(sb) / 10000000;
-  uint64_t stack = sb->mem_size - STACK_SIZE;
+  uint64_t stack = sb->mem_size ? sb->mem_size - STACK_SIZE : 0; /* (init has no memory) */
   /* pid (comm) state ppid pgrp session tty_nr tpgid flags minflt cminflt
    * majflt cmajflt utime stime cutime cstime priority nice num_threads
    * itrealvalue starttime vsize rss rsslim */
@@ -456,7 +460,7 @@ static void link_cwd(struct sb *sb, int arg, char *out, size_t size)
 static void link_exe(struct sb *sb, int arg, char *out, size_t size)
 {
   (void)arg;
-  if (sb->zombie)
+  if (sb->zombie || proc_is_init(sb)) /* no program: ENOENT, as a kernel thread's */
     out[0] = 0;
   else if (path_abs("/", sb->program, out, size) < 0)
     snprintf(out, size, "/");
@@ -649,7 +653,9 @@ static bool match(struct sb *sb, const char *pat, const char *s, size_t n, int *
       while (c < e && *c != '/')
         c++;
       long v = num(s, (size_t)(c - s));
-      struct sb *t = pat[1] == 'p' && v >= 0 && v != sb->pid ? proc_find_any(sb, (int)v) : NULL;
+      struct sb *t = pat[1] != 'p' || v < 0 || v == sb->pid ? NULL
+                     : v == PROC_INIT                    ? proc_init()
+                                                         : proc_find_any(sb, (int)v);
       if (v < 0 || (pat[1] == 'p' && v != sb->pid && !t) ||
           (pat[1] == 't' && v != (T(sb) == sb ? sb->tid : T(sb)->pid)) || (pat[1] == 'f' && !fs_get(T(sb), (int)v)))
         return false;
@@ -763,8 +769,8 @@ void virt_stat(struct sb *sb, const struct vent *v, struct stat *st)
   st->st_nlink = v->kind == V_DIR ? 2 : 1;
   st->st_blksize = 4096;
   bool own = strncmp(v->path, "/proc/%p", 8) == 0;
-  st->st_uid = own ? (uid_t)sb->uid : 0;
-  st->st_gid = own ? (gid_t)sb->gid : 0;
+  st->st_uid = own ? (uid_t)T(sb)->uid : 0; /* the process's: init's is root's */
+  st->st_gid = own ? (gid_t)T(sb)->gid : 0;
   st->st_mode = v->mode | (v->kind == V_DIR ? S_IFDIR : v->kind == V_LINK ? S_IFLNK : v->kind == V_DEV ? S_IFCHR : S_IFREG);
   if (v->kind == V_DEV)
     st->st_rdev = makedev((unsigned)v->major, (unsigned)v->minor);
@@ -944,9 +950,14 @@ long virt_getdents(struct sb *sb, struct file *f, void *p, uint64_t len)
         }
         continue;
       }
-      if (strcmp(leaf, "%p") == 0 && sb->w) { /* every process of the sandbox */
-        int np;
-        struct sb *const *ps = proc_list(sb, &np);
+      if (strcmp(leaf, "%p") == 0) { /* init, then every process of the sandbox */
+        int np = 1;
+        struct sb *self = sb;
+        struct sb *const *ps = sb->w ? proc_list(sb, &np) : &self;
+        if (idx++ == f->off) {
+          snprintf(name, sizeof name, "%d", PROC_INIT);
+          nm = name;
+        }
         for (int k = 0; k < np && !nm; k++) {
           if (idx++ == f->off) {
             snprintf(name, sizeof name, "%d", ps[k]->pid);

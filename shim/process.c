@@ -22,8 +22,8 @@
  *
  * Exit: a process's last thread ends its run loop (exit_group, a fatal
  * signal, the sandbox's end); proc_main then closes its files, frees its VM
- * and memory, gives its children to the sandbox's init (pid 1, outside the
- * sandbox, which reaps them), and becomes a zombie: its parent gets
+ * and memory, gives its children to the sandbox's init (pid 1: no process
+ * the shim runs, proc_init; it reaps them at once), and becomes a zombie: its parent gets
  * exit_signal (SIGCHLD) and a wait4/waitid takes its status and frees it
  * (at once when the parent ignores SIGCHLD or set SA_NOCLDWAIT, as Linux).
  * The first process's end ends the sandbox: every other process is killed
@@ -125,12 +125,28 @@ bool sb_alone(const struct sb *sb)
   return true;
 }
 
+/* The sandbox's init (shim.h PROC_INIT): one struct sb for every
+ * sandbox, never written (its pid, a cwd for /proc/1/cwd, a name for
+ * comm; the rest zero: root's, no memory, no files, default
+ * dispositions, not stopped: it sleeps). */
+static struct sb init_sb = {.pid = PROC_INIT, .tid = PROC_INIT, .cwd = "/", .program = "init"};
+struct sb *proc_init(void) { return &init_sb; }
+bool proc_is_init(const struct sb *p) { return p == &init_sb; }
+
+long proc_init_signal(const struct sb *from, int sig)
+{
+  if (sig < 0 || sig > 64)
+    return -EINVAL;
+  return from->uid != 0 ? -EPERM : 0; /* Linux's kill_ok_by_cred: init is root's */
+}
+
 /* The first process starts in the group and session of the sandbox's
- * init (1, outside it), as a program a non-interactive shell started:
- * pgid and sid 0 stand for 1. */
-int proc_ppid(const struct sb *p) { return p->parent ? p->parent->pid : 1; }
-int proc_pgid(const struct sb *p) { return p->pgid ? p->pgid : 1; }
-int proc_sid(const struct sb *p) { return p->sid ? p->sid : 1; }
+ * init, as a program a non-interactive shell started: pgid and sid 0
+ * stand for init's (PROC_INIT); init's parent is 0, as Linux shows a
+ * namespace's init. */
+int proc_ppid(const struct sb *p) { return proc_is_init(p) ? 0 : p->parent ? p->parent->pid : PROC_INIT; }
+int proc_pgid(const struct sb *p) { return p->pgid ? p->pgid : PROC_INIT; }
+int proc_sid(const struct sb *p) { return p->sid ? p->sid : PROC_INIT; }
 
 static struct sb *find_pid(struct sb *sb, int pid);
 struct sb *proc_find(struct sb *sb, int pid)
@@ -888,8 +904,8 @@ bool proc_exit(struct sb *c)
   }
   c->wstatus = status_of(c);
   struct sb *p = c->parent;
-  /* Its children go to the sandbox's init (pid 1, outside: it reaps them),
-   * as orphans in a pid namespace. */
+  /* Its children go to the sandbox's init (pid 1, proc_init: it reaps
+   * them), as orphans in a pid namespace. */
   for (int i = 0; i < w->nprocs; i++) {
     struct sb *o = w->procs[i];
     if (o->parent != c)
@@ -1154,7 +1170,10 @@ long proc_waitid(struct sb *sb, const uint64_t a[6])
  * process has ended (a zombie), POLLHUP too once it was reaped; proc_exit
  * and a reaping wake every wait so a poll looks again. */
 
-struct sb *pidfd_proc(struct sb *sb, const struct file *f) { return find_pid(sb, f->pid); }
+struct sb *pidfd_proc(struct sb *sb, const struct file *f)
+{
+  return f->pid == PROC_INIT ? proc_init() : find_pid(sb, f->pid);
+}
 
 /* Whether pid is a thread of a process other than its first one. */
 static bool is_thread(struct sb *sb, int pid)
@@ -1179,7 +1198,7 @@ long sys_pidfd_open(struct sb *sb, const uint64_t a[6], long nr)
     return -EINVAL;
   if (pid <= 0)
     return -EINVAL;
-  if (!find_pid(sb, pid))
+  if (pid != PROC_INIT && !find_pid(sb, pid))
     return is_thread(sb, pid) ? -EINVAL : -ESRCH; /* a thread: not a process's leader (Linux) */
   struct file *f = file_new(F_PIDFD, -1, O_RDWR | (int)(flags & O_NONBLOCK), "anon_inode:[pidfd]");
   if (!f)
@@ -1204,6 +1223,8 @@ long sys_pidfd_getfd(struct sb *sb, const uint64_t a[6], long nr)
   struct sb *t = pidfd_proc(sb, pf);
   if (!t)
     return -ESRCH;
+  if (proc_is_init(t)) /* root's; it has no open files */
+    return sb->uid != 0 ? -EPERM : -EBADF;
   if (sb->uid != 0 && (sb->uid != t->uid || sb->gid != t->gid))
     return -EPERM;
   if (t->zombie)
@@ -1220,9 +1241,10 @@ long sys_pidfd_getfd(struct sb *sb, const uint64_t a[6], long nr)
 
 /* ---- signals to other processes ---- */
 
-/* kill(pid, sig) with Linux's targets: pid > 0 that process, 0 the
- * caller's group, -1 every process of the sandbox but the caller (as in a
- * pid namespace, whose init is outside), < -1 group -pid. send: signal.c's
+/* kill(pid, sig) with Linux's targets: pid > 0 that process (1: the
+ * sandbox's init, which drops it), 0 the caller's group, -1 every process
+ * of the sandbox but the caller and init (as in a pid namespace), < -1
+ * group -pid (init, in group 1, drops its share: -1 is never a group). send: signal.c's
  * delivery to one process. */
 long proc_kill(struct sb *sb, int pid, int sig, long (*send)(struct sb *from, struct sb *to, int sig))
 {
@@ -1230,6 +1252,8 @@ long proc_kill(struct sb *sb, int pid, int sig, long (*send)(struct sb *from, st
     return -EINVAL;
   if (pid == INT_MIN)
     return -ESRCH;
+  if (pid == PROC_INIT)
+    return proc_init_signal(sb, sig);
   if (pid > 0) {
     struct sb *t = find_pid(sb, pid);
     if (!t || t->zombie)
@@ -1259,10 +1283,7 @@ long proc_kill(struct sb *sb, int pid, int sig, long (*send)(struct sb *from, st
 
 /* ---- identity: parent, groups, sessions ---- */
 
-long sys_getppid(struct sb *sb, const uint64_t a[6], long nr)
-{
-  return sb->parent ? sb->parent->pid : 1;
-}
+long sys_getppid(struct sb *sb, const uint64_t a[6], long nr) { return proc_ppid(sb); }
 
 
 /* getpgrp, getpgid, getsid, setsid */
@@ -1282,7 +1303,7 @@ long sys_getpgrp(struct sb *sb, const uint64_t a[6], long nr)
     return sb->pid;
   }
   int pid = (int)A(0);
-  struct sb *t = pid ? find_pid(sb, pid) : sb;
+  struct sb *t = pid == PROC_INIT ? proc_init() : pid ? find_pid(sb, pid) : sb;
   if (!t)
     return -ESRCH;
   return nr == SYS_getsid ? proc_sid(t) : proc_pgid(t);
@@ -1305,14 +1326,14 @@ long sys_setpgid(struct sb *sb, const uint64_t a[6], long nr)
     return -EPERM;
   if (t != sb && t->execed)
     return -EACCES;
-  if (pgid != t->pid) { /* joining a group: it must exist in the session */
-    bool ok = false;
+  if (pgid != t->pid) { /* joining a group: it must exist in the session (init's too) */
+    bool ok = pgid == proc_pgid(proc_init()) && proc_sid(proc_init()) == proc_sid(sb);
     if (sb->w)
       for (int i = 0; i < sb->w->nprocs && !ok; i++)
         ok = !sb->w->procs[i]->zombie && proc_pgid(sb->w->procs[i]) == pgid &&
              proc_sid(sb->w->procs[i]) == proc_sid(sb);
     else
-      ok = proc_pgid(sb) == pgid;
+      ok = ok || proc_pgid(sb) == pgid;
     if (!ok)
       return -EPERM;
   }

@@ -851,8 +851,24 @@ int new_id(struct sb *sb);
 /* Whether nothing but the running task could end its wait: one thread, one
  * process alive. */
 bool sb_alone(const struct sb *sb);
+/* The sandbox's init (process.c): pid 1, the parent of the first process
+ * (pid 2) and of every orphan, which reaps them; the group and session 1
+ * the first process starts in are its. It is no process the shim runs but
+ * one that exists and sleeps, as a pid namespace's init waiting for its
+ * children: proc_init() is its struct sb (read only, the same for every
+ * sandbox: root's, named "init", no memory, files or handlers) for what
+ * /proc, getpgid/getsid and pidfds show of it; a signal to it is dropped
+ * (proc_init_signal), as Linux drops the signals a namespace's init has
+ * no handler for, SIGKILL and SIGSTOP too; kill(-1) never reaches it, it
+ * is nobody's child to wait for and nobody's to setpgid. */
+#define PROC_INIT 1
+struct sb *proc_init(void);
+bool proc_is_init(const struct sb *p);
+/* kill(1, sig) or a pidfd's signal to init: 0 (dropped), -EPERM for a
+ * sender that is not root (init is root's), -EINVAL for a bad sig. */
+long proc_init_signal(const struct sb *from, int sig);
 /* The process pid of sb's sandbox that has not ended (NULL: none), its
- * parent's pid (1: the sandbox's init), group and session. */
+ * parent's pid (1: the sandbox's init; init's own: 0), group and session. */
 struct sb *proc_find(struct sb *sb, int pid);
 /* The process pid of sb's sandbox, a zombie too (its memory and files
  * gone: sb->mem NULL): what /proc shows. NULL: none. */

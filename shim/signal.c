@@ -915,7 +915,7 @@ long sys_pidfd_send_signal(struct sb *sb, const uint64_t a[6], long nr)
   } else if (f && f->type == F_VDIR && !strncmp(f->path, "/proc/", 6) && f->path[6] >= '1' && f->path[6] <= '9' &&
              strspn(f->path + 6, "0123456789") == strlen(f->path + 6)) {
     /* a /proc/PID directory stands for its process too (Linux's tgid_pidfd_to_pid) */
-    t = proc_find_any(sb, atoi(f->path + 6));
+    t = atoi(f->path + 6) == PROC_INIT ? proc_init() : proc_find_any(sb, atoi(f->path + 6));
   } else {
     return -EBADF;
   }
@@ -936,6 +936,8 @@ long sys_pidfd_send_signal(struct sb *sb, const uint64_t a[6], long nr)
   }
   if (!t)
     return -ESRCH;
+  if (proc_is_init(t)) /* dropped (info given: EPERM above unless si_code < 0) */
+    return proc_init_signal(sb, sig);
   if (sig < 0 || sig > 64)
     return -EINVAL;
   if (t->zombie)

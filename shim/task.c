@@ -769,9 +769,9 @@ long sys_getrandom(struct sb *sb, const uint64_t a[6], long nr)
 /* A thread's scheduling fields (struct sb's [task] cpus_off and policy):
  * those of thread pid (0: the caller) of any process of the sandbox, in
  * its struct sb while it is the one that runs (or ran last) there, else in
- * its struct task. The sandbox's pid 1, its init, is no process of it
- * (getppid of the first process): INIT (root's, SCHED_OTHER on every CPU,
- * as Linux's init), or -EINVAL for a negative pid, -ESRCH. */
+ * its struct task. The sandbox's init (PROC_INIT, proc_init: no thread
+ * the shim runs): INIT (root's, SCHED_OTHER on every CPU, as Linux's
+ * init; changes EPERM), or -EINVAL for a negative pid, -ESRCH. */
 #define INIT 1
 struct sched_of {
   uint64_t *off;
@@ -805,7 +805,7 @@ static long sched_find(struct sb *sb, int pid, struct sched_of *o)
       }
     }
   }
-  return pid == 1 ? INIT : -ESRCH;
+  return pid == PROC_INIT ? INIT : -ESRCH;
 }
 
 /* Scheduling policies: SCHED_OTHER, and SCHED_BATCH and SCHED_IDLE, which
@@ -816,7 +816,7 @@ static long sched_find(struct sb *sb, int pid, struct sched_of *o)
  * thread.c), with Linux's checks and ranges. The real-time policies
  * (SCHED_FIFO, SCHED_RR) and SCHED_DEADLINE are not done: EPERM, as for a
  * caller without CAP_SYS_NICE (root's too). So is a change of the
- * sandbox's init (pid 1: it is no process here). */
+ * sandbox's init (pid 1: no thread the shim runs). */
 long sys_sched(struct sb *sb, const uint64_t a[6], long nr)
 {
   long r;

@@ -16,17 +16,22 @@ check() { # NAME EXPECTED ACTUAL
 run() { cowfork run --timeout 60 "$@" 2>&1; }
 
 # Nothing of the host: other processes (pid 1, this shell, the cowfork
-# process itself), the kernel log, a path through /proc/1/root.
-for p in /proc/1/environ /proc/1/cmdline /proc/1/root/etc/shadow /proc/self/mem /dev/kmsg /dev/mem; do
+# process itself), the kernel log, a path through /proc/1/root. The
+# sandbox's /proc/1 is its own init's (docs/sandbox.md), whose environ,
+# cmdline and maps are empty.
+for p in /proc/1/root/etc/shadow /proc/self/mem /dev/kmsg /dev/mem; do
   cowfork run -- $BB cat "$p" >/dev/null 2>&1 && fail "the guest read $p"
   echo "ok - cannot read $p"
 done
+check "the sandbox's /proc/1 (its init): empty environ, cmdline and maps, comm init" "0 0 0 init" \
+  "$(run $BB sh -c 'for f in environ cmdline maps; do printf "%s " $(wc -c < /proc/1/$f); done; cat /proc/1/comm')"
 # The cowfork process's own pid, as the guest could learn it (not at all:
-# its pid is 2); it tries every pid the host has now.
-pids=$(ls /proc | grep -E '^[0-9]+$' | grep -vx 2 | tr '\n' ' ')
+# its pid is 2); it tries every pid the host has now (but 1 and 2: the
+# sandbox's own).
+pids=$(ls /proc | grep -E '^[0-9]+$' | grep -vx -e 1 -e 2 | tr '\n' ' ')
 check "no host pid's maps or mem" "" \
   "$(run $BB sh -c "for p in $pids; do for f in maps mem environ; do { :; } 2>/dev/null </proc/\$p/\$f && echo LEAK \$p/\$f; done; done")"
-check "ls /proc: the sandbox's entries only" "2 cpuinfo loadavg meminfo mounts self stat sys thread-self uptime" \
+check "ls /proc: the sandbox's entries only" "1 2 cpuinfo loadavg meminfo mounts self stat sys thread-self uptime" \
   "$(run $BB ls -1 /proc | tr '\n' ' ' | sed 's/ *$//')"
 check "ls /dev: the sandbox's entries only" "fd full null random shm stderr stdin stdout tty urandom zero" \
   "$(run $BB ls -1 /dev | tr '\n' ' ' | sed 's/ *$//')"

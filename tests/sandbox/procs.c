@@ -48,6 +48,10 @@
  *                   MSG_NOERROR, E2BIG, MSG_COPY, a receiver waiting in
  *                   another process, a sender waiting on a full queue, EINTR,
  *                   IPC_SET msg_qbytes, IPC_INFO, MSG_STAT, EIDRM, keys
+ *   procs init     the sandbox's init (pid 1) as a pid namespace's: /proc/1,
+ *                   kill (dropped), getpgid/getsid, setpgid, waits, a pidfd,
+ *                   an orphan reaped (natively under unshare --pid --fork
+ *                   --mount-proc: it makes itself that init)
  *   procs bomb N    a fork bomb under RLIMIT_NPROC N (and at most 255
  *                   processes by construction): EAGAIN, then all killed
  */
@@ -68,6 +72,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/prctl.h>
+#include <sched.h>
 #include <sys/msg.h>
 #include <sys/epoll.h>
 #include <sys/ipc.h>
@@ -2496,6 +2502,164 @@ static int mode_msg(void)
   return 0;
 }
 
+/* The sandbox's init, pid 1, as a pid namespace's: natively this runs as
+ * the namespace's first process (`unshare --pid --fork --mount-proc procs
+ * init`: pid 1), which becomes an init that has no handlers (setsid: group
+ * and session 1, comm "init", reaping every child until none is left) and
+ * runs the cases in its first child, pid 2, as a sandbox's first process
+ * is. What the child sees of pid 1: /proc/1 (status, stat, comm, cmdline
+ * readable: its text is the program's natively, empty in a sandbox, not
+ * compared), the listing of /proc, kill (0, signals it has no handler for,
+ * SIGKILL and SIGSTOP: dropped), kill(-1) not reaching it, getpgid/getsid,
+ * setpgid, waits, pidfds, sched_getscheduler, an orphan re-parented to it
+ * and reaped. */
+static void init_status(const char *when)
+{
+  char buf[8192];
+  /* natively init may not be in its wait yet (R): up to 2 s for it to sleep */
+  for (int i = 0; i < 200; i++) {
+    char *e = slurp("/proc/1/stat", buf, sizeof buf) > 0 ? strrchr(buf, ')') : NULL;
+    if (!e || e[1] != ' ' || e[2] != 'R')
+      break;
+    msleep(10);
+  }
+  printf("%s: /proc/1/status:", when);
+  if (slurp("/proc/1/status", buf, sizeof buf) <= 0) {
+    printf(" %s\n", strerrorname_np(errno));
+    return;
+  }
+  static const char *const keys[] = {"Name:", "State:", "Tgid:", "Pid:", "PPid:", "Uid:", "NSpgid:", "NSsid:"};
+  for (size_t k = 0; k < sizeof keys / sizeof *keys; k++) {
+    char *l = buf;
+    while (l && strncmp(l, keys[k], strlen(keys[k])))
+      l = (l = strchr(l, '\n')) ? l + 1 : NULL;
+    printf(" [%.*s]", l ? (int)strcspn(l, "\n") : 4, l ? l : "none");
+  }
+  printf("\n");
+}
+
+static int mode_init(void)
+{
+  if (getpid() == 1) { /* natively: the namespace's init */
+    setsid();
+    prctl(PR_SET_NAME, "init");
+    fflush(stdout);
+    pid_t c = fork();
+    if (c < 0)
+      return 1;
+    if (c > 0) {
+      int st, rc = 1;
+      pid_t r;
+      while ((r = waitpid(-1, &st, 0)) > 0 || errno == EINTR)
+        if (r == c)
+          rc = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+      return rc;
+    }
+  }
+  printf("pid %s, parent %s\n", getpid() == 2 ? "2" : "not 2", getppid() == 1 ? "1" : "not 1");
+  printf("kill(1, 0): %s; kill(-1, 0) with no other process: %s\n", err(kill(1, 0)), err(kill(-1, 0)));
+  printf("getpgid(1) %d, getsid(1) %d; getpgid(0) %d, getsid(0) %d\n", (int)getpgid(1), (int)getsid(1),
+         (int)getpgid(0), (int)getsid(0));
+  init_status("at first");
+  char buf[8192];
+  long n = slurp("/proc/1/stat", buf, sizeof buf);
+  char *e = n > 0 ? strrchr(buf, ')') : NULL;
+  int f = 0;
+  for (char *q = e; q && *q && f < 5; q++)
+    if (*q == ' ' && ++f == 5)
+      *q = 0;
+  printf("/proc/1/stat: %s\n", e ? buf : "unreadable");
+  printf("/proc/1/comm: %s", slurp("/proc/1/comm", buf, sizeof buf) > 0 ? buf : "unreadable\n");
+  printf("/proc/1/cmdline: %s\n", slurp("/proc/1/cmdline", buf, sizeof buf) >= 0 ? "readable" : strerrorname_np(errno));
+  struct stat sst = {0};
+  const char *sr = err(stat("/proc/1", &sst));
+  printf("stat(/proc/1): %s, a directory: %s\n", sr, S_ISDIR(sst.st_mode) ? "yes" : "no");
+  DIR *d = opendir("/proc");
+  printf("the numbers in /proc:");
+  for (struct dirent *de; d && (de = readdir(d));)
+    if (de->d_name[0] >= '1' && de->d_name[0] <= '9')
+      printf(" %s", de->d_name);
+  printf("\n");
+  if (d)
+    closedir(d);
+
+  /* signals: dropped, init goes on sleeping */
+  static const int sigs[] = {SIGUSR1, SIGTERM, SIGHUP, SIGINT, SIGCHLD, SIGKILL, SIGSTOP, SIGCONT};
+  printf("kill(1, sig):");
+  for (size_t i = 0; i < sizeof sigs / sizeof *sigs; i++)
+    printf(" %s %s", sigabbrev_np(sigs[i]), err(kill(1, sigs[i])));
+  printf("; kill(1, 65): %s\n", err(kill(1, 65)));
+  msleep(50);
+  printf("after them: kill(1, 0): %s\n", err(kill(1, 0)));
+  init_status("after them");
+  signal(SIGUSR1, SIG_IGN);
+  printf("kill(0, SIGUSR1) to group 1 (init's): %s\n", err(kill(0, SIGUSR1)));
+
+  /* waits, groups */
+  int st;
+  siginfo_t si;
+  printf("waitpid(1, WNOHANG): %s; waitid(P_PID, 1): %s\n", err(waitpid(1, &st, WNOHANG)),
+         err(waitid(P_PID, 1, &si, WEXITED | WNOHANG)));
+  printf("setpgid(1, 1): %s; setpgid(1, 0): %s\n", err(setpgid(1, 1)), err(setpgid(1, 0)));
+  const char *own = err(setpgid(0, 0));
+  int own_pgid = (int)getpgid(0);
+  const char *back = err(setpgid(0, 1));
+  printf("setpgid(0, 0): %s (getpgid(0) %s), then setpgid(0, 1) back into init's group: %s, getpgid(0) %d\n", own,
+         own_pgid == getpid() ? "its pid" : "not its pid", back, (int)getpgid(0));
+  printf("sched_getscheduler(1): %d\n", sched_getscheduler(1));
+
+  /* a pidfd of init */
+  int pfd = pidfd_open_(1, 0);
+  printf("pidfd_open(1): %s", err(pfd));
+  if (pfd >= 0) {
+    struct pollfd pl = {pfd, POLLIN, 0};
+    int pr = poll(&pl, 1, 0);
+    const char *sent = err(pidfd_signal(pfd, SIGTERM, NULL, 0));
+    printf(", poll: %d, pidfd_send_signal SIGTERM: %s, waitid(P_PIDFD): %s", pr, sent,
+           err(waitid(P_PIDFD, (id_t)pfd, &si, WEXITED | WNOHANG)));
+    close(pfd);
+  }
+  int dfd = open("/proc/1", O_RDONLY | O_DIRECTORY);
+  printf("; pidfd_send_signal(/proc/1, SIGTERM): %s\n", err(dfd < 0 ? dfd : pidfd_signal(dfd, SIGTERM, NULL, 0)));
+  if (dfd >= 0)
+    close(dfd);
+
+  /* an orphan: its parent ends, it goes to init, which reaps it */
+  int pp[2];
+  if (pipe(pp) < 0)
+    return 1;
+  fflush(stdout);
+  pid_t a = fork();
+  if (a == 0) {
+    pid_t g = fork();
+    if (g == 0) {
+      close(pp[0]);
+      for (int i = 0; i < 500 && getppid() != 1; i++)
+        msleep(10);
+      char line[64];
+      int k = snprintf(line, sizeof line, "%d", getppid() == 1 ? 1 : 0);
+      write(pp[1], line, (size_t)k);
+      _exit(0);
+    }
+    write(pp[1], &g, sizeof g);
+    _exit(0);
+  }
+  close(pp[1]);
+  pid_t g = 0;
+  read(pp[0], &g, sizeof g);
+  reap(a, "the orphan's parent");
+  char got[8] = "";
+  read(pp[0], got, sizeof got - 1);
+  close(pp[0]);
+  int i = 0;
+  while (i++ < 1000 && kill(g, 0) == 0)
+    msleep(10);
+  printf("the orphan's parent was 1: %s; reaped by init: %s\n", got[0] == '1' ? "yes" : "no",
+         kill(g, 0) < 0 && errno == ESRCH ? "yes" : "no");
+  printf("at the end: kill(1, 0): %s\n", err(kill(1, 0)));
+  return 0;
+}
+
 int main(int argc, char **argv)
 {
   self = argv[0];
@@ -2542,6 +2706,8 @@ int main(int argc, char **argv)
     rc = mode_sysv();
   else if (!strcmp(m, "msg"))
     rc = mode_msg();
+  else if (!strcmp(m, "init"))
+    rc = mode_init();
   else if (!strcmp(m, "sysvnattch") && argc > 2) {
     printf("  the exec'd child sees %ld attachments\n", sysv_nattch(atoi(argv[2])));
     return 0;
@@ -2561,7 +2727,7 @@ int main(int argc, char **argv)
   } else if (!strcmp(m, "true"))
     return 0;
   else {
-    fprintf(stderr, "usage: procs fork|death|wait|pgrp|offsets|pipes|fifo|cloexec|dup2|spawn|spawnloop [N]|locks|timerfd|shm|pidfd|sysv|msg|rusage|bomb N\n");
+    fprintf(stderr, "usage: procs fork|death|wait|pgrp|offsets|pipes|fifo|cloexec|dup2|spawn|spawnloop [N]|locks|timerfd|shm|pidfd|sysv|msg|rusage|init|bomb N\n");
     return 2;
   }
   fflush(stdout);

@@ -8,6 +8,9 @@
  * caller's environment. */
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/wait.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -87,8 +90,9 @@ static void test_host_unreachable(void)
 {
   char p[256];
   diag("nothing of the host's /proc or /dev, with the host's / as the root");
-  is(gopen("/proc/1/environ", O_RDONLY), -ENOENT, "/proc/1/environ: ENOENT");
-  is(gopen("/proc/1/cmdline", O_RDONLY), -ENOENT, "/proc/1/cmdline: ENOENT");
+  /* /proc/1 is the sandbox's init (test_init): nothing of the host's pid 1 */
+  ok(strcmp(gread("/proc/1/environ"), "") == 0, "/proc/1/environ: the sandbox's init's, empty");
+  ok(strcmp(gread("/proc/1/cmdline"), "") == 0, "/proc/1/cmdline: the sandbox's init's, empty");
   is(gopen("/proc/1/root/etc/shadow", O_RDONLY), -ENOENT, "/proc/1/root/etc/shadow: ENOENT");
   is(gopen("/proc/self/root/etc/hostname", O_RDONLY), -ENOENT, "/proc/self/root: not served, ENOENT");
   snprintf(p, sizeof p, "/proc/%d/mem", (int)getpid());
@@ -103,14 +107,18 @@ static void test_host_unreachable(void)
   is(gopen("/dev/pts/0", O_RDONLY), -ENOENT, "/dev/pts/0: ENOENT");
   struct stat st;
   is(gstat("/dev/kmsg", &st, false), -ENOENT, "stat /dev/kmsg: ENOENT");
-  is(gstat("/proc/1", &st, false), -ENOENT, "stat /proc/1: ENOENT");
+  is(gstat("/proc/2/root", &st, false), -ENOENT, "stat /proc/2/root: ENOENT");
 
   /* A host symlink into the host's /proc or /dev, a host FIFO, a device node elsewhere. */
   if (!mkdtemp(hostdir))
     abort();
   snprintf(p, sizeof p, "%s/lproc", hostdir);
   symlink("/proc/1/environ", p);
-  is(gopen(p, O_RDONLY), -ENOENT, "a host symlink to /proc/1/environ: ENOENT");
+  {
+    int fd = gopen(p, O_RDONLY);
+    ok(fd >= 0 && strcmp(gread(p), "") == 0, "a host symlink to /proc/1/environ: the sandbox's init's, empty");
+    S1(SYS_close, fd);
+  }
   snprintf(p, sizeof p, "%s/lproc2", hostdir);
   symlink("../../../proc/self/status", p);
   {
@@ -140,7 +148,7 @@ static void test_host_unreachable(void)
 static void test_listing(void)
 {
   diag("listing /proc and /dev: the sandbox's entries only");
-  ok(strcmp(glist("/proc"), "self thread-self 2 cpuinfo meminfo uptime loadavg stat mounts sys") == 0,
+  ok(strcmp(glist("/proc"), "self thread-self 1 2 cpuinfo meminfo uptime loadavg stat mounts sys") == 0,
      "ls /proc (got '%s')", glist("/proc"));
   ok(strcmp(glist("/proc/2"), "status stat cmdline comm environ maps mounts fd fdinfo cwd exe task") == 0,
      "ls /proc/2 (got '%s')", glist("/proc/2"));
@@ -436,6 +444,75 @@ static void test_env(void)
      "hostname checks");
 }
 
+/* Strings equal, showing what came. */
+#define is_str(got, want, what) ok(strcmp((got), (want)) == 0, "%s (got '%s')", (what), (got))
+
+/* The first line of text starting with key ("" if none). */
+static const char *line_of(const char *text, const char *key)
+{
+  static char out[256];
+  out[0] = 0;
+  for (const char *l = text; l && *l; l = strchr(l, '\n') ? strchr(l, '\n') + 1 : NULL)
+    if (!strncmp(l, key, strlen(key))) {
+      snprintf(out, sizeof out, "%.*s", (int)strcspn(l, "\n"), l);
+      break;
+    }
+  return out;
+}
+
+/* The sandbox's init, pid 1 (process.c proc_init), as a pid namespace's
+ * init shows itself to its first child: /proc/1, signals dropped, group
+ * and session 1, nobody's child; root's. */
+static void test_init(void)
+{
+  diag("the sandbox's init: pid 1");
+  const char *st = gread("/proc/1/status");
+  is_str(line_of(st, "Name:"), "Name:\tinit", "/proc/1/status Name");
+  is_str(line_of(st, "State:"), "State:\tS (sleeping)", "/proc/1/status State");
+  is_str(line_of(st, "PPid:"), "PPid:\t0", "/proc/1/status PPid");
+  is_str(line_of(st, "Pid:"), "Pid:\t1", "/proc/1/status Pid");
+  is_str(line_of(st, "Uid:"), "Uid:\t0\t0\t0\t0", "/proc/1/status Uid: root's");
+  is_str(line_of(st, "NSsid:"), "NSsid:\t1", "/proc/1/status NSsid");
+  is_str(line_of(st, "VmSize:"), "", "/proc/1/status: no Vm lines (no memory)");
+  ok(!strncmp(gread("/proc/1/stat"), "1 (init) S 0 1 1 ", 17), "/proc/1/stat: 1 (init) S 0 1 1 (got '%.40s')",
+     gread("/proc/1/stat"));
+  is_str(gread("/proc/1/comm"), "init\n", "/proc/1/comm");
+  is_str(gread("/proc/1/maps"), "", "/proc/1/maps: empty");
+  is_str(glist("/proc/1/fd"), "", "ls /proc/1/fd: empty");
+  is_str(glist("/proc/1/task"), "1", "ls /proc/1/task");
+  is_str(greadlink("/proc/1/cwd"), "/", "/proc/1/cwd");
+  is_str(greadlink("/proc/1/exe"), "(ENOENT)", "/proc/1/exe: ENOENT (no program)");
+  struct stat s;
+  ok(gstat("/proc/1", &s, false) == 0 && S_ISDIR(s.st_mode) && s.st_uid == 0, "stat /proc/1: a directory, root's");
+
+  is(S0(SYS_getppid), 1, "getppid: 1");
+  is(S2(SYS_kill, 1, 0), 0, "kill(1, 0): 0");
+  is(S2(SYS_kill, 1, SIGKILL), 0, "kill(1, SIGKILL): 0, dropped");
+  is(S2(SYS_kill, 1, SIGSTOP), 0, "kill(1, SIGSTOP): 0, dropped");
+  is(S2(SYS_kill, 1, SIGTERM), 0, "kill(1, SIGTERM): 0, dropped");
+  is(S2(SYS_kill, 1, 65), -EINVAL, "kill(1, 65): EINVAL");
+  is_str(line_of(gread("/proc/1/status"), "State:"), "State:\tS (sleeping)", "still sleeping after them");
+  is(S2(SYS_kill, -1, 0), -ESRCH, "kill(-1, 0) alone: ESRCH (init is not reached)");
+  is(S1(SYS_getpgid, 1), 1, "getpgid(1): 1");
+  is(S1(SYS_getsid, 1), 1, "getsid(1): 1");
+  is(S4(SYS_wait4, 1, 0, WNOHANG, 0), -ECHILD, "wait4(1): ECHILD");
+  is(S2(SYS_setpgid, 1, 0), -ESRCH, "setpgid(1, 0): ESRCH");
+  is(S1(SYS_sched_getscheduler, 1), 0, "sched_getscheduler(1): SCHED_OTHER");
+  long pfd = S2(SYS_pidfd_open, 1, 0);
+  ok(pfd >= 0, "pidfd_open(1): a pidfd");
+  if (pfd >= 0) {
+    is(S4(SYS_pidfd_send_signal, pfd, SIGTERM, 0, 0), 0, "pidfd_send_signal(init, SIGTERM): 0, dropped");
+    uint64_t pl = galloc(NULL, sizeof(struct pollfd));
+    *(struct pollfd *)hp(pl) = (struct pollfd){(int)pfd, POLLIN, 0};
+    is(S3(SYS_poll, pl, 1, 0), 0, "poll of init's pidfd: not readable (it has not ended)");
+    S1(SYS_close, pfd);
+  }
+  int uid = sb->uid;
+  sb->uid = 1000;
+  is(S2(SYS_kill, 1, 0), -EPERM, "kill(1, 0) by a user: EPERM (init is root's)");
+  sb->uid = uid;
+}
+
 int main(void)
 {
   sb_setup();
@@ -443,6 +520,7 @@ int main(void)
   test_listing();
   test_process_files();
   test_fdinfo();
+  test_init();
   test_system_files();
   test_writes_devices();
   test_env();
