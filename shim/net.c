@@ -954,6 +954,23 @@ static long autobind(struct sock *s, const uint8_t *dst)
   return inet_bind_port(s->net, s, 0);
 }
 
+/* f's host fd becomes the read end of a new pipe (what polls: a listener's
+ * queue, a waiting connect's wake-up); the write end, or -errno. */
+static int notify_pipe(struct file *f)
+{
+  int p[2];
+  if (pipe2(p, O_NONBLOCK | O_CLOEXEC) < 0)
+    return -errno;
+  if (dup3(p[0], f->hostfd, O_CLOEXEC) < 0) {
+    int r = -errno;
+    close(p[0]);
+    close(p[1]);
+    return r;
+  }
+  close(p[0]);
+  return p[1];
+}
+
 static long do_listen(struct sb *sb, struct file *f, struct sock *s, int backlog)
 {
   if (!is_stream(s) || s->pair)
@@ -975,19 +992,12 @@ static long do_listen(struct sb *sb, struct file *f, struct sock *s, int backlog
     if (!port_free(s->net, s, s->local.port, true))
       return -EADDRINUSE;
   }
-  int p[2];
-  if (pipe2(p, O_NONBLOCK | O_CLOEXEC) < 0)
-    return -errno;
-  if (dup3(p[0], f->hostfd, O_CLOEXEC) < 0) {
-    r = -errno;
-    close(p[0]);
-    close(p[1]);
-    return r;
-  }
-  close(p[0]);
+  int wr = notify_pipe(f);
+  if (wr < 0)
+    return wr;
   if (s->notify_wr >= 0) /* a listener shut down before (sys_shutdown) */
     close(s->notify_wr);
-  s->notify_wr = p[1];
+  s->notify_wr = wr;
   s->state = SS_LISTEN;
   s->backlog = backlog;
   s->cred = (struct ucred){.pid = sb->pid, .uid = (uid_t)sb->uid, .gid = (gid_t)sb->gid};
@@ -1241,17 +1251,10 @@ static long syn_wait(struct file *f, struct sock *s, struct sock *l, const struc
     l->syn_q = q;
     l->capsyn = c;
   }
-  int p[2];
-  if (pipe2(p, O_NONBLOCK | O_CLOEXEC) < 0)
-    return -errno;
-  if (dup3(p[0], f->hostfd, O_CLOEXEC) < 0) {
-    r = -errno;
-    close(p[0]);
-    close(p[1]);
-    return r;
-  }
-  close(p[0]);
-  s->notify_wr = p[1];
+  int wr = notify_pipe(f);
+  if (wr < 0)
+    return wr;
+  s->notify_wr = wr;
   s->syn_l = l;
   s->peer = *d;
   l->syn_q[l->nsyn++] = s;
