@@ -381,19 +381,20 @@ static struct sb *proc_copy(struct sb *p, bool share, long *err)
     goto nomem;
   if (p->root_tmp && !(c->root_tmp = strdup(p->root_tmp)))
     goto nomem;
+  /* every allocation first, then the references: nomem takes none back */
   c->fds = NULL;
   c->cloexec = NULL;
   c->nfds = 0;
-  if (fd_table_grow(c, p->nfds) < 0)
+  if (task_copy_creds(c, p) < 0 || fd_table_grow(c, p->nfds) < 0)
+    goto nomem;
+  if (p->nshmaps && !share && !(c->shmaps = malloc((size_t)p->nshmaps * sizeof *c->shmaps)))
     goto nomem;
   memcpy(c->fds, p->fds, (size_t)p->nfds * sizeof *c->fds);
   memcpy(c->cloexec, p->cloexec, (size_t)p->nfds * sizeof *c->cloexec);
   for (int i = 0; i < c->nfds; i++)
     if (c->fds[i])
       c->fds[i]->refs++;
-  if (p->nshmaps && !share) {
-    if (!(c->shmaps = malloc((size_t)p->nshmaps * sizeof *c->shmaps)))
-      goto nomem;
+  if (c->shmaps) {
     memcpy(c->shmaps, p->shmaps, (size_t)p->nshmaps * sizeof *c->shmaps);
     c->nshmaps = c->capshmaps = p->nshmaps;
     for (int i = 0; i < c->nshmaps; i++) {
@@ -401,8 +402,6 @@ static struct sb *proc_copy(struct sb *p, bool share, long *err)
       ipc_shm_attached(p, c->shmaps[i].obj); /* (Linux's shm_open, run by the parent) */
     }
   }
-  if (task_copy_creds(c, p) < 0)
-    goto nomem;
   return c;
 nomem:
   *err = -ENOMEM;
