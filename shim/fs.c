@@ -1800,7 +1800,7 @@ static long do_fcntl(struct sb *sb, int fd, int cmd, uint64_t arg)
     sb->cloexec[fd] = arg & FD_CLOEXEC;
     return 0;
   case F_GETFL:
-    return f->flags;
+    return fs_getfl(f);
   case F_SETFL:
     f->flags = (f->flags & (O_ACCMODE | O_PATH)) | (int)(arg & (O_APPEND | O_NONBLOCK));
     return 0;
@@ -2963,6 +2963,26 @@ long sys_pipe(struct sb *sb, const uint64_t a[6], long nr)
     return g[1] < 0 ? -EMFILE : -EFAULT;
   }
   return 0;
+}
+
+/* f's open flags as Linux's f_flags (F_GETFL, /proc/PID/fdinfo): what the
+ * open asked, and O_LARGEFILE where Linux's open(2) adds it on x86-64 (a
+ * file opened by path: the sandbox's own, or a host file as the host says;
+ * never a pipe, socket or anonymous-inode file, nor an O_PATH open). */
+#define KERNEL_O_LARGEFILE 0100000 /* (glibc's O_LARGEFILE is 0 on x86-64) */
+int fs_getfl(struct file *f)
+{
+  int flags = f->flags;
+  if ((f->type == F_HOST || f->type == F_DIR) && f->hostfd >= 0) {
+    int hf = fcntl(f->hostfd, F_GETFL);
+    if (hf >= 0)
+      flags |= hf & KERNEL_O_LARGEFILE;
+  }
+  if (f->type == F_TMP || f->type == F_TMPDIR || f->type == F_DEV || f->type == F_VIRT || f->type == F_VDIR)
+    flags |= KERNEL_O_LARGEFILE;
+  if (flags & O_PATH) /* (Linux keeps only O_PATH of an O_PATH open's flags) */
+    flags &= ~KERNEL_O_LARGEFILE;
+  return flags;
 }
 
 long sys_fcntl(struct sb *sb, const uint64_t a[6], long nr)

@@ -495,33 +495,23 @@ static void link_fd(struct sb *sb, int fd, char *out, size_t size)
 }
 
 /* /proc/PID/fdinfo/N as Linux's (fs/proc/fd.c seq_show): the offset, the
- * open flags in octal (O_CLOEXEC from the fd; O_LARGEFILE as Linux's open(2)
- * adds it on x86-64: a file opened by path, a host file as the host says),
- * the mount's id (the sandbox's mounts, /proc/mounts: / 21, /proc 22, /dev
- * 23, /tmp 24; pipes, sockets and anonymous-inode files the internal
- * mounts 12-14) and the inode. */
-#define KERNEL_O_LARGEFILE 0100000 /* (glibc's O_LARGEFILE is 0 on x86-64) */
+ * open flags in octal (fs_getfl's, with O_CLOEXEC from the fd), the mount's
+ * id (the sandbox's mounts, /proc/mounts: / 21, /proc 22, /dev 23, /tmp 24;
+ * pipes, sockets and anonymous-inode files the internal mounts 12-14) and
+ * the inode. */
 static void gen_fdinfo(struct sb *sb, struct vbuf *b, int fd)
 {
   struct file *f = fs_get(sb, fd);
   if (!f)
     return;
   long long pos = 0;
-  int flags = f->flags, mnt = 21;
-  bool host = (f->type == F_HOST || f->type == F_DIR) && f->hostfd >= 0;
-  if (host) {
+  int flags = fs_getfl(f), mnt = 21;
+  if ((f->type == F_HOST || f->type == F_DIR) && f->hostfd >= 0) {
     off_t o = lseek(f->hostfd, 0, SEEK_CUR);
     pos = o < 0 ? 0 : (long long)o;
-    int hf = fcntl(f->hostfd, F_GETFL);
-    if (hf >= 0)
-      flags |= hf & KERNEL_O_LARGEFILE;
   } else if (f->type == F_TMP || f->type == F_TMPDIR) {
     pos = (long long)f->off;
   }
-  if (f->type == F_TMP || f->type == F_TMPDIR || f->type == F_DEV || f->type == F_VIRT || f->type == F_VDIR)
-    flags |= KERNEL_O_LARGEFILE;
-  if (flags & O_PATH) /* (Linux keeps only O_PATH of an O_PATH open's flags) */
-    flags &= ~KERNEL_O_LARGEFILE;
   if (fd < sb->nfds && sb->cloexec[fd])
     flags |= O_CLOEXEC;
   const char *p = f->path ? f->path : "";

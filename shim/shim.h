@@ -622,6 +622,7 @@ long fs_file_stat(struct sb *sb, struct file *f, struct stat *st);
 /* Open a host file read-only under the root (for the loader): host fd or -errno. */
 int fs_open_host(struct sb *sb, int dirfd, const char *path, int flags);
 struct file *fs_get(struct sb *sb, int fd);
+int fs_getfl(struct file *f); /* Linux's f_flags of f (F_GETFL, fdinfo) */
 struct file *file_new(enum file_type t, int hostfd, int flags, const char *path);
 /* Install f at the lowest free fd: the fd, or -EMFILE (f not taken). */
 long fs_install(struct sb *sb, struct file *f, bool cloexec);

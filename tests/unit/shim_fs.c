@@ -768,6 +768,21 @@ static void test_fcntl_linux(void)
   close(hp2[1]);
   int fd = gopen("/tmp/pz", O_CREAT | O_RDWR, 0600);
   is(S3(SYS_fcntl, fd, F_GETPIPE_SZ, 0), -EBADF, "a file: EBADF");
+  /* F_GETFL as Linux's f_flags: open(2) adds O_LARGEFILE (0100000) on x86-64, pipe(2) does not */
+  char nat[] = "/tmp/cowfork-getfl.XXXXXX";
+  int nf = mkstemp(nat), nf2 = nf < 0 ? -1 : open(nat, O_RDWR | O_APPEND);
+  is(S2(SYS_fcntl, fd, F_GETFL), fcntl(nf2, F_GETFL) & ~O_APPEND, "F_GETFL of a file: as natively (%#o)",
+     fcntl(nf2, F_GETFL) & ~O_APPEND);
+  char rp[4096];
+  snprintf(rp, sizeof rp, "%s/etc/plain", root);
+  int gfd = gopen("/etc/plain", O_RDONLY, 0), nro = open(rp, O_RDONLY);
+  is(S2(SYS_fcntl, gfd, F_GETFL), fcntl(nro, F_GETFL), "F_GETFL of a root file: as natively");
+  is(S2(SYS_fcntl, pp[0], F_GETFL), O_RDONLY, "F_GETFL of a pipe: O_RDONLY only");
+  S1(SYS_close, gfd);
+  close(nro);
+  close(nf2);
+  close(nf);
+  unlink(nat);
   is(S3(SYS_fcntl, fd, F_NOTIFY, DN_MULTISHOT), 0, "F_NOTIFY without events: 0");
   is(S3(SYS_fcntl, fd, F_NOTIFY, DN_CREATE), -ENOTDIR, "F_NOTIFY with events on a file: ENOTDIR");
   /* pwritev, pwritev2 (they were ENOSYS) */
