@@ -233,6 +233,7 @@ int sig_dequeue(struct sb *sb, uint64_t set, siginfo_t *info)
     if (entry_stale(sb, &e))
       continue; /* its timer was reset or deleted: dropped, as Linux */
     if (e.timer) {
+      itimer_poll(sb); /* its expirations up to now counted first, as Linux's posixtimer_rearm at dequeue */
       struct ktimer *t = &sb->timers[e.timer - 1];
       t->queued = false;
       t->overrun_last = t->overrun;

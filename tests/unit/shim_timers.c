@@ -131,17 +131,21 @@ int main(void)
 
   /* ---- a periodic timer's queued siginfo and its overruns ---- */
   sb->sigmask = SIGBIT(SIGRTMIN);
+  struct timespec el0, el1;
+  clock_gettime(CLOCK_MONOTONIC, &el0);
   is(S4(SYS_timer_settime, id[0], 0, its_g(1, 1000), 0), 0, "timer_settime 1 us, then every 1 ms");
   usleep(10500);
   uint64_t sig_g = galloc(NULL, sizeof(siginfo_t));
   long r = S4(SYS_rt_sigtimedwait, sigset_g(SIGBIT(SIGRTMIN)), sig_g, ts_g(0), 8);
   siginfo_t si;
   memcpy(&si, hp(sig_g), sizeof si);
+  clock_gettime(CLOCK_MONOTONIC, &el1);
+  long el = (el1.tv_sec - el0.tv_sec) * 1000 + (el1.tv_nsec - el0.tv_nsec) / 1000000; /* ms: under load, more */
   ok(r == nsig && si.si_code == SI_TIMER && si.si_value.sival_int == 77 && si.si_timerid == id[0],
      "rt_sigtimedwait takes it: signal %ld, SI_TIMER, si_value 77, si_timerid %d (natively %d, code %d)", r,
      si.si_timerid, nsig, nsi.si_code);
-  ok(si.si_overrun >= 5 && si.si_overrun <= 15 && novr >= 5 && novr <= 15,
-     "si_overrun counts the expirations while it was queued: %d (natively %ld)", si.si_overrun, novr);
+  ok(si.si_overrun >= 5 && si.si_overrun <= el && novr >= 5,
+     "si_overrun counts the expirations while it was queued: %d in %ld ms (natively %ld)", si.si_overrun, el, novr);
   is(S1(SYS_timer_getoverrun, id[0]), si.si_overrun, "timer_getoverrun: the last taken one's");
   S4(SYS_timer_settime, id[2], 0, its_g(1, 0), 0);
   usleep(3000);
