@@ -778,11 +778,38 @@ long virt_readlink(struct sb *sb, const struct vent *v, int arg, char *out, size
 }
 
 /* The terminal: the first of the sandbox's stdin/out/err that is one. */
+/* The host process's controlling terminal (tty_nr of /proc/self/stat: 0
+ * for none), read once at start, before any jail or seccomp filter. */
+static dev_t host_ctty;
+__attribute__((constructor)) static void host_ctty_init(void)
+{
+  char buf[1024];
+  int fd = open("/proc/self/stat", O_RDONLY | O_CLOEXEC);
+  ssize_t n = fd < 0 ? -1 : read(fd, buf, sizeof buf - 1);
+  if (fd >= 0)
+    close(fd);
+  if (n <= 0)
+    return;
+  buf[n] = 0;
+  const char *p = strrchr(buf, ')'); /* after the command name, which may hold anything */
+  unsigned long long tty;
+  if (p && sscanf(p + 1, " %*c %*d %*d %*d %llu", &tty) == 1)
+    host_ctty = (dev_t)tty;
+}
+
+/* /dev/tty is the controlling terminal (Linux's tty_open_current_tty): the
+ * first of stdin/out/err that is the host process's controlling terminal;
+ * none (-1: ENXIO) when it has none, or the stdio's terminal is another
+ * (a program started without one, as under nohup or a CI runner). */
 static int tty_fd(struct sb *sb)
 {
+  if (!host_ctty)
+    return -1;
   for (int i = 0; i < 3; i++) {
     struct file *f = fs_get(sb, i);
-    if (f && f->type == F_HOST && f->stdio >= 0 && isatty(f->hostfd))
+    struct stat st;
+    if (f && f->type == F_HOST && f->stdio >= 0 && isatty(f->hostfd) && fstat(f->hostfd, &st) == 0 &&
+        st.st_rdev == host_ctty)
       return f->hostfd;
   }
   return -1;
