@@ -73,7 +73,6 @@ static void sb_teardown(void)
     diag("could not remove %s", root);
 }
 
-static int gopen(const char *path, int flags, int mode) { return (int)S3(SYS_open, gs(path), flags, mode); }
 
 static long gwrite(int fd, const char *s) { return S3(SYS_write, fd, gs(s), strlen(s)); }
 

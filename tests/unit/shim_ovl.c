@@ -59,7 +59,6 @@ static const char *host_read(const char *rel)
   return out;
 }
 
-static int gopen(const char *path, int flags, int mode) { return (int)S3(SYS_open, gs(path), flags, mode); }
 
 static const char *gread(const char *path)
 {

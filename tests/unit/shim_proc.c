@@ -26,14 +26,14 @@
 
 static char hostdir[] = "/var/tmp/cowfork-shimproc.XXXXXX";
 
-static int gopen(const char *path, int flags) { return (int)S3(SYS_open, gs(path), flags, 0644); }
+static int gopen_rw(const char *path, int flags) { return (int)S3(SYS_open, gs(path), flags, 0644); }
 
 /* The whole file through read(2) (NUL-terminated; "" on an error). */
 static const char *gread(const char *path)
 {
   static char out[65536];
   out[0] = 0;
-  int fd = gopen(path, O_RDONLY);
+  int fd = gopen_rw(path, O_RDONLY);
   if (fd < 0)
     return out;
   size_t n = 0;
@@ -93,18 +93,18 @@ static void test_host_unreachable(void)
   /* /proc/1 is the sandbox's init (test_init): nothing of the host's pid 1 */
   ok(strcmp(gread("/proc/1/environ"), "") == 0, "/proc/1/environ: the sandbox's init's, empty");
   ok(strcmp(gread("/proc/1/cmdline"), "") == 0, "/proc/1/cmdline: the sandbox's init's, empty");
-  is(gopen("/proc/1/root/etc/shadow", O_RDONLY), -ENOENT, "/proc/1/root/etc/shadow: ENOENT");
-  is(gopen("/proc/self/root/etc/hostname", O_RDONLY), -ENOENT, "/proc/self/root: not served, ENOENT");
+  is(gopen_rw("/proc/1/root/etc/shadow", O_RDONLY), -ENOENT, "/proc/1/root/etc/shadow: ENOENT");
+  is(gopen_rw("/proc/self/root/etc/hostname", O_RDONLY), -ENOENT, "/proc/self/root: not served, ENOENT");
   snprintf(p, sizeof p, "/proc/%d/mem", (int)getpid());
-  is(gopen(p, O_RDONLY), -ENOENT, "/proc/<the VMM's host pid>/mem: ENOENT");
+  is(gopen_rw(p, O_RDONLY), -ENOENT, "/proc/<the VMM's host pid>/mem: ENOENT");
   snprintf(p, sizeof p, "/proc/%d/maps", (int)getpid());
-  is(gopen(p, O_RDONLY), -ENOENT, "/proc/<the VMM's host pid>/maps: ENOENT");
-  is(gopen("/proc/self/mem", O_RDONLY), -ENOENT, "/proc/self/mem: ENOENT");
-  is(gopen("/proc/kcore", O_RDONLY), -ENOENT, "/proc/kcore: ENOENT");
-  is(gopen("/proc/sys/kernel/core_pattern", O_RDONLY), -ENOENT, "/proc/sys/kernel/core_pattern: ENOENT");
-  is(gopen("/dev/kmsg", O_RDONLY), -ENOENT, "/dev/kmsg: ENOENT");
-  is(gopen("/dev/mem", O_RDONLY), -ENOENT, "/dev/mem: ENOENT");
-  is(gopen("/dev/pts/0", O_RDONLY), -ENOENT, "/dev/pts/0: ENOENT");
+  is(gopen_rw(p, O_RDONLY), -ENOENT, "/proc/<the VMM's host pid>/maps: ENOENT");
+  is(gopen_rw("/proc/self/mem", O_RDONLY), -ENOENT, "/proc/self/mem: ENOENT");
+  is(gopen_rw("/proc/kcore", O_RDONLY), -ENOENT, "/proc/kcore: ENOENT");
+  is(gopen_rw("/proc/sys/kernel/core_pattern", O_RDONLY), -ENOENT, "/proc/sys/kernel/core_pattern: ENOENT");
+  is(gopen_rw("/dev/kmsg", O_RDONLY), -ENOENT, "/dev/kmsg: ENOENT");
+  is(gopen_rw("/dev/mem", O_RDONLY), -ENOENT, "/dev/mem: ENOENT");
+  is(gopen_rw("/dev/pts/0", O_RDONLY), -ENOENT, "/dev/pts/0: ENOENT");
   struct stat st;
   is(gstat("/dev/kmsg", &st, false), -ENOENT, "stat /dev/kmsg: ENOENT");
   is(gstat("/proc/2/root", &st, false), -ENOENT, "stat /proc/2/root: ENOENT");
@@ -115,7 +115,7 @@ static void test_host_unreachable(void)
   snprintf(p, sizeof p, "%s/lproc", hostdir);
   symlink("/proc/1/environ", p);
   {
-    int fd = gopen(p, O_RDONLY);
+    int fd = gopen_rw(p, O_RDONLY);
     ok(fd >= 0 && strcmp(gread(p), "") == 0, "a host symlink to /proc/1/environ: the sandbox's init's, empty");
     S1(SYS_close, fd);
   }
@@ -123,7 +123,7 @@ static void test_host_unreachable(void)
   symlink("../../../proc/self/status", p);
   {
     /* followed in the sandbox's view: its own /proc, never the host's */
-    int fd = gopen(p, O_RDONLY);
+    int fd = gopen_rw(p, O_RDONLY);
     ok(fd >= 0, "a relative host symlink into /proc: the sandbox's /proc/self/status");
     if (fd >= 0) {
       uint64_t b = galloc(NULL, 4096);
@@ -134,13 +134,13 @@ static void test_host_unreachable(void)
   }
   snprintf(p, sizeof p, "%s/ldev", hostdir);
   symlink("/dev/kmsg", p);
-  is(gopen(p, O_RDONLY), -ENOENT, "a host symlink to /dev/kmsg: ENOENT");
+  is(gopen_rw(p, O_RDONLY), -ENOENT, "a host symlink to /dev/kmsg: ENOENT");
   snprintf(p, sizeof p, "%s/fifo", hostdir);
   if (mkfifo(p, 0666) == 0)
-    is(gopen(p, O_RDONLY), -EACCES, "a host FIFO: EACCES, and no hang");
+    is(gopen_rw(p, O_RDONLY), -EACCES, "a host FIFO: EACCES, and no hang");
   snprintf(p, sizeof p, "%s/null", hostdir);
   if (mknod(p, S_IFCHR | 0666, makedev(1, 3)) == 0)
-    is(gopen(p, O_RDONLY), -EACCES, "a host device node outside /dev: EACCES (as on a nodev mount)");
+    is(gopen_rw(p, O_RDONLY), -EACCES, "a host device node outside /dev: EACCES (as on a nodev mount)");
   else
     diag("mknod: not root, the device node check is not made");
 }
@@ -190,7 +190,7 @@ static void test_fdinfo(void)
     fclose(fp);
   close(n);
   head2(nat, want, sizeof want);
-  int fd = gopen("/tmp/fdinfo", O_RDWR | O_CREAT | O_APPEND | O_CLOEXEC);
+  int fd = gopen_rw("/tmp/fdinfo", O_RDWR | O_CREAT | O_APPEND | O_CLOEXEC);
   is(S3(SYS_write, fd, gs("hello"), 5), 5, "a /tmp file, O_RDWR|O_APPEND|O_CLOEXEC, 5 bytes written");
   snprintf(path, sizeof path, "/proc/self/fdinfo/%d", fd);
   const char *t = gread(path);
@@ -232,7 +232,7 @@ static void test_fdinfo(void)
   S1(SYS_close, gp[1]);
   S1(SYS_close, fd);
   snprintf(path, sizeof path, "/proc/self/fdinfo/%d", fd);
-  is(gopen(path, O_RDONLY), -ENOENT, "a closed fd's: ENOENT");
+  is(gopen_rw(path, O_RDONLY), -ENOENT, "a closed fd's: ENOENT");
 }
 
 static void test_process_files(void)
@@ -262,12 +262,12 @@ static void test_process_files(void)
     int got = c ? sscanf(c, "%llu", &nthr) : 0;
     ok(got == 1 && nthr == 1, "stat: num_threads 1 (got %llu)", nthr);
   }
-  int fd = gopen("/proc/self/cmdline", O_RDONLY);
+  int fd = gopen_rw("/proc/self/cmdline", O_RDONLY);
   uint64_t b = galloc(NULL, 64);
   is(S3(SYS_read, fd, b, 64), 12, "cmdline: 12 bytes");
   ok(memcmp(hp(b), "prog\0--flag\0", 12) == 0, "cmdline: prog NUL --flag NUL");
   S1(SYS_close, fd);
-  fd = gopen("/proc/self/environ", O_RDONLY);
+  fd = gopen_rw("/proc/self/environ", O_RDONLY);
   is(S3(SYS_read, fd, b, 64), 10, "environ: what the program was started with (10 bytes)");
   ok(memcmp(hp(b), "A=1\0B=two\0", 10) == 0, "environ: A=1 NUL B=two NUL");
   S1(SYS_close, fd);
@@ -289,7 +289,7 @@ static void test_process_files(void)
 
   /* fd/N: readlink names the file; open reopens it */
   is(S2(SYS_mkdir, gs("/tmp/d"), 0755), 0, "mkdir /tmp/d");
-  fd = gopen("/tmp/d/f", O_CREAT | O_RDWR);
+  fd = gopen_rw("/tmp/d/f", O_CREAT | O_RDWR);
   is(S3(SYS_write, fd, gs("hello"), 5), 5, "write /tmp/d/f");
   char p[64];
   snprintf(p, sizeof p, "/proc/self/fd/%d", fd);
@@ -300,7 +300,7 @@ static void test_process_files(void)
   struct stat st;
   ok(gstat(p, &st, false) == 0 && S_ISREG(st.st_mode) && st.st_size == 5, "stat /dev/fd/%d: the file", fd);
   S1(SYS_close, fd);
-  is(gopen(p, O_RDONLY), -ENOENT, "after close, fd/%d: ENOENT", fd);
+  is(gopen_rw(p, O_RDONLY), -ENOENT, "after close, fd/%d: ENOENT", fd);
   /* cwd */
   is(S1(SYS_chdir, gs("/tmp/d")), 0, "chdir /tmp/d");
   ok(strcmp(gread("/proc/self/cwd/f"), "hello") == 0, "/proc/self/cwd/f is /tmp/d/f");
@@ -355,44 +355,44 @@ static void test_system_files(void)
 static void test_writes_devices(void)
 {
   diag("writes to /proc as Linux; the devices");
-  int fd = gopen("/proc/self/status", O_WRONLY);
+  int fd = gopen_rw("/proc/self/status", O_WRONLY);
   if (sb->uid == 0) {
     ok(fd >= 0, "root opens /proc/self/status for writing (as Linux)");
     is(S3(SYS_write, fd, gs("x"), 1), -EINVAL, "and a write is EINVAL");
     S1(SYS_close, fd);
-    fd = gopen("/proc/cpuinfo", O_WRONLY);
+    fd = gopen_rw("/proc/cpuinfo", O_WRONLY);
     is(S3(SYS_write, fd, gs("x"), 1), -EIO, "a write to /proc/cpuinfo: EIO");
     S1(SYS_close, fd);
-    is(gopen("/proc/sys/kernel/random/uuid", O_WRONLY), -EACCES, "uuid for writing: EACCES");
+    is(gopen_rw("/proc/sys/kernel/random/uuid", O_WRONLY), -EACCES, "uuid for writing: EACCES");
   } else {
     is(fd, -EACCES, "/proc/self/status for writing: EACCES");
   }
-  is(gopen("/proc/newfile", O_WRONLY | O_CREAT), -ENOENT, "create in /proc: ENOENT");
-  fd = gopen("/dev/shm/x", O_RDWR | O_CREAT);
+  is(gopen_rw("/proc/newfile", O_WRONLY | O_CREAT), -ENOENT, "create in /proc: ENOENT");
+  fd = gopen_rw("/dev/shm/x", O_RDWR | O_CREAT);
   ok(fd >= 0, "create in /dev/shm: the sandbox's own, writable (shm_open)");
   ok(strcmp(glist("/dev/shm"), "x") == 0, "ls /dev/shm: x (got '%s')", glist("/dev/shm"));
   ok(!tmp_lookup(sb, "/tmp/x"), "not in /tmp");
   is(S2(SYS_rename, gs("/dev/shm/x"), gs("/tmp/x")), -EXDEV, "rename /dev/shm/x to /tmp: EXDEV (two file systems)");
   S1(SYS_close, fd);
   is(S1(SYS_unlink, gs("/dev/shm/x")), 0, "unlink /dev/shm/x (shm_unlink)");
-  is(gopen("/dev/null", O_RDONLY | O_CREAT | O_EXCL), -EEXIST, "O_EXCL /dev/null: EEXIST");
-  fd = gopen("/dev/null", O_WRONLY | O_CREAT | O_TRUNC);
+  is(gopen_rw("/dev/null", O_RDONLY | O_CREAT | O_EXCL), -EEXIST, "O_EXCL /dev/null: EEXIST");
+  fd = gopen_rw("/dev/null", O_WRONLY | O_CREAT | O_TRUNC);
   ok(fd >= 0, "> /dev/null (O_CREAT|O_TRUNC) opens");
   is(S3(SYS_write, fd, gs("abc"), 3), 3, "and takes writes");
   S1(SYS_close, fd);
   uint64_t b = galloc(NULL, 64);
   memset(hp(b), 0x55, 64);
-  fd = gopen("/dev/zero", O_RDONLY);
+  fd = gopen_rw("/dev/zero", O_RDONLY);
   is(S3(SYS_read, fd, b, 64), 64, "read /dev/zero");
   ok(((uint8_t *)hp(b))[0] == 0 && ((uint8_t *)hp(b))[63] == 0, "zeros");
   S1(SYS_close, fd);
-  fd = gopen("/dev/full", O_WRONLY);
+  fd = gopen_rw("/dev/full", O_WRONLY);
   is(S3(SYS_write, fd, b, 1), -ENOSPC, "write /dev/full: ENOSPC");
   S1(SYS_close, fd);
-  fd = gopen("/dev/urandom", O_RDONLY);
+  fd = gopen_rw("/dev/urandom", O_RDONLY);
   is(S3(SYS_read, fd, b, 32), 32, "read /dev/urandom");
   S1(SYS_close, fd);
-  is(gopen("/dev/tty", O_RDWR), -ENXIO, "/dev/tty without a terminal: ENXIO");
+  is(gopen_rw("/dev/tty", O_RDWR), -ENXIO, "/dev/tty without a terminal: ENXIO");
   struct stat st;
   ok(gstat("/dev/null", &st, false) == 0 && S_ISCHR(st.st_mode) && st.st_rdev == makedev(1, 3), "/dev/null: c 1,3");
   ok(gstat("/dev/urandom", &st, false) == 0 && st.st_rdev == makedev(1, 9), "/dev/urandom: c 1,9");

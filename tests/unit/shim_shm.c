@@ -31,7 +31,6 @@
 
 static char root[] = "/var/tmp/cowfork-shimshm.XXXXXX";
 
-static int gopen(const char *path, int flags, int mode) { return (int)S3(SYS_open, gs(path), flags, mode); }
 
 static const char *gpread(int fd, size_t n, off_t off)
 {

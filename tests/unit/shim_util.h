@@ -91,6 +91,11 @@ __attribute__((unused)) static uint64_t galloc(const void *p, size_t n)
   return g;
 }
 __attribute__((unused)) static uint64_t gs(const char *s) { return galloc(s, strlen(s) + 1); }
+/* open(2) of a guest path through the shim: the fd, or -errno */
+__attribute__((unused)) static int gopen(const char *path, int flags, int mode)
+{
+  return (int)S3(SYS_open, gs(path), flags, mode);
+}
 __attribute__((unused)) static void *hp(uint64_t g) { return sb->mem + g; }
 
 /* The names in directory dir but "." and "..", in getdents64 order, joined
